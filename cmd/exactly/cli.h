@@ -1,0 +1,26 @@
+/* cli.h - what the subcommands share: config loading and exit codes. */
+#ifndef EXACTLY_CLI_H
+#define EXACTLY_CLI_H
+
+#include "config.h"
+
+/* Exit codes of every subcommand. */
+enum {
+    CLI_OK = 0,
+    CLI_FAILED = 1,  /* a runtime failure: a service unreachable, a fatal error */
+    CLI_REFUSED = 2  /* bad usage, configuration or plugin: nothing was done */
+};
+
+/* Loads path; on failure prints the reason and returns NULL. */
+exactly_config *cli_load_config(const char *path);
+
+/* The pipeline named name, or the only one when name is NULL; on failure
+ * prints why and returns NULL. */
+const cfg_pipeline *cli_pick_pipeline(const exactly_config *cfg,
+                                      const char *name);
+
+int cmd_run(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+#endif

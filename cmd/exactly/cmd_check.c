@@ -1,0 +1,245 @@
+/*
+ * cmd_check.c - `exactly check`: everything a worker needs before it
+ * starts, each item printed with OK or the reason, changing nothing.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "pg_conn.h"
+#include "plugin.h"
+#include "source.h"
+#include "store.h"
+#include "strbuf.h"
+
+typedef struct checker {
+    int refused; /* config or plugin problems: exit 2 */
+    int failed;  /* services unreachable or not ready: exit 1 */
+} checker;
+
+static void ok(const char *what, const char *detail)
+{
+    printf("OK    %-26s %s\n", what, detail);
+}
+
+static void bad(checker *ck, int refusal, const char *what, const char *why)
+{
+    printf("FAIL  %-26s %s\n", what, why);
+    if (refusal)
+        ck->refused = 1;
+    else
+        ck->failed = 1;
+}
+
+static void check_kafka(checker *ck, const exactly_config *cfg,
+                        const cfg_pipeline *p)
+{
+    char err[1024], reset[16], what[128], detail[512];
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+    size_t i;
+
+    conf = exactly_kafka_conf(cfg, p, reset, "exactly-check", err, sizeof(err));
+    snprintf(what, sizeof(what), "kafka config [%s]", p->name);
+    if (!conf) {
+        bad(ck, 1, what, err);
+        return;
+    }
+    ok(what, "read_committed, auto commit off");
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        bad(ck, 1, what, err);
+        return;
+    }
+    for (i = 0; i < p->n_topics; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, p->topics[i], NULL);
+        rd_kafka_resp_err_t e;
+
+        snprintf(what, sizeof(what), "kafka topic %s", p->topics[i]);
+        e = t ? rd_kafka_metadata(rk, 0, t, &md, 10000)
+              : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        if (e) {
+            snprintf(detail, sizeof(detail), "cannot read metadata: %s",
+                     rd_kafka_err2str(e));
+            bad(ck, 0, what, detail);
+        } else if (md->topic_cnt < 1 || md->topics[0].err) {
+            snprintf(detail, sizeof(detail), "%s",
+                     md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
+                                   : "not found");
+            bad(ck, 0, what, detail);
+        } else {
+            snprintf(detail, sizeof(detail), "%d partitions, %d brokers",
+                     md->topics[0].partition_cnt, md->broker_cnt);
+            ok(what, detail);
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (t)
+            rd_kafka_topic_destroy(t);
+    }
+    rd_kafka_destroy(rk);
+}
+
+/* Runs the lookup on no IDs in a read-only transaction: proves the SQL
+ * parses, the table exists and the key column is in the result. */
+static void check_lookup(checker *ck, PGconn *conn, const cfg_pipeline *p)
+{
+    char what[128], err[1024];
+    strbuf sql = {0};
+    PGresult *res = NULL;
+    const char *params[1] = {"{}"};
+    const char *key = p->lookup.sql ? (p->lookup.key_column ? p->lookup.key_column : "id")
+                                    : p->lookup.id_column;
+
+    snprintf(what, sizeof(what), "lookup [%s]", p->name);
+    if (p->lookup.sql) {
+        strbuf_puts(&sql, p->lookup.sql);
+    } else {
+        char *t = exactly_pg_ident(conn, p->lookup.table);
+        char *c = exactly_pg_ident(conn, p->lookup.id_column);
+        /* A schema-qualified name is checked through regclass instead. */
+        if (strchr(p->lookup.table, '.'))
+            strbuf_printf(&sql, "SELECT * FROM %s WHERE false", p->lookup.table);
+        else
+            strbuf_printf(&sql, "SELECT * FROM %s WHERE %s = ANY($1::text[]::%s[])",
+                          t, c, exactly_id_type_name(p->id.type));
+        PQfreemem(t);
+        PQfreemem(c);
+    }
+    (void)exactly_pg_exec(conn, "BEGIN READ ONLY", 0, NULL, NULL, err, sizeof(err));
+    if (exactly_pg_exec(conn, strbuf_str(&sql),
+                        strstr(strbuf_str(&sql), "$1") ? 1 : 0, params, &res,
+                        err, sizeof(err)) != EXACTLY_OK) {
+        bad(ck, 1, what, err);
+    } else if (PQfnumber(res, key) < 0 && !(p->lookup.table && strchr(p->lookup.table, '.'))) {
+        snprintf(err, sizeof(err), "result has no column '%s'", key);
+        bad(ck, 1, what, err);
+    } else {
+        snprintf(err, sizeof(err), "runs; %d columns", PQnfields(res));
+        ok(what, err);
+    }
+    PQclear(res);
+    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, err, sizeof(err));
+    strbuf_free(&sql);
+}
+
+static void check_pipeline(checker *ck, const exactly_config *cfg,
+                           const cfg_pipeline *p, PGconn *conn)
+{
+    char what[128], err[2048], detail[512];
+    exactly_plugin *pl = NULL;
+
+    snprintf(what, sizeof(what), "handler [%s]", p->name);
+    if (exactly_plugin_load(cfg, p, &pl, err, sizeof(err)) != EXACTLY_OK) {
+        bad(ck, 1, what, err);
+    } else {
+        snprintf(detail, sizeof(detail), "%s '%s' ABI %u.%u%s", pl->label,
+                 pl->h->name, pl->h->abi_major, pl->h->abi_minor,
+                 pl->fused ? ", lookup fused into the write" : "");
+        ok(what, detail);
+    }
+    if (conn) {
+        check_lookup(ck, conn, p);
+        if (pl) {
+            snprintf(what, sizeof(what), "handler open [%s]", p->name);
+            if (exactly_plugin_open(pl, conn, p, 30000, err, sizeof(err)) !=
+                EXACTLY_OK)
+                bad(ck, 1, what, err);
+            else
+                ok(what, "open() accepted the options and the database");
+        }
+    }
+    exactly_plugin_free(pl);
+    check_kafka(ck, cfg, p);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: exactly check -c FILE [--pipeline NAME]\n"
+            "\n"
+            "Validates the configuration, loads each pipeline's handler and\n"
+            "calls its open(), runs each lookup on no IDs, checks the framework\n"
+            "schema version, and reads each topic's metadata from Kafka. Prints\n"
+            "one line per item with OK or the reason. Writes nothing.\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE     the YAML configuration (required)\n"
+            "  -p, --pipeline NAME   check only this pipeline\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Exit codes: 0 all OK, 1 a service is unreachable or not migrated,\n"
+            "2 the configuration or a plugin is refused.\n");
+}
+
+int cmd_check(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"pipeline", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *only = NULL;
+    exactly_config *cfg;
+    PGconn *conn;
+    checker ck = {0, 0};
+    char err[2048], detail[512];
+    int c, version = 0;
+    size_t i;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:p:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'p': only = optarg; break;
+        case 'h': usage(stdout); return CLI_OK;
+        default: usage(stderr); return CLI_REFUSED;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "exactly check: missing -c FILE\n");
+        return CLI_REFUSED;
+    }
+    if (exactly_config_load(path, &cfg, err, sizeof(err)) != EXACTLY_OK) {
+        printf("FAIL  %-26s %s\n", "config", err);
+        return CLI_REFUSED;
+    }
+    snprintf(detail, sizeof(detail), "%s, %zu pipeline(s)", path, cfg->n_pipelines);
+    ok("config", detail);
+    if (only && !cli_pick_pipeline(cfg, only)) {
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
+    conn = exactly_pg_connect(cfg, "exactly-check", err, sizeof(err));
+    if (!conn) {
+        bad(&ck, 0, "postgres", err);
+    } else {
+        snprintf(detail, sizeof(detail), "connected, server %d.%d",
+                 PQserverVersion(conn) / 10000, PQserverVersion(conn) % 10000);
+        ok("postgres", detail);
+        if (exactly_store_version(conn, cfg->postgres.schema, &version, err,
+                                  sizeof(err)) != EXACTLY_OK) {
+            bad(&ck, 0, "framework schema", err);
+        } else if (version != EXACTLY_SCHEMA_VERSION) {
+            snprintf(detail, sizeof(detail),
+                     "schema %s at version %d, need %d: run 'exactly migrate -c %s'",
+                     cfg->postgres.schema, version, EXACTLY_SCHEMA_VERSION, path);
+            bad(&ck, 0, "framework schema", detail);
+        } else {
+            snprintf(detail, sizeof(detail), "%s at version %d",
+                     cfg->postgres.schema, version);
+            ok("framework schema", detail);
+        }
+    }
+    for (i = 0; i < cfg->n_pipelines; i++)
+        if (!only || strcmp(only, cfg->pipelines[i].name) == 0)
+            check_pipeline(&ck, cfg, &cfg->pipelines[i], conn);
+    if (conn)
+        PQfinish(conn);
+    exactly_config_free(cfg);
+    return ck.refused ? CLI_REFUSED : ck.failed ? CLI_FAILED : CLI_OK;
+}

@@ -1,0 +1,436 @@
+#include "batch.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "id_decode.h"
+
+static size_t hash_str(const char *s)
+{
+    /* FNV-1a: short keys, no adversary gains anything but a slow batch. */
+    size_t h = (size_t)1469598103934665603ULL;
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= (size_t)1099511628211ULL;
+    }
+    return h;
+}
+
+int strset_reset(strset *s, size_t n)
+{
+    size_t want = 16;
+
+    while (want < n * 2)
+        want *= 2;
+    if (want > s->n_slots) {
+        const char **k = realloc(s->slots, want * sizeof(*k));
+        if (!k)
+            return -1;
+        s->slots = k;
+        s->n_slots = want;
+    }
+    memset(s->slots, 0, s->n_slots * sizeof(*s->slots));
+    return 0;
+}
+
+/* 1 when added, 0 when already there, -1 when full (reset was too small). */
+int strset_add(strset *s, const char *key)
+{
+    size_t mask = s->n_slots - 1;
+    size_t h = hash_str(key) & mask;
+    size_t probes = 0;
+
+    while (s->slots[h]) {
+        if (strcmp(s->slots[h], key) == 0)
+            return 0;
+        h = (h + 1) & mask;
+        if (++probes == s->n_slots)
+            return -1;
+    }
+    s->slots[h] = key;
+    return 1;
+}
+
+int strset_has(const strset *s, const char *key)
+{
+    size_t mask = s->n_slots - 1;
+    size_t h = hash_str(key) & mask;
+    size_t probes = 0;
+
+    while (s->slots[h] && probes++ < s->n_slots) {
+        if (strcmp(s->slots[h], key) == 0)
+            return 1;
+        h = (h + 1) & mask;
+    }
+    return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    size_t c;
+    void *q;
+
+    if (need <= *cap)
+        return 0;
+    c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    q = realloc(*p, c * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void clear_msgs(batch_builder *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n_msgs; i++) {
+        free(b->msgs[i].id);
+        free(b->msgs[i].dedup_hex);
+    }
+    b->n_msgs = 0;
+    b->n_ids = 0;
+    b->n_records = 0;
+}
+
+/* The ID's index in b->ids, adding it if new; SIZE_MAX on failure. */
+static size_t intern(batch_builder *b, char *id)
+{
+    size_t mask = b->n_slots - 1;
+    size_t h = hash_str(id) & mask;
+
+    while (b->slots[h] != SIZE_MAX) {
+        if (strcmp(b->ids[b->slots[h]], id) == 0)
+            return b->slots[h];
+        h = (h + 1) & mask;
+    }
+    if (grow((void **)&b->ids, &b->cap_ids, b->n_ids + 1, sizeof(char *)))
+        return SIZE_MAX;
+    b->ids[b->n_ids] = id; /* borrowed from the batch_msg */
+    b->slots[h] = b->n_ids;
+    return b->n_ids++;
+}
+
+static size_t lookup_id(const batch_builder *b, const char *id)
+{
+    size_t mask = b->n_slots - 1;
+    size_t h = hash_str(id) & mask;
+
+    while (b->slots[h] != SIZE_MAX) {
+        if (strcmp(b->ids[b->slots[h]], id) == 0)
+            return b->slots[h];
+        h = (h + 1) & mask;
+    }
+    return SIZE_MAX;
+}
+
+static int source_bytes(const rd_kafka_message_t *m, cfg_id_from from,
+                        const char *header, const void **data, size_t *len)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+
+    switch (from) {
+    case CFG_FROM_KEY:
+        *data = m->key;
+        *len = m->key_len;
+        return 0;
+    case CFG_FROM_VALUE:
+        *data = m->payload;
+        *len = m->len;
+        return 0;
+    case CFG_FROM_HEADER:
+        /* rd_kafka_message_headers() parses lazily; the message is const
+         * to us but librdkafka caches the parse inside it. */
+        if (rd_kafka_message_headers((rd_kafka_message_t *)m, &hdrs) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            rd_kafka_header_get_last(hdrs, header, data, len) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
+static char *to_hex(const void *data, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = data;
+    char *s = malloc(n * 2 + 1);
+    size_t i;
+
+    if (!s)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        s[2 * i] = hex[p[i] >> 4];
+        s[2 * i + 1] = hex[p[i] & 15];
+    }
+    s[2 * n] = '\0';
+    return s;
+}
+
+exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
+                        rd_kafka_message_t *const *msgs, size_t n)
+{
+    size_t i;
+    size_t slots = 16;
+
+    clear_msgs(b);
+    b->p = p;
+    if (grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)))
+        return EXACTLY_ENOMEM;
+    while (slots < n * 2)
+        slots *= 2;
+    if (slots > b->n_slots) {
+        size_t *s = realloc(b->slots, slots * sizeof(size_t));
+        if (!s)
+            return EXACTLY_ENOMEM;
+        b->slots = s;
+        b->n_slots = slots;
+    }
+    memset(b->slots, 0xff, b->n_slots * sizeof(size_t));
+    strbuf_reset(&b->ids_param);
+    strbuf_reset(&b->dedup_keys);
+    strbuf_reset(&b->dedup_offs);
+    strbuf_array_begin(&b->ids_param);
+    strbuf_array_begin(&b->dedup_keys);
+
+    for (i = 0; i < n; i++) {
+        batch_msg *bm = &b->msgs[i];
+        const void *data = NULL;
+        size_t len = 0;
+        size_t before = b->n_ids;
+
+        memset(bm, 0, sizeof(*bm));
+        bm->rk = msgs[i];
+        b->n_msgs = i + 1;
+        if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) != 0) {
+            snprintf(bm->reason, sizeof(bm->reason),
+                     "header '%s' missing", p->id.header);
+            bm->dead = 1;
+        } else if (exactly_id_decode(p->id.type, p->id.max_length, data, len,
+                                     &bm->id, bm->reason,
+                                     sizeof(bm->reason)) != EXACTLY_OK) {
+            if (!bm->reason[0])
+                return EXACTLY_ENOMEM;
+            bm->dead = 1;
+        } else {
+            if (intern(b, bm->id) == SIZE_MAX)
+                return EXACTLY_ENOMEM;
+            if (b->n_ids > before)
+                strbuf_array_elem_str(&b->ids_param, bm->id);
+        }
+        if (p->dedup.enabled && !bm->dead &&
+            source_bytes(msgs[i], p->dedup.from, p->dedup.header, &data,
+                         &len) == 0 &&
+            data) {
+            bm->dedup_hex = to_hex(data, len);
+            if (!bm->dedup_hex)
+                return EXACTLY_ENOMEM;
+        }
+    }
+    strbuf_array_end(&b->ids_param);
+
+    /* Dedup keys: the first occurrence in the batch is the candidate; a
+     * later one with the same key is a duplicate already. */
+    if (p->dedup.enabled) {
+        strbuf_array_begin(&b->dedup_offs);
+        if (strset_reset(&b->dedup_set, n) != 0)
+            return EXACTLY_ENOMEM;
+        for (i = 0; i < n; i++) {
+            batch_msg *bm = &b->msgs[i];
+            int added;
+            if (!bm->dedup_hex)
+                continue;
+            added = strset_add(&b->dedup_set, bm->dedup_hex);
+            if (added < 0)
+                return EXACTLY_ENOMEM;
+            if (!added) {
+                bm->duplicate = 1;
+                continue;
+            }
+            strbuf_array_elem_str(&b->dedup_keys, bm->dedup_hex);
+            strbuf_array_elem_int(&b->dedup_offs, (long long)bm->rk->offset);
+        }
+        strbuf_array_end(&b->dedup_offs);
+    }
+    strbuf_array_end(&b->dedup_keys);
+    if (b->ids_param.oom || b->dedup_keys.oom || b->dedup_offs.oom)
+        return EXACTLY_ENOMEM;
+    return EXACTLY_OK;
+}
+
+exactly_err batch_apply_dedup(batch_builder *b, const PGresult *res)
+{
+    size_t i;
+    int r;
+
+    if (!res)
+        return EXACTLY_OK;
+    /* The keys the insert returned are the new ones; every other candidate
+     * was seen in an earlier batch. */
+    if (strset_reset(&b->dedup_set, (size_t)PQntuples(res)) != 0)
+        return EXACTLY_ENOMEM;
+    for (r = 0; r < PQntuples(res); r++)
+        if (strset_add(&b->dedup_set, PQgetvalue(res, r, 0)) < 0)
+            return EXACTLY_ENOMEM;
+    for (i = 0; i < b->n_msgs; i++) {
+        batch_msg *bm = &b->msgs[i];
+        if (bm->dedup_hex && !bm->duplicate &&
+            !strset_has(&b->dedup_set, bm->dedup_hex))
+            bm->duplicate = 1;
+    }
+    return EXACTLY_OK;
+}
+
+exactly_err batch_group(batch_builder *b, const PGresult *lookup,
+                        const char *key_column, size_t *n_missing,
+                        char *errbuf, size_t errbuf_size)
+{
+    size_t *rec_of_id = NULL;
+    size_t *row_count = NULL;
+    size_t n_rows_total = 0;
+    size_t i;
+    int keycol = -1;
+    int nt = lookup ? PQntuples(lookup) : 0;
+    int nf = lookup ? PQnfields(lookup) : 0;
+    exactly_err rc = EXACTLY_ENOMEM;
+
+    *n_missing = 0;
+    b->n_records = 0;
+    b->n_columns = (size_t)nf;
+    if (lookup) {
+        for (i = 0; i < (size_t)nf; i++)
+            if (strcmp(PQfname(lookup, (int)i), key_column) == 0)
+                keycol = (int)i;
+        if (keycol < 0) {
+            snprintf(errbuf, errbuf_size,
+                     "lookup result has no column '%s' (set lookup.key_column)",
+                     key_column);
+            return EXACTLY_ECONFIG;
+        }
+    }
+    rec_of_id = malloc((b->n_ids + 1) * sizeof(size_t));
+    row_count = calloc(b->n_ids + 1, sizeof(size_t));
+    if (!rec_of_id || !row_count)
+        goto cleanup;
+    for (i = 0; i < b->n_ids; i++)
+        rec_of_id[i] = SIZE_MAX;
+
+    /* Records in first-seen order of surviving messages. */
+    for (i = 0; i < b->n_msgs; i++) {
+        batch_msg *bm = &b->msgs[i];
+        size_t id;
+        if (bm->dead || bm->duplicate)
+            continue;
+        id = lookup_id(b, bm->id);
+        if (rec_of_id[id] == SIZE_MAX)
+            rec_of_id[id] = b->n_records++;
+        bm->record = rec_of_id[id];
+    }
+    free(b->records);
+    free(b->rec_msgs);
+    b->records = calloc(b->n_records + 1, sizeof(exactly_record));
+    b->rec_msgs = calloc(b->n_msgs + 1, sizeof(exactly_message));
+    if (!b->records || !b->rec_msgs)
+        goto cleanup;
+
+    /* Rows per record, counted, then placed contiguously. */
+    for (int r = 0; r < nt; r++) {
+        size_t id = lookup_id(b, PQgetvalue(lookup, r, keycol));
+        if (id != SIZE_MAX && rec_of_id[id] != SIZE_MAX) {
+            row_count[rec_of_id[id]]++;
+            n_rows_total++;
+        }
+    }
+    free(b->values);
+    b->values = calloc(n_rows_total * (size_t)nf + 1, sizeof(char *));
+    if (!b->values)
+        goto cleanup;
+
+    {
+        size_t msg_pos = 0;
+        size_t val_pos = 0;
+        size_t *msg_count = calloc(b->n_records + 1, sizeof(size_t));
+        if (!msg_count)
+            goto cleanup;
+        for (i = 0; i < b->n_msgs; i++)
+            if (!b->msgs[i].dead && !b->msgs[i].duplicate)
+                msg_count[b->msgs[i].record]++;
+        for (i = 0; i < b->n_records; i++) {
+            exactly_record *rec = &b->records[i];
+            rec->messages = &b->rec_msgs[msg_pos];
+            rec->n_messages = 0;
+            msg_pos += msg_count[i];
+            rec->values = &b->values[val_pos];
+            rec->n_rows = 0;
+            val_pos += row_count[i] * (size_t)nf;
+            if (row_count[i] == 0)
+                (*n_missing)++;
+        }
+        free(msg_count);
+    }
+    for (i = 0; i < b->n_msgs; i++) {
+        batch_msg *bm = &b->msgs[i];
+        exactly_record *rec;
+        exactly_message *m;
+        if (bm->dead || bm->duplicate)
+            continue;
+        rec = &b->records[bm->record];
+        rec->id = bm->id;
+        m = (exactly_message *)&rec->messages[rec->n_messages++];
+        m->offset = bm->rk->offset;
+        m->timestamp_ms = rd_kafka_message_timestamp(bm->rk, NULL);
+        m->key = bm->rk->key;
+        m->key_len = bm->rk->key_len;
+    }
+    for (int r = 0; r < nt; r++) {
+        size_t id = lookup_id(b, PQgetvalue(lookup, r, keycol));
+        size_t rec_i;
+        exactly_record *rec;
+        const char **dst;
+        if (id == SIZE_MAX || rec_of_id[id] == SIZE_MAX)
+            continue;
+        rec_i = rec_of_id[id];
+        rec = &b->records[rec_i];
+        dst = (const char **)&rec->values[rec->n_rows * (size_t)nf];
+        for (int c = 0; c < nf; c++)
+            dst[c] = PQgetisnull(lookup, r, c) ? NULL : PQgetvalue(lookup, r, c);
+        rec->n_rows++;
+    }
+    free(b->colnames);
+    b->colnames = calloc((size_t)nf + 1, sizeof(char *));
+    if (!b->colnames)
+        goto cleanup;
+    for (int c = 0; c < nf; c++)
+        b->colnames[c] = PQfname(lookup, c);
+    rc = EXACTLY_OK;
+
+cleanup:
+    free(rec_of_id);
+    free(row_count);
+    return rc;
+}
+
+void batch_free(batch_builder *b)
+{
+    if (!b)
+        return;
+    clear_msgs(b);
+    free(b->msgs);
+    free(b->ids);
+    free(b->slots);
+    free(b->records);
+    free(b->rec_msgs);
+    free(b->values);
+    free(b->colnames);
+    strbuf_free(&b->ids_param);
+    strbuf_free(&b->dedup_keys);
+    strbuf_free(&b->dedup_offs);
+    free(b->dedup_set.slots);
+    memset(b, 0, sizeof(*b));
+}

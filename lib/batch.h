@@ -1,0 +1,91 @@
+/*
+ * batch.h - turning one partition's buffered messages into the batch a
+ * handler sees: IDs decoded, dedup keys extracted, messages coalesced by ID
+ * (a handler reads current state, so one record per entity is enough, and
+ * PostgreSQL refuses an upsert that touches one row twice), rows attached.
+ *
+ * A batch_builder is reused from batch to batch; it owns everything it
+ * hands out until the next batch_build() or batch_free().
+ */
+#ifndef EXACTLY_BATCH_H
+#define EXACTLY_BATCH_H
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "exactly/handler.h"
+#include "strbuf.h"
+
+/* One message of the batch, decoded or not. */
+typedef struct batch_msg {
+    const rd_kafka_message_t *rk;  /* borrowed from the partition buffer */
+    char *id;                      /* canonical ID, NULL if undecodable */
+    char reason[160];              /* why undecodable */
+    char *dedup_hex;               /* dedup key in hex, NULL: none */
+    int duplicate;                 /* dropped by dedup */
+    int dead;                      /* goes to the dead-letter table */
+    size_t record;                 /* index in records once grouped */
+} batch_msg;
+
+/* A set of borrowed strings (open addressing), sized per batch. */
+typedef struct strset {
+    const char **slots;
+    size_t n_slots;
+} strset;
+
+int strset_reset(strset *s, size_t n);
+int strset_add(strset *s, const char *key);
+int strset_has(const strset *s, const char *key);
+
+typedef struct batch_builder {
+    const cfg_pipeline *p;
+
+    batch_msg *msgs;
+    size_t n_msgs;
+    size_t cap_msgs;
+
+    /* Unique decoded IDs in first-seen order, for the lookup. */
+    char **ids;
+    size_t n_ids;
+    size_t cap_ids;
+    /* Open-addressing hash: ID -> index in ids (SIZE_MAX: empty). */
+    size_t *slots;
+    size_t n_slots;
+
+    /* Records handed to the handler. */
+    exactly_record *records;
+    exactly_message *rec_msgs;
+    const char **values;
+    size_t n_records;
+    const char **colnames;
+    size_t n_columns;
+
+    strbuf ids_param;   /* {id,...} for the lookup */
+    strbuf dedup_keys;  /* {hex,...} unique, first occurrence */
+    strbuf dedup_offs;
+    strset dedup_set;
+} batch_builder;
+
+/* Decodes and indexes msgs[0..n). Returns EXACTLY_OK or EXACTLY_ENOMEM. */
+exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
+                        rd_kafka_message_t *const *msgs, size_t n);
+
+/* Marks duplicates: dedup_result holds the hex keys the dedup insert
+ * returned (new keys); NULL when dedup is off. */
+exactly_err batch_apply_dedup(batch_builder *b, const PGresult *dedup_result);
+
+/*
+ * Groups the surviving messages into records and attaches the lookup rows
+ * (lookup may be NULL: no rows). key_column names the ID column of the
+ * lookup result. Sets *n_missing to the number of records without rows.
+ * Returns EXACTLY_OK, EXACTLY_ENOMEM, or EXACTLY_ECONFIG when the lookup
+ * result has no column key_column (errbuf says so).
+ */
+exactly_err batch_group(batch_builder *b, const PGresult *lookup,
+                        const char *key_column, size_t *n_missing,
+                        char *errbuf, size_t errbuf_size);
+
+void batch_free(batch_builder *b);
+
+#endif

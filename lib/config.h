@@ -1,0 +1,155 @@
+/*
+ * config.h - the worker's YAML configuration, read once at start-up.
+ *
+ * exactly_config_load() reads and validates a whole file; on failure it
+ * returns EXACTLY_ECONFIG and writes one sentence naming the file, line,
+ * column and key into errbuf. The returned config is owned by the caller
+ * and freed with exactly_config_free() (which accepts NULL).
+ */
+#ifndef EXACTLY_CONFIG_H
+#define EXACTLY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "exactly/error.h"
+
+/* A position in the file, for error messages given after loading. */
+typedef struct cfg_pos {
+    int line;   /* 1-based */
+    int column; /* 1-based */
+} cfg_pos;
+
+/* A raw YAML value kept for later validation (handler options). */
+typedef enum cfg_kind { CFG_SCALAR = 1, CFG_SEQ = 2, CFG_MAP = 3 } cfg_kind;
+
+typedef struct cfg_value {
+    cfg_kind kind;
+    cfg_pos pos;
+    char *scalar;             /* CFG_SCALAR, after ${VAR} expansion */
+    struct cfg_value *items;  /* CFG_SEQ items, or CFG_MAP values */
+    char **keys;              /* CFG_MAP keys */
+    cfg_pos *key_pos;         /* CFG_MAP key positions */
+    size_t n_items;
+    char *raw;                /* CFG_SCALAR as written when it held ${...},
+                                 else NULL: messages echo this, never a
+                                 value that may come from a secret */
+} cfg_value;
+
+/* One property passed through to librdkafka. */
+typedef struct cfg_prop {
+    char *name;
+    char *value;
+    cfg_pos pos;
+} cfg_prop;
+
+typedef enum cfg_id_from {
+    CFG_FROM_KEY = 1,
+    CFG_FROM_VALUE = 2,
+    CFG_FROM_HEADER = 3
+} cfg_id_from;
+
+typedef enum cfg_id_type {
+    CFG_ID_BIGINT = 1,
+    CFG_ID_TEXT = 2,
+    CFG_ID_UUID = 3
+} cfg_id_type;
+
+typedef enum cfg_on_missing {
+    CFG_MISSING_SKIP = 1,
+    CFG_MISSING_DEAD_LETTER = 2,
+    CFG_MISSING_HANDLER = 3
+} cfg_on_missing;
+
+typedef struct cfg_pipeline {
+    char *name;
+    cfg_pos pos;
+
+    char **topics;
+    size_t n_topics;
+    char *group; /* group.id; default: "exactly-" + name */
+
+    struct {
+        cfg_id_from from;
+        char *header;       /* CFG_FROM_HEADER */
+        cfg_id_type type;   /* default bigint */
+        size_t max_length;  /* bytes; default 256 */
+    } id;
+
+    struct {
+        /* Either table (+ id_column, columns) or sql. */
+        char *table;
+        char *id_column;    /* default "id" */
+        char **columns;     /* NULL: all columns (*) */
+        size_t n_columns;
+        char *sql;          /* must use = ANY($1) */
+        char *key_column;   /* result column holding the ID; default id_column or "id" */
+        cfg_on_missing on_missing; /* default skip */
+    } lookup;
+
+    struct {
+        char *plugin;       /* path of a .so, or NULL */
+        char *builtin;      /* "upsert", or NULL */
+        cfg_value options;  /* CFG_MAP; n_items 0 when absent */
+        cfg_pos pos;
+        cfg_pos options_pos;
+    } handler;
+
+    struct {
+        int max_messages;   /* default 1000 */
+        int max_wait_ms;    /* default 100 */
+    } batch;
+
+    struct {
+        int enabled;
+        cfg_id_from from;   /* key or header */
+        char *header;
+        int64_t retention_s; /* default 7 days */
+    } dedup;
+
+    int workers;            /* default 1 */
+    int unsafe_read_uncommitted; /* default 0 */
+
+    cfg_prop *kafka;        /* per-pipeline overrides of the kafka section */
+    size_t n_kafka;
+} cfg_pipeline;
+
+typedef struct exactly_config {
+    char *path;
+
+    cfg_prop *kafka;
+    size_t n_kafka;
+
+    struct {
+        char *conninfo;
+        char *schema;                  /* default "exactly" */
+        int statement_timeout_ms;      /* default 30000 */
+        int lock_timeout_ms;           /* default 10000 */
+        int connect_timeout_s;         /* default 10 */
+        int idle_in_transaction_timeout_ms; /* default 60000 */
+        cfg_pos pos;
+    } postgres;
+
+    cfg_pipeline *pipelines;
+    size_t n_pipelines;
+} exactly_config;
+
+exactly_err exactly_config_load(const char *path, exactly_config **out,
+                                char *errbuf, size_t errbuf_size);
+
+void exactly_config_free(exactly_config *cfg);
+
+/* The pipeline called name, or NULL. */
+const cfg_pipeline *exactly_config_pipeline(const exactly_config *cfg,
+                                            const char *name);
+
+/* Whether a librdkafka property holds a secret and must never be printed. */
+int exactly_config_is_secret(const char *property);
+
+/* Copies conninfo into out with any password value replaced by "****". */
+void exactly_config_redact_conninfo(const char *conninfo, char *out,
+                                    size_t out_size);
+
+const char *exactly_id_type_name(cfg_id_type t);
+
+#endif

@@ -1,0 +1,182 @@
+#include "config_env.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A growing output string; on allocation failure it stays failed and every
+ * later append is a no-op, so callers check once at the end. */
+typedef struct out_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    int failed;
+} out_buf;
+
+static void buf_append(out_buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        char *grown;
+
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        grown = realloc(b->data, cap);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static int is_name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static int is_name_char(char c)
+{
+    return is_name_start(c) || (c >= '0' && c <= '9');
+}
+
+/*
+ * Expands the reference that starts at ref (just past "${") and returns the
+ * number of bytes it used, up to and including the '}'; 0 on error with the
+ * reason in why.
+ */
+static size_t expand_ref(const char *ref, out_buf *b, char *why,
+                         size_t why_size)
+{
+    const char *close = strchr(ref, '}');
+    const char *name_end = ref;
+    const char *value;
+    char name[256];
+    size_t name_len;
+
+    if (!close) {
+        snprintf(why, why_size, "unterminated '${' (write '$$' for a literal '$')");
+        return 0;
+    }
+    if (is_name_start(*name_end))
+        while (is_name_char(*name_end))
+            name_end++;
+    name_len = (size_t)(name_end - ref);
+    if (name_len == 0 || name_len >= sizeof(name) ||
+        (name_end != close && strncmp(name_end, ":-", 2) != 0)) {
+        snprintf(why, why_size,
+                 "invalid reference '${%.*s}': expected ${NAME} or "
+                 "${NAME:-default}",
+                 (int)(close - ref), ref);
+        return 0;
+    }
+    memcpy(name, ref, name_len);
+    name[name_len] = '\0';
+    value = getenv(name);
+
+    if (name_end == close) {
+        if (!value) {
+            snprintf(why, why_size, "environment variable '%s' is not set",
+                     name);
+            return 0;
+        }
+        buf_append(b, value, strlen(value));
+    } else if (value && value[0] != '\0') {
+        buf_append(b, value, strlen(value));
+    } else {
+        /* As in the shell, the default also covers a variable set to "". */
+        const char *def = name_end + 2;
+        buf_append(b, def, (size_t)(close - def));
+    }
+    return (size_t)(close - ref) + 1;
+}
+
+exactly_err exactly_env_expand(const char *text, char **out, int *used_env,
+                               char *why, size_t why_size)
+{
+    out_buf b = {0};
+    const char *p = text;
+
+    *out = NULL;
+    *used_env = 0;
+    if (why_size > 0)
+        why[0] = '\0';
+
+    while (*p) {
+        const char *dollar = strchr(p, '$');
+        size_t used;
+
+        if (!dollar) {
+            buf_append(&b, p, strlen(p));
+            break;
+        }
+        buf_append(&b, p, (size_t)(dollar - p));
+        if (dollar[1] == '$') {
+            buf_append(&b, "$", 1);
+            p = dollar + 2;
+        } else if (dollar[1] == '{') {
+            *used_env = 1;
+            used = expand_ref(dollar + 2, &b, why, why_size);
+            if (used == 0) {
+                free(b.data);
+                return EXACTLY_ECONFIG;
+            }
+            p = dollar + 2 + used;
+        } else {
+            buf_append(&b, "$", 1);
+            p = dollar + 1;
+        }
+    }
+    /* An empty text still yields an empty string, not NULL. */
+    buf_append(&b, "", 0);
+    if (b.failed) {
+        free(b.data);
+        return EXACTLY_ENOMEM;
+    }
+    *out = b.data;
+    return EXACTLY_OK;
+}
+
+int exactly_cfg_parse_int64(const char *s, int64_t *out)
+{
+    const char *digits = s[0] == '-' ? s + 1 : s;
+    char *end;
+    long long v;
+
+    /* strtoll alone would also take spaces, '+' and "0x". */
+    if (*digits < '0' || *digits > '9')
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int exactly_cfg_parse_bool(const char *s, int *out)
+{
+    static const char *const words[][2] = {
+        {"true", "false"}, {"yes", "no"}, {"on", "off"}};
+    size_t i;
+
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcasecmp(s, words[i][0]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, words[i][1]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}

@@ -1,0 +1,40 @@
+/*
+ * config_env.h - what a configuration scalar goes through: ${VAR}
+ * expansion, and the strict conversions shared by the config reader and
+ * handler options.
+ *
+ * Secrets live in the environment, not in the file: every scalar value the
+ * config reader sees passes through exactly_env_expand() once.
+ */
+#ifndef EXACTLY_CONFIG_ENV_H
+#define EXACTLY_CONFIG_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "exactly/error.h"
+
+/*
+ * Expands text into a new malloc'd string stored in *out (the caller frees
+ * it): ${NAME} becomes the value of environment variable NAME, ${NAME:-word}
+ * becomes word when NAME is unset or empty, $$ becomes one '$', and any
+ * other '$' is kept, so SQL parameters such as $1 pass through untouched.
+ * *used_env is set nonzero when text held any ${...}, which tells the caller
+ * the result may carry a secret and must not be echoed.
+ *
+ * Returns EXACTLY_OK; EXACTLY_ECONFIG with a reason in why (an unset
+ * variable, an unterminated "${" or a bad name; never a variable's value);
+ * or EXACTLY_ENOMEM. On failure *out is NULL.
+ */
+exactly_err exactly_env_expand(const char *text, char **out, int *used_env,
+                               char *why, size_t why_size);
+
+/* Parses strict decimal (an optional '-', digits, nothing else, no
+ * overflow) into *out. Returns 0, or -1 leaving *out unchanged. */
+int exactly_cfg_parse_int64(const char *s, int64_t *out);
+
+/* Parses true/yes/on or false/no/off (any case) into *out as 1 or 0.
+ * Returns 0, or -1 leaving *out unchanged. */
+int exactly_cfg_parse_bool(const char *s, int *out);
+
+#endif

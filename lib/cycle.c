@@ -1,0 +1,571 @@
+/*
+ * cycle.c - one batch transaction (DESIGN section 2):
+ *
+ *   BEGIN; fence (compare-and-set of the offset row); dedup; lookup
+ *   [sync] SAVEPOINT; handler writes; RELEASE; dead letters; COMMIT [sync]
+ *
+ * The fence raises an error when it matches no row, so a batch needs a sync
+ * between the read phase and the writes only when the writes depend on
+ * what was read (dedup, lookup). A handler failure rolls back to the
+ * savepoint, retries once, then bisects to find the failing records, which
+ * go to the dead-letter table in the same transaction as the rest.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pg_conn.h"
+#include "worker_internal.h"
+
+typedef struct cycle {
+    worker *w;
+    part *pt;
+    exactly_record *recs; /* what the handler gets, after skip/dead-letter */
+    size_t n_recs;
+    uint64_t applied_msgs;
+    uint64_t failed_msgs;
+} cycle;
+
+static void dl_reset(worker *w)
+{
+    strbuf_reset(&w->dl_offs);
+    strbuf_reset(&w->dl_keys);
+    strbuf_reset(&w->dl_ids);
+    strbuf_reset(&w->dl_reasons);
+    strbuf_reset(&w->dl_states);
+    strbuf_array_begin(&w->dl_offs);
+    strbuf_array_begin(&w->dl_keys);
+    strbuf_array_begin(&w->dl_ids);
+    strbuf_array_begin(&w->dl_reasons);
+    strbuf_array_begin(&w->dl_states);
+    w->dl_count = 0;
+}
+
+static void dl_add(worker *w, int64_t offset, const void *key, size_t key_len,
+                   const char *id, const char *reason, const char *sqlstate)
+{
+    strbuf_array_elem_int(&w->dl_offs, (long long)offset);
+    strbuf_array_elem_hex(&w->dl_keys, key, key_len);
+    strbuf_array_elem_str(&w->dl_ids, id);
+    strbuf_array_elem_str(&w->dl_reasons, reason);
+    strbuf_array_elem_str(&w->dl_states,
+                          sqlstate && sqlstate[0] ? sqlstate : NULL);
+    w->dl_count++;
+}
+
+static void dl_add_record(worker *w, const exactly_record *r,
+                          const char *reason, const char *sqlstate)
+{
+    size_t i;
+
+    for (i = 0; i < r->n_messages; i++)
+        dl_add(w, r->messages[i].offset, r->messages[i].key,
+               r->messages[i].key_len, r->id, reason, sqlstate);
+}
+
+static exactly_err dl_send(worker *w, part *pt, const char *part_s)
+{
+    const char *params[8];
+
+    if (w->dl_count == 0)
+        return EXACTLY_OK;
+    strbuf_array_end(&w->dl_offs);
+    strbuf_array_end(&w->dl_keys);
+    strbuf_array_end(&w->dl_ids);
+    strbuf_array_end(&w->dl_reasons);
+    strbuf_array_end(&w->dl_states);
+    if (w->dl_offs.oom || w->dl_keys.oom || w->dl_ids.oom ||
+        w->dl_reasons.oom || w->dl_states.oom)
+        return EXACTLY_ENOMEM;
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    params[3] = strbuf_str(&w->dl_offs);
+    params[4] = strbuf_str(&w->dl_keys);
+    params[5] = strbuf_str(&w->dl_ids);
+    params[6] = strbuf_str(&w->dl_reasons);
+    params[7] = strbuf_str(&w->dl_states);
+    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->sql.dead_letter, 8,
+                            params, NULL);
+}
+
+/* Queues SAVEPOINT, the handler's writes for recs[0..n) and RELEASE.
+ * Returns EXACTLY_EHANDLER when apply() itself refused (the savepoint is
+ * then rolled back by a queued ROLLBACK TO). */
+static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n)
+{
+    worker *w = c->w;
+    exactly_batch b;
+    exactly_err rc;
+
+    memset(&b, 0, sizeof(b));
+    b.pipeline = w->p->name;
+    b.topic = c->pt->topic;
+    b.partition = c->pt->partition;
+    b.records = recs;
+    b.n_records = n;
+    b.column_names = w->bb.colnames;
+    b.n_columns = w->bb.n_columns;
+    b.id_type = exactly_id_type_name(w->p->id.type);
+
+    exactly_txn_forget_fails(&w->txn);
+    rc = exactly_txn_send(&w->txn, TXN_CONTROL, "SAVEPOINT exactly_apply", 0,
+                          NULL, NULL);
+    if (rc != EXACTLY_OK)
+        return rc;
+    rc = w->plugin->h->apply(w->plugin->state, &w->txn, &b);
+    if (rc != EXACTLY_OK) {
+        if (!w->txn.handler_err_set)
+            snprintf(w->txn.handler_err, sizeof(w->txn.handler_err),
+                     "apply() returned %d", (int)rc);
+        w->txn.handler_err_set = 1;
+        (void)exactly_txn_send(&w->txn, TXN_CONTROL,
+                               "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
+                               NULL);
+        return EXACTLY_EHANDLER;
+    }
+    return exactly_txn_send(&w->txn, TXN_HANDLER,
+                            "RELEASE SAVEPOINT exactly_apply", 0, NULL, NULL);
+}
+
+/* Records the handler failed on purpose (fail_record) go to dead letters;
+ * the rest count as applied. Call only once their writes are known to be
+ * part of the transaction. */
+static void account_applied(cycle *c, exactly_record *recs, size_t n)
+{
+    worker *w = c->w;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        c->applied_msgs += recs[i].n_messages;
+    for (i = 0; i < w->txn.n_fails; i++) {
+        size_t idx = w->txn.fails[i].index;
+        if (idx >= n)
+            continue;
+        dl_add_record(w, &recs[idx], w->txn.fails[i].reason, NULL);
+        c->applied_msgs -= recs[idx].n_messages;
+        c->failed_msgs += recs[idx].n_messages;
+    }
+    exactly_txn_forget_fails(&w->txn);
+}
+
+/* Applies recs[0..n) with a sync, rolling back to the savepoint on failure.
+ * EXACTLY_EHANDLER: the handler failed on this set (message in errmsg). */
+static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n,
+                             char *errmsg, size_t errmsg_size, char *sqlstate)
+{
+    worker *w = c->w;
+    exactly_err rc = queue_apply(c, recs, n);
+    exactly_err sync_rc;
+
+    if (rc != EXACTLY_OK && rc != EXACTLY_EHANDLER)
+        return rc;
+    sync_rc = exactly_txn_sync(&w->txn);
+    if (rc == EXACTLY_EHANDLER) {
+        snprintf(errmsg, errmsg_size, "%s", w->txn.handler_err);
+        sqlstate[0] = '\0';
+        return sync_rc == EXACTLY_OK ? EXACTLY_EHANDLER : sync_rc;
+    }
+    if (sync_rc == EXACTLY_OK) {
+        account_applied(c, recs, n);
+        return EXACTLY_OK;
+    }
+    if (sync_rc != EXACTLY_EDATABASE || w->txn.err_phase != TXN_HANDLER)
+        return sync_rc;
+    snprintf(errmsg, errmsg_size, "%s", w->txn.errmsg);
+    snprintf(sqlstate, 6, "%s", w->txn.sqlstate);
+    (void)exactly_txn_send(&w->txn, TXN_CONTROL,
+                           "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
+                           NULL);
+    rc = exactly_txn_sync(&w->txn);
+    return rc == EXACTLY_OK ? EXACTLY_EHANDLER : rc;
+}
+
+/* Splits a failing set until the failing records are alone; those are
+ * dead-lettered, everything else is applied. */
+static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
+{
+    char errmsg[1024];
+    char sqlstate[6];
+    exactly_err rc;
+    size_t half;
+
+    if (n == 0)
+        return EXACTLY_OK;
+    rc = try_apply(c, recs, n, errmsg, sizeof(errmsg), sqlstate);
+    if (rc != EXACTLY_EHANDLER)
+        return rc;
+    if (n == 1) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "record dead-lettered topic=%s partition=%d id=%s "
+                    "sqlstate=%s error=\"%s\"",
+                    c->pt->topic, (int)c->pt->partition, recs[0].id,
+                    sqlstate[0] ? sqlstate : "-", errmsg);
+        dl_add_record(c->w, &recs[0], errmsg, sqlstate);
+        c->failed_msgs += recs[0].n_messages;
+        c->w->st.handler_failures++;
+        return EXACTLY_OK;
+    }
+    half = n / 2;
+    rc = bisect(c, recs, half);
+    if (rc != EXACTLY_OK)
+        return rc;
+    return bisect(c, recs + half, n - half);
+}
+
+/* Builds c->recs from the grouped batch by the on_missing policy. */
+static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
+{
+    worker *w = c->w;
+    batch_builder *b = &w->bb;
+    size_t i;
+
+    *skipped = 0;
+    free(c->recs);
+    c->recs = calloc(b->n_records + 1, sizeof(exactly_record));
+    if (!c->recs)
+        return EXACTLY_ENOMEM;
+    c->n_recs = 0;
+    for (i = 0; i < b->n_records; i++) {
+        const exactly_record *r = &b->records[i];
+        if (looked_up && r->n_rows == 0) {
+            switch (w->p->lookup.on_missing) {
+            case CFG_MISSING_SKIP:
+                *skipped += r->n_messages;
+                continue;
+            case CFG_MISSING_DEAD_LETTER:
+                dl_add_record(w, r, "lookup found no row", NULL);
+                c->failed_msgs += r->n_messages;
+                continue;
+            case CFG_MISSING_HANDLER:
+                break;
+            }
+        }
+        c->recs[c->n_recs++] = *r;
+    }
+    return EXACTLY_OK;
+}
+
+static void rollback(worker *w)
+{
+    if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
+        worker_db_lost(w);
+        return;
+    }
+    (void)exactly_txn_send(&w->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
+    if (exactly_txn_sync(&w->txn) != EXACTLY_OK)
+        worker_db_lost(w);
+    exactly_txn_finish(&w->txn);
+}
+
+/* After a failed or unknown attempt: the stored row says where we stand.
+ * Returns EXACTLY_OK (proceed; pt->next_offset may have moved forward, the
+ * buffer trimmed), EXACTLY_EFENCED or EXACTLY_ERETRY. */
+static exactly_err reread(worker *w, part *pt)
+{
+    char part_s[16];
+    const char *params[3];
+    PGresult *res = NULL;
+    char err[512];
+    exactly_err rc;
+    int64_t stored;
+    int64_t epoch;
+    size_t drop = 0;
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    rc = exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot re-read offset row error=\"%s\"", err);
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return EXACTLY_EFENCED;
+    }
+    stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    if (epoch != pt->epoch) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "partition taken over topic=%s partition=%d my_epoch=%" PRId64
+                    " stored_epoch=%" PRId64,
+                    pt->topic, (int)pt->partition, pt->epoch, epoch);
+        pt->fenced = 1;
+        return EXACTLY_EFENCED;
+    }
+    if (stored > pt->next_offset) {
+        /* An earlier attempt did commit (its outcome was unknown). */
+        while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
+            drop++;
+        exactly_log(EXACTLY_LOG_INFO, "cycle",
+                    "earlier commit confirmed topic=%s partition=%d "
+                    "next_offset=%" PRId64,
+                    pt->topic, (int)pt->partition, stored);
+        w->st.consumed += drop;
+        part_drop_buffer(pt, drop);
+        pt->next_offset = stored;
+        source_commit(w, pt);
+    } else if (stored < pt->next_offset) {
+        /* Someone moved it back (an operator reset): follow the database. */
+        part_drop_buffer(pt, pt->n_buf);
+        pt->next_offset = stored;
+        source_seek(w, pt, stored);
+    }
+    return EXACTLY_OK;
+}
+
+static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent)
+{
+    worker *w = c->w;
+    part *pt = c->pt;
+    const exactly_handler *h = w->plugin->h;
+    PGresult *dedup_res = NULL;
+    PGresult *lookup_res = NULL;
+    char part_s[16], epoch_s[24], start_s[24], end_s[24];
+    const char *fence_params[6];
+    int need_sync = 0;
+    int looked_up = 0;
+    size_t skipped = 0;
+    size_t i;
+    exactly_err rc;
+    char errbuf[512];
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
+    snprintf(start_s, sizeof(start_s), "%" PRId64, pt->next_offset);
+    snprintf(end_s, sizeof(end_s), "%" PRId64, end);
+    fence_params[0] = w->p->name;
+    fence_params[1] = pt->topic;
+    fence_params[2] = part_s;
+    fence_params[3] = epoch_s;
+    fence_params[4] = start_s;
+    fence_params[5] = end_s;
+
+    if (n > 0) {
+        rc = batch_build(&w->bb, w->p, pt->buf, n);
+        if (rc != EXACTLY_OK)
+            return rc;
+    }
+    rc = exactly_txn_start(&w->txn, w->conn, w->timeout_ms);
+    if (rc != EXACTLY_OK)
+        return rc;
+    dl_reset(w);
+    (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+    (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, 6, fence_params,
+                           NULL);
+    if (n > 0 && w->p->dedup.enabled && w->bb.dedup_keys.n_elems > 0) {
+        const char *dp[5] = {w->p->name, pt->topic, part_s,
+                             strbuf_str(&w->bb.dedup_keys),
+                             strbuf_str(&w->bb.dedup_offs)};
+        (void)exactly_txn_send(&w->txn, TXN_DEDUP, w->sql.dedup, 5, dp,
+                               &dedup_res);
+        need_sync = 1;
+    }
+    if (n > 0 && !h->skips_lookup && w->bb.n_ids > 0) {
+        const char *lp[1] = {strbuf_str(&w->bb.ids_param)};
+        (void)exactly_txn_send(&w->txn, TXN_LOOKUP, w->lookup_sql, 1, lp,
+                               &lookup_res);
+        need_sync = 1;
+        looked_up = 1;
+    }
+    if (need_sync) {
+        rc = exactly_txn_sync(&w->txn);
+        if (rc != EXACTLY_OK)
+            goto done;
+    }
+    if (n > 0) {
+        rc = batch_apply_dedup(&w->bb, dedup_res);
+        if (rc != EXACTLY_OK)
+            goto done;
+        rc = batch_group(&w->bb, lookup_res, w->key_column, &skipped, errbuf,
+                         sizeof(errbuf));
+        if (rc != EXACTLY_OK) {
+            exactly_log(EXACTLY_LOG_ERROR, "cycle", "%s", errbuf);
+            rc = EXACTLY_EDATABASE;
+            goto done;
+        }
+        for (i = 0; i < w->bb.n_msgs; i++) {
+            batch_msg *bm = &w->bb.msgs[i];
+            if (bm->dead) {
+                dl_add(w, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL,
+                       bm->reason, NULL);
+                c->failed_msgs++;
+            }
+        }
+        rc = select_records(c, looked_up, &skipped);
+        if (rc != EXACTLY_OK)
+            goto done;
+    }
+
+    if (c->n_recs > 0) {
+        rc = queue_apply(c, c->recs, c->n_recs);
+        if (rc == EXACTLY_OK && !need_sync && w->txn.n_fails == 0) {
+            /* Nothing was read: one round trip for the whole batch. */
+            rc = dl_send(w, pt, part_s);
+            if (rc == EXACTLY_OK)
+                rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL,
+                                      NULL);
+            if (rc != EXACTLY_OK)
+                goto done;
+            *commit_sent = 1;
+            rc = exactly_txn_sync(&w->txn);
+            if (rc == EXACTLY_OK) {
+                account_applied(c, c->recs, c->n_recs);
+                goto done;
+            }
+            if (rc != EXACTLY_EDATABASE || w->txn.err_phase != TXN_HANDLER)
+                goto done;
+            /* The handler failed: its savepoint is still there, aborted. */
+            *commit_sent = 0;
+            dl_reset(w);
+            for (i = 0; i < w->bb.n_msgs; i++) {
+                batch_msg *bm = &w->bb.msgs[i];
+                if (bm->dead)
+                    dl_add(w, bm->rk->offset, bm->rk->key, bm->rk->key_len,
+                           NULL, bm->reason, NULL);
+            }
+            (void)exactly_txn_send(&w->txn, TXN_CONTROL,
+                                   "ROLLBACK TO SAVEPOINT exactly_apply", 0,
+                                   NULL, NULL);
+            rc = exactly_txn_sync(&w->txn);
+            if (rc != EXACTLY_OK)
+                goto done;
+            c->applied_msgs = 0;
+            w->st.retries++;
+            rc = bisect(c, c->recs, c->n_recs);
+        } else {
+            exactly_err sync_rc = EXACTLY_OK;
+            if (rc == EXACTLY_OK || rc == EXACTLY_EHANDLER)
+                sync_rc = exactly_txn_sync(&w->txn);
+            if (rc == EXACTLY_OK && sync_rc == EXACTLY_OK) {
+                account_applied(c, c->recs, c->n_recs);
+            } else if ((rc == EXACTLY_EHANDLER && sync_rc == EXACTLY_OK) ||
+                       (rc == EXACTLY_OK && sync_rc == EXACTLY_EDATABASE &&
+                        w->txn.err_phase == TXN_HANDLER)) {
+                if (rc == EXACTLY_OK) {
+                    (void)exactly_txn_send(&w->txn, TXN_CONTROL,
+                                           "ROLLBACK TO SAVEPOINT exactly_apply",
+                                           0, NULL, NULL);
+                    rc = exactly_txn_sync(&w->txn);
+                    if (rc != EXACTLY_OK)
+                        goto done;
+                }
+                w->st.retries++;
+                rc = bisect(c, c->recs, c->n_recs);
+            } else {
+                rc = rc != EXACTLY_OK ? rc : sync_rc;
+            }
+        }
+        if (rc != EXACTLY_OK)
+            goto done;
+    }
+    rc = dl_send(w, pt, part_s);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (rc != EXACTLY_OK)
+        goto done;
+    *commit_sent = 1;
+    rc = exactly_txn_sync(&w->txn);
+
+done:
+    if (rc == EXACTLY_OK) {
+        size_t dups = 0;
+        for (i = 0; i < w->bb.n_msgs && n > 0; i++)
+            dups += w->bb.msgs[i].duplicate ? 1 : 0;
+        w->st.deduplicated += dups;
+        w->st.skipped_missing += skipped;
+    }
+    PQclear(dedup_res);
+    PQclear(lookup_res);
+    return rc;
+}
+
+exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
+{
+    cycle c;
+    exactly_err rc;
+    int commit_sent = 0;
+
+    rc = worker_db(w);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (pt->attempts > 0) {
+        size_t before = pt->n_buf;
+        rc = reread(w, pt);
+        if (rc == EXACTLY_EFENCED) {
+            w->st.batches_fenced++;
+            part_drop_buffer(pt, pt->n_buf);
+            return rc;
+        }
+        if (rc != EXACTLY_OK)
+            return rc;
+        if (pt->n_buf < before) {
+            /* Part of what we meant to apply is already committed. */
+            size_t gone = before - pt->n_buf;
+            n = n > gone ? n - gone : 0;
+            if (n == 0 && end <= pt->next_offset) {
+                pt->attempts = 0;
+                return EXACTLY_OK;
+            }
+        }
+    }
+    memset(&c, 0, sizeof(c));
+    c.w = w;
+    c.pt = pt;
+    rc = run_txn(&c, n, end, &commit_sent);
+    if (rc == EXACTLY_OK) {
+        w->st.consumed += n;
+        w->st.applied += c.applied_msgs;
+        w->st.dead_lettered += w->dl_count;
+        w->st.batches_committed++;
+        exactly_txn_finish(&w->txn);
+        pt->next_offset = end;
+        pt->attempts = 0;
+        part_drop_buffer(pt, n);
+        source_commit(w, pt);
+        EXACTLY_LOG(EXACTLY_LOG_DEBUG, "cycle",
+                    "batch committed topic=%s partition=%d messages=%zu "
+                    "records=%zu next_offset=%" PRId64,
+                    pt->topic, (int)pt->partition, n, c.n_recs, end);
+        free(c.recs);
+        return EXACTLY_OK;
+    }
+    free(c.recs);
+    w->st.batches_rolled_back++;
+    if (rc == EXACTLY_EFENCED) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "batch fenced topic=%s partition=%d epoch=%" PRId64
+                    " start=%" PRId64 " detail=\"%s\"",
+                    pt->topic, (int)pt->partition, pt->epoch, pt->next_offset,
+                    w->txn.errmsg);
+        w->st.batches_fenced++;
+        rollback(w);
+        part_drop_buffer(pt, pt->n_buf);
+        if (w->conn) {
+            pt->attempts = 1;
+            rc = reread(w, pt);
+            pt->attempts = 0;
+            if (rc == EXACTLY_OK)
+                source_seek(w, pt, pt->next_offset);
+        }
+        return EXACTLY_EFENCED;
+    }
+    exactly_log(rc == EXACTLY_ERETRY ? EXACTLY_LOG_WARN : EXACTLY_LOG_ERROR,
+                "cycle",
+                "batch rolled back topic=%s partition=%d sqlstate=%s "
+                "commit_sent=%d error=\"%s\"",
+                pt->topic, (int)pt->partition,
+                w->txn.sqlstate[0] ? w->txn.sqlstate : "-", commit_sent,
+                w->txn.errmsg);
+    rollback(w);
+    pt->attempts++;
+    w->st.retries++;
+    return rc == EXACTLY_ENOMEM ? EXACTLY_ERETRY : rc;
+}

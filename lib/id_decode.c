@@ -1,0 +1,200 @@
+#include "id_decode.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A reason quotes at most this many bytes of the input, escaped, so a log
+ * line or dead-letter reason can never carry a large or binary payload. */
+#define QUOTE_MAX 32
+
+static void quote_prefix(const unsigned char *p, size_t len, char *out,
+                         size_t out_size)
+{
+    size_t o = 0;
+    size_t i;
+
+    for (i = 0; i < len && i < QUOTE_MAX && o + 5 < out_size; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\' && p[i] != '\'')
+            out[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", p[i]);
+    }
+    if (i < len && o + 4 < out_size) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o < out_size ? o : out_size - 1] = '\0';
+}
+
+static exactly_err fail(char *reason, size_t reason_size, const char *what,
+                        const void *data, size_t len)
+{
+    char q[QUOTE_MAX * 4 + 8];
+
+    if (data && len > 0) {
+        quote_prefix(data, len, q, sizeof(q));
+        snprintf(reason, reason_size, "%s: '%s'", what, q);
+    } else {
+        snprintf(reason, reason_size, "%s", what);
+    }
+    return EXACTLY_EINVAL;
+}
+
+static exactly_err decode_bigint(const unsigned char *p, size_t len,
+                                 char **out, char *reason, size_t rsize)
+{
+    char buf[24];
+    size_t i = 0;
+    int neg = 0;
+    uint64_t v = 0;
+    const uint64_t limit_pos = (uint64_t)INT64_MAX;
+
+    if (len > 20)
+        return fail(reason, rsize, "not a bigint (too long)", p, len);
+    if (p[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == len)
+        return fail(reason, rsize, "not a bigint", p, len);
+    for (; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return fail(reason, rsize, "not a bigint", p, len);
+        if (v > (limit_pos + (uint64_t)neg - (uint64_t)(p[i] - '0')) / 10)
+            return fail(reason, rsize, "bigint out of range", p, len);
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (neg && v != 0) {
+        if (v == limit_pos + 1)
+            snprintf(buf, sizeof(buf), "%" PRId64, INT64_MIN);
+        else
+            snprintf(buf, sizeof(buf), "-%" PRIu64, v);
+    } else {
+        snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    }
+    *out = strdup(buf);
+    return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (unsigned char)tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Accepts 8-4-4-4-12 with hyphens, or 32 bare hex digits, any case. */
+static exactly_err decode_uuid(const unsigned char *p, size_t len, char **out,
+                               char *reason, size_t rsize)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[37];
+    size_t i;
+    size_t nd;
+    int hyphens = (len == 36);
+
+    if (len != 36 && len != 32)
+        return fail(reason, rsize, "not a uuid", p, len);
+    for (i = 0; i < len; i++) {
+        if (hyphens && (i == 8 || i == 13 || i == 18 || i == 23)) {
+            if (p[i] != '-')
+                return fail(reason, rsize, "not a uuid", p, len);
+            continue;
+        }
+        if (hexval(p[i]) < 0)
+            return fail(reason, rsize, "not a uuid", p, len);
+    }
+    /* Second pass writes the canonical form; the first only validated. */
+    nd = 0;
+    for (i = 0; i < len; i++) {
+        int v = hexval(p[i]);
+        if (v < 0)
+            continue;
+        if (nd == 8 || nd == 13 || nd == 18 || nd == 23)
+            buf[nd++] = '-';
+        buf[nd++] = hex[v];
+    }
+    buf[36] = '\0';
+    *out = strdup(buf);
+    return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+}
+
+/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+static int valid_utf8(const unsigned char *p, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = p[i];
+        size_t n;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            if (c == 0)
+                return 0;
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (n >= len - i)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+            (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+exactly_err exactly_id_decode(cfg_id_type t, size_t max_len, const void *data,
+                              size_t len, char **out, char *reason,
+                              size_t reason_size)
+{
+    const unsigned char *p = data;
+
+    *out = NULL;
+    if (!data || len == 0)
+        return fail(reason, reason_size, "empty id", NULL, 0);
+    if (len > max_len) {
+        char what[96];
+        snprintf(what, sizeof(what), "id too long (%zu bytes, max %zu)", len,
+                 max_len);
+        return fail(reason, reason_size, what, data, len);
+    }
+    switch (t) {
+    case CFG_ID_BIGINT:
+        return decode_bigint(p, len, out, reason, reason_size);
+    case CFG_ID_UUID:
+        return decode_uuid(p, len, out, reason, reason_size);
+    case CFG_ID_TEXT:
+        if (!valid_utf8(p, len))
+            return fail(reason, reason_size,
+                        "not valid UTF-8 text (or contains NUL)", data, len);
+        *out = strndup((const char *)p, len);
+        return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+    }
+    return fail(reason, reason_size, "unknown id type", NULL, 0);
+}

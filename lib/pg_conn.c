@@ -1,0 +1,188 @@
+#include "pg_conn.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+static void notice_to_log(void *arg, const char *message)
+{
+    size_t n = strlen(message);
+
+    (void)arg;
+    while (n > 0 && (message[n - 1] == '\n'))
+        n--;
+    exactly_log(EXACTLY_LOG_INFO, "postgres", "server notice text=\"%.*s\"",
+                (int)n, message);
+}
+
+PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
+                           char *errbuf, size_t errbuf_size)
+{
+    char timeout[16];
+    char options[256];
+    const char *keys[] = {"dbname",    "connect_timeout",   "application_name",
+                          "options",   "keepalives",        "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", NULL};
+    const char *vals[9];
+    PGconn *conn;
+
+    snprintf(timeout, sizeof(timeout), "%d", cfg->postgres.connect_timeout_s);
+    /* Every wait on the server stays bounded, so a stuck database turns
+     * into a retriable error instead of a worker that stops polling. */
+    snprintf(options, sizeof(options),
+             "-c statement_timeout=%d -c lock_timeout=%d "
+             "-c idle_in_transaction_session_timeout=%d",
+             cfg->postgres.statement_timeout_ms, cfg->postgres.lock_timeout_ms,
+             cfg->postgres.idle_in_transaction_timeout_ms);
+    vals[0] = cfg->postgres.conninfo;
+    vals[1] = timeout;
+    vals[2] = app_name;
+    vals[3] = options;
+    vals[4] = "1";
+    vals[5] = "10";
+    vals[6] = "5";
+    vals[7] = "3";
+    vals[8] = NULL;
+    /* expand_dbname=1: the first dbname value may be a whole conninfo. */
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+        size_t n = strlen(m);
+        while (n > 0 && m[n - 1] == '\n')
+            n--;
+        snprintf(errbuf, errbuf_size, "cannot connect to PostgreSQL: %.*s",
+                 (int)n, m);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    if (PQsetnonblocking(conn, 1) != 0) {
+        snprintf(errbuf, errbuf_size, "cannot set non-blocking mode: %s",
+                 PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+exactly_err exactly_pg_classify(const char *sqlstate)
+{
+    if (!sqlstate || !sqlstate[0])
+        return EXACTLY_ERETRY;
+    if (strcmp(sqlstate, EXACTLY_SQLSTATE_FENCED) == 0)
+        return EXACTLY_EFENCED;
+    /* Class 08 connection exception, 57P0x shutdown/crash, 53 resources. */
+    if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0 ||
+        strncmp(sqlstate, "53", 2) == 0)
+        return EXACTLY_ERETRY;
+    if (strcmp(sqlstate, "40001") == 0 || /* serialization_failure */
+        strcmp(sqlstate, "40P01") == 0 || /* deadlock_detected */
+        strcmp(sqlstate, "57014") == 0 || /* query_canceled: statement_timeout */
+        strcmp(sqlstate, "55P03") == 0 || /* lock_not_available: lock_timeout */
+        strcmp(sqlstate, "25P03") == 0)   /* idle_in_transaction timeout */
+        return EXACTLY_ERETRY;
+    return EXACTLY_EDATABASE;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int exactly_pg_wait_result(PGconn *conn, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+
+    for (;;) {
+        struct pollfd pfd;
+        int flush = PQflush(conn);
+        int left;
+
+        if (flush < 0)
+            return -1;
+        if (flush == 0 && !PQisBusy(conn))
+            return 0;
+        left = (int)(deadline - now_ms());
+        if (left <= 0)
+            return -1;
+        pfd.fd = PQsocket(conn);
+        if (pfd.fd < 0)
+            return -1;
+        /* Read while writing: the server may block on its output while we
+         * are still sending a long pipeline. */
+        pfd.events = POLLIN | (flush == 1 ? POLLOUT : 0);
+        pfd.revents = 0;
+        if (poll(&pfd, 1, left) < 0 && errno != EINTR)
+            return -1;
+        if ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) &&
+            !PQconsumeInput(conn))
+            return -1;
+    }
+}
+
+exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,
+                            const char *const *params, PGresult **out,
+                            char *errbuf, size_t errbuf_size)
+{
+    PGresult *res = NULL;
+    PGresult *last = NULL;
+    exactly_err rc = EXACTLY_OK;
+    ExecStatusType st;
+
+    if (out)
+        *out = NULL;
+    /* Without parameters use the simple protocol, which allows several
+     * statements in one string (migrations). */
+    if (!(n_params == 0 ? PQsendQuery(conn, sql)
+                        : PQsendQueryParams(conn, sql, n_params, NULL, params,
+                                            NULL, NULL, 0))) {
+        snprintf(errbuf, errbuf_size, "%s", PQerrorMessage(conn));
+        return EXACTLY_ERETRY;
+    }
+    for (;;) {
+        if (exactly_pg_wait_result(conn, 3600 * 1000) != 0) {
+            snprintf(errbuf, errbuf_size, "connection lost: %s",
+                     PQerrorMessage(conn));
+            PQclear(last);
+            return EXACTLY_ERETRY;
+        }
+        res = PQgetResult(conn);
+        if (!res)
+            break;
+        PQclear(last);
+        last = res;
+    }
+    if (!last) {
+        snprintf(errbuf, errbuf_size, "no result: %s", PQerrorMessage(conn));
+        return EXACTLY_ERETRY;
+    }
+    st = PQresultStatus(last);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *m = PQresultErrorMessage(last);
+        size_t n = strlen(m);
+        while (n > 0 && m[n - 1] == '\n')
+            n--;
+        snprintf(errbuf, errbuf_size, "%.*s", (int)n, m);
+        rc = exactly_pg_classify(PQresultErrorField(last, PG_DIAG_SQLSTATE));
+        if (PQstatus(conn) != CONNECTION_OK)
+            rc = EXACTLY_ERETRY;
+        PQclear(last);
+        return rc;
+    }
+    if (out)
+        *out = last;
+    else
+        PQclear(last);
+    return EXACTLY_OK;
+}
+
+char *exactly_pg_ident(PGconn *conn, const char *ident)
+{
+    return PQescapeIdentifier(conn, ident, strlen(ident));
+}

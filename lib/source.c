@@ -1,0 +1,334 @@
+/*
+ * source.c - the worker's Kafka consumer: configuration (the properties
+ * exactly must own are checked, not silently overridden), the rebalance
+ * callback, and the small calls the cycle needs (commit, seek, pause).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "worker_internal.h"
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+    exactly_log_level l = level <= 3   ? EXACTLY_LOG_ERROR
+                          : level <= 4 ? EXACTLY_LOG_WARN
+                          : level <= 6 ? EXACTLY_LOG_INFO
+                                       : EXACTLY_LOG_DEBUG;
+    (void)rk;
+    if (exactly_log_enabled(l))
+        exactly_log(l, "kafka", "librdkafka facility=%s text=\"%s\"", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    worker *w = opaque;
+    long long now = worker_now_ms();
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[512];
+        rd_kafka_resp_err_t orig =
+            rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        exactly_log(EXACTLY_LOG_ERROR, "kafka",
+                    "fatal consumer error code=%s text=\"%s\"",
+                    rd_kafka_err2name(orig), fatal);
+        w->fatal = 1;
+        return;
+    }
+    /* Broker outages repeat an error on every retry: say it once per
+     * episode (a new code, or a minute of silence). */
+    if ((rd_kafka_resp_err_t)err == w->last_kafka_err &&
+        now - w->last_kafka_err_ms < 60000)
+        return;
+    w->last_kafka_err = (rd_kafka_resp_err_t)err;
+    w->last_kafka_err_ms = now;
+    exactly_log(EXACTLY_LOG_WARN, "kafka", "consumer error code=%s text=\"%s\"",
+                rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    worker *w = opaque;
+
+    (void)rk;
+    w->st.rebalances++;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        worker_assign(w, parts);
+    else
+        worker_revoke(w, parts, rd_kafka_assignment_lost(w->rk));
+}
+
+/* Properties whose meaning exactly depends on. */
+static int own_property(const exactly_config *cfg, const cfg_pipeline *pl,
+                        char *auto_reset, const cfg_prop *prop, char *errbuf,
+                        size_t errbuf_size, int *handled)
+{
+    const char *n = prop->name;
+    const char *v = prop->value;
+
+    *handled = 1;
+    if (strcmp(n, "isolation.level") == 0) {
+        if (strcmp(v, "read_committed") == 0)
+            return 0;
+        if (strcmp(v, "read_uncommitted") == 0 &&
+            pl->unsafe_read_uncommitted) {
+            *handled = 0;
+            return 0;
+        }
+        snprintf(errbuf, errbuf_size,
+                 "%s:%d:%d: kafka property 'isolation.level=%s' would hand "
+                 "aborted transactions to the handler; exactly reads "
+                 "read_committed (set pipelines.%s.unsafe_read_uncommitted: "
+                 "true to override)",
+                 cfg->path, prop->pos.line, prop->pos.column, v, pl->name);
+        return -1;
+    }
+    if (strcmp(n, "enable.auto.commit") == 0 ||
+        strcmp(n, "enable.auto.offset.store") == 0) {
+        if (strcasecmp(v, "false") == 0)
+            return 0;
+        snprintf(errbuf, errbuf_size,
+                 "%s:%d:%d: kafka property '%s' must stay false: exactly "
+                 "stores offsets in PostgreSQL and commits them to Kafka "
+                 "itself",
+                 cfg->path, prop->pos.line, prop->pos.column, n);
+        return -1;
+    }
+    if (strcmp(n, "auto.offset.reset") == 0) {
+        if (!strcmp(v, "earliest") || !strcmp(v, "smallest") ||
+            !strcmp(v, "beginning"))
+            snprintf(auto_reset, 16, "earliest");
+        else if (!strcmp(v, "latest") || !strcmp(v, "largest") ||
+                 !strcmp(v, "end"))
+            snprintf(auto_reset, 16, "latest");
+        else if (!strcmp(v, "error"))
+            snprintf(auto_reset, 16, "error");
+        else {
+            snprintf(errbuf, errbuf_size,
+                     "%s:%d:%d: kafka property 'auto.offset.reset' must be "
+                     "earliest, latest or error, got '%s'",
+                     cfg->path, prop->pos.line, prop->pos.column, v);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(n, "group.id") == 0) {
+        snprintf(errbuf, errbuf_size,
+                 "%s:%d:%d: set the consumer group with pipelines.%s.group, "
+                 "not kafka property 'group.id'",
+                 cfg->path, prop->pos.line, prop->pos.column, pl->name);
+        return -1;
+    }
+    *handled = 0;
+    return 0;
+}
+
+static int set_props(const exactly_config *cfg, const cfg_pipeline *pl,
+                     char *auto_reset, rd_kafka_conf_t *conf,
+                     const cfg_prop *props, size_t n, char *errbuf,
+                     size_t errbuf_size)
+{
+    char kerr[512];
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int handled;
+        if (own_property(cfg, pl, auto_reset, &props[i], errbuf, errbuf_size,
+                         &handled) != 0)
+            return -1;
+        if (handled)
+            continue;
+        if (rd_kafka_conf_set(conf, props[i].name, props[i].value, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "%s:%d:%d: kafka property '%s': %s",
+                     cfg->path, props[i].pos.line, props[i].pos.column,
+                     props[i].name, kerr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int has_prop(const exactly_config *cfg, const cfg_pipeline *pl,
+                    const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->n_kafka; i++)
+        if (strcmp(cfg->kafka[i].name, name) == 0)
+            return 1;
+    for (i = 0; i < pl->n_kafka; i++)
+        if (strcmp(pl->kafka[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+rd_kafka_conf_t *exactly_kafka_conf(const exactly_config *cfg,
+                                    const cfg_pipeline *pl, char *auto_reset,
+                                    const char *client_id, char *errbuf,
+                                    size_t errbuf_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char kerr[512];
+    size_t i;
+    struct {
+        const char *name;
+        const char *value;
+        int only_default;
+    } fixed[] = {
+        {"isolation.level", "read_committed", 0},
+        {"enable.auto.commit", "false", 0},
+        {"enable.auto.offset.store", "false", 0},
+        /* A stored offset that left the log halts the partition: it is
+         * never silently moved. New partitions use auto_reset. */
+        {"auto.offset.reset", "error", 0},
+        {"enable.partition.eof", "false", 0},
+        /* librdkafka 2.0 backs off fetching for a second whenever the local
+         * queue is full; a deeper queue keeps batches flowing. */
+        {"queued.min.messages", "100000", 1},
+        {"queued.max.messages.kbytes", "32768", 1},
+    };
+
+    snprintf(auto_reset, 16, "earliest");
+    if (!conf) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return NULL;
+    }
+    if (set_props(cfg, pl, auto_reset, conf, cfg->kafka, cfg->n_kafka, errbuf,
+                  errbuf_size) != 0 ||
+        set_props(cfg, pl, auto_reset, conf, pl->kafka, pl->n_kafka, errbuf,
+                  errbuf_size) != 0)
+        goto fail;
+    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (fixed[i].only_default && has_prop(cfg, pl, fixed[i].name))
+            continue;
+        if (strcmp(fixed[i].name, "isolation.level") == 0 &&
+            pl->unsafe_read_uncommitted && has_prop(cfg, pl, "isolation.level"))
+            continue;
+        if (rd_kafka_conf_set(conf, fixed[i].name, fixed[i].value, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "kafka property '%s': %s",
+                     fixed[i].name, kerr);
+            goto fail;
+        }
+    }
+    if (rd_kafka_conf_set(conf, "group.id", pl->group, kerr, sizeof(kerr)) !=
+            RD_KAFKA_CONF_OK ||
+        (!has_prop(cfg, pl, "client.id") &&
+         rd_kafka_conf_set(conf, "client.id", client_id, kerr, sizeof(kerr)) !=
+             RD_KAFKA_CONF_OK)) {
+        snprintf(errbuf, errbuf_size, "kafka: %s", kerr);
+        goto fail;
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
+{
+    rd_kafka_conf_t *conf;
+    rd_kafka_topic_partition_list_t *topics = NULL;
+    char kerr[512];
+    char client_id[256];
+    size_t i;
+
+    snprintf(client_id, sizeof(client_id), "exactly-%s-%s", w->p->name,
+             w->owner);
+    conf = exactly_kafka_conf(w->cfg, w->p, w->auto_reset, client_id, errbuf,
+                              errbuf_size);
+    if (!conf)
+        return EXACTLY_ECONFIG;
+    rd_kafka_conf_set_opaque(conf, w);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+
+    w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (!w->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errbuf, errbuf_size, "cannot create Kafka consumer: %s", kerr);
+        return EXACTLY_ECONFIG;
+    }
+    rd_kafka_poll_set_consumer(w->rk);
+
+    topics = rd_kafka_topic_partition_list_new((int)w->p->n_topics);
+    for (i = 0; i < w->p->n_topics; i++)
+        rd_kafka_topic_partition_list_add(topics, w->p->topics[i],
+                                          RD_KAFKA_PARTITION_UA);
+    if (rd_kafka_subscribe(w->rk, topics) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_destroy(topics);
+        snprintf(errbuf, errbuf_size, "cannot subscribe to the topics");
+        return EXACTLY_EKAFKA;
+    }
+    rd_kafka_topic_partition_list_destroy(topics);
+    return EXACTLY_OK;
+}
+
+static rd_kafka_topic_partition_list_t *one(part *pt, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, pt->topic, pt->partition)->offset =
+        offset;
+    return l;
+}
+
+void source_commit(worker *w, part *pt)
+{
+    rd_kafka_topic_partition_list_t *l = one(pt, pt->next_offset);
+
+    /* Monitoring only: the database holds the truth, so a lost or failed
+     * commit here costs nothing but a stale lag figure. */
+    (void)rd_kafka_commit(w->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void source_seek(worker *w, part *pt, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = one(pt, offset);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(w->rk, l, 5000);
+
+    if (e) {
+        exactly_log(EXACTLY_LOG_WARN, "kafka",
+                    "seek failed topic=%s partition=%d offset=%" PRId64
+                    " error=\"%s\"",
+                    pt->topic, (int)pt->partition, offset,
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void source_pause(worker *w, part *pt, int pause)
+{
+    rd_kafka_topic_partition_list_t *l;
+
+    if (pt->paused == pause)
+        return;
+    l = one(pt, RD_KAFKA_OFFSET_INVALID);
+    if (pause)
+        (void)rd_kafka_pause_partitions(w->rk, l);
+    else
+        (void)rd_kafka_resume_partitions(w->rk, l);
+    pt->paused = pause;
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+int64_t source_position(worker *w, part *pt)
+{
+    rd_kafka_topic_partition_list_t *l = one(pt, RD_KAFKA_OFFSET_INVALID);
+    int64_t pos = -1;
+
+    if (rd_kafka_position(w->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        l->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        pos = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    return pos;
+}

@@ -1,0 +1,287 @@
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pg_conn.h"
+#include "strbuf.h"
+
+/* Each migration is one step of DDL; %1$s is the quoted schema. They are
+ * applied in order, each recorded in schema_version, never edited once
+ * released: a change is a new step. */
+static const char *const migrations[] = {
+    /* 1: offsets, dedup keys, dead letters, the fence function */
+    "CREATE TABLE %1$s.offsets ("
+    "  pipeline text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition integer NOT NULL,"
+    "  next_offset bigint,"
+    "  owner_epoch bigint NOT NULL DEFAULT 0,"
+    "  owner text,"
+    "  claimed_at timestamptz,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (pipeline, topic, partition));"
+    "CREATE TABLE %1$s.dedup_keys ("
+    "  pipeline text NOT NULL,"
+    "  dedup_key bytea NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition integer NOT NULL,"
+    "  \"offset\" bigint NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (pipeline, dedup_key));"
+    "CREATE INDEX dedup_keys_expiry ON %1$s.dedup_keys (pipeline, created_at);"
+    "CREATE TABLE %1$s.dead_letters ("
+    "  id bigserial PRIMARY KEY,"
+    "  pipeline text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition integer NOT NULL,"
+    "  \"offset\" bigint NOT NULL,"
+    "  message_key bytea,"
+    "  entity_id text,"
+    "  reason text NOT NULL,"
+    "  sqlstate text,"
+    "  attempts integer NOT NULL DEFAULT 1,"
+    "  first_failed_at timestamptz NOT NULL DEFAULT now(),"
+    "  last_failed_at timestamptz NOT NULL DEFAULT now(),"
+    "  UNIQUE (pipeline, topic, partition, \"offset\"));"
+    /* The compare-and-set of DESIGN 1.3 as a function, so that a fenced
+     * batch raises an error: in a pipeline that aborts every statement
+     * queued after it, COMMIT included, without a round trip to check. */
+    "CREATE FUNCTION %1$s.advance(p_pipeline text, p_topic text,"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint)"
+    "  RETURNS void LANGUAGE plpgsql AS $fn$"
+    "DECLARE cur_epoch bigint; cur_next bigint;"
+    "BEGIN"
+    "  UPDATE %1$s.offsets SET next_offset = p_end, updated_at = now()"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition AND owner_epoch = p_epoch"
+    "     AND next_offset = p_start;"
+    "  IF NOT FOUND THEN"
+    "    SELECT owner_epoch, next_offset INTO cur_epoch, cur_next"
+    "      FROM %1$s.offsets WHERE pipeline = p_pipeline AND topic = p_topic"
+    "       AND partition = p_partition;"
+    "    RAISE EXCEPTION 'partition %% [%%] of pipeline %% is fenced', p_topic,"
+    "        p_partition, p_pipeline"
+    "      USING ERRCODE = 'EX001',"
+    "      DETAIL = format('batch epoch %%s start %%s; stored epoch %%s next_offset %%s',"
+    "                      p_epoch, p_start, cur_epoch, cur_next);"
+    "  END IF;"
+    "END $fn$;",
+};
+
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+static char *format_schema(const char *fmt, const char *schema_q)
+{
+    strbuf sb = {0};
+
+    strbuf_printf(&sb, fmt, schema_q);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
+int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
+                           const char *schema)
+{
+    char *q;
+
+    memset(s, 0, sizeof(*s));
+    q = exactly_pg_ident(conn, schema);
+    if (!q)
+        return -1;
+    s->schema_q = strdup(q);
+    PQfreemem(q);
+    if (!s->schema_q)
+        return -1;
+    s->fence = format_schema("SELECT %1$s.advance($1, $2, $3, $4, $5, $6)",
+                             s->schema_q);
+    s->dedup = format_schema(
+        "INSERT INTO %1$s.dedup_keys (pipeline, dedup_key, topic, partition,"
+        " \"offset\") SELECT $1, decode(k, 'hex'), $2, $3, o"
+        " FROM unnest($4::text[], $5::bigint[]) AS u(k, o)"
+        " ON CONFLICT DO NOTHING RETURNING encode(dedup_key, 'hex')",
+        s->schema_q);
+    s->dead_letter = format_schema(
+        "INSERT INTO %1$s.dead_letters AS d (pipeline, topic, partition,"
+        " \"offset\", message_key, entity_id, reason, sqlstate)"
+        " SELECT $1, $2, $3, o, decode(k, 'hex'), e, r, st"
+        " FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[]) AS u(o, k, e, r, st)"
+        " ON CONFLICT (pipeline, topic, partition, \"offset\") DO UPDATE"
+        " SET attempts = d.attempts + 1, last_failed_at = now(),"
+        " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate",
+        s->schema_q);
+    s->claim = format_schema(
+        "INSERT INTO %1$s.offsets AS o (pipeline, topic, partition,"
+        " owner_epoch, owner, claimed_at)"
+        " SELECT $1, t, p, 1, $4, now() FROM unnest($2::text[], $3::int[])"
+        " AS u(t, p)"
+        " ON CONFLICT (pipeline, topic, partition) DO UPDATE"
+        " SET owner_epoch = o.owner_epoch + 1, owner = EXCLUDED.owner,"
+        " claimed_at = now()"
+        " RETURNING topic, partition, next_offset, owner_epoch",
+        s->schema_q);
+    s->set_start = format_schema(
+        "UPDATE %1$s.offsets SET next_offset = $5, updated_at = now()"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
+        " AND owner_epoch = $4 AND next_offset IS NULL",
+        s->schema_q);
+    s->read = format_schema(
+        "SELECT next_offset, owner_epoch FROM %1$s.offsets"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
+        s->schema_q);
+    s->dedup_expire = format_schema(
+        "DELETE FROM %1$s.dedup_keys WHERE ctid = ANY (ARRAY("
+        " SELECT ctid FROM %1$s.dedup_keys WHERE pipeline = $1"
+        " AND created_at < now() - make_interval(secs => $2::double precision)"
+        " LIMIT 10000))",
+        s->schema_q);
+    if (!s->fence || !s->dedup || !s->dead_letter || !s->claim ||
+        !s->set_start || !s->read || !s->dedup_expire) {
+        exactly_store_sql_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void exactly_store_sql_free(exactly_store_sql *s)
+{
+    if (!s)
+        return;
+    free(s->schema_q);
+    free(s->fence);
+    free(s->dedup);
+    free(s->dead_letter);
+    free(s->claim);
+    free(s->set_start);
+    free(s->read);
+    free(s->dedup_expire);
+    memset(s, 0, sizeof(*s));
+}
+
+exactly_err exactly_store_version(PGconn *conn, const char *schema,
+                                  int *version, char *errbuf,
+                                  size_t errbuf_size)
+{
+    const char *params[1] = {schema};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *version = 0;
+    /* to_regclass avoids an error (and a log line) when nothing exists. */
+    rc = exactly_pg_exec(conn,
+                         "SELECT to_regclass(quote_ident($1) || '.schema_version')"
+                         " IS NOT NULL",
+                         1, params, &res, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        PQclear(res);
+        return EXACTLY_OK;
+    }
+    PQclear(res);
+    {
+        char *q = exactly_pg_ident(conn, schema);
+        char *sql = q ? format_schema(
+                            "SELECT coalesce(max(version), 0) FROM %1$s.schema_version", q)
+                      : NULL;
+        PQfreemem(q);
+        if (!sql)
+            return EXACTLY_ENOMEM;
+        rc = exactly_pg_exec(conn, sql, 0, NULL, &res, errbuf, errbuf_size);
+        free(sql);
+    }
+    if (rc != EXACTLY_OK)
+        return rc;
+    *version = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return EXACTLY_OK;
+}
+
+exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
+                                  int *from_version, int *to_version,
+                                  char *errbuf, size_t errbuf_size)
+{
+    char *q = exactly_pg_ident(conn, schema);
+    char *sql = NULL;
+    PGresult *res = NULL;
+    exactly_err rc = EXACTLY_ENOMEM;
+    const char *lock_params[1] = {schema};
+    int version;
+    size_t i;
+
+    *from_version = *to_version = 0;
+    if (!q)
+        goto cleanup;
+    rc = exactly_pg_exec(conn, "BEGIN", 0, NULL, NULL, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto cleanup;
+    /* Concurrent migrations of one schema queue up here. */
+    rc = exactly_pg_exec(conn,
+                         "SELECT pg_advisory_xact_lock(hashtext('exactly.migrate.' || $1))",
+                         1, lock_params, NULL, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto rollback;
+    sql = format_schema("CREATE SCHEMA IF NOT EXISTS %1$s;"
+                        "CREATE TABLE IF NOT EXISTS %1$s.schema_version ("
+                        " version integer PRIMARY KEY,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())",
+                        q);
+    rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
+             : EXACTLY_ENOMEM;
+    free(sql);
+    sql = NULL;
+    if (rc != EXACTLY_OK)
+        goto rollback;
+    rc = exactly_store_version(conn, schema, &version, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto rollback;
+    *from_version = *to_version = version;
+    if (version > (int)N_MIGRATIONS) {
+        snprintf(errbuf, errbuf_size,
+                 "schema %s is at version %d, newer than this exactly "
+                 "(version %d): upgrade exactly",
+                 schema, version, (int)N_MIGRATIONS);
+        rc = EXACTLY_EDATABASE;
+        goto rollback;
+    }
+    for (i = (size_t)version; i < N_MIGRATIONS; i++) {
+        char vbuf[16];
+        const char *vparams[1] = {vbuf};
+        char *ins;
+
+        sql = format_schema(migrations[i], q);
+        rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
+                 : EXACTLY_ENOMEM;
+        free(sql);
+        sql = NULL;
+        if (rc != EXACTLY_OK)
+            goto rollback;
+        snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
+        ins = format_schema("INSERT INTO %1$s.schema_version (version) VALUES ($1)", q);
+        rc = ins ? exactly_pg_exec(conn, ins, 1, vparams, NULL, errbuf, errbuf_size)
+                 : EXACTLY_ENOMEM;
+        free(ins);
+        if (rc != EXACTLY_OK)
+            goto rollback;
+        *to_version = (int)(i + 1);
+    }
+    rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, errbuf, errbuf_size);
+    goto cleanup;
+
+rollback : {
+    char ignore[256];
+    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
+                          sizeof(ignore));
+    *to_version = *from_version;
+}
+cleanup:
+    PQclear(res);
+    PQfreemem(q);
+    return rc;
+}

@@ -1,0 +1,53 @@
+/*
+ * store.h - the framework's tables in PostgreSQL: offsets with owner
+ * epochs, dedup keys, dead letters, and the versioned schema behind them.
+ *
+ * All SQL here names the schema through libpq's identifier escaping, and
+ * every value travels as a parameter.
+ */
+#ifndef EXACTLY_STORE_H
+#define EXACTLY_STORE_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define EXACTLY_SCHEMA_VERSION 1
+
+/* The statements of the cycle, built once per connection for a schema. */
+typedef struct exactly_store_sql {
+    char *schema_q;   /* quoted schema identifier */
+    char *fence;      /* $1 pipeline $2 topic $3 partition $4 epoch $5 start $6 end */
+    char *dedup;      /* $1 pipeline $2 topic $3 partition $4 hex keys[] $5 offsets[] */
+    char *dead_letter;/* $1 pipeline $2 topic $3 partition $4 offsets[] $5 hex keys[]
+                         $6 ids[] $7 reasons[] $8 sqlstates[] */
+    char *claim;      /* $1 pipeline $2 topics[] $3 partitions[] $4 owner */
+    char *set_start;  /* $1 pipeline $2 topic $3 partition $4 epoch $5 offset */
+    char *read;       /* $1 pipeline $2 topic $3 partition */
+    char *dedup_expire; /* $1 pipeline $2 retention seconds */
+} exactly_store_sql;
+
+/* Builds the statements for schema; 0 on success. Free with
+ * exactly_store_sql_free (NULL-safe members). */
+int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
+                           const char *schema);
+void exactly_store_sql_free(exactly_store_sql *s);
+
+/*
+ * Creates or upgrades the framework tables in schema, idempotently, under
+ * an advisory lock so concurrent runs wait for each other. Sets
+ * *from_version and *to_version. Returns EXACTLY_OK or an error with the
+ * reason in errbuf.
+ */
+exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
+                                  int *from_version, int *to_version,
+                                  char *errbuf, size_t errbuf_size);
+
+/* The installed schema version (0: none). Returns an error if the query
+ * fails for another reason than a missing schema. */
+exactly_err exactly_store_version(PGconn *conn, const char *schema,
+                                  int *version, char *errbuf,
+                                  size_t errbuf_size);
+
+#endif

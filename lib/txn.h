@@ -1,0 +1,89 @@
+/*
+ * txn.h - one batch transaction on a connection in libpq pipeline mode.
+ *
+ * Statements are queued with exactly_txn_send() and their results read at
+ * the next exactly_txn_sync(), so a batch costs a round trip per sync, not
+ * per statement. The first error of a sync is kept with the phase of the
+ * statement that raised it, which tells the cycle what failed: the fence,
+ * the lookup, the handler's writes or the commit.
+ *
+ * The txn is also the handle a handler receives (exactly_host.exec/query).
+ */
+#ifndef EXACTLY_TXN_H
+#define EXACTLY_TXN_H
+
+#include <libpq-fe.h>
+
+#include "exactly/handler.h"
+
+typedef enum txn_phase {
+    TXN_CONTROL = 0, /* BEGIN, SAVEPOINT, ROLLBACK TO, RELEASE */
+    TXN_FENCE,
+    TXN_DEDUP,
+    TXN_LOOKUP,
+    TXN_HANDLER,
+    TXN_DEAD_LETTER,
+    TXN_COMMIT
+} txn_phase;
+
+typedef struct txn_failed_record {
+    size_t index; /* in the batch handed to apply() */
+    char *reason;
+} txn_failed_record;
+
+struct exactly_txn {
+    PGconn *conn;
+    int timeout_ms;
+
+    struct txn_pending {
+        txn_phase phase;
+        PGresult **keep; /* where to store a result, or NULL */
+    } *pending;
+    size_t n_pending;
+    size_t cap_pending;
+
+    /* First error since the last sync. */
+    int failed;
+    txn_phase err_phase;
+    char sqlstate[6];
+    char errmsg[1024];
+
+    /* Set by the handler during apply(). */
+    char handler_err[1024];
+    int handler_err_set;
+    txn_failed_record *fails;
+    size_t n_fails;
+    size_t cap_fails;
+};
+
+/* Starts using conn for a new transaction: enters pipeline mode and forgets
+ * every earlier error and failed record. */
+exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms);
+
+/* Leaves pipeline mode; the connection is then usable for plain calls. */
+void exactly_txn_finish(exactly_txn *t);
+
+/* Frees what the txn holds (not the connection). NULL-safe. */
+void exactly_txn_clear(exactly_txn *t);
+
+/* Queues one statement. keep, when not NULL, receives its PGresult at the
+ * next sync (the caller PQclear()s it). */
+exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
+                             int n_params, const char *const *params,
+                             PGresult **keep);
+
+/*
+ * Sends a sync point and reads every queued result. Returns EXACTLY_OK when
+ * all succeeded, else the class of the first error (exactly_pg_classify),
+ * with t->err_phase, t->sqlstate and t->errmsg set. A lost connection is
+ * EXACTLY_ERETRY with an empty sqlstate.
+ */
+exactly_err exactly_txn_sync(exactly_txn *t);
+
+/* The host table given to plugins: exec, query, fail_record, ... */
+const exactly_host *exactly_txn_host(void);
+
+/* Forgets records failed by the handler (before a retry of apply()). */
+void exactly_txn_forget_fails(exactly_txn *t);
+
+#endif

@@ -1,0 +1,725 @@
+/*
+ * worker.c - the worker's loop: poll, buffer per partition, flush a
+ * partition's batch when it is full or old enough, and keep the partition
+ * table in step with rebalances (claim on assign, flush on revoke).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "log.h"
+#include "pg_conn.h"
+#include "worker_internal.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 30000
+/* How long an assignment may wait for the database before the worker gives
+ * up and exits (its supervisor restarts it); well below the default
+ * max.poll.interval.ms of 300 s. */
+#define ASSIGN_DEADLINE_MS 120000
+
+long long worker_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Capped exponential backoff with full jitter. */
+static long long backoff_ms(int attempts)
+{
+    long long cap = BACKOFF_MIN_MS;
+    int i;
+
+    for (i = 0; i < attempts && cap < BACKOFF_MAX_MS; i++)
+        cap *= 2;
+    if (cap > BACKOFF_MAX_MS)
+        cap = BACKOFF_MAX_MS;
+    return cap / 2 + (long long)(random() % (cap / 2 + 1));
+}
+
+part *worker_find_part(worker *w, const char *topic, int32_t partition)
+{
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++)
+        if (w->parts[i]->partition == partition &&
+            strcmp(w->parts[i]->topic, topic) == 0)
+            return w->parts[i];
+    return NULL;
+}
+
+void part_drop_buffer(part *pt, size_t n)
+{
+    size_t i;
+
+    if (n > pt->n_buf)
+        n = pt->n_buf;
+    for (i = 0; i < n; i++)
+        rd_kafka_message_destroy(pt->buf[i]);
+    memmove(pt->buf, pt->buf + n, (pt->n_buf - n) * sizeof(*pt->buf));
+    pt->n_buf -= n;
+    if (pt->n_buf > 0)
+        pt->first_at_ms = worker_now_ms();
+}
+
+static void part_free(part *pt)
+{
+    if (!pt)
+        return;
+    part_drop_buffer(pt, pt->n_buf);
+    free(pt->buf);
+    free(pt->topic);
+    free(pt);
+}
+
+static void remove_part(worker *w, part *pt)
+{
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++) {
+        if (w->parts[i] == pt) {
+            w->parts[i] = w->parts[--w->n_parts];
+            break;
+        }
+    }
+    part_free(pt);
+}
+
+/* ---- the database connection -------------------------------------------- */
+
+static exactly_err build_lookup(worker *w)
+{
+    const cfg_pipeline *p = w->p;
+    strbuf sb = {0};
+    size_t i;
+
+    free(w->lookup_sql);
+    free(w->key_column);
+    w->lookup_sql = NULL;
+    w->key_column = NULL;
+    if (p->lookup.sql) {
+        w->lookup_sql = strdup(p->lookup.sql);
+        w->key_column = strdup(p->lookup.key_column ? p->lookup.key_column : "id");
+    } else {
+        char *table = NULL;
+        char *idcol = exactly_pg_ident(w->conn, p->lookup.id_column);
+        const char *dot = strchr(p->lookup.table, '.');
+
+        strbuf_puts(&sb, "SELECT ");
+        if (p->lookup.n_columns == 0)
+            strbuf_puts(&sb, "*");
+        for (i = 0; i < p->lookup.n_columns; i++) {
+            char *c = exactly_pg_ident(w->conn, p->lookup.columns[i]);
+            if (!c)
+                goto oom;
+            strbuf_printf(&sb, "%s%s", i ? ", " : "", c);
+            PQfreemem(c);
+        }
+        strbuf_puts(&sb, " FROM ");
+        if (dot) {
+            char *schema = strndup(p->lookup.table, (size_t)(dot - p->lookup.table));
+            char *qs = schema ? exactly_pg_ident(w->conn, schema) : NULL;
+            free(schema);
+            if (!qs)
+                goto oom;
+            strbuf_printf(&sb, "%s.", qs);
+            PQfreemem(qs);
+            table = exactly_pg_ident(w->conn, dot + 1);
+        } else {
+            table = exactly_pg_ident(w->conn, p->lookup.table);
+        }
+        if (!table || !idcol) {
+            PQfreemem(table);
+            PQfreemem(idcol);
+            goto oom;
+        }
+        strbuf_printf(&sb, "%s WHERE %s = ANY($1::%s[])", table, idcol,
+                      exactly_id_type_name(p->id.type));
+        PQfreemem(table);
+        PQfreemem(idcol);
+        if (sb.oom)
+            goto oom;
+        w->lookup_sql = sb.data;
+        w->key_column = strdup(p->lookup.id_column);
+    }
+    return w->lookup_sql && w->key_column ? EXACTLY_OK : EXACTLY_ENOMEM;
+oom:
+    strbuf_free(&sb);
+    return EXACTLY_ENOMEM;
+}
+
+void worker_db_lost(worker *w)
+{
+    if (!w->conn)
+        return;
+    exactly_txn_clear(&w->txn);
+    PQfinish(w->conn);
+    w->conn = NULL;
+    w->reconnect_at_ms = worker_now_ms() + backoff_ms(w->reconnect_attempts++);
+}
+
+exactly_err worker_db(worker *w)
+{
+    char err[1024];
+    int version = 0;
+
+    if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+        return EXACTLY_OK;
+    if (w->conn)
+        worker_db_lost(w);
+    if (worker_now_ms() < w->reconnect_at_ms)
+        return EXACTLY_ERETRY;
+    w->conn = exactly_pg_connect(w->cfg, w->owner, err, sizeof(err));
+    if (!w->conn) {
+        w->reconnect_at_ms = worker_now_ms() + backoff_ms(w->reconnect_attempts++);
+        exactly_log(EXACTLY_LOG_WARN, "postgres",
+                    "connect failed attempt=%d error=\"%s\"",
+                    w->reconnect_attempts, err);
+        return EXACTLY_ERETRY;
+    }
+    if (exactly_store_version(w->conn, w->cfg->postgres.schema, &version, err,
+                              sizeof(err)) != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres",
+                    "cannot read schema version error=\"%s\"", err);
+        worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
+    if (version != EXACTLY_SCHEMA_VERSION) {
+        exactly_log(EXACTLY_LOG_ERROR, "postgres",
+                    "framework schema %s is at version %d, this exactly needs "
+                    "%d: run 'exactly migrate -c %s'",
+                    w->cfg->postgres.schema, version, EXACTLY_SCHEMA_VERSION,
+                    w->cfg->path);
+        w->fatal = 2;
+        worker_db_lost(w);
+        return EXACTLY_EDATABASE;
+    }
+    if (!w->sql_ready) {
+        if (exactly_store_sql_init(&w->sql, w->conn, w->cfg->postgres.schema) != 0 ||
+            build_lookup(w) != EXACTLY_OK) {
+            worker_db_lost(w);
+            return EXACTLY_ENOMEM;
+        }
+        w->sql_ready = 1;
+    }
+    if (w->reconnect_attempts > 0)
+        exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after attempts=%d",
+                    w->reconnect_attempts);
+    w->reconnect_attempts = 0;
+    return EXACTLY_OK;
+}
+
+/* ---- rebalance ----------------------------------------------------------- */
+
+/* Where a partition without a stored offset starts. */
+static int resolve_start(worker *w, const char *topic, int32_t partition,
+                         int64_t *start)
+{
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t err;
+
+    if (strcmp(w->auto_reset, "error") == 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "source",
+                    "no stored offset and auto.offset.reset=error topic=%s "
+                    "partition=%d",
+                    topic, (int)partition);
+        return -1;
+    }
+    err = rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
+                                           10000);
+    if (err) {
+        exactly_log(EXACTLY_LOG_WARN, "source",
+                    "cannot read watermarks topic=%s partition=%d error=%s",
+                    topic, (int)partition, rd_kafka_err2str(err));
+        return -1;
+    }
+    *start = strcmp(w->auto_reset, "latest") == 0 ? hi : lo;
+    return 0;
+}
+
+/* Claims the rows of every partition in list in one statement; sets each
+ * element's offset. Returns EXACTLY_OK or a retriable error. */
+static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
+{
+    strbuf topics = {0}, parts = {0};
+    PGresult *res = NULL;
+    char err[1024];
+    const char *params[4];
+    exactly_err rc;
+    int i, r;
+
+    rc = worker_db(w);
+    if (rc != EXACTLY_OK)
+        return rc;
+    strbuf_array_begin(&topics);
+    strbuf_array_begin(&parts);
+    for (i = 0; i < list->cnt; i++) {
+        strbuf_array_elem_str(&topics, list->elems[i].topic);
+        strbuf_array_elem_int(&parts, list->elems[i].partition);
+    }
+    strbuf_array_end(&topics);
+    strbuf_array_end(&parts);
+    params[0] = w->p->name;
+    params[1] = strbuf_str(&topics);
+    params[2] = strbuf_str(&parts);
+    params[3] = w->owner;
+    rc = exactly_pg_exec(w->conn, w->sql.claim, 4, params, &res, err, sizeof(err));
+    strbuf_free(&topics);
+    strbuf_free(&parts);
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "rebalance", "claim failed error=\"%s\"", err);
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
+    for (r = 0; r < PQntuples(res); r++) {
+        const char *topic = PQgetvalue(res, r, 0);
+        int32_t partition = (int32_t)atoi(PQgetvalue(res, r, 1));
+        int64_t epoch = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+        int64_t next = -1;
+        part *pt;
+
+        if (!PQgetisnull(res, r, 2)) {
+            next = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        } else {
+            char ps[16], es[24], ns[24];
+            const char *sp[5];
+            if (resolve_start(w, topic, partition, &next) != 0) {
+                PQclear(res);
+                return EXACTLY_ERETRY;
+            }
+            snprintf(ps, sizeof(ps), "%d", (int)partition);
+            snprintf(es, sizeof(es), "%" PRId64, epoch);
+            snprintf(ns, sizeof(ns), "%" PRId64, next);
+            sp[0] = w->p->name;
+            sp[1] = topic;
+            sp[2] = ps;
+            sp[3] = es;
+            sp[4] = ns;
+            rc = exactly_pg_exec(w->conn, w->sql.set_start, 5, sp, NULL, err,
+                                 sizeof(err));
+            if (rc != EXACTLY_OK) {
+                PQclear(res);
+                return EXACTLY_ERETRY;
+            }
+        }
+        pt = worker_find_part(w, topic, partition);
+        if (!pt) {
+            pt = calloc(1, sizeof(*pt));
+            if (!pt || !(pt->topic = strdup(topic))) {
+                free(pt);
+                PQclear(res);
+                return EXACTLY_ENOMEM;
+            }
+            pt->partition = partition;
+            if (w->n_parts == w->cap_parts) {
+                size_t cap = w->cap_parts ? w->cap_parts * 2 : 16;
+                part **np = realloc(w->parts, cap * sizeof(*np));
+                if (!np) {
+                    part_free(pt);
+                    PQclear(res);
+                    return EXACTLY_ENOMEM;
+                }
+                w->parts = np;
+                w->cap_parts = cap;
+            }
+            w->parts[w->n_parts++] = pt;
+        }
+        part_drop_buffer(pt, pt->n_buf);
+        pt->next_offset = next;
+        pt->epoch = epoch;
+        pt->fenced = 0;
+        pt->halted = 0;
+        pt->attempts = 0;
+        pt->retry_at_ms = 0;
+        pt->paused = 0;
+        for (i = 0; i < list->cnt; i++)
+            if (list->elems[i].partition == partition &&
+                strcmp(list->elems[i].topic, topic) == 0)
+                list->elems[i].offset = next;
+        exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                    "partition claimed topic=%s partition=%d epoch=%" PRId64
+                    " next_offset=%" PRId64,
+                    topic, (int)partition, epoch, next);
+    }
+    PQclear(res);
+    return EXACTLY_OK;
+}
+
+void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
+{
+    long long deadline = worker_now_ms() + ASSIGN_DEADLINE_MS;
+    rd_kafka_error_t *e = NULL;
+    exactly_err rc = EXACTLY_OK;
+    int attempts = 0;
+
+    while (list->cnt > 0) {
+        rc = claim(w, list);
+        if (rc == EXACTLY_OK || w->fatal || worker_now_ms() > deadline)
+            break;
+        /* The heartbeat thread keeps the membership alive meanwhile. */
+        usleep((useconds_t)backoff_ms(attempts++) * 1000);
+    }
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "rebalance",
+                    "cannot claim assigned partitions; exiting so that the "
+                    "group moves on");
+        if (!w->fatal)
+            w->fatal = 1;
+        list = NULL;
+    }
+    if (w->cooperative)
+        e = list ? rd_kafka_incremental_assign(w->rk, list) : NULL;
+    else
+        (void)rd_kafka_assign(w->rk, list);
+    if (e) {
+        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed error=\"%s\"",
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        w->fatal = 1;
+    }
+}
+
+static int64_t batch_end(worker *w, part *pt, size_t n)
+{
+    int64_t end = pt->buf[n - 1]->offset + 1;
+
+    /* Control records after the last message occupy offsets too: store
+     * the consumer's position so the partition shows no phantom lag. */
+    if (n == pt->n_buf) {
+        int64_t pos = source_position(w, pt);
+        if (pos > end)
+            end = pos;
+    }
+    return end;
+}
+
+static size_t batch_size(worker *w, part *pt)
+{
+    size_t max = (size_t)w->p->batch.max_messages;
+    return pt->n_buf < max ? pt->n_buf : max;
+}
+
+void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
+{
+    int i;
+
+    for (i = 0; i < list->cnt; i++) {
+        part *pt = worker_find_part(w, list->elems[i].topic,
+                                    list->elems[i].partition);
+        if (!pt)
+            continue;
+        /* A revoked partition's buffer is committed now if that works at
+         * once; otherwise dropped, and the next owner reads it again from
+         * the stored offset. A lost one is never flushed. */
+        while (!lost && !pt->fenced && !pt->halted && pt->n_buf > 0 &&
+               pt->retry_at_ms == 0) {
+            size_t n = batch_size(w, pt);
+            if (cycle_run(w, pt, n, batch_end(w, pt, n)) != EXACTLY_OK)
+                break;
+        }
+        remove_part(w, pt);
+    }
+    if (w->cooperative) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->rk, list);
+        if (e)
+            rd_kafka_error_destroy(e);
+    } else {
+        (void)rd_kafka_assign(w->rk, NULL);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void on_message(worker *w, rd_kafka_message_t *m)
+{
+    const char *topic;
+    part *pt;
+
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+            m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+            pt = m->rkt ? worker_find_part(w, rd_kafka_topic_name(m->rkt),
+                                           m->partition)
+                        : NULL;
+            if (pt && !pt->halted) {
+                exactly_log(EXACTLY_LOG_ERROR, "source",
+                            "stored offset is no longer in the log; partition "
+                            "halted (reset it with exactly offsets reset) "
+                            "topic=%s partition=%d next_offset=%" PRId64
+                            " error=\"%s\"",
+                            pt->topic, (int)pt->partition, pt->next_offset,
+                            rd_kafka_message_errstr(m));
+                pt->halted = 1;
+                source_pause(w, pt, 1);
+            }
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (m->err != w->last_kafka_err ||
+                worker_now_ms() - w->last_kafka_err_ms > 60000) {
+                w->last_kafka_err = m->err;
+                w->last_kafka_err_ms = worker_now_ms();
+                exactly_log(EXACTLY_LOG_WARN, "source",
+                            "consume error code=%s text=\"%s\"",
+                            rd_kafka_err2name(m->err),
+                            rd_kafka_message_errstr(m));
+            }
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    topic = rd_kafka_topic_name(m->rkt);
+    pt = worker_find_part(w, topic, m->partition);
+    if (!pt || pt->halted || pt->fenced) {
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    /* Older librdkafka can redeliver after a rebalance; the database says
+     * what is already applied. */
+    if (m->offset < pt->next_offset ||
+        (pt->n_buf > 0 && m->offset <= pt->buf[pt->n_buf - 1]->offset)) {
+        w->st.skipped_below++;
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (pt->n_buf == pt->cap_buf) {
+        size_t cap = pt->cap_buf ? pt->cap_buf * 2 : 256;
+        rd_kafka_message_t **nb = realloc(pt->buf, cap * sizeof(*nb));
+        if (!nb) {
+            /* Dropping is safe: the message is re-read from the stored
+             * offset after the seek below. */
+            exactly_log(EXACTLY_LOG_ERROR, "source", "out of memory buffering");
+            rd_kafka_message_destroy(m);
+            source_seek(w, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
+                                         : pt->next_offset);
+            return;
+        }
+        pt->buf = nb;
+        pt->cap_buf = cap;
+    }
+    if (pt->n_buf == 0)
+        pt->first_at_ms = worker_now_ms();
+    pt->buf[pt->n_buf++] = m;
+    w->last_msg_ms = worker_now_ms();
+}
+
+/* Flushes every partition whose batch is full or old enough. Returns how
+ * many ms until the next deadline (for the poll timeout). */
+static int flush_ready(worker *w, int force)
+{
+    long long now = worker_now_ms();
+    int next = 100;
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        long long due;
+        size_t n;
+        exactly_err rc;
+
+        if (pt->halted || pt->fenced || pt->n_buf == 0)
+            continue;
+        if (pt->retry_at_ms > now) {
+            if (pt->retry_at_ms - now < next)
+                next = (int)(pt->retry_at_ms - now);
+            continue;
+        }
+        due = pt->first_at_ms + w->p->batch.max_wait_ms;
+        if (!force && pt->n_buf < (size_t)w->p->batch.max_messages && due > now) {
+            if (due - now < next)
+                next = (int)(due - now);
+            continue;
+        }
+        n = batch_size(w, pt);
+        rc = cycle_run(w, pt, n, batch_end(w, pt, n));
+        if (rc == EXACTLY_OK) {
+            pt->retry_at_ms = 0;
+            if (pt->paused && !pt->halted && !pt->fenced) {
+                source_seek(w, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
+                                             : pt->next_offset);
+                source_pause(w, pt, 0);
+            }
+            if (pt->n_buf > 0)
+                next = 0;
+        } else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE) {
+            pt->retry_at_ms = worker_now_ms() + backoff_ms(pt->attempts);
+            /* Bound the buffer while the database is away. */
+            if (pt->n_buf >= (size_t)w->p->batch.max_messages * 4)
+                source_pause(w, pt, 1);
+        }
+        if (w->fatal)
+            break;
+    }
+    return next < 0 ? 0 : next;
+}
+
+/* A partition whose tail is only transaction markers: advance the stored
+ * offset to the consumer's position so lag reads zero. */
+static void advance_idle(worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        int64_t pos;
+        if (pt->n_buf > 0 || pt->halted || pt->fenced || pt->retry_at_ms)
+            continue;
+        pos = source_position(w, pt);
+        if (pos > pt->next_offset)
+            (void)cycle_run(w, pt, 0, pos);
+    }
+}
+
+static int all_committed(const worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++)
+        if (w->parts[i]->n_buf > 0 && !w->parts[i]->halted &&
+            !w->parts[i]->fenced)
+            return 0;
+    return 1;
+}
+
+static void log_stats(const worker *w, const char *what)
+{
+    const exactly_worker_stats *s = &w->st;
+    exactly_log(EXACTLY_LOG_INFO, "worker",
+                "%s consumed=%" PRIu64 " applied=%" PRIu64
+                " deduplicated=%" PRIu64 " dead_lettered=%" PRIu64
+                " skipped_missing=%" PRIu64 " batches_committed=%" PRIu64
+                " batches_rolled_back=%" PRIu64 " batches_fenced=%" PRIu64
+                " retries=%" PRIu64 " handler_failures=%" PRIu64
+                " rebalances=%" PRIu64,
+                what, s->consumed, s->applied, s->deduplicated,
+                s->dead_lettered, s->skipped_missing, s->batches_committed,
+                s->batches_rolled_back, s->batches_fenced, s->retries,
+                s->handler_failures, s->rebalances);
+}
+
+int exactly_worker_run(const exactly_worker_opts *o,
+                       exactly_worker_stats *stats)
+{
+    worker w;
+    char err[2048];
+    char host[64];
+    int code = 1;
+    long long last_idle_check = 0;
+    long long last_stats = worker_now_ms();
+    long long started;
+    exactly_err rc;
+
+    memset(&w, 0, sizeof(w));
+    w.cfg = o->cfg;
+    w.p = o->pipeline;
+    w.timeout_ms = o->cfg->postgres.statement_timeout_ms +
+                   o->cfg->postgres.lock_timeout_ms + 30000;
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(w.owner, sizeof(w.owner), "%s:%d:%d", host, (int)getpid(),
+             o->worker_index);
+    srandom((unsigned)(getpid() ^ time(NULL)));
+    exactly_log_set_context(w.p->name, o->worker_index);
+
+    rc = exactly_plugin_load(w.cfg, w.p, &w.plugin, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        code = 2;
+        goto cleanup;
+    }
+    rc = source_create(&w, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        code = rc == EXACTLY_ECONFIG ? 2 : 1;
+        goto cleanup;
+    }
+    w.cooperative = strcmp(rd_kafka_rebalance_protocol(w.rk), "COOPERATIVE") == 0;
+
+    while (worker_db(&w) != EXACTLY_OK) {
+        if (w.fatal || (o->stop && *o->stop)) {
+            code = w.fatal ? w.fatal : 0;
+            goto cleanup;
+        }
+        usleep(100 * 1000);
+    }
+    rc = exactly_plugin_open(w.plugin, w.conn, w.p, w.timeout_ms, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        code = rc == EXACTLY_ERETRY ? 1 : 2;
+        goto cleanup;
+    }
+    exactly_log(EXACTLY_LOG_INFO, "worker",
+                "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms",
+                w.plugin->label, w.plugin->fused, w.p->n_topics, w.p->group,
+                w.p->batch.max_messages, w.p->batch.max_wait_ms);
+
+    started = worker_now_ms();
+    w.last_msg_ms = started;
+    while (!(o->stop && *o->stop) && !w.fatal) {
+        int timeout = flush_ready(&w, 0);
+        int polled = 0;
+        rd_kafka_message_t *m;
+        long long now;
+
+        /* Take what is there without waiting, up to a batch per round. */
+        while (polled < w.p->batch.max_messages &&
+               (m = rd_kafka_consumer_poll(w.rk, polled ? 0 : timeout)) != NULL) {
+            on_message(&w, m);
+            polled++;
+        }
+        now = worker_now_ms();
+        if (now - last_idle_check >= 1000) {
+            last_idle_check = now;
+            advance_idle(&w);
+        }
+        if (now - last_stats >= 10000) {
+            last_stats = now;
+            log_stats(&w, "progress");
+        }
+        if (o->exit_idle_ms > 0 && w.n_parts > 0 &&
+            now - w.last_msg_ms >= o->exit_idle_ms && all_committed(&w)) {
+            exactly_log(EXACTLY_LOG_INFO, "worker", "idle, exiting idle_ms=%d",
+                        o->exit_idle_ms);
+            break;
+        }
+    }
+    if (!w.fatal) {
+        /* Clean stop: commit what is buffered, then leave the group (the
+         * revoke callback flushes anything left). */
+        (void)flush_ready(&w, 1);
+        code = 0;
+    } else {
+        code = w.fatal;
+    }
+
+cleanup:
+    if (w.rk) {
+        rd_kafka_consumer_close(w.rk);
+        while (w.n_parts > 0)
+            remove_part(&w, w.parts[w.n_parts - 1]);
+        rd_kafka_destroy(w.rk);
+    }
+    log_stats(&w, code == 0 ? "stopped" : "exiting");
+    if (stats)
+        *stats = w.st;
+    exactly_plugin_free(w.plugin);
+    batch_free(&w.bb);
+    strbuf_free(&w.dl_offs);
+    strbuf_free(&w.dl_keys);
+    strbuf_free(&w.dl_ids);
+    strbuf_free(&w.dl_reasons);
+    strbuf_free(&w.dl_states);
+    exactly_txn_clear(&w.txn);
+    exactly_store_sql_free(&w.sql);
+    free(w.parts);
+    free(w.lookup_sql);
+    free(w.key_column);
+    if (w.conn)
+        PQfinish(w.conn);
+    return code;
+}

@@ -1,0 +1,103 @@
+/*
+ * worker_internal.h - state shared by the worker's loop (worker.c), its
+ * Kafka side (source.c) and its batch transaction (cycle.c).
+ */
+#ifndef EXACTLY_WORKER_INTERNAL_H
+#define EXACTLY_WORKER_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "batch.h"
+#include "plugin.h"
+#include "store.h"
+#include "txn.h"
+#include "source.h"
+#include "worker.h"
+
+/* One assigned partition. */
+typedef struct part {
+    char *topic;
+    int32_t partition;
+    int64_t next_offset;  /* stored in PostgreSQL, as far as we know */
+    int64_t epoch;        /* our owner epoch from the claim */
+
+    rd_kafka_message_t **buf; /* buffered messages, ascending offsets */
+    size_t n_buf;
+    size_t cap_buf;
+    long long first_at_ms;    /* when buf[0] arrived */
+
+    long long retry_at_ms;    /* > 0: backing off until then */
+    int attempts;
+    int paused;
+    int halted;               /* offset left the log: never moves silently */
+    int fenced;               /* another worker owns it now */
+} part;
+
+typedef struct worker {
+    const exactly_config *cfg;
+    const cfg_pipeline *p;
+    exactly_worker_stats st;
+    char owner[128];          /* host:pid:worker, stored with the claim */
+
+    rd_kafka_t *rk;
+    int cooperative;
+    char auto_reset[16];      /* "earliest" or "latest" for new partitions */
+
+    PGconn *conn;
+    long long reconnect_at_ms;
+    int reconnect_attempts;
+    exactly_store_sql sql;
+    int sql_ready;
+    char *lookup_sql;
+    char *key_column;
+
+    exactly_plugin *plugin;
+    exactly_txn txn;
+    batch_builder bb;
+    strbuf dl_offs, dl_keys, dl_ids, dl_reasons, dl_states;
+    size_t dl_count;
+
+    part **parts;
+    size_t n_parts;
+    size_t cap_parts;
+
+    int fatal;                /* exit 1 at the next turn */
+    long long last_msg_ms;
+    rd_kafka_resp_err_t last_kafka_err; /* log once per episode */
+    long long last_kafka_err_ms;
+    int timeout_ms;           /* bound on one wait for the database */
+} worker;
+
+long long worker_now_ms(void);
+part *worker_find_part(worker *w, const char *topic, int32_t partition);
+void part_drop_buffer(part *pt, size_t n);
+
+/* Ensures a connection; EXACTLY_ERETRY while backing off. */
+exactly_err worker_db(worker *w);
+/* Drops a broken connection so that worker_db() reconnects. */
+void worker_db_lost(worker *w);
+
+/*
+ * Runs one batch transaction for the first n buffered messages of pt
+ * (n may be 0: only advance the stored offset to end, for control records).
+ * end is the offset stored on commit. Returns EXACTLY_OK (committed; the
+ * messages are released), EXACTLY_EFENCED (rolled back; the buffer was
+ * dropped and pt re-read), EXACTLY_ERETRY (rolled back; try again later)
+ * or EXACTLY_EDATABASE (rolled back; a persistent error, logged).
+ */
+exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end);
+
+/* Rebalance (worker.c): claim and assign, or flush and release. */
+void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list);
+void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost);
+
+/* Kafka side (source.c). */
+
+exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size);
+void source_commit(worker *w, part *pt);
+void source_seek(worker *w, part *pt, int64_t offset);
+void source_pause(worker *w, part *pt, int pause);
+int64_t source_position(worker *w, part *pt);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * failing.c - a handler for the failure tests: it fails the whole batch
+ * (set_error + EXACTLY_EHANDLER) whenever a record's ID is listed in
+ * fail_ids, and otherwise counts messages per ID like a small ledger:
+ *
+ *   INSERT INTO "failing_applied" AS c (id, n)
+ *   SELECT u.id, u.n FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
+ *   ON CONFLICT (id) DO UPDATE SET n = c.n + EXCLUDED.n
+ *
+ * Failing the batch rather than one record is the point: the runtime must
+ * retry, bisect down to the listed records, dead-letter exactly those and
+ * apply the rest, which the counts then show.
+ *
+ * The table must exist:
+ *   CREATE TABLE failing_applied (id text PRIMARY KEY, n bigint NOT NULL);
+ *
+ * Options:
+ *   fail_ids  list    empty              IDs that fail any batch holding them
+ *   table     string  "failing_applied"  the counter table
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exactly/exactly.h"
+
+/* ---- a growing string; after a failed allocation every append is a
+ * no-op and oom stays set, so a caller checks once at the end ---- */
+
+typedef struct buf {
+    char *s;
+    size_t len;
+    size_t cap;
+    int oom;
+} buf;
+
+static void buf_putn(buf *b, const char *p, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *s;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        s = realloc(b->s, cap);
+        if (!s) {
+            b->oom = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, p, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
+
+static void buf_reset(buf *b)
+{
+    b->len = 0;
+    b->oom = 0;
+    if (b->s)
+        b->s[0] = '\0';
+}
+
+static void buf_free(buf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof(*b));
+}
+
+/*
+ * Appends one element to a PostgreSQL array literal opened with "{". The
+ * element is double-quoted with '"' and '\' backslash-escaped, so no value
+ * can change the array's shape; NULL is SQL NULL.
+ */
+static void buf_elem(buf *b, const char *v)
+{
+    const char *p, *run;
+
+    if (b->len > 1)
+        buf_putn(b, ",", 1);
+    if (!v) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putn(b, "\"", 1);
+    for (run = p = v; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            buf_putn(b, run, (size_t)(p - run));
+            buf_putn(b, "\\", 1);
+            run = p;
+        }
+    }
+    buf_putn(b, run, (size_t)(p - run));
+    buf_putn(b, "\"", 1);
+}
+
+/* Appends name[0..len) as a quoted identifier: a"b becomes "a""b". */
+static void buf_ident(buf *b, const char *name, size_t len)
+{
+    size_t i;
+
+    buf_putn(b, "\"", 1);
+    for (i = 0; i < len; i++) {
+        if (name[i] == '"')
+            buf_putn(b, "\"", 1);
+        buf_putn(b, name + i, 1);
+    }
+    buf_putn(b, "\"", 1);
+}
+
+/*
+ * Appends a table name from an option, quoted: "t", or "s"."t" for s.t.
+ * Quoting makes the name literal and case-sensitive. Returns -1 for an
+ * empty name, an empty part or more than one dot.
+ */
+static int buf_relation(buf *b, const char *name)
+{
+    const char *dot = name ? strchr(name, '.') : NULL;
+
+    if (!name || !*name ||
+        (dot && (dot == name || !dot[1] || strchr(dot + 1, '.'))))
+        return -1;
+    if (!dot) {
+        buf_ident(b, name, strlen(name));
+        return 0;
+    }
+    buf_ident(b, name, (size_t)(dot - name));
+    buf_putn(b, ".", 1);
+    buf_ident(b, dot + 1, strlen(dot + 1));
+    return 0;
+}
+
+/* Returns the built string (the caller frees) or NULL after a failure. */
+static char *buf_take(buf *b)
+{
+    char *s = b->oom ? NULL : b->s;
+
+    if (!s)
+        free(b->s);
+    memset(b, 0, sizeof(*b));
+    return s;
+}
+
+/* ---- the handler ---- */
+
+typedef struct failing {
+    const exactly_host *host;
+    char *sql;
+    const char **fail_ids; /* our copy of the option's array */
+    size_t n_fail_ids;
+    buf ids, counts;       /* parameters, memory reused across batches */
+} failing;
+
+static const exactly_option_decl failing_options[] = {
+    {"fail_ids", EXACTLY_OPT_LIST, NULL,
+     "IDs that make apply() fail the whole batch"},
+    {"table", EXACTLY_OPT_STRING, "failing_applied",
+     "counter table (id text primary key, n bigint)"},
+};
+
+static void failing_close(void *state)
+{
+    failing *f = state;
+
+    if (!f)
+        return;
+    free(f->sql);
+    free(f->fail_ids);
+    buf_free(&f->ids);
+    buf_free(&f->counts);
+    free(f);
+}
+
+static exactly_err failing_open(const exactly_open_args *args, void **state)
+{
+    const exactly_host *h = args->host;
+    const char *const *ids = NULL;
+    const char *table = h->opt_string(args->opts, "table");
+    failing *f;
+    buf b = {0};
+    size_t i;
+
+    *state = NULL;
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        goto nomem;
+    f->host = h;
+
+    buf_puts(&b, "INSERT INTO ");
+    if (buf_relation(&b, table) != 0) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "failing: table name \"%s\" is not name or schema.name",
+                 table ? table : "");
+        buf_free(&b);
+        failing_close(f);
+        return EXACTLY_ECONFIG;
+    }
+    buf_puts(&b, " AS c (id, n) "
+                 "SELECT u.id, u.n FROM unnest($1::text[], $2::bigint[]) "
+                 "AS u(id, n) "
+                 "ON CONFLICT (id) DO UPDATE SET n = c.n + EXCLUDED.n");
+    f->sql = buf_take(&b);
+    if (!f->sql)
+        goto nomem;
+
+    f->n_fail_ids = h->opt_list(args->opts, "fail_ids", &ids);
+    if (f->n_fail_ids > 0) {
+        f->fail_ids = malloc(f->n_fail_ids * sizeof(*f->fail_ids));
+        if (!f->fail_ids)
+            goto nomem;
+        for (i = 0; i < f->n_fail_ids; i++)
+            f->fail_ids[i] = ids[i];
+    }
+    *state = f;
+    return EXACTLY_OK;
+
+nomem:
+    snprintf(args->errbuf, args->errbuf_size, "failing: out of memory");
+    failing_close(f);
+    return EXACTLY_ENOMEM;
+}
+
+static exactly_err failing_apply(void *state, exactly_txn *txn,
+                                 const exactly_batch *batch)
+{
+    failing *f = state;
+    const exactly_host *h = f->host;
+    const char *params[2];
+    char num[32];
+    size_t i, k;
+    exactly_err rc;
+
+    if (batch->n_records == 0)
+        return EXACTLY_OK;
+    for (i = 0; i < batch->n_records; i++)
+        for (k = 0; k < f->n_fail_ids; k++)
+            if (strcmp(batch->records[i].id, f->fail_ids[k]) == 0) {
+                h->set_error(txn, "failing: record %s is listed in fail_ids",
+                             batch->records[i].id);
+                return EXACTLY_EHANDLER;
+            }
+
+    buf_reset(&f->ids);
+    buf_reset(&f->counts);
+    buf_puts(&f->ids, "{");
+    buf_puts(&f->counts, "{");
+    for (i = 0; i < batch->n_records; i++) {
+        snprintf(num, sizeof(num), "%zu", batch->records[i].n_messages);
+        buf_elem(&f->ids, batch->records[i].id);
+        buf_elem(&f->counts, num);
+    }
+    buf_puts(&f->ids, "}");
+    buf_puts(&f->counts, "}");
+    if (f->ids.oom || f->counts.oom) {
+        h->set_error(txn, "failing: out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    params[0] = f->ids.s;
+    params[1] = f->counts.s;
+    rc = h->exec(txn, f->sql, 2, params);
+    if (rc != EXACTLY_OK)
+        h->set_error(txn, "failing: could not queue the upsert");
+    return rc;
+}
+
+static const exactly_handler failing_handler = {
+    EXACTLY_HANDLER_HEADER,
+    .name = "failing",
+    .description = "fails every batch holding an ID from fail_ids; "
+                   "otherwise counts messages per ID",
+    .options = failing_options,
+    .n_options = sizeof(failing_options) / sizeof(failing_options[0]),
+    .skips_lookup = 0,
+    .open = failing_open,
+    .apply = failing_apply,
+    .close = failing_close,
+};
+
+EXACTLY_HANDLER(failing_handler)

@@ -1,0 +1,395 @@
+/*
+ * ledger.c - the test ledger: records every message it is handed, so that
+ * the crash tests can prove each offset was applied exactly once.
+ *
+ * Per batch it queues two statements:
+ *
+ *   INSERT INTO "ledger" (topic, partition, "offset", entity_id)
+ *   SELECT $1::text, $2::integer, u.o, u.e
+ *   FROM unnest($3::bigint[], $4::text[]) AS u(o, e)
+ *
+ * one row per message, deliberately without ON CONFLICT: the ledger is a
+ * detector, and applying an offset twice must fail loudly with a unique
+ * violation instead of being absorbed; and
+ *
+ *   INSERT INTO "ledger_counters" AS c (entity_id, n)
+ *   SELECT u.e, u.n FROM unnest($1::text[], $2::bigint[]) AS u(e, n)
+ *   ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n
+ *
+ * adding each record's message count, so that a test can compare per-ID
+ * totals with what it produced.
+ *
+ * The tables must exist (open() only has a read-only setup transaction).
+ * The tests create them; the DDL:
+ *
+ *   CREATE TABLE ledger (
+ *       topic      text   NOT NULL,
+ *       partition  int    NOT NULL,
+ *       "offset"   bigint NOT NULL,
+ *       entity_id  text   NOT NULL,
+ *       applied_at timestamptz NOT NULL DEFAULT now(),
+ *       PRIMARY KEY (topic, partition, "offset"));
+ *   CREATE TABLE ledger_counters (
+ *       entity_id text PRIMARY KEY,
+ *       n         bigint NOT NULL);
+ *
+ * Options:
+ *   table        string  "ledger"           the ledger table
+ *   counters     string  "ledger_counters"  the per-ID counter table
+ *   crash_on_id  string  ""                 abort() the process when a
+ *                                           record has this ID (crash tests)
+ *   fail_on_ids  list    empty              dead-letter records with these
+ *                                           IDs via fail_record()
+ *
+ * It reads no looked-up rows but leaves skips_lookup at 0, so the tests
+ * exercise the runtime's lookup path too.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exactly/exactly.h"
+
+/* ---- a growing string; after a failed allocation every append is a
+ * no-op and oom stays set, so a caller checks once at the end ---- */
+
+typedef struct buf {
+    char *s;
+    size_t len;
+    size_t cap;
+    int oom;
+} buf;
+
+static void buf_putn(buf *b, const char *p, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *s;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        s = realloc(b->s, cap);
+        if (!s) {
+            b->oom = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, p, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
+
+static void buf_reset(buf *b)
+{
+    b->len = 0;
+    b->oom = 0;
+    if (b->s)
+        b->s[0] = '\0';
+}
+
+static void buf_free(buf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof(*b));
+}
+
+/*
+ * Appends one element to a PostgreSQL array literal opened with "{". The
+ * element is double-quoted with '"' and '\' backslash-escaped, so no value
+ * can change the array's shape; NULL is SQL NULL.
+ */
+static void buf_elem(buf *b, const char *v)
+{
+    const char *p, *run;
+
+    if (b->len > 1)
+        buf_putn(b, ",", 1);
+    if (!v) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putn(b, "\"", 1);
+    for (run = p = v; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            buf_putn(b, run, (size_t)(p - run));
+            buf_putn(b, "\\", 1);
+            run = p;
+        }
+    }
+    buf_putn(b, run, (size_t)(p - run));
+    buf_putn(b, "\"", 1);
+}
+
+/* Appends name[0..len) as a quoted identifier: a"b becomes "a""b". */
+static void buf_ident(buf *b, const char *name, size_t len)
+{
+    size_t i;
+
+    buf_putn(b, "\"", 1);
+    for (i = 0; i < len; i++) {
+        if (name[i] == '"')
+            buf_putn(b, "\"", 1);
+        buf_putn(b, name + i, 1);
+    }
+    buf_putn(b, "\"", 1);
+}
+
+/*
+ * Appends a table name from an option, quoted: "t", or "s"."t" for s.t.
+ * Quoting makes the name literal and case-sensitive. Returns -1 for an
+ * empty name, an empty part or more than one dot.
+ */
+static int buf_relation(buf *b, const char *name)
+{
+    const char *dot = name ? strchr(name, '.') : NULL;
+
+    if (!name || !*name ||
+        (dot && (dot == name || !dot[1] || strchr(dot + 1, '.'))))
+        return -1;
+    if (!dot) {
+        buf_ident(b, name, strlen(name));
+        return 0;
+    }
+    buf_ident(b, name, (size_t)(dot - name));
+    buf_putn(b, ".", 1);
+    buf_ident(b, dot + 1, strlen(dot + 1));
+    return 0;
+}
+
+/* Returns the built string (the caller frees) or NULL after a failure. */
+static char *buf_take(buf *b)
+{
+    char *s = b->oom ? NULL : b->s;
+
+    if (!s)
+        free(b->s);
+    memset(b, 0, sizeof(*b));
+    return s;
+}
+
+/* ---- the handler ---- */
+
+typedef struct ledger {
+    const exactly_host *host;
+    char *ledger_sql;
+    char *counters_sql;
+    const char *crash_on_id;   /* NULL: never crash */
+    const char **fail_on_ids;  /* our copy of the option's array */
+    size_t n_fail_on_ids;
+    /* Parameters, kept across batches to reuse their memory. */
+    buf offsets, entities, ids, counts;
+} ledger;
+
+static const exactly_option_decl ledger_options[] = {
+    {"table", EXACTLY_OPT_STRING, "ledger",
+     "ledger table: one row per applied message, primary key (topic, "
+     "partition, \"offset\")"},
+    {"counters", EXACTLY_OPT_STRING, "ledger_counters",
+     "counter table: messages applied per entity ID"},
+    {"crash_on_id", EXACTLY_OPT_STRING, "",
+     "abort() the worker when a record has this ID (crash tests)"},
+    {"fail_on_ids", EXACTLY_OPT_LIST, NULL,
+     "IDs whose records are dead-lettered with fail_record()"},
+};
+
+static void ledger_close(void *state)
+{
+    ledger *l = state;
+
+    if (!l)
+        return;
+    free(l->ledger_sql);
+    free(l->counters_sql);
+    free(l->fail_on_ids);
+    buf_free(&l->offsets);
+    buf_free(&l->entities);
+    buf_free(&l->ids);
+    buf_free(&l->counts);
+    free(l);
+}
+
+/* Builds the two statements; returns -1 with errbuf set. */
+static int build_sql(ledger *l, const char *table, const char *counters,
+                     char *errbuf, size_t errbuf_size)
+{
+    buf b = {0};
+
+    buf_puts(&b, "INSERT INTO ");
+    if (buf_relation(&b, table) != 0)
+        goto bad_name;
+    buf_puts(&b, " (topic, partition, \"offset\", entity_id) "
+                 "SELECT $1::text, $2::integer, u.o, u.e "
+                 "FROM unnest($3::bigint[], $4::text[]) AS u(o, e)");
+    l->ledger_sql = buf_take(&b);
+
+    table = counters;
+    buf_puts(&b, "INSERT INTO ");
+    if (buf_relation(&b, table) != 0)
+        goto bad_name;
+    buf_puts(&b, " AS c (entity_id, n) "
+                 "SELECT u.e, u.n FROM unnest($1::text[], $2::bigint[]) "
+                 "AS u(e, n) "
+                 "ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n");
+    l->counters_sql = buf_take(&b);
+
+    if (!l->ledger_sql || !l->counters_sql) {
+        snprintf(errbuf, errbuf_size, "ledger: out of memory");
+        return -1;
+    }
+    return 0;
+
+bad_name:
+    buf_free(&b);
+    snprintf(errbuf, errbuf_size,
+             "ledger: table name \"%s\" is not name or schema.name",
+             table ? table : "");
+    return -1;
+}
+
+static exactly_err ledger_open(const exactly_open_args *args, void **state)
+{
+    const exactly_host *h = args->host;
+    const char *const *ids = NULL;
+    const char *crash;
+    ledger *l;
+    size_t i;
+
+    *state = NULL;
+    l = calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(args->errbuf, args->errbuf_size, "ledger: out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    l->host = h;
+    if (build_sql(l, h->opt_string(args->opts, "table"),
+                  h->opt_string(args->opts, "counters"), args->errbuf,
+                  args->errbuf_size) != 0)
+        goto fail;
+
+    crash = h->opt_string(args->opts, "crash_on_id");
+    l->crash_on_id = (crash && *crash) ? crash : NULL;
+
+    l->n_fail_on_ids = h->opt_list(args->opts, "fail_on_ids", &ids);
+    if (l->n_fail_on_ids > 0) {
+        l->fail_on_ids = malloc(l->n_fail_on_ids * sizeof(*l->fail_on_ids));
+        if (!l->fail_on_ids) {
+            snprintf(args->errbuf, args->errbuf_size,
+                     "ledger: out of memory");
+            goto fail;
+        }
+        for (i = 0; i < l->n_fail_on_ids; i++)
+            l->fail_on_ids[i] = ids[i];
+    }
+    *state = l;
+    return EXACTLY_OK;
+
+fail:
+    ledger_close(l);
+    return EXACTLY_ECONFIG;
+}
+
+static int is_listed(const ledger *l, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < l->n_fail_on_ids; i++)
+        if (strcmp(l->fail_on_ids[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+static exactly_err ledger_apply(void *state, exactly_txn *txn,
+                                const exactly_batch *batch)
+{
+    ledger *l = state;
+    const exactly_host *h = l->host;
+    const char *params[4];
+    char partition[16], num[32];
+    size_t i, m, kept = 0;
+    exactly_err rc;
+
+    buf_reset(&l->offsets);
+    buf_reset(&l->entities);
+    buf_reset(&l->ids);
+    buf_reset(&l->counts);
+    buf_puts(&l->offsets, "{");
+    buf_puts(&l->entities, "{");
+    buf_puts(&l->ids, "{");
+    buf_puts(&l->counts, "{");
+
+    for (i = 0; i < batch->n_records; i++) {
+        const exactly_record *r = &batch->records[i];
+
+        if (l->crash_on_id && strcmp(r->id, l->crash_on_id) == 0) {
+            h->log(EXACTLY_LOG_ERROR,
+                   "ledger: record %s matches crash_on_id, aborting on "
+                   "purpose",
+                   r->id);
+            abort();
+        }
+        /* Nothing may be written for a failed record, so decide before
+         * adding it to any parameter. */
+        if (is_listed(l, r->id)) {
+            h->fail_record(txn, i, "ledger: id listed in fail_on_ids");
+            continue;
+        }
+        for (m = 0; m < r->n_messages; m++) {
+            snprintf(num, sizeof(num), "%" PRId64, r->messages[m].offset);
+            buf_elem(&l->offsets, num);
+            buf_elem(&l->entities, r->id);
+        }
+        snprintf(num, sizeof(num), "%zu", r->n_messages);
+        buf_elem(&l->ids, r->id);
+        buf_elem(&l->counts, num);
+        kept++;
+    }
+    if (kept == 0)
+        return EXACTLY_OK;
+
+    buf_puts(&l->offsets, "}");
+    buf_puts(&l->entities, "}");
+    buf_puts(&l->ids, "}");
+    buf_puts(&l->counts, "}");
+    if (l->offsets.oom || l->entities.oom || l->ids.oom || l->counts.oom) {
+        h->set_error(txn, "ledger: out of memory");
+        return EXACTLY_ENOMEM;
+    }
+
+    snprintf(partition, sizeof(partition), "%" PRId32, batch->partition);
+    params[0] = batch->topic;
+    params[1] = partition;
+    params[2] = l->offsets.s;
+    params[3] = l->entities.s;
+    rc = h->exec(txn, l->ledger_sql, 4, params);
+    if (rc != EXACTLY_OK) {
+        h->set_error(txn, "ledger: could not queue the ledger insert");
+        return rc;
+    }
+    params[0] = l->ids.s;
+    params[1] = l->counts.s;
+    rc = h->exec(txn, l->counters_sql, 2, params);
+    if (rc != EXACTLY_OK)
+        h->set_error(txn, "ledger: could not queue the counters upsert");
+    return rc;
+}
+
+static const exactly_handler ledger_handler = {
+    EXACTLY_HANDLER_HEADER,
+    .name = "ledger",
+    .description = "records every applied message (exactly-once detector "
+                   "for the crash tests) and counts messages per ID",
+    .options = ledger_options,
+    .n_options = sizeof(ledger_options) / sizeof(ledger_options[0]),
+    .skips_lookup = 0,
+    .open = ledger_open,
+    .apply = ledger_apply,
+    .close = ledger_close,
+};
+
+EXACTLY_HANDLER(ledger_handler)

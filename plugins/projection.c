@@ -1,0 +1,583 @@
+/*
+ * projection.c - an example handler to copy: keeps a read model in step
+ * with the looked-up rows.
+ *
+ * Every column the lookup returns is written to the target column of the
+ * same name. Per batch it queues at most two statements:
+ *
+ *   INSERT INTO "customer_view" AS t ("id", "name", "email")
+ *   SELECT u.c1::bigint, u.c2::text, u.c3::text
+ *   FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, c3)
+ *   ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name",
+ *       "email" = EXCLUDED."email"
+ *   WHERE (t."name", t."email") IS DISTINCT FROM
+ *         (EXCLUDED."name", EXCLUDED."email")
+ *
+ * for the records whose lookup found rows (each parameter is one text array
+ * holding a column of the whole batch), and
+ *
+ *   DELETE FROM "customer_view" AS t WHERE t."id" = ANY($1::bigint[])
+ *
+ * for the records whose lookup found nothing: with `on_missing: handler`
+ * that is how a deleted entity leaves the read model.
+ *
+ * Options:
+ *   table  string, required  the read model, "name" or "schema.name"
+ *   key    string, "id"      its unique column; it holds the entity ID
+ *
+ * A pipeline using it, with the read model's DDL:
+ *
+ *   CREATE TABLE customer_view (id bigint PRIMARY KEY, name text,
+ *                               email text);
+ *   lookup: SELECT id, name, email FROM customers WHERE id = ANY($1)
+ *
+ * Safety: values only ever travel as parameters. Identifiers (the table
+ * option, lookup column names) are double-quoted with embedded quotes
+ * doubled. Column types come from the catalog in open() and are checked
+ * to look like type names before they are written into the SQL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exactly/exactly.h"
+
+/* ---- a growing string; after a failed allocation every append is a
+ * no-op and oom stays set, so a caller checks once at the end ---- */
+
+typedef struct buf {
+    char *s;
+    size_t len;
+    size_t cap;
+    int oom;
+} buf;
+
+static void buf_putn(buf *b, const char *p, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *s;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        s = realloc(b->s, cap);
+        if (!s) {
+            b->oom = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, p, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
+
+static void buf_reset(buf *b)
+{
+    b->len = 0;
+    b->oom = 0;
+    if (b->s)
+        b->s[0] = '\0';
+}
+
+static void buf_free(buf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof(*b));
+}
+
+/*
+ * Appends one element to a PostgreSQL array literal opened with "{". The
+ * element is double-quoted with '"' and '\' backslash-escaped, so no value
+ * can change the array's shape; NULL is SQL NULL.
+ */
+static void buf_elem(buf *b, const char *v)
+{
+    const char *p, *run;
+
+    if (b->len > 1)
+        buf_putn(b, ",", 1);
+    if (!v) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putn(b, "\"", 1);
+    for (run = p = v; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            buf_putn(b, run, (size_t)(p - run));
+            buf_putn(b, "\\", 1);
+            run = p;
+        }
+    }
+    buf_putn(b, run, (size_t)(p - run));
+    buf_putn(b, "\"", 1);
+}
+
+/* Appends name[0..len) as a quoted identifier: a"b becomes "a""b". */
+static void buf_ident(buf *b, const char *name, size_t len)
+{
+    size_t i;
+
+    buf_putn(b, "\"", 1);
+    for (i = 0; i < len; i++) {
+        if (name[i] == '"')
+            buf_putn(b, "\"", 1);
+        buf_putn(b, name + i, 1);
+    }
+    buf_putn(b, "\"", 1);
+}
+
+/*
+ * Appends a table name from an option, quoted: "t", or "s"."t" for s.t.
+ * Quoting makes the name literal and case-sensitive. Returns -1 for an
+ * empty name, an empty part or more than one dot.
+ */
+static int buf_relation(buf *b, const char *name)
+{
+    const char *dot = name ? strchr(name, '.') : NULL;
+
+    if (!name || !*name ||
+        (dot && (dot == name || !dot[1] || strchr(dot + 1, '.'))))
+        return -1;
+    if (!dot) {
+        buf_ident(b, name, strlen(name));
+        return 0;
+    }
+    buf_ident(b, name, (size_t)(dot - name));
+    buf_putn(b, ".", 1);
+    buf_ident(b, dot + 1, strlen(dot + 1));
+    return 0;
+}
+
+/* Returns the built string (the caller frees) or NULL after a failure. */
+static char *buf_take(buf *b)
+{
+    char *s = b->oom ? NULL : b->s;
+
+    if (!s)
+        free(b->s);
+    memset(b, 0, sizeof(*b));
+    return s;
+}
+
+/* ---- the handler ---- */
+
+/* One column of the target table, as the catalog describes it. */
+typedef struct column {
+    char *name;
+    char *type; /* format_type() without the modifier, e.g. "text[]" */
+} column;
+
+typedef struct projection {
+    const exactly_host *host;
+    char *table;       /* quoted */
+    const char *key;   /* option string, lives until close */
+    column *cols;
+    size_t n_cols;
+    char *delete_sql;
+    /* Per-batch work space, kept to reuse its memory. */
+    buf sql;
+    buf ids;
+    buf *arrays;       /* one per lookup column */
+    const char **params;
+    const char **types; /* target type of each lookup column */
+    size_t n_arrays;
+} projection;
+
+static const exactly_option_decl projection_options[] = {
+    {"table", EXACTLY_OPT_STRING, NULL,
+     "read-model table, name or schema.name (case-sensitive)"},
+    {"key", EXACTLY_OPT_STRING, "id",
+     "unique column of the table that holds the entity ID"},
+};
+
+/*
+ * The target's columns and their types. The type is rendered without its
+ * modifier because an explicit cast to varchar(5) truncates silently; left
+ * to the INSERT's assignment, a value that does not fit is an error.
+ */
+static const char column_types_sql[] =
+    "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+    "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped";
+
+/* A type name goes into SQL unquoted; the server made it, but accept only
+ * what a type name can contain. */
+static int type_ok(const char *t)
+{
+    if (!t || !*t)
+        return 0;
+    for (; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
+              (*t >= '0' && *t <= '9') || strchr("_ ()[],.\"", *t)))
+            return 0;
+    return 1;
+}
+
+static const char *type_of(const projection *p, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < p->n_cols; i++)
+        if (strcmp(p->cols[i].name, name) == 0)
+            return p->cols[i].type;
+    return NULL;
+}
+
+static void projection_close(void *state)
+{
+    projection *p = state;
+    size_t i;
+
+    if (!p)
+        return;
+    for (i = 0; i < p->n_cols; i++) {
+        free(p->cols[i].name);
+        free(p->cols[i].type);
+    }
+    free(p->cols);
+    free(p->table);
+    free(p->delete_sql);
+    buf_free(&p->sql);
+    buf_free(&p->ids);
+    for (i = 0; i < p->n_arrays; i++)
+        buf_free(&p->arrays[i]);
+    free(p->arrays);
+    free(p->params);
+    free(p->types);
+    free(p);
+}
+
+/* Copies the target's columns out of the catalog into p->cols. */
+static exactly_err load_columns(projection *p, const exactly_open_args *args)
+{
+    const exactly_host *h = p->host;
+    exactly_result *res = NULL;
+    const char *param = p->table;
+    exactly_err rc;
+    size_t i, n;
+
+    /* The quoted name, so ::regclass finds the very table the INSERT
+     * names (an unquoted Orders would be folded to orders). */
+    rc = h->query(args->setup, column_types_sql, 1, &param, &res);
+    if (rc != EXACTLY_OK) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "projection: cannot read the columns of table %s (does it "
+                 "exist?)",
+                 p->table);
+        return rc;
+    }
+    n = h->result_rows(res);
+    p->cols = calloc(n ? n : 1, sizeof(*p->cols));
+    if (!p->cols)
+        goto nomem;
+    for (i = 0; i < n; i++) {
+        const char *name = h->result_value(res, i, 0);
+        const char *type = h->result_value(res, i, 1);
+
+        if (!name || !type_ok(type)) {
+            snprintf(args->errbuf, args->errbuf_size,
+                     "projection: column \"%s\" of %s has an unexpected "
+                     "type name \"%s\"",
+                     name ? name : "", p->table, type ? type : "");
+            h->result_free(res);
+            return EXACTLY_ECONFIG;
+        }
+        p->cols[i].name = strdup(name);
+        p->cols[i].type = strdup(type);
+        p->n_cols = i + 1;
+        if (!p->cols[i].name || !p->cols[i].type)
+            goto nomem;
+    }
+    h->result_free(res);
+    return EXACTLY_OK;
+
+nomem:
+    h->result_free(res);
+    snprintf(args->errbuf, args->errbuf_size, "projection: out of memory");
+    return EXACTLY_ENOMEM;
+}
+
+static exactly_err projection_open(const exactly_open_args *args,
+                                   void **state)
+{
+    const exactly_host *h = args->host;
+    const char *table = h->opt_string(args->opts, "table");
+    const char *key_type;
+    projection *p;
+    buf b = {0};
+    exactly_err rc = EXACTLY_ECONFIG;
+
+    *state = NULL;
+    p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(args->errbuf, args->errbuf_size, "projection: out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    p->host = h;
+    p->key = h->opt_string(args->opts, "key");
+    if (!args->setup) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "projection: needs a database connection at open");
+        goto fail;
+    }
+    if (buf_relation(&b, table) != 0) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "projection: table name \"%s\" is not name or schema.name",
+                 table ? table : "");
+        buf_free(&b);
+        goto fail;
+    }
+    p->table = buf_take(&b);
+    if (!p->table) {
+        snprintf(args->errbuf, args->errbuf_size, "projection: out of memory");
+        rc = EXACTLY_ENOMEM;
+        goto fail;
+    }
+    if (!p->key || !*p->key) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "projection: option key is empty");
+        goto fail;
+    }
+    rc = load_columns(p, args);
+    if (rc != EXACTLY_OK)
+        goto fail;
+
+    key_type = type_of(p, p->key);
+    if (!key_type) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "projection: table %s has no key column \"%s\"", p->table,
+                 p->key);
+        rc = EXACTLY_ECONFIG;
+        goto fail;
+    }
+    /* The delete is the same for every batch: build it once. */
+    buf_puts(&b, "DELETE FROM ");
+    buf_puts(&b, p->table);
+    buf_puts(&b, " AS t WHERE t.");
+    buf_ident(&b, p->key, strlen(p->key));
+    buf_puts(&b, " = ANY($1::");
+    buf_puts(&b, key_type);
+    buf_puts(&b, "[])");
+    p->delete_sql = buf_take(&b);
+    if (!p->delete_sql) {
+        snprintf(args->errbuf, args->errbuf_size, "projection: out of memory");
+        rc = EXACTLY_ENOMEM;
+        goto fail;
+    }
+    *state = p;
+    return EXACTLY_OK;
+
+fail:
+    projection_close(p);
+    return rc;
+}
+
+/* Makes room for n parameter arrays. On failure nothing is lost: the
+ * count only grows once all three arrays have. */
+static int ensure_arrays(projection *p, size_t n)
+{
+    buf *arrays;
+    const char **params, **types;
+
+    if (n <= p->n_arrays)
+        return 0;
+    arrays = realloc(p->arrays, n * sizeof(*arrays));
+    if (!arrays)
+        return -1;
+    p->arrays = arrays;
+    memset(arrays + p->n_arrays, 0, (n - p->n_arrays) * sizeof(*arrays));
+    params = realloc(p->params, n * sizeof(*params));
+    if (!params)
+        return -1;
+    p->params = params;
+    types = realloc(p->types, n * sizeof(*types));
+    if (!types)
+        return -1;
+    p->types = types;
+    p->n_arrays = n;
+    return 0;
+}
+
+/* Builds the upsert for the lookup's columns into p->sql. */
+static void build_upsert(projection *p, const exactly_batch *b)
+{
+    buf *s = &p->sql;
+    char num[32];
+    size_t i;
+    int first, side;
+
+    buf_reset(s);
+    buf_puts(s, "INSERT INTO ");
+    buf_puts(s, p->table);
+    buf_puts(s, " AS t (");
+    for (i = 0; i < b->n_columns; i++) {
+        if (i)
+            buf_puts(s, ", ");
+        buf_ident(s, b->column_names[i], strlen(b->column_names[i]));
+    }
+    /* One text[] per column, cast per column after unnest: a typed array
+     * could not carry a column that is itself an array. */
+    buf_puts(s, ") SELECT ");
+    for (i = 0; i < b->n_columns; i++) {
+        snprintf(num, sizeof(num), "%su.c%zu::", i ? ", " : "", i + 1);
+        buf_puts(s, num);
+        buf_puts(s, p->types[i]);
+    }
+    buf_puts(s, " FROM unnest(");
+    for (i = 0; i < b->n_columns; i++) {
+        snprintf(num, sizeof(num), "%s$%zu::text[]", i ? ", " : "", i + 1);
+        buf_puts(s, num);
+    }
+    buf_puts(s, ") AS u(");
+    for (i = 0; i < b->n_columns; i++) {
+        snprintf(num, sizeof(num), "%sc%zu", i ? ", " : "", i + 1);
+        buf_puts(s, num);
+    }
+    buf_puts(s, ") ON CONFLICT (");
+    buf_ident(s, p->key, strlen(p->key));
+    buf_puts(s, ")");
+    if (b->n_columns == 1) {
+        buf_puts(s, " DO NOTHING");
+        return;
+    }
+    buf_puts(s, " DO UPDATE SET ");
+    first = 1;
+    for (i = 0; i < b->n_columns; i++) {
+        const char *c = b->column_names[i];
+        if (strcmp(c, p->key) == 0)
+            continue;
+        if (!first)
+            buf_puts(s, ", ");
+        first = 0;
+        buf_ident(s, c, strlen(c));
+        buf_puts(s, " = EXCLUDED.");
+        buf_ident(s, c, strlen(c));
+    }
+    /* An unchanged row is left alone: no dead tuple, no WAL, no index
+     * churn when the same entity is announced again and again. */
+    for (side = 0; side < 2; side++) {
+        buf_puts(s, side == 0 ? " WHERE (" : ") IS DISTINCT FROM (");
+        first = 1;
+        for (i = 0; i < b->n_columns; i++) {
+            const char *c = b->column_names[i];
+            if (strcmp(c, p->key) == 0)
+                continue;
+            if (!first)
+                buf_puts(s, ", ");
+            first = 0;
+            buf_puts(s, side == 0 ? "t." : "EXCLUDED.");
+            buf_ident(s, c, strlen(c));
+        }
+    }
+    buf_puts(s, ")");
+}
+
+static exactly_err projection_apply(void *state, exactly_txn *txn,
+                                    const exactly_batch *b)
+{
+    projection *p = state;
+    const exactly_host *h = p->host;
+    size_t i, j, row, n_rows = 0;
+    int has_key = 0;
+    exactly_err rc;
+
+    /* 1. Every lookup column must be a target column; the key among them. */
+    if (ensure_arrays(p, b->n_columns ? b->n_columns : 1) != 0) {
+        h->set_error(txn, "projection: out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    for (j = 0; j < b->n_columns; j++) {
+        p->types[j] = type_of(p, b->column_names[j]);
+        if (!p->types[j]) {
+            h->set_error(txn,
+                         "projection: lookup column \"%s\" is not a column "
+                         "of %s",
+                         b->column_names[j], p->table);
+            return EXACTLY_EHANDLER;
+        }
+        if (strcmp(b->column_names[j], p->key) == 0)
+            has_key = 1;
+    }
+
+    /* 2. Rows become one array per column; IDs without rows are deleted. */
+    for (j = 0; j < b->n_columns; j++) {
+        buf_reset(&p->arrays[j]);
+        buf_puts(&p->arrays[j], "{");
+    }
+    buf_reset(&p->ids);
+    buf_puts(&p->ids, "{");
+    for (i = 0; i < b->n_records; i++) {
+        const exactly_record *r = &b->records[i];
+
+        if (r->n_rows == 0) {
+            buf_elem(&p->ids, r->id);
+            continue;
+        }
+        for (row = 0; row < r->n_rows; row++)
+            for (j = 0; j < b->n_columns; j++)
+                buf_elem(&p->arrays[j], r->values[row * b->n_columns + j]);
+        n_rows += r->n_rows;
+    }
+
+    /* 3. Queue the upsert. */
+    if (n_rows > 0) {
+        if (!has_key) {
+            h->set_error(txn, "projection: the lookup returns no column "
+                              "\"%s\" (the key)", p->key);
+            return EXACTLY_EHANDLER;
+        }
+        build_upsert(p, b);
+        for (j = 0; j < b->n_columns; j++) {
+            buf_puts(&p->arrays[j], "}");
+            if (p->arrays[j].oom)
+                p->sql.oom = 1;
+            p->params[j] = p->arrays[j].s;
+        }
+        if (p->sql.oom) {
+            h->set_error(txn, "projection: out of memory");
+            return EXACTLY_ENOMEM;
+        }
+        rc = h->exec(txn, p->sql.s, (int)b->n_columns, p->params);
+        if (rc != EXACTLY_OK) {
+            h->set_error(txn, "projection: could not queue the upsert");
+            return rc;
+        }
+    }
+
+    /* 4. Queue the delete. */
+    if (p->ids.len > 1) {
+        const char *param;
+
+        buf_puts(&p->ids, "}");
+        if (p->ids.oom) {
+            h->set_error(txn, "projection: out of memory");
+            return EXACTLY_ENOMEM;
+        }
+        param = p->ids.s;
+        rc = h->exec(txn, p->delete_sql, 1, &param);
+        if (rc != EXACTLY_OK) {
+            h->set_error(txn, "projection: could not queue the delete");
+            return rc;
+        }
+    }
+    return EXACTLY_OK;
+}
+
+static const exactly_handler projection_handler = {
+    EXACTLY_HANDLER_HEADER,
+    .name = "projection",
+    .description = "projects looked-up rows into a read model; deletes the "
+                   "rows of IDs whose lookup found nothing",
+    .options = projection_options,
+    .n_options = sizeof(projection_options) / sizeof(projection_options[0]),
+    .skips_lookup = 0,
+    .open = projection_open,
+    .apply = projection_apply,
+    .close = projection_close,
+};
+
+EXACTLY_HANDLER(projection_handler)

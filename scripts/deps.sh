@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install the Debian packages exactly needs to build and test, and nothing
+# else. Idempotent: when everything is present it only says so. It never
+# starts or relies on a system PostgreSQL service; the tests run their own
+# throwaway cluster (scripts/pg.sh).
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
+          libyaml-dev postgresql)
+
+missing=()
+for p in "${packages[@]}"; do
+  # dpkg -s also knows removed-but-configured packages: check the Status.
+  if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "deps: missing ${missing[*]} and not root (no sudo to install them)" >&2
+    exit 1
+  fi
+  sudo=(sudo)
+fi
+
+log=$(mktemp /tmp/exactly-deps.XXXXXX)
+if ! { "${sudo[@]}" apt-get update &&
+       "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "deps: installing ${missing[*]} failed (log above)" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "deps: installed ${missing[*]}"
