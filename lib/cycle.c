@@ -2,13 +2,15 @@
  * cycle.c - one batch transaction (DESIGN section 2):
  *
  *   BEGIN; fence (compare-and-set of the offset row); dedup; lookup
- *   [sync] SAVEPOINT; handler writes; RELEASE; dead letters; COMMIT [sync]
+ *   [sync] handler writes; dead letters; COMMIT [sync]
  *
  * The fence raises an error when it matches no row, so a batch needs a sync
  * between the read phase and the writes only when the writes depend on
- * what was read (dedup, lookup). A handler failure rolls back to the
- * savepoint, retries once, then bisects to find the failing records, which
- * go to the dead-letter table in the same transaction as the rest.
+ * what was read (dedup, lookup). When the handler fails, the transaction is
+ * rolled back and the batch runs again in careful mode: the handler's
+ * writes go inside a savepoint, the whole set is retried once, then
+ * bisected to find the failing records, which go to the dead-letter table
+ * in the same transaction as the rest.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -94,7 +96,8 @@ static exactly_err dl_send(worker *w, part *pt, const char *part_s)
 /* Queues SAVEPOINT, the handler's writes for recs[0..n) and RELEASE.
  * Returns EXACTLY_EHANDLER when apply() itself refused (the savepoint is
  * then rolled back by a queued ROLLBACK TO). */
-static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n)
+static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n,
+                               int savepoint)
 {
     worker *w = c->w;
     exactly_batch b;
@@ -111,21 +114,26 @@ static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n)
     b.id_type = exactly_id_type_name(w->p->id.type);
 
     exactly_txn_forget_fails(&w->txn);
-    rc = exactly_txn_send(&w->txn, TXN_CONTROL, "SAVEPOINT exactly_apply", 0,
-                          NULL, NULL);
-    if (rc != EXACTLY_OK)
-        return rc;
+    if (savepoint) {
+        rc = exactly_txn_send(&w->txn, TXN_CONTROL, "SAVEPOINT exactly_apply",
+                              0, NULL, NULL);
+        if (rc != EXACTLY_OK)
+            return rc;
+    }
     rc = w->plugin->h->apply(w->plugin->state, &w->txn, &b);
     if (rc != EXACTLY_OK) {
         if (!w->txn.handler_err_set)
             snprintf(w->txn.handler_err, sizeof(w->txn.handler_err),
                      "apply() returned %d", (int)rc);
         w->txn.handler_err_set = 1;
-        (void)exactly_txn_send(&w->txn, TXN_CONTROL,
-                               "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
-                               NULL);
+        if (savepoint)
+            (void)exactly_txn_send(&w->txn, TXN_CONTROL,
+                                   "ROLLBACK TO SAVEPOINT exactly_apply", 0,
+                                   NULL, NULL);
         return EXACTLY_EHANDLER;
     }
+    if (!savepoint)
+        return EXACTLY_OK;
     return exactly_txn_send(&w->txn, TXN_HANDLER,
                             "RELEASE SAVEPOINT exactly_apply", 0, NULL, NULL);
 }
@@ -157,7 +165,7 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n,
                              char *errmsg, size_t errmsg_size, char *sqlstate)
 {
     worker *w = c->w;
-    exactly_err rc = queue_apply(c, recs, n);
+    exactly_err rc = queue_apply(c, recs, n, 1);
     exactly_err sync_rc;
 
     if (rc != EXACTLY_OK && rc != EXACTLY_EHANDLER)
@@ -321,7 +329,8 @@ static exactly_err reread(worker *w, part *pt)
     return EXACTLY_OK;
 }
 
-static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent)
+static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent,
+                           int careful)
 {
     worker *w = c->w;
     part *pt = c->pt;
@@ -404,9 +413,19 @@ static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent)
             goto done;
     }
 
-    if (c->n_recs > 0) {
-        rc = queue_apply(c, c->recs, c->n_recs);
-        if (rc == EXACTLY_OK && !need_sync && w->txn.n_fails == 0) {
+    if (c->n_recs > 0 && careful) {
+        /* Retry the whole set once inside a savepoint, then bisect. */
+        rc = bisect(c, c->recs, c->n_recs);
+        if (rc != EXACTLY_OK)
+            goto done;
+    } else if (c->n_recs > 0) {
+        /* Optimistic: no savepoint (a subtransaction costs the server on
+         * every batch); a handler failure sends the batch back through
+         * careful mode. */
+        rc = queue_apply(c, c->recs, c->n_recs, 0);
+        if (rc != EXACTLY_OK)
+            goto done;
+        if (!need_sync && w->txn.n_fails == 0) {
             /* Nothing was read: one round trip for the whole batch. */
             rc = dl_send(w, pt, part_s);
             if (rc == EXACTLY_OK)
@@ -416,55 +435,18 @@ static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent)
                 goto done;
             *commit_sent = 1;
             rc = exactly_txn_sync(&w->txn);
-            if (rc == EXACTLY_OK) {
+            if (rc == EXACTLY_OK)
                 account_applied(c, c->recs, c->n_recs);
-                goto done;
-            }
-            if (rc != EXACTLY_EDATABASE || w->txn.err_phase != TXN_HANDLER)
-                goto done;
-            /* The handler failed: its savepoint is still there, aborted. */
-            *commit_sent = 0;
-            dl_reset(w);
-            for (i = 0; i < w->bb.n_msgs; i++) {
-                batch_msg *bm = &w->bb.msgs[i];
-                if (bm->dead)
-                    dl_add(w, bm->rk->offset, bm->rk->key, bm->rk->key_len,
-                           NULL, bm->reason, NULL);
-            }
-            (void)exactly_txn_send(&w->txn, TXN_CONTROL,
-                                   "ROLLBACK TO SAVEPOINT exactly_apply", 0,
-                                   NULL, NULL);
-            rc = exactly_txn_sync(&w->txn);
-            if (rc != EXACTLY_OK)
-                goto done;
-            c->applied_msgs = 0;
-            w->st.retries++;
-            rc = bisect(c, c->recs, c->n_recs);
-        } else {
-            exactly_err sync_rc = EXACTLY_OK;
-            if (rc == EXACTLY_OK || rc == EXACTLY_EHANDLER)
-                sync_rc = exactly_txn_sync(&w->txn);
-            if (rc == EXACTLY_OK && sync_rc == EXACTLY_OK) {
-                account_applied(c, c->recs, c->n_recs);
-            } else if ((rc == EXACTLY_EHANDLER && sync_rc == EXACTLY_OK) ||
-                       (rc == EXACTLY_OK && sync_rc == EXACTLY_EDATABASE &&
-                        w->txn.err_phase == TXN_HANDLER)) {
-                if (rc == EXACTLY_OK) {
-                    (void)exactly_txn_send(&w->txn, TXN_CONTROL,
-                                           "ROLLBACK TO SAVEPOINT exactly_apply",
-                                           0, NULL, NULL);
-                    rc = exactly_txn_sync(&w->txn);
-                    if (rc != EXACTLY_OK)
-                        goto done;
-                }
-                w->st.retries++;
-                rc = bisect(c, c->recs, c->n_recs);
-            } else {
-                rc = rc != EXACTLY_OK ? rc : sync_rc;
-            }
+            else if (rc == EXACTLY_EDATABASE && w->txn.err_phase == TXN_HANDLER)
+                rc = EXACTLY_EHANDLER;
+            goto done;
         }
+        rc = exactly_txn_sync(&w->txn);
+        if (rc == EXACTLY_EDATABASE && w->txn.err_phase == TXN_HANDLER)
+            rc = EXACTLY_EHANDLER;
         if (rc != EXACTLY_OK)
             goto done;
+        account_applied(c, c->recs, c->n_recs);
     }
     rc = dl_send(w, pt, part_s);
     if (rc == EXACTLY_OK)
@@ -519,7 +501,24 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
     memset(&c, 0, sizeof(c));
     c.w = w;
     c.pt = pt;
-    rc = run_txn(&c, n, end, &commit_sent);
+    rc = run_txn(&c, n, end, &commit_sent, 0);
+    if (rc == EXACTLY_EHANDLER) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "handler failed, isolating the failing records topic=%s "
+                    "partition=%d error=\"%s\"",
+                    pt->topic, (int)pt->partition,
+                    w->txn.handler_err_set ? w->txn.handler_err : w->txn.errmsg);
+        rollback(w);
+        w->st.retries++;
+        free(c.recs);
+        memset(&c, 0, sizeof(c));
+        c.w = w;
+        c.pt = pt;
+        commit_sent = 0;
+        rc = worker_db(w);
+        if (rc == EXACTLY_OK)
+            rc = run_txn(&c, n, end, &commit_sent, 1);
+    }
     if (rc == EXACTLY_OK) {
         w->st.consumed += n;
         w->st.applied += c.applied_msgs;

@@ -85,15 +85,17 @@ static exactly_err learn_types(const exactly_open_args *args,
     exactly_result *res = NULL;
     char **types = NULL;
     char *rel = NULL;
+    char msg[256];
     const char *params[1];
     exactly_err rc;
     size_t i, r, n_rows;
 
     *out = NULL;
-    rel = upsert_sql_quote_relation(st->table, args->errbuf,
-                                    args->errbuf_size);
-    if (!rel)
+    rel = upsert_sql_quote_relation(st->table, msg, sizeof(msg));
+    if (!rel) {
+        snprintf(args->errbuf, args->errbuf_size, "upsert: %s", msg);
         return EXACTLY_ECONFIG;
+    }
     params[0] = rel;
     rc = h->query(args->setup, UPSERT_SQL_COLUMN_TYPES, 1, params, &res);
     if (rc != EXACTLY_OK) {
@@ -170,13 +172,15 @@ static exactly_err check_sql(const exactly_open_args *args,
     memcpy(explain + 8, sql, len + 1);
     rc = h->query(args->setup, explain, (int)n_params, params, &res);
     if (rc != EXACTLY_OK) {
-        /* The server's reason is in the setup transaction's error; say
-         * what to look for and show the statement. */
+        /* The server's reason sits in the setup transaction, which only
+         * the runtime sees; say what to look for, and log the statement
+         * rather than crowd it into errbuf. */
+        h->log(EXACTLY_LOG_ERROR, "upsert: refused statement: %s", sql);
         snprintf(args->errbuf, args->errbuf_size,
-                 "upsert: the database refused the %s for table %s (is "
-                 "there a unique index on exactly the key columns, do all "
-                 "columns exist with assignable types?): %s",
-                 what, st->table, sql);
+                 "upsert: the database refused the %s for table %s: is there "
+                 "a unique index on exactly the key columns, and do all "
+                 "columns exist with assignable types?",
+                 what, st->table);
         rc = EXACTLY_ECONFIG;
     }
 

@@ -218,7 +218,8 @@ exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
     *from_version = *to_version = 0;
     if (!q)
         goto cleanup;
-    rc = exactly_pg_exec(conn, "BEGIN", 0, NULL, NULL, errbuf, errbuf_size);
+    rc = exactly_pg_exec(conn, "SET client_min_messages = warning; BEGIN", 0,
+                         NULL, NULL, errbuf, errbuf_size);
     if (rc != EXACTLY_OK)
         goto cleanup;
     /* Concurrent migrations of one schema queue up here. */

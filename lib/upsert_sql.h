@@ -10,9 +10,9 @@
  * as parameters, one text array literal per parameter (upsert_array).
  *
  * Functions that return char * return a malloc'd string the caller frees, or
- * NULL after writing one lower-case sentence into errbuf (when errbuf_size
- * is nonzero). A NULL return without a message only happens when memory ran
- * out, and then errbuf says "out of memory".
+ * NULL after writing one lower-case sentence into errbuf (when errbuf is
+ * not NULL and errbuf_size nonzero); the sentence is "out of memory" when
+ * an allocation failed.
  */
 #ifndef EXACTLY_UPSERT_SQL_H
 #define EXACTLY_UPSERT_SQL_H

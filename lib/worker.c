@@ -365,6 +365,9 @@ void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
         /* The heartbeat thread keeps the membership alive meanwhile. */
         usleep((useconds_t)backoff_ms(attempts++) * 1000);
     }
+    /* Idleness counts from the assignment: a slow group join is not
+     * an idle partition. */
+    w->last_msg_ms = worker_now_ms();
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "rebalance",
                     "cannot claim assigned partitions; exiting so that the "
@@ -416,8 +419,15 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
             continue;
         /* A revoked partition's buffer is committed now if that works at
          * once; otherwise dropped, and the next owner reads it again from
-         * the stored offset. A lost one is never flushed. */
-        while (!lost && !pt->fenced && !pt->halted && pt->n_buf > 0 &&
+         * the stored offset. A lost partition is tried too: if a new owner
+         * has claimed it, the fence refuses (and counts) the commit; if
+         * nobody has, committing is still correct. */
+        if (lost && pt->n_buf > 0)
+            exactly_log(EXACTLY_LOG_WARN, "rebalance",
+                        "partition lost with a buffered batch topic=%s "
+                        "partition=%d messages=%zu",
+                        pt->topic, (int)pt->partition, pt->n_buf);
+        while (!pt->fenced && !pt->halted && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = batch_size(w, pt);
             if (cycle_run(w, pt, n, batch_end(w, pt, n)) != EXACTLY_OK)

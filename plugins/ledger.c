@@ -51,8 +51,12 @@
 
 #include "exactly/exactly.h"
 
-/* ---- a growing string; after a failed allocation every append is a
- * no-op and oom stays set, so a caller checks once at the end ---- */
+/* ---- helpers. A plugin is one self-contained file that sees only
+ * include/exactly, so ledger.c, failing.c and projection.c each carry this
+ * same small block rather than share a header. ---- */
+
+/* A growing string; after a failed allocation every append is a no-op and
+ * oom stays set, so a caller checks once at the end. */
 
 typedef struct buf {
     char *s;

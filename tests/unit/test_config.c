@@ -664,7 +664,7 @@ static void test_is_secret(void)
 static void test_examples(const char *src_config_dir)
 {
     static const char *const names[] = {"ledger.yaml", "projection.yaml"};
-    char path[PATH_MAX], err[1024];
+    char path[2 * PATH_MAX], err[1024];
     size_t i;
 
     setenv("EXACTLY_BOOTSTRAP_SERVERS", "localhost:9092", 1);
@@ -694,6 +694,7 @@ static void source_dir(char *out, size_t size)
     const char *suffix = "tests/unit/test_config.c";
     size_t len = strlen(self), slen = strlen(suffix);
     char cwd[PATH_MAX] = ".";
+    int n;
 
     if (env) {
         snprintf(out, size, "%s", env);
@@ -706,9 +707,11 @@ static void source_dir(char *out, size_t size)
     else
         len = 0;
     if (self[0] == '/')
-        snprintf(out, size, "%.*s.", (int)len, self);
+        n = snprintf(out, size, "%.*s.", (int)len, self);
     else
-        snprintf(out, size, "%s/%.*s.", cwd, (int)len, self);
+        n = snprintf(out, size, "%s/%.*s.", cwd, (int)len, self);
+    if (n < 0 || (size_t)n >= size)
+        snprintf(out, size, "."); /* too long: the examples are not found */
 }
 
 int main(void)

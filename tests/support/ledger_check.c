@@ -1,0 +1,508 @@
+/*
+ * ledger_check.c - see ledger_check.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "ledger_check.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* At most this many offending items are listed in a failure message. */
+#define SHOW_MAX 10
+
+/* ------------------------------------------------------------------ */
+/* Database and configuration                                          */
+/* ------------------------------------------------------------------ */
+
+void ledger_setup_db(const char *conninfo)
+{
+    PGconn *db = tk_pg_connect(conninfo);
+
+    tk_sql(db, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text, "
+               "balance numeric)");
+    tk_sql(db, "INSERT INTO accounts SELECT g, 'account ' || g, g * 10 "
+               "FROM generate_series(1, %d) g", LEDGER_ACCOUNTS);
+    /* DDL of plugins/README.md, section "ledger". */
+    tk_sql(db, "CREATE TABLE ledger ("
+               "    topic      text   NOT NULL,"
+               "    partition  int    NOT NULL,"
+               "    \"offset\"   bigint NOT NULL,"
+               "    entity_id  text   NOT NULL,"
+               "    applied_at timestamptz NOT NULL DEFAULT now(),"
+               "    PRIMARY KEY (topic, partition, \"offset\"));"
+               "CREATE TABLE ledger_counters ("
+               "    entity_id text PRIMARY KEY,"
+               "    n         bigint NOT NULL)");
+    PQfinish(db);
+}
+
+/* Write s as a single-quoted YAML scalar: ' doubled, and $ doubled because
+ * exactly expands ${VAR} in every scalar and reads $$ as a literal $. */
+static void yaml_quoted(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        else if (*s == '$')
+            fputc('$', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+void ledger_write_config(const char *path, const ledger_config *c)
+{
+    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
+    char plugin[1024];
+    FILE *f;
+    size_t i;
+
+    TK_CHECK(c->bootstraps && c->conninfo && c->topic,
+             "ledger_write_config: bootstraps, conninfo and topic are "
+             "required");
+    TK_CHECK(c->max_messages > 0 && c->max_wait_ms >= 0,
+             "ledger_write_config: batch limits %d/%d ms", c->max_messages,
+             c->max_wait_ms);
+    snprintf(plugin, sizeof plugin, "%s/ledger.so", plugin_dir);
+    f = fopen(path, "w");
+    TK_CHECK(f != NULL, "cannot write %s", path);
+
+    fprintf(f, "kafka:\n  bootstrap.servers: ");
+    yaml_quoted(f, c->bootstraps);
+    fprintf(f, "\n  auto.offset.reset: earliest\n");
+
+    fprintf(f, "postgres:\n  conninfo: ");
+    yaml_quoted(f, c->conninfo);
+    fprintf(f, "\n");
+    if (c->lock_timeout_ms > 0)
+        fprintf(f, "  lock_timeout_ms: %d\n", c->lock_timeout_ms);
+    if (c->idle_in_transaction_timeout_ms > 0)
+        fprintf(f, "  idle_in_transaction_timeout_ms: %d\n",
+                c->idle_in_transaction_timeout_ms);
+
+    fprintf(f, "pipelines:\n  %s:\n    topics: [", LEDGER_PIPELINE);
+    yaml_quoted(f, c->topic);
+    fprintf(f, "]\n    group: ");
+    yaml_quoted(f, c->group ? c->group : "ledger");
+    fprintf(f, "\n"
+               "    id: {from: key, type: bigint}\n"
+               "    lookup: {table: accounts, id_column: id}\n"
+               "    handler:\n      plugin: ");
+    yaml_quoted(f, plugin);
+    fprintf(f, "\n    batch: {max_messages: %d, max_wait_ms: %d}\n",
+            c->max_messages, c->max_wait_ms);
+    if (c->kafka && c->kafka[0]) {
+        fprintf(f, "    kafka:\n");
+        for (i = 0; c->kafka[i] && c->kafka[i + 1]; i += 2) {
+            fprintf(f, "      %s: ", c->kafka[i]);
+            yaml_quoted(f, c->kafka[i + 1]);
+            fprintf(f, "\n");
+        }
+    }
+    TK_CHECK(fclose(f) == 0, "cannot write %s", path);
+}
+
+const char *ledger_exactly_bin(void)
+{
+    return tk_env_required("EXACTLY_BIN");
+}
+
+void ledger_migrate(const char *config, const char *log)
+{
+    char *argv[] = {(char *)ledger_exactly_bin(), "migrate", "-c",
+                    (char *)config, NULL};
+    int status = tk_wait(tk_spawn(argv, log), 60000);
+
+    LEDGER_CHECK_LOG(status == 0, log,
+                     "exactly migrate -c %s exited with %d; log: %s", config,
+                     status, log);
+}
+
+pid_t ledger_start_worker(const char *config, int exit_idle_ms,
+                          const char *log)
+{
+    char idle[24];
+    char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", (char *)config,
+                    NULL, NULL, NULL};
+
+    if (exit_idle_ms > 0) {
+        snprintf(idle, sizeof idle, "%d", exit_idle_ms);
+        argv[4] = "--exit-idle";
+        argv[5] = idle;
+    }
+    return tk_spawn(argv, log);
+}
+
+int64_t ledger_rows(PGconn *db)
+{
+    return tk_sql_int64(db, "SELECT count(*) FROM ledger");
+}
+
+/* ------------------------------------------------------------------ */
+/* Logs                                                                */
+/* ------------------------------------------------------------------ */
+
+int ledger_log_count(const char *path, const char *needle)
+{
+    char *text = tk_read_file(path);
+    const char *p;
+    size_t len = strlen(needle);
+    int n = 0;
+
+    if (text == NULL || len == 0) {
+        free(text);
+        return 0;
+    }
+    for (p = strstr(text, needle); p; p = strstr(p + len, needle))
+        n++;
+    free(text);
+    return n;
+}
+
+void ledger_log_tail(const char *path, int lines)
+{
+    char *text = tk_read_file(path);
+    const char *start;
+    size_t len;
+    int seen = 0;
+
+    if (text == NULL) {
+        fprintf(stderr, "---- %s: cannot be read ----\n", path);
+        return;
+    }
+    len = strlen(text);
+    start = text + len;
+    /* Step back over `lines` newlines (ignoring a final one). */
+    while (start > text) {
+        if (start[-1] == '\n' && start != text + len && ++seen > lines)
+            break;
+        start--;
+    }
+    fprintf(stderr, "---- %s (last %d lines) ----\n%s%s---- end of %s ----\n",
+            path, lines, start,
+            len > 0 && text[len - 1] != '\n' ? "\n" : "", path);
+    free(text);
+}
+
+int ledger_wait_log(const char *log, const char *needle, int count,
+                    pid_t pid, int timeout_ms, int *status)
+{
+    int64_t deadline = tk_now_ms() + timeout_ms;
+
+    if (status)
+        *status = -1;
+    for (;;) {
+        if (ledger_log_count(log, needle) >= count)
+            return 1;
+        if (pid > 0) {
+            int st = tk_wait(pid, 0);
+            if (st != -1) {
+                if (status)
+                    *status = st;
+                /* It may have written the line just before exiting. */
+                return ledger_log_count(log, needle) >= count;
+            }
+        }
+        if (tk_now_ms() >= deadline)
+            return 0;
+        tk_sleep_ms(20);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Kafka                                                               */
+/* ------------------------------------------------------------------ */
+
+void ledger_high_watermarks(const char *bootstraps, const char *topic,
+                            int partitions, int64_t *hw)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_resp_err_t err;
+    char errstr[512];
+    rd_kafka_t *rk;
+    int p;
+
+    TK_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr,
+                               sizeof errstr) == RD_KAFKA_CONF_OK &&
+                 rd_kafka_conf_set(conf, "client.id", "ledger-check", errstr,
+                                   sizeof errstr) == RD_KAFKA_CONF_OK,
+             "watermark client config: %s", errstr);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    TK_CHECK(rk != NULL, "rd_kafka_new (watermarks): %s", errstr);
+
+    /* The topic must have exactly the partitions the test expects, or
+     * offsets on an unexpected partition would go unchecked. */
+    rkt = rd_kafka_topic_new(rk, topic, NULL);
+    TK_CHECK(rkt != NULL, "rd_kafka_topic_new(%s)", topic);
+    err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1,
+             "metadata of %s: %s", topic, rd_kafka_err2str(err));
+    TK_CHECK_EQ_INT64(md->topics[0].partition_cnt, partitions,
+                      "partitions of the topic");
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+
+    for (p = 0; p < partitions; p++) {
+        int64_t lo = -1, hi = -1;
+
+        err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR,
+                 "watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(err));
+        TK_CHECK(lo == 0,
+                 "%s [%d] starts at offset %" PRId64 ", not 0: the mock "
+                 "dropped old messages (topic too large for it), so the "
+                 "check cannot tell losses of the runtime from the mock's",
+                 topic, p, lo);
+        hw[p] = hi;
+    }
+    rd_kafka_destroy(rk);
+}
+
+/* ------------------------------------------------------------------ */
+/* The check                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Run a query and return its result, failing the test unless it returns
+ * tuples. The caller PQclear()s. */
+static PGresult *query_rows(PGconn *db, const char *sql)
+{
+    PGresult *res = PQexec(db, sql);
+
+    TK_CHECK(res && PQresultStatus(res) == PGRES_TUPLES_OK,
+             "query failed: %s  statement: %.600s",
+             res ? PQresultErrorMessage(res) : PQerrorMessage(db), sql);
+    return res;
+}
+
+/* Fill counts[0..n_entities) from a two-column result (entity_id text, n
+ * bigint). Entities outside 1..n_entities are counted in *extra and the
+ * first few are described in extra_desc. */
+static void collect_counts(PGresult *res, int64_t *counts, int n_entities,
+                           int *extra, char *extra_desc, size_t desc_size)
+{
+    size_t used = strlen(extra_desc);
+    int r;
+
+    for (r = 0; r < PQntuples(res); r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        int64_t n = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        char *end;
+        long long v = strtoll(id, &end, 10);
+
+        if (*id == '\0' || *end != '\0' || v < 1 || v > n_entities) {
+            if ((*extra)++ < SHOW_MAX && used < desc_size)
+                used += (size_t)snprintf(extra_desc + used, desc_size - used,
+                                         " \"%s\"=%" PRId64, id, n);
+            continue;
+        }
+        counts[v - 1] = n;
+    }
+}
+
+/* Compare per-entity counts with what was produced; fail naming the first
+ * few entities that differ. `what` names the source of got[]. */
+static void compare_counts(const int64_t *got, const int64_t *expected,
+                           int n_entities, const char *what)
+{
+    char desc[1024] = "";
+    size_t used = 0;
+    int i, bad = 0;
+
+    for (i = 0; i < n_entities; i++) {
+        if (got[i] == expected[i])
+            continue;
+        if (bad++ < SHOW_MAX && used < sizeof desc)
+            used += (size_t)snprintf(desc + used, sizeof desc - used,
+                                     " id %d: %" PRId64 " (produced %" PRId64
+                                     ")",
+                                     i + 1, got[i], expected[i]);
+    }
+    TK_CHECK(bad == 0, "%s differ from the produced counts for %d of %d "
+             "entities:%s%s", what, bad, n_entities, desc,
+             bad > SHOW_MAX ? " ..." : "");
+}
+
+void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
+                               const char *topic, int partitions,
+                               int64_t total_messages,
+                               const int64_t *per_entity, int n_entities)
+{
+    int64_t *hw = calloc((size_t)partitions, sizeof *hw);
+    int64_t *counters = calloc((size_t)n_entities, sizeof *counters);
+    int64_t *rows = calloc((size_t)n_entities, sizeof *rows);
+    char extra_desc[1024] = "";
+    char *qtopic;
+    int64_t sum_hw = 0, produced = 0, n, entities = 0;
+    int extra = 0, p, i;
+    char what[160];
+    PGresult *res;
+
+    TK_CHECK(hw && counters && rows, "out of memory");
+    TK_CHECK(partitions > 0 && n_entities > 0,
+             "ledger_check_exactly_once: %d partitions, %d entities",
+             partitions, n_entities);
+    qtopic = PQescapeLiteral(db, topic, strlen(topic));
+    TK_CHECK(qtopic != NULL, "PQescapeLiteral: %s", PQerrorMessage(db));
+
+    for (i = 0; i < n_entities; i++) {
+        produced += per_entity[i];
+        entities += per_entity[i] > 0;
+    }
+    TK_CHECK_EQ_INT64(produced, total_messages,
+                      "sum of the per-entity counts the test kept");
+
+    /* What Kafka holds: offsets 0 .. hw-1 of every partition. */
+    ledger_high_watermarks(bootstraps, topic, partitions, hw);
+    for (p = 0; p < partitions; p++)
+        sum_hw += hw[p];
+    TK_CHECK_EQ_INT64(sum_hw, total_messages,
+                      "messages in the topic (sum of high watermarks)");
+
+    /* One ledger row per offset: the count, then holes, then strays. */
+    TK_CHECK_EQ_INT64(ledger_rows(db), total_messages, "rows in the ledger");
+    for (p = 0; p < partitions; p++) {
+        n = tk_sql_int64(db,
+                         "SELECT count(*) FROM generate_series(0, %" PRId64
+                         " - 1) AS o WHERE NOT EXISTS (SELECT 1 FROM ledger l "
+                         "WHERE l.topic = %s AND l.partition = %d AND "
+                         "l.\"offset\" = o)",
+                         hw[p], qtopic, p);
+        if (n != 0) {
+            char *first = tk_sql_text(
+                db,
+                "SELECT string_agg(o::text, ', ' ORDER BY o) FROM (SELECT o "
+                "FROM generate_series(0, %" PRId64 " - 1) AS o WHERE NOT "
+                "EXISTS (SELECT 1 FROM ledger l WHERE l.topic = %s AND "
+                "l.partition = %d AND l.\"offset\" = o) ORDER BY o LIMIT %d) s",
+                hw[p], qtopic, p, SHOW_MAX);
+            tk_fail("partition %d: %" PRId64 " of its %" PRId64
+                    " offsets have no ledger row (never applied), first: %s",
+                    p, n, hw[p], first ? first : "?");
+        }
+    }
+    {
+        /* (partition, high watermark) pairs as a VALUES list. */
+        char values[4096];
+        size_t used = 0;
+
+        for (p = 0; p < partitions && used < sizeof values; p++)
+            used += (size_t)snprintf(values + used, sizeof values - used,
+                                     "%s(%d, %" PRId64 "::bigint)",
+                                     p ? ", " : "", p, hw[p]);
+        TK_CHECK(used < sizeof values, "too many partitions for the check");
+        n = tk_sql_int64(db,
+                         "SELECT count(*) FROM ledger l LEFT JOIN (VALUES %s) "
+                         "AS w(p, hw) ON w.p = l.partition WHERE l.topic <> %s "
+                         "OR w.p IS NULL OR l.\"offset\" < 0 OR "
+                         "l.\"offset\" >= w.hw",
+                         values, qtopic);
+        TK_CHECK(n == 0,
+                 "%" PRId64 " ledger rows name a topic, partition or offset "
+                 "that was never produced",
+                 n);
+    }
+
+    /* Per entity: the counters and the ledger rows both match. */
+    res = query_rows(db, "SELECT entity_id, n FROM ledger_counters");
+    collect_counts(res, counters, n_entities, &extra, extra_desc,
+                   sizeof extra_desc);
+    PQclear(res);
+    TK_CHECK(extra == 0, "ledger_counters has %d entities that were never "
+             "produced:%s", extra, extra_desc);
+    compare_counts(counters, per_entity, n_entities, "ledger_counters.n");
+    res = query_rows(db, "SELECT entity_id, count(*) FROM ledger GROUP BY 1");
+    collect_counts(res, rows, n_entities, &extra, extra_desc,
+                   sizeof extra_desc);
+    PQclear(res);
+    TK_CHECK(extra == 0, "the ledger has rows for %d entities that were "
+             "never produced:%s", extra, extra_desc);
+    compare_counts(rows, per_entity, n_entities, "ledger rows per entity");
+
+    /* The stored positions: one row per partition, at the high watermark. */
+    n = tk_sql_int64(db, "SELECT count(*) FROM exactly.offsets "
+                         "WHERE pipeline = '%s' AND topic = %s",
+                     LEDGER_PIPELINE, qtopic);
+    TK_CHECK_EQ_INT64(n, partitions, "rows of the topic in exactly.offsets");
+    for (p = 0; p < partitions; p++) {
+        snprintf(what, sizeof what, "next_offset of partition %d in "
+                 "exactly.offsets (its high watermark)", p);
+        TK_CHECK_EQ_INT64(
+            tk_sql_int64(db,
+                         "SELECT coalesce(max(next_offset), -1) FROM "
+                         "exactly.offsets WHERE pipeline = '%s' AND "
+                         "topic = %s AND partition = %d",
+                         LEDGER_PIPELINE, qtopic, p),
+            hw[p], what);
+    }
+
+    /* Nothing was set aside. */
+    n = tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters");
+    if (n != 0) {
+        char *why = tk_sql_text(
+            db, "SELECT format('partition %%s offset %%s: %%s (sqlstate %%s)',"
+                " partition, \"offset\", reason, sqlstate) "
+                "FROM exactly.dead_letters ORDER BY id LIMIT 1");
+        tk_fail("exactly.dead_letters has %" PRId64 " rows, expected none; "
+                "the first: %s", n, why ? why : "?");
+    }
+
+    tk_note("exactly-once verified: topic %s, %d partitions, %" PRId64
+            " offsets (= high watermarks), %" PRId64 " ledger rows, one per "
+            "offset, none missing or extra; %" PRId64 " entities' counters "
+            "and rows equal the produced counts; next_offset = high "
+            "watermark on every partition; 0 dead letters",
+            topic, partitions, sum_hw, total_messages, entities);
+    PQfreemem(qtopic);
+    free(hw);
+    free(counters);
+    free(rows);
+}
+
+int64_t ledger_check_consistent(PGconn *db, const char *topic, int partitions)
+{
+    char *qtopic = PQescapeLiteral(db, topic, strlen(topic));
+    PGresult *res;
+    char sql[2048];
+    int64_t rows;
+
+    TK_CHECK(qtopic != NULL, "PQescapeLiteral: %s", PQerrorMessage(db));
+    /* One statement, so one snapshot even while a worker commits. */
+    snprintf(sql, sizeof sql,
+             "WITH per_part AS ("
+             " SELECT p, coalesce(o.next_offset, 0) AS stored, l.c, l.m"
+             " FROM generate_series(0, %d - 1) AS p"
+             " LEFT JOIN exactly.offsets o ON o.pipeline = '%s'"
+             "  AND o.topic = %s AND o.partition = p"
+             " CROSS JOIN LATERAL (SELECT count(*) AS c,"
+             "  coalesce(max(\"offset\") + 1, 0) AS m FROM ledger l"
+             "  WHERE l.topic = %s AND l.partition = p) l)"
+             " SELECT (SELECT count(*) FROM ledger),"
+             "  (SELECT coalesce(sum(n), 0) FROM ledger_counters),"
+             "  (SELECT string_agg(format('partition %%s: next_offset %%s,"
+             " %%s ledger rows up to offset %%s', p, stored, c, m - 1), '; ')"
+             "   FROM per_part WHERE stored <> c OR c <> m)",
+             partitions, LEDGER_PIPELINE, qtopic, qtopic);
+    res = query_rows(db, sql);
+    TK_CHECK(PQntuples(res) == 1, "consistency query returned %d rows",
+             PQntuples(res));
+    rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    TK_CHECK(PQgetisnull(res, 0, 2),
+             "stored offsets and ledger disagree (a batch's writes and its "
+             "offset advance did not commit together): %s",
+             PQgetvalue(res, 0, 2));
+    TK_CHECK(strtoll(PQgetvalue(res, 0, 1), NULL, 10) == rows,
+             "ledger_counters add up to %s but the ledger has %" PRId64
+             " rows: counter and ledger writes did not commit together",
+             PQgetvalue(res, 0, 1), rows);
+    PQclear(res);
+    PQfreemem(qtopic);
+    return rows;
+}

@@ -1,0 +1,132 @@
+/*
+ * ledger_check: the fixture the ledger pipeline's integration tests share
+ * (crash, fencing, rebalance) and the exactly-once check they end with.
+ *
+ * The ledger handler (plugins/ledger.c) writes one row per applied message
+ * into `ledger`, whose primary key is (topic, partition, offset) and which
+ * has no ON CONFLICT, and adds each record's message count to
+ * `ledger_counters`. After a run, exactly-once holds when the ledger has one
+ * row for every offset in the topic and nothing else, the counters equal
+ * what was produced per entity, the stored positions equal the high
+ * watermarks and no message went to the dead-letter table.
+ *
+ * Everything here fails the test on error (testkit style); nothing returns
+ * an error code.
+ */
+#ifndef EXACTLY_LEDGER_CHECK_H
+#define EXACTLY_LEDGER_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "testkit.h"
+
+/* Rows of `accounts` (ids 1..LEDGER_ACCOUNTS); tests name entities in that
+ * range so that every lookup finds its row. */
+#define LEDGER_ACCOUNTS 500
+
+/* The pipeline name in every config written here (and in exactly.offsets). */
+#define LEDGER_PIPELINE "ledger"
+
+/* Create, in the database conninfo names, `accounts` (ids
+ * 1..LEDGER_ACCOUNTS) and the ledger tables (DDL of plugins/README.md). */
+void ledger_setup_db(const char *conninfo);
+
+/* What a worker configuration differs in. Zero / NULL fields take the
+ * runtime's defaults. */
+typedef struct ledger_config {
+    const char *bootstraps;          /* required */
+    const char *conninfo;            /* required */
+    const char *topic;               /* required */
+    const char *group;               /* NULL: "ledger" */
+    int max_messages;                /* batch.max_messages, required */
+    int max_wait_ms;                 /* batch.max_wait_ms, required */
+    int lock_timeout_ms;             /* postgres section; 0: default */
+    int idle_in_transaction_timeout_ms;
+    /* Per-pipeline librdkafka overrides, NULL-terminated name/value pairs:
+     * {"session.timeout.ms", "6000", NULL}. NULL: none. */
+    const char *const *kafka;
+} ledger_config;
+
+/* Write the YAML configuration of one ledger pipeline to path. */
+void ledger_write_config(const char *path, const ledger_config *c);
+
+/* $EXACTLY_BIN, or fail. */
+const char *ledger_exactly_bin(void);
+
+/* Run `exactly migrate -c config` with output appended to log and fail
+ * unless it exits 0. */
+void ledger_migrate(const char *config, const char *log);
+
+/* Start `exactly run -c config [--exit-idle MS]` (exit_idle_ms <= 0: no
+ * --exit-idle) with stdout and stderr appended to log. */
+pid_t ledger_start_worker(const char *config, int exit_idle_ms,
+                          const char *log);
+
+/* Rows in `ledger`. */
+int64_t ledger_rows(PGconn *db);
+
+/* How many times needle occurs in the file (0 if it cannot be read). */
+int ledger_log_count(const char *path, const char *needle);
+
+/* Print the last `lines` lines of a log to stderr, framed with its path, so
+ * that a failure shows what the worker said. */
+void ledger_log_tail(const char *path, int lines);
+
+/* Wait until needle occurs at least `count` times in log. Returns 1 when it
+ * does, 0 when timeout_ms passed or (pid > 0) the process exited first;
+ * an exited pid is reaped and its status stored in *status if not NULL
+ * (-1 while it runs). Polls every 20 ms: a condition, not a sleep. */
+int ledger_wait_log(const char *log, const char *needle, int count,
+                    pid_t pid, int timeout_ms, int *status);
+
+/* Fail the test, printing the tail of log first, unless cond holds. */
+#define LEDGER_CHECK_LOG(cond, log, ...)                       \
+    do {                                                       \
+        if (!(cond)) {                                         \
+            ledger_log_tail((log), 40);                        \
+            tk_fail_at(__FILE__, __LINE__, __VA_ARGS__);       \
+        }                                                      \
+    } while (0)
+
+/* High watermark of every partition of topic (hw[0..partitions)), read with
+ * a librdkafka handle on bootstraps. Fails unless every low watermark is 0:
+ * the mock drops old data silently when a partition grows past its limit,
+ * and a test must not blame the runtime for that. */
+void ledger_high_watermarks(const char *bootstraps, const char *topic,
+                            int partitions, int64_t *hw);
+
+/*
+ * The exactly-once check. Asserts, failing the test at the first
+ * violation with a message that names it:
+ *   - the topic holds total_messages messages (sum of high watermarks);
+ *   - `ledger` has total_messages rows, none for another topic, partition
+ *     or an offset outside [0, high watermark), and no offset in that range
+ *     is missing (so: every offset applied, none twice);
+ *   - per entity, `ledger_counters.n` and the ledger's rows both equal
+ *     per_entity[id - 1] for ids 1..n_entities, and no other entity has
+ *     counters or rows;
+ *   - exactly.offsets holds one row per partition and its next_offset
+ *     equals the partition's high watermark;
+ *   - exactly.dead_letters is empty.
+ * Prints a one-line summary of what it verified.
+ */
+void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
+                               const char *topic, int partitions,
+                               int64_t total_messages,
+                               const int64_t *per_entity, int n_entities);
+
+/*
+ * The part of the contract that holds at every instant, also mid-run and
+ * right after a crash: in one snapshot, for every partition, the ledger
+ * rows are exactly offsets 0 .. next_offset-1 stored in exactly.offsets (0
+ * when no row yet), and the counters add up to the ledger's rows. A batch
+ * whose writes committed without its offset advance, or the reverse, or a
+ * counter update without its ledger rows, breaks it. Returns the number of
+ * ledger rows seen in that snapshot.
+ */
+int64_t ledger_check_consistent(PGconn *db, const char *topic,
+                                int partitions);
+
+#endif /* EXACTLY_LEDGER_CHECK_H */
