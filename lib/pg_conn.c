@@ -97,6 +97,12 @@ static long long now_ms(void)
 
 int exactly_pg_wait_result(PGconn *conn, int timeout_ms)
 {
+    return exactly_pg_wait_result_idle(conn, timeout_ms, NULL, NULL);
+}
+
+int exactly_pg_wait_result_idle(PGconn *conn, int timeout_ms,
+                                int (*idle)(void *), void *arg)
+{
     long long deadline = now_ms() + timeout_ms;
 
     for (;;) {
@@ -111,6 +117,13 @@ int exactly_pg_wait_result(PGconn *conn, int timeout_ms)
         left = (int)(deadline - now_ms());
         if (left <= 0)
             return -1;
+        if (idle && flush == 0) {
+            /* Work found: look at the socket again soon; none: sleep on
+             * it a little longer, still bounded so new work is noticed. */
+            int wait = idle(arg) > 0 ? 0 : 2;
+            if (left > wait)
+                left = wait;
+        }
         pfd.fd = PQsocket(conn);
         if (pfd.fd < 0)
             return -1;
@@ -120,6 +133,8 @@ int exactly_pg_wait_result(PGconn *conn, int timeout_ms)
         pfd.revents = 0;
         if (poll(&pfd, 1, left) < 0 && errno != EINTR)
             return -1;
+        if (left == 0 && !(pfd.revents & (POLLIN | POLLERR | POLLHUP)))
+            continue;
         if ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) &&
             !PQconsumeInput(conn))
             return -1;

@@ -38,6 +38,14 @@ exactly_err exactly_pg_classify(const char *sqlstate);
  */
 int exactly_pg_wait_result(PGconn *conn, int timeout_ms);
 
+/*
+ * The same, calling idle(arg) whenever the wait would block, so that other
+ * work (draining Kafka) overlaps the server's. idle returns how much it
+ * did; while it finds work the socket is polled without sleeping long.
+ */
+int exactly_pg_wait_result_idle(PGconn *conn, int timeout_ms,
+                                int (*idle)(void *), void *arg);
+
 /* Runs one statement outside pipeline mode and checks its status; on
  * failure writes the server's message into errbuf and returns the class. */
 exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,

@@ -57,6 +57,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     (void)rk;
     w->st.rebalances++;
+    if (w->in_cycle) {
+        /* librdkafka waits for the assign/unassign call, which may come
+         * after this callback returns: it comes when the batch ends. */
+        worker_defer_rebalance(w, err, parts, rd_kafka_assignment_lost(w->rk));
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
         worker_assign(w, parts);
     else

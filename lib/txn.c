@@ -124,7 +124,8 @@ exactly_err exactly_txn_sync(exactly_txn *t)
         for (;;) {
             ExecStatusType st;
 
-            if (exactly_pg_wait_result(t->conn, t->timeout_ms) != 0)
+            if (exactly_pg_wait_result_idle(t->conn, t->timeout_ms, t->idle,
+                                            t->idle_arg) != 0)
                 return lost(t, p->phase);
             res = PQgetResult(t->conn);
             if (!res) {
@@ -156,7 +157,8 @@ exactly_err exactly_txn_sync(exactly_txn *t)
     for (;;) {
         ExecStatusType st;
 
-        if (exactly_pg_wait_result(t->conn, t->timeout_ms) != 0)
+        if (exactly_pg_wait_result_idle(t->conn, t->timeout_ms, t->idle,
+                                            t->idle_arg) != 0)
             return lost(t, TXN_CONTROL);
         res = PQgetResult(t->conn);
         if (!res) {

@@ -48,6 +48,10 @@ struct exactly_txn {
     char sqlstate[6];
     char errmsg[1024];
 
+    /* Called while waiting for results (NULL: none). */
+    int (*idle)(void *arg);
+    void *idle_arg;
+
     /* Set by the handler during apply(). */
     char handler_err[1024];
     int handler_err_set;

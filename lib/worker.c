@@ -444,7 +444,67 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
     }
 }
 
+void worker_defer_rebalance(worker *w, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *list, int lost)
+{
+    struct deferred_rebalance *d;
+
+    if (w->n_deferred == sizeof(w->deferred) / sizeof(w->deferred[0])) {
+        /* Cannot happen: each event waits for our call before the next. */
+        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "too many deferred rebalances");
+        w->fatal = 1;
+        return;
+    }
+    d = &w->deferred[w->n_deferred++];
+    d->err = err;
+    d->list = rd_kafka_topic_partition_list_copy(list);
+    d->lost = lost;
+}
+
+static void replay_deferred(worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->n_deferred; i++) {
+        struct deferred_rebalance *d = &w->deferred[i];
+        if (d->err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+            worker_assign(w, d->list);
+        else
+            worker_revoke(w, d->list, d->lost);
+        rd_kafka_topic_partition_list_destroy(d->list);
+    }
+    w->n_deferred = 0;
+}
+
 /* ---- the loop ------------------------------------------------------------ */
+
+static void on_message(worker *w, rd_kafka_message_t *m);
+
+/* While a batch waits for PostgreSQL: take what Kafka has into the
+ * buffers, so the next batch is ready when this one commits. Only
+ * buffering happens here; a rebalance is deferred (in_cycle). */
+static int drain_kafka(void *arg)
+{
+    worker *w = arg;
+    rd_kafka_message_t *m;
+    size_t buffered = 0;
+    size_t cap;
+    size_t i;
+    int n = 0;
+
+    /* About one batch ahead per partition is all the next round needs;
+     * the rest waits in librdkafka's queue, which bounds its own size. */
+    for (i = 0; i < w->n_parts; i++)
+        buffered += w->parts[i]->n_buf;
+    cap = (size_t)w->p->batch.max_messages * (w->n_parts > 2 ? w->n_parts : 2);
+    while (buffered + (size_t)n < cap &&
+           (m = rd_kafka_consumer_poll(w->rk, 0)) != NULL) {
+        on_message(w, m);
+        n++;
+    }
+    return n;
+}
+
 
 static void on_message(worker *w, rd_kafka_message_t *m)
 {
@@ -545,7 +605,17 @@ static int flush_ready(worker *w, int force)
             continue;
         }
         n = batch_size(w, pt);
+        w->in_cycle = 1;
+        w->txn.idle = drain_kafka;
+        w->txn.idle_arg = w;
         rc = cycle_run(w, pt, n, batch_end(w, pt, n));
+        w->txn.idle = NULL;
+        w->in_cycle = 0;
+        if (w->n_deferred > 0) {
+            /* The partition table may change under this loop. */
+            replay_deferred(w);
+            return 0;
+        }
         if (rc == EXACTLY_OK) {
             pt->retry_at_ms = 0;
             if (pt->paused && !pt->halted && !pt->fenced) {

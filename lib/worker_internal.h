@@ -62,6 +62,16 @@ typedef struct worker {
     size_t n_parts;
     size_t cap_parts;
 
+    /* A batch started from the loop is in flight: Kafka is drained into
+     * the buffers meanwhile, and a rebalance is deferred until it ends. */
+    int in_cycle;
+    struct deferred_rebalance {
+        rd_kafka_resp_err_t err;
+        rd_kafka_topic_partition_list_t *list;
+        int lost;
+    } deferred[4];
+    size_t n_deferred;
+
     int fatal;                /* exit 1 at the next turn */
     long long last_msg_ms;
     rd_kafka_resp_err_t last_kafka_err; /* log once per episode */
@@ -91,6 +101,9 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end);
 /* Rebalance (worker.c): claim and assign, or flush and release. */
 void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list);
 void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost);
+/* Records a rebalance that arrived while a batch was in flight. */
+void worker_defer_rebalance(worker *w, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *list, int lost);
 
 /* Kafka side (source.c). */
 

@@ -42,8 +42,8 @@
 #define TOPIC "crash"
 #define N_PARTITIONS 4
 #define N_IDS 24000
-#define REFILL_BELOW 6000
-#define REFILL_IDS 8000
+#define REFILL_BELOW 12000
+#define REFILL_IDS 12000
 #define N_KILLS 12
 #define MIN_KILLS_IN_TXN 3
 /* Kills aimed at a transaction: at least this many of the N_KILLS. */
@@ -53,7 +53,7 @@
 #define BATCH_MAX 50
 #define BATCH_WAIT_MS 20
 /* Longest random delay between seeing progress and a random kill. */
-#define MAX_KILL_DELAY_MS 300
+#define MAX_KILL_DELAY_MS 150
 /* How long to hunt for an open transaction before killing anyway. */
 #define TXN_HUNT_MS 10000
 /* How long a stopped worker's backend gets to process what the worker sent
@@ -151,6 +151,24 @@ static kill_result kill_in_transaction(PGconn *db, pid_t pid, const char *log)
     return r;
 }
 
+/* Wait until the killed worker's backend has gone: it finishes the command
+ * it was running (a COMMIT the worker sent just before dying completes),
+ * then exits. Only then is the ledger the dead worker's final word. */
+static void wait_backend_gone(PGconn *db, pid_t pid)
+{
+    int64_t deadline = tk_now_ms() + 30000;
+
+    while (tk_sql_int64(db,
+                        "SELECT count(*) FROM pg_stat_activity WHERE "
+                        "application_name LIKE '%%:' || %d || ':%%'",
+                        (int)pid) > 0) {
+        TK_CHECK(tk_now_ms() < deadline,
+                 "the backend of killed worker %d still exists after 30 s",
+                 (int)pid);
+        tk_sleep_ms(5);
+    }
+}
+
 /* Wait until the ledger has more than `before` rows while pid runs. */
 static int64_t wait_for_progress(PGconn *db, pid_t pid, int64_t before,
                                  const char *log)
@@ -211,6 +229,7 @@ int main(void)
     int kills = 0, kills_in_txn = 0, kills_with_xid = 0, waves = 0, k;
     int status;
     uint64_t seed = pick_seed();
+    ledger_summary final;
     ledger_config cfg;
     PGconn *db;
     pid_t pid;
@@ -273,8 +292,7 @@ int main(void)
         kills++;
         kills_in_txn += r.in_txn;
         kills_with_xid += r.had_xid;
-        /* The dead worker's backend may still be rolling back; the check
-         * reads one snapshot, in which a batch is all there or absent. */
+        wait_backend_gone(db, pid);
         rows = ledger_check_consistent(db, TOPIC, N_PARTITIONS);
         rows_at_kill[k] = rows;
         tk_note("kill %d/%d (%s) at %.1f s: ledger %" PRId64 " of %" PRId64
@@ -295,8 +313,14 @@ int main(void)
     LEDGER_CHECK_LOG(status == 0, log,
                      "final worker: exit status %d (-1: still running after "
                      "90 s); log: %s", status, log);
-    LEDGER_CHECK_LOG(tk_file_contains(log, "pipeline ledger: consumed "), log,
+    LEDGER_CHECK_LOG(ledger_read_summary(log, &final), log,
                      "final worker printed no summary; log: %s", log);
+    /* The final worker starts from the stored offsets: it applies exactly
+     * what the killed ones left. */
+    LEDGER_CHECK_LOG(final.applied == produced - rows_at_kill[N_KILLS - 1],
+                     log, "final worker applied %" PRId64 ", expected the %"
+                     PRId64 " the killed ones left; log: %s", final.applied,
+                     produced - rows_at_kill[N_KILLS - 1], log);
 
     TK_CHECK(rows_at_kill[N_KILLS - 1] > 0,
              "the killed workers applied nothing");
@@ -315,6 +339,6 @@ int main(void)
             seed);
     PQfinish(db);
     tk_mock_stop(m);
-    tk_rm_rf(dir);
+    ledger_cleanup_dir(dir);
     return 0;
 }

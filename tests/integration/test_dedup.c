@@ -215,8 +215,7 @@ static void load_model(PGconn *conn)
 {
     size_t i;
 
-    tk_sql(conn, "DROP TABLE IF EXISTS expected_msgs;"
-                 "CREATE TABLE expected_msgs (partition int, \"offset\" bigint,"
+    tk_sql(conn, "CREATE TABLE expected_msgs (partition int, \"offset\" bigint,"
                  " entity bigint, eid text, run int,"
                  " PRIMARY KEY (partition, \"offset\"))");
     for (i = 0; i < n_model; i++) {
@@ -453,6 +452,7 @@ int main(void)
                   "kafka:\n"
                   "  bootstrap.servers: \"%s\"\n"
                   "  auto.offset.reset: earliest\n"
+                  "  session.timeout.ms: 6000\n"
                   "postgres:\n"
                   "  conninfo: \"%s\"\n"
                   "pipelines:\n"
@@ -496,7 +496,7 @@ int main(void)
 
     PQfinish(conn);
     tk_mock_stop(m);
-    if (!getenv("KEEP")) tk_rm_rf(dir);
+    tk_rm_rf(dir);
     tk_note("dedup test passed in %" PRId64 " ms", tk_now_ms() - t0);
     return 0;
 }

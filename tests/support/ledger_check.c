@@ -139,6 +139,17 @@ pid_t ledger_start_worker(const char *config, int exit_idle_ms,
     return tk_spawn(argv, log);
 }
 
+void ledger_cleanup_dir(const char *dir)
+{
+    const char *keep = getenv("EXACTLY_TEST_KEEP");
+
+    if (keep && *keep) {
+        tk_note("EXACTLY_TEST_KEEP: logs kept in %s", dir);
+        return;
+    }
+    tk_rm_rf(dir);
+}
+
 int64_t ledger_rows(PGconn *db)
 {
     return tk_sql_int64(db, "SELECT count(*) FROM ledger");
@@ -163,6 +174,58 @@ int ledger_log_count(const char *path, const char *needle)
         n++;
     free(text);
     return n;
+}
+
+int ledger_read_summary(const char *log, ledger_summary *out)
+{
+    static const char prefix[] = "pipeline " LEDGER_PIPELINE ": consumed ";
+    char *text = tk_read_file(log);
+    const char *line = NULL, *p;
+    long long v[9];
+    int n;
+
+    memset(out, 0, sizeof *out);
+    if (text == NULL)
+        return 0;
+    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix))
+        line = p;
+    n = line ? sscanf(line,
+                      "pipeline " LEDGER_PIPELINE ": consumed %lld, applied "
+                      "%lld, deduplicated %lld, dead-lettered %lld, skipped "
+                      "(no row) %lld; batches committed %lld, rolled back "
+                      "%lld, fenced %lld; retries %lld",
+                      &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+                      &v[8])
+             : 0;
+    free(text);
+    if (n != 9)
+        return 0;
+    out->consumed = v[0];
+    out->applied = v[1];
+    out->deduplicated = v[2];
+    out->dead_lettered = v[3];
+    out->skipped = v[4];
+    out->committed = v[5];
+    out->rolled_back = v[6];
+    out->fenced = v[7];
+    out->retries = v[8];
+    return 1;
+}
+
+int64_t ledger_log_last_int(const char *log, const char *key)
+{
+    char *text = tk_read_file(log);
+    const char *last = NULL, *p;
+    int64_t v = -1;
+
+    if (text == NULL)
+        return -1;
+    for (p = strstr(text, key); p; p = strstr(p + 1, key))
+        last = p;
+    if (last)
+        v = strtoll(last + strlen(key), NULL, 10);
+    free(text);
+    return v;
 }
 
 void ledger_log_tail(const char *path, int lines)

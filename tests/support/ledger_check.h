@@ -64,6 +64,10 @@ void ledger_migrate(const char *config, const char *log);
 pid_t ledger_start_worker(const char *config, int exit_idle_ms,
                           const char *log);
 
+/* Remove a test's temporary directory, unless EXACTLY_TEST_KEEP is set
+ * (then say where it is, for reading the worker logs of a passing run). */
+void ledger_cleanup_dir(const char *dir);
+
 /* Rows in `ledger`. */
 int64_t ledger_rows(PGconn *db);
 
@@ -80,6 +84,22 @@ void ledger_log_tail(const char *path, int lines);
  * (-1 while it runs). Polls every 20 ms: a condition, not a sleep. */
 int ledger_wait_log(const char *log, const char *needle, int count,
                     pid_t pid, int timeout_ms, int *status);
+
+/* The counters of a worker's final stdout line, "pipeline ledger: consumed
+ * N, applied N, deduplicated N, dead-lettered N, skipped (no row) N;
+ * batches committed N, rolled back N, fenced N; retries N". */
+typedef struct ledger_summary {
+    int64_t consumed, applied, deduplicated, dead_lettered, skipped;
+    int64_t committed, rolled_back, fenced, retries;
+} ledger_summary;
+
+/* Parse the last summary line in log into *out. Returns 1, or 0 when the
+ * log has no such line (the worker did not exit through its end). */
+int ledger_read_summary(const char *log, ledger_summary *out);
+
+/* The integer after the last occurrence of key (e.g. " rebalances=") in
+ * the log, or -1 if key does not occur. */
+int64_t ledger_log_last_int(const char *log, const char *key);
 
 /* Fail the test, printing the tail of log first, unless cond holds. */
 #define LEDGER_CHECK_LOG(cond, log, ...)                       \
