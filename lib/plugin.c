@@ -171,10 +171,15 @@ exactly_err exactly_plugin_open(exactly_plugin *pl, PGconn *conn,
         if (!errbuf[0])
             snprintf(errbuf, errbuf_size, "open() failed");
         {
+            /* The server's reason (a missing unique index, say) is what
+             * the user needs; the handler only saw that its query failed. */
             char msg[1024];
             snprintf(msg, sizeof(msg), "%s", errbuf);
-            snprintf(errbuf, errbuf_size, "plugin %s: handler '%s' refused "
-                     "to open: %s", pl->label, pl->h->name, msg);
+            snprintf(errbuf, errbuf_size,
+                     "plugin %s: handler '%s' refused to open: %s%s%s",
+                     pl->label, pl->h->name, msg,
+                     setup.failed ? "; server said: " : "",
+                     setup.failed ? setup.errmsg : "");
         }
         rc = EXACTLY_EPLUGIN;
     } else {

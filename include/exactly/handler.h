@@ -127,7 +127,8 @@ typedef struct exactly_host {
 
     /*
      * Queues a statement into the batch's transaction (libpq pipeline mode).
-     * Parameters are text format; NULL is SQL NULL. The statement runs
+     * sql and params are sent before exec returns, so they may be freed or
+     * reused right after. Parameters are text format; NULL is SQL NULL. The statement runs
      * before COMMIT; an error in it fails the batch, and the runtime then
      * retries and isolates the failing records. Returns EXACTLY_OK or an
      * error for a statement that could not even be queued.
