@@ -165,7 +165,8 @@ static double run_limit(bench *b)
 
     tk_sql(c, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
               "next_offset, owner_epoch) SELECT 'limit', '" TOPIC "', p, 0, 1 "
-              "FROM generate_series(0, %d) p ON CONFLICT DO NOTHING",
+              "FROM generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
+              "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
            PARTITIONS - 1);
     TK_CHECK(PQenterPipelineMode(c) == 1, "pipeline mode");
     t0 = now_s();
@@ -370,7 +371,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     reset_view(&b);
     c = run_limit(&b);
-    printf("(c)  limit: exactly's SQL, pipelined      %9.0f msg/s\n", c);
+    printf("(c)  limit: exactly's SQL, pipelined      %9.0f msg/s  (first)\n", c);
     fflush(stdout);
     bb = run_worker(&b, "fused", handler_b, &rss_b);
     printf("(b)  exactly, built-in upsert (fused)     %9.0f msg/s  peak RSS %.1f MiB\n",
@@ -379,6 +380,15 @@ int main(int argc, char **argv)
     bp = run_worker(&b, "plugin", handler_bp, &rss_bp);
     printf("(b') exactly, C plugin (lookup + upsert)  %9.0f msg/s  peak RSS %.1f MiB\n",
            bp, (double)rss_bp / 1024.0);
+    /* The limit is measured before and after the workers and averaged, so
+     * a machine that speeds up or slows down during the run biases no side. */
+    reset_view(&b);
+    {
+        double c2 = run_limit(&b);
+        printf("(c)  limit: exactly's SQL, pipelined      %9.0f msg/s  (again; "
+               "mean %.0f)\n", c2, (c + c2) / 2);
+        c = (c + c2) / 2;
+    }
     printf("\nratio    measured  target\n");
     printf("b/a      %8.1f  >= 40    %s\n", bb / a, verdict(bb / a, 40, &missed));
     printf("b/c      %8.2f  >= 0.85  %s\n", bb / c, verdict(bb / c, 0.85, &missed));
