@@ -936,6 +936,11 @@ static const enum_name on_missing_names[] = {
     {"skip", CFG_MISSING_SKIP},
     {"dead_letter", CFG_MISSING_DEAD_LETTER},
     {"handler", CFG_MISSING_HANDLER},
+    {"retry", CFG_MISSING_RETRY},
+    {NULL, 0}};
+static const enum_name on_error_names[] = {
+    {"dead_letter", CFG_ERROR_DEAD_LETTER},
+    {"stop", CFG_ERROR_STOP},
     {NULL, 0}};
 
 #define N_FIELDS(a) (sizeof(a) / sizeof((a)[0]))
@@ -1085,6 +1090,7 @@ static const field lookup_fields[] = {
     STR("sql", P(lookup.sql), F_NONEMPTY),
     STR("key_column", P(lookup.key_column), F_NONEMPTY),
     ENUM("on_missing", P(lookup.on_missing), 0, on_missing_names),
+    INT("missing_retry_ms", P(lookup.missing_retry_ms), 0, 3600000),
 };
 static const section lookup_section = {lookup_fields, N_FIELDS(lookup_fields),
                                        lookup_check};
@@ -1239,6 +1245,8 @@ static const field pipeline_fields[] = {
     LIST("topics", P(topics), P(n_topics), F_REQUIRED),
     STR("group", P(group), F_NONEMPTY),
     INT("workers", P(workers), 1, 1024),
+    ENUM("on_error", P(on_error), 0, on_error_names),
+    INT("max_crashes", P(max_crashes), 1, 1000),
     SECTION("id", id_section, 0),
     SECTION("lookup", lookup_section, F_REQUIRED),
     SECTION("handler", handler_section, F_REQUIRED),
@@ -1256,6 +1264,9 @@ static void pipeline_defaults(cfg_pipeline *p)
     p->id.type = CFG_ID_BIGINT;
     p->id.max_length = 256;
     p->lookup.on_missing = CFG_MISSING_SKIP;
+    p->lookup.missing_retry_ms = 30000;
+    p->on_error = CFG_ERROR_DEAD_LETTER;
+    p->max_crashes = 3;
     p->batch.max_messages = 1000;
     p->batch.max_wait_ms = 100;
     p->dedup.retention_s = 7 * 86400;

@@ -58,8 +58,14 @@ typedef enum cfg_id_type {
 typedef enum cfg_on_missing {
     CFG_MISSING_SKIP = 1,
     CFG_MISSING_DEAD_LETTER = 2,
-    CFG_MISSING_HANDLER = 3
+    CFG_MISSING_HANDLER = 3,
+    CFG_MISSING_RETRY = 4
 } cfg_on_missing;
+
+typedef enum cfg_on_error {
+    CFG_ERROR_DEAD_LETTER = 1,
+    CFG_ERROR_STOP = 2
+} cfg_on_error;
 
 typedef struct cfg_pipeline {
     char *name;
@@ -85,6 +91,7 @@ typedef struct cfg_pipeline {
         char *sql;          /* must use = ANY($1) */
         char *key_column;   /* result column holding the ID; default id_column or "id" */
         cfg_on_missing on_missing; /* default skip */
+        int missing_retry_ms;      /* on_missing: retry, then dead_letter; default 30000 */
     } lookup;
 
     struct {
@@ -108,6 +115,8 @@ typedef struct cfg_pipeline {
     } dedup;
 
     int workers;            /* default 1 */
+    cfg_on_error on_error;  /* a record the handler fails on; default dead_letter */
+    int max_crashes;        /* worker deaths on one batch before isolating; default 3 */
     int unsafe_read_uncommitted; /* default 0 */
 
     cfg_prop *kafka;        /* per-pipeline overrides of the kafka section */

@@ -205,6 +205,17 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
     rc = try_apply(c, recs, n, errmsg, sizeof(errmsg), sqlstate);
     if (rc != EXACTLY_EHANDLER)
         return rc;
+    if (n == 1 && c->w->p->on_error == CFG_ERROR_STOP) {
+        exactly_log(EXACTLY_LOG_ERROR, "cycle",
+                    "handler failed on a record and on_error is stop: "
+                    "partition halted, offset not advanced topic=%s "
+                    "partition=%d id=%s offset=%" PRId64
+                    " sqlstate=%s error=\"%s\"",
+                    c->pt->topic, (int)c->pt->partition, recs[0].id,
+                    recs[0].messages[0].offset, sqlstate[0] ? sqlstate : "-",
+                    errmsg);
+        return EXACTLY_EHANDLER;
+    }
     if (n == 1) {
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "record dead-lettered topic=%s partition=%d id=%s "
@@ -249,6 +260,24 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                 continue;
             case CFG_MISSING_HANDLER:
                 break;
+            case CFG_MISSING_RETRY: {
+                /* The row may still be on its way (a replica, a writer that
+                 * commits after it publishes): wait a bounded time, then
+                 * dead-letter. */
+                long long now = worker_now_ms();
+                if (c->pt->missing_since_ms == 0)
+                    c->pt->missing_since_ms = now;
+                if (now - c->pt->missing_since_ms < w->p->lookup.missing_retry_ms) {
+                    snprintf(w->txn.errmsg, sizeof(w->txn.errmsg),
+                             "lookup found no row for id %s; retrying for up "
+                             "to %d ms",
+                             r->id, w->p->lookup.missing_retry_ms);
+                    return EXACTLY_ERETRY;
+                }
+                dl_add_record(w, r, "lookup found no row (retried)", NULL);
+                c->failed_msgs += r->n_messages;
+                continue;
+            }
             }
         }
         c->recs[c->n_recs++] = *r;
@@ -329,14 +358,92 @@ static exactly_err reread(worker *w, part *pt)
     return EXACTLY_OK;
 }
 
-static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent,
-                           int careful)
+
+/* The crash guard (DESIGN 3, a handler that kills the process): records
+ * the attempt at pt->next_offset in its own small transaction, flushed to
+ * the server before apply() can run. Its answer is waited for only when it
+ * can differ from 'batch': on the first batch after a claim, and while
+ * isolating. May shrink *n to 1; sets *dead_only when the record must not
+ * be applied at all. */
+static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
+                         PGresult **res)
+{
+    worker *w = c->w;
+    part *pt = c->pt;
+    char part_s[16], epoch_s[24], start_s[24], end_s[24], fresh_s[4], max_s[12];
+    const char *params[8];
+    const char *mode;
+    exactly_err rc;
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
+    snprintf(start_s, sizeof(start_s), "%" PRId64, pt->next_offset);
+    snprintf(end_s, sizeof(end_s), "%" PRId64, *end);
+    snprintf(fresh_s, sizeof(fresh_s), "%d",
+             worker_attempted(w, pt, pt->next_offset) ? 0 : 1);
+    snprintf(max_s, sizeof(max_s), "%d", w->p->max_crashes);
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    params[3] = epoch_s;
+    params[4] = start_s;
+    params[5] = end_s;
+    params[6] = fresh_s;
+    params[7] = max_s;
+    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, "BEGIN", 0, NULL, NULL);
+    /* Losing this row in a server crash only loses one count. */
+    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT,
+                           "SET LOCAL synchronous_commit = off", 0, NULL, NULL);
+    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, w->sql.attempt, 8, params, res);
+    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, "COMMIT", 0, NULL, NULL);
+    rc = exactly_txn_push_sync(&w->txn);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (pt->guard_checked && !pt->isolating)
+        return exactly_txn_flush(&w->txn) == 0 ? EXACTLY_OK : EXACTLY_ERETRY;
+    rc = exactly_txn_sync(&w->txn);
+    if (rc != EXACTLY_OK)
+        return rc;
+    mode = *res && PQntuples(*res) == 1 ? PQgetvalue(*res, 0, 0) : "";
+    pt->guard_checked = 1;
+    if (strncmp(mode, "batch:", 6) == 0) {
+        pt->isolating = 0;
+        return EXACTLY_OK;
+    }
+    if (strncmp(mode, "fenced:", 7) == 0) {
+        snprintf(w->txn.errmsg, sizeof(w->txn.errmsg),
+                 "the offset row has another owner");
+        return EXACTLY_EFENCED;
+    }
+    if (strncmp(mode, "single:", 7) != 0 && strncmp(mode, "dead_letter:", 12) != 0) {
+        snprintf(w->txn.errmsg, sizeof(w->txn.errmsg),
+                 "unexpected crash guard answer '%s'", mode);
+        return EXACTLY_EDATABASE;
+    }
+    if (!pt->isolating || mode[0] == 'd')
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "worker died on this batch before; isolating records "
+                    "topic=%s partition=%d offset=%" PRId64 " answer=%s",
+                    pt->topic, (int)pt->partition, pt->next_offset, mode);
+    pt->isolating = 1;
+    *n = 1;
+    *end = pt->buf[0]->offset + 1;
+    *dead_only = mode[0] == 'd';
+    return EXACTLY_OK;
+}
+
+static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
+                           int *commit_sent, int careful)
 {
     worker *w = c->w;
     part *pt = c->pt;
     const exactly_handler *h = w->plugin->h;
+    PGresult *attempt_res = NULL;
     PGresult *dedup_res = NULL;
     PGresult *lookup_res = NULL;
+    size_t n = *n_io;
+    int64_t end = *end_io;
+    int dead_only = 0;
     char part_s[16], epoch_s[24], start_s[24], end_s[24];
     const char *fence_params[6];
     int need_sync = 0;
@@ -346,6 +453,17 @@ static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent,
     exactly_err rc;
     char errbuf[512];
 
+    rc = exactly_txn_start(&w->txn, w->conn, w->timeout_ms);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (n > 0) {
+        rc = guard(c, &n, &end, &dead_only, &attempt_res);
+        worker_set_attempted(w, pt, pt->next_offset);
+        if (rc != EXACTLY_OK)
+            goto done;
+        *n_io = n;
+        *end_io = end;
+    }
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
     snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
     snprintf(start_s, sizeof(start_s), "%" PRId64, pt->next_offset);
@@ -360,15 +478,24 @@ static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent,
     if (n > 0) {
         rc = batch_build(&w->bb, w->p, pt->buf, n);
         if (rc != EXACTLY_OK)
-            return rc;
+            goto done;
     }
-    rc = exactly_txn_start(&w->txn, w->conn, w->timeout_ms);
-    if (rc != EXACTLY_OK)
-        return rc;
     dl_reset(w);
     (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
     (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, 6, fence_params,
                            NULL);
+    if (dead_only) {
+        char reason[160];
+        batch_msg *bm = &w->bb.msgs[0];
+        snprintf(reason, sizeof(reason),
+                 "the handler killed the worker %d times on this record alone; "
+                 "not applied",
+                 w->p->max_crashes);
+        dl_add(w, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id, reason,
+               NULL);
+        c->failed_msgs++;
+        n = 0; /* nothing else of this batch runs */
+    }
     if (n > 0 && w->p->dedup.enabled && w->bb.dedup_keys.n_elems > 0) {
         const char *dp[5] = {w->p->name, pt->topic, part_s,
                              strbuf_str(&w->bb.dedup_keys),
@@ -457,6 +584,15 @@ static exactly_err run_txn(cycle *c, size_t n, int64_t end, int *commit_sent,
     rc = exactly_txn_sync(&w->txn);
 
 done:
+    if (attempt_res && rc == EXACTLY_OK && PQntuples(attempt_res) == 1 &&
+        strncmp(PQgetvalue(attempt_res, 0, 0), "batch:", 6) != 0 &&
+        !pt->isolating)
+        /* Not waited for (no crash since the claim), and not 'batch': only
+         * another process changing the row can do that. */
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "crash guard answered %s after the batch committed",
+                    PQgetvalue(attempt_res, 0, 0));
+    PQclear(attempt_res);
     if (rc == EXACTLY_OK) {
         size_t dups = 0;
         for (i = 0; i < w->bb.n_msgs && n > 0; i++)
@@ -501,7 +637,7 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
     memset(&c, 0, sizeof(c));
     c.w = w;
     c.pt = pt;
-    rc = run_txn(&c, n, end, &commit_sent, 0);
+    rc = run_txn(&c, &n, &end, &commit_sent, 0);
     if (rc == EXACTLY_EHANDLER) {
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "handler failed, isolating the failing records topic=%s "
@@ -517,7 +653,16 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
         commit_sent = 0;
         rc = worker_db(w);
         if (rc == EXACTLY_OK)
-            rc = run_txn(&c, n, end, &commit_sent, 1);
+            rc = run_txn(&c, &n, &end, &commit_sent, 1);
+        if (rc == EXACTLY_EHANDLER) {
+            /* on_error: stop. Nothing of the batch commits. */
+            free(c.recs);
+            w->st.batches_rolled_back++;
+            rollback(w);
+            pt->halted = 1;
+            source_pause(w, pt, 1);
+            return EXACTLY_EHANDLER;
+        }
     }
     if (rc == EXACTLY_OK) {
         w->st.consumed += n;
@@ -527,6 +672,7 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
         exactly_txn_finish(&w->txn);
         pt->next_offset = end;
         pt->attempts = 0;
+        pt->missing_since_ms = 0;
         part_drop_buffer(pt, n);
         source_commit(w, pt);
         EXACTLY_LOG(EXACTLY_LOG_DEBUG, "cycle",

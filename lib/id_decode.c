@@ -53,14 +53,16 @@ static exactly_err decode_bigint(const unsigned char *p, size_t len,
     uint64_t v = 0;
     const uint64_t limit_pos = (uint64_t)INT64_MAX;
 
-    if (len > 20)
-        return fail(reason, rsize, "not a bigint (too long)", p, len);
     if (p[0] == '-') {
         neg = 1;
         i = 1;
     }
     if (i == len)
         return fail(reason, rsize, "not a bigint", p, len);
+    /* Leading zeros change nothing ("007" is 7), so only the digits after
+     * them can overflow; the loop below checks each digit. */
+    while (i + 1 < len && p[i] == '0')
+        i++;
     for (; i < len; i++) {
         if (p[i] < '0' || p[i] > '9')
             return fail(reason, rsize, "not a bigint", p, len);

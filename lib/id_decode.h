@@ -13,7 +13,7 @@
 
 #include "config.h"
 
-/* Longest canonical ID: text IDs are bounded by max_length (<= 65536). */
+/* A buffer this large always holds a decode failure's reason. */
 #define EXACTLY_ID_REASON_MAX 160
 
 /*

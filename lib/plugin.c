@@ -63,7 +63,8 @@ static exactly_err check_descriptor(const exactly_handler *h,
 static int can_fuse(const cfg_pipeline *p)
 {
     return p->lookup.table != NULL &&
-           p->lookup.on_missing != CFG_MISSING_DEAD_LETTER;
+           (p->lookup.on_missing == CFG_MISSING_SKIP ||
+            p->lookup.on_missing == CFG_MISSING_HANDLER);
 }
 
 exactly_err exactly_plugin_load(const exactly_config *cfg,

@@ -22,6 +22,11 @@ static const char *const migrations[] = {
     "  owner text,"
     "  claimed_at timestamptz,"
     "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    /* The crash guard: attempts of the batch starting at attempt_start,
+     * counted once per process; isolation up to isolate_until. */
+    "  attempt_start bigint,"
+    "  attempts integer NOT NULL DEFAULT 0,"
+    "  isolate_until bigint,"
     "  PRIMARY KEY (pipeline, topic, partition));"
     "CREATE TABLE %1$s.dedup_keys ("
     "  pipeline text NOT NULL,"
@@ -68,6 +73,37 @@ static const char *const migrations[] = {
     "      DETAIL = format('batch epoch %%s start %%s; stored epoch %%s next_offset %%s',"
     "                      p_epoch, p_start, cur_epoch, cur_next);"
     "  END IF;"
+    "END $fn$;"
+    /* Called, and committed on its own, before a batch is applied: when a
+     * handler kills the worker, the next process knows how often the batch
+     * at p_start already died. Returns 'batch', 'single' (apply the first
+     * message alone), 'dead_letter' (it died alone p_max times: do not
+     * apply it) or 'fenced', then ':' and the attempt number. */
+    "CREATE FUNCTION %1$s.attempt(p_pipeline text, p_topic text,"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
+    "    p_fresh integer, p_max integer)"
+    "  RETURNS text LANGUAGE plpgsql AS $fn$"
+    "DECLARE r record; n integer; iso bigint; mode text;"
+    "BEGIN"
+    "  SELECT attempt_start, attempts, isolate_until INTO r FROM %1$s.offsets"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition AND owner_epoch = p_epoch FOR UPDATE;"
+    "  IF NOT FOUND THEN RETURN 'fenced:0'; END IF;"
+    "  n := CASE WHEN r.attempt_start = p_start THEN r.attempts + p_fresh"
+    "            ELSE 1 END;"
+    "  iso := r.isolate_until;"
+    "  IF iso IS NOT NULL AND p_start < iso THEN"
+    "    mode := CASE WHEN n > p_max THEN 'dead_letter' ELSE 'single' END;"
+    "  ELSIF n > p_max THEN"
+    "    iso := p_end; n := 1; mode := 'single';"
+    "  ELSE"
+    "    iso := NULL; mode := 'batch';"
+    "  END IF;"
+    "  UPDATE %1$s.offsets SET attempt_start = p_start, attempts = n,"
+    "         isolate_until = iso"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition;"
+    "  RETURN mode || ':' || n;"
     "END $fn$;",
 };
 
@@ -100,6 +136,8 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         return -1;
     s->fence = format_schema("SELECT %1$s.advance($1, $2, $3, $4, $5, $6)",
                              s->schema_q);
+    s->attempt = format_schema(
+        "SELECT %1$s.attempt($1, $2, $3, $4, $5, $6, $7, $8)", s->schema_q);
     s->dedup = format_schema(
         "INSERT INTO %1$s.dedup_keys (pipeline, dedup_key, topic, partition,"
         " \"offset\") SELECT $1, decode(k, 'hex'), $2, $3, o"
@@ -141,7 +179,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " AND created_at < now() - make_interval(secs => $2::double precision)"
         " LIMIT 10000))",
         s->schema_q);
-    if (!s->fence || !s->dedup || !s->dead_letter || !s->claim ||
+    if (!s->fence || !s->attempt || !s->dedup || !s->dead_letter || !s->claim ||
         !s->set_start || !s->read || !s->dedup_expire) {
         exactly_store_sql_free(s);
         return -1;
@@ -155,6 +193,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
         return;
     free(s->schema_q);
     free(s->fence);
+    free(s->attempt);
     free(s->dedup);
     free(s->dead_letter);
     free(s->claim);

@@ -19,6 +19,8 @@
 typedef struct exactly_store_sql {
     char *schema_q;   /* quoted schema identifier */
     char *fence;      /* $1 pipeline $2 topic $3 partition $4 epoch $5 start $6 end */
+    char *attempt;    /* $1 pipeline $2 topic $3 partition $4 epoch $5 start
+                         $6 planned end $7 fresh (0/1) $8 max_crashes */
     char *dedup;      /* $1 pipeline $2 topic $3 partition $4 hex keys[] $5 offsets[] */
     char *dead_letter;/* $1 pipeline $2 topic $3 partition $4 offsets[] $5 hex keys[]
                          $6 ids[] $7 reasons[] $8 sqlstates[] */

@@ -1,5 +1,6 @@
 #include "txn.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,10 +109,80 @@ static exactly_err lost(exactly_txn *t, txn_phase phase)
     return EXACTLY_ERETRY;
 }
 
+/* Reads up to and including the next PGRES_PIPELINE_SYNC. */
+static int read_sync(exactly_txn *t)
+{
+    int empty = 0;
+
+    for (;;) {
+        PGresult *res;
+        ExecStatusType st;
+
+        if (exactly_pg_wait_result_idle(t->conn, t->timeout_ms, t->idle,
+                                        t->idle_arg) != 0)
+            return -1;
+        res = PQgetResult(t->conn);
+        if (!res) {
+            if (PQstatus(t->conn) != CONNECTION_OK || ++empty > 2)
+                return -1;
+            continue;
+        }
+        st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_PIPELINE_SYNC)
+            return 0;
+    }
+}
+
+exactly_err exactly_txn_push_sync(exactly_txn *t)
+{
+    if (t->n_pending == t->cap_pending) {
+        size_t cap = t->cap_pending ? t->cap_pending * 2 : 16;
+        struct txn_pending *p = realloc(t->pending, cap * sizeof(*p));
+        if (!p)
+            return EXACTLY_ENOMEM;
+        t->pending = p;
+        t->cap_pending = cap;
+    }
+    if (PQpipelineSync(t->conn) != 1) {
+        set_error(t, TXN_SYNC, NULL, PQerrorMessage(t->conn));
+        return EXACTLY_ERETRY;
+    }
+    t->pending[t->n_pending].phase = TXN_SYNC;
+    t->pending[t->n_pending].keep = NULL;
+    t->n_pending++;
+    return EXACTLY_OK;
+}
+
+int exactly_txn_flush(exactly_txn *t)
+{
+    for (;;) {
+        struct pollfd pfd;
+        int r = PQflush(t->conn);
+        if (r <= 0)
+            return r;
+        pfd.fd = PQsocket(t->conn);
+        pfd.events = POLLOUT | POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, t->timeout_ms) <= 0)
+            return -1;
+        /* Results may arrive while we send; take them in so the server
+         * never blocks on a full socket. */
+        if ((pfd.revents & POLLIN) && !PQconsumeInput(t->conn))
+            return -1;
+    }
+}
+
 exactly_err exactly_txn_sync(exactly_txn *t)
 {
     size_t i;
     PGresult *res;
+
+    /* Each sync reports on what it sends: an error of an earlier one was
+     * already returned and handled. */
+    t->failed = 0;
+    t->sqlstate[0] = '\0';
+    t->errmsg[0] = '\0';
 
     if (PQpipelineSync(t->conn) != 1)
         return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL);
@@ -119,6 +190,12 @@ exactly_err exactly_txn_sync(exactly_txn *t)
         struct txn_pending *p = &t->pending[i];
         int got = 0;
         int empty = 0;
+
+        if (p->phase == TXN_SYNC) {
+            if (read_sync(t) != 0)
+                return lost(t, TXN_SYNC);
+            continue;
+        }
 
         /* Each statement yields its result, then NULL. */
         for (;;) {
@@ -154,23 +231,8 @@ exactly_err exactly_txn_sync(exactly_txn *t)
     }
     t->n_pending = 0;
     /* Then the sync point itself. */
-    for (;;) {
-        ExecStatusType st;
-
-        if (exactly_pg_wait_result_idle(t->conn, t->timeout_ms, t->idle,
-                                            t->idle_arg) != 0)
-            return lost(t, TXN_CONTROL);
-        res = PQgetResult(t->conn);
-        if (!res) {
-            if (PQstatus(t->conn) != CONNECTION_OK)
-                return lost(t, TXN_CONTROL);
-            continue;
-        }
-        st = PQresultStatus(res);
-        PQclear(res);
-        if (st == PGRES_PIPELINE_SYNC)
-            break;
-    }
+    if (read_sync(t) != 0)
+        return lost(t, TXN_CONTROL);
     if (!t->failed)
         return EXACTLY_OK;
     if (PQstatus(t->conn) != CONNECTION_OK)

@@ -18,6 +18,8 @@
 
 typedef enum txn_phase {
     TXN_CONTROL = 0, /* BEGIN, SAVEPOINT, ROLLBACK TO, RELEASE */
+    TXN_SYNC,        /* a sync point inside the queue (exactly_txn_push_sync) */
+    TXN_ATTEMPT,     /* the crash guard's own small transaction */
     TXN_FENCE,
     TXN_DEDUP,
     TXN_LOOKUP,
@@ -42,7 +44,7 @@ struct exactly_txn {
     size_t n_pending;
     size_t cap_pending;
 
-    /* First error since the last sync. */
+    /* First error of the last sync (reset when a sync starts). */
     int failed;
     txn_phase err_phase;
     char sqlstate[6];
@@ -83,6 +85,13 @@ exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
  * EXACTLY_ERETRY with an empty sqlstate.
  */
 exactly_err exactly_txn_sync(exactly_txn *t);
+
+/* Queues a sync point without reading: what was queued before it commits
+ * (or fails) on its own, before anything queued after it. */
+exactly_err exactly_txn_push_sync(exactly_txn *t);
+
+/* Sends everything queued so far without waiting for results; 0 or -1. */
+int exactly_txn_flush(exactly_txn *t);
 
 /* The host table given to plugins: exec, query, fail_record, ... */
 const exactly_host *exactly_txn_host(void);

@@ -42,6 +42,44 @@ static long long backoff_ms(int attempts)
     return cap / 2 + (long long)(random() % (cap / 2 + 1));
 }
 
+static struct attempted *attempted_slot(worker *w, const part *pt, int add)
+{
+    size_t i;
+    struct attempted *a;
+
+    for (i = 0; i < w->n_attempted; i++)
+        if (w->attempted[i].partition == pt->partition &&
+            strcmp(w->attempted[i].topic, pt->topic) == 0)
+            return &w->attempted[i];
+    if (!add)
+        return NULL;
+    a = realloc(w->attempted, (w->n_attempted + 1) * sizeof(*a));
+    if (!a)
+        return NULL;
+    w->attempted = a;
+    a = &w->attempted[w->n_attempted];
+    a->topic = strdup(pt->topic);
+    if (!a->topic)
+        return NULL;
+    a->partition = pt->partition;
+    a->start = -1;
+    w->n_attempted++;
+    return a;
+}
+
+int worker_attempted(worker *w, const part *pt, int64_t start)
+{
+    struct attempted *a = attempted_slot(w, pt, 0);
+    return a && a->start == start;
+}
+
+void worker_set_attempted(worker *w, const part *pt, int64_t start)
+{
+    struct attempted *a = attempted_slot(w, pt, 1);
+    if (a)
+        a->start = start;
+}
+
 part *worker_find_part(worker *w, const char *topic, int32_t partition)
 {
     size_t i;
@@ -61,7 +99,8 @@ void part_drop_buffer(part *pt, size_t n)
         n = pt->n_buf;
     for (i = 0; i < n; i++)
         rd_kafka_message_destroy(pt->buf[i]);
-    memmove(pt->buf, pt->buf + n, (pt->n_buf - n) * sizeof(*pt->buf));
+    if (pt->n_buf > n)
+        memmove(pt->buf, pt->buf + n, (pt->n_buf - n) * sizeof(*pt->buf));
     pt->n_buf -= n;
     if (pt->n_buf > 0)
         pt->first_at_ms = worker_now_ms();
@@ -338,6 +377,8 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         pt->attempts = 0;
         pt->retry_at_ms = 0;
         pt->paused = 0;
+        pt->guard_checked = 0;
+        pt->isolating = 0;
         for (i = 0; i < list->cnt; i++)
             if (list->elems[i].partition == partition &&
                 strcmp(list->elems[i].topic, topic) == 0)
@@ -577,6 +618,54 @@ static void on_message(worker *w, rd_kafka_message_t *m)
     w->last_msg_ms = worker_now_ms();
 }
 
+/* The next offset a partition expects from Kafka. */
+static int64_t expected_next(const part *pt)
+{
+    return pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1 : pt->next_offset;
+}
+
+/* The database is gone (not one statement failing: the connection).
+ * Pausing every partition keeps the buffers bounded while the loop goes on
+ * polling, so the worker stays in its group. Logged once per outage. */
+static void breaker_open(worker *w)
+{
+    size_t i;
+
+    if (w->db_down_since_ms)
+        return;
+    w->db_down_since_ms = worker_now_ms();
+    exactly_log(EXACTLY_LOG_WARN, "worker",
+                "database unavailable; pausing all partitions=%zu until it "
+                "answers", w->n_parts);
+    for (i = 0; i < w->n_parts; i++)
+        source_pause(w, w->parts[i], 1);
+}
+
+/* Tries the database (at the reconnect backoff's pace); on success resumes
+ * every partition from where its buffer ends. Returns 1 when closed. */
+static int breaker_try_close(worker *w)
+{
+    size_t i;
+
+    if (!w->db_down_since_ms)
+        return 1;
+    if (worker_db(w) != EXACTLY_OK)
+        return 0;
+    exactly_log(EXACTLY_LOG_INFO, "worker",
+                "database answers again; resuming after_ms=%lld",
+                worker_now_ms() - w->db_down_since_ms);
+    w->db_down_since_ms = 0;
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        if (pt->halted || pt->fenced)
+            continue;
+        pt->retry_at_ms = 0;
+        source_seek(w, pt, expected_next(pt));
+        source_pause(w, pt, 0);
+    }
+    return 1;
+}
+
 /* Flushes every partition whose batch is full or old enough. Returns how
  * many ms until the next deadline (for the poll timeout). */
 static int flush_ready(worker *w, int force)
@@ -584,6 +673,9 @@ static int flush_ready(worker *w, int force)
     long long now = worker_now_ms();
     int next = 100;
     size_t i;
+
+    if (!breaker_try_close(w))
+        return 100;
 
     for (i = 0; i < w->n_parts; i++) {
         part *pt = w->parts[i];
@@ -619,14 +711,17 @@ static int flush_ready(worker *w, int force)
         if (rc == EXACTLY_OK) {
             pt->retry_at_ms = 0;
             if (pt->paused && !pt->halted && !pt->fenced) {
-                source_seek(w, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
-                                             : pt->next_offset);
+                source_seek(w, pt, expected_next(pt));
                 source_pause(w, pt, 0);
             }
             if (pt->n_buf > 0)
                 next = 0;
         } else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE) {
             pt->retry_at_ms = worker_now_ms() + backoff_ms(pt->attempts);
+            if (!w->conn) {
+                breaker_open(w);
+                break;
+            }
             /* Bound the buffer while the database is away. */
             if (pt->n_buf >= (size_t)w->p->batch.max_messages * 4)
                 source_pause(w, pt, 1);
@@ -797,6 +892,9 @@ cleanup:
     exactly_txn_clear(&w.txn);
     exactly_store_sql_free(&w.sql);
     free(w.parts);
+    while (w.n_attempted > 0)
+        free(w.attempted[--w.n_attempted].topic);
+    free(w.attempted);
     free(w.lookup_sql);
     free(w.key_column);
     if (w.conn)

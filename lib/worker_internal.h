@@ -32,6 +32,9 @@ typedef struct part {
     int paused;
     int halted;               /* offset left the log: never moves silently */
     int fenced;               /* another worker owns it now */
+    long long missing_since_ms; /* on_missing: retry: first miss of this batch */
+    int guard_checked;        /* crash guard answered once since the claim */
+    int isolating;            /* applying one record at a time */
 } part;
 
 typedef struct worker {
@@ -47,6 +50,7 @@ typedef struct worker {
     PGconn *conn;
     long long reconnect_at_ms;
     int reconnect_attempts;
+    long long db_down_since_ms; /* > 0: circuit open, every partition paused */
     exactly_store_sql sql;
     int sql_ready;
     char *lookup_sql;
@@ -72,6 +76,11 @@ typedef struct worker {
     } deferred[4];
     size_t n_deferred;
 
+    /* Batch starts this process attempted, per partition; outlives the
+     * part structs, which a rebalance frees. */
+    struct attempted { char *topic; int32_t partition; int64_t start; } *attempted;
+    size_t n_attempted;
+
     int fatal;                /* exit 1 at the next turn */
     long long last_msg_ms;
     rd_kafka_resp_err_t last_kafka_err; /* log once per episode */
@@ -80,6 +89,10 @@ typedef struct worker {
 } worker;
 
 long long worker_now_ms(void);
+/* Whether this process already attempted a batch of pt at start: the crash
+ * guard counts an attempt once per process. */
+int worker_attempted(worker *w, const part *pt, int64_t start);
+void worker_set_attempted(worker *w, const part *pt, int64_t start);
 part *worker_find_part(worker *w, const char *topic, int32_t partition);
 void part_drop_buffer(part *pt, size_t n);
 

@@ -14,7 +14,7 @@
  *
  *   INSERT INTO "ledger_counters" AS c (entity_id, n)
  *   SELECT u.e, u.n FROM unnest($1::text[], $2::bigint[]) AS u(e, n)
- *   ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n
+ *   ORDER BY u.e ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n
  *
  * adding each record's message count, so that a test can compare per-ID
  * totals with what it produced.
@@ -238,7 +238,9 @@ static int build_sql(ledger *l, const char *table, const char *counters,
         goto bad_name;
     buf_puts(&b, " AS c (entity_id, n) "
                  "SELECT u.e, u.n FROM unnest($1::text[], $2::bigint[]) "
-                 "AS u(e, n) "
+                 "AS u(e, n) ORDER BY u.e "
+                 /* Rows locked in one global order: two workers adding to
+                  * the same entities cannot deadlock. */
                  "ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n");
     l->counters_sql = buf_take(&b);
 

@@ -118,6 +118,11 @@ int cmd_run(int argc, char **argv)
     opts.stop = &stop_requested;
     memset(&st, 0, sizeof(st));
     code = exactly_worker_run(&opts, &st);
+    if (code == CLI_REFUSED) {
+        /* Refused before consuming anything: no summary to give. */
+        exactly_config_free(cfg);
+        return code;
+    }
     printf("pipeline %s: consumed %llu, applied %llu, deduplicated %llu, "
            "dead-lettered %llu, skipped (no row) %llu; batches committed "
            "%llu, rolled back %llu, fenced %llu; retries %llu\n",

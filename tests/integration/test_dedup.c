@@ -447,7 +447,10 @@ int main(void)
     tk_tmpdir("exactly-dedup", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/dedup.yaml", dir);
     /* max_messages 20 splits each partition's run into several batches, so
-     * far-apart duplicates in one partition meet only in dedup_keys. */
+     * far-apart duplicates in one partition meet only in dedup_keys.
+     * session.timeout.ms 6000: librdkafka 2.0.2's mock keeps a member that
+     * left the group until its session expires (45 s by default), which
+     * would stall the second run's join for that long. */
     tk_write_file(config,
                   "kafka:\n"
                   "  bootstrap.servers: \"%s\"\n"

@@ -97,6 +97,8 @@ void ledger_write_config(const char *path, const ledger_config *c)
     yaml_quoted(f, plugin);
     fprintf(f, "\n    batch: {max_messages: %d, max_wait_ms: %d}\n",
             c->max_messages, c->max_wait_ms);
+    if (c->max_crashes > 0)
+        fprintf(f, "    max_crashes: %d\n", c->max_crashes);
     if (c->kafka && c->kafka[0]) {
         fprintf(f, "    kafka:\n");
         for (i = 0; c->kafka[i] && c->kafka[i + 1]; i += 2) {

@@ -44,6 +44,10 @@ typedef struct ledger_config {
     int max_wait_ms;                 /* batch.max_wait_ms, required */
     int lock_timeout_ms;             /* postgres section; 0: default */
     int idle_in_transaction_timeout_ms;
+    /* max_crashes of the crash guard; 0: default. A test that kills
+     * workers from outside sets it high: to the guard every death during a
+     * batch looks like a handler crash. */
+    int max_crashes;
     /* Per-pipeline librdkafka overrides, NULL-terminated name/value pairs:
      * {"session.timeout.ms", "6000", NULL}. NULL: none. */
     const char *const *kafka;

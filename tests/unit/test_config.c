@@ -444,10 +444,10 @@ static const bad_case bad_cases[] = {
     {"bad enum value", BODY "    id:\n      from: body\n",
      "worker.yaml:13:13: 'pipelines.ledger.id.from' must be one of key, "
      "value, header, got 'body'"},
-    {"bad on_missing", HEAD TOPICS "    lookup: {table: a, on_missing: retry}\n"
+    {"bad on_missing", HEAD TOPICS "    lookup: {table: a, on_missing: later}\n"
                                    HANDLER,
      "worker.yaml:8:36: 'pipelines.ledger.lookup.on_missing' must be one of "
-     "skip, dead_letter, handler, got 'retry'"},
+     "skip, dead_letter, handler, retry, got 'later'"},
     {"id header without from: header", BODY "    id: {header: h}\n",
      "worker.yaml:12:10: 'pipelines.ledger.id.header' applies only with "
      "'from: header'"},
