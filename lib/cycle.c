@@ -482,8 +482,10 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     }
     dl_reset(w);
     (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+#ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
     (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, 6, fence_params,
                            NULL);
+#endif
     if (dead_only) {
         char reason[160];
         batch_msg *bm = &w->bb.msgs[0];
@@ -552,6 +554,9 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         rc = queue_apply(c, c->recs, c->n_recs, 0);
         if (rc != EXACTLY_OK)
             goto done;
+#ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+        need_sync = 1; /* the mutation's separate offset update follows COMMIT */
+#endif
         if (!need_sync && w->txn.n_fails == 0) {
             /* Nothing was read: one round trip for the whole batch. */
             rc = dl_send(w, pt, part_s);
@@ -582,6 +587,15 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         goto done;
     *commit_sent = 1;
     rc = exactly_txn_sync(&w->txn);
+#ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+    /* Mutation: the offset advances in a transaction of its own, after the
+     * writes committed: a crash in between applies the batch twice. */
+    if (rc == EXACTLY_OK) {
+        (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, 6,
+                               fence_params, NULL);
+        rc = exactly_txn_sync(&w->txn);
+    }
+#endif
 
 done:
     if (attempt_res && rc == EXACTLY_OK && PQntuples(attempt_res) == 1 &&

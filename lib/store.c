@@ -134,8 +134,17 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
     PQfreemem(q);
     if (!s->schema_q)
         return -1;
+#ifdef EXACTLY_MUTATION_NO_FENCE
+    /* Mutation: the offset moves whoever owns the row and wherever it is. */
+    s->fence = format_schema(
+        "UPDATE %1$s.offsets SET next_offset = $6, updated_at = now()"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
+        " AND $4::bigint IS NOT NULL AND $5::bigint IS NOT NULL",
+        s->schema_q);
+#else
     s->fence = format_schema("SELECT %1$s.advance($1, $2, $3, $4, $5, $6)",
                              s->schema_q);
+#endif
     s->attempt = format_schema(
         "SELECT %1$s.attempt($1, $2, $3, $4, $5, $6, $7, $8)", s->schema_q);
     s->dedup = format_schema(

@@ -828,6 +828,11 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = rc == EXACTLY_ERETRY ? 1 : 2;
         goto cleanup;
     }
+#if defined(EXACTLY_MUTATION_NO_FENCE) || defined(EXACTLY_MUTATION_SPLIT_OFFSET_TXN)
+    exactly_log(EXACTLY_LOG_ERROR, "worker",
+                "MUTATION BUILD: this exactly breaks its own contract on "
+                "purpose, for testing the tests; never run it on real data");
+#endif
     exactly_log(EXACTLY_LOG_INFO, "worker",
                 "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms",
                 w.plugin->label, w.plugin->fused, w.p->n_topics, w.p->group,
