@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,32 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void exactly_log_set_level(exactly_log_level level) { g_level = level; }
 
+static char g_file[4096];
+
+int exactly_log_reopen(void)
+{
+    int fd;
+
+    if (!g_file[0])
+        return 0;
+    fd = open(g_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    /* Everything that writes to stderr (librdkafka included) follows. */
+    if (dup2(fd, STDERR_FILENO) < 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int exactly_log_set_file(const char *path)
+{
+    snprintf(g_file, sizeof(g_file), "%s", path ? path : "");
+    return exactly_log_reopen();
+}
+
 void exactly_log_set_context(const char *pipeline, int worker)
 {
     snprintf(g_pipeline, sizeof(g_pipeline), "%s", pipeline ? pipeline : "");
@@ -22,6 +49,52 @@ void exactly_log_set_context(const char *pipeline, int worker)
 }
 
 int exactly_log_enabled(exactly_log_level level) { return level <= g_level; }
+
+/* Where the key=value fields of a message start: the first word made of
+ * [a-z_] followed by '='. Callers write "what happened k=v k2=v2". */
+static const char *fields_start(const char *msg)
+{
+    const char *p = msg;
+
+    while (*p) {
+        const char *w = p;
+        while ((*p >= 'a' && *p <= 'z') || *p == '_')
+            p++;
+        if (p > w && *p == '=' && (w == msg || w[-1] == ' '))
+            return w;
+        while (*p && *p != ' ')
+            p++;
+        while (*p == ' ')
+            p++;
+    }
+    return p;
+}
+
+/* Appends ` msg="text" fields`, with the text's quotes and backslashes
+ * escaped, so every line parses as logfmt. */
+static void format_message(const char *msg, char *out, size_t size)
+{
+    const char *fields = fields_start(msg);
+    size_t text_len = (size_t)(fields - msg);
+    size_t o = 0, i;
+
+    while (text_len > 0 && msg[text_len - 1] == ' ')
+        text_len--;
+    if (text_len > 0 && o + 6 < size) {
+        memcpy(out, " msg=\"", 6);
+        o = 6;
+        for (i = 0; i < text_len && o + 3 < size; i++) {
+            if (msg[i] == '"' || msg[i] == '\\')
+                out[o++] = '\\';
+            out[o++] = msg[i] == '\n' ? ' ' : msg[i];
+        }
+        if (o + 1 < size)
+            out[o++] = '"';
+    }
+    if (*fields && o + 1 < size)
+        o += (size_t)snprintf(out + o, size - o, " %s", fields);
+    out[o < size ? o : size - 1] = '\0';
+}
 
 static void log_line(exactly_log_level level, const char *component,
                      const char *fmt, va_list ap)
@@ -47,7 +120,7 @@ static void log_line(exactly_log_level level, const char *component,
         n += snprintf(line + n, sizeof(line) - (size_t)n, " worker=%d",
                       g_worker);
     if (n > 0 && (size_t)n < sizeof(line))
-        snprintf(line + n, sizeof(line) - (size_t)n, " %s%s", msg[0] == '\0' || strchr(msg, '=') ? "" : "msg=", msg);
+        format_message(msg, line + n, sizeof(line) - (size_t)n);
     /* One write per line keeps lines whole when several processes share
      * the stream. */
     fprintf(stderr, "%s\n", line);

@@ -12,6 +12,13 @@
 #include "exactly/handler.h"
 
 void exactly_log_set_level(exactly_log_level level);
+
+/* Sends the log (the process's stderr) to path, appending; NULL keeps
+ * stderr. Returns 0, or -1 with errno set. */
+int exactly_log_set_file(const char *path);
+
+/* Opens the log file again (after logrotate moved it: SIGHUP). */
+int exactly_log_reopen(void);
 void exactly_log_set_context(const char *pipeline, int worker);
 int exactly_log_enabled(exactly_log_level level);
 

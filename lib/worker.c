@@ -853,6 +853,10 @@ int exactly_worker_run(const exactly_worker_opts *o,
             polled++;
         }
         now = worker_now_ms();
+        if (o->reopen_log && *o->reopen_log) {
+            *o->reopen_log = 0;
+            (void)exactly_log_reopen();
+        }
         if (now - last_idle_check >= 1000) {
             last_idle_check = now;
             advance_idle(&w);

@@ -34,6 +34,8 @@ typedef struct exactly_worker_opts {
     int exit_idle_ms;
     /* Set from a signal handler to ask for a clean stop. */
     volatile sig_atomic_t *stop;
+    /* Set from a SIGHUP handler: reopen the log file. May be NULL. */
+    volatile sig_atomic_t *reopen_log;
 } exactly_worker_opts;
 
 /*

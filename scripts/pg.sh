@@ -5,6 +5,11 @@
 #   scripts/pg.sh stop DIR      stop it and remove DIR and the cluster
 #   scripts/pg.sh conninfo DIR  print the libpq conninfo
 #   scripts/pg.sh status DIR    exit 0 if the cluster answers
+#   scripts/pg.sh kill DIR      crash it (immediate stop: no checkpoint, every
+#                               backend dropped), keeping DIR and its data
+#   scripts/pg.sh restart DIR   start DIR's cluster again (after kill; if it is
+#                               still up, kill it first): same data, socket
+#                               and port, so DIR/conninfo stays valid
 #
 # DIR is only a handle: it holds `conninfo` and `root`, the path of the
 # cluster's real home, a mktemp directory under /tmp. The data directory and
@@ -25,7 +30,7 @@ set -euo pipefail
 die() { echo "pg.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -170,6 +175,49 @@ CONF
   echo "pg.sh: started PostgreSQL ($("$bindir/postgres" --version | awk '{print $3}'), fsync=$fsync) in ${ms} ms: $(cat "$dir/conninfo")"
 }
 
+# The root of DIR's cluster, or die.
+cluster_root() {
+  local dir=$1 root
+  [ -f "$dir/root" ] || die "no cluster at $dir (run: scripts/pg.sh start $dir)"
+  root=$(cat "$dir/root")
+  check_root "$root" || die "cluster root $root of $dir is gone"
+  echo "$root"
+}
+
+# What a crash does to clients: every connection drops at once and the
+# server comes back only through crash recovery. Waits until it is down.
+do_kill() {
+  local root bindir
+  root=$(cluster_root "$1")
+  bindir=$(find_bindir)
+  [ -f "$root/data/postmaster.pid" ] || return 0
+  (cd "$root" && as_owner "$bindir/pg_ctl" -D "$root/data" -m immediate \
+     -w -t 30 stop >/dev/null 2>&1) || { show_log "$root"; die "immediate stop failed"; }
+}
+
+# Start the existing cluster again with the options do_start used (they
+# live in its postgresql.conf), appending to the same server log. Returns
+# once it accepts connections.
+do_restart() {
+  local dir=$1 root bindir port i
+  root=$(cluster_root "$dir")
+  bindir=$(find_bindir)
+  port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$dir/conninfo")
+  if [ -f "$root/data/postmaster.pid" ]; then
+    do_kill "$dir"
+  fi
+  (cd "$root" && as_owner "$bindir/pg_ctl" -D "$root/data" -l "$root/server.log" \
+     -w -t 60 start >/dev/null 2>&1) || { show_log "$root"; die "pg_ctl start failed"; }
+  for i in $(seq 1 300); do
+    if "$bindir/pg_isready" -q -h "$root" -p "$port" -U postgres; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  show_log "$root"
+  die "server did not become ready within 30 s after restart"
+}
+
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$2
@@ -192,5 +240,7 @@ case "$cmd" in
     port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$dir/conninfo")
     "$(find_bindir)/pg_isready" -h "$root" -p "$port" -U postgres
     ;;
+  kill) do_kill "$dir" ;;
+  restart) do_restart "$dir" ;;
   *) usage ;;
 esac

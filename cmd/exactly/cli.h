@@ -20,6 +20,7 @@ const cfg_pipeline *cli_pick_pipeline(const exactly_config *cfg,
                                       const char *name);
 
 int cmd_run(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 

@@ -1,52 +1,62 @@
-/* cmd_run.c - `exactly run`: one pipeline worker in the foreground. */
+/* cmd_run.c - `exactly run`: the supervisor of a config's workers. */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "log.h"
-#include "worker.h"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    /* A second signal stops at once. */
-    if (stop_requested) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    stop_requested = 1;
-}
+#include "supervisor.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: exactly run -c FILE [--pipeline NAME] [options]\n"
             "\n"
-            "Runs one worker of a pipeline in the foreground: joins the\n"
-            "pipeline's consumer group, and for each batch of messages looks\n"
-            "the entities up, applies the handler and stores the offsets in one\n"
-            "PostgreSQL transaction. SIGTERM or SIGINT commits the current\n"
-            "batch, leaves the group and exits 0; a second signal stops at once.\n"
+            "Starts `workers` worker processes for every pipeline of FILE (or\n"
+            "only NAME); the workers of a pipeline share its consumer group.\n"
+            "A worker that dies is restarted with backoff (0.5 s doubling to\n"
+            "30 s); one that dies within 10 s of starting 5 times in a row is\n"
+            "in a crash loop, and when all workers of a pipeline are, run\n"
+            "stops and exits 1. SIGTERM or SIGINT: every worker commits its\n"
+            "batch and leaves its group; after --shutdown-timeout the rest are\n"
+            "killed; a second signal kills them at once. SIGHUP reopens the\n"
+            "log file. Workers never outlive this process. A lock file per\n"
+            "consumer group stops a second `exactly run` of the same pipeline\n"
+            "on this host.\n"
             "\n"
             "options:\n"
-            "  -c, --config FILE     the YAML configuration (required)\n"
-            "  -p, --pipeline NAME   the pipeline to run (required when the file\n"
-            "                        has more than one)\n"
-            "      --exit-idle MS    exit 0 once no message arrived for MS\n"
-            "                        milliseconds and everything is committed\n"
-            "                        (for scripts, demos and tests)\n"
-            "  -v, --verbose         debug logging (one line per batch)\n"
-            "  -q, --quiet           warnings and errors only\n"
-            "  -h, --help            this text\n"
+            "  -c, --config FILE          the YAML configuration (required)\n"
+            "  -p, --pipeline NAME        run only this pipeline\n"
+            "      --shutdown-timeout S   seconds to wait for workers to stop\n"
+            "                             (default 30)\n"
+            "      --lock-dir DIR         where lock files go (default\n"
+            "                             $EXACTLY_LOCK_DIR or /tmp)\n"
+            "      --log-file PATH        log there instead of stderr\n"
+            "      --exit-idle MS         workers exit once nothing arrived for\n"
+            "                             MS ms and all is committed; run exits\n"
+            "                             when all have (scripts, tests)\n"
+            "  -v, --verbose              debug logging (one line per batch)\n"
+            "  -q, --quiet                warnings and errors only\n"
+            "  -h, --help                 this text\n"
             "\n"
-            "Logs are logfmt lines on stderr. A summary of the counters is\n"
-            "printed on stdout at exit.\n"
-            "Exit codes: 0 stopped cleanly, 1 runtime failure, 2 refused\n"
-            "(configuration, plugin or schema version; nothing was written).\n");
+            "Exit codes: 0 every worker stopped cleanly, 1 a pipeline in a\n"
+            "crash loop or a forced stop, 2 refused (configuration, plugin,\n"
+            "lock, or a worker that refused to start).\n");
+}
+
+static int parse_positive(const char *opt, const char *v, long max, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+
+    if (*end || n <= 0 || n > max) {
+        fprintf(stderr, "exactly run: %s takes a positive number, got '%s'\n",
+                opt, v);
+        return -1;
+    }
+    *out = n;
+    return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -54,37 +64,41 @@ int cmd_run(int argc, char **argv)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"pipeline", required_argument, NULL, 'p'},
+        {"shutdown-timeout", required_argument, NULL, 't'},
+        {"lock-dir", required_argument, NULL, 'l'},
+        {"log-file", required_argument, NULL, 'f'},
         {"exit-idle", required_argument, NULL, 'i'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
-    const char *pipeline = NULL;
-    int exit_idle = 0;
+    exactly_supervisor_opts o;
     exactly_config *cfg;
-    const cfg_pipeline *p;
-    exactly_worker_opts opts;
-    exactly_worker_stats st;
-    struct sigaction sa;
+    const char *path = NULL;
+    long v;
     int c, code;
 
+    memset(&o, 0, sizeof(o));
+    o.shutdown_timeout_ms = 30000;
+    o.lock_dir = getenv("EXACTLY_LOCK_DIR") ? getenv("EXACTLY_LOCK_DIR") : "/tmp";
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:p:vqh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
-        case 'p': pipeline = optarg; break;
-        case 'i': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v <= 0 || v > 86400000) {
-                fprintf(stderr, "exactly run: --exit-idle takes milliseconds, got '%s'\n", optarg);
+        case 'p': o.only_pipeline = optarg; break;
+        case 't':
+            if (parse_positive("--shutdown-timeout", optarg, 86400, &v) != 0)
                 return CLI_REFUSED;
-            }
-            exit_idle = (int)v;
+            o.shutdown_timeout_ms = (int)v * 1000;
             break;
-        }
+        case 'l': o.lock_dir = optarg; break;
+        case 'f': o.log_file = optarg; break;
+        case 'i':
+            if (parse_positive("--exit-idle", optarg, 86400000, &v) != 0)
+                return CLI_REFUSED;
+            o.exit_idle_ms = (int)v;
+            break;
         case 'v': exactly_log_set_level(EXACTLY_LOG_DEBUG); break;
         case 'q': exactly_log_set_level(EXACTLY_LOG_WARN); break;
         case 'h': usage(stdout); return CLI_OK;
@@ -98,42 +112,12 @@ int cmd_run(int argc, char **argv)
     cfg = cli_load_config(path);
     if (!cfg)
         return CLI_REFUSED;
-    p = cli_pick_pipeline(cfg, pipeline);
-    if (!p) {
+    if (o.only_pipeline && !cli_pick_pipeline(cfg, o.only_pipeline)) {
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    memset(&opts, 0, sizeof(opts));
-    opts.cfg = cfg;
-    opts.pipeline = p;
-    opts.worker_index = 0;
-    opts.exit_idle_ms = exit_idle;
-    opts.stop = &stop_requested;
-    memset(&st, 0, sizeof(st));
-    code = exactly_worker_run(&opts, &st);
-    if (code == CLI_REFUSED) {
-        /* Refused before consuming anything: no summary to give. */
-        exactly_config_free(cfg);
-        return code;
-    }
-    printf("pipeline %s: consumed %llu, applied %llu, deduplicated %llu, "
-           "dead-lettered %llu, skipped (no row) %llu; batches committed "
-           "%llu, rolled back %llu, fenced %llu; retries %llu\n",
-           p->name, (unsigned long long)st.consumed,
-           (unsigned long long)st.applied, (unsigned long long)st.deduplicated,
-           (unsigned long long)st.dead_lettered,
-           (unsigned long long)st.skipped_missing,
-           (unsigned long long)st.batches_committed,
-           (unsigned long long)st.batches_rolled_back,
-           (unsigned long long)st.batches_fenced,
-           (unsigned long long)st.retries);
+    o.cfg = cfg;
+    code = exactly_supervise(&o);
     exactly_config_free(cfg);
     return code;
 }

@@ -9,7 +9,8 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
-    {"run", cmd_run, "run a pipeline's worker in the foreground"},
+    {"run", cmd_run, "run the configured workers under a supervisor"},
+    {"worker", cmd_worker, "run one worker in the foreground, no supervisor"},
     {"migrate", cmd_migrate, "create or upgrade the framework tables"},
     {"check", cmd_check, "validate the config, load plugins, reach PostgreSQL and Kafka"},
 };

@@ -238,7 +238,7 @@ static double run_worker(bench *b, const char *pipeline, const char *handler,
                          long *rss_kib)
 {
     char cfg[700], logp[700];
-    char *argv[] = {(char *)b->exactly_bin, "run", "-c", cfg, "--exit-idle",
+    char *argv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "--exit-idle",
                     "1500", getenv("EXACTLY_BENCH_VERBOSE") ? "-v" : "-q", NULL};
     struct rusage ru, self0, self1;
     int status;

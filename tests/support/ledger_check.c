@@ -130,7 +130,7 @@ pid_t ledger_start_worker(const char *config, int exit_idle_ms,
                           const char *log)
 {
     char idle[24];
-    char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", (char *)config,
+    char *argv[] = {(char *)ledger_exactly_bin(), "worker", "-c", (char *)config,
                     NULL, NULL, NULL};
 
     if (exit_idle_ms > 0) {

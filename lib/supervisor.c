@@ -1,0 +1,388 @@
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "plugin.h"
+#include "source.h"
+#include "worker.h"
+
+#define RESTART_MIN_MS 500
+#define RESTART_MAX_MS 30000
+/* A worker that dies sooner than this after its start failed to start. */
+#define FAST_FAILURE_MS 10000
+/* That many fast failures in a row make a crash loop. */
+#define CRASH_LOOP_AFTER 5
+
+typedef struct slot {
+    const cfg_pipeline *p;
+    int index;
+    pid_t pid;            /* 0: not running */
+    long long started_ms;
+    long long restart_at_ms;
+    int fast_failures;
+    int done;             /* exited 0 (idle) or refused: not restarted */
+    int crash_loop;
+} slot;
+
+static volatile sig_atomic_t g_stop;     /* 1: drain, 2: kill now */
+static volatile sig_atomic_t g_reopen;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    g_stop = g_stop ? 2 : 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    g_reopen = 1;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Everything a worker would refuse, refused here before any fork. */
+static int validate(const exactly_config *cfg, const cfg_pipeline *p)
+{
+    char err[2048], reset[16];
+    exactly_plugin *pl = NULL;
+    rd_kafka_conf_t *conf;
+
+    if (exactly_plugin_load(cfg, p, &pl, err, sizeof(err)) != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
+        return -1;
+    }
+    exactly_plugin_free(pl);
+    conf = exactly_kafka_conf(cfg, p, reset, "exactly-supervisor", err,
+                              sizeof(err));
+    if (!conf) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
+        return -1;
+    }
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+/* One lock per consumer group on this host: two supervisors running the
+ * same pipeline by accident would only fence each other all day. */
+static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
+{
+    char path[4096], holder[64];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/exactly-%s.lock", dir, p->group);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "cannot open lock file path=%s error=\"%s\"", path,
+                    strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        n = pread(fd, holder, sizeof(holder) - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "pipeline %s (group %s) is already run on this host by "
+                    "supervisor pid %s; lock file %s",
+                    p->name, p->group, holder[0] ? holder : "?", path);
+        close(fd);
+        return -1;
+    }
+    if (ftruncate(fd, 0) == 0) {
+        n = snprintf(holder, sizeof(holder), "%d\n", (int)getpid());
+        if (pwrite(fd, holder, (size_t)n, 0) != n)
+            exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                        "cannot write pid into lock file path=%s", path);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static volatile sig_atomic_t w_stop;
+static volatile sig_atomic_t w_reopen;
+static void worker_on_stop(int sig) { (void)sig; if (w_stop) _exit(1); w_stop = 1; }
+static void worker_on_hup(int sig) { (void)sig; w_reopen = 1; }
+
+static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
+{
+    exactly_worker_opts wo;
+    struct sigaction sa;
+    int code;
+
+    /* Never outlive the supervisor; and if it died before this line ran,
+     * the signal will never come, so look. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(1);
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = worker_on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = worker_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+
+    memset(&wo, 0, sizeof(wo));
+    wo.cfg = o->cfg;
+    wo.pipeline = s->p;
+    wo.worker_index = s->index;
+    wo.exit_idle_ms = o->exit_idle_ms;
+    wo.stop = &w_stop;
+    wo.reopen_log = &w_reopen;
+    code = exactly_worker_run(&wo, NULL);
+    fflush(NULL);
+    _exit(code);
+}
+
+static void start(const exactly_supervisor_opts *o, slot *s)
+{
+    pid_t parent = getpid();
+    pid_t pid;
+
+    fflush(NULL); /* nothing buffered twice */
+    pid = fork();
+    if (pid < 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "fork failed error=\"%s\"",
+                    strerror(errno));
+        s->restart_at_ms = now_ms() + RESTART_MAX_MS;
+        return;
+    }
+    if (pid == 0)
+        run_worker(o, s, parent);
+    s->pid = pid;
+    s->started_ms = now_ms();
+    exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                "worker started pipeline=%s worker=%d worker_pid=%d",
+                s->p->name, s->index, (int)pid);
+}
+
+static long long restart_delay(int failures)
+{
+    long long d = RESTART_MIN_MS;
+    int i;
+
+    for (i = 1; i < failures && d < RESTART_MAX_MS; i++)
+        d *= 2;
+    return d < RESTART_MAX_MS ? d : RESTART_MAX_MS;
+}
+
+/* Records how a worker ended; returns 2 when it refused to start. */
+static int reaped(slot *s, int status)
+{
+    long long lived = now_ms() - s->started_ms;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+
+    s->pid = 0;
+    if (code == 0) {
+        exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                    "worker finished pipeline=%s worker=%d", s->p->name, s->index);
+        s->done = 1;
+        return 0;
+    }
+    if (code == 2) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "worker refused to start (configuration, plugin or schema; "
+                    "see its log) pipeline=%s worker=%d",
+                    s->p->name, s->index);
+        s->done = 1;
+        return 2;
+    }
+    s->fast_failures = lived < FAST_FAILURE_MS ? s->fast_failures + 1 : 1;
+    s->restart_at_ms = now_ms() + restart_delay(s->fast_failures);
+    if (s->fast_failures >= CRASH_LOOP_AFTER && !s->crash_loop) {
+        s->crash_loop = 1;
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "worker is in a crash loop pipeline=%s worker=%d "
+                    "failures=%d", s->p->name, s->index, s->fast_failures);
+    }
+    if (WIFSIGNALED(status))
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "worker killed by signal pipeline=%s worker=%d signal=%d "
+                    "lived_ms=%lld restart_in_ms=%lld",
+                    s->p->name, s->index, WTERMSIG(status), lived,
+                    s->restart_at_ms - now_ms());
+    else
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "worker exited pipeline=%s worker=%d code=%d lived_ms=%lld "
+                    "restart_in_ms=%lld",
+                    s->p->name, s->index, code, lived,
+                    s->restart_at_ms - now_ms());
+    if (lived >= FAST_FAILURE_MS)
+        s->crash_loop = 0;
+    return 0;
+}
+
+/* 1 when every worker of some pipeline is in a crash loop. */
+static int pipeline_lost(const slot *slots, size_t n)
+{
+    size_t i, j;
+
+    for (i = 0; i < n; i++) {
+        int all = 1;
+        for (j = 0; j < n; j++)
+            if (slots[j].p == slots[i].p && !slots[j].crash_loop)
+                all = 0;
+        if (all) {
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                        "every worker of pipeline %s is in a crash loop; "
+                        "giving up", slots[i].p->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void signal_all(slot *slots, size_t n, int sig)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (slots[i].pid > 0)
+            kill(slots[i].pid, sig);
+}
+
+static size_t running(const slot *slots, size_t n)
+{
+    size_t i, r = 0;
+
+    for (i = 0; i < n; i++)
+        r += slots[i].pid > 0;
+    return r;
+}
+
+int exactly_supervise(const exactly_supervisor_opts *o)
+{
+    const exactly_config *cfg = o->cfg;
+    slot *slots = NULL;
+    int *locks = NULL;
+    size_t n_slots = 0, n_locks = 0, i;
+    int code = 0, refused = 0, lost = 0;
+    long long stop_deadline = 0;
+    struct sigaction sa;
+    int k;
+
+    if (o->log_file && exactly_log_set_file(o->log_file) != 0) {
+        fprintf(stderr, "exactly run: cannot open log file %s: %s\n",
+                o->log_file, strerror(errno));
+        return 2;
+    }
+    for (i = 0; i < cfg->n_pipelines; i++) {
+        const cfg_pipeline *p = &cfg->pipelines[i];
+        if (o->only_pipeline && strcmp(o->only_pipeline, p->name) != 0)
+            continue;
+        if (validate(cfg, p) != 0)
+            return 2;
+        n_slots += (size_t)p->workers;
+    }
+    slots = calloc(n_slots + 1, sizeof(*slots));
+    locks = calloc(cfg->n_pipelines + 1, sizeof(*locks));
+    if (!slots || !locks) {
+        code = 1;
+        goto cleanup;
+    }
+    n_slots = 0;
+    for (i = 0; i < cfg->n_pipelines; i++) {
+        const cfg_pipeline *p = &cfg->pipelines[i];
+        if (o->only_pipeline && strcmp(o->only_pipeline, p->name) != 0)
+            continue;
+        if (take_lock(o->lock_dir, p, &locks[n_locks]) != 0) {
+            code = 2;
+            goto cleanup;
+        }
+        n_locks++;
+        for (k = 0; k < p->workers; k++) {
+            slots[n_slots].p = p;
+            slots[n_slots].index = k;
+            n_slots++;
+        }
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting workers=%zu", n_slots);
+
+    for (;;) {
+        int status;
+        pid_t pid;
+        long long now = now_ms();
+
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (i = 0; i < n_slots; i++)
+                if (slots[i].pid == pid && reaped(&slots[i], status) == 2)
+                    refused = 1;
+        }
+        if (g_reopen) {
+            g_reopen = 0;
+            (void)exactly_log_reopen();
+            signal_all(slots, n_slots, SIGHUP);
+        }
+        if (!g_stop && (refused || (lost = pipeline_lost(slots, n_slots)))) {
+            g_stop = 1; /* stop the rest cleanly */
+        }
+        if (g_stop == 1 && stop_deadline == 0) {
+            exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                        "stopping: workers commit their batch and leave "
+                        "running=%zu timeout_ms=%d",
+                        running(slots, n_slots), o->shutdown_timeout_ms);
+            signal_all(slots, n_slots, SIGTERM);
+            stop_deadline = now + o->shutdown_timeout_ms;
+        }
+        if (g_stop == 2 || (stop_deadline && now > stop_deadline &&
+                            running(slots, n_slots) > 0)) {
+            exactly_log(EXACTLY_LOG_WARN, "supervisor", "killing workers=%zu",
+                        running(slots, n_slots));
+            signal_all(slots, n_slots, SIGKILL);
+            stop_deadline = now + 3600 * 1000; /* only reaping is left */
+            g_stop = 3;
+        }
+        if (g_stop && running(slots, n_slots) == 0)
+            break;
+        if (!g_stop) {
+            int active = 0;
+            for (i = 0; i < n_slots; i++) {
+                if (slots[i].done)
+                    continue;
+                active = 1;
+                if (slots[i].pid == 0 && now >= slots[i].restart_at_ms)
+                    start(o, &slots[i]);
+            }
+            if (!active)
+                break; /* every worker finished (--exit-idle) */
+        }
+        usleep(50 * 1000);
+    }
+    code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1 : 0;
+    exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped code=%d", code);
+
+cleanup:
+    for (i = 0; i < n_locks; i++)
+        close(locks[i]);
+    free(locks);
+    free(slots);
+    return code;
+}

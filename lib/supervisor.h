@@ -1,0 +1,35 @@
+/*
+ * supervisor.h - `exactly run`: the parent of a config's worker processes.
+ *
+ * It validates the configuration and loads every handler once (so that a
+ * refusal happens before anything starts), takes a per-pipeline lock, then
+ * forks the configured number of workers per pipeline before any
+ * librdkafka or libpq handle exists in it. A worker that dies is restarted
+ * with capped exponential backoff; one that keeps dying within seconds of
+ * its start is in a crash loop, and when every worker of a pipeline is,
+ * the supervisor gives up. SIGTERM/SIGINT ask every worker to commit its
+ * batch and leave its group, with a deadline after which they are killed; a
+ * second signal kills them at once. SIGHUP reopens the log file in every
+ * process. Workers die with their supervisor (PR_SET_PDEATHSIG).
+ */
+#ifndef EXACTLY_SUPERVISOR_H
+#define EXACTLY_SUPERVISOR_H
+
+#include "config.h"
+
+typedef struct exactly_supervisor_opts {
+    const exactly_config *cfg;
+    const char *only_pipeline;  /* NULL: every pipeline of the file */
+    int exit_idle_ms;           /* passed to the workers; 0: run until stopped */
+    int shutdown_timeout_ms;    /* after SIGTERM, then SIGKILL */
+    const char *lock_dir;       /* where the per-pipeline lock files live */
+    const char *log_file;       /* NULL: stderr */
+} exactly_supervisor_opts;
+
+/* Returns the process exit code: 0 when every worker ended cleanly, 2 when
+ * the configuration, a plugin or a lock was refused (or a worker refused to
+ * start), 1 when a pipeline is entirely in a crash loop or on other
+ * failures. */
+int exactly_supervise(const exactly_supervisor_opts *o);
+
+#endif

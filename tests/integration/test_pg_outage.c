@@ -1,0 +1,341 @@
+/*
+ * PostgreSQL outages under load: the server crashes (immediate stop: every
+ * backend dropped, no checkpoint, crash recovery on the way back) while a
+ * worker is applying batches, stays down for a while and comes back. The
+ * worker must not exit, must resume on its own, and in the end every
+ * message must be applied exactly once.
+ *
+ * The test stops a server, so it runs its own cluster (scripts/pg.sh start
+ * into its temporary directory), not the shared `pg` fixture; an atexit
+ * handler removes that cluster on the failure paths too.
+ *
+ * One worker consumes N_IDS messages over N_PARTITIONS partitions in small
+ * batches (more waves are produced when less than REFILL_BELOW is left, so
+ * every outage hits a busy worker). N_FAULTS times: wait until the ledger
+ * grows, wait a seeded random moment, `pg.sh kill` (pg_ctl stop -m
+ * immediate), keep the server down a seeded 1-3 s, `pg.sh restart` (same
+ * data directory and socket). The worker must be alive throughout. The
+ * recovery time is measured from the moment the restarted server accepts
+ * connections (pg_isready) until the ledger grows again; after each
+ * recovery the ledger and the stored offsets must agree. Finally the test
+ * waits until everything is applied, stops the worker with SIGTERM (exit 0)
+ * and runs the exactly-once check.
+ *
+ * EXACTLY_TEST_SEED=<n> replays one run's choices.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define TOPIC "outage"
+#define N_PARTITIONS 4
+#define N_IDS 20000
+#define REFILL_BELOW 8000
+#define REFILL_IDS 8000
+#define N_FAULTS 4
+/* Small batches and a short wait: many transactions, so an outage lands
+ * in or between them, and the run lasts long enough for N_FAULTS. */
+#define BATCH_MAX 100
+#define BATCH_WAIT_MS 20
+/* Longest random delay between seeing progress and the crash. */
+#define MAX_FAULT_DELAY_MS 300
+/* How long the server stays down: MIN_DOWN_MS + up to DOWN_SPREAD_MS. */
+#define MIN_DOWN_MS 1000
+#define DOWN_SPREAD_MS 2000
+/* The worker's reconnect backoff is capped at 30 s; an outage of 3 s needs
+ * a few seconds at most. A minute means it did not come back. */
+#define RECOVERY_TIMEOUT_MS 60000
+#define DRAIN_TIMEOUT_MS 120000
+
+/* xorshift64*: a seed replays the same choices whatever the libc. */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ULL;
+}
+
+static int rng_below(int n)
+{
+    return (int)(rng_next() % (uint64_t)n);
+}
+
+static uint64_t pick_seed(void)
+{
+    const char *env = getenv("EXACTLY_TEST_SEED");
+
+    if (env && *env)
+        return strtoull(env, NULL, 10);
+    return (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+}
+
+/* ---- the test's own cluster ------------------------------------------- */
+
+static char pg_script[1024]; /* scripts/pg.sh */
+static char pg_handle[512];  /* its DIR argument; empty: no cluster */
+static char pg_log[512];     /* what pg.sh says */
+
+/* Run `bash pg.sh <cmd> <handle>`; fail the test unless it exits 0. */
+static void pg_cmd(const char *cmd)
+{
+    char *argv[] = {"bash", pg_script, (char *)cmd, pg_handle, NULL};
+    int status = tk_wait(tk_spawn(argv, pg_log), 120000);
+
+    LEDGER_CHECK_LOG(status == 0, pg_log, "scripts/pg.sh %s %s exited with "
+                     "%d; log: %s", cmd, pg_handle, status, pg_log);
+}
+
+/* atexit: a failing check exits here too, and must not leave a server
+ * running. No testkit calls: they may exit, and exit must not recurse. */
+static void pg_cleanup(void)
+{
+    pid_t pid;
+
+    if (!pg_handle[0])
+        return;
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        execlp("bash", "bash", pg_script, "stop", pg_handle, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0)
+            ;
+    pg_handle[0] = '\0';
+}
+
+/* Start a cluster under dir and point testkit's admin conninfo at it. */
+static void pg_own_cluster(const char *dir)
+{
+    snprintf(pg_script, sizeof pg_script, "%s/scripts/pg.sh",
+             tk_env_required("EXACTLY_SOURCE_DIR"));
+    snprintf(pg_handle, sizeof pg_handle, "%s/pg", dir);
+    snprintf(pg_log, sizeof pg_log, "%s/pg.log", dir);
+    atexit(pg_cleanup);
+    pg_cmd("start");
+    /* tk_pg_admin_conninfo() reads EXACTLY_TEST_PG_DIR/conninfo unless
+     * EXACTLY_TEST_PG_CONNINFO overrides it: make it this cluster's. */
+    unsetenv("EXACTLY_TEST_PG_CONNINFO");
+    setenv("EXACTLY_TEST_PG_DIR", pg_handle, 1);
+}
+
+/* ---- the run ----------------------------------------------------------- */
+
+/* Add `postgres: connect_timeout_s` to a config ledger_write_config wrote
+ * (its postgres section is the one right before `pipelines:`): a connect
+ * attempt during an outage must not hang for the default 10 s. */
+static void config_add_connect_timeout(const char *path, int seconds)
+{
+    char *text = tk_read_file(path);
+    char *at;
+    FILE *f;
+
+    TK_CHECK(text != NULL, "cannot read %s", path);
+    at = strstr(text, "\npipelines:");
+    TK_CHECK(at != NULL, "no pipelines section in %s", path);
+    f = fopen(path, "w");
+    TK_CHECK(f != NULL, "cannot write %s", path);
+    fprintf(f, "%.*s\n  connect_timeout_s: %d%s", (int)(at - text), text,
+            seconds, at);
+    TK_CHECK(fclose(f) == 0, "cannot write %s", path);
+    free(text);
+}
+
+static void produce_wave(const char *bootstraps, size_t n, uint64_t seed,
+                         int64_t *counts)
+{
+    int64_t wave[LEDGER_ACCOUNTS];
+    int i;
+
+    tk_produce_ids(bootstraps, TOPIC, n, LEDGER_ACCOUNTS, N_PARTITIONS, seed,
+                   wave);
+    for (i = 0; i < LEDGER_ACCOUNTS; i++)
+        counts[i] += wave[i];
+}
+
+static void check_alive(pid_t pid, const char *log, const char *when)
+{
+    int status = tk_wait(pid, 0);
+
+    LEDGER_CHECK_LOG(status == -1, log, "the worker exited (status %d) %s; "
+                     "log: %s", status, when, log);
+}
+
+/* Wait until the ledger has more than `before` rows; the worker must stay
+ * alive meanwhile. Returns the new row count. */
+static int64_t wait_for_growth(PGconn *db, pid_t pid, int64_t before,
+                               int timeout_ms, const char *log)
+{
+    int64_t deadline = tk_now_ms() + timeout_ms;
+    int64_t rows;
+
+    while ((rows = ledger_rows(db)) <= before) {
+        check_alive(pid, log, "while the test waited for progress");
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, log,
+                         "no progress in %d ms (ledger stays at %" PRId64
+                         " rows); log: %s", timeout_ms, before, log);
+        tk_sleep_ms(5);
+    }
+    return rows;
+}
+
+int main(void)
+{
+    static const char *const kafka_overrides[] = {
+        "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
+    char dir[256], config[512], log[512], conninfo[1024];
+    int64_t counts[LEDGER_ACCOUNTS] = {0};
+    int64_t recovery_ms[N_FAULTS], down_ms[N_FAULTS];
+    int64_t t0 = tk_now_ms(), produced, rows = 0, deadline;
+    int64_t max_recovery = 0, sum_recovery = 0;
+    uint64_t seed = pick_seed();
+    int waves = 1, f, status;
+    ledger_summary final;
+    ledger_config cfg;
+    PGconn *db;
+    pid_t pid;
+    tk_mock *m;
+
+    rng_state = seed ? seed : 1;
+    tk_note("seed %" PRIu64 " (replay with EXACTLY_TEST_SEED=%" PRIu64 ")",
+            seed, seed);
+    tk_tmpdir("exactly-outage", dir, sizeof dir);
+    pg_own_cluster(dir);
+
+    m = tk_mock_start(1);
+    tk_mock_create_topic(m, TOPIC, N_PARTITIONS);
+    tk_pg_create_db("outage", conninfo, sizeof conninfo);
+    ledger_setup_db(conninfo);
+    snprintf(config, sizeof config, "%s/worker.yaml", dir);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.bootstraps = m->bootstraps;
+    cfg.conninfo = conninfo;
+    cfg.topic = TOPIC;
+    cfg.max_messages = BATCH_MAX;
+    cfg.max_wait_ms = BATCH_WAIT_MS;
+    /* A crash of the server can land while the crash guard's row counts a
+     * batch start; such deaths are not the handler's. */
+    cfg.max_crashes = 1000;
+    cfg.kafka = kafka_overrides;
+    ledger_write_config(config, &cfg);
+    config_add_connect_timeout(config, 2);
+    snprintf(log, sizeof log, "%s/migrate.log", dir);
+    ledger_migrate(config, log);
+
+    produce_wave(m->bootstraps, N_IDS, seed, counts);
+    produced = N_IDS;
+    tk_note("produced %d ids over %d partitions; logs in %s", N_IDS,
+            N_PARTITIONS, dir);
+
+    snprintf(log, sizeof log, "%s/worker.log", dir);
+    db = tk_pg_connect(conninfo);
+    pid = ledger_start_worker(config, 0, log);
+
+    for (f = 0; f < N_FAULTS; f++) {
+        int64_t t_down, t_ready, before;
+
+        if (produced - rows < REFILL_BELOW) {
+            produce_wave(m->bootstraps, REFILL_IDS, seed + (uint64_t)waves,
+                         counts);
+            produced += REFILL_IDS;
+            waves++;
+        }
+        rows = wait_for_growth(db, pid, rows, RECOVERY_TIMEOUT_MS, log);
+        tk_sleep_ms(rng_below(MAX_FAULT_DELAY_MS + 1));
+
+        PQfinish(db); /* the crash would drop it anyway */
+        pg_cmd("kill");
+        t_down = tk_now_ms();
+        down_ms[f] = MIN_DOWN_MS + rng_below(DOWN_SPREAD_MS + 1);
+        tk_sleep_ms((int)down_ms[f]);
+        check_alive(pid, log, "while PostgreSQL was down");
+        pg_cmd("restart");
+        /* pg.sh restart returns once pg_isready says it accepts
+         * connections: the recovery clock starts here. */
+        t_ready = tk_now_ms();
+        db = tk_pg_connect(conninfo);
+        before = ledger_rows(db);
+        rows = wait_for_growth(db, pid, before, RECOVERY_TIMEOUT_MS, log);
+        recovery_ms[f] = tk_now_ms() - t_ready;
+        if (recovery_ms[f] > max_recovery)
+            max_recovery = recovery_ms[f];
+        sum_recovery += recovery_ms[f];
+        /* Crash recovery kept each batch's writes and offset advance
+         * together or dropped both. */
+        rows = ledger_check_consistent(db, TOPIC, N_PARTITIONS);
+        tk_note("outage %d/%d at %.1f s: down %" PRId64 " ms (%" PRId64
+                " ms until ready), ledger grew again %" PRId64 " ms after "
+                "the server accepted connections; %" PRId64 " of %" PRId64
+                " rows, consistent with the stored offsets",
+                f + 1, N_FAULTS, (double)(t_down - t0) / 1000.0, down_ms[f],
+                t_ready - t_down, recovery_ms[f], rows, produced);
+    }
+
+    /* The same worker, never restarted, finishes the topic. */
+    deadline = tk_now_ms() + DRAIN_TIMEOUT_MS;
+    while ((rows = ledger_rows(db)) < produced) {
+        check_alive(pid, log, "before it applied everything");
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, log,
+                         "ledger at %" PRId64 " of %" PRId64 " rows after "
+                         "%d ms; log: %s", rows, produced, DRAIN_TIMEOUT_MS,
+                         log);
+        tk_sleep_ms(20);
+    }
+    status = tk_terminate(pid, 30000);
+    LEDGER_CHECK_LOG(status == 0, log, "worker: exit status %d after "
+                     "SIGTERM, expected 0; log: %s", status, log);
+    LEDGER_CHECK_LOG(ledger_read_summary(log, &final), log,
+                     "worker printed no summary; log: %s", log);
+    LEDGER_CHECK_LOG(final.applied == produced, log,
+                     "the one worker applied %" PRId64 " of %" PRId64
+                     " messages; log: %s", final.applied, produced, log);
+    ledger_check_exactly_once(db, m->bootstraps, TOPIC, N_PARTITIONS,
+                              produced, counts, LEDGER_ACCOUNTS);
+
+    /* What the worker saw, from its log (printed, not required: which
+     * statement a crash interrupts is chance). */
+    tk_note("worker log: %d x `database unavailable` (circuit opened), %d x "
+            "`database answers again`, %d x `batch rolled back` (%d with "
+            "COMMIT in flight: outcome unknown), %d x `earlier commit "
+            "confirmed`, %d x `connect failed`, %d x `claim failed`",
+            ledger_log_count(log, "database unavailable"),
+            ledger_log_count(log, "database answers again"),
+            ledger_log_count(log, "batch rolled back"),
+            ledger_log_count(log, "commit_sent=1"),
+            ledger_log_count(log, "earlier commit confirmed"),
+            ledger_log_count(log, "connect failed"),
+            ledger_log_count(log, "claim failed"));
+    tk_note("summary: committed %" PRId64 " batches, rolled back %" PRId64
+            ", retries %" PRId64, final.committed, final.rolled_back,
+            final.retries);
+    for (f = 0; f < N_FAULTS; f++)
+        tk_note("outage %d: down %" PRId64 " ms, recovery %" PRId64 " ms",
+                f + 1, down_ms[f], recovery_ms[f]);
+    tk_note("pg outage test passed: %d immediate stops of PostgreSQL under "
+            "load, worker never exited; recovery after restart max %" PRId64
+            " ms, mean %" PRId64 " ms; %" PRId64 " messages in %d wave(s); "
+            "%.1f s; seed %" PRIu64,
+            N_FAULTS, max_recovery, sum_recovery / N_FAULTS, produced, waves,
+            (double)(tk_now_ms() - t0) / 1000.0, seed);
+    PQfinish(db);
+    tk_mock_stop(m);
+    pg_cleanup();
+    ledger_cleanup_dir(dir);
+    return 0;
+}
