@@ -112,6 +112,7 @@ static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n,
     b.column_names = w->bb.colnames;
     b.n_columns = w->bb.n_columns;
     b.id_type = exactly_id_type_name(w->p->id.type);
+    b.reprocess_run = w->reprocess_run;
 
     exactly_txn_forget_fails(&w->txn);
     if (savepoint) {
@@ -312,7 +313,7 @@ static exactly_err reread(worker *w, part *pt)
     size_t drop = 0;
 
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
-    params[0] = w->p->name;
+    params[0] = w->fence_key ? w->fence_key : w->p->name;
     params[1] = pt->topic;
     params[2] = part_s;
     rc = exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err, sizeof(err));
@@ -445,7 +446,9 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     int64_t end = *end_io;
     int dead_only = 0;
     char part_s[16], epoch_s[24], start_s[24], end_s[24];
-    const char *fence_params[6];
+    const char *fence_params[7];
+    char count_s[24];
+    int n_fence_params = w->reprocess_run ? 7 : 6;
     int need_sync = 0;
     int looked_up = 0;
     size_t skipped = 0;
@@ -456,7 +459,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     rc = exactly_txn_start(&w->txn, w->conn, w->timeout_ms);
     if (rc != EXACTLY_OK)
         return rc;
-    if (n > 0) {
+    if (n > 0 && !w->reprocess_run) {
         rc = guard(c, &n, &end, &dead_only, &attempt_res);
         worker_set_attempted(w, pt, pt->next_offset);
         if (rc != EXACTLY_OK)
@@ -468,12 +471,14 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
     snprintf(start_s, sizeof(start_s), "%" PRId64, pt->next_offset);
     snprintf(end_s, sizeof(end_s), "%" PRId64, end);
-    fence_params[0] = w->p->name;
+    fence_params[0] = w->fence_key ? w->fence_key : w->p->name;
     fence_params[1] = pt->topic;
     fence_params[2] = part_s;
     fence_params[3] = epoch_s;
     fence_params[4] = start_s;
     fence_params[5] = end_s;
+    snprintf(count_s, sizeof(count_s), "%zu", n);
+    fence_params[6] = count_s;
 
     if (n > 0) {
         rc = batch_build(&w->bb, w->p, pt->buf, n);
@@ -483,8 +488,8 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     dl_reset(w);
     (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
 #ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
-    (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, 6, fence_params,
-                           NULL);
+    (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, n_fence_params,
+                           fence_params, NULL);
 #endif
     if (dead_only) {
         char reason[160];
@@ -498,7 +503,9 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         c->failed_msgs++;
         n = 0; /* nothing else of this batch runs */
     }
-    if (n > 0 && w->p->dedup.enabled && w->bb.dedup_keys.n_elems > 0) {
+    /* A reprocess re-applies on purpose: no dedup filter, no keys written. */
+    if (n > 0 && w->p->dedup.enabled && !w->reprocess_run &&
+        w->bb.dedup_keys.n_elems > 0) {
         const char *dp[5] = {w->p->name, pt->topic, part_s,
                              strbuf_str(&w->bb.dedup_keys),
                              strbuf_str(&w->bb.dedup_offs)};
@@ -591,8 +598,8 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     /* Mutation: the offset advances in a transaction of its own, after the
      * writes committed: a crash in between applies the batch twice. */
     if (rc == EXACTLY_OK) {
-        (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, 6,
-                               fence_params, NULL);
+        (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence,
+                               n_fence_params, fence_params, NULL);
         rc = exactly_txn_sync(&w->txn);
     }
 #endif

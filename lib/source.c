@@ -288,7 +288,11 @@ static rd_kafka_topic_partition_list_t *one(part *pt, int64_t offset)
 
 void source_commit(worker *w, part *pt)
 {
-    rd_kafka_topic_partition_list_t *l = one(pt, pt->next_offset);
+    rd_kafka_topic_partition_list_t *l;
+
+    if (w->reprocess_run)
+        return; /* a reprocess is no member of the group: it commits nothing */
+    l = one(pt, pt->next_offset);
 
     /* Monitoring only: the database holds the truth, so a lost or failed
      * commit here costs nothing but a stale lag figure. */

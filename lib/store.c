@@ -105,9 +105,61 @@ static const char *const migrations[] = {
     "     AND partition = p_partition;"
     "  RETURN mode || ':' || n;"
     "END $fn$;",
+
+    /* Reprocess runs: a range of one partition applied again, with its own
+     * position (next_offset) fenced like a pipeline's, so a run resumes
+     * where it committed and applies each message once per run. */
+    "CREATE TABLE %1$s.reprocess_runs ("
+    "  id bigserial PRIMARY KEY,"
+    "  pipeline text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition integer NOT NULL,"
+    "  from_offset bigint NOT NULL,"
+    "  to_offset bigint NOT NULL,"      /* inclusive */
+    "  next_offset bigint NOT NULL,"
+    "  applied bigint NOT NULL DEFAULT 0,"
+    "  status text NOT NULL DEFAULT 'running',"
+    "  owner text,"
+    "  owner_epoch bigint NOT NULL DEFAULT 1,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  ended_at timestamptz);"
+    "CREATE FUNCTION %1$s.advance_run(p_run text, p_topic text,"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
+    "    p_messages bigint)"
+    "  RETURNS void LANGUAGE plpgsql AS $fn$"
+    "BEGIN"
+    "  UPDATE %1$s.reprocess_runs SET next_offset = p_end,"
+    "         applied = applied + p_messages, updated_at = now()"
+    "   WHERE id = p_run::bigint AND topic = p_topic"
+    "     AND partition = p_partition AND owner_epoch = p_epoch"
+    "     AND next_offset = p_start;"
+    "  IF NOT FOUND THEN"
+    "    RAISE EXCEPTION 'reprocess run %% is fenced', p_run"
+    "      USING ERRCODE = 'EX001';"
+    "  END IF;"
+    "END $fn$;",
+
+    /* The audit trail of `exactly offsets reset`: who moved which stored
+     * offset from where to where, and how it was asked for. */
+    "CREATE TABLE %1$s.offset_resets ("
+    "  id bigserial PRIMARY KEY,"
+    "  pipeline text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition integer NOT NULL,"
+    "  from_offset bigint," /* NULL: the partition had no stored offset */
+    "  to_offset bigint NOT NULL,"
+    "  mode text NOT NULL," /* 'to-offset 42', 'shift-by -5', ... */
+    "  reason text,"        /* the operator's --reason, if any */
+    "  requested_by text NOT NULL," /* OS user@host */
+    "  requested_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX offset_resets_partition ON %1$s.offset_resets"
+    "  (pipeline, topic, partition, requested_at);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+int exactly_store_schema_version(void) { return (int)N_MIGRATIONS; }
 
 static char *format_schema(const char *fmt, const char *schema_q)
 {
@@ -147,6 +199,12 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
 #endif
     s->attempt = format_schema(
         "SELECT %1$s.attempt($1, $2, $3, $4, $5, $6, $7, $8)", s->schema_q);
+    s->run_fence = format_schema(
+        "SELECT %1$s.advance_run($1, $2, $3, $4, $5, $6, $7)", s->schema_q);
+    s->run_read = format_schema(
+        "SELECT next_offset, owner_epoch FROM %1$s.reprocess_runs"
+        " WHERE id = $1::bigint AND topic = $2 AND partition = $3",
+        s->schema_q);
     s->dedup = format_schema(
         "INSERT INTO %1$s.dedup_keys (pipeline, dedup_key, topic, partition,"
         " \"offset\") SELECT $1, decode(k, 'hex'), $2, $3, o"
@@ -188,7 +246,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " AND created_at < now() - make_interval(secs => $2::double precision)"
         " LIMIT 10000))",
         s->schema_q);
-    if (!s->fence || !s->attempt || !s->dedup || !s->dead_letter || !s->claim ||
+    if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
         !s->set_start || !s->read || !s->dedup_expire) {
         exactly_store_sql_free(s);
         return -1;
@@ -203,6 +261,8 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->schema_q);
     free(s->fence);
     free(s->attempt);
+    free(s->run_fence);
+    free(s->run_read);
     free(s->dedup);
     free(s->dead_letter);
     free(s->claim);

@@ -13,7 +13,10 @@
 
 #include "config.h"
 
-#define EXACTLY_SCHEMA_VERSION 1
+/* The schema version this exactly needs: the number of migration steps
+ * (store.c), so that adding a step is the only thing to do. */
+int exactly_store_schema_version(void);
+#define EXACTLY_SCHEMA_VERSION (exactly_store_schema_version())
 
 /* The statements of the cycle, built once per connection for a schema. */
 typedef struct exactly_store_sql {
@@ -28,6 +31,10 @@ typedef struct exactly_store_sql {
     char *set_start;  /* $1 pipeline $2 topic $3 partition $4 epoch $5 offset */
     char *read;       /* $1 pipeline $2 topic $3 partition */
     char *dedup_expire; /* $1 pipeline $2 retention seconds */
+    /* Reprocess runs: the run row is the position (reprocess.c). */
+    char *run_fence;  /* $1 run id $2 topic $3 partition $4 epoch $5 start
+                         $6 end $7 messages */
+    char *run_read;   /* $1 run id $2 topic $3 partition */
 } exactly_store_sql;
 
 /* Builds the statements for schema; 0 on success. Free with

@@ -891,22 +891,29 @@ cleanup:
     log_stats(&w, code == 0 ? "stopped" : "exiting");
     if (stats)
         *stats = w.st;
-    exactly_plugin_free(w.plugin);
-    batch_free(&w.bb);
-    strbuf_free(&w.dl_offs);
-    strbuf_free(&w.dl_keys);
-    strbuf_free(&w.dl_ids);
-    strbuf_free(&w.dl_reasons);
-    strbuf_free(&w.dl_states);
-    exactly_txn_clear(&w.txn);
-    exactly_store_sql_free(&w.sql);
     free(w.parts);
-    while (w.n_attempted > 0)
-        free(w.attempted[--w.n_attempted].topic);
-    free(w.attempted);
-    free(w.lookup_sql);
-    free(w.key_column);
-    if (w.conn)
-        PQfinish(w.conn);
+    w.parts = NULL;
+    worker_release(&w);
     return code;
+}
+
+void worker_release(worker *w)
+{
+    exactly_plugin_free(w->plugin);
+    batch_free(&w->bb);
+    strbuf_free(&w->dl_offs);
+    strbuf_free(&w->dl_keys);
+    strbuf_free(&w->dl_ids);
+    strbuf_free(&w->dl_reasons);
+    strbuf_free(&w->dl_states);
+    exactly_txn_clear(&w->txn);
+    exactly_store_sql_free(&w->sql);
+    while (w->n_attempted > 0)
+        free(w->attempted[--w->n_attempted].topic);
+    free(w->attempted);
+    free(w->lookup_sql);
+    free(w->key_column);
+    if (w->conn)
+        PQfinish(w->conn);
+    w->conn = NULL;
 }

@@ -56,6 +56,13 @@ typedef struct worker {
     char *lookup_sql;
     char *key_column;
 
+    /* Reprocess runs (reprocess.c) reuse the cycle with a run row as the
+     * position: fence_key replaces the pipeline name in the fence, whose
+     * SQL then takes the batch's message count as $7; no dedup, no crash
+     * guard, nothing committed to Kafka. Zero/NULL for a live worker. */
+    int64_t reprocess_run;
+    const char *fence_key;
+
     exactly_plugin *plugin;
     exactly_txn txn;
     batch_builder bb;
@@ -89,6 +96,8 @@ typedef struct worker {
 } worker;
 
 long long worker_now_ms(void);
+/* Frees what a worker holds besides its partitions and Kafka handle. */
+void worker_release(worker *w);
 /* Whether this process already attempted a batch of pt at start: the crash
  * guard counts an attempt once per process. */
 int worker_attempted(worker *w, const part *pt, int64_t start);

@@ -183,6 +183,7 @@ typedef struct ledger {
     const exactly_host *host;
     char *ledger_sql;
     char *counters_sql;
+    char *reprocess_sql;       /* batches of `exactly reprocess` runs */
     const char *crash_on_id;   /* NULL: never crash */
     const char **fail_on_ids;  /* our copy of the option's array */
     size_t n_fail_on_ids;
@@ -200,6 +201,9 @@ static const exactly_option_decl ledger_options[] = {
      "abort() the worker when a record has this ID (crash tests)"},
     {"fail_on_ids", EXACTLY_OPT_LIST, NULL,
      "IDs whose records are dead-lettered with fail_record()"},
+    {"reprocess_table", EXACTLY_OPT_STRING, "ledger_reprocess",
+     "rows of reprocess runs: primary key (run, topic, partition, \"offset\"); "
+     "the live ledger and counters are left alone"},
 };
 
 static void ledger_close(void *state)
@@ -211,6 +215,7 @@ static void ledger_close(void *state)
     free(l->ledger_sql);
     free(l->counters_sql);
     free(l->fail_on_ids);
+    free(l->reprocess_sql);
     buf_free(&l->offsets);
     buf_free(&l->entities);
     buf_free(&l->ids);
@@ -218,11 +223,21 @@ static void ledger_close(void *state)
     free(l);
 }
 
-/* Builds the two statements; returns -1 with errbuf set. */
+/* Builds the statements; returns -1 with errbuf set. */
 static int build_sql(ledger *l, const char *table, const char *counters,
-                     char *errbuf, size_t errbuf_size)
+                     const char *reprocess, char *errbuf, size_t errbuf_size)
 {
     buf b = {0};
+
+    /* A reprocess run records each message once per run, with no ON
+     * CONFLICT either: applying one twice within a run fails loudly. */
+    buf_puts(&b, "INSERT INTO ");
+    if (buf_relation(&b, reprocess) != 0)
+        goto bad_name;
+    buf_puts(&b, " (run, topic, partition, \"offset\", entity_id) "
+                 "SELECT $5::bigint, $1::text, $2::integer, u.o, u.e "
+                 "FROM unnest($3::bigint[], $4::text[]) AS u(o, e)");
+    l->reprocess_sql = buf_take(&b);
 
     buf_puts(&b, "INSERT INTO ");
     if (buf_relation(&b, table) != 0)
@@ -244,7 +259,7 @@ static int build_sql(ledger *l, const char *table, const char *counters,
                  "ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n");
     l->counters_sql = buf_take(&b);
 
-    if (!l->ledger_sql || !l->counters_sql) {
+    if (!l->ledger_sql || !l->counters_sql || !l->reprocess_sql) {
         snprintf(errbuf, errbuf_size, "ledger: out of memory");
         return -1;
     }
@@ -274,7 +289,8 @@ static exactly_err ledger_open(const exactly_open_args *args, void **state)
     }
     l->host = h;
     if (build_sql(l, h->opt_string(args->opts, "table"),
-                  h->opt_string(args->opts, "counters"), args->errbuf,
+                  h->opt_string(args->opts, "counters"),
+                  h->opt_string(args->opts, "reprocess_table"), args->errbuf,
                   args->errbuf_size) != 0)
         goto fail;
 
@@ -315,7 +331,7 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
 {
     ledger *l = state;
     const exactly_host *h = l->host;
-    const char *params[4];
+    const char *params[5];
     char partition[16], num[32];
     size_t i, m, kept = 0;
     exactly_err rc;
@@ -372,6 +388,14 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
     params[1] = partition;
     params[2] = l->offsets.s;
     params[3] = l->entities.s;
+    if (batch->reprocess_run != 0) {
+        snprintf(num, sizeof(num), "%" PRId64, batch->reprocess_run);
+        params[4] = num;
+        rc = h->exec(txn, l->reprocess_sql, 5, params);
+        if (rc != EXACTLY_OK)
+            h->set_error(txn, "ledger: could not queue the reprocess insert");
+        return rc;
+    }
     rc = h->exec(txn, l->ledger_sql, 4, params);
     if (rc != EXACTLY_OK) {
         h->set_error(txn, "ledger: could not queue the ledger insert");

@@ -21,6 +21,7 @@ const cfg_pipeline *cli_pick_pipeline(const exactly_config *cfg,
 
 int cmd_run(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_reprocess(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 

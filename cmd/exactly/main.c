@@ -12,6 +12,7 @@ static const struct {
     {"run", cmd_run, "run the configured workers under a supervisor"},
     {"worker", cmd_worker, "run one worker in the foreground, no supervisor"},
     {"migrate", cmd_migrate, "create or upgrade the framework tables"},
+    {"reprocess", cmd_reprocess, "apply an offset range of one partition again"},
     {"check", cmd_check, "validate the config, load plugins, reach PostgreSQL and Kafka"},
 };
 

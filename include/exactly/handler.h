@@ -30,7 +30,7 @@ extern "C" {
 
 #define EXACTLY_ABI_TAG 0x45584354u /* "EXCT" */
 #define EXACTLY_ABI_MAJOR 1
-#define EXACTLY_ABI_MINOR 0
+#define EXACTLY_ABI_MINOR 1
 
 /* The name of the one symbol every plugin exports. */
 #define EXACTLY_ENTRY_SYMBOL "exactly_handler_entry"
@@ -97,6 +97,9 @@ typedef struct exactly_batch {
     const char *const *column_names; /* of the lookup result */
     size_t n_columns;
     const char *id_type; /* "bigint", "text" or "uuid": the SQL type of IDs */
+    /* Since ABI 1.1: nonzero when this batch is applied again by
+     * `exactly reprocess` (the run's id), 0 for the live pipeline. */
+    int64_t reprocess_run;
 } exactly_batch;
 
 typedef struct exactly_txn exactly_txn;         /* opaque, runtime-owned */

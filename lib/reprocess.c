@@ -1,0 +1,372 @@
+#include "reprocess.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pg_conn.h"
+#include "worker_internal.h"
+
+typedef struct run {
+    worker w;
+    part pt;
+    part *parts[1];
+    int64_t id;
+    int64_t from, to;
+    char id_s[24];
+    long long started_ms;
+    long long last_progress_ms;
+    uint64_t applied_at_start;
+} run;
+
+static int refuse(const char *fmt, const char *detail)
+{
+    exactly_log(EXACTLY_LOG_ERROR, "reprocess", fmt, detail);
+    return 2;
+}
+
+/* Creates the run row, or claims an interrupted one (bumping its epoch,
+ * so that two resumes of one run fence each other). */
+static int open_run(run *r, const exactly_reprocess_opts *o)
+{
+    worker *w = &r->w;
+    char err[1024], part_s[16], from_s[24], to_s[24], id_s[24];
+    PGresult *res = NULL;
+    strbuf sql = {0};
+    exactly_err rc;
+
+    if (o->resume_run > 0) {
+        const char *params[3] = {id_s, w->p->name, w->owner};
+        snprintf(id_s, sizeof(id_s), "%" PRId64, o->resume_run);
+        strbuf_printf(&sql,
+                      "UPDATE %s.reprocess_runs SET owner_epoch = owner_epoch + 1,"
+                      " status = 'running', owner = $3, updated_at = now(),"
+                      " ended_at = NULL WHERE id = $1::bigint AND pipeline = $2"
+                      " AND status <> 'done'"
+                      " RETURNING id, topic, partition, from_offset, to_offset,"
+                      " next_offset, owner_epoch",
+                      w->sql.schema_q);
+        rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, &res, err,
+                             sizeof(err));
+    } else {
+        const char *params[6] = {w->p->name, o->topic, part_s, from_s, to_s,
+                                 w->owner};
+        snprintf(part_s, sizeof(part_s), "%d", (int)o->partition);
+        snprintf(from_s, sizeof(from_s), "%" PRId64, o->from);
+        snprintf(to_s, sizeof(to_s), "%" PRId64, o->to);
+        strbuf_printf(&sql,
+                      "INSERT INTO %s.reprocess_runs (pipeline, topic, partition,"
+                      " from_offset, to_offset, next_offset, owner)"
+                      " VALUES ($1, $2, $3, $4, $5, $4, $6)"
+                      " RETURNING id, topic, partition, from_offset, to_offset,"
+                      " next_offset, owner_epoch",
+                      w->sql.schema_q);
+        rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 6, params, &res, err,
+                             sizeof(err));
+    }
+    strbuf_free(&sql);
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run error=\"%s\"", err);
+        return 1;
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                    "run %" PRId64 " of pipeline %s not found, or already done",
+                    o->resume_run, w->p->name);
+        return 2;
+    }
+    r->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    r->pt.topic = strdup(PQgetvalue(res, 0, 1));
+    r->pt.partition = (int32_t)atoi(PQgetvalue(res, 0, 2));
+    r->from = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    r->to = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    r->pt.next_offset = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    r->pt.epoch = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+    PQclear(res);
+    return r->pt.topic ? 0 : 1;
+}
+
+static void close_run(run *r, const char *status)
+{
+    worker *w = &r->w;
+    char err[512], epoch_s[24];
+    const char *params[3] = {r->id_s, status, epoch_s};
+    strbuf sql = {0};
+
+    if (!w->conn)
+        return;
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, r->pt.epoch);
+    strbuf_printf(&sql,
+                  "UPDATE %s.reprocess_runs SET status = $2, ended_at = now(),"
+                  " updated_at = now() WHERE id = $1::bigint AND owner_epoch = $3",
+                  w->sql.schema_q);
+    if (exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, NULL, err,
+                        sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "reprocess", "cannot record the run's end error=\"%s\"", err);
+    strbuf_free(&sql);
+}
+
+static void progress(run *r, const exactly_reprocess_opts *o, int final)
+{
+    long long now = worker_now_ms();
+    double secs = (double)(now - r->started_ms) / 1000.0;
+    uint64_t done = r->w.st.consumed;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    int64_t total = r->to + 1 - r->from;
+    int64_t at = r->pt.next_offset - r->from;
+    double left = rate > 0 ? (double)(r->to + 1 - r->pt.next_offset) / rate : 0;
+
+    if (!final && now - r->last_progress_ms < (o->tty ? 250 : 5000))
+        return;
+    r->last_progress_ms = now;
+    fprintf(stderr,
+            "%soffset %" PRId64 " of %" PRId64 "..%" PRId64 "  %3d%%  %.0f msg/s"
+            "  ETA %d:%02d%s",
+            o->tty ? "\r" : "", r->pt.next_offset, r->from, r->to,
+            total > 0 ? (int)(100 * at / total) : 100, rate, (int)left / 60,
+            (int)left % 60, o->tty && !final ? "   " : "\n");
+    fflush(stderr);
+}
+
+/* The batch ending: one past its last message, or past the range's end
+ * when the consumer is already beyond it (control records). */
+static int64_t run_batch_end(run *r, size_t n, int at_end)
+{
+    int64_t end = r->pt.buf[n - 1]->offset + 1;
+
+    if (n == r->pt.n_buf && at_end)
+        end = r->to + 1;
+    return end;
+}
+
+static int loop(run *r, const exactly_reprocess_opts *o)
+{
+    worker *w = &r->w;
+    size_t max = (size_t)(o->batch > 0 ? o->batch : w->p->batch.max_messages);
+    int at_end = 0;
+
+    while (r->pt.next_offset <= r->to) {
+        rd_kafka_message_t *m;
+        exactly_err rc;
+        size_t n;
+
+        if (o->stop && *o->stop)
+            return 1;
+        while (!at_end && r->pt.n_buf < max &&
+               (m = rd_kafka_consumer_poll(w->rk, r->pt.n_buf ? 0 : 200)) != NULL) {
+            if (m->err) {
+                exactly_log(EXACTLY_LOG_WARN, "reprocess", "consume error text=\"%s\"",
+                            rd_kafka_message_errstr(m));
+                if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                    m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+                    rd_kafka_message_destroy(m);
+                    return 1;
+                }
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (m->offset > r->to) {
+                at_end = 1;
+                rd_kafka_message_destroy(m);
+                break;
+            }
+            if (m->offset < r->pt.next_offset ||
+                (r->pt.n_buf && m->offset <= r->pt.buf[r->pt.n_buf - 1]->offset)) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (r->pt.n_buf == r->pt.cap_buf) {
+                size_t cap = r->pt.cap_buf ? r->pt.cap_buf * 2 : 256;
+                rd_kafka_message_t **nb = realloc(r->pt.buf, cap * sizeof(*nb));
+                if (!nb) {
+                    rd_kafka_message_destroy(m);
+                    return 1;
+                }
+                r->pt.buf = nb;
+                r->pt.cap_buf = cap;
+            }
+            r->pt.buf[r->pt.n_buf++] = m;
+        }
+        if (!at_end && source_position(w, &r->pt) > r->to)
+            at_end = 1;
+        if (r->pt.n_buf == 0) {
+            if (at_end) /* only transaction markers left in the range */
+                rc = cycle_run(w, &r->pt, 0, r->to + 1);
+            else
+                continue;
+        } else if (r->pt.n_buf >= max || at_end) {
+            n = r->pt.n_buf < max ? r->pt.n_buf : max;
+            rc = cycle_run(w, &r->pt, n, run_batch_end(r, n, at_end));
+        } else {
+            continue;
+        }
+        if (rc == EXACTLY_EFENCED) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "run %" PRId64 " was taken over by another process", r->id);
+            return 1;
+        }
+        if (rc == EXACTLY_EHANDLER)
+            return 1; /* on_error: stop, logged by the cycle */
+        if (rc != EXACTLY_OK) {
+            usleep(200 * 1000 * (useconds_t)(r->pt.attempts < 10 ? r->pt.attempts : 10));
+            continue;
+        }
+        progress(r, o, 0);
+        if (o->rate > 0) {
+            /* Stay at or under the rate over the whole run so far. */
+            double due = (double)w->st.consumed / o->rate * 1000.0;
+            long long ahead = (long long)due - (worker_now_ms() - r->started_ms);
+            if (ahead > 0)
+                usleep((useconds_t)(ahead > 2000 ? 2000 : ahead) * 1000);
+        }
+    }
+    return 0;
+}
+
+int exactly_reprocess(const exactly_reprocess_opts *o)
+{
+    run *r = calloc(1, sizeof(*r));
+    worker *w;
+    char err[2048], reset[16];
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    int64_t lo = 0, hi = 0;
+    int code = 1, tries;
+    char host[64];
+
+    if (!r)
+        return 1;
+    w = &r->w;
+    w->cfg = o->cfg;
+    w->p = o->p;
+    w->timeout_ms = o->cfg->postgres.statement_timeout_ms +
+                    o->cfg->postgres.lock_timeout_ms + 30000;
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(w->owner, sizeof(w->owner), "%s:%d:reprocess", host, (int)getpid());
+    exactly_log_set_context(w->p->name, -1);
+
+    if (exactly_plugin_load(w->cfg, w->p, &w->plugin, err, sizeof(err)) != EXACTLY_OK) {
+        code = refuse("%s", err);
+        goto cleanup;
+    }
+    conf = exactly_kafka_conf(w->cfg, w->p, reset, "exactly-reprocess", err, sizeof(err));
+    if (!conf) {
+        code = refuse("%s", err);
+        goto cleanup;
+    }
+    w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!w->rk) {
+        rd_kafka_conf_destroy(conf);
+        code = refuse("cannot create Kafka consumer: %s", err);
+        goto cleanup;
+    }
+    for (tries = 0; tries < 50 && worker_db(w) != EXACTLY_OK; tries++) {
+        if (w->fatal) {
+            code = 2;
+            goto cleanup;
+        }
+        usleep(200 * 1000);
+    }
+    if (!w->conn) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot reach PostgreSQL");
+        goto cleanup;
+    }
+    if (o->resume_run <= 0 || o->dry_run) {
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            w->rk, o->topic, o->partition, &lo, &hi, 10000);
+        if (e) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "cannot read the watermarks of %s [%d]: %s", o->topic,
+                        (int)o->partition, rd_kafka_err2str(e));
+            goto cleanup;
+        }
+        if (o->from > o->to || o->from < lo || o->to >= hi) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "refusing offsets %" PRId64 "..%" PRId64 " of %s [%d]: "
+                        "%s; the partition holds offsets %" PRId64 "..%" PRId64
+                        " (low watermark %" PRId64 ", high watermark %" PRId64 ")",
+                        o->from, o->to, o->topic, (int)o->partition,
+                        o->from > o->to ? "the range is inverted"
+                                        : "the range is outside the partition",
+                        lo, hi - 1, lo, hi);
+            code = 2;
+            goto cleanup;
+        }
+    }
+    if (o->dry_run) {
+        printf("dry run: would apply handler %s again to offsets %" PRId64
+               "..%" PRId64 " (%" PRId64 " offsets) of %s [%d] for pipeline %s, "
+               "in batches of %d; the pipeline's stored offsets stay as they are\n",
+               w->plugin->label, o->from, o->to, o->to - o->from + 1, o->topic,
+               (int)o->partition, w->p->name,
+               o->batch > 0 ? o->batch : w->p->batch.max_messages);
+        code = 0;
+        goto cleanup;
+    }
+    if (exactly_plugin_open(w->plugin, w->conn, w->p, w->timeout_ms, err,
+                            sizeof(err)) != EXACTLY_OK) {
+        code = refuse("%s", err);
+        goto cleanup;
+    }
+    code = open_run(r, o);
+    if (code != 0)
+        goto cleanup;
+    snprintf(r->id_s, sizeof(r->id_s), "%" PRId64, r->id);
+    /* The run row is this cycle's position. */
+    free(w->sql.fence);
+    free(w->sql.read);
+    w->sql.fence = strdup(w->sql.run_fence);
+    w->sql.read = strdup(w->sql.run_read);
+    w->reprocess_run = r->id;
+    w->fence_key = r->id_s;
+    r->parts[0] = &r->pt;
+    w->parts = r->parts;
+    w->n_parts = 1;
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r->pt.topic, r->pt.partition)->offset =
+        r->pt.next_offset;
+    if (!w->sql.fence || !w->sql.read ||
+        rd_kafka_assign(w->rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        code = 1;
+        goto cleanup;
+    }
+    exactly_log(EXACTLY_LOG_INFO, "reprocess",
+                "run started run=%" PRId64 " topic=%s partition=%d from=%" PRId64
+                " to=%" PRId64 " next_offset=%" PRId64,
+                r->id, r->pt.topic, (int)r->pt.partition, r->from, r->to,
+                r->pt.next_offset);
+    r->started_ms = worker_now_ms();
+    code = loop(r, o);
+    progress(r, o, 1);
+    close_run(r, code == 0 ? "done" : (o->stop && *o->stop) ? "interrupted" : "failed");
+    printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
+           "offsets %" PRId64 "..%" PRId64 " (now at %" PRId64 "), dead-lettered "
+           "%" PRIu64 ", in %.1f s\n",
+           r->id, code == 0 ? "done" : (o->stop && *o->stop) ? "interrupted" : "failed",
+           w->st.applied, r->pt.topic, (int)r->pt.partition, r->from, r->to,
+           r->pt.next_offset, w->st.dead_lettered,
+           (double)(worker_now_ms() - r->started_ms) / 1000.0);
+    if (code != 0)
+        printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
+               w->cfg->path, w->p->name, r->id);
+
+cleanup:
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    part_drop_buffer(&r->pt, r->pt.n_buf);
+    free(r->pt.buf);
+    free(r->pt.topic);
+    if (w->rk) {
+        rd_kafka_consumer_close(w->rk);
+        rd_kafka_destroy(w->rk);
+    }
+    worker_release(w);
+    free(r);
+    return code;
+}

@@ -1,0 +1,40 @@
+/*
+ * reprocess.h - `exactly reprocess`: apply a pipeline's lookup and handler
+ * again to an offset range of one partition.
+ *
+ * It reads with assign (no group membership) and read_committed, applies
+ * the range in batch transactions through the same cycle as a worker, and
+ * keeps its own position in a reprocess_runs row, fenced like a pipeline's
+ * offset row: each message is applied once per run, an interrupted run
+ * resumes where it committed, and the pipeline's stored offsets, dedup keys
+ * and Kafka commits are never touched. Running it beside the live pipeline
+ * is safe because handler writes are upserts.
+ */
+#ifndef EXACTLY_REPROCESS_H
+#define EXACTLY_REPROCESS_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct exactly_reprocess_opts {
+    const exactly_config *cfg;
+    const cfg_pipeline *p;
+    const char *topic;        /* new run */
+    int32_t partition;
+    int64_t from;             /* inclusive */
+    int64_t to;               /* inclusive */
+    int64_t resume_run;       /* > 0: continue this run instead */
+    int dry_run;
+    int batch;                /* messages per transaction; 0: the pipeline's */
+    double rate;              /* messages per second at most; 0: no limit */
+    int tty;                  /* progress as one updating line */
+    volatile sig_atomic_t *stop;
+} exactly_reprocess_opts;
+
+/* Returns an exit code: 0 done (or dry run), 1 failed or interrupted,
+ * 2 refused (bad range, configuration, plugin, unknown run). */
+int exactly_reprocess(const exactly_reprocess_opts *o);
+
+#endif
