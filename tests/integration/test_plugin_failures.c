@@ -1,0 +1,755 @@
+/*
+ * Handler failures, injected for real through the test plugins (DESIGN 3,
+ * "a handler fails on a batch"; the crash guard of lib/cycle.c).
+ *
+ * Four pipelines over four topics of N_PARTITIONS partitions, one database:
+ *
+ *   rec    ledger.so with fail_on_ids: the handler fails single records
+ *          with fail_record(). Exactly those IDs' messages go to
+ *          exactly.dead_letters (offset, key, entity_id, the reason the
+ *          plugin gave, attempts 1, failure times set), everything else is
+ *          in the ledger once, the stored offsets reach the partition ends
+ *          and the summary says "dead-lettered N".
+ *   batch  failing.so with fail_ids: the handler fails the WHOLE batch with
+ *          set_error(), so the runtime must roll back, retry in careful
+ *          mode and bisect down to the listed records; the dead letters
+ *          carry the set_error() text.
+ *   stop   failing.so with on_error: stop: the partition holding the failing
+ *          ID halts with its stored offset at the start of the failing batch
+ *          (nothing of that batch commits), a level=error "partition halted"
+ *          line names the record, the other partitions complete, and nothing
+ *          is dead-lettered. Every message of the halted partition names an
+ *          ID of its own, so the applied set shows exactly which offsets
+ *          committed.
+ *   ledger ledger.so with crash_on_id X (X occurs once in its topic),
+ *          max_crashes 2: every worker that reaches X aborts (exit status
+ *          134). The test restarts it like a supervisor until it exits 0.
+ *          The guard counts deaths per batch start: MAX_CRASHES deaths on
+ *          X's batch, then the batch runs one record at a time and X kills
+ *          MAX_CRASHES more workers alone, then X is dead-lettered without
+ *          calling the handler. So exactly 2 * MAX_CRASHES deaths, X in
+ *          dead_letters with a reason saying it killed the worker, every
+ *          other offset in the ledger once, and the ledger consistent with
+ *          the stored offsets after every death.
+ *
+ * The first three workers run side by side (one process each) while the
+ * crash loop runs; they share only the database.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define N_PARTITIONS 4
+/* rec and batch topics: N_MSGS messages, message i on partition i % 4,
+ * naming ID 1 + (7 i) mod N_IDS (61 is prime, so IDs wander over the
+ * partitions and most occur several times). */
+#define N_MSGS 240
+#define N_IDS 61
+/* stop and crash topics: PER_PART messages on every partition. */
+#define PER_PART 50
+/* In the stop topic, partition STOP_PARTITION's message at offset o names
+ * ID STOP_ID_BASE + o (one ID per offset); the one at STOP_OFFSET fails. */
+#define STOP_PARTITION 2
+#define STOP_ID_BASE 1000
+#define STOP_OFFSET 27
+/* In the crash topic, partition CRASH_PARTITION's message at CRASH_OFFSET
+ * names CRASH_ID, which no other message names. */
+#define CRASH_PARTITION 1
+#define CRASH_OFFSET 25
+#define CRASH_ID 777
+#define MAX_CRASHES 2
+/* Rows of accounts: ledger_setup_db's 1..500 plus the IDs above. */
+#define N_ACCOUNTS (STOP_ID_BASE + PER_PART)
+/* A supervisor's patience: far more lives than the guard needs. */
+#define MAX_RUNS 10
+/* Full batches only (max_wait long enough that a partition's buffer fills
+ * before it is due): batch starts are then multiples of BATCH_MAX, the
+ * same in every life, so the guard's per-start death count is not reset
+ * by a shorter batch that ends before X. */
+#define BATCH_MAX 10
+#define WORKER_TIMEOUT_MS 90000
+/* abort() as the shell reports it. */
+#define EXIT_ABORT (128 + SIGABRT)
+
+static const int rec_fail_ids[] = {5, 17, 33};
+static const int batch_fail_ids[] = {8, 29, 44};
+#define N_FAIL 3
+
+static int id_of(int i) { return 1 + (7 * i) % N_IDS; }
+
+static int listed(const int *ids, int id)
+{
+    int k;
+
+    for (k = 0; k < N_FAIL; k++)
+        if (ids[k] == id)
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Producing                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Keys of up to MAX_MSGS messages, kept alive for tk_produce. */
+#define MAX_MSGS (N_PARTITIONS * PER_PART > N_MSGS ? N_PARTITIONS * PER_PART \
+                                                   : N_MSGS)
+static char keys[MAX_MSGS][16];
+
+/* One message per element: partition part[i], key "<id[i]>". Offsets follow
+ * from the order (one idempotent producer keeps it per partition). */
+static void produce(const char *bootstraps, const char *topic,
+                    const int *part, const int *id, int n)
+{
+    tk_msg msgs[MAX_MSGS];
+    int i;
+
+    TK_CHECK(n <= MAX_MSGS, "too many messages");
+    memset(msgs, 0, sizeof msgs);
+    for (i = 0; i < n; i++) {
+        msgs[i].partition = part[i];
+        msgs[i].key_len = (size_t)snprintf(keys[i], sizeof keys[i], "%d",
+                                           id[i]);
+        msgs[i].key = keys[i];
+    }
+    tk_produce(bootstraps, topic, msgs, (size_t)n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Worker output                                                       */
+/* ------------------------------------------------------------------ */
+
+typedef struct summary {
+    long long consumed, applied, dedup, dead, skipped;
+    long long committed, rolled_back, fenced, retries;
+} summary;
+
+/* The last "pipeline NAME: consumed ..." line of log; fails without one. */
+static summary read_summary(const char *log, const char *name)
+{
+    char prefix[64];
+    char *text = tk_read_file(log);
+    const char *line = NULL, *p;
+    summary s;
+
+    memset(&s, 0, sizeof s);
+    snprintf(prefix, sizeof prefix, "pipeline %s: consumed ", name);
+    TK_CHECK(text != NULL, "cannot read %s", log);
+    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix))
+        line = p;
+    LEDGER_CHECK_LOG(line != NULL, log, "[%s] no summary line in %s", name,
+                     log);
+    LEDGER_CHECK_LOG(
+        sscanf(line + strlen(prefix),
+               "%lld, applied %lld, deduplicated %lld, dead-lettered %lld, "
+               "skipped (no row) %lld; batches committed %lld, rolled back "
+               "%lld, fenced %lld; retries %lld",
+               &s.consumed, &s.applied, &s.dedup, &s.dead, &s.skipped,
+               &s.committed, &s.rolled_back, &s.fenced, &s.retries) == 9,
+        log, "[%s] cannot parse the summary: %.300s", name, line);
+    free(text);
+    return s;
+}
+
+/* Lines of log holding both a and b. */
+static int count_lines_with(const char *log, const char *a, const char *b)
+{
+    char *text = tk_read_file(log);
+    char *line, *save = NULL;
+    int n = 0;
+
+    if (!text)
+        return 0;
+    for (line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save))
+        if (strstr(line, a) && (!b || strstr(line, b)))
+            n++;
+    free(text);
+    return n;
+}
+
+static pid_t start_worker(const char *config, const char *pipeline,
+                          const char *log)
+{
+    char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", (char *)config,
+                    "--pipeline", (char *)pipeline, "--exit-idle", "3000",
+                    NULL};
+
+    return tk_spawn(argv, log);
+}
+
+static int wait_worker(pid_t pid, const char *log, const char *name)
+{
+    int status = tk_wait(pid, WORKER_TIMEOUT_MS);
+
+    if (status == -1) {
+        tk_terminate(pid, 5000);
+        ledger_log_tail(log, 40);
+        tk_fail("[%s] worker still running after %d ms; log %s", name,
+                WORKER_TIMEOUT_MS, log);
+    }
+    return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* Database checks                                                     */
+/* ------------------------------------------------------------------ */
+
+static int64_t high_watermark(const char *bootstraps, const char *topic,
+                              int partition)
+{
+    int64_t hw[N_PARTITIONS];
+
+    ledger_high_watermarks(bootstraps, topic, N_PARTITIONS, hw);
+    return hw[partition];
+}
+
+static int64_t stored_offset(PGconn *db, const char *pipeline,
+                             const char *topic, int partition)
+{
+    return tk_sql_int64(db,
+                        "SELECT coalesce(max(next_offset), -1) FROM "
+                        "exactly.offsets WHERE pipeline = '%s' AND topic = "
+                        "'%s' AND partition = %d",
+                        pipeline, topic, partition);
+}
+
+/* Every partition's stored offset equals its high watermark. */
+static void check_offsets_at_end(PGconn *db, const char *bootstraps,
+                                 const char *pipeline, const char *topic,
+                                 int except_partition)
+{
+    int64_t hw[N_PARTITIONS];
+    char what[160];
+    int p;
+
+    ledger_high_watermarks(bootstraps, topic, N_PARTITIONS, hw);
+    for (p = 0; p < N_PARTITIONS; p++) {
+        if (p == except_partition)
+            continue;
+        snprintf(what, sizeof what, "[%s] stored next_offset of partition "
+                 "%d (its high watermark)", pipeline, p);
+        TK_CHECK_EQ_INT64(stored_offset(db, pipeline, topic, p), hw[p], what);
+    }
+}
+
+/*
+ * The dead letter of one message: exactly one row at (pipeline, topic,
+ * partition, offset) with the key bytes "<id>", entity_id "<id>", no
+ * SQLSTATE (the plugin refused, SQL did not fail), one attempt, both
+ * failure times set and in order, and a reason containing want_reason
+ * (exactly equal when exact). Returns the reason (caller frees).
+ */
+static char *check_dead_letter(PGconn *db, const char *pipeline,
+                               const char *topic, int partition,
+                               int64_t offset, int id, const char *want_reason,
+                               int exact)
+{
+    char where[256];
+    char *reason;
+
+    snprintf(where, sizeof where,
+             "pipeline = '%s' AND topic = '%s' AND partition = %d AND "
+             "\"offset\" = %" PRId64,
+             pipeline, topic, partition, offset);
+    TK_CHECK(tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters "
+                              "WHERE %s", where) == 1,
+             "[%s] message at partition %d offset %" PRId64 " (id %d) has no "
+             "dead letter", pipeline, partition, offset, id);
+    reason = tk_sql_text(db, "SELECT reason FROM exactly.dead_letters WHERE %s",
+                         where);
+    TK_CHECK(reason != NULL && (exact ? strcmp(reason, want_reason) == 0
+                                      : strstr(reason, want_reason) != NULL),
+             "[%s] dead letter at %d/%" PRId64 ": reason \"%s\", expected %s"
+             "\"%s\"", pipeline, partition, offset, reason ? reason : "(null)",
+             exact ? "" : "one containing ", want_reason);
+    TK_CHECK_EQ_INT64(
+        tk_sql_int64(db,
+                     "SELECT count(*) FROM exactly.dead_letters WHERE %s AND "
+                     "entity_id = '%d' AND message_key = convert_to('%d', "
+                     "'UTF8') AND sqlstate IS NULL AND attempts = 1 AND "
+                     "first_failed_at IS NOT NULL AND last_failed_at >= "
+                     "first_failed_at AND last_failed_at <= now()",
+                     where, id, id),
+        1, "dead letter with entity_id and key of the message, no sqlstate, "
+           "attempts 1, failure times set");
+    return reason;
+}
+
+static int64_t dead_letters_of(PGconn *db, const char *pipeline)
+{
+    return tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters WHERE "
+                            "pipeline = '%s'", pipeline);
+}
+
+/* ------------------------------------------------------------------ */
+/* The scenarios                                                       */
+/* ------------------------------------------------------------------ */
+
+typedef struct world {
+    const char *bootstraps;
+    PGconn *db;
+    char dir[256];
+    char config[512];
+} world;
+
+/* rec: record-level failures via fail_record(). */
+static void check_rec(world *wd, const char *log)
+{
+    int64_t good = 0, bad = 0;
+    int64_t per_id[N_IDS + 1] = {0};
+    int i, id;
+    summary s;
+
+    for (i = 0; i < N_MSGS; i++) {
+        int p = i % N_PARTITIONS;
+        int64_t off = i / N_PARTITIONS;
+
+        id = id_of(i);
+        if (listed(rec_fail_ids, id)) {
+            free(check_dead_letter(wd->db, "rec", "pf_rec", p, off, id,
+                                   "ledger: id listed in fail_on_ids", 1));
+            TK_CHECK_EQ_INT64(
+                tk_sql_int64(wd->db, "SELECT count(*) FROM ledger_rec WHERE "
+                                     "partition = %d AND \"offset\" = %"
+                                     PRId64, p, off),
+                0, "[rec] ledger rows of a failed record's message");
+            bad++;
+        } else {
+            TK_CHECK_EQ_INT64(
+                tk_sql_int64(wd->db, "SELECT count(*) FROM ledger_rec WHERE "
+                                     "topic = 'pf_rec' AND partition = %d AND "
+                                     "\"offset\" = %" PRId64 " AND entity_id "
+                                     "= '%d'", p, off, id),
+                1, "[rec] ledger row of a good message");
+            per_id[id]++;
+            good++;
+        }
+    }
+    TK_CHECK_EQ_INT64(dead_letters_of(wd->db, "rec"), bad,
+                      "[rec] dead letters of the pipeline");
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT count(*) FROM ledger_rec"),
+                      good, "[rec] ledger rows");
+    for (id = 1; id <= N_IDS; id++) {
+        char what[96];
+        snprintf(what, sizeof what, "[rec] ledger_counters of id %d", id);
+        TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(max(n), 0) "
+                                               "FROM counters_rec WHERE "
+                                               "entity_id = '%d'", id),
+                          per_id[id], what);
+    }
+    check_offsets_at_end(wd->db, wd->bootstraps, "rec", "pf_rec", -1);
+    s = read_summary(log, "rec");
+    TK_CHECK_EQ_INT64(s.consumed, N_MSGS, "[rec] summary consumed");
+    TK_CHECK_EQ_INT64(s.applied, good, "[rec] summary applied");
+    TK_CHECK_EQ_INT64(s.dead, bad, "[rec] summary dead-lettered");
+    LEDGER_CHECK_LOG(count_lines_with(log, "level=error", NULL) == 0, log,
+                     "[rec] a record-level failure logged an error");
+    tk_note("[rec] fail_record: %" PRId64 " of %d messages dead-lettered "
+            "(ids 5, 17, 33), %" PRId64 " applied once; summary: "
+            "dead-lettered %lld, committed %lld batches, rolled back %lld, "
+            "retries %lld", bad, N_MSGS, good, s.dead, s.committed,
+            s.rolled_back, s.retries);
+}
+
+/* batch: whole-batch failures, bisected. */
+static void check_batch(world *wd, const char *log)
+{
+    int64_t good = 0, bad = 0;
+    int64_t per_id[N_IDS + 1] = {0};
+    char want[128];
+    int i, id;
+    summary s;
+
+    for (i = 0; i < N_MSGS; i++) {
+        int p = i % N_PARTITIONS;
+        int64_t off = i / N_PARTITIONS;
+
+        id = id_of(i);
+        if (listed(batch_fail_ids, id)) {
+            /* The text the plugin passed to set_error(). */
+            snprintf(want, sizeof want,
+                     "failing: record %d is listed in fail_ids", id);
+            free(check_dead_letter(wd->db, "batch", "pf_batch", p, off, id,
+                                   want, 1));
+            bad++;
+        } else {
+            per_id[id]++;
+            good++;
+        }
+    }
+    TK_CHECK_EQ_INT64(dead_letters_of(wd->db, "batch"), bad,
+                      "[batch] dead letters of the pipeline");
+    /* failing.so counts applied messages per ID: a message applied twice
+     * or lost shows here. */
+    for (id = 1; id <= N_IDS; id++) {
+        char what[96];
+        snprintf(what, sizeof what, "[batch] failing_applied.n of id %d", id);
+        TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(max(n), 0) "
+                                               "FROM failing_applied WHERE "
+                                               "id = '%d'", id),
+                          per_id[id], what);
+    }
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(sum(n), 0) FROM "
+                                           "failing_applied"),
+                      good, "[batch] messages applied");
+    check_offsets_at_end(wd->db, wd->bootstraps, "batch", "pf_batch", -1);
+    s = read_summary(log, "batch");
+    TK_CHECK_EQ_INT64(s.consumed, N_MSGS, "[batch] summary consumed");
+    TK_CHECK_EQ_INT64(s.applied, good, "[batch] summary applied");
+    TK_CHECK_EQ_INT64(s.dead, bad, "[batch] summary dead-lettered");
+    /* Every failing batch was rolled back and run again in careful mode. */
+    TK_CHECK(s.retries >= 1, "[batch] summary shows %lld retries; a failed "
+             "batch must be retried", s.retries);
+    tk_note("[batch] set_error on whole batches: %" PRId64 " of %d messages "
+            "dead-lettered (ids 8, 29, 44) with the set_error text, %" PRId64
+            " applied once; summary: dead-lettered %lld, batches committed "
+            "%lld, retries %lld; %d 'record dead-lettered' warnings, %d "
+            "'isolating the failing records' warnings",
+            bad, N_MSGS, good, s.dead, s.committed, s.retries,
+            count_lines_with(log, "record dead-lettered", NULL),
+            count_lines_with(log, "isolating the failing records", NULL));
+}
+
+/* stop: on_error: stop halts the partition of the failing record. */
+static void check_stop(world *wd, const char *log, int status)
+{
+    int64_t stored, hw;
+    char needle[64];
+    char id_needle[32];
+    int o, halted_lines;
+    summary s;
+
+    LEDGER_CHECK_LOG(status == 0, log, "[stop] worker exited %d", status);
+    stored = stored_offset(wd->db, "stop", "pf_stop", STOP_PARTITION);
+    hw = high_watermark(wd->bootstraps, "pf_stop", STOP_PARTITION);
+    TK_CHECK_EQ_INT64(hw, PER_PART, "[stop] messages in the halted partition");
+    /* The stored offset stays before the failing record, at the start of
+     * the batch that holds it: no record of that batch committed. */
+    LEDGER_CHECK_LOG(stored >= 0 && stored <= STOP_OFFSET &&
+                         stored > STOP_OFFSET - BATCH_MAX,
+                     log, "[stop] partition %d stored next_offset %" PRId64
+                     ", expected the start of the batch holding offset %d "
+                     "(in (%d, %d])", STOP_PARTITION, stored, STOP_OFFSET,
+                     STOP_OFFSET - BATCH_MAX, STOP_OFFSET);
+    for (o = 0; o < PER_PART; o++) {
+        char what[128];
+        snprintf(what, sizeof what, "[stop] partition %d offset %d applied "
+                 "(%s the stored offset %" PRId64 ")", STOP_PARTITION, o,
+                 o < stored ? "below" : "at or above", stored);
+        TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(max(n), 0) "
+                                               "FROM failing_stop WHERE id = "
+                                               "'%d'", STOP_ID_BASE + o),
+                          o < stored ? 1 : 0, what);
+    }
+    /* The other partitions completed: every message counted once (each of
+     * their IDs occurs as often as produced), offsets at the end. */
+    check_offsets_at_end(wd->db, wd->bootstraps, "stop", "pf_stop",
+                         STOP_PARTITION);
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(sum(n), 0) FROM "
+                                           "failing_stop WHERE id::int < %d",
+                                   STOP_ID_BASE),
+                      (N_PARTITIONS - 1) * PER_PART,
+                      "[stop] messages applied on the other partitions");
+    TK_CHECK_EQ_INT64(dead_letters_of(wd->db, "stop"), 0,
+                      "[stop] dead letters (on_error: stop sets none aside)");
+    snprintf(needle, sizeof needle, "offset=%d ", STOP_OFFSET);
+    halted_lines = count_lines_with(log, "level=error", "partition halted");
+    LEDGER_CHECK_LOG(halted_lines >= 1, log,
+                     "[stop] no level=error 'partition halted' line");
+    snprintf(id_needle, sizeof id_needle, "id=%d ", STOP_ID_BASE + STOP_OFFSET);
+    LEDGER_CHECK_LOG(count_lines_with(log, "partition halted", needle) >= 1 &&
+                         count_lines_with(log, "partition halted",
+                                          id_needle) >= 1,
+                     log, "[stop] the 'partition halted' line does not name "
+                     "the failing record (id %d, offset %d)",
+                     STOP_ID_BASE + STOP_OFFSET, STOP_OFFSET);
+    s = read_summary(log, "stop");
+    TK_CHECK_EQ_INT64(s.dead, 0, "[stop] summary dead-lettered");
+    TK_CHECK_EQ_INT64(s.applied, (N_PARTITIONS - 1) * PER_PART + stored,
+                      "[stop] summary applied");
+    tk_note("[stop] on_error stop: partition %d halted at stored offset %"
+            PRId64 " (failing record at %d, %" PRId64 " of %d committed), "
+            "other partitions complete, 0 dead letters; %d level=error "
+            "'partition halted' line(s); worker exit %d; summary: applied "
+            "%lld, rolled back %lld", STOP_PARTITION, stored, STOP_OFFSET,
+            stored, PER_PART, halted_lines, status, s.applied, s.rolled_back);
+}
+
+/* ledger (crash): restart until the worker gets past X. */
+static void run_crash(world *wd, const int64_t *per_id, int n_ids)
+{
+    char log[512];
+    int64_t t0 = tk_now_ms(), rows, hw[N_PARTITIONS], total = 0;
+    int deaths = 0, runs = 0, status = -1, p, id;
+    ledger_summary fin;
+    char *reason;
+    int isolating = 0, r;
+
+    for (runs = 0; runs < MAX_RUNS; runs++) {
+        snprintf(log, sizeof log, "%s/crash-%02d.log", wd->dir, runs);
+        status = wait_worker(start_worker(wd->config, LEDGER_PIPELINE, log),
+                             log, "ledger");
+        if (status != EXIT_ABORT)
+            break;
+        deaths++;
+        /* It died where the plugin said it would, not somewhere else. */
+        LEDGER_CHECK_LOG(ledger_log_count(log, "matches crash_on_id") == 1,
+                         log, "[crash] worker %d exited 134 without the "
+                         "plugin's crash_on_id line", runs);
+        /* Whatever the dead worker committed, it committed whole. */
+        rows = ledger_check_consistent(wd->db, "pf_crash", N_PARTITIONS);
+        tk_note("[crash] run %d: worker aborted on id %d (death %d) at %.1f "
+                "s; ledger %" PRId64 " rows, consistent with the stored "
+                "offsets; stored offset of partition %d: %" PRId64,
+                runs, CRASH_ID, deaths, (double)(tk_now_ms() - t0) / 1000.0,
+                rows, CRASH_PARTITION,
+                stored_offset(wd->db, LEDGER_PIPELINE, "pf_crash",
+                              CRASH_PARTITION));
+    }
+    LEDGER_CHECK_LOG(status == 0, log,
+                     "[crash] run %d ended with status %d (deaths so far: "
+                     "%d, cap %d runs)", runs, status, deaths, MAX_RUNS);
+    /* MAX_CRASHES deaths on the batch, then MAX_CRASHES on X alone. */
+    TK_CHECK_EQ_INT64(deaths, 2 * MAX_CRASHES, "[crash] worker deaths");
+
+    /* X: dead-lettered, never applied. */
+    reason = check_dead_letter(wd->db, LEDGER_PIPELINE, "pf_crash",
+                               CRASH_PARTITION, CRASH_OFFSET, CRASH_ID,
+                               "killed the worker", 0);
+    TK_CHECK_EQ_INT64(dead_letters_of(wd->db, LEDGER_PIPELINE), 1,
+                      "[crash] dead letters of the pipeline");
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT count(*) FROM ledger "
+                                           "WHERE entity_id = '%d'", CRASH_ID),
+                      0, "[crash] ledger rows of the crashing id");
+    /* Every other offset once: rows = offsets - 1, no hole but X's, none
+     * outside the partitions' ranges. */
+    ledger_high_watermarks(wd->bootstraps, "pf_crash", N_PARTITIONS, hw);
+    for (p = 0; p < N_PARTITIONS; p++) {
+        char what[128];
+        total += hw[p];
+        snprintf(what, sizeof what, "[crash] partition %d: offsets without "
+                 "a ledger row (only %d/%d may miss)", p, CRASH_PARTITION,
+                 CRASH_OFFSET);
+        TK_CHECK_EQ_INT64(
+            tk_sql_int64(wd->db,
+                         "SELECT count(*) FROM generate_series(0, %" PRId64
+                         " - 1) o WHERE NOT EXISTS (SELECT 1 FROM ledger l "
+                         "WHERE l.topic = 'pf_crash' AND l.partition = %d AND "
+                         "l.\"offset\" = o)", hw[p], p),
+            p == CRASH_PARTITION ? 1 : 0, what);
+    }
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT count(*) FROM ledger"),
+                      total - 1, "[crash] ledger rows (one per offset but X)");
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT count(*) FROM ledger l "
+                                           "WHERE l.\"offset\" >= CASE "
+                                           "l.partition WHEN 0 THEN %" PRId64
+                                           " WHEN 1 THEN %" PRId64 " WHEN 2 "
+                                           "THEN %" PRId64 " WHEN 3 THEN %"
+                                           PRId64 " ELSE -1 END OR l.topic <> "
+                                           "'pf_crash'",
+                                   hw[0], hw[1], hw[2], hw[3]),
+                      0, "[crash] ledger rows outside the produced offsets");
+    for (id = 1; id <= n_ids; id++) {
+        char what[96];
+        if (per_id[id - 1] == 0)
+            continue;
+        snprintf(what, sizeof what, "[crash] ledger_counters of id %d", id);
+        TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(max(n), 0) "
+                                               "FROM ledger_counters WHERE "
+                                               "entity_id = '%d'", id),
+                          id == CRASH_ID ? 0 : per_id[id - 1], what);
+    }
+    TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT coalesce(sum(n), 0) FROM "
+                                           "ledger_counters"),
+                      total - 1, "[crash] sum of ledger_counters");
+    check_offsets_at_end(wd->db, wd->bootstraps, LEDGER_PIPELINE, "pf_crash",
+                         -1);
+    LEDGER_CHECK_LOG(ledger_read_summary(log, &fin), log,
+                     "[crash] the last worker printed no summary");
+    TK_CHECK_EQ_INT64(fin.dead_lettered, 1,
+                      "[crash] last worker's summary dead-lettered");
+    for (r = 0; r <= runs && r < MAX_RUNS; r++) {
+        snprintf(log, sizeof log, "%s/crash-%02d.log", wd->dir, r);
+        isolating += ledger_log_count(log, "isolating records");
+    }
+    tk_note("[crash] crash_on_id %d, max_crashes %d: %d worker deaths "
+            "(exit 134) in %d runs, then exit 0 after %.1f s; dead letter "
+            "reason: \"%s\"; %" PRId64 " other offsets applied once; last "
+            "worker: applied %" PRId64 ", dead-lettered %" PRId64
+            "; %d 'isolating records' warnings over all runs",
+            CRASH_ID, MAX_CRASHES, deaths, runs + 1,
+            (double)(tk_now_ms() - t0) / 1000.0, reason, total - 1,
+            fin.applied, fin.dead_lettered, isolating);
+    free(reason);
+}
+
+int main(void)
+{
+    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
+    int part[MAX_MSGS], id[MAX_MSGS];
+    /* Per ID 1..N_ACCOUNTS (CRASH_ID included). */
+    int64_t crash_counts[N_ACCOUNTS] = {0};
+    char conninfo[1024], log_rec[512], log_batch[512], log_stop[512];
+    char migrate_log[512];
+    int64_t t0 = tk_now_ms();
+    pid_t pid_rec, pid_batch, pid_stop;
+    int i, p, o, st_rec, st_batch, st_stop;
+    world wd;
+    tk_mock *m;
+
+    memset(&wd, 0, sizeof wd);
+    m = tk_mock_start(1);
+    wd.bootstraps = tk_mock_bootstraps(m);
+    tk_mock_create_topic(m, "pf_rec", N_PARTITIONS);
+    tk_mock_create_topic(m, "pf_batch", N_PARTITIONS);
+    tk_mock_create_topic(m, "pf_stop", N_PARTITIONS);
+    tk_mock_create_topic(m, "pf_crash", N_PARTITIONS);
+
+    tk_pg_create_db("plugin_failures", conninfo, sizeof conninfo);
+    /* accounts 1..500 plus the ledger tables of the crash pipeline. */
+    ledger_setup_db(conninfo);
+    wd.db = tk_pg_connect(conninfo);
+    /* The stop topic's per-offset IDs need rows too (on_missing: skip
+     * would otherwise hide them from the handler). */
+    tk_sql(wd.db, "INSERT INTO accounts SELECT g, 'account ' || g, g FROM "
+                  "generate_series(%d, %d) g",
+           LEDGER_ACCOUNTS + 1, N_ACCOUNTS);
+    tk_sql(wd.db,
+           "CREATE TABLE ledger_rec (topic text NOT NULL, partition int NOT "
+           "NULL, \"offset\" bigint NOT NULL, entity_id text NOT NULL, "
+           "applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY "
+           "(topic, partition, \"offset\"));"
+           "CREATE TABLE counters_rec (entity_id text PRIMARY KEY, n bigint "
+           "NOT NULL);"
+           "CREATE TABLE failing_applied (id text PRIMARY KEY, n bigint NOT "
+           "NULL);"
+           "CREATE TABLE failing_stop (id text PRIMARY KEY, n bigint NOT "
+           "NULL)");
+
+    tk_tmpdir("exactly-plugin-failures", wd.dir, sizeof wd.dir);
+    snprintf(wd.config, sizeof wd.config, "%s/worker.yaml", wd.dir);
+    /* session.timeout.ms 6000: an aborted worker stays in its group until
+     * its session ends, and the next life's join waits for that (45 s by
+     * default). Long max_wait_ms: see BATCH_MAX. */
+    tk_write_file(
+        wd.config,
+        "kafka:\n"
+        "  bootstrap.servers: '%s'\n"
+        "  auto.offset.reset: earliest\n"
+        "  session.timeout.ms: 6000\n"
+        "  heartbeat.interval.ms: 500\n"
+        "postgres:\n"
+        "  conninfo: \"%s\"\n"
+        "pipelines:\n"
+        "  rec:\n"
+        "    topics: [pf_rec]\n"
+        "    group: pf_rec\n"
+        "    id: {from: key, type: bigint}\n"
+        "    lookup: {table: accounts, id_column: id}\n"
+        "    handler:\n"
+        "      plugin: '%s/ledger.so'\n"
+        "      options: {table: ledger_rec, counters: counters_rec,\n"
+        "                fail_on_ids: ['%d', '%d', '%d']}\n"
+        "    batch: {max_messages: 20, max_wait_ms: 50}\n"
+        "  batch:\n"
+        "    topics: [pf_batch]\n"
+        "    group: pf_batch\n"
+        "    id: {from: key, type: bigint}\n"
+        "    lookup: {table: accounts, id_column: id}\n"
+        "    handler:\n"
+        "      plugin: '%s/failing.so'\n"
+        "      options: {fail_ids: ['%d', '%d', '%d']}\n"
+        "    batch: {max_messages: 20, max_wait_ms: 50}\n"
+        "  stop:\n"
+        "    topics: [pf_stop]\n"
+        "    group: pf_stop\n"
+        "    id: {from: key, type: bigint}\n"
+        "    lookup: {table: accounts, id_column: id}\n"
+        "    handler:\n"
+        "      plugin: '%s/failing.so'\n"
+        "      options: {table: failing_stop, fail_ids: ['%d']}\n"
+        "    batch: {max_messages: %d, max_wait_ms: 1000}\n"
+        "    on_error: stop\n"
+        "  %s:\n"
+        "    topics: [pf_crash]\n"
+        "    group: pf_crash\n"
+        "    id: {from: key, type: bigint}\n"
+        "    lookup: {table: accounts, id_column: id}\n"
+        "    handler:\n"
+        "      plugin: '%s/ledger.so'\n"
+        "      options: {crash_on_id: '%d'}\n"
+        "    batch: {max_messages: %d, max_wait_ms: 1000}\n"
+        "    max_crashes: %d\n"
+        "    kafka: {session.timeout.ms: 6000}\n",
+        wd.bootstraps, conninfo, plugin_dir, rec_fail_ids[0], rec_fail_ids[1],
+        rec_fail_ids[2], plugin_dir, batch_fail_ids[0], batch_fail_ids[1],
+        batch_fail_ids[2], plugin_dir, STOP_ID_BASE + STOP_OFFSET, BATCH_MAX,
+        LEDGER_PIPELINE, plugin_dir, CRASH_ID, BATCH_MAX, MAX_CRASHES);
+    snprintf(migrate_log, sizeof migrate_log, "%s/migrate.log", wd.dir);
+    ledger_migrate(wd.config, migrate_log);
+
+    /* rec and batch: N_MSGS messages each. */
+    for (i = 0; i < N_MSGS; i++) {
+        part[i] = i % N_PARTITIONS;
+        id[i] = id_of(i);
+    }
+    produce(wd.bootstraps, "pf_rec", part, id, N_MSGS);
+    produce(wd.bootstraps, "pf_batch", part, id, N_MSGS);
+    /* stop: partition STOP_PARTITION names one ID per offset; the others
+     * name IDs 1..N_IDS (never the failing one). */
+    for (p = 0, i = 0; p < N_PARTITIONS; p++)
+        for (o = 0; o < PER_PART; o++, i++) {
+            part[i] = p;
+            id[i] = p == STOP_PARTITION ? STOP_ID_BASE + o : id_of(i);
+        }
+    produce(wd.bootstraps, "pf_stop", part, id, i);
+    /* crash: CRASH_ID exactly once. */
+    for (p = 0, i = 0; p < N_PARTITIONS; p++)
+        for (o = 0; o < PER_PART; o++, i++) {
+            part[i] = p;
+            id[i] = p == CRASH_PARTITION && o == CRASH_OFFSET ? CRASH_ID
+                                                              : id_of(i);
+            crash_counts[id[i] - 1]++;
+        }
+    produce(wd.bootstraps, "pf_crash", part, id, i);
+    tk_note("produced: pf_rec/pf_batch %d messages each, pf_stop/pf_crash "
+            "%d each, %d partitions; logs in %s", N_MSGS,
+            N_PARTITIONS * PER_PART, N_PARTITIONS, wd.dir);
+
+    /* rec, batch and stop run alongside the crash loop. */
+    snprintf(log_rec, sizeof log_rec, "%s/rec.log", wd.dir);
+    snprintf(log_batch, sizeof log_batch, "%s/batch.log", wd.dir);
+    snprintf(log_stop, sizeof log_stop, "%s/stop.log", wd.dir);
+    pid_rec = start_worker(wd.config, "rec", log_rec);
+    pid_batch = start_worker(wd.config, "batch", log_batch);
+    pid_stop = start_worker(wd.config, "stop", log_stop);
+
+    run_crash(&wd, crash_counts, N_ACCOUNTS);
+
+    st_rec = wait_worker(pid_rec, log_rec, "rec");
+    st_batch = wait_worker(pid_batch, log_batch, "batch");
+    st_stop = wait_worker(pid_stop, log_stop, "stop");
+    LEDGER_CHECK_LOG(st_rec == 0, log_rec, "[rec] worker exited %d", st_rec);
+    LEDGER_CHECK_LOG(st_batch == 0, log_batch, "[batch] worker exited %d",
+                     st_batch);
+    check_rec(&wd, log_rec);
+    check_batch(&wd, log_batch);
+    check_stop(&wd, log_stop, st_stop);
+
+    PQfinish(wd.db);
+    tk_mock_stop(m);
+    ledger_cleanup_dir(wd.dir);
+    tk_note("plugin failures test passed in %.1f s",
+            (double)(tk_now_ms() - t0) / 1000.0);
+    return 0;
+}
