@@ -626,7 +626,61 @@ done:
     return rc;
 }
 
+static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end);
+
+static metrics_retry_cause retry_cause(const char *sqlstate)
+{
+    if (!sqlstate[0] || strncmp(sqlstate, "08", 2) == 0 ||
+        strncmp(sqlstate, "57P", 3) == 0)
+        return RETRY_CONNECTION;
+    if (strcmp(sqlstate, "40001") == 0)
+        return RETRY_SERIALIZATION;
+    if (strcmp(sqlstate, "40P01") == 0)
+        return RETRY_DEADLOCK;
+    if (strcmp(sqlstate, "57014") == 0 || strcmp(sqlstate, "55P03") == 0 ||
+        strcmp(sqlstate, "25P03") == 0)
+        return RETRY_TIMEOUT;
+    return RETRY_OTHER;
+}
+
+/* Runs one batch and publishes what it did: the counters are the
+ * difference of the worker's totals, so the cycle itself stays unaware. */
 exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
+{
+    exactly_worker_stats before = w->st;
+    long long t0 = worker_now_ms();
+    metrics_partition *mp;
+    exactly_err rc = cycle_run_once(w, pt, n, end);
+
+    if (!w->m)
+        return rc;
+    mp = metrics_part(w->m, pt->topic, pt->partition);
+    if (mp) {
+        metrics_add(&mp->consumed, w->st.consumed - before.consumed);
+        metrics_add(&mp->applied, w->st.applied - before.applied);
+        metrics_add(&mp->deduplicated, w->st.deduplicated - before.deduplicated);
+        metrics_add(&mp->dead_lettered, w->st.dead_lettered - before.dead_lettered);
+        metrics_add(&mp->skipped_missing,
+                    w->st.skipped_missing - before.skipped_missing);
+    }
+    metrics_add(&w->m->batches_committed,
+                w->st.batches_committed - before.batches_committed);
+    metrics_add(&w->m->batches_rolled_back,
+                w->st.batches_rolled_back - before.batches_rolled_back);
+    metrics_add(&w->m->batches_fenced, w->st.batches_fenced - before.batches_fenced);
+    if (w->st.handler_failures > before.handler_failures ||
+        (rc == EXACTLY_OK && w->st.retries > before.retries))
+        metrics_add(&w->m->retries[RETRY_HANDLER], 1);
+    else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE)
+        metrics_add(&w->m->retries[retry_cause(w->txn.sqlstate)], 1);
+    if (rc == EXACTLY_OK) {
+        metrics_observe_batch(w->m, (worker_now_ms() - t0) * 1000);
+        worker_metrics_position(w, pt, 1);
+    }
+    return rc;
+}
+
+static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end)
 {
     cycle c;
     exactly_err rc;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "source.h"
 #include "worker.h"
@@ -27,6 +29,8 @@
 typedef struct slot {
     const cfg_pipeline *p;
     int index;
+    metrics_slot *m;      /* shared with the worker process */
+    int starts;
     pid_t pid;            /* 0: not running */
     long long started_ms;
     long long restart_at_ms;
@@ -148,6 +152,7 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     wo.exit_idle_ms = o->exit_idle_ms;
     wo.stop = &w_stop;
     wo.reopen_log = &w_reopen;
+    wo.metrics = s->m;
     code = exactly_worker_run(&wo, NULL);
     fflush(NULL);
     _exit(code);
@@ -170,6 +175,12 @@ static void start(const exactly_supervisor_opts *o, slot *s)
         run_worker(o, s, parent);
     s->pid = pid;
     s->started_ms = now_ms();
+    if (s->m) {
+        __atomic_store_n(&s->m->up, 1, __ATOMIC_RELAXED);
+        if (s->starts > 0)
+            metrics_add(&s->m->restarts, 1);
+    }
+    s->starts++;
     exactly_log(EXACTLY_LOG_INFO, "supervisor",
                 "worker started pipeline=%s worker=%d worker_pid=%d",
                 s->p->name, s->index, (int)pid);
@@ -192,6 +203,10 @@ static int reaped(slot *s, int status)
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 
     s->pid = 0;
+    if (s->m) {
+        __atomic_store_n(&s->m->up, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
+    }
     if (code == 0) {
         exactly_log(EXACTLY_LOG_INFO, "supervisor",
                     "worker finished pipeline=%s worker=%d", s->p->name, s->index);
@@ -273,6 +288,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
 {
     const exactly_config *cfg = o->cfg;
     slot *slots = NULL;
+    metrics_slot *shared = NULL;
+    int metrics_fd = -1;
     int *locks = NULL;
     size_t n_slots = 0, n_locks = 0, i;
     int code = 0, refused = 0, lost = 0;
@@ -295,9 +312,23 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     }
     slots = calloc(n_slots + 1, sizeof(*slots));
     locks = calloc(cfg->n_pipelines + 1, sizeof(*locks));
-    if (!slots || !locks) {
+    /* Mapped before any fork, so every worker inherits the same pages. */
+    shared = metrics_map(n_slots + 1);
+    if (!slots || !locks || !shared) {
         code = 1;
         goto cleanup;
+    }
+    if (o->metrics_addr) {
+        char err[512];
+        metrics_fd = metrics_listen(o->metrics_addr, err, sizeof(err));
+        if (metrics_fd < 0) {
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
+            code = 2;
+            goto cleanup;
+        }
+        exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                    "serving metrics address=%s paths=/metrics,/healthz,/readyz",
+                    o->metrics_addr);
     }
     n_slots = 0;
     for (i = 0; i < cfg->n_pipelines; i++) {
@@ -312,6 +343,10 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         for (k = 0; k < p->workers; k++) {
             slots[n_slots].p = p;
             slots[n_slots].index = k;
+            slots[n_slots].m = &shared[n_slots];
+            snprintf(shared[n_slots].pipeline, sizeof(shared[n_slots].pipeline),
+                     "%s", p->name);
+            shared[n_slots].worker = k;
             n_slots++;
         }
     }
@@ -374,12 +409,21 @@ int exactly_supervise(const exactly_supervisor_opts *o)
             if (!active)
                 break; /* every worker finished (--exit-idle) */
         }
-        usleep(50 * 1000);
+        if (metrics_fd >= 0) {
+            struct pollfd pfd = {.fd = metrics_fd, .events = POLLIN};
+            if (poll(&pfd, 1, 50) > 0)
+                metrics_serve(metrics_fd, shared, n_slots);
+        } else {
+            usleep(50 * 1000);
+        }
     }
     code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1 : 0;
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped code=%d", code);
 
 cleanup:
+    if (metrics_fd >= 0)
+        close(metrics_fd);
+    metrics_unmap(shared, n_slots + 1);
     for (i = 0; i < n_locks; i++)
         close(locks[i]);
     free(locks);

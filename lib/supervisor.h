@@ -24,6 +24,7 @@ typedef struct exactly_supervisor_opts {
     int shutdown_timeout_ms;    /* after SIGTERM, then SIGKILL */
     const char *lock_dir;       /* where the per-pipeline lock files live */
     const char *log_file;       /* NULL: stderr */
+    const char *metrics_addr;   /* "127.0.0.1:PORT" for /metrics; NULL: off */
 } exactly_supervisor_opts;
 
 /* Returns the process exit code: 0 when every worker ended cleanly, 2 when

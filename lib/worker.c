@@ -106,6 +106,22 @@ void part_drop_buffer(part *pt, size_t n)
         pt->first_at_ms = worker_now_ms();
 }
 
+void worker_metrics_position(worker *w, part *pt, int assigned)
+{
+    metrics_partition *mp;
+    int64_t lo, hi;
+
+    if (!w->m || !(mp = metrics_part(w->m, pt->topic, pt->partition)))
+        return;
+    __atomic_store_n(&mp->assigned, assigned, __ATOMIC_RELAXED);
+    metrics_set(&mp->stored_offset, pt->next_offset);
+    /* The cached figure of the last fetch: no request to the broker. */
+    if (w->rk && rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition,
+                                                &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hi >= 0)
+        metrics_set(&mp->high_watermark, hi);
+}
+
 static void part_free(part *pt)
 {
     if (!pt)
@@ -387,6 +403,7 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
                     "partition claimed topic=%s partition=%d epoch=%" PRId64
                     " next_offset=%" PRId64,
                     topic, (int)partition, epoch, next);
+        worker_metrics_position(w, pt, 1);
     }
     PQclear(res);
     return EXACTLY_OK;
@@ -468,6 +485,7 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
                         "partition lost with a buffered batch topic=%s "
                         "partition=%d messages=%zu",
                         pt->topic, (int)pt->partition, pt->n_buf);
+        worker_metrics_position(w, pt, 0);
         while (!pt->fenced && !pt->halted && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = batch_size(w, pt);
@@ -791,6 +809,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
     memset(&w, 0, sizeof(w));
     w.cfg = o->cfg;
     w.p = o->pipeline;
+    w.m = o->metrics;
     w.timeout_ms = o->cfg->postgres.statement_timeout_ms +
                    o->cfg->postgres.lock_timeout_ms + 30000;
     if (gethostname(host, sizeof(host)) != 0)
@@ -853,6 +872,10 @@ int exactly_worker_run(const exactly_worker_opts *o,
             polled++;
         }
         now = worker_now_ms();
+        if (w.m)
+            __atomic_store_n(&w.m->ready,
+                             w.n_parts > 0 && w.conn && !w.db_down_since_ms,
+                             __ATOMIC_RELAXED);
         if (o->reopen_log && *o->reopen_log) {
             *o->reopen_log = 0;
             (void)exactly_log_reopen();

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 typedef struct exactly_worker_stats {
     uint64_t consumed;        /* messages taken into committed batches */
@@ -36,6 +37,8 @@ typedef struct exactly_worker_opts {
     volatile sig_atomic_t *stop;
     /* Set from a SIGHUP handler: reopen the log file. May be NULL. */
     volatile sig_atomic_t *reopen_log;
+    /* This worker's slot in the supervisor's shared counters, or NULL. */
+    metrics_slot *metrics;
 } exactly_worker_opts;
 
 /*

@@ -88,6 +88,8 @@ typedef struct worker {
     struct attempted { char *topic; int32_t partition; int64_t start; } *attempted;
     size_t n_attempted;
 
+    metrics_slot *m;          /* NULL: nobody reads counters */
+
     int fatal;                /* exit 1 at the next turn */
     long long last_msg_ms;
     rd_kafka_resp_err_t last_kafka_err; /* log once per episode */
@@ -119,6 +121,9 @@ void worker_db_lost(worker *w);
  * or EXACTLY_EDATABASE (rolled back; a persistent error, logged).
  */
 exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end);
+
+/* Publishes a partition's position (after a claim or a commit). */
+void worker_metrics_position(worker *w, part *pt, int assigned);
 
 /* Rebalance (worker.c): claim and assign, or flush and release. */
 void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list);

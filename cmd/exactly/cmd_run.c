@@ -33,6 +33,13 @@ static void usage(FILE *out)
             "      --lock-dir DIR         where lock files go (default\n"
             "                             $EXACTLY_LOCK_DIR or /tmp)\n"
             "      --log-file PATH        log there instead of stderr\n"
+            "      --metrics ADDR:PORT    serve Prometheus text on a loopback\n"
+            "                             address: /metrics (per pipeline and\n"
+            "                             partition: consumed, applied, deduplicated,\n"
+            "                             dead-lettered; batches committed, rolled\n"
+            "                             back, fenced; retries by cause; batch\n"
+            "                             latency; stored offset, high watermark,\n"
+            "                             lag; restarts), /healthz, /readyz\n"
             "      --exit-idle MS         workers exit once nothing arrived for\n"
             "                             MS ms and all is committed; run exits\n"
             "                             when all have (scripts, tests)\n"
@@ -68,6 +75,7 @@ int cmd_run(int argc, char **argv)
         {"lock-dir", required_argument, NULL, 'l'},
         {"log-file", required_argument, NULL, 'f'},
         {"exit-idle", required_argument, NULL, 'i'},
+        {"metrics", required_argument, NULL, 'm'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -94,6 +102,7 @@ int cmd_run(int argc, char **argv)
             break;
         case 'l': o.lock_dir = optarg; break;
         case 'f': o.log_file = optarg; break;
+        case 'm': o.metrics_addr = optarg; break;
         case 'i':
             if (parse_positive("--exit-idle", optarg, 86400000, &v) != 0)
                 return CLI_REFUSED;

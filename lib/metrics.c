@@ -1,0 +1,298 @@
+#include "metrics.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "strbuf.h"
+
+const double metrics_buckets[METRICS_N_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+metrics_slot *metrics_map(size_t n)
+{
+    void *p = mmap(NULL, n * sizeof(metrics_slot), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void metrics_unmap(metrics_slot *slots, size_t n)
+{
+    if (slots)
+        munmap(slots, n * sizeof(metrics_slot));
+}
+
+void metrics_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+void metrics_set(int64_t *gauge, int64_t v)
+{
+    __atomic_store_n(gauge, v, __ATOMIC_RELAXED);
+}
+
+metrics_partition *metrics_part(metrics_slot *s, const char *topic,
+                                int32_t partition)
+{
+    metrics_partition *free_entry = NULL;
+    size_t i;
+
+    for (i = 0; i < METRICS_MAX_PARTITIONS; i++) {
+        metrics_partition *p = &s->parts[i];
+        if (!p->topic[0]) {
+            if (!free_entry)
+                free_entry = p;
+            continue;
+        }
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    }
+    if (free_entry) {
+        free_entry->partition = partition;
+        free_entry->high_watermark = -1;
+        free_entry->stored_offset = -1;
+        snprintf(free_entry->topic, sizeof(free_entry->topic), "%s", topic);
+    }
+    return free_entry;
+}
+
+void metrics_observe_batch(metrics_slot *s, long long micros)
+{
+    double secs = (double)micros / 1e6;
+    int i;
+
+    for (i = 0; i < METRICS_N_BUCKETS; i++)
+        if (secs <= metrics_buckets[i]) {
+            metrics_add(&s->latency_buckets[i], 1);
+            break;
+        }
+    metrics_add(&s->latency_count, 1);
+    metrics_add(&s->latency_sum_us, (uint64_t)(micros > 0 ? micros : 0));
+}
+
+static uint64_t ld(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+static int64_t lds(const int64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+
+static const char *const cause_names[RETRY_N_CAUSES] = {
+    "connection", "serialization", "deadlock", "timeout", "handler", "other"};
+
+/* A family: HELP and TYPE once, then one sample per worker. */
+#define WORKER_COUNTER(name, help, field)                                      \
+    do {                                                                       \
+        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
+                      name, help, name);                                       \
+        for (i = 0; i < n; i++)                                                \
+            if (slots[i].pipeline[0])                                          \
+                strbuf_printf(&sb, "exactly_%s{pipeline=\"%s\",worker=\"%d\"} %llu\n", \
+                              name, slots[i].pipeline, slots[i].worker,        \
+                              (unsigned long long)ld(&slots[i].field));       \
+    } while (0)
+
+#define PARTITION_METRIC(name, type, help, expr)                              \
+    do {                                                                       \
+        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s %s\n",      \
+                      name, help, name, type);                                 \
+        for (i = 0; i < n; i++)                                                \
+            for (j = 0; j < METRICS_MAX_PARTITIONS; j++) {                      \
+                const metrics_partition *pp = &slots[i].parts[j];              \
+                if (!pp->topic[0])                                             \
+                    continue;                                                  \
+                strbuf_printf(&sb,                                             \
+                              "exactly_%s{pipeline=\"%s\",topic=\"%s\","       \
+                              "partition=\"%d\"} %lld\n",                      \
+                              name, slots[i].pipeline, pp->topic,              \
+                              (int)pp->partition, (long long)(expr));          \
+            }                                                                  \
+    } while (0)
+
+char *metrics_render(const metrics_slot *slots, size_t n)
+{
+    strbuf sb = {0};
+    size_t i, j;
+    int b, c;
+
+    WORKER_COUNTER("batches_committed_total", "Batch transactions committed.", batches_committed);
+    WORKER_COUNTER("batches_rolled_back_total", "Batch transactions rolled back.", batches_rolled_back);
+    WORKER_COUNTER("batches_fenced_total", "Batches refused by the fence (another owner).", batches_fenced);
+    WORKER_COUNTER("worker_restarts_total", "Times the supervisor restarted this worker.", restarts);
+    strbuf_printf(&sb, "# HELP exactly_worker_up Whether the worker process runs.\n"
+                       "# TYPE exactly_worker_up gauge\n");
+    for (i = 0; i < n; i++)
+        if (slots[i].pipeline[0])
+            strbuf_printf(&sb, "exactly_worker_up{pipeline=\"%s\",worker=\"%d\"} %d\n",
+                          slots[i].pipeline, slots[i].worker,
+                          __atomic_load_n(&slots[i].up, __ATOMIC_RELAXED));
+    strbuf_printf(&sb, "# HELP exactly_transaction_retries_total Batch retries by cause.\n"
+                       "# TYPE exactly_transaction_retries_total counter\n");
+    for (i = 0; i < n; i++)
+        for (c = 0; c < RETRY_N_CAUSES && slots[i].pipeline[0]; c++)
+            strbuf_printf(&sb,
+                          "exactly_transaction_retries_total{pipeline=\"%s\","
+                          "worker=\"%d\",cause=\"%s\"} %llu\n",
+                          slots[i].pipeline, slots[i].worker, cause_names[c],
+                          (unsigned long long)ld(&slots[i].retries[c]));
+    strbuf_printf(&sb, "# HELP exactly_batch_duration_seconds Batch transaction time.\n"
+                       "# TYPE exactly_batch_duration_seconds histogram\n");
+    for (i = 0; i < n; i++) {
+        uint64_t cum = 0;
+        if (!slots[i].pipeline[0])
+            continue;
+        for (b = 0; b < METRICS_N_BUCKETS; b++) {
+            cum += ld(&slots[i].latency_buckets[b]);
+            strbuf_printf(&sb,
+                          "exactly_batch_duration_seconds_bucket{pipeline=\"%s\","
+                          "worker=\"%d\",le=\"%g\"} %llu\n",
+                          slots[i].pipeline, slots[i].worker, metrics_buckets[b],
+                          (unsigned long long)cum);
+        }
+        strbuf_printf(&sb,
+                      "exactly_batch_duration_seconds_bucket{pipeline=\"%s\","
+                      "worker=\"%d\",le=\"+Inf\"} %llu\n"
+                      "exactly_batch_duration_seconds_sum{pipeline=\"%s\","
+                      "worker=\"%d\"} %.6f\n"
+                      "exactly_batch_duration_seconds_count{pipeline=\"%s\","
+                      "worker=\"%d\"} %llu\n",
+                      slots[i].pipeline, slots[i].worker,
+                      (unsigned long long)ld(&slots[i].latency_count),
+                      slots[i].pipeline, slots[i].worker,
+                      (double)ld(&slots[i].latency_sum_us) / 1e6,
+                      slots[i].pipeline, slots[i].worker,
+                      (unsigned long long)ld(&slots[i].latency_count));
+    }
+    PARTITION_METRIC("messages_consumed_total", "counter", "Messages in committed batches.", ld(&pp->consumed));
+    PARTITION_METRIC("messages_applied_total", "counter", "Messages handed to the handler and committed.", ld(&pp->applied));
+    PARTITION_METRIC("messages_deduplicated_total", "counter", "Messages dropped by the dedup filter.", ld(&pp->deduplicated));
+    PARTITION_METRIC("messages_dead_lettered_total", "counter", "Messages written to the dead-letter table.", ld(&pp->dead_lettered));
+    PARTITION_METRIC("messages_skipped_missing_total", "counter", "Messages whose lookup found no row (on_missing: skip).", ld(&pp->skipped_missing));
+    PARTITION_METRIC("partition_stored_offset", "gauge", "Next offset stored in PostgreSQL.", lds(&pp->stored_offset));
+    PARTITION_METRIC("partition_high_watermark", "gauge", "High watermark (last stable offset under read_committed) as last fetched; -1 unknown.", lds(&pp->high_watermark));
+    PARTITION_METRIC("partition_lag", "gauge", "High watermark minus stored offset.",
+                     lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
+                         ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data ? sb.data : strdup("");
+}
+
+int metrics_ready(const metrics_slot *slots, size_t n)
+{
+    size_t i;
+    int any = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!__atomic_load_n(&slots[i].up, __ATOMIC_RELAXED))
+            continue;
+        any = 1;
+        if (!__atomic_load_n(&slots[i].ready, __ATOMIC_RELAXED))
+            return 0;
+    }
+    return any;
+}
+
+int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
+{
+    struct sockaddr_in sa;
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    int fd, one = 1;
+    long port;
+    char *end;
+
+    if (!colon || (size_t)(colon - addr) >= sizeof(host)) {
+        snprintf(errbuf, errbuf_size, "metrics address '%s' is not HOST:PORT", addr);
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    port = strtol(colon + 1, &end, 10);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(errbuf, errbuf_size, "metrics address '%s' is not IPv4:PORT", addr);
+        return -1;
+    }
+    /* Metrics carry topology: they stay on this host unless asked. */
+    if ((ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+        snprintf(errbuf, errbuf_size, "metrics address '%s' is not on loopback (127.0.0.0/8)", addr);
+        return -1;
+    }
+    sa.sin_port = htons((uint16_t)port);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0) {
+        snprintf(errbuf, errbuf_size, "cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void respond(int c, const char *status, const char *type, const char *body)
+{
+    char head[256];
+    size_t len = strlen(body), off = 0;
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     status, type, len);
+
+    if (write(c, head, (size_t)n) != n)
+        return;
+    while (off < len) {
+        ssize_t w = write(c, body + off, len - off);
+        if (w <= 0)
+            return;
+        off += (size_t)w;
+    }
+}
+
+void metrics_serve(int fd, const metrics_slot *slots, size_t n)
+{
+    char req[1024];
+    struct pollfd pfd;
+    ssize_t got = 0, r;
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+    if (c < 0)
+        return;
+    pfd.fd = c;
+    pfd.events = POLLIN;
+    /* Loopback clients send the request line at once; a slow one waits
+     * no longer than this, so the supervisor's loop keeps its pace. */
+    while ((size_t)got < sizeof(req) - 1 && poll(&pfd, 1, 200) > 0) {
+        r = read(c, req + got, sizeof(req) - 1 - (size_t)got);
+        if (r <= 0)
+            break;
+        got += r;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+            break;
+    }
+    req[got] = '\0';
+    if (strncmp(req, "GET /metrics", 12) == 0) {
+        char *body = metrics_render(slots, n);
+        respond(c, body ? "200 OK" : "500 Internal Server Error",
+                "text/plain; version=0.0.4", body ? body : "out of memory\n");
+        free(body);
+    } else if (strncmp(req, "GET /healthz", 12) == 0) {
+        respond(c, "200 OK", "text/plain", "ok\n");
+    } else if (strncmp(req, "GET /readyz", 11) == 0) {
+        int ok = metrics_ready(slots, n);
+        respond(c, ok ? "200 OK" : "503 Service Unavailable", "text/plain",
+                ok ? "ready\n" : "not ready\n");
+    } else {
+        respond(c, "404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n");
+    }
+    close(c);
+}

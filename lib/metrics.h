@@ -1,0 +1,82 @@
+/*
+ * metrics.h - counters the workers share with their supervisor.
+ *
+ * The supervisor maps one region (MAP_SHARED) before it forks; each worker
+ * writes only its own slot, with relaxed atomic stores, and the supervisor
+ * reads every slot to answer /metrics. One writer per slot: no locks, and a
+ * worker that dies leaves its last figures for the next one to continue.
+ */
+#ifndef EXACTLY_METRICS_H
+#define EXACTLY_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define METRICS_MAX_PARTITIONS 128
+#define METRICS_TOPIC_MAX 128
+/* Batch latency histogram bounds, seconds. */
+#define METRICS_N_BUCKETS 12
+extern const double metrics_buckets[METRICS_N_BUCKETS];
+
+typedef enum metrics_retry_cause {
+    RETRY_CONNECTION = 0, /* lost connection, shutdown */
+    RETRY_SERIALIZATION,  /* 40001 */
+    RETRY_DEADLOCK,       /* 40P01 */
+    RETRY_TIMEOUT,        /* statement or lock timeout */
+    RETRY_HANDLER,        /* a handler failure sent the batch to careful mode */
+    RETRY_OTHER,
+    RETRY_N_CAUSES
+} metrics_retry_cause;
+
+typedef struct metrics_partition {
+    char topic[METRICS_TOPIC_MAX];
+    int32_t partition;
+    int32_t assigned;
+    uint64_t consumed, applied, deduplicated, dead_lettered, skipped_missing;
+    int64_t stored_offset;   /* next_offset in PostgreSQL */
+    int64_t high_watermark;  /* -1: unknown */
+} metrics_partition;
+
+typedef struct metrics_slot {
+    char pipeline[128];
+    int32_t worker;
+    int32_t up;              /* process alive */
+    int32_t ready;           /* connected to both services and assigned */
+    uint64_t restarts;
+    uint64_t batches_committed, batches_rolled_back, batches_fenced;
+    uint64_t retries[RETRY_N_CAUSES];
+    uint64_t latency_buckets[METRICS_N_BUCKETS]; /* cumulative at render */
+    uint64_t latency_count;
+    uint64_t latency_sum_us;
+    metrics_partition parts[METRICS_MAX_PARTITIONS];
+} metrics_slot;
+
+/* Maps n zeroed slots shared with future children; NULL on failure. */
+metrics_slot *metrics_map(size_t n);
+void metrics_unmap(metrics_slot *slots, size_t n);
+
+/* The entry of topic/partition in slot s, taking a free one (NULL when
+ * full: such a partition is simply not reported). */
+metrics_partition *metrics_part(metrics_slot *s, const char *topic,
+                                int32_t partition);
+
+void metrics_add(uint64_t *counter, uint64_t n);
+void metrics_set(int64_t *gauge, int64_t v);
+void metrics_observe_batch(metrics_slot *s, long long micros);
+
+/* Renders every slot as Prometheus text into a malloc'd string. */
+char *metrics_render(const metrics_slot *slots, size_t n);
+
+/* 1 when every slot with a live worker is ready. */
+int metrics_ready(const metrics_slot *slots, size_t n);
+
+/*
+ * A tiny HTTP/1.0 server for /metrics, /healthz and /readyz on a loopback
+ * address ("127.0.0.1:9464"). metrics_listen returns the socket or -1 with
+ * errbuf set; metrics_serve answers at most one pending connection without
+ * blocking for long, and is called from the supervisor's loop.
+ */
+int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size);
+void metrics_serve(int fd, const metrics_slot *slots, size_t n);
+
+#endif
