@@ -8,6 +8,7 @@
  * raw subtree that the plugin's declarations validate later.
  */
 #include "config.h"
+#include "exactly/handler.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -1396,7 +1397,22 @@ static int root_check(load_ctx *c, cfg_value *map, cfg_pos at, void *base)
     return 0;
 }
 
+static const enum_name log_format_names[] = {{"logfmt", CFG_LOG_LOGFMT},
+                                             {"json", CFG_LOG_JSON},
+                                             {NULL, 0}};
+static const enum_name log_level_names[] = {{"error", EXACTLY_LOG_ERROR},
+                                            {"warn", EXACTLY_LOG_WARN},
+                                            {"info", EXACTLY_LOG_INFO},
+                                            {"debug", EXACTLY_LOG_DEBUG},
+                                            {NULL, 0}};
+static const field log_fields[] = {
+    ENUM("format", C(log.format), 0, log_format_names),
+    ENUM("level", C(log.level), 0, log_level_names),
+};
+static const section log_section = {log_fields, N_FIELDS(log_fields), NULL};
+
 static const field root_fields[] = {
+    SECTION("log", log_section, 0),
     PROPS("kafka", C(kafka), C(n_kafka)),
     SECTION("postgres", postgres_section, F_REQUIRED),
     CUSTOM("pipelines", read_pipelines, F_REQUIRED),
@@ -1406,6 +1422,8 @@ static const section root_section = {root_fields, N_FIELDS(root_fields),
 
 static void config_defaults(exactly_config *cfg)
 {
+    cfg->log.format = CFG_LOG_LOGFMT;
+    cfg->log.level = EXACTLY_LOG_INFO;
     cfg->postgres.statement_timeout_ms = 30000;
     cfg->postgres.lock_timeout_ms = 10000;
     cfg->postgres.connect_timeout_s = 10;

@@ -123,8 +123,15 @@ typedef struct cfg_pipeline {
     size_t n_kafka;
 } cfg_pipeline;
 
+typedef enum cfg_log_format { CFG_LOG_LOGFMT = 1, CFG_LOG_JSON = 2 } cfg_log_format;
+
 typedef struct exactly_config {
     char *path;
+
+    struct {
+        cfg_log_format format;  /* default logfmt */
+        int level;              /* exactly_log_level; default info */
+    } log;
 
     cfg_prop *kafka;
     size_t n_kafka;

@@ -17,6 +17,100 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 void exactly_log_set_level(exactly_log_level level) { g_level = level; }
 
 static char g_file[4096];
+static int g_json;
+
+void exactly_log_set_json(int json) { g_json = json; }
+
+/* Appends s as a JSON string (quoted, escaped). */
+static size_t json_str(char *out, size_t size, size_t o, const char *s,
+                       size_t n)
+{
+    size_t i;
+
+    if (o + 1 < size)
+        out[o++] = '"';
+    for (i = 0; i < n && o + 7 < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, size - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    if (o + 1 < size)
+        out[o++] = '"';
+    return o;
+}
+
+/* Rewrites one logfmt line (k=v k="v w" ...) as a JSON object; values
+ * that are whole numbers stay numbers. */
+static void logfmt_to_json(const char *line, char *out, size_t size)
+{
+    const char *p = line;
+    size_t o = 0;
+    int first = 1;
+
+    out[o++] = '{';
+    while (*p && o + 8 < size) {
+        const char *k = p, *v, *ve;
+        size_t kn;
+        char val[2048];
+        size_t vn = 0;
+        int quoted = 0, numeric;
+
+        while (*p && *p != '=' && *p != ' ')
+            p++;
+        kn = (size_t)(p - k);
+        if (*p != '=') { /* a stray word: skip it */
+            while (*p == ' ')
+                p++;
+            continue;
+        }
+        p++;
+        if (*p == '"') {
+            quoted = 1;
+            p++;
+            while (*p && *p != '"' && vn + 1 < sizeof(val)) {
+                if (*p == '\\' && p[1])
+                    p++;
+                val[vn++] = *p++;
+            }
+            if (*p == '"')
+                p++;
+        } else {
+            v = p;
+            while (*p && *p != ' ')
+                p++;
+            ve = p;
+            vn = (size_t)(ve - v) < sizeof(val) ? (size_t)(ve - v) : sizeof(val) - 1;
+            memcpy(val, v, vn);
+        }
+        val[vn] = '\0';
+        while (*p == ' ')
+            p++;
+        if (!first && o + 1 < size)
+            out[o++] = ',';
+        first = 0;
+        o = json_str(out, size, o, k, kn);
+        if (o + 1 < size)
+            out[o++] = ':';
+        numeric = !quoted && vn > 0 && vn < 19 &&
+                  strspn(val + (val[0] == '-'), "0123456789") == vn - (val[0] == '-') &&
+                  vn > (size_t)(val[0] == '-');
+        if (numeric && o + vn < size) {
+            memcpy(out + o, val, vn);
+            o += vn;
+        } else {
+            o = json_str(out, size, o, val, vn);
+        }
+    }
+    if (o + 2 < size)
+        out[o++] = '}';
+    out[o < size ? o : size - 1] = '\0';
+}
 
 int exactly_log_reopen(void)
 {
@@ -123,6 +217,12 @@ static void log_line(exactly_log_level level, const char *component,
         format_message(msg, line + n, sizeof(line) - (size_t)n);
     /* One write per line keeps lines whole when several processes share
      * the stream. */
+    if (g_json) {
+        char json[sizeof(line) * 2];
+        logfmt_to_json(line, json, sizeof(json));
+        fprintf(stderr, "%s\n", json);
+        return;
+    }
     fprintf(stderr, "%s\n", line);
 }
 

@@ -13,6 +13,9 @@
 
 void exactly_log_set_level(exactly_log_level level);
 
+/* 0: logfmt (default), 1: one JSON object per line. */
+void exactly_log_set_json(int json);
+
 /* Sends the log (the process's stderr) to path, appending; NULL keeps
  * stderr. Returns 0, or -1 with errno set. */
 int exactly_log_set_file(const char *path);

@@ -2,6 +2,16 @@
 
 #include <stdio.h>
 
+#include "log.h"
+
+static int level_from_flag;
+
+void cli_set_log_level(int level)
+{
+    level_from_flag = 1;
+    exactly_log_set_level((exactly_log_level)level);
+}
+
 exactly_config *cli_load_config(const char *path)
 {
     exactly_config *cfg = NULL;
@@ -15,6 +25,9 @@ exactly_config *cli_load_config(const char *path)
         fprintf(stderr, "exactly: %s\n", err);
         return NULL;
     }
+    exactly_log_set_json(cfg->log.format == CFG_LOG_JSON);
+    if (!level_from_flag)
+        exactly_log_set_level((exactly_log_level)cfg->log.level);
     return cfg;
 }
 

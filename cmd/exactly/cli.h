@@ -11,7 +11,11 @@ enum {
     CLI_REFUSED = 2  /* bad usage, configuration or plugin: nothing was done */
 };
 
-/* Loads path; on failure prints the reason and returns NULL. */
+/* -v / -q: a level given on the command line wins over the file's. */
+void cli_set_log_level(int level);
+
+/* Loads path and applies its `log` section; on failure prints the reason
+ * and returns NULL. */
 exactly_config *cli_load_config(const char *path);
 
 /* The pipeline named name, or the only one when name is NULL; on failure
@@ -24,5 +28,7 @@ int cmd_worker(int argc, char **argv);
 int cmd_reprocess(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_offsets(int argc, char **argv);
+int cmd_dlq(int argc, char **argv);
 
 #endif

@@ -125,7 +125,7 @@ int cmd_reprocess(int argc, char **argv)
                 return CLI_REFUSED;
             o.rate = (double)v;
             break;
-        case 'q': exactly_log_set_level(EXACTLY_LOG_WARN); break;
+        case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_REFUSED;
         }

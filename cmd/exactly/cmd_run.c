@@ -108,8 +108,8 @@ int cmd_run(int argc, char **argv)
                 return CLI_REFUSED;
             o.exit_idle_ms = (int)v;
             break;
-        case 'v': exactly_log_set_level(EXACTLY_LOG_DEBUG); break;
-        case 'q': exactly_log_set_level(EXACTLY_LOG_WARN); break;
+        case 'v': cli_set_log_level(EXACTLY_LOG_DEBUG); break;
+        case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_REFUSED;
         }

@@ -87,8 +87,8 @@ int cmd_worker(int argc, char **argv)
             exit_idle = (int)v;
             break;
         }
-        case 'v': exactly_log_set_level(EXACTLY_LOG_DEBUG); break;
-        case 'q': exactly_log_set_level(EXACTLY_LOG_WARN); break;
+        case 'v': cli_set_log_level(EXACTLY_LOG_DEBUG); break;
+        case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_REFUSED;
         }
