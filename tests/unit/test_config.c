@@ -354,7 +354,7 @@ static const bad_case bad_cases[] = {
      "worker.yaml:13:7: unknown key 'pipelines.ledger.batch.max_mesages' "
      "(valid: max_messages, max_wait_ms)"},
     {"unknown top-level key", "kafak:\n  a: b\n",
-     "worker.yaml:1:1: unknown key 'kafak' (valid: kafka, postgres, "
+     "worker.yaml:1:1: unknown key 'kafak' (valid: log, kafka, postgres, "
      "pipelines)"},
     {"wrong type",
      "postgres:\n  conninfo: x\n  statement_timeout_ms: abc\n",
