@@ -1,6 +1,10 @@
 #include "cli.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -54,4 +58,47 @@ const cfg_pipeline *cli_pick_pipeline(const exactly_config *cfg,
             "exactly: %s has %zu pipelines; choose one with --pipeline NAME\n",
             cfg->path, cfg->n_pipelines);
     return NULL;
+}
+
+static volatile sig_atomic_t *stop_flag;
+
+static void on_stop_signal(int sig)
+{
+    if (*stop_flag) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    *stop_flag = 1;
+}
+
+void cli_stop_on_signals(volatile sig_atomic_t *flag)
+{
+    struct sigaction sa;
+
+    stop_flag = flag;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int cli_parse_int64(const char *cmd, const char *opt, const char *value,
+                    int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long n;
+
+    errno = 0;
+    n = strtoll(value, &end, 10);
+    if (errno || end == value || *end || n < min || n > max) {
+        fprintf(stderr,
+                "exactly %s: %s takes a whole number from %" PRId64 " to %" PRId64
+                ", got '%s'\n",
+                cmd, opt, min, max, value);
+        return -1;
+    }
+    *out = n;
+    return 0;
 }

@@ -11,6 +11,18 @@ enum {
     CLI_REFUSED = 2  /* bad usage, configuration or plugin: nothing was done */
 };
 
+#include <signal.h>
+#include <stdint.h>
+
+/* SIGTERM and SIGINT set *flag (ask for a clean stop); a second one ends
+ * the process at once with the signal's default action. */
+void cli_stop_on_signals(volatile sig_atomic_t *flag);
+
+/* Parses a whole number in [min, max] for option opt of command cmd; on
+ * failure prints why and returns -1. */
+int cli_parse_int64(const char *cmd, const char *opt, const char *value,
+                    int64_t min, int64_t max, int64_t *out);
+
 /* -v / -q: a level given on the command line wins over the file's. */
 void cli_set_log_level(int level);
 

@@ -14,15 +14,6 @@
 
 static volatile sig_atomic_t stop_requested;
 
-static void on_signal(int sig)
-{
-    if (stop_requested) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    stop_requested = 1;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -62,22 +53,6 @@ static void usage(FILE *out)
             "Exit codes: 0 done, 1 failed or interrupted (resume it), 2 refused.\n");
 }
 
-static int parse_i64(const char *opt, const char *v, int64_t min, int64_t *out)
-{
-    char *end;
-    long long n;
-
-    errno = 0;
-    n = strtoll(v, &end, 10);
-    if (errno || *end || end == v || n < min) {
-        fprintf(stderr, "exactly reprocess: %s takes a whole number >= %" PRId64
-                        ", got '%s'\n", opt, min, v);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
 int cmd_reprocess(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -99,7 +74,6 @@ int cmd_reprocess(int argc, char **argv)
     exactly_config *cfg;
     const char *path = NULL, *pipeline = NULL;
     int64_t v, partition = -1, from = -1, to = -1;
-    struct sigaction sa;
     size_t i;
     int c, code, known = 0;
 
@@ -110,18 +84,18 @@ int cmd_reprocess(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'p': pipeline = optarg; break;
         case 't': o.topic = optarg; break;
-        case 'n': if (parse_i64("--partition", optarg, 0, &partition)) return CLI_REFUSED; break;
-        case 'f': if (parse_i64("--from", optarg, 0, &from)) return CLI_REFUSED; break;
-        case 'u': if (parse_i64("--to", optarg, 0, &to)) return CLI_REFUSED; break;
-        case 'r': if (parse_i64("--resume", optarg, 1, &o.resume_run)) return CLI_REFUSED; break;
+        case 'n': if (cli_parse_int64("reprocess", "--partition", optarg, 0, INT32_MAX, &partition)) return CLI_REFUSED; break;
+        case 'f': if (cli_parse_int64("reprocess", "--from", optarg, 0, INT64_MAX, &from)) return CLI_REFUSED; break;
+        case 'u': if (cli_parse_int64("reprocess", "--to", optarg, 0, INT64_MAX, &to)) return CLI_REFUSED; break;
+        case 'r': if (cli_parse_int64("reprocess", "--resume", optarg, 1, INT64_MAX, &o.resume_run)) return CLI_REFUSED; break;
         case 'd': o.dry_run = 1; break;
         case 'b':
-            if (parse_i64("--batch", optarg, 1, &v) || v > 100000)
+            if (cli_parse_int64("reprocess", "--batch", optarg, 1, 100000, &v))
                 return CLI_REFUSED;
             o.batch = (int)v;
             break;
         case 'R':
-            if (parse_i64("--rate", optarg, 1, &v))
+            if (cli_parse_int64("reprocess", "--rate", optarg, 1, INT64_MAX, &v))
                 return CLI_REFUSED;
             o.rate = (double)v;
             break;
@@ -165,11 +139,7 @@ int cmd_reprocess(int argc, char **argv)
     o.to = to;
     o.tty = isatty(STDERR_FILENO);
     o.stop = &stop_requested;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_stop_on_signals(&stop_requested);
     code = exactly_reprocess(&o);
     exactly_config_free(cfg);
     return code;

@@ -52,20 +52,6 @@ static void usage(FILE *out)
             "lock, or a worker that refused to start).\n");
 }
 
-static int parse_positive(const char *opt, const char *v, long max, long *out)
-{
-    char *end;
-    long n = strtol(v, &end, 10);
-
-    if (*end || n <= 0 || n > max) {
-        fprintf(stderr, "exactly run: %s takes a positive number, got '%s'\n",
-                opt, v);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
 int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -84,7 +70,7 @@ int cmd_run(int argc, char **argv)
     exactly_supervisor_opts o;
     exactly_config *cfg;
     const char *path = NULL;
-    long v;
+    int64_t v;
     int c, code;
 
     memset(&o, 0, sizeof(o));
@@ -96,7 +82,7 @@ int cmd_run(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'p': o.only_pipeline = optarg; break;
         case 't':
-            if (parse_positive("--shutdown-timeout", optarg, 86400, &v) != 0)
+            if (cli_parse_int64("run", "--shutdown-timeout", optarg, 1, 86400, &v))
                 return CLI_REFUSED;
             o.shutdown_timeout_ms = (int)v * 1000;
             break;
@@ -104,7 +90,7 @@ int cmd_run(int argc, char **argv)
         case 'f': o.log_file = optarg; break;
         case 'm': o.metrics_addr = optarg; break;
         case 'i':
-            if (parse_positive("--exit-idle", optarg, 86400000, &v) != 0)
+            if (cli_parse_int64("run", "--exit-idle", optarg, 1, 86400000, &v))
                 return CLI_REFUSED;
             o.exit_idle_ms = (int)v;
             break;

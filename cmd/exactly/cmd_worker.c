@@ -12,16 +12,6 @@
 
 static volatile sig_atomic_t stop_requested;
 
-static void on_signal(int sig)
-{
-    /* A second signal stops at once. */
-    if (stop_requested) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    stop_requested = 1;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -69,7 +59,6 @@ int cmd_worker(int argc, char **argv)
     const cfg_pipeline *p;
     exactly_worker_opts opts;
     exactly_worker_stats st;
-    struct sigaction sa;
     int c, code;
 
     optind = 1;
@@ -78,12 +67,9 @@ int cmd_worker(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'p': pipeline = optarg; break;
         case 'i': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v <= 0 || v > 86400000) {
-                fprintf(stderr, "exactly worker: --exit-idle takes milliseconds, got '%s'\n", optarg);
+            int64_t v;
+            if (cli_parse_int64("worker", "--exit-idle", optarg, 1, 86400000, &v))
                 return CLI_REFUSED;
-            }
             exit_idle = (int)v;
             break;
         }
@@ -105,12 +91,7 @@ int cmd_worker(int argc, char **argv)
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_stop_on_signals(&stop_requested);
 
     memset(&opts, 0, sizeof(opts));
     opts.cfg = cfg;
