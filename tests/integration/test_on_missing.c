@@ -375,7 +375,7 @@ int main(void)
 
     for (i = 0; i < N_CASES; i++) {
         pipeline_case *pc = &cases[i];
-        char *argv[] = {(char *)bin,   "run",          "-c",
+        char *argv[] = {(char *)bin,   "worker",       "-c",
                         config,        "--pipeline",   (char *)pc->name,
                         "--exit-idle", "3000",         NULL};
         snprintf(pc->log, sizeof pc->log, "%s/%s.log", dir, pc->name);

@@ -180,7 +180,7 @@ static int count_lines_with(const char *log, const char *a, const char *b)
 static pid_t start_worker(const char *config, const char *pipeline,
                           const char *log)
 {
-    char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", (char *)config,
+    char *argv[] = {(char *)ledger_exactly_bin(), "worker", "-c", (char *)config,
                     "--pipeline", (char *)pipeline, "--exit-idle", "3000",
                     NULL};
 
