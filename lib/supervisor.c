@@ -128,6 +128,7 @@ static void worker_on_hup(int sig) { (void)sig; w_reopen = 1; }
 static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
 {
     exactly_worker_opts wo;
+    exactly_worker_stats st;
     struct sigaction sa;
     int code;
 
@@ -153,7 +154,10 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     wo.stop = &w_stop;
     wo.reopen_log = &w_reopen;
     wo.metrics = s->m;
-    code = exactly_worker_run(&wo, NULL);
+    memset(&st, 0, sizeof(st));
+    code = exactly_worker_run(&wo, &st);
+    if (code != 2)
+        exactly_worker_print_summary(s->p->name, &st);
     fflush(NULL);
     _exit(code);
 }

@@ -940,3 +940,16 @@ void worker_release(worker *w)
         PQfinish(w->conn);
     w->conn = NULL;
 }
+
+void exactly_worker_print_summary(const char *pipeline,
+                                  const exactly_worker_stats *st)
+{
+    printf("pipeline %s: consumed %" PRIu64 ", applied %" PRIu64
+           ", deduplicated %" PRIu64 ", dead-lettered %" PRIu64
+           ", skipped (no row) %" PRIu64 "; batches committed %" PRIu64
+           ", rolled back %" PRIu64 ", fenced %" PRIu64 "; retries %" PRIu64 "\n",
+           pipeline, st->consumed, st->applied, st->deduplicated,
+           st->dead_lettered, st->skipped_missing, st->batches_committed,
+           st->batches_rolled_back, st->batches_fenced, st->retries);
+    fflush(stdout);
+}

@@ -50,4 +50,8 @@ typedef struct exactly_worker_opts {
 int exactly_worker_run(const exactly_worker_opts *o,
                        exactly_worker_stats *stats);
 
+/* The one-line summary a worker prints on stdout when it ends. */
+void exactly_worker_print_summary(const char *pipeline,
+                                  const exactly_worker_stats *st);
+
 #endif

@@ -31,67 +31,7 @@
 #include <string.h>
 
 #include "exactly/exactly.h"
-
-/* ---- a growing string (as in ledger.c: a plugin sees only
- * include/exactly, so each carries its own small copy) ---- */
-
-typedef struct buf {
-    char *s;
-    size_t len;
-    size_t cap;
-    int oom;
-} buf;
-
-static void buf_putn(buf *b, const char *p, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *s;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, p, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
-
-/* Start an array literal "{". */
-static void buf_array(buf *b)
-{
-    b->len = 0;
-    b->oom = 0;
-    buf_puts(b, "{");
-}
-
-/* Append one double-quoted array element ('"' and '\' escaped). */
-static void buf_elem(buf *b, const char *v)
-{
-    const char *p, *run;
-
-    if (b->len > 1)
-        buf_putn(b, ",", 1);
-    buf_putn(b, "\"", 1);
-    for (run = p = v; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_putn(b, run, (size_t)(p - run));
-            buf_putn(b, "\\", 1);
-            run = p;
-        }
-    }
-    buf_putn(b, run, (size_t)(p - run));
-    buf_putn(b, "\"", 1);
-}
+#include "exactly/sqlbuf.h"
 
 /* ---- the handler ---- */
 
@@ -111,7 +51,7 @@ typedef struct contention {
     const exactly_host *host;
     int64_t hot_keys;
     int64_t hold_ms;
-    buf offsets, entities, ids, counts;
+    exactly_sqlbuf offsets, entities, ids, counts;
 } contention;
 
 static const exactly_option_decl contention_options[] = {
@@ -169,29 +109,29 @@ static exactly_err contention_apply(void *state, exactly_txn *txn,
     size_t i, m;
     exactly_err rc;
 
-    buf_array(&c->offsets);
-    buf_array(&c->entities);
-    buf_array(&c->ids);
-    buf_array(&c->counts);
+    exactly_sqlbuf_array(&c->offsets);
+    exactly_sqlbuf_array(&c->entities);
+    exactly_sqlbuf_array(&c->ids);
+    exactly_sqlbuf_array(&c->counts);
     for (i = 0; i < batch->n_records; i++) {
         const exactly_record *r = &batch->records[i];
 
         for (m = 0; m < r->n_messages; m++) {
             snprintf(num, sizeof(num), "%" PRId64, r->messages[m].offset);
-            buf_elem(&c->offsets, num);
-            buf_elem(&c->entities, r->id);
+            exactly_sqlbuf_elem(&c->offsets, num);
+            exactly_sqlbuf_elem(&c->entities, r->id);
         }
         snprintf(num, sizeof(num), "%zu", r->n_messages);
-        buf_elem(&c->ids, r->id);
-        buf_elem(&c->counts, num);
+        exactly_sqlbuf_elem(&c->ids, r->id);
+        exactly_sqlbuf_elem(&c->counts, num);
         total += (int64_t)r->n_messages;
     }
     if (total == 0)
         return EXACTLY_OK;
-    buf_puts(&c->offsets, "}");
-    buf_puts(&c->entities, "}");
-    buf_puts(&c->ids, "}");
-    buf_puts(&c->counts, "}");
+    exactly_sqlbuf_puts(&c->offsets, "}");
+    exactly_sqlbuf_puts(&c->entities, "}");
+    exactly_sqlbuf_puts(&c->ids, "}");
+    exactly_sqlbuf_puts(&c->counts, "}");
     if (c->offsets.oom || c->entities.oom || c->ids.oom || c->counts.oom) {
         h->set_error(txn, "contention: out of memory");
         return EXACTLY_ENOMEM;

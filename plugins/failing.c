@@ -23,132 +23,7 @@
 #include <string.h>
 
 #include "exactly/exactly.h"
-
-/* ---- helpers. A plugin is one self-contained file that sees only
- * include/exactly, so ledger.c, failing.c and projection.c each carry this
- * same small block rather than share a header. ---- */
-
-/* A growing string; after a failed allocation every append is a no-op and
- * oom stays set, so a caller checks once at the end. */
-
-typedef struct buf {
-    char *s;
-    size_t len;
-    size_t cap;
-    int oom;
-} buf;
-
-static void buf_putn(buf *b, const char *p, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *s;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, p, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
-
-static void buf_reset(buf *b)
-{
-    b->len = 0;
-    b->oom = 0;
-    if (b->s)
-        b->s[0] = '\0';
-}
-
-static void buf_free(buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof(*b));
-}
-
-/*
- * Appends one element to a PostgreSQL array literal opened with "{". The
- * element is double-quoted with '"' and '\' backslash-escaped, so no value
- * can change the array's shape; NULL is SQL NULL.
- */
-static void buf_elem(buf *b, const char *v)
-{
-    const char *p, *run;
-
-    if (b->len > 1)
-        buf_putn(b, ",", 1);
-    if (!v) {
-        buf_puts(b, "NULL");
-        return;
-    }
-    buf_putn(b, "\"", 1);
-    for (run = p = v; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_putn(b, run, (size_t)(p - run));
-            buf_putn(b, "\\", 1);
-            run = p;
-        }
-    }
-    buf_putn(b, run, (size_t)(p - run));
-    buf_putn(b, "\"", 1);
-}
-
-/* Appends name[0..len) as a quoted identifier: a"b becomes "a""b". */
-static void buf_ident(buf *b, const char *name, size_t len)
-{
-    size_t i;
-
-    buf_putn(b, "\"", 1);
-    for (i = 0; i < len; i++) {
-        if (name[i] == '"')
-            buf_putn(b, "\"", 1);
-        buf_putn(b, name + i, 1);
-    }
-    buf_putn(b, "\"", 1);
-}
-
-/*
- * Appends a table name from an option, quoted: "t", or "s"."t" for s.t.
- * Quoting makes the name literal and case-sensitive. Returns -1 for an
- * empty name, an empty part or more than one dot.
- */
-static int buf_relation(buf *b, const char *name)
-{
-    const char *dot = name ? strchr(name, '.') : NULL;
-
-    if (!name || !*name ||
-        (dot && (dot == name || !dot[1] || strchr(dot + 1, '.'))))
-        return -1;
-    if (!dot) {
-        buf_ident(b, name, strlen(name));
-        return 0;
-    }
-    buf_ident(b, name, (size_t)(dot - name));
-    buf_putn(b, ".", 1);
-    buf_ident(b, dot + 1, strlen(dot + 1));
-    return 0;
-}
-
-/* Returns the built string (the caller frees) or NULL after a failure. */
-static char *buf_take(buf *b)
-{
-    char *s = b->oom ? NULL : b->s;
-
-    if (!s)
-        free(b->s);
-    memset(b, 0, sizeof(*b));
-    return s;
-}
+#include "exactly/sqlbuf.h"
 
 /* ---- the handler ---- */
 
@@ -157,7 +32,7 @@ typedef struct failing {
     char *sql;
     const char **fail_ids; /* our copy of the option's array */
     size_t n_fail_ids;
-    buf ids, counts;       /* parameters, memory reused across batches */
+    exactly_sqlbuf ids, counts;       /* parameters, memory reused across batches */
 } failing;
 
 static const exactly_option_decl failing_options[] = {
@@ -175,8 +50,8 @@ static void failing_close(void *state)
         return;
     free(f->sql);
     free(f->fail_ids);
-    buf_free(&f->ids);
-    buf_free(&f->counts);
+    exactly_sqlbuf_free(&f->ids);
+    exactly_sqlbuf_free(&f->counts);
     free(f);
 }
 
@@ -186,7 +61,7 @@ static exactly_err failing_open(const exactly_open_args *args, void **state)
     const char *const *ids = NULL;
     const char *table = h->opt_string(args->opts, "table");
     failing *f;
-    buf b = {0};
+    exactly_sqlbuf b = {0};
     size_t i;
 
     *state = NULL;
@@ -195,20 +70,20 @@ static exactly_err failing_open(const exactly_open_args *args, void **state)
         goto nomem;
     f->host = h;
 
-    buf_puts(&b, "INSERT INTO ");
-    if (buf_relation(&b, table) != 0) {
+    exactly_sqlbuf_puts(&b, "INSERT INTO ");
+    if (exactly_sqlbuf_relation(&b, table) != 0) {
         snprintf(args->errbuf, args->errbuf_size,
                  "failing: table name \"%s\" is not name or schema.name",
                  table ? table : "");
-        buf_free(&b);
+        exactly_sqlbuf_free(&b);
         failing_close(f);
         return EXACTLY_ECONFIG;
     }
-    buf_puts(&b, " AS c (id, n) "
+    exactly_sqlbuf_puts(&b, " AS c (id, n) "
                  "SELECT u.id, u.n FROM unnest($1::text[], $2::bigint[]) "
                  "AS u(id, n) "
                  "ON CONFLICT (id) DO UPDATE SET n = c.n + EXCLUDED.n");
-    f->sql = buf_take(&b);
+    f->sql = exactly_sqlbuf_take(&b);
     if (!f->sql)
         goto nomem;
 
@@ -249,17 +124,17 @@ static exactly_err failing_apply(void *state, exactly_txn *txn,
                 return EXACTLY_EHANDLER;
             }
 
-    buf_reset(&f->ids);
-    buf_reset(&f->counts);
-    buf_puts(&f->ids, "{");
-    buf_puts(&f->counts, "{");
+    exactly_sqlbuf_reset(&f->ids);
+    exactly_sqlbuf_reset(&f->counts);
+    exactly_sqlbuf_puts(&f->ids, "{");
+    exactly_sqlbuf_puts(&f->counts, "{");
     for (i = 0; i < batch->n_records; i++) {
         snprintf(num, sizeof(num), "%zu", batch->records[i].n_messages);
-        buf_elem(&f->ids, batch->records[i].id);
-        buf_elem(&f->counts, num);
+        exactly_sqlbuf_elem(&f->ids, batch->records[i].id);
+        exactly_sqlbuf_elem(&f->counts, num);
     }
-    buf_puts(&f->ids, "}");
-    buf_puts(&f->counts, "}");
+    exactly_sqlbuf_puts(&f->ids, "}");
+    exactly_sqlbuf_puts(&f->counts, "}");
     if (f->ids.oom || f->counts.oom) {
         h->set_error(txn, "failing: out of memory");
         return EXACTLY_ENOMEM;

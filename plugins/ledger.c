@@ -50,132 +50,7 @@
 #include <string.h>
 
 #include "exactly/exactly.h"
-
-/* ---- helpers. A plugin is one self-contained file that sees only
- * include/exactly, so ledger.c, failing.c and projection.c each carry this
- * same small block rather than share a header. ---- */
-
-/* A growing string; after a failed allocation every append is a no-op and
- * oom stays set, so a caller checks once at the end. */
-
-typedef struct buf {
-    char *s;
-    size_t len;
-    size_t cap;
-    int oom;
-} buf;
-
-static void buf_putn(buf *b, const char *p, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *s;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, p, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
-
-static void buf_reset(buf *b)
-{
-    b->len = 0;
-    b->oom = 0;
-    if (b->s)
-        b->s[0] = '\0';
-}
-
-static void buf_free(buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof(*b));
-}
-
-/*
- * Appends one element to a PostgreSQL array literal opened with "{". The
- * element is double-quoted with '"' and '\' backslash-escaped, so no value
- * can change the array's shape; NULL is SQL NULL.
- */
-static void buf_elem(buf *b, const char *v)
-{
-    const char *p, *run;
-
-    if (b->len > 1)
-        buf_putn(b, ",", 1);
-    if (!v) {
-        buf_puts(b, "NULL");
-        return;
-    }
-    buf_putn(b, "\"", 1);
-    for (run = p = v; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_putn(b, run, (size_t)(p - run));
-            buf_putn(b, "\\", 1);
-            run = p;
-        }
-    }
-    buf_putn(b, run, (size_t)(p - run));
-    buf_putn(b, "\"", 1);
-}
-
-/* Appends name[0..len) as a quoted identifier: a"b becomes "a""b". */
-static void buf_ident(buf *b, const char *name, size_t len)
-{
-    size_t i;
-
-    buf_putn(b, "\"", 1);
-    for (i = 0; i < len; i++) {
-        if (name[i] == '"')
-            buf_putn(b, "\"", 1);
-        buf_putn(b, name + i, 1);
-    }
-    buf_putn(b, "\"", 1);
-}
-
-/*
- * Appends a table name from an option, quoted: "t", or "s"."t" for s.t.
- * Quoting makes the name literal and case-sensitive. Returns -1 for an
- * empty name, an empty part or more than one dot.
- */
-static int buf_relation(buf *b, const char *name)
-{
-    const char *dot = name ? strchr(name, '.') : NULL;
-
-    if (!name || !*name ||
-        (dot && (dot == name || !dot[1] || strchr(dot + 1, '.'))))
-        return -1;
-    if (!dot) {
-        buf_ident(b, name, strlen(name));
-        return 0;
-    }
-    buf_ident(b, name, (size_t)(dot - name));
-    buf_putn(b, ".", 1);
-    buf_ident(b, dot + 1, strlen(dot + 1));
-    return 0;
-}
-
-/* Returns the built string (the caller frees) or NULL after a failure. */
-static char *buf_take(buf *b)
-{
-    char *s = b->oom ? NULL : b->s;
-
-    if (!s)
-        free(b->s);
-    memset(b, 0, sizeof(*b));
-    return s;
-}
+#include "exactly/sqlbuf.h"
 
 /* ---- the handler ---- */
 
@@ -188,7 +63,7 @@ typedef struct ledger {
     const char **fail_on_ids;  /* our copy of the option's array */
     size_t n_fail_on_ids;
     /* Parameters, kept across batches to reuse their memory. */
-    buf offsets, entities, ids, counts;
+    exactly_sqlbuf offsets, entities, ids, counts;
 } ledger;
 
 static const exactly_option_decl ledger_options[] = {
@@ -216,10 +91,10 @@ static void ledger_close(void *state)
     free(l->counters_sql);
     free(l->fail_on_ids);
     free(l->reprocess_sql);
-    buf_free(&l->offsets);
-    buf_free(&l->entities);
-    buf_free(&l->ids);
-    buf_free(&l->counts);
+    exactly_sqlbuf_free(&l->offsets);
+    exactly_sqlbuf_free(&l->entities);
+    exactly_sqlbuf_free(&l->ids);
+    exactly_sqlbuf_free(&l->counts);
     free(l);
 }
 
@@ -227,37 +102,37 @@ static void ledger_close(void *state)
 static int build_sql(ledger *l, const char *table, const char *counters,
                      const char *reprocess, char *errbuf, size_t errbuf_size)
 {
-    buf b = {0};
+    exactly_sqlbuf b = {0};
 
     /* A reprocess run records each message once per run, with no ON
      * CONFLICT either: applying one twice within a run fails loudly. */
-    buf_puts(&b, "INSERT INTO ");
-    if (buf_relation(&b, reprocess) != 0)
+    exactly_sqlbuf_puts(&b, "INSERT INTO ");
+    if (exactly_sqlbuf_relation(&b, reprocess) != 0)
         goto bad_name;
-    buf_puts(&b, " (run, topic, partition, \"offset\", entity_id) "
+    exactly_sqlbuf_puts(&b, " (run, topic, partition, \"offset\", entity_id) "
                  "SELECT $5::bigint, $1::text, $2::integer, u.o, u.e "
                  "FROM unnest($3::bigint[], $4::text[]) AS u(o, e)");
-    l->reprocess_sql = buf_take(&b);
+    l->reprocess_sql = exactly_sqlbuf_take(&b);
 
-    buf_puts(&b, "INSERT INTO ");
-    if (buf_relation(&b, table) != 0)
+    exactly_sqlbuf_puts(&b, "INSERT INTO ");
+    if (exactly_sqlbuf_relation(&b, table) != 0)
         goto bad_name;
-    buf_puts(&b, " (topic, partition, \"offset\", entity_id) "
+    exactly_sqlbuf_puts(&b, " (topic, partition, \"offset\", entity_id) "
                  "SELECT $1::text, $2::integer, u.o, u.e "
                  "FROM unnest($3::bigint[], $4::text[]) AS u(o, e)");
-    l->ledger_sql = buf_take(&b);
+    l->ledger_sql = exactly_sqlbuf_take(&b);
 
     table = counters;
-    buf_puts(&b, "INSERT INTO ");
-    if (buf_relation(&b, table) != 0)
+    exactly_sqlbuf_puts(&b, "INSERT INTO ");
+    if (exactly_sqlbuf_relation(&b, table) != 0)
         goto bad_name;
-    buf_puts(&b, " AS c (entity_id, n) "
+    exactly_sqlbuf_puts(&b, " AS c (entity_id, n) "
                  "SELECT u.e, u.n FROM unnest($1::text[], $2::bigint[]) "
                  "AS u(e, n) ORDER BY u.e "
                  /* Rows locked in one global order: two workers adding to
                   * the same entities cannot deadlock. */
                  "ON CONFLICT (entity_id) DO UPDATE SET n = c.n + EXCLUDED.n");
-    l->counters_sql = buf_take(&b);
+    l->counters_sql = exactly_sqlbuf_take(&b);
 
     if (!l->ledger_sql || !l->counters_sql || !l->reprocess_sql) {
         snprintf(errbuf, errbuf_size, "ledger: out of memory");
@@ -266,7 +141,7 @@ static int build_sql(ledger *l, const char *table, const char *counters,
     return 0;
 
 bad_name:
-    buf_free(&b);
+    exactly_sqlbuf_free(&b);
     snprintf(errbuf, errbuf_size,
              "ledger: table name \"%s\" is not name or schema.name",
              table ? table : "");
@@ -336,14 +211,14 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
     size_t i, m, kept = 0;
     exactly_err rc;
 
-    buf_reset(&l->offsets);
-    buf_reset(&l->entities);
-    buf_reset(&l->ids);
-    buf_reset(&l->counts);
-    buf_puts(&l->offsets, "{");
-    buf_puts(&l->entities, "{");
-    buf_puts(&l->ids, "{");
-    buf_puts(&l->counts, "{");
+    exactly_sqlbuf_reset(&l->offsets);
+    exactly_sqlbuf_reset(&l->entities);
+    exactly_sqlbuf_reset(&l->ids);
+    exactly_sqlbuf_reset(&l->counts);
+    exactly_sqlbuf_puts(&l->offsets, "{");
+    exactly_sqlbuf_puts(&l->entities, "{");
+    exactly_sqlbuf_puts(&l->ids, "{");
+    exactly_sqlbuf_puts(&l->counts, "{");
 
     for (i = 0; i < batch->n_records; i++) {
         const exactly_record *r = &batch->records[i];
@@ -363,21 +238,21 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
         }
         for (m = 0; m < r->n_messages; m++) {
             snprintf(num, sizeof(num), "%" PRId64, r->messages[m].offset);
-            buf_elem(&l->offsets, num);
-            buf_elem(&l->entities, r->id);
+            exactly_sqlbuf_elem(&l->offsets, num);
+            exactly_sqlbuf_elem(&l->entities, r->id);
         }
         snprintf(num, sizeof(num), "%zu", r->n_messages);
-        buf_elem(&l->ids, r->id);
-        buf_elem(&l->counts, num);
+        exactly_sqlbuf_elem(&l->ids, r->id);
+        exactly_sqlbuf_elem(&l->counts, num);
         kept++;
     }
     if (kept == 0)
         return EXACTLY_OK;
 
-    buf_puts(&l->offsets, "}");
-    buf_puts(&l->entities, "}");
-    buf_puts(&l->ids, "}");
-    buf_puts(&l->counts, "}");
+    exactly_sqlbuf_puts(&l->offsets, "}");
+    exactly_sqlbuf_puts(&l->entities, "}");
+    exactly_sqlbuf_puts(&l->ids, "}");
+    exactly_sqlbuf_puts(&l->counts, "}");
     if (l->offsets.oom || l->entities.oom || l->ids.oom || l->counts.oom) {
         h->set_error(txn, "ledger: out of memory");
         return EXACTLY_ENOMEM;

@@ -41,132 +41,7 @@
 #include <string.h>
 
 #include "exactly/exactly.h"
-
-/* ---- helpers. A plugin is one self-contained file that sees only
- * include/exactly, so ledger.c, failing.c and projection.c each carry this
- * same small block rather than share a header. ---- */
-
-/* A growing string; after a failed allocation every append is a no-op and
- * oom stays set, so a caller checks once at the end. */
-
-typedef struct buf {
-    char *s;
-    size_t len;
-    size_t cap;
-    int oom;
-} buf;
-
-static void buf_putn(buf *b, const char *p, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *s;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, p, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_puts(buf *b, const char *p) { buf_putn(b, p, strlen(p)); }
-
-static void buf_reset(buf *b)
-{
-    b->len = 0;
-    b->oom = 0;
-    if (b->s)
-        b->s[0] = '\0';
-}
-
-static void buf_free(buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof(*b));
-}
-
-/*
- * Appends one element to a PostgreSQL array literal opened with "{". The
- * element is double-quoted with '"' and '\' backslash-escaped, so no value
- * can change the array's shape; NULL is SQL NULL.
- */
-static void buf_elem(buf *b, const char *v)
-{
-    const char *p, *run;
-
-    if (b->len > 1)
-        buf_putn(b, ",", 1);
-    if (!v) {
-        buf_puts(b, "NULL");
-        return;
-    }
-    buf_putn(b, "\"", 1);
-    for (run = p = v; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_putn(b, run, (size_t)(p - run));
-            buf_putn(b, "\\", 1);
-            run = p;
-        }
-    }
-    buf_putn(b, run, (size_t)(p - run));
-    buf_putn(b, "\"", 1);
-}
-
-/* Appends name[0..len) as a quoted identifier: a"b becomes "a""b". */
-static void buf_ident(buf *b, const char *name, size_t len)
-{
-    size_t i;
-
-    buf_putn(b, "\"", 1);
-    for (i = 0; i < len; i++) {
-        if (name[i] == '"')
-            buf_putn(b, "\"", 1);
-        buf_putn(b, name + i, 1);
-    }
-    buf_putn(b, "\"", 1);
-}
-
-/*
- * Appends a table name from an option, quoted: "t", or "s"."t" for s.t.
- * Quoting makes the name literal and case-sensitive. Returns -1 for an
- * empty name, an empty part or more than one dot.
- */
-static int buf_relation(buf *b, const char *name)
-{
-    const char *dot = name ? strchr(name, '.') : NULL;
-
-    if (!name || !*name ||
-        (dot && (dot == name || !dot[1] || strchr(dot + 1, '.'))))
-        return -1;
-    if (!dot) {
-        buf_ident(b, name, strlen(name));
-        return 0;
-    }
-    buf_ident(b, name, (size_t)(dot - name));
-    buf_putn(b, ".", 1);
-    buf_ident(b, dot + 1, strlen(dot + 1));
-    return 0;
-}
-
-/* Returns the built string (the caller frees) or NULL after a failure. */
-static char *buf_take(buf *b)
-{
-    char *s = b->oom ? NULL : b->s;
-
-    if (!s)
-        free(b->s);
-    memset(b, 0, sizeof(*b));
-    return s;
-}
+#include "exactly/sqlbuf.h"
 
 /* ---- the handler ---- */
 
@@ -184,9 +59,9 @@ typedef struct projection {
     size_t n_cols;
     char *delete_sql;
     /* Per-batch work space, kept to reuse its memory. */
-    buf sql;
-    buf ids;
-    buf *arrays;       /* one per lookup column */
+    exactly_sqlbuf sql;
+    exactly_sqlbuf ids;
+    exactly_sqlbuf *arrays;       /* one per lookup column */
     const char **params;
     const char **types; /* target type of each lookup column */
     size_t n_arrays;
@@ -245,10 +120,10 @@ static void projection_close(void *state)
     free(p->cols);
     free(p->table);
     free(p->delete_sql);
-    buf_free(&p->sql);
-    buf_free(&p->ids);
+    exactly_sqlbuf_free(&p->sql);
+    exactly_sqlbuf_free(&p->ids);
     for (i = 0; i < p->n_arrays; i++)
-        buf_free(&p->arrays[i]);
+        exactly_sqlbuf_free(&p->arrays[i]);
     free(p->arrays);
     free(p->params);
     free(p->types);
@@ -312,7 +187,7 @@ static exactly_err projection_open(const exactly_open_args *args,
     const char *table = h->opt_string(args->opts, "table");
     const char *key_type;
     projection *p;
-    buf b = {0};
+    exactly_sqlbuf b = {0};
     exactly_err rc = EXACTLY_ECONFIG;
 
     *state = NULL;
@@ -328,14 +203,14 @@ static exactly_err projection_open(const exactly_open_args *args,
                  "projection: needs a database connection at open");
         goto fail;
     }
-    if (buf_relation(&b, table) != 0) {
+    if (exactly_sqlbuf_relation(&b, table) != 0) {
         snprintf(args->errbuf, args->errbuf_size,
                  "projection: table name \"%s\" is not name or schema.name",
                  table ? table : "");
-        buf_free(&b);
+        exactly_sqlbuf_free(&b);
         goto fail;
     }
-    p->table = buf_take(&b);
+    p->table = exactly_sqlbuf_take(&b);
     if (!p->table) {
         snprintf(args->errbuf, args->errbuf_size, "projection: out of memory");
         rc = EXACTLY_ENOMEM;
@@ -359,14 +234,14 @@ static exactly_err projection_open(const exactly_open_args *args,
         goto fail;
     }
     /* The delete is the same for every batch: build it once. */
-    buf_puts(&b, "DELETE FROM ");
-    buf_puts(&b, p->table);
-    buf_puts(&b, " AS t WHERE t.");
-    buf_ident(&b, p->key, strlen(p->key));
-    buf_puts(&b, " = ANY($1::");
-    buf_puts(&b, key_type);
-    buf_puts(&b, "[])");
-    p->delete_sql = buf_take(&b);
+    exactly_sqlbuf_puts(&b, "DELETE FROM ");
+    exactly_sqlbuf_puts(&b, p->table);
+    exactly_sqlbuf_puts(&b, " AS t WHERE t.");
+    exactly_sqlbuf_ident(&b, p->key, strlen(p->key));
+    exactly_sqlbuf_puts(&b, " = ANY($1::");
+    exactly_sqlbuf_puts(&b, key_type);
+    exactly_sqlbuf_puts(&b, "[])");
+    p->delete_sql = exactly_sqlbuf_take(&b);
     if (!p->delete_sql) {
         snprintf(args->errbuf, args->errbuf_size, "projection: out of memory");
         rc = EXACTLY_ENOMEM;
@@ -384,7 +259,7 @@ fail:
  * count only grows once all three arrays have. */
 static int ensure_arrays(projection *p, size_t n)
 {
-    buf *arrays;
+    exactly_sqlbuf *arrays;
     const char **params, **types;
 
     if (n <= p->n_arrays)
@@ -409,75 +284,75 @@ static int ensure_arrays(projection *p, size_t n)
 /* Builds the upsert for the lookup's columns into p->sql. */
 static void build_upsert(projection *p, const exactly_batch *b)
 {
-    buf *s = &p->sql;
+    exactly_sqlbuf *s = &p->sql;
     char num[32];
     size_t i;
     int first, side;
 
-    buf_reset(s);
-    buf_puts(s, "INSERT INTO ");
-    buf_puts(s, p->table);
-    buf_puts(s, " AS t (");
+    exactly_sqlbuf_reset(s);
+    exactly_sqlbuf_puts(s, "INSERT INTO ");
+    exactly_sqlbuf_puts(s, p->table);
+    exactly_sqlbuf_puts(s, " AS t (");
     for (i = 0; i < b->n_columns; i++) {
         if (i)
-            buf_puts(s, ", ");
-        buf_ident(s, b->column_names[i], strlen(b->column_names[i]));
+            exactly_sqlbuf_puts(s, ", ");
+        exactly_sqlbuf_ident(s, b->column_names[i], strlen(b->column_names[i]));
     }
     /* One text[] per column, cast per column after unnest: a typed array
      * could not carry a column that is itself an array. */
-    buf_puts(s, ") SELECT ");
+    exactly_sqlbuf_puts(s, ") SELECT ");
     for (i = 0; i < b->n_columns; i++) {
         snprintf(num, sizeof(num), "%su.c%zu::", i ? ", " : "", i + 1);
-        buf_puts(s, num);
-        buf_puts(s, p->types[i]);
+        exactly_sqlbuf_puts(s, num);
+        exactly_sqlbuf_puts(s, p->types[i]);
     }
-    buf_puts(s, " FROM unnest(");
+    exactly_sqlbuf_puts(s, " FROM unnest(");
     for (i = 0; i < b->n_columns; i++) {
         snprintf(num, sizeof(num), "%s$%zu::text[]", i ? ", " : "", i + 1);
-        buf_puts(s, num);
+        exactly_sqlbuf_puts(s, num);
     }
-    buf_puts(s, ") AS u(");
+    exactly_sqlbuf_puts(s, ") AS u(");
     for (i = 0; i < b->n_columns; i++) {
         snprintf(num, sizeof(num), "%sc%zu", i ? ", " : "", i + 1);
-        buf_puts(s, num);
+        exactly_sqlbuf_puts(s, num);
     }
-    buf_puts(s, ") ON CONFLICT (");
-    buf_ident(s, p->key, strlen(p->key));
-    buf_puts(s, ")");
+    exactly_sqlbuf_puts(s, ") ON CONFLICT (");
+    exactly_sqlbuf_ident(s, p->key, strlen(p->key));
+    exactly_sqlbuf_puts(s, ")");
     if (b->n_columns == 1) {
-        buf_puts(s, " DO NOTHING");
+        exactly_sqlbuf_puts(s, " DO NOTHING");
         return;
     }
-    buf_puts(s, " DO UPDATE SET ");
+    exactly_sqlbuf_puts(s, " DO UPDATE SET ");
     first = 1;
     for (i = 0; i < b->n_columns; i++) {
         const char *c = b->column_names[i];
         if (strcmp(c, p->key) == 0)
             continue;
         if (!first)
-            buf_puts(s, ", ");
+            exactly_sqlbuf_puts(s, ", ");
         first = 0;
-        buf_ident(s, c, strlen(c));
-        buf_puts(s, " = EXCLUDED.");
-        buf_ident(s, c, strlen(c));
+        exactly_sqlbuf_ident(s, c, strlen(c));
+        exactly_sqlbuf_puts(s, " = EXCLUDED.");
+        exactly_sqlbuf_ident(s, c, strlen(c));
     }
     /* An unchanged row is left alone: no dead tuple, no WAL, no index
      * churn when the same entity is announced again and again. */
     for (side = 0; side < 2; side++) {
-        buf_puts(s, side == 0 ? " WHERE (" : ") IS DISTINCT FROM (");
+        exactly_sqlbuf_puts(s, side == 0 ? " WHERE (" : ") IS DISTINCT FROM (");
         first = 1;
         for (i = 0; i < b->n_columns; i++) {
             const char *c = b->column_names[i];
             if (strcmp(c, p->key) == 0)
                 continue;
             if (!first)
-                buf_puts(s, ", ");
+                exactly_sqlbuf_puts(s, ", ");
             first = 0;
-            buf_puts(s, side == 0 ? "t." : "EXCLUDED.");
-            buf_ident(s, c, strlen(c));
+            exactly_sqlbuf_puts(s, side == 0 ? "t." : "EXCLUDED.");
+            exactly_sqlbuf_ident(s, c, strlen(c));
         }
     }
-    buf_puts(s, ")");
+    exactly_sqlbuf_puts(s, ")");
 }
 
 static exactly_err projection_apply(void *state, exactly_txn *txn,
@@ -509,21 +384,21 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
 
     /* 2. Rows become one array per column; IDs without rows are deleted. */
     for (j = 0; j < b->n_columns; j++) {
-        buf_reset(&p->arrays[j]);
-        buf_puts(&p->arrays[j], "{");
+        exactly_sqlbuf_reset(&p->arrays[j]);
+        exactly_sqlbuf_puts(&p->arrays[j], "{");
     }
-    buf_reset(&p->ids);
-    buf_puts(&p->ids, "{");
+    exactly_sqlbuf_reset(&p->ids);
+    exactly_sqlbuf_puts(&p->ids, "{");
     for (i = 0; i < b->n_records; i++) {
         const exactly_record *r = &b->records[i];
 
         if (r->n_rows == 0) {
-            buf_elem(&p->ids, r->id);
+            exactly_sqlbuf_elem(&p->ids, r->id);
             continue;
         }
         for (row = 0; row < r->n_rows; row++)
             for (j = 0; j < b->n_columns; j++)
-                buf_elem(&p->arrays[j], r->values[row * b->n_columns + j]);
+                exactly_sqlbuf_elem(&p->arrays[j], r->values[row * b->n_columns + j]);
         n_rows += r->n_rows;
     }
 
@@ -536,7 +411,7 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
         }
         build_upsert(p, b);
         for (j = 0; j < b->n_columns; j++) {
-            buf_puts(&p->arrays[j], "}");
+            exactly_sqlbuf_puts(&p->arrays[j], "}");
             if (p->arrays[j].oom)
                 p->sql.oom = 1;
             p->params[j] = p->arrays[j].s;
@@ -556,7 +431,7 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
     if (p->ids.len > 1) {
         const char *param;
 
-        buf_puts(&p->ids, "}");
+        exactly_sqlbuf_puts(&p->ids, "}");
         if (p->ids.oom) {
             h->set_error(txn, "projection: out of memory");
             return EXACTLY_ENOMEM;

@@ -106,17 +106,7 @@ int cmd_worker(int argc, char **argv)
         exactly_config_free(cfg);
         return code;
     }
-    printf("pipeline %s: consumed %llu, applied %llu, deduplicated %llu, "
-           "dead-lettered %llu, skipped (no row) %llu; batches committed "
-           "%llu, rolled back %llu, fenced %llu; retries %llu\n",
-           p->name, (unsigned long long)st.consumed,
-           (unsigned long long)st.applied, (unsigned long long)st.deduplicated,
-           (unsigned long long)st.dead_lettered,
-           (unsigned long long)st.skipped_missing,
-           (unsigned long long)st.batches_committed,
-           (unsigned long long)st.batches_rolled_back,
-           (unsigned long long)st.batches_fenced,
-           (unsigned long long)st.retries);
+    exactly_worker_print_summary(p->name, &st);
     exactly_config_free(cfg);
     return code;
 }
