@@ -14,6 +14,8 @@ static const struct {
     {"migrate", cmd_migrate, "create or upgrade the framework tables"},
     {"reprocess", cmd_reprocess, "apply an offset range of one partition again"},
     {"check", cmd_check, "validate the config, load plugins, reach PostgreSQL and Kafka"},
+    {"offsets", cmd_offsets, "show stored offsets, watermarks and lag; reset them"},
+    {"dlq", cmd_dlq, "list, show, replay or discard dead letters"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,492 @@
+/*
+ * admin.c - see admin.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "admin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pg_conn.h"
+#include "source.h"
+#include "store.h"
+#include "strbuf.h"
+
+/* ---- output ------------------------------------------------------------ */
+
+admin_table *admin_table_new(size_t n_cols, const char *const *headers,
+                             const char *align)
+{
+    admin_table *t = calloc(1, sizeof(*t));
+    size_t i;
+
+    if (!t)
+        return NULL;
+    t->n_cols = n_cols;
+    t->headers = calloc(n_cols, sizeof(char *));
+    t->align = calloc(n_cols + 1, 1);
+    if (!t->headers || !t->align) {
+        admin_table_free(t);
+        return NULL;
+    }
+    for (i = 0; i < n_cols; i++) {
+        t->headers[i] = strdup(headers[i]);
+        if (!t->headers[i]) {
+            admin_table_free(t);
+            return NULL;
+        }
+        t->align[i] = align[i] == 'r' ? 'r' : 'l';
+    }
+    return t;
+}
+
+void admin_table_add(admin_table *t, const char *const *cells)
+{
+    size_t i;
+
+    if (t->oom)
+        return;
+    if (t->n_rows == t->cap_rows) {
+        size_t cap = t->cap_rows ? t->cap_rows * 2 : 16;
+        char **c = realloc(t->cells, cap * t->n_cols * sizeof(char *));
+        if (!c) {
+            t->oom = 1;
+            return;
+        }
+        t->cells = c;
+        t->cap_rows = cap;
+    }
+    for (i = 0; i < t->n_cols; i++) {
+        char *s = strdup(cells[i] ? cells[i] : "-");
+        if (!s)
+            t->oom = 1;
+        t->cells[t->n_rows * t->n_cols + i] = s;
+    }
+    t->n_rows++;
+}
+
+int admin_table_print(const admin_table *t, FILE *out)
+{
+    size_t *w;
+    size_t r, c;
+
+    if (t->oom)
+        return -1;
+    w = calloc(t->n_cols, sizeof(size_t));
+    if (!w)
+        return -1;
+    for (c = 0; c < t->n_cols; c++) {
+        w[c] = strlen(t->headers[c]);
+        for (r = 0; r < t->n_rows; r++) {
+            size_t n = strlen(t->cells[r * t->n_cols + c]);
+            if (n > w[c])
+                w[c] = n;
+        }
+    }
+    for (r = 0; r <= t->n_rows; r++) {
+        strbuf line = {0};
+        for (c = 0; c < t->n_cols; c++) {
+            const char *s = r == 0 ? t->headers[c]
+                                   : t->cells[(r - 1) * t->n_cols + c];
+            strbuf_printf(&line, t->align[c] == 'r' ? "%s%*s" : "%s%-*s",
+                          c ? "  " : "", (int)w[c], s);
+        }
+        if (line.oom) {
+            strbuf_free(&line);
+            free(w);
+            return -1;
+        }
+        /* No trailing blanks (an empty last column, a left-aligned one). */
+        while (line.len > 0 && line.data[line.len - 1] == ' ')
+            line.data[--line.len] = '\0';
+        fprintf(out, "%s\n", strbuf_str(&line));
+        strbuf_free(&line);
+    }
+    free(w);
+    return 0;
+}
+
+void admin_table_free(admin_table *t)
+{
+    size_t i;
+
+    if (!t)
+        return;
+    for (i = 0; t->headers && i < t->n_cols; i++)
+        free(t->headers[i]);
+    for (i = 0; t->cells && i < t->n_rows * t->n_cols; i++)
+        free(t->cells[i]);
+    free(t->headers);
+    free(t->align);
+    free(t->cells);
+    free(t);
+}
+
+void admin_json_str(FILE *out, const char *s)
+{
+    if (!s) {
+        fputs("null", out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", out);
+        else if (ch == '\t')
+            fputs("\\t", out);
+        else if (ch < 0x20)
+            fprintf(out, "\\u%04x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+exactly_err admin_parse_time(PGconn *conn, const char *text, int64_t *ms,
+                             char *canon, size_t canon_size, char *errbuf,
+                             size_t errbuf_size)
+{
+    const char *params[1] = {text};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    /* The server's parser accepts every ISO 8601 form operators type, and
+     * the same text then filters timestamptz columns consistently. */
+    rc = exactly_pg_exec(conn,
+                         "SELECT floor(extract(epoch FROM $1::timestamptz)"
+                         " * 1000)::bigint,"
+                         " to_char($1::timestamptz AT TIME ZONE 'UTC',"
+                         " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                         1, params, &res, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK) {
+        if (PQstatus(conn) == CONNECTION_OK) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", errbuf);
+            snprintf(errbuf, errbuf_size, "cannot read '%s' as a time: %s",
+                     text, why);
+            return EXACTLY_EINVAL;
+        }
+        return rc;
+    }
+    *ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    snprintf(canon, canon_size, "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return EXACTLY_OK;
+}
+
+/* ---- PostgreSQL --------------------------------------------------------- */
+
+exactly_err admin_check_schema(PGconn *conn, const exactly_config *cfg,
+                               char *errbuf, size_t errbuf_size)
+{
+    int version = 0;
+    exactly_err rc;
+
+    rc = exactly_store_version(conn, cfg->postgres.schema, &version, errbuf,
+                               errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (version != EXACTLY_SCHEMA_VERSION) {
+        snprintf(errbuf, errbuf_size,
+                 "framework schema %s is at version %d, this exactly needs "
+                 "%d: run 'exactly migrate -c %s'",
+                 cfg->postgres.schema, version, EXACTLY_SCHEMA_VERSION,
+                 cfg->path);
+        return EXACTLY_EDATABASE;
+    }
+    return EXACTLY_OK;
+}
+
+char *admin_schema_q(PGconn *conn, const exactly_config *cfg)
+{
+    return exactly_pg_ident(conn, cfg->postgres.schema);
+}
+
+void admin_requested_by(char *out, size_t out_size)
+{
+    char host[256];
+    const char *user = getenv("USER");
+    char pwbuf[1024];
+    struct passwd pw, *pwp = NULL;
+    char login[256];
+
+    /* getlogin() names the person at the terminal even under sudo; a cron
+     * job or a container has none, then USER, then the effective user. */
+    if (getlogin_r(login, sizeof(login)) == 0 && login[0])
+        user = login;
+    else if (!user || !*user) {
+        if (getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &pwp) == 0 && pwp)
+            user = pwp->pw_name;
+        else
+            user = "unknown";
+    }
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, out_size, "%s@%s", user, host);
+}
+
+/* Appends a possibly schema-qualified table name, each part quoted. */
+static int put_relation(PGconn *conn, strbuf *sb, const char *name)
+{
+    const char *dot = strchr(name, '.');
+    char *q;
+
+    if (dot) {
+        char *schema = strndup(name, (size_t)(dot - name));
+        char *qs = schema ? exactly_pg_ident(conn, schema) : NULL;
+        free(schema);
+        if (!qs)
+            return -1;
+        strbuf_printf(sb, "%s.", qs);
+        PQfreemem(qs);
+        name = dot + 1;
+    }
+    q = exactly_pg_ident(conn, name);
+    if (!q)
+        return -1;
+    strbuf_puts(sb, q);
+    PQfreemem(q);
+    return 0;
+}
+
+/* The same statement worker.c builds (build_lookup), so that a replay
+ * reads exactly what the pipeline reads. */
+exactly_err admin_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
+                             char **key_column)
+{
+    strbuf sb = {0};
+    char *idcol = NULL;
+    size_t i;
+
+    *sql = NULL;
+    *key_column = NULL;
+    if (p->lookup.sql) {
+        *sql = strdup(p->lookup.sql);
+        *key_column = strdup(p->lookup.key_column ? p->lookup.key_column : "id");
+        goto done;
+    }
+    strbuf_puts(&sb, "SELECT ");
+    if (p->lookup.n_columns == 0)
+        strbuf_puts(&sb, "*");
+    for (i = 0; i < p->lookup.n_columns; i++) {
+        char *c = exactly_pg_ident(conn, p->lookup.columns[i]);
+        if (!c)
+            goto oom;
+        strbuf_printf(&sb, "%s%s", i ? ", " : "", c);
+        PQfreemem(c);
+    }
+    strbuf_puts(&sb, " FROM ");
+    if (put_relation(conn, &sb, p->lookup.table) != 0)
+        goto oom;
+    idcol = exactly_pg_ident(conn, p->lookup.id_column);
+    if (!idcol)
+        goto oom;
+    strbuf_printf(&sb, " WHERE %s = ANY($1::%s[])", idcol,
+                  exactly_id_type_name(p->id.type));
+    PQfreemem(idcol);
+    if (sb.oom)
+        goto oom;
+    *sql = sb.data;
+    *key_column = strdup(p->lookup.id_column);
+done:
+    if (!*sql || !*key_column) {
+        free(*sql);
+        free(*key_column);
+        *sql = *key_column = NULL;
+        return EXACTLY_ENOMEM;
+    }
+    return EXACTLY_OK;
+oom:
+    strbuf_free(&sb);
+    return EXACTLY_ENOMEM;
+}
+
+void admin_free_strings(char **v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+exactly_err admin_live_owners(PGconn *conn, const exactly_config *cfg,
+                              const char *pipeline, const char *topic,
+                              char ***owners, size_t *n_owners, char *errbuf,
+                              size_t errbuf_size)
+{
+    char *q = admin_schema_q(conn, cfg);
+    strbuf sql = {0};
+    const char *params[2] = {pipeline, topic};
+    PGresult *res = NULL;
+    exactly_err rc = EXACTLY_ENOMEM;
+    int r;
+
+    *owners = NULL;
+    *n_owners = 0;
+    if (!q)
+        goto cleanup;
+    /* application_name is visible for every session, whoever owns it, and
+     * the server cuts it to 63 bytes: compare that much of the owner. */
+    strbuf_printf(&sql,
+                  "SELECT DISTINCT o.owner FROM %s.offsets o"
+                  " JOIN pg_stat_activity a"
+                  " ON a.application_name = left(o.owner, 63)"
+                  " AND a.pid <> pg_backend_pid()"
+                  " WHERE o.pipeline = $1 AND ($2::text IS NULL OR o.topic = $2)"
+                  " AND o.owner IS NOT NULL ORDER BY 1",
+                  q);
+    if (sql.oom)
+        goto cleanup;
+    rc = exactly_pg_exec(conn, strbuf_str(&sql), 2, params, &res, errbuf,
+                         errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto cleanup;
+    *owners = calloc((size_t)PQntuples(res) + 1, sizeof(char *));
+    if (!*owners) {
+        rc = EXACTLY_ENOMEM;
+        goto cleanup;
+    }
+    for (r = 0; r < PQntuples(res); r++) {
+        (*owners)[r] = strdup(PQgetvalue(res, r, 0));
+        if (!(*owners)[r]) {
+            admin_free_strings(*owners, (size_t)r);
+            *owners = NULL;
+            rc = EXACTLY_ENOMEM;
+            goto cleanup;
+        }
+    }
+    *n_owners = (size_t)PQntuples(res);
+
+cleanup:
+    if (rc == EXACTLY_ENOMEM)
+        snprintf(errbuf, errbuf_size, "out of memory");
+    PQclear(res);
+    strbuf_free(&sql);
+    PQfreemem(q);
+    return rc;
+}
+
+/* ---- Kafka -------------------------------------------------------------- */
+
+rd_kafka_t *admin_kafka_new(const exactly_config *cfg, const cfg_pipeline *p,
+                            const char *client_tag, char *auto_reset,
+                            char *errbuf, size_t errbuf_size)
+{
+    char client_id[256], kerr[512];
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+
+    /* A client.id of its own, so broker logs never confuse the CLI with a
+     * worker of the group. */
+    snprintf(client_id, sizeof(client_id), "exactly-%s-%s-%d", client_tag,
+             p->name, (int)getpid());
+    conf = exactly_kafka_conf(cfg, p, auto_reset, client_id, errbuf,
+                              errbuf_size);
+    if (!conf)
+        return NULL;
+    /* A command reports a failure once, in its own words; librdkafka's
+     * retry chatter (broker down, reconnecting) would bury that line. */
+    if (rd_kafka_conf_set(conf, "log_level", "2", kerr, sizeof(kerr)) !=
+        RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errbuf, errbuf_size, "kafka: %s", kerr);
+        return NULL;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errbuf, errbuf_size, "cannot create a Kafka client: %s", kerr);
+        return NULL;
+    }
+    return rk;
+}
+
+void admin_kafka_free(rd_kafka_t *rk)
+{
+    if (!rk)
+        return;
+    /* Never subscribed: closing leaves no group and commits nothing. */
+    (void)rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+int admin_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                          char *errbuf, size_t errbuf_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t e;
+    int n = -1;
+
+    if (!t) {
+        snprintf(errbuf, errbuf_size, "topic %s: %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    e = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+    if (e)
+        snprintf(errbuf, errbuf_size, "topic %s: cannot read metadata: %s",
+                 topic, rd_kafka_err2str(e));
+    else if (md->topic_cnt < 1)
+        snprintf(errbuf, errbuf_size, "topic %s: not found", topic);
+    else if (md->topics[0].err)
+        snprintf(errbuf, errbuf_size, "topic %s: %s", topic,
+                 rd_kafka_err2str(md->topics[0].err));
+    else
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return n;
+}
+
+int admin_group_members(rd_kafka_t *rk, const char *group, int timeout_ms,
+                        int *members, char *state, size_t state_size,
+                        char *errbuf, size_t errbuf_size)
+{
+    const struct rd_kafka_group_list *gl = NULL;
+    rd_kafka_resp_err_t e;
+    int i, rc = 0;
+
+    *members = 0;
+    snprintf(state, state_size, "%s", "unknown");
+    e = rd_kafka_list_groups(rk, group, &gl, timeout_ms);
+    if (e == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
+        e == RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION)
+        return 1;
+    if (e) {
+        snprintf(errbuf, errbuf_size, "cannot describe consumer group '%s': %s",
+                 group, rd_kafka_err2str(e));
+        return -1;
+    }
+    for (i = 0; i < gl->group_cnt; i++) {
+        const struct rd_kafka_group_info *g = &gl->groups[i];
+        if (strcmp(g->group, group) != 0)
+            continue;
+        if (g->err && g->err != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+            snprintf(errbuf, errbuf_size,
+                     "cannot describe consumer group '%s': %s", group,
+                     rd_kafka_err2str(g->err));
+            rc = -1;
+            break;
+        }
+        *members = g->member_cnt;
+        snprintf(state, state_size, "%s", g->state ? g->state : "unknown");
+    }
+    rd_kafka_group_list_destroy(gl);
+    return rc;
+}

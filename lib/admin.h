@@ -1,0 +1,121 @@
+/*
+ * admin.h - what the operator commands (`exactly offsets`, `exactly dlq`)
+ * share: aligned tables and JSON strings on stdout, the framework schema
+ * check, a Kafka handle that never joins the group, and the two ways of
+ * telling whether a pipeline's workers are running.
+ *
+ * Every function writes one sentence into errbuf when it fails; none
+ * prints anything itself except the table and JSON printers.
+ */
+#ifndef EXACTLY_ADMIN_H
+#define EXACTLY_ADMIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+/* ---- output ------------------------------------------------------------ */
+
+/* A table printed with every column as wide as its widest cell. */
+typedef struct admin_table {
+    size_t n_cols;
+    char **headers;
+    char *align; /* per column: 'l' or 'r' */
+    char **cells; /* n_rows * n_cols, owned */
+    size_t n_rows;
+    size_t cap_rows;
+    int oom;
+} admin_table;
+
+/* headers: n_cols names; align: n_cols characters of 'l'/'r'. NULL on
+ * allocation failure. */
+admin_table *admin_table_new(size_t n_cols, const char *const *headers,
+                             const char *align);
+/* Copies n_cols cells (NULL prints as "-"). */
+void admin_table_add(admin_table *t, const char *const *cells);
+/* Returns -1 when an allocation failed on the way (the table is then
+ * incomplete and nothing is printed). */
+int admin_table_print(const admin_table *t, FILE *out);
+void admin_table_free(admin_table *t);
+
+/* Writes s as a JSON string literal ("null" for NULL). */
+void admin_json_str(FILE *out, const char *s);
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/*
+ * Parses a point in time the way PostgreSQL reads timestamptz (ISO 8601
+ * such as 2024-05-01T12:00:00Z, or a date; without a zone the server's
+ * TimeZone applies). Sets *ms to milliseconds since the epoch and writes
+ * the canonical UTC form into canon. EXACTLY_EINVAL when the server
+ * rejects the text.
+ */
+exactly_err admin_parse_time(PGconn *conn, const char *text, int64_t *ms,
+                             char *canon, size_t canon_size, char *errbuf,
+                             size_t errbuf_size);
+
+/* ---- PostgreSQL --------------------------------------------------------- */
+
+/* EXACTLY_OK when cfg's schema is at the version this exactly needs, else
+ * EXACTLY_EDATABASE with the reason (and what to run) in errbuf. */
+exactly_err admin_check_schema(PGconn *conn, const exactly_config *cfg,
+                               char *errbuf, size_t errbuf_size);
+
+/* The quoted schema name (free with PQfreemem), or NULL. */
+char *admin_schema_q(PGconn *conn, const exactly_config *cfg);
+
+/* "user@host" of whoever runs this process, for audit rows. */
+void admin_requested_by(char *out, size_t out_size);
+
+/*
+ * The pipeline's lookup statement as the worker runs it ($1 a text array
+ * literal of IDs) and the result column that holds the ID. Both malloc'd.
+ */
+exactly_err admin_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
+                             char **key_column);
+
+/*
+ * The owners recorded on the pipeline's offset rows (of topic, or of every
+ * topic when NULL) that still hold a PostgreSQL session: a worker's
+ * connection carries its owner string as application_name. *owners is a
+ * malloc'd array of malloc'd strings; free with admin_free_strings.
+ */
+exactly_err admin_live_owners(PGconn *conn, const exactly_config *cfg,
+                              const char *pipeline, const char *topic,
+                              char ***owners, size_t *n_owners, char *errbuf,
+                              size_t errbuf_size);
+void admin_free_strings(char **v, size_t n);
+
+/* ---- Kafka -------------------------------------------------------------- */
+
+/*
+ * A consumer handle with the pipeline's configuration (its group.id, so
+ * committed offsets are the group's) that never subscribes, so it never
+ * joins the group. client_tag names the command in client.id. Writes the
+ * pipeline's auto.offset.reset policy into auto_reset (16 bytes).
+ */
+rd_kafka_t *admin_kafka_new(const exactly_config *cfg, const cfg_pipeline *p,
+                            const char *client_tag, char *auto_reset,
+                            char *errbuf, size_t errbuf_size);
+/* Closes and destroys; NULL-safe. */
+void admin_kafka_free(rd_kafka_t *rk);
+
+/* The topic's partition count, or -1 with errbuf set. */
+int admin_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                          char *errbuf, size_t errbuf_size);
+
+/*
+ * Members of a consumer group as the broker reports them. Returns 0 with
+ * *members and state set, 1 when the broker cannot say (librdkafka's mock
+ * cluster and brokers without ListGroups/DescribeGroups), -1 on an error
+ * (errbuf).
+ */
+int admin_group_members(rd_kafka_t *rk, const char *group, int timeout_ms,
+                        int *members, char *state, size_t state_size,
+                        char *errbuf, size_t errbuf_size);
+
+#endif

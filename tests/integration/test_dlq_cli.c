@@ -1,0 +1,407 @@
+/*
+ * `exactly dlq list|show|replay|discard` against a real PostgreSQL and the
+ * mock cluster, with the ledger pipeline:
+ *
+ *   - the topic holds messages whose IDs the ledger's fail_on_ids option
+ *     fails (7 and 13), one key that is no number (undecodable: no entity
+ *     ID), and one ID without an `accounts` row (lookup.on_missing:
+ *     dead_letter); a worker runs to the end and dead-letters exactly
+ *     those;
+ *   - list shows them (filters, --limit, --since), show prints one in full
+ *     (key as text and hex), bad usage is refused with exit 2;
+ *   - replay with the unchanged config fails them again: nothing applied,
+ *     attempts counted, reason kept;
+ *   - replay that hits a SQL error in the handler (a ledger row planted on
+ *     one of the offsets) rolls everything back: exit 1, the dead letters
+ *     and the ledger unchanged;
+ *   - with fail_on_ids removed, replay --all applies the failed ones in one
+ *     transaction and deletes them; the undecodable one and the one without
+ *     a row stay, and the output says why;
+ *   - discard removes a selected set; after the missing account appears, a
+ *     replay by ID applies the last one;
+ *   - at the end the ledger holds every offset but the undecodable one
+ *     exactly once, the counters equal what was produced per ID, and the
+ *     dead-letter table is empty.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define TOPIC "dlq-cli"
+#define NP 2
+#define N_IDS 25        /* messages name ids 1..N_IDS ... */
+#define N_MSGS 60       /* ... message i names (i % N_IDS) + 1 */
+#define NO_ROW_ID 777   /* no accounts row until the end */
+#define CMD_TIMEOUT_MS 60000
+#define WORKER_TIMEOUT_MS 120000
+
+typedef struct ctx {
+    char dir[256];
+    char cfg[512];
+    char conninfo[1024];
+    const char *bootstraps;
+    PGconn *db;
+    int n_cmd;
+} ctx;
+
+/* The pipeline; fail_on_ids only when failing. */
+static void write_config(ctx *c, int failing)
+{
+    tk_write_file(c->cfg,
+                  "kafka:\n"
+                  "  bootstrap.servers: '%s'\n"
+                  "  auto.offset.reset: earliest\n"
+                  "  session.timeout.ms: 6000\n"
+                  "postgres:\n"
+                  "  conninfo: \"%s\"\n"
+                  "pipelines:\n"
+                  "  " LEDGER_PIPELINE ":\n"
+                  "    topics: [" TOPIC "]\n"
+                  "    group: dlq-cli\n"
+                  "    id: {from: key, type: bigint}\n"
+                  "    lookup: {table: accounts, id_column: id,"
+                  " on_missing: dead_letter}\n"
+                  "    handler:\n"
+                  "      plugin: %s/ledger.so\n"
+                  "%s"
+                  "    batch: {max_messages: 8, max_wait_ms: 50}\n",
+                  c->bootstraps, c->conninfo,
+                  tk_env_required("EXACTLY_PLUGIN_DIR"),
+                  failing ? "      options: {fail_on_ids: ['7', '13']}\n" : "");
+}
+
+/* Runs `exactly dlq ARGS... -c cfg`; exit status, output in *out. */
+static int dlq(ctx *c, char **out, ...)
+{
+    char *argv[32];
+    char log[512];
+    va_list ap;
+    int n = 0, status;
+    const char *a;
+    pid_t pid;
+
+    argv[n++] = (char *)ledger_exactly_bin();
+    argv[n++] = "dlq";
+    va_start(ap, out);
+    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n++] = "-c";
+    argv[n++] = c->cfg;
+    argv[n] = NULL;
+    snprintf(log, sizeof log, "%s/dlq-%02d.log", c->dir, ++c->n_cmd);
+    pid = tk_spawn(argv, log);
+    status = tk_wait(pid, CMD_TIMEOUT_MS);
+    if (status == -1) {
+        tk_terminate(pid, 5000);
+        tk_fail("exactly dlq %s did not finish; log %s", argv[2], log);
+    }
+    *out = tk_read_file(log);
+    if (!*out)
+        *out = strdup("");
+    return status;
+}
+
+static int64_t dl_count(ctx *c, const char *where)
+{
+    return tk_sql_int64(c->db, "SELECT count(*) FROM exactly.dead_letters%s%s",
+                        where ? " WHERE " : "", where ? where : "");
+}
+
+/* Data rows of a `dlq list` table. */
+static int list_rows(const char *out)
+{
+    const char *line = out;
+    int n = 0;
+
+    while (line && *line) {
+        long long id;
+        char topic[64];
+        if (sscanf(line, "%lld %63s", &id, topic) == 2 &&
+            strcmp(topic, TOPIC) == 0)
+            n++;
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return n;
+}
+
+static char *dl_id(ctx *c, const char *where)
+{
+    return tk_sql_text(c->db, "SELECT min(id)::text FROM exactly.dead_letters"
+                              " WHERE %s", where);
+}
+
+int main(void)
+{
+    ctx c;
+    tk_mock *m;
+    tk_msg msgs[N_MSGS + 2];
+    char keys[N_MSGS + 2][16];
+    int64_t produced[N_IDS + 1]; /* per id */
+    int64_t n_fail = 0, ledger_before, dl_total;
+    char *out, *id, *before, *after;
+    int status, i;
+
+    memset(&c, 0, sizeof c);
+    memset(msgs, 0, sizeof msgs);
+    memset(produced, 0, sizeof produced);
+    m = tk_mock_start(1);
+    c.bootstraps = tk_mock_bootstraps(m);
+    tk_mock_create_topic(m, TOPIC, NP);
+    for (i = 0; i < N_MSGS; i++) {
+        int64_t e = (i % N_IDS) + 1;
+        snprintf(keys[i], sizeof keys[i], "%" PRId64, e);
+        produced[e]++;
+        n_fail += e == 7 || e == 13;
+    }
+    /* The undecodable key lands on partition 0, the missing row on 1. */
+    snprintf(keys[N_MSGS], sizeof keys[N_MSGS], "not-a-number");
+    snprintf(keys[N_MSGS + 1], sizeof keys[N_MSGS + 1], "%d", NO_ROW_ID);
+    for (i = 0; i < N_MSGS + 2; i++) {
+        msgs[i].partition = i < N_MSGS ? i % NP : i - N_MSGS;
+        msgs[i].key = keys[i];
+        msgs[i].key_len = strlen(keys[i]);
+    }
+    tk_produce(c.bootstraps, TOPIC, msgs, N_MSGS + 2);
+
+    tk_tmpdir("exactly-dlq-cli", c.dir, sizeof c.dir);
+    tk_pg_create_db("dlq_cli", c.conninfo, sizeof c.conninfo);
+    ledger_setup_db(c.conninfo);
+    c.db = tk_pg_connect(c.conninfo);
+    snprintf(c.cfg, sizeof c.cfg, "%s/dlq.yaml", c.dir);
+    write_config(&c, 1);
+    {
+        char log[512];
+        pid_t pid;
+        snprintf(log, sizeof log, "%s/migrate.log", c.dir);
+        ledger_migrate(c.cfg, log);
+        snprintf(log, sizeof log, "%s/worker.log", c.dir);
+        pid = ledger_start_worker(c.cfg, 3000, log);
+        status = tk_wait(pid, WORKER_TIMEOUT_MS);
+        if (status == -1)
+            tk_terminate(pid, 5000);
+        LEDGER_CHECK_LOG(status == 0, log, "worker exited %d", status);
+    }
+    dl_total = n_fail + 2;
+    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after the run");
+    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id IN ('7', '13') AND reason LIKE"
+                                   " '%fail_on_ids%'"),
+                      n_fail, "dead letters of the failing IDs");
+    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id IS NULL AND partition = 0"), 1,
+                      "the undecodable message");
+    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id = '777' AND partition = 1 AND"
+                                   " reason = 'lookup found no row'"),
+                      1, "the message without a row");
+    ledger_before = ledger_rows(c.db);
+    TK_CHECK_EQ_INT64(ledger_before, N_MSGS - n_fail, "ledger rows after the run");
+
+    /* list */
+    status = dlq(&c, &out, "list", NULL);
+    TK_CHECK(status == 0, "list exited %d:\n%s", status, out);
+    TK_CHECK_EQ_INT64(list_rows(out), dl_total, "rows listed");
+    TK_CHECK(strstr(out, "ledger: id listed in fail_on_ids") &&
+                 strstr(out, "lookup found no row") &&
+                 strstr(out, "LAST_FAILED") &&
+                 strstr(out, "dead letter(s) of pipeline ledger"),
+             "list lacks a column or a reason:\n%s", out);
+    tk_note("dlq list:\n%s", out);
+    free(out);
+    status = dlq(&c, &out, "list", "--limit", "2", NULL);
+    TK_CHECK(status == 0 && list_rows(out) == 2, "list --limit 2:\n%s", out);
+    {
+        char want[256];
+        snprintf(want, sizeof want, "2 of %" PRId64 " dead letter(s)", dl_total);
+        TK_CHECK(strstr(out, want) != NULL, "list --limit says not '%s':\n%s",
+                 want, out);
+    }
+    free(out);
+    status = dlq(&c, &out, "list", "--topic", TOPIC, "--partition", "1", NULL);
+    TK_CHECK(status == 0, "list --partition exited %d:\n%s", status, out);
+    TK_CHECK_EQ_INT64(list_rows(out), dl_count(&c, "partition = 1"),
+                      "rows listed for partition 1");
+    free(out);
+    status = dlq(&c, &out, "list", "--since", "2999-01-01", NULL);
+    TK_CHECK(status == 0 && list_rows(out) == 0, "list --since future:\n%s", out);
+    free(out);
+    status = dlq(&c, &out, "list", "--since", "not a time", NULL);
+    TK_CHECK(status == 2 && strstr(out, "cannot read 'not a time' as a time"),
+             "list --since garbage exited %d:\n%s", status, out);
+    free(out);
+
+    /* show */
+    id = dl_id(&c, "entity_id = '7'");
+    status = dlq(&c, &out, "show", id, NULL);
+    TK_CHECK(status == 0, "show exited %d:\n%s", status, out);
+    TK_CHECK(strstr(out, "entity_id:       7\n") &&
+                 strstr(out, "key (text):      7\n") &&
+                 strstr(out, "key (hex):       37\n") &&
+                 strstr(out, "reason:          ledger: id listed in "
+                             "fail_on_ids\n") &&
+                 strstr(out, "attempts:        1\n"),
+             "show %s:\n%s", id, out);
+    tk_note("dlq show %s:\n%s", id, out);
+    free(out);
+    free(id);
+    id = dl_id(&c, "entity_id IS NULL");
+    status = dlq(&c, &out, "show", "--id", id, NULL);
+    TK_CHECK(status == 0 && strstr(out, "could not be decoded") &&
+                 strstr(out, "key (text):      not-a-number\n") &&
+                 strstr(out, "key (hex):       6e6f742d612d6e756d626572\n"),
+             "show of the undecodable one:\n%s", out);
+    free(out);
+    free(id);
+    status = dlq(&c, &out, "show", "999999", NULL);
+    TK_CHECK(status == 1 && strstr(out, "no dead letter"),
+             "show of a missing ID exited %d:\n%s", status, out);
+    free(out);
+
+    /* bad usage changes nothing */
+    status = dlq(&c, &out, "discard", NULL);
+    TK_CHECK(status == 2 && strstr(out, "or pass --all; nothing changed"),
+             "discard without a filter exited %d:\n%s", status, out);
+    free(out);
+    status = dlq(&c, &out, "replay", NULL);
+    TK_CHECK(status == 2, "replay without a filter exited %d:\n%s", status, out);
+    free(out);
+    status = dlq(&c, &out, "frobnicate", NULL);
+    TK_CHECK(status == 2 && strstr(out, "unknown action 'frobnicate'"),
+             "unknown action exited %d:\n%s", status, out);
+    free(out);
+    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after refusals");
+
+    /* Replay with fail_on_ids still set: failed again, nothing applied. */
+    status = dlq(&c, &out, "replay", "--all", NULL);
+    TK_CHECK(status == 0, "replay (still failing) exited %d:\n%s", status, out);
+    {
+        char want[256];
+        snprintf(want, sizeof want,
+                 "replayed 0 dead letter(s) of pipeline ledger through handler "
+                 "'ledger'; %" PRId64 " left in place (1 without an entity ID, "
+                 "1 without a looked-up row, %" PRId64 " failed again)",
+                 dl_total, n_fail);
+        TK_CHECK(strstr(out, want) != NULL, "replay did not say '%s':\n%s",
+                 want, out);
+    }
+    free(out);
+    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after a failed replay");
+    TK_CHECK_EQ_INT64(dl_count(&c, "attempts = 2"), n_fail,
+                      "attempts counted for the records that failed again");
+    TK_CHECK_EQ_INT64(ledger_rows(c.db), ledger_before, "ledger after a failed replay");
+
+    write_config(&c, 0);
+
+    /* A SQL error in the handler rolls the whole replay back. */
+    before = tk_sql_text(c.db, "SELECT string_agg(format('%%s/%%s/%%s', id,"
+                               " attempts, last_failed_at), ';' ORDER BY id)"
+                               " FROM exactly.dead_letters");
+    tk_sql(c.db, "INSERT INTO ledger (topic, partition, \"offset\", entity_id)"
+                 " SELECT topic, partition, \"offset\", entity_id FROM"
+                 " exactly.dead_letters WHERE entity_id = '13' ORDER BY id"
+                 " LIMIT 1");
+    status = dlq(&c, &out, "replay", "--all", NULL);
+    TK_CHECK(status == 1 && strstr(out, "duplicate key value") &&
+                 strstr(out, "rolled back: nothing was applied"),
+             "replay over a planted row exited %d:\n%s", status, out);
+    tk_note("replay that fails:\n%s", out);
+    free(out);
+    after = tk_sql_text(c.db, "SELECT string_agg(format('%%s/%%s/%%s', id,"
+                              " attempts, last_failed_at), ';' ORDER BY id)"
+                              " FROM exactly.dead_letters");
+    TK_CHECK_EQ_STR(after, before, "dead letters after a rolled-back replay");
+    TK_CHECK_EQ_INT64(ledger_rows(c.db), ledger_before + 1,
+                      "ledger after a rolled-back replay (the planted row)");
+    free(before);
+    free(after);
+    tk_sql(c.db, "DELETE FROM ledger WHERE entity_id = '13'");
+
+    /* The real replay. */
+    status = dlq(&c, &out, "replay", "--all", NULL);
+    TK_CHECK(status == 0, "replay exited %d:\n%s", status, out);
+    {
+        char want[256];
+        snprintf(want, sizeof want,
+                 "replayed %" PRId64 " dead letter(s) of pipeline ledger "
+                 "through handler 'ledger'; 2 left in place (1 without an "
+                 "entity ID, 1 without a looked-up row, 0 failed again)",
+                 n_fail);
+        TK_CHECK(strstr(out, want) != NULL, "replay did not say '%s':\n%s",
+                 want, out);
+        TK_CHECK(strstr(out, "no entity ID: cannot be replayed") &&
+                     strstr(out, "lookup found no row"),
+                 "replay does not list what it left:\n%s", out);
+    }
+    tk_note("dlq replay --all:\n%s", out);
+    free(out);
+    TK_CHECK_EQ_INT64(dl_count(&c, NULL), 2, "dead letters after the replay");
+    TK_CHECK_EQ_INT64(ledger_rows(c.db), N_MSGS, "ledger rows after the replay");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT coalesce(sum(n), 0) FROM"
+                                         " ledger_counters WHERE entity_id IN"
+                                         " ('7', '13')"),
+                      produced[7] + produced[13], "counters of the replayed IDs");
+
+    /* discard one set, then replay the last one by ID once its row exists */
+    status = dlq(&c, &out, "discard", "--partition", "0", NULL);
+    TK_CHECK(status == 0 && strstr(out, "discarded 1 dead letter(s) of pipeline "
+                                        "ledger"),
+             "discard --partition 0 exited %d:\n%s", status, out);
+    free(out);
+    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id IS NULL"), 0,
+                      "the undecodable one after discard");
+    tk_sql(c.db, "INSERT INTO accounts VALUES (%d, 'late', 0)", NO_ROW_ID);
+    id = dl_id(&c, "entity_id = '777'");
+    status = dlq(&c, &out, "replay", id, NULL);
+    TK_CHECK(status == 0 && strstr(out, "replayed 1 dead letter(s)"),
+             "replay %s exited %d:\n%s", id, status, out);
+    free(out);
+    free(id);
+    TK_CHECK_EQ_INT64(dl_count(&c, NULL), 0, "dead letters at the end");
+
+    /* Every offset but the undecodable one, exactly once (the ledger's key
+     * refuses twice), and the counters equal what was produced. */
+    {
+        int64_t hw[NP], e;
+        int p;
+        ledger_high_watermarks(c.bootstraps, TOPIC, NP, hw);
+        TK_CHECK_EQ_INT64(hw[0] + hw[1], N_MSGS + 2, "messages in the topic");
+        TK_CHECK_EQ_INT64(ledger_rows(c.db), N_MSGS + 1, "ledger rows at the end");
+        for (p = 0; p < NP; p++)
+            TK_CHECK_EQ_INT64(tk_sql_int64(c.db,
+                                           "SELECT count(DISTINCT \"offset\")"
+                                           " FROM ledger WHERE topic = '" TOPIC
+                                           "' AND partition = %d AND \"offset\""
+                                           " >= 0 AND \"offset\" < %" PRId64,
+                                           p, hw[p]),
+                              hw[p] - (p == 0 ? 1 : 0),
+                              "distinct ledger offsets of a partition");
+        for (e = 1; e <= N_IDS; e++)
+            TK_CHECK_EQ_INT64(tk_sql_int64(c.db,
+                                           "SELECT coalesce(sum(n), 0) FROM"
+                                           " ledger_counters WHERE entity_id ="
+                                           " '%" PRId64 "'",
+                                           e),
+                              produced[e], "an ID's counter");
+        TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT n FROM ledger_counters"
+                                             " WHERE entity_id = '777'"),
+                          1, "the late account's counter");
+        TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM"
+                                             " ledger_counters"),
+                          N_IDS + 1, "counters");
+    }
+    tk_note("dlq: list, show, replay (failing, rolled back, applied), discard");
+
+    PQfinish(c.db);
+    tk_mock_stop(m);
+    ledger_cleanup_dir(c.dir);
+    return 0;
+}
