@@ -72,13 +72,6 @@ char *admin_schema_q(PGconn *conn, const exactly_config *cfg);
 void admin_requested_by(char *out, size_t out_size);
 
 /*
- * The pipeline's lookup statement as the worker runs it ($1 a text array
- * literal of IDs) and the result column that holds the ID. Both malloc'd.
- */
-exactly_err admin_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
-                             char **key_column);
-
-/*
  * The owners recorded on the pipeline's offset rows (of topic, or of every
  * topic when NULL) that still hold a PostgreSQL session: a worker's
  * connection carries its owner string as application_name. *owners is a

@@ -15,7 +15,10 @@
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
 {
-    exactly_log_level l = level <= 3   ? EXACTLY_LOG_ERROR
+    /* Connection failures (facility FAIL) are transient and reported once
+     * per episode by error_cb: not an error line each. */
+    exactly_log_level l = strcmp(fac, "FAIL") == 0 ? EXACTLY_LOG_WARN
+                          : level <= 3   ? EXACTLY_LOG_ERROR
                           : level <= 4 ? EXACTLY_LOG_WARN
                           : level <= 6 ? EXACTLY_LOG_INFO
                                        : EXACTLY_LOG_DEBUG;
@@ -39,13 +42,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         w->fatal = 1;
         return;
     }
-    /* Broker outages repeat an error on every retry: say it once per
-     * episode (a new code, or a minute of silence). */
-    if ((rd_kafka_resp_err_t)err == w->last_kafka_err &&
-        now - w->last_kafka_err_ms < 60000)
+    (void)now;
+    /* An outage repeats errors (of changing codes) on every retry. */
+    if (!worker_kafka_error_due(w))
         return;
-    w->last_kafka_err = (rd_kafka_resp_err_t)err;
-    w->last_kafka_err_ms = now;
     exactly_log(EXACTLY_LOG_WARN, "kafka", "consumer error code=%s text=\"%s\"",
                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }

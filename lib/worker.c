@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "lookup.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
 
@@ -78,6 +79,21 @@ void worker_set_attempted(worker *w, const part *pt, int64_t start)
     struct attempted *a = attempted_slot(w, pt, 1);
     if (a)
         a->start = start;
+}
+
+int worker_kafka_error_due(worker *w)
+{
+    long long now = worker_now_ms();
+
+    if (!w->kafka_episode_ms) {
+        w->kafka_episode_ms = now;
+        w->kafka_logged_ms = now;
+        return 1;
+    }
+    if (now - w->kafka_logged_ms < 60000)
+        return 0;
+    w->kafka_logged_ms = now;
+    return 1;
 }
 
 part *worker_find_part(worker *w, const char *topic, int32_t partition)
@@ -149,63 +165,9 @@ static void remove_part(worker *w, part *pt)
 
 static exactly_err build_lookup(worker *w)
 {
-    const cfg_pipeline *p = w->p;
-    strbuf sb = {0};
-    size_t i;
-
     free(w->lookup_sql);
     free(w->key_column);
-    w->lookup_sql = NULL;
-    w->key_column = NULL;
-    if (p->lookup.sql) {
-        w->lookup_sql = strdup(p->lookup.sql);
-        w->key_column = strdup(p->lookup.key_column ? p->lookup.key_column : "id");
-    } else {
-        char *table = NULL;
-        char *idcol = exactly_pg_ident(w->conn, p->lookup.id_column);
-        const char *dot = strchr(p->lookup.table, '.');
-
-        strbuf_puts(&sb, "SELECT ");
-        if (p->lookup.n_columns == 0)
-            strbuf_puts(&sb, "*");
-        for (i = 0; i < p->lookup.n_columns; i++) {
-            char *c = exactly_pg_ident(w->conn, p->lookup.columns[i]);
-            if (!c)
-                goto oom;
-            strbuf_printf(&sb, "%s%s", i ? ", " : "", c);
-            PQfreemem(c);
-        }
-        strbuf_puts(&sb, " FROM ");
-        if (dot) {
-            char *schema = strndup(p->lookup.table, (size_t)(dot - p->lookup.table));
-            char *qs = schema ? exactly_pg_ident(w->conn, schema) : NULL;
-            free(schema);
-            if (!qs)
-                goto oom;
-            strbuf_printf(&sb, "%s.", qs);
-            PQfreemem(qs);
-            table = exactly_pg_ident(w->conn, dot + 1);
-        } else {
-            table = exactly_pg_ident(w->conn, p->lookup.table);
-        }
-        if (!table || !idcol) {
-            PQfreemem(table);
-            PQfreemem(idcol);
-            goto oom;
-        }
-        strbuf_printf(&sb, "%s WHERE %s = ANY($1::%s[])", table, idcol,
-                      exactly_id_type_name(p->id.type));
-        PQfreemem(table);
-        PQfreemem(idcol);
-        if (sb.oom)
-            goto oom;
-        w->lookup_sql = sb.data;
-        w->key_column = strdup(p->lookup.id_column);
-    }
-    return w->lookup_sql && w->key_column ? EXACTLY_OK : EXACTLY_ENOMEM;
-oom:
-    strbuf_free(&sb);
-    return EXACTLY_ENOMEM;
+    return exactly_lookup_sql(w->conn, w->p, &w->lookup_sql, &w->key_column);
 }
 
 void worker_db_lost(worker *w)
@@ -588,10 +550,7 @@ static void on_message(worker *w, rd_kafka_message_t *m)
                 source_pause(w, pt, 1);
             }
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (m->err != w->last_kafka_err ||
-                worker_now_ms() - w->last_kafka_err_ms > 60000) {
-                w->last_kafka_err = m->err;
-                w->last_kafka_err_ms = worker_now_ms();
+            if (worker_kafka_error_due(w)) {
                 exactly_log(EXACTLY_LOG_WARN, "source",
                             "consume error code=%s text=\"%s\"",
                             rd_kafka_err2name(m->err),
@@ -600,6 +559,12 @@ static void on_message(worker *w, rd_kafka_message_t *m)
         }
         rd_kafka_message_destroy(m);
         return;
+    }
+    if (w->kafka_episode_ms) {
+        exactly_log(EXACTLY_LOG_INFO, "source",
+                    "kafka answers again after_ms=%lld",
+                    worker_now_ms() - w->kafka_episode_ms);
+        w->kafka_episode_ms = 0;
     }
     topic = rd_kafka_topic_name(m->rkt);
     pt = worker_find_part(w, topic, m->partition);
@@ -905,6 +870,9 @@ int exactly_worker_run(const exactly_worker_opts *o,
     }
 
 cleanup:
+    /* Counted before leaving the group, which releases the partitions. */
+    for (size_t i = 0; i < w.n_parts; i++)
+        w.st.partitions_halted += w.parts[i]->halted ? 1 : 0;
     if (w.rk) {
         rd_kafka_consumer_close(w.rk);
         while (w.n_parts > 0)
@@ -947,9 +915,11 @@ void exactly_worker_print_summary(const char *pipeline,
     printf("pipeline %s: consumed %" PRIu64 ", applied %" PRIu64
            ", deduplicated %" PRIu64 ", dead-lettered %" PRIu64
            ", skipped (no row) %" PRIu64 "; batches committed %" PRIu64
-           ", rolled back %" PRIu64 ", fenced %" PRIu64 "; retries %" PRIu64 "\n",
+           ", rolled back %" PRIu64 ", fenced %" PRIu64 "; retries %" PRIu64
+           "%s\n",
            pipeline, st->consumed, st->applied, st->deduplicated,
            st->dead_lettered, st->skipped_missing, st->batches_committed,
-           st->batches_rolled_back, st->batches_fenced, st->retries);
+           st->batches_rolled_back, st->batches_fenced, st->retries,
+           st->partitions_halted ? "; PARTITIONS HALTED (see the log)" : "");
     fflush(stdout);
 }

@@ -92,12 +92,17 @@ typedef struct worker {
 
     int fatal;                /* exit 1 at the next turn */
     long long last_msg_ms;
-    rd_kafka_resp_err_t last_kafka_err; /* log once per episode */
-    long long last_kafka_err_ms;
+    /* A Kafka error episode starts at the first error and ends when a
+     * message arrives again; within it errors are logged once a minute. */
+    long long kafka_episode_ms; /* 0: no episode */
+    long long kafka_logged_ms;
     int timeout_ms;           /* bound on one wait for the database */
 } worker;
 
 long long worker_now_ms(void);
+/* Whether a Kafka error should be logged now (once per episode, then once
+ * a minute); starts the episode. */
+int worker_kafka_error_due(worker *w);
 /* Frees what a worker holds besides its partitions and Kafka handle. */
 void worker_release(worker *w);
 /* Whether this process already attempted a batch of pt at start: the crash

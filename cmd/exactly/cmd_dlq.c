@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "lookup.h"
 #include "cli.h"
 #include "log.h"
 #include "pg_conn.h"
@@ -436,7 +437,7 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
 
     if (r->pl->h->skips_lookup)
         return EXACTLY_OK; /* it reads the source itself, fused into its write */
-    rc = admin_lookup_sql(r->conn, r->p, &sql, &keycol);
+    rc = exactly_lookup_sql(r->conn, r->p, &sql, &keycol);
     if (rc != EXACTLY_OK) {
         snprintf(err, errsz, "out of memory");
         return rc;

@@ -1,0 +1,83 @@
+/* lookup.c - the lookup statement of a pipeline, one builder for the
+ * worker, reprocess and dlq replay, so that all read the same rows. */
+#include "lookup.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg_conn.h"
+#include "strbuf.h"
+
+/* Appends a possibly schema-qualified table name, each part quoted. */
+static int put_relation(PGconn *conn, strbuf *sb, const char *name)
+{
+    const char *dot = strchr(name, '.');
+    char *q;
+
+    if (dot) {
+        char *schema = strndup(name, (size_t)(dot - name));
+        char *qs = schema ? exactly_pg_ident(conn, schema) : NULL;
+        free(schema);
+        if (!qs)
+            return -1;
+        strbuf_printf(sb, "%s.", qs);
+        PQfreemem(qs);
+        name = dot + 1;
+    }
+    q = exactly_pg_ident(conn, name);
+    if (!q)
+        return -1;
+    strbuf_puts(sb, q);
+    PQfreemem(q);
+    return 0;
+}
+
+exactly_err exactly_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
+                             char **key_column)
+{
+    strbuf sb = {0};
+    char *idcol = NULL;
+    size_t i;
+
+    *sql = NULL;
+    *key_column = NULL;
+    if (p->lookup.sql) {
+        *sql = strdup(p->lookup.sql);
+        *key_column = strdup(p->lookup.key_column ? p->lookup.key_column : "id");
+        goto done;
+    }
+    strbuf_puts(&sb, "SELECT ");
+    if (p->lookup.n_columns == 0)
+        strbuf_puts(&sb, "*");
+    for (i = 0; i < p->lookup.n_columns; i++) {
+        char *c = exactly_pg_ident(conn, p->lookup.columns[i]);
+        if (!c)
+            goto oom;
+        strbuf_printf(&sb, "%s%s", i ? ", " : "", c);
+        PQfreemem(c);
+    }
+    strbuf_puts(&sb, " FROM ");
+    if (put_relation(conn, &sb, p->lookup.table) != 0)
+        goto oom;
+    idcol = exactly_pg_ident(conn, p->lookup.id_column);
+    if (!idcol)
+        goto oom;
+    strbuf_printf(&sb, " WHERE %s = ANY($1::%s[])", idcol,
+                  exactly_id_type_name(p->id.type));
+    PQfreemem(idcol);
+    if (sb.oom)
+        goto oom;
+    *sql = sb.data;
+    *key_column = strdup(p->lookup.id_column);
+done:
+    if (!*sql || !*key_column) {
+        free(*sql);
+        free(*key_column);
+        *sql = *key_column = NULL;
+        return EXACTLY_ENOMEM;
+    }
+    return EXACTLY_OK;
+oom:
+    strbuf_free(&sb);
+    return EXACTLY_ENOMEM;
+}
