@@ -461,7 +461,8 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
         }
     } else if (rc != EXACTLY_ENOMEM) {
         char why[1024];
-        snprintf(why, sizeof(why), "%s", err);
+        /* The server's message, cut to fit behind the prefix. */
+        snprintf(why, sizeof(why), "%.1000s", err);
         snprintf(err, errsz, "lookup failed: %s", why);
     }
     if (rc == EXACTLY_OK) {
