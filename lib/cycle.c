@@ -81,7 +81,7 @@ static exactly_err dl_send(worker *w, part *pt, const char *part_s)
     if (w->dl_offs.oom || w->dl_keys.oom || w->dl_ids.oom ||
         w->dl_reasons.oom || w->dl_states.oom)
         return EXACTLY_ENOMEM;
-    params[0] = w->p->name;
+    params[0] = w->dl_key ? w->dl_key : w->p->name;
     params[1] = pt->topic;
     params[2] = part_s;
     params[3] = strbuf_str(&w->dl_offs);
@@ -433,6 +433,20 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     return EXACTLY_OK;
 }
 
+/* A reprocess run counts what it applied in the batch's transaction. */
+static exactly_err queue_run_applied(cycle *c, uint64_t applied)
+{
+    worker *w = c->w;
+    char n_s[24];
+    const char *params[2] = {w->fence_key, n_s};
+
+    if (!w->reprocess_run || !w->run_applied_sql)
+        return EXACTLY_OK;
+    snprintf(n_s, sizeof(n_s), "%" PRIu64, applied);
+    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->run_applied_sql, 2,
+                            params, NULL);
+}
+
 static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
                            int *commit_sent, int careful)
 {
@@ -446,9 +460,8 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     int64_t end = *end_io;
     int dead_only = 0;
     char part_s[16], epoch_s[24], start_s[24], end_s[24];
-    const char *fence_params[7];
-    char count_s[24];
-    int n_fence_params = w->reprocess_run ? 7 : 6;
+    const char *fence_params[6];
+    const int n_fence_params = 6;
     int need_sync = 0;
     int looked_up = 0;
     size_t skipped = 0;
@@ -477,8 +490,6 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     fence_params[3] = epoch_s;
     fence_params[4] = start_s;
     fence_params[5] = end_s;
-    snprintf(count_s, sizeof(count_s), "%zu", n);
-    fence_params[6] = count_s;
 
     if (n > 0) {
         rc = batch_build(&w->bb, w->p, pt->buf, n);
@@ -566,7 +577,12 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
 #endif
         if (!need_sync && w->txn.n_fails == 0) {
             /* Nothing was read: one round trip for the whole batch. */
+            uint64_t all = 0;
+            for (i = 0; i < c->n_recs; i++)
+                all += c->recs[i].n_messages;
             rc = dl_send(w, pt, part_s);
+            if (rc == EXACTLY_OK)
+                rc = queue_run_applied(c, all);
             if (rc == EXACTLY_OK)
                 rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL,
                                       NULL);
@@ -588,6 +604,8 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         account_applied(c, c->recs, c->n_recs);
     }
     rc = dl_send(w, pt, part_s);
+    if (rc == EXACTLY_OK)
+        rc = queue_run_applied(c, c->applied_msgs);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
     if (rc != EXACTLY_OK)

@@ -17,6 +17,7 @@ typedef struct run {
     int64_t id;
     int64_t from, to;
     char id_s[24];
+    char dl_key[200];
     long long started_ms;
     long long last_progress_ms;
     uint64_t applied_at_start;
@@ -284,6 +285,10 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                         "cannot read the watermarks of %s [%d]: %s", o->topic,
                         (int)o->partition, rd_kafka_err2str(e));
+            /* No such partition is a wrong request, not an outage. */
+            if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                code = 2;
             goto cleanup;
         }
         if (o->from > o->to || o->from < lo || o->to >= hi) {
@@ -325,6 +330,19 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     w->sql.read = strdup(w->sql.run_read);
     w->reprocess_run = r->id;
     w->fence_key = r->id_s;
+    /* Kept apart from the live pipeline's dead letters, which share the
+     * (topic, partition, offset) key. */
+    snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, w->p->name,
+             r->id);
+    w->dl_key = r->dl_key;
+    {
+        strbuf q = {0};
+        strbuf_printf(&q,
+                      "UPDATE %s.reprocess_runs SET applied = applied + $2::bigint"
+                      " WHERE id = $1::bigint",
+                      w->sql.schema_q);
+        w->run_applied_sql = q.data;
+    }
     r->parts[0] = &r->pt;
     w->parts = r->parts;
     w->n_parts = 1;
@@ -355,6 +373,12 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
                w->cfg->path, w->p->name, r->id);
+    if (code == 0 && w->st.dead_lettered > 0) {
+        printf("%" PRIu64 " message(s) failed and were dead-lettered under "
+               "pipeline name '%s' (dead_letters), not applied\n",
+               w->st.dead_lettered, r->dl_key);
+        code = 1;
+    }
 
 cleanup:
     if (l)
@@ -366,6 +390,7 @@ cleanup:
         rd_kafka_consumer_close(w->rk);
         rd_kafka_destroy(w->rk);
     }
+    free(w->run_applied_sql);
     worker_release(w);
     free(r);
     return code;

@@ -125,12 +125,10 @@ static const char *const migrations[] = {
     "  updated_at timestamptz NOT NULL DEFAULT now(),"
     "  ended_at timestamptz);"
     "CREATE FUNCTION %1$s.advance_run(p_run text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
-    "    p_messages bigint)"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint)"
     "  RETURNS void LANGUAGE plpgsql AS $fn$"
     "BEGIN"
-    "  UPDATE %1$s.reprocess_runs SET next_offset = p_end,"
-    "         applied = applied + p_messages, updated_at = now()"
+    "  UPDATE %1$s.reprocess_runs SET next_offset = p_end, updated_at = now()"
     "   WHERE id = p_run::bigint AND topic = p_topic"
     "     AND partition = p_partition AND owner_epoch = p_epoch"
     "     AND next_offset = p_start;"
@@ -200,7 +198,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
     s->attempt = format_schema(
         "SELECT %1$s.attempt($1, $2, $3, $4, $5, $6, $7, $8)", s->schema_q);
     s->run_fence = format_schema(
-        "SELECT %1$s.advance_run($1, $2, $3, $4, $5, $6, $7)", s->schema_q);
+        "SELECT %1$s.advance_run($1, $2, $3, $4, $5, $6)", s->schema_q);
     s->run_read = format_schema(
         "SELECT next_offset, owner_epoch FROM %1$s.reprocess_runs"
         " WHERE id = $1::bigint AND topic = $2 AND partition = $3",

@@ -33,7 +33,7 @@ typedef struct exactly_store_sql {
     char *dedup_expire; /* $1 pipeline $2 retention seconds */
     /* Reprocess runs: the run row is the position (reprocess.c). */
     char *run_fence;  /* $1 run id $2 topic $3 partition $4 epoch $5 start
-                         $6 end $7 messages */
+                         $6 end */
     char *run_read;   /* $1 run id $2 topic $3 partition */
 } exactly_store_sql;
 

@@ -21,8 +21,12 @@
 
 #define RESTART_MIN_MS 500
 #define RESTART_MAX_MS 30000
-/* A worker that dies sooner than this after its start failed to start. */
+/* A worker that dies sooner than this after its start failed to start;
+ * so did one that committed nothing before dying within PROGRESS_WINDOW_MS
+ * (its group join alone can outlast the first rule: it waits for the dead
+ * predecessor's session to expire). */
 #define FAST_FAILURE_MS 10000
+#define PROGRESS_WINDOW_MS 300000
 /* That many fast failures in a row make a crash loop. */
 #define CRASH_LOOP_AFTER 5
 
@@ -35,6 +39,7 @@ typedef struct slot {
     long long started_ms;
     long long restart_at_ms;
     int fast_failures;
+    uint64_t committed_at_start; /* batches committed when it started */
     int done;             /* exited 0 (idle) or refused: not restarted */
     int crash_loop;
 } slot;
@@ -125,17 +130,10 @@ static volatile sig_atomic_t w_reopen;
 static void worker_on_stop(int sig) { (void)sig; if (w_stop) _exit(1); w_stop = 1; }
 static void worker_on_hup(int sig) { (void)sig; w_reopen = 1; }
 
-static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
+static void install_worker_signals(void)
 {
-    exactly_worker_opts wo;
-    exactly_worker_stats st;
     struct sigaction sa;
-    int code;
 
-    /* Never outlive the supervisor; and if it died before this line ran,
-     * the signal will never come, so look. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-        _exit(1);
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = worker_on_stop;
@@ -145,6 +143,18 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
+}
+
+static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
+{
+    exactly_worker_opts wo;
+    exactly_worker_stats st;
+    int code;
+
+    /* Never outlive the supervisor; and if it died before this line ran,
+     * the signal will never come, so look. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(1);
 
     memset(&wo, 0, sizeof(wo));
     wo.cfg = o->cfg;
@@ -167,18 +177,31 @@ static void start(const exactly_supervisor_opts *o, slot *s)
     pid_t parent = getpid();
     pid_t pid;
 
+    sigset_t all, old;
+
     fflush(NULL); /* nothing buffered twice */
+    /* A signal between fork and the worker's own handlers would run the
+     * supervisor's handler in the child and be lost: hold them until the
+     * child has installed its own. */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     pid = fork();
+    if (pid == 0) {
+        install_worker_signals();
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        run_worker(o, s, parent);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor", "fork failed error=\"%s\"",
                     strerror(errno));
         s->restart_at_ms = now_ms() + RESTART_MAX_MS;
         return;
     }
-    if (pid == 0)
-        run_worker(o, s, parent);
     s->pid = pid;
     s->started_ms = now_ms();
+    s->committed_at_start =
+        s->m ? __atomic_load_n(&s->m->batches_committed, __ATOMIC_RELAXED) : 0;
     if (s->m) {
         __atomic_store_n(&s->m->up, 1, __ATOMIC_RELAXED);
         if (s->starts > 0)
@@ -225,7 +248,14 @@ static int reaped(slot *s, int status)
         s->done = 1;
         return 2;
     }
-    s->fast_failures = lived < FAST_FAILURE_MS ? s->fast_failures + 1 : 1;
+    {
+        int progressed = s->m && __atomic_load_n(&s->m->batches_committed,
+                                                 __ATOMIC_RELAXED) >
+                                     s->committed_at_start;
+        int failed_start = lived < FAST_FAILURE_MS ||
+                           (!progressed && lived < PROGRESS_WINDOW_MS);
+        s->fast_failures = failed_start ? s->fast_failures + 1 : 1;
+    }
     s->restart_at_ms = now_ms() + restart_delay(s->fast_failures);
     if (s->fast_failures >= CRASH_LOOP_AFTER && !s->crash_loop) {
         s->crash_loop = 1;
@@ -245,7 +275,7 @@ static int reaped(slot *s, int status)
                     "restart_in_ms=%lld",
                     s->p->name, s->index, code, lived,
                     s->restart_at_ms - now_ms());
-    if (lived >= FAST_FAILURE_MS)
+    if (s->fast_failures == 1)
         s->crash_loop = 0;
     return 0;
 }

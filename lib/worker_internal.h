@@ -57,11 +57,13 @@ typedef struct worker {
     char *key_column;
 
     /* Reprocess runs (reprocess.c) reuse the cycle with a run row as the
-     * position: fence_key replaces the pipeline name in the fence, whose
-     * SQL then takes the batch's message count as $7; no dedup, no crash
-     * guard, nothing committed to Kafka. Zero/NULL for a live worker. */
+     * position: fence_key replaces the pipeline name in the fence; no
+     * dedup, no crash guard, nothing committed to Kafka, dead letters under
+     * dl_key. Zero/NULL for a live worker. */
     int64_t reprocess_run;
     const char *fence_key;
+    const char *dl_key;       /* pipeline name in dead letters; NULL: p->name */
+    char *run_applied_sql;    /* reprocess: $1 run, $2 messages applied */
 
     exactly_plugin *plugin;
     exactly_txn txn;

@@ -75,15 +75,12 @@
 #define SHUTDOWN_TIMEOUT_S 20
 /* A dead member leaves the group when its session expires. */
 #define SESSION_MS 6000
-/* loop: the supervisor counts a death as a failure to start only within
- * 10 s of the fork (lib/supervisor.c FAST_FAILURE_MS). A worker that dies
- * in its first batch lives as long as its group join, and that join waits
- * for the session of the member that died before it to expire: with
- * session.timeout.ms 6000 each life here lasts ~10.5 s, so no crash loop
- * is ever declared and the restart delay never grows past 0.5 s (reported;
- * librdkafka's default of 45 s makes it so everywhere). 3000 keeps each
- * life at 2-5 s, inside the window this test is about. */
-#define LOOP_SESSION_MS 3000
+/* loop: a worker that dies in its first batch lives as long as its group
+ * join, and that join waits for the session of the member that died before
+ * it to expire: with session.timeout.ms 6000 each life lasts ~10.5 s, past
+ * the supervisor's 10 s "died right after start" rule. The loop must still
+ * be found, by the other rule: the worker committed nothing before dying. */
+#define LOOP_SESSION_MS 6000
 /* The ID the crash-loop pipeline's handler aborts on (never otherwise
  * produced there). */
 #define POISON_ID 499
