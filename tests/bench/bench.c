@@ -192,12 +192,23 @@ static double run_limit(bench *b)
             snprintf(ps, sizeof(ps), "%d", p);
             snprintf(start, sizeof(start), "%" PRId64, next[p]);
             snprintf(end, sizeof(end), "%" PRId64, next[p] + (int64_t)n);
+            /* The crash guard's record of the attempt, as the worker sends
+             * it: its own small transaction, then the batch. */
+            const char *attempt[8] = {"limit", TOPIC, ps, "1", start, end, "1", "3"};
+            PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+            PQsendQueryParams(c, "SET LOCAL synchronous_commit = off", 0, NULL,
+                              NULL, NULL, NULL, 0);
+            PQsendQueryParams(c, "SELECT exactly.attempt($1, $2, $3, $4, $5, $6, $7, $8)",
+                              8, NULL, attempt, NULL, NULL, 0);
+            PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+            PQpipelineSync(c);
             PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
             PQsendQueryParams(c, "SELECT exactly.advance($1, $2, $3, $4, $5, $6)",
                               6, NULL, fence, NULL, NULL, 0);
             PQsendQueryParams(c, insert, 1, NULL, ip, NULL, NULL, 0);
             PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
             PQpipelineSync(c);
+            drain(c, 4); /* the guard's segment */
             drain(c, 4);
             next[p] += (int64_t)n;
             done += n;
@@ -208,6 +219,49 @@ static double run_limit(bench *b)
     free(insert);
     PQfinish(c);
     return (double)(per_part * PARTITIONS) / t0;
+}
+
+/* ---- (k) Kafka alone ------------------------------------------------------ */
+
+/* The same messages read by a consumer configured as the worker's, with no
+ * database: the rate the source can deliver here, a ceiling for (b). */
+static double run_kafka_only(bench *b)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *l;
+    size_t got = 0;
+    int64_t first = 0, last = 0;
+    int p;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", tk_mock_bootstraps(b->mock), err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", "bench-kafka-only", err, sizeof(err));
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_conf_set(conf, "queued.min.messages", "100000", err, sizeof(err));
+    rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "32768", err, sizeof(err));
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    TK_CHECK(rk != NULL, "kafka-only consumer: %s", err);
+    rd_kafka_poll_set_consumer(rk);
+    l = rd_kafka_topic_partition_list_new(PARTITIONS);
+    for (p = 0; p < PARTITIONS; p++)
+        rd_kafka_topic_partition_list_add(l, TOPIC, p)->offset = 0;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    while (got < b->messages) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 5000);
+        TK_CHECK(m != NULL, "kafka-only consumer stalled after %zu messages", got);
+        if (!m->err) {
+            if (got++ == 0)
+                first = tk_now_ms();
+            last = tk_now_ms();
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return (double)got / ((double)(last - first + 1) / 1000.0);
 }
 
 /* ---- (b) and (b') the worker --------------------------------------------- */
@@ -372,6 +426,9 @@ int main(int argc, char **argv)
     reset_view(&b);
     c = run_limit(&b);
     printf("(c)  limit: exactly's SQL, pipelined      %9.0f msg/s  (first)\n", c);
+    fflush(stdout);
+    printf("(k)  Kafka alone: the same consumer, no database  %9.0f msg/s\n",
+           run_kafka_only(&b));
     fflush(stdout);
     bb = run_worker(&b, "fused", handler_b, &rss_b);
     printf("(b)  exactly, built-in upsert (fused)     %9.0f msg/s  peak RSS %.1f MiB\n",
