@@ -5,9 +5,9 @@
  * worker must not exit, must resume on its own, and in the end every
  * message must be applied exactly once.
  *
- * The test stops a server, so it runs its own cluster (scripts/pg.sh start
- * into its temporary directory), not the shared `pg` fixture; an atexit
- * handler removes that cluster on the failure paths too.
+ * The test stops a server, so it runs its own cluster (scripts/pg.sh), not
+ * the shared `pg` fixture; a guardian process removes that cluster when
+ * the test ends, also when it fails or is killed.
  *
  * One worker consumes N_IDS messages over N_PARTITIONS partitions in small
  * batches while a feeder thread keeps producing (FEED_IDS every
@@ -28,6 +28,8 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,8 +95,11 @@ static uint64_t pick_seed(void)
 /* ---- the test's own cluster ------------------------------------------- */
 
 static char pg_script[1024]; /* scripts/pg.sh */
-static char pg_handle[512];  /* its DIR argument; empty: no cluster */
-static char pg_log[512];     /* what pg.sh says */
+/* pg.sh's DIR: a directory of its own, outside the test's, so that
+ * removing the test's directory (EXACTLY_TEST_KEEP unset, mutation.sh)
+ * never orphans a running server. */
+static char pg_handle[512];
+static char pg_log[512]; /* what pg.sh says */
 
 /* Run `bash pg.sh <cmd> <handle>`; fail the test unless it exits 0. */
 static void pg_cmd(const char *cmd)
@@ -107,39 +111,64 @@ static void pg_cmd(const char *cmd)
                      "%d; log: %s", cmd, pg_handle, status, pg_log);
 }
 
-/* atexit: a failing check exits here too, and must not leave a server
- * running. No testkit calls: they may exit, and exit must not recurse. */
-static void pg_cleanup(void)
+/* A failing check leaves through _exit (no atexit handlers) and a ctest
+ * timeout kills: neither may leave a server running. So a guardian child,
+ * in a session of its own, waits for EOF on a pipe whose only writer is
+ * this process (close-on-exec, so the workers and pg.sh do not hold it),
+ * that is, for the test to end however it ends, then removes the cluster.
+ * On the passing path the test has removed it already and the guardian's
+ * stop finds nothing to do. Call before any thread exists. */
+static void pg_guard(void)
 {
+    int fds[2], fd;
     pid_t pid;
+    char c;
 
-    if (!pg_handle[0])
-        return;
+    TK_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
     fflush(NULL);
     pid = fork();
+    TK_CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
+        setsid();
+        fd = open(pg_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+        }
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0)
+            dup2(fd, STDIN_FILENO);
+        for (fd = 3; fd < 1024; fd++)
+            if (fd != fds[0])
+                close(fd);
+        while (read(fds[0], &c, 1) < 0 && errno == EINTR)
+            ;
         execlp("bash", "bash", pg_script, "stop", pg_handle, (char *)NULL);
         _exit(127);
     }
-    if (pid > 0)
-        while (waitpid(pid, NULL, 0) < 0)
-            ;
-    pg_handle[0] = '\0';
+    close(fds[0]); /* fds[1] stays open until this process ends */
 }
 
-/* Start a cluster under dir and point testkit's admin conninfo at it. */
+/* Start a cluster of the test's own, guarded, and point testkit's admin
+ * conninfo at it. dir is the test's directory (pg.sh's log goes there). */
 static void pg_own_cluster(const char *dir)
 {
     snprintf(pg_script, sizeof pg_script, "%s/scripts/pg.sh",
              tk_env_required("EXACTLY_SOURCE_DIR"));
-    snprintf(pg_handle, sizeof pg_handle, "%s/pg", dir);
+    tk_tmpdir("exactly-pgown", pg_handle, sizeof pg_handle);
     snprintf(pg_log, sizeof pg_log, "%s/pg.log", dir);
-    atexit(pg_cleanup);
+    pg_guard();
     pg_cmd("start");
     /* tk_pg_admin_conninfo() reads EXACTLY_TEST_PG_DIR/conninfo unless
      * EXACTLY_TEST_PG_CONNINFO overrides it: make it this cluster's. */
     unsetenv("EXACTLY_TEST_PG_CONNINFO");
     setenv("EXACTLY_TEST_PG_DIR", pg_handle, 1);
+}
+
+/* Stop and remove the cluster (the passing path). */
+static void pg_remove(void)
+{
+    pg_cmd("stop");
 }
 
 /* ---- the run ----------------------------------------------------------- */
@@ -397,7 +426,7 @@ int main(void)
             fd.waves, (double)(tk_now_ms() - t0) / 1000.0, seed);
     PQfinish(db);
     tk_mock_stop(m);
-    pg_cleanup();
+    pg_remove();
     ledger_cleanup_dir(dir);
     return 0;
 }
