@@ -347,6 +347,10 @@ static exactly_err reread(worker *w, part *pt)
                     "next_offset=%" PRId64,
                     pt->topic, (int)pt->partition, stored);
         w->st.consumed += drop;
+        w->st.applied += pt->unconfirmed_applied;
+        w->st.dead_lettered += pt->unconfirmed_dead;
+        w->st.batches_committed++;
+        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         part_drop_buffer(pt, drop);
         pt->next_offset = stored;
         source_commit(w, pt);
@@ -589,10 +593,11 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
             if (rc != EXACTLY_OK)
                 goto done;
             *commit_sent = 1;
+            /* No record failed in this path (n_fails == 0): all of them
+             * count, known before the answer in case none comes. */
+            c->applied_msgs = all;
             rc = exactly_txn_sync(&w->txn);
-            if (rc == EXACTLY_OK)
-                account_applied(c, c->recs, c->n_recs);
-            else if (rc == EXACTLY_EDATABASE && w->txn.err_phase == TXN_HANDLER)
+            if (rc == EXACTLY_EDATABASE && w->txn.err_phase == TXN_HANDLER)
                 rc = EXACTLY_EHANDLER;
             goto done;
         }
@@ -802,6 +807,9 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end)
                 pt->topic, (int)pt->partition,
                 w->txn.sqlstate[0] ? w->txn.sqlstate : "-", commit_sent,
                 w->txn.errmsg);
+    /* Remembered in case the stored offset shows it committed after all. */
+    pt->unconfirmed_applied = commit_sent ? c.applied_msgs : 0;
+    pt->unconfirmed_dead = commit_sent ? w->dl_count : 0;
     rollback(w);
     pt->attempts++;
     w->st.retries++;

@@ -33,6 +33,10 @@ typedef struct part {
     int halted;               /* offset left the log: never moves silently */
     int fenced;               /* another worker owns it now */
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
+    /* What the last attempt held when its COMMIT went unanswered: if the
+     * stored offset later shows it committed, these are what it did. */
+    uint64_t unconfirmed_applied;
+    uint64_t unconfirmed_dead;
     int guard_checked;        /* crash guard answered once since the claim */
     int isolating;            /* applying one record at a time */
 } part;

@@ -5,14 +5,17 @@
  * Kafka cannot stop that commit; the owner epoch in exactly.offsets does
  * (DESIGN 1.3).
  *
- *   1. Worker A claims all partitions and buffers a batch it holds for
- *      seconds (max_messages 100000, max_wait_ms 4000); the test stops it
- *      (SIGSTOP) about a second after the claim, with nothing committed.
+ *   1. Worker A claims all partitions and commits a small first wave (so
+ *      that the crash guard's check, which A waits for only on its first
+ *      batch after a claim, is behind it). Then it buffers a batch it
+ *      holds for seconds (max_messages 100000, max_wait_ms 4000); the test
+ *      stops it (SIGSTOP) about a second after that wave was produced.
  *   2. More messages are produced; worker B joins the same group. Once A's
  *      Kafka session (6 s) times out, B gets every partition, claims them
  *      (owner_epoch above A's) and applies everything.
  *   3. A continues (SIGCONT). Its held batch is due: the fence must refuse
- *      it (`batch fenced` in its log, `fenced N` >= 1 and `applied 0` in
+ *      it (`batch fenced` in its log, `fenced N` >= 1 and `applied` only
+ *      the first small wave, which A committed before it stopped, in
  *      its summary after SIGTERM).
  *   4. A worker runs to completion and the exactly-once check runs: a
  *      batch applied twice would be a unique violation in the ledger, so a
@@ -34,6 +37,12 @@
 
 #define TOPIC "fencing"
 #define N_PARTITIONS 4
+/* A small first wave that A commits before it is stopped: after a batch
+ * has committed, A no longer waits for the crash guard's answer (whose
+ * epoch check would also refuse a zombie's first batch after a claim), so
+ * only the fence inside the batch transaction can stop A's late batch. */
+#define N_WAVE0 40
+#define SEED0 7100
 #define N_WAVE1 3000
 #define N_WAVE2 3000
 #define SEED1 7101
@@ -193,8 +202,8 @@ int main(void)
 
     memset(&e, 0, sizeof e);
     setup(&e);
-    tk_produce_ids(e.m->bootstraps, TOPIC, N_WAVE1, LEDGER_ACCOUNTS,
-                   N_PARTITIONS, SEED1, e.counts);
+    tk_produce_ids(e.m->bootstraps, TOPIC, N_WAVE0, LEDGER_ACCOUNTS,
+                   N_PARTITIONS, SEED0, e.counts);
     db = tk_pg_connect(e.conninfo);
     tk_note("logs in %s", e.dir);
 
@@ -211,13 +220,18 @@ int main(void)
                  owner_a[p] ? owner_a[p] : "(null)", (int)a);
     /* Let A fetch and buffer (its batch is due only 4 s after the first
      * message), then freeze it with the batch in hand. */
+    wait_rows(db, N_WAVE0, a, e.log_a, 30000);
+    tk_produce_ids(e.m->bootstraps, TOPIC, N_WAVE1, LEDGER_ACCOUNTS,
+                   N_PARTITIONS, SEED1, wave);
+    for (i = 0; i < LEDGER_ACCOUNTS; i++)
+        e.counts[i] += wave[i];
     tk_sleep_ms(1000);
     LEDGER_CHECK_LOG(tk_kill(a, SIGSTOP) == 0, e.log_a,
                      "worker A is gone; log: %s", e.log_a);
     t_stop = tk_now_ms();
-    TK_CHECK_EQ_INT64(ledger_rows(db), 0,
-                      "ledger rows when A is stopped (A holds its batch, "
-                      "committed nothing)");
+    TK_CHECK_EQ_INT64(ledger_rows(db), N_WAVE0,
+                      "ledger rows when A is stopped (A committed the "
+                      "first wave and holds its next batch)");
 
     /* 2. More messages; B takes over once A's session times out. */
     tk_produce_ids(e.m->bootstraps, TOPIC, N_WAVE2, LEDGER_ACCOUNTS,
@@ -231,7 +245,7 @@ int main(void)
                      "45 s (status %d); log: %s", N_PARTITIONS, status,
                      e.log_b);
     t_takeover = tk_now_ms();
-    wait_rows(db, N_WAVE1 + N_WAVE2, b, e.log_b, 30000);
+    wait_rows(db, N_WAVE0 + N_WAVE1 + N_WAVE2, b, e.log_b, 30000);
     read_owners(db, epoch_b, owner_b);
     for (p = 0; p < N_PARTITIONS; p++) {
         TK_CHECK(owned_by(owner_b[p], b),
@@ -257,7 +271,8 @@ int main(void)
                      "30 s (status %d); log: %s", status, e.log_a);
     /* Nothing of A's reached the ledger, and what B committed stands. */
     TK_CHECK_EQ_INT64(ledger_check_consistent(db, TOPIC, N_PARTITIONS),
-                      N_WAVE1 + N_WAVE2, "ledger rows after A's refusal");
+                      N_WAVE0 + N_WAVE1 + N_WAVE2,
+                      "ledger rows after A's refusal");
 
     status = tk_wait(b, 60000);
     LEDGER_CHECK_LOG(status == 0, e.log_b,
@@ -277,7 +292,7 @@ int main(void)
                      "worker A's summary says fenced %" PRId64 "; log: %s",
                      sum_a.fenced, e.log_a);
     fenced_lines = check_fenced_lines(e.log_a, epoch_a, epoch_b);
-    LEDGER_CHECK_LOG(sum_a.applied == 0, e.log_a,
+    LEDGER_CHECK_LOG(sum_a.applied == N_WAVE0, e.log_a,
                      "worker A applied %" PRId64 " messages although B had "
                      "applied all of them first; log: %s", sum_a.applied,
                      e.log_a);
@@ -296,7 +311,8 @@ int main(void)
                      "final worker: exit status %d; log: %s", status,
                      e.log_final);
     ledger_check_exactly_once(db, e.m->bootstraps, TOPIC, N_PARTITIONS,
-                              N_WAVE1 + N_WAVE2, e.counts, LEDGER_ACCOUNTS);
+                              N_WAVE0 + N_WAVE1 + N_WAVE2, e.counts,
+                              LEDGER_ACCOUNTS);
 
     tk_note("fencing test passed: A fenced %" PRId64 " batch(es) (%d `batch "
             "fenced` lines), applied %" PRId64 "; B applied %" PRId64
