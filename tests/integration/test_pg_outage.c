@@ -12,7 +12,7 @@
  * One worker consumes N_IDS messages over N_PARTITIONS partitions in small
  * batches while a feeder thread keeps producing (FEED_IDS every
  * FEED_EVERY_MS), so every outage hits a busy worker and the worker has
- * new work when the server is back. N_FAULTS times: wait until the ledger
+ * new work when the server is back. N times (4, or EXACTLY_TEST_FAULTS): wait until the ledger
  * grows, wait a seeded random moment, `pg.sh kill` (pg_ctl stop -m
  * immediate), keep the server down a seeded 1-3 s, `pg.sh restart` (same
  * data directory and socket). The worker must be alive throughout. The
@@ -52,9 +52,11 @@
  * feeding stays far below the mock's per-partition limit. */
 #define FEED_IDS 500
 #define FEED_EVERY_MS 200
-#define N_FAULTS 4
+/* Outages per run; EXACTLY_TEST_FAULTS sets another count (a longer run). */
+#define N_FAULTS_DEFAULT 4
+#define N_FAULTS_MAX 100
 /* Small batches and a short wait: many transactions, so an outage lands
- * in or between them, and the run lasts long enough for N_FAULTS. */
+ * in or between them, and the run lasts long enough for every outage. */
 #define BATCH_MAX 100
 #define BATCH_WAIT_MS 20
 /* Longest random delay between seeing progress and the crash. */
@@ -277,7 +279,12 @@ int main(void)
         "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
     static feeder fd; /* large; shared with the feeder thread */
     char dir[256], config[512], log[512], conninfo[1024];
-    int64_t recovery_ms[N_FAULTS], down_ms[N_FAULTS], left[N_FAULTS];
+    int64_t recovery_ms[N_FAULTS_MAX], down_ms[N_FAULTS_MAX], left[N_FAULTS_MAX];
+    const char *faults_env = getenv("EXACTLY_TEST_FAULTS");
+    int n_faults = faults_env ? atoi(faults_env) : N_FAULTS_DEFAULT;
+
+    if (n_faults < 1 || n_faults > N_FAULTS_MAX)
+        tk_fail("EXACTLY_TEST_FAULTS must be 1..%d", N_FAULTS_MAX);
     int64_t t0 = tk_now_ms(), rows = 0, deadline;
     int64_t max_recovery = 0, sum_recovery = 0;
     uint64_t seed = pick_seed();
@@ -324,7 +331,7 @@ int main(void)
     TK_CHECK(pthread_create(&fd.thread, NULL, feeder_main, &fd) == 0,
              "pthread_create");
 
-    for (f = 0; f < N_FAULTS; f++) {
+    for (f = 0; f < n_faults; f++) {
         int64_t t_down, t_ready, before;
 
         rows = wait_for_growth(db, pid, rows, RECOVERY_TIMEOUT_MS, log);
@@ -356,7 +363,7 @@ int main(void)
                 " ms until ready); the ledger grew again %" PRId64 " ms "
                 "after the server accepted connections; %" PRId64 " of %"
                 PRId64 " rows, consistent with the stored offsets",
-                f + 1, N_FAULTS, (double)(t_down - t0) / 1000.0, left[f],
+                f + 1, n_faults, (double)(t_down - t0) / 1000.0, left[f],
                 down_ms[f], t_ready - t_down, recovery_ms[f], rows,
                 fed(&fd));
     }
@@ -394,9 +401,9 @@ int main(void)
                               fd.produced, fd.counts, LEDGER_ACCOUNTS);
     /* Every outage reached the worker as a lost connection under load and
      * went through the circuit breaker. */
-    LEDGER_CHECK_LOG(ledger_log_count(log, "database unavailable") >= N_FAULTS,
+    LEDGER_CHECK_LOG(ledger_log_count(log, "database unavailable") >= n_faults,
                      log, "%d outages but the circuit breaker opened %d "
-                     "times; log: %s", N_FAULTS,
+                     "times; log: %s", n_faults,
                      ledger_log_count(log, "database unavailable"), log);
 
     /* What the worker saw, from its log (printed, not required: which
@@ -415,14 +422,14 @@ int main(void)
     tk_note("summary: committed %" PRId64 " batches, rolled back %" PRId64
             ", retries %" PRId64, final.committed, final.rolled_back,
             final.retries);
-    for (f = 0; f < N_FAULTS; f++)
+    for (f = 0; f < n_faults; f++)
         tk_note("outage %d: down %" PRId64 " ms, recovery %" PRId64 " ms",
                 f + 1, down_ms[f], recovery_ms[f]);
     tk_note("pg outage test passed: %d immediate stops of PostgreSQL under "
             "load, worker never exited; recovery after restart max %" PRId64
             " ms, mean %" PRId64 " ms; %" PRId64 " messages in %d wave(s); "
             "%.1f s; seed %" PRIu64,
-            N_FAULTS, max_recovery, sum_recovery / N_FAULTS, fd.produced,
+            n_faults, max_recovery, sum_recovery / n_faults, fd.produced,
             fd.waves, (double)(tk_now_ms() - t0) / 1000.0, seed);
     PQfinish(db);
     tk_mock_stop(m);
