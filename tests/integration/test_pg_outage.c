@@ -41,6 +41,8 @@
 #include <unistd.h>
 
 #include "ledger_check.h"
+#include "own_cluster.h"
+#include "seeded.h"
 #include "testkit.h"
 
 #define TOPIC "outage"
@@ -68,110 +70,6 @@
  * a few seconds at most. A minute means it did not come back. */
 #define RECOVERY_TIMEOUT_MS 60000
 #define DRAIN_TIMEOUT_MS 120000
-
-/* xorshift64*: a seed replays the same choices whatever the libc. */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static int rng_below(int n)
-{
-    return (int)(rng_next() % (uint64_t)n);
-}
-
-static uint64_t pick_seed(void)
-{
-    const char *env = getenv("EXACTLY_TEST_SEED");
-
-    if (env && *env)
-        return strtoull(env, NULL, 10);
-    return (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-}
-
-/* ---- the test's own cluster ------------------------------------------- */
-
-static char pg_script[1024]; /* scripts/pg.sh */
-/* pg.sh's DIR: a directory of its own, outside the test's, so that
- * removing the test's directory (EXACTLY_TEST_KEEP unset, mutation.sh)
- * never orphans a running server. */
-static char pg_handle[512];
-static char pg_log[512]; /* what pg.sh says */
-
-/* Run `bash pg.sh <cmd> <handle>`; fail the test unless it exits 0. */
-static void pg_cmd(const char *cmd)
-{
-    char *argv[] = {"bash", pg_script, (char *)cmd, pg_handle, NULL};
-    int status = tk_wait(tk_spawn(argv, pg_log), 120000);
-
-    LEDGER_CHECK_LOG(status == 0, pg_log, "scripts/pg.sh %s %s exited with "
-                     "%d; log: %s", cmd, pg_handle, status, pg_log);
-}
-
-/* A failing check leaves through _exit (no atexit handlers) and a ctest
- * timeout kills: neither may leave a server running. So a guardian child,
- * in a session of its own, waits for EOF on a pipe whose only writer is
- * this process (close-on-exec, so the workers and pg.sh do not hold it),
- * that is, for the test to end however it ends, then removes the cluster.
- * On the passing path the test has removed it already and the guardian's
- * stop finds nothing to do. Call before any thread exists. */
-static void pg_guard(void)
-{
-    int fds[2], fd;
-    pid_t pid;
-    char c;
-
-    TK_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
-    fflush(NULL);
-    pid = fork();
-    TK_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        setsid();
-        fd = open(pg_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-        }
-        fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0)
-            dup2(fd, STDIN_FILENO);
-        for (fd = 3; fd < 1024; fd++)
-            if (fd != fds[0])
-                close(fd);
-        while (read(fds[0], &c, 1) < 0 && errno == EINTR)
-            ;
-        execlp("bash", "bash", pg_script, "stop", pg_handle, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[0]); /* fds[1] stays open until this process ends */
-}
-
-/* Start a cluster of the test's own, guarded, and point testkit's admin
- * conninfo at it. dir is the test's directory (pg.sh's log goes there). */
-static void pg_own_cluster(const char *dir)
-{
-    snprintf(pg_script, sizeof pg_script, "%s/scripts/pg.sh",
-             tk_env_required("EXACTLY_SOURCE_DIR"));
-    tk_tmpdir("exactly-pgown", pg_handle, sizeof pg_handle);
-    snprintf(pg_log, sizeof pg_log, "%s/pg.log", dir);
-    pg_guard();
-    pg_cmd("start");
-    /* tk_pg_admin_conninfo() reads EXACTLY_TEST_PG_DIR/conninfo unless
-     * EXACTLY_TEST_PG_CONNINFO overrides it: make it this cluster's. */
-    unsetenv("EXACTLY_TEST_PG_CONNINFO");
-    setenv("EXACTLY_TEST_PG_DIR", pg_handle, 1);
-}
-
-/* Stop and remove the cluster (the passing path). */
-static void pg_remove(void)
-{
-    pg_cmd("stop");
-}
 
 /* ---- the run ----------------------------------------------------------- */
 
@@ -287,7 +185,7 @@ int main(void)
         tk_fail("EXACTLY_TEST_FAULTS must be 1..%d", N_FAULTS_MAX);
     int64_t t0 = tk_now_ms(), rows = 0, deadline;
     int64_t max_recovery = 0, sum_recovery = 0;
-    uint64_t seed = pick_seed();
+    uint64_t seed = seeded_pick();
     int f, status;
     ledger_summary final;
     ledger_config cfg;
@@ -295,11 +193,11 @@ int main(void)
     pid_t pid;
     tk_mock *m;
 
-    rng_state = seed ? seed : 1;
+    seeded_init(seed);
     tk_note("seed %" PRIu64 " (replay with EXACTLY_TEST_SEED=%" PRIu64 ")",
             seed, seed);
     tk_tmpdir("exactly-outage", dir, sizeof dir);
-    pg_own_cluster(dir);
+    own_cluster_start(dir);
 
     m = tk_mock_start(1);
     tk_mock_create_topic(m, TOPIC, N_PARTITIONS);
@@ -335,16 +233,16 @@ int main(void)
         int64_t t_down, t_ready, before;
 
         rows = wait_for_growth(db, pid, rows, RECOVERY_TIMEOUT_MS, log);
-        tk_sleep_ms(rng_below(MAX_FAULT_DELAY_MS + 1));
+        tk_sleep_ms(seeded_below(MAX_FAULT_DELAY_MS + 1));
 
         left[f] = fed(&fd) - ledger_rows(db);
         PQfinish(db); /* the crash would drop it anyway */
-        pg_cmd("kill");
+        own_cluster_cmd("kill");
         t_down = tk_now_ms();
-        down_ms[f] = MIN_DOWN_MS + rng_below(DOWN_SPREAD_MS + 1);
+        down_ms[f] = MIN_DOWN_MS + seeded_below(DOWN_SPREAD_MS + 1);
         tk_sleep_ms((int)down_ms[f]);
         check_alive(pid, log, "while PostgreSQL was down");
-        pg_cmd("restart");
+        own_cluster_cmd("restart");
         /* pg.sh restart returns once pg_isready says it accepts
          * connections: the recovery clock starts here. */
         t_ready = tk_now_ms();
@@ -433,7 +331,7 @@ int main(void)
             fd.waves, (double)(tk_now_ms() - t0) / 1000.0, seed);
     PQfinish(db);
     tk_mock_stop(m);
-    pg_remove();
+    own_cluster_remove();
     ledger_cleanup_dir(dir);
     return 0;
 }
