@@ -187,26 +187,6 @@ static void produce_transactions(const char *bootstraps, const char *topic,
     rd_kafka_destroy(rk);
 }
 
-static int64_t high_watermark(const char *bootstraps, const char *topic,
-                              int32_t partition)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[512];
-    int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t err;
-    rd_kafka_t *rk;
-
-    conf_set(conf, "bootstrap.servers", bootstraps);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    TK_CHECK(rk != NULL, "rd_kafka_new: %s", errstr);
-    err = rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi,
-                                           10000);
-    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR, "watermarks of %s [%d]: %s",
-             topic, (int)partition, rd_kafka_err2str(err));
-    rd_kafka_destroy(rk);
-    return hi;
-}
-
 int main(void)
 {
     const char *bootstraps = getenv("EXACTLY_TEST_BOOTSTRAP_SERVERS");
@@ -336,7 +316,7 @@ int main(void)
     /* Control records included: the position after the final abort
      * marker is the high watermark, and that is what must be stored. */
     for (p = 0; p < N_PARTITIONS; p++) {
-        int64_t hw = high_watermark(bootstraps, topic, p);
+        int64_t hw = tk_high_watermark(bootstraps, topic, p);
         int64_t last_applied = tk_sql_int64(conn,
                                             "SELECT coalesce(max(\"offset\"),"
                                             " -1) FROM ledger WHERE"

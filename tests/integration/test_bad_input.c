@@ -189,28 +189,6 @@ static void produce(const char *bootstraps, pipeline_case *pc)
     tk_produce(bootstraps, pc->topic, msgs, pc->n_msgs);
 }
 
-static int64_t high_watermark(const char *bootstraps, const char *topic,
-                              int32_t partition)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[512];
-    int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t err;
-    rd_kafka_t *rk;
-
-    TK_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr,
-                               sizeof errstr) == RD_KAFKA_CONF_OK,
-             "%s", errstr);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    TK_CHECK(rk != NULL, "rd_kafka_new: %s", errstr);
-    err = rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi,
-                                           10000);
-    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR, "watermarks of %s [%d]: %s",
-             topic, (int)partition, rd_kafka_err2str(err));
-    rd_kafka_destroy(rk);
-    return hi;
-}
-
 /* The worker's summary counters from its log. */
 static void check_summary(const pipeline_case *pc, int64_t good, int64_t bad)
 {
@@ -342,7 +320,7 @@ static void check_pipeline(PGconn *conn, const char *bootstraps,
             0, "IDs whose counter is wrong");
     }
     for (p = 0; p < N_PARTITIONS; p++) {
-        int64_t hw = high_watermark(bootstraps, pc->topic, p);
+        int64_t hw = tk_high_watermark(bootstraps, pc->topic, p);
         int64_t n = 0;
         for (i = 0; i < pc->n_msgs; i++)
             n += pc->msgs[i].partition == p;

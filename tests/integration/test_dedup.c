@@ -231,28 +231,6 @@ static void load_model(PGconn *conn)
     }
 }
 
-/* The high watermark of topic/partition as the broker reports it. */
-static int64_t high_watermark(const char *bootstraps, int32_t partition)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[512];
-    int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t err;
-    rd_kafka_t *rk;
-
-    TK_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr,
-                               sizeof errstr) == RD_KAFKA_CONF_OK,
-             "%s", errstr);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    TK_CHECK(rk != NULL, "rd_kafka_new: %s", errstr);
-    err = rd_kafka_query_watermark_offsets(rk, TOPIC, partition, &lo, &hi,
-                                           10000);
-    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR, "watermarks of %s [%d]: %s",
-             TOPIC, (int)partition, rd_kafka_err2str(err));
-    rd_kafka_destroy(rk);
-    return hi;
-}
-
 /* Runs the worker until it is idle for 3 s; returns its log's text. */
 static char *run_worker(const char *dir, const char *config, int run)
 {
@@ -390,7 +368,7 @@ static void check_database(PGconn *conn, const char *bootstraps, int runs)
     /* The stored offsets reach the partition ends: duplicates count as
      * consumed, so no partition shows lag for them. */
     for (p = 0; p < N_PARTITIONS; p++) {
-        int64_t hw = high_watermark(bootstraps, p);
+        int64_t hw = tk_high_watermark(bootstraps, TOPIC, p);
         TK_CHECK_EQ_INT64(hw,
                           tk_sql_int64(conn, "SELECT count(*) FROM "
                                              "expected_msgs WHERE partition = "

@@ -59,27 +59,6 @@ static flavour flavours[] = {
 
 static const char *bin_path(void) { return tk_env_required("EXACTLY_BIN"); }
 
-static int64_t high_watermark(const char *bootstraps, int32_t partition)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[512];
-    int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t err;
-    rd_kafka_t *rk;
-
-    TK_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr,
-                               sizeof errstr) == RD_KAFKA_CONF_OK,
-             "%s", errstr);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    TK_CHECK(rk != NULL, "rd_kafka_new: %s", errstr);
-    err = rd_kafka_query_watermark_offsets(rk, TOPIC, partition, &lo, &hi,
-                                           10000);
-    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR, "watermarks of %s [%d]: %s",
-             TOPIC, (int)partition, rd_kafka_err2str(err));
-    rd_kafka_destroy(rk);
-    return hi;
-}
-
 /* Runs `exactly check` on a config; returns its output, checks exit 0. */
 static char *run_check(const char *dir, const flavour *f)
 {
@@ -198,7 +177,7 @@ static void check_offsets(PGconn *conn, const char *bootstraps)
     int32_t p;
 
     for (p = 0; p < N_PARTITIONS; p++) {
-        int64_t hw = high_watermark(bootstraps, p);
+        int64_t hw = tk_high_watermark(bootstraps, TOPIC, p);
         for (i = 0; i < N_FLAVOURS; i++)
             TK_CHECK_EQ_INT64(
                 tk_sql_int64(conn,

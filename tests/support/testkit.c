@@ -919,3 +919,25 @@ void tk_sleep_ms(int ms)
     while (nanosleep(&req, &rem) != 0 && errno == EINTR)
         req = rem;
 }
+
+int64_t tk_high_watermark(const char *bootstraps, const char *topic,
+                          int32_t partition)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512];
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t err;
+    rd_kafka_t *rk;
+
+    TK_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr,
+                               sizeof errstr) == RD_KAFKA_CONF_OK,
+             "%s", errstr);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    TK_CHECK(rk != NULL, "rd_kafka_new: %s", errstr);
+    err = rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi,
+                                           10000);
+    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR, "watermarks of %s [%d]: %s",
+             topic, (int)partition, rd_kafka_err2str(err));
+    rd_kafka_destroy(rk);
+    return hi;
+}

@@ -218,6 +218,11 @@ size_t tk_produce_ids(const char *bootstraps, const char *topic,
  * and n_entities; lets a test predict what was produced. */
 int64_t tk_id_for(uint64_t seed, size_t i, size_t n_entities);
 
+/* The high watermark of topic/partition as the broker reports it; fails
+ * the test when it cannot be read. */
+int64_t tk_high_watermark(const char *bootstraps, const char *topic,
+                          int32_t partition);
+
 /* Consume topic from the beginning in consumer group `group`
  * (auto.offset.reset=earliest, isolation.level=read_committed) until
  * `expected` messages arrived or timeout_ms passed; then wait a further
