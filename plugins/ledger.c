@@ -41,6 +41,17 @@
  *   fail_on_ids  list    empty              dead-letter records with these
  *                                           IDs via fail_record()
  *
+ * Misbehaviours on purpose, for the tests of the runtime's defences (each
+ * triggered by a batch holding the named ID; "" never triggers):
+ *   sleep_on_id, sleep_ms       queue pg_sleep(sleep_ms) after the writes,
+ *                               the first time in this process
+ *   swallow_on_id               after the writes, run a failing query
+ *                               (division by zero) and ignore its error
+ *   fail_twice_on_ids (list)    call fail_record() twice for the record
+ *   return_on_id, return_code,  return return_code from apply() instead of
+ *   return_times                writing, the first return_times times in
+ *                               this process (0: every time)
+ *
  * It reads no looked-up rows but leaves skips_lookup at 0, so the tests
  * exercise the runtime's lookup path too.
  */
@@ -62,6 +73,12 @@ typedef struct ledger {
     const char *crash_on_id;   /* NULL: never crash */
     const char **fail_on_ids;  /* our copy of the option's array */
     size_t n_fail_on_ids;
+    const char **fail_twice_on_ids;
+    size_t n_fail_twice_on_ids;
+    const char *sleep_on_id, *swallow_on_id, *return_on_id;
+    int64_t sleep_ms, return_code, return_times;
+    int slept;
+    int64_t returned;
     /* Parameters, kept across batches to reuse their memory. */
     exactly_sqlbuf offsets, entities, ids, counts;
 } ledger;
@@ -76,6 +93,18 @@ static const exactly_option_decl ledger_options[] = {
      "abort() the worker when a record has this ID (crash tests)"},
     {"fail_on_ids", EXACTLY_OPT_LIST, NULL,
      "IDs whose records are dead-lettered with fail_record()"},
+    {"fail_twice_on_ids", EXACTLY_OPT_LIST, NULL,
+     "IDs whose records are failed with fail_record() twice (misuse test)"},
+    {"sleep_on_id", EXACTLY_OPT_STRING, "",
+     "queue pg_sleep(sleep_ms) when a batch holds this ID, once per process"},
+    {"sleep_ms", EXACTLY_OPT_INT, "0", "see sleep_on_id"},
+    {"swallow_on_id", EXACTLY_OPT_STRING, "",
+     "run a failing query and ignore its error when a batch holds this ID"},
+    {"return_on_id", EXACTLY_OPT_STRING, "",
+     "return return_code from apply() when a batch holds this ID"},
+    {"return_code", EXACTLY_OPT_INT, "0", "see return_on_id"},
+    {"return_times", EXACTLY_OPT_INT, "1",
+     "how many times per process return_on_id triggers (0: always)"},
     {"reprocess_table", EXACTLY_OPT_STRING, "ledger_reprocess",
      "rows of reprocess runs: primary key (run, topic, partition, \"offset\"); "
      "the live ledger and counters are left alone"},
@@ -90,6 +119,7 @@ static void ledger_close(void *state)
     free(l->ledger_sql);
     free(l->counters_sql);
     free(l->fail_on_ids);
+    free(l->fail_twice_on_ids);
     free(l->reprocess_sql);
     exactly_sqlbuf_free(&l->offsets);
     exactly_sqlbuf_free(&l->entities);
@@ -148,13 +178,37 @@ bad_name:
     return -1;
 }
 
+/* Copies a list option's borrowed array into *out; -1 when out of memory. */
+static int copy_list(const exactly_host *h, const exactly_options *opts,
+                     const char *name, const char ***out, size_t *n)
+{
+    const char *const *items = NULL;
+    size_t i;
+
+    *n = h->opt_list(opts, name, &items);
+    *out = NULL;
+    if (*n == 0)
+        return 0;
+    *out = malloc(*n * sizeof(**out));
+    if (!*out)
+        return -1;
+    for (i = 0; i < *n; i++)
+        (*out)[i] = items[i];
+    return 0;
+}
+
+/* A string option, NULL when empty. */
+static const char *opt_id(const exactly_host *h, const exactly_options *opts,
+                          const char *name)
+{
+    const char *v = h->opt_string(opts, name);
+    return v && *v ? v : NULL;
+}
+
 static exactly_err ledger_open(const exactly_open_args *args, void **state)
 {
     const exactly_host *h = args->host;
-    const char *const *ids = NULL;
-    const char *crash;
     ledger *l;
-    size_t i;
 
     *state = NULL;
     l = calloc(1, sizeof(*l));
@@ -169,19 +223,19 @@ static exactly_err ledger_open(const exactly_open_args *args, void **state)
                   args->errbuf_size) != 0)
         goto fail;
 
-    crash = h->opt_string(args->opts, "crash_on_id");
-    l->crash_on_id = (crash && *crash) ? crash : NULL;
-
-    l->n_fail_on_ids = h->opt_list(args->opts, "fail_on_ids", &ids);
-    if (l->n_fail_on_ids > 0) {
-        l->fail_on_ids = malloc(l->n_fail_on_ids * sizeof(*l->fail_on_ids));
-        if (!l->fail_on_ids) {
-            snprintf(args->errbuf, args->errbuf_size,
-                     "ledger: out of memory");
-            goto fail;
-        }
-        for (i = 0; i < l->n_fail_on_ids; i++)
-            l->fail_on_ids[i] = ids[i];
+    l->crash_on_id = opt_id(h, args->opts, "crash_on_id");
+    l->sleep_on_id = opt_id(h, args->opts, "sleep_on_id");
+    l->swallow_on_id = opt_id(h, args->opts, "swallow_on_id");
+    l->return_on_id = opt_id(h, args->opts, "return_on_id");
+    l->sleep_ms = h->opt_int(args->opts, "sleep_ms");
+    l->return_code = h->opt_int(args->opts, "return_code");
+    l->return_times = h->opt_int(args->opts, "return_times");
+    if (copy_list(h, args->opts, "fail_on_ids", &l->fail_on_ids,
+                  &l->n_fail_on_ids) != 0 ||
+        copy_list(h, args->opts, "fail_twice_on_ids", &l->fail_twice_on_ids,
+                  &l->n_fail_twice_on_ids) != 0) {
+        snprintf(args->errbuf, args->errbuf_size, "ledger: out of memory");
+        goto fail;
     }
     *state = l;
     return EXACTLY_OK;
@@ -191,14 +245,50 @@ fail:
     return EXACTLY_ECONFIG;
 }
 
-static int is_listed(const ledger *l, const char *id)
+static int is_listed(const char *const *list, size_t n, const char *id)
 {
     size_t i;
 
-    for (i = 0; i < l->n_fail_on_ids; i++)
-        if (strcmp(l->fail_on_ids[i], id) == 0)
+    for (i = 0; i < n; i++)
+        if (strcmp(list[i], id) == 0)
             return 1;
     return 0;
+}
+
+/* Whether the batch holds a record with this ID (NULL: never). */
+static int batch_has(const exactly_batch *batch, const char *id)
+{
+    size_t i;
+
+    for (i = 0; id && i < batch->n_records; i++)
+        if (strcmp(batch->records[i].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+/* The misbehaviours that follow the writes: a long sleep, or a failed
+ * query whose error is ignored. */
+static exactly_err misbehave_after(ledger *l, exactly_txn *txn,
+                                   const exactly_batch *batch)
+{
+    const exactly_host *h = l->host;
+    exactly_result *res = NULL;
+    char ms[32];
+    const char *params[1] = {ms};
+
+    if (!l->slept && batch_has(batch, l->sleep_on_id)) {
+        l->slept = 1;
+        snprintf(ms, sizeof(ms), "%" PRId64, l->sleep_ms);
+        h->log(EXACTLY_LOG_INFO, "ledger: sleeping %s ms on purpose", ms);
+        return h->exec(txn, "SELECT pg_sleep($1::double precision / 1000)", 1,
+                       params);
+    }
+    if (batch_has(batch, l->swallow_on_id)) {
+        /* Wrong on purpose: the error is dropped and apply() succeeds. */
+        if (h->query(txn, "SELECT 1 / 0", 0, NULL, &res) == EXACTLY_OK)
+            h->result_free(res);
+    }
+    return EXACTLY_OK;
 }
 
 static exactly_err ledger_apply(void *state, exactly_txn *txn,
@@ -220,6 +310,13 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
     exactly_sqlbuf_puts(&l->ids, "{");
     exactly_sqlbuf_puts(&l->counts, "{");
 
+    if (batch_has(batch, l->return_on_id) &&
+        (l->return_times == 0 || l->returned < l->return_times)) {
+        l->returned++;
+        h->set_error(txn, "ledger: returning %" PRId64 " on purpose",
+                     l->return_code);
+        return (exactly_err)l->return_code;
+    }
     for (i = 0; i < batch->n_records; i++) {
         const exactly_record *r = &batch->records[i];
 
@@ -232,8 +329,13 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
         }
         /* Nothing may be written for a failed record, so decide before
          * adding it to any parameter. */
-        if (is_listed(l, r->id)) {
+        if (is_listed(l->fail_on_ids, l->n_fail_on_ids, r->id)) {
             h->fail_record(txn, i, "ledger: id listed in fail_on_ids");
+            continue;
+        }
+        if (is_listed(l->fail_twice_on_ids, l->n_fail_twice_on_ids, r->id)) {
+            h->fail_record(txn, i, "ledger: failed once");
+            h->fail_record(txn, i, "ledger: failed twice");
             continue;
         }
         for (m = 0; m < r->n_messages; m++) {
@@ -279,9 +381,11 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
     params[0] = l->ids.s;
     params[1] = l->counts.s;
     rc = h->exec(txn, l->counters_sql, 2, params);
-    if (rc != EXACTLY_OK)
+    if (rc != EXACTLY_OK) {
         h->set_error(txn, "ledger: could not queue the counters upsert");
-    return rc;
+        return rc;
+    }
+    return misbehave_after(l, txn, batch);
 }
 
 static const exactly_handler ledger_handler = {

@@ -85,6 +85,8 @@ void ledger_write_config(const char *path, const ledger_config *c)
     if (c->idle_in_transaction_timeout_ms > 0)
         fprintf(f, "  idle_in_transaction_timeout_ms: %d\n",
                 c->idle_in_transaction_timeout_ms);
+    if (c->postgres_yaml)
+        fputs(c->postgres_yaml, f);
 
     fprintf(f, "pipelines:\n  %s:\n    topics: [", LEDGER_PIPELINE);
     yaml_quoted(f, c->topic);
@@ -95,10 +97,14 @@ void ledger_write_config(const char *path, const ledger_config *c)
                "    lookup: {table: accounts, id_column: id}\n"
                "    handler:\n      plugin: ");
     yaml_quoted(f, plugin);
+    if (c->handler_options_yaml)
+        fprintf(f, "\n      options:\n%s", c->handler_options_yaml);
     fprintf(f, "\n    batch: {max_messages: %d, max_wait_ms: %d}\n",
             c->max_messages, c->max_wait_ms);
     if (c->max_crashes > 0)
         fprintf(f, "    max_crashes: %d\n", c->max_crashes);
+    if (c->pipeline_yaml)
+        fputs(c->pipeline_yaml, f);
     if (c->kafka && c->kafka[0]) {
         fprintf(f, "    kafka:\n");
         for (i = 0; c->kafka[i] && c->kafka[i + 1]; i += 2) {
@@ -139,6 +145,21 @@ pid_t ledger_start_worker(const char *config, int exit_idle_ms,
         argv[5] = idle;
     }
     return tk_spawn(argv, log);
+}
+
+int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
+                       const char *log)
+{
+    pid_t pid = ledger_start_worker(config, idle_ms, log);
+    int status = tk_wait(pid, timeout_ms);
+
+    if (status == -1) {
+        tk_terminate(pid, 5000);
+        ledger_log_tail(log, 40);
+        tk_fail("worker still running after %d ms (--exit-idle %d); log %s",
+                timeout_ms, idle_ms, log);
+    }
+    return status;
 }
 
 void ledger_cleanup_dir(const char *dir)
@@ -400,6 +421,19 @@ void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
                                int64_t total_messages,
                                const int64_t *per_entity, int n_entities)
 {
+    ledger_check_exactly_once_except(db, bootstraps, topic, partitions,
+                                     total_messages, per_entity, n_entities,
+                                     0);
+}
+
+void ledger_check_exactly_once_except(PGconn *db, const char *bootstraps,
+                                      const char *topic, int partitions,
+                                      int64_t total_messages,
+                                      const int64_t *per_entity,
+                                      int n_entities, int dead_entity)
+{
+    int64_t *applied = calloc((size_t)n_entities, sizeof *applied);
+    int64_t n_dead = dead_entity > 0 ? per_entity[dead_entity - 1] : 0;
     int64_t *hw = calloc((size_t)partitions, sizeof *hw);
     int64_t *counters = calloc((size_t)n_entities, sizeof *counters);
     int64_t *rows = calloc((size_t)n_entities, sizeof *rows);
@@ -410,7 +444,11 @@ void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
     char what[160];
     PGresult *res;
 
-    TK_CHECK(hw && counters && rows, "out of memory");
+    TK_CHECK(hw && counters && rows && applied, "out of memory");
+    TK_CHECK(dead_entity >= 0 && dead_entity <= n_entities,
+             "dead entity %d out of range", dead_entity);
+    for (i = 0; i < n_entities; i++)
+        applied[i] = i + 1 == dead_entity ? 0 : per_entity[i];
     TK_CHECK(partitions > 0 && n_entities > 0,
              "ledger_check_exactly_once: %d partitions, %d entities",
              partitions, n_entities);
@@ -431,23 +469,30 @@ void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
     TK_CHECK_EQ_INT64(sum_hw, total_messages,
                       "messages in the topic (sum of high watermarks)");
 
-    /* One ledger row per offset: the count, then holes, then strays. */
-    TK_CHECK_EQ_INT64(ledger_rows(db), total_messages, "rows in the ledger");
+    /* One ledger row per offset (or, for the dead entity, one dead
+     * letter): the count, then holes, then strays. */
+    TK_CHECK_EQ_INT64(ledger_rows(db), total_messages - n_dead,
+                      "rows in the ledger");
     for (p = 0; p < partitions; p++) {
         n = tk_sql_int64(db,
                          "SELECT count(*) FROM generate_series(0, %" PRId64
                          " - 1) AS o WHERE NOT EXISTS (SELECT 1 FROM ledger l "
                          "WHERE l.topic = %s AND l.partition = %d AND "
-                         "l.\"offset\" = o)",
-                         hw[p], qtopic, p);
+                         "l.\"offset\" = o) AND NOT EXISTS (SELECT 1 FROM "
+                         "exactly.dead_letters d WHERE d.topic = %s AND "
+                         "d.partition = %d AND d.\"offset\" = o)",
+                         hw[p], qtopic, p, qtopic, p);
         if (n != 0) {
             char *first = tk_sql_text(
                 db,
                 "SELECT string_agg(o::text, ', ' ORDER BY o) FROM (SELECT o "
                 "FROM generate_series(0, %" PRId64 " - 1) AS o WHERE NOT "
                 "EXISTS (SELECT 1 FROM ledger l WHERE l.topic = %s AND "
-                "l.partition = %d AND l.\"offset\" = o) ORDER BY o LIMIT %d) s",
-                hw[p], qtopic, p, SHOW_MAX);
+                "l.partition = %d AND l.\"offset\" = o) AND NOT EXISTS "
+                "(SELECT 1 FROM exactly.dead_letters d WHERE d.topic = %s "
+                "AND d.partition = %d AND d.\"offset\" = o) ORDER BY o "
+                "LIMIT %d) s",
+                hw[p], qtopic, p, qtopic, p, SHOW_MAX);
             tk_fail("partition %d: %" PRId64 " of its %" PRId64
                     " offsets have no ledger row (never applied), first: %s",
                     p, n, hw[p], first ? first : "?");
@@ -482,14 +527,14 @@ void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
     PQclear(res);
     TK_CHECK(extra == 0, "ledger_counters has %d entities that were never "
              "produced:%s", extra, extra_desc);
-    compare_counts(counters, per_entity, n_entities, "ledger_counters.n");
+    compare_counts(counters, applied, n_entities, "ledger_counters.n");
     res = query_rows(db, "SELECT entity_id, count(*) FROM ledger GROUP BY 1");
     collect_counts(res, rows, n_entities, &extra, extra_desc,
                    sizeof extra_desc);
     PQclear(res);
     TK_CHECK(extra == 0, "the ledger has rows for %d entities that were "
              "never produced:%s", extra, extra_desc);
-    compare_counts(rows, per_entity, n_entities, "ledger rows per entity");
+    compare_counts(rows, applied, n_entities, "ledger rows per entity");
 
     /* The stored positions: one row per partition, at the high watermark. */
     n = tk_sql_int64(db, "SELECT count(*) FROM exactly.offsets "
@@ -508,24 +553,38 @@ void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
             hw[p], what);
     }
 
-    /* Nothing was set aside. */
+    /* Nothing was set aside but the dead entity's messages, each once. */
+    if (dead_entity > 0) {
+        TK_CHECK_EQ_INT64(
+            tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters "
+                             "WHERE entity_id = '%d' AND topic = %s",
+                         dead_entity, qtopic),
+            n_dead, "dead letters of the dead entity");
+        TK_CHECK_EQ_INT64(
+            tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters d "
+                             "JOIN ledger l USING (topic, partition, "
+                             "\"offset\")"),
+            0, "offsets both applied and dead-lettered");
+    }
     n = tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters");
-    if (n != 0) {
+    if (n != n_dead) {
         char *why = tk_sql_text(
             db, "SELECT format('partition %%s offset %%s: %%s (sqlstate %%s)',"
                 " partition, \"offset\", reason, sqlstate) "
                 "FROM exactly.dead_letters ORDER BY id LIMIT 1");
-        tk_fail("exactly.dead_letters has %" PRId64 " rows, expected none; "
-                "the first: %s", n, why ? why : "?");
+        tk_fail("exactly.dead_letters has %" PRId64 " rows, expected %" PRId64
+                "; the first: %s", n, n_dead, why ? why : "?");
     }
 
     tk_note("exactly-once verified: topic %s, %d partitions, %" PRId64
             " offsets (= high watermarks), %" PRId64 " ledger rows, one per "
             "offset, none missing or extra; %" PRId64 " entities' counters "
             "and rows equal the produced counts; next_offset = high "
-            "watermark on every partition; 0 dead letters",
-            topic, partitions, sum_hw, total_messages, entities);
+            "watermark on every partition; %" PRId64 " dead letters",
+            topic, partitions, sum_hw, total_messages - n_dead, entities,
+            n_dead);
     PQfreemem(qtopic);
+    free(applied);
     free(hw);
     free(counters);
     free(rows);

@@ -51,6 +51,12 @@ typedef struct ledger_config {
     /* Per-pipeline librdkafka overrides, NULL-terminated name/value pairs:
      * {"session.timeout.ms", "6000", NULL}. NULL: none. */
     const char *const *kafka;
+    /* Raw YAML appended as is, for what the fields above do not cover:
+     * lines of the postgres section (indented 2 spaces), of the pipeline
+     * (indented 4) and of the handler's options (indented 8). NULL: none. */
+    const char *postgres_yaml;
+    const char *pipeline_yaml;
+    const char *handler_options_yaml;
 } ledger_config;
 
 /* Write the YAML configuration of one ledger pipeline to path. */
@@ -67,6 +73,12 @@ void ledger_migrate(const char *config, const char *log);
  * --exit-idle) with stdout and stderr appended to log. */
 pid_t ledger_start_worker(const char *config, int exit_idle_ms,
                           const char *log);
+
+/* Run `exactly worker -c config --exit-idle idle_ms` to its end, waiting
+ * at most timeout_ms; a worker still running then is stopped and the test
+ * fails, showing the log's tail. Returns the exit status. */
+int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
+                       const char *log);
 
 /* Remove a test's temporary directory, unless EXACTLY_TEST_KEEP is set
  * (then say where it is, for reading the worker logs of a passing run). */
@@ -140,6 +152,14 @@ void ledger_check_exactly_once(PGconn *db, const char *bootstraps,
                                const char *topic, int partitions,
                                int64_t total_messages,
                                const int64_t *per_entity, int n_entities);
+
+/* The same check, except that every message naming dead_entity (0: none)
+ * must be in exactly.dead_letters, once, and not in the ledger. */
+void ledger_check_exactly_once_except(PGconn *db, const char *bootstraps,
+                                      const char *topic, int partitions,
+                                      int64_t total_messages,
+                                      const int64_t *per_entity,
+                                      int n_entities, int dead_entity);
 
 /*
  * The part of the contract that holds at every instant, also mid-run and
