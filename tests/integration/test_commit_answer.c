@@ -31,42 +31,32 @@
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], opts[128];
+    char opts[128];
     int64_t counts[ENTITIES];
-    tk_mock *mock;
+    ledger_fixture f;
+    ledger_config c;
     PGconn *db;
     int bad, status;
     char *reason;
-    ledger_config c;
 
-    tk_tmpdir("exactly-commit-answer", dir, sizeof dir);
-    snprintf(config, sizeof config, "%s/ledger.yaml", dir);
-    snprintf(log, sizeof log, "%s/worker.log", dir);
-    tk_pg_create_db("commit_answer", conninfo, sizeof conninfo);
-    ledger_setup_db(conninfo);
-    mock = tk_mock_start(1);
-    tk_mock_create_topic(mock, TOPIC, PARTITIONS);
-    tk_produce_ids(mock->bootstraps, TOPIC, MESSAGES, ENTITIES, PARTITIONS,
+    ledger_fixture_start(&f, "commit_answer", TOPIC, PARTITIONS);
+    tk_produce_ids(f.mock->bootstraps, TOPIC, MESSAGES, ENTITIES, PARTITIONS,
                    SEED, counts);
     bad = (int)tk_id_for(SEED, 0, ENTITIES);
     snprintf(opts, sizeof opts, "        swallow_on_id: '%d'\n", bad);
-
     memset(&c, 0, sizeof c);
-    c.bootstraps = mock->bootstraps;
-    c.conninfo = conninfo;
-    c.topic = TOPIC;
     c.max_messages = 50;
     c.max_wait_ms = 50;
     c.handler_options_yaml = opts;
-    ledger_write_config(config, &c);
-    ledger_migrate(config, log);
+    ledger_fixture_config(&f, &c);
 
-    status = ledger_run_to_idle(config, 3000, 90000, log);
-    LEDGER_CHECK_LOG(status == 0, log, "worker exited with %d", status);
+    status = ledger_run_to_idle(f.config, 3000, 90000, f.log);
+    LEDGER_CHECK_LOG(status == 0, f.log, "worker exited with %d", status);
 
-    db = tk_pg_connect(conninfo);
-    ledger_check_exactly_once_except(db, mock->bootstraps, TOPIC, PARTITIONS,
-                                     MESSAGES, counts, ENTITIES, bad);
+    db = tk_pg_connect(f.conninfo);
+    ledger_check_exactly_once_except(db, f.mock->bootstraps, TOPIC,
+                                     PARTITIONS, MESSAGES, counts, ENTITIES,
+                                     bad);
     reason = tk_sql_text(db, "SELECT min(reason || ' sqlstate=' || "
                              "coalesce(sqlstate, '')) FROM "
                              "exactly.dead_letters");
@@ -76,7 +66,6 @@ int main(void)
              reason ? reason : "(null)");
     free(reason);
     PQfinish(db);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    ledger_fixture_stop(&f);
     return 0;
 }

@@ -147,6 +147,40 @@ pid_t ledger_start_worker(const char *config, int exit_idle_ms,
     return tk_spawn(argv, log);
 }
 
+void ledger_fixture_start(ledger_fixture *f, const char *name,
+                          const char *topic, int partitions)
+{
+    char prefix[128];
+
+    memset(f, 0, sizeof *f);
+    snprintf(prefix, sizeof prefix, "exactly-%s", name);
+    tk_tmpdir(prefix, f->dir, sizeof f->dir);
+    snprintf(f->config, sizeof f->config, "%s/ledger.yaml", f->dir);
+    snprintf(f->log, sizeof f->log, "%s/worker.log", f->dir);
+    tk_pg_create_db(name, f->conninfo, sizeof f->conninfo);
+    ledger_setup_db(f->conninfo);
+    f->mock = tk_mock_start(1);
+    f->topic = topic;
+    f->partitions = partitions;
+    tk_mock_create_topic(f->mock, topic, partitions);
+}
+
+void ledger_fixture_config(ledger_fixture *f, ledger_config *c)
+{
+    c->bootstraps = f->mock->bootstraps;
+    c->conninfo = f->conninfo;
+    c->topic = f->topic;
+    ledger_write_config(f->config, c);
+    ledger_migrate(f->config, f->log);
+}
+
+void ledger_fixture_stop(ledger_fixture *f)
+{
+    tk_mock_stop(f->mock);
+    f->mock = NULL;
+    ledger_cleanup_dir(f->dir);
+}
+
 int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
                        const char *log)
 {

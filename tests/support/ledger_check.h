@@ -74,6 +74,28 @@ void ledger_migrate(const char *config, const char *log);
 pid_t ledger_start_worker(const char *config, int exit_idle_ms,
                           const char *log);
 
+/* What most ledger tests start from: a temporary directory with a config
+ * and a log path, a database with the ledger tables, a mock cluster with
+ * one topic. */
+typedef struct ledger_fixture {
+    char dir[256];
+    char conninfo[1024];
+    char config[512];
+    char log[512];
+    tk_mock *mock;
+    const char *topic;
+    int partitions;
+} ledger_fixture;
+
+/* Sets up f (name prefixes the directory and the database) and creates the
+ * topic; ledger_fixture_config then writes the config from c, with
+ * bootstraps, conninfo and topic filled in, and migrates. */
+void ledger_fixture_start(ledger_fixture *f, const char *name,
+                          const char *topic, int partitions);
+void ledger_fixture_config(ledger_fixture *f, ledger_config *c);
+/* Stops the mock and removes the directory (see ledger_cleanup_dir). */
+void ledger_fixture_stop(ledger_fixture *f);
+
 /* Run `exactly worker -c config --exit-idle idle_ms` to its end, waiting
  * at most timeout_ms; a worker still running then is stopped and the test
  * fails, showing the log's tail. Returns the exit status. */
