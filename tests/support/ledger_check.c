@@ -503,6 +503,29 @@ void ledger_check_exactly_once_except(PGconn *db, const char *bootstraps,
     TK_CHECK_EQ_INT64(sum_hw, total_messages,
                       "messages in the topic (sum of high watermarks)");
 
+    /* Nothing was set aside but the dead entity's messages, each once. */
+    if (dead_entity > 0) {
+        TK_CHECK_EQ_INT64(
+            tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters "
+                             "WHERE entity_id = '%d' AND topic = %s",
+                         dead_entity, qtopic),
+            n_dead, "dead letters of the dead entity");
+        TK_CHECK_EQ_INT64(
+            tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters d "
+                             "JOIN ledger l USING (topic, partition, "
+                             "\"offset\")"),
+            0, "offsets both applied and dead-lettered");
+    }
+    n = tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters");
+    if (n != n_dead) {
+        char *why = tk_sql_text(
+            db, "SELECT format('partition %%s offset %%s: %%s (sqlstate %%s)',"
+                " partition, \"offset\", reason, sqlstate) "
+                "FROM exactly.dead_letters ORDER BY id LIMIT 1");
+        tk_fail("exactly.dead_letters has %" PRId64 " rows, expected %" PRId64
+                "; the first: %s", n, n_dead, why ? why : "?");
+    }
+
     /* One ledger row per offset (or, for the dead entity, one dead
      * letter): the count, then holes, then strays. */
     TK_CHECK_EQ_INT64(ledger_rows(db), total_messages - n_dead,
@@ -585,29 +608,6 @@ void ledger_check_exactly_once_except(PGconn *db, const char *bootstraps,
                          "topic = %s AND partition = %d",
                          LEDGER_PIPELINE, qtopic, p),
             hw[p], what);
-    }
-
-    /* Nothing was set aside but the dead entity's messages, each once. */
-    if (dead_entity > 0) {
-        TK_CHECK_EQ_INT64(
-            tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters "
-                             "WHERE entity_id = '%d' AND topic = %s",
-                         dead_entity, qtopic),
-            n_dead, "dead letters of the dead entity");
-        TK_CHECK_EQ_INT64(
-            tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters d "
-                             "JOIN ledger l USING (topic, partition, "
-                             "\"offset\")"),
-            0, "offsets both applied and dead-lettered");
-    }
-    n = tk_sql_int64(db, "SELECT count(*) FROM exactly.dead_letters");
-    if (n != n_dead) {
-        char *why = tk_sql_text(
-            db, "SELECT format('partition %%s offset %%s: %%s (sqlstate %%s)',"
-                " partition, \"offset\", reason, sqlstate) "
-                "FROM exactly.dead_letters ORDER BY id LIMIT 1");
-        tk_fail("exactly.dead_letters has %" PRId64 " rows, expected %" PRId64
-                "; the first: %s", n, n_dead, why ? why : "?");
     }
 
     tk_note("exactly-once verified: topic %s, %d partitions, %" PRId64
