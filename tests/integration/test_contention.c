@@ -14,15 +14,19 @@
  * test database so that it does so quickly), and waits longer than the
  * pipeline's lock_timeout_ms fail with 55P03.
  *
- * Messages are produced once every worker holds partitions, so that the
- * three run side by side. When everything is applied the workers stop
- * (SIGTERM, exit 0) and the test asserts:
+ * The three workers are those of one `exactly run --metrics` supervisor
+ * (workers: 3). Messages are produced once every worker holds partitions,
+ * so that the three run side by side. When everything is applied the test
+ * scrapes /metrics, stops the supervisor (SIGTERM, exit 0) and asserts:
  *   - exactly-once (the ledger check);
  *   - every hot row equals the number of messages produced, exactly: a
  *     retried batch counted twice or a rolled-back one counted at all
  *     would show there;
  *   - at least one batch was rolled back with 40P01 or 55P03 (counted
- *     from the workers' `batch rolled back` lines, printed per SQLSTATE).
+ *     from the workers' `batch rolled back` lines, printed per SQLSTATE);
+ *   - the metrics say so too: exactly_transaction_retries_total counts the
+ *     deadlocks under cause="deadlock" and the lock timeouts under
+ *     cause="timeout", as many as the log shows.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -118,19 +122,73 @@ static void count_rollbacks(const char *log, rollbacks *rb)
     free(text);
 }
 
+/* Every worker=N of the supervisor's log has claimed a partition. */
+static int all_claimed(const char *log)
+{
+    char *text = tk_read_file(log);
+    char *line, *save = NULL;
+    int seen[N_WORKERS] = {0}, w, n = 0;
+
+    if (!text)
+        return 0;
+    for (line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *at = strstr(line, " worker=");
+        if (!strstr(line, "partition claimed") || !at)
+            continue;
+        w = atoi(at + 8);
+        if (w >= 0 && w < N_WORKERS)
+            seen[w] = 1;
+    }
+    free(text);
+    for (w = 0; w < N_WORKERS; w++)
+        n += seen[w];
+    return n == N_WORKERS;
+}
+
+/* Adds up every worker summary line of the log. */
+static void sum_summaries(const char *log, ledger_summary *total, int *n)
+{
+    static const char prefix[] = "pipeline " LEDGER_PIPELINE ": consumed ";
+    char *text = tk_read_file(log);
+    const char *p;
+
+    memset(total, 0, sizeof *total);
+    *n = 0;
+    TK_CHECK(text != NULL, "cannot read %s", log);
+    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix)) {
+        long long v[9];
+        if (sscanf(p, "pipeline " LEDGER_PIPELINE ": consumed %lld, applied "
+                      "%lld, deduplicated %lld, dead-lettered %lld, skipped "
+                      "(no row) %lld; batches committed %lld, rolled back "
+                      "%lld, fenced %lld; retries %lld",
+                   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+                   &v[8]) != 9)
+            continue;
+        total->applied += v[1];
+        total->committed += v[5];
+        total->rolled_back += v[6];
+        total->retries += v[8];
+        (*n)++;
+    }
+    free(text);
+}
+
 int main(void)
 {
-    char dir[256], config[512], conninfo[1024];
-    char logs[N_WORKERS][512], log[512];
+    char dir[256], config[512], conninfo[1024], listen[64], port_s[16];
+    char log[512], mlog[512];
     int64_t counts[LEDGER_ACCOUNTS] = {0};
     int64_t t0 = tk_now_ms(), deadline, rows, bad, min_n, max_n;
-    ledger_summary sum[N_WORKERS];
+    ledger_summary sum;
     rollbacks rb;
     ledger_config cfg;
-    pid_t pid[N_WORKERS];
+    pid_t pid;
     PGconn *db;
     tk_mock *m;
-    int w;
+    char *body = NULL;
+    double m_deadlock, m_timeout;
+    int port, n_sum, status;
 
     m = tk_mock_start(1);
     tk_mock_create_topic(m, TOPIC, N_PARTITIONS);
@@ -156,24 +214,29 @@ int main(void)
     cfg.max_wait_ms = BATCH_WAIT_MS;
     cfg.lock_timeout_ms = LOCK_TIMEOUT_MS;
     cfg.kafka = kafka_overrides;
+    cfg.pipeline_yaml = "    workers: 3\n";
     ledger_write_config(config, &cfg);
     config_use_contention(config);
-    snprintf(log, sizeof log, "%s/migrate.log", dir);
-    ledger_migrate(config, log);
+    snprintf(mlog, sizeof mlog, "%s/migrate.log", dir);
+    ledger_migrate(config, mlog);
 
-    for (w = 0; w < N_WORKERS; w++) {
-        snprintf(logs[w], sizeof logs[w], "%s/worker-%d.log", dir, w);
-        pid[w] = ledger_start_worker(config, 0, logs[w]);
+    snprintf(log, sizeof log, "%s/run.log", dir);
+    port = tk_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    snprintf(port_s, sizeof port_s, "%d", port);
+    {
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", config,
+                        "--metrics", listen, NULL};
+        pid = tk_spawn(argv, log);
     }
     /* Every worker holds partitions before there is work, so that they
      * contend from the first batch on. */
-    for (w = 0; w < N_WORKERS; w++) {
-        int status;
-        LEDGER_CHECK_LOG(ledger_wait_log(logs[w], "partition claimed", 1,
-                                         pid[w], JOIN_TIMEOUT_MS, &status),
-                         logs[w], "worker %d claimed no partition within %d "
-                         "ms (exit status %d); log: %s", w, JOIN_TIMEOUT_MS,
-                         status, logs[w]);
+    deadline = tk_now_ms() + JOIN_TIMEOUT_MS;
+    while (!all_claimed(log)) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline && tk_wait(pid, 0) == -1, log,
+                         "not every worker claimed a partition within %d ms",
+                         JOIN_TIMEOUT_MS);
+        tk_sleep_ms(50);
     }
     tk_produce_ids(m->bootstraps, TOPIC, N_IDS, LEDGER_ACCOUNTS, N_PARTITIONS,
                    SEED, counts);
@@ -182,24 +245,27 @@ int main(void)
 
     deadline = tk_now_ms() + DRAIN_TIMEOUT_MS;
     while ((rows = ledger_rows(db)) < N_IDS) {
-        for (w = 0; w < N_WORKERS; w++)
-            LEDGER_CHECK_LOG(tk_wait(pid[w], 0) == -1, logs[w],
-                             "worker %d exited before the topic was "
-                             "applied; log: %s", w, logs[w]);
-        LEDGER_CHECK_LOG(tk_now_ms() < deadline, logs[0],
+        LEDGER_CHECK_LOG(tk_wait(pid, 0) == -1, log,
+                         "the supervisor exited before the topic was "
+                         "applied");
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, log,
                          "ledger at %" PRId64 " of %d rows after %d ms; "
                          "logs in %s", rows, N_IDS, DRAIN_TIMEOUT_MS, dir);
         tk_sleep_ms(50);
     }
-    for (w = 0; w < N_WORKERS; w++) {
-        int status = tk_terminate(pid[w], 30000);
-        LEDGER_CHECK_LOG(status == 0, logs[w], "worker %d: exit status %d "
-                         "after SIGTERM, expected 0; log: %s", w, status,
-                         logs[w]);
-        LEDGER_CHECK_LOG(ledger_read_summary(logs[w], &sum[w]), logs[w],
-                         "worker %d printed no summary; log: %s", w,
-                         logs[w]);
-    }
+    LEDGER_CHECK_LOG(tk_http_get(port, "/metrics", &body) == 200 && body, log,
+                     "GET /metrics on port %d failed", port);
+    m_deadlock = tk_metric_sum(body, "exactly_transaction_retries_total",
+                               "cause=\"deadlock\"");
+    m_timeout = tk_metric_sum(body, "exactly_transaction_retries_total",
+                              "cause=\"timeout\"");
+    free(body);
+    status = tk_terminate(pid, 30000);
+    LEDGER_CHECK_LOG(status == 0, log, "supervisor: exit status %d after "
+                     "SIGTERM, expected 0", status);
+    sum_summaries(log, &sum, &n_sum);
+    LEDGER_CHECK_LOG(n_sum >= N_WORKERS, log, "%d worker summaries, expected "
+                     "%d", n_sum, N_WORKERS);
 
     ledger_check_exactly_once(db, m->bootstraps, TOPIC, N_PARTITIONS, N_IDS,
                               counts, LEDGER_ACCOUNTS);
@@ -214,25 +280,29 @@ int main(void)
              bad, HOT_KEYS, N_IDS, min_n, max_n);
 
     memset(&rb, 0, sizeof rb);
-    for (w = 0; w < N_WORKERS; w++) {
-        rollbacks one;
-
-        memset(&one, 0, sizeof one);
-        count_rollbacks(logs[w], &one);
-        tk_note("worker %d: applied %" PRId64 ", batches committed %" PRId64
-                ", rolled back %" PRId64 " (40P01 %d, 55P03 %d, other %d%s), "
-                "retries %" PRId64,
-                w, sum[w].applied, sum[w].committed, sum[w].rolled_back,
-                one.deadlock, one.lock_timeout, one.other, one.other_desc,
-                sum[w].retries);
-        rb.deadlock += one.deadlock;
-        rb.lock_timeout += one.lock_timeout;
-        rb.other += one.other;
-    }
+    count_rollbacks(log, &rb);
+    tk_note("workers: applied %" PRId64 ", batches committed %" PRId64
+            ", rolled back %" PRId64 " (40P01 %d, 55P03 %d, other %d%s), "
+            "retries %" PRId64 "; metrics: deadlock %.0f, timeout %.0f",
+            sum.applied, sum.committed, sum.rolled_back, rb.deadlock,
+            rb.lock_timeout, rb.other, rb.other_desc, sum.retries,
+            m_deadlock, m_timeout);
     TK_CHECK(rb.deadlock + rb.lock_timeout > 0,
              "no batch was rolled back with 40P01 (deadlock) or 55P03 (lock "
              "timeout): the test did not provoke the contention it is "
              "about; logs in %s", dir);
+    /* The scrape came before the stop, so it may lag the log by the
+     * retries of the last moments, never lead it. */
+    TK_CHECK(m_deadlock > 0 || rb.deadlock == 0,
+             "%d deadlocks in the log, but exactly_transaction_retries_total"
+             "{cause=\"deadlock\"} is %.0f", rb.deadlock, m_deadlock);
+    TK_CHECK(m_timeout > 0 || rb.lock_timeout == 0,
+             "%d lock timeouts in the log, but exactly_transaction_retries_"
+             "total{cause=\"timeout\"} is %.0f", rb.lock_timeout, m_timeout);
+    TK_CHECK(m_deadlock <= rb.deadlock && m_timeout <= rb.lock_timeout,
+             "metrics count more retries (deadlock %.0f, timeout %.0f) than "
+             "the log (%d, %d)", m_deadlock, m_timeout, rb.deadlock,
+             rb.lock_timeout);
     tk_note("contention test passed: %d workers on %d partitions, %d "
             "messages; retries by SQLSTATE: 40P01 (deadlock) %d, 55P03 "
             "(lock timeout) %d, other %d; all %d hot rows = %d; %.1f s",

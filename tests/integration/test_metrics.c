@@ -28,101 +28,6 @@
 #define WAVE1 4000
 #define WAVE2 1000
 
-/* A port nobody listens on right now. */
-static int free_port(void)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    TK_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-                 getsockname(fd, (struct sockaddr *)&sa, &len) == 0,
-             "cannot find a free port");
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
-/* GET path; returns the status code and sets *body (malloc'd), or -1 when
- * nothing answers. */
-static int http_get(int port, const char *path, char **body)
-{
-    struct sockaddr_in sa;
-    char req[256], *buf = NULL, *sep;
-    size_t len = 0, cap = 0;
-    ssize_t n;
-    int fd, status = -1;
-
-    *body = NULL;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: test\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            buf = realloc(buf, cap);
-            TK_CHECK(buf != NULL, "out of memory");
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (!buf)
-        return -1;
-    buf[len] = '\0';
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        status = -1;
-    sep = strstr(buf, "\r\n\r\n");
-    *body = strdup(sep ? sep + 4 : "");
-    free(buf);
-    return status;
-}
-
-/* Sum of every sample of metric `name` whose labels contain `match`
- * (e.g. `partition="2"`; NULL: all), or -1 when there is none. */
-static double metric_sum(const char *text, const char *name, const char *match)
-{
-    const char *line = text;
-    size_t nl = strlen(name);
-    double sum = 0;
-    int found = 0;
-
-    while (line && *line) {
-        const char *end = strchr(line, '\n');
-        size_t ll = end ? (size_t)(end - line) : strlen(line);
-        if (ll > nl && strncmp(line, name, nl) == 0 && line[nl] == '{') {
-            char one[1024];
-            const char *space;
-            snprintf(one, sizeof(one), "%.*s", (int)ll, line);
-            space = strrchr(one, ' ');
-            if (space && (!match || strstr(one, match))) {
-                sum += strtod(space + 1, NULL);
-                found = 1;
-            }
-        }
-        line = end ? end + 1 : NULL;
-    }
-    return found ? sum : -1;
-}
-
 /* Polls until the ledger holds n rows. */
 static void wait_ledger(PGconn *db, int64_t n, pid_t run, const char *log)
 {
@@ -143,29 +48,29 @@ static void check_scrape(int port, int64_t total, const int64_t *hw,
     double committed, count;
     int p;
 
-    LEDGER_CHECK_LOG(http_get(port, "/metrics", &body) == 200 && body, log,
+    LEDGER_CHECK_LOG(tk_http_get(port, "/metrics", &body) == 200 && body, log,
                      "GET /metrics did not answer 200");
-    TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_messages_consumed_total", NULL),
+    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_messages_consumed_total", NULL),
                       total, "messages consumed (all partitions)");
-    TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_messages_applied_total", NULL),
+    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_messages_applied_total", NULL),
                       total, "messages applied (all partitions)");
-    TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_messages_dead_lettered_total", NULL),
+    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_messages_dead_lettered_total", NULL),
                       0, "messages dead-lettered");
     for (p = 0; p < N_PARTITIONS; p++) {
         snprintf(match, sizeof(match), "partition=\"%d\"", p);
-        TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_messages_consumed_total", match),
+        TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_messages_consumed_total", match),
                           hw[p], "messages consumed of one partition");
-        TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_partition_stored_offset", match),
+        TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_partition_stored_offset", match),
                           hw[p], "stored offset of one partition");
-        TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_partition_lag", match),
+        TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_partition_lag", match),
                           0, "lag of one partition");
     }
-    committed = metric_sum(body, "exactly_batches_committed_total", NULL);
-    count = metric_sum(body, "exactly_batch_duration_seconds_count", NULL);
+    committed = tk_metric_sum(body, "exactly_batches_committed_total", NULL);
+    count = tk_metric_sum(body, "exactly_batch_duration_seconds_count", NULL);
     TK_CHECK(committed >= 1, "no committed batch counted");
     TK_CHECK_EQ_INT64((int64_t)count, (int64_t)committed,
                       "batch latency observations vs committed batches");
-    TK_CHECK_EQ_INT64((int64_t)metric_sum(body, "exactly_worker_up", NULL), 1,
+    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_worker_up", NULL), 1,
                       "workers up");
     tk_note("scrape: %" PRId64 " messages over %d partitions, %.0f batches, "
             "lag 0 everywhere", total, N_PARTITIONS, committed);
@@ -206,7 +111,7 @@ int main(void)
                    4101, counts);
     db = tk_pg_connect(conninfo);
 
-    port = free_port();
+    port = tk_free_port();
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     {
         char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", cfg_path,
@@ -214,7 +119,7 @@ int main(void)
         run = tk_spawn(argv, log);
     }
     /* The supervisor answers before any worker is assigned. */
-    for (i = 0; i < 100 && http_get(port, "/healthz", &body) != 200; i++) {
+    for (i = 0; i < 100 && tk_http_get(port, "/healthz", &body) != 200; i++) {
         free(body);
         body = NULL;
         tk_sleep_ms(50);
@@ -224,7 +129,7 @@ int main(void)
 
     wait_ledger(db, WAVE1, run, log);
     ledger_high_watermarks(m->bootstraps, TOPIC, N_PARTITIONS, hw);
-    TK_CHECK_EQ_INT64(http_get(port, "/readyz", &body), 200,
+    TK_CHECK_EQ_INT64(tk_http_get(port, "/readyz", &body), 200,
                       "/readyz while assigned and connected");
     free(body);
     /* Offsets are published after each commit: wait for the last ones. */
