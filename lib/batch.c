@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "id_decode.h"
 
 static size_t hash_str(const char *s)
@@ -181,6 +182,8 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
 
     clear_msgs(b);
     b->p = p;
+    if (EXACTLY_FAULT("batch_build"))
+        return EXACTLY_ENOMEM;
     if (grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)))
         return EXACTLY_ENOMEM;
     while (slots < n * 2)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "options.h"
 #include "pg_conn.h"
@@ -297,7 +298,9 @@ static void host_fail_record(exactly_txn *t, size_t index, const char *reason)
 {
     if (t->n_fails == t->cap_fails) {
         size_t cap = t->cap_fails ? t->cap_fails * 2 : 8;
-        txn_failed_record *f = realloc(t->fails, cap * sizeof(*f));
+        txn_failed_record *f = EXACTLY_FAULT("fail_record")
+                                   ? NULL
+                                   : realloc(t->fails, cap * sizeof(*f));
         if (!f)
             return; /* the batch then fails as a whole and is bisected */
         t->fails = f;

@@ -21,7 +21,8 @@ cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON >/dev/
 cmake --build build-release -j2
 
 build=${EXACTLY_TEST_BUILD_DIR:-build-test}
-cmake -S . -B "$build" -DEXACTLY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+cmake -S . -B "$build" -DEXACTLY_SANITIZE=ON -DEXACTLY_FAULT_INJECTION=ON \
+  -DCMAKE_BUILD_TYPE=Debug
 cmake --build "$build" -j2
 
 # LeakSanitizer cannot run under ptrace and in some sandboxes; find out

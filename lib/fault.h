@@ -1,0 +1,21 @@
+/*
+ * fault.h - failures injected on purpose, for the tests of error paths.
+ *
+ * EXACTLY_FAULT("site") is 0 in every build but one configured with
+ * -DEXACTLY_FAULT_INJECTION=ON (the sanitizer build of scripts/test.sh).
+ * There it is 1 on the Nth evaluation of that site when the environment
+ * holds EXACTLY_FAULTS=site:N[,site:N...], once, so that a test can make
+ * one allocation or call fail and watch the code under test recover.
+ * Sites: batch_build (batch.c), fail_record (txn.c).
+ */
+#ifndef EXACTLY_FAULT_H
+#define EXACTLY_FAULT_H
+
+#ifdef EXACTLY_FAULT_INJECTION
+int exactly_fault(const char *site);
+#define EXACTLY_FAULT(site) exactly_fault(site)
+#else
+#define EXACTLY_FAULT(site) 0
+#endif
+
+#endif
