@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "fault.h"
 #include "id_decode.h"
 
@@ -157,23 +158,6 @@ static int source_bytes(const rd_kafka_message_t *m, cfg_id_from from,
     return -1;
 }
 
-static char *to_hex(const void *data, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = data;
-    char *s = malloc(n * 2 + 1);
-    size_t i;
-
-    if (!s)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        s[2 * i] = hex[p[i] >> 4];
-        s[2 * i + 1] = hex[p[i] & 15];
-    }
-    s[2 * n] = '\0';
-    return s;
-}
-
 exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
                         rd_kafka_message_t *const *msgs, size_t n)
 {
@@ -227,12 +211,16 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
             if (b->n_ids > before)
                 strbuf_array_elem_str(&b->ids_param, bm->id);
         }
+        /* An empty or missing key is no key: such a message is applied
+         * without dedup, never dropped as a duplicate of another. The key
+         * is stored as its digest, a fixed size whatever it holds. */
         if (p->dedup.enabled && !bm->dead &&
             source_bytes(msgs[i], p->dedup.from, p->dedup.header, &data,
                          &len) == 0 &&
-            data) {
-            bm->dedup_hex = to_hex(data, len);
-            if (!bm->dedup_hex)
+            data && len > 0) {
+            bm->dedup_hex = malloc(EXACTLY_SHA256_HEX_LEN + 1);
+            if (!bm->dedup_hex || exactly_sha256_hex(data, len,
+                                                     bm->dedup_hex) != 0)
                 return EXACTLY_ENOMEM;
         }
     }

@@ -22,7 +22,8 @@ typedef struct batch_msg {
     const rd_kafka_message_t *rk;  /* borrowed from the partition buffer */
     char *id;                      /* canonical ID, NULL if undecodable */
     char reason[160];              /* why undecodable */
-    char *dedup_hex;               /* dedup key in hex, NULL: none */
+    char *dedup_hex;               /* hex SHA-256 of the dedup key; NULL:
+                                      none (no dedup for this message) */
     int duplicate;                 /* dropped by dedup */
     int dead;                      /* goes to the dead-letter table */
     size_t record;                 /* index in records once grouped */
@@ -62,7 +63,7 @@ typedef struct batch_builder {
     size_t n_columns;
 
     strbuf ids_param;   /* {id,...} for the lookup */
-    strbuf dedup_keys;  /* {hex,...} unique, first occurrence */
+    strbuf dedup_keys;  /* {digest hex,...} unique, first occurrence */
     strbuf dedup_offs;
     strset dedup_set;
 } batch_builder;
@@ -71,8 +72,8 @@ typedef struct batch_builder {
 exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
                         rd_kafka_message_t *const *msgs, size_t n);
 
-/* Marks duplicates: dedup_result holds the hex keys the dedup insert
- * returned (new keys); NULL when dedup is off. */
+/* Marks duplicates: dedup_result holds the key digests (hex) the dedup
+ * insert returned (new keys); NULL when dedup is off. */
 exactly_err batch_apply_dedup(batch_builder *b, const PGresult *dedup_result);
 
 /*

@@ -984,6 +984,7 @@ static const field postgres_fields[] = {
     INT("connect_timeout_s", C(postgres.connect_timeout_s), 0, 86400),
     INT("idle_in_transaction_timeout_ms",
         C(postgres.idle_in_transaction_timeout_ms), 0, INT_MAX),
+    INT("client_timeout_ms", C(postgres.client_timeout_ms), 0, INT_MAX),
 };
 static const section postgres_section = {postgres_fields,
                                          N_FIELDS(postgres_fields),

@@ -143,6 +143,10 @@ typedef struct exactly_config {
         int lock_timeout_ms;           /* default 10000 */
         int connect_timeout_s;         /* default 10 */
         int idle_in_transaction_timeout_ms; /* default 60000 */
+        /* The client's own bound on any wait for an answer; 0 (default):
+         * statement_timeout_ms + lock_timeout_ms + 30000, capped
+         * (exactly_pg_wait_bound_ms). */
+        int client_timeout_ms;
         cfg_pos pos;
     } postgres;
 

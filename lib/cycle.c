@@ -11,15 +11,29 @@
  * writes go inside a savepoint, the whole set is retried once, then
  * bisected to find the failing records, which go to the dead-letter table
  * in the same transaction as the rest.
+ *
+ * A failure is judged once, where it happens (judge_apply, judge_sync),
+ * into one of: the records in hand failed (EXACTLY_EHANDLER: bisect), the
+ * batch must wait and run again (EXACTLY_ERETRY: transient, an
+ * environment error, or the handler asked to), the worker must stop
+ * (EXACTLY_EFATAL), or the partition is not ours to advance
+ * (EXACTLY_EFENCED). Its SQLSTATE and text are kept in the cycle, because
+ * the rollback that follows resets the txn's own.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "log.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
+
+/* What a dead letter keeps of a message key: its first bytes, with the
+ * length and SHA-256 of all of it, so that a batch of huge keys stays far
+ * below PostgreSQL's message limit. */
+#define DL_KEY_PREFIX 1024
 
 typedef struct cycle {
     worker *w;
@@ -28,28 +42,53 @@ typedef struct cycle {
     size_t n_recs;
     uint64_t applied_msgs;
     uint64_t failed_msgs;
+    /* The last failure, as judged where it happened. */
+    char sqlstate[6];
+    char errmsg[1024];
+    int environment;      /* about the environment: never bisected */
+    int handler_retry;    /* apply() asked for the retry */
 } cycle;
+
+/* Records why the attempt failed. */
+static void note(cycle *c, const char *sqlstate, const char *msg)
+{
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate ? sqlstate : "");
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg && *msg ? msg : "unknown error");
+}
+
+/* ---- dead letters ------------------------------------------------------ */
 
 static void dl_reset(worker *w)
 {
-    strbuf_reset(&w->dl_offs);
-    strbuf_reset(&w->dl_keys);
-    strbuf_reset(&w->dl_ids);
-    strbuf_reset(&w->dl_reasons);
-    strbuf_reset(&w->dl_states);
-    strbuf_array_begin(&w->dl_offs);
-    strbuf_array_begin(&w->dl_keys);
-    strbuf_array_begin(&w->dl_ids);
-    strbuf_array_begin(&w->dl_reasons);
-    strbuf_array_begin(&w->dl_states);
+    strbuf *all[] = {&w->dl_offs,       &w->dl_keys, &w->dl_key_lens,
+                     &w->dl_key_digests, &w->dl_ids, &w->dl_reasons,
+                     &w->dl_states};
+    size_t i;
+
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        strbuf_reset(all[i]);
+        strbuf_array_begin(all[i]);
+    }
     w->dl_count = 0;
 }
 
 static void dl_add(worker *w, int64_t offset, const void *key, size_t key_len,
                    const char *id, const char *reason, const char *sqlstate)
 {
+    char digest[EXACTLY_SHA256_HEX_LEN + 1];
+
     strbuf_array_elem_int(&w->dl_offs, (long long)offset);
-    strbuf_array_elem_hex(&w->dl_keys, key, key_len);
+    strbuf_array_elem_hex(&w->dl_keys, key,
+                          key_len < DL_KEY_PREFIX ? key_len : DL_KEY_PREFIX);
+    if (key && exactly_sha256_hex(key, key_len, digest) == 0) {
+        strbuf_array_elem_int(&w->dl_key_lens, (long long)key_len);
+        strbuf_array_elem_str(&w->dl_key_digests, digest);
+    } else {
+        if (key)
+            w->dl_key_digests.oom = 1;
+        strbuf_array_elem_str(&w->dl_key_lens, NULL);
+        strbuf_array_elem_str(&w->dl_key_digests, NULL);
+    }
     strbuf_array_elem_str(&w->dl_ids, id);
     strbuf_array_elem_str(&w->dl_reasons, reason);
     strbuf_array_elem_str(&w->dl_states,
@@ -69,33 +108,104 @@ static void dl_add_record(worker *w, const exactly_record *r,
 
 static exactly_err dl_send(worker *w, part *pt, const char *part_s)
 {
-    const char *params[8];
+    strbuf *cols[] = {&w->dl_offs, &w->dl_keys,    &w->dl_key_lens,
+                      &w->dl_key_digests, &w->dl_ids, &w->dl_reasons,
+                      &w->dl_states};
+    const char *params[10];
+    size_t i;
 
     if (w->dl_count == 0)
         return EXACTLY_OK;
-    strbuf_array_end(&w->dl_offs);
-    strbuf_array_end(&w->dl_keys);
-    strbuf_array_end(&w->dl_ids);
-    strbuf_array_end(&w->dl_reasons);
-    strbuf_array_end(&w->dl_states);
-    if (w->dl_offs.oom || w->dl_keys.oom || w->dl_ids.oom ||
-        w->dl_reasons.oom || w->dl_states.oom)
-        return EXACTLY_ENOMEM;
     params[0] = w->dl_key ? w->dl_key : w->p->name;
     params[1] = pt->topic;
     params[2] = part_s;
-    params[3] = strbuf_str(&w->dl_offs);
-    params[4] = strbuf_str(&w->dl_keys);
-    params[5] = strbuf_str(&w->dl_ids);
-    params[6] = strbuf_str(&w->dl_reasons);
-    params[7] = strbuf_str(&w->dl_states);
-    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->sql.dead_letter, 8,
+    for (i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+        strbuf_array_end(cols[i]);
+        if (cols[i]->oom)
+            return EXACTLY_ENOMEM;
+        params[3 + i] = strbuf_str(cols[i]);
+    }
+    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->sql.dead_letter, 10,
                             params, NULL);
 }
 
-/* Queues SAVEPOINT, the handler's writes for recs[0..n) and RELEASE.
- * Returns EXACTLY_EHANDLER when apply() itself refused (the savepoint is
- * then rolled back by a queued ROLLBACK TO). */
+/* ---- the handler -------------------------------------------------------- */
+
+/*
+ * What apply()'s answer, and what it did to the transaction, mean (README
+ * "Return codes of apply()"). A failed query() aborts the transaction
+ * whatever apply() returns afterwards; a fail_record() that could not be
+ * recorded fails the batch rather than lose the record.
+ */
+static exactly_err judge_apply(cycle *c, exactly_err ret)
+{
+    exactly_txn *t = &c->w->txn;
+    char msg[64];
+
+    if (t->fails_oom) {
+        note(c, NULL, "out of memory recording a record the handler failed");
+        return EXACTLY_ERETRY;
+    }
+    if (t->query_failed) {
+        note(c, t->query_sqlstate, t->query_errmsg);
+        switch (exactly_pg_class_of(t->query_sqlstate)) {
+        case PG_RECORD:
+            return EXACTLY_EHANDLER;
+        case PG_ENVIRONMENT:
+            c->environment = 1;
+            return EXACTLY_ERETRY;
+        case PG_TRANSIENT:
+        case PG_FENCED:
+            return EXACTLY_ERETRY;
+        }
+    }
+    snprintf(msg, sizeof(msg), "apply() returned %d", (int)ret);
+    switch (ret) {
+    case EXACTLY_OK:
+        return EXACTLY_OK;
+    case EXACTLY_ERETRY:
+    case EXACTLY_ENOMEM:
+        note(c, NULL, t->handler_err_set ? t->handler_err : msg);
+        c->handler_retry = 1;
+        return EXACTLY_ERETRY;
+    case EXACTLY_EFATAL:
+        note(c, NULL, t->handler_err_set ? t->handler_err : msg);
+        return EXACTLY_EFATAL;
+    default:
+        note(c, NULL, t->handler_err_set ? t->handler_err : msg);
+        return EXACTLY_EHANDLER;
+    }
+}
+
+/*
+ * What a failed sync means. A statement of the handler that failed on the
+ * data, or a COMMIT answered ROLLBACK (only a query() error that apply()
+ * ignored does that), is a failure of these records; an environment error
+ * anywhere is marked as such; the rest is returned as the txn classed it.
+ */
+static exactly_err judge_sync(cycle *c, exactly_err rc)
+{
+    exactly_txn *t = &c->w->txn;
+
+    if (rc == EXACTLY_OK)
+        return EXACTLY_OK;
+    if (t->commit_rolled_back) {
+        if (t->query_failed)
+            return judge_apply(c, EXACTLY_OK);
+        note(c, NULL, t->errmsg);
+        return EXACTLY_EHANDLER;
+    }
+    note(c, t->sqlstate, t->errmsg);
+    if (rc == EXACTLY_ERETRY &&
+        exactly_pg_class_of(t->sqlstate) == PG_ENVIRONMENT)
+        c->environment = 1;
+    if (rc == EXACTLY_EDATABASE && t->err_phase == TXN_HANDLER)
+        return EXACTLY_EHANDLER;
+    return rc;
+}
+
+/* Queues SAVEPOINT (careful mode), the handler's writes for recs[0..n)
+ * and RELEASE. Returns EXACTLY_OK or judge_apply()'s verdict. */
 static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n,
                                int savepoint)
 {
@@ -121,20 +231,9 @@ static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n,
         if (rc != EXACTLY_OK)
             return rc;
     }
-    rc = w->plugin->h->apply(w->plugin->state, &w->txn, &b);
-    if (rc != EXACTLY_OK) {
-        if (!w->txn.handler_err_set)
-            snprintf(w->txn.handler_err, sizeof(w->txn.handler_err),
-                     "apply() returned %d", (int)rc);
-        w->txn.handler_err_set = 1;
-        if (savepoint)
-            (void)exactly_txn_send(&w->txn, TXN_CONTROL,
-                                   "ROLLBACK TO SAVEPOINT exactly_apply", 0,
-                                   NULL, NULL);
-        return EXACTLY_EHANDLER;
-    }
-    if (!savepoint)
-        return EXACTLY_OK;
+    rc = judge_apply(c, w->plugin->h->apply(w->plugin->state, &w->txn, &b));
+    if (rc != EXACTLY_OK || !savepoint)
+        return rc;
     return exactly_txn_send(&w->txn, TXN_HANDLER,
                             "RELEASE SAVEPOINT exactly_apply", 0, NULL, NULL);
 }
@@ -160,50 +259,55 @@ static void account_applied(cycle *c, exactly_record *recs, size_t n)
     exactly_txn_forget_fails(&w->txn);
 }
 
-/* Applies recs[0..n) with a sync, rolling back to the savepoint on failure.
- * EXACTLY_EHANDLER: the handler failed on this set (message in errmsg). */
-static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n,
-                             char *errmsg, size_t errmsg_size, char *sqlstate)
+/* Applies recs[0..n) with a sync, rolling back to the savepoint when these
+ * records failed (EXACTLY_EHANDLER, the reason in c). Any other failure is
+ * returned as is: it ends the whole attempt. */
+static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
 {
     worker *w = c->w;
     exactly_err rc = queue_apply(c, recs, n, 1);
-    exactly_err sync_rc;
+    exactly_err s;
+    char st[6], msg[1024];
 
-    if (rc != EXACTLY_OK && rc != EXACTLY_EHANDLER)
+    if (rc == EXACTLY_OK) {
+        rc = judge_sync(c, exactly_txn_sync(&w->txn));
+        if (rc == EXACTLY_OK) {
+            account_applied(c, recs, n);
+            return EXACTLY_OK;
+        }
+    } else if (rc == EXACTLY_EHANDLER) {
+        /* What apply() queued before it refused runs now: an error of it
+         * is part of the same failure, a lost connection is not. */
+        s = exactly_txn_sync(&w->txn);
+        if (s != EXACTLY_OK && PQstatus(w->conn) != CONNECTION_OK)
+            return judge_sync(c, s);
+    }
+    if (rc != EXACTLY_EHANDLER)
         return rc;
-    sync_rc = exactly_txn_sync(&w->txn);
-    if (rc == EXACTLY_EHANDLER) {
-        snprintf(errmsg, errmsg_size, "%s", w->txn.handler_err);
-        sqlstate[0] = '\0';
-        return sync_rc == EXACTLY_OK ? EXACTLY_EHANDLER : sync_rc;
-    }
-    if (sync_rc == EXACTLY_OK) {
-        account_applied(c, recs, n);
-        return EXACTLY_OK;
-    }
-    if (sync_rc != EXACTLY_EDATABASE || w->txn.err_phase != TXN_HANDLER)
-        return sync_rc;
-    snprintf(errmsg, errmsg_size, "%s", w->txn.errmsg);
-    snprintf(sqlstate, 6, "%s", w->txn.sqlstate);
+    /* Undo these records' writes in a sync of its own (one queued behind
+     * a failed statement would be skipped), keeping their error. */
+    memcpy(st, c->sqlstate, sizeof(st));
+    memcpy(msg, c->errmsg, sizeof(msg));
     (void)exactly_txn_send(&w->txn, TXN_CONTROL,
                            "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
                            NULL);
-    rc = exactly_txn_sync(&w->txn);
-    return rc == EXACTLY_OK ? EXACTLY_EHANDLER : rc;
+    s = judge_sync(c, exactly_txn_sync(&w->txn));
+    if (s != EXACTLY_OK)
+        return s;
+    note(c, st, msg);
+    return EXACTLY_EHANDLER;
 }
 
 /* Splits a failing set until the failing records are alone; those are
  * dead-lettered, everything else is applied. */
 static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
 {
-    char errmsg[1024];
-    char sqlstate[6];
     exactly_err rc;
     size_t half;
 
     if (n == 0)
         return EXACTLY_OK;
-    rc = try_apply(c, recs, n, errmsg, sizeof(errmsg), sqlstate);
+    rc = try_apply(c, recs, n);
     if (rc != EXACTLY_EHANDLER)
         return rc;
     if (n == 1 && c->w->p->on_error == CFG_ERROR_STOP) {
@@ -213,8 +317,8 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     "partition=%d id=%s offset=%" PRId64
                     " sqlstate=%s error=\"%s\"",
                     c->pt->topic, (int)c->pt->partition, recs[0].id,
-                    recs[0].messages[0].offset, sqlstate[0] ? sqlstate : "-",
-                    errmsg);
+                    recs[0].messages[0].offset,
+                    c->sqlstate[0] ? c->sqlstate : "-", c->errmsg);
         return EXACTLY_EHANDLER;
     }
     if (n == 1) {
@@ -222,8 +326,8 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     "record dead-lettered topic=%s partition=%d id=%s "
                     "sqlstate=%s error=\"%s\"",
                     c->pt->topic, (int)c->pt->partition, recs[0].id,
-                    sqlstate[0] ? sqlstate : "-", errmsg);
-        dl_add_record(c->w, &recs[0], errmsg, sqlstate);
+                    c->sqlstate[0] ? c->sqlstate : "-", c->errmsg);
+        dl_add_record(c->w, &recs[0], c->errmsg, c->sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->w->st.handler_failures++;
         return EXACTLY_OK;
@@ -266,13 +370,15 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                  * commits after it publishes): wait a bounded time, then
                  * dead-letter. */
                 long long now = worker_now_ms();
+                char msg[256];
                 if (c->pt->missing_since_ms == 0)
                     c->pt->missing_since_ms = now;
                 if (now - c->pt->missing_since_ms < w->p->lookup.missing_retry_ms) {
-                    snprintf(w->txn.errmsg, sizeof(w->txn.errmsg),
+                    snprintf(msg, sizeof(msg),
                              "lookup found no row for id %s; retrying for up "
                              "to %d ms",
                              r->id, w->p->lookup.missing_retry_ms);
+                    note(c, NULL, msg);
                     return EXACTLY_ERETRY;
                 }
                 dl_add_record(w, r, "lookup found no row (retried)", NULL);
@@ -286,6 +392,8 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
     return EXACTLY_OK;
 }
 
+/* Ends the transaction; a connection that cannot even do that is dropped
+ * (worker_db reconnects). */
 static void rollback(worker *w)
 {
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
@@ -293,15 +401,34 @@ static void rollback(worker *w)
         return;
     }
     (void)exactly_txn_send(&w->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
-    if (exactly_txn_sync(&w->txn) != EXACTLY_OK)
+    if (exactly_txn_sync(&w->txn) != EXACTLY_OK ||
+        PQstatus(w->conn) != CONNECTION_OK)
         worker_db_lost(w);
-    exactly_txn_finish(&w->txn);
+    else
+        exactly_txn_finish(&w->txn);
 }
 
-/* After a failed or unknown attempt: the stored row says where we stand.
- * Returns EXACTLY_OK (proceed; pt->next_offset may have moved forward, the
- * buffer trimmed), EXACTLY_EFENCED or EXACTLY_ERETRY. */
-static exactly_err reread(worker *w, part *pt)
+/* ---- the stored position ---------------------------------------------- */
+
+/* Stops serving pt: its buffer is dropped and its fetching paused, so
+ * nothing is skipped if it is ever resumed (a rebalance claims it again
+ * and seeks to the stored offset). */
+static void part_stop(worker *w, part *pt)
+{
+    part_drop_buffer(pt, pt->n_buf);
+    source_pause(w, pt, 1);
+}
+
+/*
+ * After a failed or unknown attempt, or a refused fence: the stored row
+ * says where pt stands. drop_all (a refused fence) drops the buffer and
+ * moves the fetch position to the stored offset; otherwise only what the
+ * stored offset shows committed is dropped. Returns EXACTLY_OK (pt follows
+ * the row), EXACTLY_EFENCED (another owner took it: pt->fenced; or the row
+ * has no position any more: pt->halted, loudly) or EXACTLY_ERETRY (the row
+ * could not be read: nothing changed, asked again next time).
+ */
+static exactly_err follow_stored(worker *w, part *pt, int drop_all)
 {
     char part_s[16];
     const char *params[3];
@@ -325,6 +452,15 @@ static exactly_err reread(worker *w, part *pt)
     }
     if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
         PQclear(res);
+        exactly_log(EXACTLY_LOG_ERROR, "cycle",
+                    "the stored offset of this partition is gone (row "
+                    "deleted or next_offset NULL); partition halted with "
+                    "nothing skipped: restore it (exactly offsets reset) and "
+                    "restart the worker topic=%s partition=%d "
+                    "last_known_offset=%" PRId64,
+                    pt->topic, (int)pt->partition, pt->next_offset);
+        pt->halted = 1;
+        part_stop(w, pt);
         return EXACTLY_EFENCED;
     }
     stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -336,6 +472,7 @@ static exactly_err reread(worker *w, part *pt)
                     " stored_epoch=%" PRId64,
                     pt->topic, (int)pt->partition, pt->epoch, epoch);
         pt->fenced = 1;
+        part_stop(w, pt);
         return EXACTLY_EFENCED;
     }
     if (stored > pt->next_offset) {
@@ -354,8 +491,13 @@ static exactly_err reread(worker *w, part *pt)
         part_drop_buffer(pt, drop);
         pt->next_offset = stored;
         source_commit(w, pt);
-    } else if (stored < pt->next_offset) {
-        /* Someone moved it back (an operator reset): follow the database. */
+        if (drop_all || pt->n_buf == 0) {
+            part_drop_buffer(pt, pt->n_buf);
+            source_seek(w, pt, stored);
+        }
+    } else if (stored < pt->next_offset || drop_all) {
+        /* Moved back (an operator reset), or our buffer was refused:
+         * follow the database. */
         part_drop_buffer(pt, pt->n_buf);
         pt->next_offset = stored;
         source_seek(w, pt, stored);
@@ -363,20 +505,23 @@ static exactly_err reread(worker *w, part *pt)
     return EXACTLY_OK;
 }
 
+/* ---- the crash guard ---------------------------------------------------- */
 
-/* The crash guard (DESIGN 3, a handler that kills the process): records
- * the attempt at pt->next_offset in its own small transaction, flushed to
- * the server before apply() can run. Its answer is waited for only when it
- * can differ from 'batch': on the first batch after a claim, and while
- * isolating. May shrink *n to 1; sets *dead_only when the record must not
- * be applied at all. */
+/* The crash guard (DESIGN 3, a handler that kills the process): marks the
+ * attempt at pt->next_offset as inside apply() (in_apply) in its own small
+ * transaction, flushed to the server before apply() can run; the batch's
+ * commit or a clean release clears the mark. Its answer is waited for only
+ * when it can differ from 'batch': on the first batch after a claim, and
+ * while isolating. May shrink *n to 1; sets *dead_only when the record must
+ * not be applied at all. The answer is kept in the txn under *res. */
 static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
-                         PGresult **res)
+                         txn_result *res)
 {
     worker *w = c->w;
     part *pt = c->pt;
     char part_s[16], epoch_s[24], start_s[24], end_s[24], fresh_s[4], max_s[12];
     const char *params[8];
+    const PGresult *answer;
     const char *mode;
     exactly_err rc;
 
@@ -399,30 +544,34 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     /* Losing this row in a server crash only loses one count. */
     (void)exactly_txn_send(&w->txn, TXN_ATTEMPT,
                            "SET LOCAL synchronous_commit = off", 0, NULL, NULL);
-    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, w->sql.attempt, 8, params, res);
+    rc = exactly_txn_send(&w->txn, TXN_ATTEMPT, w->sql.attempt, 8, params, res);
+    if (rc != EXACTLY_OK)
+        return rc;
     (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, "COMMIT", 0, NULL, NULL);
     rc = exactly_txn_push_sync(&w->txn);
     if (rc != EXACTLY_OK)
         return rc;
     if (pt->guard_checked && !pt->isolating)
         return exactly_txn_flush(&w->txn) == 0 ? EXACTLY_OK : EXACTLY_ERETRY;
-    rc = exactly_txn_sync(&w->txn);
+    rc = judge_sync(c, exactly_txn_sync(&w->txn));
     if (rc != EXACTLY_OK)
         return rc;
-    mode = *res && PQntuples(*res) == 1 ? PQgetvalue(*res, 0, 0) : "";
+    answer = exactly_txn_result(&w->txn, *res);
+    mode = answer && PQntuples(answer) == 1 ? PQgetvalue(answer, 0, 0) : "";
     pt->guard_checked = 1;
     if (strncmp(mode, "batch:", 6) == 0) {
         pt->isolating = 0;
         return EXACTLY_OK;
     }
     if (strncmp(mode, "fenced:", 7) == 0) {
-        snprintf(w->txn.errmsg, sizeof(w->txn.errmsg),
-                 "the offset row has another owner");
+        note(c, NULL, "the offset row has another owner");
         return EXACTLY_EFENCED;
     }
     if (strncmp(mode, "single:", 7) != 0 && strncmp(mode, "dead_letter:", 12) != 0) {
-        snprintf(w->txn.errmsg, sizeof(w->txn.errmsg),
-                 "unexpected crash guard answer '%s'", mode);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "unexpected crash guard answer '%.40s'",
+                 mode);
+        note(c, NULL, msg);
         return EXACTLY_EDATABASE;
     }
     if (!pt->isolating || mode[0] == 'd')
@@ -435,6 +584,29 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     *end = pt->buf[0]->offset + 1;
     *dead_only = mode[0] == 'd';
     return EXACTLY_OK;
+}
+
+void cycle_release(worker *w, part *pt)
+{
+    char part_s[16], epoch_s[24], err[512];
+    const char *params[4];
+
+    if (w->reprocess_run || pt->fenced || !w->conn ||
+        PQstatus(w->conn) != CONNECTION_OK || !w->sql_ready)
+        return;
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    params[3] = epoch_s;
+    exactly_txn_finish(&w->txn);
+    if (exactly_pg_exec(w->conn, w->sql.release, 4, params, NULL, err,
+                        sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "cannot clear the crash guard's mark; the next owner "
+                    "counts one death topic=%s partition=%d error=\"%s\"",
+                    pt->topic, (int)pt->partition, err);
 }
 
 /* A reprocess run counts what it applied in the batch's transaction. */
@@ -451,15 +623,36 @@ static exactly_err queue_run_applied(cycle *c, uint64_t applied)
                             params, NULL);
 }
 
+/* ---- one attempt -------------------------------------------------------- */
+
+/* Queues the dead letters, the reprocess count, COMMIT, and syncs. */
+static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
+                          int *commit_sent)
+{
+    worker *w = c->w;
+    exactly_err rc = dl_send(w, c->pt, part_s);
+
+    if (rc == EXACTLY_OK)
+        rc = queue_run_applied(c, applied);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (rc != EXACTLY_OK) {
+        note(c, NULL, rc == EXACTLY_ENOMEM ? "out of memory" : w->txn.errmsg);
+        return rc;
+    }
+    *commit_sent = 1;
+    return judge_sync(c, exactly_txn_sync(&w->txn));
+}
+
 static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
                            int *commit_sent, int careful)
 {
     worker *w = c->w;
     part *pt = c->pt;
     const exactly_handler *h = w->plugin->h;
-    PGresult *attempt_res = NULL;
-    PGresult *dedup_res = NULL;
-    PGresult *lookup_res = NULL;
+    txn_result attempt_res = TXN_NO_RESULT;
+    txn_result dedup_res = TXN_NO_RESULT;
+    txn_result lookup_res = TXN_NO_RESULT;
     size_t n = *n_io;
     int64_t end = *end_io;
     int dead_only = 0;
@@ -474,8 +667,10 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     char errbuf[512];
 
     rc = exactly_txn_start(&w->txn, w->conn, w->timeout_ms);
-    if (rc != EXACTLY_OK)
+    if (rc != EXACTLY_OK) {
+        note(c, NULL, w->txn.errmsg);
         return rc;
+    }
     if (n > 0 && !w->reprocess_run) {
         rc = guard(c, &n, &end, &dead_only, &attempt_res);
         worker_set_attempted(w, pt, pt->next_offset);
@@ -497,8 +692,10 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
 
     if (n > 0) {
         rc = batch_build(&w->bb, w->p, pt->buf, n);
-        if (rc != EXACTLY_OK)
+        if (rc != EXACTLY_OK) {
+            note(c, NULL, "out of memory building the batch");
             goto done;
+        }
     }
     dl_reset(w);
     (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
@@ -536,18 +733,21 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         looked_up = 1;
     }
     if (need_sync) {
-        rc = exactly_txn_sync(&w->txn);
+        rc = judge_sync(c, exactly_txn_sync(&w->txn));
         if (rc != EXACTLY_OK)
             goto done;
     }
     if (n > 0) {
-        rc = batch_apply_dedup(&w->bb, dedup_res);
-        if (rc != EXACTLY_OK)
+        rc = batch_apply_dedup(&w->bb, exactly_txn_result(&w->txn, dedup_res));
+        if (rc != EXACTLY_OK) {
+            note(c, NULL, "out of memory applying dedup");
             goto done;
-        rc = batch_group(&w->bb, lookup_res, w->key_column, &skipped, errbuf,
-                         sizeof(errbuf));
+        }
+        rc = batch_group(&w->bb, exactly_txn_result(&w->txn, lookup_res),
+                         w->key_column, &skipped, errbuf, sizeof(errbuf));
         if (rc != EXACTLY_OK) {
             exactly_log(EXACTLY_LOG_ERROR, "cycle", "%s", errbuf);
+            note(c, NULL, errbuf);
             rc = EXACTLY_EDATABASE;
             goto done;
         }
@@ -580,144 +780,139 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         need_sync = 1; /* the mutation's separate offset update follows COMMIT */
 #endif
         if (!need_sync && w->txn.n_fails == 0) {
-            /* Nothing was read: one round trip for the whole batch. */
+            /* Nothing was read: one round trip for the whole batch. No
+             * record failed in this path (n_fails == 0): all of them
+             * count, known before the answer in case none comes. */
             uint64_t all = 0;
             for (i = 0; i < c->n_recs; i++)
                 all += c->recs[i].n_messages;
-            rc = dl_send(w, pt, part_s);
-            if (rc == EXACTLY_OK)
-                rc = queue_run_applied(c, all);
-            if (rc == EXACTLY_OK)
-                rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL,
-                                      NULL);
-            if (rc != EXACTLY_OK)
-                goto done;
-            *commit_sent = 1;
-            /* No record failed in this path (n_fails == 0): all of them
-             * count, known before the answer in case none comes. */
             c->applied_msgs = all;
-            rc = exactly_txn_sync(&w->txn);
-            if (rc == EXACTLY_EDATABASE && w->txn.err_phase == TXN_HANDLER)
-                rc = EXACTLY_EHANDLER;
+            rc = commit(c, part_s, all, commit_sent);
             goto done;
         }
-        rc = exactly_txn_sync(&w->txn);
-        if (rc == EXACTLY_EDATABASE && w->txn.err_phase == TXN_HANDLER)
-            rc = EXACTLY_EHANDLER;
+        rc = judge_sync(c, exactly_txn_sync(&w->txn));
         if (rc != EXACTLY_OK)
             goto done;
         account_applied(c, c->recs, c->n_recs);
     }
-    rc = dl_send(w, pt, part_s);
-    if (rc == EXACTLY_OK)
-        rc = queue_run_applied(c, c->applied_msgs);
-    if (rc == EXACTLY_OK)
-        rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
-    if (rc != EXACTLY_OK)
-        goto done;
-    *commit_sent = 1;
-    rc = exactly_txn_sync(&w->txn);
+    rc = commit(c, part_s, c->applied_msgs, commit_sent);
 #ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
     /* Mutation: the offset advances in a transaction of its own, after the
      * writes committed: a crash in between applies the batch twice. */
     if (rc == EXACTLY_OK) {
         (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence,
                                n_fence_params, fence_params, NULL);
-        rc = exactly_txn_sync(&w->txn);
+        rc = judge_sync(c, exactly_txn_sync(&w->txn));
     }
 #endif
 
 done:
-    if (attempt_res && rc == EXACTLY_OK && PQntuples(attempt_res) == 1 &&
-        strncmp(PQgetvalue(attempt_res, 0, 0), "batch:", 6) != 0 &&
-        !pt->isolating)
-        /* Not waited for (no crash since the claim), and not 'batch': only
-         * another process changing the row can do that. */
-        exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "crash guard answered %s after the batch committed",
-                    PQgetvalue(attempt_res, 0, 0));
-    PQclear(attempt_res);
+    if (rc == EXACTLY_OK && !pt->isolating) {
+        const PGresult *ar = exactly_txn_result(&w->txn, attempt_res);
+        if (ar && PQntuples(ar) == 1 &&
+            strncmp(PQgetvalue(ar, 0, 0), "batch:", 6) != 0)
+            /* Not waited for (no crash since the claim), and not 'batch':
+             * only another process changing the row can do that. */
+            exactly_log(EXACTLY_LOG_WARN, "cycle",
+                        "crash guard answered %s after the batch committed",
+                        PQgetvalue(ar, 0, 0));
+    }
     if (rc == EXACTLY_OK) {
         size_t dups = 0;
         for (i = 0; i < w->bb.n_msgs && n > 0; i++)
             dups += w->bb.msgs[i].duplicate ? 1 : 0;
         w->st.deduplicated += dups;
         w->st.skipped_missing += skipped;
+    } else if (!c->errmsg[0]) {
+        note(c, w->txn.sqlstate, w->txn.errmsg);
     }
-    PQclear(dedup_res);
-    PQclear(lookup_res);
     return rc;
 }
 
-static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end);
+/* ---- a batch, from first attempt to its outcome ------------------------- */
 
-static metrics_retry_cause retry_cause(const char *sqlstate)
+static metrics_retry_cause retry_cause(const cycle *c)
 {
-    if (!sqlstate[0] || strncmp(sqlstate, "08", 2) == 0 ||
-        strncmp(sqlstate, "57P", 3) == 0)
+    const char *st = c->sqlstate;
+
+    if (c->handler_retry)
+        return RETRY_HANDLER;
+    if (c->environment)
+        return RETRY_ENVIRONMENT;
+    if (!st[0] || strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
         return RETRY_CONNECTION;
-    if (strcmp(sqlstate, "40001") == 0)
+    if (strcmp(st, "40001") == 0)
         return RETRY_SERIALIZATION;
-    if (strcmp(sqlstate, "40P01") == 0)
+    if (strcmp(st, "40P01") == 0)
         return RETRY_DEADLOCK;
-    if (strcmp(sqlstate, "57014") == 0 || strcmp(sqlstate, "55P03") == 0 ||
-        strcmp(sqlstate, "25P03") == 0)
+    if (strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 ||
+        strcmp(st, "25P03") == 0)
         return RETRY_TIMEOUT;
     return RETRY_OTHER;
 }
 
-/* Runs one batch and publishes what it did: the counters are the
- * difference of the worker's totals, so the cycle itself stays unaware. */
-exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
+/* The batch committed: the worker's totals and pt move on. */
+static void committed(worker *w, part *pt, cycle *c, size_t n, int64_t end)
 {
-    exactly_worker_stats before = w->st;
-    long long t0 = worker_now_ms();
-    metrics_partition *mp;
-    exactly_err rc = cycle_run_once(w, pt, n, end);
-
-    if (!w->m)
-        return rc;
-    mp = metrics_part(w->m, pt->topic, pt->partition);
-    if (mp) {
-        metrics_add(&mp->consumed, w->st.consumed - before.consumed);
-        metrics_add(&mp->applied, w->st.applied - before.applied);
-        metrics_add(&mp->deduplicated, w->st.deduplicated - before.deduplicated);
-        metrics_add(&mp->dead_lettered, w->st.dead_lettered - before.dead_lettered);
-        metrics_add(&mp->skipped_missing,
-                    w->st.skipped_missing - before.skipped_missing);
-    }
-    metrics_add(&w->m->batches_committed,
-                w->st.batches_committed - before.batches_committed);
-    metrics_add(&w->m->batches_rolled_back,
-                w->st.batches_rolled_back - before.batches_rolled_back);
-    metrics_add(&w->m->batches_fenced, w->st.batches_fenced - before.batches_fenced);
-    if (w->st.handler_failures > before.handler_failures ||
-        (rc == EXACTLY_OK && w->st.retries > before.retries))
-        metrics_add(&w->m->retries[RETRY_HANDLER], 1);
-    else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE)
-        metrics_add(&w->m->retries[retry_cause(w->txn.sqlstate)], 1);
-    if (rc == EXACTLY_OK) {
-        metrics_observe_batch(w->m, (worker_now_ms() - t0) * 1000);
-        worker_metrics_position(w, pt, 1);
-    }
-    return rc;
+    w->st.consumed += n;
+    w->st.applied += c->applied_msgs;
+    w->st.dead_lettered += w->dl_count;
+    w->st.batches_committed++;
+    exactly_txn_finish(&w->txn);
+    pt->next_offset = end;
+    pt->attempts = 0;
+    pt->missing_since_ms = 0;
+    part_drop_buffer(pt, n);
+    source_commit(w, pt);
+    EXACTLY_LOG(EXACTLY_LOG_DEBUG, "cycle",
+                "batch committed topic=%s partition=%d messages=%zu "
+                "records=%zu next_offset=%" PRId64,
+                pt->topic, (int)pt->partition, n, c->n_recs, end);
 }
 
-static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end)
+/* Logs a rolled-back attempt by what it was. */
+static void log_rollback(const part *pt, const cycle *c, exactly_err rc,
+                         int commit_sent)
+{
+    if (c->environment)
+        exactly_log(EXACTLY_LOG_ERROR, "cycle",
+                    "batch rolled back: an error about the environment, not "
+                    "a record; retried with backoff, nothing dead-lettered "
+                    "until it is fixed topic=%s partition=%d sqlstate=%s "
+                    "error=\"%s\"",
+                    pt->topic, (int)pt->partition,
+                    c->sqlstate[0] ? c->sqlstate : "-", c->errmsg);
+    else if (c->handler_retry)
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "batch rolled back: the handler asked to retry it "
+                    "topic=%s partition=%d error=\"%s\"",
+                    pt->topic, (int)pt->partition, c->errmsg);
+    else
+        exactly_log(rc == EXACTLY_ERETRY ? EXACTLY_LOG_WARN : EXACTLY_LOG_ERROR,
+                    "cycle",
+                    "batch rolled back topic=%s partition=%d sqlstate=%s "
+                    "commit_sent=%d error=\"%s\"",
+                    pt->topic, (int)pt->partition,
+                    c->sqlstate[0] ? c->sqlstate : "-", commit_sent,
+                    c->errmsg);
+}
+
+static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
+                                  int *retry_cause_out)
 {
     cycle c;
     exactly_err rc;
     int commit_sent = 0;
 
+    *retry_cause_out = -1;
     rc = worker_db(w);
     if (rc != EXACTLY_OK)
         return rc;
     if (pt->attempts > 0) {
         size_t before = pt->n_buf;
-        rc = reread(w, pt);
+        rc = follow_stored(w, pt, 0);
         if (rc == EXACTLY_EFENCED) {
             w->st.batches_fenced++;
-            part_drop_buffer(pt, pt->n_buf);
             return rc;
         }
         if (rc != EXACTLY_OK)
@@ -739,9 +934,9 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end)
     if (rc == EXACTLY_EHANDLER) {
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "handler failed, isolating the failing records topic=%s "
-                    "partition=%d error=\"%s\"",
+                    "partition=%d sqlstate=%s error=\"%s\"",
                     pt->topic, (int)pt->partition,
-                    w->txn.handler_err_set ? w->txn.handler_err : w->txn.errmsg);
+                    c.sqlstate[0] ? c.sqlstate : "-", c.errmsg);
         rollback(w);
         w->st.retries++;
         free(c.recs);
@@ -763,20 +958,7 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end)
         }
     }
     if (rc == EXACTLY_OK) {
-        w->st.consumed += n;
-        w->st.applied += c.applied_msgs;
-        w->st.dead_lettered += w->dl_count;
-        w->st.batches_committed++;
-        exactly_txn_finish(&w->txn);
-        pt->next_offset = end;
-        pt->attempts = 0;
-        pt->missing_since_ms = 0;
-        part_drop_buffer(pt, n);
-        source_commit(w, pt);
-        EXACTLY_LOG(EXACTLY_LOG_DEBUG, "cycle",
-                    "batch committed topic=%s partition=%d messages=%zu "
-                    "records=%zu next_offset=%" PRId64,
-                    pt->topic, (int)pt->partition, n, c.n_recs, end);
+        committed(w, pt, &c, n, end);
         free(c.recs);
         return EXACTLY_OK;
     }
@@ -787,31 +969,77 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end)
                     "batch fenced topic=%s partition=%d epoch=%" PRId64
                     " start=%" PRId64 " detail=\"%s\"",
                     pt->topic, (int)pt->partition, pt->epoch, pt->next_offset,
-                    w->txn.errmsg);
+                    c.errmsg);
         w->st.batches_fenced++;
         rollback(w);
-        part_drop_buffer(pt, pt->n_buf);
-        if (w->conn) {
-            pt->attempts = 1;
-            rc = reread(w, pt);
-            pt->attempts = 0;
-            if (rc == EXACTLY_OK)
-                source_seek(w, pt, pt->next_offset);
+        if (w->conn && follow_stored(w, pt, 1) == EXACTLY_ERETRY) {
+            /* Not known where to go on: keep the buffer and ask again. */
+            pt->attempts++;
+            return EXACTLY_ERETRY;
         }
+        if (!w->conn)
+            pt->attempts++;
         return EXACTLY_EFENCED;
     }
-    exactly_log(rc == EXACTLY_ERETRY ? EXACTLY_LOG_WARN : EXACTLY_LOG_ERROR,
-                "cycle",
-                "batch rolled back topic=%s partition=%d sqlstate=%s "
-                "commit_sent=%d error=\"%s\"",
-                pt->topic, (int)pt->partition,
-                w->txn.sqlstate[0] ? w->txn.sqlstate : "-", commit_sent,
-                w->txn.errmsg);
+    if (rc == EXACTLY_EFATAL) {
+        exactly_log(EXACTLY_LOG_ERROR, "cycle",
+                    "the handler asked to stop the worker; batch rolled "
+                    "back, nothing of it committed topic=%s partition=%d "
+                    "offset=%" PRId64 " error=\"%s\"",
+                    pt->topic, (int)pt->partition, pt->next_offset, c.errmsg);
+        rollback(w);
+        pt->halted = 1;
+        source_pause(w, pt, 1);
+        w->fatal = EXACTLY_EXIT_HANDLER_STOP;
+        return EXACTLY_EFATAL;
+    }
+    log_rollback(pt, &c, rc, commit_sent);
     /* Remembered in case the stored offset shows it committed after all. */
     pt->unconfirmed_applied = commit_sent ? c.applied_msgs : 0;
     pt->unconfirmed_dead = commit_sent ? w->dl_count : 0;
     rollback(w);
+    if (w->conn && exactly_pg_needs_reconnect(c.sqlstate) && c.sqlstate[0])
+        worker_db_lost(w);
     pt->attempts++;
     w->st.retries++;
+    *retry_cause_out = (int)retry_cause(&c);
     return rc == EXACTLY_ENOMEM ? EXACTLY_ERETRY : rc;
+}
+
+/* Runs one batch and publishes what it did: the counters are the
+ * difference of the worker's totals, so the cycle itself stays unaware. */
+exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
+{
+    exactly_worker_stats before = w->st;
+    long long t0 = worker_now_ms();
+    metrics_partition *mp;
+    int cause;
+    exactly_err rc = cycle_run_once(w, pt, n, end, &cause);
+
+    if (!w->m)
+        return rc;
+    mp = metrics_part(w->m, pt->topic, pt->partition);
+    if (mp) {
+        metrics_add(&mp->consumed, w->st.consumed - before.consumed);
+        metrics_add(&mp->applied, w->st.applied - before.applied);
+        metrics_add(&mp->deduplicated, w->st.deduplicated - before.deduplicated);
+        metrics_add(&mp->dead_lettered, w->st.dead_lettered - before.dead_lettered);
+        metrics_add(&mp->skipped_missing,
+                    w->st.skipped_missing - before.skipped_missing);
+    }
+    metrics_add(&w->m->batches_committed,
+                w->st.batches_committed - before.batches_committed);
+    metrics_add(&w->m->batches_rolled_back,
+                w->st.batches_rolled_back - before.batches_rolled_back);
+    metrics_add(&w->m->batches_fenced, w->st.batches_fenced - before.batches_fenced);
+    if (cause >= 0)
+        metrics_add(&w->m->retries[cause], 1);
+    else if (rc == EXACTLY_OK && w->st.retries > before.retries)
+        /* A handler failure sent the batch through careful mode. */
+        metrics_add(&w->m->retries[RETRY_HANDLER], 1);
+    if (rc == EXACTLY_OK) {
+        metrics_observe_batch(w->m, (worker_now_ms() - t0) * 1000);
+        worker_metrics_position(w, pt, 1);
+    }
+    return rc;
 }

@@ -82,7 +82,8 @@ static uint64_t ld(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAX
 static int64_t lds(const int64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 
 static const char *const cause_names[RETRY_N_CAUSES] = {
-    "connection", "serialization", "deadlock", "timeout", "handler", "other"};
+    "connection", "serialization", "deadlock", "timeout", "handler",
+    "environment", "other"};
 
 /* A family: HELP and TYPE once, then one sample per worker. */
 #define WORKER_COUNTER(name, help, field)                                      \
@@ -123,6 +124,7 @@ char *metrics_render(const metrics_slot *slots, size_t n)
     WORKER_COUNTER("batches_rolled_back_total", "Batch transactions rolled back.", batches_rolled_back);
     WORKER_COUNTER("batches_fenced_total", "Batches refused by the fence (another owner).", batches_fenced);
     WORKER_COUNTER("worker_restarts_total", "Times the supervisor restarted this worker.", restarts);
+    WORKER_COUNTER("dedup_keys_expired_total", "Dedup keys deleted after their retention.", dedup_expired);
     strbuf_printf(&sb, "# HELP exactly_worker_up Whether the worker process runs.\n"
                        "# TYPE exactly_worker_up gauge\n");
     for (i = 0; i < n; i++)

@@ -23,7 +23,9 @@ typedef enum metrics_retry_cause {
     RETRY_SERIALIZATION,  /* 40001 */
     RETRY_DEADLOCK,       /* 40P01 */
     RETRY_TIMEOUT,        /* statement or lock timeout */
-    RETRY_HANDLER,        /* a handler failure sent the batch to careful mode */
+    RETRY_HANDLER,        /* careful mode after a handler failure, or apply()
+                             asked to retry */
+    RETRY_ENVIRONMENT,    /* privilege, missing object, ...: a person must act */
     RETRY_OTHER,
     RETRY_N_CAUSES
 } metrics_retry_cause;
@@ -45,6 +47,7 @@ typedef struct metrics_slot {
     uint64_t restarts;
     uint64_t batches_committed, batches_rolled_back, batches_fenced;
     uint64_t retries[RETRY_N_CAUSES];
+    uint64_t dedup_expired;  /* dedup keys deleted after their retention */
     uint64_t latency_buckets[METRICS_N_BUCKETS]; /* cumulative at render */
     uint64_t latency_count;
     uint64_t latency_sum_us;

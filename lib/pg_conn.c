@@ -1,9 +1,11 @@
 #include "pg_conn.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -17,6 +19,31 @@ static void notice_to_log(void *arg, const char *message)
         n--;
     exactly_log(EXACTLY_LOG_INFO, "postgres", "server notice text=\"%.*s\"",
                 (int)n, message);
+}
+
+/* The bound of exactly_pg_exec: set from the configuration of the last
+ * connection made (one process, one configuration). */
+static int g_exec_wait_ms = 30000;
+
+int exactly_pg_wait_bound_ms(const exactly_config *cfg)
+{
+    long long ms = cfg->postgres.client_timeout_ms;
+
+    if (ms <= 0)
+        ms = (long long)cfg->postgres.statement_timeout_ms +
+             (long long)cfg->postgres.lock_timeout_ms + 30000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+void exactly_pg_abandon(PGconn *conn)
+{
+    int fd = conn ? PQsocket(conn) : -1;
+
+    if (fd < 0)
+        return;
+    (void)shutdown(fd, SHUT_RDWR);
+    /* libpq reads the end of the stream and marks the connection bad. */
+    (void)PQconsumeInput(conn);
 }
 
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
@@ -38,6 +65,7 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
              "-c idle_in_transaction_session_timeout=%d",
              cfg->postgres.statement_timeout_ms, cfg->postgres.lock_timeout_ms,
              cfg->postgres.idle_in_transaction_timeout_ms);
+    g_exec_wait_ms = exactly_pg_wait_bound_ms(cfg);
     vals[0] = cfg->postgres.conninfo;
     vals[1] = timeout;
     vals[2] = app_name;
@@ -60,6 +88,15 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    /* A client that ended its connection after its own bound (a wait that
+     * ran out) leaves its statement running on the server, holding its
+     * locks, until the server next writes to it; from PostgreSQL 14 on the
+     * server can look for a vanished client while a statement runs. */
+    if (PQserverVersion(conn) >= 140000) {
+        PGresult *res = PQexec(conn, "SET client_connection_check_interval = "
+                                     "'5s'");
+        PQclear(res);
+    }
     if (PQsetnonblocking(conn, 1) != 0) {
         snprintf(errbuf, errbuf_size, "cannot set non-blocking mode: %s",
                  PQerrorMessage(conn));
@@ -69,23 +106,64 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
     return conn;
 }
 
+exactly_pg_class exactly_pg_class_of(const char *sqlstate)
+{
+    /* Classes about the data in hand (PostgreSQL Appendix A). */
+    static const char *const record_classes[] = {
+        "09", /* triggered action exception */
+        "21", /* cardinality violation */
+        "22", /* data exception */
+        "23", /* integrity constraint violation */
+        "27", /* triggered data change violation */
+        "44", /* WITH CHECK OPTION violation */
+        "54", /* program limit exceeded: this row is too big */
+        "P0", /* raised by PL/pgSQL: RAISE, ASSERT, no/too many rows */
+    };
+    size_t i;
+
+    if (!sqlstate || !sqlstate[0])
+        return PG_TRANSIENT;
+    if (strcmp(sqlstate, EXACTLY_SQLSTATE_FENCED) == 0)
+        return PG_FENCED;
+    if (strncmp(sqlstate, "08", 2) == 0 || /* connection exception */
+        strncmp(sqlstate, "53", 2) == 0 || /* insufficient resources */
+        strncmp(sqlstate, "57", 2) == 0 || /* canceled, shutdown, timeouts */
+        strncmp(sqlstate, "58", 2) == 0 || /* system error (I/O) */
+        strcmp(sqlstate, "40001") == 0 ||  /* serialization_failure */
+        strcmp(sqlstate, "40P01") == 0 ||  /* deadlock_detected */
+        strcmp(sqlstate, "55P03") == 0 ||  /* lock_not_available */
+        strcmp(sqlstate, "25P03") == 0 ||  /* idle_in_transaction timeout */
+        strcmp(sqlstate, "25006") == 0)    /* read-only: a standby */
+        return PG_TRANSIENT;
+    if (strcmp(sqlstate, "40002") == 0) /* integrity constraint at commit */
+        return PG_RECORD;
+    for (i = 0; i < sizeof(record_classes) / sizeof(record_classes[0]); i++)
+        if (strncmp(sqlstate, record_classes[i], 2) == 0)
+            return PG_RECORD;
+    /* 42 (privilege, missing object, syntax), 3D/3F (no such database or
+     * schema), 28 (authentication), 0A (not supported), XX (internal) and
+     * anything unknown: a person must look; good records stay put. */
+    return PG_ENVIRONMENT;
+}
+
 exactly_err exactly_pg_classify(const char *sqlstate)
 {
-    if (!sqlstate || !sqlstate[0])
-        return EXACTLY_ERETRY;
-    if (strcmp(sqlstate, EXACTLY_SQLSTATE_FENCED) == 0)
+    switch (exactly_pg_class_of(sqlstate)) {
+    case PG_FENCED:
         return EXACTLY_EFENCED;
-    /* Class 08 connection exception, 57P0x shutdown/crash, 53 resources. */
-    if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0 ||
-        strncmp(sqlstate, "53", 2) == 0)
-        return EXACTLY_ERETRY;
-    if (strcmp(sqlstate, "40001") == 0 || /* serialization_failure */
-        strcmp(sqlstate, "40P01") == 0 || /* deadlock_detected */
-        strcmp(sqlstate, "57014") == 0 || /* query_canceled: statement_timeout */
-        strcmp(sqlstate, "55P03") == 0 || /* lock_not_available: lock_timeout */
-        strcmp(sqlstate, "25P03") == 0)   /* idle_in_transaction timeout */
-        return EXACTLY_ERETRY;
-    return EXACTLY_EDATABASE;
+    case PG_RECORD:
+        return EXACTLY_EDATABASE;
+    case PG_TRANSIENT:
+    case PG_ENVIRONMENT:
+        break;
+    }
+    return EXACTLY_ERETRY;
+}
+
+int exactly_pg_needs_reconnect(const char *sqlstate)
+{
+    return !sqlstate || !sqlstate[0] || strncmp(sqlstate, "08", 2) == 0 ||
+           strncmp(sqlstate, "57P", 3) == 0 || strcmp(sqlstate, "25006") == 0;
 }
 
 static long long now_ms(void)
@@ -161,9 +239,17 @@ exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,
         return EXACTLY_ERETRY;
     }
     for (;;) {
-        if (exactly_pg_wait_result(conn, 3600 * 1000) != 0) {
-            snprintf(errbuf, errbuf_size, "connection lost: %s",
-                     PQerrorMessage(conn));
+        if (exactly_pg_wait_result(conn, g_exec_wait_ms) != 0) {
+            if (PQstatus(conn) == CONNECTION_OK) {
+                snprintf(errbuf, errbuf_size,
+                         "no answer from PostgreSQL within %d ms; connection "
+                         "ended",
+                         g_exec_wait_ms);
+                exactly_pg_abandon(conn);
+            } else {
+                snprintf(errbuf, errbuf_size, "connection lost: %s",
+                         PQerrorMessage(conn));
+            }
             PQclear(last);
             return EXACTLY_ERETRY;
         }

@@ -22,13 +22,54 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size);
 
 /*
- * What an error means for a batch: EXACTLY_ERETRY (connection lost,
- * serialization failure, deadlock, timeout, shutdown: roll back and retry),
- * EXACTLY_EFENCED (the fence found another owner or another position) or
- * EXACTLY_EDATABASE (anything else: the statement itself is wrong for this
- * data). sqlstate may be NULL (no server error: the connection broke).
+ * The one reading of a SQLSTATE (DESIGN section 3). sqlstate may be NULL
+ * or empty: no server error, the connection broke.
+ *
+ *   PG_TRANSIENT    goes away by itself: connection lost, serialization
+ *                   failure, deadlock, statement or lock timeout, server
+ *                   shutting down, out of resources. Roll back, retry soon.
+ *   PG_ENVIRONMENT  about the environment, not a record, and needs a
+ *                   person: a privilege, a missing table or column, a
+ *                   syntax error, authentication, a read-only server, an
+ *                   unknown class. Roll back, back off, say so loudly;
+ *                   never dead-letter the records of the batch.
+ *   PG_RECORD       about the data in hand: a constraint, a data
+ *                   exception, a cardinality violation, an error raised by
+ *                   a trigger or function. Bisect finds the record.
+ *   PG_FENCED       the fence found another owner or another position.
  */
+typedef enum exactly_pg_class {
+    PG_TRANSIENT,
+    PG_ENVIRONMENT,
+    PG_RECORD,
+    PG_FENCED
+} exactly_pg_class;
+
+exactly_pg_class exactly_pg_class_of(const char *sqlstate);
+
+/* The same as an exactly_err: EXACTLY_ERETRY (transient or environment),
+ * EXACTLY_EFENCED, or EXACTLY_EDATABASE (record). */
 exactly_err exactly_pg_classify(const char *sqlstate);
+
+/* Whether an error ends the usefulness of the connection (lost, shut
+ * down, or a server that no longer takes writes: after a failover the
+ * next connection finds the new primary). */
+int exactly_pg_needs_reconnect(const char *sqlstate);
+
+/*
+ * How long a client waits for any answer from PostgreSQL before it ends
+ * the connection: postgres.client_timeout_ms, or when that is 0,
+ * statement_timeout_ms + lock_timeout_ms + 30 s (the server's own bounds
+ * plus a margin; with both at 0, 30 s), computed without overflow and
+ * capped at INT_MAX.
+ */
+int exactly_pg_wait_bound_ms(const exactly_config *cfg);
+
+/* Ends conn from the client side without freeing it: its socket is shut
+ * down, so its status turns CONNECTION_BAD and whatever it still owed is
+ * never read as the answer to anything sent later. The owner then
+ * PQfinish()es it as for any broken connection. NULL-safe. */
+void exactly_pg_abandon(PGconn *conn);
 
 /*
  * Waits until conn has sent everything and a result can be read without
@@ -47,7 +88,10 @@ int exactly_pg_wait_result_idle(PGconn *conn, int timeout_ms,
                                 int (*idle)(void *), void *arg);
 
 /* Runs one statement outside pipeline mode and checks its status; on
- * failure writes the server's message into errbuf and returns the class. */
+ * failure writes the server's message into errbuf and returns the class.
+ * It waits at most the bound set by the last exactly_pg_connect() of the
+ * process (exactly_pg_wait_bound_ms), then ends the connection
+ * (exactly_pg_abandon) and returns EXACTLY_ERETRY. */
 exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,
                             const char *const *params, PGresult **out,
                             char *errbuf, size_t errbuf_size);

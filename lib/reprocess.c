@@ -244,8 +244,7 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     w = &r->w;
     w->cfg = o->cfg;
     w->p = o->p;
-    w->timeout_ms = o->cfg->postgres.statement_timeout_ms +
-                    o->cfg->postgres.lock_timeout_ms + 30000;
+    w->timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
     host[sizeof(host) - 1] = '\0';

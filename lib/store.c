@@ -153,6 +153,77 @@ static const char *const migrations[] = {
     "  requested_at timestamptz NOT NULL DEFAULT now());"
     "CREATE INDEX offset_resets_partition ON %1$s.offset_resets"
     "  (pipeline, topic, partition, requested_at);",
+
+    /* 4: the crash guard counts only deaths inside apply(): in_apply is
+     * set, committed, before apply() runs and cleared by the batch's
+     * commit (advance) or a clean release; a process that finds it set on
+     * its first attempt at that offset knows its predecessor died there.
+     * Dedup keys become SHA-256 digests (a fixed 32 bytes whatever the
+     * header holds), and dead letters keep a bounded prefix of the message
+     * key with its full length and digest. */
+    "ALTER TABLE %1$s.offsets ADD COLUMN in_apply boolean NOT NULL"
+    "  DEFAULT false;"
+    "UPDATE %1$s.offsets SET attempts = 0;"
+    "CREATE OR REPLACE FUNCTION %1$s.advance(p_pipeline text, p_topic text,"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint)"
+    "  RETURNS void LANGUAGE plpgsql AS $fn$"
+    "DECLARE cur_epoch bigint; cur_next bigint;"
+    "BEGIN"
+    "  UPDATE %1$s.offsets SET next_offset = p_end, updated_at = now(),"
+    "         in_apply = false"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition AND owner_epoch = p_epoch"
+    "     AND next_offset = p_start;"
+    "  IF NOT FOUND THEN"
+    "    SELECT owner_epoch, next_offset INTO cur_epoch, cur_next"
+    "      FROM %1$s.offsets WHERE pipeline = p_pipeline AND topic = p_topic"
+    "       AND partition = p_partition;"
+    "    RAISE EXCEPTION 'partition %% [%%] of pipeline %% is fenced', p_topic,"
+    "        p_partition, p_pipeline"
+    "      USING ERRCODE = 'EX001',"
+    "      DETAIL = format('batch epoch %%s start %%s; stored epoch %%s next_offset %%s',"
+    "                      p_epoch, p_start, cur_epoch, cur_next);"
+    "  END IF;"
+    "END $fn$;"
+    /* attempts now counts deaths at attempt_start. p_fresh is 1 on a
+     * process's first attempt at p_start: only then can in_apply be a
+     * predecessor's (this process's own earlier attempts ended alive). */
+    "CREATE OR REPLACE FUNCTION %1$s.attempt(p_pipeline text, p_topic text,"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
+    "    p_fresh integer, p_max integer)"
+    "  RETURNS text LANGUAGE plpgsql AS $fn$"
+    "DECLARE r record; n integer; iso bigint; mode text;"
+    "BEGIN"
+    "  SELECT attempt_start, attempts, isolate_until, in_apply INTO r"
+    "    FROM %1$s.offsets"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition AND owner_epoch = p_epoch FOR UPDATE;"
+    "  IF NOT FOUND THEN RETURN 'fenced:0'; END IF;"
+    "  n := CASE WHEN r.attempt_start = p_start THEN r.attempts"
+    "            + CASE WHEN p_fresh = 1 AND r.in_apply THEN 1 ELSE 0 END"
+    "            ELSE 0 END;"
+    "  iso := r.isolate_until;"
+    "  IF iso IS NOT NULL AND p_start < iso THEN"
+    "    mode := CASE WHEN n >= p_max THEN 'dead_letter' ELSE 'single' END;"
+    "  ELSIF n >= p_max THEN"
+    "    iso := p_end; n := 0; mode := 'single';"
+    "  ELSE"
+    "    iso := NULL; mode := 'batch';"
+    "  END IF;"
+    "  UPDATE %1$s.offsets SET attempt_start = p_start, attempts = n,"
+    "         isolate_until = iso, in_apply = true"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition;"
+    "  RETURN mode || ':' || n;"
+    "END $fn$;"
+    "UPDATE %1$s.dedup_keys SET dedup_key = sha256(dedup_key);"
+    "ALTER TABLE %1$s.dead_letters"
+    "  ADD COLUMN message_key_length integer,"
+    "  ADD COLUMN message_key_sha256 bytea;"
+    "UPDATE %1$s.dead_letters SET"
+    "  message_key_length = octet_length(message_key),"
+    "  message_key_sha256 = sha256(message_key)"
+    " WHERE message_key IS NOT NULL;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -211,13 +282,20 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         s->schema_q);
     s->dead_letter = format_schema(
         "INSERT INTO %1$s.dead_letters AS d (pipeline, topic, partition,"
-        " \"offset\", message_key, entity_id, reason, sqlstate)"
-        " SELECT $1, $2, $3, o, decode(k, 'hex'), e, r, st"
-        " FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[],"
-        " $8::text[]) AS u(o, k, e, r, st)"
+        " \"offset\", message_key, message_key_length, message_key_sha256,"
+        " entity_id, reason, sqlstate)"
+        " SELECT $1, $2, $3, o, decode(k, 'hex'), kl, decode(kd, 'hex'),"
+        " e, r, st"
+        " FROM unnest($4::bigint[], $5::text[], $6::int[], $7::text[],"
+        " $8::text[], $9::text[], $10::text[]) AS u(o, k, kl, kd, e, r, st)"
         " ON CONFLICT (pipeline, topic, partition, \"offset\") DO UPDATE"
         " SET attempts = d.attempts + 1, last_failed_at = now(),"
         " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate",
+        s->schema_q);
+    s->release = format_schema(
+        "UPDATE %1$s.offsets SET in_apply = false"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
+        " AND owner_epoch = $4 AND in_apply",
         s->schema_q);
     s->claim = format_schema(
         "INSERT INTO %1$s.offsets AS o (pipeline, topic, partition,"
@@ -238,14 +316,16 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         "SELECT next_offset, owner_epoch FROM %1$s.offsets"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         s->schema_q);
+    /* One slice of expired keys: short, and concurrent expirers of one
+     * pipeline take disjoint rows instead of waiting for each other. */
     s->dedup_expire = format_schema(
         "DELETE FROM %1$s.dedup_keys WHERE ctid = ANY (ARRAY("
         " SELECT ctid FROM %1$s.dedup_keys WHERE pipeline = $1"
         " AND created_at < now() - make_interval(secs => $2::double precision)"
-        " LIMIT 10000))",
+        " LIMIT $3::int FOR UPDATE SKIP LOCKED))",
         s->schema_q);
     if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
-        !s->set_start || !s->read || !s->dedup_expire) {
+        !s->set_start || !s->read || !s->dedup_expire || !s->release) {
         exactly_store_sql_free(s);
         return -1;
     }
@@ -267,6 +347,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->set_start);
     free(s->read);
     free(s->dedup_expire);
+    free(s->release);
     memset(s, 0, sizeof(*s));
 }
 

@@ -11,21 +11,27 @@
 #include "options.h"
 #include "pg_conn.h"
 
-exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms)
+/* Frees the kept results and the failed records of the last apply(). */
+static void forget_results(exactly_txn *t)
 {
     size_t i;
 
+    for (i = 0; i < t->n_kept; i++)
+        PQclear(t->kept[i]);
+    t->n_kept = 0;
+}
+
+exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms)
+{
     t->conn = conn;
     t->timeout_ms = timeout_ms;
     t->n_pending = 0;
     t->failed = 0;
+    t->commit_rolled_back = 0;
     t->sqlstate[0] = '\0';
     t->errmsg[0] = '\0';
-    t->handler_err[0] = '\0';
-    t->handler_err_set = 0;
-    for (i = 0; i < t->n_fails; i++)
-        free(t->fails[i].reason);
-    t->n_fails = 0;
+    forget_results(t);
+    exactly_txn_forget_fails(t);
     if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF &&
         PQenterPipelineMode(conn) != 1) {
         snprintf(t->errmsg, sizeof(t->errmsg), "cannot enter pipeline mode: %s",
@@ -48,8 +54,12 @@ void exactly_txn_forget_fails(exactly_txn *t)
     for (i = 0; i < t->n_fails; i++)
         free(t->fails[i].reason);
     t->n_fails = 0;
+    t->fails_oom = 0;
     t->handler_err_set = 0;
     t->handler_err[0] = '\0';
+    t->query_failed = 0;
+    t->query_sqlstate[0] = '\0';
+    t->query_errmsg[0] = '\0';
 }
 
 void exactly_txn_clear(exactly_txn *t)
@@ -57,9 +67,27 @@ void exactly_txn_clear(exactly_txn *t)
     if (!t)
         return;
     exactly_txn_forget_fails(t);
+    forget_results(t);
+    free(t->kept);
     free(t->fails);
     free(t->pending);
     memset(t, 0, sizeof(*t));
+}
+
+const PGresult *exactly_txn_result(const exactly_txn *t, txn_result r)
+{
+    return r >= 0 && (size_t)r < t->n_kept ? t->kept[r] : NULL;
+}
+
+PGresult *exactly_txn_take(exactly_txn *t, txn_result r)
+{
+    PGresult *res;
+
+    if (r < 0 || (size_t)r >= t->n_kept)
+        return NULL;
+    res = t->kept[r];
+    t->kept[r] = NULL;
+    return res;
 }
 
 static void set_error(exactly_txn *t, txn_phase phase, const char *sqlstate,
@@ -78,34 +106,70 @@ static void set_error(exactly_txn *t, txn_phase phase, const char *sqlstate,
         t->errmsg[--n] = '\0';
 }
 
-exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
-                             int n_params, const char *const *params,
-                             PGresult **keep)
+/* Room for one more pending entry; -1 when out of memory. */
+static int reserve_pending(exactly_txn *t)
 {
     if (t->n_pending == t->cap_pending) {
         size_t cap = t->cap_pending ? t->cap_pending * 2 : 16;
         struct txn_pending *p = realloc(t->pending, cap * sizeof(*p));
         if (!p)
-            return EXACTLY_ENOMEM;
+            return -1;
         t->pending = p;
         t->cap_pending = cap;
     }
+    return 0;
+}
+
+/* A new empty slot for a kept result; TXN_NO_RESULT when out of memory. */
+static txn_result reserve_kept(exactly_txn *t)
+{
+    if (t->n_kept == t->cap_kept) {
+        size_t cap = t->cap_kept ? t->cap_kept * 2 : 8;
+        PGresult **k = realloc(t->kept, cap * sizeof(*k));
+        if (!k)
+            return TXN_NO_RESULT;
+        t->kept = k;
+        t->cap_kept = cap;
+    }
+    t->kept[t->n_kept] = NULL;
+    return (txn_result)t->n_kept++;
+}
+
+exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
+                             int n_params, const char *const *params,
+                             txn_result *keep)
+{
+    txn_result slot = TXN_NO_RESULT;
+
     if (keep)
-        *keep = NULL;
+        *keep = TXN_NO_RESULT;
+    if (reserve_pending(t) != 0 || (keep && (slot = reserve_kept(t)) < 0))
+        return EXACTLY_ENOMEM;
     if (!PQsendQueryParams(t->conn, sql, n_params, NULL, params, NULL, NULL,
                            0)) {
         set_error(t, phase, NULL, PQerrorMessage(t->conn));
         return EXACTLY_ERETRY;
     }
     t->pending[t->n_pending].phase = phase;
-    t->pending[t->n_pending].keep = keep;
+    t->pending[t->n_pending].keep = slot;
     t->n_pending++;
+    if (keep)
+        *keep = slot;
     return EXACTLY_OK;
 }
 
-static exactly_err lost(exactly_txn *t, txn_phase phase)
+/* No answer in time, a broken connection, or answers out of step: the
+ * connection is ended, so that nothing sent on it later can be matched
+ * with what this sync left unread. */
+static exactly_err lost(exactly_txn *t, txn_phase phase, const char *why)
 {
-    set_error(t, phase, NULL, PQerrorMessage(t->conn));
+    char msg[512];
+
+    snprintf(msg, sizeof(msg), "%s: %s", why,
+             PQstatus(t->conn) == CONNECTION_OK ? "connection ended"
+                                                : PQerrorMessage(t->conn));
+    set_error(t, phase, NULL, msg);
+    exactly_pg_abandon(t->conn);
     t->n_pending = 0;
     return EXACTLY_ERETRY;
 }
@@ -132,25 +196,22 @@ static int read_sync(exactly_txn *t)
         PQclear(res);
         if (st == PGRES_PIPELINE_SYNC)
             return 0;
+        /* Anything else here answers a statement we did not send. */
+        if (st != PGRES_PIPELINE_ABORTED)
+            return -1;
     }
 }
 
 exactly_err exactly_txn_push_sync(exactly_txn *t)
 {
-    if (t->n_pending == t->cap_pending) {
-        size_t cap = t->cap_pending ? t->cap_pending * 2 : 16;
-        struct txn_pending *p = realloc(t->pending, cap * sizeof(*p));
-        if (!p)
-            return EXACTLY_ENOMEM;
-        t->pending = p;
-        t->cap_pending = cap;
-    }
+    if (reserve_pending(t) != 0)
+        return EXACTLY_ENOMEM;
     if (PQpipelineSync(t->conn) != 1) {
         set_error(t, TXN_SYNC, NULL, PQerrorMessage(t->conn));
         return EXACTLY_ERETRY;
     }
     t->pending[t->n_pending].phase = TXN_SYNC;
-    t->pending[t->n_pending].keep = NULL;
+    t->pending[t->n_pending].keep = TXN_NO_RESULT;
     t->n_pending++;
     return EXACTLY_OK;
 }
@@ -174,6 +235,33 @@ int exactly_txn_flush(exactly_txn *t)
     }
 }
 
+/* Takes one statement's result: keeps it, records its error, or checks
+ * the COMMIT's command tag. */
+static void take_result(exactly_txn *t, const struct txn_pending *p,
+                        PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st == PGRES_FATAL_ERROR) {
+        set_error(t, p->phase, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    } else if (st == PGRES_COMMAND_OK && p->phase == TXN_COMMIT &&
+               strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        /* The server had aborted the transaction already and says so only
+         * here: nothing of it committed. */
+        set_error(t, TXN_COMMIT, NULL,
+                  "COMMIT was answered ROLLBACK: a statement of the "
+                  "transaction had failed");
+        if (t->err_phase == TXN_COMMIT)
+            t->commit_rolled_back = 1;
+    } else if (st != PGRES_PIPELINE_ABORTED && p->keep >= 0 &&
+               (size_t)p->keep < t->n_kept && !t->kept[p->keep]) {
+        t->kept[p->keep] = res;
+        return;
+    }
+    PQclear(res);
+}
+
 exactly_err exactly_txn_sync(exactly_txn *t)
 {
     size_t i;
@@ -182,11 +270,13 @@ exactly_err exactly_txn_sync(exactly_txn *t)
     /* Each sync reports on what it sends: an error of an earlier one was
      * already returned and handled. */
     t->failed = 0;
+    t->commit_rolled_back = 0;
     t->sqlstate[0] = '\0';
     t->errmsg[0] = '\0';
 
     if (PQpipelineSync(t->conn) != 1)
-        return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL);
+        return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL,
+                    "cannot send");
     for (i = 0; i < t->n_pending; i++) {
         struct txn_pending *p = &t->pending[i];
         int got = 0;
@@ -194,50 +284,43 @@ exactly_err exactly_txn_sync(exactly_txn *t)
 
         if (p->phase == TXN_SYNC) {
             if (read_sync(t) != 0)
-                return lost(t, TXN_SYNC);
+                return lost(t, TXN_SYNC, "no answer in time");
             continue;
         }
 
         /* Each statement yields its result, then NULL. */
         for (;;) {
-            ExecStatusType st;
-
             if (exactly_pg_wait_result_idle(t->conn, t->timeout_ms, t->idle,
                                             t->idle_arg) != 0)
-                return lost(t, p->phase);
+                return lost(t, p->phase, "no answer in time");
             res = PQgetResult(t->conn);
             if (!res) {
                 if (got)
                     break;
                 /* A NULL before any result: the connection broke. */
                 if (PQstatus(t->conn) != CONNECTION_OK || ++empty > 2)
-                    return lost(t, p->phase);
+                    return lost(t, p->phase, "no result");
                 continue;
             }
-            got = 1;
-            st = PQresultStatus(res);
-            if (st == PGRES_FATAL_ERROR) {
-                set_error(t, p->phase,
-                          PQresultErrorField(res, PG_DIAG_SQLSTATE),
-                          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                /* A sync where a statement's result belongs. */
                 PQclear(res);
-            } else if (st == PGRES_PIPELINE_ABORTED) {
-                PQclear(res);
-            } else if (p->keep && !*p->keep) {
-                *p->keep = res;
-            } else {
-                PQclear(res);
+                return lost(t, p->phase, "answers out of step");
             }
+            got = 1;
+            take_result(t, p, res);
         }
     }
     t->n_pending = 0;
     /* Then the sync point itself. */
     if (read_sync(t) != 0)
-        return lost(t, TXN_CONTROL);
+        return lost(t, TXN_CONTROL, "no answer in time");
     if (!t->failed)
         return EXACTLY_OK;
     if (PQstatus(t->conn) != CONNECTION_OK)
         return EXACTLY_ERETRY;
+    if (t->commit_rolled_back)
+        return EXACTLY_EDATABASE;
     return exactly_pg_classify(t->sqlstate);
 }
 
@@ -253,18 +336,27 @@ static exactly_err host_query(exactly_txn *t, const char *sql, int n_params,
                               const char *const *params,
                               exactly_result **result)
 {
-    PGresult *res = NULL;
+    txn_result slot;
+    PGresult *res;
     exactly_err rc;
 
     *result = NULL;
-    rc = exactly_txn_send(t, TXN_HANDLER, sql, n_params, params, &res);
-    if (rc != EXACTLY_OK)
-        return rc;
-    rc = exactly_txn_sync(t);
+    rc = exactly_txn_send(t, TXN_HANDLER, sql, n_params, params, &slot);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_sync(t);
     if (rc != EXACTLY_OK) {
-        PQclear(res);
+        /* The transaction is aborted now: remembered, so that apply()
+         * cannot succeed past it by ignoring this answer. */
+        if (!t->query_failed) {
+            t->query_failed = 1;
+            snprintf(t->query_sqlstate, sizeof(t->query_sqlstate), "%s",
+                     t->sqlstate);
+            snprintf(t->query_errmsg, sizeof(t->query_errmsg), "%s",
+                     t->errmsg);
+        }
         return rc;
     }
+    res = exactly_txn_take(t, slot);
     if (!res)
         return EXACTLY_EDATABASE;
     *result = (exactly_result *)res;
@@ -294,20 +386,34 @@ static const char *host_result_value(const exactly_result *r, size_t row,
 
 static void host_result_free(exactly_result *r) { PQclear((PGresult *)r); }
 
+/* A record failed twice keeps its first reason: the dead-letter insert
+ * must name each message once. When the failure cannot be recorded, the
+ * batch fails as a whole (fails_oom) rather than lose the record. */
 static void host_fail_record(exactly_txn *t, size_t index, const char *reason)
 {
+    size_t i;
+
+    for (i = 0; i < t->n_fails; i++)
+        if (t->fails[i].index == index)
+            return;
     if (t->n_fails == t->cap_fails) {
         size_t cap = t->cap_fails ? t->cap_fails * 2 : 8;
         txn_failed_record *f = EXACTLY_FAULT("fail_record")
                                    ? NULL
                                    : realloc(t->fails, cap * sizeof(*f));
-        if (!f)
-            return; /* the batch then fails as a whole and is bisected */
+        if (!f) {
+            t->fails_oom = 1;
+            return;
+        }
         t->fails = f;
         t->cap_fails = cap;
     }
     t->fails[t->n_fails].index = index;
     t->fails[t->n_fails].reason = strdup(reason ? reason : "failed by handler");
+    if (!t->fails[t->n_fails].reason) {
+        t->fails_oom = 1;
+        return;
+    }
     t->n_fails++;
 }
 

@@ -33,22 +33,37 @@ typedef struct txn_failed_record {
     char *reason;
 } txn_failed_record;
 
+/* A result kept by exactly_txn_send(): an index into the txn's own
+ * results, valid until the next exactly_txn_start() or clear. */
+typedef int txn_result;
+#define TXN_NO_RESULT (-1)
+
 struct exactly_txn {
     PGconn *conn;
     int timeout_ms;
 
     struct txn_pending {
         txn_phase phase;
-        PGresult **keep; /* where to store a result, or NULL */
+        txn_result keep; /* where its result goes, or TXN_NO_RESULT */
     } *pending;
     size_t n_pending;
     size_t cap_pending;
+
+    /* Results kept for the caller, owned here: a pending statement holds
+     * an index, never a pointer into its caller's frame. */
+    PGresult **kept;
+    size_t n_kept;
+    size_t cap_kept;
 
     /* First error of the last sync (reset when a sync starts). */
     int failed;
     txn_phase err_phase;
     char sqlstate[6];
     char errmsg[1024];
+    /* The COMMIT of the last sync was answered ROLLBACK: a statement of
+     * the transaction failed where no sync reported it (a handler that
+     * ignored an error of query()). */
+    int commit_rolled_back;
 
     /* Called while waiting for results (NULL: none). */
     int (*idle)(void *arg);
@@ -60,10 +75,16 @@ struct exactly_txn {
     txn_failed_record *fails;
     size_t n_fails;
     size_t cap_fails;
+    int fails_oom;            /* a fail_record() could not be recorded */
+    /* The first error a query() of the handler returned: the transaction
+     * is aborted from there on, whatever apply() then says. */
+    int query_failed;
+    char query_sqlstate[6];
+    char query_errmsg[1024];
 };
 
 /* Starts using conn for a new transaction: enters pipeline mode and forgets
- * every earlier error and failed record. */
+ * every earlier error, failed record and kept result. */
 exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms);
 
 /* Leaves pipeline mode; the connection is then usable for plain calls. */
@@ -72,17 +93,30 @@ void exactly_txn_finish(exactly_txn *t);
 /* Frees what the txn holds (not the connection). NULL-safe. */
 void exactly_txn_clear(exactly_txn *t);
 
-/* Queues one statement. keep, when not NULL, receives its PGresult at the
- * next sync (the caller PQclear()s it). */
+/* Queues one statement. keep, when not NULL, receives the index under
+ * which its result can be read after the next sync (exactly_txn_result);
+ * the txn owns that result. */
 exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                              int n_params, const char *const *params,
-                             PGresult **keep);
+                             txn_result *keep);
+
+/* The result kept under r, or NULL when none arrived (the statement failed
+ * or its sync was not read). Owned by the txn. */
+const PGresult *exactly_txn_result(const exactly_txn *t, txn_result r);
+
+/* The same, handed over: the caller PQclear()s it. */
+PGresult *exactly_txn_take(exactly_txn *t, txn_result r);
 
 /*
  * Sends a sync point and reads every queued result. Returns EXACTLY_OK when
  * all succeeded, else the class of the first error (exactly_pg_classify),
- * with t->err_phase, t->sqlstate and t->errmsg set. A lost connection is
- * EXACTLY_ERETRY with an empty sqlstate.
+ * with t->err_phase, t->sqlstate and t->errmsg set. A COMMIT answered with
+ * ROLLBACK is an error of phase TXN_COMMIT (commit_rolled_back set,
+ * EXACTLY_EDATABASE). When no answer comes within timeout_ms, or the
+ * answers do not match what was sent, the connection is ended
+ * (exactly_pg_abandon: its status turns CONNECTION_BAD, so no later
+ * statement can read these results as its own) and the result is
+ * EXACTLY_ERETRY with an empty sqlstate, as for a lost connection.
  */
 exactly_err exactly_txn_sync(exactly_txn *t);
 

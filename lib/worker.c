@@ -448,12 +448,14 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
                         "partition=%d messages=%zu",
                         pt->topic, (int)pt->partition, pt->n_buf);
         worker_metrics_position(w, pt, 0);
-        while (!pt->fenced && !pt->halted && pt->n_buf > 0 &&
+        while (!w->fatal && !pt->fenced && !pt->halted && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = batch_size(w, pt);
             if (cycle_run(w, pt, n, batch_end(w, pt, n)) != EXACTLY_OK)
                 break;
         }
+        /* Leaving it alive: no death inside apply() to count. */
+        cycle_release(w, pt);
         remove_part(w, pt);
     }
     if (w->cooperative) {
@@ -732,6 +734,53 @@ static void advance_idle(worker *w)
     }
 }
 
+/* Dedup keys older than the retention go a slice at a time, between
+ * batches: each slice is one short statement of its own, so no lock or
+ * transaction outlives a moment and batches wait at most for one slice.
+ * A full slice means more are due: the next goes at the next turn. */
+#define DEDUP_EXPIRE_SLICE 5000
+
+static void expire_dedup(worker *w)
+{
+    long long now = worker_now_ms();
+    long long every = (long long)w->p->dedup.retention_s * 100;
+    char ret_s[24], slice_s[16], err[512];
+    const char *params[3];
+    PGresult *res = NULL;
+    long long n;
+
+    if (!w->p->dedup.enabled || now < w->dedup_expire_at_ms || !w->conn ||
+        w->db_down_since_ms || !w->sql_ready)
+        return;
+    /* A tenth of the retention, between 1 s and a minute. */
+    every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+    w->dedup_expire_at_ms = now + every;
+    snprintf(ret_s, sizeof(ret_s), "%lld", (long long)w->p->dedup.retention_s);
+    snprintf(slice_s, sizeof(slice_s), "%d", DEDUP_EXPIRE_SLICE);
+    params[0] = w->p->name;
+    params[1] = ret_s;
+    params[2] = slice_s;
+    exactly_txn_finish(&w->txn);
+    if (exactly_pg_exec(w->conn, w->sql.dedup_expire, 3, params, &res, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "worker",
+                    "cannot expire dedup keys error=\"%s\"", err);
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            worker_db_lost(w);
+        return;
+    }
+    n = atoll(PQcmdTuples(res));
+    PQclear(res);
+    if (n >= DEDUP_EXPIRE_SLICE)
+        w->dedup_expire_at_ms = now;
+    if (n > 0) {
+        EXACTLY_LOG(EXACTLY_LOG_DEBUG, "worker", "dedup keys expired n=%lld",
+                    n);
+        if (w->m)
+            metrics_add(&w->m->dedup_expired, (uint64_t)n);
+    }
+}
+
 static int all_committed(const worker *w)
 {
     size_t i;
@@ -775,8 +824,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
     w.cfg = o->cfg;
     w.p = o->pipeline;
     w.m = o->metrics;
-    w.timeout_ms = o->cfg->postgres.statement_timeout_ms +
-                   o->cfg->postgres.lock_timeout_ms + 30000;
+    w.timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
     host[sizeof(host) - 1] = '\0';
@@ -849,6 +897,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
             last_idle_check = now;
             advance_idle(&w);
         }
+        expire_dedup(&w);
         if (now - last_stats >= 10000) {
             last_stats = now;
             log_stats(&w, "progress");
@@ -894,6 +943,8 @@ void worker_release(worker *w)
     batch_free(&w->bb);
     strbuf_free(&w->dl_offs);
     strbuf_free(&w->dl_keys);
+    strbuf_free(&w->dl_key_lens);
+    strbuf_free(&w->dl_key_digests);
     strbuf_free(&w->dl_ids);
     strbuf_free(&w->dl_reasons);
     strbuf_free(&w->dl_states);

@@ -42,11 +42,17 @@ typedef struct exactly_worker_opts {
     metrics_slot *metrics;
 } exactly_worker_opts;
 
+/* The exit status of a worker whose handler returned EXACTLY_EFATAL: the
+ * batch was rolled back and the worker stopped; its supervisor does not
+ * restart it. */
+#define EXACTLY_EXIT_HANDLER_STOP 3
+
 /*
  * Runs until *stop is set (or exit_idle_ms passes idle). Returns 0 on a
  * clean stop, 2 when the configuration or plugin is refused (nothing was
- * written), 1 on a fatal runtime error (logged). stats, when not NULL,
- * receives the counters.
+ * written), 1 on a fatal runtime error (logged), EXACTLY_EXIT_HANDLER_STOP
+ * when the handler asked to stop. stats, when not NULL, receives the
+ * counters.
  */
 int exactly_worker_run(const exactly_worker_opts *o,
                        exactly_worker_stats *stats);

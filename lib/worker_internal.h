@@ -72,7 +72,8 @@ typedef struct worker {
     exactly_plugin *plugin;
     exactly_txn txn;
     batch_builder bb;
-    strbuf dl_offs, dl_keys, dl_ids, dl_reasons, dl_states;
+    strbuf dl_offs, dl_keys, dl_key_lens, dl_key_digests, dl_ids, dl_reasons,
+        dl_states;
     size_t dl_count;
 
     part **parts;
@@ -103,6 +104,7 @@ typedef struct worker {
     long long kafka_episode_ms; /* 0: no episode */
     long long kafka_logged_ms;
     int timeout_ms;           /* bound on one wait for the database */
+    long long dedup_expire_at_ms; /* next slice of expired dedup keys */
 } worker;
 
 long long worker_now_ms(void);
@@ -127,11 +129,19 @@ void worker_db_lost(worker *w);
  * Runs one batch transaction for the first n buffered messages of pt
  * (n may be 0: only advance the stored offset to end, for control records).
  * end is the offset stored on commit. Returns EXACTLY_OK (committed; the
- * messages are released), EXACTLY_EFENCED (rolled back; the buffer was
- * dropped and pt re-read), EXACTLY_ERETRY (rolled back; try again later)
- * or EXACTLY_EDATABASE (rolled back; a persistent error, logged).
+ * messages are released), EXACTLY_EFENCED (rolled back; pt now follows the
+ * stored row: its buffer was dropped and its fetch position moved there,
+ * or it was taken over (pt->fenced) or its position is gone (pt->halted)),
+ * EXACTLY_ERETRY (rolled back; try again later: transient, an environment
+ * error, or the handler asked to retry), EXACTLY_EDATABASE (rolled back; a
+ * persistent error, logged), EXACTLY_EHANDLER (on_error: stop halted pt)
+ * or EXACTLY_EFATAL (the handler asked to stop the worker: w->fatal set).
  */
 exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end);
+
+/* Clears the crash guard's in_apply mark of pt (a clean stop or revoke:
+ * no death happened inside apply()). Best effort; logged on failure. */
+void cycle_release(worker *w, part *pt);
 
 /* Publishes a partition's position (after a claim or a commit). */
 void worker_metrics_position(worker *w, part *pt, int assigned);

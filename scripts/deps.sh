@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
-          libyaml-dev postgresql)
+          libyaml-dev libssl-dev postgresql)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -594,8 +594,7 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
         b.id_type = exactly_id_type_name(p->id.type);
 
         rc = exactly_txn_start(&r->txn, r->conn,
-                               r->cfg->postgres.statement_timeout_ms +
-                                   r->cfg->postgres.lock_timeout_ms + 30000);
+                               exactly_pg_wait_bound_ms(r->cfg));
         if (rc != EXACTLY_OK) {
             snprintf(err, errsz, "%s", r->txn.errmsg);
             goto cleanup;
@@ -772,8 +771,7 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
         code = CLI_REFUSED;
         goto cleanup;
     }
-    rc = exactly_plugin_open(r.pl, conn, p, cfg->postgres.statement_timeout_ms +
-                                               30000,
+    rc = exactly_plugin_open(r.pl, conn, p, exactly_pg_wait_bound_ms(cfg),
                              err, sizeof(err));
     if (rc != EXACTLY_OK) {
         fprintf(stderr, "exactly dlq replay: %s\n", err);

@@ -22,7 +22,8 @@
     X(EDATABASE, -7, "database error")                                         \
     X(EKAFKA, -8, "kafka error")                                               \
     X(EINVAL, -9, "invalid argument")                                          \
-    X(EHANDLER, -10, "handler failed")
+    X(EHANDLER, -10, "handler failed")                                         \
+    X(EFATAL, -11, "fatal: stop the worker")
 
 typedef enum exactly_err {
 #define EXACTLY_ERR_ENUM(name, value, text) EXACTLY_##name = value,

@@ -354,7 +354,7 @@ static void check_database(PGconn *conn, const char *bootstraps, int runs)
                      "SELECT count(*) FROM exactly.dedup_keys d"
                      " JOIN expected_msgs e ON e.partition = d.partition"
                      " AND e.\"offset\" = d.\"offset\""
-                     " AND convert_to(e.eid, 'UTF8') = d.dedup_key"
+                     " AND sha256(convert_to(e.eid, 'UTF8')) = d.dedup_key"
                      " JOIN ledger l ON l.topic = d.topic AND l.partition ="
                      " d.partition AND l.\"offset\" = d.\"offset\""
                      " WHERE d.pipeline = '" PIPELINE "' AND d.topic = '"
