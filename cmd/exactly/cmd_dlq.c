@@ -350,7 +350,11 @@ typedef struct replay {
     exactly_txn txn;
     dl *v;
     size_t n;
-    PGresult *rows;   /* the lookup, NULL when the handler skips it */
+    /* The lookup's result. A handler that skips the lookup (the fused
+     * upsert reads the source inside its own write) is not given the rows,
+     * but they still say which entities have one: the fused statement
+     * writes nothing for the others, which must stay dead letters. */
+    PGresult *rows;
     int keycol;
     const char **colnames;
     size_t n_cols;
@@ -425,7 +429,8 @@ oom:
     return EXACTLY_ENOMEM;
 }
 
-/* Runs the pipeline's lookup for every replayable entity at once. */
+/* Runs the pipeline's lookup for every replayable entity at once; also
+ * for a handler that skips it (see replay.rows). */
 static exactly_err lookup(replay *r, char *err, size_t errsz)
 {
     char *sql = NULL, *keycol = NULL;
@@ -435,8 +440,6 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     size_t i;
     int c;
 
-    if (r->pl->h->skips_lookup)
-        return EXACTLY_OK; /* it reads the source itself, fused into its write */
     rc = exactly_lookup_sql(r->conn, r->p, &sql, &keycol);
     if (rc != EXACTLY_OK) {
         snprintf(err, errsz, "out of memory");
@@ -499,9 +502,11 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
     const char **values = NULL;
     size_t n_values = 0;
     exactly_err rc = EXACTLY_ENOMEM;
-    int with_rows = r->rows != NULL;
+    /* Rows go to the handler only when it reads them (not fused). */
+    int with_rows = r->rows != NULL && !r->pl->h->skips_lookup;
+    size_t *found = calloc(n + 1, sizeof(size_t)); /* rows per record */
 
-    if (!recs || !msgs || !msg_count)
+    if (!recs || !msgs || !msg_count || !found)
         goto cleanup;
     /* Records in first-seen order; dead letters of the same entity join
      * its record (quadratic in distinct IDs per partition: replays are
@@ -520,15 +525,21 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
         d->record = j;
         msg_count[j]++;
     }
-    if (with_rows) {
+    if (r->rows) {
         int nt = PQntuples(r->rows);
-        values = calloc((size_t)nt * r->n_cols + 1, sizeof(char *));
-        if (!values)
-            goto cleanup;
+        if (with_rows) {
+            values = calloc((size_t)nt * r->n_cols + 1, sizeof(char *));
+            if (!values)
+                goto cleanup;
+        }
         for (j = 0; j < n_recs; j++) {
-            recs[j].values = &values[n_values];
+            if (with_rows)
+                recs[j].values = &values[n_values];
             for (int t = 0; t < nt; t++) {
                 if (strcmp(PQgetvalue(r->rows, t, r->keycol), recs[j].id) != 0)
+                    continue;
+                found[j]++;
+                if (!with_rows)
                     continue;
                 for (size_t c = 0; c < r->n_cols; c++)
                     values[n_values++] = PQgetisnull(r->rows, t, (int)c)
@@ -557,11 +568,12 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
         }
     }
     /* A record without rows goes to the handler only when the pipeline
-     * says so; otherwise it stays a dead letter. */
-    if (with_rows && p->lookup.on_missing != CFG_MISSING_HANDLER) {
+     * says so; otherwise it stays a dead letter (the fused upsert would
+     * write nothing for it, and deleting it would lose it). */
+    if (r->rows && p->lookup.on_missing != CFG_MISSING_HANDLER) {
         size_t kept = 0;
         for (j = 0; j < n_recs; j++) {
-            if (recs[j].n_rows == 0) {
+            if (found[j] == 0) {
                 for (i = from; i < to; i++)
                     if (r->v[i].outcome == DL_PENDING && r->v[i].record == j)
                         r->v[i].outcome = DL_NO_ROW;
@@ -589,8 +601,8 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
         b.partition = r->v[from].partition;
         b.records = &recs[i];
         b.n_records = k - i;
-        b.column_names = r->colnames;
-        b.n_columns = r->n_cols;
+        b.column_names = with_rows ? r->colnames : NULL;
+        b.n_columns = with_rows ? r->n_cols : 0;
         b.id_type = exactly_id_type_name(p->id.type);
 
         rc = exactly_txn_start(&r->txn, r->conn,
@@ -650,6 +662,7 @@ cleanup:
     free(recs);
     free(msgs);
     free(msg_count);
+    free(found);
     free(values);
     return rc;
 }
@@ -780,7 +793,14 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
         code = rc == EXACTLY_ERETRY ? CLI_FAILED : CLI_REFUSED;
         goto cleanup;
     }
-    rc = exactly_pg_exec(conn, "BEGIN", 0, NULL, NULL, err, sizeof(err));
+    /* A handler that reads the source inside its own write must see the
+     * snapshot the lookup saw: else a row deleted in between would be
+     * counted as written and its dead letter deleted. */
+    rc = exactly_pg_exec(conn,
+                         r.pl->h->skips_lookup
+                             ? "BEGIN ISOLATION LEVEL REPEATABLE READ"
+                             : "BEGIN",
+                         0, NULL, NULL, err, sizeof(err));
     if (rc == EXACTLY_OK)
         rc = load(&r, s, err, sizeof(err));
     if (rc == EXACTLY_OK)
@@ -847,6 +867,12 @@ static void usage(FILE *out)
             "           lookup.on_missing is handler), and records the handler\n"
             "           fails again with fail_record (their attempts and reason\n"
             "           are updated). No dedup filter, no stored offset moves.\n"
+            "           The lookup runs even for the built-in upsert in its\n"
+            "           fused form (which reads the source inside its write),\n"
+            "           in the same REPEATABLE READ snapshot as the write, so\n"
+            "           a dead letter is deleted only when its row was written;\n"
+            "           a concurrent change to a written row then rolls the\n"
+            "           replay back (exit 1): run it again.\n"
             "  discard  deletes the selected dead letters and prints how many\n"
             "\n"
             "replay and discard need a filter or --all.\n"
