@@ -4,9 +4,13 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "handler_upsert.h"
+#include "lookup.h"
+#include "options.h"
 #include "pg_conn.h"
 #include "plugin.h"
 #include "source.h"
@@ -83,47 +87,111 @@ static void check_kafka(checker *ck, const exactly_config *cfg,
     rd_kafka_destroy(rk);
 }
 
-/* Runs the lookup on no IDs in a read-only transaction: proves the SQL
- * parses, the table exists and the key column is in the result. */
-static void check_lookup(checker *ck, PGconn *conn, const cfg_pipeline *p)
+/*
+ * Opens the transaction every SQL item of check runs in: read only, and
+ * always rolled back with ro_end(). Returns 0, or -1 after reporting why
+ * under what.
+ */
+static int ro_begin(checker *ck, PGconn *conn, const char *what)
+{
+    char err[1024];
+
+    if (exactly_pg_exec(conn, "BEGIN READ ONLY", 0, NULL, NULL, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        bad(ck, 0, what, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void ro_end(PGconn *conn)
+{
+    char ignore[256];
+
+    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
+                          sizeof(ignore));
+}
+
+/*
+ * For the built-in upsert when it reads the looked-up rows (not fused):
+ * every source column its `columns` option maps must be in the lookup's
+ * result, or the worker fails every record and dead-letters it. Writes
+ * the missing ones into why and returns how many there are.
+ */
+static size_t upsert_missing_columns(const exactly_plugin *pl,
+                                     const PGresult *res, strbuf *why)
+{
+    const char *const *targets = NULL, *const *sources = NULL;
+    size_t n, i, missing = 0;
+
+    if (!pl || pl->fused || pl->h != exactly_builtin_upsert())
+        return 0;
+    n = exactly_options_map(pl->opts, "columns", &targets, &sources);
+    for (i = 0; i < n; i++) {
+        if (exactly_lookup_column(res, sources[i]) >= 0)
+            continue;
+        strbuf_printf(why, "%s\"%s\" (mapped to \"%s\")", missing ? ", " : "",
+                      sources[i], targets[i]);
+        missing++;
+    }
+    return missing;
+}
+
+/*
+ * Runs the pipeline's lookup exactly as the worker builds it (lib/lookup.c:
+ * identifiers quoted, the configured columns, the IDs as its one
+ * parameter, so the extended protocol refuses a second statement) on no
+ * IDs, in a read-only transaction that is rolled back. Reports the columns
+ * the handler will get, and refuses what would fail every batch: no key
+ * column, or a column the built-in upsert maps that the lookup lacks.
+ */
+static void check_lookup(checker *ck, PGconn *conn, const cfg_pipeline *p,
+                         const exactly_plugin *pl)
 {
     char what[128], err[1024];
-    strbuf sql = {0};
+    char *sql = NULL, *key = NULL;
+    strbuf detail = {0}, missing = {0};
     PGresult *res = NULL;
     const char *params[1] = {"{}"};
-    const char *key = p->lookup.sql ? (p->lookup.key_column ? p->lookup.key_column : "id")
-                                    : p->lookup.id_column;
+    int c;
 
     snprintf(what, sizeof(what), "lookup [%s]", p->name);
-    if (p->lookup.sql) {
-        strbuf_puts(&sql, p->lookup.sql);
-    } else {
-        char *t = exactly_pg_ident(conn, p->lookup.table);
-        char *c = exactly_pg_ident(conn, p->lookup.id_column);
-        /* A schema-qualified name is checked through regclass instead. */
-        if (strchr(p->lookup.table, '.'))
-            strbuf_printf(&sql, "SELECT * FROM %s WHERE false", p->lookup.table);
-        else
-            strbuf_printf(&sql, "SELECT * FROM %s WHERE %s = ANY($1::text[]::%s[])",
-                          t, c, exactly_id_type_name(p->id.type));
-        PQfreemem(t);
-        PQfreemem(c);
+    if (exactly_lookup_sql(conn, p, &sql, &key) != EXACTLY_OK) {
+        bad(ck, 0, what, "out of memory");
+        return;
     }
-    (void)exactly_pg_exec(conn, "BEGIN READ ONLY", 0, NULL, NULL, err, sizeof(err));
-    if (exactly_pg_exec(conn, strbuf_str(&sql),
-                        strstr(strbuf_str(&sql), "$1") ? 1 : 0, params, &res,
-                        err, sizeof(err)) != EXACTLY_OK) {
+    if (ro_begin(ck, conn, what) != 0)
+        goto cleanup;
+    if (exactly_pg_exec(conn, sql, 1, params, &res, err, sizeof(err)) !=
+        EXACTLY_OK) {
         bad(ck, 1, what, err);
-    } else if (PQfnumber(res, key) < 0 && !(p->lookup.table && strchr(p->lookup.table, '.'))) {
-        snprintf(err, sizeof(err), "result has no column '%s'", key);
+    } else if (exactly_lookup_column(res, key) < 0) {
+        snprintf(err, sizeof(err),
+                 "the result has no column \"%s\" to match IDs on (set "
+                 "lookup.key_column)",
+                 key);
         bad(ck, 1, what, err);
     } else {
-        snprintf(err, sizeof(err), "runs; %d columns", PQnfields(res));
-        ok(what, err);
+        strbuf_printf(&detail, "runs; %d columns: ", PQnfields(res));
+        for (c = 0; c < PQnfields(res); c++)
+            strbuf_printf(&detail, "%s%s", c ? ", " : "", PQfname(res, c));
+        if (upsert_missing_columns(pl, res, &missing) > 0) {
+            strbuf_printf(&detail, "; the upsert's columns option needs %s, "
+                                   "which the lookup does not return",
+                          strbuf_str(&missing));
+            bad(ck, 1, what, strbuf_str(&detail));
+        } else {
+            ok(what, strbuf_str(&detail));
+        }
     }
+    ro_end(conn);
+
+cleanup:
     PQclear(res);
-    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, err, sizeof(err));
-    strbuf_free(&sql);
+    strbuf_free(&detail);
+    strbuf_free(&missing);
+    free(sql);
+    free(key);
 }
 
 static void check_pipeline(checker *ck, const exactly_config *cfg,
@@ -142,7 +210,7 @@ static void check_pipeline(checker *ck, const exactly_config *cfg,
         ok(what, detail);
     }
     if (conn) {
-        check_lookup(ck, conn, p);
+        check_lookup(ck, conn, p, pl);
         if (pl) {
             snprintf(what, sizeof(what), "handler open [%s]", p->name);
             if (exactly_plugin_open(pl, conn, p, 30000, err, sizeof(err)) !=
@@ -162,9 +230,12 @@ static void usage(FILE *out)
             "usage: exactly check -c FILE [--pipeline NAME]\n"
             "\n"
             "Validates the configuration, loads each pipeline's handler and\n"
-            "calls its open(), runs each lookup on no IDs, checks the framework\n"
-            "schema version, and reads each topic's metadata from Kafka. Prints\n"
-            "one line per item with OK or the reason. Writes nothing.\n"
+            "calls its open(), runs each lookup on no IDs (the statement the\n"
+            "worker runs, reporting the columns the handler will get), checks\n"
+            "the framework schema version, and reads each topic's metadata\n"
+            "from Kafka. Prints one line per item with OK or the reason.\n"
+            "Writes nothing: every statement runs in a read-only transaction\n"
+            "that is rolled back.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
@@ -221,6 +292,16 @@ int cmd_check(int argc, char **argv)
         snprintf(detail, sizeof(detail), "connected, server %d.%d",
                  PQserverVersion(conn) / 10000, PQserverVersion(conn) % 10000);
         ok("postgres", detail);
+        /* Whatever runs on this session is read only unless it says
+         * otherwise, and nothing here says otherwise. */
+        if (exactly_pg_exec(conn, "SET default_transaction_read_only = on", 0,
+                            NULL, NULL, err, sizeof(err)) != EXACTLY_OK) {
+            bad(&ck, 0, "postgres", err);
+            PQfinish(conn);
+            conn = NULL;
+        }
+    }
+    if (conn && ro_begin(&ck, conn, "framework schema") == 0) {
         if (exactly_store_version(conn, cfg->postgres.schema, &version, err,
                                   sizeof(err)) != EXACTLY_OK) {
             bad(&ck, 0, "framework schema", err);
@@ -234,6 +315,7 @@ int cmd_check(int argc, char **argv)
                      cfg->postgres.schema, version);
             ok("framework schema", detail);
         }
+        ro_end(conn);
     }
     for (i = 0; i < cfg->n_pipelines; i++)
         if (!only || strcmp(only, cfg->pipelines[i].name) == 0)

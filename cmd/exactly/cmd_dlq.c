@@ -454,7 +454,7 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     rc = ids.oom ? EXACTLY_ENOMEM
                  : exactly_pg_exec(r->conn, sql, 1, params, &r->rows, err, errsz);
     if (rc == EXACTLY_OK) {
-        r->keycol = PQfnumber(r->rows, keycol);
+        r->keycol = exactly_lookup_column(r->rows, keycol);
         if (r->keycol < 0) {
             snprintf(err, errsz,
                      "the lookup result has no column '%s' (set "

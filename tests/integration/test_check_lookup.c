@@ -248,8 +248,8 @@ static void scenario_injection(ctx *c)
          " pwned_q(); SELECT 1 FROM pg_catalog.pg_class'}\n",
          "does not exist"},
         {"inject_sql",
-         "    lookup: {sql: 'SELECT id FROM accounts WHERE false; COMMIT;"
-         " CREATE TABLE pwned_sql()', key_column: id}\n",
+         "    lookup: {sql: 'SELECT id FROM accounts WHERE id = ANY($1);"
+         " COMMIT; CREATE TABLE pwned_sql()', key_column: id}\n",
          "multiple commands"},
     };
     char plugin[1024], handler[1200];
