@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "handler_upsert.h"
 #include "lookup.h"
@@ -44,13 +45,11 @@ static void check_kafka(checker *ck, const exactly_config *cfg,
     rd_kafka_t *rk;
     size_t i;
 
+    /* Refused properties were reported by the validation. */
     conf = exactly_kafka_conf(cfg, p, reset, "exactly-check", err, sizeof(err));
-    snprintf(what, sizeof(what), "kafka config [%s]", p->name);
-    if (!conf) {
-        bad(ck, 1, what, err);
+    if (!conf)
         return;
-    }
-    ok(what, "read_committed, auto commit off");
+    snprintf(what, sizeof(what), "kafka config [%s]", p->name);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {
         rd_kafka_conf_destroy(conf);
@@ -194,21 +193,24 @@ cleanup:
     free(key);
 }
 
+/* One validated item, as a line. */
+static void report(void *arg, const char *item, const char *err,
+                   const char *detail)
+{
+    if (err)
+        bad(arg, 1, item, err);
+    else
+        ok(item, detail);
+}
+
 static void check_pipeline(checker *ck, const exactly_config *cfg,
                            const cfg_pipeline *p, PGconn *conn)
 {
-    char what[128], err[2048], detail[512];
+    char what[128], err[2048];
     exactly_plugin *pl = NULL;
 
-    snprintf(what, sizeof(what), "handler [%s]", p->name);
-    if (exactly_plugin_load(cfg, p, &pl, err, sizeof(err)) != EXACTLY_OK) {
-        bad(ck, 1, what, err);
-    } else {
-        snprintf(detail, sizeof(detail), "%s '%s' ABI %u.%u%s", pl->label,
-                 pl->h->name, pl->h->abi_major, pl->h->abi_minor,
-                 pl->fused ? ", lookup fused into the write" : "");
-        ok(what, detail);
-    }
+    /* The configuration itself: what migrate refuses too. */
+    (void)admin_validate_pipeline(cfg, p, report, ck, &pl);
     if (conn) {
         check_lookup(ck, conn, p, pl);
         if (pl) {

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "pg_conn.h"
 #include "store.h"
@@ -15,10 +16,23 @@ static void usage(FILE *out)
             "in the schema named by postgres.schema, or upgrades them to this\n"
             "version of exactly. Idempotent; concurrent runs wait for each\n"
             "other. Each applied step is recorded in SCHEMA.schema_version.\n"
+            "A configuration that 'exactly check' refuses (a handler that does\n"
+            "not load or whose options are wrong, a Kafka property exactly\n"
+            "owns) is refused first, with exit code 2, and nothing is done.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE   the YAML configuration (required)\n"
             "  -h, --help          this text\n");
+}
+
+/* Prints a refused item of the configuration. */
+static void report_refusal(void *arg, const char *item, const char *err,
+                           const char *detail)
+{
+    (void)arg;
+    (void)detail;
+    if (err)
+        fprintf(stderr, "exactly migrate: %s: %s\n", item, err);
 }
 
 int cmd_migrate(int argc, char **argv)
@@ -32,7 +46,8 @@ int cmd_migrate(int argc, char **argv)
     exactly_config *cfg;
     PGconn *conn;
     char err[2048];
-    int from, to, c, code = CLI_OK;
+    int from, to, c, code = CLI_OK, refused = 0;
+    size_t i;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
@@ -45,6 +60,17 @@ int cmd_migrate(int argc, char **argv)
     cfg = cli_load_config(path);
     if (!cfg)
         return CLI_REFUSED;
+    /* A configuration that check refuses is not set up halfway. */
+    for (i = 0; i < cfg->n_pipelines; i++)
+        refused += admin_validate_pipeline(cfg, &cfg->pipelines[i],
+                                           report_refusal, NULL, NULL);
+    if (refused > 0) {
+        fprintf(stderr, "exactly migrate: %d refusal(s), nothing was done "
+                        "(exactly check -c %s shows every item)\n",
+                refused, path);
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
     conn = exactly_pg_connect(cfg, "exactly-migrate", err, sizeof(err));
     if (!conn) {
         fprintf(stderr, "exactly migrate: %s\n", err);
