@@ -193,6 +193,76 @@ cleanup:
     free(key);
 }
 
+/*
+ * Verifies that the connected role holds every grant of g (the list that
+ * 'exactly migrate --print-grants' prints): one FAIL line per object it
+ * lacks something on, naming the privileges, the object and the GRANT
+ * that gives them, or one OK line. Read only, rolled back. Returns how
+ * many objects lack something (1 when the check itself failed).
+ */
+static size_t check_grants(checker *ck, PGconn *conn, const char *what,
+                           const admin_grants *g)
+{
+    char err[1024];
+    PGresult *res = NULL;
+    strbuf detail = {0};
+    const char *role;
+    size_t i, n_checked = 0, n_bad = 0;
+
+    if (ro_begin(ck, conn, what) != 0)
+        return 1;
+    if (exactly_pg_exec(conn, "SELECT current_user", 0, NULL, &res, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        bad(ck, 0, what, err);
+        n_bad = 1;
+        goto done;
+    }
+    role = PQgetvalue(res, 0, 0);
+    for (i = 0; i < g->n; i++) {
+        const admin_grant *x = &g->v[i];
+        char *missing = NULL;
+        int exists = 0;
+
+        if (x->kind == ADMIN_OBJ_NOTE)
+            continue;
+        if (admin_grant_missing(conn, x, &missing, &exists, err,
+                                sizeof(err)) != EXACTLY_OK) {
+            bad(ck, 0, what, err);
+            free(missing);
+            n_bad++;
+            goto done;
+        }
+        n_checked += exists;
+        if (exists && missing[0]) {
+            strbuf_reset(&detail);
+            strbuf_printf(&detail,
+                          "role %s lacks %s on %s %s (%s): GRANT %s ON %s %s "
+                          "TO %s",
+                          role, missing, admin_object_keyword(x->kind),
+                          x->object, x->why, missing,
+                          admin_object_keyword(x->kind), x->object, role);
+            bad(ck, 0, what, strbuf_str(&detail));
+            n_bad++;
+        }
+        free(missing);
+    }
+    if (n_bad == 0) {
+        strbuf_reset(&detail);
+        strbuf_printf(&detail, "role %s holds the %zu grants checked", role,
+                      n_checked);
+        for (i = 0; i < g->n; i++)
+            if (g->v[i].kind == ADMIN_OBJ_NOTE)
+                strbuf_printf(&detail, "; not checked: %s", g->v[i].why);
+        ok(what, strbuf_str(&detail));
+    }
+
+done:
+    PQclear(res);
+    strbuf_free(&detail);
+    ro_end(conn);
+    return n_bad;
+}
+
 /* One validated item, as a line. */
 static void report(void *arg, const char *item, const char *err,
                    const char *detail)
@@ -211,6 +281,27 @@ static void check_pipeline(checker *ck, const exactly_config *cfg,
 
     /* The configuration itself: what migrate refuses too. */
     (void)admin_validate_pipeline(cfg, p, report, ck, &pl);
+    if (conn && pl) {
+        /* Privileges first: without them the lookup and open() fail for
+         * that reason alone, which is a grant to add (exit 1), not a
+         * configuration to fix (exit 2). */
+        admin_grants g = {0};
+        size_t lacking = 0;
+
+        snprintf(what, sizeof(what), "privileges [%s]", p->name);
+        if (admin_grants_pipeline(cfg, p, &g, err, sizeof(err)) != EXACTLY_OK)
+            bad(ck, 1, what, err);
+        else
+            lacking = check_grants(ck, conn, what, &g);
+        admin_grants_free(&g);
+        if (lacking > 0) {
+            snprintf(what, sizeof(what), "lookup [%s]", p->name);
+            bad(ck, 0, what, "not run: the role lacks the grants above");
+            snprintf(what, sizeof(what), "handler open [%s]", p->name);
+            bad(ck, 0, what, "not run: the role lacks the grants above");
+            goto kafka;
+        }
+    }
     if (conn) {
         check_lookup(ck, conn, p, pl);
         if (pl) {
@@ -222,6 +313,7 @@ static void check_pipeline(checker *ck, const exactly_config *cfg,
                 ok(what, "open() accepted the options and the database");
         }
     }
+kafka:
     exactly_plugin_free(pl);
     check_kafka(ck, cfg, p);
 }
@@ -244,8 +336,13 @@ static void usage(FILE *out)
             "  -p, --pipeline NAME   check only this pipeline\n"
             "  -h, --help            this text\n"
             "\n"
-            "Exit codes: 0 all OK, 1 a service is unreachable or not migrated,\n"
-            "2 the configuration or a plugin is refused.\n");
+            "It also verifies, as the role of the configuration's conninfo (the\n"
+            "workers' role), every grant the workers need that exactly can name\n"
+            "('exactly migrate --print-grants ROLE' prints them); a missing one\n"
+            "is a FAIL line naming the privilege, the object and the GRANT.\n"
+            "\n"
+            "Exit codes: 0 all OK, 1 a service is unreachable, not migrated, or\n"
+            "a grant is missing, 2 the configuration or a plugin is refused.\n");
 }
 
 int cmd_check(int argc, char **argv)
@@ -261,7 +358,7 @@ int cmd_check(int argc, char **argv)
     PGconn *conn;
     checker ck = {0, 0};
     char err[2048], detail[512];
-    int c, version = 0;
+    int c, version = 0, framework_ready = 0;
     size_t i;
 
     optind = 1;
@@ -316,8 +413,17 @@ int cmd_check(int argc, char **argv)
             snprintf(detail, sizeof(detail), "%s at version %d",
                      cfg->postgres.schema, version);
             ok("framework schema", detail);
+            framework_ready = 1;
         }
         ro_end(conn);
+    }
+    if (framework_ready) {
+        admin_grants g = {0};
+        if (admin_grants_framework(cfg, &g, err, sizeof(err)) != EXACTLY_OK)
+            bad(&ck, 1, "privileges [framework]", err);
+        else
+            check_grants(&ck, conn, "privileges [framework]", &g);
+        admin_grants_free(&g);
     }
     for (i = 0; i < cfg->n_pipelines; i++)
         if (!only || strcmp(only, cfg->pipelines[i].name) == 0)
