@@ -200,6 +200,9 @@ static int is_empty_scalar(const cfg_value *v)
     return v->kind == CFG_SCALAR && v->scalar[0] == '\0';
 }
 
+/* Key comparisons made by duplicate detection in the last load. */
+static unsigned long long key_comparisons;
+
 typedef struct builder {
     load_ctx *c;
     yaml_parser_t parser;
@@ -353,6 +356,7 @@ static int build_mapping(builder *b, cfg_value *out, int depth)
                            c->path.len ? c->path.buf : "the top level");
         }
         saved = path_push(&c->path, (const char *)ev.data.scalar.value);
+        key_comparisons += out->n_items;
         if (map_find(out, (const char *)ev.data.scalar.value, &first)) {
             yaml_event_delete(&ev);
             return fail_at(c, key_pos, "duplicate key '%s' (first at %d:%d)",
@@ -1443,6 +1447,7 @@ exactly_err exactly_config_load(const char *path, exactly_config **out,
 
     if (errbuf_size > 0)
         errbuf[0] = '\0';
+    key_comparisons = 0;
     if (!out || !path)
         return EXACTLY_EINVAL;
     *out = NULL;
@@ -1535,6 +1540,11 @@ int exactly_config_is_secret(const char *property)
         if (strcasestr(property, marks[i]))
             return 1;
     return 0;
+}
+
+unsigned long long exactly_config_key_comparisons(void)
+{
+    return key_comparisons;
 }
 
 const char *exactly_id_type_name(cfg_id_type t)

@@ -168,4 +168,12 @@ void exactly_config_redact_conninfo(const char *conninfo, char *out,
 
 const char *exactly_id_type_name(cfg_id_type t);
 
+/*
+ * For tests: how many key comparisons the last exactly_config_load() made
+ * to find duplicate keys. It must grow with the number of keys, not with
+ * its square, or a large file takes minutes to load. Not thread-safe; a
+ * diagnostic only.
+ */
+unsigned long long exactly_config_key_comparisons(void);
+
 #endif

@@ -7,9 +7,13 @@
  * working directory, so messages start with the relative path given.
  */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -660,6 +664,171 @@ static void test_is_secret(void)
     CHECK(exactly_config_is_secret(NULL) == 0, "is_secret(NULL)");
 }
 
+/* ------------------------------------------------------------------ */
+/* Large files                                                         */
+/* ------------------------------------------------------------------ */
+
+/* A valid document whose handler options hold one mapping of n_keys
+ * distinct keys ("k0: 0", "k1: 1", ...), written to path. Returns the
+ * file's size. */
+static size_t write_big_map(const char *path, size_t n_keys)
+{
+    FILE *f = fopen(path, "w");
+    size_t i;
+    long size;
+
+    if (!f) {
+        fprintf(stderr, "FAIL: cannot write %s\n", path);
+        exit(1);
+    }
+    fputs("kafka:\n  bootstrap.servers: b\npostgres:\n  conninfo: x\n"
+          "pipelines:\n  big:\n    topics: [t]\n    lookup: {table: t}\n"
+          "    handler:\n      plugin: h.so\n      options:\n"
+          "        big:\n",
+          f);
+    for (i = 0; i < n_keys; i++)
+        fprintf(f, "          k%zu: %zu\n", i, i);
+    size = ftell(f);
+    if (size < 0 || fclose(f) != 0) {
+        fprintf(stderr, "FAIL: cannot write %s\n", path);
+        exit(1);
+    }
+    return (size_t)size;
+}
+
+/* Duplicate keys are found with work linear in the number of keys: a map
+ * of N keys costs O(N) key comparisons, not N*(N-1)/2 (which made a 9 MB
+ * file take ten minutes to load). */
+static void test_large_map_comparisons(void)
+{
+    const size_t n = 20000;
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    unsigned long long cmp;
+    exactly_err rc;
+
+    write_big_map("big.yaml", n);
+    rc = exactly_config_load("big.yaml", &cfg, err, sizeof(err));
+    cmp = exactly_config_key_comparisons();
+    CHECK(rc == EXACTLY_OK, "big.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        const cfg_value *o = &cfg->pipelines[0].handler.options;
+        CHECK(o->n_items == 1 && o->items[0].n_items == n,
+              "big.yaml: the big map lost keys");
+        exactly_config_free(cfg);
+    }
+    /* Every key is compared with a few others at most. */
+    CHECK(cmp <= 4 * (unsigned long long)n,
+          "a map of %zu keys took %llu key comparisons (more than %llu): "
+          "duplicate detection is not linear",
+          n, cmp, 4 * (unsigned long long)n);
+    unlink("big.yaml");
+}
+
+/* A 9 MB map loads within a generous bound of CPU time (CPU, not wall
+ * time: other work on a loaded machine does not count against it). The
+ * load runs in a child that is killed at a wall-clock deadline, so a
+ * quadratic loader fails this check instead of hanging the test. */
+static void test_large_map_time(void)
+{
+    const long long cpu_limit_ms = 10000, wall_limit_ms = 45000;
+    size_t size = write_big_map("huge.yaml", 360000);
+    struct timespec t0, t1;
+    struct rusage ru;
+    long long wall_ms = 0, cpu_ms = 0;
+    int status = 0, done = 0;
+    pid_t pid;
+
+    CHECK(size > 9u * 1000u * 1000u, "huge.yaml is only %zu bytes", size);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid = fork();
+    if (pid == 0) {
+        char err[1024];
+        exactly_config *cfg = NULL;
+        exactly_err rc = exactly_config_load("huge.yaml", &cfg, err,
+                                             sizeof(err));
+        if (rc != EXACTLY_OK)
+            fprintf(stderr, "huge.yaml: %s\n", err);
+        exactly_config_free(cfg);
+        _exit(rc == EXACTLY_OK ? 0 : 1);
+    }
+    CHECK(pid > 0, "fork failed");
+    memset(&ru, 0, sizeof(ru));
+    while (pid > 0 && !done) {
+        pid_t r = wait4(pid, &status, WNOHANG, &ru);
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        wall_ms = (t1.tv_sec - t0.tv_sec) * 1000LL +
+                  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (r == pid) {
+            done = 1;
+        } else if (wall_ms > wall_limit_ms) {
+            kill(pid, SIGKILL);
+            wait4(pid, &status, 0, &ru);
+            break;
+        } else {
+            usleep(20000);
+        }
+    }
+    cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
+             (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+    CHECK(done, "a %zu-byte map did not load within %lld ms (wall clock)",
+          size, wall_limit_ms);
+    CHECK(!done || (WIFEXITED(status) && WEXITSTATUS(status) == 0),
+          "a %zu-byte map was refused (status %d)", size, status);
+    CHECK(cpu_ms <= cpu_limit_ms,
+          "a %zu-byte map took %lld ms of CPU time to load (limit %lld)",
+          size, cpu_ms, cpu_limit_ms);
+    fprintf(stderr, "# a %zu-byte map: %lld ms CPU, %lld ms wall%s\n", size,
+            cpu_ms, wall_ms, done ? "" : " (killed)");
+    unlink("huge.yaml");
+}
+
+/* ${A:-${B}} is resolved as the shell does: B when A is unset or empty;
+ * an unset B is an error naming the place. */
+static void test_nested_default(void)
+{
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    exactly_err rc;
+
+    setenv("EXACTLY_TEST_INNER", "inner-value", 1);
+    setenv("EXACTLY_TEST_OUTER", "outer-value", 1);
+    unsetenv("EXACTLY_TEST_UNSET");
+    unsetenv("EXACTLY_TEST_UNSET2");
+    write_file("nested.yaml",
+               "kafka:\n  bootstrap.servers: b\n"
+               "  a: \"${EXACTLY_TEST_UNSET:-${EXACTLY_TEST_INNER}}\"\n"
+               "  b: \"${EXACTLY_TEST_OUTER:-${EXACTLY_TEST_UNSET2}}\"\n"
+               "  c: \"<${EXACTLY_TEST_UNSET:-x${EXACTLY_TEST_UNSET2:-y}z}>\"\n"
+               "  d: \"${EXACTLY_TEST_UNSET:-$${EXACTLY_TEST_INNER}}\"\n"
+               "postgres:\n  conninfo: x\n"
+               "pipelines:\n  p:\n    topics: [t]\n    lookup: {table: t}\n"
+               "    handler: {builtin: upsert}\n");
+    rc = exactly_config_load("nested.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "nested.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "a"), "inner-value");
+        /* The default is not evaluated when the variable is set. */
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "b"), "outer-value");
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "c"), "<xyz>");
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "d"),
+                  "${EXACTLY_TEST_INNER}");
+        exactly_config_free(cfg);
+        cfg = NULL;
+    }
+
+    write_file("nested.yaml",
+               "kafka:\n  bootstrap.servers: b\n"
+               "  a: \"${EXACTLY_TEST_UNSET:-${EXACTLY_TEST_UNSET2}}\"\n");
+    rc = exactly_config_load("nested.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_ECONFIG, "nested unset: rc %d", (int)rc);
+    CHECK_STR(err, "nested.yaml:3:6: environment variable "
+                   "'EXACTLY_TEST_UNSET2' is not set (in 'kafka.a')");
+    exactly_config_free(cfg);
+    unlink("nested.yaml");
+}
+
 /* The shipped examples load with only the documented variables set. */
 static void test_examples(const char *src_config_dir)
 {
@@ -734,6 +903,9 @@ int main(void)
     test_secrets_in_messages();
     test_redact();
     test_is_secret();
+    test_nested_default();
+    test_large_map_comparisons();
+    test_large_map_time();
     test_examples(config_dir);
 
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
