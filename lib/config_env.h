@@ -17,7 +17,8 @@
 /*
  * Expands text into a new malloc'd string stored in *out (the caller frees
  * it): ${NAME} becomes the value of environment variable NAME, ${NAME:-word}
- * becomes word when NAME is unset or empty, $$ becomes one '$', and any
+ * becomes word when NAME is unset or empty (word is expanded in turn, so
+ * ${A:-${B}} falls back to B; up to 8 levels), $$ becomes one '$', and any
  * other '$' is kept, so SQL parameters such as $1 pass through untouched.
  * *used_env is set nonzero when text held any ${...}, which tells the caller
  * the result may carry a secret and must not be echoed.
