@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -522,6 +523,25 @@ static const bad_case bad_cases[] = {
      "worker.yaml:1:1: the configuration must be a mapping, got a list"},
     {"bad UTF-8", "postgres:\n  conninfo: \"\xff\"\n",
      "worker.yaml:2:14: invalid YAML: invalid leading UTF-8 octet"},
+    {"unknown local tag", BODY "    workers: !foo 2\n",
+     "worker.yaml:12:14: YAML tag '!foo' is not supported (in "
+     "'pipelines.ledger.workers'): only !!str, !!map and !!seq are"},
+    {"core tag not honoured", BODY "    workers: !!int 2\n",
+     "worker.yaml:12:14: YAML tag '!!int' is not supported (in "
+     "'pipelines.ledger.workers'): only !!str, !!map and !!seq are"},
+    {"tag on a mapping", BODY "    batch: !limits {max_messages: 5}\n",
+     "worker.yaml:12:12: YAML tag '!limits' is not supported (in "
+     "'pipelines.ledger.batch'): only !!str, !!map and !!seq are"},
+    {"tag on a sequence", HEAD "    topics: !set [a]\n",
+     "worker.yaml:7:13: YAML tag '!set' is not supported (in "
+     "'pipelines.ledger.topics'): only !!str, !!map and !!seq are"},
+    {"verbatim tag", BODY "    workers: !<tag:example.com,2000:x> 2\n",
+     "worker.yaml:12:14: YAML tag '!<tag:example.com,2000:x>' is not "
+     "supported (in 'pipelines.ledger.workers'): only !!str, !!map and "
+     "!!seq are"},
+    {"!!seq on a mapping", BODY "    batch: !!seq {max_messages: 5}\n",
+     "worker.yaml:12:12: YAML tag '!!seq' does not fit a mapping (in "
+     "'pipelines.ledger.batch')"},
     {"too deep",
      "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
      "1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
@@ -662,6 +682,107 @@ static void test_is_secret(void)
         CHECK(exactly_config_is_secret(cases[i].name) == cases[i].secret,
               "is_secret('%s') != %d", cases[i].name, cases[i].secret);
     CHECK(exactly_config_is_secret(NULL) == 0, "is_secret(NULL)");
+}
+
+/* The core tags !!str, !!map and !!seq are honoured: !!str keeps a null
+ * word as the text it is. */
+static void test_core_tags(void)
+{
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    exactly_err rc;
+
+    write_file("tags.yaml",
+               "kafka: !!map\n  bootstrap.servers: !!str b\n"
+               "postgres:\n  conninfo: x\n"
+               "pipelines:\n  p:\n    topics: !!seq [t]\n"
+               "    group: !!str null\n"
+               "    lookup: {table: !!str ~}\n"
+               "    handler: {builtin: upsert}\n");
+    rc = exactly_config_load("tags.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "tags.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        CHECK_STR(cfg->pipelines[0].group, "null");
+        CHECK_STR(cfg->pipelines[0].lookup.table, "~");
+        CHECK_STR(cfg->pipelines[0].topics[0], "t");
+        exactly_config_free(cfg);
+    }
+    unlink("tags.yaml");
+}
+
+/* Loads path in a child killed after deadline_ms; returns 1 if it ended
+ * in time, with the first line it printed (the load's message) in msg. */
+static int load_in_child(const char *path, int deadline_ms, char *msg,
+                         size_t msg_size)
+{
+    int fds[2];
+    int status = 0, waited = 0;
+    pid_t pid;
+    ssize_t n;
+
+    msg[0] = '\0';
+    if (pipe(fds) != 0)
+        return 0;
+    pid = fork();
+    if (pid == 0) {
+        char err[1024];
+        exactly_config *cfg = NULL;
+        exactly_err rc;
+
+        close(fds[0]);
+        rc = exactly_config_load(path, &cfg, err, sizeof(err));
+        if (rc == EXACTLY_OK)
+            snprintf(err, sizeof(err), "loaded");
+        if (write(fds[1], err, strlen(err)) < 0)
+            _exit(3);
+        exactly_config_free(cfg);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return 0;
+    }
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (waited >= deadline_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            close(fds[0]);
+            return 0;
+        }
+        usleep(20000);
+        waited += 20;
+    }
+    n = read(fds[0], msg, msg_size - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(fds[0]);
+    return 1;
+}
+
+/* -c on a FIFO (or a directory, or a device) is refused at once with a
+ * clear message; it must not wait for a writer. */
+static void test_not_regular_file(void)
+{
+    char msg[1024];
+
+    CHECK(mkfifo("fifo.yaml", 0600) == 0, "mkfifo failed");
+    CHECK(load_in_child("fifo.yaml", 10000, msg, sizeof(msg)),
+          "loading a FIFO did not return within 10 s");
+    CHECK_STR(msg, "fifo.yaml: not a regular file (a FIFO); give the path "
+                   "of a YAML file");
+    unlink("fifo.yaml");
+
+    CHECK(mkdir("dir.yaml", 0700) == 0, "mkdir failed");
+    CHECK(load_in_child("dir.yaml", 10000, msg, sizeof(msg)),
+          "loading a directory did not return within 10 s");
+    CHECK_STR(msg, "dir.yaml: not a regular file (a directory); give the "
+                   "path of a YAML file");
+    rmdir("dir.yaml");
+
+    CHECK(load_in_child("/dev/null", 10000, msg, sizeof(msg)),
+          "loading /dev/null did not return within 10 s");
+    CHECK_STR(msg, "/dev/null: not a regular file (a character device); "
+                   "give the path of a YAML file");
 }
 
 /* ------------------------------------------------------------------ */
@@ -904,6 +1025,8 @@ int main(void)
     test_redact();
     test_is_secret();
     test_nested_default();
+    test_core_tags();
+    test_not_regular_file();
     test_large_map_comparisons();
     test_large_map_time();
     test_examples(config_dir);
