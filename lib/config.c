@@ -11,6 +11,7 @@
 #include "exactly/handler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -273,6 +275,69 @@ static int has_nul(const yaml_event_t *ev)
            ev->data.scalar.length;
 }
 
+#define CORE_TAG "tag:yaml.org,2002:"
+
+/* The tag of the node ev starts, as libyaml resolved it, or NULL. */
+static const char *event_tag(const yaml_event_t *ev)
+{
+    const yaml_char_t *tag = NULL;
+
+    if (ev->type == YAML_SCALAR_EVENT)
+        tag = ev->data.scalar.tag;
+    else if (ev->type == YAML_MAPPING_START_EVENT)
+        tag = ev->data.mapping_start.tag;
+    else if (ev->type == YAML_SEQUENCE_START_EVENT)
+        tag = ev->data.sequence_start.tag;
+    return (const char *)tag;
+}
+
+/*
+ * Tags change what a node means, so one that is ignored silently changes
+ * the configuration. The core tags that fit the node are honoured (!!str
+ * keeps a null word such as '~' as text; !!map and !!seq say what the node
+ * is anyway); every other tag is refused at its position.
+ */
+static int check_tag(builder *b, const yaml_event_t *ev, cfg_pos pos)
+{
+    static const struct {
+        yaml_event_type_t type;
+        const char *core;
+        const char *what;
+    } fits[] = {{YAML_SCALAR_EVENT, "str", "a scalar"},
+                {YAML_MAPPING_START_EVENT, "map", "a mapping"},
+                {YAML_SEQUENCE_START_EVENT, "seq", "a list"}};
+    const char *tag = event_tag(ev);
+    const char *where = b->c->path.len ? b->c->path.buf : "the top level";
+    size_t i;
+
+    if (!tag)
+        return 0;
+    if (strncmp(tag, CORE_TAG, sizeof(CORE_TAG) - 1) == 0) {
+        const char *name = tag + sizeof(CORE_TAG) - 1;
+        int core = 0;
+
+        for (i = 0; i < sizeof(fits) / sizeof(fits[0]); i++) {
+            if (strcmp(name, fits[i].core) != 0)
+                continue;
+            core = 1;
+            if (ev->type == fits[i].type)
+                return 0;
+        }
+        for (i = 0; core && i < sizeof(fits) / sizeof(fits[0]); i++)
+            if (ev->type == fits[i].type)
+                return fail_at(b->c, pos, "YAML tag '!!%.100s' does not fit "
+                                          "%s (in '%s')",
+                               name, fits[i].what, where);
+        return fail_at(b->c, pos, "YAML tag '!!%.100s' is not supported (in "
+                                  "'%s'): only !!str, !!map and !!seq are",
+                       name, where);
+    }
+    return fail_at(b->c, pos, "YAML tag '%s%.100s%s' is not supported (in "
+                              "'%s'): only !!str, !!map and !!seq are",
+                   tag[0] == '!' ? "" : "!<", tag, tag[0] == '!' ? "" : ">",
+                   where);
+}
+
 static int build_scalar(builder *b, const yaml_event_t *ev, cfg_value *out)
 {
     load_ctx *c = b->c;
@@ -285,7 +350,10 @@ static int build_scalar(builder *b, const yaml_event_t *ev, cfg_value *out)
     out->pos = mark_pos(ev->start_mark);
     if (has_nul(ev))
         return fail_at(c, out->pos, "'%s' contains a NUL byte", c->path.buf);
-    if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && is_null_word(text))
+    /* A plain null word is no value, unless tagged !!str (the only tag
+     * check_tag lets through on a scalar). */
+    if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        !event_tag(ev) && is_null_word(text))
         text = "";
     rc = exactly_env_expand(text, &out->scalar, &used_env, why, sizeof(why));
     if (rc == EXACTLY_ENOMEM)
@@ -436,6 +504,10 @@ static int build_mapping(builder *b, cfg_value *out, int depth)
                     c->path.len ? c->path.buf : "the top level");
             goto cleanup;
         }
+        if (check_tag(b, &ev, key_pos)) {
+            yaml_event_delete(&ev);
+            goto cleanup;
+        }
         key = (const char *)ev.data.scalar.value;
         saved = path_push(&c->path, key);
         if (key_index_reserve(&ix) || grow(out, &cap)) {
@@ -516,6 +588,10 @@ static int build_node(builder *b, yaml_event_t *ev, cfg_value *out, int depth)
     yaml_event_type_t type = ev->type;
     int rc;
 
+    if (check_tag(b, ev, pos)) {
+        yaml_event_delete(ev);
+        return -1;
+    }
     if (type == YAML_SCALAR_EVENT) {
         rc = build_scalar(b, ev, out);
         yaml_event_delete(ev);
@@ -584,18 +660,71 @@ static int parse_document(builder *b, cfg_value *root)
 
 /* Reads the whole file: libyaml then parses from memory, and reader errors
  * (bad UTF-8), which libyaml reports by byte offset, can be placed. */
-static char *read_file(load_ctx *c, size_t *len)
+/* What a file that is not a regular file is, for the refusal. */
+static const char *file_kind(mode_t mode)
 {
-    FILE *f = fopen(c->file, "rb");
-    char *data = NULL;
-    size_t cap = 0, n = 0;
-    char why[300];
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
 
-    if (!f) {
+/*
+ * Opens the configuration for reading. Only a regular file is accepted:
+ * opening a FIFO would wait for a writer forever and a device can be read
+ * without end. O_NONBLOCK keeps open() itself from waiting; it makes no
+ * difference to reading a regular file.
+ */
+static FILE *open_config(load_ctx *c)
+{
+    char why[300];
+    struct stat st;
+    FILE *f;
+    int fd = open(c->file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+    if (fd < 0) {
         snprintf(why, sizeof(why), "cannot open: %s", strerror(errno));
         fail_file(c, EXACTLY_ECONFIG, why);
         return NULL;
     }
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, sizeof(why), "not a regular file (%s); give the path "
+                                   "of a YAML file",
+                 file_kind(st.st_mode));
+        goto fail;
+    }
+    if (!(f = fdopen(fd, "rb"))) {
+        snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    return f;
+
+fail:
+    close(fd);
+    fail_file(c, EXACTLY_ECONFIG, why);
+    return NULL;
+}
+
+static char *read_file(load_ctx *c, size_t *len)
+{
+    FILE *f = open_config(c);
+    char *data = NULL;
+    size_t cap = 0, n = 0;
+    char why[300];
+
+    if (!f)
+        return NULL;
     for (;;) {
         size_t got;
 

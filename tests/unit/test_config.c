@@ -539,6 +539,9 @@ static const bad_case bad_cases[] = {
      "worker.yaml:12:14: YAML tag '!<tag:example.com,2000:x>' is not "
      "supported (in 'pipelines.ledger.workers'): only !!str, !!map and "
      "!!seq are"},
+    {"tag on a key", BODY "    !foo workers: 2\n",
+     "worker.yaml:12:5: YAML tag '!foo' is not supported (in "
+     "'pipelines.ledger'): only !!str, !!map and !!seq are"},
     {"!!seq on a mapping", BODY "    batch: !!seq {max_messages: 5}\n",
      "worker.yaml:12:12: YAML tag '!!seq' does not fit a mapping (in "
      "'pipelines.ledger.batch')"},
