@@ -2,8 +2,10 @@
  * exactly_id_decode(): the bytes of a message become an entity ID in the
  * canonical text form PostgreSQL itself prints, or a reason to dead-letter
  * the message. Canonical matters because IDs are compared as text with
- * looked-up rows (batch_group) and coalesced per batch: "007" and "7" must
- * be one entity, or a record would find no row and be skipped. Refusals
+ * looked-up rows (batch_group) and coalesced per batch, and because Kafka
+ * partitions by the key's bytes: "007" and "7" would be one entity on two
+ * partitions, applied by two workers at once, so by default any spelling
+ * but the canonical one is refused ("not canonical"). Refusals
  * matter because a bad ID must never reach SQL, and the reason lands in a
  * log line and a text column, so it must never carry raw binary bytes.
  *
@@ -41,18 +43,27 @@ static const id_case cases[] = {
     /* ---- bigint: canonical form is PostgreSQL's int8out ---- */
     {"plain", CFG_ID_BIGINT, 256, B("42"), "42", NULL},
     {"zero", CFG_ID_BIGINT, 256, B("0"), "0", NULL},
-    {"leading zeros", CFG_ID_BIGINT, 256, B("007"), "7", NULL},
-    {"all zeros", CFG_ID_BIGINT, 256, B("0000"), "0", NULL},
-    {"negative zero", CFG_ID_BIGINT, 256, B("-0"), "0", NULL},
-    {"negative zeros", CFG_ID_BIGINT, 256, B("-000"), "0", NULL},
-    {"negative leading zeros", CFG_ID_BIGINT, 256, B("-007"), "-7", NULL},
+    /* Kafka partitions by the key's bytes: "007" and "7" would land on
+     * two partitions, so one entity could be applied by two workers at
+     * once. Another spelling of a number is refused, naming the form. */
+    {"leading zeros", CFG_ID_BIGINT, 256, B("007"), NULL,
+     "not canonical (bigint 7)"},
+    {"all zeros", CFG_ID_BIGINT, 256, B("0000"), NULL,
+     "not canonical (bigint 0)"},
+    {"negative zero", CFG_ID_BIGINT, 256, B("-0"), NULL,
+     "not canonical (bigint 0)"},
+    {"negative zeros", CFG_ID_BIGINT, 256, B("-000"), NULL,
+     "not canonical (bigint 0)"},
+    {"negative leading zeros", CFG_ID_BIGINT, 256, B("-007"), NULL,
+     "not canonical (bigint -7)"},
     {"negative", CFG_ID_BIGINT, 256, B("-12345"), "-12345", NULL},
     {"INT64_MAX", CFG_ID_BIGINT, 256, B("9223372036854775807"),
      "9223372036854775807", NULL},
     {"INT64_MIN", CFG_ID_BIGINT, 256, B("-9223372036854775808"),
      "-9223372036854775808", NULL},
     {"INT64_MAX, zero-padded to 20 bytes", CFG_ID_BIGINT, 256,
-     B("09223372036854775807"), "9223372036854775807", NULL},
+     B("09223372036854775807"), NULL,
+     "not canonical (bigint 9223372036854775807)"},
     {"INT64_MIN + 1", CFG_ID_BIGINT, 256, B("-9223372036854775807"),
      "-9223372036854775807", NULL},
     {"INT64_MAX + 1", CFG_ID_BIGINT, 256, B("9223372036854775808"), NULL,
@@ -66,7 +77,12 @@ static const id_case cases[] = {
     /* One past UINT64_MAX would wrap a naive uint64 accumulator to 0. */
     {"UINT64_MAX + 1", CFG_ID_BIGINT, 256, B("18446744073709551616"), NULL,
      "out of range"},
-    {"plus sign", CFG_ID_BIGINT, 256, B("+1"), NULL, "not a bigint"},
+    {"plus sign", CFG_ID_BIGINT, 256, B("+1"), NULL,
+     "not canonical (bigint 1)"},
+    {"plus zero", CFG_ID_BIGINT, 256, B("+0"), NULL,
+     "not canonical (bigint 0)"},
+    {"plus only", CFG_ID_BIGINT, 256, B("+"), NULL, "not a bigint"},
+    {"plus minus", CFG_ID_BIGINT, 256, B("+-1"), NULL, "not a bigint"},
     {"leading space", CFG_ID_BIGINT, 256, B(" 7"), NULL, "not a bigint"},
     {"trailing space", CFG_ID_BIGINT, 256, B("7 "), NULL, "not a bigint"},
     {"trailing newline", CFG_ID_BIGINT, 256, B("7\n"), NULL, "not a bigint"},
@@ -89,16 +105,16 @@ static const id_case cases[] = {
      B("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
      "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
     {"uuid upper case", CFG_ID_UUID, 256,
-     B("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"), NULL,
+     "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid mixed case", CFG_ID_UUID, 256,
-     B("A0eEbC99-9c0B-4Ef8-bB6d-6bB9bD380a11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("A0eEbC99-9c0B-4Ef8-bB6d-6bB9bD380a11"), NULL,
+     "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid 32 hex", CFG_ID_UUID, 256, B("a0eebc999c0b4ef8bb6d6bb9bd380a11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     NULL, "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid 32 hex upper", CFG_ID_UUID, 256,
-     B("A0EEBC999C0B4EF8BB6D6BB9BD380A11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("A0EEBC999C0B4EF8BB6D6BB9BD380A11"), NULL,
+     "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid nil", CFG_ID_UUID, 256, B("00000000-0000-0000-0000-000000000000"),
      "00000000-0000-0000-0000-000000000000", NULL},
     {"uuid hyphen shifted left", CFG_ID_UUID, 256,
@@ -169,14 +185,13 @@ static const id_case cases[] = {
     {"multibyte over max_length", CFG_ID_TEXT, 5, B("\xe6\x97\xa5\xe6\x9c\xac"),
      NULL, "too long"},
     {"bigint at max_length", CFG_ID_BIGINT, 3, B("123"), "123", NULL},
-    /* "0007" is a valid bigint but longer than allowed: length wins. */
-    {"bigint over max_length", CFG_ID_BIGINT, 3, B("0007"), NULL,
+    /* "1007" is a valid bigint but longer than allowed: length wins. */
+    {"bigint over max_length", CFG_ID_BIGINT, 3, B("1007"), NULL,
      "too long (4 bytes, max 3)"},
     {"uuid over max_length", CFG_ID_UUID, 32,
      B("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), NULL, "too long"},
     {"uuid 32 hex at max_length 32", CFG_ID_UUID, 32,
-     B("a0eebc999c0b4ef8bb6d6bb9bd380a11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("a0eebc999c0b4ef8bb6d6bb9bd380a11"), NULL, "not canonical"},
     {"binary over max_length", CFG_ID_TEXT, 4, B("\x01\x02\x03\xfe\xff"),
      NULL, "too long"},
 };
