@@ -1159,6 +1159,10 @@ static const enum_name id_type_names[] = {{"bigint", CFG_ID_BIGINT},
                                           {"text", CFG_ID_TEXT},
                                           {"uuid", CFG_ID_UUID},
                                           {NULL, 0}};
+static const enum_name non_canonical_names[] = {
+    {"dead_letter", CFG_NONCANON_DEAD_LETTER},
+    {"accept", CFG_NONCANON_ACCEPT},
+    {NULL, 0}};
 static const enum_name on_missing_names[] = {
     {"skip", CFG_MISSING_SKIP},
     {"dead_letter", CFG_MISSING_DEAD_LETTER},
@@ -1247,6 +1251,7 @@ static const field id_fields[] = {
     ENUM("type", P(id.type), 0, id_type_names),
     {.key = "max_length", .kind = F_SIZE, .off = P(id.max_length), .min = 1,
      .max = 65536},
+    ENUM("non_canonical", P(id.non_canonical), 0, non_canonical_names),
 };
 static const section id_section = {id_fields, N_FIELDS(id_fields), id_check};
 
@@ -1490,6 +1495,7 @@ static void pipeline_defaults(cfg_pipeline *p)
     p->id.from = CFG_FROM_KEY;
     p->id.type = CFG_ID_BIGINT;
     p->id.max_length = 256;
+    p->id.non_canonical = CFG_NONCANON_DEAD_LETTER;
     p->lookup.on_missing = CFG_MISSING_SKIP;
     p->lookup.missing_retry_ms = 30000;
     p->on_error = CFG_ERROR_DEAD_LETTER;

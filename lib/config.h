@@ -55,6 +55,14 @@ typedef enum cfg_id_type {
     CFG_ID_UUID = 3
 } cfg_id_type;
 
+/* What happens to an ID written in another spelling than its canonical
+ * one ("007" for 7, an upper-case uuid). */
+typedef enum cfg_non_canonical {
+    CFG_NONCANON_DEAD_LETTER = 1, /* refused: Kafka would put the spellings
+                                     of one entity on different partitions */
+    CFG_NONCANON_ACCEPT = 2       /* taken as the canonical form */
+} cfg_non_canonical;
+
 typedef enum cfg_on_missing {
     CFG_MISSING_SKIP = 1,
     CFG_MISSING_DEAD_LETTER = 2,
@@ -80,6 +88,7 @@ typedef struct cfg_pipeline {
         char *header;       /* CFG_FROM_HEADER */
         cfg_id_type type;   /* default bigint */
         size_t max_length;  /* bytes; default 256 */
+        cfg_non_canonical non_canonical; /* default dead_letter */
     } id;
 
     struct {

@@ -4,7 +4,7 @@
  * rest of its batch, and the partition moves on; it never crashes the
  * worker, never stops the good messages around it and never reaches SQL.
  *
- * Four pipelines run side by side, one worker each, on topics of their own:
+ * Five pipelines run side by side, one worker each, on topics of their own:
  *
  *   bigint  id from the key, max_length 32: empty, NULL, non-numeric,
  *           whitespace, out of range, oversized (100 bytes), binary and
@@ -18,7 +18,9 @@
  *           canonical (Kafka would put the two spellings of one entity
  *           on different partitions);
  *   header  id from header 'x': missing header, null header value,
- *           non-numeric value.
+ *           non-numeric value;
+ *   lenient id.non_canonical: accept: "007", "+8", "+0012" are applied as
+ *           7, 8, 12; what is no bigint is still dead-lettered.
  *
  * For each bad message: one dead_letters row at its partition and offset,
  * message_key equal to the key bytes (NULL for a NULL key), entity_id NULL,
@@ -133,6 +135,18 @@ static const case_msg uuid_msgs[] = {
          "c2eebc99-9c0b-4ef8-bb6d-6bb9bd380a13"),
 };
 
+/* id.non_canonical: accept: another spelling is applied as the canonical
+ * ID (and coalesced with it); what is no bigint is still dead-lettered. */
+static const case_msg lenient_msgs[] = {
+    GOOD(0, "007", "7"),
+    GOOD(0, "7", "7"),
+    GOOD(0, "+8", "8"),
+    BAD(0, "abc", "not a bigint"),
+    GOOD(1, "0009", "9"),
+    BAD(1, " 7", "not a bigint"),
+    GOOD(1, "+0012", "12"),
+};
+
 /* The key is a label here; the ID comes from header 'x'. */
 static const case_msg header_msgs[] = {
     {0, BYTES("k1"), BYTES("5"), 0, "5", NULL},
@@ -155,6 +169,8 @@ static pipeline_case pipelines[] = {
      uuid_msgs, N_OF(uuid_msgs), {0}, 0, ""},
     {"header", "bad-header", "{from: header, header: x, type: bigint}",
      "accounts", header_msgs, N_OF(header_msgs), {0}, 0, ""},
+    {"lenient", "bad-lenient", "{from: key, type: bigint, non_canonical: "
+     "accept}", "accounts", lenient_msgs, N_OF(lenient_msgs), {0}, 0, ""},
 };
 
 #define N_PIPELINES N_OF(pipelines)

@@ -246,6 +246,7 @@ static void test_valid(void)
     CHECK(q->id.header == NULL, "projection: id.header set");
     CHECK_INT(q->id.type, CFG_ID_BIGINT);
     CHECK_INT(q->id.max_length, 256);
+    CHECK_INT(q->id.non_canonical, CFG_NONCANON_DEAD_LETTER);
     CHECK_STR(q->lookup.table, "accounts");
     CHECK_STR(q->lookup.id_column, "account_id");
     CHECK_STR(q->lookup.key_column, "account_id");
@@ -453,6 +454,9 @@ static const bad_case bad_cases[] = {
                                    HANDLER,
      "worker.yaml:8:36: 'pipelines.ledger.lookup.on_missing' must be one of "
      "skip, dead_letter, handler, retry, got 'later'"},
+    {"bad non_canonical", BODY "    id: {non_canonical: fix}\n",
+     "worker.yaml:12:25: 'pipelines.ledger.id.non_canonical' must be one of "
+     "dead_letter, accept, got 'fix'"},
     {"id header without from: header", BODY "    id: {header: h}\n",
      "worker.yaml:12:10: 'pipelines.ledger.id.header' applies only with "
      "'from: header'"},
@@ -711,6 +715,27 @@ static void test_core_tags(void)
         exactly_config_free(cfg);
     }
     unlink("tags.yaml");
+}
+
+/* id.non_canonical: accept is read; dead_letter is the default. */
+static void test_non_canonical_option(void)
+{
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    exactly_err rc;
+
+    write_file("noncanon.yaml",
+               "kafka: {bootstrap.servers: b}\npostgres: {conninfo: x}\n"
+               "pipelines:\n  p:\n    topics: [t]\n"
+               "    id: {type: uuid, non_canonical: accept}\n"
+               "    lookup: {table: t}\n    handler: {builtin: upsert}\n");
+    rc = exactly_config_load("noncanon.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "noncanon.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        CHECK_INT(cfg->pipelines[0].id.non_canonical, CFG_NONCANON_ACCEPT);
+        exactly_config_free(cfg);
+    }
+    unlink("noncanon.yaml");
 }
 
 /* Loads path in a child killed after deadline_ms; returns 1 if it ended
@@ -1029,6 +1054,7 @@ int main(void)
     test_is_secret();
     test_nested_default();
     test_core_tags();
+    test_non_canonical_option();
     test_not_regular_file();
     test_large_map_comparisons();
     test_large_map_time();

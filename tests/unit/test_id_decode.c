@@ -230,8 +230,8 @@ static void run_case(const id_case *c)
     exactly_err rc;
 
     memset(reason, 0, sizeof reason);
-    rc = exactly_id_decode(c->type, c->max_len, c->in, c->in_len, &out, reason,
-                           sizeof reason);
+    rc = exactly_id_decode(c->type, c->max_len, 0, c->in, c->in_len, &out,
+                           reason, sizeof reason);
     if (c->want) {
         TK_CHECK(rc == EXACTLY_OK, "%s: \"%s\" refused: %s", c->name,
                  show(c->in, c->in_len), reason);
@@ -275,7 +275,7 @@ static void check_reason_bounds(void)
         for (k = 0; k < 2; k++) {
             for (b = 0; b < 2; b++) {
                 memset(reason, 'Z', sizeof reason);
-                TK_CHECK(exactly_id_decode(types[i], max_lens[k], big,
+                TK_CHECK(exactly_id_decode(types[i], max_lens[k], 0, big,
                                            sizeof big, &out, reason,
                                            sizes[b]) == EXACTLY_EINVAL,
                          "4096 binary bytes accepted as %s (max_len %zu)",
@@ -306,21 +306,21 @@ static void check_reason_bounds(void)
 
     /* A tiny reason buffer is filled and terminated, never overrun. */
     memset(small, 'Z', sizeof small);
-    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, "definitely not a number",
+    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, "definitely not a number",
                                23, &out, small, 8) == EXACTLY_EINVAL,
              "text accepted as bigint");
     TK_CHECK(memchr(small, '\0', 8) != NULL, "8-byte reason not terminated");
     TK_CHECK(small[8] == 'Z', "reason overran its 8-byte buffer");
 
     /* Quote and backslash are escaped too: a reason quotes with '...'. */
-    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, "a'b\\c", 5, &out, reason,
+    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, "a'b\\c", 5, &out, reason,
                                sizeof reason) == EXACTLY_EINVAL,
              "a'b\\c accepted as bigint");
     TK_CHECK(strstr(reason, "a\\x27b\\x5cc") != NULL,
              "quote/backslash not escaped in reason \"%s\"", reason);
 
     /* NULL data with length 0 is the missing key of a Kafka message. */
-    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, NULL, 0, &out, reason,
+    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, NULL, 0, &out, reason,
                                sizeof reason) == EXACTLY_EINVAL,
              "NULL key accepted");
     TK_CHECK(out == NULL && strstr(reason, "empty") != NULL,
@@ -341,10 +341,61 @@ static void check_bigint_fixed_point(void)
 
     for (i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         snprintf(in, sizeof in, "%" PRId64, vals[i]);
-        TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, in, strlen(in), &out,
+        TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, in, strlen(in), &out,
                                    reason, sizeof reason) == EXACTLY_OK,
                  "%s refused: %s", in, reason);
         TK_CHECK_EQ_STR(out, in, "canonical form of a canonical bigint");
+        free(out);
+    }
+}
+
+/* With id.non_canonical: accept, another spelling becomes the canonical
+ * form; what is not an ID at all is still refused, with the same reason. */
+static void check_accept_non_canonical(void)
+{
+    static const struct {
+        cfg_id_type type;
+        const char *in;
+        const char *want; /* NULL: refused */
+    } cases[] = {
+        {CFG_ID_BIGINT, "007", "7"},
+        {CFG_ID_BIGINT, "+7", "7"},
+        {CFG_ID_BIGINT, "-0", "0"},
+        {CFG_ID_BIGINT, "-007", "-7"},
+        {CFG_ID_BIGINT, "+0", "0"},
+        {CFG_ID_BIGINT, "09223372036854775807", "9223372036854775807"},
+        {CFG_ID_BIGINT, "7", "7"},
+        {CFG_ID_BIGINT, "+", NULL},
+        {CFG_ID_BIGINT, " 7", NULL},
+        {CFG_ID_BIGINT, "0x7", NULL},
+        {CFG_ID_BIGINT, "9223372036854775808", NULL},
+        {CFG_ID_UUID, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+        {CFG_ID_UUID, "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+        {CFG_ID_UUID, "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}", NULL},
+        {CFG_ID_TEXT, " 007 ", " 007 "},
+    };
+    char reason[EXACTLY_ID_REASON_MAX];
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        exactly_err rc = exactly_id_decode(cases[i].type, 256, 1, cases[i].in,
+                                           strlen(cases[i].in), &out, reason,
+                                           sizeof reason);
+        if (cases[i].want) {
+            TK_CHECK(rc == EXACTLY_OK, "accept: \"%s\" refused: %s",
+                     cases[i].in, reason);
+            TK_CHECK_EQ_STR(out, cases[i].want, "accepted spelling");
+        } else {
+            TK_CHECK(rc == EXACTLY_EINVAL && out == NULL,
+                     "accept: \"%s\" is no %s but was accepted",
+                     cases[i].in, exactly_id_type_name(cases[i].type));
+            TK_CHECK(strstr(reason, "not canonical") == NULL,
+                     "accept: \"%s\" refused as \"%s\"", cases[i].in,
+                     reason);
+        }
         free(out);
     }
 }
@@ -358,6 +409,7 @@ int main(void)
     tk_note("%zu table cases passed", n);
     check_reason_bounds();
     check_bigint_fixed_point();
+    check_accept_non_canonical();
     tk_note("id_decode unit test passed");
     return 0;
 }
