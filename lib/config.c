@@ -1196,9 +1196,20 @@ static const enum_name on_error_names[] = {
 static int postgres_check(load_ctx *c, cfg_value *map, cfg_pos at, void *base)
 {
     exactly_config *cfg = base;
+    const cfg_value *v;
+    const char *problem;
+    cfg_pos key_pos;
 
-    (void)map;
     cfg->postgres.pos = at;
+    /* A conninfo libpq cannot read as written is refused here, in a
+     * sentence of our own: libpq's message would quote the password. */
+    problem = exactly_conninfo_problem(cfg->postgres.conninfo);
+    if (problem) {
+        v = map_find(map, "conninfo", &key_pos);
+        path_push(&c->path, "conninfo");
+        return fail_at(c, v ? v->pos : key_pos, "'%s' %s", c->path.buf,
+                       problem);
+    }
     if (!cfg->postgres.schema && !(cfg->postgres.schema = strdup("exactly")))
         return fail_nomem(c);
     return 0;
@@ -1783,146 +1794,4 @@ const char *exactly_id_type_name(cfg_id_type t)
         if (id_type_names[i].value == (int)t)
             return id_type_names[i].name;
     return "unknown";
-}
-
-/* ------------------------------------------------------------------ */
-/* Conninfo redaction                                                  */
-/* ------------------------------------------------------------------ */
-
-/* Bounded output: appends what fits and always stays NUL-terminated. */
-typedef struct red_out {
-    char *buf;
-    size_t size;
-    size_t len;
-} red_out;
-
-static void red_put(red_out *o, const char *s, size_t n)
-{
-    size_t room;
-
-    if (o->size == 0)
-        return;
-    room = o->size - 1 - o->len;
-    if (n > room)
-        n = room;
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-/* libpq has both "password" and "sslpassword"; hide anything like them. */
-static int is_password_key(const char *key, size_t len)
-{
-    static const char word[] = "password";
-    size_t i;
-
-    for (i = 0; i + sizeof(word) - 1 <= len; i++)
-        if (strncasecmp(key + i, word, sizeof(word) - 1) == 0)
-            return 1;
-    return 0;
-}
-
-/* postgresql://user:secret@host/db?password=x: hide the userinfo password
- * and any password parameter of the query string. */
-static void redact_uri(const char *s, red_out *o)
-{
-    const char *auth = strstr(s, "://") + 3;
-    const char *query = strchr(auth, '?');
-    const char *end = query ? query : auth + strlen(auth);
-    const char *at = NULL, *colon, *p;
-
-    /* The last '@' before the query: a password with a stray '@' or '/' in
-     * it is still hidden whole. */
-    for (p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon) {
-        red_put(o, s, (size_t)(colon + 1 - s));
-        red_put(o, "****", 4);
-        red_put(o, at, (size_t)(end - at));
-    } else {
-        red_put(o, s, (size_t)(end - s));
-    }
-    if (!query)
-        return;
-    p = query;
-    while (*p) {
-        const char *param = p + 1; /* past '?' or '&' */
-        const char *amp = strchr(param, '&');
-        const char *pend = amp ? amp : param + strlen(param);
-        const char *eq = memchr(param, '=', (size_t)(pend - param));
-
-        if (eq && is_password_key(param, (size_t)(eq - param))) {
-            red_put(o, p, (size_t)(eq + 1 - p));
-            red_put(o, "****", 4);
-        } else {
-            red_put(o, p, (size_t)(pend - p));
-        }
-        p = pend;
-    }
-}
-
-/* Skips one keyword=value value (quoted with '...' and backslash escapes,
- * or bare up to whitespace) and returns where it ends. */
-static const char *skip_value(const char *p)
-{
-    if (*p != '\'') {
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-            p++;
-        return p;
-    }
-    for (p++; *p && *p != '\''; p++)
-        if (*p == '\\' && p[1])
-            p++;
-    return *p ? p + 1 : p;
-}
-
-static void redact_keywords(const char *s, red_out *o)
-{
-    const char *p = s;
-
-    while (*p) {
-        const char *key = p, *key_end, *eq, *value;
-
-        while (*p && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n' &&
-               *p != '\r')
-            p++;
-        key_end = p;
-        eq = p;
-        while (*eq == ' ' || *eq == '\t')
-            eq++;
-        if (key_end == key || *eq != '=') {
-            /* Whitespace or junk: copy one byte and move on. */
-            p = key_end == key ? key + 1 : key_end;
-            red_put(o, key, (size_t)(p - key));
-            continue;
-        }
-        value = eq + 1;
-        while (*value == ' ' || *value == '\t')
-            value++;
-        p = skip_value(value);
-        red_put(o, key, (size_t)(value - key));
-        if (is_password_key(key, (size_t)(key_end - key)))
-            red_put(o, "****", 4);
-        else
-            red_put(o, value, (size_t)(p - value));
-    }
-}
-
-void exactly_config_redact_conninfo(const char *conninfo, char *out,
-                                    size_t out_size)
-{
-    red_out o = {out, out_size, 0};
-
-    if (out_size == 0)
-        return;
-    out[0] = '\0';
-    if (!conninfo)
-        return;
-    if (strncmp(conninfo, "postgresql://", 13) == 0 ||
-        strncmp(conninfo, "postgres://", 11) == 0)
-        redact_uri(conninfo, &o);
-    else
-        redact_keywords(conninfo, &o);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conninfo.h"
 #include "exactly/error.h"
 
 /* A position in the file, for error messages given after loading. */
@@ -171,9 +172,6 @@ const cfg_pipeline *exactly_config_pipeline(const exactly_config *cfg,
 /* Whether a librdkafka property holds a secret and must never be printed. */
 int exactly_config_is_secret(const char *property);
 
-/* Copies conninfo into out with any password value replaced by "****". */
-void exactly_config_redact_conninfo(const char *conninfo, char *out,
-                                    size_t out_size);
 
 const char *exactly_id_type_name(cfg_id_type t);
 

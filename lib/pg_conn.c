@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conninfo.h"
 #include "log.h"
 
 static void notice_to_log(void *arg, const char *message)
@@ -19,6 +20,24 @@ static void notice_to_log(void *arg, const char *message)
                 (int)n, message);
 }
 
+/* Writes "what: libpq's message" into errbuf, the message on one line and
+ * with every password of the conninfo hidden: libpq and the server may
+ * quote any option (a host, a database name) that holds a piece of it. */
+static void fail_connect(const exactly_config *cfg, PGconn *conn,
+                         const char *what, char *errbuf, size_t errbuf_size)
+{
+    const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+    char scrubbed[1024];
+    size_t n;
+
+    exactly_conninfo_scrub(cfg->postgres.conninfo, m, scrubbed,
+                           sizeof(scrubbed));
+    n = strlen(scrubbed);
+    while (n > 0 && scrubbed[n - 1] == '\n')
+        n--;
+    snprintf(errbuf, errbuf_size, "%s: %.*s", what, (int)n, scrubbed);
+}
+
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size)
 {
@@ -28,7 +47,18 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                           "options",   "keepalives",        "keepalives_idle",
                           "keepalives_interval", "keepalives_count", NULL};
     const char *vals[9];
+    const char *problem;
     PGconn *conn;
+
+    /* libpq's own messages about a conninfo it cannot read quote pieces of
+     * it, the password included: say what is wrong in our own words. */
+    problem = exactly_conninfo_problem(cfg->postgres.conninfo);
+    if (problem) {
+        snprintf(errbuf, errbuf_size,
+                 "cannot connect to PostgreSQL: 'postgres.conninfo' %s",
+                 problem);
+        return NULL;
+    }
 
     snprintf(timeout, sizeof(timeout), "%d", cfg->postgres.connect_timeout_s);
     /* Every wait on the server stays bounded, so a stuck database turns
@@ -50,19 +80,15 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
     /* expand_dbname=1: the first dbname value may be a whole conninfo. */
     conn = PQconnectdbParams(keys, vals, 1);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        const char *m = conn ? PQerrorMessage(conn) : "out of memory";
-        size_t n = strlen(m);
-        while (n > 0 && m[n - 1] == '\n')
-            n--;
-        snprintf(errbuf, errbuf_size, "cannot connect to PostgreSQL: %.*s",
-                 (int)n, m);
+        fail_connect(cfg, conn, "cannot connect to PostgreSQL", errbuf,
+                     errbuf_size);
         PQfinish(conn);
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
     if (PQsetnonblocking(conn, 1) != 0) {
-        snprintf(errbuf, errbuf_size, "cannot set non-blocking mode: %s",
-                 PQerrorMessage(conn));
+        fail_connect(cfg, conn, "cannot set non-blocking mode", errbuf,
+                     errbuf_size);
         PQfinish(conn);
         return NULL;
     }

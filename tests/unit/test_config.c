@@ -392,6 +392,10 @@ static const bad_case bad_cases[] = {
     {"missing postgres.conninfo",
      "postgres:\n  schema: x\npipelines:\n  p:\n    topics: t\n",
      "worker.yaml:1:1: missing required key 'postgres.conninfo'"},
+    {"unparsable conninfo", "postgres:\n  conninfo: \"host=db password='pw\"\n",
+     "worker.yaml:2:13: 'postgres.conninfo' cannot be parsed: a quoted value "
+     "is not closed (libpq's own message is not shown, as it can quote the "
+     "password)"},
     {"missing pipelines", "postgres:\n  conninfo: x\n",
      "worker.yaml:1:1: missing required key 'pipelines'"},
     {"missing handler", HEAD TOPICS LOOKUP,
@@ -667,6 +671,82 @@ static void test_redact(void)
     exactly_config_redact_conninfo(NULL, out, sizeof(out));
     CHECK_STR(out, "");
     exactly_config_redact_conninfo("password=x", out, 0); /* no crash */
+}
+
+/* Which conninfos are refused, and in words that quote none of them. */
+static void test_conninfo_problem(void)
+{
+    static const struct {
+        const char *conninfo;
+        const char *has; /* NULL: accepted */
+    } cases[] = {
+        {"host=db user=app password=hunter2 dbname=x", NULL},
+        {"", NULL},
+        {"mydb", NULL},
+        {"postgresql://app:hunter2@db:5432/x?sslmode=require", NULL},
+        {"postgresql://app:hun%2Fter@db/x", NULL},
+        {"postgresql://app:hun?ter@db/x", NULL},
+        {"postgresql:///x?host=/tmp&password=hunter2", NULL},
+        {"postgresql://app:hunter2%zz@db/x", "invalid percent-escape"},
+        {"postgresql://app:hunter2@[::1/x", "IPv6 host address"},
+        {"host=db password=hunter2 more", "a word is not followed by '='"},
+        {"host=db password='hunter2", "a quoted value is not closed"},
+        {"host=db passwrd=hunter2", "unknown connection option"},
+        {"postgresql://db/x?passwrd=hunter2", "unknown connection option"},
+        {"postgresql://app:hun/ter2@db/x", "must be percent-encoded"},
+        {"postgresql://app:hun@ter2@db/x", "must be percent-encoded"},
+        {"postgresql:/app:hunter2@db/x", "neither keyword=value pairs"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *why = exactly_conninfo_problem(cases[i].conninfo);
+
+        if (!cases[i].has) {
+            CHECK(why == NULL, "'%s' refused: %s", cases[i].conninfo, why);
+            continue;
+        }
+        CHECK(why && strstr(why, cases[i].has), "'%s': expected '%s', got "
+              "'%s'", cases[i].conninfo, cases[i].has, why ? why : "(null)");
+        CHECK(!why || (!strstr(why, "hunter") && !strstr(why, "ter2")),
+              "'%s': the reason quotes the password: %s", cases[i].conninfo,
+              why);
+    }
+}
+
+/* Messages lose every form of the password: as written, percent-decoded,
+ * unquoted, and pieces of a URI password libpq read as other options. */
+static void test_conninfo_scrub(void)
+{
+    static const struct {
+        const char *conninfo, *msg, *want;
+    } cases[] = {
+        {"postgresql://u:Sec%2Fret@h/d", "a \"Sec/ret\" b \"Sec%2Fret\"",
+         "a \"****\" b \"****\""},
+        {"host=h password='a b\\'c' dbname=d", "x a b'c y 'a b\\'c'",
+         "x **** y ****"},
+        {"host=h sslpassword=k3y password=pw1", "k3y pw1 pw",
+         "**** **** pw"},
+        {"postgresql://u:pw@h/d?password=q%41", "pw qA q%41",
+         "**** **** ****"},
+        {"postgresql://u:Pw/Xy@h:5/d", "invalid port \"Pw/Xy\"",
+         "invalid port \"****\""},
+        {"host=h", "nothing to hide", "nothing to hide"},
+    };
+    char out[256];
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        exactly_conninfo_scrub(cases[i].conninfo, cases[i].msg, out,
+                               sizeof(out));
+        CHECK(strcmp(out, cases[i].want) == 0,
+              "scrub '%s' with '%s': expected '%s', got '%s'",
+              cases[i].msg, cases[i].conninfo, cases[i].want, out);
+    }
+    memset(out, 'x', sizeof(out));
+    exactly_conninfo_scrub("password=pw", "pw pw pw", out, 6);
+    CHECK_STR(out, "**** ");
+    CHECK(out[6] == 'x', "scrub wrote past the buffer");
 }
 
 static void test_is_secret(void)
@@ -1051,6 +1131,8 @@ int main(void)
     test_bad_documents();
     test_secrets_in_messages();
     test_redact();
+    test_conninfo_problem();
+    test_conninfo_scrub();
     test_is_secret();
     test_nested_default();
     test_core_tags();
