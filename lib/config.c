@@ -1198,6 +1198,7 @@ static int postgres_check(load_ctx *c, cfg_value *map, cfg_pos at, void *base)
     exactly_config *cfg = base;
     const cfg_value *v;
     const char *problem;
+    char why[300];
     cfg_pos key_pos;
 
     cfg->postgres.pos = at;
@@ -1209,6 +1210,15 @@ static int postgres_check(load_ctx *c, cfg_value *map, cfg_pos at, void *base)
         path_push(&c->path, "conninfo");
         return fail_at(c, v ? v->pos : key_pos, "'%s' %s", c->path.buf,
                        problem);
+    }
+    /* Settings of the user's that exactly would have to override. */
+    problem = exactly_conninfo_conflict(cfg->postgres.conninfo,
+                                        map_find(map, "connect_timeout_s",
+                                                 NULL) != NULL,
+                                        why, sizeof(why));
+    if (problem) {
+        v = map_find(map, "conninfo", &key_pos);
+        return fail_at(c, v ? v->pos : key_pos, "%s", problem);
     }
     if (!cfg->postgres.schema && !(cfg->postgres.schema = strdup("exactly")))
         return fail_nomem(c);

@@ -1,5 +1,7 @@
 #include "conninfo.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -487,4 +489,235 @@ const char *exactly_conninfo_problem(const char *conninfo)
     if (errmsg)
         PQfreemem(errmsg);
     return why;
+}
+
+/* ------------------------------------------------------------------ */
+/* The user's settings and exactly's                                   */
+/* ------------------------------------------------------------------ */
+
+/* libpq reads a text without '=' that is no URI as a database name. */
+static int is_connection_string(const char *conninfo)
+{
+    return uri_prefix(conninfo) || strchr(conninfo, '=');
+}
+
+/* The parsed options of conninfo (NULL for a bare database name or one
+ * that cannot be parsed). Free with PQconninfoFree(). */
+static PQconninfoOption *parse(const char *conninfo)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts;
+
+    if (!is_connection_string(conninfo))
+        return NULL;
+    opts = PQconninfoParse(conninfo, &errmsg);
+    if (errmsg)
+        PQfreemem(errmsg);
+    return opts;
+}
+
+static const char *option_value(const PQconninfoOption *opts,
+                                const char *key)
+{
+    for (; opts && opts->keyword; opts++)
+        if (strcmp(opts->keyword, key) == 0)
+            return opts->val;
+    return NULL;
+}
+
+/* The server settings exactly sets through options, with the key of the
+ * configuration that sets each. */
+static const struct {
+    const char *guc;
+    const char *key;
+} owned_gucs[] = {
+    {"statement_timeout", "postgres.statement_timeout_ms"},
+    {"lock_timeout", "postgres.lock_timeout_ms"},
+    {"idle_in_transaction_session_timeout",
+     "postgres.idle_in_transaction_timeout_ms"},
+};
+
+/*
+ * Whether a server setting named in options (the libpq "options" value:
+ * command-line switches split at unescaped whitespace, "-c name=value",
+ * "-cname=value" or "--name=value", '-' in names read as '_', names in any
+ * case) is one exactly sets. Returns its index in owned_gucs, or -1.
+ */
+static int options_owned_guc(const char *options)
+{
+    const char *p = options;
+    int after_c = 0;
+
+    while (*p) {
+        char word[256];
+        size_t n = 0, i;
+        const char *arg = NULL;
+
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        while (*p && !isspace((unsigned char)*p)) {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 < sizeof(word))
+                word[n++] = *p;
+            p++;
+        }
+        word[n] = '\0';
+        if (after_c)
+            arg = word;
+        else if (strncmp(word, "--", 2) == 0)
+            arg = word + 2;
+        else if (strncmp(word, "-c", 2) == 0 && word[2])
+            arg = word + 2;
+        after_c = !arg && strcmp(word, "-c") == 0;
+        if (!arg)
+            continue;
+        {
+            char name[256];
+            size_t k = strcspn(arg, "=");
+
+            if (k >= sizeof(name))
+                continue;
+            for (i = 0; i < k; i++)
+                name[i] = arg[i] == '-' ? '_'
+                                        : (char)tolower((unsigned char)arg[i]);
+            name[k] = '\0';
+            for (i = 0; i < sizeof(owned_gucs) / sizeof(owned_gucs[0]); i++)
+                if (strcmp(name, owned_gucs[i].guc) == 0)
+                    return (int)i;
+        }
+    }
+    return -1;
+}
+
+const char *exactly_conninfo_conflict(const char *conninfo,
+                                      int yaml_connect_timeout, char *why,
+                                      size_t why_size)
+{
+    PQconninfoOption *opts = parse(conninfo ? conninfo : "");
+    const char *v;
+    int g;
+
+    if (why_size > 0)
+        why[0] = '\0';
+    if (!opts)
+        return NULL;
+    if (option_value(opts, "application_name")) {
+        snprintf(why, why_size,
+                 "'postgres.conninfo' sets application_name: exactly names "
+                 "each session itself (a worker's owner, by which 'exactly "
+                 "offsets reset' finds running workers); remove it");
+    } else if ((v = option_value(opts, "options")) &&
+               (g = options_owned_guc(v)) >= 0) {
+        snprintf(why, why_size,
+                 "'postgres.conninfo' sets %s in its options: set '%s' "
+                 "instead",
+                 owned_gucs[g].guc, owned_gucs[g].key);
+    } else if (yaml_connect_timeout && option_value(opts, "connect_timeout")) {
+        snprintf(why, why_size,
+                 "'postgres.conninfo' sets connect_timeout and "
+                 "'postgres.connect_timeout_s' is set too: keep one of "
+                 "them");
+    }
+    PQconninfoFree(opts);
+    return why_size > 0 && why[0] ? why : NULL;
+}
+
+void exactly_conninfo_params_free(exactly_conn_params *p)
+{
+    if (!p)
+        return;
+    free(p->keys);
+    free(p->vals);
+    PQconninfoFree(p->parsed);
+    free(p->options);
+    memset(p, 0, sizeof(*p));
+}
+
+const char *exactly_conninfo_param(const exactly_conn_params *p,
+                                   const char *key)
+{
+    size_t i;
+
+    for (i = 0; p->keys && p->keys[i]; i++)
+        if (strcmp(p->keys[i], key) == 0)
+            return p->vals[i];
+    return NULL;
+}
+
+exactly_err exactly_conninfo_params(const char *conninfo,
+                                    const exactly_conn_settings *s,
+                                    exactly_conn_params *out)
+{
+    /* Our defaults; a value of the conninfo's own wins. */
+    const char *defaults[][2] = {
+        {"connect_timeout", s->connect_timeout},
+        {"keepalives", "1"},
+        {"keepalives_idle", "10"},
+        {"keepalives_interval", "5"},
+        {"keepalives_count", "3"},
+    };
+    const size_t n_defaults = sizeof(defaults) / sizeof(defaults[0]);
+    PQconninfoOption *o;
+    const char *user_options = NULL;
+    size_t cap = n_defaults + 4, n = 0, i;
+
+    memset(out, 0, sizeof(*out));
+    if (is_connection_string(conninfo)) {
+        out->parsed = parse(conninfo);
+        if (!out->parsed)
+            return EXACTLY_ECONFIG;
+        for (o = out->parsed; o->keyword; o++)
+            cap++;
+    }
+    out->keys = calloc(cap, sizeof(*out->keys));
+    out->vals = calloc(cap, sizeof(*out->vals));
+    if (!out->keys || !out->vals)
+        goto nomem;
+    if (!out->parsed) {
+        out->keys[n] = "dbname";
+        out->vals[n++] = conninfo;
+    }
+    for (o = out->parsed; o && o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "application_name") == 0)
+            continue;
+        if (strcmp(o->keyword, "options") == 0) {
+            user_options = o->val;
+            continue;
+        }
+        out->keys[n] = o->keyword;
+        out->vals[n++] = o->val;
+    }
+    for (i = 0; i < n_defaults; i++) {
+        if (option_value(out->parsed, defaults[i][0]) || !defaults[i][1])
+            continue;
+        out->keys[n] = defaults[i][0];
+        out->vals[n++] = defaults[i][1];
+    }
+    if (user_options && user_options[0] && s->options && s->options[0]) {
+        size_t len = strlen(user_options) + strlen(s->options) + 2;
+
+        if (!(out->options = malloc(len)))
+            goto nomem;
+        snprintf(out->options, len, "%s %s", user_options, s->options);
+    } else if (!(out->options = strdup(user_options && user_options[0]
+                                           ? user_options
+                                           : s->options ? s->options : ""))) {
+        goto nomem;
+    }
+    out->keys[n] = "options";
+    out->vals[n++] = out->options;
+    if (s->application_name) {
+        out->keys[n] = "application_name";
+        out->vals[n++] = s->application_name;
+    }
+    out->keys[n] = NULL;
+    out->vals[n] = NULL;
+    return EXACTLY_OK;
+
+nomem:
+    exactly_conninfo_params_free(out);
+    return EXACTLY_ENOMEM;
 }

@@ -43,12 +43,10 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
 {
     char timeout[16];
     char options[256];
-    const char *keys[] = {"dbname",    "connect_timeout",   "application_name",
-                          "options",   "keepalives",        "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", NULL};
-    const char *vals[9];
+    exactly_conn_settings ours;
+    exactly_conn_params params;
     const char *problem;
-    PGconn *conn;
+    PGconn *conn = NULL;
 
     /* libpq's own messages about a conninfo it cannot read quote pieces of
      * it, the password included: say what is wrong in our own words. */
@@ -59,7 +57,6 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                  problem);
         return NULL;
     }
-
     snprintf(timeout, sizeof(timeout), "%d", cfg->postgres.connect_timeout_s);
     /* Every wait on the server stays bounded, so a stuck database turns
      * into a retriable error instead of a worker that stops polling. */
@@ -68,17 +65,21 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
              "-c idle_in_transaction_session_timeout=%d",
              cfg->postgres.statement_timeout_ms, cfg->postgres.lock_timeout_ms,
              cfg->postgres.idle_in_transaction_timeout_ms);
-    vals[0] = cfg->postgres.conninfo;
-    vals[1] = timeout;
-    vals[2] = app_name;
-    vals[3] = options;
-    vals[4] = "1";
-    vals[5] = "10";
-    vals[6] = "5";
-    vals[7] = "3";
-    vals[8] = NULL;
-    /* expand_dbname=1: the first dbname value may be a whole conninfo. */
-    conn = PQconnectdbParams(keys, vals, 1);
+    /* The user's settings stay (their options before ours, their
+     * connect_timeout and keepalives over our defaults); the session's
+     * name is ours. */
+    ours.application_name = app_name;
+    ours.connect_timeout = timeout;
+    ours.options = options;
+    if (exactly_conninfo_params(cfg->postgres.conninfo, &ours, &params) !=
+        EXACTLY_OK) {
+        snprintf(errbuf, errbuf_size, "cannot connect to PostgreSQL: %s",
+                 "out of memory");
+        exactly_conninfo_params_free(&params);
+        return NULL;
+    }
+    conn = PQconnectdbParams(params.keys, params.vals, 0);
+    exactly_conninfo_params_free(&params);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
         fail_connect(cfg, conn, "cannot connect to PostgreSQL", errbuf,
                      errbuf_size);

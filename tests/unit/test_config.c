@@ -749,6 +749,86 @@ static void test_conninfo_scrub(void)
     CHECK(out[6] == 'x', "scrub wrote past the buffer");
 }
 
+/* The user's conninfo settings are kept; exactly's fill the gaps. */
+static void test_conninfo_params(void)
+{
+    const exactly_conn_settings ours = {"host:1:0", "10",
+                                        "-c statement_timeout=5"};
+    exactly_conn_params p;
+    char why[300];
+
+    CHECK(exactly_conninfo_params("host=h keepalives_idle=99 "
+                                  "options='-c search_path=a' "
+                                  "connect_timeout=3 sslmode=disable",
+                                  &ours, &p) == EXACTLY_OK,
+          "params: refused");
+    CHECK_STR(exactly_conninfo_param(&p, "host"), "h");
+    CHECK_STR(exactly_conninfo_param(&p, "sslmode"), "disable");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives_idle"), "99");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives"), "1");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives_interval"), "5");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives_count"), "3");
+    CHECK_STR(exactly_conninfo_param(&p, "connect_timeout"), "3");
+    CHECK_STR(exactly_conninfo_param(&p, "options"),
+              "-c search_path=a -c statement_timeout=5");
+    CHECK_STR(exactly_conninfo_param(&p, "application_name"), "host:1:0");
+    CHECK(exactly_conninfo_param(&p, "dbname") == NULL, "dbname set");
+    exactly_conninfo_params_free(&p);
+
+    CHECK(exactly_conninfo_params("postgresql://u@h/db?keepalives=0", &ours,
+                                  &p) == EXACTLY_OK,
+          "params (URI): refused");
+    CHECK_STR(exactly_conninfo_param(&p, "dbname"), "db");
+    CHECK_STR(exactly_conninfo_param(&p, "user"), "u");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives"), "0");
+    CHECK_STR(exactly_conninfo_param(&p, "connect_timeout"), "10");
+    CHECK_STR(exactly_conninfo_param(&p, "options"), "-c statement_timeout=5");
+    exactly_conninfo_params_free(&p);
+
+    CHECK(exactly_conninfo_params("mydb", &ours, &p) == EXACTLY_OK,
+          "params (bare name): refused");
+    CHECK_STR(exactly_conninfo_param(&p, "dbname"), "mydb");
+    exactly_conninfo_params_free(&p);
+    CHECK(exactly_conninfo_params("host='x", &ours, &p) == EXACTLY_ECONFIG,
+          "params: unparsable conninfo accepted");
+    exactly_conninfo_params_free(&p);
+    exactly_conninfo_params_free(NULL);
+
+    /* Conflicts, in every spelling of a server setting. */
+    CHECK(exactly_conninfo_conflict("host=h options='-c search_path=a'", 1,
+                                    why, sizeof(why)) == NULL,
+          "search_path refused: %s", why);
+    CHECK(exactly_conninfo_conflict("host=h connect_timeout=3", 0, why,
+                                    sizeof(why)) == NULL,
+          "connect_timeout alone refused: %s", why);
+    CHECK(exactly_conninfo_conflict("host=h connect_timeout=3", 1, why,
+                                    sizeof(why)) != NULL,
+          "connect_timeout twice accepted");
+    CHECK(exactly_conninfo_conflict("host=h application_name=x", 0, why,
+                                    sizeof(why)) != NULL,
+          "application_name accepted");
+    CHECK(exactly_conninfo_conflict("host=h options='-c Statement_Timeout=0'",
+                                    0, why, sizeof(why)) != NULL &&
+              strstr(why, "'postgres.statement_timeout_ms'"),
+          "statement_timeout in options: %s", why);
+    CHECK(exactly_conninfo_conflict("host=h options='-clock_timeout=0'", 0,
+                                    why, sizeof(why)) != NULL &&
+              strstr(why, "'postgres.lock_timeout_ms'"),
+          "-clock_timeout: %s", why);
+    CHECK(exactly_conninfo_conflict(
+              "host=h options='-c a=b --idle-in-transaction-session-timeout=1'",
+              0, why, sizeof(why)) != NULL &&
+              strstr(why, "'postgres.idle_in_transaction_timeout_ms'"),
+          "--idle-in-transaction-session-timeout: %s", why);
+    /* The options value -c a=b\ -c\ statement_timeout=1 (libpq turns
+     * each doubled backslash of the conninfo into one) is one switch that
+     * sets a: escaped spaces do not start new switches. */
+    CHECK(exactly_conninfo_conflict(
+              "host=h options='-c a=b\\\\ -c\\\\ statement_timeout=1'",
+              0, why, sizeof(why)) == NULL,
+          "escaped space read as a switch: %s", why);
+}
+
 static void test_is_secret(void)
 {
     static const struct {
@@ -1133,6 +1213,7 @@ int main(void)
     test_redact();
     test_conninfo_problem();
     test_conninfo_scrub();
+    test_conninfo_params();
     test_is_secret();
     test_nested_default();
     test_core_tags();
