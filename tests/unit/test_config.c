@@ -531,6 +531,15 @@ static const bad_case bad_cases[] = {
      "worker.yaml:1:1: the configuration must be a mapping, got a list"},
     {"bad UTF-8", "postgres:\n  conninfo: \"\xff\"\n",
      "worker.yaml:2:14: invalid YAML: invalid leading UTF-8 octet"},
+    /* A message is one line: control bytes of the file are escaped. */
+    {"newline in a bad value", BODY "    workers: \"1\\n2\\r\\x7f\"\n",
+     "worker.yaml:12:14: 'pipelines.ledger.workers' must be an integer, got "
+     "'1\\n2\\r\\x7f'"},
+    {"newline in an unknown key", BODY "    \"bat\\nch\": 1\n",
+     "worker.yaml:12:5: unknown key 'pipelines.ledger.bat\\nch' (valid: "},
+    {"newline in a bad reference", HEAD "    group: \"${A\\nB}\"\n",
+     "worker.yaml:7:12: invalid reference '${A\\nB}': expected ${NAME} or "
+     "${NAME:-default} (in 'pipelines.ledger.group')"},
     {"unknown local tag", BODY "    workers: !foo 2\n",
      "worker.yaml:12:14: YAML tag '!foo' is not supported (in "
      "'pipelines.ledger.workers'): only !!str, !!map and !!seq are"},
