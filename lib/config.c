@@ -91,6 +91,7 @@ static int fail_at(load_ctx *c, cfg_pos pos, const char *fmt, ...)
 
 static int fail_at(load_ctx *c, cfg_pos pos, const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     int n;
 
@@ -99,24 +100,28 @@ static int fail_at(load_ctx *c, cfg_pos pos, const char *fmt, ...)
     c->rc = EXACTLY_ECONFIG;
     if (c->err_size == 0)
         return -1;
-    n = snprintf(c->err, c->err_size, "%s:%d:%d: ", c->file, pos.line,
+    n = snprintf(msg, sizeof(msg), "%s:%d:%d: ", c->file, pos.line,
                  pos.column);
-    if (n >= 0 && (size_t)n < c->err_size) {
+    if (n >= 0 && (size_t)n < sizeof(msg)) {
         va_start(ap, fmt);
-        vsnprintf(c->err + n, c->err_size - (size_t)n, fmt, ap);
+        vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
         va_end(ap);
     }
+    /* Keys and values quoted from the file may hold control bytes. */
+    exactly_cfg_escape(c->err, c->err_size, msg);
     return -1;
 }
 
 /* A failure with no position in the file (cannot open, out of memory). */
 static int fail_file(load_ctx *c, exactly_err rc, const char *what)
 {
+    char msg[2048];
+
     if (c->rc != EXACTLY_OK)
         return -1;
     c->rc = rc;
-    if (c->err_size > 0)
-        snprintf(c->err, c->err_size, "%s: %s", c->file, what);
+    snprintf(msg, sizeof(msg), "%s: %s", c->file, what);
+    exactly_cfg_escape(c->err, c->err_size, msg);
     return -1;
 }
 

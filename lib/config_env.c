@@ -230,3 +230,32 @@ int exactly_cfg_parse_bool(const char *s, int *out)
     }
     return -1;
 }
+
+void exactly_cfg_escape(char *dst, size_t dst_size, const char *src)
+{
+    size_t o = 0;
+
+    if (dst_size == 0)
+        return;
+    for (; *src; src++) {
+        unsigned char c = (unsigned char)*src;
+        char esc[8];
+        size_t n;
+
+        if (c == '\n')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\n");
+        else if (c == '\r')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\r");
+        else if (c == '\t')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+        else
+            n = (size_t)snprintf(esc, sizeof(esc), "%c", c);
+        if (o + n >= dst_size)
+            break;
+        memcpy(dst + o, esc, n);
+        o += n;
+    }
+    dst[o] = '\0';
+}

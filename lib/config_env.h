@@ -38,4 +38,9 @@ int exactly_cfg_parse_int64(const char *s, int64_t *out);
  * Returns 0, or -1 leaving *out unchanged. */
 int exactly_cfg_parse_bool(const char *s, int *out);
 
+/* Copies src into dst (cut to dst_size, always terminated, an escape
+ * never cut in half) with control bytes written as \n, \r, \t or \xNN:
+ * a message that quotes text from the file stays on one line. */
+void exactly_cfg_escape(char *dst, size_t dst_size, const char *src);
+
 #endif
