@@ -5,8 +5,9 @@
 # throwaway cluster (scripts/pg.sh).
 set -euo pipefail
 
+# clang and libclang-rt-14-dev (its libFuzzer) build the fuzz targets.
 packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
-          libyaml-dev postgresql)
+          libyaml-dev postgresql clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
