@@ -31,7 +31,10 @@ static void usage(FILE *out)
             "      --shutdown-timeout S   seconds to wait for workers to stop\n"
             "                             (default 30)\n"
             "      --lock-dir DIR         where lock files go (default\n"
-            "                             $EXACTLY_LOCK_DIR or /tmp)\n"
+            "                             $EXACTLY_LOCK_DIR, else\n"
+            "                             $XDG_RUNTIME_DIR/exactly, else\n"
+            "                             /run/exactly); refused when other\n"
+            "                             users can write to it\n"
             "      --log-file PATH        log there instead of stderr\n"
             "      --metrics ADDR:PORT    serve Prometheus text on a loopback\n"
             "                             address: /metrics (per pipeline and\n"
@@ -75,7 +78,7 @@ int cmd_run(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     o.shutdown_timeout_ms = 30000;
-    o.lock_dir = getenv("EXACTLY_LOCK_DIR") ? getenv("EXACTLY_LOCK_DIR") : "/tmp";
+    o.lock_dir = getenv("EXACTLY_LOCK_DIR"); /* NULL: the supervisor's default */
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:p:vqh", longopts, NULL)) != -1) {
         switch (c) {
