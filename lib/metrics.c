@@ -199,10 +199,12 @@ int metrics_ready(const metrics_slot *slots, size_t n)
     return any;
 }
 
-int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
+int metrics_listen(const char *addr, char *bound, size_t bound_size,
+                   char *errbuf, size_t errbuf_size)
 {
     struct sockaddr_in sa;
-    char host[64];
+    socklen_t len = sizeof(sa);
+    char host[64], ip[INET_ADDRSTRLEN];
     const char *colon = strrchr(addr, ':');
     int fd, one = 1;
     long port;
@@ -212,12 +214,21 @@ int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
         snprintf(errbuf, errbuf_size, "metrics address '%s' is not HOST:PORT", addr);
         return -1;
     }
+    /* "127.0.0.1:" would bind a port chosen by the kernel that nobody is
+     * told of; a port must be given (0 asks for any, and is logged). */
+    if (colon[1] == '\0') {
+        snprintf(errbuf, errbuf_size,
+                 "metrics address '%s' has no port (HOST:PORT, e.g. "
+                 "127.0.0.1:9464)", addr);
+        return -1;
+    }
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
     port = strtol(colon + 1, &end, 10);
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    if (*end || colon[1] < '0' || colon[1] > '9' || port < 0 || port > 65535 ||
+        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         snprintf(errbuf, errbuf_size, "metrics address '%s' is not IPv4:PORT", addr);
         return -1;
     }
@@ -229,13 +240,28 @@ int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
     sa.sin_port = htons((uint16_t)port);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0) {
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+        !inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip))) {
         snprintf(errbuf, errbuf_size, "cannot listen on %s: %s", addr, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
+    snprintf(bound, bound_size, "%s:%d", ip, (int)ntohs(sa.sin_port));
     return fd;
+}
+
+/* Whether request line req asks for GET of exactly path (a query string
+ * is allowed, nothing else after the path). */
+static int is_get(const char *req, const char *path)
+{
+    size_t n = strlen(path);
+
+    if (strncmp(req, "GET ", 4) != 0 || strncmp(req + 4, path, n) != 0)
+        return 0;
+    return req[4 + n] == ' ' || req[4 + n] == '?' || req[4 + n] == '\r' ||
+           req[4 + n] == '\n';
 }
 
 static void respond(int c, const char *status, const char *type, const char *body)
@@ -280,14 +306,14 @@ void metrics_serve(int fd, const metrics_slot *slots, size_t n)
             break;
     }
     req[got] = '\0';
-    if (strncmp(req, "GET /metrics", 12) == 0) {
+    if (is_get(req, "/metrics")) {
         char *body = metrics_render(slots, n);
         respond(c, body ? "200 OK" : "500 Internal Server Error",
                 "text/plain; version=0.0.4", body ? body : "out of memory\n");
         free(body);
-    } else if (strncmp(req, "GET /healthz", 12) == 0) {
+    } else if (is_get(req, "/healthz")) {
         respond(c, "200 OK", "text/plain", "ok\n");
-    } else if (strncmp(req, "GET /readyz", 11) == 0) {
+    } else if (is_get(req, "/readyz")) {
         int ok = metrics_ready(slots, n);
         respond(c, ok ? "200 OK" : "503 Service Unavailable", "text/plain",
                 ok ? "ready\n" : "not ready\n");

@@ -72,11 +72,15 @@ int metrics_ready(const metrics_slot *slots, size_t n);
 
 /*
  * A tiny HTTP/1.0 server for /metrics, /healthz and /readyz on a loopback
- * address ("127.0.0.1:9464"). metrics_listen returns the socket or -1 with
- * errbuf set; metrics_serve answers at most one pending connection without
- * blocking for long, and is called from the supervisor's loop.
+ * address ("127.0.0.1:9464"; a port is required, 0 meaning any free one).
+ * metrics_listen returns the socket and writes the address it is bound to
+ * into bound, or returns -1 with errbuf set. metrics_serve answers at most
+ * one pending connection without blocking for long (exact paths only, a
+ * query string ignored; anything else is 404), and is called from the
+ * supervisor's loop.
  */
-int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size);
+int metrics_listen(const char *addr, char *bound, size_t bound_size,
+                   char *errbuf, size_t errbuf_size);
 void metrics_serve(int fd, const metrics_slot *slots, size_t n);
 
 #endif

@@ -472,8 +472,9 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         goto cleanup;
     }
     if (o->metrics_addr) {
-        char err[512];
-        metrics_fd = metrics_listen(o->metrics_addr, err, sizeof(err));
+        char err[512], bound[64];
+        metrics_fd = metrics_listen(o->metrics_addr, bound, sizeof(bound), err,
+                                    sizeof(err));
         if (metrics_fd < 0) {
             exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
             code = 2;
@@ -481,7 +482,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         }
         exactly_log(EXACTLY_LOG_INFO, "supervisor",
                     "serving metrics address=%s paths=/metrics,/healthz,/readyz",
-                    o->metrics_addr);
+                    bound);
     }
     n_slots = 0;
     for (i = 0; i < cfg->n_pipelines; i++) {
