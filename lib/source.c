@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -55,8 +56,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     worker *w = opaque;
 
-    (void)rk;
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+
     w->st.rebalances++;
+    /* Known once the group is joined ("NONE" before): here, not earlier. */
+    w->cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
+    /* The group coordinator answered: Kafka is reachable again. */
+    if (w->kafka_episode_ms) {
+        exactly_log(EXACTLY_LOG_INFO, "source",
+                    "kafka answers again after_ms=%lld",
+                    worker_now_ms() - w->kafka_episode_ms);
+        w->kafka_episode_ms = 0;
+    }
     if (w->in_cycle) {
         /* librdkafka waits for the assign/unassign call, which may come
          * after this callback returns: it comes when the batch ends. */
@@ -242,10 +253,8 @@ fail:
 exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
 {
     rd_kafka_conf_t *conf;
-    rd_kafka_topic_partition_list_t *topics = NULL;
     char kerr[512];
     char client_id[256];
-    size_t i;
 
     snprintf(client_id, sizeof(client_id), "exactly-%s-%s", w->p->name,
              w->owner);
@@ -253,6 +262,14 @@ exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
                               errbuf_size);
     if (!conf)
         return EXACTLY_ECONFIG;
+    {
+        char v[32];
+        size_t sz = sizeof(v);
+        w->max_poll_ms = rd_kafka_conf_get(conf, "max.poll.interval.ms", v,
+                                           &sz) == RD_KAFKA_CONF_OK
+                             ? atoi(v)
+                             : 300000;
+    }
     rd_kafka_conf_set_opaque(conf, w);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -264,6 +281,13 @@ exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
         return EXACTLY_ECONFIG;
     }
     rd_kafka_poll_set_consumer(w->rk);
+    return EXACTLY_OK;
+}
+
+exactly_err source_subscribe(worker *w, char *errbuf, size_t errbuf_size)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    size_t i;
 
     topics = rd_kafka_topic_partition_list_new((int)w->p->n_topics);
     for (i = 0; i < w->p->n_topics; i++)

@@ -18,9 +18,9 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
-/* How long an assignment may wait for the database before the worker gives
- * up and exits (its supervisor restarts it); well below the default
- * max.poll.interval.ms of 300 s. */
+/* How long an assignment may wait for its claim before the worker gives
+ * up and exits (its supervisor restarts it, counting a failed start), at
+ * most; a shorter max.poll.interval.ms shortens it. */
 #define ASSIGN_DEADLINE_MS 120000
 
 long long worker_now_ms(void)
@@ -371,41 +371,136 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
     return EXACTLY_OK;
 }
 
-void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
+/* Hands list to librdkafka (claimed: every element carries its offset).
+ * A refusal is fatal: the member's state is no longer known. */
+static void assign_claimed(worker *w, rd_kafka_topic_partition_list_t *list)
 {
-    long long deadline = worker_now_ms() + ASSIGN_DEADLINE_MS;
     rd_kafka_error_t *e = NULL;
-    exactly_err rc = EXACTLY_OK;
-    int attempts = 0;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
-    while (list->cnt > 0) {
-        rc = claim(w, list);
-        if (rc == EXACTLY_OK || w->fatal || worker_now_ms() > deadline)
-            break;
-        /* The heartbeat thread keeps the membership alive meanwhile. */
-        usleep((useconds_t)backoff_ms(attempts++) * 1000);
+    if (w->cooperative)
+        e = rd_kafka_incremental_assign(w->rk, list);
+    else
+        err = rd_kafka_assign(w->rk, list);
+    if (e || err) {
+        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed error=\"%s\"",
+                    e ? rd_kafka_error_string(e) : rd_kafka_err2str(err));
+        if (e)
+            rd_kafka_error_destroy(e);
+        w->fatal = 1;
     }
+}
+
+/* How long an assignment may wait for its claim: no longer than Kafka
+ * lets a member go without polling, so a worker that cannot serve its
+ * partitions never holds them longer than a stuck one would. */
+static long long claim_patience_ms(const worker *w)
+{
+    return w->max_poll_ms > 0 && w->max_poll_ms < ASSIGN_DEADLINE_MS
+               ? w->max_poll_ms
+               : ASSIGN_DEADLINE_MS;
+}
+
+void worker_assign_pending(worker *w)
+{
+    long long now = worker_now_ms();
+    exactly_err rc;
+
+    if (!w->pending_assign || now < w->pending_retry_ms || w->fatal)
+        return;
+    rc = claim(w, w->pending_assign);
     /* Idleness counts from the assignment: a slow group join is not
      * an idle partition. */
     w->last_msg_ms = worker_now_ms();
-    if (rc != EXACTLY_OK) {
+    if (rc == EXACTLY_OK) {
+        if (w->pending_attempts > 0)
+            exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                        "partitions claimed after attempts=%d",
+                        w->pending_attempts + 1);
+        assign_claimed(w, w->pending_assign);
+        rd_kafka_topic_partition_list_destroy(w->pending_assign);
+        w->pending_assign = NULL;
+        return;
+    }
+    if (w->fatal)
+        return;
+    if (now >= w->pending_deadline_ms) {
         exactly_log(EXACTLY_LOG_ERROR, "rebalance",
                     "cannot claim assigned partitions; exiting so that the "
-                    "group moves on");
-        if (!w->fatal)
-            w->fatal = 1;
-        list = NULL;
-    }
-    if (w->cooperative)
-        e = list ? rd_kafka_incremental_assign(w->rk, list) : NULL;
-    else
-        (void)rd_kafka_assign(w->rk, list);
-    if (e) {
-        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed error=\"%s\"",
-                    rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+                    "group moves on waited_ms=%lld attempts=%d",
+                    claim_patience_ms(w), w->pending_attempts + 1);
         w->fatal = 1;
+        return;
     }
+    if (w->pending_attempts == 0)
+        exactly_log(EXACTLY_LOG_WARN, "rebalance",
+                    "cannot claim assigned partitions yet; retrying while "
+                    "polling partitions=%d give_up_in_ms=%lld",
+                    w->pending_assign->cnt, w->pending_deadline_ms - now);
+    w->pending_retry_ms = worker_now_ms() + backoff_ms(w->pending_attempts++);
+}
+
+/* librdkafka waits for the assign call, which may come after the callback
+ * returns: when the claim cannot be made at once, the loop retries it
+ * (worker_assign_pending) and assigns then. */
+void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
+{
+    int i;
+
+    w->last_msg_ms = worker_now_ms();
+    if (list->cnt == 0 && !w->pending_assign) {
+        assign_claimed(w, list);
+        return;
+    }
+    if (!w->pending_assign) {
+        w->pending_assign = rd_kafka_topic_partition_list_copy(list);
+        w->pending_deadline_ms = worker_now_ms() + claim_patience_ms(w);
+        w->pending_attempts = 0;
+    } else {
+        /* A further increment while the first waits: claimed together. */
+        for (i = 0; i < list->cnt; i++)
+            rd_kafka_topic_partition_list_add(w->pending_assign,
+                                              list->elems[i].topic,
+                                              list->elems[i].partition);
+    }
+    w->pending_retry_ms = 0;
+    worker_assign_pending(w);
+}
+
+/* Drops revoked partitions from an assignment still waiting for its
+ * claim: nothing was claimed or consumed for them. */
+static void revoke_pending(worker *w, const rd_kafka_topic_partition_list_t *list)
+{
+    int i;
+
+    if (!w->pending_assign)
+        return;
+    for (i = 0; i < list->cnt && w->cooperative; i++)
+        (void)rd_kafka_topic_partition_list_del(
+            w->pending_assign, list->elems[i].topic, list->elems[i].partition);
+    if (!w->cooperative || w->pending_assign->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(w->pending_assign);
+        w->pending_assign = NULL;
+    }
+}
+
+/* At exit: answers an assignment that never got its claim, so that
+ * leaving the group does not wait for it. */
+static void release_pending(worker *w)
+{
+    if (!w->pending_assign)
+        return;
+    if (w->cooperative) {
+        /* Assigned unclaimed (no part exists: nothing is consumed); the
+         * close revokes it again. */
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(w->rk, w->pending_assign);
+        if (e)
+            rd_kafka_error_destroy(e);
+    } else {
+        (void)rd_kafka_assign(w->rk, NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(w->pending_assign);
+    w->pending_assign = NULL;
 }
 
 static int64_t batch_end(worker *w, part *pt, size_t n)
@@ -432,6 +527,7 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
 {
     int i;
 
+    revoke_pending(w, list);
     for (i = 0; i < list->cnt; i++) {
         part *pt = worker_find_part(w, list->elems[i].topic,
                                     list->elems[i].partition);
@@ -772,6 +868,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
     exactly_err rc;
 
     memset(&w, 0, sizeof(w));
+    w.stop = o->stop;
     w.cfg = o->cfg;
     w.p = o->pipeline;
     w.m = o->metrics;
@@ -797,14 +894,19 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = rc == EXACTLY_ECONFIG ? 2 : 1;
         goto cleanup;
     }
-    w.cooperative = strcmp(rd_kafka_rebalance_protocol(w.rk), "COOPERATIVE") == 0;
 
+    /* The database and the handler first, the group last: a member that
+     * joined before it could serve would hold partitions nobody applies.
+     * The consumer exists (its callbacks are served by the poll), but has
+     * no group yet. */
     while (worker_db(&w) != EXACTLY_OK) {
+        rd_kafka_message_t *m;
         if (w.fatal || (o->stop && *o->stop)) {
             code = w.fatal ? w.fatal : 0;
             goto cleanup;
         }
-        usleep(100 * 1000);
+        if ((m = rd_kafka_consumer_poll(w.rk, 100)) != NULL)
+            rd_kafka_message_destroy(m);
     }
     rc = exactly_plugin_open(w.plugin, w.conn, w.p, w.timeout_ms, err, sizeof(err));
     if (rc != EXACTLY_OK) {
@@ -812,6 +914,12 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = rc == EXACTLY_ERETRY ? 1 : 2;
         goto cleanup;
     }
+    rc = source_subscribe(&w, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        goto cleanup;
+    }
+
 #if defined(EXACTLY_MUTATION_NO_FENCE) || defined(EXACTLY_MUTATION_SPLIT_OFFSET_TXN)
     exactly_log(EXACTLY_LOG_ERROR, "worker",
                 "MUTATION BUILD: this exactly breaks its own contract on "
@@ -825,10 +933,15 @@ int exactly_worker_run(const exactly_worker_opts *o,
     started = worker_now_ms();
     w.last_msg_ms = started;
     while (!(o->stop && *o->stop) && !w.fatal) {
-        int timeout = flush_ready(&w, 0);
+        int timeout;
         int polled = 0;
         rd_kafka_message_t *m;
         long long now;
+
+        worker_assign_pending(&w);
+        if (w.fatal)
+            break;
+        timeout = flush_ready(&w, 0);
 
         /* Take what is there without waiting, up to a batch per round. */
         while (polled < w.p->batch.max_messages &&
@@ -859,6 +972,18 @@ int exactly_worker_run(const exactly_worker_opts *o,
                         o->exit_idle_ms);
             break;
         }
+        /* No partitions because no broker answers: idle too, but a
+         * failure, not a finished job. */
+        if (o->exit_idle_ms > 0 && w.n_parts == 0 && !w.pending_assign &&
+            w.kafka_episode_ms && now - w.kafka_episode_ms >= o->exit_idle_ms &&
+            now - w.last_msg_ms >= o->exit_idle_ms) {
+            exactly_log(EXACTLY_LOG_ERROR, "worker",
+                        "kafka unreachable and nothing assigned; exiting "
+                        "idle_ms=%d unreachable_ms=%lld",
+                        o->exit_idle_ms, now - w.kafka_episode_ms);
+            w.fatal = 1;
+            break;
+        }
     }
     if (!w.fatal) {
         /* Clean stop: commit what is buffered, then leave the group (the
@@ -874,6 +999,7 @@ cleanup:
     for (size_t i = 0; i < w.n_parts; i++)
         w.st.partitions_halted += w.parts[i]->halted ? 1 : 0;
     if (w.rk) {
+        release_pending(&w);
         rd_kafka_consumer_close(w.rk);
         while (w.n_parts > 0)
             remove_part(&w, w.parts[w.n_parts - 1]);

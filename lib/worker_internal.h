@@ -103,6 +103,17 @@ typedef struct worker {
     long long kafka_episode_ms; /* 0: no episode */
     long long kafka_logged_ms;
     int timeout_ms;           /* bound on one wait for the database */
+
+    /* Set from a signal handler: stop at the next turn. NULL: never. */
+    volatile sig_atomic_t *stop;
+    /* An assignment whose claim could not be made yet: the loop retries
+     * it (polling meanwhile, so the worker stays in its group and sees
+     * SIGTERM) until pending_deadline_ms, then gives up. NULL: none. */
+    rd_kafka_topic_partition_list_t *pending_assign;
+    long long pending_retry_ms;
+    long long pending_deadline_ms;
+    int pending_attempts;
+    int max_poll_ms;          /* the consumer's max.poll.interval.ms */
 } worker;
 
 long long worker_now_ms(void);
@@ -143,9 +154,17 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost);
 void worker_defer_rebalance(worker *w, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *list, int lost);
 
+/* Retries the claim of a pending assignment when its backoff is over;
+ * assigns on success, sets fatal after the deadline. */
+void worker_assign_pending(worker *w);
+
 /* Kafka side (source.c). */
 
+/* Creates the consumer (the configuration is checked: EXACTLY_ECONFIG)
+ * without joining the group; source_subscribe joins it, once the worker
+ * can serve partitions. */
 exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size);
+exactly_err source_subscribe(worker *w, char *errbuf, size_t errbuf_size);
 void source_commit(worker *w, part *pt);
 void source_seek(worker *w, part *pt, int64_t offset);
 void source_pause(worker *w, part *pt, int pause);
