@@ -16,6 +16,14 @@
  *   idlekafka  `exactly worker --exit-idle` exits (1, saying Kafka is
  *              unreachable) when no broker answers, instead of waiting for
  *              ever.
+ *   reseterror auto.offset.reset: error and a partition with no stored
+ *              offset (the others have rows): under `exactly run
+ *              --metrics` that partition halts with an error naming
+ *              `exactly offsets reset`, shows as exactly_partition_halted
+ *              1, and the worker applies every message of the others and
+ *              keeps running; after `exactly offsets reset --to-earliest
+ *              --force` the halted partition resumes without a restart
+ *              (halted 0, every message applied once).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -337,6 +345,219 @@ static void scenario_idlekafka(void)
     PQfinish(s.db);
 }
 
+/* GET path from 127.0.0.1:port; returns the status code and sets *body
+ * (malloc'd), or -1 when nothing answers. */
+static int http_get(int port, const char *path, char **body)
+{
+    struct sockaddr_in sa;
+    char req[256], *buf = NULL, *sep;
+    size_t len = 0, cap = 0;
+    ssize_t n;
+    int fd, status = -1;
+
+    *body = NULL;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 65536;
+            buf = realloc(buf, cap);
+            TK_CHECK(buf != NULL, "out of memory");
+        }
+        n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (!buf)
+        return -1;
+    buf[len] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+    free(buf);
+    return status;
+}
+
+/* The value of the one sample of `name` whose labels contain match, or
+ * -2 when there is none (-3: more than one). */
+static double metric_one(const char *text, const char *name,
+                         const char *match)
+{
+    const char *line = text;
+    size_t nl = strlen(name);
+    double v = -2;
+    int found = 0;
+
+    while (line && *line) {
+        const char *end = strchr(line, '\n');
+        size_t ll = end ? (size_t)(end - line) : strlen(line);
+        char one[1024];
+        snprintf(one, sizeof one, "%.*s", (int)ll, line);
+        if (ll > nl && strncmp(one, name, nl) == 0 && one[nl] == '{' &&
+            strstr(one, match)) {
+            const char *space = strrchr(one, ' ');
+            v = space ? strtod(space + 1, NULL) : -2;
+            found++;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return found > 1 ? -3 : v;
+}
+
+/* Rows of the ledger for one partition. */
+static int64_t rows_of(PGconn *db, int partition)
+{
+    return tk_sql_int64(db, "SELECT count(*) FROM ledger WHERE partition = %d",
+                        partition);
+}
+
+static void scenario_reseterror(void)
+{
+    static const char *const kafka[] = {
+        "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
+        "auto.offset.reset", "error", NULL};
+    int64_t counts[LEDGER_ACCOUNTS], hw[N_PARTITIONS], others = 0, deadline;
+    char lockdir[512], out[512], addr[64], *body = NULL, *reset_argv[16];
+    double halted;
+    pid_t run;
+    int port, p, st;
+    scen s;
+
+    setup(&s, "ws_reseterror");
+    rewrite(&s, NULL, NULL, kafka, 0);
+    /* Partitions 0..2 have stored offsets; 3 has none. */
+    for (p = 0; p < N_PARTITIONS - 1; p++)
+        tk_sql(s.db, "INSERT INTO exactly.offsets (pipeline, topic, partition,"
+                     " next_offset) VALUES ('%s', '%s', %d, 0)",
+               LEDGER_PIPELINE, s.name, p);
+    produce(s.name, 2000, 5501, counts);
+    ledger_high_watermarks(tk_mock_bootstraps(g_mock), s.name, N_PARTITIONS,
+                           hw);
+    for (p = 0; p < N_PARTITIONS - 1; p++)
+        others += hw[p];
+
+    snprintf(lockdir, sizeof lockdir, "%s/locks-reseterror", g_dir);
+    TK_CHECK(mkdir(lockdir, 0700) == 0, "mkdir %s", lockdir);
+    snprintf(out, sizeof out, "%s/ws_reseterror.out", g_dir);
+    port = closed_port();
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    {
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", s.config,
+                        "--lock-dir", lockdir, "--log-file", s.log,
+                        "--metrics", addr, NULL};
+        run = tk_spawn(argv, out);
+    }
+    /* The other partitions are served. */
+    deadline = tk_now_ms() + 60000;
+    while (ledger_rows(s.db) < others) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline && tk_wait(run, 0) == -1,
+                         s.log, "the partitions with stored offsets got %"
+                         PRId64 " of %" PRId64 " messages applied in 60 s "
+                         "(or exactly run exited)", ledger_rows(s.db), others);
+        tk_sleep_ms(100);
+    }
+    LEDGER_CHECK_LOG(ledger_wait_log(s.log, "auto.offset.reset=error", 1, run,
+                                     30000, NULL) &&
+                         ledger_log_count(s.log, "exactly offsets reset") >= 1,
+                     s.log, "no error naming auto.offset.reset=error and "
+                     "exactly offsets reset");
+    TK_CHECK_EQ_INT64(rows_of(s.db, N_PARTITIONS - 1), 0,
+                      "rows of the partition without a stored offset");
+    /* The metrics say which partition is halted (published every s). */
+    deadline = tk_now_ms() + 30000;
+    for (;;) {
+        free(body);
+        body = NULL;
+        halted = http_get(port, "/metrics", &body) == 200
+                     ? metric_one(body, "exactly_partition_halted",
+                                  "partition=\"3\"")
+                     : -2;
+        if (halted == 1 || tk_now_ms() > deadline)
+            break;
+        tk_sleep_ms(200);
+    }
+    LEDGER_CHECK_LOG(halted == 1, s.log, "exactly_partition_halted of "
+                     "partition 3 is %g, expected 1; metrics:\n%s", halted,
+                     body ? body : "(none)");
+    LEDGER_CHECK_LOG(metric_one(body, "exactly_partition_halted",
+                                "partition=\"0\"") == 0,
+                     s.log, "partition 0 is reported halted");
+    free(body);
+    body = NULL;
+    TK_CHECK(tk_wait(run, 0) == -1, "exactly run exited with a halted "
+             "partition");
+    tk_note("[reseterror] partition 3 halted and reported; the other %"
+            PRId64 " messages applied", others);
+
+    /* The way out, while the worker runs. */
+    {
+        char rlog[512];
+        int n = 0;
+        snprintf(rlog, sizeof rlog, "%s/ws_reseterror-reset.log", g_dir);
+        reset_argv[n++] = (char *)ledger_exactly_bin();
+        reset_argv[n++] = "offsets";
+        reset_argv[n++] = "reset";
+        reset_argv[n++] = "-c";
+        reset_argv[n++] = s.config;
+        reset_argv[n++] = "--pipeline";
+        reset_argv[n++] = LEDGER_PIPELINE;
+        reset_argv[n++] = "--topic";
+        reset_argv[n++] = (char *)s.name;
+        reset_argv[n++] = "--partition";
+        reset_argv[n++] = "3";
+        reset_argv[n++] = "--to-earliest";
+        reset_argv[n++] = "--force";
+        reset_argv[n] = NULL;
+        st = tk_wait(tk_spawn(reset_argv, rlog), 60000);
+        LEDGER_CHECK_LOG(st == 0, rlog, "exactly offsets reset exited %d", st);
+    }
+    deadline = tk_now_ms() + 60000;
+    while (ledger_rows(s.db) < 2000) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline && tk_wait(run, 0) == -1,
+                         s.log, "after the reset %" PRId64 " of 2000 messages "
+                         "applied in 60 s (or exactly run exited)",
+                         ledger_rows(s.db));
+        tk_sleep_ms(100);
+    }
+    deadline = tk_now_ms() + 30000;
+    do {
+        free(body);
+        body = NULL;
+        tk_sleep_ms(200);
+        halted = http_get(port, "/metrics", &body) == 200
+                     ? metric_one(body, "exactly_partition_halted",
+                                  "partition=\"3\"")
+                     : -2;
+    } while (halted != 0 && tk_now_ms() < deadline);
+    free(body);
+    LEDGER_CHECK_LOG(halted == 0, s.log, "partition 3 still reported halted "
+                     "(%g) after it resumed", halted);
+    st = tk_terminate(run, 30000);
+    LEDGER_CHECK_LOG(st == 0, s.log, "exactly run exited %d after SIGTERM",
+                     st);
+    ledger_check_exactly_once(s.db, tk_mock_bootstraps(g_mock), s.name,
+                              N_PARTITIONS, 2000, counts, LEDGER_ACCOUNTS);
+    tk_note("[reseterror] after exactly offsets reset the partition resumed "
+            "without a restart");
+    PQfinish(s.db);
+}
+
 static int wanted(const char *name)
 {
     const char *only = getenv("EXACTLY_TEST_ONLY");
@@ -355,6 +576,8 @@ int main(void)
         scenario_termclaim();
     if (wanted("idlekafka"))
         scenario_idlekafka();
+    if (wanted("reseterror"))
+        scenario_reseterror();
     if (wanted("loopclaim"))
         scenario_loopclaim();
     tk_mock_stop(g_mock);
