@@ -174,6 +174,7 @@ char *metrics_render(const metrics_slot *slots, size_t n)
     PARTITION_METRIC("messages_skipped_missing_total", "counter", "Messages whose lookup found no row (on_missing: skip).", ld(&pp->skipped_missing));
     PARTITION_METRIC("partition_stored_offset", "gauge", "Next offset stored in PostgreSQL.", lds(&pp->stored_offset));
     PARTITION_METRIC("partition_high_watermark", "gauge", "High watermark (last stable offset under read_committed) as last fetched; -1 unknown.", lds(&pp->high_watermark));
+    PARTITION_METRIC("partition_halted", "gauge", "1 when the partition is halted (offset out of the log, no start offset with auto.offset.reset=error, on_error: stop); the worker's log says why.", __atomic_load_n(&pp->halted, __ATOMIC_RELAXED));
     PARTITION_METRIC("partition_lag", "gauge", "High watermark minus stored offset.",
                      lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
                          ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);

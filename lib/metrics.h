@@ -32,6 +32,7 @@ typedef struct metrics_partition {
     char topic[METRICS_TOPIC_MAX];
     int32_t partition;
     int32_t assigned;
+    int32_t halted;          /* stopped loudly: see the worker's log */
     uint64_t consumed, applied, deduplicated, dead_lettered, skipped_missing;
     int64_t stored_offset;   /* next_offset in PostgreSQL */
     int64_t high_watermark;  /* -1: unknown */

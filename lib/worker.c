@@ -22,6 +22,9 @@
  * up and exits (its supervisor restarts it, counting a failed start), at
  * most; a shorter max.poll.interval.ms shortens it. */
 #define ASSIGN_DEADLINE_MS 120000
+/* How often a partition halted for want of a start offset reads its row
+ * again. */
+#define NO_START_RECHECK_MS 3000
 
 long long worker_now_ms(void)
 {
@@ -233,20 +236,14 @@ exactly_err worker_db(worker *w)
 
 /* ---- rebalance ----------------------------------------------------------- */
 
-/* Where a partition without a stored offset starts. */
+/* Where a partition without a stored offset starts (auto.offset.reset
+ * earliest or latest). */
 static int resolve_start(worker *w, const char *topic, int32_t partition,
                          int64_t *start)
 {
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t err;
 
-    if (strcmp(w->auto_reset, "error") == 0) {
-        exactly_log(EXACTLY_LOG_ERROR, "source",
-                    "no stored offset and auto.offset.reset=error topic=%s "
-                    "partition=%d",
-                    topic, (int)partition);
-        return -1;
-    }
     err = rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
                                            10000);
     if (err) {
@@ -299,10 +296,14 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         int32_t partition = (int32_t)atoi(PQgetvalue(res, r, 1));
         int64_t epoch = strtoll(PQgetvalue(res, r, 3), NULL, 10);
         int64_t next = -1;
+        int no_start = 0;
         part *pt;
 
         if (!PQgetisnull(res, r, 2)) {
             next = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        } else if (strcmp(w->auto_reset, "error") == 0) {
+            /* Only this partition stops; the others are served. */
+            no_start = 1;
         } else {
             char ps[16], es[24], ns[24];
             const char *sp[5];
@@ -351,20 +352,36 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         pt->next_offset = next;
         pt->epoch = epoch;
         pt->fenced = 0;
-        pt->halted = 0;
+        pt->halted = no_start;
+        pt->no_start = no_start;
+        pt->recheck_at_ms = worker_now_ms() + NO_START_RECHECK_MS;
         pt->attempts = 0;
         pt->retry_at_ms = 0;
         pt->paused = 0;
         pt->guard_checked = 0;
         pt->isolating = 0;
+        /* A halted partition is assigned at the end and paused at once:
+         * it stays ours without reading anything. */
         for (i = 0; i < list->cnt; i++)
             if (list->elems[i].partition == partition &&
                 strcmp(list->elems[i].topic, topic) == 0)
-                list->elems[i].offset = next;
-        exactly_log(EXACTLY_LOG_INFO, "rebalance",
-                    "partition claimed topic=%s partition=%d epoch=%" PRId64
-                    " next_offset=%" PRId64,
-                    topic, (int)partition, epoch, next);
+                list->elems[i].offset = no_start ? RD_KAFKA_OFFSET_END : next;
+        if (no_start)
+            exactly_log(EXACTLY_LOG_ERROR, "rebalance",
+                        "partition has no stored offset and "
+                        "auto.offset.reset=error: halted, the others go on; "
+                        "give it a start with 'exactly offsets reset -c %s "
+                        "--pipeline %s --topic %s --partition %d "
+                        "--to-earliest|--to-latest|--to-offset N --force' and "
+                        "it resumes there within seconds topic=%s "
+                        "partition=%d epoch=%" PRId64,
+                        w->cfg->path, w->p->name, topic, (int)partition, topic,
+                        (int)partition, epoch);
+        else
+            exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                        "partition claimed topic=%s partition=%d epoch=%" PRId64
+                        " next_offset=%" PRId64,
+                        topic, (int)partition, epoch, next);
         worker_metrics_position(w, pt, 1);
     }
     PQclear(res);
@@ -418,6 +435,12 @@ void worker_assign_pending(worker *w)
                         "partitions claimed after attempts=%d",
                         w->pending_attempts + 1);
         assign_claimed(w, w->pending_assign);
+        for (int i = 0; i < w->pending_assign->cnt; i++) {
+            part *pt = worker_find_part(w, w->pending_assign->elems[i].topic,
+                                        w->pending_assign->elems[i].partition);
+            if (pt && pt->no_start)
+                source_pause(w, pt, 1);
+        }
         rd_kafka_topic_partition_list_destroy(w->pending_assign);
         w->pending_assign = NULL;
         return;
@@ -811,6 +834,67 @@ static int flush_ready(worker *w, int force)
     return next < 0 ? 0 : next;
 }
 
+/* Partitions halted for want of a start offset: once their row has one
+ * (exactly offsets reset), they resume there. Also publishes every
+ * partition's halted state. */
+static void recheck_halted(worker *w)
+{
+    long long now = worker_now_ms();
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        metrics_partition *mp;
+        char ps[16], err[512];
+        const char *params[3];
+        PGresult *res = NULL;
+        int64_t next, epoch;
+
+        if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
+            __atomic_store_n(&mp->halted, pt->halted, __ATOMIC_RELAXED);
+        if (!pt->no_start || now < pt->recheck_at_ms || w->db_down_since_ms ||
+            worker_db(w) != EXACTLY_OK)
+            continue;
+        pt->recheck_at_ms = now + NO_START_RECHECK_MS;
+        snprintf(ps, sizeof(ps), "%d", (int)pt->partition);
+        params[0] = w->p->name;
+        params[1] = pt->topic;
+        params[2] = ps;
+        if (exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err,
+                            sizeof(err)) != EXACTLY_OK) {
+            if (PQstatus(w->conn) != CONNECTION_OK)
+                worker_db_lost(w);
+            PQclear(res);
+            continue;
+        }
+        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+            PQclear(res);
+            continue;
+        }
+        next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        PQclear(res);
+        if (epoch != pt->epoch) {
+            /* Another worker claimed it since: it is theirs. */
+            pt->no_start = 0;
+            pt->fenced = 1;
+            continue;
+        }
+        exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                    "halted partition has a stored offset now; resuming "
+                    "topic=%s partition=%d next_offset=%" PRId64,
+                    pt->topic, (int)pt->partition, next);
+        pt->no_start = 0;
+        pt->halted = 0;
+        pt->next_offset = next;
+        source_seek(w, pt, next);
+        source_pause(w, pt, 0);
+        worker_metrics_position(w, pt, 1);
+        if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
+            __atomic_store_n(&mp->halted, 0, __ATOMIC_RELAXED);
+    }
+}
+
 /* A partition whose tail is only transaction markers: advance the stored
  * offset to the consumer's position so lag reads zero. */
 static void advance_idle(worker *w)
@@ -961,6 +1045,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
         if (now - last_idle_check >= 1000) {
             last_idle_check = now;
             advance_idle(&w);
+            recheck_halted(&w);
         }
         if (now - last_stats >= 10000) {
             last_stats = now;

@@ -31,6 +31,11 @@ typedef struct part {
     int attempts;
     int paused;
     int halted;               /* offset left the log: never moves silently */
+    /* Halted because it has no stored offset and auto.offset.reset is
+     * error: its row is read again every few seconds, and once
+     * `exactly offsets reset` gave it an offset it resumes there. */
+    int no_start;
+    long long recheck_at_ms;
     int fenced;               /* another worker owns it now */
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
     /* What the last attempt held when its COMMIT went unanswered: if the
