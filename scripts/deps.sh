@@ -2,11 +2,12 @@
 # Install the Debian packages exactly needs to build and test, and nothing
 # else. Idempotent: when everything is present it only says so. It never
 # starts or relies on a system PostgreSQL service; the tests run their own
-# throwaway cluster (scripts/pg.sh).
+# throwaway cluster (scripts/pg.sh). prometheus brings promtool, which the
+# metrics tests run on every scrape (its server is not started).
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
-          libyaml-dev postgresql)
+          libyaml-dev postgresql prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
