@@ -96,22 +96,97 @@ static const char *const cause_names[RETRY_N_CAUSES] = {
                               (unsigned long long)ld(&slots[i].field));       \
     } while (0)
 
-#define PARTITION_METRIC(name, type, help, expr)                              \
+/* Appends v as a Prometheus label value (backslash, quote, newline
+ * escaped). */
+static void label_value(strbuf *sb, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            strbuf_printf(sb, "\\%c", *v);
+        else if (*v == '\n')
+            strbuf_printf(sb, "\\n");
+        else
+            strbuf_printf(sb, "%c", *v);
+    }
+}
+
+/* Whether entry pp of slot i is its partition's current owner: the slot's
+ * worker is up and has it assigned, and no other such slot of the same
+ * pipeline holds it with a newer epoch (an equal epoch: the lower slot). */
+static int is_owner(const metrics_slot *slots, size_t n, size_t i,
+                    const metrics_partition *pp)
+{
+    int64_t epoch = lds(&pp->epoch);
+    size_t k, j;
+
+    if (!__atomic_load_n(&slots[i].up, __ATOMIC_RELAXED) ||
+        !__atomic_load_n(&pp->assigned, __ATOMIC_RELAXED))
+        return 0;
+    for (k = 0; k < n; k++) {
+        if (k == i || !__atomic_load_n(&slots[k].up, __ATOMIC_RELAXED) ||
+            strcmp(slots[k].pipeline, slots[i].pipeline) != 0)
+            continue;
+        for (j = 0; j < METRICS_MAX_PARTITIONS; j++) {
+            const metrics_partition *o = &slots[k].parts[j];
+            int64_t oe;
+            if (!o->topic[0] || o->partition != pp->partition ||
+                strcmp(o->topic, pp->topic) != 0 ||
+                !__atomic_load_n(&o->assigned, __ATOMIC_RELAXED))
+                continue;
+            oe = lds(&o->epoch);
+            if (oe > epoch || (oe == epoch && k < i))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* A per-partition counter: one series per slot and partition. */
+#define PARTITION_COUNTER(name, help, field)                                   \
     do {                                                                       \
-        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s %s\n",      \
-                      name, help, name, type);                                 \
+        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
+                      name, help, name);                                       \
         for (i = 0; i < n; i++)                                                \
-            for (j = 0; j < METRICS_MAX_PARTITIONS; j++) {                      \
+            for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
                 const metrics_partition *pp = &slots[i].parts[j];              \
                 if (!pp->topic[0])                                             \
                     continue;                                                  \
-                strbuf_printf(&sb,                                             \
-                              "exactly_%s{pipeline=\"%s\",topic=\"%s\","       \
-                              "partition=\"%d\"} %lld\n",                      \
-                              name, slots[i].pipeline, pp->topic,              \
+                strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
+                label_value(&sb, slots[i].pipeline);                           \
+                strbuf_printf(&sb, "\",worker=\"%d\",topic=\"", slots[i].worker); \
+                label_value(&sb, pp->topic);                                   \
+                strbuf_printf(&sb, "\",partition=\"%d\"} %llu\n",              \
+                              (int)pp->partition,                              \
+                              (unsigned long long)ld(&pp->field));             \
+            }                                                                  \
+    } while (0)
+
+/* A per-partition gauge: one series per partition, from its owner. */
+#define PARTITION_GAUGE(name, help, expr)                                      \
+    do {                                                                       \
+        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s gauge\n",   \
+                      name, help, name);                                       \
+        for (i = 0; i < n; i++)                                                \
+            for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
+                const metrics_partition *pp = &slots[i].parts[j];              \
+                if (!pp->topic[0] || !is_owner(slots, n, i, pp))               \
+                    continue;                                                  \
+                strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
+                label_value(&sb, slots[i].pipeline);                           \
+                strbuf_printf(&sb, "\",topic=\"");                               \
+                label_value(&sb, pp->topic);                                   \
+                strbuf_printf(&sb, "\",partition=\"%d\"} %lld\n",              \
                               (int)pp->partition, (long long)(expr));          \
             }                                                                  \
     } while (0)
+
+void metrics_slot_disown(metrics_slot *s)
+{
+    size_t j;
+
+    for (j = 0; j < METRICS_MAX_PARTITIONS; j++)
+        __atomic_store_n(&s->parts[j].assigned, 0, __ATOMIC_RELAXED);
+}
 
 char *metrics_render(const metrics_slot *slots, size_t n)
 {
@@ -167,17 +242,17 @@ char *metrics_render(const metrics_slot *slots, size_t n)
                       slots[i].pipeline, slots[i].worker,
                       (unsigned long long)ld(&slots[i].latency_count));
     }
-    PARTITION_METRIC("messages_consumed_total", "counter", "Messages in committed batches.", ld(&pp->consumed));
-    PARTITION_METRIC("messages_applied_total", "counter", "Messages handed to the handler and committed.", ld(&pp->applied));
-    PARTITION_METRIC("messages_deduplicated_total", "counter", "Messages dropped by the dedup filter.", ld(&pp->deduplicated));
-    PARTITION_METRIC("messages_dead_lettered_total", "counter", "Messages written to the dead-letter table.", ld(&pp->dead_lettered));
-    PARTITION_METRIC("messages_skipped_missing_total", "counter", "Messages whose lookup found no row (on_missing: skip).", ld(&pp->skipped_missing));
-    PARTITION_METRIC("partition_stored_offset", "gauge", "Next offset stored in PostgreSQL.", lds(&pp->stored_offset));
-    PARTITION_METRIC("partition_high_watermark", "gauge", "High watermark (last stable offset under read_committed) as last fetched; -1 unknown.", lds(&pp->high_watermark));
-    PARTITION_METRIC("partition_halted", "gauge", "1 when the partition is halted (offset out of the log, no start offset with auto.offset.reset=error, on_error: stop); the worker's log says why.", __atomic_load_n(&pp->halted, __ATOMIC_RELAXED));
-    PARTITION_METRIC("partition_lag", "gauge", "High watermark minus stored offset.",
-                     lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
-                         ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
+    PARTITION_COUNTER("messages_consumed_total", "Messages in committed batches, by the worker that committed them.", consumed);
+    PARTITION_COUNTER("messages_applied_total", "Messages handed to the handler and committed, by worker.", applied);
+    PARTITION_COUNTER("messages_deduplicated_total", "Messages dropped by the dedup filter, by worker.", deduplicated);
+    PARTITION_COUNTER("messages_dead_lettered_total", "Messages written to the dead-letter table, by worker.", dead_lettered);
+    PARTITION_COUNTER("messages_skipped_missing_total", "Messages whose lookup found no row (on_missing: skip), by worker.", skipped_missing);
+    PARTITION_GAUGE("partition_stored_offset", "Next offset stored in PostgreSQL, from the current owner.", lds(&pp->stored_offset));
+    PARTITION_GAUGE("partition_high_watermark", "High watermark (last stable offset under read_committed) as last fetched by the current owner; -1 unknown.", lds(&pp->high_watermark));
+    PARTITION_GAUGE("partition_halted", "1 when the partition is halted (offset out of the log, no start offset with auto.offset.reset=error, on_error: stop); the worker's log says why.", __atomic_load_n(&pp->halted, __ATOMIC_RELAXED));
+    PARTITION_GAUGE("partition_lag", "High watermark minus stored offset; -1 unknown.",
+                    lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
+                        ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
     if (sb.oom) {
         strbuf_free(&sb);
         return NULL;

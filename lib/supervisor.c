@@ -290,6 +290,10 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
     sigset_t all, old;
 
     fflush(NULL); /* nothing buffered twice */
+    /* The new process owns nothing until it claims (before the fork: the
+     * child's claims must not be undone). */
+    if (s->m)
+        metrics_slot_disown(s->m);
     /* A signal between fork and the worker's own handlers would run the
      * supervisor's handler in the child and be lost: hold them until the
      * child has installed its own. */
@@ -345,6 +349,8 @@ static int reaped(slot *s, int status)
 
     s->pid = 0;
     if (s->m) {
+        /* A dead worker owns nothing: its gauges go, its counters stay. */
+        metrics_slot_disown(s->m);
         __atomic_store_n(&s->m->up, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
     }

@@ -132,6 +132,8 @@ void worker_metrics_position(worker *w, part *pt, int assigned)
 
     if (!w->m || !(mp = metrics_part(w->m, pt->topic, pt->partition)))
         return;
+    /* The epoch first: an owner is judged by it once assigned shows. */
+    metrics_set(&mp->epoch, pt->epoch);
     __atomic_store_n(&mp->assigned, assigned, __ATOMIC_RELAXED);
     metrics_set(&mp->stored_offset, pt->next_offset);
     /* The cached figure of the last fetch: no request to the broker. */
