@@ -250,6 +250,41 @@ fail:
     return NULL;
 }
 
+/* Static membership for a supervised worker: a restarted member with the
+ * same group.instance.id gets its partitions back at once instead of
+ * waiting for the dead one's session to expire. The slot's id, or the
+ * configured one suffixed with the slot (so that the workers of one
+ * supervisor never fence each other); a configured id is kept as it is
+ * for `exactly worker`. Records the id in w->instance_id. */
+static int set_instance_id(worker *w, rd_kafka_conf_t *conf, char *errbuf,
+                           size_t errbuf_size)
+{
+    char configured[200], kerr[512];
+    size_t sz = sizeof(configured);
+
+    w->instance_id[0] = '\0';
+    if (rd_kafka_conf_get(conf, "group.instance.id", configured, &sz) !=
+            RD_KAFKA_CONF_OK)
+        configured[0] = '\0';
+    if (w->slot_instance) {
+        if (configured[0])
+            snprintf(w->instance_id, sizeof(w->instance_id), "%s-%s",
+                     configured, w->slot_instance);
+        else
+            snprintf(w->instance_id, sizeof(w->instance_id), "%s",
+                     w->slot_instance);
+        if (rd_kafka_conf_set(conf, "group.instance.id", w->instance_id, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "kafka property 'group.instance.id': %s",
+                     kerr);
+            return -1;
+        }
+    } else {
+        snprintf(w->instance_id, sizeof(w->instance_id), "%s", configured);
+    }
+    return 0;
+}
+
 exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
 {
     rd_kafka_conf_t *conf;
@@ -269,6 +304,10 @@ exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
                                            &sz) == RD_KAFKA_CONF_OK
                              ? atoi(v)
                              : 300000;
+    }
+    if (set_instance_id(w, conf, errbuf, errbuf_size) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return EXACTLY_ECONFIG;
     }
     rd_kafka_conf_set_opaque(conf, w);
     rd_kafka_conf_set_error_cb(conf, error_cb);

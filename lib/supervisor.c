@@ -251,10 +251,31 @@ static void install_worker_signals(void)
     sigaction(SIGCHLD, &sa, NULL);
 }
 
+/* The slot's identity in its consumer group, the same for every process
+ * the slot runs: "<pipeline>-<host>-<index>" with bytes outside
+ * [A-Za-z0-9._-] replaced by '_' (what Kafka accepts in an id). One
+ * supervisor per group and host (the lock) keeps it unique. */
+static void slot_instance_id(const slot *s, char *out, size_t size)
+{
+    char host[128];
+    size_t i;
+
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, size, "%s-%s-%d", s->p->name, host, s->index);
+    for (i = 0; out[i]; i++)
+        if (!((out[i] >= 'a' && out[i] <= 'z') || (out[i] >= 'A' && out[i] <= 'Z') ||
+              (out[i] >= '0' && out[i] <= '9') || out[i] == '.' ||
+              out[i] == '_' || out[i] == '-'))
+            out[i] = '_';
+}
+
 static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
 {
     exactly_worker_opts wo;
     exactly_worker_stats st;
+    char instance[256];
     int code;
 
     /* Never outlive the supervisor; and if it died before this line ran,
@@ -270,6 +291,8 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     wo.stop = &w_stop;
     wo.reopen_log = &w_reopen;
     wo.metrics = s->m;
+    slot_instance_id(s, instance, sizeof(instance));
+    wo.instance_id = instance;
     memset(&st, 0, sizeof(st));
     code = exactly_worker_run(&wo, &st);
     if (code != 2)

@@ -4,7 +4,9 @@
  * It validates the configuration and loads every handler once (so that a
  * refusal happens before anything starts), takes a per-pipeline lock, then
  * forks the configured number of workers per pipeline before any
- * librdkafka or libpq handle exists in it. A worker that dies is restarted
+ * librdkafka or libpq handle exists in it. Each worker slot joins its group
+ * as a static member (group.instance.id "PIPELINE-HOST-INDEX"), the same
+ * for every process the slot runs. A worker that dies is restarted
  * with capped exponential backoff; one that keeps dying within seconds of
  * its start is in a crash loop, and when every worker of a pipeline is,
  * the supervisor gives up. Workers inherit neither the lock files nor the

@@ -955,6 +955,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
 
     memset(&w, 0, sizeof(w));
     w.stop = o->stop;
+    w.slot_instance = o->instance_id;
     w.cfg = o->cfg;
     w.p = o->pipeline;
     w.m = o->metrics;
@@ -1012,9 +1013,11 @@ int exactly_worker_run(const exactly_worker_opts *o,
                 "purpose, for testing the tests; never run it on real data");
 #endif
     exactly_log(EXACTLY_LOG_INFO, "worker",
-                "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms",
+                "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms "
+                "group_instance_id=%s",
                 w.plugin->label, w.plugin->fused, w.p->n_topics, w.p->group,
-                w.p->batch.max_messages, w.p->batch.max_wait_ms);
+                w.p->batch.max_messages, w.p->batch.max_wait_ms,
+                w.instance_id[0] ? w.instance_id : "none");
 
     started = worker_now_ms();
     w.last_msg_ms = started;

@@ -55,6 +55,10 @@ typedef struct worker {
     rd_kafka_t *rk;
     int cooperative;
     char auto_reset[16];      /* "earliest" or "latest" for new partitions */
+    /* The group.instance.id the consumer joins with ("" for none), and
+     * what the supervisor asked for (NULL: a dynamic member). */
+    char instance_id[256];
+    const char *slot_instance;
 
     PGconn *conn;
     long long reconnect_at_ms;
