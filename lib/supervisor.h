@@ -8,10 +8,12 @@
  * as a static member (group.instance.id "PIPELINE-HOST-INDEX"), the same
  * for every process the slot runs. A worker that dies is restarted
  * with capped exponential backoff; one that keeps dying within seconds of
- * its start is in a crash loop, and when every worker of a pipeline is,
+ * its start, or before it committed anything (a worker that cannot claim
+ * its partitions gives up and exits), is in a crash loop, and when every worker of a pipeline is,
  * the supervisor gives up. Workers inherit neither the lock files nor the
  * metrics socket. SIGTERM/SIGINT ask every worker to commit its
- * batch and leave its group, with a deadline after which they are killed; a
+ * batch and stop (a static member keeps its partitions for its session),
+ * with a deadline after which they are killed; a
  * second signal kills them at once. SIGHUP reopens the log file in every
  * process. Workers die with their supervisor (PR_SET_PDEATHSIG).
  */
