@@ -175,7 +175,7 @@ static int lock_name(const char *group, char *out, size_t size)
  * (logged). */
 static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
 {
-    char path[4096], name[256], holder[64];
+    char path[4096 + 256 + 2], name[256], holder[64];
     struct stat st;
     ssize_t n;
     int dfd, fd;
