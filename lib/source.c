@@ -55,7 +55,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     worker *w = opaque;
-
     const char *protocol = rd_kafka_rebalance_protocol(rk);
 
     w->st.rebalances++;
