@@ -16,10 +16,15 @@ static void usage(FILE *out)
             "Starts `workers` worker processes for every pipeline of FILE (or\n"
             "only NAME); the workers of a pipeline share its consumer group.\n"
             "A worker that dies is restarted with backoff (0.5 s doubling to\n"
-            "30 s); one that dies within 10 s of starting 5 times in a row is\n"
-            "in a crash loop, and when all workers of a pipeline are, run\n"
-            "stops and exits 1. SIGTERM or SIGINT: every worker commits its\n"
-            "batch and leaves its group; after --shutdown-timeout the rest are\n"
+            "30 s); one that dies 5 times in a row within 10 s of starting,\n"
+            "or before it committed anything (a worker that cannot claim its\n"
+            "partitions gives up after max.poll.interval.ms, at most 120 s),\n"
+            "is in a crash loop, and when all workers of a pipeline are, run\n"
+            "stops and exits 1. Each worker slot is a static member of its\n"
+            "group (group.instance.id PIPELINE-HOST-INDEX): a restarted worker\n"
+            "takes its partitions back without a rebalance, and a stopped one\n"
+            "keeps them for session.timeout.ms. SIGTERM or SIGINT: every worker\n"
+            "commits its batch and stops; after --shutdown-timeout the rest are\n"
             "killed; a second signal kills them at once. SIGHUP reopens the\n"
             "log file. Workers never outlive this process. A lock file per\n"
             "consumer group stops a second `exactly run` of the same pipeline\n"
@@ -31,15 +36,20 @@ static void usage(FILE *out)
             "      --shutdown-timeout S   seconds to wait for workers to stop\n"
             "                             (default 30)\n"
             "      --lock-dir DIR         where lock files go (default\n"
-            "                             $EXACTLY_LOCK_DIR or /tmp)\n"
+            "                             $EXACTLY_LOCK_DIR, else\n"
+            "                             $XDG_RUNTIME_DIR/exactly, else\n"
+            "                             /run/exactly); refused when other\n"
+            "                             users can write to it\n"
             "      --log-file PATH        log there instead of stderr\n"
             "      --metrics ADDR:PORT    serve Prometheus text on a loopback\n"
-            "                             address: /metrics (per pipeline and\n"
+            "                             address (PORT 0: any free port, the\n"
+            "                             log says which): /metrics (per worker and\n"
             "                             partition: consumed, applied, deduplicated,\n"
             "                             dead-lettered; batches committed, rolled\n"
             "                             back, fenced; retries by cause; batch\n"
-            "                             latency; stored offset, high watermark,\n"
-            "                             lag; restarts), /healthz, /readyz\n"
+            "                             latency; restarts; per partition from its\n"
+            "                             owner: stored offset, high watermark, lag,\n"
+            "                             halted), /healthz, /readyz\n"
             "      --exit-idle MS         workers exit once nothing arrived for\n"
             "                             MS ms and all is committed; run exits\n"
             "                             when all have (scripts, tests)\n"
@@ -75,7 +85,7 @@ int cmd_run(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     o.shutdown_timeout_ms = 30000;
-    o.lock_dir = getenv("EXACTLY_LOCK_DIR") ? getenv("EXACTLY_LOCK_DIR") : "/tmp";
+    o.lock_dir = getenv("EXACTLY_LOCK_DIR"); /* NULL: the supervisor's default */
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:p:vqh", longopts, NULL)) != -1) {
         switch (c) {
