@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "sd_notify.h"
 #include "source.h"
 #include "worker.h"
 
@@ -58,6 +59,16 @@ static void on_hup(int sig)
 {
     (void)sig;
     g_reopen = 1;
+}
+
+/* Tells systemd (Type=notify) how the supervisor stands; without
+ * NOTIFY_SOCKET this does nothing. */
+static void notify_manager(const char *state)
+{
+    char err[256];
+
+    if (exactly_sd_notify(state, err, sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "supervisor", "%s", err);
 }
 
 static long long now_ms(void)
@@ -545,6 +556,9 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting workers=%zu", n_slots);
+    /* Configuration, plugins, locks and the metrics socket are in place:
+     * from here on a failure is a worker's, which restarts. */
+    notify_manager("READY=1\nSTATUS=supervising the workers");
 
     for (;;) {
         int status;
@@ -571,6 +585,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
                         running(slots, n_slots), o->shutdown_timeout_ms);
             signal_all(slots, n_slots, SIGTERM);
             stop_deadline = now + o->shutdown_timeout_ms;
+            notify_manager("STOPPING=1\nSTATUS=workers commit their batch and leave");
         }
         if (g_stop == 2 || (stop_deadline && now > stop_deadline &&
                             running(slots, n_slots) > 0)) {

@@ -15,7 +15,10 @@
  * batch and stop (a static member keeps its partitions for its session),
  * with a deadline after which they are killed; a
  * second signal kills them at once. SIGHUP reopens the log file in every
- * process. Workers die with their supervisor (PR_SET_PDEATHSIG).
+ * process. Workers die with their supervisor (PR_SET_PDEATHSIG). Under
+ * systemd (NOTIFY_SOCKET set, Type=notify) it sends READY=1 once the
+ * configuration, plugins and locks are in place, and STOPPING=1 when the
+ * drain starts.
  */
 #ifndef EXACTLY_SUPERVISOR_H
 #define EXACTLY_SUPERVISOR_H

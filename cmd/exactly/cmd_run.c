@@ -57,6 +57,10 @@ static void usage(FILE *out)
             "  -q, --quiet                warnings and errors only\n"
             "  -h, --help                 this text\n"
             "\n"
+            "Under systemd (Type=notify, NOTIFY_SOCKET set) run reports READY=1\n"
+            "once the configuration, plugins and locks are in place, and\n"
+            "STOPPING=1 when SIGTERM starts the drain.\n"
+            "\n"
             "Exit codes: 0 every worker stopped cleanly, 1 a pipeline in a\n"
             "crash loop or a forced stop, 2 refused (configuration, plugin,\n"
             "lock, or a worker that refused to start).\n");
