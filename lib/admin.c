@@ -10,14 +10,19 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "options.h"
 #include "pg_conn.h"
+#include "plugin.h"
 #include "source.h"
 #include "store.h"
 #include "strbuf.h"
+#include "upsert_sql.h"
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -150,6 +155,306 @@ void admin_json_str(FILE *out, const char *s)
             fputc(ch, out);
     }
     fputc('"', out);
+}
+
+/* ---- the configuration itself ----------------------------------------- */
+
+int admin_validate_pipeline(const exactly_config *cfg, const cfg_pipeline *p,
+                            admin_report_fn *report, void *arg,
+                            exactly_plugin **plugin)
+{
+    char err[2048], item[160], detail[512], reset[16];
+    exactly_plugin *pl = NULL;
+    rd_kafka_conf_t *conf;
+    int refused = 0;
+
+    if (plugin)
+        *plugin = NULL;
+    snprintf(item, sizeof(item), "handler [%s]", p->name);
+    if (exactly_plugin_load(cfg, p, &pl, err, sizeof(err)) != EXACTLY_OK) {
+        report(arg, item, err, NULL);
+        refused++;
+    } else {
+        snprintf(detail, sizeof(detail), "%s '%s' ABI %u.%u%s", pl->label,
+                 pl->h->name, pl->h->abi_major, pl->h->abi_minor,
+                 pl->fused ? ", lookup fused into the write" : "");
+        report(arg, item, NULL, detail);
+    }
+    snprintf(item, sizeof(item), "kafka config [%s]", p->name);
+    conf = exactly_kafka_conf(cfg, p, reset, "exactly-validate", err,
+                              sizeof(err));
+    if (!conf) {
+        report(arg, item, err, NULL);
+        refused++;
+    } else {
+        rd_kafka_conf_destroy(conf);
+        report(arg, item, NULL, "read_committed, auto commit off");
+    }
+    if (plugin)
+        *plugin = pl;
+    else
+        exactly_plugin_free(pl);
+    return refused;
+}
+
+/* ---- privileges --------------------------------------------------------- */
+
+/* Appends one grant; takes object and why (malloc'd, NULL object for a
+ * note). Returns -1 when out of memory (both are freed). */
+static int add_grant(admin_grants *g, admin_object kind,
+                     const char *privileges, char *object, char *why)
+{
+    if (!why || (kind != ADMIN_OBJ_NOTE && !object))
+        goto oom;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 16;
+        admin_grant *v = realloc(g->v, cap * sizeof(*v));
+        if (!v)
+            goto oom;
+        g->v = v;
+        g->cap = cap;
+    }
+    g->v[g->n].kind = kind;
+    g->v[g->n].privileges = privileges;
+    g->v[g->n].object = object;
+    g->v[g->n].why = why;
+    g->n++;
+    return 0;
+oom:
+    free(object);
+    free(why);
+    return -1;
+}
+
+/* printf into a new string, or NULL. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+
+    va_start(ap, f);
+    n = vasprintf(&s, f, ap);
+    va_end(ap);
+    return n < 0 ? NULL : s;
+}
+
+/* Grants on a relation named in the configuration ("name" or
+ * "schema.name"): USAGE on its schema when qualified, then privileges. */
+static exactly_err relation_grants(admin_grants *g, const char *name,
+                                   const char *privileges, char *why,
+                                   char *errbuf, size_t errbuf_size)
+{
+    char *rel = upsert_sql_quote_relation(name, errbuf, errbuf_size);
+    const char *dot = strchr(name, '.');
+
+    if (!rel) {
+        free(why);
+        return strcmp(errbuf, "out of memory") == 0 ? EXACTLY_ENOMEM
+                                                    : EXACTLY_ECONFIG;
+    }
+    if (dot) {
+        char *schema = strndup(name, (size_t)(dot - name));
+        char *q = schema ? upsert_sql_quote_ident(schema, errbuf, errbuf_size)
+                         : NULL;
+        free(schema);
+        if (!q || add_grant(g, ADMIN_OBJ_SCHEMA, "USAGE", q,
+                            fmt("schema of %s", rel)) != 0) {
+            free(rel);
+            free(why);
+            return EXACTLY_ENOMEM;
+        }
+    }
+    return add_grant(g, ADMIN_OBJ_TABLE, privileges, rel, why) == 0
+               ? EXACTLY_OK
+               : EXACTLY_ENOMEM;
+}
+
+exactly_err admin_grants_framework(const exactly_config *cfg, admin_grants *g,
+                                   char *errbuf, size_t errbuf_size)
+{
+    /* What the worker's statements on the framework tables need
+     * (lib/store.c): claim and fence (INSERT ... ON CONFLICT DO UPDATE
+     * ... RETURNING, UPDATE ... WHERE, SELECT ... FOR UPDATE in the crash
+     * guard), dead letters (INSERT ... ON CONFLICT DO UPDATE, a serial
+     * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING). */
+    static const struct {
+        admin_object kind;
+        const char *privileges;
+        const char *name; /* in the schema; NULL: the schema itself */
+        const char *args; /* functions: the argument types */
+        const char *why;
+    } fw[] = {
+        {ADMIN_OBJ_SCHEMA, "USAGE", NULL, NULL, "the framework schema"},
+        {ADMIN_OBJ_TABLE, "SELECT", "schema_version", NULL,
+         "the schema version check at start"},
+        {ADMIN_OBJ_TABLE, "SELECT, INSERT, UPDATE", "offsets", NULL,
+         "claiming, fencing and advancing each partition's stored offset"},
+        {ADMIN_OBJ_TABLE, "SELECT, INSERT, UPDATE", "dead_letters", NULL,
+         "dead letters, written in the batch's transaction"},
+        {ADMIN_OBJ_SEQUENCE, "USAGE", "dead_letters_id_seq", NULL,
+         "the ids of dead letters"},
+        {ADMIN_OBJ_TABLE, "SELECT, INSERT", "dedup_keys", NULL,
+         "dedup keys (only a pipeline with dedup)"},
+        {ADMIN_OBJ_FUNCTION, "EXECUTE", "advance",
+         "(text, text, integer, bigint, bigint, bigint)",
+         "the fence that starts every batch"},
+        {ADMIN_OBJ_FUNCTION, "EXECUTE", "attempt",
+         "(text, text, integer, bigint, bigint, bigint, integer, integer)",
+         "the crash guard"},
+    };
+    char *schema = upsert_sql_quote_ident(cfg->postgres.schema, errbuf,
+                                          errbuf_size);
+    int dedup = 0;
+    size_t i;
+
+    if (!schema)
+        return strcmp(errbuf, "out of memory") == 0 ? EXACTLY_ENOMEM
+                                                    : EXACTLY_ECONFIG;
+    for (i = 0; i < cfg->n_pipelines; i++)
+        dedup |= cfg->pipelines[i].dedup.enabled;
+    for (i = 0; i < sizeof(fw) / sizeof(fw[0]); i++) {
+        char *object;
+        if (fw[i].name && strcmp(fw[i].name, "dedup_keys") == 0 && !dedup)
+            continue;
+        if (!fw[i].name)
+            object = strdup(schema);
+        else /* the names are ours: nothing to escape inside the quotes */
+            object = fmt("%s.\"%s\"%s", schema, fw[i].name,
+                         fw[i].args ? fw[i].args : "");
+        if (add_grant(g, fw[i].kind, fw[i].privileges, object,
+                      strdup(fw[i].why)) != 0) {
+            free(schema);
+            snprintf(errbuf, errbuf_size, "out of memory");
+            return EXACTLY_ENOMEM;
+        }
+    }
+    free(schema);
+    return EXACTLY_OK;
+}
+
+exactly_err admin_grants_pipeline(const exactly_config *cfg,
+                                  const cfg_pipeline *p, admin_grants *g,
+                                  char *errbuf, size_t errbuf_size)
+{
+    exactly_plugin *pl = NULL;
+    exactly_err rc;
+
+    if (p->lookup.table)
+        rc = relation_grants(g, p->lookup.table, "SELECT",
+                             fmt("lookup.table of pipeline %s", p->name),
+                             errbuf, errbuf_size);
+    else
+        rc = add_grant(g, ADMIN_OBJ_NOTE, "SELECT", NULL,
+                       fmt("pipeline %s: SELECT on every table its lookup.sql "
+                           "reads",
+                           p->name)) == 0
+                 ? EXACTLY_OK
+                 : EXACTLY_ENOMEM;
+    if (rc != EXACTLY_OK)
+        goto done;
+    rc = exactly_plugin_load(cfg, p, &pl, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto done;
+    if (p->handler.builtin) {
+        /* INSERT ... ON CONFLICT DO UPDATE: UPDATE, and SELECT because the
+         * update's WHERE compares the current row; DELETE for
+         * delete_missing. */
+        int del = exactly_options_bool(pl->opts, "delete_missing");
+        rc = relation_grants(g, exactly_options_string(pl->opts, "table"),
+                             del ? "SELECT, INSERT, UPDATE, DELETE"
+                                 : "SELECT, INSERT, UPDATE",
+                             fmt("the target of pipeline %s's built-in "
+                                 "upsert",
+                                 p->name),
+                             errbuf, errbuf_size);
+    } else {
+        rc = add_grant(g, ADMIN_OBJ_NOTE, "", NULL,
+                       fmt("pipeline %s: handler %s writes tables exactly "
+                           "cannot name: grant what its documentation lists",
+                           p->name, pl->label)) == 0
+                 ? EXACTLY_OK
+                 : EXACTLY_ENOMEM;
+    }
+
+done:
+    if (rc == EXACTLY_ENOMEM)
+        snprintf(errbuf, errbuf_size, "out of memory");
+    exactly_plugin_free(pl);
+    return rc;
+}
+
+void admin_grants_free(admin_grants *g)
+{
+    size_t i;
+
+    for (i = 0; i < g->n; i++) {
+        free(g->v[i].object);
+        free(g->v[i].why);
+    }
+    free(g->v);
+    memset(g, 0, sizeof(*g));
+}
+
+const char *admin_object_keyword(admin_object kind)
+{
+    switch (kind) {
+    case ADMIN_OBJ_SCHEMA: return "SCHEMA";
+    case ADMIN_OBJ_TABLE: return "TABLE";
+    case ADMIN_OBJ_SEQUENCE: return "SEQUENCE";
+    case ADMIN_OBJ_FUNCTION: return "FUNCTION";
+    case ADMIN_OBJ_NOTE: break;
+    }
+    return "";
+}
+
+exactly_err admin_grant_missing(PGconn *conn, const admin_grant *g,
+                                char **missing, int *exists, char *errbuf,
+                                size_t errbuf_size)
+{
+    /* $1 the object as SQL text, $2 the privileges; each privilege is
+     * asked alone: with a list, has_*_privilege is true if any is held. */
+    static const char *const sql[] = {
+        [ADMIN_OBJ_SCHEMA] =
+            "SELECT to_regnamespace($1) IS NOT NULL, array_to_string(ARRAY("
+            "SELECT p FROM unnest(string_to_array($2, ', ')) AS p WHERE NOT"
+            " has_schema_privilege(to_regnamespace($1)::oid, p)), ', ')",
+        [ADMIN_OBJ_TABLE] =
+            "SELECT to_regclass($1) IS NOT NULL, array_to_string(ARRAY("
+            "SELECT p FROM unnest(string_to_array($2, ', ')) AS p WHERE NOT"
+            " has_table_privilege(to_regclass($1)::oid, p)), ', ')",
+        [ADMIN_OBJ_SEQUENCE] =
+            "SELECT to_regclass($1) IS NOT NULL, array_to_string(ARRAY("
+            "SELECT p FROM unnest(string_to_array($2, ', ')) AS p WHERE NOT"
+            " has_sequence_privilege(to_regclass($1)::oid, p)), ', ')",
+        [ADMIN_OBJ_FUNCTION] =
+            "SELECT to_regprocedure($1) IS NOT NULL, array_to_string(ARRAY("
+            "SELECT p FROM unnest(string_to_array($2, ', ')) AS p WHERE NOT"
+            " has_function_privilege(to_regprocedure($1)::oid, p)), ', ')",
+    };
+    const char *params[2] = {g->object, g->privileges};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *missing = NULL;
+    *exists = 0;
+    if (g->kind == ADMIN_OBJ_NOTE) {
+        *missing = strdup("");
+        return *missing ? EXACTLY_OK : EXACTLY_ENOMEM;
+    }
+    rc = exactly_pg_exec(conn, sql[g->kind], 2, params, &res, errbuf,
+                         errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    *exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    *missing = strdup(*exists ? PQgetvalue(res, 0, 1) : "");
+    PQclear(res);
+    if (!*missing) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    return EXACTLY_OK;
 }
 
 /* ---- parsing ------------------------------------------------------------ */

@@ -45,6 +45,92 @@ void admin_table_free(admin_table *t);
 /* Writes s as a JSON string literal ("null" for NULL). */
 void admin_json_str(FILE *out, const char *s);
 
+/* ---- the configuration itself ----------------------------------------- */
+
+struct exactly_plugin;
+
+/* Called once per validated item: err is NULL when it passed (detail says
+ * what was found), else the reason it is refused. */
+typedef void admin_report_fn(void *arg, const char *item, const char *err,
+                             const char *detail);
+
+/*
+ * What every command that acts on a configuration refuses about it before
+ * reaching any service (check and migrate share it, so migrate never sets
+ * up a configuration no worker would run): the pipeline's handler (loaded,
+ * ABI and descriptor checked, options validated against its declarations)
+ * and the Kafka properties exactly owns (isolation level, auto commit,
+ * group.id, any property librdkafka rejects). Reports the items
+ * "handler [P]" and "kafka config [P]" through report and returns how
+ * many were refused. If plugin is not NULL and the handler loaded,
+ * *plugin receives it (the caller frees it with exactly_plugin_free);
+ * otherwise nothing is kept.
+ */
+int admin_validate_pipeline(const exactly_config *cfg, const cfg_pipeline *p,
+                            admin_report_fn *report, void *arg,
+                            struct exactly_plugin **plugin);
+
+/* ---- privileges (docs/PRIVILEGES.md) ---------------------------------- */
+
+/*
+ * What the role that runs the workers needs, and nothing more: it owns
+ * nothing; the framework schema belongs to the role that ran `exactly
+ * migrate`, the sources and targets to the application. One list, so that
+ * `exactly migrate --print-grants` prints what `exactly check` verifies.
+ */
+typedef enum admin_object {
+    ADMIN_OBJ_SCHEMA,
+    ADMIN_OBJ_TABLE,
+    ADMIN_OBJ_SEQUENCE,
+    ADMIN_OBJ_FUNCTION,
+    ADMIN_OBJ_NOTE /* nothing exactly can name (a plugin's tables, the
+                      tables of lookup.sql): why says what to grant */
+} admin_object;
+
+typedef struct admin_grant {
+    admin_object kind;
+    const char *privileges; /* static text: "SELECT, INSERT, UPDATE" */
+    char *object;           /* as SQL, identifiers quoted: "exactly"."offsets",
+                               "exactly"."advance"(text, ...); NULL for a note */
+    char *why;              /* what needs it */
+} admin_grant;
+
+typedef struct admin_grants {
+    admin_grant *v;
+    size_t n;
+    size_t cap;
+} admin_grants;
+
+/* Appends the grants on the framework schema (for every pipeline of cfg:
+ * dedup_keys only when one of them deduplicates). Reads no database.
+ * EXACTLY_ECONFIG when the schema name cannot be quoted, EXACTLY_ENOMEM. */
+exactly_err admin_grants_framework(const exactly_config *cfg, admin_grants *g,
+                                   char *errbuf, size_t errbuf_size);
+
+/* Appends the grants of pipeline p: SELECT on lookup.table, the built-in
+ * upsert's target, USAGE on their schemas when qualified; a note for what
+ * exactly cannot name. Loads the handler to read the built-in's options;
+ * fails as exactly_plugin_load() does. Reads no database. */
+exactly_err admin_grants_pipeline(const exactly_config *cfg,
+                                  const cfg_pipeline *p, admin_grants *g,
+                                  char *errbuf, size_t errbuf_size);
+
+void admin_grants_free(admin_grants *g);
+
+/* The SQL keyword of a grant's object kind ("TABLE", ...); "" for a note. */
+const char *admin_object_keyword(admin_object kind);
+
+/*
+ * Which of g's privileges the connected role lacks (has_*_privilege, so
+ * membership counts): *missing receives them (", "-separated, "" when
+ * none; malloc'd) and *exists whether the object exists (a missing one
+ * is reported by other checks; nothing is missing then). Notes check
+ * nothing. Runs in the caller's transaction.
+ */
+exactly_err admin_grant_missing(PGconn *conn, const admin_grant *g,
+                                char **missing, int *exists, char *errbuf,
+                                size_t errbuf_size);
+
 /* ---- parsing ------------------------------------------------------------ */
 
 /*

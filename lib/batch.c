@@ -199,8 +199,9 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
             snprintf(bm->reason, sizeof(bm->reason),
                      "header '%s' missing", p->id.header);
             bm->dead = 1;
-        } else if (exactly_id_decode(p->id.type, p->id.max_length, data, len,
-                                     &bm->id, bm->reason,
+        } else if (exactly_id_decode(p->id.type, p->id.max_length,
+                                     p->id.non_canonical == CFG_NONCANON_ACCEPT,
+                                     data, len, &bm->id, bm->reason,
                                      sizeof(bm->reason)) != EXACTLY_OK) {
             if (!bm->reason[0])
                 return EXACTLY_ENOMEM;

@@ -11,6 +11,7 @@
 #include "exactly/handler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -89,6 +91,7 @@ static int fail_at(load_ctx *c, cfg_pos pos, const char *fmt, ...)
 
 static int fail_at(load_ctx *c, cfg_pos pos, const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     int n;
 
@@ -97,24 +100,28 @@ static int fail_at(load_ctx *c, cfg_pos pos, const char *fmt, ...)
     c->rc = EXACTLY_ECONFIG;
     if (c->err_size == 0)
         return -1;
-    n = snprintf(c->err, c->err_size, "%s:%d:%d: ", c->file, pos.line,
+    n = snprintf(msg, sizeof(msg), "%s:%d:%d: ", c->file, pos.line,
                  pos.column);
-    if (n >= 0 && (size_t)n < c->err_size) {
+    if (n >= 0 && (size_t)n < sizeof(msg)) {
         va_start(ap, fmt);
-        vsnprintf(c->err + n, c->err_size - (size_t)n, fmt, ap);
+        vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
         va_end(ap);
     }
+    /* Keys and values quoted from the file may hold control bytes. */
+    exactly_cfg_escape(c->err, c->err_size, msg);
     return -1;
 }
 
 /* A failure with no position in the file (cannot open, out of memory). */
 static int fail_file(load_ctx *c, exactly_err rc, const char *what)
 {
+    char msg[2048];
+
     if (c->rc != EXACTLY_OK)
         return -1;
     c->rc = rc;
-    if (c->err_size > 0)
-        snprintf(c->err, c->err_size, "%s: %s", c->file, what);
+    snprintf(msg, sizeof(msg), "%s: %s", c->file, what);
+    exactly_cfg_escape(c->err, c->err_size, msg);
     return -1;
 }
 
@@ -200,6 +207,9 @@ static int is_empty_scalar(const cfg_value *v)
     return v->kind == CFG_SCALAR && v->scalar[0] == '\0';
 }
 
+/* Key comparisons made by duplicate detection in the last load. */
+static unsigned long long key_comparisons;
+
 typedef struct builder {
     load_ctx *c;
     yaml_parser_t parser;
@@ -270,6 +280,69 @@ static int has_nul(const yaml_event_t *ev)
            ev->data.scalar.length;
 }
 
+#define CORE_TAG "tag:yaml.org,2002:"
+
+/* The tag of the node ev starts, as libyaml resolved it, or NULL. */
+static const char *event_tag(const yaml_event_t *ev)
+{
+    const yaml_char_t *tag = NULL;
+
+    if (ev->type == YAML_SCALAR_EVENT)
+        tag = ev->data.scalar.tag;
+    else if (ev->type == YAML_MAPPING_START_EVENT)
+        tag = ev->data.mapping_start.tag;
+    else if (ev->type == YAML_SEQUENCE_START_EVENT)
+        tag = ev->data.sequence_start.tag;
+    return (const char *)tag;
+}
+
+/*
+ * Tags change what a node means, so one that is ignored silently changes
+ * the configuration. The core tags that fit the node are honoured (!!str
+ * keeps a null word such as '~' as text; !!map and !!seq say what the node
+ * is anyway); every other tag is refused at its position.
+ */
+static int check_tag(builder *b, const yaml_event_t *ev, cfg_pos pos)
+{
+    static const struct {
+        yaml_event_type_t type;
+        const char *core;
+        const char *what;
+    } fits[] = {{YAML_SCALAR_EVENT, "str", "a scalar"},
+                {YAML_MAPPING_START_EVENT, "map", "a mapping"},
+                {YAML_SEQUENCE_START_EVENT, "seq", "a list"}};
+    const char *tag = event_tag(ev);
+    const char *where = b->c->path.len ? b->c->path.buf : "the top level";
+    size_t i;
+
+    if (!tag)
+        return 0;
+    if (strncmp(tag, CORE_TAG, sizeof(CORE_TAG) - 1) == 0) {
+        const char *name = tag + sizeof(CORE_TAG) - 1;
+        int core = 0;
+
+        for (i = 0; i < sizeof(fits) / sizeof(fits[0]); i++) {
+            if (strcmp(name, fits[i].core) != 0)
+                continue;
+            core = 1;
+            if (ev->type == fits[i].type)
+                return 0;
+        }
+        for (i = 0; core && i < sizeof(fits) / sizeof(fits[0]); i++)
+            if (ev->type == fits[i].type)
+                return fail_at(b->c, pos, "YAML tag '!!%.100s' does not fit "
+                                          "%s (in '%s')",
+                               name, fits[i].what, where);
+        return fail_at(b->c, pos, "YAML tag '!!%.100s' is not supported (in "
+                                  "'%s'): only !!str, !!map and !!seq are",
+                       name, where);
+    }
+    return fail_at(b->c, pos, "YAML tag '%s%.100s%s' is not supported (in "
+                              "'%s'): only !!str, !!map and !!seq are",
+                   tag[0] == '!' ? "" : "!<", tag, tag[0] == '!' ? "" : ">",
+                   where);
+}
+
 static int build_scalar(builder *b, const yaml_event_t *ev, cfg_value *out)
 {
     load_ctx *c = b->c;
@@ -282,7 +355,10 @@ static int build_scalar(builder *b, const yaml_event_t *ev, cfg_value *out)
     out->pos = mark_pos(ev->start_mark);
     if (has_nul(ev))
         return fail_at(c, out->pos, "'%s' contains a NUL byte", c->path.buf);
-    if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && is_null_word(text))
+    /* A plain null word is no value, unless tagged !!str (the only tag
+     * check_tag lets through on a scalar). */
+    if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        !event_tag(ev) && is_null_word(text))
         text = "";
     rc = exactly_env_expand(text, &out->scalar, &used_env, why, sizeof(why));
     if (rc == EXACTLY_ENOMEM)
@@ -329,55 +405,153 @@ static int grow(cfg_value *v, size_t *cap)
     return 0;
 }
 
+/*
+ * The keys of one mapping being built, hashed, so that finding a duplicate
+ * costs about one probe per key, not a scan of every earlier key (which
+ * made a 9 MB mapping take minutes). Open addressing, at most half full.
+ */
+typedef struct key_slot {
+    uint64_t hash;
+    size_t index; /* 1 + the key's index in the mapping; 0: empty */
+} key_slot;
+
+typedef struct key_index {
+    key_slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t used;
+} key_index;
+
+static uint64_t key_hash(const char *key)
+{
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+
+    for (; *key; key++) {
+        h ^= (unsigned char)*key;
+        h *= 1099511628211u;
+    }
+    return h;
+}
+
+/* The empty slot where a key of hash h goes. */
+static key_slot *key_probe(const key_index *ix, uint64_t h)
+{
+    size_t i = (size_t)h & (ix->cap - 1);
+
+    while (ix->slots[i].index != 0)
+        i = (i + 1) & (ix->cap - 1);
+    return &ix->slots[i];
+}
+
+/* The index of key (of hash h) in map, or SIZE_MAX when it is new. Keys are
+ * compared only when their hashes are equal. */
+static size_t key_index_find(const key_index *ix, const cfg_value *map,
+                             const char *key, uint64_t h)
+{
+    size_t i = (size_t)h & (ix->cap - 1);
+
+    for (; ix->slots[i].index != 0; i = (i + 1) & (ix->cap - 1)) {
+        if (ix->slots[i].hash != h)
+            continue;
+        key_comparisons++;
+        if (strcmp(map->keys[ix->slots[i].index - 1], key) == 0)
+            return ix->slots[i].index - 1;
+    }
+    return SIZE_MAX;
+}
+
+/* Makes room for one more key. Returns 0, or -1 when out of memory. */
+static int key_index_reserve(key_index *ix)
+{
+    key_index grown;
+    size_t i;
+
+    if ((ix->used + 1) * 2 <= ix->cap)
+        return 0;
+    grown.cap = ix->cap ? ix->cap * 2 : 16;
+    grown.used = ix->used;
+    if (!(grown.slots = calloc(grown.cap, sizeof(key_slot))))
+        return -1;
+    for (i = 0; i < ix->cap; i++)
+        if (ix->slots[i].index != 0)
+            *key_probe(&grown, ix->slots[i].hash) = ix->slots[i];
+    free(ix->slots);
+    *ix = grown;
+    return 0;
+}
+
+/* Reads a mapping's keys and values into out; duplicate keys are refused
+ * naming both places. */
 static int build_mapping(builder *b, cfg_value *out, int depth)
 {
     load_ctx *c = b->c;
+    key_index ix = {0};
     size_t cap = 0;
+    int rc = -1;
 
     for (;;) {
         yaml_event_t ev;
-        cfg_pos key_pos, first;
-        size_t saved, n;
-        int rc;
+        cfg_pos key_pos;
+        const char *key;
+        size_t saved, n, dup;
+        uint64_t h;
 
         if (next_event(b, &ev))
-            return -1;
+            goto cleanup;
         if (ev.type == YAML_MAPPING_END_EVENT) {
             yaml_event_delete(&ev);
-            return 0;
+            rc = 0;
+            goto cleanup;
         }
         key_pos = mark_pos(ev.start_mark);
         if (ev.type != YAML_SCALAR_EVENT || has_nul(&ev)) {
             yaml_event_delete(&ev);
-            return fail_at(c, key_pos, "keys must be plain strings (in '%s')",
-                           c->path.len ? c->path.buf : "the top level");
+            fail_at(c, key_pos, "keys must be plain strings (in '%s')",
+                    c->path.len ? c->path.buf : "the top level");
+            goto cleanup;
         }
-        saved = path_push(&c->path, (const char *)ev.data.scalar.value);
-        if (map_find(out, (const char *)ev.data.scalar.value, &first)) {
+        if (check_tag(b, &ev, key_pos)) {
             yaml_event_delete(&ev);
-            return fail_at(c, key_pos, "duplicate key '%s' (first at %d:%d)",
-                           c->path.buf, first.line, first.column);
+            goto cleanup;
         }
-        if (grow(out, &cap)) {
+        key = (const char *)ev.data.scalar.value;
+        saved = path_push(&c->path, key);
+        if (key_index_reserve(&ix) || grow(out, &cap)) {
             yaml_event_delete(&ev);
-            return fail_nomem(c);
+            fail_nomem(c);
+            goto cleanup;
+        }
+        h = key_hash(key);
+        dup = key_index_find(&ix, out, key, h);
+        if (dup != SIZE_MAX) {
+            yaml_event_delete(&ev);
+            fail_at(c, key_pos, "duplicate key '%s' (first at %d:%d)",
+                    c->path.buf, out->key_pos[dup].line,
+                    out->key_pos[dup].column);
+            goto cleanup;
         }
         n = out->n_items;
-        out->keys[n] = strdup((const char *)ev.data.scalar.value);
+        out->keys[n] = strdup(key);
         yaml_event_delete(&ev);
-        if (!out->keys[n])
-            return fail_nomem(c);
+        if (!out->keys[n]) {
+            fail_nomem(c);
+            goto cleanup;
+        }
         out->key_pos[n] = key_pos;
         memset(&out->items[n], 0, sizeof(out->items[n]));
         out->n_items++;
+        *key_probe(&ix, h) = (key_slot){h, n + 1};
+        ix.used++;
 
         if (next_event(b, &ev))
-            return -1;
-        rc = build_node(b, &ev, &out->items[n], depth + 1);
+            goto cleanup;
+        if (build_node(b, &ev, &out->items[n], depth + 1))
+            goto cleanup;
         path_pop(&c->path, saved);
-        if (rc)
-            return -1;
     }
+
+cleanup:
+    free(ix.slots);
+    return rc;
 }
 
 static int build_sequence(builder *b, cfg_value *out, int depth)
@@ -419,6 +593,10 @@ static int build_node(builder *b, yaml_event_t *ev, cfg_value *out, int depth)
     yaml_event_type_t type = ev->type;
     int rc;
 
+    if (check_tag(b, ev, pos)) {
+        yaml_event_delete(ev);
+        return -1;
+    }
     if (type == YAML_SCALAR_EVENT) {
         rc = build_scalar(b, ev, out);
         yaml_event_delete(ev);
@@ -487,18 +665,71 @@ static int parse_document(builder *b, cfg_value *root)
 
 /* Reads the whole file: libyaml then parses from memory, and reader errors
  * (bad UTF-8), which libyaml reports by byte offset, can be placed. */
-static char *read_file(load_ctx *c, size_t *len)
+/* What a file that is not a regular file is, for the refusal. */
+static const char *file_kind(mode_t mode)
 {
-    FILE *f = fopen(c->file, "rb");
-    char *data = NULL;
-    size_t cap = 0, n = 0;
-    char why[300];
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
 
-    if (!f) {
+/*
+ * Opens the configuration for reading. Only a regular file is accepted:
+ * opening a FIFO would wait for a writer forever and a device can be read
+ * without end. O_NONBLOCK keeps open() itself from waiting; it makes no
+ * difference to reading a regular file.
+ */
+static FILE *open_config(load_ctx *c)
+{
+    char why[300];
+    struct stat st;
+    FILE *f;
+    int fd = open(c->file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+    if (fd < 0) {
         snprintf(why, sizeof(why), "cannot open: %s", strerror(errno));
         fail_file(c, EXACTLY_ECONFIG, why);
         return NULL;
     }
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, sizeof(why), "not a regular file (%s); give the path "
+                                   "of a YAML file",
+                 file_kind(st.st_mode));
+        goto fail;
+    }
+    if (!(f = fdopen(fd, "rb"))) {
+        snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    return f;
+
+fail:
+    close(fd);
+    fail_file(c, EXACTLY_ECONFIG, why);
+    return NULL;
+}
+
+static char *read_file(load_ctx *c, size_t *len)
+{
+    FILE *f = open_config(c);
+    char *data = NULL;
+    size_t cap = 0, n = 0;
+    char why[300];
+
+    if (!f)
+        return NULL;
     for (;;) {
         size_t got;
 
@@ -933,6 +1164,10 @@ static const enum_name id_type_names[] = {{"bigint", CFG_ID_BIGINT},
                                           {"text", CFG_ID_TEXT},
                                           {"uuid", CFG_ID_UUID},
                                           {NULL, 0}};
+static const enum_name non_canonical_names[] = {
+    {"dead_letter", CFG_NONCANON_DEAD_LETTER},
+    {"accept", CFG_NONCANON_ACCEPT},
+    {NULL, 0}};
 static const enum_name on_missing_names[] = {
     {"skip", CFG_MISSING_SKIP},
     {"dead_letter", CFG_MISSING_DEAD_LETTER},
@@ -966,9 +1201,30 @@ static const enum_name on_error_names[] = {
 static int postgres_check(load_ctx *c, cfg_value *map, cfg_pos at, void *base)
 {
     exactly_config *cfg = base;
+    const cfg_value *v;
+    const char *problem;
+    char why[300];
+    cfg_pos key_pos;
 
-    (void)map;
     cfg->postgres.pos = at;
+    /* A conninfo libpq cannot read as written is refused here, in a
+     * sentence of our own: libpq's message would quote the password. */
+    problem = exactly_conninfo_problem(cfg->postgres.conninfo);
+    if (problem) {
+        v = map_find(map, "conninfo", &key_pos);
+        path_push(&c->path, "conninfo");
+        return fail_at(c, v ? v->pos : key_pos, "'%s' %s", c->path.buf,
+                       problem);
+    }
+    /* Settings of the user's that exactly would have to override. */
+    problem = exactly_conninfo_conflict(cfg->postgres.conninfo,
+                                        map_find(map, "connect_timeout_s",
+                                                 NULL) != NULL,
+                                        why, sizeof(why));
+    if (problem) {
+        v = map_find(map, "conninfo", &key_pos);
+        return fail_at(c, v ? v->pos : key_pos, "%s", problem);
+    }
     if (!cfg->postgres.schema && !(cfg->postgres.schema = strdup("exactly")))
         return fail_nomem(c);
     return 0;
@@ -1022,6 +1278,7 @@ static const field id_fields[] = {
     ENUM("type", P(id.type), 0, id_type_names),
     {.key = "max_length", .kind = F_SIZE, .off = P(id.max_length), .min = 1,
      .max = 65536},
+    ENUM("non_canonical", P(id.non_canonical), 0, non_canonical_names),
 };
 static const section id_section = {id_fields, N_FIELDS(id_fields), id_check};
 
@@ -1265,6 +1522,7 @@ static void pipeline_defaults(cfg_pipeline *p)
     p->id.from = CFG_FROM_KEY;
     p->id.type = CFG_ID_BIGINT;
     p->id.max_length = 256;
+    p->id.non_canonical = CFG_NONCANON_DEAD_LETTER;
     p->lookup.on_missing = CFG_MISSING_SKIP;
     p->lookup.missing_retry_ms = 30000;
     p->on_error = CFG_ERROR_DEAD_LETTER;
@@ -1444,6 +1702,7 @@ exactly_err exactly_config_load(const char *path, exactly_config **out,
 
     if (errbuf_size > 0)
         errbuf[0] = '\0';
+    key_comparisons = 0;
     if (!out || !path)
         return EXACTLY_EINVAL;
     *out = NULL;
@@ -1538,6 +1797,11 @@ int exactly_config_is_secret(const char *property)
     return 0;
 }
 
+unsigned long long exactly_config_key_comparisons(void)
+{
+    return key_comparisons;
+}
+
 const char *exactly_id_type_name(cfg_id_type t)
 {
     size_t i;
@@ -1546,146 +1810,4 @@ const char *exactly_id_type_name(cfg_id_type t)
         if (id_type_names[i].value == (int)t)
             return id_type_names[i].name;
     return "unknown";
-}
-
-/* ------------------------------------------------------------------ */
-/* Conninfo redaction                                                  */
-/* ------------------------------------------------------------------ */
-
-/* Bounded output: appends what fits and always stays NUL-terminated. */
-typedef struct red_out {
-    char *buf;
-    size_t size;
-    size_t len;
-} red_out;
-
-static void red_put(red_out *o, const char *s, size_t n)
-{
-    size_t room;
-
-    if (o->size == 0)
-        return;
-    room = o->size - 1 - o->len;
-    if (n > room)
-        n = room;
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-/* libpq has both "password" and "sslpassword"; hide anything like them. */
-static int is_password_key(const char *key, size_t len)
-{
-    static const char word[] = "password";
-    size_t i;
-
-    for (i = 0; i + sizeof(word) - 1 <= len; i++)
-        if (strncasecmp(key + i, word, sizeof(word) - 1) == 0)
-            return 1;
-    return 0;
-}
-
-/* postgresql://user:secret@host/db?password=x: hide the userinfo password
- * and any password parameter of the query string. */
-static void redact_uri(const char *s, red_out *o)
-{
-    const char *auth = strstr(s, "://") + 3;
-    const char *query = strchr(auth, '?');
-    const char *end = query ? query : auth + strlen(auth);
-    const char *at = NULL, *colon, *p;
-
-    /* The last '@' before the query: a password with a stray '@' or '/' in
-     * it is still hidden whole. */
-    for (p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon) {
-        red_put(o, s, (size_t)(colon + 1 - s));
-        red_put(o, "****", 4);
-        red_put(o, at, (size_t)(end - at));
-    } else {
-        red_put(o, s, (size_t)(end - s));
-    }
-    if (!query)
-        return;
-    p = query;
-    while (*p) {
-        const char *param = p + 1; /* past '?' or '&' */
-        const char *amp = strchr(param, '&');
-        const char *pend = amp ? amp : param + strlen(param);
-        const char *eq = memchr(param, '=', (size_t)(pend - param));
-
-        if (eq && is_password_key(param, (size_t)(eq - param))) {
-            red_put(o, p, (size_t)(eq + 1 - p));
-            red_put(o, "****", 4);
-        } else {
-            red_put(o, p, (size_t)(pend - p));
-        }
-        p = pend;
-    }
-}
-
-/* Skips one keyword=value value (quoted with '...' and backslash escapes,
- * or bare up to whitespace) and returns where it ends. */
-static const char *skip_value(const char *p)
-{
-    if (*p != '\'') {
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-            p++;
-        return p;
-    }
-    for (p++; *p && *p != '\''; p++)
-        if (*p == '\\' && p[1])
-            p++;
-    return *p ? p + 1 : p;
-}
-
-static void redact_keywords(const char *s, red_out *o)
-{
-    const char *p = s;
-
-    while (*p) {
-        const char *key = p, *key_end, *eq, *value;
-
-        while (*p && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n' &&
-               *p != '\r')
-            p++;
-        key_end = p;
-        eq = p;
-        while (*eq == ' ' || *eq == '\t')
-            eq++;
-        if (key_end == key || *eq != '=') {
-            /* Whitespace or junk: copy one byte and move on. */
-            p = key_end == key ? key + 1 : key_end;
-            red_put(o, key, (size_t)(p - key));
-            continue;
-        }
-        value = eq + 1;
-        while (*value == ' ' || *value == '\t')
-            value++;
-        p = skip_value(value);
-        red_put(o, key, (size_t)(value - key));
-        if (is_password_key(key, (size_t)(key_end - key)))
-            red_put(o, "****", 4);
-        else
-            red_put(o, value, (size_t)(p - value));
-    }
-}
-
-void exactly_config_redact_conninfo(const char *conninfo, char *out,
-                                    size_t out_size)
-{
-    red_out o = {out, out_size, 0};
-
-    if (out_size == 0)
-        return;
-    out[0] = '\0';
-    if (!conninfo)
-        return;
-    if (strncmp(conninfo, "postgresql://", 13) == 0 ||
-        strncmp(conninfo, "postgres://", 11) == 0)
-        redact_uri(conninfo, &o);
-    else
-        redact_keywords(conninfo, &o);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conninfo.h"
 #include "exactly/error.h"
 
 /* A position in the file, for error messages given after loading. */
@@ -55,6 +56,14 @@ typedef enum cfg_id_type {
     CFG_ID_UUID = 3
 } cfg_id_type;
 
+/* What happens to an ID written in another spelling than its canonical
+ * one ("007" for 7, an upper-case uuid). */
+typedef enum cfg_non_canonical {
+    CFG_NONCANON_DEAD_LETTER = 1, /* refused: Kafka would put the spellings
+                                     of one entity on different partitions */
+    CFG_NONCANON_ACCEPT = 2       /* taken as the canonical form */
+} cfg_non_canonical;
+
 typedef enum cfg_on_missing {
     CFG_MISSING_SKIP = 1,
     CFG_MISSING_DEAD_LETTER = 2,
@@ -80,6 +89,7 @@ typedef struct cfg_pipeline {
         char *header;       /* CFG_FROM_HEADER */
         cfg_id_type type;   /* default bigint */
         size_t max_length;  /* bytes; default 256 */
+        cfg_non_canonical non_canonical; /* default dead_letter */
     } id;
 
     struct {
@@ -166,10 +176,15 @@ const cfg_pipeline *exactly_config_pipeline(const exactly_config *cfg,
 /* Whether a librdkafka property holds a secret and must never be printed. */
 int exactly_config_is_secret(const char *property);
 
-/* Copies conninfo into out with any password value replaced by "****". */
-void exactly_config_redact_conninfo(const char *conninfo, char *out,
-                                    size_t out_size);
 
 const char *exactly_id_type_name(cfg_id_type t);
+
+/*
+ * For tests: how many key comparisons the last exactly_config_load() made
+ * to find duplicate keys. It must grow with the number of keys, not with
+ * its square, or a large file takes minutes to load. Not thread-safe; a
+ * diagnostic only.
+ */
+unsigned long long exactly_config_key_comparisons(void);
 
 #endif

@@ -48,15 +48,43 @@ static int is_name_char(char c)
     return is_name_start(c) || (c >= '0' && c <= '9');
 }
 
-/*
- * Expands the reference that starts at ref (just past "${") and returns the
- * number of bytes it used, up to and including the '}'; 0 on error with the
- * reason in why.
- */
-static size_t expand_ref(const char *ref, out_buf *b, char *why,
-                         size_t why_size)
+/* ${A:-${B:-...}} may nest; a hostile file must not recurse without end. */
+#define MAX_NESTING 8
+
+static int expand_into(const char *text, size_t len, out_buf *b, int depth,
+                       char *why, size_t why_size);
+
+/* The '}' that closes the reference whose body starts at ref: "${" inside
+ * it opens a nested reference and "$$" is a literal '$'. NULL when the
+ * reference is not closed before end. */
+static const char *find_close(const char *ref, const char *end)
 {
-    const char *close = strchr(ref, '}');
+    int open = 0;
+    const char *p;
+
+    for (p = ref; p < end; p++) {
+        if (p[0] == '$' && p + 1 < end && (p[1] == '$' || p[1] == '{')) {
+            open += p[1] == '{';
+            p++;
+        } else if (*p == '}') {
+            if (open == 0)
+                return p;
+            open--;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Expands the reference that starts at ref (just past "${") and ends no
+ * later than end, and returns the number of bytes it used, up to and
+ * including its '}'; 0 on error with the reason in why. The default of
+ * ${NAME:-default} is itself expanded, and only when it is used.
+ */
+static size_t expand_ref(const char *ref, const char *end, out_buf *b,
+                         int depth, char *why, size_t why_size)
+{
+    const char *close = find_close(ref, end);
     const char *name_end = ref;
     const char *value;
     char name[256];
@@ -92,48 +120,70 @@ static size_t expand_ref(const char *ref, out_buf *b, char *why,
     } else if (value && value[0] != '\0') {
         buf_append(b, value, strlen(value));
     } else {
-        /* As in the shell, the default also covers a variable set to "". */
+        /* As in the shell, the default also covers a variable set to "",
+         * and it may hold references of its own. */
         const char *def = name_end + 2;
-        buf_append(b, def, (size_t)(close - def));
+
+        if (depth >= MAX_NESTING) {
+            snprintf(why, why_size, "references nested deeper than %d levels",
+                     MAX_NESTING);
+            return 0;
+        }
+        if (expand_into(def, (size_t)(close - def), b, depth + 1, why,
+                        why_size))
+            return 0;
     }
     return (size_t)(close - ref) + 1;
+}
+
+/* Expands len bytes of text into b. Returns 0, or -1 with why set. */
+static int expand_into(const char *text, size_t len, out_buf *b, int depth,
+                       char *why, size_t why_size)
+{
+    const char *p = text, *end = text + len;
+
+    while (p < end) {
+        const char *dollar = memchr(p, '$', (size_t)(end - p));
+        size_t used;
+
+        if (!dollar) {
+            buf_append(b, p, (size_t)(end - p));
+            break;
+        }
+        buf_append(b, p, (size_t)(dollar - p));
+        if (dollar + 1 < end && dollar[1] == '$') {
+            buf_append(b, "$", 1);
+            p = dollar + 2;
+        } else if (dollar + 1 < end && dollar[1] == '{') {
+            used = expand_ref(dollar + 2, end, b, depth, why, why_size);
+            if (used == 0)
+                return -1;
+            p = dollar + 2 + used;
+        } else {
+            buf_append(b, "$", 1);
+            p = dollar + 1;
+        }
+    }
+    return 0;
 }
 
 exactly_err exactly_env_expand(const char *text, char **out, int *used_env,
                                char *why, size_t why_size)
 {
     out_buf b = {0};
-    const char *p = text;
 
     *out = NULL;
-    *used_env = 0;
+    *used_env = strstr(text, "${") != NULL;
     if (why_size > 0)
         why[0] = '\0';
-
-    while (*p) {
-        const char *dollar = strchr(p, '$');
-        size_t used;
-
-        if (!dollar) {
-            buf_append(&b, p, strlen(p));
-            break;
-        }
-        buf_append(&b, p, (size_t)(dollar - p));
-        if (dollar[1] == '$') {
-            buf_append(&b, "$", 1);
-            p = dollar + 2;
-        } else if (dollar[1] == '{') {
-            *used_env = 1;
-            used = expand_ref(dollar + 2, &b, why, why_size);
-            if (used == 0) {
-                free(b.data);
-                return EXACTLY_ECONFIG;
-            }
-            p = dollar + 2 + used;
-        } else {
-            buf_append(&b, "$", 1);
-            p = dollar + 1;
-        }
+    if (!strchr(text, '$')) {
+        /* Most scalars: nothing to expand. */
+        *out = strdup(text);
+        return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+    }
+    if (expand_into(text, strlen(text), &b, 0, why, why_size)) {
+        free(b.data);
+        return EXACTLY_ECONFIG;
     }
     /* An empty text still yields an empty string, not NULL. */
     buf_append(&b, "", 0);
@@ -179,4 +229,33 @@ int exactly_cfg_parse_bool(const char *s, int *out)
         }
     }
     return -1;
+}
+
+void exactly_cfg_escape(char *dst, size_t dst_size, const char *src)
+{
+    size_t o = 0;
+
+    if (dst_size == 0)
+        return;
+    for (; *src; src++) {
+        unsigned char c = (unsigned char)*src;
+        char esc[8];
+        size_t n;
+
+        if (c == '\n')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\n");
+        else if (c == '\r')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\r");
+        else if (c == '\t')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+        else
+            n = (size_t)snprintf(esc, sizeof(esc), "%c", c);
+        if (o + n >= dst_size)
+            break;
+        memcpy(dst + o, esc, n);
+        o += n;
+    }
+    dst[o] = '\0';
 }

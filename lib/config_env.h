@@ -17,7 +17,8 @@
 /*
  * Expands text into a new malloc'd string stored in *out (the caller frees
  * it): ${NAME} becomes the value of environment variable NAME, ${NAME:-word}
- * becomes word when NAME is unset or empty, $$ becomes one '$', and any
+ * becomes word when NAME is unset or empty (word is expanded in turn, so
+ * ${A:-${B}} falls back to B; up to 8 levels), $$ becomes one '$', and any
  * other '$' is kept, so SQL parameters such as $1 pass through untouched.
  * *used_env is set nonzero when text held any ${...}, which tells the caller
  * the result may carry a secret and must not be echoed.
@@ -36,5 +37,10 @@ int exactly_cfg_parse_int64(const char *s, int64_t *out);
 /* Parses true/yes/on or false/no/off (any case) into *out as 1 or 0.
  * Returns 0, or -1 leaving *out unchanged. */
 int exactly_cfg_parse_bool(const char *s, int *out);
+
+/* Copies src into dst (cut to dst_size, always terminated, an escape
+ * never cut in half) with control bytes written as \n, \r, \t or \xNN:
+ * a message that quotes text from the file stays on one line. */
+void exactly_cfg_escape(char *dst, size_t dst_size, const char *src);
 
 #endif

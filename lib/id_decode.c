@@ -44,6 +44,8 @@ static exactly_err fail(char *reason, size_t reason_size, const char *what,
     return EXACTLY_EINVAL;
 }
 
+/* Decodes an int8 written as digits with an optional sign ('-', or '+'
+ * which only a non-canonical spelling has) into its canonical text. */
 static exactly_err decode_bigint(const unsigned char *p, size_t len,
                                  char **out, char *reason, size_t rsize)
 {
@@ -53,8 +55,8 @@ static exactly_err decode_bigint(const unsigned char *p, size_t len,
     uint64_t v = 0;
     const uint64_t limit_pos = (uint64_t)INT64_MAX;
 
-    if (p[0] == '-') {
-        neg = 1;
+    if (p[0] == '-' || p[0] == '+') {
+        neg = p[0] == '-';
         i = 1;
     }
     if (i == len)
@@ -92,7 +94,9 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-/* Accepts 8-4-4-4-12 with hyphens, or 32 bare hex digits, any case. */
+/* Decodes 8-4-4-4-12 with hyphens, or 32 bare hex digits, any case, into
+ * the canonical form (the caller decides whether another spelling may
+ * stand). */
 static exactly_err decode_uuid(const unsigned char *p, size_t len, char **out,
                                char *reason, size_t rsize)
 {
@@ -171,13 +175,34 @@ static int valid_utf8(const unsigned char *p, size_t len)
     return 1;
 }
 
-exactly_err exactly_id_decode(cfg_id_type t, size_t max_len, const void *data,
+/* Refuses a decoded ID whose bytes are not its canonical form (*out),
+ * naming that form, unless accept is set. */
+static exactly_err check_canonical(cfg_id_type t, int accept,
+                                   const unsigned char *p, size_t len,
+                                   char **out, char *reason, size_t rsize)
+{
+    char what[96];
+
+    if (accept || (strlen(*out) == len && memcmp(*out, p, len) == 0))
+        return EXACTLY_OK;
+    snprintf(what, sizeof(what), "not canonical (%s %s)",
+             exactly_id_type_name(t), *out);
+    free(*out);
+    *out = NULL;
+    return fail(reason, rsize, what, p, len);
+}
+
+exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
+                              int accept_non_canonical, const void *data,
                               size_t len, char **out, char *reason,
                               size_t reason_size)
 {
     const unsigned char *p = data;
+    exactly_err rc;
 
     *out = NULL;
+    if (reason_size > 0)
+        reason[0] = '\0';
     if (!data || len == 0)
         return fail(reason, reason_size, "empty id", NULL, 0);
     if (len > max_len) {
@@ -188,10 +213,15 @@ exactly_err exactly_id_decode(cfg_id_type t, size_t max_len, const void *data,
     }
     switch (t) {
     case CFG_ID_BIGINT:
-        return decode_bigint(p, len, out, reason, reason_size);
     case CFG_ID_UUID:
-        return decode_uuid(p, len, out, reason, reason_size);
+        rc = t == CFG_ID_BIGINT ? decode_bigint(p, len, out, reason, reason_size)
+                                : decode_uuid(p, len, out, reason, reason_size);
+        if (rc != EXACTLY_OK)
+            return rc;
+        return check_canonical(t, accept_non_canonical, p, len, out, reason,
+                               reason_size);
     case CFG_ID_TEXT:
+        /* Every valid text is canonical: there is no other spelling. */
         if (!valid_utf8(p, len))
             return fail(reason, reason_size,
                         "not valid UTF-8 text (or contains NUL)", data, len);

@@ -1,10 +1,17 @@
 /*
  * id_decode.h - turning the bytes a message carries into an entity ID.
  *
- * The decoded ID is in its canonical text form (bigint without leading
- * zeros or '+', uuid lower-case with hyphens, text unchanged), so that it
- * compares equal to PostgreSQL's text output of the same value and can be
- * passed as a query parameter. Message content is never put into SQL text.
+ * An ID has one canonical text form per type, the one PostgreSQL prints:
+ *   bigint  an optional '-' and digits, no leading zero (0 is "0"), no '+',
+ *           no "-0", within the range of int8;
+ *   uuid    36 characters, lower-case hex in groups 8-4-4-4-12 with '-';
+ *   text    any valid UTF-8 without NUL: every text is its own canonical
+ *           form (bytes are compared exactly, nothing is normalised).
+ * Kafka partitions by the key's bytes, so two spellings of one entity
+ * ("007" and "7") would land on two partitions and could be applied by
+ * two workers at once: another spelling is refused ("not canonical")
+ * unless the pipeline accepts it (id.non_canonical: accept), and then it
+ * becomes the canonical form. Message content is never put into SQL text.
  */
 #ifndef EXACTLY_ID_DECODE_H
 #define EXACTLY_ID_DECODE_H
@@ -18,12 +25,16 @@
 
 /*
  * Decodes len bytes at data as an ID of type t, at most max_len bytes long.
+ * Another spelling of a valid ID ("007", "+7", "-0", an upper-case or
+ * unhyphenated uuid) is refused unless accept_non_canonical is nonzero.
  * On success returns EXACTLY_OK and a malloc'd NUL-terminated canonical ID
  * in *out (the caller frees it). On failure returns EXACTLY_EINVAL and
  * writes a short reason (no message bytes beyond a safe, escaped prefix)
- * into reason; *out is NULL. data may be NULL when len is 0.
+ * into reason; *out is NULL. Out of memory is EXACTLY_ENOMEM with an empty
+ * reason. data may be NULL when len is 0.
  */
-exactly_err exactly_id_decode(cfg_id_type t, size_t max_len, const void *data,
+exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
+                              int accept_non_canonical, const void *data,
                               size_t len, char **out, char *reason,
                               size_t reason_size);
 

@@ -81,3 +81,13 @@ oom:
     strbuf_free(&sb);
     return EXACTLY_ENOMEM;
 }
+
+int exactly_lookup_column(const PGresult *res, const char *name)
+{
+    int c;
+
+    for (c = 0; c < PQnfields(res); c++)
+        if (strcmp(PQfname(res, c), name) == 0)
+            return c;
+    return -1;
+}

@@ -15,4 +15,11 @@
 exactly_err exactly_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
                                char **key_column);
 
+/*
+ * The index of the lookup result's column named exactly name (byte for
+ * byte, as the worker matches its key column; PQfnumber would fold case),
+ * or -1.
+ */
+int exactly_lookup_column(const PGresult *res, const char *name);
+
 #endif

@@ -97,22 +97,97 @@ static const char *const cause_names[RETRY_N_CAUSES] = {
                               (unsigned long long)ld(&slots[i].field));       \
     } while (0)
 
-#define PARTITION_METRIC(name, type, help, expr)                              \
+/* Appends v as a Prometheus label value (backslash, quote, newline
+ * escaped). */
+static void label_value(strbuf *sb, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            strbuf_printf(sb, "\\%c", *v);
+        else if (*v == '\n')
+            strbuf_printf(sb, "\\n");
+        else
+            strbuf_printf(sb, "%c", *v);
+    }
+}
+
+/* Whether entry pp of slot i is its partition's current owner: the slot's
+ * worker is up and has it assigned, and no other such slot of the same
+ * pipeline holds it with a newer epoch (an equal epoch: the lower slot). */
+static int is_owner(const metrics_slot *slots, size_t n, size_t i,
+                    const metrics_partition *pp)
+{
+    int64_t epoch = lds(&pp->epoch);
+    size_t k, j;
+
+    if (!__atomic_load_n(&slots[i].up, __ATOMIC_RELAXED) ||
+        !__atomic_load_n(&pp->assigned, __ATOMIC_RELAXED))
+        return 0;
+    for (k = 0; k < n; k++) {
+        if (k == i || !__atomic_load_n(&slots[k].up, __ATOMIC_RELAXED) ||
+            strcmp(slots[k].pipeline, slots[i].pipeline) != 0)
+            continue;
+        for (j = 0; j < METRICS_MAX_PARTITIONS; j++) {
+            const metrics_partition *o = &slots[k].parts[j];
+            int64_t oe;
+            if (!o->topic[0] || o->partition != pp->partition ||
+                strcmp(o->topic, pp->topic) != 0 ||
+                !__atomic_load_n(&o->assigned, __ATOMIC_RELAXED))
+                continue;
+            oe = lds(&o->epoch);
+            if (oe > epoch || (oe == epoch && k < i))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* A per-partition counter: one series per slot and partition. */
+#define PARTITION_COUNTER(name, help, field)                                   \
     do {                                                                       \
-        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s %s\n",      \
-                      name, help, name, type);                                 \
+        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
+                      name, help, name);                                       \
         for (i = 0; i < n; i++)                                                \
-            for (j = 0; j < METRICS_MAX_PARTITIONS; j++) {                      \
+            for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
                 const metrics_partition *pp = &slots[i].parts[j];              \
                 if (!pp->topic[0])                                             \
                     continue;                                                  \
-                strbuf_printf(&sb,                                             \
-                              "exactly_%s{pipeline=\"%s\",topic=\"%s\","       \
-                              "partition=\"%d\"} %lld\n",                      \
-                              name, slots[i].pipeline, pp->topic,              \
+                strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
+                label_value(&sb, slots[i].pipeline);                           \
+                strbuf_printf(&sb, "\",worker=\"%d\",topic=\"", slots[i].worker); \
+                label_value(&sb, pp->topic);                                   \
+                strbuf_printf(&sb, "\",partition=\"%d\"} %llu\n",              \
+                              (int)pp->partition,                              \
+                              (unsigned long long)ld(&pp->field));             \
+            }                                                                  \
+    } while (0)
+
+/* A per-partition gauge: one series per partition, from its owner. */
+#define PARTITION_GAUGE(name, help, expr)                                      \
+    do {                                                                       \
+        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s gauge\n",   \
+                      name, help, name);                                       \
+        for (i = 0; i < n; i++)                                                \
+            for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
+                const metrics_partition *pp = &slots[i].parts[j];              \
+                if (!pp->topic[0] || !is_owner(slots, n, i, pp))               \
+                    continue;                                                  \
+                strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
+                label_value(&sb, slots[i].pipeline);                           \
+                strbuf_printf(&sb, "\",topic=\"");                               \
+                label_value(&sb, pp->topic);                                   \
+                strbuf_printf(&sb, "\",partition=\"%d\"} %lld\n",              \
                               (int)pp->partition, (long long)(expr));          \
             }                                                                  \
     } while (0)
+
+void metrics_slot_disown(metrics_slot *s)
+{
+    size_t j;
+
+    for (j = 0; j < METRICS_MAX_PARTITIONS; j++)
+        __atomic_store_n(&s->parts[j].assigned, 0, __ATOMIC_RELAXED);
+}
 
 char *metrics_render(const metrics_slot *slots, size_t n)
 {
@@ -169,16 +244,17 @@ char *metrics_render(const metrics_slot *slots, size_t n)
                       slots[i].pipeline, slots[i].worker,
                       (unsigned long long)ld(&slots[i].latency_count));
     }
-    PARTITION_METRIC("messages_consumed_total", "counter", "Messages in committed batches.", ld(&pp->consumed));
-    PARTITION_METRIC("messages_applied_total", "counter", "Messages handed to the handler and committed.", ld(&pp->applied));
-    PARTITION_METRIC("messages_deduplicated_total", "counter", "Messages dropped by the dedup filter.", ld(&pp->deduplicated));
-    PARTITION_METRIC("messages_dead_lettered_total", "counter", "Messages written to the dead-letter table.", ld(&pp->dead_lettered));
-    PARTITION_METRIC("messages_skipped_missing_total", "counter", "Messages whose lookup found no row (on_missing: skip).", ld(&pp->skipped_missing));
-    PARTITION_METRIC("partition_stored_offset", "gauge", "Next offset stored in PostgreSQL.", lds(&pp->stored_offset));
-    PARTITION_METRIC("partition_high_watermark", "gauge", "High watermark (last stable offset under read_committed) as last fetched; -1 unknown.", lds(&pp->high_watermark));
-    PARTITION_METRIC("partition_lag", "gauge", "High watermark minus stored offset.",
-                     lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
-                         ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
+    PARTITION_COUNTER("messages_consumed_total", "Messages in committed batches, by the worker that committed them.", consumed);
+    PARTITION_COUNTER("messages_applied_total", "Messages handed to the handler and committed, by worker.", applied);
+    PARTITION_COUNTER("messages_deduplicated_total", "Messages dropped by the dedup filter, by worker.", deduplicated);
+    PARTITION_COUNTER("messages_dead_lettered_total", "Messages written to the dead-letter table, by worker.", dead_lettered);
+    PARTITION_COUNTER("messages_skipped_missing_total", "Messages whose lookup found no row (on_missing: skip), by worker.", skipped_missing);
+    PARTITION_GAUGE("partition_stored_offset", "Next offset stored in PostgreSQL, from the current owner.", lds(&pp->stored_offset));
+    PARTITION_GAUGE("partition_high_watermark", "High watermark (last stable offset under read_committed) as last fetched by the current owner; -1 unknown.", lds(&pp->high_watermark));
+    PARTITION_GAUGE("partition_halted", "1 when the partition is halted (offset out of the log, no start offset with auto.offset.reset=error, on_error: stop); the worker's log says why.", __atomic_load_n(&pp->halted, __ATOMIC_RELAXED));
+    PARTITION_GAUGE("partition_lag", "High watermark minus stored offset; -1 unknown.",
+                    lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
+                        ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
     if (sb.oom) {
         strbuf_free(&sb);
         return NULL;
@@ -201,10 +277,12 @@ int metrics_ready(const metrics_slot *slots, size_t n)
     return any;
 }
 
-int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
+int metrics_listen(const char *addr, char *bound, size_t bound_size,
+                   char *errbuf, size_t errbuf_size)
 {
     struct sockaddr_in sa;
-    char host[64];
+    socklen_t len = sizeof(sa);
+    char host[64], ip[INET_ADDRSTRLEN];
     const char *colon = strrchr(addr, ':');
     int fd, one = 1;
     long port;
@@ -214,12 +292,21 @@ int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
         snprintf(errbuf, errbuf_size, "metrics address '%s' is not HOST:PORT", addr);
         return -1;
     }
+    /* "127.0.0.1:" would bind a port chosen by the kernel that nobody is
+     * told of; a port must be given (0 asks for any, and is logged). */
+    if (colon[1] == '\0') {
+        snprintf(errbuf, errbuf_size,
+                 "metrics address '%s' has no port (HOST:PORT, e.g. "
+                 "127.0.0.1:9464)", addr);
+        return -1;
+    }
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
     port = strtol(colon + 1, &end, 10);
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    if (*end || colon[1] < '0' || colon[1] > '9' || port < 0 || port > 65535 ||
+        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         snprintf(errbuf, errbuf_size, "metrics address '%s' is not IPv4:PORT", addr);
         return -1;
     }
@@ -231,13 +318,28 @@ int metrics_listen(const char *addr, char *errbuf, size_t errbuf_size)
     sa.sin_port = htons((uint16_t)port);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0) {
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+        !inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip))) {
         snprintf(errbuf, errbuf_size, "cannot listen on %s: %s", addr, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
+    snprintf(bound, bound_size, "%s:%d", ip, (int)ntohs(sa.sin_port));
     return fd;
+}
+
+/* Whether request line req asks for GET of exactly path (a query string
+ * is allowed, nothing else after the path). */
+static int is_get(const char *req, const char *path)
+{
+    size_t n = strlen(path);
+
+    if (strncmp(req, "GET ", 4) != 0 || strncmp(req + 4, path, n) != 0)
+        return 0;
+    return req[4 + n] == ' ' || req[4 + n] == '?' || req[4 + n] == '\r' ||
+           req[4 + n] == '\n';
 }
 
 static void respond(int c, const char *status, const char *type, const char *body)
@@ -282,14 +384,14 @@ void metrics_serve(int fd, const metrics_slot *slots, size_t n)
             break;
     }
     req[got] = '\0';
-    if (strncmp(req, "GET /metrics", 12) == 0) {
+    if (is_get(req, "/metrics")) {
         char *body = metrics_render(slots, n);
         respond(c, body ? "200 OK" : "500 Internal Server Error",
                 "text/plain; version=0.0.4", body ? body : "out of memory\n");
         free(body);
-    } else if (strncmp(req, "GET /healthz", 12) == 0) {
+    } else if (is_get(req, "/healthz")) {
         respond(c, "200 OK", "text/plain", "ok\n");
-    } else if (strncmp(req, "GET /readyz", 11) == 0) {
+    } else if (is_get(req, "/readyz")) {
         int ok = metrics_ready(slots, n);
         respond(c, ok ? "200 OK" : "503 Service Unavailable", "text/plain",
                 ok ? "ready\n" : "not ready\n");

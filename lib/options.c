@@ -81,18 +81,21 @@ static exactly_err fail_at(opt_ctx *c, cfg_pos pos, const char *fmt, ...)
 
 static exactly_err fail_at(opt_ctx *c, cfg_pos pos, const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     int n;
 
     if (c->err_size == 0)
         return EXACTLY_ECONFIG;
-    n = snprintf(c->err, c->err_size, "%s:%d:%d: handler '%s': ", c->file,
+    n = snprintf(msg, sizeof(msg), "%s:%d:%d: handler '%s': ", c->file,
                  pos.line, pos.column, c->handler);
-    if (n >= 0 && (size_t)n < c->err_size) {
+    if (n >= 0 && (size_t)n < sizeof(msg)) {
         va_start(ap, fmt);
-        vsnprintf(c->err + n, c->err_size - (size_t)n, fmt, ap);
+        vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
         va_end(ap);
     }
+    /* Option names and values from the file may hold control bytes. */
+    exactly_cfg_escape(c->err, c->err_size, msg);
     return EXACTLY_ECONFIG;
 }
 

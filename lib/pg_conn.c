@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "conninfo.h"
 #include "log.h"
 
 static void notice_to_log(void *arg, const char *message)
@@ -46,17 +47,43 @@ void exactly_pg_abandon(PGconn *conn)
     (void)PQconsumeInput(conn);
 }
 
+/* Writes "what: libpq's message" into errbuf, the message on one line and
+ * with every password of the conninfo hidden: libpq and the server may
+ * quote any option (a host, a database name) that holds a piece of it. */
+static void fail_connect(const exactly_config *cfg, PGconn *conn,
+                         const char *what, char *errbuf, size_t errbuf_size)
+{
+    const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+    char scrubbed[1024];
+    size_t n;
+
+    exactly_conninfo_scrub(cfg->postgres.conninfo, m, scrubbed,
+                           sizeof(scrubbed));
+    n = strlen(scrubbed);
+    while (n > 0 && scrubbed[n - 1] == '\n')
+        n--;
+    snprintf(errbuf, errbuf_size, "%s: %.*s", what, (int)n, scrubbed);
+}
+
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size)
 {
     char timeout[16];
     char options[256];
-    const char *keys[] = {"dbname",    "connect_timeout",   "application_name",
-                          "options",   "keepalives",        "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", NULL};
-    const char *vals[9];
-    PGconn *conn;
+    exactly_conn_settings ours;
+    exactly_conn_params params;
+    const char *problem;
+    PGconn *conn = NULL;
 
+    /* libpq's own messages about a conninfo it cannot read quote pieces of
+     * it, the password included: say what is wrong in our own words. */
+    problem = exactly_conninfo_problem(cfg->postgres.conninfo);
+    if (problem) {
+        snprintf(errbuf, errbuf_size,
+                 "cannot connect to PostgreSQL: 'postgres.conninfo' %s",
+                 problem);
+        return NULL;
+    }
     snprintf(timeout, sizeof(timeout), "%d", cfg->postgres.connect_timeout_s);
     /* Every wait on the server stays bounded, so a stuck database turns
      * into a retriable error instead of a worker that stops polling. */
@@ -66,24 +93,24 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
              cfg->postgres.statement_timeout_ms, cfg->postgres.lock_timeout_ms,
              cfg->postgres.idle_in_transaction_timeout_ms);
     g_exec_wait_ms = exactly_pg_wait_bound_ms(cfg);
-    vals[0] = cfg->postgres.conninfo;
-    vals[1] = timeout;
-    vals[2] = app_name;
-    vals[3] = options;
-    vals[4] = "1";
-    vals[5] = "10";
-    vals[6] = "5";
-    vals[7] = "3";
-    vals[8] = NULL;
-    /* expand_dbname=1: the first dbname value may be a whole conninfo. */
-    conn = PQconnectdbParams(keys, vals, 1);
+    /* The user's settings stay (their options before ours, their
+     * connect_timeout and keepalives over our defaults); the session's
+     * name is ours. */
+    ours.application_name = app_name;
+    ours.connect_timeout = timeout;
+    ours.options = options;
+    if (exactly_conninfo_params(cfg->postgres.conninfo, &ours, &params) !=
+        EXACTLY_OK) {
+        snprintf(errbuf, errbuf_size, "cannot connect to PostgreSQL: %s",
+                 "out of memory");
+        exactly_conninfo_params_free(&params);
+        return NULL;
+    }
+    conn = PQconnectdbParams(params.keys, params.vals, 0);
+    exactly_conninfo_params_free(&params);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        const char *m = conn ? PQerrorMessage(conn) : "out of memory";
-        size_t n = strlen(m);
-        while (n > 0 && m[n - 1] == '\n')
-            n--;
-        snprintf(errbuf, errbuf_size, "cannot connect to PostgreSQL: %.*s",
-                 (int)n, m);
+        fail_connect(cfg, conn, "cannot connect to PostgreSQL", errbuf,
+                     errbuf_size);
         PQfinish(conn);
         return NULL;
     }
@@ -98,8 +125,8 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         PQclear(res);
     }
     if (PQsetnonblocking(conn, 1) != 0) {
-        snprintf(errbuf, errbuf_size, "cannot set non-blocking mode: %s",
-                 PQerrorMessage(conn));
+        fail_connect(cfg, conn, "cannot set non-blocking mode", errbuf,
+                     errbuf_size);
         PQfinish(conn);
         return NULL;
     }

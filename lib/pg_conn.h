@@ -13,10 +13,13 @@
 #define EXACTLY_SQLSTATE_FENCED "EX001"
 
 /*
- * Opens a connection with the session settings from cfg (statement_timeout,
- * lock_timeout, idle_in_transaction_session_timeout, application_name) and
- * libpq keepalives, in non-blocking mode. Returns NULL and writes the
- * reason (with the password redacted) into errbuf on failure.
+ * Opens a connection with the conninfo's own settings plus the session
+ * settings from cfg (statement_timeout, lock_timeout,
+ * idle_in_transaction_session_timeout added to the conninfo's options;
+ * app_name as application_name; connect_timeout and libpq keepalives
+ * unless the conninfo sets them), in non-blocking mode. Returns NULL and
+ * writes the reason (every password hidden, libpq's parse errors replaced
+ * by a sentence of our own) into errbuf on failure.
  */
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size);

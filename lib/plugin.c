@@ -37,6 +37,17 @@ static exactly_err check_descriptor(const exactly_handler *h,
                  EXACTLY_ABI_MAJOR);
         return EXACTLY_EPLUGIN;
     }
+    /* A newer minor may read members this host does not have (a 1.1
+     * plugin reads batch->reprocess_run, which a 1.0 host never set);
+     * an older one sees a prefix of every struct, which is safe. */
+    if (h->abi_minor > EXACTLY_ABI_MINOR) {
+        snprintf(errbuf, errbuf_size,
+                 "plugin %s: handler '%s' was built for ABI %u.%u, this "
+                 "exactly speaks ABI %d.%d",
+                 label, h->name ? h->name : "?", h->abi_major, h->abi_minor,
+                 EXACTLY_ABI_MAJOR, EXACTLY_ABI_MINOR);
+        return EXACTLY_EPLUGIN;
+    }
     if (h->struct_size < MIN_DESCRIPTOR_SIZE) {
         snprintf(errbuf, errbuf_size,
                  "plugin %s: descriptor is %u bytes, at least %zu expected",

@@ -2,8 +2,9 @@
  * plugin.h - loading a pipeline's handler: a shared object, or a built-in.
  *
  * exactly_plugin_load() opens the object with dlopen(RTLD_NOW | RTLD_LOCAL),
- * finds EXACTLY_ENTRY_SYMBOL, checks the ABI tag, major version and
- * descriptor size before calling anything, and validates the YAML options
+ * finds EXACTLY_ENTRY_SYMBOL, checks the ABI tag, major version, minor
+ * version (not newer than the host's) and descriptor size before calling
+ * anything, and validates the YAML options
  * against the declared ones. Every refusal names the path and the reason.
  * exactly_plugin_open() then calls the handler's open() with a setup
  * transaction that is rolled back afterwards.

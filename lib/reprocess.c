@@ -111,26 +111,72 @@ static void close_run(run *r, const char *status)
     strbuf_free(&sql);
 }
 
+/*
+ * Prints where the run is: the offset, the share of the range, the rate
+ * measured over this session and the time left. The time left is the
+ * remaining offsets over the rate that will apply from here: the measured
+ * one, or --rate when that is lower (the first batches of a limited run
+ * come faster than the limit allows the rest to). "--:--" until a rate
+ * has been measured. Nothing with -q.
+ */
 static void progress(run *r, const exactly_reprocess_opts *o, int final)
 {
     long long now = worker_now_ms();
     double secs = (double)(now - r->started_ms) / 1000.0;
     uint64_t done = r->w.st.consumed;
     double rate = secs > 0 ? (double)done / secs : 0;
+    double pace = o->rate > 0 && o->rate < rate ? o->rate : rate;
     int64_t total = r->to + 1 - r->from;
     int64_t at = r->pt.next_offset - r->from;
-    double left = rate > 0 ? (double)(r->to + 1 - r->pt.next_offset) / rate : 0;
+    int64_t remaining = r->to + 1 - r->pt.next_offset;
+    char eta[32];
 
+    if (o->quiet)
+        return;
     if (!final && now - r->last_progress_ms < (o->tty ? 250 : 5000))
         return;
     r->last_progress_ms = now;
+    if (remaining <= 0) {
+        snprintf(eta, sizeof(eta), "0:00");
+    } else if (pace <= 0) {
+        snprintf(eta, sizeof(eta), "--:--");
+    } else {
+        /* Rounded up: "0:00" only when nothing is left. */
+        long long left = (long long)((double)remaining / pace + 0.999);
+        if (left >= 3600)
+            snprintf(eta, sizeof(eta), "%lld:%02lld:%02lld", left / 3600,
+                     left / 60 % 60, left % 60);
+        else
+            snprintf(eta, sizeof(eta), "%lld:%02lld", left / 60, left % 60);
+    }
     fprintf(stderr,
             "%soffset %" PRId64 " of %" PRId64 "..%" PRId64 "  %3d%%  %.0f msg/s"
-            "  ETA %d:%02d%s",
+            "  ETA %s%s",
             o->tty ? "\r" : "", r->pt.next_offset, r->from, r->to,
-            total > 0 ? (int)(100 * at / total) : 100, rate, (int)left / 60,
-            (int)left % 60, o->tty && !final ? "   " : "\n");
+            total > 0 ? (int)(100 * at / total) : 100, rate, eta,
+            o->tty && !final ? "   " : "\n");
     fflush(stderr);
+}
+
+/* With --rate: before a batch of n messages, waits until they are due
+ * (everything applied so far plus n, at the rate, counted from the start),
+ * so that the run stays at or under the rate at every moment, not only on
+ * average. Sleeps in short steps so that Ctrl-C is seen; returns 1 when it
+ * was. */
+static int keep_rate(run *r, const exactly_reprocess_opts *o, size_t n)
+{
+    if (o->rate <= 0)
+        return 0;
+    for (;;) {
+        double due = (double)(r->w.st.consumed + n) / o->rate * 1000.0;
+        long long ahead = (long long)due - (worker_now_ms() - r->started_ms);
+
+        if (o->stop && *o->stop)
+            return 1;
+        if (ahead <= 0)
+            return 0;
+        usleep((useconds_t)(ahead > 200 ? 200 : ahead) * 1000);
+    }
 }
 
 /* The batch ending: one past its last message, or past the range's end
@@ -201,6 +247,8 @@ static int loop(run *r, const exactly_reprocess_opts *o)
                 continue;
         } else if (r->pt.n_buf >= max || at_end) {
             n = r->pt.n_buf < max ? r->pt.n_buf : max;
+            if (keep_rate(r, o, n))
+                return 1;
             rc = cycle_run(w, &r->pt, n, run_batch_end(r, n, at_end));
         } else {
             continue;
@@ -217,13 +265,6 @@ static int loop(run *r, const exactly_reprocess_opts *o)
             continue;
         }
         progress(r, o, 0);
-        if (o->rate > 0) {
-            /* Stay at or under the rate over the whole run so far. */
-            double due = (double)w->st.consumed / o->rate * 1000.0;
-            long long ahead = (long long)due - (worker_now_ms() - r->started_ms);
-            if (ahead > 0)
-                usleep((useconds_t)(ahead > 2000 ? 2000 : ahead) * 1000);
-        }
     }
     return 0;
 }
@@ -373,10 +414,22 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
                w->cfg->path, w->p->name, r->id);
     if (code == 0 && w->st.dead_lettered > 0) {
-        printf("%" PRIu64 " message(s) failed and were dead-lettered under "
-               "pipeline name '%s' (dead_letters), not applied\n",
-               w->st.dead_lettered, r->dl_key);
-        code = 1;
+        /* Finished: resuming would do nothing. What was not applied is
+         * in the dead letters, under the run's own name. */
+        exactly_log(EXACTLY_LOG_WARN, "reprocess",
+                    "run finished with dead letters run=%" PRId64
+                    " dead_lettered=%" PRIu64 " dead_letter_pipeline=%s",
+                    r->id, w->st.dead_lettered, r->dl_key);
+        printf("%" PRIu64 " message(s) of run %" PRId64 " failed and were "
+               "dead-lettered, not applied; the run is finished.\n"
+               "see them with:   exactly dlq list -c %s --pipeline %s --run %"
+               PRId64 "\n"
+               "once the cause is fixed, apply them with:\n"
+               "                 exactly dlq replay -c %s --pipeline %s --run %"
+               PRId64 " --all\n",
+               w->st.dead_lettered, r->id, w->cfg->path, w->p->name, r->id,
+               w->cfg->path, w->p->name, r->id);
+        code = EXACTLY_REPROCESS_DEAD_LETTERED;
     }
 
 cleanup:

@@ -30,11 +30,19 @@ typedef struct exactly_reprocess_opts {
     int batch;                /* messages per transaction; 0: the pipeline's */
     double rate;              /* messages per second at most; 0: no limit */
     int tty;                  /* progress as one updating line */
+    int quiet;                /* no progress at all */
     volatile sig_atomic_t *stop;
 } exactly_reprocess_opts;
 
-/* Returns an exit code: 0 done (or dry run), 1 failed or interrupted,
- * 2 refused (bad range, configuration, plugin, unknown run). */
+/* The exit code of a run that went through its whole range but
+ * dead-lettered some messages: it is finished (a resume would do nothing),
+ * and what it could not apply is in the dead-letter table under
+ * "PIPELINE:reprocess:RUN" (`exactly dlq ... --run RUN`). */
+#define EXACTLY_REPROCESS_DEAD_LETTERED 3
+
+/* Returns an exit code: 0 done (or dry run), 1 failed or interrupted
+ * (resume it), 2 refused (bad range, configuration, plugin, unknown run),
+ * EXACTLY_REPROCESS_DEAD_LETTERED. */
 int exactly_reprocess(const exactly_reprocess_opts *o);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -54,9 +55,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     worker *w = opaque;
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
 
-    (void)rk;
     w->st.rebalances++;
+    /* Known once the group is joined ("NONE" before): here, not earlier. */
+    w->cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
+    /* The group coordinator answered: Kafka is reachable again. */
+    if (w->kafka_episode_ms) {
+        exactly_log(EXACTLY_LOG_INFO, "source",
+                    "kafka answers again after_ms=%lld",
+                    worker_now_ms() - w->kafka_episode_ms);
+        w->kafka_episode_ms = 0;
+    }
     if (w->in_cycle) {
         /* librdkafka waits for the assign/unassign call, which may come
          * after this callback returns: it comes when the batch ends. */
@@ -239,13 +249,46 @@ fail:
     return NULL;
 }
 
+/* Static membership for a supervised worker: a restarted member with the
+ * same group.instance.id gets its partitions back at once instead of
+ * waiting for the dead one's session to expire. The slot's id, or the
+ * configured one suffixed with the slot (so that the workers of one
+ * supervisor never fence each other); a configured id is kept as it is
+ * for `exactly worker`. Records the id in w->instance_id. */
+static int set_instance_id(worker *w, rd_kafka_conf_t *conf, char *errbuf,
+                           size_t errbuf_size)
+{
+    char configured[200], kerr[512];
+    size_t sz = sizeof(configured);
+
+    w->instance_id[0] = '\0';
+    if (rd_kafka_conf_get(conf, "group.instance.id", configured, &sz) !=
+            RD_KAFKA_CONF_OK)
+        configured[0] = '\0';
+    if (w->slot_instance) {
+        if (configured[0])
+            snprintf(w->instance_id, sizeof(w->instance_id), "%s-%s",
+                     configured, w->slot_instance);
+        else
+            snprintf(w->instance_id, sizeof(w->instance_id), "%s",
+                     w->slot_instance);
+        if (rd_kafka_conf_set(conf, "group.instance.id", w->instance_id, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "kafka property 'group.instance.id': %s",
+                     kerr);
+            return -1;
+        }
+    } else {
+        snprintf(w->instance_id, sizeof(w->instance_id), "%s", configured);
+    }
+    return 0;
+}
+
 exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
 {
     rd_kafka_conf_t *conf;
-    rd_kafka_topic_partition_list_t *topics = NULL;
     char kerr[512];
     char client_id[256];
-    size_t i;
 
     snprintf(client_id, sizeof(client_id), "exactly-%s-%s", w->p->name,
              w->owner);
@@ -253,6 +296,18 @@ exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
                               errbuf_size);
     if (!conf)
         return EXACTLY_ECONFIG;
+    {
+        char v[32];
+        size_t sz = sizeof(v);
+        w->max_poll_ms = rd_kafka_conf_get(conf, "max.poll.interval.ms", v,
+                                           &sz) == RD_KAFKA_CONF_OK
+                             ? atoi(v)
+                             : 300000;
+    }
+    if (set_instance_id(w, conf, errbuf, errbuf_size) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return EXACTLY_ECONFIG;
+    }
     rd_kafka_conf_set_opaque(conf, w);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -264,6 +319,13 @@ exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
         return EXACTLY_ECONFIG;
     }
     rd_kafka_poll_set_consumer(w->rk);
+    return EXACTLY_OK;
+}
+
+exactly_err source_subscribe(worker *w, char *errbuf, size_t errbuf_size)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    size_t i;
 
     topics = rd_kafka_topic_partition_list_new((int)w->p->n_topics);
     for (i = 0; i < w->p->n_topics; i++)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "sd_notify.h"
 #include "source.h"
 #include "worker.h"
 
@@ -59,6 +61,16 @@ static void on_hup(int sig)
     g_reopen = 1;
 }
 
+/* Tells systemd (Type=notify) how the supervisor stands; without
+ * NOTIFY_SOCKET this does nothing. */
+static void notify_manager(const char *state)
+{
+    char err[256];
+
+    if (exactly_sd_notify(state, err, sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "supervisor", "%s", err);
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -88,20 +100,125 @@ static int validate(const exactly_config *cfg, const cfg_pipeline *p)
     return 0;
 }
 
+/* Where lock files go when neither --lock-dir nor $EXACTLY_LOCK_DIR says:
+ * a runtime directory of this user, never a world-writable /tmp. Writes
+ * the path into out; creates the directory (0700) when missing. Returns 0,
+ * or -1 (logged) when it cannot be created. */
+static int default_lock_dir(char *out, size_t size)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+    if (xdg && xdg[0] == '/')
+        snprintf(out, size, "%s/exactly", xdg);
+    else
+        snprintf(out, size, "/run/exactly");
+    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "cannot create lock directory path=%s error=\"%s\"; pass "
+                    "--lock-dir DIR or set EXACTLY_LOCK_DIR",
+                    out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens the lock directory after checking that nobody but this user (or
+ * root) can plant or remove files in it. Returns the directory's
+ * descriptor, or -1 (logged). */
+static int open_lock_dir(const char *dir)
+{
+    struct stat st;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (dfd < 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "cannot open lock directory path=%s error=\"%s\"", dir,
+                    strerror(errno));
+        return -1;
+    }
+    if (fstat(dfd, &st) != 0 || (st.st_uid != geteuid() && st.st_uid != 0) ||
+        (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "lock directory %s is writable by other users or owned "
+                    "by another (mode %03o, owner %d): anyone could hold or "
+                    "replace the lock there; use a directory of your own "
+                    "(--lock-dir)",
+                    dir, (unsigned)(st.st_mode & 07777), (int)st.st_uid);
+        close(dfd);
+        return -1;
+    }
+    return dfd;
+}
+
+/* The lock file's name for a consumer group: "exactly-GROUP.lock" with
+ * every byte outside [A-Za-z0-9._-] written as %XX, so that no group name
+ * can leave the directory or name another file. -1 when it is too long. */
+static int lock_name(const char *group, char *out, size_t size)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    const unsigned char *c;
+
+    n = (size_t)snprintf(out, size, "exactly-");
+    for (c = (const unsigned char *)group; *c; c++) {
+        if (n + 4 >= size)
+            return -1;
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+            (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-') {
+            out[n++] = (char)*c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*c >> 4];
+            out[n++] = hex[*c & 15];
+        }
+    }
+    if (n + sizeof(".lock") > size)
+        return -1;
+    memcpy(out + n, ".lock", sizeof(".lock"));
+    return 0;
+}
+
 /* One lock per consumer group on this host: two supervisors running the
- * same pipeline by accident would only fence each other all day. */
+ * same pipeline by accident would only fence each other all day. The file
+ * is opened without following a symbolic link and must be a regular file
+ * of this user, readable by nobody else (0600): others can neither hold
+ * the lock nor write a pid into it. Returns 0 with *fd_out set, or -1
+ * (logged). */
 static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
 {
-    char path[4096], holder[64];
+    char path[4096 + 256 + 2], name[256], holder[64];
+    struct stat st;
     ssize_t n;
-    int fd;
+    int dfd, fd;
 
-    snprintf(path, sizeof(path), "%s/exactly-%s.lock", dir, p->group);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_name(p->group, name, sizeof(name)) != 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "consumer group name of pipeline %s is too long for a "
+                    "lock file name", p->name);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    dfd = open_lock_dir(dir);
+    if (dfd < 0)
+        return -1;
+    fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    close(dfd);
     if (fd < 0) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "cannot open lock file path=%s error=\"%s\"", path,
-                    strerror(errno));
+                    "cannot open lock file path=%s error=\"%s\"%s", path,
+                    strerror(errno),
+                    errno == ELOOP ? " (a symbolic link: refused)" : "");
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != geteuid() || st.st_nlink != 1 ||
+        (st.st_mode & 077)) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "lock file %s is not a private regular file of this user "
+                    "(mode %03o, owner %d, links %d); remove it",
+                    path, (unsigned)(st.st_mode & 07777), (int)st.st_uid,
+                    (int)st.st_nlink);
+        close(fd);
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -145,10 +262,31 @@ static void install_worker_signals(void)
     sigaction(SIGCHLD, &sa, NULL);
 }
 
+/* The slot's identity in its consumer group, the same for every process
+ * the slot runs: "<pipeline>-<host>-<index>" with bytes outside
+ * [A-Za-z0-9._-] replaced by '_' (what Kafka accepts in an id). One
+ * supervisor per group and host (the lock) keeps it unique. */
+static void slot_instance_id(const slot *s, char *out, size_t size)
+{
+    char host[128];
+    size_t i;
+
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, size, "%s-%s-%d", s->p->name, host, s->index);
+    for (i = 0; out[i]; i++)
+        if (!((out[i] >= 'a' && out[i] <= 'z') || (out[i] >= 'A' && out[i] <= 'Z') ||
+              (out[i] >= '0' && out[i] <= '9') || out[i] == '.' ||
+              out[i] == '_' || out[i] == '-'))
+            out[i] = '_';
+}
+
 static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
 {
     exactly_worker_opts wo;
     exactly_worker_stats st;
+    char instance[256];
     int code;
 
     /* Never outlive the supervisor; and if it died before this line ran,
@@ -164,6 +302,8 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     wo.stop = &w_stop;
     wo.reopen_log = &w_reopen;
     wo.metrics = s->m;
+    slot_instance_id(s, instance, sizeof(instance));
+    wo.instance_id = instance;
     memset(&st, 0, sizeof(st));
     code = exactly_worker_run(&wo, &st);
     if (code != 2)
@@ -172,7 +312,11 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     _exit(code);
 }
 
-static void start(const exactly_supervisor_opts *o, slot *s)
+/* Forks the worker of slot s. fds are the supervisor's own descriptors
+ * (lock files, the metrics socket): the child closes them at once, so that
+ * a worker never holds the lock or the port of its supervisor. */
+static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
+                  size_t n_fds)
 {
     pid_t parent = getpid();
     pid_t pid;
@@ -180,6 +324,10 @@ static void start(const exactly_supervisor_opts *o, slot *s)
     sigset_t all, old;
 
     fflush(NULL); /* nothing buffered twice */
+    /* The new process owns nothing until it claims (before the fork: the
+     * child's claims must not be undone). */
+    if (s->m)
+        metrics_slot_disown(s->m);
     /* A signal between fork and the worker's own handlers would run the
      * supervisor's handler in the child and be lost: hold them until the
      * child has installed its own. */
@@ -187,6 +335,10 @@ static void start(const exactly_supervisor_opts *o, slot *s)
     sigprocmask(SIG_BLOCK, &all, &old);
     pid = fork();
     if (pid == 0) {
+        size_t i;
+        for (i = 0; i < n_fds; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
         install_worker_signals();
         sigprocmask(SIG_SETMASK, &old, NULL);
         run_worker(o, s, parent);
@@ -231,6 +383,8 @@ static int reaped(slot *s, int status)
 
     s->pid = 0;
     if (s->m) {
+        /* A dead worker owns nothing: its gauges go, its counters stay. */
+        metrics_slot_disown(s->m);
         __atomic_store_n(&s->m->up, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
     }
@@ -329,6 +483,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     int code = 0, refused = 0, lost = 0;
     long long stop_deadline = 0;
     struct sigaction sa;
+    char lock_dir[4096];
     int k;
 
     if (o->log_file && exactly_log_set_file(o->log_file) != 0) {
@@ -336,6 +491,10 @@ int exactly_supervise(const exactly_supervisor_opts *o)
                 o->log_file, strerror(errno));
         return 2;
     }
+    if (o->lock_dir)
+        snprintf(lock_dir, sizeof(lock_dir), "%s", o->lock_dir);
+    else if (default_lock_dir(lock_dir, sizeof(lock_dir)) != 0)
+        return 2;
     for (i = 0; i < cfg->n_pipelines; i++) {
         const cfg_pipeline *p = &cfg->pipelines[i];
         if (o->only_pipeline && strcmp(o->only_pipeline, p->name) != 0)
@@ -353,8 +512,9 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         goto cleanup;
     }
     if (o->metrics_addr) {
-        char err[512];
-        metrics_fd = metrics_listen(o->metrics_addr, err, sizeof(err));
+        char err[512], bound[64];
+        metrics_fd = metrics_listen(o->metrics_addr, bound, sizeof(bound), err,
+                                    sizeof(err));
         if (metrics_fd < 0) {
             exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
             code = 2;
@@ -362,14 +522,14 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         }
         exactly_log(EXACTLY_LOG_INFO, "supervisor",
                     "serving metrics address=%s paths=/metrics,/healthz,/readyz",
-                    o->metrics_addr);
+                    bound);
     }
     n_slots = 0;
     for (i = 0; i < cfg->n_pipelines; i++) {
         const cfg_pipeline *p = &cfg->pipelines[i];
         if (o->only_pipeline && strcmp(o->only_pipeline, p->name) != 0)
             continue;
-        if (take_lock(o->lock_dir, p, &locks[n_locks]) != 0) {
+        if (take_lock(lock_dir, p, &locks[n_locks]) != 0) {
             code = 2;
             goto cleanup;
         }
@@ -384,6 +544,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
             n_slots++;
         }
     }
+    /* What start() closes in each child: the locks and the socket. */
+    locks[n_locks] = metrics_fd;
 
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
@@ -394,6 +556,9 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting workers=%zu", n_slots);
+    /* Configuration, plugins, locks and the metrics socket are in place:
+     * from here on a failure is a worker's, which restarts. */
+    notify_manager("READY=1\nSTATUS=supervising the workers");
 
     for (;;) {
         int status;
@@ -420,6 +585,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
                         running(slots, n_slots), o->shutdown_timeout_ms);
             signal_all(slots, n_slots, SIGTERM);
             stop_deadline = now + o->shutdown_timeout_ms;
+            notify_manager("STOPPING=1\nSTATUS=workers commit their batch and leave");
         }
         if (g_stop == 2 || (stop_deadline && now > stop_deadline &&
                             running(slots, n_slots) > 0)) {
@@ -438,7 +604,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
                     continue;
                 active = 1;
                 if (slots[i].pid == 0 && now >= slots[i].restart_at_ms)
-                    start(o, &slots[i]);
+                    start(o, &slots[i], locks, n_locks + 1);
             }
             if (!active)
                 break; /* every worker finished (--exit-idle) */

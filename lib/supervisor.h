@@ -4,13 +4,21 @@
  * It validates the configuration and loads every handler once (so that a
  * refusal happens before anything starts), takes a per-pipeline lock, then
  * forks the configured number of workers per pipeline before any
- * librdkafka or libpq handle exists in it. A worker that dies is restarted
+ * librdkafka or libpq handle exists in it. Each worker slot joins its group
+ * as a static member (group.instance.id "PIPELINE-HOST-INDEX"), the same
+ * for every process the slot runs. A worker that dies is restarted
  * with capped exponential backoff; one that keeps dying within seconds of
- * its start is in a crash loop, and when every worker of a pipeline is,
- * the supervisor gives up. SIGTERM/SIGINT ask every worker to commit its
- * batch and leave its group, with a deadline after which they are killed; a
+ * its start, or before it committed anything (a worker that cannot claim
+ * its partitions gives up and exits), is in a crash loop, and when every worker of a pipeline is,
+ * the supervisor gives up. Workers inherit neither the lock files nor the
+ * metrics socket. SIGTERM/SIGINT ask every worker to commit its
+ * batch and stop (a static member keeps its partitions for its session),
+ * with a deadline after which they are killed; a
  * second signal kills them at once. SIGHUP reopens the log file in every
- * process. Workers die with their supervisor (PR_SET_PDEATHSIG).
+ * process. Workers die with their supervisor (PR_SET_PDEATHSIG). Under
+ * systemd (NOTIFY_SOCKET set, Type=notify) it sends READY=1 once the
+ * configuration, plugins and locks are in place, and STOPPING=1 when the
+ * drain starts.
  */
 #ifndef EXACTLY_SUPERVISOR_H
 #define EXACTLY_SUPERVISOR_H
@@ -22,7 +30,11 @@ typedef struct exactly_supervisor_opts {
     const char *only_pipeline;  /* NULL: every pipeline of the file */
     int exit_idle_ms;           /* passed to the workers; 0: run until stopped */
     int shutdown_timeout_ms;    /* after SIGTERM, then SIGKILL */
-    const char *lock_dir;       /* where the per-pipeline lock files live */
+    /* Where the per-group lock files live; NULL: $XDG_RUNTIME_DIR/exactly,
+     * else /run/exactly (created 0700). The directory must not be
+     * writable by other users: a lock there could be planted or held by
+     * anyone. */
+    const char *lock_dir;
     const char *log_file;       /* NULL: stderr */
     const char *metrics_addr;   /* "127.0.0.1:PORT" for /metrics; NULL: off */
 } exactly_supervisor_opts;

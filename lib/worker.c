@@ -18,10 +18,13 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
-/* How long an assignment may wait for the database before the worker gives
- * up and exits (its supervisor restarts it); well below the default
- * max.poll.interval.ms of 300 s. */
+/* How long an assignment may wait for its claim before the worker gives
+ * up and exits (its supervisor restarts it, counting a failed start), at
+ * most; a shorter max.poll.interval.ms shortens it. */
 #define ASSIGN_DEADLINE_MS 120000
+/* How often a partition halted for want of a start offset reads its row
+ * again. */
+#define NO_START_RECHECK_MS 3000
 
 long long worker_now_ms(void)
 {
@@ -129,6 +132,8 @@ void worker_metrics_position(worker *w, part *pt, int assigned)
 
     if (!w->m || !(mp = metrics_part(w->m, pt->topic, pt->partition)))
         return;
+    /* The epoch first: an owner is judged by it once assigned shows. */
+    metrics_set(&mp->epoch, pt->epoch);
     __atomic_store_n(&mp->assigned, assigned, __ATOMIC_RELAXED);
     metrics_set(&mp->stored_offset, pt->next_offset);
     /* The cached figure of the last fetch: no request to the broker. */
@@ -233,20 +238,14 @@ exactly_err worker_db(worker *w)
 
 /* ---- rebalance ----------------------------------------------------------- */
 
-/* Where a partition without a stored offset starts. */
+/* Where a partition without a stored offset starts (auto.offset.reset
+ * earliest or latest). */
 static int resolve_start(worker *w, const char *topic, int32_t partition,
                          int64_t *start)
 {
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t err;
 
-    if (strcmp(w->auto_reset, "error") == 0) {
-        exactly_log(EXACTLY_LOG_ERROR, "source",
-                    "no stored offset and auto.offset.reset=error topic=%s "
-                    "partition=%d",
-                    topic, (int)partition);
-        return -1;
-    }
     err = rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
                                            10000);
     if (err) {
@@ -299,10 +298,14 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         int32_t partition = (int32_t)atoi(PQgetvalue(res, r, 1));
         int64_t epoch = strtoll(PQgetvalue(res, r, 3), NULL, 10);
         int64_t next = -1;
+        int no_start = 0;
         part *pt;
 
         if (!PQgetisnull(res, r, 2)) {
             next = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        } else if (strcmp(w->auto_reset, "error") == 0) {
+            /* Only this partition stops; the others are served. */
+            no_start = 1;
         } else {
             char ps[16], es[24], ns[24];
             const char *sp[5];
@@ -351,61 +354,178 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         pt->next_offset = next;
         pt->epoch = epoch;
         pt->fenced = 0;
-        pt->halted = 0;
+        pt->halted = no_start;
+        pt->no_start = no_start;
+        pt->recheck_at_ms = worker_now_ms() + NO_START_RECHECK_MS;
         pt->attempts = 0;
         pt->retry_at_ms = 0;
         pt->paused = 0;
         pt->guard_checked = 0;
         pt->isolating = 0;
+        /* A halted partition is assigned at the end and paused at once:
+         * it stays ours without reading anything. */
         for (i = 0; i < list->cnt; i++)
             if (list->elems[i].partition == partition &&
                 strcmp(list->elems[i].topic, topic) == 0)
-                list->elems[i].offset = next;
-        exactly_log(EXACTLY_LOG_INFO, "rebalance",
-                    "partition claimed topic=%s partition=%d epoch=%" PRId64
-                    " next_offset=%" PRId64,
-                    topic, (int)partition, epoch, next);
+                list->elems[i].offset = no_start ? RD_KAFKA_OFFSET_END : next;
+        if (no_start)
+            exactly_log(EXACTLY_LOG_ERROR, "rebalance",
+                        "partition has no stored offset and "
+                        "auto.offset.reset=error: halted, the others go on; "
+                        "give it a start with 'exactly offsets reset -c %s "
+                        "--pipeline %s --topic %s --partition %d "
+                        "--to-earliest|--to-latest|--to-offset N --force' and "
+                        "it resumes there within seconds topic=%s "
+                        "partition=%d epoch=%" PRId64,
+                        w->cfg->path, w->p->name, topic, (int)partition, topic,
+                        (int)partition, epoch);
+        else
+            exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                        "partition claimed topic=%s partition=%d epoch=%" PRId64
+                        " next_offset=%" PRId64,
+                        topic, (int)partition, epoch, next);
         worker_metrics_position(w, pt, 1);
     }
     PQclear(res);
     return EXACTLY_OK;
 }
 
-void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
+/* Hands list to librdkafka (claimed: every element carries its offset).
+ * A refusal is fatal: the member's state is no longer known. */
+static void assign_claimed(worker *w, rd_kafka_topic_partition_list_t *list)
 {
-    long long deadline = worker_now_ms() + ASSIGN_DEADLINE_MS;
     rd_kafka_error_t *e = NULL;
-    exactly_err rc = EXACTLY_OK;
-    int attempts = 0;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
-    while (list->cnt > 0) {
-        rc = claim(w, list);
-        if (rc == EXACTLY_OK || w->fatal || worker_now_ms() > deadline)
-            break;
-        /* The heartbeat thread keeps the membership alive meanwhile. */
-        usleep((useconds_t)backoff_ms(attempts++) * 1000);
+    if (w->cooperative)
+        e = rd_kafka_incremental_assign(w->rk, list);
+    else
+        err = rd_kafka_assign(w->rk, list);
+    if (e || err) {
+        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed error=\"%s\"",
+                    e ? rd_kafka_error_string(e) : rd_kafka_err2str(err));
+        if (e)
+            rd_kafka_error_destroy(e);
+        w->fatal = 1;
     }
+}
+
+/* How long an assignment may wait for its claim: no longer than Kafka
+ * lets a member go without polling, so a worker that cannot serve its
+ * partitions never holds them longer than a stuck one would. */
+static long long claim_patience_ms(const worker *w)
+{
+    return w->max_poll_ms > 0 && w->max_poll_ms < ASSIGN_DEADLINE_MS
+               ? w->max_poll_ms
+               : ASSIGN_DEADLINE_MS;
+}
+
+void worker_assign_pending(worker *w)
+{
+    long long now = worker_now_ms();
+    exactly_err rc;
+
+    if (!w->pending_assign || now < w->pending_retry_ms || w->fatal)
+        return;
+    rc = claim(w, w->pending_assign);
     /* Idleness counts from the assignment: a slow group join is not
      * an idle partition. */
     w->last_msg_ms = worker_now_ms();
-    if (rc != EXACTLY_OK) {
+    if (rc == EXACTLY_OK) {
+        if (w->pending_attempts > 0)
+            exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                        "partitions claimed after attempts=%d",
+                        w->pending_attempts + 1);
+        assign_claimed(w, w->pending_assign);
+        for (int i = 0; i < w->pending_assign->cnt; i++) {
+            part *pt = worker_find_part(w, w->pending_assign->elems[i].topic,
+                                        w->pending_assign->elems[i].partition);
+            if (pt && pt->no_start)
+                source_pause(w, pt, 1);
+        }
+        rd_kafka_topic_partition_list_destroy(w->pending_assign);
+        w->pending_assign = NULL;
+        return;
+    }
+    if (w->fatal)
+        return;
+    if (now >= w->pending_deadline_ms) {
         exactly_log(EXACTLY_LOG_ERROR, "rebalance",
                     "cannot claim assigned partitions; exiting so that the "
-                    "group moves on");
-        if (!w->fatal)
-            w->fatal = 1;
-        list = NULL;
-    }
-    if (w->cooperative)
-        e = list ? rd_kafka_incremental_assign(w->rk, list) : NULL;
-    else
-        (void)rd_kafka_assign(w->rk, list);
-    if (e) {
-        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed error=\"%s\"",
-                    rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+                    "group moves on waited_ms=%lld attempts=%d",
+                    claim_patience_ms(w), w->pending_attempts + 1);
         w->fatal = 1;
+        return;
     }
+    if (w->pending_attempts == 0)
+        exactly_log(EXACTLY_LOG_WARN, "rebalance",
+                    "cannot claim assigned partitions yet; retrying while "
+                    "polling partitions=%d give_up_in_ms=%lld",
+                    w->pending_assign->cnt, w->pending_deadline_ms - now);
+    w->pending_retry_ms = worker_now_ms() + backoff_ms(w->pending_attempts++);
+}
+
+/* librdkafka waits for the assign call, which may come after the callback
+ * returns: when the claim cannot be made at once, the loop retries it
+ * (worker_assign_pending) and assigns then. */
+void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
+{
+    int i;
+
+    w->last_msg_ms = worker_now_ms();
+    if (list->cnt == 0 && !w->pending_assign) {
+        assign_claimed(w, list);
+        return;
+    }
+    if (!w->pending_assign) {
+        w->pending_assign = rd_kafka_topic_partition_list_copy(list);
+        w->pending_deadline_ms = worker_now_ms() + claim_patience_ms(w);
+        w->pending_attempts = 0;
+    } else {
+        /* A further increment while the first waits: claimed together. */
+        for (i = 0; i < list->cnt; i++)
+            rd_kafka_topic_partition_list_add(w->pending_assign,
+                                              list->elems[i].topic,
+                                              list->elems[i].partition);
+    }
+    w->pending_retry_ms = 0;
+    worker_assign_pending(w);
+}
+
+/* Drops revoked partitions from an assignment still waiting for its
+ * claim: nothing was claimed or consumed for them. */
+static void revoke_pending(worker *w, const rd_kafka_topic_partition_list_t *list)
+{
+    int i;
+
+    if (!w->pending_assign)
+        return;
+    for (i = 0; i < list->cnt && w->cooperative; i++)
+        (void)rd_kafka_topic_partition_list_del(
+            w->pending_assign, list->elems[i].topic, list->elems[i].partition);
+    if (!w->cooperative || w->pending_assign->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(w->pending_assign);
+        w->pending_assign = NULL;
+    }
+}
+
+/* At exit: answers an assignment that never got its claim, so that
+ * leaving the group does not wait for it. */
+static void release_pending(worker *w)
+{
+    if (!w->pending_assign)
+        return;
+    if (w->cooperative) {
+        /* Assigned unclaimed (no part exists: nothing is consumed); the
+         * close revokes it again. */
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(w->rk, w->pending_assign);
+        if (e)
+            rd_kafka_error_destroy(e);
+    } else {
+        (void)rd_kafka_assign(w->rk, NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(w->pending_assign);
+    w->pending_assign = NULL;
 }
 
 static int64_t batch_end(worker *w, part *pt, size_t n)
@@ -432,6 +552,7 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
 {
     int i;
 
+    revoke_pending(w, list);
     for (i = 0; i < list->cnt; i++) {
         part *pt = worker_find_part(w, list->elems[i].topic,
                                     list->elems[i].partition);
@@ -717,6 +838,67 @@ static int flush_ready(worker *w, int force)
     return next < 0 ? 0 : next;
 }
 
+/* Partitions halted for want of a start offset: once their row has one
+ * (exactly offsets reset), they resume there. Also publishes every
+ * partition's halted state. */
+static void recheck_halted(worker *w)
+{
+    long long now = worker_now_ms();
+    size_t i;
+
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        metrics_partition *mp;
+        char ps[16], err[512];
+        const char *params[3];
+        PGresult *res = NULL;
+        int64_t next, epoch;
+
+        if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
+            __atomic_store_n(&mp->halted, pt->halted, __ATOMIC_RELAXED);
+        if (!pt->no_start || now < pt->recheck_at_ms || w->db_down_since_ms ||
+            worker_db(w) != EXACTLY_OK)
+            continue;
+        pt->recheck_at_ms = now + NO_START_RECHECK_MS;
+        snprintf(ps, sizeof(ps), "%d", (int)pt->partition);
+        params[0] = w->p->name;
+        params[1] = pt->topic;
+        params[2] = ps;
+        if (exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err,
+                            sizeof(err)) != EXACTLY_OK) {
+            if (PQstatus(w->conn) != CONNECTION_OK)
+                worker_db_lost(w);
+            PQclear(res);
+            continue;
+        }
+        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+            PQclear(res);
+            continue;
+        }
+        next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        PQclear(res);
+        if (epoch != pt->epoch) {
+            /* Another worker claimed it since: it is theirs. */
+            pt->no_start = 0;
+            pt->fenced = 1;
+            continue;
+        }
+        exactly_log(EXACTLY_LOG_INFO, "rebalance",
+                    "halted partition has a stored offset now; resuming "
+                    "topic=%s partition=%d next_offset=%" PRId64,
+                    pt->topic, (int)pt->partition, next);
+        pt->no_start = 0;
+        pt->halted = 0;
+        pt->next_offset = next;
+        source_seek(w, pt, next);
+        source_pause(w, pt, 0);
+        worker_metrics_position(w, pt, 1);
+        if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
+            __atomic_store_n(&mp->halted, 0, __ATOMIC_RELAXED);
+    }
+}
+
 /* A partition whose tail is only transaction markers: advance the stored
  * offset to the consumer's position so lag reads zero. */
 static void advance_idle(worker *w)
@@ -821,6 +1003,8 @@ int exactly_worker_run(const exactly_worker_opts *o,
     exactly_err rc;
 
     memset(&w, 0, sizeof(w));
+    w.stop = o->stop;
+    w.slot_instance = o->instance_id;
     w.cfg = o->cfg;
     w.p = o->pipeline;
     w.m = o->metrics;
@@ -845,14 +1029,19 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = rc == EXACTLY_ECONFIG ? 2 : 1;
         goto cleanup;
     }
-    w.cooperative = strcmp(rd_kafka_rebalance_protocol(w.rk), "COOPERATIVE") == 0;
 
+    /* The database and the handler first, the group last: a member that
+     * joined before it could serve would hold partitions nobody applies.
+     * The consumer exists (its callbacks are served by the poll), but has
+     * no group yet. */
     while (worker_db(&w) != EXACTLY_OK) {
+        rd_kafka_message_t *m;
         if (w.fatal || (o->stop && *o->stop)) {
             code = w.fatal ? w.fatal : 0;
             goto cleanup;
         }
-        usleep(100 * 1000);
+        if ((m = rd_kafka_consumer_poll(w.rk, 100)) != NULL)
+            rd_kafka_message_destroy(m);
     }
     rc = exactly_plugin_open(w.plugin, w.conn, w.p, w.timeout_ms, err, sizeof(err));
     if (rc != EXACTLY_OK) {
@@ -860,23 +1049,36 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = rc == EXACTLY_ERETRY ? 1 : 2;
         goto cleanup;
     }
+    rc = source_subscribe(&w, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        goto cleanup;
+    }
+
 #if defined(EXACTLY_MUTATION_NO_FENCE) || defined(EXACTLY_MUTATION_SPLIT_OFFSET_TXN)
     exactly_log(EXACTLY_LOG_ERROR, "worker",
                 "MUTATION BUILD: this exactly breaks its own contract on "
                 "purpose, for testing the tests; never run it on real data");
 #endif
     exactly_log(EXACTLY_LOG_INFO, "worker",
-                "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms",
+                "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms "
+                "group_instance_id=%s",
                 w.plugin->label, w.plugin->fused, w.p->n_topics, w.p->group,
-                w.p->batch.max_messages, w.p->batch.max_wait_ms);
+                w.p->batch.max_messages, w.p->batch.max_wait_ms,
+                w.instance_id[0] ? w.instance_id : "none");
 
     started = worker_now_ms();
     w.last_msg_ms = started;
     while (!(o->stop && *o->stop) && !w.fatal) {
-        int timeout = flush_ready(&w, 0);
+        int timeout;
         int polled = 0;
         rd_kafka_message_t *m;
         long long now;
+
+        worker_assign_pending(&w);
+        if (w.fatal)
+            break;
+        timeout = flush_ready(&w, 0);
 
         /* Take what is there without waiting, up to a batch per round. */
         while (polled < w.p->batch.max_messages &&
@@ -896,6 +1098,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
         if (now - last_idle_check >= 1000) {
             last_idle_check = now;
             advance_idle(&w);
+            recheck_halted(&w);
         }
         expire_dedup(&w);
         if (now - last_stats >= 10000) {
@@ -906,6 +1109,18 @@ int exactly_worker_run(const exactly_worker_opts *o,
             now - w.last_msg_ms >= o->exit_idle_ms && all_committed(&w)) {
             exactly_log(EXACTLY_LOG_INFO, "worker", "idle, exiting idle_ms=%d",
                         o->exit_idle_ms);
+            break;
+        }
+        /* No partitions because no broker answers: idle too, but a
+         * failure, not a finished job. */
+        if (o->exit_idle_ms > 0 && w.n_parts == 0 && !w.pending_assign &&
+            w.kafka_episode_ms && now - w.kafka_episode_ms >= o->exit_idle_ms &&
+            now - w.last_msg_ms >= o->exit_idle_ms) {
+            exactly_log(EXACTLY_LOG_ERROR, "worker",
+                        "kafka unreachable and nothing assigned; exiting "
+                        "idle_ms=%d unreachable_ms=%lld",
+                        o->exit_idle_ms, now - w.kafka_episode_ms);
+            w.fatal = 1;
             break;
         }
     }
@@ -923,6 +1138,7 @@ cleanup:
     for (size_t i = 0; i < w.n_parts; i++)
         w.st.partitions_halted += w.parts[i]->halted ? 1 : 0;
     if (w.rk) {
+        release_pending(&w);
         rd_kafka_consumer_close(w.rk);
         while (w.n_parts > 0)
             remove_part(&w, w.parts[w.n_parts - 1]);

@@ -40,6 +40,11 @@ typedef struct exactly_worker_opts {
     volatile sig_atomic_t *reopen_log;
     /* This worker's slot in the supervisor's shared counters, or NULL. */
     metrics_slot *metrics;
+    /* Static group membership: the supervisor's slot identity (stable
+     * across restarts of the slot), or NULL for a dynamic member. A
+     * group.instance.id in the configuration is suffixed with
+     * "-<worker_index>" when this is set, used as it is otherwise. */
+    const char *instance_id;
 } exactly_worker_opts;
 
 /* The exit status of a worker whose handler returned EXACTLY_EFATAL: the

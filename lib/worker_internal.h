@@ -31,6 +31,11 @@ typedef struct part {
     int attempts;
     int paused;
     int halted;               /* offset left the log: never moves silently */
+    /* Halted because it has no stored offset and auto.offset.reset is
+     * error: its row is read again every few seconds, and once
+     * `exactly offsets reset` gave it an offset it resumes there. */
+    int no_start;
+    long long recheck_at_ms;
     int fenced;               /* another worker owns it now */
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
     /* What the last attempt held when its COMMIT went unanswered: if the
@@ -50,6 +55,10 @@ typedef struct worker {
     rd_kafka_t *rk;
     int cooperative;
     char auto_reset[16];      /* "earliest" or "latest" for new partitions */
+    /* The group.instance.id the consumer joins with ("" for none), and
+     * what the supervisor asked for (NULL: a dynamic member). */
+    char instance_id[256];
+    const char *slot_instance;
 
     PGconn *conn;
     long long reconnect_at_ms;
@@ -105,6 +114,17 @@ typedef struct worker {
     long long kafka_logged_ms;
     int timeout_ms;           /* bound on one wait for the database */
     long long dedup_expire_at_ms; /* next slice of expired dedup keys */
+
+    /* Set from a signal handler: stop at the next turn. NULL: never. */
+    volatile sig_atomic_t *stop;
+    /* An assignment whose claim could not be made yet: the loop retries
+     * it (polling meanwhile, so the worker stays in its group and sees
+     * SIGTERM) until pending_deadline_ms, then gives up. NULL: none. */
+    rd_kafka_topic_partition_list_t *pending_assign;
+    long long pending_retry_ms;
+    long long pending_deadline_ms;
+    int pending_attempts;
+    int max_poll_ms;          /* the consumer's max.poll.interval.ms */
 } worker;
 
 long long worker_now_ms(void);
@@ -153,9 +173,17 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost);
 void worker_defer_rebalance(worker *w, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *list, int lost);
 
+/* Retries the claim of a pending assignment when its backoff is over;
+ * assigns on success, sets fatal after the deadline. */
+void worker_assign_pending(worker *w);
+
 /* Kafka side (source.c). */
 
+/* Creates the consumer (the configuration is checked: EXACTLY_ECONFIG)
+ * without joining the group; source_subscribe joins it, once the worker
+ * can serve partitions. */
 exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size);
+exactly_err source_subscribe(worker *w, char *errbuf, size_t errbuf_size);
 void source_commit(worker *w, part *pt);
 void source_seek(worker *w, part *pt, int64_t offset);
 void source_pause(worker *w, part *pt, int pause);

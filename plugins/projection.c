@@ -36,6 +36,11 @@
  * doubled. Column types come from the catalog in open() and are checked
  * to look like type names before they are written into the SQL.
  */
+/* strdup() is POSIX, not C11: ask for it, so that a copy of this file
+ * builds with -std=c11 outside this tree too. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,11 +2,18 @@
 # Install the Debian packages exactly needs to build and test, and nothing
 # else. Idempotent: when everything is present it only says so. It never
 # starts or relies on a system PostgreSQL service; the tests run their own
-# throwaway cluster (scripts/pg.sh).
+# throwaway cluster (scripts/pg.sh). prometheus brings promtool, which the
+# metrics tests run on every scrape (its server is not started).
 set -euo pipefail
 
+# clang and libclang-rt-14-dev (its libFuzzer) build the fuzz targets.
 packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
-          libyaml-dev libssl-dev postgresql)
+          libyaml-dev libssl-dev postgresql clang libclang-rt-14-dev prometheus)
+# The install tests (ctest -L install): man pages rendered with man and
+# groff, the .deb built by CPack with dpkg-shlibdeps. systemd is not
+# installed for its systemd-analyze alone: where it is missing, that part
+# of the test is skipped and says so.
+packages+=(man-db groff-base dpkg-dev)
 
 missing=()
 for p in "${packages[@]}"; do

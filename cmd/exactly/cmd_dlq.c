@@ -27,6 +27,11 @@ typedef enum dlq_action { DLQ_LIST, DLQ_SHOW, DLQ_REPLAY, DLQ_DISCARD } dlq_acti
 
 /* Which dead letters a command works on. */
 typedef struct selection {
+    /* The name they are kept under: the pipeline's, or a reprocess run's
+     * "PIPELINE:reprocess:RUN" (run > 0); label says which in messages. */
+    int64_t run;
+    char dl_pipeline[200];
+    char label[240];
     const char *topic;
     int64_t partition; /* -1: any */
     strbuf ids;        /* array literal; n_elems 0: any */
@@ -113,6 +118,31 @@ static void one_line(const char *s, char *out, size_t width)
 
 /* ---- list ---------------------------------------------------------------- */
 
+/* Points at the dead letters of the pipeline's reprocess runs, which are
+ * kept under names of their own. Best effort: a failure prints nothing. */
+static void list_runs(PGconn *conn, const exactly_config *cfg,
+                      const cfg_pipeline *p)
+{
+    char prefix[200], err[1024];
+    const char *params[1] = {prefix};
+    PGresult *res = NULL;
+    int r;
+
+    snprintf(prefix, sizeof(prefix), "%s:reprocess:", p->name);
+    if (run_sql(conn, cfg,
+                "SELECT substr(pipeline, length($1) + 1), count(*)"
+                " FROM %1$s.dead_letters WHERE left(pipeline, length($1)) = $1"
+                " GROUP BY pipeline ORDER BY min(id)",
+                1, params, &res, err, sizeof(err)) != EXACTLY_OK)
+        return;
+    for (r = 0; r < PQntuples(res); r++)
+        printf("reprocess run %s has %s dead letter(s): exactly dlq list -c "
+               "%s --pipeline %s --run %s\n",
+               PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), cfg->path,
+               p->name, PQgetvalue(res, r, 0));
+    PQclear(res);
+}
+
 static int do_list(PGconn *conn, const exactly_config *cfg,
                    const cfg_pipeline *p, const selection *s)
 {
@@ -126,7 +156,7 @@ static int do_list(PGconn *conn, const exactly_config *cfg,
     int code = CLI_FAILED, r;
     long long total;
 
-    fill_params(&sp, p->name, s);
+    fill_params(&sp, s->dl_pipeline, s);
     if (run_sql(conn, cfg,
                 "SELECT id, topic, partition, \"offset\", entity_id, attempts,"
                 " to_char(last_failed_at AT TIME ZONE 'UTC',"
@@ -158,11 +188,13 @@ static int do_list(PGconn *conn, const exactly_config *cfg,
     if (admin_table_print(t, stdout) != 0)
         goto oom;
     if (total > PQntuples(res))
-        printf("%d of %lld dead letter(s) of pipeline %s shown (--limit N "
+        printf("%d of %lld dead letter(s) of %s shown (--limit N "
                "for more)\n",
-               PQntuples(res), total, p->name);
+               PQntuples(res), total, s->label);
     else
-        printf("%lld dead letter(s) of pipeline %s\n", total, p->name);
+        printf("%lld dead letter(s) of %s\n", total, s->label);
+    if (s->run == 0)
+        list_runs(conn, cfg, p);
     code = CLI_OK;
     goto cleanup;
 oom:
@@ -206,7 +238,7 @@ static int printable_utf8(const unsigned char *b, size_t len)
 }
 
 static int do_show(PGconn *conn, const exactly_config *cfg,
-                   const cfg_pipeline *p, const selection *s)
+                   const selection *s)
 {
     sel_params sp;
     PGresult *res = NULL, *cnt = NULL;
@@ -214,7 +246,7 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
     int r;
     long long total;
 
-    fill_params(&sp, p->name, s);
+    fill_params(&sp, s->dl_pipeline, s);
     if (run_sql(conn, cfg,
                 "SELECT id, pipeline, topic, partition, \"offset\", entity_id,"
                 " encode(message_key, 'hex'), reason, sqlstate, attempts,"
@@ -235,9 +267,8 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
     }
     total = strtoll(PQgetvalue(cnt, 0, 0), NULL, 10);
     if (PQntuples(res) == 0) {
-        fprintf(stderr, "exactly dlq show: no dead letter of pipeline %s "
-                        "matches\n",
-                p->name);
+        fprintf(stderr, "exactly dlq show: no dead letter of %s matches\n",
+                s->label);
         PQclear(res);
         PQclear(cnt);
         return CLI_FAILED;
@@ -291,13 +322,13 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
 /* ---- discard ------------------------------------------------------------- */
 
 static int do_discard(PGconn *conn, const exactly_config *cfg,
-                      const cfg_pipeline *p, const selection *s)
+                      const selection *s)
 {
     sel_params sp;
     PGresult *res = NULL;
     char err[2048];
 
-    fill_params(&sp, p->name, s);
+    fill_params(&sp, s->dl_pipeline, s);
     if (run_sql(conn, cfg,
                 "WITH gone AS (DELETE FROM %1$s.dead_letters WHERE id = ANY(ARRAY("
                 " SELECT id FROM %1$s.dead_letters" WHERE_SELECTION
@@ -307,8 +338,8 @@ static int do_discard(PGconn *conn, const exactly_config *cfg,
         fprintf(stderr, "exactly dlq discard: %s\n", err);
         return CLI_FAILED;
     }
-    printf("discarded %s dead letter(s) of pipeline %s\n", PQgetvalue(res, 0, 0),
-           p->name);
+    printf("discarded %s dead letter(s) of %s\n", PQgetvalue(res, 0, 0),
+           s->label);
     PQclear(res);
     return CLI_OK;
 }
@@ -346,11 +377,16 @@ typedef struct replay {
     PGconn *conn;
     const exactly_config *cfg;
     const cfg_pipeline *p;
+    const selection *s;
     exactly_plugin *pl;
     exactly_txn txn;
     dl *v;
     size_t n;
-    PGresult *rows;   /* the lookup, NULL when the handler skips it */
+    /* The lookup's result. A handler that skips the lookup (the fused
+     * upsert reads the source inside its own write) is not given the rows,
+     * but they still say which entities have one: the fused statement
+     * writes nothing for the others, which must stay dead letters. */
+    PGresult *rows;
     int keycol;
     const char **colnames;
     size_t n_cols;
@@ -383,7 +419,7 @@ static exactly_err load(replay *r, const selection *s, char *err, size_t errsz)
     exactly_err rc;
     int i;
 
-    fill_params(&sp, r->p->name, s);
+    fill_params(&sp, s->dl_pipeline, s);
     rc = run_sql(r->conn, r->cfg,
                  "SELECT id, topic, partition, \"offset\","
                  " encode(message_key, 'hex'), entity_id"
@@ -425,7 +461,8 @@ oom:
     return EXACTLY_ENOMEM;
 }
 
-/* Runs the pipeline's lookup for every replayable entity at once. */
+/* Runs the pipeline's lookup for every replayable entity at once; also
+ * for a handler that skips it (see replay.rows). */
 static exactly_err lookup(replay *r, char *err, size_t errsz)
 {
     char *sql = NULL, *keycol = NULL;
@@ -435,8 +472,6 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     size_t i;
     int c;
 
-    if (r->pl->h->skips_lookup)
-        return EXACTLY_OK; /* it reads the source itself, fused into its write */
     rc = exactly_lookup_sql(r->conn, r->p, &sql, &keycol);
     if (rc != EXACTLY_OK) {
         snprintf(err, errsz, "out of memory");
@@ -451,7 +486,7 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     rc = ids.oom ? EXACTLY_ENOMEM
                  : exactly_pg_exec(r->conn, sql, 1, params, &r->rows, err, errsz);
     if (rc == EXACTLY_OK) {
-        r->keycol = PQfnumber(r->rows, keycol);
+        r->keycol = exactly_lookup_column(r->rows, keycol);
         if (r->keycol < 0) {
             snprintf(err, errsz,
                      "the lookup result has no column '%s' (set "
@@ -499,9 +534,11 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
     const char **values = NULL;
     size_t n_values = 0;
     exactly_err rc = EXACTLY_ENOMEM;
-    int with_rows = r->rows != NULL;
+    /* Rows go to the handler only when it reads them (not fused). */
+    int with_rows = r->rows != NULL && !r->pl->h->skips_lookup;
+    size_t *found = calloc(n + 1, sizeof(size_t)); /* rows per record */
 
-    if (!recs || !msgs || !msg_count)
+    if (!recs || !msgs || !msg_count || !found)
         goto cleanup;
     /* Records in first-seen order; dead letters of the same entity join
      * its record (quadratic in distinct IDs per partition: replays are
@@ -520,15 +557,21 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
         d->record = j;
         msg_count[j]++;
     }
-    if (with_rows) {
+    if (r->rows) {
         int nt = PQntuples(r->rows);
-        values = calloc((size_t)nt * r->n_cols + 1, sizeof(char *));
-        if (!values)
-            goto cleanup;
+        if (with_rows) {
+            values = calloc((size_t)nt * r->n_cols + 1, sizeof(char *));
+            if (!values)
+                goto cleanup;
+        }
         for (j = 0; j < n_recs; j++) {
-            recs[j].values = &values[n_values];
+            if (with_rows)
+                recs[j].values = &values[n_values];
             for (int t = 0; t < nt; t++) {
                 if (strcmp(PQgetvalue(r->rows, t, r->keycol), recs[j].id) != 0)
+                    continue;
+                found[j]++;
+                if (!with_rows)
                     continue;
                 for (size_t c = 0; c < r->n_cols; c++)
                     values[n_values++] = PQgetisnull(r->rows, t, (int)c)
@@ -557,11 +600,12 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
         }
     }
     /* A record without rows goes to the handler only when the pipeline
-     * says so; otherwise it stays a dead letter. */
-    if (with_rows && p->lookup.on_missing != CFG_MISSING_HANDLER) {
+     * says so; otherwise it stays a dead letter (the fused upsert would
+     * write nothing for it, and deleting it would lose it). */
+    if (r->rows && p->lookup.on_missing != CFG_MISSING_HANDLER) {
         size_t kept = 0;
         for (j = 0; j < n_recs; j++) {
-            if (recs[j].n_rows == 0) {
+            if (found[j] == 0) {
                 for (i = from; i < to; i++)
                     if (r->v[i].outcome == DL_PENDING && r->v[i].record == j)
                         r->v[i].outcome = DL_NO_ROW;
@@ -585,12 +629,14 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
             msgs_in += recs[k++].n_messages;
         memset(&b, 0, sizeof(b));
         b.pipeline = p->name;
+        /* A run's dead letters are applied as part of that run. */
+        b.reprocess_run = r->s->run;
         b.topic = r->v[from].topic;
         b.partition = r->v[from].partition;
         b.records = &recs[i];
         b.n_records = k - i;
-        b.column_names = r->colnames;
-        b.n_columns = r->n_cols;
+        b.column_names = with_rows ? r->colnames : NULL;
+        b.n_columns = with_rows ? r->n_cols : 0;
         b.id_type = exactly_id_type_name(p->id.type);
 
         rc = exactly_txn_start(&r->txn, r->conn,
@@ -649,6 +695,7 @@ cleanup:
     free(recs);
     free(msgs);
     free(msg_count);
+    free(found);
     free(values);
     return rc;
 }
@@ -686,6 +733,18 @@ static exactly_err settle(replay *r, char *err, size_t errsz)
         rc = run_sql(r->conn, r->cfg,
                      "DELETE FROM %1$s.dead_letters WHERE id = ANY($1::bigint[])",
                      1, params, NULL, err, errsz);
+    }
+    if (rc == EXACTLY_OK && done.n_elems > 0 && r->s->run > 0) {
+        /* One dead letter is one message; the run now applied it. */
+        char run_s[24], n_s[24];
+        snprintf(run_s, sizeof(run_s), "%" PRId64, r->s->run);
+        snprintf(n_s, sizeof(n_s), "%d", done.n_elems);
+        params[0] = run_s;
+        params[1] = n_s;
+        rc = run_sql(r->conn, r->cfg,
+                     "UPDATE %1$s.reprocess_runs SET applied = applied +"
+                     " $2::bigint, updated_at = now() WHERE id = $1::bigint",
+                     2, params, NULL, err, errsz);
     }
     if (rc == EXACTLY_OK && failed.n_elems > 0) {
         params[0] = strbuf_str(&failed);
@@ -744,10 +803,10 @@ static void report(const replay *r)
         printf("\n");
     }
     admin_table_free(t);
-    printf("replayed %zu dead letter(s) of pipeline %s through handler '%s'; "
+    printf("replayed %zu dead letter(s) of %s through handler '%s'; "
            "%zu left in place (%zu without an entity ID, %zu without a "
            "looked-up row, %zu failed again)\n",
-           counts[DL_REPLAYED], r->p->name, r->pl->h->name,
+           counts[DL_REPLAYED], r->s->label, r->pl->h->name,
            counts[DL_UNDECODABLE] + counts[DL_NO_ROW] + counts[DL_FAILED],
            counts[DL_UNDECODABLE], counts[DL_NO_ROW], counts[DL_FAILED]);
 }
@@ -765,6 +824,7 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
     r.conn = conn;
     r.cfg = cfg;
     r.p = p;
+    r.s = s;
     rc = exactly_plugin_load(cfg, p, &r.pl, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         fprintf(stderr, "exactly dlq replay: %s\n", err);
@@ -778,7 +838,14 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
         code = rc == EXACTLY_ERETRY ? CLI_FAILED : CLI_REFUSED;
         goto cleanup;
     }
-    rc = exactly_pg_exec(conn, "BEGIN", 0, NULL, NULL, err, sizeof(err));
+    /* A handler that reads the source inside its own write must see the
+     * snapshot the lookup saw: else a row deleted in between would be
+     * counted as written and its dead letter deleted. */
+    rc = exactly_pg_exec(conn,
+                         r.pl->h->skips_lookup
+                             ? "BEGIN ISOLATION LEVEL REPEATABLE READ"
+                             : "BEGIN",
+                         0, NULL, NULL, err, sizeof(err));
     if (rc == EXACTLY_OK)
         rc = load(&r, s, err, sizeof(err));
     if (rc == EXACTLY_OK)
@@ -815,6 +882,27 @@ cleanup:
 
 /* ---- the command ---------------------------------------------------------- */
 
+/* 1 when reprocess run `run` is the pipeline's, 0 when not, -1 on error. */
+static int run_exists(PGconn *conn, const exactly_config *cfg,
+                      const cfg_pipeline *p, int64_t run, char *err,
+                      size_t errsz)
+{
+    char run_s[24];
+    const char *params[2] = {run_s, p->name};
+    PGresult *res = NULL;
+    int n;
+
+    snprintf(run_s, sizeof(run_s), "%" PRId64, run);
+    if (run_sql(conn, cfg,
+                "SELECT 1 FROM %1$s.reprocess_runs WHERE id = $1::bigint"
+                " AND pipeline = $2",
+                2, params, &res, err, errsz) != EXACTLY_OK)
+        return -1;
+    n = PQntuples(res);
+    PQclear(res);
+    return n > 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -825,7 +913,9 @@ static void usage(FILE *out)
             "\n"
             "The dead letters of a pipeline (SCHEMA.dead_letters): messages its\n"
             "handler failed on, that could not be decoded, or whose lookup found\n"
-            "no row when lookup.on_missing says dead_letter.\n"
+            "no row when lookup.on_missing says dead_letter. Those of an\n"
+            "'exactly reprocess' run are kept apart: --run RUN selects them, and\n"
+            "list points at the runs that have some.\n"
             "\n"
             "  list     a table, oldest first: id, topic, partition, offset,\n"
             "           entity ID, attempts, last failure (UTC) and the reason\n"
@@ -845,6 +935,12 @@ static void usage(FILE *out)
             "           lookup.on_missing is handler), and records the handler\n"
             "           fails again with fail_record (their attempts and reason\n"
             "           are updated). No dedup filter, no stored offset moves.\n"
+            "           The lookup runs even for the built-in upsert in its\n"
+            "           fused form (which reads the source inside its write),\n"
+            "           in the same REPEATABLE READ snapshot as the write, so\n"
+            "           a dead letter is deleted only when its row was written;\n"
+            "           a concurrent change to a written row then rolls the\n"
+            "           replay back (exit 1): run it again.\n"
             "  discard  deletes the selected dead letters and prints how many\n"
             "\n"
             "replay and discard need a filter or --all.\n"
@@ -862,6 +958,11 @@ static void usage(FILE *out)
             "  -l, --limit N         at most N, oldest (lowest id) first\n"
             "  -a, --all             every dead letter of the pipeline (replay,\n"
             "                        discard)\n"
+            "  -r, --run RUN         the dead letters of reprocess run RUN of the\n"
+            "                        pipeline (kept apart, under the name\n"
+            "                        PIPELINE:reprocess:RUN); replay applies them\n"
+            "                        as part of that run and adds them to its\n"
+            "                        applied count\n"
             "  -h, --help            this text\n"
             "\n"
             "Exit codes: 0 done (replay: committed, even when some dead letters\n"
@@ -892,6 +993,7 @@ int cmd_dlq(int argc, char **argv)
         {"since", required_argument, NULL, 's'},
         {"limit", required_argument, NULL, 'l'},
         {"all", no_argument, NULL, 'a'},
+        {"run", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -936,7 +1038,7 @@ int cmd_dlq(int argc, char **argv)
     strbuf_array_begin(&s.ids);
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:p:t:P:i:s:l:ah", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:p:t:P:i:s:l:ar:h", longopts, NULL)) != -1) {
         int64_t v;
         switch (c) {
         case 'c': path = optarg; break;
@@ -959,6 +1061,11 @@ int cmd_dlq(int argc, char **argv)
             s.limit = v;
             break;
         case 'a': s.all = 1; break;
+        case 'r':
+            if (cli_parse_int64("dlq", "--run", optarg, 1, INT64_MAX,
+                                &s.run) != 0)
+                goto cleanup;
+            break;
         case 'h': usage(stdout); code = CLI_OK; goto cleanup;
         default: usage(stderr); goto cleanup;
         }
@@ -997,11 +1104,34 @@ int cmd_dlq(int argc, char **argv)
     p = cli_pick_pipeline(cfg, pname);
     if (!p)
         goto cleanup;
+    if (s.run > 0) {
+        snprintf(s.dl_pipeline, sizeof(s.dl_pipeline),
+                 "%s:reprocess:%" PRId64, p->name, s.run);
+        snprintf(s.label, sizeof(s.label),
+                 "reprocess run %" PRId64 " of pipeline %s", s.run, p->name);
+    } else {
+        snprintf(s.dl_pipeline, sizeof(s.dl_pipeline), "%s", p->name);
+        snprintf(s.label, sizeof(s.label), "pipeline %s", p->name);
+    }
     code = CLI_FAILED;
     conn = exactly_pg_connect(cfg, "exactly-dlq", err, sizeof(err));
     if (!conn || admin_check_schema(conn, cfg, err, sizeof(err)) != EXACTLY_OK) {
         fprintf(stderr, "exactly dlq %s: %s\n", names[action], err);
         goto cleanup;
+    }
+    if (s.run > 0) {
+        int found = run_exists(conn, cfg, p, s.run, err, sizeof(err));
+        if (found < 0) {
+            fprintf(stderr, "exactly dlq %s: %s\n", names[action], err);
+            goto cleanup;
+        }
+        if (found == 0) {
+            fprintf(stderr, "exactly dlq %s: no reprocess run %" PRId64
+                            " of pipeline %s\n",
+                    names[action], s.run, p->name);
+            code = CLI_REFUSED;
+            goto cleanup;
+        }
     }
     if (s.since) {
         int64_t ms;
@@ -1016,9 +1146,9 @@ int cmd_dlq(int argc, char **argv)
     }
     switch (action) {
     case DLQ_LIST: code = do_list(conn, cfg, p, &s); break;
-    case DLQ_SHOW: code = do_show(conn, cfg, p, &s); break;
+    case DLQ_SHOW: code = do_show(conn, cfg, &s); break;
     case DLQ_REPLAY: code = do_replay(conn, cfg, p, &s); break;
-    case DLQ_DISCARD: code = do_discard(conn, cfg, p, &s); break;
+    case DLQ_DISCARD: code = do_discard(conn, cfg, &s); break;
     }
 
 cleanup:

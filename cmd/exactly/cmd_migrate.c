@@ -1,43 +1,134 @@
 /* cmd_migrate.c - `exactly migrate`: create or upgrade the framework tables. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "pg_conn.h"
 #include "store.h"
+#include "upsert_sql.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: exactly migrate -c FILE\n"
+            "       exactly migrate -c FILE --print-grants ROLE\n"
             "\n"
             "Creates the framework tables (offsets, dedup keys, dead letters)\n"
             "in the schema named by postgres.schema, or upgrades them to this\n"
             "version of exactly. Idempotent; concurrent runs wait for each\n"
             "other. Each applied step is recorded in SCHEMA.schema_version.\n"
+            "A configuration that 'exactly check' refuses (a handler that does\n"
+            "not load or whose options are wrong, a Kafka property exactly\n"
+            "owns) is refused first, with exit code 2, and nothing is done.\n"
+            "\n"
+            "Run it as the role that owns the framework schema (or may create\n"
+            "it), not as the role of the workers: that one owns nothing and\n"
+            "needs only the grants --print-grants prints (docs/PRIVILEGES.md).\n"
             "\n"
             "options:\n"
-            "  -c, --config FILE   the YAML configuration (required)\n"
-            "  -h, --help          this text\n");
+            "  -c, --config FILE         the YAML configuration (required)\n"
+            "      --print-grants ROLE   print the GRANT statements ROLE needs to\n"
+            "                            run this configuration's workers, and\n"
+            "                            nothing else; connects to nothing\n"
+            "  -h, --help                this text\n");
+}
+
+/* Prints a refused item of the configuration. */
+static void report_refusal(void *arg, const char *item, const char *err,
+                           const char *detail)
+{
+    (void)arg;
+    (void)detail;
+    if (err)
+        fprintf(stderr, "exactly migrate: %s: %s\n", item, err);
+}
+
+/* Whether g[i] repeats an earlier statement (a source read by two
+ * pipelines). */
+static int printed_before(const admin_grants *g, size_t i)
+{
+    size_t j;
+
+    for (j = 0; j < i; j++)
+        if (g->v[j].kind == g->v[i].kind && g->v[i].object &&
+            g->v[j].object && strcmp(g->v[j].object, g->v[i].object) == 0 &&
+            strcmp(g->v[j].privileges, g->v[i].privileges) == 0)
+            return 1;
+    return 0;
+}
+
+/* Prints the GRANT statements role needs for cfg's workers; reads no
+ * database. Returns an exit code. */
+static int print_grants(const exactly_config *cfg, const char *role)
+{
+    admin_grants g = {0};
+    char err[2048];
+    char *role_q = upsert_sql_quote_ident(role, err, sizeof(err));
+    exactly_err rc;
+    size_t i;
+    int code = CLI_OK;
+
+    if (!role_q) {
+        fprintf(stderr, "exactly migrate: --print-grants '%s': %s\n", role,
+                err);
+        return CLI_REFUSED;
+    }
+    rc = admin_grants_framework(cfg, &g, err, sizeof(err));
+    for (i = 0; rc == EXACTLY_OK && i < cfg->n_pipelines; i++)
+        rc = admin_grants_pipeline(cfg, &cfg->pipelines[i], &g, err,
+                                   sizeof(err));
+    if (rc != EXACTLY_OK) {
+        fprintf(stderr, "exactly migrate: --print-grants: %s\n", err);
+        code = rc == EXACTLY_ENOMEM ? CLI_FAILED : CLI_REFUSED;
+        goto cleanup;
+    }
+    printf("-- What role %s needs to run the workers of\n"
+           "-- %s, and nothing more (docs/PRIVILEGES.md).\n"
+           "-- Run as the owner of each object (the framework's: the role\n"
+           "-- that ran exactly migrate) or a superuser, and again after a\n"
+           "-- migrate that upgrades the schema.\n",
+           role_q, cfg->path);
+    for (i = 0; i < g.n; i++) {
+        const admin_grant *x = &g.v[i];
+        if (x->kind == ADMIN_OBJ_NOTE) {
+            printf("-- and by hand: %s\n", x->why);
+            continue;
+        }
+        if (printed_before(&g, i))
+            continue;
+        printf("-- %s\nGRANT %s ON %s %s TO %s;\n", x->why, x->privileges,
+               admin_object_keyword(x->kind), x->object, role_q);
+    }
+
+cleanup:
+    admin_grants_free(&g);
+    free(role_q);
+    return code;
 }
 
 int cmd_migrate(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"print-grants", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *grants_role = NULL;
     exactly_config *cfg;
     PGconn *conn;
     char err[2048];
-    int from, to, c, code = CLI_OK;
+    int from, to, c, code = CLI_OK, refused = 0;
+    size_t i;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
+        case 'g': grants_role = optarg; break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_REFUSED;
         }
@@ -45,6 +136,22 @@ int cmd_migrate(int argc, char **argv)
     cfg = cli_load_config(path);
     if (!cfg)
         return CLI_REFUSED;
+    /* A configuration that check refuses is not set up halfway. */
+    for (i = 0; i < cfg->n_pipelines; i++)
+        refused += admin_validate_pipeline(cfg, &cfg->pipelines[i],
+                                           report_refusal, NULL, NULL);
+    if (refused > 0) {
+        fprintf(stderr, "exactly migrate: %d refusal(s), nothing was done "
+                        "(exactly check -c %s shows every item)\n",
+                refused, path);
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
+    if (grants_role) {
+        code = print_grants(cfg, grants_role);
+        exactly_config_free(cfg);
+        return code;
+    }
     conn = exactly_pg_connect(cfg, "exactly-migrate", err, sizeof(err));
     if (!conn) {
         fprintf(stderr, "exactly migrate: %s\n", err);

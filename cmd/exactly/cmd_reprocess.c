@@ -45,12 +45,26 @@ static void usage(FILE *out)
             "      --batch K         messages per transaction (default: the\n"
             "                        pipeline's batch.max_messages)\n"
             "      --rate R          at most R messages per second\n"
-            "  -q, --quiet           warnings and errors only\n"
+            "  -q, --quiet           no progress; warnings, errors and the result\n"
             "  -h, --help            this text\n"
             "\n"
             "Progress (offset, messages per second, ETA) goes to stderr: one\n"
-            "updating line on a terminal, a line every 5 s otherwise.\n"
-            "Exit codes: 0 done, 1 failed or interrupted (resume it), 2 refused.\n");
+            "updating line on a terminal, a line every 5 s otherwise. The ETA\n"
+            "is the remaining offsets over the measured rate, or over --rate\n"
+            "when that is lower.\n"
+            "\n"
+            "Messages the handler fails on are dead-lettered under the name\n"
+            "PIPELINE:reprocess:RUN, apart from the live pipeline's: see them\n"
+            "with 'exactly dlq list --pipeline PIPELINE --run RUN', apply them\n"
+            "again with 'exactly dlq replay --pipeline PIPELINE --run RUN --all'.\n"
+            "\n"
+            "Exit codes:\n"
+            "  0 done: every message of the range applied (or a dry run)\n"
+            "  1 failed or interrupted: resume it with --resume RUN\n"
+            "  2 refused: usage, range, configuration, plugin, unknown run\n"
+            "  3 finished, but some messages were dead-lettered (not applied):\n"
+            "    the run is done (a resume does nothing); see and replay them\n"
+            "    with 'exactly dlq ... --run RUN'\n");
 }
 
 int cmd_reprocess(int argc, char **argv)
@@ -99,7 +113,10 @@ int cmd_reprocess(int argc, char **argv)
                 return CLI_REFUSED;
             o.rate = (double)v;
             break;
-        case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
+        case 'q':
+            cli_set_log_level(EXACTLY_LOG_WARN);
+            o.quiet = 1;
+            break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_REFUSED;
         }

@@ -4,7 +4,9 @@
  * A handler plugin is a shared object that defines exactly one exported
  * symbol with EXACTLY_HANDLER(descriptor). The loader opens it with
  * dlopen(RTLD_NOW | RTLD_LOCAL), calls that symbol, and checks abi_tag,
- * abi_major and struct_size before it calls anything else.
+ * abi_major, abi_minor and struct_size before it calls anything else. A
+ * plugin built for a newer minor version than the host's is refused: it
+ * could read members of the host's structs that the host does not have.
  *
  * The plugin links against nothing from exactly: every service it may use
  * (logging, options, the transaction) arrives through the exactly_host table

@@ -4,18 +4,23 @@
  * rest of its batch, and the partition moves on; it never crashes the
  * worker, never stops the good messages around it and never reaches SQL.
  *
- * Four pipelines run side by side, one worker each, on topics of their own:
+ * Five pipelines run side by side, one worker each, on topics of their own:
  *
  *   bigint  id from the key, max_length 32: empty, NULL, non-numeric,
- *           whitespace, out of range, oversized (100 bytes) and binary
- *           keys, interleaved with good IDs (good ones after the bad ones
+ *           whitespace, out of range, oversized (100 bytes), binary and
+ *           non-canonical ("007", "+1", "-0") keys, interleaved with good
+ *           IDs (good ones after the bad ones
  *           too, and a stretch of bad ones longer than a batch, so that a
  *           batch holding no good message at all commits as well);
  *   text    invalid UTF-8 and an embedded NUL;
- *   uuid    malformed UUIDs, next to an upper-case one that must be
- *           canonicalised to the form PostgreSQL prints;
+ *   uuid    malformed UUIDs, and upper-case or unhyphenated ones, which
+ *           are another spelling of a UUID and so refused as not
+ *           canonical (Kafka would put the two spellings of one entity
+ *           on different partitions);
  *   header  id from header 'x': missing header, null header value,
- *           non-numeric value.
+ *           non-numeric value;
+ *   lenient id.non_canonical: accept: "007", "+8", "+0012" are applied as
+ *           7, 8, 12; what is no bigint is still dead-lettered.
  *
  * For each bad message: one dead_letters row at its partition and offset,
  * message_key equal to the key bytes (NULL for a NULL key), entity_id NULL,
@@ -84,11 +89,12 @@ static case_msg bigint_msgs[] = {
     BAD(0, "99999999999999999999", "out of range"),
     {0, oversized, 100, NULL, 0, 0, NULL, "too long"},
     BAD(0, "\x00\xff\xfe\x01\x80\n", "not a bigint"),
-    BAD(0, "+1", "not a bigint"),
+    BAD(0, "+1", "not canonical (bigint 1)"),
     BAD(0, "-", "not a bigint"),
     BAD(0, "7 ", "not a bigint"),
     GOOD(0, "3", "3"),
-    GOOD(0, "007", "7"),
+    /* Another spelling of 7 would be 7 on another partition. */
+    BAD(0, "007", "not canonical (bigint 7)"),
     BAD(0, "\xff\xfe", "not a bigint"),
     GOOD(0, "4", "4"),
     GOOD(0, "4", "4"),
@@ -97,6 +103,8 @@ static case_msg bigint_msgs[] = {
     BAD(1, "1.5", "not a bigint"),
     GOOD(1, "500", "500"),
     BAD(1, "-9223372036854775809", "out of range"),
+    BAD(1, "-0", "not canonical (bigint 0)"),
+    BAD(1, "0500", "not canonical (bigint 500)"),
     GOOD(1, "10", "10"),
 };
 
@@ -117,11 +125,26 @@ static const case_msg uuid_msgs[] = {
          "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
     BAD(0, "not-a-uuid", "not a uuid"),
     BAD(0, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1g", "not a uuid"),
-    GOOD(0, "B1EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12",
+    BAD(0, "B1EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12",
+        "not canonical (uuid b1eebc99-9c0b-4ef8-bb6d-6bb9bd380a12)"),
+    GOOD(0, "b1eebc99-9c0b-4ef8-bb6d-6bb9bd380a12",
          "b1eebc99-9c0b-4ef8-bb6d-6bb9bd380a12"),
     BAD(1, "a0eebc999c0b-4ef8-bb6d-6bb9bd380a11x", "not a uuid"),
-    GOOD(1, "c2eebc999c0b4ef8bb6d6bb9bd380a13",
+    BAD(1, "c2eebc999c0b4ef8bb6d6bb9bd380a13", "not canonical"),
+    GOOD(1, "c2eebc99-9c0b-4ef8-bb6d-6bb9bd380a13",
          "c2eebc99-9c0b-4ef8-bb6d-6bb9bd380a13"),
+};
+
+/* id.non_canonical: accept: another spelling is applied as the canonical
+ * ID (and coalesced with it); what is no bigint is still dead-lettered. */
+static const case_msg lenient_msgs[] = {
+    GOOD(0, "007", "7"),
+    GOOD(0, "7", "7"),
+    GOOD(0, "+8", "8"),
+    BAD(0, "abc", "not a bigint"),
+    GOOD(1, "0009", "9"),
+    BAD(1, " 7", "not a bigint"),
+    GOOD(1, "+0012", "12"),
 };
 
 /* The key is a label here; the ID comes from header 'x'. */
@@ -146,6 +169,8 @@ static pipeline_case pipelines[] = {
      uuid_msgs, N_OF(uuid_msgs), {0}, 0, ""},
     {"header", "bad-header", "{from: header, header: x, type: bigint}",
      "accounts", header_msgs, N_OF(header_msgs), {0}, 0, ""},
+    {"lenient", "bad-lenient", "{from: key, type: bigint, non_canonical: "
+     "accept}", "accounts", lenient_msgs, N_OF(lenient_msgs), {0}, 0, ""},
 };
 
 #define N_PIPELINES N_OF(pipelines)

@@ -9,6 +9,11 @@
  * latency histogram's count) and worker_up. /healthz and /readyz answer
  * 200. A second wave must move the counters by exactly its size. Then
  * SIGTERM, exit 0, and the exactly-once check.
+ *
+ * The server answers exact paths only: /metricsXYZ, /healthzz and
+ * /readyz/x are 404, /metrics?x=1 is /metrics. An address without a port
+ * ("127.0.0.1:") is refused (exit 2) instead of binding a port nobody
+ * knows; port 0 is taken as "any free port" and the bound one is logged.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -127,6 +132,23 @@ int main(void)
     LEDGER_CHECK_LOG(body && strcmp(body, "ok\n") == 0, log, "GET /healthz did not answer ok");
     free(body);
 
+    /* Exact paths only. */
+    {
+        static const char *const not_found[] = {"/metricsXYZ", "/healthzz",
+                                                "/readyz/x", "/metrics/"};
+        size_t k;
+        for (k = 0; k < sizeof not_found / sizeof not_found[0]; k++) {
+            int code = tk_http_get(port, not_found[k], &body);
+            LEDGER_CHECK_LOG(code == 404, log, "GET %s answered %d, expected "
+                             "404", not_found[k], code);
+            free(body);
+        }
+        LEDGER_CHECK_LOG(tk_http_get(port, "/metrics?x=1", &body) == 200 &&
+                             strstr(body, "# TYPE exactly_worker_up gauge"),
+                         log, "GET /metrics?x=1 is not /metrics");
+        free(body);
+    }
+
     wait_ledger(db, WAVE1, run, log);
     ledger_high_watermarks(m->bootstraps, TOPIC, N_PARTITIONS, hw);
     TK_CHECK_EQ_INT64(tk_http_get(port, "/readyz", &body), 200,
@@ -148,6 +170,40 @@ int main(void)
     TK_CHECK(tk_kill(run, SIGTERM) == 0, "cannot signal the supervisor");
     status = tk_wait(run, 30000);
     LEDGER_CHECK_LOG(status == 0, log, "exactly run exited %d after SIGTERM", status);
+
+    /* No port: refused. Port 0: a free port, and the log says which. */
+    {
+        char nolog[512], zlog[512], *text, *at;
+        pid_t r;
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", cfg_path,
+                        "--metrics", "127.0.0.1:", "--lock-dir", dir, NULL};
+        snprintf(nolog, sizeof nolog, "%s/noport.log", dir);
+        r = tk_spawn(argv, nolog);
+        status = tk_wait(r, 15000);
+        if (status == -1)
+            (void)tk_terminate(r, 30000);
+        LEDGER_CHECK_LOG(status == 2, nolog, "--metrics 127.0.0.1: exited "
+                         "%d, expected 2 (no port given)", status);
+        LEDGER_CHECK_LOG(tk_file_contains(nolog, "port"), nolog,
+                         "the refusal of \"127.0.0.1:\" does not say port");
+        snprintf(zlog, sizeof zlog, "%s/port0.log", dir);
+        argv[5] = "127.0.0.1:0";
+        r = tk_spawn(argv, zlog);
+        LEDGER_CHECK_LOG(ledger_wait_log(zlog, "serving metrics", 1, r, 15000,
+                                         NULL), zlog,
+                         "no \"serving metrics\" line with port 0");
+        text = tk_read_file(zlog);
+        at = text ? strstr(text, "address=127.0.0.1:") : NULL;
+        port = at ? atoi(at + strlen("address=127.0.0.1:")) : 0;
+        free(text);
+        LEDGER_CHECK_LOG(port > 0 && tk_http_get(port, "/healthz", &body) == 200,
+                         zlog, "the logged metrics address (port %d) does "
+                         "not answer", port);
+        free(body);
+        status = tk_terminate(r, 30000);
+        LEDGER_CHECK_LOG(status == 0, zlog, "exactly run exited %d", status);
+        tk_note("missing port refused; port 0 bound and logged as %d", port);
+    }
     ledger_check_exactly_once(db, m->bootstraps, TOPIC, N_PARTITIONS,
                               WAVE1 + WAVE2, counts, LEDGER_ACCOUNTS);
     PQfinish(db);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exactly/handler.h"
 #include "store.h"
 #include "testkit.h"
 
@@ -100,6 +101,12 @@ static const refusal cases[] = {
     {"plugin_wrong_abi",
      Y_KAFKA Y_RESET Y_PG Y_PIPE Y_TOPICS Y_BODY Y_PLUGIN("broken_abi.so"),
      "was built for ABI 2, this exactly speaks ABI 1", 1},
+    /* broken_minor claims EXACTLY_ABI_MINOR + 1 (checked in main). */
+    {"plugin_newer_minor_abi",
+     Y_KAFKA Y_RESET Y_PG Y_PIPE Y_TOPICS Y_BODY Y_PLUGIN("broken_minor.so"),
+     "plugin @PLUGINS@/broken_minor.so: handler 'broken_minor' was built for "
+     "ABI 1.2, this exactly speaks ABI 1.1",
+     1},
     /* open() runs against the database (after the schema check), so this
      * one is tried on the migrated database only. */
     {"plugin_open_fails",
@@ -338,6 +345,10 @@ int main(void)
     int64_t t0 = tk_now_ms();
     size_t i;
 
+    /* The newer-minor case's message names these versions. */
+    TK_CHECK(EXACTLY_ABI_MAJOR == 1 && EXACTLY_ABI_MINOR == 1,
+             "the ABI is %d.%d: update the plugin_newer_minor_abi case",
+             EXACTLY_ABI_MAJOR, EXACTLY_ABI_MINOR);
     memset(&c, 0, sizeof c);
     c.bin = tk_env_required("EXACTLY_BIN");
     c.plugins = tk_env_required("EXACTLY_PLUGIN_DIR");

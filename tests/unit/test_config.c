@@ -7,9 +7,14 @@
  * working directory, so messages start with the relative path given.
  */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -241,6 +246,7 @@ static void test_valid(void)
     CHECK(q->id.header == NULL, "projection: id.header set");
     CHECK_INT(q->id.type, CFG_ID_BIGINT);
     CHECK_INT(q->id.max_length, 256);
+    CHECK_INT(q->id.non_canonical, CFG_NONCANON_DEAD_LETTER);
     CHECK_STR(q->lookup.table, "accounts");
     CHECK_STR(q->lookup.id_column, "account_id");
     CHECK_STR(q->lookup.key_column, "account_id");
@@ -386,6 +392,10 @@ static const bad_case bad_cases[] = {
     {"missing postgres.conninfo",
      "postgres:\n  schema: x\npipelines:\n  p:\n    topics: t\n",
      "worker.yaml:1:1: missing required key 'postgres.conninfo'"},
+    {"unparsable conninfo", "postgres:\n  conninfo: \"host=db password='pw\"\n",
+     "worker.yaml:2:13: 'postgres.conninfo' cannot be parsed: a quoted value "
+     "is not closed (libpq's own message is not shown, as it can quote the "
+     "password)"},
     {"missing pipelines", "postgres:\n  conninfo: x\n",
      "worker.yaml:1:1: missing required key 'pipelines'"},
     {"missing handler", HEAD TOPICS LOOKUP,
@@ -448,6 +458,9 @@ static const bad_case bad_cases[] = {
                                    HANDLER,
      "worker.yaml:8:36: 'pipelines.ledger.lookup.on_missing' must be one of "
      "skip, dead_letter, handler, retry, got 'later'"},
+    {"bad non_canonical", BODY "    id: {non_canonical: fix}\n",
+     "worker.yaml:12:25: 'pipelines.ledger.id.non_canonical' must be one of "
+     "dead_letter, accept, got 'fix'"},
     {"id header without from: header", BODY "    id: {header: h}\n",
      "worker.yaml:12:10: 'pipelines.ledger.id.header' applies only with "
      "'from: header'"},
@@ -518,6 +531,37 @@ static const bad_case bad_cases[] = {
      "worker.yaml:1:1: the configuration must be a mapping, got a list"},
     {"bad UTF-8", "postgres:\n  conninfo: \"\xff\"\n",
      "worker.yaml:2:14: invalid YAML: invalid leading UTF-8 octet"},
+    /* A message is one line: control bytes of the file are escaped. */
+    {"newline in a bad value", BODY "    workers: \"1\\n2\\r\\x7f\"\n",
+     "worker.yaml:12:14: 'pipelines.ledger.workers' must be an integer, got "
+     "'1\\n2\\r\\x7f'"},
+    {"newline in an unknown key", BODY "    \"bat\\nch\": 1\n",
+     "worker.yaml:12:5: unknown key 'pipelines.ledger.bat\\nch' (valid: "},
+    {"newline in a bad reference", HEAD "    group: \"${A\\nB}\"\n",
+     "worker.yaml:7:12: invalid reference '${A\\nB}': expected ${NAME} or "
+     "${NAME:-default} (in 'pipelines.ledger.group')"},
+    {"unknown local tag", BODY "    workers: !foo 2\n",
+     "worker.yaml:12:14: YAML tag '!foo' is not supported (in "
+     "'pipelines.ledger.workers'): only !!str, !!map and !!seq are"},
+    {"core tag not honoured", BODY "    workers: !!int 2\n",
+     "worker.yaml:12:14: YAML tag '!!int' is not supported (in "
+     "'pipelines.ledger.workers'): only !!str, !!map and !!seq are"},
+    {"tag on a mapping", BODY "    batch: !limits {max_messages: 5}\n",
+     "worker.yaml:12:12: YAML tag '!limits' is not supported (in "
+     "'pipelines.ledger.batch'): only !!str, !!map and !!seq are"},
+    {"tag on a sequence", HEAD "    topics: !set [a]\n",
+     "worker.yaml:7:13: YAML tag '!set' is not supported (in "
+     "'pipelines.ledger.topics'): only !!str, !!map and !!seq are"},
+    {"verbatim tag", BODY "    workers: !<tag:example.com,2000:x> 2\n",
+     "worker.yaml:12:14: YAML tag '!<tag:example.com,2000:x>' is not "
+     "supported (in 'pipelines.ledger.workers'): only !!str, !!map and "
+     "!!seq are"},
+    {"tag on a key", BODY "    !foo workers: 2\n",
+     "worker.yaml:12:5: YAML tag '!foo' is not supported (in "
+     "'pipelines.ledger'): only !!str, !!map and !!seq are"},
+    {"!!seq on a mapping", BODY "    batch: !!seq {max_messages: 5}\n",
+     "worker.yaml:12:12: YAML tag '!!seq' does not fit a mapping (in "
+     "'pipelines.ledger.batch')"},
     {"too deep",
      "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
      "1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
@@ -638,6 +682,162 @@ static void test_redact(void)
     exactly_config_redact_conninfo("password=x", out, 0); /* no crash */
 }
 
+/* Which conninfos are refused, and in words that quote none of them. */
+static void test_conninfo_problem(void)
+{
+    static const struct {
+        const char *conninfo;
+        const char *has; /* NULL: accepted */
+    } cases[] = {
+        {"host=db user=app password=hunter2 dbname=x", NULL},
+        {"", NULL},
+        {"mydb", NULL},
+        {"postgresql://app:hunter2@db:5432/x?sslmode=require", NULL},
+        {"postgresql://app:hun%2Fter@db/x", NULL},
+        {"postgresql://app:hun?ter@db/x", NULL},
+        {"postgresql:///x?host=/tmp&password=hunter2", NULL},
+        {"postgresql://app:hunter2%zz@db/x", "invalid percent-escape"},
+        {"postgresql://app:hunter2@[::1/x", "IPv6 host address"},
+        {"host=db password=hunter2 more", "a word is not followed by '='"},
+        {"host=db password='hunter2", "a quoted value is not closed"},
+        {"host=db passwrd=hunter2", "unknown connection option"},
+        {"postgresql://db/x?passwrd=hunter2", "unknown connection option"},
+        {"postgresql://app:hun/ter2@db/x", "must be percent-encoded"},
+        {"postgresql://app:hun@ter2@db/x", "must be percent-encoded"},
+        {"postgresql:/app:hunter2@db/x", "neither keyword=value pairs"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *why = exactly_conninfo_problem(cases[i].conninfo);
+
+        if (!cases[i].has) {
+            CHECK(why == NULL, "'%s' refused: %s", cases[i].conninfo, why);
+            continue;
+        }
+        CHECK(why && strstr(why, cases[i].has), "'%s': expected '%s', got "
+              "'%s'", cases[i].conninfo, cases[i].has, why ? why : "(null)");
+        CHECK(!why || (!strstr(why, "hunter") && !strstr(why, "ter2")),
+              "'%s': the reason quotes the password: %s", cases[i].conninfo,
+              why);
+    }
+}
+
+/* Messages lose every form of the password: as written, percent-decoded,
+ * unquoted, and pieces of a URI password libpq read as other options. */
+static void test_conninfo_scrub(void)
+{
+    static const struct {
+        const char *conninfo, *msg, *want;
+    } cases[] = {
+        {"postgresql://u:Sec%2Fret@h/d", "a \"Sec/ret\" b \"Sec%2Fret\"",
+         "a \"****\" b \"****\""},
+        {"host=h password='a b\\'c' dbname=d", "x a b'c y 'a b\\'c'",
+         "x **** y ****"},
+        {"host=h sslpassword=k3y password=pw1", "k3y pw1 pw",
+         "**** **** pw"},
+        {"postgresql://u:pw@h/d?password=q%41", "pw qA q%41",
+         "**** **** ****"},
+        {"postgresql://u:Pw/Xy@h:5/d", "invalid port \"Pw/Xy\"",
+         "invalid port \"****\""},
+        {"host=h", "nothing to hide", "nothing to hide"},
+    };
+    char out[256];
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        exactly_conninfo_scrub(cases[i].conninfo, cases[i].msg, out,
+                               sizeof(out));
+        CHECK(strcmp(out, cases[i].want) == 0,
+              "scrub '%s' with '%s': expected '%s', got '%s'",
+              cases[i].msg, cases[i].conninfo, cases[i].want, out);
+    }
+    memset(out, 'x', sizeof(out));
+    exactly_conninfo_scrub("password=pw", "pw pw pw", out, 6);
+    CHECK_STR(out, "**** ");
+    CHECK(out[6] == 'x', "scrub wrote past the buffer");
+}
+
+/* The user's conninfo settings are kept; exactly's fill the gaps. */
+static void test_conninfo_params(void)
+{
+    const exactly_conn_settings ours = {"host:1:0", "10",
+                                        "-c statement_timeout=5"};
+    exactly_conn_params p;
+    char why[300];
+
+    CHECK(exactly_conninfo_params("host=h keepalives_idle=99 "
+                                  "options='-c search_path=a' "
+                                  "connect_timeout=3 sslmode=disable",
+                                  &ours, &p) == EXACTLY_OK,
+          "params: refused");
+    CHECK_STR(exactly_conninfo_param(&p, "host"), "h");
+    CHECK_STR(exactly_conninfo_param(&p, "sslmode"), "disable");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives_idle"), "99");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives"), "1");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives_interval"), "5");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives_count"), "3");
+    CHECK_STR(exactly_conninfo_param(&p, "connect_timeout"), "3");
+    CHECK_STR(exactly_conninfo_param(&p, "options"),
+              "-c search_path=a -c statement_timeout=5");
+    CHECK_STR(exactly_conninfo_param(&p, "application_name"), "host:1:0");
+    CHECK(exactly_conninfo_param(&p, "dbname") == NULL, "dbname set");
+    exactly_conninfo_params_free(&p);
+
+    CHECK(exactly_conninfo_params("postgresql://u@h/db?keepalives=0", &ours,
+                                  &p) == EXACTLY_OK,
+          "params (URI): refused");
+    CHECK_STR(exactly_conninfo_param(&p, "dbname"), "db");
+    CHECK_STR(exactly_conninfo_param(&p, "user"), "u");
+    CHECK_STR(exactly_conninfo_param(&p, "keepalives"), "0");
+    CHECK_STR(exactly_conninfo_param(&p, "connect_timeout"), "10");
+    CHECK_STR(exactly_conninfo_param(&p, "options"), "-c statement_timeout=5");
+    exactly_conninfo_params_free(&p);
+
+    CHECK(exactly_conninfo_params("mydb", &ours, &p) == EXACTLY_OK,
+          "params (bare name): refused");
+    CHECK_STR(exactly_conninfo_param(&p, "dbname"), "mydb");
+    exactly_conninfo_params_free(&p);
+    CHECK(exactly_conninfo_params("host='x", &ours, &p) == EXACTLY_ECONFIG,
+          "params: unparsable conninfo accepted");
+    exactly_conninfo_params_free(&p);
+    exactly_conninfo_params_free(NULL);
+
+    /* Conflicts, in every spelling of a server setting. */
+    CHECK(exactly_conninfo_conflict("host=h options='-c search_path=a'", 1,
+                                    why, sizeof(why)) == NULL,
+          "search_path refused: %s", why);
+    CHECK(exactly_conninfo_conflict("host=h connect_timeout=3", 0, why,
+                                    sizeof(why)) == NULL,
+          "connect_timeout alone refused: %s", why);
+    CHECK(exactly_conninfo_conflict("host=h connect_timeout=3", 1, why,
+                                    sizeof(why)) != NULL,
+          "connect_timeout twice accepted");
+    CHECK(exactly_conninfo_conflict("host=h application_name=x", 0, why,
+                                    sizeof(why)) != NULL,
+          "application_name accepted");
+    CHECK(exactly_conninfo_conflict("host=h options='-c Statement_Timeout=0'",
+                                    0, why, sizeof(why)) != NULL &&
+              strstr(why, "'postgres.statement_timeout_ms'"),
+          "statement_timeout in options: %s", why);
+    CHECK(exactly_conninfo_conflict("host=h options='-clock_timeout=0'", 0,
+                                    why, sizeof(why)) != NULL &&
+              strstr(why, "'postgres.lock_timeout_ms'"),
+          "-clock_timeout: %s", why);
+    CHECK(exactly_conninfo_conflict(
+              "host=h options='-c a=b --idle-in-transaction-session-timeout=1'",
+              0, why, sizeof(why)) != NULL &&
+              strstr(why, "'postgres.idle_in_transaction_timeout_ms'"),
+          "--idle-in-transaction-session-timeout: %s", why);
+    /* The options value -c a=b\ -c\ statement_timeout=1 (libpq turns
+     * each doubled backslash of the conninfo into one) is one switch that
+     * sets a: escaped spaces do not start new switches. */
+    CHECK(exactly_conninfo_conflict(
+              "host=h options='-c a=b\\\\ -c\\\\ statement_timeout=1'",
+              0, why, sizeof(why)) == NULL,
+          "escaped space read as a switch: %s", why);
+}
+
 static void test_is_secret(void)
 {
     static const struct {
@@ -658,6 +858,293 @@ static void test_is_secret(void)
         CHECK(exactly_config_is_secret(cases[i].name) == cases[i].secret,
               "is_secret('%s') != %d", cases[i].name, cases[i].secret);
     CHECK(exactly_config_is_secret(NULL) == 0, "is_secret(NULL)");
+}
+
+/* The core tags !!str, !!map and !!seq are honoured: !!str keeps a null
+ * word as the text it is. */
+static void test_core_tags(void)
+{
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    exactly_err rc;
+
+    write_file("tags.yaml",
+               "kafka: !!map\n  bootstrap.servers: !!str b\n"
+               "postgres:\n  conninfo: x\n"
+               "pipelines:\n  p:\n    topics: !!seq [t]\n"
+               "    group: !!str null\n"
+               "    lookup: {table: !!str ~}\n"
+               "    handler: {builtin: upsert}\n");
+    rc = exactly_config_load("tags.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "tags.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        CHECK_STR(cfg->pipelines[0].group, "null");
+        CHECK_STR(cfg->pipelines[0].lookup.table, "~");
+        CHECK_STR(cfg->pipelines[0].topics[0], "t");
+        exactly_config_free(cfg);
+    }
+    unlink("tags.yaml");
+}
+
+/* id.non_canonical: accept is read; dead_letter is the default. */
+static void test_non_canonical_option(void)
+{
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    exactly_err rc;
+
+    write_file("noncanon.yaml",
+               "kafka: {bootstrap.servers: b}\npostgres: {conninfo: x}\n"
+               "pipelines:\n  p:\n    topics: [t]\n"
+               "    id: {type: uuid, non_canonical: accept}\n"
+               "    lookup: {table: t}\n    handler: {builtin: upsert}\n");
+    rc = exactly_config_load("noncanon.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "noncanon.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        CHECK_INT(cfg->pipelines[0].id.non_canonical, CFG_NONCANON_ACCEPT);
+        exactly_config_free(cfg);
+    }
+    unlink("noncanon.yaml");
+}
+
+/* Loads path in a child killed after deadline_ms; returns 1 if it ended
+ * in time, with the first line it printed (the load's message) in msg. */
+static int load_in_child(const char *path, int deadline_ms, char *msg,
+                         size_t msg_size)
+{
+    int fds[2];
+    int status = 0, waited = 0;
+    pid_t pid;
+    ssize_t n;
+
+    msg[0] = '\0';
+    if (pipe(fds) != 0)
+        return 0;
+    pid = fork();
+    if (pid == 0) {
+        char err[1024];
+        exactly_config *cfg = NULL;
+        exactly_err rc;
+
+        close(fds[0]);
+        rc = exactly_config_load(path, &cfg, err, sizeof(err));
+        if (rc == EXACTLY_OK)
+            snprintf(err, sizeof(err), "loaded");
+        if (write(fds[1], err, strlen(err)) < 0)
+            _exit(3);
+        exactly_config_free(cfg);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return 0;
+    }
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (waited >= deadline_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            close(fds[0]);
+            return 0;
+        }
+        usleep(20000);
+        waited += 20;
+    }
+    n = read(fds[0], msg, msg_size - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(fds[0]);
+    return 1;
+}
+
+/* -c on a FIFO (or a directory, or a device) is refused at once with a
+ * clear message; it must not wait for a writer. */
+static void test_not_regular_file(void)
+{
+    char msg[1024];
+
+    CHECK(mkfifo("fifo.yaml", 0600) == 0, "mkfifo failed");
+    CHECK(load_in_child("fifo.yaml", 10000, msg, sizeof(msg)),
+          "loading a FIFO did not return within 10 s");
+    CHECK_STR(msg, "fifo.yaml: not a regular file (a FIFO); give the path "
+                   "of a YAML file");
+    unlink("fifo.yaml");
+
+    CHECK(mkdir("dir.yaml", 0700) == 0, "mkdir failed");
+    CHECK(load_in_child("dir.yaml", 10000, msg, sizeof(msg)),
+          "loading a directory did not return within 10 s");
+    CHECK_STR(msg, "dir.yaml: not a regular file (a directory); give the "
+                   "path of a YAML file");
+    rmdir("dir.yaml");
+
+    CHECK(load_in_child("/dev/null", 10000, msg, sizeof(msg)),
+          "loading /dev/null did not return within 10 s");
+    CHECK_STR(msg, "/dev/null: not a regular file (a character device); "
+                   "give the path of a YAML file");
+}
+
+/* ------------------------------------------------------------------ */
+/* Large files                                                         */
+/* ------------------------------------------------------------------ */
+
+/* A valid document whose handler options hold one mapping of n_keys
+ * distinct keys ("k0: 0", "k1: 1", ...), written to path. Returns the
+ * file's size. */
+static size_t write_big_map(const char *path, size_t n_keys)
+{
+    FILE *f = fopen(path, "w");
+    size_t i;
+    long size;
+
+    if (!f) {
+        fprintf(stderr, "FAIL: cannot write %s\n", path);
+        exit(1);
+    }
+    fputs("kafka:\n  bootstrap.servers: b\npostgres:\n  conninfo: x\n"
+          "pipelines:\n  big:\n    topics: [t]\n    lookup: {table: t}\n"
+          "    handler:\n      plugin: h.so\n      options:\n"
+          "        big:\n",
+          f);
+    for (i = 0; i < n_keys; i++)
+        fprintf(f, "          k%zu: %zu\n", i, i);
+    size = ftell(f);
+    if (size < 0 || fclose(f) != 0) {
+        fprintf(stderr, "FAIL: cannot write %s\n", path);
+        exit(1);
+    }
+    return (size_t)size;
+}
+
+/* Duplicate keys are found with work linear in the number of keys: a map
+ * of N keys costs O(N) key comparisons, not N*(N-1)/2 (which made a 9 MB
+ * file take ten minutes to load). */
+static void test_large_map_comparisons(void)
+{
+    const size_t n = 20000;
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    unsigned long long cmp;
+    exactly_err rc;
+
+    write_big_map("big.yaml", n);
+    rc = exactly_config_load("big.yaml", &cfg, err, sizeof(err));
+    cmp = exactly_config_key_comparisons();
+    CHECK(rc == EXACTLY_OK, "big.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        const cfg_value *o = &cfg->pipelines[0].handler.options;
+        CHECK(o->n_items == 1 && o->items[0].n_items == n,
+              "big.yaml: the big map lost keys");
+        exactly_config_free(cfg);
+    }
+    /* Every key is compared with a few others at most. */
+    CHECK(cmp <= 4 * (unsigned long long)n,
+          "a map of %zu keys took %llu key comparisons (more than %llu): "
+          "duplicate detection is not linear",
+          n, cmp, 4 * (unsigned long long)n);
+    unlink("big.yaml");
+}
+
+/* A 9 MB map loads within a generous bound of CPU time (CPU, not wall
+ * time: other work on a loaded machine does not count against it). The
+ * load runs in a child that is killed at a wall-clock deadline, so a
+ * quadratic loader fails this check instead of hanging the test. */
+static void test_large_map_time(void)
+{
+    const long long cpu_limit_ms = 10000, wall_limit_ms = 45000;
+    size_t size = write_big_map("huge.yaml", 360000);
+    struct timespec t0, t1;
+    struct rusage ru;
+    long long wall_ms = 0, cpu_ms = 0;
+    int status = 0, done = 0;
+    pid_t pid;
+
+    CHECK(size > 9u * 1000u * 1000u, "huge.yaml is only %zu bytes", size);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid = fork();
+    if (pid == 0) {
+        char err[1024];
+        exactly_config *cfg = NULL;
+        exactly_err rc = exactly_config_load("huge.yaml", &cfg, err,
+                                             sizeof(err));
+        if (rc != EXACTLY_OK)
+            fprintf(stderr, "huge.yaml: %s\n", err);
+        exactly_config_free(cfg);
+        _exit(rc == EXACTLY_OK ? 0 : 1);
+    }
+    CHECK(pid > 0, "fork failed");
+    memset(&ru, 0, sizeof(ru));
+    while (pid > 0 && !done) {
+        pid_t r = wait4(pid, &status, WNOHANG, &ru);
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        wall_ms = (t1.tv_sec - t0.tv_sec) * 1000LL +
+                  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (r == pid) {
+            done = 1;
+        } else if (wall_ms > wall_limit_ms) {
+            kill(pid, SIGKILL);
+            wait4(pid, &status, 0, &ru);
+            break;
+        } else {
+            usleep(20000);
+        }
+    }
+    cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
+             (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+    CHECK(done, "a %zu-byte map did not load within %lld ms (wall clock)",
+          size, wall_limit_ms);
+    CHECK(!done || (WIFEXITED(status) && WEXITSTATUS(status) == 0),
+          "a %zu-byte map was refused (status %d)", size, status);
+    CHECK(cpu_ms <= cpu_limit_ms,
+          "a %zu-byte map took %lld ms of CPU time to load (limit %lld)",
+          size, cpu_ms, cpu_limit_ms);
+    fprintf(stderr, "# a %zu-byte map: %lld ms CPU, %lld ms wall%s\n", size,
+            cpu_ms, wall_ms, done ? "" : " (killed)");
+    unlink("huge.yaml");
+}
+
+/* ${A:-${B}} is resolved as the shell does: B when A is unset or empty;
+ * an unset B is an error naming the place. */
+static void test_nested_default(void)
+{
+    char err[1024] = "";
+    exactly_config *cfg = NULL;
+    exactly_err rc;
+
+    setenv("EXACTLY_TEST_INNER", "inner-value", 1);
+    setenv("EXACTLY_TEST_OUTER", "outer-value", 1);
+    unsetenv("EXACTLY_TEST_UNSET");
+    unsetenv("EXACTLY_TEST_UNSET2");
+    write_file("nested.yaml",
+               "kafka:\n  bootstrap.servers: b\n"
+               "  a: \"${EXACTLY_TEST_UNSET:-${EXACTLY_TEST_INNER}}\"\n"
+               "  b: \"${EXACTLY_TEST_OUTER:-${EXACTLY_TEST_UNSET2}}\"\n"
+               "  c: \"<${EXACTLY_TEST_UNSET:-x${EXACTLY_TEST_UNSET2:-y}z}>\"\n"
+               "  d: \"${EXACTLY_TEST_UNSET:-$${EXACTLY_TEST_INNER}}\"\n"
+               "postgres:\n  conninfo: x\n"
+               "pipelines:\n  p:\n    topics: [t]\n    lookup: {table: t}\n"
+               "    handler: {builtin: upsert}\n");
+    rc = exactly_config_load("nested.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "nested.yaml: rc %d: %s", (int)rc, err);
+    if (cfg) {
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "a"), "inner-value");
+        /* The default is not evaluated when the variable is set. */
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "b"), "outer-value");
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "c"), "<xyz>");
+        CHECK_STR(prop(cfg->kafka, cfg->n_kafka, "d"),
+                  "${EXACTLY_TEST_INNER}");
+        exactly_config_free(cfg);
+        cfg = NULL;
+    }
+
+    write_file("nested.yaml",
+               "kafka:\n  bootstrap.servers: b\n"
+               "  a: \"${EXACTLY_TEST_UNSET:-${EXACTLY_TEST_UNSET2}}\"\n");
+    rc = exactly_config_load("nested.yaml", &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_ECONFIG, "nested unset: rc %d", (int)rc);
+    CHECK_STR(err, "nested.yaml:3:6: environment variable "
+                   "'EXACTLY_TEST_UNSET2' is not set (in 'kafka.a')");
+    exactly_config_free(cfg);
+    unlink("nested.yaml");
 }
 
 /* The shipped examples load with only the documented variables set. */
@@ -733,7 +1220,16 @@ int main(void)
     test_bad_documents();
     test_secrets_in_messages();
     test_redact();
+    test_conninfo_problem();
+    test_conninfo_scrub();
+    test_conninfo_params();
     test_is_secret();
+    test_nested_default();
+    test_core_tags();
+    test_non_canonical_option();
+    test_not_regular_file();
+    test_large_map_comparisons();
+    test_large_map_time();
     test_examples(config_dir);
 
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)

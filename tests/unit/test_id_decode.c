@@ -2,8 +2,10 @@
  * exactly_id_decode(): the bytes of a message become an entity ID in the
  * canonical text form PostgreSQL itself prints, or a reason to dead-letter
  * the message. Canonical matters because IDs are compared as text with
- * looked-up rows (batch_group) and coalesced per batch: "007" and "7" must
- * be one entity, or a record would find no row and be skipped. Refusals
+ * looked-up rows (batch_group) and coalesced per batch, and because Kafka
+ * partitions by the key's bytes: "007" and "7" would be one entity on two
+ * partitions, applied by two workers at once, so by default any spelling
+ * but the canonical one is refused ("not canonical"). Refusals
  * matter because a bad ID must never reach SQL, and the reason lands in a
  * log line and a text column, so it must never carry raw binary bytes.
  *
@@ -41,18 +43,27 @@ static const id_case cases[] = {
     /* ---- bigint: canonical form is PostgreSQL's int8out ---- */
     {"plain", CFG_ID_BIGINT, 256, B("42"), "42", NULL},
     {"zero", CFG_ID_BIGINT, 256, B("0"), "0", NULL},
-    {"leading zeros", CFG_ID_BIGINT, 256, B("007"), "7", NULL},
-    {"all zeros", CFG_ID_BIGINT, 256, B("0000"), "0", NULL},
-    {"negative zero", CFG_ID_BIGINT, 256, B("-0"), "0", NULL},
-    {"negative zeros", CFG_ID_BIGINT, 256, B("-000"), "0", NULL},
-    {"negative leading zeros", CFG_ID_BIGINT, 256, B("-007"), "-7", NULL},
+    /* Kafka partitions by the key's bytes: "007" and "7" would land on
+     * two partitions, so one entity could be applied by two workers at
+     * once. Another spelling of a number is refused, naming the form. */
+    {"leading zeros", CFG_ID_BIGINT, 256, B("007"), NULL,
+     "not canonical (bigint 7)"},
+    {"all zeros", CFG_ID_BIGINT, 256, B("0000"), NULL,
+     "not canonical (bigint 0)"},
+    {"negative zero", CFG_ID_BIGINT, 256, B("-0"), NULL,
+     "not canonical (bigint 0)"},
+    {"negative zeros", CFG_ID_BIGINT, 256, B("-000"), NULL,
+     "not canonical (bigint 0)"},
+    {"negative leading zeros", CFG_ID_BIGINT, 256, B("-007"), NULL,
+     "not canonical (bigint -7)"},
     {"negative", CFG_ID_BIGINT, 256, B("-12345"), "-12345", NULL},
     {"INT64_MAX", CFG_ID_BIGINT, 256, B("9223372036854775807"),
      "9223372036854775807", NULL},
     {"INT64_MIN", CFG_ID_BIGINT, 256, B("-9223372036854775808"),
      "-9223372036854775808", NULL},
     {"INT64_MAX, zero-padded to 20 bytes", CFG_ID_BIGINT, 256,
-     B("09223372036854775807"), "9223372036854775807", NULL},
+     B("09223372036854775807"), NULL,
+     "not canonical (bigint 9223372036854775807)"},
     {"INT64_MIN + 1", CFG_ID_BIGINT, 256, B("-9223372036854775807"),
      "-9223372036854775807", NULL},
     {"INT64_MAX + 1", CFG_ID_BIGINT, 256, B("9223372036854775808"), NULL,
@@ -66,7 +77,12 @@ static const id_case cases[] = {
     /* One past UINT64_MAX would wrap a naive uint64 accumulator to 0. */
     {"UINT64_MAX + 1", CFG_ID_BIGINT, 256, B("18446744073709551616"), NULL,
      "out of range"},
-    {"plus sign", CFG_ID_BIGINT, 256, B("+1"), NULL, "not a bigint"},
+    {"plus sign", CFG_ID_BIGINT, 256, B("+1"), NULL,
+     "not canonical (bigint 1)"},
+    {"plus zero", CFG_ID_BIGINT, 256, B("+0"), NULL,
+     "not canonical (bigint 0)"},
+    {"plus only", CFG_ID_BIGINT, 256, B("+"), NULL, "not a bigint"},
+    {"plus minus", CFG_ID_BIGINT, 256, B("+-1"), NULL, "not a bigint"},
     {"leading space", CFG_ID_BIGINT, 256, B(" 7"), NULL, "not a bigint"},
     {"trailing space", CFG_ID_BIGINT, 256, B("7 "), NULL, "not a bigint"},
     {"trailing newline", CFG_ID_BIGINT, 256, B("7\n"), NULL, "not a bigint"},
@@ -89,16 +105,16 @@ static const id_case cases[] = {
      B("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
      "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
     {"uuid upper case", CFG_ID_UUID, 256,
-     B("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"), NULL,
+     "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid mixed case", CFG_ID_UUID, 256,
-     B("A0eEbC99-9c0B-4Ef8-bB6d-6bB9bD380a11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("A0eEbC99-9c0B-4Ef8-bB6d-6bB9bD380a11"), NULL,
+     "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid 32 hex", CFG_ID_UUID, 256, B("a0eebc999c0b4ef8bb6d6bb9bd380a11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     NULL, "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid 32 hex upper", CFG_ID_UUID, 256,
-     B("A0EEBC999C0B4EF8BB6D6BB9BD380A11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("A0EEBC999C0B4EF8BB6D6BB9BD380A11"), NULL,
+     "not canonical (uuid a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)"},
     {"uuid nil", CFG_ID_UUID, 256, B("00000000-0000-0000-0000-000000000000"),
      "00000000-0000-0000-0000-000000000000", NULL},
     {"uuid hyphen shifted left", CFG_ID_UUID, 256,
@@ -169,14 +185,13 @@ static const id_case cases[] = {
     {"multibyte over max_length", CFG_ID_TEXT, 5, B("\xe6\x97\xa5\xe6\x9c\xac"),
      NULL, "too long"},
     {"bigint at max_length", CFG_ID_BIGINT, 3, B("123"), "123", NULL},
-    /* "0007" is a valid bigint but longer than allowed: length wins. */
-    {"bigint over max_length", CFG_ID_BIGINT, 3, B("0007"), NULL,
+    /* "1007" is a valid bigint but longer than allowed: length wins. */
+    {"bigint over max_length", CFG_ID_BIGINT, 3, B("1007"), NULL,
      "too long (4 bytes, max 3)"},
     {"uuid over max_length", CFG_ID_UUID, 32,
      B("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), NULL, "too long"},
     {"uuid 32 hex at max_length 32", CFG_ID_UUID, 32,
-     B("a0eebc999c0b4ef8bb6d6bb9bd380a11"),
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", NULL},
+     B("a0eebc999c0b4ef8bb6d6bb9bd380a11"), NULL, "not canonical"},
     {"binary over max_length", CFG_ID_TEXT, 4, B("\x01\x02\x03\xfe\xff"),
      NULL, "too long"},
 };
@@ -215,8 +230,8 @@ static void run_case(const id_case *c)
     exactly_err rc;
 
     memset(reason, 0, sizeof reason);
-    rc = exactly_id_decode(c->type, c->max_len, c->in, c->in_len, &out, reason,
-                           sizeof reason);
+    rc = exactly_id_decode(c->type, c->max_len, 0, c->in, c->in_len, &out,
+                           reason, sizeof reason);
     if (c->want) {
         TK_CHECK(rc == EXACTLY_OK, "%s: \"%s\" refused: %s", c->name,
                  show(c->in, c->in_len), reason);
@@ -260,7 +275,7 @@ static void check_reason_bounds(void)
         for (k = 0; k < 2; k++) {
             for (b = 0; b < 2; b++) {
                 memset(reason, 'Z', sizeof reason);
-                TK_CHECK(exactly_id_decode(types[i], max_lens[k], big,
+                TK_CHECK(exactly_id_decode(types[i], max_lens[k], 0, big,
                                            sizeof big, &out, reason,
                                            sizes[b]) == EXACTLY_EINVAL,
                          "4096 binary bytes accepted as %s (max_len %zu)",
@@ -291,21 +306,21 @@ static void check_reason_bounds(void)
 
     /* A tiny reason buffer is filled and terminated, never overrun. */
     memset(small, 'Z', sizeof small);
-    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, "definitely not a number",
+    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, "definitely not a number",
                                23, &out, small, 8) == EXACTLY_EINVAL,
              "text accepted as bigint");
     TK_CHECK(memchr(small, '\0', 8) != NULL, "8-byte reason not terminated");
     TK_CHECK(small[8] == 'Z', "reason overran its 8-byte buffer");
 
     /* Quote and backslash are escaped too: a reason quotes with '...'. */
-    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, "a'b\\c", 5, &out, reason,
+    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, "a'b\\c", 5, &out, reason,
                                sizeof reason) == EXACTLY_EINVAL,
              "a'b\\c accepted as bigint");
     TK_CHECK(strstr(reason, "a\\x27b\\x5cc") != NULL,
              "quote/backslash not escaped in reason \"%s\"", reason);
 
     /* NULL data with length 0 is the missing key of a Kafka message. */
-    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, NULL, 0, &out, reason,
+    TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, NULL, 0, &out, reason,
                                sizeof reason) == EXACTLY_EINVAL,
              "NULL key accepted");
     TK_CHECK(out == NULL && strstr(reason, "empty") != NULL,
@@ -326,10 +341,61 @@ static void check_bigint_fixed_point(void)
 
     for (i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         snprintf(in, sizeof in, "%" PRId64, vals[i]);
-        TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, in, strlen(in), &out,
+        TK_CHECK(exactly_id_decode(CFG_ID_BIGINT, 256, 0, in, strlen(in), &out,
                                    reason, sizeof reason) == EXACTLY_OK,
                  "%s refused: %s", in, reason);
         TK_CHECK_EQ_STR(out, in, "canonical form of a canonical bigint");
+        free(out);
+    }
+}
+
+/* With id.non_canonical: accept, another spelling becomes the canonical
+ * form; what is not an ID at all is still refused, with the same reason. */
+static void check_accept_non_canonical(void)
+{
+    static const struct {
+        cfg_id_type type;
+        const char *in;
+        const char *want; /* NULL: refused */
+    } cases[] = {
+        {CFG_ID_BIGINT, "007", "7"},
+        {CFG_ID_BIGINT, "+7", "7"},
+        {CFG_ID_BIGINT, "-0", "0"},
+        {CFG_ID_BIGINT, "-007", "-7"},
+        {CFG_ID_BIGINT, "+0", "0"},
+        {CFG_ID_BIGINT, "09223372036854775807", "9223372036854775807"},
+        {CFG_ID_BIGINT, "7", "7"},
+        {CFG_ID_BIGINT, "+", NULL},
+        {CFG_ID_BIGINT, " 7", NULL},
+        {CFG_ID_BIGINT, "0x7", NULL},
+        {CFG_ID_BIGINT, "9223372036854775808", NULL},
+        {CFG_ID_UUID, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+        {CFG_ID_UUID, "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+        {CFG_ID_UUID, "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}", NULL},
+        {CFG_ID_TEXT, " 007 ", " 007 "},
+    };
+    char reason[EXACTLY_ID_REASON_MAX];
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        exactly_err rc = exactly_id_decode(cases[i].type, 256, 1, cases[i].in,
+                                           strlen(cases[i].in), &out, reason,
+                                           sizeof reason);
+        if (cases[i].want) {
+            TK_CHECK(rc == EXACTLY_OK, "accept: \"%s\" refused: %s",
+                     cases[i].in, reason);
+            TK_CHECK_EQ_STR(out, cases[i].want, "accepted spelling");
+        } else {
+            TK_CHECK(rc == EXACTLY_EINVAL && out == NULL,
+                     "accept: \"%s\" is no %s but was accepted",
+                     cases[i].in, exactly_id_type_name(cases[i].type));
+            TK_CHECK(strstr(reason, "not canonical") == NULL,
+                     "accept: \"%s\" refused as \"%s\"", cases[i].in,
+                     reason);
+        }
         free(out);
     }
 }
@@ -343,6 +409,7 @@ int main(void)
     tk_note("%zu table cases passed", n);
     check_reason_bounds();
     check_bigint_fixed_point();
+    check_accept_non_canonical();
     tk_note("id_decode unit test passed");
     return 0;
 }

@@ -224,6 +224,14 @@ static const bad_case bad_cases[] = {
      OPTIONS "        table: t\n        columns: {a: [b]}\n",
      "worker.yaml:13:22: handler 'upsert': option 'columns' must map strings "
      "to strings, 'a' holds a list"},
+    /* A message is one line: control bytes of the file are escaped. */
+    {"newline in a bad value",
+     OPTIONS "        table: t\n        batch: \"1\\n2\\t3\\x01\"\n",
+     "worker.yaml:13:16: handler 'upsert': option 'batch' must be an "
+     "integer, got '1\\n2\\t3\\x01'"},
+    {"newline in an unknown option", OPTIONS "        \"ta\\nble\": x\n",
+     "worker.yaml:12:9: handler 'upsert': unknown option 'ta\\nble' (valid: "
+     "table, key, columns, batch, dry_run, prefix)"},
     {"missing required option", OPTIONS "        key: [id]\n",
      "worker.yaml:11:7: handler 'upsert': missing required option 'table'"},
     {"missing required option, no options", HEAD,

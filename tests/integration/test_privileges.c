@@ -1,0 +1,350 @@
+/*
+ * Least privilege (docs/PRIVILEGES.md): an admin role runs `exactly
+ * migrate` and owns the framework schema; the worker role owns nothing
+ * and holds exactly the documented grants.
+ *
+ *   1. roles admin, worker and lacking (LOGIN, nothing else; admin may
+ *      CREATE in the database); the application's tables (accounts,
+ *      account_view, the ledger's) belong to the superuser;
+ *   2. `exactly migrate` as admin; the framework tables are admin's;
+ *   3. the documented grants (GRANTS below, the statements of
+ *      docs/PRIVILEGES.md) to worker and lacking;
+ *   4. `exactly check` as worker: every item OK; `exactly run` as worker
+ *      with two pipelines, the ledger plugin and the built-in upsert
+ *      (fused), applies every message: one ledger row per offset, one
+ *      account_view row per named account; worker owns no relation and
+ *      no schema;
+ *   5. `exactly check` as lacking, once without UPDATE on exactly.offsets
+ *      and once without SELECT on accounts: a FAIL line naming the
+ *      privilege and the object, exit code 1;
+ *   6. `exactly migrate --print-grants ROLE` prints these statements (the
+ *      plugin's own tables as a note), without connecting; applied to a
+ *      fresh role (plus the plugin's grants) they pass check;
+ *   7. docs/PRIVILEGES.md carries every statement.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define TOPIC "privileges"
+#define NP 2
+#define N_MSGS 200
+#define N_ENTITIES 50
+#define CMD_TIMEOUT_MS 60000
+#define RUN_TIMEOUT_MS 120000
+
+/* The worker's grants, as docs/PRIVILEGES.md and --print-grants give them
+ * (%1$s: the quoted role). Framework first, then the two pipelines. */
+static const char *const GRANTS[] = {
+    "GRANT USAGE ON SCHEMA \"exactly\" TO %1$s;",
+    "GRANT SELECT ON TABLE \"exactly\".\"schema_version\" TO %1$s;",
+    "GRANT SELECT, INSERT, UPDATE ON TABLE \"exactly\".\"offsets\" TO %1$s;",
+    "GRANT SELECT, INSERT, UPDATE ON TABLE \"exactly\".\"dead_letters\" TO "
+    "%1$s;",
+    "GRANT USAGE ON SEQUENCE \"exactly\".\"dead_letters_id_seq\" TO %1$s;",
+    "GRANT EXECUTE ON FUNCTION \"exactly\".\"advance\"(text, text, integer, "
+    "bigint, bigint, bigint) TO %1$s;",
+    "GRANT EXECUTE ON FUNCTION \"exactly\".\"attempt\"(text, text, integer, "
+    "bigint, bigint, bigint, integer, integer) TO %1$s;",
+    "GRANT SELECT ON TABLE \"accounts\" TO %1$s;",
+    "GRANT SELECT, INSERT, UPDATE ON TABLE \"account_view\" TO %1$s;",
+};
+#define N_GRANTS (sizeof GRANTS / sizeof GRANTS[0])
+
+/* The ledger plugin's own tables: exactly cannot know them; its
+ * documentation (and docs/PRIVILEGES.md's example) lists them. */
+static const char *const PLUGIN_GRANTS[] = {
+    "GRANT INSERT ON TABLE \"ledger\" TO %1$s;",
+    "GRANT SELECT, INSERT, UPDATE ON TABLE \"ledger_counters\" TO %1$s;",
+};
+#define N_PLUGIN_GRANTS (sizeof PLUGIN_GRANTS / sizeof PLUGIN_GRANTS[0])
+
+typedef struct ctx {
+    char dir[256];
+    char conninfo[1024]; /* superuser */
+    const char *bootstraps;
+    PGconn *db;
+    char admin[64], worker[64], lacking[64], printed[64];
+    int n;
+} ctx;
+
+static void write_config(ctx *c, const char *path, const char *role)
+{
+    tk_write_file(path,
+                  "kafka:\n"
+                  "  bootstrap.servers: '%s'\n"
+                  "  auto.offset.reset: earliest\n"
+                  "  session.timeout.ms: 6000\n"
+                  "postgres:\n"
+                  "  conninfo: \"%s user=%s\"\n"
+                  "pipelines:\n"
+                  "  ledger:\n"
+                  "    topics: [" TOPIC "]\n"
+                  "    group: priv-ledger\n"
+                  "    id: {from: key, type: bigint}\n"
+                  "    lookup: {table: accounts}\n"
+                  "    handler: {plugin: %s/ledger.so}\n"
+                  "    batch: {max_messages: 20, max_wait_ms: 50}\n"
+                  "  projection:\n"
+                  "    topics: [" TOPIC "]\n"
+                  "    group: priv-projection\n"
+                  "    id: {from: key, type: bigint}\n"
+                  "    lookup: {table: accounts, on_missing: skip}\n"
+                  "    handler:\n"
+                  "      builtin: upsert\n"
+                  "      options: {table: account_view, key: [id],"
+                  " columns: {id: id, name: name, balance: balance}}\n"
+                  "    batch: {max_messages: 20, max_wait_ms: 50}\n",
+                  c->bootstraps, c->conninfo, role,
+                  tk_env_required("EXACTLY_PLUGIN_DIR"));
+}
+
+/* Runs `exactly ARGS...` (NULL-terminated); status and output. */
+static int exactly(ctx *c, char **out, ...)
+{
+    char *argv[16];
+    char log[512];
+    va_list ap;
+    const char *a;
+    int n = 0, status, timeout;
+    pid_t pid;
+
+    argv[n++] = (char *)ledger_exactly_bin();
+    va_start(ap, out);
+    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    timeout = strcmp(argv[1], "run") == 0 ? RUN_TIMEOUT_MS : CMD_TIMEOUT_MS;
+    snprintf(log, sizeof log, "%s/%s-%02d.log", c->dir, argv[1], ++c->n);
+    pid = tk_spawn(argv, log);
+    status = tk_wait(pid, timeout);
+    if (status == -1) {
+        tk_terminate(pid, 5000);
+        tk_fail("exactly %s did not finish; log %s", argv[1], log);
+    }
+    *out = tk_read_file(log);
+    if (!*out)
+        *out = strdup("");
+    return status;
+}
+
+/* One grant statement for role (quoted), malloc'd. */
+static char *grant(const char *fmt, const char *role)
+{
+    char q[80], *s;
+
+    snprintf(q, sizeof q, "\"%s\"", role);
+    TK_CHECK(asprintf(&s, fmt, q) > 0, "out of memory");
+    return s;
+}
+
+static void apply_grants(ctx *c, const char *const *list, size_t n,
+                         const char *role)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        char *g = grant(list[i], role);
+        tk_sql(c->db, "%s", g);
+        free(g);
+    }
+}
+
+/* The line of check's output starting with FAIL that has all of the
+ * needles, or NULL. */
+static const char *fail_line(const char *out, const char *a, const char *b)
+{
+    const char *l = out;
+
+    while (l && *l) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        char *line = strndup(l, len);
+        int hit = line && strncmp(line, "FAIL", 4) == 0 && strstr(line, a) &&
+                  strstr(line, b);
+        free(line);
+        if (hit)
+            return l;
+        l = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+static void check_lacking(ctx *c, const char *cfg, const char *revoke,
+                          const char *restore, const char *priv,
+                          const char *object)
+{
+    char *out;
+    int st;
+
+    tk_sql(c->db, revoke, c->lacking);
+    st = exactly(c, &out, "check", "-c", cfg, NULL);
+    tk_note("check as a role without %s on %s:\n%s", priv, object, out);
+    TK_CHECK(fail_line(out, priv, object) != NULL,
+             "check as a role without %s on %s printed no FAIL line naming "
+             "both:\n%s",
+             priv, object, out);
+    TK_CHECK(st == 1, "check without %s on %s exited %d, expected 1:\n%s",
+             priv, object, st, out);
+    free(out);
+    tk_sql(c->db, restore, c->lacking);
+}
+
+int main(void)
+{
+    ctx c;
+    tk_mock *m;
+    char admin_cfg[512], worker_cfg[512], lacking_cfg[512], printed_cfg[512];
+    char *out;
+    size_t i, named;
+    int st;
+
+    memset(&c, 0, sizeof c);
+    m = tk_mock_start(1);
+    c.bootstraps = tk_mock_bootstraps(m);
+    tk_mock_create_topic(m, TOPIC, NP);
+    named = tk_produce_ids(c.bootstraps, TOPIC, N_MSGS, N_ENTITIES, NP, 5,
+                           NULL);
+
+    tk_tmpdir("exactly-privileges", c.dir, sizeof c.dir);
+    tk_pg_create_db("privileges", c.conninfo, sizeof c.conninfo);
+    ledger_setup_db(c.conninfo);
+    c.db = tk_pg_connect(c.conninfo);
+    tk_sql(c.db, "CREATE TABLE account_view (id bigint PRIMARY KEY, name"
+                 " text, balance numeric)");
+
+    /* 1. Roles: cluster-wide, so named after this process. */
+    snprintf(c.admin, sizeof c.admin, "exactly_admin_%d", (int)getpid());
+    snprintf(c.worker, sizeof c.worker, "exactly_worker_%d", (int)getpid());
+    snprintf(c.lacking, sizeof c.lacking, "exactly_lacking_%d", (int)getpid());
+    snprintf(c.printed, sizeof c.printed, "exactly_printed_%d", (int)getpid());
+    tk_sql(c.db, "CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN;"
+                 " CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN",
+           c.admin, c.worker, c.lacking, c.printed);
+    tk_sql(c.db, "GRANT CREATE ON DATABASE %s TO %s", PQdb(c.db), c.admin);
+
+    snprintf(admin_cfg, sizeof admin_cfg, "%s/admin.yaml", c.dir);
+    snprintf(worker_cfg, sizeof worker_cfg, "%s/worker.yaml", c.dir);
+    snprintf(lacking_cfg, sizeof lacking_cfg, "%s/lacking.yaml", c.dir);
+    snprintf(printed_cfg, sizeof printed_cfg, "%s/printed.yaml", c.dir);
+    write_config(&c, admin_cfg, c.admin);
+    write_config(&c, worker_cfg, c.worker);
+    write_config(&c, lacking_cfg, c.lacking);
+    write_config(&c, printed_cfg, c.printed);
+
+    /* 2. migrate as admin. */
+    st = exactly(&c, &out, "migrate", "-c", admin_cfg, NULL);
+    TK_CHECK(st == 0, "migrate as %s exited %d:\n%s", c.admin, st, out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM pg_class WHERE"
+                                         " relnamespace = 'exactly'::regnamespace"
+                                         " AND relkind = 'r' AND"
+                                         " relowner::regrole::text <> '%s'",
+                                   c.admin),
+                      0, "framework tables not owned by the admin role");
+
+    /* 3. The documented grants. */
+    apply_grants(&c, GRANTS, N_GRANTS, c.worker);
+    apply_grants(&c, PLUGIN_GRANTS, N_PLUGIN_GRANTS, c.worker);
+    apply_grants(&c, GRANTS, N_GRANTS, c.lacking);
+    apply_grants(&c, PLUGIN_GRANTS, N_PLUGIN_GRANTS, c.lacking);
+
+    /* 4. The worker role: check passes, the pipelines apply. */
+    st = exactly(&c, &out, "check", "-c", worker_cfg, NULL);
+    tk_note("check as %s:\n%s", c.worker, out);
+    TK_CHECK(st == 0 && strstr(out, "FAIL") == NULL,
+             "check as the worker role exited %d:\n%s", st, out);
+    free(out);
+    st = exactly(&c, &out, "run", "-c", worker_cfg, "--exit-idle", "3000",
+                 NULL);
+    TK_CHECK(st == 0, "run as the worker role exited %d:\n%s", st, out);
+    free(out);
+    TK_CHECK_EQ_INT64(ledger_rows(c.db), N_MSGS,
+                      "ledger rows written by the worker role");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM account_view"),
+                      (int64_t)named,
+                      "account_view rows written by the worker role");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT sum(next_offset) FROM"
+                                         " exactly.offsets"),
+                      2 * N_MSGS, "stored offsets of both pipelines");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM"
+                                         " exactly.dead_letters"),
+                      0, "dead letters");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT (SELECT count(*) FROM"
+                                         " pg_class WHERE relowner ="
+                                         " '%s'::regrole) + (SELECT count(*)"
+                                         " FROM pg_namespace WHERE nspowner ="
+                                         " '%s'::regrole)",
+                                   c.worker, c.worker),
+                      0, "relations and schemas the worker role owns");
+
+    /* 5. One grant missing: check names it. */
+    check_lacking(&c, lacking_cfg,
+                  "REVOKE UPDATE ON exactly.offsets FROM %s",
+                  "GRANT UPDATE ON exactly.offsets TO %s", "UPDATE",
+                  "offsets");
+    check_lacking(&c, lacking_cfg, "REVOKE SELECT ON accounts FROM %s",
+                  "GRANT SELECT ON accounts TO %s", "SELECT", "accounts");
+
+    /* 6. --print-grants prints them, and they suffice. */
+    st = exactly(&c, &out, "migrate", "-c", printed_cfg, "--print-grants",
+                 c.printed, NULL);
+    tk_note("migrate --print-grants %s:\n%s", c.printed, out);
+    TK_CHECK(st == 0, "migrate --print-grants exited %d:\n%s", st, out);
+    for (i = 0; i < N_GRANTS; i++) {
+        char *g = grant(GRANTS[i], c.printed);
+        TK_CHECK(strstr(out, g) != NULL,
+                 "--print-grants does not print \"%s\":\n%s", g, out);
+        free(g);
+    }
+    TK_CHECK(strstr(out, "ledger.so") != NULL,
+             "--print-grants says nothing about the plugin's own tables:\n%s",
+             out);
+    tk_sql(c.db, "%s", out);
+    free(out);
+    apply_grants(&c, PLUGIN_GRANTS, N_PLUGIN_GRANTS, c.printed);
+    st = exactly(&c, &out, "check", "-c", printed_cfg, NULL);
+    TK_CHECK(st == 0 && strstr(out, "FAIL") == NULL,
+             "check as a role with the printed grants exited %d:\n%s", st,
+             out);
+    free(out);
+
+    /* 7. The documentation says the same. */
+    {
+        char path[1024];
+        char *doc;
+        snprintf(path, sizeof path, "%s/docs/PRIVILEGES.md",
+                 tk_env_required("EXACTLY_SOURCE_DIR"));
+        doc = tk_read_file(path);
+        TK_CHECK(doc != NULL, "cannot read %s", path);
+        for (i = 0; i < N_GRANTS + N_PLUGIN_GRANTS; i++) {
+            const char *fmt = i < N_GRANTS ? GRANTS[i]
+                                           : PLUGIN_GRANTS[i - N_GRANTS];
+            char *g;
+            TK_CHECK(asprintf(&g, fmt, "exactly_worker") > 0, "out of memory");
+            TK_CHECK(strstr(doc, g) != NULL, "%s lacks \"%s\"", path, g);
+            free(g);
+        }
+        free(doc);
+    }
+
+    tk_sql(c.db, "DROP OWNED BY %s, %s, %s, %s CASCADE", c.worker, c.lacking,
+           c.printed, c.admin);
+    tk_sql(c.db, "DROP ROLE %s, %s, %s, %s", c.worker, c.lacking, c.printed,
+           c.admin);
+    PQfinish(c.db);
+    tk_mock_stop(m);
+    ledger_cleanup_dir(c.dir);
+    return 0;
+}

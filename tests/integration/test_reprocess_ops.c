@@ -1,0 +1,309 @@
+/*
+ * `exactly reprocess` as an operator sees it: its exit code, where its
+ * dead letters are, its progress line and -q.
+ *
+ *   deadletters  a run over a range in which the ledger's fail_on_ids
+ *                fails one ID finishes (status done) with those messages
+ *                dead-lettered: it exits 3 ("finished, some records
+ *                dead-lettered", documented in --help), not 1 ("failed,
+ *                resume it"), does not offer a resume (which would do
+ *                nothing), and says how to see them; `exactly dlq list
+ *                --run N` lists them, and once the cause is gone `dlq
+ *                replay --run N --all` applies them as part of the run
+ *                (ledger_reprocess rows of run N, the run's applied count
+ *                completed) and deletes them.
+ *   quiet        -q prints no progress line (nor any ETA), only the result.
+ *   eta          --batch 300 --rate 100 over 600 offsets: the first progress
+ *                line comes at 50 %; its ETA is the remaining messages over
+ *                the rate that will apply (the measured rate, at most
+ *                --rate): at least 3 s, and consistent with the printed
+ *                msg/s.
+ *
+ * EXACTLY_TEST_ONLY=name[,name] runs only those scenarios.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define TOPIC "rp-ops"
+#define N_MSGS 600
+#define N_IDS 20          /* message i names (i % N_IDS) + 1 */
+#define FAIL_ID 7
+#define CMD_TIMEOUT_MS 120000
+
+typedef struct ctx {
+    char dir[256];
+    char cfg[512];
+    char conninfo[1024];
+    const char *bootstraps;
+    PGconn *db;
+    int n;
+} ctx;
+
+static void write_config(ctx *c, int failing)
+{
+    tk_write_file(c->cfg,
+                  "kafka:\n"
+                  "  bootstrap.servers: '%s'\n"
+                  "  auto.offset.reset: earliest\n"
+                  "postgres:\n"
+                  "  conninfo: \"%s\"\n"
+                  "pipelines:\n"
+                  "  " LEDGER_PIPELINE ":\n"
+                  "    topics: [" TOPIC "]\n"
+                  "    id: {from: key, type: bigint}\n"
+                  "    lookup: {table: accounts, id_column: id}\n"
+                  "    handler:\n"
+                  "      plugin: %s/ledger.so\n"
+                  "%s"
+                  "    batch: {max_messages: 50, max_wait_ms: 50}\n",
+                  c->bootstraps, c->conninfo,
+                  tk_env_required("EXACTLY_PLUGIN_DIR"),
+                  failing ? "      options: {fail_on_ids: ['7']}\n" : "");
+}
+
+/* Runs `exactly ARGS... -c cfg` (NULL-terminated); status and output. */
+static int exactly(ctx *c, char **out, ...)
+{
+    char *argv[32];
+    char log[512];
+    va_list ap;
+    const char *a;
+    int n = 0, status;
+    pid_t pid;
+
+    argv[n++] = (char *)ledger_exactly_bin();
+    va_start(ap, out);
+    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n++] = "-c";
+    argv[n++] = c->cfg;
+    argv[n] = NULL;
+    snprintf(log, sizeof log, "%s/%s-%02d.log", c->dir, argv[1], ++c->n);
+    pid = tk_spawn(argv, log);
+    status = tk_wait(pid, CMD_TIMEOUT_MS);
+    if (status == -1) {
+        tk_terminate(pid, 5000);
+        tk_fail("exactly %s did not finish; log %s", argv[1], log);
+    }
+    *out = tk_read_file(log);
+    if (!*out)
+        *out = strdup("");
+    return status;
+}
+
+static int wanted(const char *name)
+{
+    const char *only = getenv("EXACTLY_TEST_ONLY");
+
+    return !only || !*only || strstr(only, name) != NULL;
+}
+
+static int64_t last_run(ctx *c)
+{
+    return tk_sql_int64(c->db, "SELECT max(id) FROM exactly.reprocess_runs");
+}
+
+static void scenario_deadletters(ctx *c)
+{
+    char want[1024], run_s[24], *out, *status_text;
+    int64_t run, n_fail = 0, i;
+    int st;
+
+    for (i = 0; i < 100; i++)
+        n_fail += (i % N_IDS) + 1 == FAIL_ID;
+    write_config(c, 1);
+    st = exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                 "--topic", TOPIC, "--partition", "0", "--from", "0", "--to",
+                 "99", NULL);
+    tk_note("reprocess with dead letters:\n%s", out);
+    run = last_run(c);
+    snprintf(run_s, sizeof run_s, "%" PRId64, run);
+    status_text = tk_sql_text(c->db, "SELECT status FROM exactly.reprocess_runs"
+                                     " WHERE id = %" PRId64, run);
+    TK_CHECK_EQ_STR(status_text, "done", "status of the run");
+    free(status_text);
+    TK_CHECK(st == 3, "a run that finished with dead letters exited %d, "
+             "expected 3 (1 means failed: resume it):\n%s", st, out);
+    TK_CHECK(strstr(out, "resume") == NULL,
+             "a finished run offers a resume (which does nothing):\n%s", out);
+    snprintf(want, sizeof want, "exactly dlq list -c %s --pipeline "
+             LEDGER_PIPELINE " --run %" PRId64, c->cfg, run);
+    TK_CHECK(strstr(out, want) != NULL, "the output does not say \"%s\":\n%s",
+             want, out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                          " exactly.dead_letters"),
+                      n_fail, "dead letters of the run");
+
+    /* --help says what 3 means. */
+    st = exactly(c, &out, "reprocess", "--help", NULL);
+    TK_CHECK(st == 0 && strstr(out, "3 finished, but some messages were "
+                                    "dead-lettered"),
+             "reprocess --help does not document exit code 3:\n%s", out);
+    free(out);
+
+    /* dlq reaches them. */
+    st = exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
+                 "--run", run_s, NULL);
+    tk_note("dlq list --run %s:\n%s", run_s, out);
+    snprintf(want, sizeof want, "%" PRId64 " dead letter(s) of reprocess run "
+             "%" PRId64 " of pipeline " LEDGER_PIPELINE, n_fail, run);
+    TK_CHECK(st == 0 && strstr(out, want),
+             "dlq list --run %s exited %d, without \"%s\":\n%s", run_s, st,
+             want, out);
+    free(out);
+    /* ... and the live pipeline's list points at them. */
+    st = exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE, NULL);
+    snprintf(want, sizeof want, "--run %" PRId64, run);
+    TK_CHECK(st == 0 && strstr(out, "0 dead letter(s) of pipeline ledger") &&
+                 strstr(out, want),
+             "dlq list of the live pipeline does not point at run %s:\n%s",
+             run_s, out);
+    free(out);
+    /* An unknown run is a usage error. */
+    st = exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
+                 "--run", "999999", NULL);
+    TK_CHECK(st == 2 && strstr(out, "no reprocess run 999999"),
+             "dlq list --run 999999 exited %d:\n%s", st, out);
+    free(out);
+
+    /* The cause gone, replay applies them as part of the run. */
+    write_config(c, 0);
+    st = exactly(c, &out, "dlq", "replay", "--pipeline", LEDGER_PIPELINE,
+                 "--run", run_s, "--all", NULL);
+    tk_note("dlq replay --run %s --all:\n%s", run_s, out);
+    snprintf(want, sizeof want, "replayed %" PRId64 " dead letter(s)", n_fail);
+    TK_CHECK(st == 0 && strstr(out, want),
+             "dlq replay --run %s exited %d, without \"%s\":\n%s", run_s, st,
+             want, out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                          " exactly.dead_letters"),
+                      0, "dead letters after the replay");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(DISTINCT \"offset\")"
+                                          " FROM ledger_reprocess WHERE run ="
+                                          " %" PRId64 " AND \"offset\" BETWEEN"
+                                          " 0 AND 99", run),
+                      100, "offsets 0..99 in ledger_reprocess of the run");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT applied FROM"
+                                          " exactly.reprocess_runs WHERE id ="
+                                          " %" PRId64, run),
+                      100, "applied of the run after the replay");
+    TK_CHECK_EQ_INT64(ledger_rows(c->db), 0,
+                      "live ledger rows (a run's replay is the run's)");
+}
+
+static void scenario_quiet(ctx *c)
+{
+    char *out;
+    int st;
+
+    write_config(c, 0);
+    st = exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                 "--topic", TOPIC, "--partition", "0", "--from", "100", "--to",
+                 "199", "-q", NULL);
+    tk_note("reprocess -q:\n%s", out);
+    TK_CHECK(st == 0, "reprocess -q exited %d:\n%s", st, out);
+    TK_CHECK(strstr(out, "msg/s") == NULL && strstr(out, "ETA") == NULL,
+             "reprocess -q printed progress:\n%s", out);
+    TK_CHECK(strstr(out, ": done; applied 100 messages"),
+             "reprocess -q did not print its result:\n%s", out);
+    free(out);
+}
+
+static void scenario_eta(ctx *c)
+{
+    char *out;
+    const char *line;
+    long long off, from, to, rate;
+    int pct, min, sec, st;
+    double remaining, expect, eta;
+
+    write_config(c, 0);
+    st = exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                 "--topic", TOPIC, "--partition", "0", "--from", "0", "--to",
+                 "599", "--batch", "300", "--rate", "100", NULL);
+    tk_note("reprocess --batch 300 --rate 100:\n%s", out);
+    TK_CHECK(st == 0, "reprocess exited %d:\n%s", st, out);
+    line = strstr(out, "offset ");
+    TK_CHECK(line && sscanf(line, "offset %lld of %lld..%lld %d%% %lld msg/s"
+                                  " ETA %d:%d",
+                            &off, &from, &to, &pct, &rate, &min, &sec) == 7,
+             "no progress line:\n%s", out);
+    TK_CHECK(off == 300 && pct == 50,
+             "the first progress line is not at offset 300 (50 %%):\n%s", out);
+    remaining = (double)(to + 1 - off);
+    eta = min * 60.0 + sec;
+    /* The rate that applies from here: the measured one, at most --rate. */
+    expect = remaining / (double)(rate < 100 ? rate : 100);
+    TK_CHECK(eta >= 3.0,
+             "ETA %d:%02d for %.0f messages at --rate 100 (at least 0:03):\n%s",
+             min, sec, remaining, out);
+    TK_CHECK(rate > 0 && eta >= expect - 1.0 && eta <= expect * 1.01 + 1.0,
+             "ETA %d:%02d is not the %.0f remaining messages over %lld msg/s "
+             "(at most 100): %.1f s:\n%s",
+             min, sec, remaining, rate, expect, out);
+    free(out);
+}
+
+int main(void)
+{
+    ctx c;
+    tk_mock *m;
+    tk_msg *msgs = calloc(N_MSGS, sizeof *msgs);
+    char(*keys)[8] = calloc(N_MSGS, sizeof *keys);
+    char log[512];
+    int i;
+
+    TK_CHECK(msgs && keys, "out of memory");
+    memset(&c, 0, sizeof c);
+    m = tk_mock_start(1);
+    c.bootstraps = tk_mock_bootstraps(m);
+    tk_mock_create_topic(m, TOPIC, 1);
+    for (i = 0; i < N_MSGS; i++) {
+        snprintf(keys[i], sizeof keys[i], "%d", (i % N_IDS) + 1);
+        msgs[i].partition = 0;
+        msgs[i].key = keys[i];
+        msgs[i].key_len = strlen(keys[i]);
+    }
+    tk_produce(c.bootstraps, TOPIC, msgs, N_MSGS);
+    free(msgs);
+    free(keys);
+
+    tk_tmpdir("exactly-reprocess-ops", c.dir, sizeof c.dir);
+    tk_pg_create_db("reprocess_ops", c.conninfo, sizeof c.conninfo);
+    ledger_setup_db(c.conninfo);
+    c.db = tk_pg_connect(c.conninfo);
+    /* DDL of plugins/README.md, section "ledger". */
+    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
+                 " topic text NOT NULL, partition int NOT NULL,"
+                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
+                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    snprintf(c.cfg, sizeof c.cfg, "%s/ledger.yaml", c.dir);
+    write_config(&c, 0);
+    snprintf(log, sizeof log, "%s/migrate.log", c.dir);
+    ledger_migrate(c.cfg, log);
+
+    if (wanted("deadletters"))
+        scenario_deadletters(&c);
+    if (wanted("quiet"))
+        scenario_quiet(&c);
+    if (wanted("eta"))
+        scenario_eta(&c);
+
+    PQfinish(c.db);
+    tk_mock_stop(m);
+    ledger_cleanup_dir(c.dir);
+    return 0;
+}
