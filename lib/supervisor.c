@@ -375,7 +375,9 @@ static long long restart_delay(int failures)
     return d < RESTART_MAX_MS ? d : RESTART_MAX_MS;
 }
 
-/* Records how a worker ended; returns 2 when it refused to start. */
+/* Records how a worker ended; returns 2 when it refused to start,
+ * EXACTLY_EXIT_HANDLER_STOP when its handler stopped it (neither is
+ * restarted: starting again would only meet the same answer). */
 static int reaped(slot *s, int status)
 {
     long long lived = now_ms() - s->started_ms;
@@ -401,6 +403,14 @@ static int reaped(slot *s, int status)
                     s->p->name, s->index);
         s->done = 1;
         return 2;
+    }
+    if (code == EXACTLY_EXIT_HANDLER_STOP) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "worker stopped by its handler (EXACTLY_EFATAL; see its "
+                    "log); not restarted pipeline=%s worker=%d",
+                    s->p->name, s->index);
+        s->done = 1;
+        return EXACTLY_EXIT_HANDLER_STOP;
     }
     {
         int progressed = s->m && __atomic_load_n(&s->m->batches_committed,
@@ -480,7 +490,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     int metrics_fd = -1;
     int *locks = NULL;
     size_t n_slots = 0, n_locks = 0, i;
-    int code = 0, refused = 0, lost = 0;
+    int code = 0, refused = 0, lost = 0, handler_stopped = 0;
     long long stop_deadline = 0;
     struct sigaction sa;
     char lock_dir[4096];
@@ -566,9 +576,14 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         long long now = now_ms();
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            for (i = 0; i < n_slots; i++)
-                if (slots[i].pid == pid && reaped(&slots[i], status) == 2)
-                    refused = 1;
+            for (i = 0; i < n_slots; i++) {
+                int r;
+                if (slots[i].pid != pid)
+                    continue;
+                r = reaped(&slots[i], status);
+                refused |= r == 2;
+                handler_stopped |= r == EXACTLY_EXIT_HANDLER_STOP;
+            }
         }
         if (g_reopen) {
             g_reopen = 0;
@@ -617,7 +632,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
             usleep(50 * 1000);
         }
     }
-    code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1 : 0;
+    code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1
+         : handler_stopped ? EXACTLY_EXIT_HANDLER_STOP : 0;
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped code=%d", code);
 
 cleanup:

@@ -144,7 +144,11 @@ typedef struct exactly_host {
     /*
      * Runs a statement now, in the batch's transaction, and returns its
      * rows in *result (free it with result_free). Costs a round trip: use
-     * exec for writes.
+     * exec for writes. On failure it returns an error and the transaction
+     * is aborted: the runtime treats the batch as failed by that error
+     * (its SQLSTATE decides: a data error isolates the record, an error
+     * about the environment retries the batch later) whatever apply()
+     * returns afterwards.
      */
     exactly_err (*query)(exactly_txn *txn, const char *sql, int n_params,
                          const char *const *params, exactly_result **result);
@@ -159,7 +163,9 @@ typedef struct exactly_host {
      * Fails one record without failing the batch: its messages go to the
      * dead-letter table with reason in this same transaction, and the
      * partition moves on. The handler must not have written anything for
-     * that record.
+     * that record. Failing a record twice keeps the first reason; when the
+     * runtime cannot record the failure (out of memory) the whole batch is
+     * retried instead, so a record is never lost.
      */
     void (*fail_record)(exactly_txn *txn, size_t record_index,
                         const char *reason);
@@ -207,6 +213,23 @@ typedef struct exactly_handler {
     int skips_lookup;
 
     exactly_err (*open)(const exactly_open_args *args, void **state);
+    /*
+     * Adds the batch's writes to txn. What its return code does:
+     *   EXACTLY_OK        the writes commit with the batch (records failed
+     *                     with fail_record() go to the dead-letter table).
+     *   EXACTLY_ERETRY    transient ("not now"): the batch is rolled back
+     *                     and run again, whole, after a backoff; nothing is
+     *                     dead-lettered. EXACTLY_ENOMEM does the same.
+     *   EXACTLY_EFATAL    fatal ("stop"): the batch is rolled back and the
+     *                     worker stops with exit status 3; its supervisor
+     *                     does not restart it.
+     *   anything else     these records failed (EXACTLY_EHANDLER is the
+     *                     usual code; set_error() says why): the batch is
+     *                     rolled back, retried once in a savepoint, then
+     *                     bisected; the records that fail alone are
+     *                     dead-lettered (or, with on_error: stop, the
+     *                     partition halts).
+     */
     exactly_err (*apply)(void *state, exactly_txn *txn,
                          const exactly_batch *batch);
     void (*close)(void *state); /* may be NULL */

@@ -252,7 +252,7 @@ stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)$/\1/p' "$unit")
 [ -n "$stop" ] && [ "$stop" -gt "$shutdown" ] ||
   fail "TimeoutStopSec=$stop must exceed --shutdown-timeout $shutdown (systemd would SIGKILL the drain)"
 for want in Type=notify KillMode=mixed RuntimeDirectory=exactly \
-            RuntimeDirectoryPreserve=yes RestartPreventExitStatus=2 \
+            RuntimeDirectoryPreserve=yes "RestartPreventExitStatus=2 3" \
             NoNewPrivileges=yes ProtectSystem=strict PrivateTmp=yes; do
   grep -qx "$want" "$unit" || fail "the unit lacks $want"
 done

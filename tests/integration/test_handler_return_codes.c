@@ -12,7 +12,8 @@
  *          worker rolls the batch back and exits with status 3 (the
  *          documented "stopped by its handler"); nothing is dead-lettered
  *          and F's partition's stored offset has not passed F's first
- *          message.
+ *          message. Under `exactly run` the supervisor does not restart
+ *          that worker, and run itself exits 3 once its workers are done.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -106,7 +107,7 @@ static void case_retry(void)
     ledger_fixture_stop(&f);
 }
 
-static void case_fatal(void)
+static void case_fatal(int supervised)
 {
     char opts[256];
     int64_t counts[ENTITIES];
@@ -116,7 +117,8 @@ static void case_fatal(void)
     int id, status;
     int64_t first, stored;
 
-    ledger_fixture_start(&f, "rc_fatal", "rc-fatal", PARTITIONS);
+    ledger_fixture_start(&f, supervised ? "rc_fatal_run" : "rc_fatal",
+                         "rc-fatal", PARTITIONS);
     tk_produce_ids(f.mock->bootstraps, f.topic, MESSAGES, ENTITIES,
                    PARTITIONS, SEED, counts);
     id = (int)tk_id_for(SEED, 1, ENTITIES); /* message 1: partition 1 */
@@ -131,10 +133,25 @@ static void case_fatal(void)
     c.handler_options_yaml = opts;
     ledger_fixture_config(&f, &c);
 
-    status = ledger_run_to_idle(f.config, 3000, 90000, f.log);
-    LEDGER_CHECK_LOG(status == 3, f.log,
-                     "worker exited with %d, expected 3 (stopped by its "
-                     "handler)", status);
+    if (supervised) {
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", f.config,
+                        NULL};
+        pid_t pid = tk_spawn(argv, f.log);
+        status = tk_wait(pid, 90000);
+        if (status == -1)
+            tk_terminate(pid, 5000);
+        LEDGER_CHECK_LOG(status == 3, f.log,
+                         "exactly run exited with %d, expected 3 (its only "
+                         "worker was stopped by its handler)", status);
+        LEDGER_CHECK_LOG(ledger_log_count(f.log, "not restarted") == 1 &&
+                             ledger_log_count(f.log, "msg=\"started\"") == 1,
+                         f.log, "the stopped worker was restarted");
+    } else {
+        status = ledger_run_to_idle(f.config, 3000, 90000, f.log);
+        LEDGER_CHECK_LOG(status == 3, f.log,
+                         "worker exited with %d, expected 3 (stopped by its "
+                         "handler)", status);
+    }
     db = tk_pg_connect(f.conninfo);
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM "
                                        "exactly.dead_letters"),
@@ -151,12 +168,15 @@ static void case_fatal(void)
     ledger_fixture_stop(&f);
 }
 
-/* With an argument ("retry" or "fatal"), runs that case alone. */
+/* With an argument ("retry", "fatal" or "fatal_run"), runs that case
+ * alone. */
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "retry") == 0)
         case_retry();
     if (argc < 2 || strcmp(argv[1], "fatal") == 0)
-        case_fatal();
+        case_fatal(0);
+    if (argc < 2 || strcmp(argv[1], "fatal_run") == 0)
+        case_fatal(1);
     return 0;
 }
