@@ -2,11 +2,16 @@
 # Build exactly with AddressSanitizer + UndefinedBehaviorSanitizer and run
 # its tests. Extra arguments go to ctest:
 #
-#   scripts/test.sh                 everything
+#   scripts/test.sh                 everything but the soak
 #   scripts/test.sh -L unit         unit tests only (no services)
 #   scripts/test.sh -L integration  real PostgreSQL + mock Kafka
 #   scripts/test.sh -R smoke -V     one test, verbose
+#   scripts/test.sh -L soak         the soak: steady load through one worker
+#                                   for EXACTLY_SOAK_SECONDS (default 300)
 #
+# The soak (label `soak`) runs only when an argument names it: otherwise
+# `-LE soak` is added, or joined to the caller's own -LE (ctest 3.25 keeps
+# only the last -LE given).
 # Tests that need a real Kafka broker run when EXACTLY_TEST_BOOTSTRAP_SERVERS
 # is set and are reported as skipped otherwise. The build directory is
 # build-test (EXACTLY_TEST_BUILD_DIR overrides). Exits with ctest's status.
@@ -46,6 +51,21 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # Unit tests may run side by side; integration tests are RUN_SERIAL.
 export CTEST_PARALLEL_LEVEL=${CTEST_PARALLEL_LEVEL:-2}
 
+args=("$@")
+if [[ " $* " != *soak* ]]; then
+  excluded=0
+  for i in "${!args[@]}"; do
+    case "${args[$i]}" in
+      -LE | --label-exclude)
+        j=$((i + 1))
+        args[j]="(${args[j]-})|soak"
+        excluded=1
+        ;;
+    esac
+  done
+  ((excluded)) || args+=(-LE soak)
+fi
+
 rc=0
-ctest --test-dir "$build" --output-on-failure "$@" || rc=$?
+ctest --test-dir "$build" --output-on-failure "${args[@]}" || rc=$?
 exit "$rc"
