@@ -556,21 +556,25 @@ void ledger_check_exactly_once_except(PGconn *db, const char *bootstraps,
         }
     }
     {
-        /* (partition, high watermark) pairs as a VALUES list. */
-        char values[4096];
-        size_t used = 0;
+        /* (partition, high watermark) pairs as a VALUES list: at most 40
+         * bytes a pair. */
+        size_t cap = (size_t)partitions * 40 + 1, used = 0;
+        char *values = malloc(cap);
 
-        for (p = 0; p < partitions && used < sizeof values; p++)
-            used += (size_t)snprintf(values + used, sizeof values - used,
+        TK_CHECK(values != NULL, "out of memory");
+        values[0] = '\0';
+        for (p = 0; p < partitions; p++)
+            used += (size_t)snprintf(values + used, cap - used,
                                      "%s(%d, %" PRId64 "::bigint)",
                                      p ? ", " : "", p, hw[p]);
-        TK_CHECK(used < sizeof values, "too many partitions for the check");
+        TK_CHECK(used < cap, "partition list overflow");
         n = tk_sql_int64(db,
                          "SELECT count(*) FROM ledger l LEFT JOIN (VALUES %s) "
                          "AS w(p, hw) ON w.p = l.partition WHERE l.topic <> %s "
                          "OR w.p IS NULL OR l.\"offset\" < 0 OR "
                          "l.\"offset\" >= w.hw",
                          values, qtopic);
+        free(values);
         TK_CHECK(n == 0,
                  "%" PRId64 " ledger rows name a topic, partition or offset "
                  "that was never produced",
