@@ -69,7 +69,7 @@
 #define BATCH_SLOW 5
 #define TERM_MESSAGES 40000
 #define WAVE 1000
-/* The supervisor's first restart delay (lib/supervisor.c RESTART_MIN_MS),
+/* The supervisor's first restart delay (lib/process/supervisor.c RESTART_MIN_MS),
  * less the granularity of the clocks compared. */
 #define MIN_RESTART_MS 450
 #define SHUTDOWN_TIMEOUT_S 20

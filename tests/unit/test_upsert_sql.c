@@ -6,7 +6,7 @@
  * builds on its own:
  *   gcc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE \
  *       -fsanitize=address,undefined -Iinclude -Ilib \
- *       lib/upsert_sql.c tests/unit/test_upsert_sql.c -o /tmp/tu && /tmp/tu
+ *       lib/builtin/upsert_sql.c tests/unit/test_upsert_sql.c -o /tmp/tu && /tmp/tu
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -275,7 +275,7 @@ exactly_err admin_grants_framework(const exactly_config *cfg, admin_grants *g,
                                    char *errbuf, size_t errbuf_size)
 {
     /* What the worker's statements on the framework tables need
-     * (lib/store.c): claim and fence (INSERT ... ON CONFLICT DO UPDATE
+     * (lib/pg/store.c): claim and fence (INSERT ... ON CONFLICT DO UPDATE
      * ... RETURNING, UPDATE ... WHERE, SELECT ... FOR UPDATE in the crash
      * guard), dead letters (INSERT ... ON CONFLICT DO UPDATE, a serial
      * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING). */
