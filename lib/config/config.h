@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conninfo.h"
+#include "config/conninfo.h"
 #include "exactly/error.h"
 
 /* A position in the file, for error messages given after loading. */

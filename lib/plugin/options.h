@@ -13,7 +13,7 @@
 #ifndef EXACTLY_OPTIONS_H
 #define EXACTLY_OPTIONS_H
 
-#include "config.h"
+#include "config/config.h"
 #include "exactly/handler.h"
 
 exactly_err exactly_options_build(const char *file, const char *handler_name,
