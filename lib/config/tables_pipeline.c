@@ -310,7 +310,7 @@ static const cfg_field handler_fields[] = {
             "listed below)."},
     {.key = "options", .type = CFG_F_CUSTOM, .read = read_options,
      .release = release_options, .type_doc = "mapping",
-     .def_doc = "none",
+     .def_doc = "empty",
      .doc = "The handler's options, checked against the options it "
             "declares when it is loaded."},
 };

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "config/config_env.h"
+#include "config/reference.h"
 #include "config/schema.h"
 #include "log.h"
 
@@ -141,9 +142,7 @@ static cfg_field decl_field(const exactly_option_decl *d, size_t i)
     cfg_field f = {.key = d->name,
                    .type = types[d->type],
                    .def = d->default_value,
-                   .doc = d->description,
-                   .min = INT64_MIN,
-                   .max = INT64_MAX};
+                   .doc = d->description};
 
     switch (d->type) {
     case EXACTLY_OPT_STRING:
@@ -151,6 +150,8 @@ static cfg_field decl_field(const exactly_option_decl *d, size_t i)
         break;
     case EXACTLY_OPT_INT:
         f.off = at + offsetof(opt_value, num);
+        f.min = INT64_MIN;
+        f.max = INT64_MAX;
         break;
     case EXACTLY_OPT_BOOL:
         f.off = at + offsetof(opt_value, on);
@@ -160,7 +161,7 @@ static cfg_field decl_field(const exactly_option_decl *d, size_t i)
         f.off = at + offsetof(opt_value, items);
         f.off_v = at + offsetof(opt_value, values);
         f.off_n = at + offsetof(opt_value, n);
-        f.min = f.max = 0;
+        f.def_doc = "empty";
         break;
     }
     if (!d->default_value && d->type != EXACTLY_OPT_LIST &&
@@ -278,6 +279,30 @@ cleanup:
     free(fields);
     exactly_options_free(o);
     return c.rc;
+}
+
+exactly_err exactly_options_reference(strbuf *out, const char *path,
+                                      const char *doc,
+                                      const char *handler_name,
+                                      const exactly_option_decl *decls,
+                                      size_t n_decls, char *errbuf,
+                                      size_t errbuf_size)
+{
+    cfg_ctx c = {.who = handler_name, .err = errbuf, .err_size = errbuf_size};
+    cfg_section s = {.n_fields = n_decls, .doc = doc};
+    cfg_field *fields = NULL;
+    exactly_err rc;
+
+    if (errbuf_size > 0)
+        errbuf[0] = '\0';
+    if ((rc = check_decls(&c, decls, n_decls)) != EXACTLY_OK)
+        return rc;
+    if (n_decls > 0 && !(fields = decl_fields(decls, n_decls)))
+        return EXACTLY_ENOMEM;
+    s.fields = fields;
+    exactly_cfg_reference(out, path, &s);
+    free(fields);
+    return out->oom ? EXACTLY_ENOMEM : EXACTLY_OK;
 }
 
 void exactly_options_free(exactly_options *opts)
