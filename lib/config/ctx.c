@@ -17,7 +17,7 @@ static const cfg_voice config_voice = {
     .who = NULL,
     .no_fields = "nothing is valid here",
     .nomem = "out of memory while reading the configuration",
-    .items_by_index = 1,
+    .by_key = 0,
 };
 
 const cfg_voice *exactly_cfg_voice(const cfg_ctx *c)
@@ -56,10 +56,15 @@ void exactly_cfg_path_pop(cfg_key_path *p, size_t saved)
     p->buf[saved] = '\0';
 }
 
+const char *exactly_cfg_name(const cfg_ctx *c)
+{
+    return exactly_cfg_voice(c)->by_key && c->key ? c->key : c->path.buf;
+}
+
 const char *exactly_cfg_subject(cfg_ctx *c)
 {
     snprintf(c->subject, sizeof(c->subject), exactly_cfg_voice(c)->subject,
-             c->path.buf);
+             exactly_cfg_name(c));
     return c->subject;
 }
 
@@ -126,6 +131,8 @@ int exactly_cfg_fail_nomem(cfg_ctx *c)
 int exactly_cfg_fail_missing(cfg_ctx *c, cfg_pos at, const char *key)
 {
     exactly_cfg_path_push(&c->path, key);
+    c->key = key;
     return exactly_cfg_fail_at(c, at, "missing required %s '%s'",
-                               exactly_cfg_voice(c)->noun, c->path.buf);
+                               exactly_cfg_voice(c)->noun,
+                               exactly_cfg_name(c));
 }

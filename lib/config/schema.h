@@ -35,8 +35,10 @@ typedef struct cfg_voice {
     const char *no_fields; /* ends "unknown NOUN 'x' (...)" when the table
                               has no fields */
     const char *nomem;     /* out of memory: after "FILE: ", or after who */
-    int items_by_index;    /* a list item is named 'key[0]'; else the list
-                              is named and the item counted from 1 */
+    int by_key;            /* 0: a key is named by its dotted path and a
+                              list item by its index ('a.b[0]'); 1 (a flat
+                              table): by the key alone, and a list item is
+                              counted from 1 ("item 1") */
 } cfg_voice;
 
 /* The dotted path of the key being read ("pipelines.ledger.batch"). */
@@ -55,7 +57,8 @@ typedef struct cfg_ctx {
     size_t err_size;
     exactly_err rc;         /* EXACTLY_OK until the first failure */
     cfg_key_path path;
-    char subject[600];      /* scratch for exactly_cfg_subject() */
+    const char *key;        /* the key being read, for a by_key voice */
+    char subject[2048];     /* scratch for exactly_cfg_subject() */
 } cfg_ctx;
 
 typedef enum cfg_field_type {
@@ -164,6 +167,10 @@ int exactly_cfg_fail_missing(cfg_ctx *c, cfg_pos at, const char *key);
 
 /* How c's messages speak: c->voice, or the configuration's. */
 const cfg_voice *exactly_cfg_voice(const cfg_ctx *c);
+
+/* The key being read as the voice names it: its dotted path, or the key
+ * alone. */
+const char *exactly_cfg_name(const cfg_ctx *c);
 
 /* The key at the current path as a complaint names it ("'a.b'", "option
  * 'b'"), in c's scratch buffer: valid until the next call. */

@@ -179,7 +179,7 @@ static int check_item(cfg_ctx *c, const cfg_field *f, const cfg_value *item,
     size_t saved;
     int rc = 0;
 
-    if (!exactly_cfg_voice(c)->items_by_index) {
+    if (exactly_cfg_voice(c)->by_key) {
         if (item->kind != CFG_SCALAR)
             return exactly_cfg_fail_at(
                 c, item->pos, "%s must be a list of strings, item %zu is %s",
@@ -390,14 +390,15 @@ static int unknown_key(cfg_ctx *c, cfg_pos pos, const cfg_section *s)
     size_t i, n = 0;
 
     if (s->n_fields == 0)
-        return exactly_cfg_fail_at(c, pos, "unknown %s '%s' (%s)",
-                                   exactly_cfg_voice(c)->noun, c->path.buf,
-                                   exactly_cfg_voice(c)->no_fields);
+        return exactly_cfg_fail_at(
+            c, pos, "unknown %s '%s' (%s)", exactly_cfg_voice(c)->noun,
+            exactly_cfg_name(c), exactly_cfg_voice(c)->no_fields);
     for (i = 0; i < s->n_fields && n < sizeof(valid); i++)
         n += (size_t)snprintf(valid + n, sizeof(valid) - n, "%s%s",
                               i ? ", " : "", s->fields[i].key);
     return exactly_cfg_fail_at(c, pos, "unknown %s '%s' (valid: %s)",
-                               exactly_cfg_voice(c)->noun, c->path.buf, valid);
+                               exactly_cfg_voice(c)->noun, exactly_cfg_name(c),
+                               valid);
 }
 
 /* The default of f, read as if it were written at at. */
@@ -413,6 +414,7 @@ static int apply_default(cfg_ctx *c, const cfg_field *f, cfg_pos at,
     if (!f->def)
         return 0;
     saved = exactly_cfg_path_push(&c->path, f->key);
+    c->key = f->key;
     rc = read_field(c, f, &v, at, base);
     exactly_cfg_path_pop(&c->path, saved);
     return rc;
@@ -450,6 +452,7 @@ static int read_keys(cfg_ctx *c, cfg_value *map, const cfg_section *s,
         size_t saved = exactly_cfg_path_push(&c->path, map->keys[i]);
         const cfg_field *f = find_field(s, map->keys[i]);
 
+        c->key = map->keys[i];
         if (!f)
             return unknown_key(c, map->key_pos[i], s);
         /* The tree refuses duplicate keys; a tree built by hand may not. */

@@ -48,7 +48,7 @@ static const cfg_voice options_voice = {
     .who = "handler '%s': ",
     .no_fields = "this handler takes no options",
     .nomem = "out of memory while reading its options",
-    .items_by_index = 0,
+    .by_key = 1,
 };
 
 static const char *type_name(exactly_option_type t)
