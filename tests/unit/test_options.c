@@ -259,6 +259,28 @@ static void test_bad_options(void)
     }
 }
 
+/* A key longer than any path the configuration's messages hold is still
+ * quoted whole: an option is named by its key, not by a dotted path. */
+static void test_long_key(void)
+{
+    char doc[2048], key[701], want[1024], err[1024];
+    exactly_options *o = NULL;
+    exactly_err rc;
+
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    snprintf(doc, sizeof(doc), OPTIONS "        %s: x\n", key);
+    snprintf(want, sizeof(want),
+             "worker.yaml:12:9: handler 'upsert': unknown option '%s' "
+             "(valid: table, key, columns, batch, dry_run, prefix)",
+             key);
+    rc = build(doc, decls, N_DECLS, &o, err, sizeof(err));
+    CHECK(rc == EXACTLY_ECONFIG, "long key: rc %d", (int)rc);
+    CHECK(strcmp(err, want) == 0, "long key:\n  expected: %s\n  got:      %s",
+          want, err);
+    exactly_options_free(o);
+}
+
 /* A handler that declares nothing, given options anyway; a secret from the
  * environment in a bad value; options that are not a mapping at all. */
 static void test_other_refusals(void)
@@ -443,6 +465,7 @@ int main(void)
     test_valid();
     test_defaults();
     test_bad_options();
+    test_long_key();
     test_other_refusals();
     test_bad_decls();
     test_getter_misuse();

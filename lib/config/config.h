@@ -5,6 +5,12 @@
  * returns EXACTLY_ECONFIG and writes one sentence naming the file, line,
  * column and key into errbuf. The returned config is owned by the caller
  * and freed with exactly_config_free() (which accepts NULL).
+ *
+ * A loaded config has every key the file leaves out at its default. The
+ * defaults, ranges and meaning of each key live in one place, the schema
+ * tables (config/tables.c, config/tables_pipeline.c), which
+ * docs/CONFIGURATION.md is generated from; the comments below say only
+ * what the code reading a member needs to know.
  */
 #ifndef EXACTLY_CONFIG_H
 #define EXACTLY_CONFIG_H
@@ -12,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conninfo.h"
+#include "config/conninfo.h"
 #include "exactly/error.h"
 
 /* A position in the file, for error messages given after loading. */
@@ -82,26 +88,26 @@ typedef struct cfg_pipeline {
 
     char **topics;
     size_t n_topics;
-    char *group; /* group.id; default: "exactly-" + name */
+    char *group; /* group.id */
 
     struct {
         cfg_id_from from;
         char *header;       /* CFG_FROM_HEADER */
-        cfg_id_type type;   /* default bigint */
-        size_t max_length;  /* bytes; default 256 */
-        cfg_non_canonical non_canonical; /* default dead_letter */
+        cfg_id_type type;
+        size_t max_length;  /* bytes */
+        cfg_non_canonical non_canonical;
     } id;
 
     struct {
         /* Either table (+ id_column, columns) or sql. */
         char *table;
-        char *id_column;    /* default "id" */
+        char *id_column;
         char **columns;     /* NULL: all columns (*) */
         size_t n_columns;
         char *sql;          /* must use = ANY($1) */
-        char *key_column;   /* result column holding the ID; default id_column or "id" */
-        cfg_on_missing on_missing; /* default skip */
-        int missing_retry_ms;      /* on_missing: retry, then dead_letter; default 30000 */
+        char *key_column;   /* result column holding the ID */
+        cfg_on_missing on_missing;
+        int missing_retry_ms;      /* on_missing: retry, then dead_letter */
     } lookup;
 
     struct {
@@ -113,21 +119,21 @@ typedef struct cfg_pipeline {
     } handler;
 
     struct {
-        int max_messages;   /* default 1000 */
-        int max_wait_ms;    /* default 100 */
+        int max_messages;
+        int max_wait_ms;
     } batch;
 
     struct {
         int enabled;
         cfg_id_from from;   /* key or header */
         char *header;
-        int64_t retention_s; /* default 7 days */
+        int64_t retention_s;
     } dedup;
 
-    int workers;            /* default 1 */
-    cfg_on_error on_error;  /* a record the handler fails on; default dead_letter */
-    int max_crashes;        /* worker deaths on one batch before isolating; default 3 */
-    int unsafe_read_uncommitted; /* default 0 */
+    int workers;
+    cfg_on_error on_error;  /* a record the handler fails on */
+    int max_crashes;        /* worker deaths on one batch before isolating */
+    int unsafe_read_uncommitted;
 
     cfg_prop *kafka;        /* per-pipeline overrides of the kafka section */
     size_t n_kafka;
@@ -139,8 +145,8 @@ typedef struct exactly_config {
     char *path;
 
     struct {
-        cfg_log_format format;  /* default logfmt */
-        int level;              /* exactly_log_level; default info */
+        cfg_log_format format;
+        int level;              /* exactly_log_level */
     } log;
 
     cfg_prop *kafka;
@@ -148,12 +154,12 @@ typedef struct exactly_config {
 
     struct {
         char *conninfo;
-        char *schema;                  /* default "exactly" */
-        int statement_timeout_ms;      /* default 30000 */
-        int lock_timeout_ms;           /* default 10000 */
-        int connect_timeout_s;         /* default 10 */
-        int idle_in_transaction_timeout_ms; /* default 60000 */
-        /* The client's own bound on any wait for an answer; 0 (default):
+        char *schema;
+        int statement_timeout_ms;
+        int lock_timeout_ms;
+        int connect_timeout_s;
+        int idle_in_transaction_timeout_ms;
+        /* The client's own bound on any wait for an answer; 0:
          * statement_timeout_ms + lock_timeout_ms + 30000, capped
          * (exactly_pg_wait_bound_ms). */
         int client_timeout_ms;

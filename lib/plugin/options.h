@@ -13,8 +13,9 @@
 #ifndef EXACTLY_OPTIONS_H
 #define EXACTLY_OPTIONS_H
 
-#include "config.h"
+#include "config/config.h"
 #include "exactly/handler.h"
+#include "util/strbuf.h"
 
 exactly_err exactly_options_build(const char *file, const char *handler_name,
                                   const cfg_value *yaml_options,
@@ -23,6 +24,20 @@ exactly_err exactly_options_build(const char *file, const char *handler_name,
                                   char *errbuf, size_t errbuf_size);
 
 void exactly_options_free(exactly_options *opts);
+
+/*
+ * Appends the reference of a handler's declared options to out, as
+ * config/reference.h prints a section: a heading naming path, doc, and a
+ * table of the options with their types, defaults and descriptions.
+ * Returns EXACTLY_OK; EXACTLY_EPLUGIN when the declarations are invalid
+ * (as exactly_options_build() says, in errbuf); EXACTLY_ENOMEM.
+ */
+exactly_err exactly_options_reference(strbuf *out, const char *path,
+                                      const char *doc,
+                                      const char *handler_name,
+                                      const exactly_option_decl *decls,
+                                      size_t n_decls, char *errbuf,
+                                      size_t errbuf_size);
 
 /* The getters that go into exactly_host. Asking for an undeclared name or
  * with the wrong type is a plugin bug: they return NULL / 0 and log it. */

@@ -87,6 +87,10 @@ void exactly_conninfo_params_free(exactly_conn_params *p);
 const char *exactly_conninfo_param(const exactly_conn_params *p,
                                    const char *key);
 
+/* The length of conninfo's "postgresql://" or "postgres://" prefix: 0 when
+ * it is not a URI. */
+size_t exactly_conninfo_uri_prefix(const char *conninfo);
+
 /* Copies conninfo into out with any password value replaced by "****". */
 void exactly_config_redact_conninfo(const char *conninfo, char *out,
                                     size_t out_size);
