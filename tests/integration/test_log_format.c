@@ -53,6 +53,7 @@
 
 #include <jansson.h>
 
+#include "ledger_check.h"
 #include "testkit.h"
 
 #define TOPIC "log-format"
@@ -769,6 +770,6 @@ int main(void)
              n_problems, MAX_SHOWN, dir);
     tk_note("every log line parsed, in both formats; dlq output clean");
     tk_mock_stop(m);
-    tk_rm_rf(dir);
+    ledger_cleanup_dir(dir);
     return 0;
 }
