@@ -1,12 +1,43 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* vasprintf */
+#endif
+
 #include "cli.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "log.h"
+#include "strbuf.h"
+
+void cli_line(FILE *out, const char *fmt, ...)
+{
+    char *text = NULL;
+    strbuf sb = {0};
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        fputs("(out of memory)\n", out);
+        return;
+    }
+    exactly_escape_printable(&sb, text, (size_t)n);
+    strbuf_append(&sb, "\n", 1);
+    if (sb.oom)
+        fputs("(out of memory)\n", out);
+    else
+        fwrite(sb.data, 1, sb.len, out);
+    strbuf_free(&sb);
+    free(text);
+}
 
 static int level_from_flag;
 
@@ -26,7 +57,7 @@ exactly_config *cli_load_config(const char *path)
         return NULL;
     }
     if (exactly_config_load(path, &cfg, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly: %s\n", err);
+        cli_line(stderr, "exactly: %s", err);
         return NULL;
     }
     exactly_log_set_json(cfg->log.format == CFG_LOG_JSON);
@@ -54,9 +85,8 @@ const cfg_pipeline *cli_pick_pipeline(const exactly_config *cfg,
     }
     if (cfg->n_pipelines == 1)
         return &cfg->pipelines[0];
-    fprintf(stderr,
-            "exactly: %s has %zu pipelines; choose one with --pipeline NAME\n",
-            cfg->path, cfg->n_pipelines);
+    cli_line(stderr, "exactly: %s has %zu pipelines; choose one with --pipeline NAME",
+             cfg->path, cfg->n_pipelines);
     return NULL;
 }
 

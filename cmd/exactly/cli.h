@@ -13,6 +13,7 @@ enum {
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* SIGTERM and SIGINT set *flag (ask for a clean stop); a second one ends
  * the process at once with the signal's default action. */
@@ -22,6 +23,14 @@ void cli_stop_on_signals(volatile sig_atomic_t *flag);
  * failure prints why and returns -1. */
 int cli_parse_int64(const char *cmd, const char *opt, const char *value,
                     int64_t min, int64_t max, int64_t *out);
+
+/* Writes the formatted text and a newline to out as one line: every
+ * control byte the arguments bring (a server's message, an ID, a key)
+ * is shown escaped (escape.h, exactly_escape_printable), so no text from
+ * outside can end the line or reach the terminal as a control sequence.
+ * fmt holds no newline of its own. */
+void cli_line(FILE *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* -v / -q: a level given on the command line wins over the file's. */
 void cli_set_log_level(int level);

@@ -25,12 +25,12 @@ typedef struct checker {
 
 static void ok(const char *what, const char *detail)
 {
-    printf("OK    %-26s %s\n", what, detail);
+    cli_line(stdout, "OK    %-26s %s", what, detail);
 }
 
 static void bad(checker *ck, int refusal, const char *what, const char *why)
 {
-    printf("FAIL  %-26s %s\n", what, why);
+    cli_line(stdout, "FAIL  %-26s %s", what, why);
     if (refusal)
         ck->refused = 1;
     else
@@ -375,7 +375,7 @@ int cmd_check(int argc, char **argv)
         return CLI_REFUSED;
     }
     if (exactly_config_load(path, &cfg, err, sizeof(err)) != EXACTLY_OK) {
-        printf("FAIL  %-26s %s\n", "config", err);
+        cli_line(stdout, "FAIL  %-26s %s", "config", err);
         return CLI_REFUSED;
     }
     snprintf(detail, sizeof(detail), "%s, %zu pipeline(s)", path, cfg->n_pipelines);

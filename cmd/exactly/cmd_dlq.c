@@ -11,9 +11,10 @@
 #include <string.h>
 
 #include "admin.h"
-#include "lookup.h"
 #include "cli.h"
+#include "escape.h"
 #include "log.h"
+#include "lookup.h"
 #include "pg_conn.h"
 #include "plugin.h"
 #include "strbuf.h"
@@ -99,21 +100,25 @@ static exactly_err run_sql(PGconn *conn, const exactly_config *cfg,
     return rc;
 }
 
-/* s with control characters as blanks, cut to width (on a UTF-8 character
- * boundary) with "..." when longer. */
+/* s for a table cell: control bytes shown escaped (exactly_printable),
+ * cut to width (on a UTF-8 character boundary) with "..." when longer.
+ * out holds width + 1 bytes. */
 static void one_line(const char *s, char *out, size_t width)
 {
-    size_t n = 0, cut;
+    char *shown = exactly_printable(s);
+    const char *src = shown ? shown : "(out of memory)";
+    size_t n = strlen(src), cut;
 
-    for (; *s && n + 1 < width + 4; s++)
-        out[n++] = (unsigned char)*s < 0x20 ? ' ' : *s;
-    out[n] = '\0';
-    if (n <= width && !*s)
-        return;
-    cut = width - 3;
-    while (cut > 0 && ((unsigned char)out[cut] & 0xC0) == 0x80)
-        cut--;
-    memcpy(out + cut, "...", 4);
+    if (n <= width) {
+        memcpy(out, src, n + 1);
+    } else {
+        cut = width - 3;
+        while (cut > 0 && ((unsigned char)src[cut] & 0xC0) == 0x80)
+            cut--;
+        memcpy(out, src, cut);
+        memcpy(out + cut, "...", 4);
+    }
+    free(shown);
 }
 
 /* ---- list ---------------------------------------------------------------- */
@@ -136,10 +141,10 @@ static void list_runs(PGconn *conn, const exactly_config *cfg,
                 1, params, &res, err, sizeof(err)) != EXACTLY_OK)
         return;
     for (r = 0; r < PQntuples(res); r++)
-        printf("reprocess run %s has %s dead letter(s): exactly dlq list -c "
-               "%s --pipeline %s --run %s\n",
-               PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), cfg->path,
-               p->name, PQgetvalue(res, r, 0));
+        cli_line(stdout, "reprocess run %s has %s dead letter(s): exactly dlq list -c "
+                 "%s --pipeline %s --run %s",
+                 PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), cfg->path,
+                 p->name, PQgetvalue(res, r, 0));
     PQclear(res);
 }
 
@@ -167,7 +172,7 @@ static int do_list(PGconn *conn, const exactly_config *cfg,
         run_sql(conn, cfg,
                 "SELECT count(*) FROM %1$s.dead_letters" WHERE_SELECTION, 5,
                 sp.v, &cnt, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly dlq list: %s\n", err);
+        cli_line(stderr, "exactly dlq list: %s", err);
         goto cleanup;
     }
     total = strtoll(PQgetvalue(cnt, 0, 0), NULL, 10);
@@ -188,11 +193,11 @@ static int do_list(PGconn *conn, const exactly_config *cfg,
     if (admin_table_print(t, stdout) != 0)
         goto oom;
     if (total > PQntuples(res))
-        printf("%d of %lld dead letter(s) of %s shown (--limit N "
-               "for more)\n",
-               PQntuples(res), total, s->label);
+        cli_line(stdout, "%d of %lld dead letter(s) of %s shown (--limit N "
+                 "for more)",
+                 PQntuples(res), total, s->label);
     else
-        printf("%lld dead letter(s) of %s\n", total, s->label);
+        cli_line(stdout, "%lld dead letter(s) of %s", total, s->label);
     if (s->run == 0)
         list_runs(conn, cfg, p);
     code = CLI_OK;
@@ -213,26 +218,17 @@ static int hexval(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
 }
 
-/* Whether the len bytes are UTF-8 text without control characters. */
-static int printable_utf8(const unsigned char *b, size_t len)
+/* Whether the len bytes are text: well-formed UTF-8 without NUL (its
+ * control characters are shown escaped). */
+static int is_text(const unsigned char *b, size_t len)
 {
-    size_t i = 0, extra;
+    size_t i = 0, n;
 
     while (i < len) {
-        unsigned char c = b[i++];
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return 0;
-            continue;
-        }
-        extra = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
-                : (c & 0xF8) == 0xF0                       ? 3
-                                                           : 0;
-        if (extra == 0 || i + extra > len)
+        n = b[i] ? exactly_utf8_len(b + i, len - i) : 0;
+        if (n == 0)
             return 0;
-        for (; extra > 0; extra--, i++)
-            if ((b[i] & 0xC0) != 0x80)
-                return 0;
+        i += n;
     }
     return 1;
 }
@@ -260,15 +256,15 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
         run_sql(conn, cfg,
                 "SELECT count(*) FROM %1$s.dead_letters" WHERE_SELECTION, 5,
                 sp.v, &cnt, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly dlq show: %s\n", err);
+        cli_line(stderr, "exactly dlq show: %s", err);
         PQclear(res);
         PQclear(cnt);
         return CLI_FAILED;
     }
     total = strtoll(PQgetvalue(cnt, 0, 0), NULL, 10);
     if (PQntuples(res) == 0) {
-        fprintf(stderr, "exactly dlq show: no dead letter of %s matches\n",
-                s->label);
+        cli_line(stderr, "exactly dlq show: no dead letter of %s matches",
+                 s->label);
         PQclear(res);
         PQclear(cnt);
         return CLI_FAILED;
@@ -280,34 +276,34 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
 
         if (r > 0)
             printf("\n");
-        printf("id:              %s\n", PQgetvalue(res, r, 0));
-        printf("pipeline:        %s\n", PQgetvalue(res, r, 1));
-        printf("topic:           %s\n", PQgetvalue(res, r, 2));
-        printf("partition:       %s\n", PQgetvalue(res, r, 3));
-        printf("offset:          %s\n", PQgetvalue(res, r, 4));
-        printf("entity_id:       %s\n",
-               PQgetisnull(res, r, 5) ? "- (the message could not be decoded)"
-                                      : PQgetvalue(res, r, 5));
+        cli_line(stdout, "id:              %s", PQgetvalue(res, r, 0));
+        cli_line(stdout, "pipeline:        %s", PQgetvalue(res, r, 1));
+        cli_line(stdout, "topic:           %s", PQgetvalue(res, r, 2));
+        cli_line(stdout, "partition:       %s", PQgetvalue(res, r, 3));
+        cli_line(stdout, "offset:          %s", PQgetvalue(res, r, 4));
+        cli_line(stdout, "entity_id:       %s",
+                 PQgetisnull(res, r, 5) ? "- (the message could not be decoded)"
+                 : PQgetvalue(res, r, 5));
         if (PQgetisnull(res, r, 6)) {
             printf("key:             - (none)\n");
         } else {
             for (i = 0; key && i < len; i++)
                 key[i] = (unsigned char)(hexval(hex[2 * i]) << 4 |
                                          hexval(hex[2 * i + 1]));
-            if (key && printable_utf8(key, len)) {
+            if (key && is_text(key, len)) {
                 key[len] = '\0';
-                printf("key (text):      %s\n", (const char *)key);
+                cli_line(stdout, "key (text):      %s", (const char *)key);
             } else {
                 printf("key (text):      - (binary, %zu bytes)\n", len);
             }
-            printf("key (hex):       %s\n", hex);
+            cli_line(stdout, "key (hex):       %s", hex);
         }
-        printf("reason:          %s\n", PQgetvalue(res, r, 7));
-        printf("sqlstate:        %s\n",
-               PQgetisnull(res, r, 8) ? "-" : PQgetvalue(res, r, 8));
-        printf("attempts:        %s\n", PQgetvalue(res, r, 9));
-        printf("first_failed_at: %s\n", PQgetvalue(res, r, 10));
-        printf("last_failed_at:  %s\n", PQgetvalue(res, r, 11));
+        cli_line(stdout, "reason:          %s", PQgetvalue(res, r, 7));
+        cli_line(stdout, "sqlstate:        %s",
+                 PQgetisnull(res, r, 8) ? "-" : PQgetvalue(res, r, 8));
+        cli_line(stdout, "attempts:        %s", PQgetvalue(res, r, 9));
+        cli_line(stdout, "first_failed_at: %s", PQgetvalue(res, r, 10));
+        cli_line(stdout, "last_failed_at:  %s", PQgetvalue(res, r, 11));
         free(key);
     }
     if (total > PQntuples(res))
@@ -335,11 +331,11 @@ static int do_discard(PGconn *conn, const exactly_config *cfg,
                 " ORDER BY id LIMIT $6)) RETURNING 1)"
                 " SELECT count(*) FROM gone",
                 6, sp.v, &res, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly dlq discard: %s\n", err);
+        cli_line(stderr, "exactly dlq discard: %s", err);
         return CLI_FAILED;
     }
-    printf("discarded %s dead letter(s) of %s\n", PQgetvalue(res, 0, 0),
-           s->label);
+    cli_line(stdout, "discarded %s dead letter(s) of %s", PQgetvalue(res, 0, 0),
+             s->label);
     PQclear(res);
     return CLI_OK;
 }
@@ -803,12 +799,12 @@ static void report(const replay *r)
         printf("\n");
     }
     admin_table_free(t);
-    printf("replayed %zu dead letter(s) of %s through handler '%s'; "
-           "%zu left in place (%zu without an entity ID, %zu without a "
-           "looked-up row, %zu failed again)\n",
-           counts[DL_REPLAYED], r->s->label, r->pl->h->name,
-           counts[DL_UNDECODABLE] + counts[DL_NO_ROW] + counts[DL_FAILED],
-           counts[DL_UNDECODABLE], counts[DL_NO_ROW], counts[DL_FAILED]);
+    cli_line(stdout, "replayed %zu dead letter(s) of %s through handler '%s'; "
+             "%zu left in place (%zu without an entity ID, %zu without a "
+             "looked-up row, %zu failed again)",
+             counts[DL_REPLAYED], r->s->label, r->pl->h->name,
+             counts[DL_UNDECODABLE] + counts[DL_NO_ROW] + counts[DL_FAILED],
+             counts[DL_UNDECODABLE], counts[DL_NO_ROW], counts[DL_FAILED]);
 }
 
 static int do_replay(PGconn *conn, const exactly_config *cfg,
@@ -827,14 +823,14 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
     r.s = s;
     rc = exactly_plugin_load(cfg, p, &r.pl, err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        fprintf(stderr, "exactly dlq replay: %s\n", err);
+        cli_line(stderr, "exactly dlq replay: %s", err);
         code = CLI_REFUSED;
         goto cleanup;
     }
     rc = exactly_plugin_open(r.pl, conn, p, exactly_pg_wait_bound_ms(cfg),
                              err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        fprintf(stderr, "exactly dlq replay: %s\n", err);
+        cli_line(stderr, "exactly dlq replay: %s", err);
         code = rc == EXACTLY_ERETRY ? CLI_FAILED : CLI_REFUSED;
         goto cleanup;
     }
@@ -865,10 +861,9 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
     if (rc != EXACTLY_OK) {
         (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
                               sizeof(ignore));
-        fprintf(stderr,
-                "exactly dlq replay: %s; rolled back: nothing was applied and "
-                "the dead letters are unchanged\n",
-                err);
+        cli_line(stderr, "exactly dlq replay: %s; rolled back: nothing was applied and "
+                 "the dead letters are unchanged",
+                 err);
         code = rc == EXACTLY_ECONFIG ? CLI_REFUSED : CLI_FAILED;
         goto cleanup;
     }
@@ -1027,9 +1022,9 @@ int cmd_dlq(int argc, char **argv)
         if (strcmp(argv[1], names[a]) == 0)
             break;
     if (a == 4) {
-        fprintf(stderr, "exactly dlq: unknown action '%s' (list, show, replay "
-                        "or discard)\n",
-                argv[1]);
+        cli_line(stderr, "exactly dlq: unknown action '%s' (list, show, replay "
+                 "or discard)",
+                 argv[1]);
         return CLI_REFUSED;
     }
     action = (dlq_action)a;
@@ -1072,9 +1067,9 @@ int cmd_dlq(int argc, char **argv)
     }
     for (; optind < argc; optind++) {
         if (action == DLQ_LIST) {
-            fprintf(stderr, "exactly dlq list: unexpected argument '%s' (use "
-                            "--id or 'dlq show ID')\n",
-                    argv[optind]);
+            cli_line(stderr, "exactly dlq list: unexpected argument '%s' (use "
+                     "--id or 'dlq show ID')",
+                     argv[optind]);
             goto cleanup;
         }
         if (add_id(&s, argv[optind]) != 0)
@@ -1088,10 +1083,9 @@ int cmd_dlq(int argc, char **argv)
     }
     if ((action == DLQ_REPLAY || action == DLQ_DISCARD) && !has_filter(&s) &&
         !s.all) {
-        fprintf(stderr,
-                "exactly dlq %s: select dead letters with ID, --id, --topic, "
-                "--partition or --since, or pass --all; nothing changed\n",
-                names[action]);
+        cli_line(stderr, "exactly dlq %s: select dead letters with ID, --id, --topic, "
+                 "--partition or --since, or pass --all; nothing changed",
+                 names[action]);
         goto cleanup;
     }
     if (s.limit < 0 && action == DLQ_LIST)
@@ -1116,13 +1110,13 @@ int cmd_dlq(int argc, char **argv)
     code = CLI_FAILED;
     conn = exactly_pg_connect(cfg, "exactly-dlq", err, sizeof(err));
     if (!conn || admin_check_schema(conn, cfg, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly dlq %s: %s\n", names[action], err);
+        cli_line(stderr, "exactly dlq %s: %s", names[action], err);
         goto cleanup;
     }
     if (s.run > 0) {
         int found = run_exists(conn, cfg, p, s.run, err, sizeof(err));
         if (found < 0) {
-            fprintf(stderr, "exactly dlq %s: %s\n", names[action], err);
+            cli_line(stderr, "exactly dlq %s: %s", names[action], err);
             goto cleanup;
         }
         if (found == 0) {
@@ -1139,7 +1133,7 @@ int cmd_dlq(int argc, char **argv)
         exactly_err rc = admin_parse_time(conn, s.since, &ms, canon,
                                           sizeof(canon), err, sizeof(err));
         if (rc != EXACTLY_OK) {
-            fprintf(stderr, "exactly dlq %s: --since: %s\n", names[action], err);
+            cli_line(stderr, "exactly dlq %s: --since: %s", names[action], err);
             code = rc == EXACTLY_EINVAL ? CLI_REFUSED : CLI_FAILED;
             goto cleanup;
         }

@@ -43,7 +43,7 @@ static void report_refusal(void *arg, const char *item, const char *err,
     (void)arg;
     (void)detail;
     if (err)
-        fprintf(stderr, "exactly migrate: %s: %s\n", item, err);
+        cli_line(stderr, "exactly migrate: %s: %s", item, err);
 }
 
 /* Whether g[i] repeats an earlier statement (a source read by two
@@ -72,8 +72,8 @@ static int print_grants(const exactly_config *cfg, const char *role)
     int code = CLI_OK;
 
     if (!role_q) {
-        fprintf(stderr, "exactly migrate: --print-grants '%s': %s\n", role,
-                err);
+        cli_line(stderr, "exactly migrate: --print-grants '%s': %s", role,
+                 err);
         return CLI_REFUSED;
     }
     rc = admin_grants_framework(cfg, &g, err, sizeof(err));
@@ -81,7 +81,7 @@ static int print_grants(const exactly_config *cfg, const char *role)
         rc = admin_grants_pipeline(cfg, &cfg->pipelines[i], &g, err,
                                    sizeof(err));
     if (rc != EXACTLY_OK) {
-        fprintf(stderr, "exactly migrate: --print-grants: %s\n", err);
+        cli_line(stderr, "exactly migrate: --print-grants: %s", err);
         code = rc == EXACTLY_ENOMEM ? CLI_FAILED : CLI_REFUSED;
         goto cleanup;
     }
@@ -94,12 +94,14 @@ static int print_grants(const exactly_config *cfg, const char *role)
     for (i = 0; i < g.n; i++) {
         const admin_grant *x = &g.v[i];
         if (x->kind == ADMIN_OBJ_NOTE) {
-            printf("-- and by hand: %s\n", x->why);
+            cli_line(stdout, "-- and by hand: %s", x->why);
             continue;
         }
         if (printed_before(&g, i))
             continue;
-        printf("-- %s\nGRANT %s ON %s %s TO %s;\n", x->why, x->privileges,
+        /* The comment stays one line whatever the names hold. */
+        cli_line(stdout, "-- %s", x->why);
+        printf("GRANT %s ON %s %s TO %s;\n", x->privileges,
                admin_object_keyword(x->kind), x->object, role_q);
     }
 
@@ -141,9 +143,9 @@ int cmd_migrate(int argc, char **argv)
         refused += admin_validate_pipeline(cfg, &cfg->pipelines[i],
                                            report_refusal, NULL, NULL);
     if (refused > 0) {
-        fprintf(stderr, "exactly migrate: %d refusal(s), nothing was done "
-                        "(exactly check -c %s shows every item)\n",
-                refused, path);
+        cli_line(stderr, "exactly migrate: %d refusal(s), nothing was done "
+                 "(exactly check -c %s shows every item)",
+                 refused, path);
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
@@ -154,19 +156,19 @@ int cmd_migrate(int argc, char **argv)
     }
     conn = exactly_pg_connect(cfg, "exactly-migrate", err, sizeof(err));
     if (!conn) {
-        fprintf(stderr, "exactly migrate: %s\n", err);
+        cli_line(stderr, "exactly migrate: %s", err);
         exactly_config_free(cfg);
         return CLI_FAILED;
     }
     if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to, err,
                               sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly migrate: %s\n", err);
+        cli_line(stderr, "exactly migrate: %s", err);
         code = CLI_FAILED;
     } else if (from == to) {
-        printf("schema %s is up to date (version %d)\n", cfg->postgres.schema, to);
+        cli_line(stdout, "schema %s is up to date (version %d)", cfg->postgres.schema, to);
     } else {
-        printf("schema %s migrated from version %d to %d\n",
-               cfg->postgres.schema, from, to);
+        cli_line(stdout, "schema %s migrated from version %d to %d",
+                 cfg->postgres.schema, from, to);
     }
     PQfinish(conn);
     exactly_config_free(cfg);

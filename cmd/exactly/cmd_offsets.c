@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "admin.h"
 #include "cli.h"
+#include "escape.h"
 #include "log.h"
 #include "pg_conn.h"
 #include "strbuf.h"
@@ -171,7 +174,7 @@ static int read_kafka(const exactly_config *cfg, const cfg_pipeline *p,
     int j;
 
     if (!rk) {
-        fprintf(stderr, "exactly offsets: pipeline %s: %s\n", p->name, err);
+        cli_line(stderr, "exactly offsets: pipeline %s: %s", p->name, err);
         return -1;
     }
     parts = rd_kafka_topic_partition_list_new(16);
@@ -179,7 +182,7 @@ static int read_kafka(const exactly_config *cfg, const cfg_pipeline *p,
         int n = admin_partition_count(rk, p->topics[i], KAFKA_TIMEOUT_MS, err,
                                       sizeof(err));
         if (n < 0) {
-            fprintf(stderr, "exactly offsets: pipeline %s: %s\n", p->name, err);
+            cli_line(stderr, "exactly offsets: pipeline %s: %s", p->name, err);
             failed = 1;
             continue;
         }
@@ -200,10 +203,9 @@ static int read_kafka(const exactly_config *cfg, const cfg_pipeline *p,
     if (parts->cnt > 0) {
         committed_err = rd_kafka_committed(rk, parts, KAFKA_TIMEOUT_MS);
         if (committed_err) {
-            fprintf(stderr,
-                    "exactly offsets: pipeline %s: cannot read the committed "
-                    "offsets of group '%s': %s\n",
-                    p->name, p->group, rd_kafka_err2str(committed_err));
+            cli_line(stderr, "exactly offsets: pipeline %s: cannot read the committed "
+                     "offsets of group '%s': %s",
+                     p->name, p->group, rd_kafka_err2str(committed_err));
             failed = 1;
         }
     }
@@ -219,10 +221,9 @@ static int read_kafka(const exactly_config *cfg, const cfg_pipeline *p,
         e = rd_kafka_query_watermark_offsets(rk, tp->topic, tp->partition, &lo,
                                              &hi, KAFKA_TIMEOUT_MS);
         if (e) {
-            fprintf(stderr,
-                    "exactly offsets: pipeline %s: watermarks of %s [%d]: %s\n",
-                    p->name, tp->topic, (int)tp->partition,
-                    rd_kafka_err2str(e));
+            cli_line(stderr, "exactly offsets: pipeline %s: watermarks of %s [%d]: %s",
+                     p->name, tp->topic, (int)tp->partition,
+                     rd_kafka_err2str(e));
             failed = 1;
             continue;
         }
@@ -314,43 +315,72 @@ static int print_table(const plist *l)
     return rc;
 }
 
-static void json_i64(const char *name, int ok, int64_t v, int comma)
+/* An integer, or null when not known. */
+static json_t *json_i64(int ok, int64_t v)
 {
-    if (ok)
-        printf("\"%s\": %" PRId64 "%s", name, v, comma ? ", " : "");
-    else
-        printf("\"%s\": null%s", name, comma ? ", " : "");
+    return ok ? json_integer((json_int_t)v) : json_null();
 }
 
-static void print_json(const plist *l)
+/* A string, or null; text that is not UTF-8 shows its bytes as \xNN. */
+static json_t *json_text(const char *s)
 {
+    strbuf sb = {0};
+    json_t *v;
+
+    if (!s)
+        return json_null();
+    strbuf_append(&sb, "", 0);
+    exactly_escape_utf8(&sb, s, strlen(s));
+    v = sb.oom ? NULL : json_stringn(strbuf_str(&sb), sb.len);
+    strbuf_free(&sb);
+    return v;
+}
+
+/* One JSON array, one object per line; jansson writes every value. Returns
+ * -1 when out of memory (nothing printed). */
+static int print_json(const plist *l)
+{
+    strbuf out = {0};
     size_t i;
+    int failed = 0;
 
-    printf("[");
-    for (i = 0; i < l->n; i++) {
+    strbuf_puts(&out, "[");
+    for (i = 0; i < l->n && !failed; i++) {
         const prow *r = &l->v[i];
+        json_t *o = json_object();
         int64_t lag = 0;
-
-        printf("%s\n  {\"pipeline\": ", i ? "," : "");
-        admin_json_str(stdout, r->pipeline);
-        printf(", \"topic\": ");
-        admin_json_str(stdout, r->topic);
-        printf(", \"partition\": %d, ", (int)r->partition);
-        json_i64("stored", r->stored_set, r->stored, 1);
-        json_i64("committed", r->committed >= 0, r->committed, 1);
-        json_i64("low", r->wm_ok, r->low, 1);
-        json_i64("lso", r->wm_ok, r->lso, 1);
         int has_lag = lag_of(r, &lag);
+        char *text;
 
-        json_i64("lag", has_lag, lag, 1);
-        json_i64("owner_epoch", r->row, r->epoch, 1);
-        printf("\"owner\": ");
-        admin_json_str(stdout, r->owner);
-        printf(", \"updated_at\": ");
-        admin_json_str(stdout, r->updated);
-        printf("}");
+        failed = !o ||
+                 json_object_set_new(o, "pipeline", json_text(r->pipeline)) ||
+                 json_object_set_new(o, "topic", json_text(r->topic)) ||
+                 json_object_set_new(o, "partition", json_integer(r->partition)) ||
+                 json_object_set_new(o, "stored", json_i64(r->stored_set, r->stored)) ||
+                 json_object_set_new(o, "committed",
+                                     json_i64(r->committed >= 0, r->committed)) ||
+                 json_object_set_new(o, "low", json_i64(r->wm_ok, r->low)) ||
+                 json_object_set_new(o, "lso", json_i64(r->wm_ok, r->lso)) ||
+                 json_object_set_new(o, "lag", json_i64(has_lag, lag)) ||
+                 json_object_set_new(o, "owner_epoch", json_i64(r->row, r->epoch)) ||
+                 json_object_set_new(o, "owner", json_text(r->owner)) ||
+                 json_object_set_new(o, "updated_at", json_text(r->updated));
+        text = failed ? NULL : json_dumps(o, JSON_ENSURE_ASCII);
+        failed = failed || !text;
+        if (text) {
+            strbuf_printf(&out, "%s\n  %s", i ? "," : "", text);
+            free(text);
+        }
+        json_decref(o);
     }
-    printf("%s]\n", l->n ? "\n" : "");
+    strbuf_puts(&out, l->n ? "\n]\n" : "]\n");
+    if (failed || out.oom) {
+        strbuf_free(&out);
+        return -1;
+    }
+    fputs(strbuf_str(&out), stdout);
+    strbuf_free(&out);
+    return 0;
 }
 
 static void show_usage(FILE *out)
@@ -410,8 +440,8 @@ static int cmd_show(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "exactly offsets: unexpected argument '%s'\n",
-                argv[optind]);
+        cli_line(stderr, "exactly offsets: unexpected argument '%s'",
+                 argv[optind]);
         return CLI_REFUSED;
     }
     cfg = cli_load_config(path);
@@ -423,10 +453,10 @@ static int cmd_show(int argc, char **argv)
     }
     conn = exactly_pg_connect(cfg, "exactly-offsets", err, sizeof(err));
     if (!conn) {
-        fprintf(stderr, "exactly offsets: %s\n", err);
+        cli_line(stderr, "exactly offsets: %s", err);
         code = CLI_FAILED;
     } else if (admin_check_schema(conn, cfg, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly offsets: %s\n", err);
+        cli_line(stderr, "exactly offsets: %s", err);
         code = CLI_FAILED;
         PQfinish(conn);
         conn = NULL;
@@ -436,7 +466,7 @@ static int cmd_show(int argc, char **argv)
         if (only && strcmp(only, p->name) != 0)
             continue;
         if (conn && read_rows(conn, cfg, p, &l, err, sizeof(err)) != EXACTLY_OK) {
-            fprintf(stderr, "exactly offsets: pipeline %s: %s\n", p->name, err);
+            cli_line(stderr, "exactly offsets: pipeline %s: %s", p->name, err);
             code = CLI_FAILED;
         }
         if (read_kafka(cfg, p, &l) != 0)
@@ -444,9 +474,7 @@ static int cmd_show(int argc, char **argv)
     }
     if (l.n > 1)
         qsort(l.v, l.n, sizeof(*l.v), prow_cmp);
-    if (json)
-        print_json(&l);
-    else if (print_table(&l) != 0) {
+    if (json ? print_json(&l) != 0 : print_table(&l) != 0) {
         fprintf(stderr, "exactly offsets: out of memory\n");
         code = CLI_FAILED;
     }
@@ -883,17 +911,17 @@ static int cmd_reset(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "exactly offsets reset: unexpected argument '%s'\n",
-                argv[optind]);
+        cli_line(stderr, "exactly offsets reset: unexpected argument '%s'",
+                 argv[optind]);
         return CLI_REFUSED;
     }
     if (!path || !pname || !topic || mode == MODE_NONE) {
-        fprintf(stderr, "exactly offsets reset: %s (see --help)\n",
-                !path    ? "missing -c FILE"
-                : !pname ? "missing --pipeline NAME"
-                : !topic ? "missing --topic T"
-                         : "missing a mode: --to-earliest, --to-latest, "
-                           "--to-offset K, --to-time TIME or --shift-by N");
+        cli_line(stderr, "exactly offsets reset: %s (see --help)",
+                 !path    ? "missing -c FILE"
+                 : !pname ? "missing --pipeline NAME"
+                 : !topic ? "missing --topic T"
+                 : "missing a mode: --to-earliest, --to-latest, "
+                 "--to-offset K, --to-time TIME or --shift-by N");
         return CLI_REFUSED;
     }
     cfg = cli_load_config(path);
@@ -918,14 +946,14 @@ static int cmd_reset(int argc, char **argv)
 
     conn = exactly_pg_connect(cfg, "exactly-offsets-reset", err, sizeof(err));
     if (!conn || admin_check_schema(conn, cfg, err, sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly offsets reset: %s\n", err);
+        cli_line(stderr, "exactly offsets reset: %s", err);
         goto cleanup;
     }
     if (mode == MODE_TIME) {
         exactly_err rc = admin_parse_time(conn, time_text, &time_ms, canon,
                                           sizeof(canon), err, sizeof(err));
         if (rc != EXACTLY_OK) {
-            fprintf(stderr, "exactly offsets reset: --to-time: %s\n", err);
+            cli_line(stderr, "exactly offsets reset: --to-time: %s", err);
             code = rc == EXACTLY_EINVAL ? CLI_REFUSED : CLI_FAILED;
             goto cleanup;
         }
@@ -945,13 +973,13 @@ static int cmd_reset(int argc, char **argv)
 
     rk = admin_kafka_new(cfg, p, "offsets-reset", reset, err, sizeof(err));
     if (!rk) {
-        fprintf(stderr, "exactly offsets reset: %s\n", err);
+        cli_line(stderr, "exactly offsets reset: %s", err);
         code = CLI_REFUSED;
         goto cleanup;
     }
     n_parts = admin_partition_count(rk, topic, KAFKA_TIMEOUT_MS, err, sizeof(err));
     if (n_parts < 0) {
-        fprintf(stderr, "exactly offsets reset: %s\n", err);
+        cli_line(stderr, "exactly offsets reset: %s", err);
         goto cleanup;
     }
     if (partition >= n_parts) {
@@ -976,9 +1004,8 @@ static int cmd_reset(int argc, char **argv)
                                              &v[i].low, &v[i].lso,
                                              KAFKA_TIMEOUT_MS);
         if (e) {
-            fprintf(stderr,
-                    "exactly offsets reset: watermarks of %s [%d]: %s\n",
-                    topic, (int)v[i].partition, rd_kafka_err2str(e));
+            cli_line(stderr, "exactly offsets reset: watermarks of %s [%d]: %s",
+                     topic, (int)v[i].partition, rd_kafka_err2str(e));
             goto cleanup;
         }
     }
@@ -1000,9 +1027,8 @@ static int cmd_reset(int argc, char **argv)
         }
         rd_kafka_topic_partition_list_destroy(tl);
         if (e) {
-            fprintf(stderr,
-                    "exactly offsets reset: offsets for time %s: %s\n", canon,
-                    rd_kafka_err2str(e));
+            cli_line(stderr, "exactly offsets reset: offsets for time %s: %s", canon,
+                     rd_kafka_err2str(e));
             goto cleanup;
         }
     }
@@ -1014,17 +1040,17 @@ static int cmd_reset(int argc, char **argv)
                            : EXACTLY_ENOMEM;
         PQfreemem(q);
         if (rc != EXACTLY_OK) {
-            fprintf(stderr, "exactly offsets reset: %s\n",
-                    rc == EXACTLY_ENOMEM ? "out of memory" : err);
+            cli_line(stderr, "exactly offsets reset: %s",
+                     rc == EXACTLY_ENOMEM ? "out of memory" : err);
             goto cleanup;
         }
         if (compute(v, n, mode, arg, by_time, err, sizeof(err)) != 0) {
-            fprintf(stderr, "exactly offsets reset: %s\n", err);
+            cli_line(stderr, "exactly offsets reset: %s", err);
             code = CLI_REFUSED;
             goto cleanup;
         }
         print_plan(topic, v, n);
-        printf("dry run (%s): nothing changed\n", mode_text);
+        cli_line(stdout, "dry run (%s): nothing changed", mode_text);
         code = CLI_OK;
         goto cleanup;
     }
@@ -1037,7 +1063,7 @@ static int cmd_reset(int argc, char **argv)
     unknown = kres < 0;
     if (admin_live_owners(conn, cfg, p->name, NULL, &owners, &n_owners, err,
                           sizeof(err)) != EXACTLY_OK) {
-        fprintf(stderr, "exactly offsets reset: %s\n", err);
+        cli_line(stderr, "exactly offsets reset: %s", err);
         goto cleanup;
     }
     if (kres != 0 || (size_t)members < n_owners)
@@ -1045,23 +1071,26 @@ static int cmd_reset(int argc, char **argv)
     active = members > 0;
     if ((active || unknown) && !force) {
         if (!active)
-            fprintf(stderr,
-                    "exactly offsets reset: refusing: %s; nothing changed "
-                    "(pass --force to reset anyway)\n",
-                    kerr);
+            cli_line(stderr, "exactly offsets reset: refusing: %s; nothing changed "
+                     "(pass --force to reset anyway)",
+                     kerr);
         else {
-            fprintf(stderr,
-                    "exactly offsets reset: refusing: consumer group '%s' has "
-                    "%d active member(s)",
-                    p->group, members);
-            if (n_owners > 0) {
-                fprintf(stderr, " (workers holding its partitions:");
-                for (i = 0; i < n_owners; i++)
-                    fprintf(stderr, " %s", owners[i]);
-                fprintf(stderr, ")");
-            }
-            fprintf(stderr, "; stop the pipeline's workers first, or pass "
-                            "--force; nothing changed\n");
+            /* The owners are application names from the server: any
+             * client sets its own, so they are printed escaped. */
+            strbuf who = {0};
+            for (i = 0; i < n_owners; i++)
+                strbuf_printf(&who, "%s %s", i ? "" : " (workers holding its "
+                                                      "partitions:",
+                              owners[i]);
+            if (n_owners > 0)
+                strbuf_puts(&who, ")");
+            cli_line(stderr,
+                     "exactly offsets reset: refusing: consumer group '%s' has "
+                     "%d active member(s)%s; stop the pipeline's workers "
+                     "first, or pass --force; nothing changed",
+                     p->group, members,
+                     who.oom ? " (workers: out of memory)" : strbuf_str(&who));
+            strbuf_free(&who);
         }
         goto cleanup;
     }
@@ -1070,20 +1099,20 @@ static int cmd_reset(int argc, char **argv)
                                      by_time, mode_text, reason, err,
                                      sizeof(err));
         if (rc != EXACTLY_OK) {
-            fprintf(stderr, "exactly offsets reset: %s; nothing changed\n", err);
+            cli_line(stderr, "exactly offsets reset: %s; nothing changed", err);
             code = rc == EXACTLY_EINVAL ? CLI_REFUSED : CLI_FAILED;
             goto cleanup;
         }
     }
     print_plan(topic, v, n);
-    printf("reset %zu partition(s) of pipeline %s (%s); audit rows in "
-           "%s.offset_resets\n",
-           n, p->name, mode_text, cfg->postgres.schema);
+    cli_line(stdout, "reset %zu partition(s) of pipeline %s (%s); audit rows in "
+             "%s.offset_resets",
+             n, p->name, mode_text, cfg->postgres.schema);
     code = CLI_OK;
     if (active || unknown) {
-        printf("consumer group '%s' %s (--force): not committed to Kafka; "
-               "running workers move to the new offsets at their next batch\n",
-               p->group, unknown ? "state unknown" : "is active");
+        cli_line(stdout, "consumer group '%s' %s (--force): not committed to Kafka; "
+                 "running workers move to the new offsets at their next batch",
+                 p->group, unknown ? "state unknown" : "is active");
     } else {
         rd_kafka_topic_partition_list_t *cl =
             rd_kafka_topic_partition_list_new((int)n);
@@ -1097,12 +1126,12 @@ static int cmd_reset(int argc, char **argv)
             e = cl->elems[i].err;
         rd_kafka_topic_partition_list_destroy(cl);
         if (e)
-            printf("note: could not commit the new offsets to group '%s' in "
-                   "Kafka (%s); lag tools show the old position until a "
-                   "worker commits\n",
-                   p->group, rd_kafka_err2str(e));
+            cli_line(stdout, "note: could not commit the new offsets to group '%s' in "
+                     "Kafka (%s); lag tools show the old position until a "
+                     "worker commits",
+                     p->group, rd_kafka_err2str(e));
         else
-            printf("committed to consumer group '%s' in Kafka\n", p->group);
+            cli_line(stdout, "committed to consumer group '%s' in Kafka", p->group);
     }
 
 cleanup:
@@ -1126,9 +1155,8 @@ int cmd_offsets(int argc, char **argv)
             return cmd_reset(argc - 1, argv + 1);
         if (strcmp(argv[1], "show") == 0)
             return cmd_show(argc - 1, argv + 1);
-        fprintf(stderr,
-                "exactly offsets: unknown action '%s' (show or reset)\n",
-                argv[1]);
+        cli_line(stderr, "exactly offsets: unknown action '%s' (show or reset)",
+                 argv[1]);
         return CLI_REFUSED;
     }
     return cmd_show(argc, argv);

@@ -31,7 +31,7 @@ static void usage(FILE *out)
             "after the current batch and --resume RUN continues from where it\n"
             "committed. Safe beside the live pipeline: handlers write upserts.\n"
             "A range that is inverted or outside the partition's watermarks is\n"
-            "refused with the watermarks in the message.\n"
+            "refused with the watermarks in its error line.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
@@ -146,8 +146,8 @@ int cmd_reprocess(int argc, char **argv)
     for (i = 0; o.topic && i < o.p->n_topics; i++)
         known |= strcmp(o.p->topics[i], o.topic) == 0;
     if (o.topic && !known) {
-        fprintf(stderr, "exactly reprocess: topic '%s' is not one of pipeline %s's\n",
-                o.topic, o.p->name);
+        cli_line(stderr, "exactly reprocess: topic '%s' is not one of pipeline %s's",
+                 o.topic, o.p->name);
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }

@@ -115,7 +115,7 @@ int cmd_run(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "exactly run: unexpected argument '%s'\n", argv[optind]);
+        cli_line(stderr, "exactly run: unexpected argument '%s'", argv[optind]);
         return CLI_REFUSED;
     }
     cfg = cli_load_config(path);

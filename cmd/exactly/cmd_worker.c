@@ -83,7 +83,7 @@ int cmd_worker(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "exactly worker: unexpected argument '%s'\n", argv[optind]);
+        cli_line(stderr, "exactly worker: unexpected argument '%s'", argv[optind]);
         return CLI_REFUSED;
     }
     cfg = cli_load_config(path);

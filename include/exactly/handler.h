@@ -116,6 +116,9 @@ typedef struct exactly_options exactly_options; /* opaque, runtime-owned */
 typedef struct exactly_host {
     uint32_t size;
 
+    /* One line of the worker's log with comp "handler": the formatted text
+     * is its msg, escaped like every logged value (it can add no line and
+     * no key); trailing newlines are dropped. */
     void (*log)(exactly_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 

@@ -49,6 +49,12 @@ typedef struct cycle {
     int handler_retry;    /* apply() asked for the retry */
 } cycle;
 
+/* A SQLSTATE for the log: NULL (no field) when there is none. */
+static const char *sqlstate_or_null(const char *sqlstate)
+{
+    return sqlstate && sqlstate[0] ? sqlstate : NULL;
+}
+
 /* Records why the attempt failed. */
 static void note(cycle *c, const char *sqlstate, const char *msg)
 {
@@ -313,20 +319,18 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
     if (n == 1 && c->w->p->on_error == CFG_ERROR_STOP) {
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "handler failed on a record and on_error is stop: "
-                    "partition halted, offset not advanced topic=%s "
-                    "partition=%d id=%s offset=%" PRId64
-                    " sqlstate=%s error=\"%s\"",
-                    c->pt->topic, (int)c->pt->partition, recs[0].id,
-                    recs[0].messages[0].offset,
-                    c->sqlstate[0] ? c->sqlstate : "-", c->errmsg);
+                    "partition halted, offset not advanced",
+                    LOG_PART(c->pt), LOG_STR("id", recs[0].id),
+                    LOG_INT("offset", recs[0].messages[0].offset),
+                    LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
+                    LOG_STR("error", c->errmsg));
         return EXACTLY_EHANDLER;
     }
     if (n == 1) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "record dead-lettered topic=%s partition=%d id=%s "
-                    "sqlstate=%s error=\"%s\"",
-                    c->pt->topic, (int)c->pt->partition, recs[0].id,
-                    c->sqlstate[0] ? c->sqlstate : "-", c->errmsg);
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "record dead-lettered",
+                    LOG_PART(c->pt), LOG_STR("id", recs[0].id),
+                    LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
+                    LOG_STR("error", c->errmsg));
         dl_add_record(c->w, &recs[0], c->errmsg, c->sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->w->st.handler_failures++;
@@ -445,7 +449,8 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
     params[2] = part_s;
     rc = exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot re-read offset row error=\"%s\"", err);
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot re-read offset row",
+                    LOG_PART(pt), LOG_STR("error", err));
         if (PQstatus(w->conn) != CONNECTION_OK)
             worker_db_lost(w);
         return EXACTLY_ERETRY;
@@ -456,9 +461,9 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
                     "the stored offset of this partition is gone (row "
                     "deleted or next_offset NULL); partition halted with "
                     "nothing skipped: restore it (exactly offsets reset) and "
-                    "restart the worker topic=%s partition=%d "
-                    "last_known_offset=%" PRId64,
-                    pt->topic, (int)pt->partition, pt->next_offset);
+                    "restart the worker",
+                    LOG_PART(pt),
+                    LOG_INT("last_known_offset", pt->next_offset));
         pt->halted = 1;
         part_stop(w, pt);
         return EXACTLY_EFENCED;
@@ -467,10 +472,10 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
     epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
     if (epoch != pt->epoch) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "partition taken over topic=%s partition=%d my_epoch=%" PRId64
-                    " stored_epoch=%" PRId64,
-                    pt->topic, (int)pt->partition, pt->epoch, epoch);
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "partition taken over",
+                    LOG_PART(pt),
+                    LOG_INT("my_epoch", pt->epoch),
+                    LOG_INT("stored_epoch", epoch));
         pt->fenced = 1;
         part_stop(w, pt);
         return EXACTLY_EFENCED;
@@ -479,10 +484,8 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
         /* An earlier attempt did commit (its outcome was unknown). */
         while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
             drop++;
-        exactly_log(EXACTLY_LOG_INFO, "cycle",
-                    "earlier commit confirmed topic=%s partition=%d "
-                    "next_offset=%" PRId64,
-                    pt->topic, (int)pt->partition, stored);
+        exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
+                    LOG_PART(pt), LOG_INT("next_offset", stored));
         w->st.consumed += drop;
         w->st.applied += pt->unconfirmed_applied;
         w->st.dead_lettered += pt->unconfirmed_dead;
@@ -576,9 +579,10 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     }
     if (!pt->isolating || mode[0] == 'd')
         exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "worker died on this batch before; isolating records "
-                    "topic=%s partition=%d offset=%" PRId64 " answer=%s",
-                    pt->topic, (int)pt->partition, pt->next_offset, mode);
+                    "worker died on this batch before; isolating records",
+                    LOG_PART(pt),
+                    LOG_INT("offset", pt->next_offset),
+                    LOG_STR("answer", mode));
     pt->isolating = 1;
     *n = 1;
     *end = pt->buf[0]->offset + 1;
@@ -605,8 +609,8 @@ void cycle_release(worker *w, part *pt)
                         sizeof(err)) != EXACTLY_OK)
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "cannot clear the crash guard's mark; the next owner "
-                    "counts one death topic=%s partition=%d error=\"%s\"",
-                    pt->topic, (int)pt->partition, err);
+                    "counts one death",
+                    LOG_PART(pt), LOG_STR("error", err));
 }
 
 /* A reprocess run counts what it applied in the batch's transaction. */
@@ -746,7 +750,9 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         rc = batch_group(&w->bb, exactly_txn_result(&w->txn, lookup_res),
                          w->key_column, &skipped, errbuf, sizeof(errbuf));
         if (rc != EXACTLY_OK) {
-            exactly_log(EXACTLY_LOG_ERROR, "cycle", "%s", errbuf);
+            exactly_log(EXACTLY_LOG_ERROR, "cycle",
+                        "cannot match the lookup's rows to the batch",
+                        LOG_PART(pt), LOG_STR("error", errbuf));
             note(c, NULL, errbuf);
             rc = EXACTLY_EDATABASE;
             goto done;
@@ -814,8 +820,9 @@ done:
             /* Not waited for (no crash since the claim), and not 'batch':
              * only another process changing the row can do that. */
             exactly_log(EXACTLY_LOG_WARN, "cycle",
-                        "crash guard answered %s after the batch committed",
-                        PQgetvalue(ar, 0, 0));
+                        "crash guard gave an unexpected answer after the "
+                        "batch committed",
+                        LOG_PART(pt), LOG_STR("answer", PQgetvalue(ar, 0, 0)));
     }
     if (rc == EXACTLY_OK) {
         size_t dups = 0;
@@ -864,10 +871,10 @@ static void committed(worker *w, part *pt, cycle *c, size_t n, int64_t end)
     pt->missing_since_ms = 0;
     part_drop_buffer(pt, n);
     source_commit(w, pt);
-    EXACTLY_LOG(EXACTLY_LOG_DEBUG, "cycle",
-                "batch committed topic=%s partition=%d messages=%zu "
-                "records=%zu next_offset=%" PRId64,
-                pt->topic, (int)pt->partition, n, c->n_recs, end);
+    exactly_log(EXACTLY_LOG_DEBUG, "cycle", "batch committed",
+                LOG_PART(pt),
+                LOG_UINT("messages", n), LOG_UINT("records", c->n_recs),
+                LOG_INT("next_offset", end));
 }
 
 /* Logs a rolled-back attempt by what it was. */
@@ -878,23 +885,21 @@ static void log_rollback(const part *pt, const cycle *c, exactly_err rc,
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "batch rolled back: an error about the environment, not "
                     "a record; retried with backoff, nothing dead-lettered "
-                    "until it is fixed topic=%s partition=%d sqlstate=%s "
-                    "error=\"%s\"",
-                    pt->topic, (int)pt->partition,
-                    c->sqlstate[0] ? c->sqlstate : "-", c->errmsg);
+                    "until it is fixed",
+                    LOG_PART(pt),
+                    LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
+                    LOG_STR("error", c->errmsg));
     else if (c->handler_retry)
         exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "batch rolled back: the handler asked to retry it "
-                    "topic=%s partition=%d error=\"%s\"",
-                    pt->topic, (int)pt->partition, c->errmsg);
+                    "batch rolled back: the handler asked to retry it",
+                    LOG_PART(pt), LOG_STR("error", c->errmsg));
     else
         exactly_log(rc == EXACTLY_ERETRY ? EXACTLY_LOG_WARN : EXACTLY_LOG_ERROR,
-                    "cycle",
-                    "batch rolled back topic=%s partition=%d sqlstate=%s "
-                    "commit_sent=%d error=\"%s\"",
-                    pt->topic, (int)pt->partition,
-                    c->sqlstate[0] ? c->sqlstate : "-", commit_sent,
-                    c->errmsg);
+                    "cycle", "batch rolled back",
+                    LOG_PART(pt),
+                    LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
+                    LOG_INT("commit_sent", commit_sent),
+                    LOG_STR("error", c->errmsg));
 }
 
 static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
@@ -933,10 +938,10 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     rc = run_txn(&c, &n, &end, &commit_sent, 0);
     if (rc == EXACTLY_EHANDLER) {
         exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "handler failed, isolating the failing records topic=%s "
-                    "partition=%d sqlstate=%s error=\"%s\"",
-                    pt->topic, (int)pt->partition,
-                    c.sqlstate[0] ? c.sqlstate : "-", c.errmsg);
+                    "handler failed, isolating the failing records",
+                    LOG_PART(pt),
+                    LOG_STR("sqlstate", sqlstate_or_null(c.sqlstate)),
+                    LOG_STR("error", c.errmsg));
         rollback(w);
         w->st.retries++;
         free(c.recs);
@@ -965,11 +970,11 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     free(c.recs);
     w->st.batches_rolled_back++;
     if (rc == EXACTLY_EFENCED) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "batch fenced topic=%s partition=%d epoch=%" PRId64
-                    " start=%" PRId64 " detail=\"%s\"",
-                    pt->topic, (int)pt->partition, pt->epoch, pt->next_offset,
-                    c.errmsg);
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "batch fenced",
+                    LOG_PART(pt),
+                    LOG_INT("epoch", pt->epoch),
+                    LOG_INT("start", pt->next_offset),
+                    LOG_STR("detail", c.errmsg));
         w->st.batches_fenced++;
         rollback(w);
         if (w->conn && follow_stored(w, pt, 1) == EXACTLY_ERETRY) {
@@ -984,9 +989,10 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     if (rc == EXACTLY_EFATAL) {
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "the handler asked to stop the worker; batch rolled "
-                    "back, nothing of it committed topic=%s partition=%d "
-                    "offset=%" PRId64 " error=\"%s\"",
-                    pt->topic, (int)pt->partition, pt->next_offset, c.errmsg);
+                    "back, nothing of it committed",
+                    LOG_PART(pt),
+                    LOG_INT("offset", pt->next_offset),
+                    LOG_STR("error", c.errmsg));
         rollback(w);
         pt->halted = 1;
         source_pause(w, pt, 1);

@@ -24,8 +24,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                           : level <= 6 ? EXACTLY_LOG_INFO
                                        : EXACTLY_LOG_DEBUG;
     (void)rk;
-    if (exactly_log_enabled(l))
-        exactly_log(l, "kafka", "librdkafka facility=%s text=\"%s\"", fac, buf);
+    exactly_log(l, "kafka", "librdkafka", LOG_STR("facility", fac),
+                LOG_STR("text", buf));
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -37,9 +37,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         char fatal[512];
         rd_kafka_resp_err_t orig =
             rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        exactly_log(EXACTLY_LOG_ERROR, "kafka",
-                    "fatal consumer error code=%s text=\"%s\"",
-                    rd_kafka_err2name(orig), fatal);
+        exactly_log(EXACTLY_LOG_ERROR, "kafka", "fatal consumer error",
+                    LOG_STR("code", rd_kafka_err2name(orig)),
+                    LOG_STR("text", fatal));
         w->fatal = 1;
         return;
     }
@@ -47,8 +47,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     /* An outage repeats errors (of changing codes) on every retry. */
     if (!worker_kafka_error_due(w))
         return;
-    exactly_log(EXACTLY_LOG_WARN, "kafka", "consumer error code=%s text=\"%s\"",
-                rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    exactly_log(EXACTLY_LOG_WARN, "kafka", "consumer error",
+                LOG_STR("code", rd_kafka_err2name((rd_kafka_resp_err_t)err)),
+                LOG_STR("text", reason));
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -62,9 +63,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     w->cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     /* The group coordinator answered: Kafka is reachable again. */
     if (w->kafka_episode_ms) {
-        exactly_log(EXACTLY_LOG_INFO, "source",
-                    "kafka answers again after_ms=%lld",
-                    worker_now_ms() - w->kafka_episode_ms);
+        exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
+                    LOG_INT("after_ms", worker_now_ms() - w->kafka_episode_ms));
         w->kafka_episode_ms = 0;
     }
     if (w->in_cycle) {
@@ -368,11 +368,9 @@ void source_seek(worker *w, part *pt, int64_t offset)
     rd_kafka_error_t *e = rd_kafka_seek_partitions(w->rk, l, 5000);
 
     if (e) {
-        exactly_log(EXACTLY_LOG_WARN, "kafka",
-                    "seek failed topic=%s partition=%d offset=%" PRId64
-                    " error=\"%s\"",
-                    pt->topic, (int)pt->partition, offset,
-                    rd_kafka_error_string(e));
+        exactly_log(EXACTLY_LOG_WARN, "kafka", "seek failed",
+                    LOG_PART(pt), LOG_INT("offset", offset),
+                    LOG_STR("error", rd_kafka_error_string(e)));
         rd_kafka_error_destroy(e);
     }
     rd_kafka_topic_partition_list_destroy(l);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "options.h"
 #include "pg_conn.h"
 #include "plugin.h"
@@ -69,7 +70,7 @@ void admin_table_add(admin_table *t, const char *const *cells)
         t->cap_rows = cap;
     }
     for (i = 0; i < t->n_cols; i++) {
-        char *s = strdup(cells[i] ? cells[i] : "-");
+        char *s = exactly_printable(cells[i] ? cells[i] : "-");
         if (!s)
             t->oom = 1;
         t->cells[t->n_rows * t->n_cols + i] = s;
@@ -132,29 +133,6 @@ void admin_table_free(admin_table *t)
     free(t->align);
     free(t->cells);
     free(t);
-}
-
-void admin_json_str(FILE *out, const char *s)
-{
-    if (!s) {
-        fputs("null", out);
-        return;
-    }
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch == '\n')
-            fputs("\\n", out);
-        else if (ch == '\t')
-            fputs("\\t", out);
-        else if (ch < 0x20)
-            fprintf(out, "\\u%04x", ch);
-        else
-            fputc(ch, out);
-    }
-    fputc('"', out);
 }
 
 /* ---- the configuration itself ----------------------------------------- */

@@ -1,11 +1,11 @@
 /*
  * admin.h - what the operator commands (`exactly offsets`, `exactly dlq`)
- * share: aligned tables and JSON strings on stdout, the framework schema
+ * share: aligned tables on stdout, the framework schema
  * check, a Kafka handle that never joins the group, and the two ways of
  * telling whether a pipeline's workers are running.
  *
  * Every function writes one sentence into errbuf when it fails; none
- * prints anything itself except the table and JSON printers.
+ * prints anything itself except the table printer.
  */
 #ifndef EXACTLY_ADMIN_H
 #define EXACTLY_ADMIN_H
@@ -35,15 +35,14 @@ typedef struct admin_table {
  * allocation failure. */
 admin_table *admin_table_new(size_t n_cols, const char *const *headers,
                              const char *align);
-/* Copies n_cols cells (NULL prints as "-"). */
+/* Copies n_cols cells (NULL prints as "-"), each with its control bytes
+ * shown escaped (exactly_printable): a cell is one line, whatever a
+ * message or the database put in it. */
 void admin_table_add(admin_table *t, const char *const *cells);
 /* Returns -1 when an allocation failed on the way (the table is then
  * incomplete and nothing is printed). */
 int admin_table_print(const admin_table *t, FILE *out);
 void admin_table_free(admin_table *t);
-
-/* Writes s as a JSON string literal ("null" for NULL). */
-void admin_json_str(FILE *out, const char *s);
 
 /* ---- the configuration itself ----------------------------------------- */
 

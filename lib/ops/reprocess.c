@@ -23,12 +23,6 @@ typedef struct run {
     uint64_t applied_at_start;
 } run;
 
-static int refuse(const char *fmt, const char *detail)
-{
-    exactly_log(EXACTLY_LOG_ERROR, "reprocess", fmt, detail);
-    return 2;
-}
-
 /* Creates the run row, or claims an interrupted one (bumping its epoch,
  * so that two resumes of one run fence each other). */
 static int open_run(run *r, const exactly_reprocess_opts *o)
@@ -70,14 +64,15 @@ static int open_run(run *r, const exactly_reprocess_opts *o)
     }
     strbuf_free(&sql);
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run error=\"%s\"", err);
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
+                    LOG_STR("error", err));
         return 1;
     }
     if (PQntuples(res) != 1) {
         PQclear(res);
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                    "run %" PRId64 " of pipeline %s not found, or already done",
-                    o->resume_run, w->p->name);
+                    "run not found in this pipeline, or already done",
+                    LOG_INT("run", o->resume_run));
         return 2;
     }
     r->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -107,7 +102,9 @@ static void close_run(run *r, const char *status)
                   w->sql.schema_q);
     if (exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, NULL, err,
                         sizeof(err)) != EXACTLY_OK)
-        exactly_log(EXACTLY_LOG_WARN, "reprocess", "cannot record the run's end error=\"%s\"", err);
+        exactly_log(EXACTLY_LOG_WARN, "reprocess",
+                    "cannot record the run's end", LOG_INT("run", r->id),
+                    LOG_STR("error", err));
     strbuf_free(&sql);
 }
 
@@ -206,8 +203,9 @@ static int loop(run *r, const exactly_reprocess_opts *o)
         while (!at_end && r->pt.n_buf < max &&
                (m = rd_kafka_consumer_poll(w->rk, r->pt.n_buf ? 0 : 200)) != NULL) {
             if (m->err) {
-                exactly_log(EXACTLY_LOG_WARN, "reprocess", "consume error text=\"%s\"",
-                            rd_kafka_message_errstr(m));
+                exactly_log(EXACTLY_LOG_WARN, "reprocess", "consume error",
+                            LOG_STR("code", rd_kafka_err2name(m->err)),
+                            LOG_STR("text", rd_kafka_message_errstr(m)));
                 if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
                     m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
                     rd_kafka_message_destroy(m);
@@ -255,7 +253,8 @@ static int loop(run *r, const exactly_reprocess_opts *o)
         }
         if (rc == EXACTLY_EFENCED) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                        "run %" PRId64 " was taken over by another process", r->id);
+                        "run was taken over by another process",
+                        LOG_INT("run", r->id));
             return 1;
         }
         if (rc == EXACTLY_EHANDLER)
@@ -292,21 +291,26 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     snprintf(w->owner, sizeof(w->owner), "%s:%d:reprocess", host, (int)getpid());
     exactly_log_set_context(w->p->name, -1);
 
+    code = 2; /* refused, until the services are reached */
     if (exactly_plugin_load(w->cfg, w->p, &w->plugin, err, sizeof(err)) != EXACTLY_OK) {
-        code = refuse("%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler refused",
+                    LOG_STR("error", err));
         goto cleanup;
     }
     conf = exactly_kafka_conf(w->cfg, w->p, reset, "exactly-reprocess", err, sizeof(err));
     if (!conf) {
-        code = refuse("%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                    "kafka configuration refused", LOG_STR("error", err));
         goto cleanup;
     }
     w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!w->rk) {
         rd_kafka_conf_destroy(conf);
-        code = refuse("cannot create Kafka consumer: %s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                    "cannot create Kafka consumer", LOG_STR("error", err));
         goto cleanup;
     }
+    code = 1;
     for (tries = 0; tries < 50 && worker_db(w) != EXACTLY_OK; tries++) {
         if (w->fatal) {
             code = 2;
@@ -323,8 +327,10 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
             w->rk, o->topic, o->partition, &lo, &hi, 10000);
         if (e) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                        "cannot read the watermarks of %s [%d]: %s", o->topic,
-                        (int)o->partition, rd_kafka_err2str(e));
+                        "cannot read the partition's watermarks",
+                        LOG_STR("topic", o->topic),
+                        LOG_INT("partition", o->partition),
+                        LOG_STR("error", rd_kafka_err2str(e)));
             /* No such partition is a wrong request, not an outage. */
             if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
                 e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
@@ -333,13 +339,17 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         }
         if (o->from > o->to || o->from < lo || o->to >= hi) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                        "refusing offsets %" PRId64 "..%" PRId64 " of %s [%d]: "
-                        "%s; the partition holds offsets %" PRId64 "..%" PRId64
-                        " (low watermark %" PRId64 ", high watermark %" PRId64 ")",
-                        o->from, o->to, o->topic, (int)o->partition,
-                        o->from > o->to ? "the range is inverted"
-                                        : "the range is outside the partition",
-                        lo, hi - 1, lo, hi);
+                        "refusing the offset range",
+                        LOG_STR("reason", o->from > o->to
+                                              ? "the range is inverted"
+                                              : "the range is outside the partition"),
+                        LOG_STR("topic", o->topic),
+                        LOG_INT("partition", o->partition),
+                        LOG_INT("from", o->from), LOG_INT("to", o->to),
+                        LOG_INT("first_offset", lo),
+                        LOG_INT("last_offset", hi - 1),
+                        LOG_INT("low_watermark", lo),
+                        LOG_INT("high_watermark", hi));
             code = 2;
             goto cleanup;
         }
@@ -356,7 +366,9 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     }
     if (exactly_plugin_open(w->plugin, w->conn, w->p, w->timeout_ms, err,
                             sizeof(err)) != EXACTLY_OK) {
-        code = refuse("%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler's open() failed",
+                    LOG_STR("error", err));
+        code = 2;
         goto cleanup;
     }
     code = open_run(r, o);
@@ -394,11 +406,11 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         code = 1;
         goto cleanup;
     }
-    exactly_log(EXACTLY_LOG_INFO, "reprocess",
-                "run started run=%" PRId64 " topic=%s partition=%d from=%" PRId64
-                " to=%" PRId64 " next_offset=%" PRId64,
-                r->id, r->pt.topic, (int)r->pt.partition, r->from, r->to,
-                r->pt.next_offset);
+    exactly_log(EXACTLY_LOG_INFO, "reprocess", "run started",
+                LOG_INT("run", r->id), LOG_STR("topic", r->pt.topic),
+                LOG_INT("partition", r->pt.partition), LOG_INT("from", r->from),
+                LOG_INT("to", r->to),
+                LOG_INT("next_offset", r->pt.next_offset));
     r->started_ms = worker_now_ms();
     code = loop(r, o);
     progress(r, o, 1);
@@ -416,10 +428,10 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     if (code == 0 && w->st.dead_lettered > 0) {
         /* Finished: resuming would do nothing. What was not applied is
          * in the dead letters, under the run's own name. */
-        exactly_log(EXACTLY_LOG_WARN, "reprocess",
-                    "run finished with dead letters run=%" PRId64
-                    " dead_lettered=%" PRIu64 " dead_letter_pipeline=%s",
-                    r->id, w->st.dead_lettered, r->dl_key);
+        exactly_log(EXACTLY_LOG_WARN, "reprocess", "run finished with dead letters",
+                    LOG_INT("run", r->id),
+                    LOG_UINT("dead_lettered", w->st.dead_lettered),
+                    LOG_STR("dead_letter_pipeline", r->dl_key));
         printf("%" PRIu64 " message(s) of run %" PRId64 " failed and were "
                "dead-lettered, not applied; the run is finished.\n"
                "see them with:   exactly dlq list -c %s --pipeline %s --run %"

@@ -18,8 +18,8 @@ static void notice_to_log(void *arg, const char *message)
     (void)arg;
     while (n > 0 && (message[n - 1] == '\n'))
         n--;
-    exactly_log(EXACTLY_LOG_INFO, "postgres", "server notice text=\"%.*s\"",
-                (int)n, message);
+    exactly_log(EXACTLY_LOG_INFO, "postgres", "server notice",
+                LOG_STRN("text", message, n));
 }
 
 /* The bound of exactly_pg_exec: set from the configuration of the last

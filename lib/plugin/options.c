@@ -340,14 +340,15 @@ static const opt_value *find(const exactly_options *opts, const char *name,
         if (v->type == want)
             return v;
         exactly_log(EXACTLY_LOG_ERROR, "options",
-                    "handler '%s' read option '%s' with the %s getter, but "
-                    "declares it as %s",
-                    opts->handler, name, type_name(want), type_name(v->type));
+                    "handler read an option with a getter of another type",
+                    LOG_STR("handler", opts->handler), LOG_STR("option", name),
+                    LOG_STR("getter", type_name(want)),
+                    LOG_STR("declared", type_name(v->type)));
         return NULL;
     }
     exactly_log(EXACTLY_LOG_ERROR, "options",
-                "handler '%s' read option '%s', which it does not declare",
-                opts->handler, name);
+                "handler read an option it does not declare",
+                LOG_STR("handler", opts->handler), LOG_STR("option", name));
     return NULL;
 }
 

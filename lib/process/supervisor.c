@@ -68,7 +68,8 @@ static void notify_manager(const char *state)
     char err[256];
 
     if (exactly_sd_notify(state, err, sizeof(err)) != EXACTLY_OK)
-        exactly_log(EXACTLY_LOG_WARN, "supervisor", "%s", err);
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "cannot notify the service manager", LOG_STR("error", err));
 }
 
 static long long now_ms(void)
@@ -86,14 +87,16 @@ static int validate(const exactly_config *cfg, const cfg_pipeline *p)
     rd_kafka_conf_t *conf;
 
     if (exactly_plugin_load(cfg, p, &pl, err, sizeof(err)) != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "handler refused",
+                    LOG_STR("pipeline", p->name), LOG_STR("error", err));
         return -1;
     }
     exactly_plugin_free(pl);
     conf = exactly_kafka_conf(cfg, p, reset, "exactly-supervisor", err,
                               sizeof(err));
     if (!conf) {
-        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "kafka configuration refused",
+                    LOG_STR("pipeline", p->name), LOG_STR("error", err));
         return -1;
     }
     rd_kafka_conf_destroy(conf);
@@ -114,9 +117,9 @@ static int default_lock_dir(char *out, size_t size)
         snprintf(out, size, "/run/exactly");
     if (mkdir(out, 0700) != 0 && errno != EEXIST) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "cannot create lock directory path=%s error=\"%s\"; pass "
-                    "--lock-dir DIR or set EXACTLY_LOCK_DIR",
-                    out, strerror(errno));
+                    "cannot create lock directory; pass --lock-dir DIR or set "
+                    "EXACTLY_LOCK_DIR",
+                    LOG_STR("path", out), LOG_STR("error", strerror(errno)));
         return -1;
     }
     return 0;
@@ -132,18 +135,20 @@ static int open_lock_dir(const char *dir)
 
     if (dfd < 0) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "cannot open lock directory path=%s error=\"%s\"", dir,
-                    strerror(errno));
+                    "cannot open lock directory", LOG_STR("path", dir),
+                    LOG_STR("error", strerror(errno)));
         return -1;
     }
     if (fstat(dfd, &st) != 0 || (st.st_uid != geteuid() && st.st_uid != 0) ||
         (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%03o", (unsigned)(st.st_mode & 07777));
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "lock directory %s is writable by other users or owned "
-                    "by another (mode %03o, owner %d): anyone could hold or "
-                    "replace the lock there; use a directory of your own "
-                    "(--lock-dir)",
-                    dir, (unsigned)(st.st_mode & 07777), (int)st.st_uid);
+                    "lock directory is writable by other users or owned by "
+                    "another: anyone could hold or replace the lock there; "
+                    "use a directory of your own (--lock-dir)",
+                    LOG_STR("path", dir), LOG_STR("mode", mode),
+                    LOG_INT("owner", st.st_uid));
         close(dfd);
         return -1;
     }
@@ -193,8 +198,8 @@ static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
 
     if (lock_name(p->group, name, sizeof(name)) != 0) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "consumer group name of pipeline %s is too long for a "
-                    "lock file name", p->name);
+                    "consumer group name is too long for a lock file name",
+                    LOG_STR("pipeline", p->name), LOG_STR("group", p->group));
         return -1;
     }
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -203,21 +208,27 @@ static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
         return -1;
     fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     close(dfd);
-    if (fd < 0) {
+    if (fd < 0 && errno == ELOOP) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "cannot open lock file path=%s error=\"%s\"%s", path,
-                    strerror(errno),
-                    errno == ELOOP ? " (a symbolic link: refused)" : "");
+                    "cannot open lock file: it is a symbolic link (refused)",
+                    LOG_STR("path", path), LOG_STR("error", strerror(errno)));
+        return -1;
+    }
+    if (fd < 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot open lock file",
+                    LOG_STR("path", path), LOG_STR("error", strerror(errno)));
         return -1;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         st.st_uid != geteuid() || st.st_nlink != 1 ||
         (st.st_mode & 077)) {
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%03o", (unsigned)(st.st_mode & 07777));
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "lock file %s is not a private regular file of this user "
-                    "(mode %03o, owner %d, links %d); remove it",
-                    path, (unsigned)(st.st_mode & 07777), (int)st.st_uid,
-                    (int)st.st_nlink);
+                    "lock file is not a private regular file of this user; "
+                    "remove it",
+                    LOG_STR("path", path), LOG_STR("mode", mode),
+                    LOG_INT("owner", st.st_uid), LOG_INT("links", st.st_nlink));
         close(fd);
         return -1;
     }
@@ -226,9 +237,11 @@ static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
         holder[n > 0 ? n : 0] = '\0';
         holder[strcspn(holder, "\n")] = '\0';
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "pipeline %s (group %s) is already run on this host by "
-                    "supervisor pid %s; lock file %s",
-                    p->name, p->group, holder[0] ? holder : "?", path);
+                    "pipeline is already run on this host by another "
+                    "supervisor",
+                    LOG_STR("pipeline", p->name), LOG_STR("group", p->group),
+                    LOG_STR("supervisor_pid", holder[0] ? holder : "?"),
+                    LOG_STR("lock_file", path));
         close(fd);
         return -1;
     }
@@ -236,7 +249,7 @@ static int take_lock(const char *dir, const cfg_pipeline *p, int *fd_out)
         n = snprintf(holder, sizeof(holder), "%d\n", (int)getpid());
         if (pwrite(fd, holder, (size_t)n, 0) != n)
             exactly_log(EXACTLY_LOG_WARN, "supervisor",
-                        "cannot write pid into lock file path=%s", path);
+                        "cannot write pid into lock file", LOG_STR("path", path));
     }
     *fd_out = fd;
     return 0;
@@ -345,8 +358,8 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
-        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "fork failed error=\"%s\"",
-                    strerror(errno));
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "fork failed",
+                    LOG_STR("error", strerror(errno)));
         s->restart_at_ms = now_ms() + RESTART_MAX_MS;
         return;
     }
@@ -360,9 +373,9 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
             metrics_add(&s->m->restarts, 1);
     }
     s->starts++;
-    exactly_log(EXACTLY_LOG_INFO, "supervisor",
-                "worker started pipeline=%s worker=%d worker_pid=%d",
-                s->p->name, s->index, (int)pid);
+    exactly_log(EXACTLY_LOG_INFO, "supervisor", "worker started",
+                LOG_STR("pipeline", s->p->name), LOG_INT("worker", s->index),
+                LOG_INT("worker_pid", pid));
 }
 
 static long long restart_delay(int failures)
@@ -391,24 +404,27 @@ static int reaped(slot *s, int status)
         __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
     }
     if (code == 0) {
-        exactly_log(EXACTLY_LOG_INFO, "supervisor",
-                    "worker finished pipeline=%s worker=%d", s->p->name, s->index);
+        exactly_log(EXACTLY_LOG_INFO, "supervisor", "worker finished",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index));
         s->done = 1;
         return 0;
     }
     if (code == 2) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
                     "worker refused to start (configuration, plugin or schema; "
-                    "see its log) pipeline=%s worker=%d",
-                    s->p->name, s->index);
+                    "see its log)",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index));
         s->done = 1;
         return 2;
     }
     if (code == EXACTLY_EXIT_HANDLER_STOP) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
                     "worker stopped by its handler (EXACTLY_EFATAL; see its "
-                    "log); not restarted pipeline=%s worker=%d",
-                    s->p->name, s->index);
+                    "log); not restarted",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index));
         s->done = 1;
         return EXACTLY_EXIT_HANDLER_STOP;
     }
@@ -423,22 +439,24 @@ static int reaped(slot *s, int status)
     s->restart_at_ms = now_ms() + restart_delay(s->fast_failures);
     if (s->fast_failures >= CRASH_LOOP_AFTER && !s->crash_loop) {
         s->crash_loop = 1;
-        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "worker is in a crash loop pipeline=%s worker=%d "
-                    "failures=%d", s->p->name, s->index, s->fast_failures);
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "worker is in a crash loop",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index),
+                    LOG_INT("failures", s->fast_failures));
     }
     if (WIFSIGNALED(status))
-        exactly_log(EXACTLY_LOG_WARN, "supervisor",
-                    "worker killed by signal pipeline=%s worker=%d signal=%d "
-                    "lived_ms=%lld restart_in_ms=%lld",
-                    s->p->name, s->index, WTERMSIG(status), lived,
-                    s->restart_at_ms - now_ms());
+        exactly_log(EXACTLY_LOG_WARN, "supervisor", "worker killed by signal",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index),
+                    LOG_INT("signal", WTERMSIG(status)),
+                    LOG_INT("lived_ms", lived),
+                    LOG_INT("restart_in_ms", s->restart_at_ms - now_ms()));
     else
-        exactly_log(EXACTLY_LOG_WARN, "supervisor",
-                    "worker exited pipeline=%s worker=%d code=%d lived_ms=%lld "
-                    "restart_in_ms=%lld",
-                    s->p->name, s->index, code, lived,
-                    s->restart_at_ms - now_ms());
+        exactly_log(EXACTLY_LOG_WARN, "supervisor", "worker exited",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index),
+                    LOG_INT("code", code), LOG_INT("lived_ms", lived),
+                    LOG_INT("restart_in_ms", s->restart_at_ms - now_ms()));
     if (s->fast_failures == 1)
         s->crash_loop = 0;
     return 0;
@@ -456,8 +474,9 @@ static int pipeline_lost(const slot *slots, size_t n)
                 all = 0;
         if (all) {
             exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                        "every worker of pipeline %s is in a crash loop; "
-                        "giving up", slots[i].p->name);
+                        "every worker of the pipeline is in a crash loop; "
+                        "giving up",
+                        LOG_STR("pipeline", slots[i].p->name));
             return 1;
         }
     }
@@ -526,13 +545,14 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         metrics_fd = metrics_listen(o->metrics_addr, bound, sizeof(bound), err,
                                     sizeof(err));
         if (metrics_fd < 0) {
-            exactly_log(EXACTLY_LOG_ERROR, "supervisor", "%s", err);
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot serve metrics",
+                        LOG_STR("error", err));
             code = 2;
             goto cleanup;
         }
-        exactly_log(EXACTLY_LOG_INFO, "supervisor",
-                    "serving metrics address=%s paths=/metrics,/healthz,/readyz",
-                    bound);
+        exactly_log(EXACTLY_LOG_INFO, "supervisor", "serving metrics",
+                    LOG_STR("address", bound),
+                    LOG_STR("paths", "/metrics,/healthz,/readyz"));
     }
     n_slots = 0;
     for (i = 0; i < cfg->n_pipelines; i++) {
@@ -565,7 +585,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     sa.sa_handler = on_hup;
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting workers=%zu", n_slots);
+    exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting",
+                LOG_UINT("workers", n_slots));
     /* Configuration, plugins, locks and the metrics socket are in place:
      * from here on a failure is a worker's, which restarts. */
     notify_manager("READY=1\nSTATUS=supervising the workers");
@@ -595,17 +616,17 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         }
         if (g_stop == 1 && stop_deadline == 0) {
             exactly_log(EXACTLY_LOG_INFO, "supervisor",
-                        "stopping: workers commit their batch and leave "
-                        "running=%zu timeout_ms=%d",
-                        running(slots, n_slots), o->shutdown_timeout_ms);
+                        "stopping: workers commit their batch and leave",
+                        LOG_UINT("running", running(slots, n_slots)),
+                        LOG_INT("timeout_ms", o->shutdown_timeout_ms));
             signal_all(slots, n_slots, SIGTERM);
             stop_deadline = now + o->shutdown_timeout_ms;
             notify_manager("STOPPING=1\nSTATUS=workers commit their batch and leave");
         }
         if (g_stop == 2 || (stop_deadline && now > stop_deadline &&
                             running(slots, n_slots) > 0)) {
-            exactly_log(EXACTLY_LOG_WARN, "supervisor", "killing workers=%zu",
-                        running(slots, n_slots));
+            exactly_log(EXACTLY_LOG_WARN, "supervisor", "killing",
+                        LOG_UINT("workers", running(slots, n_slots)));
             signal_all(slots, n_slots, SIGKILL);
             stop_deadline = now + 3600 * 1000; /* only reaping is left */
             g_stop = 3;
@@ -634,7 +655,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     }
     code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1
          : handler_stopped ? EXACTLY_EXIT_HANDLER_STOP : 0;
-    exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped code=%d", code);
+    exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped", LOG_INT("code", code));
 
 cleanup:
     if (metrics_fd >= 0)

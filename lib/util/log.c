@@ -1,115 +1,54 @@
+/*
+ * log.c - see log.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* vasprintf */
+#endif
+
 #include "log.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "escape.h"
+#include "strbuf.h"
+
 static exactly_log_level g_level = EXACTLY_LOG_INFO;
 static char g_pipeline[128];
 static int g_worker = -1;
-
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-
-void exactly_log_set_level(exactly_log_level level) { g_level = level; }
-
 static char g_file[4096];
 static int g_json;
 
-void exactly_log_set_json(int json) { g_json = json; }
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* Appends s as a JSON string (quoted, escaped). */
-static size_t json_str(char *out, size_t size, size_t o, const char *s,
-                       size_t n)
+/* The keys every line starts with; a field of the same name is renamed. */
+static const char *const base_keys[] = {"ts",       "level",  "comp", "pid",
+                                        "pipeline", "worker", "msg"};
+#define N_BASE_KEYS (sizeof(base_keys) / sizeof(base_keys[0]))
+/* Fields of one line beyond which the rest are not written. */
+#define MAX_FIELDS 48
+#define FIELD_KEY_MAX 72
+
+void exactly_log_set_level(exactly_log_level level) { g_level = level; }
+
+void exactly_log_set_json(int json)
 {
-    size_t i;
-
-    if (o + 1 < size)
-        out[o++] = '"';
-    for (i = 0; i < n && o + 7 < size; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20) {
-            o += (size_t)snprintf(out + o, size - o, "\\u%04x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    if (o + 1 < size)
-        out[o++] = '"';
-    return o;
-}
-
-/* Rewrites one logfmt line (k=v k="v w" ...) as a JSON object; values
- * that are whole numbers stay numbers. */
-static void logfmt_to_json(const char *line, char *out, size_t size)
-{
-    const char *p = line;
-    size_t o = 0;
-    int first = 1;
-
-    out[o++] = '{';
-    while (*p && o + 8 < size) {
-        const char *k = p, *v, *ve;
-        size_t kn;
-        char val[2048];
-        size_t vn = 0;
-        int quoted = 0, numeric;
-
-        while (*p && *p != '=' && *p != ' ')
-            p++;
-        kn = (size_t)(p - k);
-        if (*p != '=') { /* a stray word: skip it */
-            while (*p == ' ')
-                p++;
-            continue;
-        }
-        p++;
-        if (*p == '"') {
-            quoted = 1;
-            p++;
-            while (*p && *p != '"' && vn + 1 < sizeof(val)) {
-                if (*p == '\\' && p[1])
-                    p++;
-                val[vn++] = *p++;
-            }
-            if (*p == '"')
-                p++;
-        } else {
-            v = p;
-            while (*p && *p != ' ')
-                p++;
-            ve = p;
-            vn = (size_t)(ve - v) < sizeof(val) ? (size_t)(ve - v) : sizeof(val) - 1;
-            memcpy(val, v, vn);
-        }
-        val[vn] = '\0';
-        while (*p == ' ')
-            p++;
-        if (!first && o + 1 < size)
-            out[o++] = ',';
-        first = 0;
-        o = json_str(out, size, o, k, kn);
-        if (o + 1 < size)
-            out[o++] = ':';
-        numeric = !quoted && vn > 0 && vn < 19 &&
-                  strspn(val + (val[0] == '-'), "0123456789") == vn - (val[0] == '-') &&
-                  vn > (size_t)(val[0] == '-');
-        if (numeric && o + vn < size) {
-            memcpy(out + o, val, vn);
-            o += vn;
-        } else {
-            o = json_str(out, size, o, val, vn);
-        }
-    }
-    if (o + 2 < size)
-        out[o++] = '}';
-    out[o < size ? o : size - 1] = '\0';
+    g_json = json;
+    /* jansson seeds its hash on first use; doing it here, before
+     * librdkafka's threads exist, keeps that out of any race. */
+    if (json)
+        json_object_seed(0);
 }
 
 int exactly_log_reopen(void)
@@ -144,109 +83,353 @@ void exactly_log_set_context(const char *pipeline, int worker)
 
 int exactly_log_enabled(exactly_log_level level) { return level <= g_level; }
 
-/* Where the key=value fields of a message start: the first word made of
- * [a-z_] followed by '='. Callers write "what happened k=v k2=v2". */
-static const char *fields_start(const char *msg)
-{
-    const char *p = msg;
+/* ---- one line ----------------------------------------------------------- */
 
-    while (*p) {
-        const char *w = p;
-        while ((*p >= 'a' && *p <= 'z') || *p == '_')
-            p++;
-        if (p > w && *p == '=' && (w == msg || w[-1] == ' '))
-            return w;
-        while (*p && *p != ' ')
-            p++;
-        while (*p == ' ')
-            p++;
-    }
-    return p;
+/* Whether a line carries base key k: pipeline and worker only once the
+ * context set them (the supervisor names them in fields instead). */
+static int base_key_written(const char *k)
+{
+    if (strcmp(k, "pipeline") == 0)
+        return g_pipeline[0] != '\0';
+    if (strcmp(k, "worker") == 0)
+        return g_worker >= 0;
+    return 1;
 }
 
-/* Appends ` msg="text" fields`, with the text's quotes and backslashes
- * escaped, so every line parses as logfmt. */
-static void format_message(const char *msg, char *out, size_t size)
+/* The keys the fields are written under: the given one with anything
+ * outside [A-Za-z0-9_.-] as '_', and _2, _3, ... added while it is taken
+ * by a key of the line or an earlier field. keys[i] is "" for a field that
+ * is left out (a NULL string). */
+static void field_keys(const exactly_log_field *fields, size_t n,
+                       char (*keys)[FIELD_KEY_MAX])
 {
-    const char *fields = fields_start(msg);
-    size_t text_len = (size_t)(fields - msg);
-    size_t o = 0, i;
+    size_t i, j, len;
+    int suffix, taken;
 
-    while (text_len > 0 && msg[text_len - 1] == ' ')
-        text_len--;
-    if (text_len > 0 && o + 6 < size) {
-        memcpy(out, " msg=\"", 6);
-        o = 6;
-        for (i = 0; i < text_len && o + 3 < size; i++) {
-            if (msg[i] == '"' || msg[i] == '\\')
-                out[o++] = '\\';
-            out[o++] = msg[i] == '\n' ? ' ' : msg[i];
+    for (i = 0; i < n; i++) {
+        const char *k = fields[i].key && fields[i].key[0] ? fields[i].key
+                                                          : "field";
+        keys[i][0] = '\0';
+        if (fields[i].type == EXACTLY_LOG_T_STR && !fields[i].s)
+            continue;
+        for (len = 0; k[len] && len + 5 < FIELD_KEY_MAX; len++) {
+            char c = k[len];
+            int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+                     c == '-';
+            keys[i][len] = ok ? c : '_';
         }
-        if (o + 1 < size)
-            out[o++] = '"';
+        keys[i][len] = '\0';
+        suffix = 1;
+        do {
+            taken = 0;
+            for (j = 0; j < N_BASE_KEYS && !taken; j++)
+                taken = strcmp(keys[i], base_keys[j]) == 0 &&
+                        base_key_written(base_keys[j]);
+            for (j = 0; j < i && !taken; j++)
+                taken = strcmp(keys[i], keys[j]) == 0;
+            if (taken)
+                snprintf(keys[i] + len, FIELD_KEY_MAX - len, "_%d", ++suffix);
+        } while (taken && suffix < 99);
     }
-    if (*fields && o + 1 < size)
-        o += (size_t)snprintf(out + o, size - o, " %s", fields);
-    out[o < size ? o : size - 1] = '\0';
 }
 
-static void log_line(exactly_log_level level, const char *component,
-                     const char *fmt, va_list ap)
+/* The bytes of a string field to write: cut at EXACTLY_LOG_VALUE_MAX on
+ * a character boundary (*cut set). */
+static size_t value_len(const char *s, size_t len, int *cut)
 {
-    char msg[2048];
-    char line[2400];
+    size_t n = len == SIZE_MAX ? strlen(s) : len;
+
+    *cut = 0;
+    if (n <= EXACTLY_LOG_VALUE_MAX)
+        return n;
+    *cut = 1;
+    n = EXACTLY_LOG_VALUE_MAX;
+    /* Back to the start of a UTF-8 character: at most 3 bytes. */
+    while (EXACTLY_LOG_VALUE_MAX - n < 3 &&
+           ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    return n;
+}
+
+static void format_double(double d, char *buf, size_t size)
+{
+    if (isnan(d))
+        snprintf(buf, size, "nan");
+    else if (isinf(d))
+        snprintf(buf, size, d > 0 ? "inf" : "-inf");
+    else
+        snprintf(buf, size, "%.15g", d);
+}
+
+static void timestamp(char *buf, size_t size)
+{
     struct timeval tv;
     struct tm tm;
-    int n;
 
-    vsnprintf(msg, sizeof(msg), fmt, ap);
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    n = snprintf(line, sizeof(line),
-                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s comp=%s pid=%d",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
-                 level_names[level], component, (int)getpid());
-    if (g_pipeline[0] && n > 0 && (size_t)n < sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " pipeline=%s",
-                      g_pipeline);
-    if (g_worker >= 0 && n > 0 && (size_t)n < sizeof(line))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " worker=%d",
-                      g_worker);
-    if (n > 0 && (size_t)n < sizeof(line))
-        format_message(msg, line + n, sizeof(line) - (size_t)n);
-    /* One write per line keeps lines whole when several processes share
-     * the stream. */
-    if (g_json) {
-        char json[sizeof(line) * 2];
-        logfmt_to_json(line, json, sizeof(json));
-        fprintf(stderr, "%s\n", json);
-        return;
-    }
-    fprintf(stderr, "%s\n", line);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 }
 
-void exactly_log(exactly_log_level level, const char *component,
-                 const char *fmt, ...)
+static void logfmt_str(strbuf *sb, const char *key, const char *s, size_t len,
+                       int quote)
 {
-    va_list ap;
+    int cut;
+    size_t n = value_len(s, len, &cut);
 
-    if (!exactly_log_enabled(level))
-        return;
-    va_start(ap, fmt);
-    log_line(level, component, fmt, ap);
-    va_end(ap);
+    strbuf_printf(sb, " %s=", key);
+    if (!cut) {
+        exactly_escape_logfmt(sb, s, n, quote);
+    } else {
+        strbuf text = {0};
+        strbuf_append(&text, s, n);
+        strbuf_append(&text, "...", 3);
+        if (text.oom)
+            sb->oom = 1;
+        exactly_escape_logfmt(sb, strbuf_str(&text), text.len, quote);
+        strbuf_free(&text);
+    }
+}
+
+static void logfmt_line(strbuf *sb, const char *ts, exactly_log_level level,
+                        const char *component, const char *msg,
+                        const exactly_log_field *fields, size_t n_fields,
+                        char (*keys)[FIELD_KEY_MAX])
+{
+    char num[40];
+    size_t i;
+
+    strbuf_printf(sb, "ts=%s level=%s", ts, level_names[level]);
+    logfmt_str(sb, "comp", component, SIZE_MAX, 0);
+    strbuf_printf(sb, " pid=%d", (int)getpid());
+    if (g_pipeline[0])
+        logfmt_str(sb, "pipeline", g_pipeline, SIZE_MAX, 0);
+    if (g_worker >= 0)
+        strbuf_printf(sb, " worker=%d", g_worker);
+    logfmt_str(sb, "msg", msg, SIZE_MAX, 1);
+    for (i = 0; i < n_fields; i++) {
+        const exactly_log_field *f = &fields[i];
+        const char *key = keys[i];
+        if (!key[0])
+            continue;
+        switch (f->type) {
+        case EXACTLY_LOG_T_STR:
+            logfmt_str(sb, key, f->s, f->len, 0);
+            break;
+        case EXACTLY_LOG_T_INT:
+            strbuf_printf(sb, " %s=%" PRId64, key, f->i);
+            break;
+        case EXACTLY_LOG_T_UINT:
+            strbuf_printf(sb, " %s=%" PRIu64, key, f->u);
+            break;
+        case EXACTLY_LOG_T_DOUBLE:
+            format_double(f->d, num, sizeof(num));
+            strbuf_printf(sb, " %s=%s", key, num);
+            break;
+        case EXACTLY_LOG_T_BOOL:
+            strbuf_printf(sb, " %s=%s", key, f->b ? "true" : "false");
+            break;
+        case EXACTLY_LOG_T_END:
+            break;
+        }
+    }
+}
+
+/* A JSON string of s[0..len) (cut as in logfmt), or NULL. */
+static json_t *json_str(const char *s, size_t len)
+{
+    strbuf text = {0};
+    json_t *v = NULL;
+    int cut;
+    size_t n = value_len(s, len, &cut);
+
+    strbuf_append(&text, "", 0);
+    exactly_escape_utf8(&text, s, n);
+    if (cut)
+        strbuf_append(&text, "...", 3);
+    if (!text.oom)
+        v = json_stringn(strbuf_str(&text), text.len);
+    strbuf_free(&text);
+    return v;
+}
+
+/* Sets key to v (a new reference, taken); -1 when v is NULL or the set
+ * failed. */
+static int json_put(json_t *obj, const char *key, json_t *v)
+{
+    return v ? json_object_set_new(obj, key, v) : -1;
+}
+
+static int json_line(strbuf *sb, const char *ts, exactly_log_level level,
+                     const char *component, const char *msg,
+                     const exactly_log_field *fields, size_t n_fields,
+                     char (*keys)[FIELD_KEY_MAX])
+{
+    json_t *obj = json_object();
+    char num[40];
+    char *text = NULL, *del;
+    const char *rest;
+    int rc = -1;
+    size_t i;
+
+    if (!obj)
+        return -1;
+    if (json_put(obj, "ts", json_string(ts)) ||
+        json_put(obj, "level", json_string(level_names[level])) ||
+        json_put(obj, "comp", json_str(component, SIZE_MAX)) ||
+        json_put(obj, "pid", json_integer(getpid())) ||
+        (g_pipeline[0] &&
+         json_put(obj, "pipeline", json_str(g_pipeline, SIZE_MAX))) ||
+        (g_worker >= 0 && json_put(obj, "worker", json_integer(g_worker))) ||
+        json_put(obj, "msg", json_str(msg, SIZE_MAX)))
+        goto cleanup;
+    for (i = 0; i < n_fields; i++) {
+        const exactly_log_field *f = &fields[i];
+        const char *key = keys[i];
+        json_t *v = NULL;
+        if (!key[0])
+            continue;
+        switch (f->type) {
+        case EXACTLY_LOG_T_STR:
+            v = json_str(f->s, f->len);
+            break;
+        case EXACTLY_LOG_T_INT:
+            v = json_integer(f->i);
+            break;
+        case EXACTLY_LOG_T_UINT:
+            /* Past the signed range jansson has: the digits, as text. */
+            if (f->u <= (uint64_t)INT64_MAX) {
+                v = json_integer((json_int_t)f->u);
+            } else {
+                snprintf(num, sizeof(num), "%" PRIu64, f->u);
+                v = json_string(num);
+            }
+            break;
+        case EXACTLY_LOG_T_DOUBLE:
+            if (isfinite(f->d)) {
+                v = json_real(f->d);
+            } else {
+                format_double(f->d, num, sizeof(num));
+                v = json_string(num);
+            }
+            break;
+        case EXACTLY_LOG_T_BOOL:
+            v = json_boolean(f->b);
+            break;
+        case EXACTLY_LOG_T_END:
+            break;
+        }
+        if (json_put(obj, key, v))
+            goto cleanup;
+    }
+    text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (!text)
+        goto cleanup;
+    /* jansson writes DEL as it is (JSON allows it); a terminal that shows
+     * the log gets no control byte from us. */
+    for (rest = text; (del = strchr(rest, 0x7f)) != NULL; rest = del + 1) {
+        strbuf_append(sb, rest, (size_t)(del - rest));
+        strbuf_append(sb, "\\u007f", 6);
+    }
+    strbuf_puts(sb, rest);
+    rc = 0;
+
+cleanup:
+    free(text);
+    json_decref(obj);
+    return rc;
+}
+
+/* write(2) all of buf to stderr; a failure is dropped (there is nowhere
+ * left to report it). */
+static void write_all(const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(STDERR_FILENO, buf, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        buf += k;
+        n -= (size_t)k;
+    }
+}
+
+void exactly_log_write(exactly_log_level level, const char *component,
+                       const char *msg, const exactly_log_field *fields)
+{
+    strbuf sb = {0};
+    char ts[96]; /* room for any int the format may see */
+    char keys[MAX_FIELDS][FIELD_KEY_MAX];
+    size_t n_fields = 0;
+    int saved_errno = errno;
+    int failed;
+
+    if ((unsigned)level > EXACTLY_LOG_DEBUG)
+        level = EXACTLY_LOG_DEBUG;
+    if (!component)
+        component = "";
+    if (!msg)
+        msg = "";
+    while (fields && n_fields < MAX_FIELDS &&
+           fields[n_fields].type != EXACTLY_LOG_T_END)
+        n_fields++;
+    field_keys(fields, n_fields, keys);
+    timestamp(ts, sizeof(ts));
+    if (g_json) {
+        failed = json_line(&sb, ts, level, component, msg, fields, n_fields,
+                           keys);
+    } else {
+        logfmt_line(&sb, ts, level, component, msg, fields, n_fields, keys);
+        failed = 0;
+    }
+    strbuf_append(&sb, "\n", 1);
+    if (failed || sb.oom) {
+        /* Only constant text: nothing here needs escaping. */
+        char line[256];
+        int k = snprintf(line, sizeof(line),
+                         g_json ? "{\"ts\":\"%s\",\"level\":\"error\",\"comp\":"
+                                  "\"log\",\"pid\":%d,\"msg\":\"out of memory "
+                                  "writing a log line\"}\n"
+                                : "ts=%s level=error comp=log pid=%d msg=\"out "
+                                  "of memory writing a log line\"\n",
+                         ts, (int)getpid());
+        if (k > 0 && (size_t)k < sizeof(line))
+            write_all(line, (size_t)k);
+    } else {
+        write_all(sb.data, sb.len);
+    }
+    strbuf_free(&sb);
+    errno = saved_errno;
 }
 
 void exactly_log_handler(exactly_log_level level, const char *fmt, ...)
 {
     va_list ap;
+    char *text = NULL;
+    size_t n;
+    int k;
 
-    if (level > EXACTLY_LOG_DEBUG)
+    if ((unsigned)level > EXACTLY_LOG_DEBUG)
         level = EXACTLY_LOG_DEBUG;
     if (!exactly_log_enabled(level))
         return;
     va_start(ap, fmt);
-    log_line(level, "handler", fmt, ap);
+    k = vasprintf(&text, fmt, ap);
     va_end(ap);
+    if (k < 0) {
+        exactly_log_write(level, "handler",
+                          "a handler's message was lost: out of memory", NULL);
+        return;
+    }
+    /* A handler that ends its message with a newline means no second
+     * line by it. */
+    n = (size_t)k;
+    while (n > 0 && text[n - 1] == '\n')
+        text[--n] = '\0';
+    exactly_log_write(level, "handler", text, NULL);
+    free(text);
 }

@@ -199,24 +199,28 @@ exactly_err worker_db(worker *w)
     w->conn = exactly_pg_connect(w->cfg, w->owner, err, sizeof(err));
     if (!w->conn) {
         w->reconnect_at_ms = worker_now_ms() + backoff_ms(w->reconnect_attempts++);
-        exactly_log(EXACTLY_LOG_WARN, "postgres",
-                    "connect failed attempt=%d error=\"%s\"",
-                    w->reconnect_attempts, err);
+        exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
+                    LOG_INT("attempt", w->reconnect_attempts),
+                    LOG_STR("error", err));
         return EXACTLY_ERETRY;
     }
     if (exactly_store_version(w->conn, w->cfg->postgres.schema, &version, err,
                               sizeof(err)) != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "postgres",
-                    "cannot read schema version error=\"%s\"", err);
+        exactly_log(EXACTLY_LOG_WARN, "postgres", "cannot read schema version",
+                    LOG_STR("error", err));
         worker_db_lost(w);
         return EXACTLY_ERETRY;
     }
     if (version != EXACTLY_SCHEMA_VERSION) {
+        char fix[4200];
+        snprintf(fix, sizeof(fix), "run 'exactly migrate -c %s'", w->cfg->path);
         exactly_log(EXACTLY_LOG_ERROR, "postgres",
-                    "framework schema %s is at version %d, this exactly needs "
-                    "%d: run 'exactly migrate -c %s'",
-                    w->cfg->postgres.schema, version, EXACTLY_SCHEMA_VERSION,
-                    w->cfg->path);
+                    "the framework schema is not at the version this exactly "
+                    "needs",
+                    LOG_STR("schema", w->cfg->postgres.schema),
+                    LOG_INT("version", version),
+                    LOG_INT("needs", EXACTLY_SCHEMA_VERSION),
+                    LOG_STR("fix", fix));
         w->fatal = 2;
         worker_db_lost(w);
         return EXACTLY_EDATABASE;
@@ -230,8 +234,8 @@ exactly_err worker_db(worker *w)
         w->sql_ready = 1;
     }
     if (w->reconnect_attempts > 0)
-        exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after attempts=%d",
-                    w->reconnect_attempts);
+        exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
+                    LOG_INT("attempts", w->reconnect_attempts));
     w->reconnect_attempts = 0;
     return EXACTLY_OK;
 }
@@ -249,9 +253,9 @@ static int resolve_start(worker *w, const char *topic, int32_t partition,
     err = rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
                                            10000);
     if (err) {
-        exactly_log(EXACTLY_LOG_WARN, "source",
-                    "cannot read watermarks topic=%s partition=%d error=%s",
-                    topic, (int)partition, rd_kafka_err2str(err));
+        exactly_log(EXACTLY_LOG_WARN, "source", "cannot read watermarks",
+                    LOG_STR("topic", topic), LOG_INT("partition", partition),
+                    LOG_STR("error", rd_kafka_err2str(err)));
         return -1;
     }
     *start = strcmp(w->auto_reset, "latest") == 0 ? hi : lo;
@@ -288,7 +292,8 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
     strbuf_free(&topics);
     strbuf_free(&parts);
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "rebalance", "claim failed error=\"%s\"", err);
+        exactly_log(EXACTLY_LOG_WARN, "rebalance", "claim failed",
+                    LOG_STR("error", err));
         if (PQstatus(w->conn) != CONNECTION_OK)
             worker_db_lost(w);
         return EXACTLY_ERETRY;
@@ -368,22 +373,26 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
             if (list->elems[i].partition == partition &&
                 strcmp(list->elems[i].topic, topic) == 0)
                 list->elems[i].offset = no_start ? RD_KAFKA_OFFSET_END : next;
-        if (no_start)
+        if (no_start) {
+            char fix[4600];
+            snprintf(fix, sizeof(fix),
+                     "exactly offsets reset -c %s --pipeline %s --topic %s "
+                     "--partition %d --to-earliest|--to-latest|--to-offset N "
+                     "--force",
+                     w->cfg->path, w->p->name, topic, (int)partition);
             exactly_log(EXACTLY_LOG_ERROR, "rebalance",
                         "partition has no stored offset and "
                         "auto.offset.reset=error: halted, the others go on; "
-                        "give it a start with 'exactly offsets reset -c %s "
-                        "--pipeline %s --topic %s --partition %d "
-                        "--to-earliest|--to-latest|--to-offset N --force' and "
-                        "it resumes there within seconds topic=%s "
-                        "partition=%d epoch=%" PRId64,
-                        w->cfg->path, w->p->name, topic, (int)partition, topic,
-                        (int)partition, epoch);
-        else
-            exactly_log(EXACTLY_LOG_INFO, "rebalance",
-                        "partition claimed topic=%s partition=%d epoch=%" PRId64
-                        " next_offset=%" PRId64,
-                        topic, (int)partition, epoch, next);
+                        "give it a start with exactly offsets reset (command) "
+                        "and it resumes there within seconds",
+                        LOG_STR("topic", topic),
+                        LOG_INT("partition", partition),
+                        LOG_INT("epoch", epoch), LOG_STR("command", fix));
+        } else
+            exactly_log(EXACTLY_LOG_INFO, "rebalance", "partition claimed",
+                        LOG_STR("topic", topic),
+                        LOG_INT("partition", partition),
+                        LOG_INT("epoch", epoch), LOG_INT("next_offset", next));
         worker_metrics_position(w, pt, 1);
     }
     PQclear(res);
@@ -402,8 +411,9 @@ static void assign_claimed(worker *w, rd_kafka_topic_partition_list_t *list)
     else
         err = rd_kafka_assign(w->rk, list);
     if (e || err) {
-        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed error=\"%s\"",
-                    e ? rd_kafka_error_string(e) : rd_kafka_err2str(err));
+        exactly_log(EXACTLY_LOG_ERROR, "rebalance", "assign failed",
+                    LOG_STR("error", e ? rd_kafka_error_string(e)
+                                       : rd_kafka_err2str(err)));
         if (e)
             rd_kafka_error_destroy(e);
         w->fatal = 1;
@@ -433,9 +443,8 @@ void worker_assign_pending(worker *w)
     w->last_msg_ms = worker_now_ms();
     if (rc == EXACTLY_OK) {
         if (w->pending_attempts > 0)
-            exactly_log(EXACTLY_LOG_INFO, "rebalance",
-                        "partitions claimed after attempts=%d",
-                        w->pending_attempts + 1);
+            exactly_log(EXACTLY_LOG_INFO, "rebalance", "partitions claimed after",
+                        LOG_INT("attempts", w->pending_attempts + 1));
         assign_claimed(w, w->pending_assign);
         for (int i = 0; i < w->pending_assign->cnt; i++) {
             part *pt = worker_find_part(w, w->pending_assign->elems[i].topic,
@@ -452,16 +461,18 @@ void worker_assign_pending(worker *w)
     if (now >= w->pending_deadline_ms) {
         exactly_log(EXACTLY_LOG_ERROR, "rebalance",
                     "cannot claim assigned partitions; exiting so that the "
-                    "group moves on waited_ms=%lld attempts=%d",
-                    claim_patience_ms(w), w->pending_attempts + 1);
+                    "group moves on",
+                    LOG_INT("waited_ms", claim_patience_ms(w)),
+                    LOG_INT("attempts", w->pending_attempts + 1));
         w->fatal = 1;
         return;
     }
     if (w->pending_attempts == 0)
         exactly_log(EXACTLY_LOG_WARN, "rebalance",
                     "cannot claim assigned partitions yet; retrying while "
-                    "polling partitions=%d give_up_in_ms=%lld",
-                    w->pending_assign->cnt, w->pending_deadline_ms - now);
+                    "polling",
+                    LOG_INT("partitions", w->pending_assign->cnt),
+                    LOG_INT("give_up_in_ms", w->pending_deadline_ms - now));
     w->pending_retry_ms = worker_now_ms() + backoff_ms(w->pending_attempts++);
 }
 
@@ -565,9 +576,8 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
          * nobody has, committing is still correct. */
         if (lost && pt->n_buf > 0)
             exactly_log(EXACTLY_LOG_WARN, "rebalance",
-                        "partition lost with a buffered batch topic=%s "
-                        "partition=%d messages=%zu",
-                        pt->topic, (int)pt->partition, pt->n_buf);
+                        "partition lost with a buffered batch",
+                        LOG_PART(pt), LOG_UINT("messages", pt->n_buf));
         worker_metrics_position(w, pt, 0);
         while (!w->fatal && !pt->fenced && !pt->halted && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
@@ -664,29 +674,26 @@ static void on_message(worker *w, rd_kafka_message_t *m)
             if (pt && !pt->halted) {
                 exactly_log(EXACTLY_LOG_ERROR, "source",
                             "stored offset is no longer in the log; partition "
-                            "halted (reset it with exactly offsets reset) "
-                            "topic=%s partition=%d next_offset=%" PRId64
-                            " error=\"%s\"",
-                            pt->topic, (int)pt->partition, pt->next_offset,
-                            rd_kafka_message_errstr(m));
+                            "halted (reset it with exactly offsets reset)",
+                            LOG_PART(pt),
+                            LOG_INT("next_offset", pt->next_offset),
+                            LOG_STR("error", rd_kafka_message_errstr(m)));
                 pt->halted = 1;
                 source_pause(w, pt, 1);
             }
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (worker_kafka_error_due(w)) {
-                exactly_log(EXACTLY_LOG_WARN, "source",
-                            "consume error code=%s text=\"%s\"",
-                            rd_kafka_err2name(m->err),
-                            rd_kafka_message_errstr(m));
+                exactly_log(EXACTLY_LOG_WARN, "source", "consume error",
+                            LOG_STR("code", rd_kafka_err2name(m->err)),
+                            LOG_STR("text", rd_kafka_message_errstr(m)));
             }
         }
         rd_kafka_message_destroy(m);
         return;
     }
     if (w->kafka_episode_ms) {
-        exactly_log(EXACTLY_LOG_INFO, "source",
-                    "kafka answers again after_ms=%lld",
-                    worker_now_ms() - w->kafka_episode_ms);
+        exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
+                    LOG_INT("after_ms", worker_now_ms() - w->kafka_episode_ms));
         w->kafka_episode_ms = 0;
     }
     topic = rd_kafka_topic_name(m->rkt);
@@ -741,8 +748,8 @@ static void breaker_open(worker *w)
         return;
     w->db_down_since_ms = worker_now_ms();
     exactly_log(EXACTLY_LOG_WARN, "worker",
-                "database unavailable; pausing all partitions=%zu until it "
-                "answers", w->n_parts);
+                "database unavailable; pausing all partitions until it answers",
+                LOG_UINT("partitions", w->n_parts));
     for (i = 0; i < w->n_parts; i++)
         source_pause(w, w->parts[i], 1);
 }
@@ -757,9 +764,8 @@ static int breaker_try_close(worker *w)
         return 1;
     if (worker_db(w) != EXACTLY_OK)
         return 0;
-    exactly_log(EXACTLY_LOG_INFO, "worker",
-                "database answers again; resuming after_ms=%lld",
-                worker_now_ms() - w->db_down_since_ms);
+    exactly_log(EXACTLY_LOG_INFO, "worker", "database answers again; resuming",
+                LOG_INT("after_ms", worker_now_ms() - w->db_down_since_ms));
     w->db_down_since_ms = 0;
     for (i = 0; i < w->n_parts; i++) {
         part *pt = w->parts[i];
@@ -885,9 +891,8 @@ static void recheck_halted(worker *w)
             continue;
         }
         exactly_log(EXACTLY_LOG_INFO, "rebalance",
-                    "halted partition has a stored offset now; resuming "
-                    "topic=%s partition=%d next_offset=%" PRId64,
-                    pt->topic, (int)pt->partition, next);
+                    "halted partition has a stored offset now; resuming",
+                    LOG_PART(pt), LOG_INT("next_offset", next));
         pt->no_start = 0;
         pt->halted = 0;
         pt->next_offset = next;
@@ -945,8 +950,8 @@ static void expire_dedup(worker *w)
     exactly_txn_finish(&w->txn);
     if (exactly_pg_exec(w->conn, w->sql.dedup_expire, 3, params, &res, err,
                         sizeof(err)) != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "worker",
-                    "cannot expire dedup keys error=\"%s\"", err);
+        exactly_log(EXACTLY_LOG_WARN, "worker", "cannot expire dedup keys",
+                    LOG_STR("error", err));
         if (PQstatus(w->conn) != CONNECTION_OK)
             worker_db_lost(w);
         return;
@@ -956,8 +961,8 @@ static void expire_dedup(worker *w)
     if (n >= DEDUP_EXPIRE_SLICE)
         w->dedup_expire_at_ms = now;
     if (n > 0) {
-        EXACTLY_LOG(EXACTLY_LOG_DEBUG, "worker", "dedup keys expired n=%lld",
-                    n);
+        exactly_log(EXACTLY_LOG_DEBUG, "worker", "dedup keys expired",
+                    LOG_INT("n", n));
         if (w->m)
             metrics_add(&w->m->dedup_expired, (uint64_t)n);
     }
@@ -974,21 +979,21 @@ static int all_committed(const worker *w)
     return 1;
 }
 
-static void log_stats(const worker *w, const char *what)
-{
-    const exactly_worker_stats *s = &w->st;
-    exactly_log(EXACTLY_LOG_INFO, "worker",
-                "%s consumed=%" PRIu64 " applied=%" PRIu64
-                " deduplicated=%" PRIu64 " dead_lettered=%" PRIu64
-                " skipped_missing=%" PRIu64 " batches_committed=%" PRIu64
-                " batches_rolled_back=%" PRIu64 " batches_fenced=%" PRIu64
-                " retries=%" PRIu64 " handler_failures=%" PRIu64
-                " rebalances=%" PRIu64,
-                what, s->consumed, s->applied, s->deduplicated,
-                s->dead_lettered, s->skipped_missing, s->batches_committed,
-                s->batches_rolled_back, s->batches_fenced, s->retries,
-                s->handler_failures, s->rebalances);
-}
+/* The worker's counters under msg "progress" (every 10 s) or "stopped"
+ * (at the end). */
+#define LOG_STATS(what, s)                                                     \
+    exactly_log(EXACTLY_LOG_INFO, "worker", what,                              \
+                LOG_UINT("consumed", (s)->consumed),                           \
+                LOG_UINT("applied", (s)->applied),                             \
+                LOG_UINT("deduplicated", (s)->deduplicated),                   \
+                LOG_UINT("dead_lettered", (s)->dead_lettered),                 \
+                LOG_UINT("skipped_missing", (s)->skipped_missing),             \
+                LOG_UINT("batches_committed", (s)->batches_committed),         \
+                LOG_UINT("batches_rolled_back", (s)->batches_rolled_back),     \
+                LOG_UINT("batches_fenced", (s)->batches_fenced),               \
+                LOG_UINT("retries", (s)->retries),                             \
+                LOG_UINT("handler_failures", (s)->handler_failures),           \
+                LOG_UINT("rebalances", (s)->rebalances))
 
 int exactly_worker_run(const exactly_worker_opts *o,
                        exactly_worker_stats *stats)
@@ -1019,13 +1024,15 @@ int exactly_worker_run(const exactly_worker_opts *o,
 
     rc = exactly_plugin_load(w.cfg, w.p, &w.plugin, err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "handler refused",
+                    LOG_STR("error", err));
         code = 2;
         goto cleanup;
     }
     rc = source_create(&w, err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot create the Kafka consumer",
+                    LOG_STR("error", err));
         code = rc == EXACTLY_ECONFIG ? 2 : 1;
         goto cleanup;
     }
@@ -1045,13 +1052,15 @@ int exactly_worker_run(const exactly_worker_opts *o,
     }
     rc = exactly_plugin_open(w.plugin, w.conn, w.p, w.timeout_ms, err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "handler's open() failed",
+                    LOG_STR("error", err));
         code = rc == EXACTLY_ERETRY ? 1 : 2;
         goto cleanup;
     }
     rc = source_subscribe(&w, err, sizeof(err));
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "worker", "%s", err);
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot subscribe",
+                    LOG_STR("error", err));
         goto cleanup;
     }
 
@@ -1060,12 +1069,19 @@ int exactly_worker_run(const exactly_worker_opts *o,
                 "MUTATION BUILD: this exactly breaks its own contract on "
                 "purpose, for testing the tests; never run it on real data");
 #endif
-    exactly_log(EXACTLY_LOG_INFO, "worker",
-                "started handler=%s fused=%d topics=%zu group=%s batch=%d/%dms "
-                "group_instance_id=%s",
-                w.plugin->label, w.plugin->fused, w.p->n_topics, w.p->group,
-                w.p->batch.max_messages, w.p->batch.max_wait_ms,
-                w.instance_id[0] ? w.instance_id : "none");
+    {
+        char batch[48];
+        snprintf(batch, sizeof(batch), "%d/%dms", w.p->batch.max_messages,
+                 w.p->batch.max_wait_ms);
+        exactly_log(EXACTLY_LOG_INFO, "worker", "started",
+                    LOG_STR("handler", w.plugin->label),
+                    LOG_INT("fused", w.plugin->fused),
+                    LOG_UINT("topics", w.p->n_topics),
+                    LOG_STR("group", w.p->group),
+                    LOG_STR("batch", batch),
+                    LOG_STR("group_instance_id",
+                            w.instance_id[0] ? w.instance_id : "none"));
+    }
 
     started = worker_now_ms();
     w.last_msg_ms = started;
@@ -1103,12 +1119,12 @@ int exactly_worker_run(const exactly_worker_opts *o,
         expire_dedup(&w);
         if (now - last_stats >= 10000) {
             last_stats = now;
-            log_stats(&w, "progress");
+            LOG_STATS("progress", &w.st);
         }
         if (o->exit_idle_ms > 0 && w.n_parts > 0 &&
             now - w.last_msg_ms >= o->exit_idle_ms && all_committed(&w)) {
-            exactly_log(EXACTLY_LOG_INFO, "worker", "idle, exiting idle_ms=%d",
-                        o->exit_idle_ms);
+            exactly_log(EXACTLY_LOG_INFO, "worker", "idle, exiting",
+                        LOG_INT("idle_ms", o->exit_idle_ms));
             break;
         }
         /* No partitions because no broker answers: idle too, but a
@@ -1117,9 +1133,9 @@ int exactly_worker_run(const exactly_worker_opts *o,
             w.kafka_episode_ms && now - w.kafka_episode_ms >= o->exit_idle_ms &&
             now - w.last_msg_ms >= o->exit_idle_ms) {
             exactly_log(EXACTLY_LOG_ERROR, "worker",
-                        "kafka unreachable and nothing assigned; exiting "
-                        "idle_ms=%d unreachable_ms=%lld",
-                        o->exit_idle_ms, now - w.kafka_episode_ms);
+                        "kafka unreachable and nothing assigned; exiting",
+                        LOG_INT("idle_ms", o->exit_idle_ms),
+                        LOG_INT("unreachable_ms", now - w.kafka_episode_ms));
             w.fatal = 1;
             break;
         }
@@ -1144,7 +1160,10 @@ cleanup:
             remove_part(&w, w.parts[w.n_parts - 1]);
         rd_kafka_destroy(w.rk);
     }
-    log_stats(&w, code == 0 ? "stopped" : "exiting");
+    if (code == 0)
+        LOG_STATS("stopped", &w.st);
+    else
+        LOG_STATS("exiting", &w.st);
     if (stats)
         *stats = w.st;
     free(w.parts);

@@ -14,6 +14,11 @@
 #include "txn.h"
 #include "source.h"
 #include "worker.h"
+#include "log.h"
+
+/* The two log fields that name a partition (pt: a part *). */
+#define LOG_PART(pt)                                                           \
+    LOG_STR("topic", (pt)->topic), LOG_INT("partition", (pt)->partition)
 
 /* One assigned partition. */
 typedef struct part {

@@ -204,8 +204,8 @@ static void check_refused(const char *log, int st,
     char want_lo[64], want_hi[64];
     char *text = tk_read_file(log);
 
-    snprintf(want_lo, sizeof want_lo, "low watermark %" PRId64, lo);
-    snprintf(want_hi, sizeof want_hi, "high watermark %" PRId64, hi);
+    snprintf(want_lo, sizeof want_lo, " low_watermark=%" PRId64, lo);
+    snprintf(want_hi, sizeof want_hi, " high_watermark=%" PRId64, hi);
     TK_CHECK(st == 2, "refusal (%s): exit %d, expected 2; output:\n%s",
              reason, st, text ? text : "");
     TK_CHECK(text && strstr(text, reason) && strstr(text, want_lo) &&

@@ -652,7 +652,7 @@ static void scenario_lock(void)
     st = wait_exit(b, 30000, blog);
     LEDGER_CHECK_LOG(st == 2, blog, "second exactly run exited %d, expected "
                      "2 (lock held); output: %s", st, blog);
-    snprintf(needle, sizeof needle, "supervisor pid %d;", (int)a);
+    snprintf(needle, sizeof needle, " supervisor_pid=%d ", (int)a);
     LEDGER_CHECK_LOG(tk_file_contains(blog, lock) &&
                          tk_file_contains(blog, needle),
                      blog, "the refusal names neither the lock file %s nor "
@@ -778,9 +778,9 @@ static void scenario_loop(void)
                      "loop); log: %s", st, log);
     LEDGER_CHECK_LOG(lines_with(log, "crash loop", "worker=0") >= 1 &&
                          lines_with(log, "crash loop", "worker=1") >= 1 &&
-                         lines_with(log, "every worker of pipeline "
-                                         LEDGER_PIPELINE " is in a crash loop",
-                                    NULL) == 1,
+                         lines_with(log, "msg=\"every worker of the "
+                                         "pipeline is in a crash loop",
+                                    " pipeline=" LEDGER_PIPELINE) == 1,
                      log, "expected both workers in a crash loop and the "
                      "supervisor giving up; log: %s", log);
     LEDGER_CHECK_LOG(deaths >= 10, log, "only %d deaths by SIGABRT logged "

@@ -433,15 +433,15 @@ static void test_getter_misuse(void)
 
     capture_stderr(misuse_undeclared, o, log, sizeof(log));
     CHECK(strstr(log, "level=error") && strstr(log, "comp=options") &&
-              strstr(log, "handler 'upsert' read option 'nope', which it "
-                          "does not declare"),
+              strstr(log, "msg=\"handler read an option it does not "
+                          "declare\" handler=upsert option=nope\n"),
           "undeclared: log was: %s", log);
 
     capture_stderr(misuse_wrong_type, o, log, sizeof(log));
-    CHECK(strstr(log, "handler 'upsert' read option 'table' with the "
-                      "integer getter, but declares it as string") &&
-              strstr(log, "read option 'key' with the map getter, but "
-                          "declares it as list"),
+    CHECK(strstr(log, "msg=\"handler read an option with a getter of "
+                      "another type\" handler=upsert option=table "
+                      "getter=integer declared=string\n") &&
+              strstr(log, " option=key getter=map declared=list\n"),
           "wrong type: log was: %s", log);
 
     capture_stderr(misuse_null, NULL, log, sizeof(log));
