@@ -8,10 +8,12 @@ set -euo pipefail
 
 # clang and libclang-rt-14-dev (its libFuzzer) build the fuzz targets.
 # libjansson-dev: JSON (the log's json format, --json output, the tests'
-# strict JSON reader).
+# strict JSON reader). libmicrohttpd-dev: the supervisor's HTTP server.
 packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
           libyaml-dev libssl-dev libjansson-dev postgresql clang
-          libclang-rt-14-dev prometheus)
+          libclang-rt-14-dev prometheus libmicrohttpd-dev)
+# chromium: the status page test renders / headlessly (skipped without it).
+packages+=(chromium)
 # The install tests (ctest -L install): man pages rendered with man and
 # groff, the .deb built by CPack with dpkg-shlibdeps. systemd is not
 # installed for its systemd-analyze alone: where it is missing, that part

@@ -1,17 +1,15 @@
 #include "metrics.h"
 
-#include <errno.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "strbuf.h"
+
+const char *const metrics_part_state_names[PART_N_STATES] = {
+    "running", "backing off", "breaker open", "halted", "fenced", "isolating"};
 
 const double metrics_buckets[METRICS_N_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
@@ -114,7 +112,7 @@ static void label_value(strbuf *sb, const char *v)
 /* Whether entry pp of slot i is its partition's current owner: the slot's
  * worker is up and has it assigned, and no other such slot of the same
  * pipeline holds it with a newer epoch (an equal epoch: the lower slot). */
-static int is_owner(const metrics_slot *slots, size_t n, size_t i,
+int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
                     const metrics_partition *pp)
 {
     int64_t epoch = lds(&pp->epoch);
@@ -170,7 +168,7 @@ static int is_owner(const metrics_slot *slots, size_t n, size_t i,
         for (i = 0; i < n; i++)                                                \
             for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
                 const metrics_partition *pp = &slots[i].parts[j];              \
-                if (!pp->topic[0] || !is_owner(slots, n, i, pp))               \
+                if (!pp->topic[0] || !metrics_is_owner(slots, n, i, pp))               \
                     continue;                                                  \
                 strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
                 label_value(&sb, slots[i].pipeline);                           \
@@ -255,6 +253,28 @@ char *metrics_render(const metrics_slot *slots, size_t n)
     PARTITION_GAUGE("partition_lag", "High watermark minus stored offset; -1 unknown.",
                     lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
                         ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
+    /* One series per partition and state, 1 for the one it is in. */
+    strbuf_printf(&sb, "# HELP exactly_partition_state What the partition's current owner is doing (1 for its state, 0 for the others).\n"
+                       "# TYPE exactly_partition_state gauge\n");
+    for (i = 0; i < n; i++)
+        for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) {
+            const metrics_partition *pp = &slots[i].parts[j];
+            int st;
+            if (!pp->topic[0] || !metrics_is_owner(slots, n, i, pp))
+                continue;
+            st = __atomic_load_n(&pp->state, __ATOMIC_RELAXED);
+            for (c = 0; c < PART_N_STATES; c++) {
+                const char *k;
+                strbuf_printf(&sb, "exactly_partition_state{pipeline=\"");
+                label_value(&sb, slots[i].pipeline);
+                strbuf_printf(&sb, "\",topic=\"");
+                label_value(&sb, pp->topic);
+                strbuf_printf(&sb, "\",partition=\"%d\",state=\"", (int)pp->partition);
+                for (k = metrics_part_state_names[c]; *k; k++)
+                    strbuf_printf(&sb, "%c", *k == ' ' ? '_' : *k);
+                strbuf_printf(&sb, "\"} %d\n", st == c);
+            }
+        }
     if (sb.oom) {
         strbuf_free(&sb);
         return NULL;
@@ -277,126 +297,19 @@ int metrics_ready(const metrics_slot *slots, size_t n)
     return any;
 }
 
-int metrics_listen(const char *addr, char *bound, size_t bound_size,
-                   char *errbuf, size_t errbuf_size)
+void metrics_note_error(metrics_slot *s, const char *line, size_t len)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    char host[64], ip[INET_ADDRSTRLEN];
-    const char *colon = strrchr(addr, ':');
-    int fd, one = 1;
-    long port;
-    char *end;
+    uint64_t n = __atomic_load_n(&s->n_errors, __ATOMIC_RELAXED);
+    metrics_error *e = &s->errors[n % METRICS_N_ERRORS];
+    struct timespec ts;
 
-    if (!colon || (size_t)(colon - addr) >= sizeof(host)) {
-        snprintf(errbuf, errbuf_size, "metrics address '%s' is not HOST:PORT", addr);
-        return -1;
-    }
-    /* "127.0.0.1:" would bind a port chosen by the kernel that nobody is
-     * told of; a port must be given (0 asks for any, and is logged). */
-    if (colon[1] == '\0') {
-        snprintf(errbuf, errbuf_size,
-                 "metrics address '%s' has no port (HOST:PORT, e.g. "
-                 "127.0.0.1:9464)", addr);
-        return -1;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    port = strtol(colon + 1, &end, 10);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    if (*end || colon[1] < '0' || colon[1] > '9' || port < 0 || port > 65535 ||
-        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        snprintf(errbuf, errbuf_size, "metrics address '%s' is not IPv4:PORT", addr);
-        return -1;
-    }
-    /* Metrics carry topology: they stay on this host unless asked. */
-    if ((ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
-        snprintf(errbuf, errbuf_size, "metrics address '%s' is not on loopback (127.0.0.0/8)", addr);
-        return -1;
-    }
-    sa.sin_port = htons((uint16_t)port);
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
-        !inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip))) {
-        snprintf(errbuf, errbuf_size, "cannot listen on %s: %s", addr, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    snprintf(bound, bound_size, "%s:%d", ip, (int)ntohs(sa.sin_port));
-    return fd;
-}
-
-/* Whether request line req asks for GET of exactly path (a query string
- * is allowed, nothing else after the path). */
-static int is_get(const char *req, const char *path)
-{
-    size_t n = strlen(path);
-
-    if (strncmp(req, "GET ", 4) != 0 || strncmp(req + 4, path, n) != 0)
-        return 0;
-    return req[4 + n] == ' ' || req[4 + n] == '?' || req[4 + n] == '\r' ||
-           req[4 + n] == '\n';
-}
-
-static void respond(int c, const char *status, const char *type, const char *body)
-{
-    char head[256];
-    size_t len = strlen(body), off = 0;
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, type, len);
-
-    if (write(c, head, (size_t)n) != n)
-        return;
-    while (off < len) {
-        ssize_t w = write(c, body + off, len - off);
-        if (w <= 0)
-            return;
-        off += (size_t)w;
-    }
-}
-
-void metrics_serve(int fd, const metrics_slot *slots, size_t n)
-{
-    char req[1024];
-    struct pollfd pfd;
-    ssize_t got = 0, r;
-    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-
-    if (c < 0)
-        return;
-    pfd.fd = c;
-    pfd.events = POLLIN;
-    /* Loopback clients send the request line at once; a slow one waits
-     * no longer than this, so the supervisor's loop keeps its pace. */
-    while ((size_t)got < sizeof(req) - 1 && poll(&pfd, 1, 200) > 0) {
-        r = read(c, req + got, sizeof(req) - 1 - (size_t)got);
-        if (r <= 0)
-            break;
-        got += r;
-        req[got] = '\0';
-        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-            break;
-    }
-    req[got] = '\0';
-    if (is_get(req, "/metrics")) {
-        char *body = metrics_render(slots, n);
-        respond(c, body ? "200 OK" : "500 Internal Server Error",
-                "text/plain; version=0.0.4", body ? body : "out of memory\n");
-        free(body);
-    } else if (is_get(req, "/healthz")) {
-        respond(c, "200 OK", "text/plain", "ok\n");
-    } else if (is_get(req, "/readyz")) {
-        int ok = metrics_ready(slots, n);
-        respond(c, ok ? "200 OK" : "503 Service Unavailable", "text/plain",
-                ok ? "ready\n" : "not ready\n");
-    } else {
-        respond(c, "404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n");
-    }
-    close(c);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    if (len >= sizeof(e->line))
+        len = sizeof(e->line) - 1;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    e->at_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    memcpy(e->line, line, len);
+    e->line[len] = '\0';
+    __atomic_store_n(&s->n_errors, n + 1, __ATOMIC_RELEASE);
 }

@@ -37,6 +37,20 @@ typedef enum metrics_retry_cause {
     RETRY_N_CAUSES
 } metrics_retry_cause;
 
+/* What a partition is doing, as its worker last published it
+ * (metrics_partition.state). */
+typedef enum metrics_part_state {
+    PART_RUNNING = 0,
+    PART_BACKING_OFF,  /* a batch failed; retried after a backoff */
+    PART_BREAKER_OPEN, /* the database is gone: every partition paused */
+    PART_HALTED,       /* stopped loudly: see the worker's log */
+    PART_FENCED,       /* another owner took it */
+    PART_ISOLATING,    /* applying one record at a time (crash guard) */
+    PART_N_STATES
+} metrics_part_state;
+
+extern const char *const metrics_part_state_names[PART_N_STATES];
+
 typedef struct metrics_partition {
     char topic[METRICS_TOPIC_MAX];
     int32_t partition;
@@ -47,13 +61,26 @@ typedef struct metrics_partition {
     uint64_t consumed, applied, deduplicated, dead_lettered, skipped_missing;
     int64_t stored_offset;   /* next_offset in PostgreSQL */
     int64_t high_watermark;  /* -1: unknown */
+    int32_t state;           /* metrics_part_state */
 } metrics_partition;
+
+/* The last warnings and errors a worker logged, newest at
+ * (n - 1) % METRICS_N_ERRORS. The worker writes the entry, then bumps n
+ * (release); a reader that sees n change while it copies may show a torn
+ * line: it is a status page, not a log. */
+#define METRICS_N_ERRORS 8
+#define METRICS_ERROR_MAX 320
+typedef struct metrics_error {
+    int64_t at_ms;           /* wall clock, ms since the epoch */
+    char line[METRICS_ERROR_MAX];
+} metrics_error;
 
 typedef struct metrics_slot {
     char pipeline[128];
     int32_t worker;
     int32_t up;              /* process alive */
     int32_t ready;           /* connected to both services and assigned */
+    int32_t pid;             /* of the running worker; 0: none */
     uint64_t restarts;
     uint64_t batches_committed, batches_rolled_back, batches_fenced;
     uint64_t retries[RETRY_N_CAUSES];
@@ -62,6 +89,8 @@ typedef struct metrics_slot {
     uint64_t latency_count;
     uint64_t latency_sum_us;
     metrics_partition parts[METRICS_MAX_PARTITIONS];
+    uint64_t n_errors;
+    metrics_error errors[METRICS_N_ERRORS];
 } metrics_slot;
 
 /* Maps n zeroed slots shared with future children; NULL on failure. */
@@ -87,17 +116,12 @@ char *metrics_render(const metrics_slot *slots, size_t n);
 /* 1 when every slot with a live worker is ready. */
 int metrics_ready(const metrics_slot *slots, size_t n);
 
-/*
- * A tiny HTTP/1.0 server for /metrics, /healthz and /readyz on a loopback
- * address ("127.0.0.1:9464"; a port is required, 0 meaning any free one).
- * metrics_listen returns the socket and writes the address it is bound to
- * into bound, or returns -1 with errbuf set. metrics_serve answers at most
- * one pending connection without blocking for long (exact paths only, a
- * query string ignored; anything else is 404), and is called from the
- * supervisor's loop.
- */
-int metrics_listen(const char *addr, char *bound, size_t bound_size,
-                   char *errbuf, size_t errbuf_size);
-void metrics_serve(int fd, const metrics_slot *slots, size_t n);
+/* Whether entry pp of slot i is its partition's current owner (see the
+ * top of this file). */
+int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
+                     const metrics_partition *pp);
+
+/* Records one log line (cut to fit) in slot s's ring of errors. */
+void metrics_note_error(metrics_slot *s, const char *line, size_t len);
 
 #endif

@@ -1,8 +1,8 @@
 #include "supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin.h"
@@ -325,6 +326,27 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     _exit(code);
 }
 
+/* Closes every socket the child inherited beyond stdin, stdout and
+ * stderr: the HTTP server's clients and the status reader's connection
+ * belong to the supervisor (a client would otherwise wait for the worker's
+ * end to see its connection closed). */
+static void close_inherited_sockets(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int self = d ? dirfd(d) : -1;
+
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != self && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+            close(fd);
+    }
+    closedir(d);
+}
+
 /* Forks the worker of slot s. fds are the supervisor's own descriptors
  * (lock files, the metrics socket): the child closes them at once, so that
  * a worker never holds the lock or the port of its supervisor. */
@@ -352,6 +374,7 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
         for (i = 0; i < n_fds; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
+        close_inherited_sockets();
         install_worker_signals();
         sigprocmask(SIG_SETMASK, &old, NULL);
         run_worker(o, s, parent);
@@ -369,6 +392,7 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
         s->m ? __atomic_load_n(&s->m->batches_committed, __ATOMIC_RELAXED) : 0;
     if (s->m) {
         __atomic_store_n(&s->m->up, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->m->pid, (int32_t)pid, __ATOMIC_RELAXED);
         if (s->starts > 0)
             metrics_add(&s->m->restarts, 1);
     }
@@ -401,6 +425,7 @@ static int reaped(slot *s, int status)
         /* A dead worker owns nothing: its gauges go, its counters stay. */
         metrics_slot_disown(s->m);
         __atomic_store_n(&s->m->up, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->m->pid, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
     }
     if (code == 0) {
@@ -506,7 +531,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     const exactly_config *cfg = o->cfg;
     slot *slots = NULL;
     metrics_slot *shared = NULL;
-    int metrics_fd = -1;
+    exactly_http *http = NULL;
     int *locks = NULL;
     size_t n_slots = 0, n_locks = 0, i;
     int code = 0, refused = 0, lost = 0, handler_stopped = 0;
@@ -542,9 +567,11 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     }
     if (o->metrics_addr) {
         char err[512], bound[64];
-        metrics_fd = metrics_listen(o->metrics_addr, bound, sizeof(bound), err,
-                                    sizeof(err));
-        if (metrics_fd < 0) {
+        /* Its own threads: no client can hold up this loop. */
+        http = exactly_http_start(cfg, o->only_pipeline, o->metrics_addr,
+                                  shared, n_slots, bound, sizeof(bound), err,
+                                  sizeof(err));
+        if (!http) {
             exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot serve metrics",
                         LOG_STR("error", err));
             code = 2;
@@ -552,7 +579,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         }
         exactly_log(EXACTLY_LOG_INFO, "supervisor", "serving metrics",
                     LOG_STR("address", bound),
-                    LOG_STR("paths", "/metrics,/healthz,/readyz"));
+                    LOG_STR("paths", "/,/status.json,/metrics,/healthz,/readyz"));
     }
     n_slots = 0;
     for (i = 0; i < cfg->n_pipelines; i++) {
@@ -575,7 +602,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         }
     }
     /* What start() closes in each child: the locks and the socket. */
-    locks[n_locks] = metrics_fd;
+    locks[n_locks] = exactly_http_fd(http);
 
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
@@ -645,21 +672,14 @@ int exactly_supervise(const exactly_supervisor_opts *o)
             if (!active)
                 break; /* every worker finished (--exit-idle) */
         }
-        if (metrics_fd >= 0) {
-            struct pollfd pfd = {.fd = metrics_fd, .events = POLLIN};
-            if (poll(&pfd, 1, 50) > 0)
-                metrics_serve(metrics_fd, shared, n_slots);
-        } else {
-            usleep(50 * 1000);
-        }
+        usleep(50 * 1000);
     }
     code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1
          : handler_stopped ? EXACTLY_EXIT_HANDLER_STOP : 0;
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped", LOG_INT("code", code));
 
 cleanup:
-    if (metrics_fd >= 0)
-        close(metrics_fd);
+    exactly_http_stop(http);
     metrics_unmap(shared, n_slots + 1);
     for (i = 0; i < n_locks; i++)
         close(locks[i]);

@@ -40,7 +40,16 @@ static const char *const base_keys[] = {"ts",       "level",  "comp", "pid",
 #define MAX_FIELDS 48
 #define FIELD_KEY_MAX 72
 
+static exactly_log_tap_fn *g_tap;
+static void *g_tap_arg;
+
 void exactly_log_set_level(exactly_log_level level) { g_level = level; }
+
+void exactly_log_set_tap(exactly_log_tap_fn *fn, void *arg)
+{
+    g_tap = fn;
+    g_tap_arg = arg;
+}
 
 void exactly_log_set_json(int json)
 {
@@ -401,6 +410,8 @@ void exactly_log_write(exactly_log_level level, const char *component,
             write_all(line, (size_t)k);
     } else {
         write_all(sb.data, sb.len);
+        if (g_tap && level <= EXACTLY_LOG_WARN)
+            g_tap(g_tap_arg, level, sb.data, sb.len);
     }
     strbuf_free(&sb);
     errno = saved_errno;

@@ -104,6 +104,14 @@ int exactly_log_reopen(void);
  * none). */
 void exactly_log_set_context(const char *pipeline, int worker);
 
+/* A function that sees every written line of level WARN or more severe,
+ * formatted as written (its newline included), after it is written; NULL
+ * removes it. The worker keeps its last errors for the status page with
+ * it. Call before any thread that logs exists. */
+typedef void exactly_log_tap_fn(void *arg, exactly_log_level level,
+                                const char *line, size_t len);
+void exactly_log_set_tap(exactly_log_tap_fn *fn, void *arg);
+
 /* Whether a line of this level is written: the cheap check. */
 int exactly_log_enabled(exactly_log_level level);
 

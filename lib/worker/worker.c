@@ -143,6 +143,36 @@ void worker_metrics_position(worker *w, part *pt, int assigned)
         metrics_set(&mp->high_watermark, hi);
 }
 
+/* What each partition is doing, for the status page and
+ * exactly_partition_state: the most severe condition wins. */
+static void publish_states(worker *w)
+{
+    size_t i;
+
+    if (!w->m)
+        return;
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        metrics_partition *mp = metrics_part(w->m, pt->topic, pt->partition);
+        int st = pt->halted           ? PART_HALTED
+                 : pt->fenced         ? PART_FENCED
+                 : w->db_down_since_ms ? PART_BREAKER_OPEN
+                 : pt->isolating      ? PART_ISOLATING
+                 : pt->retry_at_ms > 0 ? PART_BACKING_OFF
+                                       : PART_RUNNING;
+        if (mp)
+            __atomic_store_n(&mp->state, st, __ATOMIC_RELAXED);
+    }
+}
+
+/* The log's tap: the worker's warnings and errors, kept in its slot. */
+static void note_error(void *arg, exactly_log_level level, const char *line,
+                       size_t len)
+{
+    (void)level;
+    metrics_note_error(arg, line, len);
+}
+
 static void part_free(part *pt)
 {
     if (!pt)
@@ -1021,6 +1051,8 @@ int exactly_worker_run(const exactly_worker_opts *o,
              o->worker_index);
     srandom((unsigned)(getpid() ^ time(NULL)));
     exactly_log_set_context(w.p->name, o->worker_index);
+    if (w.m)
+        exactly_log_set_tap(note_error, w.m);
 
     rc = exactly_plugin_load(w.cfg, w.p, &w.plugin, err, sizeof(err));
     if (rc != EXACTLY_OK) {
@@ -1107,6 +1139,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
             __atomic_store_n(&w.m->ready,
                              w.n_parts > 0 && w.conn && !w.db_down_since_ms,
                              __ATOMIC_RELAXED);
+        publish_states(&w);
         if (o->reopen_log && *o->reopen_log) {
             *o->reopen_log = 0;
             (void)exactly_log_reopen();

@@ -1,0 +1,46 @@
+/*
+ * http.h - the supervisor's HTTP server: /metrics, /healthz, /readyz, the
+ * status page / and /status.json.
+ *
+ * libmicrohttpd serves from threads of its own, so that no client (one
+ * that never reads, sends a byte at a time, opens a thousand connections
+ * or a megabyte of request line) can hold up the supervisor's loop of
+ * reaping, restarting and stopping workers. Everything served comes from
+ * the shared metrics slots (read with relaxed atomic loads) and from a
+ * status reader thread that queries PostgreSQL every STATUS_PERIOD_MS with
+ * short timeouts and keeps its last answer: a request never waits for the
+ * database, and neither does the supervisor's loop.
+ *
+ * The address is a loopback "IPv4:PORT" (a port is required; 0 asks for
+ * any free one, and the bound address is returned). Exact paths only, a
+ * query string ignored; anything else is 404, a method other than GET or
+ * HEAD 405.
+ */
+#ifndef EXACTLY_HTTP_H
+#define EXACTLY_HTTP_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "metrics.h"
+
+typedef struct exactly_http exactly_http;
+
+/* Binds addr and starts serving slots[0..n) of the pipelines of cfg
+ * (only_pipeline: that one alone). cfg and slots must outlive the server;
+ * the status reader copies what it needs of cfg. Returns NULL with errbuf
+ * set when the address is wrong or taken or a thread cannot start. */
+exactly_http *exactly_http_start(const exactly_config *cfg,
+                                 const char *only_pipeline, const char *addr,
+                                 const metrics_slot *slots, size_t n,
+                                 char *bound, size_t bound_size, char *errbuf,
+                                 size_t errbuf_size);
+
+/* The listening socket (for a forked child to close); -1 for NULL. */
+int exactly_http_fd(const exactly_http *h);
+
+/* Stops serving and frees h. Waits for no database answer: at most one
+ * poll tick of the status reader. NULL-safe. */
+void exactly_http_stop(exactly_http *h);
+
+#endif
