@@ -13,10 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "strbuf.h"
 
 /* How often the status reader asks PostgreSQL, and how long one round may
@@ -42,8 +45,15 @@ typedef struct rate_entry {
 } rate_entry;
 
 struct exactly_http {
-    struct MHD_Daemon *daemon;
+    /* In the supervisor: the server process and the socket it serves. */
+    pid_t parent;
+    pid_t pid;                /* 0: not running */
+    long long started_ms;
+    int stopping;
     int fd;
+
+    /* In the server process. */
+    struct MHD_Daemon *daemon;
     const metrics_slot *slots;
     size_t n;
 
@@ -752,7 +762,7 @@ static char *status_html(const json_t *st)
                          "<th>state</th></tr>\n");
         json_array_foreach(json_object_get(pipe, "partitions"), k, v) {
             const char *state = json_string_value(json_object_get(v, "state"));
-            strbuf_puts(&sb, "<tr class=\"partition\">");
+            strbuf_puts(&sb, "<tr class=\"partition-row\">");
             cell(&sb, "topic", json_object_get(v, "topic"));
             cell(&sb, "partition", json_object_get(v, "partition"));
             cell(&sb, "stored", json_object_get(v, "stored"));
@@ -974,6 +984,99 @@ static void http_free(exactly_http *h)
     free(h);
 }
 
+/* Starts the server's threads in this process; 0, or -1 with errbuf. */
+static int serve_threads(exactly_http *h, char *errbuf, size_t errbuf_size)
+{
+    struct rlimit rl;
+    unsigned limit = HTTP_MAX_CONNECTIONS;
+
+    /* Clients hold a descriptor each: room for the limit, when the hard
+     * limit allows, and never more clients than descriptors. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < HTTP_MAX_CONNECTIONS + 256) {
+            rl.rlim_cur = rl.rlim_max < HTTP_MAX_CONNECTIONS + 256
+                              ? rl.rlim_max : HTTP_MAX_CONNECTIONS + 256;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)limit + 256)
+            limit = rl.rlim_cur > 512 ? (unsigned)rl.rlim_cur - 256 : 256;
+    }
+    h->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL,
+        on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd,
+        MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
+        MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(errbuf, errbuf_size, "cannot start the HTTP server");
+        return -1;
+    }
+    if (pthread_create(&h->reader, NULL, reader_main, h) != 0) {
+        snprintf(errbuf, errbuf_size, "cannot start the status reader thread");
+        return -1;
+    }
+    h->reader_started = 1;
+    return 0;
+}
+
+/* The server process: serves until SIGTERM or SIGINT (or the supervisor's
+ * death), then stops its threads and exits. Never returns. */
+static void serve_process(exactly_http *h)
+{
+    sigset_t stop;
+    char err[256];
+    int sig = 0;
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != h->parent)
+        _exit(0);
+    /* Only this thread takes the stop, by sigwait; the server's threads
+     * inherit the mask and take none. SIGHUP (log rotation) is the
+     * supervisor's. */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
+    sigaddset(&stop, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    if (serve_threads(h, err, sizeof(err)) != 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "http", "cannot serve",
+                    LOG_STR("error", err));
+        _exit(1);
+    }
+    while (sig != SIGTERM && sig != SIGINT)
+        if (sigwait(&stop, &sig) != 0)
+            break;
+    MHD_stop_daemon(h->daemon); /* closes the listening socket */
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->reader, NULL);
+    _exit(0);
+}
+
+/* Forks the server process; 0, or -1 with errbuf. */
+static int spawn(exactly_http *h, char *errbuf, size_t errbuf_size)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        snprintf(errbuf, errbuf_size, "cannot fork the HTTP server: %s",
+                 strerror(errno));
+        return -1;
+    }
+    if (pid == 0)
+        serve_process(h);
+    h->pid = pid;
+    h->started_ms = mono_ms();
+    return 0;
+}
+
 exactly_http *exactly_http_start(const exactly_config *cfg,
                                  const char *only_pipeline, const char *addr,
                                  const metrics_slot *slots, size_t n,
@@ -981,17 +1084,14 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
                                  size_t errbuf_size)
 {
     exactly_http *h = calloc(1, sizeof(*h));
-    sigset_t all, old;
-    struct rlimit rl;
-    unsigned limit = HTTP_MAX_CONNECTIONS;
     size_t i;
-    int masked = 0;
 
     if (!h) {
         snprintf(errbuf, errbuf_size, "out of memory");
         return NULL;
     }
     h->fd = -1;
+    h->parent = getpid();
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     h->slots = slots;
@@ -1009,51 +1109,13 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
         h->n_pipelines++;
     }
     h->fd = http_listen(addr, bound, bound_size, errbuf, errbuf_size);
-    if (h->fd < 0)
+    if (h->fd < 0 || spawn(h, errbuf, errbuf_size) != 0)
         goto fail;
-    /* Clients hold a descriptor each: room for the limit, when the hard
-     * limit allows, and never more clients than descriptors. */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < HTTP_MAX_CONNECTIONS + 256) {
-            rl.rlim_cur = rl.rlim_max < HTTP_MAX_CONNECTIONS + 256
-                              ? rl.rlim_max : HTTP_MAX_CONNECTIONS + 256;
-            (void)setrlimit(RLIMIT_NOFILE, &rl);
-            (void)getrlimit(RLIMIT_NOFILE, &rl);
-        }
-        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)limit + 256)
-            limit = rl.rlim_cur > 512 ? (unsigned)rl.rlim_cur - 256 : 256;
-    }
-    /* The server's threads take no signal: the supervisor's handlers run
-     * on its own thread. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    masked = 1;
-    h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL,
-        on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd,
-        MHD_OPTION_CONNECTION_LIMIT, limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
-        MHD_OPTION_END);
-    if (!h->daemon) {
-        snprintf(errbuf, errbuf_size, "cannot start the HTTP server on %s", bound);
-        goto fail;
-    }
-    if (pthread_create(&h->reader, NULL, reader_main, h) != 0) {
-        snprintf(errbuf, errbuf_size, "cannot start the status reader thread");
-        goto fail;
-    }
-    h->reader_started = 1;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return h;
 oom:
     snprintf(errbuf, errbuf_size, "out of memory");
 fail:
-    if (masked)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (h->daemon)
-        MHD_stop_daemon(h->daemon); /* closes the listening socket */
-    else if (h->fd >= 0)
+    if (h->fd >= 0)
         close(h->fd);
     http_free(h);
     return NULL;
@@ -1064,16 +1126,54 @@ int exactly_http_fd(const exactly_http *h)
     return h ? h->fd : -1;
 }
 
+int exactly_http_reaped(exactly_http *h, pid_t pid, int status)
+{
+    if (!h || pid != h->pid)
+        return 0;
+    h->pid = 0;
+    if (!h->stopping)
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "HTTP server process ended; starting it again",
+                    LOG_INT("code", WIFEXITED(status) ? WEXITSTATUS(status) : -1),
+                    LOG_INT("signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+    return 1;
+}
+
+void exactly_http_tick(exactly_http *h)
+{
+    char err[256];
+
+    /* At most one start a second: a server that cannot start does not
+     * take the supervisor's time. */
+    if (!h || h->pid > 0 || h->stopping || mono_ms() - h->started_ms < 1000)
+        return;
+    if (spawn(h, err, sizeof(err)) != 0)
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot start the HTTP server",
+                    LOG_STR("error", err));
+}
+
 void exactly_http_stop(exactly_http *h)
 {
+    long long deadline;
+    int status;
+
     if (!h)
         return;
-    MHD_stop_daemon(h->daemon); /* closes the listening socket */
-    pthread_mutex_lock(&h->mu);
-    h->stop = 1;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    if (h->reader_started)
-        pthread_join(h->reader, NULL);
+    h->stopping = 1;
+    if (h->pid > 0) {
+        kill(h->pid, SIGTERM);
+        /* Its threads stop at once (the status reader within a poll
+         * tick); a server that does not is killed. */
+        deadline = mono_ms() + 2000;
+        while (waitpid(h->pid, &status, WNOHANG) == 0) {
+            if (mono_ms() > deadline) {
+                kill(h->pid, SIGKILL);
+                (void)waitpid(h->pid, &status, 0);
+                break;
+            }
+            usleep(10 * 1000);
+        }
+    }
+    close(h->fd);
     http_free(h);
 }

@@ -2,14 +2,16 @@
  * http.h - the supervisor's HTTP server: /metrics, /healthz, /readyz, the
  * status page / and /status.json.
  *
- * libmicrohttpd serves from threads of its own, so that no client (one
- * that never reads, sends a byte at a time, opens a thousand connections
- * or a megabyte of request line) can hold up the supervisor's loop of
- * reaping, restarting and stopping workers. Everything served comes from
- * the shared metrics slots (read with relaxed atomic loads) and from a
- * status reader thread that queries PostgreSQL every STATUS_PERIOD_MS with
- * short timeouts and keeps its last answer: a request never waits for the
- * database, and neither does the supervisor's loop.
+ * libmicrohttpd serves from threads of its own, in a process of its own
+ * forked by the supervisor (which stays single-threaded, so that forking
+ * a worker never copies a lock another thread held), so that no client
+ * (one that never reads, sends a byte at a time, opens a thousand
+ * connections or a megabyte of request line) can hold up the supervisor's
+ * loop of reaping, restarting and stopping workers. Everything served
+ * comes from the shared metrics slots (read with relaxed atomic loads) and
+ * from a status reader thread that queries PostgreSQL every
+ * STATUS_PERIOD_MS with short timeouts and keeps its last answer: a
+ * request never waits for the database, and neither does the supervisor.
  *
  * The address is a loopback "IPv4:PORT" (a port is required; 0 asks for
  * any free one, and the bound address is returned). Exact paths only, a
@@ -20,15 +22,15 @@
 #define EXACTLY_HTTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "metrics.h"
 
 typedef struct exactly_http exactly_http;
 
-/* Binds addr and starts serving slots[0..n) of the pipelines of cfg
- * (only_pipeline: that one alone). cfg and slots must outlive the server;
- * the status reader copies what it needs of cfg. Returns NULL with errbuf
+/* Binds addr and forks the process serving slots[0..n) (a MAP_SHARED
+ * region) of the pipelines of cfg (only_pipeline: that one alone). Returns NULL with errbuf
  * set when the address is wrong or taken or a thread cannot start. */
 exactly_http *exactly_http_start(const exactly_config *cfg,
                                  const char *only_pipeline, const char *addr,
@@ -39,8 +41,15 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
 /* The listening socket (for a forked child to close); -1 for NULL. */
 int exactly_http_fd(const exactly_http *h);
 
-/* Stops serving and frees h. Waits for no database answer: at most one
- * poll tick of the status reader. NULL-safe. */
+/* For the supervisor's waitpid loop: 1 when pid was the server process
+ * (then it is started again by exactly_http_tick), 0 otherwise. */
+int exactly_http_reaped(exactly_http *h, pid_t pid, int status);
+
+/* Starts the server process again when it ended (at most once a second). */
+void exactly_http_tick(exactly_http *h);
+
+/* Stops the server process (SIGTERM; SIGKILL after 2 s) and frees h.
+ * NULL-safe. */
 void exactly_http_stop(exactly_http *h);
 
 #endif

@@ -1,6 +1,5 @@
 #include "supervisor.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -326,27 +325,6 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     _exit(code);
 }
 
-/* Closes every socket the child inherited beyond stdin, stdout and
- * stderr: the HTTP server's clients and the status reader's connection
- * belong to the supervisor (a client would otherwise wait for the worker's
- * end to see its connection closed). */
-static void close_inherited_sockets(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int self = d ? dirfd(d) : -1;
-
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        struct stat st;
-        int fd = atoi(e->d_name);
-        if (fd > 2 && fd != self && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
-            close(fd);
-    }
-    closedir(d);
-}
-
 /* Forks the worker of slot s. fds are the supervisor's own descriptors
  * (lock files, the metrics socket): the child closes them at once, so that
  * a worker never holds the lock or the port of its supervisor. */
@@ -374,7 +352,6 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
         for (i = 0; i < n_fds; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
-        close_inherited_sockets();
         install_worker_signals();
         sigprocmask(SIG_SETMASK, &old, NULL);
         run_worker(o, s, parent);
@@ -567,7 +544,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     }
     if (o->metrics_addr) {
         char err[512], bound[64];
-        /* Its own threads: no client can hold up this loop. */
+        /* A process of its own: no client can hold up this loop. */
         http = exactly_http_start(cfg, o->only_pipeline, o->metrics_addr,
                                   shared, n_slots, bound, sizeof(bound), err,
                                   sizeof(err));
@@ -624,6 +601,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         long long now = now_ms();
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (exactly_http_reaped(http, pid, status))
+                continue;
             for (i = 0; i < n_slots; i++) {
                 int r;
                 if (slots[i].pid != pid)
@@ -672,6 +651,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
             if (!active)
                 break; /* every worker finished (--exit-idle) */
         }
+        if (!g_stop)
+            exactly_http_tick(http);
         usleep(50 * 1000);
     }
     code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1
