@@ -9,8 +9,12 @@
  * is read: per partition the stored offset, LSO and lag must equal what
  * `exactly offsets --json` prints, every worker row shows the pid the
  * supervisor logged and "up", the dead-letter total equals the rows of the
- * dead_letters table, and each of its reasons is listed. /status.json is
- * checked the same way. A screenshot is saved as status_page.png in
+ * dead_letters table, and its reason is listed. (Before that,
+ * /status.json must show every partition at its high watermark, lag 0,
+ * state running.) The scrape of /metrics at that point passes `promtool
+ * check metrics`, and every metric that deploy/prometheus/
+ * alerts.yml and deploy/grafana/exactly.json name is in it (the dashboard
+ * must parse as JSON). A screenshot is saved as status_page.png in
  * $EXACTLY_ARTIFACT_DIR (the build directory), else in the working
  * directory, beside the rendered DOM (status_page.html).
  *
@@ -115,6 +119,141 @@ static int status_settled(int port, const int64_t *hw, int64_t dead)
     return ok && seen == N_PARTITIONS;
 }
 
+/* Every exactly_* name in text, each once, into *out (malloc'd
+ * strings); returns how many. */
+static size_t metric_names(const char *text, char ***out)
+{
+    char **v = NULL;
+    size_t n = 0, i;
+    const char *at = text;
+
+    while ((at = strstr(at, "exactly_")) != NULL) {
+        size_t len = strspn(at, "abcdefghijklmnopqrstuvwxyz0123456789_");
+        char *name;
+        int dup = 0;
+        /* Not part of a longer identifier (e.g. a label value). */
+        if (at > text && (at[-1] == '_' || (at[-1] >= 'a' && at[-1] <= 'z'))) {
+            at += len;
+            continue;
+        }
+        name = strndup(at, len);
+        TK_CHECK(name != NULL, "out of memory");
+        for (i = 0; i < n && !dup; i++)
+            dup = strcmp(v[i], name) == 0;
+        if (dup) {
+            free(name);
+        } else {
+            v = realloc(v, (n + 1) * sizeof(*v));
+            TK_CHECK(v != NULL, "out of memory");
+            v[n++] = name;
+        }
+        at += len;
+    }
+    *out = v;
+    return n;
+}
+
+/* Collects every "expr" and "query" string of a Grafana dashboard. */
+static void dashboard_exprs(const json_t *j, char **acc, size_t *len)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (json_is_object(j)) {
+        json_object_foreach((json_t *)j, key, v) {
+            if ((strcmp(key, "expr") == 0 || strcmp(key, "query") == 0) &&
+                json_is_string(v)) {
+                size_t l = strlen(json_string_value(v));
+                *acc = realloc(*acc, *len + l + 2);
+                TK_CHECK(*acc != NULL, "out of memory");
+                memcpy(*acc + *len, json_string_value(v), l);
+                (*acc)[*len + l] = '\n';
+                *len += l + 1;
+                (*acc)[*len] = '\0';
+            } else {
+                dashboard_exprs(v, acc, len);
+            }
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach((json_t *)j, i, v)
+            dashboard_exprs(v, acc, len);
+    }
+}
+
+/* The scrape passes promtool check metrics, and every metric the alerts
+ * and the dashboard in deploy/ name is in it. */
+static void check_deploy(int port, const char *dir, const char *log)
+{
+    const char *src = tk_env_required("EXACTLY_SOURCE_DIR");
+    char path[1024], cmd[2200], *scrape = NULL, *alerts, *exprs = NULL, **names;
+    size_t n, i, len = 0;
+    json_t *dash;
+    json_error_t jerr;
+    int checked = 0;
+
+    LEDGER_CHECK_LOG(tk_http_get(port, "/metrics", &scrape) == 200 && scrape,
+                     log, "GET /metrics did not answer 200");
+    if (system("command -v promtool >/dev/null 2>&1") == 0) {
+        snprintf(path, sizeof path, "%s/scrape.txt", dir);
+        tk_write_file(path, "%s", scrape);
+        snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.out' 2>&1",
+                 path, path);
+        if (system(cmd) != 0) {
+            char *why;
+            snprintf(path, sizeof path, "%s/scrape.txt.out", dir);
+            why = tk_read_file(path);
+            TK_CHECK(0, "promtool check metrics rejects the scrape:\n%s",
+                     why ? why : "");
+        }
+    } else {
+        tk_note("promtool not installed: the scrape is not linted here");
+    }
+    snprintf(path, sizeof path, "%s/deploy/grafana/exactly.json", src);
+    dash = json_load_file(path, 0, &jerr);
+    TK_CHECK(dash != NULL, "%s does not parse: %s (line %d)", path, jerr.text,
+             jerr.line);
+    TK_CHECK(json_array_size(json_object_get(dash, "panels")) > 0,
+             "%s has no panels", path);
+    dashboard_exprs(dash, &exprs, &len);
+    json_decref(dash);
+    snprintf(path, sizeof path, "%s/deploy/prometheus/alerts.yml", src);
+    alerts = tk_read_file(path);
+    TK_CHECK(alerts != NULL && exprs != NULL, "cannot read %s or the "
+             "dashboard's queries", path);
+    {
+        char *both = malloc(strlen(alerts) + len + 2);
+        TK_CHECK(both != NULL, "out of memory");
+        sprintf(both, "%s\n%s", alerts, exprs);
+        n = metric_names(both, &names);
+        free(both);
+    }
+    for (i = 0; i < n; i++) {
+        char line_start[160], *at = scrape;
+        int found = 0;
+        snprintf(line_start, sizeof line_start, "\n%s", names[i]);
+        while (!found && (at = strstr(at, line_start)) != NULL) {
+            char c = at[strlen(line_start)];
+            found = c == '{' || c == ' ';
+            at++;
+        }
+        /* A histogram's family name (its TYPE line) counts too. */
+        snprintf(line_start, sizeof line_start, "# TYPE %s ", names[i]);
+        found = found || strstr(scrape, line_start) != NULL;
+        TK_CHECK(found, "deploy/ names the metric %s, which the scrape does "
+                 "not have", names[i]);
+        free(names[i]);
+        checked++;
+    }
+    free(names);
+    free(alerts);
+    free(exprs);
+    free(scrape);
+    TK_CHECK(checked >= 10, "only %d metric names found in deploy/", checked);
+    tk_note("deploy/: %d metric names of the alerts and the dashboard are in "
+            "the scrape", checked);
+}
+
 /* The pid of the n-th "worker started" line. */
 static long worker_pid(const char *log, int n)
 {
@@ -216,6 +355,8 @@ int main(void)
         tk_sleep_ms(200);
     }
     TK_CHECK(dead > 0, "the handler dead-lettered nothing");
+
+    check_deploy(port, f.dir, f.log);
 
     snprintf(cmd, sizeof cmd, "'%s' offsets -c '%s' --json",
              ledger_exactly_bin(), f.config);
