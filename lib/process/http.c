@@ -84,11 +84,12 @@ static void iso_time(long long ms, char *buf, size_t size)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
+    char base[32];
 
     gmtime_r(&t, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    if (strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        base[0] = '\0';
+    snprintf(buf, size, "%s.%03dZ", base, (int)(ms % 1000));
 }
 
 static long long wall_ms(void)
@@ -421,7 +422,7 @@ static void *reader_main(void *arg)
             conn = NULL;
         }
         {
-            char at[40];
+            char at[64];
             iso_time(wall_ms(), at, sizeof(at));
             json_object_set_new(db, "ok", json_boolean(ok));
             json_object_set_new(db, "error", ok ? json_null() : json_string(err));
@@ -545,7 +546,7 @@ static int cmp_part(const void *a, const void *b)
 static json_t *status_json(exactly_http *h)
 {
     json_t *root = json_object(), *pipes = json_array(), *db;
-    char at[40];
+    char at[64];
     size_t p, i, j;
 
     iso_time(wall_ms(), at, sizeof(at));
@@ -584,7 +585,7 @@ static json_t *status_json(exactly_http *h)
             ne = __atomic_load_n(&s->n_errors, __ATOMIC_ACQUIRE);
             for (e = ne > METRICS_N_ERRORS ? ne - METRICS_N_ERRORS : 0; e < ne; e++) {
                 const metrics_error *me = &s->errors[e % METRICS_N_ERRORS];
-                char line[METRICS_ERROR_MAX], when[40];
+                char line[METRICS_ERROR_MAX], when[64];
                 json_t *eo = json_object(), *ls;
                 memcpy(line, me->line, sizeof(line));
                 line[sizeof(line) - 1] = '\0';
