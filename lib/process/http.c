@@ -1022,8 +1022,11 @@ static int serve_threads(exactly_http *h, char *errbuf, size_t errbuf_size)
     return 0;
 }
 
-/* The server process: serves until SIGTERM or SIGINT (or the supervisor's
- * death), then stops its threads and exits. Never returns. */
+/* The server process: serves until SIGTERM (the supervisor's, or its
+ * death), then stops its threads and exits. SIGINT and SIGHUP are the
+ * supervisor's: a Ctrl-C at a terminal reaches the whole process group,
+ * and the supervisor stops this process after its workers. Never
+ * returns. */
 static void serve_process(exactly_http *h)
 {
     sigset_t stop;
@@ -1047,7 +1050,7 @@ static void serve_process(exactly_http *h)
                     LOG_STR("error", err));
         _exit(1);
     }
-    while (sig != SIGTERM && sig != SIGINT)
+    while (sig != SIGTERM)
         if (sigwait(&stop, &sig) != 0)
             break;
     MHD_stop_daemon(h->daemon); /* closes the listening socket */
@@ -1060,9 +1063,11 @@ static void serve_process(exactly_http *h)
 }
 
 /* Forks the server process; 0, or -1 with errbuf. */
-static int spawn(exactly_http *h, char *errbuf, size_t errbuf_size)
+static int spawn(exactly_http *h, const int *fds, size_t n_fds,
+                 char *errbuf, size_t errbuf_size)
 {
     pid_t pid;
+    size_t i;
 
     fflush(NULL);
     pid = fork();
@@ -1071,8 +1076,12 @@ static int spawn(exactly_http *h, char *errbuf, size_t errbuf_size)
                  strerror(errno));
         return -1;
     }
-    if (pid == 0)
+    if (pid == 0) {
+        for (i = 0; i < n_fds; i++)
+            if (fds[i] >= 0 && fds[i] != h->fd)
+                close(fds[i]);
         serve_process(h);
+    }
     h->pid = pid;
     h->started_ms = mono_ms();
     return 0;
@@ -1110,7 +1119,7 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
         h->n_pipelines++;
     }
     h->fd = http_listen(addr, bound, bound_size, errbuf, errbuf_size);
-    if (h->fd < 0 || spawn(h, errbuf, errbuf_size) != 0)
+    if (h->fd < 0 || spawn(h, NULL, 0, errbuf, errbuf_size) != 0)
         goto fail;
     return h;
 oom:
@@ -1127,6 +1136,11 @@ int exactly_http_fd(const exactly_http *h)
     return h ? h->fd : -1;
 }
 
+pid_t exactly_http_pid(const exactly_http *h)
+{
+    return h ? h->pid : 0;
+}
+
 int exactly_http_reaped(exactly_http *h, pid_t pid, int status)
 {
     if (!h || pid != h->pid)
@@ -1140,7 +1154,7 @@ int exactly_http_reaped(exactly_http *h, pid_t pid, int status)
     return 1;
 }
 
-void exactly_http_tick(exactly_http *h)
+void exactly_http_tick(exactly_http *h, const int *fds, size_t n_fds)
 {
     char err[256];
 
@@ -1148,7 +1162,7 @@ void exactly_http_tick(exactly_http *h)
      * take the supervisor's time. */
     if (!h || h->pid > 0 || h->stopping || mono_ms() - h->started_ms < 1000)
         return;
-    if (spawn(h, err, sizeof(err)) != 0)
+    if (spawn(h, fds, n_fds, err, sizeof(err)) != 0)
         exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot start the HTTP server",
                     LOG_STR("error", err));
 }

@@ -41,12 +41,17 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
 /* The listening socket (for a forked child to close); -1 for NULL. */
 int exactly_http_fd(const exactly_http *h);
 
+/* The server process; 0 while none runs. */
+pid_t exactly_http_pid(const exactly_http *h);
+
 /* For the supervisor's waitpid loop: 1 when pid was the server process
  * (then it is started again by exactly_http_tick), 0 otherwise. */
 int exactly_http_reaped(exactly_http *h, pid_t pid, int status);
 
-/* Starts the server process again when it ended (at most once a second). */
-void exactly_http_tick(exactly_http *h);
+/* Starts the server process again when it ended (at most once a second).
+ * fds: the supervisor's own descriptors (lock files), closed in the new
+ * process like in a worker. */
+void exactly_http_tick(exactly_http *h, const int *fds, size_t n_fds);
 
 /* Stops the server process (SIGTERM; SIGKILL after 2 s) and frees h.
  * NULL-safe. */

@@ -556,6 +556,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         }
         exactly_log(EXACTLY_LOG_INFO, "supervisor", "serving metrics",
                     LOG_STR("address", bound),
+                    LOG_INT("server_pid", exactly_http_pid(http)),
                     LOG_STR("paths", "/,/status.json,/metrics,/healthz,/readyz"));
     }
     n_slots = 0;
@@ -652,7 +653,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
                 break; /* every worker finished (--exit-idle) */
         }
         if (!g_stop)
-            exactly_http_tick(http);
+            exactly_http_tick(http, locks, n_locks);
         usleep(50 * 1000);
     }
     code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1

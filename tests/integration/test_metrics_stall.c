@@ -11,7 +11,9 @@
  * again within RESTART_WITHIN_MS (its backoff is 0.5 s), answer a fresh
  * GET /healthz within HEALTH_WITHIN_MS, and after SIGTERM exit 0 within
  * its --shutdown-timeout plus a second. The clients are still connected
- * at every one of these checks.
+ * at every one of these checks. Before the stop, the HTTP server process
+ * (server_pid in the "serving metrics" line) is SIGKILLed: the supervisor
+ * starts it again and /healthz answers within 3 s.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -141,7 +143,7 @@ int main(void)
     ledger_config cfg;
     struct rlimit rl;
     char *text, *at, *body = NULL, shutdown[16];
-    pid_t run, slow, huge, w0, w1;
+    pid_t run, slow, huge, w0, w1, server;
     int port = 0, i, opened = 0, status, code = -1;
     int64_t t_kill, t_restart, t_term, t0;
 
@@ -222,6 +224,30 @@ int main(void)
                      f.log, "GET /healthz answered %d after %" PRId64 " ms "
                      "(limit %d ms) beside the hostile clients", code,
                      tk_now_ms() - t0, HEALTH_WITHIN_MS);
+
+    /* The server process, killed, is started again. */
+    text = tk_read_file(f.log);
+    at = text ? strstr(text, "server_pid=") : NULL;
+    server = at ? (pid_t)atoi(at + strlen("server_pid=")) : 0;
+    free(text);
+    TK_CHECK(server > 0, "no server_pid in the \"serving metrics\" line");
+    TK_CHECK_EQ_INT64(tk_kill(server, SIGKILL), 0, "SIGKILL of the HTTP server");
+    t0 = tk_now_ms();
+    code = -1;
+    while (tk_now_ms() - t0 < 10000) {
+        code = tk_http_get(port, "/healthz", &body);
+        free(body);
+        body = NULL;
+        if (code == 200)
+            break;
+        tk_sleep_ms(100);
+    }
+    LEDGER_CHECK_LOG(code == 200 && tk_now_ms() - t0 <= 3000, f.log,
+                     "after SIGKILL of the HTTP server process, /healthz "
+                     "answered %d after %" PRId64 " ms (limit 3000 ms)", code,
+                     tk_now_ms() - t0);
+    tk_note("HTTP server process restarted, /healthz after %" PRId64 " ms",
+            tk_now_ms() - t0);
 
     t_term = tk_now_ms();
     TK_CHECK_EQ_INT64(tk_kill(run, SIGTERM), 0, "SIGTERM of the supervisor");
