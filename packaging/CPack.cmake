@@ -1,9 +1,9 @@
 # The Debian package: `cpack -G DEB` in a build directory (scripts/
 # package.sh makes a Release build for it). Its files are those of
 # `cmake --install` under /usr; its Depends come from dpkg-shlibdeps on the
-# binaries (librdkafka1, libpq5, libyaml-0-2, libjansson4, libc6 on Debian
-# 12) plus adduser for the postinst, which creates the `exactly` system user
-# that exactly@.service runs as and /etc/exactly.
+# binaries (librdkafka1, libpq5, libyaml-0-2, libjansson4, libmicrohttpd12,
+# libc6 on Debian 12) plus adduser for the postinst, which creates the
+# `exactly` system user that exactly@.service runs as and /etc/exactly.
 set(CPACK_PACKAGE_NAME exactly)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR exactly)

@@ -3,7 +3,7 @@
 #
 #   - one .deb, package exactly, version of `exactly --version`;
 #   - Depends names the package of every library the binaries need, as
-#     ldd resolves them (librdkafka1, libpq5, libyaml-0-2, libjansson4,
+#     ldd resolves them (librdkafka1, libpq5, libyaml-0-2, libjansson4, libmicrohttpd12,
 #     libc6 ..., found by dpkg-shlibdeps), and adduser (the postinst), each
 #     installed here;
 #   - its files are the install tree under /usr (binaries, headers,
@@ -43,7 +43,7 @@ note "Depends: $depends"
 # Package names only, one per line.
 dep_names=$(printf '%s\n' "$depends" | tr ',' '\n' | sed 's/(.*)//; s/|.*//; s/ //g' | sort -u)
 has_dep() { printf '%s\n' "$dep_names" | grep -qx "$1"; }
-for p in librdkafka1 libpq5 libyaml-0-2 libjansson4 libc6 adduser; do
+for p in librdkafka1 libpq5 libyaml-0-2 libjansson4 libmicrohttpd12 libc6 adduser; do
   has_dep "$p" || fail "Depends lacks $p: $depends"
 done
 
