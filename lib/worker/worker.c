@@ -1034,6 +1034,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
     int code = 1;
     long long last_idle_check = 0;
     long long last_stats = worker_now_ms();
+    long long last_states = 0;
     long long started;
     exactly_err rc;
 
@@ -1139,7 +1140,11 @@ int exactly_worker_run(const exactly_worker_opts *o,
             __atomic_store_n(&w.m->ready,
                              w.n_parts > 0 && w.conn && !w.db_down_since_ms,
                              __ATOMIC_RELAXED);
-        publish_states(&w);
+        /* A few times a second is enough for a page and a scrape. */
+        if (now - last_states >= 100) {
+            last_states = now;
+            publish_states(&w);
+        }
         if (o->reopen_log && *o->reopen_log) {
             *o->reopen_log = 0;
             (void)exactly_log_reopen();
