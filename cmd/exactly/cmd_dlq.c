@@ -13,7 +13,6 @@
 #include "escape.h"
 #include "log.h"
 #include "ops/dlq.h"
-#include "store_exec.h"
 #include "table.h"
 
 #define LIST_DEFAULT_LIMIT 100
@@ -61,8 +60,7 @@ static void list_runs(PGconn *conn, const exactly_config *cfg,
         cli_line(stdout, "reprocess run %s has %" PRId64 " dead letter(s): "
                  "exactly dlq list -c %s --pipeline %s --run %s",
                  runs[i], counts[i], cfg->path, p->name, runs[i]);
-    store_strings_free(runs, n);
-    free(counts);
+    ops_dlq_runs_free(runs, counts, n);
 }
 
 /* The seconds of a UTC time with microseconds, as list shows it. */
@@ -316,6 +314,36 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
 
 /* ---- the command ---------------------------------------------------------- */
 
+/* What replay does, for --help (and the README says the same). */
+static const char replay_help[] =
+            "  replay   applies the selected dead letters again with the\n"
+            "           pipeline's current configuration and handler (not the\n"
+            "           one that failed them): per partition, one record per\n"
+            "           entity ID, its messages in offset order, rows from the\n"
+            "           pipeline's lookup, then the handler's apply(), in\n"
+            "           batches of at most batch.max_messages messages.\n"
+            "           Everything runs in ONE transaction that also deletes\n"
+            "           what was applied: if apply() returns an error or the\n"
+            "           handler's SQL fails, the whole replay is rolled back\n"
+            "           (nothing applied, every selected dead letter unchanged;\n"
+            "           there is no bisect: narrow it with --id or --entity and\n"
+            "           run it again). Left in place, listed, and the replay\n"
+            "           still commits: dead letters without an entity ID\n"
+            "           (undecodable), those whose lookup still finds no row\n"
+            "           (unless lookup.on_missing is handler), and records the\n"
+            "           handler fails again with fail_record (their attempts\n"
+            "           and reason are updated). No dedup filter, no stored\n"
+            "           offset moves, nothing is read from Kafka: each message\n"
+            "           is what the dead letter kept, its offset and its key\n"
+            "           (only the first 1,024 bytes of a longer key), with no\n"
+            "           timestamp (-1). The lookup runs\n"
+            "           even for the built-in upsert in its fused form (which\n"
+            "           reads the source inside its write), in the same\n"
+            "           REPEATABLE READ snapshot as the write, so a dead letter\n"
+            "           is deleted only when its row was written; a concurrent\n"
+            "           change to a written row then rolls the replay back\n"
+            "           (exit 1): run it again.\n";
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -335,25 +363,7 @@ static void usage(FILE *out)
             "           cut to %d characters; at most %d rows unless --limit\n"
             "  show     every field of the selected dead letters (at most %d\n"
             "           unless --limit), the message key as text and in hex\n"
-            "  replay   applies the selected dead letters again with the\n"
-            "           pipeline's current configuration: per partition, one\n"
-            "           record per entity ID, rows from the pipeline's lookup,\n"
-            "           then the handler's apply(), in batches of at most\n"
-            "           batch.max_messages messages. Everything runs in ONE\n"
-            "           transaction that also deletes what was applied: if the\n"
-            "           handler or its SQL fails, it is rolled back, nothing is\n"
-            "           applied and the dead letters stay. Left in place (and\n"
-            "           listed): dead letters without an entity ID (undecodable),\n"
-            "           those whose lookup still finds no row (unless\n"
-            "           lookup.on_missing is handler), and records the handler\n"
-            "           fails again with fail_record (their attempts and reason\n"
-            "           are updated). No dedup filter, no stored offset moves.\n"
-            "           The lookup runs even for the built-in upsert in its\n"
-            "           fused form (which reads the source inside its write),\n"
-            "           in the same REPEATABLE READ snapshot as the write, so\n"
-            "           a dead letter is deleted only when its row was written;\n"
-            "           a concurrent change to a written row then rolls the\n"
-            "           replay back (exit 1): run it again.\n"
+            "%s"
             "  discard  deletes the selected dead letters and prints how many\n"
             "\n"
             "replay and discard need a filter or --all.\n"
@@ -364,8 +374,13 @@ static void usage(FILE *out)
             "                        more than one)\n"
             "  -t, --topic T         only dead letters of topic T\n"
             "  -P, --partition N     only partition N\n"
-            "  -i, --id ID           only dead letter ID (repeatable; a bare ID\n"
-            "                        argument means the same)\n"
+            "  -i, --id ID           only the dead letter whose id (the ID\n"
+            "                        column of list, dead_letters.id) is ID\n"
+            "                        (repeatable; a bare ID argument means the\n"
+            "                        same); not an entity ID\n"
+            "  -e, --entity ID       only dead letters of the entity whose ID\n"
+            "                        (the ENTITY_ID column, as decoded from the\n"
+            "                        message) is ID, byte for byte (repeatable)\n"
             "  -s, --since TIME      only those that last failed at or after TIME\n"
             "                        (ISO 8601, e.g. 2024-05-01T12:00:00Z)\n"
             "  -l, --limit N         at most N, oldest (lowest id) first\n"
@@ -378,11 +393,14 @@ static void usage(FILE *out)
             "                        applied count\n"
             "  -h, --help            this text\n"
             "\n"
+            "Filters combine: a dead letter is selected when it matches every\n"
+            "one given, and any of the values of a repeated one.\n"
+            "\n"
             "Exit codes: 0 done (replay: committed, even when some dead letters\n"
             "were left in place), 1 PostgreSQL failed, the schema is not\n"
             "migrated, show found nothing, or replay rolled back, 2 bad usage,\n"
             "configuration or plugin.\n",
-            REASON_WIDTH, LIST_DEFAULT_LIMIT, SHOW_DEFAULT_LIMIT);
+            REASON_WIDTH, LIST_DEFAULT_LIMIT, SHOW_DEFAULT_LIMIT, replay_help);
 }
 
 static int add_id(ops_dlq_sel *s, const char *text)

@@ -3,6 +3,7 @@
  */
 #include "table.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,3 +118,11 @@ void cli_table_free(cli_table *t)
     free(t);
 }
 
+
+void cli_fmt_i64(char *buf, size_t n, int ok, int64_t v)
+{
+    if (ok)
+        snprintf(buf, n, "%" PRId64, v);
+    else
+        snprintf(buf, n, "-");
+}

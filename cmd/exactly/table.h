@@ -5,6 +5,7 @@
 #define EXACTLY_CLI_TABLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* A table printed with every column as wide as its widest cell. */
@@ -30,5 +31,8 @@ void cli_table_add(cli_table *t, const char *const *cells);
  * incomplete and nothing is printed). */
 int cli_table_print(const cli_table *t, FILE *out);
 void cli_table_free(cli_table *t);
+
+/* v in decimal into buf, or "-" when not ok (not known). */
+void cli_fmt_i64(char *buf, size_t n, int ok, int64_t v);
 
 #endif

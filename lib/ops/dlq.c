@@ -184,6 +184,12 @@ exactly_err ops_dlq_runs(PGconn *conn, const exactly_config *cfg,
                          err, errsz);
 }
 
+void ops_dlq_runs_free(char **runs, int64_t *counts, size_t n)
+{
+    store_strings_free(runs, n);
+    free(counts);
+}
+
 exactly_err ops_dlq_discard(PGconn *conn, const exactly_config *cfg,
                             const ops_dlq_sel *s, int64_t *n, char *err,
                             size_t errsz)

@@ -73,6 +73,8 @@ exactly_err ops_dlq_runs(PGconn *conn, const exactly_config *cfg,
                          const cfg_pipeline *p, char ***runs,
                          int64_t **counts, size_t *n, char *err, size_t errsz);
 
+void ops_dlq_runs_free(char **runs, int64_t *counts, size_t n);
+
 /* Deletes the selected dead letters; *n how many. */
 exactly_err ops_dlq_discard(PGconn *conn, const exactly_config *cfg,
                             const ops_dlq_sel *s, int64_t *n, char *err,

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "kafka/admin.h"
+#include "pg_conn.h"
 #include "store_offsets.h"
+#include "store_version.h"
 
 static ops_offset_view *find(ops_offsets *l, const char *pipeline,
                              const char *topic, int32_t partition)
@@ -190,6 +192,39 @@ int ops_offsets_read_kafka(const exactly_config *cfg, const cfg_pipeline *p,
             failed = 1;
     }
     kafka_admin_free(rk);
+    return failed ? -1 : 0;
+}
+
+int ops_offsets_read(const exactly_config *cfg, const char *only,
+                     ops_offsets *l, ops_warn_fn *warn, void *arg)
+{
+    char err[2048];
+    int failed = 0;
+    PGconn *conn = exactly_pg_connect(cfg, "exactly-offsets", err, sizeof(err));
+    size_t i;
+
+    if (!conn || store_check_version(conn, cfg, NULL, err, sizeof(err)) !=
+                     EXACTLY_OK) {
+        warn(arg, NULL, err);
+        failed = 1;
+        if (conn)
+            PQfinish(conn);
+        conn = NULL;
+    }
+    for (i = 0; i < cfg->n_pipelines; i++) {
+        const cfg_pipeline *p = &cfg->pipelines[i];
+        if (only && strcmp(only, p->name) != 0)
+            continue;
+        if (conn && ops_offsets_read_pg(conn, cfg, p, l, err, sizeof(err)) !=
+                        EXACTLY_OK) {
+            warn(arg, p, err);
+            failed = 1;
+        }
+        if (ops_offsets_read_kafka(cfg, p, l, warn, arg) != 0)
+            failed = 1;
+    }
+    if (conn)
+        PQfinish(conn);
     return failed ? -1 : 0;
 }
 

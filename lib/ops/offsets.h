@@ -80,6 +80,13 @@ typedef void ops_warn_fn(void *arg, const cfg_pipeline *p, const char *msg);
 int ops_offsets_read_kafka(const exactly_config *cfg, const cfg_pipeline *p,
                            ops_offsets *l, ops_warn_fn *warn, void *arg);
 
+/* Both sides of every pipeline of cfg (only the one named only, when not
+ * NULL) into l: what PostgreSQL stores, then Kafka's view. Returns 0, or
+ * -1 after reporting each problem through warn (p NULL for one that is
+ * not a pipeline's); what could be read stays in l. */
+int ops_offsets_read(const exactly_config *cfg, const char *only,
+                     ops_offsets *l, ops_warn_fn *warn, void *arg);
+
 /* By pipeline, topic, partition. */
 void ops_offsets_sort(ops_offsets *l);
 
