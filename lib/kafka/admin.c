@@ -127,12 +127,39 @@ make_list(const char *topic, const int32_t *parts, size_t n,
     return l;
 }
 
+/*
+ * Ends a call on list l that librdkafka answered with e: copies each
+ * partition's offset into out[i] (when out is not NULL), and destroys l. A
+ * partition's own error fails the call when elem_err_fails, else leaves
+ * its out[i] as it was. Returns 0, or -1 with librdkafka's reason in err.
+ */
+static int settle(rd_kafka_topic_partition_list_t *l, rd_kafka_resp_err_t e,
+                  int elem_err_fails, int64_t *out, char *err, size_t errsz)
+{
+    int i;
+
+    for (i = 0; !e && i < l->cnt; i++) {
+        if (l->elems[i].err) {
+            if (elem_err_fails)
+                e = l->elems[i].err;
+            continue;
+        }
+        if (out)
+            out[i] = l->elems[i].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errsz, "%s", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
 int kafka_admin_committed(rd_kafka_t *rk, const char *topic,
                           const int32_t *parts, size_t n, int64_t *out,
                           int timeout_ms, char *err, size_t errsz)
 {
     rd_kafka_topic_partition_list_t *l;
-    rd_kafka_resp_err_t e;
     size_t i;
 
     for (i = 0; i < n; i++)
@@ -140,16 +167,8 @@ int kafka_admin_committed(rd_kafka_t *rk, const char *topic,
     if (n == 0)
         return 0;
     l = make_list(topic, parts, n, NULL, RD_KAFKA_OFFSET_INVALID);
-    e = rd_kafka_committed(rk, l, timeout_ms);
-    for (i = 0; !e && i < n; i++)
-        if (!l->elems[i].err)
-            out[i] = l->elems[i].offset;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, errsz, "%s", rd_kafka_err2str(e));
-        return -1;
-    }
-    return 0;
+    return settle(l, rd_kafka_committed(rk, l, timeout_ms), 0, out, err,
+                  errsz);
 }
 
 int kafka_admin_offsets_for_time(rd_kafka_t *rk, const char *topic,
@@ -158,24 +177,10 @@ int kafka_admin_offsets_for_time(rd_kafka_t *rk, const char *topic,
                                  size_t errsz)
 {
     rd_kafka_topic_partition_list_t *l = make_list(topic, parts, n, NULL, ms);
-    rd_kafka_resp_err_t e;
-    size_t i;
 
-    e = rd_kafka_offsets_for_times(rk, l, timeout_ms);
-    for (i = 0; !e && i < n; i++) {
-        if (l->elems[i].err) {
-            e = l->elems[i].err;
-            break;
-        }
-        /* -1 (OFFSET_END): no message that recent. */
-        out[i] = l->elems[i].offset;
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, errsz, "%s", rd_kafka_err2str(e));
-        return -1;
-    }
-    return 0;
+    /* An offset of -1 (OFFSET_END): no message that recent. */
+    return settle(l, rd_kafka_offsets_for_times(rk, l, timeout_ms), 1, out,
+                  err, errsz);
 }
 
 int kafka_admin_commit(rd_kafka_t *rk, const char *topic,
@@ -183,18 +188,8 @@ int kafka_admin_commit(rd_kafka_t *rk, const char *topic,
                        char *err, size_t errsz)
 {
     rd_kafka_topic_partition_list_t *l = make_list(topic, parts, n, offsets, 0);
-    rd_kafka_resp_err_t e;
-    size_t i;
 
-    e = rd_kafka_commit(rk, l, 0);
-    for (i = 0; !e && i < n; i++)
-        e = l->elems[i].err;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, errsz, "%s", rd_kafka_err2str(e));
-        return -1;
-    }
-    return 0;
+    return settle(l, rd_kafka_commit(rk, l, 0), 1, NULL, err, errsz);
 }
 
 int kafka_admin_group_members(rd_kafka_t *rk, const char *group,

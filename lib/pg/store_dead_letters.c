@@ -80,6 +80,23 @@ static int params_fill(filter_params *fp, const store_dl_filter *f)
     return 0;
 }
 
+/* Runs fmt (%1$s the schema) with f's parameters, the first n_params of
+ * them. */
+static exactly_err exec_filter(PGconn *conn, const char *schema,
+                               const char *fmt, int n_params,
+                               const store_dl_filter *f, PGresult **res,
+                               char *err, size_t errsz)
+{
+    filter_params fp;
+    exactly_err rc;
+
+    if (params_fill(&fp, f) != 0)
+        return oom(err, errsz);
+    rc = store_exec(conn, schema, fmt, n_params, fp.v, res, err, errsz);
+    params_free(&fp);
+    return rc;
+}
+
 static int hexval(char c)
 {
     return c >= '0' && c <= '9'   ? c - '0'
@@ -138,7 +155,6 @@ exactly_err store_dl_select(PGconn *conn, const char *schema,
                             store_dl_row **rows, size_t *n_rows, char *err,
                             size_t errsz)
 {
-    filter_params fp;
     PGresult *res = NULL;
     store_dl_row *v;
     exactly_err rc;
@@ -146,12 +162,9 @@ exactly_err store_dl_select(PGconn *conn, const char *schema,
 
     *rows = NULL;
     *n_rows = 0;
-    if (params_fill(&fp, f) != 0)
-        return oom(err, errsz);
-    rc = store_exec(conn, schema,
-                    lock ? SELECT_COLUMNS " FOR UPDATE" : SELECT_COLUMNS, 7,
-                    fp.v, &res, err, errsz);
-    params_free(&fp);
+    rc = exec_filter(conn, schema,
+                     lock ? SELECT_COLUMNS " FOR UPDATE" : SELECT_COLUMNS, 7, f,
+                     &res, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
     v = calloc((size_t)PQntuples(res) + 1, sizeof(*v));
@@ -172,17 +185,13 @@ exactly_err store_dl_count(PGconn *conn, const char *schema,
                            const store_dl_filter *f, int64_t *total,
                            char *err, size_t errsz)
 {
-    filter_params fp;
     PGresult *res = NULL;
     exactly_err rc;
 
     *total = 0;
-    if (params_fill(&fp, f) != 0)
-        return oom(err, errsz);
-    rc = store_exec(conn, schema,
-                    "SELECT count(*) FROM %1$s.dead_letters" WHERE_FILTER, 6,
-                    fp.v, &res, err, errsz);
-    params_free(&fp);
+    rc = exec_filter(conn, schema,
+                     "SELECT count(*) FROM %1$s.dead_letters" WHERE_FILTER, 6,
+                     f, &res, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
     *total = store_int64(res, 0, 0);
@@ -194,20 +203,16 @@ exactly_err store_dl_discard(PGconn *conn, const char *schema,
                              const store_dl_filter *f, int64_t *n, char *err,
                              size_t errsz)
 {
-    filter_params fp;
     PGresult *res = NULL;
     exactly_err rc;
 
     *n = 0;
-    if (params_fill(&fp, f) != 0)
-        return oom(err, errsz);
-    rc = store_exec(conn, schema,
-                    "WITH gone AS (DELETE FROM %1$s.dead_letters WHERE id ="
-                    " ANY(ARRAY(SELECT id FROM %1$s.dead_letters" WHERE_FILTER
-                    " ORDER BY id LIMIT $7)) RETURNING 1)"
-                    " SELECT count(*) FROM gone",
-                    7, fp.v, &res, err, errsz);
-    params_free(&fp);
+    rc = exec_filter(conn, schema,
+                     "WITH gone AS (DELETE FROM %1$s.dead_letters WHERE id ="
+                     " ANY(ARRAY(SELECT id FROM %1$s.dead_letters" WHERE_FILTER
+                     " ORDER BY id LIMIT $7)) RETURNING 1)"
+                     " SELECT count(*) FROM gone",
+                     7, f, &res, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
     *n = store_int64(res, 0, 0);

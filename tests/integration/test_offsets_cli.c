@@ -150,6 +150,17 @@ static void parse_table(const char *out, shown *rows)
         TK_CHECK(rows[p].found, "partition %d missing from:\n%s", p, out);
 }
 
+/* `exactly offsets` into rows; it must exit 0. */
+static void show(ctx *c, shown *rows)
+{
+    char *out;
+    int status = run(c, &out, "offsets", NULL);
+
+    TK_CHECK(status == 0, "offsets exited %d:\n%s", status, out);
+    parse_table(out, rows);
+    free(out);
+}
+
 /* Everything about the offset rows that a reset could change. */
 static char *snapshot(ctx *c)
 {
@@ -317,11 +328,9 @@ int main(void)
     /* A stored offset past the end halts whichever worker gets it. */
     tk_sql(c.db, "UPDATE exactly.offsets SET next_offset = next_offset + 1000"
                  " WHERE partition = 2");
-    status = run(&c, &out, "offsets", NULL);
-    parse_table(out, rows);
+    show(&c, rows);
     TK_CHECK_EQ_STR(rows[2].state, "halted", "state of an offset past the end");
     TK_CHECK_EQ_STR(rows[1].state, "idle", "state of the others");
-    free(out);
     status = run(&c, &out, "offsets", "--json", NULL);
     TK_CHECK_EQ_INT64(count_in(out, "\"state\": \"halted\""), 1,
                       "partitions --json shows halted");
@@ -499,21 +508,17 @@ int main(void)
             tk_sleep_ms(100);
         }
         LEDGER_CHECK_LOG(waited < 60000, log, "the worker claimed nothing");
-        status = run(&c, &out, "offsets", NULL);
-        parse_table(out, rows);
+        show(&c, rows);
         for (p = 0; p < NP; p++)
             TK_CHECK_EQ_STR(rows[p].state, "running",
                             "state while a worker owns the rows");
-        free(out);
         /* The crash guard's isolation, as a worker that died in a batch
          * leaves it (the worker is idle: no batch clears it meanwhile). */
         tk_sql(c.db, "UPDATE exactly.offsets SET isolate_until ="
                      " next_offset + 5 WHERE partition = 0");
-        status = run(&c, &out, "offsets", NULL);
-        parse_table(out, rows);
+        show(&c, rows);
         TK_CHECK_EQ_STR(rows[0].state, "isolating", "state while isolating");
         TK_CHECK_EQ_STR(rows[1].state, "running", "state of the others");
-        free(out);
         tk_sql(c.db, "UPDATE exactly.offsets SET isolate_until = NULL"
                      " WHERE partition = 0");
 
