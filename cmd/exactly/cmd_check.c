@@ -165,5 +165,5 @@ int cmd_check(int argc, char **argv)
     print_report(&r);
     report_free(&r);
     exactly_config_free(cfg);
-    return r.refused || r.oom ? CLI_REFUSED : r.failed ? CLI_FAILED : CLI_OK;
+    return r.refused ? CLI_REFUSED : r.failed || r.oom ? CLI_FAILED : CLI_OK;
 }

@@ -42,6 +42,22 @@ static void one_line(const char *s, char *out, size_t width)
     free(shown);
 }
 
+/* The selected dead letters and how many match; -1 after saying why
+ * (action names the command in the message). */
+static int select_rows(PGconn *conn, const exactly_config *cfg,
+                       const ops_dlq_sel *s, const char *action,
+                       store_dl_row **rows, size_t *n, int64_t *total)
+{
+    char err[2048];
+
+    if (ops_dlq_select(conn, cfg, s, rows, n, total, err, sizeof(err)) !=
+        EXACTLY_OK) {
+        cli_line(stderr, "exactly dlq %s: %s", action, err);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- list ---------------------------------------------------------------- */
 
 /* Points at the dead letters of the pipeline's reprocess runs, which are
@@ -113,13 +129,9 @@ static int do_list(PGconn *conn, const exactly_config *cfg,
     store_dl_row *rows = NULL;
     size_t n = 0;
     int64_t total = 0;
-    char err[2048];
 
-    if (ops_dlq_select(conn, cfg, s, &rows, &n, &total, err, sizeof(err)) !=
-        EXACTLY_OK) {
-        cli_line(stderr, "exactly dlq list: %s", err);
+    if (select_rows(conn, cfg, s, "list", &rows, &n, &total) != 0)
         return CLI_FAILED;
-    }
     if (print_list(rows, n) != 0) {
         fprintf(stderr, "exactly dlq list: out of memory\n");
         store_dl_rows_free(rows, n);
@@ -195,13 +207,9 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
     store_dl_row *rows = NULL;
     size_t n = 0, i;
     int64_t total = 0;
-    char err[2048];
 
-    if (ops_dlq_select(conn, cfg, s, &rows, &n, &total, err, sizeof(err)) !=
-        EXACTLY_OK) {
-        cli_line(stderr, "exactly dlq show: %s", err);
+    if (select_rows(conn, cfg, s, "show", &rows, &n, &total) != 0)
         return CLI_FAILED;
-    }
     if (n == 0) {
         cli_line(stderr, "exactly dlq show: no dead letter of %s matches",
                  s->label);

@@ -245,11 +245,9 @@ exactly_err store_offsets_live_owners(PGconn *conn, const char *schema,
     *n_owners = 0;
     rc = store_exec(conn, schema,
                     "SELECT DISTINCT o.owner FROM %1$s.offsets o"
-                    " JOIN pg_stat_activity a"
-                    " ON a.application_name = left(o.owner, 63)"
-                    " AND a.pid <> pg_backend_pid()"
                     " WHERE o.pipeline = $1 AND ($2::text IS NULL OR o.topic = $2)"
-                    " AND o.owner IS NOT NULL ORDER BY 1",
+                    " AND o.owner IS NOT NULL AND " OWNER_LIVE("o.owner")
+                    " ORDER BY 1",
                     2, params, &res, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
