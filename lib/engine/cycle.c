@@ -424,6 +424,58 @@ static void part_stop(worker *w, part *pt)
 }
 
 /*
+ * Owner epochs only grow, so a stored epoch below ours is not another
+ * owner's claim: it is ours, lost with the server that held it (a failover
+ * to a standby that lagged), while Kafka still assigns us the partition.
+ * The row is claimed again, with a new epoch, only if it still has the
+ * epoch read (seen): whoever claimed it since keeps it. Returns EXACTLY_OK
+ * (pt->epoch is the new epoch, *stored the row's offset), EXACTLY_EFENCED
+ * (the row changed: someone claimed it) or EXACTLY_ERETRY.
+ */
+static exactly_err reclaim(worker *w, part *pt, int64_t seen, int64_t *stored)
+{
+    char part_s[16], seen_s[24], epoch_s[24], err[512];
+    const char *params[6];
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    snprintf(seen_s, sizeof(seen_s), "%" PRId64, seen);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch + 1);
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    params[3] = seen_s;
+    params[4] = epoch_s;
+    params[5] = w->owner;
+    rc = exactly_pg_exec(w->conn, w->sql.reclaim, 6, params, &res, err,
+                         sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot claim offset row again",
+                    LOG_PART(pt), LOG_STR("error", err));
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return EXACTLY_EFENCED;
+    }
+    *stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    exactly_log(EXACTLY_LOG_WARN, "cycle",
+                "the database lost our claim (a failover); claimed again",
+                LOG_PART(pt), LOG_INT("stored_epoch", seen),
+                LOG_INT("my_epoch", pt->epoch),
+                LOG_INT("epoch", pt->epoch + 1),
+                LOG_INT("next_offset", *stored));
+    pt->epoch++;
+    pt->guard_checked = 0;
+    worker_metrics_position(w, pt, 1);
+    return EXACTLY_OK;
+}
+
+/*
  * After a failed or unknown attempt, a refused fence or a reconnect: the
  * stored row says where pt stands. drop_all (a refused fence) drops the
  * buffer and moves the fetch position to the stored offset; otherwise only
@@ -476,6 +528,13 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all, int *back)
     stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
+    if (epoch < pt->epoch && !w->reprocess_run) {
+        rc = reclaim(w, pt, epoch, &stored);
+        if (rc == EXACTLY_ERETRY)
+            return rc;
+        if (rc == EXACTLY_OK)
+            epoch = pt->epoch;
+    }
     if (epoch != pt->epoch) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "partition taken over",
                     LOG_PART(pt),
