@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util/host_id.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
 
@@ -285,9 +286,8 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     w->cfg = o->cfg;
     w->p = o->p;
     w->timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
-    if (gethostname(host, sizeof(host)) != 0)
+    if (exactly_host_id(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
     snprintf(w->owner, sizeof(w->owner), "%s:%d:reprocess", host, (int)getpid());
     exactly_log_set_context(w->p->name, -1);
 

@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "util/host_id.h"
 #include "lookup.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
@@ -1043,7 +1044,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
 {
     worker w;
     char err[2048];
-    char host[64];
+    char host[EXACTLY_HOST_ID_MAX + 1];
     int code = 1;
     long long last_idle_check = 0;
     long long last_stats = worker_now_ms();
@@ -1057,13 +1058,18 @@ int exactly_worker_run(const exactly_worker_opts *o,
     w.p = o->pipeline;
     w.m = o->metrics;
     w.timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
+    exactly_log_set_context(w.p->name, o->worker_index);
+    if (exactly_host_id(host, sizeof(host)) != 0) {
+        /* Nothing is claimed under an identity that is not this host's. */
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "invalid host identity",
+                    LOG_STR("error",
+                            exactly_host_id_problem(getenv("EXACTLY_HOST_ID"))));
+        code = 2;
+        goto cleanup;
+    }
     snprintf(w.owner, sizeof(w.owner), "%s:%d:%d", host, (int)getpid(),
              o->worker_index);
     srandom((unsigned)(getpid() ^ time(NULL)));
-    exactly_log_set_context(w.p->name, o->worker_index);
 
     rc = exactly_plugin_load(w.cfg, w.p, &w.plugin, err, sizeof(err));
     if (rc != EXACTLY_OK) {
