@@ -1,6 +1,8 @@
 #include "failover.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,4 +158,89 @@ void failover_stop(failover *f)
     replica_remove();
     own_cluster_remove();
     ledger_cleanup_dir(f->dir);
+}
+
+/* ---- under load --------------------------------------------------------- */
+
+typedef struct feeder {
+    failover *f;
+    pthread_mutex_t mu;
+    atomic_int stop;
+    pthread_t thread;
+} feeder;
+
+static void *feed(void *arg)
+{
+    feeder *fd = arg;
+
+    while (!atomic_load(&fd->stop)) {
+        pthread_mutex_lock(&fd->mu);
+        failover_produce(fd->f, 200);
+        pthread_mutex_unlock(&fd->mu);
+        tk_sleep_ms(100);
+    }
+    return NULL;
+}
+
+static int64_t rows_via(const char *conninfo)
+{
+    PGconn *db = tk_pg_connect(conninfo);
+    int64_t n = ledger_rows(db);
+
+    PQfinish(db);
+    return n;
+}
+
+void failover_under_load(failover *f, int *behind, int64_t *consumed,
+                         int64_t *promote_ms, int64_t *first_commit_ms)
+{
+    static feeder fd;
+    ledger_summary sum;
+    int64_t t_promoted, before, deadline;
+    int status;
+    PGconn *db;
+    pid_t pid;
+
+    memset(&fd, 0, sizeof fd);
+    fd.f = f;
+    TK_CHECK(pthread_mutex_init(&fd.mu, NULL) == 0, "pthread_mutex_init");
+    failover_produce(f, 1000);
+    pid = ledger_start_worker(f->config, 0, f->log);
+    failover_wait_at_end(f, f->conninfo, 60000, "before the load");
+    TK_CHECK(pthread_create(&fd.thread, NULL, feed, &fd) == 0,
+             "pthread_create");
+    /* Load for a while: batches are in flight when the primary goes. */
+    before = rows_via(f->conninfo);
+    deadline = tk_now_ms() + 30000;
+    while (rows_via(f->conninfo) < before + 2000) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, f->log,
+                         "no progress under load");
+        tk_sleep_ms(50);
+    }
+    *promote_ms = failover_crash_and_promote(f);
+    t_promoted = tk_now_ms();
+    before = rows_via(f->multi);
+    deadline = t_promoted + 60000;
+    while (rows_via(f->multi) <= before) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, f->log,
+                         "nothing applied on the new primary within 60 s");
+        tk_sleep_ms(5);
+    }
+    *first_commit_ms = tk_now_ms() - t_promoted;
+    tk_sleep_ms(2000);
+    atomic_store(&fd.stop, 1);
+    pthread_join(fd.thread, NULL);
+    failover_wait_at_end(f, f->multi, 90000, "after the failover under load");
+    status = tk_terminate(pid, 30000);
+    LEDGER_CHECK_LOG(status == 0, f->log, "worker exited %d", status);
+    LEDGER_CHECK_LOG(ledger_read_summary(f->log, &sum), f->log, "no summary");
+    LEDGER_CHECK_LOG(sum.fenced == 0, f->log, "%" PRId64 " fenced batches",
+                     sum.fenced);
+    *consumed = sum.consumed;
+    *behind = ledger_log_count(f->log, "stored offset is behind");
+    db = tk_pg_connect(f->multi);
+    ledger_check_exactly_once(db, f->mock->bootstraps, FAILOVER_TOPIC,
+                              FAILOVER_PARTITIONS, f->produced, f->counts,
+                              LEDGER_ACCOUNTS);
+    PQfinish(db);
 }

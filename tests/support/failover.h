@@ -68,6 +68,17 @@ int64_t failover_crash_and_promote(failover *f);
 /* Runs `exactly offsets --json` with config; returns its output (free). */
 char *failover_offsets_json(failover *f);
 
+/* The primary crashes under steady load: a thread produces while one
+ * worker applies; after a while the primary is stopped with -m immediate
+ * and the standby promoted; the feed goes on for a while, then stops, and
+ * the worker must catch up. Checks the exactly-once contract and returns,
+ * in *behind, how many times the worker found a stored offset behind its
+ * own ("stored offset is behind"), in *consumed the worker's consumed
+ * count, and the times crash -> promoted and promoted -> first new ledger
+ * row on the new primary. Call after failover_start. */
+void failover_under_load(failover *f, int *behind, int64_t *consumed,
+                         int64_t *promote_ms, int64_t *first_commit_ms);
+
 /* Stops the mock, removes both servers and the directory. */
 void failover_stop(failover *f);
 
