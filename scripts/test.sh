@@ -2,16 +2,19 @@
 # Build exactly with AddressSanitizer + UndefinedBehaviorSanitizer and run
 # its tests. Extra arguments go to ctest:
 #
-#   scripts/test.sh                 everything but the soak
+#   scripts/test.sh                 everything but the soak and the long tests
 #   scripts/test.sh -L unit         unit tests only (no services)
 #   scripts/test.sh -L integration  real PostgreSQL + mock Kafka
 #   scripts/test.sh -R smoke -V     one test, verbose
 #   scripts/test.sh -L soak         the soak: steady load through one worker
 #                                   for EXACTLY_SOAK_SECONDS (default 300)
+#   scripts/test.sh -L long         the long tests: PostgreSQL failover and
+#                                   several hosts (minutes each)
 #
-# The soak (label `soak`) runs only when an argument names it: otherwise
-# `-LE soak` is added, or joined to the caller's own -LE (ctest 3.25 keeps
-# only the last -LE given).
+# The soak and the long tests (labels `soak`, `long`) run only when an
+# argument names them: otherwise `-LE 'soak|long'` is added, or joined to
+# the caller's own -LE (ctest 3.25 keeps only the last -LE given); a label
+# an argument names is not excluded.
 # Tests that need a real Kafka broker run when EXACTLY_TEST_BOOTSTRAP_SERVERS
 # is set and are reported as skipped otherwise. The build directory is
 # build-test (EXACTLY_TEST_BUILD_DIR overrides). Exits with ctest's status.
@@ -52,18 +55,23 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export CTEST_PARALLEL_LEVEL=${CTEST_PARALLEL_LEVEL:-2}
 
 args=("$@")
-if [[ " $* " != *soak* ]]; then
+excl=()
+for label in soak long; do
+  [[ " $* " == *"$label"* ]] || excl+=("$label")
+done
+if ((${#excl[@]})); then
+  pattern=$(IFS='|'; echo "${excl[*]}")
   excluded=0
   for i in "${!args[@]}"; do
     case "${args[$i]}" in
       -LE | --label-exclude)
         j=$((i + 1))
-        args[j]="(${args[j]-})|soak"
+        args[j]="(${args[j]-})|$pattern"
         excluded=1
         ;;
     esac
   done
-  ((excluded)) || args+=(-LE soak)
+  ((excluded)) || args+=(-LE "$pattern")
 fi
 
 rc=0
