@@ -252,6 +252,8 @@ static int loop(run *r, const exactly_reprocess_opts *o)
         } else {
             continue;
         }
+        if (rc == EXACTLY_EFENCED && !r->pt.fenced && !r->pt.halted)
+            continue; /* the run row was behind (a failover): from there */
         if (rc == EXACTLY_EFENCED) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                         "run was taken over by another process",
