@@ -424,15 +424,71 @@ static void part_stop(worker *w, part *pt)
 }
 
 /*
- * After a failed or unknown attempt, or a refused fence: the stored row
- * says where pt stands. drop_all (a refused fence) drops the buffer and
- * moves the fetch position to the stored offset; otherwise only what the
- * stored offset shows committed is dropped. Returns EXACTLY_OK (pt follows
- * the row), EXACTLY_EFENCED (another owner took it: pt->fenced; or the row
- * has no position any more: pt->halted, loudly) or EXACTLY_ERETRY (the row
- * could not be read: nothing changed, asked again next time).
+ * Owner epochs only grow, so a stored epoch below ours is not another
+ * owner's claim: it is ours, lost with the server that held it (a failover
+ * to a standby that lagged), while Kafka still assigns us the partition.
+ * The row is claimed again, with a new epoch, only if it still has the
+ * epoch read (seen): whoever claimed it since keeps it. Returns EXACTLY_OK
+ * (pt->epoch is the new epoch, *stored the row's offset), EXACTLY_EFENCED
+ * (the row changed: someone claimed it) or EXACTLY_ERETRY.
  */
-static exactly_err follow_stored(worker *w, part *pt, int drop_all)
+static exactly_err reclaim(worker *w, part *pt, int64_t seen, int64_t *stored)
+{
+    char part_s[16], seen_s[24], epoch_s[24], err[512];
+    const char *params[6];
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    snprintf(seen_s, sizeof(seen_s), "%" PRId64, seen);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch + 1);
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    params[3] = seen_s;
+    params[4] = epoch_s;
+    params[5] = w->owner;
+    rc = exactly_pg_exec(w->conn, w->sql.reclaim, 6, params, &res, err,
+                         sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot claim offset row again",
+                    LOG_PART(pt), LOG_STR("error", err));
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return EXACTLY_EFENCED;
+    }
+    *stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    exactly_log(EXACTLY_LOG_WARN, "cycle",
+                "the database lost our claim (a failover); claimed again",
+                LOG_PART(pt), LOG_INT("stored_epoch", seen),
+                LOG_INT("my_epoch", pt->epoch),
+                LOG_INT("epoch", pt->epoch + 1),
+                LOG_INT("next_offset", *stored));
+    pt->epoch++;
+    pt->guard_checked = 0;
+    worker_metrics_position(w, pt, 1);
+    return EXACTLY_OK;
+}
+
+/*
+ * After a failed or unknown attempt, a refused fence or a reconnect: the
+ * stored row says where pt stands. drop_all (a refused fence) drops the
+ * buffer and moves the fetch position to the stored offset; otherwise only
+ * what the stored offset shows committed is dropped. *back is set when the
+ * stored offset is behind pt's (a reset, or a failover to a standby that
+ * lacks our last commits): the buffer is dropped and the fetch position
+ * moved there, so that nothing between them is skipped. Returns
+ * EXACTLY_OK (pt follows the row), EXACTLY_EFENCED (another owner took it:
+ * pt->fenced; or the row has no position any more: pt->halted, loudly) or
+ * EXACTLY_ERETRY (the row could not be read: nothing changed, asked again
+ * next time).
+ */
+static exactly_err follow_stored(worker *w, part *pt, int drop_all, int *back)
 {
     char part_s[16];
     const char *params[3];
@@ -443,6 +499,7 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
     int64_t epoch;
     size_t drop = 0;
 
+    *back = 0;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
     params[0] = w->fence_key ? w->fence_key : w->p->name;
     params[1] = pt->topic;
@@ -471,6 +528,13 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
     stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
+    if (epoch < pt->epoch && !w->reprocess_run) {
+        rc = reclaim(w, pt, epoch, &stored);
+        if (rc == EXACTLY_ERETRY)
+            return rc;
+        if (rc == EXACTLY_OK)
+            epoch = pt->epoch;
+    }
     if (epoch != pt->epoch) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "partition taken over",
                     LOG_PART(pt),
@@ -480,16 +544,26 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
         part_stop(w, pt);
         return EXACTLY_EFENCED;
     }
+    pt->pos_conn = w->conn_serial;
     if (stored > pt->next_offset) {
-        /* An earlier attempt did commit (its outcome was unknown). */
         while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
             drop++;
-        exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
-                    LOG_PART(pt), LOG_INT("next_offset", stored));
-        w->st.consumed += drop;
-        w->st.applied += pt->unconfirmed_applied;
-        w->st.dead_lettered += pt->unconfirmed_dead;
-        w->st.batches_committed++;
+        if (pt->unconfirmed) {
+            /* An earlier attempt did commit (its outcome was unknown). */
+            exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
+                        LOG_PART(pt), LOG_INT("next_offset", stored));
+            w->st.consumed += drop;
+            w->st.applied += pt->unconfirmed_applied;
+            w->st.dead_lettered += pt->unconfirmed_dead;
+            w->st.batches_committed++;
+        } else {
+            /* Not ours to count: the row was moved forward (a reset). */
+            exactly_log(EXACTLY_LOG_WARN, "cycle",
+                        "stored offset is ahead; following it",
+                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                        LOG_INT("stored", stored));
+        }
+        pt->unconfirmed = 0;
         pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         part_drop_buffer(pt, drop);
         pt->next_offset = stored;
@@ -499,13 +573,32 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
             source_seek(w, pt, stored);
         }
     } else if (stored < pt->next_offset || drop_all) {
-        /* Moved back (an operator reset), or our buffer was refused:
-         * follow the database. */
+        /* Moved back (an operator reset, or a failover that lost our last
+         * commits with their data), or our buffer was refused: follow the
+         * database; whatever we did above it is not there. */
+        if (stored < pt->next_offset) {
+            exactly_log(EXACTLY_LOG_WARN, "cycle",
+                        "stored offset is behind; applying again from there",
+                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                        LOG_INT("stored", stored));
+            *back = 1;
+        }
+        pt->unconfirmed = 0;
+        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         part_drop_buffer(pt, pt->n_buf);
         pt->next_offset = stored;
         source_seek(w, pt, stored);
     }
     return EXACTLY_OK;
+}
+
+exactly_err cycle_reread(worker *w, part *pt)
+{
+    int back;
+
+    if (!w->conn)
+        return EXACTLY_ERETRY;
+    return follow_stored(w, pt, 0, &back);
 }
 
 /* ---- the crash guard ---------------------------------------------------- */
@@ -867,6 +960,9 @@ static void committed(worker *w, part *pt, cycle *c, size_t n, int64_t end)
     w->st.batches_committed++;
     exactly_txn_finish(&w->txn);
     pt->next_offset = end;
+    pt->pos_conn = w->conn_serial;
+    pt->unconfirmed = 0;
+    pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
     pt->attempts = 0;
     pt->missing_since_ms = 0;
     part_drop_buffer(pt, n);
@@ -908,20 +1004,31 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     cycle c;
     exactly_err rc;
     int commit_sent = 0;
+    int back;
 
     *retry_cause_out = -1;
     rc = worker_db(w);
     if (rc != EXACTLY_OK)
         return rc;
-    if (pt->attempts > 0) {
+    /* After a failed attempt, or on a connection that did not read pt's
+     * position yet, the row says where pt stands. */
+    if (pt->attempts > 0 || pt->pos_conn != w->conn_serial) {
         size_t before = pt->n_buf;
-        rc = follow_stored(w, pt, 0);
+        int back;
+        rc = follow_stored(w, pt, 0, &back);
         if (rc == EXACTLY_EFENCED) {
             w->st.batches_fenced++;
             return rc;
         }
         if (rc != EXACTLY_OK)
             return rc;
+        if (back) {
+            /* This attempt started above the stored offset: it stops, and
+             * the next one starts there, from the messages fetched again.
+             * Not a fence: the row is still ours. */
+            pt->attempts = 0;
+            return EXACTLY_EFENCED;
+        }
         if (pt->n_buf < before) {
             /* Part of what we meant to apply is already committed. */
             size_t gone = before - pt->n_buf;
@@ -977,7 +1084,7 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
                     LOG_STR("detail", c.errmsg));
         w->st.batches_fenced++;
         rollback(w);
-        if (w->conn && follow_stored(w, pt, 1) == EXACTLY_ERETRY) {
+        if (w->conn && follow_stored(w, pt, 1, &back) == EXACTLY_ERETRY) {
             /* Not known where to go on: keep the buffer and ask again. */
             pt->attempts++;
             return EXACTLY_ERETRY;
@@ -1001,6 +1108,7 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     }
     log_rollback(pt, &c, rc, commit_sent);
     /* Remembered in case the stored offset shows it committed after all. */
+    pt->unconfirmed = commit_sent;
     pt->unconfirmed_applied = commit_sent ? c.applied_msgs : 0;
     pt->unconfirmed_dead = commit_sent ? w->dl_count : 0;
     rollback(w);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util/host_id.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
 
@@ -251,6 +252,8 @@ static int loop(run *r, const exactly_reprocess_opts *o)
         } else {
             continue;
         }
+        if (rc == EXACTLY_EFENCED && !r->pt.fenced && !r->pt.halted)
+            continue; /* the run row was behind (a failover): from there */
         if (rc == EXACTLY_EFENCED) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                         "run was taken over by another process",
@@ -285,9 +288,8 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     w->cfg = o->cfg;
     w->p = o->p;
     w->timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
-    if (gethostname(host, sizeof(host)) != 0)
+    if (exactly_host_id(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
     snprintf(w->owner, sizeof(w->owner), "%s:%d:reprocess", host, (int)getpid());
     exactly_log_set_context(w->p->name, -1);
 

@@ -316,6 +316,12 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         "SELECT next_offset, owner_epoch FROM %1$s.offsets"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         s->schema_q);
+    s->reclaim = format_schema(
+        "UPDATE %1$s.offsets SET owner_epoch = $5, owner = $6,"
+        " claimed_at = now()"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
+        " AND owner_epoch = $4 RETURNING next_offset",
+        s->schema_q);
     /* One slice of expired keys: short, and concurrent expirers of one
      * pipeline take disjoint rows instead of waiting for each other. */
     s->dedup_expire = format_schema(
@@ -325,7 +331,8 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " LIMIT $3::int FOR UPDATE SKIP LOCKED))",
         s->schema_q);
     if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
-        !s->set_start || !s->read || !s->dedup_expire || !s->release) {
+        !s->set_start || !s->read || !s->reclaim || !s->dedup_expire ||
+        !s->release) {
         exactly_store_sql_free(s);
         return -1;
     }
@@ -346,6 +353,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->claim);
     free(s->set_start);
     free(s->read);
+    free(s->reclaim);
     free(s->dedup_expire);
     free(s->release);
     memset(s, 0, sizeof(*s));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util/host_id.h"
 #include "metrics.h"
 #include "plugin.h"
 #include "sd_notify.h"
@@ -284,9 +285,8 @@ static void slot_instance_id(const slot *s, char *out, size_t size)
     char host[128];
     size_t i;
 
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
+    if (exactly_host_id(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown"); /* refused before: cmd_run */
     snprintf(out, size, "%s-%s-%d", s->p->name, host, s->index);
     for (i = 0; out[i]; i++)
         if (!((out[i] >= 'a' && out[i] <= 'z') || (out[i] >= 'A' && out[i] <= 'Z') ||

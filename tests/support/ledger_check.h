@@ -76,7 +76,7 @@ const char *ledger_exactly_bin(void);
  * unless it exits 0. */
 void ledger_migrate(const char *config, const char *log);
 
-/* Start `exactly run -c config [--exit-idle MS]` (exit_idle_ms <= 0: no
+/* Start `exactly worker -c config [--exit-idle MS]` (exit_idle_ms <= 0: no
  * --exit-idle) with stdout and stderr appended to log. */
 pid_t ledger_start_worker(const char *config, int exit_idle_ms,
                           const char *log);
