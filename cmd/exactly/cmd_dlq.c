@@ -249,7 +249,7 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
                 " to_char(first_failed_at AT TIME ZONE 'UTC',"
                 " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
                 " to_char(last_failed_at AT TIME ZONE 'UTC',"
-                " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), trace_id"
                 " FROM %1$s.dead_letters" WHERE_SELECTION
                 " ORDER BY id LIMIT $6",
                 6, sp.v, &res, err, sizeof(err)) != EXACTLY_OK ||
@@ -304,6 +304,8 @@ static int do_show(PGconn *conn, const exactly_config *cfg,
         cli_line(stdout, "attempts:        %s", PQgetvalue(res, r, 9));
         cli_line(stdout, "first_failed_at: %s", PQgetvalue(res, r, 10));
         cli_line(stdout, "last_failed_at:  %s", PQgetvalue(res, r, 11));
+        if (!PQgetisnull(res, r, 12))
+            cli_line(stdout, "trace_id:        %s", PQgetvalue(res, r, 12));
         free(key);
     }
     if (total > PQntuples(res))

@@ -1183,6 +1183,7 @@ void worker_release(worker *w)
     strbuf_free(&w->dl_ids);
     strbuf_free(&w->dl_reasons);
     strbuf_free(&w->dl_states);
+    strbuf_free(&w->dl_traces);
     exactly_txn_clear(&w->txn);
     exactly_store_sql_free(&w->sql);
     while (w->n_attempted > 0)
