@@ -486,7 +486,7 @@ static int start_span(run *r, size_t i)
         return 1;
     }
     exactly_log(EXACTLY_LOG_INFO, "reprocess", "run started",
-                LOG_INT("run", sp->id), LOG_STR("topic", sp->topic),
+                LOG_INT("run", r->id), LOG_STR("topic", sp->topic),
                 LOG_INT("partition", sp->partition), LOG_INT("from", sp->from),
                 LOG_INT("to", sp->to), LOG_INT("next_offset", sp->next));
     return 0;
