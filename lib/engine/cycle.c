@@ -1107,6 +1107,13 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
         metrics_add(&mp->skipped_missing,
                     w->st.skipped_missing - before.skipped_missing);
     }
+    metrics_add(&w->m->consumed, w->st.consumed - before.consumed);
+    metrics_add(&w->m->applied, w->st.applied - before.applied);
+    metrics_add(&w->m->deduplicated, w->st.deduplicated - before.deduplicated);
+    metrics_add(&w->m->dead_lettered, w->st.dead_lettered - before.dead_lettered);
+    metrics_add(&w->m->skipped_missing,
+                w->st.skipped_missing - before.skipped_missing);
+    metrics_add(&w->m->retries_total, w->st.retries - before.retries);
     metrics_add(&w->m->batches_committed,
                 w->st.batches_committed - before.batches_committed);
     metrics_add(&w->m->batches_rolled_back,
