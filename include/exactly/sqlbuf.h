@@ -10,6 +10,9 @@
  *
  * After a failed allocation every append is a no-op and oom stays set:
  * check once, at the end. A zeroed exactly_sqlbuf is empty and valid.
+ *
+ * <exactly/exactly.h> does not include this header: add
+ * #include <exactly/sqlbuf.h> where you use it.
  */
 #ifndef EXACTLY_SQLBUF_H
 #define EXACTLY_SQLBUF_H
