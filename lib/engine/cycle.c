@@ -110,17 +110,23 @@ static void trace_record(const part *pt, const exactly_record *r)
     exactly_log_set_trace(ids);
 }
 
+/* The batch's trace-ids, kept while a record's own lines are written. */
+static char g_batch_traces[TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE];
+
 /* Every log line from here to the batch's end names the distinct
  * trace-ids of its first n messages (the first TRACE_IDS_MAX). */
 static void trace_batch(const part *pt, size_t n)
 {
-    char ids[TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE] = "";
     size_t i;
 
+    g_batch_traces[0] = '\0';
     for (i = 0; i < n && i < pt->n_buf; i++)
-        trace_list_add(ids, pt->buf[i]);
-    exactly_log_set_trace(ids);
+        trace_list_add(g_batch_traces, pt->buf[i]);
+    exactly_log_set_trace(g_batch_traces);
 }
+
+/* Back to the batch's trace-ids after a record's lines. */
+static void trace_batch_again(void) { exactly_log_set_trace(g_batch_traces); }
 
 /* ---- dead letters ------------------------------------------------------ */
 
@@ -392,7 +398,7 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     LOG_INT("offset", recs[0].messages[0].offset),
                     LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
                     LOG_STR("error", c->errmsg));
-        trace_batch(c->pt, c->pt->n_buf);
+        trace_batch_again();
         return EXACTLY_EHANDLER;
     }
     if (n == 1) {
@@ -403,7 +409,7 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
         dl_add_record(c->w, c->pt, &recs[0], c->errmsg, c->sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->w->st.handler_failures++;
-        trace_batch(c->pt, c->pt->n_buf);
+        trace_batch_again();
         return EXACTLY_OK;
     }
     half = n / 2;
