@@ -199,6 +199,8 @@ static void print_one(const store_dl_row *d)
     cli_line(stdout, "attempts:        %" PRId64, d->attempts);
     cli_line(stdout, "first_failed_at: %s", d->first_failed_at);
     cli_line(stdout, "last_failed_at:  %s", d->last_failed_at);
+    if (d->trace_id)
+        cli_line(stdout, "trace_id:        %s", d->trace_id);
 }
 
 static int do_show(PGconn *conn, const exactly_config *cfg,

@@ -224,6 +224,15 @@ static const char *const migrations[] = {
     "  message_key_length = octet_length(message_key),"
     "  message_key_sha256 = sha256(message_key)"
     " WHERE message_key IS NOT NULL;",
+
+    /* 5: the W3C trace-id of a dead-lettered message's traceparent
+     * header; and reprocess runs over many partitions: one row per
+     * partition, each naming the run's first row as its parent, so the
+     * run resumes, and lists its dead letters, as one. */
+    "ALTER TABLE %1$s.dead_letters ADD COLUMN trace_id text;"
+    "ALTER TABLE %1$s.reprocess_runs ADD COLUMN parent bigint;"
+    "CREATE INDEX reprocess_runs_parent ON %1$s.reprocess_runs (parent)"
+    "  WHERE parent IS NOT NULL;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -283,14 +292,16 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
     s->dead_letter = format_schema(
         "INSERT INTO %1$s.dead_letters AS d (pipeline, topic, partition,"
         " \"offset\", message_key, message_key_length, message_key_sha256,"
-        " entity_id, reason, sqlstate)"
+        " entity_id, reason, sqlstate, trace_id)"
         " SELECT $1, $2, $3, o, decode(k, 'hex'), kl, decode(kd, 'hex'),"
-        " e, r, st"
+        " e, r, st, tr"
         " FROM unnest($4::bigint[], $5::text[], $6::int[], $7::text[],"
-        " $8::text[], $9::text[], $10::text[]) AS u(o, k, kl, kd, e, r, st)"
+        " $8::text[], $9::text[], $10::text[], $11::text[])"
+        " AS u(o, k, kl, kd, e, r, st, tr)"
         " ON CONFLICT (pipeline, topic, partition, \"offset\") DO UPDATE"
         " SET attempts = d.attempts + 1, last_failed_at = now(),"
-        " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate",
+        " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate,"
+        " trace_id = EXCLUDED.trace_id",
         s->schema_q);
     s->release = format_schema(
         "UPDATE %1$s.offsets SET in_apply = false"

@@ -26,7 +26,7 @@
     " to_char(first_failed_at AT TIME ZONE 'UTC',"                            \
     " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                  \
     " to_char(last_failed_at AT TIME ZONE 'UTC',"                             \
-    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"                                   \
+    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), trace_id"                         \
     " FROM %1$s.dead_letters" WHERE_FILTER " ORDER BY id LIMIT $7"
 
 /* A filter's parameters, with the text they point into. */
@@ -130,6 +130,7 @@ static int read_row(const PGresult *res, int r, store_dl_row *d)
     d->attempts = store_int64(res, r, 9);
     d->first_failed_at = store_strdup(res, r, 10, &nomem);
     d->last_failed_at = store_strdup(res, r, 11, &nomem);
+    d->trace_id = store_strdup(res, r, 12, &nomem);
     return nomem || !d->key ? -1 : 0;
 }
 
@@ -146,6 +147,7 @@ void store_dl_rows_free(store_dl_row *rows, size_t n)
         free(rows[i].sqlstate);
         free(rows[i].first_failed_at);
         free(rows[i].last_failed_at);
+        free(rows[i].trace_id);
     }
     free(rows);
 }

@@ -49,6 +49,7 @@ typedef struct store_dl_row {
     int64_t attempts;
     char *first_failed_at;    /* UTC, microseconds: 2024-05-01T12:00:00.000000Z */
     char *last_failed_at;
+    char *trace_id;           /* W3C trace-id of the message; NULL: none */
 } store_dl_row;
 
 /* The matching dead letters, lowest id first, at most f->limit. lock: FOR

@@ -190,6 +190,7 @@ exactly_err worker_db(worker *w)
 {
     char err[1024];
     int version = 0;
+    exactly_err rc;
 
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
         return EXACTLY_OK;
@@ -225,6 +226,22 @@ exactly_err worker_db(worker *w)
         w->fatal = 2;
         worker_db_lost(w);
         return EXACTLY_EDATABASE;
+    }
+    /* A pooler in transaction mode would lose the session's timeouts. */
+    rc = exactly_pg_check_session(w->conn, w->cfg, err, sizeof(err));
+    if (rc == EXACTLY_ECONFIG) {
+        exactly_log(EXACTLY_LOG_ERROR, "postgres",
+                    "refusing to run through this connection",
+                    LOG_STR("error", err));
+        w->fatal = 2;
+        worker_db_lost(w);
+        return EXACTLY_EDATABASE;
+    }
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres", "cannot check the connection",
+                    LOG_STR("error", err));
+        worker_db_lost(w);
+        return EXACTLY_ERETRY;
     }
     if (!w->sql_ready) {
         if (exactly_store_sql_init(&w->sql, w->conn, w->cfg->postgres.schema) != 0 ||
@@ -1233,6 +1250,7 @@ void worker_release(worker *w)
     strbuf_free(&w->dl_ids);
     strbuf_free(&w->dl_reasons);
     strbuf_free(&w->dl_states);
+    strbuf_free(&w->dl_traces);
     exactly_txn_clear(&w->txn);
     exactly_store_sql_free(&w->sql);
     while (w->n_attempted > 0)

@@ -94,7 +94,7 @@ typedef struct worker {
     exactly_txn txn;
     batch_builder bb;
     strbuf dl_offs, dl_keys, dl_key_lens, dl_key_digests, dl_ids, dl_reasons,
-        dl_states;
+        dl_states, dl_traces;
     size_t dl_count;
 
     part **parts;
