@@ -19,6 +19,9 @@ packages+=(chromium)
 # installed for its systemd-analyze alone: where it is missing, that part
 # of the test is skipped and says so.
 packages+=(man-db groff-base dpkg-dev)
+# PgBouncer: the tests run a worker behind it (scripts/pgbouncer.sh starts
+# its own, never the system service).
+packages+=(pgbouncer)
 
 missing=()
 for p in "${packages[@]}"; do

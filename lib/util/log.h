@@ -4,7 +4,8 @@
  * line.
  *
  * A line holds ts, level, comp, pid, then pipeline and worker once
- * exactly_log_set_context() set them, then msg, then the call's fields in
+ * exactly_log_set_context() set them, trace_id while exactly_log_set_trace()
+ * holds one, then msg, then the call's fields in
  * the order given. The message is a short lower-case sentence and a string
  * literal; every fact that varies is a typed field:
  *
@@ -104,6 +105,10 @@ int exactly_log_reopen(void);
  * none). */
 void exactly_log_set_context(const char *pipeline, int worker);
 
+/* The W3C trace-id(s) every later line carries as `trace_id`, after
+ * `worker` (NULL or "": none): set by the cycle for the lines about one
+ * batch. Longer than 299 bytes is cut. */
+void exactly_log_set_trace(const char *trace_id);
 /* A function that sees every written line of level WARN or more severe,
  * formatted as written (its newline included), after it is written; NULL
  * removes it. The worker keeps its last errors for the status page with
