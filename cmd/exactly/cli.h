@@ -51,5 +51,6 @@ int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_offsets(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 
 #endif

@@ -361,7 +361,7 @@ static const bad_case bad_cases[] = {
      "(valid: max_messages, max_wait_ms)"},
     {"unknown top-level key", "kafak:\n  a: b\n",
      "worker.yaml:1:1: unknown key 'kafak' (valid: log, kafka, postgres, "
-     "pipelines)"},
+     "pipelines, relays)"},
     {"wrong type",
      "postgres:\n  conninfo: x\n  statement_timeout_ms: abc\n",
      "worker.yaml:3:25: 'postgres.statement_timeout_ms' must be an integer, "
