@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "log.h"
 #include "pg_conn.h"
 #include "producer.h"
@@ -48,6 +49,8 @@ typedef struct relay {
     size_t n_rows;
     size_t in_flight;
     int backoff_ms;
+    int locked;             /* this session holds the outbox's lock */
+    int waiting;            /* another relay holds it (said once) */
     exactly_relay_stats *st;
 } relay;
 
@@ -201,11 +204,12 @@ static void drop_conn(relay *rl)
     if (rl->conn)
         PQfinish(rl->conn);
     rl->conn = NULL;
+    rl->locked = 0; /* a session lock ends with its session */
 }
 
 /* Connects and takes the outbox's advisory lock. Returns 0 when this relay
- * may publish, 1 when it must wait (PostgreSQL down, another relay holds
- * the lock), -1 when it is refused for good (no outbox table). */
+ * may publish, 1 when PostgreSQL failed (back off), 2 when another relay
+ * holds the lock (try again after the poll interval). */
 static int ensure_conn(relay *rl)
 {
     char err[1024];
@@ -214,14 +218,17 @@ static int ensure_conn(relay *rl)
     exactly_err rc;
     int got;
 
-    if (rl->conn && PQstatus(rl->conn) == CONNECTION_OK)
+    if (rl->conn && PQstatus(rl->conn) == CONNECTION_OK && rl->locked)
         return 0;
-    drop_conn(rl);
-    rl->conn = exactly_pg_connect(rl->cfg, "exactly-relay", err, sizeof(err));
-    if (!rl->conn) {
-        exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
-                    LOG_STR("error", err));
-        return 1;
+    if (!rl->conn || PQstatus(rl->conn) != CONNECTION_OK) {
+        drop_conn(rl);
+        rl->conn = exactly_pg_connect(rl->cfg, "exactly-relay", err,
+                                      sizeof(err));
+        if (!rl->conn) {
+            exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
+                        LOG_STR("error", err));
+            return 1;
+        }
     }
     if (!rl->table_q && build_sql(rl) != 0) {
         exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
@@ -241,13 +248,19 @@ static int ensure_conn(relay *rl)
     got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     if (!got) {
-        exactly_log(EXACTLY_LOG_INFO, "relay",
-                    "another relay publishes this outbox; waiting",
-                    LOG_STR("relay", rl->r->name),
-                    LOG_STR("outbox", rl->table_q));
-        drop_conn(rl);
-        return 1;
+        /* The connection stays: the lock is tried again every poll
+         * interval, so a standby takes over as soon as the holder's
+         * session ends. */
+        if (!rl->waiting)
+            exactly_log(EXACTLY_LOG_INFO, "relay",
+                        "another relay publishes this outbox; waiting",
+                        LOG_STR("relay", rl->r->name),
+                        LOG_STR("outbox", rl->table_q));
+        rl->waiting = 1;
+        return 2;
     }
+    rl->waiting = 0;
+    rl->locked = 1;
     exactly_log(EXACTLY_LOG_INFO, "relay", "relay publishes",
                 LOG_STR("relay", rl->r->name), LOG_STR("outbox", rl->table_q));
     return 0;
@@ -489,6 +502,14 @@ static int cycle(relay *rl, int first)
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
     }
+    /* Tests stop here to kill the relay between the acknowledgement and
+     * the mark: the rows must then be sent again, with the same event-id. */
+    if (EXACTLY_FAULT("relay_acked")) {
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "fault: paused between acknowledgement and mark",
+                    LOG_INT("rows", n));
+        sleep_ms(10000);
+    }
     if (record_outcome(rl, &acked, &dead, first) != 0)
         return -1;
     rl->st->published += acked;
@@ -561,6 +582,10 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
         int n;
 
         ready = ensure_conn(&rl);
+        if (ready == 2) {
+            nap(o, rl.r->poll_interval_ms);
+            continue;
+        }
         if (ready != 0) {
             nap(o, rl.backoff_ms);
             rl.backoff_ms = rl.backoff_ms * 2 > 5000 ? 5000 : rl.backoff_ms * 2;
