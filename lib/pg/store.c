@@ -361,6 +361,14 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " AND created_at < now() - make_interval(secs => $2::double precision)"
         " LIMIT $3::int FOR UPDATE SKIP LOCKED))",
         s->schema_q);
+    s->emit = format_schema(
+        "INSERT INTO %1$s.outbox (topic, key, value, headers)"
+        " VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4::jsonb)",
+        s->schema_q);
+    if (!s->emit) {
+        exactly_store_sql_free(s);
+        return -1;
+    }
     if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
         !s->set_start || !s->read || !s->dedup_expire || !s->release) {
         exactly_store_sql_free(s);
@@ -385,6 +393,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->read);
     free(s->dedup_expire);
     free(s->release);
+    free(s->emit);
     memset(s, 0, sizeof(*s));
 }
 

@@ -232,6 +232,7 @@ exactly_err worker_db(worker *w)
             return EXACTLY_ENOMEM;
         }
         w->sql_ready = 1;
+        w->txn.emit_sql = w->sql.emit; /* host->emit's outbox insert */
     }
     if (w->reconnect_attempts > 0)
         exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
