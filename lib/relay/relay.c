@@ -51,6 +51,8 @@ typedef struct relay {
     int backoff_ms;
     int locked;             /* this session holds the outbox's lock */
     int waiting;            /* another relay holds it (said once) */
+    volatile sig_atomic_t *stop;
+    int purged;
     exactly_relay_stats *st;
 } relay;
 
@@ -464,6 +466,7 @@ static int cycle(relay *rl, int first)
     const char *params[2];
     PGresult *res = NULL;
     int64_t acked, dead;
+    long long sent_at;
     int i, n;
 
     snprintf(limit, sizeof(limit), "%d", rl->r->batch_size);
@@ -490,6 +493,7 @@ static int cycle(relay *rl, int first)
     }
     rl->n_rows = (size_t)n;
     rl->in_flight = 0;
+    sent_at = now_ms();
     for (i = 0; i < n; i++) {
         rl->rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
         produce_row(rl, res, i);
@@ -501,6 +505,15 @@ static int cycle(relay *rl, int first)
         rd_kafka_poll(rl->rk, 100);
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
+        /* Asked to stop while Kafka does not answer: the records still
+         * queued or in flight are purged (their reports say so and their
+         * rows stay pending), rather than waiting out message.timeout.ms. */
+        if (rl->stop && *rl->stop && !rl->purged &&
+            now_ms() - sent_at > 5000) {
+            rd_kafka_purge(rl->rk, RD_KAFKA_PURGE_F_QUEUE |
+                                       RD_KAFKA_PURGE_F_INFLIGHT);
+            rl->purged = 1;
+        }
     }
     /* Tests stop here to kill the relay between the acknowledgement and
      * the mark: the rows must then be sent again, with the same event-id. */
@@ -560,6 +573,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     rl.cfg = o->cfg;
     rl.r = o->relay;
     rl.st = st;
+    rl.stop = o->stop;
     snprintf(client_id, sizeof(client_id), "exactly-relay-%s", rl.r->name);
     conf = exactly_kafka_producer_conf(o->cfg, o->relay, client_id, err,
                                        sizeof(err));
