@@ -11,7 +11,9 @@
  *     a transaction still running is at or above the horizon and waits.
  *     There is no cursor (no `id > last`): a row is pending until the relay
  *     marks or deletes it, so a long transaction that commits after later
- *     rows were published is still published.
+ *     rows were published is still published. Transaction ids are
+ *     cluster-wide, so any transaction with an id, in any database, holds
+ *     back younger rows until it ends: latency, never a loss.
  *  2. Order. Rows are read in (created, id) order, and the horizon only
  *     moves forward, so rows are published in the order of their
  *     transactions' ids (ids of one transaction in insert order). Two
