@@ -20,6 +20,7 @@
 #include "pg_conn.h"
 #include "producer.h"
 #include "strbuf.h"
+#include "txn.h"
 
 /* Where one row of a batch stands. */
 typedef enum row_state {
@@ -391,12 +392,14 @@ static int record_outcome(relay *rl, int64_t *acked, int64_t *dead,
                           int first)
 {
     strbuf done = {0}, dids = {0}, dreasons = {0};
+    exactly_txn t;
     char err[1024], n_ok[32], n_dead[32];
     const char *params[5];
     size_t i;
     int rc = -1;
 
     *acked = *dead = 0;
+    memset(&t, 0, sizeof(t));
     strbuf_array_begin(&done);
     strbuf_array_begin(&dids);
     strbuf_array_begin(&dreasons);
@@ -417,20 +420,24 @@ static int record_outcome(relay *rl, int64_t *acked, int64_t *dead,
     strbuf_array_end(&dreasons);
     if (done.oom || dids.oom || dreasons.oom)
         goto cleanup;
-    if (exactly_pg_exec(rl->conn, "BEGIN", 0, NULL, NULL, err, sizeof(err)))
+    /* One round trip: the statements go through libpq's pipeline mode,
+     * BEGIN to COMMIT, and their results are read at one sync. */
+    if (exactly_txn_start(&t, rl->conn, exactly_pg_wait_bound_ms(rl->cfg)) !=
+        EXACTLY_OK) {
+        snprintf(err, sizeof(err), "%s", t.errmsg);
         goto failed;
+    }
+    (void)exactly_txn_send(&t, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
     if (*acked) {
         params[0] = strbuf_str(&done);
-        if (exactly_pg_exec(rl->conn, rl->sql_done, 1, params, NULL, err,
-                            sizeof(err)))
-            goto failed;
+        (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_done, 1, params,
+                               NULL);
     }
     if (*dead) {
         params[0] = strbuf_str(&dids);
         params[1] = strbuf_str(&dreasons);
-        if (exactly_pg_exec(rl->conn, rl->sql_dead, 2, params, NULL, err,
-                            sizeof(err)))
-            goto failed;
+        (void)exactly_txn_send(&t, TXN_DEAD_LETTER, rl->sql_dead, 2, params,
+                               NULL);
     }
     snprintf(n_ok, sizeof(n_ok), "%lld", (long long)*acked);
     snprintf(n_dead, sizeof(n_dead), "%lld", (long long)*dead);
@@ -439,11 +446,14 @@ static int record_outcome(relay *rl, int64_t *acked, int64_t *dead,
     params[2] = n_ok;
     params[3] = n_dead;
     params[4] = first ? "1" : "0";
-    if (exactly_pg_exec(rl->conn, rl->sql_state, 5, params, NULL, err,
-                        sizeof(err)))
+    (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_state, 5, params, NULL);
+    (void)exactly_txn_send(&t, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (exactly_txn_sync(&t) != EXACTLY_OK) {
+        snprintf(err, sizeof(err), "%s", t.errmsg);
+        exactly_txn_finish(&t);
         goto failed;
-    if (exactly_pg_exec(rl->conn, "COMMIT", 0, NULL, NULL, err, sizeof(err)))
-        goto failed;
+    }
+    exactly_txn_finish(&t);
     rc = 0;
     goto cleanup;
 failed:
@@ -452,6 +462,7 @@ failed:
                 LOG_STR("error", err));
     drop_conn(rl);
 cleanup:
+    exactly_txn_clear(&t);
     strbuf_free(&done);
     strbuf_free(&dids);
     strbuf_free(&dreasons);
