@@ -129,6 +129,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /* ---- PostgreSQL ----------------------------------------------------- */
 
+/* fmt with a (and b, when the format names a second argument). */
 static char *fmt2(const char *fmt, const char *a, const char *b)
 {
     strbuf sb = {0};
@@ -170,17 +171,17 @@ static int build_sql(relay *rl)
         " event_id::text FROM %s"
         " WHERE published_at IS NULL AND dead_reason IS NULL"
         " AND created < pg_snapshot_xmin(pg_current_snapshot())"
-        " ORDER BY created, id LIMIT $2::int%s",
-        rl->table_q, "");
+        " ORDER BY created, id LIMIT $2::int",
+        rl->table_q, NULL);
     rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
-                            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])%s"
+                            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
                             : "UPDATE %s SET published_at = now()"
-                              " WHERE id = ANY($1::bigint[])%s",
-                        rl->table_q, "");
+                              " WHERE id = ANY($1::bigint[])",
+                        rl->table_q, NULL);
     rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
                         " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
-                        " WHERE o.id = u.i%s",
-                        rl->table_q, "");
+                        " WHERE o.id = u.i",
+                        rl->table_q, NULL);
     rl->sql_state = fmt2(
         "INSERT INTO %s AS s (relay, outbox, published, dead,"
         " published_since_start) VALUES ($1, $2, $3, $4, $3)"
@@ -189,8 +190,8 @@ static int build_sql(relay *rl)
         " published_since_start = CASE WHEN $5 = '1' THEN 0"
         "  ELSE s.published_since_start END + $3,"
         " started_at = CASE WHEN $5 = '1' THEN now() ELSE s.started_at END,"
-        " updated_at = now()%s",
-        rl->state_q, "");
+        " updated_at = now()",
+        rl->state_q, NULL);
     rl->sql_expire = fmt2(
         "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s"
         " WHERE published_at < now() - make_interval(secs =>"
@@ -549,10 +550,15 @@ static int cycle(relay *rl, int first)
                 LOG_INT("rows", n), LOG_INT("acked", acked),
                 LOG_INT("dead", dead));
     if (acked + dead < n) {
+        const char *why = "";
+
+        for (i = 0; i < n && !why[0]; i++)
+            if (rl->rows[i].state == ROW_RETRY)
+                why = rl->rows[i].reason;
         exactly_log(EXACTLY_LOG_WARN, "relay",
                     "records failed; sending them again",
                     LOG_INT("rows", (int64_t)n - acked - dead),
-                    LOG_STR("reason", rl->rows[0].reason));
+                    LOG_STR("reason", why));
         return -1;
     }
     return n;
@@ -631,15 +637,16 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             continue;
         }
         rl.backoff_ms = 100;
-        if (n > 0) {
-            first = 0;
-            idle_since = now_ms();
-            continue;
-        }
+        /* Published rows past retention, a slice a minute, busy or not. */
         if (rl.r->cleanup == CFG_CLEANUP_MARK &&
             now_ms() - last_expire > 60000) {
             expire(&rl);
             last_expire = now_ms();
+        }
+        if (n > 0) {
+            first = 0;
+            idle_since = now_ms();
+            continue;
         }
         if (o->exit_idle_ms > 0 && now_ms() - idle_since >= o->exit_idle_ms)
             break;

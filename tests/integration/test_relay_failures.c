@@ -10,7 +10,8 @@
  *   - a second relay on the same outbox waits while the first runs;
  *   - SIGTERM with the broker down: the relay stops within seconds, the
  *     undelivered row stays pending;
- *   - `exactly relay status --json` reports pending, dead and published.
+ *   - `exactly relay status --json` reports pending, dead and published;
+ *   - cleanup: mark deletes published rows past retention, and only them.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -177,6 +178,23 @@ int main(void)
                           4, "status published");
         json_decref(o);
         free(out);
+    }
+    /* cleanup: mark keeps published rows for retention (7 d), then the
+     * relay deletes them; pending and dead-lettered rows stay. */
+    tk_sql(q, "UPDATE exactly.outbox SET published_at = now() - interval "
+              "'8 days' WHERE value = 'one'");
+    tk_sql(q, "UPDATE exactly.outbox SET published_at = now() - interval "
+              "'6 days' WHERE value = 'two'");
+    status = relay_run_to_idle(config, 300, 30000, log);
+    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d", status);
+    {
+        char *v = tk_sql_text(q, "SELECT string_agg(coalesce(convert_from("
+                                 "value, 'UTF8'), '?'), ',' ORDER BY id) "
+                                 "FROM exactly.outbox WHERE octet_length("
+                                 "value) < 100");
+        TK_CHECK_EQ_STR(v, "bad headers,two,three,four,five",
+                        "rows left after the retention expiry");
+        free(v);
     }
     tk_note("dead-lettered 2 bad rows without stopping their key; waited "
             "out a broker outage and a terminated session");
