@@ -17,6 +17,9 @@ packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
 # installed for its systemd-analyze alone: where it is missing, that part
 # of the test is skipped and says so.
 packages+=(man-db groff-base dpkg-dev)
+# PgBouncer: the tests run a worker behind it (scripts/pgbouncer.sh starts
+# its own, never the system service).
+packages+=(pgbouncer)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -50,6 +50,8 @@ int cmd_reprocess(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_offsets(int argc, char **argv);
+/* `exactly offsets reset`, argv[0] being "reset". */
+int cmd_offsets_reset(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
 

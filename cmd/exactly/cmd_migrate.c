@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin.h"
+#include "ops/grants.h"
+#include "ops/validate.h"
 #include "cli.h"
 #include "pg_conn.h"
 #include "store.h"
@@ -48,7 +49,7 @@ static void report_refusal(void *arg, const char *item, const char *err,
 
 /* Whether g[i] repeats an earlier statement (a source read by two
  * pipelines). */
-static int printed_before(const admin_grants *g, size_t i)
+static int printed_before(const ops_grants *g, size_t i)
 {
     size_t j;
 
@@ -64,7 +65,7 @@ static int printed_before(const admin_grants *g, size_t i)
  * database. Returns an exit code. */
 static int print_grants(const exactly_config *cfg, const char *role)
 {
-    admin_grants g = {0};
+    ops_grants g = {0};
     char err[2048];
     char *role_q = upsert_sql_quote_ident(role, err, sizeof(err));
     exactly_err rc;
@@ -76,9 +77,9 @@ static int print_grants(const exactly_config *cfg, const char *role)
                  err);
         return CLI_REFUSED;
     }
-    rc = admin_grants_framework(cfg, &g, err, sizeof(err));
+    rc = ops_grants_framework(cfg, &g, err, sizeof(err));
     for (i = 0; rc == EXACTLY_OK && i < cfg->n_pipelines; i++)
-        rc = admin_grants_pipeline(cfg, &cfg->pipelines[i], &g, err,
+        rc = ops_grants_pipeline(cfg, &cfg->pipelines[i], &g, err,
                                    sizeof(err));
     if (rc != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: --print-grants: %s", err);
@@ -92,8 +93,8 @@ static int print_grants(const exactly_config *cfg, const char *role)
            "-- migrate that upgrades the schema.\n",
            role_q, cfg->path);
     for (i = 0; i < g.n; i++) {
-        const admin_grant *x = &g.v[i];
-        if (x->kind == ADMIN_OBJ_NOTE) {
+        const ops_grant *x = &g.v[i];
+        if (x->kind == OPS_OBJ_NOTE) {
             cli_line(stdout, "-- and by hand: %s", x->why);
             continue;
         }
@@ -102,11 +103,11 @@ static int print_grants(const exactly_config *cfg, const char *role)
         /* The comment stays one line whatever the names hold. */
         cli_line(stdout, "-- %s", x->why);
         printf("GRANT %s ON %s %s TO %s;\n", x->privileges,
-               admin_object_keyword(x->kind), x->object, role_q);
+               ops_object_keyword(x->kind), x->object, role_q);
     }
 
 cleanup:
-    admin_grants_free(&g);
+    ops_grants_free(&g);
     free(role_q);
     return code;
 }
@@ -140,7 +141,7 @@ int cmd_migrate(int argc, char **argv)
         return CLI_REFUSED;
     /* A configuration that check refuses is not set up halfway. */
     for (i = 0; i < cfg->n_pipelines; i++)
-        refused += admin_validate_pipeline(cfg, &cfg->pipelines[i],
+        refused += ops_validate_pipeline(cfg, &cfg->pipelines[i],
                                            report_refusal, NULL, NULL);
     if (refused > 0) {
         cli_line(stderr, "exactly migrate: %d refusal(s), nothing was done "

@@ -1,4 +1,5 @@
-/* cmd_reprocess.c - `exactly reprocess`: apply a range of one partition again. */
+/* cmd_reprocess.c - `exactly reprocess`: apply a range of one partition, or
+ * of every partition of a topic, again. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -19,27 +20,44 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: exactly reprocess -c FILE --pipeline NAME --topic T --partition N\n"
             "                         --from A --to B [--dry-run] [--batch K] [--rate R]\n"
+            "       exactly reprocess -c FILE --pipeline NAME --topic T [--partition N]\n"
+            "                         (--from A | --to B | --from-time T1 | --to-time T2)...\n"
+            "                         [--dry-run] [--batch K] [--rate R]\n"
             "       exactly reprocess -c FILE --pipeline NAME --resume RUN [--batch K] [--rate R]\n"
             "\n"
             "Applies the pipeline's lookup and handler again to offsets A..B\n"
             "(both included) of one partition, in batch transactions, reading\n"
-            "with read_committed and no consumer group. The pipeline's stored\n"
-            "offsets, dedup keys and Kafka commits are not touched, and no\n"
-            "dedup filter applies: re-applying is the point. Each run is a row\n"
-            "in SCHEMA.reprocess_runs (range, position, messages applied,\n"
+            "with read_committed and no consumer group. Without --partition\n"
+            "it does so for every partition of the topic, one after the other,\n"
+            "as one run: --from A and --to B apply to each partition, cut to\n"
+            "the offsets it holds (an omitted one: its first or last offset),\n"
+            "and a partition with nothing in the range is left out. A time\n"
+            "range (--from-time, --to-time) selects in each partition the\n"
+            "messages from the first whose timestamp is at or after T1 up to\n"
+            "the last before the first at or after T2 (Kafka's offsets for\n"
+            "times; an omitted one: the partition's start or end).\n"
+            "The pipeline's stored offsets, dedup keys and Kafka commits are\n"
+            "not touched, and no dedup filter applies: re-applying is the\n"
+            "point. Each run is a row per partition in SCHEMA.reprocess_runs\n"
+            "(range, position, messages applied,\n"
             "status, start and end) and applies each message once; Ctrl-C stops\n"
             "after the current batch and --resume RUN continues from where it\n"
             "committed. Safe beside the live pipeline: handlers write upserts.\n"
-            "A range that is inverted or outside the partition's watermarks is\n"
-            "refused with the watermarks in its error line.\n"
+            "A range of one partition by offsets that is inverted or outside\n"
+            "its watermarks is refused with the watermarks in its error line;\n"
+            "a range with no offset of the topic in it is refused.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
             "  -p, --pipeline NAME   the pipeline whose lookup and handler apply\n"
             "      --topic T         the topic (one of the pipeline's)\n"
-            "      --partition N     the partition\n"
+            "      --partition N     the partition (default: every partition)\n"
             "      --from A          first offset\n"
             "      --to B            last offset (included)\n"
+            "      --from-time T1    from the first message at or after T1\n"
+            "                        (ISO 8601, e.g. 2024-05-01T12:00:00Z; without\n"
+            "                        a zone PostgreSQL's TimeZone applies)\n"
+            "      --to-time T2      up to the messages before T2 (excluded)\n"
             "      --resume RUN      continue an interrupted run\n"
             "      --dry-run         say what would happen, change nothing\n"
             "      --batch K         messages per transaction (default: the\n"
@@ -51,7 +69,9 @@ static void usage(FILE *out)
             "Progress (offset, messages per second, ETA) goes to stderr: one\n"
             "updating line on a terminal, a line every 5 s otherwise. The ETA\n"
             "is the remaining offsets over the measured rate, or over --rate\n"
-            "when that is lower.\n"
+            "when that is lower. A run over a topic shows the partitions done\n"
+            "and the offsets behind it of all of them, and a line as each\n"
+            "partition is done; its RUN resumes all of its partitions.\n"
             "\n"
             "Messages the handler fails on are dead-lettered under the name\n"
             "PIPELINE:reprocess:RUN, apart from the live pipeline's: see them\n"
@@ -76,6 +96,8 @@ int cmd_reprocess(int argc, char **argv)
         {"partition", required_argument, NULL, 'n'},
         {"from", required_argument, NULL, 'f'},
         {"to", required_argument, NULL, 'u'},
+        {"from-time", required_argument, NULL, 'F'},
+        {"to-time", required_argument, NULL, 'U'},
         {"resume", required_argument, NULL, 'r'},
         {"dry-run", no_argument, NULL, 'd'},
         {"batch", required_argument, NULL, 'b'},
@@ -89,7 +111,7 @@ int cmd_reprocess(int argc, char **argv)
     const char *path = NULL, *pipeline = NULL;
     int64_t v, partition = -1, from = -1, to = -1;
     size_t i;
-    int c, code, known = 0;
+    int c, code, known = 0, timed;
 
     memset(&o, 0, sizeof(o));
     optind = 1;
@@ -101,6 +123,8 @@ int cmd_reprocess(int argc, char **argv)
         case 'n': if (cli_parse_int64("reprocess", "--partition", optarg, 0, INT32_MAX, &partition)) return CLI_REFUSED; break;
         case 'f': if (cli_parse_int64("reprocess", "--from", optarg, 0, INT64_MAX, &from)) return CLI_REFUSED; break;
         case 'u': if (cli_parse_int64("reprocess", "--to", optarg, 0, INT64_MAX, &to)) return CLI_REFUSED; break;
+        case 'F': o.from_time = optarg; break;
+        case 'U': o.to_time = optarg; break;
         case 'r': if (cli_parse_int64("reprocess", "--resume", optarg, 1, INT64_MAX, &o.resume_run)) return CLI_REFUSED; break;
         case 'd': o.dry_run = 1; break;
         case 'b':
@@ -125,9 +149,26 @@ int cmd_reprocess(int argc, char **argv)
         fprintf(stderr, "exactly reprocess: --pipeline is required\n");
         return CLI_REFUSED;
     }
-    if (o.resume_run == 0 && (!o.topic || partition < 0 || from < 0 || to < 0)) {
-        fprintf(stderr, "exactly reprocess: a new run needs --topic, --partition, "
-                        "--from and --to (or --resume RUN)\n");
+    timed = o.from_time || o.to_time;
+    if (o.resume_run > 0 && (o.topic || partition >= 0 || from >= 0 ||
+                             to >= 0 || timed)) {
+        fprintf(stderr, "exactly reprocess: --resume RUN takes its range from "
+                        "the run; no --topic, --partition, --from, --to, "
+                        "--from-time or --to-time\n");
+        return CLI_REFUSED;
+    }
+    if (timed && (from >= 0 || to >= 0)) {
+        fprintf(stderr, "exactly reprocess: a range is either offsets (--from, "
+                        "--to) or times (--from-time, --to-time), not both\n");
+        return CLI_REFUSED;
+    }
+    if (o.resume_run == 0 &&
+        (!o.topic || (partition >= 0 && !timed && (from < 0 || to < 0)) ||
+         (partition < 0 && !timed && from < 0 && to < 0))) {
+        fprintf(stderr, "exactly reprocess: a new run needs --topic and a range: "
+                        "--from and --to with --partition; without it --from, "
+                        "--to or both; or --from-time, --to-time or both "
+                        "(or --resume RUN)\n");
         return CLI_REFUSED;
     }
     if (o.resume_run > 0 && o.dry_run) {
@@ -151,7 +192,7 @@ int cmd_reprocess(int argc, char **argv)
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
-    o.partition = (int32_t)partition;
+    o.partition = partition >= 0 ? (int32_t)partition : -1;
     o.from = from;
     o.to = to;
     o.tty = isatty(STDERR_FILENO);

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "log.h"
 #include "supervisor.h"
+#include "util/host_id.h"
 
 static void usage(FILE *out)
 {
@@ -56,6 +57,11 @@ static void usage(FILE *out)
             "  -v, --verbose              debug logging (one line per batch)\n"
             "  -q, --quiet                warnings and errors only\n"
             "  -h, --help                 this text\n"
+            "\n"
+            "Environment: EXACTLY_HOST_ID names this host in owner strings\n"
+            "(HOST:PID:WORKER in the offset rows) and in group.instance.id,\n"
+            "instead of the hostname: set it, unique per host, where hostnames\n"
+            "are not (containers); 1 to 63 letters, digits, '.', '_', '-'.\n"
             "\n"
             "Under systemd (Type=notify, NOTIFY_SOCKET set) run reports READY=1\n"
             "once the configuration, plugins and locks are in place, and\n"
@@ -116,6 +122,12 @@ int cmd_run(int argc, char **argv)
     }
     if (optind < argc) {
         cli_line(stderr, "exactly run: unexpected argument '%s'", argv[optind]);
+        return CLI_REFUSED;
+    }
+    if (getenv("EXACTLY_HOST_ID") &&
+        exactly_host_id_problem(getenv("EXACTLY_HOST_ID"))) {
+        cli_line(stderr, "exactly run: %s",
+                 exactly_host_id_problem(getenv("EXACTLY_HOST_ID")));
         return CLI_REFUSED;
     }
     cfg = cli_load_config(path);

@@ -10,6 +10,9 @@
  *
  * After a failed allocation every append is a no-op and oom stays set:
  * check once, at the end. A zeroed exactly_sqlbuf is empty and valid.
+ *
+ * <exactly/exactly.h> does not include this header: add
+ * #include <exactly/sqlbuf.h> where you use it.
  */
 #ifndef EXACTLY_SQLBUF_H
 #define EXACTLY_SQLBUF_H
@@ -133,14 +136,25 @@ static inline int exactly_sqlbuf_relation(exactly_sqlbuf *b, const char *name)
     return 0;
 }
 
-/* Returns the built string (the caller frees it) and empties the buffer;
- * NULL after an allocation failure. */
+/*
+ * Hands the built string over: returns it (NUL-terminated, malloc'd: the
+ * caller frees it with free()) and leaves b empty, ready to build again
+ * with nothing to free. A buffer nothing was appended to gives "" (also
+ * malloc'd), so NULL means only one thing: an allocation failed at some
+ * point since the buffer was last empty (the partial text is freed then).
+ * Use it instead of exactly_sqlbuf_free() when the string must outlive b.
+ */
 static inline char *exactly_sqlbuf_take(exactly_sqlbuf *b)
 {
     char *s = b->oom ? NULL : b->s;
 
     if (!s)
         free(b->s);
+    if (!s && !b->oom) {
+        s = (char *)malloc(1);
+        if (s)
+            s[0] = '\0';
+    }
     memset(b, 0, sizeof(*b));
     return s;
 }

@@ -199,6 +199,17 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
             snprintf(bm->reason, sizeof(bm->reason),
                      "header '%s' missing", p->id.header);
             bm->dead = 1;
+        } else if (!data) {
+            /* Null (absent on the wire) is not empty (zero bytes): a
+             * producer that sent no key needs another fix than one that
+             * sent an empty one. */
+            if (p->id.from == CFG_FROM_HEADER)
+                snprintf(bm->reason, sizeof(bm->reason), "header '%s' is null",
+                         p->id.header);
+            else
+                snprintf(bm->reason, sizeof(bm->reason), "the %s is null",
+                         p->id.from == CFG_FROM_VALUE ? "value" : "key");
+            bm->dead = 1;
         } else if (exactly_id_decode(p->id.type, p->id.max_length,
                                      p->id.non_canonical == CFG_NONCANON_ACCEPT,
                                      data, len, &bm->id, bm->reason,

@@ -28,6 +28,7 @@
 #include "digest.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "trace.h"
 #include "worker_internal.h"
 
 /* What a dead letter keeps of a message key: its first bytes, with the
@@ -62,13 +63,78 @@ static void note(cycle *c, const char *sqlstate, const char *msg)
     snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg && *msg ? msg : "unknown error");
 }
 
+/* ---- trace context ----------------------------------------------------- */
+
+/* At most this many distinct trace-ids name one batch in its log lines. */
+#define TRACE_IDS_MAX 8
+
+/* The buffered message of pt at offset, or NULL (pt->buf is ascending). */
+static const rd_kafka_message_t *buf_msg(const part *pt, int64_t offset)
+{
+    size_t lo = 0, hi = pt->n_buf;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pt->buf[mid]->offset < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < pt->n_buf && pt->buf[lo]->offset == offset ? pt->buf[lo]
+                                                           : NULL;
+}
+
+/* Adds the trace-id of m, when it has one, to the comma-separated list
+ * out (TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE bytes), once. */
+static void trace_list_add(char *out, const rd_kafka_message_t *m)
+{
+    char id[EXACTLY_TRACE_ID_SIZE];
+    size_t len = strlen(out);
+
+    if (!m || exactly_trace_of_message(m, id) != 0 || strstr(out, id) ||
+        len + EXACTLY_TRACE_ID_SIZE > TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE)
+        return;
+    snprintf(out + len, TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE - len, "%s%s",
+             len ? "," : "", id);
+}
+
+/* The log lines about one record name the traces of its messages alone;
+ * trace_batch() puts the batch's back. */
+static void trace_record(const part *pt, const exactly_record *r)
+{
+    char ids[TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE] = "";
+    size_t i;
+
+    for (i = 0; i < r->n_messages; i++)
+        trace_list_add(ids, buf_msg(pt, r->messages[i].offset));
+    exactly_log_set_trace(ids);
+}
+
+/* The batch's trace-ids, kept while a record's own lines are written. */
+static char g_batch_traces[TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE];
+
+/* Every log line from here to the batch's end names the distinct
+ * trace-ids of its first n messages (the first TRACE_IDS_MAX). */
+static void trace_batch(const part *pt, size_t n)
+{
+    size_t i;
+
+    g_batch_traces[0] = '\0';
+    for (i = 0; i < n && i < pt->n_buf; i++)
+        trace_list_add(g_batch_traces, pt->buf[i]);
+    exactly_log_set_trace(g_batch_traces);
+}
+
+/* Back to the batch's trace-ids after a record's lines. */
+static void trace_batch_again(void) { exactly_log_set_trace(g_batch_traces); }
+
 /* ---- dead letters ------------------------------------------------------ */
 
 static void dl_reset(worker *w)
 {
     strbuf *all[] = {&w->dl_offs,       &w->dl_keys, &w->dl_key_lens,
                      &w->dl_key_digests, &w->dl_ids, &w->dl_reasons,
-                     &w->dl_states};
+                     &w->dl_states,     &w->dl_traces};
     size_t i;
 
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -78,10 +144,13 @@ static void dl_reset(worker *w)
     w->dl_count = 0;
 }
 
-static void dl_add(worker *w, int64_t offset, const void *key, size_t key_len,
-                   const char *id, const char *reason, const char *sqlstate)
+static void dl_add(worker *w, const part *pt, int64_t offset, const void *key,
+                   size_t key_len, const char *id, const char *reason,
+                   const char *sqlstate)
 {
     char digest[EXACTLY_SHA256_HEX_LEN + 1];
+    char trace[EXACTLY_TRACE_ID_SIZE] = "";
+    const rd_kafka_message_t *m = buf_msg(pt, offset);
 
     strbuf_array_elem_int(&w->dl_offs, (long long)offset);
     strbuf_array_elem_hex(&w->dl_keys, key,
@@ -99,16 +168,19 @@ static void dl_add(worker *w, int64_t offset, const void *key, size_t key_len,
     strbuf_array_elem_str(&w->dl_reasons, reason);
     strbuf_array_elem_str(&w->dl_states,
                           sqlstate && sqlstate[0] ? sqlstate : NULL);
+    if (m)
+        (void)exactly_trace_of_message(m, trace);
+    strbuf_array_elem_str(&w->dl_traces, trace[0] ? trace : NULL);
     w->dl_count++;
 }
 
-static void dl_add_record(worker *w, const exactly_record *r,
+static void dl_add_record(worker *w, const part *pt, const exactly_record *r,
                           const char *reason, const char *sqlstate)
 {
     size_t i;
 
     for (i = 0; i < r->n_messages; i++)
-        dl_add(w, r->messages[i].offset, r->messages[i].key,
+        dl_add(w, pt, r->messages[i].offset, r->messages[i].key,
                r->messages[i].key_len, r->id, reason, sqlstate);
 }
 
@@ -116,8 +188,8 @@ static exactly_err dl_send(worker *w, part *pt, const char *part_s)
 {
     strbuf *cols[] = {&w->dl_offs, &w->dl_keys,    &w->dl_key_lens,
                       &w->dl_key_digests, &w->dl_ids, &w->dl_reasons,
-                      &w->dl_states};
-    const char *params[10];
+                      &w->dl_states, &w->dl_traces};
+    const char *params[11];
     size_t i;
 
     if (w->dl_count == 0)
@@ -131,7 +203,7 @@ static exactly_err dl_send(worker *w, part *pt, const char *part_s)
             return EXACTLY_ENOMEM;
         params[3 + i] = strbuf_str(cols[i]);
     }
-    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->sql.dead_letter, 10,
+    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->sql.dead_letter, 11,
                             params, NULL);
 }
 
@@ -258,7 +330,7 @@ static void account_applied(cycle *c, exactly_record *recs, size_t n)
         size_t idx = w->txn.fails[i].index;
         if (idx >= n)
             continue;
-        dl_add_record(w, &recs[idx], w->txn.fails[i].reason, NULL);
+        dl_add_record(w, c->pt, &recs[idx], w->txn.fails[i].reason, NULL);
         c->applied_msgs -= recs[idx].n_messages;
         c->failed_msgs += recs[idx].n_messages;
     }
@@ -316,6 +388,8 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
     rc = try_apply(c, recs, n);
     if (rc != EXACTLY_EHANDLER)
         return rc;
+    if (n == 1)
+        trace_record(c->pt, &recs[0]);
     if (n == 1 && c->w->p->on_error == CFG_ERROR_STOP) {
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "handler failed on a record and on_error is stop: "
@@ -324,6 +398,7 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     LOG_INT("offset", recs[0].messages[0].offset),
                     LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
                     LOG_STR("error", c->errmsg));
+        trace_batch_again();
         return EXACTLY_EHANDLER;
     }
     if (n == 1) {
@@ -331,9 +406,10 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
                     LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
                     LOG_STR("error", c->errmsg));
-        dl_add_record(c->w, &recs[0], c->errmsg, c->sqlstate);
+        dl_add_record(c->w, c->pt, &recs[0], c->errmsg, c->sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->w->st.handler_failures++;
+        trace_batch_again();
         return EXACTLY_OK;
     }
     half = n / 2;
@@ -364,7 +440,7 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                 *skipped += r->n_messages;
                 continue;
             case CFG_MISSING_DEAD_LETTER:
-                dl_add_record(w, r, "lookup found no row", NULL);
+                dl_add_record(w, c->pt, r, "lookup found no row", NULL);
                 c->failed_msgs += r->n_messages;
                 continue;
             case CFG_MISSING_HANDLER:
@@ -385,7 +461,8 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                     note(c, NULL, msg);
                     return EXACTLY_ERETRY;
                 }
-                dl_add_record(w, r, "lookup found no row (retried)", NULL);
+                dl_add_record(w, c->pt, r, "lookup found no row (retried)",
+                              NULL);
                 c->failed_msgs += r->n_messages;
                 continue;
             }
@@ -424,15 +501,71 @@ static void part_stop(worker *w, part *pt)
 }
 
 /*
- * After a failed or unknown attempt, or a refused fence: the stored row
- * says where pt stands. drop_all (a refused fence) drops the buffer and
- * moves the fetch position to the stored offset; otherwise only what the
- * stored offset shows committed is dropped. Returns EXACTLY_OK (pt follows
- * the row), EXACTLY_EFENCED (another owner took it: pt->fenced; or the row
- * has no position any more: pt->halted, loudly) or EXACTLY_ERETRY (the row
- * could not be read: nothing changed, asked again next time).
+ * Owner epochs only grow, so a stored epoch below ours is not another
+ * owner's claim: it is ours, lost with the server that held it (a failover
+ * to a standby that lagged), while Kafka still assigns us the partition.
+ * The row is claimed again, with a new epoch, only if it still has the
+ * epoch read (seen): whoever claimed it since keeps it. Returns EXACTLY_OK
+ * (pt->epoch is the new epoch, *stored the row's offset), EXACTLY_EFENCED
+ * (the row changed: someone claimed it) or EXACTLY_ERETRY.
  */
-static exactly_err follow_stored(worker *w, part *pt, int drop_all)
+static exactly_err reclaim(worker *w, part *pt, int64_t seen, int64_t *stored)
+{
+    char part_s[16], seen_s[24], epoch_s[24], err[512];
+    const char *params[6];
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
+    snprintf(seen_s, sizeof(seen_s), "%" PRId64, seen);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch + 1);
+    params[0] = w->p->name;
+    params[1] = pt->topic;
+    params[2] = part_s;
+    params[3] = seen_s;
+    params[4] = epoch_s;
+    params[5] = w->owner;
+    rc = exactly_pg_exec(w->conn, w->sql.reclaim, 6, params, &res, err,
+                         sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot claim offset row again",
+                    LOG_PART(pt), LOG_STR("error", err));
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return EXACTLY_EFENCED;
+    }
+    *stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    exactly_log(EXACTLY_LOG_WARN, "cycle",
+                "the database lost our claim (a failover); claimed again",
+                LOG_PART(pt), LOG_INT("stored_epoch", seen),
+                LOG_INT("my_epoch", pt->epoch),
+                LOG_INT("epoch", pt->epoch + 1),
+                LOG_INT("next_offset", *stored));
+    pt->epoch++;
+    pt->guard_checked = 0;
+    worker_metrics_position(w, pt, 1);
+    return EXACTLY_OK;
+}
+
+/*
+ * After a failed or unknown attempt, a refused fence or a reconnect: the
+ * stored row says where pt stands. drop_all (a refused fence) drops the
+ * buffer and moves the fetch position to the stored offset; otherwise only
+ * what the stored offset shows committed is dropped. *back is set when the
+ * stored offset is behind pt's (a reset, or a failover to a standby that
+ * lacks our last commits): the buffer is dropped and the fetch position
+ * moved there, so that nothing between them is skipped. Returns
+ * EXACTLY_OK (pt follows the row), EXACTLY_EFENCED (another owner took it:
+ * pt->fenced; or the row has no position any more: pt->halted, loudly) or
+ * EXACTLY_ERETRY (the row could not be read: nothing changed, asked again
+ * next time).
+ */
+static exactly_err follow_stored(worker *w, part *pt, int drop_all, int *back)
 {
     char part_s[16];
     const char *params[3];
@@ -443,6 +576,7 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
     int64_t epoch;
     size_t drop = 0;
 
+    *back = 0;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
     params[0] = w->fence_key ? w->fence_key : w->p->name;
     params[1] = pt->topic;
@@ -471,6 +605,13 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
     stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
+    if (epoch < pt->epoch && !w->reprocess_run) {
+        rc = reclaim(w, pt, epoch, &stored);
+        if (rc == EXACTLY_ERETRY)
+            return rc;
+        if (rc == EXACTLY_OK)
+            epoch = pt->epoch;
+    }
     if (epoch != pt->epoch) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "partition taken over",
                     LOG_PART(pt),
@@ -480,16 +621,26 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
         part_stop(w, pt);
         return EXACTLY_EFENCED;
     }
+    pt->pos_conn = w->conn_serial;
     if (stored > pt->next_offset) {
-        /* An earlier attempt did commit (its outcome was unknown). */
         while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
             drop++;
-        exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
-                    LOG_PART(pt), LOG_INT("next_offset", stored));
-        w->st.consumed += drop;
-        w->st.applied += pt->unconfirmed_applied;
-        w->st.dead_lettered += pt->unconfirmed_dead;
-        w->st.batches_committed++;
+        if (pt->unconfirmed) {
+            /* An earlier attempt did commit (its outcome was unknown). */
+            exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
+                        LOG_PART(pt), LOG_INT("next_offset", stored));
+            w->st.consumed += drop;
+            w->st.applied += pt->unconfirmed_applied;
+            w->st.dead_lettered += pt->unconfirmed_dead;
+            w->st.batches_committed++;
+        } else {
+            /* Not ours to count: the row was moved forward (a reset). */
+            exactly_log(EXACTLY_LOG_WARN, "cycle",
+                        "stored offset is ahead; following it",
+                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                        LOG_INT("stored", stored));
+        }
+        pt->unconfirmed = 0;
         pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         part_drop_buffer(pt, drop);
         pt->next_offset = stored;
@@ -499,13 +650,32 @@ static exactly_err follow_stored(worker *w, part *pt, int drop_all)
             source_seek(w, pt, stored);
         }
     } else if (stored < pt->next_offset || drop_all) {
-        /* Moved back (an operator reset), or our buffer was refused:
-         * follow the database. */
+        /* Moved back (an operator reset, or a failover that lost our last
+         * commits with their data), or our buffer was refused: follow the
+         * database; whatever we did above it is not there. */
+        if (stored < pt->next_offset) {
+            exactly_log(EXACTLY_LOG_WARN, "cycle",
+                        "stored offset is behind; applying again from there",
+                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                        LOG_INT("stored", stored));
+            *back = 1;
+        }
+        pt->unconfirmed = 0;
+        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         part_drop_buffer(pt, pt->n_buf);
         pt->next_offset = stored;
         source_seek(w, pt, stored);
     }
     return EXACTLY_OK;
+}
+
+exactly_err cycle_reread(worker *w, part *pt)
+{
+    int back;
+
+    if (!w->conn)
+        return EXACTLY_ERETRY;
+    return follow_stored(w, pt, 0, &back);
 }
 
 /* ---- the crash guard ---------------------------------------------------- */
@@ -714,8 +884,8 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
                  "the handler killed the worker %d times on this record alone; "
                  "not applied",
                  w->p->max_crashes);
-        dl_add(w, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id, reason,
-               NULL);
+        dl_add(w, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id,
+               reason, NULL);
         c->failed_msgs++;
         n = 0; /* nothing else of this batch runs */
     }
@@ -760,7 +930,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         for (i = 0; i < w->bb.n_msgs; i++) {
             batch_msg *bm = &w->bb.msgs[i];
             if (bm->dead) {
-                dl_add(w, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL,
+                dl_add(w, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL,
                        bm->reason, NULL);
                 c->failed_msgs++;
             }
@@ -867,6 +1037,9 @@ static void committed(worker *w, part *pt, cycle *c, size_t n, int64_t end)
     w->st.batches_committed++;
     exactly_txn_finish(&w->txn);
     pt->next_offset = end;
+    pt->pos_conn = w->conn_serial;
+    pt->unconfirmed = 0;
+    pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
     pt->attempts = 0;
     pt->missing_since_ms = 0;
     part_drop_buffer(pt, n);
@@ -908,20 +1081,31 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     cycle c;
     exactly_err rc;
     int commit_sent = 0;
+    int back;
 
     *retry_cause_out = -1;
     rc = worker_db(w);
     if (rc != EXACTLY_OK)
         return rc;
-    if (pt->attempts > 0) {
+    /* After a failed attempt, or on a connection that did not read pt's
+     * position yet, the row says where pt stands. */
+    if (pt->attempts > 0 || pt->pos_conn != w->conn_serial) {
         size_t before = pt->n_buf;
-        rc = follow_stored(w, pt, 0);
+        int back;
+        rc = follow_stored(w, pt, 0, &back);
         if (rc == EXACTLY_EFENCED) {
             w->st.batches_fenced++;
             return rc;
         }
         if (rc != EXACTLY_OK)
             return rc;
+        if (back) {
+            /* This attempt started above the stored offset: it stops, and
+             * the next one starts there, from the messages fetched again.
+             * Not a fence: the row is still ours. */
+            pt->attempts = 0;
+            return EXACTLY_EFENCED;
+        }
         if (pt->n_buf < before) {
             /* Part of what we meant to apply is already committed. */
             size_t gone = before - pt->n_buf;
@@ -977,7 +1161,7 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
                     LOG_STR("detail", c.errmsg));
         w->st.batches_fenced++;
         rollback(w);
-        if (w->conn && follow_stored(w, pt, 1) == EXACTLY_ERETRY) {
+        if (w->conn && follow_stored(w, pt, 1, &back) == EXACTLY_ERETRY) {
             /* Not known where to go on: keep the buffer and ask again. */
             pt->attempts++;
             return EXACTLY_ERETRY;
@@ -1001,6 +1185,7 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     }
     log_rollback(pt, &c, rc, commit_sent);
     /* Remembered in case the stored offset shows it committed after all. */
+    pt->unconfirmed = commit_sent;
     pt->unconfirmed_applied = commit_sent ? c.applied_msgs : 0;
     pt->unconfirmed_dead = commit_sent ? w->dl_count : 0;
     rollback(w);
@@ -1020,8 +1205,11 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
     long long t0 = worker_now_ms();
     metrics_partition *mp;
     int cause;
-    exactly_err rc = cycle_run_once(w, pt, n, end, &cause);
+    exactly_err rc;
 
+    trace_batch(pt, n);
+    rc = cycle_run_once(w, pt, n, end, &cause);
+    exactly_log_set_trace(NULL);
     if (!w->m)
         return rc;
     mp = metrics_part(w->m, pt->topic, pt->partition);
@@ -1033,6 +1221,13 @@ exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
         metrics_add(&mp->skipped_missing,
                     w->st.skipped_missing - before.skipped_missing);
     }
+    metrics_add(&w->m->consumed, w->st.consumed - before.consumed);
+    metrics_add(&w->m->applied, w->st.applied - before.applied);
+    metrics_add(&w->m->deduplicated, w->st.deduplicated - before.deduplicated);
+    metrics_add(&w->m->dead_lettered, w->st.dead_lettered - before.dead_lettered);
+    metrics_add(&w->m->skipped_missing,
+                w->st.skipped_missing - before.skipped_missing);
+    metrics_add(&w->m->retries_total, w->st.retries - before.retries);
     metrics_add(&w->m->batches_committed,
                 w->st.batches_committed - before.batches_committed);
     metrics_add(&w->m->batches_rolled_back,

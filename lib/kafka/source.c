@@ -17,8 +17,12 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
 {
     /* Connection failures (facility FAIL) are transient and reported once
-     * per episode by error_cb: not an error line each. */
-    exactly_log_level l = strcmp(fac, "FAIL") == 0 ? EXACTLY_LOG_WARN
+     * per episode by error_cb: not an error line each. A refused offset
+     * commit (COMMITFAIL: REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION during
+     * every rebalance) costs nothing: Kafka's committed offsets are for
+     * lag tools only, PostgreSQL holds the positions. */
+    exactly_log_level l = strcmp(fac, "COMMITFAIL") == 0 ? EXACTLY_LOG_DEBUG
+                          : strcmp(fac, "FAIL") == 0 ? EXACTLY_LOG_WARN
                           : level <= 3   ? EXACTLY_LOG_ERROR
                           : level <= 4 ? EXACTLY_LOG_WARN
                           : level <= 6 ? EXACTLY_LOG_INFO

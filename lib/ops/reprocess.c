@@ -6,96 +6,226 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pg/catalog.h"
 #include "log.h"
+#include "util/host_id.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
 
+/* One partition of a run: a reprocess_runs row with its own position. */
+typedef struct span {
+    int64_t id;
+    char id_s[24];
+    char *topic;
+    int32_t partition;
+    int64_t from, to;         /* inclusive */
+    int64_t next;             /* the row's next_offset, as far as we know */
+    int64_t epoch;
+    int64_t lo, hi;           /* watermarks (a new run) */
+    int64_t asked_from, asked_to; /* before clamping (a new run) */
+    int done;
+} span;
+
 typedef struct run {
     worker w;
-    part pt;
+    part pt;                  /* the span being applied */
     part *parts[1];
-    int64_t id;
-    int64_t from, to;
+    int64_t id;               /* the run: its first row (the parent) */
+    int multi;                /* rows share a parent: a run over a topic */
+    span *spans;
+    size_t n_spans;
+    size_t cur;               /* the span being applied */
+    size_t n_done;
+    int64_t total;            /* offsets of the spans in this session */
+    int64_t behind;           /* of those, offsets of spans already done */
     char id_s[24];
     char dl_key[200];
     long long started_ms;
     long long last_progress_ms;
-    uint64_t applied_at_start;
 } run;
 
-/* Creates the run row, or claims an interrupted one (bumping its epoch,
- * so that two resumes of one run fence each other). */
-static int open_run(run *r, const exactly_reprocess_opts *o)
+static void spans_free(run *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->n_spans; i++)
+        free(r->spans[i].topic);
+    free(r->spans);
+    r->spans = NULL;
+    r->n_spans = 0;
+}
+
+static span *span_add(run *r)
+{
+    span *ns = realloc(r->spans, (r->n_spans + 1) * sizeof(*ns));
+
+    if (!ns)
+        return NULL;
+    r->spans = ns;
+    memset(&ns[r->n_spans], 0, sizeof(*ns));
+    return &ns[r->n_spans++];
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+
+    return x->partition < y->partition ? -1 : x->partition > y->partition;
+}
+
+/* Fills span sp from a RETURNING row: id, topic, partition, from_offset,
+ * to_offset, next_offset, owner_epoch, parent. */
+static int span_from_row(span *sp, const PGresult *res, int row)
+{
+    sp->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    snprintf(sp->id_s, sizeof(sp->id_s), "%" PRId64, sp->id);
+    free(sp->topic);
+    sp->topic = strdup(PQgetvalue(res, row, 1));
+    sp->partition = (int32_t)atoi(PQgetvalue(res, row, 2));
+    sp->from = strtoll(PQgetvalue(res, row, 3), NULL, 10);
+    sp->to = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+    sp->next = strtoll(PQgetvalue(res, row, 5), NULL, 10);
+    sp->epoch = strtoll(PQgetvalue(res, row, 6), NULL, 10);
+    return sp->topic ? 0 : -1;
+}
+
+#define RUN_RETURNING                                                          \
+    " RETURNING id, topic, partition, from_offset, to_offset, next_offset,"   \
+    " owner_epoch, parent"
+
+/* Claims an interrupted run: every row of it that is not done (one row,
+ * or the rows of a run over a topic), bumping their epochs so that two
+ * resumes of one run fence each other. Returns 0, 1 (failed) or 2 (no
+ * such run, or it is done). */
+static int resume_run(run *r, const exactly_reprocess_opts *o)
 {
     worker *w = &r->w;
-    char err[1024], part_s[16], from_s[24], to_s[24], id_s[24];
+    char err[1024], id_s[24];
+    const char *params[3] = {id_s, w->p->name, w->owner};
     PGresult *res = NULL;
     strbuf sql = {0};
     exactly_err rc;
+    int i, n;
 
-    if (o->resume_run > 0) {
-        const char *params[3] = {id_s, w->p->name, w->owner};
-        snprintf(id_s, sizeof(id_s), "%" PRId64, o->resume_run);
-        strbuf_printf(&sql,
-                      "UPDATE %s.reprocess_runs SET owner_epoch = owner_epoch + 1,"
-                      " status = 'running', owner = $3, updated_at = now(),"
-                      " ended_at = NULL WHERE id = $1::bigint AND pipeline = $2"
-                      " AND status <> 'done'"
-                      " RETURNING id, topic, partition, from_offset, to_offset,"
-                      " next_offset, owner_epoch",
-                      w->sql.schema_q);
-        rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, &res, err,
-                             sizeof(err));
-    } else {
-        const char *params[6] = {w->p->name, o->topic, part_s, from_s, to_s,
-                                 w->owner};
-        snprintf(part_s, sizeof(part_s), "%d", (int)o->partition);
-        snprintf(from_s, sizeof(from_s), "%" PRId64, o->from);
-        snprintf(to_s, sizeof(to_s), "%" PRId64, o->to);
-        strbuf_printf(&sql,
-                      "INSERT INTO %s.reprocess_runs (pipeline, topic, partition,"
-                      " from_offset, to_offset, next_offset, owner)"
-                      " VALUES ($1, $2, $3, $4, $5, $4, $6)"
-                      " RETURNING id, topic, partition, from_offset, to_offset,"
-                      " next_offset, owner_epoch",
-                      w->sql.schema_q);
-        rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 6, params, &res, err,
-                             sizeof(err));
-    }
+    snprintf(id_s, sizeof(id_s), "%" PRId64, o->resume_run);
+    strbuf_printf(&sql,
+                  "UPDATE %s.reprocess_runs SET owner_epoch = owner_epoch + 1,"
+                  " status = 'running', owner = $3, updated_at = now(),"
+                  " ended_at = NULL WHERE (id = $1::bigint OR parent = $1::bigint)"
+                  " AND pipeline = $2 AND status <> 'done'" RUN_RETURNING,
+                  w->sql.schema_q);
+    rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, &res, err,
+                         sizeof(err));
     strbuf_free(&sql);
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
                     LOG_STR("error", err));
         return 1;
     }
-    if (PQntuples(res) != 1) {
+    n = PQntuples(res);
+    if (n == 0) {
         PQclear(res);
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "run not found in this pipeline, or already done",
                     LOG_INT("run", o->resume_run));
         return 2;
     }
-    r->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    r->pt.topic = strdup(PQgetvalue(res, 0, 1));
-    r->pt.partition = (int32_t)atoi(PQgetvalue(res, 0, 2));
-    r->from = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-    r->to = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
-    r->pt.next_offset = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-    r->pt.epoch = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+    r->id = o->resume_run;
+    for (i = 0; i < n; i++) {
+        span *sp = span_add(r);
+        if (!sp || span_from_row(sp, res, i) != 0) {
+            PQclear(res);
+            return 1;
+        }
+        r->multi |= !PQgetisnull(res, i, 7);
+    }
     PQclear(res);
-    return r->pt.topic ? 0 : 1;
+    qsort(r->spans, r->n_spans, sizeof(*r->spans), span_cmp);
+    return 0;
 }
 
-static void close_run(run *r, const char *status)
+/* Records a new run: one row per span, in one transaction. A run over a
+ * topic names its first row as every row's parent. Returns 0 or 1. */
+static int create_run(run *r)
+{
+    worker *w = &r->w;
+    char err[1024], part_s[16], from_s[24], to_s[24];
+    const char *params[7];
+    PGresult *res = NULL;
+    strbuf sql = {0};
+    exactly_err rc = EXACTLY_OK;
+    size_t i;
+
+    strbuf_printf(&sql,
+                  "INSERT INTO %s.reprocess_runs (pipeline, topic, partition,"
+                  " from_offset, to_offset, next_offset, owner, parent)"
+                  " VALUES ($1, $2, $3, $4, $5, $4, $6, $7::bigint)"
+                  RUN_RETURNING,
+                  w->sql.schema_q);
+    if (sql.oom)
+        goto fail;
+    if (exactly_pg_exec(w->conn, "BEGIN", 0, NULL, NULL, err, sizeof(err)) !=
+        EXACTLY_OK)
+        goto fail;
+    for (i = 0; i < r->n_spans && rc == EXACTLY_OK; i++) {
+        span *sp = &r->spans[i];
+        snprintf(part_s, sizeof(part_s), "%d", (int)sp->partition);
+        snprintf(from_s, sizeof(from_s), "%" PRId64, sp->from);
+        snprintf(to_s, sizeof(to_s), "%" PRId64, sp->to);
+        params[0] = w->p->name;
+        params[1] = sp->topic;
+        params[2] = part_s;
+        params[3] = from_s;
+        params[4] = to_s;
+        params[5] = w->owner;
+        /* The first row of a run over a topic is its own parent. */
+        params[6] = !r->multi ? NULL : i == 0 ? NULL : r->spans[0].id_s;
+        rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 7, params, &res, err,
+                             sizeof(err));
+        if (rc == EXACTLY_OK && (PQntuples(res) != 1 ||
+                                 span_from_row(sp, res, 0) != 0))
+            rc = EXACTLY_EDATABASE;
+        PQclear(res);
+        res = NULL;
+    }
+    if (rc == EXACTLY_OK && r->multi) {
+        strbuf_reset(&sql);
+        strbuf_printf(&sql,
+                      "UPDATE %s.reprocess_runs SET parent = id WHERE id = $1::bigint",
+                      w->sql.schema_q);
+        params[0] = r->spans[0].id_s;
+        rc = sql.oom ? EXACTLY_ENOMEM
+                     : exactly_pg_exec(w->conn, strbuf_str(&sql), 1, params,
+                                       NULL, err, sizeof(err));
+    }
+    if (rc == EXACTLY_OK)
+        rc = exactly_pg_exec(w->conn, "COMMIT", 0, NULL, NULL, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        char ignored[256];
+        (void)exactly_pg_exec(w->conn, "ROLLBACK", 0, NULL, NULL, ignored,
+                              sizeof(ignored));
+        goto fail;
+    }
+    strbuf_free(&sql);
+    r->id = r->spans[0].id;
+    return 0;
+fail:
+    strbuf_free(&sql);
+    exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
+                LOG_STR("error", sql.oom ? "out of memory" : err));
+    return 1;
+}
+
+static void close_span(run *r, span *sp, const char *status)
 {
     worker *w = &r->w;
     char err[512], epoch_s[24];
-    const char *params[3] = {r->id_s, status, epoch_s};
+    const char *params[3] = {sp->id_s, status, epoch_s};
     strbuf sql = {0};
 
     if (!w->conn)
         return;
-    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, r->pt.epoch);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, sp->epoch);
     strbuf_printf(&sql,
                   "UPDATE %s.reprocess_runs SET status = $2, ended_at = now(),"
                   " updated_at = now() WHERE id = $1::bigint AND owner_epoch = $3",
@@ -103,18 +233,31 @@ static void close_run(run *r, const char *status)
     if (exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, NULL, err,
                         sizeof(err)) != EXACTLY_OK)
         exactly_log(EXACTLY_LOG_WARN, "reprocess",
-                    "cannot record the run's end", LOG_INT("run", r->id),
+                    "cannot record the run's end", LOG_INT("run", sp->id),
                     LOG_STR("error", err));
     strbuf_free(&sql);
 }
 
+/* "M:SS" or "H:MM:SS" for secs seconds, rounded up. */
+static void format_eta(char *buf, size_t size, double secs)
+{
+    long long left = (long long)(secs + 0.999);
+
+    if (left >= 3600)
+        snprintf(buf, size, "%lld:%02lld:%02lld", left / 3600, left / 60 % 60,
+                 left % 60);
+    else
+        snprintf(buf, size, "%lld:%02lld", left / 60, left % 60);
+}
+
 /*
- * Prints where the run is: the offset, the share of the range, the rate
- * measured over this session and the time left. The time left is the
- * remaining offsets over the rate that will apply from here: the measured
- * one, or --rate when that is lower (the first batches of a limited run
- * come faster than the limit allows the rest to). "--:--" until a rate
- * has been measured. Nothing with -q.
+ * Prints where the run is: the offset (of a run over a topic: the
+ * partitions done and the offsets behind it, of all its partitions), the
+ * share of the range, the rate measured over this session and the time
+ * left. The time left is the remaining offsets over the rate that will
+ * apply from here: the measured one, or --rate when that is lower (the
+ * first batches of a limited run come faster than the limit allows the
+ * rest to). "--:--" until a rate has been measured. Nothing with -q.
  */
 static void progress(run *r, const exactly_reprocess_opts *o, int final)
 {
@@ -123,9 +266,8 @@ static void progress(run *r, const exactly_reprocess_opts *o, int final)
     uint64_t done = r->w.st.consumed;
     double rate = secs > 0 ? (double)done / secs : 0;
     double pace = o->rate > 0 && o->rate < rate ? o->rate : rate;
-    int64_t total = r->to + 1 - r->from;
-    int64_t at = r->pt.next_offset - r->from;
-    int64_t remaining = r->to + 1 - r->pt.next_offset;
+    const span *sp = &r->spans[r->cur < r->n_spans ? r->cur : r->n_spans - 1];
+    int64_t total, at, remaining;
     char eta[32];
 
     if (o->quiet)
@@ -133,25 +275,51 @@ static void progress(run *r, const exactly_reprocess_opts *o, int final)
     if (!final && now - r->last_progress_ms < (o->tty ? 250 : 5000))
         return;
     r->last_progress_ms = now;
-    if (remaining <= 0) {
-        snprintf(eta, sizeof(eta), "0:00");
-    } else if (pace <= 0) {
-        snprintf(eta, sizeof(eta), "--:--");
+    if (r->multi) {
+        total = r->total;
+        at = r->behind;
+        if (r->cur < r->n_spans)
+            at += r->pt.next_offset - sp->from;
     } else {
-        /* Rounded up: "0:00" only when nothing is left. */
-        long long left = (long long)((double)remaining / pace + 0.999);
-        if (left >= 3600)
-            snprintf(eta, sizeof(eta), "%lld:%02lld:%02lld", left / 3600,
-                     left / 60 % 60, left % 60);
-        else
-            snprintf(eta, sizeof(eta), "%lld:%02lld", left / 60, left % 60);
+        total = sp->to + 1 - sp->from;
+        at = r->pt.next_offset - sp->from;
     }
+    remaining = total - at;
+    if (remaining <= 0)
+        snprintf(eta, sizeof(eta), "0:00");
+    else if (pace <= 0)
+        snprintf(eta, sizeof(eta), "--:--");
+    else
+        format_eta(eta, sizeof(eta), (double)remaining / pace);
+    if (r->multi)
+        fprintf(stderr,
+                "%spartitions %zu/%zu done  offsets %" PRId64 " of %" PRId64
+                "  %3d%%  %.0f msg/s  ETA %s%s",
+                o->tty ? "\r" : "", r->n_done, r->n_spans, at, total,
+                total > 0 ? (int)(100 * at / total) : 100, rate, eta,
+                o->tty && !final ? "   " : "\n");
+    else
+        fprintf(stderr,
+                "%soffset %" PRId64 " of %" PRId64 "..%" PRId64 "  %3d%%  %.0f msg/s"
+                "  ETA %s%s",
+                o->tty ? "\r" : "", r->pt.next_offset, sp->from, sp->to,
+                total > 0 ? (int)(100 * at / total) : 100, rate, eta,
+                o->tty && !final ? "   " : "\n");
+    fflush(stderr);
+}
+
+/* A run over a topic says when each partition is done, on a line of its
+ * own. */
+static void progress_span_done(run *r, const exactly_reprocess_opts *o,
+                               const span *sp, uint64_t applied)
+{
+    if (o->quiet || !r->multi)
+        return;
     fprintf(stderr,
-            "%soffset %" PRId64 " of %" PRId64 "..%" PRId64 "  %3d%%  %.0f msg/s"
-            "  ETA %s%s",
-            o->tty ? "\r" : "", r->pt.next_offset, r->from, r->to,
-            total > 0 ? (int)(100 * at / total) : 100, rate, eta,
-            o->tty && !final ? "   " : "\n");
+            "%spartition %d done: offsets %" PRId64 "..%" PRId64
+            ", applied %" PRIu64 " (%zu/%zu partitions)\n",
+            o->tty ? "\r\033[K" : "", (int)sp->partition, sp->from, sp->to,
+            applied, r->n_done, r->n_spans);
     fflush(stderr);
 }
 
@@ -178,22 +346,25 @@ static int keep_rate(run *r, const exactly_reprocess_opts *o, size_t n)
 
 /* The batch ending: one past its last message, or past the range's end
  * when the consumer is already beyond it (control records). */
-static int64_t run_batch_end(run *r, size_t n, int at_end)
+static int64_t run_batch_end(run *r, int64_t to, size_t n, int at_end)
 {
     int64_t end = r->pt.buf[n - 1]->offset + 1;
 
     if (n == r->pt.n_buf && at_end)
-        end = r->to + 1;
+        end = to + 1;
     return end;
 }
 
-static int loop(run *r, const exactly_reprocess_opts *o)
+/* Applies span sp (already claimed, assigned and in r->pt) to its end.
+ * Returns 0 when it reached it, 1 when it failed or was interrupted. */
+static int loop(run *r, const exactly_reprocess_opts *o, const span *sp)
 {
     worker *w = &r->w;
     size_t max = (size_t)(o->batch > 0 ? o->batch : w->p->batch.max_messages);
+    int64_t to = sp->to;
     int at_end = 0;
 
-    while (r->pt.next_offset <= r->to) {
+    while (r->pt.next_offset <= to) {
         rd_kafka_message_t *m;
         exactly_err rc;
         size_t n;
@@ -214,7 +385,11 @@ static int loop(run *r, const exactly_reprocess_opts *o)
                 rd_kafka_message_destroy(m);
                 continue;
             }
-            if (m->offset > r->to) {
+            if (m->partition != r->pt.partition) {
+                rd_kafka_message_destroy(m); /* left from the last span */
+                continue;
+            }
+            if (m->offset > to) {
                 at_end = 1;
                 rd_kafka_message_destroy(m);
                 break;
@@ -236,25 +411,27 @@ static int loop(run *r, const exactly_reprocess_opts *o)
             }
             r->pt.buf[r->pt.n_buf++] = m;
         }
-        if (!at_end && source_position(w, &r->pt) > r->to)
+        if (!at_end && source_position(w, &r->pt) > to)
             at_end = 1;
         if (r->pt.n_buf == 0) {
             if (at_end) /* only transaction markers left in the range */
-                rc = cycle_run(w, &r->pt, 0, r->to + 1);
+                rc = cycle_run(w, &r->pt, 0, to + 1);
             else
                 continue;
         } else if (r->pt.n_buf >= max || at_end) {
             n = r->pt.n_buf < max ? r->pt.n_buf : max;
             if (keep_rate(r, o, n))
                 return 1;
-            rc = cycle_run(w, &r->pt, n, run_batch_end(r, n, at_end));
+            rc = cycle_run(w, &r->pt, n, run_batch_end(r, to, n, at_end));
         } else {
             continue;
         }
+        if (rc == EXACTLY_EFENCED && !r->pt.fenced && !r->pt.halted)
+            continue; /* the run row was behind (a failover): from there */
         if (rc == EXACTLY_EFENCED) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                         "run was taken over by another process",
-                        LOG_INT("run", r->id));
+                        LOG_INT("run", sp->id));
             return 1;
         }
         if (rc == EXACTLY_EHANDLER)
@@ -268,16 +445,275 @@ static int loop(run *r, const exactly_reprocess_opts *o)
     return 0;
 }
 
+/* Makes span i the cycle's position and assigns its partition at its
+ * stored offset. Returns 0 or 1. */
+static int start_span(run *r, size_t i)
+{
+    worker *w = &r->w;
+    span *sp = &r->spans[i];
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_resp_err_t e;
+
+    part_drop_buffer(&r->pt, r->pt.n_buf);
+    free(r->pt.topic);
+    {
+        rd_kafka_message_t **buf = r->pt.buf;
+        size_t cap = r->pt.cap_buf;
+        memset(&r->pt, 0, sizeof(r->pt));
+        r->pt.buf = buf;
+        r->pt.cap_buf = cap;
+    }
+    r->cur = i;
+    r->pt.topic = strdup(sp->topic);
+    r->pt.partition = sp->partition;
+    r->pt.next_offset = sp->next;
+    r->pt.epoch = sp->epoch;
+    /* The row is this cycle's fence; the handler sees the run. */
+    w->fence_key = sp->id_s;
+    w->reprocess_run = r->id;
+    l = rd_kafka_topic_partition_list_new(1);
+    if (!r->pt.topic || !l) {
+        if (l)
+            rd_kafka_topic_partition_list_destroy(l);
+        return 1;
+    }
+    rd_kafka_topic_partition_list_add(l, sp->topic, sp->partition)->offset =
+        sp->next;
+    e = rd_kafka_assign(w->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot assign the partition",
+                    LOG_STR("topic", sp->topic),
+                    LOG_INT("partition", sp->partition),
+                    LOG_STR("error", rd_kafka_err2str(e)));
+        return 1;
+    }
+    exactly_log(EXACTLY_LOG_INFO, "reprocess", "run started",
+                LOG_INT("run", r->id), LOG_STR("topic", sp->topic),
+                LOG_INT("partition", sp->partition), LOG_INT("from", sp->from),
+                LOG_INT("to", sp->to), LOG_INT("next_offset", sp->next));
+    return 0;
+}
+
+/* The partitions of topic, in *n (a new run over all of them). */
+static int32_t *topic_partitions(worker *w, const char *topic, int *n,
+                                 rd_kafka_resp_err_t *err)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int32_t *parts = NULL;
+    int i;
+
+    *n = 0;
+    *err = RD_KAFKA_RESP_ERR__FAIL;
+    if (!rkt)
+        return NULL;
+    *err = rd_kafka_metadata(w->rk, 0, rkt, &md, 10000);
+    if (*err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt != 1 || md->topics[0].err) {
+            *err = md->topic_cnt == 1 ? md->topics[0].err
+                                      : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        } else if (md->topics[0].partition_cnt == 0) {
+            *err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        } else {
+            parts = calloc((size_t)md->topics[0].partition_cnt, sizeof(*parts));
+            for (i = 0; parts && i < md->topics[0].partition_cnt; i++)
+                parts[i] = md->topics[0].partitions[i].id;
+            if (parts)
+                *n = md->topics[0].partition_cnt;
+            else
+                *err = RD_KAFKA_RESP_ERR__FAIL;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return parts;
+}
+
+/* For every span, the first offset whose timestamp is at or after ms (or
+ * the high watermark when none is): into from (is_from) or to + 1. */
+static int offsets_for_time(run *r, int64_t ms, int is_from)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)r->n_spans);
+    rd_kafka_resp_err_t e;
+    size_t i;
+    int rc = 0;
+
+    if (!l)
+        return -1;
+    for (i = 0; i < r->n_spans; i++)
+        rd_kafka_topic_partition_list_add(l, r->spans[i].topic,
+                                          r->spans[i].partition)->offset = ms;
+    e = rd_kafka_offsets_for_times(r->w.rk, l, 10000);
+    for (i = 0; i < r->n_spans && !e; i++) {
+        span *sp = &r->spans[i];
+        rd_kafka_topic_partition_t *t =
+            rd_kafka_topic_partition_list_find(l, sp->topic, sp->partition);
+        int64_t off;
+        if (!t || t->err) {
+            e = t ? t->err : RD_KAFKA_RESP_ERR__FAIL;
+            break;
+        }
+        /* -1: no message that recent; the end of the partition. */
+        off = t->offset < 0 ? sp->hi : t->offset;
+        if (is_from)
+            sp->from = off;
+        else
+            sp->to = off - 1;
+    }
+    if (e) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                    "cannot look up the offsets for the time",
+                    LOG_STR("topic", r->spans[0].topic), LOG_INT("time_ms", ms),
+                    LOG_STR("error", rd_kafka_err2str(e)));
+        rc = -1;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/*
+ * Plans a new run: its spans (one partition, or every partition of the
+ * topic), their watermarks and their ranges. Returns 0, 1 (Kafka failed)
+ * or 2 (refused: no such partition, a range outside one partition, a time
+ * the server cannot read, nothing in the range).
+ */
+static int plan_run(run *r, const exactly_reprocess_opts *o)
+{
+    worker *w = &r->w;
+    int32_t *parts = NULL, one = o->partition;
+    int n = 1, i, kept = 0;
+    int timed = o->from_time || o->to_time;
+    int64_t from_ms = 0, to_ms = 0;
+    char canon[64], err[1024];
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    for (i = 0; i < 2; i++) {
+        const char *text = i == 0 ? o->from_time : o->to_time;
+        exactly_err rc;
+        if (!text)
+            continue;
+        rc = pg_parse_time(w->conn, text, i == 0 ? &from_ms : &to_ms, canon,
+                           sizeof(canon), err, sizeof(err));
+        if (rc != EXACTLY_OK) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "refusing the time range",
+                        LOG_STR("option", i == 0 ? "--from-time" : "--to-time"),
+                        LOG_STR("error", err));
+            return rc == EXACTLY_EINVAL ? 2 : 1;
+        }
+    }
+    if (o->from_time && o->to_time && to_ms <= from_ms) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "refusing the time range",
+                    LOG_STR("reason", "--to-time is not after --from-time"),
+                    LOG_INT("from_ms", from_ms), LOG_INT("to_ms", to_ms));
+        return 2;
+    }
+    r->multi = o->partition < 0;
+    if (r->multi) {
+        parts = topic_partitions(w, o->topic, &n, &e);
+        if (!parts) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "cannot read the topic's partitions",
+                        LOG_STR("topic", o->topic),
+                        LOG_STR("error", rd_kafka_err2str(e)));
+            return e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? 2 : 1;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        span *sp = span_add(r);
+        if (!sp || !(sp->topic = strdup(o->topic))) {
+            free(parts);
+            return 1;
+        }
+        sp->partition = parts ? parts[i] : one;
+        e = rd_kafka_query_watermark_offsets(w->rk, o->topic, sp->partition,
+                                             &sp->lo, &sp->hi, 10000);
+        if (e) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "cannot read the partition's watermarks",
+                        LOG_STR("topic", o->topic),
+                        LOG_INT("partition", sp->partition),
+                        LOG_STR("error", rd_kafka_err2str(e)));
+            free(parts);
+            /* No such partition is a wrong request, not an outage. */
+            return e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                           e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                       ? 2
+                       : 1;
+        }
+        sp->from = o->from >= 0 ? o->from : sp->lo;
+        sp->to = o->to >= 0 ? o->to : sp->hi - 1;
+    }
+    free(parts);
+    qsort(r->spans, r->n_spans, sizeof(*r->spans), span_cmp);
+    if ((o->from_time && offsets_for_time(r, from_ms, 1) != 0) ||
+        (o->to_time && offsets_for_time(r, to_ms, 0) != 0))
+        return 1;
+    if (!r->multi && !timed) {
+        span *sp = &r->spans[0];
+        /* One partition by offsets: exactly the range asked, or nothing. */
+        if (sp->from > sp->to || sp->from < sp->lo || sp->to >= sp->hi) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "refusing the offset range",
+                        LOG_STR("reason", sp->from > sp->to
+                                              ? "the range is inverted"
+                                              : "the range is outside the partition"),
+                        LOG_STR("topic", sp->topic),
+                        LOG_INT("partition", sp->partition),
+                        LOG_INT("from", sp->from), LOG_INT("to", sp->to),
+                        LOG_INT("first_offset", sp->lo),
+                        LOG_INT("last_offset", sp->hi - 1),
+                        LOG_INT("low_watermark", sp->lo),
+                        LOG_INT("high_watermark", sp->hi));
+            return 2;
+        }
+    }
+    if (!timed && o->from >= 0 && o->to >= 0 && o->from > o->to) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "refusing the offset range",
+                    LOG_STR("reason", "the range is inverted"),
+                    LOG_INT("from", o->from), LOG_INT("to", o->to));
+        return 2;
+    }
+    /* Each partition: what was asked, within what it holds. */
+    for (i = 0; i < (int)r->n_spans; i++) {
+        span *sp = &r->spans[i];
+        sp->asked_from = sp->from;
+        sp->asked_to = sp->to;
+        if (sp->from < sp->lo)
+            sp->from = sp->lo;
+        if (sp->to > sp->hi - 1)
+            sp->to = sp->hi - 1;
+        if (sp->from > sp->to) {
+            free(sp->topic);
+            continue; /* nothing of this partition is in the range */
+        }
+        r->spans[kept++] = *sp;
+    }
+    r->n_spans = (size_t)kept;
+    if (kept == 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                    "refusing the range: no offset of the topic is in it",
+                    LOG_STR("topic", o->topic),
+                    LOG_STR("from_time", o->from_time),
+                    LOG_STR("to_time", o->to_time),
+                    LOG_INT("from", o->from), LOG_INT("to", o->to));
+        return 2;
+    }
+    return 0;
+}
+
 int exactly_reprocess(const exactly_reprocess_opts *o)
 {
     run *r = calloc(1, sizeof(*r));
     worker *w;
     char err[2048], reset[16];
     rd_kafka_conf_t *conf = NULL;
-    rd_kafka_topic_partition_list_t *l = NULL;
-    int64_t lo = 0, hi = 0;
     int code = 1, tries;
+    size_t i;
     char host[64];
+    const char *status;
 
     if (!r)
         return 1;
@@ -285,9 +721,8 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     w->cfg = o->cfg;
     w->p = o->p;
     w->timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
-    if (gethostname(host, sizeof(host)) != 0)
+    if (exactly_host_id(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
     snprintf(w->owner, sizeof(w->owner), "%s:%d:reprocess", host, (int)getpid());
     exactly_log_set_context(w->p->name, -1);
 
@@ -322,45 +757,40 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot reach PostgreSQL");
         goto cleanup;
     }
-    if (o->resume_run <= 0 || o->dry_run) {
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            w->rk, o->topic, o->partition, &lo, &hi, 10000);
-        if (e) {
-            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                        "cannot read the partition's watermarks",
-                        LOG_STR("topic", o->topic),
-                        LOG_INT("partition", o->partition),
-                        LOG_STR("error", rd_kafka_err2str(e)));
-            /* No such partition is a wrong request, not an outage. */
-            if (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-                e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-                code = 2;
+    if (o->resume_run <= 0) {
+        code = plan_run(r, o);
+        if (code != 0)
             goto cleanup;
-        }
-        if (o->from > o->to || o->from < lo || o->to >= hi) {
-            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                        "refusing the offset range",
-                        LOG_STR("reason", o->from > o->to
-                                              ? "the range is inverted"
-                                              : "the range is outside the partition"),
-                        LOG_STR("topic", o->topic),
-                        LOG_INT("partition", o->partition),
-                        LOG_INT("from", o->from), LOG_INT("to", o->to),
-                        LOG_INT("first_offset", lo),
-                        LOG_INT("last_offset", hi - 1),
-                        LOG_INT("low_watermark", lo),
-                        LOG_INT("high_watermark", hi));
-            code = 2;
-            goto cleanup;
-        }
     }
     if (o->dry_run) {
-        printf("dry run: would apply handler %s again to offsets %" PRId64
-               "..%" PRId64 " (%" PRId64 " offsets) of %s [%d] for pipeline %s, "
-               "in batches of %d; the pipeline's stored offsets stay as they are\n",
-               w->plugin->label, o->from, o->to, o->to - o->from + 1, o->topic,
-               (int)o->partition, w->p->name,
-               o->batch > 0 ? o->batch : w->p->batch.max_messages);
+        int64_t total = 0;
+        for (i = 0; i < r->n_spans; i++) {
+            const span *sp = &r->spans[i];
+            total += sp->to - sp->from + 1;
+            if (r->multi || o->from_time || o->to_time)
+                printf("partition %d: offsets %" PRId64 "..%" PRId64
+                       " (%" PRId64 " offsets)%s\n",
+                       (int)sp->partition, sp->from, sp->to,
+                       sp->to - sp->from + 1,
+                       sp->from != sp->asked_from || sp->to != sp->asked_to
+                           ? ", within the partition's offsets"
+                           : "");
+        }
+        if (r->n_spans == 1)
+            printf("dry run: would apply handler %s again to offsets %" PRId64
+                   "..%" PRId64 " (%" PRId64 " offsets) of %s [%d] for pipeline "
+                   "%s, in batches of %d; the pipeline's stored offsets stay as "
+                   "they are\n",
+                   w->plugin->label, r->spans[0].from, r->spans[0].to, total,
+                   o->topic, (int)r->spans[0].partition, w->p->name,
+                   o->batch > 0 ? o->batch : w->p->batch.max_messages);
+        else
+            printf("dry run: would apply handler %s again to %" PRId64
+                   " offsets of %zu partitions of %s for pipeline %s, in "
+                   "batches of %d; the pipeline's stored offsets stay as they "
+                   "are\n",
+                   w->plugin->label, total, r->n_spans, o->topic, w->p->name,
+                   o->batch > 0 ? o->batch : w->p->batch.max_messages);
         code = 0;
         goto cleanup;
     }
@@ -371,19 +801,18 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         code = 2;
         goto cleanup;
     }
-    code = open_run(r, o);
+    code = o->resume_run > 0 ? resume_run(r, o) : create_run(r);
     if (code != 0)
         goto cleanup;
     snprintf(r->id_s, sizeof(r->id_s), "%" PRId64, r->id);
-    /* The run row is this cycle's position. */
+    /* The run's rows are this cycle's position. */
     free(w->sql.fence);
     free(w->sql.read);
     w->sql.fence = strdup(w->sql.run_fence);
     w->sql.read = strdup(w->sql.run_read);
-    w->reprocess_run = r->id;
-    w->fence_key = r->id_s;
     /* Kept apart from the live pipeline's dead letters, which share the
-     * (topic, partition, offset) key. */
+     * (topic, partition, offset) key; every partition of a run under the
+     * run's one name. */
     snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, w->p->name,
              r->id);
     w->dl_key = r->dl_key;
@@ -398,30 +827,52 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     r->parts[0] = &r->pt;
     w->parts = r->parts;
     w->n_parts = 1;
-    l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, r->pt.topic, r->pt.partition)->offset =
-        r->pt.next_offset;
-    if (!w->sql.fence || !w->sql.read ||
-        rd_kafka_assign(w->rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (!w->sql.fence || !w->sql.read || !w->run_applied_sql) {
         code = 1;
         goto cleanup;
     }
-    exactly_log(EXACTLY_LOG_INFO, "reprocess", "run started",
-                LOG_INT("run", r->id), LOG_STR("topic", r->pt.topic),
-                LOG_INT("partition", r->pt.partition), LOG_INT("from", r->from),
-                LOG_INT("to", r->to),
-                LOG_INT("next_offset", r->pt.next_offset));
+    for (i = 0; i < r->n_spans; i++)
+        r->total += r->spans[i].to + 1 - r->spans[i].from;
     r->started_ms = worker_now_ms();
-    code = loop(r, o);
+    code = 0;
+    for (i = 0; i < r->n_spans && code == 0; i++) {
+        span *sp = &r->spans[i];
+        uint64_t before = w->st.applied;
+        if (start_span(r, i) != 0) {
+            code = 1;
+            break;
+        }
+        code = loop(r, o, sp);
+        sp->next = r->pt.next_offset;
+        if (code == 0) {
+            sp->done = 1;
+            r->n_done++;
+            r->behind += sp->to + 1 - sp->from;
+            close_span(r, sp, "done");
+            progress_span_done(r, o, sp, w->st.applied - before);
+        }
+    }
+    r->cur = r->n_spans;
     progress(r, o, 1);
-    close_run(r, code == 0 ? "done" : (o->stop && *o->stop) ? "interrupted" : "failed");
-    printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
-           "offsets %" PRId64 "..%" PRId64 " (now at %" PRId64 "), dead-lettered "
-           "%" PRIu64 ", in %.1f s\n",
-           r->id, code == 0 ? "done" : (o->stop && *o->stop) ? "interrupted" : "failed",
-           w->st.applied, r->pt.topic, (int)r->pt.partition, r->from, r->to,
-           r->pt.next_offset, w->st.dead_lettered,
-           (double)(worker_now_ms() - r->started_ms) / 1000.0);
+    status = code == 0 ? "done" : (o->stop && *o->stop) ? "interrupted" : "failed";
+    for (i = 0; i < r->n_spans; i++)
+        if (!r->spans[i].done)
+            close_span(r, &r->spans[i], status);
+    if (!r->multi)
+        printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
+               "offsets %" PRId64 "..%" PRId64 " (now at %" PRId64 "), dead-lettered "
+               "%" PRIu64 ", in %.1f s\n",
+               r->id, status, w->st.applied, r->spans[0].topic,
+               (int)r->spans[0].partition, r->spans[0].from, r->spans[0].to,
+               r->spans[0].next, w->st.dead_lettered,
+               (double)(worker_now_ms() - r->started_ms) / 1000.0);
+    else
+        printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s, "
+               "%zu of %zu partitions done, dead-lettered %" PRIu64
+               ", in %.1f s\n",
+               r->id, status, w->st.applied, r->spans[0].topic, r->n_done,
+               r->n_spans, w->st.dead_lettered,
+               (double)(worker_now_ms() - r->started_ms) / 1000.0);
     if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
                w->cfg->path, w->p->name, r->id);
@@ -445,16 +896,16 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     }
 
 cleanup:
-    if (l)
-        rd_kafka_topic_partition_list_destroy(l);
     part_drop_buffer(&r->pt, r->pt.n_buf);
     free(r->pt.buf);
     free(r->pt.topic);
+    spans_free(r);
     if (w->rk) {
         rd_kafka_consumer_close(w->rk);
         rd_kafka_destroy(w->rk);
     }
     free(w->run_applied_sql);
+    w->fence_key = NULL;
     worker_release(w);
     free(r);
     return code;

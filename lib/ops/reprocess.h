@@ -1,6 +1,7 @@
 /*
  * reprocess.h - `exactly reprocess`: apply a pipeline's lookup and handler
- * again to an offset range of one partition.
+ * again to an offset range of one partition, or to a range (of offsets or
+ * of time) of every partition of a topic.
  *
  * It reads with assign (no group membership) and read_committed, applies
  * the range in batch transactions through the same cycle as a worker, and
@@ -9,6 +10,10 @@
  * resumes where it committed, and the pipeline's stored offsets, dedup keys
  * and Kafka commits are never touched. Running it beside the live pipeline
  * is safe because handler writes are upserts.
+ *
+ * A run over a topic is one row per partition, each naming the first as
+ * its parent: the partitions are applied one after the other, with one
+ * progress display; the run resumes, and keeps its dead letters, as one.
  */
 #ifndef EXACTLY_REPROCESS_H
 #define EXACTLY_REPROCESS_H
@@ -22,9 +27,18 @@ typedef struct exactly_reprocess_opts {
     const exactly_config *cfg;
     const cfg_pipeline *p;
     const char *topic;        /* new run */
-    int32_t partition;
-    int64_t from;             /* inclusive */
-    int64_t to;               /* inclusive */
+    int32_t partition;        /* < 0: every partition of the topic */
+    /* Offsets, inclusive; < 0: the partition's first / last. One partition
+     * by offsets: the range must lie within it (else refused); over a
+     * topic or a time range each partition's range is cut to what it
+     * holds, and partitions with nothing in it are left out. */
+    int64_t from;
+    int64_t to;
+    /* Or a time range: from the first message at or after from_time to
+     * the last before to_time (as PostgreSQL reads a timestamptz; NULL:
+     * the partition's start / end), found with offsets_for_times. */
+    const char *from_time;
+    const char *to_time;
     int64_t resume_run;       /* > 0: continue this run instead */
     int dry_run;
     int batch;                /* messages per transaction; 0: the pipeline's */

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -68,8 +69,8 @@ static void fail_connect(const exactly_config *cfg, PGconn *conn,
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size)
 {
-    char timeout[16];
-    char options[256];
+    char timeout[16], statement_ms[16], lock_ms[16], idle_ms[16];
+    const char *set_params[4];
     exactly_conn_settings ours;
     exactly_conn_params params;
     const char *problem;
@@ -85,20 +86,14 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         return NULL;
     }
     snprintf(timeout, sizeof(timeout), "%d", cfg->postgres.connect_timeout_s);
-    /* Every wait on the server stays bounded, so a stuck database turns
-     * into a retriable error instead of a worker that stops polling. */
-    snprintf(options, sizeof(options),
-             "-c statement_timeout=%d -c lock_timeout=%d "
-             "-c idle_in_transaction_session_timeout=%d",
-             cfg->postgres.statement_timeout_ms, cfg->postgres.lock_timeout_ms,
-             cfg->postgres.idle_in_transaction_timeout_ms);
     g_exec_wait_ms = exactly_pg_wait_bound_ms(cfg);
-    /* The user's settings stay (their options before ours, their
-     * connect_timeout and keepalives over our defaults); the session's
-     * name is ours. */
+    /* The user's settings stay (their options, their connect_timeout and
+     * keepalives over our defaults); the session's name is ours. Our own
+     * settings are SET once connected, not sent as startup options:
+     * PgBouncer refuses a startup packet with options. */
     ours.application_name = app_name;
     ours.connect_timeout = timeout;
-    ours.options = options;
+    ours.options = NULL;
     if (exactly_conninfo_params(cfg->postgres.conninfo, &ours, &params) !=
         EXACTLY_OK) {
         snprintf(errbuf, errbuf_size, "cannot connect to PostgreSQL: %s",
@@ -115,13 +110,41 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
-    /* A client that ended its connection after its own bound (a wait that
+    /* Every wait on the server stays bounded, so a stuck database turns
+     * into a retriable error instead of a worker that stops polling. A
+     * client that ended its connection after its own bound (a wait that
      * ran out) leaves its statement running on the server, holding its
      * locks, until the server next writes to it; from PostgreSQL 14 on the
      * server can look for a vanished client while a statement runs. */
-    if (PQserverVersion(conn) >= 140000) {
-        PGresult *res = PQexec(conn, "SET client_connection_check_interval = "
-                                     "'5s'");
+    snprintf(statement_ms, sizeof(statement_ms), "%d",
+             cfg->postgres.statement_timeout_ms);
+    snprintf(lock_ms, sizeof(lock_ms), "%d", cfg->postgres.lock_timeout_ms);
+    snprintf(idle_ms, sizeof(idle_ms), "%d",
+             cfg->postgres.idle_in_transaction_timeout_ms);
+    set_params[0] = statement_ms;
+    set_params[1] = lock_ms;
+    set_params[2] = idle_ms;
+    set_params[3] = "5s";
+    {
+        PGresult *res = PQexecParams(
+            conn,
+            PQserverVersion(conn) >= 140000
+                ? "SELECT set_config('statement_timeout', $1, false),"
+                  " set_config('lock_timeout', $2, false),"
+                  " set_config('idle_in_transaction_session_timeout', $3, false),"
+                  " set_config('client_connection_check_interval', $4, false)"
+                : "SELECT set_config('statement_timeout', $1, false),"
+                  " set_config('lock_timeout', $2, false),"
+                  " set_config('idle_in_transaction_session_timeout', $3, false)",
+            PQserverVersion(conn) >= 140000 ? 4 : 3, NULL, set_params, NULL,
+            NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            PQclear(res);
+            fail_connect(cfg, conn, "cannot set the session's timeouts", errbuf,
+                         errbuf_size);
+            PQfinish(conn);
+            return NULL;
+        }
         PQclear(res);
     }
     if (PQsetnonblocking(conn, 1) != 0) {
@@ -131,6 +154,79 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         return NULL;
     }
     return conn;
+}
+
+/* Set by the first exactly_pg_check_session() that passed. */
+static int g_session_checked;
+
+exactly_err exactly_pg_check_session(PGconn *conn, const exactly_config *cfg,
+                                     char *errbuf, size_t errbuf_size)
+{
+    static const char set_sql[] =
+        "SELECT set_config('exactly.session_check', $1, false),"
+        " pg_backend_pid()::text";
+    static const char get_sql[] =
+        "SELECT coalesce(current_setting('exactly.session_check', true), ''),"
+        " pg_backend_pid()::text";
+    char token[64], pid_a[16] = "", err[512];
+    const char *params[1] = {token};
+    PGresult *res = NULL;
+    PGconn *other = NULL;
+    const char *why = NULL;
+    exactly_err rc;
+    struct timespec ts;
+
+    if (g_session_checked)
+        return EXACTLY_OK;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(token, sizeof(token), "%d-%ld-%ld", (int)getpid(),
+             (long)ts.tv_sec, (long)ts.tv_nsec);
+    rc = exactly_pg_exec(conn, set_sql, 1, params, &res, err, sizeof(err));
+    if (rc != EXACTLY_OK)
+        goto fail;
+    snprintf(pid_a, sizeof(pid_a), "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    res = NULL;
+    other = exactly_pg_connect(cfg, "exactly-session-check", err, sizeof(err));
+    if (!other) {
+        rc = EXACTLY_ERETRY;
+        goto fail;
+    }
+    rc = exactly_pg_exec(other, get_sql, 0, NULL, &res, err, sizeof(err));
+    if (rc != EXACTLY_OK)
+        goto fail;
+    if (strcmp(PQgetvalue(res, 0, 1), pid_a) == 0 ||
+        strcmp(PQgetvalue(res, 0, 0), token) == 0)
+        why = "a second connection was given the same server session";
+    PQclear(res);
+    res = NULL;
+    rc = exactly_pg_exec(conn, get_sql, 0, NULL, &res, err, sizeof(err));
+    if (rc != EXACTLY_OK)
+        goto fail;
+    if (!why && (strcmp(PQgetvalue(res, 0, 0), token) != 0 ||
+                 strcmp(PQgetvalue(res, 0, 1), pid_a) != 0))
+        why = "the connection's next statement ran in another server session";
+    PQclear(res);
+    PQfinish(other);
+    if (why) {
+        snprintf(errbuf, errbuf_size,
+                 "the connection is not a PostgreSQL session of its own (%s): "
+                 "a connection pooler in transaction or statement mode "
+                 "(PgBouncer pool_mode = transaction) would drop the "
+                 "session's statement, lock and idle-in-transaction timeouts "
+                 "between transactions; connect to PostgreSQL directly or "
+                 "through a pool in session mode",
+                 why);
+        return EXACTLY_ECONFIG;
+    }
+    g_session_checked = 1;
+    return EXACTLY_OK;
+
+fail:
+    PQclear(res);
+    PQfinish(other);
+    snprintf(errbuf, errbuf_size, "cannot check the session: %s", err);
+    return rc == EXACTLY_ECONFIG ? EXACTLY_ERETRY : rc;
 }
 
 exactly_pg_class exactly_pg_class_of(const char *sqlstate)

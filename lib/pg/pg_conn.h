@@ -15,7 +15,8 @@
 /*
  * Opens a connection with the conninfo's own settings plus the session
  * settings from cfg (statement_timeout, lock_timeout,
- * idle_in_transaction_session_timeout added to the conninfo's options;
+ * idle_in_transaction_session_timeout, SET once connected, after the
+ * conninfo's own options;
  * app_name as application_name; connect_timeout and libpq keepalives
  * unless the conninfo sets them), in non-blocking mode. Returns NULL and
  * writes the reason (every password hidden, libpq's parse errors replaced
@@ -23,6 +24,21 @@
  */
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size);
+
+/*
+ * Whether conn is a server session of its own for as long as it lasts, as
+ * exactly needs: the timeouts set on connect, and on them the guarantee
+ * that a frozen worker's row lock ends, must stay with it. A pooler that
+ * hands each transaction any server connection (PgBouncer with pool_mode
+ * transaction or statement) breaks that. Checked once per process: a
+ * value is set in conn's session, a second connection must neither see it
+ * nor share conn's backend, and conn must still see it on the same
+ * backend afterwards. Returns EXACTLY_OK, EXACTLY_ECONFIG (not a session
+ * of its own: errbuf says why and what to do) or EXACTLY_ERETRY (the check
+ * could not run: errbuf says why).
+ */
+exactly_err exactly_pg_check_session(PGconn *conn, const exactly_config *cfg,
+                                     char *errbuf, size_t errbuf_size);
 
 /*
  * The one reading of a SQLSTATE (DESIGN section 3). sqlstate may be NULL

@@ -225,7 +225,16 @@ static const char *const migrations[] = {
     "  message_key_sha256 = sha256(message_key)"
     " WHERE message_key IS NOT NULL;",
 
-    /* 5: the transactional outbox (lib/relay/). A user's transaction (or a
+    /* 5: the W3C trace-id of a dead-lettered message's traceparent
+     * header; and reprocess runs over many partitions: one row per
+     * partition, each naming the run's first row as its parent, so the
+     * run resumes, and lists its dead letters, as one. */
+    "ALTER TABLE %1$s.dead_letters ADD COLUMN trace_id text;"
+    "ALTER TABLE %1$s.reprocess_runs ADD COLUMN parent bigint;"
+    "CREATE INDEX reprocess_runs_parent ON %1$s.reprocess_runs (parent)"
+    "  WHERE parent IS NOT NULL;",
+
+    /* 6: the transactional outbox (lib/relay/). A user's transaction (or a
      * handler, through host->emit) inserts topic, key, value and headers;
      * the relay owns the rest. `created` is the inserting transaction's id:
      * the relay publishes only rows whose transaction is older than its
@@ -320,14 +329,16 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
     s->dead_letter = format_schema(
         "INSERT INTO %1$s.dead_letters AS d (pipeline, topic, partition,"
         " \"offset\", message_key, message_key_length, message_key_sha256,"
-        " entity_id, reason, sqlstate)"
+        " entity_id, reason, sqlstate, trace_id)"
         " SELECT $1, $2, $3, o, decode(k, 'hex'), kl, decode(kd, 'hex'),"
-        " e, r, st"
+        " e, r, st, tr"
         " FROM unnest($4::bigint[], $5::text[], $6::int[], $7::text[],"
-        " $8::text[], $9::text[], $10::text[]) AS u(o, k, kl, kd, e, r, st)"
+        " $8::text[], $9::text[], $10::text[], $11::text[])"
+        " AS u(o, k, kl, kd, e, r, st, tr)"
         " ON CONFLICT (pipeline, topic, partition, \"offset\") DO UPDATE"
         " SET attempts = d.attempts + 1, last_failed_at = now(),"
-        " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate",
+        " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate,"
+        " trace_id = EXCLUDED.trace_id",
         s->schema_q);
     s->release = format_schema(
         "UPDATE %1$s.offsets SET in_apply = false"
@@ -353,6 +364,12 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         "SELECT next_offset, owner_epoch FROM %1$s.offsets"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         s->schema_q);
+    s->reclaim = format_schema(
+        "UPDATE %1$s.offsets SET owner_epoch = $5, owner = $6,"
+        " claimed_at = now()"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
+        " AND owner_epoch = $4 RETURNING next_offset",
+        s->schema_q);
     /* One slice of expired keys: short, and concurrent expirers of one
      * pipeline take disjoint rows instead of waiting for each other. */
     s->dedup_expire = format_schema(
@@ -370,7 +387,8 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         return -1;
     }
     if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
-        !s->set_start || !s->read || !s->dedup_expire || !s->release) {
+        !s->set_start || !s->read || !s->reclaim || !s->dedup_expire ||
+        !s->release) {
         exactly_store_sql_free(s);
         return -1;
     }
@@ -391,6 +409,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->claim);
     free(s->set_start);
     free(s->read);
+    free(s->reclaim);
     free(s->dedup_expire);
     free(s->release);
     free(s->emit);

@@ -33,6 +33,10 @@ typedef struct exactly_store_sql {
     char *claim;      /* $1 pipeline $2 topics[] $3 partitions[] $4 owner */
     char *set_start;  /* $1 pipeline $2 topic $3 partition $4 epoch $5 offset */
     char *read;       /* $1 pipeline $2 topic $3 partition */
+    char *reclaim;    /* $1 pipeline $2 topic $3 partition $4 epoch read
+                         $5 new epoch $6 owner: a claim the database lost
+                         (a failover), taken again only if the row still
+                         has the epoch read; returns next_offset */
     char *dedup_expire; /* $1 pipeline $2 retention seconds $3 slice size */
     char *release;    /* $1 pipeline $2 topic $3 partition $4 epoch: the
                          crash guard's in_apply cleared on a clean stop */

@@ -62,6 +62,10 @@ typedef struct metrics_slot {
     uint64_t latency_count;
     uint64_t latency_sum_us;
     metrics_partition parts[METRICS_MAX_PARTITIONS];
+    /* The slot's totals over every process it ran, whatever partitions
+     * they held: `exactly run`'s summary per pipeline adds them up. */
+    uint64_t consumed, applied, deduplicated, dead_lettered, skipped_missing;
+    uint64_t retries_total;
 } metrics_slot;
 
 /* Maps n zeroed slots shared with future children; NULL on failure. */

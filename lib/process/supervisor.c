@@ -1,6 +1,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util/host_id.h"
 #include "metrics.h"
 #include "plugin.h"
 #include "sd_notify.h"
@@ -284,9 +286,8 @@ static void slot_instance_id(const slot *s, char *out, size_t size)
     char host[128];
     size_t i;
 
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
+    if (exactly_host_id(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown"); /* refused before: cmd_run */
     snprintf(out, size, "%s-%s-%d", s->p->name, host, s->index);
     for (i = 0; out[i]; i++)
         if (!((out[i] >= 'a' && out[i] <= 'z') || (out[i] >= 'A' && out[i] <= 'Z') ||
@@ -501,6 +502,51 @@ static size_t running(const slot *slots, size_t n)
     return r;
 }
 
+/*
+ * Prints, per pipeline, the total of its workers' counters over every
+ * process each slot ran (restarts included), in the form of a worker's own
+ * summary: "pipeline P total (N workers, R restarts): consumed ...". The
+ * workers' lines before it say what each process did.
+ */
+static void print_totals(const slot *slots, size_t n_slots)
+{
+    size_t i, j;
+
+    for (i = 0; i < n_slots; i++) {
+        uint64_t c = 0, a = 0, d = 0, dl = 0, sk = 0, bc = 0, rb = 0, f = 0,
+                 rt = 0, rs = 0;
+        int n = 0, seen = 0;
+        for (j = 0; j < i && !seen; j++)
+            seen = slots[j].p == slots[i].p;
+        if (seen || !slots[i].m)
+            continue;
+        for (j = i; j < n_slots; j++) {
+            const metrics_slot *m = slots[j].m;
+            if (slots[j].p != slots[i].p || !m)
+                continue;
+            n++;
+            c += __atomic_load_n(&m->consumed, __ATOMIC_RELAXED);
+            a += __atomic_load_n(&m->applied, __ATOMIC_RELAXED);
+            d += __atomic_load_n(&m->deduplicated, __ATOMIC_RELAXED);
+            dl += __atomic_load_n(&m->dead_lettered, __ATOMIC_RELAXED);
+            sk += __atomic_load_n(&m->skipped_missing, __ATOMIC_RELAXED);
+            bc += __atomic_load_n(&m->batches_committed, __ATOMIC_RELAXED);
+            rb += __atomic_load_n(&m->batches_rolled_back, __ATOMIC_RELAXED);
+            f += __atomic_load_n(&m->batches_fenced, __ATOMIC_RELAXED);
+            rt += __atomic_load_n(&m->retries_total, __ATOMIC_RELAXED);
+            rs += __atomic_load_n(&m->restarts, __ATOMIC_RELAXED);
+        }
+        printf("pipeline %s total (%d worker%s, %" PRIu64 " restart%s): "
+               "consumed %" PRIu64 ", applied %" PRIu64 ", deduplicated %"
+               PRIu64 ", dead-lettered %" PRIu64 ", skipped (no row) %" PRIu64
+               "; batches committed %" PRIu64 ", rolled back %" PRIu64
+               ", fenced %" PRIu64 "; retries %" PRIu64 "\n",
+               slots[i].p->name, n, n == 1 ? "" : "s", rs, rs == 1 ? "" : "s",
+               c, a, d, dl, sk, bc, rb, f, rt);
+    }
+    fflush(stdout);
+}
+
 int exactly_supervise(const exactly_supervisor_opts *o)
 {
     const exactly_config *cfg = o->cfg;
@@ -655,6 +701,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     }
     code = refused ? 2 : lost ? 1 : g_stop >= 2 ? 1
          : handler_stopped ? EXACTLY_EXIT_HANDLER_STOP : 0;
+    print_totals(slots, n_slots);
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "stopped", LOG_INT("code", code));
 
 cleanup:

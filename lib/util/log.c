@@ -27,6 +27,7 @@
 static exactly_log_level g_level = EXACTLY_LOG_INFO;
 static char g_pipeline[128];
 static int g_worker = -1;
+static char g_trace[300];
 static char g_file[4096];
 static int g_json;
 
@@ -34,7 +35,8 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 /* The keys every line starts with; a field of the same name is renamed. */
 static const char *const base_keys[] = {"ts",       "level",  "comp", "pid",
-                                        "pipeline", "worker", "msg"};
+                                        "pipeline", "worker", "trace_id",
+                                        "msg"};
 #define N_BASE_KEYS (sizeof(base_keys) / sizeof(base_keys[0]))
 /* Fields of one line beyond which the rest are not written. */
 #define MAX_FIELDS 48
@@ -81,6 +83,11 @@ void exactly_log_set_context(const char *pipeline, int worker)
     g_worker = worker;
 }
 
+void exactly_log_set_trace(const char *trace_id)
+{
+    snprintf(g_trace, sizeof(g_trace), "%s", trace_id ? trace_id : "");
+}
+
 int exactly_log_enabled(exactly_log_level level) { return level <= g_level; }
 
 /* ---- one line ----------------------------------------------------------- */
@@ -93,6 +100,8 @@ static int base_key_written(const char *k)
         return g_pipeline[0] != '\0';
     if (strcmp(k, "worker") == 0)
         return g_worker >= 0;
+    if (strcmp(k, "trace_id") == 0)
+        return g_trace[0] != '\0';
     return 1;
 }
 
@@ -209,6 +218,8 @@ static void logfmt_line(strbuf *sb, const char *ts, exactly_log_level level,
         logfmt_str(sb, "pipeline", g_pipeline, SIZE_MAX, 0);
     if (g_worker >= 0)
         strbuf_printf(sb, " worker=%d", g_worker);
+    if (g_trace[0])
+        logfmt_str(sb, "trace_id", g_trace, SIZE_MAX, 0);
     logfmt_str(sb, "msg", msg, SIZE_MAX, 1);
     for (i = 0; i < n_fields; i++) {
         const exactly_log_field *f = &fields[i];
@@ -284,6 +295,7 @@ static int json_line(strbuf *sb, const char *ts, exactly_log_level level,
         (g_pipeline[0] &&
          json_put(obj, "pipeline", json_str(g_pipeline, SIZE_MAX))) ||
         (g_worker >= 0 && json_put(obj, "worker", json_integer(g_worker))) ||
+        (g_trace[0] && json_put(obj, "trace_id", json_str(g_trace, SIZE_MAX))) ||
         json_put(obj, "msg", json_str(msg, SIZE_MAX)))
         goto cleanup;
     for (i = 0; i < n_fields; i++) {

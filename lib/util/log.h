@@ -4,7 +4,8 @@
  * line.
  *
  * A line holds ts, level, comp, pid, then pipeline and worker once
- * exactly_log_set_context() set them, then msg, then the call's fields in
+ * exactly_log_set_context() set them, trace_id while exactly_log_set_trace()
+ * holds one, then msg, then the call's fields in
  * the order given. The message is a short lower-case sentence and a string
  * literal; every fact that varies is a typed field:
  *
@@ -103,6 +104,11 @@ int exactly_log_reopen(void);
 /* The pipeline and worker index every later line carries (NULL / -1:
  * none). */
 void exactly_log_set_context(const char *pipeline, int worker);
+
+/* The W3C trace-id(s) every later line carries as `trace_id`, after
+ * `worker` (NULL or "": none): set by the cycle for the lines about one
+ * batch. Longer than 299 bytes is cut. */
+void exactly_log_set_trace(const char *trace_id);
 
 /* Whether a line of this level is written: the cheap check. */
 int exactly_log_enabled(exactly_log_level level);

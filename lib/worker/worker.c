@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "util/host_id.h"
 #include "lookup.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
@@ -189,6 +190,7 @@ exactly_err worker_db(worker *w)
 {
     char err[1024];
     int version = 0;
+    exactly_err rc;
 
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
         return EXACTLY_OK;
@@ -225,6 +227,22 @@ exactly_err worker_db(worker *w)
         worker_db_lost(w);
         return EXACTLY_EDATABASE;
     }
+    /* A pooler in transaction mode would lose the session's timeouts. */
+    rc = exactly_pg_check_session(w->conn, w->cfg, err, sizeof(err));
+    if (rc == EXACTLY_ECONFIG) {
+        exactly_log(EXACTLY_LOG_ERROR, "postgres",
+                    "refusing to run through this connection",
+                    LOG_STR("error", err));
+        w->fatal = 2;
+        worker_db_lost(w);
+        return EXACTLY_EDATABASE;
+    }
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres", "cannot check the connection",
+                    LOG_STR("error", err));
+        worker_db_lost(w);
+        return EXACTLY_ERETRY;
+    }
     if (!w->sql_ready) {
         if (exactly_store_sql_init(&w->sql, w->conn, w->cfg->postgres.schema) != 0 ||
             build_lookup(w) != EXACTLY_OK) {
@@ -238,6 +256,9 @@ exactly_err worker_db(worker *w)
         exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
                     LOG_INT("attempts", w->reconnect_attempts));
     w->reconnect_attempts = 0;
+    /* A new connection: every position read on an earlier one is read
+     * again before it is used (part.pos_conn). */
+    w->conn_serial++;
     return EXACTLY_OK;
 }
 
@@ -358,6 +379,9 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         }
         part_drop_buffer(pt, pt->n_buf);
         pt->next_offset = next;
+        pt->pos_conn = w->conn_serial;
+        pt->unconfirmed = 0;
+        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         pt->epoch = epoch;
         pt->fenced = 0;
         pt->halted = no_start;
@@ -765,6 +789,16 @@ static int breaker_try_close(worker *w)
         return 1;
     if (worker_db(w) != EXACTLY_OK)
         return 0;
+    /* The server that answers may not be the one that went away (a
+     * failover): every position is read again before anything resumes,
+     * and one the new server holds behind ours is fetched again. */
+    for (i = 0; i < w->n_parts; i++) {
+        part *pt = w->parts[i];
+        if (pt->halted || pt->fenced || pt->pos_conn == w->conn_serial)
+            continue;
+        if (cycle_reread(w, pt) == EXACTLY_ERETRY && !w->conn)
+            return 0;
+    }
     exactly_log(EXACTLY_LOG_INFO, "worker", "database answers again; resuming",
                 LOG_INT("after_ms", worker_now_ms() - w->db_down_since_ms));
     w->db_down_since_ms = 0;
@@ -829,6 +863,15 @@ static int flush_ready(worker *w, int force)
             }
             if (pt->n_buf > 0)
                 next = 0;
+        } else if (rc == EXACTLY_EFENCED) {
+            /* The position moved back to the stored offset (or the
+             * partition stopped): a partition an earlier rolled-back
+             * attempt paused fetches again from there. */
+            pt->retry_at_ms = 0;
+            if (pt->paused && !pt->halted && !pt->fenced) {
+                source_seek(w, pt, expected_next(pt));
+                source_pause(w, pt, 0);
+            }
         } else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE) {
             pt->retry_at_ms = worker_now_ms() + backoff_ms(pt->attempts);
             if (!w->conn) {
@@ -897,12 +940,30 @@ static void recheck_halted(worker *w)
         pt->no_start = 0;
         pt->halted = 0;
         pt->next_offset = next;
+        pt->pos_conn = w->conn_serial;
         source_seek(w, pt, next);
         source_pause(w, pt, 0);
         worker_metrics_position(w, pt, 1);
         if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
             __atomic_store_n(&mp->halted, 0, __ATOMIC_RELAXED);
     }
+}
+
+/* Nothing uses an idle connection until the next batch: a server that went
+ * away meanwhile (a crash, a failover) would go unnoticed while nothing
+ * arrives, and so would positions it lost. Reading what the server sent
+ * finds a closed connection; the breaker then reconnects and reads every
+ * position again. */
+static void db_probe(worker *w)
+{
+    if (!w->conn || w->db_down_since_ms || w->in_cycle)
+        return;
+    if (PQconsumeInput(w->conn) && PQstatus(w->conn) == CONNECTION_OK)
+        return;
+    exactly_log(EXACTLY_LOG_WARN, "postgres", "idle connection lost",
+                LOG_STR("error", PQerrorMessage(w->conn)));
+    worker_db_lost(w);
+    breaker_open(w);
 }
 
 /* A partition whose tail is only transaction markers: advance the stored
@@ -1001,7 +1062,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
 {
     worker w;
     char err[2048];
-    char host[64];
+    char host[EXACTLY_HOST_ID_MAX + 1];
     int code = 1;
     long long last_idle_check = 0;
     long long last_stats = worker_now_ms();
@@ -1015,13 +1076,18 @@ int exactly_worker_run(const exactly_worker_opts *o,
     w.p = o->pipeline;
     w.m = o->metrics;
     w.timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "unknown");
-    host[sizeof(host) - 1] = '\0';
+    exactly_log_set_context(w.p->name, o->worker_index);
+    if (exactly_host_id(host, sizeof(host)) != 0) {
+        /* Nothing is claimed under an identity that is not this host's. */
+        exactly_log(EXACTLY_LOG_ERROR, "worker", "invalid host identity",
+                    LOG_STR("error",
+                            exactly_host_id_problem(getenv("EXACTLY_HOST_ID"))));
+        code = 2;
+        goto cleanup;
+    }
     snprintf(w.owner, sizeof(w.owner), "%s:%d:%d", host, (int)getpid(),
              o->worker_index);
     srandom((unsigned)(getpid() ^ time(NULL)));
-    exactly_log_set_context(w.p->name, o->worker_index);
 
     rc = exactly_plugin_load(w.cfg, w.p, &w.plugin, err, sizeof(err));
     if (rc != EXACTLY_OK) {
@@ -1114,6 +1180,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
         }
         if (now - last_idle_check >= 1000) {
             last_idle_check = now;
+            db_probe(&w);
             advance_idle(&w);
             recheck_halted(&w);
         }
@@ -1184,6 +1251,7 @@ void worker_release(worker *w)
     strbuf_free(&w->dl_ids);
     strbuf_free(&w->dl_reasons);
     strbuf_free(&w->dl_states);
+    strbuf_free(&w->dl_traces);
     exactly_txn_clear(&w->txn);
     exactly_store_sql_free(&w->sql);
     while (w->n_attempted > 0)

@@ -26,6 +26,10 @@ typedef struct part {
     int32_t partition;
     int64_t next_offset;  /* stored in PostgreSQL, as far as we know */
     int64_t epoch;        /* our owner epoch from the claim */
+    /* The connection (w->conn_serial) on which next_offset was last read
+     * or advanced. On another one it is read again before it is used: the
+     * server may be a promoted standby that lacks our last commits. */
+    unsigned long pos_conn;
 
     rd_kafka_message_t **buf; /* buffered messages, ascending offsets */
     size_t n_buf;
@@ -47,6 +51,7 @@ typedef struct part {
      * stored offset later shows it committed, these are what it did. */
     uint64_t unconfirmed_applied;
     uint64_t unconfirmed_dead;
+    int unconfirmed;          /* such an attempt exists */
     int guard_checked;        /* crash guard answered once since the claim */
     int isolating;            /* applying one record at a time */
 } part;
@@ -66,6 +71,8 @@ typedef struct worker {
     const char *slot_instance;
 
     PGconn *conn;
+    /* Connections opened so far; a part's pos_conn names one of them. */
+    unsigned long conn_serial;
     long long reconnect_at_ms;
     int reconnect_attempts;
     long long db_down_since_ms; /* > 0: circuit open, every partition paused */
@@ -87,7 +94,7 @@ typedef struct worker {
     exactly_txn txn;
     batch_builder bb;
     strbuf dl_offs, dl_keys, dl_key_lens, dl_key_digests, dl_ids, dl_reasons,
-        dl_states;
+        dl_states, dl_traces;
     size_t dl_count;
 
     part **parts;
@@ -163,6 +170,14 @@ void worker_db_lost(worker *w);
  * or EXACTLY_EFATAL (the handler asked to stop the worker: w->fatal set).
  */
 exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end);
+
+/* Reads pt's stored position again on the current connection and follows
+ * it (a reconnect: the server may have lost what we committed, or be a
+ * promoted standby). Returns EXACTLY_OK (pt follows the row; its buffer
+ * was dropped and its fetch position moved if the row is behind it),
+ * EXACTLY_EFENCED (taken over or halted, as cycle_run says) or
+ * EXACTLY_ERETRY (the row could not be read). */
+exactly_err cycle_reread(worker *w, part *pt);
 
 /* Clears the crash guard's in_apply mark of pt (a clean stop or revoke:
  * no death happened inside apply()). Best effort; logged on failure. */

@@ -74,7 +74,7 @@ for f in bin/exactly bin/exactly-produce; do
 done
 for f in share/pkgconfig/exactly.pc lib/systemd/system/exactly@.service \
          share/doc/exactly/README.md share/doc/exactly/PRIVILEGES.md \
-         share/doc/exactly/CONFIGURATION.md \
+         share/doc/exactly/CONFIGURATION.md share/doc/exactly/OPERATIONS.md \
          share/doc/exactly/examples/config/ledger.yaml \
          share/doc/exactly/examples/config/projection.yaml \
          share/doc/exactly/examples/plugins/README.md \

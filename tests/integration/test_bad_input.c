@@ -80,7 +80,7 @@ static case_msg bigint_msgs[] = {
     GOOD(0, "1", "1"),
     BAD(0, "", "empty"),
     GOOD(0, "2", "2"),
-    {0, NULL, 0, NULL, 0, 0, NULL, "empty"}, /* a NULL key */
+    {0, NULL, 0, NULL, 0, 0, NULL, "the key is null"}, /* not "empty" */
     /* Nine bad messages in a row: with max_messages 5 at least one batch
      * holds nothing to apply and must still commit its offsets. */
     BAD(0, "abc", "not a bigint"),
@@ -152,7 +152,7 @@ static const case_msg header_msgs[] = {
     {0, BYTES("k1"), BYTES("5"), 0, "5", NULL},
     {0, BYTES("k2"), NULL, 0, 0, NULL, "header 'x' missing"},
     {0, BYTES("k3"), BYTES("abc"), 0, NULL, "not a bigint"},
-    {0, BYTES("k4"), NULL, 0, 1, NULL, "empty"},
+    {0, BYTES("k4"), NULL, 0, 1, NULL, "header 'x' is null"},
     {0, NULL, 0, BYTES("6"), 0, "6", NULL},
     {1, BYTES("k6"), NULL, 0, 0, NULL, "header 'x' missing"},
     {1, BYTES("k7"), BYTES("7"), 0, "7", NULL},

@@ -21,6 +21,12 @@
  *               lookup.sql that does the same: check treats the names as
  *               identifiers (relation does not exist) and refuses the
  *               multi-statement SQL; no table pwned* exists afterwards.
+ *   report      on a terminal (a pseudo-terminal: stdout line-buffered, as
+ *               an operator sees it), a lookup that raises a NOTICE while
+ *               check runs: the notice's log line comes before the report,
+ *               never between its OK/FAIL lines, and the details of every
+ *               item start in one column although "handler open [P]" of a
+ *               long pipeline name is wider than the others.
  *
  * EXACTLY_TEST_ONLY=name[,name] runs only those scenarios.
  */
@@ -28,7 +34,13 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include <errno.h>
 #include <inttypes.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +295,134 @@ static void scenario_injection(ctx *c)
     }
 }
 
+/* Runs `exactly check -c cfg` on a pseudo-terminal (stdout and stderr
+ * both), as an operator at a terminal runs it; its exit status, and what
+ * the terminal showed in *out ("\r\n" turned into "\n"). */
+static int check_on_tty(const char *cfg, char **out)
+{
+    char *argv[] = {(char *)ledger_exactly_bin(), "check", "-c", (char *)cfg,
+                    NULL};
+    size_t len = 0, cap = 65536, i, j;
+    char *buf = malloc(cap);
+    time_t deadline = time(NULL) + CMD_TIMEOUT_MS / 1000;
+    int fd, status = -1;
+    pid_t pid;
+
+    TK_CHECK(buf != NULL, "out of memory");
+    pid = forkpty(&fd, NULL, NULL, NULL);
+    TK_CHECK(pid >= 0, "forkpty: %s", strerror(errno));
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    for (;;) {
+        ssize_t n;
+        if (len + 4096 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            TK_CHECK(buf != NULL, "out of memory");
+        }
+        n = read(fd, buf + len, cap - len - 1);
+        if (n > 0) {
+            len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        break; /* EIO: the child closed the terminal */
+    }
+    close(fd);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (time(NULL) > deadline) {
+            kill(pid, SIGKILL);
+            (void)waitpid(pid, &status, 0);
+            tk_fail("exactly check on a terminal did not finish");
+        }
+        tk_sleep_ms(50);
+    }
+    for (i = j = 0; i < len; i++)
+        if (buf[i] != '\r')
+            buf[j++] = buf[i];
+    buf[j] = '\0';
+    *out = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The column where the detail of check's line l for item starts (after
+ * the status, the item and the blanks that pad it), or -1. */
+static int detail_column(const char *l, const char *item)
+{
+    const char *w = strstr(l, item), *d;
+
+    if (!w)
+        return -1;
+    d = w + strlen(item);
+    while (*d == ' ')
+        d++;
+    return (int)(d - l);
+}
+
+static void scenario_report(ctx *c)
+{
+    static const char *const items[] = {
+        "config", "postgres", "framework schema",
+        "lookup [a_pipeline_with_a_rather_long_name]",
+        "handler open [a_pipeline_with_a_rather_long_name]",
+        "kafka topic " TOPIC};
+    char cfg[512], plugin[1024], handler[1200];
+    const char *l, *first = NULL, *last = NULL;
+    int st, col = -1;
+    size_t i;
+    char *out;
+
+    tk_sql(c->db,
+           "CREATE OR REPLACE FUNCTION noisy_lookup(ids text[])"
+           " RETURNS TABLE (id bigint, a text) LANGUAGE plpgsql AS $f$"
+           " BEGIN RAISE NOTICE 'noisy lookup runs';"
+           " RETURN QUERY SELECT s.id, s.a FROM src6 s"
+           " WHERE s.id::text = ANY(ids); END $f$");
+    snprintf(plugin, sizeof plugin, "%s/ledger.so",
+             tk_env_required("EXACTLY_PLUGIN_DIR"));
+    snprintf(handler, sizeof handler, "    handler:\n      plugin: '%s'\n",
+             plugin);
+    write_config(c, cfg, sizeof cfg, "a_pipeline_with_a_rather_long_name",
+                 "    lookup: {sql: 'SELECT * FROM noisy_lookup($1::text[])',"
+                 " key_column: id}\n",
+                 handler);
+    st = check_on_tty(cfg, &out);
+    tk_note("check on a terminal:\n%s", out);
+    TK_CHECK(strstr(out, "noisy lookup runs") != NULL,
+             "the lookup's notice was not logged, so this proves nothing:\n%s",
+             out);
+    /* The report is one block: nothing else between its first and last
+     * line. */
+    for (l = out; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
+        if (strncmp(l, "OK    ", 6) == 0 || strncmp(l, "FAIL  ", 6) == 0) {
+            if (!first)
+                first = l;
+            last = l;
+        }
+    TK_CHECK(first != NULL, "check printed no OK/FAIL line:\n%s", out);
+    for (l = first; l < last; l = strchr(l, '\n') + 1)
+        TK_CHECK(strncmp(l, "OK    ", 6) == 0 || strncmp(l, "FAIL  ", 6) == 0,
+                 "a line that is not check's report lies inside it: "
+                 "\"%.*s\":\n%s",
+                 (int)strcspn(l, "\n"), l, out);
+    for (i = 0; i < sizeof items / sizeof items[0]; i++) {
+        const char *line = line_of(out, "OK", items[i]);
+        int at;
+        TK_CHECK(line != NULL, "no OK line for %s:\n%s", items[i], out);
+        at = detail_column(line, items[i]);
+        TK_CHECK(col < 0 || at == col,
+                 "the detail of %s starts in column %d, the one of %s in "
+                 "column %d:\n%s",
+                 items[i], at, items[0], col, out);
+        col = at;
+    }
+    TK_CHECK(st == 0, "check exited %d:\n%s", st, out);
+    free(out);
+}
+
 int main(void)
 {
     ctx c;
@@ -340,6 +480,8 @@ int main(void)
         scenario_quoted(&c);
     if (wanted("injection"))
         scenario_injection(&c);
+    if (wanted("report"))
+        scenario_report(&c);
 
     PQfinish(c.db);
     tk_mock_stop(m);

@@ -6,10 +6,11 @@
  *             allowed value (INT_MAX): the client's own bound is computed
  *             without overflowing, and the worker applies the topic.
  *   sleep     statement_timeout_ms: 0 (no server-side bound) and a handler
- *             that waits longer than the client's bound (30 s after both
- *             server timeouts): the client gives up, ends the connection
- *             (so no later statement can read the old one's results) and
- *             retries; the exactly-once ledger check holds.
+ *             that waits longer than the client's bound (client_timeout_ms,
+ *             short here; by default 30 s after both server timeouts, a
+ *             sum the overflow case covers): the client gives up, ends the
+ *             connection (so no later statement can read the old one's
+ *             results) and retries; the exactly-once ledger check holds.
  *   claim     the same bound on a statement outside a batch: the test locks
  *             exactly.offsets before the worker claims its partitions; the
  *             claim must give up after the client's bound, say so, and try
@@ -30,8 +31,9 @@
 #define PARTITIONS 2
 #define MESSAGES 100
 #define ENTITIES 20
-/* The client's bound with both server timeouts at 0. */
-#define CLIENT_BOUND_MS 30000
+/* The client's own bound (postgres.client_timeout_ms). */
+#define CLIENT_BOUND_MS 5000
+#define CLIENT_BOUND_YAML "  client_timeout_ms: 5000\n"
 #define GAVE_UP "connection ended"
 
 static void start(ledger_fixture *f, ledger_config *c, const char *name,
@@ -83,7 +85,8 @@ static void case_sleep(void)
     snprintf(opts, sizeof opts,
              "        sleep_on_id: '%d'\n        sleep_ms: %d\n",
              (int)tk_id_for(17, 5, ENTITIES), CLIENT_BOUND_MS + 10000);
-    c.postgres_yaml = "  statement_timeout_ms: 0\n  lock_timeout_ms: 0\n";
+    c.postgres_yaml = "  statement_timeout_ms: 0\n  lock_timeout_ms: 0\n"
+                      CLIENT_BOUND_YAML;
     c.handler_options_yaml = opts;
     ledger_fixture_config(&f, &c);
     status = ledger_run_to_idle(f.config, 3000, 150000, f.log);
@@ -108,7 +111,8 @@ static void case_claim(void)
     int status;
 
     start(&f, &c, "timeout_claim", counts);
-    c.postgres_yaml = "  statement_timeout_ms: 0\n  lock_timeout_ms: 0\n";
+    c.postgres_yaml = "  statement_timeout_ms: 0\n  lock_timeout_ms: 0\n"
+                      CLIENT_BOUND_YAML;
     ledger_fixture_config(&f, &c);
     locker = tk_pg_connect(f.conninfo);
     tk_sql(locker, "BEGIN; LOCK TABLE exactly.offsets IN ACCESS EXCLUSIVE "

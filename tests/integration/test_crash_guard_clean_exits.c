@@ -40,6 +40,7 @@ int main(void)
     memset(&c, 0, sizeof c);
     c.max_messages = 10;
     c.max_wait_ms = 50;
+    c.kafka = ledger_short_session;
     c.max_crashes = 1;
     c.lock_timeout_ms = 300;
     ledger_fixture_config(&f, &c);

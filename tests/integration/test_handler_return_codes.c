@@ -74,6 +74,7 @@ static void case_retry(void)
     memset(&c, 0, sizeof c);
     c.max_messages = 20;
     c.max_wait_ms = 50;
+    c.kafka = ledger_short_session;
     c.handler_options_yaml = opts;
     ledger_fixture_config(&f, &c);
 
@@ -130,6 +131,7 @@ static void case_fatal(int supervised)
     memset(&c, 0, sizeof c);
     c.max_messages = 20;
     c.max_wait_ms = 50;
+    c.kafka = ledger_short_session;
     c.handler_options_yaml = opts;
     ledger_fixture_config(&f, &c);
 

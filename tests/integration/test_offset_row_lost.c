@@ -61,6 +61,7 @@ static void run_case(const char *name, int delete_row)
     memset(&c, 0, sizeof c);
     c.max_messages = 10;
     c.max_wait_ms = 50;
+    c.kafka = ledger_short_session;
     ledger_fixture_config(&f, &c);
     db = tk_pg_connect(f.conninfo);
 

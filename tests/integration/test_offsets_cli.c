@@ -19,6 +19,11 @@
  *      through, and the running worker follows it: when new messages
  *      arrive, its batch fails the offset compare-and-set, it re-reads the
  *      stored offset and re-applies from there; exactly-once holds again.
+ *
+ * STATE (and "state" in --json) along the way: '-' before any claim, idle
+ * once the worker stopped, halted for a stored offset past the end,
+ * running while a worker holds the rows, isolating while the crash guard
+ * isolates a batch.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -92,7 +97,20 @@ typedef struct shown {
     int found;
     int64_t stored, committed, low, lso, lag, epoch;
     char owner[256];
+    char state[32];
 } shown;
+
+/* How many times needle occurs in s. */
+static int64_t count_in(const char *s, const char *needle)
+{
+    int64_t n = 0;
+
+    while ((s = strstr(s, needle)) != NULL) {
+        n++;
+        s += strlen(needle);
+    }
+    return n;
+}
 
 static int64_t num(const char *s) { return strcmp(s, "-") == 0 ? -1 : strtoll(s, NULL, 10); }
 
@@ -104,12 +122,13 @@ static void parse_table(const char *out, shown *rows)
     memset(rows, 0, NP * sizeof(*rows));
     while (line && *line) {
         char pipe[64], topic[64], st[32], co[32], lo[32], ls[32], lag[32],
-            ep[32], owner[256], upd[64];
+            ep[32], owner[256], upd[64], state[32];
         int part;
 
-        if (sscanf(line, "%63s %63s %d %31s %31s %31s %31s %31s %31s %255s %63s",
-                   pipe, topic, &part, st, co, lo, ls, lag, ep, owner,
-                   upd) == 11 &&
+        if (sscanf(line,
+                   "%63s %63s %d %31s %31s %31s %31s %31s %31s %255s %63s %31s",
+                   pipe, topic, &part, st, co, lo, ls, lag, ep, owner, upd,
+                   state) == 12 &&
             strcmp(pipe, LEDGER_PIPELINE) == 0 && strcmp(topic, TOPIC) == 0) {
             TK_CHECK(part >= 0 && part < NP, "partition %d in:\n%s", part, out);
             TK_CHECK(!rows[part].found, "partition %d twice in:\n%s", part, out);
@@ -121,6 +140,7 @@ static void parse_table(const char *out, shown *rows)
             rows[part].lag = num(lag);
             rows[part].epoch = num(ep);
             snprintf(rows[part].owner, sizeof rows[part].owner, "%s", owner);
+            snprintf(rows[part].state, sizeof rows[part].state, "%s", state);
         }
         line = strchr(line, '\n');
         if (line)
@@ -128,6 +148,17 @@ static void parse_table(const char *out, shown *rows)
     }
     for (p = 0; p < NP; p++)
         TK_CHECK(rows[p].found, "partition %d missing from:\n%s", p, out);
+}
+
+/* `exactly offsets` into rows; it must exit 0. */
+static void show(ctx *c, shown *rows)
+{
+    char *out;
+    int status = run(c, &out, "offsets", NULL);
+
+    TK_CHECK(status == 0, "offsets exited %d:\n%s", status, out);
+    parse_table(out, rows);
+    free(out);
 }
 
 /* Everything about the offset rows that a reset could change. */
@@ -252,6 +283,7 @@ int main(void)
         TK_CHECK_EQ_INT64(rows[p].lso, hw[p], "LSO before any run");
         /* auto.offset.reset=earliest: the whole partition is lag. */
         TK_CHECK_EQ_INT64(rows[p].lag, hw[p], "lag before any run");
+        TK_CHECK_EQ_STR(rows[p].state, "-", "state before any claim");
     }
     TK_CHECK(strstr(out, "LSO is the last stable offset") != NULL,
              "the table does not say what LSO is:\n%s", out);
@@ -273,6 +305,7 @@ int main(void)
         TK_CHECK_EQ_INT64(rows[p].epoch, 1, "owner epoch after one claim");
         TK_CHECK_EQ_INT64(rows[p].committed, hw[p],
                           "the group's committed offset in Kafka");
+        TK_CHECK_EQ_STR(rows[p].state, "idle", "state once the worker ended");
     }
     tk_note("offsets after the run:\n%s", out);
     free(out);
@@ -288,7 +321,22 @@ int main(void)
         TK_CHECK(strstr(out, want) != NULL, "--json lacks '%s':\n%s", want, out);
     }
     TK_CHECK(out[0] == '[', "--json does not start with '[':\n%s", out);
+    TK_CHECK_EQ_INT64(count_in(out, "\"state\": \"idle\""), NP,
+                      "partitions --json shows idle");
     free(out);
+
+    /* A stored offset past the end halts whichever worker gets it. */
+    tk_sql(c.db, "UPDATE exactly.offsets SET next_offset = next_offset + 1000"
+                 " WHERE partition = 2");
+    show(&c, rows);
+    TK_CHECK_EQ_STR(rows[2].state, "halted", "state of an offset past the end");
+    TK_CHECK_EQ_STR(rows[1].state, "idle", "state of the others");
+    status = run(&c, &out, "offsets", "--json", NULL);
+    TK_CHECK_EQ_INT64(count_in(out, "\"state\": \"halted\""), 1,
+                      "partitions --json shows halted");
+    free(out);
+    tk_sql(c.db, "UPDATE exactly.offsets SET next_offset = next_offset - 1000"
+                 " WHERE partition = 2");
 
     /* 3. Dry runs and refusals of usage change nothing. */
     before = snapshot(&c);
@@ -460,6 +508,19 @@ int main(void)
             tk_sleep_ms(100);
         }
         LEDGER_CHECK_LOG(waited < 60000, log, "the worker claimed nothing");
+        show(&c, rows);
+        for (p = 0; p < NP; p++)
+            TK_CHECK_EQ_STR(rows[p].state, "running",
+                            "state while a worker owns the rows");
+        /* The crash guard's isolation, as a worker that died in a batch
+         * leaves it (the worker is idle: no batch clears it meanwhile). */
+        tk_sql(c.db, "UPDATE exactly.offsets SET isolate_until ="
+                     " next_offset + 5 WHERE partition = 0");
+        show(&c, rows);
+        TK_CHECK_EQ_STR(rows[0].state, "isolating", "state while isolating");
+        TK_CHECK_EQ_STR(rows[1].state, "running", "state of the others");
+        tk_sql(c.db, "UPDATE exactly.offsets SET isolate_until = NULL"
+                     " WHERE partition = 0");
 
         before = snapshot(&c);
         k1 = hw[1] / 3;

@@ -56,6 +56,9 @@ static void yaml_quoted(FILE *f, const char *s)
     fputc('\'', f);
 }
 
+const char *const ledger_short_session[] = {
+    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
+
 void ledger_write_config(const char *path, const ledger_config *c)
 {
     const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");

@@ -86,3 +86,8 @@ void own_cluster_remove(void)
 {
     own_cluster_cmd("stop");
 }
+
+const char *own_cluster_handle(void)
+{
+    return pg_handle;
+}

@@ -16,6 +16,9 @@ void own_cluster_start(const char *dir);
  * unless it exits 0. */
 void own_cluster_cmd(const char *cmd);
 
+/* Its pg.sh handle directory (what scripts/pg-replica.sh names PRIMARY). */
+const char *own_cluster_handle(void);
+
 /* Stops and removes it (the passing path). */
 void own_cluster_remove(void);
 

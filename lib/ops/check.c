@@ -1,0 +1,382 @@
+/*
+ * check.c - see check.h.
+ */
+#include "ops/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "handler_upsert.h"
+#include "kafka/admin.h"
+#include "lookup_probe.h"
+#include "ops/grants.h"
+#include "ops/validate.h"
+#include "options.h"
+#include "pg_conn.h"
+#include "plugin.h"
+#include "source.h"
+#include "store.h"
+#include "store_version.h"
+#include "strbuf.h"
+
+#define KAFKA_TIMEOUT_MS 10000
+
+typedef struct checker {
+    ops_check_fn *report;
+    void *arg;
+} checker;
+
+static void ok(checker *ck, const char *what, const char *detail)
+{
+    ck->report(ck->arg, OPS_CHECK_OK, what, detail);
+}
+
+static void bad(checker *ck, int refusal, const char *what, const char *why)
+{
+    ck->report(ck->arg, refusal ? OPS_CHECK_REFUSED : OPS_CHECK_FAILED, what,
+               why);
+}
+
+static void check_kafka(checker *ck, const exactly_config *cfg,
+                        const cfg_pipeline *p)
+{
+    char err[1024], reset[16], what[128], detail[512];
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+    size_t i;
+
+    /* Refused properties were reported by the validation. */
+    conf = exactly_kafka_conf(cfg, p, reset, "exactly-check", err, sizeof(err));
+    if (!conf)
+        return;
+    rd_kafka_conf_destroy(conf);
+    snprintf(what, sizeof(what), "kafka config [%s]", p->name);
+    rk = kafka_admin_new(cfg, p, "check", reset, err, sizeof(err));
+    if (!rk) {
+        bad(ck, 1, what, err);
+        return;
+    }
+    for (i = 0; i < p->n_topics; i++) {
+        int parts = 0, brokers = 0;
+
+        snprintf(what, sizeof(what), "kafka topic %s", p->topics[i]);
+        if (kafka_admin_topic_meta(rk, p->topics[i], KAFKA_TIMEOUT_MS, &parts,
+                                   &brokers, err, sizeof(err)) != 0) {
+            bad(ck, 0, what, err);
+            continue;
+        }
+        snprintf(detail, sizeof(detail), "%d partitions, %d brokers", parts,
+                 brokers);
+        ok(ck, what, detail);
+    }
+    kafka_admin_free(rk);
+}
+
+/*
+ * Opens the transaction every SQL item of check runs in: read only, and
+ * always rolled back with ro_end(). Returns 0, or -1 after reporting why
+ * under what.
+ */
+static int ro_begin(checker *ck, PGconn *conn, const char *what)
+{
+    char err[1024];
+
+    if (exactly_pg_exec(conn, "BEGIN READ ONLY", 0, NULL, NULL, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        bad(ck, 0, what, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void ro_end(PGconn *conn)
+{
+    char ignore[256];
+
+    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
+                          sizeof(ignore));
+}
+
+/*
+ * For the built-in upsert when it reads the looked-up rows (not fused):
+ * every source column its `columns` option maps must be in the lookup's
+ * result, or the worker fails every record and dead-letters it. Writes
+ * the missing ones into why and returns how many there are.
+ */
+static size_t upsert_missing_columns(const exactly_plugin *pl,
+                                     const lookup_shape *shape, strbuf *why)
+{
+    const char *const *targets = NULL, *const *sources = NULL;
+    size_t n, i, missing = 0;
+
+    if (!pl || pl->fused || pl->h != exactly_builtin_upsert())
+        return 0;
+    n = exactly_options_map(pl->opts, "columns", &targets, &sources);
+    for (i = 0; i < n; i++) {
+        if (lookup_shape_has(shape, sources[i]))
+            continue;
+        strbuf_printf(why, "%s\"%s\" (mapped to \"%s\")", missing ? ", " : "",
+                      sources[i], targets[i]);
+        missing++;
+    }
+    return missing;
+}
+
+/*
+ * Runs the pipeline's lookup exactly as the worker builds it on no IDs
+ * (lookup_probe), in a read-only transaction that is rolled back. Reports
+ * the columns the handler will get, and refuses what would fail every
+ * batch: no key column, or a column the built-in upsert maps that the
+ * lookup lacks.
+ */
+static void check_lookup(checker *ck, PGconn *conn, const cfg_pipeline *p,
+                         const exactly_plugin *pl)
+{
+    char what[128], err[1024];
+    strbuf detail = {0}, missing = {0};
+    lookup_shape shape;
+    exactly_err rc;
+    size_t c;
+
+    snprintf(what, sizeof(what), "lookup [%s]", p->name);
+    if (ro_begin(ck, conn, what) != 0)
+        return;
+    rc = lookup_probe(conn, p, &shape, err, sizeof(err));
+    ro_end(conn);
+    if (rc != EXACTLY_OK) {
+        bad(ck, rc != EXACTLY_ENOMEM, what, err);
+        return;
+    }
+    if (!shape.has_key) {
+        snprintf(err, sizeof(err),
+                 "the result has no column \"%s\" to match IDs on (set "
+                 "lookup.key_column)",
+                 shape.key_column);
+        bad(ck, 1, what, err);
+        goto cleanup;
+    }
+    strbuf_printf(&detail, "runs; %zu columns: ", shape.n_columns);
+    for (c = 0; c < shape.n_columns; c++)
+        strbuf_printf(&detail, "%s%s", c ? ", " : "", shape.columns[c]);
+    if (upsert_missing_columns(pl, &shape, &missing) > 0) {
+        strbuf_printf(&detail, "; the upsert's columns option needs %s, "
+                               "which the lookup does not return",
+                      strbuf_str(&missing));
+        bad(ck, 1, what, strbuf_str(&detail));
+    } else {
+        ok(ck, what, strbuf_str(&detail));
+    }
+cleanup:
+    lookup_shape_free(&shape);
+    strbuf_free(&detail);
+    strbuf_free(&missing);
+}
+
+/* One FAIL line for grant x, which role lacks missing of. */
+static void report_lacking(checker *ck, const char *what, const char *role,
+                           const ops_grant *x, const char *missing)
+{
+    strbuf detail = {0};
+
+    strbuf_printf(&detail,
+                  "role %s lacks %s on %s %s (%s): GRANT %s ON %s %s TO %s",
+                  role, missing, ops_object_keyword(x->kind), x->object,
+                  x->why, missing, ops_object_keyword(x->kind), x->object,
+                  role);
+    bad(ck, 0, what, detail.oom ? "out of memory" : strbuf_str(&detail));
+    strbuf_free(&detail);
+}
+
+/*
+ * Verifies that the connected role holds every grant of g (the list that
+ * 'exactly migrate --print-grants' prints): one FAIL line per object it
+ * lacks something on, naming the privileges, the object and the GRANT
+ * that gives them, or one OK line. Read only, rolled back. Returns how
+ * many objects lack something (1 when the check itself failed).
+ */
+static size_t check_grants(checker *ck, PGconn *conn, const char *what,
+                           const ops_grants *g)
+{
+    char err[1024], role[256];
+    strbuf detail = {0};
+    size_t i, n_checked = 0, n_bad = 0;
+
+    if (ro_begin(ck, conn, what) != 0)
+        return 1;
+    if (pg_current_role(conn, role, sizeof(role), err, sizeof(err)) !=
+        EXACTLY_OK) {
+        bad(ck, 0, what, err);
+        ro_end(conn);
+        return 1;
+    }
+    for (i = 0; i < g->n; i++) {
+        const ops_grant *x = &g->v[i];
+        char *missing = NULL;
+        int exists = 0;
+
+        if (x->kind == OPS_OBJ_NOTE)
+            continue;
+        if (ops_grant_missing(conn, x, &missing, &exists, err, sizeof(err)) !=
+            EXACTLY_OK) {
+            bad(ck, 0, what, err);
+            free(missing);
+            ro_end(conn);
+            return n_bad + 1;
+        }
+        n_checked += exists;
+        if (exists && missing[0]) {
+            report_lacking(ck, what, role, x, missing);
+            n_bad++;
+        }
+        free(missing);
+    }
+    ro_end(conn);
+    if (n_bad > 0)
+        return n_bad;
+    strbuf_printf(&detail, "role %s holds the %zu grants checked", role,
+                  n_checked);
+    for (i = 0; i < g->n; i++)
+        if (g->v[i].kind == OPS_OBJ_NOTE)
+            strbuf_printf(&detail, "; not checked: %s", g->v[i].why);
+    ok(ck, what, detail.oom ? "out of memory" : strbuf_str(&detail));
+    strbuf_free(&detail);
+    return 0;
+}
+
+/* One validated item. */
+static void report_validated(void *arg, const char *item, const char *err,
+                             const char *detail)
+{
+    if (err)
+        bad(arg, 1, item, err);
+    else
+        ok(arg, item, detail);
+}
+
+/* Privileges first: without them the lookup and open() fail for that
+ * reason alone, which is a grant to add (exit 1), not a configuration to
+ * fix (exit 2). Returns how many grants are lacking. */
+static size_t check_pipeline_grants(checker *ck, const exactly_config *cfg,
+                                    const cfg_pipeline *p, PGconn *conn)
+{
+    char what[128], err[2048];
+    ops_grants g = {0};
+    size_t lacking = 0;
+
+    snprintf(what, sizeof(what), "privileges [%s]", p->name);
+    if (ops_grants_pipeline(cfg, p, &g, err, sizeof(err)) != EXACTLY_OK)
+        bad(ck, 1, what, err);
+    else
+        lacking = check_grants(ck, conn, what, &g);
+    ops_grants_free(&g);
+    if (lacking > 0) {
+        snprintf(what, sizeof(what), "lookup [%s]", p->name);
+        bad(ck, 0, what, "not run: the role lacks the grants above");
+        snprintf(what, sizeof(what), "handler open [%s]", p->name);
+        bad(ck, 0, what, "not run: the role lacks the grants above");
+    }
+    return lacking;
+}
+
+static void check_pipeline(checker *ck, const exactly_config *cfg,
+                           const cfg_pipeline *p, PGconn *conn)
+{
+    char what[128], err[2048];
+    exactly_plugin *pl = NULL;
+
+    /* The configuration itself: what migrate refuses too. */
+    (void)ops_validate_pipeline(cfg, p, report_validated, ck, &pl);
+    if (conn && pl && check_pipeline_grants(ck, cfg, p, conn) > 0)
+        goto kafka;
+    if (conn) {
+        check_lookup(ck, conn, p, pl);
+        if (pl) {
+            snprintf(what, sizeof(what), "handler open [%s]", p->name);
+            if (exactly_plugin_open(pl, conn, p, 30000, err, sizeof(err)) !=
+                EXACTLY_OK)
+                bad(ck, 1, what, err);
+            else
+                ok(ck, what, "open() accepted the options and the database");
+        }
+    }
+kafka:
+    exactly_plugin_free(pl);
+    check_kafka(ck, cfg, p);
+}
+
+/* The session every item runs on, or NULL after reporting why. */
+static PGconn *connect_ro(checker *ck, const exactly_config *cfg)
+{
+    char err[2048], detail[512];
+    PGconn *conn = exactly_pg_connect(cfg, "exactly-check", err, sizeof(err));
+
+    if (!conn) {
+        bad(ck, 0, "postgres", err);
+        return NULL;
+    }
+    snprintf(detail, sizeof(detail), "connected, server %d.%d",
+             PQserverVersion(conn) / 10000, PQserverVersion(conn) % 10000);
+    ok(ck, "postgres", detail);
+    /* Whatever runs on this session is read only unless it says otherwise,
+     * and nothing here says otherwise. */
+    if (exactly_pg_exec(conn, "SET default_transaction_read_only = on", 0,
+                        NULL, NULL, err, sizeof(err)) != EXACTLY_OK) {
+        bad(ck, 0, "postgres", err);
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* The schema version, then the framework's grants. */
+static void check_framework(checker *ck, const exactly_config *cfg,
+                            PGconn *conn)
+{
+    char err[2048], detail[512];
+    ops_grants g = {0};
+    int version = 0;
+    exactly_err rc;
+
+    if (ro_begin(ck, conn, "framework schema") != 0)
+        return;
+    rc = store_check_version(conn, cfg, &version, err, sizeof(err));
+    ro_end(conn);
+    if (rc == EXACTLY_EDATABASE) {
+        snprintf(detail, sizeof(detail),
+                 "schema %s at version %d, need %d: run 'exactly migrate -c %s'",
+                 cfg->postgres.schema, version, EXACTLY_SCHEMA_VERSION,
+                 cfg->path);
+        bad(ck, 0, "framework schema", detail);
+        return;
+    }
+    if (rc != EXACTLY_OK) {
+        bad(ck, 0, "framework schema", err);
+        return;
+    }
+    snprintf(detail, sizeof(detail), "%s at version %d", cfg->postgres.schema,
+             version);
+    ok(ck, "framework schema", detail);
+    if (ops_grants_framework(cfg, &g, err, sizeof(err)) != EXACTLY_OK)
+        bad(ck, 1, "privileges [framework]", err);
+    else
+        check_grants(ck, conn, "privileges [framework]", &g);
+    ops_grants_free(&g);
+}
+
+void ops_check(const exactly_config *cfg, const char *only,
+               ops_check_fn *report, void *arg)
+{
+    checker ck = {report, arg};
+    PGconn *conn = connect_ro(&ck, cfg);
+    size_t i;
+
+    if (conn)
+        check_framework(&ck, cfg, conn);
+    for (i = 0; i < cfg->n_pipelines; i++)
+        if (!only || strcmp(only, cfg->pipelines[i].name) == 0)
+            check_pipeline(&ck, cfg, &cfg->pipelines[i], conn);
+    if (conn)
+        PQfinish(conn);
+}

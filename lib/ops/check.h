@@ -1,0 +1,33 @@
+/*
+ * check.h - `exactly check`: everything a worker needs before it starts,
+ * each item reported with OK or the reason, changing nothing.
+ */
+#ifndef EXACTLY_OPS_CHECK_H
+#define EXACTLY_OPS_CHECK_H
+
+#include "config.h"
+
+typedef enum ops_check_status {
+    OPS_CHECK_OK,
+    OPS_CHECK_REFUSED, /* the configuration or a plugin: fix the file */
+    OPS_CHECK_FAILED   /* a service unreachable or not ready, a grant
+                          missing: fix the environment */
+} ops_check_status;
+
+/* Called once per item, in order; detail says what was found or why the
+ * item failed. */
+typedef void ops_check_fn(void *arg, ops_check_status status,
+                          const char *item, const char *detail);
+
+/*
+ * Checks cfg's services and pipelines (only the one named only, when not
+ * NULL): PostgreSQL, the framework schema version, the grants the
+ * workers' role needs, and per pipeline the handler and Kafka
+ * configuration, the lookup run on no IDs, the handler's open() and the
+ * topics' metadata. Every statement runs in a read-only transaction that
+ * is rolled back, on a session whose transactions are read only.
+ */
+void ops_check(const exactly_config *cfg, const char *only,
+               ops_check_fn *report, void *arg);
+
+#endif

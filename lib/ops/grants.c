@@ -1,0 +1,252 @@
+/*
+ * grants.c - see grants.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "ops/grants.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "options.h"
+#include "plugin.h"
+#include "upsert_sql.h"
+
+/* ---- privileges --------------------------------------------------------- */
+
+/* Appends one grant; takes object and why (malloc'd, NULL object for a
+ * note). Returns -1 when out of memory (both are freed). */
+static int add_grant(ops_grants *g, ops_object kind,
+                     const char *privileges, char *object, char *why)
+{
+    if (!why || (kind != OPS_OBJ_NOTE && !object))
+        goto oom;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 16;
+        ops_grant *v = realloc(g->v, cap * sizeof(*v));
+        if (!v)
+            goto oom;
+        g->v = v;
+        g->cap = cap;
+    }
+    g->v[g->n].kind = kind;
+    g->v[g->n].privileges = privileges;
+    g->v[g->n].object = object;
+    g->v[g->n].why = why;
+    g->n++;
+    return 0;
+oom:
+    free(object);
+    free(why);
+    return -1;
+}
+
+/* printf into a new string, or NULL. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+
+    va_start(ap, f);
+    n = vasprintf(&s, f, ap);
+    va_end(ap);
+    return n < 0 ? NULL : s;
+}
+
+/* Grants on a relation named in the configuration ("name" or
+ * "schema.name"): USAGE on its schema when qualified, then privileges. */
+static exactly_err relation_grants(ops_grants *g, const char *name,
+                                   const char *privileges, char *why,
+                                   char *errbuf, size_t errbuf_size)
+{
+    char *rel = upsert_sql_quote_relation(name, errbuf, errbuf_size);
+    const char *dot = strchr(name, '.');
+
+    if (!rel) {
+        free(why);
+        return strcmp(errbuf, "out of memory") == 0 ? EXACTLY_ENOMEM
+                                                    : EXACTLY_ECONFIG;
+    }
+    if (dot) {
+        char *schema = strndup(name, (size_t)(dot - name));
+        char *q = schema ? upsert_sql_quote_ident(schema, errbuf, errbuf_size)
+                         : NULL;
+        free(schema);
+        if (!q || add_grant(g, OPS_OBJ_SCHEMA, "USAGE", q,
+                            fmt("schema of %s", rel)) != 0) {
+            free(rel);
+            free(why);
+            return EXACTLY_ENOMEM;
+        }
+    }
+    return add_grant(g, OPS_OBJ_TABLE, privileges, rel, why) == 0
+               ? EXACTLY_OK
+               : EXACTLY_ENOMEM;
+}
+
+exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
+                                   char *errbuf, size_t errbuf_size)
+{
+    /* What the worker's statements on the framework tables need
+     * (lib/pg/store.c): claim and fence (INSERT ... ON CONFLICT DO UPDATE
+     * ... RETURNING, UPDATE ... WHERE, SELECT ... FOR UPDATE in the crash
+     * guard), dead letters (INSERT ... ON CONFLICT DO UPDATE, a serial
+     * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING). */
+    static const struct {
+        ops_object kind;
+        const char *privileges;
+        const char *name; /* in the schema; NULL: the schema itself */
+        const char *args; /* functions: the argument types */
+        const char *why;
+    } fw[] = {
+        {OPS_OBJ_SCHEMA, "USAGE", NULL, NULL, "the framework schema"},
+        {OPS_OBJ_TABLE, "SELECT", "schema_version", NULL,
+         "the schema version check at start"},
+        {OPS_OBJ_TABLE, "SELECT, INSERT, UPDATE", "offsets", NULL,
+         "claiming, fencing and advancing each partition's stored offset"},
+        {OPS_OBJ_TABLE, "SELECT, INSERT, UPDATE", "dead_letters", NULL,
+         "dead letters, written in the batch's transaction"},
+        {OPS_OBJ_SEQUENCE, "USAGE", "dead_letters_id_seq", NULL,
+         "the ids of dead letters"},
+        {OPS_OBJ_TABLE, "SELECT, INSERT", "dedup_keys", NULL,
+         "dedup keys (only a pipeline with dedup)"},
+        {OPS_OBJ_FUNCTION, "EXECUTE", "advance",
+         "(text, text, integer, bigint, bigint, bigint)",
+         "the fence that starts every batch"},
+        {OPS_OBJ_FUNCTION, "EXECUTE", "attempt",
+         "(text, text, integer, bigint, bigint, bigint, integer, integer)",
+         "the crash guard"},
+    };
+    char *schema = upsert_sql_quote_ident(cfg->postgres.schema, errbuf,
+                                          errbuf_size);
+    int dedup = 0;
+    size_t i;
+
+    if (!schema)
+        return strcmp(errbuf, "out of memory") == 0 ? EXACTLY_ENOMEM
+                                                    : EXACTLY_ECONFIG;
+    for (i = 0; i < cfg->n_pipelines; i++)
+        dedup |= cfg->pipelines[i].dedup.enabled;
+    for (i = 0; i < sizeof(fw) / sizeof(fw[0]); i++) {
+        char *object;
+        if (fw[i].name && strcmp(fw[i].name, "dedup_keys") == 0 && !dedup)
+            continue;
+        if (!fw[i].name)
+            object = strdup(schema);
+        else /* the names are ours: nothing to escape inside the quotes */
+            object = fmt("%s.\"%s\"%s", schema, fw[i].name,
+                         fw[i].args ? fw[i].args : "");
+        if (add_grant(g, fw[i].kind, fw[i].privileges, object,
+                      strdup(fw[i].why)) != 0) {
+            free(schema);
+            snprintf(errbuf, errbuf_size, "out of memory");
+            return EXACTLY_ENOMEM;
+        }
+    }
+    free(schema);
+    return EXACTLY_OK;
+}
+
+exactly_err ops_grants_pipeline(const exactly_config *cfg,
+                                  const cfg_pipeline *p, ops_grants *g,
+                                  char *errbuf, size_t errbuf_size)
+{
+    exactly_plugin *pl = NULL;
+    exactly_err rc;
+
+    if (p->lookup.table)
+        rc = relation_grants(g, p->lookup.table, "SELECT",
+                             fmt("lookup.table of pipeline %s", p->name),
+                             errbuf, errbuf_size);
+    else
+        rc = add_grant(g, OPS_OBJ_NOTE, "SELECT", NULL,
+                       fmt("pipeline %s: SELECT on every table its lookup.sql "
+                           "reads",
+                           p->name)) == 0
+                 ? EXACTLY_OK
+                 : EXACTLY_ENOMEM;
+    if (rc != EXACTLY_OK)
+        goto done;
+    rc = exactly_plugin_load(cfg, p, &pl, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto done;
+    if (p->handler.builtin) {
+        /* INSERT ... ON CONFLICT DO UPDATE: UPDATE, and SELECT because the
+         * update's WHERE compares the current row; DELETE for
+         * delete_missing. */
+        int del = exactly_options_bool(pl->opts, "delete_missing");
+        rc = relation_grants(g, exactly_options_string(pl->opts, "table"),
+                             del ? "SELECT, INSERT, UPDATE, DELETE"
+                                 : "SELECT, INSERT, UPDATE",
+                             fmt("the target of pipeline %s's built-in "
+                                 "upsert",
+                                 p->name),
+                             errbuf, errbuf_size);
+    } else {
+        rc = add_grant(g, OPS_OBJ_NOTE, "", NULL,
+                       fmt("pipeline %s: handler %s writes tables exactly "
+                           "cannot name: grant what its documentation lists",
+                           p->name, pl->label)) == 0
+                 ? EXACTLY_OK
+                 : EXACTLY_ENOMEM;
+    }
+
+done:
+    if (rc == EXACTLY_ENOMEM)
+        snprintf(errbuf, errbuf_size, "out of memory");
+    exactly_plugin_free(pl);
+    return rc;
+}
+
+void ops_grants_free(ops_grants *g)
+{
+    size_t i;
+
+    for (i = 0; i < g->n; i++) {
+        free(g->v[i].object);
+        free(g->v[i].why);
+    }
+    free(g->v);
+    memset(g, 0, sizeof(*g));
+}
+
+const char *ops_object_keyword(ops_object kind)
+{
+    switch (kind) {
+    case OPS_OBJ_SCHEMA: return "SCHEMA";
+    case OPS_OBJ_TABLE: return "TABLE";
+    case OPS_OBJ_SEQUENCE: return "SEQUENCE";
+    case OPS_OBJ_FUNCTION: return "FUNCTION";
+    case OPS_OBJ_NOTE: break;
+    }
+    return "";
+}
+
+exactly_err ops_grant_missing(PGconn *conn, const ops_grant *g,
+                              char **missing, int *exists, char *errbuf,
+                              size_t errbuf_size)
+{
+    static const pg_object_kind kinds[] = {
+        [OPS_OBJ_SCHEMA] = PG_OBJ_SCHEMA,
+        [OPS_OBJ_TABLE] = PG_OBJ_TABLE,
+        [OPS_OBJ_SEQUENCE] = PG_OBJ_SEQUENCE,
+        [OPS_OBJ_FUNCTION] = PG_OBJ_FUNCTION,
+    };
+
+    *missing = NULL;
+    *exists = 0;
+    if (g->kind == OPS_OBJ_NOTE) {
+        *missing = strdup("");
+        return *missing ? EXACTLY_OK : EXACTLY_ENOMEM;
+    }
+    return pg_privileges_missing(conn, kinds[g->kind], g->object,
+                                 g->privileges, missing, exists, errbuf,
+                                 errbuf_size);
+}

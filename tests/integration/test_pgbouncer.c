@@ -1,0 +1,166 @@
+/*
+ * The worker behind PgBouncer (scripts/pgbouncer.sh starts one in front of
+ * the fixture's PostgreSQL, on a socket of its own, and stops it).
+ *
+ *   session      pool_mode = session: migrate and a worker run through it;
+ *                2,000 messages over 4 partitions pass the exactly-once
+ *                check (one ledger row per offset, counters exact, stored
+ *                offsets at the partition ends). PgBouncer refuses startup
+ *                options, so exactly SETs its timeouts once connected.
+ *   transaction  pool_mode = transaction: the worker refuses to start
+ *                (exit 2) with a line naming the reason (the session's
+ *                timeouts would not stay with it) and PgBouncer's
+ *                pool_mode; it claims no partition and writes nothing.
+ *
+ * Skipped (77) when pgbouncer is not installed.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define PARTITIONS 4
+#define N_MSGS 2000
+#define N_ENTITIES 300
+#define SEED 7
+
+static char g_session_dir[512], g_txn_dir[512];
+
+static void stop_bouncers(void)
+{
+    char cmd[2048];
+    char *dirs[2] = {g_session_dir, g_txn_dir};
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        if (!dirs[i][0])
+            continue;
+        snprintf(cmd, sizeof cmd, "bash '%s/scripts/pgbouncer.sh' stop '%s'",
+                 tk_env_required("EXACTLY_SOURCE_DIR"), dirs[i]);
+        if (system(cmd) != 0)
+            tk_note("stopping pgbouncer in %s failed", dirs[i]);
+        dirs[i][0] = '\0';
+    }
+}
+
+/* Starts PgBouncer in mode in front of the fixture's server; its conninfo
+ * for database db into out. */
+static void start_bouncer(char *dir, const char *mode, const char *db,
+                          char *out, size_t out_size)
+{
+    char cmd[4096], path[600], *ci;
+    int st;
+    size_t n;
+
+    snprintf(cmd, sizeof cmd, "bash '%s/scripts/pgbouncer.sh' start '%s' '%s' %s",
+             tk_env_required("EXACTLY_SOURCE_DIR"), dir,
+             tk_pg_admin_conninfo(), mode);
+    st = system(cmd);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+        tk_skip("pgbouncer is not installed (scripts/deps.sh installs it)");
+    TK_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+             "pgbouncer.sh start %s failed (%d)", mode, st);
+    snprintf(path, sizeof path, "%s/conninfo", dir);
+    ci = tk_read_file(path);
+    TK_CHECK(ci != NULL, "no %s", path);
+    n = strcspn(ci, "\n");
+    ci[n] = '\0';
+    snprintf(out, out_size, "%s dbname=%s", ci, db);
+    free(ci);
+}
+
+/* The value of dbname= in a conninfo from tk_pg_create_db. */
+static void db_name(const char *conninfo, char *out, size_t size)
+{
+    const char *p = strstr(conninfo, "dbname=");
+
+    TK_CHECK(p != NULL, "no dbname in %s", conninfo);
+    p += 7;
+    snprintf(out, size, "%.*s", (int)strcspn(p, " "), p);
+}
+
+int main(void)
+{
+    static int64_t per_entity[N_ENTITIES];
+    ledger_fixture f;
+    ledger_config c;
+    char db[128], via_session[1024], via_txn[1024], log[600], *text;
+    char *argv[8];
+    PGconn *conn;
+    int status;
+    pid_t pid;
+
+    ledger_fixture_start(&f, "pgbouncer", "pgb", PARTITIONS);
+    snprintf(g_session_dir, sizeof g_session_dir, "%s/pgb-session", f.dir);
+    snprintf(g_txn_dir, sizeof g_txn_dir, "%s/pgb-transaction", f.dir);
+    atexit(stop_bouncers);
+    db_name(f.conninfo, db, sizeof db);
+    start_bouncer(g_session_dir, "session", db, via_session, sizeof via_session);
+    start_bouncer(g_txn_dir, "transaction", db, via_txn, sizeof via_txn);
+    tk_note("session pool: %s; transaction pool: %s", via_session, via_txn);
+
+    tk_produce_ids(f.mock->bootstraps, f.topic, N_MSGS, N_ENTITIES, PARTITIONS,
+                   SEED, per_entity);
+
+    /* transaction: refused at start, nothing written. */
+    memset(&c, 0, sizeof c);
+    c.bootstraps = f.mock->bootstraps;
+    c.conninfo = f.conninfo;
+    c.topic = f.topic;
+    c.max_messages = 200;
+    c.max_wait_ms = 50;
+    ledger_write_config(f.config, &c);
+    ledger_migrate(f.config, f.log); /* directly: the schema exists */
+    c.conninfo = via_txn;
+    ledger_write_config(f.config, &c);
+    snprintf(log, sizeof log, "%s/worker-transaction.log", f.dir);
+    argv[0] = (char *)ledger_exactly_bin();
+    argv[1] = "worker";
+    argv[2] = "-c";
+    argv[3] = f.config;
+    argv[4] = "--exit-idle";
+    argv[5] = "2000";
+    argv[6] = NULL;
+    pid = tk_spawn(argv, log);
+    status = tk_wait(pid, 60000);
+    if (status == -1)
+        tk_terminate(pid, 5000);
+    text = tk_read_file(log);
+    tk_note("worker through a transaction pool:\n%s", text ? text : "");
+    TK_CHECK(status == 2, "the worker through a transaction pool exited %d, "
+             "expected 2 (refused)", status);
+    TK_CHECK(text && strstr(text, "refusing to run through this connection") &&
+                 strstr(text, "not a PostgreSQL session of its own") &&
+                 strstr(text, "pool_mode = transaction"),
+             "the refusal does not say why");
+    free(text);
+    conn = tk_pg_connect(f.conninfo);
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.offsets"),
+                      0, "offset rows claimed through the transaction pool");
+    TK_CHECK_EQ_INT64(ledger_rows(conn), 0, "ledger rows");
+
+    /* session: migrate (idempotent) and the whole topic through it. */
+    c.conninfo = via_session;
+    ledger_write_config(f.config, &c);
+    ledger_migrate(f.config, f.log);
+    status = ledger_run_to_idle(f.config, 3000, 120000, f.log);
+    LEDGER_CHECK_LOG(status == 0, f.log, "worker through a session pool "
+                     "exited %d", status);
+    ledger_check_exactly_once(conn, f.mock->bootstraps, f.topic, PARTITIONS,
+                              N_MSGS, per_entity, N_ENTITIES);
+    PQfinish(conn);
+
+    TK_CHECK(!tk_file_contains(f.log, "unsupported startup parameter"),
+             "PgBouncer refused a startup parameter");
+
+    stop_bouncers(); /* before their handles go with the directory */
+    ledger_fixture_stop(&f);
+    return 0;
+}

@@ -1,0 +1,355 @@
+/*
+ * `exactly reprocess` over every partition of a topic in one command.
+ *
+ * A topic of 3 partitions: 0 holds 30 messages, 1 holds 50, 2 none.
+ *
+ *   offsets  --from 10 --to 40 without --partition: each partition's range
+ *            cut to what it holds (0: 10..29, 1: 10..40), the empty one left
+ *            out; one row per partition under one parent (the run's
+ *            number), both done, each offset applied once (the ledger's
+ *            reprocess table, keyed by run and offset, fails loudly on a
+ *            second application), counted per row; one progress display
+ *            ("partitions N/2 done ...") and a line per partition done;
+ *            the pipeline's own offsets and ledger untouched.
+ *   resume   a run over the whole topic (--from 0) at --rate 10 is
+ *            interrupted (SIGINT) once partition 0 is done: it exits 1 and
+ *            names its resume; --resume RUN finishes partition 1 from where
+ *            it committed (partition 0 is not applied again), and a second
+ *            resume is refused (exit 2: done).
+ *   times    the time range's refusals and what librdkafka's mock lets us
+ *            see: it answers every lookup by timestamp with "none that
+ *            recent" (rdkafka_mock_handlers.c, ListOffsets), so
+ *            --to-time in the future covers each partition to its end and
+ *            --from-time in the future selects nothing (refused, exit 2);
+ *            a time PostgreSQL cannot read and a range of offsets and times
+ *            at once are refused.
+ *
+ * EXACTLY_TEST_ONLY=name[,name] runs only those scenarios.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define TOPIC "rp-topic"
+#define N0 30
+#define N1 50
+#define CMD_TIMEOUT_MS 60000
+
+typedef struct ctx {
+    char dir[256];
+    char cfg[512];
+    char conninfo[1024];
+    const char *bootstraps;
+    PGconn *db;
+    int n;
+} ctx;
+
+static void write_config(ctx *c)
+{
+    tk_write_file(c->cfg,
+                  "kafka:\n"
+                  "  bootstrap.servers: '%s'\n"
+                  "  auto.offset.reset: earliest\n"
+                  "postgres:\n"
+                  "  conninfo: \"%s\"\n"
+                  "pipelines:\n"
+                  "  " LEDGER_PIPELINE ":\n"
+                  "    topics: [" TOPIC "]\n"
+                  "    id: {from: key, type: bigint}\n"
+                  "    lookup: {table: accounts, id_column: id}\n"
+                  "    handler:\n"
+                  "      plugin: %s/ledger.so\n"
+                  "    batch: {max_messages: 50, max_wait_ms: 50}\n",
+                  c->bootstraps, c->conninfo,
+                  tk_env_required("EXACTLY_PLUGIN_DIR"));
+}
+
+/* argv for `exactly reprocess ARGS... -c cfg` (NULL-terminated list). */
+static void build_argv(ctx *c, char **argv, va_list ap)
+{
+    const char *a;
+    int n = 0;
+
+    argv[n++] = (char *)ledger_exactly_bin();
+    argv[n++] = "reprocess";
+    argv[n++] = "--pipeline";
+    argv[n++] = LEDGER_PIPELINE;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
+        argv[n++] = (char *)a;
+    argv[n++] = "-c";
+    argv[n++] = c->cfg;
+    argv[n] = NULL;
+}
+
+static pid_t spawn(ctx *c, char *log, size_t log_size, ...)
+{
+    char *argv[32];
+    va_list ap;
+
+    va_start(ap, log_size);
+    build_argv(c, argv, ap);
+    va_end(ap);
+    snprintf(log, log_size, "%s/reprocess-%02d.log", c->dir, ++c->n);
+    return tk_spawn(argv, log);
+}
+
+/* Runs `exactly reprocess ARGS...`; status and output. */
+static int reprocess(ctx *c, char **out, ...)
+{
+    char *argv[32], log[512];
+    va_list ap;
+    int status;
+    pid_t pid;
+
+    va_start(ap, out);
+    build_argv(c, argv, ap);
+    va_end(ap);
+    snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n);
+    pid = tk_spawn(argv, log);
+    status = tk_wait(pid, CMD_TIMEOUT_MS);
+    if (status == -1) {
+        tk_terminate(pid, 5000);
+        tk_fail("exactly reprocess did not finish; log %s", log);
+    }
+    *out = tk_read_file(log);
+    if (!*out)
+        *out = strdup("");
+    return status;
+}
+
+static int wanted(const char *name)
+{
+    const char *only = getenv("EXACTLY_TEST_ONLY");
+
+    return !only || !*only || strstr(only, name) != NULL;
+}
+
+/* The run number the result line names ("run N: ..."). */
+static int64_t printed_run(const char *out)
+{
+    const char *p = strstr(out, "\nrun ");
+    long long id = -1;
+
+    if (!p && strncmp(out, "run ", 4) == 0)
+        p = out - 1;
+    TK_CHECK(p && sscanf(p + 5, "%lld:", &id) == 1, "no result line:\n%s", out);
+    return id;
+}
+
+/* Applications of run in ledger_reprocess of partition p within lo..hi
+ * (each offset at most once: the primary key). */
+static int64_t applied_rows(ctx *c, int64_t run, int p, int64_t lo, int64_t hi)
+{
+    return tk_sql_int64(c->db,
+                        "SELECT count(*) FROM ledger_reprocess WHERE run = %"
+                        PRId64 " AND partition = %d AND \"offset\" BETWEEN %"
+                        PRId64 " AND %" PRId64, run, p, lo, hi);
+}
+
+static void scenario_offsets(ctx *c)
+{
+    char *out;
+    int64_t run;
+    int st;
+
+    st = reprocess(c, &out, "--topic", TOPIC, "--from", "10", "--to", "40",
+                   "--batch", "7", NULL);
+    tk_note("reprocess --topic --from 10 --to 40:\n%s", out);
+    TK_CHECK(st == 0, "reprocess over the topic exited %d:\n%s", st, out);
+    run = printed_run(out);
+    TK_CHECK(strstr(out, "partition 0 done: offsets 10..29, applied 20") &&
+                 strstr(out, "partition 1 done: offsets 10..40, applied 31"),
+             "no line per partition done:\n%s", out);
+    TK_CHECK(strstr(out, "partitions 2/2 done  offsets 51 of 51  100%"),
+             "no final progress line over the topic:\n%s", out);
+    TK_CHECK(strstr(out, "partition 2 done") == NULL,
+             "the empty partition was run:\n%s", out);
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 0, 1000), 20, "partition 0 rows");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 10, 29), 20, "partition 0 10..29");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, 1000), 31, "partition 1 rows");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 10, 40), 31, "partition 1 10..40");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64 " AND status = 'done'", run),
+                      2, "rows of the run, done");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT sum(applied) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64, run),
+                      51, "applied, counted per row");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64 " AND partition = 2", run),
+                      0, "a row for the empty partition");
+    TK_CHECK_EQ_INT64(ledger_rows(c->db), 0, "live ledger rows");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM exactly.offsets"),
+                      0, "the pipeline's stored offsets");
+    free(out);
+
+    /* A range of offsets no partition holds is refused; nothing written. */
+    st = reprocess(c, &out, "--topic", TOPIC, "--from", "500", NULL);
+    TK_CHECK(st == 2 && strstr(out, "no offset of the topic is in it"),
+             "--from 500 exited %d:\n%s", st, out);
+    free(out);
+}
+
+static void scenario_resume(ctx *c)
+{
+    char log[512], run_s[24], *out;
+    int64_t run, next1;
+    int st, i;
+    pid_t pid;
+
+    pid = spawn(c, log, sizeof log, "--topic", TOPIC, "--from", "0",
+                "--batch", "5", "--rate", "10", NULL);
+    TK_CHECK(ledger_wait_log(log, "partition 0 done", 1, pid, 30000, NULL),
+             "partition 0 was not done within 30 s; log %s", log);
+    /* ... and partition 1 committed a batch or more. */
+    for (i = 0; i < 1500; i++) {
+        if (tk_sql_int64(c->db, "SELECT count(*) FROM exactly.reprocess_runs"
+                                " WHERE partition = 1 AND next_offset > 0"
+                                " AND status = 'running'") > 0)
+            break;
+        tk_sleep_ms(20);
+    }
+    tk_kill(pid, SIGINT);
+    st = tk_wait(pid, CMD_TIMEOUT_MS);
+    out = tk_read_file(log);
+    tk_note("interrupted run:\n%s", out ? out : "");
+    TK_CHECK(st == 1 && out && strstr(out, ": interrupted;"),
+             "the interrupted run exited %d:\n%s", st, out ? out : "");
+    run = printed_run(out);
+    snprintf(run_s, sizeof run_s, "%" PRId64, run);
+    TK_CHECK(strstr(out, "--resume ") && strstr(strstr(out, "--resume "), run_s),
+             "no resume line for run %s:\n%s", run_s, out);
+    free(out);
+    next1 = tk_sql_int64(c->db, "SELECT next_offset FROM exactly.reprocess_runs"
+                                " WHERE parent = %" PRId64 " AND partition = 1"
+                                " AND status = 'interrupted'", run);
+    TK_CHECK(next1 > 0 && next1 < N1,
+             "partition 1 interrupted at %" PRId64 ", expected inside 1..%d",
+             next1, N1 - 1);
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, 1000), next1,
+                      "partition 1 rows before the resume");
+
+    st = reprocess(c, &out, "--resume", run_s, NULL);
+    tk_note("resume:\n%s", out);
+    TK_CHECK(st == 0, "--resume exited %d:\n%s", st, out);
+    TK_CHECK(strstr(out, "partition 1 done") &&
+                 strstr(out, "partition 0 done") == NULL,
+             "the resume did not do partition 1 alone:\n%s", out);
+    free(out);
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 0, N0 - 1), N0, "partition 0");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, N1 - 1), N1, "partition 1");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64 " AND status = 'done'", run),
+                      2, "rows of the resumed run, done");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT sum(applied) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64, run),
+                      N0 + N1, "applied of the resumed run");
+
+    st = reprocess(c, &out, "--resume", run_s, NULL);
+    TK_CHECK(st == 2 && strstr(out, "already done"),
+             "a second resume exited %d:\n%s", st, out);
+    free(out);
+}
+
+static void scenario_times(ctx *c)
+{
+    char *out;
+    int st;
+
+    st = reprocess(c, &out, "--topic", TOPIC, "--to-time", "2999-01-01",
+                   "--dry-run", NULL);
+    tk_note("--to-time 2999-01-01 --dry-run:\n%s", out);
+    TK_CHECK(st == 0 && strstr(out, "partition 0: offsets 0..29 (30 offsets)") &&
+                 strstr(out, "partition 1: offsets 0..49 (50 offsets)") &&
+                 strstr(out, "partition 2:") == NULL &&
+                 strstr(out, "to 80 offsets of 2 partitions"),
+             "--to-time in the future exited %d:\n%s", st, out);
+    free(out);
+    st = reprocess(c, &out, "--topic", TOPIC, "--from-time", "2999-01-01",
+                   NULL);
+    TK_CHECK(st == 2 && strstr(out, "no offset of the topic is in it"),
+             "--from-time in the future exited %d:\n%s", st, out);
+    free(out);
+    st = reprocess(c, &out, "--topic", TOPIC, "--partition", "1",
+                   "--from-time", "the day before", NULL);
+    TK_CHECK(st == 2 && strstr(out, "cannot read 'the day before' as a time"),
+             "an unreadable time exited %d:\n%s", st, out);
+    free(out);
+    st = reprocess(c, &out, "--topic", TOPIC, "--from", "1", "--to-time",
+                   "2999-01-01", NULL);
+    TK_CHECK(st == 2 && strstr(out, "not both"),
+             "offsets and times at once exited %d:\n%s", st, out);
+    free(out);
+    st = reprocess(c, &out, "--topic", TOPIC, "--from-time", "2999-01-01",
+                   "--to-time", "2000-01-01", NULL);
+    TK_CHECK(st == 2 && strstr(out, "--to-time is not after --from-time"),
+             "an inverted time range exited %d:\n%s", st, out);
+    free(out);
+    st = reprocess(c, &out, "--topic", TOPIC, NULL);
+    TK_CHECK(st == 2 && strstr(out, "needs --topic and a range"),
+             "no range exited %d:\n%s", st, out);
+    free(out);
+}
+
+int main(void)
+{
+    ctx c;
+    tk_mock *m;
+    tk_msg msgs[N0 + N1];
+    char keys[N0 + N1][8];
+    char log[512];
+    int i;
+
+    memset(&c, 0, sizeof c);
+    m = tk_mock_start(1);
+    c.bootstraps = tk_mock_bootstraps(m);
+    tk_mock_create_topic(m, TOPIC, 3);
+    memset(msgs, 0, sizeof msgs);
+    for (i = 0; i < N0 + N1; i++) {
+        snprintf(keys[i], sizeof keys[i], "%d", i % 17 + 1);
+        msgs[i].partition = i < N0 ? 0 : 1;
+        msgs[i].key = keys[i];
+        msgs[i].key_len = strlen(keys[i]);
+    }
+    tk_produce(c.bootstraps, TOPIC, msgs, N0 + N1);
+
+    tk_tmpdir("exactly-reprocess-topic", c.dir, sizeof c.dir);
+    tk_pg_create_db("reprocess_topic", c.conninfo, sizeof c.conninfo);
+    ledger_setup_db(c.conninfo);
+    c.db = tk_pg_connect(c.conninfo);
+    /* DDL of plugins/README.md, section "ledger". */
+    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
+                 " topic text NOT NULL, partition int NOT NULL,"
+                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
+                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    snprintf(c.cfg, sizeof c.cfg, "%s/ledger.yaml", c.dir);
+    write_config(&c);
+    snprintf(log, sizeof log, "%s/migrate.log", c.dir);
+    ledger_migrate(c.cfg, log);
+
+    if (wanted("offsets"))
+        scenario_offsets(&c);
+    if (wanted("resume"))
+        scenario_resume(&c);
+    if (wanted("times"))
+        scenario_times(&c);
+
+    PQfinish(c.db);
+    tk_mock_stop(m);
+    ledger_cleanup_dir(c.dir);
+    return 0;
+}
