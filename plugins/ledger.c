@@ -52,10 +52,19 @@
  *   return_times                writing, the first return_times times in
  *                               this process (0: every time)
  *
+ * Producing (ABI 1.2, host->emit):
+ *   emit_topic   string  ""   when set, one outbox event per applied
+ *                              message, in the batch's transaction: key
+ *                              "TOPIC/PARTITION/OFFSET" of the message,
+ *                              value its entity ID, header "source" =
+ *                              "ledger"; the emit crash test compares
+ *                              them with the ledger one to one
+ *
  * It reads no looked-up rows but leaves skips_lookup at 0, so the tests
  * exercise the runtime's lookup path too.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +73,10 @@
 #include "exactly/sqlbuf.h"
 
 /* ---- the handler ---- */
+
+/* Whether the host's table has member m (it grows by appending). */
+#define HOST_HAS(h, m)                                                         \
+    ((h)->size >= offsetof(exactly_host, m) + sizeof((h)->m) && (h)->m)
 
 typedef struct ledger {
     const exactly_host *host;
@@ -76,6 +89,7 @@ typedef struct ledger {
     const char **fail_twice_on_ids;
     size_t n_fail_twice_on_ids;
     const char *sleep_on_id, *swallow_on_id, *return_on_id;
+    const char *emit_topic;    /* NULL: emit nothing */
     int64_t sleep_ms, return_code, return_times;
     int slept;
     int64_t returned;
@@ -105,6 +119,8 @@ static const exactly_option_decl ledger_options[] = {
     {"return_code", EXACTLY_OPT_INT, "0", "see return_on_id"},
     {"return_times", EXACTLY_OPT_INT, "1",
      "how many times per process return_on_id triggers (0: always)"},
+    {"emit_topic", EXACTLY_OPT_STRING, "",
+     "emit one outbox event per applied message to this topic (host->emit)"},
     {"reprocess_table", EXACTLY_OPT_STRING, "ledger_reprocess",
      "rows of reprocess runs: primary key (run, topic, partition, \"offset\"); "
      "the live ledger and counters are left alone"},
@@ -227,6 +243,12 @@ static exactly_err ledger_open(const exactly_open_args *args, void **state)
     l->sleep_on_id = opt_id(h, args->opts, "sleep_on_id");
     l->swallow_on_id = opt_id(h, args->opts, "swallow_on_id");
     l->return_on_id = opt_id(h, args->opts, "return_on_id");
+    l->emit_topic = opt_id(h, args->opts, "emit_topic");
+    if (l->emit_topic && !HOST_HAS(h, emit)) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "ledger: emit_topic needs a host of ABI 1.2 or later");
+        goto fail;
+    }
     l->sleep_ms = h->opt_int(args->opts, "sleep_ms");
     l->return_code = h->opt_int(args->opts, "return_code");
     l->return_times = h->opt_int(args->opts, "return_times");
@@ -291,6 +313,38 @@ static exactly_err misbehave_after(ledger *l, exactly_txn *txn,
     return EXACTLY_OK;
 }
 
+/* One event per message of the records kept (not failed), in the batch's
+ * transaction. */
+static exactly_err emit_events(ledger *l, exactly_txn *txn,
+                               const exactly_batch *batch)
+{
+    static const char *const headers[] = {"source", "ledger", NULL};
+    const exactly_host *h = l->host;
+    char key[512];
+    size_t i, m;
+    exactly_err rc;
+
+    for (i = 0; i < batch->n_records; i++) {
+        const exactly_record *r = &batch->records[i];
+
+        if (is_listed(l->fail_on_ids, l->n_fail_on_ids, r->id) ||
+            is_listed(l->fail_twice_on_ids, l->n_fail_twice_on_ids, r->id))
+            continue;
+        for (m = 0; m < r->n_messages; m++) {
+            int n = snprintf(key, sizeof(key), "%s/%" PRId32 "/%" PRId64,
+                             batch->topic, batch->partition,
+                             r->messages[m].offset);
+            rc = h->emit(txn, l->emit_topic, key, (size_t)n, r->id,
+                         strlen(r->id), headers);
+            if (rc != EXACTLY_OK) {
+                h->set_error(txn, "ledger: could not queue an emit");
+                return rc;
+            }
+        }
+    }
+    return EXACTLY_OK;
+}
+
 static exactly_err ledger_apply(void *state, exactly_txn *txn,
                                 const exactly_batch *batch)
 {
@@ -334,7 +388,10 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
             continue;
         }
         if (is_listed(l->fail_twice_on_ids, l->n_fail_twice_on_ids, r->id)) {
-            h->fail_record(txn, i, "ledger: failed once");
+            if (HOST_HAS(h, fail_recordf))
+                h->fail_recordf(txn, i, "ledger: failed %s", "once");
+            else
+                h->fail_record(txn, i, "ledger: failed once");
             h->fail_record(txn, i, "ledger: failed twice");
             continue;
         }
@@ -385,6 +442,8 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
         h->set_error(txn, "ledger: could not queue the counters upsert");
         return rc;
     }
+    if (l->emit_topic && (rc = emit_events(l, txn, batch)) != EXACTLY_OK)
+        return rc;
     return misbehave_after(l, txn, batch);
 }
 

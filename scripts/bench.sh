@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON >/dev/null
-cmake --build build -j2 --target exactly projection exactly-bench >/dev/null
+cmake --build build -j2 --target exactly projection exactly-bench ledger \
+  exactly-bench-relay >/dev/null
 
 work=$(mktemp -d /tmp/exactly-bench-pg.XXXXXX)
 trap 'scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT INT TERM
@@ -25,3 +26,9 @@ EXACTLY_TEST_PG_DIR="$work/pg" \
 EXACTLY_BIN="$PWD/build/cmd/exactly/exactly" \
 EXACTLY_PLUGIN_DIR="$PWD/build/plugins" \
   build/tests/bench/exactly-bench "$@"
+
+# The outbox relay: rows/s against a tight producer loop, and end to end.
+EXACTLY_TEST_PG_DIR="$work/pg" \
+EXACTLY_BIN="$PWD/build/cmd/exactly/exactly" \
+EXACTLY_PLUGIN_DIR="$PWD/build/plugins" \
+  build/tests/bench/exactly-bench-relay

@@ -53,5 +53,6 @@ int cmd_offsets(int argc, char **argv);
 /* `exactly offsets reset`, argv[0] being "reset". */
 int cmd_offsets_reset(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 
 #endif

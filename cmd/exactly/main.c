@@ -16,6 +16,7 @@ static const struct {
     {"check", cmd_check, "validate the config, load plugins, reach PostgreSQL and Kafka"},
     {"offsets", cmd_offsets, "show stored offsets, watermarks and lag; reset them"},
     {"dlq", cmd_dlq, "list, show, replay or discard dead letters"},
+    {"relay", cmd_relay, "publish an outbox table to Kafka; 'relay status'"},
 };
 
 static void usage(FILE *out)

@@ -32,7 +32,7 @@ extern "C" {
 
 #define EXACTLY_ABI_TAG 0x45584354u /* "EXCT" */
 #define EXACTLY_ABI_MAJOR 1
-#define EXACTLY_ABI_MINOR 1
+#define EXACTLY_ABI_MINOR 2
 
 /* The name of the one symbol every plugin exports. */
 #define EXACTLY_ENTRY_SYMBOL "exactly_handler_entry"
@@ -176,6 +176,32 @@ typedef struct exactly_host {
     /* The message of a failed apply(); shows in logs and dead letters. */
     void (*set_error)(exactly_txn *txn, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+
+    /* ---- since ABI 1.2 (check size before use) ---- */
+
+    /*
+     * Writes an event to the framework's outbox table (`exactly migrate`
+     * creates it in the framework schema) in the batch's transaction,
+     * queued like exec(): it commits with the batch's writes and offsets or
+     * not at all, so consume -> write -> produce happens once, and an
+     * `exactly relay` on that outbox publishes it with an event-id header.
+     * topic must not be NULL; key and value may be NULL (a null key, a
+     * tombstone). headers is NULL or a list of name, value pairs of
+     * UTF-8 strings that ends with a NULL where a name would be
+     * ({"trace", "abc", NULL}); a NULL value is a null header value
+     * ({"gone", NULL, NULL}). Everything is copied before emit returns. Returns
+     * EXACTLY_OK, EXACTLY_EINVAL (no topic; or a transaction that has no
+     * outbox, such as the setup transaction of open()), EXACTLY_ENOMEM, or
+     * the error of a statement that could not be queued.
+     */
+    exactly_err (*emit)(exactly_txn *txn, const char *topic, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        const char *const *headers);
+
+    /* fail_record() with a printf-style reason. */
+    void (*fail_recordf)(exactly_txn *txn, size_t record_index,
+                         const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 } exactly_host;
 
 /* What open() gets. Borrowed for the duration of open(); host and opts stay

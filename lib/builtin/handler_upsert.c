@@ -27,6 +27,8 @@ typedef struct upsert_state {
     upsert_array *arrays;  /* unfused: one parameter per column */
     const char **params;
     upsert_array ids;      /* fused: every ID; unfused: IDs without rows */
+    const char *emit_topic;/* NULL: no events; else insert_sql also writes
+                              one outbox row per changed row */
 } upsert_state;
 
 static const exactly_option_decl upsert_options[] = {
@@ -40,6 +42,14 @@ static const exactly_option_decl upsert_options[] = {
     {"delete_missing", EXACTLY_OPT_BOOL, "false",
      "delete the target row of an ID whose lookup found nothing; the key "
      "must be one column holding the ID"},
+    {"emit_topic", EXACTLY_OPT_STRING, "",
+     "when set, every row the upsert actually changes (inserted, or updated "
+     "because a column differs) writes one zero-payload event for this "
+     "topic into the outbox, in the batch's transaction, keyed by the "
+     "conflict key (its text; several columns: a JSON array); deleted rows "
+     "emit nothing"},
+    {"emit_outbox", EXACTLY_OPT_STRING, "exactly.outbox",
+     "the outbox table of emit_topic: `outbox` in postgres.schema"},
 };
 
 static void upsert_close(void *state)
@@ -273,6 +283,18 @@ static exactly_err upsert_open(const exactly_open_args *args, void **out,
     st->insert_sql = upsert_sql_insert(&spec, msg, sizeof(msg));
     if (!st->insert_sql)
         goto refuse;
+    st->emit_topic = h->opt_string(args->opts, "emit_topic");
+    if (st->emit_topic && !*st->emit_topic)
+        st->emit_topic = NULL;
+    if (st->emit_topic) {
+        char *wrapped = upsert_sql_emit(
+            st->insert_sql, &spec, h->opt_string(args->opts, "emit_outbox"),
+            fused ? 2 : (int)st->n_columns + 1, msg, sizeof(msg));
+        if (!wrapped)
+            goto refuse;
+        free(st->insert_sql);
+        st->insert_sql = wrapped;
+    }
     if (h->opt_bool(args->opts, "delete_missing")) {
         st->delete_sql = upsert_sql_delete(&spec, msg, sizeof(msg));
         if (!st->delete_sql)
@@ -280,7 +302,8 @@ static exactly_err upsert_open(const exactly_open_args *args, void **out,
     }
 
     if (args->setup) {
-        rc = check_sql(args, st, st->insert_sql, fused ? 1 : st->n_columns,
+        rc = check_sql(args, st, st->insert_sql,
+                       (fused ? 1 : st->n_columns) + (st->emit_topic ? 1 : 0),
                        "generated insert");
         if (rc == EXACTLY_OK && st->delete_sql)
             rc = check_sql(args, st, st->delete_sql, 1, "generated delete");
@@ -291,7 +314,8 @@ static exactly_err upsert_open(const exactly_open_args *args, void **out,
     if (!fused) {
         st->src_index = calloc(st->n_columns, sizeof(*st->src_index));
         st->arrays = calloc(st->n_columns, sizeof(*st->arrays));
-        st->params = calloc(st->n_columns, sizeof(*st->params));
+        /* One more for emit_topic's topic. */
+        st->params = calloc(st->n_columns + 1, sizeof(*st->params));
         if (!st->src_index || !st->arrays || !st->params)
             goto nomem;
     }
@@ -353,7 +377,21 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
     upsert_array_reset(&st->ids);
     for (i = 0; i < b->n_records; i++)
         upsert_array_add(&st->ids, b->records[i].id);
-    rc = exec_ids(st, txn, st->insert_sql, "insert");
+    if (st->emit_topic) {
+        const char *params[2];
+
+        params[0] = upsert_array_finish(&st->ids);
+        params[1] = st->emit_topic;
+        if (!params[0]) {
+            st->host->set_error(txn, "upsert: out of memory");
+            return EXACTLY_ENOMEM;
+        }
+        rc = st->host->exec(txn, st->insert_sql, 2, params);
+        if (rc != EXACTLY_OK)
+            st->host->set_error(txn, "upsert: could not queue the insert");
+    } else {
+        rc = exec_ids(st, txn, st->insert_sql, "insert");
+    }
     /* Every ID again: NOT EXISTS in the statement picks the vanished ones. */
     if (rc == EXACTLY_OK && st->delete_sql)
         rc = exec_ids(st, txn, st->delete_sql, "delete");
@@ -422,7 +460,9 @@ static exactly_err apply_unfused(upsert_state *st, exactly_txn *txn,
                 return EXACTLY_ENOMEM;
             }
         }
-        rc = st->host->exec(txn, st->insert_sql, (int)st->n_columns,
+        st->params[st->n_columns] = st->emit_topic;
+        rc = st->host->exec(txn, st->insert_sql,
+                            (int)st->n_columns + (st->emit_topic ? 1 : 0),
                             st->params);
         if (rc != EXACTLY_OK) {
             st->host->set_error(txn, "upsert: could not queue the insert");

@@ -589,3 +589,54 @@ void upsert_array_free(upsert_array *a)
     free(a->text);
     memset(a, 0, sizeof(*a));
 }
+
+char *upsert_sql_emit(const char *insert_sql, const upsert_sql_spec *spec,
+                      const char *outbox, int topic_param, char *errbuf,
+                      size_t errbuf_size)
+{
+    sbuf b = {0};
+    size_t i;
+    char *s;
+
+    if (!insert_sql || !spec || spec->n_key == 0 || topic_param < 1) {
+        set_err(errbuf, errbuf_size, "nothing to emit from");
+        return NULL;
+    }
+    /* RETURNING of INSERT ... ON CONFLICT DO UPDATE ... WHERE yields the
+     * rows inserted and the rows updated, never those the IS DISTINCT
+     * FROM condition skipped: exactly the rows that changed. */
+    sb_puts(&b, "WITH w AS (");
+    sb_puts(&b, insert_sql);
+    sb_puts(&b, " RETURNING ");
+    for (i = 0; i < spec->n_key; i++) {
+        if (i)
+            sb_puts(&b, ", ");
+        sb_puts(&b, "t.");
+        sb_ident(&b, spec->key[i]);
+    }
+    sb_puts(&b, ") INSERT INTO ");
+    if (sb_relation(&b, outbox, "outbox table", errbuf, errbuf_size) != 0)
+        goto fail;
+    sb_printf(&b, " (topic, key) SELECT $%d::text, convert_to(", topic_param);
+    if (spec->n_key == 1) {
+        sb_puts(&b, "w.");
+        sb_ident(&b, spec->key[0]);
+        sb_puts(&b, "::text");
+    } else {
+        sb_puts(&b, "jsonb_build_array(");
+        for (i = 0; i < spec->n_key; i++) {
+            if (i)
+                sb_puts(&b, ", ");
+            sb_puts(&b, "w.");
+            sb_ident(&b, spec->key[i]);
+        }
+        sb_puts(&b, ")::text");
+    }
+    sb_puts(&b, ", 'UTF8') FROM w");
+    s = sb_take(&b);
+    return s ? s : oom(errbuf, errbuf_size);
+
+fail:
+    free(b.s);
+    return NULL;
+}

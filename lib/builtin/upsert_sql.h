@@ -143,4 +143,16 @@ const char *upsert_array_finish(upsert_array *a);
 /* Frees the memory; a to zero. NULL-safe. */
 void upsert_array_free(upsert_array *a);
 
+/*
+ * The insert of upsert_sql_insert() wrapped so that every row it actually
+ * changed (inserted, or updated because a column IS DISTINCT FROM) also
+ * writes one zero-payload event into the outbox relation outbox ("name" or
+ * "schema.name"): key = the conflict key as text (one column), or the JSON
+ * array of its values (several), topic = parameter $topic_param (the
+ * insert's own parameters keep their numbers), value and headers NULL.
+ */
+char *upsert_sql_emit(const char *insert_sql, const upsert_sql_spec *spec,
+                      const char *outbox, int topic_param, char *errbuf,
+                      size_t errbuf_size);
+
 #endif

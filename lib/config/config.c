@@ -95,3 +95,16 @@ int exactly_config_is_secret(const char *property)
             return 1;
     return 0;
 }
+
+const cfg_relay *exactly_config_relay(const exactly_config *cfg,
+                                      const char *name)
+{
+    size_t i;
+
+    if (!cfg || !name)
+        return NULL;
+    for (i = 0; i < cfg->n_relays; i++)
+        if (strcmp(cfg->relays[i].name, name) == 0)
+            return &cfg->relays[i];
+    return NULL;
+}

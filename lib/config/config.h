@@ -139,6 +139,33 @@ typedef struct cfg_pipeline {
     size_t n_kafka;
 } cfg_pipeline;
 
+/* The outbox relay (lib/relay/, relays.NAME). */
+typedef enum cfg_relay_cleanup {
+    CFG_CLEANUP_DELETE = 1, /* an acknowledged row is deleted */
+    CFG_CLEANUP_MARK = 2    /* published_at is set; deleted after retention */
+} cfg_relay_cleanup;
+
+typedef enum cfg_relay_mode {
+    CFG_RELAY_IDEMPOTENT = 1 /* idempotent producer, acks=all; duplicates
+                                after a crash carry the same event-id */
+} cfg_relay_mode;
+
+typedef struct cfg_relay {
+    char *name;
+    cfg_pos pos;
+    char *schema;           /* of the outbox table; postgres.schema when
+                               not written */
+    char *table;
+    char *topic;            /* for rows whose topic is NULL; NULL: none */
+    int batch_size;
+    int poll_interval_ms;
+    cfg_relay_cleanup cleanup;
+    int64_t retention_s;    /* CFG_CLEANUP_MARK: published rows kept so long */
+    cfg_relay_mode mode;
+    cfg_prop *kafka;        /* producer properties over the kafka section */
+    size_t n_kafka;
+} cfg_relay;
+
 typedef enum cfg_log_format { CFG_LOG_LOGFMT = 1, CFG_LOG_JSON = 2 } cfg_log_format;
 
 typedef struct exactly_config {
@@ -168,6 +195,9 @@ typedef struct exactly_config {
 
     cfg_pipeline *pipelines;
     size_t n_pipelines;
+
+    cfg_relay *relays;      /* relays.NAME; a file needs pipelines or relays */
+    size_t n_relays;
 } exactly_config;
 
 exactly_err exactly_config_load(const char *path, exactly_config **out,
@@ -178,6 +208,10 @@ void exactly_config_free(exactly_config *cfg);
 /* The pipeline called name, or NULL. */
 const cfg_pipeline *exactly_config_pipeline(const exactly_config *cfg,
                                             const char *name);
+
+/* The relay called name, or NULL. */
+const cfg_relay *exactly_config_relay(const exactly_config *cfg,
+                                      const char *name);
 
 /* Whether a librdkafka property holds a secret and must never be printed. */
 int exactly_config_is_secret(const char *property);

@@ -197,6 +197,64 @@ static void release_pipelines(const cfg_field *f, void *base)
     cfg->n_pipelines = 0;
 }
 
+/* relays.NAME: the same rules for names as pipelines. */
+static int read_relays(cfg_ctx *c, const cfg_field *f, cfg_value *v,
+                       cfg_pos key_pos, void *base)
+{
+    exactly_config *cfg = base;
+    size_t i;
+
+    if (exactly_cfg_is_empty(v) || (v->kind == CFG_MAP && v->n_items == 0))
+        return 0;
+    if (v->kind != CFG_MAP)
+        return exactly_cfg_fail_at(c, v->pos,
+                                   "'relays' must be a mapping of relay "
+                                   "names to relays, got %s",
+                                   exactly_cfg_kind_name(v));
+    (void)key_pos;
+    if (!(cfg->relays = calloc(v->n_items, sizeof(cfg_relay))))
+        return exactly_cfg_fail_nomem(c);
+    cfg->n_relays = v->n_items;
+    for (i = 0; i < v->n_items; i++) {
+        cfg_relay *r = &cfg->relays[i];
+        cfg_value *body = &v->items[i];
+        size_t saved = exactly_cfg_path_push(&c->path, v->keys[i]);
+
+        r->pos = v->key_pos[i];
+        if (!(r->name = strdup(v->keys[i])))
+            return exactly_cfg_fail_nomem(c);
+        if (!valid_pipeline_name(r->name))
+            return exactly_cfg_fail_at(c, r->pos,
+                                       "relay name '%s' must be 1 to %d "
+                                       "letters, digits, '_', '-' or '.'",
+                                       r->name,
+                                       EXACTLY_CFG_MAX_PIPELINE_NAME);
+        if (body->kind != CFG_MAP)
+            return exactly_cfg_fail_at(c, body->pos,
+                                       "'%s' must be a mapping, got %s",
+                                       c->path.buf,
+                                       exactly_cfg_kind_name(body));
+        if (exactly_cfg_walk(c, body, r->pos, f->sub, r))
+            return -1;
+        exactly_cfg_path_pop(&c->path, saved);
+    }
+    return 0;
+}
+
+static void release_relays(const cfg_field *f, void *base)
+{
+    exactly_config *cfg = base;
+    size_t i;
+
+    for (i = 0; i < cfg->n_relays; i++) {
+        free(cfg->relays[i].name);
+        exactly_cfg_release(f->sub, &cfg->relays[i]);
+    }
+    free(cfg->relays);
+    cfg->relays = NULL;
+    cfg->n_relays = 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* The top level                                                       */
 /* ------------------------------------------------------------------ */
@@ -266,13 +324,20 @@ static int root_check(cfg_ctx *c, cfg_value *map, cfg_pos at, void *base)
     size_t i;
 
     (void)map;
-    (void)at;
+    /* A file runs pipelines, relays or both; one with neither is a
+     * mistake. */
+    if (cfg->n_pipelines == 0 && cfg->n_relays == 0 &&
+        !exactly_cfg_map_find(map, "pipelines", NULL))
+        return exactly_cfg_fail_missing(c, at, "pipelines");
     if ((prop = find_prop(cfg->kafka, cfg->n_kafka, "group.id")))
         return exactly_cfg_fail_at(c, prop->pos,
                                    "'kafka.group.id' is not allowed: each "
                                    "pipeline sets its own 'group'");
     for (i = 0; i < cfg->n_pipelines; i++)
         if (check_pipeline_kafka(c, cfg, &cfg->pipelines[i]))
+            return -1;
+    for (i = 0; i < cfg->n_relays; i++)
+        if (exactly_cfg_check_relay(c, cfg, &cfg->relays[i]))
             return -1;
     return 0;
 }
@@ -291,11 +356,17 @@ static const cfg_field root_fields[] = {
             "offset."},
     {.key = "postgres", .type = CFG_F_SECTION, .flags = CFG_REQUIRED,
      .sub = &postgres_section},
-    {.key = "pipelines", .type = CFG_F_CUSTOM, .flags = CFG_REQUIRED,
+    {.key = "pipelines", .type = CFG_F_CUSTOM,
      .sub = &exactly_cfg_pipeline_section, .read = read_pipelines,
      .release = release_pipelines,
-     .type_doc = "mapping of names to pipelines",
-     .doc = "The pipelines, by name; at least one."},
+     .type_doc = "mapping of names to pipelines", .def_doc = "none",
+     .doc = "The pipelines, by name; at least one, unless the file "
+            "defines `relays`."},
+    {.key = "relays", .type = CFG_F_CUSTOM,
+     .sub = &exactly_cfg_relay_section, .read = read_relays,
+     .release = release_relays,
+     .type_doc = "mapping of names to relays", .def_doc = "none",
+     .doc = "Outbox relays (`exactly relay`), by name."},
 };
 const cfg_section exactly_cfg_root_section = {
     root_fields, CFG_N_FIELDS(root_fields), root_check,

@@ -233,6 +233,43 @@ static const char *const migrations[] = {
     "ALTER TABLE %1$s.reprocess_runs ADD COLUMN parent bigint;"
     "CREATE INDEX reprocess_runs_parent ON %1$s.reprocess_runs (parent)"
     "  WHERE parent IS NOT NULL;",
+
+    /* 6: the transactional outbox (lib/relay/). A user's transaction (or a
+     * handler, through host->emit) inserts topic, key, value and headers;
+     * the relay owns the rest. `created` is the inserting transaction's id:
+     * the relay publishes only rows whose transaction is older than its
+     * snapshot's xmin, so every transaction that could still commit a row
+     * below that horizon has ended, and a row that commits late is never
+     * passed over (no `id > last` cursor). A row is pending while
+     * published_at and dead_reason are both NULL; the relay sets one of
+     * them, or deletes the row, only after the broker acknowledged it (or
+     * refused it for good). */
+    "CREATE TABLE %1$s.outbox ("
+    "  id bigserial PRIMARY KEY,"
+    "  topic text,"               /* NULL: the relay's configured topic */
+    "  key bytea,"
+    "  value bytea,"
+    "  headers jsonb,"            /* {"name": "text value", ...} */
+    "  event_id uuid NOT NULL DEFAULT gen_random_uuid(),"
+    "  created xid8 NOT NULL DEFAULT pg_current_xact_id(),"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  published_at timestamptz,"
+    "  dead_reason text,"
+    "  dead_at timestamptz);"
+    "CREATE INDEX outbox_pending ON %1$s.outbox (created, id)"
+    "  WHERE published_at IS NULL AND dead_reason IS NULL;"
+    "CREATE INDEX outbox_published ON %1$s.outbox (published_at)"
+    "  WHERE published_at IS NOT NULL;"
+    /* What `exactly relay status` shows beside the pending rows: counters
+     * each relay adds to in the transaction that marks its rows. */
+    "CREATE TABLE %1$s.relay_state ("
+    "  relay text PRIMARY KEY,"
+    "  outbox text NOT NULL,"
+    "  published bigint NOT NULL DEFAULT 0,"
+    "  dead bigint NOT NULL DEFAULT 0,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  published_since_start bigint NOT NULL DEFAULT 0,"
+    "  updated_at timestamptz NOT NULL DEFAULT now());",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -341,6 +378,14 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " AND created_at < now() - make_interval(secs => $2::double precision)"
         " LIMIT $3::int FOR UPDATE SKIP LOCKED))",
         s->schema_q);
+    s->emit = format_schema(
+        "INSERT INTO %1$s.outbox (topic, key, value, headers)"
+        " VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4::jsonb)",
+        s->schema_q);
+    if (!s->emit) {
+        exactly_store_sql_free(s);
+        return -1;
+    }
     if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
         !s->set_start || !s->read || !s->reclaim || !s->dedup_expire ||
         !s->release) {
@@ -367,6 +412,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->reclaim);
     free(s->dedup_expire);
     free(s->release);
+    free(s->emit);
     memset(s, 0, sizeof(*s));
 }
 

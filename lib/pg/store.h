@@ -44,6 +44,8 @@ typedef struct exactly_store_sql {
     char *run_fence;  /* $1 run id $2 topic $3 partition $4 epoch $5 start
                          $6 end */
     char *run_read;   /* $1 run id $2 topic $3 partition */
+    /* host->emit: $1 topic $2 hex key $3 hex value $4 headers (json) */
+    char *emit;
 } exactly_store_sql;
 
 /* Builds the statements for schema; 0 on success. Free with

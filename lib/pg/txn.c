@@ -1,5 +1,6 @@
 #include "txn.h"
 
+#include <jansson.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "log.h"
 #include "options.h"
 #include "pg_conn.h"
+#include "strbuf.h"
 
 /* Frees the kept results and the failed records of the last apply(). */
 static void forget_results(exactly_txn *t)
@@ -427,6 +429,84 @@ static void host_set_error(exactly_txn *t, const char *fmt, ...)
     t->handler_err_set = 1;
 }
 
+static void host_fail_recordf(exactly_txn *t, size_t index, const char *fmt,
+                              ...)
+{
+    char reason[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt ? fmt : "failed by handler", ap);
+    va_end(ap);
+    host_fail_record(t, index, reason);
+}
+
+/* Hex text of n bytes into sb (bytea travels as text parameters here). */
+static void hex_into(strbuf *sb, const void *data, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = data;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        char pair[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
+        strbuf_append(sb, pair, 2);
+    }
+}
+
+/* The outbox row goes into the batch's pipeline like any handler write:
+ * it commits with the batch or not at all (a retry, a bisect step or a
+ * fenced batch rolls it back with everything else). */
+static exactly_err host_emit(exactly_txn *t, const char *topic,
+                             const void *key, size_t key_len,
+                             const void *value, size_t value_len,
+                             const char *const *headers)
+{
+    strbuf k = {0}, v = {0};
+    json_t *h = NULL;
+    char *h_text = NULL;
+    const char *params[4];
+    exactly_err rc = EXACTLY_ENOMEM;
+    size_t i;
+
+    if (!topic || !*topic || !t->emit_sql)
+        return EXACTLY_EINVAL;
+    if (key)
+        hex_into(&k, key, key_len);
+    if (value)
+        hex_into(&v, value, value_len);
+    if (headers && headers[0]) {
+        if (!(h = json_object()))
+            goto cleanup;
+        for (i = 0; headers[i]; i += 2) {
+            json_t *val = headers[i + 1] ? json_string(headers[i + 1])
+                                         : json_null();
+            /* json_string refuses text that is not UTF-8. */
+            if (!val) {
+                rc = EXACTLY_EINVAL;
+                goto cleanup;
+            }
+            if (json_object_set_new(h, headers[i], val) != 0)
+                goto cleanup;
+        }
+        if (!(h_text = json_dumps(h, JSON_COMPACT)))
+            goto cleanup;
+    }
+    if (k.oom || v.oom)
+        goto cleanup;
+    params[0] = topic;
+    params[1] = key ? strbuf_str(&k) : NULL;
+    params[2] = value ? strbuf_str(&v) : NULL;
+    params[3] = h_text;
+    rc = exactly_txn_send(t, TXN_HANDLER, t->emit_sql, 4, params, NULL);
+cleanup:
+    strbuf_free(&k);
+    strbuf_free(&v);
+    json_decref(h);
+    free(h_text);
+    return rc;
+}
+
 static const exactly_host host_table = {
     .size = sizeof(exactly_host),
     .log = exactly_log_handler,
@@ -443,6 +523,8 @@ static const exactly_host host_table = {
     .result_free = host_result_free,
     .fail_record = host_fail_record,
     .set_error = host_set_error,
+    .emit = host_emit,
+    .fail_recordf = host_fail_recordf,
 };
 
 const exactly_host *exactly_txn_host(void) { return &host_table; }

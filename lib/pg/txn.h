@@ -81,6 +81,11 @@ struct exactly_txn {
     int query_failed;
     char query_sqlstate[6];
     char query_errmsg[1024];
+
+    /* The outbox insert of host->emit (exactly_store_sql.emit), set by
+     * the transaction's owner and kept across exactly_txn_start(); NULL:
+     * emit is refused. Borrowed. */
+    const char *emit_sql;
 };
 
 /* Starts using conn for a new transaction: enters pipeline mode and forgets

@@ -281,6 +281,9 @@ exactly_err worker_db(worker *w)
         }
         w->sql_ready = 1;
     }
+    /* host->emit's outbox insert: set on every connection, since
+     * worker_db_lost() clears the transaction. */
+    w->txn.emit_sql = w->sql.emit;
     if (w->reconnect_attempts > 0)
         exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
                     LOG_INT("attempts", w->reconnect_attempts));

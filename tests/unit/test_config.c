@@ -325,6 +325,56 @@ static void test_minimal(const char *dir)
     exactly_config_free(cfg);
 }
 
+/* A file with relays only, and the relay's defaults. */
+static void test_relay_only(const char *dir)
+{
+    char path[PATH_MAX], err[1024] = "";
+    exactly_config *cfg = NULL;
+    const cfg_relay *r;
+    exactly_err rc;
+
+    snprintf(path, sizeof(path), "%s/relay.yaml", dir);
+    write_file(path, "kafka:\n"
+                     "  bootstrap.servers: localhost:9092\n"
+                     "postgres:\n"
+                     "  conninfo: ''\n"
+                     "  schema: fw\n"
+                     "relays:\n"
+                     "  orders: {}\n"
+                     "  billing:\n"
+                     "    schema: app\n"
+                     "    cleanup: mark\n"
+                     "    retention: 2h\n"
+                     "    kafka: {acks: -1, linger.ms: 20}\n");
+    rc = exactly_config_load(path, &cfg, err, sizeof(err));
+    CHECK(rc == EXACTLY_OK, "relay.yaml: rc %d: %s", (int)rc, err);
+    if (!cfg)
+        return;
+    CHECK_INT(cfg->n_pipelines, 0);
+    CHECK_INT(cfg->n_relays, 2);
+    r = exactly_config_relay(cfg, "orders");
+    CHECK(r != NULL, "relay orders found");
+    if (r) {
+        CHECK_STR(r->schema, "fw");
+        CHECK_STR(r->table, "outbox");
+        CHECK(r->topic == NULL, "no default topic");
+        CHECK_INT(r->batch_size, 1000);
+        CHECK_INT(r->poll_interval_ms, 100);
+        CHECK_INT(r->cleanup, CFG_CLEANUP_DELETE);
+        CHECK_INT(r->mode, CFG_RELAY_IDEMPOTENT);
+    }
+    r = exactly_config_relay(cfg, "billing");
+    CHECK(r != NULL, "relay billing found");
+    if (r) {
+        CHECK_STR(r->schema, "app");
+        CHECK_INT(r->cleanup, CFG_CLEANUP_MARK);
+        CHECK_INT(r->retention_s, 7200);
+        CHECK_INT(r->n_kafka, 2);
+    }
+    CHECK(exactly_config_relay(cfg, "nope") == NULL, "no relay nope");
+    exactly_config_free(cfg);
+}
+
 /* ------------------------------------------------------------------ */
 /* Broken documents                                                    */
 /* ------------------------------------------------------------------ */
@@ -359,9 +409,56 @@ static const bad_case bad_cases[] = {
     {"unknown key", BODY "    batch:\n      max_mesages: 10\n",
      "worker.yaml:13:7: unknown key 'pipelines.ledger.batch.max_mesages' "
      "(valid: max_messages, max_wait_ms)"},
+    /* Relays: a file with relays only is valid; producer settings that
+     * break order or idempotence are refused with file:line:key. */
+#define RHEAD                                                                  \
+    "kafka:\n"                                                                 \
+    "  bootstrap.servers: localhost:9092\n"                                    \
+    "postgres:\n"                                                              \
+    "  conninfo: dbname=test\n"                                                \
+    "relays:\n"                                                                \
+    "  orders:\n"                                                              \
+    "    topic: events\n"                                                      \
+    "    kafka:\n"
+    {"relay without idempotence", RHEAD "      enable.idempotence: false\n",
+     "worker.yaml:9:7: 'relays.orders.kafka.enable.idempotence' must be "
+     "true: the relay needs an idempotent producer"},
+    {"relay acks=1", RHEAD "      acks: 1\n",
+     "worker.yaml:9:7: 'relays.orders.kafka.acks' must be all: a row is "
+     "deleted once the broker acknowledged it, which must mean every "
+     "in-sync replica has it"},
+    {"relay in flight 6", RHEAD
+     "      max.in.flight.requests.per.connection: 6\n",
+     "worker.yaml:9:7: 'relays.orders.kafka.max.in.flight.requests.per."
+     "connection' must be 1 to 5: more requests in flight can reorder a "
+     "partition's records"},
+    {"relay retries 0", RHEAD "      retries: 0\n",
+     "worker.yaml:9:7: 'relays.orders.kafka.retries' must be at least 1: a "
+     "record the broker failed to take must be sent again"},
+    {"relay acks in the kafka section",
+     "kafka:\n  bootstrap.servers: localhost:9092\n  acks: 0\n"
+     "postgres:\n  conninfo: dbname=test\nrelays:\n  orders: {}\n",
+     "worker.yaml:3:3: 'kafka.acks' must be all: a row is deleted once the "
+     "broker acknowledged it, which must mean every in-sync replica has it "
+     "(relay 'orders')"},
+    {"relay transactional.id", RHEAD "      transactional.id: x\n",
+     "worker.yaml:9:7: 'relays.orders.kafka.transactional.id' is not "
+     "allowed with 'mode: idempotent'"},
+    {"relay unknown key", RHEAD "      acks: all\n    batch: 3\n",
+     "worker.yaml:10:5: unknown key 'relays.orders.batch' (valid: schema, "
+     "table, topic, batch_size, poll_interval_ms, cleanup, retention, mode, "
+     "kafka)"},
+    {"relay bad name", "kafka:\n  bootstrap.servers: x\npostgres:\n"
+     "  conninfo: dbname=test\nrelays:\n  'a b': {}\n",
+     "worker.yaml:6:3: relay name 'a b' must be 1 to 100 letters, digits, "
+     "'_', '-' or '.'"},
+    {"neither pipelines nor relays",
+     "kafka:\n  bootstrap.servers: x\npostgres:\n  conninfo: dbname=test\n",
+     "worker.yaml:1:1: missing required key 'pipelines'"},
+#undef RHEAD
     {"unknown top-level key", "kafak:\n  a: b\n",
      "worker.yaml:1:1: unknown key 'kafak' (valid: log, kafka, postgres, "
-     "pipelines)"},
+     "pipelines, relays)"},
     {"wrong type",
      "postgres:\n  conninfo: x\n  statement_timeout_ms: abc\n",
      "worker.yaml:3:25: 'postgres.statement_timeout_ms' must be an integer, "
@@ -1205,7 +1302,7 @@ int main(void)
 {
     char dir[] = "/tmp/exactly-test-config-XXXXXX";
     char src[PATH_MAX], config_dir[PATH_MAX + 16];
-    static const char *const files[] = {"valid.yaml", "minimal.yaml",
+    static const char *const files[] = {"valid.yaml", "minimal.yaml", "relay.yaml",
                                         "worker.yaml"};
     size_t i;
 
@@ -1217,6 +1314,7 @@ int main(void)
     }
     test_valid();
     test_minimal(dir);
+    test_relay_only(dir);
     test_bad_documents();
     test_secrets_in_messages();
     test_redact();

@@ -260,8 +260,10 @@ static void read_example(const char *path, example *ex)
                  path);
         snprintf(stack[depth].key, sizeof(stack[depth].key), "%.*s",
                  (int)len, key);
-        /* A pipeline's name: the second level under pipelines. */
-        if (depth == 1 && strcmp(stack[0].key, "pipelines") == 0)
+        /* A pipeline's or relay's name: the second level under pipelines
+         * or relays. */
+        if (depth == 1 && (strcmp(stack[0].key, "pipelines") == 0 ||
+                           strcmp(stack[0].key, "relays") == 0))
             snprintf(stack[depth].key, sizeof(stack[depth].key), "NAME");
         stack[depth++].indent = indent;
         k = &ex->keys[ex->n++];

@@ -114,6 +114,40 @@ static void test_fused(void)
     }
 }
 
+/* emit_topic: the insert wrapped so that each changed row writes an
+ * outbox event keyed by the conflict key. */
+static void test_emit(void)
+{
+    upsert_sql_spec s = base(1);
+    char err[256] = "";
+    char *ins = upsert_sql_insert(&s, err, sizeof(err));
+
+    CHECK(ins != NULL);
+    CHECK_SQL(upsert_sql_emit(ins, &s, "exactly.outbox", 2, err, sizeof(err)),
+              "WITH w AS (INSERT INTO \"t\" AS t (\"id\", \"name\") "
+              "SELECT s.\"id\", s.\"name\" FROM \"src\" AS s "
+              "WHERE s.\"id\" = ANY($1::bigint[]) "
+              "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
+              "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\") "
+              "RETURNING t.\"id\") INSERT INTO \"exactly\".\"outbox\" "
+              "(topic, key) SELECT $2::text, convert_to(w.\"id\"::text, "
+              "'UTF8') FROM w");
+    {
+        static const char *const k[] = {"id", "name"};
+        s.key = k;
+        s.n_key = 2;
+        CHECK_SQL(upsert_sql_emit("INSERT x", &s, "ob", 3, err, sizeof(err)),
+                  "WITH w AS (INSERT x RETURNING t.\"id\", t.\"name\") "
+                  "INSERT INTO \"ob\" (topic, key) SELECT $3::text, "
+                  "convert_to(jsonb_build_array(w.\"id\", w.\"name\")::text, "
+                  "'UTF8') FROM w");
+    }
+    CHECK_REFUSED(upsert_sql_emit("INSERT x", &s, "a.b.c", 2, err,
+                                  sizeof(err)),
+                  err, "outbox table");
+    free(ins);
+}
+
 static void test_unfused(void)
 {
     upsert_sql_spec s = base(0);
@@ -454,6 +488,7 @@ static void test_arrays(void)
 int main(void)
 {
     test_fused();
+    test_emit();
     test_unfused();
     test_do_nothing();
     test_quoting();

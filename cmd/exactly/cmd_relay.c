@@ -1,0 +1,230 @@
+/* cmd_relay.c - `exactly relay`: publish an outbox table to Kafka, and
+ * `exactly relay status`: what is pending. Parsing and printing only; the
+ * relay is lib/relay/. */
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+#include "relay.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: exactly relay -c FILE [--relay NAME] [options]\n"
+            "       exactly relay status -c FILE [--relay NAME] [--json]\n"
+            "\n"
+            "Publishes the rows of an outbox table to Kafka with an idempotent\n"
+            "producer (acks=all), each with an `event-id` header, in the order\n"
+            "of their transactions; a row is deleted (or marked published) only\n"
+            "after the broker acknowledged it. Rows of a transaction still\n"
+            "running wait for it, so a late commit is never skipped. SIGTERM or\n"
+            "SIGINT finishes the batch in flight and exits 0.\n"
+            "`status` prints the pending rows, the age of the oldest, the\n"
+            "dead-lettered rows and the publish rate.\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE     the YAML configuration (required)\n"
+            "  -r, --relay NAME      the relay (required when the file has\n"
+            "                        more than one)\n"
+            "      --exit-idle MS    exit 0 once no row was found for MS ms\n"
+            "  -v, --verbose         debug logging (one line per batch)\n"
+            "  -q, --quiet           warnings and errors only\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Exit codes: 0 stopped cleanly, 1 runtime failure, 2 refused.\n");
+}
+
+static void status_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: exactly relay status -c FILE [--relay NAME] [--json]\n"
+            "\n"
+            "Per relay: rows pending in its outbox, the age of the oldest,\n"
+            "rows dead-lettered (refused by Kafka for good, kept with their\n"
+            "reason), rows published in all, and the publish rate since the\n"
+            "running relay started.\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE     the YAML configuration (required)\n"
+            "  -r, --relay NAME      only this relay\n"
+            "      --json            one JSON object per relay\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Exit codes: 0 success, 1 PostgreSQL unreachable, 2 refused.\n");
+}
+
+static const cfg_relay *pick(const exactly_config *cfg, const char *name)
+{
+    const cfg_relay *r;
+    size_t i;
+
+    if (name) {
+        r = exactly_config_relay(cfg, name);
+        if (!r) {
+            cli_line(stderr, "exactly: %s: no relay '%s'", cfg->path, name);
+            for (i = 0; i < cfg->n_relays; i++)
+                cli_line(stderr, "  have: %s", cfg->relays[i].name);
+        }
+        return r;
+    }
+    if (cfg->n_relays == 1)
+        return &cfg->relays[0];
+    if (cfg->n_relays == 0)
+        cli_line(stderr, "exactly: %s defines no relays", cfg->path);
+    else
+        cli_line(stderr, "exactly: %s has %zu relays; choose one with "
+                 "--relay NAME", cfg->path, cfg->n_relays);
+    return NULL;
+}
+
+static int status(const exactly_config *cfg, const char *name, int json)
+{
+    size_t i;
+    int code = CLI_OK;
+
+    if (name && !pick(cfg, name))
+        return CLI_REFUSED;
+    if (!json)
+        printf("%-20s %10s %12s %8s %12s %10s\n", "relay", "pending",
+               "oldest_s", "dead", "published", "rate/s");
+    for (i = 0; i < cfg->n_relays; i++) {
+        const cfg_relay *r = &cfg->relays[i];
+        exactly_relay_status s;
+        char err[1024];
+
+        if (name && strcmp(name, r->name) != 0)
+            continue;
+        if (exactly_relay_read_status(cfg, r, &s, err, sizeof(err)) != 0) {
+            cli_line(stderr, "exactly relay status: %s: %s", r->name, err);
+            code = CLI_FAILED;
+            continue;
+        }
+        if (json) {
+            json_t *o = json_pack(
+                "{s:s, s:I, s:f, s:I, s:o, s:f, s:o}", "relay", r->name,
+                "pending", (json_int_t)s.pending, "oldest_pending_s",
+                s.oldest_pending_s, "dead", (json_int_t)s.dead, "published",
+                s.published_total < 0 ? json_null()
+                                      : json_integer(s.published_total),
+                "rate_per_s", s.rate_per_s, "last_publish_s",
+                s.last_publish_s < 0 ? json_null()
+                                     : json_real(s.last_publish_s));
+            char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+            if (!text) {
+                json_decref(o);
+                cli_line(stderr, "exactly relay status: out of memory");
+                return CLI_FAILED;
+            }
+            printf("%s\n", text);
+            free(text);
+            json_decref(o);
+        } else {
+            printf("%-20s %10lld %12.1f %8lld %12lld %10.1f\n", r->name,
+                   (long long)s.pending, s.oldest_pending_s,
+                   (long long)s.dead, (long long)s.published_total,
+                   s.rate_per_s);
+        }
+    }
+    return code;
+}
+
+int cmd_relay(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"relay", required_argument, NULL, 'r'},
+        {"exit-idle", required_argument, NULL, 'i'},
+        {"json", no_argument, NULL, 'j'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *name = NULL;
+    int exit_idle = 0, json = 0, is_status = 0, c, code;
+    exactly_config *cfg;
+    const cfg_relay *r;
+    exactly_relay_opts opts;
+    exactly_relay_stats st;
+
+    if (argc > 1 && strcmp(argv[1], "status") == 0) {
+        is_status = 1;
+        argc--;
+        argv++;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:r:vqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'r': name = optarg; break;
+        case 'i': {
+            int64_t v;
+            if (cli_parse_int64("relay", "--exit-idle", optarg, 1, 86400000,
+                                &v))
+                return CLI_REFUSED;
+            exit_idle = (int)v;
+            break;
+        }
+        case 'j': json = 1; break;
+        case 'v': cli_set_log_level(EXACTLY_LOG_DEBUG); break;
+        case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
+        case 'h':
+            if (is_status)
+                status_usage(stdout);
+            else
+                usage(stdout);
+            return CLI_OK;
+        default:
+            if (is_status)
+                status_usage(stderr);
+            else
+                usage(stderr);
+            return CLI_REFUSED;
+        }
+    }
+    if (optind < argc) {
+        cli_line(stderr, "exactly relay: unexpected argument '%s'",
+                 argv[optind]);
+        return CLI_REFUSED;
+    }
+    if ((json && !is_status) || (is_status && exit_idle)) {
+        cli_line(stderr, "exactly relay: --json goes with 'status' only, "
+                 "--exit-idle without it");
+        return CLI_REFUSED;
+    }
+    cfg = cli_load_config(path);
+    if (!cfg)
+        return CLI_REFUSED;
+    if (is_status) {
+        code = status(cfg, name, json);
+        exactly_config_free(cfg);
+        return code;
+    }
+    r = pick(cfg, name);
+    if (!r) {
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
+    cli_stop_on_signals(&stop_requested);
+    memset(&opts, 0, sizeof(opts));
+    opts.cfg = cfg;
+    opts.relay = r;
+    opts.stop = &stop_requested;
+    opts.exit_idle_ms = exit_idle;
+    memset(&st, 0, sizeof(st));
+    code = exactly_relay_run(&opts, &st);
+    printf("relay %s: published %lld, dead-lettered %lld, sent again %lld; "
+           "cycles %lld\n",
+           r->name, (long long)st.published, (long long)st.dead_lettered,
+           (long long)st.resends, (long long)st.cycles);
+    exactly_config_free(cfg);
+    return code;
+}

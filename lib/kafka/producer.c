@@ -1,0 +1,100 @@
+/*
+ * producer.c - the relay's producer configuration and the log callback
+ * that routes librdkafka's lines into the process's log.
+ */
+#include "producer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static void producer_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                            const char *buf)
+{
+    exactly_log_level l = strcmp(fac, "FAIL") == 0 ? EXACTLY_LOG_WARN
+                          : level <= 3   ? EXACTLY_LOG_ERROR
+                          : level <= 4 ? EXACTLY_LOG_WARN
+                          : level <= 6 ? EXACTLY_LOG_INFO
+                                       : EXACTLY_LOG_DEBUG;
+    (void)rk;
+    exactly_log(l, "kafka", "librdkafka", LOG_STR("facility", fac),
+                LOG_STR("text", buf));
+}
+
+static int written(const exactly_config *cfg, const cfg_relay *r,
+                   const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < r->n_kafka; i++)
+        if (strcmp(r->kafka[i].name, name) == 0)
+            return 1;
+    for (i = 0; i < cfg->n_kafka; i++)
+        if (strcmp(cfg->kafka[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int set_props(rd_kafka_conf_t *conf, const exactly_config *cfg,
+                     const cfg_prop *props, size_t n, char *errbuf,
+                     size_t errbuf_size)
+{
+    char kerr[512];
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (rd_kafka_conf_set(conf, props[i].name, props[i].value, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "%s:%d:%d: kafka property '%s': %s",
+                     cfg->path, props[i].pos.line, props[i].pos.column,
+                     props[i].name, kerr);
+            return -1;
+        }
+    return 0;
+}
+
+rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,
+                                             const cfg_relay *r,
+                                             const char *client_id,
+                                             char *errbuf, size_t errbuf_size)
+{
+    static const struct {
+        const char *name, *value;
+    } defaults[] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"partitioner", "murmur2_random"},
+    };
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char kerr[512];
+    size_t i;
+
+    if (!conf) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return NULL;
+    }
+    if (set_props(conf, cfg, cfg->kafka, cfg->n_kafka, errbuf, errbuf_size) ||
+        set_props(conf, cfg, r->kafka, r->n_kafka, errbuf, errbuf_size))
+        goto fail;
+    for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        if (written(cfg, r, defaults[i].name))
+            continue;
+        if (rd_kafka_conf_set(conf, defaults[i].name, defaults[i].value, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "kafka property '%s': %s",
+                     defaults[i].name, kerr);
+            goto fail;
+        }
+    }
+    if (client_id && rd_kafka_conf_set(conf, "client.id", client_id, kerr,
+                                       sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+        snprintf(errbuf, errbuf_size, "kafka: %s", kerr);
+        goto fail;
+    }
+    rd_kafka_conf_set_log_cb(conf, producer_log_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}

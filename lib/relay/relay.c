@@ -1,0 +1,737 @@
+/*
+ * relay.c - the outbox relay's loop: read a batch of committed rows below
+ * the snapshot horizon, produce them, wait for every delivery report, then
+ * mark (or delete) what the broker acknowledged and dead-letter what it
+ * refused for good. The invariants are stated in relay.h.
+ */
+#include "relay.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "log.h"
+#include "pg_conn.h"
+#include "producer.h"
+#include "strbuf.h"
+#include "txn.h"
+
+/* Where one row of a batch stands. */
+typedef enum row_state {
+    ROW_UNSENT = 0,
+    ROW_IN_FLIGHT,
+    ROW_ACKED,    /* the broker has it: mark or delete */
+    ROW_DEAD,     /* refused for good: dead-letter with reason */
+    ROW_RETRY     /* failed for now: stays pending, sent next cycle */
+} row_state;
+
+typedef struct relay_row {
+    int64_t id;
+    row_state state;
+    char reason[256];
+} relay_row;
+
+typedef struct relay {
+    const exactly_config *cfg;
+    const cfg_relay *r;
+    PGconn *conn;
+    rd_kafka_t *rk;
+    char *table_q;          /* "schema"."table" */
+    char *state_q;          /* "schema".relay_state of the framework */
+    char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
+    char lock_key[300];
+    relay_row *rows;
+    size_t n_rows;
+    size_t in_flight;
+    int backoff_ms;
+    int locked;             /* this session holds the outbox's lock */
+    int waiting;            /* another relay holds it (said once) */
+    volatile sig_atomic_t *stop;
+    int purged;
+    exactly_relay_stats *st;
+} relay;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Sleeps ms in slices, returning early when a stop was asked for. */
+static void nap(const exactly_relay_opts *o, int ms)
+{
+    while (ms > 0 && !(o->stop && *o->stop)) {
+        int slice = ms < 50 ? ms : 50;
+
+        sleep_ms(slice);
+        ms -= slice;
+    }
+}
+
+/* ---- delivery reports ----------------------------------------------- */
+
+/* Errors that no resend will cure: the row is dead-lettered. Everything
+ * else (timeouts, a broker down, a leader moving) leaves it pending. */
+static int permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void set_failed(relay_row *row, rd_kafka_resp_err_t err)
+{
+    row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
+    snprintf(row->reason, sizeof(row->reason), "kafka refused the record: "
+             "%s (%s)", rd_kafka_err2str(err), rd_kafka_err2name(err));
+}
+
+/* Runs inside rd_kafka_poll() on the relay's thread. */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    relay *rl = opaque;
+    relay_row *row = m->_private;
+
+    (void)rk;
+    if (!row)
+        return;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        row->state = ROW_ACKED;
+    else
+        set_failed(row, m->err);
+    rl->in_flight--;
+}
+
+/* ---- PostgreSQL ----------------------------------------------------- */
+
+/* fmt with a (and b, when the format names a second argument). */
+static char *fmt2(const char *fmt, const char *a, const char *b)
+{
+    strbuf sb = {0};
+
+    strbuf_printf(&sb, fmt, a, b);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
+static int build_sql(relay *rl)
+{
+    const cfg_relay *r = rl->r;
+    char *s = exactly_pg_ident(rl->conn, r->schema);
+    char *t = exactly_pg_ident(rl->conn, r->table);
+    char *fs = exactly_pg_ident(rl->conn, rl->cfg->postgres.schema);
+
+    if (!s || !t || !fs) {
+        PQfreemem(s);
+        PQfreemem(t);
+        PQfreemem(fs);
+        return -1;
+    }
+    rl->table_q = fmt2("%s.%s", s, t);
+    rl->state_q = fmt2("%s.%s", fs, "relay_state");
+    snprintf(rl->lock_key, sizeof(rl->lock_key), "exactly.relay:%s.%s", s, t);
+    PQfreemem(s);
+    PQfreemem(t);
+    PQfreemem(fs);
+    if (!rl->table_q || !rl->state_q)
+        return -1;
+    /* The horizon and the rows come from one statement, so from one
+     * snapshot: every transaction below its xmin has ended, and each of
+     * those that committed is visible to it (invariant 1). */
+    rl->sql_select = fmt2(
+        "SELECT id, coalesce(topic, $1), key, value, headers::text,"
+        " event_id::text FROM %s"
+        " WHERE published_at IS NULL AND dead_reason IS NULL"
+        " AND created < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY created, id LIMIT $2::int",
+        rl->table_q, NULL);
+    rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
+                            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+                            : "UPDATE %s SET published_at = now()"
+                              " WHERE id = ANY($1::bigint[])",
+                        rl->table_q, NULL);
+    rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
+                        " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
+                        " WHERE o.id = u.i",
+                        rl->table_q, NULL);
+    rl->sql_state = fmt2(
+        "INSERT INTO %s AS s (relay, outbox, published, dead,"
+        " published_since_start) VALUES ($1, $2, $3, $4, $3)"
+        " ON CONFLICT (relay) DO UPDATE SET outbox = EXCLUDED.outbox,"
+        " published = s.published + $3, dead = s.dead + $4,"
+        " published_since_start = CASE WHEN $5 = '1' THEN 0"
+        "  ELSE s.published_since_start END + $3,"
+        " started_at = CASE WHEN $5 = '1' THEN now() ELSE s.started_at END,"
+        " updated_at = now()",
+        rl->state_q, NULL);
+    rl->sql_expire = fmt2(
+        "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s"
+        " WHERE published_at < now() - make_interval(secs =>"
+        " $1::double precision) LIMIT 10000))",
+        rl->table_q, rl->table_q);
+    return rl->sql_select && rl->sql_done && rl->sql_dead && rl->sql_state &&
+                   rl->sql_expire
+               ? 0
+               : -1;
+}
+
+static void drop_conn(relay *rl)
+{
+    if (rl->conn)
+        PQfinish(rl->conn);
+    rl->conn = NULL;
+    rl->locked = 0; /* a session lock ends with its session */
+}
+
+/* Connects and takes the outbox's advisory lock. Returns 0 when this relay
+ * may publish, 1 when PostgreSQL failed (back off), 2 when another relay
+ * holds the lock (try again after the poll interval). */
+static int ensure_conn(relay *rl)
+{
+    char err[1024];
+    const char *params[1];
+    PGresult *res = NULL;
+    exactly_err rc;
+    int got;
+
+    if (rl->conn && PQstatus(rl->conn) == CONNECTION_OK && rl->locked)
+        return 0;
+    if (!rl->conn || PQstatus(rl->conn) != CONNECTION_OK) {
+        drop_conn(rl);
+        rl->conn = exactly_pg_connect(rl->cfg, "exactly-relay", err,
+                                      sizeof(err));
+        if (!rl->conn) {
+            exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
+                        LOG_STR("error", err));
+            return 1;
+        }
+    }
+    if (!rl->table_q && build_sql(rl) != 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
+        drop_conn(rl);
+        return 1;
+    }
+    params[0] = rl->lock_key;
+    rc = exactly_pg_exec(rl->conn,
+                         "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                         1, params, &res, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "relay", "advisory lock failed",
+                    LOG_STR("error", err));
+        drop_conn(rl);
+        return 1;
+    }
+    got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!got) {
+        /* The connection stays: the lock is tried again every poll
+         * interval, so a standby takes over as soon as the holder's
+         * session ends. */
+        if (!rl->waiting)
+            exactly_log(EXACTLY_LOG_INFO, "relay",
+                        "another relay publishes this outbox; waiting",
+                        LOG_STR("relay", rl->r->name),
+                        LOG_STR("outbox", rl->table_q));
+        rl->waiting = 1;
+        return 2;
+    }
+    rl->waiting = 0;
+    rl->locked = 1;
+    exactly_log(EXACTLY_LOG_INFO, "relay", "relay publishes",
+                LOG_STR("relay", rl->r->name), LOG_STR("outbox", rl->table_q));
+    return 0;
+}
+
+/* ---- producing ------------------------------------------------------ */
+
+/* Adds the row's own headers (a JSON object of name to value; a string
+ * value is sent as its bytes, null as a null value, anything else as its
+ * JSON text) after event-id. Returns 0, or -1 with a reason. */
+static int add_headers(rd_kafka_headers_t *h, const char *json_text,
+                       char *why, size_t why_size)
+{
+    json_error_t jerr;
+    json_t *obj;
+    const char *name;
+    json_t *v;
+
+    if (!json_text)
+        return 0;
+    obj = json_loads(json_text, JSON_DECODE_ANY, &jerr);
+    if (!obj || !json_is_object(obj)) {
+        snprintf(why, why_size, "headers must be a JSON object");
+        json_decref(obj);
+        return -1;
+    }
+    json_object_foreach(obj, name, v) {
+        if (strcmp(name, "event-id") == 0)
+            continue; /* the relay's own, from event_id */
+        if (json_is_null(v)) {
+            rd_kafka_header_add(h, name, -1, NULL, 0);
+        } else if (json_is_string(v)) {
+            rd_kafka_header_add(h, name, -1, json_string_value(v),
+                                (ssize_t)json_string_length(v));
+        } else {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+            if (!text) {
+                snprintf(why, why_size, "out of memory");
+                json_decref(obj);
+                return -1;
+            }
+            rd_kafka_header_add(h, name, -1, text, -1);
+            free(text);
+        }
+    }
+    json_decref(obj);
+    return 0;
+}
+
+/* Decodes a bytea column of res; *out NULL for SQL NULL. The caller
+ * PQfreemem()s. Returns -1 out of memory. */
+static int bytea_of(const PGresult *res, int i, int col, unsigned char **out,
+                    size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (PQgetisnull(res, i, col))
+        return 0;
+    *out = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, col), len);
+    return *out ? 0 : -1;
+}
+
+/* Produces row i of res. The row's state says what became of it. */
+static void produce_row(relay *rl, const PGresult *res, int i)
+{
+    relay_row *row = &rl->rows[i];
+    unsigned char *key = NULL, *value = NULL;
+    size_t key_len, value_len;
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_resp_err_t err;
+    const char *topic = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+    const char *eid = PQgetvalue(res, i, 5);
+
+    if (!topic) {
+        row->state = ROW_DEAD;
+        snprintf(row->reason, sizeof(row->reason),
+                 "the row names no topic and relay '%s' has none",
+                 rl->r->name);
+        return;
+    }
+    if (bytea_of(res, i, 2, &key, &key_len) ||
+        bytea_of(res, i, 3, &value, &value_len) ||
+        !(h = rd_kafka_headers_new(4))) {
+        row->state = ROW_RETRY;
+        snprintf(row->reason, sizeof(row->reason), "out of memory");
+        goto cleanup;
+    }
+    rd_kafka_header_add(h, "event-id", -1, eid, -1);
+    if (add_headers(h, PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+                    row->reason, sizeof(row->reason))) {
+        row->state = ROW_DEAD;
+        goto cleanup;
+    }
+    for (;;) {
+        err = rd_kafka_producev(rl->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, key_len),
+                                RD_KAFKA_V_VALUE(value, value_len),
+                                RD_KAFKA_V_HEADERS(h),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(rl->rk, 50);
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        h = NULL; /* the message owns them now */
+        row->state = ROW_IN_FLIGHT;
+        rl->in_flight++;
+    } else {
+        set_failed(row, err);
+    }
+cleanup:
+    if (h)
+        rd_kafka_headers_destroy(h);
+    PQfreemem(key);
+    PQfreemem(value);
+}
+
+/* ---- one cycle ------------------------------------------------------ */
+
+/* Marks, deletes and dead-letters what the batch's delivery reports said,
+ * in one transaction. Returns 0, or -1 (the rows stay pending: sent again,
+ * same event-id). */
+static int record_outcome(relay *rl, int64_t *acked, int64_t *dead,
+                          int first)
+{
+    strbuf done = {0}, dids = {0}, dreasons = {0};
+    exactly_txn t;
+    char err[1024], n_ok[32], n_dead[32];
+    const char *params[5];
+    size_t i;
+    int rc = -1;
+
+    *acked = *dead = 0;
+    memset(&t, 0, sizeof(t));
+    strbuf_array_begin(&done);
+    strbuf_array_begin(&dids);
+    strbuf_array_begin(&dreasons);
+    for (i = 0; i < rl->n_rows; i++) {
+        relay_row *row = &rl->rows[i];
+
+        if (row->state == ROW_ACKED) {
+            strbuf_array_elem_int(&done, row->id);
+            (*acked)++;
+        } else if (row->state == ROW_DEAD) {
+            strbuf_array_elem_int(&dids, row->id);
+            strbuf_array_elem_str(&dreasons, row->reason);
+            (*dead)++;
+        }
+    }
+    strbuf_array_end(&done);
+    strbuf_array_end(&dids);
+    strbuf_array_end(&dreasons);
+    if (done.oom || dids.oom || dreasons.oom)
+        goto cleanup;
+    /* One round trip: the statements go through libpq's pipeline mode,
+     * BEGIN to COMMIT, and their results are read at one sync. */
+    if (exactly_txn_start(&t, rl->conn, exactly_pg_wait_bound_ms(rl->cfg)) !=
+        EXACTLY_OK) {
+        snprintf(err, sizeof(err), "%s", t.errmsg);
+        goto failed;
+    }
+    (void)exactly_txn_send(&t, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+    if (*acked) {
+        params[0] = strbuf_str(&done);
+        (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_done, 1, params,
+                               NULL);
+    }
+    if (*dead) {
+        params[0] = strbuf_str(&dids);
+        params[1] = strbuf_str(&dreasons);
+        (void)exactly_txn_send(&t, TXN_DEAD_LETTER, rl->sql_dead, 2, params,
+                               NULL);
+    }
+    snprintf(n_ok, sizeof(n_ok), "%lld", (long long)*acked);
+    snprintf(n_dead, sizeof(n_dead), "%lld", (long long)*dead);
+    params[0] = rl->r->name;
+    params[1] = rl->table_q;
+    params[2] = n_ok;
+    params[3] = n_dead;
+    params[4] = first ? "1" : "0";
+    (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_state, 5, params, NULL);
+    (void)exactly_txn_send(&t, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (exactly_txn_sync(&t) != EXACTLY_OK) {
+        snprintf(err, sizeof(err), "%s", t.errmsg);
+        exactly_txn_finish(&t);
+        goto failed;
+    }
+    exactly_txn_finish(&t);
+    rc = 0;
+    goto cleanup;
+failed:
+    exactly_log(EXACTLY_LOG_WARN, "relay",
+                "marking published rows failed; they will be sent again",
+                LOG_STR("error", err));
+    drop_conn(rl);
+cleanup:
+    exactly_txn_clear(&t);
+    strbuf_free(&done);
+    strbuf_free(&dids);
+    strbuf_free(&dreasons);
+    return rc;
+}
+
+/* One cycle. Returns the number of rows read (0: nothing to do), or -1
+ * when PostgreSQL failed (the caller backs off). */
+static int cycle(relay *rl, int first)
+{
+    char err[1024], limit[32];
+    const char *params[2];
+    PGresult *res = NULL;
+    int64_t acked, dead;
+    long long sent_at;
+    int i, n;
+
+    snprintf(limit, sizeof(limit), "%d", rl->r->batch_size);
+    params[0] = rl->r->topic;
+    params[1] = limit;
+    if (exactly_pg_exec(rl->conn, rl->sql_select, 2, params, &res, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "relay", "reading the outbox failed",
+                    LOG_STR("outbox", rl->table_q), LOG_STR("error", err));
+        if (PQstatus(rl->conn) != CONNECTION_OK)
+            drop_conn(rl);
+        return -1;
+    }
+    n = PQntuples(res);
+    if (n == 0) {
+        PQclear(res);
+        return 0;
+    }
+    free(rl->rows);
+    rl->rows = calloc((size_t)n, sizeof(relay_row));
+    if (!rl->rows) {
+        PQclear(res);
+        return -1;
+    }
+    rl->n_rows = (size_t)n;
+    rl->in_flight = 0;
+    sent_at = now_ms();
+    for (i = 0; i < n; i++) {
+        rl->rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        produce_row(rl, res, i);
+    }
+    PQclear(res);
+    /* Every delivery report, whatever it says, before anything is marked
+     * (invariant 3). librdkafka bounds the wait by message.timeout.ms. */
+    while (rl->in_flight > 0) {
+        rd_kafka_poll(rl->rk, 100);
+        if (rd_kafka_fatal_error(rl->rk, NULL, 0))
+            return -2;
+        /* Asked to stop while Kafka does not answer: the records still
+         * queued or in flight are purged (their reports say so and their
+         * rows stay pending), rather than waiting out message.timeout.ms. */
+        if (rl->stop && *rl->stop && !rl->purged &&
+            now_ms() - sent_at > 5000) {
+            rd_kafka_purge(rl->rk, RD_KAFKA_PURGE_F_QUEUE |
+                                       RD_KAFKA_PURGE_F_INFLIGHT);
+            rl->purged = 1;
+        }
+    }
+    /* Tests stop here to kill the relay between the acknowledgement and
+     * the mark: the rows must then be sent again, with the same event-id. */
+    if (EXACTLY_FAULT("relay_acked")) {
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "fault: paused between acknowledgement and mark",
+                    LOG_INT("rows", n));
+        sleep_ms(10000);
+    }
+    if (record_outcome(rl, &acked, &dead, first) != 0)
+        return -1;
+    rl->st->published += acked;
+    rl->st->dead_lettered += dead;
+    rl->st->resends += (int64_t)n - acked - dead;
+    rl->st->cycles++;
+    for (i = 0; i < n; i++)
+        if (rl->rows[i].state == ROW_DEAD)
+            exactly_log(EXACTLY_LOG_WARN, "relay", "row dead-lettered",
+                        LOG_INT("id", rl->rows[i].id),
+                        LOG_STR("reason", rl->rows[i].reason));
+    exactly_log(EXACTLY_LOG_DEBUG, "relay", "batch published",
+                LOG_INT("rows", n), LOG_INT("acked", acked),
+                LOG_INT("dead", dead));
+    if (acked + dead < n) {
+        const char *why = "";
+
+        for (i = 0; i < n && !why[0]; i++)
+            if (rl->rows[i].state == ROW_RETRY)
+                why = rl->rows[i].reason;
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "records failed; sending them again",
+                    LOG_INT("rows", (int64_t)n - acked - dead),
+                    LOG_STR("reason", why));
+        return -1;
+    }
+    return n;
+}
+
+static void expire(relay *rl)
+{
+    char err[1024], secs[32];
+    const char *params[1];
+
+    snprintf(secs, sizeof(secs), "%lld", (long long)rl->r->retention_s);
+    params[0] = secs;
+    if (exactly_pg_exec(rl->conn, rl->sql_expire, 1, params, NULL, err,
+                        sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "deleting published rows past retention failed",
+                    LOG_STR("error", err));
+}
+
+int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
+{
+    relay rl;
+    rd_kafka_conf_t *conf;
+    char err[1024], client_id[128];
+    long long idle_since = now_ms(), last_expire = 0;
+    int first = 1, code = 0, ready;
+
+    memset(&rl, 0, sizeof(rl));
+    rl.cfg = o->cfg;
+    rl.r = o->relay;
+    rl.st = st;
+    rl.stop = o->stop;
+    snprintf(client_id, sizeof(client_id), "exactly-relay-%s", rl.r->name);
+    conf = exactly_kafka_producer_conf(o->cfg, o->relay, client_id, err,
+                                       sizeof(err));
+    if (!conf) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "producer refused",
+                    LOG_STR("error", err));
+        return 2;
+    }
+    rd_kafka_conf_set_opaque(conf, &rl);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rl.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rl.rk) {
+        rd_kafka_conf_destroy(conf);
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "producer refused",
+                    LOG_STR("error", err));
+        return 2;
+    }
+    rl.backoff_ms = 100;
+    while (!(o->stop && *o->stop)) {
+        int n;
+
+        ready = ensure_conn(&rl);
+        if (ready == 2) {
+            nap(o, rl.r->poll_interval_ms);
+            continue;
+        }
+        if (ready != 0) {
+            nap(o, rl.backoff_ms);
+            rl.backoff_ms = rl.backoff_ms * 2 > 5000 ? 5000 : rl.backoff_ms * 2;
+            continue;
+        }
+        n = cycle(&rl, first);
+        if (n == -2) {
+            char fatal[512];
+            rd_kafka_fatal_error(rl.rk, fatal, sizeof(fatal));
+            exactly_log(EXACTLY_LOG_ERROR, "relay", "fatal producer error",
+                        LOG_STR("text", fatal));
+            code = 1;
+            break;
+        }
+        if (n < 0) {
+            nap(o, rl.backoff_ms);
+            rl.backoff_ms = rl.backoff_ms * 2 > 5000 ? 5000 : rl.backoff_ms * 2;
+            continue;
+        }
+        rl.backoff_ms = 100;
+        /* Published rows past retention, a slice a minute, busy or not. */
+        if (rl.r->cleanup == CFG_CLEANUP_MARK &&
+            now_ms() - last_expire > 60000) {
+            expire(&rl);
+            last_expire = now_ms();
+        }
+        if (n > 0) {
+            first = 0;
+            idle_since = now_ms();
+            continue;
+        }
+        if (o->exit_idle_ms > 0 && now_ms() - idle_since >= o->exit_idle_ms)
+            break;
+        nap(o, rl.r->poll_interval_ms);
+    }
+    rd_kafka_flush(rl.rk, 10000);
+    rd_kafka_destroy(rl.rk);
+    drop_conn(&rl);
+    free(rl.rows);
+    free(rl.table_q);
+    free(rl.state_q);
+    free(rl.sql_select);
+    free(rl.sql_done);
+    free(rl.sql_dead);
+    free(rl.sql_state);
+    free(rl.sql_expire);
+    return code;
+}
+
+/* ---- status --------------------------------------------------------- */
+
+int exactly_relay_read_status(const exactly_config *cfg, const cfg_relay *r,
+                              exactly_relay_status *out, char *errbuf,
+                              size_t errbuf_size)
+{
+    relay rl;
+    PGresult *res = NULL;
+    char *sql = NULL;
+    const char *params[1];
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    memset(&rl, 0, sizeof(rl));
+    rl.cfg = cfg;
+    rl.r = r;
+    rl.conn = exactly_pg_connect(cfg, "exactly-relay-status", errbuf,
+                                 errbuf_size);
+    if (!rl.conn)
+        return -1;
+    if (build_sql(&rl) != 0) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        goto cleanup;
+    }
+    sql = fmt2("SELECT"
+               " count(*) FILTER (WHERE published_at IS NULL"
+               "  AND dead_reason IS NULL),"
+               " coalesce(extract(epoch FROM now() - min(created_at)"
+               "  FILTER (WHERE published_at IS NULL AND dead_reason IS NULL)),"
+               "  0)::float8,"
+               " count(*) FILTER (WHERE dead_reason IS NOT NULL),"
+               " (SELECT published FROM %1$s WHERE relay = $1),"
+               " (SELECT published_since_start / greatest(extract(epoch FROM"
+               "  updated_at - started_at), 0.001) FROM %1$s WHERE relay = $1),"
+               " (SELECT extract(epoch FROM now() - updated_at) FROM %1$s"
+               "  WHERE relay = $1)"
+               " FROM %2$s",
+               rl.state_q, rl.table_q);
+    if (!sql) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        goto cleanup;
+    }
+    params[0] = r->name;
+    if (exactly_pg_exec(rl.conn, sql, 1, params, &res, errbuf, errbuf_size) !=
+        EXACTLY_OK)
+        goto cleanup;
+    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->oldest_pending_s = strtod(PQgetvalue(res, 0, 1), NULL);
+    out->dead = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->published_total =
+        PQgetisnull(res, 0, 3) ? -1 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    out->rate_per_s = PQgetisnull(res, 0, 4) ? 0
+                                              : strtod(PQgetvalue(res, 0, 4), NULL);
+    out->last_publish_s =
+        PQgetisnull(res, 0, 5) ? -1 : strtod(PQgetvalue(res, 0, 5), NULL);
+    rc = 0;
+cleanup:
+    PQclear(res);
+    free(sql);
+    drop_conn(&rl);
+    free(rl.table_q);
+    free(rl.state_q);
+    free(rl.sql_select);
+    free(rl.sql_done);
+    free(rl.sql_dead);
+    free(rl.sql_state);
+    free(rl.sql_expire);
+    return rc;
+}
