@@ -17,6 +17,9 @@ packages=(build-essential cmake pkg-config librdkafka-dev libpq-dev
 # installed for its systemd-analyze alone: where it is missing, that part
 # of the test is skipped and says so.
 packages+=(man-db groff-base dpkg-dev)
+# The benchmark (scripts/bench.sh, ctest -L bench): its Python peer
+# consumer and valgrind for the instructions-per-message figure.
+packages+=(python3-confluent-kafka python3-psycopg2 valgrind)
 
 missing=()
 for p in "${packages[@]}"; do

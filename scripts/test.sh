@@ -11,9 +11,11 @@
 #   scripts/test.sh -L mutation     builds two broken variants; the crash
 #                                   tests must catch both (about 6 minutes)
 #   scripts/test.sh -L long         multi-host and rolling-restart runs
+#   scripts/test.sh -L bench        the benchmark's --quick run (a few
+#                                   minutes): checks it prints every figure
 #
-# These three labels run only when an argument names one of them:
-# otherwise `-LE 'soak|long|mutation'` is added, or joined to the caller's
+# These four labels run only when an argument names one of them:
+# otherwise `-LE 'soak|long|mutation|bench'` is added, or joined to the caller's
 # own -LE (ctest 3.25 keeps only the last -LE given). They keep the default
 # run, which CI runs, under 30 minutes on 2 cores.
 # Tests that need a real Kafka broker run when EXACTLY_TEST_BOOTSTRAP_SERVERS
@@ -56,8 +58,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export CTEST_PARALLEL_LEVEL=${CTEST_PARALLEL_LEVEL:-2}
 
 args=("$@")
-optional='soak|long|mutation'
-if [[ ! " $* " =~ soak|long|mutation ]]; then
+optional='soak|long|mutation|bench'
+if [[ ! " $* " =~ soak|long|mutation|bench ]]; then
   excluded=0
   for i in "${!args[@]}"; do
     case "${args[$i]}" in
