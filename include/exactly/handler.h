@@ -32,7 +32,7 @@ extern "C" {
 
 #define EXACTLY_ABI_TAG 0x45584354u /* "EXCT" */
 #define EXACTLY_ABI_MAJOR 1
-#define EXACTLY_ABI_MINOR 1
+#define EXACTLY_ABI_MINOR 2
 
 /* The name of the one symbol every plugin exports. */
 #define EXACTLY_ENTRY_SYMBOL "exactly_handler_entry"
@@ -176,6 +176,17 @@ typedef struct exactly_host {
     /* The message of a failed apply(); shows in logs and dead letters. */
     void (*set_error)(exactly_txn *txn, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+
+    /*
+     * ABI 1.2: exec with each parameter's length and format (0: text, 1:
+     * binary, PostgreSQL's wire format; NULL lengths and formats: all
+     * text), as libpq's PQsendQueryParams takes them. A binary array lets
+     * the server skip parsing text. A plugin that may meet an older host
+     * checks host->size before calling it.
+     */
+    exactly_err (*exec_params)(exactly_txn *txn, const char *sql,
+                               int n_params, const char *const *params,
+                               const int *lengths, const int *formats);
 } exactly_host;
 
 /* What open() gets. Borrowed for the duration of open(); host and opts stay

@@ -139,14 +139,24 @@ exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                              int n_params, const char *const *params,
                              txn_result *keep)
 {
+    return exactly_txn_send_params(t, phase, sql, n_params, params, NULL, NULL,
+                                   keep);
+}
+
+exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
+                                    const char *sql, int n_params,
+                                    const char *const *params,
+                                    const int *lengths, const int *formats,
+                                    txn_result *keep)
+{
     txn_result slot = TXN_NO_RESULT;
 
     if (keep)
         *keep = TXN_NO_RESULT;
     if (reserve_pending(t) != 0 || (keep && (slot = reserve_kept(t)) < 0))
         return EXACTLY_ENOMEM;
-    if (!PQsendQueryParams(t->conn, sql, n_params, NULL, params, NULL, NULL,
-                           0)) {
+    if (!PQsendQueryParams(t->conn, sql, n_params, NULL, params, lengths,
+                           formats, 0)) {
         set_error(t, phase, NULL, PQerrorMessage(t->conn));
         return EXACTLY_ERETRY;
     }
@@ -332,6 +342,14 @@ static exactly_err host_exec(exactly_txn *t, const char *sql, int n_params,
     return exactly_txn_send(t, TXN_HANDLER, sql, n_params, params, NULL);
 }
 
+static exactly_err host_exec_params(exactly_txn *t, const char *sql,
+                                    int n_params, const char *const *params,
+                                    const int *lengths, const int *formats)
+{
+    return exactly_txn_send_params(t, TXN_HANDLER, sql, n_params, params,
+                                   lengths, formats, NULL);
+}
+
 static exactly_err host_query(exactly_txn *t, const char *sql, int n_params,
                               const char *const *params,
                               exactly_result **result)
@@ -443,6 +461,7 @@ static const exactly_host host_table = {
     .result_free = host_result_free,
     .fail_record = host_fail_record,
     .set_error = host_set_error,
+    .exec_params = host_exec_params,
 };
 
 const exactly_host *exactly_txn_host(void) { return &host_table; }

@@ -100,6 +100,15 @@ exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                              int n_params, const char *const *params,
                              txn_result *keep);
 
+/* exactly_txn_send() with each parameter's length and format (0 text, 1
+ * binary), as PQsendQueryParams takes them; NULL lengths and formats: all
+ * text. */
+exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
+                                    const char *sql, int n_params,
+                                    const char *const *params,
+                                    const int *lengths, const int *formats,
+                                    txn_result *keep);
+
 /* The result kept under r, or NULL when none arrived (the statement failed
  * or its sync was not read). Owned by the txn. */
 const PGresult *exactly_txn_result(const exactly_txn *t, txn_result r);
