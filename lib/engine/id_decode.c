@@ -83,6 +83,14 @@ static exactly_err decode_bigint(const unsigned char *p, size_t len,
      * them can overflow; the loop below checks each digit. */
     while (i + 1 < len && p[i] == '0')
         i++;
+    /* Up to 18 digits cannot overflow int8: no range check per digit. */
+    if (len - i <= 18) {
+        for (; i < len; i++) {
+            if (p[i] < '0' || p[i] > '9')
+                return fail(reason, rsize, "not a bigint", p, len);
+            v = v * 10 + (uint64_t)(p[i] - '0');
+        }
+    }
     for (; i < len; i++) {
         if (p[i] < '0' || p[i] > '9')
             return fail(reason, rsize, "not a bigint", p, len);
