@@ -45,6 +45,8 @@ struct exactly_txn {
     struct txn_pending {
         txn_phase phase;
         txn_result keep; /* where its result goes, or TXN_NO_RESULT */
+        int prepare;     /* index in prep: this entry is its Parse */
+        int executes;    /* index in prep: runs that prepared statement */
     } *pending;
     size_t n_pending;
     size_t cap_pending;
@@ -81,7 +83,27 @@ struct exactly_txn {
     int query_failed;
     char query_sqlstate[6];
     char query_errmsg[1024];
+
+    /* Statements with parameters seen more than once are prepared on the
+     * connection (named, parsed and planned once) and then only executed.
+     * The cache belongs to one server session: a new connection or
+     * backend empties it. Bounded: past TXN_MAX_PREPARED distinct
+     * statements the others are sent unnamed, as before. */
+    struct txn_prepared {
+        char *sql;
+        size_t hash;
+        int seen;
+        int state;     /* 0: not prepared, 1: Parse sent, 2: ready */
+        int n_params;
+        char name[32];
+    } *prep;
+    size_t n_prep;
+    PGconn *prep_conn;
+    int prep_pid;
+    unsigned prep_gen; /* each Parse gets a new name: never "exists" */
 };
+
+#define TXN_MAX_PREPARED 64
 
 /* Starts using conn for a new transaction: enters pipeline mode and forgets
  * every earlier error, failed record and kept result. */
