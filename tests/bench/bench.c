@@ -59,6 +59,8 @@ typedef struct bench {
     char conninfo[1024];
     char dir[512];
     const char *exactly_bin;
+    const char *baseline_bin; /* EXACTLY_BENCH_BASELINE_BIN: another build */
+    const char *cur_bin;      /* the worker run_worker starts; NULL: ours */
     const char *plugin_dir;
     const char *peer;
     tk_mock *mock;
@@ -457,8 +459,9 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
                        int workers, series *ser, figures *f)
 {
     char cfg[700], logp[700], psql[300];
-    char *argv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "--exit-idle",
-                    "1500", getenv("EXACTLY_BENCH_VERBOSE") ? "-v" : "-q", NULL};
+    char *argv[] = {(char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
+                    "worker", "-c", cfg, "--exit-idle", "1500",
+                    getenv("EXACTLY_BENCH_VERBOSE") ? "-v" : "-q", NULL};
     struct rusage ru, ru2;
     sampler smp;
     pid_t pid, pid2 = 0;
@@ -802,14 +805,15 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind)
 {
     char topic[64], name[64], cfg[700], logp[700], out[600], outarg[720];
     char *argv[] = {(char *)valgrind, "--tool=callgrind", outarg,
-                    (char *)b->exactly_bin, "worker", "-c", cfg,
+                    (char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
+                    "worker", "-c", cfg,
                     "--exit-idle", "3000", "-q", NULL};
     char *text, *tot;
     uint64_t ir;
     int st;
 
-    snprintf(name, sizeof(name), "cg%zu", n);
-    snprintf(topic, sizeof(topic), "cg_%zu", n);
+    snprintf(name, sizeof(name), "cg%zu%s", n, b->cur_bin ? "base" : "");
+    snprintf(topic, sizeof(topic), "cg_%zu%s", n, b->cur_bin ? "base" : "");
     snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
     snprintf(out, sizeof(out), "%s/%s.callgrind", b->dir, name);
@@ -893,12 +897,13 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-enum { C_CEIL, C_PEER, C_BUILTIN, C_PLUGIN, N_CONSUMERS };
+enum { C_CEIL, C_PEER, C_BUILTIN, C_PLUGIN, C_BASE, N_CONSUMERS };
 static const char *const consumer_name[N_CONSUMERS] = {
     "(c)  ceiling: C loop, prepared, pipelined",
     "(p)  Python peer (confluent-kafka+psycopg2)",
     "(b)  exactly, built-in upsert",
-    "(b') exactly, projection C plugin"};
+    "(b') exactly, projection C plugin",
+    "(b0) baseline build, built-in upsert"};
 
 static void print_figures(const char *name, const figures *f)
 {
@@ -916,7 +921,8 @@ int main(int argc, char **argv)
     double v[8];
     double fair = -1, fair_w = 0;
     int fair_n = 0;
-    double cg = -1;
+    double cg = -1, cg_base = -1;
+    int n_cons = N_CONSUMERS - 1;
     size_t cg1 = 20000, cg2 = 60000;
     int strict = 0, missed = 0, only_callgrind = 0;
     int i, r, k;
@@ -960,6 +966,11 @@ int main(int argc, char **argv)
     b.hz = sysconf(_SC_CLK_TCK);
     b.exactly_bin = tk_env_required("EXACTLY_BIN");
     b.plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
+    b.baseline_bin = getenv("EXACTLY_BENCH_BASELINE_BIN");
+    if (b.baseline_bin && !*b.baseline_bin)
+        b.baseline_bin = NULL;
+    if (b.baseline_bin)
+        n_cons = N_CONSUMERS;
     b.peer = getenv("EXACTLY_BENCH_PEER") ? getenv("EXACTLY_BENCH_PEER")
                                           : EXACTLY_BENCH_PEER;
     tk_tmpdir("exactly-bench", b.dir, sizeof(b.dir));
@@ -979,6 +990,12 @@ int main(int argc, char **argv)
         cg = run_callgrind(&b, cg1, cg2);
         printf("worker instructions per message (callgrind, slope %zu..%zu): "
                "%.0f\n", cg1, cg2, cg);
+        if (b.baseline_bin) {
+            b.cur_bin = b.baseline_bin;
+            cg_base = run_callgrind(&b, cg1, cg2);
+            b.cur_bin = NULL;
+            printf("baseline build's instructions per message: %.0f\n", cg_base);
+        }
         fflush(stdout);
         if (only_callgrind)
             goto done;
@@ -1007,8 +1024,15 @@ int main(int argc, char **argv)
         snprintf(group, sizeof(group), "plugin%d", r);
         run_worker(&b, group, handler_plugin, 1, NULL, &fig[r][C_PLUGIN]);
         print_figures(consumer_name[C_PLUGIN], &fig[r][C_PLUGIN]);
+        if (b.baseline_bin) {
+            snprintf(group, sizeof(group), "base%d", r);
+            b.cur_bin = b.baseline_bin;
+            run_worker(&b, group, handler_builtin, 1, NULL, &fig[r][C_BASE]);
+            b.cur_bin = NULL;
+            print_figures(consumer_name[C_BASE], &fig[r][C_BASE]);
+        }
     }
-    for (k = 0; k < N_CONSUMERS; k++) {
+    for (k = 0; k < n_cons; k++) {
         memset(&med[k], 0, sizeof(med[k]));
         for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].msgs_s;
         med[k].msgs_s = median(v, b.rounds);
@@ -1022,7 +1046,7 @@ int main(int argc, char **argv)
     }
     printf("\nmedian of %d round(s) (RSS: the peak; the ceiling's is the "
            "whole bench process with its mock broker)\n", b.rounds);
-    for (k = 0; k < N_CONSUMERS; k++)
+    for (k = 0; k < n_cons; k++)
         print_figures(consumer_name[k], &med[k]);
 
     /* Two workers in one group against one (the median above). */
@@ -1096,9 +1120,19 @@ int main(int argc, char **argv)
            "(%ld cores)\n", two.msgs_s / med[C_BUILTIN].msgs_s,
            verdict(two.msgs_s >= 1.8 * med[C_BUILTIN].msgs_s, &missed),
            sysconf(_SC_NPROCESSORS_ONLN));
+    if (b.baseline_bin) {
+        printf("b/b0  built-in vs baseline build       %8.2f\n",
+               med[C_BUILTIN].msgs_s / med[C_BASE].msgs_s);
+        printf("pg CPU/msg built-in vs baseline build  %8.2f\n",
+               med[C_BUILTIN].pg_us / med[C_BASE].pg_us);
+        printf("client CPU/msg built-in vs baseline    %8.2f\n",
+               med[C_BUILTIN].client_us / med[C_BASE].client_us);
+    }
     if (cg >= 0)
         printf("worker instructions/msg (callgrind)    %8.0f   <= 2000  %s\n",
                cg, verdict(cg <= 2000, &missed));
+    if (cg_base >= 0)
+        printf("baseline build's instructions/msg      %8.0f\n", cg_base);
 done:
     fflush(stdout);
     PQfinish(b.db);
