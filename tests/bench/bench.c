@@ -63,6 +63,7 @@ typedef struct bench {
     const char *cur_bin;      /* the worker run_worker starts; NULL: ours */
     const char *plugin_dir;
     const char *peer;
+    const char *kafka_extra;  /* more kafka: lines for write_config */
     tk_mock *mock;
     PGconn *db;
     long hz;
@@ -72,6 +73,8 @@ typedef struct bench {
 /* What one consumer run measured. */
 typedef struct figures {
     double msgs_s;
+    double prog_msgs_s;  /* from the bench's own polling of the offsets:
+                            first progress to all committed (workers) */
     double client_us;    /* client CPU per message */
     double pg_us;        /* backend CPU per message */
     long rss_kib;
@@ -420,6 +423,7 @@ static void write_config(bench *b, const char *path, const char *pipeline,
                   "kafka:\n"
                   "  bootstrap.servers: \"%s\"\n"
                   "  auto.offset.reset: earliest\n"
+                  "%s"
                   "postgres:\n"
                   "  conninfo: \"%s\"\n"
                   "pipelines:\n"
@@ -430,8 +434,9 @@ static void write_config(bench *b, const char *path, const char *pipeline,
                   "    lookup: {table: accounts, id_column: id}\n"
                   "%s"
                   "    handler:\n%s",
-                  tk_mock_bootstraps(b->mock), b->conninfo, pipeline, topic,
-                  pipeline, extra, handler);
+                  tk_mock_bootstraps(b->mock),
+                  b->kafka_extra ? b->kafka_extra : "", b->conninfo, pipeline,
+                  topic, pipeline, extra, handler);
 }
 
 static const char handler_builtin[] =
@@ -490,7 +495,7 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     st = watch(b, pid, &smp, ser ? psql : NULL, ser, &ru);
     TK_CHECK(st == 0, "worker %s failed (status %d), see %s", pipeline, st, logp);
     if (pid2) {
-        st = watch(b, pid2, &smp, NULL, NULL, &ru2);
+        st = watch(b, pid2, &smp, ser ? psql : NULL, ser, &ru2);
         TK_CHECK(st == 0, "second worker %s failed (status %d)", pipeline, st);
         ru.ru_utime.tv_sec += ru2.ru_utime.tv_sec;
         ru.ru_utime.tv_usec += ru2.ru_utime.tv_usec;
@@ -510,6 +515,23 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
                                 pipeline) / 1e6;
     spawn_figures(b, f, secs, b->messages, &smp, &ru);
     f->fairness = -1;
+    if (ser && ser->n > 1) {
+        /* claimed_at moves when a rebalance claims again: two workers are
+         * timed by the offsets seen moving instead, one worker likewise
+         * for the ratio. */
+        double first = -1, last = -1;
+        for (int k = 0; k < ser->n; k++) {
+            int64_t sum = 0;
+            for (int q = 0; q < PARTITIONS; q++)
+                sum += ser->off[k][q];
+            if (sum > 0 && first < 0)
+                first = k > 0 ? ser->t[k - 1] : ser->t[k];
+            if (sum >= (int64_t)b->messages && last < 0)
+                last = ser->t[k];
+        }
+        if (first >= 0 && last > first)
+            f->prog_msgs_s = (double)b->messages / (last - first);
+    }
     if (ser) {
         double span = ser->n ? ser->t[ser->n - 1] - ser->t[0] : 0;
         f->window_s = span >= 20 ? 10 : span / 4;
@@ -583,7 +605,8 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     char *wargv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "-q", NULL};
     char *pargv[] = {"/usr/bin/python3", (char *)b->peer,
                      (char *)tk_mock_bootstraps(b->mock), topic, (char *)name,
-                     b->conninfo, "--max-wait-ms", "10", NULL};
+                     b->conninfo, "--max-wait-ms", "10", "--fetch-wait-ms",
+                     "10", NULL};
     int64_t total = (int64_t)(rate * duration);
     lat_state ls;
     double *committed, *sent_at, *lat;
@@ -609,8 +632,14 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
     if (kind == 0) {
         snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
+        /* The mock broker holds a fetch for fetch.wait.max.ms (500) when
+         * little data is there, where a real broker answers as soon as
+         * any arrives: both consumers are told 10 ms, so that the figure
+         * is theirs and not the mock's. */
+        b->kafka_extra = "  fetch.wait.max.ms: 10\n";
         write_config(b, cfg, name, topic, "    batch: {max_wait_ms: 10}\n",
                      handler_builtin);
+        b->kafka_extra = NULL;
         snprintf(psql, sizeof(psql),
                  "SELECT partition, next_offset FROM exactly.offsets WHERE "
                  "pipeline = '%s'", name);
@@ -734,7 +763,9 @@ static void run_scale(bench *b, int parts, int rate, double duration,
     tk_mock_create_topic(b->mock, topic, parts);
     snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
+    b->kafka_extra = "  fetch.wait.max.ms: 10\n"; /* as for latency */
     write_config(b, cfg, name, topic, "", handler_builtin);
+    b->kafka_extra = NULL;
     pid = tk_spawn(argv, logp);
     t0 = now_s();
     while (tk_sql_int64(b->db, "SELECT count(*) FROM exactly.offsets WHERE "
@@ -917,7 +948,7 @@ int main(int argc, char **argv)
 {
     bench b;
     figures fig[8][N_CONSUMERS], med[N_CONSUMERS], two;
-    static series ser;
+    static series ser, ser2;
     double v[8];
     double fair = -1, fair_w = 0;
     int fair_n = 0;
@@ -1036,6 +1067,8 @@ int main(int argc, char **argv)
         memset(&med[k], 0, sizeof(med[k]));
         for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].msgs_s;
         med[k].msgs_s = median(v, b.rounds);
+        for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].prog_msgs_s;
+        med[k].prog_msgs_s = median(v, b.rounds);
         for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].client_us;
         med[k].client_us = median(v, b.rounds);
         for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].pg_us;
@@ -1049,11 +1082,12 @@ int main(int argc, char **argv)
     for (k = 0; k < n_cons; k++)
         print_figures(consumer_name[k], &med[k]);
 
-    /* Two workers in one group against one (the median above). */
-    run_worker(&b, "two", handler_builtin, 2, NULL, &two);
-    printf("(b2) exactly, built-in upsert, 2 workers %9.0f msg/s  (x%.2f one "
-           "worker; %ld cores)\n", two.msgs_s, two.msgs_s / med[C_BUILTIN].msgs_s,
-           sysconf(_SC_NPROCESSORS_ONLN));
+    /* Two workers in one group against one (the median above), both timed
+     * by the offsets seen moving (100 ms polling). */
+    run_worker(&b, "two", handler_builtin, 2, &ser2, &two);
+    printf("(b2) exactly, built-in upsert, 2 workers %9.0f msg/s  (one worker, "
+           "timed alike: %.0f msg/s; %ld cores)\n", two.prog_msgs_s,
+           med[C_BUILTIN].prog_msgs_s, sysconf(_SC_NPROCESSORS_ONLN));
     fflush(stdout);
 
     /* Latency at a steady rate, low max_wait_ms. */
@@ -1117,8 +1151,8 @@ int main(int argc, char **argv)
            cs[0] > 0 ? cs[2] / cs[0] : 0, spg[2] / spg[0],
            verdict(cs[2] <= 1.5 * cs[0] && spg[2] <= 1.5 * spg[0], &missed));
     printf("2 workers / 1                          %8.2f   >= 1.8   %s "
-           "(%ld cores)\n", two.msgs_s / med[C_BUILTIN].msgs_s,
-           verdict(two.msgs_s >= 1.8 * med[C_BUILTIN].msgs_s, &missed),
+           "(%ld cores)\n", two.prog_msgs_s / med[C_BUILTIN].prog_msgs_s,
+           verdict(two.prog_msgs_s >= 1.8 * med[C_BUILTIN].prog_msgs_s, &missed),
            sysconf(_SC_NPROCESSORS_ONLN));
     if (b.baseline_bin) {
         printf("b/b0  built-in vs baseline build       %8.2f\n",

@@ -10,7 +10,7 @@ committed asynchronously. On assignment each partition starts at the offset
 the database holds, so the database, not Kafka, decides what was applied.
 
     peer.py BOOTSTRAP TOPIC GROUP CONNINFO [--batch N] [--max-wait-ms N]
-            [--exit-idle-ms N]
+            [--exit-idle-ms N] [--fetch-wait-ms N]
 
 It keeps its offsets in peer_offsets (created if missing). With
 --exit-idle-ms it exits once nothing arrived for that long after the first
@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--max-wait-ms", type=int, default=100)
     ap.add_argument("--exit-idle-ms", type=int, default=0)
+    ap.add_argument("--fetch-wait-ms", type=int, default=500)
     a = ap.parse_args()
 
     db = psycopg2.connect(a.conninfo)
@@ -86,6 +87,7 @@ def main():
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "queued.min.messages": 100000,
+        "fetch.wait.max.ms": a.fetch_wait_ms,
     })
     c.subscribe([a.topic], on_assign=on_assign)
     wait = a.max_wait_ms / 1000.0
