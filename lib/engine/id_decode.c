@@ -66,7 +66,8 @@ static size_t put_decimal(uint64_t v, int neg, char *out)
  * which only a non-canonical spelling has) into its canonical text in out
  * (at least 21 bytes). */
 static exactly_err decode_bigint(const unsigned char *p, size_t len,
-                                 char *out, char *reason, size_t rsize)
+                                 char *out, size_t *out_len, int *as_is,
+                                 char *reason, size_t rsize)
 {
     size_t i = 0;
     int neg = 0;
@@ -104,10 +105,12 @@ static exactly_err decode_bigint(const unsigned char *p, size_t len,
         !(neg && v == 0)) {
         memcpy(out, p, len);
         out[len] = '\0';
+        *out_len = len;
+        *as_is = 1;
         return EXACTLY_OK;
     }
     /* -0 is 0; INT64_MIN's magnitude fits the unsigned v. */
-    (void)put_decimal(v, neg && v != 0, out);
+    *out_len = put_decimal(v, neg && v != 0, out);
     return EXACTLY_OK;
 }
 
@@ -244,13 +247,23 @@ exactly_err exactly_id_decode_to(cfg_id_type t, size_t max_len,
     switch (t) {
     case CFG_ID_BIGINT:
     case CFG_ID_UUID:
-        rc = t == CFG_ID_BIGINT ? decode_bigint(p, len, out, reason, reason_size)
-                                : decode_uuid(p, len, out, reason, reason_size);
+    {
+        int as_is = 0;
+        if (t == CFG_ID_BIGINT) {
+            rc = decode_bigint(p, len, out, out_len, &as_is, reason,
+                               reason_size);
+        } else {
+            rc = decode_uuid(p, len, out, reason, reason_size);
+            *out_len = 36;
+        }
         if (rc != EXACTLY_OK) {
             out[0] = '\0';
+            *out_len = 0;
             return rc;
         }
-        *out_len = strlen(out);
+        /* The input copied as is is its own canonical form. */
+        if (as_is)
+            return EXACTLY_OK;
         rc = check_canonical(t, accept_non_canonical, p, len, out, *out_len,
                              reason, reason_size);
         if (rc != EXACTLY_OK) {
@@ -258,6 +271,7 @@ exactly_err exactly_id_decode_to(cfg_id_type t, size_t max_len,
             *out_len = 0;
         }
         return rc;
+    }
     case CFG_ID_TEXT:
         /* Every valid text is canonical: there is no other spelling. */
         if (!valid_utf8(p, len))
