@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The throughput benchmark: builds a release build into build/, starts a
-# throwaway PostgreSQL (default settings, synchronous_commit=on, fsync on)
-# and runs build/tests/bench/exactly-bench, which prints messages per second
-# for (a) one transaction per message, (b) exactly with the built-in upsert,
-# (b') exactly with a C plugin, (c) exactly's SQL from a tight loop, the
-# ratios b/a, b/c, b'/c and the worker's peak RSS, against their targets.
+# The benchmark: builds a release build into build/, starts a throwaway
+# PostgreSQL (default settings, synchronous_commit=on, fsync on) and runs
+# build/tests/bench/exactly-bench (README, section Benchmark): the C
+# ceiling loop, the Python peer, exactly with the built-in upsert and with
+# a C plugin, in interleaved rounds; CPU per message, RSS, latency,
+# fairness, partition scale, two workers; with --callgrind, instructions
+# per message.
 #
-#   scripts/bench.sh [--messages N] [--naive-messages N] [--strict]
+#   scripts/bench.sh [--messages N] [--rounds N] [--quick] [--callgrind]
+#                    [--callgrind-only] [--strict]
 #
 # All figures come from one run on this machine, so the ratios compare like
 # with like; absolute numbers move with whatever else the machine does.

@@ -22,6 +22,9 @@ packages+=(man-db groff-base dpkg-dev)
 # PgBouncer: the tests run a worker behind it (scripts/pgbouncer.sh starts
 # its own, never the system service).
 packages+=(pgbouncer)
+# The benchmark (scripts/bench.sh, ctest -L bench): its Python peer
+# consumer and valgrind for the instructions-per-message figure.
+packages+=(python3-confluent-kafka python3-psycopg2 valgrind)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,8 +11,10 @@
 #   scripts/test.sh -L mutation     builds two broken variants; the crash
 #                                   tests must catch both (about 6 minutes)
 #   scripts/test.sh -L long         multi-host and rolling-restart runs
+#   scripts/test.sh -L bench        the benchmark's --quick run (a few
+#                                   minutes): checks it prints every figure
 #
-# These three labels run only when an argument names them: each one no
+# These four labels run only when an argument names them: each one no
 # argument names is excluded with `-LE`, joined to the caller's own -LE
 # (ctest 3.25 keeps only the last -LE given). They keep the default run,
 # which CI runs, under 30 minutes on 2 cores.
@@ -57,7 +59,7 @@ export CTEST_PARALLEL_LEVEL=${CTEST_PARALLEL_LEVEL:-2}
 
 args=("$@")
 excl=()
-for label in soak long mutation; do
+for label in soak long mutation bench; do
   [[ " $* " == *"$label"* ]] || excl+=("$label")
 done
 if ((${#excl[@]})); then

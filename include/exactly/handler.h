@@ -202,6 +202,17 @@ typedef struct exactly_host {
     void (*fail_recordf)(exactly_txn *txn, size_t record_index,
                          const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+
+    /*
+     * exec with each parameter's length and format (0: text, 1:
+     * binary, PostgreSQL's wire format; NULL lengths and formats: all
+     * text), as libpq's PQsendQueryParams takes them. A binary array lets
+     * the server skip parsing text. A plugin that may meet an older host
+     * checks host->size before calling it.
+     */
+    exactly_err (*exec_params)(exactly_txn *txn, const char *sql,
+                               int n_params, const char *const *params,
+                               const int *lengths, const int *formats);
 } exactly_host;
 
 /* What open() gets. Borrowed for the duration of open(); host and opts stay

@@ -7,11 +7,13 @@
  */
 #include "handler_upsert.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgarray.h"
 #include "upsert_sql.h"
 
 typedef struct upsert_state {
@@ -29,6 +31,8 @@ typedef struct upsert_state {
     upsert_array ids;      /* fused: every ID; unfused: IDs without rows */
     const char *emit_topic;/* NULL: no events; else insert_sql also writes
                               one outbox row per changed row */
+    pgarray ids_bin;       /* fused: every ID, binary, when the host can */
+    uint32_t id_oid;       /* element type of ids_bin; 0: text only */
 } upsert_state;
 
 static const exactly_option_decl upsert_options[] = {
@@ -70,6 +74,7 @@ static void upsert_close(void *state)
     free(st->arrays);
     free(st->params);
     upsert_array_free(&st->ids);
+    pgarray_free(&st->ids_bin);
     free(st);
 }
 
@@ -228,6 +233,11 @@ static exactly_err upsert_open(const exactly_open_args *args, void **out,
         goto nomem;
     st->host = h;
     st->fused = fused;
+    /* A host older than ABI 1.2 has no exec_params: text arrays then. */
+    if (fused && h->size >= offsetof(exactly_host, exec_params) +
+                                 sizeof(h->exec_params) &&
+        h->exec_params)
+        st->id_oid = pgarray_oid_of(args->id_type);
     st->table = h->opt_string(args->opts, "table");
     n_key = h->opt_list(args->opts, "key", &key);
     st->n_columns = h->opt_map(args->opts, "columns", &targets, &sources);
@@ -368,11 +378,49 @@ static exactly_err exec_ids(upsert_state *st, exactly_txn *txn,
     return rc;
 }
 
+/* Queues sql with every ID of the batch as one binary array. */
+static exactly_err exec_ids_binary(upsert_state *st, exactly_txn *txn,
+                                   const exactly_batch *b, const char *sql,
+                                   const char *what)
+{
+    const char *param;
+    int len = 0, fmt = 1;
+    exactly_err rc;
+    size_t i;
+
+    pgarray_begin(&st->ids_bin, st->id_oid);
+    for (i = 0; i < b->n_records; i++)
+        if (pgarray_add_text_as(&st->ids_bin, b->records[i].id,
+                                strlen(b->records[i].id)) != 0) {
+            st->host->set_error(txn, "upsert: ID '%.40s' is not a %s",
+                                b->records[i].id, b->id_type);
+            return EXACTLY_EHANDLER;
+        }
+    param = pgarray_finish(&st->ids_bin, &len);
+    if (!param) {
+        st->host->set_error(txn, "upsert: out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    rc = st->host->exec_params(txn, sql, 1, &param, &len, &fmt);
+    if (rc != EXACTLY_OK)
+        st->host->set_error(txn, "upsert: could not queue the %s", what);
+    return rc;
+}
+
 static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
                                const exactly_batch *b)
 {
     exactly_err rc;
     size_t i;
+
+    /* The IDs in PostgreSQL's binary form: no text array to escape here
+     * nor to parse in the server. */
+    if (st->id_oid && b->id_type && pgarray_oid_of(b->id_type) == st->id_oid) {
+        rc = exec_ids_binary(st, txn, b, st->insert_sql, "insert");
+        if (rc == EXACTLY_OK && st->delete_sql)
+            rc = exec_ids_binary(st, txn, b, st->delete_sql, "delete");
+        return rc;
+    }
 
     upsert_array_reset(&st->ids);
     for (i = 0; i < b->n_records; i++)

@@ -89,12 +89,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 
 static void clear_msgs(batch_builder *b)
 {
-    size_t i;
-
-    for (i = 0; i < b->n_msgs; i++) {
-        free(b->msgs[i].id);
-        free(b->msgs[i].dedup_hex);
-    }
     b->n_msgs = 0;
     b->n_ids = 0;
     b->n_records = 0;
@@ -163,6 +157,7 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
 {
     size_t i;
     size_t slots = 16;
+    size_t need = 0, used = 0;
 
     clear_msgs(b);
     b->p = p;
@@ -180,20 +175,43 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
         b->n_slots = slots;
     }
     memset(b->slots, 0xff, b->n_slots * sizeof(size_t));
-    strbuf_reset(&b->ids_param);
+    /* The arena is sized up front: each ID needs at most
+     * exactly_id_decode_room() bytes, each digest its hex and a NUL. */
+    for (i = 0; i < n; i++) {
+        const void *data = NULL;
+        size_t len = 0;
+        if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) == 0 &&
+            len <= p->id.max_length)
+            need += exactly_id_decode_room(len);
+        if (p->dedup.enabled)
+            need += EXACTLY_SHA256_HEX_LEN + 1;
+    }
+    if (need > b->arena_cap) {
+        char *a = realloc(b->arena, need);
+        if (!a)
+            return EXACTLY_ENOMEM;
+        b->arena = a;
+        b->arena_cap = need;
+    }
     strbuf_reset(&b->dedup_keys);
     strbuf_reset(&b->dedup_offs);
-    strbuf_array_begin(&b->ids_param);
     strbuf_array_begin(&b->dedup_keys);
 
     for (i = 0; i < n; i++) {
         batch_msg *bm = &b->msgs[i];
         const void *data = NULL;
         size_t len = 0;
-        size_t before = b->n_ids;
+        size_t id_len = 0;
 
-        memset(bm, 0, sizeof(*bm));
+        /* Field by field: the reason buffer is written only on failure. */
         bm->rk = msgs[i];
+        bm->id = NULL;
+        bm->id_index = SIZE_MAX;
+        bm->reason[0] = '\0';
+        bm->dedup_hex = NULL;
+        bm->duplicate = 0;
+        bm->dead = 0;
+        bm->record = 0;
         b->n_msgs = i + 1;
         if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) != 0) {
             snprintf(bm->reason, sizeof(bm->reason),
@@ -210,18 +228,24 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
                 snprintf(bm->reason, sizeof(bm->reason), "the %s is null",
                          p->id.from == CFG_FROM_VALUE ? "value" : "key");
             bm->dead = 1;
-        } else if (exactly_id_decode(p->id.type, p->id.max_length,
-                                     p->id.non_canonical == CFG_NONCANON_ACCEPT,
-                                     data, len, &bm->id, bm->reason,
-                                     sizeof(bm->reason)) != EXACTLY_OK) {
+        } else if (len <= p->id.max_length &&
+                   exactly_id_decode_room(len) > b->arena_cap - used) {
+            return EXACTLY_ENOMEM; /* cannot happen: sized above */
+        } else if (exactly_id_decode_to(
+                       p->id.type, p->id.max_length,
+                       p->id.non_canonical == CFG_NONCANON_ACCEPT, data, len,
+                       len <= p->id.max_length ? b->arena + used
+                                               : (char[1]){0},
+                       &id_len, bm->reason, sizeof(bm->reason)) != EXACTLY_OK) {
             if (!bm->reason[0])
                 return EXACTLY_ENOMEM;
             bm->dead = 1;
         } else {
-            if (intern(b, bm->id) == SIZE_MAX)
+            bm->id = b->arena + used;
+            used += id_len + 1;
+            bm->id_index = intern(b, bm->id);
+            if (bm->id_index == SIZE_MAX)
                 return EXACTLY_ENOMEM;
-            if (b->n_ids > before)
-                strbuf_array_elem_str(&b->ids_param, bm->id);
         }
         /* An empty or missing key is no key: such a message is applied
          * without dedup, never dropped as a duplicate of another. The key
@@ -230,13 +254,14 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
             source_bytes(msgs[i], p->dedup.from, p->dedup.header, &data,
                          &len) == 0 &&
             data && len > 0) {
-            bm->dedup_hex = malloc(EXACTLY_SHA256_HEX_LEN + 1);
-            if (!bm->dedup_hex || exactly_sha256_hex(data, len,
-                                                     bm->dedup_hex) != 0)
+            if (EXACTLY_SHA256_HEX_LEN + 1 > b->arena_cap - used)
+                return EXACTLY_ENOMEM;
+            bm->dedup_hex = b->arena + used;
+            used += EXACTLY_SHA256_HEX_LEN + 1;
+            if (exactly_sha256_hex(data, len, bm->dedup_hex) != 0)
                 return EXACTLY_ENOMEM;
         }
     }
-    strbuf_array_end(&b->ids_param);
 
     /* Dedup keys: the first occurrence in the batch is the candidate; a
      * later one with the same key is a duplicate already. */
@@ -262,9 +287,25 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
         strbuf_array_end(&b->dedup_offs);
     }
     strbuf_array_end(&b->dedup_keys);
-    if (b->ids_param.oom || b->dedup_keys.oom || b->dedup_offs.oom)
+    b->ids_data = NULL;
+    b->ids_len = 0;
+    if (b->dedup_keys.oom || b->dedup_offs.oom)
         return EXACTLY_ENOMEM;
     return EXACTLY_OK;
+}
+
+exactly_err batch_ids_param(batch_builder *b)
+{
+    size_t i;
+
+    pgarray_begin(&b->ids_param,
+                  pgarray_oid_of(exactly_id_type_name(b->p->id.type)));
+    for (i = 0; i < b->n_ids; i++)
+        if (pgarray_add_text_as(&b->ids_param, b->ids[i],
+                                strlen(b->ids[i])) != 0)
+            return EXACTLY_ENOMEM; /* not canonical: cannot happen */
+    b->ids_data = pgarray_finish(&b->ids_param, &b->ids_len);
+    return b->ids_data ? EXACTLY_OK : EXACTLY_ENOMEM;
 }
 
 exactly_err batch_apply_dedup(batch_builder *b, const PGresult *res)
@@ -330,7 +371,7 @@ exactly_err batch_group(batch_builder *b, const PGresult *lookup,
         size_t id;
         if (bm->dead || bm->duplicate)
             continue;
-        id = lookup_id(b, bm->id);
+        id = bm->id_index;
         if (rec_of_id[id] == SIZE_MAX)
             rec_of_id[id] = b->n_records++;
         bm->record = rec_of_id[id];
@@ -431,7 +472,8 @@ void batch_free(batch_builder *b)
     free(b->rec_msgs);
     free(b->values);
     free(b->colnames);
-    strbuf_free(&b->ids_param);
+    free(b->arena);
+    pgarray_free(&b->ids_param);
     strbuf_free(&b->dedup_keys);
     strbuf_free(&b->dedup_offs);
     free(b->dedup_set.slots);

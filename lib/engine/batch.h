@@ -15,15 +15,19 @@
 
 #include "config.h"
 #include "exactly/handler.h"
+#include "pgarray.h"
 #include "strbuf.h"
 
 /* One message of the batch, decoded or not. */
 typedef struct batch_msg {
     const rd_kafka_message_t *rk;  /* borrowed from the partition buffer */
-    char *id;                      /* canonical ID, NULL if undecodable */
+    char *id;                      /* canonical ID in the builder's arena,
+                                      NULL if undecodable */
+    size_t id_index;               /* its index in the builder's ids */
     char reason[160];              /* why undecodable */
-    char *dedup_hex;               /* hex SHA-256 of the dedup key; NULL:
-                                      none (no dedup for this message) */
+    char *dedup_hex;               /* hex SHA-256 of the dedup key, in the
+                                      arena; NULL: none (no dedup for this
+                                      message) */
     int duplicate;                 /* dropped by dedup */
     int dead;                      /* goes to the dead-letter table */
     size_t record;                 /* index in records once grouped */
@@ -62,15 +66,29 @@ typedef struct batch_builder {
     const char **colnames;
     size_t n_columns;
 
-    strbuf ids_param;   /* {id,...} for the lookup */
+    /* The decoded IDs and digests of the batch, one allocation reused
+     * from batch to batch (sized before decoding, so pointers stay put). */
+    char *arena;
+    size_t arena_cap;
+
+    pgarray ids_param;  /* the unique IDs, binary, for the lookup: */
+    const char *ids_data; /* its bytes once batch_ids_param() built them
+                             (format 1); NULL before */
+    int ids_len;
     strbuf dedup_keys;  /* {digest hex,...} unique, first occurrence */
     strbuf dedup_offs;
     strset dedup_set;
 } batch_builder;
 
-/* Decodes and indexes msgs[0..n). Returns EXACTLY_OK or EXACTLY_ENOMEM. */
+/* Decodes and indexes msgs[0..n). Returns EXACTLY_OK or EXACTLY_ENOMEM.
+ * Nothing is allocated per message: the builder's buffers grow to the
+ * largest batch seen and are reused. */
 exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
                         rd_kafka_message_t *const *msgs, size_t n);
+
+/* Builds ids_data/ids_len, the batch's unique IDs as a binary array for
+ * the lookup's $1. EXACTLY_OK or EXACTLY_ENOMEM. */
+exactly_err batch_ids_param(batch_builder *b);
 
 /* Marks duplicates: dedup_result holds the key digests (hex) the dedup
  * insert returned (new keys); NULL when dedup is off. */

@@ -870,6 +870,13 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
             note(c, NULL, "out of memory building the batch");
             goto done;
         }
+        if (!h->skips_lookup && w->bb.n_ids > 0) {
+            rc = batch_ids_param(&w->bb);
+            if (rc != EXACTLY_OK) {
+                note(c, NULL, "out of memory building the batch");
+                goto done;
+            }
+        }
     }
     dl_reset(w);
     (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
@@ -900,9 +907,11 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         need_sync = 1;
     }
     if (n > 0 && !h->skips_lookup && w->bb.n_ids > 0) {
-        const char *lp[1] = {strbuf_str(&w->bb.ids_param)};
-        (void)exactly_txn_send(&w->txn, TXN_LOOKUP, w->lookup_sql, 1, lp,
-                               &lookup_res);
+        /* The IDs as a binary array: the server parses no text. */
+        int len[1] = {w->bb.ids_len}, fmt[1] = {1};
+        const char *lp[1] = {w->bb.ids_data};
+        (void)exactly_txn_send_params(&w->txn, TXN_LOOKUP, w->lookup_sql, 1,
+                                      lp, len, fmt, &lookup_res);
         need_sync = 1;
         looked_up = 1;
     }

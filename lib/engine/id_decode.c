@@ -44,12 +44,31 @@ static exactly_err fail(char *reason, size_t reason_size, const char *what,
     return EXACTLY_EINVAL;
 }
 
-/* Decodes an int8 written as digits with an optional sign ('-', or '+'
- * which only a non-canonical spelling has) into its canonical text. */
-static exactly_err decode_bigint(const unsigned char *p, size_t len,
-                                 char **out, char *reason, size_t rsize)
+/* Writes v (negative when neg) as decimal into out; returns its length. */
+static size_t put_decimal(uint64_t v, int neg, char *out)
 {
-    char buf[24];
+    char tmp[24];
+    size_t n = 0, o = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg)
+        out[o++] = '-';
+    while (n)
+        out[o++] = tmp[--n];
+    out[o] = '\0';
+    return o;
+}
+
+/* Decodes an int8 written as digits with an optional sign ('-', or '+'
+ * which only a non-canonical spelling has) into its canonical text in out
+ * (at least 21 bytes). */
+static exactly_err decode_bigint(const unsigned char *p, size_t len,
+                                 char *out, size_t *out_len, int *as_is,
+                                 char *reason, size_t rsize)
+{
     size_t i = 0;
     int neg = 0;
     uint64_t v = 0;
@@ -65,6 +84,14 @@ static exactly_err decode_bigint(const unsigned char *p, size_t len,
      * them can overflow; the loop below checks each digit. */
     while (i + 1 < len && p[i] == '0')
         i++;
+    /* Up to 18 digits cannot overflow int8: no range check per digit. */
+    if (len - i <= 18) {
+        for (; i < len; i++) {
+            if (p[i] < '0' || p[i] > '9')
+                return fail(reason, rsize, "not a bigint", p, len);
+            v = v * 10 + (uint64_t)(p[i] - '0');
+        }
+    }
     for (; i < len; i++) {
         if (p[i] < '0' || p[i] > '9')
             return fail(reason, rsize, "not a bigint", p, len);
@@ -72,16 +99,19 @@ static exactly_err decode_bigint(const unsigned char *p, size_t len,
             return fail(reason, rsize, "bigint out of range", p, len);
         v = v * 10 + (uint64_t)(p[i] - '0');
     }
-    if (neg && v != 0) {
-        if (v == limit_pos + 1)
-            snprintf(buf, sizeof(buf), "%" PRId64, INT64_MIN);
-        else
-            snprintf(buf, sizeof(buf), "-%" PRIu64, v);
-    } else {
-        snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    /* Already canonical (no '+', no leading zero, not "-0"): the input
+     * is the answer, no digits to print. */
+    if (p[0] != '+' && !(p[neg] == '0' && len > (size_t)neg + 1) &&
+        !(neg && v == 0)) {
+        memcpy(out, p, len);
+        out[len] = '\0';
+        *out_len = len;
+        *as_is = 1;
+        return EXACTLY_OK;
     }
-    *out = strdup(buf);
-    return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+    /* -0 is 0; INT64_MIN's magnitude fits the unsigned v. */
+    *out_len = put_decimal(v, neg && v != 0, out);
+    return EXACTLY_OK;
 }
 
 static int hexval(unsigned char c)
@@ -97,11 +127,10 @@ static int hexval(unsigned char c)
 /* Decodes 8-4-4-4-12 with hyphens, or 32 bare hex digits, any case, into
  * the canonical form (the caller decides whether another spelling may
  * stand). */
-static exactly_err decode_uuid(const unsigned char *p, size_t len, char **out,
+static exactly_err decode_uuid(const unsigned char *p, size_t len, char *buf,
                                char *reason, size_t rsize)
 {
     static const char hex[] = "0123456789abcdef";
-    char buf[37];
     size_t i;
     size_t nd;
     int hyphens = (len == 36);
@@ -128,8 +157,7 @@ static exactly_err decode_uuid(const unsigned char *p, size_t len, char **out,
         buf[nd++] = hex[v];
     }
     buf[36] = '\0';
-    *out = strdup(buf);
-    return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+    return EXACTLY_OK;
 }
 
 /* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
@@ -175,32 +203,37 @@ static int valid_utf8(const unsigned char *p, size_t len)
     return 1;
 }
 
-/* Refuses a decoded ID whose bytes are not its canonical form (*out),
+/* Refuses a decoded ID whose bytes are not its canonical form (out),
  * naming that form, unless accept is set. */
 static exactly_err check_canonical(cfg_id_type t, int accept,
                                    const unsigned char *p, size_t len,
-                                   char **out, char *reason, size_t rsize)
+                                   const char *out, size_t out_len,
+                                   char *reason, size_t rsize)
 {
     char what[96];
 
-    if (accept || (strlen(*out) == len && memcmp(*out, p, len) == 0))
+    if (accept || (out_len == len && memcmp(out, p, len) == 0))
         return EXACTLY_OK;
     snprintf(what, sizeof(what), "not canonical (%s %s)",
-             exactly_id_type_name(t), *out);
-    free(*out);
-    *out = NULL;
+             exactly_id_type_name(t), out);
     return fail(reason, rsize, what, p, len);
 }
 
-exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
-                              int accept_non_canonical, const void *data,
-                              size_t len, char **out, char *reason,
-                              size_t reason_size)
+size_t exactly_id_decode_room(size_t len)
+{
+    return (len > 36 ? len : 36) + 1;
+}
+
+exactly_err exactly_id_decode_to(cfg_id_type t, size_t max_len,
+                                 int accept_non_canonical, const void *data,
+                                 size_t len, char *out, size_t *out_len,
+                                 char *reason, size_t reason_size)
 {
     const unsigned char *p = data;
     exactly_err rc;
 
-    *out = NULL;
+    out[0] = '\0';
+    *out_len = 0;
     if (reason_size > 0)
         reason[0] = '\0';
     if (!data || len == 0)
@@ -214,19 +247,70 @@ exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
     switch (t) {
     case CFG_ID_BIGINT:
     case CFG_ID_UUID:
-        rc = t == CFG_ID_BIGINT ? decode_bigint(p, len, out, reason, reason_size)
-                                : decode_uuid(p, len, out, reason, reason_size);
-        if (rc != EXACTLY_OK)
-            return rc;
-        return check_canonical(t, accept_non_canonical, p, len, out, reason,
+    {
+        int as_is = 0;
+        if (t == CFG_ID_BIGINT) {
+            rc = decode_bigint(p, len, out, out_len, &as_is, reason,
                                reason_size);
+        } else {
+            rc = decode_uuid(p, len, out, reason, reason_size);
+            *out_len = 36;
+        }
+        if (rc != EXACTLY_OK) {
+            out[0] = '\0';
+            *out_len = 0;
+            return rc;
+        }
+        /* The input copied as is is its own canonical form. */
+        if (as_is)
+            return EXACTLY_OK;
+        rc = check_canonical(t, accept_non_canonical, p, len, out, *out_len,
+                             reason, reason_size);
+        if (rc != EXACTLY_OK) {
+            out[0] = '\0';
+            *out_len = 0;
+        }
+        return rc;
+    }
     case CFG_ID_TEXT:
         /* Every valid text is canonical: there is no other spelling. */
         if (!valid_utf8(p, len))
             return fail(reason, reason_size,
                         "not valid UTF-8 text (or contains NUL)", data, len);
-        *out = strndup((const char *)p, len);
-        return *out ? EXACTLY_OK : EXACTLY_ENOMEM;
+        memcpy(out, p, len);
+        out[len] = '\0';
+        *out_len = len;
+        return EXACTLY_OK;
     }
     return fail(reason, reason_size, "unknown id type", NULL, 0);
+}
+
+exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
+                              int accept_non_canonical, const void *data,
+                              size_t len, char **out, char *reason,
+                              size_t reason_size)
+{
+    char *buf;
+    size_t n;
+    exactly_err rc;
+
+    *out = NULL;
+    if (reason_size > 0)
+        reason[0] = '\0';
+    /* The length check comes first, so a huge input allocates nothing. */
+    if (data && len > max_len)
+        return exactly_id_decode_to(t, max_len, accept_non_canonical, data,
+                                    len, (char[1]){0}, &n, reason,
+                                    reason_size);
+    buf = malloc(exactly_id_decode_room(len));
+    if (!buf)
+        return EXACTLY_ENOMEM;
+    rc = exactly_id_decode_to(t, max_len, accept_non_canonical, data, len, buf,
+                              &n, reason, reason_size);
+    if (rc != EXACTLY_OK) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return EXACTLY_OK;
 }

@@ -38,4 +38,17 @@ exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
                               size_t len, char **out, char *reason,
                               size_t reason_size);
 
+/* The bytes exactly_id_decode_to() needs for an input of len bytes. */
+size_t exactly_id_decode_room(size_t len);
+
+/*
+ * exactly_id_decode() without allocation: the canonical ID is written to
+ * out, which holds at least exactly_id_decode_room(len) bytes, and its
+ * length to *out_len. On failure out is "" and *out_len 0.
+ */
+exactly_err exactly_id_decode_to(cfg_id_type t, size_t max_len,
+                                 int accept_non_canonical, const void *data,
+                                 size_t len, char *out, size_t *out_len,
+                                 char *reason, size_t reason_size);
+
 #endif

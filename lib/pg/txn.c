@@ -23,8 +23,34 @@ static void forget_results(exactly_txn *t)
     t->n_kept = 0;
 }
 
+static void forget_prepared(exactly_txn *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->n_prep; i++)
+        free(t->prep[i].sql);
+    free(t->prep);
+    t->prep = NULL;
+    t->n_prep = 0;
+    t->prep_conn = NULL;
+    t->prep_pid = 0;
+}
+
 exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms)
 {
+    size_t i;
+
+    /* Prepared statements live in one server session. */
+    if (conn != t->prep_conn || PQbackendPID(conn) != t->prep_pid) {
+        forget_prepared(t);
+        t->prep_conn = conn;
+        t->prep_pid = PQbackendPID(conn);
+    }
+    /* A Parse whose answer was never read (the connection was given up
+     * on) counts as not done: the next use sends it again, renamed. */
+    for (i = 0; i < t->n_prep; i++)
+        if (t->prep[i].state == 1)
+            t->prep[i].state = 0;
     t->conn = conn;
     t->timeout_ms = timeout_ms;
     t->n_pending = 0;
@@ -70,6 +96,7 @@ void exactly_txn_clear(exactly_txn *t)
         return;
     exactly_txn_forget_fails(t);
     forget_results(t);
+    forget_prepared(t);
     free(t->kept);
     free(t->fails);
     free(t->pending);
@@ -141,20 +168,99 @@ exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                              int n_params, const char *const *params,
                              txn_result *keep)
 {
+    return exactly_txn_send_params(t, phase, sql, n_params, params, NULL, NULL,
+                                   keep);
+}
+
+static size_t hash_sql(const char *s)
+{
+    size_t h = (size_t)1469598103934665603ULL;
+
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= (size_t)1099511628211ULL;
+    }
+    return h;
+}
+
+/* The cache entry of sql, added on first sight; -1 when the cache is full
+ * or out of memory (the statement is then sent unnamed). */
+static int prepared_entry(exactly_txn *t, const char *sql, int n_params)
+{
+    size_t h = hash_sql(sql);
+    size_t i;
+    struct txn_prepared *p;
+
+    for (i = 0; i < t->n_prep; i++)
+        if (t->prep[i].hash == h && t->prep[i].n_params == n_params &&
+            strcmp(t->prep[i].sql, sql) == 0)
+            return (int)i;
+    if (t->n_prep == TXN_MAX_PREPARED)
+        return -1;
+    p = realloc(t->prep, (t->n_prep + 1) * sizeof(*p));
+    if (!p)
+        return -1;
+    t->prep = p;
+    p = &t->prep[t->n_prep];
+    memset(p, 0, sizeof(*p));
+    p->sql = strdup(sql);
+    if (!p->sql)
+        return -1;
+    p->hash = h;
+    p->n_params = n_params;
+    return (int)t->n_prep++;
+}
+
+static void push_pending(exactly_txn *t, txn_phase phase, txn_result keep,
+                         int prepare, int executes)
+{
+    t->pending[t->n_pending].phase = phase;
+    t->pending[t->n_pending].keep = keep;
+    t->pending[t->n_pending].prepare = prepare;
+    t->pending[t->n_pending].executes = executes;
+    t->n_pending++;
+}
+
+exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
+                                    const char *sql, int n_params,
+                                    const char *const *params,
+                                    const int *lengths, const int *formats,
+                                    txn_result *keep)
+{
     txn_result slot = TXN_NO_RESULT;
+    int e = -1;
+    int ok;
 
     if (keep)
         *keep = TXN_NO_RESULT;
+    /* Two pending entries at most: a Parse and the statement. */
     if (reserve_pending(t) != 0 || (keep && (slot = reserve_kept(t)) < 0))
         return EXACTLY_ENOMEM;
-    if (!PQsendQueryParams(t->conn, sql, n_params, NULL, params, NULL, NULL,
-                           0)) {
+    if (n_params > 0 && t->conn == t->prep_conn)
+        e = prepared_entry(t, sql, n_params);
+    if (e >= 0 && t->prep[e].state == 0 && ++t->prep[e].seen >= 2) {
+        struct txn_prepared *p = &t->prep[e];
+        snprintf(p->name, sizeof(p->name), "exactly_%u", ++t->prep_gen);
+        if (!PQsendPrepare(t->conn, p->name, sql, n_params, NULL)) {
+            set_error(t, phase, NULL, PQerrorMessage(t->conn));
+            return EXACTLY_ERETRY;
+        }
+        p->state = 1;
+        push_pending(t, phase, TXN_NO_RESULT, e, -1);
+        if (reserve_pending(t) != 0)
+            return EXACTLY_ENOMEM;
+    }
+    if (e >= 0 && t->prep[e].state != 0)
+        ok = PQsendQueryPrepared(t->conn, t->prep[e].name, n_params, params,
+                                 lengths, formats, 0);
+    else
+        ok = PQsendQueryParams(t->conn, sql, n_params, NULL, params, lengths,
+                               formats, 0);
+    if (!ok) {
         set_error(t, phase, NULL, PQerrorMessage(t->conn));
         return EXACTLY_ERETRY;
     }
-    t->pending[t->n_pending].phase = phase;
-    t->pending[t->n_pending].keep = slot;
-    t->n_pending++;
+    push_pending(t, phase, slot, -1, e >= 0 && t->prep[e].state ? e : -1);
     if (keep)
         *keep = slot;
     return EXACTLY_OK;
@@ -173,6 +279,7 @@ static exactly_err lost(exactly_txn *t, txn_phase phase, const char *why)
     set_error(t, phase, NULL, msg);
     exactly_pg_abandon(t->conn);
     t->n_pending = 0;
+    forget_prepared(t);
     return EXACTLY_ERETRY;
 }
 
@@ -212,9 +319,7 @@ exactly_err exactly_txn_push_sync(exactly_txn *t)
         set_error(t, TXN_SYNC, NULL, PQerrorMessage(t->conn));
         return EXACTLY_ERETRY;
     }
-    t->pending[t->n_pending].phase = TXN_SYNC;
-    t->pending[t->n_pending].keep = TXN_NO_RESULT;
-    t->n_pending++;
+    push_pending(t, TXN_SYNC, TXN_NO_RESULT, -1, -1);
     return EXACTLY_OK;
 }
 
@@ -244,6 +349,26 @@ static void take_result(exactly_txn *t, const struct txn_pending *p,
 {
     ExecStatusType st = PQresultStatus(res);
 
+    if (p->prepare >= 0 && (size_t)p->prepare < t->n_prep) {
+        /* A Parse: ready when it succeeded; else it is sent again, under a
+         * new name, the next time the statement runs. Its error is the
+         * statement's own (the statement then answers "aborted"). */
+        t->prep[p->prepare].state = st == PGRES_COMMAND_OK ? 2 : 0;
+        if (st == PGRES_FATAL_ERROR)
+            set_error(t, p->phase, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                      PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+        PQclear(res);
+        return;
+    }
+    if (st == PGRES_FATAL_ERROR && p->executes >= 0 &&
+        (size_t)p->executes < t->n_prep) {
+        /* A prepared statement the server no longer takes as it is (a
+         * table's columns changed: "cached plan must not change result
+         * type"), or that is gone: prepared again next time. */
+        const char *ss = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (ss && (strcmp(ss, "0A000") == 0 || strcmp(ss, "26000") == 0))
+            t->prep[p->executes].state = 0;
+    }
     if (st == PGRES_FATAL_ERROR) {
         set_error(t, p->phase, PQresultErrorField(res, PG_DIAG_SQLSTATE),
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
@@ -332,6 +457,14 @@ static exactly_err host_exec(exactly_txn *t, const char *sql, int n_params,
                              const char *const *params)
 {
     return exactly_txn_send(t, TXN_HANDLER, sql, n_params, params, NULL);
+}
+
+static exactly_err host_exec_params(exactly_txn *t, const char *sql,
+                                    int n_params, const char *const *params,
+                                    const int *lengths, const int *formats)
+{
+    return exactly_txn_send_params(t, TXN_HANDLER, sql, n_params, params,
+                                   lengths, formats, NULL);
 }
 
 static exactly_err host_query(exactly_txn *t, const char *sql, int n_params,
@@ -525,6 +658,7 @@ static const exactly_host host_table = {
     .set_error = host_set_error,
     .emit = host_emit,
     .fail_recordf = host_fail_recordf,
+    .exec_params = host_exec_params,
 };
 
 const exactly_host *exactly_txn_host(void) { return &host_table; }

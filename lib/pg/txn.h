@@ -45,6 +45,8 @@ struct exactly_txn {
     struct txn_pending {
         txn_phase phase;
         txn_result keep; /* where its result goes, or TXN_NO_RESULT */
+        int prepare;     /* index in prep: this entry is its Parse */
+        int executes;    /* index in prep: runs that prepared statement */
     } *pending;
     size_t n_pending;
     size_t cap_pending;
@@ -86,7 +88,27 @@ struct exactly_txn {
      * the transaction's owner and kept across exactly_txn_start(); NULL:
      * emit is refused. Borrowed. */
     const char *emit_sql;
+
+    /* Statements with parameters seen more than once are prepared on the
+     * connection (named, parsed and planned once) and then only executed.
+     * The cache belongs to one server session: a new connection or
+     * backend empties it. Bounded: past TXN_MAX_PREPARED distinct
+     * statements the others are sent unnamed, as before. */
+    struct txn_prepared {
+        char *sql;
+        size_t hash;
+        int seen;
+        int state;     /* 0: not prepared, 1: Parse sent, 2: ready */
+        int n_params;
+        char name[32];
+    } *prep;
+    size_t n_prep;
+    PGconn *prep_conn;
+    int prep_pid;
+    unsigned prep_gen; /* each Parse gets a new name: never "exists" */
 };
+
+#define TXN_MAX_PREPARED 64
 
 /* Starts using conn for a new transaction: enters pipeline mode and forgets
  * every earlier error, failed record and kept result. */
@@ -104,6 +126,15 @@ void exactly_txn_clear(exactly_txn *t);
 exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                              int n_params, const char *const *params,
                              txn_result *keep);
+
+/* exactly_txn_send() with each parameter's length and format (0 text, 1
+ * binary), as PQsendQueryParams takes them; NULL lengths and formats: all
+ * text. */
+exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
+                                    const char *sql, int n_params,
+                                    const char *const *params,
+                                    const int *lengths, const int *formats,
+                                    txn_result *keep);
 
 /* The result kept under r, or NULL when none arrived (the statement failed
  * or its sync was not read). Owned by the txn. */

@@ -1,22 +1,36 @@
 /*
- * bench.c - throughput of the exactly-once cycle against its baselines,
- * all measured in one run on the same PostgreSQL and the same messages:
+ * bench.c - exactly against its baselines, all measured in one run on the
+ * same PostgreSQL and the same messages, in interleaved rounds (each round
+ * runs every consumer once, so a machine that slows down during the run
+ * biases no side):
  *
- *   (a)  naive: one transaction per message (lookup, upsert, offset update,
- *        commit), the way a consumer is usually written first;
- *   (b)  exactly end to end: mock Kafka over loopback, default batching,
- *        the built-in upsert (lookup fused into the write);
- *   (b') exactly with a C plugin (projection.so) that reads the looked-up
- *        rows and upserts them: lookup and write are separate statements;
- *   (c)  the limit: the SQL exactly runs per batch (fence, fused upsert,
- *        commit), pipelined, from a tight loop with no Kafka at all.
+ *   (c)  ceiling: a tight C loop running the SQL of the ideal design per
+ *        batch (BEGIN, fence, fused upsert, COMMIT), prepared statements,
+ *        binary int8[] parameter, the next batch sent before the previous
+ *        one's answers are read; no Kafka at all;
+ *   (p)  a Python peer of the same design (tests/bench/peer.py:
+ *        confluent-kafka + psycopg2, batches of 1,000, lookup = ANY, upsert
+ *        over unnest, offsets in the same transaction, Kafka commit after);
+ *   (b)  exactly end to end with the built-in upsert (lookup fused in);
+ *   (b') exactly with the projection C plugin (lookup, then upsert).
  *
- * It prints messages per second, the ratios b/a, b/c, b'/c and the worker's
- * peak RSS, with the targets beside them. Exit 0 unless something broke;
- * --strict also exits 1 when a target is missed.
+ * For each: messages per second, client CPU per message (the consumer
+ * process's rusage), PostgreSQL backend CPU per message (utime + stime of
+ * the consumer's backends from /proc, sampled while it runs) and peak RSS.
+ * Then: produce-to-commit latency p50/p99 at a steady rate with a low
+ * max_wait_ms for exactly and the peer; fairness (each partition's progress
+ * per window while a backlog drains); 64 and 256 partitions at a low rate
+ * against 4; two workers against one; and, with --callgrind, the worker's
+ * instructions per message under callgrind (the slope between two message
+ * counts, so start-up and shutdown cancel out).
+ *
+ * Exit 0 unless something broke; --strict also exits 1 when a target is
+ * missed.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,28 +39,224 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "strbuf.h"
 #include "testkit.h"
 #include "upsert_sql.h"
 
 #define TOPIC "bench"
 #define PARTITIONS 4
 #define SEED 7
+#define MAX_PARTS 256
+#define MAX_BACKENDS 64
+#define MAX_SAMPLES 20000
 
 typedef struct bench {
     size_t messages;
     size_t entities;
-    size_t naive_messages;
+    int rounds;
+    int quick;
+    int callgrind;
     int batch;
     char conninfo[1024];
     char dir[512];
     const char *exactly_bin;
+    const char *baseline_bin; /* EXACTLY_BENCH_BASELINE_BIN: another build */
+    const char *cur_bin;      /* the worker run_worker starts; NULL: ours */
     const char *plugin_dir;
+    const char *peer;
+    const char *kafka_extra;  /* more kafka: lines for write_config */
     tk_mock *mock;
     PGconn *db;
+    long hz;
+    int topics_made;
 } bench;
 
+/* What one consumer run measured. */
+typedef struct figures {
+    double msgs_s;
+    double prog_msgs_s;  /* from the bench's own polling of the offsets:
+                            first progress to all committed (workers) */
+    double client_us;    /* client CPU per message */
+    double pg_us;        /* backend CPU per message */
+    long rss_kib;
+    double fairness;     /* min over windows of slowest/fastest; <0: none */
+    double window_s;
+    int windows;
+} figures;
+
 static double now_s(void) { return (double)tk_now_ms() / 1000.0; }
+
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- PostgreSQL backend CPU, from /proc --------------------------------- */
+
+/* utime + stime of pid in clock ticks; -1 when it is gone. */
+static long proc_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    FILE *f;
+    size_t n;
+    char *p;
+    unsigned long ut = 0, st = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    /* After ") ": state(3) ... utime is field 14, stime 15. */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2)
+        return -1;
+    return (long)(ut + st);
+}
+
+/* The backends of the benchmark's database other than the bench's own
+ * control connection, with the last CPU figure seen for each: a backend's
+ * work is all counted (it started with the consumer), up to the last
+ * sample before it ended. */
+typedef struct sampler {
+    int n;
+    pid_t pid[MAX_BACKENDS];
+    long ticks[MAX_BACKENDS];
+    int queries;
+} sampler;
+
+static void sample(bench *b, sampler *s)
+{
+    PGresult *r = PQexec(b->db, "SELECT pid FROM pg_stat_activity WHERE "
+                                "datname = current_database() AND "
+                                "pid <> pg_backend_pid() AND "
+                                "backend_type = 'client backend'");
+    int i, k;
+
+    s->queries++;
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "sample: %s",
+             PQerrorMessage(b->db));
+    for (i = 0; i < PQntuples(r); i++) {
+        pid_t pid = (pid_t)atoi(PQgetvalue(r, i, 0));
+        long t = proc_ticks(pid);
+        if (t < 0)
+            continue;
+        for (k = 0; k < s->n && s->pid[k] != pid; k++)
+            ;
+        if (k == s->n) {
+            if (s->n == MAX_BACKENDS)
+                continue;
+            s->pid[s->n++] = pid;
+        }
+        s->ticks[k] = t;
+    }
+    PQclear(r);
+}
+
+static double sampler_seconds(const bench *b, const sampler *s)
+{
+    long t = 0;
+    int i;
+
+    for (i = 0; i < s->n; i++)
+        t += s->ticks[i];
+    return (double)t / (double)b->hz;
+}
+
+/* ---- progress of a consumer, from its offsets table ---------------------- */
+
+typedef struct series {
+    int n;
+    int parts;
+    double t[MAX_SAMPLES];
+    int64_t off[MAX_SAMPLES][PARTITIONS];
+} series;
+
+static void progress(bench *b, const char *sql, series *s)
+{
+    PGresult *r;
+    int i;
+
+    if (!s || s->n == MAX_SAMPLES)
+        return;
+    r = PQexec(b->db, sql);
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "progress: %s",
+             PQerrorMessage(b->db));
+    s->t[s->n] = now_s();
+    memset(s->off[s->n], 0, sizeof(s->off[s->n]));
+    for (i = 0; i < PQntuples(r); i++) {
+        int p = atoi(PQgetvalue(r, i, 0));
+        if (p >= 0 && p < PARTITIONS)
+            s->off[s->n][p] = atoll(PQgetvalue(r, i, 1));
+    }
+    PQclear(r);
+    s->n++;
+}
+
+/* The least, over windows of w seconds that end before any partition has
+ * drained, of the slowest partition's progress over the fastest's. */
+static double fairness(const series *s, int64_t per_part, double w, int *windows)
+{
+    double worst = -1;
+    int i, j, p;
+
+    *windows = 0;
+    for (i = 0; i < s->n; i++) {
+        int64_t lo = INT64_MAX, hi = 0;
+        int drained = 0;
+        for (j = i; j < s->n && s->t[j] - s->t[i] < w; j++)
+            ;
+        if (j == s->n)
+            break;
+        for (p = 0; p < PARTITIONS; p++) {
+            int64_t d = s->off[j][p] - s->off[i][p];
+            if (s->off[j][p] >= per_part)
+                drained = 1;
+            if (d < lo)
+                lo = d;
+            if (d > hi)
+                hi = d;
+        }
+        if (drained || hi == 0)
+            continue;
+        (*windows)++;
+        if (worst < 0 || (double)lo / (double)hi < worst)
+            worst = (double)lo / (double)hi;
+    }
+    return worst;
+}
+
+/* ---- running a consumer process ------------------------------------------ */
+
+/* Waits for pid, sampling backends and progress every 100 ms; returns the
+ * exit status and the child's rusage. */
+static int watch(bench *b, pid_t pid, sampler *smp, const char *progress_sql,
+                 series *ser, struct rusage *ru)
+{
+    int status = 0;
+
+    for (;;) {
+        pid_t r = wait4(pid, &status, WNOHANG, ru);
+        TK_CHECK(r >= 0, "wait4: %s", strerror(errno));
+        if (r == pid)
+            break;
+        sample(b, smp);
+        if (progress_sql)
+            progress(b, progress_sql, ser);
+        tk_sleep_ms(100);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 static void reset_view(bench *b)
 {
@@ -54,59 +264,7 @@ static void reset_view(bench *b)
     tk_sql(b->db, "CHECKPOINT");
 }
 
-/* ---- (a) one transaction per message ------------------------------------ */
-
-static double run_naive(bench *b)
-{
-    PGconn *c = tk_pg_connect(b->conninfo);
-    double t0;
-    size_t i;
-    char id[32], off[32], part[16];
-
-    tk_sql(c, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
-              "next_offset, owner_epoch) SELECT 'naive', '" TOPIC "', p, 0, 1 "
-              "FROM generate_series(0, %d) p ON CONFLICT DO NOTHING",
-           PARTITIONS - 1);
-    t0 = now_s();
-    for (i = 0; i < b->naive_messages; i++) {
-        const char *p1[1] = {id};
-        const char *p3[3] = {off, part, NULL};
-        PGresult *r;
-        snprintf(id, sizeof(id), "%" PRId64, tk_id_for(SEED, i, b->entities));
-        snprintf(off, sizeof(off), "%zu", i / PARTITIONS + 1);
-        snprintf(part, sizeof(part), "%zu", i % PARTITIONS);
-        PQclear(PQexec(c, "BEGIN"));
-        r = PQexecParams(c, "SELECT id, name, balance FROM accounts WHERE id = $1",
-                         1, NULL, p1, NULL, NULL, 0);
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-            const char *up[3] = {PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-                                 PQgetvalue(r, 0, 2)};
-            PQclear(PQexecParams(
-                c,
-                "INSERT INTO account_view AS t (id, name, balance) "
-                "VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET "
-                "name = EXCLUDED.name, balance = EXCLUDED.balance "
-                "WHERE (t.name, t.balance) IS DISTINCT FROM "
-                "(EXCLUDED.name, EXCLUDED.balance)",
-                3, NULL, up, NULL, NULL, 0));
-        }
-        PQclear(r);
-        PQclear(PQexecParams(c,
-                             "UPDATE exactly.offsets SET next_offset = $1 "
-                             "WHERE pipeline = 'naive' AND topic = '" TOPIC
-                             "' AND partition = $2",
-                             2, NULL, p3, NULL, NULL, 0));
-        r = PQexec(c, "COMMIT");
-        TK_CHECK(PQresultStatus(r) == PGRES_COMMAND_OK, "naive commit: %s",
-                 PQerrorMessage(c));
-        PQclear(r);
-    }
-    t0 = now_s() - t0;
-    PQfinish(c);
-    return (double)b->naive_messages / t0;
-}
-
-/* ---- (c) exactly's SQL, pipelined, no Kafka ----------------------------- */
+/* ---- (c) the ceiling: prepared, pipelined, no Kafka --------------------- */
 
 static char *fused_insert(void)
 {
@@ -131,6 +289,7 @@ static char *fused_insert(void)
     return sql;
 }
 
+/* Reads one sync segment of `statements` statements. */
 static void drain(PGconn *c, int statements)
 {
     int seen = 0;
@@ -144,194 +303,588 @@ static void drain(PGconn *c, int statements)
         }
         TK_CHECK(PQresultStatus(r) == PGRES_COMMAND_OK ||
                      PQresultStatus(r) == PGRES_TUPLES_OK,
-                 "limit loop: %s", PQresultErrorMessage(r));
+                 "ceiling loop: %s", PQresultErrorMessage(r));
         PQclear(r);
-        /* Each statement ends with a NULL result. */
         r = PQgetResult(c);
-        TK_CHECK(r == NULL, "limit loop: expected end of statement");
+        TK_CHECK(r == NULL, "ceiling loop: expected end of statement");
         seen++;
     }
 }
 
-static double run_limit(bench *b)
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+static void run_ceiling(bench *b, figures *f)
 {
     PGconn *c = tk_pg_connect(b->conninfo);
     char *insert = fused_insert();
-    strbuf ids = {0};
-    int64_t next[PARTITIONS] = {0};
     size_t per_part = b->messages / PARTITIONS;
+    unsigned char *arr = malloc(20 + (size_t)b->batch * 12);
+    struct rusage r0, r1;
+    long pg0;
     double t0;
-    int p;
+    int p, in_flight = 0;
+    PGresult *res;
 
+    TK_CHECK(arr != NULL, "out of memory");
     tk_sql(c, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
-              "next_offset, owner_epoch) SELECT 'limit', '" TOPIC "', p, 0, 1 "
+              "next_offset, owner_epoch) SELECT 'ceiling', '" TOPIC "', p, 0, 1 "
               "FROM generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
               "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
            PARTITIONS - 1);
+    res = PQprepare(c, "fence", "SELECT exactly.advance($1, $2, $3, $4, $5, $6)",
+                    0, NULL);
+    TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
+             PQerrorMessage(c));
+    PQclear(res);
+    res = PQprepare(c, "upsert", insert, 0, NULL);
+    TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
+             PQerrorMessage(c));
+    PQclear(res);
     TK_CHECK(PQenterPipelineMode(c) == 1, "pipeline mode");
+    pg0 = proc_ticks(PQbackendPID(c));
+    getrusage(RUSAGE_THREAD, &r0);
     t0 = now_s();
-    /* Partition by partition in batches, as the worker sees them. */
-    for (p = 0; p < PARTITIONS; p++) {
-        size_t done = 0;
-        while (done < per_part) {
-            size_t n = per_part - done < (size_t)b->batch ? per_part - done
-                                                          : (size_t)b->batch;
+    /* Round-robin over the partitions, one batch each, as a fair consumer
+     * serves them. */
+    for (size_t done = 0; done < per_part;) {
+        size_t n = per_part - done < (size_t)b->batch ? per_part - done
+                                                      : (size_t)b->batch;
+        for (p = 0; p < PARTITIONS; p++) {
             char ps[16], start[32], end[32];
-            const char *fence[6] = {"limit", TOPIC, ps, "1", start, end};
-            const char *ip[1];
+            const char *fence[6] = {"ceiling", TOPIC, ps, "1", start, end};
+            const char *ip[1] = {(const char *)arr};
+            int len[1], fmt[1] = {1};
             size_t k;
 
-            strbuf_reset(&ids);
-            strbuf_array_begin(&ids);
+            put32(arr, 1);
+            put32(arr + 4, 0);
+            put32(arr + 8, 20); /* int8 */
+            put32(arr + 12, (uint32_t)n);
+            put32(arr + 16, 1);
             for (k = 0; k < n; k++) {
                 size_t i = (done + k) * PARTITIONS + (size_t)p;
-                strbuf_array_elem_int(&ids, (long long)tk_id_for(SEED, i, b->entities));
+                put32(arr + 20 + k * 12, 8);
+                put64(arr + 24 + k * 12,
+                      (uint64_t)tk_id_for(SEED, i, b->entities));
             }
-            strbuf_array_end(&ids);
-            ip[0] = strbuf_str(&ids);
+            len[0] = (int)(20 + n * 12);
             snprintf(ps, sizeof(ps), "%d", p);
-            snprintf(start, sizeof(start), "%" PRId64, next[p]);
-            snprintf(end, sizeof(end), "%" PRId64, next[p] + (int64_t)n);
-            /* The crash guard's record of the attempt, as the worker sends
-             * it: its own small transaction, then the batch. */
-            const char *attempt[8] = {"limit", TOPIC, ps, "1", start, end, "1", "3"};
+            snprintf(start, sizeof(start), "%zu", done);
+            snprintf(end, sizeof(end), "%zu", done + n);
             PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-            PQsendQueryParams(c, "SET LOCAL synchronous_commit = off", 0, NULL,
-                              NULL, NULL, NULL, 0);
-            PQsendQueryParams(c, "SELECT exactly.attempt($1, $2, $3, $4, $5, $6, $7, $8)",
-                              8, NULL, attempt, NULL, NULL, 0);
+            PQsendQueryPrepared(c, "fence", 6, fence, NULL, NULL, 0);
+            PQsendQueryPrepared(c, "upsert", 1, ip, len, fmt, 0);
             PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
             PQpipelineSync(c);
-            PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-            PQsendQueryParams(c, "SELECT exactly.advance($1, $2, $3, $4, $5, $6)",
-                              6, NULL, fence, NULL, NULL, 0);
-            PQsendQueryParams(c, insert, 1, NULL, ip, NULL, NULL, 0);
-            PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
-            PQpipelineSync(c);
-            drain(c, 4); /* the guard's segment */
-            drain(c, 4);
-            next[p] += (int64_t)n;
-            done += n;
+            PQflush(c);
+            /* One batch in flight while the next is built and sent. */
+            if (in_flight)
+                drain(c, 4);
+            in_flight = 1;
         }
+        done += n;
     }
+    if (in_flight)
+        drain(c, 4);
     t0 = now_s() - t0;
-    strbuf_free(&ids);
+    getrusage(RUSAGE_THREAD, &r1);
+    f->msgs_s = (double)(per_part * PARTITIONS) / t0;
+    f->client_us = (tv_s(r1.ru_utime) + tv_s(r1.ru_stime) - tv_s(r0.ru_utime) -
+                    tv_s(r0.ru_stime)) * 1e6 / (double)(per_part * PARTITIONS);
+    f->pg_us = (double)(proc_ticks(PQbackendPID(c)) - pg0) / (double)b->hz *
+               1e6 / (double)(per_part * PARTITIONS);
+    getrusage(RUSAGE_SELF, &r1);
+    f->rss_kib = r1.ru_maxrss; /* the whole bench process: an upper bound */
+    f->fairness = -1;
+    free(arr);
     free(insert);
     PQfinish(c);
-    return (double)(per_part * PARTITIONS) / t0;
-}
-
-/* ---- (k) Kafka alone ------------------------------------------------------ */
-
-/* The same messages read by a consumer configured as the worker's, with no
- * database: the rate the source can deliver here, a ceiling for (b). */
-static double run_kafka_only(bench *b)
-{
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-    rd_kafka_topic_partition_list_t *l;
-    size_t got = 0;
-    int64_t first = 0, last = 0;
-    int p;
-
-    rd_kafka_conf_set(conf, "bootstrap.servers", tk_mock_bootstraps(b->mock), err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", "bench-kafka-only", err, sizeof(err));
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
-    rd_kafka_conf_set(conf, "queued.min.messages", "100000", err, sizeof(err));
-    rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "32768", err, sizeof(err));
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    TK_CHECK(rk != NULL, "kafka-only consumer: %s", err);
-    rd_kafka_poll_set_consumer(rk);
-    l = rd_kafka_topic_partition_list_new(PARTITIONS);
-    for (p = 0; p < PARTITIONS; p++)
-        rd_kafka_topic_partition_list_add(l, TOPIC, p)->offset = 0;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    while (got < b->messages) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 5000);
-        TK_CHECK(m != NULL, "kafka-only consumer stalled after %zu messages", got);
-        if (!m->err) {
-            if (got++ == 0)
-                first = tk_now_ms();
-            last = tk_now_ms();
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return (double)got / ((double)(last - first + 1) / 1000.0);
 }
 
 /* ---- (b) and (b') the worker --------------------------------------------- */
 
 static void write_config(bench *b, const char *path, const char *pipeline,
+                         const char *topic, const char *extra,
                          const char *handler)
 {
     tk_write_file(path,
                   "kafka:\n"
                   "  bootstrap.servers: \"%s\"\n"
                   "  auto.offset.reset: earliest\n"
+                  "%s"
                   "postgres:\n"
                   "  conninfo: \"%s\"\n"
                   "pipelines:\n"
                   "  %s:\n"
-                  "    topics: [" TOPIC "]\n"
+                  "    topics: [%s]\n"
                   "    group: %s\n"
                   "    id: {from: key, type: bigint}\n"
                   "    lookup: {table: accounts, id_column: id}\n"
+                  "%s"
                   "    handler:\n%s",
-                  tk_mock_bootstraps(b->mock), b->conninfo, pipeline, pipeline,
-                  handler);
+                  tk_mock_bootstraps(b->mock),
+                  b->kafka_extra ? b->kafka_extra : "", b->conninfo, pipeline,
+                  topic, pipeline, extra, handler);
 }
 
-/* Runs the worker to the end of the topic; returns messages per second from
- * the database's own clock (claim to last commit) and sets *rss_kib. */
-static double run_worker(bench *b, const char *pipeline, const char *handler,
-                         long *rss_kib)
-{
-    char cfg[700], logp[700];
-    char *argv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "--exit-idle",
-                    "1500", getenv("EXACTLY_BENCH_VERBOSE") ? "-v" : "-q", NULL};
-    struct rusage ru, self0, self1;
-    int status;
-    pid_t pid;
-    double secs;
-    int64_t consumed;
+static const char handler_builtin[] =
+    "      builtin: upsert\n"
+    "      options:\n"
+    "        table: account_view\n"
+    "        key: [id]\n"
+    "        columns: {id: id, name: name, balance: balance}\n";
 
+static char handler_plugin[1024];
+
+static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
+                          const sampler *smp, const struct rusage *ru)
+{
+    f->msgs_s = (double)msgs / secs;
+    f->client_us = (tv_s(ru->ru_utime) + tv_s(ru->ru_stime)) * 1e6 / (double)msgs;
+    f->pg_us = sampler_seconds(b, smp) * 1e6 / (double)msgs;
+    f->rss_kib = ru->ru_maxrss;
+}
+
+/* Runs a worker (or `workers` of them in one group) to the end of the
+ * topic; messages per second from the database's own clock (claim to last
+ * commit). */
+static void run_worker(bench *b, const char *pipeline, const char *handler,
+                       int workers, series *ser, figures *f)
+{
+    char cfg[700], logp[700], psql[300];
+    char *argv[] = {(char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
+                    "worker", "-c", cfg, "--exit-idle", "1500",
+                    getenv("EXACTLY_BENCH_VERBOSE") ? "-v" : "-q", NULL};
+    struct rusage ru, ru2;
+    sampler smp;
+    pid_t pid, pid2 = 0;
+    int st;
+    int64_t consumed;
+    double secs;
+
+    memset(&smp, 0, sizeof(smp));
+    memset(f, 0, sizeof(*f));
     snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, pipeline);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, pipeline);
-    write_config(b, cfg, pipeline, handler);
+    snprintf(psql, sizeof(psql),
+             "SELECT partition, next_offset FROM exactly.offsets WHERE "
+             "pipeline = '%s'", pipeline);
+    write_config(b, cfg, pipeline, TOPIC, "", handler);
     reset_view(b);
-    getrusage(RUSAGE_SELF, &self0);
+    tk_sql(b->db, "DELETE FROM exactly.offsets WHERE pipeline = '%s'", pipeline);
+    if (ser)
+        ser->n = 0;
     pid = tk_spawn(argv, logp);
-    TK_CHECK(wait4(pid, &status, 0, &ru) == pid, "wait4");
-    TK_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-             "worker %s failed (status %d), see %s", pipeline, status, logp);
-    getrusage(RUSAGE_SELF, &self1);
-    *rss_kib = ru.ru_maxrss;
-    printf("     mock broker cpu (this process): %.2f s\n",
-           (double)(self1.ru_utime.tv_sec - self0.ru_utime.tv_sec) +
-               (double)(self1.ru_stime.tv_sec - self0.ru_stime.tv_sec) +
-               (double)(self1.ru_utime.tv_usec - self0.ru_utime.tv_usec) / 1e6 +
-               (double)(self1.ru_stime.tv_usec - self0.ru_stime.tv_usec) / 1e6);
-    printf("     worker cpu: user %.2f s, sys %.2f s\n",
-           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    if (workers == 2) {
+        char logp2[720];
+        snprintf(logp2, sizeof(logp2), "%s.2", logp);
+        pid2 = tk_spawn(argv, logp2);
+    }
+    st = watch(b, pid, &smp, ser ? psql : NULL, ser, &ru);
+    TK_CHECK(st == 0, "worker %s failed (status %d), see %s", pipeline, st, logp);
+    if (pid2) {
+        st = watch(b, pid2, &smp, ser ? psql : NULL, ser, &ru2);
+        TK_CHECK(st == 0, "second worker %s failed (status %d)", pipeline, st);
+        ru.ru_utime.tv_sec += ru2.ru_utime.tv_sec;
+        ru.ru_utime.tv_usec += ru2.ru_utime.tv_usec;
+        ru.ru_stime.tv_sec += ru2.ru_stime.tv_sec;
+        ru.ru_stime.tv_usec += ru2.ru_stime.tv_usec;
+        if (ru2.ru_maxrss > ru.ru_maxrss)
+            ru.ru_maxrss = ru2.ru_maxrss;
+    }
     consumed = tk_sql_int64(b->db,
                             "SELECT sum(next_offset) FROM exactly.offsets "
-                            "WHERE pipeline = '%s'",
-                            pipeline);
+                            "WHERE pipeline = '%s'", pipeline);
     TK_CHECK_EQ_INT64(consumed, (int64_t)b->messages, "messages consumed");
     secs = (double)tk_sql_int64(b->db,
                                 "SELECT (extract(epoch FROM max(updated_at) - "
                                 "min(claimed_at)) * 1000000)::bigint FROM "
                                 "exactly.offsets WHERE pipeline = '%s'",
-                                pipeline) /
-           1e6;
-    return (double)b->messages / secs;
+                                pipeline) / 1e6;
+    spawn_figures(b, f, secs, b->messages, &smp, &ru);
+    f->fairness = -1;
+    if (ser && ser->n > 1) {
+        /* claimed_at moves when a rebalance claims again: two workers are
+         * timed by the offsets seen moving instead, one worker likewise
+         * for the ratio. */
+        double first = -1, last = -1;
+        for (int k = 0; k < ser->n; k++) {
+            int64_t sum = 0;
+            for (int q = 0; q < PARTITIONS; q++)
+                sum += ser->off[k][q];
+            if (sum > 0 && first < 0)
+                first = k > 0 ? ser->t[k - 1] : ser->t[k];
+            if (sum >= (int64_t)b->messages && last < 0)
+                last = ser->t[k];
+        }
+        if (first >= 0 && last > first)
+            f->prog_msgs_s = (double)b->messages / (last - first);
+    }
+    if (ser) {
+        double span = ser->n ? ser->t[ser->n - 1] - ser->t[0] : 0;
+        f->window_s = span >= 20 ? 10 : span / 4;
+        if (f->window_s < 0.3)
+            f->window_s = 0.3;
+        f->fairness = fairness(ser, (int64_t)(b->messages / PARTITIONS),
+                               f->window_s, &f->windows);
+    }
 }
+
+/* ---- (p) the Python peer -------------------------------------------------- */
+
+static void run_peer(bench *b, const char *group, figures *f)
+{
+    char logp[700];
+    char *argv[] = {"/usr/bin/python3", (char *)b->peer,
+                    (char *)tk_mock_bootstraps(b->mock), TOPIC, (char *)group,
+                    b->conninfo, "--exit-idle-ms", "1500", NULL};
+    struct rusage ru;
+    sampler smp;
+    pid_t pid;
+    int st;
+    char *log, *el;
+    double secs;
+
+    memset(&smp, 0, sizeof(smp));
+    memset(f, 0, sizeof(*f));
+    snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, group);
+    reset_view(b);
+    tk_sql(b->db, "DELETE FROM peer_offsets WHERE grp = '%s'", group);
+    pid = tk_spawn(argv, logp);
+    st = watch(b, pid, &smp, NULL, NULL, &ru);
+    TK_CHECK(st == 0, "python peer failed (status %d), see %s", st, logp);
+    TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
+                                          "peer_offsets WHERE grp = '%s'", group),
+                      (int64_t)b->messages, "messages consumed by the peer");
+    log = tk_read_file(logp);
+    el = log ? strstr(log, "elapsed ") : NULL;
+    TK_CHECK(el != NULL, "python peer printed no elapsed time, see %s", logp);
+    secs = atof(el + 8);
+    free(log);
+    spawn_figures(b, f, secs, b->messages, &smp, &ru);
+    f->fairness = -1;
+}
+
+/* ---- latency: produce at a steady rate, see each offset committed ------- */
+
+typedef struct lat_state {
+    int64_t n_per;               /* slots per partition */
+    double *produced;            /* [partition * n_per + offset] */
+} lat_state;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    lat_state *ls = opaque;
+    (void)rk;
+    if (m->err || m->partition < 0 || m->partition >= PARTITIONS ||
+        m->offset < 0 || m->offset >= ls->n_per)
+        return;
+    ls->produced[m->partition * ls->n_per + m->offset] =
+        *(const double *)m->_private;
+}
+
+/* kind 0: exactly (pipeline), 1: the peer (group). Returns p50 and p99 in
+ * ms and PostgreSQL CPU per message. */
+static void run_latency(bench *b, int kind, const char *name, int rate,
+                        double duration, double *p50, double *p99,
+                        double *pg_us, double *client_us)
+{
+    char topic[64], cfg[700], logp[700], psql[300], err[512];
+    char *wargv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "-q", NULL};
+    char *pargv[] = {"/usr/bin/python3", (char *)b->peer,
+                     (char *)tk_mock_bootstraps(b->mock), topic, (char *)name,
+                     b->conninfo, "--max-wait-ms", "10", "--fetch-wait-ms",
+                     "10", NULL};
+    int64_t total = (int64_t)(rate * duration);
+    lat_state ls;
+    double *committed, *sent_at, *lat;
+    int64_t seen[PARTITIONS] = {0};
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+    sampler smp;
+    struct rusage ru;
+    pid_t pid;
+    double t0;
+    int64_t i, n_lat = 0;
+    int st;
+
+    memset(&smp, 0, sizeof(smp));
+    snprintf(topic, sizeof(topic), "lat_%s", name);
+    tk_mock_create_topic(b->mock, topic, PARTITIONS);
+    ls.n_per = total / PARTITIONS + 16;
+    ls.produced = calloc((size_t)(ls.n_per * PARTITIONS), sizeof(double));
+    committed = calloc((size_t)(ls.n_per * PARTITIONS), sizeof(double));
+    sent_at = calloc((size_t)total + 1, sizeof(double));
+    lat = calloc((size_t)total + 1, sizeof(double));
+    TK_CHECK(ls.produced && committed && sent_at && lat, "out of memory");
+    snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
+    if (kind == 0) {
+        snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
+        /* The mock broker holds a fetch for fetch.wait.max.ms (500) when
+         * little data is there, where a real broker answers as soon as
+         * any arrives: both consumers are told 10 ms, so that the figure
+         * is theirs and not the mock's. */
+        b->kafka_extra = "  fetch.wait.max.ms: 10\n";
+        write_config(b, cfg, name, topic, "    batch: {max_wait_ms: 10}\n",
+                     handler_builtin);
+        b->kafka_extra = NULL;
+        snprintf(psql, sizeof(psql),
+                 "SELECT partition, next_offset FROM exactly.offsets WHERE "
+                 "pipeline = '%s'", name);
+        pid = tk_spawn(wargv, logp);
+    } else {
+        snprintf(psql, sizeof(psql),
+                 "SELECT partition, next_offset FROM peer_offsets WHERE "
+                 "grp = '%s'", name);
+        pid = tk_spawn(pargv, logp);
+    }
+    /* Ready once every partition is claimed. */
+    t0 = now_s();
+    for (;;) {
+        char q[400];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM (%s) s", psql);
+        if (tk_sql_int64(b->db, "%s", q) == PARTITIONS)
+            break;
+        TK_CHECK(now_s() - t0 < 60, "%s: partitions not claimed in 60 s", name);
+        TK_CHECK(waitpid(pid, &st, WNOHANG) == 0, "%s exited early, see %s",
+                 name, logp);
+        tk_sleep_ms(20);
+    }
+
+    conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", tk_mock_bootstraps(b->mock), err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, &ls);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    TK_CHECK(rk != NULL, "producer: %s", err);
+
+    sample(b, &smp);
+    t0 = now_s();
+    i = 0;
+    while (i < total || now_s() - t0 < duration + 5) {
+        double now = now_s();
+        PGresult *r;
+        int k;
+        /* Every message due by now. */
+        while (i < total && (double)i / rate <= now - t0) {
+            char key[24];
+            int len = snprintf(key, sizeof(key), "%" PRId64,
+                               tk_id_for(SEED, (size_t)i, b->entities));
+            sent_at[i] = now_s();
+            TK_CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                       RD_KAFKA_V_PARTITION((int32_t)(i % PARTITIONS)),
+                                       RD_KAFKA_V_KEY(key, (size_t)len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_OPAQUE(&sent_at[i]),
+                                       RD_KAFKA_V_END) == 0,
+                     "produce failed");
+            i++;
+        }
+        rd_kafka_poll(rk, 0);
+        r = PQexec(b->db, psql);
+        TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "poll: %s",
+                 PQerrorMessage(b->db));
+        now = now_s();
+        for (k = 0; k < PQntuples(r); k++) {
+            int p = atoi(PQgetvalue(r, k, 0));
+            int64_t off = atoll(PQgetvalue(r, k, 1));
+            if (p < 0 || p >= PARTITIONS)
+                continue;
+            for (; seen[p] < off && seen[p] < ls.n_per; seen[p]++)
+                committed[p * ls.n_per + seen[p]] = now;
+        }
+        PQclear(r);
+        if (seen[0] + seen[1] + seen[2] + seen[3] >= total)
+            break;
+        if (((int64_t)(now * 10)) % 2 == 0)
+            sample(b, &smp);
+        tk_sleep_ms(2);
+    }
+    sample(b, &smp);
+    rd_kafka_flush(rk, 5000);
+    rd_kafka_destroy(rk);
+    kill(pid, SIGTERM);
+    TK_CHECK(wait4(pid, &st, 0, &ru) == pid, "wait4");
+    for (int p = 0; p < PARTITIONS; p++)
+        for (int64_t o = 0; o < seen[p]; o++) {
+            double pr = ls.produced[p * ls.n_per + o];
+            double cm = committed[p * ls.n_per + o];
+            if (pr > 0 && cm > 0)
+                lat[n_lat++] = (cm - pr) * 1000.0;
+        }
+    TK_CHECK(n_lat > total / 2, "%s: only %" PRId64 " of %" PRId64
+             " messages committed", name, n_lat, total);
+    qsort(lat, (size_t)n_lat, sizeof(double), cmp_double);
+    *p50 = lat[n_lat / 2];
+    *p99 = lat[(n_lat * 99) / 100];
+    *pg_us = sampler_seconds(b, &smp) * 1e6 / (double)n_lat;
+    *client_us = (tv_s(ru.ru_utime) + tv_s(ru.ru_stime)) * 1e6 / (double)n_lat;
+    free(ls.produced);
+    free(committed);
+    free(sent_at);
+    free(lat);
+}
+
+/* ---- scale: many partitions at a low rate -------------------------------- */
+
+/* Produces `rate` msg/s in all over `parts` partitions for `duration` s to
+ * a worker at default settings; commits per second and backend CPU per
+ * message. */
+static void run_scale(bench *b, int parts, int rate, double duration,
+                      double *commits_s, double *pg_us)
+{
+    char topic[64], name[64], cfg[700], logp[700], err[512];
+    char *argv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "-q", NULL};
+    int64_t total = (int64_t)(rate * duration), i = 0, x0, x1, done, own = 1;
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+    sampler smp;
+    struct rusage ru;
+    pid_t pid;
+    double t0, t1;
+    int st;
+
+    memset(&smp, 0, sizeof(smp));
+    snprintf(name, sizeof(name), "scale%d", parts);
+    snprintf(topic, sizeof(topic), "scale_%d", parts);
+    tk_mock_create_topic(b->mock, topic, parts);
+    snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
+    snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
+    b->kafka_extra = "  fetch.wait.max.ms: 10\n"; /* as for latency */
+    write_config(b, cfg, name, topic, "", handler_builtin);
+    b->kafka_extra = NULL;
+    pid = tk_spawn(argv, logp);
+    t0 = now_s();
+    while (tk_sql_int64(b->db, "SELECT count(*) FROM exactly.offsets WHERE "
+                               "pipeline = '%s'", name) < parts) {
+        TK_CHECK(now_s() - t0 < 60, "%s: partitions not claimed in 60 s", name);
+        TK_CHECK(waitpid(pid, &st, WNOHANG) == 0, "%s exited early, see %s",
+                 name, logp);
+        tk_sleep_ms(50);
+    }
+    tk_sleep_ms(500);
+    conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", tk_mock_bootstraps(b->mock), err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    TK_CHECK(rk != NULL, "producer: %s", err);
+    sample(b, &smp);
+    x0 = tk_sql_int64(b->db, "SELECT xact_commit FROM pg_stat_database WHERE "
+                             "datname = current_database()");
+    smp.queries = 0;
+    t0 = now_s();
+    while (i < total) {
+        while (i < total && (double)i / rate <= now_s() - t0) {
+            char key[24];
+            int len = snprintf(key, sizeof(key), "%" PRId64,
+                               tk_id_for(SEED, (size_t)i, b->entities));
+            TK_CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                       RD_KAFKA_V_PARTITION((int32_t)(i % parts)),
+                                       RD_KAFKA_V_KEY(key, (size_t)len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END) == 0,
+                     "produce failed");
+            i++;
+        }
+        rd_kafka_poll(rk, 0);
+        sample(b, &smp);
+        tk_sleep_ms(100);
+    }
+    rd_kafka_flush(rk, 5000);
+    rd_kafka_destroy(rk);
+    for (;;) {
+        done = tk_sql_int64(b->db, "SELECT sum(next_offset) FROM exactly.offsets "
+                                   "WHERE pipeline = '%s'", name);
+        own++;
+        sample(b, &smp);
+        if (done >= total || now_s() - t0 > duration + 30)
+            break;
+        tk_sleep_ms(50);
+    }
+    t1 = now_s();
+    TK_CHECK_EQ_INT64(done, total, "scale: messages committed");
+    kill(pid, SIGTERM);
+    TK_CHECK(wait4(pid, &st, 0, &ru) == pid, "wait4");
+    /* Statistics reach pg_stat_database once each backend reports them. */
+    tk_sleep_ms(1200);
+    x1 = tk_sql_int64(b->db, "SELECT xact_commit FROM pg_stat_database WHERE "
+                             "datname = current_database()");
+    /* Less this process's own queries (sampling, the counts above, the
+     * first xact_commit read). */
+    *commits_s = (double)(x1 - x0 - smp.queries - own) / (t1 - t0);
+    if (*commits_s < 0)
+        *commits_s = 0;
+    *pg_us = sampler_seconds(b, &smp) * 1e6 / (double)total;
+}
+
+/* ---- callgrind: instructions per message --------------------------------- */
+
+static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind)
+{
+    char topic[64], name[64], cfg[700], logp[700], out[600], outarg[720];
+    char *argv[] = {(char *)valgrind, "--tool=callgrind", outarg,
+                    (char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
+                    "worker", "-c", cfg,
+                    "--exit-idle", "3000", "-q", NULL};
+    char *text, *tot;
+    uint64_t ir;
+    int st;
+
+    snprintf(name, sizeof(name), "cg%zu%s", n, b->cur_bin ? "base" : "");
+    snprintf(topic, sizeof(topic), "cg_%zu%s", n, b->cur_bin ? "base" : "");
+    snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
+    snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
+    snprintf(out, sizeof(out), "%s/%s.callgrind", b->dir, name);
+    snprintf(outarg, sizeof(outarg), "--callgrind-out-file=%s", out);
+    tk_mock_create_topic(b->mock, topic, PARTITIONS);
+    tk_produce_ids(tk_mock_bootstraps(b->mock), topic, n, b->entities,
+                   PARTITIONS, SEED, NULL);
+    write_config(b, cfg, name, topic,
+                 "    batch: {max_wait_ms: 100}\n", handler_builtin);
+    reset_view(b);
+    st = tk_wait(tk_spawn(argv, logp), 600000);
+    TK_CHECK(st == 0, "worker under callgrind failed (%d), see %s", st, logp);
+    TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
+                                          "exactly.offsets WHERE pipeline = '%s'",
+                                   name),
+                      (int64_t)n, "messages consumed under callgrind");
+    text = tk_read_file(out);
+    TK_CHECK(text != NULL, "no callgrind output %s", out);
+    tot = strstr(text, "\nsummary: ");
+    if (!tot)
+        tot = strstr(text, "\ntotals: ");
+    TK_CHECK(tot != NULL, "no totals in %s", out);
+    ir = strtoull(strchr(tot, ':') + 1, NULL, 10);
+    free(text);
+    return ir;
+}
+
+static double run_callgrind(bench *b, size_t n1, size_t n2)
+{
+    const char *vg = getenv("EXACTLY_VALGRIND") ? getenv("EXACTLY_VALGRIND")
+                                                : "valgrind";
+    uint64_t i1 = callgrind_run(b, n1, vg);
+    uint64_t i2 = callgrind_run(b, n2, vg);
+
+    printf("     callgrind: %zu messages %" PRIu64 " instructions, %zu "
+           "messages %" PRIu64 " instructions\n", n1, i1, n2, i2);
+    return ((double)i2 - (double)i1) / (double)(n2 - n1);
+}
+
+/* ---- setup and report ----------------------------------------------------- */
 
 static void setup(bench *b)
 {
@@ -348,112 +901,277 @@ static void setup(bench *b)
            b->entities);
     tk_sql(b->db, "CREATE TABLE account_view (id bigint PRIMARY KEY, name "
                   "text, balance numeric)");
+    tk_sql(b->db, "CREATE TABLE peer_offsets (grp text, topic text, partition "
+                  "int, next_offset bigint NOT NULL, updated_at timestamptz "
+                  "NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (grp, "
+                  "topic, partition))");
     tk_sql(b->db, "VACUUM ANALYZE accounts");
     b->mock = tk_mock_start(1);
     tk_mock_create_topic(b->mock, TOPIC, PARTITIONS);
     snprintf(cfg, sizeof(cfg), "%s/migrate.yaml", b->dir);
-    write_config(b, cfg, "migrate", "      builtin: upsert\n");
+    write_config(b, cfg, "migrate", TOPIC, "", handler_builtin);
     pid = tk_spawn(argv, "/dev/null");
     TK_CHECK(tk_wait(pid, 60000) == 0, "exactly migrate failed");
-    tk_produce_ids(tk_mock_bootstraps(b->mock), TOPIC, b->messages,
-                   b->entities, PARTITIONS, SEED, NULL);
 }
 
-static const char *verdict(double v, double target, int *missed)
+static const char *verdict(int ok, int *missed)
 {
-    if (v >= target)
+    if (ok)
         return "met";
     *missed = 1;
     return "MISSED";
 }
 
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+enum { C_CEIL, C_PEER, C_BUILTIN, C_PLUGIN, C_BASE, N_CONSUMERS };
+static const char *const consumer_name[N_CONSUMERS] = {
+    "(c)  ceiling: C loop, prepared, pipelined",
+    "(p)  Python peer (confluent-kafka+psycopg2)",
+    "(b)  exactly, built-in upsert",
+    "(b') exactly, projection C plugin",
+    "(b0) baseline build, built-in upsert"};
+
+static void print_figures(const char *name, const figures *f)
+{
+    printf("%-44s %9.0f msg/s  client %6.2f us/msg  pg %6.2f us/msg  "
+           "peak RSS %6.1f MiB\n",
+           name, f->msgs_s, f->client_us, f->pg_us, (double)f->rss_kib / 1024.0);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     bench b;
-    double a, bb, bp, c;
-    long rss_b = 0, rss_bp = 0;
-    int strict = 0, missed = 0;
-    int i;
-    char handler_b[] = "      builtin: upsert\n"
-                       "      options:\n"
-                       "        table: account_view\n"
-                       "        key: [id]\n"
-                       "        columns: {id: id, name: name, balance: balance}\n";
-    char handler_bp[1024];
+    figures fig[8][N_CONSUMERS], med[N_CONSUMERS], two;
+    static series ser, ser2;
+    double v[8];
+    double fair = -1, fair_w = 0;
+    int fair_n = 0;
+    double cg = -1, cg_base = -1;
+    int n_cons = N_CONSUMERS - 1;
+    size_t cg1 = 20000, cg2 = 60000;
+    int strict = 0, missed = 0, only_callgrind = 0;
+    int i, r, k;
 
     memset(&b, 0, sizeof(b));
     b.messages = 200000;
     b.entities = 100000;
-    b.naive_messages = 5000;
+    b.rounds = 2;
     b.batch = 1000;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--messages") && i + 1 < argc)
             b.messages = (size_t)strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--naive-messages") && i + 1 < argc)
-            b.naive_messages = (size_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            b.rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            b.quick = 1;
+        else if (!strcmp(argv[i], "--callgrind"))
+            b.callgrind = 1;
+        else if (!strcmp(argv[i], "--callgrind-only"))
+            b.callgrind = only_callgrind = 1;
         else if (!strcmp(argv[i], "--strict"))
             strict = 1;
         else {
-            printf("usage: exactly-bench [--messages N] [--naive-messages N] "
-                   "[--strict]\n"
+            printf("usage: exactly-bench [--messages N] [--rounds N] [--quick] "
+                   "[--callgrind | --callgrind-only] [--strict]\n"
                    "Needs EXACTLY_TEST_PG_DIR (a scripts/pg.sh cluster), "
                    "EXACTLY_BIN and EXACTLY_PLUGIN_DIR; scripts/bench.sh sets "
                    "them.\n");
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
+    if (b.quick) {
+        b.messages = 20000;
+        b.rounds = 1;
+        cg1 = 4000;
+        cg2 = 12000;
+    }
+    if (b.rounds < 1 || b.rounds > 8)
+        b.rounds = 2;
     b.messages -= b.messages % PARTITIONS;
+    b.hz = sysconf(_SC_CLK_TCK);
     b.exactly_bin = tk_env_required("EXACTLY_BIN");
     b.plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
+    b.baseline_bin = getenv("EXACTLY_BENCH_BASELINE_BIN");
+    if (b.baseline_bin && !*b.baseline_bin)
+        b.baseline_bin = NULL;
+    if (b.baseline_bin)
+        n_cons = N_CONSUMERS;
+    b.peer = getenv("EXACTLY_BENCH_PEER") ? getenv("EXACTLY_BENCH_PEER")
+                                          : EXACTLY_BENCH_PEER;
     tk_tmpdir("exactly-bench", b.dir, sizeof(b.dir));
-    snprintf(handler_bp, sizeof(handler_bp),
+    snprintf(handler_plugin, sizeof(handler_plugin),
              "      plugin: %s/projection.so\n"
              "      options: {table: account_view, key: id}\n",
              b.plugin_dir);
 
     printf("exactly benchmark: %zu messages over %d partitions, %zu entities, "
-           "batches of %d; PostgreSQL %s\n",
-           b.messages, PARTITIONS, b.entities, b.batch,
-           "from EXACTLY_TEST_PG_DIR");
+           "batches of %d, %d interleaved round(s), %ld cores online\n",
+           b.messages, PARTITIONS, b.entities, b.batch, b.rounds,
+           sysconf(_SC_NPROCESSORS_ONLN));
     setup(&b);
     fflush(stdout);
 
-    reset_view(&b);
-    a = run_naive(&b);
-    printf("(a)  naive, one transaction per message   %9.0f msg/s  (%zu messages)\n",
-           a, b.naive_messages);
-    fflush(stdout);
-    reset_view(&b);
-    c = run_limit(&b);
-    printf("(c)  limit: exactly's SQL, pipelined      %9.0f msg/s  (first)\n", c);
-    fflush(stdout);
-    printf("(k)  Kafka alone: the same consumer, no database  %9.0f msg/s\n",
-           run_kafka_only(&b));
-    fflush(stdout);
-    bb = run_worker(&b, "fused", handler_b, &rss_b);
-    printf("(b)  exactly, built-in upsert (fused)     %9.0f msg/s  peak RSS %.1f MiB\n",
-           bb, (double)rss_b / 1024.0);
-    fflush(stdout);
-    bp = run_worker(&b, "plugin", handler_bp, &rss_bp);
-    printf("(b') exactly, C plugin (lookup + upsert)  %9.0f msg/s  peak RSS %.1f MiB\n",
-           bp, (double)rss_bp / 1024.0);
-    /* The limit is measured before and after the workers and averaged, so
-     * a machine that speeds up or slows down during the run biases no side. */
-    reset_view(&b);
-    {
-        double c2 = run_limit(&b);
-        printf("(c)  limit: exactly's SQL, pipelined      %9.0f msg/s  (again; "
-               "mean %.0f)\n", c2, (c + c2) / 2);
-        c = (c + c2) / 2;
+    if (b.callgrind) {
+        cg = run_callgrind(&b, cg1, cg2);
+        printf("worker instructions per message (callgrind, slope %zu..%zu): "
+               "%.0f\n", cg1, cg2, cg);
+        if (b.baseline_bin) {
+            b.cur_bin = b.baseline_bin;
+            cg_base = run_callgrind(&b, cg1, cg2);
+            b.cur_bin = NULL;
+            printf("baseline build's instructions per message: %.0f\n", cg_base);
+        }
+        fflush(stdout);
+        if (only_callgrind)
+            goto done;
     }
-    printf("\nratio    measured  target\n");
-    printf("b/a      %8.1f  >= 40    %s\n", bb / a, verdict(bb / a, 40, &missed));
-    printf("b/c      %8.2f  >= 0.85  %s\n", bb / c, verdict(bb / c, 0.85, &missed));
-    printf("b'/c     %8.2f  >= 0.80  %s\n", bp / c, verdict(bp / c, 0.80, &missed));
-    printf("peak RSS %6.1f MiB  < 64 MiB %s\n",
-           (double)(rss_b > rss_bp ? rss_b : rss_bp) / 1024.0,
-           (rss_b > rss_bp ? rss_b : rss_bp) < 64 * 1024 ? "met"
-                                                        : (missed = 1, "MISSED"));
+
+    tk_produce_ids(tk_mock_bootstraps(b.mock), TOPIC, b.messages, b.entities,
+                   PARTITIONS, SEED, NULL);
+    for (r = 0; r < b.rounds; r++) {
+        char group[32];
+        printf("round %d\n", r + 1);
+        reset_view(&b);
+        run_ceiling(&b, &fig[r][C_CEIL]);
+        print_figures(consumer_name[C_CEIL], &fig[r][C_CEIL]);
+        snprintf(group, sizeof(group), "peer%d", r);
+        run_peer(&b, group, &fig[r][C_PEER]);
+        print_figures(consumer_name[C_PEER], &fig[r][C_PEER]);
+        snprintf(group, sizeof(group), "builtin%d", r);
+        run_worker(&b, group, handler_builtin, 1, &ser, &fig[r][C_BUILTIN]);
+        print_figures(consumer_name[C_BUILTIN], &fig[r][C_BUILTIN]);
+        if (fig[r][C_BUILTIN].fairness >= 0 &&
+            (fair < 0 || fig[r][C_BUILTIN].fairness < fair)) {
+            fair = fig[r][C_BUILTIN].fairness;
+            fair_w = fig[r][C_BUILTIN].window_s;
+        }
+        fair_n += fig[r][C_BUILTIN].windows;
+        snprintf(group, sizeof(group), "plugin%d", r);
+        run_worker(&b, group, handler_plugin, 1, NULL, &fig[r][C_PLUGIN]);
+        print_figures(consumer_name[C_PLUGIN], &fig[r][C_PLUGIN]);
+        if (b.baseline_bin) {
+            snprintf(group, sizeof(group), "base%d", r);
+            b.cur_bin = b.baseline_bin;
+            run_worker(&b, group, handler_builtin, 1, NULL, &fig[r][C_BASE]);
+            b.cur_bin = NULL;
+            print_figures(consumer_name[C_BASE], &fig[r][C_BASE]);
+        }
+    }
+    for (k = 0; k < n_cons; k++) {
+        memset(&med[k], 0, sizeof(med[k]));
+        for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].msgs_s;
+        med[k].msgs_s = median(v, b.rounds);
+        for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].prog_msgs_s;
+        med[k].prog_msgs_s = median(v, b.rounds);
+        for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].client_us;
+        med[k].client_us = median(v, b.rounds);
+        for (r = 0; r < b.rounds; r++) v[r] = fig[r][k].pg_us;
+        med[k].pg_us = median(v, b.rounds);
+        for (r = 0; r < b.rounds; r++)
+            if (fig[r][k].rss_kib > med[k].rss_kib)
+                med[k].rss_kib = fig[r][k].rss_kib;
+    }
+    printf("\nmedian of %d round(s) (RSS: the peak; the ceiling's is the "
+           "whole bench process with its mock broker)\n", b.rounds);
+    for (k = 0; k < n_cons; k++)
+        print_figures(consumer_name[k], &med[k]);
+
+    /* Two workers in one group against one (the median above), both timed
+     * by the offsets seen moving (100 ms polling). */
+    run_worker(&b, "two", handler_builtin, 2, &ser2, &two);
+    /* Both start on a full backlog: the second one's join, and the
+     * rebalance it causes, are inside the time. */
+    printf("(b2) exactly, built-in upsert, 2 workers %9.0f msg/s  (one worker, "
+           "timed alike: %.0f msg/s; %ld cores; includes the rebalance when "
+           "the second joins)\n", two.prog_msgs_s,
+           med[C_BUILTIN].prog_msgs_s, sysconf(_SC_NPROCESSORS_ONLN));
+    fflush(stdout);
+
+    /* Latency at a steady rate, low max_wait_ms. */
+    double lp50[2], lp99[2], lpg[2], lcl[2];
+    double dur = b.quick ? 3 : 10;
+    run_latency(&b, 0, "lat_exactly", 5000, dur, &lp50[0], &lp99[0], &lpg[0], &lcl[0]);
+    run_latency(&b, 1, "lat_peer", 5000, dur, &lp50[1], &lp99[1], &lpg[1], &lcl[1]);
+    printf("latency at 5000 msg/s, max_wait_ms 10, %.0f s (produce to commit "
+           "seen, 2 ms polling):\n", dur);
+    printf("  exactly       p50 %7.1f ms  p99 %7.1f ms  pg %6.2f us/msg  client "
+           "%6.2f us/msg\n", lp50[0], lp99[0], lpg[0], lcl[0]);
+    printf("  Python peer   p50 %7.1f ms  p99 %7.1f ms  pg %6.2f us/msg  client "
+           "%6.2f us/msg\n", lp50[1], lp99[1], lpg[1], lcl[1]);
+    fflush(stdout);
+
+    /* Partitions at a low rate. */
+    double cs[3], spg[3];
+    static const int nparts[3] = {4, 64, 256};
+    for (k = 0; k < 3; k++) {
+        run_scale(&b, nparts[k], 1000, b.quick ? 3 : 10, &cs[k], &spg[k]);
+        printf("%3d partitions, 1000 msg/s in all: %7.1f commits/s  pg %6.2f "
+               "us/msg\n", nparts[k], cs[k], spg[k]);
+        fflush(stdout);
+    }
+
+    printf("\nratio / figure                         measured   target\n");
+    printf("b/c   built-in vs C ceiling            %8.2f   >= 1.0   %s\n",
+           med[C_BUILTIN].msgs_s / med[C_CEIL].msgs_s,
+           verdict(med[C_BUILTIN].msgs_s >= med[C_CEIL].msgs_s, &missed));
+    printf("b/p   built-in vs Python peer          %8.2f   >= 1.6   %s\n",
+           med[C_BUILTIN].msgs_s / med[C_PEER].msgs_s,
+           verdict(med[C_BUILTIN].msgs_s >= 1.6 * med[C_PEER].msgs_s, &missed));
+    printf("b'/b  plugin vs built-in               %8.2f   >= 0.9   %s\n",
+           med[C_PLUGIN].msgs_s / med[C_BUILTIN].msgs_s,
+           verdict(med[C_PLUGIN].msgs_s >= 0.9 * med[C_BUILTIN].msgs_s, &missed));
+    printf("pg CPU/msg built-in vs ceiling         %8.2f\n",
+           med[C_BUILTIN].pg_us / med[C_CEIL].pg_us);
+    printf("pg CPU/msg built-in vs peer            %8.2f\n",
+           med[C_BUILTIN].pg_us / med[C_PEER].pg_us);
+    printf("client CPU/msg built-in vs peer        %8.2f\n",
+           med[C_BUILTIN].client_us / med[C_PEER].client_us);
+    printf("peak RSS built-in, plugin (MiB)        %5.1f %5.1f  <= 64   %s\n",
+           (double)med[C_BUILTIN].rss_kib / 1024, (double)med[C_PLUGIN].rss_kib / 1024,
+           verdict(med[C_BUILTIN].rss_kib <= 64 * 1024 &&
+                       med[C_PLUGIN].rss_kib <= 64 * 1024, &missed));
+    printf("latency p99 exactly / peer             %8.2f   <= 1.0   %s\n",
+           lp99[0] / lp99[1], verdict(lp99[0] <= lp99[1], &missed));
+    printf("latency pg CPU/msg exactly / peer      %8.2f   <= 1.0   %s\n",
+           lpg[0] / lpg[1], verdict(lpg[0] <= lpg[1], &missed));
+    if (fair >= 0)
+        printf("fairness: slowest/fastest partition    %8.2f   >= 0.5   %s "
+               "(%d windows of %.1f s)\n", fair, verdict(fair >= 0.5, &missed),
+               fair_n, fair_w);
+    else
+        printf("fairness: slowest/fastest partition         n/a   >= 0.5   "
+               "(no window before a partition drained)\n");
+    printf("64 partitions: commits/s, pg/msg vs 4  %5.2f %5.2f  <= 1.5   %s\n",
+           cs[0] > 0 ? cs[1] / cs[0] : 0, spg[1] / spg[0],
+           verdict(cs[1] <= 1.5 * cs[0] && spg[1] <= 1.5 * spg[0], &missed));
+    printf("256 partitions: commits/s, pg/msg vs 4 %5.2f %5.2f  <= 1.5   %s\n",
+           cs[0] > 0 ? cs[2] / cs[0] : 0, spg[2] / spg[0],
+           verdict(cs[2] <= 1.5 * cs[0] && spg[2] <= 1.5 * spg[0], &missed));
+    printf("2 workers / 1                          %8.2f   >= 1.8   %s "
+           "(%ld cores)\n", two.prog_msgs_s / med[C_BUILTIN].prog_msgs_s,
+           verdict(two.prog_msgs_s >= 1.8 * med[C_BUILTIN].prog_msgs_s, &missed),
+           sysconf(_SC_NPROCESSORS_ONLN));
+    if (b.baseline_bin) {
+        printf("b/b0  built-in vs baseline build       %8.2f\n",
+               med[C_BUILTIN].msgs_s / med[C_BASE].msgs_s);
+        printf("pg CPU/msg built-in vs baseline build  %8.2f\n",
+               med[C_BUILTIN].pg_us / med[C_BASE].pg_us);
+        printf("client CPU/msg built-in vs baseline    %8.2f\n",
+               med[C_BUILTIN].client_us / med[C_BASE].client_us);
+    }
+    if (cg >= 0)
+        printf("worker instructions/msg (callgrind)    %8.0f   <= 2000  %s\n",
+               cg, verdict(cg <= 2000, &missed));
+    if (cg_base >= 0)
+        printf("baseline build's instructions/msg      %8.0f\n", cg_base);
+done:
+    fflush(stdout);
     PQfinish(b.db);
     tk_mock_stop(b.mock);
     tk_pg_drop_db(b.conninfo);
