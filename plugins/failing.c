@@ -11,13 +11,20 @@
  * retry, bisect down to the listed records, dead-letter exactly those and
  * apply the rest, which the counts then show.
  *
+ * A batch holding an ID listed in query_ids runs a query that fails on the
+ * server (SELECT 1/0), logs the SQLSTATE and message host->query_error
+ * gives it, and returns EXACTLY_EHANDLER: the runtime judges the batch by
+ * that query's error.
+ *
  * The table must exist:
  *   CREATE TABLE failing_applied (id text PRIMARY KEY, n bigint NOT NULL);
  *
  * Options:
  *   fail_ids  list    empty              IDs that fail any batch holding them
+ *   query_ids list    empty              IDs whose batch runs a failing query
  *   table     string  "failing_applied"  the counter table
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +39,16 @@ typedef struct failing {
     char *sql;
     const char **fail_ids; /* our copy of the option's array */
     size_t n_fail_ids;
+    const char *const *query_ids; /* borrowed: valid until close() */
+    size_t n_query_ids;
     exactly_sqlbuf ids, counts;       /* parameters, memory reused across batches */
 } failing;
 
 static const exactly_option_decl failing_options[] = {
     {"fail_ids", EXACTLY_OPT_LIST, NULL,
      "IDs that make apply() fail the whole batch"},
+    {"query_ids", EXACTLY_OPT_LIST, NULL,
+     "IDs whose batch runs a query that fails on the server"},
     {"table", EXACTLY_OPT_STRING, "failing_applied",
      "counter table (id text primary key, n bigint)"},
 };
@@ -95,6 +106,7 @@ static exactly_err failing_open(const exactly_open_args *args, void **state)
         for (i = 0; i < f->n_fail_ids; i++)
             f->fail_ids[i] = ids[i];
     }
+    f->n_query_ids = h->opt_list(args->opts, "query_ids", &f->query_ids);
     *state = f;
     return EXACTLY_OK;
 
@@ -102,6 +114,26 @@ nomem:
     snprintf(args->errbuf, args->errbuf_size, "failing: out of memory");
     failing_close(f);
     return EXACTLY_ENOMEM;
+}
+
+/* A query the server refuses, and what host->query_error says about it. */
+static exactly_err failing_query(failing *f, exactly_txn *txn, const char *id)
+{
+    const exactly_host *h = f->host;
+    exactly_result *res = NULL;
+    const char *state = NULL, *msg = NULL;
+
+    if (h->query(txn, "SELECT 1/0", 0, NULL, &res) == EXACTLY_OK) {
+        h->result_free(res);
+        h->set_error(txn, "failing: SELECT 1/0 succeeded");
+        return EXACTLY_EHANDLER;
+    }
+    if (h->size >= offsetof(exactly_host, query_error) + sizeof(h->query_error))
+        state = h->query_error(txn, &msg);
+    h->log(EXACTLY_LOG_WARN,
+           "failing: the query for record %s failed: SQLSTATE %s: %s", id,
+           state ? state : "(none)", msg ? msg : "(none)");
+    return EXACTLY_EHANDLER;
 }
 
 static exactly_err failing_apply(void *state, exactly_txn *txn,
@@ -123,6 +155,11 @@ static exactly_err failing_apply(void *state, exactly_txn *txn,
                              batch->records[i].id);
                 return EXACTLY_EHANDLER;
             }
+
+    for (i = 0; i < batch->n_records; i++)
+        for (k = 0; k < f->n_query_ids; k++)
+            if (strcmp(batch->records[i].id, f->query_ids[k]) == 0)
+                return failing_query(f, txn, batch->records[i].id);
 
     exactly_sqlbuf_reset(&f->ids);
     exactly_sqlbuf_reset(&f->counts);

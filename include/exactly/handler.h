@@ -213,6 +213,16 @@ typedef struct exactly_host {
     exactly_err (*exec_params)(exactly_txn *txn, const char *sql,
                                int n_params, const char *const *params,
                                const int *lengths, const int *formats);
+
+    /*
+     * Why query() failed: the SQLSTATE (five characters, "22012") of the
+     * first query() of this transaction that failed, with the server's
+     * message in *message when message is not NULL; NULL (and *message
+     * NULL) when none failed. Borrowed until apply() returns. apply() can
+     * log it or stop issuing statements; the runtime decides what the
+     * failure means from the same SQLSTATE (see query()).
+     */
+    const char *(*query_error)(const exactly_txn *txn, const char **message);
 } exactly_host;
 
 /* What open() gets. Borrowed for the duration of open(); host and opts stay

@@ -562,6 +562,14 @@ static void host_set_error(exactly_txn *t, const char *fmt, ...)
     t->handler_err_set = 1;
 }
 
+static const char *host_query_error(const exactly_txn *t,
+                                    const char **message)
+{
+    if (message)
+        *message = t->query_failed ? t->query_errmsg : NULL;
+    return t->query_failed ? t->query_sqlstate : NULL;
+}
+
 static void host_fail_recordf(exactly_txn *t, size_t index, const char *fmt,
                               ...)
 {
@@ -659,6 +667,7 @@ static const exactly_host host_table = {
     .emit = host_emit,
     .fail_recordf = host_fail_recordf,
     .exec_params = host_exec_params,
+    .query_error = host_query_error,
 };
 
 const exactly_host *exactly_txn_host(void) { return &host_table; }

@@ -13,7 +13,10 @@
  *   batch  failing.so with fail_ids: the handler fails the WHOLE batch with
  *          set_error(), so the runtime must roll back, retry in careful
  *          mode and bisect down to the listed records; the dead letters
- *          carry the set_error() text.
+ *          carry the set_error() text. A batch holding QUERY_ID runs a
+ *          query the server refuses (SELECT 1/0): the handler logs the
+ *          SQLSTATE and message host->query_error gives it, and the
+ *          record's dead letters carry the server's message.
  *   stop   failing.so with on_error: stop: the partition holding the failing
  *          ID halts with its stored offset at the start of the failing batch
  *          (nothing of that batch commits), a level=error "partition halted"
@@ -82,6 +85,7 @@
 
 static const int rec_fail_ids[] = {5, 17, 33};
 static const int batch_fail_ids[] = {8, 29, 44};
+#define QUERY_ID 50
 #define N_FAIL 3
 
 static int id_of(int i) { return 1 + (7 * i) % N_IDS; }
@@ -245,16 +249,17 @@ static void check_offsets_at_end(PGconn *db, const char *bootstraps,
 /*
  * The dead letter of one message: exactly one row at (pipeline, topic,
  * partition, offset) with the key bytes "<id>", entity_id "<id>", no
- * SQLSTATE (the plugin refused, SQL did not fail), one attempt, both
- * failure times set and in order, and a reason containing want_reason
- * (exactly equal when exact). Returns the reason (caller frees).
+ * SQLSTATE unless sqlstate names the one a failed statement left, one
+ * attempt, both failure times set and in order, and a reason containing
+ * want_reason (exactly equal when exact). Returns the reason (caller
+ * frees).
  */
 static char *check_dead_letter(PGconn *db, const char *pipeline,
                                const char *topic, int partition,
                                int64_t offset, int id, const char *want_reason,
-                               int exact)
+                               int exact, const char *sqlstate)
 {
-    char where[256];
+    char where[256], state_is[32];
     char *reason;
 
     snprintf(where, sizeof where,
@@ -267,6 +272,8 @@ static char *check_dead_letter(PGconn *db, const char *pipeline,
              "dead letter", pipeline, partition, offset, id);
     reason = tk_sql_text(db, "SELECT reason FROM exactly.dead_letters WHERE %s",
                          where);
+    snprintf(state_is, sizeof state_is, sqlstate ? "= '%s'" : "IS NULL",
+             sqlstate);
     TK_CHECK(reason != NULL && (exact ? strcmp(reason, want_reason) == 0
                                       : strstr(reason, want_reason) != NULL),
              "[%s] dead letter at %d/%" PRId64 ": reason \"%s\", expected %s"
@@ -276,12 +283,12 @@ static char *check_dead_letter(PGconn *db, const char *pipeline,
         tk_sql_int64(db,
                      "SELECT count(*) FROM exactly.dead_letters WHERE %s AND "
                      "entity_id = '%d' AND message_key = convert_to('%d', "
-                     "'UTF8') AND sqlstate IS NULL AND attempts = 1 AND "
+                     "'UTF8') AND sqlstate %s AND attempts = 1 AND "
                      "first_failed_at IS NOT NULL AND last_failed_at >= "
                      "first_failed_at AND last_failed_at <= now()",
-                     where, id, id),
-        1, "dead letter with entity_id and key of the message, no sqlstate, "
-           "attempts 1, failure times set");
+                     where, id, id, state_is),
+        1, "dead letter with entity_id and key of the message, the expected "
+           "sqlstate, attempts 1, failure times set");
     return reason;
 }
 
@@ -317,7 +324,7 @@ static void check_rec(world *wd, const char *log)
         id = id_of(i);
         if (listed(rec_fail_ids, id)) {
             free(check_dead_letter(wd->db, "rec", "pf_rec", p, off, id,
-                                   "ledger: id listed in fail_on_ids", 1));
+                                   "ledger: id listed in fail_on_ids", 1, NULL));
             TK_CHECK_EQ_INT64(
                 tk_sql_int64(wd->db, "SELECT count(*) FROM ledger_rec WHERE "
                                      "partition = %d AND \"offset\" = %"
@@ -380,7 +387,11 @@ static void check_batch(world *wd, const char *log)
             snprintf(want, sizeof want,
                      "failing: record %d is listed in fail_ids", id);
             free(check_dead_letter(wd->db, "batch", "pf_batch", p, off, id,
-                                   want, 1));
+                                   want, 1, NULL));
+            bad++;
+        } else if (id == QUERY_ID) {
+            free(check_dead_letter(wd->db, "batch", "pf_batch", p, off, id,
+                                   "division by zero", 0, "22012"));
             bad++;
         } else {
             per_id[id]++;
@@ -407,12 +418,17 @@ static void check_batch(world *wd, const char *log)
     TK_CHECK_EQ_INT64(s.consumed, N_MSGS, "[batch] summary consumed");
     TK_CHECK_EQ_INT64(s.applied, good, "[batch] summary applied");
     TK_CHECK_EQ_INT64(s.dead, bad, "[batch] summary dead-lettered");
+    snprintf(want, sizeof want, "failing: the query for record %d failed: "
+             "SQLSTATE 22012: division by zero", QUERY_ID);
+    TK_CHECK(count_lines_with(log, want, NULL) > 0,
+             "[batch] no log line \"%s\": host->query_error did not give "
+             "the handler its query's SQLSTATE and message", want);
     /* Every failing batch was rolled back and run again in careful mode. */
     TK_CHECK(s.retries >= 1, "[batch] summary shows %lld retries; a failed "
              "batch must be retried", s.retries);
     tk_note("[batch] set_error on whole batches: %" PRId64 " of %d messages "
-            "dead-lettered (ids 8, 29, 44) with the set_error text, %" PRId64
-            " applied once; summary: dead-lettered %lld, batches committed "
+            "dead-lettered (ids 8, 29, 44 with the set_error text, 50 by "
+            "its failed query), %" PRId64 " applied once; summary: dead-lettered %lld, batches committed "
             "%lld, retries %lld; %d 'record dead-lettered' warnings, %d "
             "'isolating the failing records' warnings",
             bad, N_MSGS, good, s.dead, s.committed, s.retries,
@@ -525,7 +541,7 @@ static void run_crash(world *wd, const int64_t *per_id, int n_ids)
     /* X: dead-lettered, never applied. */
     reason = check_dead_letter(wd->db, LEDGER_PIPELINE, "pf_crash",
                                CRASH_PARTITION, CRASH_OFFSET, CRASH_ID,
-                               "killed the worker", 0);
+                               "killed the worker", 0, NULL);
     TK_CHECK_EQ_INT64(dead_letters_of(wd->db, LEDGER_PIPELINE), 1,
                       "[crash] dead letters of the pipeline");
     TK_CHECK_EQ_INT64(tk_sql_int64(wd->db, "SELECT count(*) FROM ledger "
@@ -668,7 +684,7 @@ int main(void)
         "    lookup: {table: accounts, id_column: id}\n"
         "    handler:\n"
         "      plugin: '%s/failing.so'\n"
-        "      options: {fail_ids: ['%d', '%d', '%d']}\n"
+        "      options: {fail_ids: ['%d', '%d', '%d'], query_ids: ['%d']}\n"
         "    batch: {max_messages: 20, max_wait_ms: 50}\n"
         "  stop:\n"
         "    topics: [pf_stop]\n"
@@ -693,7 +709,7 @@ int main(void)
         "    kafka: {session.timeout.ms: 6000}\n",
         wd.bootstraps, conninfo, plugin_dir, rec_fail_ids[0], rec_fail_ids[1],
         rec_fail_ids[2], plugin_dir, batch_fail_ids[0], batch_fail_ids[1],
-        batch_fail_ids[2], plugin_dir, STOP_ID_BASE + STOP_OFFSET, BATCH_MAX,
+        batch_fail_ids[2], QUERY_ID, plugin_dir, STOP_ID_BASE + STOP_OFFSET, BATCH_MAX,
         LEDGER_PIPELINE, plugin_dir, CRASH_ID, BATCH_MAX, MAX_CRASHES);
     snprintf(migrate_log, sizeof migrate_log, "%s/migrate.log", wd.dir);
     ledger_migrate(wd.config, migrate_log);
