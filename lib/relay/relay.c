@@ -548,7 +548,7 @@ static int txn_commit(relay *rl)
         exactly_log(EXACTLY_LOG_WARN, "relay",
                     "fault: paused inside the transaction before the "
                     "position record", LOG_INT("rows", (int64_t)rl->n_rows));
-        sleep_ms(10000);
+        sleep_ms(6000);
     }
     text = position_json(rl, &n);
     if (!text) {
@@ -586,7 +586,7 @@ static int txn_commit(relay *rl)
             exactly_log(EXACTLY_LOG_WARN, "relay",
                         "fault: paused between the kafka commit and the "
                         "mark", LOG_INT("rows", n));
-            sleep_ms(10000);
+            sleep_ms(6000);
         }
         return 0;
     }
