@@ -39,7 +39,8 @@ static const cfg_field relay_fields[] = {
             "topic wins."},
     {.key = "batch_size", .type = CFG_F_INT, .off = R(batch_size), .min = 1,
      .max = 100000, .def = "1000",
-     .doc = "The most rows read, produced and acknowledged in one cycle."},
+     .doc = "The most rows read, produced and acknowledged in one cycle "
+            "(at most 10000 with `mode: transactional`)."},
     {.key = "poll_interval_ms", .type = CFG_F_INT,
      .off = R(poll_interval_ms), .min = 1, .max = 600000, .def = "100",
      .doc = "How long the relay sleeps when it found no row to publish."},
@@ -187,6 +188,15 @@ int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
                                        r->name);
         return 0;
     }
+    /* The position record names every row of a batch; it must stay well
+     * below message.max.bytes (1 MB by default) however scattered the
+     * batch's ids are (about 22 bytes a row at worst). */
+    if (r->batch_size > 10000)
+        return exactly_cfg_fail_at(c, r->pos,
+                                   "'relays.%s.batch_size' must be at most "
+                                   "10000 with 'mode: transactional': the "
+                                   "batch's position record names every "
+                                   "row", r->name);
     /* A transactional.id in the top-level kafka section would be shared
      * by every relay, and each would fence the others. */
     if ((prop = effective(cfg, r, "transactional.id")) &&

@@ -540,7 +540,7 @@ static int txn_commit(relay *rl)
     rd_kafka_error_t *e = NULL;
     char *text = NULL;
     int64_t n;
-    int rc, tries;
+    int rc;
 
     /* Tests stop here to kill the relay inside an open transaction, its
      * records written and acknowledged, its position not yet. */
@@ -566,19 +566,21 @@ static int txn_commit(relay *rl)
     free(text);
     if (rc != 0)
         goto abort;
-    /* A commit that timed out is retriable: call it again (librdkafka's
-     * contract); one that needs an abort, aborts. */
-    for (tries = 0; tries < 3; tries++) {
+    /* A commit that timed out is retriable, and its outcome unknown: it
+     * may still commit. So it is called again until it answers for good
+     * (librdkafka's contract); aborting instead could leave committed
+     * records whose rows stay pending and go out a second time. */
+    for (;;) {
         e = rd_kafka_commit_transaction(rl->rk, 60000);
-        if (!e || !rd_kafka_error_is_retriable(e))
+        if (!e || !rd_kafka_error_is_retriable(e) ||
+            rd_kafka_error_is_fatal(e))
             break;
         exactly_log(EXACTLY_LOG_WARN, "relay",
                     "commit of the transaction timed out; trying again",
                     LOG_STR("error", rd_kafka_error_string(e)));
         rd_kafka_error_destroy(e);
-        e = NULL;
     }
-    if (!e && tries < 3) {
+    if (!e) {
         rl->txn_open = 0;
         /* Tests stop here to kill the relay between the Kafka commit and
          * the mark: the next relay must apply the position record. */
@@ -590,7 +592,7 @@ static int txn_commit(relay *rl)
         }
         return 0;
     }
-    rc = e ? txn_failed(e, "commit_transaction") : -1;
+    rc = txn_failed(e, "commit_transaction");
     if (rc == -2)
         return -2;
 abort:

@@ -71,9 +71,12 @@
  *     again. Rows of an aborted transaction stay pending and go out in a
  *     later one.
  *     Errors. A delivery report with an error, a failed position record,
- *     a failed or timed-out commit (after three tries): abort the
- *     transaction, dead-letter the rows refused for good (4), leave the
- *     others pending, back off, send the batch again. A fatal error, and
+ *     a commit that failed (one that timed out is called again until it
+ *     answers, its outcome being unknown): abort the transaction,
+ *     dead-letter the rows refused for good (4), leave the others
+ *     pending, back off, send the batch again. The position record names
+ *     every row of the batch, so batch_size is at most 10000 in this
+ *     mode (a record well below message.max.bytes). A fatal error, and
  *     above all being fenced (another relay initialised the same
  *     transactional.id: it holds the lock since this one lost its
  *     session), ends the relay with exit code 1 and the line "fenced:

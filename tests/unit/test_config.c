@@ -477,6 +477,13 @@ static const bad_case bad_cases[] = {
      "  orders:\n    position_topic: p\n",
      "worker.yaml:6:3: 'relays.orders.position_topic' is not allowed with "
      "'mode: idempotent'"},
+    {"relay transactional batch too big",
+     "kafka:\n  bootstrap.servers: localhost:9092\n"
+     "postgres:\n  conninfo: dbname=test\nrelays:\n"
+     "  orders:\n    mode: transactional\n    batch_size: 20000\n",
+     "worker.yaml:6:3: 'relays.orders.batch_size' must be at most 10000 "
+     "with 'mode: transactional': the batch's position record names every "
+     "row"},
     {"relay unknown mode", RHEAD "      acks: all\n    mode: exactly\n",
      "worker.yaml:10:11: 'relays.orders.mode' must be one of idempotent, "
      "transactional, got 'exactly'"},
