@@ -16,7 +16,8 @@
  *      then a last relay empties the outbox, and every row appears
  *      exactly once among the committed records;
  *   3. (fault hooks) fencing: a relay stalled inside its transaction
- *      loses its PostgreSQL session, a second relay with the same name
+ *      (and frozen by SIGSTOP while the rest happens) loses its
+ *      PostgreSQL session, a second relay with the same name
  *      takes the outbox over and publishes it, and the first, answered
  *      PRODUCER_FENCED by the broker, exits 1 saying it was fenced,
  *      marking nothing.
@@ -316,7 +317,9 @@ int main(void)
                                          &status),
                          log, "the first relay never reached the fault");
         note_aborted(bs, before);
-        /* It loses its session, so its outbox lock ... */
+        /* Frozen there (so that the second relay has all the time it
+         * needs), it loses its session, so its outbox lock ... */
+        tk_kill(first, SIGSTOP);
         tk_sql_int64(db, "SELECT count(pg_terminate_backend(pid)) FROM "
                          "pg_stat_activity WHERE application_name = "
                          "'exactly-relay' AND datname = current_database()");
@@ -324,7 +327,7 @@ int main(void)
         second = relay_start(config, (const char *const[]){"--exit-idle",
                                                             "300", NULL},
                              log2);
-        status = tk_wait(second, 5500);
+        status = tk_wait(second, 30000);
         LEDGER_CHECK_LOG(status == 0, log2, "second relay exit status %d",
                          status);
         marked_before = tk_sql_int64(db, "SELECT count(*) FROM "
@@ -335,6 +338,7 @@ int main(void)
         rd_kafka_mock_push_request_errors(tk_mock_cluster(mock),
                                           API_ADD_PARTITIONS_TO_TXN, 1,
                                           RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+        tk_kill(first, SIGCONT);
         status = tk_wait(first, 20000);
         LEDGER_CHECK_LOG(status == 1, log, "fenced relay exit status %d",
                          status);

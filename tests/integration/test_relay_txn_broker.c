@@ -16,8 +16,8 @@
  *      every third inside the open transaction (relay_txn_sent); a last
  *      relay empties the outbox; then, read with read_committed, every
  *      outbox row is on the topic exactly once and nothing else is;
- *   2. (fault hooks) a relay stalled inside its transaction loses its
- *      PostgreSQL session, a second relay of the same name takes over
+ *   2. (fault hooks) a relay stalled inside its transaction (and frozen
+ *      by SIGSTOP meanwhile) loses its PostgreSQL session, a second relay of the same name takes over
  *      (its init_transactions fences the first) and publishes the
  *      outbox; the first exits 1 saying it was fenced; still every row
  *      exactly once among the committed records.
@@ -334,21 +334,25 @@ int main(void)
         LEDGER_CHECK_LOG(ledger_wait_log(log, "fault: paused", paused + 1,
                                          first, 60000, &status),
                          log, "the first relay never reached the fault");
+        /* Frozen inside its transaction while it loses its session and
+         * the second relay takes over and empties the outbox. */
+        tk_kill(first, SIGSTOP);
         tk_sql_int64(db, "SELECT count(pg_terminate_backend(pid)) FROM "
                          "pg_stat_activity WHERE application_name = "
                          "'exactly-relay' AND datname = current_database()");
         second = relay_start(config, (const char *const[]){"--exit-idle",
                                                             "1000", NULL},
                              log2);
+        status = tk_wait(second, 120000);
+        LEDGER_CHECK_LOG(status == 0, log2, "second relay exit status %d",
+                         status);
+        tk_kill(first, SIGCONT);
         status = tk_wait(first, 60000);
         LEDGER_CHECK_LOG(status == 1, log, "fenced relay exit status %d",
                          status);
         LEDGER_CHECK_LOG(tk_file_contains(log, "fenced: another relay took "
                                                "over this transactional.id"),
                          log, "the fenced relay did not say so");
-        status = tk_wait(second, 60000);
-        LEDGER_CHECK_LOG(status == 0, log2, "second relay exit status %d",
-                         status);
         check_exactly_once(db, bs, topic, "after the fence");
     } else {
         tk_note("fencing needs the fault hooks: not run in this build");
