@@ -146,8 +146,10 @@ typedef enum cfg_relay_cleanup {
 } cfg_relay_cleanup;
 
 typedef enum cfg_relay_mode {
-    CFG_RELAY_IDEMPOTENT = 1 /* idempotent producer, acks=all; duplicates
-                                after a crash carry the same event-id */
+    CFG_RELAY_IDEMPOTENT = 1,  /* idempotent producer, acks=all; duplicates
+                                  after a crash carry the same event-id */
+    CFG_RELAY_TRANSACTIONAL = 2 /* each batch and the relay's position in
+                                  one Kafka transaction (relay.h) */
 } cfg_relay_mode;
 
 typedef struct cfg_relay {
@@ -162,6 +164,8 @@ typedef struct cfg_relay {
     cfg_relay_cleanup cleanup;
     int64_t retention_s;    /* CFG_CLEANUP_MARK: published rows kept so long */
     cfg_relay_mode mode;
+    char *position_topic;   /* CFG_RELAY_TRANSACTIONAL: where the relay's
+                               position records go; NULL otherwise */
     cfg_prop *kafka;        /* producer properties over the kafka section */
     size_t n_kafka;
 } cfg_relay;

@@ -5,6 +5,7 @@
 #include "config/tables.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +14,11 @@
 static const cfg_enum_name cleanup_names[] = {{"delete", CFG_CLEANUP_DELETE},
                                               {"mark", CFG_CLEANUP_MARK},
                                               {NULL, 0}};
-static const cfg_enum_name mode_names[] = {{"idempotent",
-                                            CFG_RELAY_IDEMPOTENT},
-                                           {NULL, 0}};
+static const cfg_enum_name mode_names[] = {
+    {"idempotent", CFG_RELAY_IDEMPOTENT},
+    {"transactional", CFG_RELAY_TRANSACTIONAL},
+    {NULL, 0}};
+
 
 static const cfg_field relay_fields[] = {
     {.key = "schema", .type = CFG_F_STR, .flags = CFG_NONEMPTY,
@@ -36,7 +39,8 @@ static const cfg_field relay_fields[] = {
             "topic wins."},
     {.key = "batch_size", .type = CFG_F_INT, .off = R(batch_size), .min = 1,
      .max = 100000, .def = "1000",
-     .doc = "The most rows read, produced and acknowledged in one cycle."},
+     .doc = "The most rows read, produced and acknowledged in one cycle "
+            "(at most 10000 with `mode: transactional`)."},
     {.key = "poll_interval_ms", .type = CFG_F_INT,
      .off = R(poll_interval_ms), .min = 1, .max = 600000, .def = "100",
      .doc = "How long the relay sleeps when it found no row to publish."},
@@ -54,7 +58,22 @@ static const cfg_field relay_fields[] = {
             "killed between sending and the acknowledgement sends those "
             "rows again, with the same `event-id` header, so a consumer "
             "with `dedup: {from: header, header: event-id}` applies each "
-            "once."},
+            "once. `transactional`: a transactional producer publishes each "
+            "batch and one record naming its rows to `position_topic` in "
+            "one Kafka transaction; a relay reads that record back "
+            "(read_committed) before it publishes, so each row is once "
+            "among the committed records. `transactional.id` is "
+            "`exactly-relay-NAME` unless written; a relay whose "
+            "`transactional.id` was taken over by another exits 1."},
+    {.key = "position_topic", .type = CFG_F_STR, .flags = CFG_NONEMPTY,
+     .off = R(position_topic), .max = 249,
+     .def_doc = "`exactly-relay-NAME-positions` with `mode: transactional`",
+     .doc = "With `mode: transactional`: the topic of the relay's position "
+            "records (partition 0, keyed by the relay's name), one written "
+            "in each batch's transaction. This relay must be its only "
+            "writer; create it with one partition and "
+            "`cleanup.policy=compact` (only the last record is read). "
+            "Refused with `mode: idempotent`."},
     {.key = "kafka", .type = CFG_F_PROPS, .off = R(kafka),
      .off_n = R(n_kafka),
      .doc = "librdkafka properties of this relay's producer, over those of "
@@ -64,7 +83,7 @@ static const cfg_field relay_fields[] = {
             "true, `acks` other than all/-1, "
             "`max.in.flight.requests.per.connection` (`max.in.flight`) "
             "over 5, `retries` (`message.send.max.retries`) 0, and "
-            "`transactional.id`."},
+            "`transactional.id` unless `mode: transactional`."},
 };
 const cfg_section exactly_cfg_relay_section = {
     relay_fields, CFG_N_FIELDS(relay_fields), NULL,
@@ -158,8 +177,42 @@ int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
                               "failed to take must be sent again");
         }
     }
-    if ((prop = effective(cfg, r, "transactional.id")))
+    if (r->mode != CFG_RELAY_TRANSACTIONAL) {
+        if ((prop = effective(cfg, r, "transactional.id")))
+            return refuse(c, r, prop,
+                          "is not allowed with 'mode: idempotent'");
+        if (r->position_topic)
+            return exactly_cfg_fail_at(c, r->pos,
+                                       "'relays.%s.position_topic' is not "
+                                       "allowed with 'mode: idempotent'",
+                                       r->name);
+        return 0;
+    }
+    /* The position record names every row of a batch; it must stay well
+     * below message.max.bytes (1 MB by default) however scattered the
+     * batch's ids are (about 22 bytes a row at worst). */
+    if (r->batch_size > 10000)
+        return exactly_cfg_fail_at(c, r->pos,
+                                   "'relays.%s.batch_size' must be at most "
+                                   "10000 with 'mode: transactional': the "
+                                   "batch's position record names every "
+                                   "row", r->name);
+    /* A transactional.id in the top-level kafka section would be shared
+     * by every relay, and each would fence the others. */
+    if ((prop = effective(cfg, r, "transactional.id")) &&
+        !find(r->kafka, r->n_kafka, "transactional.id"))
         return refuse(c, r, prop,
-                      "is not allowed with 'mode: idempotent'");
+                      "must be set per relay ('relays.NAME.kafka'): relays "
+                      "sharing one would fence each other");
+    if (prop && prop->value[0] == '\0')
+        return refuse(c, r, prop, "must not be empty");
+    if (!r->position_topic) {
+        size_t len = strlen(r->name) + sizeof("exactly-relay--positions");
+
+        if (!(r->position_topic = malloc(len)))
+            return exactly_cfg_fail_nomem(c);
+        snprintf(r->position_topic, len, "exactly-relay-%s-positions",
+                 r->name);
+    }
     return 0;
 }

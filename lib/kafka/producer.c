@@ -87,12 +87,83 @@ rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,
             goto fail;
         }
     }
+    if (r->mode == CFG_RELAY_TRANSACTIONAL &&
+        !written(cfg, r, "transactional.id")) {
+        char tid[160];
+
+        snprintf(tid, sizeof(tid), "exactly-relay-%s", r->name);
+        if (rd_kafka_conf_set(conf, "transactional.id", tid, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "kafka property "
+                     "'transactional.id': %s", kerr);
+            goto fail;
+        }
+    }
     if (client_id && rd_kafka_conf_set(conf, "client.id", client_id, kerr,
                                        sizeof(kerr)) != RD_KAFKA_CONF_OK) {
         snprintf(errbuf, errbuf_size, "kafka: %s", kerr);
         goto fail;
     }
     rd_kafka_conf_set_log_cb(conf, producer_log_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/* The reader is built from the producer's properties too (servers,
+ * security): librdkafka's warnings that a producer property means nothing
+ * to a consumer are noise here. */
+static void reader_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                          const char *buf)
+{
+    if (strcmp(fac, "CONFWARN") == 0)
+        return;
+    producer_log_cb(rk, level, fac, buf);
+}
+
+rd_kafka_conf_t *exactly_kafka_position_reader_conf(const exactly_config *cfg,
+                                                    const cfg_relay *r,
+                                                    char *errbuf,
+                                                    size_t errbuf_size)
+{
+    static const struct {
+        const char *name, *value;
+    } fixed[] = {
+        {"isolation.level", "read_committed"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "true"},
+    };
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char kerr[512], id[160];
+    size_t i;
+
+    if (!conf) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return NULL;
+    }
+    if (set_props(conf, cfg, cfg->kafka, cfg->n_kafka, errbuf, errbuf_size) ||
+        set_props(conf, cfg, r->kafka, r->n_kafka, errbuf, errbuf_size))
+        goto fail;
+    /* A group id only because librdkafka's consumer API wants one; the
+     * reader assigns its partition and never joins or commits. */
+    snprintf(id, sizeof(id), "exactly-relay-%s-positions", r->name);
+    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (rd_kafka_conf_set(conf, fixed[i].name, fixed[i].value, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errbuf_size, "kafka property '%s': %s",
+                     fixed[i].name, kerr);
+            goto fail;
+        }
+    if (rd_kafka_conf_set(conf, "group.id", id, kerr, sizeof(kerr)) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "client.id", id, kerr, sizeof(kerr)) !=
+            RD_KAFKA_CONF_OK) {
+        snprintf(errbuf, errbuf_size, "kafka: %s", kerr);
+        goto fail;
+    }
+    rd_kafka_conf_set_log_cb(conf, reader_log_cb);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);

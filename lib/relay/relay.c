@@ -55,6 +55,14 @@ typedef struct relay {
     volatile sig_atomic_t *stop;
     int purged;
     exactly_relay_stats *st;
+    /* mode: transactional (invariant 6) */
+    int txn;                /* the relay runs transactions */
+    int txn_ready;          /* init_transactions() succeeded */
+    int txn_open;           /* a transaction was begun, not yet ended */
+    int need_position;      /* the lock was (re)taken: apply the position */
+    int dr_failed;          /* delivery reports with an error, this batch */
+    int pos_in_flight;      /* the position record awaits its report */
+    rd_kafka_resp_err_t pos_err;
 } relay;
 
 static long long now_ms(void)
@@ -118,12 +126,19 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     relay_row *row = m->_private;
 
     (void)rk;
+    if (m->_private == (void *)&rl->pos_err) {
+        rl->pos_err = m->err;
+        rl->pos_in_flight = 0;
+        return;
+    }
     if (!row)
         return;
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         row->state = ROW_ACKED;
-    else
+    } else {
         set_failed(row, m->err);
+        rl->dr_failed++;
+    }
     rl->in_flight--;
 }
 
@@ -176,7 +191,8 @@ static int build_sql(relay *rl)
     rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
                             ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
                             : "UPDATE %s SET published_at = now()"
-                              " WHERE id = ANY($1::bigint[])",
+                              " WHERE id = ANY($1::bigint[])"
+                              " AND published_at IS NULL",
                         rl->table_q, NULL);
     rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
                         " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
@@ -265,6 +281,7 @@ static int ensure_conn(relay *rl)
     }
     rl->waiting = 0;
     rl->locked = 1;
+    rl->need_position = rl->txn; /* another relay may have run meanwhile */
     exactly_log(EXACTLY_LOG_INFO, "relay", "relay publishes",
                 LOG_STR("relay", rl->r->name), LOG_STR("outbox", rl->table_q));
     return 0;
@@ -384,6 +401,433 @@ cleanup:
     PQfreemem(value);
 }
 
+/* ---- mode: transactional (invariant 6) ------------------------------ */
+
+static int is_fenced(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__FENCED ||
+           err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+           err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* Logs a failed transactional call and frees e. Returns -2 when the
+ * producer cannot go on (fenced, or another fatal error: the relay exits
+ * 1), -1 otherwise (the caller aborts; the rows stay pending). */
+static int txn_failed(rd_kafka_error_t *e, const char *call)
+{
+    int fatal = rd_kafka_error_is_fatal(e);
+
+    exactly_log(fatal ? EXACTLY_LOG_ERROR : EXACTLY_LOG_WARN, "relay",
+                "kafka transaction call failed", LOG_STR("call", call),
+                LOG_STR("code", rd_kafka_err2name(rd_kafka_error_code(e))),
+                LOG_STR("error", rd_kafka_error_string(e)));
+    rd_kafka_error_destroy(e);
+    return fatal ? -2 : -1;
+}
+
+/* Aborts the open transaction, if any. Returns 0, -1 (the abort itself
+ * failed for now: tried again before the next batch) or -2 (fatal). */
+static int txn_abort(relay *rl)
+{
+    rd_kafka_error_t *e;
+
+    if (!rl->txn_open)
+        return 0;
+    e = rd_kafka_abort_transaction(rl->rk, 30000);
+    if (e)
+        return txn_failed(e, "abort_transaction");
+    rl->txn_open = 0;
+    return 0;
+}
+
+/* After an abort nothing of the batch counts as published. */
+static void demote_acked(relay *rl, const char *why)
+{
+    size_t i;
+
+    for (i = 0; i < rl->n_rows; i++)
+        if (rl->rows[i].state == ROW_ACKED) {
+            rl->rows[i].state = ROW_RETRY;
+            snprintf(rl->rows[i].reason, sizeof(rl->rows[i].reason), "%s",
+                     why);
+        }
+}
+
+/* The position record of the batch: {"relay": NAME, "outbox": TABLE,
+ * "rows": N, "ids": [[first, last], ...]}, the acknowledged rows' ids as
+ * runs of consecutive ids in batch order. NULL: out of memory. */
+static char *position_json(relay *rl, int64_t *n)
+{
+    json_t *o = json_object(), *ids = json_array(), *run = NULL;
+    char *text = NULL;
+    int64_t last = 0;
+    size_t i;
+    int bad = !o || !ids;
+
+    *n = 0;
+    for (i = 0; i < rl->n_rows && !bad; i++) {
+        int64_t id = rl->rows[i].id;
+
+        if (rl->rows[i].state != ROW_ACKED)
+            continue;
+        (*n)++;
+        if (run && id == last + 1) {
+            bad |= json_array_set_new(run, 1, json_integer(id));
+        } else {
+            run = json_pack("[II]", (json_int_t)id, (json_int_t)id);
+            bad |= !run || json_array_append_new(ids, run);
+        }
+        last = id;
+    }
+    if (!bad) {
+        bad |= json_object_set_new(o, "relay", json_string(rl->r->name));
+        bad |= json_object_set_new(o, "outbox", json_string(rl->table_q));
+        bad |= json_object_set_new(o, "rows", json_integer(*n));
+        bad |= json_object_set(o, "ids", ids);
+    }
+    if (!bad)
+        text = json_dumps(o, JSON_COMPACT);
+    json_decref(ids);
+    json_decref(o);
+    return text;
+}
+
+/* Produces the position record into the open transaction and waits for
+ * its delivery report. Returns 0, -1 (abort and retry) or -2 (fatal). */
+static int produce_position(relay *rl, const char *text)
+{
+    rd_kafka_resp_err_t err;
+
+    rl->pos_in_flight = 1;
+    rl->pos_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (;;) {
+        err = rd_kafka_producev(
+            rl->rk, RD_KAFKA_V_TOPIC(rl->r->position_topic),
+            RD_KAFKA_V_PARTITION(0),
+            RD_KAFKA_V_KEY(rl->r->name, strlen(rl->r->name)),
+            RD_KAFKA_V_VALUE((void *)text, strlen(text)),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE((void *)&rl->pos_err), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(rl->rk, 50);
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rl->pos_in_flight = 0;
+        rl->pos_err = err;
+    }
+    while (rl->pos_in_flight) {
+        rd_kafka_poll(rl->rk, 100);
+        if (rd_kafka_fatal_error(rl->rk, NULL, 0))
+            return -2;
+    }
+    if (rl->pos_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "the position record failed; the batch is sent again",
+                    LOG_STR("topic", rl->r->position_topic),
+                    LOG_STR("error", rd_kafka_err2str(rl->pos_err)));
+        return -1;
+    }
+    return 0;
+}
+
+/* Ends the batch's transaction: the position record, then the commit.
+ * On success every acknowledged row of the batch is published among the
+ * committed records; on failure the transaction is aborted and none is.
+ * Returns 0, -1 (aborted: the rows stay pending) or -2 (fatal). */
+static int txn_commit(relay *rl)
+{
+    rd_kafka_error_t *e = NULL;
+    char *text = NULL;
+    int64_t n;
+    int rc;
+
+    /* Tests stop here to kill the relay inside an open transaction, its
+     * records written and acknowledged, its position not yet. */
+    if (EXACTLY_FAULT("relay_txn_sent")) {
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "fault: paused inside the transaction before the "
+                    "position record", LOG_INT("rows", (int64_t)rl->n_rows));
+        sleep_ms(6000);
+    }
+    text = position_json(rl, &n);
+    if (!text) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
+        rc = -1;
+        goto abort;
+    }
+    if (n == 0) {
+        /* Nothing acknowledged (every row refused before it was sent):
+         * an empty transaction, no position to write. */
+        free(text);
+        return txn_abort(rl);
+    }
+    rc = produce_position(rl, text);
+    free(text);
+    if (rc != 0)
+        goto abort;
+    /* A commit that timed out is retriable, and its outcome unknown: it
+     * may still commit. So it is called again until it answers for good
+     * (librdkafka's contract); aborting instead could leave committed
+     * records whose rows stay pending and go out a second time. */
+    for (;;) {
+        e = rd_kafka_commit_transaction(rl->rk, 60000);
+        if (!e || !rd_kafka_error_is_retriable(e) ||
+            rd_kafka_error_is_fatal(e))
+            break;
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "commit of the transaction timed out; trying again",
+                    LOG_STR("error", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+    }
+    if (!e) {
+        rl->txn_open = 0;
+        /* Tests stop here to kill the relay between the Kafka commit and
+         * the mark: the next relay must apply the position record. */
+        if (EXACTLY_FAULT("relay_txn_committed")) {
+            exactly_log(EXACTLY_LOG_WARN, "relay",
+                        "fault: paused between the kafka commit and the "
+                        "mark", LOG_INT("rows", n));
+            sleep_ms(6000);
+        }
+        return 0;
+    }
+    rc = txn_failed(e, "commit_transaction");
+    if (rc == -2)
+        return -2;
+abort:
+    demote_acked(rl, "the kafka transaction was aborted");
+    if (txn_abort(rl) == -2)
+        return -2;
+    return rc;
+}
+
+/* Reads the records of partition 0 of the position topic from offset
+ * start up to the end a read_committed reader sees, and keeps the value
+ * of the last one keyed by this relay's name in *out (malloc'd; left as
+ * it is when there is none). Returns 0, or -1 (Kafka did not answer). */
+static int read_positions_from(relay *rl, rd_kafka_t *rk, int64_t start,
+                               char **out)
+{
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(1);
+    long long deadline = now_ms() + 30000;
+    size_t name_len = strlen(rl->r->name);
+    int rc = -1;
+
+    if (!parts)
+        return -1;
+    rd_kafka_topic_partition_list_add(parts, rl->r->position_topic, 0)
+        ->offset = start;
+    if (rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto cleanup;
+    while (now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_message_destroy(m);
+            rc = 0;
+            break;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->key &&
+            m->key_len == name_len &&
+            memcmp(m->key, rl->r->name, name_len) == 0) {
+            char *copy = malloc(m->len + 1);
+
+            if (!copy) {
+                rd_kafka_message_destroy(m);
+                break;
+            }
+            if (m->len)
+                memcpy(copy, m->payload, m->len);
+            copy[m->len] = '\0';
+            free(*out);
+            *out = copy;
+        } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            exactly_log(EXACTLY_LOG_DEBUG, "relay",
+                        "reading the position topic",
+                        LOG_STR("error", rd_kafka_message_errstr(m)));
+        }
+        rd_kafka_message_destroy(m);
+    }
+    (void)rd_kafka_assign(rk, NULL);
+cleanup:
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+/* The last committed position record of this relay, read with
+ * read_committed: its value in *out (NULL: none). The window read back
+ * from the end grows until it holds one (aborted records and transaction
+ * markers take offsets too). Returns 0 or -1. */
+static int read_position(relay *rl, char **out)
+{
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+    char err[512];
+    int64_t lo = 0, hi = 0, window = 64, start;
+    rd_kafka_resp_err_t kerr;
+    int rc = -1;
+
+    *out = NULL;
+    conf = exactly_kafka_position_reader_conf(rl->cfg, rl->r, err,
+                                              sizeof(err));
+    if (!conf) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "position reader refused",
+                    LOG_STR("error", err));
+        return -1;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "position reader refused",
+                    LOG_STR("error", err));
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    kerr = rd_kafka_query_watermark_offsets(rk, rl->r->position_topic, 0, &lo,
+                                            &hi, 10000);
+    if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "reading the position topic failed",
+                    LOG_STR("topic", rl->r->position_topic),
+                    LOG_STR("error", rd_kafka_err2str(kerr)));
+        goto cleanup;
+    }
+    rc = 0;
+    while (hi > lo && !*out) {
+        start = hi - window > lo ? hi - window : lo;
+        if (read_positions_from(rl, rk, start, out) != 0) {
+            exactly_log(EXACTLY_LOG_WARN, "relay",
+                        "reading the position topic failed",
+                        LOG_STR("topic", rl->r->position_topic),
+                        LOG_STR("error", "no answer within 30 s"));
+            rc = -1;
+            break;
+        }
+        if (start == lo)
+            break;
+        window *= 8;
+    }
+cleanup:
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Marks (or deletes) the rows the last committed position record names
+ * that are still pending: their records are committed, and the relay
+ * died (or PostgreSQL failed) between the Kafka commit and the mark. */
+static int apply_position(relay *rl, const char *text)
+{
+    json_error_t jerr;
+    json_t *o = json_loads(text, 0, &jerr), *ids, *run;
+    strbuf arr = {0};
+    const char *outbox, *params[5];
+    char err[1024], n_ok[32];
+    PGresult *res = NULL;
+    size_t i;
+    int64_t named = 0, marked = 0;
+    int rc = -1;
+
+    ids = o ? json_object_get(o, "ids") : NULL;
+    outbox = o ? json_string_value(json_object_get(o, "outbox")) : NULL;
+    if (!json_is_array(ids) || !outbox) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay",
+                    "the last position record is not one of a relay",
+                    LOG_STR("topic", rl->r->position_topic));
+        goto cleanup;
+    }
+    if (strcmp(outbox, rl->table_q) != 0) {
+        /* The relay was pointed at another table since: its ids mean
+         * nothing here. */
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "the last position record names another outbox; "
+                    "ignored", LOG_STR("outbox", outbox),
+                    LOG_STR("relay_outbox", rl->table_q));
+        rc = 0;
+        goto cleanup;
+    }
+    strbuf_array_begin(&arr);
+    json_array_foreach(ids, i, run) {
+        json_int_t a = json_integer_value(json_array_get(run, 0));
+        json_int_t b = json_integer_value(json_array_get(run, 1));
+
+        for (; a <= b && !arr.oom; a++, named++)
+            strbuf_array_elem_int(&arr, a);
+    }
+    strbuf_array_end(&arr);
+    if (arr.oom) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
+        goto cleanup;
+    }
+    params[0] = strbuf_str(&arr);
+    if (exactly_pg_exec(rl->conn, rl->sql_done, 1, params, &res, err,
+                        sizeof(err)) != EXACTLY_OK)
+        goto failed;
+    marked = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    res = NULL;
+    if (marked > 0) {
+        snprintf(n_ok, sizeof(n_ok), "%lld", (long long)marked);
+        params[0] = rl->r->name;
+        params[1] = rl->table_q;
+        params[2] = n_ok;
+        params[3] = "0";
+        params[4] = "0";
+        if (exactly_pg_exec(rl->conn, rl->sql_state, 5, params, NULL, err,
+                            sizeof(err)) != EXACTLY_OK)
+            goto failed;
+        rl->st->published += marked;
+    }
+    exactly_log(marked > 0 ? EXACTLY_LOG_INFO : EXACTLY_LOG_DEBUG, "relay",
+                "position applied", LOG_INT("rows_named", named),
+                LOG_INT("rows_marked", marked));
+    rc = 0;
+    goto cleanup;
+failed:
+    exactly_log(EXACTLY_LOG_WARN, "relay", "applying the position failed",
+                LOG_STR("error", err));
+    drop_conn(rl);
+cleanup:
+    PQclear(res);
+    strbuf_free(&arr);
+    json_decref(o);
+    return rc;
+}
+
+/* Before the first batch after the lock was taken: init_transactions()
+ * once per process (it fences every older producer of this
+ * transactional.id and aborts its open transaction), then the last
+ * committed position applied to the outbox. Returns 0, -1 (try again
+ * after a backoff) or -2 (fatal). */
+static int txn_prepare(relay *rl)
+{
+    rd_kafka_error_t *e;
+    char *text = NULL;
+    int rc;
+
+    if (!rl->txn_ready) {
+        e = rd_kafka_init_transactions(rl->rk, 60000);
+        if (e)
+            return txn_failed(e, "init_transactions");
+        rl->txn_ready = 1;
+    }
+    if (read_position(rl, &text) != 0)
+        return -1;
+    rc = text ? apply_position(rl, text) : 0;
+    free(text);
+    if (rc == 0)
+        rl->need_position = 0;
+    return rc;
+}
+
 /* ---- one cycle ------------------------------------------------------ */
 
 /* Marks, deletes and dead-letters what the batch's delivery reports said,
@@ -481,6 +925,8 @@ static int cycle(relay *rl, int first)
     long long sent_at;
     int i, n;
 
+    if (rl->txn && (i = txn_abort(rl)) != 0)
+        return i; /* an abort that failed before is tried first */
     snprintf(limit, sizeof(limit), "%d", rl->r->batch_size);
     params[0] = rl->r->topic;
     params[1] = limit;
@@ -505,6 +951,16 @@ static int cycle(relay *rl, int first)
     }
     rl->n_rows = (size_t)n;
     rl->in_flight = 0;
+    rl->dr_failed = 0;
+    if (rl->txn) {
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(rl->rk);
+
+        if (e) {
+            PQclear(res);
+            return txn_failed(e, "begin_transaction");
+        }
+        rl->txn_open = 1;
+    }
     sent_at = now_ms();
     for (i = 0; i < n; i++) {
         rl->rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
@@ -527,9 +983,25 @@ static int cycle(relay *rl, int first)
             rl->purged = 1;
         }
     }
-    /* Tests stop here to kill the relay between the acknowledgement and
-     * the mark: the rows must then be sent again, with the same event-id. */
-    if (EXACTLY_FAULT("relay_acked")) {
+    if (rl->txn) {
+        int failed = rl->dr_failed > 0, rc;
+
+        for (i = 0; i < n && !failed; i++)
+            failed = rl->rows[i].state == ROW_RETRY;
+        /* A record the broker refused poisons the transaction: abort it,
+         * dead-letter what was refused for good, send the rest again. */
+        if (failed) {
+            demote_acked(rl, "the kafka transaction was aborted");
+            rc = txn_abort(rl);
+        } else {
+            rc = txn_commit(rl);
+        }
+        if (rc == -2)
+            return -2;
+    } else if (EXACTLY_FAULT("relay_acked")) {
+        /* Tests stop here to kill the relay between the acknowledgement
+         * and the mark: the rows must then be sent again, with the same
+         * event-id. */
         exactly_log(EXACTLY_LOG_WARN, "relay",
                     "fault: paused between acknowledgement and mark",
                     LOG_INT("rows", n));
@@ -609,6 +1081,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
         return 2;
     }
     rl.backoff_ms = 100;
+    rl.txn = rl.r->mode == CFG_RELAY_TRANSACTIONAL;
     while (!(o->stop && *o->stop)) {
         int n;
 
@@ -622,12 +1095,23 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             rl.backoff_ms = rl.backoff_ms * 2 > 5000 ? 5000 : rl.backoff_ms * 2;
             continue;
         }
-        n = cycle(&rl, first);
+        n = rl.need_position ? txn_prepare(&rl) : 0;
+        if (n == 0)
+            n = cycle(&rl, first);
         if (n == -2) {
             char fatal[512];
-            rd_kafka_fatal_error(rl.rk, fatal, sizeof(fatal));
-            exactly_log(EXACTLY_LOG_ERROR, "relay", "fatal producer error",
-                        LOG_STR("text", fatal));
+            rd_kafka_resp_err_t ferr =
+                rd_kafka_fatal_error(rl.rk, fatal, sizeof(fatal));
+
+            if (is_fenced(ferr))
+                exactly_log(EXACTLY_LOG_ERROR, "relay",
+                            "fenced: another relay took over this "
+                            "transactional.id; exiting",
+                            LOG_STR("relay", rl.r->name),
+                            LOG_STR("text", fatal));
+            else
+                exactly_log(EXACTLY_LOG_ERROR, "relay",
+                            "fatal producer error", LOG_STR("text", fatal));
             code = 1;
             break;
         }
@@ -652,6 +1136,8 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             break;
         nap(o, rl.r->poll_interval_ms);
     }
+    if (code == 0 && rl.txn_open)
+        (void)txn_abort(&rl);
     rd_kafka_flush(rl.rk, 10000);
     rd_kafka_destroy(rl.rk);
     drop_conn(&rl);

@@ -40,6 +40,55 @@
  *     table's name; a second relay waits as a standby. When the first
  *     loses its connection the second takes over, and the rows the first
  *     still had in flight may be published twice (same event-id).
+ *  6. mode: transactional. Each row once among the committed records (what
+ *     a read_committed consumer sees), the way Kafka Connect's exactly-once
+ *     source connectors commit their source offsets (KIP-618). The outbox
+ *     is read by commit visibility (1), not by an `id > last` cursor, so
+ *     the relay's position is not a number: it is the set of rows the last
+ *     committed batch published. One batch is one Kafka transaction:
+ *       a. begin; produce the batch's records; wait for every delivery
+ *          report (any failure: abort, below);
+ *       b. produce one position record to `position_topic`, partition 0,
+ *          key = the relay's name, value = JSON {"relay", "outbox",
+ *          "rows", "ids": [[first, last], ...]} naming the batch's rows
+ *          (it goes last, once the batch is acknowledged, so a position
+ *          record never names a record that is not in the log);
+ *       c. commit the transaction;
+ *       d. then, in PostgreSQL, mark or delete those rows (3).
+ *     A relay that dies (or whose PostgreSQL fails) between c and d left
+ *     committed records whose rows are still pending. So whenever a relay
+ *     takes the outbox lock (5), before reading a batch it
+ *       - calls init_transactions() (once per process) with a stable
+ *         transactional.id (`exactly-relay-NAME` unless written): this
+ *         fences every older producer of that id and aborts its open
+ *         transaction, whose records no read_committed reader will see;
+ *       - reads the last record keyed by its name in `position_topic`
+ *         with read_committed (the newest committed position) and marks
+ *         or deletes the rows it names that are still pending.
+ *     Only the last position matters: a relay starts no batch before the
+ *     previous batch's rows are marked, and a relay that cannot mark them
+ *     drops its session and re-applies the position when it has the lock
+ *     again. Rows of an aborted transaction stay pending and go out in a
+ *     later one.
+ *     Errors. A delivery report with an error, a failed position record,
+ *     a commit that failed (one that timed out is called again until it
+ *     answers, its outcome being unknown): abort the transaction,
+ *     dead-letter the rows refused for good (4), leave the others
+ *     pending, back off, send the batch again. The position record names
+ *     every row of the batch, so batch_size is at most 10000 in this
+ *     mode (a record well below message.max.bytes). A fatal error, and
+ *     above all being fenced (another relay initialised the same
+ *     transactional.id: it holds the lock since this one lost its
+ *     session), ends the relay with exit code 1 and the line "fenced:
+ *     another relay took over this transactional.id; exiting"; it does
+ *     not retry. An idle relay learns it was fenced at its next batch.
+ *     What it needs: the relay that takes an outbox over must have the
+ *     same name and position topic (a differently named relay neither
+ *     fences the first nor reads its position, so the rows of a batch
+ *     committed but not marked would go out again), and the position
+ *     topic must have no other writer (one partition, compacted: only the
+ *     last record per key is read). A relay configured with another outbox
+ *     ignores a position record naming a different table.
  */
 #ifndef EXACTLY_RELAY_H
 #define EXACTLY_RELAY_H

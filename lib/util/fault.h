@@ -8,7 +8,12 @@
  * one allocation or call fail and watch the code under test recover.
  * Sites: batch_build (batch.c), fail_record (txn.c), relay_acked
  * (relay.c: a stall of 10 s between the delivery reports and the mark,
- * long enough for a test to kill the relay there).
+ * long enough for a test to kill the relay there), and, in a relay with
+ * mode: transactional, relay_txn_sent (a 6 s stall inside the open
+ * transaction, the batch acknowledged, before the position record) and
+ * relay_txn_committed (a 6 s stall between the Kafka commit and the
+ * mark). Test-only: a build without fault injection ignores
+ * EXACTLY_FAULTS.
  */
 #ifndef EXACTLY_FAULT_H
 #define EXACTLY_FAULT_H

@@ -345,13 +345,19 @@ static void test_relay_only(const char *dir)
                      "    schema: app\n"
                      "    cleanup: mark\n"
                      "    retention: 2h\n"
-                     "    kafka: {acks: -1, linger.ms: 20}\n");
+                     "    kafka: {acks: -1, linger.ms: 20}\n"
+                     "  shipping:\n"
+                     "    mode: transactional\n"
+                     "  audit:\n"
+                     "    mode: transactional\n"
+                     "    position_topic: audit.pos\n"
+                     "    kafka: {transactional.id: audit-1}\n");
     rc = exactly_config_load(path, &cfg, err, sizeof(err));
     CHECK(rc == EXACTLY_OK, "relay.yaml: rc %d: %s", (int)rc, err);
     if (!cfg)
         return;
     CHECK_INT(cfg->n_pipelines, 0);
-    CHECK_INT(cfg->n_relays, 2);
+    CHECK_INT(cfg->n_relays, 4);
     r = exactly_config_relay(cfg, "orders");
     CHECK(r != NULL, "relay orders found");
     if (r) {
@@ -362,6 +368,20 @@ static void test_relay_only(const char *dir)
         CHECK_INT(r->poll_interval_ms, 100);
         CHECK_INT(r->cleanup, CFG_CLEANUP_DELETE);
         CHECK_INT(r->mode, CFG_RELAY_IDEMPOTENT);
+        CHECK(r->position_topic == NULL, "no position topic");
+    }
+    r = exactly_config_relay(cfg, "shipping");
+    CHECK(r != NULL, "relay shipping found");
+    if (r) {
+        CHECK_INT(r->mode, CFG_RELAY_TRANSACTIONAL);
+        CHECK_STR(r->position_topic, "exactly-relay-shipping-positions");
+    }
+    r = exactly_config_relay(cfg, "audit");
+    CHECK(r != NULL, "relay audit found");
+    if (r) {
+        CHECK_INT(r->mode, CFG_RELAY_TRANSACTIONAL);
+        CHECK_STR(r->position_topic, "audit.pos");
+        CHECK_INT(r->n_kafka, 1);
     }
     r = exactly_config_relay(cfg, "billing");
     CHECK(r != NULL, "relay billing found");
@@ -444,10 +464,33 @@ static const bad_case bad_cases[] = {
     {"relay transactional.id", RHEAD "      transactional.id: x\n",
      "worker.yaml:9:7: 'relays.orders.kafka.transactional.id' is not "
      "allowed with 'mode: idempotent'"},
+    {"relay transactional.id in the kafka section",
+     "kafka:\n  bootstrap.servers: localhost:9092\n  transactional.id: t\n"
+     "postgres:\n  conninfo: dbname=test\nrelays:\n"
+     "  orders: {mode: transactional}\n",
+     "worker.yaml:3:3: 'kafka.transactional.id' must be set per relay "
+     "('relays.NAME.kafka'): relays sharing one would fence each other "
+     "(relay 'orders')"},
+    {"relay position_topic without transactions",
+     "kafka:\n  bootstrap.servers: localhost:9092\n"
+     "postgres:\n  conninfo: dbname=test\nrelays:\n"
+     "  orders:\n    position_topic: p\n",
+     "worker.yaml:6:3: 'relays.orders.position_topic' is not allowed with "
+     "'mode: idempotent'"},
+    {"relay transactional batch too big",
+     "kafka:\n  bootstrap.servers: localhost:9092\n"
+     "postgres:\n  conninfo: dbname=test\nrelays:\n"
+     "  orders:\n    mode: transactional\n    batch_size: 20000\n",
+     "worker.yaml:6:3: 'relays.orders.batch_size' must be at most 10000 "
+     "with 'mode: transactional': the batch's position record names every "
+     "row"},
+    {"relay unknown mode", RHEAD "      acks: all\n    mode: exactly\n",
+     "worker.yaml:10:11: 'relays.orders.mode' must be one of idempotent, "
+     "transactional, got 'exactly'"},
     {"relay unknown key", RHEAD "      acks: all\n    batch: 3\n",
      "worker.yaml:10:5: unknown key 'relays.orders.batch' (valid: schema, "
      "table, topic, batch_size, poll_interval_ms, cleanup, retention, mode, "
-     "kafka)"},
+     "position_topic, kafka)"},
     {"relay bad name", "kafka:\n  bootstrap.servers: x\npostgres:\n"
      "  conninfo: dbname=test\nrelays:\n  'a b': {}\n",
      "worker.yaml:6:3: relay name 'a b' must be 1 to 100 letters, digits, "
