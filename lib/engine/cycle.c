@@ -16,8 +16,8 @@
  * into one of: the records in hand failed (EXACTLY_EHANDLER: bisect), the
  * batch must wait and run again (EXACTLY_ERETRY: transient, an
  * environment error, or the handler asked to), the process must stop
- * (EXACTLY_EFATAL: the engine's owner stops it), or the partition is not ours to advance
- * (EXACTLY_EFENCED). Its SQLSTATE and text are kept in the cycle, because
+ * (EXACTLY_EFATAL: the engine's owner stops it), or the partition is not
+ * ours to advance (EXACTLY_EFENCED). Its SQLSTATE and text are kept in the cycle, because
  * the rollback that follows resets the txn's own.
  */
 #include <inttypes.h>

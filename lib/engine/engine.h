@@ -114,7 +114,7 @@ typedef struct engine_ops {
     /* Makes engine.conn an open, checked connection with engine.sql
      * prepared: EXACTLY_OK (a new connection increments
      * engine.conn_serial), EXACTLY_ERETRY (not now: backing off), or
-     * another error (not usable; the owner logged it). */
+     * another error (no usable connection; the batch is not tried). */
     exactly_err (*db_open)(void *arg);
     /* engine.conn is broken: closed (engine.conn NULL, the txn cleared);
      * db_open reconnects, after the owner's backoff. */

@@ -79,8 +79,10 @@ void worker_stats(const worker *w, exactly_worker_stats *out);
  * a minute); starts the episode. */
 int worker_kafka_error_due(worker *w);
 
-/* Ensures a connection (eng.conn, its SQL prepared): EXACTLY_OK, or
- * EXACTLY_ERETRY while backing off. */
+/* Ensures a connection (eng.conn, its SQL prepared): EXACTLY_OK,
+ * EXACTLY_ERETRY (backing off, or the new one failed a check),
+ * EXACTLY_EDATABASE (refused: wrong schema version or pooler mode; fatal
+ * set) or EXACTLY_ENOMEM. */
 exactly_err worker_db(worker *w);
 /* Drops a broken connection so that worker_db() reconnects. */
 void worker_db_lost(worker *w);
