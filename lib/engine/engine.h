@@ -119,8 +119,9 @@ typedef struct engine_ops {
     /* engine.conn is broken: closed (engine.conn NULL, the txn cleared);
      * db_open reconnects, after the owner's backoff. */
     void (*db_lost)(void *arg);
-    /* pt's stored offset or epoch changed (a commit, a claim made again).
-     * May be NULL. */
+    /* pt's stored offset and epoch changed outside a batch (its claim
+     * made again after a failover lost it); a commit is told by
+     * batch_done. May be NULL. */
     void (*position)(void *arg, const part *pt);
     /* An engine_run() ended. May be NULL. */
     void (*batch_done)(void *arg, const part *pt, const engine_batch_report *r);
@@ -128,7 +129,8 @@ typedef struct engine_ops {
 
 typedef struct engine {
     const cfg_pipeline *p;
-    char owner[128];          /* host:pid:index, stored with a claim */
+    char owner[128];          /* host:pid:index, stored with a claim;
+                                 the owner writes it */
     /* The consumer the partitions are fetched by (borrowed): seek, pause
      * and commit go to it. NULL: nothing to tell Kafka. */
     rd_kafka_t *rk;
@@ -150,7 +152,8 @@ typedef struct engine {
     int64_t reprocess_run;
     const char *fence_key;
     const char *dl_key;       /* pipeline name in dead letters; NULL: p->name */
-    char *run_applied_sql;    /* reprocess: $1 run, $2 messages applied */
+    /* reprocess: $1 run, $2 messages applied; freed by whoever set it. */
+    char *run_applied_sql;
 
     exactly_plugin *plugin;
     exactly_txn txn;
@@ -182,9 +185,10 @@ typedef struct engine {
 void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
                  void *ops_arg);
 
-/* Frees what e holds: the partition table (parts still in it are freed,
- * their buffered messages destroyed: call it before destroying e->rk),
- * handler, SQL, txn and connection. */
+/* Frees what e holds: the partition table, handler, SQL, txn, dead
+ * letters, crash guard memory and connection. Parts still in the table
+ * are freed with their buffered messages, which must happen before e->rk
+ * is destroyed: an owner that destroys it first empties the table. */
 void engine_free(engine *e);
 
 /* ---- the partition table ------------------------------------------------ */
