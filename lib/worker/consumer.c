@@ -15,7 +15,6 @@
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     worker *w = opaque;
-    long long now = exactly_now_ms();
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char fatal[512];
@@ -27,7 +26,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         w->fatal = 1;
         return;
     }
-    (void)now;
     /* An outage repeats errors (of changing codes) on every retry. */
     if (!worker_kafka_error_due(w))
         return;
