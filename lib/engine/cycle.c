@@ -15,9 +15,9 @@
  * A failure is judged once, where it happens (judge_apply, judge_sync),
  * into one of: the records in hand failed (EXACTLY_EHANDLER: bisect), the
  * batch must wait and run again (EXACTLY_ERETRY: transient, an
- * environment error, or the handler asked to), the worker must stop
- * (EXACTLY_EFATAL), or the partition is not ours to advance
- * (EXACTLY_EFENCED). Its SQLSTATE and text are kept in the cycle, because
+ * environment error, or the handler asked to), the process must stop
+ * (EXACTLY_EFATAL: the engine's owner stops it), or the partition is not
+ * ours to advance (EXACTLY_EFENCED). Its SQLSTATE and text are kept in the cycle, because
  * the rollback that follows resets the txn's own.
  */
 #include <inttypes.h>
@@ -25,19 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "digest.h"
+#include "clock.h"
+#include "engine_internal.h"
 #include "log.h"
 #include "pg_conn.h"
 #include "trace.h"
-#include "worker_internal.h"
-
-/* What a dead letter keeps of a message key: its first bytes, with the
- * length and SHA-256 of all of it, so that a batch of huge keys stays far
- * below PostgreSQL's message limit. */
-#define DL_KEY_PREFIX 1024
 
 typedef struct cycle {
-    worker *w;
+    engine *e;
     part *pt;
     exactly_record *recs; /* what the handler gets, after skip/dead-letter */
     size_t n_recs;
@@ -68,22 +63,6 @@ static void note(cycle *c, const char *sqlstate, const char *msg)
 /* At most this many distinct trace-ids name one batch in its log lines. */
 #define TRACE_IDS_MAX 8
 
-/* The buffered message of pt at offset, or NULL (pt->buf is ascending). */
-static const rd_kafka_message_t *buf_msg(const part *pt, int64_t offset)
-{
-    size_t lo = 0, hi = pt->n_buf;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (pt->buf[mid]->offset < offset)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < pt->n_buf && pt->buf[lo]->offset == offset ? pt->buf[lo]
-                                                           : NULL;
-}
-
 /* Adds the trace-id of m, when it has one, to the comma-separated list
  * out (TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE bytes), once. */
 static void trace_list_add(char *out, const rd_kafka_message_t *m)
@@ -106,7 +85,7 @@ static void trace_record(const part *pt, const exactly_record *r)
     size_t i;
 
     for (i = 0; i < r->n_messages; i++)
-        trace_list_add(ids, buf_msg(pt, r->messages[i].offset));
+        trace_list_add(ids, engine_part_msg(pt, r->messages[i].offset));
     exactly_log_set_trace(ids);
 }
 
@@ -128,85 +107,6 @@ static void trace_batch(const part *pt, size_t n)
 /* Back to the batch's trace-ids after a record's lines. */
 static void trace_batch_again(void) { exactly_log_set_trace(g_batch_traces); }
 
-/* ---- dead letters ------------------------------------------------------ */
-
-static void dl_reset(worker *w)
-{
-    strbuf *all[] = {&w->dl_offs,       &w->dl_keys, &w->dl_key_lens,
-                     &w->dl_key_digests, &w->dl_ids, &w->dl_reasons,
-                     &w->dl_states,     &w->dl_traces};
-    size_t i;
-
-    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        strbuf_reset(all[i]);
-        strbuf_array_begin(all[i]);
-    }
-    w->dl_count = 0;
-}
-
-static void dl_add(worker *w, const part *pt, int64_t offset, const void *key,
-                   size_t key_len, const char *id, const char *reason,
-                   const char *sqlstate)
-{
-    char digest[EXACTLY_SHA256_HEX_LEN + 1];
-    char trace[EXACTLY_TRACE_ID_SIZE] = "";
-    const rd_kafka_message_t *m = buf_msg(pt, offset);
-
-    strbuf_array_elem_int(&w->dl_offs, (long long)offset);
-    strbuf_array_elem_hex(&w->dl_keys, key,
-                          key_len < DL_KEY_PREFIX ? key_len : DL_KEY_PREFIX);
-    if (key && exactly_sha256_hex(key, key_len, digest) == 0) {
-        strbuf_array_elem_int(&w->dl_key_lens, (long long)key_len);
-        strbuf_array_elem_str(&w->dl_key_digests, digest);
-    } else {
-        if (key)
-            w->dl_key_digests.oom = 1;
-        strbuf_array_elem_str(&w->dl_key_lens, NULL);
-        strbuf_array_elem_str(&w->dl_key_digests, NULL);
-    }
-    strbuf_array_elem_str(&w->dl_ids, id);
-    strbuf_array_elem_str(&w->dl_reasons, reason);
-    strbuf_array_elem_str(&w->dl_states,
-                          sqlstate && sqlstate[0] ? sqlstate : NULL);
-    if (m)
-        (void)exactly_trace_of_message(m, trace);
-    strbuf_array_elem_str(&w->dl_traces, trace[0] ? trace : NULL);
-    w->dl_count++;
-}
-
-static void dl_add_record(worker *w, const part *pt, const exactly_record *r,
-                          const char *reason, const char *sqlstate)
-{
-    size_t i;
-
-    for (i = 0; i < r->n_messages; i++)
-        dl_add(w, pt, r->messages[i].offset, r->messages[i].key,
-               r->messages[i].key_len, r->id, reason, sqlstate);
-}
-
-static exactly_err dl_send(worker *w, part *pt, const char *part_s)
-{
-    strbuf *cols[] = {&w->dl_offs, &w->dl_keys,    &w->dl_key_lens,
-                      &w->dl_key_digests, &w->dl_ids, &w->dl_reasons,
-                      &w->dl_states, &w->dl_traces};
-    const char *params[11];
-    size_t i;
-
-    if (w->dl_count == 0)
-        return EXACTLY_OK;
-    params[0] = w->dl_key ? w->dl_key : w->p->name;
-    params[1] = pt->topic;
-    params[2] = part_s;
-    for (i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-        strbuf_array_end(cols[i]);
-        if (cols[i]->oom)
-            return EXACTLY_ENOMEM;
-        params[3 + i] = strbuf_str(cols[i]);
-    }
-    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->sql.dead_letter, 11,
-                            params, NULL);
-}
-
 /* ---- the handler -------------------------------------------------------- */
 
 /*
@@ -217,7 +117,7 @@ static exactly_err dl_send(worker *w, part *pt, const char *part_s)
  */
 static exactly_err judge_apply(cycle *c, exactly_err ret)
 {
-    exactly_txn *t = &c->w->txn;
+    exactly_txn *t = &c->e->txn;
     char msg[64];
 
     if (t->fails_oom) {
@@ -263,7 +163,7 @@ static exactly_err judge_apply(cycle *c, exactly_err ret)
  */
 static exactly_err judge_sync(cycle *c, exactly_err rc)
 {
-    exactly_txn *t = &c->w->txn;
+    exactly_txn *t = &c->e->txn;
 
     if (rc == EXACTLY_OK)
         return EXACTLY_OK;
@@ -287,32 +187,32 @@ static exactly_err judge_sync(cycle *c, exactly_err rc)
 static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n,
                                int savepoint)
 {
-    worker *w = c->w;
+    engine *e = c->e;
     exactly_batch b;
     exactly_err rc;
 
     memset(&b, 0, sizeof(b));
-    b.pipeline = w->p->name;
+    b.pipeline = e->p->name;
     b.topic = c->pt->topic;
     b.partition = c->pt->partition;
     b.records = recs;
     b.n_records = n;
-    b.column_names = w->bb.colnames;
-    b.n_columns = w->bb.n_columns;
-    b.id_type = exactly_id_type_name(w->p->id.type);
-    b.reprocess_run = w->reprocess_run;
+    b.column_names = e->bb.colnames;
+    b.n_columns = e->bb.n_columns;
+    b.id_type = exactly_id_type_name(e->p->id.type);
+    b.reprocess_run = e->reprocess_run;
 
-    exactly_txn_forget_fails(&w->txn);
+    exactly_txn_forget_fails(&e->txn);
     if (savepoint) {
-        rc = exactly_txn_send(&w->txn, TXN_CONTROL, "SAVEPOINT exactly_apply",
+        rc = exactly_txn_send(&e->txn, TXN_CONTROL, "SAVEPOINT exactly_apply",
                               0, NULL, NULL);
         if (rc != EXACTLY_OK)
             return rc;
     }
-    rc = judge_apply(c, w->plugin->h->apply(w->plugin->state, &w->txn, &b));
+    rc = judge_apply(c, e->plugin->h->apply(e->plugin->state, &e->txn, &b));
     if (rc != EXACTLY_OK || !savepoint)
         return rc;
-    return exactly_txn_send(&w->txn, TXN_HANDLER,
+    return exactly_txn_send(&e->txn, TXN_HANDLER,
                             "RELEASE SAVEPOINT exactly_apply", 0, NULL, NULL);
 }
 
@@ -321,20 +221,20 @@ static exactly_err queue_apply(cycle *c, exactly_record *recs, size_t n,
  * part of the transaction. */
 static void account_applied(cycle *c, exactly_record *recs, size_t n)
 {
-    worker *w = c->w;
+    engine *e = c->e;
     size_t i;
 
     for (i = 0; i < n; i++)
         c->applied_msgs += recs[i].n_messages;
-    for (i = 0; i < w->txn.n_fails; i++) {
-        size_t idx = w->txn.fails[i].index;
+    for (i = 0; i < e->txn.n_fails; i++) {
+        size_t idx = e->txn.fails[i].index;
         if (idx >= n)
             continue;
-        dl_add_record(w, c->pt, &recs[idx], w->txn.fails[i].reason, NULL);
+        engine_dl_add_record(e, c->pt, &recs[idx], e->txn.fails[i].reason, NULL);
         c->applied_msgs -= recs[idx].n_messages;
         c->failed_msgs += recs[idx].n_messages;
     }
-    exactly_txn_forget_fails(&w->txn);
+    exactly_txn_forget_fails(&e->txn);
 }
 
 /* Applies recs[0..n) with a sync, rolling back to the savepoint when these
@@ -342,13 +242,13 @@ static void account_applied(cycle *c, exactly_record *recs, size_t n)
  * returned as is: it ends the whole attempt. */
 static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
 {
-    worker *w = c->w;
+    engine *e = c->e;
     exactly_err rc = queue_apply(c, recs, n, 1);
     exactly_err s;
     char st[6], msg[1024];
 
     if (rc == EXACTLY_OK) {
-        rc = judge_sync(c, exactly_txn_sync(&w->txn));
+        rc = judge_sync(c, exactly_txn_sync(&e->txn));
         if (rc == EXACTLY_OK) {
             account_applied(c, recs, n);
             return EXACTLY_OK;
@@ -356,8 +256,8 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
     } else if (rc == EXACTLY_EHANDLER) {
         /* What apply() queued before it refused runs now: an error of it
          * is part of the same failure, a lost connection is not. */
-        s = exactly_txn_sync(&w->txn);
-        if (s != EXACTLY_OK && PQstatus(w->conn) != CONNECTION_OK)
+        s = exactly_txn_sync(&e->txn);
+        if (s != EXACTLY_OK && PQstatus(e->conn) != CONNECTION_OK)
             return judge_sync(c, s);
     }
     if (rc != EXACTLY_EHANDLER)
@@ -366,10 +266,10 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
      * a failed statement would be skipped), keeping their error. */
     memcpy(st, c->sqlstate, sizeof(st));
     memcpy(msg, c->errmsg, sizeof(msg));
-    (void)exactly_txn_send(&w->txn, TXN_CONTROL,
+    (void)exactly_txn_send(&e->txn, TXN_CONTROL,
                            "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
                            NULL);
-    s = judge_sync(c, exactly_txn_sync(&w->txn));
+    s = judge_sync(c, exactly_txn_sync(&e->txn));
     if (s != EXACTLY_OK)
         return s;
     note(c, st, msg);
@@ -390,7 +290,7 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
         return rc;
     if (n == 1)
         trace_record(c->pt, &recs[0]);
-    if (n == 1 && c->w->p->on_error == CFG_ERROR_STOP) {
+    if (n == 1 && c->e->p->on_error == CFG_ERROR_STOP) {
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "handler failed on a record and on_error is stop: "
                     "partition halted, offset not advanced",
@@ -406,9 +306,9 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
                     LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
                     LOG_STR("error", c->errmsg));
-        dl_add_record(c->w, c->pt, &recs[0], c->errmsg, c->sqlstate);
+        engine_dl_add_record(c->e, c->pt, &recs[0], c->errmsg, c->sqlstate);
         c->failed_msgs += recs[0].n_messages;
-        c->w->st.handler_failures++;
+        c->e->st.handler_failures++;
         trace_batch_again();
         return EXACTLY_OK;
     }
@@ -422,8 +322,8 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
 /* Builds c->recs from the grouped batch by the on_missing policy. */
 static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
 {
-    worker *w = c->w;
-    batch_builder *b = &w->bb;
+    engine *e = c->e;
+    batch_builder *b = &e->bb;
     size_t i;
 
     *skipped = 0;
@@ -435,12 +335,12 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
     for (i = 0; i < b->n_records; i++) {
         const exactly_record *r = &b->records[i];
         if (looked_up && r->n_rows == 0) {
-            switch (w->p->lookup.on_missing) {
+            switch (e->p->lookup.on_missing) {
             case CFG_MISSING_SKIP:
                 *skipped += r->n_messages;
                 continue;
             case CFG_MISSING_DEAD_LETTER:
-                dl_add_record(w, c->pt, r, "lookup found no row", NULL);
+                engine_dl_add_record(e, c->pt, r, "lookup found no row", NULL);
                 c->failed_msgs += r->n_messages;
                 continue;
             case CFG_MISSING_HANDLER:
@@ -449,19 +349,19 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                 /* The row may still be on its way (a replica, a writer that
                  * commits after it publishes): wait a bounded time, then
                  * dead-letter. */
-                long long now = worker_now_ms();
+                long long now = exactly_now_ms();
                 char msg[256];
                 if (c->pt->missing_since_ms == 0)
                     c->pt->missing_since_ms = now;
-                if (now - c->pt->missing_since_ms < w->p->lookup.missing_retry_ms) {
+                if (now - c->pt->missing_since_ms < e->p->lookup.missing_retry_ms) {
                     snprintf(msg, sizeof(msg),
                              "lookup found no row for id %s; retrying for up "
                              "to %d ms",
-                             r->id, w->p->lookup.missing_retry_ms);
+                             r->id, e->p->lookup.missing_retry_ms);
                     note(c, NULL, msg);
                     return EXACTLY_ERETRY;
                 }
-                dl_add_record(w, c->pt, r, "lookup found no row (retried)",
+                engine_dl_add_record(e, c->pt, r, "lookup found no row (retried)",
                               NULL);
                 c->failed_msgs += r->n_messages;
                 continue;
@@ -474,208 +374,19 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
 }
 
 /* Ends the transaction; a connection that cannot even do that is dropped
- * (worker_db reconnects). */
-static void rollback(worker *w)
+ * (the owner's db_open reconnects). */
+static void rollback(engine *e)
 {
-    if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
-        worker_db_lost(w);
+    if (!e->conn || PQstatus(e->conn) != CONNECTION_OK) {
+        engine_db_lost(e);
         return;
     }
-    (void)exactly_txn_send(&w->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
-    if (exactly_txn_sync(&w->txn) != EXACTLY_OK ||
-        PQstatus(w->conn) != CONNECTION_OK)
-        worker_db_lost(w);
+    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
+    if (exactly_txn_sync(&e->txn) != EXACTLY_OK ||
+        PQstatus(e->conn) != CONNECTION_OK)
+        engine_db_lost(e);
     else
-        exactly_txn_finish(&w->txn);
-}
-
-/* ---- the stored position ---------------------------------------------- */
-
-/* Stops serving pt: its buffer is dropped and its fetching paused, so
- * nothing is skipped if it is ever resumed (a rebalance claims it again
- * and seeks to the stored offset). */
-static void part_stop(worker *w, part *pt)
-{
-    part_drop_buffer(pt, pt->n_buf);
-    source_pause(w, pt, 1);
-}
-
-/*
- * Owner epochs only grow, so a stored epoch below ours is not another
- * owner's claim: it is ours, lost with the server that held it (a failover
- * to a standby that lagged), while Kafka still assigns us the partition.
- * The row is claimed again, with a new epoch, only if it still has the
- * epoch read (seen): whoever claimed it since keeps it. Returns EXACTLY_OK
- * (pt->epoch is the new epoch, *stored the row's offset), EXACTLY_EFENCED
- * (the row changed: someone claimed it) or EXACTLY_ERETRY.
- */
-static exactly_err reclaim(worker *w, part *pt, int64_t seen, int64_t *stored)
-{
-    char part_s[16], seen_s[24], epoch_s[24], err[512];
-    const char *params[6];
-    PGresult *res = NULL;
-    exactly_err rc;
-
-    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
-    snprintf(seen_s, sizeof(seen_s), "%" PRId64, seen);
-    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch + 1);
-    params[0] = w->p->name;
-    params[1] = pt->topic;
-    params[2] = part_s;
-    params[3] = seen_s;
-    params[4] = epoch_s;
-    params[5] = w->owner;
-    rc = exactly_pg_exec(w->conn, w->sql.reclaim, 6, params, &res, err,
-                         sizeof(err));
-    if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot claim offset row again",
-                    LOG_PART(pt), LOG_STR("error", err));
-        if (PQstatus(w->conn) != CONNECTION_OK)
-            worker_db_lost(w);
-        return EXACTLY_ERETRY;
-    }
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        PQclear(res);
-        return EXACTLY_EFENCED;
-    }
-    *stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    exactly_log(EXACTLY_LOG_WARN, "cycle",
-                "the database lost our claim (a failover); claimed again",
-                LOG_PART(pt), LOG_INT("stored_epoch", seen),
-                LOG_INT("my_epoch", pt->epoch),
-                LOG_INT("epoch", pt->epoch + 1),
-                LOG_INT("next_offset", *stored));
-    pt->epoch++;
-    pt->guard_checked = 0;
-    worker_metrics_position(w, pt, 1);
-    return EXACTLY_OK;
-}
-
-/*
- * After a failed or unknown attempt, a refused fence or a reconnect: the
- * stored row says where pt stands. drop_all (a refused fence) drops the
- * buffer and moves the fetch position to the stored offset; otherwise only
- * what the stored offset shows committed is dropped. *back is set when the
- * stored offset is behind pt's (a reset, or a failover to a standby that
- * lacks our last commits): the buffer is dropped and the fetch position
- * moved there, so that nothing between them is skipped. Returns
- * EXACTLY_OK (pt follows the row), EXACTLY_EFENCED (another owner took it:
- * pt->fenced; or the row has no position any more: pt->halted, loudly) or
- * EXACTLY_ERETRY (the row could not be read: nothing changed, asked again
- * next time).
- */
-static exactly_err follow_stored(worker *w, part *pt, int drop_all, int *back)
-{
-    char part_s[16];
-    const char *params[3];
-    PGresult *res = NULL;
-    char err[512];
-    exactly_err rc;
-    int64_t stored;
-    int64_t epoch;
-    size_t drop = 0;
-
-    *back = 0;
-    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
-    params[0] = w->fence_key ? w->fence_key : w->p->name;
-    params[1] = pt->topic;
-    params[2] = part_s;
-    rc = exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err, sizeof(err));
-    if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot re-read offset row",
-                    LOG_PART(pt), LOG_STR("error", err));
-        if (PQstatus(w->conn) != CONNECTION_OK)
-            worker_db_lost(w);
-        return EXACTLY_ERETRY;
-    }
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        PQclear(res);
-        exactly_log(EXACTLY_LOG_ERROR, "cycle",
-                    "the stored offset of this partition is gone (row "
-                    "deleted or next_offset NULL); partition halted with "
-                    "nothing skipped: restore it (exactly offsets reset) and "
-                    "restart the worker",
-                    LOG_PART(pt),
-                    LOG_INT("last_known_offset", pt->next_offset));
-        pt->halted = 1;
-        part_stop(w, pt);
-        return EXACTLY_EFENCED;
-    }
-    stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    PQclear(res);
-    if (epoch < pt->epoch && !w->reprocess_run) {
-        rc = reclaim(w, pt, epoch, &stored);
-        if (rc == EXACTLY_ERETRY)
-            return rc;
-        if (rc == EXACTLY_OK)
-            epoch = pt->epoch;
-    }
-    if (epoch != pt->epoch) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle", "partition taken over",
-                    LOG_PART(pt),
-                    LOG_INT("my_epoch", pt->epoch),
-                    LOG_INT("stored_epoch", epoch));
-        pt->fenced = 1;
-        part_stop(w, pt);
-        return EXACTLY_EFENCED;
-    }
-    pt->pos_conn = w->conn_serial;
-    if (stored > pt->next_offset) {
-        while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
-            drop++;
-        if (pt->unconfirmed) {
-            /* An earlier attempt did commit (its outcome was unknown). */
-            exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
-                        LOG_PART(pt), LOG_INT("next_offset", stored));
-            w->st.consumed += drop;
-            w->st.applied += pt->unconfirmed_applied;
-            w->st.dead_lettered += pt->unconfirmed_dead;
-            w->st.batches_committed++;
-        } else {
-            /* Not ours to count: the row was moved forward (a reset). */
-            exactly_log(EXACTLY_LOG_WARN, "cycle",
-                        "stored offset is ahead; following it",
-                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
-                        LOG_INT("stored", stored));
-        }
-        pt->unconfirmed = 0;
-        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
-        part_drop_buffer(pt, drop);
-        pt->next_offset = stored;
-        source_commit(w, pt);
-        if (drop_all || pt->n_buf == 0) {
-            part_drop_buffer(pt, pt->n_buf);
-            source_seek(w, pt, stored);
-        }
-    } else if (stored < pt->next_offset || drop_all) {
-        /* Moved back (an operator reset, or a failover that lost our last
-         * commits with their data), or our buffer was refused: follow the
-         * database; whatever we did above it is not there. */
-        if (stored < pt->next_offset) {
-            exactly_log(EXACTLY_LOG_WARN, "cycle",
-                        "stored offset is behind; applying again from there",
-                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
-                        LOG_INT("stored", stored));
-            *back = 1;
-        }
-        pt->unconfirmed = 0;
-        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
-        part_drop_buffer(pt, pt->n_buf);
-        pt->next_offset = stored;
-        source_seek(w, pt, stored);
-    }
-    return EXACTLY_OK;
-}
-
-exactly_err cycle_reread(worker *w, part *pt)
-{
-    int back;
-
-    if (!w->conn)
-        return EXACTLY_ERETRY;
-    return follow_stored(w, pt, 0, &back);
+        exactly_txn_finish(&e->txn);
 }
 
 /* ---- the crash guard ---------------------------------------------------- */
@@ -690,7 +401,7 @@ exactly_err cycle_reread(worker *w, part *pt)
 static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
                          txn_result *res)
 {
-    worker *w = c->w;
+    engine *e = c->e;
     part *pt = c->pt;
     char part_s[16], epoch_s[24], start_s[24], end_s[24], fresh_s[4], max_s[12];
     const char *params[8];
@@ -703,9 +414,9 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     snprintf(start_s, sizeof(start_s), "%" PRId64, pt->next_offset);
     snprintf(end_s, sizeof(end_s), "%" PRId64, *end);
     snprintf(fresh_s, sizeof(fresh_s), "%d",
-             worker_attempted(w, pt, pt->next_offset) ? 0 : 1);
-    snprintf(max_s, sizeof(max_s), "%d", w->p->max_crashes);
-    params[0] = w->p->name;
+             engine_attempted(e, pt, pt->next_offset) ? 0 : 1);
+    snprintf(max_s, sizeof(max_s), "%d", e->p->max_crashes);
+    params[0] = e->p->name;
     params[1] = pt->topic;
     params[2] = part_s;
     params[3] = epoch_s;
@@ -713,23 +424,23 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     params[5] = end_s;
     params[6] = fresh_s;
     params[7] = max_s;
-    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, "BEGIN", 0, NULL, NULL);
+    (void)exactly_txn_send(&e->txn, TXN_ATTEMPT, "BEGIN", 0, NULL, NULL);
     /* Losing this row in a server crash only loses one count. */
-    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT,
+    (void)exactly_txn_send(&e->txn, TXN_ATTEMPT,
                            "SET LOCAL synchronous_commit = off", 0, NULL, NULL);
-    rc = exactly_txn_send(&w->txn, TXN_ATTEMPT, w->sql.attempt, 8, params, res);
+    rc = exactly_txn_send(&e->txn, TXN_ATTEMPT, e->sql.attempt, 8, params, res);
     if (rc != EXACTLY_OK)
         return rc;
-    (void)exactly_txn_send(&w->txn, TXN_ATTEMPT, "COMMIT", 0, NULL, NULL);
-    rc = exactly_txn_push_sync(&w->txn);
+    (void)exactly_txn_send(&e->txn, TXN_ATTEMPT, "COMMIT", 0, NULL, NULL);
+    rc = exactly_txn_push_sync(&e->txn);
     if (rc != EXACTLY_OK)
         return rc;
     if (pt->guard_checked && !pt->isolating)
-        return exactly_txn_flush(&w->txn) == 0 ? EXACTLY_OK : EXACTLY_ERETRY;
-    rc = judge_sync(c, exactly_txn_sync(&w->txn));
+        return exactly_txn_flush(&e->txn) == 0 ? EXACTLY_OK : EXACTLY_ERETRY;
+    rc = judge_sync(c, exactly_txn_sync(&e->txn));
     if (rc != EXACTLY_OK)
         return rc;
-    answer = exactly_txn_result(&w->txn, *res);
+    answer = exactly_txn_result(&e->txn, *res);
     mode = answer && PQntuples(answer) == 1 ? PQgetvalue(answer, 0, 0) : "";
     pt->guard_checked = 1;
     if (strncmp(mode, "batch:", 6) == 0) {
@@ -760,22 +471,22 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     return EXACTLY_OK;
 }
 
-void cycle_release(worker *w, part *pt)
+void engine_release(engine *e, part *pt)
 {
     char part_s[16], epoch_s[24], err[512];
     const char *params[4];
 
-    if (w->reprocess_run || pt->fenced || !w->conn ||
-        PQstatus(w->conn) != CONNECTION_OK || !w->sql_ready)
+    if (e->reprocess_run || pt->fenced || !e->conn ||
+        PQstatus(e->conn) != CONNECTION_OK || !e->sql_ready)
         return;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
     snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
-    params[0] = w->p->name;
+    params[0] = e->p->name;
     params[1] = pt->topic;
     params[2] = part_s;
     params[3] = epoch_s;
-    exactly_txn_finish(&w->txn);
-    if (exactly_pg_exec(w->conn, w->sql.release, 4, params, NULL, err,
+    exactly_txn_finish(&e->txn);
+    if (exactly_pg_exec(e->conn, e->sql.release, 4, params, NULL, err,
                         sizeof(err)) != EXACTLY_OK)
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "cannot clear the crash guard's mark; the next owner "
@@ -786,14 +497,14 @@ void cycle_release(worker *w, part *pt)
 /* A reprocess run counts what it applied in the batch's transaction. */
 static exactly_err queue_run_applied(cycle *c, uint64_t applied)
 {
-    worker *w = c->w;
+    engine *e = c->e;
     char n_s[24];
-    const char *params[2] = {w->fence_key, n_s};
+    const char *params[2] = {e->fence_key, n_s};
 
-    if (!w->reprocess_run || !w->run_applied_sql)
+    if (!e->reprocess_run || !e->run_applied_sql)
         return EXACTLY_OK;
     snprintf(n_s, sizeof(n_s), "%" PRIu64, applied);
-    return exactly_txn_send(&w->txn, TXN_DEAD_LETTER, w->run_applied_sql, 2,
+    return exactly_txn_send(&e->txn, TXN_DEAD_LETTER, e->run_applied_sql, 2,
                             params, NULL);
 }
 
@@ -803,27 +514,27 @@ static exactly_err queue_run_applied(cycle *c, uint64_t applied)
 static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
                           int *commit_sent)
 {
-    worker *w = c->w;
-    exactly_err rc = dl_send(w, c->pt, part_s);
+    engine *e = c->e;
+    exactly_err rc = engine_dl_send(e, c->pt, part_s);
 
     if (rc == EXACTLY_OK)
         rc = queue_run_applied(c, applied);
     if (rc == EXACTLY_OK)
-        rc = exactly_txn_send(&w->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+        rc = exactly_txn_send(&e->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
     if (rc != EXACTLY_OK) {
-        note(c, NULL, rc == EXACTLY_ENOMEM ? "out of memory" : w->txn.errmsg);
+        note(c, NULL, rc == EXACTLY_ENOMEM ? "out of memory" : e->txn.errmsg);
         return rc;
     }
     *commit_sent = 1;
-    return judge_sync(c, exactly_txn_sync(&w->txn));
+    return judge_sync(c, exactly_txn_sync(&e->txn));
 }
 
 static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
                            int *commit_sent, int careful)
 {
-    worker *w = c->w;
+    engine *e = c->e;
     part *pt = c->pt;
-    const exactly_handler *h = w->plugin->h;
+    const exactly_handler *h = e->plugin->h;
     txn_result attempt_res = TXN_NO_RESULT;
     txn_result dedup_res = TXN_NO_RESULT;
     txn_result lookup_res = TXN_NO_RESULT;
@@ -840,14 +551,14 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     exactly_err rc;
     char errbuf[512];
 
-    rc = exactly_txn_start(&w->txn, w->conn, w->timeout_ms);
+    rc = exactly_txn_start(&e->txn, e->conn, e->timeout_ms);
     if (rc != EXACTLY_OK) {
-        note(c, NULL, w->txn.errmsg);
+        note(c, NULL, e->txn.errmsg);
         return rc;
     }
-    if (n > 0 && !w->reprocess_run) {
+    if (n > 0 && !e->reprocess_run) {
         rc = guard(c, &n, &end, &dead_only, &attempt_res);
-        worker_set_attempted(w, pt, pt->next_offset);
+        engine_set_attempted(e, pt, pt->next_offset);
         if (rc != EXACTLY_OK)
             goto done;
         *n_io = n;
@@ -857,7 +568,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
     snprintf(start_s, sizeof(start_s), "%" PRId64, pt->next_offset);
     snprintf(end_s, sizeof(end_s), "%" PRId64, end);
-    fence_params[0] = w->fence_key ? w->fence_key : w->p->name;
+    fence_params[0] = e->fence_key ? e->fence_key : e->p->name;
     fence_params[1] = pt->topic;
     fence_params[2] = part_s;
     fence_params[3] = epoch_s;
@@ -865,69 +576,69 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     fence_params[5] = end_s;
 
     if (n > 0) {
-        rc = batch_build(&w->bb, w->p, pt->buf, n);
+        rc = batch_build(&e->bb, e->p, pt->buf, n);
         if (rc != EXACTLY_OK) {
             note(c, NULL, "out of memory building the batch");
             goto done;
         }
-        if (!h->skips_lookup && w->bb.n_ids > 0) {
-            rc = batch_ids_param(&w->bb);
+        if (!h->skips_lookup && e->bb.n_ids > 0) {
+            rc = batch_ids_param(&e->bb);
             if (rc != EXACTLY_OK) {
                 note(c, NULL, "out of memory building the batch");
                 goto done;
             }
         }
     }
-    dl_reset(w);
-    (void)exactly_txn_send(&w->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+    engine_dl_reset(e);
+    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
 #ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
-    (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence, n_fence_params,
+    (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence, n_fence_params,
                            fence_params, NULL);
 #endif
     if (dead_only) {
         char reason[160];
-        batch_msg *bm = &w->bb.msgs[0];
+        batch_msg *bm = &e->bb.msgs[0];
         snprintf(reason, sizeof(reason),
                  "the handler killed the worker %d times on this record alone; "
                  "not applied",
-                 w->p->max_crashes);
-        dl_add(w, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id,
+                 e->p->max_crashes);
+        engine_dl_add(e, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id,
                reason, NULL);
         c->failed_msgs++;
         n = 0; /* nothing else of this batch runs */
     }
     /* A reprocess re-applies on purpose: no dedup filter, no keys written. */
-    if (n > 0 && w->p->dedup.enabled && !w->reprocess_run &&
-        w->bb.dedup_keys.n_elems > 0) {
-        const char *dp[5] = {w->p->name, pt->topic, part_s,
-                             strbuf_str(&w->bb.dedup_keys),
-                             strbuf_str(&w->bb.dedup_offs)};
-        (void)exactly_txn_send(&w->txn, TXN_DEDUP, w->sql.dedup, 5, dp,
+    if (n > 0 && e->p->dedup.enabled && !e->reprocess_run &&
+        e->bb.dedup_keys.n_elems > 0) {
+        const char *dp[5] = {e->p->name, pt->topic, part_s,
+                             strbuf_str(&e->bb.dedup_keys),
+                             strbuf_str(&e->bb.dedup_offs)};
+        (void)exactly_txn_send(&e->txn, TXN_DEDUP, e->sql.dedup, 5, dp,
                                &dedup_res);
         need_sync = 1;
     }
-    if (n > 0 && !h->skips_lookup && w->bb.n_ids > 0) {
+    if (n > 0 && !h->skips_lookup && e->bb.n_ids > 0) {
         /* The IDs as a binary array: the server parses no text. */
-        int len[1] = {w->bb.ids_len}, fmt[1] = {1};
-        const char *lp[1] = {w->bb.ids_data};
-        (void)exactly_txn_send_params(&w->txn, TXN_LOOKUP, w->lookup_sql, 1,
+        int len[1] = {e->bb.ids_len}, fmt[1] = {1};
+        const char *lp[1] = {e->bb.ids_data};
+        (void)exactly_txn_send_params(&e->txn, TXN_LOOKUP, e->lookup_sql, 1,
                                       lp, len, fmt, &lookup_res);
         need_sync = 1;
         looked_up = 1;
     }
     if (need_sync) {
-        rc = judge_sync(c, exactly_txn_sync(&w->txn));
+        rc = judge_sync(c, exactly_txn_sync(&e->txn));
         if (rc != EXACTLY_OK)
             goto done;
     }
     if (n > 0) {
-        rc = batch_apply_dedup(&w->bb, exactly_txn_result(&w->txn, dedup_res));
+        rc = batch_apply_dedup(&e->bb, exactly_txn_result(&e->txn, dedup_res));
         if (rc != EXACTLY_OK) {
             note(c, NULL, "out of memory applying dedup");
             goto done;
         }
-        rc = batch_group(&w->bb, exactly_txn_result(&w->txn, lookup_res),
-                         w->key_column, &skipped, errbuf, sizeof(errbuf));
+        rc = batch_group(&e->bb, exactly_txn_result(&e->txn, lookup_res),
+                         e->key_column, &skipped, errbuf, sizeof(errbuf));
         if (rc != EXACTLY_OK) {
             exactly_log(EXACTLY_LOG_ERROR, "cycle",
                         "cannot match the lookup's rows to the batch",
@@ -936,10 +647,10 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
             rc = EXACTLY_EDATABASE;
             goto done;
         }
-        for (i = 0; i < w->bb.n_msgs; i++) {
-            batch_msg *bm = &w->bb.msgs[i];
+        for (i = 0; i < e->bb.n_msgs; i++) {
+            batch_msg *bm = &e->bb.msgs[i];
             if (bm->dead) {
-                dl_add(w, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL,
+                engine_dl_add(e, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL,
                        bm->reason, NULL);
                 c->failed_msgs++;
             }
@@ -964,7 +675,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
 #ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
         need_sync = 1; /* the mutation's separate offset update follows COMMIT */
 #endif
-        if (!need_sync && w->txn.n_fails == 0) {
+        if (!need_sync && e->txn.n_fails == 0) {
             /* Nothing was read: one round trip for the whole batch. No
              * record failed in this path (n_fails == 0): all of them
              * count, known before the answer in case none comes. */
@@ -975,7 +686,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
             rc = commit(c, part_s, all, commit_sent);
             goto done;
         }
-        rc = judge_sync(c, exactly_txn_sync(&w->txn));
+        rc = judge_sync(c, exactly_txn_sync(&e->txn));
         if (rc != EXACTLY_OK)
             goto done;
         account_applied(c, c->recs, c->n_recs);
@@ -985,15 +696,15 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
     /* Mutation: the offset advances in a transaction of its own, after the
      * writes committed: a crash in between applies the batch twice. */
     if (rc == EXACTLY_OK) {
-        (void)exactly_txn_send(&w->txn, TXN_FENCE, w->sql.fence,
+        (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence,
                                n_fence_params, fence_params, NULL);
-        rc = judge_sync(c, exactly_txn_sync(&w->txn));
+        rc = judge_sync(c, exactly_txn_sync(&e->txn));
     }
 #endif
 
 done:
     if (rc == EXACTLY_OK && !pt->isolating) {
-        const PGresult *ar = exactly_txn_result(&w->txn, attempt_res);
+        const PGresult *ar = exactly_txn_result(&e->txn, attempt_res);
         if (ar && PQntuples(ar) == 1 &&
             strncmp(PQgetvalue(ar, 0, 0), "batch:", 6) != 0)
             /* Not waited for (no crash since the claim), and not 'batch':
@@ -1005,54 +716,54 @@ done:
     }
     if (rc == EXACTLY_OK) {
         size_t dups = 0;
-        for (i = 0; i < w->bb.n_msgs && n > 0; i++)
-            dups += w->bb.msgs[i].duplicate ? 1 : 0;
-        w->st.deduplicated += dups;
-        w->st.skipped_missing += skipped;
+        for (i = 0; i < e->bb.n_msgs && n > 0; i++)
+            dups += e->bb.msgs[i].duplicate ? 1 : 0;
+        e->st.deduplicated += dups;
+        e->st.skipped_missing += skipped;
     } else if (!c->errmsg[0]) {
-        note(c, w->txn.sqlstate, w->txn.errmsg);
+        note(c, e->txn.sqlstate, e->txn.errmsg);
     }
     return rc;
 }
 
 /* ---- a batch, from first attempt to its outcome ------------------------- */
 
-static metrics_retry_cause retry_cause(const cycle *c)
+static engine_retry_cause retry_cause(const cycle *c)
 {
     const char *st = c->sqlstate;
 
     if (c->handler_retry)
-        return RETRY_HANDLER;
+        return ENGINE_RETRY_HANDLER;
     if (c->environment)
-        return RETRY_ENVIRONMENT;
+        return ENGINE_RETRY_ENVIRONMENT;
     if (!st[0] || strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
-        return RETRY_CONNECTION;
+        return ENGINE_RETRY_CONNECTION;
     if (strcmp(st, "40001") == 0)
-        return RETRY_SERIALIZATION;
+        return ENGINE_RETRY_SERIALIZATION;
     if (strcmp(st, "40P01") == 0)
-        return RETRY_DEADLOCK;
+        return ENGINE_RETRY_DEADLOCK;
     if (strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 ||
         strcmp(st, "25P03") == 0)
-        return RETRY_TIMEOUT;
-    return RETRY_OTHER;
+        return ENGINE_RETRY_TIMEOUT;
+    return ENGINE_RETRY_OTHER;
 }
 
-/* The batch committed: the worker's totals and pt move on. */
-static void committed(worker *w, part *pt, cycle *c, size_t n, int64_t end)
+/* The batch committed: the engine's totals and pt move on. */
+static void committed(engine *e, part *pt, cycle *c, size_t n, int64_t end)
 {
-    w->st.consumed += n;
-    w->st.applied += c->applied_msgs;
-    w->st.dead_lettered += w->dl_count;
-    w->st.batches_committed++;
-    exactly_txn_finish(&w->txn);
+    e->st.consumed += n;
+    e->st.applied += c->applied_msgs;
+    e->st.dead_lettered += e->dl.count;
+    e->st.batches_committed++;
+    exactly_txn_finish(&e->txn);
     pt->next_offset = end;
-    pt->pos_conn = w->conn_serial;
+    pt->pos_conn = e->conn_serial;
     pt->unconfirmed = 0;
     pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
     pt->attempts = 0;
     pt->missing_since_ms = 0;
-    part_drop_buffer(pt, n);
-    source_commit(w, pt);
+    engine_part_drop(pt, n);
+    engine_part_commit(e, pt);
     exactly_log(EXACTLY_LOG_DEBUG, "cycle", "batch committed",
                 LOG_PART(pt),
                 LOG_UINT("messages", n), LOG_UINT("records", c->n_recs),
@@ -1084,7 +795,7 @@ static void log_rollback(const part *pt, const cycle *c, exactly_err rc,
                     LOG_STR("error", c->errmsg));
 }
 
-static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
+static exactly_err cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
                                   int *retry_cause_out)
 {
     cycle c;
@@ -1093,17 +804,17 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
     int back;
 
     *retry_cause_out = -1;
-    rc = worker_db(w);
+    rc = engine_db_open(e);
     if (rc != EXACTLY_OK)
         return rc;
     /* After a failed attempt, or on a connection that did not read pt's
      * position yet, the row says where pt stands. */
-    if (pt->attempts > 0 || pt->pos_conn != w->conn_serial) {
+    if (pt->attempts > 0 || pt->pos_conn != e->conn_serial) {
         size_t before = pt->n_buf;
         int back;
-        rc = follow_stored(w, pt, 0, &back);
+        rc = engine_follow_stored(e, pt, 0, &back);
         if (rc == EXACTLY_EFENCED) {
-            w->st.batches_fenced++;
+            e->st.batches_fenced++;
             return rc;
         }
         if (rc != EXACTLY_OK)
@@ -1126,7 +837,7 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
         }
     }
     memset(&c, 0, sizeof(c));
-    c.w = w;
+    c.e = e;
     c.pt = pt;
     rc = run_txn(&c, &n, &end, &commit_sent, 0);
     if (rc == EXACTLY_EHANDLER) {
@@ -1135,47 +846,47 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
                     LOG_PART(pt),
                     LOG_STR("sqlstate", sqlstate_or_null(c.sqlstate)),
                     LOG_STR("error", c.errmsg));
-        rollback(w);
-        w->st.retries++;
+        rollback(e);
+        e->st.retries++;
         free(c.recs);
         memset(&c, 0, sizeof(c));
-        c.w = w;
+        c.e = e;
         c.pt = pt;
         commit_sent = 0;
-        rc = worker_db(w);
+        rc = engine_db_open(e);
         if (rc == EXACTLY_OK)
             rc = run_txn(&c, &n, &end, &commit_sent, 1);
         if (rc == EXACTLY_EHANDLER) {
             /* on_error: stop. Nothing of the batch commits. */
             free(c.recs);
-            w->st.batches_rolled_back++;
-            rollback(w);
+            e->st.batches_rolled_back++;
+            rollback(e);
             pt->halted = 1;
-            source_pause(w, pt, 1);
+            engine_part_pause(e, pt, 1);
             return EXACTLY_EHANDLER;
         }
     }
     if (rc == EXACTLY_OK) {
-        committed(w, pt, &c, n, end);
+        committed(e, pt, &c, n, end);
         free(c.recs);
         return EXACTLY_OK;
     }
     free(c.recs);
-    w->st.batches_rolled_back++;
+    e->st.batches_rolled_back++;
     if (rc == EXACTLY_EFENCED) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "batch fenced",
                     LOG_PART(pt),
                     LOG_INT("epoch", pt->epoch),
                     LOG_INT("start", pt->next_offset),
                     LOG_STR("detail", c.errmsg));
-        w->st.batches_fenced++;
-        rollback(w);
-        if (w->conn && follow_stored(w, pt, 1, &back) == EXACTLY_ERETRY) {
+        e->st.batches_fenced++;
+        rollback(e);
+        if (e->conn && engine_follow_stored(e, pt, 1, &back) == EXACTLY_ERETRY) {
             /* Not known where to go on: keep the buffer and ask again. */
             pt->attempts++;
             return EXACTLY_ERETRY;
         }
-        if (!w->conn)
+        if (!e->conn)
             pt->attempts++;
         return EXACTLY_EFENCED;
     }
@@ -1186,70 +897,54 @@ static exactly_err cycle_run_once(worker *w, part *pt, size_t n, int64_t end,
                     LOG_PART(pt),
                     LOG_INT("offset", pt->next_offset),
                     LOG_STR("error", c.errmsg));
-        rollback(w);
+        rollback(e);
         pt->halted = 1;
-        source_pause(w, pt, 1);
-        w->fatal = EXACTLY_EXIT_HANDLER_STOP;
+        engine_part_pause(e, pt, 1);
         return EXACTLY_EFATAL;
     }
     log_rollback(pt, &c, rc, commit_sent);
     /* Remembered in case the stored offset shows it committed after all. */
     pt->unconfirmed = commit_sent;
     pt->unconfirmed_applied = commit_sent ? c.applied_msgs : 0;
-    pt->unconfirmed_dead = commit_sent ? w->dl_count : 0;
-    rollback(w);
-    if (w->conn && exactly_pg_needs_reconnect(c.sqlstate) && c.sqlstate[0])
-        worker_db_lost(w);
+    pt->unconfirmed_dead = commit_sent ? e->dl.count : 0;
+    rollback(e);
+    if (e->conn && exactly_pg_needs_reconnect(c.sqlstate) && c.sqlstate[0])
+        engine_db_lost(e);
     pt->attempts++;
-    w->st.retries++;
+    e->st.retries++;
     *retry_cause_out = (int)retry_cause(&c);
     return rc == EXACTLY_ENOMEM ? EXACTLY_ERETRY : rc;
 }
 
-/* Runs one batch and publishes what it did: the counters are the
- * difference of the worker's totals, so the cycle itself stays unaware. */
-exactly_err cycle_run(worker *w, part *pt, size_t n, int64_t end)
+#define DELTA(f) r.delta.f = e->st.f - before.f
+
+/* Runs one batch and tells the owner what it did: the counters are the
+ * difference of the engine's totals, so the cycle itself stays unaware. */
+exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end)
 {
-    exactly_worker_stats before = w->st;
-    long long t0 = worker_now_ms();
-    metrics_partition *mp;
-    int cause;
-    exactly_err rc;
+    engine_stats before = e->st;
+    long long t0 = exactly_now_ms();
+    engine_batch_report r;
 
     trace_batch(pt, n);
-    rc = cycle_run_once(w, pt, n, end, &cause);
+    r.rc = cycle_run_once(e, pt, n, end, &r.retry_cause);
     exactly_log_set_trace(NULL);
-    if (!w->m)
-        return rc;
-    mp = metrics_part(w->m, pt->topic, pt->partition);
-    if (mp) {
-        metrics_add(&mp->consumed, w->st.consumed - before.consumed);
-        metrics_add(&mp->applied, w->st.applied - before.applied);
-        metrics_add(&mp->deduplicated, w->st.deduplicated - before.deduplicated);
-        metrics_add(&mp->dead_lettered, w->st.dead_lettered - before.dead_lettered);
-        metrics_add(&mp->skipped_missing,
-                    w->st.skipped_missing - before.skipped_missing);
-    }
-    metrics_add(&w->m->consumed, w->st.consumed - before.consumed);
-    metrics_add(&w->m->applied, w->st.applied - before.applied);
-    metrics_add(&w->m->deduplicated, w->st.deduplicated - before.deduplicated);
-    metrics_add(&w->m->dead_lettered, w->st.dead_lettered - before.dead_lettered);
-    metrics_add(&w->m->skipped_missing,
-                w->st.skipped_missing - before.skipped_missing);
-    metrics_add(&w->m->retries_total, w->st.retries - before.retries);
-    metrics_add(&w->m->batches_committed,
-                w->st.batches_committed - before.batches_committed);
-    metrics_add(&w->m->batches_rolled_back,
-                w->st.batches_rolled_back - before.batches_rolled_back);
-    metrics_add(&w->m->batches_fenced, w->st.batches_fenced - before.batches_fenced);
-    if (cause >= 0)
-        metrics_add(&w->m->retries[cause], 1);
-    else if (rc == EXACTLY_OK && w->st.retries > before.retries)
+    if (!e->ops->batch_done)
+        return r.rc;
+    DELTA(consumed);
+    DELTA(applied);
+    DELTA(deduplicated);
+    DELTA(dead_lettered);
+    DELTA(skipped_missing);
+    DELTA(batches_committed);
+    DELTA(batches_rolled_back);
+    DELTA(batches_fenced);
+    DELTA(retries);
+    DELTA(handler_failures);
+    if (r.retry_cause < 0 && r.rc == EXACTLY_OK && r.delta.retries > 0)
         /* A handler failure sent the batch through careful mode. */
-        metrics_add(&w->m->retries[RETRY_HANDLER], 1);
-    if (rc == EXACTLY_OK) {
-        metrics_observe_batch(w->m, (worker_now_ms() - t0) * 1000);
-        worker_metrics_position(w, pt, 1);
-    }
-    return rc;
+        r.retry_cause = ENGINE_RETRY_HANDLER;
+    r.elapsed_ms = exactly_now_ms() - t0;
+    e->ops->batch_done(e->ops_arg, pt, &r);
+    return r.rc;
 }

@@ -1,7 +1,9 @@
 /*
- * source.c - the worker's Kafka consumer: configuration (the properties
- * exactly must own are checked, not silently overridden), the rebalance
- * callback, and the small calls the cycle needs (commit, seek, pause).
+ * source.c - a pipeline's Kafka consumer: its configuration (the
+ * properties exactly must own are checked, not silently overridden), the
+ * log callback, and the calls on one partition the engine needs (commit,
+ * seek, pause, position). Creating the worker's consumer and its other
+ * callbacks belong to the worker (worker/consumer.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,7 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "worker_internal.h"
+#include "source.h"
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
@@ -30,57 +32,6 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
     (void)rk;
     exactly_log(l, "kafka", "librdkafka", LOG_STR("facility", fac),
                 LOG_STR("text", buf));
-}
-
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    worker *w = opaque;
-    long long now = worker_now_ms();
-
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char fatal[512];
-        rd_kafka_resp_err_t orig =
-            rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        exactly_log(EXACTLY_LOG_ERROR, "kafka", "fatal consumer error",
-                    LOG_STR("code", rd_kafka_err2name(orig)),
-                    LOG_STR("text", fatal));
-        w->fatal = 1;
-        return;
-    }
-    (void)now;
-    /* An outage repeats errors (of changing codes) on every retry. */
-    if (!worker_kafka_error_due(w))
-        return;
-    exactly_log(EXACTLY_LOG_WARN, "kafka", "consumer error",
-                LOG_STR("code", rd_kafka_err2name((rd_kafka_resp_err_t)err)),
-                LOG_STR("text", reason));
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    worker *w = opaque;
-    const char *protocol = rd_kafka_rebalance_protocol(rk);
-
-    w->st.rebalances++;
-    /* Known once the group is joined ("NONE" before): here, not earlier. */
-    w->cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
-    /* The group coordinator answered: Kafka is reachable again. */
-    if (w->kafka_episode_ms) {
-        exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
-                    LOG_INT("after_ms", worker_now_ms() - w->kafka_episode_ms));
-        w->kafka_episode_ms = 0;
-    }
-    if (w->in_cycle) {
-        /* librdkafka waits for the assign/unassign call, which may come
-         * after this callback returns: it comes when the batch ends. */
-        worker_defer_rebalance(w, err, parts, rd_kafka_assignment_lost(w->rk));
-        return;
-    }
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        worker_assign(w, parts);
-    else
-        worker_revoke(w, parts, rd_kafka_assignment_lost(w->rk));
 }
 
 /* Properties whose meaning exactly depends on. */
@@ -253,154 +204,62 @@ fail:
     return NULL;
 }
 
-/* Static membership for a supervised worker: a restarted member with the
- * same group.instance.id gets its partitions back at once instead of
- * waiting for the dead one's session to expire. The slot's id, or the
- * configured one suffixed with the slot (so that the workers of one
- * supervisor never fence each other); a configured id is kept as it is
- * for `exactly worker`. Records the id in w->instance_id. */
-static int set_instance_id(worker *w, rd_kafka_conf_t *conf, char *errbuf,
-                           size_t errbuf_size)
-{
-    char configured[200], kerr[512];
-    size_t sz = sizeof(configured);
-
-    w->instance_id[0] = '\0';
-    if (rd_kafka_conf_get(conf, "group.instance.id", configured, &sz) !=
-            RD_KAFKA_CONF_OK)
-        configured[0] = '\0';
-    if (w->slot_instance) {
-        if (configured[0])
-            snprintf(w->instance_id, sizeof(w->instance_id), "%s-%s",
-                     configured, w->slot_instance);
-        else
-            snprintf(w->instance_id, sizeof(w->instance_id), "%s",
-                     w->slot_instance);
-        if (rd_kafka_conf_set(conf, "group.instance.id", w->instance_id, kerr,
-                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-            snprintf(errbuf, errbuf_size, "kafka property 'group.instance.id': %s",
-                     kerr);
-            return -1;
-        }
-    } else {
-        snprintf(w->instance_id, sizeof(w->instance_id), "%s", configured);
-    }
-    return 0;
-}
-
-exactly_err source_create(worker *w, char *errbuf, size_t errbuf_size)
-{
-    rd_kafka_conf_t *conf;
-    char kerr[512];
-    char client_id[256];
-
-    snprintf(client_id, sizeof(client_id), "exactly-%s-%s", w->p->name,
-             w->owner);
-    conf = exactly_kafka_conf(w->cfg, w->p, w->auto_reset, client_id, errbuf,
-                              errbuf_size);
-    if (!conf)
-        return EXACTLY_ECONFIG;
-    {
-        char v[32];
-        size_t sz = sizeof(v);
-        w->max_poll_ms = rd_kafka_conf_get(conf, "max.poll.interval.ms", v,
-                                           &sz) == RD_KAFKA_CONF_OK
-                             ? atoi(v)
-                             : 300000;
-    }
-    if (set_instance_id(w, conf, errbuf, errbuf_size) != 0) {
-        rd_kafka_conf_destroy(conf);
-        return EXACTLY_ECONFIG;
-    }
-    rd_kafka_conf_set_opaque(conf, w);
-    rd_kafka_conf_set_error_cb(conf, error_cb);
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-
-    w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
-    if (!w->rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(errbuf, errbuf_size, "cannot create Kafka consumer: %s", kerr);
-        return EXACTLY_ECONFIG;
-    }
-    rd_kafka_poll_set_consumer(w->rk);
-    return EXACTLY_OK;
-}
-
-exactly_err source_subscribe(worker *w, char *errbuf, size_t errbuf_size)
-{
-    rd_kafka_topic_partition_list_t *topics;
-    size_t i;
-
-    topics = rd_kafka_topic_partition_list_new((int)w->p->n_topics);
-    for (i = 0; i < w->p->n_topics; i++)
-        rd_kafka_topic_partition_list_add(topics, w->p->topics[i],
-                                          RD_KAFKA_PARTITION_UA);
-    if (rd_kafka_subscribe(w->rk, topics) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_topic_partition_list_destroy(topics);
-        snprintf(errbuf, errbuf_size, "cannot subscribe to the topics");
-        return EXACTLY_EKAFKA;
-    }
-    rd_kafka_topic_partition_list_destroy(topics);
-    return EXACTLY_OK;
-}
-
-static rd_kafka_topic_partition_list_t *one(part *pt, int64_t offset)
+static rd_kafka_topic_partition_list_t *one(const char *topic,
+                                            int32_t partition, int64_t offset)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, pt->topic, pt->partition)->offset =
-        offset;
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
     return l;
 }
 
-void source_commit(worker *w, part *pt)
+void exactly_kafka_commit(rd_kafka_t *rk, const char *topic,
+                          int32_t partition, int64_t offset)
 {
-    rd_kafka_topic_partition_list_t *l;
-
-    if (w->reprocess_run)
-        return; /* a reprocess is no member of the group: it commits nothing */
-    l = one(pt, pt->next_offset);
+    rd_kafka_topic_partition_list_t *l = one(topic, partition, offset);
 
     /* Monitoring only: the database holds the truth, so a lost or failed
      * commit here costs nothing but a stale lag figure. */
-    (void)rd_kafka_commit(w->rk, l, 1);
+    (void)rd_kafka_commit(rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-void source_seek(worker *w, part *pt, int64_t offset)
+void exactly_kafka_seek(rd_kafka_t *rk, const char *topic, int32_t partition,
+                        int64_t offset)
 {
-    rd_kafka_topic_partition_list_t *l = one(pt, offset);
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(w->rk, l, 5000);
+    rd_kafka_topic_partition_list_t *l = one(topic, partition, offset);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 5000);
 
     if (e) {
         exactly_log(EXACTLY_LOG_WARN, "kafka", "seek failed",
-                    LOG_PART(pt), LOG_INT("offset", offset),
+                    LOG_STR("topic", topic), LOG_INT("partition", partition),
+                    LOG_INT("offset", offset),
                     LOG_STR("error", rd_kafka_error_string(e)));
         rd_kafka_error_destroy(e);
     }
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-void source_pause(worker *w, part *pt, int pause)
+void exactly_kafka_pause(rd_kafka_t *rk, const char *topic, int32_t partition,
+                         int pause)
 {
-    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_topic_partition_list_t *l =
+        one(topic, partition, RD_KAFKA_OFFSET_INVALID);
 
-    if (pt->paused == pause)
-        return;
-    l = one(pt, RD_KAFKA_OFFSET_INVALID);
     if (pause)
-        (void)rd_kafka_pause_partitions(w->rk, l);
+        (void)rd_kafka_pause_partitions(rk, l);
     else
-        (void)rd_kafka_resume_partitions(w->rk, l);
-    pt->paused = pause;
+        (void)rd_kafka_resume_partitions(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-int64_t source_position(worker *w, part *pt)
+int64_t exactly_kafka_position(rd_kafka_t *rk, const char *topic,
+                               int32_t partition)
 {
-    rd_kafka_topic_partition_list_t *l = one(pt, RD_KAFKA_OFFSET_INVALID);
+    rd_kafka_topic_partition_list_t *l =
+        one(topic, partition, RD_KAFKA_OFFSET_INVALID);
     int64_t pos = -1;
 
-    if (rd_kafka_position(w->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (rd_kafka_position(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         l->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
         pos = l->elems[0].offset;
     rd_kafka_topic_partition_list_destroy(l);

@@ -1,4 +1,5 @@
-/* source.h - the Kafka consumer configuration a pipeline runs with. */
+/* source.h - the Kafka consumer configuration a pipeline runs with, and
+ * the calls on one of its partitions. */
 #ifndef EXACTLY_SOURCE_H
 #define EXACTLY_SOURCE_H
 
@@ -14,5 +15,21 @@ rd_kafka_conf_t *exactly_kafka_conf(const exactly_config *cfg,
                                     const cfg_pipeline *pl, char *auto_reset,
                                     const char *client_id, char *errbuf,
                                     size_t errbuf_size);
+
+/* Calls on one partition of consumer rk. */
+
+/* Commits offset to the group: for monitoring (lag) only, PostgreSQL
+ * holds the positions; a failure is ignored. */
+void exactly_kafka_commit(rd_kafka_t *rk, const char *topic,
+                          int32_t partition, int64_t offset);
+/* Moves the fetch position to offset; a failure is logged. */
+void exactly_kafka_seek(rd_kafka_t *rk, const char *topic, int32_t partition,
+                        int64_t offset);
+/* Pauses (pause 1) or resumes (0) fetching. */
+void exactly_kafka_pause(rd_kafka_t *rk, const char *topic, int32_t partition,
+                         int pause);
+/* The consumer's fetch position, or -1 when it has none. */
+int64_t exactly_kafka_position(rd_kafka_t *rk, const char *topic,
+                               int32_t partition);
 
 #endif

@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include "pg/catalog.h"
+#include "clock.h"
 #include "log.h"
 #include "util/host_id.h"
 #include "pg_conn.h"
+#include "source.h"
 #include "worker_internal.h"
 
 /* One partition of a run: a reprocess_runs row with its own position. */
@@ -29,7 +31,6 @@ typedef struct span {
 typedef struct run {
     worker w;
     part pt;                  /* the span being applied */
-    part *parts[1];
     int64_t id;               /* the run: its first row (the parent) */
     int multi;                /* rows share a parent: a run over a topic */
     span *spans;
@@ -101,7 +102,7 @@ static int resume_run(run *r, const exactly_reprocess_opts *o)
 {
     worker *w = &r->w;
     char err[1024], id_s[24];
-    const char *params[3] = {id_s, w->p->name, w->owner};
+    const char *params[3] = {id_s, w->p->name, w->eng.owner};
     PGresult *res = NULL;
     strbuf sql = {0};
     exactly_err rc;
@@ -113,8 +114,8 @@ static int resume_run(run *r, const exactly_reprocess_opts *o)
                   " status = 'running', owner = $3, updated_at = now(),"
                   " ended_at = NULL WHERE (id = $1::bigint OR parent = $1::bigint)"
                   " AND pipeline = $2 AND status <> 'done'" RUN_RETURNING,
-                  w->sql.schema_q);
-    rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, &res, err,
+                  w->eng.sql.schema_q);
+    rc = exactly_pg_exec(w->eng.conn, strbuf_str(&sql), 3, params, &res, err,
                          sizeof(err));
     strbuf_free(&sql);
     if (rc != EXACTLY_OK) {
@@ -161,10 +162,10 @@ static int create_run(run *r)
                   " from_offset, to_offset, next_offset, owner, parent)"
                   " VALUES ($1, $2, $3, $4, $5, $4, $6, $7::bigint)"
                   RUN_RETURNING,
-                  w->sql.schema_q);
+                  w->eng.sql.schema_q);
     if (sql.oom)
         goto fail;
-    if (exactly_pg_exec(w->conn, "BEGIN", 0, NULL, NULL, err, sizeof(err)) !=
+    if (exactly_pg_exec(w->eng.conn, "BEGIN", 0, NULL, NULL, err, sizeof(err)) !=
         EXACTLY_OK)
         goto fail;
     for (i = 0; i < r->n_spans && rc == EXACTLY_OK; i++) {
@@ -177,10 +178,10 @@ static int create_run(run *r)
         params[2] = part_s;
         params[3] = from_s;
         params[4] = to_s;
-        params[5] = w->owner;
+        params[5] = w->eng.owner;
         /* The first row of a run over a topic is its own parent. */
         params[6] = !r->multi ? NULL : i == 0 ? NULL : r->spans[0].id_s;
-        rc = exactly_pg_exec(w->conn, strbuf_str(&sql), 7, params, &res, err,
+        rc = exactly_pg_exec(w->eng.conn, strbuf_str(&sql), 7, params, &res, err,
                              sizeof(err));
         if (rc == EXACTLY_OK && (PQntuples(res) != 1 ||
                                  span_from_row(sp, res, 0) != 0))
@@ -192,17 +193,17 @@ static int create_run(run *r)
         strbuf_reset(&sql);
         strbuf_printf(&sql,
                       "UPDATE %s.reprocess_runs SET parent = id WHERE id = $1::bigint",
-                      w->sql.schema_q);
+                      w->eng.sql.schema_q);
         params[0] = r->spans[0].id_s;
         rc = sql.oom ? EXACTLY_ENOMEM
-                     : exactly_pg_exec(w->conn, strbuf_str(&sql), 1, params,
+                     : exactly_pg_exec(w->eng.conn, strbuf_str(&sql), 1, params,
                                        NULL, err, sizeof(err));
     }
     if (rc == EXACTLY_OK)
-        rc = exactly_pg_exec(w->conn, "COMMIT", 0, NULL, NULL, err, sizeof(err));
+        rc = exactly_pg_exec(w->eng.conn, "COMMIT", 0, NULL, NULL, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         char ignored[256];
-        (void)exactly_pg_exec(w->conn, "ROLLBACK", 0, NULL, NULL, ignored,
+        (void)exactly_pg_exec(w->eng.conn, "ROLLBACK", 0, NULL, NULL, ignored,
                               sizeof(ignored));
         goto fail;
     }
@@ -223,14 +224,14 @@ static void close_span(run *r, span *sp, const char *status)
     const char *params[3] = {sp->id_s, status, epoch_s};
     strbuf sql = {0};
 
-    if (!w->conn)
+    if (!w->eng.conn)
         return;
     snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, sp->epoch);
     strbuf_printf(&sql,
                   "UPDATE %s.reprocess_runs SET status = $2, ended_at = now(),"
                   " updated_at = now() WHERE id = $1::bigint AND owner_epoch = $3",
-                  w->sql.schema_q);
-    if (exactly_pg_exec(w->conn, strbuf_str(&sql), 3, params, NULL, err,
+                  w->eng.sql.schema_q);
+    if (exactly_pg_exec(w->eng.conn, strbuf_str(&sql), 3, params, NULL, err,
                         sizeof(err)) != EXACTLY_OK)
         exactly_log(EXACTLY_LOG_WARN, "reprocess",
                     "cannot record the run's end", LOG_INT("run", sp->id),
@@ -261,9 +262,9 @@ static void format_eta(char *buf, size_t size, double secs)
  */
 static void progress(run *r, const exactly_reprocess_opts *o, int final)
 {
-    long long now = worker_now_ms();
+    long long now = exactly_now_ms();
     double secs = (double)(now - r->started_ms) / 1000.0;
-    uint64_t done = r->w.st.consumed;
+    uint64_t done = r->w.eng.st.consumed;
     double rate = secs > 0 ? (double)done / secs : 0;
     double pace = o->rate > 0 && o->rate < rate ? o->rate : rate;
     const span *sp = &r->spans[r->cur < r->n_spans ? r->cur : r->n_spans - 1];
@@ -333,8 +334,8 @@ static int keep_rate(run *r, const exactly_reprocess_opts *o, size_t n)
     if (o->rate <= 0)
         return 0;
     for (;;) {
-        double due = (double)(r->w.st.consumed + n) / o->rate * 1000.0;
-        long long ahead = (long long)due - (worker_now_ms() - r->started_ms);
+        double due = (double)(r->w.eng.st.consumed + n) / o->rate * 1000.0;
+        long long ahead = (long long)due - (exactly_now_ms() - r->started_ms);
 
         if (o->stop && *o->stop)
             return 1;
@@ -411,18 +412,18 @@ static int loop(run *r, const exactly_reprocess_opts *o, const span *sp)
             }
             r->pt.buf[r->pt.n_buf++] = m;
         }
-        if (!at_end && source_position(w, &r->pt) > to)
+        if (!at_end && engine_part_position(&w->eng, &r->pt) > to)
             at_end = 1;
         if (r->pt.n_buf == 0) {
             if (at_end) /* only transaction markers left in the range */
-                rc = cycle_run(w, &r->pt, 0, to + 1);
+                rc = engine_run(&w->eng, &r->pt, 0, to + 1);
             else
                 continue;
         } else if (r->pt.n_buf >= max || at_end) {
             n = r->pt.n_buf < max ? r->pt.n_buf : max;
             if (keep_rate(r, o, n))
                 return 1;
-            rc = cycle_run(w, &r->pt, n, run_batch_end(r, to, n, at_end));
+            rc = engine_run(&w->eng, &r->pt, n, run_batch_end(r, to, n, at_end));
         } else {
             continue;
         }
@@ -454,7 +455,7 @@ static int start_span(run *r, size_t i)
     rd_kafka_topic_partition_list_t *l;
     rd_kafka_resp_err_t e;
 
-    part_drop_buffer(&r->pt, r->pt.n_buf);
+    engine_part_drop(&r->pt, r->pt.n_buf);
     free(r->pt.topic);
     {
         rd_kafka_message_t **buf = r->pt.buf;
@@ -469,8 +470,8 @@ static int start_span(run *r, size_t i)
     r->pt.next_offset = sp->next;
     r->pt.epoch = sp->epoch;
     /* The row is this cycle's fence; the handler sees the run. */
-    w->fence_key = sp->id_s;
-    w->reprocess_run = r->id;
+    w->eng.fence_key = sp->id_s;
+    w->eng.reprocess_run = r->id;
     l = rd_kafka_topic_partition_list_new(1);
     if (!r->pt.topic || !l) {
         if (l)
@@ -594,7 +595,7 @@ static int plan_run(run *r, const exactly_reprocess_opts *o)
         exactly_err rc;
         if (!text)
             continue;
-        rc = pg_parse_time(w->conn, text, i == 0 ? &from_ms : &to_ms, canon,
+        rc = pg_parse_time(w->eng.conn, text, i == 0 ? &from_ms : &to_ms, canon,
                            sizeof(canon), err, sizeof(err));
         if (rc != EXACTLY_OK) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
@@ -718,16 +719,14 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     if (!r)
         return 1;
     w = &r->w;
-    w->cfg = o->cfg;
-    w->p = o->p;
-    w->timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
+    worker_init(w, o->cfg, o->p);
     if (exactly_host_id(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
-    snprintf(w->owner, sizeof(w->owner), "%s:%d:reprocess", host, (int)getpid());
+    snprintf(w->eng.owner, sizeof(w->eng.owner), "%s:%d:reprocess", host, (int)getpid());
     exactly_log_set_context(w->p->name, -1);
 
     code = 2; /* refused, until the services are reached */
-    if (exactly_plugin_load(w->cfg, w->p, &w->plugin, err, sizeof(err)) != EXACTLY_OK) {
+    if (exactly_plugin_load(w->cfg, w->p, &w->eng.plugin, err, sizeof(err)) != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler refused",
                     LOG_STR("error", err));
         goto cleanup;
@@ -745,6 +744,7 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
                     "cannot create Kafka consumer", LOG_STR("error", err));
         goto cleanup;
     }
+    w->eng.rk = w->rk;
     code = 1;
     for (tries = 0; tries < 50 && worker_db(w) != EXACTLY_OK; tries++) {
         if (w->fatal) {
@@ -753,7 +753,7 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         }
         usleep(200 * 1000);
     }
-    if (!w->conn) {
+    if (!w->eng.conn) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot reach PostgreSQL");
         goto cleanup;
     }
@@ -781,7 +781,7 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
                    "..%" PRId64 " (%" PRId64 " offsets) of %s [%d] for pipeline "
                    "%s, in batches of %d; the pipeline's stored offsets stay as "
                    "they are\n",
-                   w->plugin->label, r->spans[0].from, r->spans[0].to, total,
+                   w->eng.plugin->label, r->spans[0].from, r->spans[0].to, total,
                    o->topic, (int)r->spans[0].partition, w->p->name,
                    o->batch > 0 ? o->batch : w->p->batch.max_messages);
         else
@@ -789,12 +789,12 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
                    " offsets of %zu partitions of %s for pipeline %s, in "
                    "batches of %d; the pipeline's stored offsets stay as they "
                    "are\n",
-                   w->plugin->label, total, r->n_spans, o->topic, w->p->name,
+                   w->eng.plugin->label, total, r->n_spans, o->topic, w->p->name,
                    o->batch > 0 ? o->batch : w->p->batch.max_messages);
         code = 0;
         goto cleanup;
     }
-    if (exactly_plugin_open(w->plugin, w->conn, w->p, w->timeout_ms, err,
+    if (exactly_plugin_open(w->eng.plugin, w->eng.conn, w->p, w->eng.timeout_ms, err,
                             sizeof(err)) != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler's open() failed",
                     LOG_STR("error", err));
@@ -806,38 +806,35 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         goto cleanup;
     snprintf(r->id_s, sizeof(r->id_s), "%" PRId64, r->id);
     /* The run's rows are this cycle's position. */
-    free(w->sql.fence);
-    free(w->sql.read);
-    w->sql.fence = strdup(w->sql.run_fence);
-    w->sql.read = strdup(w->sql.run_read);
+    free(w->eng.sql.fence);
+    free(w->eng.sql.read);
+    w->eng.sql.fence = strdup(w->eng.sql.run_fence);
+    w->eng.sql.read = strdup(w->eng.sql.run_read);
     /* Kept apart from the live pipeline's dead letters, which share the
      * (topic, partition, offset) key; every partition of a run under the
      * run's one name. */
     snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, w->p->name,
              r->id);
-    w->dl_key = r->dl_key;
+    w->eng.dl_key = r->dl_key;
     {
         strbuf q = {0};
         strbuf_printf(&q,
                       "UPDATE %s.reprocess_runs SET applied = applied + $2::bigint"
                       " WHERE id = $1::bigint",
-                      w->sql.schema_q);
-        w->run_applied_sql = q.data;
+                      w->eng.sql.schema_q);
+        w->eng.run_applied_sql = q.data;
     }
-    r->parts[0] = &r->pt;
-    w->parts = r->parts;
-    w->n_parts = 1;
-    if (!w->sql.fence || !w->sql.read || !w->run_applied_sql) {
+    if (!w->eng.sql.fence || !w->eng.sql.read || !w->eng.run_applied_sql) {
         code = 1;
         goto cleanup;
     }
     for (i = 0; i < r->n_spans; i++)
         r->total += r->spans[i].to + 1 - r->spans[i].from;
-    r->started_ms = worker_now_ms();
+    r->started_ms = exactly_now_ms();
     code = 0;
     for (i = 0; i < r->n_spans && code == 0; i++) {
         span *sp = &r->spans[i];
-        uint64_t before = w->st.applied;
+        uint64_t before = w->eng.st.applied;
         if (start_span(r, i) != 0) {
             code = 1;
             break;
@@ -849,7 +846,7 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
             r->n_done++;
             r->behind += sp->to + 1 - sp->from;
             close_span(r, sp, "done");
-            progress_span_done(r, o, sp, w->st.applied - before);
+            progress_span_done(r, o, sp, w->eng.st.applied - before);
         }
     }
     r->cur = r->n_spans;
@@ -862,26 +859,26 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
                "offsets %" PRId64 "..%" PRId64 " (now at %" PRId64 "), dead-lettered "
                "%" PRIu64 ", in %.1f s\n",
-               r->id, status, w->st.applied, r->spans[0].topic,
+               r->id, status, w->eng.st.applied, r->spans[0].topic,
                (int)r->spans[0].partition, r->spans[0].from, r->spans[0].to,
-               r->spans[0].next, w->st.dead_lettered,
-               (double)(worker_now_ms() - r->started_ms) / 1000.0);
+               r->spans[0].next, w->eng.st.dead_lettered,
+               (double)(exactly_now_ms() - r->started_ms) / 1000.0);
     else
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s, "
                "%zu of %zu partitions done, dead-lettered %" PRIu64
                ", in %.1f s\n",
-               r->id, status, w->st.applied, r->spans[0].topic, r->n_done,
-               r->n_spans, w->st.dead_lettered,
-               (double)(worker_now_ms() - r->started_ms) / 1000.0);
+               r->id, status, w->eng.st.applied, r->spans[0].topic, r->n_done,
+               r->n_spans, w->eng.st.dead_lettered,
+               (double)(exactly_now_ms() - r->started_ms) / 1000.0);
     if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
                w->cfg->path, w->p->name, r->id);
-    if (code == 0 && w->st.dead_lettered > 0) {
+    if (code == 0 && w->eng.st.dead_lettered > 0) {
         /* Finished: resuming would do nothing. What was not applied is
          * in the dead letters, under the run's own name. */
         exactly_log(EXACTLY_LOG_WARN, "reprocess", "run finished with dead letters",
                     LOG_INT("run", r->id),
-                    LOG_UINT("dead_lettered", w->st.dead_lettered),
+                    LOG_UINT("dead_lettered", w->eng.st.dead_lettered),
                     LOG_STR("dead_letter_pipeline", r->dl_key));
         printf("%" PRIu64 " message(s) of run %" PRId64 " failed and were "
                "dead-lettered, not applied; the run is finished.\n"
@@ -890,13 +887,13 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
                "once the cause is fixed, apply them with:\n"
                "                 exactly dlq replay -c %s --pipeline %s --run %"
                PRId64 " --all\n",
-               w->st.dead_lettered, r->id, w->cfg->path, w->p->name, r->id,
+               w->eng.st.dead_lettered, r->id, w->cfg->path, w->p->name, r->id,
                w->cfg->path, w->p->name, r->id);
         code = EXACTLY_REPROCESS_DEAD_LETTERED;
     }
 
 cleanup:
-    part_drop_buffer(&r->pt, r->pt.n_buf);
+    engine_part_drop(&r->pt, r->pt.n_buf);
     free(r->pt.buf);
     free(r->pt.topic);
     spans_free(r);
@@ -904,9 +901,9 @@ cleanup:
         rd_kafka_consumer_close(w->rk);
         rd_kafka_destroy(w->rk);
     }
-    free(w->run_applied_sql);
-    w->fence_key = NULL;
-    worker_release(w);
+    free(w->eng.run_applied_sql);
+    w->eng.fence_key = NULL;
+    engine_free(&w->eng);
     free(r);
     return code;
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "util/host_id.h"
@@ -27,13 +28,6 @@
  * again. */
 #define NO_START_RECHECK_MS 3000
 
-long long worker_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Capped exponential backoff with full jitter. */
 static long long backoff_ms(int attempts)
 {
@@ -47,47 +41,9 @@ static long long backoff_ms(int attempts)
     return cap / 2 + (long long)(random() % (cap / 2 + 1));
 }
 
-static struct attempted *attempted_slot(worker *w, const part *pt, int add)
-{
-    size_t i;
-    struct attempted *a;
-
-    for (i = 0; i < w->n_attempted; i++)
-        if (w->attempted[i].partition == pt->partition &&
-            strcmp(w->attempted[i].topic, pt->topic) == 0)
-            return &w->attempted[i];
-    if (!add)
-        return NULL;
-    a = realloc(w->attempted, (w->n_attempted + 1) * sizeof(*a));
-    if (!a)
-        return NULL;
-    w->attempted = a;
-    a = &w->attempted[w->n_attempted];
-    a->topic = strdup(pt->topic);
-    if (!a->topic)
-        return NULL;
-    a->partition = pt->partition;
-    a->start = -1;
-    w->n_attempted++;
-    return a;
-}
-
-int worker_attempted(worker *w, const part *pt, int64_t start)
-{
-    struct attempted *a = attempted_slot(w, pt, 0);
-    return a && a->start == start;
-}
-
-void worker_set_attempted(worker *w, const part *pt, int64_t start)
-{
-    struct attempted *a = attempted_slot(w, pt, 1);
-    if (a)
-        a->start = start;
-}
-
 int worker_kafka_error_due(worker *w)
 {
-    long long now = worker_now_ms();
+    long long now = exactly_now_ms();
 
     if (!w->kafka_episode_ms) {
         w->kafka_episode_ms = now;
@@ -100,33 +56,7 @@ int worker_kafka_error_due(worker *w)
     return 1;
 }
 
-part *worker_find_part(worker *w, const char *topic, int32_t partition)
-{
-    size_t i;
-
-    for (i = 0; i < w->n_parts; i++)
-        if (w->parts[i]->partition == partition &&
-            strcmp(w->parts[i]->topic, topic) == 0)
-            return w->parts[i];
-    return NULL;
-}
-
-void part_drop_buffer(part *pt, size_t n)
-{
-    size_t i;
-
-    if (n > pt->n_buf)
-        n = pt->n_buf;
-    for (i = 0; i < n; i++)
-        rd_kafka_message_destroy(pt->buf[i]);
-    if (pt->n_buf > n)
-        memmove(pt->buf, pt->buf + n, (pt->n_buf - n) * sizeof(*pt->buf));
-    pt->n_buf -= n;
-    if (pt->n_buf > 0)
-        pt->first_at_ms = worker_now_ms();
-}
-
-void worker_metrics_position(worker *w, part *pt, int assigned)
+void worker_metrics_position(worker *w, const part *pt, int assigned)
 {
     metrics_partition *mp;
     int64_t lo, hi;
@@ -152,8 +82,8 @@ static void publish_states(worker *w)
 
     if (!w->m)
         return;
-    for (i = 0; i < w->n_parts; i++) {
-        part *pt = w->parts[i];
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
         metrics_partition *mp = metrics_part(w->m, pt->topic, pt->partition);
         int st = pt->halted           ? PART_HALTED
                  : pt->fenced         ? PART_FENCED
@@ -174,46 +104,133 @@ static void note_error(void *arg, exactly_log_level level, const char *line,
     metrics_note_error(arg, line, len);
 }
 
-static void part_free(part *pt)
+/* ---- what the engine asks of the worker ---------------------------------- */
+
+static exactly_err ops_db_open(void *arg) { return worker_db(arg); }
+static void ops_db_lost(void *arg) { worker_db_lost(arg); }
+
+static void ops_position(void *arg, const part *pt)
 {
-    if (!pt)
-        return;
-    part_drop_buffer(pt, pt->n_buf);
-    free(pt->buf);
-    free(pt->topic);
-    free(pt);
+    worker_metrics_position(arg, pt, 1);
 }
 
-static void remove_part(worker *w, part *pt)
+static metrics_retry_cause metrics_cause(engine_retry_cause c)
 {
-    size_t i;
-
-    for (i = 0; i < w->n_parts; i++) {
-        if (w->parts[i] == pt) {
-            w->parts[i] = w->parts[--w->n_parts];
-            break;
-        }
+    switch (c) {
+    case ENGINE_RETRY_CONNECTION:
+        return RETRY_CONNECTION;
+    case ENGINE_RETRY_SERIALIZATION:
+        return RETRY_SERIALIZATION;
+    case ENGINE_RETRY_DEADLOCK:
+        return RETRY_DEADLOCK;
+    case ENGINE_RETRY_TIMEOUT:
+        return RETRY_TIMEOUT;
+    case ENGINE_RETRY_HANDLER:
+        return RETRY_HANDLER;
+    case ENGINE_RETRY_ENVIRONMENT:
+        return RETRY_ENVIRONMENT;
+    case ENGINE_RETRY_OTHER:
+        break;
     }
-    part_free(pt);
+    return RETRY_OTHER;
+}
+
+/* What a batch did, into the worker's metrics slot (when it has one). */
+static void ops_batch_done(void *arg, const part *pt,
+                           const engine_batch_report *r)
+{
+    worker *w = arg;
+    const engine_stats *d = &r->delta;
+    metrics_partition *mp;
+
+    if (!w->m)
+        return;
+    mp = metrics_part(w->m, pt->topic, pt->partition);
+    if (mp) {
+        metrics_add(&mp->consumed, d->consumed);
+        metrics_add(&mp->applied, d->applied);
+        metrics_add(&mp->deduplicated, d->deduplicated);
+        metrics_add(&mp->dead_lettered, d->dead_lettered);
+        metrics_add(&mp->skipped_missing, d->skipped_missing);
+    }
+    metrics_add(&w->m->consumed, d->consumed);
+    metrics_add(&w->m->applied, d->applied);
+    metrics_add(&w->m->deduplicated, d->deduplicated);
+    metrics_add(&w->m->dead_lettered, d->dead_lettered);
+    metrics_add(&w->m->skipped_missing, d->skipped_missing);
+    metrics_add(&w->m->retries_total, d->retries);
+    metrics_add(&w->m->batches_committed, d->batches_committed);
+    metrics_add(&w->m->batches_rolled_back, d->batches_rolled_back);
+    metrics_add(&w->m->batches_fenced, d->batches_fenced);
+    if (r->retry_cause >= 0)
+        metrics_add(&w->m->retries[metrics_cause(r->retry_cause)], 1);
+    if (r->rc == EXACTLY_OK) {
+        metrics_observe_batch(w->m, r->elapsed_ms * 1000);
+        worker_metrics_position(w, pt, 1);
+    }
+}
+
+static const engine_ops worker_engine_ops = {
+    .db_open = ops_db_open,
+    .db_lost = ops_db_lost,
+    .position = ops_position,
+    .batch_done = ops_batch_done,
+};
+
+void worker_init(worker *w, const exactly_config *cfg, const cfg_pipeline *p)
+{
+    memset(w, 0, sizeof(*w));
+    w->cfg = cfg;
+    w->p = p;
+    engine_init(&w->eng, p, &worker_engine_ops, w);
+    w->eng.timeout_ms = exactly_pg_wait_bound_ms(cfg);
+}
+
+void worker_stats(const worker *w, exactly_worker_stats *out)
+{
+    const engine_stats *e = &w->eng.st;
+
+    *out = w->st;
+    out->consumed = e->consumed;
+    out->applied = e->applied;
+    out->deduplicated = e->deduplicated;
+    out->dead_lettered = e->dead_lettered;
+    out->skipped_missing = e->skipped_missing;
+    out->batches_committed = e->batches_committed;
+    out->batches_rolled_back = e->batches_rolled_back;
+    out->batches_fenced = e->batches_fenced;
+    out->retries = e->retries;
+    out->handler_failures = e->handler_failures;
+}
+
+/* Runs one batch of pt (engine_run); a handler that asked to stop the
+ * worker (EXACTLY_EFATAL) stops it at the next turn. */
+static exactly_err run_batch(worker *w, part *pt, size_t n, int64_t end)
+{
+    exactly_err rc = engine_run(&w->eng, pt, n, end);
+
+    if (rc == EXACTLY_EFATAL)
+        w->fatal = EXACTLY_EXIT_HANDLER_STOP;
+    return rc;
 }
 
 /* ---- the database connection -------------------------------------------- */
 
 static exactly_err build_lookup(worker *w)
 {
-    free(w->lookup_sql);
-    free(w->key_column);
-    return exactly_lookup_sql(w->conn, w->p, &w->lookup_sql, &w->key_column);
+    free(w->eng.lookup_sql);
+    free(w->eng.key_column);
+    return exactly_lookup_sql(w->eng.conn, w->p, &w->eng.lookup_sql, &w->eng.key_column);
 }
 
 void worker_db_lost(worker *w)
 {
-    if (!w->conn)
+    if (!w->eng.conn)
         return;
-    exactly_txn_clear(&w->txn);
-    PQfinish(w->conn);
-    w->conn = NULL;
-    w->reconnect_at_ms = worker_now_ms() + backoff_ms(w->reconnect_attempts++);
+    exactly_txn_clear(&w->eng.txn);
+    PQfinish(w->eng.conn);
+    w->eng.conn = NULL;
+    w->reconnect_at_ms = exactly_now_ms() + backoff_ms(w->reconnect_attempts++);
 }
 
 exactly_err worker_db(worker *w)
@@ -222,21 +239,21 @@ exactly_err worker_db(worker *w)
     int version = 0;
     exactly_err rc;
 
-    if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+    if (w->eng.conn && PQstatus(w->eng.conn) == CONNECTION_OK)
         return EXACTLY_OK;
-    if (w->conn)
+    if (w->eng.conn)
         worker_db_lost(w);
-    if (worker_now_ms() < w->reconnect_at_ms)
+    if (exactly_now_ms() < w->reconnect_at_ms)
         return EXACTLY_ERETRY;
-    w->conn = exactly_pg_connect(w->cfg, w->owner, err, sizeof(err));
-    if (!w->conn) {
-        w->reconnect_at_ms = worker_now_ms() + backoff_ms(w->reconnect_attempts++);
+    w->eng.conn = exactly_pg_connect(w->cfg, w->eng.owner, err, sizeof(err));
+    if (!w->eng.conn) {
+        w->reconnect_at_ms = exactly_now_ms() + backoff_ms(w->reconnect_attempts++);
         exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
                     LOG_INT("attempt", w->reconnect_attempts),
                     LOG_STR("error", err));
         return EXACTLY_ERETRY;
     }
-    if (exactly_store_version(w->conn, w->cfg->postgres.schema, &version, err,
+    if (exactly_store_version(w->eng.conn, w->cfg->postgres.schema, &version, err,
                               sizeof(err)) != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_WARN, "postgres", "cannot read schema version",
                     LOG_STR("error", err));
@@ -258,7 +275,7 @@ exactly_err worker_db(worker *w)
         return EXACTLY_EDATABASE;
     }
     /* A pooler in transaction mode would lose the session's timeouts. */
-    rc = exactly_pg_check_session(w->conn, w->cfg, err, sizeof(err));
+    rc = exactly_pg_check_session(w->eng.conn, w->cfg, err, sizeof(err));
     if (rc == EXACTLY_ECONFIG) {
         exactly_log(EXACTLY_LOG_ERROR, "postgres",
                     "refusing to run through this connection",
@@ -273,24 +290,24 @@ exactly_err worker_db(worker *w)
         worker_db_lost(w);
         return EXACTLY_ERETRY;
     }
-    if (!w->sql_ready) {
-        if (exactly_store_sql_init(&w->sql, w->conn, w->cfg->postgres.schema) != 0 ||
+    if (!w->eng.sql_ready) {
+        if (exactly_store_sql_init(&w->eng.sql, w->eng.conn, w->cfg->postgres.schema) != 0 ||
             build_lookup(w) != EXACTLY_OK) {
             worker_db_lost(w);
             return EXACTLY_ENOMEM;
         }
-        w->sql_ready = 1;
+        w->eng.sql_ready = 1;
     }
     /* host->emit's outbox insert: set on every connection, since
      * worker_db_lost() clears the transaction. */
-    w->txn.emit_sql = w->sql.emit;
+    w->eng.txn.emit_sql = w->eng.sql.emit;
     if (w->reconnect_attempts > 0)
         exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
                     LOG_INT("attempts", w->reconnect_attempts));
     w->reconnect_attempts = 0;
     /* A new connection: every position read on an earlier one is read
      * again before it is used (part.pos_conn). */
-    w->conn_serial++;
+    w->eng.conn_serial++;
     return EXACTLY_OK;
 }
 
@@ -341,14 +358,14 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
     params[0] = w->p->name;
     params[1] = strbuf_str(&topics);
     params[2] = strbuf_str(&parts);
-    params[3] = w->owner;
-    rc = exactly_pg_exec(w->conn, w->sql.claim, 4, params, &res, err, sizeof(err));
+    params[3] = w->eng.owner;
+    rc = exactly_pg_exec(w->eng.conn, w->eng.sql.claim, 4, params, &res, err, sizeof(err));
     strbuf_free(&topics);
     strbuf_free(&parts);
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_WARN, "rebalance", "claim failed",
                     LOG_STR("error", err));
-        if (PQstatus(w->conn) != CONNECTION_OK)
+        if (PQstatus(w->eng.conn) != CONNECTION_OK)
             worker_db_lost(w);
         return EXACTLY_ERETRY;
     }
@@ -380,45 +397,28 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
             sp[2] = ps;
             sp[3] = es;
             sp[4] = ns;
-            rc = exactly_pg_exec(w->conn, w->sql.set_start, 5, sp, NULL, err,
+            rc = exactly_pg_exec(w->eng.conn, w->eng.sql.set_start, 5, sp, NULL, err,
                                  sizeof(err));
             if (rc != EXACTLY_OK) {
                 PQclear(res);
                 return EXACTLY_ERETRY;
             }
         }
-        pt = worker_find_part(w, topic, partition);
-        if (!pt) {
-            pt = calloc(1, sizeof(*pt));
-            if (!pt || !(pt->topic = strdup(topic))) {
-                free(pt);
-                PQclear(res);
-                return EXACTLY_ENOMEM;
-            }
-            pt->partition = partition;
-            if (w->n_parts == w->cap_parts) {
-                size_t cap = w->cap_parts ? w->cap_parts * 2 : 16;
-                part **np = realloc(w->parts, cap * sizeof(*np));
-                if (!np) {
-                    part_free(pt);
-                    PQclear(res);
-                    return EXACTLY_ENOMEM;
-                }
-                w->parts = np;
-                w->cap_parts = cap;
-            }
-            w->parts[w->n_parts++] = pt;
+        pt = engine_part_find(&w->eng, topic, partition);
+        if (!pt && !(pt = engine_part_add(&w->eng, topic, partition))) {
+            PQclear(res);
+            return EXACTLY_ENOMEM;
         }
-        part_drop_buffer(pt, pt->n_buf);
+        engine_part_drop(pt, pt->n_buf);
         pt->next_offset = next;
-        pt->pos_conn = w->conn_serial;
+        pt->pos_conn = w->eng.conn_serial;
         pt->unconfirmed = 0;
         pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         pt->epoch = epoch;
         pt->fenced = 0;
         pt->halted = no_start;
         pt->no_start = no_start;
-        pt->recheck_at_ms = worker_now_ms() + NO_START_RECHECK_MS;
+        pt->recheck_at_ms = exactly_now_ms() + NO_START_RECHECK_MS;
         pt->attempts = 0;
         pt->retry_at_ms = 0;
         pt->paused = 0;
@@ -489,7 +489,7 @@ static long long claim_patience_ms(const worker *w)
 
 void worker_assign_pending(worker *w)
 {
-    long long now = worker_now_ms();
+    long long now = exactly_now_ms();
     exactly_err rc;
 
     if (!w->pending_assign || now < w->pending_retry_ms || w->fatal)
@@ -497,17 +497,17 @@ void worker_assign_pending(worker *w)
     rc = claim(w, w->pending_assign);
     /* Idleness counts from the assignment: a slow group join is not
      * an idle partition. */
-    w->last_msg_ms = worker_now_ms();
+    w->last_msg_ms = exactly_now_ms();
     if (rc == EXACTLY_OK) {
         if (w->pending_attempts > 0)
             exactly_log(EXACTLY_LOG_INFO, "rebalance", "partitions claimed after",
                         LOG_INT("attempts", w->pending_attempts + 1));
         assign_claimed(w, w->pending_assign);
         for (int i = 0; i < w->pending_assign->cnt; i++) {
-            part *pt = worker_find_part(w, w->pending_assign->elems[i].topic,
+            part *pt = engine_part_find(&w->eng, w->pending_assign->elems[i].topic,
                                         w->pending_assign->elems[i].partition);
             if (pt && pt->no_start)
-                source_pause(w, pt, 1);
+                engine_part_pause(&w->eng, pt, 1);
         }
         rd_kafka_topic_partition_list_destroy(w->pending_assign);
         w->pending_assign = NULL;
@@ -530,7 +530,7 @@ void worker_assign_pending(worker *w)
                     "polling",
                     LOG_INT("partitions", w->pending_assign->cnt),
                     LOG_INT("give_up_in_ms", w->pending_deadline_ms - now));
-    w->pending_retry_ms = worker_now_ms() + backoff_ms(w->pending_attempts++);
+    w->pending_retry_ms = exactly_now_ms() + backoff_ms(w->pending_attempts++);
 }
 
 /* librdkafka waits for the assign call, which may come after the callback
@@ -540,14 +540,14 @@ void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
 {
     int i;
 
-    w->last_msg_ms = worker_now_ms();
+    w->last_msg_ms = exactly_now_ms();
     if (list->cnt == 0 && !w->pending_assign) {
         assign_claimed(w, list);
         return;
     }
     if (!w->pending_assign) {
         w->pending_assign = rd_kafka_topic_partition_list_copy(list);
-        w->pending_deadline_ms = worker_now_ms() + claim_patience_ms(w);
+        w->pending_deadline_ms = exactly_now_ms() + claim_patience_ms(w);
         w->pending_attempts = 0;
     } else {
         /* A further increment while the first waits: claimed together. */
@@ -603,7 +603,7 @@ static int64_t batch_end(worker *w, part *pt, size_t n)
     /* Control records after the last message occupy offsets too: store
      * the consumer's position so the partition shows no phantom lag. */
     if (n == pt->n_buf) {
-        int64_t pos = source_position(w, pt);
+        int64_t pos = engine_part_position(&w->eng, pt);
         if (pos > end)
             end = pos;
     }
@@ -622,7 +622,7 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
 
     revoke_pending(w, list);
     for (i = 0; i < list->cnt; i++) {
-        part *pt = worker_find_part(w, list->elems[i].topic,
+        part *pt = engine_part_find(&w->eng, list->elems[i].topic,
                                     list->elems[i].partition);
         if (!pt)
             continue;
@@ -639,12 +639,12 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
         while (!w->fatal && !pt->fenced && !pt->halted && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = batch_size(w, pt);
-            if (cycle_run(w, pt, n, batch_end(w, pt, n)) != EXACTLY_OK)
+            if (run_batch(w, pt, n, batch_end(w, pt, n)) != EXACTLY_OK)
                 break;
         }
         /* Leaving it alive: no death inside apply() to count. */
-        cycle_release(w, pt);
-        remove_part(w, pt);
+        engine_release(&w->eng, pt);
+        engine_part_remove(&w->eng, pt);
     }
     if (w->cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->rk, list);
@@ -705,9 +705,9 @@ static int drain_kafka(void *arg)
 
     /* About one batch ahead per partition is all the next round needs;
      * the rest waits in librdkafka's queue, which bounds its own size. */
-    for (i = 0; i < w->n_parts; i++)
-        buffered += w->parts[i]->n_buf;
-    cap = (size_t)w->p->batch.max_messages * (w->n_parts > 2 ? w->n_parts : 2);
+    for (i = 0; i < w->eng.n_parts; i++)
+        buffered += w->eng.parts[i]->n_buf;
+    cap = (size_t)w->p->batch.max_messages * (w->eng.n_parts > 2 ? w->eng.n_parts : 2);
     while (buffered + (size_t)n < cap &&
            (m = rd_kafka_consumer_poll(w->rk, 0)) != NULL) {
         on_message(w, m);
@@ -725,7 +725,7 @@ static void on_message(worker *w, rd_kafka_message_t *m)
     if (m->err) {
         if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
             m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-            pt = m->rkt ? worker_find_part(w, rd_kafka_topic_name(m->rkt),
+            pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
                                            m->partition)
                         : NULL;
             if (pt && !pt->halted) {
@@ -736,7 +736,7 @@ static void on_message(worker *w, rd_kafka_message_t *m)
                             LOG_INT("next_offset", pt->next_offset),
                             LOG_STR("error", rd_kafka_message_errstr(m)));
                 pt->halted = 1;
-                source_pause(w, pt, 1);
+                engine_part_pause(&w->eng, pt, 1);
             }
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (worker_kafka_error_due(w)) {
@@ -750,11 +750,11 @@ static void on_message(worker *w, rd_kafka_message_t *m)
     }
     if (w->kafka_episode_ms) {
         exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
-                    LOG_INT("after_ms", worker_now_ms() - w->kafka_episode_ms));
+                    LOG_INT("after_ms", exactly_now_ms() - w->kafka_episode_ms));
         w->kafka_episode_ms = 0;
     }
     topic = rd_kafka_topic_name(m->rkt);
-    pt = worker_find_part(w, topic, m->partition);
+    pt = engine_part_find(&w->eng, topic, m->partition);
     if (!pt || pt->halted || pt->fenced) {
         rd_kafka_message_destroy(m);
         return;
@@ -775,7 +775,7 @@ static void on_message(worker *w, rd_kafka_message_t *m)
              * offset after the seek below. */
             exactly_log(EXACTLY_LOG_ERROR, "source", "out of memory buffering");
             rd_kafka_message_destroy(m);
-            source_seek(w, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
+            engine_part_seek(&w->eng, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
                                          : pt->next_offset);
             return;
         }
@@ -783,9 +783,9 @@ static void on_message(worker *w, rd_kafka_message_t *m)
         pt->cap_buf = cap;
     }
     if (pt->n_buf == 0)
-        pt->first_at_ms = worker_now_ms();
+        pt->first_at_ms = exactly_now_ms();
     pt->buf[pt->n_buf++] = m;
-    w->last_msg_ms = worker_now_ms();
+    w->last_msg_ms = exactly_now_ms();
 }
 
 /* The next offset a partition expects from Kafka. */
@@ -803,12 +803,12 @@ static void breaker_open(worker *w)
 
     if (w->db_down_since_ms)
         return;
-    w->db_down_since_ms = worker_now_ms();
+    w->db_down_since_ms = exactly_now_ms();
     exactly_log(EXACTLY_LOG_WARN, "worker",
                 "database unavailable; pausing all partitions until it answers",
-                LOG_UINT("partitions", w->n_parts));
-    for (i = 0; i < w->n_parts; i++)
-        source_pause(w, w->parts[i], 1);
+                LOG_UINT("partitions", w->eng.n_parts));
+    for (i = 0; i < w->eng.n_parts; i++)
+        engine_part_pause(&w->eng, w->eng.parts[i], 1);
 }
 
 /* Tries the database (at the reconnect backoff's pace); on success resumes
@@ -824,23 +824,23 @@ static int breaker_try_close(worker *w)
     /* The server that answers may not be the one that went away (a
      * failover): every position is read again before anything resumes,
      * and one the new server holds behind ours is fetched again. */
-    for (i = 0; i < w->n_parts; i++) {
-        part *pt = w->parts[i];
-        if (pt->halted || pt->fenced || pt->pos_conn == w->conn_serial)
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
+        if (pt->halted || pt->fenced || pt->pos_conn == w->eng.conn_serial)
             continue;
-        if (cycle_reread(w, pt) == EXACTLY_ERETRY && !w->conn)
+        if (engine_reread(&w->eng, pt) == EXACTLY_ERETRY && !w->eng.conn)
             return 0;
     }
     exactly_log(EXACTLY_LOG_INFO, "worker", "database answers again; resuming",
-                LOG_INT("after_ms", worker_now_ms() - w->db_down_since_ms));
+                LOG_INT("after_ms", exactly_now_ms() - w->db_down_since_ms));
     w->db_down_since_ms = 0;
-    for (i = 0; i < w->n_parts; i++) {
-        part *pt = w->parts[i];
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
         if (pt->halted || pt->fenced)
             continue;
         pt->retry_at_ms = 0;
-        source_seek(w, pt, expected_next(pt));
-        source_pause(w, pt, 0);
+        engine_part_seek(&w->eng, pt, expected_next(pt));
+        engine_part_pause(&w->eng, pt, 0);
     }
     return 1;
 }
@@ -849,15 +849,15 @@ static int breaker_try_close(worker *w)
  * many ms until the next deadline (for the poll timeout). */
 static int flush_ready(worker *w, int force)
 {
-    long long now = worker_now_ms();
+    long long now = exactly_now_ms();
     int next = 100;
     size_t i;
 
     if (!breaker_try_close(w))
         return 100;
 
-    for (i = 0; i < w->n_parts; i++) {
-        part *pt = w->parts[i];
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
         long long due;
         size_t n;
         exactly_err rc;
@@ -877,10 +877,10 @@ static int flush_ready(worker *w, int force)
         }
         n = batch_size(w, pt);
         w->in_cycle = 1;
-        w->txn.idle = drain_kafka;
-        w->txn.idle_arg = w;
-        rc = cycle_run(w, pt, n, batch_end(w, pt, n));
-        w->txn.idle = NULL;
+        w->eng.txn.idle = drain_kafka;
+        w->eng.txn.idle_arg = w;
+        rc = run_batch(w, pt, n, batch_end(w, pt, n));
+        w->eng.txn.idle = NULL;
         w->in_cycle = 0;
         if (w->n_deferred > 0) {
             /* The partition table may change under this loop. */
@@ -890,8 +890,8 @@ static int flush_ready(worker *w, int force)
         if (rc == EXACTLY_OK) {
             pt->retry_at_ms = 0;
             if (pt->paused && !pt->halted && !pt->fenced) {
-                source_seek(w, pt, expected_next(pt));
-                source_pause(w, pt, 0);
+                engine_part_seek(&w->eng, pt, expected_next(pt));
+                engine_part_pause(&w->eng, pt, 0);
             }
             if (pt->n_buf > 0)
                 next = 0;
@@ -901,18 +901,18 @@ static int flush_ready(worker *w, int force)
              * attempt paused fetches again from there. */
             pt->retry_at_ms = 0;
             if (pt->paused && !pt->halted && !pt->fenced) {
-                source_seek(w, pt, expected_next(pt));
-                source_pause(w, pt, 0);
+                engine_part_seek(&w->eng, pt, expected_next(pt));
+                engine_part_pause(&w->eng, pt, 0);
             }
         } else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE) {
-            pt->retry_at_ms = worker_now_ms() + backoff_ms(pt->attempts);
-            if (!w->conn) {
+            pt->retry_at_ms = exactly_now_ms() + backoff_ms(pt->attempts);
+            if (!w->eng.conn) {
                 breaker_open(w);
                 break;
             }
             /* Bound the buffer while the database is away. */
             if (pt->n_buf >= (size_t)w->p->batch.max_messages * 4)
-                source_pause(w, pt, 1);
+                engine_part_pause(&w->eng, pt, 1);
         }
         if (w->fatal)
             break;
@@ -925,11 +925,11 @@ static int flush_ready(worker *w, int force)
  * partition's halted state. */
 static void recheck_halted(worker *w)
 {
-    long long now = worker_now_ms();
+    long long now = exactly_now_ms();
     size_t i;
 
-    for (i = 0; i < w->n_parts; i++) {
-        part *pt = w->parts[i];
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
         metrics_partition *mp;
         char ps[16], err[512];
         const char *params[3];
@@ -946,9 +946,9 @@ static void recheck_halted(worker *w)
         params[0] = w->p->name;
         params[1] = pt->topic;
         params[2] = ps;
-        if (exactly_pg_exec(w->conn, w->sql.read, 3, params, &res, err,
+        if (exactly_pg_exec(w->eng.conn, w->eng.sql.read, 3, params, &res, err,
                             sizeof(err)) != EXACTLY_OK) {
-            if (PQstatus(w->conn) != CONNECTION_OK)
+            if (PQstatus(w->eng.conn) != CONNECTION_OK)
                 worker_db_lost(w);
             PQclear(res);
             continue;
@@ -972,9 +972,9 @@ static void recheck_halted(worker *w)
         pt->no_start = 0;
         pt->halted = 0;
         pt->next_offset = next;
-        pt->pos_conn = w->conn_serial;
-        source_seek(w, pt, next);
-        source_pause(w, pt, 0);
+        pt->pos_conn = w->eng.conn_serial;
+        engine_part_seek(&w->eng, pt, next);
+        engine_part_pause(&w->eng, pt, 0);
         worker_metrics_position(w, pt, 1);
         if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
             __atomic_store_n(&mp->halted, 0, __ATOMIC_RELAXED);
@@ -988,12 +988,12 @@ static void recheck_halted(worker *w)
  * position again. */
 static void db_probe(worker *w)
 {
-    if (!w->conn || w->db_down_since_ms || w->in_cycle)
+    if (!w->eng.conn || w->db_down_since_ms || w->in_cycle)
         return;
-    if (PQconsumeInput(w->conn) && PQstatus(w->conn) == CONNECTION_OK)
+    if (PQconsumeInput(w->eng.conn) && PQstatus(w->eng.conn) == CONNECTION_OK)
         return;
     exactly_log(EXACTLY_LOG_WARN, "postgres", "idle connection lost",
-                LOG_STR("error", PQerrorMessage(w->conn)));
+                LOG_STR("error", PQerrorMessage(w->eng.conn)));
     worker_db_lost(w);
     breaker_open(w);
 }
@@ -1004,14 +1004,14 @@ static void advance_idle(worker *w)
 {
     size_t i;
 
-    for (i = 0; i < w->n_parts; i++) {
-        part *pt = w->parts[i];
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
         int64_t pos;
         if (pt->n_buf > 0 || pt->halted || pt->fenced || pt->retry_at_ms)
             continue;
-        pos = source_position(w, pt);
+        pos = engine_part_position(&w->eng, pt);
         if (pos > pt->next_offset)
-            (void)cycle_run(w, pt, 0, pos);
+            (void)run_batch(w, pt, 0, pos);
     }
 }
 
@@ -1023,15 +1023,15 @@ static void advance_idle(worker *w)
 
 static void expire_dedup(worker *w)
 {
-    long long now = worker_now_ms();
+    long long now = exactly_now_ms();
     long long every = (long long)w->p->dedup.retention_s * 100;
     char ret_s[24], slice_s[16], err[512];
     const char *params[3];
     PGresult *res = NULL;
     long long n;
 
-    if (!w->p->dedup.enabled || now < w->dedup_expire_at_ms || !w->conn ||
-        w->db_down_since_ms || !w->sql_ready)
+    if (!w->p->dedup.enabled || now < w->dedup_expire_at_ms || !w->eng.conn ||
+        w->db_down_since_ms || !w->eng.sql_ready)
         return;
     /* A tenth of the retention, between 1 s and a minute. */
     every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
@@ -1041,12 +1041,12 @@ static void expire_dedup(worker *w)
     params[0] = w->p->name;
     params[1] = ret_s;
     params[2] = slice_s;
-    exactly_txn_finish(&w->txn);
-    if (exactly_pg_exec(w->conn, w->sql.dedup_expire, 3, params, &res, err,
+    exactly_txn_finish(&w->eng.txn);
+    if (exactly_pg_exec(w->eng.conn, w->eng.sql.dedup_expire, 3, params, &res, err,
                         sizeof(err)) != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_WARN, "worker", "cannot expire dedup keys",
                     LOG_STR("error", err));
-        if (PQstatus(w->conn) != CONNECTION_OK)
+        if (PQstatus(w->eng.conn) != CONNECTION_OK)
             worker_db_lost(w);
         return;
     }
@@ -1066,9 +1066,9 @@ static int all_committed(const worker *w)
 {
     size_t i;
 
-    for (i = 0; i < w->n_parts; i++)
-        if (w->parts[i]->n_buf > 0 && !w->parts[i]->halted &&
-            !w->parts[i]->fenced)
+    for (i = 0; i < w->eng.n_parts; i++)
+        if (w->eng.parts[i]->n_buf > 0 && !w->eng.parts[i]->halted &&
+            !w->eng.parts[i]->fenced)
             return 0;
     return 1;
 }
@@ -1097,18 +1097,16 @@ int exactly_worker_run(const exactly_worker_opts *o,
     char host[EXACTLY_HOST_ID_MAX + 1];
     int code = 1;
     long long last_idle_check = 0;
-    long long last_stats = worker_now_ms();
+    long long last_stats = exactly_now_ms();
     long long last_states = 0;
     long long started;
+    exactly_worker_stats all;
     exactly_err rc;
 
-    memset(&w, 0, sizeof(w));
+    worker_init(&w, o->cfg, o->pipeline);
     w.stop = o->stop;
     w.slot_instance = o->instance_id;
-    w.cfg = o->cfg;
-    w.p = o->pipeline;
     w.m = o->metrics;
-    w.timeout_ms = exactly_pg_wait_bound_ms(o->cfg);
     exactly_log_set_context(w.p->name, o->worker_index);
     if (w.m)
         exactly_log_set_tap(note_error, w.m);
@@ -1120,18 +1118,18 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = 2;
         goto cleanup;
     }
-    snprintf(w.owner, sizeof(w.owner), "%s:%d:%d", host, (int)getpid(),
+    snprintf(w.eng.owner, sizeof(w.eng.owner), "%s:%d:%d", host, (int)getpid(),
              o->worker_index);
     srandom((unsigned)(getpid() ^ time(NULL)));
 
-    rc = exactly_plugin_load(w.cfg, w.p, &w.plugin, err, sizeof(err));
+    rc = exactly_plugin_load(w.cfg, w.p, &w.eng.plugin, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "handler refused",
                     LOG_STR("error", err));
         code = 2;
         goto cleanup;
     }
-    rc = source_create(&w, err, sizeof(err));
+    rc = worker_consumer_create(&w, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot create the Kafka consumer",
                     LOG_STR("error", err));
@@ -1152,14 +1150,14 @@ int exactly_worker_run(const exactly_worker_opts *o,
         if ((m = rd_kafka_consumer_poll(w.rk, 100)) != NULL)
             rd_kafka_message_destroy(m);
     }
-    rc = exactly_plugin_open(w.plugin, w.conn, w.p, w.timeout_ms, err, sizeof(err));
+    rc = exactly_plugin_open(w.eng.plugin, w.eng.conn, w.p, w.eng.timeout_ms, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "handler's open() failed",
                     LOG_STR("error", err));
         code = rc == EXACTLY_ERETRY ? 1 : 2;
         goto cleanup;
     }
-    rc = source_subscribe(&w, err, sizeof(err));
+    rc = worker_consumer_subscribe(&w, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot subscribe",
                     LOG_STR("error", err));
@@ -1176,8 +1174,8 @@ int exactly_worker_run(const exactly_worker_opts *o,
         snprintf(batch, sizeof(batch), "%d/%dms", w.p->batch.max_messages,
                  w.p->batch.max_wait_ms);
         exactly_log(EXACTLY_LOG_INFO, "worker", "started",
-                    LOG_STR("handler", w.plugin->label),
-                    LOG_INT("fused", w.plugin->fused),
+                    LOG_STR("handler", w.eng.plugin->label),
+                    LOG_INT("fused", w.eng.plugin->fused),
                     LOG_UINT("topics", w.p->n_topics),
                     LOG_STR("group", w.p->group),
                     LOG_STR("batch", batch),
@@ -1185,7 +1183,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
                             w.instance_id[0] ? w.instance_id : "none"));
     }
 
-    started = worker_now_ms();
+    started = exactly_now_ms();
     w.last_msg_ms = started;
     while (!(o->stop && *o->stop) && !w.fatal) {
         int timeout;
@@ -1204,10 +1202,10 @@ int exactly_worker_run(const exactly_worker_opts *o,
             on_message(&w, m);
             polled++;
         }
-        now = worker_now_ms();
+        now = exactly_now_ms();
         if (w.m)
             __atomic_store_n(&w.m->ready,
-                             w.n_parts > 0 && w.conn && !w.db_down_since_ms,
+                             w.eng.n_parts > 0 && w.eng.conn && !w.db_down_since_ms,
                              __ATOMIC_RELAXED);
         /* A few times a second is enough for a page and a scrape. */
         if (now - last_states >= 100) {
@@ -1227,9 +1225,10 @@ int exactly_worker_run(const exactly_worker_opts *o,
         expire_dedup(&w);
         if (now - last_stats >= 10000) {
             last_stats = now;
-            LOG_STATS("progress", &w.st);
+            worker_stats(&w, &all);
+            LOG_STATS("progress", &all);
         }
-        if (o->exit_idle_ms > 0 && w.n_parts > 0 &&
+        if (o->exit_idle_ms > 0 && w.eng.n_parts > 0 &&
             now - w.last_msg_ms >= o->exit_idle_ms && all_committed(&w)) {
             exactly_log(EXACTLY_LOG_INFO, "worker", "idle, exiting",
                         LOG_INT("idle_ms", o->exit_idle_ms));
@@ -1237,7 +1236,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
         }
         /* No partitions because no broker answers: idle too, but a
          * failure, not a finished job. */
-        if (o->exit_idle_ms > 0 && w.n_parts == 0 && !w.pending_assign &&
+        if (o->exit_idle_ms > 0 && w.eng.n_parts == 0 && !w.pending_assign &&
             w.kafka_episode_ms && now - w.kafka_episode_ms >= o->exit_idle_ms &&
             now - w.last_msg_ms >= o->exit_idle_ms) {
             exactly_log(EXACTLY_LOG_ERROR, "worker",
@@ -1259,49 +1258,24 @@ int exactly_worker_run(const exactly_worker_opts *o,
 
 cleanup:
     /* Counted before leaving the group, which releases the partitions. */
-    for (size_t i = 0; i < w.n_parts; i++)
-        w.st.partitions_halted += w.parts[i]->halted ? 1 : 0;
+    for (size_t i = 0; i < w.eng.n_parts; i++)
+        w.st.partitions_halted += w.eng.parts[i]->halted ? 1 : 0;
     if (w.rk) {
         release_pending(&w);
         rd_kafka_consumer_close(w.rk);
-        while (w.n_parts > 0)
-            remove_part(&w, w.parts[w.n_parts - 1]);
+        while (w.eng.n_parts > 0)
+            engine_part_remove(&w.eng, w.eng.parts[w.eng.n_parts - 1]);
         rd_kafka_destroy(w.rk);
     }
+    worker_stats(&w, &all);
     if (code == 0)
-        LOG_STATS("stopped", &w.st);
+        LOG_STATS("stopped", &all);
     else
-        LOG_STATS("exiting", &w.st);
+        LOG_STATS("exiting", &all);
     if (stats)
-        *stats = w.st;
-    free(w.parts);
-    w.parts = NULL;
-    worker_release(&w);
+        *stats = all;
+    engine_free(&w.eng);
     return code;
-}
-
-void worker_release(worker *w)
-{
-    exactly_plugin_free(w->plugin);
-    batch_free(&w->bb);
-    strbuf_free(&w->dl_offs);
-    strbuf_free(&w->dl_keys);
-    strbuf_free(&w->dl_key_lens);
-    strbuf_free(&w->dl_key_digests);
-    strbuf_free(&w->dl_ids);
-    strbuf_free(&w->dl_reasons);
-    strbuf_free(&w->dl_states);
-    strbuf_free(&w->dl_traces);
-    exactly_txn_clear(&w->txn);
-    exactly_store_sql_free(&w->sql);
-    while (w->n_attempted > 0)
-        free(w->attempted[--w->n_attempted].topic);
-    free(w->attempted);
-    free(w->lookup_sql);
-    free(w->key_column);
-    if (w->conn)
-        PQfinish(w->conn);
-    w->conn = NULL;
 }
 
 void exactly_worker_print_summary(const char *pipeline,

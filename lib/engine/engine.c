@@ -1,0 +1,219 @@
+/*
+ * engine.c - the engine's state outside a batch: the partition table, the
+ * calls on a partition's consumer, the crash guard's memory of attempts,
+ * and the owner's callbacks (engine.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "engine_internal.h"
+#include "source.h"
+
+void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
+                 void *ops_arg)
+{
+    memset(e, 0, sizeof(*e));
+    e->p = p;
+    e->ops = ops;
+    e->ops_arg = ops_arg;
+}
+
+static void part_free(part *pt)
+{
+    if (!pt)
+        return;
+    engine_part_drop(pt, pt->n_buf);
+    free(pt->buf);
+    free(pt->topic);
+    free(pt);
+}
+
+void engine_free(engine *e)
+{
+    while (e->n_parts > 0)
+        engine_part_remove(e, e->parts[e->n_parts - 1]);
+    free(e->parts);
+    e->parts = NULL;
+    e->cap_parts = 0;
+    exactly_plugin_free(e->plugin);
+    e->plugin = NULL;
+    batch_free(&e->bb);
+    engine_dl_free(&e->dl);
+    exactly_txn_clear(&e->txn);
+    exactly_store_sql_free(&e->sql);
+    e->sql_ready = 0;
+    while (e->n_attempted > 0)
+        free(e->attempted[--e->n_attempted].topic);
+    free(e->attempted);
+    e->attempted = NULL;
+    free(e->lookup_sql);
+    free(e->key_column);
+    e->lookup_sql = e->key_column = NULL;
+    if (e->conn)
+        PQfinish(e->conn);
+    e->conn = NULL;
+}
+
+exactly_err engine_db_open(engine *e)
+{
+    return e->ops->db_open(e->ops_arg);
+}
+
+void engine_db_lost(engine *e)
+{
+    e->ops->db_lost(e->ops_arg);
+}
+
+void engine_publish_position(engine *e, const part *pt)
+{
+    if (e->ops->position)
+        e->ops->position(e->ops_arg, pt);
+}
+
+/* ---- the partition table ------------------------------------------------ */
+
+part *engine_part_find(engine *e, const char *topic, int32_t partition)
+{
+    size_t i;
+
+    for (i = 0; i < e->n_parts; i++)
+        if (e->parts[i]->partition == partition &&
+            strcmp(e->parts[i]->topic, topic) == 0)
+            return e->parts[i];
+    return NULL;
+}
+
+part *engine_part_add(engine *e, const char *topic, int32_t partition)
+{
+    part *pt = calloc(1, sizeof(*pt));
+
+    if (!pt || !(pt->topic = strdup(topic))) {
+        free(pt);
+        return NULL;
+    }
+    pt->partition = partition;
+    if (e->n_parts == e->cap_parts) {
+        size_t cap = e->cap_parts ? e->cap_parts * 2 : 16;
+        part **np = realloc(e->parts, cap * sizeof(*np));
+        if (!np) {
+            part_free(pt);
+            return NULL;
+        }
+        e->parts = np;
+        e->cap_parts = cap;
+    }
+    e->parts[e->n_parts++] = pt;
+    return pt;
+}
+
+void engine_part_remove(engine *e, part *pt)
+{
+    size_t i;
+
+    for (i = 0; i < e->n_parts; i++) {
+        if (e->parts[i] == pt) {
+            e->parts[i] = e->parts[--e->n_parts];
+            break;
+        }
+    }
+    part_free(pt);
+}
+
+void engine_part_drop(part *pt, size_t n)
+{
+    size_t i;
+
+    if (n > pt->n_buf)
+        n = pt->n_buf;
+    for (i = 0; i < n; i++)
+        rd_kafka_message_destroy(pt->buf[i]);
+    if (pt->n_buf > n)
+        memmove(pt->buf, pt->buf + n, (pt->n_buf - n) * sizeof(*pt->buf));
+    pt->n_buf -= n;
+    if (pt->n_buf > 0)
+        pt->first_at_ms = exactly_now_ms();
+}
+
+const rd_kafka_message_t *engine_part_msg(const part *pt, int64_t offset)
+{
+    size_t lo = 0, hi = pt->n_buf;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pt->buf[mid]->offset < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < pt->n_buf && pt->buf[lo]->offset == offset ? pt->buf[lo]
+                                                           : NULL;
+}
+
+/* ---- the partition on the consumer --------------------------------------- */
+
+void engine_part_commit(engine *e, part *pt)
+{
+    if (e->reprocess_run)
+        return; /* a reprocess is no member of the group: it commits nothing */
+    exactly_kafka_commit(e->rk, pt->topic, pt->partition, pt->next_offset);
+}
+
+void engine_part_seek(engine *e, part *pt, int64_t offset)
+{
+    exactly_kafka_seek(e->rk, pt->topic, pt->partition, offset);
+}
+
+void engine_part_pause(engine *e, part *pt, int pause)
+{
+    if (pt->paused == pause)
+        return;
+    exactly_kafka_pause(e->rk, pt->topic, pt->partition, pause);
+    pt->paused = pause;
+}
+
+int64_t engine_part_position(engine *e, part *pt)
+{
+    return exactly_kafka_position(e->rk, pt->topic, pt->partition);
+}
+
+/* ---- the crash guard's memory -------------------------------------------- */
+
+static struct engine_attempted *attempted_slot(engine *e, const part *pt,
+                                               int add)
+{
+    size_t i;
+    struct engine_attempted *a;
+
+    for (i = 0; i < e->n_attempted; i++)
+        if (e->attempted[i].partition == pt->partition &&
+            strcmp(e->attempted[i].topic, pt->topic) == 0)
+            return &e->attempted[i];
+    if (!add)
+        return NULL;
+    a = realloc(e->attempted, (e->n_attempted + 1) * sizeof(*a));
+    if (!a)
+        return NULL;
+    e->attempted = a;
+    a = &e->attempted[e->n_attempted];
+    a->topic = strdup(pt->topic);
+    if (!a->topic)
+        return NULL;
+    a->partition = pt->partition;
+    a->start = -1;
+    e->n_attempted++;
+    return a;
+}
+
+int engine_attempted(engine *e, const part *pt, int64_t start)
+{
+    struct engine_attempted *a = attempted_slot(e, pt, 0);
+    return a && a->start == start;
+}
+
+void engine_set_attempted(engine *e, const part *pt, int64_t start)
+{
+    struct engine_attempted *a = attempted_slot(e, pt, 1);
+    if (a)
+        a->start = start;
+}

@@ -1,0 +1,241 @@
+/*
+ * engine.h - the exactly-once engine of one pipeline: its partition table
+ * (part) and the batch cycle that applies a partition's buffered messages
+ * and moves its stored position in one transaction (DESIGN section 2).
+ *
+ * The engine owns what a batch needs: the transaction, the prepared SQL,
+ * the handler, the batch builder, the dead-letter accumulator, the crash
+ * guard's memory and the counters. What belongs to its owner (a consumer
+ * loop, a reprocess run) comes in through an engine_ops table: opening the
+ * connection and dropping a broken one (the owner's backoff and circuit
+ * breaker), and where to publish positions and batch figures. The Kafka
+ * handle is a lower layer: the engine seeks, pauses and commits its
+ * partitions itself (kafka/source.h).
+ *
+ * Nothing here knows its owner: data flows down, never back.
+ */
+#ifndef EXACTLY_ENGINE_H
+#define EXACTLY_ENGINE_H
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "batch.h"
+#include "log.h"
+#include "plugin.h"
+#include "store.h"
+#include "strbuf.h"
+#include "txn.h"
+
+/* The two log fields that name a partition (pt: a part *). */
+#define LOG_PART(pt)                                                           \
+    LOG_STR("topic", (pt)->topic), LOG_INT("partition", (pt)->partition)
+
+/* One assigned partition. */
+typedef struct part {
+    char *topic;
+    int32_t partition;
+    int64_t next_offset;  /* stored in PostgreSQL, as far as we know */
+    int64_t epoch;        /* our owner epoch from the claim */
+    /* The connection (engine.conn_serial) on which next_offset was last
+     * read or advanced. On another one it is read again before it is used:
+     * the server may be a promoted standby that lacks our last commits. */
+    unsigned long pos_conn;
+
+    rd_kafka_message_t **buf; /* buffered messages, ascending offsets */
+    size_t n_buf;
+    size_t cap_buf;
+    long long first_at_ms;    /* when buf[0] arrived */
+
+    long long retry_at_ms;    /* > 0: backing off until then */
+    int attempts;
+    int paused;
+    int halted;               /* offset left the log: never moves silently */
+    /* Halted because it has no stored offset and auto.offset.reset is
+     * error: its row is read again every few seconds, and once
+     * `exactly offsets reset` gave it an offset it resumes there. */
+    int no_start;
+    long long recheck_at_ms;
+    int fenced;               /* a newer claim (another owner) has it now */
+    long long missing_since_ms; /* on_missing: retry: first miss of this batch */
+    /* What the last attempt held when its COMMIT went unanswered: if the
+     * stored offset later shows it committed, these are what it did. */
+    uint64_t unconfirmed_applied;
+    uint64_t unconfirmed_dead;
+    int unconfirmed;          /* such an attempt exists */
+    int guard_checked;        /* crash guard answered once since the claim */
+    int isolating;            /* applying one record at a time */
+} part;
+
+/* What the engine's batches did, summed since it started. */
+typedef struct engine_stats {
+    uint64_t consumed;        /* messages taken into committed batches */
+    uint64_t applied;         /* of those, handed to the handler */
+    uint64_t deduplicated;
+    uint64_t dead_lettered;
+    uint64_t skipped_missing; /* lookup found no row, on_missing: skip */
+    uint64_t batches_committed;
+    uint64_t batches_rolled_back;
+    uint64_t batches_fenced;
+    uint64_t retries;
+    uint64_t handler_failures;
+} engine_stats;
+
+/* Why a batch was rolled back to be retried, judged on its SQLSTATE. */
+typedef enum engine_retry_cause {
+    ENGINE_RETRY_CONNECTION,    /* lost connection, shutdown */
+    ENGINE_RETRY_SERIALIZATION, /* 40001 */
+    ENGINE_RETRY_DEADLOCK,      /* 40P01 */
+    ENGINE_RETRY_TIMEOUT,       /* statement or lock timeout */
+    ENGINE_RETRY_HANDLER,       /* careful mode after a handler failure, or
+                                   apply() asked for the retry */
+    ENGINE_RETRY_ENVIRONMENT,   /* privilege, missing object, ...: a person
+                                   must act */
+    ENGINE_RETRY_OTHER
+} engine_retry_cause;
+
+/* What one engine_run() did, handed to engine_ops.batch_done. */
+typedef struct engine_batch_report {
+    exactly_err rc;           /* what engine_run returns */
+    engine_stats delta;       /* the counters this batch moved */
+    int retry_cause;          /* an engine_retry_cause, or -1: no retry */
+    long long elapsed_ms;
+} engine_batch_report;
+
+/* The dead letters of the attempt in flight, as PostgreSQL array literals
+ * (one column each), written in the batch's own transaction. */
+typedef struct engine_dead_letters {
+    strbuf offs, keys, key_lens, key_digests, ids, reasons, states, traces;
+    size_t count;
+} engine_dead_letters;
+
+/* What the engine asks of its owner. arg is engine.ops_arg. */
+typedef struct engine_ops {
+    /* Makes engine.conn an open, checked connection with engine.sql
+     * prepared: EXACTLY_OK (a new connection increments
+     * engine.conn_serial), EXACTLY_ERETRY (not now: backing off), or
+     * another error (no usable connection; the batch is not tried). */
+    exactly_err (*db_open)(void *arg);
+    /* engine.conn is broken: closed (engine.conn NULL, the txn cleared);
+     * db_open reconnects, after the owner's backoff. */
+    void (*db_lost)(void *arg);
+    /* pt's stored offset and epoch changed outside a batch (its claim
+     * made again after a failover lost it); a commit is told by
+     * batch_done. May be NULL. */
+    void (*position)(void *arg, const part *pt);
+    /* An engine_run() ended. May be NULL. */
+    void (*batch_done)(void *arg, const part *pt, const engine_batch_report *r);
+} engine_ops;
+
+typedef struct engine {
+    const cfg_pipeline *p;
+    char owner[128];          /* host:pid:index, stored with a claim;
+                                 the owner writes it */
+    /* The consumer the partitions are fetched by (borrowed): seek, pause
+     * and commit go to it. NULL: nothing to tell Kafka. */
+    rd_kafka_t *rk;
+
+    /* Filled by ops->db_open; conn_serial names each new connection (a
+     * part's pos_conn). */
+    PGconn *conn;
+    unsigned long conn_serial;
+    int timeout_ms;           /* bound on one wait for the database */
+    exactly_store_sql sql;
+    int sql_ready;
+    char *lookup_sql;
+    char *key_column;
+
+    /* The position batches move. Reprocess runs (ops/reprocess.c) use a
+     * run row: fence_key replaces the pipeline name in the fence; no dedup,
+     * no crash guard, nothing committed to Kafka, dead letters under
+     * dl_key. Zero/NULL for a live pipeline. */
+    int64_t reprocess_run;
+    const char *fence_key;
+    const char *dl_key;       /* pipeline name in dead letters; NULL: p->name */
+    /* reprocess: $1 run, $2 messages applied; freed by whoever set it. */
+    char *run_applied_sql;
+
+    exactly_plugin *plugin;
+    exactly_txn txn;
+    batch_builder bb;
+    engine_dead_letters dl;
+
+    /* The partition table. */
+    part **parts;
+    size_t n_parts;
+    size_t cap_parts;
+
+    /* Batch starts this process attempted, per partition; outlives the
+     * part structs, which a rebalance frees (the crash guard counts an
+     * attempt once per process). */
+    struct engine_attempted {
+        char *topic;
+        int32_t partition;
+        int64_t start;
+    } *attempted;
+    size_t n_attempted;
+
+    engine_stats st;
+
+    const engine_ops *ops;
+    void *ops_arg;
+} engine;
+
+/* A zeroed engine for pipeline p with its owner's callbacks. */
+void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
+                 void *ops_arg);
+
+/* Frees what e holds: the partition table, handler, SQL, txn, dead
+ * letters, crash guard memory and connection. Parts still in the table
+ * are freed with their buffered messages, which must happen before e->rk
+ * is destroyed: an owner that destroys it first empties the table. */
+void engine_free(engine *e);
+
+/* ---- the partition table ------------------------------------------------ */
+
+part *engine_part_find(engine *e, const char *topic, int32_t partition);
+/* Adds a new zeroed partition to the table; NULL when out of memory. */
+part *engine_part_add(engine *e, const char *topic, int32_t partition);
+/* Removes pt from the table and frees it with its buffer. */
+void engine_part_remove(engine *e, part *pt);
+/* Destroys the first n buffered messages of pt. */
+void engine_part_drop(part *pt, size_t n);
+
+/* The partition on the consumer. pause also records pt->paused; commit
+ * tells Kafka pt->next_offset, for monitoring only (nothing for a
+ * reprocess run, which is no member of the group). */
+void engine_part_pause(engine *e, part *pt, int pause);
+void engine_part_seek(engine *e, part *pt, int64_t offset);
+void engine_part_commit(engine *e, part *pt);
+int64_t engine_part_position(engine *e, part *pt);
+
+/* ---- the cycle ------------------------------------------------------------ */
+
+/*
+ * Runs one batch transaction for the first n buffered messages of pt
+ * (n may be 0: only advance the stored offset to end, for control records).
+ * end is the offset stored on commit. Returns EXACTLY_OK (committed; the
+ * messages are released), EXACTLY_EFENCED (rolled back; pt now follows the
+ * stored row: its buffer was dropped and its fetch position moved there,
+ * or it was taken over (pt->fenced) or its position is gone (pt->halted)),
+ * EXACTLY_ERETRY (rolled back; try again later: transient, an environment
+ * error, or the handler asked to retry), EXACTLY_EDATABASE (rolled back; a
+ * persistent error, logged), EXACTLY_EHANDLER (on_error: stop halted pt)
+ * or EXACTLY_EFATAL (the handler asked to stop: pt halted; the owner
+ * stops its process). ops->batch_done hears what it did.
+ */
+exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end);
+
+/* Reads pt's stored position again on the current connection and follows
+ * it (a reconnect: the server may have lost what we committed, or be a
+ * promoted standby). Returns EXACTLY_OK (pt follows the row; its buffer
+ * was dropped and its fetch position moved if the row is behind it),
+ * EXACTLY_EFENCED (taken over or halted, as engine_run says) or
+ * EXACTLY_ERETRY (the row could not be read). */
+exactly_err engine_reread(engine *e, part *pt);
+
+/* Clears the crash guard's in_apply mark of pt (a clean stop or revoke:
+ * no death happened inside apply()). Best effort; logged on failure. */
+void engine_release(engine *e, part *pt);
+
+#endif

@@ -1,0 +1,8 @@
+/* clock.h - the monotonic clock every deadline and backoff is measured on. */
+#ifndef EXACTLY_CLOCK_H
+#define EXACTLY_CLOCK_H
+
+/* Milliseconds on CLOCK_MONOTONIC: differences only, never a date. */
+long long exactly_now_ms(void);
+
+#endif
