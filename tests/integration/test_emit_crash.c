@@ -4,7 +4,8 @@
  * The ledger handler with emit_topic writes one ledger row and emits one
  * outbox event (key TOPIC/PARTITION/OFFSET) per applied message, both in
  * the batch's transaction (host->emit). Workers are killed N_KILLS times
- * at random moments after they made progress; after each kill the outbox
+ * (fewer when every message is applied before the last) at random moments
+ * after they made progress; after each kill the outbox
  * and the ledger must match one to one (they commit together or not at
  * all). A last worker drains the topic; then:
  *   - the ledger passes the exactly-once check;
@@ -106,6 +107,13 @@ int main(void)
         int64_t deadline = tk_now_ms() + 60000, before = rows;
         pid_t pid;
 
+        /* A fast build can apply everything before the last kill: a
+         * worker started then has nothing to make progress on. */
+        if (rows >= N_IDS) {
+            tk_note("every message applied after %d of %d kills", k,
+                    N_KILLS);
+            break;
+        }
         snprintf(log, sizeof(log), "%s/worker-%d.log", f.dir, k);
         pid = ledger_start_worker(f.config, 0, log);
         while ((rows = ledger_rows(db)) <= before) {
@@ -128,6 +136,8 @@ int main(void)
                 k + 1, N_KILLS, (double)(tk_now_ms() - t0) / 1000.0,
                 (long long)rows);
     }
+    TK_CHECK(k >= 2, "only %d kill(s) landed before every message was "
+             "applied: the test shows nothing about kills", k);
     snprintf(log, sizeof(log), "%s/worker-final.log", f.dir);
     status = ledger_run_to_idle(f.config, 2000, 90000, log);
     LEDGER_CHECK_LOG(status == 0, log, "final worker exit status %d", status);
@@ -158,7 +168,7 @@ int main(void)
     free(recs);
     tk_note("%d kills; %d messages applied once and %d events emitted and "
             "published once; %.1f s",
-            N_KILLS, N_IDS, N_IDS, (double)(tk_now_ms() - t0) / 1000.0);
+            k, N_IDS, N_IDS, (double)(tk_now_ms() - t0) / 1000.0);
     PQfinish(db);
     ledger_fixture_stop(&f);
     return 0;
