@@ -45,6 +45,7 @@ typedef struct relay {
     char *table_q;          /* "schema"."table" */
     char *state_q;          /* "schema".relay_state of the framework */
     char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
+    char *sql_backlog;
     char lock_key[300];
     relay_row *rows;
     size_t n_rows;
@@ -55,6 +56,8 @@ typedef struct relay {
     volatile sig_atomic_t *stop;
     int purged;
     exactly_relay_stats *st;
+    metrics_slot *m;        /* NULL: not under a supervisor */
+    long long backlog_at;   /* when the backlog was last read */
 } relay;
 
 static long long now_ms(void)
@@ -197,8 +200,15 @@ static int build_sql(relay *rl)
         " WHERE published_at < now() - make_interval(secs =>"
         " $1::double precision) LIMIT 10000))",
         rl->table_q, rl->table_q);
+    /* The backlog for the metrics: the partial index outbox_pending holds
+     * exactly these rows. */
+    rl->sql_backlog = fmt2(
+        "SELECT count(*), coalesce((extract(epoch FROM now() -"
+        " min(created_at)) * 1000)::bigint, 0) FROM %s"
+        " WHERE published_at IS NULL AND dead_reason IS NULL",
+        rl->table_q, NULL);
     return rl->sql_select && rl->sql_done && rl->sql_dead && rl->sql_state &&
-                   rl->sql_expire
+                   rl->sql_expire && rl->sql_backlog
                ? 0
                : -1;
 }
@@ -209,6 +219,10 @@ static void drop_conn(relay *rl)
         PQfinish(rl->conn);
     rl->conn = NULL;
     rl->locked = 0; /* a session lock ends with its session */
+    if (rl->m) {
+        __atomic_store_n(&rl->m->relay.publishing, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->m->ready, 0, __ATOMIC_RELAXED);
+    }
 }
 
 /* Connects and takes the outbox's advisory lock. Returns 0 when this relay
@@ -232,6 +246,10 @@ static int ensure_conn(relay *rl)
             exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
                         LOG_STR("error", err));
             return 1;
+        }
+        if (rl->m) {
+            metrics_add(&rl->m->relay.connects, 1);
+            __atomic_store_n(&rl->m->ready, 1, __ATOMIC_RELAXED);
         }
     }
     if (!rl->table_q && build_sql(rl) != 0) {
@@ -265,6 +283,8 @@ static int ensure_conn(relay *rl)
     }
     rl->waiting = 0;
     rl->locked = 1;
+    if (rl->m)
+        __atomic_store_n(&rl->m->relay.publishing, 1, __ATOMIC_RELAXED);
     exactly_log(EXACTLY_LOG_INFO, "relay", "relay publishes",
                 LOG_STR("relay", rl->r->name), LOG_STR("outbox", rl->table_q));
     return 0;
@@ -541,6 +561,11 @@ static int cycle(relay *rl, int first)
     rl->st->dead_lettered += dead;
     rl->st->resends += (int64_t)n - acked - dead;
     rl->st->cycles++;
+    if (rl->m) {
+        metrics_add(&rl->m->relay.published, (uint64_t)acked);
+        metrics_add(&rl->m->relay.dead_lettered, (uint64_t)dead);
+        metrics_add(&rl->m->relay.resent, (uint64_t)(n - acked - dead));
+    }
     for (i = 0; i < n; i++)
         if (rl->rows[i].state == ROW_DEAD)
             exactly_log(EXACTLY_LOG_WARN, "relay", "row dead-lettered",
@@ -562,6 +587,44 @@ static int cycle(relay *rl, int first)
         return -1;
     }
     return n;
+}
+
+/* Reads the outbox's backlog into the metrics slot, at most every
+ * METRICS_RELAY_BACKLOG_MS; a failed read leaves it unknown (not shown)
+ * until the next one. */
+static void read_backlog(relay *rl)
+{
+    char err[1024];
+    PGresult *res = NULL;
+    metrics_relay *mr;
+
+    if (!rl->m || now_ms() - rl->backlog_at < METRICS_RELAY_BACKLOG_MS)
+        return;
+    rl->backlog_at = now_ms();
+    mr = &rl->m->relay;
+    if (exactly_pg_exec(rl->conn, rl->sql_backlog, 0, NULL, &res, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        __atomic_store_n(&mr->backlog_known, 0, __ATOMIC_RELAXED);
+        exactly_log(EXACTLY_LOG_WARN, "relay", "reading the backlog failed",
+                    LOG_STR("outbox", rl->table_q), LOG_STR("error", err));
+        if (PQstatus(rl->conn) != CONNECTION_OK)
+            drop_conn(rl);
+        return;
+    }
+    metrics_set(&mr->pending, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    metrics_set(&mr->oldest_pending_ms,
+                strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    __atomic_store_n(&mr->backlog_known, 1, __ATOMIC_RELAXED);
+    PQclear(res);
+}
+
+/* The log's tap: the relay's warnings and errors, kept in its slot for
+ * the status page. */
+static void note_error(void *arg, exactly_log_level level, const char *line,
+                       size_t len)
+{
+    (void)level;
+    metrics_note_error(arg, line, len);
 }
 
 static void expire(relay *rl)
@@ -591,6 +654,9 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     rl.r = o->relay;
     rl.st = st;
     rl.stop = o->stop;
+    rl.m = o->metrics;
+    if (rl.m)
+        exactly_log_set_tap(note_error, rl.m);
     snprintf(client_id, sizeof(client_id), "exactly-relay-%s", rl.r->name);
     conf = exactly_kafka_producer_conf(o->cfg, o->relay, client_id, err,
                                        sizeof(err));
@@ -612,6 +678,10 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     while (!(o->stop && *o->stop)) {
         int n;
 
+        if (o->reopen_log && *o->reopen_log) {
+            *o->reopen_log = 0;
+            (void)exactly_log_reopen();
+        }
         ready = ensure_conn(&rl);
         if (ready == 2) {
             nap(o, rl.r->poll_interval_ms);
@@ -622,6 +692,11 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             rl.backoff_ms = rl.backoff_ms * 2 > 5000 ? 5000 : rl.backoff_ms * 2;
             continue;
         }
+        /* Before the cycle: a cycle that keeps failing (Kafka down) is
+         * when the backlog matters. */
+        read_backlog(&rl);
+        if (!rl.conn)
+            continue;
         n = cycle(&rl, first);
         if (n == -2) {
             char fatal[512];
@@ -663,7 +738,21 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     free(rl.sql_dead);
     free(rl.sql_state);
     free(rl.sql_expire);
+    free(rl.sql_backlog);
+    if (rl.m) {
+        exactly_log_set_tap(NULL, NULL);
+        __atomic_store_n(&rl.m->relay.backlog_known, 0, __ATOMIC_RELAXED);
+    }
     return code;
+}
+
+void exactly_relay_print_summary(const char *name,
+                                 const exactly_relay_stats *st)
+{
+    printf("relay %s: published %lld, dead-lettered %lld, sent again %lld; "
+           "cycles %lld\n",
+           name, (long long)st->published, (long long)st->dead_lettered,
+           (long long)st->resends, (long long)st->cycles);
 }
 
 /* ---- status --------------------------------------------------------- */
@@ -733,5 +822,6 @@ cleanup:
     free(rl.sql_dead);
     free(rl.sql_state);
     free(rl.sql_expire);
+    free(rl.sql_backlog);
     return rc;
 }

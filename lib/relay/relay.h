@@ -48,13 +48,20 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 typedef struct exactly_relay_opts {
     const exactly_config *cfg;
     const cfg_relay *relay;
     volatile sig_atomic_t *stop; /* set: finish the cycle and exit 0 */
+    volatile sig_atomic_t *reopen_log; /* set: reopen the log file; NULL */
     int exit_idle_ms;            /* > 0: exit 0 after this long with no
                                     row to publish */
+    /* Under `exactly run`: the slot shared with the supervisor (metrics.h),
+     * where the relay keeps its counters, its backlog (read from the
+     * outbox every METRICS_RELAY_BACKLOG_MS) and its last warnings and
+     * errors. NULL: none. */
+    metrics_slot *metrics;
 } exactly_relay_opts;
 
 typedef struct exactly_relay_stats {
@@ -67,6 +74,11 @@ typedef struct exactly_relay_stats {
 /* Runs the relay until stopped. Returns 0 (stopped or idle), 1 (a fatal
  * producer error) or 2 (refused at start: configuration, schema). */
 int exactly_relay_run(const exactly_relay_opts *opts, exactly_relay_stats *st);
+
+/* Prints "relay NAME: published N, dead-lettered N, sent again N; cycles
+ * N" on stdout: what one relay process did. */
+void exactly_relay_print_summary(const char *name,
+                                 const exactly_relay_stats *st);
 
 /* One relay's figures for `exactly relay status`. */
 typedef struct exactly_relay_status {
