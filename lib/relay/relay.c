@@ -22,6 +22,11 @@
 #include "strbuf.h"
 #include "txn.h"
 
+/* Topics a cycle asks the broker about again, at most. */
+#define RELAY_ASKED_MAX 4
+/* How long one such question may take. */
+#define RELAY_ASK_TIMEOUT_MS 5000
+
 /* Where one row of a batch stands. */
 typedef enum row_state {
     ROW_UNSENT = 0,
@@ -55,6 +60,10 @@ typedef struct relay {
     int waiting;            /* another relay holds it (said once) */
     volatile sig_atomic_t *stop;
     int purged;
+    /* Topics whose metadata this cycle asked the broker for again (see
+     * ask_topic). */
+    char asked[RELAY_ASKED_MAX][256];
+    int n_asked;
     exactly_relay_stats *st;
     metrics_slot *m;        /* NULL: not under a supervisor */
     long long backlog_at;   /* when the backlog was last read */
@@ -107,11 +116,13 @@ static int permanent(rd_kafka_resp_err_t err)
     }
 }
 
-static void set_failed(relay_row *row, rd_kafka_resp_err_t err)
+static void set_failed(relay_row *row, rd_kafka_resp_err_t err,
+                       const char *topic)
 {
     row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
-    snprintf(row->reason, sizeof(row->reason), "kafka refused the record: "
-             "%s (%s)", rd_kafka_err2str(err), rd_kafka_err2name(err));
+    snprintf(row->reason, sizeof(row->reason), "kafka refused the record "
+             "for topic '%s': %s (%s)", topic ? topic : "?",
+             rd_kafka_err2str(err), rd_kafka_err2name(err));
 }
 
 /* Runs inside rd_kafka_poll() on the relay's thread. */
@@ -126,7 +137,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
         row->state = ROW_ACKED;
     else
-        set_failed(row, m->err);
+        set_failed(row, m->err, m->rkt ? rd_kafka_topic_name(m->rkt) : NULL);
     rl->in_flight--;
 }
 
@@ -348,6 +359,41 @@ static int bytea_of(const PGresult *res, int i, int col, unsigned char **out,
     return *out ? 0 : -1;
 }
 
+/* librdkafka remembers a topic that the broker said does not exist and
+ * refuses records for it at once (_UNKNOWN_TOPIC) until its next metadata
+ * refresh (topic.metadata.refresh.interval.ms, 5 minutes by default): a
+ * row sent again after its topic was created would be dead-lettered again
+ * on that stale answer. This asks the broker about topic (once per topic
+ * and cycle). Returns 1 when it asked now (produce once more: the answer
+ * has replaced the cached one), 0 when it had asked already this cycle
+ * (the refusal stands), -1 when it cannot ask this cycle (too many
+ * topics: the row waits for the next). */
+static int ask_topic(relay *rl, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_resp_err_t err;
+    int i;
+
+    for (i = 0; i < rl->n_asked; i++)
+        if (strcmp(rl->asked[i], topic) == 0)
+            return 0;
+    if (rl->n_asked == RELAY_ASKED_MAX || strlen(topic) >= sizeof(rl->asked[0]))
+        return -1;
+    snprintf(rl->asked[rl->n_asked++], sizeof(rl->asked[0]), "%s", topic);
+    rkt = rd_kafka_topic_new(rl->rk, topic, NULL);
+    if (!rkt)
+        return -1;
+    err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    exactly_log(EXACTLY_LOG_INFO, "relay",
+                "asked the broker again about a topic it called unknown",
+                LOG_STR("topic", topic), LOG_STR("answer", rd_kafka_err2name(err)));
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1;
+}
+
 /* Produces row i of res. The row's state says what became of it. */
 static void produce_row(relay *rl, const PGresult *res, int i)
 {
@@ -380,22 +426,35 @@ static void produce_row(relay *rl, const PGresult *res, int i)
         goto cleanup;
     }
     for (;;) {
+        int asked;
+
         err = rd_kafka_producev(rl->rk, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_KEY(key, key_len),
                                 RD_KAFKA_V_VALUE(value, value_len),
                                 RD_KAFKA_V_HEADERS(h),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rl->rk, 50);
+            continue;
+        }
+        if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            (asked = ask_topic(rl, topic)) == 0)
             break;
-        rd_kafka_poll(rl->rk, 50);
+        if (asked < 0) {
+            row->state = ROW_RETRY;
+            snprintf(row->reason, sizeof(row->reason),
+                     "topic '%s' is unknown to the producer; asked again "
+                     "next cycle", topic);
+            goto cleanup;
+        }
     }
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         h = NULL; /* the message owns them now */
         row->state = ROW_IN_FLIGHT;
         rl->in_flight++;
     } else {
-        set_failed(row, err);
+        set_failed(row, err, topic);
     }
 cleanup:
     if (h)
@@ -525,6 +584,7 @@ static int cycle(relay *rl, int first)
     }
     rl->n_rows = (size_t)n;
     rl->in_flight = 0;
+    rl->n_asked = 0;
     sent_at = now_ms();
     for (i = 0; i < n; i++) {
         rl->rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);

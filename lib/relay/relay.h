@@ -35,7 +35,12 @@
  *     supersedes it, and a blocked key would hold the whole outbox back
  *     behind one bad row. A record that failed for a transient reason
  *     (timeout, broker down) stays pending and is sent again next cycle;
- *     it can then land after a later row of its key.
+ *     it can then land after a later row of its key. A topic that does not
+ *     exist is refused only once the broker said so (after librdkafka's
+ *     topic.metadata.propagation.max.ms); librdkafka caches that answer,
+ *     so before a record is refused on the cached answer the relay asks
+ *     the broker again (once per topic and cycle): a row sent again after
+ *     its topic was created is published.
  *  5. One relay per outbox table at a time: a session advisory lock on the
  *     table's name; a second relay waits as a standby. When the first
  *     loses its connection the second takes over, and the rows the first
