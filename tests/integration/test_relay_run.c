@@ -16,7 +16,10 @@
  *     while a transaction left open holds that wave back, the relay's
  *     pending gauge shows it and the oldest pending age grows past 1 s;
  *   - SIGTERM stops everything with exit 0, and the run summary has the
- *     relay's total line.
+ *     relay's total line;
+ *   - `exactly run --relay run` runs the relay alone: no worker starts, a
+ *     third wave is published (and not consumed), the scrape has the
+ *     relay's families and no worker sample and passes promtool.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -35,6 +38,7 @@
 #define N_PARTITIONS 2
 #define WAVE1 300
 #define WAVE2 200
+#define WAVE3 50
 
 /* Inserts n rows keyed by account ids, in transactions of 50 rows. */
 static void insert_rows(PGconn *db, int n, int seed)
@@ -154,8 +158,6 @@ static void check_relay_scrape(const char *body, int64_t published,
                                              "exactly_relay_restarts_total",
                                              "relay=\"run\""),
                       restarts, "exactly_relay_restarts_total");
-    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_worker_up", NULL),
-                      1, "exactly_worker_up beside the relay");
 }
 
 int main(void)
@@ -199,6 +201,8 @@ int main(void)
     wait_ledger(db, WAVE1, run, run_log);
     body = wait_relay_metrics(port, WAVE1, run_log);
     check_relay_scrape(body, WAVE1, 0);
+    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_worker_up", NULL),
+                      1, "exactly_worker_up beside the relay");
     promtool_check(f.dir, body);
     free(body);
     tk_note("wave 1: %d rows published by the relay child and applied, "
@@ -281,6 +285,8 @@ int main(void)
     wait_ledger(db, WAVE1 + WAVE2, run, run_log);
     body = wait_relay_metrics(port, WAVE1 + WAVE2, run_log);
     check_relay_scrape(body, WAVE1 + WAVE2, 1);
+    TK_CHECK_EQ_INT64((int64_t)tk_metric_sum(body, "exactly_worker_up", NULL),
+                      1, "exactly_worker_up beside the relay");
     promtool_check(f.dir, body);
     free(body);
     tk_note("wave 2 after the relay's SIGKILL and restart: %d rows, %lld ms",
@@ -315,6 +321,37 @@ int main(void)
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM "
                                        "exactly.dead_letters"),
                       0, "dead letters");
+
+    /* --relay: the relay alone. */
+    {
+        char log3[600];
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", f.config,
+                        "--relay", "run", "--metrics", addr, "--lock-dir",
+                        f.dir, NULL};
+        snprintf(log3, sizeof log3, "%s/run-relay.log", f.dir);
+        insert_rows(db, WAVE3, 3);
+        run = tk_spawn(argv, log3);
+        body = wait_relay_metrics(port, WAVE3, log3);
+        check_relay_scrape(body, WAVE3, 0);
+        TK_CHECK(tk_metric_sum(body, "exactly_worker_up", NULL) == -1,
+                 "a worker sample with --relay alone");
+        promtool_check(f.dir, body);
+        free(body);
+        TK_CHECK(tk_kill(run, SIGTERM) == 0, "cannot signal the supervisor");
+        status = tk_wait(run, 30000);
+        LEDGER_CHECK_LOG(status == 0, log3, "exactly run --relay exited %d",
+                         status);
+        LEDGER_CHECK_LOG(ledger_log_count(log3, "msg=\"worker started\"") ==
+                             0 &&
+                             tk_file_contains(log3, "workers=0 relays=1"),
+                         log3, "exactly run --relay started a worker");
+        TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM "
+                                           "exactly.outbox WHERE "
+                                           "published_at IS NULL"),
+                          0, "rows pending after exactly run --relay");
+        TK_CHECK_EQ_INT64(ledger_rows(db), WAVE1 + WAVE2,
+                          "ledger rows with no pipeline running");
+    }
     tk_note("%d outbox rows, each applied once; relay killed and restarted "
             "(pid %ld -> %ld); %lld ms",
             WAVE1 + WAVE2, pid1, pid2, (long long)(tk_now_ms() - t0));
