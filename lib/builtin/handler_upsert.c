@@ -378,13 +378,14 @@ static exactly_err exec_ids(upsert_state *st, exactly_txn *txn,
     return rc;
 }
 
-/* Queues sql with every ID of the batch as one binary array. */
+/* Queues sql with every ID of the batch as one binary array ($1) and, when
+ * topic is not NULL, topic as text ($2: the insert's emit_topic). */
 static exactly_err exec_ids_binary(upsert_state *st, exactly_txn *txn,
                                    const exactly_batch *b, const char *sql,
-                                   const char *what)
+                                   const char *topic, const char *what)
 {
-    const char *param;
-    int len = 0, fmt = 1;
+    const char *params[2];
+    int lens[2] = {0, 0}, fmts[2] = {1, 0};
     exactly_err rc;
     size_t i;
 
@@ -396,12 +397,13 @@ static exactly_err exec_ids_binary(upsert_state *st, exactly_txn *txn,
                                 b->records[i].id, b->id_type);
             return EXACTLY_EHANDLER;
         }
-    param = pgarray_finish(&st->ids_bin, &len);
-    if (!param) {
+    params[0] = pgarray_finish(&st->ids_bin, &lens[0]);
+    if (!params[0]) {
         st->host->set_error(txn, "upsert: out of memory");
         return EXACTLY_ENOMEM;
     }
-    rc = st->host->exec_params(txn, sql, 1, &param, &len, &fmt);
+    params[1] = topic;
+    rc = st->host->exec_params(txn, sql, topic ? 2 : 1, params, lens, fmts);
     if (rc != EXACTLY_OK)
         st->host->set_error(txn, "upsert: could not queue the %s", what);
     return rc;
@@ -416,9 +418,10 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
     /* The IDs in PostgreSQL's binary form: no text array to escape here
      * nor to parse in the server. */
     if (st->id_oid && b->id_type && pgarray_oid_of(b->id_type) == st->id_oid) {
-        rc = exec_ids_binary(st, txn, b, st->insert_sql, "insert");
+        rc = exec_ids_binary(st, txn, b, st->insert_sql, st->emit_topic,
+                             "insert");
         if (rc == EXACTLY_OK && st->delete_sql)
-            rc = exec_ids_binary(st, txn, b, st->delete_sql, "delete");
+            rc = exec_ids_binary(st, txn, b, st->delete_sql, NULL, "delete");
         return rc;
     }
 
