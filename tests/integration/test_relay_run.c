@@ -19,7 +19,10 @@
  *     relay's total line;
  *   - `exactly run --relay run` runs the relay alone: no worker starts, a
  *     third wave is published (and not consumed), the scrape has the
- *     relay's families and no worker sample and passes promtool.
+ *     relay's families and no worker sample and passes promtool;
+ *   - the same relay killed 5 times in a row, each soon after its start
+ *     (restarted after 0.5, 1, 2 and 4 s): a crash loop, and run gives up
+ *     with exit 1.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -351,6 +354,38 @@ int main(void)
                           0, "rows pending after exactly run --relay");
         TK_CHECK_EQ_INT64(ledger_rows(db), WAVE1 + WAVE2,
                           "ledger rows with no pipeline running");
+    }
+
+    /* A relay that keeps dying soon after its start is in a crash loop:
+     * run gives up (exit 1), as for a pipeline whose workers all are. */
+    {
+        char log4[600];
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", f.config,
+                        "--relay", "run", "--lock-dir", f.dir, NULL};
+        int64_t t4 = tk_now_ms();
+        int k;
+
+        snprintf(log4, sizeof log4, "%s/run-loop.log", f.dir);
+        run = tk_spawn(argv, log4);
+        for (k = 0; k < 5; k++) {
+            long pid;
+            LEDGER_CHECK_LOG(ledger_wait_log(log4, "msg=\"relay started\"",
+                                             k + 1, run, 15000, NULL),
+                             log4, "relay start %d did not come", k + 1);
+            pid = relay_pid(log4, k);
+            TK_CHECK(pid > 0, "no relay_pid for start %d", k + 1);
+            TK_CHECK(tk_kill((pid_t)pid, SIGKILL) == 0, "relay %ld is gone",
+                     pid);
+        }
+        status = tk_wait(run, 20000);
+        LEDGER_CHECK_LOG(status == 1, log4, "exactly run exited %d after a "
+                         "relay's crash loop, expected 1", status);
+        LEDGER_CHECK_LOG(tk_file_contains(log4, "msg=\"relay is in a crash "
+                                                "loop\" relay=run failures=5")
+                             && tk_file_contains(log4, "giving up"),
+                         log4, "no crash-loop lines");
+        tk_note("crash loop after 5 kills: run exited 1 in %lld ms",
+                (long long)(tk_now_ms() - t4));
     }
     tk_note("%d outbox rows, each applied once; relay killed and restarted "
             "(pid %ld -> %ld); %lld ms",
