@@ -365,9 +365,10 @@ static int bytea_of(const PGresult *res, int i, int col, unsigned char **out,
  * row sent again after its topic was created would be dead-lettered again
  * on that stale answer. This asks the broker about topic (once per topic
  * and cycle). Returns 1 when it asked now (produce once more: the answer
- * has replaced the cached one), 0 when it had asked already this cycle
- * (the refusal stands), -1 when it cannot ask this cycle (too many
- * topics: the row waits for the next). */
+ * has replaced the cached one), 0 when it had asked already this cycle or
+ * the name is longer than any Kafka accepts (249 bytes; the refusal
+ * stands), -1 when it cannot ask this cycle (too many topics, or no
+ * answer: the row waits for the next). */
 static int ask_topic(relay *rl, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;
@@ -378,7 +379,9 @@ static int ask_topic(relay *rl, const char *topic)
     for (i = 0; i < rl->n_asked; i++)
         if (strcmp(rl->asked[i], topic) == 0)
             return 0;
-    if (rl->n_asked == RELAY_ASKED_MAX || strlen(topic) >= sizeof(rl->asked[0]))
+    if (strlen(topic) >= sizeof(rl->asked[0]))
+        return 0;
+    if (rl->n_asked == RELAY_ASKED_MAX)
         return -1;
     snprintf(rl->asked[rl->n_asked++], sizeof(rl->asked[0]), "%s", topic);
     rkt = rd_kafka_topic_new(rl->rk, topic, NULL);
@@ -744,6 +747,9 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
         }
         ready = ensure_conn(&rl);
         if (ready == 2) {
+            /* A standby shows the backlog too: the relay that holds the
+             * outbox may be one without metrics, or stuck. */
+            read_backlog(&rl);
             nap(o, rl.r->poll_interval_ms);
             continue;
         }

@@ -17,9 +17,13 @@
  *     pending gauge shows it and the oldest pending age grows past 1 s;
  *   - SIGTERM stops everything with exit 0, and the run summary has the
  *     relay's total line;
- *   - `exactly run --relay run` runs the relay alone: no worker starts, a
- *     third wave is published (and not consumed), the scrape has the
- *     relay's families and no worker sample and passes promtool;
+ *   - `exactly run --relay run` runs the relay alone: no worker starts.
+ *     While a standalone `exactly relay` holds the outbox (frozen with
+ *     SIGSTOP), run's relay waits as a standby: publishing 0, the third
+ *     wave pending in its backlog gauge. Once the holder is killed it
+ *     takes over and publishes the wave (not consumed: no pipeline runs);
+ *     the scrape has the relay's families and no worker sample and passes
+ *     promtool;
  *   - the same relay killed 5 times in a row, each soon after its start
  *     (restarted after 0.5, 1, 2 and 4 s): a crash loop, and run gives up
  *     with exit 1.
@@ -35,6 +39,7 @@
 #include <string.h>
 
 #include "ledger_check.h"
+#include "relay_kit.h"
 #include "testkit.h"
 
 #define TOPIC "relay-run"
@@ -331,9 +336,44 @@ int main(void)
         char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", f.config,
                         "--relay", "run", "--metrics", addr, "--lock-dir",
                         f.dir, NULL};
+        char logs[600];
+        int64_t deadline;
+        double pending = -1, publishing = -1;
+        pid_t holder;
+
         snprintf(log3, sizeof log3, "%s/run-relay.log", f.dir);
+        snprintf(logs, sizeof logs, "%s/standalone.log", f.dir);
+        holder = relay_start(f.config, NULL, logs);
+        LEDGER_CHECK_LOG(ledger_wait_log(logs, "relay publishes", 1, holder,
+                                         15000, NULL),
+                         logs, "the standalone relay did not take the outbox");
+        TK_CHECK(tk_kill(holder, SIGSTOP) == 0, "cannot freeze the holder");
         insert_rows(db, WAVE3, 3);
         run = tk_spawn(argv, log3);
+        LEDGER_CHECK_LOG(ledger_wait_log(log3, "another relay publishes this "
+                                         "outbox; waiting", 1, run, 15000,
+                                         NULL),
+                         log3, "run's relay did not wait as a standby");
+        deadline = tk_now_ms() + 15000;
+        for (;;) {
+            body = NULL;
+            if (tk_http_get(port, "/metrics", &body) == 200 && body) {
+                pending = tk_metric_sum(body, "exactly_relay_pending_rows",
+                                        "relay=\"run\"");
+                publishing = tk_metric_sum(body, "exactly_relay_publishing",
+                                           "relay=\"run\"");
+            }
+            free(body);
+            if (pending == WAVE3 && publishing == 0)
+                break;
+            LEDGER_CHECK_LOG(tk_now_ms() < deadline, log3,
+                             "standby: pending %.0f (expected %d), "
+                             "publishing %.0f (expected 0)", pending, WAVE3,
+                             publishing);
+            tk_sleep_ms(100);
+        }
+        TK_CHECK(tk_kill(holder, SIGKILL) == 0, "cannot kill the holder");
+        (void)tk_wait(holder, 10000);
         body = wait_relay_metrics(port, WAVE3, log3);
         check_relay_scrape(body, WAVE3, 0);
         TK_CHECK(tk_metric_sum(body, "exactly_worker_up", NULL) == -1,
