@@ -227,10 +227,7 @@ int cmd_relay(int argc, char **argv)
     opts.exit_idle_ms = exit_idle;
     memset(&st, 0, sizeof(st));
     code = exactly_relay_run(&opts, &st);
-    printf("relay %s: published %lld, dead-lettered %lld, sent again %lld; "
-           "cycles %lld\n",
-           r->name, (long long)st.published, (long long)st.dead_lettered,
-           (long long)st.resends, (long long)st.cycles);
+    exactly_relay_print_summary(r->name, &st);
     exactly_config_free(cfg);
     return code;
 }

@@ -1,4 +1,5 @@
-/* cmd_run.c - `exactly run`: the supervisor of a config's workers. */
+/* cmd_run.c - `exactly run`: the supervisor of a config's workers and
+ * relays. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,30 +13,39 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: exactly run -c FILE [--pipeline NAME] [options]\n"
+            "usage: exactly run -c FILE [--pipeline NAME] [--relay NAME] [options]\n"
             "\n"
-            "Starts `workers` worker processes for every pipeline of FILE (or\n"
-            "only NAME); the workers of a pipeline share its consumer group.\n"
-            "A worker that dies is restarted with backoff (0.5 s doubling to\n"
-            "30 s); one that dies 5 times in a row within 10 s of starting,\n"
-            "or before it committed anything (a worker that cannot claim its\n"
-            "partitions gives up after max.poll.interval.ms, at most 120 s),\n"
-            "is in a crash loop, and when all workers of a pipeline are, run\n"
-            "stops and exits 1. Each worker slot is a static member of its\n"
+            "Starts `workers` worker processes for every pipeline of FILE and\n"
+            "one process for every relay of it (`relays`, the outbox relay of\n"
+            "`exactly relay`); with --pipeline or --relay, only the pipeline and\n"
+            "the relay they name. The workers of a pipeline share its consumer\n"
+            "group. A worker or relay that dies is restarted with backoff\n"
+            "(0.5 s doubling to 30 s); one that dies 5 times in a row within\n"
+            "10 s of starting, or before it committed anything (a relay: before\n"
+            "it reached PostgreSQL; a worker that cannot claim its partitions\n"
+            "gives up after max.poll.interval.ms, at most 120 s), is in a\n"
+            "crash loop, and when a relay or all workers of a pipeline are,\n"
+            "run stops and exits 1. Each worker slot is a static member of its\n"
             "group (group.instance.id PIPELINE-HOST-INDEX): a restarted worker\n"
             "takes its partitions back without a rebalance, and a stopped one\n"
             "keeps them for session.timeout.ms. SIGTERM or SIGINT: every worker\n"
-            "commits its batch and stops; after --shutdown-timeout the rest are\n"
-            "killed; a second signal kills them at once. SIGHUP reopens the\n"
-            "log file. Workers never outlive this process. A lock file per\n"
+            "commits its batch and stops, every relay finishes the batch in\n"
+            "flight and stops; after --shutdown-timeout the rest are killed;\n"
+            "a second signal kills them at once. SIGHUP reopens the log file.\n"
+            "Workers and relays never outlive this process. A lock file per\n"
             "consumer group stops a second `exactly run` of the same pipeline\n"
-            "on this host.\n"
+            "on this host; a second relay of an outbox waits for the first.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE          the YAML configuration (required)\n"
-            "  -p, --pipeline NAME        run only this pipeline\n"
-            "      --shutdown-timeout S   seconds to wait for workers to stop\n"
-            "                             (default 30)\n"
+            "  -p, --pipeline NAME        run this pipeline and no other\n"
+            "                             pipeline, nor a relay unless\n"
+            "                             --relay names it\n"
+            "  -r, --relay NAME           run this relay and no other relay,\n"
+            "                             nor a pipeline unless --pipeline\n"
+            "                             names it\n"
+            "      --shutdown-timeout S   seconds to wait for workers and\n"
+            "                             relays to stop (default 30)\n"
             "      --lock-dir DIR         where lock files go (default\n"
             "                             $EXACTLY_LOCK_DIR, else\n"
             "                             $XDG_RUNTIME_DIR/exactly, else\n"
@@ -50,10 +60,14 @@ static void usage(FILE *out)
             "                             back, fenced; retries by cause; batch\n"
             "                             latency; restarts; per partition from its\n"
             "                             owner: stored offset, high watermark, lag,\n"
-            "                             halted, state), /healthz, /readyz, and\n"
+            "                             halted, state; per relay: rows published,\n"
+            "                             dead-lettered, sent again, pending, age\n"
+            "                             of the oldest pending, up, publishing,\n"
+            "                             restarts), /healthz, /readyz, and\n"
             "                             a status page: / (HTML) and /status.json\n"
             "      --exit-idle MS         workers exit once nothing arrived for\n"
-            "                             MS ms and all is committed; run exits\n"
+            "                             MS ms and all is committed, relays once\n"
+            "                             they found no row for MS ms; run exits\n"
             "                             when all have (scripts, tests)\n"
             "  -v, --verbose              debug logging (one line per batch)\n"
             "  -q, --quiet                warnings and errors only\n"
@@ -68,9 +82,10 @@ static void usage(FILE *out)
             "once the configuration, plugins and locks are in place, and\n"
             "STOPPING=1 when SIGTERM starts the drain.\n"
             "\n"
-            "Exit codes: 0 every worker stopped cleanly, 1 a pipeline in a\n"
-            "crash loop or a forced stop, 2 refused (configuration, plugin,\n"
-            "lock, or a worker that refused to start).\n");
+            "Exit codes: 0 every worker and relay stopped cleanly, 1 a pipeline\n"
+            "or a relay in a crash loop or a forced stop, 2 refused\n"
+            "(configuration, plugin, lock, or a worker or relay that refused\n"
+            "to start).\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -78,6 +93,7 @@ int cmd_run(int argc, char **argv)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"pipeline", required_argument, NULL, 'p'},
+        {"relay", required_argument, NULL, 'r'},
         {"shutdown-timeout", required_argument, NULL, 't'},
         {"lock-dir", required_argument, NULL, 'l'},
         {"log-file", required_argument, NULL, 'f'},
@@ -98,10 +114,11 @@ int cmd_run(int argc, char **argv)
     o.shutdown_timeout_ms = 30000;
     o.lock_dir = getenv("EXACTLY_LOCK_DIR"); /* NULL: the supervisor's default */
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:p:vqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:p:r:vqh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'p': o.only_pipeline = optarg; break;
+        case 'r': o.only_relay = optarg; break;
         case 't':
             if (cli_parse_int64("run", "--shutdown-timeout", optarg, 1, 86400, &v))
                 return CLI_REFUSED;
@@ -135,6 +152,15 @@ int cmd_run(int argc, char **argv)
     if (!cfg)
         return CLI_REFUSED;
     if (o.only_pipeline && !cli_pick_pipeline(cfg, o.only_pipeline)) {
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
+    if (o.only_relay && !exactly_config_relay(cfg, o.only_relay)) {
+        size_t i;
+        cli_line(stderr, "exactly: %s: no relay '%s'", cfg->path,
+                 o.only_relay);
+        for (i = 0; i < cfg->n_relays; i++)
+            cli_line(stderr, "  have: %s", cfg->relays[i].name);
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }

@@ -366,7 +366,8 @@ static const cfg_field root_fields[] = {
      .sub = &exactly_cfg_relay_section, .read = read_relays,
      .release = release_relays,
      .type_doc = "mapping of names to relays", .def_doc = "none",
-     .doc = "Outbox relays (`exactly relay`), by name."},
+     .doc = "Outbox relays, by name: `exactly run` runs them beside the "
+            "pipelines, `exactly relay` one alone."},
 };
 const cfg_section exactly_cfg_root_section = {
     root_fields, CFG_N_FIELDS(root_fields), root_check,

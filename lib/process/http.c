@@ -542,6 +542,68 @@ static int cmp_part(const void *a, const void *b)
                  json_integer_value(json_object_get(*y, "partition")));
 }
 
+/* Appends the last warnings and errors of slot s to errors, each tagged
+ * with key: value. */
+static void slot_errors(const metrics_slot *s, json_t *errors,
+                        const char *key, json_t *value)
+{
+    uint64_t ne = __atomic_load_n(&s->n_errors, __ATOMIC_ACQUIRE), e;
+
+    for (e = ne > METRICS_N_ERRORS ? ne - METRICS_N_ERRORS : 0; e < ne; e++) {
+        const metrics_error *me = &s->errors[e % METRICS_N_ERRORS];
+        char line[METRICS_ERROR_MAX], when[64];
+        json_t *eo = json_object(), *ls;
+        memcpy(line, me->line, sizeof(line));
+        line[sizeof(line) - 1] = '\0';
+        iso_time(me->at_ms, when, sizeof(when));
+        json_object_set(eo, key, value);
+        json_object_set_new(eo, "at", json_string(when));
+        ls = json_string(line);
+        json_object_set_new(eo, "line", ls ? ls : json_string("(not UTF-8)"));
+        json_array_append_new(errors, eo);
+    }
+    json_decref(value);
+}
+
+/* The relays of the slots, as the status shows them: all from the shared
+ * memory (the relay process reads its outbox; this process does not). */
+static json_t *relays_json(const exactly_http *h)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    for (i = 0; i < h->n; i++) {
+        const metrics_slot *s = &h->slots[i];
+        const metrics_relay *r = &s->relay;
+        int up = __atomic_load_n(&s->up, __ATOMIC_RELAXED);
+        int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+        int known = up && __atomic_load_n(&r->backlog_known, __ATOMIC_RELAXED);
+        json_t *o, *errors;
+
+        if (!r->name[0])
+            continue;
+        o = json_object();
+        errors = json_array();
+        json_object_set_new(o, "name", json_string(r->name));
+        json_object_set_new(o, "pid", pid > 0 ? jint(pid) : json_null());
+        json_object_set_new(o, "up", json_boolean(up));
+        json_object_set_new(o, "ready", json_boolean(__atomic_load_n(&s->ready, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "publishing", json_boolean(up && __atomic_load_n(&r->publishing, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "restarts", jint((long long)__atomic_load_n(&s->restarts, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "published", jint((long long)__atomic_load_n(&r->published, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "dead_lettered", jint((long long)__atomic_load_n(&r->dead_lettered, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "resent", jint((long long)__atomic_load_n(&r->resent, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "pending", known ? jint(__atomic_load_n(&r->pending, __ATOMIC_RELAXED)) : json_null());
+        json_object_set_new(o, "oldest_pending_s",
+                            known ? json_real((double)__atomic_load_n(&r->oldest_pending_ms, __ATOMIC_RELAXED) / 1000.0)
+                                  : json_null());
+        slot_errors(s, errors, "relay", json_string(r->name));
+        json_object_set_new(o, "errors", errors);
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
 /* Everything the page shows (the caller decrefs). */
 static json_t *status_json(exactly_http *h)
 {
@@ -568,7 +630,6 @@ static json_t *status_json(exactly_http *h)
         for (i = 0; i < h->n; i++) {
             const metrics_slot *s = &h->slots[i];
             json_t *w;
-            uint64_t ne, e;
             if (strcmp(s->pipeline, name) != 0)
                 continue;
             w = json_object();
@@ -582,20 +643,7 @@ static json_t *status_json(exactly_http *h)
             json_object_set_new(w, "batches_committed",
                                 jint((long long)__atomic_load_n(&s->batches_committed, __ATOMIC_RELAXED)));
             json_array_append_new(workers, w);
-            ne = __atomic_load_n(&s->n_errors, __ATOMIC_ACQUIRE);
-            for (e = ne > METRICS_N_ERRORS ? ne - METRICS_N_ERRORS : 0; e < ne; e++) {
-                const metrics_error *me = &s->errors[e % METRICS_N_ERRORS];
-                char line[METRICS_ERROR_MAX], when[64];
-                json_t *eo = json_object(), *ls;
-                memcpy(line, me->line, sizeof(line));
-                line[sizeof(line) - 1] = '\0';
-                iso_time(me->at_ms, when, sizeof(when));
-                json_object_set_new(eo, "worker", jint(s->worker));
-                json_object_set_new(eo, "at", json_string(when));
-                ls = json_string(line);
-                json_object_set_new(eo, "line", ls ? ls : json_string("(not UTF-8)"));
-                json_array_append_new(errors, eo);
-            }
+            slot_errors(s, errors, "worker", jint(s->worker));
         }
         /* Partitions: every stored row, and any a live worker holds that
          * has no row yet. */
@@ -672,6 +720,7 @@ static json_t *status_json(exactly_http *h)
         json_object_set_new(root, "database", d);
     }
     json_object_set_new(root, "pipelines", pipes);
+    json_object_set_new(root, "relays", relays_json(h));
     return root;
 }
 
@@ -812,6 +861,37 @@ static char *status_html(const json_t *st)
         json_array_foreach(json_object_get(pipe, "errors"), k, v) {
             strbuf_puts(&sb, "<tr>");
             cell(&sb, "worker", json_object_get(v, "worker"));
+            cell(&sb, "at", json_object_get(v, "at"));
+            strbuf_puts(&sb, "<td class=\"line\"><pre>");
+            html_text(&sb, json_string_value(json_object_get(v, "line")));
+            strbuf_puts(&sb, "</pre></td></tr>\n");
+        }
+        strbuf_puts(&sb, "</table>\n</section>\n");
+    }
+    json_array_foreach(json_object_get(st, "relays"), i, pipe) {
+        const json_t *v;
+        strbuf_puts(&sb, "<section class=\"relay\" data-relay=\"");
+        html_text(&sb, json_string_value(json_object_get(pipe, "name")));
+        strbuf_puts(&sb, "\">\n<h2>Relay ");
+        html_text(&sb, json_string_value(json_object_get(pipe, "name")));
+        strbuf_printf(&sb, "</h2>\n<table class=\"relay\"><tr><th>pid</th><th>up</th>"
+                           "<th>publishing</th><th>restarts</th><th>pending</th>"
+                           "<th>oldest pending (s)</th><th>published</th>"
+                           "<th>dead-lettered</th><th>sent again</th></tr>\n<tr class=\"%s\">",
+                      json_is_true(json_object_get(pipe, "up")) ? "" : "bad");
+        cell(&sb, "pid", json_object_get(pipe, "pid"));
+        cell(&sb, "up", json_object_get(pipe, "up"));
+        cell(&sb, "publishing", json_object_get(pipe, "publishing"));
+        cell(&sb, "restarts", json_object_get(pipe, "restarts"));
+        cell(&sb, "num pending", json_object_get(pipe, "pending"));
+        cell(&sb, "num oldest", json_object_get(pipe, "oldest_pending_s"));
+        cell(&sb, "num published", json_object_get(pipe, "published"));
+        cell(&sb, "num dead", json_object_get(pipe, "dead_lettered"));
+        cell(&sb, "num resent", json_object_get(pipe, "resent"));
+        strbuf_puts(&sb, "</tr>\n</table>\n<h3>Last errors</h3>\n<table class=\"errors\">"
+                         "<tr><th>at</th><th>line</th></tr>\n");
+        json_array_foreach(json_object_get(pipe, "errors"), k, v) {
+            strbuf_puts(&sb, "<tr>");
             cell(&sb, "at", json_object_get(v, "at"));
             strbuf_puts(&sb, "<td class=\"line\"><pre>");
             html_text(&sb, json_string_value(json_object_get(v, "line")));
@@ -1088,7 +1168,8 @@ static int spawn(exactly_http *h, const int *fds, size_t n_fds,
 }
 
 exactly_http *exactly_http_start(const exactly_config *cfg,
-                                 const char *only_pipeline, const char *addr,
+                                 const char *const *pipelines,
+                                 size_t n_pipelines, const char *addr,
                                  const metrics_slot *slots, size_t n,
                                  char *bound, size_t bound_size, char *errbuf,
                                  size_t errbuf_size)
@@ -1108,13 +1189,11 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
     h->n = n;
     h->conninfo = strdup(cfg->postgres.conninfo ? cfg->postgres.conninfo : "");
     h->schema = strdup(cfg->postgres.schema ? cfg->postgres.schema : "exactly");
-    h->pipelines = calloc(cfg->n_pipelines + 1, sizeof(*h->pipelines));
+    h->pipelines = calloc(n_pipelines + 1, sizeof(*h->pipelines));
     if (!h->conninfo || !h->schema || !h->pipelines)
         goto oom;
-    for (i = 0; i < cfg->n_pipelines; i++) {
-        if (only_pipeline && strcmp(only_pipeline, cfg->pipelines[i].name) != 0)
-            continue;
-        if (!(h->pipelines[h->n_pipelines] = strdup(cfg->pipelines[i].name)))
+    for (i = 0; i < n_pipelines; i++) {
+        if (!(h->pipelines[h->n_pipelines] = strdup(pipelines[i])))
             goto oom;
         h->n_pipelines++;
     }

@@ -30,10 +30,12 @@
 typedef struct exactly_http exactly_http;
 
 /* Binds addr and forks the process serving slots[0..n) (a MAP_SHARED
- * region) of the pipelines of cfg (only_pipeline: that one alone). Returns NULL with errbuf
- * set when the address is wrong or taken or a thread cannot start. */
+ * region): the pipelines named in pipelines[0..n_pipelines) (copied) and
+ * every relay whose slot is among them. Returns NULL with errbuf set when
+ * the address is wrong or taken or a thread cannot start. */
 exactly_http *exactly_http_start(const exactly_config *cfg,
-                                 const char *only_pipeline, const char *addr,
+                                 const char *const *pipelines,
+                                 size_t n_pipelines, const char *addr,
                                  const metrics_slot *slots, size_t n,
                                  char *bound, size_t bound_size, char *errbuf,
                                  size_t errbuf_size);

@@ -179,6 +179,73 @@ int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
             }                                                                  \
     } while (0)
 
+/* A relay family: HELP and TYPE once, then one sample per relay slot for
+ * which `known` holds (an expression of r and s). */
+#define RELAY_FAMILY(fam, type, help, known, fmt, value)                      \
+    do {                                                                       \
+        strbuf_printf(sb, "# HELP exactly_relay_%s %s\n"                      \
+                          "# TYPE exactly_relay_%s %s\n",                     \
+                      fam, help, fam, type);                                 \
+        for (i = 0; i < n; i++) {                                              \
+            const metrics_slot *s = &slots[i];                                 \
+            const metrics_relay *r = &s->relay;                                \
+            if (!r->name[0] || !(known))                                       \
+                continue;                                                      \
+            strbuf_printf(sb, "exactly_relay_%s{relay=\"", fam);              \
+            label_value(sb, r->name);                                          \
+            strbuf_printf(sb, "\"} " fmt "\n", value);                       \
+        }                                                                      \
+    } while (0)
+
+/* The relays' families, when the slots run any. The backlog gauges come
+ * from the running relay only: a dead one's last reading would stand
+ * still while its outbox grows (exactly_relay_up says it is down). */
+static void render_relays(strbuf *sb, const metrics_slot *slots, size_t n)
+{
+    size_t i;
+    int any = 0;
+
+    for (i = 0; i < n; i++)
+        any |= slots[i].relay.name[0] != '\0';
+    if (!any)
+        return;
+    RELAY_FAMILY("up", "gauge", "Whether the relay process runs.", 1, "%d",
+                 __atomic_load_n(&s->up, __ATOMIC_RELAXED));
+    RELAY_FAMILY("publishing", "gauge",
+                 "1 while the relay holds its outbox's lock and publishes; 0 "
+                 "while another relay does (standby) or it is not connected.",
+                 1, "%d",
+                 __atomic_load_n(&s->up, __ATOMIC_RELAXED)
+                     ? __atomic_load_n(&r->publishing, __ATOMIC_RELAXED)
+                     : 0);
+    RELAY_FAMILY("restarts_total", "counter",
+                 "Times the supervisor restarted this relay.", 1, "%llu",
+                 (unsigned long long)ld(&s->restarts));
+    RELAY_FAMILY("rows_published_total", "counter",
+                 "Outbox rows acknowledged by the broker and marked or "
+                 "deleted.", 1, "%llu", (unsigned long long)ld(&r->published));
+    RELAY_FAMILY("rows_dead_lettered_total", "counter",
+                 "Outbox rows Kafka refused for good, kept in the outbox "
+                 "with their reason.", 1, "%llu",
+                 (unsigned long long)ld(&r->dead_lettered));
+    RELAY_FAMILY("rows_resent_total", "counter",
+                 "Records that failed for now (timeout, broker down) and "
+                 "stayed pending to be sent again.", 1, "%llu",
+                 (unsigned long long)ld(&r->resent));
+    RELAY_FAMILY("pending_rows", "gauge",
+                 "Outbox rows neither published nor dead-lettered, as the "
+                 "running relay last read them.",
+                 __atomic_load_n(&s->up, __ATOMIC_RELAXED) &&
+                     __atomic_load_n(&r->backlog_known, __ATOMIC_RELAXED),
+                 "%lld", (long long)lds(&r->pending));
+    RELAY_FAMILY("oldest_pending_age_seconds", "gauge",
+                 "Age of the oldest pending outbox row (0: none), as the "
+                 "running relay last read it.",
+                 __atomic_load_n(&s->up, __ATOMIC_RELAXED) &&
+                     __atomic_load_n(&r->backlog_known, __ATOMIC_RELAXED),
+                 "%.3f", (double)lds(&r->oldest_pending_ms) / 1000.0);
+}
+
 void metrics_slot_disown(metrics_slot *s)
 {
     size_t j;
@@ -275,6 +342,7 @@ char *metrics_render(const metrics_slot *slots, size_t n)
                 strbuf_printf(&sb, "\"} %d\n", st == c);
             }
         }
+    render_relays(&sb, slots, n);
     if (sb.oom) {
         strbuf_free(&sb);
         return NULL;

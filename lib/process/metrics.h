@@ -12,6 +12,11 @@
  * a partition (stored offset, watermark, lag, halted) are exposed once,
  * without a `worker` label, from its current owner only: a slot whose
  * worker is up and has it assigned, the highest owner epoch winning.
+ *
+ * A slot runs either a pipeline's worker (pipeline set) or an outbox relay
+ * (relay.name set, pipeline empty): the relay process writes its counters
+ * and what it last read of its outbox's backlog into `relay`; up, ready,
+ * pid, restarts and the ring of errors are the slot's, as for a worker.
  */
 #ifndef EXACTLY_METRICS_H
 #define EXACTLY_METRICS_H
@@ -75,6 +80,23 @@ typedef struct metrics_error {
     char line[METRICS_ERROR_MAX];
 } metrics_error;
 
+/* What a relay process publishes (lib/relay/). Counters only grow over
+ * the processes the slot ran; the backlog gauges are those of the running
+ * relay, read from its outbox at most every METRICS_RELAY_BACKLOG_MS. */
+#define METRICS_RELAY_BACKLOG_MS 1000
+typedef struct metrics_relay {
+    char name[128];          /* set: the slot runs this relay */
+    uint64_t published;      /* rows acknowledged and marked or deleted */
+    uint64_t dead_lettered;  /* rows refused for good, kept with a reason */
+    uint64_t resent;         /* records that failed for now: sent again */
+    uint64_t connects;       /* sessions opened (its progress, to the
+                                supervisor's crash-loop rule) */
+    int32_t publishing;      /* holds the outbox's lock; 0: a standby */
+    int32_t backlog_known;   /* the two below were read by this process */
+    int64_t pending;         /* rows neither published nor dead-lettered */
+    int64_t oldest_pending_ms; /* age of the oldest of them; 0: none */
+} metrics_relay;
+
 typedef struct metrics_slot {
     char pipeline[128];
     int32_t worker;
@@ -95,6 +117,7 @@ typedef struct metrics_slot {
     uint64_t retries_total;
     uint64_t n_errors;
     metrics_error errors[METRICS_N_ERRORS];
+    metrics_relay relay;     /* a relay's slot only */
 } metrics_slot;
 
 /* Maps n zeroed slots shared with future children; NULL on failure. */
@@ -117,7 +140,7 @@ void metrics_slot_disown(metrics_slot *s);
  * series once (see the top of this file). */
 char *metrics_render(const metrics_slot *slots, size_t n);
 
-/* 1 when every slot with a live worker is ready. */
+/* 1 when every slot with a live worker or relay is ready. */
 int metrics_ready(const metrics_slot *slots, size_t n);
 
 /* Whether entry pp of slot i is its partition's current owner (see the

@@ -19,6 +19,8 @@
 #include "util/host_id.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "producer.h"
+#include "relay.h"
 #include "sd_notify.h"
 #include "source.h"
 #include "worker.h"
@@ -34,8 +36,11 @@
 /* That many fast failures in a row make a crash loop. */
 #define CRASH_LOOP_AFTER 5
 
+/* One child process the supervisor keeps running: a worker of pipeline p,
+ * or the relay r (then p is NULL). Both follow the same restart rules. */
 typedef struct slot {
     const cfg_pipeline *p;
+    const cfg_relay *r;
     int index;
     metrics_slot *m;      /* shared with the worker process */
     int starts;
@@ -43,7 +48,8 @@ typedef struct slot {
     long long started_ms;
     long long restart_at_ms;
     int fast_failures;
-    uint64_t committed_at_start; /* batches committed when it started */
+    uint64_t committed_at_start; /* batches committed (a relay: sessions
+                                    opened) when it started */
     int done;             /* exited 0 (idle) or refused: not restarted */
     int crash_loop;
 } slot;
@@ -99,6 +105,24 @@ static int validate(const exactly_config *cfg, const cfg_pipeline *p)
     if (!conf) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor", "kafka configuration refused",
                     LOG_STR("pipeline", p->name), LOG_STR("error", err));
+        return -1;
+    }
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+/* What a relay would refuse, refused here before any fork. */
+static int validate_relay(const exactly_config *cfg, const cfg_relay *r)
+{
+    char err[2048];
+    rd_kafka_conf_t *conf =
+        exactly_kafka_producer_conf(cfg, r, "exactly-supervisor", err,
+                                    sizeof(err));
+
+    if (!conf) {
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "relay's kafka configuration refused",
+                    LOG_STR("relay", r->name), LOG_STR("error", err));
         return -1;
     }
     rd_kafka_conf_destroy(conf);
@@ -326,7 +350,40 @@ static void run_worker(const exactly_supervisor_opts *o, slot *s, pid_t parent)
     _exit(code);
 }
 
-/* Forks the worker of slot s. fds are the supervisor's own descriptors
+static void run_relay(const exactly_supervisor_opts *o, slot *s, pid_t parent)
+{
+    exactly_relay_opts ro;
+    exactly_relay_stats st;
+    int code;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(1);
+    memset(&ro, 0, sizeof(ro));
+    ro.cfg = o->cfg;
+    ro.relay = s->r;
+    ro.stop = &w_stop;
+    ro.reopen_log = &w_reopen;
+    ro.exit_idle_ms = o->exit_idle_ms;
+    ro.metrics = s->m;
+    memset(&st, 0, sizeof(st));
+    code = exactly_relay_run(&ro, &st);
+    if (code != 2)
+        exactly_relay_print_summary(s->r->name, &st);
+    fflush(NULL);
+    _exit(code);
+}
+
+/* The figure whose growth during a process's life shows it did more than
+ * start: batches committed by a worker, sessions opened by a relay. */
+static uint64_t progress_mark(const slot *s)
+{
+    if (!s->m)
+        return 0;
+    return s->r ? __atomic_load_n(&s->m->relay.connects, __ATOMIC_RELAXED)
+                : __atomic_load_n(&s->m->batches_committed, __ATOMIC_RELAXED);
+}
+
+/* Forks the worker (or relay) of slot s. fds are the supervisor's own descriptors
  * (lock files, the metrics socket): the child closes them at once, so that
  * a worker never holds the lock or the port of its supervisor. */
 static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
@@ -355,6 +412,8 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
                 close(fds[i]);
         install_worker_signals();
         sigprocmask(SIG_SETMASK, &old, NULL);
+        if (s->r)
+            run_relay(o, s, parent);
         run_worker(o, s, parent);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
@@ -366,8 +425,7 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
     }
     s->pid = pid;
     s->started_ms = now_ms();
-    s->committed_at_start =
-        s->m ? __atomic_load_n(&s->m->batches_committed, __ATOMIC_RELAXED) : 0;
+    s->committed_at_start = progress_mark(s);
     if (s->m) {
         __atomic_store_n(&s->m->up, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->pid, (int32_t)pid, __ATOMIC_RELAXED);
@@ -375,9 +433,14 @@ static void start(const exactly_supervisor_opts *o, slot *s, const int *fds,
             metrics_add(&s->m->restarts, 1);
     }
     s->starts++;
-    exactly_log(EXACTLY_LOG_INFO, "supervisor", "worker started",
-                LOG_STR("pipeline", s->p->name), LOG_INT("worker", s->index),
-                LOG_INT("worker_pid", pid));
+    if (s->r)
+        exactly_log(EXACTLY_LOG_INFO, "supervisor", "relay started",
+                    LOG_STR("relay", s->r->name), LOG_INT("relay_pid", pid),
+                    LOG_INT("restarts", s->starts - 1));
+    else
+        exactly_log(EXACTLY_LOG_INFO, "supervisor", "worker started",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index), LOG_INT("worker_pid", pid));
 }
 
 static long long restart_delay(int failures)
@@ -390,8 +453,33 @@ static long long restart_delay(int failures)
     return d < RESTART_MAX_MS ? d : RESTART_MAX_MS;
 }
 
-/* Records how a worker ended; returns 2 when it refused to start,
- * EXACTLY_EXIT_HANDLER_STOP when its handler stopped it (neither is
+/* Logs how the relay of slot s ended (reaped() decided the rest). */
+static void log_relay_end(const slot *s, int status, int code,
+                          long long lived)
+{
+    const char *name = s->r->name;
+
+    if (code == 0)
+        exactly_log(EXACTLY_LOG_INFO, "supervisor", "relay finished",
+                    LOG_STR("relay", name));
+    else if (code == 2)
+        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                    "relay refused to start (configuration or schema; see "
+                    "its log)", LOG_STR("relay", name));
+    else if (WIFSIGNALED(status))
+        exactly_log(EXACTLY_LOG_WARN, "supervisor", "relay killed by signal",
+                    LOG_STR("relay", name), LOG_INT("signal", WTERMSIG(status)),
+                    LOG_INT("lived_ms", lived),
+                    LOG_INT("restart_in_ms", s->restart_at_ms - now_ms()));
+    else
+        exactly_log(EXACTLY_LOG_WARN, "supervisor", "relay exited",
+                    LOG_STR("relay", name), LOG_INT("code", code),
+                    LOG_INT("lived_ms", lived),
+                    LOG_INT("restart_in_ms", s->restart_at_ms - now_ms()));
+}
+
+/* Records how a worker (or relay) ended; returns 2 when it refused to
+ * start, EXACTLY_EXIT_HANDLER_STOP when its handler stopped it (neither is
  * restarted: starting again would only meet the same answer). */
 static int reaped(slot *s, int status)
 {
@@ -405,24 +493,25 @@ static int reaped(slot *s, int status)
         __atomic_store_n(&s->m->up, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->pid, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->m->relay.publishing, 0, __ATOMIC_RELAXED);
     }
-    if (code == 0) {
-        exactly_log(EXACTLY_LOG_INFO, "supervisor", "worker finished",
-                    LOG_STR("pipeline", s->p->name),
-                    LOG_INT("worker", s->index));
+    if (code == 0 || code == 2) {
+        if (s->r)
+            log_relay_end(s, status, code, lived);
+        else if (code == 0)
+            exactly_log(EXACTLY_LOG_INFO, "supervisor", "worker finished",
+                        LOG_STR("pipeline", s->p->name),
+                        LOG_INT("worker", s->index));
+        else
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                        "worker refused to start (configuration, plugin or "
+                        "schema; see its log)",
+                        LOG_STR("pipeline", s->p->name),
+                        LOG_INT("worker", s->index));
         s->done = 1;
-        return 0;
+        return code;
     }
-    if (code == 2) {
-        exactly_log(EXACTLY_LOG_ERROR, "supervisor",
-                    "worker refused to start (configuration, plugin or schema; "
-                    "see its log)",
-                    LOG_STR("pipeline", s->p->name),
-                    LOG_INT("worker", s->index));
-        s->done = 1;
-        return 2;
-    }
-    if (code == EXACTLY_EXIT_HANDLER_STOP) {
+    if (code == EXACTLY_EXIT_HANDLER_STOP && !s->r) {
         exactly_log(EXACTLY_LOG_ERROR, "supervisor",
                     "worker stopped by its handler (EXACTLY_EFATAL; see its "
                     "log); not restarted",
@@ -432,9 +521,7 @@ static int reaped(slot *s, int status)
         return EXACTLY_EXIT_HANDLER_STOP;
     }
     {
-        int progressed = s->m && __atomic_load_n(&s->m->batches_committed,
-                                                 __ATOMIC_RELAXED) >
-                                     s->committed_at_start;
+        int progressed = progress_mark(s) > s->committed_at_start;
         int failed_start = lived < FAST_FAILURE_MS ||
                            (!progressed && lived < PROGRESS_WINDOW_MS);
         s->fast_failures = failed_start ? s->fast_failures + 1 : 1;
@@ -442,12 +529,21 @@ static int reaped(slot *s, int status)
     s->restart_at_ms = now_ms() + restart_delay(s->fast_failures);
     if (s->fast_failures >= CRASH_LOOP_AFTER && !s->crash_loop) {
         s->crash_loop = 1;
-        exactly_log(EXACTLY_LOG_ERROR, "supervisor", "worker is in a crash loop",
-                    LOG_STR("pipeline", s->p->name),
-                    LOG_INT("worker", s->index),
-                    LOG_INT("failures", s->fast_failures));
+        if (s->r)
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                        "relay is in a crash loop",
+                        LOG_STR("relay", s->r->name),
+                        LOG_INT("failures", s->fast_failures));
+        else
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                        "worker is in a crash loop",
+                        LOG_STR("pipeline", s->p->name),
+                        LOG_INT("worker", s->index),
+                        LOG_INT("failures", s->fast_failures));
     }
-    if (WIFSIGNALED(status))
+    if (s->r)
+        log_relay_end(s, status, code, lived);
+    else if (WIFSIGNALED(status))
         exactly_log(EXACTLY_LOG_WARN, "supervisor", "worker killed by signal",
                     LOG_STR("pipeline", s->p->name),
                     LOG_INT("worker", s->index),
@@ -465,13 +561,22 @@ static int reaped(slot *s, int status)
     return 0;
 }
 
-/* 1 when every worker of some pipeline is in a crash loop. */
+/* 1 when every worker of some pipeline, or some relay, is in a crash
+ * loop. */
 static int pipeline_lost(const slot *slots, size_t n)
 {
     size_t i, j;
 
     for (i = 0; i < n; i++) {
         int all = 1;
+        if (slots[i].r) {
+            if (!slots[i].crash_loop)
+                continue;
+            exactly_log(EXACTLY_LOG_ERROR, "supervisor",
+                        "the relay is in a crash loop; giving up",
+                        LOG_STR("relay", slots[i].r->name));
+            return 1;
+        }
         for (j = 0; j < n; j++)
             if (slots[j].p == slots[i].p && !slots[j].crash_loop)
                 all = 0;
@@ -507,8 +612,9 @@ static size_t running(const slot *slots, size_t n)
 /*
  * Prints, per pipeline, the total of its workers' counters over every
  * process each slot ran (restarts included), in the form of a worker's own
- * summary: "pipeline P total (N workers, R restarts): consumed ...". The
- * workers' lines before it say what each process did.
+ * summary: "pipeline P total (N workers, R restarts): consumed ...", and
+ * per relay "relay R total (N restarts): published ...". The children's
+ * lines before them say what each process did.
  */
 static void print_totals(const slot *slots, size_t n_slots)
 {
@@ -518,6 +624,18 @@ static void print_totals(const slot *slots, size_t n_slots)
         uint64_t c = 0, a = 0, d = 0, dl = 0, sk = 0, bc = 0, rb = 0, f = 0,
                  rt = 0, rs = 0;
         int n = 0, seen = 0;
+        if (slots[i].r && slots[i].m) {
+            const metrics_relay *mr = &slots[i].m->relay;
+            rs = __atomic_load_n(&slots[i].m->restarts, __ATOMIC_RELAXED);
+            printf("relay %s total (%" PRIu64 " restart%s): published %" PRIu64
+                   ", dead-lettered %" PRIu64 ", sent again %" PRIu64 "\n",
+                   slots[i].r->name, rs, rs == 1 ? "" : "s",
+                   (uint64_t)__atomic_load_n(&mr->published, __ATOMIC_RELAXED),
+                   (uint64_t)__atomic_load_n(&mr->dead_lettered,
+                                             __ATOMIC_RELAXED),
+                   (uint64_t)__atomic_load_n(&mr->resent, __ATOMIC_RELAXED));
+            continue;
+        }
         for (j = 0; j < i && !seen; j++)
             seen = slots[j].p == slots[i].p;
         if (seen || !slots[i].m)
@@ -549,6 +667,23 @@ static void print_totals(const slot *slots, size_t n_slots)
     fflush(stdout);
 }
 
+/* Whether run starts pipeline p (relay r): everything when nothing was
+ * chosen, else only what --pipeline and --relay name. */
+static int runs_pipeline(const exactly_supervisor_opts *o,
+                         const cfg_pipeline *p)
+{
+    if (!o->only_pipeline && !o->only_relay)
+        return 1;
+    return o->only_pipeline && strcmp(o->only_pipeline, p->name) == 0;
+}
+
+static int runs_relay(const exactly_supervisor_opts *o, const cfg_relay *r)
+{
+    if (!o->only_pipeline && !o->only_relay)
+        return 1;
+    return o->only_relay && strcmp(o->only_relay, r->name) == 0;
+}
+
 int exactly_supervise(const exactly_supervisor_opts *o)
 {
     const exactly_config *cfg = o->cfg;
@@ -556,7 +691,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     metrics_slot *shared = NULL;
     exactly_http *http = NULL;
     int *locks = NULL;
-    size_t n_slots = 0, n_locks = 0, i;
+    const char **shown = NULL; /* the pipelines the status page lists */
+    size_t n_slots = 0, n_mapped = 0, n_locks = 0, n_shown = 0, n_relays = 0, i;
     int code = 0, refused = 0, lost = 0, handler_stopped = 0;
     long long stop_deadline = 0;
     struct sigaction sa;
@@ -574,24 +710,37 @@ int exactly_supervise(const exactly_supervisor_opts *o)
         return 2;
     for (i = 0; i < cfg->n_pipelines; i++) {
         const cfg_pipeline *p = &cfg->pipelines[i];
-        if (o->only_pipeline && strcmp(o->only_pipeline, p->name) != 0)
+        if (!runs_pipeline(o, p))
             continue;
         if (validate(cfg, p) != 0)
             return 2;
         n_slots += (size_t)p->workers;
     }
+    for (i = 0; i < cfg->n_relays; i++) {
+        if (!runs_relay(o, &cfg->relays[i]))
+            continue;
+        if (validate_relay(cfg, &cfg->relays[i]) != 0)
+            return 2;
+        n_relays++;
+    }
+    n_slots += n_relays;
+    n_mapped = n_slots + 1;
     slots = calloc(n_slots + 1, sizeof(*slots));
     locks = calloc(cfg->n_pipelines + 1, sizeof(*locks));
+    shown = calloc(cfg->n_pipelines + 1, sizeof(*shown));
     /* Mapped before any fork, so every worker inherits the same pages. */
-    shared = metrics_map(n_slots + 1);
-    if (!slots || !locks || !shared) {
+    shared = metrics_map(n_mapped);
+    if (!slots || !locks || !shown || !shared) {
         code = 1;
         goto cleanup;
     }
+    for (i = 0; i < cfg->n_pipelines; i++)
+        if (runs_pipeline(o, &cfg->pipelines[i]))
+            shown[n_shown++] = cfg->pipelines[i].name;
     if (o->metrics_addr) {
         char err[512], bound[64];
         /* A process of its own: no client can hold up this loop. */
-        http = exactly_http_start(cfg, o->only_pipeline, o->metrics_addr,
+        http = exactly_http_start(cfg, shown, n_shown, o->metrics_addr,
                                   shared, n_slots, bound, sizeof(bound), err,
                                   sizeof(err));
         if (!http) {
@@ -608,7 +757,7 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     n_slots = 0;
     for (i = 0; i < cfg->n_pipelines; i++) {
         const cfg_pipeline *p = &cfg->pipelines[i];
-        if (o->only_pipeline && strcmp(o->only_pipeline, p->name) != 0)
+        if (!runs_pipeline(o, p))
             continue;
         if (take_lock(lock_dir, p, &locks[n_locks]) != 0) {
             code = 2;
@@ -625,6 +774,18 @@ int exactly_supervise(const exactly_supervisor_opts *o)
             n_slots++;
         }
     }
+    /* Relays need no lock file: one relay per outbox is the advisory lock
+     * in PostgreSQL, and a second one waits there as a standby. */
+    for (i = 0; i < cfg->n_relays; i++) {
+        const cfg_relay *r = &cfg->relays[i];
+        if (!runs_relay(o, r))
+            continue;
+        slots[n_slots].r = r;
+        slots[n_slots].m = &shared[n_slots];
+        snprintf(shared[n_slots].relay.name,
+                 sizeof(shared[n_slots].relay.name), "%s", r->name);
+        n_slots++;
+    }
     /* What start() closes in each child: the locks and the socket. */
     locks[n_locks] = exactly_http_fd(http);
 
@@ -637,7 +798,8 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting",
-                LOG_UINT("workers", n_slots));
+                LOG_UINT("workers", n_slots - n_relays),
+                LOG_UINT("relays", n_relays));
     /* Configuration, plugins, locks and the metrics socket are in place:
      * from here on a failure is a worker's, which restarts. */
     notify_manager("READY=1\nSTATUS=supervising the workers");
@@ -709,10 +871,11 @@ int exactly_supervise(const exactly_supervisor_opts *o)
 
 cleanup:
     exactly_http_stop(http);
-    metrics_unmap(shared, n_slots + 1);
+    metrics_unmap(shared, n_mapped);
     for (i = 0; i < n_locks; i++)
         close(locks[i]);
     free(locks);
+    free(shown);
     free(slots);
     return code;
 }

@@ -19,6 +19,13 @@
  * systemd (NOTIFY_SOCKET set, Type=notify) it sends READY=1 once the
  * configuration, plugins and locks are in place, and STOPPING=1 when the
  * drain starts.
+ *
+ * Each relay of the configuration (relays.NAME) is a child too, forked the
+ * same way and restarted by the same rules: it runs exactly_relay_run()
+ * with a metrics slot of its own, stops on SIGTERM with the workers, and
+ * is in a crash loop, which stops run, when it keeps dying before it
+ * opened a PostgreSQL session. The supervisor itself never connects to
+ * PostgreSQL or Kafka.
  */
 #ifndef EXACTLY_SUPERVISOR_H
 #define EXACTLY_SUPERVISOR_H
@@ -27,7 +34,10 @@
 
 typedef struct exactly_supervisor_opts {
     const exactly_config *cfg;
-    const char *only_pipeline;  /* NULL: every pipeline of the file */
+    /* What runs: with both NULL every pipeline and every relay of the
+     * file; otherwise only the pipeline and the relay they name. */
+    const char *only_pipeline;
+    const char *only_relay;
     int exit_idle_ms;           /* passed to the workers; 0: run until stopped */
     int shutdown_timeout_ms;    /* after SIGTERM, then SIGKILL */
     /* Where the per-group lock files live; NULL: $XDG_RUNTIME_DIR/exactly,

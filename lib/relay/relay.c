@@ -22,6 +22,11 @@
 #include "strbuf.h"
 #include "txn.h"
 
+/* Topics a cycle asks the broker about again, at most. */
+#define RELAY_ASKED_MAX 4
+/* How long one such question may take. */
+#define RELAY_ASK_TIMEOUT_MS 5000
+
 /* Where one row of a batch stands. */
 typedef enum row_state {
     ROW_UNSENT = 0,
@@ -45,6 +50,7 @@ typedef struct relay {
     char *table_q;          /* "schema"."table" */
     char *state_q;          /* "schema".relay_state of the framework */
     char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
+    char *sql_backlog;
     char lock_key[300];
     relay_row *rows;
     size_t n_rows;
@@ -54,6 +60,10 @@ typedef struct relay {
     int waiting;            /* another relay holds it (said once) */
     volatile sig_atomic_t *stop;
     int purged;
+    /* Topics whose metadata this cycle asked the broker for again (see
+     * ask_topic). */
+    char asked[RELAY_ASKED_MAX][256];
+    int n_asked;
     exactly_relay_stats *st;
     /* mode: transactional (invariant 6) */
     int txn;                /* the relay runs transactions */
@@ -63,6 +73,8 @@ typedef struct relay {
     int dr_failed;          /* delivery reports with an error, this batch */
     int pos_in_flight;      /* the position record awaits its report */
     rd_kafka_resp_err_t pos_err;
+    metrics_slot *m;        /* NULL: not under a supervisor */
+    long long backlog_at;   /* when the backlog was last read */
 } relay;
 
 static long long now_ms(void)
@@ -112,11 +124,13 @@ static int permanent(rd_kafka_resp_err_t err)
     }
 }
 
-static void set_failed(relay_row *row, rd_kafka_resp_err_t err)
+static void set_failed(relay_row *row, rd_kafka_resp_err_t err,
+                       const char *topic)
 {
     row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
-    snprintf(row->reason, sizeof(row->reason), "kafka refused the record: "
-             "%s (%s)", rd_kafka_err2str(err), rd_kafka_err2name(err));
+    snprintf(row->reason, sizeof(row->reason), "kafka refused the record "
+             "for topic '%s': %s (%s)", topic ? topic : "?",
+             rd_kafka_err2str(err), rd_kafka_err2name(err));
 }
 
 /* Runs inside rd_kafka_poll() on the relay's thread. */
@@ -136,7 +150,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         row->state = ROW_ACKED;
     } else {
-        set_failed(row, m->err);
+        set_failed(row, m->err, m->rkt ? rd_kafka_topic_name(m->rkt) : NULL);
         rl->dr_failed++;
     }
     rl->in_flight--;
@@ -213,8 +227,15 @@ static int build_sql(relay *rl)
         " WHERE published_at < now() - make_interval(secs =>"
         " $1::double precision) LIMIT 10000))",
         rl->table_q, rl->table_q);
+    /* The backlog for the metrics: the partial index outbox_pending holds
+     * exactly these rows. */
+    rl->sql_backlog = fmt2(
+        "SELECT count(*), coalesce((extract(epoch FROM now() -"
+        " min(created_at)) * 1000)::bigint, 0) FROM %s"
+        " WHERE published_at IS NULL AND dead_reason IS NULL",
+        rl->table_q, NULL);
     return rl->sql_select && rl->sql_done && rl->sql_dead && rl->sql_state &&
-                   rl->sql_expire
+                   rl->sql_expire && rl->sql_backlog
                ? 0
                : -1;
 }
@@ -225,6 +246,10 @@ static void drop_conn(relay *rl)
         PQfinish(rl->conn);
     rl->conn = NULL;
     rl->locked = 0; /* a session lock ends with its session */
+    if (rl->m) {
+        __atomic_store_n(&rl->m->relay.publishing, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->m->ready, 0, __ATOMIC_RELAXED);
+    }
 }
 
 /* Connects and takes the outbox's advisory lock. Returns 0 when this relay
@@ -248,6 +273,10 @@ static int ensure_conn(relay *rl)
             exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
                         LOG_STR("error", err));
             return 1;
+        }
+        if (rl->m) {
+            metrics_add(&rl->m->relay.connects, 1);
+            __atomic_store_n(&rl->m->ready, 1, __ATOMIC_RELAXED);
         }
     }
     if (!rl->table_q && build_sql(rl) != 0) {
@@ -282,6 +311,8 @@ static int ensure_conn(relay *rl)
     rl->waiting = 0;
     rl->locked = 1;
     rl->need_position = rl->txn; /* another relay may have run meanwhile */
+    if (rl->m)
+        __atomic_store_n(&rl->m->relay.publishing, 1, __ATOMIC_RELAXED);
     exactly_log(EXACTLY_LOG_INFO, "relay", "relay publishes",
                 LOG_STR("relay", rl->r->name), LOG_STR("outbox", rl->table_q));
     return 0;
@@ -345,6 +376,44 @@ static int bytea_of(const PGresult *res, int i, int col, unsigned char **out,
     return *out ? 0 : -1;
 }
 
+/* librdkafka remembers a topic that the broker said does not exist and
+ * refuses records for it at once (_UNKNOWN_TOPIC) until its next metadata
+ * refresh (topic.metadata.refresh.interval.ms, 5 minutes by default): a
+ * row sent again after its topic was created would be dead-lettered again
+ * on that stale answer. This asks the broker about topic (once per topic
+ * and cycle). Returns 1 when it asked now (produce once more: the answer
+ * has replaced the cached one), 0 when it had asked already this cycle or
+ * the name is longer than any Kafka accepts (249 bytes; the refusal
+ * stands), -1 when it cannot ask this cycle (too many topics, or no
+ * answer: the row waits for the next). */
+static int ask_topic(relay *rl, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_resp_err_t err;
+    int i;
+
+    for (i = 0; i < rl->n_asked; i++)
+        if (strcmp(rl->asked[i], topic) == 0)
+            return 0;
+    if (strlen(topic) >= sizeof(rl->asked[0]))
+        return 0;
+    if (rl->n_asked == RELAY_ASKED_MAX)
+        return -1;
+    snprintf(rl->asked[rl->n_asked++], sizeof(rl->asked[0]), "%s", topic);
+    rkt = rd_kafka_topic_new(rl->rk, topic, NULL);
+    if (!rkt)
+        return -1;
+    err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    exactly_log(EXACTLY_LOG_INFO, "relay",
+                "asked the broker again about a topic it called unknown",
+                LOG_STR("topic", topic), LOG_STR("answer", rd_kafka_err2name(err)));
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1;
+}
+
 /* Produces row i of res. The row's state says what became of it. */
 static void produce_row(relay *rl, const PGresult *res, int i)
 {
@@ -377,22 +446,35 @@ static void produce_row(relay *rl, const PGresult *res, int i)
         goto cleanup;
     }
     for (;;) {
+        int asked;
+
         err = rd_kafka_producev(rl->rk, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_KEY(key, key_len),
                                 RD_KAFKA_V_VALUE(value, value_len),
                                 RD_KAFKA_V_HEADERS(h),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rl->rk, 50);
+            continue;
+        }
+        if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            (asked = ask_topic(rl, topic)) == 0)
             break;
-        rd_kafka_poll(rl->rk, 50);
+        if (asked < 0) {
+            row->state = ROW_RETRY;
+            snprintf(row->reason, sizeof(row->reason),
+                     "topic '%s' is unknown to the producer; asked again "
+                     "next cycle", topic);
+            goto cleanup;
+        }
     }
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         h = NULL; /* the message owns them now */
         row->state = ROW_IN_FLIGHT;
         rl->in_flight++;
     } else {
-        set_failed(row, err);
+        set_failed(row, err, topic);
     }
 cleanup:
     if (h)
@@ -951,6 +1033,7 @@ static int cycle(relay *rl, int first)
     }
     rl->n_rows = (size_t)n;
     rl->in_flight = 0;
+    rl->n_asked = 0;
     rl->dr_failed = 0;
     if (rl->txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(rl->rk);
@@ -1013,6 +1096,11 @@ static int cycle(relay *rl, int first)
     rl->st->dead_lettered += dead;
     rl->st->resends += (int64_t)n - acked - dead;
     rl->st->cycles++;
+    if (rl->m) {
+        metrics_add(&rl->m->relay.published, (uint64_t)acked);
+        metrics_add(&rl->m->relay.dead_lettered, (uint64_t)dead);
+        metrics_add(&rl->m->relay.resent, (uint64_t)(n - acked - dead));
+    }
     for (i = 0; i < n; i++)
         if (rl->rows[i].state == ROW_DEAD)
             exactly_log(EXACTLY_LOG_WARN, "relay", "row dead-lettered",
@@ -1034,6 +1122,44 @@ static int cycle(relay *rl, int first)
         return -1;
     }
     return n;
+}
+
+/* Reads the outbox's backlog into the metrics slot, at most every
+ * METRICS_RELAY_BACKLOG_MS; a failed read leaves it unknown (not shown)
+ * until the next one. */
+static void read_backlog(relay *rl)
+{
+    char err[1024];
+    PGresult *res = NULL;
+    metrics_relay *mr;
+
+    if (!rl->m || now_ms() - rl->backlog_at < METRICS_RELAY_BACKLOG_MS)
+        return;
+    rl->backlog_at = now_ms();
+    mr = &rl->m->relay;
+    if (exactly_pg_exec(rl->conn, rl->sql_backlog, 0, NULL, &res, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        __atomic_store_n(&mr->backlog_known, 0, __ATOMIC_RELAXED);
+        exactly_log(EXACTLY_LOG_WARN, "relay", "reading the backlog failed",
+                    LOG_STR("outbox", rl->table_q), LOG_STR("error", err));
+        if (PQstatus(rl->conn) != CONNECTION_OK)
+            drop_conn(rl);
+        return;
+    }
+    metrics_set(&mr->pending, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    metrics_set(&mr->oldest_pending_ms,
+                strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    __atomic_store_n(&mr->backlog_known, 1, __ATOMIC_RELAXED);
+    PQclear(res);
+}
+
+/* The log's tap: the relay's warnings and errors, kept in its slot for
+ * the status page. */
+static void note_error(void *arg, exactly_log_level level, const char *line,
+                       size_t len)
+{
+    (void)level;
+    metrics_note_error(arg, line, len);
 }
 
 static void expire(relay *rl)
@@ -1063,6 +1189,9 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     rl.r = o->relay;
     rl.st = st;
     rl.stop = o->stop;
+    rl.m = o->metrics;
+    if (rl.m)
+        exactly_log_set_tap(note_error, rl.m);
     snprintf(client_id, sizeof(client_id), "exactly-relay-%s", rl.r->name);
     conf = exactly_kafka_producer_conf(o->cfg, o->relay, client_id, err,
                                        sizeof(err));
@@ -1085,8 +1214,15 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     while (!(o->stop && *o->stop)) {
         int n;
 
+        if (o->reopen_log && *o->reopen_log) {
+            *o->reopen_log = 0;
+            (void)exactly_log_reopen();
+        }
         ready = ensure_conn(&rl);
         if (ready == 2) {
+            /* A standby shows the backlog too: the relay that holds the
+             * outbox may be one without metrics, or stuck. */
+            read_backlog(&rl);
             nap(o, rl.r->poll_interval_ms);
             continue;
         }
@@ -1095,6 +1231,11 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             rl.backoff_ms = rl.backoff_ms * 2 > 5000 ? 5000 : rl.backoff_ms * 2;
             continue;
         }
+        /* Before the cycle: a cycle that keeps failing (Kafka down) is
+         * when the backlog matters. */
+        read_backlog(&rl);
+        if (!rl.conn)
+            continue;
         n = rl.need_position ? txn_prepare(&rl) : 0;
         if (n == 0)
             n = cycle(&rl, first);
@@ -1149,7 +1290,21 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     free(rl.sql_dead);
     free(rl.sql_state);
     free(rl.sql_expire);
+    free(rl.sql_backlog);
+    if (rl.m) {
+        exactly_log_set_tap(NULL, NULL);
+        __atomic_store_n(&rl.m->relay.backlog_known, 0, __ATOMIC_RELAXED);
+    }
     return code;
+}
+
+void exactly_relay_print_summary(const char *name,
+                                 const exactly_relay_stats *st)
+{
+    printf("relay %s: published %lld, dead-lettered %lld, sent again %lld; "
+           "cycles %lld\n",
+           name, (long long)st->published, (long long)st->dead_lettered,
+           (long long)st->resends, (long long)st->cycles);
 }
 
 /* ---- status --------------------------------------------------------- */
@@ -1219,5 +1374,6 @@ cleanup:
     free(rl.sql_dead);
     free(rl.sql_state);
     free(rl.sql_expire);
+    free(rl.sql_backlog);
     return rc;
 }

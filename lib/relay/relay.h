@@ -35,7 +35,12 @@
  *     supersedes it, and a blocked key would hold the whole outbox back
  *     behind one bad row. A record that failed for a transient reason
  *     (timeout, broker down) stays pending and is sent again next cycle;
- *     it can then land after a later row of its key.
+ *     it can then land after a later row of its key. A topic that does not
+ *     exist is refused only once the broker said so (after librdkafka's
+ *     topic.metadata.propagation.max.ms); librdkafka caches that answer,
+ *     so before a record is refused on the cached answer the relay asks
+ *     the broker again (once per topic and cycle): a row sent again after
+ *     its topic was created is published.
  *  5. One relay per outbox table at a time: a session advisory lock on the
  *     table's name; a second relay waits as a standby. When the first
  *     loses its connection the second takes over, and the rows the first
@@ -97,13 +102,20 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 typedef struct exactly_relay_opts {
     const exactly_config *cfg;
     const cfg_relay *relay;
     volatile sig_atomic_t *stop; /* set: finish the cycle and exit 0 */
+    volatile sig_atomic_t *reopen_log; /* set: reopen the log file; NULL */
     int exit_idle_ms;            /* > 0: exit 0 after this long with no
                                     row to publish */
+    /* Under `exactly run`: the slot shared with the supervisor (metrics.h),
+     * where the relay keeps its counters, its backlog (read from the
+     * outbox every METRICS_RELAY_BACKLOG_MS) and its last warnings and
+     * errors. NULL: none. */
+    metrics_slot *metrics;
 } exactly_relay_opts;
 
 typedef struct exactly_relay_stats {
@@ -116,6 +128,11 @@ typedef struct exactly_relay_stats {
 /* Runs the relay until stopped. Returns 0 (stopped or idle), 1 (a fatal
  * producer error) or 2 (refused at start: configuration, schema). */
 int exactly_relay_run(const exactly_relay_opts *opts, exactly_relay_stats *st);
+
+/* Prints "relay NAME: published N, dead-lettered N, sent again N; cycles
+ * N" on stdout: what one relay process did. */
+void exactly_relay_print_summary(const char *name,
+                                 const exactly_relay_stats *st);
 
 /* One relay's figures for `exactly relay status`. */
 typedef struct exactly_relay_status {

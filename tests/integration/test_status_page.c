@@ -9,7 +9,8 @@
  * is read: per partition the stored offset, LSO and lag must equal what
  * `exactly offsets --json` prints, every worker row shows the pid the
  * supervisor logged and "up", the dead-letter total equals the rows of the
- * dead_letters table, and its reason is listed. (Before that,
+ * dead_letters table, and its reason is listed; an idle relay of the same
+ * file has its section (up, 0 pending). (Before that,
  * /status.json must show every partition at its high watermark, lag 0,
  * state running.) The scrape of /metrics at that point passes `promtool
  * check metrics`, and every metric that deploy/prometheus/
@@ -302,6 +303,16 @@ int main(void)
     cfg.pipeline_yaml = "    workers: 2\n";
     cfg.handler_options_yaml = "        fail_on_ids: ['7', '13', '42']\n";
     ledger_fixture_config(&f, &cfg);
+    /* A relay beside the pipeline, idle (its outbox stays empty): its
+     * metrics are in the scrape that deploy/'s alerts are checked on, and
+     * it has its section on the page. */
+    {
+        FILE *cf = fopen(f.config, "a");
+        TK_CHECK(cf != NULL, "cannot append to %s", f.config);
+        fprintf(cf, "relays:\n  idle:\n    topic: " TOPIC "\n"
+                    "    poll_interval_ms: 200\n");
+        TK_CHECK(fclose(cf) == 0, "cannot write %s", f.config);
+    }
     snprintf(ud, sizeof ud, "%s/chromium", f.dir);
     /* Chromium first: a machine where it cannot start skips the test. */
     snprintf(cmd, sizeof cmd,
@@ -440,6 +451,23 @@ int main(void)
             w = rend;
         }
         TK_CHECK(found, "worker pid %ld is not on the page", pids[i]);
+    }
+
+    /* The relay: its section, up, nothing pending. */
+    {
+        char *r = strstr(dom, "<section class=\"relay\" data-relay=\"idle\">"),
+             *end = r ? strstr(r, "</table>") : NULL, *up, *pending;
+        TK_CHECK(r && end, "the page has no section for relay idle");
+        r = strstr(r, "<tr class=");
+        TK_CHECK(r && r < end, "relay idle's section has no row");
+        up = cell_text(r, end, "up");
+        pending = cell_text(r, end, "num pending");
+        TK_CHECK(up && strcmp(up, "yes") == 0, "relay idle is not shown up");
+        TK_CHECK(pending && strcmp(pending, "0") == 0,
+                 "relay idle shows %s pending, not 0",
+                 pending ? pending : "(none)");
+        free(up);
+        free(pending);
     }
 
     /* Dead letters: the total and the reason. */
