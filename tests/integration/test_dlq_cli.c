@@ -22,8 +22,10 @@
  *   - discard removes a selected set; after the missing account appears, a
  *     replay by ID applies the last one;
  *   - at the end the ledger holds every offset but the undecodable one
- *     exactly once, the counters equal what was produced per ID, and the
- *     dead-letter table is empty.
+ *     exactly once, the counters equal what was produced per ID, the
+ *     dead-letter table is empty, and the outbox holds one event per
+ *     ledger row: the handler emits (host->emit) in the worker and in
+ *     replay alike.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -55,7 +57,8 @@ typedef struct ctx {
     int n_cmd;
 } ctx;
 
-/* The pipeline; fail_on_ids only when failing. */
+/* The pipeline; fail_on_ids only when failing. The handler emits one
+ * outbox event per message it applies (host->emit), replayed ones too. */
 static void write_config(ctx *c, int failing)
 {
     tk_write_file(c->cfg,
@@ -78,7 +81,9 @@ static void write_config(ctx *c, int failing)
                   "    batch: {max_messages: 8, max_wait_ms: 50}\n",
                   c->bootstraps, c->conninfo,
                   tk_env_required("EXACTLY_PLUGIN_DIR"),
-                  failing ? "      options: {fail_on_ids: ['7', '13']}\n" : "");
+                  failing ? "      options: {fail_on_ids: ['7', '13'],"
+                            " emit_topic: dlq-events}\n"
+                          : "      options: {emit_topic: dlq-events}\n");
 }
 
 /* Runs `exactly dlq ARGS... -c cfg`; exit status, output in *out. */
@@ -444,6 +449,16 @@ int main(void)
                                              " ledger_counters"),
                           N_IDS + 1, "counters");
     }
+    /* Replay runs the handler in a transaction that has the outbox: one
+     * event per applied message, none for what failed or rolled back. */
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM exactly.outbox"),
+                      N_MSGS + 1, "outbox events (one per ledger row)");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db,
+                                   "SELECT count(*) FROM ledger l LEFT JOIN "
+                                   "exactly.outbox o ON convert_from(o.key, "
+                                   "'UTF8') = l.topic || '/' || l.partition "
+                                   "|| '/' || l.\"offset\" WHERE o.id IS NULL"),
+                      0, "ledger rows without their event");
     tk_note("dlq: list, show, replay (failing, rolled back, applied), discard");
 
     PQfinish(c.db);
