@@ -17,6 +17,7 @@
 #include "plugin.h"
 #include "store_runs.h"
 #include "strbuf.h"
+#include "store.h"
 #include "txn.h"
 
 /* A replay in progress. */
@@ -27,6 +28,7 @@ typedef struct replay {
     const ops_dlq_sel *s;
     exactly_plugin *pl;
     exactly_txn txn;
+    exactly_store_sql sql; /* for the outbox insert of host->emit */
     ops_dlq_replayed *out;
     size_t *record;  /* per row: its record's index in the partition */
     /* The lookup's result. A handler that skips the lookup (the fused
@@ -497,6 +499,14 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     r.p = p;
     r.s = s;
     r.out = out;
+    /* A handler that emits does so in replay as in the worker: its events
+     * commit with what it writes. */
+    if (exactly_store_sql_init(&r.sql, conn, cfg->postgres.schema) != 0) {
+        snprintf(err, errsz, "out of memory");
+        rc = EXACTLY_ENOMEM;
+        goto cleanup;
+    }
+    r.txn.emit_sql = r.sql.emit;
     rc = open_handler(&r, err, errsz);
     if (rc != EXACTLY_OK)
         goto cleanup;
@@ -527,6 +537,7 @@ cleanup:
     free(r.colnames);
     PQclear(r.rows);
     exactly_txn_clear(&r.txn);
+    exactly_store_sql_free(&r.sql);
     exactly_plugin_free(r.pl);
     return rc;
 }
