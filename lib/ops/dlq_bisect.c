@@ -283,6 +283,6 @@ exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz)
     }
     exactly_txn_finish(&r->txn);
     if (rc == EXACTLY_ENOMEM)
-        snprintf(err, errsz, "out of memory");
+        snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "store_exec.h"
 #include "strbuf.h"
 
@@ -40,7 +41,7 @@ typedef struct filter_params {
 
 static exactly_err oom(char *err, size_t errsz)
 {
-    snprintf(err, errsz, "out of memory");
+    snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
     return EXACTLY_ENOMEM;
 }
 

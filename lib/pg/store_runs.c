@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "store_exec.h"
 #include "strbuf.h"
 
@@ -110,7 +111,7 @@ exactly_err store_runs_claim(PGconn *conn, const char *schema,
     if (!*rows || i < nt) {
         store_run_rows_free(*rows, (size_t)nt);
         *rows = NULL;
-        snprintf(err, errsz, "out of memory");
+        snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
         return EXACTLY_ENOMEM;
     }
     *n = (size_t)nt;
