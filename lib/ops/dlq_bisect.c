@@ -161,16 +161,19 @@ static exactly_err try_chunk(replay *r, const precs *pr, size_t first,
         rc = exactly_txn_send(t, TXN_HANDLER, RELEASE, 0, NULL, NULL);
         if (rc != EXACTLY_OK) {
             note_txn(w, t, rc);
+            (void)exactly_txn_sync(t); /* apply()'s, left queued */
             return rc;
         }
         rc = judge_sync(r, exactly_txn_sync(t), w);
         if (rc == EXACTLY_OK)
             return EXACTLY_OK;
-    } else if (rc == EXACTLY_EHANDLER) {
-        /* What apply() queued before it failed runs now: an error of it
-         * is part of the same failure, a lost connection is not. */
+    } else {
+        /* What apply() queued before it failed runs now (nothing may be
+         * left queued when the pipeline ends): an error of it is part of
+         * the same failure, a lost connection is not. */
         s = exactly_txn_sync(t);
-        if (s != EXACTLY_OK && PQstatus(r->conn) != CONNECTION_OK)
+        if (rc == EXACTLY_EHANDLER && s != EXACTLY_OK &&
+            PQstatus(r->conn) != CONNECTION_OK)
             return judge_sync(r, s, w);
     }
     if (rc != EXACTLY_EHANDLER)
