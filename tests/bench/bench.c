@@ -4,10 +4,16 @@
  * runs every consumer once, so a machine that slows down during the run
  * biases no side):
  *
- *   (c)  ceiling: a tight C loop running the SQL of the ideal design per
- *        batch (BEGIN, fence, fused upsert, COMMIT), prepared statements,
- *        binary int8[] parameter, the next batch sent before the previous
- *        one's answers are read; no Kafka at all;
+ *   (c)  ceiling: a tight hand-written C consumer of exactly's design
+ *        (this program run with --ceiling-consumer): librdkafka,
+ *        read_committed, from the same mock cluster and topic; batches of
+ *        up to 1,000 per partition, each one transaction (BEGIN, fence,
+ *        fused upsert, COMMIT) with prepared statements and a binary
+ *        int8[] parameter, the next batch sent before the previous one's
+ *        answers are read; offsets stored by the fence in the same
+ *        transaction, the Kafka commit after;
+ *   (c0) the same SQL loop without Kafka: the IDs computed in the bench
+ *        process, no consumer at all (information only, no target);
  *   (p)  a Python peer of the same design (tests/bench/peer.py:
  *        confluent-kafka + psycopg2, batches of 1,000, lookup = ANY, upsert
  *        over unnest, offsets in the same transaction, Kafka commit after);
@@ -264,7 +270,7 @@ static void reset_view(bench *b)
     tk_sql(b->db, "CHECKPOINT");
 }
 
-/* ---- (c) the ceiling: prepared, pipelined, no Kafka --------------------- */
+/* ---- (c0) SQL only: prepared, pipelined, no Kafka ----------------------- */
 
 static char *fused_insert(void)
 {
@@ -411,6 +417,323 @@ static void run_ceiling(bench *b, figures *f)
     free(arr);
     free(insert);
     PQfinish(c);
+}
+
+static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
+                          const sampler *smp, const struct rusage *ru);
+
+/* ---- (c) the ceiling consumer: the same design as exactly, by hand ------ */
+
+/* One partition's batch being gathered: the IDs as int8[] elements
+ * (binary array body), the offsets it spans. */
+typedef struct cpart {
+    int64_t start, end; /* [start, end): offsets in the batch */
+    int64_t next;       /* where the database says the next batch starts */
+    size_t n;
+    unsigned char *arr; /* 20-byte array header + n * 12 */
+} cpart;
+
+typedef struct ceiling_state {
+    PGconn *db;         /* the batches, in pipeline mode */
+    PGconn *ctl;        /* reads the start offsets on assignment */
+    rd_kafka_t *rk;
+    const char *topic;
+    const char *group;
+    cpart part[MAX_PARTS];
+    int n_parts;
+} ceiling_state;
+
+/* On assignment every partition starts at the offset the database holds
+ * (the fence's row, made by the parent with next_offset 0, epoch 1). */
+static void ceiling_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                              rd_kafka_topic_partition_list_t *parts,
+                              void *opaque)
+{
+    ceiling_state *cs = opaque;
+    int i;
+
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
+    for (i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        int64_t next = tk_sql_int64(cs->ctl,
+                                    "SELECT next_offset FROM exactly.offsets "
+                                    "WHERE pipeline = '%s' AND topic = '%s' AND "
+                                    "partition = %d",
+                                    cs->group, cs->topic, (int)p);
+        TK_CHECK(p >= 0 && p < MAX_PARTS, "partition %d", (int)p);
+        parts->elems[i].offset = next;
+        cs->part[p].next = next;
+        cs->part[p].n = 0;
+        if (p + 1 > cs->n_parts)
+            cs->n_parts = p + 1;
+    }
+    rd_kafka_assign(rk, parts);
+}
+
+/* The key's decimal digits as an int64 (the bench's keys are canonical). */
+static int64_t key_int64(const void *key, size_t len)
+{
+    const unsigned char *k = key;
+    int64_t v = 0;
+    size_t i;
+
+    TK_CHECK(k != NULL && len > 0 && len < 20, "ceiling consumer: bad key");
+    for (i = 0; i < len; i++) {
+        TK_CHECK(k[i] >= '0' && k[i] <= '9', "ceiling consumer: bad key");
+        v = v * 10 + (k[i] - '0');
+    }
+    return v;
+}
+
+/* Sends partition p's batch as one pipelined transaction (BEGIN, fence,
+ * fused upsert, COMMIT) without waiting for its answers. */
+static void ceiling_send(ceiling_state *cs, int p)
+{
+    cpart *cp = &cs->part[p];
+    char ps[16], start[32], end[32];
+    const char *fence[6] = {cs->group, cs->topic, ps, "1", start, end};
+    const char *ip[1] = {(const char *)cp->arr};
+    int len[1], fmt[1] = {1};
+
+    put32(cp->arr, 1);
+    put32(cp->arr + 4, 0);
+    put32(cp->arr + 8, 20); /* int8 */
+    put32(cp->arr + 12, (uint32_t)cp->n);
+    put32(cp->arr + 16, 1);
+    len[0] = (int)(20 + cp->n * 12);
+    snprintf(ps, sizeof(ps), "%d", p);
+    snprintf(start, sizeof(start), "%" PRId64, cp->start);
+    snprintf(end, sizeof(end), "%" PRId64, cp->end);
+    TK_CHECK(PQsendQueryParams(cs->db, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+                 PQsendQueryPrepared(cs->db, "fence", 6, fence, NULL, NULL, 0) &&
+                 PQsendQueryPrepared(cs->db, "upsert", 1, ip, len, fmt, 0) &&
+                 PQsendQueryParams(cs->db, "COMMIT", 0, NULL, NULL, NULL, NULL,
+                                   0) &&
+                 PQpipelineSync(cs->db),
+             "ceiling consumer: send: %s", PQerrorMessage(cs->db));
+    TK_CHECK(PQflush(cs->db) == 0, "ceiling consumer: flush");
+    cp->next = cp->end;
+    cp->n = 0;
+}
+
+/* exactly-bench --ceiling-consumer BOOTSTRAPS TOPIC GROUP CONNINFO BATCH
+ * EXIT_IDLE_MS: (c), a tight hand-written consumer of exactly's design.
+ * librdkafka (read_committed, the fetch settings exactly uses by default),
+ * messages taken up to a batch at a time with rd_kafka_consume_batch_queue,
+ * batches of up to BATCH per partition, each one transaction with the
+ * fence and the fused upsert as prepared statements and a binary int8[],
+ * pipelined (the next batch is sent before the previous one's answers are
+ * read), the Kafka commit after the database's. Prints 'elapsed S' (first
+ * message to last commit). */
+static int ceiling_consumer(char **argv)
+{
+    ceiling_state cs;
+    const char *bootstraps = argv[0];
+    int batch = atoi(argv[4]);
+    long long exit_idle = atoll(argv[5]);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *sub;
+    rd_kafka_queue_t *q;
+    rd_kafka_message_t **msgs;
+    char err[512], *insert;
+    double first = -1, last_commit = -1, last_msg = 0;
+    int in_flight = -1; /* partition of the batch in flight */
+    int64_t in_flight_end = 0;
+    PGresult *res;
+    int p;
+
+    memset(&cs, 0, sizeof(cs));
+    cs.topic = argv[1];
+    cs.group = argv[2];
+    TK_CHECK(batch > 0, "ceiling consumer: batch");
+    cs.db = tk_pg_connect(argv[3]);
+    cs.ctl = tk_pg_connect(argv[3]);
+    insert = fused_insert();
+    res = PQprepare(cs.db, "fence",
+                    "SELECT exactly.advance($1, $2, $3, $4, $5, $6)", 0, NULL);
+    TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
+             PQerrorMessage(cs.db));
+    PQclear(res);
+    res = PQprepare(cs.db, "upsert", insert, 0, NULL);
+    TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
+             PQerrorMessage(cs.db));
+    PQclear(res);
+    free(insert);
+    for (p = 0; p < MAX_PARTS; p++) {
+        cs.part[p].arr = malloc(20 + (size_t)batch * 12);
+        TK_CHECK(cs.part[p].arr != NULL, "out of memory");
+    }
+    msgs = malloc((size_t)batch * sizeof(*msgs));
+    TK_CHECK(msgs != NULL, "out of memory");
+
+#define CSET(k, v)                                                             \
+    TK_CHECK(rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK, \
+             "%s: %s", k, err)
+    CSET("bootstrap.servers", bootstraps);
+    CSET("group.id", cs.group);
+    CSET("client.id", "ceiling");
+    CSET("isolation.level", "read_committed");
+    CSET("enable.auto.commit", "false");
+    CSET("enable.auto.offset.store", "false");
+    CSET("auto.offset.reset", "earliest");
+    CSET("enable.partition.eof", "false");
+    /* As exactly sets them by default (lib/kafka/source.c). */
+    CSET("queued.min.messages", "100000");
+    CSET("queued.max.messages.kbytes", "32768");
+#undef CSET
+    rd_kafka_conf_set_rebalance_cb(conf, ceiling_rebalance);
+    rd_kafka_conf_set_opaque(conf, &cs);
+    cs.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    TK_CHECK(cs.rk != NULL, "ceiling consumer: %s", err);
+    rd_kafka_poll_set_consumer(cs.rk);
+    sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, cs.topic, RD_KAFKA_PARTITION_UA);
+    TK_CHECK(rd_kafka_subscribe(cs.rk, sub) == 0, "subscribe");
+    rd_kafka_topic_partition_list_destroy(sub);
+    q = rd_kafka_queue_get_consumer(cs.rk);
+    TK_CHECK(PQenterPipelineMode(cs.db) == 1, "pipeline mode");
+
+    for (;;) {
+        ssize_t got = rd_kafka_consume_batch_queue(q, in_flight >= 0 ? 0 : 100,
+                                                   msgs, (size_t)batch);
+        double now = now_s();
+        ssize_t i;
+        int any = 0;
+
+        for (i = 0; i < got; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            cpart *cp;
+            if (m->err || m->partition < 0 || m->partition >= cs.n_parts ||
+                m->offset < cs.part[m->partition].next) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            cp = &cs.part[m->partition];
+            if (cp->n == 0)
+                cp->start = m->offset;
+            put32(cp->arr + 20 + cp->n * 12, 8);
+            put64(cp->arr + 24 + cp->n * 12,
+                  (uint64_t)key_int64(m->key, m->key_len));
+            cp->n++;
+            cp->end = m->offset + 1;
+            rd_kafka_message_destroy(m);
+            any = 1;
+            if (first < 0)
+                first = now;
+            last_msg = now;
+            if (cp->n == (size_t)batch) {
+                /* Full: sent at once; the previous batch's answers are
+                 * read once this one is on the wire. */
+                int prev = in_flight;
+                int64_t prev_end = in_flight_end;
+                ceiling_send(&cs, m->partition);
+                in_flight = m->partition;
+                in_flight_end = cp->end;
+                if (prev >= 0) {
+                    rd_kafka_topic_partition_list_t *l;
+                    drain(cs.db, 4);
+                    l = rd_kafka_topic_partition_list_new(1);
+                    rd_kafka_topic_partition_list_add(l, cs.topic, prev)
+                        ->offset = prev_end;
+                    (void)rd_kafka_commit(cs.rk, l, 1);
+                    rd_kafka_topic_partition_list_destroy(l);
+                    last_commit = now_s();
+                }
+            }
+        }
+        /* Nothing more waiting: what is gathered goes as it is. */
+        if (got < batch) {
+            for (p = 0; p < cs.n_parts; p++) {
+                if (cs.part[p].n == 0)
+                    continue;
+                int prev = in_flight;
+                int64_t prev_end = in_flight_end;
+                ceiling_send(&cs, p);
+                in_flight = p;
+                in_flight_end = cs.part[p].end;
+                if (prev >= 0) {
+                    rd_kafka_topic_partition_list_t *l;
+                    drain(cs.db, 4);
+                    l = rd_kafka_topic_partition_list_new(1);
+                    rd_kafka_topic_partition_list_add(l, cs.topic, prev)
+                        ->offset = prev_end;
+                    (void)rd_kafka_commit(cs.rk, l, 1);
+                    rd_kafka_topic_partition_list_destroy(l);
+                    last_commit = now_s();
+                }
+            }
+        }
+        if (!any && got < batch && in_flight >= 0) {
+            /* Idle: the last batch's answers, then its Kafka commit. */
+            rd_kafka_topic_partition_list_t *l;
+            drain(cs.db, 4);
+            l = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, cs.topic, in_flight)->offset =
+                in_flight_end;
+            (void)rd_kafka_commit(cs.rk, l, 1);
+            rd_kafka_topic_partition_list_destroy(l);
+            last_commit = now_s();
+            in_flight = -1;
+        }
+        if (in_flight < 0 && first >= 0 && exit_idle > 0 &&
+            (now_s() - last_msg) * 1000 >= (double)exit_idle)
+            break;
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_consumer_close(cs.rk);
+    rd_kafka_destroy(cs.rk);
+    PQfinish(cs.db);
+    PQfinish(cs.ctl);
+    for (p = 0; p < MAX_PARTS; p++)
+        free(cs.part[p].arr);
+    free(msgs);
+    if (first >= 0)
+        printf("elapsed %.6f\n", last_commit - first);
+    fflush(stdout);
+    return 0;
+}
+
+static void run_ceiling_consumer(bench *b, const char *group, figures *f)
+{
+    char logp[700], self[600], batch[16];
+    char *argv[] = {self, "--ceiling-consumer", (char *)tk_mock_bootstraps(b->mock),
+                    TOPIC, (char *)group, b->conninfo, batch, "1500", NULL};
+    struct rusage ru;
+    sampler smp;
+    pid_t pid;
+    int st;
+    char *log, *el;
+    ssize_t n;
+
+    memset(&smp, 0, sizeof(smp));
+    memset(f, 0, sizeof(*f));
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    TK_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = '\0';
+    snprintf(batch, sizeof(batch), "%d", b->batch);
+    snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, group);
+    reset_view(b);
+    tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
+                  "next_offset, owner_epoch) SELECT '%s', '" TOPIC "', p, 0, 1 "
+                  "FROM generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
+                  "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
+           group, PARTITIONS - 1);
+    pid = tk_spawn(argv, logp);
+    st = watch(b, pid, &smp, NULL, NULL, &ru);
+    TK_CHECK(st == 0, "ceiling consumer failed (status %d), see %s", st, logp);
+    TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
+                                          "exactly.offsets WHERE pipeline = '%s'",
+                                   group),
+                      (int64_t)b->messages, "messages consumed by (c)");
+    log = tk_read_file(logp);
+    el = log ? strstr(log, "elapsed ") : NULL;
+    TK_CHECK(el != NULL, "ceiling consumer printed no elapsed time, see %s", logp);
+    spawn_figures(b, f, atof(el + 8), b->messages, &smp, &ru);
+    free(log);
+    f->fairness = -1;
 }
 
 /* ---- (b) and (b') the worker --------------------------------------------- */
@@ -928,9 +1251,10 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-enum { C_CEIL, C_PEER, C_BUILTIN, C_PLUGIN, C_BASE, N_CONSUMERS };
+enum { C_CEIL, C_SQL, C_PEER, C_BUILTIN, C_PLUGIN, C_BASE, N_CONSUMERS };
 static const char *const consumer_name[N_CONSUMERS] = {
-    "(c)  ceiling: C loop, prepared, pipelined",
+    "(c)  ceiling: C consumer, prepared, pipelined",
+    "(c0) SQL only, no Kafka (information)",
     "(p)  Python peer (confluent-kafka+psycopg2)",
     "(b)  exactly, built-in upsert",
     "(b') exactly, projection C plugin",
@@ -958,6 +1282,8 @@ int main(int argc, char **argv)
     int strict = 0, missed = 0, only_callgrind = 0;
     int i, r, k;
 
+    if (argc == 8 && !strcmp(argv[1], "--ceiling-consumer"))
+        return ceiling_consumer(argv + 2);
     memset(&b, 0, sizeof(b));
     b.messages = 200000;
     b.entities = 100000;
@@ -1038,8 +1364,12 @@ int main(int argc, char **argv)
         char group[32];
         printf("round %d\n", r + 1);
         reset_view(&b);
-        run_ceiling(&b, &fig[r][C_CEIL]);
+        snprintf(group, sizeof(group), "ceiling%d", r);
+        run_ceiling_consumer(&b, group, &fig[r][C_CEIL]);
         print_figures(consumer_name[C_CEIL], &fig[r][C_CEIL]);
+        reset_view(&b);
+        run_ceiling(&b, &fig[r][C_SQL]);
+        print_figures(consumer_name[C_SQL], &fig[r][C_SQL]);
         snprintf(group, sizeof(group), "peer%d", r);
         run_peer(&b, group, &fig[r][C_PEER]);
         print_figures(consumer_name[C_PEER], &fig[r][C_PEER]);
@@ -1077,7 +1407,7 @@ int main(int argc, char **argv)
             if (fig[r][k].rss_kib > med[k].rss_kib)
                 med[k].rss_kib = fig[r][k].rss_kib;
     }
-    printf("\nmedian of %d round(s) (RSS: the peak; the ceiling's is the "
+    printf("\nmedian of %d round(s) (RSS: the peak; (c0)'s is the "
            "whole bench process with its mock broker)\n", b.rounds);
     for (k = 0; k < n_cons; k++)
         print_figures(consumer_name[k], &med[k]);
@@ -1128,6 +1458,8 @@ int main(int argc, char **argv)
            verdict(med[C_PLUGIN].msgs_s >= 0.9 * med[C_BUILTIN].msgs_s, &missed));
     printf("pg CPU/msg built-in vs ceiling         %8.2f\n",
            med[C_BUILTIN].pg_us / med[C_CEIL].pg_us);
+    printf("b/c0  built-in vs SQL only, no Kafka   %8.2f   (information)\n",
+           med[C_BUILTIN].msgs_s / med[C_SQL].msgs_s);
     printf("pg CPU/msg built-in vs peer            %8.2f\n",
            med[C_BUILTIN].pg_us / med[C_PEER].pg_us);
     printf("client CPU/msg built-in vs peer        %8.2f\n",
