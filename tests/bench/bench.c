@@ -32,6 +32,12 @@
  *
  * Exit 0 unless something broke; --strict also exits 1 when a target is
  * missed.
+ *
+ * For looking into fairness alone: EXACTLY_BENCH_FAIR_ONLY=1 runs only the
+ * two backlogs (EXACTLY_BENCH_FAIR_MESSAGES and EXACTLY_BENCH_FAIR_SLOW
+ * size them, EXACTLY_BENCH_FAIR_WINDOW sets the window in seconds,
+ * EXACTLY_BENCH_FAIR_KAFKA adds kafka: lines to the worker's config, and
+ * EXACTLY_BENCH_VERBOSE=1 prints every partition's offset per sample).
  */
 #include <errno.h>
 #include <inttypes.h>
