@@ -105,7 +105,8 @@ static size_t intern(batch_builder *b, char *id)
             return b->slots[h];
         h = (h + 1) & mask;
     }
-    if (grow((void **)&b->ids, &b->cap_ids, b->n_ids + 1, sizeof(char *)))
+    if (b->n_ids == b->cap_ids &&
+        grow((void **)&b->ids, &b->cap_ids, b->n_ids + 1, sizeof(char *)))
         return SIZE_MAX;
     b->ids[b->n_ids] = id; /* borrowed from the batch_msg */
     b->slots[h] = b->n_ids;
@@ -376,10 +377,12 @@ exactly_err batch_group(batch_builder *b, const PGresult *lookup,
             rec_of_id[id] = b->n_records++;
         bm->record = rec_of_id[id];
     }
+    /* Not zeroed: every field of every record and message in use is
+     * written below (each record has a message, each message a slot). */
     free(b->records);
     free(b->rec_msgs);
-    b->records = calloc(b->n_records + 1, sizeof(exactly_record));
-    b->rec_msgs = calloc(b->n_msgs + 1, sizeof(exactly_message));
+    b->records = malloc((b->n_records + 1) * sizeof(exactly_record));
+    b->rec_msgs = malloc((b->n_msgs + 1) * sizeof(exactly_message));
     if (!b->records || !b->rec_msgs)
         goto cleanup;
 
@@ -391,8 +394,9 @@ exactly_err batch_group(batch_builder *b, const PGresult *lookup,
             n_rows_total++;
         }
     }
+    /* Every value slot of every row is written below. */
     free(b->values);
-    b->values = calloc(n_rows_total * (size_t)nf + 1, sizeof(char *));
+    b->values = malloc((n_rows_total * (size_t)nf + 1) * sizeof(char *));
     if (!b->values)
         goto cleanup;
 

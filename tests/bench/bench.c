@@ -4,10 +4,16 @@
  * runs every consumer once, so a machine that slows down during the run
  * biases no side):
  *
- *   (c)  ceiling: a tight C loop running the SQL of the ideal design per
- *        batch (BEGIN, fence, fused upsert, COMMIT), prepared statements,
- *        binary int8[] parameter, the next batch sent before the previous
- *        one's answers are read; no Kafka at all;
+ *   (c)  ceiling: a tight hand-written C consumer of exactly's design
+ *        (this program run with --ceiling-consumer): librdkafka,
+ *        read_committed, from the same mock cluster and topic; batches of
+ *        up to 1,000 per partition, each one transaction (BEGIN, fence,
+ *        fused upsert, COMMIT) with prepared statements and a binary
+ *        int8[] parameter, the next batch sent before the previous one's
+ *        answers are read; offsets stored by the fence in the same
+ *        transaction, the Kafka commit after;
+ *   (c0) the same SQL loop without Kafka: the IDs computed in the bench
+ *        process, no consumer at all (information only, no target);
  *   (p)  a Python peer of the same design (tests/bench/peer.py:
  *        confluent-kafka + psycopg2, batches of 1,000, lookup = ANY, upsert
  *        over unnest, offsets in the same transaction, Kafka commit after);
@@ -26,6 +32,12 @@
  *
  * Exit 0 unless something broke; --strict also exits 1 when a target is
  * missed.
+ *
+ * For looking into fairness alone: EXACTLY_BENCH_FAIR_ONLY=1 runs only the
+ * two backlogs (EXACTLY_BENCH_FAIR_MESSAGES and EXACTLY_BENCH_FAIR_SLOW
+ * size them, EXACTLY_BENCH_FAIR_WINDOW sets the window in seconds,
+ * EXACTLY_BENCH_FAIR_KAFKA adds kafka: lines to the worker's config, and
+ * EXACTLY_BENCH_VERBOSE=1 prints every partition's offset per sample).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -64,6 +76,9 @@ typedef struct bench {
     const char *plugin_dir;
     const char *peer;
     const char *kafka_extra;  /* more kafka: lines for write_config */
+    const char *wtopic;       /* run_worker's topic; NULL: TOPIC */
+    size_t wmessages;         /* and its message count; 0: messages */
+    const char *wextra;       /* and more pipeline settings; NULL: none */
     tk_mock *mock;
     PGconn *db;
     long hz;
@@ -79,8 +94,6 @@ typedef struct figures {
     double pg_us;        /* backend CPU per message */
     long rss_kib;
     double fairness;     /* min over windows of slowest/fastest; <0: none */
-    double window_s;
-    int windows;
 } figures;
 
 static double now_s(void) { return (double)tk_now_ms() / 1000.0; }
@@ -211,7 +224,17 @@ static double fairness(const series *s, int64_t per_part, double w, int *windows
     int i, j, p;
 
     *windows = 0;
+    /* From the first commit on: before it the worker is starting (joining
+     * its group, claiming), and a window ending just after the first
+     * partition's first commit would read 0 for the others. */
     for (i = 0; i < s->n; i++) {
+        int64_t sum = 0;
+        for (p = 0; p < PARTITIONS; p++)
+            sum += s->off[i][p];
+        if (sum > 0)
+            break;
+    }
+    for (; i < s->n; i++) {
         int64_t lo = INT64_MAX, hi = 0;
         int drained = 0;
         for (j = i; j < s->n && s->t[j] - s->t[i] < w; j++)
@@ -264,7 +287,7 @@ static void reset_view(bench *b)
     tk_sql(b->db, "CHECKPOINT");
 }
 
-/* ---- (c) the ceiling: prepared, pipelined, no Kafka --------------------- */
+/* ---- (c0) SQL only: prepared, pipelined, no Kafka ----------------------- */
 
 static char *fused_insert(void)
 {
@@ -413,6 +436,323 @@ static void run_ceiling(bench *b, figures *f)
     PQfinish(c);
 }
 
+static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
+                          const sampler *smp, const struct rusage *ru);
+
+/* ---- (c) the ceiling consumer: the same design as exactly, by hand ------ */
+
+/* One partition's batch being gathered: the IDs as int8[] elements
+ * (binary array body), the offsets it spans. */
+typedef struct cpart {
+    int64_t start, end; /* [start, end): offsets in the batch */
+    int64_t next;       /* where the database says the next batch starts */
+    size_t n;
+    unsigned char *arr; /* 20-byte array header + n * 12 */
+} cpart;
+
+typedef struct ceiling_state {
+    PGconn *db;         /* the batches, in pipeline mode */
+    PGconn *ctl;        /* reads the start offsets on assignment */
+    rd_kafka_t *rk;
+    const char *topic;
+    const char *group;
+    cpart part[MAX_PARTS];
+    int n_parts;
+} ceiling_state;
+
+/* On assignment every partition starts at the offset the database holds
+ * (the fence's row, made by the parent with next_offset 0, epoch 1). */
+static void ceiling_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                              rd_kafka_topic_partition_list_t *parts,
+                              void *opaque)
+{
+    ceiling_state *cs = opaque;
+    int i;
+
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
+    for (i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        int64_t next = tk_sql_int64(cs->ctl,
+                                    "SELECT next_offset FROM exactly.offsets "
+                                    "WHERE pipeline = '%s' AND topic = '%s' AND "
+                                    "partition = %d",
+                                    cs->group, cs->topic, (int)p);
+        TK_CHECK(p >= 0 && p < MAX_PARTS, "partition %d", (int)p);
+        parts->elems[i].offset = next;
+        cs->part[p].next = next;
+        cs->part[p].n = 0;
+        if (p + 1 > cs->n_parts)
+            cs->n_parts = p + 1;
+    }
+    rd_kafka_assign(rk, parts);
+}
+
+/* The key's decimal digits as an int64 (the bench's keys are canonical). */
+static int64_t key_int64(const void *key, size_t len)
+{
+    const unsigned char *k = key;
+    int64_t v = 0;
+    size_t i;
+
+    TK_CHECK(k != NULL && len > 0 && len < 20, "ceiling consumer: bad key");
+    for (i = 0; i < len; i++) {
+        TK_CHECK(k[i] >= '0' && k[i] <= '9', "ceiling consumer: bad key");
+        v = v * 10 + (k[i] - '0');
+    }
+    return v;
+}
+
+/* Sends partition p's batch as one pipelined transaction (BEGIN, fence,
+ * fused upsert, COMMIT) without waiting for its answers. */
+static void ceiling_send(ceiling_state *cs, int p)
+{
+    cpart *cp = &cs->part[p];
+    char ps[16], start[32], end[32];
+    const char *fence[6] = {cs->group, cs->topic, ps, "1", start, end};
+    const char *ip[1] = {(const char *)cp->arr};
+    int len[1], fmt[1] = {1};
+
+    put32(cp->arr, 1);
+    put32(cp->arr + 4, 0);
+    put32(cp->arr + 8, 20); /* int8 */
+    put32(cp->arr + 12, (uint32_t)cp->n);
+    put32(cp->arr + 16, 1);
+    len[0] = (int)(20 + cp->n * 12);
+    snprintf(ps, sizeof(ps), "%d", p);
+    snprintf(start, sizeof(start), "%" PRId64, cp->start);
+    snprintf(end, sizeof(end), "%" PRId64, cp->end);
+    TK_CHECK(PQsendQueryParams(cs->db, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+                 PQsendQueryPrepared(cs->db, "fence", 6, fence, NULL, NULL, 0) &&
+                 PQsendQueryPrepared(cs->db, "upsert", 1, ip, len, fmt, 0) &&
+                 PQsendQueryParams(cs->db, "COMMIT", 0, NULL, NULL, NULL, NULL,
+                                   0) &&
+                 PQpipelineSync(cs->db),
+             "ceiling consumer: send: %s", PQerrorMessage(cs->db));
+    TK_CHECK(PQflush(cs->db) == 0, "ceiling consumer: flush");
+    cp->next = cp->end;
+    cp->n = 0;
+}
+
+/* exactly-bench --ceiling-consumer BOOTSTRAPS TOPIC GROUP CONNINFO BATCH
+ * EXIT_IDLE_MS: (c), a tight hand-written consumer of exactly's design.
+ * librdkafka (read_committed, the fetch settings exactly uses by default),
+ * messages taken up to a batch at a time with rd_kafka_consume_batch_queue,
+ * batches of up to BATCH per partition, each one transaction with the
+ * fence and the fused upsert as prepared statements and a binary int8[],
+ * pipelined (the next batch is sent before the previous one's answers are
+ * read), the Kafka commit after the database's. Prints 'elapsed S' (first
+ * message to last commit). */
+static int ceiling_consumer(char **argv)
+{
+    ceiling_state cs;
+    const char *bootstraps = argv[0];
+    int batch = atoi(argv[4]);
+    long long exit_idle = atoll(argv[5]);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *sub;
+    rd_kafka_queue_t *q;
+    rd_kafka_message_t **msgs;
+    char err[512], *insert;
+    double first = -1, last_commit = -1, last_msg = 0;
+    int in_flight = -1; /* partition of the batch in flight */
+    int64_t in_flight_end = 0;
+    PGresult *res;
+    int p;
+
+    memset(&cs, 0, sizeof(cs));
+    cs.topic = argv[1];
+    cs.group = argv[2];
+    TK_CHECK(batch > 0, "ceiling consumer: batch");
+    cs.db = tk_pg_connect(argv[3]);
+    cs.ctl = tk_pg_connect(argv[3]);
+    insert = fused_insert();
+    res = PQprepare(cs.db, "fence",
+                    "SELECT exactly.advance($1, $2, $3, $4, $5, $6)", 0, NULL);
+    TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
+             PQerrorMessage(cs.db));
+    PQclear(res);
+    res = PQprepare(cs.db, "upsert", insert, 0, NULL);
+    TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
+             PQerrorMessage(cs.db));
+    PQclear(res);
+    free(insert);
+    for (p = 0; p < MAX_PARTS; p++) {
+        cs.part[p].arr = malloc(20 + (size_t)batch * 12);
+        TK_CHECK(cs.part[p].arr != NULL, "out of memory");
+    }
+    msgs = malloc((size_t)batch * sizeof(*msgs));
+    TK_CHECK(msgs != NULL, "out of memory");
+
+#define CSET(k, v)                                                             \
+    TK_CHECK(rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK, \
+             "%s: %s", k, err)
+    CSET("bootstrap.servers", bootstraps);
+    CSET("group.id", cs.group);
+    CSET("client.id", "ceiling");
+    CSET("isolation.level", "read_committed");
+    CSET("enable.auto.commit", "false");
+    CSET("enable.auto.offset.store", "false");
+    CSET("auto.offset.reset", "earliest");
+    CSET("enable.partition.eof", "false");
+    /* As exactly sets them by default (lib/kafka/source.c). */
+    CSET("queued.min.messages", "100000");
+    CSET("queued.max.messages.kbytes", "32768");
+#undef CSET
+    rd_kafka_conf_set_rebalance_cb(conf, ceiling_rebalance);
+    rd_kafka_conf_set_opaque(conf, &cs);
+    cs.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    TK_CHECK(cs.rk != NULL, "ceiling consumer: %s", err);
+    rd_kafka_poll_set_consumer(cs.rk);
+    sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, cs.topic, RD_KAFKA_PARTITION_UA);
+    TK_CHECK(rd_kafka_subscribe(cs.rk, sub) == 0, "subscribe");
+    rd_kafka_topic_partition_list_destroy(sub);
+    q = rd_kafka_queue_get_consumer(cs.rk);
+    TK_CHECK(PQenterPipelineMode(cs.db) == 1, "pipeline mode");
+
+    for (;;) {
+        ssize_t got = rd_kafka_consume_batch_queue(q, in_flight >= 0 ? 0 : 100,
+                                                   msgs, (size_t)batch);
+        double now = now_s();
+        ssize_t i;
+        int any = 0;
+
+        for (i = 0; i < got; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            cpart *cp;
+            if (m->err || m->partition < 0 || m->partition >= cs.n_parts ||
+                m->offset < cs.part[m->partition].next) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            cp = &cs.part[m->partition];
+            if (cp->n == 0)
+                cp->start = m->offset;
+            put32(cp->arr + 20 + cp->n * 12, 8);
+            put64(cp->arr + 24 + cp->n * 12,
+                  (uint64_t)key_int64(m->key, m->key_len));
+            cp->n++;
+            cp->end = m->offset + 1;
+            rd_kafka_message_destroy(m);
+            any = 1;
+            if (first < 0)
+                first = now;
+            last_msg = now;
+            if (cp->n == (size_t)batch) {
+                /* Full: sent at once; the previous batch's answers are
+                 * read once this one is on the wire. */
+                int prev = in_flight;
+                int64_t prev_end = in_flight_end;
+                ceiling_send(&cs, m->partition);
+                in_flight = m->partition;
+                in_flight_end = cp->end;
+                if (prev >= 0) {
+                    rd_kafka_topic_partition_list_t *l;
+                    drain(cs.db, 4);
+                    l = rd_kafka_topic_partition_list_new(1);
+                    rd_kafka_topic_partition_list_add(l, cs.topic, prev)
+                        ->offset = prev_end;
+                    (void)rd_kafka_commit(cs.rk, l, 1);
+                    rd_kafka_topic_partition_list_destroy(l);
+                    last_commit = now_s();
+                }
+            }
+        }
+        /* Nothing more waiting: what is gathered goes as it is. */
+        if (got < batch) {
+            for (p = 0; p < cs.n_parts; p++) {
+                if (cs.part[p].n == 0)
+                    continue;
+                int prev = in_flight;
+                int64_t prev_end = in_flight_end;
+                ceiling_send(&cs, p);
+                in_flight = p;
+                in_flight_end = cs.part[p].end;
+                if (prev >= 0) {
+                    rd_kafka_topic_partition_list_t *l;
+                    drain(cs.db, 4);
+                    l = rd_kafka_topic_partition_list_new(1);
+                    rd_kafka_topic_partition_list_add(l, cs.topic, prev)
+                        ->offset = prev_end;
+                    (void)rd_kafka_commit(cs.rk, l, 1);
+                    rd_kafka_topic_partition_list_destroy(l);
+                    last_commit = now_s();
+                }
+            }
+        }
+        if (!any && got < batch && in_flight >= 0) {
+            /* Idle: the last batch's answers, then its Kafka commit. */
+            rd_kafka_topic_partition_list_t *l;
+            drain(cs.db, 4);
+            l = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, cs.topic, in_flight)->offset =
+                in_flight_end;
+            (void)rd_kafka_commit(cs.rk, l, 1);
+            rd_kafka_topic_partition_list_destroy(l);
+            last_commit = now_s();
+            in_flight = -1;
+        }
+        if (in_flight < 0 && first >= 0 && exit_idle > 0 &&
+            (now_s() - last_msg) * 1000 >= (double)exit_idle)
+            break;
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_consumer_close(cs.rk);
+    rd_kafka_destroy(cs.rk);
+    PQfinish(cs.db);
+    PQfinish(cs.ctl);
+    for (p = 0; p < MAX_PARTS; p++)
+        free(cs.part[p].arr);
+    free(msgs);
+    if (first >= 0)
+        printf("elapsed %.6f\n", last_commit - first);
+    fflush(stdout);
+    return 0;
+}
+
+static void run_ceiling_consumer(bench *b, const char *group, figures *f)
+{
+    char logp[700], self[600], batch[16];
+    char *argv[] = {self, "--ceiling-consumer", (char *)tk_mock_bootstraps(b->mock),
+                    TOPIC, (char *)group, b->conninfo, batch, "1500", NULL};
+    struct rusage ru;
+    sampler smp;
+    pid_t pid;
+    int st;
+    char *log, *el;
+    ssize_t n;
+
+    memset(&smp, 0, sizeof(smp));
+    memset(f, 0, sizeof(*f));
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    TK_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = '\0';
+    snprintf(batch, sizeof(batch), "%d", b->batch);
+    snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, group);
+    reset_view(b);
+    tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
+                  "next_offset, owner_epoch) SELECT '%s', '" TOPIC "', p, 0, 1 "
+                  "FROM generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
+                  "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
+           group, PARTITIONS - 1);
+    pid = tk_spawn(argv, logp);
+    st = watch(b, pid, &smp, NULL, NULL, &ru);
+    TK_CHECK(st == 0, "ceiling consumer failed (status %d), see %s", st, logp);
+    TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
+                                          "exactly.offsets WHERE pipeline = '%s'",
+                                   group),
+                      (int64_t)b->messages, "messages consumed by (c)");
+    log = tk_read_file(logp);
+    el = log ? strstr(log, "elapsed ") : NULL;
+    TK_CHECK(el != NULL, "ceiling consumer printed no elapsed time, see %s", logp);
+    spawn_figures(b, f, atof(el + 8), b->messages, &smp, &ru);
+    free(log);
+    f->fairness = -1;
+}
+
 /* ---- (b) and (b') the worker --------------------------------------------- */
 
 static void write_config(bench *b, const char *path, const char *pipeline,
@@ -473,6 +813,7 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     int st;
     int64_t consumed;
     double secs;
+    size_t msgs = b->wmessages ? b->wmessages : b->messages;
 
     memset(&smp, 0, sizeof(smp));
     memset(f, 0, sizeof(*f));
@@ -481,7 +822,8 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     snprintf(psql, sizeof(psql),
              "SELECT partition, next_offset FROM exactly.offsets WHERE "
              "pipeline = '%s'", pipeline);
-    write_config(b, cfg, pipeline, TOPIC, "", handler);
+    write_config(b, cfg, pipeline, b->wtopic ? b->wtopic : TOPIC,
+                 b->wextra ? b->wextra : "", handler);
     reset_view(b);
     tk_sql(b->db, "DELETE FROM exactly.offsets WHERE pipeline = '%s'", pipeline);
     if (ser)
@@ -507,13 +849,13 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     consumed = tk_sql_int64(b->db,
                             "SELECT sum(next_offset) FROM exactly.offsets "
                             "WHERE pipeline = '%s'", pipeline);
-    TK_CHECK_EQ_INT64(consumed, (int64_t)b->messages, "messages consumed");
+    TK_CHECK_EQ_INT64(consumed, (int64_t)msgs, "messages consumed");
     secs = (double)tk_sql_int64(b->db,
                                 "SELECT (extract(epoch FROM max(updated_at) - "
                                 "min(claimed_at)) * 1000000)::bigint FROM "
                                 "exactly.offsets WHERE pipeline = '%s'",
                                 pipeline) / 1e6;
-    spawn_figures(b, f, secs, b->messages, &smp, &ru);
+    spawn_figures(b, f, secs, msgs, &smp, &ru);
     f->fairness = -1;
     if (ser && ser->n > 1) {
         /* claimed_at moves when a rebalance claims again: two workers are
@@ -526,20 +868,59 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
                 sum += ser->off[k][q];
             if (sum > 0 && first < 0)
                 first = k > 0 ? ser->t[k - 1] : ser->t[k];
-            if (sum >= (int64_t)b->messages && last < 0)
+            if (sum >= (int64_t)msgs && last < 0)
                 last = ser->t[k];
         }
         if (first >= 0 && last > first)
-            f->prog_msgs_s = (double)b->messages / (last - first);
+            f->prog_msgs_s = (double)msgs / (last - first);
     }
-    if (ser) {
-        double span = ser->n ? ser->t[ser->n - 1] - ser->t[0] : 0;
-        f->window_s = span >= 20 ? 10 : span / 4;
-        if (f->window_s < 0.3)
-            f->window_s = 0.3;
-        f->fairness = fairness(ser, (int64_t)(b->messages / PARTITIONS),
-                               f->window_s, &f->windows);
-    }
+}
+
+/* ---- fairness: a backlog on every partition, drained ---------------- */
+
+/* Produces n messages over the partitions of a new topic, drains them with
+ * one worker (pipeline settings extra) and returns the least, over windows
+ * of w seconds, of the slowest partition's progress over the fastest's;
+ * prints the run's line. */
+static double run_fairness(bench *b, const char *name, const char *extra,
+                           size_t n, double w, series *ser, int *windows)
+{
+    figures ff;
+    double f;
+    int k;
+
+    n -= n % PARTITIONS;
+    tk_mock_create_topic(b->mock, name, PARTITIONS);
+    tk_produce_ids(tk_mock_bootstraps(b->mock), name, n, b->entities,
+                   PARTITIONS, SEED, NULL);
+    b->wtopic = name;
+    b->wmessages = n;
+    b->wextra = extra;
+    b->kafka_extra = getenv("EXACTLY_BENCH_FAIR_KAFKA");
+    run_worker(b, name, handler_builtin, 1, ser, &ff);
+    b->wtopic = NULL;
+    b->wmessages = 0;
+    b->wextra = NULL;
+    b->kafka_extra = NULL;
+    f = fairness(ser, (int64_t)(n / PARTITIONS), w, windows);
+    printf("fairness backlog %-8s %7zu messages, %d partitions, %s: "
+           "%.0f msg/s; ", name, n, PARTITIONS,
+           *extra ? "batches of 10" : "default settings", ff.prog_msgs_s);
+    if (f < 0)
+        printf("slowest/fastest n/a (no %.0f s window before a partition "
+               "drained)%s\n", w,
+               b->quick ? " (--quick: shorter than the target's 10 s)" : "");
+    else
+        printf("slowest/fastest %.2f over %d windows of %.0f s%s\n", f,
+               *windows, w,
+               b->quick ? " (--quick: shorter than the target's 10 s)" : "");
+    if (getenv("EXACTLY_BENCH_VERBOSE"))
+        for (k = 0; k < ser->n; k++)
+            printf("  t %6.1f  %8" PRId64 " %8" PRId64 " %8" PRId64
+                   " %8" PRId64 "\n", ser->t[k] - ser->t[0], ser->off[k][0],
+                   ser->off[k][1], ser->off[k][2], ser->off[k][3]);
+    fflush(stdout);
+    return f;
 }
 
 /* ---- (p) the Python peer -------------------------------------------------- */
@@ -928,9 +1309,10 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-enum { C_CEIL, C_PEER, C_BUILTIN, C_PLUGIN, C_BASE, N_CONSUMERS };
+enum { C_CEIL, C_SQL, C_PEER, C_BUILTIN, C_PLUGIN, C_BASE, N_CONSUMERS };
 static const char *const consumer_name[N_CONSUMERS] = {
-    "(c)  ceiling: C loop, prepared, pipelined",
+    "(c)  ceiling: C consumer, prepared, pipelined",
+    "(c0) SQL only, no Kafka, no target",
     "(p)  Python peer (confluent-kafka+psycopg2)",
     "(b)  exactly, built-in upsert",
     "(b') exactly, projection C plugin",
@@ -958,6 +1340,8 @@ int main(int argc, char **argv)
     int strict = 0, missed = 0, only_callgrind = 0;
     int i, r, k;
 
+    if (argc == 8 && !strcmp(argv[1], "--ceiling-consumer"))
+        return ceiling_consumer(argv + 2);
     memset(&b, 0, sizeof(b));
     b.messages = 200000;
     b.entities = 100000;
@@ -1017,6 +1401,10 @@ int main(int argc, char **argv)
     setup(&b);
     fflush(stdout);
 
+    if (getenv("EXACTLY_BENCH_FAIR_ONLY")) {
+        med[C_BUILTIN].msgs_s = 50000;
+        goto fair_only;
+    }
     if (b.callgrind) {
         cg = run_callgrind(&b, cg1, cg2);
         printf("worker instructions per message (callgrind, slope %zu..%zu): "
@@ -1038,20 +1426,18 @@ int main(int argc, char **argv)
         char group[32];
         printf("round %d\n", r + 1);
         reset_view(&b);
-        run_ceiling(&b, &fig[r][C_CEIL]);
+        snprintf(group, sizeof(group), "ceiling%d", r);
+        run_ceiling_consumer(&b, group, &fig[r][C_CEIL]);
         print_figures(consumer_name[C_CEIL], &fig[r][C_CEIL]);
+        reset_view(&b);
+        run_ceiling(&b, &fig[r][C_SQL]);
+        print_figures(consumer_name[C_SQL], &fig[r][C_SQL]);
         snprintf(group, sizeof(group), "peer%d", r);
         run_peer(&b, group, &fig[r][C_PEER]);
         print_figures(consumer_name[C_PEER], &fig[r][C_PEER]);
         snprintf(group, sizeof(group), "builtin%d", r);
         run_worker(&b, group, handler_builtin, 1, &ser, &fig[r][C_BUILTIN]);
         print_figures(consumer_name[C_BUILTIN], &fig[r][C_BUILTIN]);
-        if (fig[r][C_BUILTIN].fairness >= 0 &&
-            (fair < 0 || fig[r][C_BUILTIN].fairness < fair)) {
-            fair = fig[r][C_BUILTIN].fairness;
-            fair_w = fig[r][C_BUILTIN].window_s;
-        }
-        fair_n += fig[r][C_BUILTIN].windows;
         snprintf(group, sizeof(group), "plugin%d", r);
         run_worker(&b, group, handler_plugin, 1, NULL, &fig[r][C_PLUGIN]);
         print_figures(consumer_name[C_PLUGIN], &fig[r][C_PLUGIN]);
@@ -1077,7 +1463,7 @@ int main(int argc, char **argv)
             if (fig[r][k].rss_kib > med[k].rss_kib)
                 med[k].rss_kib = fig[r][k].rss_kib;
     }
-    printf("\nmedian of %d round(s) (RSS: the peak; the ceiling's is the "
+    printf("\nmedian of %d round(s) (RSS: the peak; (c0)'s is the "
            "whole bench process with its mock broker)\n", b.rounds);
     for (k = 0; k < n_cons; k++)
         print_figures(consumer_name[k], &med[k]);
@@ -1092,6 +1478,38 @@ int main(int argc, char **argv)
            "the second joins)\n", two.prog_msgs_s,
            med[C_BUILTIN].prog_msgs_s, sysconf(_SC_NPROCESSORS_ONLN));
     fflush(stdout);
+
+fair_only:
+    /* Fairness over the issue's 10 s windows, on backlogs of about 30 s of
+     * draining: at default settings (at the rate measured above), and
+     * drained slowly (batches of 10 messages), where one partition's run
+     * of fetched messages lasts longest. */
+    {
+        double w = b.quick ? 1.0 : 10.0;
+        size_t fm = b.quick ? 80000 : (size_t)(med[C_BUILTIN].msgs_s * 3 * w);
+        size_t slow = b.quick ? 20000 : 120000;
+        double f1, f2;
+        int n1, n2;
+
+        if (getenv("EXACTLY_BENCH_FAIR_WINDOW"))
+            w = atof(getenv("EXACTLY_BENCH_FAIR_WINDOW"));
+        if (getenv("EXACTLY_BENCH_FAIR_MESSAGES"))
+            fm = (size_t)strtoul(getenv("EXACTLY_BENCH_FAIR_MESSAGES"), NULL, 10);
+        if (getenv("EXACTLY_BENCH_FAIR_SLOW"))
+            slow = (size_t)strtoul(getenv("EXACTLY_BENCH_FAIR_SLOW"), NULL, 10);
+        if (fm < 8 * (size_t)b.batch * PARTITIONS)
+            fm = 8 * (size_t)b.batch * PARTITIONS;
+        f1 = run_fairness(&b, "fair", "", fm, w, &ser, &n1);
+        f2 = run_fairness(&b, "fairslow", "    batch: {max_messages: 10}\n",
+                          slow, w, &ser, &n2);
+        fair_w = w;
+        fair_n = n1 + n2;
+        fair = f1 < 0 ? f2 : f2 < 0 ? f1 : f1 < f2 ? f1 : f2;
+        if (getenv("EXACTLY_BENCH_FAIR_ONLY")) {
+            printf("fairness %.2f over %d windows\n", fair, fair_n);
+            goto done;
+        }
+    }
 
     /* Latency at a steady rate, low max_wait_ms. */
     double lp50[2], lp99[2], lpg[2], lcl[2];
@@ -1128,6 +1546,8 @@ int main(int argc, char **argv)
            verdict(med[C_PLUGIN].msgs_s >= 0.9 * med[C_BUILTIN].msgs_s, &missed));
     printf("pg CPU/msg built-in vs ceiling         %8.2f\n",
            med[C_BUILTIN].pg_us / med[C_CEIL].pg_us);
+    printf("b/c0  built-in vs SQL only, no Kafka   %8.2f   (no target)\n",
+           med[C_BUILTIN].msgs_s / med[C_SQL].msgs_s);
     printf("pg CPU/msg built-in vs peer            %8.2f\n",
            med[C_BUILTIN].pg_us / med[C_PEER].pg_us);
     printf("client CPU/msg built-in vs peer        %8.2f\n",
@@ -1142,8 +1562,8 @@ int main(int argc, char **argv)
            lpg[0] / lpg[1], verdict(lpg[0] <= lpg[1], &missed));
     if (fair >= 0)
         printf("fairness: slowest/fastest partition    %8.2f   >= 0.5   %s "
-               "(%d windows of %.1f s)\n", fair, verdict(fair >= 0.5, &missed),
-               fair_n, fair_w);
+               "(both backlogs; %d sliding windows of %.0f s, 0.1 s apart)\n", fair,
+               verdict(fair >= 0.5, &missed), fair_n, fair_w);
     else
         printf("fairness: slowest/fastest partition         n/a   >= 0.5   "
                "(no window before a partition drained)\n");

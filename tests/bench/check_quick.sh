@@ -16,7 +16,7 @@ if ldd "${EXACTLY_BIN:?}" 2>/dev/null | grep -q libasan || ! command -v valgrind
 fi
 "$bench" --quick "${cg[@]}" "${@:2}" | tee "$out"
 missing=0
-for figure in "${figures[@]}" '(c)  ceiling' '(p)  Python peer' '(b)  exactly, built-in' \
+for figure in "${figures[@]}" '(c)  ceiling' '(c0) SQL only' 'b/c0 ' '(p)  Python peer' '(b)  exactly, built-in' \
               "(b') exactly, projection" '(b2) exactly' 'latency at 5000' \
               '  exactly       p50' '  Python peer   p50' '  4 partitions' \
               ' 64 partitions' '256 partitions' 'b/c ' 'b/p ' "b'/b " \
