@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics_render.h"
 #include "strbuf.h"
 
 /* How often the status reader asks PostgreSQL, and how long one round may

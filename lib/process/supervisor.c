@@ -17,7 +17,7 @@
 #include "http.h"
 #include "log.h"
 #include "util/host_id.h"
-#include "metrics.h"
+#include "util/metrics.h"
 #include "plugin.h"
 #include "producer.h"
 #include "relay.h"
