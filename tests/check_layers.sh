@@ -24,12 +24,11 @@ rules=(
   "ops: process"
 )
 
-# The folder of lib/ that holds header $1 ("" when none does).
-folder_of() {
-  local h
-  h=$(cd "$lib" && ls -- */"$1" 2>/dev/null | head -n 1)
-  echo "${h%%/*}"
-}
+# The folder of lib/ that holds each header, looked up once.
+declare -A folder
+while IFS= read -r h; do
+  [ -n "${folder[${h#*/}]:-}" ] || folder[${h#*/}]=${h%%/*}
+done < <(cd "$lib" && ls -- */*.h)
 
 bad=0
 for rule in "${rules[@]}"; do
@@ -39,14 +38,15 @@ for rule in "${rules[@]}"; do
     file=${hit%%:*}
     rest=${hit#*:}
     line=${rest%%:*}
-    inc=$(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' <<<"${rest#*:}")
-    [ -n "$inc" ] || continue
+    re='^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]*)"'
+    [[ ${rest#*:} =~ $re ]] || continue
+    inc=${BASH_REMATCH[1]}
     if [[ $inc == */* ]]; then
       to=${inc%%/*}
     elif [ -e "$lib/$from/$inc" ]; then
       to=$from
     else
-      to=$(folder_of "$inc")
+      to=${folder[$inc]:-}
     fi
     if [[ -n $to && $forbidden == *" $to "* ]]; then
       echo "FAIL: $file:$line: lib/$from includes \"$inc\" of lib/$to (a layer above it)"
