@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "http_internal.h"
+#include "pg/pg_conn.h"
 #include "strbuf.h"
 
 long long http_mono_ms(void)
@@ -327,8 +328,7 @@ void *http_reader_main(void *arg)
         pthread_mutex_unlock(&h->mu);
         if (!conn)
             conn = reader_connect(h, deadline, err, sizeof(err));
-        if (conn && !(schema_q = PQescapeIdentifier(conn, h->schema,
-                                                    strlen(h->schema)))) {
+        if (conn && !(schema_q = exactly_pg_ident(conn, h->schema))) {
             snprintf(err, sizeof(err), "%s", PQerrorMessage(conn));
         }
         ok = conn && schema_q;
