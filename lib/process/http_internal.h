@@ -64,12 +64,16 @@ struct exactly_http {
     size_t n_rates;
 };
 
+/* The monotonic clock, in ms. */
 long long http_mono_ms(void);
 
+/* ms since the epoch as ISO 8601 UTC with milliseconds. */
 void http_iso_time(long long ms, char *buf, size_t size);
 
+/* The wall clock, in ms since the epoch. */
 long long http_wall_ms(void);
 
+/* The status reader thread (arg: the exactly_http), until h->stop. */
 void *http_reader_main(void *arg);
 
 /* Everything the page shows (the caller decrefs). */

@@ -50,7 +50,7 @@ static void label_value(strbuf *sb, const char *v)
  * worker is up and has it assigned, and no other such slot of the same
  * pipeline holds it with a newer epoch (an equal epoch: the lower slot). */
 int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
-                    const metrics_partition *pp)
+                     const metrics_partition *pp)
 {
     int64_t epoch = lds(&pp->epoch);
     size_t k, j;

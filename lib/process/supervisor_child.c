@@ -133,7 +133,7 @@ static uint64_t progress_mark(const slot *s)
 }
 
 void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
-                  size_t n_fds)
+               size_t n_fds)
 {
     pid_t parent = getpid();
     pid_t pid;

@@ -41,6 +41,7 @@ typedef struct slot {
     int crash_loop;
 } slot;
 
+/* The monotonic clock, in ms. */
 long long sup_now_ms(void);
 
 /* Everything a worker would refuse, refused here before any fork. */
@@ -63,11 +64,12 @@ int sup_default_lock_dir(char *out, size_t size);
  * (logged). */
 int sup_take_lock(const char *dir, const cfg_pipeline *p, int *fd_out);
 
-/* Forks the worker (or relay) of slot s. fds are the supervisor's own descriptors
- * (lock files, the metrics socket): the child closes them at once, so that
- * a worker never holds the lock or the port of its supervisor. */
+/* Forks the worker (or relay) of slot s. fds are the supervisor's own
+ * descriptors (lock files, the metrics socket): the child closes them at
+ * once, so that a worker never holds the lock or the port of its
+ * supervisor. */
 void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
-                  size_t n_fds);
+               size_t n_fds);
 
 /* Records how a worker (or relay) ended; returns 2 when it refused to
  * start, EXACTLY_EXIT_HANDLER_STOP when its handler stopped it (neither is
@@ -78,8 +80,10 @@ int sup_reaped(slot *s, int status);
  * loop. */
 int sup_pipeline_lost(const slot *slots, size_t n);
 
+/* Sends sig to every running child. */
 void sup_signal_all(slot *slots, size_t n, int sig);
 
+/* The number of children running. */
 size_t sup_running(const slot *slots, size_t n);
 
 /*

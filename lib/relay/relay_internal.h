@@ -68,13 +68,17 @@ typedef struct relay {
     long long backlog_at;   /* when the backlog was last read */
 } relay;
 
+/* The monotonic clock, in ms. */
 long long relay_now_ms(void);
 
+/* Sleeps ms, signals notwithstanding. */
 void relay_sleep_ms(int ms);
 
 /* Runs inside rd_kafka_poll() on the relay's thread. */
 void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 
+/* Ends the session (its advisory lock goes with it); the next cycle
+ * connects again. */
 void relay_drop_conn(relay *rl);
 
 /* Connects and takes the outbox's advisory lock. Returns 0 when this relay
@@ -85,6 +89,7 @@ int relay_ensure_conn(relay *rl);
 /* Produces row i of res. The row's state says what became of it. */
 void relay_produce_row(relay *rl, const PGresult *res, int i);
 
+/* Whether err says another producer took this transactional.id. */
 int relay_is_fenced(rd_kafka_resp_err_t err);
 
 /* Logs a failed transactional call and frees e. Returns -2 when the
@@ -116,13 +121,14 @@ int relay_txn_prepare(relay *rl);
  * in one transaction. Returns 0, or -1 (the rows stay pending: sent again,
  * same event-id). */
 int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
-                          int first);
+                         int first);
 
 /* Reads the outbox's backlog into the metrics slot, at most every
  * METRICS_RELAY_BACKLOG_MS; a failed read leaves it unknown (not shown)
  * until the next one. */
 void relay_read_backlog(relay *rl);
 
+/* Deletes published rows past the relay's retention (cleanup: mark). */
 void relay_expire(relay *rl);
 
 #endif

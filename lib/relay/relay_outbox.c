@@ -205,7 +205,7 @@ static void collect_outcome(const relay *rl, strbuf *done, strbuf *dids,
 }
 
 int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
-                          int first)
+                         int first)
 {
     strbuf done = {0}, dids = {0}, dreasons = {0};
     exactly_txn t;
