@@ -52,7 +52,7 @@ for rule in "${rules[@]}"; do
       echo "FAIL: $file:$line: lib/$from includes \"$inc\" of lib/$to (a layer above it)"
       bad=1
     fi
-  done < <(cd "$lib/.." && grep -n '#[[:space:]]*include[[:space:]]*"' lib/"$from"/*.[ch] || true)
+  done < <(cd "$lib/.." && grep -sn '#[[:space:]]*include[[:space:]]*"' lib/"$from"/*.[ch] || true)
 done
 [ "$bad" = 0 ] && echo "OK: no layer of lib/ includes a layer above it"
 exit "$bad"
