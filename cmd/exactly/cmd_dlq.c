@@ -327,32 +327,31 @@ static int do_replay(PGconn *conn, const exactly_config *cfg,
 /* What replay does, for --help (and the README says the same). */
 static const char replay_help[] =
             "  replay   applies the selected dead letters again with the\n"
-            "           pipeline's current configuration and handler (not the\n"
-            "           one that failed them): per partition, one record per\n"
-            "           entity ID, its messages in offset order, rows from the\n"
-            "           pipeline's lookup, then the handler's apply(), in\n"
-            "           batches of at most batch.max_messages messages.\n"
-            "           Everything runs in ONE transaction that also deletes\n"
-            "           what was applied: if apply() returns an error or the\n"
-            "           handler's SQL fails, the whole replay is rolled back\n"
-            "           (nothing applied, every selected dead letter unchanged;\n"
-            "           there is no bisect: narrow it with --id or --entity and\n"
-            "           run it again). Left in place, listed, and the replay\n"
-            "           still commits: dead letters without an entity ID\n"
-            "           (undecodable), those whose lookup still finds no row\n"
-            "           (unless lookup.on_missing is handler), and records the\n"
-            "           handler fails again with fail_record (their attempts\n"
-            "           and reason are updated). No dedup filter, no stored\n"
-            "           offset moves, nothing is read from Kafka: each message\n"
-            "           is what the dead letter kept, its offset and its key\n"
-            "           (only the first 1,024 bytes of a longer key), with no\n"
-            "           timestamp (-1). The lookup runs\n"
-            "           even for the built-in upsert in its fused form (which\n"
-            "           reads the source inside its write), in the same\n"
-            "           REPEATABLE READ snapshot as the write, so a dead letter\n"
-            "           is deleted only when its row was written; a concurrent\n"
-            "           change to a written row then rolls the replay back\n"
-            "           (exit 1): run it again.\n";
+            "           pipeline's current lookup and handler: per partition\n"
+            "           one record per entity ID, its messages in offset\n"
+            "           order, in batches of at most batch.max_messages\n"
+            "           messages, all in ONE transaction that also deletes\n"
+            "           what was applied. Each batch runs under a savepoint:\n"
+            "           if apply() returns an error or the handler's SQL fails\n"
+            "           on the data, the batch is rolled back to it, then\n"
+            "           split in halves, each half tried again, down to\n"
+            "           single records, as the worker does. A record that fails\n"
+            "           alone stays a dead letter (attempts + 1, the new reason and\n"
+            "           SQLSTATE); the others are applied, their dead letters\n"
+            "           deleted and their outbox events committed with them.\n"
+            "           Left in place and listed, while the rest commits (exit\n"
+            "           0): records that failed again (fail_record too), dead\n"
+            "           letters without an entity ID, and those whose lookup\n"
+            "           still finds no row (unless lookup.on_missing is\n"
+            "           handler). A failure that is not the records' (the\n"
+            "           connection, a timeout, a serialization failure, apply()\n"
+            "           asking for a retry) rolls the whole replay back (exit\n"
+            "           1). No dedup filter, no stored offset moves, nothing is\n"
+            "           read from Kafka: a message is what its dead letter kept\n"
+            "           (offset, key up to 1,024 bytes, no timestamp). The\n"
+            "           fused upsert's lookup runs in the write's REPEATABLE\n"
+            "           READ snapshot, so a dead letter is deleted only when its\n"
+            "           row was written.\n";
 
 static void usage(FILE *out)
 {
@@ -407,9 +406,9 @@ static void usage(FILE *out)
             "one given, and any of the values of a repeated one.\n"
             "\n"
             "Exit codes: 0 done (replay: committed, even when some dead letters\n"
-            "were left in place), 1 PostgreSQL failed, the schema is not\n"
-            "migrated, show found nothing, or replay rolled back, 2 bad usage,\n"
-            "configuration or plugin.\n",
+            "failed again or were left in place: the summary counts them), 1\n"
+            "PostgreSQL failed, the schema is not migrated, show found nothing,\n"
+            "or replay rolled back, 2 bad usage, configuration or plugin.\n",
             REASON_WIDTH, LIST_DEFAULT_LIMIT, SHOW_DEFAULT_LIMIT, replay_help);
 }
 

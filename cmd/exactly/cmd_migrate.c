@@ -9,7 +9,6 @@
 #include "cli.h"
 #include "pg_conn.h"
 #include "store.h"
-#include "upsert_sql.h"
 
 static void usage(FILE *out)
 {
@@ -67,15 +66,16 @@ static int print_grants(const exactly_config *cfg, const char *role)
 {
     ops_grants g = {0};
     char err[2048];
-    char *role_q = upsert_sql_quote_ident(role, err, sizeof(err));
+    char *role_q = NULL;
     exactly_err rc;
     size_t i;
     int code = CLI_OK;
 
-    if (!role_q) {
+    rc = ops_grants_quote_role(role, &role_q, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: --print-grants '%s': %s", role,
                  err);
-        return CLI_REFUSED;
+        return rc == EXACTLY_ENOMEM ? CLI_FAILED : CLI_REFUSED;
     }
     rc = ops_grants_framework(cfg, &g, err, sizeof(err));
     for (i = 0; rc == EXACTLY_OK && i < cfg->n_pipelines; i++)

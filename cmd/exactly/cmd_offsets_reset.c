@@ -253,7 +253,7 @@ static void after_reset(ops_reset *r)
                  "Kafka; running workers move to the new offsets at their "
                  "next batch",
                  r->p->group, r->unknown ? "state unknown" : "is active");
-    } else if (ops_reset_commit_kafka(r, err, sizeof(err)) != 0) {
+    } else if (ops_reset_commit_kafka(r, err, sizeof(err)) != EXACTLY_OK) {
         cli_line(stdout, "note: could not commit the new offsets to group '%s' "
                  "in Kafka (%s); lag tools show the old position until a "
                  "worker commits",

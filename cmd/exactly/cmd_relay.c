@@ -142,7 +142,24 @@ static int status(const exactly_config *cfg, const char *name, int json)
     return code;
 }
 
-int cmd_relay(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct relay_args {
+    const char *path, *name;
+    int exit_idle, json, is_status;
+} relay_args;
+
+/* The usage of `relay` or of `relay status`, on out. */
+static void usage_of(const relay_args *a, FILE *out)
+{
+    if (a->is_status)
+        status_usage(out);
+    else
+        usage(out);
+}
+
+/* The options (after "status", if given) into a. Returns CLI_OK to go on,
+ * -1 for --help (printed), or CLI_REFUSED after saying why. */
+static int parse_options(int argc, char **argv, relay_args *a)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -154,46 +171,25 @@ int cmd_relay(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *name = NULL;
-    int exit_idle = 0, json = 0, is_status = 0, c, code;
-    exactly_config *cfg;
-    const cfg_relay *r;
-    exactly_relay_opts opts;
-    exactly_relay_stats st;
+    int64_t v;
+    int c;
 
-    if (argc > 1 && strcmp(argv[1], "status") == 0) {
-        is_status = 1;
-        argc--;
-        argv++;
-    }
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:r:vqh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'r': name = optarg; break;
-        case 'i': {
-            int64_t v;
+        case 'c': a->path = optarg; break;
+        case 'r': a->name = optarg; break;
+        case 'i':
             if (cli_parse_int64("relay", "--exit-idle", optarg, 1, 86400000,
                                 &v))
                 return CLI_REFUSED;
-            exit_idle = (int)v;
+            a->exit_idle = (int)v;
             break;
-        }
-        case 'j': json = 1; break;
+        case 'j': a->json = 1; break;
         case 'v': cli_set_log_level(EXACTLY_LOG_DEBUG); break;
         case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
-        case 'h':
-            if (is_status)
-                status_usage(stdout);
-            else
-                usage(stdout);
-            return CLI_OK;
-        default:
-            if (is_status)
-                status_usage(stderr);
-            else
-                usage(stderr);
-            return CLI_REFUSED;
+        case 'h': usage_of(a, stdout); return -1;
+        default: usage_of(a, stderr); return CLI_REFUSED;
         }
     }
     if (optind < argc) {
@@ -201,24 +197,22 @@ int cmd_relay(int argc, char **argv)
                  argv[optind]);
         return CLI_REFUSED;
     }
-    if ((json && !is_status) || (is_status && exit_idle)) {
+    if ((a->json && !a->is_status) || (a->is_status && a->exit_idle)) {
         cli_line(stderr, "exactly relay: --json goes with 'status' only, "
                  "--exit-idle without it");
         return CLI_REFUSED;
     }
-    cfg = cli_load_config(path);
-    if (!cfg)
-        return CLI_REFUSED;
-    if (is_status) {
-        code = status(cfg, name, json);
-        exactly_config_free(cfg);
-        return code;
-    }
-    r = pick(cfg, name);
-    if (!r) {
-        exactly_config_free(cfg);
-        return CLI_REFUSED;
-    }
+    return CLI_OK;
+}
+
+/* Runs relay r of cfg until it stops, then prints its summary. */
+static int run_relay(const exactly_config *cfg, const cfg_relay *r,
+                     int exit_idle)
+{
+    exactly_relay_opts opts;
+    exactly_relay_stats st;
+    int code;
+
     cli_stop_on_signals(&stop_requested);
     memset(&opts, 0, sizeof(opts));
     opts.cfg = cfg;
@@ -228,6 +222,34 @@ int cmd_relay(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     code = exactly_relay_run(&opts, &st);
     exactly_relay_print_summary(r->name, &st);
+    return code;
+}
+
+int cmd_relay(int argc, char **argv)
+{
+    relay_args a;
+    exactly_config *cfg;
+    const cfg_relay *r;
+    int code;
+
+    memset(&a, 0, sizeof(a));
+    if (argc > 1 && strcmp(argv[1], "status") == 0) {
+        a.is_status = 1;
+        argc--;
+        argv++;
+    }
+    code = parse_options(argc, argv, &a);
+    if (code != CLI_OK)
+        return code < 0 ? CLI_OK : code;
+    cfg = cli_load_config(a.path);
+    if (!cfg)
+        return CLI_REFUSED;
+    if (a.is_status) {
+        code = status(cfg, a.name, a.json);
+    } else {
+        r = pick(cfg, a.name);
+        code = r ? run_relay(cfg, r, a.exit_idle) : CLI_REFUSED;
+    }
     exactly_config_free(cfg);
     return code;
 }

@@ -87,7 +87,16 @@ static void usage(FILE *out)
             "    with 'exactly dlq ... --run RUN'\n");
 }
 
-int cmd_reprocess(int argc, char **argv)
+/* What the options say beside the run's own options. */
+typedef struct args {
+    const char *path, *pipeline;
+    int64_t partition, from, to;
+} args;
+
+/* The options into o and a. Returns CLI_OK to go on, -1 for --help
+ * (printed), or CLI_REFUSED after saying why. */
+static int parse_options(int argc, char **argv, exactly_reprocess_opts *o,
+                         args *a)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -106,95 +115,125 @@ int cmd_reprocess(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    exactly_reprocess_opts o;
-    exactly_config *cfg;
-    const char *path = NULL, *pipeline = NULL;
-    int64_t v, partition = -1, from = -1, to = -1;
-    size_t i;
-    int c, code, known = 0, timed;
+    int64_t v = 0;
+    int c, bad;
 
-    memset(&o, 0, sizeof(o));
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:p:qh", longopts, NULL)) != -1) {
+        bad = 0;
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'p': pipeline = optarg; break;
-        case 't': o.topic = optarg; break;
-        case 'n': if (cli_parse_int64("reprocess", "--partition", optarg, 0, INT32_MAX, &partition)) return CLI_REFUSED; break;
-        case 'f': if (cli_parse_int64("reprocess", "--from", optarg, 0, INT64_MAX, &from)) return CLI_REFUSED; break;
-        case 'u': if (cli_parse_int64("reprocess", "--to", optarg, 0, INT64_MAX, &to)) return CLI_REFUSED; break;
-        case 'F': o.from_time = optarg; break;
-        case 'U': o.to_time = optarg; break;
-        case 'r': if (cli_parse_int64("reprocess", "--resume", optarg, 1, INT64_MAX, &o.resume_run)) return CLI_REFUSED; break;
-        case 'd': o.dry_run = 1; break;
+        case 'c': a->path = optarg; break;
+        case 'p': a->pipeline = optarg; break;
+        case 't': o->topic = optarg; break;
+        case 'n': bad = cli_parse_int64("reprocess", "--partition", optarg, 0, INT32_MAX, &a->partition); break;
+        case 'f': bad = cli_parse_int64("reprocess", "--from", optarg, 0, INT64_MAX, &a->from); break;
+        case 'u': bad = cli_parse_int64("reprocess", "--to", optarg, 0, INT64_MAX, &a->to); break;
+        case 'F': o->from_time = optarg; break;
+        case 'U': o->to_time = optarg; break;
+        case 'r': bad = cli_parse_int64("reprocess", "--resume", optarg, 1, INT64_MAX, &o->resume_run); break;
+        case 'd': o->dry_run = 1; break;
         case 'b':
-            if (cli_parse_int64("reprocess", "--batch", optarg, 1, 100000, &v))
-                return CLI_REFUSED;
-            o.batch = (int)v;
+            bad = cli_parse_int64("reprocess", "--batch", optarg, 1, 100000, &v);
+            o->batch = (int)v;
             break;
         case 'R':
-            if (cli_parse_int64("reprocess", "--rate", optarg, 1, INT64_MAX, &v))
-                return CLI_REFUSED;
-            o.rate = (double)v;
+            bad = cli_parse_int64("reprocess", "--rate", optarg, 1, INT64_MAX, &v);
+            o->rate = (double)v;
             break;
         case 'q':
             cli_set_log_level(EXACTLY_LOG_WARN);
-            o.quiet = 1;
+            o->quiet = 1;
             break;
-        case 'h': usage(stdout); return CLI_OK;
+        case 'h': usage(stdout); return -1;
         default: usage(stderr); return CLI_REFUSED;
         }
+        if (bad)
+            return CLI_REFUSED;
     }
-    if (!pipeline) {
+    return CLI_OK;
+}
+
+/* Refuses a request whose options do not go together. Returns CLI_OK or
+ * CLI_REFUSED after saying why. */
+static int check_request(const exactly_reprocess_opts *o, const args *a)
+{
+    int timed = o->from_time || o->to_time;
+
+    if (!a->pipeline) {
         fprintf(stderr, "exactly reprocess: --pipeline is required\n");
         return CLI_REFUSED;
     }
-    timed = o.from_time || o.to_time;
-    if (o.resume_run > 0 && (o.topic || partition >= 0 || from >= 0 ||
-                             to >= 0 || timed)) {
+    if (o->resume_run > 0 && (o->topic || a->partition >= 0 || a->from >= 0 ||
+                              a->to >= 0 || timed)) {
         fprintf(stderr, "exactly reprocess: --resume RUN takes its range from "
                         "the run; no --topic, --partition, --from, --to, "
                         "--from-time or --to-time\n");
         return CLI_REFUSED;
     }
-    if (timed && (from >= 0 || to >= 0)) {
+    if (timed && (a->from >= 0 || a->to >= 0)) {
         fprintf(stderr, "exactly reprocess: a range is either offsets (--from, "
                         "--to) or times (--from-time, --to-time), not both\n");
         return CLI_REFUSED;
     }
-    if (o.resume_run == 0 &&
-        (!o.topic || (partition >= 0 && !timed && (from < 0 || to < 0)) ||
-         (partition < 0 && !timed && from < 0 && to < 0))) {
+    if (o->resume_run == 0 &&
+        (!o->topic ||
+         (a->partition >= 0 && !timed && (a->from < 0 || a->to < 0)) ||
+         (a->partition < 0 && !timed && a->from < 0 && a->to < 0))) {
         fprintf(stderr, "exactly reprocess: a new run needs --topic and a range: "
                         "--from and --to with --partition; without it --from, "
                         "--to or both; or --from-time, --to-time or both "
                         "(or --resume RUN)\n");
         return CLI_REFUSED;
     }
-    if (o.resume_run > 0 && o.dry_run) {
+    if (o->resume_run > 0 && o->dry_run) {
         fprintf(stderr, "exactly reprocess: --dry-run is for a new range, not --resume\n");
         return CLI_REFUSED;
     }
-    cfg = cli_load_config(path);
+    return CLI_OK;
+}
+
+/* Whether topic is one of p's (a new run names one). */
+static int pipeline_topic(const cfg_pipeline *p, const char *topic)
+{
+    size_t i;
+
+    for (i = 0; i < p->n_topics; i++)
+        if (strcmp(p->topics[i], topic) == 0)
+            return 1;
+    return 0;
+}
+
+int cmd_reprocess(int argc, char **argv)
+{
+    exactly_reprocess_opts o;
+    exactly_config *cfg;
+    args a = {NULL, NULL, -1, -1, -1};
+    int code;
+
+    memset(&o, 0, sizeof(o));
+    code = parse_options(argc, argv, &o, &a);
+    if (code == CLI_OK)
+        code = check_request(&o, &a);
+    if (code != CLI_OK)
+        return code < 0 ? CLI_OK : code;
+    cfg = cli_load_config(a.path);
     if (!cfg)
         return CLI_REFUSED;
     o.cfg = cfg;
-    o.p = cli_pick_pipeline(cfg, pipeline);
+    o.p = cli_pick_pipeline(cfg, a.pipeline);
     if (!o.p) {
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
-    for (i = 0; o.topic && i < o.p->n_topics; i++)
-        known |= strcmp(o.p->topics[i], o.topic) == 0;
-    if (o.topic && !known) {
+    if (o.topic && !pipeline_topic(o.p, o.topic)) {
         cli_line(stderr, "exactly reprocess: topic '%s' is not one of pipeline %s's",
                  o.topic, o.p->name);
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
-    o.partition = partition >= 0 ? (int32_t)partition : -1;
-    o.from = from;
-    o.to = to;
+    o.partition = a.partition >= 0 ? (int32_t)a.partition : -1;
+    o.from = a.from;
+    o.to = a.to;
     o.tty = isatty(STDERR_FILENO);
     o.stop = &stop_requested;
     cli_stop_on_signals(&stop_requested);

@@ -2,7 +2,7 @@
  * dlq.h - the dead letters of a pipeline, for operators (`exactly dlq`):
  * which ones a command works on, list, discard, and replay (apply again
  * through the pipeline's lookup and handler, in one transaction that also
- * deletes what it applied).
+ * deletes what it applied, bisecting what still fails).
  *
  * Every function writes one sentence into err when it fails.
  */
@@ -87,7 +87,8 @@ typedef enum ops_dl_outcome {
     OPS_DL_REPLAYED,    /* applied and deleted */
     OPS_DL_UNDECODABLE, /* no entity ID: cannot be replayed */
     OPS_DL_NO_ROW,      /* the lookup still finds no row */
-    OPS_DL_FAILED,      /* the handler failed the record again */
+    OPS_DL_FAILED,      /* the handler, or its SQL, failed the record
+                           again */
     OPS_DL_N_OUTCOMES
 } ops_dl_outcome;
 
@@ -97,6 +98,7 @@ typedef struct ops_dlq_replayed {
     size_t n;
     ops_dl_outcome *outcome;  /* per row */
     char **reason;            /* per row: OPS_DL_FAILED's new reason */
+    char **sqlstate;          /* per row: its SQLSTATE, NULL: none */
     size_t count[OPS_DL_N_OUTCOMES];
     char handler[128];        /* the handler's name */
     int rolled_back;          /* the failure happened inside the
@@ -109,10 +111,17 @@ typedef struct ops_dlq_replayed {
  * pipeline's lookup, then the handler's apply(), in batches of at most
  * batch.max_messages messages, all in ONE transaction that also deletes
  * what was applied, records the new failures and, for a reprocess run's
- * dead letters, adds them to the run's applied count. The handler's or
- * its SQL's failure rolls everything back (out->rolled_back).
- * EXACTLY_ECONFIG when the pipeline's handler or lookup is refused.
- * Free out with ops_dlq_replayed_free.
+ * dead letters, adds them to the run's applied count.
+ *
+ * Each batch runs under a savepoint. When apply() fails or the handler's
+ * SQL fails on the data, the batch is rolled back to it and bisected as
+ * the worker does: the records that still fail alone stay dead letters
+ * (OPS_DL_FAILED, attempts + 1, the new reason and SQLSTATE), the others
+ * are applied, their outbox events with them. A failure that is not the
+ * records' (connection, timeout, serialization failure, apply() asking
+ * for a retry or running out of memory) rolls everything back
+ * (out->rolled_back). EXACTLY_ECONFIG when the pipeline's handler or
+ * lookup is refused. Free out with ops_dlq_replayed_free.
  */
 exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
                            const cfg_pipeline *p, const ops_dlq_sel *s,

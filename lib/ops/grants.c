@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "err.h"
 #include "options.h"
 #include "plugin.h"
 #include "upsert_sql.h"
@@ -20,9 +21,10 @@
 /* ---- privileges --------------------------------------------------------- */
 
 /* Appends one grant; takes object and why (malloc'd, NULL object for a
- * note). Returns -1 when out of memory (both are freed). */
-static int add_grant(ops_grants *g, ops_object kind,
-                     const char *privileges, char *object, char *why)
+ * note): EXACTLY_ENOMEM when either is missing or the list cannot grow
+ * (both are freed then). */
+static exactly_err add_grant(ops_grants *g, ops_object kind,
+                             const char *privileges, char *object, char *why)
 {
     if (!why || (kind != OPS_OBJ_NOTE && !object))
         goto oom;
@@ -39,11 +41,11 @@ static int add_grant(ops_grants *g, ops_object kind,
     g->v[g->n].object = object;
     g->v[g->n].why = why;
     g->n++;
-    return 0;
+    return EXACTLY_OK;
 oom:
     free(object);
     free(why);
-    return -1;
+    return EXACTLY_ENOMEM;
 }
 
 /* printf into a new string, or NULL. */
@@ -60,35 +62,74 @@ static char *fmt(const char *f, ...)
     return n < 0 ? NULL : s;
 }
 
+/* Whether len bytes make an identifier upsert_sql_quote_ident() takes. */
+static int ident_fits(size_t len)
+{
+    return len > 0 && len <= UPSERT_SQL_MAX_IDENT;
+}
+
+/* Whether name is one upsert_sql_quote_relation() (relation) or
+ * upsert_sql_quote_ident() takes, by the rules upsert_sql.h gives them:
+ * parts not empty and at most UPSERT_SQL_MAX_IDENT bytes, a relation split
+ * on at most one dot. */
+static int name_fits(const char *name, int relation)
+{
+    const char *dot = name && relation ? strchr(name, '.') : NULL;
+
+    if (!name)
+        return 0;
+    if (!dot)
+        return ident_fits(strlen(name));
+    return !strchr(dot + 1, '.') && ident_fits((size_t)(dot - name)) &&
+           ident_fits(strlen(dot + 1));
+}
+
+/* name quoted into *out (malloc'd), as a relation ("s"."t") or a single
+ * identifier. EXACTLY_ECONFIG with the reason in errbuf for a name the
+ * quoting refuses; EXACTLY_ENOMEM when a name it takes could not be
+ * quoted: the quoting fails then only for memory. */
+static exactly_err quote(const char *name, int relation, char **out,
+                         char *errbuf, size_t errbuf_size)
+{
+    *out = relation ? upsert_sql_quote_relation(name, errbuf, errbuf_size)
+                    : upsert_sql_quote_ident(name, errbuf, errbuf_size);
+    if (*out)
+        return EXACTLY_OK;
+    return name_fits(name, relation) ? EXACTLY_ENOMEM : EXACTLY_ECONFIG;
+}
+
+exactly_err ops_grants_quote_role(const char *role, char **quoted,
+                                  char *errbuf, size_t errbuf_size)
+{
+    return quote(role, 0, quoted, errbuf, errbuf_size);
+}
+
 /* Grants on a relation named in the configuration ("name" or
- * "schema.name"): USAGE on its schema when qualified, then privileges. */
+ * "schema.name"): USAGE on its schema when qualified, then privileges.
+ * Takes why. */
 static exactly_err relation_grants(ops_grants *g, const char *name,
                                    const char *privileges, char *why,
                                    char *errbuf, size_t errbuf_size)
 {
-    char *rel = upsert_sql_quote_relation(name, errbuf, errbuf_size);
     const char *dot = strchr(name, '.');
+    char *rel = NULL, *schema = NULL, *q = NULL;
+    exactly_err rc;
 
-    if (!rel) {
-        free(why);
-        return strcmp(errbuf, "out of memory") == 0 ? EXACTLY_ENOMEM
-                                                    : EXACTLY_ECONFIG;
-    }
-    if (dot) {
-        char *schema = strndup(name, (size_t)(dot - name));
-        char *q = schema ? upsert_sql_quote_ident(schema, errbuf, errbuf_size)
-                         : NULL;
+    rc = quote(name, 1, &rel, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK && dot) {
+        schema = strndup(name, (size_t)(dot - name));
+        rc = schema ? quote(schema, 0, &q, errbuf, errbuf_size)
+                    : EXACTLY_ENOMEM;
         free(schema);
-        if (!q || add_grant(g, OPS_OBJ_SCHEMA, "USAGE", q,
-                            fmt("schema of %s", rel)) != 0) {
-            free(rel);
-            free(why);
-            return EXACTLY_ENOMEM;
-        }
+        if (rc == EXACTLY_OK)
+            rc = add_grant(g, OPS_OBJ_SCHEMA, "USAGE", q,
+                           fmt("schema of %s", rel));
     }
-    return add_grant(g, OPS_OBJ_TABLE, privileges, rel, why) == 0
-               ? EXACTLY_OK
-               : EXACTLY_ENOMEM;
+    if (rc == EXACTLY_OK)
+        return add_grant(g, OPS_OBJ_TABLE, privileges, rel, why);
+    free(rel);
+    free(why);
+    return rc;
 }
 
 exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
@@ -124,17 +165,15 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
          "(text, text, integer, bigint, bigint, bigint, integer, integer)",
          "the crash guard"},
     };
-    char *schema = upsert_sql_quote_ident(cfg->postgres.schema, errbuf,
-                                          errbuf_size);
+    char *schema = NULL;
+    exactly_err rc;
     int dedup = 0;
     size_t i;
 
-    if (!schema)
-        return strcmp(errbuf, "out of memory") == 0 ? EXACTLY_ENOMEM
-                                                    : EXACTLY_ECONFIG;
-    for (i = 0; i < cfg->n_pipelines; i++)
+    rc = quote(cfg->postgres.schema, 0, &schema, errbuf, errbuf_size);
+    for (i = 0; rc == EXACTLY_OK && i < cfg->n_pipelines; i++)
         dedup |= cfg->pipelines[i].dedup.enabled;
-    for (i = 0; i < sizeof(fw) / sizeof(fw[0]); i++) {
+    for (i = 0; rc == EXACTLY_OK && i < sizeof(fw) / sizeof(fw[0]); i++) {
         char *object;
         if (fw[i].name && strcmp(fw[i].name, "dedup_keys") == 0 && !dedup)
             continue;
@@ -143,15 +182,13 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
         else /* the names are ours: nothing to escape inside the quotes */
             object = fmt("%s.\"%s\"%s", schema, fw[i].name,
                          fw[i].args ? fw[i].args : "");
-        if (add_grant(g, fw[i].kind, fw[i].privileges, object,
-                      strdup(fw[i].why)) != 0) {
-            free(schema);
-            snprintf(errbuf, errbuf_size, "out of memory");
-            return EXACTLY_ENOMEM;
-        }
+        rc = add_grant(g, fw[i].kind, fw[i].privileges, object,
+                       strdup(fw[i].why));
     }
+    if (rc == EXACTLY_ENOMEM)
+        snprintf(errbuf, errbuf_size, "%s", exactly_strerror(rc));
     free(schema);
-    return EXACTLY_OK;
+    return rc;
 }
 
 exactly_err ops_grants_pipeline(const exactly_config *cfg,
@@ -169,9 +206,7 @@ exactly_err ops_grants_pipeline(const exactly_config *cfg,
         rc = add_grant(g, OPS_OBJ_NOTE, "SELECT", NULL,
                        fmt("pipeline %s: SELECT on every table its lookup.sql "
                            "reads",
-                           p->name)) == 0
-                 ? EXACTLY_OK
-                 : EXACTLY_ENOMEM;
+                           p->name));
     if (rc != EXACTLY_OK)
         goto done;
     rc = exactly_plugin_load(cfg, p, &pl, errbuf, errbuf_size);
@@ -193,14 +228,12 @@ exactly_err ops_grants_pipeline(const exactly_config *cfg,
         rc = add_grant(g, OPS_OBJ_NOTE, "", NULL,
                        fmt("pipeline %s: handler %s writes tables exactly "
                            "cannot name: grant what its documentation lists",
-                           p->name, pl->label)) == 0
-                 ? EXACTLY_OK
-                 : EXACTLY_ENOMEM;
+                           p->name, pl->label));
     }
 
 done:
     if (rc == EXACTLY_ENOMEM)
-        snprintf(errbuf, errbuf_size, "out of memory");
+        snprintf(errbuf, errbuf_size, "%s", exactly_strerror(rc));
     exactly_plugin_free(pl);
     return rc;
 }
@@ -244,7 +277,10 @@ exactly_err ops_grant_missing(PGconn *conn, const ops_grant *g,
     *exists = 0;
     if (g->kind == OPS_OBJ_NOTE) {
         *missing = strdup("");
-        return *missing ? EXACTLY_OK : EXACTLY_ENOMEM;
+        if (*missing)
+            return EXACTLY_OK;
+        snprintf(errbuf, errbuf_size, "%s", exactly_strerror(EXACTLY_ENOMEM));
+        return EXACTLY_ENOMEM;
     }
     return pg_privileges_missing(conn, kinds[g->kind], g->object,
                                  g->privileges, missing, exists, errbuf,

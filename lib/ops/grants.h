@@ -57,6 +57,12 @@ exactly_err ops_grants_pipeline(const exactly_config *cfg,
 
 void ops_grants_free(ops_grants *g);
 
+/* role as the GRANT statements name it (a quoted identifier, malloc'd).
+ * EXACTLY_ECONFIG with the reason in errbuf for a name that cannot be
+ * one (empty, too long), EXACTLY_ENOMEM. */
+exactly_err ops_grants_quote_role(const char *role, char **quoted,
+                                  char *errbuf, size_t errbuf_size);
+
 /* The SQL keyword of a grant's object kind ("TABLE", ...); "" for a note. */
 const char *ops_object_keyword(ops_object kind);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "kafka/admin.h"
 #include "pg_conn.h"
 #include "store_offsets.h"
@@ -78,7 +79,7 @@ exactly_err ops_offsets_read_pg(PGconn *conn, const exactly_config *cfg,
         ops_offset_view *r = add(l, p->name, rows[i].topic, rows[i].partition);
         if (!r) {
             store_offset_rows_free(rows, n);
-            snprintf(err, errsz, "out of memory");
+            snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
             return EXACTLY_ENOMEM;
         }
         r->row = 1;

@@ -149,7 +149,8 @@ typedef struct ops_reset {
  * Connects to both services, checks the schema, and plans the reset: the
  * partitions, their watermarks and, for --to-time, Kafka's offsets by
  * time. EXACTLY_EINVAL or EXACTLY_ECONFIG (the request or the
- * configuration is refused) or another error, with the reason in err.
+ * configuration is refused), EXACTLY_EKAFKA (Kafka did not answer),
+ * EXACTLY_ENOMEM or PostgreSQL's error, with the reason in err.
  */
 exactly_err ops_reset_plan(ops_reset *r, char *err, size_t errsz);
 
@@ -176,8 +177,9 @@ int ops_reset_blocked(const ops_reset *r);
 exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz);
 
 /* Commits the new offsets to the group in Kafka (monitoring only: the
- * database already holds them). -1 with librdkafka's reason in err. */
-int ops_reset_commit_kafka(ops_reset *r, char *err, size_t errsz);
+ * database already holds them). EXACTLY_EKAFKA with librdkafka's reason
+ * in err, EXACTLY_ENOMEM. */
+exactly_err ops_reset_commit_kafka(ops_reset *r, char *err, size_t errsz);
 
 /* Frees what the steps allocated and closes both connections. */
 void ops_reset_free(ops_reset *r);

@@ -12,11 +12,18 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "err.h"
 #include "kafka/admin.h"
 #include "pg_conn.h"
 #include "store_exec.h"
 #include "store_offsets.h"
 #include "store_version.h"
+
+static exactly_err oom(char *err, size_t errsz)
+{
+    snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
+    return EXACTLY_ENOMEM;
+}
 
 /* "user@host" of whoever runs this process, for audit rows. */
 static void requested_by(char *out, size_t out_size)
@@ -85,6 +92,30 @@ static exactly_err open_services(ops_reset *r, int64_t *time_ms, char *canon,
     return r->rk ? EXACTLY_OK : EXACTLY_ECONFIG;
 }
 
+/* Kafka's offset by time (--to-time) of every partition of the plan. */
+static exactly_err read_by_time(ops_reset *r, const int32_t *parts,
+                                int64_t time_ms, const char *canon, char *err,
+                                size_t errsz)
+{
+    int64_t *by = calloc(r->n + 1, sizeof(*by));
+    char why[512];
+    size_t i;
+
+    if (!by)
+        return oom(err, errsz);
+    if (kafka_admin_offsets_for_time(r->rk, r->topic, parts, r->n, time_ms, by,
+                                     OPS_KAFKA_TIMEOUT_MS, why,
+                                     sizeof(why)) != 0) {
+        snprintf(err, errsz, "offsets for time %s: %s", canon, why);
+        free(by);
+        return EXACTLY_EKAFKA;
+    }
+    for (i = 0; i < r->n; i++)
+        r->v[i].by_time = by[i];
+    free(by);
+    return EXACTLY_OK;
+}
+
 exactly_err ops_reset_plan(ops_reset *r, char *err, size_t errsz)
 {
     char canon[64] = "";
@@ -100,7 +131,7 @@ exactly_err ops_reset_plan(ops_reset *r, char *err, size_t errsz)
     n_parts = kafka_admin_partition_count(r->rk, r->topic,
                                           OPS_KAFKA_TIMEOUT_MS, err, errsz);
     if (n_parts < 0)
-        return EXACTLY_ERETRY;
+        return EXACTLY_EKAFKA;
     if (r->partition >= n_parts) {
         snprintf(err, errsz,
                  "topic %s has %d partition(s); there is no partition %" PRId64,
@@ -112,8 +143,7 @@ exactly_err ops_reset_plan(ops_reset *r, char *err, size_t errsz)
     parts = calloc(r->n + 1, sizeof(*parts));
     if (!r->v || !parts) {
         free(parts);
-        snprintf(err, errsz, "out of memory");
-        return EXACTLY_ENOMEM;
+        return oom(err, errsz);
     }
     for (i = 0; i < r->n; i++) {
         ops_reset_part *x = &r->v[i];
@@ -123,24 +153,14 @@ exactly_err ops_reset_plan(ops_reset *r, char *err, size_t errsz)
                                    &x->lso, OPS_KAFKA_TIMEOUT_MS, err,
                                    errsz) != 0) {
             free(parts);
-            return EXACTLY_ERETRY;
+            return EXACTLY_EKAFKA;
         }
     }
     if (r->mode == OPS_RESET_TIME) {
-        int64_t *by = calloc(r->n + 1, sizeof(*by));
-        char why[512];
-        int failed = !by || kafka_admin_offsets_for_time(
-                                r->rk, r->topic, parts, r->n, time_ms, by,
-                                OPS_KAFKA_TIMEOUT_MS, why, sizeof(why)) != 0;
-        for (i = 0; !failed && i < r->n; i++)
-            r->v[i].by_time = by[i];
-        if (failed)
-            snprintf(err, errsz, "offsets for time %s: %s", canon,
-                     by ? why : "out of memory");
-        free(by);
-        if (failed) {
+        rc = read_by_time(r, parts, time_ms, canon, err, errsz);
+        if (rc != EXACTLY_OK) {
             free(parts);
-            return EXACTLY_ERETRY;
+            return rc;
         }
     }
     free(parts);
@@ -226,8 +246,7 @@ static exactly_err columns_new(const ops_reset *r, columns *c, char *err,
     c->to = calloc(r->n + 1, sizeof(*c->to));
     if (!c->parts || !c->has || !c->from || !c->to) {
         columns_free(c);
-        snprintf(err, errsz, "out of memory");
-        return EXACTLY_ENOMEM;
+        return oom(err, errsz);
     }
     for (i = 0; i < r->n; i++)
         c->parts[i] = r->v[i].partition;
@@ -347,17 +366,20 @@ exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
     return rc;
 }
 
-int ops_reset_commit_kafka(ops_reset *r, char *err, size_t errsz)
+exactly_err ops_reset_commit_kafka(ops_reset *r, char *err, size_t errsz)
 {
     columns c = {0};
+    exactly_err rc;
     size_t i;
-    int rc;
 
-    if (columns_new(r, &c, err, errsz) != EXACTLY_OK)
-        return -1;
+    rc = columns_new(r, &c, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
     for (i = 0; i < r->n; i++)
         c.to[i] = r->v[i].to;
-    rc = kafka_admin_commit(r->rk, r->topic, c.parts, c.to, r->n, err, errsz);
+    if (kafka_admin_commit(r->rk, r->topic, c.parts, c.to, r->n, err, errsz) !=
+        0)
+        rc = EXACTLY_EKAFKA;
     columns_free(&c);
     return rc;
 }

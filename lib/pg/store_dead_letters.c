@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "store_exec.h"
 #include "strbuf.h"
 
@@ -40,7 +41,7 @@ typedef struct filter_params {
 
 static exactly_err oom(char *err, size_t errsz)
 {
-    snprintf(err, errsz, "out of memory");
+    snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
     return EXACTLY_ENOMEM;
 }
 
@@ -249,37 +250,43 @@ exactly_err store_dl_delete(PGconn *conn, const char *schema,
 
 exactly_err store_dl_failed_again(PGconn *conn, const char *schema,
                                   const int64_t *ids,
-                                  const char *const *reasons, size_t n,
+                                  const char *const *reasons,
+                                  const char *const *sqlstates, size_t n,
                                   char *err, size_t errsz)
 {
-    strbuf li = {0}, lr = {0};
-    const char *params[2];
+    strbuf li = {0}, lr = {0}, ls = {0};
+    const char *params[3];
     exactly_err rc;
     size_t i;
 
     strbuf_array_begin(&li);
     strbuf_array_begin(&lr);
+    strbuf_array_begin(&ls);
     for (i = 0; i < n; i++) {
         strbuf_array_elem_int(&li, (long long)ids[i]);
         strbuf_array_elem_str(&lr, reasons[i]);
+        strbuf_array_elem_str(&ls, sqlstates ? sqlstates[i] : NULL);
     }
     strbuf_array_end(&li);
     strbuf_array_end(&lr);
-    if (li.oom || lr.oom) {
+    strbuf_array_end(&ls);
+    if (li.oom || lr.oom || ls.oom) {
         rc = oom(err, errsz);
         goto cleanup;
     }
     params[0] = strbuf_str(&li);
     params[1] = strbuf_str(&lr);
+    params[2] = strbuf_str(&ls);
     rc = store_exec(conn, schema,
                     "UPDATE %1$s.dead_letters d SET attempts = d.attempts + 1,"
-                    " last_failed_at = now(), reason = u.r, sqlstate = NULL"
-                    " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
-                    " WHERE d.id = u.i",
-                    2, params, NULL, err, errsz);
+                    " last_failed_at = now(), reason = u.r, sqlstate = u.s"
+                    " FROM unnest($1::bigint[], $2::text[], $3::text[])"
+                    " AS u(i, r, s) WHERE d.id = u.i",
+                    3, params, NULL, err, errsz);
 cleanup:
     strbuf_free(&li);
     strbuf_free(&lr);
+    strbuf_free(&ls);
     return rc;
 }
 

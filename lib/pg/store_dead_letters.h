@@ -77,10 +77,12 @@ exactly_err store_dl_delete(PGconn *conn, const char *schema,
                             size_t errsz);
 
 /* Records one more failure of dead letters ids[0..n): attempts + 1,
- * last_failed_at now, reasons[i], no SQLSTATE. */
+ * last_failed_at now, reasons[i] and sqlstates[i] (NULL, or a NULL
+ * sqlstates: none). */
 exactly_err store_dl_failed_again(PGconn *conn, const char *schema,
                                   const int64_t *ids,
-                                  const char *const *reasons, size_t n,
+                                  const char *const *reasons,
+                                  const char *const *sqlstates, size_t n,
                                   char *err, size_t errsz);
 
 /* The reprocess runs of pipeline that have dead letters (kept under

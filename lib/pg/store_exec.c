@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "pg_conn.h"
 #include "strbuf.h"
 
@@ -21,14 +22,14 @@ exactly_err store_exec(PGconn *conn, const char *schema, const char *fmt,
     if (res)
         *res = NULL;
     if (!q) {
-        snprintf(err, errsz, "out of memory");
+        snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
         return EXACTLY_ENOMEM;
     }
     strbuf_printf(&sql, fmt, q);
     PQfreemem(q);
     if (sql.oom) {
         strbuf_free(&sql);
-        snprintf(err, errsz, "out of memory");
+        snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
         return EXACTLY_ENOMEM;
     }
     rc = exactly_pg_exec(conn, strbuf_str(&sql), n_params, params, res, err,

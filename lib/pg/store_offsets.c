@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "store_exec.h"
 #include "strbuf.h"
 
@@ -20,7 +21,7 @@
 
 static exactly_err oom(char *err, size_t errsz)
 {
-    snprintf(err, errsz, "out of memory");
+    snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
     return EXACTLY_ENOMEM;
 }
 

@@ -5,8 +5,16 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "err.h"
 #include "store_exec.h"
+#include "strbuf.h"
+
+#define RUN_RETURNING                                                          \
+    " RETURNING id, topic, partition, from_offset, to_offset, next_offset,"   \
+    " owner_epoch, parent"
 
 exactly_err store_runs_exists(PGconn *conn, const char *schema,
                               const char *pipeline, int64_t run, int *found,
@@ -43,4 +51,148 @@ exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
                       "UPDATE %1$s.reprocess_runs SET applied = applied +"
                       " $2::bigint, updated_at = now() WHERE id = $1::bigint",
                       2, params, NULL, err, errsz);
+}
+
+void store_run_rows_free(store_run_row *rows, size_t n)
+{
+    size_t i;
+
+    for (i = 0; rows && i < n; i++)
+        free(rows[i].topic);
+    free(rows);
+}
+
+/* Row i of a RUN_RETURNING result into *row; -1 when out of memory. */
+static int read_row(const PGresult *res, int i, store_run_row *row)
+{
+    int oom = 0;
+
+    free(row->topic);
+    row->id = store_int64(res, i, 0);
+    row->topic = store_strdup(res, i, 1, &oom);
+    row->partition = (int32_t)store_int64(res, i, 2);
+    row->from = store_int64(res, i, 3);
+    row->to = store_int64(res, i, 4);
+    row->next = store_int64(res, i, 5);
+    row->epoch = store_int64(res, i, 6);
+    row->parent = PQgetisnull(res, i, 7) ? 0 : store_int64(res, i, 7);
+    return oom || !row->topic ? -1 : 0;
+}
+
+exactly_err store_runs_claim(PGconn *conn, const char *schema,
+                             const char *pipeline, int64_t run,
+                             const char *owner, store_run_row **rows,
+                             size_t *n, char *err, size_t errsz)
+{
+    char run_s[24];
+    const char *params[3] = {run_s, pipeline, owner};
+    PGresult *res = NULL;
+    exactly_err rc;
+    int i, nt;
+
+    *rows = NULL;
+    *n = 0;
+    snprintf(run_s, sizeof(run_s), "%" PRId64, run);
+    rc = store_exec(conn, schema,
+                    "UPDATE %1$s.reprocess_runs SET owner_epoch = owner_epoch"
+                    " + 1, status = 'running', owner = $3, updated_at = now(),"
+                    " ended_at = NULL WHERE (id = $1::bigint OR parent ="
+                    " $1::bigint) AND pipeline = $2 AND status <> 'done'"
+                    RUN_RETURNING,
+                    3, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
+    nt = PQntuples(res);
+    *rows = calloc((size_t)nt + 1, sizeof(**rows));
+    for (i = 0; *rows && i < nt; i++)
+        if (read_row(res, i, &(*rows)[i]) != 0)
+            break;
+    PQclear(res);
+    if (!*rows || i < nt) {
+        store_run_rows_free(*rows, (size_t)nt);
+        *rows = NULL;
+        snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
+        return EXACTLY_ENOMEM;
+    }
+    *n = (size_t)nt;
+    return EXACTLY_OK;
+}
+
+exactly_err store_runs_insert(PGconn *conn, const char *schema,
+                              const char *pipeline, const char *owner,
+                              store_run_row *row, char *err, size_t errsz)
+{
+    char part_s[16], from_s[24], to_s[24], parent_s[24];
+    const char *params[7] = {pipeline, row->topic, part_s, from_s, to_s,
+                             owner, row->parent > 0 ? parent_s : NULL};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    snprintf(part_s, sizeof(part_s), "%d", (int)row->partition);
+    snprintf(from_s, sizeof(from_s), "%" PRId64, row->from);
+    snprintf(to_s, sizeof(to_s), "%" PRId64, row->to);
+    snprintf(parent_s, sizeof(parent_s), "%" PRId64, row->parent);
+    rc = store_exec(conn, schema,
+                    "INSERT INTO %1$s.reprocess_runs (pipeline, topic,"
+                    " partition, from_offset, to_offset, next_offset, owner,"
+                    " parent) VALUES ($1, $2, $3, $4, $5, $4, $6, $7::bigint)"
+                    RUN_RETURNING,
+                    7, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (PQntuples(res) != 1) {
+        snprintf(err, errsz, "inserting a run row returned %d rows",
+                 PQntuples(res));
+        rc = EXACTLY_EDATABASE;
+    } else {
+        row->id = store_int64(res, 0, 0);
+        row->next = store_int64(res, 0, 5);
+        row->epoch = store_int64(res, 0, 6);
+    }
+    PQclear(res);
+    return rc;
+}
+
+exactly_err store_runs_set_own_parent(PGconn *conn, const char *schema,
+                                      int64_t id, char *err, size_t errsz)
+{
+    char id_s[24];
+    const char *params[1] = {id_s};
+
+    snprintf(id_s, sizeof(id_s), "%" PRId64, id);
+    return store_exec(conn, schema,
+                      "UPDATE %1$s.reprocess_runs SET parent = id"
+                      " WHERE id = $1::bigint",
+                      1, params, NULL, err, errsz);
+}
+
+exactly_err store_runs_close(PGconn *conn, const char *schema, int64_t id,
+                             int64_t epoch, const char *status, char *err,
+                             size_t errsz)
+{
+    char id_s[24], epoch_s[24];
+    const char *params[3] = {id_s, status, epoch_s};
+
+    snprintf(id_s, sizeof(id_s), "%" PRId64, id);
+    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, epoch);
+    return store_exec(conn, schema,
+                      "UPDATE %1$s.reprocess_runs SET status = $2, ended_at ="
+                      " now(), updated_at = now() WHERE id = $1::bigint AND"
+                      " owner_epoch = $3",
+                      3, params, NULL, err, errsz);
+}
+
+char *store_runs_applied_sql(const char *schema_q)
+{
+    strbuf q = {0};
+
+    strbuf_printf(&q,
+                  "UPDATE %s.reprocess_runs SET applied = applied + $2::bigint"
+                  " WHERE id = $1::bigint",
+                  schema_q);
+    if (q.oom) {
+        strbuf_free(&q);
+        return NULL;
+    }
+    return q.data;
 }

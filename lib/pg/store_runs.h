@@ -1,7 +1,7 @@
 /*
- * store_runs.h - the statements of the operator commands on
- * reprocess_runs (a run's own position and fence are in store.c and
- * ops/reprocess.c).
+ * store_runs.h - the statements on reprocess_runs: the operator commands'
+ * and those of `exactly reprocess` on its run's rows (the fence that
+ * advances a row inside a batch is store.c's run_fence and run_read).
  *
  * schema is the framework schema's name, unquoted. Every function writes
  * one sentence into err when it fails and returns the exactly_err of
@@ -26,5 +26,49 @@ exactly_err store_runs_exists(PGconn *conn, const char *schema,
 exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
                                    int64_t run, int64_t n, char *err,
                                    size_t errsz);
+
+/* One row of a run, as claimed or created. */
+typedef struct store_run_row {
+    int64_t id;
+    char *topic;
+    int32_t partition;
+    int64_t from, to;      /* from_offset, to_offset: inclusive */
+    int64_t next;          /* next_offset */
+    int64_t epoch;         /* owner_epoch */
+    int64_t parent;        /* 0: none (a run of one partition) */
+} store_run_row;
+
+void store_run_rows_free(store_run_row *rows, size_t n);
+
+/* Claims the rows of run `run` of pipeline that are not done (the run's
+ * own row and those naming it as parent): status running, owner, epoch +
+ * 1, so two resumes of one run fence each other. *n 0: no such run, or
+ * it is done. Free with store_run_rows_free. */
+exactly_err store_runs_claim(PGconn *conn, const char *schema,
+                             const char *pipeline, int64_t run,
+                             const char *owner, store_run_row **rows,
+                             size_t *n, char *err, size_t errsz);
+
+/* Inserts one row of a new run: topic, partition, from, to and parent of
+ * *row (parent 0: none), next = from; fills in row->id, next and epoch
+ * (row->topic stays the caller's). */
+exactly_err store_runs_insert(PGconn *conn, const char *schema,
+                              const char *pipeline, const char *owner,
+                              store_run_row *row, char *err, size_t errsz);
+
+/* Makes row id its own parent: the first row of a run over a topic. */
+exactly_err store_runs_set_own_parent(PGconn *conn, const char *schema,
+                                      int64_t id, char *err, size_t errsz);
+
+/* Ends row id with status ("done", "interrupted", "failed"), if its
+ * epoch is still epoch (else nothing changes). */
+exactly_err store_runs_close(PGconn *conn, const char *schema, int64_t id,
+                             int64_t epoch, const char *status, char *err,
+                             size_t errsz);
+
+/* The statement a batch of a run runs in its own transaction to count
+ * what it applied ($1 the row's id, $2 how many), for schema_q (quoted).
+ * malloc'd; NULL when out of memory. */
+char *store_runs_applied_sql(const char *schema_q);
 
 #endif

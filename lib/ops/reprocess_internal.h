@@ -1,0 +1,108 @@
+/*
+ * reprocess_internal.h - the parts of `exactly reprocess` (reprocess.h),
+ * shared by its files:
+ *
+ *   reprocess.c           the command: services, run rows, the spans, the
+ *                         end
+ *   reprocess_plan.c      a new run's spans: partitions, watermarks,
+ *                         offsets by time, the range checked and clamped
+ *   reprocess_rows.c      the run's rows in reprocess_runs: create, claim
+ *                         (resume), close
+ *   reprocess_loop.c      one span applied: assign, read, the engine's
+ *                         batches, --rate
+ *   reprocess_progress.c  what is printed: progress, dry run, summary
+ *
+ * A run sets up a worker for its connection handling and runs the
+ * worker's engine on it, with the run's rows as the position.
+ */
+#ifndef EXACTLY_REPROCESS_INTERNAL_H
+#define EXACTLY_REPROCESS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reprocess.h"
+#include "worker_internal.h"
+
+/* One partition of a run: a reprocess_runs row with its own position. */
+typedef struct span {
+    int64_t id;
+    char id_s[24];
+    char *topic;
+    int32_t partition;
+    int64_t from, to;         /* inclusive */
+    int64_t next;             /* the row's next_offset, as far as we know */
+    int64_t epoch;
+    int64_t lo, hi;           /* watermarks (a new run) */
+    int64_t asked_from, asked_to; /* before clamping (a new run) */
+    int done;
+} span;
+
+typedef struct run {
+    worker w;
+    part pt;                  /* the span being applied */
+    int64_t id;               /* the run: its first row (the parent) */
+    int multi;                /* rows share a parent: a run over a topic */
+    span *spans;
+    size_t n_spans;
+    size_t cur;               /* the span being applied */
+    size_t n_done;
+    int64_t total;            /* offsets of the spans in this session */
+    int64_t behind;           /* of those, offsets of spans already done */
+    char id_s[24];
+    char dl_key[200];
+    long long started_ms;
+    long long last_progress_ms;
+} run;
+
+/* ---- reprocess_plan.c ---- */
+
+/* One more span, zeroed; NULL when out of memory. */
+span *reprocess_span_add(run *r);
+void reprocess_spans_free(run *r);
+/* The spans by partition. */
+void reprocess_spans_sort(run *r);
+/*
+ * Plans a new run: its spans (one partition, or every partition of the
+ * topic), their watermarks and their ranges. Returns 0, 1 (Kafka failed)
+ * or 2 (refused: no such partition, a range outside one partition, a time
+ * the server cannot read, nothing in the range).
+ */
+int reprocess_plan(run *r, const exactly_reprocess_opts *o);
+
+/* ---- reprocess_rows.c ---- */
+
+/* Claims the rows of interrupted run o->resume_run into r's spans.
+ * Returns 0, 1 (failed) or 2 (no such run, or it is done). */
+int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o);
+/* Records a new run: one row per span, in one transaction; a run over a
+ * topic names its first row as every row's parent. Returns 0 or 1. */
+int reprocess_create_rows(run *r);
+/* Ends span sp's row with status (logged when it cannot). */
+void reprocess_close_span(run *r, span *sp, const char *status);
+
+/* ---- reprocess_loop.c ---- */
+
+/* Makes span i the cycle's position and assigns its partition at its
+ * stored offset. Returns 0 or 1. */
+int reprocess_start_span(run *r, size_t i);
+/* Applies span sp (started) to its end. Returns 0 when it reached it, 1
+ * when it failed or was interrupted. */
+int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp);
+
+/* ---- reprocess_progress.c ---- */
+
+/* Where the run is, on stderr, at most every 250 ms (tty) or 5 s; always
+ * when final. Nothing with -q. */
+void reprocess_progress(run *r, const exactly_reprocess_opts *o, int final);
+/* A run over a topic: a line when a partition is done. */
+void reprocess_progress_span_done(run *r, const exactly_reprocess_opts *o,
+                                  const span *sp, uint64_t applied);
+/* What a dry run would do, on stdout. */
+void reprocess_print_plan(const run *r, const exactly_reprocess_opts *o);
+/* The run's end on stdout: what it applied, how to resume it, where its
+ * dead letters are. Returns the exit code: code, or
+ * EXACTLY_REPROCESS_DEAD_LETTERED when it finished with dead letters. */
+int reprocess_print_end(const run *r, const char *status, int code);
+
+#endif

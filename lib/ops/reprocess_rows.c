@@ -1,0 +1,140 @@
+/*
+ * reprocess_rows.c - a run's rows in reprocess_runs (see
+ * reprocess_internal.h); the statements are store_runs.c's.
+ */
+#include "reprocess_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "pg_conn.h"
+#include "store_runs.h"
+
+static const char *schema_of(const run *r)
+{
+    return r->w.cfg->postgres.schema;
+}
+
+/* Span sp takes row's position (and its topic, handed over). */
+static void span_from_row(span *sp, store_run_row *row)
+{
+    sp->id = row->id;
+    snprintf(sp->id_s, sizeof(sp->id_s), "%" PRId64, sp->id);
+    free(sp->topic);
+    sp->topic = row->topic;
+    row->topic = NULL;
+    sp->partition = row->partition;
+    sp->from = row->from;
+    sp->to = row->to;
+    sp->next = row->next;
+    sp->epoch = row->epoch;
+}
+
+int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
+{
+    worker *w = &r->w;
+    store_run_row *rows = NULL;
+    char err[1024];
+    size_t n = 0, i;
+    exactly_err rc;
+
+    rc = store_runs_claim(w->eng.conn, schema_of(r), w->p->name,
+                          o->resume_run, w->eng.owner, &rows, &n, err,
+                          sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
+                    LOG_STR("error", err));
+        return 1;
+    }
+    if (n == 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                    "run not found in this pipeline, or already done",
+                    LOG_INT("run", o->resume_run));
+        return 2;
+    }
+    r->id = o->resume_run;
+    for (i = 0; i < n; i++) {
+        span *sp = reprocess_span_add(r);
+        if (!sp) {
+            store_run_rows_free(rows, n);
+            return 1;
+        }
+        span_from_row(sp, &rows[i]);
+        r->multi |= rows[i].parent != 0;
+    }
+    store_run_rows_free(rows, n);
+    reprocess_spans_sort(r);
+    return 0;
+}
+
+/* The rows of r's spans, in the open transaction. */
+static exactly_err insert_rows(run *r, char *err, size_t errsz)
+{
+    worker *w = &r->w;
+    exactly_err rc = EXACTLY_OK;
+    size_t i;
+
+    for (i = 0; i < r->n_spans && rc == EXACTLY_OK; i++) {
+        span *sp = &r->spans[i];
+        store_run_row row;
+
+        memset(&row, 0, sizeof(row));
+        row.topic = sp->topic;
+        row.partition = sp->partition;
+        row.from = sp->from;
+        row.to = sp->to;
+        /* The first row of a run over a topic is its own parent. */
+        row.parent = r->multi && i > 0 ? r->spans[0].id : 0;
+        rc = store_runs_insert(w->eng.conn, schema_of(r), w->p->name,
+                               w->eng.owner, &row, err, errsz);
+        if (rc == EXACTLY_OK) {
+            sp->id = row.id;
+            snprintf(sp->id_s, sizeof(sp->id_s), "%" PRId64, sp->id);
+            sp->next = row.next;
+            sp->epoch = row.epoch;
+        }
+    }
+    if (rc == EXACTLY_OK && r->multi)
+        rc = store_runs_set_own_parent(w->eng.conn, schema_of(r),
+                                       r->spans[0].id, err, errsz);
+    return rc;
+}
+
+int reprocess_create_rows(run *r)
+{
+    PGconn *conn = r->w.eng.conn;
+    char err[1024] = "", ignored[256];
+    exactly_err rc;
+
+    rc = exactly_pg_exec(conn, "BEGIN", 0, NULL, NULL, err, sizeof(err));
+    if (rc == EXACTLY_OK)
+        rc = insert_rows(r, err, sizeof(err));
+    if (rc == EXACTLY_OK)
+        rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignored,
+                              sizeof(ignored));
+        exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
+                    LOG_STR("error", err[0] ? err : exactly_strerror(rc)));
+        return 1;
+    }
+    r->id = r->spans[0].id;
+    return 0;
+}
+
+void reprocess_close_span(run *r, span *sp, const char *status)
+{
+    char err[512];
+
+    if (!r->w.eng.conn)
+        return;
+    if (store_runs_close(r->w.eng.conn, schema_of(r), sp->id, sp->epoch,
+                         status, err, sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "reprocess",
+                    "cannot record the run's end", LOG_INT("run", sp->id),
+                    LOG_STR("error", err));
+}
