@@ -6,18 +6,29 @@
 set -euo pipefail
 lib=${1:?usage: check_layers.sh LIB_DIR}
 
-# layer: the layers it must not include.
+# layer: the layers it must not include. From the bottom: util; config;
+# pg and kafka (side by side); builtin (the upsert handler, ABI only);
+# plugin (loads handlers, assembles the host table); engine; worker and
+# relay (side by side: the processes that write a metrics slot); ops;
+# process (the supervisor forks workers and relays). cmd/ is above lib/.
 rules=(
-  "engine: worker ops process relay"
-  "kafka: engine worker ops process relay"
+  "util: config pg kafka builtin plugin engine worker relay ops process"
+  "config: pg kafka builtin plugin engine worker relay ops process"
+  "pg: kafka builtin plugin engine worker relay ops process"
+  "kafka: pg builtin plugin engine worker relay ops process"
+  "builtin: pg kafka plugin engine worker relay ops process"
+  "plugin: engine worker relay ops process"
+  "engine: worker relay ops process"
+  "worker: relay ops process"
+  "relay: worker ops process"
+  "ops: process"
 )
 
-# The folder of lib/ that holds header $1 ("" when none does).
-folder_of() {
-  local h
-  h=$(cd "$lib" && ls -- */"$1" 2>/dev/null | head -n 1)
-  echo "${h%%/*}"
-}
+# The folder of lib/ that holds each header, looked up once.
+declare -A folder
+while IFS= read -r h; do
+  [ -n "${folder[${h#*/}]:-}" ] || folder[${h#*/}]=${h%%/*}
+done < <(cd "$lib" && ls -- */*.h)
 
 bad=0
 for rule in "${rules[@]}"; do
@@ -27,20 +38,21 @@ for rule in "${rules[@]}"; do
     file=${hit%%:*}
     rest=${hit#*:}
     line=${rest%%:*}
-    inc=$(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' <<<"${rest#*:}")
-    [ -n "$inc" ] || continue
+    re='^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]*)"'
+    [[ ${rest#*:} =~ $re ]] || continue
+    inc=${BASH_REMATCH[1]}
     if [[ $inc == */* ]]; then
       to=${inc%%/*}
     elif [ -e "$lib/$from/$inc" ]; then
       to=$from
     else
-      to=$(folder_of "$inc")
+      to=${folder[$inc]:-}
     fi
     if [[ -n $to && $forbidden == *" $to "* ]]; then
       echo "FAIL: $file:$line: lib/$from includes \"$inc\" of lib/$to (a layer above it)"
       bad=1
     fi
-  done < <(cd "$lib/.." && grep -n '#[[:space:]]*include[[:space:]]*"' lib/"$from"/*.[ch] || true)
+  done < <(cd "$lib/.." && grep -sn '#[[:space:]]*include[[:space:]]*"' lib/"$from"/*.[ch] || true)
 done
-[ "$bad" = 0 ] && echo "OK: lib/engine and lib/kafka include no layer above them"
+[ "$bad" = 0 ] && echo "OK: no layer of lib/ includes a layer above it"
 exit "$bad"

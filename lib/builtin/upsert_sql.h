@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 
+#include "util/strbuf.h"
+
 /* PostgreSQL truncates longer names (NAMEDATALEN - 1); refuse them instead
  * of letting two names silently become one. */
 #define UPSERT_SQL_MAX_IDENT 63
@@ -121,9 +123,7 @@ char *upsert_sql_delete(const upsert_sql_spec *spec, char *errbuf,
  * kept across upsert_array_reset() so a handler can reuse it every batch.
  */
 typedef struct upsert_array {
-    char *text;
-    size_t len;
-    size_t cap;
+    strbuf sb;    /* the literal, built by util/strbuf.h's array calls */
     size_t n;     /* elements added since the last reset */
     int oom;      /* an allocation failed; the literal is unusable */
     int finished; /* the closing brace is in place */

@@ -1,3 +1,8 @@
+/*
+ * config_env.c - ${VAR} and ${VAR:-default} expansion of a configuration
+ * scalar (into a util/strbuf), and the strict number and boolean
+ * conversions. Contract: config_env.h.
+ */
 #include "config_env.h"
 
 #include <errno.h>
@@ -6,37 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* A growing output string; on allocation failure it stays failed and every
- * later append is a no-op, so callers check once at the end. */
-typedef struct out_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed;
-} out_buf;
-
-static void buf_append(out_buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        char *grown;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        grown = realloc(b->data, cap);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
+#include "util/strbuf.h"
 
 static int is_name_start(char c)
 {
@@ -51,7 +26,7 @@ static int is_name_char(char c)
 /* ${A:-${B:-...}} may nest; a hostile file must not recurse without end. */
 #define MAX_NESTING 8
 
-static int expand_into(const char *text, size_t len, out_buf *b, int depth,
+static int expand_into(const char *text, size_t len, strbuf *b, int depth,
                        char *why, size_t why_size);
 
 /* The '}' that closes the reference whose body starts at ref: "${" inside
@@ -81,7 +56,7 @@ static const char *find_close(const char *ref, const char *end)
  * including its '}'; 0 on error with the reason in why. The default of
  * ${NAME:-default} is itself expanded, and only when it is used.
  */
-static size_t expand_ref(const char *ref, const char *end, out_buf *b,
+static size_t expand_ref(const char *ref, const char *end, strbuf *b,
                          int depth, char *why, size_t why_size)
 {
     const char *close = find_close(ref, end);
@@ -116,9 +91,9 @@ static size_t expand_ref(const char *ref, const char *end, out_buf *b,
                      name);
             return 0;
         }
-        buf_append(b, value, strlen(value));
+        strbuf_append(b, value, strlen(value));
     } else if (value && value[0] != '\0') {
-        buf_append(b, value, strlen(value));
+        strbuf_append(b, value, strlen(value));
     } else {
         /* As in the shell, the default also covers a variable set to "",
          * and it may hold references of its own. */
@@ -137,7 +112,7 @@ static size_t expand_ref(const char *ref, const char *end, out_buf *b,
 }
 
 /* Expands len bytes of text into b. Returns 0, or -1 with why set. */
-static int expand_into(const char *text, size_t len, out_buf *b, int depth,
+static int expand_into(const char *text, size_t len, strbuf *b, int depth,
                        char *why, size_t why_size)
 {
     const char *p = text, *end = text + len;
@@ -147,12 +122,12 @@ static int expand_into(const char *text, size_t len, out_buf *b, int depth,
         size_t used;
 
         if (!dollar) {
-            buf_append(b, p, (size_t)(end - p));
+            strbuf_append(b, p, (size_t)(end - p));
             break;
         }
-        buf_append(b, p, (size_t)(dollar - p));
+        strbuf_append(b, p, (size_t)(dollar - p));
         if (dollar + 1 < end && dollar[1] == '$') {
-            buf_append(b, "$", 1);
+            strbuf_append(b, "$", 1);
             p = dollar + 2;
         } else if (dollar + 1 < end && dollar[1] == '{') {
             used = expand_ref(dollar + 2, end, b, depth, why, why_size);
@@ -160,7 +135,7 @@ static int expand_into(const char *text, size_t len, out_buf *b, int depth,
                 return -1;
             p = dollar + 2 + used;
         } else {
-            buf_append(b, "$", 1);
+            strbuf_append(b, "$", 1);
             p = dollar + 1;
         }
     }
@@ -170,7 +145,7 @@ static int expand_into(const char *text, size_t len, out_buf *b, int depth,
 exactly_err exactly_env_expand(const char *text, char **out, int *used_env,
                                char *why, size_t why_size)
 {
-    out_buf b = {0};
+    strbuf b = {0};
 
     *out = NULL;
     *used_env = strstr(text, "${") != NULL;
@@ -186,8 +161,8 @@ exactly_err exactly_env_expand(const char *text, char **out, int *used_env,
         return EXACTLY_ECONFIG;
     }
     /* An empty text still yields an empty string, not NULL. */
-    buf_append(&b, "", 0);
-    if (b.failed) {
+    strbuf_append(&b, "", 0);
+    if (b.oom) {
         free(b.data);
         return EXACTLY_ENOMEM;
     }

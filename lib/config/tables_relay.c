@@ -125,7 +125,10 @@ static int refuse(cfg_ctx *c, const cfg_relay *r, const cfg_prop *prop,
                                r->name);
 }
 
-int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
+/* The producer properties the relay relies on: an idempotent producer,
+ * acks from every in-sync replica, at most 5 requests in flight, retries.
+ * Returns 0 or the refusal. */
+static int check_producer(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
 {
     static const char *const in_flight[] = {
         "max.in.flight.requests.per.connection", "max.in.flight"};
@@ -134,15 +137,6 @@ int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
     const cfg_prop *prop;
     size_t i;
 
-    if (!r->schema && !(r->schema = strdup(cfg->postgres.schema)))
-        return exactly_cfg_fail_nomem(c);
-    prop = effective(cfg, r, "bootstrap.servers");
-    if (!prop || prop->value[0] == '\0')
-        return exactly_cfg_fail_at(c, prop ? prop->pos : r->pos,
-                                   "relay '%s' has no 'bootstrap.servers': "
-                                   "set it in the top-level 'kafka' section "
-                                   "or in 'relays.%s.kafka'",
-                                   r->name, r->name);
     /* Idempotence is what makes a resend after a broker error keep the
      * partition's order and hold no copy: the relay relies on both. */
     if ((prop = effective(cfg, r, "enable.idempotence")) &&
@@ -177,17 +171,17 @@ int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
                               "failed to take must be sent again");
         }
     }
-    if (r->mode != CFG_RELAY_TRANSACTIONAL) {
-        if ((prop = effective(cfg, r, "transactional.id")))
-            return refuse(c, r, prop,
-                          "is not allowed with 'mode: idempotent'");
-        if (r->position_topic)
-            return exactly_cfg_fail_at(c, r->pos,
-                                       "'relays.%s.position_topic' is not "
-                                       "allowed with 'mode: idempotent'",
-                                       r->name);
-        return 0;
-    }
+    return 0;
+}
+
+/* mode: transactional: a bounded batch, a transactional.id of the relay's
+ * own, and the position topic (by default exactly-relay-NAME-positions).
+ * Returns 0 or the refusal. */
+static int check_transactional(cfg_ctx *c, exactly_config *cfg,
+                               cfg_relay *r)
+{
+    const cfg_prop *prop;
+
     /* The position record names every row of a batch; it must stay well
      * below message.max.bytes (1 MB by default) however scattered the
      * batch's ids are (about 22 bytes a row at worst). */
@@ -215,4 +209,34 @@ int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
                  r->name);
     }
     return 0;
+}
+
+int exactly_cfg_check_relay(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
+{
+    const cfg_prop *prop;
+    int rc;
+
+    if (!r->schema && !(r->schema = strdup(cfg->postgres.schema)))
+        return exactly_cfg_fail_nomem(c);
+    prop = effective(cfg, r, "bootstrap.servers");
+    if (!prop || prop->value[0] == '\0')
+        return exactly_cfg_fail_at(c, prop ? prop->pos : r->pos,
+                                   "relay '%s' has no 'bootstrap.servers': "
+                                   "set it in the top-level 'kafka' section "
+                                   "or in 'relays.%s.kafka'",
+                                   r->name, r->name);
+    if ((rc = check_producer(c, cfg, r)) != 0)
+        return rc;
+    if (r->mode != CFG_RELAY_TRANSACTIONAL) {
+        if ((prop = effective(cfg, r, "transactional.id")))
+            return refuse(c, r, prop,
+                          "is not allowed with 'mode: idempotent'");
+        if (r->position_topic)
+            return exactly_cfg_fail_at(c, r->pos,
+                                       "'relays.%s.position_topic' is not "
+                                       "allowed with 'mode: idempotent'",
+                                       r->name);
+        return 0;
+    }
+    return check_transactional(c, cfg, r);
 }

@@ -66,11 +66,50 @@ static void fail_connect(const exactly_config *cfg, PGconn *conn,
     snprintf(errbuf, errbuf_size, "%s: %.*s", what, (int)n, scrubbed);
 }
 
+/* Every wait on the server stays bounded, so a stuck database turns into
+ * a retriable error instead of a worker that stops polling. A client that
+ * ended its connection after its own bound (a wait that ran out) leaves
+ * its statement running on the server, holding its locks, until the
+ * server next writes to it; from PostgreSQL 14 on the server can look for
+ * a vanished client while a statement runs. Returns 0, or -1 when the
+ * settings were refused. */
+static int set_timeouts(PGconn *conn, const exactly_config *cfg)
+{
+    char statement_ms[16], lock_ms[16], idle_ms[16];
+    const char *set_params[4];
+    PGresult *res;
+    int ok;
+
+    snprintf(statement_ms, sizeof(statement_ms), "%d",
+             cfg->postgres.statement_timeout_ms);
+    snprintf(lock_ms, sizeof(lock_ms), "%d", cfg->postgres.lock_timeout_ms);
+    snprintf(idle_ms, sizeof(idle_ms), "%d",
+             cfg->postgres.idle_in_transaction_timeout_ms);
+    set_params[0] = statement_ms;
+    set_params[1] = lock_ms;
+    set_params[2] = idle_ms;
+    set_params[3] = "5s";
+    res = PQexecParams(
+        conn,
+        PQserverVersion(conn) >= 140000
+            ? "SELECT set_config('statement_timeout', $1, false),"
+              " set_config('lock_timeout', $2, false),"
+              " set_config('idle_in_transaction_session_timeout', $3, false),"
+              " set_config('client_connection_check_interval', $4, false)"
+            : "SELECT set_config('statement_timeout', $1, false),"
+              " set_config('lock_timeout', $2, false),"
+              " set_config('idle_in_transaction_session_timeout', $3, false)",
+        PQserverVersion(conn) >= 140000 ? 4 : 3, NULL, set_params, NULL,
+        NULL, 0);
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size)
 {
-    char timeout[16], statement_ms[16], lock_ms[16], idle_ms[16];
-    const char *set_params[4];
+    char timeout[16];
     exactly_conn_settings ours;
     exactly_conn_params params;
     const char *problem;
@@ -110,42 +149,11 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
-    /* Every wait on the server stays bounded, so a stuck database turns
-     * into a retriable error instead of a worker that stops polling. A
-     * client that ended its connection after its own bound (a wait that
-     * ran out) leaves its statement running on the server, holding its
-     * locks, until the server next writes to it; from PostgreSQL 14 on the
-     * server can look for a vanished client while a statement runs. */
-    snprintf(statement_ms, sizeof(statement_ms), "%d",
-             cfg->postgres.statement_timeout_ms);
-    snprintf(lock_ms, sizeof(lock_ms), "%d", cfg->postgres.lock_timeout_ms);
-    snprintf(idle_ms, sizeof(idle_ms), "%d",
-             cfg->postgres.idle_in_transaction_timeout_ms);
-    set_params[0] = statement_ms;
-    set_params[1] = lock_ms;
-    set_params[2] = idle_ms;
-    set_params[3] = "5s";
-    {
-        PGresult *res = PQexecParams(
-            conn,
-            PQserverVersion(conn) >= 140000
-                ? "SELECT set_config('statement_timeout', $1, false),"
-                  " set_config('lock_timeout', $2, false),"
-                  " set_config('idle_in_transaction_session_timeout', $3, false),"
-                  " set_config('client_connection_check_interval', $4, false)"
-                : "SELECT set_config('statement_timeout', $1, false),"
-                  " set_config('lock_timeout', $2, false),"
-                  " set_config('idle_in_transaction_session_timeout', $3, false)",
-            PQserverVersion(conn) >= 140000 ? 4 : 3, NULL, set_params, NULL,
-            NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            PQclear(res);
-            fail_connect(cfg, conn, "cannot set the session's timeouts", errbuf,
-                         errbuf_size);
-            PQfinish(conn);
-            return NULL;
-        }
-        PQclear(res);
+    if (set_timeouts(conn, cfg) != 0) {
+        fail_connect(cfg, conn, "cannot set the session's timeouts", errbuf,
+                     errbuf_size);
+        PQfinish(conn);
+        return NULL;
     }
     if (PQsetnonblocking(conn, 1) != 0) {
         fail_connect(cfg, conn, "cannot set non-blocking mode", errbuf,

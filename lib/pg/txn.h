@@ -7,7 +7,8 @@
  * statement that raised it, which tells the cycle what failed: the fence,
  * the lookup, the handler's writes or the commit.
  *
- * The txn is also the handle a handler receives (exactly_host.exec/query).
+ * The txn is also the handle a handler receives: its calls on it are
+ * pg/txn_host.h, gathered into exactly_host by plugin/host.c.
  */
 #ifndef EXACTLY_TXN_H
 #define EXACTLY_TXN_H
@@ -162,9 +163,6 @@ exactly_err exactly_txn_push_sync(exactly_txn *t);
 
 /* Sends everything queued so far without waiting for results; 0 or -1. */
 int exactly_txn_flush(exactly_txn *t);
-
-/* The host table given to plugins: exec, query, fail_record, ... */
-const exactly_host *exactly_txn_host(void);
 
 /* Forgets records failed by the handler (before a retry of apply()). */
 void exactly_txn_forget_fails(exactly_txn *t);

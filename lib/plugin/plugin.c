@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "handler_upsert.h"
+#include "host.h"
 #include "txn.h"
 
 /* The smallest descriptor this runtime can use: everything up to close. */
@@ -158,7 +159,7 @@ exactly_err exactly_plugin_open(exactly_plugin *pl, PGconn *conn,
     exactly_err end_rc;
 
     memset(&args, 0, sizeof(args));
-    args.host = exactly_txn_host();
+    args.host = exactly_plugin_host();
     args.opts = pl->opts;
     args.pipeline = p->name;
     args.setup = &setup;

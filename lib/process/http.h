@@ -25,7 +25,7 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "metrics.h"
+#include "util/metrics.h"
 
 typedef struct exactly_http exactly_http;
 

@@ -102,7 +102,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "metrics.h"
+#include "util/metrics.h"
 
 typedef struct exactly_relay_opts {
     const exactly_config *cfg;

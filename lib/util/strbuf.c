@@ -1,3 +1,7 @@
+/*
+ * strbuf.c - the one growable string of exactly, the array literals built
+ * in it and the quoting of SQL identifiers. Contract: strbuf.h.
+ */
 #include "strbuf.h"
 
 #include <stdarg.h>
@@ -142,3 +146,30 @@ void strbuf_array_elem_hex(strbuf *sb, const void *data, size_t n)
 void strbuf_array_end(strbuf *sb) { strbuf_append(sb, "}", 1); }
 
 const char *strbuf_str(const strbuf *sb) { return sb->data ? sb->data : ""; }
+
+char *strbuf_take(strbuf *sb)
+{
+    char *s = sb->oom ? NULL : sb->data;
+
+    if (!s)
+        free(sb->data);
+    memset(sb, 0, sizeof(*sb));
+    return s;
+}
+
+void strbuf_ident(strbuf *sb, const char *name, size_t n)
+{
+    size_t i, run = 0;
+
+    strbuf_append(sb, "\"", 1);
+    for (i = 0; i < n; i++) {
+        if (name[i] != '"')
+            continue;
+        /* The quote goes out twice: once in the run, once here. */
+        strbuf_append(sb, name + run, i + 1 - run);
+        strbuf_append(sb, "\"", 1);
+        run = i + 1;
+    }
+    strbuf_append(sb, name + run, n - run);
+    strbuf_append(sb, "\"", 1);
+}

@@ -37,4 +37,15 @@ void strbuf_array_end(strbuf *sb);
 /* The NUL-terminated text, or "" when empty. */
 const char *strbuf_str(const strbuf *sb);
 
+/* Hands the string over (the caller frees it) and empties sb; NULL after an
+ * allocation failed (sb's memory is freed then) or when nothing was
+ * appended. */
+char *strbuf_take(strbuf *sb);
+
+/* Appends name[0..n) as a quoted SQL identifier: in double quotes, each
+ * '"' doubled (what PQescapeIdentifier produces for valid text). The one
+ * quoting of identifiers in statements built without a connection; with a
+ * connection, exactly_pg_ident (pg/pg_conn.h) asks libpq. */
+void strbuf_ident(strbuf *sb, const char *name, size_t n);
+
 #endif

@@ -1,6 +1,10 @@
 /*
  * metrics.h - counters the workers share with their supervisor.
  *
+ * The layout of the shared region and the calls of its writers; it sits
+ * under every layer that writes a slot (lib/worker, lib/relay) and the
+ * supervisor that reads them (process/metrics_render.h).
+ *
  * The supervisor maps one region (MAP_SHARED) before it forks; each worker
  * writes only its own slot, with relaxed atomic stores, and the supervisor
  * reads every slot to answer /metrics. One writer per slot: no locks, and a
@@ -135,18 +139,6 @@ void metrics_observe_batch(metrics_slot *s, long long micros);
 
 /* A worker process starts or ended in slot s: it owns no partition. */
 void metrics_slot_disown(metrics_slot *s);
-
-/* Renders every slot as Prometheus text into a malloc'd string: each
- * series once (see the top of this file). */
-char *metrics_render(const metrics_slot *slots, size_t n);
-
-/* 1 when every slot with a live worker or relay is ready. */
-int metrics_ready(const metrics_slot *slots, size_t n);
-
-/* Whether entry pp of slot i is its partition's current owner (see the
- * top of this file). */
-int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
-                     const metrics_partition *pp);
 
 /* Records one log line (cut to fit) in slot s's ring of errors. */
 void metrics_note_error(metrics_slot *s, const char *line, size_t len);

@@ -1,80 +1,17 @@
-#include "metrics.h"
+/*
+ * metrics_render.c - the supervisor's reading of the shared metrics slots
+ * (util/metrics.h): which slot is a partition's current owner, the
+ * Prometheus text of /metrics (each series once), and readiness. Every
+ * field is read with a relaxed atomic load: a slot's one writer is its
+ * worker or relay process.
+ */
+#include "metrics_render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
 
 #include "strbuf.h"
-
-const char *const metrics_part_state_names[PART_N_STATES] = {
-    "running", "backing off", "breaker open", "halted", "fenced", "isolating"};
-
-const double metrics_buckets[METRICS_N_BUCKETS] = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
-
-metrics_slot *metrics_map(size_t n)
-{
-    void *p = mmap(NULL, n * sizeof(metrics_slot), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-void metrics_unmap(metrics_slot *slots, size_t n)
-{
-    if (slots)
-        munmap(slots, n * sizeof(metrics_slot));
-}
-
-void metrics_add(uint64_t *counter, uint64_t n)
-{
-    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
-}
-
-void metrics_set(int64_t *gauge, int64_t v)
-{
-    __atomic_store_n(gauge, v, __ATOMIC_RELAXED);
-}
-
-metrics_partition *metrics_part(metrics_slot *s, const char *topic,
-                                int32_t partition)
-{
-    metrics_partition *free_entry = NULL;
-    size_t i;
-
-    for (i = 0; i < METRICS_MAX_PARTITIONS; i++) {
-        metrics_partition *p = &s->parts[i];
-        if (!p->topic[0]) {
-            if (!free_entry)
-                free_entry = p;
-            continue;
-        }
-        if (p->partition == partition && strcmp(p->topic, topic) == 0)
-            return p;
-    }
-    if (free_entry) {
-        free_entry->partition = partition;
-        free_entry->high_watermark = -1;
-        free_entry->stored_offset = -1;
-        snprintf(free_entry->topic, sizeof(free_entry->topic), "%s", topic);
-    }
-    return free_entry;
-}
-
-void metrics_observe_batch(metrics_slot *s, long long micros)
-{
-    double secs = (double)micros / 1e6;
-    int i;
-
-    for (i = 0; i < METRICS_N_BUCKETS; i++)
-        if (secs <= metrics_buckets[i]) {
-            metrics_add(&s->latency_buckets[i], 1);
-            break;
-        }
-    metrics_add(&s->latency_count, 1);
-    metrics_add(&s->latency_sum_us, (uint64_t)(micros > 0 ? micros : 0));
-}
 
 static uint64_t ld(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 static int64_t lds(const int64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
@@ -86,11 +23,11 @@ static const char *const cause_names[RETRY_N_CAUSES] = {
 /* A family: HELP and TYPE once, then one sample per worker. */
 #define WORKER_COUNTER(name, help, field)                                      \
     do {                                                                       \
-        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
+        strbuf_printf(sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
                       name, help, name);                                       \
         for (i = 0; i < n; i++)                                                \
             if (slots[i].pipeline[0])                                          \
-                strbuf_printf(&sb, "exactly_%s{pipeline=\"%s\",worker=\"%d\"} %llu\n", \
+                strbuf_printf(sb, "exactly_%s{pipeline=\"%s\",worker=\"%d\"} %llu\n", \
                               name, slots[i].pipeline, slots[i].worker,        \
                               (unsigned long long)ld(&slots[i].field));       \
     } while (0)
@@ -113,7 +50,7 @@ static void label_value(strbuf *sb, const char *v)
  * worker is up and has it assigned, and no other such slot of the same
  * pipeline holds it with a newer epoch (an equal epoch: the lower slot). */
 int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
-                    const metrics_partition *pp)
+                     const metrics_partition *pp)
 {
     int64_t epoch = lds(&pp->epoch);
     size_t k, j;
@@ -143,18 +80,18 @@ int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
 /* A per-partition counter: one series per slot and partition. */
 #define PARTITION_COUNTER(name, help, field)                                   \
     do {                                                                       \
-        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
+        strbuf_printf(sb, "# HELP exactly_%s %s\n# TYPE exactly_%s counter\n", \
                       name, help, name);                                       \
         for (i = 0; i < n; i++)                                                \
             for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
                 const metrics_partition *pp = &slots[i].parts[j];              \
                 if (!pp->topic[0])                                             \
                     continue;                                                  \
-                strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
-                label_value(&sb, slots[i].pipeline);                           \
-                strbuf_printf(&sb, "\",worker=\"%d\",topic=\"", slots[i].worker); \
-                label_value(&sb, pp->topic);                                   \
-                strbuf_printf(&sb, "\",partition=\"%d\"} %llu\n",              \
+                strbuf_printf(sb, "exactly_%s{pipeline=\"", name);             \
+                label_value(sb, slots[i].pipeline);                           \
+                strbuf_printf(sb, "\",worker=\"%d\",topic=\"", slots[i].worker); \
+                label_value(sb, pp->topic);                                   \
+                strbuf_printf(sb, "\",partition=\"%d\"} %llu\n",              \
                               (int)pp->partition,                              \
                               (unsigned long long)ld(&pp->field));             \
             }                                                                  \
@@ -163,18 +100,18 @@ int metrics_is_owner(const metrics_slot *slots, size_t n, size_t i,
 /* A per-partition gauge: one series per partition, from its owner. */
 #define PARTITION_GAUGE(name, help, expr)                                      \
     do {                                                                       \
-        strbuf_printf(&sb, "# HELP exactly_%s %s\n# TYPE exactly_%s gauge\n",   \
+        strbuf_printf(sb, "# HELP exactly_%s %s\n# TYPE exactly_%s gauge\n",   \
                       name, help, name);                                       \
         for (i = 0; i < n; i++)                                                \
             for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) { \
                 const metrics_partition *pp = &slots[i].parts[j];              \
                 if (!pp->topic[0] || !metrics_is_owner(slots, n, i, pp))               \
                     continue;                                                  \
-                strbuf_printf(&sb, "exactly_%s{pipeline=\"", name);             \
-                label_value(&sb, slots[i].pipeline);                           \
-                strbuf_printf(&sb, "\",topic=\"");                               \
-                label_value(&sb, pp->topic);                                   \
-                strbuf_printf(&sb, "\",partition=\"%d\"} %lld\n",              \
+                strbuf_printf(sb, "exactly_%s{pipeline=\"", name);             \
+                label_value(sb, slots[i].pipeline);                           \
+                strbuf_printf(sb, "\",topic=\"");                               \
+                label_value(sb, pp->topic);                                   \
+                strbuf_printf(sb, "\",partition=\"%d\"} %lld\n",              \
                               (int)pp->partition, (long long)(expr));          \
             }                                                                  \
     } while (0)
@@ -246,42 +183,42 @@ static void render_relays(strbuf *sb, const metrics_slot *slots, size_t n)
                  "%.3f", (double)lds(&r->oldest_pending_ms) / 1000.0);
 }
 
-void metrics_slot_disown(metrics_slot *s)
+/* The families of a worker slot: one sample per worker. */
+static void render_workers(strbuf *sb, const metrics_slot *slots, size_t n)
 {
-    size_t j;
-
-    for (j = 0; j < METRICS_MAX_PARTITIONS; j++)
-        __atomic_store_n(&s->parts[j].assigned, 0, __ATOMIC_RELAXED);
-}
-
-char *metrics_render(const metrics_slot *slots, size_t n)
-{
-    strbuf sb = {0};
-    size_t i, j;
-    int b, c;
+    size_t i;
+    int c;
 
     WORKER_COUNTER("batches_committed_total", "Batch transactions committed.", batches_committed);
     WORKER_COUNTER("batches_rolled_back_total", "Batch transactions rolled back.", batches_rolled_back);
     WORKER_COUNTER("batches_fenced_total", "Batches refused by the fence (another owner).", batches_fenced);
     WORKER_COUNTER("worker_restarts_total", "Times the supervisor restarted this worker.", restarts);
     WORKER_COUNTER("dedup_keys_expired_total", "Dedup keys deleted after their retention.", dedup_expired);
-    strbuf_printf(&sb, "# HELP exactly_worker_up Whether the worker process runs.\n"
+    strbuf_printf(sb, "# HELP exactly_worker_up Whether the worker process runs.\n"
                        "# TYPE exactly_worker_up gauge\n");
     for (i = 0; i < n; i++)
         if (slots[i].pipeline[0])
-            strbuf_printf(&sb, "exactly_worker_up{pipeline=\"%s\",worker=\"%d\"} %d\n",
+            strbuf_printf(sb, "exactly_worker_up{pipeline=\"%s\",worker=\"%d\"} %d\n",
                           slots[i].pipeline, slots[i].worker,
                           __atomic_load_n(&slots[i].up, __ATOMIC_RELAXED));
-    strbuf_printf(&sb, "# HELP exactly_transaction_retries_total Batch retries by cause.\n"
+    strbuf_printf(sb, "# HELP exactly_transaction_retries_total Batch retries by cause.\n"
                        "# TYPE exactly_transaction_retries_total counter\n");
     for (i = 0; i < n; i++)
         for (c = 0; c < RETRY_N_CAUSES && slots[i].pipeline[0]; c++)
-            strbuf_printf(&sb,
+            strbuf_printf(sb,
                           "exactly_transaction_retries_total{pipeline=\"%s\","
                           "worker=\"%d\",cause=\"%s\"} %llu\n",
                           slots[i].pipeline, slots[i].worker, cause_names[c],
                           (unsigned long long)ld(&slots[i].retries[c]));
-    strbuf_printf(&sb, "# HELP exactly_batch_duration_seconds Batch transaction time.\n"
+}
+
+/* The batch latency histogram of each worker. */
+static void render_latency(strbuf *sb, const metrics_slot *slots, size_t n)
+{
+    size_t i;
+    int b;
+
+    strbuf_printf(sb, "# HELP exactly_batch_duration_seconds Batch transaction time.\n"
                        "# TYPE exactly_batch_duration_seconds histogram\n");
     for (i = 0; i < n; i++) {
         uint64_t cum = 0;
@@ -289,13 +226,13 @@ char *metrics_render(const metrics_slot *slots, size_t n)
             continue;
         for (b = 0; b < METRICS_N_BUCKETS; b++) {
             cum += ld(&slots[i].latency_buckets[b]);
-            strbuf_printf(&sb,
+            strbuf_printf(sb,
                           "exactly_batch_duration_seconds_bucket{pipeline=\"%s\","
                           "worker=\"%d\",le=\"%g\"} %llu\n",
                           slots[i].pipeline, slots[i].worker, metrics_buckets[b],
                           (unsigned long long)cum);
         }
-        strbuf_printf(&sb,
+        strbuf_printf(sb,
                       "exactly_batch_duration_seconds_bucket{pipeline=\"%s\","
                       "worker=\"%d\",le=\"+Inf\"} %llu\n"
                       "exactly_batch_duration_seconds_sum{pipeline=\"%s\","
@@ -309,6 +246,13 @@ char *metrics_render(const metrics_slot *slots, size_t n)
                       slots[i].pipeline, slots[i].worker,
                       (unsigned long long)ld(&slots[i].latency_count));
     }
+}
+
+/* The per-partition counters (per worker) and gauges (per owner). */
+static void render_partitions(strbuf *sb, const metrics_slot *slots, size_t n)
+{
+    size_t i, j;
+
     PARTITION_COUNTER("messages_consumed_total", "Messages in committed batches, by the worker that committed them.", consumed);
     PARTITION_COUNTER("messages_applied_total", "Messages handed to the handler and committed, by worker.", applied);
     PARTITION_COUNTER("messages_deduplicated_total", "Messages dropped by the dedup filter, by worker.", deduplicated);
@@ -320,8 +264,15 @@ char *metrics_render(const metrics_slot *slots, size_t n)
     PARTITION_GAUGE("partition_lag", "High watermark minus stored offset; -1 unknown.",
                     lds(&pp->high_watermark) >= 0 && lds(&pp->stored_offset) >= 0
                         ? lds(&pp->high_watermark) - lds(&pp->stored_offset) : -1);
-    /* One series per partition and state, 1 for the one it is in. */
-    strbuf_printf(&sb, "# HELP exactly_partition_state What the partition's current owner is doing (1 for its state, 0 for the others).\n"
+}
+
+/* One series per partition and state, 1 for the one it is in. */
+static void render_states(strbuf *sb, const metrics_slot *slots, size_t n)
+{
+    size_t i, j;
+    int c;
+
+    strbuf_printf(sb, "# HELP exactly_partition_state What the partition's current owner is doing (1 for its state, 0 for the others).\n"
                        "# TYPE exactly_partition_state gauge\n");
     for (i = 0; i < n; i++)
         for (j = 0; j < METRICS_MAX_PARTITIONS && slots[i].pipeline[0]; j++) {
@@ -332,16 +283,26 @@ char *metrics_render(const metrics_slot *slots, size_t n)
             st = __atomic_load_n(&pp->state, __ATOMIC_RELAXED);
             for (c = 0; c < PART_N_STATES; c++) {
                 const char *k;
-                strbuf_printf(&sb, "exactly_partition_state{pipeline=\"");
-                label_value(&sb, slots[i].pipeline);
-                strbuf_printf(&sb, "\",topic=\"");
-                label_value(&sb, pp->topic);
-                strbuf_printf(&sb, "\",partition=\"%d\",state=\"", (int)pp->partition);
+                strbuf_printf(sb, "exactly_partition_state{pipeline=\"");
+                label_value(sb, slots[i].pipeline);
+                strbuf_printf(sb, "\",topic=\"");
+                label_value(sb, pp->topic);
+                strbuf_printf(sb, "\",partition=\"%d\",state=\"", (int)pp->partition);
                 for (k = metrics_part_state_names[c]; *k; k++)
-                    strbuf_printf(&sb, "%c", *k == ' ' ? '_' : *k);
-                strbuf_printf(&sb, "\"} %d\n", st == c);
+                    strbuf_printf(sb, "%c", *k == ' ' ? '_' : *k);
+                strbuf_printf(sb, "\"} %d\n", st == c);
             }
         }
+}
+
+char *metrics_render(const metrics_slot *slots, size_t n)
+{
+    strbuf sb = {0};
+
+    render_workers(&sb, slots, n);
+    render_latency(&sb, slots, n);
+    render_partitions(&sb, slots, n);
+    render_states(&sb, slots, n);
     render_relays(&sb, slots, n);
     if (sb.oom) {
         strbuf_free(&sb);
@@ -363,21 +324,4 @@ int metrics_ready(const metrics_slot *slots, size_t n)
             return 0;
     }
     return any;
-}
-
-void metrics_note_error(metrics_slot *s, const char *line, size_t len)
-{
-    uint64_t n = __atomic_load_n(&s->n_errors, __ATOMIC_RELAXED);
-    metrics_error *e = &s->errors[n % METRICS_N_ERRORS];
-    struct timespec ts;
-
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        len--;
-    if (len >= sizeof(e->line))
-        len = sizeof(e->line) - 1;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    e->at_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    memcpy(e->line, line, len);
-    e->line[len] = '\0';
-    __atomic_store_n(&s->n_errors, n + 1, __ATOMIC_RELEASE);
 }

@@ -1,0 +1,175 @@
+/*
+ * txn_send.c - queuing statements on a batch transaction, and the cache of
+ * prepared statements of its session.
+ *
+ * A statement is sent at once (libpq pipeline mode) and an entry that
+ * says which phase it belongs to and where its result goes is queued, to
+ * be matched with its answer at the next sync (txn.c). A statement with
+ * parameters seen a second time on the same session is prepared (its
+ * Parse is a queued entry of its own) and then only executed; the cache
+ * is emptied when the session changes or is given up.
+ */
+#include "txn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "txn_internal.h"
+
+void txn_forget_prepared(exactly_txn *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->n_prep; i++)
+        free(t->prep[i].sql);
+    free(t->prep);
+    t->prep = NULL;
+    t->n_prep = 0;
+    t->prep_conn = NULL;
+    t->prep_pid = 0;
+}
+
+/* Room for one more pending entry; -1 when out of memory. */
+static int reserve_pending(exactly_txn *t)
+{
+    if (t->n_pending == t->cap_pending) {
+        size_t cap = t->cap_pending ? t->cap_pending * 2 : 16;
+        struct txn_pending *p = realloc(t->pending, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        t->pending = p;
+        t->cap_pending = cap;
+    }
+    return 0;
+}
+
+/* A new empty slot for a kept result; TXN_NO_RESULT when out of memory. */
+static txn_result reserve_kept(exactly_txn *t)
+{
+    if (t->n_kept == t->cap_kept) {
+        size_t cap = t->cap_kept ? t->cap_kept * 2 : 8;
+        PGresult **k = realloc(t->kept, cap * sizeof(*k));
+        if (!k)
+            return TXN_NO_RESULT;
+        t->kept = k;
+        t->cap_kept = cap;
+    }
+    t->kept[t->n_kept] = NULL;
+    return (txn_result)t->n_kept++;
+}
+
+exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
+                             int n_params, const char *const *params,
+                             txn_result *keep)
+{
+    return exactly_txn_send_params(t, phase, sql, n_params, params, NULL, NULL,
+                                   keep);
+}
+
+static size_t hash_sql(const char *s)
+{
+    size_t h = (size_t)1469598103934665603ULL;
+
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= (size_t)1099511628211ULL;
+    }
+    return h;
+}
+
+/* The cache entry of sql, added on first sight; -1 when the cache is full
+ * or out of memory (the statement is then sent unnamed). */
+static int prepared_entry(exactly_txn *t, const char *sql, int n_params)
+{
+    size_t h = hash_sql(sql);
+    size_t i;
+    struct txn_prepared *p;
+
+    for (i = 0; i < t->n_prep; i++)
+        if (t->prep[i].hash == h && t->prep[i].n_params == n_params &&
+            strcmp(t->prep[i].sql, sql) == 0)
+            return (int)i;
+    if (t->n_prep == TXN_MAX_PREPARED)
+        return -1;
+    p = realloc(t->prep, (t->n_prep + 1) * sizeof(*p));
+    if (!p)
+        return -1;
+    t->prep = p;
+    p = &t->prep[t->n_prep];
+    memset(p, 0, sizeof(*p));
+    p->sql = strdup(sql);
+    if (!p->sql)
+        return -1;
+    p->hash = h;
+    p->n_params = n_params;
+    return (int)t->n_prep++;
+}
+
+static void push_pending(exactly_txn *t, txn_phase phase, txn_result keep,
+                         int prepare, int executes)
+{
+    t->pending[t->n_pending].phase = phase;
+    t->pending[t->n_pending].keep = keep;
+    t->pending[t->n_pending].prepare = prepare;
+    t->pending[t->n_pending].executes = executes;
+    t->n_pending++;
+}
+
+exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
+                                    const char *sql, int n_params,
+                                    const char *const *params,
+                                    const int *lengths, const int *formats,
+                                    txn_result *keep)
+{
+    txn_result slot = TXN_NO_RESULT;
+    int e = -1;
+    int ok;
+
+    if (keep)
+        *keep = TXN_NO_RESULT;
+    /* Two pending entries at most: a Parse and the statement. */
+    if (reserve_pending(t) != 0 || (keep && (slot = reserve_kept(t)) < 0))
+        return EXACTLY_ENOMEM;
+    if (n_params > 0 && t->conn == t->prep_conn)
+        e = prepared_entry(t, sql, n_params);
+    if (e >= 0 && t->prep[e].state == 0 && ++t->prep[e].seen >= 2) {
+        struct txn_prepared *p = &t->prep[e];
+        snprintf(p->name, sizeof(p->name), "exactly_%u", ++t->prep_gen);
+        if (!PQsendPrepare(t->conn, p->name, sql, n_params, NULL)) {
+            txn_set_error(t, phase, NULL, PQerrorMessage(t->conn));
+            return EXACTLY_ERETRY;
+        }
+        p->state = 1;
+        push_pending(t, phase, TXN_NO_RESULT, e, -1);
+        if (reserve_pending(t) != 0)
+            return EXACTLY_ENOMEM;
+    }
+    if (e >= 0 && t->prep[e].state != 0)
+        ok = PQsendQueryPrepared(t->conn, t->prep[e].name, n_params, params,
+                                 lengths, formats, 0);
+    else
+        ok = PQsendQueryParams(t->conn, sql, n_params, NULL, params, lengths,
+                               formats, 0);
+    if (!ok) {
+        txn_set_error(t, phase, NULL, PQerrorMessage(t->conn));
+        return EXACTLY_ERETRY;
+    }
+    push_pending(t, phase, slot, -1, e >= 0 && t->prep[e].state ? e : -1);
+    if (keep)
+        *keep = slot;
+    return EXACTLY_OK;
+}
+
+
+exactly_err exactly_txn_push_sync(exactly_txn *t)
+{
+    if (reserve_pending(t) != 0)
+        return EXACTLY_ENOMEM;
+    if (PQpipelineSync(t->conn) != 1) {
+        txn_set_error(t, TXN_SYNC, NULL, PQerrorMessage(t->conn));
+        return EXACTLY_ERETRY;
+    }
+    push_pending(t, TXN_SYNC, TXN_NO_RESULT, -1, -1);
+    return EXACTLY_OK;
+}

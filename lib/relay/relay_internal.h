@@ -1,0 +1,134 @@
+/*
+ * relay_internal.h - the state of one relay process and the calls its
+ * files make on each other: relay.c (the loop), relay_outbox.c
+ * (PostgreSQL), relay_produce.c (records and delivery reports) and
+ * relay_txn.c (mode: transactional). Private to lib/relay.
+ */
+#ifndef EXACTLY_RELAY_INTERNAL_H
+#define EXACTLY_RELAY_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+
+#include "relay.h"
+
+/* Topics a cycle asks the broker about again, at most. */
+#define RELAY_ASKED_MAX 4
+/* How long one such question may take. */
+#define RELAY_ASK_TIMEOUT_MS 5000
+
+/* Where one row of a batch stands. */
+typedef enum row_state {
+    ROW_UNSENT = 0,
+    ROW_IN_FLIGHT,
+    ROW_ACKED,    /* the broker has it: mark or delete */
+    ROW_DEAD,     /* refused for good: dead-letter with reason */
+    ROW_RETRY     /* failed for now: stays pending, sent next cycle */
+} row_state;
+
+typedef struct relay_row {
+    int64_t id;
+    row_state state;
+    char reason[256];
+} relay_row;
+
+typedef struct relay {
+    const exactly_config *cfg;
+    const cfg_relay *r;
+    PGconn *conn;
+    rd_kafka_t *rk;
+    char *table_q;          /* "schema"."table" */
+    char *state_q;          /* "schema".relay_state of the framework */
+    char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
+    char *sql_backlog;
+    char lock_key[300];
+    relay_row *rows;
+    size_t n_rows;
+    size_t in_flight;
+    int backoff_ms;
+    int locked;             /* this session holds the outbox's lock */
+    int waiting;            /* another relay holds it (said once) */
+    volatile sig_atomic_t *stop;
+    int purged;
+    /* Topics whose metadata this cycle asked the broker for again (see
+     * ask_topic). */
+    char asked[RELAY_ASKED_MAX][256];
+    int n_asked;
+    exactly_relay_stats *st;
+    /* mode: transactional (invariant 6) */
+    int txn;                /* the relay runs transactions */
+    int txn_ready;          /* init_transactions() succeeded */
+    int txn_open;           /* a transaction was begun, not yet ended */
+    int need_position;      /* the lock was (re)taken: apply the position */
+    int dr_failed;          /* delivery reports with an error, this batch */
+    int pos_in_flight;      /* the position record awaits its report */
+    rd_kafka_resp_err_t pos_err;
+    metrics_slot *m;        /* NULL: not under a supervisor */
+    long long backlog_at;   /* when the backlog was last read */
+} relay;
+
+/* The monotonic clock, in ms. */
+long long relay_now_ms(void);
+
+/* Sleeps ms, signals notwithstanding. */
+void relay_sleep_ms(int ms);
+
+/* Runs inside rd_kafka_poll() on the relay's thread. */
+void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/* Ends the session (its advisory lock goes with it); the next cycle
+ * connects again. */
+void relay_drop_conn(relay *rl);
+
+/* Connects and takes the outbox's advisory lock. Returns 0 when this relay
+ * may publish, 1 when PostgreSQL failed (back off), 2 when another relay
+ * holds the lock (try again after the poll interval). */
+int relay_ensure_conn(relay *rl);
+
+/* Produces row i of res. The row's state says what became of it. */
+void relay_produce_row(relay *rl, const PGresult *res, int i);
+
+/* Whether err says another producer took this transactional.id. */
+int relay_is_fenced(rd_kafka_resp_err_t err);
+
+/* Logs a failed transactional call and frees e. Returns -2 when the
+ * producer cannot go on (fenced, or another fatal error: the relay exits
+ * 1), -1 otherwise (the caller aborts; the rows stay pending). */
+int relay_txn_failed(rd_kafka_error_t *e, const char *call);
+
+/* Aborts the open transaction, if any. Returns 0, -1 (the abort itself
+ * failed for now: tried again before the next batch) or -2 (fatal). */
+int relay_txn_abort(relay *rl);
+
+/* After an abort nothing of the batch counts as published. */
+void relay_demote_acked(relay *rl, const char *why);
+
+/* Ends the batch's transaction: the position record, then the commit.
+ * On success every acknowledged row of the batch is published among the
+ * committed records; on failure the transaction is aborted and none is.
+ * Returns 0, -1 (aborted: the rows stay pending) or -2 (fatal). */
+int relay_txn_commit(relay *rl);
+
+/* Before the first batch after the lock was taken: init_transactions()
+ * once per process (it fences every older producer of this
+ * transactional.id and aborts its open transaction), then the last
+ * committed position applied to the outbox. Returns 0, -1 (try again
+ * after a backoff) or -2 (fatal). */
+int relay_txn_prepare(relay *rl);
+
+/* Marks, deletes and dead-letters what the batch's delivery reports said,
+ * in one transaction. Returns 0, or -1 (the rows stay pending: sent again,
+ * same event-id). */
+int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
+                         int first);
+
+/* Reads the outbox's backlog into the metrics slot, at most every
+ * METRICS_RELAY_BACKLOG_MS; a failed read leaves it unknown (not shown)
+ * until the next one. */
+void relay_read_backlog(relay *rl);
+
+/* Deletes published rows past the relay's retention (cleanup: mark). */
+void relay_expire(relay *rl);
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * relay_outbox.c - the relay's side in PostgreSQL: its statements on the
+ * outbox table (built once, identifiers quoted), the session and the
+ * outbox's advisory lock (invariant 5: a second relay is a standby), the
+ * recording of a batch's outcome (marked or deleted, dead-lettered, the
+ * relay_state row) in one transaction after every delivery report
+ * (invariant 3), the backlog read for the metrics, the expiry of
+ * published rows, and the status read by `exactly status`.
+ */
+#include "relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pg_conn.h"
+#include "relay_internal.h"
+#include "strbuf.h"
+#include "txn.h"
+
+/* fmt with a (and b, when the format names a second argument). */
+static char *fmt2(const char *fmt, const char *a, const char *b)
+{
+    strbuf sb = {0};
+
+    strbuf_printf(&sb, fmt, a, b);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
+static int build_sql(relay *rl)
+{
+    const cfg_relay *r = rl->r;
+    char *s = exactly_pg_ident(rl->conn, r->schema);
+    char *t = exactly_pg_ident(rl->conn, r->table);
+    char *fs = exactly_pg_ident(rl->conn, rl->cfg->postgres.schema);
+
+    if (!s || !t || !fs) {
+        PQfreemem(s);
+        PQfreemem(t);
+        PQfreemem(fs);
+        return -1;
+    }
+    rl->table_q = fmt2("%s.%s", s, t);
+    rl->state_q = fmt2("%s.%s", fs, "relay_state");
+    snprintf(rl->lock_key, sizeof(rl->lock_key), "exactly.relay:%s.%s", s, t);
+    PQfreemem(s);
+    PQfreemem(t);
+    PQfreemem(fs);
+    if (!rl->table_q || !rl->state_q)
+        return -1;
+    /* The horizon and the rows come from one statement, so from one
+     * snapshot: every transaction below its xmin has ended, and each of
+     * those that committed is visible to it (invariant 1). */
+    rl->sql_select = fmt2(
+        "SELECT id, coalesce(topic, $1), key, value, headers::text,"
+        " event_id::text FROM %s"
+        " WHERE published_at IS NULL AND dead_reason IS NULL"
+        " AND created < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY created, id LIMIT $2::int",
+        rl->table_q, NULL);
+    rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
+                            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+                            : "UPDATE %s SET published_at = now()"
+                              " WHERE id = ANY($1::bigint[])"
+                              " AND published_at IS NULL",
+                        rl->table_q, NULL);
+    rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
+                        " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
+                        " WHERE o.id = u.i",
+                        rl->table_q, NULL);
+    rl->sql_state = fmt2(
+        "INSERT INTO %s AS s (relay, outbox, published, dead,"
+        " published_since_start) VALUES ($1, $2, $3, $4, $3)"
+        " ON CONFLICT (relay) DO UPDATE SET outbox = EXCLUDED.outbox,"
+        " published = s.published + $3, dead = s.dead + $4,"
+        " published_since_start = CASE WHEN $5 = '1' THEN 0"
+        "  ELSE s.published_since_start END + $3,"
+        " started_at = CASE WHEN $5 = '1' THEN now() ELSE s.started_at END,"
+        " updated_at = now()",
+        rl->state_q, NULL);
+    rl->sql_expire = fmt2(
+        "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s"
+        " WHERE published_at < now() - make_interval(secs =>"
+        " $1::double precision) LIMIT 10000))",
+        rl->table_q, rl->table_q);
+    /* The backlog for the metrics: the partial index outbox_pending holds
+     * exactly these rows. */
+    rl->sql_backlog = fmt2(
+        "SELECT count(*), coalesce((extract(epoch FROM now() -"
+        " min(created_at)) * 1000)::bigint, 0) FROM %s"
+        " WHERE published_at IS NULL AND dead_reason IS NULL",
+        rl->table_q, NULL);
+    return rl->sql_select && rl->sql_done && rl->sql_dead && rl->sql_state &&
+                   rl->sql_expire && rl->sql_backlog
+               ? 0
+               : -1;
+}
+
+void relay_drop_conn(relay *rl)
+{
+    if (rl->conn)
+        PQfinish(rl->conn);
+    rl->conn = NULL;
+    rl->locked = 0; /* a session lock ends with its session */
+    if (rl->m) {
+        __atomic_store_n(&rl->m->relay.publishing, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->m->ready, 0, __ATOMIC_RELAXED);
+    }
+}
+
+int relay_ensure_conn(relay *rl)
+{
+    char err[1024];
+    const char *params[1];
+    PGresult *res = NULL;
+    exactly_err rc;
+    int got;
+
+    if (rl->conn && PQstatus(rl->conn) == CONNECTION_OK && rl->locked)
+        return 0;
+    if (!rl->conn || PQstatus(rl->conn) != CONNECTION_OK) {
+        relay_drop_conn(rl);
+        rl->conn = exactly_pg_connect(rl->cfg, "exactly-relay", err,
+                                      sizeof(err));
+        if (!rl->conn) {
+            exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
+                        LOG_STR("error", err));
+            return 1;
+        }
+        if (rl->m) {
+            metrics_add(&rl->m->relay.connects, 1);
+            __atomic_store_n(&rl->m->ready, 1, __ATOMIC_RELAXED);
+        }
+    }
+    if (!rl->table_q && build_sql(rl) != 0) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
+        relay_drop_conn(rl);
+        return 1;
+    }
+    params[0] = rl->lock_key;
+    rc = exactly_pg_exec(rl->conn,
+                         "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                         1, params, &res, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "relay", "advisory lock failed",
+                    LOG_STR("error", err));
+        relay_drop_conn(rl);
+        return 1;
+    }
+    got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!got) {
+        /* The connection stays: the lock is tried again every poll
+         * interval, so a standby takes over as soon as the holder's
+         * session ends. */
+        if (!rl->waiting)
+            exactly_log(EXACTLY_LOG_INFO, "relay",
+                        "another relay publishes this outbox; waiting",
+                        LOG_STR("relay", rl->r->name),
+                        LOG_STR("outbox", rl->table_q));
+        rl->waiting = 1;
+        return 2;
+    }
+    rl->waiting = 0;
+    rl->locked = 1;
+    rl->need_position = rl->txn; /* another relay may have run meanwhile */
+    if (rl->m)
+        __atomic_store_n(&rl->m->relay.publishing, 1, __ATOMIC_RELAXED);
+    exactly_log(EXACTLY_LOG_INFO, "relay", "relay publishes",
+                LOG_STR("relay", rl->r->name), LOG_STR("outbox", rl->table_q));
+    return 0;
+}
+
+/* The array literals of the batch's outcome: the ids acknowledged, and
+ * the ids refused for good with their reasons; counted in acked, dead. */
+static void collect_outcome(const relay *rl, strbuf *done, strbuf *dids,
+                            strbuf *dreasons, int64_t *acked, int64_t *dead)
+{
+    size_t i;
+
+    *acked = *dead = 0;
+    strbuf_array_begin(done);
+    strbuf_array_begin(dids);
+    strbuf_array_begin(dreasons);
+    for (i = 0; i < rl->n_rows; i++) {
+        const relay_row *row = &rl->rows[i];
+
+        if (row->state == ROW_ACKED) {
+            strbuf_array_elem_int(done, row->id);
+            (*acked)++;
+        } else if (row->state == ROW_DEAD) {
+            strbuf_array_elem_int(dids, row->id);
+            strbuf_array_elem_str(dreasons, row->reason);
+            (*dead)++;
+        }
+    }
+    strbuf_array_end(done);
+    strbuf_array_end(dids);
+    strbuf_array_end(dreasons);
+}
+
+int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
+                         int first)
+{
+    strbuf done = {0}, dids = {0}, dreasons = {0};
+    exactly_txn t;
+    char err[1024], n_ok[32], n_dead[32];
+    const char *params[5];
+    int rc = -1;
+
+    memset(&t, 0, sizeof(t));
+    collect_outcome(rl, &done, &dids, &dreasons, acked, dead);
+    if (done.oom || dids.oom || dreasons.oom)
+        goto cleanup;
+    /* One round trip: the statements go through libpq's pipeline mode,
+     * BEGIN to COMMIT, and their results are read at one sync. */
+    if (exactly_txn_start(&t, rl->conn, exactly_pg_wait_bound_ms(rl->cfg)) !=
+        EXACTLY_OK) {
+        snprintf(err, sizeof(err), "%s", t.errmsg);
+        goto failed;
+    }
+    (void)exactly_txn_send(&t, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+    if (*acked) {
+        params[0] = strbuf_str(&done);
+        (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_done, 1, params,
+                               NULL);
+    }
+    if (*dead) {
+        params[0] = strbuf_str(&dids);
+        params[1] = strbuf_str(&dreasons);
+        (void)exactly_txn_send(&t, TXN_DEAD_LETTER, rl->sql_dead, 2, params,
+                               NULL);
+    }
+    snprintf(n_ok, sizeof(n_ok), "%lld", (long long)*acked);
+    snprintf(n_dead, sizeof(n_dead), "%lld", (long long)*dead);
+    params[0] = rl->r->name;
+    params[1] = rl->table_q;
+    params[2] = n_ok;
+    params[3] = n_dead;
+    params[4] = first ? "1" : "0";
+    (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_state, 5, params, NULL);
+    (void)exactly_txn_send(&t, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (exactly_txn_sync(&t) != EXACTLY_OK) {
+        snprintf(err, sizeof(err), "%s", t.errmsg);
+        exactly_txn_finish(&t);
+        goto failed;
+    }
+    exactly_txn_finish(&t);
+    rc = 0;
+    goto cleanup;
+failed:
+    exactly_log(EXACTLY_LOG_WARN, "relay",
+                "marking published rows failed; they will be sent again",
+                LOG_STR("error", err));
+    relay_drop_conn(rl);
+cleanup:
+    exactly_txn_clear(&t);
+    strbuf_free(&done);
+    strbuf_free(&dids);
+    strbuf_free(&dreasons);
+    return rc;
+}
+
+void relay_read_backlog(relay *rl)
+{
+    char err[1024];
+    PGresult *res = NULL;
+    metrics_relay *mr;
+
+    if (!rl->m || relay_now_ms() - rl->backlog_at < METRICS_RELAY_BACKLOG_MS)
+        return;
+    rl->backlog_at = relay_now_ms();
+    mr = &rl->m->relay;
+    if (exactly_pg_exec(rl->conn, rl->sql_backlog, 0, NULL, &res, err,
+                        sizeof(err)) != EXACTLY_OK) {
+        __atomic_store_n(&mr->backlog_known, 0, __ATOMIC_RELAXED);
+        exactly_log(EXACTLY_LOG_WARN, "relay", "reading the backlog failed",
+                    LOG_STR("outbox", rl->table_q), LOG_STR("error", err));
+        if (PQstatus(rl->conn) != CONNECTION_OK)
+            relay_drop_conn(rl);
+        return;
+    }
+    metrics_set(&mr->pending, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    metrics_set(&mr->oldest_pending_ms,
+                strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    __atomic_store_n(&mr->backlog_known, 1, __ATOMIC_RELAXED);
+    PQclear(res);
+}
+
+void relay_expire(relay *rl)
+{
+    char err[1024], secs[32];
+    const char *params[1];
+
+    snprintf(secs, sizeof(secs), "%lld", (long long)rl->r->retention_s);
+    params[0] = secs;
+    if (exactly_pg_exec(rl->conn, rl->sql_expire, 1, params, NULL, err,
+                        sizeof(err)) != EXACTLY_OK)
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "deleting published rows past retention failed",
+                    LOG_STR("error", err));
+}
+
+int exactly_relay_read_status(const exactly_config *cfg, const cfg_relay *r,
+                              exactly_relay_status *out, char *errbuf,
+                              size_t errbuf_size)
+{
+    relay rl;
+    PGresult *res = NULL;
+    char *sql = NULL;
+    const char *params[1];
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    memset(&rl, 0, sizeof(rl));
+    rl.cfg = cfg;
+    rl.r = r;
+    rl.conn = exactly_pg_connect(cfg, "exactly-relay-status", errbuf,
+                                 errbuf_size);
+    if (!rl.conn)
+        return -1;
+    if (build_sql(&rl) != 0) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        goto cleanup;
+    }
+    sql = fmt2("SELECT"
+               " count(*) FILTER (WHERE published_at IS NULL"
+               "  AND dead_reason IS NULL),"
+               " coalesce(extract(epoch FROM now() - min(created_at)"
+               "  FILTER (WHERE published_at IS NULL AND dead_reason IS NULL)),"
+               "  0)::float8,"
+               " count(*) FILTER (WHERE dead_reason IS NOT NULL),"
+               " (SELECT published FROM %1$s WHERE relay = $1),"
+               " (SELECT published_since_start / greatest(extract(epoch FROM"
+               "  updated_at - started_at), 0.001) FROM %1$s WHERE relay = $1),"
+               " (SELECT extract(epoch FROM now() - updated_at) FROM %1$s"
+               "  WHERE relay = $1)"
+               " FROM %2$s",
+               rl.state_q, rl.table_q);
+    if (!sql) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        goto cleanup;
+    }
+    params[0] = r->name;
+    if (exactly_pg_exec(rl.conn, sql, 1, params, &res, errbuf, errbuf_size) !=
+        EXACTLY_OK)
+        goto cleanup;
+    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->oldest_pending_s = strtod(PQgetvalue(res, 0, 1), NULL);
+    out->dead = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->published_total =
+        PQgetisnull(res, 0, 3) ? -1 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    out->rate_per_s = PQgetisnull(res, 0, 4) ? 0
+                                              : strtod(PQgetvalue(res, 0, 4), NULL);
+    out->last_publish_s =
+        PQgetisnull(res, 0, 5) ? -1 : strtod(PQgetvalue(res, 0, 5), NULL);
+    rc = 0;
+cleanup:
+    PQclear(res);
+    free(sql);
+    relay_drop_conn(&rl);
+    free(rl.table_q);
+    free(rl.state_q);
+    free(rl.sql_select);
+    free(rl.sql_done);
+    free(rl.sql_dead);
+    free(rl.sql_state);
+    free(rl.sql_expire);
+    free(rl.sql_backlog);
+    return rc;
+}

@@ -1,0 +1,229 @@
+/*
+ * relay_produce.c - one outbox row becomes one Kafka record (topic, key,
+ * value, the row's headers and its event-id header), and each delivery
+ * report says where its row stands: acknowledged, refused for good
+ * (dead-lettered, invariant 4) or failed for now (sent again). A record
+ * refused for an unknown topic is refused only after the broker was asked
+ * again, once per topic and cycle.
+ */
+#include "relay.h"
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "relay_internal.h"
+
+/* Errors that no resend will cure: the row is dead-lettered. Everything
+ * else (timeouts, a broker down, a leader moving) leaves it pending. */
+static int permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void set_failed(relay_row *row, rd_kafka_resp_err_t err,
+                       const char *topic)
+{
+    row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
+    snprintf(row->reason, sizeof(row->reason), "kafka refused the record "
+             "for topic '%s': %s (%s)", topic ? topic : "?",
+             rd_kafka_err2str(err), rd_kafka_err2name(err));
+}
+
+void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    relay *rl = opaque;
+    relay_row *row = m->_private;
+
+    (void)rk;
+    if (m->_private == (void *)&rl->pos_err) {
+        rl->pos_err = m->err;
+        rl->pos_in_flight = 0;
+        return;
+    }
+    if (!row)
+        return;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        row->state = ROW_ACKED;
+    } else {
+        set_failed(row, m->err, m->rkt ? rd_kafka_topic_name(m->rkt) : NULL);
+        rl->dr_failed++;
+    }
+    rl->in_flight--;
+}
+
+/* Adds the row's own headers (a JSON object of name to value; a string
+ * value is sent as its bytes, null as a null value, anything else as its
+ * JSON text) after event-id. Returns 0, or -1 with a reason. */
+static int add_headers(rd_kafka_headers_t *h, const char *json_text,
+                       char *why, size_t why_size)
+{
+    json_error_t jerr;
+    json_t *obj;
+    const char *name;
+    json_t *v;
+
+    if (!json_text)
+        return 0;
+    obj = json_loads(json_text, JSON_DECODE_ANY, &jerr);
+    if (!obj || !json_is_object(obj)) {
+        snprintf(why, why_size, "headers must be a JSON object");
+        json_decref(obj);
+        return -1;
+    }
+    json_object_foreach(obj, name, v) {
+        if (strcmp(name, "event-id") == 0)
+            continue; /* the relay's own, from event_id */
+        if (json_is_null(v)) {
+            rd_kafka_header_add(h, name, -1, NULL, 0);
+        } else if (json_is_string(v)) {
+            rd_kafka_header_add(h, name, -1, json_string_value(v),
+                                (ssize_t)json_string_length(v));
+        } else {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+            if (!text) {
+                snprintf(why, why_size, "out of memory");
+                json_decref(obj);
+                return -1;
+            }
+            rd_kafka_header_add(h, name, -1, text, -1);
+            free(text);
+        }
+    }
+    json_decref(obj);
+    return 0;
+}
+
+/* Decodes a bytea column of res; *out NULL for SQL NULL. The caller
+ * PQfreemem()s. Returns -1 out of memory. */
+static int bytea_of(const PGresult *res, int i, int col, unsigned char **out,
+                    size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (PQgetisnull(res, i, col))
+        return 0;
+    *out = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, col), len);
+    return *out ? 0 : -1;
+}
+
+/* librdkafka remembers a topic that the broker said does not exist and
+ * refuses records for it at once (_UNKNOWN_TOPIC) until its next metadata
+ * refresh (topic.metadata.refresh.interval.ms, 5 minutes by default): a
+ * row sent again after its topic was created would be dead-lettered again
+ * on that stale answer. This asks the broker about topic (once per topic
+ * and cycle). Returns 1 when it asked now (produce once more: the answer
+ * has replaced the cached one), 0 when it had asked already this cycle or
+ * the name is longer than any Kafka accepts (249 bytes; the refusal
+ * stands), -1 when it cannot ask this cycle (too many topics, or no
+ * answer: the row waits for the next). */
+static int ask_topic(relay *rl, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_resp_err_t err;
+    int i;
+
+    for (i = 0; i < rl->n_asked; i++)
+        if (strcmp(rl->asked[i], topic) == 0)
+            return 0;
+    if (strlen(topic) >= sizeof(rl->asked[0]))
+        return 0;
+    if (rl->n_asked == RELAY_ASKED_MAX)
+        return -1;
+    snprintf(rl->asked[rl->n_asked++], sizeof(rl->asked[0]), "%s", topic);
+    rkt = rd_kafka_topic_new(rl->rk, topic, NULL);
+    if (!rkt)
+        return -1;
+    err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    exactly_log(EXACTLY_LOG_INFO, "relay",
+                "asked the broker again about a topic it called unknown",
+                LOG_STR("topic", topic), LOG_STR("answer", rd_kafka_err2name(err)));
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1;
+}
+
+void relay_produce_row(relay *rl, const PGresult *res, int i)
+{
+    relay_row *row = &rl->rows[i];
+    unsigned char *key = NULL, *value = NULL;
+    size_t key_len, value_len;
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_resp_err_t err;
+    const char *topic = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+    const char *eid = PQgetvalue(res, i, 5);
+
+    if (!topic) {
+        row->state = ROW_DEAD;
+        snprintf(row->reason, sizeof(row->reason),
+                 "the row names no topic and relay '%s' has none",
+                 rl->r->name);
+        return;
+    }
+    if (bytea_of(res, i, 2, &key, &key_len) ||
+        bytea_of(res, i, 3, &value, &value_len) ||
+        !(h = rd_kafka_headers_new(4))) {
+        row->state = ROW_RETRY;
+        snprintf(row->reason, sizeof(row->reason), "out of memory");
+        goto cleanup;
+    }
+    rd_kafka_header_add(h, "event-id", -1, eid, -1);
+    if (add_headers(h, PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+                    row->reason, sizeof(row->reason))) {
+        row->state = ROW_DEAD;
+        goto cleanup;
+    }
+    for (;;) {
+        int asked;
+
+        err = rd_kafka_producev(rl->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, key_len),
+                                RD_KAFKA_V_VALUE(value, value_len),
+                                RD_KAFKA_V_HEADERS(h),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rl->rk, 50);
+            continue;
+        }
+        if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            (asked = ask_topic(rl, topic)) == 0)
+            break;
+        if (asked < 0) {
+            row->state = ROW_RETRY;
+            snprintf(row->reason, sizeof(row->reason),
+                     "topic '%s' is unknown to the producer; asked again "
+                     "next cycle", topic);
+            goto cleanup;
+        }
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        h = NULL; /* the message owns them now */
+        row->state = ROW_IN_FLIGHT;
+        rl->in_flight++;
+    } else {
+        set_failed(row, err, topic);
+    }
+cleanup:
+    if (h)
+        rd_kafka_headers_destroy(h);
+    PQfreemem(key);
+    PQfreemem(value);
+}
