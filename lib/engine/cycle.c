@@ -58,6 +58,29 @@ static void note(cycle *c, const char *sqlstate, const char *msg)
     snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg && *msg ? msg : "unknown error");
 }
 
+/* ---- dead letters ------------------------------------------------------- */
+
+/* A message of the batch goes to the dead letters, with its trace-id
+ * (the buffered message at offset, when there is one). */
+static void dl_message(cycle *c, int64_t offset, const void *key,
+                       size_t key_len, const char *id, const char *reason)
+{
+    dead_letters_add(&c->e->dl, engine_part_msg(c->pt, offset), offset, key,
+                     key_len, id, reason, NULL);
+}
+
+/* Every message of record r goes to the dead letters. */
+static void dl_record(cycle *c, const exactly_record *r, const char *reason,
+                      const char *sqlstate)
+{
+    size_t i;
+
+    for (i = 0; i < r->n_messages; i++)
+        dead_letters_add(&c->e->dl, engine_part_msg(c->pt, r->messages[i].offset),
+                         r->messages[i].offset, r->messages[i].key,
+                         r->messages[i].key_len, r->id, reason, sqlstate);
+}
+
 /* ---- trace context ----------------------------------------------------- */
 
 /* At most this many distinct trace-ids name one batch in its log lines. */
@@ -230,7 +253,7 @@ static void account_applied(cycle *c, exactly_record *recs, size_t n)
         size_t idx = e->txn.fails[i].index;
         if (idx >= n)
             continue;
-        engine_dl_add_record(e, c->pt, &recs[idx], e->txn.fails[i].reason, NULL);
+        dl_record(c, &recs[idx], e->txn.fails[i].reason, NULL);
         c->applied_msgs -= recs[idx].n_messages;
         c->failed_msgs += recs[idx].n_messages;
     }
@@ -306,7 +329,7 @@ static exactly_err bisect(cycle *c, exactly_record *recs, size_t n)
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
                     LOG_STR("sqlstate", sqlstate_or_null(c->sqlstate)),
                     LOG_STR("error", c->errmsg));
-        engine_dl_add_record(c->e, c->pt, &recs[0], c->errmsg, c->sqlstate);
+        dl_record(c, &recs[0], c->errmsg, c->sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->e->st.handler_failures++;
         trace_batch_again();
@@ -340,7 +363,7 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                 *skipped += r->n_messages;
                 continue;
             case CFG_MISSING_DEAD_LETTER:
-                engine_dl_add_record(e, c->pt, r, "lookup found no row", NULL);
+                dl_record(c, r, "lookup found no row", NULL);
                 c->failed_msgs += r->n_messages;
                 continue;
             case CFG_MISSING_HANDLER:
@@ -361,7 +384,7 @@ static exactly_err select_records(cycle *c, int looked_up, size_t *skipped)
                     note(c, NULL, msg);
                     return EXACTLY_ERETRY;
                 }
-                engine_dl_add_record(e, c->pt, r, "lookup found no row (retried)",
+                dl_record(c, r, "lookup found no row (retried)",
                               NULL);
                 c->failed_msgs += r->n_messages;
                 continue;
@@ -515,7 +538,9 @@ static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
                           int *commit_sent)
 {
     engine *e = c->e;
-    exactly_err rc = engine_dl_send(e, c->pt, part_s);
+    exactly_err rc = dead_letters_send(&e->dl, &e->txn, e->sql.dead_letter,
+                                       e->dl_key ? e->dl_key : e->p->name,
+                                       c->pt->topic, part_s);
 
     if (rc == EXACTLY_OK)
         rc = queue_run_applied(c, applied);
@@ -589,7 +614,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
             }
         }
     }
-    engine_dl_reset(e);
+    dead_letters_reset(&e->dl);
     (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
 #ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
     (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence, n_fence_params,
@@ -602,8 +627,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
                  "the handler killed the worker %d times on this record alone; "
                  "not applied",
                  e->p->max_crashes);
-        engine_dl_add(e, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id,
-               reason, NULL);
+        dl_message(c, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id, reason);
         c->failed_msgs++;
         n = 0; /* nothing else of this batch runs */
     }
@@ -650,8 +674,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
         for (i = 0; i < e->bb.n_msgs; i++) {
             batch_msg *bm = &e->bb.msgs[i];
             if (bm->dead) {
-                engine_dl_add(e, pt, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL,
-                       bm->reason, NULL);
+                dl_message(c, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL, bm->reason);
                 c->failed_msgs++;
             }
         }

@@ -21,6 +21,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "batch.h"
+#include "dead_letters.h"
 #include "log.h"
 #include "plugin.h"
 #include "store.h"
@@ -102,13 +103,6 @@ typedef struct engine_batch_report {
     long long elapsed_ms;
 } engine_batch_report;
 
-/* The dead letters of the attempt in flight, as PostgreSQL array literals
- * (one column each), written in the batch's own transaction. */
-typedef struct engine_dead_letters {
-    strbuf offs, keys, key_lens, key_digests, ids, reasons, states, traces;
-    size_t count;
-} engine_dead_letters;
-
 /* What the engine asks of its owner. arg is engine.ops_arg. */
 typedef struct engine_ops {
     /* Makes engine.conn an open, checked connection with engine.sql
@@ -158,7 +152,7 @@ typedef struct engine {
     exactly_plugin *plugin;
     exactly_txn txn;
     batch_builder bb;
-    engine_dead_letters dl;
+    dead_letters dl;          /* of the attempt in flight */
 
     /* The partition table. */
     part **parts;
