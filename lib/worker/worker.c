@@ -177,6 +177,62 @@ static const engine_ops worker_engine_ops = {
     .batch_done = ops_batch_done,
 };
 
+/* ---- what the consumer tells the worker ---------------------------------- */
+
+static void con_fatal(void *arg)
+{
+    worker *w = arg;
+    w->fatal = 1;
+}
+
+static int con_error_due(void *arg) { return worker_kafka_error_due(arg); }
+
+static void con_rebalance(void *arg, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t *parts, int lost,
+                          int cooperative)
+{
+    worker *w = arg;
+
+    w->st.rebalances++;
+    w->cooperative = cooperative;
+    /* The group coordinator answered: Kafka is reachable again. */
+    if (w->kafka_episode_ms) {
+        exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
+                    LOG_INT("after_ms", exactly_now_ms() - w->kafka_episode_ms));
+        w->kafka_episode_ms = 0;
+    }
+    if (w->in_cycle) {
+        /* librdkafka waits for the assign/unassign call, which may come
+         * after this callback returns: it comes when the batch ends. */
+        worker_defer_rebalance(w, err, parts, lost);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        worker_assign(w, parts);
+    else
+        worker_revoke(w, parts, lost);
+}
+
+exactly_err worker_consumer_start(worker *w, char *errbuf, size_t errbuf_size)
+{
+    exactly_err rc;
+
+    w->con.cfg = w->cfg;
+    w->con.p = w->p;
+    w->con.owner = w->eng.owner;
+    w->con.cbs.fatal = con_fatal;
+    w->con.cbs.error_due = con_error_due;
+    w->con.cbs.rebalance = con_rebalance;
+    w->con.cbs.arg = w;
+    rc = worker_consumer_create(&w->con, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    w->rk = w->con.rk;
+    /* The engine seeks, pauses and commits its partitions on it. */
+    w->eng.rk = w->rk;
+    return EXACTLY_OK;
+}
+
 void worker_init(worker *w, const exactly_config *cfg, const cfg_pipeline *p)
 {
     memset(w, 0, sizeof(*w));
@@ -329,7 +385,7 @@ static int resolve_start(worker *w, const char *topic, int32_t partition,
                     LOG_STR("error", rd_kafka_err2str(err)));
         return -1;
     }
-    *start = strcmp(w->auto_reset, "latest") == 0 ? hi : lo;
+    *start = strcmp(w->con.auto_reset, "latest") == 0 ? hi : lo;
     return 0;
 }
 
@@ -379,7 +435,7 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
 
         if (!PQgetisnull(res, r, 2)) {
             next = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-        } else if (strcmp(w->auto_reset, "error") == 0) {
+        } else if (strcmp(w->con.auto_reset, "error") == 0) {
             /* Only this partition stops; the others are served. */
             no_start = 1;
         } else {
@@ -482,8 +538,8 @@ static void assign_claimed(worker *w, rd_kafka_topic_partition_list_t *list)
  * partitions never holds them longer than a stuck one would. */
 static long long claim_patience_ms(const worker *w)
 {
-    return w->max_poll_ms > 0 && w->max_poll_ms < ASSIGN_DEADLINE_MS
-               ? w->max_poll_ms
+    return w->con.max_poll_ms > 0 && w->con.max_poll_ms < ASSIGN_DEADLINE_MS
+               ? w->con.max_poll_ms
                : ASSIGN_DEADLINE_MS;
 }
 
@@ -1105,7 +1161,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
 
     worker_init(&w, o->cfg, o->pipeline);
     w.stop = o->stop;
-    w.slot_instance = o->instance_id;
+    w.con.slot_instance = o->instance_id;
     w.m = o->metrics;
     exactly_log_set_context(w.p->name, o->worker_index);
     if (w.m)
@@ -1129,7 +1185,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = 2;
         goto cleanup;
     }
-    rc = worker_consumer_create(&w, err, sizeof(err));
+    rc = worker_consumer_start(&w, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot create the Kafka consumer",
                     LOG_STR("error", err));
@@ -1157,7 +1213,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
         code = rc == EXACTLY_ERETRY ? 1 : 2;
         goto cleanup;
     }
-    rc = worker_consumer_subscribe(&w, err, sizeof(err));
+    rc = worker_consumer_subscribe(&w.con, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot subscribe",
                     LOG_STR("error", err));
@@ -1180,7 +1236,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
                     LOG_STR("group", w.p->group),
                     LOG_STR("batch", batch),
                     LOG_STR("group_instance_id",
-                            w.instance_id[0] ? w.instance_id : "none"));
+                            w.con.instance_id[0] ? w.con.instance_id : "none"));
     }
 
     started = exactly_now_ms();

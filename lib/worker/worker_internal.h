@@ -1,6 +1,6 @@
 /*
- * worker_internal.h - state shared by the worker's loop (worker.c) and its
- * Kafka consumer (consumer.c). The partition table and everything a batch
+ * worker_internal.h - state shared by the files of the worker; its Kafka
+ * consumer (consumer.h) knows none of it. The partition table and everything a batch
  * needs are the engine's (engine/engine.h), embedded here; the worker
  * hands it the connection and hears what its batches did (engine_ops).
  */
@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "consumer.h"
 #include "engine.h"
 #include "log.h"
 #include "worker.h"
@@ -25,13 +26,11 @@ typedef struct worker {
      * the txn, the batch builder, dead letters, the batches' counters. */
     engine eng;
 
-    rd_kafka_t *rk;           /* also eng.rk, which borrows it */
+    /* The consumer (con.rk), its reset policy and group identity; its
+     * events come back through con.cbs. */
+    worker_consumer con;
+    rd_kafka_t *rk;           /* con.rk; also eng.rk, which borrows it */
     int cooperative;
-    char auto_reset[16];      /* "earliest" or "latest" for new partitions */
-    /* The group.instance.id the consumer joins with ("" for none), and
-     * what the supervisor asked for (NULL: a dynamic member). */
-    char instance_id[256];
-    const char *slot_instance;
 
     /* The connection (eng.conn) and its circuit breaker. */
     long long reconnect_at_ms;
@@ -67,7 +66,6 @@ typedef struct worker {
     long long pending_retry_ms;
     long long pending_deadline_ms;
     int pending_attempts;
-    int max_poll_ms;          /* the consumer's max.poll.interval.ms */
 } worker;
 
 /* A zeroed worker of pipeline p whose engine calls back into it: the
@@ -78,6 +76,9 @@ void worker_stats(const worker *w, exactly_worker_stats *out);
 /* Whether a Kafka error should be logged now (once per episode, then once
  * a minute); starts the episode. */
 int worker_kafka_error_due(worker *w);
+/* Creates the worker's consumer (worker_consumer_create) with the worker
+ * as the receiver of its events; sets rk and eng.rk. */
+exactly_err worker_consumer_start(worker *w, char *errbuf, size_t errbuf_size);
 
 /* Ensures a connection (eng.conn, its SQL prepared): EXACTLY_OK,
  * EXACTLY_ERETRY (backing off, or the new one failed a check),
@@ -100,14 +101,5 @@ void worker_defer_rebalance(worker *w, rd_kafka_resp_err_t err,
 /* Retries the claim of a pending assignment when its backoff is over;
  * assigns on success, sets fatal after the deadline. */
 void worker_assign_pending(worker *w);
-
-/* The consumer (consumer.c). */
-
-/* Creates the consumer (the configuration is checked: EXACTLY_ECONFIG)
- * without joining the group; worker_consumer_subscribe joins it, once the
- * worker can serve partitions. */
-exactly_err worker_consumer_create(worker *w, char *errbuf, size_t errbuf_size);
-exactly_err worker_consumer_subscribe(worker *w, char *errbuf,
-                                      size_t errbuf_size);
 
 #endif
