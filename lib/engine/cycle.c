@@ -458,16 +458,18 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     rc = exactly_txn_push_sync(&e->txn);
     if (rc != EXACTLY_OK)
         return rc;
-    if (pt->guard_checked && !pt->isolating)
+    if (pt->state == PART_S_SERVING)
         return exactly_txn_flush(&e->txn) == 0 ? EXACTLY_OK : EXACTLY_ERETRY;
     rc = judge_sync(c, exactly_txn_sync(&e->txn));
     if (rc != EXACTLY_OK)
         return rc;
     answer = exactly_txn_result(&e->txn, *res);
     mode = answer && PQntuples(answer) == 1 ? PQgetvalue(answer, 0, 0) : "";
-    pt->guard_checked = 1;
+    /* The guard answered since the claim. */
+    if (pt->state == PART_S_UNCHECKED)
+        (void)PART_MOVE(pt, PART_S_SERVING);
     if (strncmp(mode, "batch:", 6) == 0) {
-        pt->isolating = 0;
+        (void)PART_MOVE(pt, PART_S_SERVING);
         return EXACTLY_OK;
     }
     if (strncmp(mode, "fenced:", 7) == 0) {
@@ -481,13 +483,13 @@ static exactly_err guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
         note(c, NULL, msg);
         return EXACTLY_EDATABASE;
     }
-    if (!pt->isolating || mode[0] == 'd')
+    if (pt->state != PART_S_ISOLATING || mode[0] == 'd')
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "worker died on this batch before; isolating records",
                     LOG_PART(pt),
                     LOG_INT("offset", pt->next_offset),
                     LOG_STR("answer", mode));
-    pt->isolating = 1;
+    (void)PART_MOVE(pt, PART_S_ISOLATING);
     *n = 1;
     *end = pt->buf[0]->offset + 1;
     *dead_only = mode[0] == 'd';
@@ -499,7 +501,7 @@ void engine_release(engine *e, part *pt)
     char part_s[16], epoch_s[24], err[512];
     const char *params[4];
 
-    if (e->reprocess_run || pt->fenced || !e->conn ||
+    if (e->reprocess_run || pt->state == PART_S_FENCED || !e->conn ||
         PQstatus(e->conn) != CONNECTION_OK || !e->sql_ready)
         return;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
@@ -726,7 +728,7 @@ static exactly_err run_txn(cycle *c, size_t *n_io, int64_t *end_io,
 #endif
 
 done:
-    if (rc == EXACTLY_OK && !pt->isolating) {
+    if (rc == EXACTLY_OK && pt->state != PART_S_ISOLATING) {
         const PGresult *ar = exactly_txn_result(&e->txn, attempt_res);
         if (ar && PQntuples(ar) == 1 &&
             strncmp(PQgetvalue(ar, 0, 0), "batch:", 6) != 0)
@@ -884,7 +886,7 @@ static exactly_err cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
             free(c.recs);
             e->st.batches_rolled_back++;
             rollback(e);
-            pt->halted = 1;
+            (void)PART_MOVE(pt, PART_S_HALTED);
             engine_part_pause(e, pt, 1);
             return EXACTLY_EHANDLER;
         }
@@ -921,7 +923,7 @@ static exactly_err cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
                     LOG_INT("offset", pt->next_offset),
                     LOG_STR("error", c.errmsg));
         rollback(e);
-        pt->halted = 1;
+        (void)PART_MOVE(pt, PART_S_HALTED);
         engine_part_pause(e, pt, 1);
         return EXACTLY_EFATAL;
     }

@@ -32,7 +32,7 @@ void engine_set_attempted(engine *e, const part *pt, int64_t start);
  * lacks our last commits): the buffer is dropped and the fetch position
  * moved there, so that nothing between them is skipped. Returns
  * EXACTLY_OK (pt follows the row), EXACTLY_EFENCED (another owner took it:
- * pt->fenced; or the row has no position any more: pt->halted, loudly) or
+ * PART_S_FENCED; or the row has no position any more: PART_S_HALTED, loudly) or
  * EXACTLY_ERETRY (the row could not be read: nothing changed, asked again
  * next time).
  */

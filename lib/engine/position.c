@@ -69,7 +69,10 @@ static exactly_err reclaim(engine *e, part *pt, int64_t seen, int64_t *stored)
                 LOG_INT("epoch", pt->epoch + 1),
                 LOG_INT("next_offset", *stored));
     pt->epoch++;
-    pt->guard_checked = 0;
+    /* A new epoch: the crash guard is asked again (isolating asks it on
+     * every batch anyway). */
+    if (pt->state == PART_S_SERVING)
+        (void)PART_MOVE(pt, PART_S_UNCHECKED);
     engine_publish_position(e, pt);
     return EXACTLY_OK;
 }
@@ -108,7 +111,7 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
                     "restart the worker",
                     LOG_PART(pt),
                     LOG_INT("last_known_offset", pt->next_offset));
-        pt->halted = 1;
+        (void)PART_MOVE(pt, PART_S_HALTED);
         part_stop(e, pt);
         return EXACTLY_EFENCED;
     }
@@ -127,7 +130,7 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
                     LOG_PART(pt),
                     LOG_INT("my_epoch", pt->epoch),
                     LOG_INT("stored_epoch", epoch));
-        pt->fenced = 1;
+        (void)PART_MOVE(pt, PART_S_FENCED);
         part_stop(e, pt);
         return EXACTLY_EFENCED;
     }

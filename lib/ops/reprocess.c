@@ -427,7 +427,7 @@ static int loop(run *r, const exactly_reprocess_opts *o, const span *sp)
         } else {
             continue;
         }
-        if (rc == EXACTLY_EFENCED && !r->pt.fenced && !r->pt.halted)
+        if (rc == EXACTLY_EFENCED && !part_state_stopped(r->pt.state))
             continue; /* the run row was behind (a failover): from there */
         if (rc == EXACTLY_EFENCED) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",

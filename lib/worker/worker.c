@@ -85,12 +85,12 @@ static void publish_states(worker *w)
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
         metrics_partition *mp = metrics_part(w->m, pt->topic, pt->partition);
-        int st = pt->halted           ? PART_HALTED
-                 : pt->fenced         ? PART_FENCED
-                 : w->db_down_since_ms ? PART_BREAKER_OPEN
-                 : pt->isolating      ? PART_ISOLATING
-                 : pt->retry_at_ms > 0 ? PART_BACKING_OFF
-                                       : PART_RUNNING;
+        int st = part_state_halted(pt->state)    ? PART_HALTED
+                 : pt->state == PART_S_FENCED    ? PART_FENCED
+                 : w->db_down_since_ms           ? PART_BREAKER_OPEN
+                 : pt->state == PART_S_ISOLATING ? PART_ISOLATING
+                 : pt->retry_at_ms > 0           ? PART_BACKING_OFF
+                                                 : PART_RUNNING;
         if (mp)
             __atomic_store_n(&mp->state, st, __ATOMIC_RELAXED);
     }
@@ -471,15 +471,11 @@ static exactly_err claim(worker *w, rd_kafka_topic_partition_list_t *list)
         pt->unconfirmed = 0;
         pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
         pt->epoch = epoch;
-        pt->fenced = 0;
-        pt->halted = no_start;
-        pt->no_start = no_start;
+        part_state_claimed(&pt->state, no_start, pt->topic, pt->partition);
         pt->recheck_at_ms = exactly_now_ms() + NO_START_RECHECK_MS;
         pt->attempts = 0;
         pt->retry_at_ms = 0;
         pt->paused = 0;
-        pt->guard_checked = 0;
-        pt->isolating = 0;
         /* A halted partition is assigned at the end and paused at once:
          * it stays ours without reading anything. */
         for (i = 0; i < list->cnt; i++)
@@ -562,7 +558,7 @@ void worker_assign_pending(worker *w)
         for (int i = 0; i < w->pending_assign->cnt; i++) {
             part *pt = engine_part_find(&w->eng, w->pending_assign->elems[i].topic,
                                         w->pending_assign->elems[i].partition);
-            if (pt && pt->no_start)
+            if (pt && pt->state == PART_S_NO_START)
                 engine_part_pause(&w->eng, pt, 1);
         }
         rd_kafka_topic_partition_list_destroy(w->pending_assign);
@@ -692,7 +688,7 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
                         "partition lost with a buffered batch",
                         LOG_PART(pt), LOG_UINT("messages", pt->n_buf));
         worker_metrics_position(w, pt, 0);
-        while (!w->fatal && !pt->fenced && !pt->halted && pt->n_buf > 0 &&
+        while (!w->fatal && !part_state_stopped(pt->state) && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = batch_size(w, pt);
             if (run_batch(w, pt, n, batch_end(w, pt, n)) != EXACTLY_OK)
@@ -784,14 +780,14 @@ static void on_message(worker *w, rd_kafka_message_t *m)
             pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
                                            m->partition)
                         : NULL;
-            if (pt && !pt->halted) {
+            if (pt && !part_state_stopped(pt->state)) {
                 exactly_log(EXACTLY_LOG_ERROR, "source",
                             "stored offset is no longer in the log; partition "
                             "halted (reset it with exactly offsets reset)",
                             LOG_PART(pt),
                             LOG_INT("next_offset", pt->next_offset),
                             LOG_STR("error", rd_kafka_message_errstr(m)));
-                pt->halted = 1;
+                (void)PART_MOVE(pt, PART_S_HALTED);
                 engine_part_pause(&w->eng, pt, 1);
             }
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -811,7 +807,7 @@ static void on_message(worker *w, rd_kafka_message_t *m)
     }
     topic = rd_kafka_topic_name(m->rkt);
     pt = engine_part_find(&w->eng, topic, m->partition);
-    if (!pt || pt->halted || pt->fenced) {
+    if (!pt || part_state_stopped(pt->state)) {
         rd_kafka_message_destroy(m);
         return;
     }
@@ -882,7 +878,7 @@ static int breaker_try_close(worker *w)
      * and one the new server holds behind ours is fetched again. */
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
-        if (pt->halted || pt->fenced || pt->pos_conn == w->eng.conn_serial)
+        if (part_state_stopped(pt->state) || pt->pos_conn == w->eng.conn_serial)
             continue;
         if (engine_reread(&w->eng, pt) == EXACTLY_ERETRY && !w->eng.conn)
             return 0;
@@ -892,7 +888,7 @@ static int breaker_try_close(worker *w)
     w->db_down_since_ms = 0;
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
-        if (pt->halted || pt->fenced)
+        if (part_state_stopped(pt->state))
             continue;
         pt->retry_at_ms = 0;
         engine_part_seek(&w->eng, pt, expected_next(pt));
@@ -918,7 +914,7 @@ static int flush_ready(worker *w, int force)
         size_t n;
         exactly_err rc;
 
-        if (pt->halted || pt->fenced || pt->n_buf == 0)
+        if (part_state_stopped(pt->state) || pt->n_buf == 0)
             continue;
         if (pt->retry_at_ms > now) {
             if (pt->retry_at_ms - now < next)
@@ -945,7 +941,7 @@ static int flush_ready(worker *w, int force)
         }
         if (rc == EXACTLY_OK) {
             pt->retry_at_ms = 0;
-            if (pt->paused && !pt->halted && !pt->fenced) {
+            if (pt->paused && !part_state_stopped(pt->state)) {
                 engine_part_seek(&w->eng, pt, expected_next(pt));
                 engine_part_pause(&w->eng, pt, 0);
             }
@@ -956,7 +952,7 @@ static int flush_ready(worker *w, int force)
              * partition stopped): a partition an earlier rolled-back
              * attempt paused fetches again from there. */
             pt->retry_at_ms = 0;
-            if (pt->paused && !pt->halted && !pt->fenced) {
+            if (pt->paused && !part_state_stopped(pt->state)) {
                 engine_part_seek(&w->eng, pt, expected_next(pt));
                 engine_part_pause(&w->eng, pt, 0);
             }
@@ -993,8 +989,9 @@ static void recheck_halted(worker *w)
         int64_t next, epoch;
 
         if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
-            __atomic_store_n(&mp->halted, pt->halted, __ATOMIC_RELAXED);
-        if (!pt->no_start || now < pt->recheck_at_ms || w->db_down_since_ms ||
+            __atomic_store_n(&mp->halted, part_state_halted(pt->state),
+                             __ATOMIC_RELAXED);
+        if (pt->state != PART_S_NO_START || now < pt->recheck_at_ms || w->db_down_since_ms ||
             worker_db(w) != EXACTLY_OK)
             continue;
         pt->recheck_at_ms = now + NO_START_RECHECK_MS;
@@ -1018,15 +1015,13 @@ static void recheck_halted(worker *w)
         PQclear(res);
         if (epoch != pt->epoch) {
             /* Another worker claimed it since: it is theirs. */
-            pt->no_start = 0;
-            pt->fenced = 1;
+            (void)PART_MOVE(pt, PART_S_FENCED);
             continue;
         }
         exactly_log(EXACTLY_LOG_INFO, "rebalance",
                     "halted partition has a stored offset now; resuming",
                     LOG_PART(pt), LOG_INT("next_offset", next));
-        pt->no_start = 0;
-        pt->halted = 0;
+        (void)PART_MOVE(pt, PART_S_UNCHECKED);
         pt->next_offset = next;
         pt->pos_conn = w->eng.conn_serial;
         engine_part_seek(&w->eng, pt, next);
@@ -1063,7 +1058,7 @@ static void advance_idle(worker *w)
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
         int64_t pos;
-        if (pt->n_buf > 0 || pt->halted || pt->fenced || pt->retry_at_ms)
+        if (pt->n_buf > 0 || part_state_stopped(pt->state) || pt->retry_at_ms)
             continue;
         pos = engine_part_position(&w->eng, pt);
         if (pos > pt->next_offset)
@@ -1123,8 +1118,8 @@ static int all_committed(const worker *w)
     size_t i;
 
     for (i = 0; i < w->eng.n_parts; i++)
-        if (w->eng.parts[i]->n_buf > 0 && !w->eng.parts[i]->halted &&
-            !w->eng.parts[i]->fenced)
+        if (w->eng.parts[i]->n_buf > 0 &&
+            !part_state_stopped(w->eng.parts[i]->state))
             return 0;
     return 1;
 }
@@ -1315,7 +1310,7 @@ int exactly_worker_run(const exactly_worker_opts *o,
 cleanup:
     /* Counted before leaving the group, which releases the partitions. */
     for (size_t i = 0; i < w.eng.n_parts; i++)
-        w.st.partitions_halted += w.eng.parts[i]->halted ? 1 : 0;
+        w.st.partitions_halted += part_state_halted(w.eng.parts[i]->state) ? 1 : 0;
     if (w.rk) {
         release_pending(&w);
         rd_kafka_consumer_close(w.rk);
