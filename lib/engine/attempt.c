@@ -345,15 +345,15 @@ static exactly_err phase_end(cycle *c, attempt_state *a, exactly_err rc)
     size_t i;
 
     if (rc == EXACTLY_OK && pt->state != PART_S_ISOLATING) {
-        const PGresult *ar = exactly_txn_result(&e->txn, a->attempt_res);
-        if (ar && PQntuples(ar) == 1 &&
-            strncmp(PQgetvalue(ar, 0, 0), "batch:", 6) != 0)
+        const char *text;
+        guard_answer g = cycle_guard_read(e, a->attempt_res, &text);
+        if (text && g.mode != GUARD_BATCH)
             /* Not waited for (no crash since the claim), and not 'batch':
              * only another process changing the row can do that. */
             exactly_log(EXACTLY_LOG_WARN, "cycle",
                         "crash guard gave an unexpected answer after the "
                         "batch committed",
-                        LOG_PART(pt), LOG_STR("answer", PQgetvalue(ar, 0, 0)));
+                        LOG_PART(pt), LOG_STR("answer", text));
     }
     if (rc == EXACTLY_OK) {
         size_t dups = 0;

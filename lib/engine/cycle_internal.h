@@ -9,6 +9,7 @@
 #define EXACTLY_CYCLE_INTERNAL_H
 
 #include "engine_internal.h"
+#include "guard_answer.h"
 
 /* One attempt at a batch of pt: what the handler gets and how it failed. */
 typedef struct cycle {
@@ -71,6 +72,9 @@ exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n);
  * the txn under *res. */
 exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
                         txn_result *res);
+/* The guard's answer kept under res, read once (GUARD_UNKNOWN when there
+ * is none); *text is its raw text, for the log only (NULL: none). */
+guard_answer cycle_guard_read(engine *e, txn_result res, const char **text);
 
 /* ---- attempt.c: one attempt ---------------------------------------------- */
 

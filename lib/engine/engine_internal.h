@@ -1,9 +1,8 @@
 /*
  * engine_internal.h - what the files of lib/engine/ share and nobody else
  * calls: the stored position (position.c), the crash guard's memory and
- * the owner's connection
- * callbacks (engine.c). The dead-letter accumulator is a module of its
- * own (dead_letters.h).
+ * the owner's connection callbacks (engine.c). The dead-letter
+ * accumulator is a module of its own (dead_letters.h).
  */
 #ifndef EXACTLY_ENGINE_INTERNAL_H
 #define EXACTLY_ENGINE_INTERNAL_H

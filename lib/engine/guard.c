@@ -11,7 +11,6 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cycle_internal.h"
 #include "log.h"
@@ -54,13 +53,24 @@ static exactly_err guard_mark(cycle *c, int64_t end, txn_result *res)
 }
 
 /* cycle_internal.h says what it does. */
+guard_answer cycle_guard_read(engine *e, txn_result res, const char **text)
+{
+    const PGresult *answer = exactly_txn_result(&e->txn, res);
+    guard_answer g;
+
+    *text = answer && PQntuples(answer) == 1 ? PQgetvalue(answer, 0, 0) : NULL;
+    (void)guard_answer_parse(*text, &g);
+    return g;
+}
+
+/* cycle_internal.h says what it does. */
 exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
                         txn_result *res)
 {
     engine *e = c->e;
     part *pt = c->pt;
-    const PGresult *answer;
-    const char *mode;
+    guard_answer g;
+    const char *text;
     exactly_err rc;
 
     rc = guard_mark(c, *end, res);
@@ -71,36 +81,38 @@ exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
     if (rc != EXACTLY_OK)
         return rc;
-    answer = exactly_txn_result(&e->txn, *res);
-    mode = answer && PQntuples(answer) == 1 ? PQgetvalue(answer, 0, 0) : "";
+    g = cycle_guard_read(e, *res, &text);
     /* The guard answered since the claim. */
     if (pt->state == PART_S_UNCHECKED)
         (void)PART_MOVE(pt, PART_S_SERVING);
-    if (strncmp(mode, "batch:", 6) == 0) {
+    switch (g.mode) {
+    case GUARD_BATCH:
         (void)PART_MOVE(pt, PART_S_SERVING);
         return EXACTLY_OK;
-    }
-    if (strncmp(mode, "fenced:", 7) == 0) {
+    case GUARD_FENCED:
         cycle_note(c, NULL, "the offset row has another owner");
         return EXACTLY_EFENCED;
-    }
-    if (strncmp(mode, "single:", 7) != 0 && strncmp(mode, "dead_letter:", 12) != 0) {
+    case GUARD_SINGLE:
+    case GUARD_DEAD_LETTER:
+        break;
+    case GUARD_UNKNOWN: {
         char msg[128];
         snprintf(msg, sizeof(msg), "unexpected crash guard answer '%.40s'",
-                 mode);
+                 text ? text : "");
         cycle_note(c, NULL, msg);
         return EXACTLY_EDATABASE;
     }
-    if (pt->state != PART_S_ISOLATING || mode[0] == 'd')
+    }
+    if (pt->state != PART_S_ISOLATING || g.mode == GUARD_DEAD_LETTER)
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "worker died on this batch before; isolating records",
                     LOG_PART(pt),
                     LOG_INT("offset", pt->next_offset),
-                    LOG_STR("answer", mode));
+                    LOG_STR("answer", text));
     (void)PART_MOVE(pt, PART_S_ISOLATING);
     *n = 1;
     *end = pt->buf[0]->offset + 1;
-    *dead_only = mode[0] == 'd';
+    *dead_only = g.mode == GUARD_DEAD_LETTER;
     return EXACTLY_OK;
 }
 
