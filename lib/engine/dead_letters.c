@@ -1,22 +1,21 @@
 /*
- * dead_letters.c - the dead letters of the attempt in flight: each
- * message that is not applied (undecodable, failed by the handler, no
- * lookup row, isolated by the crash guard) with its reason, SQLSTATE and
- * trace-id, sent as one statement in the batch's own transaction, so a
- * dead letter exists exactly when the batch that skipped it committed.
+ * dead_letters.c - the dead letters of one batch attempt, accumulated as
+ * array literals and sent as one statement (dead_letters.h).
  */
-#include <stdio.h>
+#include "dead_letters.h"
 
 #include "digest.h"
-#include "engine_internal.h"
 #include "trace.h"
 
-void engine_dl_reset(engine *e)
+/* The columns, in the order of the statement's parameters 4..11. */
+#define DL_COLUMNS(d)                                                          \
+    {&(d)->offs,        &(d)->keys, &(d)->key_lens,                            \
+     &(d)->key_digests, &(d)->ids,  &(d)->reasons,                             \
+     &(d)->states,      &(d)->traces}
+
+void dead_letters_reset(dead_letters *d)
 {
-    engine_dead_letters *d = &e->dl;
-    strbuf *all[] = {&d->offs,        &d->keys, &d->key_lens,
-                     &d->key_digests, &d->ids,  &d->reasons,
-                     &d->states,      &d->traces};
+    strbuf *all[] = DL_COLUMNS(d);
     size_t i;
 
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -26,14 +25,13 @@ void engine_dl_reset(engine *e)
     d->count = 0;
 }
 
-void engine_dl_add(engine *e, const part *pt, int64_t offset, const void *key,
-                   size_t key_len, const char *id, const char *reason,
-                   const char *sqlstate)
+void dead_letters_add(dead_letters *d, const rd_kafka_message_t *m,
+                      int64_t offset, const void *key, size_t key_len,
+                      const char *id, const char *reason,
+                      const char *sqlstate)
 {
-    engine_dead_letters *d = &e->dl;
     char digest[EXACTLY_SHA256_HEX_LEN + 1];
     char trace[EXACTLY_TRACE_ID_SIZE] = "";
-    const rd_kafka_message_t *m = engine_part_msg(pt, offset);
 
     strbuf_array_elem_int(&d->offs, (long long)offset);
     strbuf_array_elem_hex(&d->keys, key,
@@ -57,29 +55,18 @@ void engine_dl_add(engine *e, const part *pt, int64_t offset, const void *key,
     d->count++;
 }
 
-void engine_dl_add_record(engine *e, const part *pt, const exactly_record *r,
-                          const char *reason, const char *sqlstate)
+exactly_err dead_letters_send(dead_letters *d, exactly_txn *txn,
+                              const char *sql, const char *pipeline,
+                              const char *topic, const char *part_s)
 {
-    size_t i;
-
-    for (i = 0; i < r->n_messages; i++)
-        engine_dl_add(e, pt, r->messages[i].offset, r->messages[i].key,
-                      r->messages[i].key_len, r->id, reason, sqlstate);
-}
-
-exactly_err engine_dl_send(engine *e, const part *pt, const char *part_s)
-{
-    engine_dead_letters *d = &e->dl;
-    strbuf *cols[] = {&d->offs,        &d->keys, &d->key_lens,
-                      &d->key_digests, &d->ids,  &d->reasons,
-                      &d->states,      &d->traces};
+    strbuf *cols[] = DL_COLUMNS(d);
     const char *params[11];
     size_t i;
 
     if (d->count == 0)
         return EXACTLY_OK;
-    params[0] = e->dl_key ? e->dl_key : e->p->name;
-    params[1] = pt->topic;
+    params[0] = pipeline;
+    params[1] = topic;
     params[2] = part_s;
     for (i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
         strbuf_array_end(cols[i]);
@@ -87,19 +74,15 @@ exactly_err engine_dl_send(engine *e, const part *pt, const char *part_s)
             return EXACTLY_ENOMEM;
         params[3 + i] = strbuf_str(cols[i]);
     }
-    return exactly_txn_send(&e->txn, TXN_DEAD_LETTER, e->sql.dead_letter, 11,
-                            params, NULL);
+    return exactly_txn_send(txn, TXN_DEAD_LETTER, sql, 11, params, NULL);
 }
 
-void engine_dl_free(engine_dead_letters *d)
+void dead_letters_free(dead_letters *d)
 {
-    strbuf_free(&d->offs);
-    strbuf_free(&d->keys);
-    strbuf_free(&d->key_lens);
-    strbuf_free(&d->key_digests);
-    strbuf_free(&d->ids);
-    strbuf_free(&d->reasons);
-    strbuf_free(&d->states);
-    strbuf_free(&d->traces);
+    strbuf *all[] = DL_COLUMNS(d);
+    size_t i;
+
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        strbuf_free(all[i]);
     d->count = 0;
 }

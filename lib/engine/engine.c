@@ -39,7 +39,7 @@ void engine_free(engine *e)
     exactly_plugin_free(e->plugin);
     e->plugin = NULL;
     batch_free(&e->bb);
-    engine_dl_free(&e->dl);
+    dead_letters_free(&e->dl);
     exactly_txn_clear(&e->txn);
     exactly_store_sql_free(&e->sql);
     e->sql_ready = 0;

@@ -21,7 +21,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include "batch.h"
+#include "dead_letters.h"
 #include "log.h"
+#include "part_state.h"
 #include "plugin.h"
 #include "store.h"
 #include "strbuf.h"
@@ -47,25 +49,26 @@ typedef struct part {
     size_t cap_buf;
     long long first_at_ms;    /* when buf[0] arrived */
 
+    /* What it is doing (part_state.h); moved only by part_state_move()
+     * (PART_MOVE) and part_state_claimed(). */
+    enum part_state state;
     long long retry_at_ms;    /* > 0: backing off until then */
     int attempts;
-    int paused;
-    int halted;               /* offset left the log: never moves silently */
-    /* Halted because it has no stored offset and auto.offset.reset is
-     * error: its row is read again every few seconds, and once
+    int paused;               /* its fetching is paused on the consumer */
+    /* no_start: when its row is read again (every few seconds); once
      * `exactly offsets reset` gave it an offset it resumes there. */
-    int no_start;
     long long recheck_at_ms;
-    int fenced;               /* a newer claim (another owner) has it now */
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
     /* What the last attempt held when its COMMIT went unanswered: if the
      * stored offset later shows it committed, these are what it did. */
     uint64_t unconfirmed_applied;
     uint64_t unconfirmed_dead;
     int unconfirmed;          /* such an attempt exists */
-    int guard_checked;        /* crash guard answered once since the claim */
-    int isolating;            /* applying one record at a time */
 } part;
+
+/* Moves pt to state `to` (part_state_move: checked and logged). */
+#define PART_MOVE(pt, to)                                                      \
+    part_state_move(&(pt)->state, (to), (pt)->topic, (pt)->partition)
 
 /* What the engine's batches did, summed since it started. */
 typedef struct engine_stats {
@@ -101,13 +104,6 @@ typedef struct engine_batch_report {
     int retry_cause;          /* an engine_retry_cause, or -1: no retry */
     long long elapsed_ms;
 } engine_batch_report;
-
-/* The dead letters of the attempt in flight, as PostgreSQL array literals
- * (one column each), written in the batch's own transaction. */
-typedef struct engine_dead_letters {
-    strbuf offs, keys, key_lens, key_digests, ids, reasons, states, traces;
-    size_t count;
-} engine_dead_letters;
 
 /* What the engine asks of its owner. arg is engine.ops_arg. */
 typedef struct engine_ops {
@@ -158,7 +154,7 @@ typedef struct engine {
     exactly_plugin *plugin;
     exactly_txn txn;
     batch_builder bb;
-    engine_dead_letters dl;
+    dead_letters dl;          /* of the attempt in flight */
 
     /* The partition table. */
     part **parts;
@@ -217,7 +213,7 @@ int64_t engine_part_position(engine *e, part *pt);
  * end is the offset stored on commit. Returns EXACTLY_OK (committed; the
  * messages are released), EXACTLY_EFENCED (rolled back; pt now follows the
  * stored row: its buffer was dropped and its fetch position moved there,
- * or it was taken over (pt->fenced) or its position is gone (pt->halted)),
+ * or it was taken over (PART_S_FENCED) or its position is gone (PART_S_HALTED)),
  * EXACTLY_ERETRY (rolled back; try again later: transient, an environment
  * error, or the handler asked to retry), EXACTLY_EDATABASE (rolled back; a
  * persistent error, logged), EXACTLY_EHANDLER (on_error: stop halted pt)

@@ -1,18 +1,13 @@
 /*
  * engine_internal.h - what the files of lib/engine/ share and nobody else
- * calls: the stored position (position.c), the dead-letter accumulator
- * (dead_letters.c), the crash guard's memory and the owner's connection
- * callbacks (engine.c).
+ * calls: the stored position (position.c), the crash guard's memory and
+ * the owner's connection callbacks (engine.c). The dead-letter
+ * accumulator is a module of its own (dead_letters.h).
  */
 #ifndef EXACTLY_ENGINE_INTERNAL_H
 #define EXACTLY_ENGINE_INTERNAL_H
 
 #include "engine.h"
-
-/* What a dead letter keeps of a message key: its first bytes, with the
- * length and SHA-256 of all of it, so that a batch of huge keys stays far
- * below PostgreSQL's message limit. */
-#define DL_KEY_PREFIX 1024
 
 /* The owner's connection (engine_ops): ensure one, drop a broken one. */
 exactly_err engine_db_open(engine *e);
@@ -36,23 +31,10 @@ void engine_set_attempted(engine *e, const part *pt, int64_t start);
  * lacks our last commits): the buffer is dropped and the fetch position
  * moved there, so that nothing between them is skipped. Returns
  * EXACTLY_OK (pt follows the row), EXACTLY_EFENCED (another owner took it:
- * pt->fenced; or the row has no position any more: pt->halted, loudly) or
+ * PART_S_FENCED; or the row has no position any more: PART_S_HALTED, loudly) or
  * EXACTLY_ERETRY (the row could not be read: nothing changed, asked again
  * next time).
  */
 exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back);
-
-/* The dead letters of the attempt in flight (e->dl). */
-void engine_dl_reset(engine *e);
-void engine_dl_add(engine *e, const part *pt, int64_t offset, const void *key,
-                   size_t key_len, const char *id, const char *reason,
-                   const char *sqlstate);
-void engine_dl_add_record(engine *e, const part *pt, const exactly_record *r,
-                          const char *reason, const char *sqlstate);
-/* Queues the insert of the accumulated dead letters into the batch's
- * transaction (nothing when there are none). EXACTLY_OK, EXACTLY_ENOMEM or
- * the txn's error. */
-exactly_err engine_dl_send(engine *e, const part *pt, const char *part_s);
-void engine_dl_free(engine_dead_letters *dl);
 
 #endif

@@ -69,9 +69,69 @@ static exactly_err reclaim(engine *e, part *pt, int64_t seen, int64_t *stored)
                 LOG_INT("epoch", pt->epoch + 1),
                 LOG_INT("next_offset", *stored));
     pt->epoch++;
-    pt->guard_checked = 0;
+    /* A new epoch: the crash guard is asked again (isolating asks it on
+     * every batch anyway). */
+    if (pt->state == PART_S_SERVING)
+        (void)PART_MOVE(pt, PART_S_UNCHECKED);
     engine_publish_position(e, pt);
     return EXACTLY_OK;
+}
+
+/* The stored offset is ahead of pt's: an earlier attempt whose answer
+ * was lost did commit (counted now), or the row was moved forward (a
+ * reset). What it covers is dropped; drop_all drops the rest too. */
+static void follow_forward(engine *e, part *pt, int64_t stored, int drop_all)
+{
+    size_t drop = 0;
+
+    while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
+        drop++;
+    if (pt->unconfirmed) {
+        /* An earlier attempt did commit (its outcome was unknown). */
+        exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
+                    LOG_PART(pt), LOG_INT("next_offset", stored));
+        e->st.consumed += drop;
+        e->st.applied += pt->unconfirmed_applied;
+        e->st.dead_lettered += pt->unconfirmed_dead;
+        e->st.batches_committed++;
+    } else {
+        /* Not ours to count: the row was moved forward (a reset). */
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "stored offset is ahead; following it",
+                    LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                    LOG_INT("stored", stored));
+    }
+    pt->unconfirmed = 0;
+    pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
+    engine_part_drop(pt, drop);
+    pt->next_offset = stored;
+    engine_part_commit(e, pt);
+    if (drop_all || pt->n_buf == 0) {
+        engine_part_drop(pt, pt->n_buf);
+        engine_part_seek(e, pt, stored);
+    }
+}
+
+/* The stored offset is behind pt's, or pt's buffer was refused
+ * (drop_all): the buffer is dropped and the fetch position moved there.
+ * *back is set when it is behind. */
+static void follow_back(engine *e, part *pt, int64_t stored, int *back)
+{
+    /* Moved back (an operator reset, or a failover that lost our last
+     * commits with their data), or our buffer was refused: follow the
+     * database; whatever we did above it is not there. */
+    if (stored < pt->next_offset) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "stored offset is behind; applying again from there",
+                    LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                    LOG_INT("stored", stored));
+        *back = 1;
+    }
+    pt->unconfirmed = 0;
+    pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
+    engine_part_drop(pt, pt->n_buf);
+    pt->next_offset = stored;
+    engine_part_seek(e, pt, stored);
 }
 
 /* engine_internal.h says what it does. */
@@ -84,7 +144,6 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
     exactly_err rc;
     int64_t stored;
     int64_t epoch;
-    size_t drop = 0;
 
     *back = 0;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
@@ -108,7 +167,7 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
                     "restart the worker",
                     LOG_PART(pt),
                     LOG_INT("last_known_offset", pt->next_offset));
-        pt->halted = 1;
+        (void)PART_MOVE(pt, PART_S_HALTED);
         part_stop(e, pt);
         return EXACTLY_EFENCED;
     }
@@ -127,55 +186,15 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
                     LOG_PART(pt),
                     LOG_INT("my_epoch", pt->epoch),
                     LOG_INT("stored_epoch", epoch));
-        pt->fenced = 1;
+        (void)PART_MOVE(pt, PART_S_FENCED);
         part_stop(e, pt);
         return EXACTLY_EFENCED;
     }
     pt->pos_conn = e->conn_serial;
-    if (stored > pt->next_offset) {
-        while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
-            drop++;
-        if (pt->unconfirmed) {
-            /* An earlier attempt did commit (its outcome was unknown). */
-            exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
-                        LOG_PART(pt), LOG_INT("next_offset", stored));
-            e->st.consumed += drop;
-            e->st.applied += pt->unconfirmed_applied;
-            e->st.dead_lettered += pt->unconfirmed_dead;
-            e->st.batches_committed++;
-        } else {
-            /* Not ours to count: the row was moved forward (a reset). */
-            exactly_log(EXACTLY_LOG_WARN, "cycle",
-                        "stored offset is ahead; following it",
-                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
-                        LOG_INT("stored", stored));
-        }
-        pt->unconfirmed = 0;
-        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
-        engine_part_drop(pt, drop);
-        pt->next_offset = stored;
-        engine_part_commit(e, pt);
-        if (drop_all || pt->n_buf == 0) {
-            engine_part_drop(pt, pt->n_buf);
-            engine_part_seek(e, pt, stored);
-        }
-    } else if (stored < pt->next_offset || drop_all) {
-        /* Moved back (an operator reset, or a failover that lost our last
-         * commits with their data), or our buffer was refused: follow the
-         * database; whatever we did above it is not there. */
-        if (stored < pt->next_offset) {
-            exactly_log(EXACTLY_LOG_WARN, "cycle",
-                        "stored offset is behind; applying again from there",
-                        LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
-                        LOG_INT("stored", stored));
-            *back = 1;
-        }
-        pt->unconfirmed = 0;
-        pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
-        engine_part_drop(pt, pt->n_buf);
-        pt->next_offset = stored;
-        engine_part_seek(e, pt, stored);
-    }
+    if (stored > pt->next_offset)
+        follow_forward(e, pt, stored, drop_all);
+    else if (stored < pt->next_offset || drop_all)
+        follow_back(e, pt, stored, back);
     return EXACTLY_OK;
 }
 

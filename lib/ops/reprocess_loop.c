@@ -159,7 +159,7 @@ static int fill(run *r, size_t max, int64_t to, int *at_end)
 /* What engine_run()'s answer means for the span: 0 go on, 1 stop. */
 static int judge(run *r, const span *sp, exactly_err rc)
 {
-    if (rc == EXACTLY_EFENCED && !r->pt.fenced && !r->pt.halted)
+    if (rc == EXACTLY_EFENCED && !part_state_stopped(r->pt.state))
         return 0; /* the run row was behind (a failover): from there */
     if (rc == EXACTLY_EFENCED) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",

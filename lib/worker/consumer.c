@@ -1,20 +1,21 @@
 /*
  * consumer.c - the worker's Kafka consumer: created from the pipeline's
- * configuration (kafka/source.c) with the worker as its opaque, its
- * error and rebalance callbacks, static membership, and the subscription.
+ * configuration (kafka/source.c), its error and rebalance callbacks
+ * (handed on to its owner's table, consumer.h), static membership, and
+ * the subscription. It knows nothing of the worker that owns it.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "consumer.h"
+
 #include "log.h"
 #include "source.h"
-#include "worker_internal.h"
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    worker *w = opaque;
+    worker_consumer *c = opaque;
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char fatal[512];
@@ -23,11 +24,11 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         exactly_log(EXACTLY_LOG_ERROR, "kafka", "fatal consumer error",
                     LOG_STR("code", rd_kafka_err2name(orig)),
                     LOG_STR("text", fatal));
-        w->fatal = 1;
+        c->cbs.fatal(c->cbs.arg);
         return;
     }
     /* An outage repeats errors (of changing codes) on every retry. */
-    if (!worker_kafka_error_due(w))
+    if (!c->cbs.error_due(c->cbs.arg))
         return;
     exactly_log(EXACTLY_LOG_WARN, "kafka", "consumer error",
                 LOG_STR("code", rd_kafka_err2name((rd_kafka_resp_err_t)err)),
@@ -37,28 +38,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-    worker *w = opaque;
+    worker_consumer *c = opaque;
     const char *protocol = rd_kafka_rebalance_protocol(rk);
 
-    w->st.rebalances++;
     /* Known once the group is joined ("NONE" before): here, not earlier. */
-    w->cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
-    /* The group coordinator answered: Kafka is reachable again. */
-    if (w->kafka_episode_ms) {
-        exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
-                    LOG_INT("after_ms", exactly_now_ms() - w->kafka_episode_ms));
-        w->kafka_episode_ms = 0;
-    }
-    if (w->in_cycle) {
-        /* librdkafka waits for the assign/unassign call, which may come
-         * after this callback returns: it comes when the batch ends. */
-        worker_defer_rebalance(w, err, parts, rd_kafka_assignment_lost(w->rk));
-        return;
-    }
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        worker_assign(w, parts);
-    else
-        worker_revoke(w, parts, rd_kafka_assignment_lost(w->rk));
+    c->cbs.rebalance(c->cbs.arg, err, parts, rd_kafka_assignment_lost(rk),
+                     protocol && strcmp(protocol, "COOPERATIVE") == 0);
 }
 
 /* Static membership for a supervised worker: a restarted member with the
@@ -67,8 +52,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * configured one suffixed with the slot (so that the workers of one
  * supervisor never fence each other); a configured id is kept as it is
  * for `exactly worker`. Records the id in w->instance_id. */
-static int set_instance_id(worker *w, rd_kafka_conf_t *conf, char *errbuf,
-                           size_t errbuf_size)
+static int set_instance_id(worker_consumer *w, rd_kafka_conf_t *conf,
+                           char *errbuf, size_t errbuf_size)
 {
     char configured[200], kerr[512];
     size_t sz = sizeof(configured);
@@ -96,14 +81,15 @@ static int set_instance_id(worker *w, rd_kafka_conf_t *conf, char *errbuf,
     return 0;
 }
 
-exactly_err worker_consumer_create(worker *w, char *errbuf, size_t errbuf_size)
+exactly_err worker_consumer_create(worker_consumer *w, char *errbuf,
+                                   size_t errbuf_size)
 {
     rd_kafka_conf_t *conf;
     char kerr[512];
     char client_id[256];
 
     snprintf(client_id, sizeof(client_id), "exactly-%s-%s", w->p->name,
-             w->eng.owner);
+             w->owner);
     conf = exactly_kafka_conf(w->cfg, w->p, w->auto_reset, client_id, errbuf,
                               errbuf_size);
     if (!conf)
@@ -131,12 +117,11 @@ exactly_err worker_consumer_create(worker *w, char *errbuf, size_t errbuf_size)
         return EXACTLY_ECONFIG;
     }
     rd_kafka_poll_set_consumer(w->rk);
-    /* The engine seeks, pauses and commits its partitions on it. */
-    w->eng.rk = w->rk;
     return EXACTLY_OK;
 }
 
-exactly_err worker_consumer_subscribe(worker *w, char *errbuf, size_t errbuf_size)
+exactly_err worker_consumer_subscribe(worker_consumer *w, char *errbuf,
+                                      size_t errbuf_size)
 {
     rd_kafka_topic_partition_list_t *topics;
     size_t i;

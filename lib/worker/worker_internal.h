@@ -1,6 +1,6 @@
 /*
- * worker_internal.h - state shared by the worker's loop (worker.c) and its
- * Kafka consumer (consumer.c). The partition table and everything a batch
+ * worker_internal.h - state shared by the files of the worker; its Kafka
+ * consumer (consumer.h) knows none of it. The partition table and everything a batch
  * needs are the engine's (engine/engine.h), embedded here; the worker
  * hands it the connection and hears what its batches did (engine_ops).
  */
@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "consumer.h"
 #include "engine.h"
 #include "log.h"
 #include "worker.h"
@@ -25,13 +26,11 @@ typedef struct worker {
      * the txn, the batch builder, dead letters, the batches' counters. */
     engine eng;
 
-    rd_kafka_t *rk;           /* also eng.rk, which borrows it */
+    /* The consumer (con.rk), its reset policy and group identity; its
+     * events come back through con.cbs. */
+    worker_consumer con;
+    rd_kafka_t *rk;           /* con.rk; also eng.rk, which borrows it */
     int cooperative;
-    char auto_reset[16];      /* "earliest" or "latest" for new partitions */
-    /* The group.instance.id the consumer joins with ("" for none), and
-     * what the supervisor asked for (NULL: a dynamic member). */
-    char instance_id[256];
-    const char *slot_instance;
 
     /* The connection (eng.conn) and its circuit breaker. */
     long long reconnect_at_ms;
@@ -67,7 +66,6 @@ typedef struct worker {
     long long pending_retry_ms;
     long long pending_deadline_ms;
     int pending_attempts;
-    int max_poll_ms;          /* the consumer's max.poll.interval.ms */
 } worker;
 
 /* A zeroed worker of pipeline p whose engine calls back into it: the
@@ -78,6 +76,9 @@ void worker_stats(const worker *w, exactly_worker_stats *out);
 /* Whether a Kafka error should be logged now (once per episode, then once
  * a minute); starts the episode. */
 int worker_kafka_error_due(worker *w);
+/* Creates the worker's consumer (worker_consumer_create) with the worker
+ * as the receiver of its events; sets rk and eng.rk. */
+exactly_err worker_consumer_start(worker *w, char *errbuf, size_t errbuf_size);
 
 /* Ensures a connection (eng.conn, its SQL prepared): EXACTLY_OK,
  * EXACTLY_ERETRY (backing off, or the new one failed a check),
@@ -90,7 +91,9 @@ void worker_db_lost(worker *w);
 /* Publishes a partition's position (after a claim or a commit). */
 void worker_metrics_position(worker *w, const part *pt, int assigned);
 
-/* Rebalance (worker.c): claim and assign, or flush and release. */
+/* ---- rebalance.c ---------------------------------------------------------- */
+
+/* Claim and assign, or flush and release. */
 void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list);
 void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost);
 /* Records a rebalance that arrived while a batch was in flight. */
@@ -100,14 +103,59 @@ void worker_defer_rebalance(worker *w, rd_kafka_resp_err_t err,
 /* Retries the claim of a pending assignment when its backoff is over;
  * assigns on success, sets fatal after the deadline. */
 void worker_assign_pending(worker *w);
+/* Runs the rebalances deferred during a batch (the table may change). */
+void worker_replay_deferred(worker *w);
+/* At exit: answers an assignment that never got its claim, so that
+ * leaving the group does not wait for it. */
+void worker_release_pending(worker *w);
+/* Partitions halted for want of a start offset: once their row has one
+ * (exactly offsets reset), they resume there. Also publishes every
+ * partition's halted state. */
+void worker_recheck_halted(worker *w);
 
-/* The consumer (consumer.c). */
+/* ---- loop.c: messages and batches ----------------------------------------- */
 
-/* Creates the consumer (the configuration is checked: EXACTLY_ECONFIG)
- * without joining the group; worker_consumer_subscribe joins it, once the
- * worker can serve partitions. */
-exactly_err worker_consumer_create(worker *w, char *errbuf, size_t errbuf_size);
-exactly_err worker_consumer_subscribe(worker *w, char *errbuf,
-                                      size_t errbuf_size);
+/* Buffers m in its partition (or acts on its error); takes m. */
+void worker_on_message(worker *w, rd_kafka_message_t *m);
+/* Flushes every partition whose batch is full or old enough (force: every
+ * buffered one). Returns how many ms until the next deadline. */
+int worker_flush_ready(worker *w, int force);
+/* Runs one batch of pt (engine_run); a handler that asked to stop the
+ * worker (EXACTLY_EFATAL) stops it at the next turn. */
+exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end);
+/* The size of pt's next batch, and the offset it stores. */
+size_t worker_batch_size(worker *w, part *pt);
+int64_t worker_batch_end(worker *w, part *pt, size_t n);
+/* A partition whose tail is only transaction markers: its stored offset
+ * moves to the consumer's position so lag reads zero. */
+void worker_advance_idle(worker *w);
+/* Whether nothing is buffered but in halted or fenced partitions. */
+int worker_all_committed(const worker *w);
+
+/* The next offset a partition expects from Kafka. */
+static inline int64_t worker_expected_next(const part *pt)
+{
+    return pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1 : pt->next_offset;
+}
+
+/* ---- db.c: the connection and its breaker --------------------------------- */
+
+/* Capped exponential backoff with full jitter, after attempts failures. */
+long long worker_backoff_ms(int attempts);
+/* The database is gone: every partition paused (logged once). */
+void worker_breaker_open(worker *w);
+/* Tries the database at the reconnect backoff's pace; on success every
+ * position is read again and the partitions resume. 1: closed. */
+int worker_breaker_try_close(worker *w);
+/* Finds a connection that died while idle (opens the breaker). */
+void worker_db_probe(worker *w);
+/* Expires a slice of old dedup keys when one is due. */
+void worker_expire_dedup(worker *w);
+
+/* ---- worker.c -------------------------------------------------------------- */
+
+/* What each partition is doing, for the status page and
+ * exactly_partition_state: the most severe condition wins. */
+void worker_publish_states(worker *w);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Handler failures, injected for real through the test plugins (DESIGN 3,
- * "a handler fails on a batch"; the crash guard of lib/engine/cycle.c).
+ * "a handler fails on a batch"; the crash guard of lib/engine/guard.c).
  *
  * Four pipelines over four topics of N_PARTITIONS partitions, one database:
  *

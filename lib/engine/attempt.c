@@ -1,0 +1,391 @@
+/*
+ * attempt.c - one attempt at a batch transaction (DESIGN section 2), in
+ * phases that share an attempt_state:
+ *
+ *   start:  the crash guard's mark (guard.c), the fence's parameters
+ *   read:   BEGIN; fence (compare-and-set of the offset row); dedup;
+ *           lookup [sync]
+ *   group:  the batch's records by the lookup's rows and the on_missing
+ *           policy; what cannot be applied goes to the dead letters
+ *   apply:  the handler's writes (optimistic, or careful: bisected,
+ *           apply.c); dead letters; COMMIT [sync]
+ *
+ * The fence raises an error when it matches no row, so a batch needs a
+ * sync between the read phase and the writes only when the writes depend
+ * on what was read (dedup, lookup).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "cycle_internal.h"
+#include "log.h"
+#include "pg_conn.h"
+
+/* What the phases of one attempt hand on to each other. */
+typedef struct attempt_state {
+    size_t n;               /* messages of the batch (the guard may shrink it) */
+    int64_t end;            /* offset stored on commit */
+    int dead_only;          /* the one record is dead-lettered, not applied */
+    txn_result attempt_res, dedup_res, lookup_res;
+    char part_s[16], epoch_s[24], start_s[24], end_s[24];
+    const char *fence_params[6];
+    int need_sync;          /* something was read: sync before the writes */
+    int looked_up;
+    size_t skipped;         /* lookup found no row, on_missing: skip */
+} attempt_state;
+
+#define N_FENCE_PARAMS 6
+
+/* Builds c->recs from the grouped batch by the on_missing policy. */
+exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped)
+{
+    engine *e = c->e;
+    batch_builder *b = &e->bb;
+    size_t i;
+
+    *skipped = 0;
+    free(c->recs);
+    c->recs = calloc(b->n_records + 1, sizeof(exactly_record));
+    if (!c->recs)
+        return EXACTLY_ENOMEM;
+    c->n_recs = 0;
+    for (i = 0; i < b->n_records; i++) {
+        const exactly_record *r = &b->records[i];
+        if (looked_up && r->n_rows == 0) {
+            switch (e->p->lookup.on_missing) {
+            case CFG_MISSING_SKIP:
+                *skipped += r->n_messages;
+                continue;
+            case CFG_MISSING_DEAD_LETTER:
+                cycle_dl_record(c, r, "lookup found no row", NULL);
+                c->failed_msgs += r->n_messages;
+                continue;
+            case CFG_MISSING_HANDLER:
+                break;
+            case CFG_MISSING_RETRY: {
+                /* The row may still be on its way (a replica, a writer that
+                 * commits after it publishes): wait a bounded time, then
+                 * dead-letter. */
+                long long now = exactly_now_ms();
+                char msg[256];
+                if (c->pt->missing_since_ms == 0)
+                    c->pt->missing_since_ms = now;
+                if (now - c->pt->missing_since_ms < e->p->lookup.missing_retry_ms) {
+                    snprintf(msg, sizeof(msg),
+                             "lookup found no row for id %s; retrying for up "
+                             "to %d ms",
+                             r->id, e->p->lookup.missing_retry_ms);
+                    cycle_note(c, NULL, msg);
+                    return EXACTLY_ERETRY;
+                }
+                cycle_dl_record(c, r, "lookup found no row (retried)",
+                              NULL);
+                c->failed_msgs += r->n_messages;
+                continue;
+            }
+            }
+        }
+        c->recs[c->n_recs++] = *r;
+    }
+    return EXACTLY_OK;
+}
+
+/* Ends the transaction; a connection that cannot even do that is dropped
+ * (the owner's db_open reconnects). */
+void cycle_rollback(engine *e)
+{
+    if (!e->conn || PQstatus(e->conn) != CONNECTION_OK) {
+        engine_db_lost(e);
+        return;
+    }
+    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
+    if (exactly_txn_sync(&e->txn) != EXACTLY_OK ||
+        PQstatus(e->conn) != CONNECTION_OK)
+        engine_db_lost(e);
+    else
+        exactly_txn_finish(&e->txn);
+}
+
+/* A reprocess run counts what it applied in the batch's transaction. */
+static exactly_err queue_run_applied(cycle *c, uint64_t applied)
+{
+    engine *e = c->e;
+    char n_s[24];
+    const char *params[2] = {e->fence_key, n_s};
+
+    if (!e->reprocess_run || !e->run_applied_sql)
+        return EXACTLY_OK;
+    snprintf(n_s, sizeof(n_s), "%" PRIu64, applied);
+    return exactly_txn_send(&e->txn, TXN_DEAD_LETTER, e->run_applied_sql, 2,
+                            params, NULL);
+}
+
+/* Queues the dead letters, the reprocess count, COMMIT, and syncs. */
+static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
+                          int *commit_sent)
+{
+    engine *e = c->e;
+    exactly_err rc = dead_letters_send(&e->dl, &e->txn, e->sql.dead_letter,
+                                       e->dl_key ? e->dl_key : e->p->name,
+                                       c->pt->topic, part_s);
+
+    if (rc == EXACTLY_OK)
+        rc = queue_run_applied(c, applied);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_send(&e->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (rc != EXACTLY_OK) {
+        cycle_note(c, NULL, rc == EXACTLY_ENOMEM ? "out of memory" : e->txn.errmsg);
+        return rc;
+    }
+    *commit_sent = 1;
+    return cycle_judge_sync(c, exactly_txn_sync(&e->txn));
+}
+
+/* ---- the phases --------------------------------------------------------- */
+
+/* Starts the txn, marks the attempt with the crash guard (which may shrink
+ * the batch to one record: *n_io, *end_io) and fills in the fence. */
+static exactly_err phase_start(cycle *c, attempt_state *a, size_t *n_io,
+                               int64_t *end_io)
+{
+    engine *e = c->e;
+    part *pt = c->pt;
+    exactly_err rc;
+
+    rc = exactly_txn_start(&e->txn, e->conn, e->timeout_ms);
+    if (rc != EXACTLY_OK) {
+        cycle_note(c, NULL, e->txn.errmsg);
+        return rc;
+    }
+    if (a->n > 0 && !e->reprocess_run) {
+        rc = cycle_guard(c, &a->n, &a->end, &a->dead_only, &a->attempt_res);
+        engine_set_attempted(e, pt, pt->next_offset);
+        if (rc != EXACTLY_OK)
+            return rc;
+        *n_io = a->n;
+        *end_io = a->end;
+    }
+    snprintf(a->part_s, sizeof(a->part_s), "%d", (int)pt->partition);
+    snprintf(a->epoch_s, sizeof(a->epoch_s), "%" PRId64, pt->epoch);
+    snprintf(a->start_s, sizeof(a->start_s), "%" PRId64, pt->next_offset);
+    snprintf(a->end_s, sizeof(a->end_s), "%" PRId64, a->end);
+    a->fence_params[0] = e->fence_key ? e->fence_key : e->p->name;
+    a->fence_params[1] = pt->topic;
+    a->fence_params[2] = a->part_s;
+    a->fence_params[3] = a->epoch_s;
+    a->fence_params[4] = a->start_s;
+    a->fence_params[5] = a->end_s;
+    return EXACTLY_OK;
+}
+
+/* The record the crash guard gave up on goes to the dead letters alone:
+ * nothing else of this batch runs. */
+static void dead_letter_only(cycle *c, attempt_state *a)
+{
+    engine *e = c->e;
+    char reason[160];
+    batch_msg *bm = &e->bb.msgs[0];
+
+    snprintf(reason, sizeof(reason),
+             "the handler killed the worker %d times on this record alone; "
+             "not applied",
+             e->p->max_crashes);
+    cycle_dl_message(c, bm->rk->offset, bm->rk->key, bm->rk->key_len, bm->id, reason);
+    c->failed_msgs++;
+    a->n = 0;
+}
+
+/* Builds the batch, then queues BEGIN, the fence, dedup and lookup, and
+ * syncs when something was read. */
+static exactly_err phase_read(cycle *c, attempt_state *a)
+{
+    engine *e = c->e;
+    part *pt = c->pt;
+    const exactly_handler *h = e->plugin->h;
+    exactly_err rc;
+
+    if (a->n > 0) {
+        rc = batch_build(&e->bb, e->p, pt->buf, a->n);
+        if (rc == EXACTLY_OK && !h->skips_lookup && e->bb.n_ids > 0)
+            rc = batch_ids_param(&e->bb);
+        if (rc != EXACTLY_OK) {
+            cycle_note(c, NULL, "out of memory building the batch");
+            return rc;
+        }
+    }
+    dead_letters_reset(&e->dl);
+    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+#ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+    (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence, N_FENCE_PARAMS,
+                           a->fence_params, NULL);
+#endif
+    if (a->dead_only)
+        dead_letter_only(c, a);
+    /* A reprocess re-applies on purpose: no dedup filter, no keys written. */
+    if (a->n > 0 && e->p->dedup.enabled && !e->reprocess_run &&
+        e->bb.dedup_keys.n_elems > 0) {
+        const char *dp[5] = {e->p->name, pt->topic, a->part_s,
+                             strbuf_str(&e->bb.dedup_keys),
+                             strbuf_str(&e->bb.dedup_offs)};
+        (void)exactly_txn_send(&e->txn, TXN_DEDUP, e->sql.dedup, 5, dp,
+                               &a->dedup_res);
+        a->need_sync = 1;
+    }
+    if (a->n > 0 && !h->skips_lookup && e->bb.n_ids > 0) {
+        /* The IDs as a binary array: the server parses no text. */
+        int len[1] = {e->bb.ids_len}, fmt[1] = {1};
+        const char *lp[1] = {e->bb.ids_data};
+        (void)exactly_txn_send_params(&e->txn, TXN_LOOKUP, e->lookup_sql, 1,
+                                      lp, len, fmt, &a->lookup_res);
+        a->need_sync = 1;
+        a->looked_up = 1;
+    }
+    if (a->need_sync)
+        return cycle_judge_sync(c, exactly_txn_sync(&e->txn));
+    return EXACTLY_OK;
+}
+
+/* Applies dedup's answer, groups the batch by the lookup's rows, and
+ * picks the records the handler gets (c->recs). */
+static exactly_err phase_group(cycle *c, attempt_state *a)
+{
+    engine *e = c->e;
+    char errbuf[512];
+    exactly_err rc;
+    size_t i;
+
+    if (a->n == 0)
+        return EXACTLY_OK;
+    rc = batch_apply_dedup(&e->bb, exactly_txn_result(&e->txn, a->dedup_res));
+    if (rc != EXACTLY_OK) {
+        cycle_note(c, NULL, "out of memory applying dedup");
+        return rc;
+    }
+    rc = batch_group(&e->bb, exactly_txn_result(&e->txn, a->lookup_res),
+                     e->key_column, &a->skipped, errbuf, sizeof(errbuf));
+    if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_ERROR, "cycle",
+                    "cannot match the lookup's rows to the batch",
+                    LOG_PART(c->pt), LOG_STR("error", errbuf));
+        cycle_note(c, NULL, errbuf);
+        return EXACTLY_EDATABASE;
+    }
+    for (i = 0; i < e->bb.n_msgs; i++) {
+        batch_msg *bm = &e->bb.msgs[i];
+        if (bm->dead) {
+            cycle_dl_message(c, bm->rk->offset, bm->rk->key, bm->rk->key_len, NULL, bm->reason);
+            c->failed_msgs++;
+        }
+    }
+    return cycle_select_records(c, a->looked_up, &a->skipped);
+}
+
+/* The handler's writes and COMMIT: careful (a savepoint, bisected on a
+ * failure) or optimistic (no savepoint; when nothing was read and no
+ * record failed, one round trip for the whole batch). */
+static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
+                               int *commit_sent)
+{
+    engine *e = c->e;
+    exactly_err rc;
+    size_t i;
+
+    if (c->n_recs > 0 && careful) {
+        /* Retry the whole set once inside a savepoint, then bisect. */
+        rc = cycle_bisect(c, c->recs, c->n_recs);
+        if (rc != EXACTLY_OK)
+            return rc;
+    } else if (c->n_recs > 0) {
+        /* Optimistic: no savepoint (a subtransaction costs the server on
+         * every batch); a handler failure sends the batch back through
+         * careful mode. */
+        rc = cycle_queue_apply(c, c->recs, c->n_recs, 0);
+        if (rc != EXACTLY_OK)
+            return rc;
+#ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+        a->need_sync = 1; /* the mutation's separate offset update follows COMMIT */
+#endif
+        if (!a->need_sync && e->txn.n_fails == 0) {
+            /* Nothing was read: one round trip for the whole batch. No
+             * record failed in this path (n_fails == 0): all of them
+             * count, known before the answer in case none comes. */
+            uint64_t all = 0;
+            for (i = 0; i < c->n_recs; i++)
+                all += c->recs[i].n_messages;
+            c->applied_msgs = all;
+            return commit(c, a->part_s, all, commit_sent);
+        }
+        rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
+        if (rc != EXACTLY_OK)
+            return rc;
+        cycle_account_applied(c, c->recs, c->n_recs);
+    }
+    rc = commit(c, a->part_s, c->applied_msgs, commit_sent);
+#ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+    /* Mutation: the offset advances in a transaction of its own, after the
+     * writes committed: a crash in between applies the batch twice. */
+    if (rc == EXACTLY_OK) {
+        (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence,
+                               N_FENCE_PARAMS, a->fence_params, NULL);
+        rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
+    }
+#endif
+    return rc;
+}
+
+/* Whatever the attempt did: the crash guard's unwaited answer is checked,
+ * a committed batch's counters move, a failure keeps its reason. */
+static exactly_err phase_end(cycle *c, attempt_state *a, exactly_err rc)
+{
+    engine *e = c->e;
+    part *pt = c->pt;
+    size_t i;
+
+    if (rc == EXACTLY_OK && pt->state != PART_S_ISOLATING) {
+        const char *text;
+        guard_answer g = cycle_guard_read(e, a->attempt_res, &text);
+        if (text && g.mode != GUARD_BATCH)
+            /* Not waited for (no crash since the claim), and not 'batch':
+             * only another process changing the row can do that. */
+            exactly_log(EXACTLY_LOG_WARN, "cycle",
+                        "crash guard gave an unexpected answer after the "
+                        "batch committed",
+                        LOG_PART(pt), LOG_STR("answer", text));
+    }
+    if (rc == EXACTLY_OK) {
+        size_t dups = 0;
+        for (i = 0; i < e->bb.n_msgs && a->n > 0; i++)
+            dups += e->bb.msgs[i].duplicate ? 1 : 0;
+        e->st.deduplicated += dups;
+        e->st.skipped_missing += a->skipped;
+    } else if (!c->errmsg[0]) {
+        cycle_note(c, e->txn.sqlstate, e->txn.errmsg);
+    }
+    return rc;
+}
+
+/* cycle_internal.h says what it does. */
+exactly_err cycle_attempt(cycle *c, size_t *n_io, int64_t *end_io,
+                          int *commit_sent, int careful)
+{
+    attempt_state a;
+    exactly_err rc;
+
+    memset(&a, 0, sizeof(a));
+    a.n = *n_io;
+    a.end = *end_io;
+    a.attempt_res = a.dedup_res = a.lookup_res = TXN_NO_RESULT;
+    /* A txn that did not start leaves nothing for phase_end to do: the
+     * reason is noted already. */
+    rc = phase_start(c, &a, n_io, end_io);
+    if (rc == EXACTLY_OK)
+        rc = phase_read(c, &a);
+    if (rc == EXACTLY_OK)
+        rc = phase_group(c, &a);
+    if (rc == EXACTLY_OK)
+        rc = phase_apply(c, &a, careful, commit_sent);
+    return phase_end(c, &a, rc);
+}

@@ -1,0 +1,93 @@
+/*
+ * cycle_internal.h - what the files of one batch cycle share: the cycle
+ * of one attempt and its steps. cycle.c runs a batch from its first
+ * attempt to its outcome; attempt.c is one attempt's transaction; apply.c
+ * the handler's writes, the judging of failures and the bisection;
+ * guard.c the crash guard.
+ */
+#ifndef EXACTLY_CYCLE_INTERNAL_H
+#define EXACTLY_CYCLE_INTERNAL_H
+
+#include "engine_internal.h"
+#include "guard_answer.h"
+
+/* One attempt at a batch of pt: what the handler gets and how it failed. */
+typedef struct cycle {
+    engine *e;
+    part *pt;
+    exactly_record *recs; /* what the handler gets, after skip/dead-letter */
+    size_t n_recs;
+    uint64_t applied_msgs;
+    uint64_t failed_msgs;
+    /* The last failure, as judged where it happened. */
+    char sqlstate[6];
+    char errmsg[1024];
+    int environment;      /* about the environment: never bisected */
+    int handler_retry;    /* apply() asked for the retry */
+} cycle;
+
+/* ---- cycle.c: shared helpers --------------------------------------------- */
+
+/* A SQLSTATE for the log: NULL (no field) when there is none. */
+const char *cycle_sqlstate(const char *sqlstate);
+/* Records why the attempt failed. */
+void cycle_note(cycle *c, const char *sqlstate, const char *msg);
+/* A message of the batch goes to the dead letters, with its trace-id. */
+void cycle_dl_message(cycle *c, int64_t offset, const void *key,
+                      size_t key_len, const char *id, const char *reason);
+/* Every message of record r goes to the dead letters. */
+void cycle_dl_record(cycle *c, const exactly_record *r, const char *reason,
+                     const char *sqlstate);
+/* Every log line from here to the batch's end names the distinct
+ * trace-ids of pt's first n messages; a record's lines name its own
+ * (cycle_trace_record) until cycle_trace_batch_again. */
+void cycle_trace_batch(const part *pt, size_t n);
+void cycle_trace_record(const part *pt, const exactly_record *r);
+void cycle_trace_batch_again(void);
+
+/* ---- apply.c: the handler ------------------------------------------------ */
+
+/* What apply()'s answer ret, and what it did to the txn, mean. */
+exactly_err cycle_judge_apply(cycle *c, exactly_err ret);
+/* What a failed sync (rc) means. */
+exactly_err cycle_judge_sync(cycle *c, exactly_err rc);
+/* Queues SAVEPOINT (savepoint set), the handler's writes for recs[0..n)
+ * and RELEASE. Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
+exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n,
+                              int savepoint);
+/* Records the handler failed on purpose go to dead letters; the rest
+ * count as applied. Only once their writes are part of the txn. */
+void cycle_account_applied(cycle *c, exactly_record *recs, size_t n);
+/* Applies recs[0..n) in careful mode: split until the failing records are
+ * alone, which are dead-lettered (EXACTLY_EHANDLER under on_error: stop);
+ * any other failure ends the attempt and is returned. */
+exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n);
+
+/* ---- guard.c: the crash guard -------------------------------------------- */
+
+/* Marks the attempt at pt->next_offset up to *end and, when its answer
+ * can differ from 'batch', waits for it: may shrink *n to 1 (isolating;
+ * *end follows); sets *dead_only when that record must not be applied at
+ * all. EXACTLY_EFENCED: the row has another owner. The answer is kept in
+ * the txn under *res. */
+exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
+                        txn_result *res);
+/* The guard's answer kept under res, read once (GUARD_UNKNOWN when there
+ * is none); *text is its raw text, for the log only (NULL: none). */
+guard_answer cycle_guard_read(engine *e, txn_result res, const char **text);
+
+/* ---- attempt.c: one attempt ---------------------------------------------- */
+
+/* Builds c->recs from the grouped batch by the on_missing policy. */
+exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped);
+/* Ends the transaction; a connection that cannot even do that is dropped
+ * (the owner's db_open reconnects). */
+void cycle_rollback(engine *e);
+/* Runs one attempt's transaction for the first *n_io messages of c->pt up
+ * to *end_io (the crash guard may shrink both), careful or optimistic.
+ * *commit_sent is set once COMMIT went out. Returns EXACTLY_OK
+ * (committed) or the judged failure, its reason in c. */
+exactly_err cycle_attempt(cycle *c, size_t *n_io, int64_t *end_io,
+                          int *commit_sent, int careful);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * loop.c - what the worker's loop does with messages and batches: buffer
+ * each message in its partition (a partition whose offset left the log is
+ * halted), flush a partition's batch when it is full or old enough,
+ * drain Kafka into the buffers while a batch waits for PostgreSQL, and
+ * advance a partition whose tail is only transaction markers.
+ */
+#include <stdlib.h>
+
+#include "clock.h"
+#include "log.h"
+#include "worker_internal.h"
+
+int worker_kafka_error_due(worker *w)
+{
+    long long now = exactly_now_ms();
+
+    if (!w->kafka_episode_ms) {
+        w->kafka_episode_ms = now;
+        w->kafka_logged_ms = now;
+        return 1;
+    }
+    if (now - w->kafka_logged_ms < 60000)
+        return 0;
+    w->kafka_logged_ms = now;
+    return 1;
+}
+
+/* Runs one batch of pt (engine_run); a handler that asked to stop the
+ * worker (EXACTLY_EFATAL) stops it at the next turn. */
+exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end)
+{
+    exactly_err rc = engine_run(&w->eng, pt, n, end);
+
+    if (rc == EXACTLY_EFATAL)
+        w->fatal = EXACTLY_EXIT_HANDLER_STOP;
+    return rc;
+}
+
+int64_t worker_batch_end(worker *w, part *pt, size_t n)
+{
+    int64_t end = pt->buf[n - 1]->offset + 1;
+
+    /* Control records after the last message occupy offsets too: store
+     * the consumer's position so the partition shows no phantom lag. */
+    if (n == pt->n_buf) {
+        int64_t pos = engine_part_position(&w->eng, pt);
+        if (pos > end)
+            end = pos;
+    }
+    return end;
+}
+
+size_t worker_batch_size(worker *w, part *pt)
+{
+    size_t max = (size_t)w->p->batch.max_messages;
+    return pt->n_buf < max ? pt->n_buf : max;
+}
+
+/* While a batch waits for PostgreSQL: take what Kafka has into the
+ * buffers, so the next batch is ready when this one commits. Only
+ * buffering happens here; a rebalance is deferred (in_cycle). */
+static int drain_kafka(void *arg)
+{
+    worker *w = arg;
+    rd_kafka_message_t *m;
+    size_t buffered = 0;
+    size_t cap;
+    size_t i;
+    int n = 0;
+
+    /* About one batch ahead per partition is all the next round needs;
+     * the rest waits in librdkafka's queue, which bounds its own size. */
+    for (i = 0; i < w->eng.n_parts; i++)
+        buffered += w->eng.parts[i]->n_buf;
+    cap = (size_t)w->p->batch.max_messages * (w->eng.n_parts > 2 ? w->eng.n_parts : 2);
+    while (buffered + (size_t)n < cap &&
+           (m = rd_kafka_consumer_poll(w->rk, 0)) != NULL) {
+        worker_on_message(w, m);
+        n++;
+    }
+    return n;
+}
+
+void worker_on_message(worker *w, rd_kafka_message_t *m)
+{
+    const char *topic;
+    part *pt;
+
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+            m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+            pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
+                                           m->partition)
+                        : NULL;
+            if (pt && !part_state_stopped(pt->state)) {
+                exactly_log(EXACTLY_LOG_ERROR, "source",
+                            "stored offset is no longer in the log; partition "
+                            "halted (reset it with exactly offsets reset)",
+                            LOG_PART(pt),
+                            LOG_INT("next_offset", pt->next_offset),
+                            LOG_STR("error", rd_kafka_message_errstr(m)));
+                (void)PART_MOVE(pt, PART_S_HALTED);
+                engine_part_pause(&w->eng, pt, 1);
+            }
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (worker_kafka_error_due(w)) {
+                exactly_log(EXACTLY_LOG_WARN, "source", "consume error",
+                            LOG_STR("code", rd_kafka_err2name(m->err)),
+                            LOG_STR("text", rd_kafka_message_errstr(m)));
+            }
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (w->kafka_episode_ms) {
+        exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
+                    LOG_INT("after_ms", exactly_now_ms() - w->kafka_episode_ms));
+        w->kafka_episode_ms = 0;
+    }
+    topic = rd_kafka_topic_name(m->rkt);
+    pt = engine_part_find(&w->eng, topic, m->partition);
+    if (!pt || part_state_stopped(pt->state)) {
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    /* Older librdkafka can redeliver after a rebalance; the database says
+     * what is already applied. */
+    if (m->offset < pt->next_offset ||
+        (pt->n_buf > 0 && m->offset <= pt->buf[pt->n_buf - 1]->offset)) {
+        w->st.skipped_below++;
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (pt->n_buf == pt->cap_buf) {
+        size_t cap = pt->cap_buf ? pt->cap_buf * 2 : 256;
+        rd_kafka_message_t **nb = realloc(pt->buf, cap * sizeof(*nb));
+        if (!nb) {
+            /* Dropping is safe: the message is re-read from the stored
+             * offset after the seek below. */
+            exactly_log(EXACTLY_LOG_ERROR, "source", "out of memory buffering");
+            rd_kafka_message_destroy(m);
+            engine_part_seek(&w->eng, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
+                                         : pt->next_offset);
+            return;
+        }
+        pt->buf = nb;
+        pt->cap_buf = cap;
+    }
+    if (pt->n_buf == 0)
+        pt->first_at_ms = exactly_now_ms();
+    pt->buf[pt->n_buf++] = m;
+    w->last_msg_ms = exactly_now_ms();
+}
+
+/* Flushes every partition whose batch is full or old enough. Returns how
+ * many ms until the next deadline (for the poll timeout). */
+int worker_flush_ready(worker *w, int force)
+{
+    long long now = exactly_now_ms();
+    int next = 100;
+    size_t i;
+
+    if (!worker_breaker_try_close(w))
+        return 100;
+
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
+        long long due;
+        size_t n;
+        exactly_err rc;
+
+        if (part_state_stopped(pt->state) || pt->n_buf == 0)
+            continue;
+        if (pt->retry_at_ms > now) {
+            if (pt->retry_at_ms - now < next)
+                next = (int)(pt->retry_at_ms - now);
+            continue;
+        }
+        due = pt->first_at_ms + w->p->batch.max_wait_ms;
+        if (!force && pt->n_buf < (size_t)w->p->batch.max_messages && due > now) {
+            if (due - now < next)
+                next = (int)(due - now);
+            continue;
+        }
+        n = worker_batch_size(w, pt);
+        w->in_cycle = 1;
+        w->eng.txn.idle = drain_kafka;
+        w->eng.txn.idle_arg = w;
+        rc = worker_run_batch(w, pt, n, worker_batch_end(w, pt, n));
+        w->eng.txn.idle = NULL;
+        w->in_cycle = 0;
+        if (w->n_deferred > 0) {
+            /* The partition table may change under this loop. */
+            worker_replay_deferred(w);
+            return 0;
+        }
+        if (rc == EXACTLY_OK) {
+            pt->retry_at_ms = 0;
+            if (pt->paused && !part_state_stopped(pt->state)) {
+                engine_part_seek(&w->eng, pt, worker_expected_next(pt));
+                engine_part_pause(&w->eng, pt, 0);
+            }
+            if (pt->n_buf > 0)
+                next = 0;
+        } else if (rc == EXACTLY_EFENCED) {
+            /* The position moved back to the stored offset (or the
+             * partition stopped): a partition an earlier rolled-back
+             * attempt paused fetches again from there. */
+            pt->retry_at_ms = 0;
+            if (pt->paused && !part_state_stopped(pt->state)) {
+                engine_part_seek(&w->eng, pt, worker_expected_next(pt));
+                engine_part_pause(&w->eng, pt, 0);
+            }
+        } else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE) {
+            pt->retry_at_ms = exactly_now_ms() + worker_backoff_ms(pt->attempts);
+            if (!w->eng.conn) {
+                worker_breaker_open(w);
+                break;
+            }
+            /* Bound the buffer while the database is away. */
+            if (pt->n_buf >= (size_t)w->p->batch.max_messages * 4)
+                engine_part_pause(&w->eng, pt, 1);
+        }
+        if (w->fatal)
+            break;
+    }
+    return next < 0 ? 0 : next;
+}
+
+/* A partition whose tail is only transaction markers: advance the stored
+ * offset to the consumer's position so lag reads zero. */
+void worker_advance_idle(worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->eng.n_parts; i++) {
+        part *pt = w->eng.parts[i];
+        int64_t pos;
+        if (pt->n_buf > 0 || part_state_stopped(pt->state) || pt->retry_at_ms)
+            continue;
+        pos = engine_part_position(&w->eng, pt);
+        if (pos > pt->next_offset)
+            (void)worker_run_batch(w, pt, 0, pos);
+    }
+}
+
+int worker_all_committed(const worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->eng.n_parts; i++)
+        if (w->eng.parts[i]->n_buf > 0 &&
+            !part_state_stopped(w->eng.parts[i]->state))
+            return 0;
+    return 1;
+}
