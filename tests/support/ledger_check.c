@@ -199,17 +199,6 @@ int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
     return status;
 }
 
-void ledger_cleanup_dir(const char *dir)
-{
-    const char *keep = getenv("EXACTLY_TEST_KEEP");
-
-    if (keep && *keep) {
-        tk_note("EXACTLY_TEST_KEEP: logs kept in %s", dir);
-        return;
-    }
-    tk_rm_rf(dir);
-}
-
 int64_t ledger_rows(PGconn *db)
 {
     return tk_sql_int64(db, "SELECT count(*) FROM ledger");
@@ -218,23 +207,6 @@ int64_t ledger_rows(PGconn *db)
 /* ------------------------------------------------------------------ */
 /* Logs                                                                */
 /* ------------------------------------------------------------------ */
-
-int ledger_log_count(const char *path, const char *needle)
-{
-    char *text = tk_read_file(path);
-    const char *p;
-    size_t len = strlen(needle);
-    int n = 0;
-
-    if (text == NULL || len == 0) {
-        free(text);
-        return 0;
-    }
-    for (p = strstr(text, needle); p; p = strstr(p + len, needle))
-        n++;
-    free(text);
-    return n;
-}
 
 int ledger_read_summary(const char *log, ledger_summary *out)
 {
@@ -270,72 +242,6 @@ int ledger_read_summary(const char *log, ledger_summary *out)
     out->fenced = v[7];
     out->retries = v[8];
     return 1;
-}
-
-int64_t ledger_log_last_int(const char *log, const char *key)
-{
-    char *text = tk_read_file(log);
-    const char *last = NULL, *p;
-    int64_t v = -1;
-
-    if (text == NULL)
-        return -1;
-    for (p = strstr(text, key); p; p = strstr(p + 1, key))
-        last = p;
-    if (last)
-        v = strtoll(last + strlen(key), NULL, 10);
-    free(text);
-    return v;
-}
-
-void ledger_log_tail(const char *path, int lines)
-{
-    char *text = tk_read_file(path);
-    const char *start;
-    size_t len;
-    int seen = 0;
-
-    if (text == NULL) {
-        fprintf(stderr, "---- %s: cannot be read ----\n", path);
-        return;
-    }
-    len = strlen(text);
-    start = text + len;
-    /* Step back over `lines` newlines (ignoring a final one). */
-    while (start > text) {
-        if (start[-1] == '\n' && start != text + len && ++seen > lines)
-            break;
-        start--;
-    }
-    fprintf(stderr, "---- %s (last %d lines) ----\n%s%s---- end of %s ----\n",
-            path, lines, start,
-            len > 0 && text[len - 1] != '\n' ? "\n" : "", path);
-    free(text);
-}
-
-int ledger_wait_log(const char *log, const char *needle, int count,
-                    pid_t pid, int timeout_ms, int *status)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-
-    if (status)
-        *status = -1;
-    for (;;) {
-        if (ledger_log_count(log, needle) >= count)
-            return 1;
-        if (pid > 0) {
-            int st = tk_wait(pid, 0);
-            if (st != -1) {
-                if (status)
-                    *status = st;
-                /* It may have written the line just before exiting. */
-                return ledger_log_count(log, needle) >= count;
-            }
-        }
-        if (tk_now_ms() >= deadline)
-            return 0;
-        tk_sleep_ms(20);
-    }
 }
 
 /* ------------------------------------------------------------------ */

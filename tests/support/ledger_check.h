@@ -109,26 +109,8 @@ void ledger_fixture_stop(ledger_fixture *f);
 int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
                        const char *log);
 
-/* Remove a test's temporary directory, unless EXACTLY_TEST_KEEP is set
- * (then say where it is, for reading the worker logs of a passing run). */
-void ledger_cleanup_dir(const char *dir);
-
 /* Rows in `ledger`. */
 int64_t ledger_rows(PGconn *db);
-
-/* How many times needle occurs in the file (0 if it cannot be read). */
-int ledger_log_count(const char *path, const char *needle);
-
-/* Print the last `lines` lines of a log to stderr, framed with its path, so
- * that a failure shows what the worker said. */
-void ledger_log_tail(const char *path, int lines);
-
-/* Wait until needle occurs at least `count` times in log. Returns 1 when it
- * does, 0 when timeout_ms passed or (pid > 0) the process exited first;
- * an exited pid is reaped and its status stored in *status if not NULL
- * (-1 while it runs). Polls every 20 ms: a condition, not a sleep. */
-int ledger_wait_log(const char *log, const char *needle, int count,
-                    pid_t pid, int timeout_ms, int *status);
 
 /* The counters of a worker's final stdout line, "pipeline ledger: consumed
  * N, applied N, deduplicated N, dead-lettered N, skipped (no row) N;
@@ -142,9 +124,12 @@ typedef struct ledger_summary {
  * log has no such line (the worker did not exit through its end). */
 int ledger_read_summary(const char *log, ledger_summary *out);
 
-/* The integer after the last occurrence of key (e.g. " rebalances=") in
- * the log, or -1 if key does not occur. */
-int64_t ledger_log_last_int(const char *log, const char *key);
+/* The log helpers' names from before they moved to tk_files.h. */
+#define ledger_cleanup_dir tk_cleanup_dir
+#define ledger_log_count tk_log_count
+#define ledger_log_tail tk_log_tail
+#define ledger_wait_log tk_wait_log
+#define ledger_log_last_int tk_log_last_int
 
 /* Fail the test, printing the tail of log first, unless cond holds. */
 #define LEDGER_CHECK_LOG(cond, log, ...)                       \

@@ -1,6 +1,6 @@
 /*
- * http.c - the test kit's HTTP client side: a free loopback port for a
- * server under test, one GET, and sums over Prometheus text. See testkit.h.
+ * tk_http.c: the HTTP client side: a free loopback port for a
+ * server under test, one GET, and sums over Prometheus text. See tk_http.h.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
