@@ -33,6 +33,16 @@
  * 1..LEDGER_ACCOUNTS) and the ledger tables (DDL of plugins/README.md). */
 void ledger_setup_db(const char *conninfo);
 
+/* The one copy of the ledger handler's DDL (plugins/README.md): create the
+ * ledger table and the counter table under these names (quoted with
+ * PQescapeIdentifier, so taken literally). */
+void ledger_create_tables(PGconn *db, const char *ledger,
+                          const char *counters);
+
+/* Create `table` (id bigint PRIMARY KEY, name text, balance numeric) with
+ * rows 1..n: name 'account N', balance N * 10. */
+void ledger_create_accounts(PGconn *db, const char *table, int n);
+
 /* What a worker configuration differs in. Zero / NULL fields take the
  * runtime's defaults. */
 typedef struct ledger_config {
@@ -65,6 +75,11 @@ typedef struct ledger_config {
  * short session keeps the restart's group join to a few seconds. Not for
  * tests that freeze a worker longer than 6 s. */
 extern const char *const ledger_short_session[];
+
+/* The tk_config of one ledger pipeline, for a test that adds to it
+ * before tk_config_write (a second pipeline, settings). Strings are
+ * borrowed from c. */
+void ledger_config_fill(tk_config *out, const ledger_config *c);
 
 /* Write the YAML configuration of one ledger pipeline to path. */
 void ledger_write_config(const char *path, const ledger_config *c);
@@ -112,16 +127,12 @@ int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
 /* Rows in `ledger`. */
 int64_t ledger_rows(PGconn *db);
 
-/* The counters of a worker's final stdout line, "pipeline ledger: consumed
- * N, applied N, deduplicated N, dead-lettered N, skipped (no row) N;
- * batches committed N, rolled back N, fenced N; retries N". */
-typedef struct ledger_summary {
-    int64_t consumed, applied, deduplicated, dead_lettered, skipped;
-    int64_t committed, rolled_back, fenced, retries;
-} ledger_summary;
+/* The counters of a worker's summary line (tk_runner.h). */
+typedef tk_run_summary ledger_summary;
 
-/* Parse the last summary line in log into *out. Returns 1, or 0 when the
- * log has no such line (the worker did not exit through its end). */
+/* Parse the last summary line of pipeline LEDGER_PIPELINE in log into
+ * *out. Returns 1, or 0 when the log has no such line (the worker did not
+ * exit through its end). */
 int ledger_read_summary(const char *log, ledger_summary *out);
 
 /* The log helpers' names from before they moved to tk_files.h. */

@@ -34,5 +34,7 @@
 #include "tk_processes.h"
 #include "tk_files.h"
 #include "tk_http.h"
+#include "tk_config.h"
+#include "tk_runner.h"
 
 #endif /* EXACTLY_TESTKIT_H */

@@ -1,0 +1,136 @@
+/*
+ * tk_config.h: the one writer of a worker's YAML configuration in tests.
+ * Part of testkit (testkit.h includes every part).
+ *
+ * A test fills a tk_config (zero fields are left out, so the runtime's
+ * defaults apply) and tk_config_write() writes it, always in this order,
+ * one key per line:
+ *
+ *   log:                      only when format or level is set
+ *     format, level
+ *   kafka:
+ *     'bootstrap.servers', the kafka[] properties in order,
+ *     'auto.offset.reset': 'earliest' unless kafka[] or kafka_yaml sets it,
+ *     kafka_yaml
+ *   postgres:
+ *     conninfo, schema, statement_timeout_ms, lock_timeout_ms,
+ *     connect_timeout_s, idle_in_transaction_timeout_ms,
+ *     client_timeout_ms, postgres_yaml
+ *   pipelines:                one entry per named pipeline, in order
+ *     'NAME':
+ *       topics, group, workers, on_error, max_crashes,
+ *       unsafe_read_uncommitted,
+ *       id: {from, type, header}            (flow mapping, set keys only;
+ *                                           none set: no id line)
+ *       lookup:                             table, id_column, columns,
+ *                                           sql, key_column, on_missing,
+ *                                           missing_retry_ms
+ *       handler:
+ *         plugin (or builtin)
+ *         options:  the options[] pairs, then options_yaml
+ *       batch: {max_messages, max_wait_ms}  (flow mapping, set keys only)
+ *       dedup: {from, header, retention}    (flow mapping, set keys only)
+ *       kafka:    the pipeline's kafka[] properties
+ *       pipeline_yaml
+ *   yaml                      raw top-level lines (relays:, ...)
+ *
+ * Every string value, property name and pipeline name is written as a
+ * single-quoted YAML scalar with ' doubled and $ doubled (exactly expands
+ * ${VAR} in every scalar and reads $$ as $), so what the test sets is what
+ * the worker reads. Integers are written bare. The *_yaml fields are the
+ * escape hatch for what the fields do not cover (an odd spelling, ${VAR},
+ * a refusal test's broken key): their text is copied as is, already
+ * indented for its place (2 spaces in a section, 4 in a pipeline, 8 in
+ * handler options).
+ */
+#ifndef EXACTLY_TK_CONFIG_H
+#define EXACTLY_TK_CONFIG_H
+
+#include <stdio.h>
+
+#include "tk_checks.h"
+
+#define TK_CONFIG_MAX_PROPS 16
+#define TK_CONFIG_MAX_PIPELINES 4
+#define TK_CONFIG_MAX_TOPICS 4
+#define TK_CONFIG_MAX_COLUMNS 8
+
+/* A name/value pair: a librdkafka property or a handler option. The first
+ * pair whose name is NULL ends a list. */
+typedef struct tk_prop {
+    const char *name;
+    const char *value;
+} tk_prop;
+
+typedef struct tk_pipeline {
+    const char *name;          /* NULL ends the list of pipelines */
+    const char *topics[TK_CONFIG_MAX_TOPICS]; /* NULL-terminated */
+    const char *group;         /* NULL: the runtime's exactly-NAME */
+    int workers;               /* 0: not written */
+    const char *on_error;      /* dead_letter, stop */
+    int max_crashes;
+    int unsafe_read_uncommitted; /* 1: true */
+
+    const char *id_from;       /* key, value, header */
+    const char *id_type;       /* bigint, text, uuid */
+    const char *id_header;
+
+    const char *lookup_table;
+    const char *lookup_id_column;
+    const char *lookup_columns[TK_CONFIG_MAX_COLUMNS]; /* NULL-terminated */
+    const char *lookup_sql;
+    const char *lookup_key_column;
+    const char *on_missing;    /* skip, dead_letter, handler, retry */
+    int missing_retry_ms;
+
+    /* The handler: plugin is a file name in $EXACTLY_PLUGIN_DIR
+     * ("ledger.so") or a path with a '/' (taken as is); or builtin. */
+    const char *plugin;
+    const char *builtin;
+    tk_prop options[TK_CONFIG_MAX_PROPS];
+    const char *options_yaml;  /* lines indented 8 */
+
+    int max_messages;          /* 0: not written */
+    int max_wait_ms;           /* 0: not written, unless max_wait_set */
+    int max_wait_set;          /* 1: max_wait_ms is written, even 0 */
+
+    const char *dedup_from;    /* key, header: writes the dedup section */
+    const char *dedup_header;
+    const char *dedup_retention;
+
+    tk_prop kafka[TK_CONFIG_MAX_PROPS];
+    const char *pipeline_yaml; /* lines indented 4 */
+} tk_pipeline;
+
+typedef struct tk_config {
+    const char *log_format;
+    const char *log_level;
+
+    const char *bootstraps;    /* bootstrap.servers; NULL: not written */
+    tk_prop kafka[TK_CONFIG_MAX_PROPS];
+    const char *kafka_yaml;    /* lines indented 2 */
+
+    const char *conninfo;      /* NULL: not written */
+    const char *schema;
+    /* The postgres settings; 0 is not written (a test that wants 0, which
+     * disables a timeout, writes it in postgres_yaml). */
+    int statement_timeout_ms;
+    int lock_timeout_ms;
+    int connect_timeout_s;
+    int idle_in_transaction_timeout_ms;
+    int client_timeout_ms;
+    const char *postgres_yaml; /* lines indented 2 */
+
+    tk_pipeline pipelines[TK_CONFIG_MAX_PIPELINES];
+    const char *yaml;          /* top-level lines, after pipelines */
+} tk_config;
+
+/* Write c as YAML to f / to path (created or truncated). Fails the test on
+ * an unwritable file or a pipeline without a name's topics or handler. */
+void tk_config_fwrite(FILE *f, const tk_config *c);
+void tk_config_write(const char *path, const tk_config *c);
+
+/* Write s to f as a single-quoted YAML scalar (' and $ doubled). */
+void tk_yaml_quoted(FILE *f, const char *s);
+
+#endif /* EXACTLY_TK_CONFIG_H */
