@@ -72,6 +72,17 @@ void ledger_setup_db(const char *conninfo)
 const char *const ledger_short_session[] = {
     "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
 
+void ledger_pipeline(tk_pipeline *p, const char *name, const char *topic)
+{
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    p->topics[0] = topic;
+    p->id_from = "key";
+    p->id_type = "bigint";
+    p->lookup_table = "accounts";
+    p->plugin = "ledger.so";
+}
+
 void ledger_config_fill(tk_config *out, const ledger_config *c)
 {
     tk_pipeline *p = &out->pipelines[0];
@@ -89,14 +100,9 @@ void ledger_config_fill(tk_config *out, const ledger_config *c)
     out->lock_timeout_ms = c->lock_timeout_ms;
     out->idle_in_transaction_timeout_ms = c->idle_in_transaction_timeout_ms;
     out->postgres_yaml = c->postgres_yaml;
-    p->name = LEDGER_PIPELINE;
-    p->topics[0] = c->topic;
+    ledger_pipeline(p, LEDGER_PIPELINE, c->topic);
     p->group = c->group ? c->group : "ledger";
-    p->id_from = "key";
-    p->id_type = "bigint";
-    p->lookup_table = "accounts";
     p->lookup_id_column = "id";
-    p->plugin = "ledger.so";
     p->options_yaml = c->handler_options_yaml;
     p->max_messages = c->max_messages;
     p->max_wait_ms = c->max_wait_ms;

@@ -76,6 +76,11 @@ typedef struct ledger_config {
  * tests that freeze a worker longer than 6 s. */
 extern const char *const ledger_short_session[];
 
+/* p as a pipeline of the ledger handler: name, one topic, the ID from the
+ * key as bigint, looked up in `accounts`, handler ledger.so; every other
+ * field zero (the runtime's defaults). */
+void ledger_pipeline(tk_pipeline *p, const char *name, const char *topic);
+
 /* The tk_config of one ledger pipeline, for a test that adds to it
  * before tk_config_write (a second pipeline, settings). Strings are
  * borrowed from c. */

@@ -274,6 +274,25 @@ size_t tk_produce_ids(const char *bootstraps, const char *topic,
     return distinct;
 }
 
+void tk_produce_int_keys(const char *bootstraps, const char *topic,
+                         const int *partitions, const int *ids, size_t n)
+{
+    tk_producer p;
+    char key[24];
+    tk_msg msg;
+    size_t i;
+
+    memset(&msg, 0, sizeof msg);
+    tk_producer_open(&p, bootstraps, topic);
+    for (i = 0; i < n; i++) {
+        msg.partition = partitions ? (int32_t)partitions[i] : -1;
+        msg.key_len = (size_t)snprintf(key, sizeof key, "%d", ids[i]);
+        msg.key = key;
+        tk_producer_send(&p, &msg);
+    }
+    tk_producer_finish(&p);
+}
+
 /* ------------------------------------------------------------------ */
 /* Kafka: consuming                                                    */
 /* ------------------------------------------------------------------ */

@@ -84,6 +84,13 @@ size_t tk_produce_ids(const char *bootstraps, const char *topic,
                       int32_t n_partitions, uint64_t seed,
                       int64_t *counts_out);
 
+/* Produce n messages with empty values whose keys are the decimal ids[i],
+ * message i to partitions[i] (partitions NULL: by key hash), in order, so
+ * that the offsets of one partition follow the order of ids. Fails the test
+ * on any error. */
+void tk_produce_int_keys(const char *bootstraps, const char *topic,
+                         const int *partitions, const int *ids, size_t n);
+
 /* The entity id tk_produce_ids() uses for its i-th message with that seed
  * and n_entities; lets a test predict what was produced. */
 int64_t tk_id_for(uint64_t seed, size_t i, size_t n_entities);
