@@ -104,8 +104,8 @@ static void put_pipeline(FILE *f, const tk_pipeline *p)
 
     TK_CHECK(p->topics[0] != NULL, "tk_config: pipeline %s has no topic",
              p->name);
-    TK_CHECK((p->plugin != NULL) != (p->builtin != NULL),
-             "tk_config: pipeline %s needs one of plugin and builtin",
+    TK_CHECK(p->plugin == NULL || p->builtin == NULL,
+             "tk_config: pipeline %s has both a plugin and a builtin",
              p->name);
     fputs("  ", f);
     tk_yaml_quoted(f, p->name);
@@ -119,15 +119,22 @@ static void put_pipeline(FILE *f, const tk_pipeline *p)
         fputs("    unsafe_read_uncommitted: true\n", f);
 
     n = 0;
-    if (p->id_from || p->id_type || p->id_header) {
+    if (p->id_from || p->id_type || p->id_header || p->id_max_length > 0 ||
+        p->id_non_canonical) {
         fputs("    id: ", f);
         flow_str(f, &n, "from", p->id_from);
         flow_str(f, &n, "type", p->id_type);
         flow_str(f, &n, "header", p->id_header);
+        flow_int(f, &n, "max_length", p->id_max_length,
+                 p->id_max_length > 0);
+        flow_str(f, &n, "non_canonical", p->id_non_canonical);
         fputs("}\n", f);
     }
 
-    fputs("    lookup:\n", f);
+    if (p->lookup_table || p->lookup_id_column || p->lookup_columns[0] ||
+        p->lookup_sql || p->lookup_key_column || p->on_missing ||
+        p->missing_retry_ms > 0)
+        fputs("    lookup:\n", f);
     put_str(f, "      ", "table", p->lookup_table);
     put_str(f, "      ", "id_column", p->lookup_id_column);
     put_list(f, "      ", "columns", p->lookup_columns,
@@ -137,7 +144,8 @@ static void put_pipeline(FILE *f, const tk_pipeline *p)
     put_str(f, "      ", "on_missing", p->on_missing);
     put_int(f, "      ", "missing_retry_ms", p->missing_retry_ms);
 
-    fputs("    handler:\n", f);
+    if (p->plugin || p->builtin || p->options[0].name || p->options_yaml)
+        fputs("    handler:\n", f);
     if (p->plugin != NULL) {
         char path[4096];
 
@@ -147,9 +155,8 @@ static void put_pipeline(FILE *f, const tk_pipeline *p)
             snprintf(path, sizeof path, "%s/%s",
                      tk_env_required("EXACTLY_PLUGIN_DIR"), p->plugin);
         put_str(f, "      ", "plugin", path);
-    } else {
-        put_str(f, "      ", "builtin", p->builtin);
     }
+    put_str(f, "      ", "builtin", p->builtin);
     if (p->options[0].name || p->options_yaml) {
         fputs("      options:\n", f);
         put_props(f, "        ", p->options);

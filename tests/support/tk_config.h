@@ -20,13 +20,15 @@
  *     'NAME':
  *       topics, group, workers, on_error, max_crashes,
  *       unsafe_read_uncommitted,
- *       id: {from, type, header}            (flow mapping, set keys only;
+ *       id: {from, type, header, max_length, non_canonical}
+ *                                           (flow mapping, set keys only;
  *                                           none set: no id line)
  *       lookup:                             table, id_column, columns,
  *                                           sql, key_column, on_missing,
- *                                           missing_retry_ms
- *       handler:
- *         plugin (or builtin)
+ *                                           missing_retry_ms (no lookup
+ *                                           line when none is set)
+ *       handler:                            (none when nothing is set)
+ *         plugin or builtin
  *         options:  the options[] pairs, then options_yaml
  *       batch: {max_messages, max_wait_ms}  (flow mapping, set keys only)
  *       dedup: {from, header, retention}    (flow mapping, set keys only)
@@ -51,7 +53,7 @@
 #include "tk_checks.h"
 
 #define TK_CONFIG_MAX_PROPS 16
-#define TK_CONFIG_MAX_PIPELINES 4
+#define TK_CONFIG_MAX_PIPELINES 8
 #define TK_CONFIG_MAX_TOPICS 4
 #define TK_CONFIG_MAX_COLUMNS 8
 
@@ -74,6 +76,8 @@ typedef struct tk_pipeline {
     const char *id_from;       /* key, value, header */
     const char *id_type;       /* bigint, text, uuid */
     const char *id_header;
+    int id_max_length;
+    const char *id_non_canonical; /* dead_letter, accept */
 
     const char *lookup_table;
     const char *lookup_id_column;
@@ -126,7 +130,9 @@ typedef struct tk_config {
 } tk_config;
 
 /* Write c as YAML to f / to path (created or truncated). Fails the test on
- * an unwritable file or a pipeline without a name's topics or handler. */
+ * an unwritable file, a pipeline without topics or one with both a plugin
+ * and a builtin. A section the runtime requires (lookup, handler) may be
+ * left to pipeline_yaml, or out, for a test of the refusal. */
 void tk_config_fwrite(FILE *f, const tk_config *c);
 void tk_config_write(const char *path, const tk_config *c);
 

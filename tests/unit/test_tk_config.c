@@ -34,7 +34,8 @@ static const char expected_full[] =
     "    on_error: 'stop'\n"
     "    max_crashes: 5\n"
     "    unsafe_read_uncommitted: true\n"
-    "    id: {from: 'header', type: 'text', header: 'x-id'}\n"
+    "    id: {from: 'header', type: 'text', header: 'x-id', max_length: 64, "
+    "non_canonical: 'accept'}\n"
     "    lookup:\n"
     "      table: 'accounts'\n"
     "      id_column: 'id'\n"
@@ -102,6 +103,8 @@ static void full_config(tk_config *c)
     p->id_from = "header";
     p->id_type = "text";
     p->id_header = "x-id";
+    p->id_max_length = 64;
+    p->id_non_canonical = "accept";
     p->lookup_table = "accounts";
     p->lookup_id_column = "id";
     p->lookup_columns[0] = "id";
@@ -198,6 +201,9 @@ static void test_loads(void)
     TK_CHECK_EQ_INT64(p->n_topics, 2, "topics");
     TK_CHECK_EQ_STR(p->topics[0], "t'1", "topic 1");
     TK_CHECK_EQ_STR(p->topics[1], "t$2", "topic 2");
+    TK_CHECK_EQ_INT64(p->id.max_length, 64, "id max_length");
+    TK_CHECK(p->id.non_canonical == CFG_NONCANON_ACCEPT, "non_canonical");
+    TK_CHECK_EQ_STR(p->id.header, "x-id", "id header");
     TK_CHECK_EQ_STR(p->handler.plugin, "/plugins/ledger.so", "plugin");
     TK_CHECK_EQ_INT64(p->batch.max_messages, 7, "max_messages");
     TK_CHECK_EQ_INT64(p->batch.max_wait_ms, 0, "max_wait_ms");
