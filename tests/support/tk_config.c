@@ -144,7 +144,8 @@ static void put_pipeline(FILE *f, const tk_pipeline *p)
     put_str(f, "      ", "on_missing", p->on_missing);
     put_int(f, "      ", "missing_retry_ms", p->missing_retry_ms);
 
-    if (p->plugin || p->builtin || p->options[0].name || p->options_yaml)
+    if (p->plugin || p->builtin || p->options[0].name || p->upsert_key[0] ||
+        p->upsert_columns[0].name || p->options_yaml)
         fputs("    handler:\n", f);
     if (p->plugin != NULL) {
         char path[4096];
@@ -157,9 +158,25 @@ static void put_pipeline(FILE *f, const tk_pipeline *p)
         put_str(f, "      ", "plugin", path);
     }
     put_str(f, "      ", "builtin", p->builtin);
-    if (p->options[0].name || p->options_yaml) {
+    if (p->options[0].name || p->upsert_key[0] || p->upsert_columns[0].name ||
+        p->options_yaml) {
         fputs("      options:\n", f);
         put_props(f, "        ", p->options);
+        put_list(f, "        ", "key", p->upsert_key, TK_CONFIG_MAX_COLUMNS);
+        if (p->upsert_columns[0].name) {
+            size_t i;
+
+            fputs("        columns: {", f);
+            for (i = 0; i < TK_CONFIG_MAX_PROPS && p->upsert_columns[i].name;
+                 i++) {
+                if (i > 0)
+                    fputs(", ", f);
+                tk_yaml_quoted(f, p->upsert_columns[i].name);
+                fputs(": ", f);
+                tk_yaml_quoted(f, p->upsert_columns[i].value);
+            }
+            fputs("}\n", f);
+        }
         if (p->options_yaml)
             fputs(p->options_yaml, f);
     }

@@ -29,7 +29,8 @@
  *                                           line when none is set)
  *       handler:                            (none when nothing is set)
  *         plugin or builtin
- *         options:  the options[] pairs, then options_yaml
+ *         options:  the options[] pairs, key (upsert_key), columns
+ *                   (upsert_columns), then options_yaml
  *       batch: {max_messages, max_wait_ms}  (flow mapping, set keys only)
  *       dedup: {from, header, retention}    (flow mapping, set keys only)
  *       kafka:    the pipeline's kafka[] properties
@@ -92,6 +93,10 @@ typedef struct tk_pipeline {
     const char *plugin;
     const char *builtin;
     tk_prop options[TK_CONFIG_MAX_PROPS];
+    /* The built-in upsert's list and mapping options: key: [...] and
+     * columns: {target: source, ...}; written when set. */
+    const char *upsert_key[TK_CONFIG_MAX_COLUMNS]; /* NULL-terminated */
+    tk_prop upsert_columns[TK_CONFIG_MAX_PROPS];
     const char *options_yaml;  /* lines indented 8 */
 
     int max_messages;          /* 0: not written */

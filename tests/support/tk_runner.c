@@ -76,6 +76,19 @@ int tk_exactly(const char *log, int timeout_ms, const char *arg, ...)
     return tk_exactlyv(log, timeout_ms, args);
 }
 
+int tk_exactly_output(const char *log, int timeout_ms,
+                      const char *const *args, char **out)
+{
+    int status = tk_exactlyv(log, timeout_ms, args);
+
+    *out = tk_read_file(log);
+    if (*out == NULL) {
+        *out = strdup("");
+        TK_CHECK(*out != NULL, "out of memory");
+    }
+    return status;
+}
+
 void tk_migrate(const char *config, const char *log)
 {
     int status = tk_exactly(log, 60000, "migrate", "-c", config, NULL);

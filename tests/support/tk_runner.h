@@ -34,6 +34,11 @@ int tk_exactly_wait(pid_t pid, int timeout_ms, const char *log,
 int tk_exactlyv(const char *log, int timeout_ms, const char *const *args);
 int tk_exactly(const char *log, int timeout_ms, const char *arg, ...);
 
+/* tk_exactlyv, then the log's whole text in *out (malloc'd, "" when it
+ * cannot be read; the caller frees): a command whose output is checked. */
+int tk_exactly_output(const char *log, int timeout_ms,
+                      const char *const *args, char **out);
+
 /* `exactly migrate -c config`, output appended to log; fails (showing the
  * log's tail) unless it exits 0 within 60 s. */
 void tk_migrate(const char *config, const char *log);

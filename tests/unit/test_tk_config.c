@@ -61,6 +61,8 @@ static const char expected_full[] =
     "      builtin: 'upsert'\n"
     "      options:\n"
     "        'table': 'out'\n"
+    "        key: ['id']\n"
+    "        columns: {'id': 'id', 'na''me': 'name'}\n"
     "    batch: {max_wait_ms: 20}\n"
     "# top\n";
 
@@ -127,6 +129,9 @@ static void full_config(tk_config *c)
     q->lookup_key_column = "id";
     q->builtin = "upsert";
     q->options[0] = (tk_prop){"table", "out"};
+    q->upsert_key[0] = "id";
+    q->upsert_columns[0] = (tk_prop){"id", "id"};
+    q->upsert_columns[1] = (tk_prop){"na'me", "name"};
     q->max_wait_ms = 20;
     c->yaml = "# top\n";
 }
