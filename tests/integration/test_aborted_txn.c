@@ -234,9 +234,7 @@ int main(void)
 
     tk_tmpdir("exactly-aborted", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/aborted.yaml", dir);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = bootstraps;
-    cfg.conninfo = conninfo;
+    tk_config_init(&cfg, bootstraps, conninfo);
     ledger_pipeline(pl, "aborted", topic);
     pl->group = group;
     pl->on_missing = "skip";

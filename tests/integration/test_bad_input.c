@@ -397,10 +397,8 @@ int main(void)
     snprintf(config, sizeof config, "%s/bad.yaml", dir);
     /* session.timeout.ms: the mock of librdkafka 2.0.2 keeps a member that
      * left until its session times out; short sessions keep reruns fast. */
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = tk_mock_bootstraps(m);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = conninfo;
     for (i = 0; i < N_PIPELINES; i++) {
         const pipeline_case *pc = &pipelines[i];
         tk_pipeline *pl = &cfg.pipelines[i];

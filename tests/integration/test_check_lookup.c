@@ -74,10 +74,8 @@ static void write_config(ctx *c, char *path, size_t size, const char *name,
     TK_CHECK((size_t)snprintf(body, sizeof body, "%s%s", lookup, handler) <
                  sizeof body,
              "lookup and handler too long");
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = c->bootstraps;
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = c->conninfo;
     pl->name = name;
     pl->topics[0] = TOPIC;
     pl->id_from = "key";

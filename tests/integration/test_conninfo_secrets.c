@@ -231,17 +231,13 @@ static void try_case(const ctx *c, const secret_case *sc)
     snprintf(cfg, sizeof cfg, "%s/%s.yaml", c->dir, sc->name);
     snprintf(log_file, sizeof log_file, "%s/%s-run-file.log", c->dir,
              sc->name);
-    memset(&config, 0, sizeof config);
-    config.bootstraps = c->bootstraps;
-    config.conninfo = conninfo;
+    tk_config_init(&config, c->bootstraps, conninfo);
     config.connect_timeout_s = 5;
     pl->name = "p";
     pl->topics[0] = TOPIC;
     pl->lookup_table = "accounts";
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "accounts_copy"};
-    pl->upsert_key[0] = "id";
-    pl->upsert_columns[0] = (tk_prop){"id", "id"};
+    tk_upsert_handler(pl, "accounts_copy",
+                      (const char *[]){"id", NULL});
     tk_config_write(cfg, &config);
 
     {

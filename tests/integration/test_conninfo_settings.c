@@ -52,10 +52,8 @@ static void write_config(const ctx *c, const char *name, const char *extra,
 
     snprintf(cfg, size, "%s/%s.yaml", c->dir, name);
     snprintf(conninfo, sizeof conninfo, "%s %s", c->conninfo, extra);
-    memset(&config, 0, sizeof config);
-    config.bootstraps = c->bootstraps;
+    tk_config_init(&config, c->bootstraps, conninfo);
     config.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    config.conninfo = conninfo;
     config.statement_timeout_ms = 4000;
     config.postgres_yaml = extra_pg;
     pl->name = "p";
@@ -64,12 +62,8 @@ static void write_config(const ctx *c, const char *name, const char *extra,
                      "current_setting('statement_timeout') AS st FROM "
                      "accounts WHERE id = ANY($1)";
     pl->lookup_key_column = "id";
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "accounts_view"};
-    pl->upsert_key[0] = "id";
-    pl->upsert_columns[0] = (tk_prop){"id", "id"};
-    pl->upsert_columns[1] = (tk_prop){"sp", "sp"};
-    pl->upsert_columns[2] = (tk_prop){"st", "st"};
+    tk_upsert_handler(pl, "accounts_view",
+                      (const char *[]){"id", "sp", "st", NULL});
     tk_config_write(cfg, &config);
 }
 

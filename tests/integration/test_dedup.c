@@ -389,10 +389,8 @@ int main(void)
      * session.timeout.ms 6000: librdkafka 2.0.2's mock keeps a member that
      * left the group until its session expires (45 s by default), which
      * would stall the second run's join for that long. */
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = tk_mock_bootstraps(m);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = conninfo;
     ledger_pipeline(pl, PIPELINE, TOPIC);
     pl->group = "dedup-test";
     pl->on_missing = "skip";

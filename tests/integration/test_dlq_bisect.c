@@ -69,10 +69,8 @@ static void write_config(ctx *c, int fixed)
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
 
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = c->bootstraps;
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = c->conninfo;
     cfg.lock_timeout_ms = 500;
     ledger_pipeline(pl, PIPELINE, TOPIC);
     pl->group = "dlq-bisect";

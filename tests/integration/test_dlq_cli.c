@@ -66,10 +66,8 @@ static void write_config(ctx *c, int failing)
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
 
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = c->bootstraps;
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = c->conninfo;
     ledger_pipeline(pl, LEDGER_PIPELINE, TOPIC);
     pl->group = "dlq-cli";
     pl->lookup_id_column = "id";

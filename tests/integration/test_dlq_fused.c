@@ -50,21 +50,16 @@ static void write_config(ctx *c, const char *on_missing, int delete_missing)
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
 
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = c->bootstraps;
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = c->conninfo;
     pl->name = PIPELINE;
     pl->topics[0] = TOPIC;
     pl->id_from = "key";
     pl->id_type = "bigint";
     pl->lookup_table = "src";
     pl->on_missing = on_missing;
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "view"};
-    pl->upsert_key[0] = "id";
-    pl->upsert_columns[0] = (tk_prop){"id", "id"};
-    pl->upsert_columns[1] = (tk_prop){"name", "name"};
+    tk_upsert_handler(pl, "view",
+                      (const char *[]){"id", "name", NULL});
     pl->options_yaml = delete_missing ? "        delete_missing: true\n"
                                       : "        delete_missing: false\n";
     pl->max_messages = 10;

@@ -287,10 +287,8 @@ int main(void)
 
     tk_tmpdir("exactly-hostile-ids", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/hostile.yaml", dir);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = tk_mock_bootstraps(m);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = conninfo;
     for (i = 0; i < N_PIPELINES; i++) {
         tk_pipeline *pl = &cfg.pipelines[i];
 

@@ -72,11 +72,8 @@ static void write_upsert_config(const char *path, const char *bootstraps,
     pl->lookup_table = "accounts";
     pl->lookup_id_column = "id";
     pl->on_missing = "skip";
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "account_view"};
-    pl->options_yaml = "        key: [id]\n"
-                       "        columns: {id: id, name: name, balance: "
-                       "balance}\n";
+    tk_upsert_handler(pl, "account_view",
+                      (const char *[]){"id", "name", "balance", NULL});
     pl->max_messages = BATCH_MAX;
     pl->max_wait_ms = BATCH_WAIT_MS;
     pl->max_wait_set = 1;

@@ -714,11 +714,8 @@ static void run_format(const char *dir, const char *bootstraps,
     pl->lookup_table = "src";
     pl->lookup_id_column = "id";
     pl->on_missing = "dead_letter";
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "dst"};
-    pl->upsert_key[0] = "id";
-    pl->upsert_columns[0] = (tk_prop){"id", "id"};
-    pl->upsert_columns[1] = (tk_prop){"v", "v"};
+    tk_upsert_handler(pl, "dst",
+                      (const char *[]){"id", "v", NULL});
     pl->max_messages = 40;
     pl->max_wait_ms = 50;
     tk_config_write(cfg, &config);

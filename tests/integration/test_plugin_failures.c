@@ -574,11 +574,9 @@ int main(void)
     snprintf(fail_stop, sizeof fail_stop, "        fail_ids: ['%d']\n",
              STOP_ID_BASE + STOP_OFFSET);
     snprintf(crash_on, sizeof crash_on, "%d", CRASH_ID);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = wd.bootstraps;
+    tk_config_init(&cfg, wd.bootstraps, conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     cfg.kafka[1] = (tk_prop){"heartbeat.interval.ms", "500"};
-    cfg.conninfo = conninfo;
     ledger_pipeline(&pl[0], "rec", "pf_rec");
     pl[0].options[0] = (tk_prop){"table", "ledger_rec"};
     pl[0].options[1] = (tk_prop){"counters", "counters_rec"};

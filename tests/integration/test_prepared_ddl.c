@@ -66,9 +66,7 @@ int main(void)
     tk_mock_create_topic(m, TOPIC, PARTS);
     snprintf(cfg, sizeof(cfg), "%s/ddl.yaml", dir);
     snprintf(logp, sizeof(logp), "%s/worker.log", dir);
-    memset(&config, 0, sizeof(config));
-    config.bootstraps = tk_mock_bootstraps(m);
-    config.conninfo = conninfo;
+    tk_config_init(&config, tk_mock_bootstraps(m), conninfo);
     pl->name = "ddl";
     pl->topics[0] = TOPIC;
     pl->group = "ddl";
@@ -78,12 +76,8 @@ int main(void)
     pl->max_wait_ms = 20;
     pl->lookup_sql = "SELECT * FROM accounts WHERE id = ANY($1)";
     pl->lookup_key_column = "id";
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "view"};
-    pl->upsert_key[0] = "id";
-    pl->upsert_columns[0] = (tk_prop){"id", "id"};
-    pl->upsert_columns[1] = (tk_prop){"name", "name"};
-    pl->upsert_columns[2] = (tk_prop){"balance", "balance"};
+    tk_upsert_handler(pl, "view",
+                      (const char *[]){"id", "name", "balance", NULL});
     tk_config_write(cfg, &config);
     tk_migrate(cfg, "/dev/null");
     pid = tk_worker_start(cfg, 0, logp, verbose);

@@ -85,10 +85,8 @@ static void write_config(ctx *c, const char *path, const char *role)
     tk_pipeline *pl = cfg.pipelines;
 
     snprintf(conninfo, sizeof conninfo, "%s user=%s", c->conninfo, role);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = c->bootstraps;
+    tk_config_init(&cfg, c->bootstraps, conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    cfg.conninfo = conninfo;
     ledger_pipeline(&pl[0], "ledger", TOPIC);
     pl[0].group = "priv-ledger";
     pl[0].max_messages = 20;
@@ -100,12 +98,8 @@ static void write_config(ctx *c, const char *path, const char *role)
     pl[1].id_type = "bigint";
     pl[1].lookup_table = "accounts";
     pl[1].on_missing = "skip";
-    pl[1].builtin = "upsert";
-    pl[1].options[0] = (tk_prop){"table", "account_view"};
-    pl[1].upsert_key[0] = "id";
-    pl[1].upsert_columns[0] = (tk_prop){"id", "id"};
-    pl[1].upsert_columns[1] = (tk_prop){"name", "name"};
-    pl[1].upsert_columns[2] = (tk_prop){"balance", "balance"};
+    tk_upsert_handler(&pl[1], "account_view",
+                      (const char *[]){"id", "name", "balance", NULL});
     pl[1].max_messages = 20;
     pl[1].max_wait_ms = 50;
     tk_config_write(path, &cfg);

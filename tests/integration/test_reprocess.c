@@ -593,9 +593,7 @@ static void write_live_config(const char *path, const char *conninfo)
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
 
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = tk_mock_bootstraps(g_mock);
-    cfg.conninfo = conninfo;
+    tk_config_init(&cfg, tk_mock_bootstraps(g_mock), conninfo);
     pl->name = LIVE_PIPELINE;
     pl->topics[0] = LIVE_TOPIC;
     pl->group = LIVE_TOPIC;
@@ -603,11 +601,8 @@ static void write_live_config(const char *path, const char *conninfo)
     pl->id_type = "bigint";
     pl->lookup_table = "accounts";
     pl->on_missing = "skip";
-    pl->builtin = "upsert";
-    pl->options[0] = (tk_prop){"table", "account_view"};
-    pl->options_yaml = "        key: [id]\n"
-                       "        columns: {id: id, name: name, balance: "
-                       "balance}\n";
+    tk_upsert_handler(pl, "account_view",
+                      (const char *[]){"id", "name", "balance", NULL});
     pl->max_messages = 100;
     pl->max_wait_ms = 50;
     pl->kafka[0] = (tk_prop){"session.timeout.ms", "6000"};

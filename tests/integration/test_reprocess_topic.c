@@ -59,9 +59,7 @@ static void write_config(ctx *c)
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
 
-    memset(&cfg, 0, sizeof cfg);
-    cfg.bootstraps = c->bootstraps;
-    cfg.conninfo = c->conninfo;
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     ledger_pipeline(pl, LEDGER_PIPELINE, TOPIC);
     pl->lookup_id_column = "id";
     pl->max_messages = 50;

@@ -235,10 +235,8 @@ int main(void)
         snprintf(f->config, sizeof f->config, "%s/%s.yaml", dir, f->name);
         /* session.timeout.ms: librdkafka 2.0.2's mock keeps a member that
          * left until its session expires, which would stall round 2. */
-        memset(&cfg, 0, sizeof cfg);
-        cfg.bootstraps = bootstraps;
+        tk_config_init(&cfg, bootstraps, conninfo);
         cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-        cfg.conninfo = conninfo;
         snprintf(group, sizeof group, "upsert-%s", f->name);
         pl->name = f->name;
         pl->topics[0] = TOPIC;
@@ -249,12 +247,8 @@ int main(void)
         pl->lookup_sql = f->sql;
         pl->lookup_key_column = f->sql ? "id" : NULL;
         pl->on_missing = "skip";
-        pl->builtin = "upsert";
-        pl->options[0] = (tk_prop){"table", f->target};
-        pl->upsert_key[0] = "id";
-        pl->upsert_columns[0] = (tk_prop){"id", "id"};
-        pl->upsert_columns[1] = (tk_prop){"name", "name"};
-        pl->upsert_columns[2] = (tk_prop){"balance", "balance"};
+        tk_upsert_handler(pl, f->target,
+                          (const char *[]){"id", "name", "balance", NULL});
         pl->max_messages = 100;
         pl->max_wait_ms = 100;
         tk_config_write(f->config, &cfg);

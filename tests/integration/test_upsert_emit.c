@@ -73,10 +73,8 @@ int main(void)
         snprintf(config[f], sizeof(config[f]), "%s/%s.yaml", dir,
                  flavours[f].name);
         snprintf(emit, sizeof(emit), "changes-%s", flavours[f].name);
-        memset(&cfg, 0, sizeof(cfg));
-        cfg.bootstraps = tk_mock_bootstraps(mock);
+        tk_config_init(&cfg, tk_mock_bootstraps(mock), conninfo);
         cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-        cfg.conninfo = conninfo;
         pl->name = flavours[f].name;
         pl->topics[0] = TOPIC;
         pl->id_from = "key";
@@ -85,12 +83,9 @@ int main(void)
         pl->lookup_id_column = flavours[f].table ? "id" : NULL;
         pl->lookup_sql = flavours[f].sql;
         pl->lookup_key_column = flavours[f].sql ? "id" : NULL;
-        pl->builtin = "upsert";
-        pl->options[0] = (tk_prop){"table", flavours[f].target};
+        tk_upsert_handler(pl, flavours[f].target,
+                          (const char *[]){"id", "name", NULL});
         pl->options[1] = (tk_prop){"emit_topic", emit};
-        pl->upsert_key[0] = "id";
-        pl->upsert_columns[0] = (tk_prop){"id", "id"};
-        pl->upsert_columns[1] = (tk_prop){"name", "name"};
         pl->max_messages = 100;
         pl->max_wait_ms = 50;
         tk_config_write(config[f], &cfg);

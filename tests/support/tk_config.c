@@ -251,6 +251,29 @@ void tk_config_fwrite(FILE *f, const tk_config *c)
         fputs(c->yaml, f);
 }
 
+void tk_config_init(tk_config *c, const char *bootstraps,
+                    const char *conninfo)
+{
+    memset(c, 0, sizeof *c);
+    c->bootstraps = bootstraps;
+    c->conninfo = conninfo;
+}
+
+void tk_upsert_handler(tk_pipeline *p, const char *table,
+                       const char *const *columns)
+{
+    size_t i;
+
+    p->builtin = "upsert";
+    p->options[0] = (tk_prop){"table", table};
+    p->upsert_key[0] = "id";
+    for (i = 0; columns[i]; i++) {
+        TK_CHECK(i < TK_CONFIG_MAX_PROPS, "tk_upsert_handler: too many "
+                                          "columns");
+        p->upsert_columns[i] = (tk_prop){columns[i], columns[i]};
+    }
+}
+
 void tk_config_write(const char *path, const tk_config *c)
 {
     FILE *f = fopen(path, "w");

@@ -141,6 +141,16 @@ typedef struct tk_config {
 void tk_config_fwrite(FILE *f, const tk_config *c);
 void tk_config_write(const char *path, const tk_config *c);
 
+/* Zero c and set bootstrap.servers and conninfo. */
+void tk_config_init(tk_config *c, const char *bootstraps,
+                    const char *conninfo);
+
+/* p's handler as the built-in upsert into table, keyed by id, each of the
+ * NULL-terminated columns written from the looked-up column of its name;
+ * options[0] is the table, so further options go from options[1]. */
+void tk_upsert_handler(tk_pipeline *p, const char *table,
+                       const char *const *columns);
+
 /* Write s to f as a single-quoted YAML scalar (' and $ doubled). */
 void tk_yaml_quoted(FILE *f, const char *s);
 

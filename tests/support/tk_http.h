@@ -22,4 +22,13 @@ int tk_http_get(int port, const char *path, char **body);
  * `match` (e.g. `partition="2"`; NULL: all), or -1 when there is none. */
 double tk_metric_sum(const char *text, const char *name, const char *match);
 
+/* The same sum (0 when there is none), with the number of samples added
+ * in *count. */
+double tk_metric_sum_n(const char *text, const char *name, const char *match,
+                       int *count);
+
+/* GET /metrics from 127.0.0.1:port: the body (malloc'd, the caller frees)
+ * when it answers 200, else NULL. */
+char *tk_metrics_scrape(int port);
+
 #endif /* EXACTLY_TK_HTTP_H */
