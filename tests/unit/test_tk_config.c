@@ -182,6 +182,37 @@ static void test_offset_reset(void)
     free(text);
 }
 
+/* The helpers for the common shapes. */
+static void test_helpers(void)
+{
+    tk_config c;
+    tk_pipeline *p = &c.pipelines[0];
+    char *text;
+
+    tk_config_init(&c, "b", "c");
+    p->name = "v";
+    p->topics[0] = "t";
+    tk_upsert_handler(p, "view", (const char *[]){"id", "name", NULL});
+    text = written(&c);
+    TK_CHECK_EQ_STR(text,
+                    "kafka:\n"
+                    "  'bootstrap.servers': 'b'\n"
+                    "  'auto.offset.reset': 'earliest'\n"
+                    "postgres:\n"
+                    "  conninfo: 'c'\n"
+                    "pipelines:\n"
+                    "  'v':\n"
+                    "    topics: ['t']\n"
+                    "    handler:\n"
+                    "      builtin: 'upsert'\n"
+                    "      options:\n"
+                    "        'table': 'view'\n"
+                    "        key: ['id']\n"
+                    "        columns: {'id': 'id', 'name': 'name'}\n",
+                    "an upsert pipeline from the helpers");
+    free(text);
+}
+
 /* What the writer quoted reads back as the test's own strings. */
 static void test_loads(void)
 {
@@ -225,6 +256,7 @@ int main(void)
     setenv("EXACTLY_PLUGIN_DIR", "/plugins", 1);
     test_layout();
     test_offset_reset();
+    test_helpers();
     test_loads();
     printf("tk_config: layout, quoting and loading checked\n");
     return 0;
