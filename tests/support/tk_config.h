@@ -4,7 +4,7 @@
  *
  * A test fills a tk_config (zero fields are left out, so the runtime's
  * defaults apply) and tk_config_write() writes it, always in this order,
- * one key per line:
+ * one key (or one flow mapping) per line:
  *
  *   log:                      only when format or level is set
  *     format, level
