@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ledger_check.h"
 #include "testkit.h"
 
 #define N_PARTITIONS 2
@@ -190,7 +191,8 @@ static void produce_transactions(const char *bootstraps, const char *topic,
 int main(void)
 {
     const char *bootstraps = getenv("EXACTLY_TEST_BOOTSTRAP_SERVERS");
-    const char *bin, *plugin_dir;
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
     char topic[96], txn_id[128], group[128];
     char conninfo[1024], dir[256], config[512], log[512];
     int64_t committed = 0, t0 = tk_now_ms();
@@ -198,14 +200,11 @@ int main(void)
     char *text;
     size_t t;
     int32_t p;
-    pid_t pid;
     int status;
 
     if (bootstraps == NULL || bootstraps[0] == '\0')
         tk_skip("needs a real Kafka broker: set "
                 "EXACTLY_TEST_BOOTSTRAP_SERVERS");
-    bin = tk_env_required("EXACTLY_BIN");
-    plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
 
     /* A broker outlives test runs: names of our own every time. */
     snprintf(topic, sizeof topic, "exactly-aborted-%d-%" PRId64, (int)getpid(),
@@ -222,16 +221,8 @@ int main(void)
 
     tk_pg_create_db("aborted_txn", conninfo, sizeof conninfo);
     conn = tk_pg_connect(conninfo);
-    tk_sql(conn, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text,"
-                 " balance numeric);"
-                 "INSERT INTO accounts SELECT g, 'account ' || g, g * 10"
-                 " FROM generate_series(1, 500) g;"
-                 "CREATE TABLE ledger (topic text NOT NULL, partition int"
-                 " NOT NULL, \"offset\" bigint NOT NULL, entity_id text NOT"
-                 " NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
-                 " PRIMARY KEY (topic, partition, \"offset\"));"
-                 "CREATE TABLE ledger_counters (entity_id text PRIMARY KEY,"
-                 " n bigint NOT NULL)");
+    ledger_create_accounts(conn, "accounts", LEDGER_ACCOUNTS);
+    ledger_create_tables(conn, "ledger", "ledger_counters");
     /* The model: which IDs were committed, which aborted. */
     tk_sql(conn, "CREATE TABLE produced (id bigint PRIMARY KEY, committed"
                  " boolean NOT NULL)");
@@ -243,40 +234,18 @@ int main(void)
 
     tk_tmpdir("exactly-aborted", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/aborted.yaml", dir);
-    tk_write_file(config,
-                  "kafka:\n"
-                  "  bootstrap.servers: \"%s\"\n"
-                  "  auto.offset.reset: earliest\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  aborted:\n"
-                  "    topics: [\"%s\"]\n"
-                  "    group: \"%s\"\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, on_missing: skip}\n"
-                  "    handler:\n"
-                  "      plugin: %s/ledger.so\n"
-                  "    batch: {max_messages: 7, max_wait_ms: 100}\n",
-                  bootstraps, conninfo, topic, group, plugin_dir);
-    {
-        char *argv[] = {(char *)bin, "migrate", "-c", config, NULL};
-        snprintf(log, sizeof log, "%s/migrate.log", dir);
-        TK_CHECK_EQ_INT64(tk_wait(tk_spawn(argv, log), 60000), 0,
-                          "exactly migrate exit status");
-    }
-    {
-        char *argv[] = {(char *)bin, "run", "-c", config, "--exit-idle",
-                        "3000", NULL};
-        snprintf(log, sizeof log, "%s/run.log", dir);
-        pid = tk_spawn(argv, log);
-    }
-    status = tk_wait(pid, WORKER_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("worker still running after %d ms; log %s", WORKER_TIMEOUT_MS,
-                log);
-    }
+    tk_config_init(&cfg, bootstraps, conninfo);
+    ledger_pipeline(pl, "aborted", topic);
+    pl->group = group;
+    pl->on_missing = "skip";
+    pl->max_messages = 7;
+    pl->max_wait_ms = 100;
+    tk_config_write(config, &cfg);
+    snprintf(log, sizeof log, "%s/migrate.log", dir);
+    tk_migrate(config, log);
+    snprintf(log, sizeof log, "%s/run.log", dir);
+    status = tk_exactly(log, WORKER_TIMEOUT_MS, "run", "-c", config,
+                        "--exit-idle", "3000", NULL);
     text = tk_read_file(log);
     TK_CHECK(status == 0, "worker exited %d; log %s:\n%s", status, log,
              text ? text : "");

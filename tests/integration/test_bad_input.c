@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger_check.h"
 #include "testkit.h"
 
 #define N_PARTITIONS 2
@@ -62,7 +63,11 @@ typedef struct case_msg {
 typedef struct pipeline_case {
     const char *name;
     const char *topic;
-    const char *id_yaml;
+    const char *id_from;
+    const char *id_type;
+    const char *id_header;
+    int id_max_length;
+    const char *id_non_canonical;
     const char *lookup_table;
     const case_msg *msgs;
     size_t n_msgs;
@@ -161,16 +166,16 @@ static const case_msg header_msgs[] = {
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static pipeline_case pipelines[] = {
-    {"bigint", "bad-bigint", "{from: key, type: bigint, max_length: 32}",
-     "accounts", bigint_msgs, N_OF(bigint_msgs), {0}, 0, ""},
-    {"text", "bad-text", "{from: key, type: text}", "text_entities",
+    {"bigint", "bad-bigint", "key", "bigint", NULL, 32, NULL, "accounts",
+     bigint_msgs, N_OF(bigint_msgs), {0}, 0, ""},
+    {"text", "bad-text", "key", "text", NULL, 0, NULL, "text_entities",
      text_msgs, N_OF(text_msgs), {0}, 0, ""},
-    {"uuid", "bad-uuid", "{from: key, type: uuid}", "uuid_entities",
+    {"uuid", "bad-uuid", "key", "uuid", NULL, 0, NULL, "uuid_entities",
      uuid_msgs, N_OF(uuid_msgs), {0}, 0, ""},
-    {"header", "bad-header", "{from: header, header: x, type: bigint}",
-     "accounts", header_msgs, N_OF(header_msgs), {0}, 0, ""},
-    {"lenient", "bad-lenient", "{from: key, type: bigint, non_canonical: "
-     "accept}", "accounts", lenient_msgs, N_OF(lenient_msgs), {0}, 0, ""},
+    {"header", "bad-header", "header", "bigint", "x", 0, NULL, "accounts",
+     header_msgs, N_OF(header_msgs), {0}, 0, ""},
+    {"lenient", "bad-lenient", "key", "bigint", NULL, 0, "accept",
+     "accounts", lenient_msgs, N_OF(lenient_msgs), {0}, 0, ""},
 };
 
 #define N_PIPELINES N_OF(pipelines)
@@ -218,24 +223,14 @@ static void produce(const char *bootstraps, pipeline_case *pc)
 static void check_summary(const pipeline_case *pc, int64_t good, int64_t bad)
 {
     char *text = tk_read_file(pc->log);
-    char prefix[64];
-    unsigned long long consumed, applied, dedup, dead, skipped;
-    const char *line;
+    tk_run_summary s;
 
     TK_CHECK(text != NULL, "cannot read %s", pc->log);
-    snprintf(prefix, sizeof prefix, "pipeline %s: consumed ", pc->name);
-    line = strstr(text, prefix);
-    TK_CHECK(line != NULL, "[%s] no summary line in the log:\n%s", pc->name,
-             text);
-    TK_CHECK(sscanf(line + strlen(prefix),
-                    "%llu, applied %llu, deduplicated %llu, dead-lettered "
-                    "%llu, skipped (no row) %llu",
-                    &consumed, &applied, &dedup, &dead, &skipped) == 5,
-             "[%s] cannot parse: %.200s", pc->name, line);
-    TK_CHECK_EQ_INT64(consumed, good + bad, "summary 'consumed'");
-    TK_CHECK_EQ_INT64(applied, good, "summary 'applied'");
-    TK_CHECK_EQ_INT64(dead, bad, "summary 'dead-lettered'");
-    TK_CHECK_EQ_INT64(skipped, 0, "summary 'skipped (no row)'");
+    tk_summary_required(pc->log, pc->name, &s);
+    TK_CHECK_EQ_INT64(s.consumed, good + bad, "summary 'consumed'");
+    TK_CHECK_EQ_INT64(s.applied, good, "summary 'applied'");
+    TK_CHECK_EQ_INT64(s.dead_lettered, bad, "summary 'dead-lettered'");
+    TK_CHECK_EQ_INT64(s.skipped, 0, "summary 'skipped (no row)'");
     /* Never a crash or an error line for bad input: a dead letter is an
      * expected outcome (logged as a warning at most). */
     TK_CHECK(strstr(text, "level=error") == NULL,
@@ -365,11 +360,11 @@ static void check_pipeline(PGconn *conn, const char *bootstraps,
 
 int main(void)
 {
-    char conninfo[1024], dir[256], config[512], yaml[8192];
-    const char *bin = tk_env_required("EXACTLY_BIN");
-    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
+    char conninfo[1024], dir[256], config[512];
+    char ledger_tables[N_PIPELINES][32], counter_tables[N_PIPELINES][32];
     int64_t t0 = tk_now_ms();
-    size_t i, o;
+    tk_config cfg;
+    size_t i;
     PGconn *conn;
     tk_mock *m;
 
@@ -381,11 +376,8 @@ int main(void)
 
     tk_pg_create_db("bad_input", conninfo, sizeof conninfo);
     conn = tk_pg_connect(conninfo);
-    tk_sql(conn, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text,"
-                 " balance numeric);"
-                 "INSERT INTO accounts SELECT g, 'account ' || g, g * 10"
-                 " FROM generate_series(1, 500) g;"
-                 "CREATE TABLE text_entities (id text PRIMARY KEY);"
+    ledger_create_accounts(conn, "accounts", LEDGER_ACCOUNTS);
+    tk_sql(conn, "CREATE TABLE text_entities (id text PRIMARY KEY);"
                  "INSERT INTO text_entities VALUES ('alpha'), ('b\xc3\xa9ta'),"
                  " ('gamma');"
                  "CREATE TABLE uuid_entities (id uuid PRIMARY KEY);"
@@ -393,54 +385,44 @@ int main(void)
                  " ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'),"
                  " ('b1eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'),"
                  " ('c2eebc99-9c0b-4ef8-bb6d-6bb9bd380a13')");
-    for (i = 0; i < N_PIPELINES; i++)
-        tk_sql(conn,
-               "CREATE TABLE ledger_%s (topic text NOT NULL, partition int"
-               " NOT NULL, \"offset\" bigint NOT NULL, entity_id text NOT"
-               " NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
-               " PRIMARY KEY (topic, partition, \"offset\"));"
-               "CREATE TABLE counters_%s (entity_id text PRIMARY KEY,"
-               " n bigint NOT NULL)",
-               pipelines[i].name, pipelines[i].name);
+    for (i = 0; i < N_PIPELINES; i++) {
+        snprintf(ledger_tables[i], sizeof ledger_tables[i], "ledger_%s",
+                 pipelines[i].name);
+        snprintf(counter_tables[i], sizeof counter_tables[i], "counters_%s",
+                 pipelines[i].name);
+        ledger_create_tables(conn, ledger_tables[i], counter_tables[i]);
+    }
 
     tk_tmpdir("exactly-bad-input", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/bad.yaml", dir);
     /* session.timeout.ms: the mock of librdkafka 2.0.2 keeps a member that
      * left until its session times out; short sessions keep reruns fast. */
-    o = (size_t)snprintf(yaml, sizeof yaml,
-                         "kafka:\n"
-                         "  bootstrap.servers: \"%s\"\n"
-                         "  auto.offset.reset: earliest\n"
-                         "  session.timeout.ms: 6000\n"
-                         "postgres:\n"
-                         "  conninfo: \"%s\"\n"
-                         "pipelines:\n",
-                         tk_mock_bootstraps(m), conninfo);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     for (i = 0; i < N_PIPELINES; i++) {
         const pipeline_case *pc = &pipelines[i];
+        tk_pipeline *pl = &cfg.pipelines[i];
+
         /* max_messages 5: bad messages are spread over several batches. */
-        o += (size_t)snprintf(
-            yaml + o, sizeof yaml - o,
-            "  %s:\n"
-            "    topics: [%s]\n"
-            "    group: %s\n"
-            "    id: %s\n"
-            "    lookup: {table: %s, on_missing: skip}\n"
-            "    handler:\n"
-            "      plugin: %s/ledger.so\n"
-            "      options: {table: ledger_%s, counters: counters_%s}\n"
-            "    batch: {max_messages: 5, max_wait_ms: 100}\n",
-            pc->name, pc->topic, pc->topic, pc->id_yaml, pc->lookup_table,
-            plugin_dir, pc->name, pc->name);
-        TK_CHECK(o < sizeof yaml, "config too long");
+        ledger_pipeline(pl, pc->name, pc->topic);
+        pl->group = pc->topic;
+        pl->id_from = pc->id_from;
+        pl->id_type = pc->id_type;
+        pl->id_header = pc->id_header;
+        pl->id_max_length = pc->id_max_length;
+        pl->id_non_canonical = pc->id_non_canonical;
+        pl->lookup_table = pc->lookup_table;
+        pl->on_missing = "skip";
+        pl->options[0] = (tk_prop){"table", ledger_tables[i]};
+        pl->options[1] = (tk_prop){"counters", counter_tables[i]};
+        pl->max_messages = 5;
+        pl->max_wait_ms = 100;
     }
-    tk_write_file(config, "%s", yaml);
+    tk_config_write(config, &cfg);
     {
         char log[512];
-        char *argv[] = {(char *)bin, "migrate", "-c", config, NULL};
         snprintf(log, sizeof log, "%s/migrate.log", dir);
-        TK_CHECK_EQ_INT64(tk_wait(tk_spawn(argv, log), 60000), 0,
-                          "exactly migrate exit status");
+        tk_migrate(config, log);
     }
 
     for (i = 0; i < N_PIPELINES; i++)
@@ -450,25 +432,17 @@ int main(void)
      * database, and the group joins overlap. */
     for (i = 0; i < N_PIPELINES; i++) {
         pipeline_case *pc = &pipelines[i];
-        char *argv[] = {(char *)bin,  "run",       "-c",
-                        config,       "--pipeline", (char *)pc->name,
-                        "--exit-idle", "3000",     NULL};
+        const char *args[] = {"run",         "-c",   config, "--pipeline",
+                              pc->name,      "--exit-idle", "3000", NULL};
         snprintf(pc->log, sizeof pc->log, "%s/%s.log", dir, pc->name);
-        pc->pid = tk_spawn(argv, pc->log);
+        pc->pid = tk_exactly_startv(pc->log, args);
     }
     for (i = 0; i < N_PIPELINES; i++) {
         pipeline_case *pc = &pipelines[i];
-        int status = tk_wait(pc->pid, WORKER_TIMEOUT_MS);
-        char *text;
-        if (status == -1) {
-            tk_terminate(pc->pid, 5000);
-            tk_fail("[%s] worker still running after %d ms; log %s",
-                    pc->name, WORKER_TIMEOUT_MS, pc->log);
-        }
-        text = tk_read_file(pc->log);
-        TK_CHECK(status == 0, "[%s] worker exited %d; log %s:\n%s", pc->name,
-                 status, pc->log, text ? text : "(unreadable)");
-        free(text);
+        int status = tk_worker_wait(pc->pid, WORKER_TIMEOUT_MS, pc->log);
+
+        LEDGER_CHECK_LOG(status == 0, pc->log, "[%s] worker exited %d; log %s",
+                         pc->name, status, pc->log);
     }
     tk_note("workers done in %" PRId64 " ms", tk_now_ms() - t0);
 

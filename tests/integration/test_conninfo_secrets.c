@@ -224,37 +224,21 @@ static void try_case(const ctx *c, const secret_case *sc)
 {
     char cfg[512], log[512], log_file[512];
     char *conninfo = fill(c, sc->conninfo);
-    char *yaml_conninfo;
-    size_t i, k;
-
-    /* The conninfo is a double-quoted YAML scalar: escape '"' and '\'. */
-    yaml_conninfo = malloc(strlen(conninfo) * 2 + 1);
-    TK_CHECK(yaml_conninfo != NULL, "out of memory");
-    for (i = 0, k = 0; conninfo[i]; i++) {
-        if (conninfo[i] == '"' || conninfo[i] == '\\')
-            yaml_conninfo[k++] = '\\';
-        yaml_conninfo[k++] = conninfo[i];
-    }
-    yaml_conninfo[k] = '\0';
+    tk_config config;
+    tk_pipeline *pl = &config.pipelines[0];
+    size_t i;
 
     snprintf(cfg, sizeof cfg, "%s/%s.yaml", c->dir, sc->name);
     snprintf(log_file, sizeof log_file, "%s/%s-run-file.log", c->dir,
              sc->name);
-    tk_write_file(cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: \"%s\"\n"
-                  "  auto.offset.reset: earliest\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "  connect_timeout_s: 5\n"
-                  "pipelines:\n"
-                  "  p:\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    lookup: {table: accounts}\n"
-                  "    handler: {builtin: upsert, options: {table: "
-                  "accounts_copy, key: [id], columns: {id: id}}}\n",
-                  c->bootstraps, yaml_conninfo);
-    free(yaml_conninfo);
+    tk_config_init(&config, c->bootstraps, conninfo);
+    config.connect_timeout_s = 5;
+    pl->name = "p";
+    pl->topics[0] = TOPIC;
+    pl->lookup_table = "accounts";
+    tk_upsert_handler(pl, "accounts_copy",
+                      (const char *[]){"id", NULL});
+    tk_config_write(cfg, &config);
 
     {
         char *const commands[][14] = {

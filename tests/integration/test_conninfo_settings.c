@@ -46,29 +46,25 @@ typedef struct ctx {
 static void write_config(const ctx *c, const char *name, const char *extra,
                          const char *extra_pg, char *cfg, size_t size)
 {
+    char conninfo[2048];
+    tk_config config;
+    tk_pipeline *pl = &config.pipelines[0];
+
     snprintf(cfg, size, "%s/%s.yaml", c->dir, name);
-    tk_write_file(cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: \"%s\"\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  session.timeout.ms: 6000\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s %s\"\n"
-                  "  statement_timeout_ms: 4000\n"
-                  "%s"
-                  "pipelines:\n"
-                  "  p:\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    lookup:\n"
-                  "      sql: \"SELECT id, current_setting('search_path') AS"
-                  " sp, current_setting('statement_timeout') AS st FROM"
-                  " accounts WHERE id = ANY($1)\"\n"
-                  "      key_column: id\n"
-                  "    handler:\n"
-                  "      builtin: upsert\n"
-                  "      options: {table: accounts_view, key: [id],"
-                  " columns: {id: id, sp: sp, st: st}}\n",
-                  c->bootstraps, c->conninfo, extra, extra_pg);
+    snprintf(conninfo, sizeof conninfo, "%s %s", c->conninfo, extra);
+    tk_config_init(&config, c->bootstraps, conninfo);
+    config.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    config.statement_timeout_ms = 4000;
+    config.postgres_yaml = extra_pg;
+    pl->name = "p";
+    pl->topics[0] = TOPIC;
+    pl->lookup_sql = "SELECT id, current_setting('search_path') AS sp, "
+                     "current_setting('statement_timeout') AS st FROM "
+                     "accounts WHERE id = ANY($1)";
+    pl->lookup_key_column = "id";
+    tk_upsert_handler(pl, "accounts_view",
+                      (const char *[]){"id", "sp", "st", NULL});
+    tk_config_write(cfg, &config);
 }
 
 /* Runs exactly with argv (NULL-terminated after the binary); returns the
@@ -76,26 +72,9 @@ static void write_config(const ctx *c, const char *name, const char *extra,
 static int exactly(const ctx *c, const char *log, char **out, int timeout_ms,
                    char *const args[])
 {
-    char *argv[12];
-    int i, status;
-    pid_t pid;
-
-    argv[0] = (char *)c->bin;
-    for (i = 0; args[i] && i < 10; i++)
-        argv[i + 1] = args[i];
-    argv[i + 1] = NULL;
+    (void)c;
     tk_rm_rf(log);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, timeout_ms);
-    if (status == -1) {
-        tk_terminate(pid, 10000);
-        tk_fail("exactly %s did not finish in %d ms; log %s", args[0],
-                timeout_ms, log);
-    }
-    *out = tk_read_file(log);
-    if (!*out)
-        *out = strdup("");
-    return status;
+    return tk_exactly_output(log, timeout_ms, (const char *const *)args, out);
 }
 
 static void expect_refused(const ctx *c, const char *name, const char *extra,

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ledger_check.h"
 #include "testkit.h"
@@ -149,29 +150,19 @@ static int all_claimed(const char *log)
 /* Adds up every worker summary line of the log. */
 static void sum_summaries(const char *log, ledger_summary *total, int *n)
 {
-    static const char prefix[] = "pipeline " LEDGER_PIPELINE ": consumed ";
-    char *text = tk_read_file(log);
-    const char *p;
+    tk_run_summary all[64];
+    int i;
 
     memset(total, 0, sizeof *total);
-    *n = 0;
-    TK_CHECK(text != NULL, "cannot read %s", log);
-    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix)) {
-        long long v[9];
-        if (sscanf(p, "pipeline " LEDGER_PIPELINE ": consumed %lld, applied "
-                      "%lld, deduplicated %lld, dead-lettered %lld, skipped "
-                      "(no row) %lld; batches committed %lld, rolled back "
-                      "%lld, fenced %lld; retries %lld",
-                   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
-                   &v[8]) != 9)
-            continue;
-        total->applied += v[1];
-        total->committed += v[5];
-        total->rolled_back += v[6];
-        total->retries += v[8];
-        (*n)++;
+    TK_CHECK(access(log, R_OK) == 0, "cannot read %s", log);
+    *n = tk_summaries(log, LEDGER_PIPELINE, all, 64);
+    TK_CHECK(*n <= 64, "%d summary lines in %s", *n, log);
+    for (i = 0; i < *n; i++) {
+        total->applied += all[i].applied;
+        total->committed += all[i].committed;
+        total->rolled_back += all[i].rolled_back;
+        total->retries += all[i].retries;
     }
-    free(text);
 }
 
 int main(void)

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger_check.h"
 #include "testkit.h"
 
 #define TOPIC "dedup-events"
@@ -56,7 +57,6 @@ static model_msg model[MAX_MSGS];
 static size_t n_model;
 static int64_t next_offset_of[N_PARTITIONS];
 
-static const char *bin_path(void) { return tk_env_required("EXACTLY_BIN"); }
 
 /* Appends a message to the model (it is produced later, in this order). */
 static void add_msg(int run, int32_t partition, int64_t entity,
@@ -231,53 +231,21 @@ static void load_model(PGconn *conn)
     }
 }
 
-/* Runs the worker until it is idle for 3 s; returns its log's text. */
-static char *run_worker(const char *dir, const char *config, int run)
+/* Runs the worker until it is idle for 3 s; returns its summary. */
+static tk_run_summary run_worker(const char *dir, const char *config, int run)
 {
     char log[512];
-    char *argv[] = {(char *)bin_path(), "run", "-c", (char *)config,
-                    "--exit-idle", "3000", NULL};
     int64_t t0 = tk_now_ms();
-    pid_t pid;
+    tk_run_summary s;
     int status;
-    char *text;
 
     snprintf(log, sizeof log, "%s/run%d.log", dir, run);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, WORKER_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("run %d: worker still running after %d ms; log: %s", run,
-                WORKER_TIMEOUT_MS, log);
-    }
-    text = tk_read_file(log);
-    TK_CHECK(status == 0, "run %d: worker exited %d; log %s:\n%s", run, status,
-             log, text ? text : "(unreadable)");
+    status = tk_exactly(log, WORKER_TIMEOUT_MS, "run", "-c", config,
+                        "--exit-idle", "3000", NULL);
+    LEDGER_CHECK_LOG(status == 0, log, "run %d: worker exited %d; log %s",
+                     run, status, log);
     tk_note("run %d: worker done in %" PRId64 " ms", run, tk_now_ms() - t0);
-    return text;
-}
-
-/* The counters of the worker's stdout summary line. */
-typedef struct summary {
-    unsigned long long consumed, applied, deduplicated, dead_lettered,
-        skipped;
-} summary;
-
-static summary parse_summary(const char *log, int run)
-{
-    summary s;
-    const char *line = strstr(log, "pipeline " PIPELINE ": consumed ");
-
-    memset(&s, 0, sizeof s);
-    TK_CHECK(line != NULL, "run %d: no summary line in the log:\n%s", run,
-             log);
-    TK_CHECK(sscanf(line,
-                    "pipeline " PIPELINE ": consumed %llu, applied %llu, "
-                    "deduplicated %llu, dead-lettered %llu, skipped (no row) "
-                    "%llu",
-                    &s.consumed, &s.applied, &s.deduplicated,
-                    &s.dead_lettered, &s.skipped) == 5,
-             "run %d: cannot parse summary: %.200s", run, line);
+    tk_summary_required(log, PIPELINE, &s);
     return s;
 }
 
@@ -389,11 +357,11 @@ int main(void)
 {
     char conninfo[1024], dir[256], config[512];
     int64_t t0 = tk_now_ms();
-    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
     PGconn *conn;
     tk_mock *m;
-    summary s;
-    char *log;
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+    tk_run_summary s;
     int run;
 
     build_model();
@@ -410,16 +378,8 @@ int main(void)
 
     tk_pg_create_db("dedup", conninfo, sizeof conninfo);
     conn = tk_pg_connect(conninfo);
-    tk_sql(conn, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text,"
-                 " balance numeric);"
-                 "INSERT INTO accounts SELECT g, 'account ' || g, g * 10"
-                 " FROM generate_series(1, 500) g;"
-                 "CREATE TABLE ledger (topic text NOT NULL, partition int"
-                 " NOT NULL, \"offset\" bigint NOT NULL, entity_id text NOT"
-                 " NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
-                 " PRIMARY KEY (topic, partition, \"offset\"));"
-                 "CREATE TABLE ledger_counters (entity_id text PRIMARY KEY,"
-                 " n bigint NOT NULL)");
+    ledger_create_accounts(conn, "accounts", LEDGER_ACCOUNTS);
+    ledger_create_tables(conn, "ledger", "ledger_counters");
     load_model(conn);
 
     tk_tmpdir("exactly-dedup", dir, sizeof dir);
@@ -429,39 +389,28 @@ int main(void)
      * session.timeout.ms 6000: librdkafka 2.0.2's mock keeps a member that
      * left the group until its session expires (45 s by default), which
      * would stall the second run's join for that long. */
-    tk_write_file(config,
-                  "kafka:\n"
-                  "  bootstrap.servers: \"%s\"\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  session.timeout.ms: 6000\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  " PIPELINE ":\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: dedup-test\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, on_missing: skip}\n"
-                  "    handler:\n"
-                  "      plugin: %s/ledger.so\n"
-                  "    batch: {max_messages: 20, max_wait_ms: 200}\n"
-                  "    dedup: {from: header, header: event-id, retention: "
-                  "7d}\n",
-                  tk_mock_bootstraps(m), conninfo, plugin_dir);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    ledger_pipeline(pl, PIPELINE, TOPIC);
+    pl->group = "dedup-test";
+    pl->on_missing = "skip";
+    pl->max_messages = 20;
+    pl->max_wait_ms = 200;
+    pl->dedup_from = "header";
+    pl->dedup_header = "event-id";
+    pl->dedup_retention = "7d";
+    tk_config_write(config, &cfg);
     {
         char mlog[512];
-        char *argv[] = {(char *)bin_path(), "migrate", "-c", config, NULL};
         snprintf(mlog, sizeof mlog, "%s/migrate.log", dir);
-        TK_CHECK_EQ_INT64(tk_wait(tk_spawn(argv, mlog), 60000), 0,
-                          "exactly migrate exit status");
+        tk_migrate(config, mlog);
     }
 
     for (run = 1; run <= 2; run++) {
         produce_run(tk_mock_bootstraps(m), run);
-        log = run_worker(dir, config, run);
-        s = parse_summary(log, run);
-        tk_note("run %d summary: consumed %llu applied %llu deduplicated "
-                "%llu",
+        s = run_worker(dir, config, run);
+        tk_note("run %d summary: consumed %" PRId64 " applied %" PRId64
+                " deduplicated %" PRId64,
                 run, s.consumed, s.applied, s.deduplicated);
         TK_CHECK_EQ_INT64(s.deduplicated, duplicates_in_run(run),
                           "summary 'deduplicated' vs duplicates produced");
@@ -471,7 +420,6 @@ int main(void)
                           messages_in_run(run) - duplicates_in_run(run),
                           "summary 'applied'");
         TK_CHECK_EQ_INT64(s.dead_lettered, 0, "summary 'dead-lettered'");
-        free(log);
         check_database(conn, tk_mock_bootstraps(m), run);
     }
 

@@ -66,57 +66,45 @@ typedef struct ctx {
  * than one replay batch, and a batch holds fixed and failing IDs. */
 static void write_config(ctx *c, int fixed)
 {
-    tk_write_file(c->cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  session.timeout.ms: 6000\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "  lock_timeout_ms: 500\n"
-                  "pipelines:\n"
-                  "  " PIPELINE ":\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: dlq-bisect\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, id_column: id}\n"
-                  "    handler:\n"
-                  "      plugin: %s/failing.so\n"
-                  "      options: {fail_ids: [%s], query_ids: ['" QUERY_ID
-                  "']}\n"
-                  "    batch: {max_messages: 8, max_wait_ms: 50}\n",
-                  c->bootstraps, c->conninfo,
-                  tk_env_required("EXACTLY_PLUGIN_DIR"),
-                  fixed ? "'" STILL_FAILING "'"
-                        : "'3', '" STILL_FAILING "', '8', '11'");
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    cfg.lock_timeout_ms = 500;
+    ledger_pipeline(pl, PIPELINE, TOPIC);
+    pl->group = "dlq-bisect";
+    pl->lookup_id_column = "id";
+    pl->plugin = "failing.so";
+    pl->options_yaml = fixed ? "        fail_ids: ['" STILL_FAILING "']\n"
+                               "        query_ids: ['" QUERY_ID "']\n"
+                             : "        fail_ids: ['3', '" STILL_FAILING
+                               "', '8', '11']\n"
+                               "        query_ids: ['" QUERY_ID "']\n";
+    pl->max_messages = 8;
+    pl->max_wait_ms = 50;
+    tk_config_write(c->cfg, &cfg);
 }
 
 /* Runs `exactly dlq ARGS... -c cfg`; exit status, output in *out. */
 static int dlq(ctx *c, char **out, ...)
 {
-    char *argv[32];
+    const char *args[32];
     char log[512];
     va_list ap;
     int n = 0, status;
     const char *a;
-    pid_t pid;
 
-    argv[n++] = (char *)ledger_exactly_bin();
-    argv[n++] = "dlq";
+    args[n++] = "dlq";
     va_start(ap, out);
     while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        argv[n++] = (char *)a;
+        args[n++] = a;
     va_end(ap);
-    argv[n++] = "-c";
-    argv[n++] = c->cfg;
-    argv[n] = NULL;
+    args[n++] = "-c";
+    args[n++] = c->cfg;
+    args[n] = NULL;
     snprintf(log, sizeof log, "%s/dlq-%02d.log", c->dir, ++c->n_cmd);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly dlq %s did not finish; log %s", argv[2], log);
-    }
+    status = tk_exactlyv(log, CMD_TIMEOUT_MS, args);
     *out = tk_read_file(log);
     if (!*out)
         *out = strdup("");

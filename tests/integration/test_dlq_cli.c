@@ -63,61 +63,42 @@ typedef struct ctx {
  * outbox event per message it applies (host->emit), replayed ones too. */
 static void write_config(ctx *c, int failing)
 {
-    tk_write_file(c->cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  session.timeout.ms: 6000\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  " LEDGER_PIPELINE ":\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: dlq-cli\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, id_column: id,"
-                  " on_missing: dead_letter}\n"
-                  "    handler:\n"
-                  "      plugin: %s/ledger.so\n"
-                  "%s"
-                  "    batch: {max_messages: 8, max_wait_ms: 50}\n",
-                  c->bootstraps, c->conninfo,
-                  tk_env_required("EXACTLY_PLUGIN_DIR"),
-                  failing ? "      options: {fail_on_ids: ['7', '13'],"
-                            " emit_topic: dlq-events}\n"
-                          : "      options: {emit_topic: dlq-events}\n");
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    ledger_pipeline(pl, LEDGER_PIPELINE, TOPIC);
+    pl->group = "dlq-cli";
+    pl->lookup_id_column = "id";
+    pl->on_missing = "dead_letter";
+    pl->options[0] = (tk_prop){"emit_topic", "dlq-events"};
+    if (failing)
+        pl->options_yaml = "        fail_on_ids: ['7', '13']\n";
+    pl->max_messages = 8;
+    pl->max_wait_ms = 50;
+    tk_config_write(c->cfg, &cfg);
 }
 
 /* Runs `exactly dlq ARGS... -c cfg`; exit status, output in *out. */
 static int dlq(ctx *c, char **out, ...)
 {
-    char *argv[32];
+    const char *args[32];
     char log[512];
     va_list ap;
-    int n = 0, status;
+    int n = 0;
     const char *a;
-    pid_t pid;
 
-    argv[n++] = (char *)ledger_exactly_bin();
-    argv[n++] = "dlq";
+    args[n++] = "dlq";
     va_start(ap, out);
     while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        argv[n++] = (char *)a;
+        args[n++] = a;
     va_end(ap);
-    argv[n++] = "-c";
-    argv[n++] = c->cfg;
-    argv[n] = NULL;
+    args[n++] = "-c";
+    args[n++] = c->cfg;
+    args[n] = NULL;
     snprintf(log, sizeof log, "%s/dlq-%02d.log", c->dir, ++c->n_cmd);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly dlq %s did not finish; log %s", argv[2], log);
-    }
-    *out = tk_read_file(log);
-    if (!*out)
-        *out = strdup("");
-    return status;
+    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
 }
 
 static int64_t dl_count(ctx *c, const char *where)

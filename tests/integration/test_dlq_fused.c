@@ -47,56 +47,45 @@ typedef struct ctx {
 /* The fused pipeline; on_missing and delete_missing vary. */
 static void write_config(ctx *c, const char *on_missing, int delete_missing)
 {
-    tk_write_file(c->cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  session.timeout.ms: 6000\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  " PIPELINE ":\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: src, on_missing: %s}\n"
-                  "    handler:\n"
-                  "      builtin: upsert\n"
-                  "      options:\n"
-                  "        table: view\n"
-                  "        key: [id]\n"
-                  "        columns: {id: id, name: name}\n"
-                  "        delete_missing: %s\n"
-                  "    batch: {max_messages: 10, max_wait_ms: 50}\n",
-                  c->bootstraps, c->conninfo, on_missing,
-                  delete_missing ? "true" : "false");
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    pl->name = PIPELINE;
+    pl->topics[0] = TOPIC;
+    pl->id_from = "key";
+    pl->id_type = "bigint";
+    pl->lookup_table = "src";
+    pl->on_missing = on_missing;
+    tk_upsert_handler(pl, "view",
+                      (const char *[]){"id", "name", NULL});
+    pl->options_yaml = delete_missing ? "        delete_missing: true\n"
+                                      : "        delete_missing: false\n";
+    pl->max_messages = 10;
+    pl->max_wait_ms = 50;
+    tk_config_write(c->cfg, &cfg);
 }
 
 /* Runs `exactly ARGS... -c cfg` (ARGS NULL-terminated); exit status,
  * output in *out. */
 static int exactly(ctx *c, char **out, ...)
 {
-    char *argv[16];
+    const char *args[16];
     char log[512];
     va_list ap;
     const char *a;
     int n = 0, status;
-    pid_t pid;
 
-    argv[n++] = (char *)ledger_exactly_bin();
     va_start(ap, out);
     while ((a = va_arg(ap, const char *)) != NULL && n < 12)
-        argv[n++] = (char *)a;
+        args[n++] = a;
     va_end(ap);
-    argv[n++] = "-c";
-    argv[n++] = c->cfg;
-    argv[n] = NULL;
+    args[n++] = "-c";
+    args[n++] = c->cfg;
+    args[n] = NULL;
     snprintf(log, sizeof log, "%s/cmd-%02d.log", c->dir, ++c->n_cmd);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly %s did not finish; log %s", argv[1], log);
-    }
+    status = tk_exactlyv(log, CMD_TIMEOUT_MS, args);
     *out = tk_read_file(log);
     if (!*out)
         *out = strdup("");

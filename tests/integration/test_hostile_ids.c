@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger_check.h"
 #include "testkit.h"
 
 #define WORKER_TIMEOUT_MS 120000
@@ -251,13 +252,11 @@ static void check_pipeline(PGconn *db, const char *bootstraps,
 
 int main(void)
 {
-    char conninfo[1024], dir[256], config[512], yaml[4096], log[512];
-    const char *bin = tk_env_required("EXACTLY_BIN");
-    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
-    size_t i, k, o, total = 0;
+    char conninfo[1024], dir[256], config[512], log[512];
+    size_t i, k, total = 0;
+    tk_config cfg;
     PGconn *db;
     tk_mock *m;
-    pid_t pid;
     int status;
 
     m = tk_mock_start(1);
@@ -274,13 +273,8 @@ int main(void)
                "CREATE TABLE uuid_entities (id uuid PRIMARY KEY);"
                "INSERT INTO uuid_entities VALUES"
                " ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');"
-               "CREATE TABLE text_entities (id text PRIMARY KEY);"
-               "CREATE TABLE ledger_hostile (topic text NOT NULL, partition"
-               " int NOT NULL, \"offset\" bigint NOT NULL, entity_id text NOT"
-               " NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
-               " PRIMARY KEY (topic, partition, \"offset\"));"
-               "CREATE TABLE counters_hostile (entity_id text PRIMARY KEY,"
-               " n bigint NOT NULL)");
+               "CREATE TABLE text_entities (id text PRIMARY KEY)");
+    ledger_create_tables(db, "ledger_hostile", "counters_hostile");
     /* Every text ID that must be applied has its row, keyed by exactly its
      * bytes (inserted as a parameter). */
     for (i = 0; i < N_OF(text_ids); i++) {
@@ -293,38 +287,24 @@ int main(void)
 
     tk_tmpdir("exactly-hostile-ids", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/hostile.yaml", dir);
-    o = (size_t)snprintf(yaml, sizeof yaml,
-                         "kafka:\n"
-                         "  bootstrap.servers: \"%s\"\n"
-                         "  auto.offset.reset: earliest\n"
-                         "  session.timeout.ms: 6000\n"
-                         "postgres:\n"
-                         "  conninfo: \"%s\"\n"
-                         "pipelines:\n",
-                         tk_mock_bootstraps(m), conninfo);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     for (i = 0; i < N_PIPELINES; i++) {
-        o += (size_t)snprintf(
-            yaml + o, sizeof yaml - o,
-            "  %s:\n"
-            "    topics: [%s]\n"
-            "    id: {from: key, type: %s, max_length: %d}\n"
-            "    lookup: {table: %s, on_missing: dead_letter}\n"
-            "    handler:\n"
-            "      plugin: %s/ledger.so\n"
-            "      options: {table: ledger_hostile, counters:"
-            " counters_hostile}\n"
-            "    batch: {max_messages: 7, max_wait_ms: 100}\n",
-            pipelines[i].name, pipelines[i].name, pipelines[i].type,
-            pipelines[i].max_length, pipelines[i].lookup, plugin_dir);
-        TK_CHECK(o < sizeof yaml, "config too long");
+        tk_pipeline *pl = &cfg.pipelines[i];
+
+        ledger_pipeline(pl, pipelines[i].name, pipelines[i].name);
+        pl->id_type = pipelines[i].type;
+        pl->id_max_length = pipelines[i].max_length;
+        pl->lookup_table = pipelines[i].lookup;
+        pl->on_missing = "dead_letter";
+        pl->options[0] = (tk_prop){"table", "ledger_hostile"};
+        pl->options[1] = (tk_prop){"counters", "counters_hostile"};
+        pl->max_messages = 7;
+        pl->max_wait_ms = 100;
     }
-    tk_write_file(config, "%s", yaml);
-    {
-        char *argv[] = {(char *)bin, "migrate", "-c", config, NULL};
-        snprintf(log, sizeof log, "%s/migrate.log", dir);
-        TK_CHECK_EQ_INT64(tk_wait(tk_spawn(argv, log), 60000), 0,
-                          "exactly migrate exit status");
-    }
+    tk_config_write(config, &cfg);
+    snprintf(log, sizeof log, "%s/migrate.log", dir);
+    tk_migrate(config, log);
 
     for (i = 0; i < N_PIPELINES; i++) {
         tk_msg msgs[MAX_MSGS];
@@ -341,16 +321,9 @@ int main(void)
     }
 
     {
-        char *argv[] = {(char *)bin, "run", "-c", config, "--exit-idle",
-                        "3000", NULL};
         snprintf(log, sizeof log, "%s/run.log", dir);
-        pid = tk_spawn(argv, log);
-        status = tk_wait(pid, WORKER_TIMEOUT_MS);
-        if (status == -1) {
-            tk_terminate(pid, 5000);
-            tk_fail("exactly run still running after %d ms; log %s",
-                    WORKER_TIMEOUT_MS, log);
-        }
+        status = tk_exactly(log, WORKER_TIMEOUT_MS, "run", "-c", config,
+                            "--exit-idle", "3000", NULL);
         TK_CHECK(status == 0, "exactly run exited %d; log %s", status, log);
         TK_CHECK(!tk_file_contains(log, "level=error"),
                  "an error was logged for bad input; log %s", log);

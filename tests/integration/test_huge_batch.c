@@ -53,46 +53,31 @@
 #define PEAK_RSS_BOUND_KIB (1024 * 1024)
 #define UPSERT_PIPELINE "projection"
 
-/* A single-quoted YAML scalar; ' and $ doubled (exactly expands ${VAR}). */
-static void yaml_quoted(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'' || *s == '$')
-            fputc(*s, f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
-
 /* The built-in upsert in config/projection.yaml's shape, one batch of
  * BATCH_MAX. */
 static void write_upsert_config(const char *path, const char *bootstraps,
                                 const char *conninfo)
 {
-    FILE *f = fopen(path, "w");
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
 
-    TK_CHECK(f != NULL, "cannot write %s", path);
-    fprintf(f, "kafka:\n  bootstrap.servers: ");
-    yaml_quoted(f, bootstraps);
-    fprintf(f, "\n  auto.offset.reset: earliest\npostgres:\n  conninfo: ");
-    yaml_quoted(f, conninfo);
-    fprintf(f, "\npipelines:\n"
-               "  " UPSERT_PIPELINE ":\n"
-               "    topics: [" TOPIC "]\n"
-               "    group: " TOPIC "-" UPSERT_PIPELINE "\n"
-               "    id: {from: key, type: bigint}\n"
-               "    lookup: {table: accounts, id_column: id, "
-               "on_missing: skip}\n"
-               "    handler:\n"
-               "      builtin: upsert\n"
-               "      options:\n"
-               "        table: account_view\n"
-               "        key: [id]\n"
-               "        columns: {id: id, name: name, balance: balance}\n"
-               "    batch: {max_messages: %d, max_wait_ms: %d}\n",
-            BATCH_MAX, BATCH_WAIT_MS);
-    TK_CHECK(fclose(f) == 0, "cannot write %s", path);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.bootstraps = bootstraps;
+    cfg.conninfo = conninfo;
+    pl->name = UPSERT_PIPELINE;
+    pl->topics[0] = TOPIC;
+    pl->group = TOPIC "-" UPSERT_PIPELINE;
+    pl->id_from = "key";
+    pl->id_type = "bigint";
+    pl->lookup_table = "accounts";
+    pl->lookup_id_column = "id";
+    pl->on_missing = "skip";
+    tk_upsert_handler(pl, "account_view",
+                      (const char *[]){"id", "name", "balance", NULL});
+    pl->max_messages = BATCH_MAX;
+    pl->max_wait_ms = BATCH_WAIT_MS;
+    pl->max_wait_set = 1;
+    tk_config_write(path, &cfg);
 }
 
 /* Produce N_IDS messages to the one partition, each naming another account:
@@ -137,7 +122,7 @@ static int64_t run_one_batch(const char *config, const char *log,
     }
     LEDGER_CHECK_LOG(status == 0, log, "[%s] worker exit status %d; log: %s",
                      pipeline, status, log);
-    n = scale_read_summaries(log, pipeline, sum, 1);
+    n = tk_summaries(log, pipeline, sum, 1);
     LEDGER_CHECK_LOG(n == 1, log, "[%s] %d summary lines, expected 1; "
                      "log: %s", pipeline, n, log);
     tk_note("[%s] consumed %" PRId64 ", applied %" PRId64 ", batches "

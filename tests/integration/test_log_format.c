@@ -689,50 +689,43 @@ static void run_format(const char *dir, const char *bootstraps,
                        const char *fmt, char *cfg, size_t cfg_size,
                        char *log, size_t log_size)
 {
-    char conninfo[1024], out[512], prefix[32];
-    char *argv[] = {(char *)tk_env_required("EXACTLY_BIN"), "run", "-c", cfg,
-                    "--log-file", log, "--exit-idle", "3000", NULL};
-    char *margv[] = {(char *)tk_env_required("EXACTLY_BIN"), "migrate", "-c",
-                     cfg, NULL};
+    char conninfo[1024], out[512], prefix[32], group[64];
+    tk_config config;
+    tk_pipeline *pl = &config.pipelines[0];
     int status;
-    pid_t pid;
 
     snprintf(prefix, sizeof prefix, "log_format_%s", fmt);
     tk_pg_create_db(prefix, conninfo, sizeof conninfo);
     setup_db(conninfo);
     snprintf(cfg, cfg_size, "%s/%s.yaml", dir, fmt);
     snprintf(log, log_size, "%s/%s.log", dir, fmt);
-    tk_write_file(cfg,
-                  "log: {format: %s, level: debug}\n"
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  debug: cgrp\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  hostile:\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: log-format-%s\n"
-                  "    id: {from: key, type: text}\n"
-                  "    lookup: {table: src, id_column: id, on_missing: dead_letter}\n"
-                  "    handler:\n"
-                  "      builtin: upsert\n"
-                  "      options: {table: dst, key: [id], columns: {id: id, v: v}}\n"
-                  "    batch: {max_messages: 40, max_wait_ms: 50}\n",
-                  fmt, bootstraps, conninfo, fmt);
+    snprintf(group, sizeof group, "log-format-%s", fmt);
+    memset(&config, 0, sizeof config);
+    config.log_format = fmt;
+    config.log_level = "debug";
+    config.bootstraps = bootstraps;
+    config.kafka[0] = (tk_prop){"debug", "cgrp"};
+    config.conninfo = conninfo;
+    pl->name = "hostile";
+    pl->topics[0] = TOPIC;
+    pl->group = group;
+    pl->id_from = "key";
+    pl->id_type = "text";
+    pl->lookup_table = "src";
+    pl->lookup_id_column = "id";
+    pl->on_missing = "dead_letter";
+    tk_upsert_handler(pl, "dst",
+                      (const char *[]){"id", "v", NULL});
+    pl->max_messages = 40;
+    pl->max_wait_ms = 50;
+    tk_config_write(cfg, &config);
     snprintf(out, sizeof out, "%s/%s-migrate.out", dir, fmt);
-    status = tk_wait(tk_spawn(margv, out), CMD_TIMEOUT_MS);
+    status = tk_exactly(out, CMD_TIMEOUT_MS, "migrate", "-c", cfg, NULL);
     TK_CHECK(status == 0, "exactly migrate exited %d; output in %s", status,
              out);
     snprintf(out, sizeof out, "%s/%s-run.out", dir, fmt);
-    pid = tk_spawn(argv, out);
-    status = tk_wait(pid, WORKER_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("[%s] exactly run still running after %d ms; log %s", fmt,
-                WORKER_TIMEOUT_MS, log);
-    }
+    status = tk_exactly(out, WORKER_TIMEOUT_MS, "run", "-c", cfg, "--log-file",
+                        log, "--exit-idle", "3000", NULL);
     TK_CHECK(status == 0, "[%s] exactly run exited %d; log %s, output %s", fmt,
              status, log, out);
     {

@@ -172,8 +172,7 @@ int main(void)
     /* Each worker printed one summary: none died, both worked, and their
      * counts add up to every message (a batch counts once, where it
      * committed). */
-    n_sums = scale_read_summaries(log, LEDGER_PIPELINE, sums,
-                                  N_WORKERS + 2);
+    n_sums = tk_summaries(log, LEDGER_PIPELINE, sums, N_WORKERS + 2);
     LEDGER_CHECK_LOG(n_sums == N_WORKERS, log,
                      "%d worker summaries in the log, expected %d (one per "
                      "worker; more means a worker was restarted); log: %s",

@@ -19,14 +19,11 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,55 +45,6 @@ static struct {
     double v;
 } g_counters[MAX_SERIES];
 static int g_n_counters;
-
-/* GET /metrics; the body (malloc'd) or NULL when it does not answer 200. */
-static char *scrape(int port)
-{
-    struct sockaddr_in sa;
-    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-    char *buf = NULL, *sep, *body;
-    size_t len = 0, cap = 0;
-    ssize_t n;
-    int fd, status = -1;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {
-        close(fd);
-        return NULL;
-    }
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            buf = realloc(buf, cap);
-            TK_CHECK(buf != NULL, "out of memory");
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (!buf)
-        return NULL;
-    buf[len] = '\0';
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || status != 200) {
-        free(buf);
-        return NULL;
-    }
-    sep = strstr(buf, "\r\n\r\n");
-    body = strdup(sep ? sep + 4 : "");
-    free(buf);
-    return body;
-}
 
 /* promtool check metrics on text, when promtool is installed. */
 static void promtool_check(const char *text, const char *log)
@@ -173,7 +121,7 @@ static void check_series(const char *text, const char *log)
 /* Scrape and check; returns the body (malloc'd). */
 static char *scrape_checked(int port, const char *log)
 {
-    char *body = scrape(port);
+    char *body = tk_metrics_scrape(port);
 
     LEDGER_CHECK_LOG(body != NULL, log, "GET /metrics did not answer 200");
     g_scrapes++;
@@ -182,42 +130,14 @@ static char *scrape_checked(int port, const char *log)
     return body;
 }
 
-/* Sum of the samples of name whose labels contain match (NULL: all) and
- * how many there were. */
-static double metric_sum(const char *text, const char *name,
-                         const char *match, int *count)
-{
-    const char *line = text;
-    size_t nl = strlen(name);
-    double sum = 0;
-
-    *count = 0;
-    while (line && *line) {
-        const char *end = strchr(line, '\n');
-        size_t ll = end ? (size_t)(end - line) : strlen(line);
-        char one[1024];
-        snprintf(one, sizeof one, "%.*s", (int)ll, line);
-        if (ll > nl && strncmp(one, name, nl) == 0 && one[nl] == '{' &&
-            (!match || strstr(one, match))) {
-            const char *space = strrchr(one, ' ');
-            if (space) {
-                sum += strtod(space + 1, NULL);
-                (*count)++;
-            }
-        }
-        line = end ? end + 1 : NULL;
-    }
-    return sum;
-}
-
 /* Whether the scrape shows every partition at its stored offset with one
  * series each, and the consumed counters adding up to the produced. */
 static int settled(const char *body, PGconn *db, int64_t total)
 {
     int p, count;
 
-    if ((int64_t)metric_sum(body, "exactly_messages_consumed_total", NULL,
-                            &count) != total)
+    if ((int64_t)tk_metric_sum_n(body, "exactly_messages_consumed_total",
+                                 NULL, &count) != total)
         return 0;
     for (p = 0; p < N_PARTITIONS; p++) {
         char match[64];
@@ -225,8 +145,8 @@ static int settled(const char *body, PGconn *db, int64_t total)
             db, "SELECT coalesce((SELECT next_offset FROM exactly.offsets "
                 "WHERE topic = '%s' AND partition = %d), -1)", TOPIC, p);
         snprintf(match, sizeof match, "partition=\"%d\"", p);
-        if ((int64_t)metric_sum(body, "exactly_partition_stored_offset", match,
-                                &count) != stored ||
+        if ((int64_t)tk_metric_sum_n(body, "exactly_partition_stored_offset",
+                                     match, &count) != stored ||
             count != 1)
             return 0;
     }
@@ -419,7 +339,8 @@ int main(void)
     body = wait_settled(port, db, 2 * WAVE, 30000, log, "second wave");
     {
         int count;
-        double lag = metric_sum(body, "exactly_partition_lag", NULL, &count);
+        double lag =
+            tk_metric_sum_n(body, "exactly_partition_lag", NULL, &count);
         LEDGER_CHECK_LOG(count == N_PARTITIONS && lag == 0, log,
                          "lag: %d series summing to %g, expected %d at 0",
                          count, lag, N_PARTITIONS);

@@ -63,33 +63,21 @@ typedef struct ctx {
  * output in *out (malloc'd). The argument list ends with NULL. */
 static int run(ctx *c, char **out, ...)
 {
-    char *argv[32];
+    const char *args[32];
     char log[512];
     va_list ap;
-    int n = 0, status;
+    int n = 0;
     const char *a;
-    pid_t pid;
 
-    argv[n++] = (char *)ledger_exactly_bin();
     va_start(ap, out);
     while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        argv[n++] = (char *)a;
+        args[n++] = a;
     va_end(ap);
-    argv[n++] = "-c";
-    argv[n++] = c->cfg;
-    argv[n] = NULL;
+    args[n++] = "-c";
+    args[n++] = c->cfg;
+    args[n] = NULL;
     snprintf(log, sizeof log, "%s/cmd-%02d.log", c->dir, ++c->n_cmd);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly %s %s did not finish in %d ms; log %s", argv[1],
-                argv[2] ? argv[2] : "", CMD_TIMEOUT_MS, log);
-    }
-    *out = tk_read_file(log);
-    if (!*out)
-        *out = strdup("");
-    return status;
+    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
 }
 
 /* One partition's line of the `exactly offsets` table; -1 for "-". */

@@ -48,8 +48,6 @@
 #define LATE_ID 9100
 #define NEVER_ID 9200
 #define MAX_MSGS 64
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 /* One message: partition and the ID its key names. Offsets follow from the
  * order (one idempotent producer keeps it per partition). */
@@ -100,51 +98,17 @@ static pipeline_case cases[N_CASES] = {
 
 static void produce(const char *bootstraps, pipeline_case *pc)
 {
-    static char keys[MAX_MSGS][16];
-    tk_msg msgs[MAX_MSGS];
+    int parts[MAX_MSGS], ids[MAX_MSGS];
     int64_t next[N_PARTITIONS] = {0};
     size_t i;
 
     TK_CHECK(pc->n_msgs <= MAX_MSGS, "too many messages");
-    memset(msgs, 0, sizeof msgs);
     for (i = 0; i < pc->n_msgs; i++) {
-        msgs[i].partition = pc->msgs[i].partition;
-        msgs[i].key_len = (size_t)snprintf(keys[i], sizeof keys[i], "%d",
-                                           pc->msgs[i].id);
-        msgs[i].key = keys[i];
+        parts[i] = pc->msgs[i].partition;
+        ids[i] = pc->msgs[i].id;
         pc->offsets[i] = next[pc->msgs[i].partition]++;
     }
-    tk_produce(bootstraps, pc->topic, msgs, pc->n_msgs);
-}
-
-typedef struct summary {
-    long long consumed, applied, dedup, dead, skipped;
-    long long committed, rolled_back, fenced, retries;
-} summary;
-
-static summary read_summary(const pipeline_case *pc)
-{
-    char prefix[64];
-    char *text = tk_read_file(pc->log);
-    const char *line = NULL, *p;
-    summary s;
-
-    memset(&s, 0, sizeof s);
-    snprintf(prefix, sizeof prefix, "pipeline %s: consumed ", pc->name);
-    TK_CHECK(text != NULL, "cannot read %s", pc->log);
-    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix))
-        line = p;
-    LEDGER_CHECK_LOG(line != NULL, pc->log, "[%s] no summary line", pc->name);
-    LEDGER_CHECK_LOG(
-        sscanf(line + strlen(prefix),
-               "%lld, applied %lld, deduplicated %lld, dead-lettered %lld, "
-               "skipped (no row) %lld; batches committed %lld, rolled back "
-               "%lld, fenced %lld; retries %lld",
-               &s.consumed, &s.applied, &s.dedup, &s.dead, &s.skipped,
-               &s.committed, &s.rolled_back, &s.fenced, &s.retries) == 9,
-        pc->log, "[%s] cannot parse the summary: %.300s", pc->name, line);
-    free(text);
-    return s;
+    tk_produce_int_keys(bootstraps, pc->topic, parts, ids, pc->n_msgs);
 }
 
 /* Wall-clock milliseconds of the first log line holding needle (its
@@ -195,7 +159,7 @@ static void check_case(PGconn *db, const char *bootstraps, pipeline_case *pc)
     int64_t hw[N_PARTITIONS];
     char values[4096];
     size_t i, o = 0;
-    summary s;
+    tk_run_summary s;
     int p;
 
     for (i = 0; i < pc->n_msgs; i++) {
@@ -283,31 +247,31 @@ static void check_case(PGconn *db, const char *bootstraps, pipeline_case *pc)
                                        pc->name, pc->topic, p),
                           hw[p], "stored next_offset vs partition end");
     }
-    s = read_summary(pc);
+    tk_summary_required(pc->log, pc->name, &s);
     TK_CHECK_EQ_INT64(s.consumed, (int64_t)pc->n_msgs, "summary consumed");
     TK_CHECK_EQ_INT64(s.applied, applied, "summary applied");
-    TK_CHECK_EQ_INT64(s.dead, dead, "summary dead-lettered");
+    TK_CHECK_EQ_INT64(s.dead_lettered, dead, "summary dead-lettered");
     TK_CHECK_EQ_INT64(s.skipped, skipped, "summary skipped (no row)");
     LEDGER_CHECK_LOG(ledger_log_count(pc->log, "level=error") == 0, pc->log,
                      "[%s] a missing row logged an error", pc->name);
     tk_note("[%s] %zu messages: %" PRId64 " applied, %" PRId64
-            " dead-lettered, %" PRId64 " skipped; summary: \"consumed %lld, "
-            "applied %lld, dead-lettered %lld, skipped (no row) %lld; "
-            "retries %lld\"",
+            " dead-lettered, %" PRId64 " skipped; summary: \"consumed %" PRId64
+            ", applied %" PRId64 ", dead-lettered %" PRId64 ", skipped (no "
+            "row) %" PRId64 "; retries %" PRId64 "\"",
             pc->name, pc->n_msgs, applied, dead, skipped, s.consumed,
-            s.applied, s.dead, s.skipped, s.retries);
+            s.applied, s.dead_lettered, s.skipped, s.retries);
 }
 
 int main(void)
 {
-    char conninfo[1024], dir[256], config[512], yaml[8192], mlog[512];
+    char conninfo[1024], dir[256], config[512], mlog[512];
     char late_needle[64], never_needle[64];
-    const char *bin = ledger_exactly_bin();
-    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
+    char ledger_tables[N_CASES][32], counter_tables[N_CASES][32];
+    tk_config cfg;
     int64_t t0 = tk_now_ms(), late_seen_ms, inserted_ms, applied_ms;
     int64_t never_first_ms, never_dead_ms, late_inserted_wall;
     pipeline_case *retry = &cases[3];
-    size_t i, o;
+    size_t i;
     int status;
     PGconn *db;
     tk_mock *m;
@@ -320,66 +284,48 @@ int main(void)
     }
     tk_pg_create_db("on_missing", conninfo, sizeof conninfo);
     db = tk_pg_connect(conninfo);
-    tk_sql(db, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text, "
-               "balance numeric);"
-               "INSERT INTO accounts SELECT g, 'account ' || g, g FROM "
-               "generate_series(1, %d) g", N_ACCOUNTS);
-    for (i = 0; i < N_CASES; i++)
-        tk_sql(db,
-               "CREATE TABLE ledger_%s (topic text NOT NULL, partition int "
-               "NOT NULL, \"offset\" bigint NOT NULL, entity_id text NOT "
-               "NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
-               "PRIMARY KEY (topic, partition, \"offset\"));"
-               "CREATE TABLE counters_%s (entity_id text PRIMARY KEY, n "
-               "bigint NOT NULL)",
-               cases[i].name, cases[i].name);
+    ledger_create_accounts(db, "accounts", N_ACCOUNTS);
+    for (i = 0; i < N_CASES; i++) {
+        snprintf(ledger_tables[i], sizeof ledger_tables[i], "ledger_%s",
+                 cases[i].name);
+        snprintf(counter_tables[i], sizeof counter_tables[i], "counters_%s",
+                 cases[i].name);
+        ledger_create_tables(db, ledger_tables[i], counter_tables[i]);
+    }
 
     tk_tmpdir("exactly-on-missing", dir, sizeof dir);
     snprintf(config, sizeof config, "%s/worker.yaml", dir);
-    o = (size_t)snprintf(yaml, sizeof yaml,
-                         "kafka:\n"
-                         "  bootstrap.servers: \"%s\"\n"
-                         "  auto.offset.reset: earliest\n"
-                         "  session.timeout.ms: 6000\n"
-                         "postgres:\n"
-                         "  conninfo: \"%s\"\n"
-                         "pipelines:\n",
-                         tk_mock_bootstraps(m), conninfo);
+    tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     for (i = 0; i < N_CASES; i++) {
+        tk_pipeline *pl = &cfg.pipelines[i];
+
         /* max_messages 4: the missing IDs fall into several batches,
          * mixed with present ones or (see common_msgs) alone. */
-        o += (size_t)snprintf(
-            yaml + o, sizeof yaml - o,
-            "  %s:\n"
-            "    topics: [%s]\n"
-            "    group: %s\n"
-            "    id: {from: key, type: bigint}\n"
-            "    lookup: {table: accounts, id_column: id, on_missing: %s%s}\n"
-            "    handler:\n"
-            "      plugin: %s/ledger.so\n"
-            "      options: {table: ledger_%s, counters: counters_%s}\n"
-            "    batch: {max_messages: 4, max_wait_ms: 100}\n",
-            cases[i].name, cases[i].topic, cases[i].topic, cases[i].policy,
-            strcmp(cases[i].policy, "retry") == 0
-                ? ", missing_retry_ms: " STR(RETRY_MS)
-                : "",
-            plugin_dir, cases[i].name, cases[i].name);
-        TK_CHECK(o < sizeof yaml, "config too long");
+        ledger_pipeline(pl, cases[i].name, cases[i].topic);
+        pl->group = cases[i].topic;
+        pl->lookup_id_column = "id";
+        pl->on_missing = cases[i].policy;
+        if (strcmp(cases[i].policy, "retry") == 0)
+            pl->missing_retry_ms = RETRY_MS;
+        pl->options[0] = (tk_prop){"table", ledger_tables[i]};
+        pl->options[1] = (tk_prop){"counters", counter_tables[i]};
+        pl->max_messages = 4;
+        pl->max_wait_ms = 100;
     }
-    tk_write_file(config, "%s", yaml);
+    tk_config_write(config, &cfg);
     snprintf(mlog, sizeof mlog, "%s/migrate.log", dir);
-    ledger_migrate(config, mlog);
+    tk_migrate(config, mlog);
 
     for (i = 0; i < N_CASES; i++)
         produce(tk_mock_bootstraps(m), &cases[i]);
 
     for (i = 0; i < N_CASES; i++) {
         pipeline_case *pc = &cases[i];
-        char *argv[] = {(char *)bin,   "worker",       "-c",
-                        config,        "--pipeline",   (char *)pc->name,
-                        "--exit-idle", "3000",         NULL};
+        const char *only[] = {"--pipeline", pc->name, NULL};
+
         snprintf(pc->log, sizeof pc->log, "%s/%s.log", dir, pc->name);
-        pc->pid = tk_spawn(argv, pc->log);
+        pc->pid = tk_worker_start(config, 3000, pc->log, only);
     }
 
     /* The late row: inserted LATE_AFTER_MS after the worker first found it
@@ -403,13 +349,7 @@ int main(void)
 
     for (i = 0; i < N_CASES; i++) {
         pipeline_case *pc = &cases[i];
-        status = tk_wait(pc->pid, WORKER_TIMEOUT_MS);
-        if (status == -1) {
-            tk_terminate(pc->pid, 5000);
-            ledger_log_tail(pc->log, 40);
-            tk_fail("[%s] worker still running after %d ms", pc->name,
-                    WORKER_TIMEOUT_MS);
-        }
+        status = tk_worker_wait(pc->pid, WORKER_TIMEOUT_MS, pc->log);
         LEDGER_CHECK_LOG(status == 0, pc->log, "[%s] worker exited %d",
                          pc->name, status);
     }

@@ -73,26 +73,6 @@
 
 /* ---- the run ----------------------------------------------------------- */
 
-/* Add `postgres: connect_timeout_s` to a config ledger_write_config wrote
- * (its postgres section is the one right before `pipelines:`): a connect
- * attempt during an outage must not hang for the default 10 s. */
-static void config_add_connect_timeout(const char *path, int seconds)
-{
-    char *text = tk_read_file(path);
-    char *at;
-    FILE *f;
-
-    TK_CHECK(text != NULL, "cannot read %s", path);
-    at = strstr(text, "\npipelines:");
-    TK_CHECK(at != NULL, "no pipelines section in %s", path);
-    f = fopen(path, "w");
-    TK_CHECK(f != NULL, "cannot write %s", path);
-    fprintf(f, "%.*s\n  connect_timeout_s: %d%s", (int)(at - text), text,
-            seconds, at);
-    TK_CHECK(fclose(f) == 0, "cannot write %s", path);
-    free(text);
-}
-
 /* What was produced: the first wave and the feeder's. */
 typedef struct feeder {
     const char *bootstraps;
@@ -189,6 +169,7 @@ int main(void)
     int f, status;
     ledger_summary final;
     ledger_config cfg;
+    tk_config yaml;
     PGconn *db;
     pid_t pid;
     tk_mock *m;
@@ -211,10 +192,13 @@ int main(void)
     cfg.max_messages = BATCH_MAX;
     cfg.max_wait_ms = BATCH_WAIT_MS;
     cfg.kafka = kafka_overrides;
-    ledger_write_config(config, &cfg);
-    config_add_connect_timeout(config, 2);
+    ledger_config_fill(&yaml, &cfg);
+    /* A connect attempt during an outage must not hang for the default
+     * 10 s. */
+    yaml.connect_timeout_s = 2;
+    tk_config_write(config, &yaml);
     snprintf(log, sizeof log, "%s/migrate.log", dir);
-    ledger_migrate(config, log);
+    tk_migrate(config, log);
 
     fd.bootstraps = m->bootstraps;
     fd.seed = seed;

@@ -107,103 +107,9 @@ static int listed(const int *ids, int id)
 /* Keys of up to MAX_MSGS messages, kept alive for tk_produce. */
 #define MAX_MSGS (N_PARTITIONS * PER_PART > N_MSGS ? N_PARTITIONS * PER_PART \
                                                    : N_MSGS)
-static char keys[MAX_MSGS][16];
 
 /* One message per element: partition part[i], key "<id[i]>". Offsets follow
  * from the order (one idempotent producer keeps it per partition). */
-static void produce(const char *bootstraps, const char *topic,
-                    const int *part, const int *id, int n)
-{
-    tk_msg msgs[MAX_MSGS];
-    int i;
-
-    TK_CHECK(n <= MAX_MSGS, "too many messages");
-    memset(msgs, 0, sizeof msgs);
-    for (i = 0; i < n; i++) {
-        msgs[i].partition = part[i];
-        msgs[i].key_len = (size_t)snprintf(keys[i], sizeof keys[i], "%d",
-                                           id[i]);
-        msgs[i].key = keys[i];
-    }
-    tk_produce(bootstraps, topic, msgs, (size_t)n);
-}
-
-/* ------------------------------------------------------------------ */
-/* Worker output                                                       */
-/* ------------------------------------------------------------------ */
-
-typedef struct summary {
-    long long consumed, applied, dedup, dead, skipped;
-    long long committed, rolled_back, fenced, retries;
-} summary;
-
-/* The last "pipeline NAME: consumed ..." line of log; fails without one. */
-static summary read_summary(const char *log, const char *name)
-{
-    char prefix[64];
-    char *text = tk_read_file(log);
-    const char *line = NULL, *p;
-    summary s;
-
-    memset(&s, 0, sizeof s);
-    snprintf(prefix, sizeof prefix, "pipeline %s: consumed ", name);
-    TK_CHECK(text != NULL, "cannot read %s", log);
-    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix))
-        line = p;
-    LEDGER_CHECK_LOG(line != NULL, log, "[%s] no summary line in %s", name,
-                     log);
-    LEDGER_CHECK_LOG(
-        sscanf(line + strlen(prefix),
-               "%lld, applied %lld, deduplicated %lld, dead-lettered %lld, "
-               "skipped (no row) %lld; batches committed %lld, rolled back "
-               "%lld, fenced %lld; retries %lld",
-               &s.consumed, &s.applied, &s.dedup, &s.dead, &s.skipped,
-               &s.committed, &s.rolled_back, &s.fenced, &s.retries) == 9,
-        log, "[%s] cannot parse the summary: %.300s", name, line);
-    free(text);
-    return s;
-}
-
-/* Lines of log holding both a and b. */
-static int count_lines_with(const char *log, const char *a, const char *b)
-{
-    char *text = tk_read_file(log);
-    char *line, *save = NULL;
-    int n = 0;
-
-    if (!text)
-        return 0;
-    for (line = strtok_r(text, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save))
-        if (strstr(line, a) && (!b || strstr(line, b)))
-            n++;
-    free(text);
-    return n;
-}
-
-static pid_t start_worker(const char *config, const char *pipeline,
-                          const char *log)
-{
-    char *argv[] = {(char *)ledger_exactly_bin(), "worker", "-c", (char *)config,
-                    "--pipeline", (char *)pipeline, "--exit-idle", "3000",
-                    NULL};
-
-    return tk_spawn(argv, log);
-}
-
-static int wait_worker(pid_t pid, const char *log, const char *name)
-{
-    int status = tk_wait(pid, WORKER_TIMEOUT_MS);
-
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        ledger_log_tail(log, 40);
-        tk_fail("[%s] worker still running after %d ms; log %s", name,
-                WORKER_TIMEOUT_MS, log);
-    }
-    return status;
-}
-
 /* ------------------------------------------------------------------ */
 /* Database checks                                                     */
 /* ------------------------------------------------------------------ */
@@ -315,7 +221,7 @@ static void check_rec(world *wd, const char *log)
     int64_t good = 0, bad = 0;
     int64_t per_id[N_IDS + 1] = {0};
     int i, id;
-    summary s;
+    tk_run_summary s;
 
     for (i = 0; i < N_MSGS; i++) {
         int p = i % N_PARTITIONS;
@@ -355,17 +261,17 @@ static void check_rec(world *wd, const char *log)
                           per_id[id], what);
     }
     check_offsets_at_end(wd->db, wd->bootstraps, "rec", "pf_rec", -1);
-    s = read_summary(log, "rec");
+    tk_summary_required(log, "rec", &s);
     TK_CHECK_EQ_INT64(s.consumed, N_MSGS, "[rec] summary consumed");
     TK_CHECK_EQ_INT64(s.applied, good, "[rec] summary applied");
-    TK_CHECK_EQ_INT64(s.dead, bad, "[rec] summary dead-lettered");
-    LEDGER_CHECK_LOG(count_lines_with(log, "level=error", NULL) == 0, log,
+    TK_CHECK_EQ_INT64(s.dead_lettered, bad, "[rec] summary dead-lettered");
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "level=error", NULL) == 0, log,
                      "[rec] a record-level failure logged an error");
     tk_note("[rec] fail_record: %" PRId64 " of %d messages dead-lettered "
             "(ids 5, 17, 33), %" PRId64 " applied once; summary: "
             "dead-lettered %lld, committed %lld batches, rolled back %lld, "
-            "retries %lld", bad, N_MSGS, good, s.dead, s.committed,
-            s.rolled_back, s.retries);
+            "retries %lld", bad, N_MSGS, good, (long long)s.dead_lettered, (long long)s.committed,
+            (long long)s.rolled_back, (long long)s.retries);
 }
 
 /* batch: whole-batch failures, bisected. */
@@ -375,7 +281,7 @@ static void check_batch(world *wd, const char *log)
     int64_t per_id[N_IDS + 1] = {0};
     char want[128];
     int i, id;
-    summary s;
+    tk_run_summary s;
 
     for (i = 0; i < N_MSGS; i++) {
         int p = i % N_PARTITIONS;
@@ -414,26 +320,26 @@ static void check_batch(world *wd, const char *log)
                                            "failing_applied"),
                       good, "[batch] messages applied");
     check_offsets_at_end(wd->db, wd->bootstraps, "batch", "pf_batch", -1);
-    s = read_summary(log, "batch");
+    tk_summary_required(log, "batch", &s);
     TK_CHECK_EQ_INT64(s.consumed, N_MSGS, "[batch] summary consumed");
     TK_CHECK_EQ_INT64(s.applied, good, "[batch] summary applied");
-    TK_CHECK_EQ_INT64(s.dead, bad, "[batch] summary dead-lettered");
+    TK_CHECK_EQ_INT64(s.dead_lettered, bad, "[batch] summary dead-lettered");
     snprintf(want, sizeof want, "failing: the query for record %d failed: "
              "SQLSTATE 22012: division by zero", QUERY_ID);
-    TK_CHECK(count_lines_with(log, want, NULL) > 0,
+    TK_CHECK(tk_log_lines_with(log, want, NULL) > 0,
              "[batch] no log line \"%s\": host->query_error did not give "
              "the handler its query's SQLSTATE and message", want);
     /* Every failing batch was rolled back and run again in careful mode. */
     TK_CHECK(s.retries >= 1, "[batch] summary shows %lld retries; a failed "
-             "batch must be retried", s.retries);
+             "batch must be retried", (long long)s.retries);
     tk_note("[batch] set_error on whole batches: %" PRId64 " of %d messages "
             "dead-lettered (ids 8, 29, 44 with the set_error text, 50 by "
             "its failed query), %" PRId64 " applied once; summary: dead-lettered %lld, batches committed "
             "%lld, retries %lld; %d 'record dead-lettered' warnings, %d "
             "'isolating the failing records' warnings",
-            bad, N_MSGS, good, s.dead, s.committed, s.retries,
-            count_lines_with(log, "record dead-lettered", NULL),
-            count_lines_with(log, "isolating the failing records", NULL));
+            bad, N_MSGS, good, (long long)s.dead_lettered, (long long)s.committed, (long long)s.retries,
+            tk_log_lines_with(log, "record dead-lettered", NULL),
+            tk_log_lines_with(log, "isolating the failing records", NULL));
 }
 
 /* stop: on_error: stop halts the partition of the failing record. */
@@ -443,7 +349,7 @@ static void check_stop(world *wd, const char *log, int status)
     char needle[64];
     char id_needle[32];
     int o, halted_lines;
-    summary s;
+    tk_run_summary s;
 
     LEDGER_CHECK_LOG(status == 0, log, "[stop] worker exited %d", status);
     stored = stored_offset(wd->db, "stop", "pf_stop", STOP_PARTITION);
@@ -479,18 +385,18 @@ static void check_stop(world *wd, const char *log, int status)
     TK_CHECK_EQ_INT64(dead_letters_of(wd->db, "stop"), 0,
                       "[stop] dead letters (on_error: stop sets none aside)");
     snprintf(needle, sizeof needle, "offset=%d ", STOP_OFFSET);
-    halted_lines = count_lines_with(log, "level=error", "partition halted");
+    halted_lines = tk_log_lines_with(log, "level=error", "partition halted");
     LEDGER_CHECK_LOG(halted_lines >= 1, log,
                      "[stop] no level=error 'partition halted' line");
     snprintf(id_needle, sizeof id_needle, "id=%d ", STOP_ID_BASE + STOP_OFFSET);
-    LEDGER_CHECK_LOG(count_lines_with(log, "partition halted", needle) >= 1 &&
-                         count_lines_with(log, "partition halted",
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "partition halted", needle) >= 1 &&
+                         tk_log_lines_with(log, "partition halted",
                                           id_needle) >= 1,
                      log, "[stop] the 'partition halted' line does not name "
                      "the failing record (id %d, offset %d)",
                      STOP_ID_BASE + STOP_OFFSET, STOP_OFFSET);
-    s = read_summary(log, "stop");
-    TK_CHECK_EQ_INT64(s.dead, 0, "[stop] summary dead-lettered");
+    tk_summary_required(log, "stop", &s);
+    TK_CHECK_EQ_INT64(s.dead_lettered, 0, "[stop] summary dead-lettered");
     TK_CHECK_EQ_INT64(s.applied, (N_PARTITIONS - 1) * PER_PART + stored,
                       "[stop] summary applied");
     tk_note("[stop] on_error stop: partition %d halted at stored offset %"
@@ -498,7 +404,7 @@ static void check_stop(world *wd, const char *log, int status)
             "other partitions complete, 0 dead letters; %d level=error "
             "'partition halted' line(s); worker exit %d; summary: applied "
             "%lld, rolled back %lld", STOP_PARTITION, stored, STOP_OFFSET,
-            stored, PER_PART, halted_lines, status, s.applied, s.rolled_back);
+            stored, PER_PART, halted_lines, status, (long long)s.applied, (long long)s.rolled_back);
 }
 
 /* ledger (crash): restart until the worker gets past X. */
@@ -509,12 +415,13 @@ static void run_crash(world *wd, const int64_t *per_id, int n_ids)
     int deaths = 0, runs = 0, status = -1, p, id;
     ledger_summary fin;
     char *reason;
+    const char *only[] = {"--pipeline", LEDGER_PIPELINE, NULL};
     int isolating = 0, r;
 
     for (runs = 0; runs < MAX_RUNS; runs++) {
         snprintf(log, sizeof log, "%s/crash-%02d.log", wd->dir, runs);
-        status = wait_worker(start_worker(wd->config, LEDGER_PIPELINE, log),
-                             log, "ledger");
+        status = tk_worker_wait(tk_worker_start(wd->config, 3000, log, only),
+                                WORKER_TIMEOUT_MS, log);
         if (status != EXIT_ABORT)
             break;
         deaths++;
@@ -611,13 +518,18 @@ static void run_crash(world *wd, const int64_t *per_id, int n_ids)
 
 int main(void)
 {
-    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
     int part[MAX_MSGS], id[MAX_MSGS];
     /* Per ID 1..N_ACCOUNTS (CRASH_ID included). */
     int64_t crash_counts[N_ACCOUNTS] = {0};
     char conninfo[1024], log_rec[512], log_batch[512], log_stop[512];
     char migrate_log[512];
     int64_t t0 = tk_now_ms();
+    const char *only_rec[] = {"--pipeline", "rec", NULL};
+    const char *only_batch[] = {"--pipeline", "batch", NULL};
+    const char *only_stop[] = {"--pipeline", "stop", NULL};
+    char fail_rec[96], fail_batch[96], fail_stop[96], crash_on[24];
+    tk_config cfg;
+    tk_pipeline *pl = cfg.pipelines;
     pid_t pid_rec, pid_batch, pid_stop;
     int i, p, o, st_rec, st_batch, st_stop;
     world wd;
@@ -640,87 +552,70 @@ int main(void)
     tk_sql(wd.db, "INSERT INTO accounts SELECT g, 'account ' || g, g FROM "
                   "generate_series(%d, %d) g",
            LEDGER_ACCOUNTS + 1, N_ACCOUNTS);
-    tk_sql(wd.db,
-           "CREATE TABLE ledger_rec (topic text NOT NULL, partition int NOT "
-           "NULL, \"offset\" bigint NOT NULL, entity_id text NOT NULL, "
-           "applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY "
-           "(topic, partition, \"offset\"));"
-           "CREATE TABLE counters_rec (entity_id text PRIMARY KEY, n bigint "
-           "NOT NULL);"
-           "CREATE TABLE failing_applied (id text PRIMARY KEY, n bigint NOT "
-           "NULL);"
-           "CREATE TABLE failing_stop (id text PRIMARY KEY, n bigint NOT "
-           "NULL)");
+    ledger_create_tables(wd.db, "ledger_rec", "counters_rec");
+    tk_sql(wd.db, "CREATE TABLE failing_applied (id text PRIMARY KEY, n "
+                  "bigint NOT NULL);"
+                  "CREATE TABLE failing_stop (id text PRIMARY KEY, n bigint "
+                  "NOT NULL)");
 
     tk_tmpdir("exactly-plugin-failures", wd.dir, sizeof wd.dir);
     snprintf(wd.config, sizeof wd.config, "%s/worker.yaml", wd.dir);
     /* session.timeout.ms 6000: an aborted worker stays in its group until
      * its session ends, and the next life's join waits for that (45 s by
      * default). Long max_wait_ms: see BATCH_MAX. */
-    tk_write_file(
-        wd.config,
-        "kafka:\n"
-        "  bootstrap.servers: '%s'\n"
-        "  auto.offset.reset: earliest\n"
-        "  session.timeout.ms: 6000\n"
-        "  heartbeat.interval.ms: 500\n"
-        "postgres:\n"
-        "  conninfo: \"%s\"\n"
-        "pipelines:\n"
-        "  rec:\n"
-        "    topics: [pf_rec]\n"
-        "    group: pf_rec\n"
-        "    id: {from: key, type: bigint}\n"
-        "    lookup: {table: accounts, id_column: id}\n"
-        "    handler:\n"
-        "      plugin: '%s/ledger.so'\n"
-        "      options: {table: ledger_rec, counters: counters_rec,\n"
-        "                fail_on_ids: ['%d', '%d', '%d']}\n"
-        "    batch: {max_messages: 20, max_wait_ms: 50}\n"
-        "  batch:\n"
-        "    topics: [pf_batch]\n"
-        "    group: pf_batch\n"
-        "    id: {from: key, type: bigint}\n"
-        "    lookup: {table: accounts, id_column: id}\n"
-        "    handler:\n"
-        "      plugin: '%s/failing.so'\n"
-        "      options: {fail_ids: ['%d', '%d', '%d'], query_ids: ['%d']}\n"
-        "    batch: {max_messages: 20, max_wait_ms: 50}\n"
-        "  stop:\n"
-        "    topics: [pf_stop]\n"
-        "    group: pf_stop\n"
-        "    id: {from: key, type: bigint}\n"
-        "    lookup: {table: accounts, id_column: id}\n"
-        "    handler:\n"
-        "      plugin: '%s/failing.so'\n"
-        "      options: {table: failing_stop, fail_ids: ['%d']}\n"
-        "    batch: {max_messages: %d, max_wait_ms: 1000}\n"
-        "    on_error: stop\n"
-        "  %s:\n"
-        "    topics: [pf_crash]\n"
-        "    group: pf_crash\n"
-        "    id: {from: key, type: bigint}\n"
-        "    lookup: {table: accounts, id_column: id}\n"
-        "    handler:\n"
-        "      plugin: '%s/ledger.so'\n"
-        "      options: {crash_on_id: '%d'}\n"
-        "    batch: {max_messages: %d, max_wait_ms: 1000}\n"
-        "    max_crashes: %d\n"
-        "    kafka: {session.timeout.ms: 6000}\n",
-        wd.bootstraps, conninfo, plugin_dir, rec_fail_ids[0], rec_fail_ids[1],
-        rec_fail_ids[2], plugin_dir, batch_fail_ids[0], batch_fail_ids[1],
-        batch_fail_ids[2], QUERY_ID, plugin_dir, STOP_ID_BASE + STOP_OFFSET, BATCH_MAX,
-        LEDGER_PIPELINE, plugin_dir, CRASH_ID, BATCH_MAX, MAX_CRASHES);
+    snprintf(fail_rec, sizeof fail_rec,
+             "        fail_on_ids: ['%d', '%d', '%d']\n", rec_fail_ids[0],
+             rec_fail_ids[1], rec_fail_ids[2]);
+    snprintf(fail_batch, sizeof fail_batch,
+             "        fail_ids: ['%d', '%d', '%d']\n"
+             "        query_ids: ['%d']\n",
+             batch_fail_ids[0], batch_fail_ids[1], batch_fail_ids[2],
+             QUERY_ID);
+    snprintf(fail_stop, sizeof fail_stop, "        fail_ids: ['%d']\n",
+             STOP_ID_BASE + STOP_OFFSET);
+    snprintf(crash_on, sizeof crash_on, "%d", CRASH_ID);
+    tk_config_init(&cfg, wd.bootstraps, conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    cfg.kafka[1] = (tk_prop){"heartbeat.interval.ms", "500"};
+    ledger_pipeline(&pl[0], "rec", "pf_rec");
+    pl[0].options[0] = (tk_prop){"table", "ledger_rec"};
+    pl[0].options[1] = (tk_prop){"counters", "counters_rec"};
+    pl[0].options_yaml = fail_rec;
+    pl[0].max_messages = 20;
+    pl[0].max_wait_ms = 50;
+    ledger_pipeline(&pl[1], "batch", "pf_batch");
+    pl[1].plugin = "failing.so";
+    pl[1].options_yaml = fail_batch;
+    pl[1].max_messages = 20;
+    pl[1].max_wait_ms = 50;
+    ledger_pipeline(&pl[2], "stop", "pf_stop");
+    pl[2].plugin = "failing.so";
+    pl[2].options[0] = (tk_prop){"table", "failing_stop"};
+    pl[2].options_yaml = fail_stop;
+    pl[2].max_messages = BATCH_MAX;
+    pl[2].max_wait_ms = 1000;
+    pl[2].on_error = "stop";
+    ledger_pipeline(&pl[3], LEDGER_PIPELINE, "pf_crash");
+    pl[3].options[0] = (tk_prop){"crash_on_id", crash_on};
+    pl[3].max_messages = BATCH_MAX;
+    pl[3].max_wait_ms = 1000;
+    pl[3].max_crashes = MAX_CRASHES;
+    pl[3].kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    for (i = 0; i < 4; i++) {
+        pl[i].group = pl[i].topics[0];
+        pl[i].lookup_id_column = "id";
+    }
+    tk_config_write(wd.config, &cfg);
     snprintf(migrate_log, sizeof migrate_log, "%s/migrate.log", wd.dir);
-    ledger_migrate(wd.config, migrate_log);
+    tk_migrate(wd.config, migrate_log);
 
     /* rec and batch: N_MSGS messages each. */
     for (i = 0; i < N_MSGS; i++) {
         part[i] = i % N_PARTITIONS;
         id[i] = id_of(i);
     }
-    produce(wd.bootstraps, "pf_rec", part, id, N_MSGS);
-    produce(wd.bootstraps, "pf_batch", part, id, N_MSGS);
+    tk_produce_int_keys(wd.bootstraps, "pf_rec", part, id, (size_t)N_MSGS);
+    tk_produce_int_keys(wd.bootstraps, "pf_batch", part, id, (size_t)N_MSGS);
     /* stop: partition STOP_PARTITION names one ID per offset; the others
      * name IDs 1..N_IDS (never the failing one). */
     for (p = 0, i = 0; p < N_PARTITIONS; p++)
@@ -728,7 +623,7 @@ int main(void)
             part[i] = p;
             id[i] = p == STOP_PARTITION ? STOP_ID_BASE + o : id_of(i);
         }
-    produce(wd.bootstraps, "pf_stop", part, id, i);
+    tk_produce_int_keys(wd.bootstraps, "pf_stop", part, id, (size_t)i);
     /* crash: CRASH_ID exactly once. */
     for (p = 0, i = 0; p < N_PARTITIONS; p++)
         for (o = 0; o < PER_PART; o++, i++) {
@@ -737,7 +632,7 @@ int main(void)
                                                               : id_of(i);
             crash_counts[id[i] - 1]++;
         }
-    produce(wd.bootstraps, "pf_crash", part, id, i);
+    tk_produce_int_keys(wd.bootstraps, "pf_crash", part, id, (size_t)i);
     tk_note("produced: pf_rec/pf_batch %d messages each, pf_stop/pf_crash "
             "%d each, %d partitions; logs in %s", N_MSGS,
             N_PARTITIONS * PER_PART, N_PARTITIONS, wd.dir);
@@ -746,15 +641,15 @@ int main(void)
     snprintf(log_rec, sizeof log_rec, "%s/rec.log", wd.dir);
     snprintf(log_batch, sizeof log_batch, "%s/batch.log", wd.dir);
     snprintf(log_stop, sizeof log_stop, "%s/stop.log", wd.dir);
-    pid_rec = start_worker(wd.config, "rec", log_rec);
-    pid_batch = start_worker(wd.config, "batch", log_batch);
-    pid_stop = start_worker(wd.config, "stop", log_stop);
+    pid_rec = tk_worker_start(wd.config, 3000, log_rec, only_rec);
+    pid_batch = tk_worker_start(wd.config, 3000, log_batch, only_batch);
+    pid_stop = tk_worker_start(wd.config, 3000, log_stop, only_stop);
 
     run_crash(&wd, crash_counts, N_ACCOUNTS);
 
-    st_rec = wait_worker(pid_rec, log_rec, "rec");
-    st_batch = wait_worker(pid_batch, log_batch, "batch");
-    st_stop = wait_worker(pid_stop, log_stop, "stop");
+    st_rec = tk_worker_wait(pid_rec, WORKER_TIMEOUT_MS, log_rec);
+    st_batch = tk_worker_wait(pid_batch, WORKER_TIMEOUT_MS, log_batch);
+    st_stop = tk_worker_wait(pid_stop, WORKER_TIMEOUT_MS, log_stop);
     LEDGER_CHECK_LOG(st_rec == 0, log_rec, "[rec] worker exited %d", st_rec);
     LEDGER_CHECK_LOG(st_batch == 0, log_batch, "[batch] worker exited %d",
                      st_batch);

@@ -45,15 +45,14 @@ static void wait_committed(PGconn *c, int64_t n, pid_t pid, const char *log)
 int main(void)
 {
     char conninfo[1024], dir[512], cfg[700], logp[700];
-    char *argv[] = {NULL, "worker", "-c", cfg, "-v", NULL};
-    char *mig[] = {NULL, "migrate", "-c", cfg, NULL};
-    const char *bin = tk_env_required("EXACTLY_BIN");
+    const char *verbose[] = {"-v", NULL};
     int64_t t0 = tk_now_ms();
+    tk_config config;
+    tk_pipeline *pl = &config.pipelines[0];
     tk_mock *m;
     PGconn *c;
     pid_t pid;
 
-    argv[0] = mig[0] = (char *)bin;
     tk_tmpdir("exactly-prepared-ddl", dir, sizeof(dir));
     tk_pg_create_db("prepared_ddl", conninfo, sizeof(conninfo));
     c = tk_pg_connect(conninfo);
@@ -67,30 +66,21 @@ int main(void)
     tk_mock_create_topic(m, TOPIC, PARTS);
     snprintf(cfg, sizeof(cfg), "%s/ddl.yaml", dir);
     snprintf(logp, sizeof(logp), "%s/worker.log", dir);
-    tk_write_file(cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: \"%s\"\n"
-                  "  auto.offset.reset: earliest\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  ddl:\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: ddl\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    batch: {max_messages: 50, max_wait_ms: 20}\n"
-                  "    lookup:\n"
-                  "      sql: \"SELECT * FROM accounts WHERE id = ANY($1)\"\n"
-                  "      key_column: id\n"
-                  "    handler:\n"
-                  "      builtin: upsert\n"
-                  "      options:\n"
-                  "        table: view\n"
-                  "        key: [id]\n"
-                  "        columns: {id: id, name: name, balance: balance}\n",
-                  tk_mock_bootstraps(m), conninfo);
-    TK_CHECK(tk_wait(tk_spawn(mig, "/dev/null"), 60000) == 0, "migrate");
-    pid = tk_spawn(argv, logp);
+    tk_config_init(&config, tk_mock_bootstraps(m), conninfo);
+    pl->name = "ddl";
+    pl->topics[0] = TOPIC;
+    pl->group = "ddl";
+    pl->id_from = "key";
+    pl->id_type = "bigint";
+    pl->max_messages = 50;
+    pl->max_wait_ms = 20;
+    pl->lookup_sql = "SELECT * FROM accounts WHERE id = ANY($1)";
+    pl->lookup_key_column = "id";
+    tk_upsert_handler(pl, "view",
+                      (const char *[]){"id", "name", "balance", NULL});
+    tk_config_write(cfg, &config);
+    tk_migrate(cfg, "/dev/null");
+    pid = tk_worker_start(cfg, 0, logp, verbose);
 
     tk_produce_ids(tk_mock_bootstraps(m), TOPIC, HALF, ENTITIES, PARTS, 1, NULL);
     wait_committed(c, HALF, pid, logp);

@@ -80,33 +80,29 @@ typedef struct ctx {
 
 static void write_config(ctx *c, const char *path, const char *role)
 {
-    tk_write_file(path,
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  session.timeout.ms: 6000\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s user=%s\"\n"
-                  "pipelines:\n"
-                  "  ledger:\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: priv-ledger\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts}\n"
-                  "    handler: {plugin: %s/ledger.so}\n"
-                  "    batch: {max_messages: 20, max_wait_ms: 50}\n"
-                  "  projection:\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    group: priv-projection\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, on_missing: skip}\n"
-                  "    handler:\n"
-                  "      builtin: upsert\n"
-                  "      options: {table: account_view, key: [id],"
-                  " columns: {id: id, name: name, balance: balance}}\n"
-                  "    batch: {max_messages: 20, max_wait_ms: 50}\n",
-                  c->bootstraps, c->conninfo, role,
-                  tk_env_required("EXACTLY_PLUGIN_DIR"));
+    char conninfo[1200];
+    tk_config cfg;
+    tk_pipeline *pl = cfg.pipelines;
+
+    snprintf(conninfo, sizeof conninfo, "%s user=%s", c->conninfo, role);
+    tk_config_init(&cfg, c->bootstraps, conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    ledger_pipeline(&pl[0], "ledger", TOPIC);
+    pl[0].group = "priv-ledger";
+    pl[0].max_messages = 20;
+    pl[0].max_wait_ms = 50;
+    pl[1].name = "projection";
+    pl[1].topics[0] = TOPIC;
+    pl[1].group = "priv-projection";
+    pl[1].id_from = "key";
+    pl[1].id_type = "bigint";
+    pl[1].lookup_table = "accounts";
+    pl[1].on_missing = "skip";
+    tk_upsert_handler(&pl[1], "account_view",
+                      (const char *[]){"id", "name", "balance", NULL});
+    pl[1].max_messages = 20;
+    pl[1].max_wait_ms = 50;
+    tk_config_write(path, &cfg);
 }
 
 /* Runs `exactly ARGS...` (NULL-terminated); status and output. */

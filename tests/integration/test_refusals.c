@@ -30,6 +30,7 @@
 
 #include "exactly/handler.h"
 #include "store.h"
+#include "ledger_check.h"
 #include "testkit.h"
 
 #define TOPIC "refusals"
@@ -201,18 +202,12 @@ static char *fill(const char *s, const ctx *c, const char *conn,
 static int exactly(const ctx *c, const char *log, char **out, const char *a1,
                    const char *a2, const char *a3)
 {
-    char *argv[] = {(char *)c->bin, (char *)a1, (char *)a2, (char *)a3, NULL};
-    pid_t pid;
+    const char *args[] = {a1, a2, a3, NULL};
     int status;
 
+    (void)c;
     tk_rm_rf(log);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly %s %s %s did not finish in %d ms; log %s", a1, a2,
-                a3, CMD_TIMEOUT_MS, log);
-    }
+    status = tk_exactlyv(log, CMD_TIMEOUT_MS, args);
     *out = tk_read_file(log);
     if (!*out)
         *out = strdup("");
@@ -228,16 +223,8 @@ static void fresh_db(const ctx *c, const char *tag, int migrated,
 
     tk_pg_create_db(tag, conninfo, size);
     conn = tk_pg_connect(conninfo);
-    tk_sql(conn, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text,"
-                 " balance numeric);"
-                 "INSERT INTO accounts SELECT g, 'account ' || g, g * 10"
-                 " FROM generate_series(1, 500) g;"
-                 "CREATE TABLE ledger (topic text NOT NULL, partition int"
-                 " NOT NULL, \"offset\" bigint NOT NULL, entity_id text NOT"
-                 " NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
-                 " PRIMARY KEY (topic, partition, \"offset\"));"
-                 "CREATE TABLE ledger_counters (entity_id text PRIMARY KEY,"
-                 " n bigint NOT NULL)");
+    ledger_create_accounts(conn, "accounts", LEDGER_ACCOUNTS);
+    ledger_create_tables(conn, "ledger", "ledger_counters");
     PQfinish(conn);
     if (migrated) {
         char cfg[512], log[512];

@@ -77,36 +77,27 @@ static int g_logs; /* numbers the output files */
 static pid_t spawn_reprocess(const char *config, char *log, size_t log_size,
                              ...)
 {
-    char *argv[32];
+    const char *args[32];
     int n = 0;
     va_list ap;
-    char *a;
+    const char *a;
 
-    argv[n++] = (char *)ledger_exactly_bin();
-    argv[n++] = "reprocess";
-    argv[n++] = "-c";
-    argv[n++] = (char *)config;
+    args[n++] = "reprocess";
+    args[n++] = "-c";
+    args[n++] = config;
     va_start(ap, log_size);
-    while ((a = va_arg(ap, char *)) != NULL && n < 31)
-        argv[n++] = a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 31)
+        args[n++] = a;
     va_end(ap);
-    argv[n] = NULL;
+    args[n] = NULL;
     snprintf(log, log_size, "%s/reprocess-%02d.log", g_dir, ++g_logs);
-    return tk_spawn(argv, log);
+    return tk_exactly_startv(log, args);
 }
 
 /* Waits for a reprocess to exit (60 s at most) and returns its status. */
 static int wait_reprocess(pid_t pid, const char *log)
 {
-    int st = tk_wait(pid, 60000);
-
-    if (st == -1) {
-        tk_kill(pid, SIGKILL);
-        tk_wait(pid, 10000);
-        ledger_log_tail(log, 30);
-        tk_fail("exactly reprocess still running after 60 s; log: %s", log);
-    }
-    return st;
+    return tk_exactly_wait(pid, 60000, log, "exactly reprocess");
 }
 
 /* md5 of a whole table, row by row as text: any change to any column of
@@ -264,13 +255,13 @@ static void ledger_prepare(ledger_env *e)
     snprintf(e->trim_config, sizeof e->trim_config, "%s/trim.yaml", g_dir);
     ledger_write_config(e->trim_config, &c);
     snprintf(log, sizeof log, "%s/migrate.log", g_dir);
-    ledger_migrate(e->config, log);
+    tk_migrate(e->config, log);
 
     /* The live pipeline consumes everything once. */
     tk_produce_ids(tk_mock_bootstraps(g_mock), TOPIC, N_MESSAGES,
                    LEDGER_ACCOUNTS, N_PARTITIONS, SEED, counts);
     snprintf(log, sizeof log, "%s/live-ledger.log", g_dir);
-    st = tk_wait(ledger_start_worker(e->config, 3000, log), 120000);
+    st = tk_worker_run(e->config, 3000, 120000, log, NULL);
     LEDGER_CHECK_LOG(st == 0, log, "live ledger worker exited %d; log: %s",
                      st, log);
     LEDGER_CHECK_LOG(ledger_read_summary(log, &sum) &&
@@ -596,43 +587,26 @@ static void produce_named(const int *ids, size_t n)
     free(keys);
 }
 
-/* A single-quoted YAML scalar; $ doubled, since exactly expands ${VAR}. */
-static void yaml_quoted(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'' || *s == '$')
-            fputc(*s, f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
-
 /* The live pipeline: the built-in upsert, fused (lookup: table). */
 static void write_live_config(const char *path, const char *conninfo)
 {
-    FILE *f = fopen(path, "w");
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
 
-    TK_CHECK(f != NULL, "cannot write %s", path);
-    fprintf(f, "kafka:\n  bootstrap.servers: ");
-    yaml_quoted(f, tk_mock_bootstraps(g_mock));
-    fprintf(f, "\n  auto.offset.reset: earliest\npostgres:\n  conninfo: ");
-    yaml_quoted(f, conninfo);
-    fprintf(f, "\npipelines:\n"
-               "  " LIVE_PIPELINE ":\n"
-               "    topics: [" LIVE_TOPIC "]\n"
-               "    group: " LIVE_TOPIC "\n"
-               "    id: {from: key, type: bigint}\n"
-               "    lookup: {table: accounts, on_missing: skip}\n"
-               "    handler:\n"
-               "      builtin: upsert\n"
-               "      options:\n"
-               "        table: account_view\n"
-               "        key: [id]\n"
-               "        columns: {id: id, name: name, balance: balance}\n"
-               "    batch: {max_messages: 100, max_wait_ms: 50}\n"
-               "    kafka: {session.timeout.ms: 6000}\n");
-    TK_CHECK(fclose(f) == 0, "cannot write %s", path);
+    tk_config_init(&cfg, tk_mock_bootstraps(g_mock), conninfo);
+    pl->name = LIVE_PIPELINE;
+    pl->topics[0] = LIVE_TOPIC;
+    pl->group = LIVE_TOPIC;
+    pl->id_from = "key";
+    pl->id_type = "bigint";
+    pl->lookup_table = "accounts";
+    pl->on_missing = "skip";
+    tk_upsert_handler(pl, "account_view",
+                      (const char *[]){"id", "name", "balance", NULL});
+    pl->max_messages = 100;
+    pl->max_wait_ms = 50;
+    pl->kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    tk_config_write(path, &cfg);
 }
 
 static int64_t live_stored(PGconn *db)
@@ -678,7 +652,7 @@ static void scenario_live(void)
     snprintf(config, sizeof config, "%s/live.yaml", g_dir);
     write_live_config(config, conninfo);
     snprintf(log, sizeof log, "%s/live-migrate.log", g_dir);
-    ledger_migrate(config, log);
+    tk_migrate(config, log);
 
     /* Phase 1: every ID LIVE_ROUNDS times; partition 1 holds the IDs = 1
      * mod 4 at offsets 0 .. LIVE_IDS / 4 * LIVE_ROUNDS - 1. */
@@ -688,11 +662,7 @@ static void scenario_live(void)
     produce_named(ids, n);
     produced += (int64_t)n;
     snprintf(wlog, sizeof wlog, "%s/live-worker.log", g_dir);
-    {
-        char *argv[] = {(char *)ledger_exactly_bin(), "worker", "-c", config,
-                        NULL};
-        w = tk_spawn(argv, wlog);
-    }
+    w = tk_worker_start(config, 0, wlog, NULL);
     wait_live_caught_up(db, produced, w, wlog);
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM account_view v "
                                        "JOIN accounts a USING (id) WHERE "

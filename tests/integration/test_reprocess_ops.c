@@ -51,55 +51,37 @@ typedef struct ctx {
 
 static void write_config(ctx *c, int failing)
 {
-    tk_write_file(c->cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  " LEDGER_PIPELINE ":\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, id_column: id}\n"
-                  "    handler:\n"
-                  "      plugin: %s/ledger.so\n"
-                  "%s"
-                  "    batch: {max_messages: 50, max_wait_ms: 50}\n",
-                  c->bootstraps, c->conninfo,
-                  tk_env_required("EXACTLY_PLUGIN_DIR"),
-                  failing ? "      options: {fail_on_ids: ['7']}\n" : "");
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
+    ledger_pipeline(pl, LEDGER_PIPELINE, TOPIC);
+    pl->lookup_id_column = "id";
+    if (failing)
+        pl->options_yaml = "        fail_on_ids: ['7']\n";
+    pl->max_messages = 50;
+    pl->max_wait_ms = 50;
+    tk_config_write(c->cfg, &cfg);
 }
 
 /* Runs `exactly ARGS... -c cfg` (NULL-terminated); status and output. */
 static int exactly(ctx *c, char **out, ...)
 {
-    char *argv[32];
+    const char *args[32];
     char log[512];
     va_list ap;
     const char *a;
-    int n = 0, status;
-    pid_t pid;
+    int n = 0;
 
-    argv[n++] = (char *)ledger_exactly_bin();
     va_start(ap, out);
     while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        argv[n++] = (char *)a;
+        args[n++] = a;
     va_end(ap);
-    argv[n++] = "-c";
-    argv[n++] = c->cfg;
-    argv[n] = NULL;
-    snprintf(log, sizeof log, "%s/%s-%02d.log", c->dir, argv[1], ++c->n);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly %s did not finish; log %s", argv[1], log);
-    }
-    *out = tk_read_file(log);
-    if (!*out)
-        *out = strdup("");
-    return status;
+    args[n++] = "-c";
+    args[n++] = c->cfg;
+    args[n] = NULL;
+    snprintf(log, sizeof log, "%s/%s-%02d.log", c->dir, args[0], ++c->n);
+    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
 }
 
 static int wanted(const char *name)

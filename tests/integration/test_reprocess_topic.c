@@ -56,75 +56,57 @@ typedef struct ctx {
 
 static void write_config(ctx *c)
 {
-    tk_write_file(c->cfg,
-                  "kafka:\n"
-                  "  bootstrap.servers: '%s'\n"
-                  "  auto.offset.reset: earliest\n"
-                  "postgres:\n"
-                  "  conninfo: \"%s\"\n"
-                  "pipelines:\n"
-                  "  " LEDGER_PIPELINE ":\n"
-                  "    topics: [" TOPIC "]\n"
-                  "    id: {from: key, type: bigint}\n"
-                  "    lookup: {table: accounts, id_column: id}\n"
-                  "    handler:\n"
-                  "      plugin: %s/ledger.so\n"
-                  "    batch: {max_messages: 50, max_wait_ms: 50}\n",
-                  c->bootstraps, c->conninfo,
-                  tk_env_required("EXACTLY_PLUGIN_DIR"));
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+
+    tk_config_init(&cfg, c->bootstraps, c->conninfo);
+    ledger_pipeline(pl, LEDGER_PIPELINE, TOPIC);
+    pl->lookup_id_column = "id";
+    pl->max_messages = 50;
+    pl->max_wait_ms = 50;
+    tk_config_write(c->cfg, &cfg);
 }
 
-/* argv for `exactly reprocess ARGS... -c cfg` (NULL-terminated list). */
-static void build_argv(ctx *c, char **argv, va_list ap)
+/* args for `exactly reprocess ARGS... -c cfg` (NULL-terminated list). */
+static void build_args(ctx *c, const char **args, va_list ap)
 {
     const char *a;
     int n = 0;
 
-    argv[n++] = (char *)ledger_exactly_bin();
-    argv[n++] = "reprocess";
-    argv[n++] = "--pipeline";
-    argv[n++] = LEDGER_PIPELINE;
+    args[n++] = "reprocess";
+    args[n++] = "--pipeline";
+    args[n++] = LEDGER_PIPELINE;
     while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        argv[n++] = (char *)a;
-    argv[n++] = "-c";
-    argv[n++] = c->cfg;
-    argv[n] = NULL;
+        args[n++] = a;
+    args[n++] = "-c";
+    args[n++] = c->cfg;
+    args[n] = NULL;
 }
 
 static pid_t spawn(ctx *c, char *log, size_t log_size, ...)
 {
-    char *argv[32];
+    const char *args[32];
     va_list ap;
 
     va_start(ap, log_size);
-    build_argv(c, argv, ap);
+    build_args(c, args, ap);
     va_end(ap);
     snprintf(log, log_size, "%s/reprocess-%02d.log", c->dir, ++c->n);
-    return tk_spawn(argv, log);
+    return tk_exactly_startv(log, args);
 }
 
 /* Runs `exactly reprocess ARGS...`; status and output. */
 static int reprocess(ctx *c, char **out, ...)
 {
-    char *argv[32], log[512];
+    const char *args[32];
+    char log[512];
     va_list ap;
-    int status;
-    pid_t pid;
 
     va_start(ap, out);
-    build_argv(c, argv, ap);
+    build_args(c, args, ap);
     va_end(ap);
     snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n);
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, CMD_TIMEOUT_MS);
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        tk_fail("exactly reprocess did not finish; log %s", log);
-    }
-    *out = tk_read_file(log);
-    if (!*out)
-        *out = strdup("");
-    return status;
+    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
 }
 
 static int wanted(const char *name)

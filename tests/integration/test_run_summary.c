@@ -26,17 +26,15 @@
 int main(void)
 {
     static int64_t per_entity[N_ENTITIES];
-    static const char worker_prefix[] = "pipeline " LEDGER_PIPELINE ": consumed ";
     static const char total_prefix[] = "pipeline " LEDGER_PIPELINE " total (";
     ledger_fixture f;
     ledger_config c;
     char *text;
     const char *p;
-    long long w[9], sum[9] = {0}, t[9];
-    int n_workers = 0, total_workers = -1, restarts = -1, status, k, lines = 0;
+    long long sum[9] = {0}, t[9];
+    int n_workers, total_workers = -1, restarts = -1, status, k, lines = 0;
+    tk_run_summary w[4];
     PGconn *db;
-    char *argv[8];
-    pid_t pid;
 
     ledger_fixture_start(&f, "run_summary", "run-summary", PARTITIONS);
     tk_produce_ids(f.mock->bootstraps, f.topic, N_MSGS, N_ENTITIES, PARTITIONS,
@@ -46,32 +44,23 @@ int main(void)
     c.max_wait_ms = 50;
     c.pipeline_yaml = "    workers: 2\n";
     ledger_fixture_config(&f, &c);
-    argv[0] = (char *)ledger_exactly_bin();
-    argv[1] = "run";
-    argv[2] = "-c";
-    argv[3] = f.config;
-    argv[4] = "--exit-idle";
-    argv[5] = "4000";
-    argv[6] = NULL;
-    pid = tk_spawn(argv, f.log);
-    status = tk_wait(pid, 90000);
-    if (status == -1)
-        tk_terminate(pid, 5000);
+    status = tk_exactly(f.log, 90000, "run", "-c", f.config, "--exit-idle",
+                        "4000", NULL);
     LEDGER_CHECK_LOG(status == 0, f.log, "exactly run exited %d", status);
 
     text = tk_read_file(f.log);
     TK_CHECK(text != NULL, "no log");
-    for (p = strstr(text, worker_prefix); p; p = strstr(p + 1, worker_prefix)) {
-        TK_CHECK(sscanf(p, "pipeline " LEDGER_PIPELINE ": consumed %lld, "
-                           "applied %lld, deduplicated %lld, dead-lettered "
-                           "%lld, skipped (no row) %lld; batches committed "
-                           "%lld, rolled back %lld, fenced %lld; retries %lld",
-                        &w[0], &w[1], &w[2], &w[3], &w[4], &w[5], &w[6], &w[7],
-                        &w[8]) == 9,
-                 "a worker's summary does not parse: %.200s", p);
-        for (k = 0; k < 9; k++)
-            sum[k] += w[k];
-        n_workers++;
+    n_workers = tk_summaries(f.log, LEDGER_PIPELINE, w, 4);
+    for (k = 0; k < n_workers && k < 4; k++) {
+        sum[0] += w[k].consumed;
+        sum[1] += w[k].applied;
+        sum[2] += w[k].deduplicated;
+        sum[3] += w[k].dead_lettered;
+        sum[4] += w[k].skipped;
+        sum[5] += w[k].committed;
+        sum[6] += w[k].rolled_back;
+        sum[7] += w[k].fenced;
+        sum[8] += w[k].retries;
     }
     for (p = strstr(text, total_prefix); p; p = strstr(p + 1, total_prefix)) {
         lines++;

@@ -105,54 +105,34 @@ typedef struct scen {
 /* Set-up                                                              */
 /* ------------------------------------------------------------------ */
 
-/* A single-quoted YAML scalar; $ doubled, since exactly expands ${VAR}. */
-static void yaml_quoted(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'' || *s == '$')
-            fputc(*s, f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
-
 /* The ledger pipeline with two workers; crash_id > 0 makes its handler
- * abort() on that ID. ledger_write_config() has no `workers` nor handler
- * options, hence a writer of our own. */
+ * abort() on that ID. */
 static void write_config(const scen *s, int crash_id, int batch_max,
                          int session_ms)
 {
-    FILE *f = fopen(s->config, "w");
+    ledger_config lc;
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+    char crash[24], session[24];
 
-    TK_CHECK(f != NULL, "cannot write %s", s->config);
-    fprintf(f, "kafka:\n  bootstrap.servers: ");
-    yaml_quoted(f, tk_mock_bootstraps(g_mock));
-    fprintf(f, "\n  auto.offset.reset: earliest\npostgres:\n  conninfo: ");
-    yaml_quoted(f, s->conninfo);
-    fprintf(f, "\npipelines:\n  " LEDGER_PIPELINE ":\n"
-               "    topics: [%s]\n"
-               "    group: %s\n"
-               "    id: {from: key, type: bigint}\n"
-               "    lookup: {table: accounts, id_column: id}\n"
-               "    handler:\n      plugin: ",
-            s->name, s->name);
-    {
-        char plugin[1024];
-        snprintf(plugin, sizeof plugin, "%s/ledger.so",
-                 tk_env_required("EXACTLY_PLUGIN_DIR"));
-        yaml_quoted(f, plugin);
+    memset(&lc, 0, sizeof lc);
+    lc.bootstraps = tk_mock_bootstraps(g_mock);
+    lc.conninfo = s->conninfo;
+    lc.topic = s->name;
+    lc.group = s->name;
+    lc.max_messages = batch_max;
+    lc.max_wait_ms = BATCH_WAIT_MS;
+    lc.max_crashes = 1000;
+    ledger_config_fill(&cfg, &lc);
+    pl->workers = 2;
+    if (crash_id > 0) {
+        snprintf(crash, sizeof crash, "%d", crash_id);
+        pl->options[0] = (tk_prop){"crash_on_id", crash};
     }
-    if (crash_id > 0)
-        fprintf(f, "\n      options: {crash_on_id: '%d'}", crash_id);
-    fprintf(f, "\n    batch: {max_messages: %d, max_wait_ms: %d}\n"
-               "    max_crashes: 1000\n"
-               "    workers: 2\n"
-               "    kafka:\n"
-               "      session.timeout.ms: '%d'\n"
-               "      heartbeat.interval.ms: '500'\n",
-            batch_max, BATCH_WAIT_MS, session_ms);
-    TK_CHECK(fclose(f) == 0, "cannot write %s", s->config);
+    snprintf(session, sizeof session, "%d", session_ms);
+    pl->kafka[0] = (tk_prop){"session.timeout.ms", session};
+    pl->kafka[1] = (tk_prop){"heartbeat.interval.ms", "500"};
+    tk_config_write(s->config, &cfg);
 }
 
 static void setup(scen *s, const char *name, int crash_id, int batch_max,
@@ -169,7 +149,7 @@ static void setup(scen *s, const char *name, int crash_id, int batch_max,
     snprintf(s->config, sizeof s->config, "%s/%s.yaml", g_dir, name);
     write_config(s, crash_id, batch_max, session_ms);
     snprintf(log, sizeof log, "%s/%s-migrate.log", g_dir, name);
-    ledger_migrate(s->config, log);
+    tk_migrate(s->config, log);
     s->db = tk_pg_connect(s->conninfo);
 }
 
@@ -193,40 +173,22 @@ static pid_t start_run(const scen *s, const char *log, const char *out,
                        int exit_idle_ms, int shutdown_s)
 {
     char idle[24], shutdown[24];
-    char *argv[14] = {(char *)ledger_exactly_bin(), "run", "-c",
-                      (char *)s->config, "--lock-dir", g_lockdir,
-                      "--log-file", (char *)log, "--shutdown-timeout",
-                      shutdown, NULL};
+    const char *args[12] = {"run", "-c", s->config, "--lock-dir", g_lockdir,
+                            "--log-file", log, "--shutdown-timeout",
+                            shutdown, NULL};
 
     snprintf(shutdown, sizeof shutdown, "%d", shutdown_s);
     if (exit_idle_ms > 0) {
         snprintf(idle, sizeof idle, "%d", exit_idle_ms);
-        argv[10] = "--exit-idle";
-        argv[11] = idle;
+        args[9] = "--exit-idle";
+        args[10] = idle;
     }
-    return tk_spawn(argv, out);
+    return tk_exactly_startv(out, args);
 }
 
 /* ------------------------------------------------------------------ */
 /* Logs and processes                                                  */
 /* ------------------------------------------------------------------ */
-
-/* Lines of the file holding a and (unless NULL) b. */
-static int lines_with(const char *path, const char *a, const char *b)
-{
-    char *text = tk_read_file(path);
-    char *line, *save = NULL;
-    int n = 0;
-
-    if (!text)
-        return 0;
-    for (line = strtok_r(text, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save))
-        if (strstr(line, a) && (!b || strstr(line, b)))
-            n++;
-    free(text);
-    return n;
-}
 
 /* The integers after key in the lines holding a and b, in order, into
  * out[0..max); returns how many lines had one. */
@@ -296,55 +258,6 @@ static const char *pid_tag(pid_t pid, char *buf, size_t size)
     return buf;
 }
 
-/* The worker_pid of the n-th (from 0) "worker started" line; waits up to
- * timeout_ms for it while sup runs. */
-static pid_t started_pid(const char *log, int n, pid_t sup, int timeout_ms)
-{
-    char *text, *line, *save = NULL;
-    pid_t pid = -1;
-    int seen = 0;
-
-    LEDGER_CHECK_LOG(ledger_wait_log(log, "msg=\"worker started\"", n + 1,
-                                     sup, timeout_ms, NULL),
-                     log, "no %d. \"worker started\" line within %d ms "
-                     "(or the supervisor exited); log: %s", n + 1,
-                     timeout_ms, log);
-    text = tk_read_file(log);
-    TK_CHECK(text != NULL, "cannot read %s", log);
-    for (line = strtok_r(text, "\n", &save); line && pid < 0;
-         line = strtok_r(NULL, "\n", &save)) {
-        const char *k;
-        if (!strstr(line, "msg=\"worker started\"") || seen++ < n)
-            continue;
-        k = strstr(line, "worker_pid=");
-        TK_CHECK(k != NULL, "\"worker started\" line without worker_pid: %s",
-                 line);
-        pid = (pid_t)strtol(k + strlen("worker_pid="), NULL, 10);
-    }
-    free(text);
-    TK_CHECK(pid > 0, "no worker_pid in the %d. start line of %s", n + 1, log);
-    return pid;
-}
-
-/* Waits until worker pid has claimed a partition (its own log line). */
-static void wait_claimed(const char *log, pid_t pid, pid_t sup,
-                         int timeout_ms)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-    char tag[32];
-
-    pid_tag(pid, tag, sizeof tag);
-    while (lines_with(log, tag, "msg=\"partition claimed\"") == 0) {
-        LEDGER_CHECK_LOG(tk_wait(sup, 0) == -1, log,
-                         "the supervisor exited while worker %d joined; "
-                         "log: %s", (int)pid, log);
-        LEDGER_CHECK_LOG(tk_now_ms() < deadline, log,
-                         "worker %d claimed no partition within %d ms; "
-                         "log: %s", (int)pid, timeout_ms, log);
-        tk_sleep_ms(20);
-    }
-}
-
 /* Waits until worker pid is in its loop (its own "started" line), with
  * its signal handlers in place. */
 static void wait_worker_running(const char *log, pid_t pid, pid_t sup)
@@ -353,7 +266,7 @@ static void wait_worker_running(const char *log, pid_t pid, pid_t sup)
     char tag[32];
 
     pid_tag(pid, tag, sizeof tag);
-    while (lines_with(log, tag, "msg=\"started\"") == 0) {
+    while (tk_log_lines_with(log, tag, "msg=\"started\"") == 0) {
         LEDGER_CHECK_LOG(tk_wait(sup, 0) == -1 && tk_now_ms() < deadline, log,
                          "worker %d did not start within 30 s (or the "
                          "supervisor exited); log: %s", (int)pid, log);
@@ -433,12 +346,12 @@ static void scenario_kill(void)
     snprintf(out, sizeof out, "%s/sup_kill.out", g_dir);
     produce_wave(&s, 16 * WAVE);
     sup = start_run(&s, log, out, 3000, SHUTDOWN_TIMEOUT_S);
-    w0 = started_pid(log, 0, sup, 30000);
-    w1 = started_pid(log, 1, sup, 30000);
+    w0 = tk_worker_pid(log, 0, sup, 30000);
+    w1 = tk_worker_pid(log, 1, sup, 30000);
     TK_CHECK(w0 != w1 && w0 != sup && w1 != sup,
              "worker pids %d, %d, supervisor %d", (int)w0, (int)w1, (int)sup);
-    wait_claimed(log, w0, sup, 60000);
-    wait_claimed(log, w1, sup, 60000);
+    tk_wait_claims(log, w0, 1, sup, 60000);
+    tk_wait_claims(log, w1, 1, sup, 60000);
     /* Some batches of both workers committed, most of the stream left. */
     while ((rows_at_kill = ledger_rows(s.db)) < 1000) {
         LEDGER_CHECK_LOG(tk_now_ms() - t0 < 60000 && tk_wait(sup, 0) == -1,
@@ -452,25 +365,25 @@ static void scenario_kill(void)
     TK_CHECK(rows_at_kill < s.produced, "the workers had applied all %"
              PRId64 " messages before the kill: not mid-stream",
              s.produced);
-    w0b = started_pid(log, 2, sup, 10000);
+    w0b = tk_worker_pid(log, 2, sup, 10000);
     /* A batch and its offset commit together or not at all, even for the
      * worker killed inside one. */
     ledger_check_consistent(s.db, s.name, N_PARTITIONS);
     restart_ms = tk_now_ms() - t_kill;
-    LEDGER_CHECK_LOG(lines_with(log, "msg=\"worker killed by signal\"",
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "msg=\"worker killed by signal\"",
                                 "worker=0 signal=9") == 1,
                      log, "no \"worker killed by signal ... worker=0 "
                      "signal=9\" line; log: %s", log);
     LEDGER_CHECK_LOG(restart_ms >= MIN_RESTART_MS, log,
                      "worker 0 restarted %" PRId64 " ms after its death: "
                      "no backoff; log: %s", restart_ms, log);
-    LEDGER_CHECK_LOG(lines_with(log, "msg=\"worker started\"",
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "msg=\"worker started\"",
                                 "worker=0 worker_pid=") == 2,
                      log, "the restarted worker is not worker 0; log: %s",
                      log);
     /* The stream goes on while the new worker joins; it must get work. */
     pid_tag(w0b, tag, sizeof tag);
-    while (lines_with(log, tag, "msg=\"partition claimed\"") == 0) {
+    while (tk_log_lines_with(log, tag, "msg=\"partition claimed\"") == 0) {
         LEDGER_CHECK_LOG(tk_now_ms() - t_kill < 60000 && tk_wait(sup, 0) == -1,
                          log, "restarted worker %d claimed nothing within "
                          "60 s; log: %s", (int)w0b, log);
@@ -488,10 +401,10 @@ static void scenario_kill(void)
     st = wait_exit(sup, 120000, log);
     LEDGER_CHECK_LOG(st == 0, log, "exactly run --exit-idle exited %d; "
                      "log: %s", st, log);
-    LEDGER_CHECK_LOG(lines_with(log, "msg=\"worker started\"", NULL) == 3 &&
-                         lines_with(log, "msg=\"worker finished\"", NULL) ==
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "msg=\"worker started\"", NULL) == 3 &&
+                         tk_log_lines_with(log, "msg=\"worker finished\"", NULL) ==
                              2 &&
-                         lines_with(log, "msg=\"stopped\" code=0", NULL) == 1,
+                         tk_log_lines_with(log, "msg=\"stopped\" code=0", NULL) == 1,
                      log, "expected 3 starts, 2 clean finishes and "
                      "\"stopped code=0\"; log: %s", log);
     applied = last_int_in_lines_with(log, tag, "msg=\"stopped\"", " applied=");
@@ -526,10 +439,10 @@ static void scenario_term(void)
     snprintf(out, sizeof out, "%s/sup_term.out", g_dir);
     sup = start_run(&s, log, out, 0, SHUTDOWN_TIMEOUT_S);
     for (i = 0; i < 2; i++)
-        w[i] = started_pid(log, i, sup, 30000);
+        w[i] = tk_worker_pid(log, i, sup, 30000);
     /* Both in the group, each with its partitions (empty so far). */
     for (i = 0; i < 2; i++)
-        wait_claimed(log, w[i], sup, 60000);
+        tk_wait_claims(log, w[i], 1, sup, 60000);
 
     /* Log rotation: move the file away, SIGHUP; from then on every
      * process writes to a new file at the configured path. Nothing is
@@ -559,27 +472,27 @@ static void scenario_term(void)
                      "shutdown timeout", stop_ms);
     /* The supervisor reaped them before it exited. */
     wait_gone(w, 2, 0, NULL, "after the supervisor's clean exit");
-    LEDGER_CHECK_LOG(lines_with(log, "msg=\"stopping: workers commit their "
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "msg=\"stopping: workers commit their "
                                      "batch and leave\"", NULL) == 1 &&
-                         lines_with(log, "msg=\"worker finished\"", NULL) ==
+                         tk_log_lines_with(log, "msg=\"worker finished\"", NULL) ==
                              2 &&
-                         lines_with(log, "msg=\"stopped\" code=0", NULL) == 1 &&
-                         lines_with(log, "msg=\"killing\"", NULL) == 0,
+                         tk_log_lines_with(log, "msg=\"stopped\" code=0", NULL) == 1 &&
+                         tk_log_lines_with(log, "msg=\"killing\"", NULL) == 0,
                      log, "expected a drain (stopping, 2 workers finished, "
                      "code 0, nobody killed); log: %s", log);
     /* After the SIGHUP each process wrote to the new file: the workers'
      * final counters are there and not in the rotated one. */
     for (i = 0; i < 2; i++) {
         pid_tag(w[i], tag, sizeof tag);
-        LEDGER_CHECK_LOG(lines_with(log, tag, "msg=\"stopped\"") == 1, log,
+        LEDGER_CHECK_LOG(tk_log_lines_with(log, tag, "msg=\"stopped\"") == 1, log,
                          "worker %d's final line is not in the reopened log "
                          "file; log: %s", (int)w[i], log);
-        LEDGER_CHECK_LOG(lines_with(rotated, tag, "msg=\"stopped\"") == 0,
+        LEDGER_CHECK_LOG(tk_log_lines_with(rotated, tag, "msg=\"stopped\"") == 0,
                          rotated, "worker %d wrote its final line into the "
                          "rotated file %s", (int)w[i], rotated);
     }
-    TK_CHECK(lines_with(rotated, "msg=\"worker started\"", NULL) == 2 &&
-                 lines_with(rotated, "stopping:", NULL) == 0,
+    TK_CHECK(tk_log_lines_with(rotated, "msg=\"worker started\"", NULL) == 2 &&
+                 tk_log_lines_with(rotated, "stopping:", NULL) == 0,
              "the rotated file %s should hold the start and nothing of the "
              "stop", rotated);
 
@@ -632,7 +545,7 @@ static void scenario_lock(void)
 
     a = start_run(&s, log, out, 0, SHUTDOWN_TIMEOUT_S);
     for (i = 0; i < 2; i++)
-        wa[i] = started_pid(log, i, a, 30000);
+        wa[i] = tk_worker_pid(log, i, a, 30000);
     text = tk_read_file(lock);
     TK_CHECK(text && strtol(text, NULL, 10) == (long)a,
              "lock file %s holds \"%s\", not the supervisor's pid %d", lock,
@@ -680,7 +593,7 @@ static void scenario_lock(void)
     snprintf(cout, sizeof cout, "%s/sup_lock-c.out", g_dir);
     c = start_run(&s, slog, cout, 0, 2);
     for (i = 0; i < 2; i++) {
-        wc[i] = started_pid(slog, i, c, 30000);
+        wc[i] = tk_worker_pid(slog, i, c, 30000);
         wait_worker_running(slog, wc[i], c);
     }
     text = tk_read_file(lock);
@@ -698,9 +611,9 @@ static void scenario_lock(void)
     LEDGER_CHECK_LOG(ms >= 1900 && ms < 8000, slog,
                      "the forced stop came after %" PRId64 " ms, expected "
                      "about --shutdown-timeout 2 s", ms);
-    LEDGER_CHECK_LOG(lines_with(slog, "msg=\"killing\" workers=1", NULL) ==
+    LEDGER_CHECK_LOG(tk_log_lines_with(slog, "msg=\"killing\" workers=1", NULL) ==
                              1 &&
-                         lines_with(slog, "msg=\"worker finished\"",
+                         tk_log_lines_with(slog, "msg=\"worker finished\"",
                                     "worker=1") == 1,
                      slog, "expected worker 1 to finish and worker 0 to be "
                      "killed; log: %s", slog);
@@ -714,7 +627,7 @@ static void scenario_lock(void)
     snprintf(cout, sizeof cout, "%s/sup_lock-d.out", g_dir);
     c = start_run(&s, slog, cout, 0, 60);
     for (i = 0; i < 2; i++) {
-        wc[i] = started_pid(slog, i, c, 30000);
+        wc[i] = tk_worker_pid(slog, i, c, 30000);
         wait_worker_running(slog, wc[i], c);
     }
     TK_CHECK_EQ_INT64(tk_kill(wc[0], SIGSTOP), 0, "SIGSTOP of a worker");
@@ -732,7 +645,7 @@ static void scenario_lock(void)
     LEDGER_CHECK_LOG(st == 1 && ms < 3000, slog,
                      "after a second SIGTERM exactly run exited %d in %"
                      PRId64 " ms, expected 1 at once; log: %s", st, ms, slog);
-    LEDGER_CHECK_LOG(lines_with(slog, "msg=\"killing\"", NULL) == 1, slog,
+    LEDGER_CHECK_LOG(tk_log_lines_with(slog, "msg=\"killing\"", NULL) == 1, slog,
                      "no \"killing\" line; log: %s", slog);
     wait_gone(wc, 2, 0, NULL, "after the second signal");
     tk_note("[lock] passed in %.1f s: a second SIGTERM ended the drain in %"
@@ -773,12 +686,12 @@ static void scenario_loop(void)
     snprintf(out, sizeof out, "%s/sup_loop.out", g_dir);
     sup = start_run(&s, log, out, 0, SHUTDOWN_TIMEOUT_S);
     st = wait_exit(sup, 120000, log);
-    deaths = lines_with(log, "msg=\"worker killed by signal\"", "signal=6");
+    deaths = tk_log_lines_with(log, "msg=\"worker killed by signal\"", "signal=6");
     LEDGER_CHECK_LOG(st == 1, log, "exactly run exited %d, expected 1 (crash "
                      "loop); log: %s", st, log);
-    LEDGER_CHECK_LOG(lines_with(log, "crash loop", "worker=0") >= 1 &&
-                         lines_with(log, "crash loop", "worker=1") >= 1 &&
-                         lines_with(log, "msg=\"every worker of the "
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "crash loop", "worker=0") >= 1 &&
+                         tk_log_lines_with(log, "crash loop", "worker=1") >= 1 &&
+                         tk_log_lines_with(log, "msg=\"every worker of the "
                                          "pipeline is in a crash loop",
                                     " pipeline=" LEDGER_PIPELINE) == 1,
                      log, "expected both workers in a crash loop and the "
@@ -809,7 +722,7 @@ static void scenario_loop(void)
     tk_note("[loop] passed in %.1f s: exit 1 after %d deaths by SIGABRT, "
             "%d worker starts",
             (double)(tk_now_ms() - t0) / 1000.0, deaths,
-            lines_with(log, "msg=\"worker started\"", NULL));
+            tk_log_lines_with(log, "msg=\"worker started\"", NULL));
     PQfinish(s.db);
 }
 

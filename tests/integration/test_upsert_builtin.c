@@ -39,7 +39,8 @@
 typedef struct flavour {
     const char *name;   /* pipeline name, also the config file's name */
     const char *target; /* the view it writes */
-    const char *lookup; /* the YAML of its lookup section */
+    const char *table; /* lookup.table, or */
+    const char *sql;   /* lookup.sql */
     int fused;          /* what check must say */
     char config[512];
     char log[512];
@@ -47,32 +48,26 @@ typedef struct flavour {
 } flavour;
 
 static flavour flavours[] = {
-    {"by_table", "account_view", "{table: accounts, on_missing: skip}", 1, "",
-     "", 0},
-    {"by_sql", "account_view_sql",
-     "{sql: \"SELECT id, name, balance FROM accounts WHERE id = ANY($1)\","
-     " key_column: id, on_missing: skip}",
-     0, "", "", 0},
+    {"by_table", "account_view", "accounts", NULL, 1, "", "", 0},
+    {"by_sql", "account_view_sql", NULL,
+     "SELECT id, name, balance FROM accounts WHERE id = ANY($1)", 0, "", "",
+     0},
 };
 
 #define N_FLAVOURS (sizeof flavours / sizeof flavours[0])
-
-static const char *bin_path(void) { return tk_env_required("EXACTLY_BIN"); }
 
 /* Runs `exactly check` on a config; returns its output, checks exit 0. */
 static char *run_check(const char *dir, const flavour *f)
 {
     char log[512];
-    char *argv[] = {(char *)bin_path(), "check", "-c", (char *)f->config,
-                    NULL};
+    const char *args[] = {"check", "-c", f->config, NULL};
     int status;
     char *text;
 
     snprintf(log, sizeof log, "%s/check-%s.log", dir, f->name);
-    status = tk_wait(tk_spawn(argv, log), 60000);
-    text = tk_read_file(log);
+    status = tk_exactly_output(log, 60000, args, &text);
     TK_CHECK(status == 0, "exactly check -c %s exited %d:\n%s", f->config,
-             status, text ? text : "(no output)");
+             status, text);
     return text;
 }
 
@@ -84,21 +79,17 @@ static void run_workers(const char *dir, int round)
 
     for (i = 0; i < N_FLAVOURS; i++) {
         flavour *f = &flavours[i];
-        char *argv[] = {(char *)bin_path(), "run", "-c", f->config,
-                        "--exit-idle", "3000", NULL};
+        const char *args[] = {"run", "-c", f->config, "--exit-idle", "3000",
+                              NULL};
         snprintf(f->log, sizeof f->log, "%s/%s-round%d.log", dir, f->name,
                  round);
-        f->pid = tk_spawn(argv, f->log);
+        f->pid = tk_exactly_startv(f->log, args);
     }
     for (i = 0; i < N_FLAVOURS; i++) {
         flavour *f = &flavours[i];
-        int status = tk_wait(f->pid, WORKER_TIMEOUT_MS);
+        int status = tk_worker_wait(f->pid, WORKER_TIMEOUT_MS, f->log);
         char *text;
-        if (status == -1) {
-            tk_terminate(f->pid, 5000);
-            tk_fail("[%s] round %d: worker still running after %d ms; log %s",
-                    f->name, round, WORKER_TIMEOUT_MS, f->log);
-        }
+
         text = tk_read_file(f->log);
         TK_CHECK(status == 0, "[%s] round %d: worker exited %d; log %s:\n%s",
                  f->name, round, status, f->log, text ? text : "");
@@ -114,30 +105,21 @@ static void run_workers(const char *dir, int round)
 static void check_summary(const flavour *f, int round, int64_t produced,
                           int64_t missing)
 {
-    char *text = tk_read_file(f->log);
-    char prefix[64];
-    unsigned long long consumed, applied, dedup, dead, skipped;
-    const char *line;
+    tk_run_summary s;
 
-    snprintf(prefix, sizeof prefix, "pipeline %s: consumed ", f->name);
-    line = text ? strstr(text, prefix) : NULL;
-    TK_CHECK(line != NULL, "[%s] no summary in %s", f->name, f->log);
-    TK_CHECK(sscanf(line + strlen(prefix),
-                    "%llu, applied %llu, deduplicated %llu, dead-lettered "
-                    "%llu, skipped (no row) %llu",
-                    &consumed, &applied, &dedup, &dead, &skipped) == 5,
-             "[%s] cannot parse: %.200s", f->name, line);
-    tk_note("[%s] round %d: consumed %llu applied %llu skipped %llu", f->name,
-            round, consumed, applied, skipped);
-    TK_CHECK_EQ_INT64(consumed, produced, "summary 'consumed'");
-    TK_CHECK_EQ_INT64(dead, 0, "summary 'dead-lettered'");
+    tk_summary_required(f->log, f->name, &s);
+    tk_note("[%s] round %d: consumed %" PRId64 " applied %" PRId64
+            " skipped %" PRId64, f->name, round, s.consumed, s.applied,
+            s.skipped);
+    TK_CHECK_EQ_INT64(s.consumed, produced, "summary 'consumed'");
+    TK_CHECK_EQ_INT64(s.dead_lettered, 0, "summary 'dead-lettered'");
     if (!f->fused) {
         /* The runtime looked the rows up, so it knows which were missing;
          * the fused form never sees rows and cannot tell. */
-        TK_CHECK_EQ_INT64(skipped, missing, "summary 'skipped (no row)'");
-        TK_CHECK_EQ_INT64(applied, produced - missing, "summary 'applied'");
+        TK_CHECK_EQ_INT64(s.skipped, missing, "summary 'skipped (no row)'");
+        TK_CHECK_EQ_INT64(s.applied, produced - missing,
+                          "summary 'applied'");
     }
-    free(text);
 }
 
 /* The view equals table `expected` row for row (NULLs compare equal). */
@@ -222,6 +204,9 @@ int main(void)
     tk_mock *m;
     size_t i;
     char *out;
+    char group[64];
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
 
     m = tk_mock_start(1);
     bootstraps = tk_mock_bootstraps(m);
@@ -250,37 +235,28 @@ int main(void)
         snprintf(f->config, sizeof f->config, "%s/%s.yaml", dir, f->name);
         /* session.timeout.ms: librdkafka 2.0.2's mock keeps a member that
          * left until its session expires, which would stall round 2. */
-        tk_write_file(f->config,
-                      "kafka:\n"
-                      "  bootstrap.servers: \"%s\"\n"
-                      "  auto.offset.reset: earliest\n"
-                      "  session.timeout.ms: 6000\n"
-                      "postgres:\n"
-                      "  conninfo: \"%s\"\n"
-                      "pipelines:\n"
-                      "  %s:\n"
-                      "    topics: [" TOPIC "]\n"
-                      "    group: upsert-%s\n"
-                      "    id: {from: key, type: bigint}\n"
-                      "    lookup: %s\n"
-                      "    handler:\n"
-                      "      builtin: upsert\n"
-                      "      options:\n"
-                      "        table: %s\n"
-                      "        key: [id]\n"
-                      "        columns: {id: id, name: name, balance: "
-                      "balance}\n"
-                      "    batch: {max_messages: 100, max_wait_ms: 100}\n",
-                      bootstraps, conninfo, f->name, f->name, f->lookup,
-                      f->target);
+        tk_config_init(&cfg, bootstraps, conninfo);
+        cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+        snprintf(group, sizeof group, "upsert-%s", f->name);
+        pl->name = f->name;
+        pl->topics[0] = TOPIC;
+        pl->group = group;
+        pl->id_from = "key";
+        pl->id_type = "bigint";
+        pl->lookup_table = f->table;
+        pl->lookup_sql = f->sql;
+        pl->lookup_key_column = f->sql ? "id" : NULL;
+        pl->on_missing = "skip";
+        tk_upsert_handler(pl, f->target,
+                          (const char *[]){"id", "name", "balance", NULL});
+        pl->max_messages = 100;
+        pl->max_wait_ms = 100;
+        tk_config_write(f->config, &cfg);
     }
     {
         char log[512];
-        char *argv[] = {(char *)bin_path(), "migrate", "-c",
-                        flavours[0].config, NULL};
         snprintf(log, sizeof log, "%s/migrate.log", dir);
-        TK_CHECK_EQ_INT64(tk_wait(tk_spawn(argv, log), 60000), 0,
-                          "exactly migrate exit status");
+        tk_migrate(flavours[0].config, log);
     }
 
     /* check: the first config is fused, the second is not. */

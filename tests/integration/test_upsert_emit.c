@@ -25,18 +25,14 @@
 
 static void produce_round(const char *bootstraps)
 {
-    tk_msg msgs[N_IDS];
-    char keys[N_IDS][16];
+    int parts[N_IDS], ids[N_IDS];
     int i;
 
-    memset(msgs, 0, sizeof(msgs));
     for (i = 0; i < N_IDS; i++) {
-        snprintf(keys[i], sizeof(keys[i]), "%d", i + 1);
-        msgs[i].partition = 0;
-        msgs[i].key = keys[i];
-        msgs[i].key_len = strlen(keys[i]);
+        parts[i] = 0;
+        ids[i] = i + 1;
     }
-    tk_produce(bootstraps, TOPIC, msgs, N_IDS);
+    tk_produce_int_keys(bootstraps, TOPIC, parts, ids, N_IDS);
 }
 
 static int64_t events(PGconn *db, const char *topic)
@@ -49,15 +45,15 @@ static int64_t events(PGconn *db, const char *topic)
 int main(void)
 {
     static const struct {
-        const char *name, *lookup, *target;
+        const char *name, *table, *sql, *target;
     } flavours[] = {
-        {"fused", "{table: src, id_column: id}", "dst_fused"},
-        {"unfused",
-         "{sql: 'SELECT id, name FROM src WHERE id = ANY($1)', key_column: "
-         "id}",
+        {"fused", "src", NULL, "dst_fused"},
+        {"unfused", NULL, "SELECT id, name FROM src WHERE id = ANY($1)",
          "dst_unfused"},
     };
-    char dir[256], conninfo[1024], config[2][512], log[512];
+    char dir[256], conninfo[1024], config[2][512], log[512], emit[64];
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
     tk_mock *mock;
     PGconn *db;
     int round, f, status;
@@ -76,27 +72,26 @@ int main(void)
     for (f = 0; f < 2; f++) {
         snprintf(config[f], sizeof(config[f]), "%s/%s.yaml", dir,
                  flavours[f].name);
-        tk_write_file(config[f],
-                      "kafka:\n  bootstrap.servers: \"%s\"\n"
-                      "  auto.offset.reset: earliest\n"
-                      "  session.timeout.ms: 6000\n"
-                      "postgres:\n  conninfo: \"%s\"\n"
-                      "pipelines:\n  %s:\n"
-                      "    topics: [" TOPIC "]\n"
-                      "    id: {from: key, type: bigint}\n"
-                      "    lookup: %s\n"
-                      "    handler:\n      builtin: upsert\n"
-                      "      options:\n        table: %s\n"
-                      "        key: [id]\n"
-                      "        columns: {id: id, name: name}\n"
-                      "        emit_topic: changes-%s\n"
-                      "    batch: {max_messages: 100, max_wait_ms: 50}\n",
-                      tk_mock_bootstraps(mock), conninfo, flavours[f].name,
-                      flavours[f].lookup, flavours[f].target,
-                      flavours[f].name);
+        snprintf(emit, sizeof(emit), "changes-%s", flavours[f].name);
+        tk_config_init(&cfg, tk_mock_bootstraps(mock), conninfo);
+        cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+        pl->name = flavours[f].name;
+        pl->topics[0] = TOPIC;
+        pl->id_from = "key";
+        pl->id_type = "bigint";
+        pl->lookup_table = flavours[f].table;
+        pl->lookup_id_column = flavours[f].table ? "id" : NULL;
+        pl->lookup_sql = flavours[f].sql;
+        pl->lookup_key_column = flavours[f].sql ? "id" : NULL;
+        tk_upsert_handler(pl, flavours[f].target,
+                          (const char *[]){"id", "name", NULL});
+        pl->options[1] = (tk_prop){"emit_topic", emit};
+        pl->max_messages = 100;
+        pl->max_wait_ms = 50;
+        tk_config_write(config[f], &cfg);
     }
     snprintf(log, sizeof(log), "%s/migrate.log", dir);
-    ledger_migrate(config[0], log);
+    tk_migrate(config[0], log);
 
     for (round = 1; round <= 3; round++) {
         if (round == 3)
@@ -108,7 +103,7 @@ int main(void)
 
             snprintf(log, sizeof(log), "%s/%s-%d.log", dir, flavours[f].name,
                      round);
-            status = ledger_run_to_idle(config[f], 1000, 60000, log);
+            status = tk_worker_run(config[f], 1000, 60000, log, NULL);
             LEDGER_CHECK_LOG(status == 0, log, "%s round %d: exit status %d",
                              flavours[f].name, round, status);
             snprintf(topic, sizeof(topic), "changes-%s", flavours[f].name);

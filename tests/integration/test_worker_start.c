@@ -29,14 +29,11 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -300,25 +297,6 @@ static void scenario_loopclaim(void)
     PQfinish(s.db);
 }
 
-/* A loopback port nobody listens on right now. */
-static int closed_port(void)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    TK_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-                 getsockname(fd, (struct sockaddr *)&sa, &len) == 0,
-             "cannot find a free port");
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
 static void scenario_idlekafka(void)
 {
     char bootstraps[64];
@@ -328,7 +306,7 @@ static void scenario_idlekafka(void)
     scen s;
 
     setup(&s, "ws_idlekafka");
-    snprintf(bootstraps, sizeof bootstraps, "127.0.0.1:%d", closed_port());
+    snprintf(bootstraps, sizeof bootstraps, "127.0.0.1:%d", tk_free_port());
     rewrite(&s, NULL, bootstraps, NULL, 0);
     t = tk_now_ms();
     w = ledger_start_worker(s.config, 2000, s.log);
@@ -406,7 +384,7 @@ static void scenario_reseterror(void)
     snprintf(lockdir, sizeof lockdir, "%s/locks-reseterror", g_dir);
     TK_CHECK(mkdir(lockdir, 0700) == 0, "mkdir %s", lockdir);
     snprintf(out, sizeof out, "%s/ws_reseterror.out", g_dir);
-    port = closed_port();
+    port = tk_free_port();
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     {
         char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", s.config,

@@ -19,52 +19,74 @@
 /* Database and configuration                                          */
 /* ------------------------------------------------------------------ */
 
+/* Run one statement naming an identifier: fmt has one %s, which receives
+ * ident quoted by PQescapeIdentifier. */
+static void sql_ident(PGconn *db, const char *fmt, const char *ident)
+{
+    char *q = PQescapeIdentifier(db, ident, strlen(ident));
+
+    TK_CHECK(q != NULL, "cannot quote %s: %s", ident, PQerrorMessage(db));
+    tk_sql(db, fmt, q);
+    PQfreemem(q);
+}
+
+void ledger_create_accounts(PGconn *db, const char *table, int n)
+{
+    char *q = PQescapeIdentifier(db, table, strlen(table));
+
+    TK_CHECK(q != NULL, "cannot quote %s: %s", table, PQerrorMessage(db));
+    tk_sql(db, "CREATE TABLE %s (id bigint PRIMARY KEY, name text, "
+               "balance numeric)", q);
+    tk_sql(db, "INSERT INTO %s SELECT g, 'account ' || g, g * 10 "
+               "FROM generate_series(1, %d) g", q, n);
+    PQfreemem(q);
+}
+
+void ledger_create_tables(PGconn *db, const char *ledger,
+                          const char *counters)
+{
+    /* DDL of plugins/README.md, section "ledger". */
+    sql_ident(db, "CREATE TABLE %s ("
+                  "    topic      text   NOT NULL,"
+                  "    partition  int    NOT NULL,"
+                  "    \"offset\"   bigint NOT NULL,"
+                  "    entity_id  text   NOT NULL,"
+                  "    applied_at timestamptz NOT NULL DEFAULT now(),"
+                  "    PRIMARY KEY (topic, partition, \"offset\"))",
+              ledger);
+    sql_ident(db, "CREATE TABLE %s ("
+                  "    entity_id text PRIMARY KEY,"
+                  "    n         bigint NOT NULL)",
+              counters);
+}
+
 void ledger_setup_db(const char *conninfo)
 {
     PGconn *db = tk_pg_connect(conninfo);
 
-    tk_sql(db, "CREATE TABLE accounts (id bigint PRIMARY KEY, name text, "
-               "balance numeric)");
-    tk_sql(db, "INSERT INTO accounts SELECT g, 'account ' || g, g * 10 "
-               "FROM generate_series(1, %d) g", LEDGER_ACCOUNTS);
-    /* DDL of plugins/README.md, section "ledger". */
-    tk_sql(db, "CREATE TABLE ledger ("
-               "    topic      text   NOT NULL,"
-               "    partition  int    NOT NULL,"
-               "    \"offset\"   bigint NOT NULL,"
-               "    entity_id  text   NOT NULL,"
-               "    applied_at timestamptz NOT NULL DEFAULT now(),"
-               "    PRIMARY KEY (topic, partition, \"offset\"));"
-               "CREATE TABLE ledger_counters ("
-               "    entity_id text PRIMARY KEY,"
-               "    n         bigint NOT NULL)");
+    ledger_create_accounts(db, "accounts", LEDGER_ACCOUNTS);
+    ledger_create_tables(db, "ledger", "ledger_counters");
     PQfinish(db);
-}
-
-/* Write s as a single-quoted YAML scalar: ' doubled, and $ doubled because
- * exactly expands ${VAR} in every scalar and reads $$ as a literal $. */
-static void yaml_quoted(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', f);
-        else if (*s == '$')
-            fputc('$', f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
 }
 
 const char *const ledger_short_session[] = {
     "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
 
-void ledger_write_config(const char *path, const ledger_config *c)
+void ledger_pipeline(tk_pipeline *p, const char *name, const char *topic)
 {
-    const char *plugin_dir = tk_env_required("EXACTLY_PLUGIN_DIR");
-    char plugin[1024];
-    FILE *f;
-    size_t i;
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    p->topics[0] = topic;
+    p->id_from = "key";
+    p->id_type = "bigint";
+    p->lookup_table = "accounts";
+    p->plugin = "ledger.so";
+}
+
+void ledger_config_fill(tk_config *out, const ledger_config *c)
+{
+    tk_pipeline *p = &out->pipelines[0];
+    size_t i, n = 0;
 
     TK_CHECK(c->bootstraps && c->conninfo && c->topic,
              "ledger_write_config: bootstraps, conninfo and topic are "
@@ -72,82 +94,50 @@ void ledger_write_config(const char *path, const ledger_config *c)
     TK_CHECK(c->max_messages > 0 && c->max_wait_ms >= 0,
              "ledger_write_config: batch limits %d/%d ms", c->max_messages,
              c->max_wait_ms);
-    snprintf(plugin, sizeof plugin, "%s/ledger.so", plugin_dir);
-    f = fopen(path, "w");
-    TK_CHECK(f != NULL, "cannot write %s", path);
-
-    fprintf(f, "kafka:\n  bootstrap.servers: ");
-    yaml_quoted(f, c->bootstraps);
-    fprintf(f, "\n  auto.offset.reset: earliest\n");
-
-    fprintf(f, "postgres:\n  conninfo: ");
-    yaml_quoted(f, c->conninfo);
-    fprintf(f, "\n");
-    if (c->lock_timeout_ms > 0)
-        fprintf(f, "  lock_timeout_ms: %d\n", c->lock_timeout_ms);
-    if (c->idle_in_transaction_timeout_ms > 0)
-        fprintf(f, "  idle_in_transaction_timeout_ms: %d\n",
-                c->idle_in_transaction_timeout_ms);
-    if (c->postgres_yaml)
-        fputs(c->postgres_yaml, f);
-
-    fprintf(f, "pipelines:\n  %s:\n    topics: [", LEDGER_PIPELINE);
-    yaml_quoted(f, c->topic);
-    fprintf(f, "]\n    group: ");
-    yaml_quoted(f, c->group ? c->group : "ledger");
-    fprintf(f, "\n"
-               "    id: {from: key, type: bigint}\n"
-               "    lookup: {table: accounts, id_column: id}\n"
-               "    handler:\n      plugin: ");
-    yaml_quoted(f, plugin);
-    if (c->handler_options_yaml)
-        fprintf(f, "\n      options:\n%s", c->handler_options_yaml);
-    fprintf(f, "\n    batch: {max_messages: %d, max_wait_ms: %d}\n",
-            c->max_messages, c->max_wait_ms);
-    if (c->max_crashes > 0)
-        fprintf(f, "    max_crashes: %d\n", c->max_crashes);
-    if (c->pipeline_yaml)
-        fputs(c->pipeline_yaml, f);
-    if (c->kafka && c->kafka[0]) {
-        fprintf(f, "    kafka:\n");
-        for (i = 0; c->kafka[i] && c->kafka[i + 1]; i += 2) {
-            fprintf(f, "      %s: ", c->kafka[i]);
-            yaml_quoted(f, c->kafka[i + 1]);
-            fprintf(f, "\n");
-        }
+    memset(out, 0, sizeof *out);
+    out->bootstraps = c->bootstraps;
+    out->conninfo = c->conninfo;
+    out->lock_timeout_ms = c->lock_timeout_ms;
+    out->idle_in_transaction_timeout_ms = c->idle_in_transaction_timeout_ms;
+    out->postgres_yaml = c->postgres_yaml;
+    ledger_pipeline(p, LEDGER_PIPELINE, c->topic);
+    p->group = c->group ? c->group : "ledger";
+    p->lookup_id_column = "id";
+    p->options_yaml = c->handler_options_yaml;
+    p->max_messages = c->max_messages;
+    p->max_wait_ms = c->max_wait_ms;
+    p->max_wait_set = 1;
+    p->max_crashes = c->max_crashes;
+    p->pipeline_yaml = c->pipeline_yaml;
+    for (i = 0; c->kafka && c->kafka[i] && c->kafka[i + 1]; i += 2) {
+        TK_CHECK(n < TK_CONFIG_MAX_PROPS, "too many kafka properties");
+        p->kafka[n].name = c->kafka[i];
+        p->kafka[n++].value = c->kafka[i + 1];
     }
-    TK_CHECK(fclose(f) == 0, "cannot write %s", path);
+}
+
+void ledger_write_config(const char *path, const ledger_config *c)
+{
+    tk_config cfg;
+
+    ledger_config_fill(&cfg, c);
+    tk_config_write(path, &cfg);
 }
 
 const char *ledger_exactly_bin(void)
 {
-    return tk_env_required("EXACTLY_BIN");
+    return tk_exactly_bin();
 }
 
 void ledger_migrate(const char *config, const char *log)
 {
-    char *argv[] = {(char *)ledger_exactly_bin(), "migrate", "-c",
-                    (char *)config, NULL};
-    int status = tk_wait(tk_spawn(argv, log), 60000);
-
-    LEDGER_CHECK_LOG(status == 0, log,
-                     "exactly migrate -c %s exited with %d; log: %s", config,
-                     status, log);
+    tk_migrate(config, log);
 }
 
 pid_t ledger_start_worker(const char *config, int exit_idle_ms,
                           const char *log)
 {
-    char idle[24];
-    char *argv[] = {(char *)ledger_exactly_bin(), "worker", "-c", (char *)config,
-                    NULL, NULL, NULL};
-
-    if (exit_idle_ms > 0) {
-        snprintf(idle, sizeof idle, "%d", exit_idle_ms);
-        argv[4] = "--exit-idle";
-        argv[5] = idle;
-    }
-    return tk_spawn(argv, log);
+    return tk_worker_start(config, exit_idle_ms, log, NULL);
 }
 
 void ledger_fixture_start(ledger_fixture *f, const char *name,
@@ -187,27 +177,7 @@ void ledger_fixture_stop(ledger_fixture *f)
 int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
                        const char *log)
 {
-    pid_t pid = ledger_start_worker(config, idle_ms, log);
-    int status = tk_wait(pid, timeout_ms);
-
-    if (status == -1) {
-        tk_terminate(pid, 5000);
-        ledger_log_tail(log, 40);
-        tk_fail("worker still running after %d ms (--exit-idle %d); log %s",
-                timeout_ms, idle_ms, log);
-    }
-    return status;
-}
-
-void ledger_cleanup_dir(const char *dir)
-{
-    const char *keep = getenv("EXACTLY_TEST_KEEP");
-
-    if (keep && *keep) {
-        tk_note("EXACTLY_TEST_KEEP: logs kept in %s", dir);
-        return;
-    }
-    tk_rm_rf(dir);
+    return tk_worker_run(config, idle_ms, timeout_ms, log, NULL);
 }
 
 int64_t ledger_rows(PGconn *db)
@@ -219,123 +189,9 @@ int64_t ledger_rows(PGconn *db)
 /* Logs                                                                */
 /* ------------------------------------------------------------------ */
 
-int ledger_log_count(const char *path, const char *needle)
-{
-    char *text = tk_read_file(path);
-    const char *p;
-    size_t len = strlen(needle);
-    int n = 0;
-
-    if (text == NULL || len == 0) {
-        free(text);
-        return 0;
-    }
-    for (p = strstr(text, needle); p; p = strstr(p + len, needle))
-        n++;
-    free(text);
-    return n;
-}
-
 int ledger_read_summary(const char *log, ledger_summary *out)
 {
-    static const char prefix[] = "pipeline " LEDGER_PIPELINE ": consumed ";
-    char *text = tk_read_file(log);
-    const char *line = NULL, *p;
-    long long v[9];
-    int n;
-
-    memset(out, 0, sizeof *out);
-    if (text == NULL)
-        return 0;
-    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix))
-        line = p;
-    n = line ? sscanf(line,
-                      "pipeline " LEDGER_PIPELINE ": consumed %lld, applied "
-                      "%lld, deduplicated %lld, dead-lettered %lld, skipped "
-                      "(no row) %lld; batches committed %lld, rolled back "
-                      "%lld, fenced %lld; retries %lld",
-                      &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
-                      &v[8])
-             : 0;
-    free(text);
-    if (n != 9)
-        return 0;
-    out->consumed = v[0];
-    out->applied = v[1];
-    out->deduplicated = v[2];
-    out->dead_lettered = v[3];
-    out->skipped = v[4];
-    out->committed = v[5];
-    out->rolled_back = v[6];
-    out->fenced = v[7];
-    out->retries = v[8];
-    return 1;
-}
-
-int64_t ledger_log_last_int(const char *log, const char *key)
-{
-    char *text = tk_read_file(log);
-    const char *last = NULL, *p;
-    int64_t v = -1;
-
-    if (text == NULL)
-        return -1;
-    for (p = strstr(text, key); p; p = strstr(p + 1, key))
-        last = p;
-    if (last)
-        v = strtoll(last + strlen(key), NULL, 10);
-    free(text);
-    return v;
-}
-
-void ledger_log_tail(const char *path, int lines)
-{
-    char *text = tk_read_file(path);
-    const char *start;
-    size_t len;
-    int seen = 0;
-
-    if (text == NULL) {
-        fprintf(stderr, "---- %s: cannot be read ----\n", path);
-        return;
-    }
-    len = strlen(text);
-    start = text + len;
-    /* Step back over `lines` newlines (ignoring a final one). */
-    while (start > text) {
-        if (start[-1] == '\n' && start != text + len && ++seen > lines)
-            break;
-        start--;
-    }
-    fprintf(stderr, "---- %s (last %d lines) ----\n%s%s---- end of %s ----\n",
-            path, lines, start,
-            len > 0 && text[len - 1] != '\n' ? "\n" : "", path);
-    free(text);
-}
-
-int ledger_wait_log(const char *log, const char *needle, int count,
-                    pid_t pid, int timeout_ms, int *status)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-
-    if (status)
-        *status = -1;
-    for (;;) {
-        if (ledger_log_count(log, needle) >= count)
-            return 1;
-        if (pid > 0) {
-            int st = tk_wait(pid, 0);
-            if (st != -1) {
-                if (status)
-                    *status = st;
-                /* It may have written the line just before exiting. */
-                return ledger_log_count(log, needle) >= count;
-            }
-        }
-        if (tk_now_ms() >= deadline)
-            return 0;
-        tk_sleep_ms(20);
-    }
+    return tk_summary(log, LEDGER_PIPELINE, out);
 }
 
 /* ------------------------------------------------------------------ */

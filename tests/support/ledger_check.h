@@ -33,6 +33,16 @@
  * 1..LEDGER_ACCOUNTS) and the ledger tables (DDL of plugins/README.md). */
 void ledger_setup_db(const char *conninfo);
 
+/* The one copy of the ledger handler's DDL (plugins/README.md): create the
+ * ledger table and the counter table under these names (quoted with
+ * PQescapeIdentifier, so taken literally). */
+void ledger_create_tables(PGconn *db, const char *ledger,
+                          const char *counters);
+
+/* Create `table` (id bigint PRIMARY KEY, name text, balance numeric) with
+ * rows 1..n: name 'account N', balance N * 10. */
+void ledger_create_accounts(PGconn *db, const char *table, int n);
+
 /* What a worker configuration differs in. Zero / NULL fields take the
  * runtime's defaults. */
 typedef struct ledger_config {
@@ -65,6 +75,16 @@ typedef struct ledger_config {
  * short session keeps the restart's group join to a few seconds. Not for
  * tests that freeze a worker longer than 6 s. */
 extern const char *const ledger_short_session[];
+
+/* p as a pipeline of the ledger handler: name, one topic, the ID from the
+ * key as bigint, looked up in `accounts`, handler ledger.so; every other
+ * field zero (the runtime's defaults). */
+void ledger_pipeline(tk_pipeline *p, const char *name, const char *topic);
+
+/* The tk_config of one ledger pipeline, for a test that adds to it
+ * before tk_config_write (a second pipeline, settings). Strings are
+ * borrowed from c. */
+void ledger_config_fill(tk_config *out, const ledger_config *c);
 
 /* Write the YAML configuration of one ledger pipeline to path. */
 void ledger_write_config(const char *path, const ledger_config *c);
@@ -109,42 +129,23 @@ void ledger_fixture_stop(ledger_fixture *f);
 int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
                        const char *log);
 
-/* Remove a test's temporary directory, unless EXACTLY_TEST_KEEP is set
- * (then say where it is, for reading the worker logs of a passing run). */
-void ledger_cleanup_dir(const char *dir);
-
 /* Rows in `ledger`. */
 int64_t ledger_rows(PGconn *db);
 
-/* How many times needle occurs in the file (0 if it cannot be read). */
-int ledger_log_count(const char *path, const char *needle);
+/* The counters of a worker's summary line (tk_runner.h). */
+typedef tk_run_summary ledger_summary;
 
-/* Print the last `lines` lines of a log to stderr, framed with its path, so
- * that a failure shows what the worker said. */
-void ledger_log_tail(const char *path, int lines);
-
-/* Wait until needle occurs at least `count` times in log. Returns 1 when it
- * does, 0 when timeout_ms passed or (pid > 0) the process exited first;
- * an exited pid is reaped and its status stored in *status if not NULL
- * (-1 while it runs). Polls every 20 ms: a condition, not a sleep. */
-int ledger_wait_log(const char *log, const char *needle, int count,
-                    pid_t pid, int timeout_ms, int *status);
-
-/* The counters of a worker's final stdout line, "pipeline ledger: consumed
- * N, applied N, deduplicated N, dead-lettered N, skipped (no row) N;
- * batches committed N, rolled back N, fenced N; retries N". */
-typedef struct ledger_summary {
-    int64_t consumed, applied, deduplicated, dead_lettered, skipped;
-    int64_t committed, rolled_back, fenced, retries;
-} ledger_summary;
-
-/* Parse the last summary line in log into *out. Returns 1, or 0 when the
- * log has no such line (the worker did not exit through its end). */
+/* Parse the last summary line of pipeline LEDGER_PIPELINE in log into
+ * *out. Returns 1, or 0 when the log has no such line (the worker did not
+ * exit through its end). */
 int ledger_read_summary(const char *log, ledger_summary *out);
 
-/* The integer after the last occurrence of key (e.g. " rebalances=") in
- * the log, or -1 if key does not occur. */
-int64_t ledger_log_last_int(const char *log, const char *key);
+/* The log helpers' names from before they moved to tk_files.h. */
+#define ledger_cleanup_dir tk_cleanup_dir
+#define ledger_log_count tk_log_count
+#define ledger_log_tail tk_log_tail
+#define ledger_wait_log tk_wait_log
+#define ledger_log_last_int tk_log_last_int
 
 /* Fail the test, printing the tail of log first, unless cond holds. */
 #define LEDGER_CHECK_LOG(cond, log, ...)                       \

@@ -62,50 +62,6 @@ int scale_wait_rusage(pid_t pid, int timeout_ms, int64_t *maxrss_kib)
     }
 }
 
-int scale_read_summaries(const char *log, const char *pipeline,
-                         ledger_summary *out, int max)
-{
-    char *text = tk_read_file(log);
-    char prefix[256];
-    const char *p;
-    int n = 0;
-
-    if (text == NULL)
-        return 0;
-    snprintf(prefix, sizeof prefix, "pipeline %s: consumed ", pipeline);
-    for (p = strstr(text, prefix); p; p = strstr(p + 1, prefix)) {
-        long long v[9];
-
-        /* Only at the start of a line: a log line may quote the text. */
-        if (p != text && p[-1] != '\n')
-            continue;
-        TK_CHECK(sscanf(p + strlen(prefix),
-                        "%lld, applied %lld, deduplicated %lld, "
-                        "dead-lettered %lld, skipped (no row) %lld; batches "
-                        "committed %lld, rolled back %lld, fenced %lld; "
-                        "retries %lld",
-                        &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
-                        &v[7], &v[8]) == 9,
-                 "%s: a summary line of pipeline %s that does not parse: "
-                 "%.300s", log, pipeline, p);
-        if (n < max) {
-            ledger_summary *s = &out[n];
-            s->consumed = v[0];
-            s->applied = v[1];
-            s->deduplicated = v[2];
-            s->dead_lettered = v[3];
-            s->skipped = v[4];
-            s->committed = v[5];
-            s->rolled_back = v[6];
-            s->fenced = v[7];
-            s->retries = v[8];
-        }
-        n++;
-    }
-    free(text);
-    return n;
-}
-
 int64_t scale_stored_total(PGconn *db, const char *pipeline,
                            const char *topic)
 {

@@ -1,8 +1,7 @@
 /*
  * scale: what the scale and soak tests (many partitions, one huge batch,
  * steady load) need beyond testkit and ledger_check: a worker's memory as
- * the kernel counts it, the summaries of every worker of a run, and waits
- * on the positions stored in PostgreSQL.
+ * the kernel counts it, and waits on the positions stored in PostgreSQL.
  *
  * Memory figures are in KiB, as /proc and getrusage(2) give them. In a
  * build with AddressSanitizer (scripts/test.sh's build-test) they include
@@ -44,13 +43,6 @@ int64_t scale_proc_kib(pid_t pid, const char *field);
  * *maxrss_kib the peak resident set of the child (ru_maxrss: the largest
  * of its own and of every descendant it reaped), or -1 on timeout. */
 int scale_wait_rusage(pid_t pid, int timeout_ms, int64_t *maxrss_kib);
-
-/* Parse every summary line "pipeline PIPELINE: consumed N, ..." a worker
- * printed into log (one per worker process of a run), in order, into
- * out[0 .. max). Returns how many such lines the log holds, which may be
- * more than max. */
-int scale_read_summaries(const char *log, const char *pipeline,
-                         ledger_summary *out, int max);
 
 /* Sum of next_offset over the rows of pipeline and topic in
  * exactly.offsets (0 when there are none). */

@@ -1,6 +1,6 @@
 /*
- * http.c - the test kit's HTTP client side: a free loopback port for a
- * server under test, one GET, and sums over Prometheus text. See testkit.h.
+ * tk_http.c: the HTTP client side: a free loopback port for a
+ * server under test, one GET, and sums over Prometheus text. See tk_http.h.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -85,30 +85,49 @@ int tk_http_get(int port, const char *path, char **body)
     return status;
 }
 
-/* Sum of every sample of metric `name` whose labels contain `match`
- * (e.g. `partition="2"`; NULL: all), or -1 when there is none. */
-double tk_metric_sum(const char *text, const char *name, const char *match)
+double tk_metric_sum_n(const char *text, const char *name, const char *match,
+                       int *count)
 {
     const char *line = text;
     size_t nl = strlen(name);
     double sum = 0;
-    int found = 0;
 
+    *count = 0;
     while (line && *line) {
         const char *end = strchr(line, '\n');
         size_t ll = end ? (size_t)(end - line) : strlen(line);
+
         if (ll > nl && strncmp(line, name, nl) == 0 && line[nl] == '{') {
             char one[1024];
             const char *space;
+
             snprintf(one, sizeof(one), "%.*s", (int)ll, line);
             space = strrchr(one, ' ');
             if (space && (!match || strstr(one, match))) {
                 sum += strtod(space + 1, NULL);
-                found = 1;
+                (*count)++;
             }
         }
         line = end ? end + 1 : NULL;
     }
-    return found ? sum : -1;
+    return sum;
 }
 
+double tk_metric_sum(const char *text, const char *name, const char *match)
+{
+    int count;
+    double sum = tk_metric_sum_n(text, name, match, &count);
+
+    return count > 0 ? sum : -1;
+}
+
+char *tk_metrics_scrape(int port)
+{
+    char *body = NULL;
+
+    if (tk_http_get(port, "/metrics", &body) != 200) {
+        free(body);
+        return NULL;
+    }
+    return body;
+}

@@ -1,0 +1,64 @@
+/*
+ * tk_pg.h: the PostgreSQL test cluster, databases and SQL helpers.
+ * Part of testkit (testkit.h includes every part).
+ */
+#ifndef EXACTLY_TK_PG_H
+#define EXACTLY_TK_PG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "tk_checks.h"
+
+/* ------------------------------------------------------------------ */
+/* PostgreSQL                                                          */
+/* ------------------------------------------------------------------ */
+
+/* The superuser conninfo of the test cluster: the environment variable
+ * EXACTLY_TEST_PG_CONNINFO if set (to run against a server of your own),
+ * else the contents of $EXACTLY_TEST_PG_DIR/conninfo written by
+ * `scripts/pg.sh start`. Fails the test if neither is available. The string
+ * is cached and lives until exit. */
+const char *tk_pg_admin_conninfo(void);
+
+/* Create a fresh database named <prefix>_<pid>_<counter> (prefix lower-cased,
+ * characters other than [a-z0-9_] replaced by '_', cut to fit) and write
+ * its conninfo (the admin conninfo with dbname replaced) into
+ * conninfo_out. Fails the test on error or if conninfo_out is too small
+ * (1024 bytes is plenty). Returns conninfo_out. */
+char *tk_pg_create_db(const char *name_prefix, char *conninfo_out,
+                      size_t conninfo_size);
+
+/* Drop the database a conninfo from tk_pg_create_db() names (WITH FORCE, so
+ * leftover connections do not block it). Optional: the cluster is thrown
+ * away after the run anyway. */
+void tk_pg_drop_db(const char *conninfo);
+
+/* Connect, or fail the test naming the caller. The caller PQfinish()es. */
+PGconn *tk_pg_connect_at(const char *file, int line, const char *conninfo);
+#define tk_pg_connect(conninfo) tk_pg_connect_at(__FILE__, __LINE__, (conninfo))
+
+/* Run a printf-formatted SQL string (one or more statements, simple query
+ * protocol) and fail the test, naming the caller and the statement, unless
+ * it succeeds. Never format untrusted text into SQL: tests only. */
+void tk_sql_at(const char *file, int line, PGconn *conn, const char *fmt, ...)
+    TK_PRINTF(4, 5);
+#define tk_sql(conn, ...) tk_sql_at(__FILE__, __LINE__, (conn), __VA_ARGS__)
+
+/* Run a query that must return exactly one row of one non-NULL column
+ * holding an integer, and return it. Anything else fails the test. */
+int64_t tk_sql_int64_at(const char *file, int line, PGconn *conn,
+                        const char *fmt, ...) TK_PRINTF(4, 5);
+#define tk_sql_int64(conn, ...) \
+    tk_sql_int64_at(__FILE__, __LINE__, (conn), __VA_ARGS__)
+
+/* Run a query that must return exactly one row of one column and return
+ * the value as a malloc'd string (NULL for SQL NULL). The caller frees. */
+char *tk_sql_text_at(const char *file, int line, PGconn *conn,
+                     const char *fmt, ...) TK_PRINTF(4, 5);
+#define tk_sql_text(conn, ...) \
+    tk_sql_text_at(__FILE__, __LINE__, (conn), __VA_ARGS__)
+
+#endif /* EXACTLY_TK_PG_H */
