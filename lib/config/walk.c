@@ -12,7 +12,7 @@
 
 #include "config/config_env.h"
 
-static void *slot(void *base, size_t off)
+static void *field_at(void *base, size_t off)
 {
     return (char *)base + off;
 }
@@ -33,7 +33,7 @@ static int need_scalar(cfg_ctx *c, const cfg_value *v, const char *what)
 static int read_str(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
                     void *base)
 {
-    char **dst = slot(base, f->off);
+    char **dst = field_at(base, f->off);
 
     if (need_scalar(c, v, "a string"))
         return -1;
@@ -66,11 +66,11 @@ static int read_int(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
             exactly_cfg_subject(c), (long long)f->min, (long long)f->max,
             exactly_cfg_shown(v));
     if (f->type == CFG_F_SIZE)
-        *(size_t *)slot(base, f->off) = (size_t)n;
+        *(size_t *)field_at(base, f->off) = (size_t)n;
     else if (f->type == CFG_F_INT64)
-        *(int64_t *)slot(base, f->off) = n;
+        *(int64_t *)field_at(base, f->off) = n;
     else
-        *(int *)slot(base, f->off) = (int)n;
+        *(int *)field_at(base, f->off) = (int)n;
     return 0;
 }
 
@@ -79,7 +79,7 @@ static int read_bool(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
 {
     if (need_scalar(c, v, "true or false"))
         return -1;
-    if (exactly_cfg_parse_bool(v->scalar, slot(base, f->off)))
+    if (exactly_cfg_parse_bool(v->scalar, field_at(base, f->off)))
         return exactly_cfg_fail_at(
             c, v->pos, "%s must be true or false, got '%s'",
             exactly_cfg_subject(c), exactly_cfg_shown(v));
@@ -107,7 +107,7 @@ static int read_enum(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
         return -1;
     for (i = 0; f->names[i].name; i++) {
         if (strcmp(v->scalar, f->names[i].name) == 0) {
-            *(int *)slot(base, f->off) = f->names[i].value;
+            *(int *)field_at(base, f->off) = f->names[i].value;
             return 0;
         }
     }
@@ -150,7 +150,7 @@ static int read_duration(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
 {
     if (need_scalar(c, v, "a duration"))
         return -1;
-    if (parse_duration(v->scalar, slot(base, f->off)))
+    if (parse_duration(v->scalar, field_at(base, f->off)))
         return exactly_cfg_fail_at(c, v->pos,
                                    "%s must be a positive duration such as "
                                    "7d, 12h, 30m or 3600s, got '%s'",
@@ -204,8 +204,8 @@ static int check_item(cfg_ctx *c, const cfg_field *f, const cfg_value *item,
 static int read_strlist(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
                         void *base)
 {
-    char ***dst = slot(base, f->off);
-    size_t *dst_n = slot(base, f->off_n);
+    char ***dst = field_at(base, f->off);
+    size_t *dst_n = field_at(base, f->off_n);
     const cfg_value *items = v->kind == CFG_SEQ ? v->items : v;
     size_t n = v->kind == CFG_SEQ ? v->n_items : 1, i;
 
@@ -238,8 +238,8 @@ static int read_strlist(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
 static int read_strmap(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
                        void *base)
 {
-    char ***keys = slot(base, f->off), ***values = slot(base, f->off_v);
-    size_t *dst_n = slot(base, f->off_n);
+    char ***keys = field_at(base, f->off), ***values = field_at(base, f->off_v);
+    size_t *dst_n = field_at(base, f->off_n);
     size_t i;
 
     if (exactly_cfg_is_empty(v))
@@ -297,8 +297,8 @@ static void free_props(cfg_prop *props, size_t n)
 static int read_props(cfg_ctx *c, const cfg_field *f, const cfg_value *v,
                       void *base)
 {
-    cfg_prop **dst = slot(base, f->off);
-    size_t *dst_n = slot(base, f->off_n);
+    cfg_prop **dst = field_at(base, f->off);
+    size_t *dst_n = field_at(base, f->off_n);
     size_t i;
 
     if (exactly_cfg_is_empty(v))
@@ -505,28 +505,28 @@ static void release_field(const cfg_field *f, void *base)
 {
     switch (f->type) {
     case CFG_F_STR:
-        free(*(char **)slot(base, f->off));
-        *(char **)slot(base, f->off) = NULL;
+        free(*(char **)field_at(base, f->off));
+        *(char **)field_at(base, f->off) = NULL;
         break;
     case CFG_F_STRLIST:
-        free_strings(*(char ***)slot(base, f->off),
-                     *(size_t *)slot(base, f->off_n));
-        *(char ***)slot(base, f->off) = NULL;
-        *(size_t *)slot(base, f->off_n) = 0;
+        free_strings(*(char ***)field_at(base, f->off),
+                     *(size_t *)field_at(base, f->off_n));
+        *(char ***)field_at(base, f->off) = NULL;
+        *(size_t *)field_at(base, f->off_n) = 0;
         break;
     case CFG_F_STRMAP:
-        free_strmap(*(char ***)slot(base, f->off),
-                    *(char ***)slot(base, f->off_v),
-                    *(size_t *)slot(base, f->off_n));
-        *(char ***)slot(base, f->off) = NULL;
-        *(char ***)slot(base, f->off_v) = NULL;
-        *(size_t *)slot(base, f->off_n) = 0;
+        free_strmap(*(char ***)field_at(base, f->off),
+                    *(char ***)field_at(base, f->off_v),
+                    *(size_t *)field_at(base, f->off_n));
+        *(char ***)field_at(base, f->off) = NULL;
+        *(char ***)field_at(base, f->off_v) = NULL;
+        *(size_t *)field_at(base, f->off_n) = 0;
         break;
     case CFG_F_PROPS:
-        free_props(*(cfg_prop **)slot(base, f->off),
-                   *(size_t *)slot(base, f->off_n));
-        *(cfg_prop **)slot(base, f->off) = NULL;
-        *(size_t *)slot(base, f->off_n) = 0;
+        free_props(*(cfg_prop **)field_at(base, f->off),
+                   *(size_t *)field_at(base, f->off_n));
+        *(cfg_prop **)field_at(base, f->off) = NULL;
+        *(size_t *)field_at(base, f->off_n) = 0;
         break;
     case CFG_F_SECTION:
         exactly_cfg_release(f->sub, base);

@@ -110,22 +110,6 @@ PGresult *exactly_txn_take(exactly_txn *t, txn_result r)
     return res;
 }
 
-void txn_set_error(exactly_txn *t, txn_phase phase, const char *sqlstate,
-                   const char *msg)
-{
-    size_t n;
-
-    if (t->failed)
-        return;
-    t->failed = 1;
-    t->err_phase = phase;
-    snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", sqlstate ? sqlstate : "");
-    snprintf(t->errmsg, sizeof(t->errmsg), "%s", msg ? msg : "unknown error");
-    n = strlen(t->errmsg);
-    while (n > 0 && t->errmsg[n - 1] == '\n')
-        t->errmsg[--n] = '\0';
-}
-
 /* No answer in time, a broken connection, or answers out of step: the
  * connection is ended, so that nothing sent on it later can be matched
  * with what this sync left unread. */

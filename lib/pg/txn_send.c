@@ -7,7 +7,9 @@
  * be matched with its answer at the next sync (txn.c). A statement with
  * parameters seen a second time on the same session is prepared (its
  * Parse is a queued entry of its own) and then only executed; the cache
- * is emptied when the session changes or is given up.
+ * is emptied when the session changes or is given up. Also the
+ * transaction's first error (txn_set_error), which sending and the sync
+ * both record.
  */
 #include "txn.h"
 
@@ -16,6 +18,22 @@
 #include <string.h>
 
 #include "txn_internal.h"
+
+void txn_set_error(exactly_txn *t, txn_phase phase, const char *sqlstate,
+                   const char *msg)
+{
+    size_t n;
+
+    if (t->failed)
+        return;
+    t->failed = 1;
+    t->err_phase = phase;
+    snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", sqlstate ? sqlstate : "");
+    snprintf(t->errmsg, sizeof(t->errmsg), "%s", msg ? msg : "unknown error");
+    n = strlen(t->errmsg);
+    while (n > 0 && t->errmsg[n - 1] == '\n')
+        t->errmsg[--n] = '\0';
+}
 
 void txn_forget_prepared(exactly_txn *t)
 {

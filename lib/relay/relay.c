@@ -21,23 +21,8 @@
 #include "log.h"
 #include "pg_conn.h"
 #include "producer.h"
+#include "clock.h"
 #include "relay_internal.h"
-
-long long relay_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void relay_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* Sleeps ms in slices, returning early when a stop was asked for. */
 static void nap(const exactly_relay_opts *o, int ms)
@@ -45,7 +30,7 @@ static void nap(const exactly_relay_opts *o, int ms)
     while (ms > 0 && !(o->stop && *o->stop)) {
         int slice = ms < 50 ? ms : 50;
 
-        relay_sleep_ms(slice);
+        exactly_sleep_ms(slice);
         ms -= slice;
     }
 }
@@ -126,7 +111,7 @@ static int wait_reports(relay *rl, long long sent_at)
          * queued or in flight are purged (their reports say so and their
          * rows stay pending), rather than waiting out message.timeout.ms. */
         if (rl->stop && *rl->stop && !rl->purged &&
-            relay_now_ms() - sent_at > 5000) {
+            exactly_now_ms() - sent_at > 5000) {
             rd_kafka_purge(rl->rk, RD_KAFKA_PURGE_F_QUEUE |
                                        RD_KAFKA_PURGE_F_INFLIGHT);
             rl->purged = 1;
@@ -150,7 +135,7 @@ static int settle_batch(relay *rl)
             exactly_log(EXACTLY_LOG_WARN, "relay",
                         "fault: paused between acknowledgement and mark",
                         LOG_INT("rows", (int64_t)rl->n_rows));
-            relay_sleep_ms(10000);
+            exactly_sleep_ms(10000);
         }
         return 0;
     }
@@ -220,7 +205,7 @@ static int cycle(relay *rl, int first)
         return rc; /* an abort that failed before is tried first */
     if ((n = read_batch(rl, &res)) <= 0)
         return n;
-    sent_at = relay_now_ms();
+    sent_at = exactly_now_ms();
     if ((rc = send_batch(rl, res, n)) != 0)
         return rc;
     if (wait_reports(rl, sent_at) != 0 || settle_batch(rl) != 0)
@@ -315,7 +300,7 @@ static void back_off(relay *rl, const exactly_relay_opts *o)
 int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
 {
     relay rl;
-    long long idle_since = relay_now_ms(), last_expire = 0;
+    long long idle_since = exactly_now_ms(), last_expire = 0;
     int first = 1, code = 0, ready;
 
     memset(&rl, 0, sizeof(rl));
@@ -369,16 +354,16 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
         rl.backoff_ms = 100;
         /* Published rows past retention, a slice a minute, busy or not. */
         if (rl.r->cleanup == CFG_CLEANUP_MARK &&
-            relay_now_ms() - last_expire > 60000) {
+            exactly_now_ms() - last_expire > 60000) {
             relay_expire(&rl);
-            last_expire = relay_now_ms();
+            last_expire = exactly_now_ms();
         }
         if (n > 0) {
             first = 0;
-            idle_since = relay_now_ms();
+            idle_since = exactly_now_ms();
             continue;
         }
-        if (o->exit_idle_ms > 0 && relay_now_ms() - idle_since >= o->exit_idle_ms)
+        if (o->exit_idle_ms > 0 && exactly_now_ms() - idle_since >= o->exit_idle_ms)
             break;
         nap(o, rl.r->poll_interval_ms);
     }

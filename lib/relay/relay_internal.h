@@ -68,12 +68,6 @@ typedef struct relay {
     long long backlog_at;   /* when the backlog was last read */
 } relay;
 
-/* The monotonic clock, in ms. */
-long long relay_now_ms(void);
-
-/* Sleeps ms, signals notwithstanding. */
-void relay_sleep_ms(int ms);
-
 /* Runs inside rd_kafka_poll() on the relay's thread. */
 void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 

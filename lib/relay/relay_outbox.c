@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "pg_conn.h"
+#include "clock.h"
 #include "relay_internal.h"
 #include "strbuf.h"
 #include "txn.h"
@@ -272,9 +273,9 @@ void relay_read_backlog(relay *rl)
     PGresult *res = NULL;
     metrics_relay *mr;
 
-    if (!rl->m || relay_now_ms() - rl->backlog_at < METRICS_RELAY_BACKLOG_MS)
+    if (!rl->m || exactly_now_ms() - rl->backlog_at < METRICS_RELAY_BACKLOG_MS)
         return;
-    rl->backlog_at = relay_now_ms();
+    rl->backlog_at = exactly_now_ms();
     mr = &rl->m->relay;
     if (exactly_pg_exec(rl->conn, rl->sql_backlog, 0, NULL, &res, err,
                         sizeof(err)) != EXACTLY_OK) {

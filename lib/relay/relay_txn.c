@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pg_conn.h"
 #include "producer.h"
+#include "clock.h"
 #include "relay_internal.h"
 #include "strbuf.h"
 
@@ -155,7 +156,7 @@ int relay_txn_commit(relay *rl)
         exactly_log(EXACTLY_LOG_WARN, "relay",
                     "fault: paused inside the transaction before the "
                     "position record", LOG_INT("rows", (int64_t)rl->n_rows));
-        relay_sleep_ms(6000);
+        exactly_sleep_ms(6000);
     }
     text = position_json(rl, &n);
     if (!text) {
@@ -195,7 +196,7 @@ int relay_txn_commit(relay *rl)
             exactly_log(EXACTLY_LOG_WARN, "relay",
                         "fault: paused between the kafka commit and the "
                         "mark", LOG_INT("rows", n));
-            relay_sleep_ms(6000);
+            exactly_sleep_ms(6000);
         }
         return 0;
     }
@@ -218,7 +219,7 @@ static int read_positions_from(relay *rl, rd_kafka_t *rk, int64_t start,
 {
     rd_kafka_topic_partition_list_t *parts =
         rd_kafka_topic_partition_list_new(1);
-    long long deadline = relay_now_ms() + 30000;
+    long long deadline = exactly_now_ms() + 30000;
     size_t name_len = strlen(rl->r->name);
     int rc = -1;
 
@@ -228,7 +229,7 @@ static int read_positions_from(relay *rl, rd_kafka_t *rk, int64_t start,
         ->offset = start;
     if (rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
         goto cleanup;
-    while (relay_now_ms() < deadline) {
+    while (exactly_now_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
 
         if (!m)

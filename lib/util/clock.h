@@ -5,4 +5,7 @@
 /* Milliseconds on CLOCK_MONOTONIC: differences only, never a date. */
 long long exactly_now_ms(void);
 
+/* Sleeps ms milliseconds, carrying on after a signal interrupts it. */
+void exactly_sleep_ms(int ms);
+
 #endif

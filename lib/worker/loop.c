@@ -26,37 +26,6 @@ int worker_kafka_error_due(worker *w)
     return 1;
 }
 
-/* Runs one batch of pt (engine_run); a handler that asked to stop the
- * worker (EXACTLY_EFATAL) stops it at the next turn. */
-exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end)
-{
-    exactly_err rc = engine_run(&w->eng, pt, n, end);
-
-    if (rc == EXACTLY_EFATAL)
-        w->fatal = EXACTLY_EXIT_HANDLER_STOP;
-    return rc;
-}
-
-int64_t worker_batch_end(worker *w, part *pt, size_t n)
-{
-    int64_t end = pt->buf[n - 1]->offset + 1;
-
-    /* Control records after the last message occupy offsets too: store
-     * the consumer's position so the partition shows no phantom lag. */
-    if (n == pt->n_buf) {
-        int64_t pos = engine_part_position(&w->eng, pt);
-        if (pos > end)
-            end = pos;
-    }
-    return end;
-}
-
-size_t worker_batch_size(worker *w, part *pt)
-{
-    size_t max = (size_t)w->p->batch.max_messages;
-    return pt->n_buf < max ? pt->n_buf : max;
-}
-
 /* While a batch waits for PostgreSQL: take what Kafka has into the
  * buffers, so the next batch is ready when this one commits. Only
  * buffering happens here; a rebalance is deferred (in_cycle). */

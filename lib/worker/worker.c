@@ -4,7 +4,8 @@
  * work, and the clean close; what the engine and the consumer call back
  * (engine_ops, worker_consumer_cbs); the worker's metrics. The rest of
  * the worker: loop.c (messages and batches), rebalance.c (claims and
- * revokes), db.c (the connection, its breaker, dedup expiry).
+ * revokes), db.c (the connection, its breaker, dedup expiry), part.c
+ * (one partition's batch and metrics).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,25 +21,6 @@
 #include "lookup.h"
 #include "pg_conn.h"
 #include "worker_internal.h"
-
-
-void worker_metrics_position(worker *w, const part *pt, int assigned)
-{
-    metrics_partition *mp;
-    int64_t lo, hi;
-
-    if (!w->m || !(mp = metrics_part(w->m, pt->topic, pt->partition)))
-        return;
-    /* The epoch first: an owner is judged by it once assigned shows. */
-    metrics_set(&mp->epoch, pt->epoch);
-    __atomic_store_n(&mp->assigned, assigned, __ATOMIC_RELAXED);
-    metrics_set(&mp->stored_offset, pt->next_offset);
-    /* The cached figure of the last fetch: no request to the broker. */
-    if (w->rk && rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition,
-                                                &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        hi >= 0)
-        metrics_set(&mp->high_watermark, hi);
-}
 
 /* What each partition is doing, for the status page and
  * exactly_partition_state: the most severe condition wins. */

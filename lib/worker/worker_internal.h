@@ -132,11 +132,8 @@ void worker_advance_idle(worker *w);
 /* Whether nothing is buffered but in halted or fenced partitions. */
 int worker_all_committed(const worker *w);
 
-/* The next offset a partition expects from Kafka. */
-static inline int64_t worker_expected_next(const part *pt)
-{
-    return pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1 : pt->next_offset;
-}
+/* The next offset a partition expects from Kafka (part.c). */
+int64_t worker_expected_next(const part *pt);
 
 /* ---- db.c: the connection and its breaker --------------------------------- */
 
