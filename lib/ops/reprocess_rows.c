@@ -51,6 +51,7 @@ int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
         return 1;
     }
     if (n == 0) {
+        store_run_rows_free(rows, n);
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "run not found in this pipeline, or already done",
                     LOG_INT("run", o->resume_run));
