@@ -189,15 +189,7 @@ static int fill_slots(supervision *sv, const char *lock_dir)
 
 static void install_signals(void)
 {
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
+    sup_handle_signals(on_stop, on_hup);
     signal(SIGPIPE, SIG_IGN);
 }
 

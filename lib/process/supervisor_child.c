@@ -35,17 +35,26 @@ static void worker_on_stop(int sig) { (void)sig; if (w_stop) _exit(1); w_stop = 
 
 static void worker_on_hup(int sig) { (void)sig; w_reopen = 1; }
 
-static void install_worker_signals(void)
+void sup_handle_signals(void (*on_stop)(int), void (*on_hup)(int))
 {
     struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
-    sa.sa_handler = worker_on_stop;
+    sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = worker_on_hup;
+    sa.sa_handler = on_hup;
     sigaction(SIGHUP, &sa, NULL);
+}
+
+static void install_worker_signals(void)
+{
+    struct sigaction sa;
+
+    sup_handle_signals(worker_on_stop, worker_on_hup);
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
 }
