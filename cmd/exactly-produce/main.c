@@ -140,7 +140,23 @@ static int send_one(rd_kafka_t *rk, const char *topic, int32_t partition,
     }
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. props point into argv (each -X value,
+ * split at its '=' by producer_conf); the array is malloc'd. */
+typedef struct options {
+    const char *brokers;
+    const char *topic;
+    const char *file;
+    char **props;
+    size_t n_props;
+    int32_t partition;
+    int quiet;
+} options;
+
+/* Fills *o from argv. Returns 1 when the command should go on to produce;
+ * 0 when it ends here with exit code *code (--help printed: 0; bad usage
+ * printed: EXIT_REFUSED; out of memory: EXIT_UNDELIVERED). o->props is
+ * the caller's to free either way. */
+static int parse_args(int argc, char **argv, options *o, int *code)
 {
     static const struct option longopts[] = {
         {"brokers", required_argument, NULL, 'b'},
@@ -152,33 +168,22 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *brokers = getenv("EXACTLY_BOOTSTRAP_SERVERS");
-    const char *topic = NULL, *file = NULL;
-    char **props = NULL;
-    size_t n_props = 0, i;
-    int32_t partition = RD_KAFKA_PARTITION_UA;
-    int quiet = 0, c, code = EXIT_DELIVERED, is_message;
-    rd_kafka_conf_t *conf = NULL;
-    rd_kafka_t *rk = NULL;
-    FILE *in = NULL;
-    char *line = NULL, err[512];
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0, sent = 0;
-    delivery d;
-    produce_msg m;
+    int c;
 
-    memset(&d, 0, sizeof(d));
-    memset(&m, 0, sizeof(m));
-    props = calloc((size_t)argc, sizeof(*props));
-    if (!props) {
+    memset(o, 0, sizeof(*o));
+    o->brokers = getenv("EXACTLY_BOOTSTRAP_SERVERS");
+    o->partition = RD_KAFKA_PARTITION_UA;
+    *code = EXIT_DELIVERED;
+    o->props = calloc((size_t)argc, sizeof(*o->props));
+    if (!o->props) {
         perror("exactly-produce");
-        return EXIT_UNDELIVERED;
+        *code = EXIT_UNDELIVERED;
+        return 0;
     }
     while ((c = getopt_long(argc, argv, "b:t:p:f:X:qh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'b': brokers = optarg; break;
-        case 't': topic = optarg; break;
+        case 'b': o->brokers = optarg; break;
+        case 't': o->topic = optarg; break;
         case 'p': {
             char *end;
             long v;
@@ -187,77 +192,101 @@ int main(int argc, char **argv)
             if (errno || end == optarg || *end || v < 0 || v > INT32_MAX) {
                 fprintf(stderr, "exactly-produce: --partition wants a "
                         "partition number, got '%s'\n", optarg);
-                code = EXIT_REFUSED;
-                goto cleanup;
+                *code = EXIT_REFUSED;
+                return 0;
             }
-            partition = (int32_t)v;
+            o->partition = (int32_t)v;
             break;
         }
-        case 'f': file = optarg; break;
-        case 'X': props[n_props++] = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(stdout); goto cleanup;
-        default: usage(stderr); code = EXIT_REFUSED; goto cleanup;
+        case 'f': o->file = optarg; break;
+        case 'X': o->props[o->n_props++] = optarg; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); *code = EXIT_REFUSED; return 0;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "exactly-produce: unexpected argument '%s'\n",
                 argv[optind]);
-        code = EXIT_REFUSED;
-        goto cleanup;
+        *code = EXIT_REFUSED;
+        return 0;
     }
-    if (!topic || !topic[0] || !brokers || !brokers[0]) {
+    if (!o->topic || !o->topic[0] || !o->brokers || !o->brokers[0]) {
         fprintf(stderr, "exactly-produce: %s (see --help)\n",
-                !topic || !topic[0]
+                !o->topic || !o->topic[0]
                     ? "-t TOPIC is required"
                     : "no brokers: give -b LIST or set "
                       "EXACTLY_BOOTSTRAP_SERVERS");
-        code = EXIT_REFUSED;
-        goto cleanup;
+        *code = EXIT_REFUSED;
+        return 0;
     }
+    return 1;
+}
 
-    conf = rd_kafka_conf_new();
-    if (set_prop(conf, "bootstrap.servers", brokers) ||
+/* The producer's configuration: the defaults usage() names, then each -X
+ * in order, and on_delivery counting into *d. Returns it (the caller's to
+ * destroy or hand to rd_kafka_new), or NULL after printing why. */
+static rd_kafka_conf_t *producer_conf(const options *o, delivery *d)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    size_t i;
+
+    if (set_prop(conf, "bootstrap.servers", o->brokers) ||
         set_prop(conf, "enable.idempotence", "true") ||
         set_prop(conf, "acks", "all") ||
         set_prop(conf, "partitioner", "murmur2_random") ||
-        set_prop(conf, "message.timeout.ms", "30000")) {
-        code = EXIT_REFUSED;
-        goto cleanup;
-    }
-    for (i = 0; i < n_props; i++) {
-        char *eq = strchr(props[i], '=');
-        if (!eq || eq == props[i]) {
+        set_prop(conf, "message.timeout.ms", "30000"))
+        goto fail;
+    for (i = 0; i < o->n_props; i++) {
+        char *eq = strchr(o->props[i], '=');
+        if (!eq || eq == o->props[i]) {
             fprintf(stderr, "exactly-produce: -X wants NAME=VALUE, got '%s'\n",
-                    props[i]);
-            code = EXIT_REFUSED;
-            goto cleanup;
+                    o->props[i]);
+            goto fail;
         }
         *eq = '\0';
-        if (set_prop(conf, props[i], eq + 1)) {
-            code = EXIT_REFUSED;
-            goto cleanup;
-        }
+        if (set_prop(conf, o->props[i], eq + 1))
+            goto fail;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, &d);
+    rd_kafka_conf_set_opaque(conf, d);
+    return conf;
 
-    if (!file || strcmp(file, "-") == 0) {
-        in = stdin;
-    } else if (!(in = fopen(file, "r"))) {
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/* stdin for no file or "-", else file opened for reading; NULL after
+ * printing why. */
+static FILE *open_input(const char *file)
+{
+    FILE *in;
+
+    if (!file || strcmp(file, "-") == 0)
+        return stdin;
+    if (!(in = fopen(file, "r")))
         fprintf(stderr, "exactly-produce: cannot read %s: %s\n", file,
                 strerror(errno));
-        code = EXIT_REFUSED;
-        goto cleanup;
-    }
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!rk) {
-        fprintf(stderr, "exactly-produce: %s\n", err);
-        code = EXIT_REFUSED;
-        goto cleanup;
-    }
-    conf = NULL; /* rk owns it */
+    return in;
+}
 
+/* Reads in line by line and hands each message line to rk, counting them
+ * in *sent. Stops at the first malformed line (EXIT_REFUSED, the line and
+ * the count before it printed) or message librdkafka refuses
+ * (EXIT_UNDELIVERED); a read error is EXIT_REFUSED. Returns
+ * EXIT_DELIVERED otherwise: delivery is known only after finish(). */
+static int produce_lines(rd_kafka_t *rk, FILE *in, const options *o,
+                         long *sent)
+{
+    char *line = NULL, err[512];
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int code = EXIT_DELIVERED, is_message;
+    produce_msg m;
+
+    memset(&m, 0, sizeof(m));
     while ((len = getline(&line, &cap, in)) >= 0) {
         exactly_err rc;
 
@@ -269,38 +298,77 @@ int main(int argc, char **argv)
         if (rc != EXACTLY_OK) {
             fprintf(stderr, "exactly-produce: line %ld: %s; the %ld "
                     "message(s) before it were produced\n", lineno,
-                    rc == EXACTLY_ENOMEM ? "out of memory" : err, sent);
+                    rc == EXACTLY_ENOMEM ? "out of memory" : err, *sent);
             code = EXIT_REFUSED;
             break;
         }
         if (!is_message)
             continue;
-        if (send_one(rk, topic, partition, &m, lineno) != 0) {
+        if (send_one(rk, o->topic, o->partition, &m, lineno) != 0) {
             produce_msg_free(&m);
             code = EXIT_UNDELIVERED;
             break;
         }
         produce_msg_free(&m);
-        sent++;
+        (*sent)++;
         rd_kafka_poll(rk, 0);
     }
     if (ferror(in)) {
         fprintf(stderr, "exactly-produce: reading %s: %s\n",
-                in == stdin ? "stdin" : file, strerror(errno));
+                in == stdin ? "stdin" : o->file, strerror(errno));
         code = EXIT_REFUSED;
     }
+    free(line);
+    return code;
+}
+
+/* Waits until every message handed to rk is delivered or failed, prints
+ * the summary (the first delivery error, or the count unless quiet) and
+ * returns code, made EXIT_UNDELIVERED when a message failed and code was
+ * EXIT_DELIVERED. */
+static int finish(rd_kafka_t *rk, const delivery *d, const options *o,
+                  long sent, int code)
+{
     /* Every message ends delivered or failed within message.timeout.ms. */
     while (rd_kafka_outq_len(rk) > 0)
         rd_kafka_flush(rk, 1000);
-    if (d.failed > 0 && code == EXIT_DELIVERED)
+    if (d->failed > 0 && code == EXIT_DELIVERED)
         code = EXIT_UNDELIVERED;
-    if (d.failed > 0)
+    if (d->failed > 0)
         fprintf(stderr, "exactly-produce: %lld of %ld message(s) not "
-                "delivered to %s: %s\n", d.failed, sent, topic,
-                d.first_error);
-    else if (!quiet)
+                "delivered to %s: %s\n", d->failed, sent, o->topic,
+                d->first_error);
+    else if (!o->quiet)
         fprintf(stderr, "exactly-produce: %lld message(s) delivered to %s\n",
-                d.delivered, topic);
+                d->delivered, o->topic);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int code;
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_t *rk = NULL;
+    FILE *in = NULL;
+    char err[512];
+    long sent = 0;
+    delivery d;
+
+    memset(&d, 0, sizeof(d));
+    if (!parse_args(argc, argv, &o, &code))
+        goto cleanup;
+    code = EXIT_REFUSED;
+    if (!(conf = producer_conf(&o, &d)) || !(in = open_input(o.file)))
+        goto cleanup;
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "exactly-produce: %s\n", err);
+        goto cleanup;
+    }
+    conf = NULL; /* rk owns it */
+    code = produce_lines(rk, in, &o, &sent);
+    code = finish(rk, &d, &o, sent, code);
 
 cleanup:
     if (rk)
@@ -309,7 +377,6 @@ cleanup:
         rd_kafka_conf_destroy(conf);
     if (in && in != stdin)
         fclose(in);
-    free(line);
-    free(props);
+    free(o.props);
     return code;
 }
