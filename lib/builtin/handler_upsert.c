@@ -207,76 +207,103 @@ done:
     return rc;
 }
 
-static exactly_err upsert_open(const exactly_open_args *args, void **out,
-                               int fused)
+/* Says "out of memory" in errbuf; returns EXACTLY_ENOMEM. */
+static exactly_err open_nomem(const exactly_open_args *args)
+{
+    snprintf(args->errbuf, args->errbuf_size, "upsert: out of memory");
+    return EXACTLY_ENOMEM;
+}
+
+/* The SQL generator's refusal msg as the open's error: EXACTLY_ENOMEM when
+ * it ran out of memory, else EXACTLY_ECONFIG with msg in errbuf. */
+static exactly_err open_refuse(const exactly_open_args *args, const char *msg)
+{
+    if (strcmp(msg, "out of memory") == 0)
+        return open_nomem(args);
+    snprintf(args->errbuf, args->errbuf_size, "upsert: %s", msg);
+    return EXACTLY_ECONFIG;
+}
+
+/*
+ * Reads the options into st (table, the column map copied into
+ * st->targets / st->sources, and for the fused form the IDs' binary type)
+ * and the conflict key into *key / *n_key (borrowed from the options).
+ * Returns EXACTLY_OK, EXACTLY_ECONFIG when key or columns is empty, or
+ * EXACTLY_ENOMEM, with the reason in errbuf.
+ */
+static exactly_err read_options(const exactly_open_args *args,
+                                upsert_state *st, const char *const **key,
+                                size_t *n_key)
 {
     const exactly_host *h = args->host;
-    const char *const *key = NULL, *const *targets = NULL,
-                      *const *sources = NULL;
-    upsert_state *st = NULL;
-    char **types = NULL;
-    upsert_sql_spec spec;
-    char msg[512];
-    size_t n_key, i;
-    exactly_err rc = EXACTLY_ECONFIG;
+    const char *const *targets = NULL, *const *sources = NULL;
+    size_t i;
 
-    *out = NULL;
-    msg[0] = '\0';
-    if (fused && !args->lookup_table) {
-        snprintf(args->errbuf, args->errbuf_size,
-                 "upsert: the fused form needs a lookup that reads one table");
-        return EXACTLY_ECONFIG;
-    }
-
-    st = calloc(1, sizeof(*st));
-    if (!st)
-        goto nomem;
-    st->host = h;
-    st->fused = fused;
     /* A host older than ABI 1.2 has no exec_params: text arrays then. */
-    if (fused && h->size >= offsetof(exactly_host, exec_params) +
-                                 sizeof(h->exec_params) &&
+    if (st->fused && h->size >= offsetof(exactly_host, exec_params) +
+                                     sizeof(h->exec_params) &&
         h->exec_params)
         st->id_oid = pgarray_oid_of(args->id_type);
     st->table = h->opt_string(args->opts, "table");
-    n_key = h->opt_list(args->opts, "key", &key);
+    *n_key = h->opt_list(args->opts, "key", key);
     st->n_columns = h->opt_map(args->opts, "columns", &targets, &sources);
     /* Lists and maps cannot be declared required; enforce it here. */
-    if (n_key == 0) {
+    if (*n_key == 0) {
         snprintf(args->errbuf, args->errbuf_size,
                  "upsert: option key must name at least one column");
-        goto fail;
+        return EXACTLY_ECONFIG;
     }
     if (st->n_columns == 0) {
         snprintf(args->errbuf, args->errbuf_size,
                  "upsert: option columns must map at least one target "
                  "column to a source column");
-        goto fail;
+        return EXACTLY_ECONFIG;
     }
 
     /* The option arrays are borrowed; keep our own copies of them. */
     st->targets = malloc(st->n_columns * sizeof(*st->targets));
     st->sources = malloc(st->n_columns * sizeof(*st->sources));
     if (!st->targets || !st->sources)
-        goto nomem;
+        return open_nomem(args);
     for (i = 0; i < st->n_columns; i++) {
         st->targets[i] = targets[i];
         st->sources[i] = sources[i];
     }
+    return EXACTLY_OK;
+}
 
-    if (!fused) {
-        if (!args->setup) {
-            snprintf(args->errbuf, args->errbuf_size,
-                     "upsert: needs a database connection at open to learn "
-                     "the column types of %s",
-                     st->table);
-            goto fail;
-        }
-        rc = learn_types(args, st, &types);
-        if (rc != EXACTLY_OK)
-            goto fail;
+/* The unfused form's target column types (learn_types), which need the
+ * setup connection: without one, EXACTLY_ECONFIG with the reason in
+ * errbuf. */
+static exactly_err unfused_types(const exactly_open_args *args,
+                                 const upsert_state *st, char ***types)
+{
+    if (!args->setup) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: needs a database connection at open to learn "
+                 "the column types of %s",
+                 st->table);
+        return EXACTLY_ECONFIG;
     }
+    return learn_types(args, st, types);
+}
 
+/*
+ * Generates st->insert_sql (wrapped to write outbox events when
+ * emit_topic is set, which also sets st->emit_topic) and, with
+ * delete_missing, st->delete_sql. types are the unfused form's column
+ * types (NULL when fused). Returns EXACTLY_OK, or the generator's refusal
+ * through open_refuse.
+ */
+static exactly_err build_statements(const exactly_open_args *args,
+                                    upsert_state *st, const char *const *key,
+                                    size_t n_key, char **types)
+{
+    const exactly_host *h = args->host;
+    upsert_sql_spec spec;
+    char msg[512];
+
+    msg[0] = '\0';
     memset(&spec, 0, sizeof(spec));
     spec.table = st->table;
     spec.key = key;
@@ -285,67 +312,113 @@ static exactly_err upsert_open(const exactly_open_args *args, void **out,
     spec.sources = st->sources;
     spec.types = (const char *const *)types;
     spec.n_columns = st->n_columns;
-    spec.lookup_table = fused ? args->lookup_table : NULL;
-    spec.lookup_id_column = fused ? args->lookup_id_column : NULL;
+    spec.lookup_table = st->fused ? args->lookup_table : NULL;
+    spec.lookup_id_column = st->fused ? args->lookup_id_column : NULL;
     spec.id_type = args->id_type;
 
-    rc = EXACTLY_ECONFIG;
     st->insert_sql = upsert_sql_insert(&spec, msg, sizeof(msg));
     if (!st->insert_sql)
-        goto refuse;
+        return open_refuse(args, msg);
     st->emit_topic = h->opt_string(args->opts, "emit_topic");
     if (st->emit_topic && !*st->emit_topic)
         st->emit_topic = NULL;
     if (st->emit_topic) {
         char *wrapped = upsert_sql_emit(
             st->insert_sql, &spec, h->opt_string(args->opts, "emit_outbox"),
-            fused ? 2 : (int)st->n_columns + 1, msg, sizeof(msg));
+            st->fused ? 2 : (int)st->n_columns + 1, msg, sizeof(msg));
         if (!wrapped)
-            goto refuse;
+            return open_refuse(args, msg);
         free(st->insert_sql);
         st->insert_sql = wrapped;
     }
     if (h->opt_bool(args->opts, "delete_missing")) {
         st->delete_sql = upsert_sql_delete(&spec, msg, sizeof(msg));
         if (!st->delete_sql)
-            goto refuse;
+            return open_refuse(args, msg);
     }
+    return EXACTLY_OK;
+}
 
-    if (args->setup) {
-        rc = check_sql(args, st, st->insert_sql,
-                       (fused ? 1 : st->n_columns) + (st->emit_topic ? 1 : 0),
-                       "generated insert");
-        if (rc == EXACTLY_OK && st->delete_sql)
-            rc = check_sql(args, st, st->delete_sql, 1, "generated delete");
-        if (rc != EXACTLY_OK)
-            goto fail;
-    }
+/* With a setup connection, has the server plan the generated statements
+ * (check_sql); without one there is nothing to ask and it returns
+ * EXACTLY_OK. */
+static exactly_err check_statements(const exactly_open_args *args,
+                                    const upsert_state *st)
+{
+    exactly_err rc;
 
-    if (!fused) {
-        st->src_index = calloc(st->n_columns, sizeof(*st->src_index));
-        st->arrays = calloc(st->n_columns, sizeof(*st->arrays));
-        /* One more for emit_topic's topic. */
-        st->params = calloc(st->n_columns + 1, sizeof(*st->params));
-        if (!st->src_index || !st->arrays || !st->params)
-            goto nomem;
+    if (!args->setup)
+        return EXACTLY_OK;
+    rc = check_sql(args, st, st->insert_sql,
+                   (st->fused ? 1 : st->n_columns) + (st->emit_topic ? 1 : 0),
+                   "generated insert");
+    if (rc == EXACTLY_OK && st->delete_sql)
+        rc = check_sql(args, st, st->delete_sql, 1, "generated delete");
+    return rc;
+}
+
+/* The unfused form's per-batch buffers (one array parameter per column,
+ * plus one parameter for emit_topic's topic); nothing for the fused form.
+ * Returns EXACTLY_OK or open_nomem. */
+static exactly_err alloc_buffers(const exactly_open_args *args,
+                                 upsert_state *st)
+{
+    if (st->fused)
+        return EXACTLY_OK;
+    st->src_index = calloc(st->n_columns, sizeof(*st->src_index));
+    st->arrays = calloc(st->n_columns, sizeof(*st->arrays));
+    /* One more for emit_topic's topic. */
+    st->params = calloc(st->n_columns + 1, sizeof(*st->params));
+    if (!st->src_index || !st->arrays || !st->params)
+        return open_nomem(args);
+    return EXACTLY_OK;
+}
+
+/*
+ * Opens the handler, fused (one INSERT ... SELECT from the lookup table)
+ * or not: reads the options, generates the statements, has the server
+ * check them when a setup connection is given. On success *out is the
+ * state; on failure *out is NULL, errbuf says why and nothing is left
+ * allocated.
+ */
+static exactly_err upsert_open(const exactly_open_args *args, void **out,
+                               int fused)
+{
+    const char *const *key = NULL;
+    upsert_state *st;
+    char **types = NULL;
+    size_t n_key = 0;
+    exactly_err rc;
+
+    *out = NULL;
+    if (fused && !args->lookup_table) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the fused form needs a lookup that reads one table");
+        return EXACTLY_ECONFIG;
     }
-    h->log(EXACTLY_LOG_DEBUG, "upsert: %s", st->insert_sql);
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return open_nomem(args);
+    st->host = args->host;
+    st->fused = fused;
+
+    rc = read_options(args, st, &key, &n_key);
+    if (rc == EXACTLY_OK && !fused)
+        rc = unfused_types(args, st, &types);
+    if (rc == EXACTLY_OK)
+        rc = build_statements(args, st, key, n_key, types);
+    if (rc == EXACTLY_OK)
+        rc = check_statements(args, st);
+    if (rc == EXACTLY_OK)
+        rc = alloc_buffers(args, st);
     free_types(types, st->n_columns);
+    if (rc != EXACTLY_OK) {
+        upsert_close(st);
+        return rc;
+    }
+    args->host->log(EXACTLY_LOG_DEBUG, "upsert: %s", st->insert_sql);
     *out = st;
     return EXACTLY_OK;
-
-refuse:
-    if (strcmp(msg, "out of memory") == 0)
-        goto nomem;
-    snprintf(args->errbuf, args->errbuf_size, "upsert: %s", msg);
-    goto fail;
-nomem:
-    snprintf(args->errbuf, args->errbuf_size, "upsert: out of memory");
-    rc = EXACTLY_ENOMEM;
-fail:
-    free_types(types, st ? st->n_columns : 0);
-    upsert_close(st);
-    return rc;
 }
 
 static exactly_err open_unfused(const exactly_open_args *args, void **state)
