@@ -88,7 +88,11 @@ static void usage(FILE *out)
             "to start).\n");
 }
 
-int cmd_run(int argc, char **argv)
+/* Fills *o (defaults first: a 30 s shutdown timeout, $EXACTLY_LOCK_DIR)
+ * and *path from argv. Returns -1 when the command should go on, else its
+ * exit code: CLI_OK after --help, CLI_REFUSED after printing why. */
+static int parse_run_args(int argc, char **argv, exactly_supervisor_opts *o,
+                          const char **path)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -104,33 +108,31 @@ int cmd_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    exactly_supervisor_opts o;
-    exactly_config *cfg;
-    const char *path = NULL;
     int64_t v;
-    int c, code;
+    int c;
 
-    memset(&o, 0, sizeof(o));
-    o.shutdown_timeout_ms = 30000;
-    o.lock_dir = getenv("EXACTLY_LOCK_DIR"); /* NULL: the supervisor's default */
+    memset(o, 0, sizeof(*o));
+    *path = NULL;
+    o->shutdown_timeout_ms = 30000;
+    o->lock_dir = getenv("EXACTLY_LOCK_DIR"); /* NULL: the supervisor's default */
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:p:r:vqh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'p': o.only_pipeline = optarg; break;
-        case 'r': o.only_relay = optarg; break;
+        case 'c': *path = optarg; break;
+        case 'p': o->only_pipeline = optarg; break;
+        case 'r': o->only_relay = optarg; break;
         case 't':
             if (cli_parse_int64("run", "--shutdown-timeout", optarg, 1, 86400, &v))
                 return CLI_REFUSED;
-            o.shutdown_timeout_ms = (int)v * 1000;
+            o->shutdown_timeout_ms = (int)v * 1000;
             break;
-        case 'l': o.lock_dir = optarg; break;
-        case 'f': o.log_file = optarg; break;
-        case 'm': o.metrics_addr = optarg; break;
+        case 'l': o->lock_dir = optarg; break;
+        case 'f': o->log_file = optarg; break;
+        case 'm': o->metrics_addr = optarg; break;
         case 'i':
             if (cli_parse_int64("run", "--exit-idle", optarg, 1, 86400000, &v))
                 return CLI_REFUSED;
-            o.exit_idle_ms = (int)v;
+            o->exit_idle_ms = (int)v;
             break;
         case 'v': cli_set_log_level(EXACTLY_LOG_DEBUG); break;
         case 'q': cli_set_log_level(EXACTLY_LOG_WARN); break;
@@ -142,6 +144,39 @@ int cmd_run(int argc, char **argv)
         cli_line(stderr, "exactly run: unexpected argument '%s'", argv[optind]);
         return CLI_REFUSED;
     }
+    return -1;
+}
+
+/* Whether the --pipeline and --relay of o name a pipeline and a relay of
+ * cfg: 1, or 0 after printing which is missing (and, for a relay, the
+ * relays there are). */
+static int selection_exists(exactly_config *cfg,
+                            const exactly_supervisor_opts *o)
+{
+    size_t i;
+
+    if (o->only_pipeline && !cli_pick_pipeline(cfg, o->only_pipeline))
+        return 0;
+    if (o->only_relay && !exactly_config_relay(cfg, o->only_relay)) {
+        cli_line(stderr, "exactly: %s: no relay '%s'", cfg->path,
+                 o->only_relay);
+        for (i = 0; i < cfg->n_relays; i++)
+            cli_line(stderr, "  have: %s", cfg->relays[i].name);
+        return 0;
+    }
+    return 1;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    exactly_supervisor_opts o;
+    exactly_config *cfg;
+    const char *path;
+    int code;
+
+    code = parse_run_args(argc, argv, &o, &path);
+    if (code >= 0)
+        return code;
     if (getenv("EXACTLY_HOST_ID") &&
         exactly_host_id_problem(getenv("EXACTLY_HOST_ID"))) {
         cli_line(stderr, "exactly run: %s",
@@ -151,16 +186,7 @@ int cmd_run(int argc, char **argv)
     cfg = cli_load_config(path);
     if (!cfg)
         return CLI_REFUSED;
-    if (o.only_pipeline && !cli_pick_pipeline(cfg, o.only_pipeline)) {
-        exactly_config_free(cfg);
-        return CLI_REFUSED;
-    }
-    if (o.only_relay && !exactly_config_relay(cfg, o.only_relay)) {
-        size_t i;
-        cli_line(stderr, "exactly: %s: no relay '%s'", cfg->path,
-                 o.only_relay);
-        for (i = 0; i < cfg->n_relays; i++)
-            cli_line(stderr, "  have: %s", cfg->relays[i].name);
+    if (!selection_exists(cfg, &o)) {
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
