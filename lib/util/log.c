@@ -283,15 +283,67 @@ static int json_put(json_t *obj, const char *key, json_t *v)
     return v ? json_object_set_new(obj, key, v) : -1;
 }
 
+/* The JSON value of field f (a new reference), or NULL when out of memory
+ * or f is the END marker. A uint past jansson's signed range and a double
+ * that is not finite become their text. */
+static json_t *json_field_value(const exactly_log_field *f)
+{
+    char num[40];
+
+    switch (f->type) {
+    case EXACTLY_LOG_T_STR:
+        return json_str(f->s, f->len);
+    case EXACTLY_LOG_T_INT:
+        return json_integer(f->i);
+    case EXACTLY_LOG_T_UINT:
+        /* Past the signed range jansson has: the digits, as text. */
+        if (f->u <= (uint64_t)INT64_MAX)
+            return json_integer((json_int_t)f->u);
+        snprintf(num, sizeof(num), "%" PRIu64, f->u);
+        return json_string(num);
+    case EXACTLY_LOG_T_DOUBLE:
+        if (isfinite(f->d))
+            return json_real(f->d);
+        format_double(f->d, num, sizeof(num));
+        return json_string(num);
+    case EXACTLY_LOG_T_BOOL:
+        return json_boolean(f->b);
+    case EXACTLY_LOG_T_END:
+        break;
+    }
+    return NULL;
+}
+
+/* Appends obj to sb as compact, ASCII-only JSON with DEL escaped too.
+ * Returns 0, or -1 when jansson could not write it (sb unchanged). */
+static int json_append(strbuf *sb, const json_t *obj)
+{
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII), *del;
+    const char *rest;
+
+    if (!text)
+        return -1;
+    /* jansson writes DEL as it is (JSON allows it); a terminal that shows
+     * the log gets no control byte from us. */
+    for (rest = text; (del = strchr(rest, 0x7f)) != NULL; rest = del + 1) {
+        strbuf_append(sb, rest, (size_t)(del - rest));
+        strbuf_append(sb, "\\u007f", 6);
+    }
+    strbuf_puts(sb, rest);
+    free(text);
+    return 0;
+}
+
+/* Appends the JSON form of one log line to sb: the fixed members (ts,
+ * level, comp, pid, and pipeline, worker and trace_id when set), msg, then
+ * each field under keys[i] (a field whose key is empty is left out).
+ * Returns 0, or -1 when out of memory (sb may then hold nothing of it). */
 static int json_line(strbuf *sb, const char *ts, exactly_log_level level,
                      const char *component, const char *msg,
                      const exactly_log_field *fields, size_t n_fields,
                      char (*keys)[FIELD_KEY_MAX])
 {
     json_t *obj = json_object();
-    char num[40];
-    char *text = NULL, *del;
-    const char *rest;
     int rc = -1;
     size_t i;
 
@@ -307,59 +359,12 @@ static int json_line(strbuf *sb, const char *ts, exactly_log_level level,
         (g_trace[0] && json_put(obj, "trace_id", json_str(g_trace, SIZE_MAX))) ||
         json_put(obj, "msg", json_str(msg, SIZE_MAX)))
         goto cleanup;
-    for (i = 0; i < n_fields; i++) {
-        const exactly_log_field *f = &fields[i];
-        const char *key = keys[i];
-        json_t *v = NULL;
-        if (!key[0])
-            continue;
-        switch (f->type) {
-        case EXACTLY_LOG_T_STR:
-            v = json_str(f->s, f->len);
-            break;
-        case EXACTLY_LOG_T_INT:
-            v = json_integer(f->i);
-            break;
-        case EXACTLY_LOG_T_UINT:
-            /* Past the signed range jansson has: the digits, as text. */
-            if (f->u <= (uint64_t)INT64_MAX) {
-                v = json_integer((json_int_t)f->u);
-            } else {
-                snprintf(num, sizeof(num), "%" PRIu64, f->u);
-                v = json_string(num);
-            }
-            break;
-        case EXACTLY_LOG_T_DOUBLE:
-            if (isfinite(f->d)) {
-                v = json_real(f->d);
-            } else {
-                format_double(f->d, num, sizeof(num));
-                v = json_string(num);
-            }
-            break;
-        case EXACTLY_LOG_T_BOOL:
-            v = json_boolean(f->b);
-            break;
-        case EXACTLY_LOG_T_END:
-            break;
-        }
-        if (json_put(obj, key, v))
+    for (i = 0; i < n_fields; i++)
+        if (keys[i][0] && json_put(obj, keys[i], json_field_value(&fields[i])))
             goto cleanup;
-    }
-    text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (!text)
-        goto cleanup;
-    /* jansson writes DEL as it is (JSON allows it); a terminal that shows
-     * the log gets no control byte from us. */
-    for (rest = text; (del = strchr(rest, 0x7f)) != NULL; rest = del + 1) {
-        strbuf_append(sb, rest, (size_t)(del - rest));
-        strbuf_append(sb, "\\u007f", 6);
-    }
-    strbuf_puts(sb, rest);
-    rc = 0;
+    rc = json_append(sb, obj);
 
 cleanup:
-    free(text);
     json_decref(obj);
     return rc;
 }
