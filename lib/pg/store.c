@@ -455,6 +455,32 @@ exactly_err exactly_store_version(PGconn *conn, const char *schema,
     return EXACTLY_OK;
 }
 
+/* Runs migrations[i] in schema q (quoted) and records version i + 1 in
+ * its schema_version, inside the caller's transaction. Returns EXACTLY_OK,
+ * EXACTLY_ENOMEM, or the server's error with errbuf filled; the caller
+ * rolls back on failure. */
+static exactly_err apply_migration(PGconn *conn, const char *q, size_t i,
+                                   char *errbuf, size_t errbuf_size)
+{
+    char vbuf[16];
+    const char *vparams[1] = {vbuf};
+    char *sql;
+    exactly_err rc;
+
+    sql = format_schema(migrations[i], q);
+    rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
+             : EXACTLY_ENOMEM;
+    free(sql);
+    if (rc != EXACTLY_OK)
+        return rc;
+    snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
+    sql = format_schema("INSERT INTO %1$s.schema_version (version) VALUES ($1)", q);
+    rc = sql ? exactly_pg_exec(conn, sql, 1, vparams, NULL, errbuf, errbuf_size)
+             : EXACTLY_ENOMEM;
+    free(sql);
+    return rc;
+}
+
 exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
                                   int *from_version, int *to_version,
                                   char *errbuf, size_t errbuf_size)
@@ -504,22 +530,7 @@ exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
         goto rollback;
     }
     for (i = (size_t)version; i < N_MIGRATIONS; i++) {
-        char vbuf[16];
-        const char *vparams[1] = {vbuf};
-        char *ins;
-
-        sql = format_schema(migrations[i], q);
-        rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
-                 : EXACTLY_ENOMEM;
-        free(sql);
-        sql = NULL;
-        if (rc != EXACTLY_OK)
-            goto rollback;
-        snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
-        ins = format_schema("INSERT INTO %1$s.schema_version (version) VALUES ($1)", q);
-        rc = ins ? exactly_pg_exec(conn, ins, 1, vparams, NULL, errbuf, errbuf_size)
-                 : EXACTLY_ENOMEM;
-        free(ins);
+        rc = apply_migration(conn, q, i, errbuf, errbuf_size);
         if (rc != EXACTLY_OK)
             goto rollback;
         *to_version = (int)(i + 1);
