@@ -29,11 +29,11 @@
 #endif
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_kit.h"
 #include "ledger_check.h"
 #include "testkit.h"
 
@@ -46,25 +46,15 @@
 #define N_MSGS 60
 #define STILL_FAILING "5"
 #define QUERY_ID "6"
-#define CMD_TIMEOUT_MS 60000
 #define WORKER_TIMEOUT_MS 120000
 
 static const char *const fixed_ids[] = {"3", "8", "11"};
 #define N_FIXED 3
 
-typedef struct ctx {
-    char dir[256];
-    char cfg[512];
-    char conninfo[1024];
-    const char *bootstraps;
-    PGconn *db;
-    int n_cmd;
-} ctx;
-
 /* The pipeline; before the fix fail_ids also lists the fixed IDs. Batches
  * of 8 messages: a partition's dead letters (2 messages per ID) take more
  * than one replay batch, and a batch holds fixed and failing IDs. */
-static void write_config(ctx *c, int fixed)
+static void write_config(cli_kit *c, int fixed)
 {
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
@@ -86,39 +76,12 @@ static void write_config(ctx *c, int fixed)
     tk_config_write(c->cfg, &cfg);
 }
 
-/* Runs `exactly dlq ARGS... -c cfg`; exit status, output in *out. */
-static int dlq(ctx *c, char **out, ...)
-{
-    const char *args[32];
-    char log[512];
-    va_list ap;
-    int n = 0, status;
-    const char *a;
-
-    args[n++] = "dlq";
-    va_start(ap, out);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        args[n++] = a;
-    va_end(ap);
-    args[n++] = "-c";
-    args[n++] = c->cfg;
-    args[n] = NULL;
-    snprintf(log, sizeof log, "%s/dlq-%02d.log", c->dir, ++c->n_cmd);
-    status = tk_exactlyv(log, CMD_TIMEOUT_MS, args);
-    *out = tk_read_file(log);
-    if (!*out)
-        *out = strdup("");
-    return status;
-}
-
-static int64_t dl_count(ctx *c, const char *where)
-{
-    return tk_sql_int64(c->db, "SELECT count(*) FROM exactly.dead_letters%s%s",
-                        where ? " WHERE " : "", where ? where : "");
-}
+/* Runs `exactly dlq ARGS... -c cfg` (ARGS NULL-terminated); exit status,
+ * output in *out. */
+#define dlq(c, out, ...) cli_exactly((c), (out), "dlq", __VA_ARGS__)
 
 /* Messages of id failing_applied counted (0: none). */
-static int64_t applied(ctx *c, const char *id)
+static int64_t applied(cli_kit *c, const char *id)
 {
     return tk_sql_int64(c->db, "SELECT coalesce(sum(n), 0) FROM"
                                " failing_applied WHERE id = '%s'",
@@ -127,54 +90,28 @@ static int64_t applied(ctx *c, const char *id)
 
 int main(void)
 {
-    ctx c;
-    tk_mock *m;
-    tk_msg msgs[N_MSGS];
-    char keys[N_MSGS][16];
+    cli_kit c;
     int64_t produced[N_IDS + 1];
     int64_t n_fixed = 0, n_left;
     char *out, *before, *after;
     int status, i;
 
-    memset(&c, 0, sizeof c);
-    memset(msgs, 0, sizeof msgs);
     memset(produced, 0, sizeof produced);
-    m = tk_mock_start(1);
-    c.bootstraps = tk_mock_bootstraps(m);
-    tk_mock_create_topic(m, TOPIC, NP);
-    for (i = 0; i < N_MSGS; i++) {
-        int e = (i % N_IDS) + 1;
-        snprintf(keys[i], sizeof keys[i], "%d", e);
-        produced[e]++;
-        msgs[i].partition = i % NP;
-        msgs[i].key = keys[i];
-        msgs[i].key_len = strlen(keys[i]);
-    }
-    tk_produce(c.bootstraps, TOPIC, msgs, N_MSGS);
+    cli_kit_start(&c, "dlq_bisect", TOPIC, NP, "dlq.yaml", 1);
+    cli_kit_produce_ids(&c, TOPIC, N_MSGS, N_IDS, NP, produced);
     for (i = 0; i < N_FIXED; i++)
         n_fixed += produced[atoi(fixed_ids[i])];
     n_left = produced[atoi(STILL_FAILING)] + produced[atoi(QUERY_ID)];
 
-    tk_tmpdir("exactly-dlq-bisect", c.dir, sizeof c.dir);
-    tk_pg_create_db("dlq_bisect", c.conninfo, sizeof c.conninfo);
-    ledger_setup_db(c.conninfo);
-    c.db = tk_pg_connect(c.conninfo);
     tk_sql(c.db, "CREATE TABLE failing_applied (id text PRIMARY KEY,"
                  " n bigint NOT NULL)");
-    snprintf(c.cfg, sizeof c.cfg, "%s/dlq.yaml", c.dir);
     write_config(&c, 0);
-    {
-        char log[512];
-        snprintf(log, sizeof log, "%s/migrate.log", c.dir);
-        ledger_migrate(c.cfg, log);
-        snprintf(log, sizeof log, "%s/worker.log", c.dir);
-        status = ledger_run_to_idle(c.cfg, 3000, WORKER_TIMEOUT_MS, log);
-        LEDGER_CHECK_LOG(status == 0, log, "worker exited %d", status);
-    }
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), n_fixed + n_left,
+    cli_kit_migrate(&c);
+    cli_kit_worker_to_idle(&c, WORKER_TIMEOUT_MS);
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), n_fixed + n_left,
                       "dead letters after the run");
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id = '" QUERY_ID "' AND sqlstate"
-                                   " = '22012'"),
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id = '" QUERY_ID "' AND"
+                                           " sqlstate = '22012'"),
                       produced[atoi(QUERY_ID)],
                       "dead letters of the failing query (division by zero)");
     for (i = 0; i < N_FIXED; i++)
@@ -242,16 +179,19 @@ int main(void)
             TK_CHECK_EQ_INT64(applied(&c, id), produced[i],
                               "messages of an ID applied once");
     }
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), n_left, "dead letters after the replay");
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id = '" STILL_FAILING "' AND"
-                                   " attempts = 2 AND reason = 'failing: record "
-                                   STILL_FAILING " is listed in fail_ids' AND"
-                                   " sqlstate IS NULL"),
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), n_left,
+                      "dead letters after the replay");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id = '" STILL_FAILING
+                                           "' AND attempts = 2 AND reason ="
+                                           " 'failing: record " STILL_FAILING
+                                           " is listed in fail_ids' AND"
+                                           " sqlstate IS NULL"),
                       produced[atoi(STILL_FAILING)],
                       "dead letters of the ID the handler still fails");
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id = '" QUERY_ID "' AND attempts ="
-                                   " 2 AND reason LIKE '%division by zero%'"
-                                   " AND sqlstate = '22012'"),
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id = '" QUERY_ID "' AND"
+                                           " attempts = 2 AND reason LIKE"
+                                           " '%division by zero%' AND"
+                                           " sqlstate = '22012'"),
                       produced[atoi(QUERY_ID)],
                       "dead letters of the ID whose query still fails");
 
@@ -267,15 +207,13 @@ int main(void)
                               " entity_id, reason, sqlstate), ';' ORDER BY id)"
                               " FROM exactly.dead_letters");
     TK_CHECK_EQ_STR(after, before, "dead letters after the second replay");
-    TK_CHECK_EQ_INT64(dl_count(&c, "attempts = 3"), n_left,
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "attempts = 3"), n_left,
                       "attempts after the second replay");
     free(before);
     free(after);
     tk_note("dlq replay: %" PRId64 " applied, %" PRId64 " isolated and kept",
             n_fixed, n_left);
 
-    PQfinish(c.db);
-    tk_mock_stop(m);
-    ledger_cleanup_dir(c.dir);
+    cli_kit_stop(&c);
     return 0;
 }
