@@ -34,11 +34,11 @@
 #endif
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_kit.h"
 #include "ledger_check.h"
 #include "testkit.h"
 
@@ -50,18 +50,9 @@
 #define CMD_TIMEOUT_MS 60000
 #define WORKER_TIMEOUT_MS 120000
 
-typedef struct ctx {
-    char dir[256];
-    char cfg[512];
-    char conninfo[1024];
-    const char *bootstraps;
-    PGconn *db;
-    int n_cmd;
-} ctx;
-
 /* The pipeline; fail_on_ids only when failing. The handler emits one
  * outbox event per message it applies (host->emit), replayed ones too. */
-static void write_config(ctx *c, int failing)
+static void write_config(cli_kit *c, int failing)
 {
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
@@ -80,32 +71,9 @@ static void write_config(ctx *c, int failing)
     tk_config_write(c->cfg, &cfg);
 }
 
-/* Runs `exactly dlq ARGS... -c cfg`; exit status, output in *out. */
-static int dlq(ctx *c, char **out, ...)
-{
-    const char *args[32];
-    char log[512];
-    va_list ap;
-    int n = 0;
-    const char *a;
-
-    args[n++] = "dlq";
-    va_start(ap, out);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        args[n++] = a;
-    va_end(ap);
-    args[n++] = "-c";
-    args[n++] = c->cfg;
-    args[n] = NULL;
-    snprintf(log, sizeof log, "%s/dlq-%02d.log", c->dir, ++c->n_cmd);
-    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
-}
-
-static int64_t dl_count(ctx *c, const char *where)
-{
-    return tk_sql_int64(c->db, "SELECT count(*) FROM exactly.dead_letters%s%s",
-                        where ? " WHERE " : "", where ? where : "");
-}
+/* Runs `exactly dlq ARGS... -c cfg` (ARGS NULL-terminated); exit status,
+ * output in *out. */
+#define dlq(c, out, ...) cli_exactly((c), (out), "dlq", __VA_ARGS__)
 
 /* Data rows of a `dlq list` table. */
 static int list_rows(const char *out)
@@ -126,7 +94,7 @@ static int list_rows(const char *out)
     return n;
 }
 
-static char *dl_id(ctx *c, const char *where)
+static char *dl_id(cli_kit *c, const char *where)
 {
     return tk_sql_text(c->db, "SELECT min(id)::text FROM exactly.dead_letters"
                               " WHERE %s", where);
@@ -134,64 +102,45 @@ static char *dl_id(ctx *c, const char *where)
 
 int main(void)
 {
-    ctx c;
-    tk_mock *m;
-    tk_msg msgs[N_MSGS + 2];
-    char keys[N_MSGS + 2][16];
+    cli_kit c;
+    tk_msg msgs[2];
+    char keys[2][16];
     int64_t produced[N_IDS + 1]; /* per id */
     int64_t n_fail = 0, ledger_before, dl_total;
     char *out, *id;
     int status, i;
 
-    memset(&c, 0, sizeof c);
     memset(msgs, 0, sizeof msgs);
     memset(produced, 0, sizeof produced);
-    m = tk_mock_start(1);
-    c.bootstraps = tk_mock_bootstraps(m);
-    tk_mock_create_topic(m, TOPIC, NP);
-    for (i = 0; i < N_MSGS; i++) {
-        int64_t e = (i % N_IDS) + 1;
-        snprintf(keys[i], sizeof keys[i], "%" PRId64, e);
-        produced[e]++;
-        n_fail += e == 7 || e == 13;
-    }
+    cli_kit_start(&c, "dlq_cli", TOPIC, NP, "dlq.yaml", 1);
+    cli_kit_produce_ids(&c, TOPIC, N_MSGS, N_IDS, NP, produced);
+    n_fail = produced[7] + produced[13];
     /* The undecodable key lands on partition 0, the missing row on 1. */
-    snprintf(keys[N_MSGS], sizeof keys[N_MSGS], "not-a-number");
-    snprintf(keys[N_MSGS + 1], sizeof keys[N_MSGS + 1], "%d", NO_ROW_ID);
-    for (i = 0; i < N_MSGS + 2; i++) {
-        msgs[i].partition = i < N_MSGS ? i % NP : i - N_MSGS;
+    snprintf(keys[0], sizeof keys[0], "not-a-number");
+    snprintf(keys[1], sizeof keys[1], "%d", NO_ROW_ID);
+    for (i = 0; i < 2; i++) {
+        msgs[i].partition = i;
         msgs[i].key = keys[i];
         msgs[i].key_len = strlen(keys[i]);
     }
-    tk_produce(c.bootstraps, TOPIC, msgs, N_MSGS + 2);
+    tk_produce(c.bootstraps, TOPIC, msgs, 2);
 
-    tk_tmpdir("exactly-dlq-cli", c.dir, sizeof c.dir);
-    tk_pg_create_db("dlq_cli", c.conninfo, sizeof c.conninfo);
-    ledger_setup_db(c.conninfo);
-    c.db = tk_pg_connect(c.conninfo);
-    snprintf(c.cfg, sizeof c.cfg, "%s/dlq.yaml", c.dir);
     write_config(&c, 1);
-    {
-        char log[512];
-        pid_t pid;
-        snprintf(log, sizeof log, "%s/migrate.log", c.dir);
-        ledger_migrate(c.cfg, log);
-        snprintf(log, sizeof log, "%s/worker.log", c.dir);
-        pid = ledger_start_worker(c.cfg, 3000, log);
-        status = tk_wait(pid, WORKER_TIMEOUT_MS);
-        if (status == -1)
-            tk_terminate(pid, 5000);
-        LEDGER_CHECK_LOG(status == 0, log, "worker exited %d", status);
-    }
+    cli_kit_migrate(&c);
+    cli_kit_worker_to_idle(&c, WORKER_TIMEOUT_MS);
     dl_total = n_fail + 2;
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after the run");
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id IN ('7', '13') AND reason LIKE"
-                                   " '%fail_on_ids%'"),
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), dl_total,
+                      "dead letters after the run");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id IN ('7', '13') AND"
+                                           " reason LIKE '%fail_on_ids%'"),
                       n_fail, "dead letters of the failing IDs");
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id IS NULL AND partition = 0"), 1,
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id IS NULL AND"
+                                           " partition = 0"),
+                      1,
                       "the undecodable message");
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id = '777' AND partition = 1 AND"
-                                   " reason = 'lookup found no row'"),
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id = '777' AND"
+                                           " partition = 1 AND"
+                                           " reason = 'lookup found no row'"),
                       1, "the message without a row");
     ledger_before = ledger_rows(c.db);
     TK_CHECK_EQ_INT64(ledger_before, N_MSGS - n_fail, "ledger rows after the run");
@@ -218,7 +167,7 @@ int main(void)
     free(out);
     status = dlq(&c, &out, "list", "--topic", TOPIC, "--partition", "1", NULL);
     TK_CHECK(status == 0, "list --partition exited %d:\n%s", status, out);
-    TK_CHECK_EQ_INT64(list_rows(out), dl_count(&c, "partition = 1"),
+    TK_CHECK_EQ_INT64(list_rows(out), cli_dead_letters(&c, "partition = 1"),
                       "rows listed for partition 1");
     free(out);
     status = dlq(&c, &out, "list", "--since", "2999-01-01", NULL);
@@ -232,12 +181,14 @@ int main(void)
     /* --entity: the entity's ID; --id: the dead letter's own id. */
     status = dlq(&c, &out, "list", "--entity", "7", NULL);
     TK_CHECK(status == 0, "list --entity exited %d:\n%s", status, out);
-    TK_CHECK(dl_count(&c, "entity_id = '7'") > 0, "no dead letter of entity 7");
-    TK_CHECK_EQ_INT64(list_rows(out), dl_count(&c, "entity_id = '7'"),
+    TK_CHECK(cli_dead_letters(&c, "entity_id = '7'") > 0,
+             "no dead letter of entity 7");
+    TK_CHECK_EQ_INT64(list_rows(out), cli_dead_letters(&c, "entity_id = '7'"),
                       "rows listed for --entity 7");
     free(out);
     status = dlq(&c, &out, "list", "--entity", "7", "--entity", "777", NULL);
-    TK_CHECK_EQ_INT64(list_rows(out), dl_count(&c, "entity_id IN ('7', '777')"),
+    TK_CHECK_EQ_INT64(list_rows(out),
+                      cli_dead_letters(&c, "entity_id IN ('7', '777')"),
                       "rows listed for --entity 7 --entity 777");
     free(out);
     status = dlq(&c, &out, "show", "--entity", "777", NULL);
@@ -258,7 +209,8 @@ int main(void)
     TK_CHECK(status == 0 && strstr(out, "discarded 0 dead letter(s)"),
              "discard --entity of no dead letter exited %d:\n%s", status, out);
     free(out);
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after --entity");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), dl_total,
+                      "dead letters after --entity");
     {
         char *argv[] = {(char *)ledger_exactly_bin(), "dlq", "--help", NULL};
         char log[512];
@@ -313,7 +265,8 @@ int main(void)
     TK_CHECK(status == 2 && strstr(out, "unknown action 'frobnicate'"),
              "unknown action exited %d:\n%s", status, out);
     free(out);
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after refusals");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), dl_total,
+                      "dead letters after refusals");
 
     /* Replay with fail_on_ids still set: failed again, nothing applied. */
     status = dlq(&c, &out, "replay", "--all", NULL);
@@ -329,8 +282,9 @@ int main(void)
                  want, out);
     }
     free(out);
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), dl_total, "dead letters after a failed replay");
-    TK_CHECK_EQ_INT64(dl_count(&c, "attempts = 2"), n_fail,
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), dl_total,
+                      "dead letters after a failed replay");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "attempts = 2"), n_fail,
                       "attempts counted for the records that failed again");
     TK_CHECK_EQ_INT64(ledger_rows(c.db), ledger_before, "ledger after a failed replay");
 
@@ -352,7 +306,8 @@ int main(void)
                                           " LIMIT 1");
         snprintf(where, sizeof where, "entity_id = '13' AND partition = %"
                  PRId64, planted_part);
-        k = dl_count(&c, where); /* one record: entity 13 on that partition */
+        /* one record: entity 13 on that partition */
+        k = cli_dead_letters(&c, where);
         status = dlq(&c, &out, "replay", "--all", NULL);
         tk_note("replay over a planted row:\n%s", out);
         TK_CHECK(status == 0 && strstr(out, "duplicate key value"),
@@ -366,12 +321,12 @@ int main(void)
         TK_CHECK(strstr(out, want) != NULL, "replay did not say '%s':\n%s",
                  want, out);
         free(out);
-        left = dl_count(&c, NULL);
+        left = cli_dead_letters(&c, NULL);
         TK_CHECK_EQ_INT64(left, k + 2, "dead letters after a bisected replay");
         snprintf(where, sizeof where, "entity_id = '13' AND partition = %"
                  PRId64 " AND attempts = 3 AND sqlstate = '23505' AND reason"
                  " LIKE '%%duplicate key value%%'", planted_part);
-        TK_CHECK_EQ_INT64(dl_count(&c, where), k,
+        TK_CHECK_EQ_INT64(cli_dead_letters(&c, where), k,
                           "dead letters of the record that failed again");
         TK_CHECK_EQ_INT64(ledger_rows(c.db), ledger_before + 1 + n_fail - k,
                           "ledger after a bisected replay (the planted row and"
@@ -405,7 +360,8 @@ int main(void)
     }
     tk_note("dlq replay --all:\n%s", out);
     free(out);
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), 2, "dead letters after the replay");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), 2,
+                      "dead letters after the replay");
     TK_CHECK_EQ_INT64(ledger_rows(c.db), N_MSGS, "ledger rows after the replay");
     TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT coalesce(sum(n), 0) FROM"
                                          " ledger_counters WHERE entity_id IN"
@@ -418,7 +374,7 @@ int main(void)
                                         "ledger"),
              "discard --partition 0 exited %d:\n%s", status, out);
     free(out);
-    TK_CHECK_EQ_INT64(dl_count(&c, "entity_id IS NULL"), 0,
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, "entity_id IS NULL"), 0,
                       "the undecodable one after discard");
     tk_sql(c.db, "INSERT INTO accounts VALUES (%d, 'late', 0)", NO_ROW_ID);
     id = dl_id(&c, "entity_id = '777'");
@@ -427,7 +383,8 @@ int main(void)
              "replay %s exited %d:\n%s", id, status, out);
     free(out);
     free(id);
-    TK_CHECK_EQ_INT64(dl_count(&c, NULL), 0, "dead letters at the end");
+    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), 0,
+                      "dead letters at the end");
 
     /* Every offset but the undecodable one, exactly once (the ledger's key
      * refuses twice), and the counters equal what was produced. */
@@ -472,8 +429,6 @@ int main(void)
                       0, "ledger rows without their event");
     tk_note("dlq: list, show, replay (failing, bisected, applied), discard");
 
-    PQfinish(c.db);
-    tk_mock_stop(m);
-    ledger_cleanup_dir(c.dir);
+    cli_kit_stop(&c);
     return 0;
 }
