@@ -30,11 +30,11 @@
 #endif
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_kit.h"
 #include "ledger_check.h"
 #include "testkit.h"
 
@@ -44,41 +44,10 @@
 #define N_ENT 50
 #define N_EXTRA 20
 #define SEED 7
-#define CMD_TIMEOUT_MS 60000
 #define WORKER_TIMEOUT_MS 120000
 
 static const char *const short_session[] = {
     "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
-
-typedef struct ctx {
-    char dir[256];
-    char cfg[512];
-    char conninfo[1024];
-    const char *bootstraps;
-    PGconn *db;
-    int n_cmd;
-} ctx;
-
-/* Runs `exactly ARGS... -c cfg`; returns the exit status and the combined
- * output in *out (malloc'd). The argument list ends with NULL. */
-static int run(ctx *c, char **out, ...)
-{
-    const char *args[32];
-    char log[512];
-    va_list ap;
-    int n = 0;
-    const char *a;
-
-    va_start(ap, out);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        args[n++] = a;
-    va_end(ap);
-    args[n++] = "-c";
-    args[n++] = c->cfg;
-    args[n] = NULL;
-    snprintf(log, sizeof log, "%s/cmd-%02d.log", c->dir, ++c->n_cmd);
-    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
-}
 
 /* One partition's line of the `exactly offsets` table; -1 for "-". */
 typedef struct shown {
@@ -139,10 +108,10 @@ static void parse_table(const char *out, shown *rows)
 }
 
 /* `exactly offsets` into rows; it must exit 0. */
-static void show(ctx *c, shown *rows)
+static void show(cli_kit *c, shown *rows)
 {
     char *out;
-    int status = run(c, &out, "offsets", NULL);
+    int status = cli_exactly(c, &out, "offsets", NULL);
 
     TK_CHECK(status == 0, "offsets exited %d:\n%s", status, out);
     parse_table(out, rows);
@@ -150,7 +119,7 @@ static void show(ctx *c, shown *rows)
 }
 
 /* Everything about the offset rows that a reset could change. */
-static char *snapshot(ctx *c)
+static char *snapshot(cli_kit *c)
 {
     char *s = tk_sql_text(c->db,
                           "SELECT coalesce(string_agg(format('%%s/%%s/%%s/%%s/"
@@ -161,7 +130,7 @@ static char *snapshot(ctx *c)
     return s ? s : strdup("");
 }
 
-static int64_t audit_rows(ctx *c)
+static int64_t audit_rows(cli_kit *c)
 {
     return tk_sql_int64(c->db, "SELECT count(*) FROM exactly.offset_resets");
 }
@@ -188,7 +157,7 @@ static int64_t plan_to(const char *out, int p)
 
 /* Removes the ledger's rows of partition p from offset k on and takes them
  * off the counters: what a worker must then apply again. Returns how many. */
-static int64_t forget_from(ctx *c, int p, int64_t k)
+static int64_t forget_from(cli_kit *c, int p, int64_t k)
 {
     int64_t n = tk_sql_int64(c->db,
                              "SELECT count(*) FROM ledger WHERE topic = '" TOPIC
@@ -205,7 +174,7 @@ static int64_t forget_from(ctx *c, int p, int64_t k)
     return n;
 }
 
-static void run_worker_to_end(ctx *c, const char *tag, ledger_summary *sum)
+static void run_worker_to_end(cli_kit *c, const char *tag, ledger_summary *sum)
 {
     char log[512];
     pid_t pid;
@@ -223,8 +192,7 @@ static void run_worker_to_end(ctx *c, const char *tag, ledger_summary *sum)
 
 int main(void)
 {
-    ctx c;
-    tk_mock *m;
+    cli_kit c;
     int64_t per_entity[N_ENT];
     int64_t hw[NP], k0, k1;
     shown rows[NP];
@@ -233,18 +201,11 @@ int main(void)
     char *out, *before, *after;
     int status, p, committed_to_kafka;
 
-    memset(&c, 0, sizeof c);
     memset(per_entity, 0, sizeof per_entity);
-    m = tk_mock_start(1);
-    c.bootstraps = tk_mock_bootstraps(m);
-    tk_mock_create_topic(m, TOPIC, NP);
+    cli_kit_start(&c, "offsets_cli", TOPIC, NP, "worker.yaml", 1);
     tk_produce_ids(c.bootstraps, TOPIC, N_MSGS, N_ENT, NP, SEED, per_entity);
     ledger_high_watermarks(c.bootstraps, TOPIC, NP, hw);
 
-    tk_tmpdir("exactly-offsets-cli", c.dir, sizeof c.dir);
-    tk_pg_create_db("offsets_cli", c.conninfo, sizeof c.conninfo);
-    ledger_setup_db(c.conninfo);
-    c.db = tk_pg_connect(c.conninfo);
     memset(&lc, 0, sizeof lc);
     lc.bootstraps = c.bootstraps;
     lc.conninfo = c.conninfo;
@@ -254,16 +215,11 @@ int main(void)
     /* librdkafka 2.0.2's mock keeps a member that left until its session
      * expires (45 s by default), which would stall every later join. */
     lc.kafka = short_session;
-    snprintf(c.cfg, sizeof c.cfg, "%s/worker.yaml", c.dir);
     ledger_write_config(c.cfg, &lc);
-    {
-        char log[512];
-        snprintf(log, sizeof log, "%s/migrate.log", c.dir);
-        ledger_migrate(c.cfg, log);
-    }
+    cli_kit_migrate(&c);
 
     /* 1. Nothing stored yet: Kafka's partitions are listed anyway. */
-    status = run(&c, &out, "offsets", NULL);
+    status = cli_exactly(&c, &out, "offsets", NULL);
     TK_CHECK(status == 0, "offsets exited %d:\n%s", status, out);
     parse_table(out, rows);
     for (p = 0; p < NP; p++) {
@@ -282,7 +238,8 @@ int main(void)
     run_worker_to_end(&c, "first", &sum);
     ledger_check_exactly_once(c.db, c.bootstraps, TOPIC, NP, N_MSGS,
                               per_entity, N_ENT);
-    status = run(&c, &out, "offsets", "--pipeline", LEDGER_PIPELINE, NULL);
+    status =
+        cli_exactly(&c, &out, "offsets", "--pipeline", LEDGER_PIPELINE, NULL);
     TK_CHECK(status == 0, "offsets exited %d:\n%s", status, out);
     parse_table(out, rows);
     for (p = 0; p < NP; p++) {
@@ -297,7 +254,7 @@ int main(void)
     }
     tk_note("offsets after the run:\n%s", out);
     free(out);
-    status = run(&c, &out, "offsets", "--json", NULL);
+    status = cli_exactly(&c, &out, "offsets", "--json", NULL);
     TK_CHECK(status == 0, "offsets --json exited %d:\n%s", status, out);
     for (p = 0; p < NP; p++) {
         char want[128];
@@ -319,7 +276,7 @@ int main(void)
     show(&c, rows);
     TK_CHECK_EQ_STR(rows[2].state, "halted", "state of an offset past the end");
     TK_CHECK_EQ_STR(rows[1].state, "idle", "state of the others");
-    status = run(&c, &out, "offsets", "--json", NULL);
+    status = cli_exactly(&c, &out, "offsets", "--json", NULL);
     TK_CHECK_EQ_INT64(count_in(out, "\"state\": \"halted\""), 1,
                       "partitions --json shows halted");
     free(out);
@@ -328,8 +285,9 @@ int main(void)
 
     /* 3. Dry runs and refusals of usage change nothing. */
     before = snapshot(&c);
-    status = run(&c, &out, "offsets", "reset", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--to-earliest", "--dry-run", NULL);
+    status =
+        cli_exactly(&c, &out, "offsets", "reset", "--pipeline", LEDGER_PIPELINE,
+                    "--topic", TOPIC, "--to-earliest", "--dry-run", NULL);
     TK_CHECK(status == 0, "dry run exited %d:\n%s", status, out);
     TK_CHECK(strstr(out, "dry run (to-earliest): nothing changed") != NULL,
              "dry run did not say so:\n%s", out);
@@ -337,17 +295,17 @@ int main(void)
         TK_CHECK_EQ_INT64(plan_to(out, p), 0, "to-earliest target");
     tk_note("dry run:\n%s", out);
     free(out);
-    status = run(&c, &out, "offsets", "reset", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--partition", "0", "--to-offset",
-                 "1000000", "--dry-run", NULL);
+    status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                         LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "0",
+                         "--to-offset", "1000000", "--dry-run", NULL);
     TK_CHECK(status == 0, "dry run exited %d:\n%s", status, out);
     TK_CHECK_EQ_INT64(plan_to(out, 0), hw[0], "a target past the end clamps");
     TK_CHECK(strstr(out, "clamped: 1000000 is past the end") != NULL,
              "clamping not reported:\n%s", out);
     free(out);
-    status = run(&c, &out, "offsets", "reset", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--partition", "1", "--shift-by", "-5",
-                 "--dry-run", NULL);
+    status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                         LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "1",
+                         "--shift-by", "-5", "--dry-run", NULL);
     TK_CHECK(status == 0, "dry run exited %d:\n%s", status, out);
     TK_CHECK_EQ_INT64(plan_to(out, 1), hw[1] - 5, "shift-by -5 target");
     free(out);
@@ -355,8 +313,9 @@ int main(void)
      * answers -1 to every lookup by timestamp (rdkafka_mock_handlers.c,
      * ListOffsets: "FIXME: by timestamp"), so a time in the past cannot be
      * told from one in the future. */
-    status = run(&c, &out, "offsets", "reset", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--to-time", "2999-01-01", "--dry-run", NULL);
+    status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                         LEDGER_PIPELINE, "--topic", TOPIC, "--to-time",
+                         "2999-01-01", "--dry-run", NULL);
     TK_CHECK(status == 0, "dry run exited %d:\n%s", status, out);
     for (p = 0; p < NP; p++)
         TK_CHECK_EQ_INT64(plan_to(out, p), hw[p], "to-time in the future");
@@ -383,8 +342,9 @@ int main(void)
         size_t i;
         for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             const char *const *a = bad[i].a;
-            status = run(&c, &out, "offsets", "reset", "--pipeline",
-                         LEDGER_PIPELINE, a[0], a[1], a[2], a[3], a[4], NULL);
+            status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                                 LEDGER_PIPELINE, a[0], a[1], a[2], a[3], a[4],
+                                 NULL);
             TK_CHECK(status == 2, "bad usage %zu exited %d, expected 2:\n%s",
                      i, status, out);
             TK_CHECK(strstr(out, bad[i].expect) != NULL,
@@ -407,10 +367,10 @@ int main(void)
         snprintf(k, sizeof k, "%" PRId64, k0);
         tk_sql(c.db, "UPDATE exactly.offsets SET attempts = 2,"
                      " attempt_start = 0 WHERE partition = 0");
-        status = run(&c, &out, "offsets", "reset", "--pipeline",
-                     LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "0",
-                     "--to-offset", k, "--reason", "test: replay the tail",
-                     NULL);
+        status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                             LEDGER_PIPELINE, "--topic", TOPIC, "--partition",
+                             "0", "--to-offset", k, "--reason",
+                             "test: replay the tail", NULL);
     }
     TK_CHECK(status == 0, "reset exited %d:\n%s", status, out);
     TK_CHECK_EQ_INT64(plan_to(out, 0), k0, "reset target in the table");
@@ -454,7 +414,7 @@ int main(void)
                                    " requested_at > now() - interval '5 min'",
                                    hw[0], k0, k0),
                       1, "the audit row");
-    status = run(&c, &out, "offsets", NULL);
+    status = cli_exactly(&c, &out, "offsets", NULL);
     parse_table(out, rows);
     TK_CHECK_EQ_INT64(rows[0].stored, k0, "offsets shows the new position");
     TK_CHECK_EQ_INT64(rows[0].committed, committed_to_kafka ? k0 : hw[0],
@@ -513,9 +473,9 @@ int main(void)
         before = snapshot(&c);
         k1 = hw[1] / 3;
         snprintf(k, sizeof k, "%" PRId64, k1);
-        status = run(&c, &out, "offsets", "reset", "--pipeline",
-                     LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "1",
-                     "--to-offset", k, NULL);
+        status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                             LEDGER_PIPELINE, "--topic", TOPIC, "--partition",
+                             "1", "--to-offset", k, NULL);
         TK_CHECK(status == 1, "reset while running exited %d, expected 1:\n%s",
                  status, out);
         TK_CHECK(strstr(out, "refusing: consumer group 'ledger' has 1 active "
@@ -532,9 +492,9 @@ int main(void)
 
         /* Forced: the worker is idle at the end of every partition. */
         (void)forget_from(&c, 1, k1);
-        status = run(&c, &out, "offsets", "reset", "--pipeline",
-                     LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "1",
-                     "--to-offset", k, "--force", NULL);
+        status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                             LEDGER_PIPELINE, "--topic", TOPIC, "--partition",
+                             "1", "--to-offset", k, "--force", NULL);
         TK_CHECK(status == 0, "forced reset exited %d:\n%s", status, out);
         TK_CHECK(strstr(out, "not committed to Kafka") != NULL,
                  "a forced reset committed to an active group:\n%s", out);
@@ -581,8 +541,6 @@ int main(void)
                               per_entity, N_ENT);
     tk_note("forced reset under a running worker: followed, exactly once");
 
-    PQfinish(c.db);
-    tk_mock_stop(m);
-    ledger_cleanup_dir(c.dir);
+    cli_kit_stop(&c);
     return 0;
 }

@@ -26,11 +26,11 @@
 #endif
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_kit.h"
 #include "ledger_check.h"
 #include "testkit.h"
 
@@ -40,16 +40,7 @@
 #define FAIL_ID 7
 #define CMD_TIMEOUT_MS 120000
 
-typedef struct ctx {
-    char dir[256];
-    char cfg[512];
-    char conninfo[1024];
-    const char *bootstraps;
-    PGconn *db;
-    int n;
-} ctx;
-
-static void write_config(ctx *c, int failing)
+static void write_config(cli_kit *c, int failing)
 {
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
@@ -64,26 +55,6 @@ static void write_config(ctx *c, int failing)
     tk_config_write(c->cfg, &cfg);
 }
 
-/* Runs `exactly ARGS... -c cfg` (NULL-terminated); status and output. */
-static int exactly(ctx *c, char **out, ...)
-{
-    const char *args[32];
-    char log[512];
-    va_list ap;
-    const char *a;
-    int n = 0;
-
-    va_start(ap, out);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        args[n++] = a;
-    va_end(ap);
-    args[n++] = "-c";
-    args[n++] = c->cfg;
-    args[n] = NULL;
-    snprintf(log, sizeof log, "%s/%s-%02d.log", c->dir, args[0], ++c->n);
-    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
-}
-
 static int wanted(const char *name)
 {
     const char *only = getenv("EXACTLY_TEST_ONLY");
@@ -91,12 +62,12 @@ static int wanted(const char *name)
     return !only || !*only || strstr(only, name) != NULL;
 }
 
-static int64_t last_run(ctx *c)
+static int64_t last_run(cli_kit *c)
 {
     return tk_sql_int64(c->db, "SELECT max(id) FROM exactly.reprocess_runs");
 }
 
-static void scenario_deadletters(ctx *c)
+static void scenario_deadletters(cli_kit *c)
 {
     char want[1024], run_s[24], *out, *status_text;
     int64_t run, n_fail = 0, i;
@@ -105,9 +76,9 @@ static void scenario_deadletters(ctx *c)
     for (i = 0; i < 100; i++)
         n_fail += (i % N_IDS) + 1 == FAIL_ID;
     write_config(c, 1);
-    st = exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--partition", "0", "--from", "0", "--to",
-                 "99", NULL);
+    st = cli_exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                     "--topic", TOPIC, "--partition", "0", "--from", "0",
+                     "--to", "99", NULL);
     tk_note("reprocess with dead letters:\n%s", out);
     run = last_run(c);
     snprintf(run_s, sizeof run_s, "%" PRId64, run);
@@ -129,15 +100,15 @@ static void scenario_deadletters(ctx *c)
                       n_fail, "dead letters of the run");
 
     /* --help says what 3 means. */
-    st = exactly(c, &out, "reprocess", "--help", NULL);
+    st = cli_exactly(c, &out, "reprocess", "--help", NULL);
     TK_CHECK(st == 0 && strstr(out, "3 finished, but some messages were "
                                     "dead-lettered"),
              "reprocess --help does not document exit code 3:\n%s", out);
     free(out);
 
     /* dlq reaches them. */
-    st = exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
-                 "--run", run_s, NULL);
+    st = cli_exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
+                     "--run", run_s, NULL);
     tk_note("dlq list --run %s:\n%s", run_s, out);
     snprintf(want, sizeof want, "%" PRId64 " dead letter(s) of reprocess run "
              "%" PRId64 " of pipeline " LEDGER_PIPELINE, n_fail, run);
@@ -146,7 +117,8 @@ static void scenario_deadletters(ctx *c)
              want, out);
     free(out);
     /* ... and the live pipeline's list points at them. */
-    st = exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE, NULL);
+    st = cli_exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
+                     NULL);
     snprintf(want, sizeof want, "--run %" PRId64, run);
     TK_CHECK(st == 0 && strstr(out, "0 dead letter(s) of pipeline ledger") &&
                  strstr(out, want),
@@ -154,16 +126,16 @@ static void scenario_deadletters(ctx *c)
              run_s, out);
     free(out);
     /* An unknown run is a usage error. */
-    st = exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
-                 "--run", "999999", NULL);
+    st = cli_exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
+                     "--run", "999999", NULL);
     TK_CHECK(st == 2 && strstr(out, "no reprocess run 999999"),
              "dlq list --run 999999 exited %d:\n%s", st, out);
     free(out);
 
     /* The cause gone, replay applies them as part of the run. */
     write_config(c, 0);
-    st = exactly(c, &out, "dlq", "replay", "--pipeline", LEDGER_PIPELINE,
-                 "--run", run_s, "--all", NULL);
+    st = cli_exactly(c, &out, "dlq", "replay", "--pipeline", LEDGER_PIPELINE,
+                     "--run", run_s, "--all", NULL);
     tk_note("dlq replay --run %s --all:\n%s", run_s, out);
     snprintf(want, sizeof want, "replayed %" PRId64 " dead letter(s)", n_fail);
     TK_CHECK(st == 0 && strstr(out, want),
@@ -186,15 +158,15 @@ static void scenario_deadletters(ctx *c)
                       "live ledger rows (a run's replay is the run's)");
 }
 
-static void scenario_quiet(ctx *c)
+static void scenario_quiet(cli_kit *c)
 {
     char *out;
     int st;
 
     write_config(c, 0);
-    st = exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--partition", "0", "--from", "100", "--to",
-                 "199", "-q", NULL);
+    st = cli_exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                     "--topic", TOPIC, "--partition", "0", "--from", "100",
+                     "--to", "199", "-q", NULL);
     tk_note("reprocess -q:\n%s", out);
     TK_CHECK(st == 0, "reprocess -q exited %d:\n%s", st, out);
     TK_CHECK(strstr(out, "msg/s") == NULL && strstr(out, "ETA") == NULL,
@@ -204,7 +176,7 @@ static void scenario_quiet(ctx *c)
     free(out);
 }
 
-static void scenario_eta(ctx *c)
+static void scenario_eta(cli_kit *c)
 {
     char *out;
     const char *line;
@@ -213,9 +185,9 @@ static void scenario_eta(ctx *c)
     double remaining, expect, eta;
 
     write_config(c, 0);
-    st = exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
-                 "--topic", TOPIC, "--partition", "0", "--from", "0", "--to",
-                 "599", "--batch", "300", "--rate", "100", NULL);
+    st = cli_exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                     "--topic", TOPIC, "--partition", "0", "--from", "0",
+                     "--to", "599", "--batch", "300", "--rate", "100", NULL);
     tk_note("reprocess --batch 300 --rate 100:\n%s", out);
     TK_CHECK(st == 0, "reprocess exited %d:\n%s", st, out);
     line = strstr(out, "offset ");
@@ -241,41 +213,18 @@ static void scenario_eta(ctx *c)
 
 int main(void)
 {
-    ctx c;
-    tk_mock *m;
-    tk_msg *msgs = calloc(N_MSGS, sizeof *msgs);
-    char(*keys)[8] = calloc(N_MSGS, sizeof *keys);
-    char log[512];
-    int i;
+    cli_kit c;
 
-    TK_CHECK(msgs && keys, "out of memory");
-    memset(&c, 0, sizeof c);
-    m = tk_mock_start(1);
-    c.bootstraps = tk_mock_bootstraps(m);
-    tk_mock_create_topic(m, TOPIC, 1);
-    for (i = 0; i < N_MSGS; i++) {
-        snprintf(keys[i], sizeof keys[i], "%d", (i % N_IDS) + 1);
-        msgs[i].partition = 0;
-        msgs[i].key = keys[i];
-        msgs[i].key_len = strlen(keys[i]);
-    }
-    tk_produce(c.bootstraps, TOPIC, msgs, N_MSGS);
-    free(msgs);
-    free(keys);
-
-    tk_tmpdir("exactly-reprocess-ops", c.dir, sizeof c.dir);
-    tk_pg_create_db("reprocess_ops", c.conninfo, sizeof c.conninfo);
-    ledger_setup_db(c.conninfo);
-    c.db = tk_pg_connect(c.conninfo);
+    cli_kit_start(&c, "reprocess_ops", TOPIC, 1, "ledger.yaml", 1);
+    c.cmd_timeout_ms = CMD_TIMEOUT_MS;
+    cli_kit_produce_ids(&c, TOPIC, N_MSGS, N_IDS, 1, NULL);
     /* DDL of plugins/README.md, section "ledger". */
     tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
                  " topic text NOT NULL, partition int NOT NULL,"
                  " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
                  " PRIMARY KEY (run, topic, partition, \"offset\"))");
-    snprintf(c.cfg, sizeof c.cfg, "%s/ledger.yaml", c.dir);
     write_config(&c, 0);
-    snprintf(log, sizeof log, "%s/migrate.log", c.dir);
-    ledger_migrate(c.cfg, log);
+    cli_kit_migrate(&c);
 
     if (wanted("deadletters"))
         scenario_deadletters(&c);
@@ -284,8 +233,6 @@ int main(void)
     if (wanted("eta"))
         scenario_eta(&c);
 
-    PQfinish(c.db);
-    tk_mock_stop(m);
-    ledger_cleanup_dir(c.dir);
+    cli_kit_stop(&c);
     return 0;
 }
