@@ -83,6 +83,65 @@ static char *cell_text(const char *row, const char *end, const char *cls)
     return out;
 }
 
+/* /status.json's newest dead letters are the 10 newest rows of
+ * exactly.dead_letters, id descending, every member as the table holds it
+ * (integers as JSON integers, text as strings, SQL NULL as null). */
+static void check_newest_dead_letters(int port, PGconn *db)
+{
+    static const char *const names[] = {"id", "topic", "partition", "offset",
+                                        "reason", "entity_id", "sqlstate",
+                                        "attempts", "last_failed_at"};
+    static const char kinds[] = "itiitttit";
+    char *body = NULL, *want, got[8192];
+    json_t *root, *newest, *d;
+    size_t i, k, len = 0;
+
+    TK_CHECK(tk_http_get(port, "/status.json", &body) == 200 && body,
+             "GET /status.json failed");
+    root = json_loads(body, 0, NULL);
+    TK_CHECK(root != NULL, "/status.json is not JSON:\n%s", body);
+    newest = json_object_get(
+        json_object_get(json_array_get(json_object_get(root, "pipelines"), 0),
+                        "dead_letters"),
+        "newest");
+    TK_CHECK(json_is_array(newest), "/status.json has no newest dead "
+             "letters:\n%s", body);
+    got[0] = '\0';
+    json_array_foreach(newest, i, d) {
+        for (k = 0; k < sizeof names / sizeof names[0]; k++) {
+            json_t *v = json_object_get(d, names[k]);
+            const char *sep = k ? "/" : (i ? ";" : "");
+            if (json_is_null(v))
+                len += (size_t)snprintf(got + len, sizeof got - len, "%snull",
+                                        sep);
+            else if (kinds[k] == 'i' && json_is_integer(v))
+                len += (size_t)snprintf(got + len, sizeof got - len,
+                                        "%s%" JSON_INTEGER_FORMAT, sep,
+                                        json_integer_value(v));
+            else if (kinds[k] == 't' && json_is_string(v))
+                len += (size_t)snprintf(got + len, sizeof got - len, "%s%s",
+                                        sep, json_string_value(v));
+            else
+                tk_fail("newest dead letter member %s has the wrong type:\n%s",
+                        names[k], body);
+            TK_CHECK(len < sizeof got, "newest dead letters too long");
+        }
+    }
+    want = tk_sql_text(db, "SELECT string_agg(concat_ws('/', id, topic,"
+                           " partition, \"offset\", reason,"
+                           " coalesce(entity_id, 'null'),"
+                           " coalesce(sqlstate, 'null'), attempts,"
+                           " to_char(last_failed_at AT TIME ZONE 'UTC',"
+                           " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')), ';'"
+                           " ORDER BY id DESC) FROM (SELECT * FROM"
+                           " exactly.dead_letters ORDER BY id DESC LIMIT 10)"
+                           " n");
+    TK_CHECK_EQ_STR(got, want, "/status.json's newest dead letters");
+    free(want);
+    free(body);
+    json_decref(root);
+}
+
 /* Whether /status.json shows every partition consumed to hw[] (lag 0)
  * and dead letters in total. */
 static int status_settled(int port, const int64_t *hw, int64_t dead)
@@ -366,6 +425,7 @@ int main(void)
         tk_sleep_ms(200);
     }
     TK_CHECK(dead > 0, "the handler dead-lettered nothing");
+    check_newest_dead_letters(port, db);
 
     check_deploy(port, f.dir, f.log);
 
