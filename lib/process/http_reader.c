@@ -173,86 +173,104 @@ static json_t *int_or_null(const PGresult *r, int row, int col)
                : json_integer((json_int_t)strtoll(PQgetvalue(r, row, col), NULL, 10));
 }
 
+/* One section of a pipeline's status: its JSON key, its query (%s: the
+ * quoted schema; $1 the pipeline, $2 the row limit when n_params is 2),
+ * and per column in order its JSON name (names, NULL-terminated) and kind
+ * in types ('i' an integer, 't' text). */
+typedef struct status_section {
+    const char *key;
+    const char *sql;
+    int n_params;
+    const char *const *names;
+    const char *types;
+} status_section;
+
+static const char *const offsets_names[] = {"topic", "partition", "stored",
+                                            "owner", NULL};
+static const char *const reasons_names[] = {"reason", "count", NULL};
+static const char *const newest_names[] = {
+    "id", "topic", "partition", "offset", "reason", "entity_id", "sqlstate",
+    "attempts", "last_failed_at", NULL};
+
+static const status_section sections[] = {
+    {"offsets",
+     "SELECT topic, partition, next_offset, owner"
+     " FROM %s.offsets WHERE pipeline = $1"
+     " ORDER BY topic, partition",
+     1, offsets_names, "tiit"},
+    {"dead_letters_by_reason",
+     "SELECT reason, count(*) FROM %s.dead_letters"
+     " WHERE pipeline = $1 GROUP BY reason"
+     " ORDER BY count(*) DESC, reason",
+     1, reasons_names, "ti"},
+    {"dead_letters_newest",
+     "SELECT id, topic, partition, \"offset\", reason,"
+     " entity_id, sqlstate, attempts,"
+     " to_char(last_failed_at AT TIME ZONE 'UTC',"
+     " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+     " FROM %s.dead_letters WHERE pipeline = $1"
+     " ORDER BY id DESC LIMIT $2::int",
+     2, newest_names, "itiitttit"},
+};
+
+/* The rows of section sec as a JSON array of objects, one member per
+ * column (SQL NULL: null). params holds the pipeline and the row limit.
+ * Returns NULL when the query failed (err set) or the SQL could not be
+ * built. */
+static json_t *read_section(exactly_http *h, PGconn *conn,
+                            const status_section *sec, const char *schema_q,
+                            const char *const *params, long long deadline,
+                            char *err, size_t errsz)
+{
+    strbuf sql = {0};
+    PGresult *r = NULL;
+    json_t *rows;
+    int i, c;
+
+    strbuf_printf(&sql, sec->sql, schema_q);
+    if (!sql.oom)
+        r = reader_query(h, conn, strbuf_str(&sql), sec->n_params, params,
+                         deadline, err, errsz);
+    strbuf_free(&sql);
+    if (!r)
+        return NULL;
+    rows = json_array();
+    for (i = 0; i < PQntuples(r); i++) {
+        json_t *o = json_object();
+        for (c = 0; sec->names[c]; c++)
+            json_object_set_new(o, sec->names[c],
+                                sec->types[c] == 'i' ? int_or_null(r, i, c)
+                                                     : text_or_null(r, i, c));
+        json_array_append_new(rows, o);
+    }
+    PQclear(r);
+    return rows;
+}
+
 /* One pipeline's rows: offsets, dead letters by reason, newest dead
  * letters. Returns the object, or NULL with err set. */
 static json_t *read_pipeline(exactly_http *h, PGconn *conn, const char *name,
                              const char *schema_q, long long deadline,
                              char *err, size_t errsz)
 {
-    const char *params[2] = {name, NULL};
+    const char *params[2];
     char limit[16];
-    strbuf sql = {0};
-    PGresult *r = NULL;
-    json_t *out = json_object(), *offsets = json_array(),
-           *reasons = json_array(), *newest = json_array();
-    int i;
+    json_t *out = json_object();
+    size_t k;
 
-    json_object_set_new(out, "offsets", offsets);
-    json_object_set_new(out, "dead_letters_by_reason", reasons);
-    json_object_set_new(out, "dead_letters_newest", newest);
-    strbuf_printf(&sql, "SELECT topic, partition, next_offset, owner"
-                        " FROM %s.offsets WHERE pipeline = $1"
-                        " ORDER BY topic, partition", schema_q);
-    if (sql.oom || !(r = reader_query(h, conn, strbuf_str(&sql), 1, params,
-                                      deadline, err, errsz)))
-        goto fail;
-    for (i = 0; i < PQntuples(r); i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "topic", text_or_null(r, i, 0));
-        json_object_set_new(o, "partition", int_or_null(r, i, 1));
-        json_object_set_new(o, "stored", int_or_null(r, i, 2));
-        json_object_set_new(o, "owner", text_or_null(r, i, 3));
-        json_array_append_new(offsets, o);
-    }
-    PQclear(r);
-    strbuf_free(&sql);
-    memset(&sql, 0, sizeof(sql));
-    strbuf_printf(&sql, "SELECT reason, count(*) FROM %s.dead_letters"
-                        " WHERE pipeline = $1 GROUP BY reason"
-                        " ORDER BY count(*) DESC, reason", schema_q);
-    if (sql.oom || !(r = reader_query(h, conn, strbuf_str(&sql), 1, params,
-                                      deadline, err, errsz)))
-        goto fail;
-    for (i = 0; i < PQntuples(r); i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "reason", text_or_null(r, i, 0));
-        json_object_set_new(o, "count", int_or_null(r, i, 1));
-        json_array_append_new(reasons, o);
-    }
-    PQclear(r);
-    strbuf_free(&sql);
-    memset(&sql, 0, sizeof(sql));
     snprintf(limit, sizeof(limit), "%d", STATUS_NEWEST);
+    params[0] = name;
     params[1] = limit;
-    strbuf_printf(&sql, "SELECT id, topic, partition, \"offset\", reason,"
-                        " entity_id, sqlstate, attempts,"
-                        " to_char(last_failed_at AT TIME ZONE 'UTC',"
-                        " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-                        " FROM %s.dead_letters WHERE pipeline = $1"
-                        " ORDER BY id DESC LIMIT $2::int", schema_q);
-    if (sql.oom || !(r = reader_query(h, conn, strbuf_str(&sql), 2, params,
-                                      deadline, err, errsz)))
-        goto fail;
-    for (i = 0; i < PQntuples(r); i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "id", int_or_null(r, i, 0));
-        json_object_set_new(o, "topic", text_or_null(r, i, 1));
-        json_object_set_new(o, "partition", int_or_null(r, i, 2));
-        json_object_set_new(o, "offset", int_or_null(r, i, 3));
-        json_object_set_new(o, "reason", text_or_null(r, i, 4));
-        json_object_set_new(o, "entity_id", text_or_null(r, i, 5));
-        json_object_set_new(o, "sqlstate", text_or_null(r, i, 6));
-        json_object_set_new(o, "attempts", int_or_null(r, i, 7));
-        json_object_set_new(o, "last_failed_at", text_or_null(r, i, 8));
-        json_array_append_new(newest, o);
+    for (k = 0; k < sizeof(sections) / sizeof(sections[0]); k++) {
+        json_t *rows = read_section(h, conn, &sections[k], schema_q, params,
+                                    deadline, err, errsz);
+        if (!rows) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(out, sections[k].key, rows);
     }
-    PQclear(r);
-    strbuf_free(&sql);
     return out;
-fail:
-    strbuf_free(&sql);
-    json_decref(out);
-    return NULL;
 }
 
 /* Consumption rates per partition, from the counters' growth since the
