@@ -110,7 +110,7 @@ exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n,
     b.column_names = e->bb.colnames;
     b.n_columns = e->bb.n_columns;
     b.id_type = exactly_id_type_name(e->p->id.type);
-    b.reprocess_run = e->reprocess_run;
+    b.reprocess_run = e->pos.run;
 
     exactly_txn_forget_fails(&e->txn);
     if (savepoint) {
