@@ -40,7 +40,7 @@ exactly_err cycle_judge_apply(cycle *c, exactly_err ret)
         case PG_RECORD:
             return EXACTLY_EHANDLER;
         case PG_ENVIRONMENT:
-            c->environment = 1;
+            c->err.environment = 1;
             return EXACTLY_ERETRY;
         case PG_TRANSIENT:
         case PG_FENCED:
@@ -54,7 +54,7 @@ exactly_err cycle_judge_apply(cycle *c, exactly_err ret)
     case EXACTLY_ERETRY:
     case EXACTLY_ENOMEM:
         cycle_note(c, NULL, t->handler_err_set ? t->handler_err : msg);
-        c->handler_retry = 1;
+        c->err.handler_retry = 1;
         return EXACTLY_ERETRY;
     case EXACTLY_EFATAL:
         cycle_note(c, NULL, t->handler_err_set ? t->handler_err : msg);
@@ -86,7 +86,7 @@ exactly_err cycle_judge_sync(cycle *c, exactly_err rc)
     cycle_note(c, t->sqlstate, t->errmsg);
     if (rc == EXACTLY_ERETRY &&
         exactly_pg_class_of(t->sqlstate) == PG_ENVIRONMENT)
-        c->environment = 1;
+        c->err.environment = 1;
     if (rc == EXACTLY_EDATABASE && t->err_phase == TXN_HANDLER)
         return EXACTLY_EHANDLER;
     return rc;
@@ -155,7 +155,7 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
     engine *e = c->e;
     exactly_err rc = cycle_queue_apply(c, recs, n, 1);
     exactly_err s;
-    char st[6], msg[1024];
+    exactly_error failed;
 
     if (rc == EXACTLY_OK) {
         rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
@@ -174,15 +174,14 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
         return rc;
     /* Undo these records' writes in a sync of its own (one queued behind
      * a failed statement would be skipped), keeping their error. */
-    memcpy(st, c->sqlstate, sizeof(st));
-    memcpy(msg, c->errmsg, sizeof(msg));
+    failed = c->err;
     (void)exactly_txn_send(&e->txn, TXN_CONTROL,
                            "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
                            NULL);
     s = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
     if (s != EXACTLY_OK)
         return s;
-    cycle_note(c, st, msg);
+    c->err = failed;
     return EXACTLY_EHANDLER;
 }
 
@@ -206,17 +205,17 @@ exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n)
                     "partition halted, offset not advanced",
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
                     LOG_INT("offset", recs[0].messages[0].offset),
-                    LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
-                    LOG_STR("error", c->errmsg));
+                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
+                    LOG_STR("error", c->err.message));
         cycle_trace_batch_again();
         return EXACTLY_EHANDLER;
     }
     if (n == 1) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "record dead-lettered",
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
-                    LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
-                    LOG_STR("error", c->errmsg));
-        cycle_dl_record(c, &recs[0], c->errmsg, c->sqlstate);
+                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
+                    LOG_STR("error", c->err.message));
+        cycle_dl_record(c, &recs[0], c->err.message, c->err.sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->e->st.handler_failures++;
         cycle_trace_batch_again();

@@ -363,7 +363,7 @@ static exactly_err phase_end(cycle *c, attempt_state *a, exactly_err rc)
             dups += e->bb.msgs[i].duplicate ? 1 : 0;
         e->st.deduplicated += dups;
         e->st.skipped_missing += a->skipped;
-    } else if (!c->errmsg[0]) {
+    } else if (!c->err.message[0]) {
         cycle_note(c, e->txn.sqlstate, e->txn.errmsg);
     }
     return rc;

@@ -22,6 +22,7 @@
 
 #include "batch.h"
 #include "dead_letters.h"
+#include "error_value.h"
 #include "log.h"
 #include "part_state.h"
 #include "plugin.h"
@@ -84,24 +85,18 @@ typedef struct engine_stats {
     uint64_t handler_failures;
 } engine_stats;
 
-/* Why a batch was rolled back to be retried, judged on its SQLSTATE. */
-typedef enum engine_retry_cause {
-    ENGINE_RETRY_CONNECTION,    /* lost connection, shutdown */
-    ENGINE_RETRY_SERIALIZATION, /* 40001 */
-    ENGINE_RETRY_DEADLOCK,      /* 40P01 */
-    ENGINE_RETRY_TIMEOUT,       /* statement or lock timeout */
-    ENGINE_RETRY_HANDLER,       /* careful mode after a handler failure, or
-                                   apply() asked for the retry */
-    ENGINE_RETRY_ENVIRONMENT,   /* privilege, missing object, ...: a person
-                                   must act */
-    ENGINE_RETRY_OTHER
-} engine_retry_cause;
-
-/* What one engine_run() did, handed to engine_ops.batch_done. */
+/* What one engine_run() did, handed to engine_ops.batch_done: the owner
+ * settles it (decides on err's fields, never on its text). */
 typedef struct engine_batch_report {
     exactly_err rc;           /* what engine_run returns */
+    /* The batch's error value, filled where the failure happened;
+     * err.code is rc. A batch committed in careful mode keeps the
+     * handler's failure that sent it there. */
+    exactly_error err;
+    int retried;              /* rolled back to be retried, or committed
+                                 after careful mode: counted by
+                                 exactly_error_cause(&err) */
     engine_stats delta;       /* the counters this batch moved */
-    int retry_cause;          /* an engine_retry_cause, or -1: no retry */
     long long elapsed_ms;
 } engine_batch_report;
 

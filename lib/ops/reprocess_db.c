@@ -65,10 +65,20 @@ exactly_err reprocess_db(run *r)
 
 static exactly_err db_open(void *arg) { return reprocess_db(arg); }
 
-/* No positions or batch figures to publish: the run prints its own. */
+/* The batch's error value, settled by the loop (reprocess_loop.c); the
+ * run prints its own figures, from the engine's totals. */
+static void batch_done(void *arg, const part *pt, const engine_batch_report *rep)
+{
+    run *r = arg;
+
+    (void)pt;
+    r->last = rep->err;
+}
+
 static const engine_ops run_engine_ops = {
     .db_open = db_open,
     .db_lost = db_lost,
+    .batch_done = batch_done,
 };
 
 void reprocess_engine_init(run *r)

@@ -50,6 +50,7 @@ typedef struct run {
     int reconnect_attempts;
     int refused;              /* the database refused us: no retry */
     char *applied_sql;        /* pos.applied_sql, owned */
+    exactly_error last;       /* the last batch's error value */
     part pt;                  /* the span being applied */
     int64_t id;               /* the run: its first row (the parent) */
     int multi;                /* rows share a parent: a run over a topic */

@@ -154,20 +154,23 @@ static int fill(run *r, size_t max, int64_t to, int *at_end)
     return 0;
 }
 
-/* What engine_run()'s answer means for the span: 0 go on, 1 stop. */
-static int judge(run *r, const span *sp, exactly_err rc)
+/* Settles the last batch by its error value (r->last, reported by the
+ * engine): 0 go on, 1 stop. */
+static int settle(run *r, const span *sp)
 {
-    if (rc == EXACTLY_EFENCED && !part_state_stopped(r->pt.state))
+    const exactly_error *err = &r->last;
+
+    if (err->code == EXACTLY_EFENCED && !part_state_stopped(r->pt.state))
         return 0; /* the run row was behind (a failover): from there */
-    if (rc == EXACTLY_EFENCED) {
+    if (err->code == EXACTLY_EFENCED) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "run was taken over by another process",
                     LOG_INT("run", sp->id));
         return 1;
     }
-    if (rc == EXACTLY_EHANDLER)
+    if (err->code == EXACTLY_EHANDLER)
         return 1; /* on_error: stop, logged by the cycle */
-    if (rc != EXACTLY_OK)
+    if (err->code != EXACTLY_OK)
         usleep(200 * 1000 *
                (useconds_t)(r->pt.attempts < 10 ? r->pt.attempts : 10));
     return 0;
@@ -197,7 +200,7 @@ int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp)
         } else {
             continue;
         }
-        if (judge(r, sp, rc) != 0)
+        if (settle(r, sp) != 0)
             return 1;
         if (rc == EXACTLY_OK)
             reprocess_progress(r, o, 0);
