@@ -9,7 +9,8 @@ lib=${1:?usage: check_layers.sh LIB_DIR}
 # layer: the layers it must not include. From the bottom: util; config;
 # pg and kafka (side by side); builtin (the upsert handler, ABI only);
 # plugin (loads handlers, assembles the host table); engine; worker and
-# relay (side by side: the processes that write a metrics slot); ops;
+# relay (side by side: the processes that write a metrics slot); ops (drives
+# the engine itself, never through the worker);
 # process (the supervisor forks workers and relays). cmd/ is above lib/.
 rules=(
   "util: config pg kafka builtin plugin engine worker relay ops process"
@@ -21,7 +22,7 @@ rules=(
   "engine: worker relay ops process"
   "worker: relay ops process"
   "relay: worker ops process"
-  "ops: process"
+  "ops: worker process"
 )
 
 # The folder of lib/ that holds each header, looked up once.

@@ -16,31 +16,33 @@
 #include <string.h>
 
 #include "cycle_internal.h"
+#include "judge.h"
 #include "log.h"
 #include "pg_conn.h"
 
 /*
  * What apply()'s answer, and what it did to the transaction, mean (README
- * "Return codes of apply()"). A failed query() aborts the transaction
+ * "Return codes of apply()"; judge.h). A failed query() aborts the transaction
  * whatever apply() returns afterwards; a fail_record() that could not be
  * recorded fails the batch rather than lose the record.
  */
-exactly_err cycle_judge_apply(cycle *c, exactly_err ret)
+exactly_err engine_judge_apply(const exactly_txn *t, exactly_err ret,
+                               exactly_error *err)
 {
-    exactly_txn *t = &c->e->txn;
     char msg[64];
 
     if (t->fails_oom) {
-        cycle_note(c, NULL, "out of memory recording a record the handler failed");
+        exactly_error_note(err, NULL,
+                           "out of memory recording a record the handler failed");
         return EXACTLY_ERETRY;
     }
     if (t->query_failed) {
-        cycle_note(c, t->query_sqlstate, t->query_errmsg);
+        exactly_error_note(err, t->query_sqlstate, t->query_errmsg);
         switch (exactly_pg_class_of(t->query_sqlstate)) {
         case PG_RECORD:
             return EXACTLY_EHANDLER;
         case PG_ENVIRONMENT:
-            c->environment = 1;
+            err->environment = 1;
             return EXACTLY_ERETRY;
         case PG_TRANSIENT:
         case PG_FENCED:
@@ -53,16 +55,21 @@ exactly_err cycle_judge_apply(cycle *c, exactly_err ret)
         return EXACTLY_OK;
     case EXACTLY_ERETRY:
     case EXACTLY_ENOMEM:
-        cycle_note(c, NULL, t->handler_err_set ? t->handler_err : msg);
-        c->handler_retry = 1;
+        exactly_error_note(err, NULL, t->handler_err_set ? t->handler_err : msg);
+        err->handler_retry = 1;
         return EXACTLY_ERETRY;
     case EXACTLY_EFATAL:
-        cycle_note(c, NULL, t->handler_err_set ? t->handler_err : msg);
+        exactly_error_note(err, NULL, t->handler_err_set ? t->handler_err : msg);
         return EXACTLY_EFATAL;
     default:
-        cycle_note(c, NULL, t->handler_err_set ? t->handler_err : msg);
+        exactly_error_note(err, NULL, t->handler_err_set ? t->handler_err : msg);
         return EXACTLY_EHANDLER;
     }
+}
+
+exactly_err cycle_judge_apply(cycle *c, exactly_err ret)
+{
+    return engine_judge_apply(&c->e->txn, ret, &c->err);
 }
 
 /*
@@ -71,25 +78,29 @@ exactly_err cycle_judge_apply(cycle *c, exactly_err ret)
  * ignored does that), is a failure of these records; an environment error
  * anywhere is marked as such; the rest is returned as the txn classed it.
  */
-exactly_err cycle_judge_sync(cycle *c, exactly_err rc)
+exactly_err engine_judge_sync(const exactly_txn *t, exactly_err rc,
+                              exactly_error *err)
 {
-    exactly_txn *t = &c->e->txn;
-
     if (rc == EXACTLY_OK)
         return EXACTLY_OK;
     if (t->commit_rolled_back) {
         if (t->query_failed)
-            return cycle_judge_apply(c, EXACTLY_OK);
-        cycle_note(c, NULL, t->errmsg);
+            return engine_judge_apply(t, EXACTLY_OK, err);
+        exactly_error_note(err, NULL, t->errmsg);
         return EXACTLY_EHANDLER;
     }
-    cycle_note(c, t->sqlstate, t->errmsg);
+    exactly_error_note(err, t->sqlstate, t->errmsg);
     if (rc == EXACTLY_ERETRY &&
         exactly_pg_class_of(t->sqlstate) == PG_ENVIRONMENT)
-        c->environment = 1;
+        err->environment = 1;
     if (rc == EXACTLY_EDATABASE && t->err_phase == TXN_HANDLER)
         return EXACTLY_EHANDLER;
     return rc;
+}
+
+exactly_err cycle_judge_sync(cycle *c, exactly_err rc)
+{
+    return engine_judge_sync(&c->e->txn, rc, &c->err);
 }
 
 /* Queues SAVEPOINT (careful mode), the handler's writes for recs[0..n)
@@ -110,7 +121,7 @@ exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n,
     b.column_names = e->bb.colnames;
     b.n_columns = e->bb.n_columns;
     b.id_type = exactly_id_type_name(e->p->id.type);
-    b.reprocess_run = e->reprocess_run;
+    b.reprocess_run = e->pos.run;
 
     exactly_txn_forget_fails(&e->txn);
     if (savepoint) {
@@ -155,7 +166,7 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
     engine *e = c->e;
     exactly_err rc = cycle_queue_apply(c, recs, n, 1);
     exactly_err s;
-    char st[6], msg[1024];
+    exactly_error failed;
 
     if (rc == EXACTLY_OK) {
         rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
@@ -174,15 +185,14 @@ static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
         return rc;
     /* Undo these records' writes in a sync of its own (one queued behind
      * a failed statement would be skipped), keeping their error. */
-    memcpy(st, c->sqlstate, sizeof(st));
-    memcpy(msg, c->errmsg, sizeof(msg));
+    failed = c->err;
     (void)exactly_txn_send(&e->txn, TXN_CONTROL,
                            "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
                            NULL);
     s = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
     if (s != EXACTLY_OK)
         return s;
-    cycle_note(c, st, msg);
+    c->err = failed;
     return EXACTLY_EHANDLER;
 }
 
@@ -206,17 +216,17 @@ exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n)
                     "partition halted, offset not advanced",
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
                     LOG_INT("offset", recs[0].messages[0].offset),
-                    LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
-                    LOG_STR("error", c->errmsg));
+                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
+                    LOG_STR("error", c->err.message));
         cycle_trace_batch_again();
         return EXACTLY_EHANDLER;
     }
     if (n == 1) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "record dead-lettered",
                     LOG_PART(c->pt), LOG_STR("id", recs[0].id),
-                    LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
-                    LOG_STR("error", c->errmsg));
-        cycle_dl_record(c, &recs[0], c->errmsg, c->sqlstate);
+                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
+                    LOG_STR("error", c->err.message));
+        cycle_dl_record(c, &recs[0], c->err.message, c->err.sqlstate);
         c->failed_msgs += recs[0].n_messages;
         c->e->st.handler_failures++;
         cycle_trace_batch_again();

@@ -109,31 +109,33 @@ void cycle_rollback(engine *e)
         exactly_txn_finish(&e->txn);
 }
 
-/* A reprocess run counts what it applied in the batch's transaction. */
-static exactly_err queue_run_applied(cycle *c, uint64_t applied)
+/* A position that counts what it applied (a reprocess run) does so in
+ * the batch's transaction. */
+static exactly_err queue_applied(cycle *c, uint64_t applied)
 {
     engine *e = c->e;
     char n_s[24];
-    const char *params[2] = {e->fence_key, n_s};
+    const char *params[2] = {e->pos.key, n_s};
 
-    if (!e->reprocess_run || !e->run_applied_sql)
+    if (!e->pos.applied_sql)
         return EXACTLY_OK;
     snprintf(n_s, sizeof(n_s), "%" PRIu64, applied);
-    return exactly_txn_send(&e->txn, TXN_DEAD_LETTER, e->run_applied_sql, 2,
+    return exactly_txn_send(&e->txn, TXN_DEAD_LETTER, e->pos.applied_sql, 2,
                             params, NULL);
 }
 
-/* Queues the dead letters, the reprocess count, COMMIT, and syncs. */
+/* Queues the dead letters, the position's applied count, COMMIT, and
+ * syncs. */
 static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
                           int *commit_sent)
 {
     engine *e = c->e;
     exactly_err rc = dead_letters_send(&e->dl, &e->txn, e->sql.dead_letter,
-                                       e->dl_key ? e->dl_key : e->p->name,
+                                       e->pos.dl_key,
                                        c->pt->topic, part_s);
 
     if (rc == EXACTLY_OK)
-        rc = queue_run_applied(c, applied);
+        rc = queue_applied(c, applied);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_send(&e->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
     if (rc != EXACTLY_OK) {
@@ -160,7 +162,7 @@ static exactly_err phase_start(cycle *c, attempt_state *a, size_t *n_io,
         cycle_note(c, NULL, e->txn.errmsg);
         return rc;
     }
-    if (a->n > 0 && !e->reprocess_run) {
+    if (a->n > 0 && e->pos.crash_guard) {
         rc = cycle_guard(c, &a->n, &a->end, &a->dead_only, &a->attempt_res);
         engine_set_attempted(e, pt, pt->next_offset);
         if (rc != EXACTLY_OK)
@@ -172,7 +174,7 @@ static exactly_err phase_start(cycle *c, attempt_state *a, size_t *n_io,
     snprintf(a->epoch_s, sizeof(a->epoch_s), "%" PRId64, pt->epoch);
     snprintf(a->start_s, sizeof(a->start_s), "%" PRId64, pt->next_offset);
     snprintf(a->end_s, sizeof(a->end_s), "%" PRId64, a->end);
-    a->fence_params[0] = e->fence_key ? e->fence_key : e->p->name;
+    a->fence_params[0] = e->pos.key;
     a->fence_params[1] = pt->topic;
     a->fence_params[2] = a->part_s;
     a->fence_params[3] = a->epoch_s;
@@ -219,13 +221,13 @@ static exactly_err phase_read(cycle *c, attempt_state *a)
     dead_letters_reset(&e->dl);
     (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
 #ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
-    (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence, N_FENCE_PARAMS,
+    (void)exactly_txn_send(&e->txn, TXN_FENCE, e->pos.fence_sql, N_FENCE_PARAMS,
                            a->fence_params, NULL);
 #endif
     if (a->dead_only)
         dead_letter_only(c, a);
-    /* A reprocess re-applies on purpose: no dedup filter, no keys written. */
-    if (a->n > 0 && e->p->dedup.enabled && !e->reprocess_run &&
+    /* A reprocess re-applies on purpose: its position has no dedup. */
+    if (a->n > 0 && e->pos.dedup &&
         e->bb.dedup_keys.n_elems > 0) {
         const char *dp[5] = {e->p->name, pt->topic, a->part_s,
                              strbuf_str(&e->bb.dedup_keys),
@@ -328,7 +330,7 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
     /* Mutation: the offset advances in a transaction of its own, after the
      * writes committed: a crash in between applies the batch twice. */
     if (rc == EXACTLY_OK) {
-        (void)exactly_txn_send(&e->txn, TXN_FENCE, e->sql.fence,
+        (void)exactly_txn_send(&e->txn, TXN_FENCE, e->pos.fence_sql,
                                N_FENCE_PARAMS, a->fence_params, NULL);
         rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
     }
@@ -361,7 +363,7 @@ static exactly_err phase_end(cycle *c, attempt_state *a, exactly_err rc)
             dups += e->bb.msgs[i].duplicate ? 1 : 0;
         e->st.deduplicated += dups;
         e->st.skipped_missing += a->skipped;
-    } else if (!c->errmsg[0]) {
+    } else if (!c->err.message[0]) {
         cycle_note(c, e->txn.sqlstate, e->txn.errmsg);
     }
     return rc;

@@ -20,26 +20,6 @@
 
 /* ---- a batch, from first attempt to its outcome ------------------------- */
 
-static engine_retry_cause retry_cause(const cycle *c)
-{
-    const char *st = c->sqlstate;
-
-    if (c->handler_retry)
-        return ENGINE_RETRY_HANDLER;
-    if (c->environment)
-        return ENGINE_RETRY_ENVIRONMENT;
-    if (!st[0] || strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
-        return ENGINE_RETRY_CONNECTION;
-    if (strcmp(st, "40001") == 0)
-        return ENGINE_RETRY_SERIALIZATION;
-    if (strcmp(st, "40P01") == 0)
-        return ENGINE_RETRY_DEADLOCK;
-    if (strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 ||
-        strcmp(st, "25P03") == 0)
-        return ENGINE_RETRY_TIMEOUT;
-    return ENGINE_RETRY_OTHER;
-}
-
 /* The batch committed: the engine's totals and pt move on. */
 static void committed(engine *e, part *pt, cycle *c, size_t n, int64_t end)
 {
@@ -66,25 +46,25 @@ static void committed(engine *e, part *pt, cycle *c, size_t n, int64_t end)
 static void log_rollback(const part *pt, const cycle *c, exactly_err rc,
                          int commit_sent)
 {
-    if (c->environment)
+    if (c->err.environment)
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "batch rolled back: an error about the environment, not "
                     "a record; retried with backoff, nothing dead-lettered "
                     "until it is fixed",
                     LOG_PART(pt),
-                    LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
-                    LOG_STR("error", c->errmsg));
-    else if (c->handler_retry)
+                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
+                    LOG_STR("error", c->err.message));
+    else if (c->err.handler_retry)
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "batch rolled back: the handler asked to retry it",
-                    LOG_PART(pt), LOG_STR("error", c->errmsg));
+                    LOG_PART(pt), LOG_STR("error", c->err.message));
     else
         exactly_log(rc == EXACTLY_ERETRY ? EXACTLY_LOG_WARN : EXACTLY_LOG_ERROR,
                     "cycle", "batch rolled back",
                     LOG_PART(pt),
-                    LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
+                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
                     LOG_INT("commit_sent", commit_sent),
-                    LOG_STR("error", c->errmsg));
+                    LOG_STR("error", c->err.message));
 }
 
 /* After a failed attempt, or on a connection that did not read pt's
@@ -143,16 +123,18 @@ static exactly_err attempt_batch(cycle *c, size_t *n, int64_t *end,
     engine *e = c->e;
     part *pt = c->pt;
     exactly_err rc = cycle_attempt(c, n, end, commit_sent, 0);
+    exactly_error optimistic;
 
     if (rc != EXACTLY_EHANDLER)
         return rc;
     exactly_log(EXACTLY_LOG_WARN, "cycle",
                 "handler failed, isolating the failing records",
                 LOG_PART(pt),
-                LOG_STR("sqlstate", cycle_sqlstate(c->sqlstate)),
-                LOG_STR("error", c->errmsg));
+                LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
+                LOG_STR("error", c->err.message));
     cycle_rollback(e);
     e->st.retries++;
+    optimistic = c->err;
     cycle_reset(c, e, pt);
     *commit_sent = 0;
     rc = engine_db_open(e);
@@ -164,6 +146,10 @@ static exactly_err attempt_batch(cycle *c, size_t *n, int64_t *end,
         cycle_rollback(e);
         (void)PART_MOVE(pt, PART_S_HALTED);
         engine_part_pause(e, pt, 1);
+    } else if (rc == EXACTLY_OK) {
+        /* Committed in careful mode: the report tells what sent it
+         * there. */
+        c->err = optimistic;
     }
     return rc;
 }
@@ -177,7 +163,7 @@ static exactly_err fenced(engine *e, part *pt, const cycle *c)
                 LOG_PART(pt),
                 LOG_INT("epoch", pt->epoch),
                 LOG_INT("start", pt->next_offset),
-                LOG_STR("detail", c->errmsg));
+                LOG_STR("detail", c->err.message));
     e->st.batches_fenced++;
     cycle_rollback(e);
     if (e->conn && engine_follow_stored(e, pt, 1, &back) == EXACTLY_ERETRY) {
@@ -192,8 +178,7 @@ static exactly_err fenced(engine *e, part *pt, const cycle *c)
 
 /* The attempt was rolled back (rc): what pt and the engine do next. */
 static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
-                               exactly_err rc, int commit_sent,
-                               int *retry_cause_out)
+                               exactly_err rc, int commit_sent, int *retried)
 {
     e->st.batches_rolled_back++;
     if (rc == EXACTLY_EFENCED)
@@ -204,7 +189,7 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
                     "back, nothing of it committed",
                     LOG_PART(pt),
                     LOG_INT("offset", pt->next_offset),
-                    LOG_STR("error", c->errmsg));
+                    LOG_STR("error", c->err.message));
         cycle_rollback(e);
         (void)PART_MOVE(pt, PART_S_HALTED);
         engine_part_pause(e, pt, 1);
@@ -216,37 +201,42 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
     pt->unconfirmed_applied = commit_sent ? c->applied_msgs : 0;
     pt->unconfirmed_dead = commit_sent ? e->dl.count : 0;
     cycle_rollback(e);
-    if (e->conn && exactly_pg_needs_reconnect(c->sqlstate) && c->sqlstate[0])
+    if (e->conn && exactly_pg_needs_reconnect(c->err.sqlstate) && c->err.sqlstate[0])
         engine_db_lost(e);
     pt->attempts++;
     e->st.retries++;
-    *retry_cause_out = (int)retry_cause(c);
+    *retried = 1;
     return rc == EXACTLY_ENOMEM ? EXACTLY_ERETRY : rc;
 }
 
-static exactly_err cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
-                                  int *retry_cause_out)
+/* Runs the batch; r->err is its error value (code: what it returns; a
+ * batch committed in careful mode keeps the handler's failure that sent
+ * it there) and r->retried whether it was rolled back to be retried. */
+static void cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
+                           engine_batch_report *r)
 {
     cycle c;
     exactly_err rc;
     int commit_sent = 0;
 
-    *retry_cause_out = -1;
+    exactly_error_clear(&r->err);
+    r->retried = 0;
     rc = engine_db_open(e);
-    if (rc != EXACTLY_OK)
-        return rc;
-    if (check_position(e, pt, &n, end, &rc))
-        return rc;
-    memset(&c, 0, sizeof(c));
-    c.e = e;
-    c.pt = pt;
-    rc = attempt_batch(&c, &n, &end, &commit_sent);
-    if (rc == EXACTLY_OK)
-        committed(e, pt, &c, n, end);
-    else if (rc != EXACTLY_EHANDLER)
-        rc = rolled_back(e, pt, &c, rc, commit_sent, retry_cause_out);
-    free(c.recs);
-    return rc;
+    if (rc == EXACTLY_OK && !check_position(e, pt, &n, end, &rc)) {
+        memset(&c, 0, sizeof(c));
+        c.e = e;
+        c.pt = pt;
+        rc = attempt_batch(&c, &n, &end, &commit_sent);
+        if (rc == EXACTLY_OK)
+            committed(e, pt, &c, n, end);
+        else if (rc != EXACTLY_EHANDLER)
+            rc = rolled_back(e, pt, &c, rc, commit_sent, &r->retried);
+        r->err = c.err;
+        r->err.commit_unknown = rc != EXACTLY_OK && commit_sent;
+        free(c.recs);
+    }
+    r->rc = rc;
+    exactly_error_set_code(&r->err, rc);
 }
 
 #define DELTA(f) r.delta.f = e->st.f - before.f
@@ -260,7 +250,7 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end)
     engine_batch_report r;
 
     cycle_trace_batch(pt, n);
-    r.rc = cycle_run_once(e, pt, n, end, &r.retry_cause);
+    cycle_run_once(e, pt, n, end, &r);
     exactly_log_set_trace(NULL);
     if (!e->ops->batch_done)
         return r.rc;
@@ -274,9 +264,8 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end)
     DELTA(batches_fenced);
     DELTA(retries);
     DELTA(handler_failures);
-    if (r.retry_cause < 0 && r.rc == EXACTLY_OK && r.delta.retries > 0)
-        /* A handler failure sent the batch through careful mode. */
-        r.retry_cause = ENGINE_RETRY_HANDLER;
+    if (r.rc == EXACTLY_OK && r.delta.retries > 0)
+        r.retried = 1; /* careful mode after a handler failure */
     r.elapsed_ms = exactly_now_ms() - t0;
     e->ops->batch_done(e->ops_arg, pt, &r);
     return r.rc;

@@ -9,6 +9,7 @@
 #define EXACTLY_CYCLE_INTERNAL_H
 
 #include "engine_internal.h"
+#include "error_value.h"
 #include "guard_answer.h"
 
 /* One attempt at a batch of pt: what the handler gets and how it failed. */
@@ -19,17 +20,14 @@ typedef struct cycle {
     size_t n_recs;
     uint64_t applied_msgs;
     uint64_t failed_msgs;
-    /* The last failure, as judged where it happened. */
-    char sqlstate[6];
-    char errmsg[1024];
-    int environment;      /* about the environment: never bisected */
-    int handler_retry;    /* apply() asked for the retry */
+    /* The last failure, as judged where it happened (its SQLSTATE and
+     * message, whether it is about the environment or apply() asked for
+     * the retry); its code is set when the batch's outcome is known. */
+    exactly_error err;
 } cycle;
 
 /* ---- cycle.c: shared helpers --------------------------------------------- */
 
-/* A SQLSTATE for the log: NULL (no field) when there is none. */
-const char *cycle_sqlstate(const char *sqlstate);
 /* Records why the attempt failed. */
 void cycle_note(cycle *c, const char *sqlstate, const char *msg);
 /* A message of the batch goes to the dead letters, with its trace-id. */

@@ -10,17 +10,10 @@
 #include "log.h"
 #include "trace.h"
 
-/* A SQLSTATE for the log: NULL (no field) when there is none. */
-const char *cycle_sqlstate(const char *sqlstate)
-{
-    return sqlstate && sqlstate[0] ? sqlstate : NULL;
-}
-
 /* Records why the attempt failed. */
 void cycle_note(cycle *c, const char *sqlstate, const char *msg)
 {
-    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate ? sqlstate : "");
-    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg && *msg ? msg : "unknown error");
+    exactly_error_note(&c->err, sqlstate, msg);
 }
 
 /* ---- dead letters ------------------------------------------------------- */

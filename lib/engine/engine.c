@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "engine_internal.h"
+#include "lookup.h"
 #include "source.h"
 
 void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
@@ -17,6 +18,38 @@ void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
     e->p = p;
     e->ops = ops;
     e->ops_arg = ops_arg;
+}
+
+void engine_use_offsets(engine *e)
+{
+    memset(&e->pos, 0, sizeof(e->pos));
+    e->pos.key = e->p->name;
+    e->pos.fence_sql = e->sql.fence;
+    e->pos.read_sql = e->sql.read;
+    e->pos.dl_key = e->p->name;
+    e->pos.crash_guard = 1;
+    e->pos.dedup = e->p->dedup.enabled;
+    e->pos.kafka_commit = 1;
+    e->pos.reclaim = 1;
+}
+
+exactly_err engine_conn_ready(engine *e, const char *schema)
+{
+    if (!e->sql_ready) {
+        free(e->lookup_sql);
+        free(e->key_column);
+        e->lookup_sql = e->key_column = NULL;
+        if (exactly_store_sql_init(&e->sql, e->conn, schema) != 0 ||
+            exactly_lookup_sql(e->conn, e->p, &e->lookup_sql,
+                               &e->key_column) != EXACTLY_OK)
+            return EXACTLY_ENOMEM;
+        e->sql_ready = 1;
+    }
+    /* host->emit's outbox insert: set on every connection, since a lost
+     * one clears the transaction. */
+    e->txn.emit_sql = e->sql.emit;
+    e->conn_serial++;
+    return EXACTLY_OK;
 }
 
 static void part_free(part *pt)
@@ -154,7 +187,7 @@ const rd_kafka_message_t *engine_part_msg(const part *pt, int64_t offset)
 
 void engine_part_commit(engine *e, part *pt)
 {
-    if (e->reprocess_run)
+    if (!e->pos.kafka_commit)
         return; /* a reprocess is no member of the group: it commits nothing */
     exactly_kafka_commit(e->rk, pt->topic, pt->partition, pt->next_offset);
 }

@@ -22,6 +22,7 @@
 
 #include "batch.h"
 #include "dead_letters.h"
+#include "error_value.h"
 #include "log.h"
 #include "part_state.h"
 #include "plugin.h"
@@ -84,24 +85,18 @@ typedef struct engine_stats {
     uint64_t handler_failures;
 } engine_stats;
 
-/* Why a batch was rolled back to be retried, judged on its SQLSTATE. */
-typedef enum engine_retry_cause {
-    ENGINE_RETRY_CONNECTION,    /* lost connection, shutdown */
-    ENGINE_RETRY_SERIALIZATION, /* 40001 */
-    ENGINE_RETRY_DEADLOCK,      /* 40P01 */
-    ENGINE_RETRY_TIMEOUT,       /* statement or lock timeout */
-    ENGINE_RETRY_HANDLER,       /* careful mode after a handler failure, or
-                                   apply() asked for the retry */
-    ENGINE_RETRY_ENVIRONMENT,   /* privilege, missing object, ...: a person
-                                   must act */
-    ENGINE_RETRY_OTHER
-} engine_retry_cause;
-
-/* What one engine_run() did, handed to engine_ops.batch_done. */
+/* What one engine_run() did, handed to engine_ops.batch_done: the owner
+ * settles it (decides on err's fields, never on its text). */
 typedef struct engine_batch_report {
     exactly_err rc;           /* what engine_run returns */
+    /* The batch's error value, filled where the failure happened;
+     * err.code is rc. A batch committed in careful mode keeps the
+     * handler's failure that sent it there. */
+    exactly_error err;
+    int retried;              /* rolled back to be retried, or committed
+                                 after careful mode: counted by
+                                 exactly_error_cause(&err) */
     engine_stats delta;       /* the counters this batch moved */
-    int retry_cause;          /* an engine_retry_cause, or -1: no retry */
     long long elapsed_ms;
 } engine_batch_report;
 
@@ -123,6 +118,36 @@ typedef struct engine_ops {
     void (*batch_done)(void *arg, const part *pt, const engine_batch_report *r);
 } engine_ops;
 
+/*
+ * What a batch moves (DESIGN section 2): the pipeline's offset rows
+ * (engine_use_offsets), or the row of a reprocess run (ops/reprocess.c).
+ * The engine decides on these fields alone, never on who its owner is.
+ * The strings are borrowed: they outlive every batch.
+ */
+typedef struct engine_position {
+    const char *key;         /* $1 of fence and read: the pipeline's name,
+                                or the run row's id */
+    const char *fence_sql;   /* $1 key $2 topic $3 partition $4 epoch
+                                $5 start $6 end: compare-and-set */
+    const char *read_sql;    /* $1 key $2 topic $3 partition: next_offset,
+                                owner_epoch */
+    const char *dl_key;      /* the pipeline name dead letters are kept
+                                under */
+    const char *applied_sql; /* NULL, or $1 key $2 messages applied: a
+                                count kept in the batch's transaction */
+    int64_t run;             /* handed to the handler as
+                                batch.reprocess_run; 0: none */
+    int crash_guard;         /* attempts are marked and judged by the
+                                crash guard (a process that owns the row
+                                over many batches) */
+    int dedup;               /* the dedup filter applies and keys are
+                                written */
+    int kafka_commit;        /* committed positions are told to Kafka (a
+                                member of the group) */
+    int reclaim;             /* a stored epoch below ours is our claim,
+                                lost in a failover: claimed again */
+} engine_position;
+
 typedef struct engine {
     const cfg_pipeline *p;
     char owner[128];          /* host:pid:index, stored with a claim;
@@ -141,15 +166,9 @@ typedef struct engine {
     char *lookup_sql;
     char *key_column;
 
-    /* The position batches move. Reprocess runs (ops/reprocess.c) use a
-     * run row: fence_key replaces the pipeline name in the fence; no dedup,
-     * no crash guard, nothing committed to Kafka, dead letters under
-     * dl_key. Zero/NULL for a live pipeline. */
-    int64_t reprocess_run;
-    const char *fence_key;
-    const char *dl_key;       /* pipeline name in dead letters; NULL: p->name */
-    /* reprocess: $1 run, $2 messages applied; freed by whoever set it. */
-    char *run_applied_sql;
+    /* What batches move (engine_position); set by the owner before its
+     * first batch. */
+    engine_position pos;
 
     exactly_plugin *plugin;
     exactly_txn txn;
@@ -181,6 +200,18 @@ typedef struct engine {
 void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
                  void *ops_arg);
 
+/* e->pos becomes the pipeline's offset rows (e->sql prepared): keyed by
+ * the pipeline's name, crash guard on, dedup as configured, positions
+ * committed to Kafka, a lost claim claimed again. */
+void engine_use_offsets(engine *e);
+
+/* The owner opened a new connection (e->conn, checked): the framework's
+ * SQL and the lookup are built on first use, the outbox insert is set on
+ * the txn, and conn_serial moves on, so that every position read on an
+ * earlier connection is read again. EXACTLY_OK or EXACTLY_ENOMEM (the
+ * owner drops the connection). */
+exactly_err engine_conn_ready(engine *e, const char *schema);
+
 /* Frees what e holds: the partition table, handler, SQL, txn, dead
  * letters, crash guard memory and connection. Parts still in the table
  * are freed with their buffered messages, which must happen before e->rk
@@ -198,8 +229,8 @@ void engine_part_remove(engine *e, part *pt);
 void engine_part_drop(part *pt, size_t n);
 
 /* The partition on the consumer. pause also records pt->paused; commit
- * tells Kafka pt->next_offset, for monitoring only (nothing for a
- * reprocess run, which is no member of the group). */
+ * tells Kafka pt->next_offset, for monitoring only (nothing unless
+ * pos.kafka_commit: a reprocess run is no member of the group). */
 void engine_part_pause(engine *e, part *pt, int pause);
 void engine_part_seek(engine *e, part *pt, int64_t offset);
 void engine_part_commit(engine *e, part *pt);

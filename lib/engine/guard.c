@@ -121,7 +121,7 @@ void engine_release(engine *e, part *pt)
     char part_s[16], epoch_s[24], err[512];
     const char *params[4];
 
-    if (e->reprocess_run || pt->state == PART_S_FENCED || !e->conn ||
+    if (!e->pos.crash_guard || pt->state == PART_S_FENCED || !e->conn ||
         PQstatus(e->conn) != CONNECTION_OK || !e->sql_ready)
         return;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);

@@ -147,10 +147,10 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
 
     *back = 0;
     snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
-    params[0] = e->fence_key ? e->fence_key : e->p->name;
+    params[0] = e->pos.key;
     params[1] = pt->topic;
     params[2] = part_s;
-    rc = exactly_pg_exec(e->conn, e->sql.read, 3, params, &res, err, sizeof(err));
+    rc = exactly_pg_exec(e->conn, e->pos.read_sql, 3, params, &res, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_WARN, "cycle", "cannot re-read offset row",
                     LOG_PART(pt), LOG_STR("error", err));
@@ -174,7 +174,7 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
     stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
-    if (epoch < pt->epoch && !e->reprocess_run) {
+    if (epoch < pt->epoch && e->pos.reclaim) {
         rc = reclaim(e, pt, epoch, &stored);
         if (rc == EXACTLY_ERETRY)
             return rc;

@@ -14,13 +14,13 @@
  * same transaction (dlq_replay.c), so a record and its dead letter never
  * both survive nor both vanish.
  *
- * The records are to blame only for what the worker would bisect: apply()
- * returning an error (not EXACTLY_ERETRY, EXACTLY_ENOMEM or
- * EXACTLY_EFATAL), or a statement of the handler failing with an SQLSTATE
- * about the data (exactly_pg_class_of: PG_RECORD). Anything else (the
- * connection, a timeout, a serialization failure of the fused upsert's
- * snapshot, apply() asking for a retry) ends the replay: the caller rolls
- * the whole transaction back.
+ * The records are to blame only for what the worker would bisect, judged
+ * by the engine's one judgement (engine/judge.h): apply() returning an
+ * error (not EXACTLY_ERETRY, EXACTLY_ENOMEM or EXACTLY_EFATAL), or a
+ * statement of the handler failing with an SQLSTATE about the data.
+ * Anything else (the connection, a timeout, a serialization failure of
+ * the fused upsert's snapshot, apply() asking for a retry) ends the
+ * replay: the caller rolls the whole transaction back.
  */
 #include "dlq_replay_internal.h"
 
@@ -29,75 +29,19 @@
 #include <string.h>
 
 #include "err.h"
+#include "judge.h"
 #include "pg_conn.h"
 
 #define SAVEPOINT "SAVEPOINT exactly_replay"
 #define RELEASE "RELEASE SAVEPOINT exactly_replay"
 #define ROLLBACK_TO "ROLLBACK TO SAVEPOINT exactly_replay"
 
-/* Why the last try failed. */
-typedef struct why {
-    char sqlstate[6];
-    char msg[1024];
-} why;
-
-static void note(why *w, const char *sqlstate, const char *msg)
-{
-    snprintf(w->sqlstate, sizeof(w->sqlstate), "%s", sqlstate ? sqlstate : "");
-    snprintf(w->msg, sizeof(w->msg), "%s",
-             msg && *msg ? msg : "unknown error");
-}
-
 /* The txn's error, or what rc says when the txn has no words for it (a
  * statement that could not be queued). */
-static void note_txn(why *w, const exactly_txn *t, exactly_err rc)
+static void note_txn(exactly_error *w, const exactly_txn *t, exactly_err rc)
 {
-    note(w, t->sqlstate, t->errmsg[0] ? t->errmsg : exactly_strerror(rc));
-}
-
-/* What apply()'s answer, and a query() of it that failed, mean:
- * EXACTLY_EHANDLER when these records are to blame, EXACTLY_OK, or the
- * code that ends the replay. */
-static exactly_err judge_apply(replay *r, exactly_err ret, why *w)
-{
-    exactly_txn *t = &r->txn;
-    char msg[128];
-
-    if (t->fails_oom) {
-        note(w, NULL, "out of memory recording a record the handler failed");
-        return EXACTLY_ENOMEM;
-    }
-    /* The transaction is aborted from a failed query() on, whatever
-     * apply() then said. */
-    if (t->query_failed) {
-        note(w, t->query_sqlstate, t->query_errmsg);
-        return exactly_pg_class_of(t->query_sqlstate) == PG_RECORD
-                   ? EXACTLY_EHANDLER
-                   : EXACTLY_ERETRY;
-    }
-    if (ret == EXACTLY_OK)
-        return EXACTLY_OK;
-    snprintf(msg, sizeof(msg), "apply() returned %d (%s)", (int)ret,
-             exactly_strerror(ret));
-    note(w, NULL, t->handler_err_set ? t->handler_err : msg);
-    if (ret == EXACTLY_ERETRY || ret == EXACTLY_ENOMEM || ret == EXACTLY_EFATAL)
-        return ret;
-    return EXACTLY_EHANDLER;
-}
-
-/* What a sync's answer means, as judge_apply. */
-static exactly_err judge_sync(replay *r, exactly_err rc, why *w)
-{
-    exactly_txn *t = &r->txn;
-
-    if (rc == EXACTLY_OK)
-        return EXACTLY_OK;
-    if (t->query_failed)
-        return judge_apply(r, EXACTLY_OK, w);
-    note_txn(w, t, rc);
-    if (rc == EXACTLY_EDATABASE && t->err_phase == TXN_HANDLER)
-        return EXACTLY_EHANDLER;
-    return rc;
+    exactly_error_note(w, t->sqlstate,
+                       t->errmsg[0] ? t->errmsg : exactly_strerror(rc));
 }
 
 /* The batch of records [first, first + n) of pr. */
@@ -121,7 +65,7 @@ static void batch_of(const replay *r, const precs *pr, size_t first, size_t n,
 
 /* Undoes the chunk's writes in a sync of its own (a statement queued
  * behind a failed one would be skipped). */
-static exactly_err roll_back_chunk(replay *r, why *w)
+static exactly_err roll_back_chunk(replay *r, exactly_error *w)
 {
     exactly_txn *t = &r->txn;
     exactly_err rc;
@@ -141,12 +85,12 @@ static exactly_err roll_back_chunk(replay *r, why *w)
  * fail_record() are left in r->txn.fails); EXACTLY_EHANDLER: these records
  * failed and are rolled back, why in w; anything else ends the replay. */
 static exactly_err try_chunk(replay *r, const precs *pr, size_t first,
-                             size_t n, why *w)
+                             size_t n, exactly_error *w)
 {
     exactly_txn *t = &r->txn;
     exactly_batch b;
     exactly_err rc, s;
-    why undo;
+    exactly_error undo;
 
     batch_of(r, pr, first, n, &b);
     rc = exactly_txn_start(t, r->conn, exactly_pg_wait_bound_ms(r->cfg));
@@ -156,7 +100,7 @@ static exactly_err try_chunk(replay *r, const precs *pr, size_t first,
         note_txn(w, t, rc);
         return rc;
     }
-    rc = judge_apply(r, r->pl->h->apply(r->pl->state, t, &b), w);
+    rc = engine_judge_apply(t, r->pl->h->apply(r->pl->state, t, &b), w);
     if (rc == EXACTLY_OK) {
         rc = exactly_txn_send(t, TXN_HANDLER, RELEASE, 0, NULL, NULL);
         if (rc != EXACTLY_OK) {
@@ -164,7 +108,7 @@ static exactly_err try_chunk(replay *r, const precs *pr, size_t first,
             (void)exactly_txn_sync(t); /* apply()'s, left queued */
             return rc;
         }
-        rc = judge_sync(r, exactly_txn_sync(t), w);
+        rc = engine_judge_sync(t, exactly_txn_sync(t), w);
         if (rc == EXACTLY_OK)
             return EXACTLY_OK;
     } else {
@@ -174,7 +118,7 @@ static exactly_err try_chunk(replay *r, const precs *pr, size_t first,
         s = exactly_txn_sync(t);
         if (rc == EXACTLY_EHANDLER && s != EXACTLY_OK &&
             PQstatus(r->conn) != CONNECTION_OK)
-            return judge_sync(r, s, w);
+            return engine_judge_sync(t, s, w);
     }
     if (rc != EXACTLY_EHANDLER)
         return rc;
@@ -231,13 +175,13 @@ static int settle_chunk(replay *r, const precs *pr, size_t first, size_t n)
 }
 
 /* The replay cannot go on: err says what failed, where. */
-static void describe(const replay *r, const precs *pr, const why *w,
+static void describe(const replay *r, const precs *pr, const exactly_error *w,
                      char *err, size_t errsz)
 {
     const store_dl_row *row = &r->out->rows[pr->from];
 
     snprintf(err, errsz, "handler '%s' failed on %s [%d]: %s%s%s%s",
-             r->pl->h->name, row->topic, (int)row->partition, w->msg,
+             r->pl->h->name, row->topic, (int)row->partition, w->message,
              w->sqlstate[0] ? " (SQLSTATE " : "", w->sqlstate,
              w->sqlstate[0] ? ")" : "");
 }
@@ -247,7 +191,7 @@ static exactly_err bisect(replay *r, const precs *pr, size_t first, size_t n,
                           char *err, size_t errsz)
 {
     exactly_err rc;
-    why w;
+    exactly_error w;
 
     if (n == 0)
         return EXACTLY_OK;
@@ -260,7 +204,7 @@ static exactly_err bisect(replay *r, const precs *pr, size_t first, size_t n,
         return rc;
     }
     if (n == 1)
-        return fail_rows(r, pr, first, w.msg, w.sqlstate) == 0
+        return fail_rows(r, pr, first, w.message, w.sqlstate) == 0
                    ? EXACTLY_OK
                    : EXACTLY_ENOMEM;
     rc = bisect(r, pr, first, n / 2, err, errsz);

@@ -17,49 +17,50 @@
 #include "store_runs.h"
 #include "util/host_id.h"
 
-/* Sets up the worker r runs on: the handler loaded (not opened), a Kafka
- * consumer without a group, the connection. Returns 0, 1 (a service could
+/* Sets up what r runs on: its engine with the handler loaded (not
+ * opened), a Kafka consumer without a group, the connection. Returns 0, 1 (a service could
  * not be reached) or 2 (refused: handler, configuration, schema). */
 static int open_services(run *r, const exactly_reprocess_opts *o)
 {
-    worker *w = &r->w;
     char err[2048], reset[16], host[64];
     rd_kafka_conf_t *conf;
     int tries;
 
-    worker_init(w, o->cfg, o->p);
+    r->cfg = o->cfg;
+    r->p = o->p;
+    reprocess_engine_init(r);
     if (exactly_host_id(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
-    snprintf(w->eng.owner, sizeof(w->eng.owner), "%s:%d:reprocess", host,
+    snprintf(r->eng.owner, sizeof(r->eng.owner), "%s:%d:reprocess", host,
              (int)getpid());
-    exactly_log_set_context(w->p->name, -1);
-    if (exactly_plugin_load(w->cfg, w->p, &w->eng.plugin, err, sizeof(err)) !=
+    exactly_log_set_context(r->p->name, -1);
+    if (exactly_plugin_load(r->cfg, r->p, &r->eng.plugin, err, sizeof(err)) !=
         EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler refused",
                     LOG_STR("error", err));
         return 2;
     }
-    conf = exactly_kafka_conf(w->cfg, w->p, reset, "exactly-reprocess", err,
+    conf = exactly_kafka_conf(r->cfg, r->p, reset, "exactly-reprocess", err,
                               sizeof(err));
     if (!conf) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "kafka configuration refused", LOG_STR("error", err));
         return 2;
     }
-    w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!w->rk) {
+    r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!r->rk) {
         rd_kafka_conf_destroy(conf);
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "cannot create Kafka consumer", LOG_STR("error", err));
         return 2;
     }
-    w->eng.rk = w->rk;
-    for (tries = 0; tries < 50 && worker_db(w) != EXACTLY_OK; tries++) {
-        if (w->fatal)
+    r->eng.rk = r->rk;
+    for (tries = 0; tries < 50 && reprocess_db(r) != EXACTLY_OK; tries++) {
+        if (r->refused)
             return 2;
         usleep(200 * 1000);
     }
-    if (!w->eng.conn) {
+    if (!r->eng.conn) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot reach PostgreSQL");
         return 1;
     }
@@ -70,29 +71,32 @@ static int open_services(run *r, const exactly_reprocess_opts *o)
  * kept under the run's name. Returns 0 or 1 (out of memory). */
 static int use_run_position(run *r)
 {
-    worker *w = &r->w;
+    engine_position *pos = &r->eng.pos;
 
     snprintf(r->id_s, sizeof(r->id_s), "%" PRId64, r->id);
-    free(w->eng.sql.fence);
-    free(w->eng.sql.read);
-    w->eng.sql.fence = strdup(w->eng.sql.run_fence);
-    w->eng.sql.read = strdup(w->eng.sql.run_read);
     /* Kept apart from the live pipeline's dead letters, which share the
      * (topic, partition, offset) key; every partition of a run under the
      * run's one name. */
-    snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, w->p->name,
+    snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, r->p->name,
              r->id);
-    w->eng.dl_key = r->dl_key;
-    w->eng.run_applied_sql = store_runs_applied_sql(w->eng.sql.schema_q);
-    return w->eng.sql.fence && w->eng.sql.read && w->eng.run_applied_sql ? 0
-                                                                          : 1;
+    r->applied_sql = store_runs_applied_sql(r->eng.sql.schema_q);
+    memset(pos, 0, sizeof(*pos));
+    /* pos->key: the span's row, set by reprocess_start_span. */
+    pos->fence_sql = r->eng.sql.run_fence;
+    pos->read_sql = r->eng.sql.run_read;
+    pos->dl_key = r->dl_key;
+    pos->applied_sql = r->applied_sql;
+    /* The handler sees the run. A run re-applies on purpose (no dedup),
+     * owns its row for one session (no crash guard, no reclaim) and is no
+     * member of the group (nothing committed to Kafka). */
+    pos->run = r->id;
+    return r->applied_sql ? 0 : 1;
 }
 
 /* Applies the spans one after the other; each one done is closed at
  * once. Returns 0 when all reached their end, else 1. */
 static int run_spans(run *r, const exactly_reprocess_opts *o)
 {
-    worker *w = &r->w;
     int code = 0;
     size_t i;
 
@@ -101,7 +105,7 @@ static int run_spans(run *r, const exactly_reprocess_opts *o)
     r->started_ms = exactly_now_ms();
     for (i = 0; i < r->n_spans && code == 0; i++) {
         span *sp = &r->spans[i];
-        uint64_t before = w->eng.st.applied;
+        uint64_t before = r->eng.st.applied;
         if (reprocess_start_span(r, i) != 0)
             return 1;
         code = reprocess_loop(r, o, sp);
@@ -111,7 +115,7 @@ static int run_spans(run *r, const exactly_reprocess_opts *o)
             r->n_done++;
             r->behind += sp->to + 1 - sp->from;
             reprocess_close_span(r, sp, "done");
-            reprocess_progress_span_done(r, o, sp, w->eng.st.applied - before);
+            reprocess_progress_span_done(r, o, sp, r->eng.st.applied - before);
         }
     }
     return code;
@@ -121,14 +125,13 @@ static int run_spans(run *r, const exactly_reprocess_opts *o)
  * Returns the exit code. */
 static int apply_run(run *r, const exactly_reprocess_opts *o)
 {
-    worker *w = &r->w;
     const char *status;
     char err[2048];
     int code;
     size_t i;
 
-    if (exactly_plugin_open(w->eng.plugin, w->eng.conn, w->p,
-                            w->eng.timeout_ms, err, sizeof(err)) != EXACTLY_OK) {
+    if (exactly_plugin_open(r->eng.plugin, r->eng.conn, r->p,
+                            r->eng.timeout_ms, err, sizeof(err)) != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler's open() failed",
                     LOG_STR("error", err));
         return 2;
@@ -154,12 +157,10 @@ static int apply_run(run *r, const exactly_reprocess_opts *o)
 int exactly_reprocess(const exactly_reprocess_opts *o)
 {
     run *r = calloc(1, sizeof(*r));
-    worker *w;
     int code;
 
     if (!r)
         return 1;
-    w = &r->w;
     code = open_services(r, o);
     if (code == 0 && o->resume_run <= 0)
         code = reprocess_plan(r, o);
@@ -172,13 +173,12 @@ int exactly_reprocess(const exactly_reprocess_opts *o)
     free(r->pt.buf);
     free(r->pt.topic);
     reprocess_spans_free(r);
-    if (w->rk) {
-        rd_kafka_consumer_close(w->rk);
-        rd_kafka_destroy(w->rk);
+    if (r->rk) {
+        rd_kafka_consumer_close(r->rk);
+        rd_kafka_destroy(r->rk);
     }
-    free(w->eng.run_applied_sql);
-    w->eng.fence_key = NULL;
-    engine_free(&w->eng);
+    engine_free(&r->eng);
+    free(r->applied_sql);
     free(r);
     return code;
 }

@@ -12,8 +12,8 @@
  *                         batches, --rate
  *   reprocess_progress.c  what is printed: progress, dry run, summary
  *
- * A run sets up a worker for its connection handling and runs the
- * worker's engine on it, with the run's rows as the position.
+ * A run drives the engine itself: its own connection (engine_ops:
+ * reprocess_db.c) and the run's rows as the engine's position.
  */
 #ifndef EXACTLY_REPROCESS_INTERNAL_H
 #define EXACTLY_REPROCESS_INTERNAL_H
@@ -21,8 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <librdkafka/rdkafka.h>
+
+#include "engine.h"
 #include "reprocess.h"
-#include "worker_internal.h"
 
 /* One partition of a run: a reprocess_runs row with its own position. */
 typedef struct span {
@@ -39,7 +41,16 @@ typedef struct span {
 } span;
 
 typedef struct run {
-    worker w;
+    const exactly_config *cfg;
+    const cfg_pipeline *p;
+    engine eng;               /* its position: the span's row */
+    rd_kafka_t *rk;           /* a consumer without a group; eng.rk */
+    /* The connection (eng.conn): reconnected after a backoff. */
+    long long reconnect_at_ms;
+    int reconnect_attempts;
+    int refused;              /* the database refused us: no retry */
+    char *applied_sql;        /* pos.applied_sql, owned */
+    exactly_error last;       /* the last batch's error value */
     part pt;                  /* the span being applied */
     int64_t id;               /* the run: its first row (the parent) */
     int multi;                /* rows share a parent: a run over a topic */
@@ -54,6 +65,14 @@ typedef struct run {
     long long started_ms;
     long long last_progress_ms;
 } run;
+
+/* ---- reprocess_db.c ---- */
+
+/* The engine of r for pipeline p, its connection handled by the run. */
+void reprocess_engine_init(run *r);
+/* Ensures r's connection (eng.conn): EXACTLY_OK, EXACTLY_ERETRY (backing
+ * off), EXACTLY_EDATABASE (refused: r->refused) or EXACTLY_ENOMEM. */
+exactly_err reprocess_db(run *r);
 
 /* ---- reprocess_plan.c ---- */
 

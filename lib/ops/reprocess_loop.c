@@ -37,22 +37,20 @@ static int reset_part(run *r, size_t i)
 
 int reprocess_start_span(run *r, size_t i)
 {
-    worker *w = &r->w;
     span *sp = &r->spans[i];
     rd_kafka_topic_partition_list_t *l;
     rd_kafka_resp_err_t e;
 
     if (reset_part(r, i) != 0)
         return 1;
-    /* The row is this cycle's fence; the handler sees the run. */
-    w->eng.fence_key = sp->id_s;
-    w->eng.reprocess_run = r->id;
+    /* The span's row is the position the engine fences and reads. */
+    r->eng.pos.key = sp->id_s;
     l = rd_kafka_topic_partition_list_new(1);
     if (!l)
         return 1;
     rd_kafka_topic_partition_list_add(l, sp->topic, sp->partition)->offset =
         sp->next;
-    e = rd_kafka_assign(w->rk, l);
+    e = rd_kafka_assign(r->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot assign the partition",
@@ -78,7 +76,7 @@ static int keep_rate(run *r, const exactly_reprocess_opts *o, size_t n)
     if (o->rate <= 0)
         return 0;
     for (;;) {
-        double due = (double)(r->w.eng.st.consumed + n) / o->rate * 1000.0;
+        double due = (double)(r->eng.st.consumed + n) / o->rate * 1000.0;
         long long ahead = (long long)due - (exactly_now_ms() - r->started_ms);
 
         if (o->stop && *o->stop)
@@ -147,29 +145,32 @@ static int fill(run *r, size_t max, int64_t to, int *at_end)
     rd_kafka_message_t *m;
 
     while (!*at_end && r->pt.n_buf < max &&
-           (m = rd_kafka_consumer_poll(r->w.rk, r->pt.n_buf ? 0 : 200)) !=
+           (m = rd_kafka_consumer_poll(r->rk, r->pt.n_buf ? 0 : 200)) !=
                NULL)
         if (take(r, m, to, at_end) != 0)
             return 1;
-    if (!*at_end && engine_part_position(&r->w.eng, &r->pt) > to)
+    if (!*at_end && engine_part_position(&r->eng, &r->pt) > to)
         *at_end = 1;
     return 0;
 }
 
-/* What engine_run()'s answer means for the span: 0 go on, 1 stop. */
-static int judge(run *r, const span *sp, exactly_err rc)
+/* Settles the last batch by its error value (r->last, reported by the
+ * engine): 0 go on, 1 stop. */
+static int settle(run *r, const span *sp)
 {
-    if (rc == EXACTLY_EFENCED && !part_state_stopped(r->pt.state))
+    const exactly_error *err = &r->last;
+
+    if (err->code == EXACTLY_EFENCED && !part_state_stopped(r->pt.state))
         return 0; /* the run row was behind (a failover): from there */
-    if (rc == EXACTLY_EFENCED) {
+    if (err->code == EXACTLY_EFENCED) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "run was taken over by another process",
                     LOG_INT("run", sp->id));
         return 1;
     }
-    if (rc == EXACTLY_EHANDLER)
+    if (err->code == EXACTLY_EHANDLER)
         return 1; /* on_error: stop, logged by the cycle */
-    if (rc != EXACTLY_OK)
+    if (err->code != EXACTLY_OK)
         usleep(200 * 1000 *
                (useconds_t)(r->pt.attempts < 10 ? r->pt.attempts : 10));
     return 0;
@@ -177,8 +178,7 @@ static int judge(run *r, const span *sp, exactly_err rc)
 
 int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp)
 {
-    worker *w = &r->w;
-    size_t max = (size_t)(o->batch > 0 ? o->batch : w->p->batch.max_messages);
+    size_t max = (size_t)(o->batch > 0 ? o->batch : r->p->batch.max_messages);
     int64_t to = sp->to;
     int at_end = 0;
 
@@ -190,17 +190,17 @@ int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp)
             return 1;
         if (r->pt.n_buf == 0 && at_end) {
             /* Only transaction markers left in the range. */
-            rc = engine_run(&w->eng, &r->pt, 0, to + 1);
+            rc = engine_run(&r->eng, &r->pt, 0, to + 1);
         } else if (r->pt.n_buf > 0 && (r->pt.n_buf >= max || at_end)) {
             n = r->pt.n_buf < max ? r->pt.n_buf : max;
             if (keep_rate(r, o, n))
                 return 1;
-            rc = engine_run(&w->eng, &r->pt, n,
+            rc = engine_run(&r->eng, &r->pt, n,
                             run_batch_end(r, to, n, at_end));
         } else {
             continue;
         }
-        if (judge(r, sp, rc) != 0)
+        if (settle(r, sp) != 0)
             return 1;
         if (rc == EXACTLY_OK)
             reprocess_progress(r, o, 0);

@@ -48,10 +48,10 @@ void reprocess_spans_sort(run *r)
 }
 
 /* The partitions of topic, in *n (a new run over all of them). */
-static int32_t *topic_partitions(worker *w, const char *topic, int *n,
+static int32_t *topic_partitions(run *r, const char *topic, int *n,
                                  rd_kafka_resp_err_t *err)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, topic, NULL);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
     int32_t *parts = NULL;
     int i;
@@ -60,7 +60,7 @@ static int32_t *topic_partitions(worker *w, const char *topic, int *n,
     *err = RD_KAFKA_RESP_ERR__FAIL;
     if (!rkt)
         return NULL;
-    *err = rd_kafka_metadata(w->rk, 0, rkt, &md, 10000);
+    *err = rd_kafka_metadata(r->rk, 0, rkt, &md, 10000);
     if (*err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (md->topic_cnt != 1 || md->topics[0].err) {
             *err = md->topic_cnt == 1 ? md->topics[0].err
@@ -97,7 +97,7 @@ static int offsets_for_time(run *r, int64_t ms, int is_from)
     for (i = 0; i < r->n_spans; i++)
         rd_kafka_topic_partition_list_add(l, r->spans[i].topic,
                                           r->spans[i].partition)->offset = ms;
-    e = rd_kafka_offsets_for_times(r->w.rk, l, 10000);
+    e = rd_kafka_offsets_for_times(r->rk, l, 10000);
     for (i = 0; i < r->n_spans && !e; i++) {
         span *sp = &r->spans[i];
         rd_kafka_topic_partition_t *t =
@@ -138,7 +138,7 @@ static int parse_times(run *r, const exactly_reprocess_opts *o,
         exactly_err rc;
         if (!text)
             continue;
-        rc = pg_parse_time(r->w.eng.conn, text, i == 0 ? from_ms : to_ms,
+        rc = pg_parse_time(r->eng.conn, text, i == 0 ? from_ms : to_ms,
                            canon, sizeof(canon), err, sizeof(err));
         if (rc != EXACTLY_OK) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
@@ -162,13 +162,12 @@ static int parse_times(run *r, const exactly_reprocess_opts *o,
  * (no such topic or partition). */
 static int add_spans(run *r, const exactly_reprocess_opts *o)
 {
-    worker *w = &r->w;
     int32_t *parts = NULL;
     int n = 1, i;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (r->multi) {
-        parts = topic_partitions(w, o->topic, &n, &e);
+        parts = topic_partitions(r, o->topic, &n, &e);
         if (!parts) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                         "cannot read the topic's partitions",
@@ -184,7 +183,7 @@ static int add_spans(run *r, const exactly_reprocess_opts *o)
             return 1;
         }
         sp->partition = parts ? parts[i] : o->partition;
-        e = rd_kafka_query_watermark_offsets(w->rk, o->topic, sp->partition,
+        e = rd_kafka_query_watermark_offsets(r->rk, o->topic, sp->partition,
                                              &sp->lo, &sp->hi, 10000);
         if (e) {
             exactly_log(EXACTLY_LOG_ERROR, "reprocess",

@@ -53,7 +53,7 @@ void reprocess_progress(run *r, const exactly_reprocess_opts *o, int final)
 {
     long long now = exactly_now_ms();
     double secs = (double)(now - r->started_ms) / 1000.0;
-    uint64_t done = r->w.eng.st.consumed;
+    uint64_t done = r->eng.st.consumed;
     double rate = secs > 0 ? (double)done / secs : 0;
     double pace = o->rate > 0 && o->rate < rate ? o->rate : rate;
     const span *sp = &r->spans[r->cur < r->n_spans ? r->cur : r->n_spans - 1];
@@ -105,8 +105,7 @@ void reprocess_progress_span_done(run *r, const exactly_reprocess_opts *o,
 
 void reprocess_print_plan(const run *r, const exactly_reprocess_opts *o)
 {
-    const worker *w = &r->w;
-    int batch = o->batch > 0 ? o->batch : w->p->batch.max_messages;
+    int batch = o->batch > 0 ? o->batch : r->p->batch.max_messages;
     int64_t total = 0;
     size_t i;
 
@@ -127,25 +126,24 @@ void reprocess_print_plan(const run *r, const exactly_reprocess_opts *o)
                "..%" PRId64 " (%" PRId64 " offsets) of %s [%d] for pipeline "
                "%s, in batches of %d; the pipeline's stored offsets stay as "
                "they are\n",
-               w->eng.plugin->label, r->spans[0].from, r->spans[0].to, total,
-               o->topic, (int)r->spans[0].partition, w->p->name, batch);
+               r->eng.plugin->label, r->spans[0].from, r->spans[0].to, total,
+               o->topic, (int)r->spans[0].partition, r->p->name, batch);
     else
         printf("dry run: would apply handler %s again to %" PRId64
                " offsets of %zu partitions of %s for pipeline %s, in "
                "batches of %d; the pipeline's stored offsets stay as they "
                "are\n",
-               w->eng.plugin->label, total, r->n_spans, o->topic, w->p->name,
+               r->eng.plugin->label, total, r->n_spans, o->topic, r->p->name,
                batch);
 }
 
 /* A finished run with dead letters: where they are, how to replay them. */
 static void print_dead_letters(const run *r)
 {
-    const worker *w = &r->w;
 
     exactly_log(EXACTLY_LOG_WARN, "reprocess", "run finished with dead letters",
                 LOG_INT("run", r->id),
-                LOG_UINT("dead_lettered", w->eng.st.dead_lettered),
+                LOG_UINT("dead_lettered", r->eng.st.dead_lettered),
                 LOG_STR("dead_letter_pipeline", r->dl_key));
     printf("%" PRIu64 " message(s) of run %" PRId64 " failed and were "
            "dead-lettered, not applied; the run is finished.\n"
@@ -154,32 +152,31 @@ static void print_dead_letters(const run *r)
            "once the cause is fixed, apply them with:\n"
            "                 exactly dlq replay -c %s --pipeline %s --run %"
            PRId64 " --all\n",
-           w->eng.st.dead_lettered, r->id, w->cfg->path, w->p->name, r->id,
-           w->cfg->path, w->p->name, r->id);
+           r->eng.st.dead_lettered, r->id, r->cfg->path, r->p->name, r->id,
+           r->cfg->path, r->p->name, r->id);
 }
 
 int reprocess_print_end(const run *r, const char *status, int code)
 {
-    const worker *w = &r->w;
     double secs = (double)(exactly_now_ms() - r->started_ms) / 1000.0;
 
     if (!r->multi)
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
                "offsets %" PRId64 "..%" PRId64 " (now at %" PRId64 "), dead-lettered "
                "%" PRIu64 ", in %.1f s\n",
-               r->id, status, w->eng.st.applied, r->spans[0].topic,
+               r->id, status, r->eng.st.applied, r->spans[0].topic,
                (int)r->spans[0].partition, r->spans[0].from, r->spans[0].to,
-               r->spans[0].next, w->eng.st.dead_lettered, secs);
+               r->spans[0].next, r->eng.st.dead_lettered, secs);
     else
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s, "
                "%zu of %zu partitions done, dead-lettered %" PRIu64
                ", in %.1f s\n",
-               r->id, status, w->eng.st.applied, r->spans[0].topic, r->n_done,
-               r->n_spans, w->eng.st.dead_lettered, secs);
+               r->id, status, r->eng.st.applied, r->spans[0].topic, r->n_done,
+               r->n_spans, r->eng.st.dead_lettered, secs);
     if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
-               w->cfg->path, w->p->name, r->id);
-    if (code == 0 && w->eng.st.dead_lettered > 0) {
+               r->cfg->path, r->p->name, r->id);
+    if (code == 0 && r->eng.st.dead_lettered > 0) {
         /* Finished: resuming would do nothing. What was not applied is
          * in the dead letters, under the run's own name. */
         print_dead_letters(r);

@@ -16,7 +16,7 @@
 
 static const char *schema_of(const run *r)
 {
-    return r->w.cfg->postgres.schema;
+    return r->cfg->postgres.schema;
 }
 
 /* Span sp takes row's position (and its topic, handed over). */
@@ -36,14 +36,13 @@ static void span_from_row(span *sp, store_run_row *row)
 
 int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
 {
-    worker *w = &r->w;
     store_run_row *rows = NULL;
     char err[1024];
     size_t n = 0, i;
     exactly_err rc;
 
-    rc = store_runs_claim(w->eng.conn, schema_of(r), w->p->name,
-                          o->resume_run, w->eng.owner, &rows, &n, err,
+    rc = store_runs_claim(r->eng.conn, schema_of(r), r->p->name,
+                          o->resume_run, r->eng.owner, &rows, &n, err,
                           sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
@@ -75,7 +74,6 @@ int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
 /* The rows of r's spans, in the open transaction. */
 static exactly_err insert_rows(run *r, char *err, size_t errsz)
 {
-    worker *w = &r->w;
     exactly_err rc = EXACTLY_OK;
     size_t i;
 
@@ -90,8 +88,8 @@ static exactly_err insert_rows(run *r, char *err, size_t errsz)
         row.to = sp->to;
         /* The first row of a run over a topic is its own parent. */
         row.parent = r->multi && i > 0 ? r->spans[0].id : 0;
-        rc = store_runs_insert(w->eng.conn, schema_of(r), w->p->name,
-                               w->eng.owner, &row, err, errsz);
+        rc = store_runs_insert(r->eng.conn, schema_of(r), r->p->name,
+                               r->eng.owner, &row, err, errsz);
         if (rc == EXACTLY_OK) {
             sp->id = row.id;
             snprintf(sp->id_s, sizeof(sp->id_s), "%" PRId64, sp->id);
@@ -100,14 +98,14 @@ static exactly_err insert_rows(run *r, char *err, size_t errsz)
         }
     }
     if (rc == EXACTLY_OK && r->multi)
-        rc = store_runs_set_own_parent(w->eng.conn, schema_of(r),
+        rc = store_runs_set_own_parent(r->eng.conn, schema_of(r),
                                        r->spans[0].id, err, errsz);
     return rc;
 }
 
 int reprocess_create_rows(run *r)
 {
-    PGconn *conn = r->w.eng.conn;
+    PGconn *conn = r->eng.conn;
     char err[1024] = "", ignored[256];
     exactly_err rc;
 
@@ -131,9 +129,9 @@ void reprocess_close_span(run *r, span *sp, const char *status)
 {
     char err[512];
 
-    if (!r->w.eng.conn)
+    if (!r->eng.conn)
         return;
-    if (store_runs_close(r->w.eng.conn, schema_of(r), sp->id, sp->epoch,
+    if (store_runs_close(r->eng.conn, schema_of(r), sp->id, sp->epoch,
                          status, err, sizeof(err)) != EXACTLY_OK)
         exactly_log(EXACTLY_LOG_WARN, "reprocess",
                     "cannot record the run's end", LOG_INT("run", sp->id),

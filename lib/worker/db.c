@@ -10,8 +10,8 @@
 
 #include "clock.h"
 #include "log.h"
-#include "lookup.h"
 #include "pg_conn.h"
+#include "pg_open.h"
 #include "worker_internal.h"
 
 #define BACKOFF_MIN_MS 100
@@ -30,13 +30,6 @@ long long worker_backoff_ms(int attempts)
     return cap / 2 + (long long)(random() % (cap / 2 + 1));
 }
 
-static exactly_err build_lookup(worker *w)
-{
-    free(w->eng.lookup_sql);
-    free(w->eng.key_column);
-    return exactly_lookup_sql(w->eng.conn, w->p, &w->eng.lookup_sql, &w->eng.key_column);
-}
-
 void worker_db_lost(worker *w)
 {
     if (!w->eng.conn)
@@ -49,8 +42,6 @@ void worker_db_lost(worker *w)
 
 exactly_err worker_db(worker *w)
 {
-    char err[1024];
-    int version = 0;
     exactly_err rc;
 
     if (w->eng.conn && PQstatus(w->eng.conn) == CONNECTION_OK)
@@ -59,69 +50,26 @@ exactly_err worker_db(worker *w)
         worker_db_lost(w);
     if (exactly_now_ms() < w->reconnect_at_ms)
         return EXACTLY_ERETRY;
-    w->eng.conn = exactly_pg_connect(w->cfg, w->eng.owner, err, sizeof(err));
-    if (!w->eng.conn) {
-        w->reconnect_at_ms = exactly_now_ms() + worker_backoff_ms(w->reconnect_attempts++);
-        exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
-                    LOG_INT("attempt", w->reconnect_attempts),
-                    LOG_STR("error", err));
-        return EXACTLY_ERETRY;
-    }
-    if (exactly_store_version(w->eng.conn, w->cfg->postgres.schema, &version, err,
-                              sizeof(err)) != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "postgres", "cannot read schema version",
-                    LOG_STR("error", err));
-        worker_db_lost(w);
-        return EXACTLY_ERETRY;
-    }
-    if (version != EXACTLY_SCHEMA_VERSION) {
-        char fix[4200];
-        snprintf(fix, sizeof(fix), "run 'exactly migrate -c %s'", w->cfg->path);
-        exactly_log(EXACTLY_LOG_ERROR, "postgres",
-                    "the framework schema is not at the version this exactly "
-                    "needs",
-                    LOG_STR("schema", w->cfg->postgres.schema),
-                    LOG_INT("version", version),
-                    LOG_INT("needs", EXACTLY_SCHEMA_VERSION),
-                    LOG_STR("fix", fix));
-        w->fatal = 2;
-        worker_db_lost(w);
-        return EXACTLY_EDATABASE;
-    }
-    /* A pooler in transaction mode would lose the session's timeouts. */
-    rc = exactly_pg_check_session(w->eng.conn, w->cfg, err, sizeof(err));
-    if (rc == EXACTLY_ECONFIG) {
-        exactly_log(EXACTLY_LOG_ERROR, "postgres",
-                    "refusing to run through this connection",
-                    LOG_STR("error", err));
-        w->fatal = 2;
-        worker_db_lost(w);
-        return EXACTLY_EDATABASE;
-    }
+    rc = exactly_pg_open_checked(w->cfg, w->eng.owner,
+                                 w->reconnect_attempts + 1, &w->eng.conn);
+    if (rc == EXACTLY_OK)
+        rc = engine_conn_ready(&w->eng, w->cfg->postgres.schema);
+    if (rc == EXACTLY_OK)
+        engine_use_offsets(&w->eng); /* the pipeline's offset rows */
     if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_WARN, "postgres", "cannot check the connection",
-                    LOG_STR("error", err));
-        worker_db_lost(w);
-        return EXACTLY_ERETRY;
-    }
-    if (!w->eng.sql_ready) {
-        if (exactly_store_sql_init(&w->eng.sql, w->eng.conn, w->cfg->postgres.schema) != 0 ||
-            build_lookup(w) != EXACTLY_OK) {
+        if (rc == EXACTLY_EDATABASE)
+            w->fatal = 2; /* refused: wrong schema version or pooler mode */
+        if (w->eng.conn)
             worker_db_lost(w);
-            return EXACTLY_ENOMEM;
-        }
-        w->eng.sql_ready = 1;
+        else
+            w->reconnect_at_ms = exactly_now_ms() +
+                                 worker_backoff_ms(w->reconnect_attempts++);
+        return rc;
     }
-    /* host->emit's outbox insert: set on every connection, since
-     * worker_db_lost() clears the transaction. */
-    w->eng.txn.emit_sql = w->eng.sql.emit;
     if (w->reconnect_attempts > 0)
         exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
                     LOG_INT("attempts", w->reconnect_attempts));
     w->reconnect_attempts = 0;
-    /* A new connection: every position read on an earlier one is read
-     * again before it is used (part.pos_conn). */
-    w->eng.conn_serial++;
     return EXACTLY_OK;
 }
 

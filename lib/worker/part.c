@@ -24,15 +24,11 @@ void worker_metrics_position(worker *w, const part *pt, int assigned)
         metrics_set(&mp->high_watermark, hi);
 }
 
-/* Runs one batch of pt (engine_run); a handler that asked to stop the
- * worker (EXACTLY_EFATAL) stops it at the next turn. */
+/* Runs one batch of pt (engine_run); what it did is settled by
+ * worker_settle (settle.c), which the engine calls before it returns. */
 exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end)
 {
-    exactly_err rc = engine_run(&w->eng, pt, n, end);
-
-    if (rc == EXACTLY_EFATAL)
-        w->fatal = EXACTLY_EXIT_HANDLER_STOP;
-    return rc;
+    return engine_run(&w->eng, pt, n, end);
 }
 
 int64_t worker_batch_end(worker *w, part *pt, size_t n)

@@ -62,60 +62,10 @@ static void ops_position(void *arg, const part *pt)
     worker_metrics_position(arg, pt, 1);
 }
 
-static metrics_retry_cause metrics_cause(engine_retry_cause c)
-{
-    switch (c) {
-    case ENGINE_RETRY_CONNECTION:
-        return RETRY_CONNECTION;
-    case ENGINE_RETRY_SERIALIZATION:
-        return RETRY_SERIALIZATION;
-    case ENGINE_RETRY_DEADLOCK:
-        return RETRY_DEADLOCK;
-    case ENGINE_RETRY_TIMEOUT:
-        return RETRY_TIMEOUT;
-    case ENGINE_RETRY_HANDLER:
-        return RETRY_HANDLER;
-    case ENGINE_RETRY_ENVIRONMENT:
-        return RETRY_ENVIRONMENT;
-    case ENGINE_RETRY_OTHER:
-        break;
-    }
-    return RETRY_OTHER;
-}
-
-/* What a batch did, into the worker's metrics slot (when it has one). */
 static void ops_batch_done(void *arg, const part *pt,
                            const engine_batch_report *r)
 {
-    worker *w = arg;
-    const engine_stats *d = &r->delta;
-    metrics_partition *mp;
-
-    if (!w->m)
-        return;
-    mp = metrics_part(w->m, pt->topic, pt->partition);
-    if (mp) {
-        metrics_add(&mp->consumed, d->consumed);
-        metrics_add(&mp->applied, d->applied);
-        metrics_add(&mp->deduplicated, d->deduplicated);
-        metrics_add(&mp->dead_lettered, d->dead_lettered);
-        metrics_add(&mp->skipped_missing, d->skipped_missing);
-    }
-    metrics_add(&w->m->consumed, d->consumed);
-    metrics_add(&w->m->applied, d->applied);
-    metrics_add(&w->m->deduplicated, d->deduplicated);
-    metrics_add(&w->m->dead_lettered, d->dead_lettered);
-    metrics_add(&w->m->skipped_missing, d->skipped_missing);
-    metrics_add(&w->m->retries_total, d->retries);
-    metrics_add(&w->m->batches_committed, d->batches_committed);
-    metrics_add(&w->m->batches_rolled_back, d->batches_rolled_back);
-    metrics_add(&w->m->batches_fenced, d->batches_fenced);
-    if (r->retry_cause >= 0)
-        metrics_add(&w->m->retries[metrics_cause(r->retry_cause)], 1);
-    if (r->rc == EXACTLY_OK) {
-        metrics_observe_batch(w->m, r->elapsed_ms * 1000);
-        worker_metrics_position(w, pt, 1);
-    }
+    worker_settle(arg, pt, r);
 }
 
 static const engine_ops worker_engine_ops = {

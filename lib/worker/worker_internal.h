@@ -88,6 +88,11 @@ exactly_err worker_db(worker *w);
 /* Drops a broken connection so that worker_db() reconnects. */
 void worker_db_lost(worker *w);
 
+/* Settles what a batch of pt did (settle.c): a failure that stops the
+ * process sets fatal; the batch's figures and its retry, by cause, go to
+ * the metrics. The one place a batch's error value is decided on. */
+void worker_settle(worker *w, const part *pt, const engine_batch_report *r);
+
 /* Publishes a partition's position (after a claim or a commit). */
 void worker_metrics_position(worker *w, const part *pt, int assigned);
 
@@ -120,8 +125,9 @@ void worker_on_message(worker *w, rd_kafka_message_t *m);
 /* Flushes every partition whose batch is full or old enough (force: every
  * buffered one). Returns how many ms until the next deadline. */
 int worker_flush_ready(worker *w, int force);
-/* Runs one batch of pt (engine_run); a handler that asked to stop the
- * worker (EXACTLY_EFATAL) stops it at the next turn. */
+/* Runs one batch of pt (engine_run), settled by worker_settle; a handler
+ * that asked to stop the worker (EXACTLY_EFATAL) stops it at the next
+ * turn. */
 exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end);
 /* The size of pt's next batch, and the offset it stores. */
 size_t worker_batch_size(worker *w, part *pt);
