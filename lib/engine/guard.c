@@ -17,17 +17,19 @@
  *             stays held.
  *   release   a clean stop or a revoke (engine_release) clears held and
  *             in_apply: the next claim counts nothing.
- *   ask       attempt() runs, in a small transaction of its own flushed
- *             before the batch, only on the first batch after a claim
- *             (state unchecked) and while isolating. Fewer than
- *             max_crashes unreleased ends at the batch's start: 'batch',
- *             and the partition serves without asking again. Otherwise
- *             the range [start, end) is isolated: applied one message at
- *             a time, each attempt marked in_apply, committed before its
- *             apply(), the mark cleared by its commit (advance) or a
- *             release. attempts counts, per message, fresh processes
- *             that found the mark set: deaths inside that message's
- *             apply() alone. A message with max_crashes of them is
+ *   ask       attempt() runs, in a small transaction of its own whose
+ *             answer is waited for before the batch, only on the first
+ *             batch after a claim (state unchecked) and while isolating.
+ *             Fewer than max_crashes unreleased ends at the batch's
+ *             start: 'batch' (nothing written), and the partition serves
+ *             without asking again. Otherwise the range [start, end) is
+ *             isolated: applied one message at a time, each attempt
+ *             marked in_apply, committed before its apply(), the mark
+ *             cleared by its commit (advance) or a release (a rollback
+ *             leaves it: a death before the retry counts too). attempts
+ *             counts, per message, processes that found the mark set on
+ *             their first attempt there: deaths inside that message's
+ *             attempt alone. A message with max_crashes of them is
  *             dead-lettered unapplied ('dead_letter').
  *
  * The unreleased count over-counts: a worker killed while idle, or whose
@@ -48,7 +50,7 @@
 /* Queues the question for the attempt at pt->next_offset up to end (and,
  * isolating, its mark) in its own small transaction, its answer kept
  * under *res, and pushes its sync. */
-static exactly_err guard_mark(cycle *c, int64_t end, txn_result *res)
+static exactly_err guard_ask(cycle *c, int64_t end, txn_result *res)
 {
     engine *e = c->e;
     part *pt = c->pt;
@@ -108,7 +110,7 @@ exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
      * stays held until a release; nothing to ask. */
     if (pt->state == PART_S_SERVING)
         return EXACTLY_OK;
-    rc = guard_mark(c, *end, res);
+    rc = guard_ask(c, *end, res);
     if (rc != EXACTLY_OK)
         return rc;
     rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
