@@ -132,7 +132,7 @@ typedef struct cfg_pipeline {
 
     int workers;
     cfg_on_error on_error;  /* a record the handler fails on */
-    int max_crashes;        /* worker deaths on one batch before isolating */
+    int max_crashes;        /* workers lost at one batch before isolating */
     int unsafe_read_uncommitted;
 
     cfg_prop *kafka;        /* per-pipeline overrides of the kafka section */

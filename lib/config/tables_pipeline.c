@@ -417,9 +417,10 @@ static const cfg_field pipeline_fields[] = {
             "`stop` halts the partition."},
     {.key = "max_crashes", .type = CFG_F_INT, .off = P(max_crashes),
      .min = 1, .max = 1000, .def = "3",
-     .doc = "Worker deaths inside the handler on one batch before its "
-            "records are applied one at a time, and a record that kills "
-            "this many workers alone is dead-lettered."},
+     .doc = "Workers lost without a clean stop (killed, crashed) while "
+            "one batch was next, before its records are applied one at a "
+            "time; a record that kills this many workers alone, inside "
+            "the handler, is dead-lettered."},
     {.key = "id", .type = CFG_F_SECTION, .sub = &id_section},
     {.key = "lookup", .type = CFG_F_SECTION, .flags = CFG_REQUIRED,
      .sub = &lookup_section},

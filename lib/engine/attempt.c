@@ -2,7 +2,8 @@
  * attempt.c - one attempt at a batch transaction (DESIGN section 2), in
  * phases that share an attempt_state:
  *
- *   start:  the crash guard's mark (guard.c), the fence's parameters
+ *   start:  the crash guard (guard.c: asked only on the first batch after
+ *           a claim and while isolating), the fence's parameters
  *   read:   BEGIN; fence (compare-and-set of the offset row); dedup;
  *           lookup [sync]
  *   group:  the batch's records by the lookup's rows and the on_missing
@@ -338,25 +339,13 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
     return rc;
 }
 
-/* Whatever the attempt did: the crash guard's unwaited answer is checked,
- * a committed batch's counters move, a failure keeps its reason. */
+/* Whatever the attempt did: a committed batch's counters move, a failure
+ * keeps its reason. */
 static exactly_err phase_end(cycle *c, attempt_state *a, exactly_err rc)
 {
     engine *e = c->e;
-    part *pt = c->pt;
     size_t i;
 
-    if (rc == EXACTLY_OK && pt->state != PART_S_ISOLATING) {
-        const char *text;
-        guard_answer g = cycle_guard_read(e, a->attempt_res, &text);
-        if (text && g.mode != GUARD_BATCH)
-            /* Not waited for (no crash since the claim), and not 'batch':
-             * only another process changing the row can do that. */
-            exactly_log(EXACTLY_LOG_WARN, "cycle",
-                        "crash guard gave an unexpected answer after the "
-                        "batch committed",
-                        LOG_PART(pt), LOG_STR("answer", text));
-    }
     if (rc == EXACTLY_OK) {
         size_t dups = 0;
         for (i = 0; i < e->bb.n_msgs && a->n > 0; i++)

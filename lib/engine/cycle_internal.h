@@ -63,11 +63,12 @@ exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n);
 
 /* ---- guard.c: the crash guard -------------------------------------------- */
 
-/* Marks the attempt at pt->next_offset up to *end and, when its answer
- * can differ from 'batch', waits for it: may shrink *n to 1 (isolating;
- * *end follows); sets *dead_only when that record must not be applied at
- * all. EXACTLY_EFENCED: the row has another owner. The answer is kept in
- * the txn under *res. */
+/* Asks the crash guard about the attempt at pt->next_offset up to *end
+ * and waits for the answer, unless pt is serving (it answered 'batch'
+ * since the claim: nothing is sent): may shrink *n to 1 (isolating; *end
+ * follows); sets *dead_only when that record must not be applied at all.
+ * EXACTLY_EFENCED: the row has another owner. The answer is kept in the
+ * txn under *res. */
 exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
                         txn_result *res);
 /* The guard's answer kept under res, read once (GUARD_UNKNOWN when there

@@ -261,8 +261,9 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end);
  * EXACTLY_ERETRY (the row could not be read). */
 exactly_err engine_reread(engine *e, part *pt);
 
-/* Clears the crash guard's in_apply mark of pt (a clean stop or revoke:
- * no death happened inside apply()). Best effort; logged on failure. */
+/* Lets go of pt's offset row for the crash guard (a clean stop or revoke:
+ * no death happened inside apply()): the next claim counts none. Best
+ * effort; logged on failure. */
 void engine_release(engine *e, part *pt);
 
 #endif

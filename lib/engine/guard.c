@@ -1,13 +1,44 @@
 /*
- * guard.c - the crash guard (DESIGN 3, a handler that kills the process):
- * each attempt is marked as inside apply() (in_apply) in a small
- * transaction of its own, flushed to the server before apply() runs; the
- * batch's commit or a clean release (engine_release) clears the mark. Its
- * answer says how the attempt runs: the whole batch, one record at a time
- * (isolating, after deaths on this batch), or that one record is
- * dead-lettered unapplied (it killed the worker max_crashes times alone).
- * The answer is waited for only when it can differ from 'batch': on the
- * first batch after a claim, and while isolating.
+ * guard.c - the crash guard (DESIGN 3, a handler that kills the process).
+ * It costs no transaction of its own in steady state: the batch's
+ * transaction is the only one. The protocol, on the partition's offset
+ * row (lib/pg/store.c, migrations 4 and 7):
+ *
+ *   claim     the claim that takes the row sets held. If held was set
+ *             already, the previous owner let go without a release: it
+ *             died (SIGKILL, a handler's crash, OOM) or lost its session,
+ *             somewhere while the next attempt started at next_offset,
+ *             inside apply() or not. The claim counts that as one
+ *             unreleased end at next_offset (unreleased, unreleased_at;
+ *             a count at another offset starts again at 1).
+ *   batch     nothing: the batch's commit (advance) moves next_offset,
+ *             which is where the next attempt starts; a death inside the
+ *             next apply() is counted by the next claim, since the row
+ *             stays held.
+ *   release   a clean stop or a revoke (engine_release) clears held and
+ *             in_apply: the next claim counts nothing.
+ *   ask       attempt() runs, in a small transaction of its own whose
+ *             answer is waited for before the batch, only on the first
+ *             batch after a claim (state unchecked) and while isolating.
+ *             Fewer than max_crashes unreleased ends at the batch's
+ *             start: 'batch' (nothing written), and the partition serves
+ *             without asking again. Otherwise the range [start, end) is
+ *             isolated: applied one message at a time, each attempt
+ *             marked in_apply, committed before its apply(), the mark
+ *             cleared by its commit (advance) or a release (a rollback
+ *             leaves it: a death before the retry counts too). attempts
+ *             counts, per message, processes that found the mark set on
+ *             their first attempt there: deaths inside that message's
+ *             attempt alone. A message with max_crashes of them is
+ *             dead-lettered unapplied ('dead_letter').
+ *
+ * The unreleased count over-counts: a worker killed while idle, or whose
+ * session timed out, counts one at its next_offset like one that died in
+ * apply(). That only ever starts an isolation (a batch applied one
+ * message at a time, a slower batch); a dead letter needs max_crashes
+ * deaths with that one message's own mark set, which a death elsewhere
+ * does not leave. A death inside apply() is never missed: the row is held
+ * from the claim until a release, so whoever claims next counts it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,9 +47,10 @@
 #include "log.h"
 #include "pg_conn.h"
 
-/* Queues the mark of the attempt at pt->next_offset up to end in its own
- * small transaction, its answer kept under *res, and pushes its sync. */
-static exactly_err guard_mark(cycle *c, int64_t end, txn_result *res)
+/* Queues the question for the attempt at pt->next_offset up to end (and,
+ * isolating, its mark) in its own small transaction, its answer kept
+ * under *res, and pushes its sync. */
+static exactly_err guard_ask(cycle *c, int64_t end, txn_result *res)
 {
     engine *e = c->e;
     part *pt = c->pt;
@@ -42,7 +74,8 @@ static exactly_err guard_mark(cycle *c, int64_t end, txn_result *res)
     params[6] = fresh_s;
     params[7] = max_s;
     (void)exactly_txn_send(&e->txn, TXN_ATTEMPT, "BEGIN", 0, NULL, NULL);
-    /* Losing this row in a server crash only loses one count. */
+    /* Losing this in a server crash only loses one count, or an
+     * isolation's progress. */
     (void)exactly_txn_send(&e->txn, TXN_ATTEMPT,
                            "SET LOCAL synchronous_commit = off", 0, NULL, NULL);
     rc = exactly_txn_send(&e->txn, TXN_ATTEMPT, e->sql.attempt, 8, params, res);
@@ -73,11 +106,13 @@ exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     const char *text;
     exactly_err rc;
 
-    rc = guard_mark(c, *end, res);
+    /* Serving: the guard answered 'batch' since the claim, and the row
+     * stays held until a release; nothing to ask. */
+    if (pt->state == PART_S_SERVING)
+        return EXACTLY_OK;
+    rc = guard_ask(c, *end, res);
     if (rc != EXACTLY_OK)
         return rc;
-    if (pt->state == PART_S_SERVING)
-        return exactly_txn_flush(&e->txn) == 0 ? EXACTLY_OK : EXACTLY_ERETRY;
     rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
     if (rc != EXACTLY_OK)
         return rc;
@@ -116,6 +151,7 @@ exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
     return EXACTLY_OK;
 }
 
+/* engine.h says what it does. */
 void engine_release(engine *e, part *pt)
 {
     char part_s[16], epoch_s[24], err[512];
@@ -134,7 +170,7 @@ void engine_release(engine *e, part *pt)
     if (exactly_pg_exec(e->conn, e->sql.release, 4, params, NULL, err,
                         sizeof(err)) != EXACTLY_OK)
         exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "cannot clear the crash guard's mark; the next owner "
+                    "cannot let go of the offset row; the next owner "
                     "counts one death",
                     LOG_PART(pt), LOG_STR("error", err));
 }

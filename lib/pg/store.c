@@ -270,6 +270,70 @@ static const char *const migrations[] = {
     "  started_at timestamptz NOT NULL DEFAULT now(),"
     "  published_since_start bigint NOT NULL DEFAULT 0,"
     "  updated_at timestamptz NOT NULL DEFAULT now());",
+
+    /* 7: the crash guard costs no transaction of its own per batch
+     * (lib/engine/guard.c has the protocol). held: a worker holds the
+     * row, set by its claim, cleared when it lets go cleanly (release);
+     * a claim that finds it set counts one owner lost without a release
+     * at the row's next_offset (unreleased, at unreleased_at). attempt()
+     * runs only on the first batch after a claim and while isolating:
+     * max_crashes such losses at a batch's start isolate it; only the
+     * exact count of isolation (attempts: deaths with in_apply set for
+     * that one record) dead-letters. Out of isolation, the deaths step 4
+     * counted at a batch's start carry over as unreleased ones, and a row
+     * marked in_apply (a worker inside a batch, or dead there) is held:
+     * the next claim counts it unless its owner releases it. */
+    "ALTER TABLE %1$s.offsets"
+    "  ADD COLUMN held boolean NOT NULL DEFAULT false,"
+    "  ADD COLUMN unreleased_at bigint,"
+    "  ADD COLUMN unreleased integer NOT NULL DEFAULT 0;"
+    "UPDATE %1$s.offsets SET held = in_apply,"
+    "       unreleased_at = attempt_start, unreleased = attempts"
+    " WHERE isolate_until IS NULL OR next_offset >= isolate_until;"
+    /* Returns 'batch' (no isolation: fewer than p_max unreleased owners
+     * at p_start), 'single' (apply the first message alone, isolating up
+     * to isolate_until), 'dead_letter' (that message died alone p_max
+     * times: do not apply it) or 'fenced', then ':' and the count. Only
+     * isolation writes (a committed mark before the record's apply());
+     * the answer 'batch' leaves the row as it is, but for an isolation
+     * that is over. */
+    "CREATE OR REPLACE FUNCTION %1$s.attempt(p_pipeline text, p_topic text,"
+    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
+    "    p_fresh integer, p_max integer)"
+    "  RETURNS text LANGUAGE plpgsql AS $fn$"
+    "DECLARE r record; n integer; iso bigint; mode text;"
+    "BEGIN"
+    "  SELECT attempt_start, attempts, isolate_until, in_apply,"
+    "         unreleased_at, unreleased INTO r"
+    "    FROM %1$s.offsets"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition AND owner_epoch = p_epoch FOR UPDATE;"
+    "  IF NOT FOUND THEN RETURN 'fenced:0'; END IF;"
+    "  iso := r.isolate_until;"
+    "  IF iso IS NOT NULL AND p_start < iso THEN"
+    "    n := CASE WHEN r.attempt_start = p_start THEN r.attempts"
+    "              + CASE WHEN p_fresh = 1 AND r.in_apply THEN 1 ELSE 0 END"
+    "              ELSE 0 END;"
+    "    mode := CASE WHEN n >= p_max THEN 'dead_letter' ELSE 'single' END;"
+    "  ELSE"
+    "    n := CASE WHEN r.unreleased_at = p_start THEN r.unreleased"
+    "              ELSE 0 END;"
+    "    IF n < p_max THEN"
+    "      IF iso IS NOT NULL THEN"
+    "        UPDATE %1$s.offsets SET isolate_until = NULL"
+    "         WHERE pipeline = p_pipeline AND topic = p_topic"
+    "           AND partition = p_partition;"
+    "      END IF;"
+    "      RETURN 'batch:' || n;"
+    "    END IF;"
+    "    iso := p_end; n := 0; mode := 'single';"
+    "  END IF;"
+    "  UPDATE %1$s.offsets SET attempt_start = p_start, attempts = n,"
+    "         isolate_until = iso, in_apply = true, unreleased = 0"
+    "   WHERE pipeline = p_pipeline AND topic = p_topic"
+    "     AND partition = p_partition;"
+    "  RETURN mode || ':' || n;"
+    "END $fn$;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -341,18 +405,27 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " trace_id = EXCLUDED.trace_id",
         s->schema_q);
     s->release = format_schema(
-        "UPDATE %1$s.offsets SET in_apply = false"
+        "UPDATE %1$s.offsets SET in_apply = false, held = false"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
-        " AND owner_epoch = $4 AND in_apply",
+        " AND owner_epoch = $4 AND (in_apply OR held)",
         s->schema_q);
+    /* The crash guard's count (guard.c): a row still held was left
+     * without a release, its owner lost (SIGKILL, a crash, a session that
+     * timed out) somewhere at next_offset: one more there. A row with no
+     * next_offset had no batch applied yet, so no death inside one. */
     s->claim = format_schema(
         "INSERT INTO %1$s.offsets AS o (pipeline, topic, partition,"
-        " owner_epoch, owner, claimed_at)"
-        " SELECT $1, t, p, 1, $4, now() FROM unnest($2::text[], $3::int[])"
-        " AS u(t, p)"
+        " owner_epoch, owner, claimed_at, held)"
+        " SELECT $1, t, p, 1, $4, now(), true"
+        " FROM unnest($2::text[], $3::int[]) AS u(t, p)"
         " ON CONFLICT (pipeline, topic, partition) DO UPDATE"
         " SET owner_epoch = o.owner_epoch + 1, owner = EXCLUDED.owner,"
-        " claimed_at = now()"
+        " claimed_at = now(), held = true,"
+        " unreleased = CASE WHEN NOT o.held OR o.next_offset IS NULL"
+        " THEN o.unreleased WHEN o.unreleased_at = o.next_offset"
+        " THEN o.unreleased + 1 ELSE 1 END,"
+        " unreleased_at = CASE WHEN NOT o.held OR o.next_offset IS NULL"
+        " THEN o.unreleased_at ELSE o.next_offset END"
         " RETURNING topic, partition, next_offset, owner_epoch",
         s->schema_q);
     s->set_start = format_schema(
@@ -366,7 +439,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         s->schema_q);
     s->reclaim = format_schema(
         "UPDATE %1$s.offsets SET owner_epoch = $5, owner = $6,"
-        " claimed_at = now()"
+        " claimed_at = now(), held = true"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
         " AND owner_epoch = $4 RETURNING next_offset",
         s->schema_q);

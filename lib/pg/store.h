@@ -23,14 +23,18 @@ typedef struct exactly_store_sql {
     char *schema_q;   /* quoted schema identifier */
     char *fence;      /* $1 pipeline $2 topic $3 partition $4 epoch $5 start $6 end */
     char *attempt;    /* $1 pipeline $2 topic $3 partition $4 epoch $5 start
-                         $6 planned end $7 fresh (0/1) $8 max_crashes */
+                         $6 planned end $7 fresh (0/1) $8 max_crashes:
+                         the crash guard, asked on the first batch after
+                         a claim and while isolating */
     char *dedup;      /* $1 pipeline $2 topic $3 partition $4 hex SHA-256
                          digests of the keys[] $5 offsets[] */
     char *dead_letter;/* $1 pipeline $2 topic $3 partition $4 offsets[]
                          $5 hex key prefixes[] $6 key lengths[]
                          $7 hex key digests[] $8 ids[] $9 reasons[]
                          $10 sqlstates[] */
-    char *claim;      /* $1 pipeline $2 topics[] $3 partitions[] $4 owner */
+    char *claim;      /* $1 pipeline $2 topics[] $3 partitions[] $4 owner:
+                         holds the rows; one still held counts an owner
+                         lost without a release (the crash guard) */
     char *set_start;  /* $1 pipeline $2 topic $3 partition $4 epoch $5 offset */
     char *read;       /* $1 pipeline $2 topic $3 partition */
     char *reclaim;    /* $1 pipeline $2 topic $3 partition $4 epoch read
@@ -39,7 +43,9 @@ typedef struct exactly_store_sql {
                          has the epoch read; returns next_offset */
     char *dedup_expire; /* $1 pipeline $2 retention seconds $3 slice size */
     char *release;    /* $1 pipeline $2 topic $3 partition $4 epoch: the
-                         crash guard's in_apply cleared on a clean stop */
+                         row let go cleanly (a stop, a revoke): held and
+                         in_apply cleared, so the next claim counts no
+                         death */
     /* Reprocess runs: the run row is the position (reprocess.c). */
     char *run_fence;  /* $1 run id $2 topic $3 partition $4 epoch $5 start
                          $6 end */

@@ -176,6 +176,7 @@ exactly_err store_offsets_set(PGconn *conn, const char *schema,
                     " ON CONFLICT (pipeline, topic, partition) DO UPDATE"
                     " SET next_offset = EXCLUDED.next_offset, attempts = 0,"
                     " attempt_start = NULL, isolate_until = NULL,"
+                    " unreleased = 0, unreleased_at = NULL,"
                     " updated_at = now()",
                     4, params, NULL, err, errsz);
 cleanup:

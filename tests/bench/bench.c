@@ -33,6 +33,9 @@
  * Exit 0 unless something broke; --strict also exits 1 when a target is
  * missed.
  *
+ * For the latency run alone: EXACTLY_BENCH_LATENCY_ONLY=1 (with
+ * EXACTLY_BENCH_LATENCY_SECONDS its duration, default 10; 3 with --quick).
+ *
  * For looking into fairness alone: EXACTLY_BENCH_FAIR_ONLY=1 runs only the
  * two backlogs (EXACTLY_BENCH_FAIR_MESSAGES and EXACTLY_BENCH_FAIR_SLOW
  * size them, EXACTLY_BENCH_FAIR_WINDOW sets the window in seconds,
@@ -755,6 +758,14 @@ static void run_ceiling_consumer(bench *b, const char *group, figures *f)
 
 /* ---- (b) and (b') the worker --------------------------------------------- */
 
+/* The framework schema of the worker run_worker starts: the baseline
+ * build has one of its own, migrated by itself (its schema version may
+ * differ from ours). */
+static const char *wschema(const bench *b)
+{
+    return b->cur_bin ? "exactly_base" : "exactly";
+}
+
 static void write_config(bench *b, const char *path, const char *pipeline,
                          const char *topic, const char *extra,
                          const char *handler)
@@ -766,6 +777,7 @@ static void write_config(bench *b, const char *path, const char *pipeline,
                   "%s"
                   "postgres:\n"
                   "  conninfo: \"%s\"\n"
+                  "  schema: %s\n"
                   "pipelines:\n"
                   "  %s:\n"
                   "    topics: [%s]\n"
@@ -775,8 +787,8 @@ static void write_config(bench *b, const char *path, const char *pipeline,
                   "%s"
                   "    handler:\n%s",
                   tk_mock_bootstraps(b->mock),
-                  b->kafka_extra ? b->kafka_extra : "", b->conninfo, pipeline,
-                  topic, pipeline, extra, handler);
+                  b->kafka_extra ? b->kafka_extra : "", b->conninfo,
+                  wschema(b), pipeline, topic, pipeline, extra, handler);
 }
 
 static const char handler_builtin[] =
@@ -820,12 +832,13 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, pipeline);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, pipeline);
     snprintf(psql, sizeof(psql),
-             "SELECT partition, next_offset FROM exactly.offsets WHERE "
-             "pipeline = '%s'", pipeline);
+             "SELECT partition, next_offset FROM %s.offsets WHERE "
+             "pipeline = '%s'", wschema(b), pipeline);
     write_config(b, cfg, pipeline, b->wtopic ? b->wtopic : TOPIC,
                  b->wextra ? b->wextra : "", handler);
     reset_view(b);
-    tk_sql(b->db, "DELETE FROM exactly.offsets WHERE pipeline = '%s'", pipeline);
+    tk_sql(b->db, "DELETE FROM %s.offsets WHERE pipeline = '%s'", wschema(b),
+           pipeline);
     if (ser)
         ser->n = 0;
     pid = tk_spawn(argv, logp);
@@ -847,14 +860,14 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
             ru.ru_maxrss = ru2.ru_maxrss;
     }
     consumed = tk_sql_int64(b->db,
-                            "SELECT sum(next_offset) FROM exactly.offsets "
-                            "WHERE pipeline = '%s'", pipeline);
+                            "SELECT sum(next_offset) FROM %s.offsets "
+                            "WHERE pipeline = '%s'", wschema(b), pipeline);
     TK_CHECK_EQ_INT64(consumed, (int64_t)msgs, "messages consumed");
     secs = (double)tk_sql_int64(b->db,
                                 "SELECT (extract(epoch FROM max(updated_at) - "
                                 "min(claimed_at)) * 1000000)::bigint FROM "
-                                "exactly.offsets WHERE pipeline = '%s'",
-                                pipeline) / 1e6;
+                                "%s.offsets WHERE pipeline = '%s'",
+                                wschema(b), pipeline) / 1e6;
     spawn_figures(b, f, secs, msgs, &smp, &ru);
     f->fairness = -1;
     if (ser && ser->n > 1) {
@@ -976,14 +989,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         *(const double *)m->_private;
 }
 
-/* kind 0: exactly (pipeline), 1: the peer (group). Returns p50 and p99 in
- * ms and PostgreSQL CPU per message. */
+/* kind 0: exactly (pipeline; b->cur_bin when set: the baseline build), 1:
+ * the peer (group). Returns p50 and p99 in ms and PostgreSQL CPU per
+ * message. */
 static void run_latency(bench *b, int kind, const char *name, int rate,
                         double duration, double *p50, double *p99,
-                        double *pg_us, double *client_us)
+                        double *pg_us, double *client_us, double *xacts,
+                        double *batches)
 {
     char topic[64], cfg[700], logp[700], psql[300], err[512];
-    char *wargv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "-q", NULL};
+    char *wargv[] = {(char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
+                     "worker", "-c", cfg, "-q", NULL};
     char *pargv[] = {"/usr/bin/python3", (char *)b->peer,
                      (char *)tk_mock_bootstraps(b->mock), topic, (char *)name,
                      b->conninfo, "--max-wait-ms", "10", "--fetch-wait-ms",
@@ -998,8 +1014,9 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     struct rusage ru;
     pid_t pid;
     double t0;
-    int64_t i, n_lat = 0;
+    int64_t i, n_lat = 0, x0, own = 0;
     int st;
+    char *text, *bc;
 
     memset(&smp, 0, sizeof(smp));
     snprintf(topic, sizeof(topic), "lat_%s", name);
@@ -1022,8 +1039,8 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
                      handler_builtin);
         b->kafka_extra = NULL;
         snprintf(psql, sizeof(psql),
-                 "SELECT partition, next_offset FROM exactly.offsets WHERE "
-                 "pipeline = '%s'", name);
+                 "SELECT partition, next_offset FROM %s.offsets WHERE "
+                 "pipeline = '%s'", wschema(b), name);
         pid = tk_spawn(wargv, logp);
     } else {
         snprintf(psql, sizeof(psql),
@@ -1053,6 +1070,10 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     TK_CHECK(rk != NULL, "producer: %s", err);
 
     sample(b, &smp);
+    x0 = tk_sql_int64(b->db, "SELECT xact_commit + xact_rollback FROM "
+                             "pg_stat_database WHERE datname = "
+                             "current_database()");
+    smp.queries = 0;
     t0 = now_s();
     i = 0;
     while (i < total || now_s() - t0 < duration + 5) {
@@ -1076,6 +1097,7 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
         }
         rd_kafka_poll(rk, 0);
         r = PQexec(b->db, psql);
+        own++;
         TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "poll: %s",
                  PQerrorMessage(b->db));
         now = now_s();
@@ -1099,6 +1121,22 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     rd_kafka_destroy(rk);
     kill(pid, SIGTERM);
     TK_CHECK(wait4(pid, &st, 0, &ru) == pid, "wait4");
+    /* Transactions of the consumer's backends: the database's, less this
+     * process's own queries (polling, sampling, this read); statistics
+     * reach pg_stat_database once each backend reports them. The
+     * worker's summary counts its batches. */
+    tk_sleep_ms(1200);
+    *xacts = (double)(tk_sql_int64(b->db, "SELECT xact_commit + "
+                                          "xact_rollback FROM "
+                                          "pg_stat_database WHERE datname "
+                                          "= current_database()") -
+                      x0 - own - smp.queries - 1);
+    *batches = 0;
+    text = kind == 0 ? tk_read_file(logp) : NULL;
+    bc = text ? strstr(text, "batches committed ") : NULL;
+    if (bc)
+        *batches = atof(bc + strlen("batches committed "));
+    free(text);
     for (int p = 0; p < PARTITIONS; p++)
         for (int64_t o = 0; o < seen[p]; o++) {
             double pr = ls.produced[p * ls.n_per + o];
@@ -1239,8 +1277,8 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind)
     st = tk_wait(tk_spawn(argv, logp), 600000);
     TK_CHECK(st == 0, "worker under callgrind failed (%d), see %s", st, logp);
     TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
-                                          "exactly.offsets WHERE pipeline = '%s'",
-                                   name),
+                                          "%s.offsets WHERE pipeline = '%s'",
+                                   wschema(b), name),
                       (int64_t)n, "messages consumed under callgrind");
     text = tk_read_file(out);
     TK_CHECK(text != NULL, "no callgrind output %s", out);
@@ -1293,6 +1331,15 @@ static void setup(bench *b)
     write_config(b, cfg, "migrate", TOPIC, "", handler_builtin);
     pid = tk_spawn(argv, "/dev/null");
     TK_CHECK(tk_wait(pid, 60000) == 0, "exactly migrate failed");
+    if (b->baseline_bin) {
+        b->cur_bin = b->baseline_bin;
+        argv[0] = (char *)b->baseline_bin;
+        snprintf(cfg, sizeof(cfg), "%s/migrate_base.yaml", b->dir);
+        write_config(b, cfg, "migrate", TOPIC, "", handler_builtin);
+        b->cur_bin = NULL;
+        pid = tk_spawn(argv, "/dev/null");
+        TK_CHECK(tk_wait(pid, 60000) == 0, "the baseline's migrate failed");
+    }
 }
 
 static const char *verdict(int ok, int *missed)
@@ -1405,6 +1452,8 @@ int main(int argc, char **argv)
         med[C_BUILTIN].msgs_s = 50000;
         goto fair_only;
     }
+    if (getenv("EXACTLY_BENCH_LATENCY_ONLY"))
+        goto latency;
     if (b.callgrind) {
         cg = run_callgrind(&b, cg1, cg2);
         printf("worker instructions per message (callgrind, slope %zu..%zu): "
@@ -1511,18 +1560,45 @@ fair_only:
         }
     }
 
+latency:
     /* Latency at a steady rate, low max_wait_ms. */
-    double lp50[2], lp99[2], lpg[2], lcl[2];
+    double lp50[3], lp99[3], lpg[3], lcl[3], lx[3], lb[3];
     double dur = b.quick ? 3 : 10;
-    run_latency(&b, 0, "lat_exactly", 5000, dur, &lp50[0], &lp99[0], &lpg[0], &lcl[0]);
-    run_latency(&b, 1, "lat_peer", 5000, dur, &lp50[1], &lp99[1], &lpg[1], &lcl[1]);
+    if (getenv("EXACTLY_BENCH_LATENCY_SECONDS"))
+        dur = atof(getenv("EXACTLY_BENCH_LATENCY_SECONDS"));
+    run_latency(&b, 0, "lat_exactly", 5000, dur, &lp50[0], &lp99[0], &lpg[0],
+                &lcl[0], &lx[0], &lb[0]);
+    run_latency(&b, 1, "lat_peer", 5000, dur, &lp50[1], &lp99[1], &lpg[1],
+                &lcl[1], &lx[1], &lb[1]);
+    if (b.baseline_bin) {
+        b.cur_bin = b.baseline_bin;
+        run_latency(&b, 0, "lat_base", 5000, dur, &lp50[2], &lp99[2],
+                    &lpg[2], &lcl[2], &lx[2], &lb[2]);
+        b.cur_bin = NULL;
+    }
     printf("latency at 5000 msg/s, max_wait_ms 10, %.0f s (produce to commit "
            "seen, 2 ms polling):\n", dur);
     printf("  exactly       p50 %7.1f ms  p99 %7.1f ms  pg %6.2f us/msg  client "
-           "%6.2f us/msg\n", lp50[0], lp99[0], lpg[0], lcl[0]);
+           "%6.2f us/msg  %6.0f PG transactions, %6.0f batches (%.2f per "
+           "batch)\n", lp50[0], lp99[0], lpg[0], lcl[0], lx[0], lb[0],
+           lb[0] > 0 ? lx[0] / lb[0] : 0.0);
     printf("  Python peer   p50 %7.1f ms  p99 %7.1f ms  pg %6.2f us/msg  client "
-           "%6.2f us/msg\n", lp50[1], lp99[1], lpg[1], lcl[1]);
+           "%6.2f us/msg  %6.0f PG transactions\n", lp50[1], lp99[1], lpg[1],
+           lcl[1], lx[1]);
+    if (b.baseline_bin)
+        printf("  baseline      p50 %7.1f ms  p99 %7.1f ms  pg %6.2f us/msg  "
+               "client %6.2f us/msg  %6.0f PG transactions, %6.0f batches "
+               "(%.2f per batch)\n", lp50[2], lp99[2], lpg[2], lcl[2], lx[2],
+               lb[2], lb[2] > 0 ? lx[2] / lb[2] : 0.0);
     fflush(stdout);
+    if (getenv("EXACTLY_BENCH_LATENCY_ONLY")) {
+        printf("latency pg CPU/msg exactly / peer      %8.2f\n",
+               lpg[0] / lpg[1]);
+        if (b.baseline_bin)
+            printf("latency pg CPU/msg baseline / peer     %8.2f\n",
+                   lpg[2] / lpg[1]);
+        goto done;
+    }
 
     /* Partitions at a low rate. */
     double cs[3], spg[3];
@@ -1578,6 +1654,8 @@ fair_only:
            verdict(two.prog_msgs_s >= 1.8 * med[C_BUILTIN].prog_msgs_s, &missed),
            sysconf(_SC_NPROCESSORS_ONLN));
     if (b.baseline_bin) {
+        printf("latency pg CPU/msg baseline / peer     %8.2f\n",
+               lpg[2] / lpg[1]);
         printf("b/b0  built-in vs baseline build       %8.2f\n",
                med[C_BUILTIN].msgs_s / med[C_BASE].msgs_s);
         printf("pg CPU/msg built-in vs baseline build  %8.2f\n",
