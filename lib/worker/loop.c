@@ -137,7 +137,7 @@ int worker_flush_ready(worker *w, int force)
         part *pt = w->eng.parts[i];
         long long due;
         size_t n;
-        exactly_err rc;
+        worker_next step;
 
         if (part_state_stopped(pt->state) || pt->n_buf == 0)
             continue;
@@ -156,7 +156,10 @@ int worker_flush_ready(worker *w, int force)
         w->in_cycle = 1;
         w->eng.txn.idle = drain_kafka;
         w->eng.txn.idle_arg = w;
-        rc = worker_run_batch(w, pt, n, worker_batch_end(w, pt, n));
+        /* Settled by worker_settle (settle.c): the partition's backoff or
+         * resumption, the breaker, the stop, the figures. */
+        step = worker_run_batch(w, pt, n, worker_batch_end(w, pt, n),
+                                WORKER_BATCH_FLUSH);
         w->eng.txn.idle = NULL;
         w->in_cycle = 0;
         if (w->n_deferred > 0) {
@@ -164,34 +167,9 @@ int worker_flush_ready(worker *w, int force)
             worker_replay_deferred(w);
             return 0;
         }
-        if (rc == EXACTLY_OK) {
-            pt->retry_at_ms = 0;
-            if (pt->paused && !part_state_stopped(pt->state)) {
-                engine_part_seek(&w->eng, pt, worker_expected_next(pt));
-                engine_part_pause(&w->eng, pt, 0);
-            }
-            if (pt->n_buf > 0)
-                next = 0;
-        } else if (rc == EXACTLY_EFENCED) {
-            /* The position moved back to the stored offset (or the
-             * partition stopped): a partition an earlier rolled-back
-             * attempt paused fetches again from there. */
-            pt->retry_at_ms = 0;
-            if (pt->paused && !part_state_stopped(pt->state)) {
-                engine_part_seek(&w->eng, pt, worker_expected_next(pt));
-                engine_part_pause(&w->eng, pt, 0);
-            }
-        } else if (rc == EXACTLY_ERETRY || rc == EXACTLY_EDATABASE) {
-            pt->retry_at_ms = exactly_now_ms() + worker_backoff_ms(pt->attempts);
-            if (!w->eng.conn) {
-                worker_breaker_open(w);
-                break;
-            }
-            /* Bound the buffer while the database is away. */
-            if (pt->n_buf >= (size_t)w->p->batch.max_messages * 4)
-                engine_part_pause(&w->eng, pt, 1);
-        }
-        if (w->fatal)
+        if (step == WORKER_NEXT_MORE)
+            next = 0;
+        if (step == WORKER_NEXT_NO_DB || w->fatal)
             break;
     }
     return next < 0 ? 0 : next;
@@ -210,7 +188,7 @@ void worker_advance_idle(worker *w)
             continue;
         pos = engine_part_position(&w->eng, pt);
         if (pos > pt->next_offset)
-            (void)worker_run_batch(w, pt, 0, pos);
+            (void)worker_run_batch(w, pt, 0, pos, WORKER_BATCH_IDLE);
     }
 }
 

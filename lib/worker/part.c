@@ -1,8 +1,9 @@
 /*
  * part.c - what the worker's other files all do with one partition:
- * publish its position in the metrics, size and end its next batch, and
- * run that batch through the engine. Calls nothing of the worker's own
- * files (loop.c, rebalance.c, db.c, worker.c): they stand above it.
+ * publish its position in the metrics, and size and end its next batch
+ * (settle.c runs it through the engine). Calls nothing of the worker's own
+ * files (loop.c, rebalance.c, settle.c, db.c, worker.c): they stand above
+ * it.
  */
 #include "worker_internal.h"
 
@@ -22,13 +23,6 @@ void worker_metrics_position(worker *w, const part *pt, int assigned)
                                                 &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         hi >= 0)
         metrics_set(&mp->high_watermark, hi);
-}
-
-/* Runs one batch of pt (engine_run); what it did is settled by
- * worker_settle (settle.c), which the engine calls before it returns. */
-exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end)
-{
-    return engine_run(&w->eng, pt, n, end);
 }
 
 int64_t worker_batch_end(worker *w, part *pt, size_t n)

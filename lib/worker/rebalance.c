@@ -355,7 +355,8 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
         while (!w->fatal && !part_state_stopped(pt->state) && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = worker_batch_size(w, pt);
-            if (worker_run_batch(w, pt, n, worker_batch_end(w, pt, n)) != EXACTLY_OK)
+            if (worker_run_batch(w, pt, n, worker_batch_end(w, pt, n),
+                                 WORKER_BATCH_REVOKE) != WORKER_NEXT_MORE)
                 break;
         }
         /* Leaving it alive: no death inside apply() to count. */

@@ -1,10 +1,16 @@
 /*
- * settle.c - what a batch did, settled in one place (worker_settle): the
- * engine hands its report (engine_batch_report: the counters it moved and
- * its one error value) to the worker before engine_run returns. Decisions
- * are taken on the error's fields, never on its text.
+ * settle.c - a partition's batch run (worker_run_batch) and what it did,
+ * settled in one place (worker_settle): the engine hands its report
+ * (engine_batch_report: the counters it moved and its one error value)
+ * before engine_run returns; once it has returned, the worker decides on
+ * the error's fields, never on its text (worker_settle_plan): the stop,
+ * the partition's backoff or resumption, the circuit breaker, the figures.
  */
+#include <string.h>
+
+#include "clock.h"
 #include "error_value.h"
+#include "settle.h"
 #include "worker_internal.h"
 
 static metrics_retry_cause metrics_cause(exactly_cause c)
@@ -59,11 +65,92 @@ static void count(worker *w, const part *pt, const engine_batch_report *r)
     }
 }
 
-void worker_settle(worker *w, const part *pt, const engine_batch_report *r)
+worker_plan worker_settle_plan(const exactly_error *err,
+                               const worker_settle_facts *f)
 {
+    worker_plan p;
+
+    memset(&p, 0, sizeof(p));
+    p.stop = err->fatal;
+    p.next = err->code == EXACTLY_OK && f->buffered ? WORKER_NEXT_MORE
+                                                    : WORKER_NEXT_WAIT;
+    if (f->kind != WORKER_BATCH_FLUSH || f->deferred)
+        return p;
+    if (err->code == EXACTLY_OK || err->code == EXACTLY_EFENCED) {
+        /* Committed, or fenced: the position moved back to the stored
+         * offset (or the partition stopped). */
+        p.resume = 1;
+    } else if (err->retriable) {
+        p.back_off = 1;
+        if (!f->conn) {
+            p.open_breaker = 1;
+            p.next = WORKER_NEXT_NO_DB;
+        } else {
+            p.pause = f->buffer_full;
+        }
+    }
+    return p;
+}
+
+worker_next worker_settle(worker *w, part *pt, const engine_batch_report *r,
+                          worker_batch_kind kind)
+{
+    worker_settle_facts f;
+    worker_plan p;
+
+    f.kind = kind;
+    f.deferred = w->n_deferred > 0;
+    f.conn = w->eng.conn != NULL;
+    f.buffered = pt->n_buf > 0;
+    f.buffer_full = pt->n_buf >= (size_t)w->p->batch.max_messages * 4;
+    p = worker_settle_plan(&r->err, &f);
+
     /* The handler asked to stop the worker: it stops at the next turn. */
-    if (r->err.fatal)
+    if (p.stop)
         w->fatal = EXACTLY_EXIT_HANDLER_STOP;
     if (w->m)
         count(w, pt, r);
+    if (p.resume) {
+        pt->retry_at_ms = 0;
+        /* A partition an earlier rolled-back attempt paused fetches
+         * again from where its buffer ends. */
+        if (pt->paused && !part_state_stopped(pt->state)) {
+            engine_part_seek(&w->eng, pt, worker_expected_next(pt));
+            engine_part_pause(&w->eng, pt, 0);
+        }
+    }
+    if (p.back_off)
+        pt->retry_at_ms = exactly_now_ms() + worker_backoff_ms(pt->attempts);
+    if (p.open_breaker)
+        worker_breaker_open(w);
+    /* Bound the buffer while the database is away. */
+    if (p.pause)
+        engine_part_pause(&w->eng, pt, 1);
+    return p.next;
+}
+
+void worker_batch_done(worker *w, const engine_batch_report *r)
+{
+    if (w->report)
+        *w->report = *r;
+}
+
+worker_next worker_run_batch(worker *w, part *pt, size_t n, int64_t end,
+                             worker_batch_kind kind)
+{
+    engine_batch_report r;
+    exactly_err rc;
+
+    memset(&r, 0, sizeof(r));
+    w->report = &r;
+    rc = engine_run(&w->eng, pt, n, end);
+    w->report = NULL;
+    /* engine_run reports every batch (engine_ops.batch_done); should it
+     * not, its code alone is what is known. */
+    if (r.rc != rc) {
+        memset(&r, 0, sizeof(r));
+        r.rc = rc;
+        exactly_error_set_code(&r.err, rc);
+    }
+    return worker_settle(w, pt, &r, kind);
 }

@@ -65,7 +65,8 @@ static void ops_position(void *arg, const part *pt)
 static void ops_batch_done(void *arg, const part *pt,
                            const engine_batch_report *r)
 {
-    worker_settle(arg, pt, r);
+    (void)pt;
+    worker_batch_done(arg, r);
 }
 
 static const engine_ops worker_engine_ops = {

@@ -13,6 +13,7 @@
 #include "consumer.h"
 #include "engine.h"
 #include "log.h"
+#include "settle.h"
 #include "worker.h"
 
 typedef struct worker {
@@ -48,6 +49,10 @@ typedef struct worker {
     size_t n_deferred;
 
     metrics_slot *m;          /* NULL: nobody reads counters */
+
+    /* Where the report of the batch in flight goes (worker_run_batch);
+     * NULL: no batch in flight. */
+    engine_batch_report *report;
 
     int fatal;                /* exit 1 at the next turn */
     long long last_msg_ms;
@@ -88,10 +93,22 @@ exactly_err worker_db(worker *w);
 /* Drops a broken connection so that worker_db() reconnects. */
 void worker_db_lost(worker *w);
 
-/* Settles what a batch of pt did (settle.c): a failure that stops the
- * process sets fatal; the batch's figures and its retry, by cause, go to
- * the metrics. The one place a batch's error value is decided on. */
-void worker_settle(worker *w, const part *pt, const engine_batch_report *r);
+/* ---- settle.c: a batch run, and its outcome settled ----------------------- */
+
+/* Runs one batch of pt (engine_run) and settles it (worker_settle): what
+ * the caller does next. */
+worker_next worker_run_batch(worker *w, part *pt, size_t n, int64_t end,
+                             worker_batch_kind kind);
+/* Settles what a batch of pt run from `kind` did: the one place a batch's
+ * error value is decided on (worker_settle_plan, settle.h). A failure
+ * that stops the process sets fatal; the batch's figures and its retry,
+ * by cause, go to the metrics; after a flush the partition backs off
+ * (retry_at_ms from its attempts) or resumes, and the breaker opens when
+ * a retriable failure left no connection. */
+worker_next worker_settle(worker *w, part *pt, const engine_batch_report *r,
+                          worker_batch_kind kind);
+/* engine_ops.batch_done: keeps the report for worker_run_batch. */
+void worker_batch_done(worker *w, const engine_batch_report *r);
 
 /* Publishes a partition's position (after a claim or a commit). */
 void worker_metrics_position(worker *w, const part *pt, int assigned);
@@ -125,10 +142,6 @@ void worker_on_message(worker *w, rd_kafka_message_t *m);
 /* Flushes every partition whose batch is full or old enough (force: every
  * buffered one). Returns how many ms until the next deadline. */
 int worker_flush_ready(worker *w, int force);
-/* Runs one batch of pt (engine_run), settled by worker_settle; a handler
- * that asked to stop the worker (EXACTLY_EFATAL) stops it at the next
- * turn. */
-exactly_err worker_run_batch(worker *w, part *pt, size_t n, int64_t end);
 /* The size of pt's next batch, and the offset it stores. */
 size_t worker_batch_size(worker *w, part *pt);
 int64_t worker_batch_end(worker *w, part *pt, size_t n);
