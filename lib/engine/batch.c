@@ -153,17 +153,17 @@ static int source_bytes(const rd_kafka_message_t *m, cfg_id_from from,
     return -1;
 }
 
-exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
-                        rd_kafka_message_t *const *msgs, size_t n)
+/* Sizes the builder for n messages: the message slots, the ID hash
+ * (emptied) and the arena, which is sized up front so that pointers into
+ * it stay put: each ID needs at most exactly_id_decode_room() bytes, each
+ * digest its hex and a NUL. */
+static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
+                                 rd_kafka_message_t *const *msgs, size_t n)
 {
     size_t i;
     size_t slots = 16;
-    size_t need = 0, used = 0;
+    size_t need = 0;
 
-    clear_msgs(b);
-    b->p = p;
-    if (EXACTLY_FAULT("batch_build"))
-        return EXACTLY_ENOMEM;
     if (grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)))
         return EXACTLY_ENOMEM;
     while (slots < n * 2)
@@ -176,17 +176,15 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
         b->n_slots = slots;
     }
     memset(b->slots, 0xff, b->n_slots * sizeof(size_t));
-    /* The arena is sized up front: each ID needs at most
-     * exactly_id_decode_room() bytes, each digest its hex and a NUL. */
     for (i = 0; i < n; i++) {
         const void *data = NULL;
         size_t len = 0;
         if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) == 0 &&
             len <= p->id.max_length)
             need += exactly_id_decode_room(len);
-        if (p->dedup.enabled)
-            need += EXACTLY_SHA256_HEX_LEN + 1;
     }
+    if (p->dedup.enabled)
+        need += n * (EXACTLY_SHA256_HEX_LEN + 1);
     if (need > b->arena_cap) {
         char *a = realloc(b->arena, need);
         if (!a)
@@ -194,15 +192,122 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
         b->arena = a;
         b->arena_cap = need;
     }
+    return EXACTLY_OK;
+}
+
+/* Why a message has no ID bytes (source_bytes failed, or gave NULL). */
+static void no_id_reason(batch_msg *bm, const cfg_pipeline *p, int missing)
+{
+    if (missing)
+        snprintf(bm->reason, sizeof(bm->reason), "header '%s' missing",
+                 p->id.header);
+    else if (p->id.from == CFG_FROM_HEADER)
+        /* Null (absent on the wire) is not empty (zero bytes): a producer
+         * that sent no key needs another fix than one that sent an empty
+         * one. */
+        snprintf(bm->reason, sizeof(bm->reason), "header '%s' is null",
+                 p->id.header);
+    else
+        snprintf(bm->reason, sizeof(bm->reason), "the %s is null",
+                 p->id.from == CFG_FROM_VALUE ? "value" : "key");
+    bm->dead = 1;
+}
+
+/* Decodes bm's ID into the arena at *used and interns it; a message
+ * whose ID does not decode is dead, with its reason. Then its dedup key's
+ * digest. EXACTLY_OK or EXACTLY_ENOMEM. */
+static exactly_err decode_msg(batch_builder *b, const cfg_pipeline *p,
+                              batch_msg *bm, size_t *used)
+{
+    const void *data = NULL;
+    size_t len = 0;
+    size_t id_len = 0;
+    int missing = source_bytes(bm->rk, p->id.from, p->id.header, &data, &len);
+
+    if (missing || !data) {
+        no_id_reason(bm, p, missing);
+    } else if (len <= p->id.max_length &&
+               exactly_id_decode_room(len) > b->arena_cap - *used) {
+        return EXACTLY_ENOMEM; /* cannot happen: sized above */
+    } else if (exactly_id_decode_to(
+                   p->id.type, p->id.max_length,
+                   p->id.non_canonical == CFG_NONCANON_ACCEPT, data, len,
+                   len <= p->id.max_length ? b->arena + *used : (char[1]){0},
+                   &id_len, bm->reason, sizeof(bm->reason)) != EXACTLY_OK) {
+        if (!bm->reason[0])
+            return EXACTLY_ENOMEM;
+        bm->dead = 1;
+    } else {
+        bm->id = b->arena + *used;
+        *used += id_len + 1;
+        bm->id_index = intern(b, bm->id);
+        if (bm->id_index == SIZE_MAX)
+            return EXACTLY_ENOMEM;
+    }
+    /* An empty or missing key is no key: such a message is applied
+     * without dedup, never dropped as a duplicate of another. The key is
+     * stored as its digest, a fixed size whatever it holds. */
+    if (p->dedup.enabled && !bm->dead &&
+        source_bytes(bm->rk, p->dedup.from, p->dedup.header, &data, &len) == 0 &&
+        data && len > 0) {
+        if (EXACTLY_SHA256_HEX_LEN + 1 > b->arena_cap - *used)
+            return EXACTLY_ENOMEM;
+        bm->dedup_hex = b->arena + *used;
+        *used += EXACTLY_SHA256_HEX_LEN + 1;
+        if (exactly_sha256_hex(data, len, bm->dedup_hex) != 0)
+            return EXACTLY_ENOMEM;
+    }
+    return EXACTLY_OK;
+}
+
+/* Dedup keys: the first occurrence in the batch is the candidate (in
+ * dedup_keys and dedup_offs); a later one with the same key is a
+ * duplicate already. */
+static exactly_err dedup_candidates(batch_builder *b)
+{
+    size_t i;
+
+    strbuf_array_begin(&b->dedup_offs);
+    if (strset_reset(&b->dedup_set, b->n_msgs) != 0)
+        return EXACTLY_ENOMEM;
+    for (i = 0; i < b->n_msgs; i++) {
+        batch_msg *bm = &b->msgs[i];
+        int added;
+        if (!bm->dedup_hex)
+            continue;
+        added = strset_add(&b->dedup_set, bm->dedup_hex);
+        if (added < 0)
+            return EXACTLY_ENOMEM;
+        if (!added) {
+            bm->duplicate = 1;
+            continue;
+        }
+        strbuf_array_elem_str(&b->dedup_keys, bm->dedup_hex);
+        strbuf_array_elem_int(&b->dedup_offs, (long long)bm->rk->offset);
+    }
+    strbuf_array_end(&b->dedup_offs);
+    return EXACTLY_OK;
+}
+
+exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
+                        rd_kafka_message_t *const *msgs, size_t n)
+{
+    size_t i;
+    size_t used = 0;
+    exactly_err rc;
+
+    clear_msgs(b);
+    b->p = p;
+    if (EXACTLY_FAULT("batch_build"))
+        return EXACTLY_ENOMEM;
+    rc = build_reserve(b, p, msgs, n);
+    if (rc != EXACTLY_OK)
+        return rc;
     strbuf_reset(&b->dedup_keys);
     strbuf_reset(&b->dedup_offs);
     strbuf_array_begin(&b->dedup_keys);
-
     for (i = 0; i < n; i++) {
         batch_msg *bm = &b->msgs[i];
-        const void *data = NULL;
-        size_t len = 0;
-        size_t id_len = 0;
 
         /* Field by field: the reason buffer is written only on failure. */
         bm->rk = msgs[i];
@@ -214,79 +319,12 @@ exactly_err batch_build(batch_builder *b, const cfg_pipeline *p,
         bm->dead = 0;
         bm->record = 0;
         b->n_msgs = i + 1;
-        if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) != 0) {
-            snprintf(bm->reason, sizeof(bm->reason),
-                     "header '%s' missing", p->id.header);
-            bm->dead = 1;
-        } else if (!data) {
-            /* Null (absent on the wire) is not empty (zero bytes): a
-             * producer that sent no key needs another fix than one that
-             * sent an empty one. */
-            if (p->id.from == CFG_FROM_HEADER)
-                snprintf(bm->reason, sizeof(bm->reason), "header '%s' is null",
-                         p->id.header);
-            else
-                snprintf(bm->reason, sizeof(bm->reason), "the %s is null",
-                         p->id.from == CFG_FROM_VALUE ? "value" : "key");
-            bm->dead = 1;
-        } else if (len <= p->id.max_length &&
-                   exactly_id_decode_room(len) > b->arena_cap - used) {
-            return EXACTLY_ENOMEM; /* cannot happen: sized above */
-        } else if (exactly_id_decode_to(
-                       p->id.type, p->id.max_length,
-                       p->id.non_canonical == CFG_NONCANON_ACCEPT, data, len,
-                       len <= p->id.max_length ? b->arena + used
-                                               : (char[1]){0},
-                       &id_len, bm->reason, sizeof(bm->reason)) != EXACTLY_OK) {
-            if (!bm->reason[0])
-                return EXACTLY_ENOMEM;
-            bm->dead = 1;
-        } else {
-            bm->id = b->arena + used;
-            used += id_len + 1;
-            bm->id_index = intern(b, bm->id);
-            if (bm->id_index == SIZE_MAX)
-                return EXACTLY_ENOMEM;
-        }
-        /* An empty or missing key is no key: such a message is applied
-         * without dedup, never dropped as a duplicate of another. The key
-         * is stored as its digest, a fixed size whatever it holds. */
-        if (p->dedup.enabled && !bm->dead &&
-            source_bytes(msgs[i], p->dedup.from, p->dedup.header, &data,
-                         &len) == 0 &&
-            data && len > 0) {
-            if (EXACTLY_SHA256_HEX_LEN + 1 > b->arena_cap - used)
-                return EXACTLY_ENOMEM;
-            bm->dedup_hex = b->arena + used;
-            used += EXACTLY_SHA256_HEX_LEN + 1;
-            if (exactly_sha256_hex(data, len, bm->dedup_hex) != 0)
-                return EXACTLY_ENOMEM;
-        }
+        rc = decode_msg(b, p, bm, &used);
+        if (rc != EXACTLY_OK)
+            return rc;
     }
-
-    /* Dedup keys: the first occurrence in the batch is the candidate; a
-     * later one with the same key is a duplicate already. */
-    if (p->dedup.enabled) {
-        strbuf_array_begin(&b->dedup_offs);
-        if (strset_reset(&b->dedup_set, n) != 0)
-            return EXACTLY_ENOMEM;
-        for (i = 0; i < n; i++) {
-            batch_msg *bm = &b->msgs[i];
-            int added;
-            if (!bm->dedup_hex)
-                continue;
-            added = strset_add(&b->dedup_set, bm->dedup_hex);
-            if (added < 0)
-                return EXACTLY_ENOMEM;
-            if (!added) {
-                bm->duplicate = 1;
-                continue;
-            }
-            strbuf_array_elem_str(&b->dedup_keys, bm->dedup_hex);
-            strbuf_array_elem_int(&b->dedup_offs, (long long)bm->rk->offset);
-        }
-        strbuf_array_end(&b->dedup_offs);
-    }
+    if (p->dedup.enabled && (rc = dedup_candidates(b)) != EXACTLY_OK)
+        return rc;
     strbuf_array_end(&b->dedup_keys);
     b->ids_data = NULL;
     b->ids_len = 0;
@@ -332,96 +370,84 @@ exactly_err batch_apply_dedup(batch_builder *b, const PGresult *res)
     return EXACTLY_OK;
 }
 
-exactly_err batch_group(batch_builder *b, const PGresult *lookup,
-                        const char *key_column, size_t *n_missing,
-                        char *errbuf, size_t errbuf_size)
+/* The index of the lookup's column key_column, or -1 (errbuf says so). */
+static int key_col(const PGresult *lookup, const char *key_column,
+                   char *errbuf, size_t errbuf_size)
 {
-    size_t *rec_of_id = NULL;
-    size_t *row_count = NULL;
-    size_t n_rows_total = 0;
-    size_t i;
-    int keycol = -1;
-    int nt = lookup ? PQntuples(lookup) : 0;
-    int nf = lookup ? PQnfields(lookup) : 0;
-    exactly_err rc = EXACTLY_ENOMEM;
+    int c;
 
-    *n_missing = 0;
-    b->n_records = 0;
-    b->n_columns = (size_t)nf;
-    if (lookup) {
-        for (i = 0; i < (size_t)nf; i++)
-            if (strcmp(PQfname(lookup, (int)i), key_column) == 0)
-                keycol = (int)i;
-        if (keycol < 0) {
-            snprintf(errbuf, errbuf_size,
-                     "lookup result has no column '%s' (set lookup.key_column)",
-                     key_column);
-            return EXACTLY_ECONFIG;
-        }
-    }
-    rec_of_id = malloc((b->n_ids + 1) * sizeof(size_t));
-    row_count = calloc(b->n_ids + 1, sizeof(size_t));
-    if (!rec_of_id || !row_count)
-        goto cleanup;
+    for (c = PQnfields(lookup) - 1; c >= 0; c--)
+        if (strcmp(PQfname(lookup, c), key_column) == 0)
+            return c;
+    snprintf(errbuf, errbuf_size,
+             "lookup result has no column '%s' (set lookup.key_column)",
+             key_column);
+    return -1;
+}
+
+/* Numbers the records in first-seen order of the surviving messages
+ * (rec_of_id[id]: the record of an ID, SIZE_MAX: none) and counts each
+ * record's messages in msg_count. */
+static void number_records(batch_builder *b, size_t *rec_of_id,
+                           size_t *msg_count)
+{
+    size_t i;
+
     for (i = 0; i < b->n_ids; i++)
         rec_of_id[i] = SIZE_MAX;
-
-    /* Records in first-seen order of surviving messages. */
     for (i = 0; i < b->n_msgs; i++) {
         batch_msg *bm = &b->msgs[i];
         size_t id;
         if (bm->dead || bm->duplicate)
             continue;
         id = bm->id_index;
-        if (rec_of_id[id] == SIZE_MAX)
-            rec_of_id[id] = b->n_records++;
+        if (rec_of_id[id] == SIZE_MAX) {
+            rec_of_id[id] = b->n_records;
+            msg_count[b->n_records++] = 0;
+        }
         bm->record = rec_of_id[id];
+        msg_count[bm->record]++;
     }
-    /* Not zeroed: every field of every record and message in use is
-     * written below (each record has a message, each message a slot). */
-    free(b->records);
-    free(b->rec_msgs);
-    b->records = malloc((b->n_records + 1) * sizeof(exactly_record));
-    b->rec_msgs = malloc((b->n_msgs + 1) * sizeof(exactly_message));
-    if (!b->records || !b->rec_msgs)
-        goto cleanup;
+}
 
-    /* Rows per record, counted, then placed contiguously. */
-    for (int r = 0; r < nt; r++) {
-        size_t id = lookup_id(b, PQgetvalue(lookup, r, keycol));
-        if (id != SIZE_MAX && rec_of_id[id] != SIZE_MAX) {
-            row_count[rec_of_id[id]]++;
-            n_rows_total++;
-        }
-    }
-    /* Every value slot of every row is written below. */
-    free(b->values);
-    b->values = malloc((n_rows_total * (size_t)nf + 1) * sizeof(char *));
-    if (!b->values)
-        goto cleanup;
+/* The record of lookup row r, or SIZE_MAX when its ID is none of the
+ * batch's records. */
+static size_t row_record(const batch_builder *b, const PGresult *lookup,
+                         int r, int keycol, const size_t *rec_of_id)
+{
+    size_t id = lookup_id(b, PQgetvalue(lookup, r, keycol));
 
-    {
-        size_t msg_pos = 0;
-        size_t val_pos = 0;
-        size_t *msg_count = calloc(b->n_records + 1, sizeof(size_t));
-        if (!msg_count)
-            goto cleanup;
-        for (i = 0; i < b->n_msgs; i++)
-            if (!b->msgs[i].dead && !b->msgs[i].duplicate)
-                msg_count[b->msgs[i].record]++;
-        for (i = 0; i < b->n_records; i++) {
-            exactly_record *rec = &b->records[i];
-            rec->messages = &b->rec_msgs[msg_pos];
-            rec->n_messages = 0;
-            msg_pos += msg_count[i];
-            rec->values = &b->values[val_pos];
-            rec->n_rows = 0;
-            val_pos += row_count[i] * (size_t)nf;
-            if (row_count[i] == 0)
-                (*n_missing)++;
-        }
-        free(msg_count);
+    return id == SIZE_MAX ? SIZE_MAX : rec_of_id[id];
+}
+
+/* Lays the records out: each one's messages and rows placed contiguously
+ * (msg_count, row_count per record), none filled yet. */
+static void lay_out_records(batch_builder *b, const size_t *msg_count,
+                            const size_t *row_count, size_t *n_missing)
+{
+    size_t msg_pos = 0, val_pos = 0, i;
+
+    for (i = 0; i < b->n_records; i++) {
+        exactly_record *rec = &b->records[i];
+        rec->messages = &b->rec_msgs[msg_pos];
+        rec->n_messages = 0;
+        msg_pos += msg_count[i];
+        rec->values = &b->values[val_pos];
+        rec->n_rows = 0;
+        val_pos += row_count[i] * b->n_columns;
+        if (row_count[i] == 0)
+            (*n_missing)++;
     }
+}
+
+/* Fills the records' messages, then their rows from the lookup. */
+static void fill_records(batch_builder *b, const PGresult *lookup, int keycol,
+                         const size_t *rec_of_id)
+{
+    int nt = lookup ? PQntuples(lookup) : 0;
+    int nf = (int)b->n_columns;
+    size_t i;
+
     for (i = 0; i < b->n_msgs; i++) {
         batch_msg *bm = &b->msgs[i];
         exactly_record *rec;
@@ -437,31 +463,65 @@ exactly_err batch_group(batch_builder *b, const PGresult *lookup,
         m->key_len = bm->rk->key_len;
     }
     for (int r = 0; r < nt; r++) {
-        size_t id = lookup_id(b, PQgetvalue(lookup, r, keycol));
-        size_t rec_i;
+        size_t rec_i = row_record(b, lookup, r, keycol, rec_of_id);
         exactly_record *rec;
         const char **dst;
-        if (id == SIZE_MAX || rec_of_id[id] == SIZE_MAX)
+        if (rec_i == SIZE_MAX)
             continue;
-        rec_i = rec_of_id[id];
         rec = &b->records[rec_i];
         dst = (const char **)&rec->values[rec->n_rows * (size_t)nf];
         for (int c = 0; c < nf; c++)
             dst[c] = PQgetisnull(lookup, r, c) ? NULL : PQgetvalue(lookup, r, c);
         rec->n_rows++;
     }
-    free(b->colnames);
-    b->colnames = calloc((size_t)nf + 1, sizeof(char *));
-    if (!b->colnames)
-        goto cleanup;
+}
+
+exactly_err batch_group(batch_builder *b, const PGresult *lookup,
+                        const char *key_column, size_t *n_missing,
+                        char *errbuf, size_t errbuf_size)
+{
+    size_t *rec_of_id, *msg_count, *row_count;
+    size_t n_rows_total = 0;
+    int keycol = -1;
+    int nt = lookup ? PQntuples(lookup) : 0;
+    int nf = lookup ? PQnfields(lookup) : 0;
+
+    *n_missing = 0;
+    b->n_records = 0;
+    b->n_columns = (size_t)nf;
+    if (lookup && (keycol = key_col(lookup, key_column, errbuf, errbuf_size)) < 0)
+        return EXACTLY_ECONFIG;
+    /* Reused from batch to batch; every slot in use is written below. */
+    if (grow((void **)&b->scratch, &b->cap_scratch, 3 * (b->n_ids + 1),
+             sizeof(size_t)) ||
+        grow((void **)&b->records, &b->cap_records, b->n_ids + 1,
+             sizeof(exactly_record)) ||
+        grow((void **)&b->rec_msgs, &b->cap_rec_msgs, b->n_msgs + 1,
+             sizeof(exactly_message)) ||
+        grow((void **)&b->colnames, &b->cap_colnames, (size_t)nf + 1,
+             sizeof(char *)))
+        return EXACTLY_ENOMEM;
+    rec_of_id = b->scratch;
+    msg_count = rec_of_id + b->n_ids + 1;
+    row_count = msg_count + b->n_ids + 1;
+    number_records(b, rec_of_id, msg_count);
+    memset(row_count, 0, (b->n_records + 1) * sizeof(size_t));
+    for (int r = 0; r < nt; r++) {
+        size_t rec_i = row_record(b, lookup, r, keycol, rec_of_id);
+        if (rec_i != SIZE_MAX) {
+            row_count[rec_i]++;
+            n_rows_total++;
+        }
+    }
+    if (grow((void **)&b->values, &b->cap_values, n_rows_total * (size_t)nf + 1,
+             sizeof(char *)))
+        return EXACTLY_ENOMEM;
+    lay_out_records(b, msg_count, row_count, n_missing);
+    fill_records(b, lookup, keycol, rec_of_id);
     for (int c = 0; c < nf; c++)
         b->colnames[c] = PQfname(lookup, c);
-    rc = EXACTLY_OK;
-
-cleanup:
-    free(rec_of_id);
-    free(row_count);
-    return rc;
+    b->colnames[nf] = NULL;
+    return EXACTLY_OK;
 }
 
 void batch_free(batch_builder *b)
@@ -476,6 +536,7 @@ void batch_free(batch_builder *b)
     free(b->rec_msgs);
     free(b->values);
     free(b->colnames);
+    free(b->scratch);
     free(b->arena);
     pgarray_free(&b->ids_param);
     strbuf_free(&b->dedup_keys);

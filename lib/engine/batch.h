@@ -58,13 +58,18 @@ typedef struct batch_builder {
     size_t *slots;
     size_t n_slots;
 
-    /* Records handed to the handler. */
+    /* Records handed to the handler; the arrays are reused from batch to
+     * batch (cap_*: their room). */
     exactly_record *records;
     exactly_message *rec_msgs;
     const char **values;
     size_t n_records;
     const char **colnames;
     size_t n_columns;
+    size_t cap_records, cap_rec_msgs, cap_values, cap_colnames;
+    /* batch_group's per-ID and per-record counts (3 * (n_ids + 1)). */
+    size_t *scratch;
+    size_t cap_scratch;
 
     /* The decoded IDs and digests of the batch, one allocation reused
      * from batch to batch (sized before decoding, so pointers stay put). */

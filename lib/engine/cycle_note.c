@@ -45,17 +45,18 @@ void cycle_dl_record(cycle *c, const exactly_record *r, const char *reason,
 #define TRACE_IDS_MAX 8
 
 /* Adds the trace-id of m, when it has one, to the comma-separated list
- * out (TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE bytes), once. */
-static void trace_list_add(char *out, const rd_kafka_message_t *m)
+ * out (TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE bytes), once. 1: added. */
+static int trace_list_add(char *out, const rd_kafka_message_t *m)
 {
     char id[EXACTLY_TRACE_ID_SIZE];
     size_t len = strlen(out);
 
     if (!m || exactly_trace_of_message(m, id) != 0 || strstr(out, id) ||
         len + EXACTLY_TRACE_ID_SIZE > TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE)
-        return;
+        return 0;
     snprintf(out + len, TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE - len, "%s%s",
              len ? "," : "", id);
+    return 1;
 }
 
 /* The log lines about one record name the traces of its messages alone;
@@ -70,20 +71,75 @@ void cycle_trace_record(const part *pt, const exactly_record *r)
     exactly_log_set_trace(ids);
 }
 
+/* The batch whose traces the log lines name: found at the first line
+ * written about it (reading a message's headers costs more than the rest
+ * of its way through the cycle), from its messages still buffered, those
+ * in [first, last]. A message dropped before that line (its batch
+ * committed) is no longer read: where a line can follow a drop, the
+ * traces are read at once (cycle_trace_batch). */
+static struct {
+    const part *pt;
+    int64_t first, last;
+    int pending; /* traces not read yet */
+} g_batch;
 /* The batch's trace-ids, kept while a record's own lines are written. */
 static char g_batch_traces[TRACE_IDS_MAX * EXACTLY_TRACE_ID_SIZE];
 
+static void batch_traces_read(void)
+{
+    const part *pt = g_batch.pt;
+    size_t i, found = 0;
+
+    g_batch.pending = 0;
+    g_batch_traces[0] = '\0';
+    for (i = 0; i < pt->n_buf && found < TRACE_IDS_MAX; i++) {
+        const rd_kafka_message_t *m = pt->buf[i];
+        if (m->offset > g_batch.last)
+            break;
+        if (m->offset >= g_batch.first)
+            found += trace_list_add(g_batch_traces, m);
+    }
+}
+
+static void batch_traces_fn(void *arg, char *out, size_t size)
+{
+    (void)arg;
+    if (g_batch.pending)
+        batch_traces_read();
+    snprintf(out, size, "%s", g_batch_traces);
+}
+
 /* Every log line from here to the batch's end names the distinct
- * trace-ids of its first n messages (the first TRACE_IDS_MAX). */
+ * trace-ids of its first n messages (the first TRACE_IDS_MAX). They are
+ * read when the first line is written, or at once when the cycle may drop
+ * messages before its first line: a retry (the stored offset is read
+ * again) or debug lines (the commit's line follows the drop). */
 void cycle_trace_batch(const part *pt, size_t n)
 {
-    size_t i;
-
+    if (n > pt->n_buf)
+        n = pt->n_buf;
     g_batch_traces[0] = '\0';
-    for (i = 0; i < n && i < pt->n_buf; i++)
-        trace_list_add(g_batch_traces, pt->buf[i]);
+    g_batch.pt = pt;
+    g_batch.pending = n > 0;
+    if (n > 0) {
+        g_batch.first = pt->buf[0]->offset;
+        g_batch.last = pt->buf[n - 1]->offset;
+    }
+    if (g_batch.pending && pt->attempts == 0 &&
+        !exactly_log_enabled(EXACTLY_LOG_DEBUG)) {
+        exactly_log_set_trace_fn(batch_traces_fn, NULL);
+        return;
+    }
+    if (g_batch.pending)
+        batch_traces_read();
     exactly_log_set_trace(g_batch_traces);
 }
 
 /* Back to the batch's trace-ids after a record's lines. */
-void cycle_trace_batch_again(void) { exactly_log_set_trace(g_batch_traces); }
+void cycle_trace_batch_again(void)
+{
+    if (g_batch.pending)
+        exactly_log_set_trace_fn(batch_traces_fn, NULL);
+    else
+        exactly_log_set_trace(g_batch_traces);
+}

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,11 @@ static exactly_log_level g_level = EXACTLY_LOG_INFO;
 static char g_pipeline[128];
 static int g_worker = -1;
 static char g_trace[300];
+/* Set: g_trace is found by g_trace_fn at the first line g_trace_thread
+ * writes. */
+static exactly_log_trace_fn *g_trace_fn;
+static void *g_trace_arg;
+static pthread_t g_trace_thread;
 static char g_file[4096];
 static int g_json;
 
@@ -94,7 +100,28 @@ void exactly_log_set_context(const char *pipeline, int worker)
 
 void exactly_log_set_trace(const char *trace_id)
 {
+    g_trace_fn = NULL;
     snprintf(g_trace, sizeof(g_trace), "%s", trace_id ? trace_id : "");
+}
+
+void exactly_log_set_trace_fn(exactly_log_trace_fn *fn, void *arg)
+{
+    g_trace[0] = '\0';
+    g_trace_arg = arg;
+    g_trace_thread = pthread_self();
+    g_trace_fn = fn;
+}
+
+/* A line is written: a pending trace function of this thread runs now. */
+static void trace_resolve(void)
+{
+    exactly_log_trace_fn *fn = g_trace_fn;
+
+    if (!fn || !pthread_equal(g_trace_thread, pthread_self()))
+        return;
+    g_trace_fn = NULL;
+    g_trace[0] = '\0';
+    fn(g_trace_arg, g_trace, sizeof(g_trace));
 }
 
 int exactly_log_enabled(exactly_log_level level) { return level <= g_level; }
@@ -403,6 +430,7 @@ void exactly_log_write(exactly_log_level level, const char *component,
     while (fields && n_fields < MAX_FIELDS &&
            fields[n_fields].type != EXACTLY_LOG_T_END)
         n_fields++;
+    trace_resolve();
     field_keys(fields, n_fields, keys);
     timestamp(ts, sizeof(ts));
     if (g_json) {

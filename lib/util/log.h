@@ -109,6 +109,15 @@ void exactly_log_set_context(const char *pipeline, int worker);
  * `worker` (NULL or "": none): set by the cycle for the lines about one
  * batch. Longer than 299 bytes is cut. */
 void exactly_log_set_trace(const char *trace_id);
+/* The trace-id(s) of the lines to come, found only if a line is written:
+ * at the first line the calling thread writes, fn(arg, out, size) writes
+ * them (NUL-terminated, cut to size) and the result is kept as if
+ * exactly_log_set_trace() had set it; lines of other threads carry what
+ * was set before. The cycle names a batch's traces so without reading
+ * every message's headers when nothing is logged. A later
+ * exactly_log_set_trace() or exactly_log_set_trace_fn() replaces it. */
+typedef void exactly_log_trace_fn(void *arg, char *out, size_t size);
+void exactly_log_set_trace_fn(exactly_log_trace_fn *fn, void *arg);
 /* A function that sees every written line of level WARN or more severe,
  * formatted as written (its newline included), after it is written; NULL
  * removes it. The worker keeps its last errors for the status page with

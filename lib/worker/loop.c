@@ -26,29 +26,60 @@ int worker_kafka_error_due(worker *w)
     return 1;
 }
 
+/* Takes up to max messages that are already there, without waiting, a
+ * run at a time (one call per run, not per message). Returns how many. */
+static int take_queued(worker *w, size_t max)
+{
+    rd_kafka_message_t *ms[256];
+    rd_kafka_queue_t *q;
+    size_t taken = 0;
+    ssize_t got = 1;
+    ssize_t k;
+
+    if (max == 0)
+        return 0;
+    q = rd_kafka_queue_get_consumer(w->rk);
+    if (!q)
+        return 0;
+    while (taken < max && got > 0) {
+        size_t want = max - taken < 256 ? max - taken : 256;
+        got = rd_kafka_consume_batch_queue(q, 0, ms, want);
+        for (k = 0; k < got; k++)
+            worker_on_message(w, ms[k]);
+        if (got > 0)
+            taken += (size_t)got;
+    }
+    rd_kafka_queue_destroy(q);
+    return (int)taken;
+}
+
+int worker_poll(worker *w, int timeout)
+{
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, timeout);
+    size_t max = (size_t)w->p->batch.max_messages;
+
+    if (!m)
+        return 0;
+    worker_on_message(w, m);
+    return 1 + take_queued(w, max > 1 ? max - 1 : 0);
+}
+
 /* While a batch waits for PostgreSQL: take what Kafka has into the
  * buffers, so the next batch is ready when this one commits. Only
  * buffering happens here; a rebalance is deferred (in_cycle). */
 static int drain_kafka(void *arg)
 {
     worker *w = arg;
-    rd_kafka_message_t *m;
     size_t buffered = 0;
     size_t cap;
     size_t i;
-    int n = 0;
 
     /* About one batch ahead per partition is all the next round needs;
      * the rest waits in librdkafka's queue, which bounds its own size. */
     for (i = 0; i < w->eng.n_parts; i++)
         buffered += w->eng.parts[i]->n_buf;
     cap = (size_t)w->p->batch.max_messages * (w->eng.n_parts > 2 ? w->eng.n_parts : 2);
-    while (buffered + (size_t)n < cap &&
-           (m = rd_kafka_consumer_poll(w->rk, 0)) != NULL) {
-        worker_on_message(w, m);
-        n++;
-    }
-    return n;
+    return buffered < cap ? take_queued(w, cap - buffered) : 0;
 }
 
 void worker_on_message(worker *w, rd_kafka_message_t *m)

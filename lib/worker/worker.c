@@ -329,8 +329,6 @@ static void worker_loop(worker *w, const exactly_worker_opts *o, loop_clock *t)
     w->last_msg_ms = exactly_now_ms();
     while (!(o->stop && *o->stop) && !w->fatal) {
         int timeout;
-        int polled = 0;
-        rd_kafka_message_t *m;
         long long now;
 
         worker_assign_pending(w);
@@ -338,12 +336,8 @@ static void worker_loop(worker *w, const exactly_worker_opts *o, loop_clock *t)
             break;
         timeout = worker_flush_ready(w, 0);
 
-        /* Take what is there without waiting, up to a batch per round. */
-        while (polled < w->p->batch.max_messages &&
-               (m = rd_kafka_consumer_poll(w->rk, polled ? 0 : timeout)) != NULL) {
-            worker_on_message(w, m);
-            polled++;
-        }
+        /* Take what is there, up to a batch per round. */
+        (void)worker_poll(w, timeout);
         now = exactly_now_ms();
         periodic(w, o, now, t);
         if (idle_exit(w, o, now))

@@ -137,6 +137,10 @@ void worker_recheck_halted(worker *w);
 
 /* ---- loop.c: messages and batches ----------------------------------------- */
 
+/* Waits up to timeout ms for a message or event of the consumer, then
+ * takes what else is there without waiting, up to a batch. Returns how
+ * many messages it took (0: none came). */
+int worker_poll(worker *w, int timeout);
 /* Buffers m in its partition (or acts on its error); takes m. */
 void worker_on_message(worker *w, rd_kafka_message_t *m);
 /* Flushes every partition whose batch is full or old enough (force: every
