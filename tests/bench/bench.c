@@ -893,10 +893,12 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
 
 /* Produces n messages over the partitions of a new topic, drains them with
  * one worker (pipeline settings extra) and returns the least, over windows
- * of w seconds, of the slowest partition's progress over the fastest's;
- * prints the run's line. */
+ * of w seconds, of the slowest partition's progress over the fastest's
+ * (<0: no window before a partition drained); *rate is the drain's
+ * msg/s. Prints the run's line. */
 static double run_fairness(bench *b, const char *name, const char *extra,
-                           size_t n, double w, series *ser, int *windows)
+                           size_t n, double w, series *ser, int *windows,
+                           double *rate)
 {
     figures ff;
     double f;
@@ -916,6 +918,7 @@ static double run_fairness(bench *b, const char *name, const char *extra,
     b->wextra = NULL;
     b->kafka_extra = NULL;
     f = fairness(ser, (int64_t)(n / PARTITIONS), w, windows);
+    *rate = ff.prog_msgs_s;
     printf("fairness backlog %-8s %7zu messages, %d partitions, %s: "
            "%.0f msg/s; ", name, n, PARTITIONS,
            *extra ? "batches of 10" : "default settings", ff.prog_msgs_s);
@@ -1537,7 +1540,7 @@ fair_only:
         double w = b.quick ? 1.0 : 10.0;
         size_t fm = b.quick ? 80000 : (size_t)(med[C_BUILTIN].msgs_s * 3 * w);
         size_t slow = b.quick ? 20000 : 120000;
-        double f1, f2;
+        double f1, f2, r1, r2;
         int n1, n2;
 
         if (getenv("EXACTLY_BENCH_FAIR_WINDOW"))
@@ -1548,12 +1551,20 @@ fair_only:
             slow = (size_t)strtoul(getenv("EXACTLY_BENCH_FAIR_SLOW"), NULL, 10);
         if (fm < 8 * (size_t)b.batch * PARTITIONS)
             fm = 8 * (size_t)b.batch * PARTITIONS;
-        f1 = run_fairness(&b, "fair", "", fm, w, &ser, &n1);
+        f1 = run_fairness(&b, "fair", "", fm, w, &ser, &n1, &r1);
         f2 = run_fairness(&b, "fairslow", "    batch: {max_messages: 10}\n",
-                          slow, w, &ser, &n2);
+                          slow, w, &ser, &n2, &r2);
+        /* A slow backlog that drained before one window ended measured
+         * nothing: it runs again, sized from the rate just seen to about
+         * three windows. */
+        if (f2 < 0 && !b.quick && !getenv("EXACTLY_BENCH_FAIR_SLOW") &&
+            r2 > 0)
+            f2 = run_fairness(&b, "fairslo2", "    batch: {max_messages: 10}\n",
+                              (size_t)(r2 * 3 * w), w, &ser, &n2, &r2);
         fair_w = w;
         fair_n = n1 + n2;
-        fair = f1 < 0 ? f2 : f2 < 0 ? f1 : f1 < f2 ? f1 : f2;
+        /* Both backlogs must have been measured for a figure. */
+        fair = f1 < 0 || f2 < 0 ? -1 : f1 < f2 ? f1 : f2;
         if (getenv("EXACTLY_BENCH_FAIR_ONLY")) {
             printf("fairness %.2f over %d windows\n", fair, fair_n);
             goto done;
@@ -1641,8 +1652,9 @@ latency:
                "(both backlogs; %d sliding windows of %.0f s, 0.1 s apart)\n", fair,
                verdict(fair >= 0.5, &missed), fair_n, fair_w);
     else
-        printf("fairness: slowest/fastest partition         n/a   >= 0.5   "
-               "(no window before a partition drained)\n");
+        printf("fairness: slowest/fastest partition         n/a   >= 0.5   %s "
+               "(a backlog drained before one window ended)\n",
+               verdict(0, &missed));
     printf("64 partitions: commits/s, pg/msg vs 4  %5.2f %5.2f  <= 1.5   %s\n",
            cs[0] > 0 ? cs[1] / cs[0] : 0, spg[1] / spg[0],
            verdict(cs[1] <= 1.5 * cs[0] && spg[1] <= 1.5 * spg[0], &missed));
