@@ -8,7 +8,8 @@
 #   4. runs two pipelines over the same messages, each in its own group:
 #      `projection` (config/projection.yaml: the built-in upsert, no C) keeps
 #      `account_view` current; `ledger` (config/ledger.yaml: the C plugin
-#      build/plugins/ledger.so) writes one row per message;
+#      build/plugins/ledger.so, from tests/plugins/ledger.c) writes one row
+#      per message;
 #   5. prints what happened, then stops everything it started.
 #
 #   scripts/demo.sh [MESSAGES]

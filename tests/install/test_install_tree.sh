@@ -75,12 +75,10 @@ done
 for f in share/pkgconfig/exactly.pc lib/systemd/system/exactly@.service \
          share/doc/exactly/README.md share/doc/exactly/PRIVILEGES.md \
          share/doc/exactly/CONFIGURATION.md share/doc/exactly/OPERATIONS.md \
-         share/doc/exactly/examples/config/ledger.yaml \
          share/doc/exactly/examples/config/projection.yaml \
          share/doc/exactly/examples/plugins/README.md \
          share/doc/exactly/examples/plugins/seen.c \
-         share/doc/exactly/examples/plugins/projection.c \
-         share/doc/exactly/examples/plugins/ledger.c; do
+         share/doc/exactly/examples/plugins/projection.c; do
   [ -f "$prefix/$f" ] || fail "$f is not installed"
 done
 # The plugin ABI and nothing else: the headers of include/exactly, no
@@ -93,6 +91,11 @@ others=$(cd "$prefix" && find . -name '*.h' ! -path './include/exactly/*')
 [ -z "$others" ] || fail "headers outside include/exactly installed: $others"
 cmp -s "$doc/examples/plugins/seen.c" "$src/plugins/seen.c" ||
   fail "the installed seen.c is not plugins/seen.c"
+# The test handlers are not examples: none of tests/plugins is installed.
+for f in "$src"/tests/plugins/*.c; do
+  [ ! -e "$doc/examples/plugins/$(basename "$f")" ] ||
+    fail "the test handler $(basename "$f") is installed as an example"
+done
 note "installed tree: binaries, $(echo $have | wc -w) headers, exactly.pc, docs, unit"
 
 # ---- 2. a plugin built against the installed headers only ------------
@@ -106,7 +109,7 @@ version=$("$prefix/bin/exactly" --version | awk '{print $2}')
 plug=$tmp/plugin
 mkdir "$plug"
 cp "$doc/examples/plugins/seen.c" "$doc/examples/plugins/projection.c" \
-   "$doc/examples/plugins/ledger.c" "$plug/"
+   "$plug/"
 # The README's command, as written there (installed copy).
 readme_cc=$(grep -m1 '^cc .*\$(pkg-config --cflags exactly).*seen\.c' "$doc/README.md") ||
   fail "README.md shows no 'cc ... \$(pkg-config --cflags exactly) ... seen.c' line"
@@ -139,13 +142,13 @@ grep -q 'pkg_check_modules(EXACTLY' "$tmp/cmake-plugin/CMakeLists.txt" ||
    env -u CPATH -u C_INCLUDE_PATH cmake --build b) >"$tmp/cmake-plugin.log" 2>&1 ||
   { show "$tmp/cmake-plugin.log"; fail "the README's CMake block does not build seen.c"; }
 [ -f "$tmp/cmake-plugin/b/seen.so" ] || fail "the README's CMake block made no seen.so"
-for p in projection ledger; do
+for p in projection; do
   (cd "$plug" && env -u CPATH -u C_INCLUDE_PATH cc -std=c11 -Wall -Wextra -Werror \
      -shared -fPIC -fvisibility=hidden $(pkg-config --cflags exactly) \
      -o "$p.so" "$p.c") >"$tmp/cc-$p.log" 2>&1 ||
     { show "$tmp/cc-$p.log"; fail "examples/plugins/$p.c does not build with the installed headers"; }
 done
-note "plugins built outside the tree: $readme_cc; the README's CMake block; projection.c and ledger.c with -Werror"
+note "plugins built outside the tree: $readme_cc; the README's CMake block; projection.c with -Werror"
 
 # ---- 3. the installed programs with the plugin -----------------------
 admin=$(cat "${EXACTLY_TEST_PG_DIR:?}/conninfo")

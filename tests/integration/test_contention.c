@@ -4,7 +4,7 @@
  * and nothing is lost or applied twice.
  *
  * Three workers of one consumer group share six partitions. Their handler
- * (plugins/contention.c) writes the ledger and, in the same transaction,
+ * (tests/plugins/contention.c) writes the ledger and, in the same transaction,
  * adds the batch's message count to every row of a small shared table
  * `hot`, one UPDATE per row, in an order that differs between partitions
  * (up from one key for even partitions, down for odd ones), sleeping

@@ -2,7 +2,7 @@
  * ledger_check: the fixture the ledger pipeline's integration tests share
  * (crash, fencing, rebalance) and the exactly-once check they end with.
  *
- * The ledger handler (plugins/ledger.c) writes one row per applied message
+ * The ledger handler (tests/plugins/ledger.c) writes one row per applied message
  * into `ledger`, whose primary key is (topic, partition, offset) and which
  * has no ON CONFLICT, and adds each record's message count to
  * `ledger_counters`. After a run, exactly-once holds when the ledger has one

@@ -14,7 +14,7 @@
  * different orders: deadlocks (40P01) and, with a short lock_timeout, lock
  * timeouts (55P03), which the runtime must roll back and retry. With
  * hold_ms > 0 it sleeps that long after each UPDATE, with the lock held,
- * so that the transactions overlap. Then it writes what plugins/ledger.c
+ * so that the transactions overlap. Then it writes what tests/plugins/ledger.c
  * writes: one `ledger` row per message, without ON CONFLICT, and the
  * per-ID `ledger_counters`.
  *
