@@ -2,7 +2,8 @@
  * guard.c - the crash guard (DESIGN 3, a handler that kills the process).
  * It costs no transaction of its own in steady state: the batch's
  * transaction is the only one. The protocol, on the partition's offset
- * row (lib/pg/store.c, migrations 4 and 7):
+ * row (lib/pg/store_migrate.c, migrations 4 and 7; the statements in
+ * lib/pg/store.c):
  *
  *   claim     the claim that takes the row sets held. If held was set
  *             already, the previous owner let go without a release: it

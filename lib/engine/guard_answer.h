@@ -1,6 +1,6 @@
 /*
  * guard_answer.h - the crash guard's answer as a typed value. The
- * framework schema's attempt() function answers "mode:n" (lib/pg/store.c):
+ * framework schema's attempt() function answers "mode:n" (lib/pg/store_migrate.c):
  * the mode the attempt runs in and the deaths counted at its start. It is
  * read here, once; every decision is taken on the result, none on text.
  */

@@ -1,356 +1,19 @@
+/*
+ * store.c - the worker's statements on the framework tables (claim,
+ * fence, crash guard, dedup, dead letters, release, dedup expiry), built
+ * once per connection with the quoted schema; the migrations that create
+ * those tables are in store_migrate.c.
+ */
 #include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "pg_conn.h"
-#include "strbuf.h"
+#include "store_exec.h"
 
-/* Each migration is one step of DDL; %1$s is the quoted schema. They are
- * applied in order, each recorded in schema_version, never edited once
- * released: a change is a new step. */
-static const char *const migrations[] = {
-    /* 1: offsets, dedup keys, dead letters, the fence function */
-    "CREATE TABLE %1$s.offsets ("
-    "  pipeline text NOT NULL,"
-    "  topic text NOT NULL,"
-    "  partition integer NOT NULL,"
-    "  next_offset bigint,"
-    "  owner_epoch bigint NOT NULL DEFAULT 0,"
-    "  owner text,"
-    "  claimed_at timestamptz,"
-    "  updated_at timestamptz NOT NULL DEFAULT now(),"
-    /* The crash guard: attempts of the batch starting at attempt_start,
-     * counted once per process; isolation up to isolate_until. */
-    "  attempt_start bigint,"
-    "  attempts integer NOT NULL DEFAULT 0,"
-    "  isolate_until bigint,"
-    "  PRIMARY KEY (pipeline, topic, partition));"
-    "CREATE TABLE %1$s.dedup_keys ("
-    "  pipeline text NOT NULL,"
-    "  dedup_key bytea NOT NULL,"
-    "  topic text NOT NULL,"
-    "  partition integer NOT NULL,"
-    "  \"offset\" bigint NOT NULL,"
-    "  created_at timestamptz NOT NULL DEFAULT now(),"
-    "  PRIMARY KEY (pipeline, dedup_key));"
-    "CREATE INDEX dedup_keys_expiry ON %1$s.dedup_keys (pipeline, created_at);"
-    "CREATE TABLE %1$s.dead_letters ("
-    "  id bigserial PRIMARY KEY,"
-    "  pipeline text NOT NULL,"
-    "  topic text NOT NULL,"
-    "  partition integer NOT NULL,"
-    "  \"offset\" bigint NOT NULL,"
-    "  message_key bytea,"
-    "  entity_id text,"
-    "  reason text NOT NULL,"
-    "  sqlstate text,"
-    "  attempts integer NOT NULL DEFAULT 1,"
-    "  first_failed_at timestamptz NOT NULL DEFAULT now(),"
-    "  last_failed_at timestamptz NOT NULL DEFAULT now(),"
-    "  UNIQUE (pipeline, topic, partition, \"offset\"));"
-    /* The compare-and-set of DESIGN 1.3 as a function, so that a fenced
-     * batch raises an error: in a pipeline that aborts every statement
-     * queued after it, COMMIT included, without a round trip to check. */
-    "CREATE FUNCTION %1$s.advance(p_pipeline text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint)"
-    "  RETURNS void LANGUAGE plpgsql AS $fn$"
-    "DECLARE cur_epoch bigint; cur_next bigint;"
-    "BEGIN"
-    "  UPDATE %1$s.offsets SET next_offset = p_end, updated_at = now()"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition AND owner_epoch = p_epoch"
-    "     AND next_offset = p_start;"
-    "  IF NOT FOUND THEN"
-    "    SELECT owner_epoch, next_offset INTO cur_epoch, cur_next"
-    "      FROM %1$s.offsets WHERE pipeline = p_pipeline AND topic = p_topic"
-    "       AND partition = p_partition;"
-    "    RAISE EXCEPTION 'partition %% [%%] of pipeline %% is fenced', p_topic,"
-    "        p_partition, p_pipeline"
-    "      USING ERRCODE = 'EX001',"
-    "      DETAIL = format('batch epoch %%s start %%s; stored epoch %%s next_offset %%s',"
-    "                      p_epoch, p_start, cur_epoch, cur_next);"
-    "  END IF;"
-    "END $fn$;"
-    /* Called, and committed on its own, before a batch is applied: when a
-     * handler kills the worker, the next process knows how often the batch
-     * at p_start already died. Returns 'batch', 'single' (apply the first
-     * message alone), 'dead_letter' (it died alone p_max times: do not
-     * apply it) or 'fenced', then ':' and the attempt number. */
-    "CREATE FUNCTION %1$s.attempt(p_pipeline text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
-    "    p_fresh integer, p_max integer)"
-    "  RETURNS text LANGUAGE plpgsql AS $fn$"
-    "DECLARE r record; n integer; iso bigint; mode text;"
-    "BEGIN"
-    "  SELECT attempt_start, attempts, isolate_until INTO r FROM %1$s.offsets"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition AND owner_epoch = p_epoch FOR UPDATE;"
-    "  IF NOT FOUND THEN RETURN 'fenced:0'; END IF;"
-    "  n := CASE WHEN r.attempt_start = p_start THEN r.attempts + p_fresh"
-    "            ELSE 1 END;"
-    "  iso := r.isolate_until;"
-    "  IF iso IS NOT NULL AND p_start < iso THEN"
-    "    mode := CASE WHEN n > p_max THEN 'dead_letter' ELSE 'single' END;"
-    "  ELSIF n > p_max THEN"
-    "    iso := p_end; n := 1; mode := 'single';"
-    "  ELSE"
-    "    iso := NULL; mode := 'batch';"
-    "  END IF;"
-    "  UPDATE %1$s.offsets SET attempt_start = p_start, attempts = n,"
-    "         isolate_until = iso"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition;"
-    "  RETURN mode || ':' || n;"
-    "END $fn$;",
 
-    /* Reprocess runs: a range of one partition applied again, with its own
-     * position (next_offset) fenced like a pipeline's, so a run resumes
-     * where it committed and applies each message once per run. */
-    "CREATE TABLE %1$s.reprocess_runs ("
-    "  id bigserial PRIMARY KEY,"
-    "  pipeline text NOT NULL,"
-    "  topic text NOT NULL,"
-    "  partition integer NOT NULL,"
-    "  from_offset bigint NOT NULL,"
-    "  to_offset bigint NOT NULL,"      /* inclusive */
-    "  next_offset bigint NOT NULL,"
-    "  applied bigint NOT NULL DEFAULT 0,"
-    "  status text NOT NULL DEFAULT 'running',"
-    "  owner text,"
-    "  owner_epoch bigint NOT NULL DEFAULT 1,"
-    "  started_at timestamptz NOT NULL DEFAULT now(),"
-    "  updated_at timestamptz NOT NULL DEFAULT now(),"
-    "  ended_at timestamptz);"
-    "CREATE FUNCTION %1$s.advance_run(p_run text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint)"
-    "  RETURNS void LANGUAGE plpgsql AS $fn$"
-    "BEGIN"
-    "  UPDATE %1$s.reprocess_runs SET next_offset = p_end, updated_at = now()"
-    "   WHERE id = p_run::bigint AND topic = p_topic"
-    "     AND partition = p_partition AND owner_epoch = p_epoch"
-    "     AND next_offset = p_start;"
-    "  IF NOT FOUND THEN"
-    "    RAISE EXCEPTION 'reprocess run %% is fenced', p_run"
-    "      USING ERRCODE = 'EX001';"
-    "  END IF;"
-    "END $fn$;",
-
-    /* The audit trail of `exactly offsets reset`: who moved which stored
-     * offset from where to where, and how it was asked for. */
-    "CREATE TABLE %1$s.offset_resets ("
-    "  id bigserial PRIMARY KEY,"
-    "  pipeline text NOT NULL,"
-    "  topic text NOT NULL,"
-    "  partition integer NOT NULL,"
-    "  from_offset bigint," /* NULL: the partition had no stored offset */
-    "  to_offset bigint NOT NULL,"
-    "  mode text NOT NULL," /* 'to-offset 42', 'shift-by -5', ... */
-    "  reason text,"        /* the operator's --reason, if any */
-    "  requested_by text NOT NULL," /* OS user@host */
-    "  requested_at timestamptz NOT NULL DEFAULT now());"
-    "CREATE INDEX offset_resets_partition ON %1$s.offset_resets"
-    "  (pipeline, topic, partition, requested_at);",
-
-    /* 4: the crash guard counts only deaths inside apply(): in_apply is
-     * set, committed, before apply() runs and cleared by the batch's
-     * commit (advance) or a clean release; a process that finds it set on
-     * its first attempt at that offset knows its predecessor died there.
-     * Dedup keys become SHA-256 digests (a fixed 32 bytes whatever the
-     * header holds), and dead letters keep a bounded prefix of the message
-     * key with its full length and digest. */
-    "ALTER TABLE %1$s.offsets ADD COLUMN in_apply boolean NOT NULL"
-    "  DEFAULT false;"
-    "UPDATE %1$s.offsets SET attempts = 0;"
-    "CREATE OR REPLACE FUNCTION %1$s.advance(p_pipeline text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint)"
-    "  RETURNS void LANGUAGE plpgsql AS $fn$"
-    "DECLARE cur_epoch bigint; cur_next bigint;"
-    "BEGIN"
-    "  UPDATE %1$s.offsets SET next_offset = p_end, updated_at = now(),"
-    "         in_apply = false"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition AND owner_epoch = p_epoch"
-    "     AND next_offset = p_start;"
-    "  IF NOT FOUND THEN"
-    "    SELECT owner_epoch, next_offset INTO cur_epoch, cur_next"
-    "      FROM %1$s.offsets WHERE pipeline = p_pipeline AND topic = p_topic"
-    "       AND partition = p_partition;"
-    "    RAISE EXCEPTION 'partition %% [%%] of pipeline %% is fenced', p_topic,"
-    "        p_partition, p_pipeline"
-    "      USING ERRCODE = 'EX001',"
-    "      DETAIL = format('batch epoch %%s start %%s; stored epoch %%s next_offset %%s',"
-    "                      p_epoch, p_start, cur_epoch, cur_next);"
-    "  END IF;"
-    "END $fn$;"
-    /* attempts now counts deaths at attempt_start. p_fresh is 1 on a
-     * process's first attempt at p_start: only then can in_apply be a
-     * predecessor's (this process's own earlier attempts ended alive). */
-    "CREATE OR REPLACE FUNCTION %1$s.attempt(p_pipeline text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
-    "    p_fresh integer, p_max integer)"
-    "  RETURNS text LANGUAGE plpgsql AS $fn$"
-    "DECLARE r record; n integer; iso bigint; mode text;"
-    "BEGIN"
-    "  SELECT attempt_start, attempts, isolate_until, in_apply INTO r"
-    "    FROM %1$s.offsets"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition AND owner_epoch = p_epoch FOR UPDATE;"
-    "  IF NOT FOUND THEN RETURN 'fenced:0'; END IF;"
-    "  n := CASE WHEN r.attempt_start = p_start THEN r.attempts"
-    "            + CASE WHEN p_fresh = 1 AND r.in_apply THEN 1 ELSE 0 END"
-    "            ELSE 0 END;"
-    "  iso := r.isolate_until;"
-    "  IF iso IS NOT NULL AND p_start < iso THEN"
-    "    mode := CASE WHEN n >= p_max THEN 'dead_letter' ELSE 'single' END;"
-    "  ELSIF n >= p_max THEN"
-    "    iso := p_end; n := 0; mode := 'single';"
-    "  ELSE"
-    "    iso := NULL; mode := 'batch';"
-    "  END IF;"
-    "  UPDATE %1$s.offsets SET attempt_start = p_start, attempts = n,"
-    "         isolate_until = iso, in_apply = true"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition;"
-    "  RETURN mode || ':' || n;"
-    "END $fn$;"
-    "UPDATE %1$s.dedup_keys SET dedup_key = sha256(dedup_key);"
-    "ALTER TABLE %1$s.dead_letters"
-    "  ADD COLUMN message_key_length integer,"
-    "  ADD COLUMN message_key_sha256 bytea;"
-    "UPDATE %1$s.dead_letters SET"
-    "  message_key_length = octet_length(message_key),"
-    "  message_key_sha256 = sha256(message_key)"
-    " WHERE message_key IS NOT NULL;",
-
-    /* 5: the W3C trace-id of a dead-lettered message's traceparent
-     * header; and reprocess runs over many partitions: one row per
-     * partition, each naming the run's first row as its parent, so the
-     * run resumes, and lists its dead letters, as one. */
-    "ALTER TABLE %1$s.dead_letters ADD COLUMN trace_id text;"
-    "ALTER TABLE %1$s.reprocess_runs ADD COLUMN parent bigint;"
-    "CREATE INDEX reprocess_runs_parent ON %1$s.reprocess_runs (parent)"
-    "  WHERE parent IS NOT NULL;",
-
-    /* 6: the transactional outbox (lib/relay/). A user's transaction (or a
-     * handler, through host->emit) inserts topic, key, value and headers;
-     * the relay owns the rest. `created` is the inserting transaction's id:
-     * the relay publishes only rows whose transaction is older than its
-     * snapshot's xmin, so every transaction that could still commit a row
-     * below that horizon has ended, and a row that commits late is never
-     * passed over (no `id > last` cursor). A row is pending while
-     * published_at and dead_reason are both NULL; the relay sets one of
-     * them, or deletes the row, only after the broker acknowledged it (or
-     * refused it for good). */
-    "CREATE TABLE %1$s.outbox ("
-    "  id bigserial PRIMARY KEY,"
-    "  topic text,"               /* NULL: the relay's configured topic */
-    "  key bytea,"
-    "  value bytea,"
-    "  headers jsonb,"            /* {"name": "text value", ...} */
-    "  event_id uuid NOT NULL DEFAULT gen_random_uuid(),"
-    "  created xid8 NOT NULL DEFAULT pg_current_xact_id(),"
-    "  created_at timestamptz NOT NULL DEFAULT now(),"
-    "  published_at timestamptz,"
-    "  dead_reason text,"
-    "  dead_at timestamptz);"
-    "CREATE INDEX outbox_pending ON %1$s.outbox (created, id)"
-    "  WHERE published_at IS NULL AND dead_reason IS NULL;"
-    "CREATE INDEX outbox_published ON %1$s.outbox (published_at)"
-    "  WHERE published_at IS NOT NULL;"
-    /* What `exactly relay status` shows beside the pending rows: counters
-     * each relay adds to in the transaction that marks its rows. */
-    "CREATE TABLE %1$s.relay_state ("
-    "  relay text PRIMARY KEY,"
-    "  outbox text NOT NULL,"
-    "  published bigint NOT NULL DEFAULT 0,"
-    "  dead bigint NOT NULL DEFAULT 0,"
-    "  started_at timestamptz NOT NULL DEFAULT now(),"
-    "  published_since_start bigint NOT NULL DEFAULT 0,"
-    "  updated_at timestamptz NOT NULL DEFAULT now());",
-
-    /* 7: the crash guard costs no transaction of its own per batch
-     * (lib/engine/guard.c has the protocol). held: a worker holds the
-     * row, set by its claim, cleared when it lets go cleanly (release);
-     * a claim that finds it set counts one owner lost without a release
-     * at the row's next_offset (unreleased, at unreleased_at). attempt()
-     * runs only on the first batch after a claim and while isolating:
-     * max_crashes such losses at a batch's start isolate it; only the
-     * exact count of isolation (attempts: deaths with in_apply set for
-     * that one record) dead-letters. Out of isolation, the deaths step 4
-     * counted at a batch's start carry over as unreleased ones, and a row
-     * marked in_apply (a worker inside a batch, or dead there) is held:
-     * the next claim counts it unless its owner releases it. */
-    "ALTER TABLE %1$s.offsets"
-    "  ADD COLUMN held boolean NOT NULL DEFAULT false,"
-    "  ADD COLUMN unreleased_at bigint,"
-    "  ADD COLUMN unreleased integer NOT NULL DEFAULT 0;"
-    "UPDATE %1$s.offsets SET held = in_apply,"
-    "       unreleased_at = attempt_start, unreleased = attempts"
-    " WHERE isolate_until IS NULL OR next_offset >= isolate_until;"
-    /* Returns 'batch' (no isolation: fewer than p_max unreleased owners
-     * at p_start), 'single' (apply the first message alone, isolating up
-     * to isolate_until), 'dead_letter' (that message died alone p_max
-     * times: do not apply it) or 'fenced', then ':' and the count. Only
-     * isolation writes (a committed mark before the record's apply());
-     * the answer 'batch' leaves the row as it is, but for an isolation
-     * that is over. */
-    "CREATE OR REPLACE FUNCTION %1$s.attempt(p_pipeline text, p_topic text,"
-    "    p_partition integer, p_epoch bigint, p_start bigint, p_end bigint,"
-    "    p_fresh integer, p_max integer)"
-    "  RETURNS text LANGUAGE plpgsql AS $fn$"
-    "DECLARE r record; n integer; iso bigint; mode text;"
-    "BEGIN"
-    "  SELECT attempt_start, attempts, isolate_until, in_apply,"
-    "         unreleased_at, unreleased INTO r"
-    "    FROM %1$s.offsets"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition AND owner_epoch = p_epoch FOR UPDATE;"
-    "  IF NOT FOUND THEN RETURN 'fenced:0'; END IF;"
-    "  iso := r.isolate_until;"
-    "  IF iso IS NOT NULL AND p_start < iso THEN"
-    "    n := CASE WHEN r.attempt_start = p_start THEN r.attempts"
-    "              + CASE WHEN p_fresh = 1 AND r.in_apply THEN 1 ELSE 0 END"
-    "              ELSE 0 END;"
-    "    mode := CASE WHEN n >= p_max THEN 'dead_letter' ELSE 'single' END;"
-    "  ELSE"
-    "    n := CASE WHEN r.unreleased_at = p_start THEN r.unreleased"
-    "              ELSE 0 END;"
-    "    IF n < p_max THEN"
-    "      IF iso IS NOT NULL THEN"
-    "        UPDATE %1$s.offsets SET isolate_until = NULL"
-    "         WHERE pipeline = p_pipeline AND topic = p_topic"
-    "           AND partition = p_partition;"
-    "      END IF;"
-    "      RETURN 'batch:' || n;"
-    "    END IF;"
-    "    iso := p_end; n := 0; mode := 'single';"
-    "  END IF;"
-    "  UPDATE %1$s.offsets SET attempt_start = p_start, attempts = n,"
-    "         isolate_until = iso, in_apply = true, unreleased = 0"
-    "   WHERE pipeline = p_pipeline AND topic = p_topic"
-    "     AND partition = p_partition;"
-    "  RETURN mode || ':' || n;"
-    "END $fn$;",
-};
-
-#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-
-int exactly_store_schema_version(void) { return (int)N_MIGRATIONS; }
-
-static char *format_schema(const char *fmt, const char *schema_q)
-{
-    strbuf sb = {0};
-
-    strbuf_printf(&sb, fmt, schema_q);
-    if (sb.oom) {
-        strbuf_free(&sb);
-        return NULL;
-    }
-    return sb.data;
-}
 
 int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
                            const char *schema)
@@ -367,30 +30,30 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         return -1;
 #ifdef EXACTLY_MUTATION_NO_FENCE
     /* Mutation: the offset moves whoever owns the row and wherever it is. */
-    s->fence = format_schema(
+    s->fence = store_format_schema(
         "UPDATE %1$s.offsets SET next_offset = $6, updated_at = now()"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
         " AND $4::bigint IS NOT NULL AND $5::bigint IS NOT NULL",
         s->schema_q);
 #else
-    s->fence = format_schema("SELECT %1$s.advance($1, $2, $3, $4, $5, $6)",
+    s->fence = store_format_schema("SELECT %1$s.advance($1, $2, $3, $4, $5, $6)",
                              s->schema_q);
 #endif
-    s->attempt = format_schema(
+    s->attempt = store_format_schema(
         "SELECT %1$s.attempt($1, $2, $3, $4, $5, $6, $7, $8)", s->schema_q);
-    s->run_fence = format_schema(
+    s->run_fence = store_format_schema(
         "SELECT %1$s.advance_run($1, $2, $3, $4, $5, $6)", s->schema_q);
-    s->run_read = format_schema(
+    s->run_read = store_format_schema(
         "SELECT next_offset, owner_epoch FROM %1$s.reprocess_runs"
         " WHERE id = $1::bigint AND topic = $2 AND partition = $3",
         s->schema_q);
-    s->dedup = format_schema(
+    s->dedup = store_format_schema(
         "INSERT INTO %1$s.dedup_keys (pipeline, dedup_key, topic, partition,"
         " \"offset\") SELECT $1, decode(k, 'hex'), $2, $3, o"
         " FROM unnest($4::text[], $5::bigint[]) AS u(k, o)"
         " ON CONFLICT DO NOTHING RETURNING encode(dedup_key, 'hex')",
         s->schema_q);
-    s->dead_letter = format_schema(
+    s->dead_letter = store_format_schema(
         "INSERT INTO %1$s.dead_letters AS d (pipeline, topic, partition,"
         " \"offset\", message_key, message_key_length, message_key_sha256,"
         " entity_id, reason, sqlstate, trace_id)"
@@ -404,7 +67,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " reason = EXCLUDED.reason, sqlstate = EXCLUDED.sqlstate,"
         " trace_id = EXCLUDED.trace_id",
         s->schema_q);
-    s->release = format_schema(
+    s->release = store_format_schema(
         "UPDATE %1$s.offsets SET in_apply = false, held = false"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
         " AND owner_epoch = $4 AND (in_apply OR held)",
@@ -413,7 +76,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
      * without a release, its owner lost (SIGKILL, a crash, a session that
      * timed out) somewhere at next_offset: one more there. A row with no
      * next_offset had no batch applied yet, so no death inside one. */
-    s->claim = format_schema(
+    s->claim = store_format_schema(
         "INSERT INTO %1$s.offsets AS o (pipeline, topic, partition,"
         " owner_epoch, owner, claimed_at, held)"
         " SELECT $1, t, p, 1, $4, now(), true"
@@ -428,16 +91,16 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " THEN o.unreleased_at ELSE o.next_offset END"
         " RETURNING topic, partition, next_offset, owner_epoch",
         s->schema_q);
-    s->set_start = format_schema(
+    s->set_start = store_format_schema(
         "UPDATE %1$s.offsets SET next_offset = $5, updated_at = now()"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
         " AND owner_epoch = $4 AND next_offset IS NULL",
         s->schema_q);
-    s->read = format_schema(
+    s->read = store_format_schema(
         "SELECT next_offset, owner_epoch FROM %1$s.offsets"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         s->schema_q);
-    s->reclaim = format_schema(
+    s->reclaim = store_format_schema(
         "UPDATE %1$s.offsets SET owner_epoch = $5, owner = $6,"
         " claimed_at = now(), held = true"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
@@ -445,13 +108,13 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         s->schema_q);
     /* One slice of expired keys: short, and concurrent expirers of one
      * pipeline take disjoint rows instead of waiting for each other. */
-    s->dedup_expire = format_schema(
+    s->dedup_expire = store_format_schema(
         "DELETE FROM %1$s.dedup_keys WHERE ctid = ANY (ARRAY("
         " SELECT ctid FROM %1$s.dedup_keys WHERE pipeline = $1"
         " AND created_at < now() - make_interval(secs => $2::double precision)"
         " LIMIT $3::int FOR UPDATE SKIP LOCKED))",
         s->schema_q);
-    s->emit = format_schema(
+    s->emit = store_format_schema(
         "INSERT INTO %1$s.outbox (topic, key, value, headers)"
         " VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4::jsonb)",
         s->schema_q);
@@ -487,138 +150,4 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->release);
     free(s->emit);
     memset(s, 0, sizeof(*s));
-}
-
-exactly_err exactly_store_version(PGconn *conn, const char *schema,
-                                  int *version, char *errbuf,
-                                  size_t errbuf_size)
-{
-    const char *params[1] = {schema};
-    PGresult *res = NULL;
-    exactly_err rc;
-
-    *version = 0;
-    /* to_regclass avoids an error (and a log line) when nothing exists. */
-    rc = exactly_pg_exec(conn,
-                         "SELECT to_regclass(quote_ident($1) || '.schema_version')"
-                         " IS NOT NULL",
-                         1, params, &res, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        return rc;
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        PQclear(res);
-        return EXACTLY_OK;
-    }
-    PQclear(res);
-    {
-        char *q = exactly_pg_ident(conn, schema);
-        char *sql = q ? format_schema(
-                            "SELECT coalesce(max(version), 0) FROM %1$s.schema_version", q)
-                      : NULL;
-        PQfreemem(q);
-        if (!sql)
-            return EXACTLY_ENOMEM;
-        rc = exactly_pg_exec(conn, sql, 0, NULL, &res, errbuf, errbuf_size);
-        free(sql);
-    }
-    if (rc != EXACTLY_OK)
-        return rc;
-    *version = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return EXACTLY_OK;
-}
-
-/* Runs migrations[i] in schema q (quoted) and records version i + 1 in
- * its schema_version, inside the caller's transaction. Returns EXACTLY_OK,
- * EXACTLY_ENOMEM, or the server's error with errbuf filled; the caller
- * rolls back on failure. */
-static exactly_err apply_migration(PGconn *conn, const char *q, size_t i,
-                                   char *errbuf, size_t errbuf_size)
-{
-    char vbuf[16];
-    const char *vparams[1] = {vbuf};
-    char *sql;
-    exactly_err rc;
-
-    sql = format_schema(migrations[i], q);
-    rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
-             : EXACTLY_ENOMEM;
-    free(sql);
-    if (rc != EXACTLY_OK)
-        return rc;
-    snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
-    sql = format_schema("INSERT INTO %1$s.schema_version (version) VALUES ($1)", q);
-    rc = sql ? exactly_pg_exec(conn, sql, 1, vparams, NULL, errbuf, errbuf_size)
-             : EXACTLY_ENOMEM;
-    free(sql);
-    return rc;
-}
-
-exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
-                                  int *from_version, int *to_version,
-                                  char *errbuf, size_t errbuf_size)
-{
-    char *q = exactly_pg_ident(conn, schema);
-    char *sql = NULL;
-    PGresult *res = NULL;
-    exactly_err rc = EXACTLY_ENOMEM;
-    const char *lock_params[1] = {schema};
-    int version;
-    size_t i;
-
-    *from_version = *to_version = 0;
-    if (!q)
-        goto cleanup;
-    rc = exactly_pg_exec(conn, "SET client_min_messages = warning; BEGIN", 0,
-                         NULL, NULL, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        goto cleanup;
-    /* Concurrent migrations of one schema queue up here. */
-    rc = exactly_pg_exec(conn,
-                         "SELECT pg_advisory_xact_lock(hashtext('exactly.migrate.' || $1))",
-                         1, lock_params, NULL, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        goto rollback;
-    sql = format_schema("CREATE SCHEMA IF NOT EXISTS %1$s;"
-                        "CREATE TABLE IF NOT EXISTS %1$s.schema_version ("
-                        " version integer PRIMARY KEY,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())",
-                        q);
-    rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
-             : EXACTLY_ENOMEM;
-    free(sql);
-    sql = NULL;
-    if (rc != EXACTLY_OK)
-        goto rollback;
-    rc = exactly_store_version(conn, schema, &version, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        goto rollback;
-    *from_version = *to_version = version;
-    if (version > (int)N_MIGRATIONS) {
-        snprintf(errbuf, errbuf_size,
-                 "schema %s is at version %d, newer than this exactly "
-                 "(version %d): upgrade exactly",
-                 schema, version, (int)N_MIGRATIONS);
-        rc = EXACTLY_EDATABASE;
-        goto rollback;
-    }
-    for (i = (size_t)version; i < N_MIGRATIONS; i++) {
-        rc = apply_migration(conn, q, i, errbuf, errbuf_size);
-        if (rc != EXACTLY_OK)
-            goto rollback;
-        *to_version = (int)(i + 1);
-    }
-    rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, errbuf, errbuf_size);
-    goto cleanup;
-
-rollback : {
-    char ignore[256];
-    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
-                          sizeof(ignore));
-    *to_version = *from_version;
-}
-cleanup:
-    PQclear(res);
-    PQfreemem(q);
-    return rc;
 }

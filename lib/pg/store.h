@@ -14,7 +14,7 @@
 #include "config.h"
 
 /* The schema version this exactly needs: the number of migration steps
- * (store.c), so that adding a step is the only thing to do. */
+ * (store_migrate.c), so that adding a step is the only thing to do. */
 int exactly_store_schema_version(void);
 #define EXACTLY_SCHEMA_VERSION (exactly_store_schema_version())
 

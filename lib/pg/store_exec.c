@@ -63,3 +63,15 @@ void store_strings_free(char **v, size_t n)
         free(v[i]);
     free(v);
 }
+
+char *store_format_schema(const char *fmt, const char *schema_q)
+{
+    strbuf sb = {0};
+
+    strbuf_printf(&sb, fmt, schema_q);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}

@@ -24,6 +24,11 @@ exactly_err store_exec(PGconn *conn, const char *schema, const char *fmt,
                        int n_params, const char *const *params,
                        PGresult **res, char *err, size_t errsz);
 
+/* fmt with the already quoted schema schema_q as %1$s, malloc'd; NULL
+ * when out of memory. For statements kept and run later (the cycle's) and
+ * for DDL. */
+char *store_format_schema(const char *fmt, const char *schema_q);
+
 /* Field (row, col) as a malloc'd string, NULL for SQL NULL; *oom is set
  * when a non-NULL value cannot be copied. */
 char *store_strdup(const PGresult *res, int row, int col, int *oom);
