@@ -1,9 +1,10 @@
 /*
- * apply.c - the handler's part of a batch: its writes queued (in a
- * savepoint in careful mode), what its answer and the server's mean
- * (judged once, where it happens), and the bisection of a failing set
- * until the failing records are alone: those go to the dead letters (or
- * halt the partition under on_error: stop), everything else is applied.
+ * apply.c - the handler's part of a batch: its writes queued (optimistic
+ * mode: no savepoint), what its answer and the server's mean (judged once,
+ * where it happens: judge.h, also used by `dlq replay`), and careful
+ * mode's callbacks for the one bisect step (bisect.c): a set that applies
+ * is counted, a record that fails alone goes to the dead letters (or
+ * halts the partition under on_error: stop).
  *
  * A failure is judged into one of: the records in hand failed
  * (EXACTLY_EHANDLER: bisect), the batch must wait and run again
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bisect.h"
 #include "cycle_internal.h"
 #include "judge.h"
 #include "log.h"
@@ -103,14 +105,11 @@ exactly_err cycle_judge_sync(cycle *c, exactly_err rc)
     return engine_judge_sync(&c->e->txn, rc, &c->err);
 }
 
-/* Queues SAVEPOINT (careful mode), the handler's writes for recs[0..n)
- * and RELEASE. Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
-exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n,
-                               int savepoint)
+/* The handler's apply() on recs[0..n) of c's partition: its answer as is. */
+static exactly_err call_apply(cycle *c, exactly_record *recs, size_t n)
 {
     engine *e = c->e;
     exactly_batch b;
-    exactly_err rc;
 
     memset(&b, 0, sizeof(b));
     b.pipeline = e->p->name;
@@ -122,19 +121,15 @@ exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n,
     b.n_columns = e->bb.n_columns;
     b.id_type = exactly_id_type_name(e->p->id.type);
     b.reprocess_run = e->pos.run;
+    return e->plugin->h->apply(e->plugin->state, &e->txn, &b);
+}
 
-    exactly_txn_forget_fails(&e->txn);
-    if (savepoint) {
-        rc = exactly_txn_send(&e->txn, TXN_CONTROL, "SAVEPOINT exactly_apply",
-                              0, NULL, NULL);
-        if (rc != EXACTLY_OK)
-            return rc;
-    }
-    rc = cycle_judge_apply(c, e->plugin->h->apply(e->plugin->state, &e->txn, &b));
-    if (rc != EXACTLY_OK || !savepoint)
-        return rc;
-    return exactly_txn_send(&e->txn, TXN_HANDLER,
-                            "RELEASE SAVEPOINT exactly_apply", 0, NULL, NULL);
+/* Queues the handler's writes for recs[0..n), no savepoint (optimistic
+ * mode). Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
+exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n)
+{
+    exactly_txn_forget_fails(&c->e->txn);
+    return cycle_judge_apply(c, call_apply(c, recs, n));
 }
 
 /* Records the handler failed on purpose (fail_record) go to dead letters;
@@ -158,83 +153,66 @@ void cycle_account_applied(cycle *c, exactly_record *recs, size_t n)
     exactly_txn_forget_fails(&e->txn);
 }
 
-/* Applies recs[0..n) with a sync, rolling back to the savepoint when these
- * records failed (EXACTLY_EHANDLER, the reason in c). Any other failure is
- * returned as is: it ends the whole attempt. */
-static exactly_err try_apply(cycle *c, exactly_record *recs, size_t n)
-{
-    engine *e = c->e;
-    exactly_err rc = cycle_queue_apply(c, recs, n, 1);
-    exactly_err s;
-    exactly_error failed;
+/* ---- the bisect step's callbacks (bisect.h) ------------------------------ */
 
-    if (rc == EXACTLY_OK) {
-        rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
-        if (rc == EXACTLY_OK) {
-            cycle_account_applied(c, recs, n);
-            return EXACTLY_OK;
-        }
-    } else if (rc == EXACTLY_EHANDLER) {
-        /* What apply() queued before it refused runs now: an error of it
-         * is part of the same failure, a lost connection is not. */
-        s = exactly_txn_sync(&e->txn);
-        if (s != EXACTLY_OK && PQstatus(e->conn) != CONNECTION_OK)
-            return cycle_judge_sync(c, s);
-    }
-    if (rc != EXACTLY_EHANDLER)
-        return rc;
-    /* Undo these records' writes in a sync of its own (one queued behind
-     * a failed statement would be skipped), keeping their error. */
-    failed = c->err;
-    (void)exactly_txn_send(&e->txn, TXN_CONTROL,
-                           "ROLLBACK TO SAVEPOINT exactly_apply", 0, NULL,
-                           NULL);
-    s = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
-    if (s != EXACTLY_OK)
-        return s;
-    c->err = failed;
-    return EXACTLY_EHANDLER;
+static exactly_err bisect_apply(void *arg, exactly_txn *t, size_t first,
+                                size_t n)
+{
+    cycle *c = arg;
+
+    (void)t;
+    return call_apply(c, c->recs + first, n);
 }
 
-/* Splits a failing set until the failing records are alone; those are
- * dead-lettered, everything else is applied. */
-exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n)
+static exactly_err bisect_applied(void *arg, exactly_txn *t, size_t first,
+                                  size_t n)
 {
-    exactly_err rc;
-    size_t half;
+    cycle *c = arg;
 
-    if (n == 0)
-        return EXACTLY_OK;
-    rc = try_apply(c, recs, n);
-    if (rc != EXACTLY_EHANDLER)
-        return rc;
-    if (n == 1)
-        cycle_trace_record(c->pt, &recs[0]);
-    if (n == 1 && c->e->p->on_error == CFG_ERROR_STOP) {
+    (void)t;
+    cycle_account_applied(c, c->recs + first, n);
+    return EXACTLY_OK;
+}
+
+/* A record that fails alone: dead-lettered, or under on_error: stop the
+ * partition halts (EXACTLY_EHANDLER ends the attempt). */
+static exactly_err bisect_failed(void *arg, size_t idx,
+                                 const exactly_error *err)
+{
+    cycle *c = arg;
+    exactly_record *r = &c->recs[idx];
+
+    cycle_trace_record(c->pt, r);
+    if (c->e->p->on_error == CFG_ERROR_STOP) {
         exactly_log(EXACTLY_LOG_ERROR, "cycle",
                     "handler failed on a record and on_error is stop: "
                     "partition halted, offset not advanced",
-                    LOG_PART(c->pt), LOG_STR("id", recs[0].id),
-                    LOG_INT("offset", recs[0].messages[0].offset),
-                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
-                    LOG_STR("error", c->err.message));
+                    LOG_PART(c->pt), LOG_STR("id", r->id),
+                    LOG_INT("offset", r->messages[0].offset),
+                    LOG_STR("sqlstate", exactly_error_sqlstate(err)),
+                    LOG_STR("error", err->message));
         cycle_trace_batch_again();
         return EXACTLY_EHANDLER;
     }
-    if (n == 1) {
-        exactly_log(EXACTLY_LOG_WARN, "cycle", "record dead-lettered",
-                    LOG_PART(c->pt), LOG_STR("id", recs[0].id),
-                    LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
-                    LOG_STR("error", c->err.message));
-        cycle_dl_record(c, &recs[0], c->err.message, c->err.sqlstate);
-        c->failed_msgs += recs[0].n_messages;
-        c->e->st.handler_failures++;
-        cycle_trace_batch_again();
-        return EXACTLY_OK;
-    }
-    half = n / 2;
-    rc = cycle_bisect(c, recs, half);
-    if (rc != EXACTLY_OK)
-        return rc;
-    return cycle_bisect(c, recs + half, n - half);
+    exactly_log(EXACTLY_LOG_WARN, "cycle", "record dead-lettered",
+                LOG_PART(c->pt), LOG_STR("id", r->id),
+                LOG_STR("sqlstate", exactly_error_sqlstate(err)),
+                LOG_STR("error", err->message));
+    cycle_dl_record(c, r, err->message, err->sqlstate);
+    c->failed_msgs += r->n_messages;
+    c->e->st.handler_failures++;
+    cycle_trace_batch_again();
+    return EXACTLY_OK;
+}
+
+/* No start (the attempt's txn is open), not tidy (a failure ends the
+ * attempt, whose ROLLBACK undoes what is left). */
+static const engine_bisect_ops cycle_bisect_ops = {
+    .apply = bisect_apply, .applied = bisect_applied, .failed = bisect_failed,
+};
+
+exactly_err cycle_bisect(cycle *c)
+{
+    return engine_bisect(&cycle_bisect_ops, c, &c->e->txn, 0, c->n_recs,
+                         &c->err);
 }

@@ -298,14 +298,14 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
 
     if (c->n_recs > 0 && careful) {
         /* Retry the whole set once inside a savepoint, then bisect. */
-        rc = cycle_bisect(c, c->recs, c->n_recs);
+        rc = cycle_bisect(c);
         if (rc != EXACTLY_OK)
             return rc;
     } else if (c->n_recs > 0) {
         /* Optimistic: no savepoint (a subtransaction costs the server on
          * every batch); a handler failure sends the batch back through
          * careful mode. */
-        rc = cycle_queue_apply(c, c->recs, c->n_recs, 0);
+        rc = cycle_queue_apply(c, c->recs, c->n_recs);
         if (rc != EXACTLY_OK)
             return rc;
 #ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN

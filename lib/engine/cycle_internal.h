@@ -2,7 +2,8 @@
  * cycle_internal.h - what the files of one batch cycle share: the cycle
  * of one attempt and its steps. cycle.c runs a batch from its first
  * attempt to its outcome; attempt.c is one attempt's transaction; apply.c
- * the handler's writes, the judging of failures and the bisection;
+ * the handler's writes, the judging of failures and careful mode's part
+ * of the bisection (the step itself is bisect.c, shared with dlq replay);
  * guard.c the crash guard.
  */
 #ifndef EXACTLY_CYCLE_INTERNAL_H
@@ -49,17 +50,18 @@ void cycle_trace_batch_again(void);
 exactly_err cycle_judge_apply(cycle *c, exactly_err ret);
 /* What a failed sync (rc) means. */
 exactly_err cycle_judge_sync(cycle *c, exactly_err rc);
-/* Queues SAVEPOINT (savepoint set), the handler's writes for recs[0..n)
- * and RELEASE. Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
-exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n,
-                              int savepoint);
+/* Queues the handler's writes for recs[0..n), without a savepoint
+ * (optimistic mode). Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
+exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n);
 /* Records the handler failed on purpose go to dead letters; the rest
  * count as applied. Only once their writes are part of the txn. */
 void cycle_account_applied(cycle *c, exactly_record *recs, size_t n);
-/* Applies recs[0..n) in careful mode: split until the failing records are
- * alone, which are dead-lettered (EXACTLY_EHANDLER under on_error: stop);
- * any other failure ends the attempt and is returned. */
-exactly_err cycle_bisect(cycle *c, exactly_record *recs, size_t n);
+/* Applies c->recs in careful mode through the one bisect step
+ * (bisect.h): split until the failing records are alone, which are
+ * dead-lettered (EXACTLY_EHANDLER under on_error: stop, the attempt
+ * ends); any other failure ends the attempt and is returned, why in
+ * c->err. */
+exactly_err cycle_bisect(cycle *c);
 
 /* ---- guard.c: the crash guard -------------------------------------------- */
 

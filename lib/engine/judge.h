@@ -1,8 +1,9 @@
 /*
  * judge.h - the one judgement of a handler's failure (apply.c), for every
- * cycle that runs a handler: the engine's batches and `dlq replay`
- * (ops/dlq_bisect.c). What failed is noted in err (SQLSTATE, message,
- * whether it is about the environment or apply() asked for the retry);
+ * cycle that runs a handler: the engine's batches and the bisect step
+ * (bisect.c), which `dlq replay` runs too (ops/dlq_bisect.c). What
+ * failed is noted in err (SQLSTATE, message, whether it is about the
+ * environment or apply() asked for the retry);
  * the verdict is returned:
  *
  *   EXACTLY_OK        nothing failed

@@ -3,7 +3,8 @@
  *
  * The selected dead letters are locked, looked up at once, and applied
  * partition by partition (records: dlq_records.c; the handler, in chunks
- * under savepoints, bisecting a chunk that fails: dlq_bisect.c). Then, in
+ * under savepoints, bisecting a chunk that fails: the engine's bisect
+ * step, its callbacks in dlq_bisect.c). Then, in
  * the same transaction, what was applied is deleted and what failed again
  * is recorded. A failure that is not the records' (the connection, the
  * server, out of memory) rolls everything back.

@@ -5,8 +5,8 @@
  *   dlq_replay.c   the transaction: load and lock, look up, per partition
  *                  build and apply, then settle the dead letters
  *   dlq_records.c  a partition's dead letters as the worker's records
- *   dlq_bisect.c   the records through the handler, in chunks under
- *                  savepoints, bisecting a chunk that fails
+ *   dlq_bisect.c   the records through the handler in chunks, by the
+ *                  engine's bisect step (engine/bisect.h): its callbacks
  */
 #ifndef EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
 #define EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
