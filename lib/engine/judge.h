@@ -1,5 +1,5 @@
 /*
- * judge.h - the one judgement of a handler's failure (apply.c), for every
+ * judge.h - the one judgement of a handler's failure (judge.c), for every
  * cycle that runs a handler: the engine's batches and the bisect step
  * (bisect.c), which `dlq replay` runs too (ops/dlq_bisect.c). What
  * failed is noted in err (SQLSTATE, message, whether it is about the
