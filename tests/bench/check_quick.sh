@@ -20,7 +20,8 @@ for figure in "${figures[@]}" '(c)  ceiling' '(c0) SQL only' 'b/c0 ' '(p)  Pytho
               "(b') exactly, projection" '(b2) exactly' 'latency at 5000' \
               '  exactly       p50' '  Python peer   p50' '  4 partitions' \
               ' 64 partitions' '256 partitions' 'b/c ' 'b/p ' "b'/b " \
-              'peak RSS built-in' 'latency p99' 'fairness' '2 workers / 1'; do
+              'peak RSS built-in' 'latency p99' 'fairness' '2 workers / 1' \
+              'timing: first message to last commit' '     CPU: '; do
   if ! grep -qF -- "$figure" "$out"; then
     echo "bench_quick: no line with '$figure'" >&2
     missing=1
