@@ -609,6 +609,20 @@ static double commit_seconds(bench *b, const char *table, const char *pipeline,
     return secs;
 }
 
+/* The commit log on or off: on for the runs commit_seconds times, off for
+ * the latency and scale runs, whose PostgreSQL CPU per message and
+ * commits per second it would add to (more for more commits). */
+static void commit_log(bench *b, int on)
+{
+    const char *what = on ? "ENABLE" : "DISABLE";
+
+    tk_sql(b->db, "ALTER TABLE exactly.offsets %s TRIGGER bench_note", what);
+    tk_sql(b->db, "ALTER TABLE public.peer_offsets %s TRIGGER bench_note", what);
+    if (b->baseline_bin)
+        tk_sql(b->db, "ALTER TABLE exactly_base.offsets %s TRIGGER bench_note",
+               what);
+}
+
 /* The commit log's trigger on table (key: its pipeline or group column). */
 static void note_commits(bench *b, const char *table, const char *key)
 {
@@ -1820,6 +1834,7 @@ fair_only:
     }
 
 latency:
+    commit_log(&b, 0);
     /* Latency at a steady rate, low max_wait_ms. */
     double lp50[3], lp99[3], lpg[3], lcl[3], lx[3], lb[3];
     double dur = b.quick ? 3 : 10;
