@@ -1603,7 +1603,6 @@ int main(int argc, char **argv)
 {
     bench b;
     figures fig[8][N_CONSUMERS], med[N_CONSUMERS], two;
-    double two_stall;
     static series ser;
     double v[8];
     double fair = -1, fair_w = 0;
@@ -1766,16 +1765,18 @@ two:
      * together, they join the group in the mock broker's first 3 s; a
      * member that joins later is held by the mock for session.timeout.ms
      * less 1 s (44 s) while the group's partitions are revoked (a real
-     * broker ends the rebalance once every member rejoined). Such a stall
-     * is not the steady state the figure is about: the run is made once
-     * more, and the line says so. */
+     * broker ends the rebalance once every member rejoined). Such a stall,
+     * or one worker doing all the work, is not the steady state of two
+     * workers the figure is about: the run is made once more, and the
+     * line says so. */
     run_worker(&b, "two", handler_builtin, 2, NULL, &two);
-    two_stall = two.pause_s;
-    if (two_stall > 5) {
+    if (two.pause_s > 5 || two.owners < 2) {
+        double stall = two.pause_s;
+        int owners = two.owners;
         run_worker(&b, "two_again", handler_builtin, 2, NULL, &two);
-        printf("(b2) the first run's group stalled %.1f s in a rebalance "
-               "(a late join, held by the mock broker): run again\n",
-               two_stall);
+        printf("(b2) run again: in the first run %d worker(s) committed and "
+               "the longest pause between commits was %.1f s (a late join, "
+               "held by the mock broker)\n", owners, stall);
     }
     /* Both start on a full backlog: the second one's join, and the
      * rebalance it causes, are inside the time. */
