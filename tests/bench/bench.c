@@ -650,6 +650,8 @@ typedef struct ceiling_state {
     const char *group;
     cpart part[MAX_PARTS];
     int n_parts;
+    int in_flight;           /* partition of the batch in flight, or -1 */
+    int64_t in_flight_end;
 } ceiling_state;
 
 /* On assignment every partition starts at the offset the database holds
@@ -661,6 +663,12 @@ static void ceiling_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     ceiling_state *cs = opaque;
     int i;
 
+    /* The batch in flight is answered first: the offsets read below must
+     * include it, or its messages would be taken again and fenced. */
+    if (cs->in_flight >= 0) {
+        drain(cs->db, 4);
+        cs->in_flight = -1;
+    }
     if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_assign(rk, NULL);
         return;
@@ -749,12 +757,11 @@ static int ceiling_consumer(char **argv)
     rd_kafka_message_t **msgs;
     char err[512], *insert;
     double first = -1, last_commit = -1, last_msg = 0;
-    int in_flight = -1; /* partition of the batch in flight */
-    int64_t in_flight_end = 0;
     PGresult *res;
     int p;
 
     memset(&cs, 0, sizeof(cs));
+    cs.in_flight = -1;
     cs.topic = argv[1];
     cs.group = argv[2];
     TK_CHECK(batch > 0, "ceiling consumer: batch");
@@ -806,8 +813,8 @@ static int ceiling_consumer(char **argv)
     TK_CHECK(PQenterPipelineMode(cs.db) == 1, "pipeline mode");
 
     for (;;) {
-        ssize_t got = rd_kafka_consume_batch_queue(q, in_flight >= 0 ? 0 : 100,
-                                                   msgs, (size_t)batch);
+        ssize_t got = rd_kafka_consume_batch_queue(
+            q, cs.in_flight >= 0 ? 0 : 100, msgs, (size_t)batch);
         double now = now_s();
         ssize_t i;
         int any = 0;
@@ -836,11 +843,11 @@ static int ceiling_consumer(char **argv)
             if (cp->n == (size_t)batch) {
                 /* Full: sent at once; the previous batch's answers are
                  * read once this one is on the wire. */
-                int prev = in_flight;
-                int64_t prev_end = in_flight_end;
+                int prev = cs.in_flight;
+                int64_t prev_end = cs.in_flight_end;
                 ceiling_send(&cs, m->partition);
-                in_flight = m->partition;
-                in_flight_end = cp->end;
+                cs.in_flight = m->partition;
+                cs.in_flight_end = cp->end;
                 if (prev >= 0) {
                     rd_kafka_topic_partition_list_t *l;
                     drain(cs.db, 4);
@@ -858,11 +865,11 @@ static int ceiling_consumer(char **argv)
             for (p = 0; p < cs.n_parts; p++) {
                 if (cs.part[p].n == 0)
                     continue;
-                int prev = in_flight;
-                int64_t prev_end = in_flight_end;
+                int prev = cs.in_flight;
+                int64_t prev_end = cs.in_flight_end;
                 ceiling_send(&cs, p);
-                in_flight = p;
-                in_flight_end = cs.part[p].end;
+                cs.in_flight = p;
+                cs.in_flight_end = cs.part[p].end;
                 if (prev >= 0) {
                     rd_kafka_topic_partition_list_t *l;
                     drain(cs.db, 4);
@@ -875,19 +882,19 @@ static int ceiling_consumer(char **argv)
                 }
             }
         }
-        if (!any && got < batch && in_flight >= 0) {
+        if (!any && got < batch && cs.in_flight >= 0) {
             /* Idle: the last batch's answers, then its Kafka commit. */
             rd_kafka_topic_partition_list_t *l;
             drain(cs.db, 4);
             l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, cs.topic, in_flight)->offset =
-                in_flight_end;
+            rd_kafka_topic_partition_list_add(l, cs.topic, cs.in_flight)
+                ->offset = cs.in_flight_end;
             (void)rd_kafka_commit(cs.rk, l, 1);
             rd_kafka_topic_partition_list_destroy(l);
             last_commit = now_s();
-            in_flight = -1;
+            cs.in_flight = -1;
         }
-        if (in_flight < 0 && first >= 0 && exit_idle > 0 &&
+        if (cs.in_flight < 0 && first >= 0 && exit_idle > 0 &&
             (now_s() - last_msg) * 1000 >= (double)exit_idle)
             break;
     }
@@ -1001,9 +1008,10 @@ static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
     f->rss_kib = ru->ru_maxrss;
 }
 
-/* Runs a worker (or `workers` of them in one group) to the end of the
- * topic; messages per second from the database's own clock (claim to last
- * commit). */
+/* Runs a worker (or `workers` of them in one group, under `exactly run`)
+ * to the end of the topic; messages per second from the commit log
+ * (commit_seconds), with the longest pause between commits and how many
+ * workers committed; with ser, also the offsets polled every 100 ms. */
 static void run_worker(bench *b, const char *pipeline, const char *handler,
                        int workers, series *ser, figures *f)
 {
@@ -1074,9 +1082,8 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     }
     f->fairness = -1;
     if (ser && ser->n > 1) {
-        /* claimed_at moves when a rebalance claims again: two workers are
-         * timed by the offsets seen moving instead, one worker likewise
-         * for the ratio. */
+        /* The fairness runs' rate, from the offsets seen moving: first
+         * progress to all committed. */
         double first = -1, last = -1;
         for (int k = 0; k < ser->n; k++) {
             int64_t sum = 0;
