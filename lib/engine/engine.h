@@ -179,6 +179,7 @@ typedef struct engine {
     part **parts;
     size_t n_parts;
     size_t cap_parts;
+    size_t last_part; /* engine_part_of's last answer, an index (checked) */
 
     /* Batch starts this process attempted, per partition; outlives the
      * part structs, which a rebalance frees (the crash guard counts an
@@ -221,6 +222,10 @@ void engine_free(engine *e);
 /* ---- the partition table ------------------------------------------------ */
 
 part *engine_part_find(engine *e, const char *topic, int32_t partition);
+/* The partition of message m (m->rkt set), or NULL: engine_part_find
+ * without comparing the topic's name in the common case, for the path
+ * every message takes. */
+part *engine_part_of(engine *e, const rd_kafka_message_t *m);
 /* Adds a new zeroed partition to the table; NULL when out of memory. */
 part *engine_part_add(engine *e, const char *topic, int32_t partition);
 /* Removes pt from the table and frees it with its buffer. */
