@@ -117,27 +117,13 @@ part *engine_part_find(engine *e, const char *topic, int32_t partition)
     return NULL;
 }
 
-/* Whether pt is the partition of m by m's topic handle: a message pt
- * still buffers holds a reference on its topic, so that topic is alive
- * and a handle equal to its handle is the same topic (no other live topic
- * can have its address). Without buffered messages the handle proves
- * nothing and the name decides. */
-static int same_handle(const part *pt, const rd_kafka_message_t *m)
-{
-    return pt->partition == m->partition && pt->n_buf > 0 &&
-           pt->buf[0]->rkt == m->rkt;
-}
-
-part *engine_part_of(engine *e, const rd_kafka_message_t *m)
+part *engine_part_scan(engine *e, const rd_kafka_message_t *m)
 {
     const char *topic;
     size_t i;
 
-    /* Messages come in runs of one partition: the last answer first. */
-    if (e->last_part < e->n_parts && same_handle(e->parts[e->last_part], m))
-        return e->parts[e->last_part];
     for (i = 0; i < e->n_parts; i++)
-        if (same_handle(e->parts[i], m))
+        if (engine_part_holds(e->parts[i], m))
             goto found;
     topic = rd_kafka_topic_name(m->rkt);
     for (i = 0; i < e->n_parts; i++)

@@ -91,6 +91,37 @@ static int drain_kafka(void *arg)
     return buffered < cap ? take_queued(w, cap - buffered) : 0;
 }
 
+/* An error event of the consumer (m->err set): a partition whose offset
+ * left the log is halted, another error logged once per episode. Takes m. */
+static void on_error(worker *w, rd_kafka_message_t *m)
+{
+    part *pt;
+
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+        m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
+                                       m->partition)
+                    : NULL;
+        if (pt && !part_state_stopped(pt->state)) {
+            exactly_log(EXACTLY_LOG_ERROR, "source",
+                        "stored offset is no longer in the log; partition "
+                        "halted (reset it with exactly offsets reset)",
+                        LOG_PART(pt),
+                        LOG_INT("next_offset", pt->next_offset),
+                        LOG_STR("error", rd_kafka_message_errstr(m)));
+            (void)PART_MOVE(pt, PART_S_HALTED);
+            engine_part_pause(&w->eng, pt, 1);
+        }
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (worker_kafka_error_due(w)) {
+            exactly_log(EXACTLY_LOG_WARN, "source", "consume error",
+                        LOG_STR("code", rd_kafka_err2name(m->err)),
+                        LOG_STR("text", rd_kafka_message_errstr(m)));
+        }
+    }
+    rd_kafka_message_destroy(m);
+}
+
 void worker_on_message(worker *w, rd_kafka_message_t *m)
 {
     long long now = exactly_now_ms();
@@ -106,29 +137,7 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
     part *pt;
 
     if (m->err) {
-        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-            m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-            pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
-                                           m->partition)
-                        : NULL;
-            if (pt && !part_state_stopped(pt->state)) {
-                exactly_log(EXACTLY_LOG_ERROR, "source",
-                            "stored offset is no longer in the log; partition "
-                            "halted (reset it with exactly offsets reset)",
-                            LOG_PART(pt),
-                            LOG_INT("next_offset", pt->next_offset),
-                            LOG_STR("error", rd_kafka_message_errstr(m)));
-                (void)PART_MOVE(pt, PART_S_HALTED);
-                engine_part_pause(&w->eng, pt, 1);
-            }
-        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (worker_kafka_error_due(w)) {
-                exactly_log(EXACTLY_LOG_WARN, "source", "consume error",
-                            LOG_STR("code", rd_kafka_err2name(m->err)),
-                            LOG_STR("text", rd_kafka_message_errstr(m)));
-            }
-        }
-        rd_kafka_message_destroy(m);
+        on_error(w, m);
         return 0;
     }
     if (w->kafka_episode_ms) {
