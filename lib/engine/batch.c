@@ -10,6 +10,10 @@
 #include "fault.h"
 #include "id_decode.h"
 
+#define EMPTY_SLOT UINT32_MAX
+/* Bytes of decoded IDs a batch may reserve without measuring them. */
+#define ARENA_BOUND ((size_t)1 << 20)
+
 static size_t hash_str(const char *s)
 {
     /* FNV-1a: short keys, no adversary gains anything but a slow batch. */
@@ -117,7 +121,7 @@ static size_t intern(batch_builder *b, char *id)
     size_t mask = b->n_slots - 1;
     size_t h = hash_str(id) & mask;
 
-    while (b->slots[h] != SIZE_MAX) {
+    while (b->slots[h] != EMPTY_SLOT) {
         if (strcmp(b->ids[b->slots[h]], id) == 0)
             return b->slots[h];
         h = (h + 1) & mask;
@@ -125,7 +129,7 @@ static size_t intern(batch_builder *b, char *id)
     if (grow_ids(b))
         return SIZE_MAX;
     b->ids[b->n_ids] = id; /* borrowed from the batch_msg */
-    b->slots[h] = b->n_ids;
+    b->slots[h] = (uint32_t)b->n_ids;
     return b->n_ids++;
 }
 
@@ -137,12 +141,12 @@ static size_t hash_i64(int64_t v)
 }
 
 /* intern() for a bigint ID: by its value v, id its canonical text. */
-static size_t intern_i64(batch_builder *b, char *id, int64_t v)
+static inline size_t intern_i64(batch_builder *b, char *id, int64_t v)
 {
     size_t mask = b->n_slots - 1;
     size_t h = hash_i64(v) & mask;
 
-    while (b->slots[h] != SIZE_MAX) {
+    while (b->slots[h] != EMPTY_SLOT) {
         if (b->id_vals[b->slots[h]] == v)
             return b->slots[h];
         h = (h + 1) & mask;
@@ -151,7 +155,7 @@ static size_t intern_i64(batch_builder *b, char *id, int64_t v)
         return SIZE_MAX;
     b->ids[b->n_ids] = id;
     b->id_vals[b->n_ids] = v;
-    b->slots[h] = b->n_ids;
+    b->slots[h] = (uint32_t)b->n_ids;
     return b->n_ids++;
 }
 
@@ -183,13 +187,13 @@ static size_t lookup_id(const batch_builder *b, const char *id)
         int64_t v = bigint_value(id, &ok);
         if (!ok)
             return SIZE_MAX;
-        for (h = hash_i64(v) & mask; b->slots[h] != SIZE_MAX;
+        for (h = hash_i64(v) & mask; b->slots[h] != EMPTY_SLOT;
              h = (h + 1) & mask)
             if (b->id_vals[b->slots[h]] == v)
                 return b->slots[h];
         return SIZE_MAX;
     }
-    for (h = hash_str(id) & mask; b->slots[h] != SIZE_MAX; h = (h + 1) & mask)
+    for (h = hash_str(id) & mask; b->slots[h] != EMPTY_SLOT; h = (h + 1) & mask)
         if (strcmp(b->ids[b->slots[h]], id) == 0)
             return b->slots[h];
     return SIZE_MAX;
@@ -237,8 +241,10 @@ static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
         return EXACTLY_ENOMEM;
     while (slots < n * 2)
         slots *= 2;
+    if (n >= EMPTY_SLOT)
+        return EXACTLY_ENOMEM; /* the slots index 32 bits */
     if (slots > b->cap_slots) {
-        size_t *s = realloc(b->slots, slots * sizeof(size_t));
+        uint32_t *s = realloc(b->slots, slots * sizeof(*s));
         if (!s)
             return EXACTLY_ENOMEM;
         b->slots = s;
@@ -247,13 +253,22 @@ static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
     /* Only the slots this batch uses are emptied: a batch after a large
      * one does not pay for the large one's table. */
     b->n_slots = slots;
-    memset(b->slots, 0xff, b->n_slots * sizeof(size_t));
-    for (i = 0; i < n; i++) {
-        const void *data = NULL;
-        size_t len = 0;
-        if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) == 0 &&
-            len <= p->id.max_length)
-            need += exactly_id_decode_room(len);
+    memset(b->slots, 0xff, b->n_slots * sizeof(*b->slots));
+    /* When every ID at the longest allowed fits in ARENA_BOUND bytes,
+     * that bound is the size and no message is looked at; otherwise each
+     * one's own. */
+    if (p->id.max_length < ARENA_BOUND &&
+        n <= ARENA_BOUND / exactly_id_decode_room(p->id.max_length)) {
+        need = n * exactly_id_decode_room(p->id.max_length);
+    } else {
+        for (i = 0; i < n; i++) {
+            const void *data = NULL;
+            size_t len = 0;
+            if (source_bytes(msgs[i], p->id.from, p->id.header, &data,
+                             &len) == 0 &&
+                len <= p->id.max_length)
+                need += exactly_id_decode_room(len);
+        }
     }
     if (p->dedup.enabled)
         need += n * (EXACTLY_SHA256_HEX_LEN + 1);

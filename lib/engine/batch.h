@@ -57,9 +57,10 @@ typedef struct batch_builder {
     int64_t *id_vals;
     size_t n_ids;
     size_t cap_ids;
-    /* Open-addressing hash: ID -> index in ids (SIZE_MAX: empty); n_slots
-     * in use for this batch (a power of two), cap_slots allocated. */
-    size_t *slots;
+    /* Open-addressing hash: ID -> index in ids (UINT32_MAX: empty);
+     * n_slots in use for this batch (a power of two), cap_slots allocated.
+     * 32-bit indexes: half the bytes to empty per batch. */
+    uint32_t *slots;
     size_t n_slots;
     size_t cap_slots;
 
