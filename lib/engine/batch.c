@@ -159,8 +159,8 @@ static inline size_t intern_i64(batch_builder *b, char *id, int64_t v)
     return b->n_ids++;
 }
 
-/* The value of a canonical bigint text (the decoder's output, or what
- * PostgreSQL prints); 0 and *ok 0 when it is not one. */
+/* The value of a bigint text; *ok 0 when it is not one. Only for the
+ * value: whether the text is canonical is not checked here. */
 static int64_t bigint_value(const char *s, int *ok)
 {
     int64_t v;
@@ -169,7 +169,7 @@ static int64_t bigint_value(const char *s, int *ok)
     *ok = 1;
     if (exactly_id_bigint_plain(s, strlen(s), &v))
         return v;
-    /* 19 digits: canonical text is within int8 and strtoll exact. */
+    /* 19 digits: strtoll is exact within int8 and says when outside. */
     errno = 0;
     v = strtoll(s, &end, 10);
     if (errno || end == s || *end)
@@ -187,10 +187,14 @@ static size_t lookup_id(const batch_builder *b, const char *id)
         int64_t v = bigint_value(id, &ok);
         if (!ok)
             return SIZE_MAX;
+        /* Found by value, matched as text: a row's key is compared with
+         * the canonical ID exactly, as for every other type ("007" is no
+         * row of 7). */
         for (h = hash_i64(v) & mask; b->slots[h] != EMPTY_SLOT;
              h = (h + 1) & mask)
             if (b->id_vals[b->slots[h]] == v)
-                return b->slots[h];
+                return strcmp(b->ids[b->slots[h]], id) == 0 ? b->slots[h]
+                                                             : SIZE_MAX;
         return SIZE_MAX;
     }
     for (h = hash_str(id) & mask; b->slots[h] != EMPTY_SLOT; h = (h + 1) & mask)
