@@ -1,5 +1,6 @@
 #include "batch.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,10 @@
 #include "digest.h"
 #include "fault.h"
 #include "id_decode.h"
+
+#define EMPTY_SLOT UINT32_MAX
+/* Bytes of decoded IDs a batch may reserve without measuring them. */
+#define ARENA_BOUND ((size_t)1 << 20)
 
 static size_t hash_str(const char *s)
 {
@@ -94,35 +99,107 @@ static void clear_msgs(batch_builder *b)
     b->n_records = 0;
 }
 
+/* Room for one more ID (and its value). */
+static int grow_ids(batch_builder *b)
+{
+    size_t cap = b->cap_ids;
+
+    if (b->n_ids < b->cap_ids)
+        return 0;
+    if (grow((void **)&b->ids, &cap, b->n_ids + 1, sizeof(char *)))
+        return -1;
+    cap = b->cap_ids;
+    if (grow((void **)&b->id_vals, &cap, b->n_ids + 1, sizeof(int64_t)))
+        return -1;
+    b->cap_ids = cap;
+    return 0;
+}
+
 /* The ID's index in b->ids, adding it if new; SIZE_MAX on failure. */
 static size_t intern(batch_builder *b, char *id)
 {
     size_t mask = b->n_slots - 1;
     size_t h = hash_str(id) & mask;
 
-    while (b->slots[h] != SIZE_MAX) {
+    while (b->slots[h] != EMPTY_SLOT) {
         if (strcmp(b->ids[b->slots[h]], id) == 0)
             return b->slots[h];
         h = (h + 1) & mask;
     }
-    if (b->n_ids == b->cap_ids &&
-        grow((void **)&b->ids, &b->cap_ids, b->n_ids + 1, sizeof(char *)))
+    if (grow_ids(b))
         return SIZE_MAX;
     b->ids[b->n_ids] = id; /* borrowed from the batch_msg */
-    b->slots[h] = b->n_ids;
+    b->slots[h] = (uint32_t)b->n_ids;
     return b->n_ids++;
+}
+
+static size_t hash_i64(int64_t v)
+{
+    /* Fibonacci hashing, high bits folded down: the mask keeps low ones. */
+    uint64_t x = (uint64_t)v * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(x ^ (x >> 32));
+}
+
+/* intern() for a bigint ID: by its value v, id its canonical text. */
+static inline size_t intern_i64(batch_builder *b, char *id, int64_t v)
+{
+    size_t mask = b->n_slots - 1;
+    size_t h = hash_i64(v) & mask;
+
+    while (b->slots[h] != EMPTY_SLOT) {
+        if (b->id_vals[b->slots[h]] == v)
+            return b->slots[h];
+        h = (h + 1) & mask;
+    }
+    if (grow_ids(b))
+        return SIZE_MAX;
+    b->ids[b->n_ids] = id;
+    b->id_vals[b->n_ids] = v;
+    b->slots[h] = (uint32_t)b->n_ids;
+    return b->n_ids++;
+}
+
+/* The value of a bigint text; *ok 0 when it is not one. Only for the
+ * value: whether the text is canonical is not checked here. */
+static int64_t bigint_value(const char *s, int *ok)
+{
+    int64_t v;
+    char *end;
+
+    *ok = 1;
+    if (exactly_id_bigint_plain(s, strlen(s), &v))
+        return v;
+    /* 19 digits: strtoll is exact within int8 and says when outside. */
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        *ok = 0;
+    return v;
 }
 
 static size_t lookup_id(const batch_builder *b, const char *id)
 {
     size_t mask = b->n_slots - 1;
-    size_t h = hash_str(id) & mask;
+    size_t h;
 
-    while (b->slots[h] != SIZE_MAX) {
+    if (b->p->id.type == CFG_ID_BIGINT) {
+        int ok;
+        int64_t v = bigint_value(id, &ok);
+        if (!ok)
+            return SIZE_MAX;
+        /* Found by value, matched as text: a row's key is compared with
+         * the canonical ID exactly, as for every other type ("007" is no
+         * row of 7). */
+        for (h = hash_i64(v) & mask; b->slots[h] != EMPTY_SLOT;
+             h = (h + 1) & mask)
+            if (b->id_vals[b->slots[h]] == v)
+                return strcmp(b->ids[b->slots[h]], id) == 0 ? b->slots[h]
+                                                             : SIZE_MAX;
+        return SIZE_MAX;
+    }
+    for (h = hash_str(id) & mask; b->slots[h] != EMPTY_SLOT; h = (h + 1) & mask)
         if (strcmp(b->ids[b->slots[h]], id) == 0)
             return b->slots[h];
-        h = (h + 1) & mask;
-    }
     return SIZE_MAX;
 }
 
@@ -168,20 +245,34 @@ static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
         return EXACTLY_ENOMEM;
     while (slots < n * 2)
         slots *= 2;
-    if (slots > b->n_slots) {
-        size_t *s = realloc(b->slots, slots * sizeof(size_t));
+    if (n >= EMPTY_SLOT)
+        return EXACTLY_ENOMEM; /* the slots index 32 bits */
+    if (slots > b->cap_slots) {
+        uint32_t *s = realloc(b->slots, slots * sizeof(*s));
         if (!s)
             return EXACTLY_ENOMEM;
         b->slots = s;
-        b->n_slots = slots;
+        b->cap_slots = slots;
     }
-    memset(b->slots, 0xff, b->n_slots * sizeof(size_t));
-    for (i = 0; i < n; i++) {
-        const void *data = NULL;
-        size_t len = 0;
-        if (source_bytes(msgs[i], p->id.from, p->id.header, &data, &len) == 0 &&
-            len <= p->id.max_length)
-            need += exactly_id_decode_room(len);
+    /* Only the slots this batch uses are emptied: a batch after a large
+     * one does not pay for the large one's table. */
+    b->n_slots = slots;
+    memset(b->slots, 0xff, b->n_slots * sizeof(*b->slots));
+    /* When every ID at the longest allowed fits in ARENA_BOUND bytes,
+     * that bound is the size and no message is looked at; otherwise each
+     * one's own. */
+    if (p->id.max_length < ARENA_BOUND &&
+        n <= ARENA_BOUND / exactly_id_decode_room(p->id.max_length)) {
+        need = n * exactly_id_decode_room(p->id.max_length);
+    } else {
+        for (i = 0; i < n; i++) {
+            const void *data = NULL;
+            size_t len = 0;
+            if (source_bytes(msgs[i], p->id.from, p->id.header, &data,
+                             &len) == 0 &&
+                len <= p->id.max_length)
+                need += exactly_id_decode_room(len);
+        }
     }
     if (p->dedup.enabled)
         need += n * (EXACTLY_SHA256_HEX_LEN + 1);
@@ -222,6 +313,7 @@ static exactly_err decode_msg(batch_builder *b, const cfg_pipeline *p,
     const void *data = NULL;
     size_t len = 0;
     size_t id_len = 0;
+    int64_t v;
     int missing = source_bytes(bm->rk, p->id.from, p->id.header, &data, &len);
 
     if (missing || !data) {
@@ -229,6 +321,17 @@ static exactly_err decode_msg(batch_builder *b, const cfg_pipeline *p,
     } else if (len <= p->id.max_length &&
                exactly_id_decode_room(len) > b->arena_cap - *used) {
         return EXACTLY_ENOMEM; /* cannot happen: sized above */
+    } else if (p->id.type == CFG_ID_BIGINT && len <= p->id.max_length &&
+               exactly_id_bigint_plain(data, len, &v)) {
+        /* The common case: the bytes are the canonical ID, as the general
+         * decoder would find. */
+        bm->id = b->arena + *used;
+        memcpy(bm->id, data, len);
+        bm->id[len] = '\0';
+        *used += len + 1;
+        bm->id_index = intern_i64(b, bm->id, v);
+        if (bm->id_index == SIZE_MAX)
+            return EXACTLY_ENOMEM;
     } else if (exactly_id_decode_to(
                    p->id.type, p->id.max_length,
                    p->id.non_canonical == CFG_NONCANON_ACCEPT, data, len,
@@ -238,9 +341,15 @@ static exactly_err decode_msg(batch_builder *b, const cfg_pipeline *p,
             return EXACTLY_ENOMEM;
         bm->dead = 1;
     } else {
+        int ok = 1;
         bm->id = b->arena + *used;
         *used += id_len + 1;
-        bm->id_index = intern(b, bm->id);
+        if (p->id.type == CFG_ID_BIGINT) {
+            v = bigint_value(bm->id, &ok);
+            bm->id_index = ok ? intern_i64(b, bm->id, v) : SIZE_MAX;
+        } else {
+            bm->id_index = intern(b, bm->id);
+        }
         if (bm->id_index == SIZE_MAX)
             return EXACTLY_ENOMEM;
     }
@@ -339,10 +448,16 @@ exactly_err batch_ids_param(batch_builder *b)
 
     pgarray_begin(&b->ids_param,
                   pgarray_oid_of(exactly_id_type_name(b->p->id.type)));
-    for (i = 0; i < b->n_ids; i++)
-        if (pgarray_add_text_as(&b->ids_param, b->ids[i],
-                                strlen(b->ids[i])) != 0)
-            return EXACTLY_ENOMEM; /* not canonical: cannot happen */
+    if (b->p->id.type == CFG_ID_BIGINT) {
+        /* The values decoding found: no text to parse again. */
+        for (i = 0; i < b->n_ids; i++)
+            pgarray_add_int8(&b->ids_param, b->id_vals[i]);
+    } else {
+        for (i = 0; i < b->n_ids; i++)
+            if (pgarray_add_text_as(&b->ids_param, b->ids[i],
+                                    strlen(b->ids[i])) != 0)
+                return EXACTLY_ENOMEM; /* not canonical: cannot happen */
+    }
     b->ids_data = pgarray_finish(&b->ids_param, &b->ids_len);
     return b->ids_data ? EXACTLY_OK : EXACTLY_ENOMEM;
 }
@@ -531,6 +646,7 @@ void batch_free(batch_builder *b)
     clear_msgs(b);
     free(b->msgs);
     free(b->ids);
+    free(b->id_vals);
     free(b->slots);
     free(b->records);
     free(b->rec_msgs);

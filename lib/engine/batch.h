@@ -50,13 +50,19 @@ typedef struct batch_builder {
     size_t n_msgs;
     size_t cap_msgs;
 
-    /* Unique decoded IDs in first-seen order, for the lookup. */
+    /* Unique decoded IDs in first-seen order, for the lookup; for bigint
+     * IDs also their values (id_vals[i] is ids[i]), by which they are
+     * hashed, compared and sent. */
     char **ids;
+    int64_t *id_vals;
     size_t n_ids;
     size_t cap_ids;
-    /* Open-addressing hash: ID -> index in ids (SIZE_MAX: empty). */
-    size_t *slots;
+    /* Open-addressing hash: ID -> index in ids (UINT32_MAX: empty);
+     * n_slots in use for this batch (a power of two), cap_slots allocated.
+     * 32-bit indexes: half the bytes to empty per batch. */
+    uint32_t *slots;
     size_t n_slots;
+    size_t cap_slots;
 
     /* Records handed to the handler; the arrays are reused from batch to
      * batch (cap_*: their room). */

@@ -117,6 +117,26 @@ part *engine_part_find(engine *e, const char *topic, int32_t partition)
     return NULL;
 }
 
+part *engine_part_scan(engine *e, const rd_kafka_message_t *m)
+{
+    const char *topic;
+    size_t i;
+
+    for (i = 0; i < e->n_parts; i++)
+        if (engine_part_holds(e->parts[i], m))
+            goto found;
+    topic = rd_kafka_topic_name(m->rkt);
+    for (i = 0; i < e->n_parts; i++)
+        if (e->parts[i]->partition == m->partition &&
+            strcmp(e->parts[i]->topic, topic) == 0)
+            goto found;
+    return NULL;
+
+found:
+    e->last_part = i;
+    return e->parts[i];
+}
+
 part *engine_part_add(engine *e, const char *topic, int32_t partition)
 {
     part *pt = calloc(1, sizeof(*pt));

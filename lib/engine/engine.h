@@ -179,6 +179,7 @@ typedef struct engine {
     part **parts;
     size_t n_parts;
     size_t cap_parts;
+    size_t last_part; /* engine_part_of's last answer, an index (checked) */
 
     /* Batch starts this process attempted, per partition; outlives the
      * part structs, which a rebalance frees (the crash guard counts an
@@ -221,6 +222,27 @@ void engine_free(engine *e);
 /* ---- the partition table ------------------------------------------------ */
 
 part *engine_part_find(engine *e, const char *topic, int32_t partition);
+/* The partition of message m (m->rkt set), or NULL: engine_part_find
+ * without comparing the topic's name in the common case, for the path
+ * every message takes. Messages come in runs of one partition, so the
+ * last answer is tried first, inline; engine_part_scan looks at all. A
+ * message the partition still buffers holds a reference on its topic, so
+ * that topic is alive and a handle equal to its handle is the same topic
+ * (no other live topic can have its address); without buffered messages
+ * the handle proves nothing and the name decides. */
+part *engine_part_scan(engine *e, const rd_kafka_message_t *m);
+static inline int engine_part_holds(const part *pt, const rd_kafka_message_t *m)
+{
+    return pt->partition == m->partition && pt->n_buf > 0 &&
+           pt->buf[0]->rkt == m->rkt;
+}
+static inline part *engine_part_of(engine *e, const rd_kafka_message_t *m)
+{
+    if (e->last_part < e->n_parts &&
+        engine_part_holds(e->parts[e->last_part], m))
+        return e->parts[e->last_part];
+    return engine_part_scan(e, m);
+}
 /* Adds a new zeroed partition to the table; NULL when out of memory. */
 part *engine_part_add(engine *e, const char *topic, int32_t partition);
 /* Removes pt from the table and frees it with its buffer. */

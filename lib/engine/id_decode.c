@@ -219,11 +219,6 @@ static exactly_err check_canonical(cfg_id_type t, int accept,
     return fail(reason, rsize, what, p, len);
 }
 
-size_t exactly_id_decode_room(size_t len)
-{
-    return (len > 36 ? len : 36) + 1;
-}
-
 exactly_err exactly_id_decode_to(cfg_id_type t, size_t max_len,
                                  int accept_non_canonical, const void *data,
                                  size_t len, char *out, size_t *out_len,

@@ -17,6 +17,7 @@
 #define EXACTLY_ID_DECODE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -39,7 +40,42 @@ exactly_err exactly_id_decode(cfg_id_type t, size_t max_len,
                               size_t reason_size);
 
 /* The bytes exactly_id_decode_to() needs for an input of len bytes. */
-size_t exactly_id_decode_room(size_t len);
+static inline size_t exactly_id_decode_room(size_t len)
+{
+    return (len > 36 ? len : 36) + 1;
+}
+
+/*
+ * Whether the len bytes at data are a bigint ID already in its canonical
+ * form with at most 18 digits (so within int8 whatever they are), and then
+ * its value in *v. The common case of exactly_id_decode_to() for bigint,
+ * without its general path: where this says yes, that one returns the
+ * same bytes (within its max_len, which the caller checks). Where it says no, that one decides (another spelling, 19
+ * digits, not a number).
+ */
+static inline int exactly_id_bigint_plain(const void *data, size_t len,
+                                          int64_t *v)
+{
+    const unsigned char *p = data;
+    size_t i = 0;
+    uint64_t u = 0;
+
+    if (!data || len == 0)
+        return 0;
+    if (p[0] == '-')
+        i = 1;
+    /* No digits, too many, a leading zero ("007"), or "-0". */
+    if (len == i || len - i > 18 || (p[i] == '0' && (len > 1)))
+        return 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)p[i] - '0';
+        if (d > 9)
+            return 0;
+        u = u * 10 + d;
+    }
+    *v = p[0] == '-' ? -(int64_t)u : (int64_t)u;
+    return 1;
+}
 
 /*
  * exactly_id_decode() without allocation: the canonical ID is written to

@@ -26,8 +26,12 @@ int worker_kafka_error_due(worker *w)
     return 1;
 }
 
+static int on_message(worker *w, rd_kafka_message_t *m, long long now);
+
 /* Takes up to max messages that are already there, without waiting, a
- * run at a time (one call per run, not per message). Returns how many. */
+ * run at a time (one call per run, not per message), and reads the clock
+ * once per run: consume_batch_queue does not wait, so every message of a
+ * run arrives at that time. Returns how many. */
 static int take_queued(worker *w, size_t max)
 {
     rd_kafka_message_t *ms[256];
@@ -44,10 +48,15 @@ static int take_queued(worker *w, size_t max)
     while (taken < max && got > 0) {
         size_t want = max - taken < 256 ? max - taken : 256;
         got = rd_kafka_consume_batch_queue(q, 0, ms, want);
-        for (k = 0; k < got; k++)
-            worker_on_message(w, ms[k]);
-        if (got > 0)
+        if (got > 0) {
+            long long now = exactly_now_ms();
+            int buffered = 0;
+            for (k = 0; k < got; k++)
+                buffered |= on_message(w, ms[k], now);
+            if (buffered)
+                w->last_msg_ms = now;
             taken += (size_t)got;
+        }
     }
     rd_kafka_queue_destroy(q);
     return (int)taken;
@@ -82,47 +91,64 @@ static int drain_kafka(void *arg)
     return buffered < cap ? take_queued(w, cap - buffered) : 0;
 }
 
+/* An error event of the consumer (m->err set): a partition whose offset
+ * left the log is halted, another error logged once per episode. Takes m. */
+static void on_error(worker *w, rd_kafka_message_t *m)
+{
+    part *pt;
+
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+        m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
+                                       m->partition)
+                    : NULL;
+        if (pt && !part_state_stopped(pt->state)) {
+            exactly_log(EXACTLY_LOG_ERROR, "source",
+                        "stored offset is no longer in the log; partition "
+                        "halted (reset it with exactly offsets reset)",
+                        LOG_PART(pt),
+                        LOG_INT("next_offset", pt->next_offset),
+                        LOG_STR("error", rd_kafka_message_errstr(m)));
+            (void)PART_MOVE(pt, PART_S_HALTED);
+            engine_part_pause(&w->eng, pt, 1);
+        }
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (worker_kafka_error_due(w)) {
+            exactly_log(EXACTLY_LOG_WARN, "source", "consume error",
+                        LOG_STR("code", rd_kafka_err2name(m->err)),
+                        LOG_STR("text", rd_kafka_message_errstr(m)));
+        }
+    }
+    rd_kafka_message_destroy(m);
+}
+
 void worker_on_message(worker *w, rd_kafka_message_t *m)
 {
-    const char *topic;
+    long long now = exactly_now_ms();
+
+    if (on_message(w, m, now))
+        w->last_msg_ms = now;
+}
+
+/* worker_on_message at time now; 1 when m was buffered (the caller sets
+ * last_msg_ms), 0 when it was an error or dropped. */
+static int on_message(worker *w, rd_kafka_message_t *m, long long now)
+{
     part *pt;
 
     if (m->err) {
-        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-            m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-            pt = m->rkt ? engine_part_find(&w->eng, rd_kafka_topic_name(m->rkt),
-                                           m->partition)
-                        : NULL;
-            if (pt && !part_state_stopped(pt->state)) {
-                exactly_log(EXACTLY_LOG_ERROR, "source",
-                            "stored offset is no longer in the log; partition "
-                            "halted (reset it with exactly offsets reset)",
-                            LOG_PART(pt),
-                            LOG_INT("next_offset", pt->next_offset),
-                            LOG_STR("error", rd_kafka_message_errstr(m)));
-                (void)PART_MOVE(pt, PART_S_HALTED);
-                engine_part_pause(&w->eng, pt, 1);
-            }
-        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (worker_kafka_error_due(w)) {
-                exactly_log(EXACTLY_LOG_WARN, "source", "consume error",
-                            LOG_STR("code", rd_kafka_err2name(m->err)),
-                            LOG_STR("text", rd_kafka_message_errstr(m)));
-            }
-        }
-        rd_kafka_message_destroy(m);
-        return;
+        on_error(w, m);
+        return 0;
     }
     if (w->kafka_episode_ms) {
         exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
-                    LOG_INT("after_ms", exactly_now_ms() - w->kafka_episode_ms));
+                    LOG_INT("after_ms", now - w->kafka_episode_ms));
         w->kafka_episode_ms = 0;
     }
-    topic = rd_kafka_topic_name(m->rkt);
-    pt = engine_part_find(&w->eng, topic, m->partition);
+    pt = engine_part_of(&w->eng, m);
     if (!pt || part_state_stopped(pt->state)) {
         rd_kafka_message_destroy(m);
-        return;
+        return 0;
     }
     /* Older librdkafka can redeliver after a rebalance; the database says
      * what is already applied. */
@@ -130,7 +156,7 @@ void worker_on_message(worker *w, rd_kafka_message_t *m)
         (pt->n_buf > 0 && m->offset <= pt->buf[pt->n_buf - 1]->offset)) {
         w->st.skipped_below++;
         rd_kafka_message_destroy(m);
-        return;
+        return 0;
     }
     if (pt->n_buf == pt->cap_buf) {
         size_t cap = pt->cap_buf ? pt->cap_buf * 2 : 256;
@@ -142,15 +168,15 @@ void worker_on_message(worker *w, rd_kafka_message_t *m)
             rd_kafka_message_destroy(m);
             engine_part_seek(&w->eng, pt, pt->n_buf ? pt->buf[pt->n_buf - 1]->offset + 1
                                          : pt->next_offset);
-            return;
+            return 0;
         }
         pt->buf = nb;
         pt->cap_buf = cap;
     }
     if (pt->n_buf == 0)
-        pt->first_at_ms = exactly_now_ms();
+        pt->first_at_ms = now;
     pt->buf[pt->n_buf++] = m;
-    w->last_msg_ms = exactly_now_ms();
+    return 1;
 }
 
 /* Flushes every partition whose batch is full or old enough. Returns how

@@ -400,6 +400,67 @@ static void check_accept_non_canonical(void)
     }
 }
 
+/* Whether exactly_id_bigint_plain() agrees with the general decoder on
+ * in: where it says yes, strict decoding gives the same bytes and that
+ * value. 1 when it said yes. */
+static int check_plain_agrees(const char *in, size_t len)
+{
+    char out[64], reason[EXACTLY_ID_REASON_MAX];
+    size_t out_len = 0;
+    int64_t v = 0;
+    exactly_err rc;
+
+    if (!exactly_id_bigint_plain(len ? in : NULL, len, &v))
+        return 0;
+    rc = exactly_id_decode_to(CFG_ID_BIGINT, 256, 0, in, len, out, &out_len,
+                              reason, sizeof reason);
+    TK_CHECK(rc == EXACTLY_OK, "plain took \"%.*s\", the decoder refused: %s",
+             (int)len, in, reason);
+    TK_CHECK(out_len == len && memcmp(out, in, len) == 0,
+             "plain took \"%.*s\", the decoder made \"%s\"", (int)len, in,
+             out);
+    TK_CHECK(strtoll(out, NULL, 10) == v, "plain's value of \"%s\": %" PRId64,
+             out, v);
+    return 1;
+}
+
+/* The bigint fast path batches use says yes only to canonical bigints of
+ * up to 18 digits, and then agrees with the decoder: the fixed cases, then
+ * every short string over an alphabet of digits, signs and another
+ * character. */
+static void check_bigint_plain(void)
+{
+    static const struct {
+        const char *in;
+        int plain;
+    } cases[] = {
+        {"0", 1}, {"7", 1}, {"-7", 1}, {"10", 1}, {"-0", 0}, {"007", 0},
+        {"-07", 0}, {"+7", 0}, {"", 0}, {"-", 0}, {"7a", 0}, {" 7", 0},
+        {"123456789012345678", 1}, {"-999999999999999999", 1},
+        {"1234567890123456789", 0}, {"9223372036854775807", 0},
+    };
+    static const char alpha[] = "-+019a";
+    char in[8];
+    size_t i, len, yes = 0;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        TK_CHECK(check_plain_agrees(cases[i].in, strlen(cases[i].in)) ==
+                     cases[i].plain,
+                 "plain(\"%s\") should be %d", cases[i].in, cases[i].plain);
+    for (len = 1; len <= 5; len++) {
+        size_t combos = 1, c;
+        for (i = 0; i < len; i++)
+            combos *= sizeof alpha - 1;
+        for (c = 0; c < combos; c++) {
+            size_t k = c;
+            for (i = 0; i < len; i++, k /= sizeof alpha - 1)
+                in[i] = alpha[k % (sizeof alpha - 1)];
+            yes += (size_t)check_plain_agrees(in, len);
+        }
+    }
+    TK_CHECK(yes > 0, "plain accepted none of the sweep");
+}
+
 int main(void)
 {
     size_t i, n = sizeof cases / sizeof cases[0];
@@ -410,6 +471,7 @@ int main(void)
     check_reason_bounds();
     check_bigint_fixed_point();
     check_accept_non_canonical();
+    check_bigint_plain();
     tk_note("id_decode unit test passed");
     return 0;
 }
