@@ -68,15 +68,13 @@ static exactly_err exec_ids(upsert_state *st, exactly_txn *txn,
     return rc;
 }
 
-/* Queues sql with every ID of the batch as one binary array ($1) and, when
- * topic is not NULL, topic as text ($2: the insert's emit_topic). */
-static exactly_err exec_ids_binary(upsert_state *st, exactly_txn *txn,
-                                   const exactly_batch *b, const char *sql,
-                                   const char *topic, const char *what)
+/* Builds the batch's IDs as one binary array of st->id_oid in st->ids_bin:
+ * EXACTLY_OK, EXACTLY_EHANDLER (an ID is not of that type) or
+ * EXACTLY_ENOMEM, with the txn's error set. */
+static exactly_err ids_binary(upsert_state *st, exactly_txn *txn,
+                              const exactly_batch *b, const char **data,
+                              int *len)
 {
-    const char *params[2];
-    int lens[2] = {0, 0}, fmts[2] = {1, 0};
-    exactly_err rc;
     size_t i;
 
     pgarray_begin(&st->ids_bin, st->id_oid);
@@ -87,12 +85,25 @@ static exactly_err exec_ids_binary(upsert_state *st, exactly_txn *txn,
                                 b->records[i].id, b->id_type);
             return EXACTLY_EHANDLER;
         }
-    params[0] = pgarray_finish(&st->ids_bin, &lens[0]);
-    if (!params[0]) {
+    *data = pgarray_finish(&st->ids_bin, len);
+    if (!*data) {
         st->host->set_error(txn, "upsert: out of memory");
         return EXACTLY_ENOMEM;
     }
-    params[1] = topic;
+    return EXACTLY_OK;
+}
+
+/* Queues sql with the batch's IDs as the binary array ids ($1) and, when
+ * topic is not NULL, topic as text ($2: the insert's emit_topic). */
+static exactly_err exec_ids_binary(upsert_state *st, exactly_txn *txn,
+                                   const char *ids, int ids_len,
+                                   const char *sql, const char *topic,
+                                   const char *what)
+{
+    const char *params[2] = {ids, topic};
+    int lens[2] = {ids_len, 0}, fmts[2] = {1, 0};
+    exactly_err rc;
+
     rc = st->host->exec_params(txn, sql, topic ? 2 : 1, params, lens, fmts);
     if (rc != EXACTLY_OK)
         st->host->set_error(txn, "upsert: could not queue the %s", what);
@@ -108,10 +119,16 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
     /* The IDs in PostgreSQL's binary form: no text array to escape here
      * nor to parse in the server. */
     if (st->id_oid && b->id_type && pgarray_oid_of(b->id_type) == st->id_oid) {
-        rc = exec_ids_binary(st, txn, b, st->insert_sql, st->emit_topic,
-                             "insert");
+        /* One array for both statements: they take the same IDs. */
+        const char *ids;
+        int ids_len;
+        rc = ids_binary(st, txn, b, &ids, &ids_len);
+        if (rc == EXACTLY_OK)
+            rc = exec_ids_binary(st, txn, ids, ids_len, st->insert_sql,
+                                 st->emit_topic, "insert");
         if (rc == EXACTLY_OK && st->delete_sql)
-            rc = exec_ids_binary(st, txn, b, st->delete_sql, NULL, "delete");
+            rc = exec_ids_binary(st, txn, ids, ids_len, st->delete_sql, NULL,
+                                 "delete");
         return rc;
     }
 
