@@ -127,7 +127,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     member_run *runs;
     exactly_err rc;
     int commit_sent = 0;
-    cycle last;
+    cycle last;                  /* the group's own: BEGIN and COMMIT */
     const cycle *failed = &last; /* where the failure was noted */
     size_t i;
 
@@ -153,7 +153,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
         if (rc != EXACTLY_OK)
             failed = &runs[i].c;
     }
-    last.pt = m[k - 1].pt;
+    last.pt = m[k - 1].pt; /* judge needs one; the log names none */
     if (rc != EXACTLY_OK && failed == &last && !last.err.message[0])
         cycle_note(&last, NULL, e->txn.errmsg); /* the txn did not start */
     if (rc == EXACTLY_OK) {
@@ -190,14 +190,26 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
         /* Nothing of it counts: each partition runs alone next, and
          * counts what it does then. */
         e->st = before;
-        exactly_log(EXACTLY_LOG_INFO, "cycle",
-                    "group rolled back; its partitions run alone",
-                    LOG_UINT("partitions", k),
-                    LOG_STR("topic", failed->pt->topic),
-                    LOG_INT("partition", failed->pt->partition),
-                    LOG_STR("sqlstate", exactly_error_sqlstate(&failed->err)),
-                    LOG_INT("commit_sent", commit_sent),
-                    LOG_STR("error", failed->err.message));
+        if (failed != &last)
+            /* It failed in this partition's part (a fence, its reads,
+             * its records, apply()). */
+            exactly_log(EXACTLY_LOG_INFO, "cycle",
+                        "group rolled back; its partitions run alone",
+                        LOG_UINT("partitions", k), LOG_PART(failed->pt),
+                        LOG_STR("sqlstate",
+                                exactly_error_sqlstate(&failed->err)),
+                        LOG_INT("commit_sent", commit_sent),
+                        LOG_STR("error", failed->err.message));
+        else
+            /* At COMMIT (a write that failed where no sync saw it, the
+             * answer lost) or before BEGIN: no one partition's. */
+            exactly_log(EXACTLY_LOG_INFO, "cycle",
+                        "group rolled back; its partitions run alone",
+                        LOG_UINT("partitions", k),
+                        LOG_STR("sqlstate",
+                                exactly_error_sqlstate(&failed->err)),
+                        LOG_INT("commit_sent", commit_sent),
+                        LOG_STR("error", failed->err.message));
         cycle_rollback(e);
         if (commit_sent) {
             /* Its outcome is unknown: each partition's own run reads its
