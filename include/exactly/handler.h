@@ -264,7 +264,11 @@ typedef struct exactly_handler {
 
     exactly_err (*open)(const exactly_open_args *args, void **state);
     /*
-     * Adds the batch's writes to txn. What its return code does:
+     * Adds the batch's writes to txn. A batch is one partition's; the
+     * small batches of several partitions may share one transaction
+     * (batch.max_partitions), with one apply() per partition, so the
+     * transaction may already hold another batch's writes. What its
+     * return code does:
      *   EXACTLY_OK        the writes commit with the batch (records failed
      *                     with fail_record() go to the dead-letter table).
      *   EXACTLY_ERETRY    transient ("not now"): the batch is rolled back

@@ -121,6 +121,7 @@ typedef struct cfg_pipeline {
     struct {
         int max_messages;
         int max_wait_ms;
+        int max_partitions; /* partitions' batches in one transaction */
     } batch;
 
     struct {

@@ -325,12 +325,22 @@ static const cfg_section handler_section = {
 static const cfg_field batch_fields[] = {
     {.key = "max_messages", .type = CFG_F_INT, .off = P(batch.max_messages),
      .min = 1, .max = 100000, .def = "1000",
-     .doc = "The most messages of one partition applied in one "
-            "transaction."},
+     .doc = "The most messages applied in one transaction: one "
+            "partition's batch, or the small batches of several partitions "
+            "together (`max_partitions`)."},
     {.key = "max_wait_ms", .type = CFG_F_INT, .off = P(batch.max_wait_ms),
      .min = 0, .max = 600000, .def = "100",
      .doc = "How long a batch waits to fill before it is applied as it "
             "is."},
+    {.key = "max_partitions", .type = CFG_F_INT,
+     .off = P(batch.max_partitions), .min = 1, .max = 100000, .def = "256",
+     .doc = "The most partitions whose batches are applied in one "
+            "transaction. When a partition's batch is due, other partitions "
+            "with messages waiting join it, as long as all of them together "
+            "hold at most `max_messages` messages (a full batch stays "
+            "alone): one fence per partition, one commit. Should one of "
+            "them fail, the transaction is rolled back and each partition "
+            "runs alone. 1: one partition per transaction."},
 };
 static const cfg_section batch_section = {
     batch_fields, CFG_N_FIELDS(batch_fields), NULL,

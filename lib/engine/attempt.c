@@ -25,19 +25,6 @@
 #include "log.h"
 #include "pg_conn.h"
 
-/* What the phases of one attempt hand on to each other. */
-typedef struct attempt_state {
-    size_t n;               /* messages of the batch (the guard may shrink it) */
-    int64_t end;            /* offset stored on commit */
-    int dead_only;          /* the one record is dead-lettered, not applied */
-    txn_result attempt_res, dedup_res, lookup_res;
-    char part_s[16], epoch_s[24], start_s[24], end_s[24];
-    const char *fence_params[6];
-    int need_sync;          /* something was read: sync before the writes */
-    int looked_up;
-    size_t skipped;         /* lookup found no row, on_missing: skip */
-} attempt_state;
-
 #define N_FENCE_PARAMS 6
 
 /* Builds c->recs from the grouped batch by the on_missing policy. */
@@ -171,6 +158,16 @@ static exactly_err phase_start(cycle *c, attempt_state *a, size_t *n_io,
         *n_io = a->n;
         *end_io = a->end;
     }
+    cycle_fence_params(c, a);
+    return EXACTLY_OK;
+}
+
+/* cycle_internal.h says what it does. */
+void cycle_fence_params(cycle *c, attempt_state *a)
+{
+    engine *e = c->e;
+    part *pt = c->pt;
+
     snprintf(a->part_s, sizeof(a->part_s), "%d", (int)pt->partition);
     snprintf(a->epoch_s, sizeof(a->epoch_s), "%" PRId64, pt->epoch);
     snprintf(a->start_s, sizeof(a->start_s), "%" PRId64, pt->next_offset);
@@ -181,7 +178,6 @@ static exactly_err phase_start(cycle *c, attempt_state *a, size_t *n_io,
     a->fence_params[3] = a->epoch_s;
     a->fence_params[4] = a->start_s;
     a->fence_params[5] = a->end_s;
-    return EXACTLY_OK;
 }
 
 /* The record the crash guard gave up on goes to the dead letters alone:
@@ -201,9 +197,8 @@ static void dead_letter_only(cycle *c, attempt_state *a)
     a->n = 0;
 }
 
-/* Builds the batch, then queues BEGIN, the fence, dedup and lookup, and
- * syncs when something was read. */
-static exactly_err phase_read(cycle *c, attempt_state *a)
+/* cycle_internal.h says what it does. */
+exactly_err cycle_phase_read(cycle *c, attempt_state *a)
 {
     engine *e = c->e;
     part *pt = c->pt;
@@ -220,7 +215,8 @@ static exactly_err phase_read(cycle *c, attempt_state *a)
         }
     }
     dead_letters_reset(&e->dl);
-    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+    if (!a->grouped)
+        (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
 #ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
     (void)exactly_txn_send(&e->txn, TXN_FENCE, e->pos.fence_sql, N_FENCE_PARAMS,
                            a->fence_params, NULL);
@@ -251,9 +247,8 @@ static exactly_err phase_read(cycle *c, attempt_state *a)
     return EXACTLY_OK;
 }
 
-/* Applies dedup's answer, groups the batch by the lookup's rows, and
- * picks the records the handler gets (c->recs). */
-static exactly_err phase_group(cycle *c, attempt_state *a)
+/* cycle_internal.h says what it does. */
+exactly_err cycle_phase_group(cycle *c, attempt_state *a)
 {
     engine *e = c->e;
     char errbuf[512];
@@ -339,9 +334,8 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
     return rc;
 }
 
-/* Whatever the attempt did: a committed batch's counters move, a failure
- * keeps its reason. */
-static exactly_err phase_end(cycle *c, attempt_state *a, exactly_err rc)
+/* cycle_internal.h says what it does. */
+exactly_err cycle_phase_end(cycle *c, attempt_state *a, exactly_err rc)
 {
     engine *e = c->e;
     size_t i;
@@ -373,10 +367,10 @@ exactly_err cycle_attempt(cycle *c, size_t *n_io, int64_t *end_io,
      * reason is noted already. */
     rc = phase_start(c, &a, n_io, end_io);
     if (rc == EXACTLY_OK)
-        rc = phase_read(c, &a);
+        rc = cycle_phase_read(c, &a);
     if (rc == EXACTLY_OK)
-        rc = phase_group(c, &a);
+        rc = cycle_phase_group(c, &a);
     if (rc == EXACTLY_OK)
         rc = phase_apply(c, &a, careful, commit_sent);
-    return phase_end(c, &a, rc);
+    return cycle_phase_end(c, &a, rc);
 }

@@ -20,12 +20,13 @@
 
 /* ---- a batch, from first attempt to its outcome ------------------------- */
 
-/* The batch committed: the engine's totals and pt move on. */
-static void committed(engine *e, part *pt, cycle *c, size_t n, int64_t end)
+/* cycle_internal.h says what it does. */
+void cycle_committed(engine *e, part *pt, const cycle *c, size_t n,
+                     int64_t end, uint64_t dead)
 {
     e->st.consumed += n;
     e->st.applied += c->applied_msgs;
-    e->st.dead_lettered += e->dl.count;
+    e->st.dead_lettered += dead;
     e->st.batches_committed++;
     exactly_txn_finish(&e->txn);
     pt->next_offset = end;
@@ -228,7 +229,7 @@ static void cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
         c.pt = pt;
         rc = attempt_batch(&c, &n, &end, &commit_sent);
         if (rc == EXACTLY_OK)
-            committed(e, pt, &c, n, end);
+            cycle_committed(e, pt, &c, n, end, e->dl.count);
         else if (rc != EXACTLY_EHANDLER)
             rc = rolled_back(e, pt, &c, rc, commit_sent, &r->retried);
         r->err = c.err;

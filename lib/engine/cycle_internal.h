@@ -27,6 +27,22 @@ typedef struct cycle {
     exactly_error err;
 } cycle;
 
+/* What the phases of one attempt (attempt.c) hand on to each other; a
+ * group (group.c) keeps one per partition. */
+typedef struct attempt_state {
+    size_t n;               /* messages of the batch (the guard may shrink it) */
+    int64_t end;            /* offset stored on commit */
+    int dead_only;          /* the one record is dead-lettered, not applied */
+    int grouped;            /* one partition of a group: its BEGIN is the
+                               group's, sent already */
+    txn_result attempt_res, dedup_res, lookup_res;
+    char part_s[16], epoch_s[24], start_s[24], end_s[24];
+    const char *fence_params[6];
+    int need_sync;          /* something was read: sync before the writes */
+    int looked_up;
+    size_t skipped;         /* lookup found no row, on_missing: skip */
+} attempt_state;
+
 /* ---- cycle.c: shared helpers --------------------------------------------- */
 
 /* Records why the attempt failed. */
@@ -43,6 +59,12 @@ void cycle_dl_record(cycle *c, const exactly_record *r, const char *reason,
 void cycle_trace_batch(const part *pt, size_t n);
 void cycle_trace_record(const part *pt, const exactly_record *r);
 void cycle_trace_batch_again(void);
+
+/* The batch of c->pt committed (its first n messages, up to end, with
+ * dead dead letters): the engine's totals and pt move on, Kafka hears
+ * the new position. */
+void cycle_committed(engine *e, part *pt, const cycle *c, size_t n,
+                     int64_t end, uint64_t dead);
 
 /* ---- apply.c: the handler ------------------------------------------------ */
 
@@ -84,6 +106,23 @@ exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped);
 /* Ends the transaction; a connection that cannot even do that is dropped
  * (the owner's db_open reconnects). */
 void cycle_rollback(engine *e);
+/* The phases of an attempt that a group runs per partition too:
+ *   cycle_fence_params  the fence's parameters for pt->next_offset to
+ *                       a->end
+ *   cycle_phase_read    builds the batch (e->bb), queues BEGIN (unless
+ *                       a->grouped), the fence, dedup and lookup; syncs
+ *                       when something was read
+ *   cycle_phase_group   dedup's answer, the records by the lookup's rows
+ *                       (c->recs), what cannot be applied dead-lettered
+ *   cycle_phase_end     a committed (rc EXACTLY_OK) attempt's dedup and
+ *                       skip counters move; a failure keeps its reason
+ * The batch builder and the dead letters are the engine's: one
+ * partition's phases run at a time. */
+void cycle_fence_params(cycle *c, attempt_state *a);
+exactly_err cycle_phase_read(cycle *c, attempt_state *a);
+exactly_err cycle_phase_group(cycle *c, attempt_state *a);
+exactly_err cycle_phase_end(cycle *c, attempt_state *a, exactly_err rc);
+
 /* Runs one attempt's transaction for the first *n_io messages of c->pt up
  * to *end_io (the crash guard may shrink both), careful or optimistic.
  * *commit_sent is set once COMMIT went out. Returns EXACTLY_OK

@@ -275,6 +275,39 @@ int64_t engine_part_position(engine *e, part *pt);
  */
 exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end);
 
+/* ---- a group: several partitions' batches in one transaction ---------- */
+
+/* One partition's batch in a group: its first n (> 0) buffered messages,
+ * end stored on commit, as engine_run takes them. */
+typedef struct engine_group_member {
+    part *pt;
+    size_t n;
+    int64_t end;
+} engine_group_member;
+
+/* Whether pt's next batch may join a group: served, with nothing for the
+ * crash guard to ask (serving: not just claimed, not isolating), its last
+ * batch ended well (no attempt to check again: attempts 0, no unconfirmed
+ * COMMIT, no on_missing: retry wait) and its position read on the current
+ * connection. The owner also leaves out a partition that backs off, and a
+ * full batch (it is a transaction of its own). */
+int engine_groupable(const engine *e, const part *pt);
+
+/*
+ * Runs the batches m[0..k) in ONE transaction (group.c): BEGIN; per
+ * partition its fence, dedup, lookup, apply() and dead letters; COMMIT.
+ * Returns EXACTLY_OK: all committed, and ops->batch_done heard each
+ * partition's batch, in order, as engine_run's. Anything else: nothing of
+ * them committed and nothing was heard; the owner runs each partition
+ * alone (engine_run). A member whose state changed (not groupable on the
+ * connection db_open gave) makes the group refuse to start (EXACTLY_ERETRY).
+ * After a COMMIT whose answer never came each member is marked as a batch
+ * of its own would be (attempts, unconfirmed), so that its own run reads
+ * the stored row first: counted once if it did commit, applied again if not.
+ */
+exactly_err engine_run_group(engine *e, const engine_group_member *m,
+                             size_t k);
+
 /* Reads pt's stored position again on the current connection and follows
  * it (a reconnect: the server may have lost what we committed, or be a
  * promoted standby). Returns EXACTLY_OK (pt follows the row; its buffer

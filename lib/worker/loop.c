@@ -179,16 +179,23 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
     return 1;
 }
 
-/* Flushes every partition whose batch is full or old enough. Returns how
- * many ms until the next deadline (for the poll timeout). */
+/* Flushes every partition whose batch is full or old enough; a small
+ * batch takes the other partitions' small batches ready along into one
+ * transaction (batch.max_partitions, engine_run_group). Returns how many
+ * ms until the next deadline (for the poll timeout). */
 int worker_flush_ready(worker *w, int force)
 {
     long long now = exactly_now_ms();
+    size_t max = (size_t)w->p->batch.max_messages;
+    size_t max_group = (size_t)w->p->batch.max_partitions;
+    engine_group_member *group = NULL;
     int next = 100;
-    size_t i;
+    size_t i, k;
 
     if (!worker_breaker_try_close(w))
         return 100;
+    if (max_group > w->eng.n_parts)
+        max_group = w->eng.n_parts;
 
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
@@ -210,17 +217,42 @@ int worker_flush_ready(worker *w, int force)
             continue;
         }
         n = worker_batch_size(w, pt);
+        k = 0;
+        if (max_group > 1 && n < max && engine_groupable(&w->eng, pt) &&
+            (group || (group = malloc(max_group * sizeof(*group))))) {
+            /* Small: the other partitions with small batches ready join
+             * it in one transaction, up to max messages in all. (Without
+             * memory for the list, every batch runs alone, as with 1.) */
+            size_t total = n, j;
+            group[k++] = (engine_group_member){pt, n, worker_batch_end(w, pt, n)};
+            for (j = 0; j < w->eng.n_parts && k < max_group; j++) {
+                part *o = w->eng.parts[j];
+                size_t on;
+                if (o == pt || o->n_buf == 0 || part_state_stopped(o->state) ||
+                    o->retry_at_ms > now || !engine_groupable(&w->eng, o))
+                    continue;
+                on = worker_batch_size(w, o);
+                if (on >= max || total + on > max)
+                    continue;
+                total += on;
+                group[k++] = (engine_group_member){o, on, worker_batch_end(w, o, on)};
+            }
+        }
         w->in_cycle = 1;
         w->eng.txn.idle = drain_kafka;
         w->eng.txn.idle_arg = w;
         /* Settled by worker_settle (settle.c): the partition's backoff or
          * resumption, the breaker, the stop, the figures. */
-        step = worker_run_batch(w, pt, n, worker_batch_end(w, pt, n),
-                                WORKER_BATCH_FLUSH);
+        if (k > 1)
+            step = worker_run_group(w, group, k);
+        else
+            step = worker_run_batch(w, pt, n, worker_batch_end(w, pt, n),
+                                    WORKER_BATCH_FLUSH);
         w->eng.txn.idle = NULL;
         w->in_cycle = 0;
         if (w->n_deferred > 0) {
             /* The partition table may change under this loop. */
+            free(group);
             worker_replay_deferred(w);
             return 0;
         }
@@ -229,6 +261,7 @@ int worker_flush_ready(worker *w, int force)
         if (step == WORKER_NEXT_NO_DB || w->fatal)
             break;
     }
+    free(group);
     return next < 0 ? 0 : next;
 }
 

@@ -6,6 +6,7 @@
  * the error's fields, never on its text (worker_settle_plan): the stop,
  * the partition's backoff or resumption, the circuit breaker, the figures.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -129,8 +130,16 @@ worker_next worker_settle(worker *w, part *pt, const engine_batch_report *r,
     return p.next;
 }
 
-void worker_batch_done(worker *w, const engine_batch_report *r)
+void worker_batch_done(worker *w, const part *pt,
+                       const engine_batch_report *r)
 {
+    size_t i;
+
+    for (i = 0; i < w->n_group; i++)
+        if (w->group[i].pt == pt) {
+            w->group_reports[i] = *r;
+            return;
+        }
     if (w->report)
         *w->report = *r;
 }
@@ -153,4 +162,58 @@ worker_next worker_run_batch(worker *w, part *pt, size_t n, int64_t end,
         exactly_error_set_code(&r.err, rc);
     }
     return worker_settle(w, pt, &r, kind);
+}
+
+/* The next step of a flush that ran several batches: the breaker first,
+ * then more to do. */
+static worker_next next_of_both(worker_next a, worker_next b)
+{
+    if (a == WORKER_NEXT_NO_DB || b == WORKER_NEXT_NO_DB)
+        return WORKER_NEXT_NO_DB;
+    if (a == WORKER_NEXT_MORE || b == WORKER_NEXT_MORE)
+        return WORKER_NEXT_MORE;
+    return WORKER_NEXT_WAIT;
+}
+
+worker_next worker_run_group(worker *w, const engine_group_member *m,
+                             size_t k)
+{
+    engine_batch_report *reps = calloc(k, sizeof(*reps));
+    worker_next next = WORKER_NEXT_WAIT;
+    exactly_err rc = EXACTLY_ENOMEM;
+    size_t i;
+
+    if (reps) {
+        w->group = m;
+        w->group_reports = reps;
+        w->n_group = k;
+        rc = engine_run_group(&w->eng, m, k);
+        w->group = NULL;
+        w->group_reports = NULL;
+        w->n_group = 0;
+    }
+    if (rc == EXACTLY_OK) {
+        for (i = 0; i < k; i++)
+            next = next_of_both(next, worker_settle(w, m[i].pt, &reps[i],
+                                                    WORKER_BATCH_FLUSH));
+        free(reps);
+        return next;
+    }
+    free(reps);
+    /* Rolled back (or never started): each runs alone, as it would have
+     * without the group, until the loop must stop. */
+    for (i = 0; i < k; i++) {
+        part *pt = m[i].pt;
+        size_t n;
+
+        if (part_state_stopped(pt->state) || pt->n_buf == 0)
+            continue;
+        n = worker_batch_size(w, pt);
+        next = next_of_both(next, worker_run_batch(w, pt, n,
+                                                   worker_batch_end(w, pt, n),
+                                                   WORKER_BATCH_FLUSH));
+        if (next == WORKER_NEXT_NO_DB || w->fatal || w->n_deferred > 0)
+            break;
+    }
+    return next;
 }

@@ -65,8 +65,7 @@ static void ops_position(void *arg, const part *pt)
 static void ops_batch_done(void *arg, const part *pt,
                            const engine_batch_report *r)
 {
-    (void)pt;
-    worker_batch_done(arg, r);
+    worker_batch_done(arg, pt, r);
 }
 
 static const engine_ops worker_engine_ops = {

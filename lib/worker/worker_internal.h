@@ -53,6 +53,11 @@ typedef struct worker {
     /* Where the report of the batch in flight goes (worker_run_batch);
      * NULL: no batch in flight. */
     engine_batch_report *report;
+    /* The same for a group in flight (worker_run_group): the report of
+     * group[i].pt goes to group_reports[i]. */
+    const engine_group_member *group;
+    engine_batch_report *group_reports;
+    size_t n_group;
 
     int fatal;                /* exit 1 at the next turn */
     long long last_msg_ms;
@@ -107,8 +112,17 @@ worker_next worker_run_batch(worker *w, part *pt, size_t n, int64_t end,
  * a retriable failure left no connection. */
 worker_next worker_settle(worker *w, part *pt, const engine_batch_report *r,
                           worker_batch_kind kind);
-/* engine_ops.batch_done: keeps the report for worker_run_batch. */
-void worker_batch_done(worker *w, const engine_batch_report *r);
+/* Runs the batches m[0..k) of a flush in one transaction
+ * (engine_run_group) and settles each as worker_run_batch does; when the
+ * group did not commit, each partition runs alone (worker_run_batch).
+ * What the caller does next: WORKER_NEXT_NO_DB if any said so, else
+ * WORKER_NEXT_MORE if any did, else WORKER_NEXT_WAIT. */
+worker_next worker_run_group(worker *w, const engine_group_member *m,
+                             size_t k);
+/* engine_ops.batch_done: keeps the report of pt's batch for
+ * worker_run_batch or worker_run_group. */
+void worker_batch_done(worker *w, const part *pt,
+                       const engine_batch_report *r);
 
 /* Publishes a partition's position (after a claim or a commit). */
 void worker_metrics_position(worker *w, const part *pt, int assigned);

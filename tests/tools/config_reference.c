@@ -35,7 +35,7 @@ static const char preamble[] =
     "  the wrong type or out of range, naming the file, line, column and\n"
     "  key: `worker.yaml:12:5: unknown key "
     "'pipelines.orders.batch.max_mesages'\n"
-    "  (valid: max_messages, max_wait_ms)`.\n"
+    "  (valid: max_messages, max_wait_ms, max_partitions)`.\n"
     "- Integers are decimal (an optional `-`, digits, nothing else). A bool\n"
     "  is `true`, `yes` or `on`, or `false`, `no` or `off`, in any case.\n"
     "- `key:` with no value is an empty list or section; a list of one\n"

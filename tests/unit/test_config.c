@@ -428,7 +428,7 @@ static const bad_case bad_cases[] = {
      "parsing a block mapping at 6:3)"},
     {"unknown key", BODY "    batch:\n      max_mesages: 10\n",
      "worker.yaml:13:7: unknown key 'pipelines.ledger.batch.max_mesages' "
-     "(valid: max_messages, max_wait_ms)"},
+     "(valid: max_messages, max_wait_ms, max_partitions)"},
     /* Relays: a file with relays only is valid; producer settings that
      * break order or idempotence are refused with file:line:key. */
 #define RHEAD                                                                  \
