@@ -320,5 +320,8 @@ exactly_err engine_reread(engine *e, part *pt);
  * no death happened inside apply()): the next claim counts none. Best
  * effort; logged on failure. */
 void engine_release(engine *e, part *pt);
+/* engine_release for n partitions in one transaction (a fenced one is
+ * skipped: the row is another owner's). */
+void engine_release_parts(engine *e, part *const *pts, size_t n);
 
 #endif

@@ -155,23 +155,55 @@ exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
 /* engine.h says what it does. */
 void engine_release(engine *e, part *pt)
 {
-    char part_s[16], epoch_s[24], err[512];
-    const char *params[4];
+    engine_release_parts(e, &pt, 1);
+}
 
-    if (!e->pos.crash_guard || pt->state == PART_S_FENCED || !e->conn ||
+/* engine.h says what it does. */
+void engine_release_parts(engine *e, part *const *pts, size_t n)
+{
+    char part_s[16], epoch_s[24];
+    const char *params[4];
+    exactly_err rc;
+    size_t i, queued = 0;
+
+    if (!e->pos.crash_guard || !e->conn ||
         PQstatus(e->conn) != CONNECTION_OK || !e->sql_ready)
         return;
-    snprintf(part_s, sizeof(part_s), "%d", (int)pt->partition);
-    snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pt->epoch);
-    params[0] = e->p->name;
-    params[1] = pt->topic;
-    params[2] = part_s;
-    params[3] = epoch_s;
-    exactly_txn_finish(&e->txn);
-    if (exactly_pg_exec(e->conn, e->sql.release, 4, params, NULL, err,
-                        sizeof(err)) != EXACTLY_OK)
-        exactly_log(EXACTLY_LOG_WARN, "cycle",
-                    "cannot let go of the offset row; the next owner "
-                    "counts one death",
-                    LOG_PART(pt), LOG_STR("error", err));
+    for (i = 0; i < n; i++)
+        queued += pts[i]->state != PART_S_FENCED;
+    if (queued == 0)
+        return;
+    /* One transaction for them all: a stop or a revoke of many
+     * partitions costs one round trip and one commit, not one each. */
+    rc = exactly_txn_start(&e->txn, e->conn, e->timeout_ms);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+    for (i = 0; i < n && rc == EXACTLY_OK; i++) {
+        if (pts[i]->state == PART_S_FENCED)
+            continue;
+        /* The parameters are copied as the statement is queued. */
+        snprintf(part_s, sizeof(part_s), "%d", (int)pts[i]->partition);
+        snprintf(epoch_s, sizeof(epoch_s), "%" PRId64, pts[i]->epoch);
+        params[0] = e->p->name;
+        params[1] = pts[i]->topic;
+        params[2] = part_s;
+        params[3] = epoch_s;
+        rc = exactly_txn_send(&e->txn, TXN_CONTROL, e->sql.release, 4, params,
+                              NULL);
+    }
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_send(&e->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_sync(&e->txn);
+    if (rc == EXACTLY_OK) {
+        exactly_txn_finish(&e->txn);
+        return;
+    }
+    exactly_log(EXACTLY_LOG_WARN, "cycle",
+                "cannot let go of the offset rows; their next owners count "
+                "one death each",
+                LOG_UINT("partitions", queued),
+                LOG_STR("error", e->txn.errmsg[0] ? e->txn.errmsg
+                                                  : "out of memory"));
+    cycle_rollback(e);
 }

@@ -334,9 +334,15 @@ void worker_release_pending(worker *w)
 
 void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
 {
+    part **gone = NULL;
+    size_t n_gone = 0, k;
     int i;
 
     revoke_pending(w, list);
+    /* The revoked partitions, let go of together below (NULL: one by
+     * one, as memory allows). */
+    if (list->cnt > 0)
+        gone = malloc((size_t)list->cnt * sizeof(*gone));
     for (i = 0; i < list->cnt; i++) {
         part *pt = engine_part_find(&w->eng, list->elems[i].topic,
                                     list->elems[i].partition);
@@ -359,10 +365,20 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
                                  WORKER_BATCH_REVOKE) != WORKER_NEXT_MORE)
                 break;
         }
-        /* Leaving it alive: no death inside apply() to count. */
-        engine_release(&w->eng, pt);
-        engine_part_remove(&w->eng, pt);
+        if (gone) {
+            gone[n_gone++] = pt;
+        } else {
+            /* Leaving it alive: no death inside apply() to count. */
+            engine_release(&w->eng, pt);
+            engine_part_remove(&w->eng, pt);
+        }
     }
+    /* Left alive: no death inside apply() to count; one transaction lets
+     * go of every row. */
+    engine_release_parts(&w->eng, gone, n_gone);
+    for (k = 0; k < n_gone; k++)
+        engine_part_remove(&w->eng, gone[k]);
+    free(gone);
     if (w->cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->rk, list);
         if (e)
