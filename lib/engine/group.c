@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
+
 #include "clock.h"
 #include "cycle_internal.h"
 #include "log.h"
@@ -37,6 +39,87 @@ typedef struct member_run {
     uint64_t dead;          /* its dead letters */
     engine_stats delta;     /* dedup and skip counters its phases moved */
 } member_run;
+
+/*
+ * The fused built-in upsert reads nothing but each record's ID (and the
+ * batch's ID type): its writes for the whole group are one apply() on the
+ * records of every partition, so the server runs its statements once per
+ * transaction, not once per partition. The records are copied here,
+ * because the batch builder is reused by the next partition: each carries
+ * its ID and message count, and no messages (the fused upsert reads
+ * none).
+ */
+typedef struct merged {
+    exactly_record *recs;
+    size_t n, cap;
+    size_t *id_at;          /* where each record's ID starts in ids */
+    strbuf ids;             /* the IDs, NUL-terminated, one after another */
+} merged;
+
+/* Whether the group's writes are one apply() (merged above). */
+static int merges(const engine *e)
+{
+    return e->plugin->fused && e->plugin->h->skips_lookup;
+}
+
+/* Copies recs[0..n) into m; -1 when out of memory. */
+static int merged_add(merged *m, const exactly_record *recs, size_t n)
+{
+    size_t i;
+
+    if (m->n + n > m->cap) {
+        size_t cap = (m->n + n) * 2;
+        exactly_record *r = realloc(m->recs, cap * sizeof(*r));
+        size_t *at;
+        if (!r)
+            return -1;
+        m->recs = r;
+        at = realloc(m->id_at, cap * sizeof(*at));
+        if (!at)
+            return -1;
+        m->id_at = at;
+        m->cap = cap;
+    }
+    for (i = 0; i < n; i++) {
+        memset(&m->recs[m->n], 0, sizeof(m->recs[m->n]));
+        m->recs[m->n].n_messages = recs[i].n_messages;
+        m->id_at[m->n] = m->ids.len;
+        strbuf_append(&m->ids, recs[i].id, strlen(recs[i].id) + 1);
+        m->n++;
+    }
+    return m->ids.oom ? -1 : 0;
+}
+
+/* One apply() for every partition's records, queued on c (the last
+ * partition's cycle: the batch names its topic and partition). */
+static exactly_err merged_apply(engine *e, merged *m, cycle *c)
+{
+    exactly_err rc;
+    size_t i;
+
+    if (m->n == 0)
+        return EXACTLY_OK;
+    /* The arena is complete: the IDs no longer move. */
+    for (i = 0; i < m->n; i++)
+        m->recs[i].id = m->ids.data + m->id_at[i];
+    rc = cycle_queue_apply(c, m->recs, m->n);
+    if (rc != EXACTLY_OK)
+        return rc;
+    /* A record failed on purpose: which partition's it is is not kept
+     * here, so the group rolls back and each partition runs alone. */
+    if (e->txn.n_fails > 0) {
+        cycle_note(c, NULL, "a record failed inside a group");
+        return EXACTLY_EHANDLER;
+    }
+    return EXACTLY_OK;
+}
+
+static void merged_free(merged *m)
+{
+    free(m->recs);
+    free(m->id_at);
+    strbuf_free(&m->ids);
+}
 
 /* engine.h says what it does. */
 int engine_groupable(const engine *e, const part *pt)
@@ -52,7 +135,7 @@ int engine_groupable(const engine *e, const part *pt)
 /* One partition's phases inside the group's transaction: fence, dedup,
  * lookup, its records, apply() (optimistic), its dead letters queued. */
 static exactly_err member_queue(engine *e, const engine_group_member *m,
-                                member_run *r)
+                                member_run *r, merged *mg)
 {
     attempt_state a;
     engine_stats before = e->st;
@@ -71,8 +154,15 @@ static exactly_err member_queue(engine *e, const engine_group_member *m,
     rc = cycle_phase_read(&r->c, &a);
     if (rc == EXACTLY_OK)
         rc = cycle_phase_group(&r->c, &a);
-    if (rc == EXACTLY_OK && r->c.n_recs > 0)
+    if (rc == EXACTLY_OK && r->c.n_recs > 0 && mg) {
+        /* Applied with the others' after the last partition. */
+        if (merged_add(mg, r->c.recs, r->c.n_recs) != 0) {
+            cycle_note(&r->c, NULL, "out of memory");
+            rc = EXACTLY_ENOMEM;
+        }
+    } else if (rc == EXACTLY_OK && r->c.n_recs > 0) {
         rc = cycle_queue_apply(&r->c, r->c.recs, r->c.n_recs);
+    }
     if (rc == EXACTLY_OK) {
         /* All or nothing: should a write fail, COMMIT is answered
          * ROLLBACK and none of this counts. */
@@ -128,6 +218,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     exactly_err rc;
     int commit_sent = 0;
     cycle last;                  /* the group's own: BEGIN and COMMIT */
+    merged mg;
     const cycle *failed = &last; /* where the failure was noted */
     size_t i;
 
@@ -143,15 +234,21 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     if (!runs)
         return EXACTLY_ENOMEM;
     memset(&last, 0, sizeof(last));
+    memset(&mg, 0, sizeof(mg));
     last.e = e;
     rc = exactly_txn_start(&e->txn, e->conn, e->timeout_ms);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
     for (i = 0; i < k && rc == EXACTLY_OK; i++) {
         cycle_trace_batch(m[i].pt, m[i].n);
-        rc = member_queue(e, &m[i], &runs[i]);
+        rc = member_queue(e, &m[i], &runs[i], merges(e) ? &mg : NULL);
         if (rc != EXACTLY_OK)
             failed = &runs[i].c;
+    }
+    if (rc == EXACTLY_OK && merges(e)) {
+        rc = merged_apply(e, &mg, &runs[k - 1].c);
+        if (rc != EXACTLY_OK)
+            failed = &runs[k - 1].c;
     }
     last.pt = m[k - 1].pt; /* judge needs one; the log names none */
     if (rc != EXACTLY_OK && failed == &last && !last.err.message[0])
@@ -230,5 +327,6 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     for (i = 0; i < k; i++)
         free(runs[i].c.recs);
     free(runs);
+    merged_free(&mg);
     return rc;
 }
