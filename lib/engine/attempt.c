@@ -218,8 +218,9 @@ exactly_err cycle_phase_read(cycle *c, attempt_state *a)
     if (!a->grouped)
         (void)exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
 #ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
-    (void)exactly_txn_send(&e->txn, TXN_FENCE, e->pos.fence_sql, N_FENCE_PARAMS,
-                           a->fence_params, NULL);
+    if (!a->group_fenced)
+        (void)exactly_txn_send(&e->txn, TXN_FENCE, e->pos.fence_sql,
+                               N_FENCE_PARAMS, a->fence_params, NULL);
 #endif
     if (a->dead_only)
         dead_letter_only(c, a);

@@ -35,6 +35,7 @@ typedef struct attempt_state {
     int dead_only;          /* the one record is dead-lettered, not applied */
     int grouped;            /* one partition of a group: its BEGIN is the
                                group's, sent already */
+    int group_fenced;       /* and so is its fence (the group's one) */
     txn_result attempt_res, dedup_res, lookup_res;
     char part_s[16], epoch_s[24], start_s[24], end_s[24];
     const char *fence_params[6];

@@ -25,6 +25,7 @@ void engine_use_offsets(engine *e)
     memset(&e->pos, 0, sizeof(e->pos));
     e->pos.key = e->p->name;
     e->pos.fence_sql = e->sql.fence;
+    e->pos.group_fence_sql = e->sql.fence_group;
     e->pos.read_sql = e->sql.read;
     e->pos.dl_key = e->p->name;
     e->pos.crash_guard = 1;

@@ -129,6 +129,10 @@ typedef struct engine_position {
                                 or the run row's id */
     const char *fence_sql;   /* $1 key $2 topic $3 partition $4 epoch
                                 $5 start $6 end: compare-and-set */
+    const char *group_fence_sql; /* NULL, or the fence of a group's
+                                partitions at once: $1 key, $2 topics[]
+                                $3 partitions[] $4 epochs[] $5 starts[]
+                                $6 ends[] (engine_run_group) */
     const char *read_sql;    /* $1 key $2 topic $3 partition: next_offset,
                                 owner_epoch */
     const char *dl_key;      /* the pipeline name dead letters are kept

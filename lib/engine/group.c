@@ -135,7 +135,7 @@ int engine_groupable(const engine *e, const part *pt)
 /* One partition's phases inside the group's transaction: fence, dedup,
  * lookup, its records, apply() (optimistic), its dead letters queued. */
 static exactly_err member_queue(engine *e, const engine_group_member *m,
-                                member_run *r, merged *mg)
+                                member_run *r, merged *mg, int fenced)
 {
     attempt_state a;
     engine_stats before = e->st;
@@ -145,6 +145,7 @@ static exactly_err member_queue(engine *e, const engine_group_member *m,
     a.n = m->n;
     a.end = m->end;
     a.grouped = 1;
+    a.group_fenced = fenced;
     a.attempt_res = a.dedup_res = a.lookup_res = TXN_NO_RESULT;
     r->c.e = e;
     r->c.pt = m->pt;
@@ -208,6 +209,44 @@ static void group_committed(engine *e, const engine_group_member *m,
     }
 }
 
+/* Queues one fence for every partition of the group (pos.group_fence_sql):
+ * each row's compare-and-set of its batch's epoch and start, refused whole
+ * (EX001: the group is fenced, each partition then runs alone) unless
+ * every row matched. */
+static exactly_err fence_all(engine *e, const engine_group_member *m,
+                             size_t k)
+{
+    strbuf arr[5];
+    const char *params[6];
+    exactly_err rc = EXACTLY_OK;
+    size_t i, j;
+
+    memset(arr, 0, sizeof(arr));
+    for (j = 0; j < 5; j++)
+        strbuf_array_begin(&arr[j]);
+    for (i = 0; i < k; i++) {
+        const part *pt = m[i].pt;
+        strbuf_array_elem_str(&arr[0], pt->topic);
+        strbuf_array_elem_int(&arr[1], pt->partition);
+        strbuf_array_elem_int(&arr[2], pt->epoch);
+        strbuf_array_elem_int(&arr[3], pt->next_offset);
+        strbuf_array_elem_int(&arr[4], m[i].end);
+    }
+    params[0] = e->pos.key;
+    for (j = 0; j < 5; j++) {
+        strbuf_array_end(&arr[j]);
+        if (arr[j].oom)
+            rc = EXACTLY_ENOMEM;
+        params[j + 1] = strbuf_str(&arr[j]);
+    }
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_send(&e->txn, TXN_FENCE, e->pos.group_fence_sql, 6,
+                              params, NULL);
+    for (j = 0; j < 5; j++)
+        strbuf_free(&arr[j]);
+    return rc;
+}
+
 /* engine.h says what it does. */
 exactly_err engine_run_group(engine *e, const engine_group_member *m,
                              size_t k)
@@ -219,6 +258,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     int commit_sent = 0;
     cycle last;                  /* the group's own: BEGIN and COMMIT */
     merged mg;
+    int group_fence = 0;         /* one fence for all, sent */
     const cycle *failed = &last; /* where the failure was noted */
     size_t i;
 
@@ -239,9 +279,19 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     rc = exactly_txn_start(&e->txn, e->conn, e->timeout_ms);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_send(&e->txn, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
+#ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+    if (rc == EXACTLY_OK && e->pos.group_fence_sql) {
+        rc = fence_all(e, m, k);
+        group_fence = rc == EXACTLY_OK;
+        if (rc != EXACTLY_OK)
+            cycle_note(&last, NULL, rc == EXACTLY_ENOMEM ? "out of memory"
+                                                          : e->txn.errmsg);
+    }
+#endif
     for (i = 0; i < k && rc == EXACTLY_OK; i++) {
         cycle_trace_batch(m[i].pt, m[i].n);
-        rc = member_queue(e, &m[i], &runs[i], merges(e) ? &mg : NULL);
+        rc = member_queue(e, &m[i], &runs[i], merges(e) ? &mg : NULL,
+                          group_fence);
         if (rc != EXACTLY_OK)
             failed = &runs[i].c;
     }

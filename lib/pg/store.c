@@ -35,9 +35,19 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3"
         " AND $4::bigint IS NOT NULL AND $5::bigint IS NOT NULL",
         s->schema_q);
+    s->fence_group = store_format_schema(
+        "UPDATE %1$s.offsets o SET next_offset = u.e_end, updated_at = now()"
+        " FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bigint[],"
+        " $6::bigint[]) AS u(t, p, ep, s, e_end)"
+        " WHERE o.pipeline = $1 AND o.topic = u.t AND o.partition = u.p",
+        s->schema_q);
 #else
     s->fence = store_format_schema("SELECT %1$s.advance($1, $2, $3, $4, $5, $6)",
                              s->schema_q);
+    s->fence_group = store_format_schema(
+        "SELECT %1$s.advance_group($1, $2::text[], $3::integer[],"
+        " $4::bigint[], $5::bigint[], $6::bigint[])",
+        s->schema_q);
 #endif
     s->attempt = store_format_schema(
         "SELECT %1$s.attempt($1, $2, $3, $4, $5, $6, $7, $8)", s->schema_q);
@@ -122,7 +132,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         exactly_store_sql_free(s);
         return -1;
     }
-    if (!s->fence || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
+    if (!s->fence || !s->fence_group || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
         !s->set_start || !s->read || !s->reclaim || !s->dedup_expire ||
         !s->release) {
         exactly_store_sql_free(s);
@@ -137,6 +147,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
         return;
     free(s->schema_q);
     free(s->fence);
+    free(s->fence_group);
     free(s->attempt);
     free(s->run_fence);
     free(s->run_read);

@@ -22,6 +22,9 @@ int exactly_store_schema_version(void);
 typedef struct exactly_store_sql {
     char *schema_q;   /* quoted schema identifier */
     char *fence;      /* $1 pipeline $2 topic $3 partition $4 epoch $5 start $6 end */
+    char *fence_group;/* fence of several partitions at once: $1 pipeline,
+                         $2 topics[] $3 partitions[] $4 epochs[] $5 starts[]
+                         $6 ends[] (text array literals) */
     char *attempt;    /* $1 pipeline $2 topic $3 partition $4 epoch $5 start
                          $6 planned end $7 fresh (0/1) $8 max_crashes:
                          the crash guard, asked on the first batch after

@@ -339,6 +339,32 @@ static const char *const migrations[] = {
     "     AND partition = p_partition;"
     "  RETURN mode || ':' || n;"
     "END $fn$;",
+
+    /* 8: one fence for the batches of several partitions that share a
+     * transaction (engine_run_group): the compare-and-set of advance() on
+     * every row at once, refused whole unless each matched. */
+    "CREATE FUNCTION %1$s.advance_group(p_pipeline text, p_topics text[],"
+    "    p_partitions integer[], p_epochs bigint[], p_starts bigint[],"
+    "    p_ends bigint[])"
+    "  RETURNS void LANGUAGE plpgsql AS $fn$"
+    "DECLARE n integer;"
+    "BEGIN"
+    "  UPDATE %1$s.offsets o SET next_offset = u.e_end, updated_at = now(),"
+    "         in_apply = false"
+    "    FROM unnest(p_topics, p_partitions, p_epochs, p_starts, p_ends)"
+    "         AS u(t, p, ep, s, e_end)"
+    "   WHERE o.pipeline = p_pipeline AND o.topic = u.t"
+    "     AND o.partition = u.p AND o.owner_epoch = u.ep"
+    "     AND o.next_offset = u.s;"
+    "  GET DIAGNOSTICS n = ROW_COUNT;"
+    "  IF n <> cardinality(p_topics) THEN"
+    "    RAISE EXCEPTION 'a partition of a group of %% of pipeline %% is fenced',"
+    "        cardinality(p_topics), p_pipeline"
+    "      USING ERRCODE = 'EX001',"
+    "      DETAIL = format('%%s of %%s offset rows matched their batch''s epoch"
+    " and start', n, cardinality(p_topics));"
+    "  END IF;"
+    "END $fn$;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
