@@ -338,8 +338,9 @@ static const cfg_field batch_fields[] = {
             "transaction. When a partition's batch is due, other partitions "
             "with messages waiting join it, as long as all of them together "
             "hold at most `max_messages` messages (a full batch stays "
-            "alone): one fence per partition, one commit. Should one of "
-            "them fail, the transaction is rolled back and each partition "
+            "alone): one fence statement for all of them, one commit. "
+            "Should one of them fail, the transaction is rolled back and "
+            "each partition "
             "runs alone. 1: one partition per transaction."},
 };
 static const cfg_section batch_section = {
