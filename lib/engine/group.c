@@ -295,6 +295,12 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
         if (rc != EXACTLY_OK)
             failed = &runs[i].c;
     }
+    if (rc == EXACTLY_EFENCED && group_fence && failed != &last) {
+        /* The group's one fence, read at this partition's sync: its error
+         * names the partitions refused, not this one. */
+        last.err = failed->err;
+        failed = &last;
+    }
     if (rc == EXACTLY_OK && merges(e)) {
         rc = merged_apply(e, &mg, &runs[k - 1].c);
         if (rc != EXACTLY_OK)
