@@ -209,6 +209,7 @@ static void group_committed(engine *e, const engine_group_member *m,
     }
 }
 
+#ifndef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
 /* Queues one fence for every partition of the group (pos.group_fence_sql):
  * each row's compare-and-set of its batch's epoch and start, refused whole
  * (EX001: the group is fenced, each partition then runs alone) unless
@@ -246,6 +247,7 @@ static exactly_err fence_all(engine *e, const engine_group_member *m,
         strbuf_free(&arr[j]);
     return rc;
 }
+#endif
 
 /* engine.h says what it does. */
 exactly_err engine_run_group(engine *e, const engine_group_member *m,
