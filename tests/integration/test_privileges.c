@@ -54,6 +54,8 @@ static const char *const GRANTS[] = {
     "GRANT USAGE ON SEQUENCE \"exactly\".\"dead_letters_id_seq\" TO %1$s;",
     "GRANT EXECUTE ON FUNCTION \"exactly\".\"advance\"(text, text, integer, "
     "bigint, bigint, bigint) TO %1$s;",
+    "GRANT EXECUTE ON FUNCTION \"exactly\".\"advance_group\"(text, text[], "
+    "integer[], bigint[], bigint[], bigint[]) TO %1$s;",
     "GRANT EXECUTE ON FUNCTION \"exactly\".\"attempt\"(text, text, integer, "
     "bigint, bigint, bigint, integer, integer) TO %1$s;",
     "GRANT SELECT ON TABLE \"accounts\" TO %1$s;",
