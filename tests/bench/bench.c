@@ -1393,6 +1393,28 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
 
 /* ---- scale: many partitions at a low rate -------------------------------- */
 
+/* Produces message i onwards, round-robin over parts partitions, up to
+ * (not including) limit and as many as are due by now at rate msg/s
+ * counted from message `from` at time t0. Returns the next i. */
+static int64_t produce_due(bench *b, rd_kafka_t *rk, const char *topic,
+                           int parts, int rate, int64_t i, int64_t from,
+                           int64_t limit, double t0)
+{
+    while (i < limit && (double)(i - from) / rate <= now_s() - t0) {
+        char key[24];
+        int len = snprintf(key, sizeof(key), "%" PRId64,
+                           tk_id_for(SEED, (size_t)i, b->entities));
+        TK_CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                   RD_KAFKA_V_PARTITION((int32_t)(i % parts)),
+                                   RD_KAFKA_V_KEY(key, (size_t)len),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                   RD_KAFKA_V_END) == 0,
+                 "produce failed");
+        i++;
+    }
+    return i;
+}
+
 /* Produces `rate` msg/s in all over `parts` partitions for `duration` s to
  * a worker at default settings; commits per second and backend CPU per
  * message. */
@@ -1441,18 +1463,7 @@ static void run_scale(bench *b, int parts, int rate, double duration,
      * crash guard's question), after at least `warmup` seconds. */
     t0 = now_s();
     for (;;) {
-        while ((double)i / rate <= now_s() - t0) {
-            char key[24];
-            int len = snprintf(key, sizeof(key), "%" PRId64,
-                               tk_id_for(SEED, (size_t)i, b->entities));
-            TK_CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                       RD_KAFKA_V_PARTITION((int32_t)(i % parts)),
-                                       RD_KAFKA_V_KEY(key, (size_t)len),
-                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                       RD_KAFKA_V_END) == 0,
-                     "produce failed");
-            i++;
-        }
+        i = produce_due(b, rk, topic, parts, rate, i, 0, INT64_MAX, t0);
         rd_kafka_poll(rk, 0);
         if (now_s() - t0 >= warmup &&
             tk_sql_int64(b->db, "SELECT count(*) FROM exactly.offsets WHERE "
@@ -1477,18 +1488,7 @@ static void run_scale(bench *b, int parts, int rate, double duration,
     t0 = now_s();
     i0 = i;
     while (i < total) {
-        while (i < total && (double)(i - i0) / rate <= now_s() - t0) {
-            char key[24];
-            int len = snprintf(key, sizeof(key), "%" PRId64,
-                               tk_id_for(SEED, (size_t)i, b->entities));
-            TK_CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                       RD_KAFKA_V_PARTITION((int32_t)(i % parts)),
-                                       RD_KAFKA_V_KEY(key, (size_t)len),
-                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                       RD_KAFKA_V_END) == 0,
-                     "produce failed");
-            i++;
-        }
+        i = produce_due(b, rk, topic, parts, rate, i, i0, total, t0);
         rd_kafka_poll(rk, 0);
         sample(b, &smp);
         tk_sleep_ms(100);

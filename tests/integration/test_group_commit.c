@@ -35,37 +35,6 @@
 /* Batches per transaction, on average, at least. */
 #define MIN_GROUP 4
 
-/* Transactions committed and rolled back in the current database, as the
- * statistics show them to a new connection (each backend reports its own
- * when it exits). */
-static int64_t db_xacts(const char *conninfo)
-{
-    PGconn *db = tk_pg_connect(conninfo);
-    int64_t n = tk_sql_int64(db, "SELECT xact_commit + xact_rollback FROM "
-                                 "pg_stat_database WHERE datname = "
-                                 "current_database()");
-
-    PQfinish(db);
-    return n;
-}
-
-/* Waits until no backend but the caller's is connected to the database
- * (the worker's backends have exited and reported their statistics). */
-static void wait_backends_gone(const char *conninfo)
-{
-    PGconn *db = tk_pg_connect(conninfo);
-    int64_t deadline = tk_now_ms() + 30000;
-
-    while (tk_sql_int64(db, "SELECT count(*) FROM pg_stat_activity WHERE "
-                            "datname = current_database() AND pid <> "
-                            "pg_backend_pid()") > 0) {
-        TK_CHECK(tk_now_ms() < deadline,
-                 "the worker's backends still exist after 30 s");
-        tk_sleep_ms(20);
-    }
-    PQfinish(db);
-}
-
 int main(void)
 {
     int64_t counts[ENTITIES], round[ENTITIES];
@@ -93,8 +62,7 @@ int main(void)
     c.kafka = (const char *const[]){"fetch.wait.max.ms", "10", NULL};
     ledger_fixture_config(&f, &c);
 
-    wait_backends_gone(f.conninfo);
-    x0 = db_xacts(f.conninfo);
+    x0 = tk_pg_xacts_settled(f.conninfo);
     memset(counts, 0, sizeof counts);
     pid = ledger_start_worker(f.config, 2000, f.log);
     /* A low rate, not a backlog: the rounds start once it serves. */
@@ -108,8 +76,7 @@ int main(void)
     }
     status = tk_worker_wait(pid, 60000, f.log);
     LEDGER_CHECK_LOG(status == 0, f.log, "worker exited with %d", status);
-    wait_backends_gone(f.conninfo);
-    x1 = db_xacts(f.conninfo);
+    x1 = tk_pg_xacts_settled(f.conninfo);
     LEDGER_CHECK_LOG(ledger_read_summary(f.log, &sum), f.log,
                      "the worker printed no summary");
     xacts = x1 - x0;

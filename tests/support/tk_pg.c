@@ -256,3 +256,26 @@ char *tk_sql_text_at(const char *file, int line, PGconn *conn,
     PQclear(res);
     return out;
 }
+
+int64_t tk_pg_xacts_settled(const char *conninfo)
+{
+    PGconn *db = tk_pg_connect(conninfo);
+    int64_t deadline = tk_now_ms() + 30000;
+    int64_t n;
+
+    while (tk_sql_int64(db, "SELECT count(*) FROM pg_stat_activity WHERE "
+                            "datname = current_database() AND pid <> "
+                            "pg_backend_pid()") > 0) {
+        TK_CHECK(tk_now_ms() < deadline,
+                 "other backends still exist in the database after 30 s");
+        tk_sleep_ms(20);
+    }
+    /* A new transaction: the statistics snapshot is taken afresh. */
+    PQfinish(db);
+    db = tk_pg_connect(conninfo);
+    n = tk_sql_int64(db, "SELECT xact_commit + xact_rollback FROM "
+                         "pg_stat_database WHERE datname = "
+                         "current_database()");
+    PQfinish(db);
+    return n;
+}

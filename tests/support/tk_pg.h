@@ -61,4 +61,10 @@ char *tk_sql_text_at(const char *file, int line, PGconn *conn,
 #define tk_sql_text(conn, ...) \
     tk_sql_text_at(__FILE__, __LINE__, (conn), __VA_ARGS__)
 
+/* Transactions committed and rolled back in conninfo's database, once no
+ * backend but this call's own is connected to it (each backend reports
+ * its statistics when it exits; a busy one only about once a second):
+ * waits up to 30 s for the others to exit, else fails the test. */
+int64_t tk_pg_xacts_settled(const char *conninfo);
+
 #endif /* EXACTLY_TK_PG_H */
