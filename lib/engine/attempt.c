@@ -81,22 +81,6 @@ exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped)
     return EXACTLY_OK;
 }
 
-/* Ends the transaction; a connection that cannot even do that is dropped
- * (the owner's db_open reconnects). */
-void cycle_rollback(engine *e)
-{
-    if (!e->conn || PQstatus(e->conn) != CONNECTION_OK) {
-        engine_db_lost(e);
-        return;
-    }
-    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
-    if (exactly_txn_sync(&e->txn) != EXACTLY_OK ||
-        PQstatus(e->conn) != CONNECTION_OK)
-        engine_db_lost(e);
-    else
-        exactly_txn_finish(&e->txn);
-}
-
 /* A position that counts what it applied (a reprocess run) does so in
  * the batch's transaction. */
 static exactly_err queue_applied(cycle *c, uint64_t applied)

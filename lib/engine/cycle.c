@@ -133,7 +133,7 @@ static exactly_err attempt_batch(cycle *c, size_t *n, int64_t *end,
                 LOG_PART(pt),
                 LOG_STR("sqlstate", exactly_error_sqlstate(&c->err)),
                 LOG_STR("error", c->err.message));
-    cycle_rollback(e);
+    engine_rollback(e);
     e->st.retries++;
     optimistic = c->err;
     cycle_reset(c, e, pt);
@@ -144,7 +144,7 @@ static exactly_err attempt_batch(cycle *c, size_t *n, int64_t *end,
     if (rc == EXACTLY_EHANDLER) {
         /* on_error: stop. Nothing of the batch commits. */
         e->st.batches_rolled_back++;
-        cycle_rollback(e);
+        engine_rollback(e);
         (void)PART_MOVE(pt, PART_S_HALTED);
         engine_part_pause(e, pt, 1);
     } else if (rc == EXACTLY_OK) {
@@ -166,7 +166,7 @@ static exactly_err fenced(engine *e, part *pt, const cycle *c)
                 LOG_INT("start", pt->next_offset),
                 LOG_STR("detail", c->err.message));
     e->st.batches_fenced++;
-    cycle_rollback(e);
+    engine_rollback(e);
     if (e->conn && engine_follow_stored(e, pt, 1, &back) == EXACTLY_ERETRY) {
         /* Not known where to go on: keep the buffer and ask again. */
         pt->attempts++;
@@ -191,7 +191,7 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
                     LOG_PART(pt),
                     LOG_INT("offset", pt->next_offset),
                     LOG_STR("error", c->err.message));
-        cycle_rollback(e);
+        engine_rollback(e);
         (void)PART_MOVE(pt, PART_S_HALTED);
         engine_part_pause(e, pt, 1);
         return EXACTLY_EFATAL;
@@ -201,7 +201,7 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
     pt->unconfirmed = commit_sent;
     pt->unconfirmed_applied = commit_sent ? c->applied_msgs : 0;
     pt->unconfirmed_dead = commit_sent ? e->dl.count : 0;
-    cycle_rollback(e);
+    engine_rollback(e);
     if (e->conn && exactly_pg_needs_reconnect(c->err.sqlstate) && c->err.sqlstate[0])
         engine_db_lost(e);
     pt->attempts++;

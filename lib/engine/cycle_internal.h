@@ -104,9 +104,6 @@ guard_answer cycle_guard_read(engine *e, txn_result res, const char **text);
 
 /* Builds c->recs from the grouped batch by the on_missing policy. */
 exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped);
-/* Ends the transaction; a connection that cannot even do that is dropped
- * (the owner's db_open reconnects). */
-void cycle_rollback(engine *e);
 /* The phases of an attempt that a group runs per partition too:
  *   cycle_fence_params  the fence's parameters for pt->next_offset to
  *                       a->end

@@ -99,6 +99,20 @@ void engine_db_lost(engine *e)
     e->ops->db_lost(e->ops_arg);
 }
 
+void engine_rollback(engine *e)
+{
+    if (!e->conn || PQstatus(e->conn) != CONNECTION_OK) {
+        engine_db_lost(e);
+        return;
+    }
+    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
+    if (exactly_txn_sync(&e->txn) != EXACTLY_OK ||
+        PQstatus(e->conn) != CONNECTION_OK)
+        engine_db_lost(e);
+    else
+        exactly_txn_finish(&e->txn);
+}
+
 void engine_publish_position(engine *e, const part *pt)
 {
     if (e->ops->position)

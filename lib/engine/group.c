@@ -365,7 +365,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
                                 exactly_error_sqlstate(&failed->err)),
                         LOG_INT("commit_sent", commit_sent),
                         LOG_STR("error", failed->err.message));
-        cycle_rollback(e);
+        engine_rollback(e);
         if (commit_sent) {
             /* Its outcome is unknown: each partition's own run reads its
              * stored row first, and counts the group's attempt if the row

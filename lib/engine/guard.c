@@ -205,5 +205,5 @@ void engine_release_parts(engine *e, part *const *pts, size_t n)
                 LOG_UINT("partitions", queued),
                 LOG_STR("error", e->txn.errmsg[0] ? e->txn.errmsg
                                                   : "out of memory"));
-    cycle_rollback(e);
+    engine_rollback(e);
 }
