@@ -44,10 +44,6 @@
 #define HUNT_MS 3000
 #define ABSENT_STANDBY "exactly_absent_standby"
 
-#define WORKER_BACKEND                                                     \
-    "datname = current_database() AND application_name LIKE '%%:' || %d " \
-    "|| ':%%'"
-
 typedef struct run {
     tk_mock *mock;
     PGconn *db;
@@ -91,40 +87,9 @@ static void wait_applied(run *r)
  * COMMIT waiting on wait_event. 1 on a hit, 0 when none came. */
 static int kill_in_commit(run *r, const char *wait_event)
 {
-    int64_t deadline = tk_now_ms() + HUNT_MS;
-
     produce_round(r);
-    while (tk_now_ms() < deadline) {
-        char *bpid = tk_sql_text(
-            r->db,
-            "SELECT max(pid) FROM (SELECT pid FROM pg_stat_activity WHERE "
-            WORKER_BACKEND " AND state = 'active' AND query = 'COMMIT' AND "
-            "wait_event = '%s' OFFSET 0) s WHERE pg_terminate_backend(pid)",
-            (int)r->pid, wait_event);
-
-        if (bpid) {
-            int64_t gone = tk_now_ms() + 30000;
-            while (tk_sql_int64(r->db, "SELECT count(*) FROM pg_stat_activity "
-                                       "WHERE pid = %s", bpid) > 0) {
-                TK_CHECK(tk_now_ms() < gone, "backend %s still exists", bpid);
-                tk_sleep_ms(2);
-            }
-            free(bpid);
-            return 1;
-        }
-        tk_sleep_ms(1);
-    }
-    return 0;
-}
-
-static void set_absent_standby(run *r, int on)
-{
-    if (on)
-        tk_sql(r->db, "ALTER SYSTEM SET synchronous_standby_names = '"
-                      ABSENT_STANDBY "'");
-    else
-        tk_sql(r->db, "ALTER SYSTEM RESET synchronous_standby_names");
-    tk_sql(r->db, "SELECT pg_reload_conf()");
+    return tk_pg_terminate_in_commit(r->db, r->pid, wait_event,
+                                     tk_now_ms() + HUNT_MS);
 }
 
 /* Lines saying a group's COMMIT went unanswered. */
@@ -142,10 +107,10 @@ static void hunt(run *r, const char *wait_event, int standby)
         int hit;
 
         if (standby)
-            set_absent_standby(r, 1);
+            tk_pg_set_sync_standby(r->db, ABSENT_STANDBY);
         hit = kill_in_commit(r, wait_event);
         if (standby)
-            set_absent_standby(r, 0);
+            tk_pg_set_sync_standby(r->db, NULL);
         wait_applied(r);
         (void)ledger_check_consistent(r->db, TOPIC, PARTITIONS);
         if (hit && group_unknown(r) > before)
@@ -198,15 +163,7 @@ int main(void)
     wait_applied(&r);
 
     /* lost */
-    tk_sql(r.db,
-           "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql "
-           "AS $$ BEGIN IF current_setting('exactly_test.slept', true) IS "
-           "DISTINCT FROM 'yes' THEN PERFORM set_config("
-           "'exactly_test.slept', 'yes', true); PERFORM pg_sleep(0.2); "
-           "END IF; RETURN NULL; END $$;"
-           "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ledger "
-           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
-           "slow_commit()");
+    tk_pg_slow_commit(r.db, "ledger");
     hunt(&r, "PgSleep", 0);
     tk_sql(r.db, "DROP TRIGGER slow_commit ON ledger");
     tk_note("lost: a group's COMMIT terminated before it landed; applied "

@@ -133,20 +133,6 @@ static void wait_for_progress(run *r)
     "datname = current_database() AND application_name LIKE '%%:' || %d " \
     "|| ':%%'"
 
-/* Wait until backend `bpid` has gone (its termination has completed). */
-static void wait_backend_gone(PGconn *db, int64_t bpid)
-{
-    int64_t deadline = tk_now_ms() + 30000;
-
-    while (tk_sql_int64(db, "SELECT count(*) FROM pg_stat_activity WHERE "
-                            "pid = %" PRId64, bpid) > 0) {
-        TK_CHECK(tk_now_ms() < deadline,
-                 "backend %" PRId64 " still exists 30 s after its "
-                 "termination", bpid);
-        tk_sleep_ms(2);
-    }
-}
-
 /* After a termination: the worker lives, the ledger agrees with the stored
  * offsets, and (once it reconnected) it makes progress. */
 static void after_kill(run *r, const char *what, int n)
@@ -186,7 +172,7 @@ static int kill_in_txn(run *r)
                                            "pg_terminate_backend(%" PRId64
                                            ") t WHERE t", bpid),
                               1, "backends terminated");
-            wait_backend_gone(r->db, bpid);
+            tk_pg_wait_backend_gone(r->db, bpid);
             free(state);
             LEDGER_CHECK_LOG(tk_kill(r->pid, SIGCONT) == 0, r->log,
                              "worker vanished; log: %s", r->log);
@@ -200,42 +186,11 @@ static int kill_in_txn(run *r)
 }
 
 /* B and C: terminate the worker's backend while it runs COMMIT and waits
- * on wait_event. One statement finds and terminates it, so the condition
- * holds when the signal is sent. Returns 1 on a hit, 0 on a timeout. */
+ * on wait_event. Returns 1 on a hit, 0 on a timeout. */
 static int kill_in_commit(run *r, const char *wait_event)
 {
-    int64_t deadline = tk_now_ms() + HUNT_MS;
-
-    while (tk_now_ms() < deadline) {
-        /* OFFSET 0 keeps the filter inside: the planner may not run
-         * pg_terminate_backend() on a row before the filter picked it. */
-        char *bpid = tk_sql_text(
-            r->db,
-            "SELECT max(pid) FROM (SELECT pid FROM pg_stat_activity WHERE "
-            WORKER_BACKEND " AND state = 'active' AND query = 'COMMIT' AND "
-            "wait_event = '%s' OFFSET 0) s WHERE pg_terminate_backend(pid)",
-            (int)r->pid, wait_event);
-
-        if (bpid) {
-            wait_backend_gone(r->db, strtoll(bpid, NULL, 10));
-            free(bpid);
-            return 1;
-        }
-        tk_sleep_ms(1);
-    }
-    return 0;
-}
-
-/* Set or clear synchronous_standby_names. The reload reaches the server
- * asynchronously; the hunt that follows waits for its effect. */
-static void set_absent_standby(run *r, int on)
-{
-    if (on)
-        tk_sql(r->db, "ALTER SYSTEM SET synchronous_standby_names = '"
-                      ABSENT_STANDBY "'");
-    else
-        tk_sql(r->db, "ALTER SYSTEM RESET synchronous_standby_names");
-    tk_sql(r->db, "SELECT pg_reload_conf()");
+    return tk_pg_terminate_in_commit(r->db, r->pid, wait_event,
+                                     tk_now_ms() + HUNT_MS);
 }
 
 int main(void)
@@ -301,17 +256,8 @@ int main(void)
         after_kill(&r, "termination in an open transaction", i + 1);
     }
 
-    /* B: during COMMIT, before it lands. The flag makes the sleep once per
-     * transaction however many rows the batch inserts. */
-    tk_sql(r.db,
-           "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql "
-           "AS $$ BEGIN IF current_setting('exactly_test.slept', true) IS "
-           "DISTINCT FROM 'yes' THEN PERFORM set_config("
-           "'exactly_test.slept', 'yes', true); PERFORM pg_sleep(0.2); "
-           "END IF; RETURN NULL; END $$;"
-           "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ledger "
-           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
-           "slow_commit()");
+    /* B: during COMMIT, before it lands. */
+    tk_pg_slow_commit(r.db, "ledger");
     for (i = 0; i < KILLS_IN_COMMIT; i++) {
         refill(&r);
         wait_for_progress(&r);
@@ -331,14 +277,14 @@ int main(void)
 
         refill(&r);
         wait_for_progress(&r);
-        set_absent_standby(&r, 1);
+        tk_pg_set_sync_standby(r.db, ABSENT_STANDBY);
         if (!kill_in_commit(&r, "SyncRep")) {
-            set_absent_standby(&r, 0);
+            tk_pg_set_sync_standby(r.db, NULL);
             ledger_log_tail(log, 40);
             tk_fail("no COMMIT of the worker waiting for the standby caught "
                     "in %d ms; log: %s", HUNT_MS, log);
         }
-        set_absent_standby(&r, 0);
+        tk_pg_set_sync_standby(r.db, NULL);
         hits_after++;
         /* The batch committed: the retry must learn it from the stored
          * offset rather than apply it again. */

@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,4 +279,64 @@ int64_t tk_pg_xacts_settled(const char *conninfo)
                          "current_database()");
     PQfinish(db);
     return n;
+}
+
+void tk_pg_wait_backend_gone(PGconn *db, int64_t bpid)
+{
+    int64_t deadline = tk_now_ms() + 30000;
+
+    while (tk_sql_int64(db, "SELECT count(*) FROM pg_stat_activity WHERE "
+                            "pid = %" PRId64, bpid) > 0) {
+        TK_CHECK(tk_now_ms() < deadline,
+                 "backend %" PRId64 " still exists 30 s after its "
+                 "termination", bpid);
+        tk_sleep_ms(2);
+    }
+}
+
+int tk_pg_terminate_in_commit(PGconn *db, pid_t worker_pid,
+                              const char *wait_event, int64_t deadline_ms)
+{
+    while (tk_now_ms() < deadline_ms) {
+        /* OFFSET 0 keeps the filter inside: the planner may not run
+         * pg_terminate_backend() on a row before the filter picked it. */
+        char *bpid = tk_sql_text(
+            db,
+            "SELECT max(pid) FROM (SELECT pid FROM pg_stat_activity WHERE "
+            "datname = current_database() AND application_name LIKE "
+            "'%%:' || %d || ':%%' AND state = 'active' AND query = 'COMMIT' "
+            "AND wait_event = '%s' OFFSET 0) s WHERE "
+            "pg_terminate_backend(pid)",
+            (int)worker_pid, wait_event);
+
+        if (bpid) {
+            tk_pg_wait_backend_gone(db, strtoll(bpid, NULL, 10));
+            free(bpid);
+            return 1;
+        }
+        tk_sleep_ms(1);
+    }
+    return 0;
+}
+
+void tk_pg_set_sync_standby(PGconn *db, const char *names)
+{
+    if (names != NULL)
+        tk_sql(db, "ALTER SYSTEM SET synchronous_standby_names = '%s'", names);
+    else
+        tk_sql(db, "ALTER SYSTEM RESET synchronous_standby_names");
+    tk_sql(db, "SELECT pg_reload_conf()");
+}
+
+void tk_pg_slow_commit(PGconn *db, const char *table)
+{
+    tk_sql(db,
+           "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql "
+           "AS $$ BEGIN IF current_setting('exactly_test.slept', true) IS "
+           "DISTINCT FROM 'yes' THEN PERFORM set_config("
+           "'exactly_test.slept', 'yes', true); PERFORM pg_sleep(0.2); "
+           "END IF; RETURN NULL; END $$;"
+           "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON %s "
+           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
+           "slow_commit()", table);
 }

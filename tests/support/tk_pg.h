@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <libpq-fe.h>
 
@@ -66,5 +67,30 @@ char *tk_sql_text_at(const char *file, int line, PGconn *conn,
  * its statistics when it exits; a busy one only about once a second):
  * waits up to 30 s for the others to exit, else fails the test. */
 int64_t tk_pg_xacts_settled(const char *conninfo);
+
+/* Wait until backend `bpid` has gone from pg_stat_activity (its
+ * termination has completed); fails the test after 30 s. */
+void tk_pg_wait_backend_gone(PGconn *db, int64_t bpid);
+
+/* Terminate the backend of worker process `worker_pid` (application_name
+ * HOST:PID:INDEX) in db's database while it runs COMMIT (state 'active')
+ * waiting on wait_event, trying every millisecond until deadline_ms
+ * (tk_now_ms() clock), then wait until it has gone. One statement finds
+ * and terminates it, so the condition holds when the signal is sent.
+ * Returns 1 on a hit, 0 when none came before the deadline. */
+int tk_pg_terminate_in_commit(PGconn *db, pid_t worker_pid,
+                              const char *wait_event, int64_t deadline_ms);
+
+/* Create function slow_commit() and a deferred constraint trigger
+ * slow_commit on `table` calling it: the COMMIT of a transaction that
+ * inserted into table sleeps 0.2 s (wait_event PgSleep), once however many
+ * rows it inserted (a transaction-local setting says it slept). The caller
+ * ends it with DROP TRIGGER slow_commit ON table. */
+void tk_pg_slow_commit(PGconn *db, const char *table);
+
+/* Set synchronous_standby_names to `names` (NULL resets it) and reload the
+ * configuration. The reload reaches the server asynchronously: what
+ * follows waits for its effect. The setting is server-wide. */
+void tk_pg_set_sync_standby(PGconn *db, const char *names);
 
 #endif /* EXACTLY_TK_PG_H */
