@@ -1,4 +1,5 @@
 #include "batch.h"
+#include "batch_internal.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -14,67 +15,7 @@
 /* Bytes of decoded IDs a batch may reserve without measuring them. */
 #define ARENA_BOUND ((size_t)1 << 20)
 
-static size_t hash_str(const char *s)
-{
-    /* FNV-1a: short keys, no adversary gains anything but a slow batch. */
-    size_t h = (size_t)1469598103934665603ULL;
-    while (*s) {
-        h ^= (unsigned char)*s++;
-        h *= (size_t)1099511628211ULL;
-    }
-    return h;
-}
-
-int strset_reset(strset *s, size_t n)
-{
-    size_t want = 16;
-
-    while (want < n * 2)
-        want *= 2;
-    if (want > s->n_slots) {
-        const char **k = realloc(s->slots, want * sizeof(*k));
-        if (!k)
-            return -1;
-        s->slots = k;
-        s->n_slots = want;
-    }
-    memset(s->slots, 0, s->n_slots * sizeof(*s->slots));
-    return 0;
-}
-
-/* 1 when added, 0 when already there, -1 when full (reset was too small). */
-int strset_add(strset *s, const char *key)
-{
-    size_t mask = s->n_slots - 1;
-    size_t h = hash_str(key) & mask;
-    size_t probes = 0;
-
-    while (s->slots[h]) {
-        if (strcmp(s->slots[h], key) == 0)
-            return 0;
-        h = (h + 1) & mask;
-        if (++probes == s->n_slots)
-            return -1;
-    }
-    s->slots[h] = key;
-    return 1;
-}
-
-int strset_has(const strset *s, const char *key)
-{
-    size_t mask = s->n_slots - 1;
-    size_t h = hash_str(key) & mask;
-    size_t probes = 0;
-
-    while (s->slots[h] && probes++ < s->n_slots) {
-        if (strcmp(s->slots[h], key) == 0)
-            return 1;
-        h = (h + 1) & mask;
-    }
-    return 0;
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t size)
+int batch_grow(void **p, size_t *cap, size_t need, size_t size)
 {
     size_t c;
     void *q;
@@ -106,10 +47,10 @@ static int grow_ids(batch_builder *b)
 
     if (b->n_ids < b->cap_ids)
         return 0;
-    if (grow((void **)&b->ids, &cap, b->n_ids + 1, sizeof(char *)))
+    if (batch_grow((void **)&b->ids, &cap, b->n_ids + 1, sizeof(char *)))
         return -1;
     cap = b->cap_ids;
-    if (grow((void **)&b->id_vals, &cap, b->n_ids + 1, sizeof(int64_t)))
+    if (batch_grow((void **)&b->id_vals, &cap, b->n_ids + 1, sizeof(int64_t)))
         return -1;
     b->cap_ids = cap;
     return 0;
@@ -177,7 +118,7 @@ static int64_t bigint_value(const char *s, int *ok)
     return v;
 }
 
-static size_t lookup_id(const batch_builder *b, const char *id)
+size_t batch_lookup_id(const batch_builder *b, const char *id)
 {
     size_t mask = b->n_slots - 1;
     size_t h;
@@ -241,7 +182,7 @@ static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
     size_t slots = 16;
     size_t need = 0;
 
-    if (grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)))
+    if (batch_grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)))
         return EXACTLY_ENOMEM;
     while (slots < n * 2)
         slots *= 2;
@@ -482,160 +423,6 @@ exactly_err batch_apply_dedup(batch_builder *b, const PGresult *res)
             !strset_has(&b->dedup_set, bm->dedup_hex))
             bm->duplicate = 1;
     }
-    return EXACTLY_OK;
-}
-
-/* The index of the lookup's column key_column, or -1 (errbuf says so). */
-static int key_col(const PGresult *lookup, const char *key_column,
-                   char *errbuf, size_t errbuf_size)
-{
-    int c;
-
-    for (c = PQnfields(lookup) - 1; c >= 0; c--)
-        if (strcmp(PQfname(lookup, c), key_column) == 0)
-            return c;
-    snprintf(errbuf, errbuf_size,
-             "lookup result has no column '%s' (set lookup.key_column)",
-             key_column);
-    return -1;
-}
-
-/* Numbers the records in first-seen order of the surviving messages
- * (rec_of_id[id]: the record of an ID, SIZE_MAX: none) and counts each
- * record's messages in msg_count. */
-static void number_records(batch_builder *b, size_t *rec_of_id,
-                           size_t *msg_count)
-{
-    size_t i;
-
-    for (i = 0; i < b->n_ids; i++)
-        rec_of_id[i] = SIZE_MAX;
-    for (i = 0; i < b->n_msgs; i++) {
-        batch_msg *bm = &b->msgs[i];
-        size_t id;
-        if (bm->dead || bm->duplicate)
-            continue;
-        id = bm->id_index;
-        if (rec_of_id[id] == SIZE_MAX) {
-            rec_of_id[id] = b->n_records;
-            msg_count[b->n_records++] = 0;
-        }
-        bm->record = rec_of_id[id];
-        msg_count[bm->record]++;
-    }
-}
-
-/* The record of lookup row r, or SIZE_MAX when its ID is none of the
- * batch's records. */
-static size_t row_record(const batch_builder *b, const PGresult *lookup,
-                         int r, int keycol, const size_t *rec_of_id)
-{
-    size_t id = lookup_id(b, PQgetvalue(lookup, r, keycol));
-
-    return id == SIZE_MAX ? SIZE_MAX : rec_of_id[id];
-}
-
-/* Lays the records out: each one's messages and rows placed contiguously
- * (msg_count, row_count per record), none filled yet. */
-static void lay_out_records(batch_builder *b, const size_t *msg_count,
-                            const size_t *row_count, size_t *n_missing)
-{
-    size_t msg_pos = 0, val_pos = 0, i;
-
-    for (i = 0; i < b->n_records; i++) {
-        exactly_record *rec = &b->records[i];
-        rec->messages = &b->rec_msgs[msg_pos];
-        rec->n_messages = 0;
-        msg_pos += msg_count[i];
-        rec->values = &b->values[val_pos];
-        rec->n_rows = 0;
-        val_pos += row_count[i] * b->n_columns;
-        if (row_count[i] == 0)
-            (*n_missing)++;
-    }
-}
-
-/* Fills the records' messages, then their rows from the lookup. */
-static void fill_records(batch_builder *b, const PGresult *lookup, int keycol,
-                         const size_t *rec_of_id)
-{
-    int nt = lookup ? PQntuples(lookup) : 0;
-    int nf = (int)b->n_columns;
-    size_t i;
-
-    for (i = 0; i < b->n_msgs; i++) {
-        batch_msg *bm = &b->msgs[i];
-        exactly_record *rec;
-        exactly_message *m;
-        if (bm->dead || bm->duplicate)
-            continue;
-        rec = &b->records[bm->record];
-        rec->id = bm->id;
-        m = (exactly_message *)&rec->messages[rec->n_messages++];
-        m->offset = bm->rk->offset;
-        m->timestamp_ms = rd_kafka_message_timestamp(bm->rk, NULL);
-        m->key = bm->rk->key;
-        m->key_len = bm->rk->key_len;
-    }
-    for (int r = 0; r < nt; r++) {
-        size_t rec_i = row_record(b, lookup, r, keycol, rec_of_id);
-        exactly_record *rec;
-        const char **dst;
-        if (rec_i == SIZE_MAX)
-            continue;
-        rec = &b->records[rec_i];
-        dst = (const char **)&rec->values[rec->n_rows * (size_t)nf];
-        for (int c = 0; c < nf; c++)
-            dst[c] = PQgetisnull(lookup, r, c) ? NULL : PQgetvalue(lookup, r, c);
-        rec->n_rows++;
-    }
-}
-
-exactly_err batch_group(batch_builder *b, const PGresult *lookup,
-                        const char *key_column, size_t *n_missing,
-                        char *errbuf, size_t errbuf_size)
-{
-    size_t *rec_of_id, *msg_count, *row_count;
-    size_t n_rows_total = 0;
-    int keycol = -1;
-    int nt = lookup ? PQntuples(lookup) : 0;
-    int nf = lookup ? PQnfields(lookup) : 0;
-
-    *n_missing = 0;
-    b->n_records = 0;
-    b->n_columns = (size_t)nf;
-    if (lookup && (keycol = key_col(lookup, key_column, errbuf, errbuf_size)) < 0)
-        return EXACTLY_ECONFIG;
-    /* Reused from batch to batch; every slot in use is written below. */
-    if (grow((void **)&b->scratch, &b->cap_scratch, 3 * (b->n_ids + 1),
-             sizeof(size_t)) ||
-        grow((void **)&b->records, &b->cap_records, b->n_ids + 1,
-             sizeof(exactly_record)) ||
-        grow((void **)&b->rec_msgs, &b->cap_rec_msgs, b->n_msgs + 1,
-             sizeof(exactly_message)) ||
-        grow((void **)&b->colnames, &b->cap_colnames, (size_t)nf + 1,
-             sizeof(char *)))
-        return EXACTLY_ENOMEM;
-    rec_of_id = b->scratch;
-    msg_count = rec_of_id + b->n_ids + 1;
-    row_count = msg_count + b->n_ids + 1;
-    number_records(b, rec_of_id, msg_count);
-    memset(row_count, 0, (b->n_records + 1) * sizeof(size_t));
-    for (int r = 0; r < nt; r++) {
-        size_t rec_i = row_record(b, lookup, r, keycol, rec_of_id);
-        if (rec_i != SIZE_MAX) {
-            row_count[rec_i]++;
-            n_rows_total++;
-        }
-    }
-    if (grow((void **)&b->values, &b->cap_values, n_rows_total * (size_t)nf + 1,
-             sizeof(char *)))
-        return EXACTLY_ENOMEM;
-    lay_out_records(b, msg_count, row_count, n_missing);
-    fill_records(b, lookup, keycol, rec_of_id);
-    for (int c = 0; c < nf; c++)
-        b->colnames[c] = PQfname(lookup, c);
-    b->colnames[nf] = NULL;
     return EXACTLY_OK;
 }
 

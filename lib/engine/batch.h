@@ -17,6 +17,7 @@
 #include "exactly/handler.h"
 #include "pgarray.h"
 #include "strbuf.h"
+#include "strset.h"
 
 /* One message of the batch, decoded or not. */
 typedef struct batch_msg {
@@ -32,16 +33,6 @@ typedef struct batch_msg {
     int dead;                      /* goes to the dead-letter table */
     size_t record;                 /* index in records once grouped */
 } batch_msg;
-
-/* A set of borrowed strings (open addressing), sized per batch. */
-typedef struct strset {
-    const char **slots;
-    size_t n_slots;
-} strset;
-
-int strset_reset(strset *s, size_t n);
-int strset_add(strset *s, const char *key);
-int strset_has(const strset *s, const char *key);
 
 typedef struct batch_builder {
     const cfg_pipeline *p;
