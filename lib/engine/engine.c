@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "engine_internal.h"
 #include "lookup.h"
+#include "pg_open.h"
 #include "source.h"
 
 void engine_init(engine *e, const cfg_pipeline *p, const engine_ops *ops,
@@ -51,6 +52,27 @@ exactly_err engine_conn_ready(engine *e, const char *schema)
     e->txn.emit_sql = e->sql.emit;
     e->conn_serial++;
     return EXACTLY_OK;
+}
+
+exactly_err engine_connect(engine *e, const exactly_config *cfg, int attempt)
+{
+    exactly_err rc = exactly_pg_open_checked(cfg, e->owner, attempt, &e->conn);
+
+    if (rc == EXACTLY_OK)
+        rc = engine_conn_ready(e, cfg->postgres.schema);
+    if (rc != EXACTLY_OK)
+        (void)engine_conn_drop(e);
+    return rc;
+}
+
+int engine_conn_drop(engine *e)
+{
+    if (!e->conn)
+        return 0;
+    exactly_txn_clear(&e->txn);
+    PQfinish(e->conn);
+    e->conn = NULL;
+    return 1;
 }
 
 static void part_free(part *pt)

@@ -217,6 +217,18 @@ void engine_use_offsets(engine *e);
  * owner drops the connection). */
 exactly_err engine_conn_ready(engine *e, const char *schema);
 
+/* The owner's connection attempt number `attempt` (for the log): opens
+ * and checks e->conn (pg/pg_open.h, named e->owner), then
+ * engine_conn_ready(). EXACTLY_OK, EXACTLY_ERETRY (unreachable, or a check
+ * could not run), EXACTLY_EDATABASE (refused: schema version or pooler
+ * mode) or EXACTLY_ENOMEM; on an error e->conn is closed and NULL (as
+ * engine_conn_drop()). The backoff is the owner's. */
+exactly_err engine_connect(engine *e, const exactly_config *cfg, int attempt);
+
+/* Closes a broken e->conn: the txn cleared, the connection finished and
+ * NULL. Returns 1, or 0 when there was none (nothing done). */
+int engine_conn_drop(engine *e);
+
 /* Frees what e holds: the partition table, handler, SQL, txn, dead
  * letters, crash guard memory and connection. Parts still in the table
  * are freed with their buffered messages, which must happen before e->rk

@@ -1,7 +1,7 @@
 /*
  * reprocess_db.c - the connection of a run (see reprocess_internal.h):
  * what the engine asks of its owner (engine_ops), opened and checked as
- * the worker's is (pg_open.h), after a short backoff when it failed.
+ * the worker's is (engine_connect), after a short backoff when it failed.
  */
 #include "reprocess_internal.h"
 
@@ -9,7 +9,6 @@
 
 #include "clock.h"
 #include "pg_conn.h"
-#include "pg_open.h"
 
 /* Waits before the next connection attempt: a run is short-lived and
  * watched, so the wait stays short. */
@@ -28,11 +27,8 @@ static void db_lost(void *arg)
 {
     run *r = arg;
 
-    if (!r->eng.conn)
+    if (!engine_conn_drop(&r->eng))
         return;
-    exactly_txn_clear(&r->eng.txn);
-    PQfinish(r->eng.conn);
-    r->eng.conn = NULL;
     backoff(r);
 }
 
@@ -46,17 +42,11 @@ exactly_err reprocess_db(run *r)
         db_lost(r);
     if (exactly_now_ms() < r->reconnect_at_ms)
         return EXACTLY_ERETRY;
-    rc = exactly_pg_open_checked(r->cfg, r->eng.owner,
-                                 r->reconnect_attempts + 1, &r->eng.conn);
-    if (rc == EXACTLY_OK)
-        rc = engine_conn_ready(&r->eng, r->cfg->postgres.schema);
+    rc = engine_connect(&r->eng, r->cfg, r->reconnect_attempts + 1);
     if (rc != EXACTLY_OK) {
         if (rc == EXACTLY_EDATABASE)
             r->refused = 1;
-        if (r->eng.conn)
-            db_lost(r);
-        else
-            backoff(r);
+        backoff(r);
         return rc;
     }
     r->reconnect_attempts = 0;

@@ -11,7 +11,6 @@
 #include "clock.h"
 #include "log.h"
 #include "pg_conn.h"
-#include "pg_open.h"
 #include "worker_internal.h"
 
 #define BACKOFF_MIN_MS 100
@@ -32,11 +31,8 @@ long long worker_backoff_ms(int attempts)
 
 void worker_db_lost(worker *w)
 {
-    if (!w->eng.conn)
+    if (!engine_conn_drop(&w->eng))
         return;
-    exactly_txn_clear(&w->eng.txn);
-    PQfinish(w->eng.conn);
-    w->eng.conn = NULL;
     w->reconnect_at_ms = exactly_now_ms() + worker_backoff_ms(w->reconnect_attempts++);
 }
 
@@ -50,22 +46,15 @@ exactly_err worker_db(worker *w)
         worker_db_lost(w);
     if (exactly_now_ms() < w->reconnect_at_ms)
         return EXACTLY_ERETRY;
-    rc = exactly_pg_open_checked(w->cfg, w->eng.owner,
-                                 w->reconnect_attempts + 1, &w->eng.conn);
-    if (rc == EXACTLY_OK)
-        rc = engine_conn_ready(&w->eng, w->cfg->postgres.schema);
-    if (rc == EXACTLY_OK)
-        engine_use_offsets(&w->eng); /* the pipeline's offset rows */
+    rc = engine_connect(&w->eng, w->cfg, w->reconnect_attempts + 1);
     if (rc != EXACTLY_OK) {
         if (rc == EXACTLY_EDATABASE)
             w->fatal = 2; /* refused: wrong schema version or pooler mode */
-        if (w->eng.conn)
-            worker_db_lost(w);
-        else
-            w->reconnect_at_ms = exactly_now_ms() +
-                                 worker_backoff_ms(w->reconnect_attempts++);
+        w->reconnect_at_ms = exactly_now_ms() +
+                             worker_backoff_ms(w->reconnect_attempts++);
         return rc;
     }
+    engine_use_offsets(&w->eng); /* the pipeline's offset rows */
     if (w->reconnect_attempts > 0)
         exactly_log(EXACTLY_LOG_INFO, "postgres", "connected after",
                     LOG_INT("attempts", w->reconnect_attempts));
