@@ -32,29 +32,19 @@
 
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_kit.h"
 #include "ledger_check.h"
 #include "testkit.h"
 
 #define TOPIC "rp-topic"
 #define N0 30
 #define N1 50
-#define CMD_TIMEOUT_MS 60000
 
-typedef struct ctx {
-    char dir[256];
-    char cfg[512];
-    char conninfo[1024];
-    const char *bootstraps;
-    PGconn *db;
-    int n;
-} ctx;
-
-static void write_config(ctx *c)
+static void write_config(cli_kit *c)
 {
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
@@ -67,47 +57,11 @@ static void write_config(ctx *c)
     tk_config_write(c->cfg, &cfg);
 }
 
-/* args for `exactly reprocess ARGS... -c cfg` (NULL-terminated list). */
-static void build_args(ctx *c, const char **args, va_list ap)
-{
-    const char *a;
-    int n = 0;
-
-    args[n++] = "reprocess";
-    args[n++] = "--pipeline";
-    args[n++] = LEDGER_PIPELINE;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 28)
-        args[n++] = a;
-    args[n++] = "-c";
-    args[n++] = c->cfg;
-    args[n] = NULL;
-}
-
-static pid_t spawn(ctx *c, char *log, size_t log_size, ...)
-{
-    const char *args[32];
-    va_list ap;
-
-    va_start(ap, log_size);
-    build_args(c, args, ap);
-    va_end(ap);
-    snprintf(log, log_size, "%s/reprocess-%02d.log", c->dir, ++c->n);
-    return tk_exactly_startv(log, args);
-}
-
-/* Runs `exactly reprocess ARGS...`; status and output. */
-static int reprocess(ctx *c, char **out, ...)
-{
-    const char *args[32];
-    char log[512];
-    va_list ap;
-
-    va_start(ap, out);
-    build_args(c, args, ap);
-    va_end(ap);
-    snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n);
-    return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
-}
+/* `exactly reprocess --pipeline LEDGER_PIPELINE ARGS... -c cfg`: status
+ * and output (cli_exactly). */
+#define reprocess(c, out, ...)                                              \
+    cli_exactly((c), (out), "reprocess", "--pipeline", LEDGER_PIPELINE,     \
+                __VA_ARGS__)
 
 static int wanted(const char *name)
 {
@@ -130,7 +84,7 @@ static int64_t printed_run(const char *out)
 
 /* Applications of run in ledger_reprocess of partition p within lo..hi
  * (each offset at most once: the primary key). */
-static int64_t applied_rows(ctx *c, int64_t run, int p, int64_t lo, int64_t hi)
+static int64_t applied_rows(cli_kit *c, int64_t run, int p, int64_t lo, int64_t hi)
 {
     return tk_sql_int64(c->db,
                         "SELECT count(*) FROM ledger_reprocess WHERE run = %"
@@ -138,7 +92,7 @@ static int64_t applied_rows(ctx *c, int64_t run, int p, int64_t lo, int64_t hi)
                         PRId64 " AND %" PRId64, run, p, lo, hi);
 }
 
-static void scenario_offsets(ctx *c)
+static void scenario_offsets(cli_kit *c)
 {
     char *out;
     int64_t run;
@@ -184,15 +138,18 @@ static void scenario_offsets(ctx *c)
     free(out);
 }
 
-static void scenario_resume(ctx *c)
+static void scenario_resume(cli_kit *c)
 {
     char log[512], run_s[24], *out;
     int64_t run, next1;
     int st, i;
     pid_t pid;
+    const char *args[] = {"reprocess", "--pipeline", LEDGER_PIPELINE,
+                          "--topic", TOPIC, "--from", "0", "--batch", "5",
+                          "--rate", "10", "-c", c->cfg, NULL};
 
-    pid = spawn(c, log, sizeof log, "--topic", TOPIC, "--from", "0",
-                "--batch", "5", "--rate", "10", NULL);
+    snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n_cmd);
+    pid = tk_exactly_startv(log, args);
     TK_CHECK(ledger_wait_log(log, "partition 0 done", 1, pid, 30000, NULL),
              "partition 0 was not done within 30 s; log %s", log);
     /* ... and partition 1 committed a batch or more. */
@@ -204,7 +161,7 @@ static void scenario_resume(ctx *c)
         tk_sleep_ms(20);
     }
     tk_kill(pid, SIGINT);
-    st = tk_wait(pid, CMD_TIMEOUT_MS);
+    st = tk_wait(pid, c->cmd_timeout_ms);
     out = tk_read_file(log);
     tk_note("interrupted run:\n%s", out ? out : "");
     TK_CHECK(st == 1 && out && strstr(out, ": interrupted;"),
@@ -247,7 +204,7 @@ static void scenario_resume(ctx *c)
     free(out);
 }
 
-static void scenario_times(ctx *c)
+static void scenario_times(cli_kit *c)
 {
     char *out;
     int st;
@@ -289,17 +246,12 @@ static void scenario_times(ctx *c)
 
 int main(void)
 {
-    ctx c;
-    tk_mock *m;
+    cli_kit c;
     tk_msg msgs[N0 + N1];
     char keys[N0 + N1][8];
-    char log[512];
     int i;
 
-    memset(&c, 0, sizeof c);
-    m = tk_mock_start(1);
-    c.bootstraps = tk_mock_bootstraps(m);
-    tk_mock_create_topic(m, TOPIC, 3);
+    cli_kit_start(&c, "reprocess_topic", TOPIC, 3, "ledger.yaml", 1);
     memset(msgs, 0, sizeof msgs);
     for (i = 0; i < N0 + N1; i++) {
         snprintf(keys[i], sizeof keys[i], "%d", i % 17 + 1);
@@ -308,20 +260,13 @@ int main(void)
         msgs[i].key_len = strlen(keys[i]);
     }
     tk_produce(c.bootstraps, TOPIC, msgs, N0 + N1);
-
-    tk_tmpdir("exactly-reprocess-topic", c.dir, sizeof c.dir);
-    tk_pg_create_db("reprocess_topic", c.conninfo, sizeof c.conninfo);
-    ledger_setup_db(c.conninfo);
-    c.db = tk_pg_connect(c.conninfo);
     /* DDL of plugins/README.md, section "ledger". */
     tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
                  " topic text NOT NULL, partition int NOT NULL,"
                  " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
                  " PRIMARY KEY (run, topic, partition, \"offset\"))");
-    snprintf(c.cfg, sizeof c.cfg, "%s/ledger.yaml", c.dir);
     write_config(&c);
-    snprintf(log, sizeof log, "%s/migrate.log", c.dir);
-    ledger_migrate(c.cfg, log);
+    cli_kit_migrate(&c);
 
     if (wanted("offsets"))
         scenario_offsets(&c);
@@ -330,8 +275,6 @@ int main(void)
     if (wanted("times"))
         scenario_times(&c);
 
-    PQfinish(c.db);
-    tk_mock_stop(m);
-    ledger_cleanup_dir(c.dir);
+    cli_kit_stop(&c);
     return 0;
 }
