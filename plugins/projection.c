@@ -76,7 +76,8 @@ typedef struct column {
 /* How a column's values travel (see the top of the file). */
 enum { WIRE_TEXT, WIRE_INT2, WIRE_INT4, WIRE_INT8, WIRE_STRING, WIRE_NUMERIC };
 
-/* The binary encoding of a type OID, and its array's element OID. */
+/* The binary encoding of values of type oid (a binary array names the
+ * same oid as its element type). */
 static int wire_of(unsigned long oid)
 {
     switch (oid) {
@@ -314,31 +315,38 @@ fail:
     return rc;
 }
 
-/* Grows one per-column array to n elements of size sz. */
-static int grow(void *pp, size_t n, size_t sz)
-{
-    void *q = realloc(*(void **)pp, n * sz);
-
-    if (!q)
-        return -1;
-    *(void **)pp = q;
-    return 0;
-}
-
 /* Makes room for n parameter arrays. On failure nothing is lost: the
  * count only grows once all of them have. */
 static int ensure_arrays(projection *p, size_t n)
 {
+    exactly_sqlbuf *arrays;
+    const char **params;
+    const column **targets;
+    int *lengths, *formats;
+
     if (n <= p->n_arrays)
         return 0;
-    if (grow(&p->arrays, n, sizeof(*p->arrays)) != 0)
+    arrays = realloc(p->arrays, n * sizeof(*arrays));
+    if (!arrays)
         return -1;
-    memset(p->arrays + p->n_arrays, 0, (n - p->n_arrays) * sizeof(*p->arrays));
-    if (grow(&p->params, n, sizeof(*p->params)) != 0 ||
-        grow(&p->lengths, n, sizeof(*p->lengths)) != 0 ||
-        grow(&p->formats, n, sizeof(*p->formats)) != 0 ||
-        grow(&p->targets, n, sizeof(*p->targets)) != 0)
+    p->arrays = arrays;
+    memset(arrays + p->n_arrays, 0, (n - p->n_arrays) * sizeof(*arrays));
+    params = realloc(p->params, n * sizeof(*params));
+    if (!params)
         return -1;
+    p->params = params;
+    lengths = realloc(p->lengths, n * sizeof(*lengths));
+    if (!lengths)
+        return -1;
+    p->lengths = lengths;
+    formats = realloc(p->formats, n * sizeof(*formats));
+    if (!formats)
+        return -1;
+    p->formats = formats;
+    targets = realloc(p->targets, n * sizeof(*targets));
+    if (!targets)
+        return -1;
+    p->targets = targets;
     p->n_arrays = n;
     return 0;
 }
