@@ -5,16 +5,16 @@
  * Every column the lookup returns is written to the target column of the
  * same name. Per batch it queues at most two statements:
  *
- *   INSERT INTO "customer_view" AS t ("id", "name", "email")
- *   SELECT u.c1::bigint, u.c2::text, u.c3::text
- *   FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, c3)
+ *   INSERT INTO "customer_view" AS t ("id", "name", "email", "tags")
+ *   SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::text[]),
+ *          unnest($4::text[])::text[]
  *   ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name",
- *       "email" = EXCLUDED."email"
- *   WHERE (t."name", t."email") IS DISTINCT FROM
- *         (EXCLUDED."name", EXCLUDED."email")
+ *       "email" = EXCLUDED."email", "tags" = EXCLUDED."tags"
+ *   WHERE (t."name", t."email", t."tags") IS DISTINCT FROM
+ *         (EXCLUDED."name", EXCLUDED."email", EXCLUDED."tags")
  *
- * for the records whose lookup found rows (each parameter is one text array
- * holding a column of the whole batch), and
+ * for the records whose lookup found rows (each parameter is one array
+ * holding a column of the whole batch, of the target column's type), and
  *
  *   DELETE FROM "customer_view" AS t WHERE t."id" = ANY($1::bigint[])
  *
@@ -31,6 +31,20 @@
  *                               email text);
  *   lookup: SELECT id, name, email FROM customers WHERE id = ANY($1)
  *
+ * What it costs the server: the arrays are unnested in the select list (a
+ * ProjectSet, which walks them in step; unnest() in FROM would first copy
+ * them into a tuplestore), and each is typed as its target column, so
+ * every value is parsed once, not read as text and then cast. A column
+ * that is itself an array travels as text[] and is cast after unnest: a
+ * typed array cannot carry it (integer[][] would flatten). Columns of
+ * type bigint, integer, smallint, text, varchar and numeric travel in
+ * binary (host->exec_params): the server parses no text at all. The
+ * lookup's values arrive as text, so the handler converts them, and a
+ * value not in the form PostgreSQL prints (say a numeric column filled
+ * from a float8 "1e+20") sends that column of that batch as a text
+ * literal instead: the statement is the same, and the server then reads
+ * the text as the cast would have.
+ *
  * Safety: values only ever travel as parameters. Identifiers (the table
  * option, lookup column names) are double-quoted with embedded quotes
  * doubled. Column types come from the catalog in open() and are checked
@@ -41,6 +55,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +69,27 @@
 typedef struct column {
     char *name;
     char *type; /* format_type() without the modifier, e.g. "text[]" */
+    unsigned long oid; /* pg_type's */
+    int wire;   /* binary encoding, WIRE_*; WIRE_TEXT: a text literal */
 } column;
+
+/* How a column's values travel (see the top of the file). */
+enum { WIRE_TEXT, WIRE_INT2, WIRE_INT4, WIRE_INT8, WIRE_STRING, WIRE_NUMERIC };
+
+/* The binary encoding of values of type oid (a binary array names the
+ * same oid as its element type). */
+static int wire_of(unsigned long oid)
+{
+    switch (oid) {
+    case 20: return WIRE_INT8;
+    case 21: return WIRE_INT2;
+    case 23: return WIRE_INT4;
+    case 25: return WIRE_STRING;   /* text */
+    case 1043: return WIRE_STRING; /* varchar: text's wire format */
+    case 1700: return WIRE_NUMERIC;
+    default: return WIRE_TEXT;
+    }
+}
 
 typedef struct projection {
     const exactly_host *host;
@@ -68,8 +103,10 @@ typedef struct projection {
     exactly_sqlbuf ids;
     exactly_sqlbuf *arrays;       /* one per lookup column */
     const char **params;
-    const char **types; /* target type of each lookup column */
+    int *lengths, *formats;
+    const column **targets; /* target column of each lookup column */
     size_t n_arrays;
+    int binary;             /* the host has exec_params (ABI 1.2) */
 } projection;
 
 static const exactly_option_decl projection_options[] = {
@@ -85,7 +122,8 @@ static const exactly_option_decl projection_options[] = {
  * to the INSERT's assignment, a value that does not fit is an error.
  */
 static const char column_types_sql[] =
-    "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+    "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypid::int8 "
+    "FROM pg_attribute a "
     "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped";
 
 /* A type name goes into SQL unquoted; the server made it, but accept only
@@ -101,14 +139,22 @@ static int type_ok(const char *t)
     return 1;
 }
 
-static const char *type_of(const projection *p, const char *name)
+static const column *column_of(const projection *p, const char *name)
 {
     size_t i;
 
     for (i = 0; i < p->n_cols; i++)
         if (strcmp(p->cols[i].name, name) == 0)
-            return p->cols[i].type;
+            return &p->cols[i];
     return NULL;
+}
+
+/* Whether a type name (format_type's) is an array type. */
+static int is_array_type(const char *type)
+{
+    size_t n = strlen(type);
+
+    return n >= 2 && strcmp(type + n - 2, "[]") == 0;
 }
 
 static void projection_close(void *state)
@@ -131,7 +177,9 @@ static void projection_close(void *state)
         exactly_sqlbuf_free(&p->arrays[i]);
     free(p->arrays);
     free(p->params);
-    free(p->types);
+    free(p->lengths);
+    free(p->formats);
+    free(p->targets);
     free(p);
 }
 
@@ -161,6 +209,7 @@ static exactly_err load_columns(projection *p, const exactly_open_args *args)
     for (i = 0; i < n; i++) {
         const char *name = h->result_value(res, i, 0);
         const char *type = h->result_value(res, i, 1);
+        const char *oid = h->result_value(res, i, 2);
 
         if (!name || !type_ok(type)) {
             snprintf(args->errbuf, args->errbuf_size,
@@ -172,6 +221,8 @@ static exactly_err load_columns(projection *p, const exactly_open_args *args)
         }
         p->cols[i].name = strdup(name);
         p->cols[i].type = strdup(type);
+        p->cols[i].oid = oid ? strtoul(oid, NULL, 10) : 0;
+        p->cols[i].wire = wire_of(p->cols[i].oid);
         p->n_cols = i + 1;
         if (!p->cols[i].name || !p->cols[i].type)
             goto nomem;
@@ -190,7 +241,7 @@ static exactly_err projection_open(const exactly_open_args *args,
 {
     const exactly_host *h = args->host;
     const char *table = h->opt_string(args->opts, "table");
-    const char *key_type;
+    const column *key_col;
     projection *p;
     exactly_sqlbuf b = {0};
     exactly_err rc = EXACTLY_ECONFIG;
@@ -202,6 +253,10 @@ static exactly_err projection_open(const exactly_open_args *args,
         return EXACTLY_ENOMEM;
     }
     p->host = h;
+    /* A host older than ABI 1.2 has no exec_params: text literals only. */
+    p->binary = h->size >= offsetof(exactly_host, exec_params) +
+                               sizeof(h->exec_params) &&
+                h->exec_params != NULL;
     p->key = h->opt_string(args->opts, "key");
     if (!args->setup) {
         snprintf(args->errbuf, args->errbuf_size,
@@ -230,8 +285,8 @@ static exactly_err projection_open(const exactly_open_args *args,
     if (rc != EXACTLY_OK)
         goto fail;
 
-    key_type = type_of(p, p->key);
-    if (!key_type) {
+    key_col = column_of(p, p->key);
+    if (!key_col) {
         snprintf(args->errbuf, args->errbuf_size,
                  "projection: table %s has no key column \"%s\"", p->table,
                  p->key);
@@ -244,7 +299,7 @@ static exactly_err projection_open(const exactly_open_args *args,
     exactly_sqlbuf_puts(&b, " AS t WHERE t.");
     exactly_sqlbuf_ident(&b, p->key, strlen(p->key));
     exactly_sqlbuf_puts(&b, " = ANY($1::");
-    exactly_sqlbuf_puts(&b, key_type);
+    exactly_sqlbuf_puts(&b, key_col->type);
     exactly_sqlbuf_puts(&b, "[])");
     p->delete_sql = exactly_sqlbuf_take(&b);
     if (!p->delete_sql) {
@@ -261,11 +316,13 @@ fail:
 }
 
 /* Makes room for n parameter arrays. On failure nothing is lost: the
- * count only grows once all three arrays have. */
+ * count only grows once all of them have. */
 static int ensure_arrays(projection *p, size_t n)
 {
     exactly_sqlbuf *arrays;
-    const char **params, **types;
+    const char **params;
+    const column **targets;
+    int *lengths, *formats;
 
     if (n <= p->n_arrays)
         return 0;
@@ -278,19 +335,58 @@ static int ensure_arrays(projection *p, size_t n)
     if (!params)
         return -1;
     p->params = params;
-    types = realloc(p->types, n * sizeof(*types));
-    if (!types)
+    lengths = realloc(p->lengths, n * sizeof(*lengths));
+    if (!lengths)
         return -1;
-    p->types = types;
+    p->lengths = lengths;
+    formats = realloc(p->formats, n * sizeof(*formats));
+    if (!formats)
+        return -1;
+    p->formats = formats;
+    targets = realloc(p->targets, n * sizeof(*targets));
+    if (!targets)
+        return -1;
+    p->targets = targets;
     p->n_arrays = n;
     return 0;
+}
+
+/* Appends value v (NULL: SQL NULL) to a binary array of encoding wire;
+ * -1 when v is not in the form the encoding reads. */
+static int put_binary(exactly_sqlbuf *a, int wire, const char *v)
+{
+    switch (wire) {
+    case WIRE_INT2: return exactly_sqlbuf_binelem_int(a, v, 2);
+    case WIRE_INT4: return exactly_sqlbuf_binelem_int(a, v, 4);
+    case WIRE_INT8: return exactly_sqlbuf_binelem_int(a, v, 8);
+    case WIRE_NUMERIC: return exactly_sqlbuf_binelem_numeric(a, v);
+    case WIRE_STRING:
+        exactly_sqlbuf_binelem(a, v, v ? strlen(v) : 0);
+        return 0;
+    default: return -1;
+    }
+}
+
+/* Column j of the batch's rows as a text array literal, closed. */
+static void text_column(projection *p, const exactly_batch *b, size_t j)
+{
+    exactly_sqlbuf *a = &p->arrays[j];
+    size_t i, row;
+
+    exactly_sqlbuf_array(a);
+    for (i = 0; i < b->n_records; i++) {
+        const exactly_record *r = &b->records[i];
+        for (row = 0; row < r->n_rows; row++)
+            exactly_sqlbuf_elem(a, r->values[row * b->n_columns + j]);
+    }
+    exactly_sqlbuf_puts(a, "}");
 }
 
 /* Builds the upsert for the lookup's columns into p->sql. */
 static void build_upsert(projection *p, const exactly_batch *b)
 {
     exactly_sqlbuf *s = &p->sql;
-    char num[32];
+    char num[48];
     size_t i;
     int first, side;
 
@@ -303,25 +399,24 @@ static void build_upsert(projection *p, const exactly_batch *b)
             exactly_sqlbuf_puts(s, ", ");
         exactly_sqlbuf_ident(s, b->column_names[i], strlen(b->column_names[i]));
     }
-    /* One text[] per column, cast per column after unnest: a typed array
-     * could not carry a column that is itself an array. */
+    /* One array per column, of the column's type, unnested in step in
+     * the select list; a column that is itself an array comes as text[]
+     * and is cast after unnest (the top of the file says why). */
     exactly_sqlbuf_puts(s, ") SELECT ");
     for (i = 0; i < b->n_columns; i++) {
-        snprintf(num, sizeof(num), "%su.c%zu::", i ? ", " : "", i + 1);
+        const char *type = p->targets[i]->type;
+        int arr = is_array_type(type);
+
+        snprintf(num, sizeof(num), "%sunnest($%zu::", i ? ", " : "", i + 1);
         exactly_sqlbuf_puts(s, num);
-        exactly_sqlbuf_puts(s, p->types[i]);
+        exactly_sqlbuf_puts(s, arr ? "text" : type);
+        exactly_sqlbuf_puts(s, "[])");
+        if (arr) {
+            exactly_sqlbuf_puts(s, "::");
+            exactly_sqlbuf_puts(s, type);
+        }
     }
-    exactly_sqlbuf_puts(s, " FROM unnest(");
-    for (i = 0; i < b->n_columns; i++) {
-        snprintf(num, sizeof(num), "%s$%zu::text[]", i ? ", " : "", i + 1);
-        exactly_sqlbuf_puts(s, num);
-    }
-    exactly_sqlbuf_puts(s, ") AS u(");
-    for (i = 0; i < b->n_columns; i++) {
-        snprintf(num, sizeof(num), "%sc%zu", i ? ", " : "", i + 1);
-        exactly_sqlbuf_puts(s, num);
-    }
-    exactly_sqlbuf_puts(s, ") ON CONFLICT (");
+    exactly_sqlbuf_puts(s, " ON CONFLICT (");
     exactly_sqlbuf_ident(s, p->key, strlen(p->key));
     exactly_sqlbuf_puts(s, ")");
     if (b->n_columns == 1) {
@@ -366,7 +461,7 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
     projection *p = state;
     const exactly_host *h = p->host;
     size_t i, j, row, n_rows = 0;
-    int has_key = 0;
+    int has_key = 0, any_binary = 0;
     exactly_err rc;
 
     /* 1. Every lookup column must be a target column; the key among them. */
@@ -375,8 +470,8 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
         return EXACTLY_ENOMEM;
     }
     for (j = 0; j < b->n_columns; j++) {
-        p->types[j] = type_of(p, b->column_names[j]);
-        if (!p->types[j]) {
+        p->targets[j] = column_of(p, b->column_names[j]);
+        if (!p->targets[j]) {
             h->set_error(txn,
                          "projection: lookup column \"%s\" is not a column "
                          "of %s",
@@ -387,13 +482,21 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
             has_key = 1;
     }
 
-    /* 2. Rows become one array per column; IDs without rows are deleted. */
+    /* 2. Rows become one array per column, binary where the column's
+     * type has an encoding here (formats[j] 1; -1 once a value did not
+     * fit it: the column is then built again as text below); IDs without
+     * rows are deleted. */
     for (j = 0; j < b->n_columns; j++) {
-        exactly_sqlbuf_reset(&p->arrays[j]);
-        exactly_sqlbuf_puts(&p->arrays[j], "{");
+        const column *c = p->targets[j];
+
+        p->formats[j] = p->binary && c->wire != WIRE_TEXT &&
+                        !is_array_type(c->type);
+        if (p->formats[j])
+            exactly_sqlbuf_binarray(&p->arrays[j], (uint32_t)c->oid);
+        else
+            exactly_sqlbuf_array(&p->arrays[j]);
     }
-    exactly_sqlbuf_reset(&p->ids);
-    exactly_sqlbuf_puts(&p->ids, "{");
+    exactly_sqlbuf_array(&p->ids);
     for (i = 0; i < b->n_records; i++) {
         const exactly_record *r = &b->records[i];
 
@@ -402,8 +505,15 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
             continue;
         }
         for (row = 0; row < r->n_rows; row++)
-            for (j = 0; j < b->n_columns; j++)
-                exactly_sqlbuf_elem(&p->arrays[j], r->values[row * b->n_columns + j]);
+            for (j = 0; j < b->n_columns; j++) {
+                const char *v = r->values[row * b->n_columns + j];
+
+                if (p->formats[j] == 0)
+                    exactly_sqlbuf_elem(&p->arrays[j], v);
+                else if (p->formats[j] == 1 &&
+                         put_binary(&p->arrays[j], p->targets[j]->wire, v) != 0)
+                    p->formats[j] = -1;
+            }
         n_rows += r->n_rows;
     }
 
@@ -416,7 +526,16 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
         }
         build_upsert(p, b);
         for (j = 0; j < b->n_columns; j++) {
-            exactly_sqlbuf_puts(&p->arrays[j], "}");
+            if (p->formats[j] == 1) {
+                any_binary = 1;
+                p->lengths[j] = (int)p->arrays[j].len;
+            } else {
+                if (p->formats[j] < 0)
+                    text_column(p, b, j);
+                else
+                    exactly_sqlbuf_puts(&p->arrays[j], "}");
+                p->formats[j] = p->lengths[j] = 0;
+            }
             if (p->arrays[j].oom)
                 p->sql.oom = 1;
             p->params[j] = p->arrays[j].s;
@@ -425,7 +544,11 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
             h->set_error(txn, "projection: out of memory");
             return EXACTLY_ENOMEM;
         }
-        rc = h->exec(txn, p->sql.s, (int)b->n_columns, p->params);
+        if (any_binary)
+            rc = h->exec_params(txn, p->sql.s, (int)b->n_columns, p->params,
+                                p->lengths, p->formats);
+        else
+            rc = h->exec(txn, p->sql.s, (int)b->n_columns, p->params);
         if (rc != EXACTLY_OK) {
             h->set_error(txn, "projection: could not queue the upsert");
             return rc;

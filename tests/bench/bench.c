@@ -45,6 +45,11 @@
  *
  * For (b) once and two workers alone: EXACTLY_BENCH_TWO_ONLY=1.
  *
+ * For the plugin path alone: EXACTLY_BENCH_PLUGIN_ONLY=1 runs (b) and (b')
+ * in interleaved rounds and prints b'/b; with
+ * EXACTLY_BENCH_BASELINE_PLUGIN=FILE also (b'0), the same worker with that
+ * build of projection.so, in the same rounds.
+ *
  * For the latency run alone: EXACTLY_BENCH_LATENCY_ONLY=1 (with
  * EXACTLY_BENCH_LATENCY_SECONDS its duration, default 10; 3 with --quick).
  *
@@ -1673,6 +1678,57 @@ static void print_figures(const char *name, const figures *f)
     fflush(stdout);
 }
 
+/* EXACTLY_BENCH_PLUGIN_ONLY (the top of the file): (b), (b') and, with
+ * EXACTLY_BENCH_BASELINE_PLUGIN, (b'0) in interleaved rounds; medians. */
+static void plugin_only(bench *b)
+{
+    static const char *const name[3] = {
+        "(b)  exactly, built-in upsert", "(b') exactly, projection C plugin",
+        "(b'0) baseline projection.so"};
+    const char *base = getenv("EXACTLY_BENCH_BASELINE_PLUGIN");
+    static char handler_base[1024];
+    figures f[8][3], m[3];
+    double v[8];
+    int n = base && *base ? 3 : 2, r, k;
+
+    snprintf(handler_base, sizeof(handler_base),
+             "      plugin: %s\n"
+             "      options: {table: account_view, key: id}\n",
+             base ? base : "");
+    for (r = 0; r < b->rounds; r++) {
+        char group[32];
+        printf("round %d\n", r + 1);
+        for (k = 0; k < n; k++) {
+            snprintf(group, sizeof(group), "only%d_%d", k, r);
+            run_worker(b, group,
+                       k == 0 ? handler_builtin
+                              : k == 1 ? handler_plugin : handler_base,
+                       1, NULL, &f[r][k]);
+            print_figures(name[k], &f[r][k]);
+        }
+    }
+    printf("\nmedian of %d round(s)\n", b->rounds);
+    for (k = 0; k < n; k++) {
+        memset(&m[k], 0, sizeof(m[k]));
+        for (r = 0; r < b->rounds; r++) v[r] = f[r][k].msgs_s;
+        m[k].msgs_s = median(v, b->rounds);
+        for (r = 0; r < b->rounds; r++) v[r] = f[r][k].client_us;
+        m[k].client_us = median(v, b->rounds);
+        for (r = 0; r < b->rounds; r++) v[r] = f[r][k].pg_us;
+        m[k].pg_us = median(v, b->rounds);
+        for (r = 0; r < b->rounds; r++)
+            if (f[r][k].rss_kib > m[k].rss_kib)
+                m[k].rss_kib = f[r][k].rss_kib;
+        print_figures(name[k], &m[k]);
+    }
+    printf("b'/b  %.2f msg/s, pg us/msg %.2f\n", m[1].msgs_s / m[0].msgs_s,
+           m[1].pg_us / m[0].pg_us);
+    if (n == 3)
+        printf("b'0/b %.2f msg/s, pg us/msg %.2f\n",
+               m[2].msgs_s / m[0].msgs_s, m[2].pg_us / m[0].pg_us);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     bench b;
@@ -1772,6 +1828,10 @@ int main(int argc, char **argv)
     }
 
     produce_unique(&b, b.messages);
+    if (getenv("EXACTLY_BENCH_PLUGIN_ONLY")) {
+        plugin_only(&b);
+        goto done;
+    }
     if (getenv("EXACTLY_BENCH_TWO_ONLY")) {
         run_worker(&b, "builtin0", handler_builtin, 1, NULL, &med[C_BUILTIN]);
         print_figures(consumer_name[C_BUILTIN], &med[C_BUILTIN]);
