@@ -1121,6 +1121,58 @@ static void run_worker(bench *b, const char *pipeline, const char *handler,
     }
 }
 
+/* Prints, for a run of several workers, each one's first and last commit
+ * (seconds from the run's first commit) and the partitions it committed,
+ * and returns the rate over the window where all of them were committing:
+ * from the last one's first commit to the first one's last commit, the
+ * offsets the commit log shows moving in it over its length (0: no such
+ * window). */
+static double owners_window(bench *b, const char *table, const char *pipeline)
+{
+    const char *params[2] = {table, pipeline};
+    PGresult *r;
+    double rate = 0;
+    int i;
+
+    r = PQexecParams(
+        b->db,
+        "WITH c AS (SELECT * FROM bench_commits WHERE tbl = $1 AND "
+        "pipeline = $2), t0 AS (SELECT min(at) t FROM c) "
+        "SELECT owner, extract(epoch FROM min(at) - (SELECT t FROM t0)), "
+        "extract(epoch FROM max(at) - (SELECT t FROM t0)), count(*), "
+        "string_agg(DISTINCT partition::text, ',') FROM c GROUP BY owner "
+        "ORDER BY 2",
+        2, NULL, params, NULL, NULL, 0);
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "commit log: %s",
+             PQerrorMessage(b->db));
+    for (i = 0; i < PQntuples(r); i++)
+        printf("     owner %s: commits from %.3f s to %.3f s, %s commits, "
+               "partitions %s\n", PQgetvalue(r, i, 0), atof(PQgetvalue(r, i, 1)),
+               atof(PQgetvalue(r, i, 2)), PQgetvalue(r, i, 3),
+               PQgetvalue(r, i, 4));
+    PQclear(r);
+    r = PQexecParams(
+        b->db,
+        "WITH c AS (SELECT * FROM bench_commits WHERE tbl = $1 AND "
+        "pipeline = $2), o AS (SELECT min(at) f, max(at) l FROM c GROUP BY "
+        "owner), w AS (SELECT max(f) s, min(l) e FROM o), "
+        "p AS (SELECT partition, coalesce(max(next_offset) FILTER (WHERE at "
+        "<= (SELECT e FROM w)), 0) - coalesce(max(next_offset) FILTER "
+        "(WHERE at <= (SELECT s FROM w)), 0) d FROM c GROUP BY partition) "
+        "SELECT extract(epoch FROM (SELECT e - s FROM w)), "
+        "(SELECT sum(d) FROM p)::float8",
+        2, NULL, params, NULL, NULL, 0);
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "commit log: %s",
+             PQerrorMessage(b->db));
+    if (!PQgetisnull(r, 0, 0) && atof(PQgetvalue(r, 0, 0)) > 0) {
+        rate = atof(PQgetvalue(r, 0, 1)) / atof(PQgetvalue(r, 0, 0));
+        printf("     all committing: %.3f s, %.0f messages, %.0f msg/s\n",
+               atof(PQgetvalue(r, 0, 0)), atof(PQgetvalue(r, 0, 1)), rate);
+    }
+    PQclear(r);
+    return rate;
+}
+
 /* ---- fairness: a backlog on every partition, drained ---------------- */
 
 /* Produces n messages over the partitions of a new topic, drains them with
@@ -1750,6 +1802,8 @@ int main(int argc, char **argv)
 {
     bench b;
     figures fig[8][N_CONSUMERS], med[N_CONSUMERS], two;
+    const char *two_name;
+    double two_window = 0;
     static series ser;
     double v[8];
     double fair = -1, fair_w = 0;
@@ -1923,10 +1977,12 @@ two:
      * workers the figure is about: the run is made once more, and the
      * line says so. */
     run_worker(&b, "two", handler_builtin, 2, NULL, &two);
+    two_name = "two";
     if (two.pause_s > 5 || two.owners < 2) {
         double stall = two.pause_s;
         int owners = two.owners;
         run_worker(&b, "two_again", handler_builtin, 2, NULL, &two);
+        two_name = "two_again";
         printf("(b2) run again: in the first run %d worker(s) committed and "
                "the longest pause between commits was %.1f s (a late join, "
                "held by the mock broker)\n", owners, stall);
@@ -1943,9 +1999,18 @@ two:
            "(b) (median; /proc/stat every 100 ms)\n",
            sysconf(_SC_NPROCESSORS_ONLN), two.cores_busy,
            med[C_BUILTIN].cores_busy);
+    {
+        char tbl[64];
+        snprintf(tbl, sizeof(tbl), "%s.offsets", wschema(&b));
+        two_window = owners_window(&b, tbl, two_name);
+    }
     fflush(stdout);
-    if (getenv("EXACTLY_BENCH_TWO_ONLY"))
+    if (getenv("EXACTLY_BENCH_TWO_ONLY")) {
+        printf("2 workers / 1: %.2f; while both committed: %.2f\n",
+               two.msgs_s / med[C_BUILTIN].msgs_s,
+               two_window / med[C_BUILTIN].msgs_s);
         goto done;
+    }
 
 fair_only:
     /* Fairness over the issue's 10 s windows, on backlogs of about 30 s of
@@ -2105,6 +2170,13 @@ scale:
            "(%ld cores online; see (b2)'s CPU line)\n",
            two.msgs_s / med[C_BUILTIN].msgs_s,
            verdict(two.msgs_s >= 1.8 * med[C_BUILTIN].msgs_s, &missed),
+           sysconf(_SC_NPROCESSORS_ONLN));
+    /* Whether the machine has the cores: one worker's run kept
+     * cores_busy of it busy (its backend, itself, the broker, the rest),
+     * two at the same cost per message need twice that. */
+    printf("     while both committed: %.2f; two workers at one's cost per "
+           "message need %.2f cores busy, %ld online\n",
+           two_window / med[C_BUILTIN].msgs_s, 2 * med[C_BUILTIN].cores_busy,
            sysconf(_SC_NPROCESSORS_ONLN));
     if (b.baseline_bin) {
         printf("latency pg CPU/msg baseline / peer     %8.2f\n",
