@@ -80,7 +80,12 @@ void worker_breaker_open(worker *w)
 }
 
 /* Tries the database (at the reconnect backoff's pace); on success resumes
- * every partition from where its buffer ends. Returns 1 when closed. */
+ * every partition from where its buffer ends. Returns 1 when closed.
+ * Each partition keeps its own backoff (retry_at_ms, from its attempts):
+ * a batch whose own error ended the connection (08P01, a client-side
+ * timeout, a backend it crashes) fails again after any reconnect, and
+ * would otherwise be retried at the reconnect's pace forever. After an
+ * outage longer than that backoff, a partition goes at once. */
 int worker_breaker_try_close(worker *w)
 {
     size_t i;
@@ -106,7 +111,6 @@ int worker_breaker_try_close(worker *w)
         part *pt = w->eng.parts[i];
         if (part_state_stopped(pt->state))
             continue;
-        pt->retry_at_ms = 0;
         engine_part_seek(&w->eng, pt, worker_expected_next(pt));
         engine_part_pause(&w->eng, pt, 0);
     }
