@@ -91,6 +91,17 @@ static int wire_of(unsigned long oid)
     }
 }
 
+/* One lookup column of the batch being applied: the array parameter its
+ * values are built into, the table column they go to, and how they
+ * travel (1 binary; 0 a text literal; -1 binary given up on a value that
+ * did not fit, rebuilt as text). Kept across batches to reuse the
+ * array's memory. */
+typedef struct lookup_column {
+    exactly_sqlbuf values;
+    const column *target;
+    int format;
+} lookup_column;
+
 typedef struct projection {
     const exactly_host *host;
     char *table;       /* quoted */
@@ -101,11 +112,13 @@ typedef struct projection {
     /* Per-batch work space, kept to reuse its memory. */
     exactly_sqlbuf sql;
     exactly_sqlbuf ids;
-    exactly_sqlbuf *arrays;       /* one per lookup column */
+    lookup_column *lookup; /* n_lookup of them, zeroed when added */
+    size_t n_lookup;
+    /* The upsert's parameter vectors as exec_params takes them, n_lookup
+     * entries each, in one block that params points to; they hold
+     * nothing between batches. */
     const char **params;
     int *lengths, *formats;
-    const column **targets; /* target column of each lookup column */
-    size_t n_arrays;
     int binary;             /* the host has exec_params (ABI 1.2) */
 } projection;
 
@@ -173,13 +186,10 @@ static void projection_close(void *state)
     free(p->delete_sql);
     exactly_sqlbuf_free(&p->sql);
     exactly_sqlbuf_free(&p->ids);
-    for (i = 0; i < p->n_arrays; i++)
-        exactly_sqlbuf_free(&p->arrays[i]);
-    free(p->arrays);
+    for (i = 0; i < p->n_lookup; i++)
+        exactly_sqlbuf_free(&p->lookup[i].values);
+    free(p->lookup);
     free(p->params);
-    free(p->lengths);
-    free(p->formats);
-    free(p->targets);
     free(p);
 }
 
@@ -315,39 +325,30 @@ fail:
     return rc;
 }
 
-/* Makes room for n parameter arrays. On failure nothing is lost: the
- * count only grows once all of them have. */
-static int ensure_arrays(projection *p, size_t n)
+/* Makes room for n lookup columns. On failure nothing is lost: the
+ * count only grows once the columns and the vectors have. */
+static int ensure_lookup(projection *p, size_t n)
 {
-    exactly_sqlbuf *arrays;
+    lookup_column *lookup;
     const char **params;
-    const column **targets;
-    int *lengths, *formats;
 
-    if (n <= p->n_arrays)
+    if (n <= p->n_lookup)
         return 0;
-    arrays = realloc(p->arrays, n * sizeof(*arrays));
-    if (!arrays)
+    lookup = realloc(p->lookup, n * sizeof(*lookup));
+    if (!lookup)
         return -1;
-    p->arrays = arrays;
-    memset(arrays + p->n_arrays, 0, (n - p->n_arrays) * sizeof(*arrays));
-    params = realloc(p->params, n * sizeof(*params));
+    p->lookup = lookup;
+    memset(lookup + p->n_lookup, 0, (n - p->n_lookup) * sizeof(*lookup));
+    /* The pointers first, then the two int vectors: each part is aligned
+     * for what it holds. Nothing to copy, so a new block, not realloc. */
+    params = malloc(n * (sizeof(*params) + 2 * sizeof(int)));
     if (!params)
         return -1;
+    free(p->params);
     p->params = params;
-    lengths = realloc(p->lengths, n * sizeof(*lengths));
-    if (!lengths)
-        return -1;
-    p->lengths = lengths;
-    formats = realloc(p->formats, n * sizeof(*formats));
-    if (!formats)
-        return -1;
-    p->formats = formats;
-    targets = realloc(p->targets, n * sizeof(*targets));
-    if (!targets)
-        return -1;
-    p->targets = targets;
-    p->n_arrays = n;
+    p->lengths = (int *)(params + n);
+    p->formats = p->lengths + n;
+    p->n_lookup = n;
     return 0;
 }
 
@@ -370,7 +371,7 @@ static int put_binary(exactly_sqlbuf *a, int wire, const char *v)
 /* Column j of the batch's rows as a text array literal, closed. */
 static void text_column(projection *p, const exactly_batch *b, size_t j)
 {
-    exactly_sqlbuf *a = &p->arrays[j];
+    exactly_sqlbuf *a = &p->lookup[j].values;
     size_t i, row;
 
     exactly_sqlbuf_array(a);
@@ -404,7 +405,7 @@ static void build_upsert(projection *p, const exactly_batch *b)
      * and is cast after unnest (the top of the file says why). */
     exactly_sqlbuf_puts(s, ") SELECT ");
     for (i = 0; i < b->n_columns; i++) {
-        const char *type = p->targets[i]->type;
+        const char *type = p->lookup[i].target->type;
         int arr = is_array_type(type);
 
         snprintf(num, sizeof(num), "%sunnest($%zu::", i ? ", " : "", i + 1);
@@ -465,13 +466,13 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
     exactly_err rc;
 
     /* 1. Every lookup column must be a target column; the key among them. */
-    if (ensure_arrays(p, b->n_columns ? b->n_columns : 1) != 0) {
+    if (ensure_lookup(p, b->n_columns ? b->n_columns : 1) != 0) {
         h->set_error(txn, "projection: out of memory");
         return EXACTLY_ENOMEM;
     }
     for (j = 0; j < b->n_columns; j++) {
-        p->targets[j] = column_of(p, b->column_names[j]);
-        if (!p->targets[j]) {
+        p->lookup[j].target = column_of(p, b->column_names[j]);
+        if (!p->lookup[j].target) {
             h->set_error(txn,
                          "projection: lookup column \"%s\" is not a column "
                          "of %s",
@@ -483,18 +484,19 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
     }
 
     /* 2. Rows become one array per column, binary where the column's
-     * type has an encoding here (formats[j] 1; -1 once a value did not
-     * fit it: the column is then built again as text below); IDs without
+     * type has an encoding here (format 1; -1 once a value did not fit
+     * it: the column is then built again as text below); IDs without
      * rows are deleted. */
     for (j = 0; j < b->n_columns; j++) {
-        const column *c = p->targets[j];
+        lookup_column *l = &p->lookup[j];
+        const column *c = l->target;
 
-        p->formats[j] = p->binary && c->wire != WIRE_TEXT &&
-                        !is_array_type(c->type);
-        if (p->formats[j])
-            exactly_sqlbuf_binarray(&p->arrays[j], (uint32_t)c->oid);
+        l->format = p->binary && c->wire != WIRE_TEXT &&
+                    !is_array_type(c->type);
+        if (l->format)
+            exactly_sqlbuf_binarray(&l->values, (uint32_t)c->oid);
         else
-            exactly_sqlbuf_array(&p->arrays[j]);
+            exactly_sqlbuf_array(&l->values);
     }
     exactly_sqlbuf_array(&p->ids);
     for (i = 0; i < b->n_records; i++) {
@@ -506,13 +508,14 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
         }
         for (row = 0; row < r->n_rows; row++)
             for (j = 0; j < b->n_columns; j++) {
+                lookup_column *l = &p->lookup[j];
                 const char *v = r->values[row * b->n_columns + j];
 
-                if (p->formats[j] == 0)
-                    exactly_sqlbuf_elem(&p->arrays[j], v);
-                else if (p->formats[j] == 1 &&
-                         put_binary(&p->arrays[j], p->targets[j]->wire, v) != 0)
-                    p->formats[j] = -1;
+                if (l->format == 0)
+                    exactly_sqlbuf_elem(&l->values, v);
+                else if (l->format == 1 &&
+                         put_binary(&l->values, l->target->wire, v) != 0)
+                    l->format = -1;
             }
         n_rows += r->n_rows;
     }
@@ -526,19 +529,22 @@ static exactly_err projection_apply(void *state, exactly_txn *txn,
         }
         build_upsert(p, b);
         for (j = 0; j < b->n_columns; j++) {
-            if (p->formats[j] == 1) {
+            lookup_column *l = &p->lookup[j];
+
+            if (l->format == 1) {
                 any_binary = 1;
-                p->lengths[j] = (int)p->arrays[j].len;
+                p->formats[j] = 1;
+                p->lengths[j] = (int)l->values.len;
             } else {
-                if (p->formats[j] < 0)
+                if (l->format < 0)
                     text_column(p, b, j);
                 else
-                    exactly_sqlbuf_puts(&p->arrays[j], "}");
+                    exactly_sqlbuf_puts(&l->values, "}");
                 p->formats[j] = p->lengths[j] = 0;
             }
-            if (p->arrays[j].oom)
+            if (l->values.oom)
                 p->sql.oom = 1;
-            p->params[j] = p->arrays[j].s;
+            p->params[j] = l->values.s;
         }
         if (p->sql.oom) {
             h->set_error(txn, "projection: out of memory");

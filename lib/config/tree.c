@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "config/config_env.h"
+#include "hash.h"
 
 /* Deeper nesting than any real config needs; the tree builder and the free
  * function recurse, so a hostile file must not be able to go deeper. */
@@ -303,17 +304,6 @@ typedef struct key_index {
     size_t used;
 } key_index;
 
-static uint64_t key_hash(const char *key)
-{
-    uint64_t h = 14695981039346656037u; /* FNV-1a */
-
-    for (; *key; key++) {
-        h ^= (unsigned char)*key;
-        h *= 1099511628211u;
-    }
-    return h;
-}
-
 /* The empty slot where a key of hash h goes. */
 static key_slot *key_probe(const key_index *ix, uint64_t h)
 {
@@ -403,7 +393,7 @@ static int build_mapping(builder *b, cfg_value *out, int depth)
             exactly_cfg_fail_nomem(c);
             goto cleanup;
         }
-        h = key_hash(key);
+        h = exactly_hash_str(key);
         dup = key_index_find(&ix, out, key, h);
         if (dup != SIZE_MAX) {
             yaml_event_delete(&ev);

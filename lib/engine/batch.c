@@ -60,7 +60,7 @@ static int grow_ids(batch_builder *b)
 static size_t intern(batch_builder *b, char *id)
 {
     size_t mask = b->n_slots - 1;
-    size_t h = hash_str(id) & mask;
+    size_t h = (size_t)exactly_hash_str(id) & mask;
 
     while (b->slots[h] != EMPTY_SLOT) {
         if (strcmp(b->ids[b->slots[h]], id) == 0)
@@ -138,7 +138,8 @@ size_t batch_lookup_id(const batch_builder *b, const char *id)
                                                              : SIZE_MAX;
         return SIZE_MAX;
     }
-    for (h = hash_str(id) & mask; b->slots[h] != EMPTY_SLOT; h = (h + 1) & mask)
+    for (h = (size_t)exactly_hash_str(id) & mask; b->slots[h] != EMPTY_SLOT;
+         h = (h + 1) & mask)
         if (strcmp(b->ids[b->slots[h]], id) == 0)
             return b->slots[h];
     return SIZE_MAX;

@@ -26,7 +26,10 @@ static exactly_err note_txn(exactly_error *err, const exactly_txn *t,
 }
 
 /* Undoes the set's writes in a sync of its own (a statement queued behind
- * a failed one would be skipped), keeping their error in err. */
+ * a failed one would be skipped), keeping their error in err. The
+ * savepoint is released too: PostgreSQL keeps it after ROLLBACK TO, and
+ * the next set's SAVEPOINT would nest inside it, one subtransaction level
+ * per failed set for the rest of the transaction. */
 static exactly_err roll_back(const engine_bisect_ops *ops, exactly_txn *t,
                              exactly_error *err)
 {
@@ -41,7 +44,9 @@ static exactly_err roll_back(const engine_bisect_ops *ops, exactly_txn *t,
             rc = exactly_txn_sync(t);
         return rc == EXACTLY_OK ? EXACTLY_EHANDLER : note_txn(err, t, rc);
     }
-    (void)exactly_txn_send(t, TXN_CONTROL, ROLLBACK_TO, 0, NULL, NULL);
+    if (exactly_txn_send(t, TXN_CONTROL, ROLLBACK_TO, 0, NULL, NULL) ==
+        EXACTLY_OK)
+        (void)exactly_txn_send(t, TXN_CONTROL, RELEASE, 0, NULL, NULL);
     rc = engine_judge_sync(t, exactly_txn_sync(t), err);
     if (rc != EXACTLY_OK)
         return rc;

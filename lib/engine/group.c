@@ -14,7 +14,8 @@
  * and leaves each partition to run alone (engine_run), which knows
  * fences, careful mode, the crash guard, retries and unconfirmed commits:
  * a failure of one partition costs the others one rolled-back attempt,
- * never their isolation. A group counts nothing until it commits.
+ * never their isolation. A group counts nothing until it commits but
+ * its rollback: one batch transaction rolled back.
  *
  * The phases per partition are attempt.c's, one partition at a time on
  * the engine's batch builder and dead letters: what a partition queues
@@ -342,9 +343,10 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
         exactly_log(EXACTLY_LOG_DEBUG, "cycle", "group committed",
                     LOG_UINT("partitions", k));
     } else {
-        /* Nothing of it counts: each partition runs alone next, and
-         * counts what it does then. */
+        /* Nothing of it counts but the rollback: each partition runs
+         * alone next, and counts what it does then. */
         e->st = before;
+        e->st.batches_rolled_back++;
         if (failed != &last)
             /* It failed in this partition's part (a fence, its reads,
              * its records, apply()). */

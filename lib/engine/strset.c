@@ -24,7 +24,7 @@ int strset_reset(strset *s, size_t n)
 int strset_add(strset *s, const char *key)
 {
     size_t mask = s->n_slots - 1;
-    size_t h = hash_str(key) & mask;
+    size_t h = (size_t)exactly_hash_str(key) & mask;
     size_t probes = 0;
 
     while (s->slots[h]) {
@@ -41,7 +41,7 @@ int strset_add(strset *s, const char *key)
 int strset_has(const strset *s, const char *key)
 {
     size_t mask = s->n_slots - 1;
-    size_t h = hash_str(key) & mask;
+    size_t h = (size_t)exactly_hash_str(key) & mask;
     size_t probes = 0;
 
     while (s->slots[h] && probes++ < s->n_slots) {

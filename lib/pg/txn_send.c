@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "txn_internal.h"
 
 void txn_set_error(exactly_txn *t, txn_phase phase, const char *sqlstate,
@@ -85,22 +86,11 @@ exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                                    keep);
 }
 
-static size_t hash_sql(const char *s)
-{
-    size_t h = (size_t)1469598103934665603ULL;
-
-    while (*s) {
-        h ^= (unsigned char)*s++;
-        h *= (size_t)1099511628211ULL;
-    }
-    return h;
-}
-
 /* The cache entry of sql, added on first sight; -1 when the cache is full
  * or out of memory (the statement is then sent unnamed). */
 static int prepared_entry(exactly_txn *t, const char *sql, int n_params)
 {
-    size_t h = hash_sql(sql);
+    size_t h = (size_t)exactly_hash_str(sql);
     size_t i;
     struct txn_prepared *p;
 

@@ -80,9 +80,15 @@ void worker_breaker_open(worker *w)
 }
 
 /* Tries the database (at the reconnect backoff's pace); on success resumes
- * every partition from where its buffer ends. Returns 1 when closed. */
+ * every partition from where its buffer ends. Returns 1 when closed.
+ * Each partition keeps its own backoff (retry_at_ms, from its attempts):
+ * a batch whose own error ended the connection (08P01, a client-side
+ * timeout, a backend it crashes) fails again after any reconnect, and
+ * would otherwise be retried at the reconnect's pace forever. A backoff
+ * that ended during the outage is over: that partition goes at once. */
 int worker_breaker_try_close(worker *w)
 {
+    long long now;
     size_t i;
 
     if (!w->db_down_since_ms)
@@ -102,11 +108,13 @@ int worker_breaker_try_close(worker *w)
     exactly_log(EXACTLY_LOG_INFO, "worker", "database answers again; resuming",
                 LOG_INT("after_ms", exactly_now_ms() - w->db_down_since_ms));
     w->db_down_since_ms = 0;
+    now = exactly_now_ms();
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
         if (part_state_stopped(pt->state))
             continue;
-        pt->retry_at_ms = 0;
+        if (pt->retry_at_ms <= now)
+            pt->retry_at_ms = 0;
         engine_part_seek(&w->eng, pt, worker_expected_next(pt));
         engine_part_pause(&w->eng, pt, 0);
     }

@@ -181,6 +181,7 @@ worker_next worker_run_group(worker *w, const engine_group_member *m,
     engine_batch_report *reps = calloc(k, sizeof(*reps));
     worker_next next = WORKER_NEXT_WAIT;
     exactly_err rc = EXACTLY_ENOMEM;
+    uint64_t rolled_back = w->eng.st.batches_rolled_back;
     size_t i;
 
     if (reps) {
@@ -192,6 +193,11 @@ worker_next worker_run_group(worker *w, const engine_group_member *m,
         w->group_reports = NULL;
         w->n_group = 0;
     }
+    /* A group that rolled back reports no batch (its partitions report
+     * their own runs below); its transaction counts here. */
+    if (w->m && w->eng.st.batches_rolled_back > rolled_back)
+        metrics_add(&w->m->batches_rolled_back,
+                    w->eng.st.batches_rolled_back - rolled_back);
     if (rc == EXACTLY_OK) {
         for (i = 0; i < k; i++)
             next = next_of_both(next, worker_settle(w, m[i].pt, &reps[i],
