@@ -379,7 +379,7 @@ static const struct {
     const char *type;
     const char *alt; /* another type that works too; NULL: none */
 } outbox_columns[] = {
-    {"id", "bigint", NULL},
+    {"id", "bigint", "integer"},
     {"topic", "text", "character varying"},
     {"key", "bytea", NULL},
     {"value", "bytea", NULL},
@@ -388,7 +388,7 @@ static const struct {
     {"created", "xid8", NULL},
     {"created_at", "timestamp with time zone", NULL},
     {"published_at", "timestamp with time zone", NULL},
-    {"dead_reason", "text", NULL},
+    {"dead_reason", "text", "character varying"},
     {"dead_at", "timestamp with time zone", NULL},
 };
 
@@ -670,9 +670,74 @@ static void check_relay_kafka(checker *ck, const exactly_config *cfg,
     strbuf_free(&warn);
 }
 
+/* The transactional.id r's producer gets (producer.h). */
+static void relay_txn_id(const cfg_relay *r, char *out, size_t size)
+{
+    size_t i;
+
+    snprintf(out, size, "exactly-relay-%s", r->name);
+    for (i = 0; i < r->n_kafka; i++)
+        if (strcmp(r->kafka[i].name, "transactional.id") == 0)
+            snprintf(out, size, "%s", r->kafka[i].value);
+}
+
+/*
+ * What the relays of one file must not share (relay.h, invariants 5 and
+ * 6): a transactional relay's outbox with another relay (the one that
+ * takes the outbox over would neither read the other's position nor
+ * fence it, and the rows of a batch committed but not marked would go
+ * out again), and a transactional.id (each would fence the other).
+ * Relays sharing an idempotent outbox are one publisher and its standby.
+ */
+static void check_relay_shared(checker *ck, const exactly_config *cfg,
+                               const cfg_relay *r)
+{
+    char what[160], tid[256], other_tid[256];
+    strbuf why = {0};
+    size_t j;
+
+    snprintf(what, sizeof(what), "relay [%s]", r->name);
+    relay_txn_id(r, tid, sizeof(tid));
+    for (j = 0; j < cfg->n_relays; j++) {
+        const cfg_relay *o = &cfg->relays[j];
+
+        if (o == r)
+            continue;
+        relay_txn_id(o, other_tid, sizeof(other_tid));
+        if (strcmp(o->schema, r->schema) == 0 &&
+            strcmp(o->table, r->table) == 0 &&
+            (r->mode == CFG_RELAY_TRANSACTIONAL ||
+             o->mode == CFG_RELAY_TRANSACTIONAL))
+            strbuf_printf(&why,
+                          "%s%s:%d: relays.%s and relays.%s (line %d) "
+                          "publish the same outbox %s.%s and one is "
+                          "transactional: a relay that takes a transactional "
+                          "outbox over must have its name and position_topic, "
+                          "or the rows of a committed batch go out again; "
+                          "give each relay its own outbox",
+                          why.len ? "; " : "", cfg->path, r->pos.line,
+                          r->name, o->name, o->pos.line, r->schema, r->table);
+        else if (r->mode == CFG_RELAY_TRANSACTIONAL &&
+                 o->mode == CFG_RELAY_TRANSACTIONAL &&
+                 strcmp(tid, other_tid) == 0)
+            strbuf_printf(&why,
+                          "%s%s:%d: relays.%s and relays.%s (line %d) have "
+                          "the same transactional.id %s: each would fence "
+                          "the other; give each its own",
+                          why.len ? "; " : "", cfg->path, r->pos.line,
+                          r->name, o->name, o->pos.line, tid);
+    }
+    if (why.oom)
+        bad(ck, 0, what, "out of memory");
+    else if (why.len)
+        bad(ck, 1, what, strbuf_str(&why));
+    strbuf_free(&why);
+}
+
 static void check_relay(checker *ck, const exactly_config *cfg,
                         const cfg_relay *r, PGconn *conn)
 {
+    check_relay_shared(ck, cfg, r);
     char what[160], err[2048];
     ops_grants g = {0};
 

@@ -3,13 +3,18 @@
  * needs before it starts, checked without changing anything.
  *
  *   good        a file with an idempotent relay and a transactional one,
- *               the framework's outbox, both topics created: every relay
+ *               each on its own outbox, both topics created: every relay
  *               item is OK (outbox columns, privileges, producer
  *               configuration with the transactional.id, topic and
  *               position_topic), exit 0; a consumer property in the
  *               transactional relay's own kafka section is shown as
  *               librdkafka's warning, the top-level auto.offset.reset
- *               (the pipelines') is not passed to the producer.
+ *               (the pipelines') is not passed to the producer. --relay txn checks
+ *               that relay alone.
+ *   shared      an idempotent relay and a transactional one on the same
+ *               outbox: a FAIL line naming both, exit 2 (the one that
+ *               takes the outbox over would not read the other's
+ *               position).
  *   table       a relay whose table does not exist: a FAIL line naming
  *               the table and the file's line, exit 2.
  *   column      a table of the user's without `created`, and one whose
@@ -62,13 +67,20 @@ static void write_config(ctx *c, char *path, size_t size, const char *name,
                   c->bootstraps, conninfo, name, body);
 }
 
-static int check(ctx *c, const char *cfg, char **out)
+static int check_args(ctx *c, const char *cfg, const char *relay,
+                      char **out)
 {
-    const char *args[] = {"check", "-c", cfg, NULL};
+    const char *args[] = {"check", "-c", cfg, relay ? "--relay" : NULL,
+                          relay, NULL};
     char log[512];
 
     snprintf(log, sizeof log, "%s/check-%02d.log", c->dir, ++c->n);
     return tk_exactly_output(log, CMD_TIMEOUT_MS, args, out);
+}
+
+static int check(ctx *c, const char *cfg, char **out)
+{
+    return check_args(c, cfg, NULL, out);
 }
 
 /* The line of out that starts with status and has a and b, or NULL. */
@@ -104,8 +116,11 @@ static void scenario_good(ctx *c)
     write_config(c, cfg, sizeof cfg, "good", c->conninfo,
                  "    topic: " TOPIC "\n"
                  "  txn:\n    topic: " TOPIC "\n    mode: transactional\n"
+                 "    schema: public\n    table: txn_outbox\n"
                  "    position_topic: " POSITIONS "\n"
                  "    kafka: {session.timeout.ms: 6000}\n");
+    tk_sql(c->db, "CREATE TABLE public.txn_outbox (LIKE exactly.outbox"
+                  " INCLUDING ALL)");
     st = check(c, cfg, &out);
     tk_note("check (good relays):\n%s", out);
     EXPECT_LINE(out, "OK", "config", "2 relay(s)");
@@ -128,6 +143,31 @@ static void scenario_good(ctx *c)
              out);
     TK_CHECK(!strstr(out, "FAIL"), "a FAIL line:\n%s", out);
     TK_CHECK(st == 0, "check exited %d:\n%s", st, out);
+    free(out);
+
+    st = check_args(c, cfg, "txn", &out);
+    tk_note("check --relay txn:\n%s", out);
+    EXPECT_LINE(out, "OK", "outbox [relay txn]", "11 columns");
+    TK_CHECK(!strstr(out, "[relay good]"), "--relay txn checked good:\n%s",
+             out);
+    TK_CHECK(st == 0, "check --relay txn exited %d:\n%s", st, out);
+    free(out);
+}
+
+static void scenario_shared(ctx *c)
+{
+    char cfg[512], *out;
+    int st;
+
+    write_config(c, cfg, sizeof cfg, "idem", c->conninfo,
+                 "    topic: " TOPIC "\n"
+                 "  txn:\n    topic: " TOPIC "\n    mode: transactional\n"
+                 "    position_topic: " POSITIONS "\n");
+    st = check(c, cfg, &out);
+    tk_note("check (a transactional relay's outbox shared):\n%s", out);
+    EXPECT_LINE(out, "FAIL", "relay [txn]",
+                "relays.txn and relays.idem (line 7) publish the same outbox");
+    TK_CHECK(st == 2, "check exited %d, expected 2:\n%s", st, out);
     free(out);
 }
 
@@ -240,6 +280,7 @@ int main(void)
     c.db = tk_pg_connect(c.conninfo);
 
     scenario_good(&c);
+    scenario_shared(&c);
     scenario_table(&c);
     scenario_column(&c);
     scenario_privilege(&c);
