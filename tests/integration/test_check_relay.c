@@ -23,6 +23,9 @@
  *   privilege   a role with every relay grant but UPDATE on the outbox:
  *               a FAIL line naming UPDATE, the table and the GRANT, exit
  *               1.
+ *   printed     `exactly migrate --print-grants ROLE` on the good file
+ *               prints the relays' grants; a role given just those
+ *               passes check (exit 0).
  *   topic       a relay whose topic does not exist: a FAIL line naming it
  *               with "not found", exit 1; check asked for no topic by
  *               name, so the mock cluster (which creates any topic a
@@ -44,6 +47,14 @@
 #define TOPIC "check-relay"
 #define POSITIONS "check-relay-positions"
 #define CMD_TIMEOUT_MS 30000
+
+/* The relays of "good": good, then txn. */
+#define GOOD_RELAYS                                                           \
+    "    topic: " TOPIC "\n"                                                  \
+    "  txn:\n    topic: " TOPIC "\n    mode: transactional\n"                 \
+    "    schema: public\n    table: txn_outbox\n"                             \
+    "    position_topic: " POSITIONS "\n"                                     \
+    "    kafka: {session.timeout.ms: 6000}\n"
 
 typedef struct ctx {
     char dir[256];
@@ -113,12 +124,7 @@ static void scenario_good(ctx *c)
     char cfg[512], *out;
     int st;
 
-    write_config(c, cfg, sizeof cfg, "good", c->conninfo,
-                 "    topic: " TOPIC "\n"
-                 "  txn:\n    topic: " TOPIC "\n    mode: transactional\n"
-                 "    schema: public\n    table: txn_outbox\n"
-                 "    position_topic: " POSITIONS "\n"
-                 "    kafka: {session.timeout.ms: 6000}\n");
+    write_config(c, cfg, sizeof cfg, "good", c->conninfo, GOOD_RELAYS);
     tk_sql(c->db, "CREATE TABLE public.txn_outbox (LIKE exactly.outbox"
                   " INCLUDING ALL)");
     st = check(c, cfg, &out);
@@ -241,6 +247,40 @@ static void scenario_privilege(ctx *c)
     tk_sql(c->db, "DROP OWNED BY %s; DROP ROLE %s", role, role);
 }
 
+/* The grants --print-grants prints for the relays suffice. */
+static void scenario_printed(ctx *c)
+{
+    char cfg[512], role[64], conninfo[1200], log[512], *out;
+    const char *args[] = {"migrate", "-c", NULL, "--print-grants", role,
+                          NULL};
+    int st;
+
+    snprintf(role, sizeof role, "check_relay_printed_%d", (int)getpid());
+    tk_sql(c->db, "CREATE ROLE %s LOGIN", role);
+    snprintf(conninfo, sizeof conninfo, "%s user=%s", c->conninfo, role);
+    write_config(c, cfg, sizeof cfg, "good", conninfo, GOOD_RELAYS);
+    args[2] = cfg;
+    snprintf(log, sizeof log, "%s/print-grants.log", c->dir);
+    st = tk_exactly_output(log, CMD_TIMEOUT_MS, args, &out);
+    tk_note("migrate --print-grants %s:\n%s", role, out);
+    TK_CHECK(st == 0, "migrate --print-grants exited %d:\n%s", st, out);
+    TK_CHECK(strstr(out, "GRANT SELECT, UPDATE, DELETE ON TABLE "
+                         "\"public\".\"txn_outbox\"") &&
+                 strstr(out, "GRANT SELECT, INSERT, UPDATE ON TABLE "
+                             "\"exactly\".\"relay_state\""),
+             "--print-grants does not print the relays' grants:\n%s", out);
+    tk_sql(c->db, "%s", out);
+    free(out);
+    st = check(c, cfg, &out);
+    tk_note("check as a role with the printed grants:\n%s", out);
+    EXPECT_LINE(out, "OK", "privileges [relay txn]", "holds the");
+    TK_CHECK(st == 0 && !strstr(out, "FAIL"),
+             "check as a role with the printed grants exited %d:\n%s", st,
+             out);
+    free(out);
+    tk_sql(c->db, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+}
+
 static void scenario_topic(ctx *c)
 {
     char cfg[512], *out;
@@ -284,6 +324,7 @@ int main(void)
     scenario_table(&c);
     scenario_column(&c);
     scenario_privilege(&c);
+    scenario_printed(&c);
     scenario_topic(&c);
 
     tk_note("all scenarios in %lld ms", (long long)(tk_now_ms() - t0));
