@@ -98,28 +98,38 @@ static void report_free(report *r)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: exactly check -c FILE [--pipeline NAME]\n"
+            "usage: exactly check -c FILE [--pipeline NAME | --relay NAME]\n"
             "\n"
             "Validates the configuration, loads each pipeline's handler and\n"
             "calls its open(), runs each lookup on no IDs (the statement the\n"
             "worker runs, reporting the columns the handler will get), checks\n"
             "the framework schema version, and reads each topic's metadata\n"
-            "from Kafka. Prints one line per item with OK or the reason.\n"
-            "Writes nothing: every statement runs in a read-only transaction\n"
-            "that is rolled back.\n"
+            "from Kafka. For each relay: its outbox table exists with the\n"
+            "columns the relay reads and writes (and their types), librdkafka\n"
+            "accepts its producer configuration (a transactional producer is\n"
+            "created but not initialised, so no running relay is fenced), and\n"
+            "its topic and position_topic exist; two relays on one outbox when\n"
+            "either is transactional, or with one transactional.id, are\n"
+            "refused. Prints one line per item with OK or the reason. Writes\n"
+            "nothing: every statement runs in a read-only transaction that is\n"
+            "rolled back, and nothing is produced.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
-            "  -p, --pipeline NAME   check only this pipeline\n"
+            "  -p, --pipeline NAME   check only this pipeline (no relay)\n"
+            "  -r, --relay NAME      check only this relay (no pipeline)\n"
             "  -h, --help            this text\n"
             "\n"
             "It also verifies, as the role of the configuration's conninfo (the\n"
-            "workers' role), every grant the workers need that exactly can name\n"
-            "('exactly migrate --print-grants ROLE' prints them); a missing one\n"
-            "is a FAIL line naming the privilege, the object and the GRANT.\n"
+            "workers' role), every grant the workers and relays need that\n"
+            "exactly can name ('exactly migrate --print-grants ROLE' prints\n"
+            "them); a missing one is a FAIL line naming the privilege, the\n"
+            "object and the GRANT.\n"
             "\n"
-            "Exit codes: 0 all OK, 1 a service is unreachable, not migrated, or\n"
-            "a grant is missing, 2 the configuration or a plugin is refused.\n");
+            "Exit codes: 0 all OK, 1 a service is unreachable, not migrated, a\n"
+            "grant is missing or a topic does not exist, 2 the configuration\n"
+            "or a plugin is refused (a relay's outbox table missing or lacking\n"
+            "columns, unless it is the framework's own: exit 1, migrate).\n");
 }
 
 int cmd_check(int argc, char **argv)
@@ -127,20 +137,22 @@ int cmd_check(int argc, char **argv)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"pipeline", required_argument, NULL, 'p'},
+        {"relay", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *only = NULL;
+    const char *path = NULL, *only = NULL, *only_relay = NULL;
     exactly_config *cfg;
     report r;
     char err[2048], detail[512];
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:p:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:p:r:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'p': only = optarg; break;
+        case 'r': only_relay = optarg; break;
         case 'h': usage(stdout); return CLI_OK;
         default: usage(stderr); return CLI_REFUSED;
         }
@@ -153,15 +165,32 @@ int cmd_check(int argc, char **argv)
         cli_line(stdout, "FAIL  %-*s %s", ITEM_MIN_WIDTH, "config", err);
         return CLI_REFUSED;
     }
+    if (only && only_relay) {
+        fprintf(stderr, "exactly check: --pipeline and --relay exclude each "
+                        "other\n");
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
     if (only && !cli_pick_pipeline(cfg, only)) {
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }
+    if (only_relay && !exactly_config_relay(cfg, only_relay)) {
+        size_t i;
+
+        fprintf(stderr, "exactly: %s: no relay '%s' (have:", cfg->path,
+                only_relay);
+        for (i = 0; i < cfg->n_relays; i++)
+            fprintf(stderr, " %s", cfg->relays[i].name);
+        fprintf(stderr, ")\n");
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
     memset(&r, 0, sizeof(r));
-    snprintf(detail, sizeof(detail), "%s, %zu pipeline(s)", path,
-             cfg->n_pipelines);
+    snprintf(detail, sizeof(detail), "%s, %zu pipeline(s), %zu relay(s)",
+             path, cfg->n_pipelines, cfg->n_relays);
     collect(&r, OPS_CHECK_OK, "config", detail);
-    ops_check(cfg, only, collect, &r);
+    ops_check(cfg, only, only_relay, collect, &r);
     print_report(&r);
     report_free(&r);
     exactly_config_free(cfg);

@@ -81,6 +81,8 @@ static int print_grants(const exactly_config *cfg, const char *role)
     for (i = 0; rc == EXACTLY_OK && i < cfg->n_pipelines; i++)
         rc = ops_grants_pipeline(cfg, &cfg->pipelines[i], &g, err,
                                    sizeof(err));
+    for (i = 0; rc == EXACTLY_OK && i < cfg->n_relays; i++)
+        rc = ops_grants_relay(cfg, &cfg->relays[i], &g, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: --print-grants: %s", err);
         code = rc == EXACTLY_ENOMEM ? CLI_FAILED : CLI_REFUSED;

@@ -77,7 +77,12 @@ static const cfg_field relay_fields[] = {
     {.key = "kafka", .type = CFG_F_PROPS, .off = R(kafka),
      .off_n = R(n_kafka),
      .doc = "librdkafka properties of this relay's producer, over those of "
-            "the top-level `kafka` section. Defaults: "
+            "the top-level `kafka` section. Of the top-level ones, those "
+            "librdkafka marks consumer-only (`C` in its CONFIGURATION.md: "
+            "`auto.offset.reset`, `isolation.level`, `session.timeout.ms`, "
+            "...) are the pipelines' and are not passed to the producer; "
+            "one written here is (librdkafka warns that the producer "
+            "ignores it). Defaults: "
             "`enable.idempotence=true`, `acks=all`. Refused, because they "
             "break order or idempotence: `enable.idempotence` other than "
             "true, `acks` other than all/-1, "

@@ -4,10 +4,13 @@
  */
 #include "producer.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "strbuf.h"
 
 static void producer_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                             const char *buf)
@@ -36,15 +39,18 @@ static int written(const exactly_config *cfg, const cfg_relay *r,
     return 0;
 }
 
+/* Sets props on conf; with producer set, not those librdkafka marks as
+ * consumer-only. */
 static int set_props(rd_kafka_conf_t *conf, const exactly_config *cfg,
-                     const cfg_prop *props, size_t n, char *errbuf,
-                     size_t errbuf_size)
+                     const cfg_prop *props, size_t n, int producer,
+                     char *errbuf, size_t errbuf_size)
 {
     char kerr[512];
     size_t i;
 
     for (i = 0; i < n; i++)
-        if (rd_kafka_conf_set(conf, props[i].name, props[i].value, kerr,
+        if (!(producer && exactly_kafka_consumer_only(props[i].name)) &&
+            rd_kafka_conf_set(conf, props[i].name, props[i].value, kerr,
                               sizeof(kerr)) != RD_KAFKA_CONF_OK) {
             snprintf(errbuf, errbuf_size, "%s:%d:%d: kafka property '%s': %s",
                      cfg->path, props[i].pos.line, props[i].pos.column,
@@ -52,6 +58,57 @@ static int set_props(rd_kafka_conf_t *conf, const exactly_config *cfg,
             return -1;
         }
     return 0;
+}
+
+/* The names of the properties librdkafka marks as consumer-only ("C" in
+ * the C/P column of rd_kafka_conf_properties_show(), the table of its
+ * CONFIGURATION.md), '\n'-separated with a '\n' on each side: read from
+ * the library linked, so the list is that version's. NULL when the table
+ * could not be read: every property is then passed. */
+static char *consumer_only;
+static pthread_once_t consumer_only_once = PTHREAD_ONCE_INIT;
+
+static void read_consumer_only(void)
+{
+    char *table = NULL, *line, *save = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&table, &size);
+    strbuf names = {0};
+
+    if (!f)
+        return;
+    rd_kafka_conf_properties_show(f);
+    if (fclose(f) != 0 || !table) {
+        free(table);
+        return;
+    }
+    strbuf_printf(&names, "\n");
+    /* Rows: "name   |  C  | range | default | importance | text". */
+    for (line = strtok_r(table, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char name[256], scope[8];
+
+        if (sscanf(line, "%255[^ |] | %7[^ |] |", name, scope) == 2 &&
+            strcmp(scope, "C") == 0)
+            strbuf_printf(&names, "%s\n", name);
+    }
+    free(table);
+    if (names.oom || names.len < 2) {
+        strbuf_free(&names);
+        return;
+    }
+    consumer_only = names.data;
+}
+
+int exactly_kafka_consumer_only(const char *name)
+{
+    char needle[260];
+
+    (void)pthread_once(&consumer_only_once, read_consumer_only);
+    if (!consumer_only || strlen(name) > 255 || strchr(name, '\n'))
+        return 0;
+    snprintf(needle, sizeof(needle), "\n%s\n", name);
+    return strstr(consumer_only, needle) != NULL;
 }
 
 rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,
@@ -74,8 +131,13 @@ rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,
         snprintf(errbuf, errbuf_size, "out of memory");
         return NULL;
     }
-    if (set_props(conf, cfg, cfg->kafka, cfg->n_kafka, errbuf, errbuf_size) ||
-        set_props(conf, cfg, r->kafka, r->n_kafka, errbuf, errbuf_size))
+    /* The top-level section is shared with the pipelines' consumers: its
+     * consumer-only properties are theirs (librdkafka would accept them
+     * here and warn at every start that this producer ignores them). The
+     * relay's own section is passed whole. */
+    if (set_props(conf, cfg, cfg->kafka, cfg->n_kafka, 1, errbuf,
+                  errbuf_size) ||
+        set_props(conf, cfg, r->kafka, r->n_kafka, 0, errbuf, errbuf_size))
         goto fail;
     for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
         if (written(cfg, r, defaults[i].name))
@@ -143,8 +205,9 @@ rd_kafka_conf_t *exactly_kafka_position_reader_conf(const exactly_config *cfg,
         snprintf(errbuf, errbuf_size, "out of memory");
         return NULL;
     }
-    if (set_props(conf, cfg, cfg->kafka, cfg->n_kafka, errbuf, errbuf_size) ||
-        set_props(conf, cfg, r->kafka, r->n_kafka, errbuf, errbuf_size))
+    if (set_props(conf, cfg, cfg->kafka, cfg->n_kafka, 0, errbuf,
+                  errbuf_size) ||
+        set_props(conf, cfg, r->kafka, r->n_kafka, 0, errbuf, errbuf_size))
         goto fail;
     /* A group id only because librdkafka's consumer API wants one; the
      * reader assigns its partition and never joins or commits. */

@@ -7,13 +7,16 @@
 #include "config.h"
 
 /*
- * The producer configuration of relay r: every property of the top-level
- * kafka section, then the relay's own (which win), then the defaults the
- * relay relies on unless written: enable.idempotence=true, acks=all and
- * partitioner=murmur2_random (a key lands where a Java producer puts it).
- * With mode: transactional, transactional.id is "exactly-relay-NAME"
- * unless written. The configuration loader has already refused properties
- * that would break order or idempotence (tables_relay.c). Returns NULL with errbuf set
+ * The producer configuration of relay r: the properties of the top-level
+ * kafka section that apply to a producer (that section also configures
+ * the pipelines' consumers: the ones librdkafka marks consumer-only are
+ * left out), then every one of the relay's own (which win), then the
+ * defaults the relay relies on unless written: enable.idempotence=true,
+ * acks=all and partitioner=murmur2_random (a key lands where a Java
+ * producer puts it). With mode: transactional, transactional.id is
+ * "exactly-relay-NAME" unless written. The configuration loader has
+ * already refused properties that would break order or idempotence
+ * (tables_relay.c). Returns NULL with errbuf set
  * ("FILE:LINE:COLUMN: kafka property 'x': why") when librdkafka refuses a
  * property.
  */
@@ -21,6 +24,12 @@ rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,
                                              const cfg_relay *r,
                                              const char *client_id,
                                              char *errbuf, size_t errbuf_size);
+
+/* Whether librdkafka (the version linked) marks property name as a
+ * consumer-only one ("C" in its CONFIGURATION.md), which a producer
+ * ignores with a warning. 0 for an unknown name, or when librdkafka's
+ * table could not be read. Thread-safe. */
+int exactly_kafka_consumer_only(const char *name);
 
 /*
  * The consumer a transactional relay reads its last position record with:

@@ -20,14 +20,19 @@ typedef void ops_check_fn(void *arg, ops_check_status status,
                           const char *item, const char *detail);
 
 /*
- * Checks cfg's services and pipelines (only the one named only, when not
- * NULL): PostgreSQL, the framework schema version, the grants the
- * workers' role needs, and per pipeline the handler and Kafka
- * configuration, the lookup run on no IDs, the handler's open() and the
- * topics' metadata. Every statement runs in a read-only transaction that
- * is rolled back, on a session whose transactions are read only.
+ * Checks cfg's services, pipelines and relays: PostgreSQL, the framework
+ * schema version, the grants the workers' role needs, per pipeline the
+ * handler and Kafka configuration, the lookup run on no IDs, the
+ * handler's open() and the topics' metadata, and per relay its grants,
+ * its outbox table's columns and their types, its producer configuration
+ * (librdkafka creates the producer; a transactional one is not
+ * initialised) and the topics its configuration fixes (topic,
+ * position_topic). only: the pipeline of that name alone; only_relay: the
+ * relay of that name alone; both NULL: everything. Every statement runs
+ * in a read-only transaction that is rolled back, on a session whose
+ * transactions are read only; nothing is produced.
  */
 void ops_check(const exactly_config *cfg, const char *only,
-               ops_check_fn *report, void *arg);
+               const char *only_relay, ops_check_fn *report, void *arg);
 
 #endif

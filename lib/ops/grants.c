@@ -241,6 +241,57 @@ done:
     return rc;
 }
 
+exactly_err ops_grants_relay(const exactly_config *cfg, const cfg_relay *r,
+                             ops_grants *g, char *errbuf, size_t errbuf_size)
+{
+    char *s = NULL, *t = NULL, *fs = NULL, *table = NULL;
+    exactly_err rc;
+
+    rc = quote(r->schema, 0, &s, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK)
+        rc = quote(r->table, 0, &t, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK)
+        rc = quote(cfg->postgres.schema, 0, &fs, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto done;
+    table = fmt("%s.%s", s, t);
+    if (!table) {
+        rc = EXACTLY_ENOMEM;
+        goto done;
+    }
+    /* lib/relay/relay_outbox.c: the pending rows are read (SELECT), marked
+     * published or dead-lettered (UPDATE ... WHERE) and deleted once
+     * acknowledged (cleanup: delete) or past retention (cleanup: mark);
+     * the relay's counters go to relay_state with INSERT ... ON CONFLICT
+     * DO UPDATE, whose update reads the current row. */
+    rc = add_grant(g, OPS_OBJ_SCHEMA, "USAGE", strdup(s),
+                   fmt("schema of the outbox of relay %s", r->name));
+    if (rc == EXACTLY_OK)
+        rc = add_grant(g, OPS_OBJ_TABLE, "SELECT, UPDATE, DELETE",
+                       strdup(table),
+                       fmt("relay %s: reading, marking, dead-lettering and "
+                           "deleting its outbox rows",
+                           r->name));
+    if (rc == EXACTLY_OK)
+        rc = add_grant(g, OPS_OBJ_SCHEMA, "USAGE", strdup(fs),
+                       strdup("the framework schema"));
+    if (rc == EXACTLY_OK) /* the name is ours: nothing to escape */
+        rc = add_grant(g, OPS_OBJ_TABLE, "SELECT, INSERT, UPDATE",
+                       fmt("%s.\"relay_state\"", fs),
+                       fmt("relay %s: its counters, written with each batch's "
+                           "outcome",
+                           r->name));
+
+done:
+    if (rc == EXACTLY_ENOMEM)
+        snprintf(errbuf, errbuf_size, "%s", exactly_strerror(rc));
+    free(s);
+    free(t);
+    free(fs);
+    free(table);
+    return rc;
+}
+
 void ops_grants_free(ops_grants *g)
 {
     size_t i;

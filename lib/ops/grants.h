@@ -55,6 +55,13 @@ exactly_err ops_grants_pipeline(const exactly_config *cfg,
                                   const cfg_pipeline *p, ops_grants *g,
                                   char *errbuf, size_t errbuf_size);
 
+/* Appends the grants of relay r: USAGE on its outbox's schema, SELECT,
+ * UPDATE, DELETE on the outbox, USAGE on the framework schema and
+ * SELECT, INSERT, UPDATE on its relay_state. Reads no database.
+ * EXACTLY_ECONFIG when a name cannot be quoted, EXACTLY_ENOMEM. */
+exactly_err ops_grants_relay(const exactly_config *cfg, const cfg_relay *r,
+                             ops_grants *g, char *errbuf, size_t errbuf_size);
+
 void ops_grants_free(ops_grants *g);
 
 /* role as the GRANT statements name it (a quoted identifier, malloc'd).
