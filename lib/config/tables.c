@@ -345,9 +345,14 @@ static int root_check(cfg_ctx *c, cfg_value *map, cfg_pos at, void *base)
 static const cfg_field root_fields[] = {
     {.key = "log", .type = CFG_F_SECTION, .sub = &log_section},
     {.key = "kafka", .type = CFG_F_PROPS, .off = C(kafka), .off_n = C(n_kafka),
-     .doc = "librdkafka properties every pipeline's consumer gets, passed "
-            "through as written (`bootstrap.servers`, `security.protocol`, "
-            "`sasl.*`, ...). `group.id` is refused (each pipeline has its "
+     .doc = "librdkafka properties every pipeline's consumer and every "
+            "relay's producer gets, passed through as written "
+            "(`bootstrap.servers`, `security.protocol`, `sasl.*`, ...), "
+            "except that a consumer leaves out those librdkafka marks "
+            "producer-only (`P` in its CONFIGURATION.md: `linger.ms`, "
+            "`acks`, `compression.type`, ...) and a producer those it marks "
+            "consumer-only (`C`), which the other kind would ignore with a "
+            "warning at every start. `group.id` is refused (each pipeline has its "
             "own `group`), `enable.auto.commit` and "
             "`enable.auto.offset.store` must stay false, "
             "`isolation.level: read_uncommitted` needs the pipeline's "

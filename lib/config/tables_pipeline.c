@@ -442,8 +442,9 @@ static const cfg_field pipeline_fields[] = {
     {.key = "kafka", .type = CFG_F_PROPS, .off = P(kafka),
      .off_n = P(n_kafka),
      .doc = "librdkafka properties of this pipeline's consumer, over those "
-            "of the top-level `kafka` section; `group.id` is refused (set "
-            "`group`)."},
+            "of the top-level `kafka` section, passed whole (librdkafka "
+            "warns that the consumer ignores a producer property written "
+            "here); `group.id` is refused (set `group`)."},
     {.key = "unsafe_read_uncommitted", .type = CFG_F_BOOL,
      .off = P(unsafe_read_uncommitted), .def = "false",
      .doc = "Allows `isolation.level: read_uncommitted`, under which "

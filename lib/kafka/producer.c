@@ -4,13 +4,12 @@
  */
 #include "producer.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "strbuf.h"
+#include "props.h"
 
 static void producer_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                             const char *buf)
@@ -49,7 +48,7 @@ static int set_props(rd_kafka_conf_t *conf, const exactly_config *cfg,
     size_t i;
 
     for (i = 0; i < n; i++)
-        if (!(producer && exactly_kafka_consumer_only(props[i].name)) &&
+        if (!(producer && exactly_kafka_prop_only(props[i].name, EXACTLY_KAFKA_CONSUMER_PROP)) &&
             rd_kafka_conf_set(conf, props[i].name, props[i].value, kerr,
                               sizeof(kerr)) != RD_KAFKA_CONF_OK) {
             snprintf(errbuf, errbuf_size, "%s:%d:%d: kafka property '%s': %s",
@@ -58,57 +57,6 @@ static int set_props(rd_kafka_conf_t *conf, const exactly_config *cfg,
             return -1;
         }
     return 0;
-}
-
-/* The names of the properties librdkafka marks as consumer-only ("C" in
- * the C/P column of rd_kafka_conf_properties_show(), the table of its
- * CONFIGURATION.md), '\n'-separated with a '\n' on each side: read from
- * the library linked, so the list is that version's. NULL when the table
- * could not be read: every property is then passed. */
-static char *consumer_only;
-static pthread_once_t consumer_only_once = PTHREAD_ONCE_INIT;
-
-static void read_consumer_only(void)
-{
-    char *table = NULL, *line, *save = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&table, &size);
-    strbuf names = {0};
-
-    if (!f)
-        return;
-    rd_kafka_conf_properties_show(f);
-    if (fclose(f) != 0 || !table) {
-        free(table);
-        return;
-    }
-    strbuf_printf(&names, "\n");
-    /* Rows: "name   |  C  | range | default | importance | text". */
-    for (line = strtok_r(table, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char name[256], scope[8];
-
-        if (sscanf(line, "%255[^ |] | %7[^ |] |", name, scope) == 2 &&
-            strcmp(scope, "C") == 0)
-            strbuf_printf(&names, "%s\n", name);
-    }
-    free(table);
-    if (names.oom || names.len < 2) {
-        strbuf_free(&names);
-        return;
-    }
-    consumer_only = names.data;
-}
-
-int exactly_kafka_consumer_only(const char *name)
-{
-    char needle[260];
-
-    (void)pthread_once(&consumer_only_once, read_consumer_only);
-    if (!consumer_only || strlen(name) > 255 || strchr(name, '\n'))
-        return 0;
-    snprintf(needle, sizeof(needle), "\n%s\n", name);
-    return strstr(consumer_only, needle) != NULL;
 }
 
 rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,

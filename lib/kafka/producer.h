@@ -25,12 +25,6 @@ rd_kafka_conf_t *exactly_kafka_producer_conf(const exactly_config *cfg,
                                              const char *client_id,
                                              char *errbuf, size_t errbuf_size);
 
-/* Whether librdkafka (the version linked) marks property name as a
- * consumer-only one ("C" in its CONFIGURATION.md), which a producer
- * ignores with a warning. 0 for an unknown name, or when librdkafka's
- * table could not be read. Thread-safe. */
-int exactly_kafka_consumer_only(const char *name);
-
 /*
  * The consumer a transactional relay reads its last position record with:
  * the same properties as its producer (servers, security), then

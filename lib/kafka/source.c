@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "props.h"
 #include "source.h"
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
@@ -99,10 +100,13 @@ static int own_property(const exactly_config *cfg, const cfg_pipeline *pl,
     return 0;
 }
 
+/* Sets props on conf, after the checks of the properties exactly owns;
+ * with shared set (the top-level section, shared with the relays'
+ * producers), not those librdkafka marks as producer-only. */
 static int set_props(const exactly_config *cfg, const cfg_pipeline *pl,
                      char *auto_reset, rd_kafka_conf_t *conf,
-                     const cfg_prop *props, size_t n, char *errbuf,
-                     size_t errbuf_size)
+                     const cfg_prop *props, size_t n, int shared,
+                     char *errbuf, size_t errbuf_size)
 {
     char kerr[512];
     size_t i;
@@ -112,7 +116,9 @@ static int set_props(const exactly_config *cfg, const cfg_pipeline *pl,
         if (own_property(cfg, pl, auto_reset, &props[i], errbuf, errbuf_size,
                          &handled) != 0)
             return -1;
-        if (handled)
+        if (handled || (shared && exactly_kafka_prop_only(
+                                      props[i].name,
+                                      EXACTLY_KAFKA_PRODUCER_PROP)))
             continue;
         if (rd_kafka_conf_set(conf, props[i].name, props[i].value, kerr,
                               sizeof(kerr)) != RD_KAFKA_CONF_OK) {
@@ -170,10 +176,10 @@ rd_kafka_conf_t *exactly_kafka_conf(const exactly_config *cfg,
         snprintf(errbuf, errbuf_size, "out of memory");
         return NULL;
     }
-    if (set_props(cfg, pl, auto_reset, conf, cfg->kafka, cfg->n_kafka, errbuf,
-                  errbuf_size) != 0 ||
-        set_props(cfg, pl, auto_reset, conf, pl->kafka, pl->n_kafka, errbuf,
-                  errbuf_size) != 0)
+    if (set_props(cfg, pl, auto_reset, conf, cfg->kafka, cfg->n_kafka, 1,
+                  errbuf, errbuf_size) != 0 ||
+        set_props(cfg, pl, auto_reset, conf, pl->kafka, pl->n_kafka, 0,
+                  errbuf, errbuf_size) != 0)
         goto fail;
     for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (fixed[i].only_default && has_prop(cfg, pl, fixed[i].name))
