@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "cycle_internal.h"
+#include "fault.h"
 #include "log.h"
 #include "pg_conn.h"
 
@@ -96,10 +97,43 @@ static exactly_err queue_applied(cycle *c, uint64_t applied)
                             params, NULL);
 }
 
+/* The transaction queued, COMMIT included, may be held (engine.h): the
+ * owner allows it and nothing of it is kept to be read. The batch held
+ * before it, if any, is read first (its answers come first); a failed
+ * one is settled only once this transaction's answers are read, on a
+ * quiet connection, so this one is then synced at once. Returns 1 when
+ * held, else 0 with *rc the outcome of sending when that failed
+ * (EXACTLY_OK: sync as usual). */
+static int hold(cycle *c, exactly_err *rc)
+{
+    engine *e = c->e;
+
+    *rc = EXACTLY_OK;
+    /* A first attempt only: a retry learns at once what failed (a
+     * handler's failure sends it to careful mode). */
+    if (!e->pipeline_ok || !e->ops->batch_done || c->n_recs == 0 ||
+        c->pt->attempts != 0)
+        return 0;
+    if (exactly_txn_flush(&e->txn) != 0)
+        return 0; /* the sync finds the connection broken */
+    if (e->held.pt)
+        cycle_held_read(e);
+    if (e->held.pt && e->held.rc != EXACTLY_OK)
+        return 0;
+    *rc = exactly_txn_sync_later(&e->txn);
+    if (*rc == EXACTLY_OK) {
+        c->held = 1;
+        return 1;
+    }
+    if (*rc == EXACTLY_EINVAL)
+        *rc = EXACTLY_OK;
+    return 0;
+}
+
 /* Queues the dead letters, the position's applied count, COMMIT, and
- * syncs. */
+ * syncs (or, may_hold, holds: hold()). */
 static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
-                          int *commit_sent)
+                          int *commit_sent, int may_hold)
 {
     engine *e = c->e;
     exactly_err rc = dead_letters_send(&e->dl, &e->txn, e->sql.dead_letter,
@@ -108,6 +142,11 @@ static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
 
     if (rc == EXACTLY_OK)
         rc = queue_applied(c, applied);
+    /* Test-only (fault.h): a statement that fails inside the
+     * transaction, after the writes, before COMMIT. */
+    if (rc == EXACTLY_OK && EXACTLY_FAULT("commit_segment"))
+        rc = exactly_txn_send(&e->txn, TXN_DEAD_LETTER, "SELECT 1/0", 0, NULL,
+                              NULL);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_send(&e->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
     if (rc != EXACTLY_OK) {
@@ -115,6 +154,8 @@ static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
         return rc;
     }
     *commit_sent = 1;
+    if (may_hold && (hold(c, &rc) || rc != EXACTLY_OK))
+        return rc == EXACTLY_OK ? rc : cycle_judge_sync(c, rc);
     return cycle_judge_sync(c, exactly_txn_sync(&e->txn));
 }
 
@@ -275,6 +316,7 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
     engine *e = c->e;
     exactly_err rc;
     size_t i;
+    int may_hold;
 
     if (c->n_recs > 0 && careful) {
         /* Retry the whole set once inside a savepoint, then bisect. */
@@ -299,14 +341,20 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
             for (i = 0; i < c->n_recs; i++)
                 all += c->recs[i].n_messages;
             c->applied_msgs = all;
-            return commit(c, a->part_s, all, commit_sent);
+            return commit(c, a->part_s, all, commit_sent, 1);
         }
         rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
         if (rc != EXACTLY_OK)
             return rc;
         cycle_account_applied(c, c->recs, c->n_recs);
     }
-    rc = commit(c, a->part_s, c->applied_msgs, commit_sent);
+    /* Held too after the writes' answers (not in careful mode, whose
+     * report keeps what sent it there). */
+    may_hold = !careful;
+#ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
+    may_hold = 0; /* the mutation syncs once more after COMMIT */
+#endif
+    rc = commit(c, a->part_s, c->applied_msgs, commit_sent, may_hold);
 #ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
     /* Mutation: the offset advances in a transaction of its own, after the
      * writes committed: a crash in between applies the batch twice. */

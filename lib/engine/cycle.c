@@ -210,6 +210,100 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
     return rc == EXACTLY_ENOMEM ? EXACTLY_ERETRY : rc;
 }
 
+/* ---- the held batch (engine.h, pipelining) ------------------------------- */
+
+int engine_holds(const engine *e, const part *pt)
+{
+    return e->held.pt && e->held.pt == pt;
+}
+
+/* cycle_internal.h says what it does. */
+void cycle_held_read(engine *e)
+{
+    cycle c;
+    exactly_err rc;
+
+    if (!e->held.pt || e->held.read)
+        return;
+    memset(&c, 0, sizeof(c));
+    c.e = e;
+    c.pt = e->held.pt;
+    rc = cycle_judge_sync(&c, exactly_txn_read_held(&e->txn));
+    if (rc != EXACTLY_OK && !c.err.message[0])
+        cycle_note(&c, e->txn.sqlstate, e->txn.errmsg);
+    e->held.rc = rc;
+    e->held.err = c.err;
+    e->held.read = 1;
+}
+
+static void txn_held_read(void *arg)
+{
+    cycle_held_read(arg);
+}
+
+static void stats_add(engine_stats *to, const engine_stats *a,
+                      const engine_stats *b)
+{
+#define ADD(f) to->f += a->f - b->f
+    ADD(consumed);
+    ADD(applied);
+    ADD(deduplicated);
+    ADD(dead_lettered);
+    ADD(skipped_missing);
+    ADD(batches_committed);
+    ADD(batches_rolled_back);
+    ADD(batches_fenced);
+    ADD(retries);
+    ADD(handler_failures);
+#undef ADD
+}
+
+/* Reads the held batch's answers if need be and settles it as
+ * cycle_run_once settles a batch whose COMMIT was sent; the owner hears
+ * of it with late set. Its counters are its own: an engine_run in
+ * progress leaves them out of its report. The connection must be quiet
+ * (nothing queued after the held transaction) unless it committed. */
+void engine_settle_held(engine *e)
+{
+    struct engine_held h;
+    engine_batch_report r;
+    engine_stats before = e->st, moved;
+    cycle c;
+
+    if (!e->held.pt)
+        return;
+    cycle_held_read(e);
+    h = e->held;
+    memset(&e->held, 0, sizeof(e->held));
+    memset(&r, 0, sizeof(r));
+    memset(&c, 0, sizeof(c));
+    c.e = e;
+    c.pt = h.pt;
+    c.applied_msgs = h.applied;
+    c.err = h.err;
+    cycle_trace_batch(h.pt, h.n);
+    if (h.rc == EXACTLY_OK) {
+        cycle_committed(e, h.pt, &c, h.n, h.end, h.dead);
+        r.rc = EXACTLY_OK;
+    } else {
+        r.rc = rolled_back(e, h.pt, &c, h.rc, 1, &r.retried);
+        h.pt->unconfirmed_dead = h.dead;
+    }
+    exactly_log_set_trace(NULL);
+    r.err = c.err;
+    r.err.commit_unknown = r.rc != EXACTLY_OK;
+    exactly_error_set_code(&r.err, r.rc);
+    memset(&moved, 0, sizeof(moved));
+    stats_add(&moved, &e->st, &before);
+    r.delta = moved;
+    if (e->run_before)
+        stats_add(e->run_before, &e->st, &before);
+    r.elapsed_ms = exactly_now_ms() - h.t0;
+    r.late = 1;
+    if (e->ops->batch_done)
+        e->ops->batch_done(e->ops_arg, h.pt, &r);
+}
+
 /* Runs the batch; r->err is its error value (code: what it returns; a
  * batch committed in careful mode keeps the handler's failure that sent
  * it there) and r->retried whether it was rolled back to be retried. */
@@ -220,15 +314,52 @@ static void cycle_run_once(engine *e, part *pt, size_t n, int64_t end,
     exactly_err rc;
     int commit_sent = 0;
 
+again:
     exactly_error_clear(&r->err);
     r->retried = 0;
+    /* Sent behind the held batch only when nothing must be read first
+     * (the position is known on this connection, the crash guard need
+     * not be asked), and never the same partition's next batch (it
+     * starts where the held one ends). */
+    if (e->held.pt && (e->held.pt == pt || !e->pipeline_ok ||
+                       pt->attempts != 0 || pt->pos_conn != e->conn_serial ||
+                       (e->pos.crash_guard && pt->state != PART_S_SERVING) ||
+                       !e->conn || PQstatus(e->conn) != CONNECTION_OK))
+        engine_settle_held(e);
     rc = engine_db_open(e);
     if (rc == EXACTLY_OK && !check_position(e, pt, &n, end, &rc)) {
         memset(&c, 0, sizeof(c));
         c.e = e;
         c.pt = pt;
+        e->txn.held_read = txn_held_read;
+        e->txn.held_arg = e;
         rc = attempt_batch(&c, &n, &end, &commit_sent);
-        if (rc == EXACTLY_OK)
+        if (rc != EXACTLY_OK && e->held.pt && e->held.read &&
+            e->held.rc != EXACTLY_OK && strcmp(c.err.sqlstate, "25P02") == 0) {
+            /* Sent behind a held batch that failed inside its
+             * transaction: the server refused every statement of this
+             * one (in_failed_sql_transaction), none of them ran. Once
+             * the held one is settled (its ROLLBACK ends that
+             * transaction), this batch starts again. */
+            exactly_log(EXACTLY_LOG_INFO, "cycle",
+                        "batch sent behind a batch that failed; sent again",
+                        LOG_PART(pt),
+                        LOG_INT("behind_partition", e->held.pt->partition));
+            free(c.recs);
+            engine_rollback(e);
+            engine_settle_held(e);
+            commit_sent = 0;
+            goto again;
+        }
+        if (rc == EXACTLY_OK && c.held) {
+            /* The one held before it was read, and committed. */
+            engine_settle_held(e);
+            e->held.pt = pt;
+            e->held.n = n;
+            e->held.end = end;
+            e->held.applied = c.applied_msgs;
+            e->held.dead = e->dl.count;
+        } else if (rc == EXACTLY_OK)
             cycle_committed(e, pt, &c, n, end, e->dl.count);
         else if (rc != EXACTLY_EHANDLER)
             rc = rolled_back(e, pt, &c, rc, commit_sent, &r->retried);
@@ -250,9 +381,20 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end)
     long long t0 = exactly_now_ms();
     engine_batch_report r;
 
+    memset(&r, 0, sizeof(r));
+    e->run_before = &before;
     cycle_trace_batch(pt, n);
     cycle_run_once(e, pt, n, end, &r);
     exactly_log_set_trace(NULL);
+    /* A held batch read meanwhile: settled now, the connection quiet or
+     * this batch held behind a committed one (settled already). */
+    if (e->held.pt && e->held.read)
+        engine_settle_held(e);
+    e->run_before = NULL;
+    if (engine_holds(e, pt)) {
+        e->held.t0 = t0;
+        return EXACTLY_OK; /* reported when settled */
+    }
     if (!e->ops->batch_done)
         return r.rc;
     DELTA(consumed);

@@ -25,6 +25,7 @@ typedef struct cycle {
      * message, whether it is about the environment or apply() asked for
      * the retry); its code is set when the batch's outcome is known. */
     exactly_error err;
+    int held;             /* sent whole and held (engine_holds) */
 } cycle;
 
 /* What the phases of one attempt (attempt.c) hand on to each other; a
@@ -66,6 +67,9 @@ void cycle_trace_batch_again(void);
  * the new position. */
 void cycle_committed(engine *e, part *pt, const cycle *c, size_t n,
                      int64_t end, uint64_t dead);
+/* Reads the held batch's answers (once; while another transaction may be
+ * queued behind them): its outcome in e->held. */
+void cycle_held_read(engine *e);
 
 /* ---- apply.c: the handler ------------------------------------------------ */
 

@@ -98,6 +98,9 @@ typedef struct engine_batch_report {
                                  exactly_error_cause(&err) */
     engine_stats delta;       /* the counters this batch moved */
     long long elapsed_ms;
+    int late;                 /* a held batch (engine_holds), heard after
+                                 the engine_run that sent it returned: its
+                                 owner settles it where it hears it */
 } engine_batch_report;
 
 /* What the engine asks of its owner. arg is engine.ops_arg. */
@@ -197,6 +200,24 @@ typedef struct engine {
 
     engine_stats st;
 
+    /* Set by the owner around the engine_run() calls it lets hold their
+     * batch (engine_holds), with ops->batch_done set. */
+    int pipeline_ok;
+    /* The held batch: sent whole (COMMIT and sync included), its answers
+     * not read yet; NULL: none. What settling it needs is kept here, its
+     * outcome once read (held_read) too. */
+    struct engine_held {
+        part *pt;
+        size_t n;
+        int64_t end;
+        uint64_t applied, dead;
+        long long t0;
+        int read;
+        exactly_err rc;
+        exactly_error err;
+    } held;
+    engine_stats *run_before; /* the engine_run in progress's baseline */
+
     const engine_ops *ops;
     void *ops_arg;
 } engine;
@@ -290,6 +311,22 @@ int64_t engine_part_position(engine *e, part *pt);
  * stops its process). ops->batch_done hears what it did.
  */
 exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end);
+
+/*
+ * Pipelining (e->pipeline_ok): a batch whose transaction needs no answer
+ * before its COMMIT (nothing read, no record failed: the optimistic path's
+ * one round trip) is sent whole and held: engine_run returns EXACTLY_OK
+ * without reporting it, and the next engine_run of another partition
+ * sends its own transaction before the held one's answers are read, so
+ * that the server runs one while the client reads the other. The held
+ * batch is settled as any batch (committed: pt moves on and Kafka hears
+ * of it only then; else rolled back, its commit unknown) and reported to
+ * ops->batch_done with late set, by the engine_run that follows it or by
+ * engine_settle_held. Nothing else may use the connection meanwhile: the
+ * owner settles it before anything but engine_run.
+ */
+int engine_holds(const engine *e, const part *pt);
+void engine_settle_held(engine *e);
 
 /* ---- a group: several partitions' batches in one transaction ---------- */
 

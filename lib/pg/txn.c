@@ -38,8 +38,9 @@ exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms)
         t->prep_pid = PQbackendPID(conn);
     }
     /* A Parse whose answer was never read (the connection was given up
-     * on) counts as not done: the next use sends it again, renamed. */
-    for (i = 0; i < t->n_prep; i++)
+     * on) counts as not done: the next use sends it again, renamed. One
+     * of a held transaction is still to be answered. */
+    for (i = 0; i < t->n_prep && t->n_held == 0; i++)
         if (t->prep[i].state == 1)
             t->prep[i].state = 0;
     t->conn = conn;
@@ -91,6 +92,7 @@ void exactly_txn_clear(exactly_txn *t)
     free(t->kept);
     free(t->fails);
     free(t->pending);
+    free(t->held);
     memset(t, 0, sizeof(*t));
 }
 
@@ -123,6 +125,7 @@ static exactly_err lost(exactly_txn *t, txn_phase phase, const char *why)
     txn_set_error(t, phase, NULL, msg);
     exactly_pg_abandon(t->conn);
     t->n_pending = 0;
+    t->n_held = 0;
     txn_forget_prepared(t);
     return EXACTLY_ERETRY;
 }
@@ -221,23 +224,26 @@ static void take_result(exactly_txn *t, const struct txn_pending *p,
     PQclear(res);
 }
 
-exactly_err exactly_txn_sync(exactly_txn *t)
+/* Each sync reports on what it sends: an error of an earlier one was
+ * already returned and handled. */
+static void reset_error(exactly_txn *t)
 {
-    size_t i;
-    PGresult *res;
-
-    /* Each sync reports on what it sends: an error of an earlier one was
-     * already returned and handled. */
     t->failed = 0;
     t->commit_rolled_back = 0;
     t->sqlstate[0] = '\0';
     t->errmsg[0] = '\0';
+}
 
-    if (PQpipelineSync(t->conn) != 1)
-        return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL,
-                    "cannot send");
-    for (i = 0; i < t->n_pending; i++) {
-        struct txn_pending *p = &t->pending[i];
+/* Reads the answers of the n entries q, then the sync point that ends
+ * them; the outcome as exactly_txn_sync returns it. */
+static exactly_err read_entries(exactly_txn *t, const struct txn_pending *q,
+                                size_t n)
+{
+    size_t i;
+    PGresult *res;
+
+    for (i = 0; i < n; i++) {
+        const struct txn_pending *p = &q[i];
         int got = 0;
         int empty = 0;
 
@@ -270,7 +276,6 @@ exactly_err exactly_txn_sync(exactly_txn *t)
             take_result(t, p, res);
         }
     }
-    t->n_pending = 0;
     /* Then the sync point itself. */
     if (read_sync(t) != 0)
         return lost(t, TXN_CONTROL, "no answer in time");
@@ -281,4 +286,66 @@ exactly_err exactly_txn_sync(exactly_txn *t)
     if (t->commit_rolled_back)
         return EXACTLY_EDATABASE;
     return exactly_pg_classify(t->sqlstate);
+}
+
+exactly_err exactly_txn_sync(exactly_txn *t)
+{
+    exactly_err rc;
+
+    /* A held transaction's answers come first on the wire: its owner
+     * reads them before this sync's. */
+    if (t->n_held > 0 && t->held_read)
+        t->held_read(t->held_arg);
+    reset_error(t);
+    if (t->n_held > 0)
+        return lost(t, TXN_CONTROL, "a held transaction was not read");
+    if (PQpipelineSync(t->conn) != 1)
+        return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL,
+                    "cannot send");
+    rc = read_entries(t, t->pending, t->n_pending);
+    t->n_pending = 0;
+    return rc;
+}
+
+exactly_err exactly_txn_sync_later(exactly_txn *t)
+{
+    size_t i;
+
+    if (t->n_held > 0)
+        return EXACTLY_EINVAL;
+    for (i = 0; i < t->n_pending; i++)
+        if (t->pending[i].keep != TXN_NO_RESULT ||
+            t->pending[i].phase == TXN_SYNC)
+            return EXACTLY_EINVAL;
+    if (t->cap_held < t->n_pending) {
+        struct txn_pending *h = realloc(t->held, t->n_pending * sizeof(*h));
+        if (!h)
+            return EXACTLY_ENOMEM;
+        t->held = h;
+        t->cap_held = t->n_pending;
+    }
+    reset_error(t);
+    if (PQpipelineSync(t->conn) != 1 || exactly_txn_flush(t) != 0)
+        return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL,
+                    "cannot send");
+    if (t->n_pending > 0)
+        memcpy(t->held, t->pending, t->n_pending * sizeof(*t->held));
+    t->n_held = t->n_pending;
+    t->n_pending = 0;
+    return EXACTLY_OK;
+}
+
+exactly_err exactly_txn_read_held(exactly_txn *t)
+{
+    size_t n = t->n_held;
+
+    reset_error(t);
+    if (n == 0) {
+        txn_set_error(t, TXN_COMMIT, NULL,
+                      "the connection was given up on before the commit was "
+                      "answered");
+        return EXACTLY_ERETRY;
+    }
+    t->n_held = 0;
+    return read_entries(t, t->held, n);
 }

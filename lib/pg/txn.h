@@ -90,6 +90,18 @@ struct exactly_txn {
      * emit is refused. Borrowed. */
     const char *emit_sql;
 
+    /* A transaction sent whole, its sync too, whose answers are read
+     * later (exactly_txn_sync_later): its entries, in order. At most
+     * one; nothing it sent is kept. */
+    struct txn_pending *held;
+    size_t n_held;
+    size_t cap_held;
+    /* Called by exactly_txn_sync while a held transaction's answers are
+     * unread, before anything else is read: the owner reads them
+     * (exactly_txn_read_held), which come first on the wire. */
+    void (*held_read)(void *arg);
+    void *held_arg;
+
     /* Statements with parameters seen more than once are prepared on the
      * connection (named, parsed and planned once) and then only executed.
      * The cache belongs to one server session: a new connection or
@@ -160,6 +172,22 @@ exactly_err exactly_txn_sync(exactly_txn *t);
 /* Queues a sync point without reading: what was queued before it commits
  * (or fails) on its own, before anything queued after it. */
 exactly_err exactly_txn_push_sync(exactly_txn *t);
+
+/*
+ * Ends what is queued with a sync point and sends it without reading: its
+ * answers are read by exactly_txn_read_held, after later statements may
+ * have been queued behind it (pipelined: the server runs the next
+ * transaction while the client reads this one's answers). Refused
+ * (EXACTLY_EINVAL, nothing sent) when a statement keeps its result or a
+ * transaction is held already; EXACTLY_ERETRY when it cannot be sent.
+ */
+exactly_err exactly_txn_sync_later(exactly_txn *t);
+
+/* Reads the held transaction's answers, as exactly_txn_sync reads its
+ * own (the same result and error fields); what is queued after it stays
+ * queued. EXACTLY_ERETRY with an empty sqlstate when none is held (its
+ * connection was given up on: what it did is not known). */
+exactly_err exactly_txn_read_held(exactly_txn *t);
 
 /* Sends everything queued so far without waiting for results; 0 or -1. */
 int exactly_txn_flush(exactly_txn *t);

@@ -6,7 +6,8 @@
  * There it is 1 on the Nth evaluation of that site when the environment
  * holds EXACTLY_FAULTS=site:N[,site:N...], once, so that a test can make
  * one allocation or call fail and watch the code under test recover.
- * Sites: batch_build (batch.c), fail_record (txn.c), relay_acked
+ * Sites: batch_build (batch.c), fail_record (txn.c), commit_segment
+ * (attempt.c: a statement that fails before a batch's COMMIT), relay_acked
  * (relay.c: a stall of 10 s between the delivery reports and the mark,
  * long enough for a test to kill the relay there), and, in a relay with
  * mode: transactional, relay_txn_sent (a 6 s stall inside the open

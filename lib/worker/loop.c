@@ -183,6 +183,27 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
  * batch takes the other partitions' small batches ready along into one
  * transaction (batch.max_partitions, engine_run_group). Returns how many
  * ms until the next deadline (for the poll timeout). */
+/* Whether a partition other than the held one has a full batch ready:
+ * another pass sends it before the held one's answers are read. */
+static int other_full(const worker *w, long long now)
+{
+    size_t i;
+
+    for (i = 0; i < w->eng.n_parts; i++) {
+        const part *pt = w->eng.parts[i];
+        if (pt != w->eng.held.pt && !part_state_stopped(pt->state) &&
+            pt->retry_at_ms <= now &&
+            pt->n_buf >= (size_t)w->p->batch.max_messages)
+            return 1;
+    }
+    return 0;
+}
+
+/* Passes over the partitions one flush makes at most while a batch is
+ * held and others are full: a backlog keeps the server busy across
+ * passes; the main loop's own turns come back within them. */
+#define FLUSH_MAX_PASSES 8
+
 int worker_flush_ready(worker *w, int force)
 {
     long long now = exactly_now_ms();
@@ -190,6 +211,7 @@ int worker_flush_ready(worker *w, int force)
     size_t max_group = (size_t)w->p->batch.max_partitions;
     engine_group_member *group = NULL;
     int next = 100;
+    int passes = 0;
     size_t i, k;
 
     if (!worker_breaker_try_close(w))
@@ -197,6 +219,7 @@ int worker_flush_ready(worker *w, int force)
     if (max_group > w->eng.n_parts)
         max_group = w->eng.n_parts;
 
+pass:
     for (i = 0; i < w->eng.n_parts; i++) {
         part *pt = w->eng.parts[i];
         long long due;
@@ -242,12 +265,20 @@ int worker_flush_ready(worker *w, int force)
         w->eng.txn.idle = drain_kafka;
         w->eng.txn.idle_arg = w;
         /* Settled by worker_settle (settle.c): the partition's backoff or
-         * resumption, the breaker, the stop, the figures. */
-        if (k > 1)
+         * resumption, the breaker, the stop, the figures. A single batch
+         * may be held (engine_holds): the next one is sent before its
+         * answers are read; it is settled before this loop returns. */
+        if (k > 1) {
+            engine_settle_held(&w->eng);
             step = worker_run_group(w, group, k);
-        else
+        } else {
+            w->eng.pipeline_ok = 1;
             step = worker_run_batch(w, pt, n, worker_batch_end(w, pt, n),
                                     WORKER_BATCH_FLUSH);
+            w->eng.pipeline_ok = 0;
+        }
+        if (w->n_deferred > 0)
+            engine_settle_held(&w->eng);
         w->eng.txn.idle = NULL;
         w->in_cycle = 0;
         if (w->n_deferred > 0) {
@@ -260,6 +291,23 @@ int worker_flush_ready(worker *w, int force)
             next = 0;
         if (step == WORKER_NEXT_NO_DB || w->fatal)
             break;
+    }
+    if (w->eng.held.pt && i == w->eng.n_parts && !w->fatal &&
+        ++passes < FLUSH_MAX_PASSES &&
+        other_full(w, now = exactly_now_ms()))
+        goto pass;
+    if (w->eng.held.pt) {
+        w->in_cycle = 1;
+        w->eng.txn.idle = drain_kafka;
+        w->eng.txn.idle_arg = w;
+        engine_settle_held(&w->eng);
+        w->eng.txn.idle = NULL;
+        w->in_cycle = 0;
+        if (w->n_deferred > 0) {
+            free(group);
+            worker_replay_deferred(w);
+            return 0;
+        }
     }
     free(group);
     return next < 0 ? 0 : next;

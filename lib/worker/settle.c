@@ -135,6 +135,13 @@ void worker_batch_done(worker *w, const part *pt,
 {
     size_t i;
 
+    if (r->late) {
+        /* A held batch (engine_holds), settled after its run returned. */
+        part *held = engine_part_find(&w->eng, pt->topic, pt->partition);
+        if (held == pt)
+            (void)worker_settle(w, held, r, WORKER_BATCH_FLUSH);
+        return;
+    }
     for (i = 0; i < w->n_group; i++)
         if (w->group[i].pt == pt) {
             w->group_reports[i] = *r;
@@ -154,6 +161,9 @@ worker_next worker_run_batch(worker *w, part *pt, size_t n, int64_t end,
     w->report = &r;
     rc = engine_run(&w->eng, pt, n, end);
     w->report = NULL;
+    /* Held: settled when its answers are read (worker_batch_done). */
+    if (rc == EXACTLY_OK && engine_holds(&w->eng, pt))
+        return WORKER_NEXT_MORE;
     /* engine_run reports every batch (engine_ops.batch_done); should it
      * not, its code alone is what is known. */
     if (r.rc != rc) {

@@ -53,6 +53,13 @@
  * For the latency run alone: EXACTLY_BENCH_LATENCY_ONLY=1 (with
  * EXACTLY_BENCH_LATENCY_SECONDS its duration, default 10; 3 with --quick).
  *
+ * For the throughput of (c) against (b) alone: EXACTLY_BENCH_BC_ONLY=1 runs
+ * (c), (b) and, with EXACTLY_BENCH_BASELINE_BIN, (b0) in interleaved rounds
+ * and prints b/c (and b/b0). EXACTLY_BENCH_STATEMENTS=1 (scripts/bench.sh
+ * then loads pg_stat_statements) also prints, after each of those runs,
+ * what the consumer sent the server: each statement's calls, rows and
+ * server time (plan + execute) per message, and its transactions.
+ *
  * For looking into fairness alone: EXACTLY_BENCH_FAIR_ONLY=1 runs only the
  * two backlogs (EXACTLY_BENCH_FAIR_MESSAGES and EXACTLY_BENCH_FAIR_SLOW
  * size them, EXACTLY_BENCH_FAIR_WINDOW sets the window in seconds,
@@ -714,8 +721,10 @@ static int64_t key_int64(const void *key, size_t len)
 }
 
 /* Sends partition p's batch as one pipelined transaction (BEGIN, fence,
- * fused upsert, COMMIT) without waiting for its answers. */
-static void ceiling_send(ceiling_state *cs, int p)
+ * fused upsert, COMMIT) without waiting for its answers: 1. With
+ * EXACTLY_BENCH_CEILING_SERIAL (a comparison, not the ceiling), its
+ * answers are read and its Kafka commit made at once: 0. */
+static int ceiling_send(ceiling_state *cs, int p)
 {
     cpart *cp = &cs->part[p];
     char ps[16], start[32], end[32];
@@ -742,6 +751,17 @@ static void ceiling_send(ceiling_state *cs, int p)
     TK_CHECK(PQflush(cs->db) == 0, "ceiling consumer: flush");
     cp->next = cp->end;
     cp->n = 0;
+    if (getenv("EXACTLY_BENCH_CEILING_SERIAL")) {
+        /* Not pipelined, for comparison: answered and committed here. */
+        rd_kafka_topic_partition_list_t *l;
+        drain(cs->db, 4);
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, cs->topic, p)->offset = cp->end;
+        (void)rd_kafka_commit(cs->rk, l, 1);
+        rd_kafka_topic_partition_list_destroy(l);
+        return 0;
+    }
+    return 1;
 }
 
 /* exactly-bench --ceiling-consumer BOOTSTRAPS TOPIC GROUP CONNINFO BATCH
@@ -853,7 +873,10 @@ static int ceiling_consumer(char **argv)
                  * read once this one is on the wire. */
                 int prev = cs.in_flight;
                 int64_t prev_end = cs.in_flight_end;
-                ceiling_send(&cs, m->partition);
+                if (!ceiling_send(&cs, m->partition)) {
+                    last_commit = now_s();
+                    continue;
+                }
                 cs.in_flight = m->partition;
                 cs.in_flight_end = cp->end;
                 if (prev >= 0) {
@@ -875,7 +898,10 @@ static int ceiling_consumer(char **argv)
                     continue;
                 int prev = cs.in_flight;
                 int64_t prev_end = cs.in_flight_end;
-                ceiling_send(&cs, p);
+                if (!ceiling_send(&cs, p)) {
+                    last_commit = now_s();
+                    continue;
+                }
                 cs.in_flight = p;
                 cs.in_flight_end = cs.part[p].end;
                 if (prev >= 0) {
@@ -1739,6 +1765,58 @@ static const char *const consumer_name[N_CONSUMERS] = {
     "(b') exactly, projection C plugin",
     "(b0) baseline build, built-in upsert"};
 
+/* EXACTLY_BENCH_STATEMENTS (the top of the file): pg_stat_statements
+ * emptied before a run ... */
+static void statements_reset(bench *b)
+{
+    if (!getenv("EXACTLY_BENCH_STATEMENTS"))
+        return;
+    tk_sql(b->db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    tk_sql(b->db, "SELECT pg_stat_statements_reset()");
+}
+
+/* ... and printed after it: every statement of the run's user, with its
+ * calls and server time per message, then the transactions that moved
+ * an offset row (from the commit log) and their average size. */
+static void statements_print(bench *b, const char *table, const char *pipeline)
+{
+    PGresult *r;
+    double msgs = (double)b->messages, tot = 0;
+    int64_t xacts;
+    int i;
+
+    if (!getenv("EXACTLY_BENCH_STATEMENTS"))
+        return;
+    r = PQexecParams(
+        b->db,
+        "SELECT calls, rows, total_plan_time + total_exec_time, plans, "
+        "left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM "
+        "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE "
+        "datname = current_database()) AND calls >= 50 AND query NOT LIKE "
+        "'%pg_stat_statements%' ORDER BY total_plan_time + total_exec_time DESC",
+        0, NULL, NULL, NULL, NULL, 0);
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "pg_stat_statements: %s",
+             PQerrorMessage(b->db));
+    printf("     %8s %9s %8s %8s %9s  %s\n", "calls", "rows", "plans", "ms",
+           "us/msg", "statement");
+    for (i = 0; i < PQntuples(r); i++) {
+        double ms = atof(PQgetvalue(r, i, 2));
+        tot += ms;
+        printf("     %8s %9s %8s %8.0f %9.3f  %s\n", PQgetvalue(r, i, 0),
+               PQgetvalue(r, i, 1), PQgetvalue(r, i, 3), ms, ms * 1000 / msgs,
+               PQgetvalue(r, i, 4));
+    }
+    PQclear(r);
+    xacts = tk_sql_int64(b->db, "SELECT count(DISTINCT xid) FROM bench_commits "
+                                "WHERE tbl = '%s' AND pipeline = '%s'",
+                         table, pipeline);
+    printf("     statements' server time %.3f us/msg (nested ones counted "
+           "in their callers too); %" PRId64 " transactions moved offsets, "
+           "%.0f messages per commit\n",
+           tot * 1000 / msgs, xacts, xacts > 0 ? msgs / (double)xacts : 0);
+    fflush(stdout);
+}
+
 static void print_figures(const char *name, const figures *f)
 {
     printf("%-44s %9.0f msg/s  client %6.2f us/msg  pg %6.2f us/msg  "
@@ -1795,6 +1873,70 @@ static void plugin_only(bench *b)
     if (n == 3)
         printf("b'0/b %.2f msg/s, pg us/msg %.2f\n",
                m[2].msgs_s / m[0].msgs_s, m[2].pg_us / m[0].pg_us);
+    fflush(stdout);
+}
+
+/* EXACTLY_BENCH_BC_ONLY (the top of the file): (c), (b) and, with
+ * EXACTLY_BENCH_BASELINE_BIN, (b0) in interleaved rounds; medians. */
+static void bc_only(bench *b)
+{
+    static const char *const name[4] = {
+        "(c)  ceiling: C consumer, prepared, pipelined",
+        "(b)  exactly, built-in upsert", "(b0) baseline build, built-in upsert",
+        "(cs) ceiling, not pipelined (comparison)"};
+    figures f[8][4], m[4];
+    double v[8];
+    int n = b->baseline_bin ? 3 : 2, r, k;
+    int serial = getenv("EXACTLY_BENCH_BC_SERIAL") != NULL;
+
+    if (serial && n == 2)
+        return; /* (cs) sits in the fourth slot: with (b0) only */
+
+    for (r = 0; r < b->rounds; r++) {
+        char group[32];
+        printf("round %d\n", r + 1);
+        for (k = 0; k < n + serial; k++) {
+            statements_reset(b);
+            if (k == 0 || k == 3) {
+                snprintf(group, sizeof(group), "ceiling%s%d", k ? "s" : "", r);
+                if (k == 3)
+                    setenv("EXACTLY_BENCH_CEILING_SERIAL", "1", 1);
+                run_ceiling_consumer(b, group, &f[r][k]);
+                unsetenv("EXACTLY_BENCH_CEILING_SERIAL");
+            } else {
+                snprintf(group, sizeof(group), "%s%d",
+                         k == 1 ? "builtin" : "base", r);
+                b->cur_bin = k == 2 ? b->baseline_bin : NULL;
+                run_worker(b, group, handler_builtin, 1, NULL, &f[r][k]);
+            }
+            print_figures(name[k], &f[r][k]);
+            statements_print(b, k == 2 ? "exactly_base.offsets"
+                                       : "exactly.offsets", group);
+            b->cur_bin = NULL;
+        }
+    }
+    printf("\nmedian of %d round(s)\n", b->rounds);
+    for (k = 0; k < n + serial; k++) {
+        memset(&m[k], 0, sizeof(m[k]));
+        for (r = 0; r < b->rounds; r++) v[r] = f[r][k].msgs_s;
+        m[k].msgs_s = median(v, b->rounds);
+        for (r = 0; r < b->rounds; r++) v[r] = f[r][k].client_us;
+        m[k].client_us = median(v, b->rounds);
+        for (r = 0; r < b->rounds; r++) v[r] = f[r][k].pg_us;
+        m[k].pg_us = median(v, b->rounds);
+        for (r = 0; r < b->rounds; r++)
+            if (f[r][k].rss_kib > m[k].rss_kib)
+                m[k].rss_kib = f[r][k].rss_kib;
+        print_figures(name[k], &m[k]);
+    }
+    printf("b/c  %.2f msg/s, pg us/msg %.2f\n", m[1].msgs_s / m[0].msgs_s,
+           m[1].pg_us / m[0].pg_us);
+    if (n == 3)
+        printf("b/b0 %.2f msg/s, pg us/msg %.2f\n", m[1].msgs_s / m[2].msgs_s,
+               m[1].pg_us / m[2].pg_us);
+    if (serial)
+        printf("cs/c %.2f msg/s, pg us/msg %.2f\n", m[3].msgs_s / m[0].msgs_s,
+               m[3].pg_us / m[0].pg_us);
     fflush(stdout);
 }
 
@@ -1899,6 +2041,10 @@ int main(int argc, char **argv)
     }
 
     produce_unique(&b, b.messages);
+    if (getenv("EXACTLY_BENCH_BC_ONLY")) {
+        bc_only(&b);
+        goto done;
+    }
     if (getenv("EXACTLY_BENCH_PLUGIN_ONLY")) {
         plugin_only(&b);
         goto done;
