@@ -217,25 +217,6 @@ int engine_holds(const engine *e, const part *pt)
     return e->held.pt && e->held.pt == pt;
 }
 
-/* cycle_internal.h says what it does. */
-void cycle_held_read(engine *e)
-{
-    cycle c;
-    exactly_err rc;
-
-    if (!e->held.pt || e->held.read)
-        return;
-    memset(&c, 0, sizeof(c));
-    c.e = e;
-    c.pt = e->held.pt;
-    rc = cycle_judge_sync(&c, exactly_txn_read_held(&e->txn));
-    if (rc != EXACTLY_OK && !c.err.message[0])
-        cycle_note(&c, e->txn.sqlstate, e->txn.errmsg);
-    e->held.rc = rc;
-    e->held.err = c.err;
-    e->held.read = 1;
-}
-
 static void txn_held_read(void *arg)
 {
     cycle_held_read(arg);

@@ -67,9 +67,6 @@ void cycle_trace_batch_again(void);
  * the new position. */
 void cycle_committed(engine *e, part *pt, const cycle *c, size_t n,
                      int64_t end, uint64_t dead);
-/* Reads the held batch's answers (once; while another transaction may be
- * queued behind them): its outcome in e->held. */
-void cycle_held_read(engine *e);
 
 /* ---- apply.c: the handler ------------------------------------------------ */
 
@@ -105,6 +102,10 @@ exactly_err cycle_guard(cycle *c, size_t *n, int64_t *end, int *dead_only,
 guard_answer cycle_guard_read(engine *e, txn_result res, const char **text);
 
 /* ---- attempt.c: one attempt ---------------------------------------------- */
+
+/* Reads the held batch's answers (once; while another transaction may be
+ * queued behind them): its outcome in e->held. */
+void cycle_held_read(engine *e);
 
 /* Builds c->recs from the grouped batch by the on_missing policy. */
 exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped);
