@@ -91,6 +91,15 @@ static int drain_kafka(void *arg)
     return buffered < cap ? take_queued(w, cap - buffered) : 0;
 }
 
+/* Enters (on) or leaves a cycle: while PostgreSQL answers, Kafka is
+ * drained into the buffers and a rebalance is deferred. */
+static void set_in_cycle(worker *w, int on)
+{
+    w->in_cycle = on;
+    w->eng.txn.idle = on ? drain_kafka : NULL;
+    w->eng.txn.idle_arg = on ? w : NULL;
+}
+
 /* An error event of the consumer (m->err set): a partition whose offset
  * left the log is halted, another error logged once per episode. Takes m. */
 static void on_error(worker *w, rd_kafka_message_t *m)
@@ -261,9 +270,7 @@ pass:
                 group[k++] = (engine_group_member){o, on, worker_batch_end(w, o, on)};
             }
         }
-        w->in_cycle = 1;
-        w->eng.txn.idle = drain_kafka;
-        w->eng.txn.idle_arg = w;
+        set_in_cycle(w, 1);
         /* Settled by worker_settle (settle.c): the partition's backoff or
          * resumption, the breaker, the stop, the figures. A single batch
          * may be held (engine_holds): the next one is sent before its
@@ -279,8 +286,7 @@ pass:
         }
         if (w->n_deferred > 0)
             engine_settle_held(&w->eng);
-        w->eng.txn.idle = NULL;
-        w->in_cycle = 0;
+        set_in_cycle(w, 0);
         if (w->n_deferred > 0) {
             /* The partition table may change under this loop. */
             free(group);
@@ -297,12 +303,9 @@ pass:
         other_full(w, now = exactly_now_ms()))
         goto pass;
     if (w->eng.held.pt) {
-        w->in_cycle = 1;
-        w->eng.txn.idle = drain_kafka;
-        w->eng.txn.idle_arg = w;
+        set_in_cycle(w, 1);
         engine_settle_held(&w->eng);
-        w->eng.txn.idle = NULL;
-        w->in_cycle = 0;
+        set_in_cycle(w, 0);
         if (w->n_deferred > 0) {
             free(group);
             worker_replay_deferred(w);
