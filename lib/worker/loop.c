@@ -188,10 +188,6 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
     return 1;
 }
 
-/* Flushes every partition whose batch is full or old enough; a small
- * batch takes the other partitions' small batches ready along into one
- * transaction (batch.max_partitions, engine_run_group). Returns how many
- * ms until the next deadline (for the poll timeout). */
 /* Whether a partition other than the held one has a full batch ready:
  * another pass sends it before the held one's answers are read. */
 static int other_full(const worker *w, long long now)
@@ -213,6 +209,10 @@ static int other_full(const worker *w, long long now)
  * passes; the main loop's own turns come back within them. */
 #define FLUSH_MAX_PASSES 8
 
+/* Flushes every partition whose batch is full or old enough; a small
+ * batch takes the other partitions' small batches ready along into one
+ * transaction (batch.max_partitions, engine_run_group). Returns how many
+ * ms until the next deadline (for the poll timeout). */
 int worker_flush_ready(worker *w, int force)
 {
     long long now = exactly_now_ms();

@@ -38,7 +38,9 @@
  * against 4; two workers (`exactly run`, workers: 2) against one, with
  * the machine's busy cores over their commits; and, with --callgrind, the
  * worker's instructions per message under callgrind (the slope between two
- * message counts, so start-up and shutdown cancel out).
+ * message counts, so start-up and shutdown cancel out), and the
+ * hand-written loop's (c) measured the same way: what librdkafka, libpq
+ * and libc cost a consumer that does almost nothing else.
  *
  * Exit 0 unless something broke; --strict also exits 1 when a target is
  * missed.
@@ -1633,52 +1635,85 @@ static void run_scale(bench *b, int parts, int rate, double duration,
 
 /* ---- callgrind: instructions per message --------------------------------- */
 
-static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind)
+/* The instructions callgrind counted in the profile at path. */
+static uint64_t callgrind_total(const char *path)
 {
-    char topic[64], name[64], cfg[700], logp[700], out[600], outarg[720];
-    char *argv[] = {(char *)valgrind, "--tool=callgrind", outarg,
-                    (char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
-                    "worker", "-c", cfg,
-                    "--exit-idle", "3000", "-q", NULL};
-    char *text, *tot;
+    char *text = tk_read_file(path);
+    char *tot;
     uint64_t ir;
+
+    TK_CHECK(text != NULL, "no callgrind output %s", path);
+    tot = strstr(text, "\nsummary: ");
+    if (!tot)
+        tot = strstr(text, "\ntotals: ");
+    TK_CHECK(tot != NULL, "no totals in %s", path);
+    ir = strtoull(strchr(tot, ':') + 1, NULL, 10);
+    free(text);
+    return ir;
+}
+
+/* Consumes n new messages under callgrind, by the worker (the baseline
+ * build's while b->cur_bin is set) or, with ceiling, by the hand-written
+ * loop (c); returns the instructions counted. */
+static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
+                              int ceiling)
+{
+    char topic[80], name[64], cfg[700], logp[700], out[600], outarg[720];
+    char self[600], batch[16];
+    char *worker_argv[] = {(char *)valgrind, "--tool=callgrind", outarg,
+                           (char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
+                           "worker", "-c", cfg,
+                           "--exit-idle", "3000", "-q", NULL};
+    char *ceiling_argv[] = {(char *)valgrind, "--tool=callgrind", outarg,
+                            self, "--ceiling-consumer",
+                            (char *)tk_mock_bootstraps(b->mock), topic, name,
+                            b->conninfo, batch, "3000", NULL};
+    ssize_t len;
     int st;
 
-    snprintf(name, sizeof(name), "cg%zu%s", n, b->cur_bin ? "base" : "");
-    snprintf(topic, sizeof(topic), "cg_%zu%s", n, b->cur_bin ? "base" : "");
-    snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
+    snprintf(name, sizeof(name), "cg%zu%s", n,
+             ceiling ? "c" : b->cur_bin ? "base" : "");
+    snprintf(topic, sizeof(topic), "cg_%s", name);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, name);
     snprintf(out, sizeof(out), "%s/%s.callgrind", b->dir, name);
     snprintf(outarg, sizeof(outarg), "--callgrind-out-file=%s", out);
     tk_mock_create_topic(b->mock, topic, PARTITIONS);
     tk_produce_ids(tk_mock_bootstraps(b->mock), topic, n, b->entities,
                    PARTITIONS, SEED, NULL);
-    write_config(b, cfg, name, topic,
-                 "    batch: {max_wait_ms: 100}\n", handler_builtin);
     reset_view(b);
-    st = tk_wait(tk_spawn(argv, logp), 600000);
-    TK_CHECK(st == 0, "worker under callgrind failed (%d), see %s", st, logp);
+    if (ceiling) {
+        len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        TK_CHECK(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
+        self[len] = '\0';
+        snprintf(batch, sizeof(batch), "%d", b->batch);
+        tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, "
+                      "partition, next_offset, owner_epoch) SELECT '%s', '%s', "
+                      "p, 0, 1 FROM generate_series(0, %d) p",
+               name, topic, PARTITIONS - 1);
+        st = tk_wait(tk_spawn(ceiling_argv, logp), 600000);
+    } else {
+        snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
+        write_config(b, cfg, name, topic, "    batch: {max_wait_ms: 100}\n",
+                     handler_builtin);
+        st = tk_wait(tk_spawn(worker_argv, logp), 600000);
+    }
+    TK_CHECK(st == 0, "%s under callgrind failed (%d), see %s",
+             ceiling ? "the hand-written loop" : "worker", st, logp);
     TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
                                           "%s.offsets WHERE pipeline = '%s'",
-                                   wschema(b), name),
+                                   ceiling ? "exactly" : wschema(b), name),
                       (int64_t)n, "messages consumed under callgrind");
-    text = tk_read_file(out);
-    TK_CHECK(text != NULL, "no callgrind output %s", out);
-    tot = strstr(text, "\nsummary: ");
-    if (!tot)
-        tot = strstr(text, "\ntotals: ");
-    TK_CHECK(tot != NULL, "no totals in %s", out);
-    ir = strtoull(strchr(tot, ':') + 1, NULL, 10);
-    free(text);
-    return ir;
+    return callgrind_total(out);
 }
 
-static double run_callgrind(bench *b, size_t n1, size_t n2)
+/* Instructions per message: the slope between runs of n1 and n2 messages,
+ * so start-up and shut-down cancel out. */
+static double run_callgrind(bench *b, size_t n1, size_t n2, int ceiling)
 {
     const char *vg = getenv("EXACTLY_VALGRIND") ? getenv("EXACTLY_VALGRIND")
                                                 : "valgrind";
-    uint64_t i1 = callgrind_run(b, n1, vg);
-    uint64_t i2 = callgrind_run(b, n2, vg);
+    uint64_t i1 = callgrind_run(b, n1, vg, ceiling);
+    uint64_t i2 = callgrind_run(b, n2, vg, ceiling);
 
     printf("     callgrind: %zu messages %" PRIu64 " instructions, %zu "
            "messages %" PRIu64 " instructions\n", n1, i1, n2, i2);
@@ -1689,7 +1724,7 @@ static double run_callgrind(bench *b, size_t n1, size_t n2)
 
 static void setup(bench *b)
 {
-    char cfg[700];
+    char cfg[700], logp[700];
     char *argv[] = {(char *)b->exactly_bin, "migrate", "-c", cfg, NULL};
     pid_t pid;
 
@@ -1736,8 +1771,10 @@ static void setup(bench *b)
         snprintf(cfg, sizeof(cfg), "%s/migrate_base.yaml", b->dir);
         write_config(b, cfg, "migrate", TOPIC, "", handler_builtin);
         b->cur_bin = NULL;
-        pid = tk_spawn(argv, "/dev/null");
-        TK_CHECK(tk_wait(pid, 60000) == 0, "the baseline's migrate failed");
+        snprintf(logp, sizeof(logp), "%s/migrate_base.log", b->dir);
+        pid = tk_spawn(argv, logp);
+        TK_CHECK(tk_wait(pid, 60000) == 0, "the baseline's migrate failed, "
+                 "see %s", logp);
         note_commits(b, "exactly_base.offsets", "pipeline");
     }
 }
@@ -1950,7 +1987,7 @@ int main(int argc, char **argv)
     double v[8];
     double fair = -1, fair_w = 0;
     int fair_n = 0;
-    double cg = -1, cg_base = -1;
+    double cg = -1, cg_base = -1, cg_c = -1;
     int n_cons = N_CONSUMERS - 1;
     size_t cg1 = 20000, cg2 = 60000;
     int strict = 0, missed = 0, only_callgrind = 0;
@@ -2026,12 +2063,14 @@ int main(int argc, char **argv)
     if (getenv("EXACTLY_BENCH_SCALE_ONLY"))
         goto scale;
     if (b.callgrind) {
-        cg = run_callgrind(&b, cg1, cg2);
+        cg = run_callgrind(&b, cg1, cg2, 0);
         printf("worker instructions per message (callgrind, slope %zu..%zu): "
                "%.0f\n", cg1, cg2, cg);
+        cg_c = run_callgrind(&b, cg1, cg2, 1);
+        printf("hand-written loop (c) instructions per message: %.0f\n", cg_c);
         if (b.baseline_bin) {
             b.cur_bin = b.baseline_bin;
-            cg_base = run_callgrind(&b, cg1, cg2);
+            cg_base = run_callgrind(&b, cg1, cg2, 0);
             b.cur_bin = NULL;
             printf("baseline build's instructions per message: %.0f\n", cg_base);
         }
@@ -2337,6 +2376,9 @@ scale:
     if (cg >= 0)
         printf("worker instructions/msg (callgrind)    %8.0f   <= 2000  %s\n",
                cg, verdict(cg <= 2000, &missed));
+    if (cg_c > 0)
+        printf("instructions/msg built-in vs (c)       %8.2f   (c): %.0f\n",
+               cg / cg_c, cg_c);
     if (cg_base >= 0)
         printf("baseline build's instructions/msg      %8.0f\n", cg_base);
 done:
