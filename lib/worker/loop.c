@@ -188,6 +188,24 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
     return 1;
 }
 
+/* Whether pt's partial batch is a backlog's tail: its last batch was
+ * full, and its buffer reaches the end of the log as the consumer's last
+ * fetch showed it (the high watermark; under read_committed an open
+ * transaction keeps the buffer short of it, and the batch waits as
+ * usual). No message is then on its way that waiting max_wait_ms would
+ * add: a catch-up ends at once rather than max_wait_ms later. At a steady
+ * rate batches are not full, and each waits max_wait_ms to fill. */
+static int backlog_tail(worker *w, const part *pt)
+{
+    int64_t lo = 0, hi = 0;
+
+    if (!pt->backlog || pt->n_buf == 0 ||
+        rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition, &lo,
+                                       &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    return hi > 0 && pt->buf[pt->n_buf - 1]->offset + 1 >= hi;
+}
+
 /* Whether a partition other than the held one has a full batch ready:
  * another pass sends it before the held one's answers are read. */
 static int other_full(const worker *w, long long now)
@@ -243,12 +261,14 @@ pass:
             continue;
         }
         due = pt->first_at_ms + w->p->batch.max_wait_ms;
-        if (!force && pt->n_buf < (size_t)w->p->batch.max_messages && due > now) {
+        if (!force && pt->n_buf < (size_t)w->p->batch.max_messages &&
+            due > now && !backlog_tail(w, pt)) {
             if (due - now < next)
                 next = (int)(due - now);
             continue;
         }
         n = worker_batch_size(w, pt);
+        pt->backlog = n >= max;
         k = 0;
         if (max_group > 1 && n < max && engine_groupable(&w->eng, pt) &&
             (group || (group = malloc(max_group * sizeof(*group))))) {
@@ -267,6 +287,7 @@ pass:
                 if (on >= max || total + on > max)
                     continue;
                 total += on;
+                o->backlog = 0;
                 group[k++] = (engine_group_member){o, on, worker_batch_end(w, o, on)};
             }
         }
