@@ -61,6 +61,8 @@
  * then loads pg_stat_statements) also prints, after each of those runs,
  * what the consumer sent the server: each statement's calls, rows and
  * server time (plan + execute) per message, and its transactions.
+ * EXACTLY_BENCH_TIMELINE=1 prints, for every run timed by its commit log,
+ * the rate over the middle 80 % of its messages and its commit gaps.
  *
  * For looking into fairness alone: EXACTLY_BENCH_FAIR_ONLY=1 runs only the
  * two backlogs (EXACTLY_BENCH_FAIR_MESSAGES and EXACTLY_BENCH_FAIR_SLOW
@@ -583,6 +585,39 @@ static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
  * (claimed_at of table) to the estimated first message, *busy (if not
  * NULL) the machine's busy cores from first to last commit (-1: not
  * known). */
+/* EXACTLY_BENCH_TIMELINE: where a run's time went, from its commit log:
+ * the rate over the middle 80 % of its messages (no start, no tail), the
+ * gaps between commits, and the last one. */
+static void print_timeline(bench *b, const char *table, const char *pipeline,
+                           size_t msgs)
+{
+    char n[32];
+    PGresult *r;
+
+    snprintf(n, sizeof(n), "%zu", msgs);
+    r = PQexecParams(
+        b->db,
+        "WITH c AS (SELECT at, next_offset - lag(next_offset, 1, 0::bigint) "
+        "OVER (PARTITION BY partition ORDER BY at) AS m FROM bench_commits "
+        "WHERE tbl = $1 AND pipeline = $2), k AS (SELECT at, sum(m) OVER "
+        "(ORDER BY at) AS cum, extract(epoch FROM at - lag(at) OVER (ORDER "
+        "BY at)) * 1000 AS gap FROM c) SELECT 0.8 * $3::float8 / extract("
+        "epoch FROM (SELECT min(at) FROM k WHERE cum >= 0.9 * $3::float8) - "
+        "(SELECT min(at) FROM k WHERE cum >= 0.1 * $3::float8)), "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), "
+        "percentile_cont(0.99) WITHIN GROUP (ORDER BY gap), max(gap), "
+        "(SELECT gap FROM k ORDER BY at DESC LIMIT 1), count(*) FROM k",
+        3, NULL, (const char *[]){table, pipeline, n}, NULL, NULL, 0);
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "timeline: %s",
+             PQerrorMessage(b->db));
+    printf("     timeline %s: middle 80%% %.0f msg/s; %s commits, gap p50 "
+           "%.2f ms p99 %.2f ms max %.2f ms, last %.2f ms\n", pipeline,
+           atof(PQgetvalue(r, 0, 0)), PQgetvalue(r, 0, 5),
+           atof(PQgetvalue(r, 0, 1)), atof(PQgetvalue(r, 0, 2)),
+           atof(PQgetvalue(r, 0, 3)), atof(PQgetvalue(r, 0, 4)));
+    PQclear(r);
+}
+
 static double commit_seconds(bench *b, const char *table, const char *pipeline,
                              size_t msgs, double *gap, double *busy)
 {
@@ -608,6 +643,8 @@ static double commit_seconds(bench *b, const char *table, const char *pipeline,
              "commit log: %s %s: no time between first and last commit",
              table, pipeline);
     secs = span * (double)msgs / ((double)msgs - first_n);
+    if (getenv("EXACTLY_BENCH_TIMELINE"))
+        print_timeline(b, table, pipeline, msgs);
     if (busy)
         *busy = load_between(atof(PQgetvalue(r, 0, 2)),
                              atof(PQgetvalue(r, 0, 2)) + span);
@@ -787,6 +824,7 @@ static int ceiling_consumer(char **argv)
     rd_kafka_message_t **msgs;
     char err[512], *insert;
     double first = -1, last_commit = -1, last_msg = 0;
+    size_t redelivered = 0;
     PGresult *res;
     int p;
 
@@ -852,12 +890,19 @@ static int ceiling_consumer(char **argv)
         for (i = 0; i < got; i++) {
             rd_kafka_message_t *m = msgs[i];
             cpart *cp;
-            if (m->err || m->partition < 0 || m->partition >= cs.n_parts ||
-                m->offset < cs.part[m->partition].next) {
+            if (m->err || m->partition < 0 || m->partition >= cs.n_parts) {
                 rd_kafka_message_destroy(m);
                 continue;
             }
             cp = &cs.part[m->partition];
+            /* What the database has, or this batch already holds, again:
+             * librdkafka can deliver a message twice (as exactly's own
+             * buffer also allows for). */
+            if (m->offset < cp->next || (cp->n > 0 && m->offset < cp->end)) {
+                redelivered++;
+                rd_kafka_message_destroy(m);
+                continue;
+            }
             if (cp->n == 0)
                 cp->start = m->offset;
             put32(cp->arr + 20 + cp->n * 12, 8);
@@ -942,6 +987,9 @@ static int ceiling_consumer(char **argv)
     for (p = 0; p < MAX_PARTS; p++)
         free(cs.part[p].arr);
     free(msgs);
+    if (redelivered > 0)
+        fprintf(stderr, "ceiling consumer: %zu message(s) delivered again, "
+                        "skipped\n", redelivered);
     if (first >= 0)
         printf("elapsed %.6f\n", last_commit - first);
     fflush(stdout);
@@ -969,6 +1017,21 @@ static void run_ceiling_consumer(bench *b, const char *group, figures *f)
     /* The hand-written loop stops at a fenced batch (it does not recover
      * as exactly does): such a run is reported and run once more. */
     for (attempt = 0;; attempt++) {
+        /* A failed run's backend may still be committing what it had been
+         * sent: it is gone before the offsets are reset. */
+        tk_sql(b->db, "SELECT pg_terminate_backend(pid) FROM "
+                      "pg_stat_activity WHERE datname = current_database() "
+                      "AND pid <> pg_backend_pid() AND backend_type = "
+                      "'client backend'");
+        for (long long until = tk_now_ms() + 10000;; tk_sleep_ms(20)) {
+            if (tk_sql_int64(b->db, "SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND "
+                                    "pid <> pg_backend_pid() AND "
+                                    "backend_type = 'client backend'") == 0)
+                break;
+            TK_CHECK(tk_now_ms() < until,
+                     "the ceiling loop's backends did not end");
+        }
         reset_view(b);
         tk_sql(b->db, "DELETE FROM bench_commits WHERE pipeline = '%s'", group);
         tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
