@@ -2,12 +2,13 @@
  * check_relay.c - `exactly check` on a relay: its grants, its outbox
  * table, its producer configuration and its topics (check.h).
  */
+#include "ops/check_relay.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kafka/producer.h"
-#include "ops/check_internal.h"
 #include "ops/grants.h"
 #include "pg_conn.h"
 #include "strbuf.h"

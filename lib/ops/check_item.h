@@ -1,9 +1,10 @@
 /*
- * check_internal.h - what check.c (services, pipelines) and check_relay.c
- * (relays) share: the reporter and the read-only SQL items.
+ * check_item.h - what every item of `exactly check` uses, in check.c
+ * (services, pipelines) and check_relay.c (relays): the reporter, the
+ * read-only transaction of the SQL items, the grants item.
  */
-#ifndef EXACTLY_OPS_CHECK_INTERNAL_H
-#define EXACTLY_OPS_CHECK_INTERNAL_H
+#ifndef EXACTLY_OPS_CHECK_ITEM_H
+#define EXACTLY_OPS_CHECK_ITEM_H
 
 #include <libpq-fe.h>
 #include <stddef.h>
@@ -44,11 +45,5 @@ void check_ro_end(PGconn *conn);
  * many objects lack something (1 when the check itself failed). */
 size_t check_grants(checker *ck, PGconn *conn, const char *what,
                     const ops_grants *g);
-
-/* check_relay.c: relay r's items (its grants and outbox when conn is
- * not NULL, its producer configuration, its topics, what it may not
- * share with the file's other relays). */
-void check_relay(checker *ck, const exactly_config *cfg, const cfg_relay *r,
-                 PGconn *conn);
 
 #endif
