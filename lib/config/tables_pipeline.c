@@ -332,8 +332,8 @@ static const cfg_field batch_fields[] = {
      .min = 0, .max = 600000, .def = "100",
      .doc = "How long a batch waits to fill before it is applied as it "
             "is. The last batch of a backlog does not wait: once a "
-            "partition's batch was full and what it holds reaches the end "
-            "of its log, the rest is applied at once."},
+            "partition that had more than a batch waiting has taken all "
+            "its log holds, the rest is applied at once."},
     {.key = "max_partitions", .type = CFG_F_INT,
      .off = P(batch.max_partitions), .min = 1, .max = 100000, .def = "256",
      .doc = "The most partitions whose batches are applied in one "

@@ -49,8 +49,9 @@ typedef struct part {
     size_t n_buf;
     size_t cap_buf;
     long long first_at_ms;    /* when buf[0] arrived */
-    int backlog;              /* its last batch was full: a backlog is
-                                 being worked off */
+    int backlog;              /* a backlog is being worked off: a full
+                                 batch ran with another one waiting, and
+                                 no partial batch since */
 
     /* What it is doing (part_state.h); moved only by part_state_move()
      * (PART_MOVE) and part_state_claimed(). */

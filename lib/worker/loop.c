@@ -188,22 +188,48 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
     return 1;
 }
 
-/* Whether pt's partial batch is a backlog's tail: its last batch was
- * full, and its buffer reaches the end of the log as the consumer's last
- * fetch showed it (the high watermark; under read_committed an open
- * transaction keeps the buffer short of it, and the batch waits as
- * usual). No message is then on its way that waiting max_wait_ms would
- * add: a catch-up ends at once rather than max_wait_ms later. At a steady
- * rate batches are not full, and each waits max_wait_ms to fill. */
+/* How many messages the log holds beyond pt's buffer, as far as the
+ * consumer's last fetch showed (its high watermark); -1 when not known. */
+static int64_t beyond_buffer(worker *w, const part *pt)
+{
+    int64_t lo = 0, hi = 0, end;
+
+    if (pt->n_buf == 0 ||
+        rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition, &lo,
+                                       &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi <= 0)
+        return -1;
+    end = pt->buf[pt->n_buf - 1]->offset + 1;
+    return hi > end ? hi - end : 0;
+}
+
+/* Whether pt's partial batch is a backlog's tail: pt was working off a
+ * backlog (pt->backlog), and its buffer reaches the end of the log as the
+ * consumer's last fetch showed it (the high watermark; under
+ * read_committed an open transaction keeps the buffer short of it, and
+ * the batch waits as usual). No message is then on its way that waiting
+ * max_wait_ms would add: a catch-up ends at once rather than max_wait_ms
+ * later. A live stream, however fast, never holds a second batch behind
+ * the one that runs, so its batches wait to fill as before. */
 static int backlog_tail(worker *w, const part *pt)
 {
-    int64_t lo = 0, hi = 0;
+    return pt->backlog && pt->n_buf > 0 && beyond_buffer(w, pt) == 0;
+}
 
-    if (!pt->backlog || pt->n_buf == 0 ||
-        rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition, &lo,
-                                       &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return 0;
-    return hi > 0 && pt->buf[pt->n_buf - 1]->offset + 1 >= hi;
+/* Notes whether pt, about to run a batch of n, is working off a backlog:
+ * a full batch with at least another one waiting behind it, in the buffer
+ * or in the log; over once a partial batch runs. */
+static void note_backlog(worker *w, part *pt, size_t n, size_t max)
+{
+    int64_t beyond;
+
+    if (n < max) {
+        pt->backlog = 0;
+    } else if (!pt->backlog) {
+        beyond = beyond_buffer(w, pt);
+        pt->backlog = (int64_t)(pt->n_buf - n) + (beyond > 0 ? beyond : 0) >=
+                      (int64_t)max;
+    }
 }
 
 /* Whether a partition other than the held one has a full batch ready:
@@ -268,7 +294,7 @@ pass:
             continue;
         }
         n = worker_batch_size(w, pt);
-        pt->backlog = n >= max;
+        note_backlog(w, pt, n, max);
         k = 0;
         if (max_group > 1 && n < max && engine_groupable(&w->eng, pt) &&
             (group || (group = malloc(max_group * sizeof(*group))))) {
@@ -308,12 +334,8 @@ pass:
         if (w->n_deferred > 0)
             engine_settle_held(&w->eng);
         set_in_cycle(w, 0);
-        if (w->n_deferred > 0) {
-            /* The partition table may change under this loop. */
-            free(group);
-            worker_replay_deferred(w);
-            return 0;
-        }
+        if (w->n_deferred > 0)
+            goto replay;
         if (step == WORKER_NEXT_MORE)
             next = 0;
         if (step == WORKER_NEXT_NO_DB || w->fatal)
@@ -327,14 +349,18 @@ pass:
         set_in_cycle(w, 1);
         engine_settle_held(&w->eng);
         set_in_cycle(w, 0);
-        if (w->n_deferred > 0) {
-            free(group);
-            worker_replay_deferred(w);
-            return 0;
-        }
     }
+    if (w->n_deferred > 0)
+        goto replay;
     free(group);
     return next < 0 ? 0 : next;
+
+replay:
+    /* A rebalance came while a batch was out: the partition table may
+     * change under this loop, which ends here. */
+    free(group);
+    worker_replay_deferred(w);
+    return 0;
 }
 
 /* A partition whose tail is only transaction markers: advance the stored

@@ -61,6 +61,8 @@
  * then loads pg_stat_statements) also prints, after each of those runs,
  * what the consumer sent the server: each statement's calls, rows and
  * server time (plan + execute) per message, and its transactions.
+ * EXACTLY_BENCH_KAFKA adds kafka: lines (indented two spaces) to the
+ * workers' configuration in those runs; the ceiling keeps its own.
  * EXACTLY_BENCH_TIMELINE=1 prints, for every run timed by its commit log,
  * the rate over the middle 80 % of its messages and its commit gaps.
  *
@@ -1991,6 +1993,7 @@ static void bc_only(bench *b)
 
     if (serial && n == 2)
         return; /* (cs) sits in the fourth slot: with (b0) only */
+    b->kafka_extra = getenv("EXACTLY_BENCH_KAFKA");
 
     for (r = 0; r < b->rounds; r++) {
         char group[32];
