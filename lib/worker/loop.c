@@ -313,7 +313,7 @@ pass:
                 if (on >= max || total + on > max)
                     continue;
                 total += on;
-                o->backlog = 0;
+                note_backlog(w, o, on, max);
                 group[k++] = (engine_group_member){o, on, worker_batch_end(w, o, on)};
             }
         }

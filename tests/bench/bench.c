@@ -480,6 +480,44 @@ static void put64(unsigned char *p, uint64_t v)
     put32(p + 4, (uint32_t)v);
 }
 
+/* This program's own path, for running it again as the ceiling loop. */
+static void self_exe(char *out, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+
+    TK_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    out[n] = '\0';
+}
+
+/* The offset rows the ceiling loop's fence moves for group on topic: each
+ * partition at offset 0, epoch 1. */
+static void ceiling_offsets(bench *b, const char *group, const char *topic)
+{
+    tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
+                  "next_offset, owner_epoch) SELECT '%s', '%s', p, 0, 1 FROM "
+                  "generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
+                  "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
+           group, topic, PARTITIONS - 1);
+}
+
+/* Ends every client backend of the bench database but the bench's own,
+ * and waits until each is gone. */
+static void end_backends(bench *b)
+{
+    PGresult *r = PQexec(b->db, "SELECT pid, pg_terminate_backend(pid) FROM "
+                                "pg_stat_activity WHERE datname = "
+                                "current_database() AND pid <> "
+                                "pg_backend_pid() AND backend_type = "
+                                "'client backend'");
+    int i;
+
+    TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "terminate: %s",
+             PQerrorMessage(b->db));
+    for (i = 0; i < PQntuples(r); i++)
+        tk_pg_wait_backend_gone(b->db, atoll(PQgetvalue(r, i, 0)));
+    PQclear(r);
+}
+
 static void run_ceiling(bench *b, figures *f)
 {
     PGconn *c = tk_pg_connect(b->conninfo);
@@ -493,11 +531,7 @@ static void run_ceiling(bench *b, figures *f)
     PGresult *res;
 
     TK_CHECK(arr != NULL, "out of memory");
-    tk_sql(c, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
-              "next_offset, owner_epoch) SELECT 'ceiling', '" TOPIC "', p, 0, 1 "
-              "FROM generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
-              "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
-           PARTITIONS - 1);
+    ceiling_offsets(b, "ceiling", TOPIC);
     res = PQprepare(c, "fence", "SELECT exactly.advance($1, $2, $3, $4, $5, $6)",
                     0, NULL);
     TK_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s",
@@ -572,21 +606,6 @@ static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
 
 /* ---- timing: first message to last commit, from the commit log ---------- */
 
-/* Every consumer is timed the same way, by the database: a deferred
- * constraint trigger (set up in setup()) on each offsets table notes, at
- * commit, every offset row that moved, with clock_timestamp() and the
- * transaction. A consumer's time is first message to last commit; the
- * first message's time is not visible to the database, so it is taken as
- * the first commit less that transaction's messages at the run's own rate:
- * equivalently, the messages after the first commit over the time from
- * first to last commit. It needs nothing from the consumer (any build of
- * exactly, the peer and the ceiling alike) and leaves out what comes
- * before the first fetch (group join, claim, fetch start), which issue 9's
- * "steady state" excludes. Returns that time in seconds for msgs messages;
- * *gap (if not NULL) receives the seconds from the earliest claim
- * (claimed_at of table) to the estimated first message, *busy (if not
- * NULL) the machine's busy cores from first to last commit (-1: not
- * known). */
 /* EXACTLY_BENCH_TIMELINE: where a run's time went, from its commit log:
  * the rate over the middle 80 % of its messages (no start, no tail), the
  * gaps between commits, and the last one. */
@@ -620,6 +639,21 @@ static void print_timeline(bench *b, const char *table, const char *pipeline,
     PQclear(r);
 }
 
+/* Every consumer is timed the same way, by the database: a deferred
+ * constraint trigger (set up in setup()) on each offsets table notes, at
+ * commit, every offset row that moved, with clock_timestamp() and the
+ * transaction. A consumer's time is first message to last commit; the
+ * first message's time is not visible to the database, so it is taken as
+ * the first commit less that transaction's messages at the run's own rate:
+ * equivalently, the messages after the first commit over the time from
+ * first to last commit. It needs nothing from the consumer (any build of
+ * exactly, the peer and the ceiling alike) and leaves out what comes
+ * before the first fetch (group join, claim, fetch start), which issue 9's
+ * "steady state" excludes. Returns that time in seconds for msgs messages;
+ * *gap (if not NULL) receives the seconds from the earliest claim
+ * (claimed_at of table) to the estimated first message, *busy (if not
+ * NULL) the machine's busy cores from first to last commit (-1: not
+ * known). */
 static double commit_seconds(bench *b, const char *table, const char *pipeline,
                              size_t msgs, double *gap, double *busy)
 {
@@ -1008,12 +1042,9 @@ static void run_ceiling_consumer(bench *b, const char *group, figures *f)
     pid_t pid;
     int st, attempt;
     char *log, *el;
-    ssize_t n;
 
     memset(f, 0, sizeof(*f));
-    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    TK_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
-    self[n] = '\0';
+    self_exe(self, sizeof(self));
     snprintf(batch, sizeof(batch), "%d", b->batch);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, group);
     /* The hand-written loop stops at a fenced batch (it does not recover
@@ -1021,26 +1052,10 @@ static void run_ceiling_consumer(bench *b, const char *group, figures *f)
     for (attempt = 0;; attempt++) {
         /* A failed run's backend may still be committing what it had been
          * sent: it is gone before the offsets are reset. */
-        tk_sql(b->db, "SELECT pg_terminate_backend(pid) FROM "
-                      "pg_stat_activity WHERE datname = current_database() "
-                      "AND pid <> pg_backend_pid() AND backend_type = "
-                      "'client backend'");
-        for (long long until = tk_now_ms() + 10000;; tk_sleep_ms(20)) {
-            if (tk_sql_int64(b->db, "SELECT count(*) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND "
-                                    "pid <> pg_backend_pid() AND "
-                                    "backend_type = 'client backend'") == 0)
-                break;
-            TK_CHECK(tk_now_ms() < until,
-                     "the ceiling loop's backends did not end");
-        }
+        end_backends(b);
         reset_view(b);
         tk_sql(b->db, "DELETE FROM bench_commits WHERE pipeline = '%s'", group);
-        tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
-                      "next_offset, owner_epoch) SELECT '%s', '" TOPIC "', p, 0, 1 "
-                      "FROM generate_series(0, %d) p ON CONFLICT (pipeline, topic, "
-                      "partition) DO UPDATE SET next_offset = 0, owner_epoch = 1",
-               group, PARTITIONS - 1);
+        ceiling_offsets(b, group, TOPIC);
         memset(&smp, 0, sizeof(smp));
         pid = tk_spawn(argv, logp);
         st = watch(b, pid, &smp, NULL, NULL, &ru);
@@ -1733,7 +1748,6 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
                             self, "--ceiling-consumer",
                             (char *)tk_mock_bootstraps(b->mock), topic, name,
                             b->conninfo, batch, "3000", NULL};
-    ssize_t len;
     int st;
 
     snprintf(name, sizeof(name), "cg%zu%s", n,
@@ -1747,14 +1761,9 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
                    PARTITIONS, SEED, NULL);
     reset_view(b);
     if (ceiling) {
-        len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        TK_CHECK(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
-        self[len] = '\0';
+        self_exe(self, sizeof(self));
         snprintf(batch, sizeof(batch), "%d", b->batch);
-        tk_sql(b->db, "INSERT INTO exactly.offsets (pipeline, topic, "
-                      "partition, next_offset, owner_epoch) SELECT '%s', '%s', "
-                      "p, 0, 1 FROM generate_series(0, %d) p",
-               name, topic, PARTITIONS - 1);
+        ceiling_offsets(b, name, topic);
         st = tk_wait(tk_spawn(ceiling_argv, logp), 600000);
     } else {
         snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
