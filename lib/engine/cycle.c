@@ -305,8 +305,22 @@ again:
     if (e->held.pt && (e->held.pt == pt || !e->pipeline_ok ||
                        pt->attempts != 0 || pt->pos_conn != e->conn_serial ||
                        (e->pos.crash_guard && pt->state != PART_S_SERVING) ||
-                       !e->conn || PQstatus(e->conn) != CONNECTION_OK))
+                       !e->conn || PQstatus(e->conn) != CONNECTION_OK)) {
+        size_t before = pt->n_buf;
         engine_settle_held(e);
+        if (pt->n_buf < before) {
+            /* The held batch was pt's own, counted in n from the front of
+             * the buffer: what it committed has left the buffer, and this
+             * batch is what follows it, up to the same end. */
+            size_t gone = before - pt->n_buf;
+            if (n <= gone) {
+                r->rc = EXACTLY_OK;
+                exactly_error_set_code(&r->err, EXACTLY_OK);
+                return;
+            }
+            n -= gone;
+        }
+    }
     rc = engine_db_open(e);
     if (rc == EXACTLY_OK && !check_position(e, pt, &n, end, &rc)) {
         memset(&c, 0, sizeof(c));
