@@ -51,6 +51,14 @@
  *   return_on_id, return_code,  return return_code from apply() instead of
  *   return_times                writing, the first return_times times in
  *                               this process (0: every time)
+ *   retry_on_ids (list)         return EXACTLY_ERETRY instead of writing,
+ *                               the first time a batch holds each of these
+ *                               IDs in this process
+ * And for any batch, regardless of its IDs:
+ *   stall_ms                    wait this long in apply(), on the worker's
+ *                               own thread, before anything else (a slow
+ *                               handler: the worker does nothing
+ *                               meanwhile)
  *
  * Producing (ABI 1.2, host->emit):
  *   emit_topic   string  ""   when set, one outbox event per applied
@@ -63,11 +71,13 @@
  * It reads no looked-up rows but leaves skips_lookup at 0, so the tests
  * exercise the runtime's lookup path too.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "exactly/exactly.h"
 #include "exactly/sqlbuf.h"
@@ -88,9 +98,12 @@ typedef struct ledger {
     size_t n_fail_on_ids;
     const char **fail_twice_on_ids;
     size_t n_fail_twice_on_ids;
+    const char **retry_on_ids;
+    size_t n_retry_on_ids;
+    unsigned char *retried;    /* per retry_on_ids entry: returned once */
     const char *sleep_on_id, *swallow_on_id, *return_on_id;
     const char *emit_topic;    /* NULL: emit nothing */
-    int64_t sleep_ms, return_code, return_times;
+    int64_t sleep_ms, return_code, return_times, stall_ms;
     int slept;
     int64_t returned;
     /* Parameters, kept across batches to reuse their memory. */
@@ -119,6 +132,11 @@ static const exactly_option_decl ledger_options[] = {
     {"return_code", EXACTLY_OPT_INT, "0", "see return_on_id"},
     {"return_times", EXACTLY_OPT_INT, "1",
      "how many times per process return_on_id triggers (0: always)"},
+    {"retry_on_ids", EXACTLY_OPT_LIST, NULL,
+     "IDs whose batch returns EXACTLY_ERETRY, the first time for each ID "
+     "in this process"},
+    {"stall_ms", EXACTLY_OPT_INT, "0",
+     "wait this long in apply() before anything else, on every batch"},
     {"emit_topic", EXACTLY_OPT_STRING, "",
      "emit one outbox event per applied message to this topic (host->emit)"},
     {"reprocess_table", EXACTLY_OPT_STRING, "ledger_reprocess",
@@ -136,6 +154,8 @@ static void ledger_close(void *state)
     free(l->counters_sql);
     free(l->fail_on_ids);
     free(l->fail_twice_on_ids);
+    free(l->retry_on_ids);
+    free(l->retried);
     free(l->reprocess_sql);
     exactly_sqlbuf_free(&l->offsets);
     exactly_sqlbuf_free(&l->entities);
@@ -252,10 +272,15 @@ static exactly_err ledger_open(const exactly_open_args *args, void **state)
     l->sleep_ms = h->opt_int(args->opts, "sleep_ms");
     l->return_code = h->opt_int(args->opts, "return_code");
     l->return_times = h->opt_int(args->opts, "return_times");
+    l->stall_ms = h->opt_int(args->opts, "stall_ms");
     if (copy_list(h, args->opts, "fail_on_ids", &l->fail_on_ids,
                   &l->n_fail_on_ids) != 0 ||
         copy_list(h, args->opts, "fail_twice_on_ids", &l->fail_twice_on_ids,
-                  &l->n_fail_twice_on_ids) != 0) {
+                  &l->n_fail_twice_on_ids) != 0 ||
+        copy_list(h, args->opts, "retry_on_ids", &l->retry_on_ids,
+                  &l->n_retry_on_ids) != 0 ||
+        (l->n_retry_on_ids > 0 &&
+         !(l->retried = calloc(l->n_retry_on_ids, 1)))) {
         snprintf(args->errbuf, args->errbuf_size, "ledger: out of memory");
         goto fail;
     }
@@ -286,6 +311,33 @@ static int batch_has(const exactly_batch *batch, const char *id)
         if (strcmp(batch->records[i].id, id) == 0)
             return 1;
     return 0;
+}
+
+/* Waits ms milliseconds on the calling thread. */
+static void stall(int64_t ms)
+{
+    struct timespec ts;
+
+    if (ms <= 0)
+        return;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* The first retry_on_ids entry the batch holds that has not returned yet,
+ * marked as returned now; NULL when there is none. */
+static const char *retry_due(ledger *l, const exactly_batch *batch)
+{
+    size_t i;
+
+    for (i = 0; i < l->n_retry_on_ids; i++)
+        if (!l->retried[i] && batch_has(batch, l->retry_on_ids[i])) {
+            l->retried[i] = 1;
+            return l->retry_on_ids[i];
+        }
+    return NULL;
 }
 
 /* The misbehaviours that follow the writes: a long sleep, or a failed
@@ -351,10 +403,17 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
     ledger *l = state;
     const exactly_host *h = l->host;
     const char *params[5];
+    const char *retry_id;
     char partition[16], num[32];
     size_t i, m, kept = 0;
     exactly_err rc;
 
+    stall(l->stall_ms);
+    if ((retry_id = retry_due(l, batch)) != NULL) {
+        h->set_error(txn, "ledger: asking to retry the batch holding %s on "
+                     "purpose", retry_id);
+        return EXACTLY_ERETRY;
+    }
     exactly_sqlbuf_reset(&l->offsets);
     exactly_sqlbuf_reset(&l->entities);
     exactly_sqlbuf_reset(&l->ids);
