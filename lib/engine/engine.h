@@ -345,8 +345,11 @@ typedef struct engine_group_member {
  * crash guard to ask (serving: not just claimed, not isolating), its last
  * batch ended well (no attempt to check again: attempts 0, no unconfirmed
  * COMMIT, no on_missing: retry wait) and its position read on the current
- * connection. The owner also leaves out a partition that backs off, and a
- * full batch (it is a transaction of its own). */
+ * connection; and not the partition whose batch is held (engine_holds):
+ * the front of its buffer is that batch's until it is settled, so a count
+ * taken from the front now would include messages the settle frees. The
+ * owner also leaves out a partition that backs off, and a full batch (it
+ * is a transaction of its own). */
 int engine_groupable(const engine *e, const part *pt);
 
 /*

@@ -125,7 +125,7 @@ static void merged_free(merged *m)
 /* engine.h says what it does. */
 int engine_groupable(const engine *e, const part *pt)
 {
-    return !part_state_stopped(pt->state) &&
+    return pt != e->held.pt && !part_state_stopped(pt->state) &&
            (pt->state == PART_S_SERVING ||
             (!e->pos.crash_guard && pt->state == PART_S_UNCHECKED)) &&
            pt->attempts == 0 && !pt->unconfirmed &&
