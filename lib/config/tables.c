@@ -358,7 +358,11 @@ static const cfg_field root_fields[] = {
             "`isolation.level: read_uncommitted` needs the pipeline's "
             "`unsafe_read_uncommitted`, and `auto.offset.reset` (earliest, "
             "latest or error) applies only to partitions with no stored "
-            "offset."},
+            "offset. Unless set here or in the pipeline, a consumer gets "
+            "`queued.min.messages: 100000` and "
+            "`queued.max.messages.kbytes: 32768` (what a worker above "
+            "100,000 messages a second gains by more: "
+            "[OPERATIONS.md](OPERATIONS.md#one-worker-above-100000-messages-a-second))."},
     {.key = "postgres", .type = CFG_F_SECTION, .flags = CFG_REQUIRED,
      .sub = &postgres_section},
     {.key = "pipelines", .type = CFG_F_CUSTOM,

@@ -839,6 +839,36 @@ static int ceiling_send(ceiling_state *cs, int p)
     return 1;
 }
 
+/* The kafka lines the run gives the workers (b->kafka_extra, "  name:
+ * value" lines, passed by run_ceiling_consumer), set on conf too, so that
+ * a setting is compared with the same setting on both sides. */
+static void ceiling_extra_kafka(rd_kafka_conf_t *conf)
+{
+    const char *extra = getenv("EXACTLY_BENCH_CEILING_KAFKA");
+    char line[512], err[512], *colon, *name, *value, *end;
+    const char *nl;
+
+    while (extra && *extra) {
+        nl = strchr(extra, '\n');
+        snprintf(line, sizeof(line), "%.*s",
+                 (int)(nl ? (size_t)(nl - extra) : strlen(extra)), extra);
+        extra = nl ? nl + 1 : NULL;
+        colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        for (name = line; *name == ' '; name++)
+            ;
+        for (value = colon + 1; *value == ' '; value++)
+            ;
+        for (end = value + strlen(value); end > value && end[-1] == ' '; end--)
+            *(end - 1) = '\0';
+        TK_CHECK(rd_kafka_conf_set(conf, name, value, err, sizeof(err)) ==
+                     RD_KAFKA_CONF_OK,
+                 "EXACTLY_BENCH_KAFKA: %s: %s", name, err);
+    }
+}
+
 /* exactly-bench --ceiling-consumer BOOTSTRAPS TOPIC GROUP CONNINFO BATCH
  * EXIT_IDLE_MS: (c), a tight hand-written consumer of exactly's design.
  * librdkafka (read_committed, the fetch settings exactly uses by default),
@@ -904,6 +934,7 @@ static int ceiling_consumer(char **argv)
     CSET("queued.min.messages", "100000");
     CSET("queued.max.messages.kbytes", "32768");
 #undef CSET
+    ceiling_extra_kafka(conf);
     rd_kafka_conf_set_rebalance_cb(conf, ceiling_rebalance);
     rd_kafka_conf_set_opaque(conf, &cs);
     cs.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
@@ -1047,6 +1078,10 @@ static void run_ceiling_consumer(bench *b, const char *group, figures *f)
     self_exe(self, sizeof(self));
     snprintf(batch, sizeof(batch), "%d", b->batch);
     snprintf(logp, sizeof(logp), "%s/%s.log", b->dir, group);
+    if (b->kafka_extra)
+        setenv("EXACTLY_BENCH_CEILING_KAFKA", b->kafka_extra, 1);
+    else
+        unsetenv("EXACTLY_BENCH_CEILING_KAFKA");
     /* The hand-written loop stops at a fenced batch (it does not recover
      * as exactly does): such a run is reported and run once more. */
     for (attempt = 0;; attempt++) {
@@ -1761,6 +1796,7 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
                    PARTITIONS, SEED, NULL);
     reset_view(b);
     if (ceiling) {
+        unsetenv("EXACTLY_BENCH_CEILING_KAFKA"); /* its own settings */
         self_exe(self, sizeof(self));
         snprintf(batch, sizeof(batch), "%d", b->batch);
         ceiling_offsets(b, name, topic);
