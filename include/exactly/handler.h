@@ -32,7 +32,7 @@ extern "C" {
 
 #define EXACTLY_ABI_TAG 0x45584354u /* "EXCT" */
 #define EXACTLY_ABI_MAJOR 1
-#define EXACTLY_ABI_MINOR 2
+#define EXACTLY_ABI_MINOR 3
 
 /* The name of the one symbol every plugin exports. */
 #define EXACTLY_ENTRY_SYMBOL "exactly_handler_entry"
@@ -102,6 +102,11 @@ typedef struct exactly_batch {
     /* Since ABI 1.1: nonzero when this batch is applied again by
      * `exactly reprocess` (the run's id), 0 for the live pipeline. */
     int64_t reprocess_run;
+    /* Since ABI 1.3: when id_type is "bigint", each record's ID as a
+     * number (id_values[i] is records[i].id, parsed), so a handler need
+     * not parse the text again; NULL otherwise. The runtime may give NULL
+     * for any batch: a handler falls back to the text. */
+    const int64_t *id_values;
 } exactly_batch;
 
 typedef struct exactly_txn exactly_txn;         /* opaque, runtime-owned */

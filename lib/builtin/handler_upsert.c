@@ -78,13 +78,19 @@ static exactly_err ids_binary(upsert_state *st, exactly_txn *txn,
     size_t i;
 
     pgarray_begin(&st->ids_bin, st->id_oid);
-    for (i = 0; i < b->n_records; i++)
-        if (pgarray_add_text_as(&st->ids_bin, b->records[i].id,
-                                strlen(b->records[i].id)) != 0) {
-            st->host->set_error(txn, "upsert: ID '%.40s' is not a %s",
-                                b->records[i].id, b->id_type);
-            return EXACTLY_EHANDLER;
-        }
+    if (b->id_values && st->id_oid == PGARRAY_INT8_OID) {
+        /* The values decoding found (ABI 1.3): no text to parse again. */
+        for (i = 0; i < b->n_records; i++)
+            pgarray_add_int8(&st->ids_bin, b->id_values[i]);
+    } else {
+        for (i = 0; i < b->n_records; i++)
+            if (pgarray_add_text_as(&st->ids_bin, b->records[i].id,
+                                    strlen(b->records[i].id)) != 0) {
+                st->host->set_error(txn, "upsert: ID '%.40s' is not a %s",
+                                    b->records[i].id, b->id_type);
+                return EXACTLY_EHANDLER;
+            }
+    }
     *data = pgarray_finish(&st->ids_bin, len);
     if (!*data) {
         st->host->set_error(txn, "upsert: out of memory");

@@ -32,8 +32,10 @@ exactly_err cycle_judge_sync(cycle *c, exactly_err rc)
     return engine_judge_sync(&c->e->txn, rc, &c->err);
 }
 
-/* The handler's apply() on recs[0..n) of c's partition: its answer as is. */
-static exactly_err call_apply(cycle *c, exactly_record *recs, size_t n)
+/* The handler's apply() on recs[0..n) of c's partition (vals: their IDs'
+ * values, or NULL): its answer as is. */
+static exactly_err call_apply(cycle *c, exactly_record *recs,
+                              const int64_t *vals, size_t n)
 {
     engine *e = c->e;
     exactly_batch b;
@@ -48,15 +50,17 @@ static exactly_err call_apply(cycle *c, exactly_record *recs, size_t n)
     b.n_columns = e->bb.n_columns;
     b.id_type = exactly_id_type_name(e->p->id.type);
     b.reprocess_run = e->pos.run;
+    b.id_values = vals;
     return e->plugin->h->apply(e->plugin->state, &e->txn, &b);
 }
 
 /* Queues the handler's writes for recs[0..n), no savepoint (optimistic
  * mode). Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
-exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n)
+exactly_err cycle_queue_apply(cycle *c, exactly_record *recs,
+                              const int64_t *vals, size_t n)
 {
     exactly_txn_forget_fails(&c->e->txn);
-    return cycle_judge_apply(c, call_apply(c, recs, n));
+    return cycle_judge_apply(c, call_apply(c, recs, vals, n));
 }
 
 /* Records the handler failed on purpose (fail_record) go to dead letters;
@@ -88,7 +92,8 @@ static exactly_err bisect_apply(void *arg, exactly_txn *t, size_t first,
     cycle *c = arg;
 
     (void)t;
-    return call_apply(c, c->recs + first, n);
+    return call_apply(c, c->recs + first, c->vals ? c->vals + first : NULL,
+                      n);
 }
 
 static exactly_err bisect_applied(void *arg, exactly_txn *t, size_t first,

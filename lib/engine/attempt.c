@@ -28,6 +28,9 @@
 
 #define N_FENCE_PARAMS 6
 
+_Static_assert(sizeof(exactly_record) % _Alignof(int64_t) == 0,
+               "the IDs' values follow the records in one allocation");
+
 /* Builds c->recs from the grouped batch by the on_missing policy. */
 exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped)
 {
@@ -37,9 +40,15 @@ exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped)
 
     *skipped = 0;
     free(c->recs);
-    c->recs = calloc(b->n_records + 1, sizeof(exactly_record));
+    c->vals = NULL;
+    /* The values after the records, in one allocation (freed with recs;
+     * exactly_record's size keeps them aligned). */
+    c->recs = calloc(1, (b->n_records + 1) *
+                            (sizeof(exactly_record) + sizeof(int64_t)));
     if (!c->recs)
         return EXACTLY_ENOMEM;
+    if (e->p->id.type == CFG_ID_BIGINT)
+        c->vals = (int64_t *)(void *)(c->recs + b->n_records + 1);
     c->n_recs = 0;
     for (i = 0; i < b->n_records; i++) {
         const exactly_record *r = &b->records[i];
@@ -77,6 +86,8 @@ exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped)
             }
             }
         }
+        if (c->vals)
+            c->vals[c->n_recs] = b->rec_vals[i];
         c->recs[c->n_recs++] = *r;
     }
     return EXACTLY_OK;
@@ -346,7 +357,7 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
         /* Optimistic: no savepoint (a subtransaction costs the server on
          * every batch); a handler failure sends the batch back through
          * careful mode. */
-        rc = cycle_queue_apply(c, c->recs, c->n_recs);
+        rc = cycle_queue_apply(c, c->recs, c->vals, c->n_recs);
         if (rc != EXACTLY_OK)
             return rc;
 #ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN

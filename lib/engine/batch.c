@@ -437,6 +437,7 @@ void batch_free(batch_builder *b)
     free(b->id_vals);
     free(b->slots);
     free(b->records);
+    free(b->rec_vals);
     free(b->rec_msgs);
     free(b->values);
     free(b->colnames);

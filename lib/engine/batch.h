@@ -64,6 +64,10 @@ typedef struct batch_builder {
     const char **colnames;
     size_t n_columns;
     size_t cap_records, cap_rec_msgs, cap_values, cap_colnames;
+    /* For bigint IDs, each record's ID as its value (rec_vals[i] is
+     * records[i].id's), handed to apply() as exactly_batch.id_values. */
+    int64_t *rec_vals;
+    size_t cap_rec_vals;
     /* batch_group's per-ID and per-record counts (3 * (n_ids + 1)). */
     size_t *scratch;
     size_t cap_scratch;

@@ -79,12 +79,14 @@ static void lay_out_records(batch_builder *b, const size_t *msg_count,
     }
 }
 
-/* Fills the records' messages, then their rows from the lookup. */
+/* Fills the records' messages (and, for bigint IDs, their values), then
+ * their rows from the lookup. */
 static void fill_records(batch_builder *b, const PGresult *lookup, int keycol,
                          const size_t *rec_of_id)
 {
     int nt = lookup ? PQntuples(lookup) : 0;
     int nf = (int)b->n_columns;
+    int bigint = b->p->id.type == CFG_ID_BIGINT;
     size_t i;
 
     for (i = 0; i < b->n_msgs; i++) {
@@ -95,6 +97,8 @@ static void fill_records(batch_builder *b, const PGresult *lookup, int keycol,
             continue;
         rec = &b->records[bm->record];
         rec->id = bm->id;
+        if (bigint)
+            b->rec_vals[bm->record] = b->id_vals[bm->id_index];
         m = (exactly_message *)&rec->messages[rec->n_messages++];
         m->offset = bm->rk->offset;
         m->timestamp_ms = rd_kafka_message_timestamp(bm->rk, NULL);
@@ -135,6 +139,8 @@ exactly_err batch_group(batch_builder *b, const PGresult *lookup,
                    sizeof(size_t)) ||
         batch_grow((void **)&b->records, &b->cap_records, b->n_ids + 1,
                    sizeof(exactly_record)) ||
+        batch_grow((void **)&b->rec_vals, &b->cap_rec_vals, b->n_ids + 1,
+                   sizeof(int64_t)) ||
         batch_grow((void **)&b->rec_msgs, &b->cap_rec_msgs, b->n_msgs + 1,
                    sizeof(exactly_message)) ||
         batch_grow((void **)&b->colnames, &b->cap_colnames, (size_t)nf + 1,

@@ -18,6 +18,8 @@ typedef struct cycle {
     engine *e;
     part *pt;
     exactly_record *recs; /* what the handler gets, after skip/dead-letter */
+    int64_t *vals;        /* for bigint IDs their values (vals[i] is
+                             recs[i].id's), in recs' allocation; else NULL */
     size_t n_recs;
     uint64_t applied_msgs;
     uint64_t failed_msgs;
@@ -75,8 +77,10 @@ exactly_err cycle_judge_apply(cycle *c, exactly_err ret);
 /* What a failed sync (rc) means. */
 exactly_err cycle_judge_sync(cycle *c, exactly_err rc);
 /* Queues the handler's writes for recs[0..n), without a savepoint
- * (optimistic mode). Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
-exactly_err cycle_queue_apply(cycle *c, exactly_record *recs, size_t n);
+ * (optimistic mode); vals: their IDs' values (exactly_batch.id_values) or
+ * NULL. Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */
+exactly_err cycle_queue_apply(cycle *c, exactly_record *recs,
+                              const int64_t *vals, size_t n);
 /* Records the handler failed on purpose go to dead letters; the rest
  * count as applied. Only once their writes are part of the txn. */
 void cycle_account_applied(cycle *c, exactly_record *recs, size_t n);

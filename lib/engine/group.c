@@ -52,6 +52,9 @@ typedef struct member_run {
  */
 typedef struct merged {
     exactly_record *recs;
+    int64_t *vals;          /* their IDs' values, while every member has
+                               them (have_vals) */
+    int have_vals;
     size_t n, cap;
     size_t *id_at;          /* where each record's ID starts in ids */
     strbuf ids;             /* the IDs, NUL-terminated, one after another */
@@ -63,18 +66,29 @@ static int merges(const engine *e)
     return e->plugin->fused && e->plugin->h->skips_lookup;
 }
 
-/* Copies recs[0..n) into m; -1 when out of memory. */
-static int merged_add(merged *m, const exactly_record *recs, size_t n)
+/* Copies recs[0..n) (and vals[0..n), their IDs' values, or NULL: none)
+ * into m; -1 when out of memory. */
+static int merged_add(merged *m, const exactly_record *recs,
+                      const int64_t *vals, size_t n)
 {
     size_t i;
 
+    if (m->n == 0)
+        m->have_vals = 1;
+    if (!vals)
+        m->have_vals = 0;
     if (m->n + n > m->cap) {
         size_t cap = (m->n + n) * 2;
         exactly_record *r = realloc(m->recs, cap * sizeof(*r));
+        int64_t *v;
         size_t *at;
         if (!r)
             return -1;
         m->recs = r;
+        v = realloc(m->vals, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        m->vals = v;
         at = realloc(m->id_at, cap * sizeof(*at));
         if (!at)
             return -1;
@@ -83,6 +97,7 @@ static int merged_add(merged *m, const exactly_record *recs, size_t n)
     }
     for (i = 0; i < n; i++) {
         memset(&m->recs[m->n], 0, sizeof(m->recs[m->n]));
+        m->vals[m->n] = vals ? vals[i] : 0;
         m->recs[m->n].n_messages = recs[i].n_messages;
         m->id_at[m->n] = m->ids.len;
         strbuf_append(&m->ids, recs[i].id, strlen(recs[i].id) + 1);
@@ -103,7 +118,7 @@ static exactly_err merged_apply(engine *e, merged *m, cycle *c)
     /* The arena is complete: the IDs no longer move. */
     for (i = 0; i < m->n; i++)
         m->recs[i].id = m->ids.data + m->id_at[i];
-    rc = cycle_queue_apply(c, m->recs, m->n);
+    rc = cycle_queue_apply(c, m->recs, m->have_vals ? m->vals : NULL, m->n);
     if (rc != EXACTLY_OK)
         return rc;
     /* A record failed on purpose: which partition's it is is not kept
@@ -118,6 +133,7 @@ static exactly_err merged_apply(engine *e, merged *m, cycle *c)
 static void merged_free(merged *m)
 {
     free(m->recs);
+    free(m->vals);
     free(m->id_at);
     strbuf_free(&m->ids);
 }
@@ -158,12 +174,12 @@ static exactly_err member_queue(engine *e, const engine_group_member *m,
         rc = cycle_phase_group(&r->c, &a);
     if (rc == EXACTLY_OK && r->c.n_recs > 0 && mg) {
         /* Applied with the others' after the last partition. */
-        if (merged_add(mg, r->c.recs, r->c.n_recs) != 0) {
+        if (merged_add(mg, r->c.recs, r->c.vals, r->c.n_recs) != 0) {
             cycle_note(&r->c, NULL, "out of memory");
             rc = EXACTLY_ENOMEM;
         }
     } else if (rc == EXACTLY_OK && r->c.n_recs > 0) {
-        rc = cycle_queue_apply(&r->c, r->c.recs, r->c.n_recs);
+        rc = cycle_queue_apply(&r->c, r->c.recs, r->c.vals, r->c.n_recs);
     }
     if (rc == EXACTLY_OK) {
         /* All or nothing: should a write fail, COMMIT is answered

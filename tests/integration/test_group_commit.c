@@ -60,6 +60,8 @@ int main(void)
     c.max_messages = 1000;
     c.max_wait_ms = 20;
     c.kafka = (const char *const[]){"fetch.wait.max.ms", "10", NULL};
+    /* A group's members carry their IDs' values too (ABI 1.3). */
+    c.handler_options_yaml = "        require_id_values: true\n";
     ledger_fixture_config(&f, &c);
 
     x0 = tk_pg_xacts_settled(f.conninfo);

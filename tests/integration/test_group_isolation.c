@@ -151,7 +151,9 @@ static void handler_case(void)
     snprintf(opts, sizeof opts,
              "        return_on_id: '%d'\n"
              "        return_code: %d\n"
-             "        return_times: 0\n",
+             "        return_times: 0\n"
+             /* so do the bisect's halves (ABI 1.3) */
+             "        require_id_values: true\n",
              bad, (int)EXACTLY_EHANDLER);
     memset(&c, 0, sizeof c);
     c.handler_options_yaml = opts;

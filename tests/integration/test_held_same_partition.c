@@ -214,7 +214,8 @@ int main(void)
     ledger_fixture_start(&f, "held_same_partition", TOPIC, PARTITIONS);
     snprintf(options, sizeof options,
              "        stall_ms: %d\n"
-             "        retry_on_ids: ['%d', '%d', '%d']\n",
+             "        retry_on_ids: ['%d', '%d', '%d']\n"
+             "        require_id_values: true\n",
              STALL_MS, ENTITIES + 1, ENTITIES + 2, ENTITIES + 3);
     memset(&c, 0, sizeof c);
     c.max_messages = BATCH;

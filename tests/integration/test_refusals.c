@@ -106,7 +106,7 @@ static const refusal cases[] = {
     {"plugin_newer_minor_abi",
      Y_KAFKA Y_RESET Y_PG Y_PIPE Y_TOPICS Y_BODY Y_PLUGIN("broken_minor.so"),
      "plugin @PLUGINS@/broken_minor.so: handler 'broken_minor' was built for "
-     "ABI 1.3, this exactly speaks ABI 1.2",
+     "ABI 1.4, this exactly speaks ABI 1.3",
      1},
     /* open() runs against the database (after the schema check), so this
      * one is tried on the migrated database only. */
@@ -333,7 +333,7 @@ int main(void)
     size_t i;
 
     /* The newer-minor case's message names these versions. */
-    TK_CHECK(EXACTLY_ABI_MAJOR == 1 && EXACTLY_ABI_MINOR == 2,
+    TK_CHECK(EXACTLY_ABI_MAJOR == 1 && EXACTLY_ABI_MINOR == 3,
              "the ABI is %d.%d: update the plugin_newer_minor_abi case",
              EXACTLY_ABI_MAJOR, EXACTLY_ABI_MINOR);
     memset(&c, 0, sizeof c);

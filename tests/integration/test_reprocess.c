@@ -249,6 +249,8 @@ static void ledger_prepare(ledger_env *e)
     c.max_messages = 200;
     c.max_wait_ms = 50;
     c.kafka = kafka;
+    /* Reprocess batches carry their IDs' values too (ABI 1.3). */
+    c.handler_options_yaml = "        require_id_values: true\n";
     snprintf(e->config, sizeof e->config, "%s/ledger.yaml", g_dir);
     ledger_write_config(e->config, &c);
     c.topic = TRIM_TOPIC;

@@ -55,6 +55,9 @@
  *                               the first time a batch holds each of these
  *                               IDs in this process
  * And for any batch, regardless of its IDs:
+ *   require_id_values (bool)    a bigint batch without id_values (ABI 1.3)
+ *                               fails fatally (the tests that set it
+ *                               prove the runtime gives them on that path)
  *   stall_ms                    wait this long in apply(), on the worker's
  *                               own thread, before anything else (a slow
  *                               handler: the worker does nothing
@@ -104,6 +107,7 @@ typedef struct ledger {
     const char *sleep_on_id, *swallow_on_id, *return_on_id;
     const char *emit_topic;    /* NULL: emit nothing */
     int64_t sleep_ms, return_code, return_times, stall_ms;
+    int require_id_values;
     int slept;
     int64_t returned;
     /* Parameters, kept across batches to reuse their memory. */
@@ -137,6 +141,8 @@ static const exactly_option_decl ledger_options[] = {
      "in this process"},
     {"stall_ms", EXACTLY_OPT_INT, "0",
      "wait this long in apply() before anything else, on every batch"},
+    {"require_id_values", EXACTLY_OPT_BOOL, "false",
+     "fail fatally on a bigint batch without id_values (ABI 1.3)"},
     {"emit_topic", EXACTLY_OPT_STRING, "",
      "emit one outbox event per applied message to this topic (host->emit)"},
     {"reprocess_table", EXACTLY_OPT_STRING, "ledger_reprocess",
@@ -273,6 +279,7 @@ static exactly_err ledger_open(const exactly_open_args *args, void **state)
     l->return_code = h->opt_int(args->opts, "return_code");
     l->return_times = h->opt_int(args->opts, "return_times");
     l->stall_ms = h->opt_int(args->opts, "stall_ms");
+    l->require_id_values = h->opt_bool(args->opts, "require_id_values");
     if (copy_list(h, args->opts, "fail_on_ids", &l->fail_on_ids,
                   &l->n_fail_on_ids) != 0 ||
         copy_list(h, args->opts, "fail_twice_on_ids", &l->fail_twice_on_ids,
@@ -397,6 +404,37 @@ static exactly_err emit_events(ledger *l, exactly_txn *txn,
     return EXACTLY_OK;
 }
 
+/* Whether the batch's id_values (ABI 1.3), when given, are its records'
+ * IDs: each the value of the canonical decimal text. Fails the batch
+ * fatally (an ID handed wrong is no data error) when one is not, or when
+ * require_id_values is set and a bigint batch has none. */
+static exactly_err check_id_values(const ledger *l, exactly_txn *txn,
+                                   const exactly_batch *batch)
+{
+    const exactly_host *h = l->host;
+    char text[32];
+    size_t i;
+
+    if (!batch->id_values) {
+        if (l->require_id_values && strcmp(batch->id_type, "bigint") == 0 &&
+            batch->n_records > 0) {
+            h->set_error(txn, "ledger: a bigint batch of %zu records came "
+                         "without id_values", batch->n_records);
+            return EXACTLY_EFATAL;
+        }
+        return EXACTLY_OK;
+    }
+    for (i = 0; i < batch->n_records; i++) {
+        snprintf(text, sizeof(text), "%" PRId64, batch->id_values[i]);
+        if (strcmp(text, batch->records[i].id) != 0) {
+            h->set_error(txn, "ledger: record %zu has ID '%s' but id_values "
+                         "says %s", i, batch->records[i].id, text);
+            return EXACTLY_EFATAL;
+        }
+    }
+    return EXACTLY_OK;
+}
+
 static exactly_err ledger_apply(void *state, exactly_txn *txn,
                                 const exactly_batch *batch)
 {
@@ -409,6 +447,8 @@ static exactly_err ledger_apply(void *state, exactly_txn *txn,
     exactly_err rc;
 
     stall(l->stall_ms);
+    if ((rc = check_id_values(l, txn, batch)) != EXACTLY_OK)
+        return rc;
     if ((retry_id = retry_due(l, batch)) != NULL) {
         h->set_error(txn, "ledger: asking to retry the batch holding %s on "
                      "purpose", retry_id);
