@@ -244,7 +244,7 @@ static void stats_add(engine_stats *to, const engine_stats *a,
  * of it with late set. Its counters are its own: an engine_run in
  * progress leaves them out of its report. The connection must be quiet
  * (nothing queued after the held transaction) unless it committed. */
-void engine_settle_held(engine *e)
+exactly_err engine_settle_held(engine *e)
 {
     struct engine_held h;
     engine_batch_report r;
@@ -252,7 +252,7 @@ void engine_settle_held(engine *e)
     cycle c;
 
     if (!e->held.pt)
-        return;
+        return EXACTLY_OK;
     cycle_held_read(e);
     h = e->held;
     memset(&e->held, 0, sizeof(e->held));
@@ -283,6 +283,7 @@ void engine_settle_held(engine *e)
     r.late = 1;
     if (e->ops->batch_done)
         e->ops->batch_done(e->ops_arg, h.pt, &r);
+    return r.rc;
 }
 
 /* Runs the batch; r->err is its error value (code: what it returns; a
@@ -307,13 +308,24 @@ again:
                        (e->pos.crash_guard && pt->state != PART_S_SERVING) ||
                        !e->conn || PQstatus(e->conn) != CONNECTION_OK)) {
         size_t before = pt->n_buf;
-        engine_settle_held(e);
+        int own = e->held.pt == pt;
+        exactly_err held_rc = engine_settle_held(e);
+        if (own && held_rc != EXACTLY_OK) {
+            /* pt's own held batch failed: its report set what comes
+             * next (a backoff, a halt), which running the same messages
+             * again now would ignore. */
+            r->noop = 1;
+            r->rc = EXACTLY_OK;
+            exactly_error_set_code(&r->err, EXACTLY_OK);
+            return;
+        }
         if (pt->n_buf < before) {
             /* The held batch was pt's own, counted in n from the front of
              * the buffer: what it committed has left the buffer, and this
              * batch is what follows it, up to the same end. */
             size_t gone = before - pt->n_buf;
             if (n <= gone) {
+                r->noop = 1;
                 r->rc = EXACTLY_OK;
                 exactly_error_set_code(&r->err, EXACTLY_OK);
                 return;
@@ -342,13 +354,13 @@ again:
                         LOG_INT("behind_partition", e->held.pt->partition));
             free(c.recs);
             engine_rollback(e);
-            engine_settle_held(e);
+            (void)engine_settle_held(e);
             commit_sent = 0;
             goto again;
         }
         if (rc == EXACTLY_OK && c.held) {
             /* The one held before it was read, and committed. */
-            engine_settle_held(e);
+            (void)engine_settle_held(e);
             e->held.pt = pt;
             e->held.n = n;
             e->held.end = end;
@@ -384,7 +396,7 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end)
     /* A held batch read meanwhile: settled now, the connection quiet or
      * this batch held behind a committed one (settled already). */
     if (e->held.pt && e->held.read)
-        engine_settle_held(e);
+        (void)engine_settle_held(e);
     e->run_before = NULL;
     if (engine_holds(e, pt)) {
         e->held.t0 = t0;
@@ -392,6 +404,11 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end)
     }
     if (!e->ops->batch_done)
         return r.rc;
+    if (r.noop) {
+        /* Nothing ran: no batch to count, time or settle. */
+        e->ops->batch_done(e->ops_arg, pt, &r);
+        return r.rc;
+    }
     DELTA(consumed);
     DELTA(applied);
     DELTA(deduplicated);

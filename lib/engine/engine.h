@@ -104,6 +104,11 @@ typedef struct engine_batch_report {
     int late;                 /* a held batch (engine_holds), heard after
                                  the engine_run that sent it returned: its
                                  owner settles it where it hears it */
+    int noop;                 /* nothing ran: pt's own held batch was
+                                 settled instead (reported first, late)
+                                 and left nothing to run now, all of it
+                                 committed or its failure to wait out; the
+                                 owner settles nothing for this run */
 } engine_batch_report;
 
 /* What the engine asks of its owner. arg is engine.ops_arg. */
@@ -329,7 +334,9 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end);
  * owner settles it before anything but engine_run.
  */
 int engine_holds(const engine *e, const part *pt);
-void engine_settle_held(engine *e);
+/* Settles the held batch, if any: EXACTLY_OK when none was held or it
+ * committed, else what it ended with (already reported, late). */
+exactly_err engine_settle_held(engine *e);
 
 /* ---- a group: several partitions' batches in one transaction ---------- */
 

@@ -323,7 +323,7 @@ pass:
          * may be held (engine_holds): the next one is sent before its
          * answers are read; it is settled before this loop returns. */
         if (k > 1) {
-            engine_settle_held(&w->eng);
+            (void)engine_settle_held(&w->eng);
             step = worker_run_group(w, group, k);
         } else {
             w->eng.pipeline_ok = 1;
@@ -332,7 +332,7 @@ pass:
             w->eng.pipeline_ok = 0;
         }
         if (w->n_deferred > 0)
-            engine_settle_held(&w->eng);
+            (void)engine_settle_held(&w->eng);
         set_in_cycle(w, 0);
         if (w->n_deferred > 0)
             goto replay;
@@ -347,7 +347,7 @@ pass:
         goto pass;
     if (w->eng.held.pt) {
         set_in_cycle(w, 1);
-        engine_settle_held(&w->eng);
+        (void)engine_settle_held(&w->eng);
         set_in_cycle(w, 0);
     }
     if (w->n_deferred > 0)

@@ -164,6 +164,13 @@ worker_next worker_run_batch(worker *w, part *pt, size_t n, int64_t end,
     /* Held: settled when its answers are read (worker_batch_done). */
     if (rc == EXACTLY_OK && engine_holds(&w->eng, pt))
         return WORKER_NEXT_MORE;
+    /* Nothing ran: pt's own held batch was settled instead, and its
+     * report (worker_batch_done, late) decided what pt does next. */
+    if (r.noop)
+        return pt->n_buf > 0 && pt->retry_at_ms == 0 &&
+                       !part_state_stopped(pt->state)
+                   ? WORKER_NEXT_MORE
+                   : WORKER_NEXT_WAIT;
     /* engine_run reports every batch (engine_ops.batch_done); should it
      * not, its code alone is what is known. */
     if (r.rc != rc) {
