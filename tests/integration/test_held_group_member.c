@@ -35,66 +35,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "inproc_worker.h"
 #include "ledger_check.h"
-#include "plugin.h"
 #include "testkit.h"
-#include "worker_internal.h"
 
 #define TOPIC "held-group-member"
 #define PARTITIONS 3
 #define MAX_MESSAGES 20
-
-/* Polls and flushes until cond holds or ms pass. */
-#define RUN_UNTIL(w, cond, ms, flush)                                          \
-    do {                                                                       \
-        long long t0_ = tk_now_ms();                                           \
-        while (!(cond) && tk_now_ms() - t0_ < (ms)) {                          \
-            worker_assign_pending(w);                                          \
-            if (flush)                                                         \
-                (void)worker_flush_ready((w), 0);                              \
-            (void)worker_poll((w), 50);                                        \
-        }                                                                      \
-    } while (0)
-
-static void produce(const char *bootstraps, int partition, int n, int first_id,
-                    int64_t *counts)
-{
-    int parts[MAX_MESSAGES * 2], ids[MAX_MESSAGES * 2], i;
-
-    for (i = 0; i < n; i++) {
-        parts[i] = partition;
-        ids[i] = first_id + i;
-        counts[ids[i] - 1]++;
-    }
-    tk_produce_int_keys(bootstraps, TOPIC, parts, ids, (size_t)n);
-}
-
-static int all_serving(worker *w)
-{
-    size_t i;
-
-    if (w->eng.n_parts != PARTITIONS)
-        return 0;
-    for (i = 0; i < w->eng.n_parts; i++)
-        if (w->eng.parts[i]->state != PART_S_SERVING ||
-            w->eng.parts[i]->n_buf > 0)
-            return 0;
-    return 1;
-}
 
 int main(void)
 {
     static int64_t counts[LEDGER_ACCOUNTS];
     ledger_fixture f;
     ledger_config c;
-    exactly_config *cfg = NULL;
-    const cfg_pipeline *p;
-    char err[2048];
-    worker w;
+    inproc_worker iw;
+    worker *w = &iw.w;
     part *x, *y;
     PGconn *db;
-    int i, total = 0;
+    int total;
 
     ledger_fixture_start(&f, "held_group_member", TOPIC, PARTITIONS);
     memset(&c, 0, sizeof c);
@@ -102,67 +60,40 @@ int main(void)
     c.max_wait_ms = 1;
     ledger_fixture_config(&f, &c);
     db = tk_pg_connect(f.conninfo);
-
-    TK_CHECK(exactly_config_load(f.config, &cfg, err, sizeof err) == EXACTLY_OK,
-             "config: %s", err);
-    p = &cfg->pipelines[0];
-    worker_init(&w, cfg, p);
-    snprintf(w.eng.owner, sizeof w.eng.owner, "test:%d:0", (int)getpid());
-    TK_CHECK(exactly_plugin_load(cfg, p, &w.eng.plugin, err, sizeof err) ==
-                 EXACTLY_OK, "plugin: %s", err);
-    TK_CHECK(worker_consumer_start(&w, err, sizeof err) == EXACTLY_OK,
-             "consumer: %s", err);
-    TK_CHECK(worker_db(&w) == EXACTLY_OK, "cannot connect");
-    TK_CHECK(exactly_plugin_open(w.eng.plugin, w.eng.conn, p, w.eng.timeout_ms,
-                                 err, sizeof err) == EXACTLY_OK,
-             "open: %s", err);
-    TK_CHECK(worker_consumer_subscribe(&w.con, err, sizeof err) == EXACTLY_OK,
-             "subscribe: %s", err);
+    inproc_worker_start(&iw, f.config, 0);
 
     /* Every partition claimed and served once: groupable from now on. */
-    for (i = 0; i < PARTITIONS; i++) {
-        produce(f.mock->bootstraps, i, MAX_MESSAGES, 1 + i * MAX_MESSAGES,
-                counts);
-        total += MAX_MESSAGES;
-    }
-    RUN_UNTIL(&w, all_serving(&w) && ledger_rows(db) == total, 60000, 1);
-    TK_CHECK(all_serving(&w) && ledger_rows(db) == total,
-             "the first batches were not applied (%" PRId64 " rows of %d)",
-             ledger_rows(db), total);
+    total = inproc_serve_once(&iw, db, f.mock->bootstraps, TOPIC, PARTITIONS,
+                              MAX_MESSAGES, counts);
 
     /* X: the partition the flush visits first; Y: the one after it. */
-    x = w.eng.parts[0];
-    y = w.eng.parts[1];
+    x = w->eng.parts[0];
+    y = w->eng.parts[1];
     tk_note("X is partition %d, Y partition %d", (int)x->partition,
             (int)y->partition);
 
     /* 5 buffered on X (not flushed). */
-    produce(f.mock->bootstraps, x->partition, 5, 101, counts);
+    inproc_produce(f.mock->bootstraps, TOPIC, x->partition, 5, 101, counts);
     total += 5;
-    RUN_UNTIL(&w, x->n_buf == 5, 10000, 0);
+    INPROC_RUN_UNTIL(w, x->n_buf == 5, 10000, 0);
     TK_CHECK(x->n_buf == 5 && y->n_buf == 0, "X buffers %zu, Y %zu",
              x->n_buf, y->n_buf);
     /* 3 for Y, left in librdkafka's queue: the flush's drain takes them. */
-    produce(f.mock->bootstraps, y->partition, 3, 201, counts);
+    inproc_produce(f.mock->bootstraps, TOPIC, y->partition, 3, 201, counts);
     total += 3;
     tk_sleep_ms(1500);
     TK_CHECK(y->n_buf == 0, "Y was buffered before the flush");
 
-    (void)worker_flush_ready(&w, 1);
+    (void)worker_flush_ready(w, 1);
     tk_note("after the flush: X buffers %zu, Y %zu; %" PRId64 " rows",
             x->n_buf, y->n_buf, ledger_rows(db));
 
-    RUN_UNTIL(&w, ledger_rows(db) >= total && worker_all_committed(&w), 20000,
-              1);
+    INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
+                     20000, 1);
     ledger_check_exactly_once(db, f.mock->bootstraps, TOPIC, PARTITIONS, total,
                               counts, LEDGER_ACCOUNTS);
 
-    rd_kafka_consumer_close(w.rk);
-    while (w.eng.n_parts > 0)
-        engine_part_remove(&w.eng, w.eng.parts[w.eng.n_parts - 1]);
-    rd_kafka_destroy(w.rk);
-    engine_free(&w.eng);
-    exactly_config_free(cfg);
+    inproc_worker_stop(&iw);
     PQfinish(db);
     ledger_fixture_stop(&f);
     return 0;

@@ -38,12 +38,9 @@
 #include <string.h>
 
 #include "clock.h"
-#include "config.h"
+#include "inproc_worker.h"
 #include "ledger_check.h"
-#include "metrics.h"
-#include "plugin.h"
 #include "testkit.h"
-#include "worker_internal.h"
 
 #define TOPIC "held-own-settle"
 #define PARTITIONS 2
@@ -54,55 +51,17 @@
 /* The least backoff a retriable batch waits (lib/worker/db.c). */
 #define LEAST_BACKOFF_MS 50
 
-/* Polls and flushes until cond holds or ms pass. */
-#define RUN_UNTIL(w, cond, ms, flush)                                          \
-    do {                                                                       \
-        long long t0_ = tk_now_ms();                                           \
-        while (!(cond) && tk_now_ms() - t0_ < (ms)) {                          \
-            worker_assign_pending(w);                                          \
-            if (flush)                                                         \
-                (void)worker_flush_ready((w), 0);                              \
-            (void)worker_poll((w), 50);                                        \
-        }                                                                      \
-    } while (0)
-
-static void produce(const char *bootstraps, int partition, int n, int first_id,
-                    int64_t *counts)
-{
-    int parts[2 * BATCH], ids[2 * BATCH], i;
-
-    TK_CHECK(n <= 2 * BATCH, "produce: %d messages", n);
-    for (i = 0; i < n; i++) {
-        parts[i] = partition;
-        ids[i] = first_id + i;
-        counts[ids[i] - 1]++;
-    }
-    tk_produce_int_keys(bootstraps, TOPIC, parts, ids, (size_t)n);
-}
-
-static int all_serving(worker *w)
-{
-    size_t i;
-
-    if (w->eng.n_parts != PARTITIONS)
-        return 0;
-    for (i = 0; i < w->eng.n_parts; i++)
-        if (w->eng.parts[i]->state != PART_S_SERVING ||
-            w->eng.parts[i]->n_buf > 0)
-            return 0;
-    return 1;
-}
-
 /* Buffers x_msgs on x and BATCH on y (polled, not flushed), makes y due
  * just after the flush begins and flushes once. */
 static void held_flush(worker *w, const char *bootstraps, part *x, part *y,
                        int x_msgs, int *next_id, int64_t *counts)
 {
-    produce(bootstraps, x->partition, x_msgs, *next_id, counts);
+    inproc_produce(bootstraps, TOPIC, x->partition, x_msgs, *next_id, counts);
     *next_id += x_msgs;
-    produce(bootstraps, y->partition, BATCH, *next_id, counts);
+    inproc_produce(bootstraps, TOPIC, y->partition, BATCH, *next_id, counts);
     *next_id += BATCH;
-    RUN_UNTIL(w, x->n_buf == (size_t)x_msgs && y->n_buf == BATCH, 10000, 0);
+    INPROC_RUN_UNTIL(w, x->n_buf == (size_t)x_msgs && y->n_buf == BATCH,
+                     10000, 0);
     TK_CHECK(x->n_buf == (size_t)x_msgs && y->n_buf == BATCH,
              "X buffers %zu of %d, Y %zu of %d", x->n_buf, x_msgs, y->n_buf,
              BATCH);
@@ -115,76 +74,53 @@ int main(void)
     static int64_t counts[LEDGER_ACCOUNTS];
     ledger_fixture f;
     ledger_config c;
-    exactly_config *cfg = NULL;
-    const cfg_pipeline *p;
-    char err[2048];
-    worker w;
+    inproc_worker iw;
+    worker *w = &iw.w;
     part *x, *y;
     PGconn *db;
     uint64_t observed0, committed0;
     int64_t start, attempts, gap;
-    int i, total = 0, next_id;
+    int total, next_id;
+    char options[64];
 
     ledger_fixture_start(&f, "held_own_settle", TOPIC, PARTITIONS);
     memset(&c, 0, sizeof c);
     c.max_messages = BATCH;
     c.max_wait_ms = 10000;
-    c.handler_options_yaml = "        stall_ms: 50\n";
+    snprintf(options, sizeof options, "        stall_ms: %d\n", STALL_MS);
+    c.handler_options_yaml = options;
     ledger_fixture_config(&f, &c);
     db = tk_pg_connect(f.conninfo);
-
-    TK_CHECK(exactly_config_load(f.config, &cfg, err, sizeof err) == EXACTLY_OK,
-             "config: %s", err);
-    p = &cfg->pipelines[0];
-    worker_init(&w, cfg, p);
-    snprintf(w.eng.owner, sizeof w.eng.owner, "test:%d:0", (int)getpid());
-    w.m = metrics_map(1);
-    TK_CHECK(w.m != NULL, "metrics_map");
-    TK_CHECK(exactly_plugin_load(cfg, p, &w.eng.plugin, err, sizeof err) ==
-                 EXACTLY_OK, "plugin: %s", err);
-    TK_CHECK(worker_consumer_start(&w, err, sizeof err) == EXACTLY_OK,
-             "consumer: %s", err);
-    TK_CHECK(worker_db(&w) == EXACTLY_OK, "cannot connect");
-    TK_CHECK(exactly_plugin_open(w.eng.plugin, w.eng.conn, p, w.eng.timeout_ms,
-                                 err, sizeof err) == EXACTLY_OK,
-             "open: %s", err);
-    TK_CHECK(worker_consumer_subscribe(&w.con, err, sizeof err) == EXACTLY_OK,
-             "subscribe: %s", err);
+    inproc_worker_start(&iw, f.config, 1);
 
     /* Every partition claimed and served once. */
-    for (i = 0; i < PARTITIONS; i++) {
-        produce(f.mock->bootstraps, i, 1, 1 + i, counts);
-        total++;
-    }
-    next_id = 1 + PARTITIONS;
-    RUN_UNTIL(&w, all_serving(&w) && ledger_rows(db) == total, 60000, 1);
-    TK_CHECK(all_serving(&w) && ledger_rows(db) == total,
-             "the first batches were not applied (%" PRId64 " rows of %d)",
-             ledger_rows(db), total);
-    x = w.eng.parts[0];
-    y = w.eng.parts[1];
+    total = inproc_serve_once(&iw, db, f.mock->bootstraps, TOPIC, PARTITIONS,
+                              1, counts);
+    next_id = 1 + total;
+    x = w->eng.parts[0];
+    y = w->eng.parts[1];
     tk_note("X is partition %d, Y partition %d", (int)x->partition,
             (int)y->partition);
 
     /* Case 1: the held batch is all of X's run. */
-    observed0 = w.m->latency_count;
-    committed0 = w.m->batches_committed;
-    held_flush(&w, f.mock->bootstraps, x, y, BATCH, &next_id, counts);
+    observed0 = w->m->latency_count;
+    committed0 = w->m->batches_committed;
+    held_flush(w, f.mock->bootstraps, x, y, BATCH, &next_id, counts);
     total += 2 * BATCH;
-    RUN_UNTIL(&w, ledger_rows(db) >= total && worker_all_committed(&w), 20000,
-              1);
+    INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
+                     20000, 1);
     TK_CHECK(ledger_rows(db) == total, "%" PRId64 " rows of %d",
              ledger_rows(db), total);
-    TK_CHECK(w.m->batches_committed - committed0 == 2,
+    TK_CHECK(w->m->batches_committed - committed0 == 2,
              "%" PRIu64 " batches committed, expected 2 (X's and Y's)",
-             w.m->batches_committed - committed0);
-    TK_CHECK(w.m->latency_count - observed0 == w.m->batches_committed -
+             w->m->batches_committed - committed0);
+    TK_CHECK(w->m->latency_count - observed0 == w->m->batches_committed -
                                                    committed0,
              "the batch-duration histogram counted %" PRIu64 " batches for "
              "%" PRIu64 " committed: a run that found its partition's held "
              "batch was all it had to do was reported as a batch",
-             w.m->latency_count - observed0,
-             w.m->batches_committed - committed0);
+             w->m->latency_count - observed0,
+             w->m->batches_committed - committed0);
 
     /* Case 2: X's held batch fails once, retriably. */
     start = x->next_offset;
@@ -202,10 +138,10 @@ int main(void)
                "WHEN (NEW.partition = %d AND NEW.\"offset\" = %" PRId64 ") "
                "EXECUTE FUNCTION fail_once()",
            (int)x->partition, start);
-    held_flush(&w, f.mock->bootstraps, x, y, 2 * BATCH, &next_id, counts);
+    held_flush(w, f.mock->bootstraps, x, y, 2 * BATCH, &next_id, counts);
     total += 3 * BATCH;
-    RUN_UNTIL(&w, ledger_rows(db) >= total && worker_all_committed(&w), 20000,
-              1);
+    INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
+                     20000, 1);
     attempts = tk_sql_int64(db, "SELECT last_value FROM fail_once");
     TK_CHECK(attempts >= 2, "the batch at X's offset %" PRId64 " was tried "
              "%" PRId64 " time(s), expected the failure and a retry",
@@ -225,13 +161,7 @@ int main(void)
     ledger_check_exactly_once(db, f.mock->bootstraps, TOPIC, PARTITIONS, total,
                               counts, LEDGER_ACCOUNTS);
 
-    rd_kafka_consumer_close(w.rk);
-    while (w.eng.n_parts > 0)
-        engine_part_remove(&w.eng, w.eng.parts[w.eng.n_parts - 1]);
-    rd_kafka_destroy(w.rk);
-    engine_free(&w.eng);
-    metrics_unmap(w.m, 1);
-    exactly_config_free(cfg);
+    inproc_worker_stop(&iw);
     PQfinish(db);
     ledger_fixture_stop(&f);
     return 0;

@@ -1,0 +1,112 @@
+#include "inproc_worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ledger_check.h"
+#include "metrics.h"
+#include "plugin.h"
+
+void inproc_worker_start(inproc_worker *iw, const char *config_path,
+                         int metrics)
+{
+    const cfg_pipeline *p;
+    worker *w = &iw->w;
+    char err[2048];
+
+    memset(iw, 0, sizeof(*iw));
+    TK_CHECK(exactly_config_load(config_path, &iw->cfg, err, sizeof err) ==
+                 EXACTLY_OK,
+             "config: %s", err);
+    p = &iw->cfg->pipelines[0];
+    worker_init(w, iw->cfg, p);
+    snprintf(w->eng.owner, sizeof w->eng.owner, "test:%d:0", (int)getpid());
+    if (metrics) {
+        w->m = metrics_map(1);
+        TK_CHECK(w->m != NULL, "metrics_map");
+    }
+    TK_CHECK(exactly_plugin_load(iw->cfg, p, &w->eng.plugin, err,
+                                 sizeof err) == EXACTLY_OK,
+             "plugin: %s", err);
+    TK_CHECK(worker_consumer_start(w, err, sizeof err) == EXACTLY_OK,
+             "consumer: %s", err);
+    TK_CHECK(worker_db(w) == EXACTLY_OK, "cannot connect");
+    TK_CHECK(exactly_plugin_open(w->eng.plugin, w->eng.conn, p,
+                                 w->eng.timeout_ms, err,
+                                 sizeof err) == EXACTLY_OK,
+             "open: %s", err);
+    TK_CHECK(worker_consumer_subscribe(&w->con, err, sizeof err) ==
+                 EXACTLY_OK,
+             "subscribe: %s", err);
+}
+
+void inproc_worker_stop(inproc_worker *iw)
+{
+    worker *w = &iw->w;
+
+    rd_kafka_consumer_close(w->rk);
+    while (w->eng.n_parts > 0)
+        engine_part_remove(&w->eng, w->eng.parts[w->eng.n_parts - 1]);
+    rd_kafka_destroy(w->rk);
+    engine_free(&w->eng);
+    if (w->m)
+        metrics_unmap(w->m, 1);
+    exactly_config_free(iw->cfg);
+}
+
+int inproc_all_serving(const worker *w, size_t n)
+{
+    size_t i;
+
+    if (w->eng.n_parts != n)
+        return 0;
+    for (i = 0; i < w->eng.n_parts; i++)
+        if (w->eng.parts[i]->state != PART_S_SERVING ||
+            w->eng.parts[i]->n_buf > 0)
+            return 0;
+    return 1;
+}
+
+void inproc_produce(const char *bootstraps, const char *topic, int partition,
+                    int n, int first_id, int64_t *counts)
+{
+    int *parts = calloc((size_t)n, sizeof(int));
+    int *ids = calloc((size_t)n, sizeof(int));
+    int i;
+
+    TK_CHECK(n > 0 && parts && ids, "inproc_produce: %d messages", n);
+    for (i = 0; i < n; i++) {
+        parts[i] = partition;
+        ids[i] = first_id + i;
+        counts[ids[i] - 1]++;
+    }
+    tk_produce_int_keys(bootstraps, topic, parts, ids, (size_t)n);
+    free(parts);
+    free(ids);
+}
+
+int inproc_serve_once(inproc_worker *iw, PGconn *db, const char *bootstraps,
+                      const char *topic, int n_parts, int per_part,
+                      int64_t *counts)
+{
+    worker *w = &iw->w;
+    int i, total = 0;
+
+    for (i = 0; i < n_parts; i++) {
+        inproc_produce(bootstraps, topic, i, per_part, 1 + i * per_part,
+                       counts);
+        total += per_part;
+    }
+    INPROC_RUN_UNTIL(w,
+                     inproc_all_serving(w, (size_t)n_parts) &&
+                         ledger_rows(db) == total,
+                     60000, 1);
+    TK_CHECK(inproc_all_serving(w, (size_t)n_parts) &&
+                 ledger_rows(db) == total,
+             "the first batches were not applied (%" PRId64 " rows of %d)",
+             ledger_rows(db), total);
+    return total;
+}

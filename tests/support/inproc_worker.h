@@ -1,0 +1,67 @@
+/*
+ * inproc_worker.h - a worker run in the test's own process: the worker's
+ * own functions (lib/worker) on a real consumer of the mock cluster and
+ * the test database, for the tests that drive a flush themselves to reach
+ * a state no timing would reach reliably (test_held_*).
+ *
+ * Unlike the rest of the test kit it needs lib/ (exactly_core): it is its
+ * own library, exactly_inproc.
+ */
+#ifndef EXACTLY_INPROC_WORKER_H
+#define EXACTLY_INPROC_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "testkit.h"
+#include "worker_internal.h"
+
+typedef struct inproc_worker {
+    exactly_config *cfg;
+    worker w;
+} inproc_worker;
+
+/* Loads the configuration at config_path and starts a worker of its first
+ * pipeline: plugin loaded and opened, connected, consumer subscribed (the
+ * claims come with the polls); with metrics, a metrics slot of its own
+ * (iw->w.m). Fails the test on any error. */
+void inproc_worker_start(inproc_worker *iw, const char *config_path,
+                         int metrics);
+
+/* Closes the consumer and frees what inproc_worker_start made. */
+void inproc_worker_stop(inproc_worker *iw);
+
+/* Whether w holds n partitions, each served once (SERVING) with nothing
+ * buffered. */
+int inproc_all_serving(const worker *w, size_t n);
+
+/* Produces n messages to partition of topic with keys first_id, first_id
+ * + 1, ...; counts[id - 1] counts each. */
+void inproc_produce(const char *bootstraps, const char *topic, int partition,
+                    int n, int first_id, int64_t *counts);
+
+/* Produces per_part messages to each of the n_parts partitions (IDs 1, 2,
+ * ..., partition by partition) and runs the worker until every partition
+ * was served once (inproc_all_serving) and the ledger in db holds them
+ * all; fails the test otherwise. Returns the messages produced. */
+int inproc_serve_once(inproc_worker *iw, PGconn *db, const char *bootstraps,
+                      const char *topic, int n_parts, int per_part,
+                      int64_t *counts);
+
+/* Polls w (and, with flush, flushes what is due) until cond holds or ms
+ * pass. */
+#define INPROC_RUN_UNTIL(w, cond, ms, flush)                                   \
+    do {                                                                       \
+        long long t0_ = tk_now_ms();                                           \
+        while (!(cond) && tk_now_ms() - t0_ < (ms)) {                          \
+            worker_assign_pending(w);                                          \
+            if (flush)                                                         \
+                (void)worker_flush_ready((w), 0);                              \
+            (void)worker_poll((w), 50);                                        \
+        }                                                                      \
+    } while (0)
+
+#endif
