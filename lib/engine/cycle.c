@@ -286,6 +286,14 @@ exactly_err engine_settle_held(engine *e)
     return r.rc;
 }
 
+/* r: the run settled pt's own held batch and has nothing left to do. */
+static void report_noop(engine_batch_report *r)
+{
+    r->noop = 1;
+    r->rc = EXACTLY_OK;
+    exactly_error_set_code(&r->err, EXACTLY_OK);
+}
+
 /* Runs the batch; r->err is its error value (code: what it returns; a
  * batch committed in careful mode keeps the handler's failure that sent
  * it there) and r->retried whether it was rolled back to be retried. */
@@ -314,9 +322,7 @@ again:
             /* pt's own held batch failed: its report set what comes
              * next (a backoff, a halt), which running the same messages
              * again now would ignore. */
-            r->noop = 1;
-            r->rc = EXACTLY_OK;
-            exactly_error_set_code(&r->err, EXACTLY_OK);
+            report_noop(r);
             return;
         }
         if (pt->n_buf < before) {
@@ -325,9 +331,7 @@ again:
              * batch is what follows it, up to the same end. */
             size_t gone = before - pt->n_buf;
             if (n <= gone) {
-                r->noop = 1;
-                r->rc = EXACTLY_OK;
-                exactly_error_set_code(&r->err, EXACTLY_OK);
+                report_noop(r);
                 return;
             }
             n -= gone;

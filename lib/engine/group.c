@@ -52,9 +52,8 @@ typedef struct member_run {
  */
 typedef struct merged {
     exactly_record *recs;
-    int64_t *vals;          /* their IDs' values, while every member has
-                               them (have_vals) */
-    int have_vals;
+    int64_t *vals;          /* their IDs' values (exactly_batch.id_values) */
+    int no_vals;            /* a member came without values: none given */
     size_t n, cap;
     size_t *id_at;          /* where each record's ID starts in ids */
     strbuf ids;             /* the IDs, NUL-terminated, one after another */
@@ -73,10 +72,8 @@ static int merged_add(merged *m, const exactly_record *recs,
 {
     size_t i;
 
-    if (m->n == 0)
-        m->have_vals = 1;
     if (!vals)
-        m->have_vals = 0;
+        m->no_vals = 1;
     if (m->n + n > m->cap) {
         size_t cap = (m->n + n) * 2;
         exactly_record *r = realloc(m->recs, cap * sizeof(*r));
@@ -118,7 +115,7 @@ static exactly_err merged_apply(engine *e, merged *m, cycle *c)
     /* The arena is complete: the IDs no longer move. */
     for (i = 0; i < m->n; i++)
         m->recs[i].id = m->ids.data + m->id_at[i];
-    rc = cycle_queue_apply(c, m->recs, m->have_vals ? m->vals : NULL, m->n);
+    rc = cycle_queue_apply(c, m->recs, m->no_vals ? NULL : m->vals, m->n);
     if (rc != EXACTLY_OK)
         return rc;
     /* A record failed on purpose: which partition's it is is not kept
