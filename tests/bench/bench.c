@@ -60,7 +60,9 @@
  * and prints b/c (and b/b0). EXACTLY_BENCH_STATEMENTS=1 (scripts/bench.sh
  * then loads pg_stat_statements) also prints, after each of those runs,
  * what the consumer sent the server: each statement's calls, rows and
- * server time (plan + execute) per message, and its transactions.
+ * server time (plan + execute) per message, the work behind that time
+ * (buffers touched per message; pages dirtied, WAL full-page images per
+ * 1,000 messages; WAL bytes per message), and its transactions.
  * EXACTLY_BENCH_KAFKA adds kafka: lines (indented two spaces) to the
  * workers' configuration in those runs; the ceiling keeps its own.
  * EXACTLY_BENCH_TIMELINE=1 prints, for every run timed by its commit log,
@@ -1937,21 +1939,29 @@ static void statements_print(bench *b, const char *table, const char *pipeline)
     r = PQexecParams(
         b->db,
         "SELECT calls, rows, total_plan_time + total_exec_time, plans, "
-        "left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM "
+        "left(regexp_replace(query, '\\s+', ' ', 'g'), 110), "
+        "shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_fpi, "
+        "wal_bytes FROM "
         "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE "
         "datname = current_database()) AND calls >= 50 AND query NOT LIKE "
         "'%pg_stat_statements%' ORDER BY total_plan_time + total_exec_time DESC",
         0, NULL, NULL, NULL, NULL, 0);
     TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "pg_stat_statements: %s",
              PQerrorMessage(b->db));
-    printf("     %8s %9s %8s %8s %9s  %s\n", "calls", "rows", "plans", "ms",
-           "us/msg", "statement");
+    printf("     %8s %9s %8s %8s %9s %7s %7s %7s %7s  %s\n", "calls", "rows",
+           "plans", "ms", "us/msg", "blk/msg", "dirt/k", "fpi/k", "walB/m",
+           "statement");
     for (i = 0; i < PQntuples(r); i++) {
         double ms = atof(PQgetvalue(r, i, 2));
         tot += ms;
-        printf("     %8s %9s %8s %8.0f %9.3f  %s\n", PQgetvalue(r, i, 0),
-               PQgetvalue(r, i, 1), PQgetvalue(r, i, 3), ms, ms * 1000 / msgs,
-               PQgetvalue(r, i, 4));
+        /* Buffers touched per message, pages dirtied and WAL full-page
+         * images per 1,000 messages, WAL bytes per message. */
+        printf("     %8s %9s %8s %8.0f %9.3f %7.2f %7.2f %7.2f %7.1f  %s\n",
+               PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 3),
+               ms, ms * 1000 / msgs, atof(PQgetvalue(r, i, 5)) / msgs,
+               atof(PQgetvalue(r, i, 6)) * 1000 / msgs,
+               atof(PQgetvalue(r, i, 7)) * 1000 / msgs,
+               atof(PQgetvalue(r, i, 8)) / msgs, PQgetvalue(r, i, 4));
     }
     PQclear(r);
     xacts = tk_sql_int64(b->db, "SELECT count(DISTINCT xid) FROM bench_commits "
