@@ -80,8 +80,7 @@ static exactly_err ids_binary(upsert_state *st, exactly_txn *txn,
     pgarray_begin(&st->ids_bin, st->id_oid);
     if (b->id_values && st->id_oid == PGARRAY_INT8_OID) {
         /* The values decoding found (ABI 1.3): no text to parse again. */
-        for (i = 0; i < b->n_records; i++)
-            pgarray_add_int8(&st->ids_bin, b->id_values[i]);
+        pgarray_add_int8s(&st->ids_bin, b->id_values, b->n_records);
     } else {
         for (i = 0; i < b->n_records; i++)
             if (pgarray_add_text_as(&st->ids_bin, b->records[i].id,

@@ -392,8 +392,7 @@ exactly_err batch_ids_param(batch_builder *b)
                   pgarray_oid_of(exactly_id_type_name(b->p->id.type)));
     if (b->p->id.type == CFG_ID_BIGINT) {
         /* The values decoding found: no text to parse again. */
-        for (i = 0; i < b->n_ids; i++)
-            pgarray_add_int8(&b->ids_param, b->id_vals[i]);
+        pgarray_add_int8s(&b->ids_param, b->id_vals, b->n_ids);
     } else {
         for (i = 0; i < b->n_ids; i++)
             if (pgarray_add_text_as(&b->ids_param, b->ids[i],

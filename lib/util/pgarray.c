@@ -1,5 +1,6 @@
 #include "pgarray.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,22 +49,46 @@ void pgarray_begin(pgarray *a, uint32_t elem_oid)
     (void)room(a, HEADER);
 }
 
-void pgarray_add_int8(pgarray *a, int64_t v)
+/* One int8 element at p: its length, then its value in network order. */
+static void put_int8(unsigned char *p, int64_t v)
 {
-    unsigned char *p = room(a, 12);
     uint64_t u = (uint64_t)v;
 
-    if (!p)
-        return;
     put32(p, 8);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    u = __builtin_bswap64(u); /* to network order */
+    u = __builtin_bswap64(u);
     memcpy(p + 4, &u, 8);
 #else
     put32(p + 4, (uint32_t)(u >> 32));
     put32(p + 8, (uint32_t)u);
 #endif
+}
+
+void pgarray_add_int8(pgarray *a, int64_t v)
+{
+    unsigned char *p = room(a, 12);
+
+    if (!p)
+        return;
+    put_int8(p, v);
     a->n++;
+}
+
+void pgarray_add_int8s(pgarray *a, const int64_t *v, size_t n)
+{
+    unsigned char *p;
+    size_t i;
+
+    if (n > SIZE_MAX / 12) {
+        a->oom = 1;
+        return;
+    }
+    p = room(a, 12 * n);
+    if (!p)
+        return;
+    for (i = 0; i < n; i++)
+        put_int8(p + 12 * i, v[i]);
+    a->n += (uint32_t)n;
 }
 
 void pgarray_add_raw(pgarray *a, const void *s, size_t n)

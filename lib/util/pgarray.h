@@ -29,6 +29,8 @@ typedef struct pgarray {
 /* Starts an empty array of elem_oid elements, keeping the buffer. */
 void pgarray_begin(pgarray *a, uint32_t elem_oid);
 void pgarray_add_int8(pgarray *a, int64_t v);
+/* pgarray_add_int8() of v[0..n), the room reserved once. */
+void pgarray_add_int8s(pgarray *a, const int64_t *v, size_t n);
 /* The raw bytes of one element (text as is; uuid as its 16 bytes). */
 void pgarray_add_raw(pgarray *a, const void *p, size_t n);
 void pgarray_add_null(pgarray *a);

@@ -58,6 +58,28 @@ int main(void)
         TK_CHECK_EQ_INT64(get_int8(p + 24 + i * 12), want[i], ints[i]);
     }
     TK_CHECK_EQ_INT64(get_int8(p + 24 + 5 * 12), 42, "pgarray_add_int8");
+    /* pgarray_add_int8s: the same bytes as one pgarray_add_int8 each,
+     * after what the array held, across the buffer's first growth. */
+    {
+        static int64_t many[400];
+        for (i = 0; i < 400; i++)
+            many[i] = (int64_t)(i * 0x0102030405060708ULL) - 7;
+        pgarray_begin(&a, PGARRAY_INT8_OID);
+        pgarray_add_int8(&a, 5);
+        pgarray_add_int8s(&a, many, 0);
+        pgarray_add_int8s(&a, many, 400);
+        p = (const unsigned char *)pgarray_finish(&a, &len);
+        TK_CHECK(p != NULL, "int8 array built in bulk");
+        TK_CHECK_EQ_INT64(len, 20 + 401 * 12, "bulk int8 array length");
+        check_header(p, 0, 20, 401);
+        TK_CHECK_EQ_INT64(get_int8(p + 24), 5, "the element before the bulk");
+        for (i = 0; i < 400; i++) {
+            TK_CHECK_EQ_INT64(get32(p + 20 + (i + 1) * 12), 8,
+                              "bulk int8 element length");
+            TK_CHECK_EQ_INT64(get_int8(p + 24 + (i + 1) * 12), many[i],
+                              "bulk int8 element");
+        }
+    }
     TK_CHECK(pgarray_add_text_as(&a, "", 0) != 0, "empty int8 refused");
     TK_CHECK(pgarray_add_text_as(&a, "-", 1) != 0, "lone minus refused");
     TK_CHECK(pgarray_add_text_as(&a, "12a", 3) != 0, "non-digit refused");
