@@ -74,7 +74,6 @@ static void log_rollback(const part *pt, const cycle *c, exactly_err rc,
 static int check_position(engine *e, part *pt, size_t *n, int64_t end,
                           exactly_err *rc)
 {
-    size_t before = pt->n_buf;
     int back;
 
     if (pt->attempts == 0 && pt->pos_conn == e->conn_serial)
@@ -94,15 +93,14 @@ static int check_position(engine *e, part *pt, size_t *n, int64_t end,
         *rc = EXACTLY_EFENCED;
         return 1;
     }
-    if (pt->n_buf < before) {
-        /* Part of what we meant to apply is already committed. */
-        size_t gone = before - pt->n_buf;
-        *n = *n > gone ? *n - gone : 0;
-        if (*n == 0 && end <= pt->next_offset) {
-            pt->attempts = 0;
-            *rc = EXACTLY_OK;
-            return 1;
-        }
+    /* Part of what we meant to apply may be committed already: it left
+     * the buffer. What is left is what lies below end (by offset, not by
+     * how the buffer's length moved: the buffer may also have grown). */
+    *n = engine_part_below(pt, end);
+    if (*n == 0 && end <= pt->next_offset) {
+        pt->attempts = 0;
+        *rc = EXACTLY_OK;
+        return 1;
     }
     return 0;
 }
@@ -315,7 +313,6 @@ again:
                        pt->attempts != 0 || pt->pos_conn != e->conn_serial ||
                        (e->pos.crash_guard && pt->state != PART_S_SERVING) ||
                        !e->conn || PQstatus(e->conn) != CONNECTION_OK)) {
-        size_t before = pt->n_buf;
         int own = e->held.pt == pt;
         exactly_err held_rc = engine_settle_held(e);
         if (own && held_rc != EXACTLY_OK) {
@@ -325,16 +322,17 @@ again:
             report_noop(r);
             return;
         }
-        if (pt->n_buf < before) {
-            /* The held batch was pt's own, counted in n from the front of
-             * the buffer: what it committed has left the buffer, and this
-             * batch is what follows it, up to the same end. */
-            size_t gone = before - pt->n_buf;
-            if (n <= gone) {
+        if (own) {
+            /* The held batch was the front of the n counted here, and
+             * what it committed has left the buffer: this batch is what
+             * is left below the same end. Counted by offset: messages
+             * drained while the settle waited may have joined the buffer
+             * behind, and they lie at or above end. */
+            n = engine_part_below(pt, end);
+            if (n == 0) {
                 report_noop(r);
                 return;
             }
-            n -= gone;
         }
     }
     rc = engine_db_open(e);

@@ -225,7 +225,7 @@ void engine_part_drop(part *pt, size_t n)
         pt->first_at_ms = exactly_now_ms();
 }
 
-const rd_kafka_message_t *engine_part_msg(const part *pt, int64_t offset)
+size_t engine_part_below(const part *pt, int64_t offset)
 {
     size_t lo = 0, hi = pt->n_buf;
 
@@ -236,8 +236,14 @@ const rd_kafka_message_t *engine_part_msg(const part *pt, int64_t offset)
         else
             hi = mid;
     }
-    return lo < pt->n_buf && pt->buf[lo]->offset == offset ? pt->buf[lo]
-                                                           : NULL;
+    return lo;
+}
+
+const rd_kafka_message_t *engine_part_msg(const part *pt, int64_t offset)
+{
+    size_t i = engine_part_below(pt, offset);
+
+    return i < pt->n_buf && pt->buf[i]->offset == offset ? pt->buf[i] : NULL;
 }
 
 /* ---- the partition on the consumer --------------------------------------- */

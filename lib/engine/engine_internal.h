@@ -19,6 +19,9 @@ void engine_publish_position(engine *e, const part *pt);
 
 /* The buffered message of pt at offset, or NULL (pt->buf is ascending). */
 const rd_kafka_message_t *engine_part_msg(const part *pt, int64_t offset);
+/* How many of pt's buffered messages lie below offset: the front of the
+ * buffer that a batch ending at offset covers. */
+size_t engine_part_below(const part *pt, int64_t offset);
 
 /* Whether this process already attempted a batch of pt at start: the crash
  * guard counts an attempt once per process. */
