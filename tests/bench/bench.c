@@ -775,7 +775,13 @@ static void ceiling_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         TK_CHECK(p >= 0 && p < MAX_PARTS, "partition %d", (int)p);
         parts->elems[i].offset = next;
         cs->part[p].next = next;
-        cs->part[p].n = 0;
+        /* A batch gathered but not sent stays when it starts where the
+         * database says: the messages after it may already sit in the
+         * array this very consume call returns (the callback runs inside
+         * it), and dropping the batch would leave them to start the next
+         * one past the stored offset, which the fence refuses. */
+        if (cs->part[p].start != next)
+            cs->part[p].n = 0;
         if (p + 1 > cs->n_parts)
             cs->n_parts = p + 1;
     }
@@ -871,6 +877,23 @@ static void ceiling_extra_kafka(rd_kafka_conf_t *conf)
     }
 }
 
+
+/* Whether the hand-written loop's run logged at logp stopped at a fenced
+ * batch (it does not recover from one as exactly does); says so. Such a
+ * run is not measured: it is run once more. */
+static int ceiling_fenced(const char *group, const char *logp)
+{
+    char *log = tk_read_file(logp);
+    int fenced = log && strstr(log, "is fenced");
+
+    if (fenced) {
+        const char *el = strstr(log, "DETAIL:");
+        printf("     (c) %s stopped at a fenced batch (%.*s); run again\n",
+               group, el ? (int)strcspn(el, "\n") : 0, el ? el : "");
+    }
+    free(log);
+    return fenced;
+}
 /* exactly-bench --ceiling-consumer BOOTSTRAPS TOPIC GROUP CONNINFO BATCH
  * EXIT_IDLE_MS: (c), a tight hand-written consumer of exactly's design.
  * librdkafka (read_committed, the fetch settings exactly uses by default),
@@ -1096,15 +1119,8 @@ static void run_ceiling_consumer(bench *b, const char *group, figures *f)
         memset(&smp, 0, sizeof(smp));
         pid = tk_spawn(argv, logp);
         st = watch(b, pid, &smp, NULL, NULL, &ru);
-        log = st != 0 && attempt == 0 ? tk_read_file(logp) : NULL;
-        if (!log || !strstr(log, "is fenced")) {
-            free(log);
+        if (st == 0 || attempt > 0 || !ceiling_fenced(group, logp))
             break;
-        }
-        el = strstr(log, "DETAIL:");
-        printf("     (c) %s stopped at a fenced batch (%.*s); run again\n",
-               group, el ? (int)strcspn(el, "\n") : 0, el ? el : "");
-        free(log);
     }
     TK_CHECK(st == 0, "ceiling consumer failed (status %d), see %s", st, logp);
     TK_CHECK_EQ_INT64(tk_sql_int64(b->db, "SELECT sum(next_offset) FROM "
@@ -1777,6 +1793,7 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
 {
     char topic[80], name[64], cfg[700], logp[700], out[600], outarg[720];
     char self[600], batch[16];
+    int attempt;
     char *worker_argv[] = {(char *)valgrind, "--tool=callgrind", outarg,
                            (char *)(b->cur_bin ? b->cur_bin : b->exactly_bin),
                            "worker", "-c", cfg,
@@ -1801,8 +1818,14 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
         unsetenv("EXACTLY_BENCH_CEILING_KAFKA"); /* its own settings */
         self_exe(self, sizeof(self));
         snprintf(batch, sizeof(batch), "%d", b->batch);
-        ceiling_offsets(b, name, topic);
-        st = tk_wait(tk_spawn(ceiling_argv, logp), 600000);
+        for (attempt = 0;; attempt++) {
+            ceiling_offsets(b, name, topic);
+            st = tk_wait(tk_spawn(ceiling_argv, logp), 600000);
+            if (st == 0 || attempt > 0 || !ceiling_fenced(name, logp))
+                break;
+            end_backends(b);
+            reset_view(b);
+        }
     } else {
         snprintf(cfg, sizeof(cfg), "%s/%s.yaml", b->dir, name);
         write_config(b, cfg, name, topic, "    batch: {max_wait_ms: 100}\n",
