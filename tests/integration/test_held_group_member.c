@@ -46,25 +46,17 @@
 int main(void)
 {
     static int64_t counts[LEDGER_ACCOUNTS];
+    static const inproc_held h = {"held_group_member", TOPIC, PARTITIONS,
+                                  MAX_MESSAGES, 1, 0, 0, MAX_MESSAGES};
     ledger_fixture f;
-    ledger_config c;
     inproc_worker iw;
     worker *w = &iw.w;
     part *x, *y;
     PGconn *db;
     int total;
 
-    ledger_fixture_start(&f, "held_group_member", TOPIC, PARTITIONS);
-    memset(&c, 0, sizeof c);
-    c.max_messages = MAX_MESSAGES;
-    c.max_wait_ms = 1;
-    ledger_fixture_config(&f, &c);
-    db = tk_pg_connect(f.conninfo);
-    inproc_worker_start(&iw, f.config, 0);
-
     /* Every partition claimed and served once: groupable from now on. */
-    total = inproc_serve_once(&iw, db, f.mock->bootstraps, TOPIC, PARTITIONS,
-                              MAX_MESSAGES, counts);
+    total = inproc_held_start(&iw, &f, &db, &h, counts);
 
     /* X: the partition the flush visits first; Y: the one after it. */
     x = w->eng.parts[0];
@@ -88,13 +80,6 @@ int main(void)
     tk_note("after the flush: X buffers %zu, Y %zu; %" PRId64 " rows",
             x->n_buf, y->n_buf, ledger_rows(db));
 
-    INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
-                     20000, 1);
-    ledger_check_exactly_once(db, f.mock->bootstraps, TOPIC, PARTITIONS, total,
-                              counts, LEDGER_ACCOUNTS);
-
-    inproc_worker_stop(&iw);
-    PQfinish(db);
-    ledger_fixture_stop(&f);
+    inproc_held_finish(&iw, &f, db, &h, total, counts);
     return 0;
 }

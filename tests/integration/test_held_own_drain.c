@@ -80,8 +80,9 @@ static void *produce_during_commit(void *p)
 int main(void)
 {
     static int64_t counts[LEDGER_ACCOUNTS];
+    static const inproc_held h = {"held_own_drain", TOPIC, PARTITIONS, BATCH,
+                                  10000, STALL_MS, 1, 1};
     ledger_fixture f;
-    ledger_config c;
     inproc_worker iw;
     worker *w = &iw.w;
     part *x, *y;
@@ -90,20 +91,8 @@ int main(void)
     producer_arg pa;
     int64_t start, stored, above, rows_before;
     int total, next_id;
-    char options[64];
 
-    ledger_fixture_start(&f, "held_own_drain", TOPIC, PARTITIONS);
-    memset(&c, 0, sizeof c);
-    c.max_messages = BATCH;
-    c.max_wait_ms = 10000;
-    snprintf(options, sizeof options, "        stall_ms: %d\n", STALL_MS);
-    c.handler_options_yaml = options;
-    ledger_fixture_config(&f, &c);
-    db = tk_pg_connect(f.conninfo);
-    inproc_worker_start(&iw, f.config, 1);
-
-    total = inproc_serve_once(&iw, db, f.mock->bootstraps, TOPIC, PARTITIONS,
-                              1, counts);
+    total = inproc_held_start(&iw, &f, &db, &h, counts);
     next_id = 1 + total;
     x = w->eng.parts[0];
     y = w->eng.parts[1];
@@ -171,13 +160,6 @@ int main(void)
              "committed them under the held batch's end",
              above, stored);
 
-    INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
-                     20000, 1);
-    ledger_check_exactly_once(db, f.mock->bootstraps, TOPIC, PARTITIONS, total,
-                              counts, LEDGER_ACCOUNTS);
-
-    inproc_worker_stop(&iw);
-    PQfinish(db);
-    ledger_fixture_stop(&f);
+    inproc_held_finish(&iw, &f, db, &h, total, counts);
     return 0;
 }

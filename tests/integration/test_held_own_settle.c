@@ -72,8 +72,9 @@ static void held_flush(worker *w, const char *bootstraps, part *x, part *y,
 int main(void)
 {
     static int64_t counts[LEDGER_ACCOUNTS];
+    static const inproc_held h = {"held_own_settle", TOPIC, PARTITIONS, BATCH,
+                                  10000, STALL_MS, 1, 1};
     ledger_fixture f;
-    ledger_config c;
     inproc_worker iw;
     worker *w = &iw.w;
     part *x, *y;
@@ -81,21 +82,9 @@ int main(void)
     uint64_t observed0, committed0;
     int64_t start, attempts, gap;
     int total, next_id;
-    char options[64];
-
-    ledger_fixture_start(&f, "held_own_settle", TOPIC, PARTITIONS);
-    memset(&c, 0, sizeof c);
-    c.max_messages = BATCH;
-    c.max_wait_ms = 10000;
-    snprintf(options, sizeof options, "        stall_ms: %d\n", STALL_MS);
-    c.handler_options_yaml = options;
-    ledger_fixture_config(&f, &c);
-    db = tk_pg_connect(f.conninfo);
-    inproc_worker_start(&iw, f.config, 1);
 
     /* Every partition claimed and served once. */
-    total = inproc_serve_once(&iw, db, f.mock->bootstraps, TOPIC, PARTITIONS,
-                              1, counts);
+    total = inproc_held_start(&iw, &f, &db, &h, counts);
     next_id = 1 + total;
     x = w->eng.parts[0];
     y = w->eng.parts[1];
@@ -158,11 +147,6 @@ int main(void)
              "that settled it retried it at once",
              gap, LEAST_BACKOFF_MS);
 
-    ledger_check_exactly_once(db, f.mock->bootstraps, TOPIC, PARTITIONS, total,
-                              counts, LEDGER_ACCOUNTS);
-
-    inproc_worker_stop(&iw);
-    PQfinish(db);
-    ledger_fixture_stop(&f);
+    inproc_held_finish(&iw, &f, db, &h, total, counts);
     return 0;
 }

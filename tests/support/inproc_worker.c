@@ -110,3 +110,40 @@ int inproc_serve_once(inproc_worker *iw, PGconn *db, const char *bootstraps,
              ledger_rows(db), total);
     return total;
 }
+
+int inproc_held_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
+                      const inproc_held *h, int64_t *counts)
+{
+    ledger_config c;
+    char options[64];
+
+    ledger_fixture_start(f, h->name, h->topic, h->partitions);
+    memset(&c, 0, sizeof c);
+    c.max_messages = h->max_messages;
+    c.max_wait_ms = h->max_wait_ms;
+    if (h->stall_ms > 0) {
+        snprintf(options, sizeof options, "        stall_ms: %d\n",
+                 h->stall_ms);
+        c.handler_options_yaml = options;
+    }
+    ledger_fixture_config(f, &c);
+    *db = tk_pg_connect(f->conninfo);
+    inproc_worker_start(iw, f->config, h->metrics);
+    return inproc_serve_once(iw, *db, f->mock->bootstraps, h->topic,
+                             h->partitions, h->per_part, counts);
+}
+
+void inproc_held_finish(inproc_worker *iw, ledger_fixture *f, PGconn *db,
+                        const inproc_held *h, int total,
+                        const int64_t *counts)
+{
+    worker *w = &iw->w;
+
+    INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
+                     20000, 1);
+    ledger_check_exactly_once(db, f->mock->bootstraps, h->topic,
+                              h->partitions, total, counts, LEDGER_ACCOUNTS);
+    inproc_worker_stop(iw);
+    PQfinish(db);
+    ledger_fixture_stop(f);
+}

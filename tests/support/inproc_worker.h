@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "ledger_check.h"
 #include "testkit.h"
 #include "worker_internal.h"
 
@@ -50,6 +51,32 @@ void inproc_produce(const char *bootstraps, const char *topic, int partition,
 int inproc_serve_once(inproc_worker *iw, PGconn *db, const char *bootstraps,
                       const char *topic, int n_parts, int per_part,
                       int64_t *counts);
+
+/* The setting the held-batch tests share (inproc_held_start). */
+typedef struct inproc_held {
+    const char *name;    /* the fixture's, for its directory and database */
+    const char *topic;
+    int partitions;
+    int max_messages;    /* batch.max_messages */
+    int max_wait_ms;     /* batch.max_wait_ms */
+    int stall_ms;        /* the ledger handler's stall in apply(); 0: none */
+    int metrics;         /* a metrics slot for the worker (iw->w.m) */
+    int per_part;        /* messages per partition of the first round */
+} inproc_held;
+
+/* Starts the ledger fixture h->name (h->topic, h->partitions) into *f and
+ * a worker in process on it (inproc_worker_start), connects *db to the
+ * test database and serves every partition once with h->per_part messages
+ * (inproc_serve_once, counted in counts). Returns the messages produced. */
+int inproc_held_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
+                      const inproc_held *h, int64_t *counts);
+
+/* Runs the worker until the ledger holds total messages and every batch
+ * is committed, checks that each was applied exactly once (counts: what
+ * was produced), then stops the worker, closes db and the fixture. */
+void inproc_held_finish(inproc_worker *iw, ledger_fixture *f, PGconn *db,
+                        const inproc_held *h, int total,
+                        const int64_t *counts);
 
 /* Polls w (and, with flush, flushes what is due) until cond holds or ms
  * pass. */
