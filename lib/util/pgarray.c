@@ -49,29 +49,9 @@ void pgarray_begin(pgarray *a, uint32_t elem_oid)
     (void)room(a, HEADER);
 }
 
-/* One int8 element at p: its length, then its value in network order. */
-static void put_int8(unsigned char *p, int64_t v)
-{
-    uint64_t u = (uint64_t)v;
-
-    put32(p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    u = __builtin_bswap64(u);
-    memcpy(p + 4, &u, 8);
-#else
-    put32(p + 4, (uint32_t)(u >> 32));
-    put32(p + 8, (uint32_t)u);
-#endif
-}
-
 void pgarray_add_int8(pgarray *a, int64_t v)
 {
-    unsigned char *p = room(a, 12);
-
-    if (!p)
-        return;
-    put_int8(p, v);
-    a->n++;
+    pgarray_add_int8s(a, &v, 1);
 }
 
 void pgarray_add_int8s(pgarray *a, const int64_t *v, size_t n)
@@ -86,8 +66,18 @@ void pgarray_add_int8s(pgarray *a, const int64_t *v, size_t n)
     p = room(a, 12 * n);
     if (!p)
         return;
-    for (i = 0; i < n; i++)
-        put_int8(p + 12 * i, v[i]);
+    for (i = 0; i < n; i++, p += 12) {
+        /* Each element: its length, then its value in network order. */
+        uint64_t u = (uint64_t)v[i];
+        put32(p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        u = __builtin_bswap64(u);
+        memcpy(p + 4, &u, 8);
+#else
+        put32(p + 4, (uint32_t)(u >> 32));
+        put32(p + 8, (uint32_t)u);
+#endif
+    }
     a->n += (uint32_t)n;
 }
 
