@@ -53,13 +53,8 @@ static void *kill_during_commit(void *p)
 {
     killer_arg *a = p;
     PGconn *db = tk_pg_connect(a->conninfo);
-    long long t0 = tk_now_ms();
 
-    while (tk_sql_int64(db, "SELECT last_value FROM commit_running") != 2) {
-        TK_CHECK(tk_now_ms() - t0 < 20000,
-                 "X's held COMMIT did not begin within 20 s");
-        tk_sleep_ms(5);
-    }
+    inproc_wait_commit_running(db);
     TK_CHECK(tk_sql_int64(db, "SELECT pg_terminate_backend(%d)::int",
                           a->backend_pid) == 1,
              "the worker's backend %d was not terminated", a->backend_pid);
@@ -84,35 +79,14 @@ int main(void)
 
     total = inproc_held_start(&iw, &f, &db, &h, counts);
     next_id = 1 + total;
-    x = w->eng.parts[0];
-    y = w->eng.parts[1];
-    tk_note("X is partition %d, Y partition %d", (int)x->partition,
-            (int)y->partition);
+    x = iw.x;
+    y = iw.y;
 
     /* X's next batch, once: its COMMIT raises the flag, then sleeps. */
-    tk_sql(db, "CREATE SEQUENCE commit_running");
-    tk_sql(db, "CREATE SEQUENCE slow_once");
-    tk_sql(db, "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE "
-               "plpgsql AS $$ BEGIN IF nextval('slow_once') = 1 THEN "
-               "PERFORM setval('commit_running', 2); PERFORM pg_sleep(5); "
-               "END IF; RETURN NEW; END $$");
-    tk_sql(db, "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ledger "
-               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-               "WHEN (NEW.partition = %d AND NEW.\"offset\" = %" PRId64 ") "
-               "EXECUTE FUNCTION slow_commit()",
-           (int)x->partition, x->next_offset);
-
-    inproc_produce(f.mock->bootstraps, TOPIC, x->partition, BATCH, next_id,
-                   counts);
-    next_id += BATCH;
-    inproc_produce(f.mock->bootstraps, TOPIC, y->partition, BATCH, next_id,
-                   counts);
-    next_id += BATCH;
+    inproc_slow_commit(db, x->partition, x->next_offset, 5);
+    inproc_buffer_xy(&iw, f.mock->bootstraps, TOPIC, BATCH, BATCH, &next_id,
+                     counts);
     total += 2 * BATCH;
-    INPROC_RUN_UNTIL(w, x->n_buf == BATCH && y->n_buf == BATCH, 10000, 0);
-    TK_CHECK(x->n_buf == BATCH && y->n_buf == BATCH,
-             "X buffers %zu of %d, Y %zu of %d", x->n_buf, BATCH, y->n_buf,
-             BATCH);
 
     TK_CHECK(w->eng.conn != NULL, "the worker holds no connection");
     ka = (killer_arg){f.conninfo, PQbackendPID(w->eng.conn)};

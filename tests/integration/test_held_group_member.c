@@ -58,11 +58,8 @@ int main(void)
     /* Every partition claimed and served once: groupable from now on. */
     total = inproc_held_start(&iw, &f, &db, &h, counts);
 
-    /* X: the partition the flush visits first; Y: the one after it. */
-    x = w->eng.parts[0];
-    y = w->eng.parts[1];
-    tk_note("X is partition %d, Y partition %d", (int)x->partition,
-            (int)y->partition);
+    x = iw.x;
+    y = iw.y;
 
     /* 5 buffered on X (not flushed). */
     inproc_produce(f.mock->bootstraps, TOPIC, x->partition, 5, 101, counts);

@@ -64,13 +64,8 @@ static void *produce_during_commit(void *p)
 {
     producer_arg *a = p;
     PGconn *db = tk_pg_connect(a->conninfo);
-    long long t0 = tk_now_ms();
 
-    while (tk_sql_int64(db, "SELECT last_value FROM commit_running") != 2) {
-        TK_CHECK(tk_now_ms() - t0 < 20000,
-                 "X's held COMMIT did not begin within 20 s");
-        tk_sleep_ms(5);
-    }
+    inproc_wait_commit_running(db);
     inproc_produce(a->bootstraps, TOPIC, a->partition, NEW, a->first_id,
                    a->counts);
     PQfinish(db);
@@ -94,36 +89,17 @@ int main(void)
 
     total = inproc_held_start(&iw, &f, &db, &h, counts);
     next_id = 1 + total;
-    x = w->eng.parts[0];
-    y = w->eng.parts[1];
-    tk_note("X is partition %d, Y partition %d", (int)x->partition,
-            (int)y->partition);
+    x = iw.x;
+    y = iw.y;
 
     /* X's next batch: its COMMIT raises the flag, then sleeps. */
     start = x->next_offset;
-    tk_sql(db, "CREATE SEQUENCE commit_running");
-    tk_sql(db, "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE "
-               "plpgsql AS $$ BEGIN PERFORM setval('commit_running', 2); "
-               "PERFORM pg_sleep(%d); RETURN NEW; END $$",
-           COMMIT_SLEEP_S);
-    tk_sql(db, "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ledger "
-               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-               "WHEN (NEW.partition = %d AND NEW.\"offset\" = %" PRId64 ") "
-               "EXECUTE FUNCTION slow_commit()",
-           (int)x->partition, start);
+    inproc_slow_commit(db, x->partition, start, COMMIT_SLEEP_S);
 
     /* X and Y buffer a batch each (polled, not flushed). */
-    inproc_produce(f.mock->bootstraps, TOPIC, x->partition, BATCH, next_id,
-                   counts);
-    next_id += BATCH;
-    inproc_produce(f.mock->bootstraps, TOPIC, y->partition, BATCH, next_id,
-                   counts);
-    next_id += BATCH;
+    inproc_buffer_xy(&iw, f.mock->bootstraps, TOPIC, BATCH, BATCH, &next_id,
+                     counts);
     total += 2 * BATCH;
-    INPROC_RUN_UNTIL(w, x->n_buf == BATCH && y->n_buf == BATCH, 10000, 0);
-    TK_CHECK(x->n_buf == BATCH && y->n_buf == BATCH,
-             "X buffers %zu of %d, Y %zu of %d", x->n_buf, BATCH, y->n_buf,
-             BATCH);
 
     pa = (producer_arg){f.conninfo, f.mock->bootstraps, x->partition,
                         next_id, counts};

@@ -53,20 +53,12 @@
 
 /* Buffers x_msgs on x and BATCH on y (polled, not flushed), makes y due
  * just after the flush begins and flushes once. */
-static void held_flush(worker *w, const char *bootstraps, part *x, part *y,
+static void held_flush(inproc_worker *iw, const char *bootstraps,
                        int x_msgs, int *next_id, int64_t *counts)
 {
-    inproc_produce(bootstraps, TOPIC, x->partition, x_msgs, *next_id, counts);
-    *next_id += x_msgs;
-    inproc_produce(bootstraps, TOPIC, y->partition, BATCH, *next_id, counts);
-    *next_id += BATCH;
-    INPROC_RUN_UNTIL(w, x->n_buf == (size_t)x_msgs && y->n_buf == BATCH,
-                     10000, 0);
-    TK_CHECK(x->n_buf == (size_t)x_msgs && y->n_buf == BATCH,
-             "X buffers %zu of %d, Y %zu of %d", x->n_buf, x_msgs, y->n_buf,
-             BATCH);
-    y->retry_at_ms = exactly_now_ms() + Y_DUE_MS;
-    (void)worker_flush_ready(w, 0);
+    inproc_buffer_xy(iw, bootstraps, TOPIC, x_msgs, BATCH, next_id, counts);
+    iw->y->retry_at_ms = exactly_now_ms() + Y_DUE_MS;
+    (void)worker_flush_ready(&iw->w, 0);
 }
 
 int main(void)
@@ -77,7 +69,7 @@ int main(void)
     ledger_fixture f;
     inproc_worker iw;
     worker *w = &iw.w;
-    part *x, *y;
+    part *x;
     PGconn *db;
     uint64_t observed0, committed0;
     int64_t start, attempts, gap;
@@ -86,15 +78,12 @@ int main(void)
     /* Every partition claimed and served once. */
     total = inproc_held_start(&iw, &f, &db, &h, counts);
     next_id = 1 + total;
-    x = w->eng.parts[0];
-    y = w->eng.parts[1];
-    tk_note("X is partition %d, Y partition %d", (int)x->partition,
-            (int)y->partition);
+    x = iw.x;
 
     /* Case 1: the held batch is all of X's run. */
     observed0 = w->m->latency_count;
     committed0 = w->m->batches_committed;
-    held_flush(w, f.mock->bootstraps, x, y, BATCH, &next_id, counts);
+    held_flush(&iw, f.mock->bootstraps, BATCH, &next_id, counts);
     total += 2 * BATCH;
     INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
                      20000, 1);
@@ -127,7 +116,7 @@ int main(void)
                "WHEN (NEW.partition = %d AND NEW.\"offset\" = %" PRId64 ") "
                "EXECUTE FUNCTION fail_once()",
            (int)x->partition, start);
-    held_flush(w, f.mock->bootstraps, x, y, 2 * BATCH, &next_id, counts);
+    held_flush(&iw, f.mock->bootstraps, 2 * BATCH, &next_id, counts);
     total += 3 * BATCH;
     INPROC_RUN_UNTIL(w, ledger_rows(db) >= total && worker_all_committed(w),
                      20000, 1);

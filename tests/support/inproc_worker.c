@@ -116,6 +116,7 @@ int inproc_held_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
 {
     ledger_config c;
     char options[64];
+    int total;
 
     ledger_fixture_start(f, h->name, h->topic, h->partitions);
     memset(&c, 0, sizeof c);
@@ -129,8 +130,60 @@ int inproc_held_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
     ledger_fixture_config(f, &c);
     *db = tk_pg_connect(f->conninfo);
     inproc_worker_start(iw, f->config, h->metrics);
-    return inproc_serve_once(iw, *db, f->mock->bootstraps, h->topic,
-                             h->partitions, h->per_part, counts);
+    total = inproc_serve_once(iw, *db, f->mock->bootstraps, h->topic,
+                              h->partitions, h->per_part, counts);
+    /* X: the partition a flush visits first; Y: the one after it. */
+    iw->x = iw->w.eng.parts[0];
+    iw->y = iw->w.eng.parts[1];
+    tk_note("X is partition %d, Y partition %d", (int)iw->x->partition,
+            (int)iw->y->partition);
+    return total;
+}
+
+void inproc_buffer_xy(inproc_worker *iw, const char *bootstraps,
+                      const char *topic, int x_msgs, int y_msgs, int *next_id,
+                      int64_t *counts)
+{
+    part *x = iw->x, *y = iw->y;
+
+    inproc_produce(bootstraps, topic, x->partition, x_msgs, *next_id, counts);
+    *next_id += x_msgs;
+    inproc_produce(bootstraps, topic, y->partition, y_msgs, *next_id, counts);
+    *next_id += y_msgs;
+    INPROC_RUN_UNTIL(&iw->w, x->n_buf == (size_t)x_msgs &&
+                                 y->n_buf == (size_t)y_msgs,
+                     10000, 0);
+    TK_CHECK(x->n_buf == (size_t)x_msgs && y->n_buf == (size_t)y_msgs,
+             "X buffers %zu of %d, Y %zu of %d", x->n_buf, x_msgs, y->n_buf,
+             y_msgs);
+}
+
+void inproc_slow_commit(PGconn *db, int partition, int64_t offset,
+                        int seconds)
+{
+    tk_sql(db, "CREATE SEQUENCE commit_running");
+    tk_sql(db, "CREATE SEQUENCE slow_once");
+    tk_sql(db, "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE "
+               "plpgsql AS $$ BEGIN IF nextval('slow_once') = 1 THEN "
+               "PERFORM setval('commit_running', 2); PERFORM pg_sleep(%d); "
+               "END IF; RETURN NEW; END $$",
+           seconds);
+    tk_sql(db, "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ledger "
+               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+               "WHEN (NEW.partition = %d AND NEW.\"offset\" = %" PRId64 ") "
+               "EXECUTE FUNCTION slow_commit()",
+           partition, offset);
+}
+
+void inproc_wait_commit_running(PGconn *db)
+{
+    long long t0 = tk_now_ms();
+
+    while (tk_sql_int64(db, "SELECT last_value FROM commit_running") != 2) {
+        TK_CHECK(tk_now_ms() - t0 < 20000,
+                 "X's held COMMIT did not begin within 20 s");
+        tk_sleep_ms(5);
+    }
 }
 
 void inproc_held_finish(inproc_worker *iw, ledger_fixture *f, PGconn *db,

@@ -23,6 +23,7 @@
 typedef struct inproc_worker {
     exactly_config *cfg;
     worker w;
+    part *x, *y;    /* after inproc_held_start: the first two partitions */
 } inproc_worker;
 
 /* Loads the configuration at config_path and starts a worker of its first
@@ -70,6 +71,21 @@ typedef struct inproc_held {
  * (inproc_serve_once, counted in counts). Returns the messages produced. */
 int inproc_held_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
                       const inproc_held *h, int64_t *counts);
+
+/* Produces x_msgs to iw->x and y_msgs to iw->y (IDs from *next_id on,
+ * which it moves; counted in counts) and polls the worker, without
+ * flushing, until both are buffered; fails the test otherwise. */
+void inproc_buffer_xy(inproc_worker *iw, const char *bootstraps,
+                      const char *topic, int x_msgs, int y_msgs, int *next_id,
+                      int64_t *counts);
+
+/* Makes the COMMIT of the batch holding partition's offset slow, once: a
+ * deferred trigger on the ledger raises a flag (the sequence
+ * commit_running, seen at once by other sessions), then sleeps seconds.
+ * inproc_wait_commit_running() waits for the flag. */
+void inproc_slow_commit(PGconn *db, int partition, int64_t offset,
+                        int seconds);
+void inproc_wait_commit_running(PGconn *db);
 
 /* Runs the worker until the ledger holds total messages and every batch
  * is committed, checks that each was applied exactly once (counts: what
