@@ -42,9 +42,10 @@ exactly_err cycle_select_records(cycle *c, int looked_up, size_t *skipped)
     free(c->recs);
     c->vals = NULL;
     /* The values after the records, in one allocation (freed with recs;
-     * exactly_record's size keeps them aligned). */
-    c->recs = calloc(1, (b->n_records + 1) *
-                            (sizeof(exactly_record) + sizeof(int64_t)));
+     * exactly_record's size keeps them aligned). Not zeroed: only the
+     * first n_recs of each are read, and each of those is written below. */
+    c->recs = malloc((b->n_records + 1) *
+                     (sizeof(exactly_record) + sizeof(int64_t)));
     if (!c->recs)
         return EXACTLY_ENOMEM;
     if (e->p->id.type == CFG_ID_BIGINT)
