@@ -14,6 +14,14 @@
 #define SAVEPOINT "SAVEPOINT exactly_apply"
 #define RELEASE "RELEASE SAVEPOINT exactly_apply"
 #define ROLLBACK_TO "ROLLBACK TO SAVEPOINT exactly_apply"
+/* Deferred constraints are checked at COMMIT, not by the statement that
+ * broke them: a set's own writes are checked here, inside a savepoint of
+ * their own whose rollback restores the constraints' modes (a handler may
+ * rely on deferral within its apply()). A violation is the set's failure,
+ * as if the statement had raised it. */
+static const char *const check_deferred[] = {
+    "SAVEPOINT exactly_check", "SET CONSTRAINTS ALL IMMEDIATE",
+    "ROLLBACK TO SAVEPOINT exactly_check"};
 
 /* The txn's error, or what rc says when the txn has no words for it (a
  * statement that could not be queued); returns rc. */
@@ -74,9 +82,15 @@ static exactly_err try_set(const engine_bisect_ops *ops, void *arg,
         return ops->tidy ? note_txn(err, t, rc) : rc;
     rc = engine_judge_apply(t, ops->apply(arg, t, first, n), err);
     if (rc == EXACTLY_OK) {
-        /* In the handler's slot: a RELEASE that fails is the handler's
-         * (its transaction was aborted by a statement of it). */
-        rc = exactly_txn_send(t, TXN_HANDLER, RELEASE, 0, NULL, NULL);
+        /* In the handler's slot: a check or RELEASE that fails is the
+         * handler's (its writes broke a deferred constraint, or a
+         * statement of it aborted the transaction). */
+        size_t i;
+        for (i = 0; i < 3 && rc == EXACTLY_OK; i++)
+            rc = exactly_txn_send(t, TXN_HANDLER, check_deferred[i], 0, NULL,
+                                  NULL);
+        if (rc == EXACTLY_OK)
+            rc = exactly_txn_send(t, TXN_HANDLER, RELEASE, 0, NULL, NULL);
         if (rc != EXACTLY_OK && !ops->tidy)
             return rc;
         if (rc != EXACTLY_OK) {

@@ -7,8 +7,10 @@
  *
  * Records [first, first + n) are applied under SAVEPOINT exactly_apply.
  * When they fail (engine_judge_apply / engine_judge_sync say
- * EXACTLY_EHANDLER: apply() returned an error, or a statement of the
- * handler failed on the data) their writes are rolled back to the
+ * EXACTLY_EHANDLER: apply() returned an error, a statement of the
+ * handler failed on the data, or the set's writes break a deferred
+ * constraint, checked before the savepoint is released) their writes
+ * are rolled back to the
  * savepoint and the set is split in halves, each tried again, down to a
  * single record, which is handed to ops->failed with why. Every set that
  * applies is handed to ops->applied (its records the handler failed on

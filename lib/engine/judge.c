@@ -77,7 +77,11 @@ exactly_err engine_judge_sync(const exactly_txn *t, exactly_err rc,
     if (rc == EXACTLY_ERETRY &&
         exactly_pg_class_of(t->sqlstate) == PG_ENVIRONMENT)
         err->environment = 1;
-    if (rc == EXACTLY_EDATABASE && t->err_phase == TXN_HANDLER)
+    /* A COMMIT refused on the data (a deferred constraint, 40002) is the
+     * records' failure too: careful mode checks each set's deferred
+     * constraints (bisect.c) and finds the records that break them. */
+    if (rc == EXACTLY_EDATABASE &&
+        (t->err_phase == TXN_HANDLER || t->err_phase == TXN_COMMIT))
         return EXACTLY_EHANDLER;
     return rc;
 }
