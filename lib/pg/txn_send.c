@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "hash.h"
 #include "txn_internal.h"
 
@@ -136,6 +137,10 @@ exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
 
     if (keep)
         *keep = TXN_NO_RESULT;
+    /* Test-only (fault.h): a fence that cannot be queued, as when out of
+     * memory. */
+    if (phase == TXN_FENCE && EXACTLY_FAULT("txn_send_fence"))
+        return EXACTLY_ENOMEM;
     /* Two pending entries at most: a Parse and the statement. */
     if (reserve_pending(t) != 0 || (keep && (slot = reserve_kept(t)) < 0))
         return EXACTLY_ENOMEM;

@@ -12,6 +12,10 @@
  *                record must not vanish (neither applied nor
  *                dead-lettered); the batch fails, is retried, and the
  *                record's messages end in dead_letters, the rest applied.
+ *   txn_send_fence  a batch's fence cannot be queued (out of memory): no
+ *                statement queued after it may run, or the batch's writes
+ *                would commit without its offset and be applied again;
+ *                the batch is retried and everything applied exactly once.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -63,7 +67,8 @@ static void run_case(const char *name, const char *faults, int fail_entity)
     ledger_fixture_stop(&f);
 }
 
-/* With an argument (batch_build or fail_record), runs that case alone. */
+/* With an argument (batch_build, fail_record or txn_send_fence), runs
+ * that case alone. */
 int main(int argc, char **argv)
 {
     const char *built = getenv("EXACTLY_TEST_FAULTS_BUILT");
@@ -80,5 +85,7 @@ int main(int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "fail_record") == 0)
         run_case("fault_fail_record", "fail_record:1",
                  (int)tk_id_for(SEED, 4, ENTITIES));
+    if (argc < 2 || strcmp(argv[1], "txn_send_fence") == 0)
+        run_case("fault_txn_send_fence", "txn_send_fence:3", 0);
     return 0;
 }
