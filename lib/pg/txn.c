@@ -47,6 +47,7 @@ exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms)
     t->timeout_ms = timeout_ms;
     t->n_pending = 0;
     t->failed = 0;
+    t->send_rc = EXACTLY_OK;
     t->commit_rolled_back = 0;
     t->sqlstate[0] = '\0';
     t->errmsg[0] = '\0';
@@ -288,6 +289,20 @@ static exactly_err read_entries(exactly_txn *t, const struct txn_pending *q,
     return exactly_pg_classify(t->sqlstate);
 }
 
+/* The outcome of a sync whose own outcome is rc: a statement that could
+ * not be queued since the last sync (send_rc) fails it, unless rc is a
+ * failure already; either way the refusal is reported once. */
+static exactly_err sent_whole(exactly_txn *t, exactly_err rc)
+{
+    exactly_err refused = t->send_rc;
+
+    t->send_rc = EXACTLY_OK;
+    if (refused == EXACTLY_OK || rc != EXACTLY_OK)
+        return rc;
+    txn_set_error(t, t->send_phase, NULL, t->send_errmsg);
+    return refused;
+}
+
 exactly_err exactly_txn_sync(exactly_txn *t)
 {
     exactly_err rc;
@@ -298,20 +313,23 @@ exactly_err exactly_txn_sync(exactly_txn *t)
         t->held_read(t->held_arg);
     reset_error(t);
     if (t->n_held > 0)
-        return lost(t, TXN_CONTROL, "a held transaction was not read");
+        return sent_whole(t, lost(t, TXN_CONTROL,
+                                  "a held transaction was not read"));
     if (PQpipelineSync(t->conn) != 1)
-        return lost(t, t->n_pending ? t->pending[0].phase : TXN_CONTROL,
-                    "cannot send");
+        return sent_whole(t, lost(t, t->n_pending ? t->pending[0].phase
+                                                  : TXN_CONTROL,
+                                  "cannot send"));
     rc = read_entries(t, t->pending, t->n_pending);
     t->n_pending = 0;
-    return rc;
+    return sent_whole(t, rc);
 }
 
 exactly_err exactly_txn_sync_later(exactly_txn *t)
 {
     size_t i;
 
-    if (t->n_held > 0)
+    /* A statement that could not be queued is reported by a sync. */
+    if (t->n_held > 0 || t->send_rc != EXACTLY_OK)
         return EXACTLY_EINVAL;
     for (i = 0; i < t->n_pending; i++)
         if (t->pending[i].keep != TXN_NO_RESULT ||

@@ -67,6 +67,14 @@ struct exactly_txn {
      * the transaction failed where no sync reported it (a handler that
      * ignored an error of query()). */
     int commit_rolled_back;
+    /* A statement could not be queued since the last sync (out of
+     * memory, or libpq refused it): what refused it, else EXACTLY_OK.
+     * Nothing is queued after it, so no statement runs without the ones
+     * before it (a batch's writes never commit without its fence), and
+     * the next sync reports it, after reading what was sent. */
+    exactly_err send_rc;
+    txn_phase send_phase;
+    char send_errmsg[256];
 
     /* Called while waiting for results (NULL: none). */
     int (*idle)(void *arg);
@@ -165,7 +173,10 @@ PGresult *exactly_txn_take(exactly_txn *t, txn_result r);
  * answers do not match what was sent, the connection is ended
  * (exactly_pg_abandon: its status turns CONNECTION_BAD, so no later
  * statement can read these results as its own) and the result is
- * EXACTLY_ERETRY with an empty sqlstate, as for a lost connection.
+ * EXACTLY_ERETRY with an empty sqlstate, as for a lost connection. A
+ * statement that could not be queued since the last sync (send_rc) makes
+ * it fail with that refusal's code (EXACTLY_ENOMEM, EXACTLY_ERETRY) and
+ * phase once what was sent is read.
  */
 exactly_err exactly_txn_sync(exactly_txn *t);
 
@@ -178,8 +189,9 @@ exactly_err exactly_txn_push_sync(exactly_txn *t);
  * answers are read by exactly_txn_read_held, after later statements may
  * have been queued behind it (pipelined: the server runs the next
  * transaction while the client reads this one's answers). Refused
- * (EXACTLY_EINVAL, nothing sent) when a statement keeps its result or a
- * transaction is held already; EXACTLY_ERETRY when it cannot be sent.
+ * (EXACTLY_EINVAL, nothing sent) when a statement keeps its result, a
+ * statement could not be queued (send_rc) or a transaction is held
+ * already; EXACTLY_ERETRY when it cannot be sent.
  */
 exactly_err exactly_txn_sync_later(exactly_txn *t);
 

@@ -50,6 +50,26 @@ void txn_forget_prepared(exactly_txn *t)
     t->prep_pid = 0;
 }
 
+/* A statement of phase could not be queued (rc, why): remembered for the
+ * next sync, and nothing is queued until then (txn.h, send_rc). Returns
+ * rc. */
+static exactly_err send_refused(exactly_txn *t, txn_phase phase,
+                                exactly_err rc, const char *why)
+{
+    size_t n;
+
+    if (t->send_rc == EXACTLY_OK) {
+        t->send_rc = rc;
+        t->send_phase = phase;
+        snprintf(t->send_errmsg, sizeof(t->send_errmsg),
+                 "a statement could not be queued: %s", why);
+        n = strlen(t->send_errmsg);
+        while (n > 0 && t->send_errmsg[n - 1] == '\n')
+            t->send_errmsg[--n] = '\0';
+    }
+    return rc;
+}
+
 /* Room for one more pending entry; -1 when out of memory. */
 static int reserve_pending(exactly_txn *t)
 {
@@ -137,26 +157,27 @@ exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
 
     if (keep)
         *keep = TXN_NO_RESULT;
+    if (t->send_rc != EXACTLY_OK)
+        return t->send_rc;
     /* Test-only (fault.h): a fence that cannot be queued, as when out of
      * memory. */
     if (phase == TXN_FENCE && EXACTLY_FAULT("txn_send_fence"))
-        return EXACTLY_ENOMEM;
+        return send_refused(t, phase, EXACTLY_ENOMEM, "out of memory");
     /* Two pending entries at most: a Parse and the statement. */
     if (reserve_pending(t) != 0 || (keep && (slot = reserve_kept(t)) < 0))
-        return EXACTLY_ENOMEM;
+        return send_refused(t, phase, EXACTLY_ENOMEM, "out of memory");
     if (n_params > 0 && t->conn == t->prep_conn)
         e = prepared_entry(t, sql, n_params);
     if (e >= 0 && t->prep[e].state == 0 && ++t->prep[e].seen >= 2) {
         struct txn_prepared *p = &t->prep[e];
         snprintf(p->name, sizeof(p->name), "exactly_%u", ++t->prep_gen);
-        if (!PQsendPrepare(t->conn, p->name, sql, n_params, NULL)) {
-            txn_set_error(t, phase, NULL, PQerrorMessage(t->conn));
-            return EXACTLY_ERETRY;
-        }
+        if (!PQsendPrepare(t->conn, p->name, sql, n_params, NULL))
+            return send_refused(t, phase, EXACTLY_ERETRY,
+                                PQerrorMessage(t->conn));
         p->state = 1;
         push_pending(t, phase, TXN_NO_RESULT, e, -1);
         if (reserve_pending(t) != 0)
-            return EXACTLY_ENOMEM;
+            return send_refused(t, phase, EXACTLY_ENOMEM, "out of memory");
     }
     if (e >= 0 && t->prep[e].state != 0)
         ok = PQsendQueryPrepared(t->conn, t->prep[e].name, n_params, params,
@@ -164,10 +185,8 @@ exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
     else
         ok = PQsendQueryParams(t->conn, sql, n_params, NULL, params, lengths,
                                formats, 0);
-    if (!ok) {
-        txn_set_error(t, phase, NULL, PQerrorMessage(t->conn));
-        return EXACTLY_ERETRY;
-    }
+    if (!ok)
+        return send_refused(t, phase, EXACTLY_ERETRY, PQerrorMessage(t->conn));
     push_pending(t, phase, slot, -1, e >= 0 && t->prep[e].state ? e : -1);
     if (keep)
         *keep = slot;
@@ -177,12 +196,13 @@ exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
 
 exactly_err exactly_txn_push_sync(exactly_txn *t)
 {
+    if (t->send_rc != EXACTLY_OK)
+        return t->send_rc;
     if (reserve_pending(t) != 0)
-        return EXACTLY_ENOMEM;
-    if (PQpipelineSync(t->conn) != 1) {
-        txn_set_error(t, TXN_SYNC, NULL, PQerrorMessage(t->conn));
-        return EXACTLY_ERETRY;
-    }
+        return send_refused(t, TXN_SYNC, EXACTLY_ENOMEM, "out of memory");
+    if (PQpipelineSync(t->conn) != 1)
+        return send_refused(t, TXN_SYNC, EXACTLY_ERETRY,
+                            PQerrorMessage(t->conn));
     push_pending(t, TXN_SYNC, TXN_NO_RESULT, -1, -1);
     return EXACTLY_OK;
 }
