@@ -28,14 +28,29 @@
  *     event_id): at least once on the topic, exactly once behind a
  *     consumer's `dedup: {from: header, header: event-id}`.
  *  4. A record refused for good (larger than message.max.bytes, a topic
- *     that does not exist, headers that are not a JSON object, no topic)
- *     is dead-lettered in the outbox row itself (dead_reason, dead_at) and
- *     never stops the rows behind it, even of the same key: the events are
- *     notifications ("entity 42 changed"), the next one of that key
- *     supersedes it, and a blocked key would hold the whole outbox back
- *     behind one bad row. A record that failed for a transient reason
- *     (timeout, broker down) stays pending and is sent again next cycle;
- *     it can then land after a later row of its key. A topic that does not
+ *     that does not exist, a topic the relay's principal may not write,
+ *     headers that are not a JSON object, no topic) is dead-lettered in
+ *     the outbox row itself (dead_reason, dead_at) and never stops the
+ *     rows behind it, even of the same key: the events are notifications
+ *     ("entity 42 changed"), the next one of that key supersedes it, and
+ *     a blocked key would hold the whole outbox back behind one bad row.
+ *     An error about the row or its topic that no resend cures is refused
+ *     for good: a denied topic (TOPIC_AUTHORIZATION_FAILED, which
+ *     librdkafka keeps for the topic) would otherwise fail in every
+ *     cycle, and in mode transactional abort every batch it is in; its
+ *     reason says to grant the ACL and clear dead_reason. A record that
+ *     failed for a transient reason (timeout, broker down, a partition
+ *     without a leader) stays pending and is sent again next cycle; it
+ *     can then land after a later row of its key. Such a record is never
+ *     dead-lettered for how long it keeps failing, nor set aside for
+ *     later: a lasting transient error is an outage that ends, after
+ *     which a time limit would leave rows for an operator to send again,
+ *     and setting rows aside would reorder their keys after every outage.
+ *     So in mode transactional, where one failed record aborts its whole
+ *     batch (6), it holds the rows behind it back until it goes through:
+ *     latency, logged each cycle ("records failed; sending them again",
+ *     with the reason) and shown by the age of the oldest pending row,
+ *     never a loss. A topic that does not
  *     exist is refused only once the broker said so (after librdkafka's
  *     topic.metadata.propagation.max.ms); librdkafka caches that answer,
  *     so before a record is refused on the cached answer the relay asks

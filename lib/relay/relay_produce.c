@@ -17,8 +17,13 @@
 #include "log.h"
 #include "relay_internal.h"
 
-/* Errors that no resend will cure: the row is dead-lettered. Everything
- * else (timeouts, a broker down, a leader moving) leaves it pending. */
+/* Errors that no resend will cure: the row is dead-lettered. Besides the
+ * record itself (too large, invalid), that is a topic the relay cannot
+ * use: one that does not exist or whose name is invalid, and one the
+ * broker does not let this producer write (TOPIC_AUTHORIZATION_FAILED,
+ * which librdkafka keeps for the topic and answers every later record
+ * with, without asking the broker). Everything else (timeouts, a broker
+ * down, a leader moving) leaves the row pending. */
 static int permanent(rd_kafka_resp_err_t err)
 {
     switch (err) {
@@ -28,6 +33,8 @@ static int permanent(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_INVALID_MSG:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
         return 1;
     default:
@@ -35,13 +42,20 @@ static int permanent(rd_kafka_resp_err_t err)
     }
 }
 
+/* Sets the row's state and reason for err; a reason says what would let
+ * the record through where that is not the record's own content. */
 static void set_failed(relay_row *row, rd_kafka_resp_err_t err,
                        const char *topic)
 {
+    const char *fix = "";
+
+    if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+        fix = "; grant the relay's principal WRITE and DESCRIBE on the "
+              "topic, then clear dead_reason to send the row again";
     row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
     snprintf(row->reason, sizeof(row->reason), "kafka refused the record "
-             "for topic '%s': %s (%s)", topic ? topic : "?",
-             rd_kafka_err2str(err), rd_kafka_err2name(err));
+             "for topic '%s': %s (%s)%s", topic ? topic : "?",
+             rd_kafka_err2str(err), rd_kafka_err2name(err), fix);
 }
 
 void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
