@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "relay_internal.h"
 
@@ -164,7 +165,12 @@ static int ask_topic(relay *rl, const char *topic)
     rkt = rd_kafka_topic_new(rl->rk, topic, NULL);
     if (!rkt)
         return -1;
-    err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
+    /* Tests make the question go unanswered here, as a broker that does
+     * not answer within RELAY_ASK_TIMEOUT_MS. */
+    if (EXACTLY_FAULT("relay_ask_unanswered"))
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    else
+        err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
