@@ -54,8 +54,11 @@
  *     exist is refused only once the broker said so (after librdkafka's
  *     topic.metadata.propagation.max.ms); librdkafka caches that answer,
  *     so before a record is refused on the cached answer the relay asks
- *     the broker again (once per topic and cycle): a row sent again after
- *     its topic was created is published.
+ *     the broker again (once per topic and cycle) and refuses the
+ *     topic's rows of that cycle only when that answer says the topic
+ *     does not exist; no answer, or another error for the topic (its
+ *     leader not yet elected), leaves them pending: a row sent again
+ *     after its topic was created is published.
  *  5. One relay per outbox table at a time: a session advisory lock on the
  *     table's name; a second relay waits as a standby. When the first
  *     loses its connection the second takes over, and the rows the first
