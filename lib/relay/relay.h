@@ -144,7 +144,13 @@ typedef struct exactly_relay_stats {
 } exactly_relay_stats;
 
 /* Runs the relay until stopped. Returns 0 (stopped or idle), 1 (a fatal
- * producer error) or 2 (refused at start: configuration, schema). */
+ * producer error, being fenced among them) or 2 (refused at start:
+ * librdkafka refused the producer's configuration). Nothing else ends it:
+ * PostgreSQL unreachable, and an outbox table that is missing or cannot
+ * be read, are logged ("postgres unreachable", "reading the outbox
+ * failed") and tried again with the cycle's backoff (0.1 s doubling to
+ * 5 s), so a relay may start before `exactly migrate` has created its
+ * table; `exactly check` is what refuses a missing one. */
 int exactly_relay_run(const exactly_relay_opts *opts, exactly_relay_stats *st);
 
 /* Prints "relay NAME: published N, dead-lettered N, sent again N; cycles
