@@ -73,9 +73,11 @@
  *          report (any failure: abort, below);
  *       b. produce one position record to `position_topic`, partition 0,
  *          key = the relay's name, value = JSON {"relay", "outbox",
- *          "rows", "ids": [[first, last], ...]} naming the batch's rows
- *          (it goes last, once the batch is acknowledged, so a position
- *          record never names a record that is not in the log);
+ *          "rows", "ids": [[first, last], ...], "created": [low, high]}
+ *          naming the batch's rows by id and the range of their
+ *          transaction ids (it goes last, once the batch is
+ *          acknowledged, so a position record never names a record that
+ *          is not in the log);
  *       c. commit the transaction;
  *       d. then, in PostgreSQL, mark or delete those rows (3).
  *     A relay that dies (or whose PostgreSQL fails) between c and d left
@@ -87,7 +89,12 @@
  *         transaction, whose records no read_committed reader will see;
  *       - reads the last record keyed by its name in `position_topic`
  *         with read_committed (the newest committed position) and marks
- *         or deletes the rows it names that are still pending.
+ *         or deletes the rows it names that are still pending: a row
+ *         whose id is named and whose `created` lies in the record's
+ *         range. Ids come back after TRUNCATE ... RESTART IDENTITY (or a
+ *         sequence reset), transaction ids never do, so the rows that
+ *         took over a batch's ids are not marked; a record without the
+ *         range (written before it was added) is applied by ids alone.
  *     Only the last position matters: a relay starts no batch before the
  *     previous batch's rows are marked, and a relay that cannot mark them
  *     drops its session and re-applies the position when it has the lock

@@ -44,6 +44,7 @@ typedef enum row_state {
 
 typedef struct relay_row {
     int64_t id;
+    uint64_t created;  /* the inserting transaction's id (xid8) */
     row_state state;
     char reason[256];
 } relay_row;
@@ -56,7 +57,7 @@ typedef struct relay {
     char *table_q;          /* "schema"."table" */
     char *state_q;          /* "schema".relay_state of the framework */
     char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
-    char *sql_backlog;
+    char *sql_backlog, *sql_position;
     char lock_key[300];
     relay_row *rows;
     size_t n_rows;
