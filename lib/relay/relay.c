@@ -92,6 +92,7 @@ static int send_batch(relay *rl, PGresult *res, int n)
     }
     for (i = 0; i < n; i++) {
         rl->rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        rl->rows[i].created = strtoull(PQgetvalue(res, i, 6), NULL, 10);
         relay_produce_row(rl, res, i);
     }
     PQclear(res);
@@ -269,6 +270,7 @@ static void finish(relay *rl, int code)
     free(rl->sql_state);
     free(rl->sql_expire);
     free(rl->sql_backlog);
+    free(rl->sql_position);
     if (rl->m) {
         exactly_log_set_tap(NULL, NULL);
         __atomic_store_n(&rl->m->relay.backlog_known, 0, __ATOMIC_RELAXED);

@@ -28,19 +28,37 @@
  *     event_id): at least once on the topic, exactly once behind a
  *     consumer's `dedup: {from: header, header: event-id}`.
  *  4. A record refused for good (larger than message.max.bytes, a topic
- *     that does not exist, headers that are not a JSON object, no topic)
- *     is dead-lettered in the outbox row itself (dead_reason, dead_at) and
- *     never stops the rows behind it, even of the same key: the events are
- *     notifications ("entity 42 changed"), the next one of that key
- *     supersedes it, and a blocked key would hold the whole outbox back
- *     behind one bad row. A record that failed for a transient reason
- *     (timeout, broker down) stays pending and is sent again next cycle;
- *     it can then land after a later row of its key. A topic that does not
+ *     that does not exist, a topic the relay's principal may not write,
+ *     headers that are not a JSON object, no topic) is dead-lettered in
+ *     the outbox row itself (dead_reason, dead_at) and never stops the
+ *     rows behind it, even of the same key: the events are notifications
+ *     ("entity 42 changed"), the next one of that key supersedes it, and
+ *     a blocked key would hold the whole outbox back behind one bad row.
+ *     An error about the row or its topic that no resend cures is refused
+ *     for good: a denied topic (TOPIC_AUTHORIZATION_FAILED, which
+ *     librdkafka keeps for the topic) would otherwise fail in every
+ *     cycle, and in mode transactional abort every batch it is in; its
+ *     reason says to grant the ACL and clear dead_reason. A record that
+ *     failed for a transient reason (timeout, broker down, a partition
+ *     without a leader) stays pending and is sent again next cycle; it
+ *     can then land after a later row of its key. Such a record is never
+ *     dead-lettered for how long it keeps failing, nor set aside for
+ *     later: a lasting transient error is an outage that ends, after
+ *     which a time limit would leave rows for an operator to send again,
+ *     and setting rows aside would reorder their keys after every outage.
+ *     So in mode transactional, where one failed record aborts its whole
+ *     batch (6), it holds the rows behind it back until it goes through:
+ *     latency, logged each cycle ("records failed; sending them again",
+ *     with the reason) and shown by the age of the oldest pending row,
+ *     never a loss. A topic that does not
  *     exist is refused only once the broker said so (after librdkafka's
  *     topic.metadata.propagation.max.ms); librdkafka caches that answer,
  *     so before a record is refused on the cached answer the relay asks
- *     the broker again (once per topic and cycle): a row sent again after
- *     its topic was created is published.
+ *     the broker again (once per topic and cycle) and refuses the
+ *     topic's rows of that cycle only when that answer says the topic
+ *     does not exist; no answer, or another error for the topic (its
+ *     leader not yet elected), leaves them pending: a row sent again
+ *     after its topic was created is published.
  *  5. One relay per outbox table at a time: a session advisory lock on the
  *     table's name; a second relay waits as a standby. When the first
  *     loses its connection the second takes over, and the rows the first
@@ -55,9 +73,11 @@
  *          report (any failure: abort, below);
  *       b. produce one position record to `position_topic`, partition 0,
  *          key = the relay's name, value = JSON {"relay", "outbox",
- *          "rows", "ids": [[first, last], ...]} naming the batch's rows
- *          (it goes last, once the batch is acknowledged, so a position
- *          record never names a record that is not in the log);
+ *          "rows", "ids": [[first, last], ...], "created": [low, high]}
+ *          naming the batch's rows by id and the range of their
+ *          transaction ids (it goes last, once the batch is
+ *          acknowledged, so a position record never names a record that
+ *          is not in the log);
  *       c. commit the transaction;
  *       d. then, in PostgreSQL, mark or delete those rows (3).
  *     A relay that dies (or whose PostgreSQL fails) between c and d left
@@ -69,7 +89,12 @@
  *         transaction, whose records no read_committed reader will see;
  *       - reads the last record keyed by its name in `position_topic`
  *         with read_committed (the newest committed position) and marks
- *         or deletes the rows it names that are still pending.
+ *         or deletes the rows it names that are still pending: a row
+ *         whose id is named and whose `created` lies in the record's
+ *         range. Ids come back after TRUNCATE ... RESTART IDENTITY (or a
+ *         sequence reset), transaction ids never do, so the rows that
+ *         took over a batch's ids are not marked; a record without the
+ *         range (written before it was added) is applied by ids alone.
  *     Only the last position matters: a relay starts no batch before the
  *     previous batch's rows are marked, and a relay that cannot mark them
  *     drops its session and re-applies the position when it has the lock
@@ -126,7 +151,13 @@ typedef struct exactly_relay_stats {
 } exactly_relay_stats;
 
 /* Runs the relay until stopped. Returns 0 (stopped or idle), 1 (a fatal
- * producer error) or 2 (refused at start: configuration, schema). */
+ * producer error, being fenced among them) or 2 (refused at start:
+ * librdkafka refused the producer's configuration). Nothing else ends it:
+ * PostgreSQL unreachable, and an outbox table that is missing or cannot
+ * be read, are logged ("postgres unreachable", "reading the outbox
+ * failed") and tried again with the cycle's backoff (0.1 s doubling to
+ * 5 s), so a relay may start before `exactly migrate` has created its
+ * table; `exactly check` is what refuses a missing one. */
 int exactly_relay_run(const exactly_relay_opts *opts, exactly_relay_stats *st);
 
 /* Prints "relay NAME: published N, dead-lettered N, sent again N; cycles

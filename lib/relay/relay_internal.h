@@ -18,6 +18,21 @@
 /* How long one such question may take. */
 #define RELAY_ASK_TIMEOUT_MS 5000
 
+/* What the broker answered this cycle about a topic librdkafka called
+ * unknown (see ask_topic). */
+typedef enum topic_answer {
+    TOPIC_EXISTS = 1,  /* listed without error: produce once more */
+    TOPIC_MISSING,     /* it does not exist (or its name is invalid) */
+    TOPIC_UNANSWERED   /* no answer, or the topic came back with another
+                          error (LEADER_NOT_AVAILABLE while it is being
+                          created): its rows wait for the next cycle */
+} topic_answer;
+
+typedef struct relay_asked {
+    char topic[256];
+    topic_answer answer;
+} relay_asked;
+
 /* Where one row of a batch stands. */
 typedef enum row_state {
     ROW_UNSENT = 0,
@@ -29,6 +44,7 @@ typedef enum row_state {
 
 typedef struct relay_row {
     int64_t id;
+    uint64_t created;  /* the inserting transaction's id (xid8) */
     row_state state;
     char reason[256];
 } relay_row;
@@ -41,7 +57,7 @@ typedef struct relay {
     char *table_q;          /* "schema"."table" */
     char *state_q;          /* "schema".relay_state of the framework */
     char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
-    char *sql_backlog;
+    char *sql_backlog, *sql_position;
     char lock_key[300];
     relay_row *rows;
     size_t n_rows;
@@ -51,9 +67,9 @@ typedef struct relay {
     int waiting;            /* another relay holds it (said once) */
     volatile sig_atomic_t *stop;
     int purged;
-    /* Topics whose metadata this cycle asked the broker for again (see
-     * ask_topic). */
-    char asked[RELAY_ASKED_MAX][256];
+    /* Topics whose metadata this cycle asked the broker for again, with
+     * the answer (see ask_topic). */
+    relay_asked asked[RELAY_ASKED_MAX];
     int n_asked;
     exactly_relay_stats *st;
     /* mode: transactional (invariant 6) */

@@ -59,7 +59,7 @@ static int build_sql(relay *rl)
      * those that committed is visible to it (invariant 1). */
     rl->sql_select = fmt2(
         "SELECT id, coalesce(topic, $1), key, value, headers::text,"
-        " event_id::text FROM %s"
+        " event_id::text, created::text FROM %s"
         " WHERE published_at IS NULL AND dead_reason IS NULL"
         " AND created < pg_snapshot_xmin(pg_current_snapshot())"
         " ORDER BY created, id LIMIT $2::int",
@@ -70,6 +70,18 @@ static int build_sql(relay *rl)
                               " WHERE id = ANY($1::bigint[])"
                               " AND published_at IS NULL",
                         rl->table_q, NULL);
+    /* A position record (invariant 6) names ids, which TRUNCATE ...
+     * RESTART IDENTITY or a sequence reset give to other rows: a row is
+     * one it names only if its transaction id also lies in the record's
+     * range of them, and transaction ids are never used again. */
+    rl->sql_position = fmt2(r->cleanup == CFG_CLEANUP_DELETE
+                                ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+                                  " AND created BETWEEN $2::xid8 AND $3::xid8"
+                                : "UPDATE %s SET published_at = now()"
+                                  " WHERE id = ANY($1::bigint[])"
+                                  " AND published_at IS NULL"
+                                  " AND created BETWEEN $2::xid8 AND $3::xid8",
+                            rl->table_q, NULL);
     rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
                         " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
                         " WHERE o.id = u.i",
@@ -97,7 +109,7 @@ static int build_sql(relay *rl)
         " WHERE published_at IS NULL AND dead_reason IS NULL",
         rl->table_q, NULL);
     return rl->sql_select && rl->sql_done && rl->sql_dead && rl->sql_state &&
-                   rl->sql_expire && rl->sql_backlog
+                   rl->sql_expire && rl->sql_backlog && rl->sql_position
                ? 0
                : -1;
 }
@@ -373,5 +385,6 @@ cleanup:
     free(rl.sql_state);
     free(rl.sql_expire);
     free(rl.sql_backlog);
+    free(rl.sql_position);
     return rc;
 }

@@ -3,8 +3,8 @@
  * value, the row's headers and its event-id header), and each delivery
  * report says where its row stands: acknowledged, refused for good
  * (dead-lettered, invariant 4) or failed for now (sent again). A record
- * refused for an unknown topic is refused only after the broker was asked
- * again, once per topic and cycle.
+ * refused for an unknown topic is refused only when the broker, asked
+ * again (once per topic and cycle), said so.
  */
 #include "relay.h"
 
@@ -14,11 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "relay_internal.h"
 
-/* Errors that no resend will cure: the row is dead-lettered. Everything
- * else (timeouts, a broker down, a leader moving) leaves it pending. */
+/* Errors that no resend will cure: the row is dead-lettered. Besides the
+ * record itself (too large, invalid), that is a topic the relay cannot
+ * use: one that does not exist or whose name is invalid, and one the
+ * broker does not let this producer write (TOPIC_AUTHORIZATION_FAILED,
+ * which librdkafka keeps for the topic and answers every later record
+ * with, without asking the broker). Everything else (timeouts, a broker
+ * down, a leader moving) leaves the row pending. */
 static int permanent(rd_kafka_resp_err_t err)
 {
     switch (err) {
@@ -28,6 +34,8 @@ static int permanent(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_INVALID_MSG:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
         return 1;
     default:
@@ -35,13 +43,20 @@ static int permanent(rd_kafka_resp_err_t err)
     }
 }
 
+/* Sets the row's state and reason for err; a reason says what would let
+ * the record through where that is not the record's own content. */
 static void set_failed(relay_row *row, rd_kafka_resp_err_t err,
                        const char *topic)
 {
+    const char *fix = "";
+
+    if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+        fix = "; grant the relay's principal WRITE and DESCRIBE on the "
+              "topic, then clear dead_reason to send the row again";
     row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
     snprintf(row->reason, sizeof(row->reason), "kafka refused the record "
-             "for topic '%s': %s (%s)", topic ? topic : "?",
-             rd_kafka_err2str(err), rd_kafka_err2name(err));
+             "for topic '%s': %s (%s)%s", topic ? topic : "?",
+             rd_kafka_err2str(err), rd_kafka_err2name(err), fix);
 }
 
 void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -122,42 +137,81 @@ static int bytea_of(const PGresult *res, int i, int col, unsigned char **out,
     return *out ? 0 : -1;
 }
 
+/* The broker's answer about topic in md, the reply to a question about
+ * that topic alone. */
+static topic_answer answer_of(const struct rd_kafka_metadata *md,
+                              const char *topic)
+{
+    int i;
+
+    for (i = 0; md && i < md->topic_cnt; i++) {
+        if (strcmp(md->topics[i].topic, topic) != 0)
+            continue;
+        switch (md->topics[i].err) {
+        case RD_KAFKA_RESP_ERR_NO_ERROR:
+            return TOPIC_EXISTS;
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+            return TOPIC_MISSING;
+        default:
+            return TOPIC_UNANSWERED;
+        }
+    }
+    return TOPIC_UNANSWERED;
+}
+
 /* librdkafka remembers a topic that the broker said does not exist and
- * refuses records for it at once (_UNKNOWN_TOPIC) until its next metadata
- * refresh (topic.metadata.refresh.interval.ms, 5 minutes by default): a
- * row sent again after its topic was created would be dead-lettered again
- * on that stale answer. This asks the broker about topic (once per topic
- * and cycle). Returns 1 when it asked now (produce once more: the answer
- * has replaced the cached one), 0 when it had asked already this cycle or
- * the name is longer than any Kafka accepts (249 bytes; the refusal
- * stands), -1 when it cannot ask this cycle (too many topics, or no
- * answer: the row waits for the next). */
-static int ask_topic(relay *rl, const char *topic)
+ * refuses records for it at once (_UNKNOWN_TOPIC) until it learns
+ * otherwise: a row sent again after its topic was created could be
+ * dead-lettered again on that stale answer. So before a record is refused
+ * for an unknown topic the relay asks the broker about the topic, once per
+ * topic and cycle, and keeps the answer for the cycle's other rows of it.
+ * Returns TOPIC_EXISTS (the answer has replaced the cached one: produce
+ * once more), TOPIC_MISSING (the broker said now that it does not exist,
+ * or the name is longer than any Kafka accepts, 249 bytes: refuse), or
+ * TOPIC_UNANSWERED (no answer within RELAY_ASK_TIMEOUT_MS, another error
+ * for the topic, or too many topics this cycle: the row waits for the
+ * next cycle). */
+static topic_answer ask_topic(relay *rl, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt;
     rd_kafka_resp_err_t err;
+    topic_answer answer;
     int i;
 
     for (i = 0; i < rl->n_asked; i++)
-        if (strcmp(rl->asked[i], topic) == 0)
-            return 0;
-    if (strlen(topic) >= sizeof(rl->asked[0]))
-        return 0;
+        if (strcmp(rl->asked[i].topic, topic) == 0)
+            return rl->asked[i].answer;
+    if (strlen(topic) >= sizeof(rl->asked[0].topic))
+        return TOPIC_MISSING;
     if (rl->n_asked == RELAY_ASKED_MAX)
-        return -1;
-    snprintf(rl->asked[rl->n_asked++], sizeof(rl->asked[0]), "%s", topic);
+        return TOPIC_UNANSWERED;
     rkt = rd_kafka_topic_new(rl->rk, topic, NULL);
     if (!rkt)
-        return -1;
-    err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
+        return TOPIC_UNANSWERED;
+    /* Tests make the question go unanswered here, as a broker that does
+     * not answer within RELAY_ASK_TIMEOUT_MS. */
+    if (EXACTLY_FAULT("relay_ask_unanswered"))
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    else
+        err = rd_kafka_metadata(rl->rk, 0, rkt, &md, RELAY_ASK_TIMEOUT_MS);
+    answer = err == RD_KAFKA_RESP_ERR_NO_ERROR ? answer_of(md, topic)
+                                               : TOPIC_UNANSWERED;
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    snprintf(rl->asked[rl->n_asked].topic, sizeof(rl->asked[0].topic), "%s",
+             topic);
+    rl->asked[rl->n_asked++].answer = answer;
     exactly_log(EXACTLY_LOG_INFO, "relay",
                 "asked the broker again about a topic it called unknown",
-                LOG_STR("topic", topic), LOG_STR("answer", rd_kafka_err2name(err)));
-    return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1;
+                LOG_STR("topic", topic),
+                LOG_STR("answer", answer == TOPIC_EXISTS    ? "exists"
+                                  : answer == TOPIC_MISSING ? "missing"
+                                                            : "none"),
+                LOG_STR("error", rd_kafka_err2name(err)));
+    return answer;
 }
 
 void relay_produce_row(relay *rl, const PGresult *res, int i)
@@ -167,6 +221,7 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
     size_t key_len, value_len;
     rd_kafka_headers_t *h = NULL;
     rd_kafka_resp_err_t err;
+    int produced_again = 0; /* once after the broker said the topic exists */
     const char *topic = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
     const char *eid = PQgetvalue(res, i, 5);
 
@@ -191,7 +246,7 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
         goto cleanup;
     }
     for (;;) {
-        int asked;
+        topic_answer answer;
 
         err = rd_kafka_producev(rl->rk, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_KEY(key, key_len),
@@ -203,16 +258,22 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
             rd_kafka_poll(rl->rk, 50);
             continue;
         }
-        if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-            (asked = ask_topic(rl, topic)) == 0)
+        if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
             break;
-        if (asked < 0) {
-            row->state = ROW_RETRY;
-            snprintf(row->reason, sizeof(row->reason),
-                     "topic '%s' is unknown to the producer; asked again "
-                     "next cycle", topic);
-            goto cleanup;
+        /* Refused on librdkafka's cached answer: only the broker's own
+         * answer this cycle refuses the row for good. */
+        answer = ask_topic(rl, topic);
+        if (answer == TOPIC_MISSING)
+            break;
+        if (answer == TOPIC_EXISTS && !produced_again) {
+            produced_again = 1;
+            continue;
         }
+        row->state = ROW_RETRY;
+        snprintf(row->reason, sizeof(row->reason),
+                 "topic '%s' is unknown to the producer and the broker did "
+                 "not say it is missing; sent again next cycle", topic);
+        goto cleanup;
     }
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         h = NULL; /* the message owns them now */

@@ -66,13 +66,17 @@ void relay_demote_acked(relay *rl, const char *why)
 }
 
 /* The position record of the batch: {"relay": NAME, "outbox": TABLE,
- * "rows": N, "ids": [[first, last], ...]}, the acknowledged rows' ids as
- * runs of consecutive ids in batch order. NULL: out of memory. */
+ * "rows": N, "ids": [[first, last], ...], "created": [low, high]}, the
+ * acknowledged rows' ids as runs of consecutive ids in batch order, and
+ * the lowest and highest of their transaction ids (created, as decimal
+ * strings: an xid8 may exceed a JSON reader's integers). NULL: out of
+ * memory. */
 static char *position_json(relay *rl, int64_t *n)
 {
     json_t *o = json_object(), *ids = json_array(), *run = NULL;
-    char *text = NULL;
+    char *text = NULL, lo_s[24], hi_s[24];
     int64_t last = 0;
+    uint64_t lo = UINT64_MAX, hi = 0;
     size_t i;
     int bad = !o || !ids;
 
@@ -83,6 +87,8 @@ static char *position_json(relay *rl, int64_t *n)
         if (rl->rows[i].state != ROW_ACKED)
             continue;
         (*n)++;
+        lo = rl->rows[i].created < lo ? rl->rows[i].created : lo;
+        hi = rl->rows[i].created > hi ? rl->rows[i].created : hi;
         if (run && id == last + 1) {
             bad |= json_array_set_new(run, 1, json_integer(id));
         } else {
@@ -96,6 +102,10 @@ static char *position_json(relay *rl, int64_t *n)
         bad |= json_object_set_new(o, "outbox", json_string(rl->table_q));
         bad |= json_object_set_new(o, "rows", json_integer(*n));
         bad |= json_object_set(o, "ids", ids);
+        snprintf(lo_s, sizeof(lo_s), "%llu", (unsigned long long)lo);
+        snprintf(hi_s, sizeof(hi_s), "%llu", (unsigned long long)hi);
+        bad |= json_object_set_new(o, "created",
+                                   json_pack("[ss]", lo_s, hi_s));
     }
     if (!bad)
         text = json_dumps(o, JSON_COMPACT);
@@ -331,13 +341,17 @@ cleanup:
 
 /* Marks (or deletes) the rows the last committed position record names
  * that are still pending: their records are committed, and the relay
- * died (or PostgreSQL failed) between the Kafka commit and the mark. */
+ * died (or PostgreSQL failed) between the Kafka commit and the mark. A
+ * row is named by its id and, when the record has the range (every
+ * record written since it was added), a transaction id within it: an id
+ * given again to another row after TRUNCATE ... RESTART IDENTITY names
+ * nothing. A record without the range is applied by ids alone. */
 static int apply_position(relay *rl, const char *text)
 {
     json_error_t jerr;
-    json_t *o = json_loads(text, 0, &jerr), *ids, *run;
+    json_t *o = json_loads(text, 0, &jerr), *ids, *run, *created;
     strbuf arr = {0};
-    const char *outbox, *params[5];
+    const char *outbox, *params[5], *lo = NULL, *hi = NULL;
     char err[1024], n_ok[32];
     PGresult *res = NULL;
     size_t i;
@@ -346,7 +360,12 @@ static int apply_position(relay *rl, const char *text)
 
     ids = o ? json_object_get(o, "ids") : NULL;
     outbox = o ? json_string_value(json_object_get(o, "outbox")) : NULL;
-    if (!json_is_array(ids) || !outbox) {
+    created = o ? json_object_get(o, "created") : NULL;
+    if (created) {
+        lo = json_string_value(json_array_get(created, 0));
+        hi = json_string_value(json_array_get(created, 1));
+    }
+    if (!json_is_array(ids) || !outbox || (created && (!lo || !hi))) {
         exactly_log(EXACTLY_LOG_ERROR, "relay",
                     "the last position record is not one of a relay",
                     LOG_STR("topic", rl->r->position_topic));
@@ -376,7 +395,10 @@ static int apply_position(relay *rl, const char *text)
         goto cleanup;
     }
     params[0] = strbuf_str(&arr);
-    if (exactly_pg_exec(rl->conn, rl->sql_done, 1, params, &res, err,
+    params[1] = lo;
+    params[2] = hi;
+    if (exactly_pg_exec(rl->conn, created ? rl->sql_position : rl->sql_done,
+                        created ? 3 : 1, params, &res, err,
                         sizeof(err)) != EXACTLY_OK)
         goto failed;
     marked = strtoll(PQcmdTuples(res), NULL, 10);

@@ -13,9 +13,10 @@
  * mode: transactional, relay_txn_sent (a 6 s stall inside the open
  * transaction, the batch acknowledged, before the position record) and
  * relay_txn_committed (a 6 s stall between the Kafka commit and the
- * mark), txn_send_fence (txn_send.c: a batch's fence that cannot be
- * queued, as when out of memory). Test-only: a build without fault
- * injection ignores
+ * mark); relay_ask_unanswered (relay_produce.c: the relay's question
+ * about a topic librdkafka calls unknown gets no answer); txn_send_fence
+ * (txn_send.c: a batch's fence that cannot be queued, as when out of
+ * memory). Test-only: a build without fault injection ignores
  * EXACTLY_FAULTS.
  */
 #ifndef EXACTLY_FAULT_H
