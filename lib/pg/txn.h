@@ -169,6 +169,17 @@ PGresult *exactly_txn_take(exactly_txn *t, txn_result r);
  */
 exactly_err exactly_txn_sync(exactly_txn *t);
 
+/*
+ * Ends the transaction open on the connection, if any (ROLLBACK and its
+ * sync), in pipeline mode or out of it, and leaves pipeline mode. Out of
+ * it, a batch settled after another one's commit or rollback left it
+ * (exactly_txn_finish): with no transaction open nothing is sent, else
+ * pipeline mode is entered again for the ROLLBACK. Returns EXACTLY_OK, or
+ * what exactly_txn_sync returns (the connection ended when it could not
+ * be used: EXACTLY_ERETRY, no connection at all included).
+ */
+exactly_err exactly_txn_rollback(exactly_txn *t);
+
 /* Queues a sync point without reading: what was queued before it commits
  * (or fails) on its own, before anything queued after it. */
 exactly_err exactly_txn_push_sync(exactly_txn *t);
