@@ -330,6 +330,16 @@ exactly_err exactly_txn_rollback(exactly_txn *t)
     return rc;
 }
 
+int exactly_txn_rolled_back(const exactly_txn *t)
+{
+    if (!t->failed)
+        return 0;
+    if (t->commit_rolled_back)
+        return 1;
+    /* lost() notes no SQLSTATE, and keeps an earlier statement's error. */
+    return t->sqlstate[0] != '\0' && t->err_phase != TXN_COMMIT;
+}
+
 exactly_err exactly_txn_sync_later(exactly_txn *t)
 {
     size_t i;

@@ -180,6 +180,18 @@ exactly_err exactly_txn_sync(exactly_txn *t);
  */
 exactly_err exactly_txn_rollback(exactly_txn *t);
 
+/*
+ * Whether the last sync's failure is the server's answer that the
+ * transaction it ended did not commit (a queue of one transaction, no
+ * sync point inside): a statement before COMMIT was answered an error
+ * (the transaction aborted there, whatever happened after, the
+ * connection's end included), or COMMIT was answered ROLLBACK. An error
+ * answering COMMIT itself is not such an answer (a COMMIT that landed can
+ * still end in an error: a session terminated while it waited for a
+ * synchronous standby), nor is no answer at all.
+ */
+int exactly_txn_rolled_back(const exactly_txn *t);
+
 /* Queues a sync point without reading: what was queued before it commits
  * (or fails) on its own, before anything queued after it. */
 exactly_err exactly_txn_push_sync(exactly_txn *t);
