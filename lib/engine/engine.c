@@ -136,6 +136,24 @@ void engine_rollback(engine *e)
         engine_db_lost(e);
 }
 
+/* engine_internal.h says what it does. */
+void engine_stats_add(engine_stats *to, const engine_stats *a,
+                      const engine_stats *b)
+{
+#define ADD(f) to->f += a->f - b->f
+    ADD(consumed);
+    ADD(applied);
+    ADD(deduplicated);
+    ADD(dead_lettered);
+    ADD(skipped_missing);
+    ADD(batches_committed);
+    ADD(batches_rolled_back);
+    ADD(batches_fenced);
+    ADD(retries);
+    ADD(handler_failures);
+#undef ADD
+}
+
 void engine_publish_position(engine *e, const part *pt)
 {
     if (e->ops->position)

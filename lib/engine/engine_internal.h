@@ -12,6 +12,9 @@
 /* The owner's connection (engine_ops): ensure one, drop a broken one. */
 exactly_err engine_db_open(engine *e);
 void engine_db_lost(engine *e);
+/* Adds a - b (what the counters moved from b to a) to to. */
+void engine_stats_add(engine_stats *to, const engine_stats *a,
+                      const engine_stats *b);
 /* Ends the transaction, in pipeline mode or out of it (exactly_txn_
  * rollback); a connection that cannot even do that is dropped (the
  * owner's db_open reconnects). */
