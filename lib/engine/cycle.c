@@ -220,23 +220,6 @@ static void txn_held_read(void *arg)
     cycle_held_read(arg);
 }
 
-static void stats_add(engine_stats *to, const engine_stats *a,
-                      const engine_stats *b)
-{
-#define ADD(f) to->f += a->f - b->f
-    ADD(consumed);
-    ADD(applied);
-    ADD(deduplicated);
-    ADD(dead_lettered);
-    ADD(skipped_missing);
-    ADD(batches_committed);
-    ADD(batches_rolled_back);
-    ADD(batches_fenced);
-    ADD(retries);
-    ADD(handler_failures);
-#undef ADD
-}
-
 /* Reads the held batch's answers if need be and settles it as
  * cycle_run_once settles a batch whose COMMIT was sent; the owner hears
  * of it with late set. Its counters are its own: an engine_run in
@@ -273,10 +256,10 @@ exactly_err engine_settle_held(engine *e)
     r.err.commit_unknown = r.rc != EXACTLY_OK;
     exactly_error_set_code(&r.err, r.rc);
     memset(&moved, 0, sizeof(moved));
-    stats_add(&moved, &e->st, &before);
+    engine_stats_add(&moved, &e->st, &before);
     r.delta = moved;
     if (e->run_before)
-        stats_add(e->run_before, &e->st, &before);
+        engine_stats_add(e->run_before, &e->st, &before);
     r.elapsed_ms = exactly_now_ms() - h.t0;
     r.late = 1;
     if (e->ops->batch_done)

@@ -121,18 +121,37 @@ void engine_db_lost(engine *e)
     e->ops->db_lost(e->ops_arg);
 }
 
+/* Whatever the connection's pipeline state: a held batch is settled
+ * (rolled back) after the batch sent behind it committed or was rolled
+ * back itself, which left pipeline mode. Only a connection that cannot be
+ * used is lost. */
 void engine_rollback(engine *e)
 {
     if (!e->conn || PQstatus(e->conn) != CONNECTION_OK) {
         engine_db_lost(e);
         return;
     }
-    (void)exactly_txn_send(&e->txn, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
-    if (exactly_txn_sync(&e->txn) != EXACTLY_OK ||
+    if (exactly_txn_rollback(&e->txn) != EXACTLY_OK ||
         PQstatus(e->conn) != CONNECTION_OK)
         engine_db_lost(e);
-    else
-        exactly_txn_finish(&e->txn);
+}
+
+/* engine_internal.h says what it does. */
+void engine_stats_add(engine_stats *to, const engine_stats *a,
+                      const engine_stats *b)
+{
+#define ADD(f) to->f += a->f - b->f
+    ADD(consumed);
+    ADD(applied);
+    ADD(deduplicated);
+    ADD(dead_lettered);
+    ADD(skipped_missing);
+    ADD(batches_committed);
+    ADD(batches_rolled_back);
+    ADD(batches_fenced);
+    ADD(retries);
+    ADD(handler_failures);
+#undef ADD
 }
 
 void engine_publish_position(engine *e, const part *pt)

@@ -109,6 +109,11 @@ typedef struct engine_batch_report {
                                  and left nothing to run now, all of it
                                  committed or its failure to wait out; the
                                  owner settles nothing for this run */
+    int confirmed;            /* no run either: engine_reread found that
+                                 an earlier batch whose COMMIT went
+                                 unanswered committed after all (delta:
+                                 what it did, pt following its end); the
+                                 owner counts it and settles nothing */
 } engine_batch_report;
 
 /* What the engine asks of its owner. arg is engine.ops_arg. */
@@ -379,7 +384,10 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
  * promoted standby). Returns EXACTLY_OK (pt follows the row; its buffer
  * was dropped and its fetch position moved if the row is behind it),
  * EXACTLY_EFENCED (taken over or halted, as engine_run says) or
- * EXACTLY_ERETRY (the row could not be read). */
+ * EXACTLY_ERETRY (the row could not be read). An earlier batch whose
+ * COMMIT went unanswered, found committed, is reported to
+ * ops->batch_done (confirmed); any other move of pt's position to
+ * ops->position. */
 exactly_err engine_reread(engine *e, part *pt);
 
 /* Lets go of pt's offset row for the crash guard (a clean stop or revoke:

@@ -12,8 +12,12 @@
 /* The owner's connection (engine_ops): ensure one, drop a broken one. */
 exactly_err engine_db_open(engine *e);
 void engine_db_lost(engine *e);
-/* Ends the transaction; a connection that cannot even do that is dropped
- * (the owner's db_open reconnects). */
+/* Adds a - b (what the counters moved from b to a) to to. */
+void engine_stats_add(engine_stats *to, const engine_stats *a,
+                      const engine_stats *b);
+/* Ends the transaction, in pipeline mode or out of it (exactly_txn_
+ * rollback); a connection that cannot even do that is dropped (the
+ * owner's db_open reconnects). */
 void engine_rollback(engine *e);
 void engine_publish_position(engine *e, const part *pt);
 

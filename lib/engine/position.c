@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine_internal.h"
 #include "pg_conn.h"
@@ -198,11 +199,30 @@ exactly_err engine_follow_stored(engine *e, part *pt, int drop_all, int *back)
     return EXACTLY_OK;
 }
 
+/* engine.h says what it does. No engine_run reports what this moves, so
+ * the owner hears of it here: an earlier commit confirmed as a batch
+ * (confirmed), any other move of the position through ops->position. */
 exactly_err engine_reread(engine *e, part *pt)
 {
+    engine_stats before = e->st;
+    int64_t was = pt->next_offset;
+    engine_batch_report r;
+    exactly_err rc;
     int back;
 
     if (!e->conn)
         return EXACTLY_ERETRY;
-    return engine_follow_stored(e, pt, 0, &back);
+    rc = engine_follow_stored(e, pt, 0, &back);
+    if (e->st.batches_committed != before.batches_committed &&
+        e->ops->batch_done) {
+        memset(&r, 0, sizeof(r));
+        r.rc = EXACTLY_OK;
+        exactly_error_set_code(&r.err, EXACTLY_OK);
+        engine_stats_add(&r.delta, &e->st, &before);
+        r.confirmed = 1;
+        e->ops->batch_done(e->ops_arg, pt, &r);
+    } else if (pt->next_offset != was) {
+        engine_publish_position(e, pt);
+    }
+    return rc;
 }

@@ -324,6 +324,39 @@ exactly_err exactly_txn_sync(exactly_txn *t)
     return sent_whole(t, rc);
 }
 
+exactly_err exactly_txn_rollback(exactly_txn *t)
+{
+    exactly_err rc;
+
+    if (!t->conn)
+        return EXACTLY_ERETRY;
+    if (PQpipelineStatus(t->conn) == PQ_PIPELINE_OFF) {
+        /* Left already (exactly_txn_finish) by another batch's commit or
+         * rollback since: outside pipeline mode the transaction status is
+         * exact, and with none open there is nothing to end. */
+        if (PQtransactionStatus(t->conn) == PQTRANS_IDLE)
+            return EXACTLY_OK;
+        if (PQenterPipelineMode(t->conn) != 1)
+            return lost(t, TXN_CONTROL, "cannot enter pipeline mode");
+    }
+    rc = exactly_txn_send(t, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
+    if (rc == EXACTLY_OK)
+        rc = exactly_txn_sync(t);
+    if (rc == EXACTLY_OK)
+        exactly_txn_finish(t);
+    return rc;
+}
+
+int exactly_txn_rolled_back(const exactly_txn *t)
+{
+    if (!t->failed)
+        return 0;
+    if (t->commit_rolled_back)
+        return 1;
+    /* lost() notes no SQLSTATE, and keeps an earlier statement's error. */
+    return t->sqlstate[0] != '\0' && t->err_phase != TXN_COMMIT;
+}
+
 exactly_err exactly_txn_sync_later(exactly_txn *t)
 {
     size_t i;

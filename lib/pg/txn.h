@@ -180,6 +180,29 @@ PGresult *exactly_txn_take(exactly_txn *t, txn_result r);
  */
 exactly_err exactly_txn_sync(exactly_txn *t);
 
+/*
+ * Ends the transaction open on the connection, if any (ROLLBACK and its
+ * sync), in pipeline mode or out of it, and leaves pipeline mode. Out of
+ * it, a batch settled after another one's commit or rollback left it
+ * (exactly_txn_finish): with no transaction open nothing is sent, else
+ * pipeline mode is entered again for the ROLLBACK. Returns EXACTLY_OK, or
+ * what exactly_txn_sync returns (the connection ended when it could not
+ * be used: EXACTLY_ERETRY, no connection at all included).
+ */
+exactly_err exactly_txn_rollback(exactly_txn *t);
+
+/*
+ * Whether the last sync's failure is the server's answer that the
+ * transaction it ended did not commit (a queue of one transaction, no
+ * sync point inside): a statement before COMMIT was answered an error
+ * (the transaction aborted there, whatever happened after, the
+ * connection's end included), or COMMIT was answered ROLLBACK. An error
+ * answering COMMIT itself is not such an answer (a COMMIT that landed can
+ * still end in an error: a session terminated while it waited for a
+ * synchronous standby), nor is no answer at all.
+ */
+int exactly_txn_rolled_back(const exactly_txn *t);
+
 /* Queues a sync point without reading: what was queued before it commits
  * (or fails) on its own, before anything queued after it. */
 exactly_err exactly_txn_push_sync(exactly_txn *t);

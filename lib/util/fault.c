@@ -39,6 +39,11 @@ static void load(void)
     }
 }
 
+void exactly_fault_reload(void)
+{
+    n_sites = -1;
+}
+
 int exactly_fault(const char *site)
 {
     int i;

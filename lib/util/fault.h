@@ -18,12 +18,18 @@
  * (txn_send.c: a batch's fence that cannot be queued, as when out of
  * memory). Test-only: a build without fault injection ignores
  * EXACTLY_FAULTS.
+ *
+ * exactly_fault_reload() forgets what EXACTLY_FAULTS said and what each
+ * site has counted, so the next evaluation reads it again: a test that
+ * drives the code in its own process (tests/support/inproc_worker.h) arms
+ * a fault at the point it chose, counted from there.
  */
 #ifndef EXACTLY_FAULT_H
 #define EXACTLY_FAULT_H
 
 #ifdef EXACTLY_FAULT_INJECTION
 int exactly_fault(const char *site);
+void exactly_fault_reload(void);
 #define EXACTLY_FAULT(site) exactly_fault(site)
 #else
 #define EXACTLY_FAULT(site) 0

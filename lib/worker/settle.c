@@ -61,7 +61,9 @@ static void count(worker *w, const part *pt, const engine_batch_report *r)
         metrics_add(&w->m->retries[metrics_cause(exactly_error_cause(&r->err))],
                     1);
     if (r->rc == EXACTLY_OK) {
-        metrics_observe_batch(w->m, r->elapsed_ms * 1000);
+        /* A confirmed commit was timed by no run. */
+        if (!r->confirmed)
+            metrics_observe_batch(w->m, r->elapsed_ms * 1000);
         worker_metrics_position(w, pt, 1);
     }
 }
@@ -135,6 +137,14 @@ void worker_batch_done(worker *w, const part *pt,
 {
     size_t i;
 
+    if (r->confirmed) {
+        /* No run (engine_reread, the breaker closing): an earlier commit
+         * confirmed. Its figures; pt follows the stored row already, and
+         * the breaker resumes it. */
+        if (w->m)
+            count(w, pt, r);
+        return;
+    }
     if (r->late) {
         /* A held batch (engine_holds), settled after its run returned. */
         part *held = engine_part_find(&w->eng, pt->topic, pt->partition);
