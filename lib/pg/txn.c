@@ -339,6 +339,9 @@ exactly_err exactly_txn_rollback(exactly_txn *t)
         if (PQenterPipelineMode(t->conn) != 1)
             return lost(t, TXN_CONTROL, "cannot enter pipeline mode");
     }
+    /* A statement refused since the last sync (send_rc) is moot: all of
+     * it is undone, and what was queued before it is read with this. */
+    t->send_rc = EXACTLY_OK;
     rc = exactly_txn_send(t, TXN_CONTROL, "ROLLBACK", 0, NULL, NULL);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_sync(t);
