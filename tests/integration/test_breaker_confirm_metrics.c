@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "inproc_worker.h"
 #include "ledger_check.h"
 #include "metrics.h"
@@ -66,7 +65,6 @@ int main(void)
     metrics_partition *mx;
     PGconn *db;
     int64_t x_end;
-    long long t0;
     int total, next_id, timeout_ms;
     part *x;
 
@@ -95,15 +93,11 @@ int main(void)
              "did not reach the state it is about");
 
     /* The COMMIT lands meanwhile; then the breaker closes. */
-    t0 = exactly_now_ms();
-    while (tk_sql_int64(db, "SELECT next_offset FROM exactly.offsets WHERE "
-                            "pipeline = '" LEDGER_PIPELINE "' AND "
-                            "partition = %d",
-                        (int)x->partition) != x_end) {
-        TK_CHECK(exactly_now_ms() - t0 < 20000,
-                 "X's slow COMMIT did not land within 20 s");
-        tk_sleep_ms(20);
-    }
+    TK_CHECK(tk_sql_wait_int64(db, x_end, 20000,
+                               "SELECT next_offset FROM exactly.offsets "
+                               "WHERE pipeline = '" LEDGER_PIPELINE "' AND "
+                               "partition = %d", (int)x->partition) == x_end,
+             "X's slow COMMIT did not land within 20 s");
     w->eng.timeout_ms = timeout_ms;
     INPROC_RUN_UNTIL(w, worker_breaker_try_close(w), 20000, 0);
     TK_CHECK(w->db_down_since_ms == 0, "the breaker did not close");

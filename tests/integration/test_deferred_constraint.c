@@ -37,8 +37,7 @@ int main(void)
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
     char log[600];
-    int64_t stored = 0, refused;
-    long long t0;
+    int64_t stored, refused;
     pid_t pid;
     int status;
 
@@ -67,15 +66,10 @@ int main(void)
 
     snprintf(log, sizeof(log), "%s/worker.log", c.dir);
     pid = tk_worker_start(c.cfg, 3000, log, NULL);
-    t0 = tk_now_ms();
-    while (tk_now_ms() - t0 < WAIT_MS) {
-        stored = tk_sql_int64(c.db, "SELECT coalesce((SELECT next_offset FROM"
-                                    " exactly.offsets WHERE pipeline = '"
-                                    PIPELINE "'), 0)");
-        if (stored == 6)
-            break;
-        tk_sleep_ms(100);
-    }
+    stored = tk_sql_wait_int64(c.db, 6, WAIT_MS,
+                               "SELECT coalesce((SELECT next_offset FROM"
+                               " exactly.offsets WHERE pipeline = '"
+                               PIPELINE "'), 0)");
     refused = tk_log_lines_with(log, "violates foreign key constraint", NULL);
     if (stored != 6)
         kill(pid, SIGTERM);

@@ -44,19 +44,14 @@
 static void wait_settled(PGconn *q, const char *log, int bound_ms,
                          const char *what)
 {
-    int64_t t0 = tk_now_ms(), pending = 0;
+    int64_t t0 = tk_now_ms();
+    int64_t pending = tk_sql_wait_int64(q, 0, bound_ms,
+                                        "SELECT count(*) FROM exactly.outbox "
+                                        "WHERE published_at IS NULL AND "
+                                        "dead_reason IS NULL");
 
-    for (;;) {
-        pending = tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox WHERE "
-                                  "published_at IS NULL AND dead_reason IS "
-                                  "NULL");
-        if (pending == 0)
-            break;
-        LEDGER_CHECK_LOG(tk_now_ms() - t0 < bound_ms, log,
-                         "%s: %lld rows still pending after %d ms", what,
-                         (long long)pending, bound_ms);
-        tk_sleep_ms(50);
-    }
+    LEDGER_CHECK_LOG(pending == 0, log, "%s: %lld rows still pending after "
+                     "%d ms", what, (long long)pending, bound_ms);
     tk_note("%s: every row published or dead-lettered in %lld ms", what,
             (long long)(tk_now_ms() - t0));
 }

@@ -84,14 +84,12 @@ int main(void)
     setenv("EXACTLY_FAULTS", "relay_ask_unanswered:1", 1);
     relay = relay_start(config, NULL, log);
     unsetenv("EXACTLY_FAULTS");
-    t0 = tk_now_ms();
-    while (tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox WHERE "
-                           "dead_reason IS NOT NULL") < 2) {
-        LEDGER_CHECK_LOG(tk_now_ms() - t0 < 20000, log,
-                         "the rows of the missing topic were not "
-                         "dead-lettered");
-        tk_sleep_ms(20);
-    }
+    LEDGER_CHECK_LOG(tk_sql_wait_int64(q, 2, 20000, "SELECT count(*) FROM "
+                                                    "exactly.outbox WHERE "
+                                                    "dead_reason IS NOT NULL")
+                         == 2,
+                     log, "the rows of the missing topic were not "
+                          "dead-lettered");
     LEDGER_CHECK_LOG(tk_log_count(log, ASKED) == 0, log,
                      "the relay asked about " MISSING " before its rows "
                      "were sent again");
@@ -128,13 +126,12 @@ int main(void)
     tk_sql(q, "UPDATE exactly.outbox SET dead_reason = NULL, dead_at = NULL "
               "WHERE dead_reason IS NOT NULL");
     t0 = tk_now_ms();
-    while (tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox WHERE "
-                           "published_at IS NOT NULL") < 2) {
-        LEDGER_CHECK_LOG(tk_now_ms() - t0 < 20000, log,
-                         "the rows were not published once the topic "
-                         "existed");
-        tk_sleep_ms(20);
-    }
+    LEDGER_CHECK_LOG(tk_sql_wait_int64(q, 2, 20000, "SELECT count(*) FROM "
+                                                    "exactly.outbox WHERE "
+                                                    "published_at IS NOT NULL")
+                         == 2,
+                     log, "the rows were not published once the topic "
+                          "existed");
     tk_note("published %lld ms after the topic was created",
             (long long)(tk_now_ms() - t0));
     status = tk_terminate(relay, 20000);

@@ -215,18 +215,17 @@ static PGresult *tk_exec_one(const char *file, int line, PGconn *conn,
     return res;
 }
 
-int64_t tk_sql_int64_at(const char *file, int line, PGconn *conn,
-                        const char *fmt, ...)
+/* The integer the query fmt (with ap) returns; see tk_sql_int64. */
+static int64_t sql_vint64(const char *file, int line, PGconn *conn,
+                          const char *fmt, va_list ap) TK_PRINTF(4, 0);
+static int64_t sql_vint64(const char *file, int line, PGconn *conn,
+                          const char *fmt, va_list ap)
 {
-    va_list ap;
-    PGresult *res;
+    PGresult *res = tk_exec_one(file, line, conn, fmt, ap);
     const char *text;
     char *end;
     long long v;
 
-    va_start(ap, fmt);
-    res = tk_exec_one(file, line, conn, fmt, ap);
-    va_end(ap);
     if (PQgetisnull(res, 0, 0))
         tk_fail_at(file, line, "query returned NULL, expected an integer");
     text = PQgetvalue(res, 0, 0);
@@ -237,6 +236,35 @@ int64_t tk_sql_int64_at(const char *file, int line, PGconn *conn,
                    text);
     PQclear(res);
     return (int64_t)v;
+}
+
+int64_t tk_sql_int64_at(const char *file, int line, PGconn *conn,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    int64_t v;
+
+    va_start(ap, fmt);
+    v = sql_vint64(file, line, conn, fmt, ap);
+    va_end(ap);
+    return v;
+}
+
+int64_t tk_sql_wait_int64_at(const char *file, int line, PGconn *conn,
+                             int64_t want, int timeout_ms, const char *fmt,
+                             ...)
+{
+    int64_t t0 = tk_now_ms(), v;
+    va_list ap;
+
+    for (;;) {
+        va_start(ap, fmt);
+        v = sql_vint64(file, line, conn, fmt, ap);
+        va_end(ap);
+        if (v == want || tk_now_ms() - t0 >= timeout_ms)
+            return v;
+        tk_sleep_ms(20);
+    }
 }
 
 char *tk_sql_text_at(const char *file, int line, PGconn *conn,

@@ -55,6 +55,16 @@ int64_t tk_sql_int64_at(const char *file, int line, PGconn *conn,
 #define tk_sql_int64(conn, ...) \
     tk_sql_int64_at(__FILE__, __LINE__, (conn), __VA_ARGS__)
 
+/* Runs that query (as tk_sql_int64) every 20 ms until it returns want or
+ * timeout_ms have passed, and returns the last value it returned: the
+ * caller asserts on it, with its own words and log. */
+int64_t tk_sql_wait_int64_at(const char *file, int line, PGconn *conn,
+                             int64_t want, int timeout_ms, const char *fmt,
+                             ...) TK_PRINTF(6, 7);
+#define tk_sql_wait_int64(conn, want, timeout_ms, ...)                         \
+    tk_sql_wait_int64_at(__FILE__, __LINE__, (conn), (want), (timeout_ms),    \
+                         __VA_ARGS__)
+
 /* Run a query that must return exactly one row of one column and return
  * the value as a malloc'd string (NULL for SQL NULL). The caller frees. */
 char *tk_sql_text_at(const char *file, int line, PGconn *conn,
