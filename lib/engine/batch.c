@@ -40,23 +40,24 @@ static void clear_msgs(batch_builder *b)
     b->n_records = 0;
 }
 
-/* Room for one more ID (and its value). */
-static int grow_ids(batch_builder *b)
+/* Room for n IDs and their values: a batch of n messages has at most n
+ * IDs, so interning them never grows anything. */
+static int reserve_ids(batch_builder *b, size_t n)
 {
     size_t cap = b->cap_ids;
 
-    if (b->n_ids < b->cap_ids)
+    if (n <= b->cap_ids)
         return 0;
-    if (batch_grow((void **)&b->ids, &cap, b->n_ids + 1, sizeof(char *)))
+    if (batch_grow((void **)&b->ids, &cap, n, sizeof(char *)))
         return -1;
     cap = b->cap_ids;
-    if (batch_grow((void **)&b->id_vals, &cap, b->n_ids + 1, sizeof(int64_t)))
+    if (batch_grow((void **)&b->id_vals, &cap, n, sizeof(int64_t)))
         return -1;
     b->cap_ids = cap;
     return 0;
 }
 
-/* The ID's index in b->ids, adding it if new; SIZE_MAX on failure. */
+/* The ID's index in b->ids, adding it if new (reserve_ids made room). */
 static size_t intern(batch_builder *b, char *id)
 {
     size_t mask = b->n_slots - 1;
@@ -67,8 +68,6 @@ static size_t intern(batch_builder *b, char *id)
             return b->slots[h];
         h = (h + 1) & mask;
     }
-    if (grow_ids(b))
-        return SIZE_MAX;
     b->ids[b->n_ids] = id; /* borrowed from the batch_msg */
     b->slots[h] = (uint32_t)b->n_ids;
     return b->n_ids++;
@@ -92,8 +91,6 @@ static inline size_t intern_i64(batch_builder *b, char *id, int64_t v)
             return b->slots[h];
         h = (h + 1) & mask;
     }
-    if (grow_ids(b))
-        return SIZE_MAX;
     b->ids[b->n_ids] = id;
     b->id_vals[b->n_ids] = v;
     b->slots[h] = (uint32_t)b->n_ids;
@@ -172,8 +169,8 @@ static int source_bytes(const rd_kafka_message_t *m, cfg_id_from from,
     return -1;
 }
 
-/* Sizes the builder for n messages: the message slots, the ID hash
- * (emptied) and the arena, which is sized up front so that pointers into
+/* Sizes the builder for n messages: the message slots, the IDs, the ID
+ * hash (emptied) and the arena, which is sized up front so that pointers into
  * it stay put: each ID needs at most exactly_id_decode_room() bytes, each
  * digest its hex and a NUL. */
 static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
@@ -183,7 +180,8 @@ static exactly_err build_reserve(batch_builder *b, const cfg_pipeline *p,
     size_t slots = 16;
     size_t need = 0;
 
-    if (batch_grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)))
+    if (batch_grow((void **)&b->msgs, &b->cap_msgs, n, sizeof(batch_msg)) ||
+        reserve_ids(b, n))
         return EXACTLY_ENOMEM;
     while (slots < n * 2)
         slots *= 2;
@@ -264,12 +262,10 @@ static exactly_err decode_msg(batch_builder *b, const cfg_pipeline *p,
                exactly_id_decode_room(len) > b->arena_cap - *used) {
         return EXACTLY_ENOMEM; /* cannot happen: sized above */
     } else if (p->id.type == CFG_ID_BIGINT && len <= p->id.max_length &&
-               exactly_id_bigint_plain(data, len, &v)) {
+               exactly_id_bigint_copy(b->arena + *used, data, len, &v)) {
         /* The common case: the bytes are the canonical ID, as the general
-         * decoder would find. */
+         * decoder would find, and now copied. */
         bm->id = b->arena + *used;
-        memcpy(bm->id, data, len);
-        bm->id[len] = '\0';
         *used += len + 1;
         bm->id_index = intern_i64(b, bm->id, v);
         if (bm->id_index == SIZE_MAX)

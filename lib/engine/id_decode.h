@@ -48,13 +48,16 @@ static inline size_t exactly_id_decode_room(size_t len)
 /*
  * Whether the len bytes at data are a bigint ID already in its canonical
  * form with at most 18 digits (so within int8 whatever they are), and then
- * its value in *v. The common case of exactly_id_decode_to() for bigint,
- * without its general path: where this says yes, that one returns the
- * same bytes (within its max_len, which the caller checks). Where it says no, that one decides (another spelling, 19
- * digits, not a number).
+ * its value in *v and the bytes, with a NUL, in out (which holds at least
+ * exactly_id_decode_room(len) bytes; on 0 its content is unspecified).
+ * The common case of exactly_id_decode_to() for bigint, without its
+ * general path: where this says yes, that one returns the same bytes
+ * (within its max_len, which the caller checks). Where it says no, that
+ * one decides (another spelling, 19 digits, not a number). The copy is
+ * made as the digits are read: the batch's common case, one pass.
  */
-static inline int exactly_id_bigint_plain(const void *data, size_t len,
-                                          int64_t *v)
+static inline int exactly_id_bigint_copy(char *out, const void *data,
+                                         size_t len, int64_t *v)
 {
     const unsigned char *p = data;
     size_t i = 0;
@@ -67,14 +70,26 @@ static inline int exactly_id_bigint_plain(const void *data, size_t len,
     /* No digits, too many, a leading zero ("007"), or "-0". */
     if (len == i || len - i > 18 || (p[i] == '0' && (len > 1)))
         return 0;
+    out[0] = (char)p[0];
     for (; i < len; i++) {
         unsigned d = (unsigned)p[i] - '0';
         if (d > 9)
             return 0;
+        out[i] = (char)p[i];
         u = u * 10 + d;
     }
+    out[len] = '\0';
     *v = p[0] == '-' ? -(int64_t)u : (int64_t)u;
     return 1;
+}
+
+/* exactly_id_bigint_copy() without the copy. */
+static inline int exactly_id_bigint_plain(const void *data, size_t len,
+                                          int64_t *v)
+{
+    char out[20]; /* '-', 18 digits and the NUL: the longest it copies */
+
+    return exactly_id_bigint_copy(out, data, len, v);
 }
 
 /*

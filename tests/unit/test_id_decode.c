@@ -410,7 +410,23 @@ static int check_plain_agrees(const char *in, size_t len)
     int64_t v = 0;
     exactly_err rc;
 
-    if (!exactly_id_bigint_plain(len ? in : NULL, len, &v))
+    char copy[64];
+    int64_t cv = -1;
+    int plain = exactly_id_bigint_plain(len ? in : NULL, len, &v);
+
+    /* The copying form gives the same answer and, on yes, the same value
+     * and the text with a NUL, whatever its buffer held before. */
+    if (len > 0) {
+        memset(copy, 0xaa, sizeof copy);
+        TK_CHECK(exactly_id_bigint_copy(copy, in, len, &cv) == plain,
+                 "copy and plain disagree on \"%.*s\": %d, %d", (int)len, in,
+                 !plain, plain);
+        TK_CHECK(!plain || (memcmp(copy, in, len) == 0 && copy[len] == '\0'),
+                 "copy of \"%.*s\" is not the text and a NUL", (int)len, in);
+        TK_CHECK(!plain || cv == v, "copy's value of \"%.*s\": %" PRId64
+                 ", plain's %" PRId64, (int)len, in, cv, v);
+    }
+    if (!plain)
         return 0;
     rc = exactly_id_decode_to(CFG_ID_BIGINT, 256, 0, in, len, out, &out_len,
                               reason, sizeof reason);
@@ -459,6 +475,32 @@ static void check_bigint_plain(void)
         }
     }
     TK_CHECK(yes > 0, "plain accepted none of the sweep");
+    /* Every text of up to 8 bytes over the digits' edges ('/' and ':'
+     * border '0' and '9') and a byte with the high bit, then numbers of
+     * every length up to 8 digits. */
+    {
+        static const char edge[] = "/09:\xb0";
+        char w[32];
+        size_t ok = 0;
+        for (len = 1; len <= 8; len++) {
+            size_t combos = 1, c;
+            for (i = 0; i < len; i++)
+                combos *= sizeof edge - 1;
+            for (c = 0; c < combos; c++) {
+                size_t k = c;
+                for (i = 0; i < len; i++, k /= sizeof edge - 1)
+                    w[i] = edge[k % (sizeof edge - 1)];
+                ok += (size_t)check_plain_agrees(w, len);
+            }
+        }
+        for (i = 0; i < 10000; i++) {
+            snprintf(w, sizeof w, "9876%04zu", i);
+            TK_CHECK(check_plain_agrees(w, 8), "plain refused %s", w);
+            snprintf(w, sizeof w, "%zu", i);
+            TK_CHECK(check_plain_agrees(w, strlen(w)), "plain refused %s", w);
+        }
+        TK_CHECK(ok > 0, "plain accepted none of the edge sweep");
+    }
 }
 
 int main(void)
