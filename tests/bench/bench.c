@@ -66,7 +66,8 @@
  * EXACTLY_BENCH_KAFKA adds kafka: lines (indented two spaces) to the
  * workers' configuration in those runs; the ceiling keeps its own.
  * EXACTLY_BENCH_TIMELINE=1 prints, for every run timed by its commit log,
- * the rate over the middle 80 % of its messages and its commit gaps.
+ * the rate over the middle 80 % of its messages, its commit gaps, and
+ * the time its first and last 10 % took.
  *
  * For looking into fairness alone: EXACTLY_BENCH_FAIR_ONLY=1 runs only the
  * two backlogs (EXACTLY_BENCH_FAIR_MESSAGES and EXACTLY_BENCH_FAIR_SLOW
@@ -610,7 +611,9 @@ static void spawn_figures(bench *b, figures *f, double secs, size_t msgs,
 
 /* EXACTLY_BENCH_TIMELINE: where a run's time went, from its commit log:
  * the rate over the middle 80 % of its messages (no start, no tail), the
- * gaps between commits, and the last one. */
+ * gaps between commits, the last one, the milliseconds from the first
+ * commit to 10 % of the messages and from 90 % to the last commit, and
+ * where the gaps over 25 ms fell (at what share of the messages). */
 static void print_timeline(bench *b, const char *table, const char *pipeline,
                            size_t msgs)
 {
@@ -629,15 +632,25 @@ static void print_timeline(bench *b, const char *table, const char *pipeline,
         "(SELECT min(at) FROM k WHERE cum >= 0.1 * $3::float8)), "
         "percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), "
         "percentile_cont(0.99) WITHIN GROUP (ORDER BY gap), max(gap), "
-        "(SELECT gap FROM k ORDER BY at DESC LIMIT 1), count(*) FROM k",
+        "(SELECT gap FROM k ORDER BY at DESC LIMIT 1), count(*), "
+        "extract(epoch FROM (SELECT min(at) FROM k WHERE cum >= 0.1 * "
+        "$3::float8) - min(at)) * 1000, extract(epoch FROM max(at) - "
+        "(SELECT min(at) FROM k WHERE cum >= 0.9 * $3::float8)) * 1000, "
+        "(SELECT coalesce(string_agg(format('%s ms at %s%%', round(gap), "
+        "round(100 * cum / $3::float8)), ', ' ORDER BY at), 'none') FROM k "
+        "WHERE gap > 25) FROM k",
         3, NULL, (const char *[]){table, pipeline, n}, NULL, NULL, 0);
     TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "timeline: %s",
              PQerrorMessage(b->db));
     printf("     timeline %s: middle 80%% %.0f msg/s; %s commits, gap p50 "
-           "%.2f ms p99 %.2f ms max %.2f ms, last %.2f ms\n", pipeline,
+           "%.2f ms p99 %.2f ms max %.2f ms, last %.2f ms; first commit "
+           "to 10%% %.0f ms, 90%% to last commit %.0f ms; gaps over 25 "
+           "ms: %s\n", pipeline,
            atof(PQgetvalue(r, 0, 0)), PQgetvalue(r, 0, 5),
            atof(PQgetvalue(r, 0, 1)), atof(PQgetvalue(r, 0, 2)),
-           atof(PQgetvalue(r, 0, 3)), atof(PQgetvalue(r, 0, 4)));
+           atof(PQgetvalue(r, 0, 3)), atof(PQgetvalue(r, 0, 4)),
+           atof(PQgetvalue(r, 0, 6)), atof(PQgetvalue(r, 0, 7)),
+           PQgetvalue(r, 0, 8));
     PQclear(r);
 }
 
