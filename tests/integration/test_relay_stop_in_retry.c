@@ -16,6 +16,9 @@
  *      commit went unanswered; it marks nothing. With the coordinator
  *      back, the next relay settles the batch from the position topic, as
  *      after a crash between the commit and the mark.
+ *   3. A commit refused for a few seconds, longer than one of the relay's
+ *      waits on commit_transaction(), is resumed until it goes through:
+ *      the rows are published once and marked.
  *
  * The mock's limits (DESIGN 7): it does not hide the records of a
  * transaction that never committed from read_committed readers, so in
@@ -51,6 +54,8 @@
 #define API_END_TXN 26
 /* More refusals than a relay's commit retry can use up in a test run. */
 #define END_TXN_REFUSALS 5000
+/* Refusals that end within a few seconds (retry.backoff.ms: 100). */
+#define SLOW_REFUSALS 30
 
 /* Every outbox row marked and once on the topic, nothing else there. */
 static void check_exactly_once(PGconn *db, const char *bootstraps,
@@ -111,7 +116,7 @@ int main(void)
     const char *bs;
     tk_mock *mock;
     PGconn *db, *locker;
-    int64_t positions;
+    int64_t positions, t0;
     pid_t relay;
     static rd_kafka_resp_err_t refusals[END_TXN_REFUSALS];
     int status, waited;
@@ -205,6 +210,22 @@ int main(void)
     status = relay_run_to_idle(config, 300, 30000, log2);
     LEDGER_CHECK_LOG(status == 0, log2, "next relay exit status %d", status);
     check_exactly_once(db, bs, "kafka");
+
+    /* 3. A commit that needs several of the relay's waits (the refusals
+     * last about 3 s) is resumed until it answers, not abandoned. */
+    tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
+               "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
+               "g", ROWS);
+    rd_kafka_mock_push_request_errors_array(tk_mock_cluster(mock),
+                                            API_END_TXN, SLOW_REFUSALS,
+                                            refusals);
+    t0 = tk_now_ms();
+    status = relay_run_to_idle(config, 300, 30000, log2);
+    LEDGER_CHECK_LOG(status == 0, log2, "slow commit: relay exit status %d",
+                     status);
+    tk_note("slow commit: the relay ran %lld ms",
+            (long long)(tk_now_ms() - t0));
+    check_exactly_once(db, bs, "slow commit");
 
     PQfinish(db);
     tk_mock_stop(mock);
