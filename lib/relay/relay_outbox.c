@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "pg_conn.h"
 #include "clock.h"
@@ -228,7 +229,10 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
 
     memset(&t, 0, sizeof(t));
     collect_outcome(rl, &done, &dids, &dreasons, acked, dead);
-    if (done.oom || dids.oom || dreasons.oom)
+    /* Test-only (fault.h): the arrays cannot be built, as when out of
+     * memory. */
+    if (done.oom || dids.oom || dreasons.oom ||
+        EXACTLY_FAULT("relay_outcome_collect"))
         goto cleanup;
     /* One round trip: the statements go through libpq's pipeline mode,
      * BEGIN to COMMIT, and their results are read at one sync. */
