@@ -138,7 +138,10 @@ int relay_txn_prepare(relay *rl);
 
 /* Marks, deletes and dead-letters what the batch's delivery reports said,
  * in one transaction. Returns 0, or -1 (the rows stay pending: sent again,
- * same event-id). */
+ * same event-id; in mode transactional marked by the position applied
+ * first). Every failure, running out of memory among them, ends the
+ * session (relay_drop_conn), which makes the next lock taken apply the
+ * position. */
 int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
                          int first);
 
