@@ -211,6 +211,11 @@ static int cycle(relay *rl, int first)
         return rc;
     if (wait_reports(rl, sent_at) != 0 || settle_batch(rl) != 0)
         return -2;
+    /* Stopped before the Kafka commit answered: nothing is recorded, as
+     * after a crash between the commit and the mark; the caller sees the
+     * stop request and ends. */
+    if (rl->commit_unanswered)
+        return -1;
     if (relay_record_outcome(rl, &acked, &dead, first) != 0)
         return -1;
     return count_batch(rl, n, acked, dead);
@@ -253,10 +258,12 @@ static int start_producer(relay *rl)
 }
 
 /* Ends the relay: an open Kafka transaction aborted (unless the producer
- * failed fatally), queued records flushed, everything freed. */
+ * failed fatally, or its commit is under way with no answer: that one is
+ * the broker's to complete, and the next start settles it), queued
+ * records flushed, everything freed. */
 static void finish(relay *rl, int code)
 {
-    if (code == 0 && rl->txn_open)
+    if (code == 0 && rl->txn_open && !rl->commit_unanswered)
         (void)relay_txn_abort(rl);
     rd_kafka_flush(rl->rk, 10000);
     rd_kafka_destroy(rl->rk);

@@ -102,7 +102,10 @@
  *     later one.
  *     Errors. A delivery report with an error, a failed position record,
  *     a commit that failed (one that timed out is called again until it
- *     answers, its outcome being unknown): abort the transaction,
+ *     answers, its outcome being unknown; a stop request meanwhile ends
+ *     the relay within RELAY_COMMIT_STEP_MS with the batch neither marked
+ *     nor aborted, settled by the next start as after a crash between c
+ *     and d): abort the transaction,
  *     dead-letter the rows refused for good (4), leave the others
  *     pending, back off, send the batch again. The position record names
  *     every row of the batch, so batch_size is at most 10000 in this
@@ -132,7 +135,10 @@
 typedef struct exactly_relay_opts {
     const exactly_config *cfg;
     const cfg_relay *relay;
-    volatile sig_atomic_t *stop; /* set: finish the cycle and exit 0 */
+    volatile sig_atomic_t *stop; /* set: finish the cycle and exit 0;
+                                    a Kafka commit without an answer is
+                                    left to the next start (invariant
+                                    6) */
     volatile sig_atomic_t *reopen_log; /* set: reopen the log file; NULL */
     int exit_idle_ms;            /* > 0: exit 0 after this long with no
                                     row to publish */

@@ -17,6 +17,9 @@
 #define RELAY_ASKED_MAX 4
 /* How long one such question may take. */
 #define RELAY_ASK_TIMEOUT_MS 5000
+/* How long one call of commit_transaction() waits: a stop request is
+ * seen within it while a commit gets no answer. */
+#define RELAY_COMMIT_STEP_MS 1000
 
 /* What the broker answered this cycle about a topic librdkafka called
  * unknown (see ask_topic). */
@@ -76,6 +79,8 @@ typedef struct relay {
     int txn;                /* the relay runs transactions */
     int txn_ready;          /* init_transactions() succeeded */
     int txn_open;           /* a transaction was begun, not yet ended */
+    int commit_unanswered;  /* stopped while its commit had no answer:
+                               the transaction is left as it is */
     int need_position;      /* the lock was (re)taken: apply the position */
     int dr_failed;          /* delivery reports with an error, this batch */
     int pos_in_flight;      /* the position record awaits its report */
@@ -117,7 +122,11 @@ void relay_demote_acked(relay *rl, const char *why);
 /* Ends the batch's transaction: the position record, then the commit.
  * On success every acknowledged row of the batch is published among the
  * committed records; on failure the transaction is aborted and none is.
- * Returns 0, -1 (aborted: the rows stay pending) or -2 (fatal). */
+ * Returns 0, -1 (aborted: the rows stay pending) or -2 (fatal). A stop
+ * request while the commit gets no answer also returns -1, with
+ * commit_unanswered set and the transaction neither committed nor
+ * aborted here: its outcome is unknown, so nothing of it may be marked
+ * (the next start settles it, invariant 6). */
 int relay_txn_commit(relay *rl);
 
 /* Before the first batch after the lock was taken: init_transactions()
@@ -129,7 +138,10 @@ int relay_txn_prepare(relay *rl);
 
 /* Marks, deletes and dead-letters what the batch's delivery reports said,
  * in one transaction. Returns 0, or -1 (the rows stay pending: sent again,
- * same event-id). */
+ * same event-id; in mode transactional marked by the position applied
+ * first). Every failure, running out of memory among them, ends the
+ * session (relay_drop_conn), which makes the next lock taken apply the
+ * position. */
 int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
                          int first);
 

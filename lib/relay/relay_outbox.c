@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "pg_conn.h"
 #include "clock.h"
@@ -228,8 +229,16 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
 
     memset(&t, 0, sizeof(t));
     collect_outcome(rl, &done, &dids, &dreasons, acked, dead);
-    if (done.oom || dids.oom || dreasons.oom)
-        goto cleanup;
+    /* A mark that cannot even be built is a failed mark like any other:
+     * the session goes, so that in mode transactional the position is
+     * applied before the next batch (invariant 6), rather than the same
+     * rows read and committed to Kafka again. The fault site is
+     * test-only (fault.h). */
+    if (done.oom || dids.oom || dreasons.oom ||
+        EXACTLY_FAULT("relay_outcome_collect")) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto failed;
+    }
     /* One round trip: the statements go through libpq's pipeline mode,
      * BEGIN to COMMIT, and their results are read at one sync. */
     if (exactly_txn_start(&t, rl->conn, exactly_pg_wait_bound_ms(rl->cfg)) !=

@@ -157,6 +157,7 @@ int relay_txn_commit(relay *rl)
 {
     rd_kafka_error_t *e = NULL;
     char *text = NULL;
+    long long since, last_warned;
     int64_t n;
     int rc;
 
@@ -186,16 +187,40 @@ int relay_txn_commit(relay *rl)
         goto abort;
     /* A commit that timed out is retriable, and its outcome unknown: it
      * may still commit. So it is called again until it answers for good
-     * (librdkafka's contract); aborting instead could leave committed
-     * records whose rows stay pending and go out a second time. */
+     * (librdkafka's contract: the call resumes the commit in progress);
+     * aborting instead could leave committed records whose rows stay
+     * pending and go out a second time. The calls wait in short steps so
+     * that a stop request is seen within one; the warning comes once a
+     * minute. */
+    since = last_warned = exactly_now_ms();
     for (;;) {
-        e = rd_kafka_commit_transaction(rl->rk, 60000);
+        e = rd_kafka_commit_transaction(rl->rk, RELAY_COMMIT_STEP_MS);
         if (!e || !rd_kafka_error_is_retriable(e) ||
             rd_kafka_error_is_fatal(e))
             break;
-        exactly_log(EXACTLY_LOG_WARN, "relay",
-                    "commit of the transaction timed out; trying again",
-                    LOG_STR("error", rd_kafka_error_string(e)));
+        if (rl->stop && *rl->stop) {
+            /* Neither marked nor aborted: the outcome is the broker's,
+             * and the next relay to take the outbox settles it as after
+             * a crash between the commit and the mark (init_transactions
+             * completes or aborts the transaction; the position record
+             * read back says which). */
+            exactly_log(EXACTLY_LOG_WARN, "relay",
+                        "stopped before the kafka commit was answered; "
+                        "the next start settles the batch",
+                        LOG_INT("rows", n),
+                        LOG_INT("waited_ms", exactly_now_ms() - since),
+                        LOG_STR("error", rd_kafka_error_string(e)));
+            rd_kafka_error_destroy(e);
+            rl->commit_unanswered = 1;
+            return -1;
+        }
+        if (exactly_now_ms() - last_warned >= 60000) {
+            exactly_log(EXACTLY_LOG_WARN, "relay",
+                        "commit of the transaction timed out; trying again",
+                        LOG_INT("waited_ms", exactly_now_ms() - since),
+                        LOG_STR("error", rd_kafka_error_string(e)));
+            last_warned = exactly_now_ms();
+        }
         rd_kafka_error_destroy(e);
     }
     if (!e) {

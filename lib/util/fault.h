@@ -13,7 +13,8 @@
  * mode: transactional, relay_txn_sent (a 6 s stall inside the open
  * transaction, the batch acknowledged, before the position record) and
  * relay_txn_committed (a 6 s stall between the Kafka commit and the
- * mark); relay_ask_unanswered (relay_produce.c: the relay's question
+ * mark); relay_outcome_collect (relay_outbox.c: the arrays of a batch's
+ * outcome cannot be built, as when out of memory); relay_ask_unanswered (relay_produce.c: the relay's question
  * about a topic librdkafka calls unknown gets no answer); txn_send_fence
  * (txn_send.c: a batch's fence that cannot be queued, as when out of
  * memory). Test-only: a build without fault injection ignores
