@@ -276,9 +276,18 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
     rc = 0;
     goto cleanup;
 failed:
-    exactly_log(EXACTLY_LOG_WARN, "relay",
-                "marking published rows failed; they will be sent again",
-                LOG_STR("error", err));
+    /* Idempotent: the rows stay pending and go out again with their
+     * event-ids. Transactional: the next session marks them from the
+     * position record the committed batch carried (invariant 6). */
+    if (rl->txn)
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "marking published rows failed; they will be marked "
+                    "from the position record",
+                    LOG_STR("error", err));
+    else
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "marking published rows failed; they will be sent again",
+                    LOG_STR("error", err));
     relay_drop_conn(rl);
 cleanup:
     exactly_txn_clear(&t);
