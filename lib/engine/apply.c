@@ -32,6 +32,15 @@ exactly_err cycle_judge_sync(cycle *c, exactly_err rc)
     return engine_judge_sync(&c->e->txn, rc, &c->err);
 }
 
+/* cycle_internal.h says what it does. */
+exactly_err cycle_judge_commit(cycle *c, exactly_err rc)
+{
+    rc = cycle_judge_sync(c, rc);
+    c->err.commit_unknown =
+        rc != EXACTLY_OK && !exactly_txn_rolled_back(&c->e->txn);
+    return rc;
+}
+
 /* The handler's apply() on recs[0..n) of c's partition (vals: their IDs'
  * values, or NULL): its answer as is. */
 static exactly_err call_apply(cycle *c, exactly_record *recs,

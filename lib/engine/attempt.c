@@ -167,8 +167,8 @@ static exactly_err commit(cycle *c, const char *part_s, uint64_t applied,
     }
     *commit_sent = 1;
     if (may_hold && (hold(c, &rc) || rc != EXACTLY_OK))
-        return rc == EXACTLY_OK ? rc : cycle_judge_sync(c, rc);
-    return cycle_judge_sync(c, exactly_txn_sync(&e->txn));
+        return rc == EXACTLY_OK ? rc : cycle_judge_commit(c, rc);
+    return cycle_judge_commit(c, exactly_txn_sync(&e->txn));
 }
 
 /* cycle_internal.h says what it does. */
@@ -182,7 +182,7 @@ void cycle_held_read(engine *e)
     memset(&c, 0, sizeof(c));
     c.e = e;
     c.pt = e->held.pt;
-    rc = cycle_judge_sync(&c, exactly_txn_read_held(&e->txn));
+    rc = cycle_judge_commit(&c, exactly_txn_read_held(&e->txn));
     if (rc != EXACTLY_OK && !c.err.message[0])
         cycle_note(&c, e->txn.sqlstate, e->txn.errmsg);
     e->held.rc = rc;

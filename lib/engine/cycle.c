@@ -147,8 +147,9 @@ static exactly_err attempt_batch(cycle *c, size_t *n, int64_t *end,
         engine_part_pause(e, pt, 1);
     } else if (rc == EXACTLY_OK) {
         /* Committed in careful mode: the report tells what sent it
-         * there. */
+         * there; the outcome is known. */
         c->err = optimistic;
+        c->err.commit_unknown = 0;
     }
     return rc;
 }
@@ -195,10 +196,14 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
         return EXACTLY_EFATAL;
     }
     log_rollback(pt, c, rc, commit_sent);
-    /* Remembered in case the stored offset shows it committed after all. */
-    pt->unconfirmed = commit_sent;
-    pt->unconfirmed_applied = commit_sent ? c->applied_msgs : 0;
-    pt->unconfirmed_dead = commit_sent ? e->dl.count : 0;
+    /* Remembered in case the stored offset shows it committed after all:
+     * only when its outcome is unknown (cycle_judge_commit). A batch the
+     * server answered that nothing committed is not, though its COMMIT
+     * was sent: a row moved forward meanwhile (a reset) must not count as
+     * its commit. */
+    pt->unconfirmed = c->err.commit_unknown;
+    pt->unconfirmed_applied = pt->unconfirmed ? c->applied_msgs : 0;
+    pt->unconfirmed_dead = pt->unconfirmed ? e->dl.count : 0;
     engine_rollback(e);
     if (e->conn && exactly_pg_needs_reconnect(c->err.sqlstate) && c->err.sqlstate[0])
         engine_db_lost(e);
@@ -249,11 +254,11 @@ exactly_err engine_settle_held(engine *e)
         r.rc = EXACTLY_OK;
     } else {
         r.rc = rolled_back(e, h.pt, &c, h.rc, 1, &r.retried);
-        h.pt->unconfirmed_dead = h.dead;
+        if (h.pt->unconfirmed)
+            h.pt->unconfirmed_dead = h.dead; /* its own, not e->dl's */
     }
     exactly_log_set_trace(NULL);
     r.err = c.err;
-    r.err.commit_unknown = r.rc != EXACTLY_OK;
     exactly_error_set_code(&r.err, r.rc);
     memset(&moved, 0, sizeof(moved));
     engine_stats_add(&moved, &e->st, &before);
@@ -356,7 +361,6 @@ again:
         else if (rc != EXACTLY_EHANDLER)
             rc = rolled_back(e, pt, &c, rc, commit_sent, &r->retried);
         r->err = c.err;
-        r->err.commit_unknown = rc != EXACTLY_OK && commit_sent;
         free(c.recs);
     }
     r->rc = rc;

@@ -76,6 +76,13 @@ void cycle_committed(engine *e, part *pt, const cycle *c, size_t n,
 exactly_err cycle_judge_apply(cycle *c, exactly_err ret);
 /* What a failed sync (rc) means. */
 exactly_err cycle_judge_sync(cycle *c, exactly_err rc);
+/* What a failed sync (rc) that carried the batch's COMMIT means, as
+ * cycle_judge_sync, and the one rule of an unknown outcome: it fails
+ * and the server did not answer that nothing committed
+ * (exactly_txn_rolled_back: a statement before COMMIT answered an
+ * error, or COMMIT answered ROLLBACK): c->err.commit_unknown. For every
+ * batch, single, held or grouped; its caller never decides it alone. */
+exactly_err cycle_judge_commit(cycle *c, exactly_err rc);
 /* Queues the handler's writes for recs[0..n), without a savepoint
  * (optimistic mode); vals: their IDs' values (exactly_batch.id_values) or
  * NULL. Returns EXACTLY_OK or cycle_judge_apply()'s verdict. */

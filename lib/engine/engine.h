@@ -333,10 +333,11 @@ exactly_err engine_run(engine *e, part *pt, size_t n, int64_t end);
  * sends its own transaction before the held one's answers are read, so
  * that the server runs one while the client reads the other. The held
  * batch is settled as any batch (committed: pt moves on and Kafka hears
- * of it only then; else rolled back, its commit unknown) and reported to
- * ops->batch_done with late set, by the engine_run that follows it or by
- * engine_settle_held. Nothing else may use the connection meanwhile: the
- * owner settles it before anything but engine_run.
+ * of it only then; else rolled back, its commit unknown unless the server
+ * answered that nothing committed) and reported to ops->batch_done with
+ * late set, by the engine_run that follows it or by engine_settle_held.
+ * Nothing else may use the connection meanwhile: the owner settles it
+ * before anything but engine_run.
  */
 int engine_holds(const engine *e, const part *pt);
 /* Settles the held batch, if any: EXACTLY_OK when none was held or it

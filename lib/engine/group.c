@@ -272,7 +272,6 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
     member_run *runs;
     exactly_err rc;
     int commit_sent = 0;
-    int answered = 0;            /* the server said nothing committed */
     cycle last;                  /* the group's own: BEGIN and COMMIT */
     merged mg;
     int group_fence = 0;         /* one fence for all, sent */
@@ -330,13 +329,11 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
         rc = exactly_txn_send(&e->txn, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
         if (rc == EXACTLY_OK) {
             commit_sent = 1;
-            rc = cycle_judge_sync(&last, exactly_txn_sync(&e->txn));
             /* With no member's reads to sync (the fused upsert, no
              * dedup), the group's fence and writes are answered only
              * here: a refusal or an error of theirs is an answer, not a
-             * COMMIT of unknown outcome. */
-            answered = rc != EXACTLY_OK &&
-                       exactly_txn_rolled_back(&e->txn);
+             * COMMIT of unknown outcome (last.err.commit_unknown). */
+            rc = cycle_judge_commit(&last, exactly_txn_sync(&e->txn));
         }
     }
 #ifdef EXACTLY_MUTATION_SPLIT_OFFSET_TXN
@@ -388,7 +385,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
                         LOG_INT("commit_sent", commit_sent),
                         LOG_STR("error", failed->err.message));
         engine_rollback(e);
-        if (commit_sent && !answered) {
+        if (last.err.commit_unknown) {
             /* Its outcome is unknown: each partition's own run reads its
              * stored row first, and counts the group's attempt if the row
              * shows it committed (as after a batch of its own). Not when

@@ -373,6 +373,42 @@ static const char *const migrations[] = {
     " and start', n, cardinality(p_topics));"
     "  END IF;"
     "END $fn$;",
+
+    /* 9: advance_group's refusal names the rows its UPDATE did not move.
+     * Step 8 named those not at their batch's end afterwards, and so
+     * missed a row that stood there already (moved forward by a reset, by
+     * someone else's commit): with every refused row missed, the message
+     * said "partition <NULL>". */
+    "CREATE OR REPLACE FUNCTION %1$s.advance_group(p_pipeline text,"
+    "    p_topics text[], p_partitions integer[], p_epochs bigint[],"
+    "    p_starts bigint[], p_ends bigint[])"
+    "  RETURNS void LANGUAGE plpgsql AS $fn$"
+    "DECLARE n integer; moved_t text[]; moved_p integer[]; fenced text;"
+    "BEGIN"
+    "  WITH moved AS ("
+    "    UPDATE %1$s.offsets o SET next_offset = u.e_end, updated_at = now(),"
+    "           in_apply = false"
+    "      FROM unnest(p_topics, p_partitions, p_epochs, p_starts, p_ends)"
+    "           AS u(t, p, ep, s, e_end)"
+    "     WHERE o.pipeline = p_pipeline AND o.topic = u.t"
+    "       AND o.partition = u.p AND o.owner_epoch = u.ep"
+    "       AND o.next_offset = u.s"
+    "    RETURNING o.topic, o.partition)"
+    "  SELECT count(*), array_agg(topic), array_agg(partition)"
+    "    INTO n, moved_t, moved_p FROM moved;"
+    "  IF n <> cardinality(p_topics) THEN"
+    "    SELECT string_agg(format('%%s [%%s]', u.t, u.p), ', ') INTO fenced"
+    "      FROM unnest(p_topics, p_partitions) AS u(t, p)"
+    "     WHERE NOT EXISTS (SELECT 1"
+    "            FROM unnest(moved_t, moved_p) AS m(t, p)"
+    "            WHERE m.t = u.t AND m.p = u.p);"
+    "    RAISE EXCEPTION 'partition %% of pipeline %% is fenced (in a group of"
+    " %%)', fenced, p_pipeline, cardinality(p_topics)"
+    "      USING ERRCODE = 'EX001',"
+    "      DETAIL = format('%%s of %%s offset rows matched their batch''s epoch"
+    " and start', n, cardinality(p_topics));"
+    "  END IF;"
+    "END $fn$;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

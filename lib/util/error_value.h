@@ -29,8 +29,13 @@ typedef struct exactly_error {
     exactly_err code;       /* EXACTLY_OK: no failure */
     int retriable;          /* the same batch is tried again later */
     int fatal;              /* the process stops */
-    int commit_unknown;     /* COMMIT went out and no answer came: the
-                               stored offset tells whether it committed */
+    int commit_unknown;     /* COMMIT went out and the server did not
+                               answer that nothing committed (no answer,
+                               or COMMIT itself answered an error): the
+                               stored offset tells whether it committed.
+                               Set where the COMMIT's answer is judged;
+                               the engine re-reads the position as an
+                               unconfirmed commit by it alone */
     int environment;        /* about the environment, not a record: never
                                bisected, nothing dead-lettered */
     int handler_retry;      /* apply() asked for the retry */

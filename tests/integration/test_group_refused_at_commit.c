@@ -19,7 +19,9 @@
  * its COMMIT sent (the test reached its state); the log has no "earlier
  * commit confirmed" line; X's consumed and applied counters on its
  * metrics did not grow; none of X's skipped messages reached the target;
- * Y's did, once the worker ran on.
+ * Y's did, once the worker ran on. The group's rollback line names the
+ * partition its fence refused (X: at its batch's end, but not moved by
+ * this transaction), by topic and partition.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -68,6 +70,7 @@ int main(void)
     uint64_t consumed0, applied0;
     int64_t x_start;
     char flush_log[512];
+    char x_named[128];
     PGconn *db;
     int next_id = 1 + PARTITIONS, x_first;
 
@@ -129,6 +132,12 @@ int main(void)
                                "commit_sent=1") >= 1,
              "no group was rolled back with its COMMIT sent: the test did "
              "not reach the state it is about");
+    snprintf(x_named, sizeof x_named, "partition " TOPIC " [%d] of",
+             (int)iw.x->partition);
+    TK_CHECK(tk_log_lines_with(flush_log, "group rolled back", x_named) >= 1,
+             "the group's rollback line does not name X's refused row as "
+             "'%s' (\"partition <NULL>\": %d line(s))",
+             x_named, tk_log_count(flush_log, "partition <NULL>"));
     TK_CHECK(tk_log_count(flush_log, "earlier commit confirmed") == 0,
              "the group's refused COMMIT was taken for an unknown outcome: "
              "X's row, moved forward, was counted as an earlier commit "
