@@ -55,13 +55,6 @@ static void write_config(cli_kit *c, int failing)
     tk_config_write(c->cfg, &cfg);
 }
 
-static int wanted(const char *name)
-{
-    const char *only = getenv("EXACTLY_TEST_ONLY");
-
-    return !only || !*only || strstr(only, name) != NULL;
-}
-
 static int64_t last_run(cli_kit *c)
 {
     return tk_sql_int64(c->db, "SELECT max(id) FROM exactly.reprocess_runs");
@@ -226,11 +219,11 @@ int main(void)
     write_config(&c, 0);
     cli_kit_migrate(&c);
 
-    if (wanted("deadletters"))
+    if (tk_wanted("deadletters"))
         scenario_deadletters(&c);
-    if (wanted("quiet"))
+    if (tk_wanted("quiet"))
         scenario_quiet(&c);
-    if (wanted("eta"))
+    if (tk_wanted("eta"))
         scenario_eta(&c);
 
     cli_kit_stop(&c);

@@ -370,13 +370,6 @@ static void scenario_inherit(void)
             "socket");
 }
 
-static int wanted(const char *name)
-{
-    const char *only = getenv("EXACTLY_TEST_ONLY");
-
-    return !only || !*only || strstr(only, name) != NULL;
-}
-
 int main(void)
 {
     char log[512];
@@ -394,15 +387,15 @@ int main(void)
         ledger_migrate(config, log);
     }
     tk_note("logs in %s", g_dir);
-    if (wanted("symlink"))
+    if (tk_wanted("symlink"))
         scenario_symlink();
-    if (wanted("opendir"))
+    if (tk_wanted("opendir"))
         scenario_opendir();
-    if (wanted("name"))
+    if (tk_wanted("name"))
         scenario_name();
-    if (wanted("default"))
+    if (tk_wanted("default"))
         scenario_default();
-    if (wanted("inherit"))
+    if (tk_wanted("inherit"))
         scenario_inherit();
     tk_mock_stop(g_mock);
     ledger_cleanup_dir(g_dir);

@@ -726,14 +726,6 @@ static void scenario_loop(void)
     PQfinish(s.db);
 }
 
-/* EXACTLY_TEST_ONLY=name[,name]: run only those scenarios (debugging). */
-static int wanted(const char *name)
-{
-    const char *only = getenv("EXACTLY_TEST_ONLY");
-
-    return !only || !*only || strstr(only, name) != NULL;
-}
-
 int main(void)
 {
     int64_t t0 = tk_now_ms();
@@ -747,13 +739,13 @@ int main(void)
     TK_CHECK(mkdir(g_lockdir, 0755) == 0, "mkdir %s", g_lockdir);
     tk_note("logs in %s", g_dir);
 
-    if (wanted("kill"))
+    if (tk_wanted("kill"))
         scenario_kill();
-    if (wanted("term"))
+    if (tk_wanted("term"))
         scenario_term();
-    if (wanted("lock"))
+    if (tk_wanted("lock"))
         scenario_lock();
-    if (wanted("loop"))
+    if (tk_wanted("loop"))
         scenario_loop();
 
     tk_note("supervisor tests passed in %.1f s",

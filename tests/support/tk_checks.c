@@ -67,6 +67,13 @@ int tk_str_eq(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
+int tk_wanted(const char *name)
+{
+    const char *only = getenv("EXACTLY_TEST_ONLY");
+
+    return !only || !*only || strstr(only, name) != NULL;
+}
+
 const char *tk_env_required(const char *name)
 {
     const char *v = getenv(name);

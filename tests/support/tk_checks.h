@@ -77,6 +77,10 @@ const char *tk_env_required(const char *name);
  * frees. */
 char *tk_vformat(const char *fmt, va_list ap) TK_PRINTF(1, 0);
 
+/* Whether scenario name runs: EXACTLY_TEST_ONLY=name[,name] runs only
+ * those (for debugging one scenario of a test); unset or empty: all. */
+int tk_wanted(const char *name);
+
 /* ------------------------------------------------------------------ */
 /* Time                                                                */
 /* ------------------------------------------------------------------ */
