@@ -7,10 +7,21 @@
  */
 #include "worker_internal.h"
 
+void worker_metrics_watermark(worker *w, const part *pt,
+                              metrics_partition *mp)
+{
+    int64_t lo, hi;
+
+    /* The cached figure of the last fetch: no request to the broker. */
+    if (w->rk && rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition,
+                                                &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hi >= 0)
+        metrics_set(&mp->high_watermark, hi);
+}
+
 void worker_metrics_position(worker *w, const part *pt, int assigned)
 {
     metrics_partition *mp;
-    int64_t lo, hi;
 
     if (!w->m || !(mp = metrics_part(w->m, pt->topic, pt->partition)))
         return;
@@ -18,11 +29,7 @@ void worker_metrics_position(worker *w, const part *pt, int assigned)
     metrics_set(&mp->epoch, pt->epoch);
     __atomic_store_n(&mp->assigned, assigned, __ATOMIC_RELAXED);
     metrics_set(&mp->stored_offset, pt->next_offset);
-    /* The cached figure of the last fetch: no request to the broker. */
-    if (w->rk && rd_kafka_get_watermark_offsets(w->rk, pt->topic, pt->partition,
-                                                &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        hi >= 0)
-        metrics_set(&mp->high_watermark, hi);
+    worker_metrics_watermark(w, pt, mp);
 }
 
 int64_t worker_batch_end(worker *w, part *pt, size_t n)

@@ -357,7 +357,6 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
             exactly_log(EXACTLY_LOG_WARN, "rebalance",
                         "partition lost with a buffered batch",
                         LOG_PART(pt), LOG_UINT("messages", pt->n_buf));
-        worker_metrics_position(w, pt, 0);
         while (!w->fatal && !part_state_stopped(pt->state) && pt->n_buf > 0 &&
                pt->retry_at_ms == 0) {
             size_t n = worker_batch_size(w, pt);
@@ -365,6 +364,9 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
                                  WORKER_BATCH_REVOKE) != WORKER_NEXT_MORE)
                 break;
         }
+        /* After the flush, whose commit publishes the position as an
+         * owner's: from here this worker's gauges of pt are not shown. */
+        worker_metrics_position(w, pt, 0);
         if (gone) {
             gone[n_gone++] = pt;
         } else {

@@ -23,7 +23,8 @@
 #include "worker_internal.h"
 
 /* What each partition is doing, for the status page and
- * exactly_partition_state: the most severe condition wins. */
+ * exactly_partition_state (the most severe condition wins), and the end
+ * of its log as last fetched, for its lag. */
 void worker_publish_states(worker *w)
 {
     size_t i;
@@ -39,8 +40,10 @@ void worker_publish_states(worker *w)
                  : pt->state == PART_S_ISOLATING ? PART_ISOLATING
                  : pt->retry_at_ms > 0           ? PART_BACKING_OFF
                                                  : PART_RUNNING;
-        if (mp)
+        if (mp) {
             __atomic_store_n(&mp->state, st, __ATOMIC_RELAXED);
+            worker_metrics_watermark(w, pt, mp);
+        }
     }
 }
 

@@ -124,8 +124,13 @@ worker_next worker_run_group(worker *w, const engine_group_member *m,
 void worker_batch_done(worker *w, const part *pt,
                        const engine_batch_report *r);
 
-/* Publishes a partition's position (after a claim or a commit). */
+/* Publishes a partition's position (after a claim or a commit; assigned
+ * 0 when it is let go, so that no gauge of it shows). */
 void worker_metrics_position(worker *w, const part *pt, int assigned);
+/* Publishes the high watermark of pt's last fetch into mp, pt's gauges:
+ * between commits too, so that the lag moves while nothing commits. */
+void worker_metrics_watermark(worker *w, const part *pt,
+                              metrics_partition *mp);
 
 /* ---- rebalance.c ---------------------------------------------------------- */
 
