@@ -180,6 +180,10 @@ int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp)
 {
     size_t max = (size_t)(o->batch > 0 ? o->batch : r->p->batch.max_messages);
     int64_t to = sp->to;
+    /* Set once the span's end has been read: every message of the range
+     * from the position on is then in the buffer, and an empty buffer
+     * means only control records are left. True only of the buffer and
+     * fetch position it was seen with. */
     int at_end = 0;
 
     while (r->pt.next_offset <= to) {
@@ -202,6 +206,15 @@ int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp)
         }
         if (settle(r, sp) != 0)
             return 1;
+        if (rc == EXACTLY_EFENCED) {
+            /* The run row refused the batch or was behind it: the engine
+             * dropped the buffer and sought the consumer to the row's
+             * offset (or does before the next batch, when it could not
+             * read the row). The range is read again from there; at_end
+             * kept would send the next batch, empty, to the range's end
+             * over offsets it never applied. */
+            at_end = 0;
+        }
         if (rc == EXACTLY_OK)
             reprocess_progress(r, o, 0);
     }

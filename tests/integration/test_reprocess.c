@@ -27,6 +27,14 @@
  *             the rate kept; --resume finishes it (exit 0, rows exactly
  *             from .. to once each, applied = range size, epoch 2); a
  *             second --resume of the finished run is refused (exit 2).
+ *   back      the run's row moves back while the run goes on, as a
+ *             failover to a standby that lacks the last committed batch
+ *             moves it: the row, its applied count and that batch's
+ *             ledger_reprocess rows go back to what they were before it,
+ *             after the run had read up to the range's end. The run
+ *             follows the row: exit 0, status done, next_offset = to + 1,
+ *             applied = range size, rows exactly one per offset of the
+ *             range (the batch lost is applied again, the rest once).
  *   live      the built-in upsert (lookup table `accounts`, target
  *             `account_view`) while a live `exactly worker` of the same
  *             pipeline consumes a continuing stream: accounts changed
@@ -62,6 +70,13 @@
 /* resume: slow enough that SIGINT lands mid-range. */
 #define RESUME_RATE 300
 #define RESUME_BATCH 50
+/* back: the range 0..29 of partition 0 in batches of 20. --rate puts the
+ * second batch (20..29, read with the message after the range, so the
+ * run has seen the range's end) 10 / BACK_RATE s after the first: the
+ * window in which the row is moved back. */
+#define BACK_TO 29
+#define BACK_BATCH 20
+#define BACK_RATE 2
 
 static tk_mock *g_mock;
 static char g_dir[256];
@@ -553,6 +568,76 @@ static void scenario_resume(ledger_env *e)
             run, b - a + 1, a, b, (double)(tk_now_ms() - t0) / 1000.0);
 }
 
+static void scenario_back(ledger_env *e)
+{
+    char log[512], to[24], rate[16], batch[16], want[64], lost[32];
+    int64_t runs0 = runs(e->db), t0 = tk_now_ms(), run, next;
+    char *moved;
+    pid_t pid;
+    int st;
+
+    snprintf(to, sizeof to, "%d", BACK_TO);
+    snprintf(rate, sizeof rate, "%d", BACK_RATE);
+    snprintf(batch, sizeof batch, "%d", BACK_BATCH);
+    /* The row itself and the first batch's ledger_reprocess rows. */
+    snprintf(lost, sizeof lost, "1 %d", BACK_BATCH);
+    pid = spawn_reprocess(e->config, log, sizeof log, "--pipeline",
+                          LEDGER_PIPELINE, "--topic", TOPIC, "--partition",
+                          "0", "--from", "0", "--to", to, "--rate", rate,
+                          "--batch", batch, NULL);
+    LEDGER_CHECK_LOG(tk_sql_wait_int64(e->db, runs0 + 1, 30000, "SELECT "
+                                       "count(*) FROM exactly.reprocess_runs")
+                         == runs0 + 1,
+                     log, "no run row after 30 s; log: %s", log);
+    run = tk_sql_int64(e->db, "SELECT max(id) FROM exactly.reprocess_runs");
+    next = tk_sql_wait_int64(e->db, BACK_BATCH, 30000, "SELECT next_offset "
+                             "FROM exactly.reprocess_runs WHERE id = %"
+                             PRId64, run);
+    LEDGER_CHECK_LOG(next == BACK_BATCH, log, "the run's next_offset was "
+                     "not seen at %d in 30 s (last %" PRId64 "); log: %s",
+                     BACK_BATCH, next, log);
+    /* The failover: the row and the first batch's rows as they were
+     * before that batch, in one statement, only if the second batch has
+     * not committed yet. */
+    moved = tk_sql_text(e->db,
+                        "WITH m AS (UPDATE exactly.reprocess_runs SET "
+                        "next_offset = 0, applied = 0 WHERE id = %" PRId64
+                        " AND next_offset = %d RETURNING id), d AS (DELETE "
+                        "FROM ledger_reprocess WHERE run = %" PRId64 " AND "
+                        "EXISTS (SELECT 1 FROM m) RETURNING 1) SELECT "
+                        "(SELECT count(*) FROM m) || ' ' || (SELECT count(*) "
+                        "FROM d)",
+                        run, BACK_BATCH, run);
+    TK_CHECK(moved && strcmp(moved, lost) == 0,
+             "moving the row back from %d to 0 changed \"%s\" (row, ledger "
+             "rows), expected \"%s\": the run went on first",
+             BACK_BATCH, moved ? moved : "", lost);
+    free(moved);
+    st = wait_reprocess(pid, log);
+    LEDGER_CHECK_LOG(st == 0, log, "reprocess exited %d; log: %s", st, log);
+    LEDGER_CHECK_LOG(tk_file_contains(log, "stored offset is behind; "
+                                           "applying again from there"),
+                     log, "the run did not see its row move back; log: %s",
+                     log);
+    snprintf(want, sizeof want, "run %" PRId64 ": done;", run);
+    LEDGER_CHECK_LOG(tk_file_contains(log, want), log,
+                     "no \"%s\" in the output; log: %s", want, log);
+    check_run_status(e->db, run, "done");
+    check_run_rows(e->db, run, 0, 0, BACK_TO);
+    TK_CHECK_EQ_INT64(run_int(e->db, run, "next_offset"), BACK_TO + 1,
+                      "next_offset of the run after its row moved back");
+    TK_CHECK_EQ_INT64(run_int(e->db, run, "applied"), BACK_TO + 1,
+                      "applied of the run after its row moved back (each "
+                      "offset of the range once since)");
+    check_pipeline_untouched(e, "after a run whose row moved back");
+    check_no_dead_letters(e->db);
+    tk_note("[back] run %" PRId64 ": its row moved back from %d to 0 with "
+            "the first batch's rows; the run followed it to the end: %d "
+            "rows, one per offset of 0..%d; %.1f s",
+            run, BACK_BATCH, BACK_TO + 1, BACK_TO,
+            (double)(tk_now_ms() - t0) / 1000.0);
+}
+
 /* ------------------------------------------------------------------ */
 /* live: reprocess beside the live pipeline, built-in upsert            */
 /* ------------------------------------------------------------------ */
@@ -838,7 +923,7 @@ int main(void)
     tk_note("logs in %s", g_dir);
 
     if (wanted("range") || wanted("refusals") || wanted("dry") ||
-        wanted("resume")) {
+        wanted("resume") || wanted("back")) {
         ledger_prepare(&e);
         tk_note("[prepare] live ledger worker applied %d messages in %.1f s",
                 N_MESSAGES, (double)(tk_now_ms() - t0) / 1000.0);
@@ -850,6 +935,8 @@ int main(void)
             scenario_dry_run(&e);
         if (wanted("resume"))
             scenario_resume(&e);
+        if (wanted("back"))
+            scenario_back(&e);
         PQfinish(e.db);
         free(e.offsets);
         free(e.ledger);
