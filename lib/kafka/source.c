@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "log.h"
 #include "props.h"
 #include "source.h"
@@ -233,7 +234,10 @@ void exactly_kafka_seek(rd_kafka_t *rk, const char *topic, int32_t partition,
                         int64_t offset)
 {
     rd_kafka_topic_partition_list_t *l = one(topic, partition, offset);
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 5000);
+    rd_kafka_error_t *e =
+        EXACTLY_FAULT("kafka_seek")
+            ? rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE, "fault: not made")
+            : rd_kafka_seek_partitions(rk, l, 5000);
 
     if (e) {
         exactly_log(EXACTLY_LOG_WARN, "kafka", "seek failed",

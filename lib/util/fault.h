@@ -17,7 +17,7 @@
  * outcome cannot be built, as when out of memory); relay_ask_unanswered (relay_produce.c: the relay's question
  * about a topic librdkafka calls unknown gets no answer); txn_send_fence
  * (txn_send.c: a batch's fence that cannot be queued, as when out of
- * memory). Test-only: a build without fault injection ignores
+ * memory); kafka_seek (source.c: a seek the consumer refuses). Test-only: a build without fault injection ignores
  * EXACTLY_FAULTS.
  *
  * exactly_fault_reload() forgets what EXACTLY_FAULTS said and what each
