@@ -276,7 +276,23 @@ void engine_part_commit(engine *e, part *pt)
 
 void engine_part_seek(engine *e, part *pt, int64_t offset)
 {
-    exactly_kafka_seek(e->rk, pt->topic, pt->partition, offset);
+    int owed = pt->seek_owed;
+
+    /* Not made, the consumer goes on from where it was: the messages it
+     * delivers from there would make the next batch store offsets it
+     * never applied. They are dropped until a seek is made. */
+    pt->seek_owed = exactly_kafka_seek(e->rk, pt->topic, pt->partition,
+                                       offset) != EXACTLY_OK;
+    pt->seek_to = offset;
+    if (owed && !pt->seek_owed)
+        exactly_log(EXACTLY_LOG_INFO, "kafka", "seek made", LOG_PART(pt),
+                    LOG_INT("offset", offset));
+}
+
+void engine_part_seek_owed(engine *e, part *pt)
+{
+    if (pt->seek_owed)
+        engine_part_seek(e, pt, pt->seek_to);
 }
 
 void engine_part_pause(engine *e, part *pt, int pause)
@@ -289,6 +305,8 @@ void engine_part_pause(engine *e, part *pt, int pause)
 
 int64_t engine_part_position(engine *e, part *pt)
 {
+    if (pt->seek_owed)
+        return -1;
     return exactly_kafka_position(e->rk, pt->topic, pt->partition);
 }
 

@@ -59,6 +59,12 @@ typedef struct part {
     long long retry_at_ms;    /* > 0: backing off until then */
     int attempts;
     int paused;               /* its fetching is paused on the consumer */
+    /* A seek the consumer did not make, to seek_to: until it is made
+     * (engine_part_seek_owed), what the consumer delivers comes from
+     * where it was, so none of it is taken, and its position is not
+     * known. */
+    int seek_owed;
+    int64_t seek_to;
     /* no_start: when its row is read again (every few seconds); once
      * `exactly offsets reset` gave it an offset it resumes there. */
     long long recheck_at_ms;
@@ -300,11 +306,16 @@ void engine_part_remove(engine *e, part *pt);
 /* Destroys the first n buffered messages of pt. */
 void engine_part_drop(part *pt, size_t n);
 
-/* The partition on the consumer. pause also records pt->paused; commit
- * tells Kafka pt->next_offset, for monitoring only (nothing unless
- * pos.kafka_commit: a reprocess run is no member of the group). */
+/* The partition on the consumer. pause also records pt->paused; seek
+ * that the consumer does not make is owed (pt->seek_owed) until
+ * engine_part_seek_owed, which the owner calls for it every second or
+ * so, makes it; commit tells Kafka pt->next_offset, for monitoring only (nothing
+ * unless pos.kafka_commit: a reprocess run is no member of the group);
+ * position is the consumer's fetch position, -1 when not known (none
+ * yet, or a seek owed). */
 void engine_part_pause(engine *e, part *pt, int pause);
 void engine_part_seek(engine *e, part *pt, int64_t offset);
+void engine_part_seek_owed(engine *e, part *pt);
 void engine_part_commit(engine *e, part *pt);
 int64_t engine_part_position(engine *e, part *pt);
 

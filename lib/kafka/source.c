@@ -230,23 +230,29 @@ void exactly_kafka_commit(rd_kafka_t *rk, const char *topic,
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-void exactly_kafka_seek(rd_kafka_t *rk, const char *topic, int32_t partition,
-                        int64_t offset)
+exactly_err exactly_kafka_seek(rd_kafka_t *rk, const char *topic,
+                               int32_t partition, int64_t offset)
 {
     rd_kafka_topic_partition_list_t *l = one(topic, partition, offset);
     rd_kafka_error_t *e =
         EXACTLY_FAULT("kafka_seek")
             ? rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE, "fault: not made")
             : rd_kafka_seek_partitions(rk, l, 5000);
+    exactly_err rc = EXACTLY_OK;
 
-    if (e) {
+    /* The call's error, or the partition's own in the list. */
+    if (e || l->elems[0].err) {
         exactly_log(EXACTLY_LOG_WARN, "kafka", "seek failed",
                     LOG_STR("topic", topic), LOG_INT("partition", partition),
                     LOG_INT("offset", offset),
-                    LOG_STR("error", rd_kafka_error_string(e)));
-        rd_kafka_error_destroy(e);
+                    LOG_STR("error", e ? rd_kafka_error_string(e)
+                                       : rd_kafka_err2str(l->elems[0].err)));
+        rc = EXACTLY_EKAFKA;
     }
+    if (e)
+        rd_kafka_error_destroy(e);
     rd_kafka_topic_partition_list_destroy(l);
+    return rc;
 }
 
 void exactly_kafka_pause(rd_kafka_t *rk, const char *topic, int32_t partition,

@@ -22,9 +22,11 @@ rd_kafka_conf_t *exactly_kafka_conf(const exactly_config *cfg,
  * holds the positions; a failure is ignored. */
 void exactly_kafka_commit(rd_kafka_t *rk, const char *topic,
                           int32_t partition, int64_t offset);
-/* Moves the fetch position to offset; a failure is logged. */
-void exactly_kafka_seek(rd_kafka_t *rk, const char *topic, int32_t partition,
-                        int64_t offset);
+/* Moves the fetch position to offset: EXACTLY_OK, or EXACTLY_EKAFKA
+ * (logged) when the consumer did not, for the call or for the partition:
+ * it may then still fetch from where it was. */
+exactly_err exactly_kafka_seek(rd_kafka_t *rk, const char *topic,
+                               int32_t partition, int64_t offset);
 /* Pauses (pause 1) or resumes (0) fetching. */
 void exactly_kafka_pause(rd_kafka_t *rk, const char *topic, int32_t partition,
                          int pause);

@@ -115,6 +115,11 @@ static int take(run *r, rd_kafka_message_t *m, int64_t to, int *at_end)
         return e == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
                e == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
     }
+    /* A seek owed: m comes from where the consumer was. */
+    if (r->pt.seek_owed) {
+        rd_kafka_message_destroy(m);
+        return 0;
+    }
     if (m->partition != r->pt.partition || m->offset > to ||
         m->offset < r->pt.next_offset ||
         (r->pt.n_buf && m->offset <= r->pt.buf[r->pt.n_buf - 1]->offset)) {
@@ -144,6 +149,7 @@ static int fill(run *r, size_t max, int64_t to, int *at_end)
 {
     rd_kafka_message_t *m;
 
+    engine_part_seek_owed(&r->eng, &r->pt);
     while (!*at_end && r->pt.n_buf < max &&
            (m = rd_kafka_consumer_poll(r->rk, r->pt.n_buf ? 0 : 200)) !=
                NULL)

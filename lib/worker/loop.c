@@ -155,7 +155,9 @@ static int on_message(worker *w, rd_kafka_message_t *m, long long now)
         w->kafka_episode_ms = 0;
     }
     pt = engine_part_of(&w->eng, m);
-    if (!pt || part_state_stopped(pt->state)) {
+    /* A seek owed: m comes from where the consumer was, not from where
+     * the partition goes on. */
+    if (!pt || part_state_stopped(pt->state) || pt->seek_owed) {
         rd_kafka_message_destroy(m);
         return 0;
     }

@@ -288,6 +288,8 @@ static void periodic(worker *w, const exactly_worker_opts *o, long long now,
     if (now - t->idle_check >= 1000) {
         t->idle_check = now;
         worker_db_probe(w);
+        for (size_t i = 0; i < w->eng.n_parts; i++)
+            engine_part_seek_owed(&w->eng, w->eng.parts[i]);
         worker_advance_idle(w);
         worker_recheck_halted(w);
     }
