@@ -139,13 +139,10 @@ int main(int argc, char **argv)
     c.topic = "bench-e2e";
     c.pipeline_yaml = "    dedup: {from: header, header: event-id}\n";
     ledger_fixture_config(&f, &c);
-    {
-        FILE *cf = fopen(f.config, "a");
-        TK_CHECK(cf != NULL, "cannot append to %s", f.config);
-        fprintf(cf, "relays:\n  bench:\n    topic: bench-relay\n"
-                    "    batch_size: 5000\n    poll_interval_ms: 20\n");
-        TK_CHECK(fclose(cf) == 0, "cannot write %s", f.config);
-    }
+    relay_config_append(f.config, &(relay_config){.name = "bench",
+                                                  .topic = "bench-relay",
+                                                  .batch_size = 5000,
+                                                  .delete_published = 1});
     snprintf(relay_log, sizeof(relay_log), "%s/relay.log", f.dir);
     snprintf(worker_log, sizeof(worker_log), "%s/worker.log", f.dir);
     db = tk_pg_connect(f.conninfo);

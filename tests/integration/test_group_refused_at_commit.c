@@ -31,11 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "inproc_worker.h"
 #include "ledger_check.h"
-#include "log.h"
 #include "metrics.h"
 #include "testkit.h"
 
@@ -43,27 +41,10 @@
 #define PARTITIONS 2
 #define SMALL 3
 
-/* One flush of w, its log in path (shown afterwards). */
-static void flush_logged(worker *w, const char *path)
-{
-    int saved = dup(STDERR_FILENO);
-
-    TK_CHECK(saved >= 0 && exactly_log_set_file(path) == 0,
-             "cannot send the log to %s", path);
-    (void)worker_flush_ready(w, 0);
-    fflush(stderr);
-    (void)exactly_log_set_file(NULL);
-    TK_CHECK(dup2(saved, STDERR_FILENO) >= 0, "cannot restore stderr");
-    close(saved);
-    tk_log_tail(path, 30);
-}
-
 int main(void)
 {
     static int64_t counts[LEDGER_ACCOUNTS];
     ledger_fixture f;
-    ledger_config c;
-    tk_config cfg;
     inproc_worker iw;
     worker *w = &iw.w;
     metrics_partition *mx;
@@ -74,26 +55,8 @@ int main(void)
     PGconn *db;
     int next_id = 1 + PARTITIONS, x_first;
 
-    ledger_fixture_start(&f, "group_refused_at_commit", TOPIC, PARTITIONS);
-    db = tk_pg_connect(f.conninfo);
-    tk_sql(db, "CREATE TABLE mirror (id bigint PRIMARY KEY, name text, "
-               "balance numeric)");
-    /* The ledger's pipeline (lookup: {table: accounts}) with the fused
-     * built-in upsert into mirror instead of the ledger handler; no
-     * dedup. */
-    memset(&c, 0, sizeof c);
-    c.bootstraps = f.mock->bootstraps;
-    c.conninfo = f.conninfo;
-    c.topic = TOPIC;
-    c.max_messages = 100;
-    c.max_wait_ms = 20;
-    ledger_config_fill(&cfg, &c);
-    cfg.pipelines[0].plugin = NULL;
-    tk_upsert_handler(&cfg.pipelines[0], "mirror",
-                      (const char *[]){"id", "name", "balance", NULL});
-    tk_config_write(f.config, &cfg);
-    ledger_migrate(f.config, f.log);
-    inproc_worker_start(&iw, f.config, 1);
+    inproc_mirror_start(&iw, &f, &db, "group_refused_at_commit", TOPIC,
+                        PARTITIONS);
 
     /* Every partition claimed and served once. */
     inproc_produce(f.mock->bootstraps, TOPIC, 0, 1, 1, counts);
@@ -126,7 +89,7 @@ int main(void)
     applied0 = mx->applied;
     tk_sleep_ms(40); /* both due (max_wait_ms) */
     snprintf(flush_log, sizeof flush_log, "%s/flush.log", f.dir);
-    flush_logged(w, flush_log);
+    inproc_flush_logged(w, flush_log, 30);
 
     TK_CHECK(tk_log_lines_with(flush_log, "group rolled back",
                                "commit_sent=1") >= 1,

@@ -27,65 +27,50 @@
 
 #define TOPIC "relay-props"
 
-static void write_config(const char *path, const char *bootstraps,
-                         const char *conninfo, const char *relay_kafka)
-{
-    tk_write_file(path,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "  auto.offset.reset: earliest\n"
-                  "  isolation.level: read_committed\n"
-                  "  session.timeout.ms: 6000\n"
-                  "  group.instance.id: host-1\n"
-                  "  enable.auto.commit: false\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  props:\n    topic: " TOPIC "\n"
-                  "    poll_interval_ms: 20\n"
-                  "    kafka: {linger.ms: 5%s}\n",
-                  bootstraps, conninfo, relay_kafka);
-}
+/* Consumer properties in the top-level kafka section, as the pipelines
+ * of the same file would have them. */
+static const char *const CONSUMER_PROPS = "  auto.offset.reset: earliest\n"
+                                          "  isolation.level: read_committed\n"
+                                          "  session.timeout.ms: 6000\n"
+                                          "  group.instance.id: host-1\n"
+                                          "  enable.auto.commit: false\n";
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], log2[512],
-        mlog[512];
-    tk_mock *mock;
+    relay_config c = {.name = "props",
+                      .topic = TOPIC,
+                      .delete_published = 1,
+                      .kafka = "linger.ms: 5",
+                      .kafka_yaml = CONSUMER_PROPS};
+    relay_fixture f;
     PGconn *q;
     int st;
 
-    tk_tmpdir("relay-props", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(log2, sizeof(log2), "%s/relay2.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_props", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    tk_mock_create_topic(mock, TOPIC, 1);
-    write_config(config, tk_mock_bootstraps(mock), conninfo, "");
-    ledger_migrate(config, mlog);
-    q = tk_pg_connect(conninfo);
+    relay_fixture_start(&f, "relay_props", NULL);
+    q = f.db;
+    tk_mock_create_topic(f.mock, TOPIC, 1);
+    relay_fixture_config(&f, &c);
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('a', 'one')");
 
-    st = relay_run_to_idle(config, 500, 15000, log);
-    LEDGER_CHECK_LOG(st == 0, log, "relay exited %d", st);
+    st = relay_run_to_idle(f.config, 500, 15000, f.log);
+    LEDGER_CHECK_LOG(st == 0, f.log, "relay exited %d", st);
     TK_CHECK_EQ_INT64(tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox"),
                       0, "rows left in the outbox");
-    LEDGER_CHECK_LOG(!tk_file_contains(log, "CONFWARN"), log,
+    LEDGER_CHECK_LOG(!tk_file_contains(f.log, "CONFWARN"), f.log,
                      "the relay's producer warned about the top-level "
                      "consumer properties");
 
     /* Written for the relay itself: librdkafka's warning stays. */
-    write_config(config, tk_mock_bootstraps(mock), conninfo,
-                 ", session.timeout.ms: 6000");
-    st = relay_run_to_idle(config, 300, 15000, log2);
-    LEDGER_CHECK_LOG(st == 0, log2, "relay exited %d", st);
-    LEDGER_CHECK_LOG(tk_file_contains(log2, "CONFWARN") &&
-                         tk_file_contains(log2, "session.timeout.ms"),
-                     log2,
+    c.kafka = "linger.ms: 5, session.timeout.ms: 6000";
+    relay_write_config(&f, f.config, &c);
+    st = relay_run_to_idle(f.config, 300, 15000, f.log2);
+    LEDGER_CHECK_LOG(st == 0, f.log2, "relay exited %d", st);
+    LEDGER_CHECK_LOG(tk_file_contains(f.log2, "CONFWARN") &&
+                         tk_file_contains(f.log2, "session.timeout.ms"),
+                     f.log2,
                      "a consumer property in the relay's own kafka section "
                      "was not warned about");
 
-    PQfinish(q);
-    tk_mock_stop(mock);
-    tk_pg_drop_db(conninfo);
+    relay_fixture_stop(&f);
     return 0;
 }

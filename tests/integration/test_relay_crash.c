@@ -32,11 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "ledger_check.h"
 #include "relay_kit.h"
+#include "seeded.h"
 #include "testkit.h"
 
 #define TOPIC "relay-crash"
@@ -45,18 +44,6 @@
 #define ROWS_PER_LIFE 100
 #define TXN_ROWS 25
 #define MAX_KILL_DELAY_MS 150
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static int rng_below(int n) { return (int)(rng_next() % (uint64_t)n); }
 
 static void insert_rows(PGconn *db, int n)
 {
@@ -70,7 +57,7 @@ static void insert_rows(PGconn *db, int n)
         for (j = 0; j < TXN_ROWS && i + j < n; j++)
             len += (size_t)snprintf(keys + len, sizeof(keys) - len, "%s%d",
                                     j ? "," : "",
-                                    1 + rng_below(LEDGER_ACCOUNTS));
+                                    1 + seeded_below(LEDGER_ACCOUNTS));
         /* One transaction per statement, rows in array order. */
         tk_sql(db,
                "INSERT INTO exactly.outbox (key) SELECT convert_to(k::text, "
@@ -80,60 +67,22 @@ static void insert_rows(PGconn *db, int n)
     }
 }
 
-/* Loads what the topic holds into table seen(eid, key, part, off). */
-static void load_topic(PGconn *db, const char *bootstraps, size_t *n_out)
-{
-    relay_rec *recs;
-    size_t n, i;
-
-    recs = relay_read_topic(bootstraps, TOPIC, N_PARTITIONS, &n);
-    tk_sql(db, "CREATE TABLE seen (eid text, key text, part int, off bigint,"
-               " n_eids int)");
-    for (i = 0; i < n;) {
-        char *sql = NULL;
-        size_t len = 0, j;
-        FILE *m = open_memstream(&sql, &len);
-
-        TK_CHECK(m != NULL, "out of memory");
-        fputs("INSERT INTO seen VALUES ", m);
-        for (j = 0; j < 500 && i < n; j++, i++) {
-            TK_CHECK(strspn(recs[i].event_id, "0123456789abcdef-") ==
-                             strlen(recs[i].event_id) &&
-                         strspn(recs[i].key, "0123456789") ==
-                             strlen(recs[i].key),
-                     "record %d/%lld: unexpected key or event-id",
-                     recs[i].partition, (long long)recs[i].offset);
-            fprintf(m, "%s('%s', '%s', %d, %lld, %d)", j ? "," : "",
-                    recs[i].event_id, recs[i].key, recs[i].partition,
-                    (long long)recs[i].offset, recs[i].n_event_ids);
-        }
-        TK_CHECK(fclose(m) == 0, "out of memory");
-        tk_sql(db, "%s", sql);
-        free(sql);
-    }
-    free(recs);
-    *n_out = n;
-}
-
 int main(void)
 {
     ledger_fixture f;
     ledger_config c;
     PGconn *db;
     char relay_log[600], worker_log[600];
-    const char *env_seed = getenv("EXACTLY_TEST_SEED");
     const char *faults_built = getenv("EXACTLY_TEST_FAULTS_BUILT");
     int use_faults = faults_built && strcmp(faults_built, "1") == 0;
-    uint64_t seed;
+    uint64_t seed = seeded_pick();
     int64_t rows, dups, t0 = tk_now_ms();
     int life, paused_kills = 0, random_kills = 0, status;
     size_t n_records;
     int64_t hw[N_PARTITIONS];
     int p;
 
-    seed = env_seed && *env_seed ? strtoull(env_seed, NULL, 10)
-                                 : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    rng_state = seed ? seed : 1;
+    seeded_init(seed);
     tk_note("seed %llu (EXACTLY_TEST_SEED replays it)",
             (unsigned long long)seed);
 
@@ -144,15 +93,10 @@ int main(void)
     c.pipeline_yaml = "    dedup: {from: header, header: event-id}\n";
     ledger_fixture_config(&f, &c);
     /* The relay beside the pipeline, in the same file. */
-    {
-        FILE *cf = fopen(f.config, "a");
-        TK_CHECK(cf != NULL, "cannot append to %s", f.config);
-        fprintf(cf, "relays:\n  crash:\n    topic: " TOPIC "\n"
-                    "    batch_size: 50\n    poll_interval_ms: 20\n"
-                    "    cleanup: mark\n"
-                    "    kafka: {linger.ms: 5}\n");
-        TK_CHECK(fclose(cf) == 0, "cannot write %s", f.config);
-    }
+    relay_config_append(f.config, &(relay_config){.name = "crash",
+                                                  .topic = TOPIC,
+                                                  .batch_size = 50,
+                                                  .kafka = "linger.ms: 5"});
     snprintf(relay_log, sizeof(relay_log), "%s/relay.log", f.dir);
     snprintf(worker_log, sizeof(worker_log), "%s/worker.log", f.dir);
     db = tk_pg_connect(f.conninfo);
@@ -165,7 +109,7 @@ int main(void)
         insert_rows(db, ROWS_PER_LIFE);
         if (pause) {
             snprintf(faults, sizeof(faults), "relay_acked:%d",
-                     1 + rng_below(2));
+                     1 + seeded_below(2));
             setenv("EXACTLY_FAULTS", faults, 1);
         }
         pid = relay_start(f.config, NULL, relay_log);
@@ -182,7 +126,7 @@ int main(void)
             LEDGER_CHECK_LOG(ledger_wait_log(relay_log, "relay publishes",
                                              life + 1, pid, 20000, &status),
                              relay_log, "life %d never started", life);
-            tk_sleep_ms(rng_below(MAX_KILL_DELAY_MS));
+            tk_sleep_ms(seeded_below(MAX_KILL_DELAY_MS));
             random_kills++;
         }
         tk_kill(pid, SIGKILL);
@@ -206,7 +150,15 @@ int main(void)
                                        "dead_reason IS NOT NULL"),
                       0, "rows pending or dead-lettered");
 
-    load_topic(db, tk_mock_bootstraps(f.mock), &n_records);
+    n_records = relay_load_seen(db, tk_mock_bootstraps(f.mock), TOPIC,
+                                N_PARTITIONS, NULL, NULL);
+    {
+        char *bad = tk_sql_text(db, "SELECT min(part || '/' || off) FROM "
+                                    "seen WHERE eid !~ '^[0-9a-f-]*$' OR "
+                                    "key !~ '^[0-9]*$'");
+
+        TK_CHECK(bad == NULL, "record %s: unexpected key or event-id", bad);
+    }
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM seen WHERE "
                                        "n_eids <> 1"),
                       0, "records without exactly one event-id header");

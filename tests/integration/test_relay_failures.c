@@ -49,33 +49,22 @@ static void wait_count(PGconn *q, const char *where, int64_t want,
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], log2[512],
-        mlog[512], slog[512];
-    tk_mock *mock;
+    char slog[512];
+    relay_fixture f;
     PGconn *q;
     pid_t relay, second;
     relay_rec *recs;
     size_t n;
     int status;
 
-    tk_tmpdir("relay-fail", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(log2, sizeof(log2), "%s/relay2.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    snprintf(slog, sizeof(slog), "%s/status.out", dir);
-    tk_pg_create_db("relay_fail", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    tk_mock_create_topic(mock, TOPIC, 1);
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  fail:\n    topic: " TOPIC "\n"
-                  "    poll_interval_ms: 20\n    cleanup: mark\n"
-                  "    kafka: {message.max.bytes: 10000}\n",
-                  tk_mock_bootstraps(mock), conninfo);
-    ledger_migrate(config, mlog);
-    q = tk_pg_connect(conninfo);
+    relay_fixture_start(&f, "relay_fail", NULL);
+    q = f.db;
+    snprintf(slog, sizeof(slog), "%s/status.out", f.dir);
+    tk_mock_create_topic(f.mock, TOPIC, 1);
+    relay_fixture_config(&f, &(relay_config){.name = "fail",
+                                             .topic = TOPIC,
+                                             .kafka = "message.max.bytes: "
+                                                      "10000"});
 
     /* Bad rows between good rows of the same key. */
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('k', 'one')");
@@ -85,9 +74,9 @@ int main(void)
               "('k', 'bad headers', '[1, 2]')");
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('k', 'two')");
 
-    relay = relay_start(config, NULL, log);
-    wait_count(q, "published_at IS NOT NULL", 2, log);
-    wait_count(q, "dead_reason IS NOT NULL", 2, log);
+    relay = relay_start(f.config, NULL, f.log);
+    wait_count(q, "published_at IS NOT NULL", 2, f.log);
+    wait_count(q, "dead_reason IS NOT NULL", 2, f.log);
     TK_CHECK_EQ_INT64(count(q, "dead_reason LIKE '%%too large%%' AND "
                                "octet_length(value) = 20000"),
                       1, "the oversized row, dead-lettered with its reason");
@@ -96,42 +85,40 @@ int main(void)
                       1, "the row with bad headers, dead-lettered");
 
     /* A second relay on the same outbox waits. */
-    second = relay_start(config, NULL, log2);
-    LEDGER_CHECK_LOG(ledger_wait_log(log2, "another relay publishes this "
+    second = relay_start(f.config, NULL, f.log2);
+    LEDGER_CHECK_LOG(ledger_wait_log(f.log2, "another relay publishes this "
                                      "outbox; waiting", 1, second, 20000,
                                      NULL),
-                     log2, "the second relay did not wait");
+                     f.log2, "the second relay did not wait");
     tk_terminate(second, 10000);
 
     /* The broker down: rows wait, then go out. */
-    rd_kafka_mock_broker_set_down(tk_mock_cluster(mock), 1);
+    rd_kafka_mock_broker_set_down(tk_mock_cluster(f.mock), 1);
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('k', "
               "'three')");
     tk_sleep_ms(1500);
     TK_CHECK_EQ_INT64(count(q, "published_at IS NULL AND dead_reason IS "
                                "NULL"),
                       1, "rows pending while the broker is down");
-    rd_kafka_mock_broker_set_up(tk_mock_cluster(mock), 1);
-    wait_count(q, "published_at IS NOT NULL", 3, log);
+    rd_kafka_mock_broker_set_up(tk_mock_cluster(f.mock), 1);
+    wait_count(q, "published_at IS NOT NULL", 3, f.log);
 
     /* Its session terminated: the relay reconnects. */
-    tk_sql_int64(q, "SELECT count(pg_terminate_backend(pid)) FROM "
-                    "pg_stat_activity WHERE application_name = "
-                    "'exactly-relay' AND datname = current_database()");
+    relay_terminate_sessions(q);
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('k', 'four')");
-    wait_count(q, "published_at IS NOT NULL", 4, log);
+    wait_count(q, "published_at IS NOT NULL", 4, f.log);
 
     /* SIGTERM while the broker is down: the relay purges what it could
      * not deliver and exits 0 well before message.timeout.ms (300 s); the
      * row stays pending. */
-    rd_kafka_mock_broker_set_down(tk_mock_cluster(mock), 1);
+    rd_kafka_mock_broker_set_down(tk_mock_cluster(f.mock), 1);
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('k', 'five')");
     tk_sleep_ms(500);
     {
         int64_t t0 = tk_now_ms();
 
         status = tk_terminate(relay, 20000);
-        LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after "
+        LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d after "
                          "SIGTERM with the broker down", status);
         tk_note("stopped in %lld ms with the broker down",
                 (long long)(tk_now_ms() - t0));
@@ -139,9 +126,9 @@ int main(void)
     TK_CHECK_EQ_INT64(count(q, "published_at IS NULL AND dead_reason IS "
                                "NULL"),
                       1, "rows pending after a stop with the broker down");
-    rd_kafka_mock_broker_set_up(tk_mock_cluster(mock), 1);
+    rd_kafka_mock_broker_set_up(tk_mock_cluster(f.mock), 1);
 
-    recs = relay_read_topic(tk_mock_bootstraps(mock), TOPIC, 1, &n);
+    recs = relay_read_topic(f.bootstraps, TOPIC, 1, &n);
     TK_CHECK_EQ_INT64(n, 4, "records on the topic");
     {
         char *v = tk_sql_text(q, "SELECT string_agg(convert_from(value, "
@@ -156,7 +143,7 @@ int main(void)
     /* relay status --json */
     {
         char *argv[] = {(char *)ledger_exactly_bin(), "relay", "status",
-                        "-c", config, "--json", NULL};
+                        "-c", f.config, "--json", NULL};
         char *out;
         json_t *o;
         json_error_t jerr;
@@ -185,8 +172,8 @@ int main(void)
               "'8 days' WHERE value = 'one'");
     tk_sql(q, "UPDATE exactly.outbox SET published_at = now() - interval "
               "'6 days' WHERE value = 'two'");
-    status = relay_run_to_idle(config, 300, 30000, log);
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d", status);
+    status = relay_run_to_idle(f.config, 300, 30000, f.log);
+    LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d", status);
     {
         char *v = tk_sql_text(q, "SELECT string_agg(coalesce(convert_from("
                                  "value, 'UTF8'), '?'), ',' ORDER BY id) "
@@ -198,8 +185,6 @@ int main(void)
     }
     tk_note("dead-lettered 2 bad rows without stopping their key; waited "
             "out a broker outage and a terminated session");
-    PQfinish(q);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    relay_fixture_stop(&f);
     return 0;
 }

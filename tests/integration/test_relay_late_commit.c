@@ -40,35 +40,24 @@ static void insert(PGconn *db, const char *key)
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], mlog[512];
-    tk_mock *mock;
+    relay_fixture f;
     PGconn *a, *b, *c, *q;
     pid_t relay;
     relay_rec *recs;
     size_t n, i;
     int64_t deadline, published;
-    int status;
 
-    tk_tmpdir("relay-late", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_late", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    tk_mock_create_topic(mock, TOPIC, 1);
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  late:\n    topic: " TOPIC "\n"
-                  "    batch_size: 4\n    poll_interval_ms: %d\n"
-                  "    cleanup: mark\n",
-                  tk_mock_bootstraps(mock), conninfo, POLL_MS);
-    ledger_migrate(config, mlog);
+    relay_fixture_start(&f, "relay_late", NULL);
+    tk_mock_create_topic(f.mock, TOPIC, 1);
+    relay_fixture_config(&f, &(relay_config){.name = "late",
+                                             .topic = TOPIC,
+                                             .batch_size = 4,
+                                             .poll_interval_ms = POLL_MS});
 
-    a = tk_pg_connect(conninfo);
-    b = tk_pg_connect(conninfo);
-    c = tk_pg_connect(conninfo);
-    q = tk_pg_connect(conninfo);
+    a = tk_pg_connect(f.conninfo);
+    b = tk_pg_connect(f.conninfo);
+    c = tk_pg_connect(f.conninfo);
+    q = f.db;
 
     /* C's transaction id, then A's: A is the younger. */
     tk_sql(c, "BEGIN; SELECT pg_current_xact_id()");
@@ -85,7 +74,7 @@ int main(void)
     insert(c, "aborted");
     tk_sql(c, "ROLLBACK");
 
-    relay = relay_start(config, (const char *const[]){"-v", NULL}, log);
+    relay = relay_start(f.config, (const char *const[]){"-v", NULL}, f.log);
     /* C's rows go out while A is open, in batches of 4: several cycles. */
     deadline = tk_now_ms() + 30000;
     do {
@@ -95,7 +84,7 @@ int main(void)
             break;
         tk_sleep_ms(20);
     } while (tk_now_ms() < deadline);
-    LEDGER_CHECK_LOG(published == N_C, log, "published %lld of C's %d rows "
+    LEDGER_CHECK_LOG(published == N_C, f.log, "published %lld of C's %d rows "
                      "while A is open", (long long)published, N_C);
     /* B commits rows younger than A: they wait behind A. */
     for (i = 0; i < N_B; i++) {
@@ -108,9 +97,9 @@ int main(void)
     TK_CHECK_EQ_INT64(tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox "
                                       "WHERE published_at IS NOT NULL"),
                       N_C, "rows published while A is open");
-    TK_CHECK_EQ_INT64(tk_high_watermark(tk_mock_bootstraps(mock), TOPIC, 0),
+    TK_CHECK_EQ_INT64(tk_high_watermark(f.bootstraps, TOPIC, 0),
                       N_C, "records on the topic while A is open");
-    TK_CHECK(ledger_log_count(log, "batch published") >= N_C / 4,
+    TK_CHECK(ledger_log_count(f.log, "batch published") >= N_C / 4,
              "the relay ran at least %d cycles", N_C / 4);
 
     tk_sql(a, "COMMIT");
@@ -126,13 +115,12 @@ int main(void)
             break;
         tk_sleep_ms(20);
     } while (tk_now_ms() < deadline);
-    LEDGER_CHECK_LOG(published == N_C + 1 + N_B, log,
+    LEDGER_CHECK_LOG(published == N_C + 1 + N_B, f.log,
                      "published %lld of %d rows after A committed",
                      (long long)published, N_C + 1 + N_B);
-    status = tk_terminate(relay, 10000);
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d", status);
+    relay_stop(relay, 10000, f.log);
 
-    recs = relay_read_topic(tk_mock_bootstraps(mock), TOPIC, 1, &n);
+    recs = relay_read_topic(f.bootstraps, TOPIC, 1, &n);
     TK_CHECK_EQ_INT64(n, N_C + 1 + N_B, "records on the topic");
     for (i = 0; i < n; i++) {
         char *eid;
@@ -162,8 +150,6 @@ int main(void)
     PQfinish(a);
     PQfinish(b);
     PQfinish(c);
-    PQfinish(q);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    relay_fixture_stop(&f);
     return 0;
 }

@@ -186,14 +186,10 @@ int main(void)
     c.kafka = ledger_short_session;
     c.pipeline_yaml = "    dedup: {from: header, header: event-id}\n";
     ledger_fixture_config(&f, &c);
-    {
-        FILE *cf = fopen(f.config, "a");
-        TK_CHECK(cf != NULL, "cannot append to %s", f.config);
-        fprintf(cf, "relays:\n  run:\n    topic: " TOPIC "\n"
-                    "    batch_size: 50\n    poll_interval_ms: 20\n"
-                    "    cleanup: mark\n    kafka: {linger.ms: 5}\n");
-        TK_CHECK(fclose(cf) == 0, "cannot write %s", f.config);
-    }
+    relay_config_append(f.config, &(relay_config){.name = "run",
+                                                  .topic = TOPIC,
+                                                  .batch_size = 50,
+                                                  .kafka = "linger.ms: 5"});
     snprintf(run_log, sizeof run_log, "%s/run.log", f.dir);
     db = tk_pg_connect(f.conninfo);
     insert_rows(db, WAVE1, 1);

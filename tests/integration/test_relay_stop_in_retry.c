@@ -57,40 +57,6 @@
 /* Refusals that end within a few seconds (retry.backoff.ms: 100). */
 #define SLOW_REFUSALS 30
 
-/* Every outbox row marked and once on the topic, nothing else there. */
-static void check_exactly_once(PGconn *db, const char *bootstraps,
-                               const char *what)
-{
-    relay_rec *recs;
-    size_t n, i;
-
-    recs = relay_read_topic(bootstraps, TOPIC, N_PARTITIONS, &n);
-    tk_sql(db, "DROP TABLE IF EXISTS seen");
-    tk_sql(db, "CREATE TABLE seen (eid text)");
-    for (i = 0; i < n; i++) {
-        TK_CHECK(recs[i].n_event_ids == 1 &&
-                     strspn(recs[i].event_id, "0123456789abcdef-") ==
-                         strlen(recs[i].event_id),
-                 "%s: record %d/%lld without a single event-id", what,
-                 recs[i].partition, (long long)recs[i].offset);
-        tk_sql(db, "INSERT INTO seen VALUES ('%s')", recs[i].event_id);
-    }
-    free(recs);
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
-                                       "WHERE published_at IS NULL OR "
-                                       "dead_reason IS NOT NULL"),
-                      0, "rows pending or dead-lettered");
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
-                                       "o WHERE (SELECT count(*) FROM seen s "
-                                       "WHERE s.eid = o.event_id::text) "
-                                       "<> 1"),
-                      0, "rows not exactly once on the topic");
-    TK_CHECK_EQ_INT64((int64_t)n,
-                      tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox"),
-                      "records on the topic");
-    tk_note("%s: %zu records for as many rows", what, n);
-}
-
 /* Sends SIGTERM to the relay and waits STOP_BOUND_MS for it to end;
  * fails the test (the relay is then killed with the test) otherwise.
  * Returns its exit status. */
@@ -111,10 +77,8 @@ static int stop_within_bound(pid_t relay, const char *log, const char *what)
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], log2[512],
-        mlog[512];
+    relay_fixture f;
     const char *bs;
-    tk_mock *mock;
     PGconn *db, *locker;
     int64_t positions, t0;
     pid_t relay;
@@ -122,57 +86,48 @@ int main(void)
     int status, waited;
     size_t i;
 
-    tk_tmpdir("relay-stop", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(log2, sizeof(log2), "%s/relay2.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_stop", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    bs = tk_mock_bootstraps(mock);
-    tk_mock_create_topic(mock, TOPIC, N_PARTITIONS);
-    tk_mock_create_topic(mock, POSITIONS, 1);
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n  lock_timeout_ms: 300\n"
-                  "relays:\n  stopper:\n    topic: " TOPIC "\n"
-                  "    mode: transactional\n"
-                  "    position_topic: " POSITIONS "\n"
-                  "    batch_size: 50\n    poll_interval_ms: 20\n"
-                  "    cleanup: mark\n"
-                  "    kafka: {linger.ms: 5}\n",
-                  bs, conninfo);
-    ledger_migrate(config, mlog);
-    db = tk_pg_connect(conninfo);
+    relay_fixture_start(&f, "relay_stop", NULL);
+    bs = f.bootstraps;
+    db = f.db;
+    tk_mock_create_topic(f.mock, TOPIC, N_PARTITIONS);
+    tk_mock_create_topic(f.mock, POSITIONS, 1);
+    relay_fixture_config(&f, &(relay_config){
+                                 .name = "stopper",
+                                 .topic = TOPIC,
+                                 .transactional = 1,
+                                 .position_topic = POSITIONS,
+                                 .batch_size = 50,
+                                 .kafka = "linger.ms: 5",
+                                 .postgres_yaml = "  lock_timeout_ms: 300\n"});
 
     /* 1. The PostgreSQL side of the commit does not go through. */
     tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
                "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
                "g", ROWS);
-    locker = tk_pg_connect(conninfo);
+    locker = tk_pg_connect(f.conninfo);
     tk_sql(locker, "BEGIN");
     tk_sql(locker, "LOCK TABLE exactly.outbox IN EXCLUSIVE MODE");
-    relay = relay_start(config, NULL, log);
-    LEDGER_CHECK_LOG(tk_wait_log(log, "marking published rows failed", 1,
+    relay = relay_start(f.config, NULL, f.log);
+    LEDGER_CHECK_LOG(tk_wait_log(f.log, "marking published rows failed", 1,
                                  relay, 20000, &status),
-                     log, "the mark was not refused (status %d)", status);
+                     f.log, "the mark was not refused (status %d)", status);
     /* Retried: each reconnect applies the position, and fails likewise. */
-    LEDGER_CHECK_LOG(tk_wait_log(log, "applying the position failed", 2,
+    LEDGER_CHECK_LOG(tk_wait_log(f.log, "applying the position failed", 2,
                                  relay, 20000, &status),
-                     log, "the relay did not retry (status %d)", status);
-    status = stop_within_bound(relay, log, "postgres");
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after SIGTERM",
+                     f.log, "the relay did not retry (status %d)", status);
+    status = stop_within_bound(relay, f.log, "postgres");
+    LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d after SIGTERM",
                      status);
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
                                        "WHERE published_at IS NOT NULL"),
                       0, "rows marked through the lock");
     tk_sql(locker, "ROLLBACK");
     PQfinish(locker);
-    status = relay_run_to_idle(config, 300, 30000, log2);
-    LEDGER_CHECK_LOG(status == 0, log2, "next relay exit status %d", status);
-    LEDGER_CHECK_LOG(tk_file_contains(log2, "position applied"), log2,
+    status = relay_run_to_idle(f.config, 300, 30000, f.log2);
+    LEDGER_CHECK_LOG(status == 0, f.log2, "next relay exit status %d", status);
+    LEDGER_CHECK_LOG(tk_file_contains(f.log2, "position applied"), f.log2,
                      "the next relay did not apply the position");
-    check_exactly_once(db, bs, "postgres");
+    relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, NULL, "postgres");
 
     /* 2. The Kafka commit gets no answer. */
     tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
@@ -181,54 +136,52 @@ int main(void)
     positions = tk_high_watermark(bs, POSITIONS, 0);
     for (i = 0; i < END_TXN_REFUSALS; i++)
         refusals[i] = RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
-    rd_kafka_mock_push_request_errors_array(tk_mock_cluster(mock),
+    rd_kafka_mock_push_request_errors_array(tk_mock_cluster(f.mock),
                                             API_END_TXN, END_TXN_REFUSALS,
                                             refusals);
-    relay = relay_start(config, NULL, log);
+    relay = relay_start(f.config, NULL, f.log);
     /* The position record goes last before the commit: once it is on the
      * topic, the relay is in commit_transaction(). */
     for (waited = 0; tk_high_watermark(bs, POSITIONS, 0) == positions;
          waited += 100) {
-        LEDGER_CHECK_LOG(waited < 20000, log,
+        LEDGER_CHECK_LOG(waited < 20000, f.log,
                          "no position record within 20 s");
         tk_sleep_ms(100);
     }
     tk_sleep_ms(1000);
-    LEDGER_CHECK_LOG(tk_wait(relay, 0) == -1, log,
+    LEDGER_CHECK_LOG(tk_wait(relay, 0) == -1, f.log,
                      "the relay ended before it was asked to stop");
-    status = stop_within_bound(relay, log, "kafka");
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after SIGTERM",
+    status = stop_within_bound(relay, f.log, "kafka");
+    LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d after SIGTERM",
                      status);
-    LEDGER_CHECK_LOG(tk_file_contains(log, "stopped before the kafka commit "
-                                           "was answered"),
-                     log, "the relay did not say the commit went "
-                          "unanswered");
+    LEDGER_CHECK_LOG(tk_file_contains(f.log, "stopped before the kafka commit "
+                                             "was answered"),
+                     f.log, "the relay did not say the commit went "
+                            "unanswered");
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
                                        "WHERE published_at IS NULL"),
                       ROWS, "rows marked though the commit went unanswered");
-    rd_kafka_mock_clear_request_errors(tk_mock_cluster(mock), API_END_TXN);
-    status = relay_run_to_idle(config, 300, 30000, log2);
-    LEDGER_CHECK_LOG(status == 0, log2, "next relay exit status %d", status);
-    check_exactly_once(db, bs, "kafka");
+    rd_kafka_mock_clear_request_errors(tk_mock_cluster(f.mock), API_END_TXN);
+    status = relay_run_to_idle(f.config, 300, 30000, f.log2);
+    LEDGER_CHECK_LOG(status == 0, f.log2, "next relay exit status %d", status);
+    relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, NULL, "kafka");
 
     /* 3. A commit that needs several of the relay's waits (the refusals
      * last about 3 s) is resumed until it answers, not abandoned. */
     tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
                "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
                "g", ROWS);
-    rd_kafka_mock_push_request_errors_array(tk_mock_cluster(mock),
+    rd_kafka_mock_push_request_errors_array(tk_mock_cluster(f.mock),
                                             API_END_TXN, SLOW_REFUSALS,
                                             refusals);
     t0 = tk_now_ms();
-    status = relay_run_to_idle(config, 300, 30000, log2);
-    LEDGER_CHECK_LOG(status == 0, log2, "slow commit: relay exit status %d",
+    status = relay_run_to_idle(f.config, 300, 30000, f.log2);
+    LEDGER_CHECK_LOG(status == 0, f.log2, "slow commit: relay exit status %d",
                      status);
     tk_note("slow commit: the relay ran %lld ms",
             (long long)(tk_now_ms() - t0));
-    check_exactly_once(db, bs, "slow commit");
+    relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, NULL, "slow commit");
 
-    PQfinish(db);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    relay_fixture_stop(&f);
     return 0;
 }

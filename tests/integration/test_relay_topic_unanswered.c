@@ -43,78 +43,68 @@ static const char *RESENT = "records failed; sending them again";
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], mlog[512];
     char *text, *from, *to, *dead;
     const char *faults_built = getenv("EXACTLY_TEST_FAULTS_BUILT");
-    tk_mock *mock;
+    relay_fixture f;
     rd_kafka_mock_cluster_t *mc;
     PGconn *q;
     int64_t t0;
     pid_t relay;
-    int status;
 
     if (!faults_built || strcmp(faults_built, "1") != 0) {
         tk_note("skipped: the relay_ask_unanswered fault site needs a build "
                 "with EXACTLY_FAULT_INJECTION");
         return 77;
     }
-    tk_tmpdir("relay-unanswered", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_unanswered", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    mc = tk_mock_cluster(mock);
-    tk_mock_create_topic(mock, TOPIC, 1);
+    relay_fixture_start(&f, "relay_unanswered", NULL);
+    q = f.db;
+    mc = tk_mock_cluster(f.mock);
+    tk_mock_create_topic(f.mock, TOPIC, 1);
     rd_kafka_mock_topic_set_error(mc, MISSING,
                                   RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  unanswered:\n    topic: " TOPIC "\n"
-                  "    batch_size: 10\n    poll_interval_ms: 20\n"
-                  "    cleanup: mark\n"
-                  "    kafka: {topic.metadata.propagation.max.ms: 1000}\n",
-                  tk_mock_bootstraps(mock), conninfo);
-    ledger_migrate(config, mlog);
-    q = tk_pg_connect(conninfo);
+    relay_fixture_config(
+        &f, &(relay_config){.name = "unanswered",
+                            .topic = TOPIC,
+                            .batch_size = 10,
+                            .kafka = "topic.metadata.propagation.max.ms: "
+                                     "1000"});
     tk_sql(q, "INSERT INTO exactly.outbox (topic, key, value) SELECT '"
               MISSING "', 'a', 'kept' FROM generate_series(1, 2)");
     /* The relay's first question about a topic gets no answer. */
     setenv("EXACTLY_FAULTS", "relay_ask_unanswered:1", 1);
-    relay = relay_start(config, NULL, log);
+    relay = relay_start(f.config, NULL, f.log);
     unsetenv("EXACTLY_FAULTS");
     LEDGER_CHECK_LOG(tk_sql_wait_int64(q, 2, 20000, "SELECT count(*) FROM "
                                                     "exactly.outbox WHERE "
                                                     "dead_reason IS NOT NULL")
                          == 2,
-                     log, "the rows of the missing topic were not "
-                          "dead-lettered");
-    LEDGER_CHECK_LOG(tk_log_count(log, ASKED) == 0, log,
+                     f.log, "the rows of the missing topic were not "
+                            "dead-lettered");
+    LEDGER_CHECK_LOG(tk_log_count(f.log, ASKED) == 0, f.log,
                      "the relay asked about " MISSING " before its rows "
                      "were sent again");
 
     /* Sent again while librdkafka still holds "does not exist". */
     tk_sql(q, "UPDATE exactly.outbox SET dead_reason = NULL, dead_at = NULL");
-    LEDGER_CHECK_LOG(tk_wait_log(log, ASKED, 1, relay, 20000, NULL), log,
+    LEDGER_CHECK_LOG(tk_wait_log(f.log, ASKED, 1, relay, 20000, NULL), f.log,
                      "the relay did not ask about " MISSING " again");
     /* The cycle that asked records its outcome, logs each row it
      * dead-lettered, then reports the rows that failed for now. What that
      * cycle did is read from the log: the next one, a backoff later, may
      * ask again and be told the topic is missing, which refuses the rows
      * rightly. */
-    LEDGER_CHECK_LOG(tk_wait_log(log, RESENT, 1, relay, 20000, NULL), log,
+    LEDGER_CHECK_LOG(tk_wait_log(f.log, RESENT, 1, relay, 20000, NULL), f.log,
                      "the cycle that asked did not end");
-    text = tk_read_file(log);
-    TK_CHECK(text != NULL, "reading %s", log);
+    text = tk_read_file(f.log);
+    TK_CHECK(text != NULL, "reading %s", f.log);
     from = strstr(text, ASKED);
     to = from ? strstr(from, RESENT) : NULL;
-    TK_CHECK(from && to, "the cycle's lines in %s", log);
+    TK_CHECK(from && to, "the cycle's lines in %s", f.log);
     *to = '\0';
     dead = strstr(from, "msg=\"row dead-lettered\"");
     if (dead)
         *strchrnul(dead, '\n') = '\0';
-    LEDGER_CHECK_LOG(!dead, log,
+    LEDGER_CHECK_LOG(!dead, f.log,
                      "a row dead-lettered again though the broker did not "
                      "answer: %s", dead ? dead : "");
     free(text);
@@ -130,15 +120,11 @@ int main(void)
                                                     "exactly.outbox WHERE "
                                                     "published_at IS NOT NULL")
                          == 2,
-                     log, "the rows were not published once the topic "
-                          "existed");
+                     f.log, "the rows were not published once the topic "
+                            "existed");
     tk_note("published %lld ms after the topic was created",
             (long long)(tk_now_ms() - t0));
-    status = tk_terminate(relay, 20000);
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after SIGTERM",
-                     status);
-    PQfinish(q);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    relay_stop(relay, 20000, f.log);
+    relay_fixture_stop(&f);
     return 0;
 }

@@ -46,11 +46,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "ledger_check.h"
 #include "relay_kit.h"
+#include "seeded.h"
 #include "testkit.h"
 
 #define TOPIC "relay-txn"
@@ -61,18 +60,6 @@
 #define MAX_ABORTED 64
 /* Kafka's API keys (librdkafka keeps its names of them private). */
 #define API_ADD_PARTITIONS_TO_TXN 24
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static int rng_below(int n) { return (int)(rng_next() % (uint64_t)n); }
 
 /* Offsets [from, to) of one partition that a transaction left uncommitted. */
 typedef struct aborted_range {
@@ -125,128 +112,47 @@ static int is_aborted(const relay_rec *r)
     return 0;
 }
 
-/* Loads the committed records into table seen(eid, part, off) and
- * returns how many records the topic holds in all. */
-static size_t load_committed(PGconn *db, const char *bootstraps,
-                             size_t *n_committed)
-{
-    relay_rec *recs;
-    size_t n, i;
-
-    recs = relay_read_topic(bootstraps, TOPIC, N_PARTITIONS, &n);
-    tk_sql(db, "DROP TABLE IF EXISTS seen");
-    tk_sql(db, "CREATE TABLE seen (eid text, part int, off bigint)");
-    *n_committed = 0;
-    for (i = 0; i < n;) {
-        char *sql = NULL;
-        size_t len = 0, j = 0;
-        FILE *m = open_memstream(&sql, &len);
-
-        TK_CHECK(m != NULL, "out of memory");
-        fputs("INSERT INTO seen VALUES ", m);
-        for (; j < 500 && i < n; i++) {
-            if (is_aborted(&recs[i]))
-                continue;
-            TK_CHECK(recs[i].n_event_ids == 1 &&
-                         strspn(recs[i].event_id, "0123456789abcdef-") ==
-                             strlen(recs[i].event_id),
-                     "record %d/%lld: no single event-id",
-                     recs[i].partition, (long long)recs[i].offset);
-            fprintf(m, "%s('%s', %d, %lld)", j++ ? "," : "",
-                    recs[i].event_id, recs[i].partition,
-                    (long long)recs[i].offset);
-            (*n_committed)++;
-        }
-        TK_CHECK(fclose(m) == 0, "out of memory");
-        if (j > 0)
-            tk_sql(db, "%s", sql);
-        free(sql);
-    }
-    free(recs);
-    return n;
-}
-
-/* Every outbox row once among the committed records, nothing else. */
-static void check_exactly_once(PGconn *db, const char *bootstraps,
-                               const char *what)
-{
-    size_t n_committed, n_all;
-
-    n_all = load_committed(db, bootstraps, &n_committed);
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
-                                       "WHERE published_at IS NULL OR "
-                                       "dead_reason IS NOT NULL"),
-                      0, "rows pending or dead-lettered");
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
-                                       "o WHERE (SELECT count(*) FROM seen s "
-                                       "WHERE s.eid = o.event_id::text) "
-                                       "<> 1"),
-                      0, "rows not exactly once among the committed records");
-    TK_CHECK_EQ_INT64((int64_t)n_committed,
-                      tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox"),
-                      "committed records");
-    tk_note("%s: %zu committed records for as many rows; %zu records of "
-            "uncommitted transactions", what, n_committed,
-            n_all - n_committed);
-}
-
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], log2[512],
-        mlog[512];
-    const char *env_seed = getenv("EXACTLY_TEST_SEED");
     const char *faults_built = getenv("EXACTLY_TEST_FAULTS_BUILT");
     int use_faults = faults_built && strcmp(faults_built, "1") == 0;
+    relay_fixture f;
     const char *bs;
-    tk_mock *mock;
     PGconn *db;
-    uint64_t seed;
+    uint64_t seed = seeded_pick();
     int64_t t0 = tk_now_ms(), before[N_PARTITIONS], positions;
     int life, status, committed_kills = 0, open_kills = 0;
 
-    seed = env_seed && *env_seed
-               ? strtoull(env_seed, NULL, 10)
-               : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    rng_state = seed ? seed : 1;
+    seeded_init(seed);
     tk_note("seed %llu (EXACTLY_TEST_SEED replays it)",
             (unsigned long long)seed);
 
-    tk_tmpdir("relay-txn", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(log2, sizeof(log2), "%s/relay2.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_txn", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    bs = tk_mock_bootstraps(mock);
-    tk_mock_create_topic(mock, TOPIC, N_PARTITIONS);
-    tk_mock_create_topic(mock, POSITIONS, 1);
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  txn:\n    topic: " TOPIC "\n"
-                  "    mode: transactional\n"
-                  "    position_topic: " POSITIONS "\n"
-                  "    batch_size: 50\n    poll_interval_ms: 20\n"
-                  "    cleanup: mark\n"
-                  "    kafka: {linger.ms: 5}\n",
-                  bs, conninfo);
-    ledger_migrate(config, mlog);
-    db = tk_pg_connect(conninfo);
+    relay_fixture_start(&f, "relay_txn", NULL);
+    bs = f.bootstraps;
+    db = f.db;
+    tk_mock_create_topic(f.mock, TOPIC, N_PARTITIONS);
+    tk_mock_create_topic(f.mock, POSITIONS, 1);
+    relay_fixture_config(&f, &(relay_config){.name = "txn",
+                                             .topic = TOPIC,
+                                             .transactional = 1,
+                                             .position_topic = POSITIONS,
+                                             .batch_size = 50,
+                                             .kafka = "linger.ms: 5"});
 
     /* 1. Published in transactions, once each; the first batch's
      * transaction fails (the broker refuses to add the topic's partitions,
      * an injected error), is aborted, and the batch is sent again. */
     insert_rows(db, 200);
     rd_kafka_mock_push_request_errors(
-        tk_mock_cluster(mock), API_ADD_PARTITIONS_TO_TXN, 1,
+        tk_mock_cluster(f.mock), API_ADD_PARTITIONS_TO_TXN, 1,
         RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-    status = relay_run_to_idle(config, 300, 30000, log);
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d", status);
-    LEDGER_CHECK_LOG(tk_file_contains(log, "records failed; sending them "
-                                           "again"),
-                     log, "no transaction was refused");
-    check_exactly_once(db, bs, "one transaction refused");
+    status = relay_run_to_idle(f.config, 300, 30000, f.log);
+    LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d", status);
+    LEDGER_CHECK_LOG(tk_file_contains(f.log, "records failed; sending them "
+                                             "again"),
+                     f.log, "no transaction was refused");
+    relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, is_aborted,
+                             "one transaction refused");
     positions = tk_high_watermark(bs, POSITIONS, 0);
     TK_CHECK(positions >= 200 / 50,
              "%lld position records for 4 batches or more",
@@ -270,14 +176,14 @@ int main(void)
         ledger_high_watermarks(bs, TOPIC, N_PARTITIONS, before);
         snprintf(faults, sizeof(faults), "%s:%d",
                  in_txn ? "relay_txn_sent" : "relay_txn_committed",
-                 in_txn ? 1 : 1 + rng_below(2));
+                 in_txn ? 1 : 1 + seeded_below(2));
         setenv("EXACTLY_FAULTS", faults, 1);
-        pid = relay_start(config, NULL, log);
+        pid = relay_start(f.config, NULL, f.log);
         unsetenv("EXACTLY_FAULTS");
-        LEDGER_CHECK_LOG(ledger_wait_log(log, "fault: paused",
+        LEDGER_CHECK_LOG(ledger_wait_log(f.log, "fault: paused",
                                          committed_kills + open_kills + 1,
                                          pid, 20000, &status),
-                         log, "life %d never reached the fault (%s)", life,
+                         f.log, "life %d never reached the fault (%s)", life,
                          faults);
         if (in_txn)
             note_aborted(bs, before);
@@ -291,72 +197,67 @@ int main(void)
             committed_kills++;
     }
     tk_note("lives done at %lld ms", (long long)(tk_now_ms() - t0));
-    status = relay_run_to_idle(config, 300, 30000, log);
-    LEDGER_CHECK_LOG(status == 0, log, "last relay exit status %d", status);
+    status = relay_run_to_idle(f.config, 300, 30000, f.log);
+    LEDGER_CHECK_LOG(status == 0, f.log, "last relay exit status %d", status);
     TK_CHECK(n_aborted > 0, "no kill inside a transaction left records");
-    check_exactly_once(db, bs, "after the kills");
+    relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, is_aborted,
+                             "after the kills");
     /* Each kill after the commit left its batch committed and unmarked:
      * the next relay applied the position record. */
-    LEDGER_CHECK_LOG(ledger_log_count(log, "position applied") >=
+    LEDGER_CHECK_LOG(ledger_log_count(f.log, "position applied") >=
                          committed_kills,
-                     log, "fewer positions applied than the %d kills "
-                     "between commit and mark", committed_kills);
+                     f.log, "fewer positions applied than the %d kills "
+                            "between commit and mark", committed_kills);
 
     /* 3. Fencing. The first relay stalls inside its transaction. */
     insert_rows(db, 40);
     ledger_high_watermarks(bs, TOPIC, N_PARTITIONS, before);
     {
-        pid_t first, second;
+        pid_t first;
         int64_t marked_before;
 
         setenv("EXACTLY_FAULTS", "relay_txn_sent:1", 1);
-        first = relay_start(config, NULL, log);
+        first = relay_start(f.config, NULL, f.log);
         unsetenv("EXACTLY_FAULTS");
-        LEDGER_CHECK_LOG(ledger_wait_log(log, "fault: paused",
+        LEDGER_CHECK_LOG(ledger_wait_log(f.log, "fault: paused",
                                          N_LIVES + 1, first, 20000,
                                          &status),
-                         log, "the first relay never reached the fault");
+                         f.log, "the first relay never reached the fault");
         note_aborted(bs, before);
         /* Frozen there (so that the second relay has all the time it
          * needs), it loses its session, so its outbox lock ... */
         tk_kill(first, SIGSTOP);
-        tk_sql_int64(db, "SELECT count(pg_terminate_backend(pid)) FROM "
-                         "pg_stat_activity WHERE application_name = "
-                         "'exactly-relay' AND datname = current_database()");
+        relay_terminate_sessions(db);
         /* ... and a second relay of the same name takes over. */
-        second = relay_start(config, (const char *const[]){"--exit-idle",
-                                                            "300", NULL},
-                             log2);
-        status = tk_wait(second, 30000);
-        LEDGER_CHECK_LOG(status == 0, log2, "second relay exit status %d",
+        status = relay_run_to_idle(f.config, 300, 30000, f.log2);
+        LEDGER_CHECK_LOG(status == 0, f.log2, "second relay exit status %d",
                          status);
         marked_before = tk_sql_int64(db, "SELECT count(*) FROM "
                                          "exactly.outbox WHERE "
                                          "published_at IS NOT NULL");
         /* What a broker answers the first relay's next transactional
          * request once the second initialised the transactional.id. */
-        rd_kafka_mock_push_request_errors(tk_mock_cluster(mock),
+        rd_kafka_mock_push_request_errors(tk_mock_cluster(f.mock),
                                           API_ADD_PARTITIONS_TO_TXN, 1,
                                           RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
         tk_kill(first, SIGCONT);
         status = tk_wait(first, 20000);
-        LEDGER_CHECK_LOG(status == 1, log, "fenced relay exit status %d",
+        LEDGER_CHECK_LOG(status == 1, f.log, "fenced relay exit status %d",
                          status);
-        LEDGER_CHECK_LOG(tk_file_contains(log, "fenced: another relay took "
-                                               "over this transactional.id"),
-                         log, "the fenced relay did not say so");
+        LEDGER_CHECK_LOG(tk_file_contains(f.log, "fenced: another relay took "
+                                                 "over this transactional.id"),
+                         f.log, "the fenced relay did not say so");
         TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM "
                                            "exactly.outbox WHERE "
                                            "published_at IS NOT NULL"),
                           marked_before, "rows marked after the fence");
     }
-    check_exactly_once(db, bs, "after the fence");
+    relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, is_aborted,
+                             "after the fence");
     tk_note("%d kills between commit and mark, %d inside the transaction, "
             "one relay fenced; %lld ms",
             committed_kills, open_kills, (long long)(tk_now_ms() - t0));
 done:
-    PQfinish(db);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    relay_fixture_stop(&f);
     return 0;
 }

@@ -33,29 +33,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ledger_check.h"
 #include "relay_kit.h"
+#include "seeded.h"
 #include "testkit.h"
 
 #define N_PARTITIONS 4
 #define N_LIVES 21
 #define ROWS_PER_LIFE 100
 #define MAX_KILL_DELAY_MS 2000
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static int rng_below(int n) { return (int)(rng_next() % (uint64_t)n); }
 
 static void conf_set(rd_kafka_conf_t *conf, const char *name,
                      const char *value)
@@ -210,32 +198,17 @@ static void check_exactly_once(PGconn *db, const char *bootstraps,
                                const char *topic, const char *what)
 {
     load_committed(db, bootstraps, topic);
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
-                                       "WHERE published_at IS NULL OR "
-                                       "dead_reason IS NOT NULL"),
-                      0, "rows pending or dead-lettered");
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM seen WHERE "
-                                       "n_eids <> 1"),
-                      0, "records without exactly one event-id header");
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
-                                       "o WHERE (SELECT count(*) FROM seen s "
-                                       "WHERE s.eid = o.event_id::text) "
-                                       "<> 1"),
-                      0, "rows not exactly once among the committed records");
-    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM seen"),
-                      tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox"),
-                      "committed records");
+    relay_check_seen_once(db, what);
     tk_note("%s: every row exactly once among the committed records", what);
 }
 
 int main(void)
 {
     const char *bs = getenv("EXACTLY_TEST_BOOTSTRAP_SERVERS");
-    const char *env_seed = getenv("EXACTLY_TEST_SEED");
     const char *faults_built = getenv("EXACTLY_TEST_FAULTS_BUILT");
     int use_faults = faults_built && strcmp(faults_built, "1") == 0;
-    char topic[96], positions[128], name[64], dir[256], conninfo[1024],
-        config[512], log[512], log2[512], mlog[512];
+    char topic[96], positions[128], name[64];
+    relay_fixture f;
     PGconn *db;
     uint64_t seed;
     int64_t t0 = tk_now_ms();
@@ -244,10 +217,8 @@ int main(void)
     if (bs == NULL || bs[0] == '\0')
         tk_skip("needs a real Kafka broker: set "
                 "EXACTLY_TEST_BOOTSTRAP_SERVERS");
-    seed = env_seed && *env_seed
-               ? strtoull(env_seed, NULL, 10)
-               : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    rng_state = seed ? seed : 1;
+    seed = seeded_pick();
+    seeded_init(seed);
     tk_note("seed %llu (EXACTLY_TEST_SEED replays it)",
             (unsigned long long)seed);
 
@@ -260,24 +231,14 @@ int main(void)
     create_topic(bs, topic, N_PARTITIONS, 0);
     create_topic(bs, positions, 1, 1);
 
-    tk_tmpdir("relay-txn-broker", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(log2, sizeof(log2), "%s/relay2.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_txn_broker", conninfo, sizeof(conninfo));
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  %s:\n    topic: \"%s\"\n"
-                  "    mode: transactional\n"
-                  "    position_topic: \"%s\"\n"
-                  "    batch_size: 50\n    poll_interval_ms: 20\n"
-                  "    cleanup: mark\n"
-                  "    kafka: {linger.ms: 5}\n",
-                  bs, conninfo, name, topic, positions);
-    ledger_migrate(config, mlog);
-    db = tk_pg_connect(conninfo);
+    relay_fixture_start(&f, "relay_txn_broker", bs);
+    db = f.db;
+    relay_fixture_config(&f, &(relay_config){.name = name,
+                                             .topic = topic,
+                                             .transactional = 1,
+                                             .position_topic = positions,
+                                             .batch_size = 50,
+                                             .kafka = "linger.ms: 5"});
 
     /* 1. Kills. */
     for (life = 0; life < N_LIVES; life++) {
@@ -294,71 +255,65 @@ int main(void)
                ROWS_PER_LIFE);
         if (site) {
             snprintf(faults, sizeof(faults), "%s:%d", site,
-                     1 + rng_below(2));
+                     1 + seeded_below(2));
             setenv("EXACTLY_FAULTS", faults, 1);
         }
-        pid = relay_start(config, NULL, log);
+        pid = relay_start(f.config, NULL, f.log);
         unsetenv("EXACTLY_FAULTS");
         if (site) {
-            LEDGER_CHECK_LOG(ledger_wait_log(log, "fault: paused",
+            LEDGER_CHECK_LOG(ledger_wait_log(f.log, "fault: paused",
                                              paused + 1, pid, 60000,
                                              &status),
-                             log, "life %d never reached %s", life, faults);
+                             f.log, "life %d never reached %s", life, faults);
             paused++;
         } else {
-            LEDGER_CHECK_LOG(ledger_wait_log(log, "relay publishes",
+            LEDGER_CHECK_LOG(ledger_wait_log(f.log, "relay publishes",
                                              life + 1, pid, 60000, &status),
-                             log, "life %d never started", life);
-            tk_sleep_ms(rng_below(MAX_KILL_DELAY_MS));
+                             f.log, "life %d never started", life);
+            tk_sleep_ms(seeded_below(MAX_KILL_DELAY_MS));
         }
         tk_kill(pid, SIGKILL);
         status = tk_wait(pid, 10000);
         TK_CHECK(status == 128 + SIGKILL || status == 0,
                  "life %d ended with status %d", life, status);
     }
-    status = relay_run_to_idle(config, 1000, 120000, log);
-    LEDGER_CHECK_LOG(status == 0, log, "last relay exit status %d", status);
+    status = relay_run_to_idle(f.config, 1000, 120000, f.log);
+    LEDGER_CHECK_LOG(status == 0, f.log, "last relay exit status %d", status);
     check_exactly_once(db, bs, topic, "after the kills");
     tk_note("%d kills (%d at a fault) at %" PRId64 " ms", N_LIVES, paused,
             tk_now_ms() - t0);
 
     /* 2. Fencing. */
     if (use_faults) {
-        pid_t first, second;
+        pid_t first;
 
         tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
                    "'k', 'v' FROM generate_series(1, 40)");
         setenv("EXACTLY_FAULTS", "relay_txn_sent:1", 1);
-        first = relay_start(config, NULL, log);
+        first = relay_start(f.config, NULL, f.log);
         unsetenv("EXACTLY_FAULTS");
-        LEDGER_CHECK_LOG(ledger_wait_log(log, "fault: paused", paused + 1,
+        LEDGER_CHECK_LOG(ledger_wait_log(f.log, "fault: paused", paused + 1,
                                          first, 60000, &status),
-                         log, "the first relay never reached the fault");
+                         f.log, "the first relay never reached the fault");
         /* Frozen inside its transaction while it loses its session and
          * the second relay takes over and empties the outbox. */
         tk_kill(first, SIGSTOP);
-        tk_sql_int64(db, "SELECT count(pg_terminate_backend(pid)) FROM "
-                         "pg_stat_activity WHERE application_name = "
-                         "'exactly-relay' AND datname = current_database()");
-        second = relay_start(config, (const char *const[]){"--exit-idle",
-                                                            "1000", NULL},
-                             log2);
-        status = tk_wait(second, 120000);
-        LEDGER_CHECK_LOG(status == 0, log2, "second relay exit status %d",
+        relay_terminate_sessions(db);
+        status = relay_run_to_idle(f.config, 1000, 120000, f.log2);
+        LEDGER_CHECK_LOG(status == 0, f.log2, "second relay exit status %d",
                          status);
         tk_kill(first, SIGCONT);
         status = tk_wait(first, 60000);
-        LEDGER_CHECK_LOG(status == 1, log, "fenced relay exit status %d",
+        LEDGER_CHECK_LOG(status == 1, f.log, "fenced relay exit status %d",
                          status);
-        LEDGER_CHECK_LOG(tk_file_contains(log, "fenced: another relay took "
-                                               "over this transactional.id"),
-                         log, "the fenced relay did not say so");
+        LEDGER_CHECK_LOG(tk_file_contains(f.log, "fenced: another relay took "
+                                                 "over this transactional.id"),
+                         f.log, "the fenced relay did not say so");
         check_exactly_once(db, bs, topic, "after the fence");
     } else {
         tk_note("fencing needs the fault hooks: not run in this build");
     }
     tk_note("done in %" PRId64 " ms", tk_now_ms() - t0);
-    PQfinish(db);
-    ledger_cleanup_dir(dir);
+    relay_fixture_stop(&f);
     return 0;
 }

@@ -36,37 +36,27 @@
 
 int main(void)
 {
-    char dir[256], conninfo[1024], config[512], log[512], mlog[512];
-    tk_mock *mock;
+    relay_fixture f;
     PGconn *q;
     relay_rec *recs;
     size_t n, i;
     int64_t t0;
     pid_t relay;
-    int status;
 
-    tk_tmpdir("relay-unknown", dir, sizeof(dir));
-    snprintf(config, sizeof(config), "%s/relay.yaml", dir);
-    snprintf(log, sizeof(log), "%s/relay.log", dir);
-    snprintf(mlog, sizeof(mlog), "%s/migrate.log", dir);
-    tk_pg_create_db("relay_unknown", conninfo, sizeof(conninfo));
-    mock = tk_mock_start(1);
-    tk_mock_create_topic(mock, TOPIC, 1);
+    relay_fixture_start(&f, "relay_unknown", NULL);
+    q = f.db;
+    tk_mock_create_topic(f.mock, TOPIC, 1);
     /* A broker without the topic, and which does not create it. */
-    rd_kafka_mock_topic_set_error(tk_mock_cluster(mock), MISSING,
+    rd_kafka_mock_topic_set_error(tk_mock_cluster(f.mock), MISSING,
                                   RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
     /* Batches of 2: the bad row shares its batch with a row of its key,
      * and the next batch holds the row of another key. */
-    tk_write_file(config,
-                  "kafka:\n  bootstrap.servers: \"%s\"\n"
-                  "postgres:\n  conninfo: \"%s\"\n"
-                  "relays:\n  unknown:\n    topic: " TOPIC "\n"
-                  "    batch_size: 2\n    poll_interval_ms: 20\n"
-                  "    cleanup: mark\n"
-                  "    kafka: {topic.metadata.propagation.max.ms: 2000}\n",
-                  tk_mock_bootstraps(mock), conninfo);
-    ledger_migrate(config, mlog);
-    q = tk_pg_connect(conninfo);
+    relay_fixture_config(
+        &f, &(relay_config){.name = "unknown",
+                            .topic = TOPIC,
+                            .batch_size = 2,
+                            .kafka = "topic.metadata.propagation.max.ms: "
+                                     "2000"});
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('a', 'one')");
     tk_sql(q, "INSERT INTO exactly.outbox (topic, key, value) VALUES "
               "('" MISSING "', 'a', 'kept')");
@@ -74,17 +64,8 @@ int main(void)
     tk_sql(q, "INSERT INTO exactly.outbox (key, value) VALUES ('b', "
               "'three')");
 
-    t0 = tk_now_ms();
-    relay = relay_start(config, NULL, log);
-    while (tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox WHERE "
-                           "published_at IS NULL AND dead_reason IS NULL") >
-           0) {
-        LEDGER_CHECK_LOG(tk_now_ms() - t0 < 30000, log,
-                         "rows still pending after 30 s");
-        tk_sleep_ms(20);
-    }
-    tk_note("every row published or dead-lettered in %lld ms",
-            (long long)(tk_now_ms() - t0));
+    relay = relay_start(f.config, NULL, f.log);
+    relay_wait_settled(q, f.log, 30000, "first rows");
     TK_CHECK_EQ_INT64(tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox "
                                       "WHERE topic = '" MISSING "' AND key = "
                                       "'a' AND value = 'kept' AND "
@@ -99,8 +80,8 @@ int main(void)
         tk_note("dead_reason: %s", why ? why : "(null)");
         free(why);
     }
-    LEDGER_CHECK_LOG(tk_file_contains(log, "msg=\"row dead-lettered\""), log,
-                     "the relay did not log the dead-lettered row");
+    LEDGER_CHECK_LOG(tk_file_contains(f.log, "msg=\"row dead-lettered\""),
+                     f.log, "the relay did not log the dead-lettered row");
     {
         char *v = tk_sql_text(q, "SELECT string_agg(convert_from(value, "
                                  "'UTF8'), ',' ORDER BY id) FROM "
@@ -109,7 +90,7 @@ int main(void)
         TK_CHECK_EQ_STR(v, "one,two,three", "rows published behind it");
         free(v);
     }
-    recs = relay_read_topic(tk_mock_bootstraps(mock), TOPIC, 1, &n);
+    recs = relay_read_topic(f.bootstraps, TOPIC, 1, &n);
     TK_CHECK_EQ_INT64(n, 3, "records on " TOPIC);
     for (i = 0; i < n; i++)
         TK_CHECK_EQ_STR(recs[i].key, i < 2 ? "a" : "b", "record key, in order");
@@ -124,14 +105,14 @@ int main(void)
     while (tk_sql_int64(q, "SELECT count(*) FROM exactly.outbox WHERE value = "
                            "'kept too' AND dead_reason LIKE '%%Unknown "
                            "topic%%'") == 0) {
-        LEDGER_CHECK_LOG(tk_now_ms() - t0 < 20000, log,
+        LEDGER_CHECK_LOG(tk_now_ms() - t0 < 20000, f.log,
                          "a second row of the missing topic was not "
                          "dead-lettered");
         tk_sleep_ms(20);
     }
 
     /* The topic exists now: clearing dead_reason sends the rows again. */
-    rd_kafka_mock_topic_set_error(tk_mock_cluster(mock), MISSING,
+    rd_kafka_mock_topic_set_error(tk_mock_cluster(f.mock), MISSING,
                                   RD_KAFKA_RESP_ERR_NO_ERROR);
     tk_sql(q, "UPDATE exactly.outbox SET dead_reason = NULL, dead_at = NULL "
               "WHERE topic = '" MISSING "'");
@@ -147,21 +128,17 @@ int main(void)
                                    "NULL THEN 'pending' ELSE 'published' "
                                    "END), '; ') FROM exactly.outbox WHERE "
                                    "topic = '" MISSING "'");
-        LEDGER_CHECK_LOG(why && strcmp(why, "published") == 0, log,
+        LEDGER_CHECK_LOG(why && strcmp(why, "published") == 0, f.log,
                          "the rows sent again once their topic exists: %s",
                          why ? why : "(null)");
         free(why);
     }
     tk_note("sent again and published %lld ms after dead_reason was cleared",
             (long long)(tk_now_ms() - t0));
-    status = tk_terminate(relay, 20000);
-    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after SIGTERM",
-                     status);
+    relay_stop(relay, 20000, f.log);
     tk_note("a row of a missing topic was dead-lettered with its reason, the "
             "rows behind it published, and the row sent once the topic "
             "existed");
-    PQfinish(q);
-    tk_mock_stop(mock);
-    ledger_cleanup_dir(dir);
+    relay_fixture_stop(&f);
     return 0;
 }

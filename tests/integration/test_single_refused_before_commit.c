@@ -37,31 +37,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "inproc_worker.h"
 #include "ledger_check.h"
-#include "log.h"
 #include "metrics.h"
 #include "testkit.h"
 
 #define TOPIC "single-refused-before-commit"
 #define SMALL 3
-
-/* One flush of w, its log in path (shown afterwards). */
-static void flush_logged(worker *w, const char *path)
-{
-    int saved = dup(STDERR_FILENO);
-
-    TK_CHECK(saved >= 0 && exactly_log_set_file(path) == 0,
-             "cannot send the log to %s", path);
-    (void)worker_flush_ready(w, 0);
-    fflush(stderr);
-    (void)exactly_log_set_file(NULL);
-    TK_CHECK(dup2(saved, STDERR_FILENO) >= 0, "cannot restore stderr");
-    close(saved);
-    tk_log_tail(path, 20);
-}
 
 /* The INSERT into mirror of an ID in [first, first + n) fails with 40001,
  * fails times (a sequence counts them: it is not rolled back). */
@@ -106,7 +89,7 @@ static void refused_case(inproc_worker *iw, PGconn *db, const char *dir,
         x->retry_at_ms = 0;
         tk_sleep_ms(40); /* due (max_wait_ms) */
         snprintf(path, sizeof path, "%s/%s-%d.log", dir, what, i);
-        flush_logged(w, path);
+        inproc_flush_logged(w, path, 20);
         refused += tk_log_lines_with(path, "batch rolled back",
                                      "commit_sent=1");
     }
@@ -127,7 +110,7 @@ static void refused_case(inproc_worker *iw, PGconn *db, const char *dir,
     committed0 = w->m->batches_committed;
     x->retry_at_ms = 0;
     snprintf(path, sizeof path, "%s/%s-after.log", dir, what);
-    flush_logged(w, path);
+    inproc_flush_logged(w, path, 20);
 
     TK_CHECK(tk_log_count(path, "earlier commit confirmed") == 0,
              "%s: the batch answered an error before its COMMIT was taken "
@@ -154,33 +137,13 @@ int main(void)
 {
     static int64_t counts[LEDGER_ACCOUNTS];
     ledger_fixture f;
-    ledger_config c;
-    tk_config cfg;
     inproc_worker iw;
     worker *w = &iw.w;
     PGconn *db;
     int next_id = 2;
 
-    ledger_fixture_start(&f, "single_refused_before_commit", TOPIC, 1);
-    db = tk_pg_connect(f.conninfo);
-    tk_sql(db, "CREATE TABLE mirror (id bigint PRIMARY KEY, name text, "
-               "balance numeric)");
-    /* The ledger's pipeline (lookup: {table: accounts}) with the fused
-     * built-in upsert into mirror instead of the ledger handler; no
-     * dedup. */
-    memset(&c, 0, sizeof c);
-    c.bootstraps = f.mock->bootstraps;
-    c.conninfo = f.conninfo;
-    c.topic = TOPIC;
-    c.max_messages = 100;
-    c.max_wait_ms = 20;
-    ledger_config_fill(&cfg, &c);
-    cfg.pipelines[0].plugin = NULL;
-    tk_upsert_handler(&cfg.pipelines[0], "mirror",
-                      (const char *[]){"id", "name", "balance", NULL});
-    tk_config_write(f.config, &cfg);
-    ledger_migrate(f.config, f.log);
-    inproc_worker_start(&iw, f.config, 1);
+    inproc_mirror_start(&iw, &f, &db, "single_refused_before_commit",
+                        TOPIC, 1);
 
     /* X claimed and served once. */
     inproc_produce(f.mock->bootstraps, TOPIC, 0, 1, 1, counts);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ledger_check.h"
+#include "log.h"
 #include "metrics.h"
 #include "plugin.h"
 
@@ -199,4 +200,44 @@ void inproc_held_finish(inproc_worker *iw, ledger_fixture *f, PGconn *db,
     inproc_worker_stop(iw);
     PQfinish(db);
     ledger_fixture_stop(f);
+}
+
+void inproc_mirror_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
+                         const char *name, const char *topic,
+                         int partitions)
+{
+    ledger_config c;
+    tk_config cfg;
+
+    ledger_fixture_start(f, name, topic, partitions);
+    *db = tk_pg_connect(f->conninfo);
+    tk_sql(*db, "CREATE TABLE mirror (id bigint PRIMARY KEY, name text, "
+                "balance numeric)");
+    memset(&c, 0, sizeof c);
+    c.bootstraps = f->mock->bootstraps;
+    c.conninfo = f->conninfo;
+    c.topic = topic;
+    c.max_messages = 100;
+    c.max_wait_ms = 20;
+    ledger_config_fill(&cfg, &c);
+    cfg.pipelines[0].plugin = NULL;
+    tk_upsert_handler(&cfg.pipelines[0], "mirror",
+                      (const char *[]){"id", "name", "balance", NULL});
+    tk_config_write(f->config, &cfg);
+    ledger_migrate(f->config, f->log);
+    inproc_worker_start(iw, f->config, 1);
+}
+
+void inproc_flush_logged(worker *w, const char *path, int tail_lines)
+{
+    int saved = dup(STDERR_FILENO);
+
+    TK_CHECK(saved >= 0 && exactly_log_set_file(path) == 0,
+             "cannot send the log to %s", path);
+    (void)worker_flush_ready(w, 0);
+    fflush(stderr);
+    (void)exactly_log_set_file(NULL);
+    TK_CHECK(dup2(saved, STDERR_FILENO) >= 0, "cannot restore stderr");
+    close(saved);
+    tk_log_tail(path, tail_lines);
 }

@@ -2,7 +2,7 @@
  * inproc_worker.h - a worker run in the test's own process: the worker's
  * own functions (lib/worker) on a real consumer of the mock cluster and
  * the test database, for the tests that drive a flush themselves to reach
- * a state no timing would reach reliably (test_held_*).
+ * a state no timing would reach reliably (test_held_*, test_*_refused_*).
  *
  * Unlike the rest of the test kit it needs lib/ (exactly_core): it is its
  * own library, exactly_inproc.
@@ -93,6 +93,25 @@ void inproc_wait_commit_running(PGconn *db);
 void inproc_held_finish(inproc_worker *iw, ledger_fixture *f, PGconn *db,
                         const inproc_held *h, int total,
                         const int64_t *counts);
+
+/* The setting of the tests of a transaction refused where the refusal is
+ * read only with the COMMIT's answer (test_*_refused_*): the ledger
+ * fixture name (topic, partitions) into *f, whose pipeline (lookup:
+ * {table: accounts}) has the fused built-in upsert into the table
+ * `mirror` (id, name, balance) instead of the ledger handler, no dedup,
+ * and batches of up to 100 messages due after 20 ms; migrated, *db
+ * connected to the test database, and a worker in process with a
+ * metrics slot started on it (inproc_worker_start). With that handler
+ * and no dedup nothing is read before the COMMIT, so an error of the
+ * batch's writes or of its fence is first read with the COMMIT's answer. */
+void inproc_mirror_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
+                         const char *name, const char *topic,
+                         int partitions);
+
+/* One flush of w (worker_flush_ready) with its log sent to path instead
+ * of stderr, for the test to read; then the last tail_lines lines of that
+ * log are shown on stderr. */
+void inproc_flush_logged(worker *w, const char *path, int tail_lines);
 
 /* Polls w (and, with flush, flushes what is due) until cond holds or ms
  * pass. */

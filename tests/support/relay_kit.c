@@ -1,4 +1,8 @@
 /* relay_kit.c - see relay_kit.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
 #include "relay_kit.h"
 
 #include <stdio.h>
@@ -6,6 +10,96 @@
 #include <string.h>
 
 #include "ledger_check.h"
+
+void relay_fixture_start(relay_fixture *f, const char *name,
+                         const char *bootstraps)
+{
+    char prefix[128];
+
+    memset(f, 0, sizeof *f);
+    snprintf(prefix, sizeof prefix, "exactly-%s", name);
+    tk_tmpdir(prefix, f->dir, sizeof f->dir);
+    snprintf(f->config, sizeof f->config, "%s/relay.yaml", f->dir);
+    snprintf(f->log, sizeof f->log, "%s/relay.log", f->dir);
+    snprintf(f->log2, sizeof f->log2, "%s/relay2.log", f->dir);
+    tk_pg_create_db(name, f->conninfo, sizeof f->conninfo);
+    f->db = tk_pg_connect(f->conninfo);
+    if (bootstraps) {
+        f->bootstraps = bootstraps;
+    } else {
+        f->mock = tk_mock_start(1);
+        f->bootstraps = tk_mock_bootstraps(f->mock);
+    }
+}
+
+/* The relays section of c. */
+static void put_relay(FILE *out, const relay_config *c)
+{
+    TK_CHECK(c->name && c->topic, "relay_config: a name and a topic");
+    fputs("relays:\n  ", out);
+    tk_yaml_quoted(out, c->name);
+    fputs(":\n    topic: ", out);
+    tk_yaml_quoted(out, c->topic);
+    fputc('\n', out);
+    if (c->transactional)
+        fputs("    mode: transactional\n", out);
+    if (c->position_topic) {
+        fputs("    position_topic: ", out);
+        tk_yaml_quoted(out, c->position_topic);
+        fputc('\n', out);
+    }
+    if (c->batch_size > 0)
+        fprintf(out, "    batch_size: %d\n", c->batch_size);
+    fprintf(out, "    poll_interval_ms: %d\n",
+            c->poll_interval_ms > 0 ? c->poll_interval_ms : 20);
+    if (!c->delete_published)
+        fputs("    cleanup: mark\n", out);
+    if (c->kafka)
+        fprintf(out, "    kafka: {%s}\n", c->kafka);
+}
+
+void relay_write_config(const relay_fixture *f, const char *path,
+                        const relay_config *c)
+{
+    FILE *out = fopen(path, "w");
+
+    TK_CHECK(out != NULL, "cannot write %s", path);
+    fputs("kafka:\n  bootstrap.servers: ", out);
+    tk_yaml_quoted(out, f->bootstraps);
+    fprintf(out, "\n%s", c->kafka_yaml ? c->kafka_yaml : "");
+    fputs("postgres:\n  conninfo: ", out);
+    tk_yaml_quoted(out, f->conninfo);
+    fprintf(out, "\n%s", c->postgres_yaml ? c->postgres_yaml : "");
+    put_relay(out, c);
+    TK_CHECK(fclose(out) == 0, "cannot write %s", path);
+}
+
+void relay_fixture_config(relay_fixture *f, const relay_config *c)
+{
+    char mlog[600];
+
+    relay_write_config(f, f->config, c);
+    snprintf(mlog, sizeof mlog, "%s/migrate.log", f->dir);
+    ledger_migrate(f->config, mlog);
+}
+
+void relay_config_append(const char *path, const relay_config *c)
+{
+    FILE *out = fopen(path, "a");
+
+    TK_CHECK(out != NULL, "cannot append to %s", path);
+    put_relay(out, c);
+    TK_CHECK(fclose(out) == 0, "cannot write %s", path);
+}
+
+void relay_fixture_stop(relay_fixture *f)
+{
+    PQfinish(f->db);
+    f->db = NULL;
+    tk_mock_stop(f->mock);
+    f->mock = NULL;
+    tk_cleanup_dir(f->dir);
+}
 
 relay_rec *relay_read_topic(const char *bootstraps, const char *topic,
                             int partitions, size_t *n)
@@ -118,4 +212,127 @@ int relay_run_to_idle(const char *config, int idle_ms, int timeout_ms,
         tk_fail("relay still running after %d ms; log %s", timeout_ms, log);
     }
     return st;
+}
+
+void relay_stop(pid_t pid, int timeout_ms, const char *log)
+{
+    int status = tk_terminate(pid, timeout_ms);
+
+    LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after SIGTERM",
+                     status);
+}
+
+void relay_terminate_sessions(PGconn *db)
+{
+    tk_sql_int64(db, "SELECT count(pg_terminate_backend(pid)) FROM "
+                     "pg_stat_activity WHERE application_name = "
+                     "'exactly-relay' AND datname = current_database()");
+}
+
+void relay_wait_settled(PGconn *db, const char *log, int timeout_ms,
+                        const char *what)
+{
+    int64_t t0 = tk_now_ms();
+    int64_t pending = tk_sql_wait_int64(db, 0, timeout_ms,
+                                        "SELECT count(*) FROM exactly.outbox "
+                                        "WHERE published_at IS NULL AND "
+                                        "dead_reason IS NULL");
+
+    LEDGER_CHECK_LOG(pending == 0, log, "%s: %lld rows still pending after "
+                     "%d ms", what, (long long)pending, timeout_ms);
+    tk_note("%s: every row published or dead-lettered in %lld ms", what,
+            (long long)(tk_now_ms() - t0));
+}
+
+/* Writes s to m as an SQL literal (the records' bytes are the test's, but
+ * a key may hold a quote). */
+static void put_literal(PGconn *db, FILE *m, const char *s)
+{
+    char *lit = PQescapeLiteral(db, s, strlen(s));
+
+    TK_CHECK(lit != NULL, "PQescapeLiteral: %s", PQerrorMessage(db));
+    fputs(lit, m);
+    PQfreemem(lit);
+}
+
+size_t relay_load_seen(PGconn *db, const char *bootstraps, const char *topic,
+                       int partitions, int (*skip)(const relay_rec *),
+                       size_t *n_loaded)
+{
+    relay_rec *recs;
+    size_t n, i, loaded = 0;
+
+    recs = relay_read_topic(bootstraps, topic, partitions, &n);
+    tk_sql(db, "DROP TABLE IF EXISTS seen");
+    tk_sql(db, "CREATE TABLE seen (eid text, key text, part int, off bigint, "
+               "n_eids int)");
+    /* In statements of up to 500 rows: a topic may hold thousands. */
+    for (i = 0; i < n;) {
+        char *sql = NULL;
+        size_t len = 0, j = 0;
+        FILE *m = open_memstream(&sql, &len);
+
+        TK_CHECK(m != NULL, "out of memory");
+        fputs("INSERT INTO seen VALUES ", m);
+        for (; j < 500 && i < n; i++) {
+            if (skip && skip(&recs[i]))
+                continue;
+            fputs(j++ ? ", (" : "(", m);
+            put_literal(db, m, recs[i].event_id);
+            fputs(", ", m);
+            put_literal(db, m, recs[i].key);
+            fprintf(m, ", %d, %lld, %d)", recs[i].partition,
+                    (long long)recs[i].offset, recs[i].n_event_ids);
+        }
+        TK_CHECK(fclose(m) == 0, "out of memory");
+        if (j > 0)
+            tk_sql(db, "%s", sql);
+        loaded += j;
+        free(sql);
+    }
+    free(recs);
+    if (n_loaded)
+        *n_loaded = loaded;
+    return n;
+}
+
+void relay_check_seen_once(PGconn *db, const char *what)
+{
+    char *bad = tk_sql_text(db, "SELECT min(part || '/' || off) FROM seen "
+                                "WHERE n_eids <> 1 OR eid !~ "
+                                "'^[0-9a-f-]*$'");
+
+    TK_CHECK(bad == NULL, "%s: record %s without a single event-id", what,
+             bad);
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
+                                       "WHERE published_at IS NULL OR "
+                                       "dead_reason IS NOT NULL"),
+                      0, "rows pending or dead-lettered");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
+                                       "o WHERE (SELECT count(*) FROM seen s "
+                                       "WHERE s.eid = o.event_id::text) "
+                                       "<> 1"),
+                      0, "rows not exactly once among the committed records");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM seen"),
+                      tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox"),
+                      "committed records");
+}
+
+size_t relay_check_exactly_once(PGconn *db, const char *bootstraps,
+                                const char *topic, int partitions,
+                                int (*skip)(const relay_rec *),
+                                const char *what)
+{
+    size_t n_all, n_loaded;
+
+    n_all = relay_load_seen(db, bootstraps, topic, partitions, skip,
+                            &n_loaded);
+    relay_check_seen_once(db, what);
+    if (skip)
+        tk_note("%s: %zu committed records for as many rows; %zu records "
+                "of transactions that never committed", what, n_loaded,
+                n_all - n_loaded);
+    else
+        tk_note("%s: %zu records for as many rows", what, n_loaded);
+    return n_loaded;
 }
