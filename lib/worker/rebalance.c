@@ -332,8 +332,31 @@ void worker_release_pending(worker *w)
     w->pending_assign = NULL;
 }
 
+/* Of a cooperative revoke's list, the partitions this worker assigned
+ * (NULL when out of memory): rd_kafka_incremental_unassign refuses the
+ * whole list when one of them was never assigned (its assign still
+ * waits for its claim), and unassigns none. */
+static rd_kafka_topic_partition_list_t *
+revoked_assigned(worker *w, const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_topic_partition_list_t *made =
+        rd_kafka_topic_partition_list_new(list->cnt > 0 ? list->cnt : 1);
+    int i;
+
+    for (i = 0; made && i < list->cnt; i++)
+        if (!w->pending_assign ||
+            !rd_kafka_topic_partition_list_find(w->pending_assign,
+                                                list->elems[i].topic,
+                                                list->elems[i].partition))
+            rd_kafka_topic_partition_list_add(made, list->elems[i].topic,
+                                              list->elems[i].partition);
+    return made;
+}
+
 void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
 {
+    rd_kafka_topic_partition_list_t *made =
+        w->cooperative ? revoked_assigned(w, list) : NULL;
     part **gone = NULL;
     size_t n_gone = 0, k;
     int i;
@@ -382,9 +405,16 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
         engine_part_remove(&w->eng, gone[k]);
     free(gone);
     if (w->cooperative) {
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->rk, list);
-        if (e)
+        rd_kafka_error_t *e =
+            rd_kafka_incremental_unassign(w->rk, made ? made : list);
+        if (e) {
+            exactly_log(EXACTLY_LOG_ERROR, "rebalance",
+                        "the consumer refused to unassign revoked partitions",
+                        LOG_STR("error", rd_kafka_error_string(e)));
             rd_kafka_error_destroy(e);
+        }
+        if (made)
+            rd_kafka_topic_partition_list_destroy(made);
     } else {
         (void)rd_kafka_assign(w->rk, NULL);
     }
