@@ -2,10 +2,10 @@
  * rebalance.c - the worker's partition table in step with the group:
  * claim the offset rows of an assignment (retried while polling until
  * claimed, or given up after a deadline) and assign them at their stored
- * offsets; on a revoke, commit what is buffered if that works at once and
- * release; a rebalance that arrives during a batch is deferred to its
- * end. Also the partitions halted for want of a start offset, which
- * resume once their row has one.
+ * offsets, each paused or fetching as its claim says; on a revoke, commit
+ * what is buffered if that works at once and release; a rebalance that
+ * arrives during a batch is deferred to its end. Also the partitions
+ * halted for want of a start offset, which resume once their row has one.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -89,6 +89,8 @@ static void claimed(worker *w, part *pt, int64_t epoch, int64_t next,
     pt->recheck_at_ms = exactly_now_ms() + NO_START_RECHECK_MS;
     pt->attempts = 0;
     pt->retry_at_ms = 0;
+    /* Until it is assigned: the consumer may still hold a pause from an
+     * earlier assignment, so worker_assign_pending tells it both ways. */
     pt->paused = 0;
 }
 
@@ -239,11 +241,19 @@ void worker_assign_pending(worker *w)
             exactly_log(EXACTLY_LOG_INFO, "rebalance", "partitions claimed after",
                         LOG_INT("attempts", w->pending_attempts + 1));
         assign_claimed(w, w->pending_assign);
+        /* librdkafka keeps an application's pause across an unassign and
+         * an assign: a partition paused before a revoke (the breaker, a
+         * fence, a halt, a full buffer) would come back paused, and
+         * nothing would resume it. Every claimed partition is told now
+         * what it is: paused if halted, or while the breaker is open
+         * (which resumes it on closing), fetching otherwise. */
         for (int i = 0; i < w->pending_assign->cnt; i++) {
             part *pt = engine_part_find(&w->eng, w->pending_assign->elems[i].topic,
                                         w->pending_assign->elems[i].partition);
-            if (pt && pt->state == PART_S_NO_START)
-                engine_part_pause(&w->eng, pt, 1);
+            if (pt)
+                engine_part_pause_assigned(&w->eng, pt,
+                                           pt->state == PART_S_NO_START ||
+                                               w->db_down_since_ms != 0);
         }
         rd_kafka_topic_partition_list_destroy(w->pending_assign);
         w->pending_assign = NULL;
