@@ -65,8 +65,9 @@ typedef struct part {
      * known. */
     int seek_owed;
     int64_t seek_to;
-    /* no_start: when its row is read again (every few seconds); once
-     * `exactly offsets reset` gave it an offset it resumes there. */
+    /* no_start, out_of_log: when its row is read again (every few
+     * seconds); once `exactly offsets reset` gave it an offset to resume
+     * from, it resumes there. */
     long long recheck_at_ms;
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
     /* What the last attempt held when its COMMIT went unanswered: if the
