@@ -303,6 +303,12 @@ void engine_part_pause(engine *e, part *pt, int pause)
     pt->paused = pause;
 }
 
+void engine_part_pause_assigned(engine *e, part *pt, int pause)
+{
+    exactly_kafka_pause(e->rk, pt->topic, pt->partition, pause);
+    pt->paused = pause;
+}
+
 int64_t engine_part_position(engine *e, part *pt)
 {
     if (pt->seek_owed)

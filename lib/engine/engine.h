@@ -65,8 +65,9 @@ typedef struct part {
      * known. */
     int seek_owed;
     int64_t seek_to;
-    /* no_start: when its row is read again (every few seconds); once
-     * `exactly offsets reset` gave it an offset it resumes there. */
+    /* no_start, out_of_log: when its row is read again (every few
+     * seconds); once `exactly offsets reset` gave it an offset to resume
+     * from, it resumes there. */
     long long recheck_at_ms;
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
     /* What the last attempt held when its COMMIT went unanswered: if the
@@ -306,14 +307,19 @@ void engine_part_remove(engine *e, part *pt);
 /* Destroys the first n buffered messages of pt. */
 void engine_part_drop(part *pt, size_t n);
 
-/* The partition on the consumer. pause also records pt->paused; seek
+/* The partition on the consumer. pause also records pt->paused, and
+ * does nothing when pt->paused already says so; pause_assigned tells the
+ * consumer whatever pt->paused says, for a partition just assigned, whose
+ * pause the consumer may keep from an earlier assignment (librdkafka
+ * keeps an application's pause across an unassign and an assign); seek
  * that the consumer does not make is owed (pt->seek_owed) until
  * engine_part_seek_owed, which the owner calls for it every second or
- * so, makes it; commit tells Kafka pt->next_offset, for monitoring only (nothing
- * unless pos.kafka_commit: a reprocess run is no member of the group);
- * position is the consumer's fetch position, -1 when not known (none
- * yet, or a seek owed). */
+ * so, makes it; commit tells Kafka pt->next_offset, for monitoring only
+ * (nothing unless pos.kafka_commit: a reprocess run is no member of the
+ * group); position is the consumer's fetch position, -1 when not known
+ * (none yet, or a seek owed). */
 void engine_part_pause(engine *e, part *pt, int pause);
+void engine_part_pause_assigned(engine *e, part *pt, int pause);
 void engine_part_seek(engine *e, part *pt, int64_t offset);
 void engine_part_seek_owed(engine *e, part *pt);
 void engine_part_commit(engine *e, part *pt);

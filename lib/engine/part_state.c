@@ -10,6 +10,7 @@ static const char *const names[PART_S_COUNT] = {
     [PART_S_UNCHECKED] = "unchecked", [PART_S_SERVING] = "serving",
     [PART_S_ISOLATING] = "isolating", [PART_S_HALTED] = "halted",
     [PART_S_NO_START] = "no_start",   [PART_S_FENCED] = "fenced",
+    [PART_S_OUT_OF_LOG] = "out_of_log",
 };
 
 #define TO(s) (1u << (s))
@@ -17,13 +18,17 @@ static const char *const names[PART_S_COUNT] = {
 /* allowed[from]: the states `from` may move to (besides itself). */
 static const unsigned allowed[PART_S_COUNT] = {
     [PART_S_UNCHECKED] = TO(PART_S_SERVING) | TO(PART_S_ISOLATING) |
-                       TO(PART_S_HALTED) | TO(PART_S_FENCED),
+                       TO(PART_S_HALTED) | TO(PART_S_FENCED) |
+                       TO(PART_S_OUT_OF_LOG),
     [PART_S_SERVING] = TO(PART_S_UNCHECKED) | TO(PART_S_ISOLATING) |
-                     TO(PART_S_HALTED) | TO(PART_S_FENCED),
-    [PART_S_ISOLATING] = TO(PART_S_SERVING) | TO(PART_S_HALTED) | TO(PART_S_FENCED),
+                     TO(PART_S_HALTED) | TO(PART_S_FENCED) |
+                     TO(PART_S_OUT_OF_LOG),
+    [PART_S_ISOLATING] = TO(PART_S_SERVING) | TO(PART_S_HALTED) |
+                       TO(PART_S_FENCED) | TO(PART_S_OUT_OF_LOG),
     [PART_S_HALTED] = 0,
     [PART_S_NO_START] = TO(PART_S_UNCHECKED) | TO(PART_S_FENCED),
     [PART_S_FENCED] = 0,
+    [PART_S_OUT_OF_LOG] = TO(PART_S_UNCHECKED) | TO(PART_S_FENCED),
 };
 
 static int valid(enum part_state s)

@@ -9,12 +9,15 @@
  *              (its first batch waits for the guard's answer)
  *   serving    the guard answered 'batch': batches of any size
  *   isolating  the guard saw deaths on this batch: one record at a time
- *   halted     stopped where it stands, nothing skipped: its offset left
- *              the log or the row lost it, on_error: stop, or the handler
- *              asked to stop; only a new claim moves it
+ *   halted     stopped where it stands, nothing skipped: the row lost its
+ *              offset, on_error: stop, or the handler asked to stop; only
+ *              a new claim moves it
  *   no_start   halted for want of a stored offset (auto.offset.reset:
  *              error); its row is read again and it resumes once one is set
  *   fenced     another owner took it; only a new claim moves it
+ *   out_of_log halted because its stored offset is not in the log
+ *              (retention, a recreated topic); its row is read again and
+ *              it resumes once an operator moved the offset
  *
  * What comes with a state but is data stays in struct part: the backoff
  * (retry_at_ms, attempts; a live partition backs off in any of the first
@@ -23,11 +26,12 @@
  *
  * The moves (any state may also stay as it is):
  *
- *   unchecked -> serving, isolating, halted, fenced
+ *   unchecked -> serving, isolating, halted, fenced, out_of_log
  *   serving   -> unchecked (claimed again after a failover), isolating,
- *                halted, fenced
- *   isolating -> serving, halted, fenced
+ *                halted, fenced, out_of_log
+ *   isolating -> serving, halted, fenced, out_of_log
  *   no_start  -> unchecked (a stored offset appeared), fenced
+ *   out_of_log -> unchecked (the stored offset was moved), fenced
  *   halted, fenced: none
  *
  * A claim starts a partition afresh whatever it was (part_state_claimed).
@@ -45,6 +49,7 @@ enum part_state {
     PART_S_HALTED,
     PART_S_NO_START,
     PART_S_FENCED,
+    PART_S_OUT_OF_LOG,
     PART_S_COUNT
 };
 
@@ -65,13 +70,21 @@ int part_state_move(enum part_state *st, enum part_state to,
 void part_state_claimed(enum part_state *st, int no_start, const char *topic,
                         int32_t partition);
 
-/* Halted in either way (halted, no_start). */
+/* Halted in any way (halted, no_start, out_of_log). */
 static inline int part_state_halted(enum part_state s)
 {
-    return s == PART_S_HALTED || s == PART_S_NO_START;
+    return s == PART_S_HALTED || s == PART_S_NO_START ||
+           s == PART_S_OUT_OF_LOG;
 }
 
-/* Not served: halted in either way, or fenced. */
+/* Halted until an operator sets its row's offset (no_start,
+ * out_of_log): the row is read again every few seconds. */
+static inline int part_state_awaits_reset(enum part_state s)
+{
+    return s == PART_S_NO_START || s == PART_S_OUT_OF_LOG;
+}
+
+/* Not served: halted in any way, or fenced. */
 static inline int part_state_stopped(enum part_state s)
 {
     return part_state_halted(s) || s == PART_S_FENCED;

@@ -112,13 +112,19 @@ static void on_error(worker *w, rd_kafka_message_t *m)
                                        m->partition)
                     : NULL;
         if (pt && !part_state_stopped(pt->state)) {
+            char fix[WORKER_RESET_COMMAND_MAX];
+            worker_reset_command(w, pt->topic, pt->partition, fix,
+                                 sizeof(fix));
             exactly_log(EXACTLY_LOG_ERROR, "source",
                         "stored offset is no longer in the log; partition "
-                        "halted (reset it with exactly offsets reset)",
+                        "halted, the others go on; give it an offset in "
+                        "the log with exactly offsets reset (command) and "
+                        "it resumes there within seconds",
                         LOG_PART(pt),
                         LOG_INT("next_offset", pt->next_offset),
-                        LOG_STR("error", rd_kafka_message_errstr(m)));
-            (void)PART_MOVE(pt, PART_S_HALTED);
+                        LOG_STR("error", rd_kafka_message_errstr(m)),
+                        LOG_STR("command", fix));
+            (void)PART_MOVE(pt, PART_S_OUT_OF_LOG);
             engine_part_pause(&w->eng, pt, 1);
         }
     } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {

@@ -149,10 +149,17 @@ void worker_replay_deferred(worker *w);
 /* At exit: answers an assignment that never got its claim, so that
  * leaving the group does not wait for it. */
 void worker_release_pending(worker *w);
-/* Partitions halted for want of a start offset: once their row has one
- * (exactly offsets reset), they resume there. Also publishes every
+/* Partitions halted until an operator sets their offset (none stored,
+ * or one no longer in the log): once exactly offsets reset gave their
+ * row one to resume from, they resume there. Also publishes every
  * partition's halted state. */
 void worker_recheck_halted(worker *w);
+/* The `exactly offsets reset` command that gives topic/partition a new
+ * start, for a log line that asks an operator to run it; truncated to
+ * size. */
+#define WORKER_RESET_COMMAND_MAX 4600
+void worker_reset_command(const worker *w, const char *topic,
+                          int32_t partition, char *out, size_t size);
 
 /* ---- loop.c: messages and batches ----------------------------------------- */
 

@@ -12,13 +12,14 @@
 
 /* The table of part_state.h, written out again: expected[from][to]. */
 static const int expected[PART_S_COUNT][PART_S_COUNT] = {
-    /*                 unch ser iso hal nos fen */
-    [PART_S_UNCHECKED] = {1, 1, 1, 1, 0, 1},
-    [PART_S_SERVING]   = {1, 1, 1, 1, 0, 1},
-    [PART_S_ISOLATING] = {0, 1, 1, 1, 0, 1},
-    [PART_S_HALTED]    = {0, 0, 0, 1, 0, 0},
-    [PART_S_NO_START]  = {1, 0, 0, 0, 1, 1},
-    [PART_S_FENCED]    = {0, 0, 0, 0, 0, 1},
+    /*                  unch ser iso hal nos fen ool */
+    [PART_S_UNCHECKED]  = {1, 1, 1, 1, 0, 1, 1},
+    [PART_S_SERVING]    = {1, 1, 1, 1, 0, 1, 1},
+    [PART_S_ISOLATING]  = {0, 1, 1, 1, 0, 1, 1},
+    [PART_S_HALTED]     = {0, 0, 0, 1, 0, 0, 0},
+    [PART_S_NO_START]   = {1, 0, 0, 0, 1, 1, 0},
+    [PART_S_FENCED]     = {0, 0, 0, 0, 0, 1, 0},
+    [PART_S_OUT_OF_LOG] = {1, 0, 0, 0, 0, 1, 1},
 };
 
 int main(void)
@@ -73,8 +74,12 @@ int main(void)
     for (from = 0; from < PART_S_COUNT; from++) {
         enum part_state s = (enum part_state)from;
         TK_CHECK(part_state_halted(s) ==
-                     (s == PART_S_HALTED || s == PART_S_NO_START),
+                     (s == PART_S_HALTED || s == PART_S_NO_START ||
+                      s == PART_S_OUT_OF_LOG),
                  "halted(%s)", part_state_name(s));
+        TK_CHECK(part_state_awaits_reset(s) ==
+                     (s == PART_S_NO_START || s == PART_S_OUT_OF_LOG),
+                 "awaits_reset(%s)", part_state_name(s));
         TK_CHECK(part_state_stopped(s) ==
                      (part_state_halted(s) || s == PART_S_FENCED),
                  "stopped(%s)", part_state_name(s));
