@@ -92,6 +92,9 @@ void engine_free(engine *e)
     free(e->parts);
     e->parts = NULL;
     e->cap_parts = 0;
+    if (e->paused_gone)
+        rd_kafka_topic_partition_list_destroy(e->paused_gone);
+    e->paused_gone = NULL;
     exactly_plugin_free(e->plugin);
     e->plugin = NULL;
     batch_free(&e->bb);
@@ -226,6 +229,14 @@ void engine_part_remove(engine *e, part *pt)
             break;
         }
     }
+    if (pt->paused && e->rk) {
+        if (!e->paused_gone)
+            e->paused_gone = rd_kafka_topic_partition_list_new(4);
+        if (!rd_kafka_topic_partition_list_find(e->paused_gone, pt->topic,
+                                                pt->partition))
+            rd_kafka_topic_partition_list_add(e->paused_gone, pt->topic,
+                                              pt->partition);
+    }
     part_free(pt);
 }
 
@@ -305,7 +316,12 @@ void engine_part_pause(engine *e, part *pt, int pause)
 
 void engine_part_pause_assigned(engine *e, part *pt, int pause)
 {
-    exactly_kafka_pause(e->rk, pt->topic, pt->partition, pause);
+    int gone_paused = e->paused_gone &&
+                      rd_kafka_topic_partition_list_del(
+                          e->paused_gone, pt->topic, pt->partition);
+
+    if (pause || gone_paused)
+        exactly_kafka_pause(e->rk, pt->topic, pt->partition, pause);
     pt->paused = pause;
 }
 

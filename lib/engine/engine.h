@@ -206,6 +206,9 @@ typedef struct engine {
     part **parts;
     size_t n_parts;
     size_t cap_parts;
+    /* Partitions removed from the table while paused on the consumer,
+     * which keeps that pause into a later assignment (NULL: none). */
+    rd_kafka_topic_partition_list_t *paused_gone;
     size_t last_part; /* engine_part_of's last answer, an index (checked) */
 
     /* Batch starts this process attempted, per partition; outlives the
@@ -311,7 +314,9 @@ void engine_part_drop(part *pt, size_t n);
  * does nothing when pt->paused already says so; pause_assigned tells the
  * consumer whatever pt->paused says, for a partition just assigned, whose
  * pause the consumer may keep from an earlier assignment (librdkafka
- * keeps an application's pause across an unassign and an assign); seek
+ * keeps an application's pause across an unassign and an assign; it
+ * sends a resume only for a partition that left the table paused, since
+ * resuming one that fetches makes the consumer fetch it again); seek
  * that the consumer does not make is owed (pt->seek_owed) until
  * engine_part_seek_owed, which the owner calls for it every second or
  * so, makes it; commit tells Kafka pt->next_offset, for monitoring only
