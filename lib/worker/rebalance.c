@@ -4,9 +4,8 @@
  * claimed, or given up after a deadline) and assign them at their stored
  * offsets, each paused or fetching as its claim says; on a revoke, commit
  * what is buffered if that works at once and release; a rebalance that
- * arrives during a batch is deferred to its end. Also the partitions
- * halted until an operator sets their offset (none stored, or one no
- * longer in the log), which resume once their row has one.
+ * arrives during a batch is deferred to its end. The partitions halted
+ * until an operator sets their offset are recheck.c's.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,9 +21,6 @@
  * up and exits (its supervisor restarts it, counting a failed start), at
  * most; a shorter max.poll.interval.ms shortens it. */
 #define ASSIGN_DEADLINE_MS 120000
-/* How often a partition halted until an operator sets its offset
- * (no_start, out_of_log) reads its row again. */
-#define RESET_RECHECK_MS 3000
 
 /* Where a partition without a stored offset starts (auto.offset.reset
  * earliest or latest). */
@@ -467,173 +463,4 @@ void worker_replay_deferred(worker *w)
         rd_kafka_topic_partition_list_destroy(d->list);
     }
     w->n_deferred = 0;
-}
-
-/* Whether the row (next_offset stored, epoch) gives the partition pt, halted
- * until an operator sets its offset, somewhere to resume: no_start, once
- * it has an offset; out_of_log, once it has another one than the offset
- * that was not in the log (the same one would fail again). */
-static int reset_done(const part *pt, int64_t stored)
-{
-    return pt->state == PART_S_NO_START || stored != pt->next_offset;
-}
-
-/* Where partition p starts again when the whole assignment is given
- * again: pt at next, a stopped one at the end (it reads nothing), one
- * that owes a seek where the seek goes (the assignment makes it), another
- * where its buffer ends (which it continues). */
-static int64_t restart_offset(worker *w, const char *topic, int32_t p,
-                              const part *pt, int64_t next)
-{
-    const part *o = engine_part_find(&w->eng, topic, p);
-
-    if (o == pt)
-        return next;
-    if (!o || part_state_stopped(o->state))
-        return RD_KAFKA_OFFSET_END;
-    return o->seek_owed ? o->seek_to : worker_expected_next(o);
-}
-
-/* Starts pt's fetching again at next. A partition whose offset was out of
- * range under auto.offset.reset=error has no fetcher any more in
- * librdkafka, which refuses to seek it: only an assignment starts one.
- * Cooperative: pt alone is unassigned and assigned again; eager, where
- * only the whole assignment can be given: every partition at
- * restart_offset. Either keeps each partition's pause. Returns 0, or -1
- * when librdkafka refused (logged; pt stays halted, and is tried again
- * at its next recheck). */
-static int restart_fetch(worker *w, part *pt, int64_t next)
-{
-    rd_kafka_topic_partition_list_t *l = NULL;
-    rd_kafka_error_t *e = NULL;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    int i, rc = -1;
-
-    if (w->cooperative) {
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, pt->topic, pt->partition)->offset =
-            next;
-        e = rd_kafka_incremental_unassign(w->rk, l);
-        if (!e)
-            e = rd_kafka_incremental_assign(w->rk, l);
-    } else {
-        err = rd_kafka_assignment(w->rk, &l);
-        for (i = 0; !err && i < l->cnt; i++)
-            l->elems[i].offset = restart_offset(w, l->elems[i].topic,
-                                                l->elems[i].partition, pt,
-                                                next);
-        if (!err)
-            err = rd_kafka_assign(w->rk, l);
-    }
-    if (e || err) {
-        exactly_log(EXACTLY_LOG_ERROR, "rebalance",
-                    "cannot start fetching the partition again; it stays "
-                    "halted",
-                    LOG_PART(pt),
-                    LOG_STR("error", e ? rd_kafka_error_string(e)
-                                       : rd_kafka_err2str(err)));
-        goto cleanup;
-    }
-    /* Assigned where their seeks went: none is owed any more. */
-    for (i = 0; !w->cooperative && i < l->cnt; i++) {
-        part *o = engine_part_find(&w->eng, l->elems[i].topic,
-                                   l->elems[i].partition);
-        if (o && !part_state_stopped(o->state))
-            o->seek_owed = 0;
-    }
-    rc = 0;
-cleanup:
-    if (e)
-        rd_kafka_error_destroy(e);
-    if (l)
-        rd_kafka_topic_partition_list_destroy(l);
-    return rc;
-}
-
-/* pt resumes at next, as its row now says: unchecked (its first batch
- * waits for the crash guard's answer, as after a claim), nothing buffered,
- * fetching from there (out_of_log: its fetcher started again). */
-static void resume_reset(worker *w, part *pt, int64_t next)
-{
-    int out_of_log = pt->state == PART_S_OUT_OF_LOG;
-    metrics_partition *mp;
-
-    if (out_of_log && restart_fetch(w, pt, next) != 0)
-        return;
-    exactly_log(EXACTLY_LOG_INFO, "rebalance",
-                "halted partition has a stored offset to resume from now; "
-                "resuming",
-                LOG_PART(pt), LOG_STR("halted", part_state_name(pt->state)),
-                LOG_INT("next_offset", next));
-    (void)PART_MOVE(pt, PART_S_UNCHECKED);
-    engine_part_drop(pt, pt->n_buf);
-    pt->next_offset = next;
-    pt->pos_conn = w->eng.conn_serial;
-    pt->unconfirmed = 0;
-    pt->unconfirmed_applied = pt->unconfirmed_dead = 0;
-    pt->attempts = 0;
-    pt->retry_at_ms = 0;
-    if (out_of_log)
-        pt->seek_owed = 0; /* the assignment starts it at next */
-    else
-        engine_part_seek(&w->eng, pt, next);
-    engine_part_pause(&w->eng, pt, 0);
-    worker_metrics_position(w, pt, 1);
-    if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
-        __atomic_store_n(&mp->halted, 0, __ATOMIC_RELAXED);
-}
-
-/* Partitions halted until an operator sets their offset (none stored, or
- * one no longer in the log): once exactly offsets reset gave the row one
- * to resume from, they resume there, if the row is still ours (the
- * epoch of our claim; a reset keeps it). Also publishes every partition's
- * halted state. */
-void worker_recheck_halted(worker *w)
-{
-    long long now = exactly_now_ms();
-    size_t i;
-
-    for (i = 0; i < w->eng.n_parts; i++) {
-        part *pt = w->eng.parts[i];
-        metrics_partition *mp;
-        char ps[16], err[512];
-        const char *params[3];
-        PGresult *res = NULL;
-        int64_t next, epoch;
-
-        if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
-            __atomic_store_n(&mp->halted, part_state_halted(pt->state),
-                             __ATOMIC_RELAXED);
-        /* Not while an assignment changes: a claim starts it afresh. */
-        if (!part_state_awaits_reset(pt->state) || now < pt->recheck_at_ms ||
-            w->pending_assign || w->n_deferred > 0 || w->db_down_since_ms ||
-            worker_db(w) != EXACTLY_OK)
-            continue;
-        pt->recheck_at_ms = now + RESET_RECHECK_MS;
-        snprintf(ps, sizeof(ps), "%d", (int)pt->partition);
-        params[0] = w->p->name;
-        params[1] = pt->topic;
-        params[2] = ps;
-        if (exactly_pg_exec(w->eng.conn, w->eng.sql.read, 3, params, &res, err,
-                            sizeof(err)) != EXACTLY_OK) {
-            if (PQstatus(w->eng.conn) != CONNECTION_OK)
-                worker_db_lost(w);
-            PQclear(res);
-            continue;
-        }
-        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-            PQclear(res);
-            continue;
-        }
-        next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        PQclear(res);
-        if (epoch != pt->epoch) {
-            /* Another worker claimed it since: it is theirs. */
-            (void)PART_MOVE(pt, PART_S_FENCED);
-            continue;
-        }
-        if (reset_done(pt, next))
-            resume_reset(w, pt, next);
-    }
 }

@@ -152,8 +152,10 @@ void worker_release_pending(worker *w);
 /* Partitions halted until an operator sets their offset (none stored,
  * or one no longer in the log): once exactly offsets reset gave their
  * row one to resume from, they resume there. Also publishes every
- * partition's halted state. */
+ * partition's halted state. recheck.c. */
 void worker_recheck_halted(worker *w);
+/* How often such a partition reads its row again. */
+#define RESET_RECHECK_MS 3000
 /* The `exactly offsets reset` command that gives topic/partition a new
  * start, for a log line that asks an operator to run it; truncated to
  * size. */
