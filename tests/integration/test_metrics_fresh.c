@@ -27,7 +27,6 @@
 #include "testkit.h"
 
 #define SEED 11
-#define ENTITIES LEDGER_ACCOUNTS
 
 /* Starts `exactly run -c config --metrics 127.0.0.1:port` and waits until
  * it serves metrics and its worker claimed `claims` partitions. */
@@ -89,9 +88,9 @@ static void case_lag(void)
                                         "heartbeat.interval.ms", "500", NULL};
     ledger_fixture f;
     ledger_config cfg;
-    static int64_t counts[ENTITIES], more[ENTITIES];
+    static int64_t counts[LEDGER_ACCOUNTS];
     PGconn *db, *locker;
-    int port = tk_free_port(), n = 0, status, i;
+    int port = tk_free_port(), n = 0, status;
     double lag;
     pid_t run;
 
@@ -105,8 +104,7 @@ static void case_lag(void)
     db = tk_pg_connect(f.conninfo);
     run = start_run(&f, port, 1);
 
-    tk_produce_ids(tk_mock_bootstraps(f.mock), f.topic, 10, ENTITIES, 1, SEED,
-                   counts);
+    ledger_produce_wave(&f, 10, SEED, counts);
     LEDGER_CHECK_LOG(tk_sql_wait_int64(db, 10, 30000, "SELECT coalesce(sum("
                                        "next_offset), 0) FROM exactly.offsets")
                          == 10,
@@ -117,10 +115,7 @@ static void case_lag(void)
 
     locker = tk_pg_connect(f.conninfo);
     tk_sql(locker, "BEGIN; LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE");
-    tk_produce_ids(tk_mock_bootstraps(f.mock), f.topic, 50, ENTITIES, 1,
-                   SEED + 1, more);
-    for (i = 0; i < ENTITIES; i++)
-        counts[i] += more[i];
+    ledger_produce_wave(&f, 50, SEED + 1, counts);
     lag = wait_lag(port, 0, 50, 15000);
     LEDGER_CHECK_LOG(
         tk_sql_int64(db, "SELECT next_offset FROM exactly.offsets") == 10, f.log,
@@ -150,14 +145,14 @@ static void case_lag(void)
     status = tk_terminate(run, 30000);
     LEDGER_CHECK_LOG(status == 0, f.log, "lag: exactly run exited %d", status);
     ledger_check_exactly_once(db, tk_mock_bootstraps(f.mock), f.topic, 1, 60,
-                              counts, ENTITIES);
+                              counts, LEDGER_ACCOUNTS);
     PQfinish(db);
     ledger_fixture_stop(&f);
 }
 
 static void case_revoked(void)
 {
-    static int64_t counts[ENTITIES];
+    static int64_t counts[LEDGER_ACCOUNTS];
     ledger_fixture f;
     ledger_config cfg;
     PGconn *db;
@@ -177,8 +172,7 @@ static void case_revoked(void)
     run = start_run(&f, port, 2);
 
     /* 10 messages per partition, held in A's buffers. */
-    tk_produce_ids(tk_mock_bootstraps(f.mock), f.topic, 20, ENTITIES, 2, SEED,
-                   counts);
+    ledger_produce_wave(&f, 20, SEED, counts);
     tk_sleep_ms(3000);
     LEDGER_CHECK_LOG(tk_sql_int64(db, "SELECT coalesce(sum(next_offset), 0) "
                                       "FROM exactly.offsets") == 0,
@@ -221,7 +215,7 @@ static void case_revoked(void)
     status = tk_terminate(run, 30000);
     LEDGER_CHECK_LOG(status == 0, f.log, "revoked: A exited %d", status);
     ledger_check_exactly_once(db, tk_mock_bootstraps(f.mock), f.topic, 2, 20,
-                              counts, ENTITIES);
+                              counts, LEDGER_ACCOUNTS);
     PQfinish(db);
     ledger_fixture_stop(&f);
 }

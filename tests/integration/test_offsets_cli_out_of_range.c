@@ -32,23 +32,6 @@
 /* Two cores shared with other work: generous. */
 #define APPLY_TIMEOUT_MS 90000
 
-static void add(int64_t *total, const int64_t *more)
-{
-    int i;
-
-    for (i = 0; i < LEDGER_ACCOUNTS; i++)
-        total[i] += more[i];
-}
-
-static void produce(const ledger_fixture *f, uint64_t seed, int64_t *counts)
-{
-    int64_t more[LEDGER_ACCOUNTS];
-
-    tk_produce_ids(f->mock->bootstraps, f->topic, WAVE, LEDGER_ACCOUNTS,
-                   PARTITIONS, seed, more);
-    add(counts, more);
-}
-
 /* The stored offset of partition p, waited for until it is want (or the
  * bound). */
 static int64_t wait_stored(PGconn *db, int p, int64_t want)
@@ -85,7 +68,7 @@ static void run_case(const char *name, const char *const *kafka)
     snprintf(reset_log, sizeof reset_log, "%s/reset.log", f.dir);
     db = tk_pg_connect(f.conninfo);
 
-    produce(&f, 1, counts);
+    ledger_produce_wave(&f, WAVE, 1, counts);
     tk_sql(db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
                "next_offset) VALUES ('%s', '%s', 0, %d)",
            LEDGER_PIPELINE, f.topic, OUT_OF_LOG);
@@ -108,7 +91,7 @@ static void run_case(const char *name, const char *const *kafka)
                         NULL);
     LEDGER_CHECK_LOG(status == 0, reset_log, "the reset exited %d", status);
 
-    produce(&f, 2, counts);
+    ledger_produce_wave(&f, WAVE, 2, counts);
     ledger_high_watermarks(f.mock->bootstraps, f.topic, PARTITIONS, hw);
     for (p = 0; p < PARTITIONS; p++) {
         stored = wait_stored(db, p, hw[p]);

@@ -43,23 +43,6 @@
 /* How long the worker may take to apply a wave it can fetch. */
 #define APPLY_TIMEOUT_MS 90000
 
-static void add(int64_t *total, const int64_t *more)
-{
-    int i;
-
-    for (i = 0; i < LEDGER_ACCOUNTS; i++)
-        total[i] += more[i];
-}
-
-static void produce(const ledger_fixture *f, uint64_t seed, int64_t *counts)
-{
-    int64_t more[LEDGER_ACCOUNTS];
-
-    tk_produce_ids(f->mock->bootstraps, f->topic, WAVE, LEDGER_ACCOUNTS,
-                   PARTITIONS, seed, more);
-    add(counts, more);
-}
-
 /* Sum of the stored offsets, waited for until it is want (or the bound). */
 static int64_t wait_stored(PGconn *db, int64_t want)
 {
@@ -167,7 +150,7 @@ static void run_case(const char *name, int breaker)
 
     pid = ledger_start_worker(f.config, 0, f.log);
     tk_wait_claims(f.log, 0, PARTITIONS, pid, REBALANCE_TIMEOUT_MS);
-    produce(&f, 1, counts);
+    ledger_produce_wave(&f, WAVE, 1, counts);
     stored = wait_stored(db, WAVE);
     LEDGER_CHECK_LOG(stored == WAVE, f.log,
                      "first wave: stored offsets add up to %" PRId64
@@ -187,7 +170,7 @@ static void run_case(const char *name, int breaker)
          * the partition stopped (paused). */
         tk_sql(db, "UPDATE exactly.offsets SET owner_epoch = owner_epoch + 1 "
                    "WHERE partition = 0");
-        produce(&f, 2, counts);
+        ledger_produce_wave(&f, WAVE, 2, counts);
         LEDGER_CHECK_LOG(tk_wait_log(f.log, "partition taken over", 1, pid,
                                      60000, &status),
                          f.log, "partition 0 was not fenced (status %d)",
@@ -208,7 +191,7 @@ static void run_case(const char *name, int breaker)
     }
     tk_wait_claims(f.log, 0, claims + PARTITIONS, pid, REBALANCE_TIMEOUT_MS);
 
-    produce(&f, 3, counts);
+    ledger_produce_wave(&f, WAVE, 3, counts);
     stored = wait_stored(db, breaker ? 2 * WAVE : 3 * WAVE);
     LEDGER_CHECK_LOG(stored == (breaker ? 2 * WAVE : 3 * WAVE), f.log,
                      "partitions paused before the rebalance do not fetch "

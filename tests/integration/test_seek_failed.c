@@ -25,14 +25,14 @@
 
 int main(void)
 {
-    static int64_t counts[LEDGER_ACCOUNTS], more[LEDGER_ACCOUNTS];
+    static int64_t counts[LEDGER_ACCOUNTS];
     const char *faults_built = getenv("EXACTLY_TEST_FAULTS_BUILT");
     ledger_fixture f;
     ledger_config cfg;
     PGconn *db;
     pid_t w;
     int64_t stored;
-    int i, status;
+    int status;
 
     if (!faults_built || strcmp(faults_built, "1") != 0)
         tk_skip("the kafka_seek fault site needs a build with "
@@ -49,8 +49,7 @@ int main(void)
     w = tk_worker_start(f.config, 0, f.log, NULL);
     unsetenv("EXACTLY_FAULTS");
     tk_wait_claims(f.log, 0, 1, w, 30000);
-    tk_produce_ids(tk_mock_bootstraps(f.mock), f.topic, 100, LEDGER_ACCOUNTS,
-                   1, SEED, counts);
+    ledger_produce_wave(&f, 100, SEED, counts);
     LEDGER_CHECK_LOG(tk_sql_wait_int64(db, 100, 30000, "SELECT coalesce(sum("
                                        "next_offset), 0) FROM exactly.offsets")
                          == 100,
@@ -67,10 +66,7 @@ int main(void)
            "DELETE FROM ledger_counters WHERE n = 0; "
            "UPDATE exactly.offsets SET next_offset = 50; "
            "COMMIT");
-    tk_produce_ids(tk_mock_bootstraps(f.mock), f.topic, 100, LEDGER_ACCOUNTS,
-                   1, SEED + 1, more);
-    for (i = 0; i < LEDGER_ACCOUNTS; i++)
-        counts[i] += more[i];
+    ledger_produce_wave(&f, 100, SEED + 1, counts);
     stored = tk_sql_wait_int64(db, 200, 30000, "SELECT next_offset FROM "
                                                 "exactly.offsets");
     LEDGER_CHECK_LOG(tk_log_count(f.log, "seek failed") == 1, f.log,

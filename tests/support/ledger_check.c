@@ -174,6 +174,18 @@ void ledger_fixture_stop(ledger_fixture *f)
     ledger_cleanup_dir(f->dir);
 }
 
+void ledger_produce_wave(const ledger_fixture *f, size_t n, uint64_t seed,
+                         int64_t *counts)
+{
+    int64_t more[LEDGER_ACCOUNTS];
+    int i;
+
+    tk_produce_ids(f->mock->bootstraps, f->topic, n, LEDGER_ACCOUNTS,
+                   f->partitions, seed, more);
+    for (i = 0; i < LEDGER_ACCOUNTS; i++)
+        counts[i] += more[i];
+}
+
 int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
                        const char *log)
 {

@@ -122,6 +122,12 @@ void ledger_fixture_start(ledger_fixture *f, const char *name,
 void ledger_fixture_config(ledger_fixture *f, ledger_config *c);
 /* Stops the mock and removes the directory (see ledger_cleanup_dir). */
 void ledger_fixture_stop(ledger_fixture *f);
+/* Produces n messages over f's partitions (tk_produce_ids: IDs among the
+ * LEDGER_ACCOUNTS accounts, by seed) and adds how many named each account
+ * to counts[0..LEDGER_ACCOUNTS), the per-entity totals that
+ * ledger_check_exactly_once takes. */
+void ledger_produce_wave(const ledger_fixture *f, size_t n, uint64_t seed,
+                         int64_t *counts);
 
 /* Run `exactly worker -c config --exit-idle idle_ms` to its end, waiting
  * at most timeout_ms; a worker still running then is stopped and the test
