@@ -199,6 +199,7 @@ typedef struct phase {
     int64_t resume_ms;     /* from then until the worker caught up */
     int consumer_errors;   /* "consumer error" lines logged meanwhile */
     int kafka_lines;       /* comp=kafka lines logged meanwhile */
+    int claims_before;     /* "partition claimed" lines before it */
     int claims;            /* partitions claimed meanwhile (rejoins) */
 } phase;
 
@@ -219,7 +220,7 @@ static void begin_fault(const run *r, phase *ph, const char *name)
     wait_rows(r, produced_now(), "catching up before a fault", &took);
     ph->consumer_errors = -log_lines(r->log, "consumer error");
     ph->kafka_lines = -log_lines(r->log, "comp=kafka");
-    ph->claims = -log_lines(r->log, "partition claimed");
+    ph->claims_before = log_lines(r->log, "partition claimed");
     ph->injected_ms = tk_now_ms() - r->t0;
 }
 
@@ -247,6 +248,24 @@ static void wait_served(const run *r, rd_kafka_mock_cluster_t *mc,
     }
 }
 
+/* After a fault that forces a rejoin: wait until the worker has claimed
+ * `want` partitions since the fault began. The worker may catch up on the
+ * ledger before the coordinator has answered its JoinGroup, so catching up
+ * says nothing about the rejoin; the claim lines do. Returns the claims seen
+ * (fewer than want only after RESUME_TIMEOUT_MS). */
+static int wait_claims(const run *r, phase *ph, int want)
+{
+    int status = -1;
+
+    tk_wait_log(r->log, "partition claimed", ph->claims_before + want, r->pid,
+                RESUME_TIMEOUT_MS, &status);
+    LEDGER_CHECK_LOG(status == -1, r->log,
+                     "%s: the worker exited with status %d waiting for its "
+                     "rejoin", ph->name, status);
+    ph->claims = log_lines(r->log, "partition claimed") - ph->claims_before;
+    return ph->claims;
+}
+
 /* After a fault: still running, and applying again: the ledger reaches
  * what was delivered by then plus a wave more, i.e. messages produced
  * after the fault. */
@@ -261,7 +280,7 @@ static void end_fault(const run *r, phase *ph)
     ph->resume_ms = took;
     ph->consumer_errors += log_lines(r->log, "consumer error");
     ph->kafka_lines += log_lines(r->log, "comp=kafka");
-    ph->claims += log_lines(r->log, "partition claimed");
+    ph->claims = log_lines(r->log, "partition claimed") - ph->claims_before;
     tk_note("%-11s injected at t=%.1f s, over at t=%.1f s; caught up %" PRId64 " ms later (ledger "
             "%" PRId64 " rows); meanwhile %d 'consumer error' lines, %d "
             "comp=kafka lines, %d partitions claimed",
@@ -387,10 +406,12 @@ int main(void)
              "push Heartbeat errors");
     wait_served(&r, mc, APIKEY_HEARTBEAT, "Heartbeat errors");
     end_fault(&r, &ph[2]);
-    LEDGER_CHECK_LOG(ph[2].claims >= N_PARTITIONS, log,
+    LEDGER_CHECK_LOG(wait_claims(&r, &ph[2], N_PARTITIONS) >= N_PARTITIONS,
+                     log,
                      "heartbeat REBALANCE_IN_PROGRESS: the worker claimed %d "
-                     "partitions afterwards, expected a rejoin claiming all "
-                     "%d", ph[2].claims, N_PARTITIONS);
+                     "partitions in the %d ms after, expected a rejoin "
+                     "claiming all %d",
+                     ph[2].claims, RESUME_TIMEOUT_MS, N_PARTITIONS);
 
     /* 4. One more forced rejoin, which meets a coordinator that is still
      * loading: JoinGroup fails three times before it succeeds. */
@@ -410,10 +431,11 @@ int main(void)
     wait_served(&r, mc, APIKEY_HEARTBEAT, "Heartbeat error");
     wait_served(&r, mc, APIKEY_JOINGROUP, "JoinGroup errors");
     end_fault(&r, &ph[3]);
-    LEDGER_CHECK_LOG(ph[3].claims >= N_PARTITIONS, log,
-                     "JoinGroup errors: the worker claimed %d partitions "
-                     "afterwards, expected a rejoin claiming all %d",
-                     ph[3].claims, N_PARTITIONS);
+    LEDGER_CHECK_LOG(wait_claims(&r, &ph[3], N_PARTITIONS) >= N_PARTITIONS,
+                     log,
+                     "JoinGroup errors: the worker claimed %d partitions in "
+                     "the %d ms after, expected a rejoin claiming all %d",
+                     ph[3].claims, RESUME_TIMEOUT_MS, N_PARTITIONS);
 
     /* Done injecting: stop producing, let the worker drain the topic. */
     atomic_store(&prod.stop, 1);
