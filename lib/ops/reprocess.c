@@ -105,6 +105,7 @@ static int run_spans(run *r, const exactly_reprocess_opts *o)
         uint64_t before = r->eng.st.applied;
         if (sp->done)
             continue;
+        r->applied_read = 0; /* counted again once the rows are read */
         if (reprocess_start_span(r, i) != 0)
             return 1;
         code = reprocess_loop(r, o, sp);
@@ -151,6 +152,8 @@ static int apply_run(run *r, const exactly_reprocess_opts *o)
     while (code == 0 && (code = reprocess_check_rows(r, o)) == 0 &&
            r->n_done < r->n_spans)
         code = run_spans(r, o);
+    if (code != 0)
+        reprocess_count_rows(r);
     r->cur = r->n_spans;
     reprocess_progress(r, o, 1);
     status = code == 0 ? "done"

@@ -198,6 +198,38 @@ static void reopen(run *r, span *sp, int64_t next)
     sp->next = next;
 }
 
+/* What the session applied as rows count it: for each span, the row's
+ * applied now less when the session took it. A row a failover took back
+ * below that counts 0, not less: the summary says what this session
+ * applied, and what the row lost of earlier sessions is not its. */
+static void count_applied(run *r, const store_run_row *rows, size_t n)
+{
+    size_t i;
+
+    r->applied_rows = 0;
+    for (i = 0; i < r->n_spans; i++) {
+        const store_run_row *row = row_of(&r->spans[i], rows, n);
+
+        if (row && row->applied > r->spans[i].applied0)
+            r->applied_rows += row->applied - r->spans[i].applied0;
+    }
+    r->applied_read = 1;
+}
+
+void reprocess_count_rows(run *r)
+{
+    store_run_row *rows = NULL;
+    size_t n = 0;
+    char err[512];
+
+    if (!r->eng.conn || PQstatus(r->eng.conn) != CONNECTION_OK)
+        return;
+    if (store_runs_read(r->eng.conn, schema_of(r), r->id, &rows, &n, err,
+                        sizeof(err)) == EXACTLY_OK)
+        count_applied(r, rows, n);
+    store_run_rows_free(rows, n);
+}
+
 int reprocess_check_rows(run *r, const exactly_reprocess_opts *o)
 {
     store_run_row *rows = NULL;
@@ -206,6 +238,7 @@ int reprocess_check_rows(run *r, const exactly_reprocess_opts *o)
 
     if (read_rows(r, o, &rows, &n) != 0)
         return 1;
+    count_applied(r, rows, n);
     for (i = 0; i < r->n_spans && code == 0; i++) {
         span *sp = &r->spans[i];
         const store_run_row *row = row_of(sp, rows, n);
@@ -213,9 +246,13 @@ int reprocess_check_rows(run *r, const exactly_reprocess_opts *o)
         if (!row || row->epoch != sp->epoch) {
             /* Another resume claimed it (or the row is gone): not ours
              * to finish, nor to call done. */
-            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
-                        "run was taken over by another process",
-                        LOG_INT("run", sp->id));
+            if (row)
+                exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                            "run was taken over by another process",
+                            LOG_INT("run", sp->id));
+            else
+                exactly_log(EXACTLY_LOG_ERROR, "reprocess", "run row is gone",
+                            LOG_INT("run", sp->id));
             code = 1;
         } else if (!row->done || row->next <= sp->to) {
             reopen(r, sp, row->next);
