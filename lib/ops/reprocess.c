@@ -93,19 +93,19 @@ static int use_run_position(run *r)
     return r->applied_sql ? 0 : 1;
 }
 
-/* Applies the spans one after the other; each one done is closed at
- * once. Returns 0 when all reached their end, else 1. */
+/* Applies the spans not done one after the other; each one done is
+ * closed at once. Returns 0 when all reached their end, else 1. */
 static int run_spans(run *r, const exactly_reprocess_opts *o)
 {
     int code = 0;
     size_t i;
 
-    for (i = 0; i < r->n_spans; i++)
-        r->total += r->spans[i].to + 1 - r->spans[i].from;
-    r->started_ms = exactly_now_ms();
     for (i = 0; i < r->n_spans && code == 0; i++) {
         span *sp = &r->spans[i];
         uint64_t before = r->eng.st.applied;
+        if (sp->done)
+            continue;
+        r->applied_read = 0; /* counted again once the rows are read */
         if (reprocess_start_span(r, i) != 0)
             return 1;
         code = reprocess_loop(r, o, sp);
@@ -142,7 +142,18 @@ static int apply_run(run *r, const exactly_reprocess_opts *o)
         code = use_run_position(r);
     if (code != 0)
         return code;
+    for (i = 0; i < r->n_spans; i++)
+        r->total += r->spans[i].to + 1 - r->spans[i].from;
+    r->started_ms = exactly_now_ms();
+    /* Done only when every row says so on the database the run is
+     * connected to now: a failover can take back a partition closed long
+     * ago (reprocess_check_rows), which is then applied again. */
     code = run_spans(r, o);
+    while (code == 0 && (code = reprocess_check_rows(r, o)) == 0 &&
+           r->n_done < r->n_spans)
+        code = run_spans(r, o);
+    if (code != 0)
+        reprocess_count_rows(r);
     r->cur = r->n_spans;
     reprocess_progress(r, o, 1);
     status = code == 0 ? "done"

@@ -7,7 +7,7 @@
  *   reprocess_plan.c      a new run's spans: partitions, watermarks,
  *                         offsets by time, the range checked and clamped
  *   reprocess_rows.c      the run's rows in reprocess_runs: create, claim
- *                         (resume), close
+ *                         (resume), close, check (read again before done)
  *   reprocess_loop.c      one span applied: assign, read, the engine's
  *                         batches, --rate
  *   reprocess_progress.c  what is printed: progress, dry run, summary
@@ -37,7 +37,9 @@ typedef struct span {
     int64_t epoch;
     int64_t lo, hi;           /* watermarks (a new run) */
     int64_t asked_from, asked_to; /* before clamping (a new run) */
-    int done;
+    int64_t applied0;         /* the row's applied when this session took it */
+    int done;                 /* closed, and (once checked) done in the
+                                 database the run is connected to */
 } span;
 
 typedef struct run {
@@ -60,6 +62,11 @@ typedef struct run {
     size_t n_done;
     int64_t total;            /* offsets of the spans in this session */
     int64_t behind;           /* of those, offsets of spans already done */
+    /* What this session applied as the rows count it (reprocess_count_rows),
+     * valid while applied_read: the summary's figure, since a failover can
+     * take back applications the engine counted. */
+    int64_t applied_rows;
+    int applied_read;
     char id_s[24];
     char dl_key[200];
     long long started_ms;
@@ -99,6 +106,22 @@ int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o);
 int reprocess_create_rows(run *r);
 /* Ends span sp's row with status (logged when it cannot). */
 void reprocess_close_span(run *r, span *sp, const char *status);
+/*
+ * Reads the rows of r's spans again, on the connection the run holds now
+ * (opened again when it was lost, waiting while that is transient, until
+ * o->stop), because a failover to a standby that lacks the last commits
+ * moves a row back, closed span or not; counts what the rows hold (as
+ * reprocess_count_rows). A span whose row is not done (its
+ * next_offset back inside the range, or its close lost) is open again
+ * from the row's next_offset, to be applied and closed again. Returns 0
+ * (r->n_done < r->n_spans: spans to apply again), or 1 (cannot read the
+ * rows, interrupted, a row taken over by another process or gone).
+ */
+int reprocess_check_rows(run *r, const exactly_reprocess_opts *o);
+/* One read of the rows, when the run is connected, for the summary:
+ * r->applied_rows and r->applied_read. Nothing is waited for; when the
+ * rows cannot be read the summary keeps the engine's count. */
+void reprocess_count_rows(run *r);
 
 /* ---- reprocess_loop.c ---- */
 

@@ -159,19 +159,23 @@ static void print_dead_letters(const run *r)
 int reprocess_print_end(const run *r, const char *status, int code)
 {
     double secs = (double)(exactly_now_ms() - r->started_ms) / 1000.0;
+    /* What the rows hold when they could be read: the engine counts
+     * applications a failover may since have taken back. */
+    uint64_t applied = r->applied_read ? (uint64_t)r->applied_rows
+                                       : r->eng.st.applied;
 
     if (!r->multi)
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
                "offsets %" PRId64 "..%" PRId64 " (now at %" PRId64 "), dead-lettered "
                "%" PRIu64 ", in %.1f s\n",
-               r->id, status, r->eng.st.applied, r->spans[0].topic,
+               r->id, status, applied, r->spans[0].topic,
                (int)r->spans[0].partition, r->spans[0].from, r->spans[0].to,
                r->spans[0].next, r->eng.st.dead_lettered, secs);
     else
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s, "
                "%zu of %zu partitions done, dead-lettered %" PRIu64
                ", in %.1f s\n",
-               r->id, status, r->eng.st.applied, r->spans[0].topic, r->n_done,
+               r->id, status, applied, r->spans[0].topic, r->n_done,
                r->n_spans, r->eng.st.dead_lettered, secs);
     if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -32,6 +33,7 @@ static void span_from_row(span *sp, store_run_row *row)
     sp->to = row->to;
     sp->next = row->next;
     sp->epoch = row->epoch;
+    sp->applied0 = row->applied;
 }
 
 int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
@@ -95,6 +97,7 @@ static exactly_err insert_rows(run *r, char *err, size_t errsz)
             snprintf(sp->id_s, sizeof(sp->id_s), "%" PRId64, sp->id);
             sp->next = row.next;
             sp->epoch = row.epoch;
+            sp->applied0 = row.applied;
         }
     }
     if (rc == EXACTLY_OK && r->multi)
@@ -136,4 +139,125 @@ void reprocess_close_span(run *r, span *sp, const char *status)
         exactly_log(EXACTLY_LOG_WARN, "reprocess",
                     "cannot record the run's end", LOG_INT("run", sp->id),
                     LOG_STR("error", err));
+}
+
+/* The rows of run r as the database r is connected to holds them now,
+ * into *rows, *n. Waits (reconnecting) while that fails transiently.
+ * Returns 0, or 1 (refused, interrupted, out of memory). */
+static int read_rows(run *r, const exactly_reprocess_opts *o,
+                     store_run_row **rows, size_t *n)
+{
+    char err[1024] = "";
+    exactly_err rc;
+
+    for (;;) {
+        if (o->stop && *o->stop)
+            return 1;
+        rc = reprocess_db(r);
+        if (rc == EXACTLY_OK)
+            rc = store_runs_read(r->eng.conn, schema_of(r), r->id, rows, n,
+                                 err, sizeof(err));
+        if (rc == EXACTLY_OK)
+            return 0;
+        if (rc != EXACTLY_ERETRY) {
+            exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                        "cannot read the run's rows", LOG_INT("run", r->id),
+                        LOG_STR("error", err[0] ? err : exactly_strerror(rc)));
+            return 1;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+/* The row of span sp among rows; NULL when it is not there. */
+static const store_run_row *row_of(const span *sp, const store_run_row *rows,
+                                   size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (rows[i].id == sp->id)
+            return &rows[i];
+    return NULL;
+}
+
+/* Span sp, closed, is open again from next (its row is not done). */
+static void reopen(run *r, span *sp, int64_t next)
+{
+    exactly_log(EXACTLY_LOG_WARN, "reprocess",
+                "run row is not done (moved back by a failover?); applying "
+                "again from its offset",
+                LOG_INT("run", sp->id), LOG_STR("topic", sp->topic),
+                LOG_INT("partition", sp->partition),
+                LOG_INT("next_offset", next), LOG_INT("to", sp->to));
+    if (sp->done) {
+        sp->done = 0;
+        r->n_done--;
+        r->behind -= sp->to + 1 - sp->from;
+    }
+    sp->next = next;
+}
+
+/* What the session applied as rows count it: for each span, the row's
+ * applied now less when the session took it. A row a failover took back
+ * below that counts 0, not less: the summary says what this session
+ * applied, and what the row lost of earlier sessions is not its. */
+static void count_applied(run *r, const store_run_row *rows, size_t n)
+{
+    size_t i;
+
+    r->applied_rows = 0;
+    for (i = 0; i < r->n_spans; i++) {
+        const store_run_row *row = row_of(&r->spans[i], rows, n);
+
+        if (row && row->applied > r->spans[i].applied0)
+            r->applied_rows += row->applied - r->spans[i].applied0;
+    }
+    r->applied_read = 1;
+}
+
+void reprocess_count_rows(run *r)
+{
+    store_run_row *rows = NULL;
+    size_t n = 0;
+    char err[512];
+
+    if (!r->eng.conn || PQstatus(r->eng.conn) != CONNECTION_OK)
+        return;
+    if (store_runs_read(r->eng.conn, schema_of(r), r->id, &rows, &n, err,
+                        sizeof(err)) == EXACTLY_OK)
+        count_applied(r, rows, n);
+    store_run_rows_free(rows, n);
+}
+
+int reprocess_check_rows(run *r, const exactly_reprocess_opts *o)
+{
+    store_run_row *rows = NULL;
+    size_t n = 0, i;
+    int code = 0;
+
+    if (read_rows(r, o, &rows, &n) != 0)
+        return 1;
+    count_applied(r, rows, n);
+    for (i = 0; i < r->n_spans && code == 0; i++) {
+        span *sp = &r->spans[i];
+        const store_run_row *row = row_of(sp, rows, n);
+
+        if (!row || row->epoch != sp->epoch) {
+            /* Another resume claimed it (or the row is gone): not ours
+             * to finish, nor to call done. */
+            if (row)
+                exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                            "run was taken over by another process",
+                            LOG_INT("run", sp->id));
+            else
+                exactly_log(EXACTLY_LOG_ERROR, "reprocess", "run row is gone",
+                            LOG_INT("run", sp->id));
+            code = 1;
+        } else if (!row->done || row->next <= sp->to) {
+            reopen(r, sp, row->next);
+        }
+    }
+    store_run_rows_free(rows, n);
+    return code;
 }

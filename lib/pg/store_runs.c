@@ -12,9 +12,11 @@
 #include "store_exec.h"
 #include "strbuf.h"
 
-#define RUN_RETURNING                                                          \
-    " RETURNING id, topic, partition, from_offset, to_offset, next_offset,"   \
-    " owner_epoch, parent"
+/* A run's row as store_run_row reads it (read_row). */
+#define RUN_COLUMNS                                                            \
+    " id, topic, partition, from_offset, to_offset, next_offset,"             \
+    " owner_epoch, parent, status = 'done', applied"
+#define RUN_RETURNING " RETURNING" RUN_COLUMNS
 
 exactly_err store_runs_exists(PGconn *conn, const char *schema,
                               const char *pipeline, int64_t run, int *found,
@@ -76,33 +78,17 @@ static int read_row(const PGresult *res, int i, store_run_row *row)
     row->next = store_int64(res, i, 5);
     row->epoch = store_int64(res, i, 6);
     row->parent = PQgetisnull(res, i, 7) ? 0 : store_int64(res, i, 7);
+    row->done = strcmp(PQgetvalue(res, i, 8), "t") == 0;
+    row->applied = store_int64(res, i, 9);
     return oom || !row->topic ? -1 : 0;
 }
 
-exactly_err store_runs_claim(PGconn *conn, const char *schema,
-                             const char *pipeline, int64_t run,
-                             const char *owner, store_run_row **rows,
-                             size_t *n, char *err, size_t errsz)
+/* The rows of res (RUN_COLUMNS) into *rows, *n; res is cleared. */
+static exactly_err read_rows(PGresult *res, store_run_row **rows, size_t *n,
+                             char *err, size_t errsz)
 {
-    char run_s[24];
-    const char *params[3] = {run_s, pipeline, owner};
-    PGresult *res = NULL;
-    exactly_err rc;
-    int i, nt;
+    int i, nt = PQntuples(res);
 
-    *rows = NULL;
-    *n = 0;
-    snprintf(run_s, sizeof(run_s), "%" PRId64, run);
-    rc = store_exec(conn, schema,
-                    "UPDATE %1$s.reprocess_runs SET owner_epoch = owner_epoch"
-                    " + 1, status = 'running', owner = $3, updated_at = now(),"
-                    " ended_at = NULL WHERE (id = $1::bigint OR parent ="
-                    " $1::bigint) AND pipeline = $2 AND status <> 'done'"
-                    RUN_RETURNING,
-                    3, params, &res, err, errsz);
-    if (rc != EXACTLY_OK)
-        return rc;
-    nt = PQntuples(res);
     *rows = calloc((size_t)nt + 1, sizeof(**rows));
     for (i = 0; *rows && i < nt; i++)
         if (read_row(res, i, &(*rows)[i]) != 0)
@@ -116,6 +102,52 @@ exactly_err store_runs_claim(PGconn *conn, const char *schema,
     }
     *n = (size_t)nt;
     return EXACTLY_OK;
+}
+
+exactly_err store_runs_claim(PGconn *conn, const char *schema,
+                             const char *pipeline, int64_t run,
+                             const char *owner, store_run_row **rows,
+                             size_t *n, char *err, size_t errsz)
+{
+    char run_s[24];
+    const char *params[3] = {run_s, pipeline, owner};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *rows = NULL;
+    *n = 0;
+    snprintf(run_s, sizeof(run_s), "%" PRId64, run);
+    rc = store_exec(conn, schema,
+                    "UPDATE %1$s.reprocess_runs SET owner_epoch = owner_epoch"
+                    " + 1, status = 'running', owner = $3, updated_at = now(),"
+                    " ended_at = NULL WHERE (id = $1::bigint OR parent ="
+                    " $1::bigint) AND pipeline = $2 AND status <> 'done'"
+                    RUN_RETURNING,
+                    3, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
+    return read_rows(res, rows, n, err, errsz);
+}
+
+exactly_err store_runs_read(PGconn *conn, const char *schema, int64_t run,
+                            store_run_row **rows, size_t *n, char *err,
+                            size_t errsz)
+{
+    char run_s[24];
+    const char *params[1] = {run_s};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *rows = NULL;
+    *n = 0;
+    snprintf(run_s, sizeof(run_s), "%" PRId64, run);
+    rc = store_exec(conn, schema,
+                    "SELECT" RUN_COLUMNS " FROM %1$s.reprocess_runs"
+                    " WHERE id = $1::bigint OR parent = $1::bigint",
+                    1, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
+    return read_rows(res, rows, n, err, errsz);
 }
 
 exactly_err store_runs_insert(PGconn *conn, const char *schema,
@@ -148,6 +180,7 @@ exactly_err store_runs_insert(PGconn *conn, const char *schema,
         row->id = store_int64(res, 0, 0);
         row->next = store_int64(res, 0, 5);
         row->epoch = store_int64(res, 0, 6);
+        row->applied = store_int64(res, 0, 9);
     }
     PQclear(res);
     return rc;

@@ -36,6 +36,8 @@ typedef struct store_run_row {
     int64_t next;          /* next_offset */
     int64_t epoch;         /* owner_epoch */
     int64_t parent;        /* 0: none (a run of one partition) */
+    int done;              /* status is 'done' */
+    int64_t applied;       /* applications counted in the row */
 } store_run_row;
 
 void store_run_rows_free(store_run_row *rows, size_t n);
@@ -48,6 +50,13 @@ exactly_err store_runs_claim(PGconn *conn, const char *schema,
                              const char *pipeline, int64_t run,
                              const char *owner, store_run_row **rows,
                              size_t *n, char *err, size_t errsz);
+
+/* Reads every row of run `run` (its own row and those naming it as
+ * parent), whatever their status, as the database holds them now. Free
+ * with store_run_rows_free. */
+exactly_err store_runs_read(PGconn *conn, const char *schema, int64_t run,
+                            store_run_row **rows, size_t *n, char *err,
+                            size_t errsz);
 
 /* Inserts one row of a new run: topic, partition, from, to and parent of
  * *row (parent 0: none), next = from; fills in row->id, next and epoch

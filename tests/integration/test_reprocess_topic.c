@@ -16,6 +16,16 @@
  *            names its resume; --resume RUN finishes partition 1 from where
  *            it committed (partition 0 is not applied again), and a second
  *            resume is refused (exit 2: done).
+ *   failover a run over the whole topic (--from 0, --rate 10) closes
+ *            partition 0; while it applies partition 1, partition 0's row
+ *            moves back as a failover to an asynchronous standby that
+ *            lacks the commits of its last batches and of its close moves
+ *            it: next_offset 20, applied 20, status running, and the
+ *            ledger_reprocess rows of 20..29 gone, in one transaction. The
+ *            run looks at every row again before it says done: exit 0,
+ *            both rows done, partition 0 applied again from 20 (each
+ *            offset of 0..29 once), applied counted per row 30 + 50, and
+ *            the summary says what the rows hold (applied 80).
  *   times    the time range's refusals and what librdkafka's mock lets us
  *            see: it answers every lookup by timestamp with "none that
  *            recent" (rdkafka_mock_handlers.c, ListOffsets), so
@@ -204,6 +214,74 @@ static void scenario_resume(cli_kit *c)
     free(out);
 }
 
+static void scenario_failover(cli_kit *c)
+{
+    char log[512], *out, *moved;
+    int64_t run;
+    int st;
+    pid_t pid;
+    const char *args[] = {"reprocess", "--pipeline", LEDGER_PIPELINE,
+                          "--topic", TOPIC, "--from", "0", "--batch", "5",
+                          "--rate", "10", "-c", c->cfg, NULL};
+
+    snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n_cmd);
+    pid = tk_exactly_startv(log, args);
+    TK_CHECK(ledger_wait_log(log, "partition 0 done", 1, pid, 30000, NULL),
+             "partition 0 was not done within 30 s; log %s", log);
+    run = tk_sql_int64(c->db, "SELECT max(parent) FROM exactly.reprocess_runs");
+    /* The failover: partition 0's row and its last two batches' rows as
+     * they were before those batches, in one statement, only while the
+     * run is still early in partition 1 (it looks at its rows again only
+     * once that one is done). */
+    moved = tk_sql_text(c->db,
+                        "WITH m AS (UPDATE exactly.reprocess_runs SET "
+                        "next_offset = 20, applied = 20, status = 'running', "
+                        "ended_at = NULL WHERE parent = %" PRId64 " AND "
+                        "partition = 0 AND status = 'done' AND next_offset = "
+                        "%d AND EXISTS (SELECT 1 FROM exactly.reprocess_runs "
+                        "WHERE parent = %" PRId64 " AND partition = 1 AND "
+                        "status = 'running' AND next_offset < 40) RETURNING "
+                        "id), d AS (DELETE FROM ledger_reprocess WHERE run = "
+                        "%" PRId64 " AND partition = 0 AND \"offset\" >= 20 "
+                        "AND EXISTS (SELECT 1 FROM m) RETURNING 1) SELECT "
+                        "(SELECT count(*) FROM m) || ' ' || (SELECT count(*) "
+                        "FROM d)",
+                        run, N0, run, run);
+    TK_CHECK(moved && strcmp(moved, "1 10") == 0,
+             "moving partition 0's row back changed \"%s\" (row, ledger "
+             "rows), expected \"1 10\": partition 1 was already far on; "
+             "log %s", moved ? moved : "", log);
+    free(moved);
+    st = tk_wait(pid, c->cmd_timeout_ms);
+    out = tk_read_file(log);
+    tk_note("run whose partition 0 moved back after it was done:\n%s",
+            out ? out : "");
+    TK_CHECK(st == 0 && out && strstr(out, ": done;"),
+             "the run exited %d:\n%s", st, out ? out : "");
+    /* What the rows hold: the applications the failover took back are
+     * not counted, their second time is. */
+    TK_CHECK(strstr(out, ": done; applied 80 messages of " TOPIC),
+             "the summary does not count what the rows hold (80):\n%s", out);
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 0, N0 - 1), N0,
+                      "partition 0 rows after its row moved back (the "
+                      "offsets the failover lost applied again)");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, N1 - 1), N1, "partition 1");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT next_offset FROM "
+                                          "exactly.reprocess_runs WHERE parent"
+                                          " = %" PRId64 " AND partition = 0",
+                                   run),
+                      N0, "next_offset of partition 0's row");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64 " AND status = 'done'", run),
+                      2, "rows of the run, done");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT sum(applied) FROM "
+                                          "exactly.reprocess_runs WHERE parent = %"
+                                          PRId64, run),
+                      N0 + N1, "applied of the run, counted per row");
+    free(out);
+}
+
 static void scenario_times(cli_kit *c)
 {
     char *out;
@@ -272,6 +350,8 @@ int main(void)
         scenario_offsets(&c);
     if (wanted("resume"))
         scenario_resume(&c);
+    if (wanted("failover"))
+        scenario_failover(&c);
     if (wanted("times"))
         scenario_times(&c);
 
