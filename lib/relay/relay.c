@@ -258,12 +258,13 @@ static int start_producer(relay *rl)
 }
 
 /* Ends the relay: an open Kafka transaction aborted (unless the producer
- * failed fatally, or its commit is under way with no answer: that one is
- * the broker's to complete, and the next start settles it), queued
- * records flushed, everything freed. */
+ * failed fatally, or its commit or abort is under way with no answer:
+ * that one is the broker's to complete, and the next start settles it),
+ * queued records flushed, everything freed. */
 static void finish(relay *rl, int code)
 {
-    if (code == 0 && rl->txn_open && !rl->commit_unanswered)
+    if (code == 0 && rl->txn_open && !rl->commit_unanswered &&
+        !rl->abort_unanswered)
         (void)relay_txn_abort(rl);
     rd_kafka_flush(rl->rk, 10000);
     rd_kafka_destroy(rl->rk);

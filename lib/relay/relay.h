@@ -103,11 +103,17 @@
  *     Errors. A delivery report with an error, a failed position record,
  *     a commit that failed (one that timed out is called again until it
  *     answers, its outcome being unknown; a stop request meanwhile ends
- *     the relay within RELAY_COMMIT_STEP_MS with the batch neither marked
+ *     the relay within RELAY_TXN_STEP_MS with the batch neither marked
  *     nor aborted, settled by the next start as after a crash between c
  *     and d): abort the transaction,
  *     dead-letter the rows refused for good (4), leave the others
- *     pending, back off, send the batch again. The position record names
+ *     pending, back off, send the batch again. init_transactions() (60 s
+ *     in all), the abort (30 s), the position record's delivery report
+ *     and the read of the position topic are waited for in steps of
+ *     RELAY_TXN_STEP_MS: a stop request while Kafka does not answer ends
+ *     the relay within about one step, exit 0, marking nothing of the
+ *     batch (an abort left unanswered is completed by the next start's
+ *     init_transactions). The position record names
  *     every row of the batch, so batch_size is at most 10000 in this
  *     mode (a record well below message.max.bytes). A fatal error, and
  *     above all being fenced (another relay initialised the same

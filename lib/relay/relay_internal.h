@@ -17,9 +17,15 @@
 #define RELAY_ASKED_MAX 4
 /* How long one such question may take. */
 #define RELAY_ASK_TIMEOUT_MS 5000
-/* How long one call of commit_transaction() waits: a stop request is
- * seen within it while a commit gets no answer. */
-#define RELAY_COMMIT_STEP_MS 1000
+/* How long one call of a transactional API (init_transactions,
+ * commit_transaction, abort_transaction) or one wait for the position
+ * record's report lasts before the stop request is looked at: a stop is
+ * seen within it while the broker does not answer. */
+#define RELAY_TXN_STEP_MS 1000
+/* The whole of an init_transactions() and of an abort_transaction(),
+ * after which the relay backs off and calls it again. */
+#define RELAY_INIT_TIMEOUT_MS 60000
+#define RELAY_ABORT_TIMEOUT_MS 30000
 
 /* What the broker answered this cycle about a topic librdkafka called
  * unknown (see ask_topic). */
@@ -81,6 +87,9 @@ typedef struct relay {
     int txn_open;           /* a transaction was begun, not yet ended */
     int commit_unanswered;  /* stopped while its commit had no answer:
                                the transaction is left as it is */
+    int abort_unanswered;   /* stopped while its abort had no answer:
+                               left to the next start's init_transactions,
+                               which aborts it */
     int need_position;      /* the lock was (re)taken: apply the position */
     int dr_failed;          /* delivery reports with an error, this batch */
     int pos_in_flight;      /* the position record awaits its report */
@@ -113,7 +122,10 @@ int relay_is_fenced(rd_kafka_resp_err_t err);
 int relay_txn_failed(rd_kafka_error_t *e, const char *call);
 
 /* Aborts the open transaction, if any. Returns 0, -1 (the abort itself
- * failed for now: tried again before the next batch) or -2 (fatal). */
+ * failed for now: tried again before the next batch) or -2 (fatal). A
+ * stop request while the abort gets no answer also returns -1, with
+ * abort_unanswered set and the transaction still open: none of its rows
+ * is published, and the next start's init_transactions aborts it. */
 int relay_txn_abort(relay *rl);
 
 /* After an abort nothing of the batch counts as published. */
@@ -133,7 +145,8 @@ int relay_txn_commit(relay *rl);
  * once per process (it fences every older producer of this
  * transactional.id and aborts its open transaction), then the last
  * committed position applied to the outbox. Returns 0, -1 (try again
- * after a backoff) or -2 (fatal). */
+ * after a backoff; also when a stop request came while Kafka did not
+ * answer, nothing applied) or -2 (fatal). */
 int relay_txn_prepare(relay *rl);
 
 /* Marks, deletes and dead-letters what the batch's delivery reports said,

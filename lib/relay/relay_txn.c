@@ -40,13 +40,83 @@ int relay_txn_failed(rd_kafka_error_t *e, const char *call)
     return fatal ? -2 : -1;
 }
 
+static int stopping(const relay *rl)
+{
+    return rl->stop && *rl->stop;
+}
+
+/* init_transactions() or abort_transaction(): both resume the operation
+ * going on in the background when called again after a retriable error
+ * (librdkafka's contract: a call that times out returns the last error
+ * the coordinator gave, e.g. COORDINATOR_LOAD_IN_PROGRESS, or
+ * __TIMED_OUT, retriable either way). */
+typedef rd_kafka_error_t *(*txn_call)(rd_kafka_t *rk, int timeout_ms);
+
+/* Calls call for at most total_ms in all, in calls of RELAY_TXN_STEP_MS,
+ * so that a stop request is seen within one while the broker does not
+ * answer. Returns NULL once the operation succeeded, else the last error
+ * (the caller frees it): one that is fatal or not retriable, or a
+ * retriable one once total_ms have passed or, with *stopped set to 1,
+ * once a stop was asked for (the operation then unfinished). */
+static rd_kafka_error_t *txn_call_in_steps(relay *rl, txn_call call,
+                                           int total_ms, int *stopped)
+{
+    long long deadline = exactly_now_ms() + total_ms, left, t0;
+    rd_kafka_error_t *e;
+
+    *stopped = 0;
+    for (;;) {
+        t0 = exactly_now_ms();
+        left = deadline - t0;
+        e = call(rl->rk, left < RELAY_TXN_STEP_MS && left > 0
+                             ? (int)left : RELAY_TXN_STEP_MS);
+        if (!e || !rd_kafka_error_is_retriable(e) ||
+            rd_kafka_error_is_fatal(e))
+            return e;
+        /* An error that came back before the step ended is not asked
+         * again at once: the operation goes on in the background. */
+        while (!stopping(rl) && exactly_now_ms() - t0 < RELAY_TXN_STEP_MS)
+            exactly_sleep_ms(50);
+        if (stopping(rl)) {
+            *stopped = 1;
+            return e;
+        }
+        if (exactly_now_ms() >= deadline)
+            return e;
+        rd_kafka_error_destroy(e);
+    }
+}
+
+/* Logs that a stop request ended the wait for call, and frees e. */
+static void stopped_unanswered(rd_kafka_error_t *e, const char *call,
+                               const char *then)
+{
+    exactly_log(EXACTLY_LOG_WARN, "relay",
+                "stopped before kafka answered; nothing is marked",
+                LOG_STR("call", call), LOG_STR("then", then),
+                LOG_STR("error", rd_kafka_error_string(e)));
+    rd_kafka_error_destroy(e);
+}
+
 int relay_txn_abort(relay *rl)
 {
     rd_kafka_error_t *e;
+    int stopped;
 
     if (!rl->txn_open)
         return 0;
-    e = rd_kafka_abort_transaction(rl->rk, 30000);
+    if (rl->abort_unanswered)
+        return -1; /* stopping: left to the next start, below */
+    e = txn_call_in_steps(rl, rd_kafka_abort_transaction,
+                          RELAY_ABORT_TIMEOUT_MS, &stopped);
+    if (stopped) {
+        /* Left open: its records are committed by no one, and the next
+         * relay's init_transactions aborts it. */
+        stopped_unanswered(e, "abort_transaction",
+                           "the next start aborts the transaction");
+        rl->abort_unanswered = 1;
+        return -1;
+    }
     if (e)
         return relay_txn_failed(e, "abort_transaction");
     rl->txn_open = 0;
@@ -119,6 +189,8 @@ static char *position_json(relay *rl, int64_t *n)
 static int produce_position(relay *rl, const char *text)
 {
     rd_kafka_resp_err_t err;
+    long long sent_at;
+    int purged = 0;
 
     rl->pos_in_flight = 1;
     rl->pos_err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -138,10 +210,20 @@ static int produce_position(relay *rl, const char *text)
         rl->pos_in_flight = 0;
         rl->pos_err = err;
     }
+    sent_at = exactly_now_ms();
     while (rl->pos_in_flight) {
         rd_kafka_poll(rl->rk, 100);
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
+        /* Asked to stop while the report does not come: the record is
+         * purged (its report says so, and the batch is aborted and stays
+         * pending) rather than waiting out message.timeout.ms. */
+        if (stopping(rl) && !purged &&
+            exactly_now_ms() - sent_at >= RELAY_TXN_STEP_MS) {
+            rd_kafka_purge(rl->rk, RD_KAFKA_PURGE_F_QUEUE |
+                                       RD_KAFKA_PURGE_F_INFLIGHT);
+            purged = 1;
+        }
     }
     if (rl->pos_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         exactly_log(EXACTLY_LOG_WARN, "relay",
@@ -194,11 +276,11 @@ int relay_txn_commit(relay *rl)
      * minute. */
     since = last_warned = exactly_now_ms();
     for (;;) {
-        e = rd_kafka_commit_transaction(rl->rk, RELAY_COMMIT_STEP_MS);
+        e = rd_kafka_commit_transaction(rl->rk, RELAY_TXN_STEP_MS);
         if (!e || !rd_kafka_error_is_retriable(e) ||
             rd_kafka_error_is_fatal(e))
             break;
-        if (rl->stop && *rl->stop) {
+        if (stopping(rl)) {
             /* Neither marked nor aborted: the outcome is the broker's,
              * and the next relay to take the outbox settles it as after
              * a crash between the commit and the mark (init_transactions
@@ -248,7 +330,8 @@ abort:
 /* Reads the records of partition 0 of the position topic from offset
  * start up to the end a read_committed reader sees, and keeps the value
  * of the last one keyed by this relay's name in *out (malloc'd; left as
- * it is when there is none). Returns 0, or -1 (Kafka did not answer). */
+ * it is when there is none). Returns 0, or -1 (Kafka did not answer
+ * within 30 s, or a stop was asked for first). */
 static int read_positions_from(relay *rl, rd_kafka_t *rk, int64_t start,
                                char **out)
 {
@@ -264,7 +347,7 @@ static int read_positions_from(relay *rl, rd_kafka_t *rk, int64_t start,
         ->offset = start;
     if (rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
         goto cleanup;
-    while (exactly_now_ms() < deadline) {
+    while (exactly_now_ms() < deadline && !stopping(rl)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
 
         if (!m)
@@ -301,6 +384,20 @@ cleanup:
     return rc;
 }
 
+/* Logs why the position topic was not read: a stop request, or error. */
+static void position_unread(const relay *rl, const char *error)
+{
+    if (stopping(rl))
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "stopped before the position topic was read; nothing "
+                    "is marked", LOG_STR("topic", rl->r->position_topic));
+    else
+        exactly_log(EXACTLY_LOG_WARN, "relay",
+                    "reading the position topic failed",
+                    LOG_STR("topic", rl->r->position_topic),
+                    LOG_STR("error", error));
+}
+
 /* The last committed position record of this relay, read with
  * read_committed: its value in *out (NULL: none). The window read back
  * from the end grows until it holds one (aborted records and transaction
@@ -312,6 +409,7 @@ static int read_position(relay *rl, char **out)
     char err[512];
     int64_t lo = 0, hi = 0, window = 64, start;
     rd_kafka_resp_err_t kerr;
+    long long deadline = exactly_now_ms() + 10000;
     int rc = -1;
 
     *out = NULL;
@@ -330,23 +428,22 @@ static int read_position(relay *rl, char **out)
         return -1;
     }
     rd_kafka_poll_set_consumer(rk);
-    kerr = rd_kafka_query_watermark_offsets(rk, rl->r->position_topic, 0, &lo,
-                                            &hi, 10000);
+    /* In steps, asked again after each timeout, so that a stop request
+     * is seen within one. */
+    do
+        kerr = rd_kafka_query_watermark_offsets(
+            rk, rl->r->position_topic, 0, &lo, &hi, RELAY_TXN_STEP_MS);
+    while (kerr == RD_KAFKA_RESP_ERR__TIMED_OUT && !stopping(rl) &&
+           exactly_now_ms() < deadline);
     if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        exactly_log(EXACTLY_LOG_WARN, "relay",
-                    "reading the position topic failed",
-                    LOG_STR("topic", rl->r->position_topic),
-                    LOG_STR("error", rd_kafka_err2str(kerr)));
+        position_unread(rl, rd_kafka_err2str(kerr));
         goto cleanup;
     }
     rc = 0;
     while (hi > lo && !*out) {
         start = hi - window > lo ? hi - window : lo;
         if (read_positions_from(rl, rk, start, out) != 0) {
-            exactly_log(EXACTLY_LOG_WARN, "relay",
-                        "reading the position topic failed",
-                        LOG_STR("topic", rl->r->position_topic),
-                        LOG_STR("error", "no answer within 30 s"));
+            position_unread(rl, "no answer within 30 s");
             rc = -1;
             break;
         }
@@ -461,10 +558,17 @@ int relay_txn_prepare(relay *rl)
 {
     rd_kafka_error_t *e;
     char *text = NULL;
-    int rc;
+    int rc, stopped;
 
     if (!rl->txn_ready) {
-        e = rd_kafka_init_transactions(rl->rk, 60000);
+        e = txn_call_in_steps(rl, rd_kafka_init_transactions,
+                              RELAY_INIT_TIMEOUT_MS, &stopped);
+        if (stopped) {
+            /* Nothing was sent: the outbox is as it was. */
+            stopped_unanswered(e, "init_transactions",
+                               "the next start initialises the producer");
+            return -1;
+        }
         if (e)
             return relay_txn_failed(e, "init_transactions");
         rl->txn_ready = 1;
