@@ -18,6 +18,7 @@
 #include "ops/dlq.h"
 #include "plugin.h"
 #include "store.h"
+#include "strset.h"
 #include "txn.h"
 
 /* A replay in progress. */
@@ -48,11 +49,13 @@ typedef struct precs {
     exactly_record *recs;
     size_t n_recs;
     exactly_message *msgs;
+    size_t *msg_row;      /* per message of msgs: its row of replay.out */
     size_t *msg_count;
     size_t *found;        /* looked-up rows per record */
     const char **values;  /* the rows' cells the records point into */
     size_t n_values;
     int with_rows;        /* the handler is given the looked-up rows */
+    strset ids;           /* entity ID -> its record's index (grouping) */
 } precs;
 
 /*
@@ -65,6 +68,9 @@ typedef struct precs {
  */
 exactly_err dlq_records_build(replay *r, precs *pr, int with_rows);
 void dlq_records_free(precs *pr);
+
+/* The row of replay.out that message m of rec (a record of pr) came from. */
+size_t dlq_record_row(const precs *pr, const exactly_record *rec, size_t m);
 
 /*
  * Applies pr's records through the handler inside the open transaction
