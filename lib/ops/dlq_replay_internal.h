@@ -7,6 +7,7 @@
  *   dlq_records.c  a partition's dead letters as the worker's records
  *   dlq_bisect.c   the records through the handler in chunks, by the
  *                  engine's bisect step (engine/bisect.h): its callbacks
+ *   dlq_confirm.c  a COMMIT whose answer was lost: read back to decide
  */
 #ifndef EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
 #define EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
@@ -80,5 +81,15 @@ size_t dlq_record_row(const precs *pr, const exactly_record *rec, size_t m);
  * code (err set) means the replay cannot go on and must be rolled back.
  */
 exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz);
+
+/*
+ * After COMMIT failed without an answer (the connection is gone; err says
+ * how): connects anew, waits for the replay's session backend_pid to end
+ * and reads its dead letters back to decide (dlq_confirm.c). Sets
+ * r->out->commit_lost and note, and rolled_back only when the read shows
+ * the rollback. EXACTLY_OK when it shows the commit, else fail.
+ */
+exactly_err dlq_confirm_commit(replay *r, int backend_pid, exactly_err fail,
+                               char *err, size_t errsz);
 
 #endif

@@ -248,6 +248,44 @@ exactly_err store_dl_delete(PGconn *conn, const char *schema,
     return rc;
 }
 
+exactly_err store_dl_attempts(PGconn *conn, const char *schema,
+                              const int64_t *ids, size_t n, int64_t *attempts,
+                              char *err, size_t errsz)
+{
+    strbuf lit = {0};
+    const char *params[1];
+    PGresult *res = NULL;
+    exactly_err rc;
+    size_t i;
+
+    strbuf_array_begin(&lit);
+    for (i = 0; i < n; i++)
+        strbuf_array_elem_int(&lit, (long long)ids[i]);
+    strbuf_array_end(&lit);
+    if (lit.oom) {
+        strbuf_free(&lit);
+        return oom(err, errsz);
+    }
+    params[0] = strbuf_str(&lit);
+    /* One row per id, in the order given. */
+    rc = store_exec(conn, schema,
+                    "SELECT coalesce(d.attempts, -1) FROM"
+                    " unnest($1::bigint[]) WITH ORDINALITY a(id, ord)"
+                    " LEFT JOIN %1$s.dead_letters d ON d.id = a.id"
+                    " ORDER BY a.ord",
+                    1, params, &res, err, errsz);
+    if (rc == EXACTLY_OK && (size_t)PQntuples(res) != n) {
+        snprintf(err, errsz, "reading dead letters back: %d rows for %zu ids",
+                 PQntuples(res), n);
+        rc = EXACTLY_EDATABASE;
+    }
+    for (i = 0; rc == EXACTLY_OK && i < n; i++)
+        attempts[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+    PQclear(res);
+    strbuf_free(&lit);
+    return rc;
+}
+
 exactly_err store_dl_failed_again(PGconn *conn, const char *schema,
                                   const int64_t *ids,
                                   const char *const *reasons,

@@ -76,6 +76,14 @@ exactly_err store_dl_delete(PGconn *conn, const char *schema,
                             const int64_t *ids, size_t n, char *err,
                             size_t errsz);
 
+/* The attempts of dead letters ids[0..n) as they are now: attempts[i] is
+ * that of ids[i], or -1 when it is gone. Reads without locking and
+ * writes nothing, so it never waits for a row lock or for a commit to
+ * reach a standby. */
+exactly_err store_dl_attempts(PGconn *conn, const char *schema,
+                              const int64_t *ids, size_t n, int64_t *attempts,
+                              char *err, size_t errsz);
+
 /* Records one more failure of dead letters ids[0..n): attempts + 1,
  * last_failed_at now, reasons[i] and sqlstates[i] (NULL, or a NULL
  * sqlstates: none). */
