@@ -163,6 +163,9 @@ static int is_text(const unsigned char *b, size_t len)
     return 1;
 }
 
+/* The key: the whole key's length and digest first, then the bytes kept,
+ * which are only its first bytes when the key was longer than what a dead
+ * letter keeps (the hex line is then exact, but of the prefix). */
 static void print_key(const store_dl_row *d)
 {
     size_t i;
@@ -171,6 +174,17 @@ static void print_key(const store_dl_row *d)
         printf("key:             - (none)\n");
         return;
     }
+    if (d->key_full_len < 0 || !d->key_sha256)
+        printf("key:             %zu bytes kept (full length and SHA-256 not "
+               "recorded)\n",
+               d->key_len);
+    else if ((uint64_t)d->key_full_len > d->key_len)
+        printf("key:             %" PRId64 " bytes, SHA-256 %s; shown below: "
+               "its first %zu bytes only\n",
+               d->key_full_len, d->key_sha256, d->key_len);
+    else
+        printf("key:             %" PRId64 " bytes, SHA-256 %s\n",
+               d->key_full_len, d->key_sha256);
     if (is_text(d->key, d->key_len))
         cli_line(stdout, "key (text):      %s", (const char *)d->key);
     else
@@ -264,7 +278,9 @@ static void usage(FILE *out)
             "           entity ID, attempts, last failure (UTC) and the reason\n"
             "           cut to %d characters; at most %d rows unless --limit\n"
             "  show     every field of the selected dead letters (at most %d\n"
-            "           unless --limit), the message key as text and in hex\n"
+            "           unless --limit), the message key as text and in hex,\n"
+            "           with the whole key's length and SHA-256 (a key longer\n"
+            "           than 1,024 bytes is kept, and shown, as its prefix)\n"
             "%s"
             "  discard  deletes the selected dead letters and prints how many\n"
             "\n"

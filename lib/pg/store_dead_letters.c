@@ -27,7 +27,8 @@
     " to_char(first_failed_at AT TIME ZONE 'UTC',"                            \
     " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                  \
     " to_char(last_failed_at AT TIME ZONE 'UTC',"                             \
-    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), trace_id"                         \
+    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), trace_id,"                        \
+    " message_key_length, encode(message_key_sha256, 'hex')"                  \
     " FROM %1$s.dead_letters" WHERE_FILTER " ORDER BY id LIMIT $7"
 
 /* A filter's parameters, with the text they point into. */
@@ -132,6 +133,8 @@ static int read_row(const PGresult *res, int r, store_dl_row *d)
     d->first_failed_at = store_strdup(res, r, 10, &nomem);
     d->last_failed_at = store_strdup(res, r, 11, &nomem);
     d->trace_id = store_strdup(res, r, 12, &nomem);
+    d->key_full_len = PQgetisnull(res, r, 13) ? -1 : store_int64(res, r, 13);
+    d->key_sha256 = store_strdup(res, r, 14, &nomem);
     return nomem || !d->key ? -1 : 0;
 }
 
@@ -149,6 +152,7 @@ void store_dl_rows_free(store_dl_row *rows, size_t n)
         free(rows[i].first_failed_at);
         free(rows[i].last_failed_at);
         free(rows[i].trace_id);
+        free(rows[i].key_sha256);
     }
     free(rows);
 }

@@ -50,6 +50,10 @@ typedef struct store_dl_row {
     char *first_failed_at;    /* UTC, microseconds: 2024-05-01T12:00:00.000000Z */
     char *last_failed_at;
     char *trace_id;           /* W3C trace-id of the message; NULL: none */
+    /* The whole key's length and SHA-256 (hex): key holds only its first
+     * 1,024 bytes. -1 and NULL: not recorded (no key). */
+    int64_t key_full_len;
+    char *key_sha256;
 } store_dl_row;
 
 /* The matching dead letters, lowest id first, at most f->limit. lock: FOR
