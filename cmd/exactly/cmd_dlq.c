@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_dlq_internal.h"
 #include "escape.h"
 #include "log.h"
 #include "ops/dlq.h"
@@ -17,14 +18,10 @@
 
 #define LIST_DEFAULT_LIMIT 100
 #define SHOW_DEFAULT_LIMIT 10
-#define REASON_WIDTH 60
 
 typedef enum dlq_action { DLQ_LIST, DLQ_SHOW, DLQ_REPLAY, DLQ_DISCARD } dlq_action;
 
-/* s for a table cell: control bytes shown escaped (exactly_printable),
- * cut to width (on a UTF-8 character boundary) with "..." when longer.
- * out holds width + 1 bytes. */
-static void one_line(const char *s, char *out, size_t width)
+void dlq_one_line(const char *s, char *out, size_t width)
 {
     char *shown = exactly_printable(s);
     const char *src = shown ? shown : "(out of memory)";
@@ -99,7 +96,7 @@ static int print_list(const store_dl_row *rows, size_t n)
     for (i = 0; i < n; i++) {
         const store_dl_row *d = &rows[i];
         char id[24], part[16], off[24], att[24], last[32];
-        char reason[REASON_WIDTH + 8];
+        char reason[DLQ_REASON_WIDTH + 8];
         const char *cells[8];
 
         snprintf(id, sizeof(id), "%" PRId64, d->id);
@@ -107,7 +104,7 @@ static int print_list(const store_dl_row *rows, size_t n)
         snprintf(off, sizeof(off), "%" PRId64, d->offset);
         snprintf(att, sizeof(att), "%" PRId64, d->attempts);
         to_seconds(d->last_failed_at, last, sizeof(last));
-        one_line(d->reason ? d->reason : "", reason, REASON_WIDTH);
+        dlq_one_line(d->reason ? d->reason : "", reason, DLQ_REASON_WIDTH);
         cells[0] = id;
         cells[1] = d->topic;
         cells[2] = part;
@@ -166,6 +163,9 @@ static int is_text(const unsigned char *b, size_t len)
     return 1;
 }
 
+/* The key: the whole key's length and digest first, then the bytes kept,
+ * which are only its first bytes when the key was longer than what a dead
+ * letter keeps (the hex line is then exact, but of the prefix). */
 static void print_key(const store_dl_row *d)
 {
     size_t i;
@@ -174,6 +174,17 @@ static void print_key(const store_dl_row *d)
         printf("key:             - (none)\n");
         return;
     }
+    if (d->key_full_len < 0 || !d->key_sha256)
+        printf("key:             %zu bytes kept (full length and SHA-256 not "
+               "recorded)\n",
+               d->key_len);
+    else if ((uint64_t)d->key_full_len > d->key_len)
+        printf("key:             %" PRId64 " bytes, SHA-256 %s; shown below: "
+               "its first %zu bytes only\n",
+               d->key_full_len, d->key_sha256, d->key_len);
+    else
+        printf("key:             %" PRId64 " bytes, SHA-256 %s\n",
+               d->key_full_len, d->key_sha256);
     if (is_text(d->key, d->key_len))
         cli_line(stdout, "key (text):      %s", (const char *)d->key);
     else
@@ -247,111 +258,7 @@ static int do_discard(PGconn *conn, const exactly_config *cfg,
     return CLI_OK;
 }
 
-/* ---- replay -------------------------------------------------------------- */
-
-/* The dead letters a replay left in place, and why. */
-static void print_left(const ops_dlq_replayed *r)
-{
-    static const char *const headers[] = {"ID",     "TOPIC",     "PARTITION",
-                                          "OFFSET", "ENTITY_ID", "LEFT BECAUSE"};
-    cli_table *t = cli_table_new(6, headers, "rlrrll");
-    size_t i;
-
-    for (i = 0; t && i < r->n; i++) {
-        const store_dl_row *d = &r->rows[i];
-        char id[24], part[16], off[24], why[REASON_WIDTH + 8];
-        const char *cells[6];
-
-        if (r->outcome[i] == OPS_DL_REPLAYED)
-            continue;
-        snprintf(id, sizeof(id), "%" PRId64, d->id);
-        snprintf(part, sizeof(part), "%d", (int)d->partition);
-        snprintf(off, sizeof(off), "%" PRId64, d->offset);
-        if (r->outcome[i] == OPS_DL_UNDECODABLE)
-            snprintf(why, sizeof(why), "no entity ID: cannot be replayed");
-        else if (r->outcome[i] == OPS_DL_NO_ROW)
-            snprintf(why, sizeof(why), "lookup found no row");
-        else
-            one_line(r->reason[i] ? r->reason[i] : "failed by handler", why,
-                     REASON_WIDTH);
-        cells[0] = id;
-        cells[1] = d->topic;
-        cells[2] = part;
-        cells[3] = off;
-        cells[4] = d->entity;
-        cells[5] = why;
-        cli_table_add(t, cells);
-    }
-    if (t) {
-        (void)cli_table_print(t, stdout);
-        printf("\n");
-    }
-    cli_table_free(t);
-}
-
-static int do_replay(PGconn *conn, const exactly_config *cfg,
-                     const cfg_pipeline *p, const ops_dlq_sel *s)
-{
-    ops_dlq_replayed r;
-    char err[2048];
-    exactly_err rc;
-    size_t left;
-
-    rc = ops_dlq_replay(conn, cfg, p, s, &r, err, sizeof(err));
-    if (rc != EXACTLY_OK) {
-        if (r.rolled_back)
-            cli_line(stderr, "exactly dlq replay: %s; rolled back: nothing "
-                     "was applied and the dead letters are unchanged",
-                     err);
-        else
-            cli_line(stderr, "exactly dlq replay: %s", err);
-        ops_dlq_replayed_free(&r);
-        return rc == EXACTLY_ECONFIG ? CLI_REFUSED : CLI_FAILED;
-    }
-    left = r.count[OPS_DL_UNDECODABLE] + r.count[OPS_DL_NO_ROW] +
-           r.count[OPS_DL_FAILED];
-    if (left > 0)
-        print_left(&r);
-    cli_line(stdout, "replayed %zu dead letter(s) of %s through handler '%s'; "
-             "%zu left in place (%zu without an entity ID, %zu without a "
-             "looked-up row, %zu failed again)",
-             r.count[OPS_DL_REPLAYED], s->label, r.handler, left,
-             r.count[OPS_DL_UNDECODABLE], r.count[OPS_DL_NO_ROW],
-             r.count[OPS_DL_FAILED]);
-    ops_dlq_replayed_free(&r);
-    return CLI_OK;
-}
-
 /* ---- the command ---------------------------------------------------------- */
-
-/* What replay does, for --help (and the README says the same). */
-static const char replay_help[] =
-            "  replay   applies the selected dead letters again with the\n"
-            "           pipeline's current lookup and handler: per partition\n"
-            "           one record per entity ID, its messages in offset\n"
-            "           order, in batches of at most batch.max_messages\n"
-            "           messages, all in ONE transaction that also deletes\n"
-            "           what was applied. Each batch runs under a savepoint:\n"
-            "           if apply() returns an error or the handler's SQL fails\n"
-            "           on the data, the batch is rolled back to it, then\n"
-            "           split in halves, each half tried again, down to\n"
-            "           single records, as the worker does. A record that fails\n"
-            "           alone stays a dead letter (attempts + 1, the new reason and\n"
-            "           SQLSTATE); the others are applied, their dead letters\n"
-            "           deleted and their outbox events committed with them.\n"
-            "           Left in place and listed, while the rest commits (exit\n"
-            "           0): records that failed again (fail_record too), dead\n"
-            "           letters without an entity ID, and those whose lookup\n"
-            "           still finds no row (unless lookup.on_missing is\n"
-            "           handler). A failure that is not the records' (the\n"
-            "           connection, a timeout, a serialization failure, apply()\n"
-            "           asking for a retry) rolls the whole replay back (exit\n"
-            "           1). No dedup filter, no stored offset moves, nothing is\n"
-            "           read from Kafka: a message is what its dead letter kept\n"
-            "           (offset, key up to 1,024 bytes, no timestamp). The\n"
-            "           fused upsert's lookup runs in the write's REPEATABLE\n"
-            "           READ snapshot, so a dead letter is deleted only when its\n"
-            "           row was written.\n";
 
 static void usage(FILE *out)
 {
@@ -371,7 +278,9 @@ static void usage(FILE *out)
             "           entity ID, attempts, last failure (UTC) and the reason\n"
             "           cut to %d characters; at most %d rows unless --limit\n"
             "  show     every field of the selected dead letters (at most %d\n"
-            "           unless --limit), the message key as text and in hex\n"
+            "           unless --limit), the message key as text and in hex,\n"
+            "           with the whole key's length and SHA-256 (a key longer\n"
+            "           than 1,024 bytes is kept, and shown, as its prefix)\n"
             "%s"
             "  discard  deletes the selected dead letters and prints how many\n"
             "\n"
@@ -409,7 +318,7 @@ static void usage(FILE *out)
             "failed again or were left in place: the summary counts them), 1\n"
             "PostgreSQL failed, the schema is not migrated, show found nothing,\n"
             "or replay rolled back, 2 bad usage, configuration or plugin.\n",
-            REASON_WIDTH, LIST_DEFAULT_LIMIT, SHOW_DEFAULT_LIMIT, replay_help);
+            DLQ_REASON_WIDTH, LIST_DEFAULT_LIMIT, SHOW_DEFAULT_LIMIT, dlq_replay_help);
 }
 
 static int add_id(ops_dlq_sel *s, const char *text)
@@ -535,7 +444,7 @@ static int run_action(dlq_action action, const exactly_config *cfg,
     switch (action) {
     case DLQ_LIST: code = do_list(conn, cfg, p, s); break;
     case DLQ_SHOW: code = do_show(conn, cfg, s); break;
-    case DLQ_REPLAY: code = do_replay(conn, cfg, p, s); break;
+    case DLQ_REPLAY: code = dlq_do_replay(conn, cfg, p, s); break;
     case DLQ_DISCARD: code = do_discard(conn, cfg, s); break;
     }
     PQfinish(conn);

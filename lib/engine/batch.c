@@ -441,6 +441,6 @@ void batch_free(batch_builder *b)
     pgarray_free(&b->ids_param);
     strbuf_free(&b->dedup_keys);
     strbuf_free(&b->dedup_offs);
-    free(b->dedup_set.slots);
+    strset_free(&b->dedup_set);
     memset(b, 0, sizeof(*b));
 }

@@ -101,8 +101,12 @@ typedef struct ops_dlq_replayed {
     char **sqlstate;          /* per row: its SQLSTATE, NULL: none */
     size_t count[OPS_DL_N_OUTCOMES];
     char handler[128];        /* the handler's name */
-    int rolled_back;          /* the failure happened inside the
-                                 transaction: it was rolled back */
+    int rolled_back;          /* the transaction is known to have been
+                                 rolled back: nothing applied */
+    int commit_lost;          /* COMMIT was sent and its answer lost with
+                                 the connection: note says what a re-read
+                                 on a new connection found */
+    char note[2560];          /* with commit_lost: one sentence */
 } ops_dlq_replayed;
 
 /*
@@ -120,8 +124,13 @@ typedef struct ops_dlq_replayed {
  * are applied, their outbox events with them. A failure that is not the
  * records' (connection, timeout, serialization failure, apply() asking
  * for a retry or running out of memory) rolls everything back
- * (out->rolled_back). EXACTLY_ECONFIG when the pipeline's handler or
- * lookup is refused. Free out with ops_dlq_replayed_free.
+ * (out->rolled_back). A COMMIT whose answer is lost with the connection
+ * may have landed: the dead letters are read back on a new connection
+ * (out->commit_lost, out->note). When they show the commit the result is
+ * EXACTLY_OK as for any commit; when they show the rollback,
+ * out->rolled_back; otherwise neither is claimed. EXACTLY_ECONFIG when the
+ * pipeline's handler or lookup is refused. Free out with
+ * ops_dlq_replayed_free.
  */
 exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
                            const cfg_pipeline *p, const ops_dlq_sel *s,

@@ -65,10 +65,12 @@ static int fail_rows(replay *r, const precs *pr, size_t idx,
                      const char *reason, const char *sqlstate)
 {
     ops_dlq_replayed *o = r->out;
-    size_t m;
+    const exactly_record *rec = &pr->recs[idx];
+    size_t k;
 
-    for (m = pr->from; m < pr->to; m++) {
-        if (o->outcome[m] != OPS_DL_PENDING || r->record[m] != idx)
+    for (k = 0; k < rec->n_messages; k++) {
+        size_t m = dlq_record_row(pr, rec, k);
+        if (o->outcome[m] != OPS_DL_PENDING)
             continue;
         o->outcome[m] = OPS_DL_FAILED;
         free(o->reason[m]);
@@ -87,7 +89,7 @@ static int fail_rows(replay *r, const precs *pr, size_t idx,
 static int settle_chunk(replay *r, const precs *pr, size_t first, size_t n)
 {
     exactly_txn *t = &r->txn;
-    size_t j, m;
+    size_t j, k;
     int bad = 0;
 
     for (j = 0; j < t->n_fails; j++)
@@ -96,10 +98,14 @@ static int settle_chunk(replay *r, const precs *pr, size_t first, size_t n)
                       NULL) != 0)
             bad = -1;
     exactly_txn_forget_fails(t);
-    for (m = pr->from; m < pr->to; m++)
-        if (r->out->outcome[m] == OPS_DL_PENDING && r->record[m] >= first &&
-            r->record[m] < first + n)
-            r->out->outcome[m] = OPS_DL_REPLAYED;
+    /* The chunk's own rows only: a pass over the partition per chunk would
+     * cost time while the transaction waits. */
+    for (j = first; j < first + n; j++)
+        for (k = 0; k < pr->recs[j].n_messages; k++) {
+            size_t m = dlq_record_row(pr, &pr->recs[j], k);
+            if (r->out->outcome[m] == OPS_DL_PENDING)
+                r->out->outcome[m] = OPS_DL_REPLAYED;
+        }
     return bad;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "dlq_replay_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,32 +13,40 @@ void dlq_records_free(precs *pr)
 {
     free(pr->recs);
     free(pr->msgs);
+    free(pr->msg_row);
     free(pr->msg_count);
     free(pr->found);
     free(pr->values);
+    strset_free(&pr->ids);
 }
 
 /* Records in first-seen order; dead letters of the same entity join its
- * record (quadratic in distinct IDs per partition: replays are
- * operator-sized). */
+ * record, found by its ID in pr->ids: each row costs one probe, so that
+ * building stays linear in the rows while the transaction waits. */
 static exactly_err group_records(replay *r, precs *pr)
 {
-    size_t n = pr->to - pr->from, i, j;
+    size_t n = pr->to - pr->from, i;
 
     pr->recs = calloc(n + 1, sizeof(*pr->recs));
     pr->msgs = calloc(n + 1, sizeof(*pr->msgs));
+    pr->msg_row = calloc(n + 1, sizeof(*pr->msg_row));
     pr->msg_count = calloc(n + 1, sizeof(size_t));
     pr->found = calloc(n + 1, sizeof(size_t));
-    if (!pr->recs || !pr->msgs || !pr->msg_count || !pr->found)
+    if (!pr->recs || !pr->msgs || !pr->msg_row || !pr->msg_count ||
+        !pr->found || strset_reset(&pr->ids, n) != 0)
         return EXACTLY_ENOMEM;
     for (i = pr->from; i < pr->to; i++) {
         const char *entity = r->out->rows[i].entity;
+        size_t j = pr->n_recs;
+        int added;
+
         if (r->out->outcome[i] != OPS_DL_PENDING)
             continue;
-        for (j = 0; j < pr->n_recs; j++)
-            if (strcmp(pr->recs[j].id, entity) == 0)
-                break;
-        if (j == pr->n_recs) {
+        /* Room for every row was made: the set cannot be full. */
+        added = strset_put(&pr->ids, entity, &j);
+        if (added < 0)
+            return EXACTLY_ENOMEM;
+        if (added) {
             pr->recs[j].id = entity;
             pr->n_recs++;
         }
@@ -48,39 +57,47 @@ static exactly_err group_records(replay *r, precs *pr)
 }
 
 /* Counts each record's looked-up rows and, when the handler reads them,
- * points the record at their cells. */
+ * points the record at their cells: a record's rows in lookup order,
+ * contiguous. A row whose key is no record's ID is ignored. */
 static exactly_err attach_rows(replay *r, precs *pr)
 {
     int nt = PQntuples(r->rows), t;
-    size_t j, c;
+    size_t *next, j, c;
 
-    if (pr->with_rows) {
-        pr->values = calloc((size_t)nt * r->n_cols + 1, sizeof(char *));
-        if (!pr->values)
-            return EXACTLY_ENOMEM;
+    for (t = 0; t < nt; t++) {
+        j = strset_get(&pr->ids, PQgetvalue(r->rows, t, r->keycol));
+        if (j != SIZE_MAX)
+            pr->found[j]++;
+    }
+    if (!pr->with_rows)
+        return EXACTLY_OK;
+    /* next[j]: where record j's next row goes in pr->values. */
+    pr->values = calloc((size_t)nt * r->n_cols + 1, sizeof(char *));
+    next = calloc(pr->n_recs + 1, sizeof(size_t));
+    if (!pr->values || !next) {
+        free(next);
+        return EXACTLY_ENOMEM;
     }
     for (j = 0; j < pr->n_recs; j++) {
-        exactly_record *rec = &pr->recs[j];
-        if (pr->with_rows)
-            rec->values = &pr->values[pr->n_values];
-        for (t = 0; t < nt; t++) {
-            if (strcmp(PQgetvalue(r->rows, t, r->keycol), rec->id) != 0)
-                continue;
-            pr->found[j]++;
-            if (!pr->with_rows)
-                continue;
-            for (c = 0; c < r->n_cols; c++)
-                pr->values[pr->n_values++] =
-                    PQgetisnull(r->rows, t, (int)c)
-                        ? NULL
-                        : PQgetvalue(r->rows, t, (int)c);
-            rec->n_rows++;
-        }
+        pr->recs[j].values = &pr->values[pr->n_values];
+        next[j] = pr->n_values;
+        pr->n_values += pr->found[j] * r->n_cols;
     }
+    for (t = 0; t < nt; t++) {
+        j = strset_get(&pr->ids, PQgetvalue(r->rows, t, r->keycol));
+        if (j == SIZE_MAX)
+            continue;
+        for (c = 0; c < r->n_cols; c++)
+            pr->values[next[j]++] = PQgetisnull(r->rows, t, (int)c)
+                                        ? NULL
+                                        : PQgetvalue(r->rows, t, (int)c);
+        pr->recs[j].n_rows++;
+    }
+    free(next);
     return EXACTLY_OK;
 }
 
-/* Each record's messages, in offset order. */
+/* Each record's messages, in offset order, and the row of each. */
 static void attach_messages(replay *r, precs *pr)
 {
     size_t pos = 0, i, j;
@@ -97,6 +114,7 @@ static void attach_messages(replay *r, precs *pr)
         if (r->out->outcome[i] != OPS_DL_PENDING)
             continue;
         m = (exactly_message *)&rec->messages[rec->n_messages++];
+        pr->msg_row[m - pr->msgs] = i;
         m->offset = d->offset;
         m->timestamp_ms = -1; /* not kept in the dead-letter table */
         m->key = d->has_key ? d->key : NULL;
@@ -106,24 +124,32 @@ static void attach_messages(replay *r, precs *pr)
 
 /* A record without rows goes to the handler only when the pipeline says
  * so; otherwise it stays a dead letter (the fused upsert would write
- * nothing for it, and deleting it would lose it). */
+ * nothing for it, and deleting it would lose it). The records kept keep
+ * their order; each row follows its record to its new index. */
 static void keep_records_with_rows(replay *r, precs *pr)
 {
-    size_t kept = 0, i, j;
+    size_t kept = 0, j;
 
     for (j = 0; j < pr->n_recs; j++) {
-        for (i = pr->from; i < pr->to; i++) {
-            if (r->out->outcome[i] != OPS_DL_PENDING || r->record[i] != j)
-                continue;
+        exactly_record *rec = &pr->recs[j];
+        size_t m;
+
+        for (m = 0; m < rec->n_messages; m++) {
+            size_t i = dlq_record_row(pr, rec, m);
             if (pr->found[j] == 0)
                 r->out->outcome[i] = OPS_DL_NO_ROW;
             else
                 r->record[i] = kept;
         }
         if (pr->found[j] > 0)
-            pr->recs[kept++] = pr->recs[j];
+            pr->recs[kept++] = *rec;
     }
     pr->n_recs = kept;
+}
+
+size_t dlq_record_row(const precs *pr, const exactly_record *rec, size_t m)
+{
+    return pr->msg_row[&rec->messages[m] - pr->msgs];
 }
 
 exactly_err dlq_records_build(replay *r, precs *pr, int with_rows)

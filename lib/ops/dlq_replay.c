@@ -7,7 +7,8 @@
  * step, its callbacks in dlq_bisect.c). Then, in
  * the same transaction, what was applied is deleted and what failed again
  * is recorded. A failure that is not the records' (the connection, the
- * server, out of memory) rolls everything back.
+ * server, out of memory) rolls everything back; a COMMIT whose answer is
+ * lost is decided by reading back (dlq_confirm.c).
  */
 #include "dlq_replay_internal.h"
 
@@ -247,6 +248,7 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     char ignore[256];
     replay r;
     exactly_err rc;
+    int backend = 0, commit_sent = 0;
     size_t i;
 
     memset(&r, 0, sizeof(r));
@@ -277,9 +279,18 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     out->rolled_back = 1;
     if (rc == EXACTLY_OK)
         rc = replay_all(&r, err, errsz);
-    if (rc == EXACTLY_OK)
+    if (rc == EXACTLY_OK) {
+        backend = PQbackendPID(conn);
+        commit_sent = 1;
         rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, err, errsz);
-    if (rc != EXACTLY_OK) {
+    }
+    /* An error the server answered COMMIT with means no commit; a
+     * connection gone before the answer leaves it unknown (DESIGN §3). */
+    if (rc != EXACTLY_OK && commit_sent && PQstatus(conn) != CONNECTION_OK) {
+        rc = dlq_confirm_commit(&r, backend, rc, err, errsz);
+        if (rc != EXACTLY_OK)
+            goto cleanup;
+    } else if (rc != EXACTLY_OK) {
         (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
                               sizeof(ignore));
         goto cleanup;

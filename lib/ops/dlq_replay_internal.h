@@ -7,6 +7,7 @@
  *   dlq_records.c  a partition's dead letters as the worker's records
  *   dlq_bisect.c   the records through the handler in chunks, by the
  *                  engine's bisect step (engine/bisect.h): its callbacks
+ *   dlq_confirm.c  a COMMIT whose answer was lost: read back to decide
  */
 #ifndef EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
 #define EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
@@ -18,6 +19,7 @@
 #include "ops/dlq.h"
 #include "plugin.h"
 #include "store.h"
+#include "strset.h"
 #include "txn.h"
 
 /* A replay in progress. */
@@ -48,11 +50,13 @@ typedef struct precs {
     exactly_record *recs;
     size_t n_recs;
     exactly_message *msgs;
+    size_t *msg_row;      /* per message of msgs: its row of replay.out */
     size_t *msg_count;
     size_t *found;        /* looked-up rows per record */
     const char **values;  /* the rows' cells the records point into */
     size_t n_values;
     int with_rows;        /* the handler is given the looked-up rows */
+    strset ids;           /* entity ID -> its record's index (grouping) */
 } precs;
 
 /*
@@ -66,6 +70,9 @@ typedef struct precs {
 exactly_err dlq_records_build(replay *r, precs *pr, int with_rows);
 void dlq_records_free(precs *pr);
 
+/* The row of replay.out that message m of rec (a record of pr) came from. */
+size_t dlq_record_row(const precs *pr, const exactly_record *rec, size_t m);
+
 /*
  * Applies pr's records through the handler inside the open transaction
  * (see dlq_bisect.c): rows of applied records become OPS_DL_REPLAYED,
@@ -74,5 +81,15 @@ void dlq_records_free(precs *pr);
  * code (err set) means the replay cannot go on and must be rolled back.
  */
 exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz);
+
+/*
+ * After COMMIT failed without an answer (the connection is gone; err says
+ * how): connects anew, waits for the replay's session backend_pid to end
+ * and reads its dead letters back to decide (dlq_confirm.c). Sets
+ * r->out->commit_lost and note, and rolled_back only when the read shows
+ * the rollback. EXACTLY_OK when it shows the commit, else fail.
+ */
+exactly_err dlq_confirm_commit(replay *r, int backend_pid, exactly_err fail,
+                               char *err, size_t errsz);
 
 #endif

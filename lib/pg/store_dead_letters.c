@@ -27,7 +27,8 @@
     " to_char(first_failed_at AT TIME ZONE 'UTC',"                            \
     " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                  \
     " to_char(last_failed_at AT TIME ZONE 'UTC',"                             \
-    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), trace_id"                         \
+    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), trace_id,"                        \
+    " message_key_length, encode(message_key_sha256, 'hex')"                  \
     " FROM %1$s.dead_letters" WHERE_FILTER " ORDER BY id LIMIT $7"
 
 /* A filter's parameters, with the text they point into. */
@@ -132,6 +133,8 @@ static int read_row(const PGresult *res, int r, store_dl_row *d)
     d->first_failed_at = store_strdup(res, r, 10, &nomem);
     d->last_failed_at = store_strdup(res, r, 11, &nomem);
     d->trace_id = store_strdup(res, r, 12, &nomem);
+    d->key_full_len = PQgetisnull(res, r, 13) ? -1 : store_int64(res, r, 13);
+    d->key_sha256 = store_strdup(res, r, 14, &nomem);
     return nomem || !d->key ? -1 : 0;
 }
 
@@ -149,6 +152,7 @@ void store_dl_rows_free(store_dl_row *rows, size_t n)
         free(rows[i].first_failed_at);
         free(rows[i].last_failed_at);
         free(rows[i].trace_id);
+        free(rows[i].key_sha256);
     }
     free(rows);
 }
@@ -244,6 +248,44 @@ exactly_err store_dl_delete(PGconn *conn, const char *schema,
     rc = store_exec(conn, schema,
                     "DELETE FROM %1$s.dead_letters WHERE id = ANY($1::bigint[])",
                     1, params, NULL, err, errsz);
+    strbuf_free(&lit);
+    return rc;
+}
+
+exactly_err store_dl_attempts(PGconn *conn, const char *schema,
+                              const int64_t *ids, size_t n, int64_t *attempts,
+                              char *err, size_t errsz)
+{
+    strbuf lit = {0};
+    const char *params[1];
+    PGresult *res = NULL;
+    exactly_err rc;
+    size_t i;
+
+    strbuf_array_begin(&lit);
+    for (i = 0; i < n; i++)
+        strbuf_array_elem_int(&lit, (long long)ids[i]);
+    strbuf_array_end(&lit);
+    if (lit.oom) {
+        strbuf_free(&lit);
+        return oom(err, errsz);
+    }
+    params[0] = strbuf_str(&lit);
+    /* One row per id, in the order given. */
+    rc = store_exec(conn, schema,
+                    "SELECT coalesce(d.attempts, -1) FROM"
+                    " unnest($1::bigint[]) WITH ORDINALITY a(id, ord)"
+                    " LEFT JOIN %1$s.dead_letters d ON d.id = a.id"
+                    " ORDER BY a.ord",
+                    1, params, &res, err, errsz);
+    if (rc == EXACTLY_OK && (size_t)PQntuples(res) != n) {
+        snprintf(err, errsz, "reading dead letters back: %d rows for %zu ids",
+                 PQntuples(res), n);
+        rc = EXACTLY_EDATABASE;
+    }
+    for (i = 0; rc == EXACTLY_OK && i < n; i++)
+        attempts[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+    PQclear(res);
     strbuf_free(&lit);
     return rc;
 }

@@ -50,6 +50,10 @@ typedef struct store_dl_row {
     char *first_failed_at;    /* UTC, microseconds: 2024-05-01T12:00:00.000000Z */
     char *last_failed_at;
     char *trace_id;           /* W3C trace-id of the message; NULL: none */
+    /* The whole key's length and SHA-256 (hex): key holds only its first
+     * 1,024 bytes. -1 and NULL: not recorded (no key). */
+    int64_t key_full_len;
+    char *key_sha256;
 } store_dl_row;
 
 /* The matching dead letters, lowest id first, at most f->limit. lock: FOR
@@ -75,6 +79,14 @@ exactly_err store_dl_discard(PGconn *conn, const char *schema,
 exactly_err store_dl_delete(PGconn *conn, const char *schema,
                             const int64_t *ids, size_t n, char *err,
                             size_t errsz);
+
+/* The attempts of dead letters ids[0..n) as they are now: attempts[i] is
+ * that of ids[i], or -1 when it is gone. Reads without locking and
+ * writes nothing, so it never waits for a row lock or for a commit to
+ * reach a standby. */
+exactly_err store_dl_attempts(PGconn *conn, const char *schema,
+                              const int64_t *ids, size_t n, int64_t *attempts,
+                              char *err, size_t errsz);
 
 /* Records one more failure of dead letters ids[0..n): attempts + 1,
  * last_failed_at now, reasons[i] and sqlstates[i] (NULL, or a NULL
