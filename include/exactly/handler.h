@@ -173,12 +173,15 @@ typedef struct exactly_host {
      * partition moves on. The handler must not have written anything for
      * that record. Failing a record twice keeps the first reason; when the
      * runtime cannot record the failure (out of memory) the whole batch is
-     * retried instead, so a record is never lost.
+     * retried instead, so a record is never lost. A byte of reason that is
+     * not part of well-formed UTF-8 is kept as the text \xNN.
      */
     void (*fail_record)(exactly_txn *txn, size_t record_index,
                         const char *reason);
 
-    /* The message of a failed apply(); shows in logs and dead letters. */
+    /* The message of a failed apply(); shows in logs and dead letters. At
+     * most its first 1,023 bytes are kept, shortened between characters,
+     * a byte that is not part of well-formed UTF-8 as the text \xNN. */
     void (*set_error)(exactly_txn *txn, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
@@ -203,7 +206,8 @@ typedef struct exactly_host {
                         size_t key_len, const void *value, size_t value_len,
                         const char *const *headers);
 
-    /* fail_record() with a printf-style reason. */
+    /* fail_record() with a printf-style reason, of which at most the first
+     * 1,023 bytes are kept as set_error() keeps them. */
     void (*fail_recordf)(exactly_txn *txn, size_t record_index,
                          const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -4,7 +4,11 @@
  */
 #include "dead_letters.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "digest.h"
+#include "escape.h"
 #include "trace.h"
 
 /* The columns, in the order of the statement's parameters 4..11. */
@@ -32,6 +36,7 @@ void dead_letters_add(dead_letters *d, const rd_kafka_message_t *m,
 {
     char digest[EXACTLY_SHA256_HEX_LEN + 1];
     char trace[EXACTLY_TRACE_ID_SIZE] = "";
+    char *valid = NULL;
 
     strbuf_array_elem_int(&d->offs, (long long)offset);
     strbuf_array_elem_hex(&d->keys, key,
@@ -46,7 +51,16 @@ void dead_letters_add(dead_letters *d, const rd_kafka_message_t *m,
         strbuf_array_elem_str(&d->key_digests, NULL);
     }
     strbuf_array_elem_str(&d->ids, id);
+    /* The one place every reason passes: text the database would refuse
+     * (22021) must not make the batch fail over and over. */
+    if (reason && !exactly_utf8_valid(reason, strlen(reason))) {
+        valid = exactly_utf8_dup(reason);
+        if (!valid)
+            d->reasons.oom = 1;
+        reason = valid;
+    }
     strbuf_array_elem_str(&d->reasons, reason);
+    free(valid);
     strbuf_array_elem_str(&d->states,
                           sqlstate && sqlstate[0] ? sqlstate : NULL);
     if (m)

@@ -36,7 +36,10 @@ void dead_letters_reset(dead_letters *d);
 /* Adds the message at offset with key[0..key_len) (key may be NULL), the
  * record id (may be NULL), why it was not applied and the SQLSTATE (may
  * be NULL or ""). m, when not NULL, is the message itself: its trace-id
- * is kept. Out of memory is remembered and reported by dead_letters_send. */
+ * is kept. The reason is kept as well-formed UTF-8 (a byte that is not
+ * part of it as \xNN), whatever a handler or the server wrote: the
+ * database refuses other text, and with it the batch. Out of memory is
+ * remembered and reported by dead_letters_send. */
 void dead_letters_add(dead_letters *d, const rd_kafka_message_t *m,
                       int64_t offset, const void *key, size_t key_len,
                       const char *id, const char *reason,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "pg_conn.h"
 #include "txn_internal.h"
 
@@ -55,8 +56,9 @@ exactly_err exactly_txn_start(exactly_txn *t, PGconn *conn, int timeout_ms)
     exactly_txn_forget_fails(t);
     if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF &&
         PQenterPipelineMode(conn) != 1) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "cannot enter pipeline mode: %s",
-                 PQerrorMessage(conn));
+        exactly_utf8_format(t->errmsg, sizeof(t->errmsg),
+                            "cannot enter pipeline mode: %s",
+                            PQerrorMessage(conn));
         return EXACTLY_ERETRY;
     }
     return EXACTLY_OK;

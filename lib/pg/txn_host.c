@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "fault.h"
 #include "strbuf.h"
 
@@ -52,8 +53,8 @@ exactly_err exactly_txn_host_query(exactly_txn *t, const char *sql,
             t->query_failed = 1;
             snprintf(t->query_sqlstate, sizeof(t->query_sqlstate), "%s",
                      t->sqlstate);
-            snprintf(t->query_errmsg, sizeof(t->query_errmsg), "%s",
-                     t->errmsg);
+            exactly_utf8_copy(t->query_errmsg, sizeof(t->query_errmsg),
+                              t->errmsg);
         }
         return rc;
     }
@@ -114,7 +115,8 @@ void exactly_txn_host_fail_record(exactly_txn *t, size_t index,
         t->cap_fails = cap;
     }
     t->fails[t->n_fails].index = index;
-    t->fails[t->n_fails].reason = strdup(reason ? reason : "failed by handler");
+    t->fails[t->n_fails].reason =
+        exactly_utf8_dup(reason ? reason : "failed by handler");
     if (!t->fails[t->n_fails].reason) {
         t->fails_oom = 1;
         return;
@@ -127,7 +129,7 @@ void exactly_txn_host_set_error(exactly_txn *t, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(t->handler_err, sizeof(t->handler_err), fmt, ap);
+    exactly_utf8_vformat(t->handler_err, sizeof(t->handler_err), fmt, ap);
     va_end(ap);
     t->handler_err_set = 1;
 }
@@ -147,7 +149,8 @@ void exactly_txn_host_fail_recordf(exactly_txn *t, size_t index,
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt ? fmt : "failed by handler", ap);
+    exactly_utf8_vformat(reason, sizeof(reason),
+                         fmt ? fmt : "failed by handler", ap);
     va_end(ap);
     exactly_txn_host_fail_record(t, index, reason);
 }

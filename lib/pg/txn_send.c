@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "fault.h"
 #include "hash.h"
 #include "txn_internal.h"
@@ -31,7 +32,8 @@ void txn_set_error(exactly_txn *t, txn_phase phase, const char *sqlstate,
     t->failed = 1;
     t->err_phase = phase;
     snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", sqlstate ? sqlstate : "");
-    snprintf(t->errmsg, sizeof(t->errmsg), "%s", msg ? msg : "unknown error");
+    exactly_utf8_copy(t->errmsg, sizeof(t->errmsg),
+                      msg ? msg : "unknown error");
     n = strlen(t->errmsg);
     while (n > 0 && t->errmsg[n - 1] == '\n')
         t->errmsg[--n] = '\0';
@@ -61,8 +63,8 @@ static exactly_err send_refused(exactly_txn *t, txn_phase phase,
     if (t->send_rc == EXACTLY_OK) {
         t->send_rc = rc;
         t->send_phase = phase;
-        snprintf(t->send_errmsg, sizeof(t->send_errmsg),
-                 "a statement could not be queued: %s", why);
+        exactly_utf8_format(t->send_errmsg, sizeof(t->send_errmsg),
+                            "a statement could not be queued: %s", why);
         n = strlen(t->send_errmsg);
         while (n > 0 && t->send_errmsg[n - 1] == '\n')
             t->send_errmsg[--n] = '\0';

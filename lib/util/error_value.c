@@ -6,14 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "escape.h"
+
 void exactly_error_clear(exactly_error *e) { memset(e, 0, sizeof(*e)); }
 
 void exactly_error_note(exactly_error *e, const char *sqlstate,
                         const char *msg)
 {
     snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate ? sqlstate : "");
-    snprintf(e->message, sizeof(e->message), "%s",
-             msg && *msg ? msg : "unknown error");
+    exactly_utf8_copy(e->message, sizeof(e->message),
+                      msg && *msg ? msg : "unknown error");
 }
 
 void exactly_error_set_code(exactly_error *e, exactly_err code)

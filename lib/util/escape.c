@@ -40,6 +40,111 @@ size_t exactly_utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
+int exactly_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, len;
+
+    while (i < n) {
+        len = p[i] ? exactly_utf8_len(p + i, n - i) : 0;
+        if (len == 0)
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+size_t exactly_utf8_copy(char *dst, size_t size, const char *src)
+{
+    const unsigned char *p = (const unsigned char *)(src ? src : "");
+    size_t n = strlen((const char *)p), i = 0, out = 0, len;
+
+    while (i < n) {
+        len = exactly_utf8_len(p + i, n - i);
+        if (len > 0) {
+            if (len >= size - out)
+                break;
+            memcpy(dst + out, p + i, len);
+            out += len;
+            i += len;
+        } else {
+            if (4 >= size - out)
+                break;
+            snprintf(dst + out, 5, "\\x%02x", p[i]);
+            out += 4;
+            i++;
+        }
+    }
+    dst[out] = '\0';
+    return out;
+}
+
+/* 1 when p[0..n) (1 <= n <= 3) is the start of a well-formed sequence
+ * longer than n bytes: a character cut after n bytes. Completed with each
+ * continuation byte that some lead byte needs next (E0 wants A0..BF, F0
+ * 90..BF, ED 80..9F, F4 80..8F), one of them makes it whole. */
+static int cut_character(const unsigned char *p, size_t n)
+{
+    static const unsigned char fill[] = {0x80, 0x90, 0xa0};
+    unsigned char buf[4];
+    size_t f, k;
+
+    for (f = 0; f < sizeof(fill); f++) {
+        memcpy(buf, p, n);
+        for (k = n; k < 4; k++)
+            buf[k] = fill[f];
+        if (exactly_utf8_len(buf, 4) > n)
+            return 1;
+    }
+    return 0;
+}
+
+size_t exactly_utf8_vformat(char *dst, size_t size, const char *fmt,
+                            va_list ap)
+{
+    char text[EXACTLY_UTF8_FORMAT_MAX];
+    int k = vsnprintf(text, sizeof(text), fmt, ap);
+    size_t n, back;
+
+    if (k < 0)
+        text[0] = '\0';
+    n = strlen(text);
+    /* vsnprintf cuts at a byte: a character it cut is left out. */
+    if (k >= 0 && (size_t)k > n)
+        for (back = 1; back <= 3 && back <= n; back++) {
+            if ((text[n - back] & 0xc0) == 0x80)
+                continue;
+            if (cut_character((const unsigned char *)text + n - back, back))
+                text[n - back] = '\0';
+            break;
+        }
+    return exactly_utf8_copy(dst, size, text);
+}
+
+size_t exactly_utf8_format(char *dst, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    size_t n;
+
+    va_start(ap, fmt);
+    n = exactly_utf8_vformat(dst, size, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+char *exactly_utf8_dup(const char *s)
+{
+    strbuf sb = {0};
+
+    strbuf_append(&sb, "", 0);
+    exactly_escape_utf8(&sb, s, strlen(s));
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
 /* The code point of a well-formed sequence of len bytes. */
 static uint32_t code_point(const unsigned char *p, size_t len)
 {

@@ -1,7 +1,8 @@
 /*
  * escape.h - text that came from outside (message keys, IDs, server and
  * librdkafka messages) made safe for where it is written: a logfmt value,
- * a JSON string, a terminal.
+ * a JSON string, a terminal, a fixed buffer or a text column of the
+ * database (which refuses bytes that are not UTF-8, SQLSTATE 22021).
  *
  * None of these ever lets such text end a line, start an escape sequence
  * of a terminal (ESC, the C1 controls) or pass as structure (a quote, an
@@ -12,6 +13,7 @@
 #ifndef EXACTLY_ESCAPE_H
 #define EXACTLY_ESCAPE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "strbuf.h"
@@ -20,6 +22,35 @@
  * 1 for ASCII, 2 to 4 for a shortest-form sequence of a scalar value
  * (no surrogate, at most U+10FFFF); 0 when p does not start one. */
 size_t exactly_utf8_len(const unsigned char *p, size_t n);
+
+/* 1 when s[0..n) is well-formed UTF-8 without a NUL byte, else 0. */
+int exactly_utf8_valid(const char *s, size_t n);
+
+/*
+ * Copies src (NUL-terminated; NULL copies as "") into dst[0..size)
+ * (size >= 1) as well-formed UTF-8, always NUL-terminated: every byte of
+ * src that is not part of well-formed UTF-8 is written as the four
+ * characters \xNN (as exactly_escape_utf8), and when it does not all fit,
+ * the copy ends before the first character or \xNN that does not fit
+ * whole, never inside one. Returns the bytes written before the NUL.
+ * For error texts kept in the fixed buffers of an error value: they end
+ * up in dead letters, which the database refuses when they are not UTF-8.
+ */
+size_t exactly_utf8_copy(char *dst, size_t size, const char *src);
+
+/* exactly_utf8_copy of the text fmt and its arguments format as printf
+ * does, of which at most the first EXACTLY_UTF8_FORMAT_MAX - 1 bytes are
+ * kept; a multi-byte character cut by that limit is left out whole. */
+#define EXACTLY_UTF8_FORMAT_MAX 1024
+size_t exactly_utf8_format(char *dst, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+size_t exactly_utf8_vformat(char *dst, size_t size, const char *fmt,
+                            va_list ap) __attribute__((format(printf, 3, 0)));
+
+/* s (NUL-terminated) as well-formed UTF-8, every byte that is not part of
+ * it written \xNN (exactly_escape_utf8), in a new string the caller
+ * frees; NULL when out of memory. Nothing is shortened. */
+char *exactly_utf8_dup(const char *s);
 
 /*
  * Appends s[0..n) as one logfmt value. Bare when it is not empty and every
