@@ -244,6 +244,16 @@ static long proc_ticks(pid_t pid)
     return (long)(ut + st);
 }
 
+/* Transaction IDs the cluster has assigned so far: a transaction takes one
+ * when it first writes, and a read-only one (the bench's own polling and
+ * sampling) none, so the difference between two reads counts the
+ * transactions that wrote meanwhile. Reading it takes none either. */
+static int64_t xids_assigned(bench *b)
+{
+    return tk_sql_int64(b->db, "SELECT pg_snapshot_xmax(pg_current_snapshot())"
+                               "::text::bigint");
+}
+
 /* The backends of the benchmark's database other than the bench's own
  * control connection, with the last CPU figure seen for each: a backend's
  * work is all counted (it started with the consumer), up to the last
@@ -252,7 +262,6 @@ typedef struct sampler {
     int n;
     pid_t pid[MAX_BACKENDS];
     long ticks[MAX_BACKENDS];
-    int queries;
 } sampler;
 
 static void sample(bench *b, sampler *s)
@@ -263,7 +272,6 @@ static void sample(bench *b, sampler *s)
                                 "backend_type = 'client backend'");
     int i, k;
 
-    s->queries++;
     TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "sample: %s",
              PQerrorMessage(b->db));
     for (i = 0; i < PQntuples(r); i++) {
@@ -1486,7 +1494,7 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     struct rusage ru;
     pid_t pid;
     double t0;
-    int64_t i, n_lat = 0, x0, own = 0;
+    int64_t i, n_lat = 0, x0;
     int st;
     char *text, *bc;
 
@@ -1543,10 +1551,7 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     TK_CHECK(rk != NULL, "producer: %s", err);
 
     sample(b, &smp);
-    x0 = tk_sql_int64(b->db, "SELECT xact_commit + xact_rollback FROM "
-                             "pg_stat_database WHERE datname = "
-                             "current_database()");
-    smp.queries = 0;
+    x0 = xids_assigned(b);
     t0 = now_s();
     i = 0;
     while (i < total || now_s() - t0 < duration + warmup + 5) {
@@ -1570,7 +1575,6 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
         }
         rd_kafka_poll(rk, 0);
         r = PQexec(b->db, psql);
-        own++;
         TK_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK, "poll: %s",
                  PQerrorMessage(b->db));
         now = now_s();
@@ -1594,16 +1598,12 @@ static void run_latency(bench *b, int kind, const char *name, int rate,
     rd_kafka_destroy(rk);
     kill(pid, SIGTERM);
     TK_CHECK(wait4(pid, &st, 0, &ru) == pid, "wait4");
-    /* Transactions of the consumer's backends: the database's, less this
-     * process's own queries (polling, sampling, this read); statistics
-     * reach pg_stat_database once each backend reports them. The
-     * worker's summary counts its batches. */
-    tk_sleep_ms(1200);
-    *xacts = (double)(tk_sql_int64(b->db, "SELECT xact_commit + "
-                                          "xact_rollback FROM "
-                                          "pg_stat_database WHERE datname "
-                                          "= current_database()") -
-                      x0 - own - smp.queries - 1);
+    /* The consumer's transactions that wrote (every batch transaction
+     * writes its offsets): the transaction IDs assigned meanwhile. The
+     * bench's own queries read only and take none. (pg_stat_database's
+     * commit count would hold the bench's own queries too, whose
+     * statistics reach the view up to a second late.) */
+    *xacts = (double)(xids_assigned(b) - x0);
     *batches = 0;
     text = kind != 1 ? tk_read_file(logp) : NULL;
     bc = text ? strstr(text, "batches committed ") : NULL;
@@ -1672,7 +1672,7 @@ static void run_scale(bench *b, int parts, int rate, double duration,
 {
     char topic[64], name[64], cfg[700], logp[700], err[512];
     char *argv[] = {(char *)b->exactly_bin, "worker", "-c", cfg, "-q", NULL};
-    int64_t total = (int64_t)(rate * duration), i = 0, i0, x0, x1, done, own = 1;
+    int64_t total = (int64_t)(rate * duration), i = 0, i0, x0, x1, done;
     int64_t before;
     double warmup = b->quick ? 1 : 2;
     rd_kafka_conf_t *conf;
@@ -1738,9 +1738,7 @@ static void run_scale(bench *b, int parts, int rate, double duration,
      * alone, the warm-up's batches) is the warm-up's, not the window's. */
     sample(b, &smp);
     cpu0 = sampler_seconds(b, &smp);
-    x0 = tk_sql_int64(b->db, "SELECT xact_commit FROM pg_stat_database WHERE "
-                             "datname = current_database()");
-    smp.queries = 0;
+    x0 = xids_assigned(b);
     total += i;
     t0 = now_s();
     i0 = i;
@@ -1755,7 +1753,6 @@ static void run_scale(bench *b, int parts, int rate, double duration,
     for (;;) {
         done = tk_sql_int64(b->db, "SELECT sum(next_offset) FROM exactly.offsets "
                                    "WHERE pipeline = '%s'", name);
-        own++;
         sample(b, &smp);
         if (done >= total || now_s() - t0 > duration + 30)
             break;
@@ -1765,15 +1762,9 @@ static void run_scale(bench *b, int parts, int rate, double duration,
     TK_CHECK_EQ_INT64(done, total, "scale: messages committed");
     kill(pid, SIGTERM);
     TK_CHECK(wait4(pid, &st, 0, &ru) == pid, "wait4");
-    /* Statistics reach pg_stat_database once each backend reports them. */
-    tk_sleep_ms(1200);
-    x1 = tk_sql_int64(b->db, "SELECT xact_commit FROM pg_stat_database WHERE "
-                             "datname = current_database()");
-    /* Less this process's own queries (sampling, the counts above, the
-     * first xact_commit read). */
-    *commits_s = (double)(x1 - x0 - smp.queries - own) / (t1 - t0);
-    if (*commits_s < 0)
-        *commits_s = 0;
+    /* Commits of transactions that wrote, as in run_latency. */
+    x1 = xids_assigned(b);
+    *commits_s = (double)(x1 - x0) / (t1 - t0);
     *pg_us = (sampler_seconds(b, &smp) - cpu0) * 1e6 / (double)(total - before);
     *warm_pg_s = cpu0;
     *warm_msgs = before;
