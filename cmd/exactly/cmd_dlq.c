@@ -148,21 +148,6 @@ static int do_list(PGconn *conn, const exactly_config *cfg,
 
 /* ---- show ---------------------------------------------------------------- */
 
-/* Whether the len bytes are text: well-formed UTF-8 without NUL (its
- * control characters are shown escaped). */
-static int is_text(const unsigned char *b, size_t len)
-{
-    size_t i = 0, n;
-
-    while (i < len) {
-        n = b[i] ? exactly_utf8_len(b + i, len - i) : 0;
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
 /* The key: the whole key's length and digest first, then the bytes kept,
  * which are only its first bytes when the key was longer than what a dead
  * letter keeps (the hex line is then exact, but of the prefix). */
@@ -185,7 +170,9 @@ static void print_key(const store_dl_row *d)
     else
         printf("key:             %" PRId64 " bytes, SHA-256 %s\n",
                d->key_full_len, d->key_sha256);
-    if (is_text(d->key, d->key_len))
+    /* Text: well-formed UTF-8 without NUL (its control characters are
+     * shown escaped). */
+    if (exactly_utf8_valid((const char *)d->key, d->key_len))
         cli_line(stdout, "key (text):      %s", (const char *)d->key);
     else
         printf("key (text):      - (binary, %zu bytes)\n", d->key_len);

@@ -227,6 +227,22 @@ exactly_err store_dl_discard(PGconn *conn, const char *schema,
     return EXACTLY_OK;
 }
 
+/* ids as a bigint[] literal in *lit; -1 when out of memory (lit freed). */
+static int ids_literal(strbuf *lit, const int64_t *ids, size_t n)
+{
+    size_t i;
+
+    strbuf_array_begin(lit);
+    for (i = 0; i < n; i++)
+        strbuf_array_elem_int(lit, (long long)ids[i]);
+    strbuf_array_end(lit);
+    if (lit->oom) {
+        strbuf_free(lit);
+        return -1;
+    }
+    return 0;
+}
+
 exactly_err store_dl_delete(PGconn *conn, const char *schema,
                             const int64_t *ids, size_t n, char *err,
                             size_t errsz)
@@ -234,16 +250,9 @@ exactly_err store_dl_delete(PGconn *conn, const char *schema,
     strbuf lit = {0};
     const char *params[1];
     exactly_err rc;
-    size_t i;
 
-    strbuf_array_begin(&lit);
-    for (i = 0; i < n; i++)
-        strbuf_array_elem_int(&lit, (long long)ids[i]);
-    strbuf_array_end(&lit);
-    if (lit.oom) {
-        strbuf_free(&lit);
+    if (ids_literal(&lit, ids, n) != 0)
         return oom(err, errsz);
-    }
     params[0] = strbuf_str(&lit);
     rc = store_exec(conn, schema,
                     "DELETE FROM %1$s.dead_letters WHERE id = ANY($1::bigint[])",
@@ -262,14 +271,8 @@ exactly_err store_dl_attempts(PGconn *conn, const char *schema,
     exactly_err rc;
     size_t i;
 
-    strbuf_array_begin(&lit);
-    for (i = 0; i < n; i++)
-        strbuf_array_elem_int(&lit, (long long)ids[i]);
-    strbuf_array_end(&lit);
-    if (lit.oom) {
-        strbuf_free(&lit);
+    if (ids_literal(&lit, ids, n) != 0)
         return oom(err, errsz);
-    }
     params[0] = strbuf_str(&lit);
     /* One row per id, in the order given. */
     rc = store_exec(conn, schema,
