@@ -73,11 +73,6 @@ int worker_poll(worker *w, int timeout)
     return 1 + take_queued(w, max > 1 ? max - 1 : 0);
 }
 
-/* Batches' worth of messages drained beyond one per partition. */
-#define DRAIN_RESERVE_BATCHES 8
-/* The most messages one drain takes (take_queued's run). */
-#define DRAIN_STEP 256
-
 /* While a batch waits for PostgreSQL: take what Kafka has into the
  * buffers, so the next batch is ready when this one commits. Only
  * buffering happens here; a rebalance is deferred (in_cycle). */
@@ -88,25 +83,12 @@ static int drain_kafka(void *arg)
     size_t cap;
     size_t i;
 
-    /* One batch ahead per partition is what the next round needs, and
-     * DRAIN_RESERVE_BATCHES more in all: during a backlog librdkafka's
-     * queue holds one partition's fetch after another, so a drain of one
-     * batch per partition mostly fills one partition and the others' next
-     * batches leave short. With the reserve they leave full (measured
-     * with four partitions: 300-305 transactions for 300,000 messages
-     * instead of 308-324, 5-8 % more messages a second). The rest
-     * waits in librdkafka's queue, which bounds its own size; the reserve
-     * does not grow with the partitions. */
+    /* About one batch ahead per partition is all the next round needs;
+     * the rest waits in librdkafka's queue, which bounds its own size. */
     for (i = 0; i < w->eng.n_parts; i++)
         buffered += w->eng.parts[i]->n_buf;
-    cap = (size_t)w->p->batch.max_messages *
-          ((w->eng.n_parts > 2 ? w->eng.n_parts : 2) + DRAIN_RESERVE_BATCHES);
-    if (buffered >= cap)
-        return 0;
-    /* A run at a time: the caller looks at the database's socket between
-     * calls, and an answer that has come waits for no more than one. */
-    return take_queued(w, cap - buffered < DRAIN_STEP ? cap - buffered
-                                                      : DRAIN_STEP);
+    cap = (size_t)w->p->batch.max_messages * (w->eng.n_parts > 2 ? w->eng.n_parts : 2);
+    return buffered < cap ? take_queued(w, cap - buffered) : 0;
 }
 
 /* Enters (on) or leaves a cycle: while PostgreSQL answers, Kafka is
