@@ -21,24 +21,6 @@
 
 typedef enum dlq_action { DLQ_LIST, DLQ_SHOW, DLQ_REPLAY, DLQ_DISCARD } dlq_action;
 
-void dlq_one_line(const char *s, char *out, size_t width)
-{
-    char *shown = exactly_printable(s);
-    const char *src = shown ? shown : "(out of memory)";
-    size_t n = strlen(src), cut;
-
-    if (n <= width) {
-        memcpy(out, src, n + 1);
-    } else {
-        cut = width - 3;
-        while (cut > 0 && ((unsigned char)src[cut] & 0xC0) == 0x80)
-            cut--;
-        memcpy(out, src, cut);
-        memcpy(out + cut, "...", 4);
-    }
-    free(shown);
-}
-
 /* The selected dead letters and how many match; -1 after saying why
  * (action names the command in the message). */
 static int select_rows(PGconn *conn, const exactly_config *cfg,
@@ -104,7 +86,7 @@ static int print_list(const store_dl_row *rows, size_t n)
         snprintf(off, sizeof(off), "%" PRId64, d->offset);
         snprintf(att, sizeof(att), "%" PRId64, d->attempts);
         to_seconds(d->last_failed_at, last, sizeof(last));
-        dlq_one_line(d->reason ? d->reason : "", reason, DLQ_REASON_WIDTH);
+        cli_cell_line(d->reason ? d->reason : "", reason, DLQ_REASON_WIDTH);
         cells[0] = id;
         cells[1] = d->topic;
         cells[2] = part;

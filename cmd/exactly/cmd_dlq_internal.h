@@ -18,11 +18,6 @@
 /* What replay does, for --help (and the README says the same). */
 extern const char dlq_replay_help[];
 
-/* s for a table cell: control bytes shown escaped (exactly_printable),
- * cut to width (on a UTF-8 character boundary) with "..." when longer.
- * out holds width + 1 bytes. */
-void dlq_one_line(const char *s, char *out, size_t width);
-
 /* Runs the replay of s on conn and prints its outcome; the exit code. */
 int dlq_do_replay(PGconn *conn, const exactly_config *cfg,
                   const cfg_pipeline *p, const ops_dlq_sel *s);

@@ -72,7 +72,7 @@ static void print_left(const ops_dlq_replayed *r)
         else if (r->outcome[i] == OPS_DL_NO_ROW)
             snprintf(why, sizeof(why), "lookup found no row");
         else
-            dlq_one_line(r->reason[i] ? r->reason[i] : "failed by handler", why,
+            cli_cell_line(r->reason[i] ? r->reason[i] : "failed by handler", why,
                      DLQ_REASON_WIDTH);
         cells[0] = id;
         cells[1] = d->topic;

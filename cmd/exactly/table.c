@@ -126,3 +126,21 @@ void cli_fmt_i64(char *buf, size_t n, int ok, int64_t v)
     else
         snprintf(buf, n, "-");
 }
+
+void cli_cell_line(const char *s, char *out, size_t width)
+{
+    char *shown = exactly_printable(s);
+    const char *src = shown ? shown : "(out of memory)";
+    size_t n = strlen(src), cut;
+
+    if (n <= width) {
+        memcpy(out, src, n + 1);
+    } else {
+        cut = width - 3;
+        while (cut > 0 && ((unsigned char)src[cut] & 0xC0) == 0x80)
+            cut--;
+        memcpy(out, src, cut);
+        memcpy(out + cut, "...", 4);
+    }
+    free(shown);
+}

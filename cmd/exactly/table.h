@@ -35,4 +35,9 @@ void cli_table_free(cli_table *t);
 /* v in decimal into buf, or "-" when not ok (not known). */
 void cli_fmt_i64(char *buf, size_t n, int ok, int64_t v);
 
+/* s for a table cell: control bytes shown escaped (exactly_printable),
+ * cut to width (on a UTF-8 character boundary) with "..." when longer.
+ * out holds width + 1 bytes. */
+void cli_cell_line(const char *s, char *out, size_t width);
+
 #endif
