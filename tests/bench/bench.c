@@ -1772,20 +1772,74 @@ static void run_scale(bench *b, int parts, int rate, double duration,
 
 /* ---- callgrind: instructions per message --------------------------------- */
 
-/* The instructions callgrind counted in the profile at path. */
-static uint64_t callgrind_total(const char *path)
-{
-    char *text = tk_read_file(path);
-    char *tot;
-    uint64_t ir;
+/* Where a profile's instructions ran, by shared object: the program
+ * itself (exactly, or the loop), librdkafka, the C library (its allocator
+ * and locks serve librdkafka's per-message objects), libpq, the rest. */
+enum { CG_OWN, CG_RDKAFKA, CG_LIBC, CG_LIBPQ, CG_REST, CG_N };
+static const char *const cg_names[CG_N] = {"own code", "librdkafka", "libc",
+                                           "libpq", "other"};
 
-    TK_CHECK(text != NULL, "no callgrind output %s", path);
-    tot = strstr(text, "\nsummary: ");
-    if (!tot)
-        tot = strstr(text, "\ntotals: ");
-    TK_CHECK(tot != NULL, "no totals in %s", path);
-    ir = strtoull(strchr(tot, ':') + 1, NULL, 10);
-    free(text);
+static int cg_class(const char *object)
+{
+    const char *base = strrchr(object, '/');
+
+    base = base ? base + 1 : object;
+    if (!strncmp(base, "librdkafka.", 11))
+        return CG_RDKAFKA;
+    if (!strncmp(base, "libc.", 5))
+        return CG_LIBC;
+    if (!strncmp(base, "libpq.", 6))
+        return CG_LIBPQ;
+    if (!strcmp(base, "exactly") || !strcmp(base, "exactly-bench"))
+        return CG_OWN;
+    return CG_REST;
+}
+
+/* The instructions callgrind counted in the profile at path (its
+ * summary), and in by[] each object class's own (self) instructions:
+ * every cost line of the profile but those that follow a calls= line,
+ * which repeat the callee's inclusive cost. */
+static uint64_t callgrind_total(const char *path, uint64_t by[CG_N])
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int cls[4096];
+    int cur = CG_REST, skip = 0;
+    uint64_t ir = 0;
+
+    TK_CHECK(f != NULL, "no callgrind output %s", path);
+    memset(by, 0, CG_N * sizeof(*by));
+    for (size_t i = 0; i < sizeof(cls) / sizeof(cls[0]); i++)
+        cls[i] = CG_REST;
+    while (fgets(line, sizeof(line), f)) {
+        char *sp;
+        if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8)) {
+            ir = strtoull(strchr(line, ':') + 1, NULL, 10);
+        } else if (!strncmp(line, "ob=(", 4) || !strncmp(line, "cob=(", 5)) {
+            /* "ob=(n) name" names object n, "ob=(n)" refers to it; a
+             * callee's (cob=) may be named first. */
+            int callee = line[0] == 'c';
+            long id = strtol(line + (callee ? 5 : 4), &sp, 10);
+            TK_CHECK(id >= 0 && id < 4096, "object id %ld in %s", id, path);
+            if (sp[0] == ')' && sp[1] == ' ') {
+                sp[strcspn(sp, "\n")] = '\0';
+                cls[id] = cg_class(sp + 2);
+            }
+            if (!callee)
+                cur = cls[id];
+        } else if (!strncmp(line, "calls=", 6)) {
+            skip = 1;
+        } else if ((line[0] >= '0' && line[0] <= '9') || line[0] == '+' ||
+                   line[0] == '-' || line[0] == '*') {
+            /* "position cost": the cost follows the position. */
+            sp = strchr(line, ' ');
+            if (sp && !skip)
+                by[cur] += strtoull(sp + 1, NULL, 10);
+            skip = 0;
+        }
+    }
+    fclose(f);
+    TK_CHECK(ir > 0, "no totals in %s", path);
     return ir;
 }
 
@@ -1793,7 +1847,7 @@ static uint64_t callgrind_total(const char *path)
  * build's while b->cur_bin is set) or, with ceiling, by the hand-written
  * loop (c); returns the instructions counted. */
 static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
-                              int ceiling)
+                              int ceiling, uint64_t by[CG_N])
 {
     char topic[80], name[64], cfg[700], logp[700], out[600], outarg[720];
     char self[600], batch[16];
@@ -1842,20 +1896,28 @@ static uint64_t callgrind_run(bench *b, size_t n, const char *valgrind,
                                           "%s.offsets WHERE pipeline = '%s'",
                                    ceiling ? "exactly" : wschema(b), name),
                       (int64_t)n, "messages consumed under callgrind");
-    return callgrind_total(out);
+    return callgrind_total(out, by);
 }
 
 /* Instructions per message: the slope between runs of n1 and n2 messages,
- * so start-up and shut-down cancel out. */
+ * so start-up and shut-down cancel out; printed also by object, the same
+ * slope of each one's own instructions. */
 static double run_callgrind(bench *b, size_t n1, size_t n2, int ceiling)
 {
     const char *vg = getenv("EXACTLY_VALGRIND") ? getenv("EXACTLY_VALGRIND")
                                                 : "valgrind";
-    uint64_t i1 = callgrind_run(b, n1, vg, ceiling);
-    uint64_t i2 = callgrind_run(b, n2, vg, ceiling);
+    uint64_t by1[CG_N], by2[CG_N];
+    uint64_t i1 = callgrind_run(b, n1, vg, ceiling, by1);
+    uint64_t i2 = callgrind_run(b, n2, vg, ceiling, by2);
+    int k;
 
     printf("     callgrind: %zu messages %" PRIu64 " instructions, %zu "
            "messages %" PRIu64 " instructions\n", n1, i1, n2, i2);
+    printf("     per message by object:");
+    for (k = 0; k < CG_N; k++)
+        printf("%s %s %.0f", k ? "," : "", cg_names[k],
+               ((double)by2[k] - (double)by1[k]) / (double)(n2 - n1));
+    printf("\n");
     return ((double)i2 - (double)i1) / (double)(n2 - n1);
 }
 
