@@ -8,7 +8,7 @@ trap 'rm -f "$out"' EXIT
 # valgrind cannot run a worker built with AddressSanitizer (the default
 # test build): the instructions per message are then left out.
 cg=(--callgrind)
-figures=('worker instructions/msg')
+figures=('worker instructions/msg' 'per message by object: own code')
 if ldd "${EXACTLY_BIN:?}" 2>/dev/null | grep -q libasan || ! command -v valgrind >/dev/null; then
   echo "bench_quick: sanitizer build or no valgrind: no callgrind figure"
   cg=()
