@@ -18,13 +18,12 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli_kit.h"
+#include "dlq_kit.h"
 #include "testkit.h"
 
 #define TOPIC "deferred"
@@ -34,46 +33,19 @@
 int main(void)
 {
     cli_kit c;
-    tk_config cfg;
-    tk_pipeline *pl = &cfg.pipelines[0];
-    char log[600];
     int64_t stored, refused;
-    pid_t pid;
     int status;
 
     cli_kit_start(&c, "deferred_constraint", TOPIC, 1, "deferred.yaml", 0);
-    cli_kit_produce_ids(&c, TOPIC, 6, 6, 1, NULL);
-    tk_sql(c.db, "CREATE TABLE groups (id int PRIMARY KEY);"
-                 "INSERT INTO groups VALUES (1);"
-                 "CREATE TABLE src (id bigint PRIMARY KEY, grp int);"
-                 "INSERT INTO src SELECT g, CASE WHEN g IN (3, 4) THEN 9"
-                 " ELSE 1 END FROM generate_series(1, 6) g;"
-                 "CREATE TABLE view (id bigint PRIMARY KEY, grp int"
-                 " REFERENCES groups (id) DEFERRABLE INITIALLY DEFERRED)");
-
-    tk_config_init(&cfg, c.bootstraps, c.conninfo);
-    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    pl->name = PIPELINE;
-    pl->topics[0] = TOPIC;
-    pl->id_from = "key";
-    pl->id_type = "bigint";
-    pl->lookup_table = "src";
-    tk_upsert_handler(pl, "view", (const char *[]){"id", "grp", NULL});
-    pl->max_messages = 10;
-    pl->max_wait_ms = 50;
-    tk_config_write(c.cfg, &cfg);
-    cli_kit_migrate(&c);
-
-    snprintf(log, sizeof(log), "%s/worker.log", c.dir);
-    pid = tk_worker_start(c.cfg, 3000, log, NULL);
-    stored = tk_sql_wait_int64(c.db, 6, WAIT_MS,
-                               "SELECT coalesce((SELECT next_offset FROM"
-                               " exactly.offsets WHERE pipeline = '"
-                               PIPELINE "'), 0)");
-    refused = tk_log_lines_with(log, "violates foreign key constraint", NULL);
-    if (stored != 6)
-        kill(pid, SIGTERM);
-    status = tk_worker_wait(pid, 60000, log);
+    dlq_bad_pair_setup(&c, PIPELINE, TOPIC,
+                       "CREATE TABLE groups (id int PRIMARY KEY);"
+                       "INSERT INTO groups VALUES (1);"
+                       "CREATE TABLE view (id bigint PRIMARY KEY, grp int"
+                       " REFERENCES groups (id) DEFERRABLE INITIALLY"
+                       " DEFERRED)");
+    stored = cli_kit_worker_to_offset(&c, PIPELINE, 6, WAIT_MS,
+                                      "violates foreign key constraint",
+                                      &refused, &status);
     TK_CHECK(stored == 6,
              "%d ms after the start the stored offset is %lld of 6, and the "
              "log holds %lld line(s) of the deferred foreign key's "

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cli_kit.h"
+#include "dlq_kit.h"
 #include "own_cluster.h"
 #include "testkit.h"
 
@@ -38,16 +39,10 @@ typedef struct hunter {
 static void write_config(cli_kit *c)
 {
     tk_config cfg;
-    tk_pipeline *pl = &cfg.pipelines[0];
+    tk_pipeline *pl = dlq_view_pipeline(c, &cfg, PIPELINE, TOPIC, "bigint",
+                                        (const char *[]){"id", "name", NULL});
 
-    tk_config_init(&cfg, c->bootstraps, c->conninfo);
-    pl->name = PIPELINE;
-    pl->topics[0] = TOPIC;
-    pl->id_from = "key";
-    pl->id_type = "bigint";
-    pl->lookup_table = "src";
     pl->on_missing = "skip";
-    tk_upsert_handler(pl, "view", (const char *[]){"id", "name", NULL});
     pl->max_messages = 100;
     pl->max_wait_ms = 50;
     tk_config_write(c->cfg, &cfg);
@@ -95,22 +90,10 @@ int main(void)
     tk_tmpdir("exactly-dlq-commit-unknown", dir, sizeof dir);
     own_cluster_start(dir);
     cli_kit_start(&c, "dlq_commit_unknown", TOPIC, 1, "unknown.yaml", 0);
-    tk_sql(c.db, "CREATE TABLE src (id bigint PRIMARY KEY, name text);"
-                 "INSERT INTO src SELECT g, 'name ' || g FROM"
-                 " generate_series(1, %d) g;"
-                 "CREATE TABLE view (id bigint PRIMARY KEY, name text)",
-           N_LETTERS);
+    dlq_named_tables(&c, N_LETTERS);
     write_config(&c);
     cli_kit_migrate(&c);
-    tk_sql(c.db,
-           "INSERT INTO exactly.dead_letters (pipeline, topic, partition,"
-           " \"offset\", message_key, message_key_length, message_key_sha256,"
-           " entity_id, reason)"
-           " SELECT '" PIPELINE "', '" TOPIC "', 0, g - 1,"
-           " convert_to(g::text, 'UTF8'), length(g::text),"
-           " sha256(convert_to(g::text, 'UTF8')), g::text, 'planted'"
-           " FROM generate_series(1, %d) g",
-           N_LETTERS);
+    dlq_plant_series(&c, PIPELINE, TOPIC, N_LETTERS);
 
     /* Every commit from here on waits for the absent standby; the test's
      * own session does not. */

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "cli_kit.h"
+#include "dlq_kit.h"
 #include "testkit.h"
 
 #define TOPIC "dlq-fused"
@@ -37,18 +38,11 @@
 static void write_config(cli_kit *c, const char *on_missing, int delete_missing)
 {
     tk_config cfg;
-    tk_pipeline *pl = &cfg.pipelines[0];
+    tk_pipeline *pl = dlq_view_pipeline(c, &cfg, PIPELINE, TOPIC, "bigint",
+                                        (const char *[]){"id", "name", NULL});
 
-    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
-    pl->name = PIPELINE;
-    pl->topics[0] = TOPIC;
-    pl->id_from = "key";
-    pl->id_type = "bigint";
-    pl->lookup_table = "src";
     pl->on_missing = on_missing;
-    tk_upsert_handler(pl, "view",
-                      (const char *[]){"id", "name", NULL});
     pl->options_yaml = delete_missing ? "        delete_missing: true\n"
                                       : "        delete_missing: false\n";
     pl->max_messages = 10;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "cli_kit.h"
+#include "dlq_kit.h"
 #include "testkit.h"
 
 #define TOPIC "dlq-large"
@@ -41,17 +42,11 @@
 static void write_config(cli_kit *c)
 {
     tk_config cfg;
-    tk_pipeline *pl = &cfg.pipelines[0];
+    tk_pipeline *pl = dlq_view_pipeline(c, &cfg, PIPELINE, TOPIC, "bigint",
+                                        (const char *[]){"id", "name", NULL});
 
-    tk_config_init(&cfg, c->bootstraps, c->conninfo);
     cfg.idle_in_transaction_timeout_ms = IDLE_MS;
-    pl->name = PIPELINE;
-    pl->topics[0] = TOPIC;
-    pl->id_from = "key";
-    pl->id_type = "bigint";
-    pl->lookup_table = "src";
     pl->on_missing = "skip";
-    tk_upsert_handler(pl, "view", (const char *[]){"id", "name", NULL});
     pl->max_messages = 1000;
     pl->max_wait_ms = 50;
     tk_config_write(c->cfg, &cfg);
@@ -66,24 +61,12 @@ int main(void)
 
     cli_kit_start(&c, "dlq_large", TOPIC, 1, "large.yaml", 0);
     c.cmd_timeout_ms = CMD_TIMEOUT_MS;
-    tk_sql(c.db, "CREATE TABLE src (id bigint PRIMARY KEY, name text);"
-                 "INSERT INTO src SELECT g, 'name ' || g FROM"
-                 " generate_series(1, %d) g;"
-                 "CREATE TABLE view (id bigint PRIMARY KEY, name text)",
-           N_LETTERS);
+    dlq_named_tables(&c, N_LETTERS);
     write_config(&c);
     cli_kit_migrate(&c);
     /* Letter g: offset g - 1, key and entity ID g, as the worker would
      * have written them (key length and digest included). */
-    tk_sql(c.db,
-           "INSERT INTO exactly.dead_letters (pipeline, topic, partition,"
-           " \"offset\", message_key, message_key_length, message_key_sha256,"
-           " entity_id, reason)"
-           " SELECT '" PIPELINE "', '" TOPIC "', 0, g - 1,"
-           " convert_to(g::text, 'UTF8'), length(g::text),"
-           " sha256(convert_to(g::text, 'UTF8')), g::text, 'planted'"
-           " FROM generate_series(1, %d) g",
-           N_LETTERS);
+    dlq_plant_series(&c, PIPELINE, TOPIC, N_LETTERS);
     TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), N_LETTERS,
                       "dead letters planted");
 

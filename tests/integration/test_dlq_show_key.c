@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cli_kit.h"
+#include "dlq_kit.h"
 #include "testkit.h"
 
 #define TOPIC "dlq-show-key"
@@ -28,33 +29,11 @@
 static void write_config(cli_kit *c)
 {
     tk_config cfg;
-    tk_pipeline *pl = &cfg.pipelines[0];
+    tk_pipeline *pl = dlq_view_pipeline(c, &cfg, PIPELINE, TOPIC, "text",
+                                        (const char *[]){"id", NULL});
 
-    tk_config_init(&cfg, c->bootstraps, c->conninfo);
-    pl->name = PIPELINE;
-    pl->topics[0] = TOPIC;
-    pl->id_from = "key";
-    pl->id_type = "text";
-    pl->lookup_table = "src";
     pl->on_missing = "skip";
-    tk_upsert_handler(pl, "view", (const char *[]){"id", NULL});
     tk_config_write(c->cfg, &cfg);
-}
-
-/* Plants the dead letter of key (an SQL text expression) at offset, as the
- * worker writes it; returns its id as text (malloc'd). */
-static char *plant(cli_kit *c, int offset, const char *key)
-{
-    return tk_sql_text(
-        c->db,
-        "INSERT INTO exactly.dead_letters (pipeline, topic, partition,"
-        " \"offset\", message_key, message_key_length, message_key_sha256,"
-        " entity_id, reason)"
-        " SELECT '" PIPELINE "', '" TOPIC "', 0, %d,"
-        " substring(k FROM 1 FOR 1024), octet_length(k), sha256(k), NULL,"
-        " 'planted' FROM (SELECT convert_to(%s, 'UTF8') AS k) s"
-        " RETURNING id::text",
-        offset, key);
 }
 
 /* `dlq show --id id`: its output (malloc'd); fails unless it exits 0. */
@@ -77,8 +56,8 @@ int main(void)
                  "CREATE TABLE view (id text PRIMARY KEY)");
     write_config(&c);
     cli_kit_migrate(&c);
-    long_id = plant(&c, 0, LONG_KEY);
-    short_id = plant(&c, 1, SHORT_KEY);
+    long_id = dlq_plant_key(&c, PIPELINE, TOPIC, 0, LONG_KEY);
+    short_id = dlq_plant_key(&c, PIPELINE, TOPIC, 1, SHORT_KEY);
     long_sha = tk_sql_text(c.db, "SELECT encode(sha256(convert_to(" LONG_KEY
                                  ", 'UTF8')), 'hex')");
     short_sha = tk_sql_text(c.db, "SELECT encode(sha256(convert_to(" SHORT_KEY

@@ -38,18 +38,9 @@ int main(void)
     if (!faults_built || strcmp(faults_built, "1") != 0)
         tk_skip("the relay_outcome_collect fault site needs a build with "
                 "EXACTLY_FAULT_INJECTION");
-    relay_fixture_start(&f, "relay_oom", NULL);
-    tk_mock_create_topic(f.mock, TOPIC, N_PARTITIONS);
-    tk_mock_create_topic(f.mock, POSITIONS, 1);
-    relay_fixture_config(&f, &(relay_config){.name = "oom",
-                                             .topic = TOPIC,
-                                             .transactional = 1,
-                                             .position_topic = POSITIONS,
-                                             .batch_size = 50,
-                                             .kafka = "linger.ms: 5"});
-    tk_sql(f.db, "INSERT INTO exactly.outbox (key, value) SELECT "
-                 "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, "
-                 "%d) g", ROWS);
+    relay_fixture_start_txn(&f, "relay_oom", "oom", TOPIC, N_PARTITIONS,
+                            POSITIONS, NULL);
+    relay_insert_rows(f.db, ROWS);
 
     /* The first batch (all the rows) is committed in Kafka; recording
      * its outcome in PostgreSQL then runs out of memory. */

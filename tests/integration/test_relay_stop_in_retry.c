@@ -33,7 +33,6 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,24 +56,6 @@
 /* Refusals that end within a few seconds (retry.backoff.ms: 100). */
 #define SLOW_REFUSALS 30
 
-/* Sends SIGTERM to the relay and waits STOP_BOUND_MS for it to end;
- * fails the test (the relay is then killed with the test) otherwise.
- * Returns its exit status. */
-static int stop_within_bound(pid_t relay, const char *log, const char *what)
-{
-    int64_t t0 = tk_now_ms();
-    int status;
-
-    tk_kill(relay, SIGTERM);
-    status = tk_wait(relay, STOP_BOUND_MS);
-    LEDGER_CHECK_LOG(status != -1, log,
-                     "%s: the relay still runs %d ms after SIGTERM", what,
-                     STOP_BOUND_MS);
-    tk_note("%s: the relay ended %lld ms after SIGTERM, status %d", what,
-            (long long)(tk_now_ms() - t0), status);
-    return status;
-}
-
 int main(void)
 {
     relay_fixture f;
@@ -86,24 +67,13 @@ int main(void)
     int status, waited;
     size_t i;
 
-    relay_fixture_start(&f, "relay_stop", NULL);
+    relay_fixture_start_txn(&f, "relay_stop", "stopper", TOPIC, N_PARTITIONS,
+                            POSITIONS, "  lock_timeout_ms: 300\n");
     bs = f.bootstraps;
     db = f.db;
-    tk_mock_create_topic(f.mock, TOPIC, N_PARTITIONS);
-    tk_mock_create_topic(f.mock, POSITIONS, 1);
-    relay_fixture_config(&f, &(relay_config){
-                                 .name = "stopper",
-                                 .topic = TOPIC,
-                                 .transactional = 1,
-                                 .position_topic = POSITIONS,
-                                 .batch_size = 50,
-                                 .kafka = "linger.ms: 5",
-                                 .postgres_yaml = "  lock_timeout_ms: 300\n"});
 
     /* 1. The PostgreSQL side of the commit does not go through. */
-    tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
-               "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
-               "g", ROWS);
+    relay_insert_rows(db, ROWS);
     locker = tk_pg_connect(f.conninfo);
     tk_sql(locker, "BEGIN");
     tk_sql(locker, "LOCK TABLE exactly.outbox IN EXCLUSIVE MODE");
@@ -115,9 +85,7 @@ int main(void)
     LEDGER_CHECK_LOG(tk_wait_log(f.log, "applying the position failed", 2,
                                  relay, 20000, &status),
                      f.log, "the relay did not retry (status %d)", status);
-    status = stop_within_bound(relay, f.log, "postgres");
-    LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d after SIGTERM",
-                     status);
+    relay_stop_within(relay, STOP_BOUND_MS, f.log, "postgres");
     TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM exactly.outbox "
                                        "WHERE published_at IS NOT NULL"),
                       0, "rows marked through the lock");
@@ -130,9 +98,7 @@ int main(void)
     relay_check_exactly_once(db, bs, TOPIC, N_PARTITIONS, NULL, "postgres");
 
     /* 2. The Kafka commit gets no answer. */
-    tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
-               "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
-               "g", ROWS);
+    relay_insert_rows(db, ROWS);
     positions = tk_high_watermark(bs, POSITIONS, 0);
     for (i = 0; i < END_TXN_REFUSALS; i++)
         refusals[i] = RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
@@ -151,9 +117,7 @@ int main(void)
     tk_sleep_ms(1000);
     LEDGER_CHECK_LOG(tk_wait(relay, 0) == -1, f.log,
                      "the relay ended before it was asked to stop");
-    status = stop_within_bound(relay, f.log, "kafka");
-    LEDGER_CHECK_LOG(status == 0, f.log, "relay exit status %d after SIGTERM",
-                     status);
+    relay_stop_within(relay, STOP_BOUND_MS, f.log, "kafka");
     LEDGER_CHECK_LOG(tk_file_contains(f.log, "stopped before the kafka commit "
                                              "was answered"),
                      f.log, "the relay did not say the commit went "
@@ -168,9 +132,7 @@ int main(void)
 
     /* 3. A commit that needs several of the relay's waits (the refusals
      * last about 3 s) is resumed until it answers, not abandoned. */
-    tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
-               "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
-               "g", ROWS);
+    relay_insert_rows(db, ROWS);
     rd_kafka_mock_push_request_errors_array(tk_mock_cluster(f.mock),
                                             API_END_TXN, SLOW_REFUSALS,
                                             refusals);

@@ -32,7 +32,6 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,29 +62,12 @@
  * wait_reports), and a margin. */
 #define IN_FLIGHT_GRACE_MS 5000
 
-/* Sends SIGTERM to the relay and waits STOP_BOUND_MS for it to end;
- * fails the test (the relay is then killed with the test) otherwise.
- * Returns its exit status. */
-static int stop_within_bound(pid_t relay, const char *log, const char *what)
+/* Gives the broker's answers a response time of rtt_ms (0: at once). */
+static void set_rtt(rd_kafka_mock_cluster_t *mc, int rtt_ms)
 {
-    int64_t t0 = tk_now_ms();
-    int status;
-
-    tk_kill(relay, SIGTERM);
-    status = tk_wait(relay, STOP_BOUND_MS);
-    LEDGER_CHECK_LOG(status != -1, log,
-                     "%s: the relay still runs %d ms after SIGTERM", what,
-                     STOP_BOUND_MS);
-    tk_note("%s: the relay ended %lld ms after SIGTERM, status %d", what,
-            (long long)(tk_now_ms() - t0), status);
-    return status;
-}
-
-static void insert_rows(PGconn *db)
-{
-    tk_sql(db, "INSERT INTO exactly.outbox (key, value) SELECT "
-               "convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d) "
-               "g", ROWS);
+    TK_CHECK(rd_kafka_mock_broker_set_rtt(mc, BROKER_ID, rtt_ms) ==
+                 RD_KAFKA_RESP_ERR_NO_ERROR,
+             "rd_kafka_mock_broker_set_rtt(%d ms)", rtt_ms);
 }
 
 /* Fails the test unless the relay said that a stop ended its wait for
@@ -145,19 +127,12 @@ int main(void)
     int status, p;
     size_t i;
 
-    relay_fixture_start(&f, "relay_unanswered", NULL);
+    relay_fixture_start_txn(&f, "relay_unanswered", "unanswered", TOPIC,
+                            N_PARTITIONS, POSITIONS, NULL);
     mc = tk_mock_cluster(f.mock);
-    tk_mock_create_topic(f.mock, TOPIC, N_PARTITIONS);
-    tk_mock_create_topic(f.mock, POSITIONS, 1);
-    relay_fixture_config(&f, &(relay_config){.name = "unanswered",
-                                             .topic = TOPIC,
-                                             .transactional = 1,
-                                             .position_topic = POSITIONS,
-                                             .batch_size = 50,
-                                             .kafka = "linger.ms: 5"});
 
     /* 1. init_transactions gets no answer. */
-    insert_rows(f.db);
+    relay_insert_rows(f.db, ROWS);
     for (i = 0; i < INIT_REFUSALS; i++)
         refusals[i] = RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
     rd_kafka_mock_push_request_errors_array(mc, API_INIT_PRODUCER_ID,
@@ -172,14 +147,13 @@ int main(void)
     tk_sleep_ms(1500);
     LEDGER_CHECK_LOG(tk_wait(relay, 0) == -1, log,
                      "init: the relay ended before it was asked to stop");
-    status = stop_within_bound(relay, log, "init");
-    LEDGER_CHECK_LOG(status == 0, log, "init: relay exit status %d", status);
+    relay_stop_within(relay, STOP_BOUND_MS, log, "init");
     check_said_stopped(log, "init_transactions", "init");
     check_none_marked(f.db, ROWS, "init: rows marked without a producer");
     rd_kafka_mock_clear_request_errors(mc, API_INIT_PRODUCER_ID);
     settle(&f, NULL, "init");
     snprintf(log, sizeof(log), "%s/slow_init.log", f.dir);
-    insert_rows(f.db);
+    relay_insert_rows(f.db, ROWS);
     rd_kafka_mock_push_request_errors_array(mc, API_INIT_PRODUCER_ID,
                                             SLOW_INIT_REFUSALS, refusals);
     status = relay_run_to_idle(f.config, 300, 60000, log);
@@ -196,23 +170,18 @@ int main(void)
     /* 2. abort_transaction gets no answer. */
     snprintf(log, sizeof(log), "%s/abort.log", f.dir);
     relay = relay_start(f.config, NULL, log);
-    insert_rows(f.db);
+    relay_insert_rows(f.db, ROWS);
     relay_wait_settled(f.db, log, 20000, "abort: first batch");
-    TK_CHECK(rd_kafka_mock_broker_set_rtt(mc, BROKER_ID, NO_ANSWER_RTT_MS) ==
-                 RD_KAFKA_RESP_ERR_NO_ERROR,
-             "rd_kafka_mock_broker_set_rtt");
-    insert_rows(f.db);
+    set_rtt(mc, NO_ANSWER_RTT_MS);
+    relay_insert_rows(f.db, ROWS);
     tk_sleep_ms(IN_FLIGHT_GRACE_MS + 1000);
     LEDGER_CHECK_LOG(tk_wait(relay, 0) == -1, log,
                      "abort: the relay ended before it was asked to stop");
-    status = stop_within_bound(relay, log, "abort");
-    LEDGER_CHECK_LOG(status == 0, log, "abort: relay exit status %d", status);
+    relay_stop_within(relay, STOP_BOUND_MS, log, "abort");
     check_said_stopped(log, "abort_transaction", "abort");
     check_none_marked(f.db, ROWS, "abort: rows of the unanswered batch "
                                   "marked");
-    TK_CHECK(rd_kafka_mock_broker_set_rtt(mc, BROKER_ID, 0) ==
-                 RD_KAFKA_RESP_ERR_NO_ERROR,
-             "rd_kafka_mock_broker_set_rtt");
+    set_rtt(mc, 0);
     settle(&f, NULL, "abort");
 
     /* 3. The position record's delivery report does not come. */
@@ -225,7 +194,7 @@ int main(void)
     for (p = 0; p < N_PARTITIONS; p++)
         open_from[p] = tk_high_watermark(f.bootstraps, TOPIC, p);
     positions = tk_high_watermark(f.bootstraps, POSITIONS, 0);
-    insert_rows(f.db);
+    relay_insert_rows(f.db, ROWS);
     setenv("EXACTLY_FAULTS", "relay_txn_sent:1", 1);
     relay = relay_start(f.config, NULL, log);
     unsetenv("EXACTLY_FAULTS");
@@ -233,26 +202,20 @@ int main(void)
                                  relay, 20000, &status),
                      log, "position: the relay never reached the fault "
                           "(status %d)", status);
-    TK_CHECK(rd_kafka_mock_broker_set_rtt(mc, BROKER_ID, NO_ANSWER_RTT_MS) ==
-                 RD_KAFKA_RESP_ERR_NO_ERROR,
-             "rd_kafka_mock_broker_set_rtt");
+    set_rtt(mc, NO_ANSWER_RTT_MS);
     /* The pause lasts 6 s; then the position record waits. */
     tk_sleep_ms(6000 + 1500);
     LEDGER_CHECK_LOG(tk_wait(relay, 0) == -1, log,
                      "position: the relay ended before it was asked to "
                      "stop");
-    status = stop_within_bound(relay, log, "position");
-    LEDGER_CHECK_LOG(status == 0, log, "position: relay exit status %d",
-                     status);
+    relay_stop_within(relay, STOP_BOUND_MS, log, "position");
     LEDGER_CHECK_LOG(tk_file_contains(log, "the position record failed"),
                      log, "position: the relay did not give the position "
                           "record up");
     check_said_stopped(log, "abort_transaction", "position");
     check_none_marked(f.db, ROWS, "position: rows marked though the "
                                   "transaction did not commit");
-    TK_CHECK(rd_kafka_mock_broker_set_rtt(mc, BROKER_ID, 0) ==
-                 RD_KAFKA_RESP_ERR_NO_ERROR,
-             "rd_kafka_mock_broker_set_rtt");
+    set_rtt(mc, 0);
     for (p = 0; p < N_PARTITIONS; p++)
         open_to[p] = tk_high_watermark(f.bootstraps, TOPIC, p);
     TK_CHECK_EQ_INT64(tk_high_watermark(f.bootstraps, POSITIONS, 0),

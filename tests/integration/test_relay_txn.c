@@ -127,17 +127,10 @@ int main(void)
     tk_note("seed %llu (EXACTLY_TEST_SEED replays it)",
             (unsigned long long)seed);
 
-    relay_fixture_start(&f, "relay_txn", NULL);
+    relay_fixture_start_txn(&f, "relay_txn", "txn", TOPIC, N_PARTITIONS,
+                            POSITIONS, NULL);
     bs = f.bootstraps;
     db = f.db;
-    tk_mock_create_topic(f.mock, TOPIC, N_PARTITIONS);
-    tk_mock_create_topic(f.mock, POSITIONS, 1);
-    relay_fixture_config(&f, &(relay_config){.name = "txn",
-                                             .topic = TOPIC,
-                                             .transactional = 1,
-                                             .position_topic = POSITIONS,
-                                             .batch_size = 50,
-                                             .kafka = "linger.ms: 5"});
 
     /* 1. Published in transactions, once each; the first batch's
      * transaction fails (the broker refuses to add the topic's partitions,

@@ -73,13 +73,6 @@ static void write_config(cli_kit *c)
     cli_exactly((c), (out), "reprocess", "--pipeline", LEDGER_PIPELINE,     \
                 __VA_ARGS__)
 
-static int wanted(const char *name)
-{
-    const char *only = getenv("EXACTLY_TEST_ONLY");
-
-    return !only || !*only || strstr(only, name) != NULL;
-}
-
 /* The run number the result line names ("run N: ..."). */
 static int64_t printed_run(const char *out)
 {
@@ -100,6 +93,41 @@ static int64_t applied_rows(cli_kit *c, int64_t run, int p, int64_t lo, int64_t 
                         "SELECT count(*) FROM ledger_reprocess WHERE run = %"
                         PRId64 " AND partition = %d AND \"offset\" BETWEEN %"
                         PRId64 " AND %" PRId64, run, p, lo, hi);
+}
+
+/* Rows of run (its partitions' rows, under the parent run) whose status
+ * is done. */
+static int64_t rows_done(cli_kit *c, int64_t run)
+{
+    return tk_sql_int64(c->db, "SELECT count(*) FROM exactly.reprocess_runs"
+                               " WHERE parent = %" PRId64 " AND status ="
+                               " 'done'", run);
+}
+
+/* What the rows of run count as applied, summed. */
+static int64_t run_applied(cli_kit *c, int64_t run)
+{
+    return tk_sql_int64(c->db, "SELECT sum(applied) FROM"
+                               " exactly.reprocess_runs WHERE parent = %"
+                               PRId64, run);
+}
+
+/* Starts, in the background, a run over the whole topic (--from 0) at
+ * --rate 10, in batches of 5, output in log (a fresh dir/reprocess-NN.log,
+ * log_size bytes), and waits up to 30 s for it to say partition 0 is
+ * done. Returns its pid. */
+static pid_t start_slow_run(cli_kit *c, char *log, size_t log_size)
+{
+    const char *args[] = {"reprocess", "--pipeline", LEDGER_PIPELINE,
+                          "--topic", TOPIC, "--from", "0", "--batch", "5",
+                          "--rate", "10", "-c", c->cfg, NULL};
+    pid_t pid;
+
+    snprintf(log, log_size, "%s/reprocess-%02d.log", c->dir, ++c->n_cmd);
+    pid = tk_exactly_startv(log, args);
+    TK_CHECK(ledger_wait_log(log, "partition 0 done", 1, pid, 30000, NULL),
+             "partition 0 was not done within 30 s; log %s", log);
+    return pid;
 }
 
 static void scenario_offsets(cli_kit *c)
@@ -124,14 +152,8 @@ static void scenario_offsets(cli_kit *c)
     TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 10, 29), 20, "partition 0 10..29");
     TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, 1000), 31, "partition 1 rows");
     TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 10, 40), 31, "partition 1 10..40");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
-                                          "exactly.reprocess_runs WHERE parent = %"
-                                          PRId64 " AND status = 'done'", run),
-                      2, "rows of the run, done");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT sum(applied) FROM "
-                                          "exactly.reprocess_runs WHERE parent = %"
-                                          PRId64, run),
-                      51, "applied, counted per row");
+    TK_CHECK_EQ_INT64(rows_done(c, run), 2, "rows of the run, done");
+    TK_CHECK_EQ_INT64(run_applied(c, run), 51, "applied, counted per row");
     TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
                                           "exactly.reprocess_runs WHERE parent = %"
                                           PRId64 " AND partition = 2", run),
@@ -153,15 +175,8 @@ static void scenario_resume(cli_kit *c)
     char log[512], run_s[24], *out;
     int64_t run, next1;
     int st, i;
-    pid_t pid;
-    const char *args[] = {"reprocess", "--pipeline", LEDGER_PIPELINE,
-                          "--topic", TOPIC, "--from", "0", "--batch", "5",
-                          "--rate", "10", "-c", c->cfg, NULL};
+    pid_t pid = start_slow_run(c, log, sizeof log);
 
-    snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n_cmd);
-    pid = tk_exactly_startv(log, args);
-    TK_CHECK(ledger_wait_log(log, "partition 0 done", 1, pid, 30000, NULL),
-             "partition 0 was not done within 30 s; log %s", log);
     /* ... and partition 1 committed a batch or more. */
     for (i = 0; i < 1500; i++) {
         if (tk_sql_int64(c->db, "SELECT count(*) FROM exactly.reprocess_runs"
@@ -199,14 +214,9 @@ static void scenario_resume(cli_kit *c)
     free(out);
     TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 0, N0 - 1), N0, "partition 0");
     TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, N1 - 1), N1, "partition 1");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
-                                          "exactly.reprocess_runs WHERE parent = %"
-                                          PRId64 " AND status = 'done'", run),
-                      2, "rows of the resumed run, done");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT sum(applied) FROM "
-                                          "exactly.reprocess_runs WHERE parent = %"
-                                          PRId64, run),
-                      N0 + N1, "applied of the resumed run");
+    TK_CHECK_EQ_INT64(rows_done(c, run), 2, "rows of the resumed run, done");
+    TK_CHECK_EQ_INT64(run_applied(c, run), N0 + N1,
+                      "applied of the resumed run");
 
     st = reprocess(c, &out, "--resume", run_s, NULL);
     TK_CHECK(st == 2 && strstr(out, "already done"),
@@ -219,15 +229,8 @@ static void scenario_failover(cli_kit *c)
     char log[512], *out, *moved;
     int64_t run;
     int st;
-    pid_t pid;
-    const char *args[] = {"reprocess", "--pipeline", LEDGER_PIPELINE,
-                          "--topic", TOPIC, "--from", "0", "--batch", "5",
-                          "--rate", "10", "-c", c->cfg, NULL};
+    pid_t pid = start_slow_run(c, log, sizeof log);
 
-    snprintf(log, sizeof log, "%s/reprocess-%02d.log", c->dir, ++c->n_cmd);
-    pid = tk_exactly_startv(log, args);
-    TK_CHECK(ledger_wait_log(log, "partition 0 done", 1, pid, 30000, NULL),
-             "partition 0 was not done within 30 s; log %s", log);
     run = tk_sql_int64(c->db, "SELECT max(parent) FROM exactly.reprocess_runs");
     /* The failover: partition 0's row and its last two batches' rows as
      * they were before those batches, in one statement, only while the
@@ -271,14 +274,9 @@ static void scenario_failover(cli_kit *c)
                                           " = %" PRId64 " AND partition = 0",
                                    run),
                       N0, "next_offset of partition 0's row");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
-                                          "exactly.reprocess_runs WHERE parent = %"
-                                          PRId64 " AND status = 'done'", run),
-                      2, "rows of the run, done");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT sum(applied) FROM "
-                                          "exactly.reprocess_runs WHERE parent = %"
-                                          PRId64, run),
-                      N0 + N1, "applied of the run, counted per row");
+    TK_CHECK_EQ_INT64(rows_done(c, run), 2, "rows of the run, done");
+    TK_CHECK_EQ_INT64(run_applied(c, run), N0 + N1,
+                      "applied of the run, counted per row");
     free(out);
 }
 
@@ -346,13 +344,13 @@ int main(void)
     write_config(&c);
     cli_kit_migrate(&c);
 
-    if (wanted("offsets"))
+    if (tk_wanted("offsets"))
         scenario_offsets(&c);
-    if (wanted("resume"))
+    if (tk_wanted("resume"))
         scenario_resume(&c);
-    if (wanted("failover"))
+    if (tk_wanted("failover"))
         scenario_failover(&c);
-    if (wanted("times"))
+    if (tk_wanted("times"))
         scenario_times(&c);
 
     cli_kit_stop(&c);

@@ -5,6 +5,7 @@
 
 #include "cli_kit.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,30 @@ void cli_kit_worker_to_idle(cli_kit *k, int timeout_ms)
     snprintf(log, sizeof log, "%s/worker.log", k->dir);
     status = tk_worker_run(k->cfg, 3000, timeout_ms, log, NULL);
     LEDGER_CHECK_LOG(status == 0, log, "worker exited %d", status);
+}
+
+int64_t cli_kit_worker_to_offset_at(const char *file, int line, cli_kit *k,
+                                    const char *pipeline, int64_t want,
+                                    int wait_ms, const char *needle,
+                                    int64_t *matched, int *status)
+{
+    char log[512];
+    int64_t stored;
+    pid_t pid;
+
+    snprintf(log, sizeof log, "%s/worker.log", k->dir);
+    pid = tk_worker_start(k->cfg, 3000, log, NULL);
+    stored = tk_sql_wait_int64_at(file, line, k->db, want, wait_ms,
+                                  "SELECT coalesce((SELECT next_offset FROM"
+                                  " exactly.offsets WHERE pipeline = '%s'),"
+                                  " 0)",
+                                  pipeline);
+    if (matched)
+        *matched = tk_log_lines_with(log, needle, NULL);
+    if (stored != want)
+        kill(pid, SIGTERM);
+    *status = tk_worker_wait(pid, 60000, log);
+    return stored;
 }
 
 int cli_exactly(cli_kit *k, char **out, ...)

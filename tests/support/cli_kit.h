@@ -49,6 +49,23 @@ void cli_kit_migrate(cli_kit *k);
  * log's tail, unless it exits 0. */
 void cli_kit_worker_to_idle(cli_kit *k, int timeout_ms);
 
+/* Starts `exactly worker -c k->cfg --exit-idle 3000`, output in
+ * dir/worker.log, and waits at most wait_ms for the stored offset of
+ * pipeline (one partition: exactly.offsets' next_offset, 0 while none is
+ * stored) to reach want; short of it, sends the worker SIGTERM. Then waits
+ * at most 60 s for the worker's end (tk_worker_wait). Returns the offset
+ * last read; *status gets the worker's exit status and *matched (unless
+ * NULL) how many lines of its log held needle when the wait ended. It
+ * asserts nothing: the caller does, in its own words. */
+#define cli_kit_worker_to_offset(k, pipeline, want, wait_ms, needle,          \
+                                 matched, status)                             \
+    cli_kit_worker_to_offset_at(__FILE__, __LINE__, (k), (pipeline), (want), \
+                                (wait_ms), (needle), (matched), (status))
+int64_t cli_kit_worker_to_offset_at(const char *file, int line, cli_kit *k,
+                                    const char *pipeline, int64_t want,
+                                    int wait_ms, const char *needle,
+                                    int64_t *matched, int *status);
+
 /* Runs `exactly ARGS... -c k->cfg` (ARGS NULL-terminated, at most 28),
  * waiting at most k->cmd_timeout_ms, output in dir/ARG1-NN.log. Returns
  * the exit status; *out holds the output (malloc'd, "" when none). */

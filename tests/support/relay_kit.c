@@ -5,6 +5,7 @@
 
 #include "relay_kit.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,23 @@ void relay_fixture_config(relay_fixture *f, const relay_config *c)
     relay_write_config(f, f->config, c);
     snprintf(mlog, sizeof mlog, "%s/migrate.log", f->dir);
     ledger_migrate(f->config, mlog);
+}
+
+void relay_fixture_start_txn(relay_fixture *f, const char *name,
+                             const char *relay_name, const char *topic,
+                             int partitions, const char *position_topic,
+                             const char *postgres_yaml)
+{
+    relay_fixture_start(f, name, NULL);
+    tk_mock_create_topic(f->mock, topic, partitions);
+    tk_mock_create_topic(f->mock, position_topic, 1);
+    relay_fixture_config(f, &(relay_config){.name = relay_name,
+                                            .topic = topic,
+                                            .transactional = 1,
+                                            .position_topic = position_topic,
+                                            .batch_size = 50,
+                                            .kafka = "linger.ms: 5",
+                                            .postgres_yaml = postgres_yaml});
 }
 
 void relay_config_append(const char *path, const relay_config *c)
@@ -220,6 +238,37 @@ void relay_stop(pid_t pid, int timeout_ms, const char *log)
 
     LEDGER_CHECK_LOG(status == 0, log, "relay exit status %d after SIGTERM",
                      status);
+}
+
+void relay_stop_within_at(const char *file, int line, pid_t relay,
+                          int bound_ms, const char *log, const char *what)
+{
+    int64_t t0 = tk_now_ms();
+    int status;
+
+    tk_kill(relay, SIGTERM);
+    status = tk_wait(relay, bound_ms);
+    if (status == -1) {
+        ledger_log_tail(log, 40);
+        tk_fail_at(file, line, "%s: the relay still runs %d ms after SIGTERM",
+                   what, bound_ms);
+    }
+    tk_note("%s: the relay ended %lld ms after SIGTERM, status %d", what,
+            (long long)(tk_now_ms() - t0), status);
+    if (status != 0) {
+        ledger_log_tail(log, 40);
+        tk_fail_at(file, line, "%s: relay exit status %d after SIGTERM", what,
+                   status);
+    }
+}
+
+void relay_insert_rows_at(const char *file, int line, PGconn *db, int n)
+{
+    tk_sql_at(file, line, db,
+              "INSERT INTO exactly.outbox (key, value) SELECT"
+              " convert_to(g::text, 'UTF8'), 'v' FROM generate_series(1, %d)"
+              " g",
+              n);
 }
 
 void relay_terminate_sessions(PGconn *db)

@@ -80,6 +80,17 @@ void relay_fixture_start(relay_fixture *f, const char *name,
  * with it (output in dir/migrate.log): the outbox exists on return. */
 void relay_fixture_config(relay_fixture *f, const relay_config *c);
 
+/* relay_fixture_start with a mock cluster of its own, set up for the
+ * transactional relay the tests of its transactions share: topic created
+ * with partitions partitions and position_topic with one, and the relay
+ * relay_name configured and migrated (relay_fixture_config) in mode
+ * transactional, its positions in position_topic, in batches of 50 with
+ * linger.ms 5, and the postgres section's postgres_yaml (NULL: none). */
+void relay_fixture_start_txn(relay_fixture *f, const char *name,
+                             const char *relay_name, const char *topic,
+                             int partitions, const char *position_topic,
+                             const char *postgres_yaml);
+
 /* Writes to path a configuration of f's cluster and database with the one
  * relay c; strings are single-quoted YAML scalars (tk_yaml_quoted), the
  * *_yaml and kafka fields copied as is. */
@@ -124,6 +135,23 @@ int relay_run_to_idle(const char *config, int idle_ms, int timeout_ms,
 /* Stops a relay with SIGTERM (SIGKILL after timeout_ms) and fails the
  * test, showing log's tail, unless it exits 0. */
 void relay_stop(pid_t pid, int timeout_ms, const char *log);
+
+/* Sends the relay SIGTERM and waits at most bound_ms for it to end, as a
+ * stop must end waits that the broker or the database leave unanswered.
+ * Notes how long it took, under `what`. Fails the test, naming `what` and
+ * the caller's file and line and showing log's tail, unless the relay
+ * ended within bound_ms (else it is killed with the test) and exited 0. */
+#define relay_stop_within(relay, bound_ms, log, what)                         \
+    relay_stop_within_at(__FILE__, __LINE__, (relay), (bound_ms), (log),     \
+                         (what))
+void relay_stop_within_at(const char *file, int line, pid_t relay,
+                          int bound_ms, const char *log, const char *what);
+
+/* Inserts n outbox rows in one statement: the keys 1..n in decimal, each
+ * with the value 'v', on the default topic. */
+#define relay_insert_rows(db, n)                                              \
+    relay_insert_rows_at(__FILE__, __LINE__, (db), (n))
+void relay_insert_rows_at(const char *file, int line, PGconn *db, int n);
 
 /* Terminates every relay's PostgreSQL session on db's database
  * (application_name exactly-relay): the relay loses its outbox lock, as
