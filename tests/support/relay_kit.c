@@ -177,6 +177,9 @@ relay_rec *relay_read_topic(const char *bootstraps, const char *topic,
                      (int)(m->key_len < 63 ? m->key_len : 63),
                      (const char *)m->key);
         if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            const char *name;
+            size_t used = 0;
+
             for (i = 0; rd_kafka_header_get(h, i, "event-id", &v, &vlen) ==
                         RD_KAFKA_RESP_ERR_NO_ERROR;
                  i++) {
@@ -184,6 +187,22 @@ relay_rec *relay_read_topic(const char *bootstraps, const char *topic,
                     snprintf(r->event_id, sizeof(r->event_id), "%.*s",
                              (int)(vlen < 63 ? vlen : 63), (const char *)v);
                 r->n_event_ids++;
+            }
+            for (i = 0; rd_kafka_header_get_all(h, i, &name, &v, &vlen) ==
+                            RD_KAFKA_RESP_ERR_NO_ERROR &&
+                        used < sizeof(r->headers);
+                 i++) {
+                if (strcmp(name, "event-id") == 0)
+                    continue;
+                if (v)
+                    used += (size_t)snprintf(
+                        r->headers + used, sizeof(r->headers) - used,
+                        "%s=%.*s;", name, (int)(vlen < 200 ? vlen : 200),
+                        (const char *)v);
+                else
+                    used += (size_t)snprintf(r->headers + used,
+                                             sizeof(r->headers) - used, "%s;",
+                                             name);
             }
         }
         rd_kafka_message_destroy(m);

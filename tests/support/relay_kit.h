@@ -112,6 +112,9 @@ typedef struct relay_rec {
     char key[64];        /* as text, cut; "" for a null key */
     char event_id[64];   /* the event-id header; "" when absent */
     int n_event_ids;     /* how many event-id headers it carried */
+    /* Its other headers in order, each "name=value;" (value cut at 200
+     * bytes), a null value as "name;" without '=': "" when none. */
+    char headers[512];
 } relay_rec;
 
 /* Reads every record of topic (partitions 0..partitions-1) from offset 0
