@@ -58,9 +58,24 @@ static int build_sql(relay *rl)
     /* The horizon and the rows come from one statement, so from one
      * snapshot: every transaction below its xmin has ended, and each of
      * those that committed is visible to it (invariant 1). */
+    /* Column 7: the headers as PostgreSQL holds them, a JSON array of
+     * [name, the value's JSON text] in their order, so that a number is
+     * sent as written (1.10, a 30-digit integer), never re-printed by a
+     * client's double. NULL when headers is NULL, not an object, or holds
+     * a \u escape, which json_each() cannot always turn into text (a
+     * \u0000 would fail the whole batch): the client then reads column 4
+     * itself. chr(92) is a backslash whatever standard_conforming_strings
+     * says. */
     rl->sql_select = fmt2(
         "SELECT id, coalesce(topic, $1), key, value, headers::text,"
-        " event_id::text, created::text FROM %s"
+        " event_id::text, created::text,"
+        " CASE WHEN headers IS NULL"
+        "   OR json_typeof(headers::json) <> 'object'"
+        "   OR strpos(headers::text, chr(92) || 'u') > 0 THEN NULL"
+        " ELSE (SELECT coalesce(json_agg(json_build_array(h.k, h.v::text)"
+        "   ORDER BY h.n), '[]')::text"
+        "   FROM json_each(headers::json) WITH ORDINALITY AS h(k, v, n)) END"
+        " FROM %s"
         " WHERE published_at IS NULL AND dead_reason IS NULL"
         " AND created < pg_snapshot_xmin(pg_current_snapshot())"
         " ORDER BY created, id LIMIT $2::int",

@@ -81,47 +81,97 @@ void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     rl->in_flight--;
 }
 
-/* Adds the row's own headers (a JSON object of name to value; a string
- * value is sent as its bytes, null as a null value, anything else as its
- * JSON text) after event-id. Returns 0, or -1 with a reason. */
+/* Adds one header of the row's own: a JSON string value as its bytes,
+ * null as a null value; anything else is sent as its JSON text, text
+ * that PostgreSQL gave (exact) or jansson printed (the fallback below). */
+static int add_header(rd_kafka_headers_t *h, const char *name, json_t *v,
+                      char *why, size_t why_size)
+{
+    char *text;
+
+    if (strcmp(name, "event-id") == 0)
+        return 0; /* the relay's own, from event_id */
+    if (json_is_null(v)) {
+        rd_kafka_header_add(h, name, -1, NULL, 0);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        rd_kafka_header_add(h, name, -1, json_string_value(v),
+                            (ssize_t)json_string_length(v));
+        return 0;
+    }
+    text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        snprintf(why, why_size, "out of memory");
+        return -1;
+    }
+    rd_kafka_header_add(h, name, -1, text, -1);
+    free(text);
+    return 0;
+}
+
+/* Adds the row's own headers after event-id. pairs_text, when not NULL,
+ * is the select's column 7: [name, the value's JSON text] pairs in the
+ * row's order; a string value is decoded, null sent as null, any other
+ * value's text sent as it is, so numbers keep the digits they were
+ * written with. Without it (headers that are not an object, or hold a
+ * \u escape) json_text, the column itself, is parsed here. Returns 0,
+ * or -1 with a reason (the row is then dead). */
 static int add_headers(rd_kafka_headers_t *h, const char *json_text,
-                       char *why, size_t why_size)
+                       const char *pairs_text, char *why, size_t why_size)
 {
     json_error_t jerr;
-    json_t *obj;
+    json_t *obj, *v;
     const char *name;
-    json_t *v;
+    size_t i;
+    int rc = -1;
 
     if (!json_text)
         return 0;
-    obj = json_loads(json_text, JSON_DECODE_ANY, &jerr);
+    obj = json_loads(pairs_text ? pairs_text : json_text,
+                     JSON_DECODE_ANY | (pairs_text ? JSON_ALLOW_NUL : 0),
+                     &jerr);
+    if (pairs_text && json_is_array(obj)) {
+        json_array_foreach(obj, i, v) {
+            const char *raw = json_string_value(json_array_get(v, 1));
+            json_t *val;
+            int bad;
+
+            name = json_string_value(json_array_get(v, 0));
+            if (!name || !raw) {
+                snprintf(why, why_size, "headers: unexpected pair from the "
+                                        "database");
+                goto cleanup;
+            }
+            if (raw[0] != '"' && strcmp(raw, "null") != 0) {
+                if (strcmp(name, "event-id") != 0)
+                    rd_kafka_header_add(h, name, -1, raw, -1);
+                continue;
+            }
+            val = json_loads(raw, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+            bad = !val || add_header(h, name, val, why, why_size) != 0;
+            if (!val)
+                snprintf(why, why_size, "headers: value of '%s' unreadable",
+                         name);
+            json_decref(val);
+            if (bad)
+                goto cleanup;
+        }
+        rc = 0;
+        goto cleanup;
+    }
     if (!obj || !json_is_object(obj)) {
         snprintf(why, why_size, "headers must be a JSON object");
-        json_decref(obj);
-        return -1;
+        goto cleanup;
     }
     json_object_foreach(obj, name, v) {
-        if (strcmp(name, "event-id") == 0)
-            continue; /* the relay's own, from event_id */
-        if (json_is_null(v)) {
-            rd_kafka_header_add(h, name, -1, NULL, 0);
-        } else if (json_is_string(v)) {
-            rd_kafka_header_add(h, name, -1, json_string_value(v),
-                                (ssize_t)json_string_length(v));
-        } else {
-            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-
-            if (!text) {
-                snprintf(why, why_size, "out of memory");
-                json_decref(obj);
-                return -1;
-            }
-            rd_kafka_header_add(h, name, -1, text, -1);
-            free(text);
-        }
+        if (add_header(h, name, v, why, why_size) != 0)
+            goto cleanup;
     }
+    rc = 0;
+cleanup:
     json_decref(obj);
-    return 0;
+    return rc;
 }
 
 /* Decodes a bytea column of res; *out NULL for SQL NULL. The caller
@@ -241,6 +291,7 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
     }
     rd_kafka_header_add(h, "event-id", -1, eid, -1);
     if (add_headers(h, PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+                    PQgetisnull(res, i, 7) ? NULL : PQgetvalue(res, i, 7),
                     row->reason, sizeof(row->reason))) {
         row->state = ROW_DEAD;
         goto cleanup;
