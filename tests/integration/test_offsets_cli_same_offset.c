@@ -5,13 +5,20 @@
  *
  * Partition 0's row says next_offset AHEAD, past the log's end (as after
  * a topic was recreated or truncated), before the worker starts. The
- * worker halts that partition and serves partition 1. More messages
- * arrive, so that AHEAD is in the log now; the operator resets partition
- * 0 to AHEAD (`--to-offset`, `--force`: the group is active), the offset
- * that failed. Within RESUME_TIMEOUT_MS, without a restart, partition 0's
- * stored offset must reach its high watermark, with exactly the offsets
- * [AHEAD, high watermark) applied once each and none before AHEAD, and
- * the partition must not have been halted a second time.
+ * worker halts that partition and serves partition 1.
+ *
+ * First the row is written again at AHEAD while AHEAD is still out of the
+ * log, as a reset would leave it whose offset left the log before the
+ * worker fetched it (the command itself clamps to the log's range): the
+ * worker must try AHEAD again and halt a second time, and only once, not
+ * retrying without another write.
+ *
+ * Then more messages arrive, so that AHEAD is in the log; the operator
+ * resets partition 0 to AHEAD (`--to-offset`, `--force`: the group is
+ * active), the offset that failed. Within RESUME_TIMEOUT_MS, without a
+ * restart, partition 0's stored offset must reach its high watermark,
+ * with exactly the offsets [AHEAD, high watermark) applied once each and
+ * none before AHEAD, and no third halt.
  *
  * Both rebalance protocols, as in test_offsets_cli_out_of_range.c: eager
  * and cooperative start a partition's fetching again in different ways.
@@ -40,6 +47,8 @@
 #define RESUME_TIMEOUT_MS 30000
 #define SERVE_TIMEOUT_MS 90000
 #define HALTED "stored offset is no longer in the log"
+/* Longer than two rechecks of a halted partition (RESET_RECHECK_MS). */
+#define NO_RETRY_MS 8000
 
 /* The stored offset of partition p, waited for until it is want (or
  * timeout_ms). */
@@ -49,6 +58,21 @@ static int64_t wait_stored(PGconn *db, int p, int64_t want, int timeout_ms)
                              "SELECT next_offset FROM exactly.offsets "
                              "WHERE pipeline = '%s' AND partition = %d",
                              LEDGER_PIPELINE, p);
+}
+
+/* `exactly offsets reset` of partition 0 to AHEAD, with output in
+ * reset_log; fails unless it exits 0. */
+static void reset_to_ahead(const ledger_fixture *f, const char *reset_log)
+{
+    char to[32];
+    int status;
+
+    snprintf(to, sizeof to, "%d", AHEAD);
+    status = tk_exactly(reset_log, 60000, "offsets", "reset", "-c", f->config,
+                        "--pipeline", LEDGER_PIPELINE, "--topic", f->topic,
+                        "--partition", "0", "--to-offset", to, "--force",
+                        NULL);
+    LEDGER_CHECK_LOG(status == 0, reset_log, "the reset exited %d", status);
 }
 
 /* Fails unless the ledger holds, for partition p, exactly the offsets
@@ -81,7 +105,7 @@ static void run_case(const char *name, const char *const *kafka)
 {
     int64_t counts[LEDGER_ACCOUNTS] = {0};
     int64_t hw[PARTITIONS], stored;
-    char reset_log[600], to[32];
+    char reset_log[600];
     ledger_fixture f;
     ledger_config c;
     PGconn *db;
@@ -95,7 +119,6 @@ static void run_case(const char *name, const char *const *kafka)
     c.kafka = kafka;
     ledger_fixture_config(&f, &c);
     snprintf(reset_log, sizeof reset_log, "%s/reset.log", f.dir);
-    snprintf(to, sizeof to, "%d", AHEAD);
     db = tk_pg_connect(f.conninfo);
 
     ledger_produce_wave(&f, WAVE, 1, counts);
@@ -116,17 +139,26 @@ static void run_case(const char *name, const char *const *kafka)
                      "stored %" PRId64 ", high watermark %" PRId64,
                      stored, hw[1]);
 
+    /* Written again, still out of the log: tried, halted again, and not
+     * tried a third time. */
+    tk_sql(db, "UPDATE exactly.offsets SET updated_at = now() "
+               "WHERE pipeline = '%s' AND partition = 0", LEDGER_PIPELINE);
+    LEDGER_CHECK_LOG(tk_wait_log(f.log, HALTED, 2, pid, RESUME_TIMEOUT_MS,
+                                 &status),
+                     f.log, "partition 0 was not tried again after its row "
+                     "was written at %d (status %d)", AHEAD, status);
+    LEDGER_CHECK_LOG(!tk_wait_log(f.log, HALTED, 3, pid, NO_RETRY_MS,
+                                  &status),
+                     f.log, "partition 0 was tried again without another "
+                     "reset");
+
     /* The log grows past the offset that failed; the operator puts the
      * partition there again. */
     ledger_produce_wave(&f, WAVE, 2, counts);
     ledger_high_watermarks(f.mock->bootstraps, f.topic, PARTITIONS, hw);
     TK_CHECK(hw[0] > AHEAD, "second wave: high watermark %" PRId64
              " of partition 0 is not past %d", hw[0], AHEAD);
-    status = tk_exactly(reset_log, 60000, "offsets", "reset", "-c", f.config,
-                        "--pipeline", LEDGER_PIPELINE, "--topic", f.topic,
-                        "--partition", "0", "--to-offset", to, "--force",
-                        NULL);
-    LEDGER_CHECK_LOG(status == 0, reset_log, "the reset exited %d", status);
+    reset_to_ahead(&f, reset_log);
     TK_CHECK(tk_sql_int64(db, "SELECT count(*) FROM exactly.offset_resets "
                               "WHERE partition = 0 AND from_offset = %d "
                               "AND to_offset = %d", AHEAD, AHEAD) == 1,
@@ -145,8 +177,8 @@ static void run_case(const char *name, const char *const *kafka)
                      PRId64, stored, hw[1]);
     check_applied(db, f.log, 0, AHEAD, hw[0]);
     check_applied(db, f.log, 1, 0, hw[1]);
-    LEDGER_CHECK_LOG(tk_log_count(f.log, HALTED) == 1, f.log,
-                     "partition 0 was halted %d times, expected once",
+    LEDGER_CHECK_LOG(tk_log_count(f.log, HALTED) == 2, f.log,
+                     "partition 0 was halted %d times, expected twice",
                      tk_log_count(f.log, HALTED));
 
     status = tk_terminate(pid, 30000);
