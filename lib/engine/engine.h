@@ -69,6 +69,15 @@ typedef struct part {
      * seconds); once `exactly offsets reset` gave it an offset to resume
      * from, it resumes there. */
     long long recheck_at_ms;
+    /* out_of_log: when it halted (our clock), the row's updated_at
+     * (store.h, sql.recheck) as a recheck last read it, and
+     * row_read_since_halt once a recheck read it after the halt (the halt
+     * clears it). A row written since the halt (an exactly offsets reset,
+     * also one to the offset that failed) resumes the partition
+     * (worker/recheck.c). */
+    long long halted_at_ms;
+    int64_t row_stamp;
+    int row_read_since_halt;
     long long missing_since_ms; /* on_missing: retry: first miss of this batch */
     /* What the last attempt held when its COMMIT went unanswered: if the
      * stored offset later shows it committed, these are what it did. */

@@ -110,6 +110,13 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         "SELECT next_offset, owner_epoch FROM %1$s.offsets"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         s->schema_q);
+    s->recheck = store_format_schema(
+        "SELECT next_offset, owner_epoch,"
+        " (extract(epoch FROM updated_at) * 1000000)::bigint,"
+        " (extract(epoch FROM now() - updated_at) * 1000)::bigint"
+        " FROM %1$s.offsets"
+        " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
+        s->schema_q);
     s->reclaim = store_format_schema(
         "UPDATE %1$s.offsets SET owner_epoch = $5, owner = $6,"
         " claimed_at = now(), held = true"
@@ -133,7 +140,7 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         return -1;
     }
     if (!s->fence || !s->fence_group || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
-        !s->set_start || !s->read || !s->reclaim || !s->dedup_expire ||
+        !s->set_start || !s->read || !s->recheck || !s->reclaim || !s->dedup_expire ||
         !s->release) {
         exactly_store_sql_free(s);
         return -1;
@@ -156,6 +163,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->claim);
     free(s->set_start);
     free(s->read);
+    free(s->recheck);
     free(s->reclaim);
     free(s->dedup_expire);
     free(s->release);

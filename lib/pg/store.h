@@ -40,6 +40,12 @@ typedef struct exactly_store_sql {
                          lost without a release (the crash guard) */
     char *set_start;  /* $1 pipeline $2 topic $3 partition $4 epoch $5 offset */
     char *read;       /* $1 pipeline $2 topic $3 partition */
+    char *recheck;    /* $1 pipeline $2 topic $3 partition: next_offset,
+                         owner_epoch, updated_at in microseconds since the
+                         epoch (every write of the row sets it, exactly
+                         offsets reset too) and its age in milliseconds by
+                         the server's clock: the row of a halted
+                         partition, read again (worker/recheck.c) */
     char *reclaim;    /* $1 pipeline $2 topic $3 partition $4 epoch read
                          $5 new epoch $6 owner: a claim the database lost
                          (a failover), taken again only if the row still

@@ -126,6 +126,12 @@ static void on_error(worker *w, rd_kafka_message_t *m)
                         LOG_STR("command", fix));
             (void)PART_MOVE(pt, PART_S_OUT_OF_LOG);
             engine_part_pause(&w->eng, pt, 1);
+            /* The row is read by the rechecks (recheck.c), from the
+             * next one on, not here: a transaction may be waiting for
+             * its answer. */
+            pt->halted_at_ms = exactly_now_ms();
+            pt->row_read_since_halt = 0;
+            pt->recheck_at_ms = 0;
         }
     } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (worker_kafka_error_due(w)) {

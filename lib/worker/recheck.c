@@ -4,6 +4,9 @@
  * every few seconds, and once `exactly offsets reset` gave it an offset
  * to resume from, it resumes there, fetching again (a partition whose
  * offset left the log is assigned again: librdkafka dropped its fetcher).
+ * A reset is seen by the row's updated_at, which it sets, so that a reset
+ * to the very offset that failed (the log has grown to hold it) resumes
+ * the partition too.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +16,37 @@
 #include "pg_conn.h"
 #include "worker_internal.h"
 
-/* Whether the row (next_offset stored, epoch) gives the partition pt, halted
- * until an operator sets its offset, somewhere to resume: no_start, once
- * it has an offset; out_of_log, once it has another one than the offset
- * that was not in the log (the same one would fail again). */
-static int reset_done(const part *pt, int64_t stored)
+/* Whether the row of pt, halted out_of_log, was written since the halt,
+ * given its updated_at (stamp) and that stamp's age by the server's clock
+ * (age_ms); notes stamp as read. A stamp unchanged since the last read was
+ * not (so a reset that was tried, and halted again, is not tried again);
+ * one changed since a read made after the halt was. At the first read
+ * after the halt, a changed stamp was written since when it is younger
+ * than the halt: the server's clock against ours, so a write within
+ * milliseconds of the halt may be misplaced (at worst one retry more, or
+ * such a reset to the offset that failed unseen). */
+static int written_since_halt(part *pt, int64_t stamp, int64_t age_ms,
+                              long long now)
 {
-    return pt->state == PART_S_NO_START || stored != pt->next_offset;
+    int written = stamp != pt->row_stamp &&
+                  (pt->row_read_since_halt || age_ms < now - pt->halted_at_ms);
+
+    pt->row_stamp = stamp;
+    pt->row_read_since_halt = 1;
+    return written;
+}
+
+/* Whether the row (next_offset stored; written: written_since_halt) gives
+ * the partition pt, halted until an operator sets its offset, somewhere
+ * to resume: no_start, once it has an offset; out_of_log, once it holds
+ * another offset than the one that was not in the log, or was written
+ * since the halt: every exactly offsets reset writes it, also one to the
+ * offset that failed (the log may have grown to hold it; if not, the
+ * partition halts again). */
+static int reset_done(const part *pt, int64_t stored, int written)
+{
+    return pt->state == PART_S_NO_START || stored != pt->next_offset ||
+           written;
 }
 
 /* Where partition p starts again when the whole assignment is given
@@ -129,9 +156,9 @@ static void resume_reset(worker *w, part *pt, int64_t next)
 
 /* Partitions halted until an operator sets their offset (none stored, or
  * one no longer in the log): once exactly offsets reset gave the row one
- * to resume from, they resume there, if the row is still ours (the
- * epoch of our claim; a reset keeps it). Also publishes every partition's
- * halted state. */
+ * to resume from (reset_done), they resume there, if the row is still
+ * ours (the epoch of our claim; a reset keeps it). Also publishes every
+ * partition's halted state. */
 void worker_recheck_halted(worker *w)
 {
     long long now = exactly_now_ms();
@@ -143,7 +170,8 @@ void worker_recheck_halted(worker *w)
         char ps[16], err[512];
         const char *params[3];
         PGresult *res = NULL;
-        int64_t next, epoch;
+        int64_t next, epoch, stamp, age_ms;
+        int written = 0;
 
         if (w->m && (mp = metrics_part(w->m, pt->topic, pt->partition)))
             __atomic_store_n(&mp->halted, part_state_halted(pt->state),
@@ -158,8 +186,8 @@ void worker_recheck_halted(worker *w)
         params[0] = w->p->name;
         params[1] = pt->topic;
         params[2] = ps;
-        if (exactly_pg_exec(w->eng.conn, w->eng.sql.read, 3, params, &res, err,
-                            sizeof(err)) != EXACTLY_OK) {
+        if (exactly_pg_exec(w->eng.conn, w->eng.sql.recheck, 3, params, &res,
+                            err, sizeof(err)) != EXACTLY_OK) {
             if (PQstatus(w->eng.conn) != CONNECTION_OK)
                 worker_db_lost(w);
             PQclear(res);
@@ -171,13 +199,17 @@ void worker_recheck_halted(worker *w)
         }
         next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        stamp = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        age_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
         PQclear(res);
         if (epoch != pt->epoch) {
             /* Another worker claimed it since: it is theirs. */
             (void)PART_MOVE(pt, PART_S_FENCED);
             continue;
         }
-        if (reset_done(pt, next))
+        if (pt->state == PART_S_OUT_OF_LOG)
+            written = written_since_halt(pt, stamp, age_ms, now);
+        if (reset_done(pt, next, written))
             resume_reset(w, pt, next);
     }
 }
