@@ -7,6 +7,7 @@
  */
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,24 +46,41 @@ void metrics_set(int64_t *gauge, int64_t v)
 metrics_partition *metrics_part(metrics_slot *s, const char *topic,
                                 int32_t partition)
 {
-    metrics_partition *free_entry = NULL;
+    metrics_partition *free_entry = NULL, *given_up = NULL;
     size_t i;
 
+    /* Entries are taken in order and never emptied for good (one that
+     * changes hands is refilled at once, by this slot's one writer): the
+     * first free entry ends those in use. */
     for (i = 0; i < METRICS_MAX_PARTITIONS; i++) {
         metrics_partition *p = &s->parts[i];
         if (!p->topic[0]) {
-            if (!free_entry)
-                free_entry = p;
-            continue;
+            free_entry = p;
+            break;
         }
         if (p->partition == partition && strcmp(p->topic, topic) == 0)
             return p;
+        if (!given_up && !__atomic_load_n(&p->assigned, __ATOMIC_RELAXED))
+            given_up = p;
+    }
+    if (!free_entry && given_up) {
+        /* A partition this slot no longer owns gives its entry up: its
+         * series end, the new partition's start from zero. The topic is
+         * cleared first and set last, so a reader skips the entry while
+         * it changes hands. */
+        __atomic_store_n(&given_up->topic[0], '\0', __ATOMIC_RELEASE);
+        memset(&given_up->partition, 0,
+               sizeof(*given_up) - offsetof(metrics_partition, partition));
+        free_entry = given_up;
     }
     if (free_entry) {
+        char name[METRICS_TOPIC_MAX];
         free_entry->partition = partition;
         free_entry->high_watermark = -1;
         free_entry->stored_offset = -1;
-        snprintf(free_entry->topic, sizeof(free_entry->topic), "%s", topic);
+        snprintf(name, sizeof(name), "%s", topic);
+        memcpy(free_entry->topic + 1, name + 1, sizeof(name) - 1);
+        __atomic_store_n(&free_entry->topic[0], name[0], __ATOMIC_RELEASE);
     }
     return free_entry;
 }

@@ -28,7 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_MAX_PARTITIONS 128
+/* Partitions one slot reports at once: a worker owning more reports the
+ * first ones only (metrics_part). */
+#define METRICS_MAX_PARTITIONS 1024
 #define METRICS_TOPIC_MAX 128
 /* Batch latency histogram bounds, seconds. */
 #define METRICS_N_BUCKETS 12
@@ -128,8 +130,10 @@ typedef struct metrics_slot {
 metrics_slot *metrics_map(size_t n);
 void metrics_unmap(metrics_slot *slots, size_t n);
 
-/* The entry of topic/partition in slot s, taking a free one (NULL when
- * full: such a partition is simply not reported). */
+/* The entry of topic/partition in slot s, taking a free one, or else the
+ * entry of a partition the slot no longer owns (assigned 0), emptied.
+ * NULL when every entry belongs to a partition the slot owns: such a
+ * partition is not reported. */
 metrics_partition *metrics_part(metrics_slot *s, const char *topic,
                                 int32_t partition);
 
