@@ -155,7 +155,10 @@ typedef struct exactly_relay_opts {
     volatile sig_atomic_t *stop; /* set: finish the cycle and exit 0;
                                     a Kafka commit without an answer is
                                     left to the next start (invariant
-                                    6) */
+                                    6); with Kafka not answering, the
+                                    records not delivered within 5 s,
+                                    or not queued for a full producer
+                                    queue, stay pending */
     volatile sig_atomic_t *reopen_log; /* set: reopen the log file; NULL */
     int exit_idle_ms;            /* > 0: exit 0 after this long with no
                                     row to publish */

@@ -123,6 +123,13 @@ int relay_ensure_conn(relay *rl);
 /* Produces row i of res. The row's state says what became of it. */
 void relay_produce_row(relay *rl, const PGresult *res, int i);
 
+/* After producev() answered QUEUE_FULL: -1 when a stop was asked for (the
+ * record is not queued: while the broker does not answer there is room
+ * only once queued records time out, after message.timeout.ms, which a
+ * stop does not wait for), else 0 after polling for up to 50 ms (the
+ * delivery reports served make room): produce again. */
+int relay_wait_room(relay *rl);
+
 /* Whether err says another producer took this transactional.id. */
 int relay_is_fenced(rd_kafka_resp_err_t err);
 

@@ -239,6 +239,14 @@ static topic_answer ask_topic(relay *rl, const char *topic)
     return answer;
 }
 
+int relay_wait_room(relay *rl)
+{
+    if (rl->stop && *rl->stop)
+        return -1;
+    rd_kafka_poll(rl->rk, 50);
+    return 0;
+}
+
 void relay_produce_row(relay *rl, const PGresult *res, int i)
 {
     relay_row *row = &rl->rows[i];
@@ -280,8 +288,13 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(rl->rk, 50);
-            continue;
+            if (relay_wait_room(rl) == 0)
+                continue;
+            row->state = ROW_RETRY;
+            snprintf(row->reason, sizeof(row->reason),
+                     "stopped while the producer's queue was full; the row "
+                     "stays pending");
+            goto cleanup;
         }
         if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
             break;

@@ -203,9 +203,8 @@ static int produce_position(relay *rl, const char *text)
             RD_KAFKA_V_VALUE((void *)text, strlen(text)),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_OPAQUE((void *)&rl->pos_err), RD_KAFKA_V_END);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            break;
-        rd_kafka_poll(rl->rk, 50);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || relay_wait_room(rl) != 0)
+            break; /* queue full and a stop asked for: failed, aborted */
     }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rl->pos_in_flight = 0;
