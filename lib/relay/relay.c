@@ -45,7 +45,8 @@ static int read_batch(relay *rl, PGresult **res)
     int n;
 
     *res = NULL;
-    snprintf(limit, sizeof(limit), "%d", rl->r->batch_size);
+    snprintf(limit, sizeof(limit), "%d",
+             rl->singles > 0 ? 1 : rl->r->batch_size);
     params[0] = rl->r->topic;
     params[1] = limit;
     if (exactly_pg_exec(rl->conn, rl->sql_select, 2, params, res, err,
@@ -79,6 +80,7 @@ static int send_batch(relay *rl, PGresult *res, int n)
     }
     rl->n_rows = (size_t)n;
     rl->in_flight = 0;
+    rl->sent = 0;
     rl->n_asked = 0;
     rl->dr_failed = 0;
     if (rl->txn) {
@@ -101,11 +103,13 @@ static int send_batch(relay *rl, PGresult *res, int n)
 
 /* Waits for every delivery report, whatever it says, before anything is
  * marked (invariant 3). librdkafka bounds the wait by message.timeout.ms.
- * Returns 0, or -2 on a fatal producer error. */
+ * The cycle produces nothing more until then, so what is queued goes out
+ * at once (a flush) rather than after linger.ms. Returns 0, or -2 on a
+ * fatal producer error. */
 static int wait_reports(relay *rl, long long sent_at)
 {
     while (rl->in_flight > 0) {
-        rd_kafka_poll(rl->rk, 100);
+        (void)rd_kafka_flush(rl->rk, 100);
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
         /* Asked to stop while Kafka does not answer: the records still
@@ -151,6 +155,40 @@ static int settle_batch(relay *rl)
         rc = relay_txn_commit(rl);
     }
     return rc == -2 ? -2 : 0;
+}
+
+/* A broker refuses a whole record batch, and librdkafka reports its
+ * error for every record of it (relay_produce.c, batch_refusal): rows
+ * refused so with others are not dead-lettered but sent again one per
+ * cycle (one per transaction in mode transactional), in their order,
+ * from the oldest pending row of the batch to the last one so refused;
+ * a row refused alone is dead-lettered, the others are published. Sets
+ * rl->singles after the batch was settled: the number of those rows
+ * still pending, or one less once a row sent alone was acknowledged or
+ * dead-lettered. */
+static void plan_singles(relay *rl)
+{
+    size_t i, last = 0, pending = 0;
+    int refused = 0;
+
+    for (i = 0; i < rl->n_rows; i++)
+        if (rl->rows[i].refused_with_others) {
+            refused = 1;
+            last = i;
+        }
+    if (!refused) {
+        if (rl->singles > 0 && rl->n_rows == 1 &&
+            rl->rows[0].state != ROW_RETRY)
+            rl->singles--;
+        return;
+    }
+    for (i = 0; i <= last; i++)
+        pending += rl->rows[i].state == ROW_RETRY;
+    rl->singles = pending;
+    exactly_log(EXACTLY_LOG_INFO, "relay",
+                "kafka refused a record batch as a whole; sending its rows "
+                "one at a time", LOG_INT("rows", (int64_t)pending),
+                LOG_STR("reason", rl->rows[last].reason));
 }
 
 /* Counts and logs what the batch of n rows became once recorded. Returns
@@ -211,6 +249,7 @@ static int cycle(relay *rl, int first)
         return rc;
     if (wait_reports(rl, sent_at) != 0 || settle_batch(rl) != 0)
         return -2;
+    plan_singles(rl);
     /* Stopped before the Kafka commit answered: nothing is recorded, as
      * after a crash between the commit and the mark; the caller sees the
      * stop request and ends. */

@@ -50,7 +50,17 @@
  *     batch (6), it holds the rows behind it back until it goes through:
  *     latency, logged each cycle ("records failed; sending them again",
  *     with the reason) and shown by the age of the oldest pending row,
- *     never a loss. A topic that does not
+ *     never a loss. A broker refuses a record batch as a whole, and
+ *     librdkafka reports that error (INVALID_RECORD, INVALID_MSG,
+ *     MSG_SIZE_TOO_LARGE, RECORD_LIST_TOO_LARGE) for every record of it,
+ *     though one record may be the cause (no key on a compacted topic)
+ *     or none alone (a batch over the topic's max.message.bytes). So such
+ *     an error dead-letters a row only when the row was sent alone; rows
+ *     refused with others stay pending, and the next cycles read one row
+ *     each (in mode transactional one row per transaction), in order,
+ *     until each of them was published or, refused alone, dead-lettered.
+ *     In mode idempotent they can land after later rows of the batch
+ *     that went out in another record batch. A topic that does not
  *     exist is refused only once the broker said so (after librdkafka's
  *     topic.metadata.propagation.max.ms); librdkafka caches that answer,
  *     so before a record is refused on the cached answer the relay asks
@@ -107,7 +117,8 @@
  *     nor aborted, settled by the next start as after a crash between c
  *     and d): abort the transaction,
  *     dead-letter the rows refused for good (4), leave the others
- *     pending, back off, send the batch again. init_transactions() (60 s
+ *     pending, back off, send the batch again (a record batch the broker
+ *     refused as a whole: its rows one per transaction, 4). init_transactions() (60 s
  *     in all), the abort (30 s), the position record's delivery report
  *     and the read of the position topic are waited for in steps of
  *     RELAY_TXN_STEP_MS: a stop request while Kafka does not answer ends
@@ -144,7 +155,10 @@ typedef struct exactly_relay_opts {
     volatile sig_atomic_t *stop; /* set: finish the cycle and exit 0;
                                     a Kafka commit without an answer is
                                     left to the next start (invariant
-                                    6) */
+                                    6); with Kafka not answering, the
+                                    records not delivered within 5 s,
+                                    or not queued for a full producer
+                                    queue, stay pending */
     volatile sig_atomic_t *reopen_log; /* set: reopen the log file; NULL */
     int exit_idle_ms;            /* > 0: exit 0 after this long with no
                                     row to publish */

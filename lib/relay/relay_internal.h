@@ -55,6 +55,11 @@ typedef struct relay_row {
     int64_t id;
     uint64_t created;  /* the inserting transaction's id (xid8) */
     row_state state;
+    /* ROW_RETRY for an error the broker gives a whole record batch (see
+     * relay_produce.c, batch_refusal) while other rows were sent with
+     * it: which record caused it is unknown, so the row is sent again
+     * alone (relay.c, plan_singles). */
+    int refused_with_others;
     char reason[256];
 } relay_row;
 
@@ -71,6 +76,11 @@ typedef struct relay {
     relay_row *rows;
     size_t n_rows;
     size_t in_flight;
+    size_t sent;            /* rows handed to the producer this cycle */
+    /* > 0: the next cycles read one row each, until this many rows have
+     * been acknowledged or dead-lettered: the rows of a batch the broker
+     * refused as a whole, each sent alone (relay.c, plan_singles). */
+    size_t singles;
     int backoff_ms;
     int locked;             /* this session holds the outbox's lock */
     int waiting;            /* another relay holds it (said once) */
@@ -112,6 +122,13 @@ int relay_ensure_conn(relay *rl);
 
 /* Produces row i of res. The row's state says what became of it. */
 void relay_produce_row(relay *rl, const PGresult *res, int i);
+
+/* After producev() answered QUEUE_FULL: -1 when a stop was asked for (the
+ * record is not queued: while the broker does not answer there is room
+ * only once queued records time out, after message.timeout.ms, which a
+ * stop does not wait for), else 0 after polling for up to 50 ms (the
+ * delivery reports served make room): produce again. */
+int relay_wait_room(relay *rl);
 
 /* Whether err says another producer took this transactional.id. */
 int relay_is_fenced(rd_kafka_resp_err_t err);

@@ -4,7 +4,9 @@
  * report says where its row stands: acknowledged, refused for good
  * (dead-lettered, invariant 4) or failed for now (sent again). A record
  * refused for an unknown topic is refused only when the broker, asked
- * again (once per topic and cycle), said so.
+ * again (once per topic and cycle), said so; one refused in a record
+ * batch the broker refused as a whole, with other rows, is sent again
+ * alone.
  */
 #include "relay.h"
 
@@ -43,17 +45,39 @@ static int permanent(rd_kafka_resp_err_t err)
     }
 }
 
+/* The permanent errors that a broker gives a whole record batch, and
+ * librdkafka then every record of it, though one record may be the cause:
+ * one invalid record (INVALID_RECORD: no key on a compacted topic; a
+ * corrupt batch), a batch over the topic's max.message.bytes. In a
+ * delivery report they condemn the row only when it was sent alone. (A
+ * record that producev() refuses as larger than message.max.bytes is
+ * refused for its own size.) */
+static int batch_refusal(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+           err == RD_KAFKA_RESP_ERR_INVALID_MSG;
+}
+
 /* Sets the row's state and reason for err; a reason says what would let
- * the record through where that is not the record's own content. */
+ * the record through where that is not the record's own content. alone:
+ * no other row of the cycle went to the producer before the refusal, so
+ * a batch the broker refused held this row only. */
 static void set_failed(relay_row *row, rd_kafka_resp_err_t err,
-                       const char *topic)
+                       const char *topic, int alone)
 {
     const char *fix = "";
 
     if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
         fix = "; grant the relay's principal WRITE and DESCRIBE on the "
               "topic, then clear dead_reason to send the row again";
-    row->state = permanent(err) ? ROW_DEAD : ROW_RETRY;
+    row->refused_with_others = !alone && batch_refusal(err);
+    if (row->refused_with_others)
+        fix = "; the broker refused the whole batch the record was in: "
+              "sent again alone";
+    row->state = permanent(err) && !row->refused_with_others ? ROW_DEAD
+                                                              : ROW_RETRY;
     snprintf(row->reason, sizeof(row->reason), "kafka refused the record "
              "for topic '%s': %s (%s)%s", topic ? topic : "?",
              rd_kafka_err2str(err), rd_kafka_err2name(err), fix);
@@ -75,7 +99,8 @@ void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         row->state = ROW_ACKED;
     } else {
-        set_failed(row, m->err, m->rkt ? rd_kafka_topic_name(m->rkt) : NULL);
+        set_failed(row, m->err, m->rkt ? rd_kafka_topic_name(m->rkt) : NULL,
+                   rl->sent == 1);
         rl->dr_failed++;
     }
     rl->in_flight--;
@@ -264,6 +289,14 @@ static topic_answer ask_topic(relay *rl, const char *topic)
     return answer;
 }
 
+int relay_wait_room(relay *rl)
+{
+    if (rl->stop && *rl->stop)
+        return -1;
+    rd_kafka_poll(rl->rk, 50);
+    return 0;
+}
+
 void relay_produce_row(relay *rl, const PGresult *res, int i)
 {
     relay_row *row = &rl->rows[i];
@@ -306,8 +339,13 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(rl->rk, 50);
-            continue;
+            if (relay_wait_room(rl) == 0)
+                continue;
+            row->state = ROW_RETRY;
+            snprintf(row->reason, sizeof(row->reason),
+                     "stopped while the producer's queue was full; the row "
+                     "stays pending");
+            goto cleanup;
         }
         if (err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
             break;
@@ -330,8 +368,9 @@ void relay_produce_row(relay *rl, const PGresult *res, int i)
         h = NULL; /* the message owns them now */
         row->state = ROW_IN_FLIGHT;
         rl->in_flight++;
+        rl->sent++;
     } else {
-        set_failed(row, err, topic);
+        set_failed(row, err, topic, 1); /* the record's own refusal */
     }
 cleanup:
     if (h)

@@ -185,7 +185,8 @@ static char *position_json(relay *rl, int64_t *n)
 }
 
 /* Produces the position record into the open transaction and waits for
- * its delivery report. Returns 0, -1 (abort and retry) or -2 (fatal). */
+ * its delivery report, flushing: the record goes out at once, not after
+ * linger.ms. Returns 0, -1 (abort and retry) or -2 (fatal). */
 static int produce_position(relay *rl, const char *text)
 {
     rd_kafka_resp_err_t err;
@@ -202,9 +203,8 @@ static int produce_position(relay *rl, const char *text)
             RD_KAFKA_V_VALUE((void *)text, strlen(text)),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_OPAQUE((void *)&rl->pos_err), RD_KAFKA_V_END);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            break;
-        rd_kafka_poll(rl->rk, 50);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || relay_wait_room(rl) != 0)
+            break; /* queue full and a stop asked for: failed, aborted */
     }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rl->pos_in_flight = 0;
@@ -212,7 +212,7 @@ static int produce_position(relay *rl, const char *text)
     }
     sent_at = exactly_now_ms();
     while (rl->pos_in_flight) {
-        rd_kafka_poll(rl->rk, 100);
+        (void)rd_kafka_flush(rl->rk, 100);
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
         /* Asked to stop while the report does not come: the record is
