@@ -484,6 +484,15 @@ static const bad_case bad_cases[] = {
      "worker.yaml:6:3: 'relays.orders.batch_size' must be at most 10000 "
      "with 'mode: transactional': the batch's position record names every "
      "row"},
+    {"relay transactional batch over message.max.bytes",
+     "kafka:\n  bootstrap.servers: localhost:9092\n"
+     "postgres:\n  conninfo: dbname=test\nrelays:\n"
+     "  orders:\n    mode: transactional\n    batch_size: 5000\n"
+     "    kafka: {message.max.bytes: 100000}\n",
+     "worker.yaml:9:13: 'relays.orders.kafka.message.max.bytes' 100000 "
+     "cannot hold the position record of a batch of 5000 rows (up to "
+     "211024 bytes, 42 a row with scattered ids): lower "
+     "'relays.orders.batch_size' to at most 2356, or raise it"},
     {"relay unknown mode", RHEAD "      acks: all\n    mode: exactly\n",
      "worker.yaml:10:11: 'relays.orders.mode' must be one of idempotent, "
      "transactional, got 'exactly'"},
