@@ -179,6 +179,13 @@ static int check_producer(cfg_ctx *c, exactly_config *cfg, cfg_relay *r)
     return 0;
 }
 
+/* The largest position record (lib/relay/relay_txn.c) of a batch: each
+ * row of scattered ids is a run "[id,id]," of up to 42 bytes, and the
+ * rest (the relay's and the outbox's names, the transaction id range,
+ * the record's own framing) stays under 1 KiB. */
+#define POSITION_ROW_BYTES 42
+#define POSITION_FIXED_BYTES 1024
+
 /* mode: transactional: a bounded batch, a transactional.id of the relay's
  * own, and the position topic (by default exactly-relay-NAME-positions).
  * Returns 0 or the refusal. */
@@ -196,6 +203,27 @@ static int check_transactional(cfg_ctx *c, exactly_config *cfg,
                                    "10000 with 'mode: transactional': the "
                                    "batch's position record names every "
                                    "row", r->name);
+    /* The same bound against a lowered message.max.bytes: producev
+     * would refuse the position record, and every batch would be aborted
+     * and sent again, forever. */
+    if ((prop = effective(cfg, r, "message.max.bytes"))) {
+        long long max = strtoll(prop->value, NULL, 10);
+        long long need = (long long)r->batch_size * POSITION_ROW_BYTES +
+                         POSITION_FIXED_BYTES;
+
+        if (max > 0 && need > max) {
+            char why[300];
+            long long fits = (max - POSITION_FIXED_BYTES) / POSITION_ROW_BYTES;
+            snprintf(why, sizeof(why),
+                     "%s cannot hold the position record of a batch of %d "
+                     "rows (up to %lld bytes, %d a row with scattered ids): "
+                     "lower 'relays.%s.batch_size' to at most %lld, or "
+                     "raise it",
+                     prop->value, r->batch_size, need, POSITION_ROW_BYTES,
+                     r->name, fits > 0 ? fits : 0);
+            return refuse(c, r, prop, why);
+        }
+    }
     /* A transactional.id in the top-level kafka section would be shared
      * by every relay, and each would fence the others. */
     if ((prop = effective(cfg, r, "transactional.id")) &&
