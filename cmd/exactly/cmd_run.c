@@ -85,7 +85,8 @@ static void usage(FILE *out)
             "Exit codes: 0 every worker and relay stopped cleanly, 1 a pipeline\n"
             "or a relay in a crash loop or a forced stop, 2 refused\n"
             "(configuration, plugin, lock, or a worker or relay that refused\n"
-            "to start).\n");
+            "to start), 3 a handler stopped its worker (EXACTLY_EFATAL), which\n"
+            "is not restarted; run exits once the others are done.\n");
 }
 
 /* Fills *o (defaults first: a 30 s shutdown timeout, $EXACTLY_LOCK_DIR)

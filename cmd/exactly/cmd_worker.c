@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "Logs are logfmt lines on stderr. A summary of the counters is\n"
             "printed on stdout at exit.\n"
             "Exit codes: 0 stopped cleanly, 1 runtime failure, 2 refused\n"
-            "(configuration, plugin or schema version; nothing was written).\n");
+            "(configuration, plugin or schema version; nothing was written),\n"
+            "3 the handler stopped the worker (EXACTLY_EFATAL).\n");
 }
 
 int cmd_worker(int argc, char **argv)

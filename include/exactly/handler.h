@@ -271,6 +271,17 @@ typedef struct exactly_handler {
      * fused into its write), so the runtime skips the lookup query. */
     int skips_lookup;
 
+    /*
+     * Reads the options (and through args->setup the catalog) into a
+     * state of its own. Returns EXACTLY_OK, or a failure with the reason
+     * in args->errbuf. A failure is a refusal (the worker exits 2) unless
+     * it goes away by itself: a query of setup was answered with a
+     * transient SQLSTATE (a lock or statement timeout, a lost connection,
+     * a shutdown or failover), or open() returned EXACTLY_ERETRY with no
+     * query failing. The worker then calls open() again after a backoff.
+     * A query answered with any other SQLSTATE (42P01, 42501, ...) makes
+     * it a refusal whatever open() returns.
+     */
     exactly_err (*open)(const exactly_open_args *args, void **state);
     /*
      * Adds the batch's writes to txn. A batch is one partition's; the

@@ -45,6 +45,27 @@ static void free_types(char **types, size_t n)
 }
 
 /*
+ * Whether the query of open() that just failed was answered with an
+ * SQLSTATE of class 42 (syntax error or access rule violation: a missing
+ * table or column, no unique index on the key, a type that does not
+ * assign, a privilege), the refusals open()'s questions are about. Not
+ * for a lock or statement timeout or a lost connection, which the runtime
+ * retries: a question about the table would mislead there. A host older
+ * than ABI 1.2 (no query_error) cannot say: a refusal is assumed.
+ */
+static int answered_42(const exactly_open_args *args)
+{
+    const exactly_host *h = args->host;
+    const char *st;
+
+    if (h->size < offsetof(exactly_host, query_error) + sizeof(h->query_error) ||
+        !h->query_error)
+        return 1;
+    st = h->query_error(args->setup, NULL);
+    return !st || strncmp(st, "42", 2) == 0;
+}
+
+/*
  * Learns the type of every mapped target column from the catalog, for the
  * casts of the unfused form. On success *out holds n malloc'd strings.
  */
@@ -70,9 +91,8 @@ static exactly_err learn_types(const exactly_open_args *args,
     rc = h->query(args->setup, UPSERT_SQL_COLUMN_TYPES, 1, params, &res);
     if (rc != EXACTLY_OK) {
         snprintf(args->errbuf, args->errbuf_size,
-                 "upsert: cannot read the columns of table %s (does it "
-                 "exist?)",
-                 rel);
+                 "upsert: cannot read the columns of table %s%s", rel,
+                 answered_42(args) ? " (does it exist?)" : "");
         goto done;
     }
     rc = EXACTLY_ENOMEM;
@@ -141,15 +161,20 @@ static exactly_err check_sql(const exactly_open_args *args,
     memcpy(explain, "EXPLAIN ", 8);
     memcpy(explain + 8, sql, len + 1);
     rc = h->query(args->setup, explain, (int)n_params, params, &res);
-    if (rc != EXACTLY_OK) {
-        /* The server's reason sits in the setup transaction, which only
-         * the runtime sees; say what to look for, and log the statement
+    if (rc != EXACTLY_OK && answered_42(args)) {
+        /* The server's reason is added by the runtime, which holds the
+         * setup transaction; say what to look for, and log the statement
          * rather than crowd it into errbuf. */
         h->log(EXACTLY_LOG_ERROR, "upsert: refused statement: %s", sql);
         snprintf(args->errbuf, args->errbuf_size,
                  "upsert: the database refused the %s for table %s: is there "
                  "a unique index on exactly the key columns, and do all "
                  "columns exist with assignable types?",
+                 what, st->table);
+        rc = EXACTLY_ECONFIG;
+    } else if (rc != EXACTLY_OK) {
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the database did not plan the %s for table %s",
                  what, st->table);
         rc = EXACTLY_ECONFIG;
     }

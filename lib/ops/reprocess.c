@@ -127,14 +127,21 @@ static int apply_run(run *r, const exactly_reprocess_opts *o)
 {
     const char *status;
     char err[2048];
+    exactly_err rc;
     int code;
     size_t i;
 
-    if (exactly_plugin_open(r->eng.plugin, r->eng.conn, r->p,
-                            r->eng.timeout_ms, err, sizeof(err)) != EXACTLY_OK) {
+    rc = exactly_plugin_open(r->eng.plugin, r->eng.conn, r->p,
+                             r->eng.timeout_ms, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler's open() failed",
+                    LOG_STR("sqlstate", r->eng.plugin->open_sqlstate[0]
+                                            ? r->eng.plugin->open_sqlstate
+                                            : NULL),
                     LOG_STR("error", err));
-        return 2;
+        /* A lock or statement timeout, a lost connection: a failure of
+         * this run (nothing written yet), not a refusal. */
+        return rc == EXACTLY_ERETRY ? 1 : 2;
     }
     code = o->resume_run > 0 ? reprocess_claim_rows(r, o)
                              : reprocess_create_rows(r);

@@ -8,6 +8,7 @@
 
 #include "handler_upsert.h"
 #include "host.h"
+#include "pg_conn.h"
 #include "txn.h"
 
 /* The smallest descriptor this runtime can use: everything up to close. */
@@ -149,6 +150,32 @@ fail:
     return rc;
 }
 
+/*
+ * The SQLSTATE open() failed on, "" when none (no server error), and
+ * whether that failure goes away by itself. The server's answer decides
+ * when a query of the setup transaction failed: the first failure (what
+ * the handler saw; a later query only finds the transaction aborted), read
+ * as the batches read it (exactly_pg_class_of: a lost connection, a lock
+ * or statement timeout, a shutdown, the server starting up, resources are
+ * transient; a privilege, a missing table or column, bad data are not,
+ * whatever open() returned). A connection no longer usable is transient
+ * too. With neither, open() itself says: EXACTLY_ERETRY is "not now".
+ */
+static int open_transient(exactly_err rc, const exactly_txn *setup,
+                          PGconn *conn, char sqlstate[6])
+{
+    const char *st = setup->query_failed ? setup->query_sqlstate
+                     : setup->failed     ? setup->sqlstate
+                                         : "";
+
+    snprintf(sqlstate, 6, "%s", st);
+    if (PQstatus(conn) != CONNECTION_OK)
+        return 1;
+    if (setup->query_failed || setup->failed)
+        return exactly_pg_class_of(st) == PG_TRANSIENT;
+    return rc == EXACTLY_ERETRY;
+}
+
 exactly_err exactly_plugin_open(exactly_plugin *pl, PGconn *conn,
                                 const cfg_pipeline *p, int timeout_ms,
                                 char *errbuf, size_t errbuf_size)
@@ -169,32 +196,33 @@ exactly_err exactly_plugin_open(exactly_plugin *pl, PGconn *conn,
     args.errbuf = errbuf;
     args.errbuf_size = errbuf_size;
     errbuf[0] = '\0';
+    pl->open_sqlstate[0] = '\0';
 
     rc = exactly_txn_start(&setup, conn, timeout_ms);
     if (rc == EXACTLY_OK)
         rc = exactly_txn_send(&setup, TXN_CONTROL, "BEGIN READ ONLY", 0, NULL,
                               NULL);
     if (rc != EXACTLY_OK) {
+        /* Not the handler's doing: the connection, or memory. */
         snprintf(errbuf, errbuf_size, "plugin %s: cannot start setup: %s",
                  pl->label, setup.errmsg);
+        rc = EXACTLY_ERETRY;
         goto cleanup;
     }
     rc = pl->h->open(&args, &pl->state);
     if (rc != EXACTLY_OK) {
-        if (!errbuf[0])
-            snprintf(errbuf, errbuf_size, "open() failed");
-        {
-            /* The server's reason (a missing unique index, say) is what
-             * the user needs; the handler only saw that its query failed. */
-            char msg[1024];
-            snprintf(msg, sizeof(msg), "%s", errbuf);
-            snprintf(errbuf, errbuf_size,
-                     "plugin %s: handler '%s' refused to open: %s%s%s",
-                     pl->label, pl->h->name, msg,
-                     setup.failed ? "; server said: " : "",
-                     setup.failed ? setup.errmsg : "");
-        }
-        rc = EXACTLY_EPLUGIN;
+        /* The server's reason (a missing unique index, a lock timeout) is
+         * what the user needs; the handler only saw that its query failed. */
+        char msg[1024];
+        int transient = open_transient(rc, &setup, conn, pl->open_sqlstate);
+
+        snprintf(msg, sizeof(msg), "%s", errbuf[0] ? errbuf : "open() failed");
+        snprintf(errbuf, errbuf_size, "plugin %s: handler '%s' %s: %s%s%s",
+                 pl->label, pl->h->name,
+                 transient ? "cannot open for now" : "refused to open", msg,
+                 setup.failed ? "; server said: " : "",
+                 setup.failed ? setup.errmsg : "");
+        rc = transient ? EXACTLY_ERETRY : EXACTLY_EPLUGIN;
     } else {
         pl->opened = 1;
     }

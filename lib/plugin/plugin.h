@@ -26,6 +26,7 @@ typedef struct exactly_plugin {
     int opened;
     int fused;                 /* the built-in upsert reading the source itself */
     char *label;               /* path or "builtin:NAME", for messages */
+    char open_sqlstate[6];     /* the last open()'s failure's, "" for none */
 } exactly_plugin;
 
 /* Loads and validates; on failure returns EXACTLY_EPLUGIN or
@@ -35,7 +36,19 @@ exactly_err exactly_plugin_load(const exactly_config *cfg,
                                 const cfg_pipeline *p, exactly_plugin **out,
                                 char *errbuf, size_t errbuf_size);
 
-/* Calls open(); conn must be idle and not in a transaction. */
+/*
+ * Calls open() with a setup transaction on conn, which must be idle and
+ * not in a transaction. Returns EXACTLY_OK; EXACTLY_ERETRY when the
+ * failure goes away by itself (a query of open() ended on a transient
+ * SQLSTATE: a lock or statement timeout, a lost connection, a shutdown or
+ * failover; the connection is no longer usable; the setup could not be
+ * started or ended; or open() returned EXACTLY_ERETRY with no query
+ * failing): call it again later, on a new connection when conn is no
+ * longer CONNECTION_OK; else EXACTLY_EPLUGIN (the handler refused: its
+ * options, a missing table or column, a privilege). errbuf says why, with
+ * the server's message; pl->open_sqlstate holds the SQLSTATE ("" when
+ * none).
+ */
 exactly_err exactly_plugin_open(exactly_plugin *pl, PGconn *conn,
                                 const cfg_pipeline *p, int timeout_ms,
                                 char *errbuf, size_t errbuf_size);

@@ -52,7 +52,8 @@ typedef struct exactly_supervisor_opts {
 /* Returns the process exit code: 0 when every worker ended cleanly, 2 when
  * the configuration, a plugin or a lock was refused (or a worker refused to
  * start), 1 when a pipeline is entirely in a crash loop or on other
- * failures. */
+ * failures, EXACTLY_EXIT_HANDLER_STOP (3) when none of these and a handler
+ * stopped its worker (EXACTLY_EFATAL; that worker is not restarted). */
 int exactly_supervise(const exactly_supervisor_opts *o);
 
 #endif

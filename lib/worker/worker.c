@@ -179,6 +179,63 @@ void worker_stats(const worker *w, exactly_worker_stats *out)
                 LOG_UINT("handler_failures", (s)->handler_failures),           \
                 LOG_UINT("rebalances", (s)->rebalances))
 
+/*
+ * Connects to the database and calls the handler's open(), as often as it
+ * takes while open() fails for a reason that goes away by itself (a lock
+ * or statement timeout, a lost connection, a failover: what
+ * exactly_plugin_open calls EXACTLY_ERETRY), each time after the worker's
+ * backoff, logged with the SQLSTATE. Such a failure is not a refusal: one
+ * exit 2 would stop `exactly run` and, under systemd, for good. The
+ * consumer exists meanwhile (its callbacks are served by the poll) but has
+ * no group, so no partition waits on this worker. Returns -1 once the
+ * handler is open, else the exit code: 0 when asked to stop, w->fatal
+ * when set, 2 when the handler refused.
+ */
+static int open_handler(worker *w, const exactly_worker_opts *o)
+{
+    exactly_plugin *pl = w->eng.plugin;
+    char err[2048];
+    long long retry_at = 0;
+    int attempts = 0;
+
+    for (;;) {
+        rd_kafka_message_t *m;
+        exactly_err rc;
+        long long delay;
+
+        if (w->fatal || (o->stop && *o->stop))
+            return w->fatal ? w->fatal : 0;
+        if (exactly_now_ms() < retry_at || worker_db(w) != EXACTLY_OK) {
+            if ((m = rd_kafka_consumer_poll(w->rk, 100)) != NULL)
+                rd_kafka_message_destroy(m);
+            continue;
+        }
+        rc = exactly_plugin_open(pl, w->eng.conn, w->p, w->eng.timeout_ms,
+                                 err, sizeof(err));
+        if (rc == EXACTLY_OK) {
+            if (attempts > 0)
+                exactly_log(EXACTLY_LOG_INFO, "worker", "handler open",
+                            LOG_INT("attempts", attempts + 1));
+            return -1;
+        }
+        if (rc != EXACTLY_ERETRY) {
+            exactly_log(EXACTLY_LOG_ERROR, "worker", "handler's open() failed",
+                        LOG_STR("error", err));
+            return 2;
+        }
+        /* A connection it left unusable is replaced by worker_db, at its
+         * own backoff. */
+        delay = worker_backoff_ms(attempts++);
+        retry_at = exactly_now_ms() + delay;
+        exactly_log(EXACTLY_LOG_WARN, "worker",
+                    "handler cannot open for now; retrying",
+                    LOG_STR("sqlstate",
+                            pl->open_sqlstate[0] ? pl->open_sqlstate : NULL),
+                    LOG_STR("error", err), LOG_INT("attempt", attempts),
+                    LOG_INT("retry_in_ms", delay));
+    }
+}
+
 /* Opens what the worker needs, in order: its identity, the handler, the
  * consumer, the database and the handler's open(), then the group.
  * Returns -1 when the worker can serve, or its exit code. */
@@ -187,6 +244,7 @@ static int worker_open(worker *w, const exactly_worker_opts *o)
     char err[2048];
     char host[EXACTLY_HOST_ID_MAX + 1];
     exactly_err rc;
+    int code;
 
     if (exactly_host_id(host, sizeof(host)) != 0) {
         /* Nothing is claimed under an identity that is not this host's. */
@@ -213,22 +271,10 @@ static int worker_open(worker *w, const exactly_worker_opts *o)
     }
 
     /* The database and the handler first, the group last: a member that
-     * joined before it could serve would hold partitions nobody applies.
-     * The consumer exists (its callbacks are served by the poll), but has
-     * no group yet. */
-    while (worker_db(w) != EXACTLY_OK) {
-        rd_kafka_message_t *m;
-        if (w->fatal || (o->stop && *o->stop))
-            return w->fatal ? w->fatal : 0;
-        if ((m = rd_kafka_consumer_poll(w->rk, 100)) != NULL)
-            rd_kafka_message_destroy(m);
-    }
-    rc = exactly_plugin_open(w->eng.plugin, w->eng.conn, w->p, w->eng.timeout_ms, err, sizeof(err));
-    if (rc != EXACTLY_OK) {
-        exactly_log(EXACTLY_LOG_ERROR, "worker", "handler's open() failed",
-                    LOG_STR("error", err));
-        return rc == EXACTLY_ERETRY ? 1 : 2;
-    }
+     * joined before it could serve would hold partitions nobody applies. */
+    code = open_handler(w, o);
+    if (code >= 0)
+        return code;
     rc = worker_consumer_subscribe(&w->con, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "worker", "cannot subscribe",
