@@ -32,22 +32,6 @@
 /* Two cores shared with other work: generous. */
 #define APPLY_TIMEOUT_MS 90000
 
-/* The stored offset of partition p, waited for until it is want (or the
- * bound). */
-static int64_t wait_stored(PGconn *db, int p, int64_t want)
-{
-    return tk_sql_wait_int64(db, want, APPLY_TIMEOUT_MS,
-                             "SELECT next_offset FROM exactly.offsets "
-                             "WHERE pipeline = '%s' AND partition = %d",
-                             LEDGER_PIPELINE, p);
-}
-
-static const char *const eager[] = {
-    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
-static const char *const cooperative[] = {
-    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
-    "partition.assignment.strategy", "cooperative-sticky", NULL};
-
 static void run_case(const char *name, const char *const *kafka)
 {
     int64_t counts[LEDGER_ACCOUNTS] = {0};
@@ -78,7 +62,7 @@ static void run_case(const char *name, const char *const *kafka)
                                         "log", 1, pid, 60000, &status),
                      f.log, "partition 0 was not halted (status %d)", status);
     ledger_high_watermarks(f.mock->bootstraps, f.topic, PARTITIONS, hw);
-    stored = wait_stored(db, 1, hw[1]);
+    stored = ledger_wait_stored(db, 1, hw[1], APPLY_TIMEOUT_MS);
     LEDGER_CHECK_LOG(stored == hw[1], f.log,
                      "partition 1 was not served beside the halted one: "
                      "stored %" PRId64 ", high watermark %" PRId64,
@@ -94,7 +78,7 @@ static void run_case(const char *name, const char *const *kafka)
     ledger_produce_wave(&f, WAVE, 2, counts);
     ledger_high_watermarks(f.mock->bootstraps, f.topic, PARTITIONS, hw);
     for (p = 0; p < PARTITIONS; p++) {
-        stored = wait_stored(db, p, hw[p]);
+        stored = ledger_wait_stored(db, p, hw[p], APPLY_TIMEOUT_MS);
         LEDGER_CHECK_LOG(stored == hw[p], f.log,
                          "partition %d after exactly offsets reset: stored "
                          "offset %" PRId64 ", high watermark %" PRId64
@@ -114,8 +98,8 @@ static void run_case(const char *name, const char *const *kafka)
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "eager") == 0)
-        run_case("out_of_range_eager", eager);
+        run_case("out_of_range_eager", ledger_kafka_eager);
     if (argc < 2 || strcmp(argv[1], "cooperative") == 0)
-        run_case("out_of_range_coop", cooperative);
+        run_case("out_of_range_coop", ledger_kafka_cooperative);
     return 0;
 }

@@ -50,16 +50,6 @@
 /* Longer than two rechecks of a halted partition (RESET_RECHECK_MS). */
 #define NO_RETRY_MS 8000
 
-/* The stored offset of partition p, waited for until it is want (or
- * timeout_ms). */
-static int64_t wait_stored(PGconn *db, int p, int64_t want, int timeout_ms)
-{
-    return tk_sql_wait_int64(db, want, timeout_ms,
-                             "SELECT next_offset FROM exactly.offsets "
-                             "WHERE pipeline = '%s' AND partition = %d",
-                             LEDGER_PIPELINE, p);
-}
-
 /* `exactly offsets reset` of partition 0 to AHEAD, with output in
  * reset_log; fails unless it exits 0. */
 static void reset_to_ahead(const ledger_fixture *f, const char *reset_log)
@@ -95,12 +85,6 @@ static void check_applied(PGconn *db, const char *log, int p, int64_t from,
                      p, rows, lo, hi, from, to - 1);
 }
 
-static const char *const eager[] = {
-    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
-static const char *const cooperative[] = {
-    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
-    "partition.assignment.strategy", "cooperative-sticky", NULL};
-
 static void run_case(const char *name, const char *const *kafka)
 {
     int64_t counts[LEDGER_ACCOUNTS] = {0};
@@ -133,7 +117,7 @@ static void run_case(const char *name, const char *const *kafka)
     pid = ledger_start_worker(f.config, 0, f.log);
     LEDGER_CHECK_LOG(tk_wait_log(f.log, HALTED, 1, pid, 60000, &status),
                      f.log, "partition 0 was not halted (status %d)", status);
-    stored = wait_stored(db, 1, hw[1], SERVE_TIMEOUT_MS);
+    stored = ledger_wait_stored(db, 1, hw[1], SERVE_TIMEOUT_MS);
     LEDGER_CHECK_LOG(stored == hw[1], f.log,
                      "partition 1 was not served beside the halted one: "
                      "stored %" PRId64 ", high watermark %" PRId64,
@@ -165,13 +149,13 @@ static void run_case(const char *name, const char *const *kafka)
              "the reset of partition 0 from %d to %d was not recorded",
              AHEAD, AHEAD);
 
-    stored = wait_stored(db, 0, hw[0], RESUME_TIMEOUT_MS);
+    stored = ledger_wait_stored(db, 0, hw[0], RESUME_TIMEOUT_MS);
     LEDGER_CHECK_LOG(stored == hw[0], f.log,
                      "partition 0 after exactly offsets reset to the offset "
                      "that failed (%d, now in the log): stored offset %"
                      PRId64 ", high watermark %" PRId64 " after %d s",
                      AHEAD, stored, hw[0], RESUME_TIMEOUT_MS / 1000);
-    stored = wait_stored(db, 1, hw[1], SERVE_TIMEOUT_MS);
+    stored = ledger_wait_stored(db, 1, hw[1], SERVE_TIMEOUT_MS);
     LEDGER_CHECK_LOG(stored == hw[1], f.log,
                      "partition 1: stored %" PRId64 ", high watermark %"
                      PRId64, stored, hw[1]);
@@ -193,8 +177,8 @@ static void run_case(const char *name, const char *const *kafka)
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "eager") == 0)
-        run_case("same_offset_eager", eager);
+        run_case("same_offset_eager", ledger_kafka_eager);
     if (argc < 2 || strcmp(argv[1], "cooperative") == 0)
-        run_case("same_offset_coop", cooperative);
+        run_case("same_offset_coop", ledger_kafka_cooperative);
     return 0;
 }

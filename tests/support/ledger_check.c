@@ -210,6 +210,20 @@ int ledger_read_summary(const char *log, ledger_summary *out)
 /* Kafka                                                               */
 /* ------------------------------------------------------------------ */
 
+int64_t ledger_wait_stored(PGconn *db, int p, int64_t want, int timeout_ms)
+{
+    return tk_sql_wait_int64(db, want, timeout_ms,
+                             "SELECT next_offset FROM exactly.offsets "
+                             "WHERE pipeline = '%s' AND partition = %d",
+                             LEDGER_PIPELINE, p);
+}
+
+const char *const ledger_kafka_eager[] = {
+    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
+const char *const ledger_kafka_cooperative[] = {
+    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
+    "partition.assignment.strategy", "cooperative-sticky", NULL};
+
 void ledger_high_watermarks(const char *bootstraps, const char *topic,
                             int partitions, int64_t *hw)
 {

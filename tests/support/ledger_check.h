@@ -138,6 +138,16 @@ int ledger_run_to_idle(const char *config, int idle_ms, int timeout_ms,
 /* Rows in `ledger`. */
 int64_t ledger_rows(PGconn *db);
 
+/* The stored offset of LEDGER_PIPELINE's partition p, read until it is
+ * want or timeout_ms passed; the last value read. */
+int64_t ledger_wait_stored(PGconn *db, int p, int64_t want, int timeout_ms);
+
+/* Kafka properties (name, value, ..., NULL) for ledger_config.kafka:
+ * short sessions with the eager assignors, and the same with
+ * cooperative-sticky; tests run a case under both protocols. */
+extern const char *const ledger_kafka_eager[];
+extern const char *const ledger_kafka_cooperative[];
+
 /* The counters of a worker's summary line (tk_runner.h). */
 typedef tk_run_summary ledger_summary;
 
