@@ -273,6 +273,7 @@ static void finish(relay *rl, int code)
     free(rl->table_q);
     free(rl->state_q);
     free(rl->sql_select);
+    free(rl->sql_acked);
     free(rl->sql_done);
     free(rl->sql_dead);
     free(rl->sql_state);

@@ -65,8 +65,8 @@ typedef struct relay {
     rd_kafka_t *rk;
     char *table_q;          /* "schema"."table" */
     char *state_q;          /* "schema".relay_state of the framework */
-    char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
-    char *sql_backlog, *sql_position;
+    char *sql_select, *sql_acked, *sql_done, *sql_dead, *sql_state;
+    char *sql_expire, *sql_backlog, *sql_position;
     char lock_key[300];
     relay_row *rows;
     size_t n_rows;
