@@ -363,7 +363,8 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             continue;
         }
         rl.backoff_ms = 100;
-        /* Published rows past retention, a slice a minute, busy or not. */
+        /* Published rows past retention, all of them once a minute,
+         * busy or not. */
         if (rl.r->cleanup == CFG_CLEANUP_MARK &&
             exactly_now_ms() - last_expire > 60000) {
             relay_expire(&rl);

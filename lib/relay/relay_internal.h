@@ -163,7 +163,13 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
  * until the next one. */
 void relay_read_backlog(relay *rl);
 
-/* Deletes published rows past the relay's retention (cleanup: mark). */
+/* The most published rows one statement of the expiry deletes. */
+#define RELAY_EXPIRE_CHUNK 10000
+
+/* Deletes every published row past the relay's retention (cleanup:
+ * mark), RELAY_EXPIRE_CHUNK rows a statement, until a statement deletes
+ * fewer, PostgreSQL fails (logged; the next expiry goes on) or a stop is
+ * asked for. */
 void relay_expire(relay *rl);
 
 #endif

@@ -114,10 +114,11 @@ static int build_sql(relay *rl)
         " started_at = CASE WHEN $5 = '1' THEN now() ELSE s.started_at END,"
         " updated_at = now()",
         rl->state_q, NULL);
+    /* One chunk of the expiry (relay_expire): a bounded transaction. */
     rl->sql_expire = fmt2(
         "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s"
         " WHERE published_at < now() - make_interval(secs =>"
-        " $1::double precision) LIMIT 10000))",
+        " $1::double precision) LIMIT $2::int))",
         rl->table_q, rl->table_q);
     /* The backlog for the metrics: the partial index outbox_pending holds
      * exactly these rows. */
@@ -374,16 +375,30 @@ void relay_read_backlog(relay *rl)
 
 void relay_expire(relay *rl)
 {
-    char err[1024], secs[32];
-    const char *params[1];
+    char err[1024], secs[32], chunk[32];
+    const char *params[2];
+    PGresult *res = NULL;
+    long long deleted = RELAY_EXPIRE_CHUNK;
 
     snprintf(secs, sizeof(secs), "%lld", (long long)rl->r->retention_s);
+    snprintf(chunk, sizeof(chunk), "%d", RELAY_EXPIRE_CHUNK);
     params[0] = secs;
-    if (exactly_pg_exec(rl->conn, rl->sql_expire, 1, params, NULL, err,
-                        sizeof(err)) != EXACTLY_OK)
-        exactly_log(EXACTLY_LOG_WARN, "relay",
-                    "deleting published rows past retention failed",
-                    LOG_STR("error", err));
+    params[1] = chunk;
+    /* A full chunk says there may be more: the next one follows, so the
+     * expiry keeps up with any rate of publishing, each chunk its own
+     * short transaction. */
+    while (deleted >= RELAY_EXPIRE_CHUNK && !(rl->stop && *rl->stop)) {
+        if (exactly_pg_exec(rl->conn, rl->sql_expire, 2, params, &res, err,
+                            sizeof(err)) != EXACTLY_OK) {
+            exactly_log(EXACTLY_LOG_WARN, "relay",
+                        "deleting published rows past retention failed",
+                        LOG_STR("error", err));
+            return;
+        }
+        deleted = strtoll(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+        res = NULL;
+    }
 }
 
 int exactly_relay_read_status(const exactly_config *cfg, const cfg_relay *r,
