@@ -29,9 +29,12 @@ static const cfg_field relay_fields[] = {
      .doc = "The outbox table: `exactly migrate` creates `outbox` in the "
             "framework's schema; a table of the user's needs the same "
             "columns (`id bigserial`, `topic text`, `key bytea`, `value "
-            "bytea`, `headers jsonb`, `event_id uuid`, `created xid8 "
-            "DEFAULT pg_current_xact_id()`, `created_at`, `published_at`, "
-            "`dead_reason`, `dead_at`)."},
+            "bytea`, `headers jsonb`, `event_id uuid NOT NULL DEFAULT "
+            "gen_random_uuid()` (the default may go if every insert writes "
+            "one; a NULL would send an empty `event-id`, which dedup does "
+            "not apply), `created xid8 DEFAULT pg_current_xact_id()`, "
+            "`created_at`, `published_at`, `dead_reason`, `dead_at`); "
+            "`exactly check` refuses one that lacks them."},
     {.key = "topic", .type = CFG_F_STR, .flags = CFG_NONEMPTY,
      .off = R(topic),
      .def_doc = "none",

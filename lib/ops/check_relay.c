@@ -41,9 +41,9 @@ static int framework_outbox(const exactly_config *cfg, const cfg_relay *r)
            strcmp(r->table, "outbox") == 0;
 }
 
-/* Compares the outbox's columns (res: name, type, default) with
- * outbox_columns; writes what is missing or of another type into why and
- * returns how many. */
+/* Compares the outbox's columns (res: name, type, default, NOT NULL) with
+ * outbox_columns; writes what is missing, of another type or may not hold
+ * what the relay relies on into why and returns how many. */
 static size_t outbox_mismatches(const PGresult *res, strbuf *why)
 {
     size_t c, n = 0;
@@ -52,11 +52,13 @@ static size_t outbox_mismatches(const PGresult *res, strbuf *why)
     for (c = 0; c < sizeof(outbox_columns) / sizeof(outbox_columns[0]); c++) {
         const char *want = outbox_columns[c].type, *alt = outbox_columns[c].alt;
         const char *have = NULL, *dflt = "";
+        int notnull = 0;
 
         for (i = 0; i < PQntuples(res); i++)
             if (strcmp(PQgetvalue(res, i, 0), outbox_columns[c].name) == 0) {
                 have = PQgetvalue(res, i, 1);
                 dflt = PQgetvalue(res, i, 2);
+                notnull = strcmp(PQgetvalue(res, i, 3), "t") == 0;
             }
         if (!have)
             strbuf_printf(why, "%sno column %s (%s)", n++ ? "; " : "",
@@ -72,13 +74,25 @@ static size_t outbox_mismatches(const PGresult *res, strbuf *why)
                                "pg_current_xact_id(): rows inserted "
                                "without it are never published",
                           n++ ? "; " : "");
+        /* A row without one goes out with an empty event-id header, which
+         * a consumer's dedup takes for no key and applies every time it
+         * comes: at least once, without a word. NOT NULL is enough; a
+         * table without a default has every insert write its own. */
+        else if (strcmp(outbox_columns[c].name, "event_id") == 0 && !notnull)
+            strbuf_printf(why, "%scolumn event_id may be NULL: a row "
+                               "without one goes out with an empty "
+                               "event-id header, which a consumer's dedup "
+                               "does not apply; make it NOT NULL DEFAULT "
+                               "gen_random_uuid()",
+                          n++ ? "; " : "");
     }
     return n;
 }
 
 /*
  * The outbox table of r: it exists and has every column the relay's
- * statements name, with the types they rely on. A missing framework
+ * statements name, with the types they rely on, created with its
+ * default and event_id NOT NULL. A missing framework
  * outbox is a migration to run (exit 1); a table of the user's that is
  * missing or lacks columns is the configuration naming the wrong table,
  * as a lookup's table is (exit 2).
@@ -88,7 +102,7 @@ static void check_outbox(checker *ck, const exactly_config *cfg,
 {
     static const char *sql =
         "SELECT a.attname, format_type(a.atttypid, NULL),"
-        " coalesce(pg_get_expr(d.adbin, d.adrelid), '')"
+        " coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attnotnull"
         " FROM pg_attribute a LEFT JOIN pg_attrdef d"
         " ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
         " WHERE a.attrelid = $1::regclass AND a.attnum > 0"

@@ -312,6 +312,7 @@ static void finish(relay *rl, int code)
     free(rl->table_q);
     free(rl->state_q);
     free(rl->sql_select);
+    free(rl->sql_acked);
     free(rl->sql_done);
     free(rl->sql_dead);
     free(rl->sql_state);
@@ -401,7 +402,8 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             continue;
         }
         rl.backoff_ms = 100;
-        /* Published rows past retention, a slice a minute, busy or not. */
+        /* Published rows past retention, all of them once a minute,
+         * busy or not. */
         if (rl.r->cleanup == CFG_CLEANUP_MARK &&
             exactly_now_ms() - last_expire > 60000) {
             relay_expire(&rl);

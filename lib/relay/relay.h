@@ -26,7 +26,12 @@
  *     after the acknowledgement. A relay that dies in between sends the row
  *     again on its next start, with the same `event-id` header (the row's
  *     event_id): at least once on the topic, exactly once behind a
- *     consumer's `dedup: {from: header, header: event-id}`.
+ *     consumer's `dedup: {from: header, header: event-id}`. The
+ *     transaction names each row by its id and its `created` together:
+ *     ids come back after TRUNCATE ... RESTART IDENTITY (or a sequence
+ *     reset) while a batch awaits its reports, transaction ids never do,
+ *     so rows that took a batch's ids are neither marked, deleted nor
+ *     dead-lettered by its outcome.
  *  4. A record refused for good (larger than message.max.bytes, a topic
  *     that does not exist, a topic the relay's principal may not write,
  *     headers that are not a JSON object, no topic) is dead-lettered in

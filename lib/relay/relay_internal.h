@@ -70,8 +70,8 @@ typedef struct relay {
     rd_kafka_t *rk;
     char *table_q;          /* "schema"."table" */
     char *state_q;          /* "schema".relay_state of the framework */
-    char *sql_select, *sql_done, *sql_dead, *sql_state, *sql_expire;
-    char *sql_backlog, *sql_position;
+    char *sql_select, *sql_acked, *sql_done, *sql_dead, *sql_state;
+    char *sql_expire, *sql_backlog, *sql_position;
     char lock_key[300];
     relay_row *rows;
     size_t n_rows;
@@ -180,7 +180,13 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
  * until the next one. */
 void relay_read_backlog(relay *rl);
 
-/* Deletes published rows past the relay's retention (cleanup: mark). */
+/* The most published rows one statement of the expiry deletes. */
+#define RELAY_EXPIRE_CHUNK 10000
+
+/* Deletes every published row past the relay's retention (cleanup:
+ * mark), RELAY_EXPIRE_CHUNK rows a statement, until a statement deletes
+ * fewer, PostgreSQL fails (logged; the next expiry goes on) or a stop is
+ * asked for. */
 void relay_expire(relay *rl);
 
 #endif

@@ -80,6 +80,27 @@ static int build_sql(relay *rl)
         " AND created < pg_snapshot_xmin(pg_current_snapshot())"
         " ORDER BY created, id LIMIT $2::int",
         rl->table_q, NULL);
+    /* A batch's outcome names each row by its id and its transaction id
+     * together: between the read and the outcome (up to
+     * message.timeout.ms) TRUNCATE ... RESTART IDENTITY or a sequence
+     * reset may give the batch's ids to other rows, never sent, and
+     * transaction ids are never used again. */
+    rl->sql_acked = fmt2(r->cleanup == CFG_CLEANUP_DELETE
+                             ? "DELETE FROM %s o USING unnest($1::bigint[],"
+                               " $2::xid8[]) AS u(i, c)"
+                               " WHERE o.id = u.i AND o.created = u.c"
+                             : "UPDATE %s o SET published_at = now()"
+                               " FROM unnest($1::bigint[], $2::xid8[])"
+                               " AS u(i, c) WHERE o.id = u.i"
+                               " AND o.created = u.c"
+                               " AND o.published_at IS NULL",
+                         rl->table_q, NULL);
+    rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
+                        " FROM unnest($1::bigint[], $2::xid8[], $3::text[])"
+                        " AS u(i, c, r) WHERE o.id = u.i AND o.created = u.c",
+                        rl->table_q, NULL);
+    /* By ids alone: only for a position record written before records
+     * carried the range of their transaction ids (relay_txn.c). */
     rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
                             ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
                             : "UPDATE %s SET published_at = now()"
@@ -98,10 +119,6 @@ static int build_sql(relay *rl)
                                   " AND published_at IS NULL"
                                   " AND created BETWEEN $2::xid8 AND $3::xid8",
                             rl->table_q, NULL);
-    rl->sql_dead = fmt2("UPDATE %s o SET dead_reason = u.r, dead_at = now()"
-                        " FROM unnest($1::bigint[], $2::text[]) AS u(i, r)"
-                        " WHERE o.id = u.i",
-                        rl->table_q, NULL);
     rl->sql_state = fmt2(
         "INSERT INTO %s AS s (relay, outbox, published, dead,"
         " published_since_start) VALUES ($1, $2, $3, $4, $3)"
@@ -112,10 +129,11 @@ static int build_sql(relay *rl)
         " started_at = CASE WHEN $5 = '1' THEN now() ELSE s.started_at END,"
         " updated_at = now()",
         rl->state_q, NULL);
+    /* One chunk of the expiry (relay_expire): a bounded transaction. */
     rl->sql_expire = fmt2(
         "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s"
         " WHERE published_at < now() - make_interval(secs =>"
-        " $1::double precision) LIMIT 10000))",
+        " $1::double precision) LIMIT $2::int))",
         rl->table_q, rl->table_q);
     /* The backlog for the metrics: the partial index outbox_pending holds
      * exactly these rows. */
@@ -124,8 +142,9 @@ static int build_sql(relay *rl)
         " min(created_at)) * 1000)::bigint, 0) FROM %s"
         " WHERE published_at IS NULL AND dead_reason IS NULL",
         rl->table_q, NULL);
-    return rl->sql_select && rl->sql_done && rl->sql_dead && rl->sql_state &&
-                   rl->sql_expire && rl->sql_backlog && rl->sql_position
+    return rl->sql_select && rl->sql_acked && rl->sql_done && rl->sql_dead &&
+                   rl->sql_state && rl->sql_expire && rl->sql_backlog &&
+                   rl->sql_position
                ? 0
                : -1;
 }
@@ -205,51 +224,82 @@ int relay_ensure_conn(relay *rl)
     return 0;
 }
 
-/* The array literals of the batch's outcome: the ids acknowledged, and
- * the ids refused for good with their reasons; counted in acked, dead. */
-static void collect_outcome(const relay *rl, strbuf *done, strbuf *dids,
-                            strbuf *dreasons, int64_t *acked, int64_t *dead)
+/* The array literals of a batch's outcome, which names each row by its
+ * id and its transaction id (created), in two arrays of one order. */
+typedef struct outcome_arrays {
+    strbuf ids, created; /* of the rows acknowledged */
+    strbuf dids, dcreated, dreasons; /* of the rows refused for good */
+} outcome_arrays;
+
+static void outcome_elem_xid(strbuf *sb, uint64_t xid)
 {
-    size_t i;
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%llu", (unsigned long long)xid);
+
+    strbuf_array_elem(sb, text, (size_t)n);
+}
+
+/* The array literals of the batch's outcome into a: the rows
+ * acknowledged, and the rows refused for good with their reasons; counted
+ * in acked, dead. Returns 0, or -1 when out of memory. */
+static int collect_outcome(const relay *rl, outcome_arrays *a, int64_t *acked,
+                           int64_t *dead)
+{
+    strbuf *all[] = {&a->ids, &a->created, &a->dids, &a->dcreated,
+                     &a->dreasons};
+    size_t i, k;
+    int oom = 0;
 
     *acked = *dead = 0;
-    strbuf_array_begin(done);
-    strbuf_array_begin(dids);
-    strbuf_array_begin(dreasons);
+    for (k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+        strbuf_array_begin(all[k]);
     for (i = 0; i < rl->n_rows; i++) {
         const relay_row *row = &rl->rows[i];
 
         if (row->state == ROW_ACKED) {
-            strbuf_array_elem_int(done, row->id);
+            strbuf_array_elem_int(&a->ids, row->id);
+            outcome_elem_xid(&a->created, row->created);
             (*acked)++;
         } else if (row->state == ROW_DEAD) {
-            strbuf_array_elem_int(dids, row->id);
-            strbuf_array_elem_str(dreasons, row->reason);
+            strbuf_array_elem_int(&a->dids, row->id);
+            outcome_elem_xid(&a->dcreated, row->created);
+            strbuf_array_elem_str(&a->dreasons, row->reason);
             (*dead)++;
         }
     }
-    strbuf_array_end(done);
-    strbuf_array_end(dids);
-    strbuf_array_end(dreasons);
+    for (k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
+        strbuf_array_end(all[k]);
+        oom |= all[k]->oom;
+    }
+    return oom ? -1 : 0;
+}
+
+static void outcome_free(outcome_arrays *a)
+{
+    strbuf_free(&a->ids);
+    strbuf_free(&a->created);
+    strbuf_free(&a->dids);
+    strbuf_free(&a->dcreated);
+    strbuf_free(&a->dreasons);
 }
 
 int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
                          int first)
 {
-    strbuf done = {0}, dids = {0}, dreasons = {0};
+    outcome_arrays a;
     exactly_txn t;
     char err[1024], n_ok[32], n_dead[32];
     const char *params[5];
     int rc = -1;
 
     memset(&t, 0, sizeof(t));
-    collect_outcome(rl, &done, &dids, &dreasons, acked, dead);
+    memset(&a, 0, sizeof(a));
     /* A mark that cannot even be built is a failed mark like any other:
      * the session goes, so that in mode transactional the position is
      * applied before the next batch (invariant 6), rather than the same
      * rows read and committed to Kafka again. The fault site is
      * test-only (fault.h). */
-    if (done.oom || dids.oom || dreasons.oom ||
+    if (collect_outcome(rl, &a, acked, dead) != 0 ||
         EXACTLY_FAULT("relay_outcome_collect")) {
         snprintf(err, sizeof(err), "out of memory");
         goto failed;
@@ -263,14 +313,16 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
     }
     (void)exactly_txn_send(&t, TXN_CONTROL, "BEGIN", 0, NULL, NULL);
     if (*acked) {
-        params[0] = strbuf_str(&done);
-        (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_done, 1, params,
+        params[0] = strbuf_str(&a.ids);
+        params[1] = strbuf_str(&a.created);
+        (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_acked, 2, params,
                                NULL);
     }
     if (*dead) {
-        params[0] = strbuf_str(&dids);
-        params[1] = strbuf_str(&dreasons);
-        (void)exactly_txn_send(&t, TXN_DEAD_LETTER, rl->sql_dead, 2, params,
+        params[0] = strbuf_str(&a.dids);
+        params[1] = strbuf_str(&a.dcreated);
+        params[2] = strbuf_str(&a.dreasons);
+        (void)exactly_txn_send(&t, TXN_DEAD_LETTER, rl->sql_dead, 3, params,
                                NULL);
     }
     snprintf(n_ok, sizeof(n_ok), "%lld", (long long)*acked);
@@ -306,9 +358,7 @@ failed:
     relay_drop_conn(rl);
 cleanup:
     exactly_txn_clear(&t);
-    strbuf_free(&done);
-    strbuf_free(&dids);
-    strbuf_free(&dreasons);
+    outcome_free(&a);
     return rc;
 }
 
@@ -340,16 +390,30 @@ void relay_read_backlog(relay *rl)
 
 void relay_expire(relay *rl)
 {
-    char err[1024], secs[32];
-    const char *params[1];
+    char err[1024], secs[32], chunk[32];
+    const char *params[2];
+    PGresult *res = NULL;
+    long long deleted = RELAY_EXPIRE_CHUNK;
 
     snprintf(secs, sizeof(secs), "%lld", (long long)rl->r->retention_s);
+    snprintf(chunk, sizeof(chunk), "%d", RELAY_EXPIRE_CHUNK);
     params[0] = secs;
-    if (exactly_pg_exec(rl->conn, rl->sql_expire, 1, params, NULL, err,
-                        sizeof(err)) != EXACTLY_OK)
-        exactly_log(EXACTLY_LOG_WARN, "relay",
-                    "deleting published rows past retention failed",
-                    LOG_STR("error", err));
+    params[1] = chunk;
+    /* A full chunk says there may be more: the next one follows, so the
+     * expiry keeps up with any rate of publishing, each chunk its own
+     * short transaction. */
+    while (deleted >= RELAY_EXPIRE_CHUNK && !(rl->stop && *rl->stop)) {
+        if (exactly_pg_exec(rl->conn, rl->sql_expire, 2, params, &res, err,
+                            sizeof(err)) != EXACTLY_OK) {
+            exactly_log(EXACTLY_LOG_WARN, "relay",
+                        "deleting published rows past retention failed",
+                        LOG_STR("error", err));
+            return;
+        }
+        deleted = strtoll(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+        res = NULL;
+    }
 }
 
 int exactly_relay_read_status(const exactly_config *cfg, const cfg_relay *r,
@@ -413,6 +477,7 @@ cleanup:
     free(rl.table_q);
     free(rl.state_q);
     free(rl.sql_select);
+    free(rl.sql_acked);
     free(rl.sql_done);
     free(rl.sql_dead);
     free(rl.sql_state);

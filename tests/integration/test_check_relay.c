@@ -20,6 +20,12 @@
  *   column      a table of the user's without `created`, and one whose
  *               `key` is text: FAIL naming the missing column and its
  *               type, and the wrong type, exit 2.
+ *   event_id    a table of the user's whose event_id may be NULL: FAIL
+ *               naming the table and the column (a row without one goes
+ *               out with an empty event-id header, which a consumer's
+ *               dedup does not apply: at least once, silently), exit 2;
+ *               one whose event_id is NOT NULL without a default (every
+ *               insert writes its own) passes.
  *   privilege   a role with every relay grant but UPDATE on the outbox:
  *               a FAIL line naming UPDATE, the table and the GRANT, exit
  *               1.
@@ -220,6 +226,33 @@ static void scenario_column(ctx *c)
     free(out);
 }
 
+static void scenario_event_id(ctx *c)
+{
+    char cfg[512], *out;
+    int st;
+
+    tk_sql(c->db, "CREATE TABLE public.null_eid (LIKE exactly.outbox"
+                  " INCLUDING DEFAULTS); ALTER TABLE public.null_eid"
+                  " ALTER COLUMN event_id DROP NOT NULL");
+    tk_sql(c->db, "CREATE TABLE public.own_eid (LIKE exactly.outbox"
+                  " INCLUDING DEFAULTS); ALTER TABLE public.own_eid"
+                  " ALTER COLUMN event_id DROP DEFAULT");
+    write_config(c, cfg, sizeof cfg, "nulleid", c->conninfo,
+                 "    topic: " TOPIC "\n    schema: public\n"
+                 "    table: null_eid\n"
+                 "  owneid:\n    topic: " TOPIC "\n    schema: public\n"
+                 "    table: own_eid\n");
+    st = check(c, cfg, &out);
+    tk_note("check (event_id nullable; NOT NULL without a default):\n%s",
+            out);
+    EXPECT_LINE(out, "FAIL", "outbox [relay nulleid]",
+                "table \"public\".\"null_eid\": column event_id may be "
+                "NULL");
+    EXPECT_LINE(out, "OK", "outbox [relay owneid]", "own_eid");
+    TK_CHECK(st == 2, "check exited %d, expected 2:\n%s", st, out);
+    free(out);
+}
+
 static void scenario_privilege(ctx *c)
 {
     char cfg[512], role[64], conninfo[1200], *out;
@@ -323,6 +356,7 @@ int main(void)
     scenario_shared(&c);
     scenario_table(&c);
     scenario_column(&c);
+    scenario_event_id(&c);
     scenario_privilege(&c);
     scenario_printed(&c);
     scenario_topic(&c);
