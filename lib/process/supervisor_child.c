@@ -30,8 +30,28 @@
 
 static volatile sig_atomic_t w_stop;
 static volatile sig_atomic_t w_reopen;
+static volatile sig_atomic_t w_outside_stops;
+static pid_t w_parent; /* the supervisor, set before the handlers */
 
-static void worker_on_stop(int sig) { (void)sig; if (w_stop) _exit(1); w_stop = 1; }
+/* A child's SIGTERM or SIGINT asks it to stop cleanly (final commit, its
+ * rows released). The supervisor's own stop signal never escalates: a
+ * Ctrl-C (SIGINT to the whole process group) or a `pkill exactly`
+ * (SIGTERM to every process) reaches a child once from outside and once
+ * more from the supervisor's drain, which must not turn the first into a
+ * kill; the supervisor escalates by itself (SIGKILL at its deadline or on
+ * a second signal of its own). A second stop signal from anyone else ends
+ * the child at once (exit 1). */
+static void worker_on_stop(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    w_stop = 1;
+    if (si && si->si_code == SI_USER && si->si_pid == w_parent)
+        return;
+    if (w_outside_stops)
+        _exit(1);
+    w_outside_stops = 1;
+}
 
 static void worker_on_hup(int sig) { (void)sig; w_reopen = 1; }
 
@@ -48,15 +68,25 @@ void sup_handle_signals(void (*on_stop)(int), void (*on_hup)(int))
     sigaction(SIGHUP, &sa, NULL);
 }
 
-static void install_worker_signals(void)
+/* The handlers of a worker or relay child of supervisor parent. */
+static void install_worker_signals(pid_t parent)
 {
     struct sigaction sa;
 
-    sup_handle_signals(worker_on_stop, worker_on_hup);
+    w_parent = parent;
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
+    sa.sa_handler = worker_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
+    /* Both stop signals blocked while either runs: one count. */
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sa.sa_flags = SA_SIGINFO;
+    sa.sa_sigaction = worker_on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 /* The slot's identity in its consumer group, the same for every process
@@ -165,7 +195,7 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
         for (i = 0; i < n_fds; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
-        install_worker_signals();
+        install_worker_signals(parent);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (s->r)
             run_relay(o, s, parent);

@@ -95,8 +95,9 @@ size_t sup_running(const slot *slots, size_t n);
  */
 void sup_print_totals(const slot *slots, size_t n_slots);
 
-/* SIGTERM and SIGINT go to on_stop, SIGHUP to on_hup (supervisor_child.c);
- * the supervisor and its children each install their own pair. */
+/* The supervisor's handlers: SIGTERM and SIGINT go to on_stop, SIGHUP to
+ * on_hup. Its children install their own (supervisor_child.c), which
+ * tell the supervisor's stop signal from anyone else's. */
 void sup_handle_signals(void (*on_stop)(int), void (*on_hup)(int));
 
 #endif
