@@ -263,6 +263,16 @@ static void log_relay_end(const slot *s, int status, int code,
                     LOG_INT("restart_in_ms", s->restart_at_ms - sup_now_ms()));
 }
 
+int sup_crash_loop_after(const slot *s)
+{
+    int guard;
+
+    if (s->r || !s->p)
+        return CRASH_LOOP_AFTER;
+    guard = 2 * s->p->max_crashes + 2; /* max_crashes <= 1000 (config) */
+    return guard > CRASH_LOOP_AFTER ? guard : CRASH_LOOP_AFTER;
+}
+
 /* A child that died (not refused, not stopped by its handler): counts a
  * fast failure (it died soon after its start, or before it made any
  * progress), sets when it starts again, and says so once when the fast
@@ -275,7 +285,7 @@ static void count_failure(slot *s, long long lived)
 
     s->fast_failures = failed_start ? s->fast_failures + 1 : 1;
     s->restart_at_ms = sup_now_ms() + restart_delay(s->fast_failures);
-    if (s->fast_failures >= CRASH_LOOP_AFTER && !s->crash_loop) {
+    if (s->fast_failures >= sup_crash_loop_after(s) && !s->crash_loop) {
         s->crash_loop = 1;
         if (s->r)
             exactly_log(EXACTLY_LOG_ERROR, "supervisor",

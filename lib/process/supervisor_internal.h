@@ -20,7 +20,8 @@
  * predecessor's session to expire). */
 #define FAST_FAILURE_MS 10000
 #define PROGRESS_WINDOW_MS 300000
-/* That many fast failures in a row make a crash loop. */
+/* That many fast failures in a row make a crash loop: a relay's always,
+ * a worker's at least (sup_crash_loop_after). */
 #define CRASH_LOOP_AFTER 5
 
 /* One child process the supervisor keeps running: a worker of pipeline p,
@@ -75,6 +76,15 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
  * start, EXACTLY_EXIT_HANDLER_STOP when its handler stopped it (neither is
  * restarted: starting again would only meet the same answer). */
 int sup_reaped(slot *s, int status);
+
+/* The fast failures in a row that make slot s a crash loop. A worker's
+ * leave the crash guard (lib/engine/guard.c) room to deal with a record
+ * that kills it: max_crashes deaths at a batch's start isolate the batch,
+ * max_crashes more inside that record alone dead-letter it, and only the
+ * process after them moves on; one death more is allowed for one the
+ * guard does not count (before a claim). So 2 * max_crashes + 2, at least
+ * CRASH_LOOP_AFTER; a relay's: CRASH_LOOP_AFTER. */
+int sup_crash_loop_after(const slot *s);
 
 /* 1 when every worker of some pipeline, or some relay, is in a crash
  * loop. */
