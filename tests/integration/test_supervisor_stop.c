@@ -15,6 +15,13 @@
  *            its offset).
  *   pkill    `pkill exactly`: SIGTERM to each worker, then to the
  *            supervisor: the same clean stop.
+ *   twice    SIGINT to the supervisor, then SIGINT and SIGTERM to worker 0
+ *            (a user's second signal, not the supervisor's): worker 0
+ *            exits 1 at once, worker 1 finishes, and the run exits 1, not
+ *            0: not every worker stopped cleanly.
+ *   segv     a worker that dies of SIGSEGV during the drain (stopped with
+ *            SIGSTOP before the supervisor's SIGTERM, then sent SIGSEGV
+ *            and SIGCONT): the run exits 1.
  *
  * The test process is a child subreaper, so that nothing the supervisor
  * leaves behind outlives the test unseen.
@@ -217,6 +224,86 @@ static void scenario_pkill(void)
     PQfinish(s.db);
 }
 
+/* Waits for the supervisor's "stopping:" line. */
+static void wait_stopping(const char *log, pid_t sup)
+{
+    LEDGER_CHECK_LOG(ledger_wait_log(log, "stopping:", 1, sup, 10000, NULL),
+                     log, "no \"stopping\" line after the signal; log: %s",
+                     log);
+}
+
+/* What a stop in which worker 0 ended badly leaves: the supervisor's
+ * "worker exited" or "worker killed by signal" for it and no final line of
+ * its own, worker 1 finished, and exit 1. */
+static void check_unclean_stop(const char *what, const char *log,
+                               const pid_t *w, int st)
+{
+    const char *how = "msg=\"worker exited\"";
+    char tag[32];
+
+    if (tk_log_lines_with(log, "msg=\"worker killed by signal\"",
+                          "worker=0") > 0)
+        how = "msg=\"worker killed by signal\"";
+    snprintf(tag, sizeof tag, " pid=%d ", (int)w[0]);
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, how, "worker=0") == 1 &&
+                         tk_log_lines_with(log, tag, "msg=\"stopped\"") == 0 &&
+                         tk_log_lines_with(log, "msg=\"worker finished\"",
+                                           "worker=1") == 1,
+                     log, "%s: expected worker 0 to end with \"%s\" and "
+                     "worker 1 to finish; log: %s", what, how, log);
+    LEDGER_CHECK_LOG(st == 1, log, "%s: exactly run exited %d although worker "
+                     "0 did not stop cleanly, expected 1; log: %s", what, st,
+                     log);
+    tk_note("[%s] worker 0 ended with \"%s\"; exit 1", what, how);
+}
+
+/* A user's second signal to a worker ends it at once. */
+static void scenario_twice(void)
+{
+    char log[512], out[512];
+    pid_t sup, w[2];
+    int st;
+    scen s;
+
+    setup(&s, "stop_twice", 707);
+    snprintf(log, sizeof log, "%s/stop_twice.log", g_dir);
+    snprintf(out, sizeof out, "%s/stop_twice.out", g_dir);
+    sup = start_mid_stream(&s, log, out, w);
+    TK_CHECK_EQ_INT64(tk_kill(sup, SIGINT), 0, "SIGINT of the supervisor");
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGINT), 0, "SIGINT of worker 0");
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGTERM), 0, "SIGTERM of worker 0");
+    st = wait_exit(sup, (SHUTDOWN_TIMEOUT_S + 10) * 1000, log);
+    check_unclean_stop("twice", log, w, st);
+    ledger_check_consistent(s.db, s.name, N_PARTITIONS);
+    PQfinish(s.db);
+}
+
+/* A worker dies of SIGSEGV while the supervisor drains. */
+static void scenario_segv(void)
+{
+    char log[512], out[512];
+    pid_t sup, w[2];
+    int st;
+    scen s;
+
+    setup(&s, "stop_segv", 808);
+    snprintf(log, sizeof log, "%s/stop_segv.log", g_dir);
+    snprintf(out, sizeof out, "%s/stop_segv.out", g_dir);
+    sup = start_mid_stream(&s, log, out, w);
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGSTOP), 0, "SIGSTOP of worker 0");
+    TK_CHECK_EQ_INT64(tk_kill(sup, SIGTERM), 0, "SIGTERM of the supervisor");
+    wait_stopping(log, sup);
+    /* Pending with the supervisor's SIGTERM; a synchronous signal is
+     * delivered first when the worker runs again (a sanitizer's SIGSEGV
+     * handler makes it an exit 1 instead of a death by signal 11). */
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGSEGV), 0, "SIGSEGV of worker 0");
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGCONT), 0, "SIGCONT of worker 0");
+    st = wait_exit(sup, (SHUTDOWN_TIMEOUT_S + 10) * 1000, log);
+    check_unclean_stop("segv", log, w, st);
+    ledger_check_consistent(s.db, s.name, N_PARTITIONS);
+    PQfinish(s.db);
+}
+
 int main(void)
 {
     int64_t t0 = tk_now_ms();
@@ -232,6 +319,10 @@ int main(void)
         scenario_ctrlc();
     if (tk_wanted("pkill"))
         scenario_pkill();
+    if (tk_wanted("twice"))
+        scenario_twice();
+    if (tk_wanted("segv"))
+        scenario_segv();
 
     tk_note("supervisor stop tests passed in %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
