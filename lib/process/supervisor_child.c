@@ -273,15 +273,22 @@ int sup_crash_loop_after(const slot *s)
     return guard > CRASH_LOOP_AFTER ? guard : CRASH_LOOP_AFTER;
 }
 
-/* A child that died (not refused, not stopped by its handler): counts a
- * fast failure (it died soon after its start, or before it made any
- * progress), sets when it starts again, and says so once when the fast
- * failures make a crash loop. */
-static void count_failure(slot *s, long long lived)
+/* 1 when a death of slot s's process after lived ms would be a fast
+ * failure: soon after its start, or before it made any progress. */
+static int fails_fast(const slot *s, long long lived)
 {
     int progressed = progress_mark(s) > s->committed_at_start;
-    int failed_start = lived < FAST_FAILURE_MS ||
-                       (!progressed && lived < PROGRESS_WINDOW_MS);
+
+    return lived < FAST_FAILURE_MS ||
+           (!progressed && lived < PROGRESS_WINDOW_MS);
+}
+
+/* A child that died (not refused, not stopped by its handler): counts a
+ * fast failure (fails_fast), sets when it starts again, and says so once
+ * when the fast failures make a crash loop. */
+static void count_failure(slot *s, long long lived)
+{
+    int failed_start = fails_fast(s, lived);
 
     s->fast_failures = failed_start ? s->fast_failures + 1 : 1;
     s->restart_at_ms = sup_now_ms() + restart_delay(s->fast_failures);
@@ -361,10 +368,32 @@ int sup_reaped(slot *s, int status)
     return 0;
 }
 
-int sup_pipeline_lost(const slot *slots, size_t n)
+/* Ends the crash loop of slot s when its process has run past the point
+ * where its death would still be a fast failure: it started for good. */
+static void note_recovery(slot *s, long long now)
 {
+    if (!s->crash_loop || s->pid <= 0 || fails_fast(s, now - s->started_ms))
+        return;
+    s->crash_loop = 0;
+    s->fast_failures = 0;
+    if (s->r)
+        exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                    "relay is out of its crash loop",
+                    LOG_STR("relay", s->r->name));
+    else
+        exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                    "worker is out of its crash loop",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index));
+}
+
+int sup_pipeline_lost(slot *slots, size_t n)
+{
+    long long now = sup_now_ms();
     size_t i, j;
 
+    for (i = 0; i < n; i++)
+        note_recovery(&slots[i], now);
     for (i = 0; i < n; i++) {
         int all = 1;
         if (slots[i].r) {

@@ -87,8 +87,12 @@ int sup_reaped(slot *s, int status);
 int sup_crash_loop_after(const slot *s);
 
 /* 1 when every worker of some pipeline, or some relay, is in a crash
- * loop. */
-int sup_pipeline_lost(const slot *slots, size_t n);
+ * loop. First ends the crash loop of every slot whose process has run
+ * past the point where its death would still be a fast failure (more
+ * than FAST_FAILURE_MS with a commit, or PROGRESS_WINDOW_MS): a slot that
+ * recovered no longer counts toward losing its pipeline. The supervisor
+ * calls this on every turn of its loop until it stops. */
+int sup_pipeline_lost(slot *slots, size_t n);
 
 /* Sends sig to every running child. */
 void sup_signal_all(slot *slots, size_t n, int sig);
