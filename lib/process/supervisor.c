@@ -84,6 +84,7 @@ typedef struct supervision {
     const char **shown;         /* the pipelines the status page lists */
     size_t n_shown;
     int refused, lost, handler_stopped;
+    int unclean;                /* children that ended badly in a stop */
     long long stop_deadline;
 } supervision;
 
@@ -194,7 +195,9 @@ static void install_signals(void)
 }
 
 /* Reaps every child that ended: the status server, or a worker or relay
- * (restarted later by start_due). */
+ * (restarted later by start_due). One that ends during a stop other than
+ * with exit 0 (or 2 or 3, reported as such) did not stop cleanly: counted
+ * in unclean, which makes the run's exit code 1. */
 static void reap_children(supervision *sv)
 {
     int status;
@@ -209,6 +212,9 @@ static void reap_children(supervision *sv)
             if (sv->slots[i].pid != pid)
                 continue;
             r = sup_reaped(&sv->slots[i], status);
+            if (g_stop && r == 0 &&
+                !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                sv->unclean++;
             sv->refused |= r == 2;
             sv->handler_stopped |= r == EXACTLY_EXIT_HANDLER_STOP;
         }
@@ -283,7 +289,11 @@ static int supervise_loop(supervision *sv)
             exactly_http_tick(sv->http, sv->locks, sv->n_locks);
         usleep(50 * 1000);
     }
-    return sv->refused ? 2 : sv->lost ? 1 : g_stop >= 2 ? 1
+    if (sv->unclean)
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "not every worker and relay stopped cleanly",
+                    LOG_INT("unclean", sv->unclean));
+    return sv->refused ? 2 : sv->lost ? 1 : g_stop >= 2 || sv->unclean ? 1
          : sv->handler_stopped ? EXACTLY_EXIT_HANDLER_STOP : 0;
 }
 

@@ -49,11 +49,13 @@ typedef struct exactly_supervisor_opts {
     const char *metrics_addr;   /* "127.0.0.1:PORT" for /metrics; NULL: off */
 } exactly_supervisor_opts;
 
-/* Returns the process exit code: 0 when every worker ended cleanly, 2 when
- * the configuration, a plugin or a lock was refused (or a worker refused to
- * start), 1 when a pipeline is entirely in a crash loop or on other
- * failures, EXACTLY_EXIT_HANDLER_STOP (3) when none of these and a handler
- * stopped its worker (EXACTLY_EFATAL; that worker is not restarted). */
+/* Returns the process exit code: 0 when every worker and relay ended
+ * cleanly (exit 0), 2 when the configuration, a plugin or a lock was
+ * refused (or a worker refused to start), 1 when a pipeline is entirely in
+ * a crash loop, when a child had to be killed or ended otherwise than with
+ * exit 0 during the stop (a crash, a second signal of its own), or on
+ * other failures; 3 (EXACTLY_EXIT_HANDLER_STOP) when a handler stopped its
+ * worker and nothing above applies. */
 int exactly_supervise(const exactly_supervisor_opts *o);
 
 #endif

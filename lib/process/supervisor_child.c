@@ -30,8 +30,28 @@
 
 static volatile sig_atomic_t w_stop;
 static volatile sig_atomic_t w_reopen;
+static volatile sig_atomic_t w_outside_stops;
+static pid_t w_parent; /* the supervisor, set before the handlers */
 
-static void worker_on_stop(int sig) { (void)sig; if (w_stop) _exit(1); w_stop = 1; }
+/* A child's SIGTERM or SIGINT asks it to stop cleanly (final commit, its
+ * rows released). The supervisor's own stop signal never escalates: a
+ * Ctrl-C (SIGINT to the whole process group) or a `pkill exactly`
+ * (SIGTERM to every process) reaches a child once from outside and once
+ * more from the supervisor's drain, which must not turn the first into a
+ * kill; the supervisor escalates by itself (SIGKILL at its deadline or on
+ * a second signal of its own). A second stop signal from anyone else ends
+ * the child at once (exit 1). */
+static void worker_on_stop(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    w_stop = 1;
+    if (si && si->si_code == SI_USER && si->si_pid == w_parent)
+        return;
+    if (w_outside_stops)
+        _exit(1);
+    w_outside_stops = 1;
+}
 
 static void worker_on_hup(int sig) { (void)sig; w_reopen = 1; }
 
@@ -48,15 +68,25 @@ void sup_handle_signals(void (*on_stop)(int), void (*on_hup)(int))
     sigaction(SIGHUP, &sa, NULL);
 }
 
-static void install_worker_signals(void)
+/* The handlers of a worker or relay child of supervisor parent. */
+static void install_worker_signals(pid_t parent)
 {
     struct sigaction sa;
 
-    sup_handle_signals(worker_on_stop, worker_on_hup);
+    w_parent = parent;
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
+    sa.sa_handler = worker_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
+    /* Both stop signals blocked while either runs: one count. */
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sa.sa_flags = SA_SIGINFO;
+    sa.sa_sigaction = worker_on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 /* The slot's identity in its consumer group, the same for every process
@@ -165,7 +195,7 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
         for (i = 0; i < n_fds; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
-        install_worker_signals();
+        install_worker_signals(parent);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (s->r)
             run_relay(o, s, parent);
@@ -233,19 +263,36 @@ static void log_relay_end(const slot *s, int status, int code,
                     LOG_INT("restart_in_ms", s->restart_at_ms - sup_now_ms()));
 }
 
-/* A child that died (not refused, not stopped by its handler): counts a
- * fast failure (it died soon after its start, or before it made any
- * progress), sets when it starts again, and says so once when the fast
- * failures make a crash loop. */
-static void count_failure(slot *s, long long lived)
+int sup_crash_loop_after(const slot *s)
+{
+    int guard;
+
+    if (s->r || !s->p)
+        return CRASH_LOOP_AFTER;
+    guard = 2 * s->p->max_crashes + 2; /* max_crashes <= 1000 (config) */
+    return guard > CRASH_LOOP_AFTER ? guard : CRASH_LOOP_AFTER;
+}
+
+/* 1 when a death of slot s's process after lived ms would be a fast
+ * failure: soon after its start, or before it made any progress. */
+static int fails_fast(const slot *s, long long lived)
 {
     int progressed = progress_mark(s) > s->committed_at_start;
-    int failed_start = lived < FAST_FAILURE_MS ||
-                       (!progressed && lived < PROGRESS_WINDOW_MS);
+
+    return lived < FAST_FAILURE_MS ||
+           (!progressed && lived < PROGRESS_WINDOW_MS);
+}
+
+/* A child that died (not refused, not stopped by its handler): counts a
+ * fast failure (fails_fast), sets when it starts again, and says so once
+ * when the fast failures make a crash loop. */
+static void count_failure(slot *s, long long lived)
+{
+    int failed_start = fails_fast(s, lived);
 
     s->fast_failures = failed_start ? s->fast_failures + 1 : 1;
     s->restart_at_ms = sup_now_ms() + restart_delay(s->fast_failures);
-    if (s->fast_failures >= CRASH_LOOP_AFTER && !s->crash_loop) {
+    if (s->fast_failures >= sup_crash_loop_after(s) && !s->crash_loop) {
         s->crash_loop = 1;
         if (s->r)
             exactly_log(EXACTLY_LOG_ERROR, "supervisor",
@@ -321,10 +368,32 @@ int sup_reaped(slot *s, int status)
     return 0;
 }
 
-int sup_pipeline_lost(const slot *slots, size_t n)
+/* Ends the crash loop of slot s when its process has run past the point
+ * where its death would still be a fast failure: it started for good. */
+static void note_recovery(slot *s, long long now)
 {
+    if (!s->crash_loop || s->pid <= 0 || fails_fast(s, now - s->started_ms))
+        return;
+    s->crash_loop = 0;
+    s->fast_failures = 0;
+    if (s->r)
+        exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                    "relay is out of its crash loop",
+                    LOG_STR("relay", s->r->name));
+    else
+        exactly_log(EXACTLY_LOG_INFO, "supervisor",
+                    "worker is out of its crash loop",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index));
+}
+
+int sup_pipeline_lost(slot *slots, size_t n)
+{
+    long long now = sup_now_ms();
     size_t i, j;
 
+    for (i = 0; i < n; i++)
+        note_recovery(&slots[i], now);
     for (i = 0; i < n; i++) {
         int all = 1;
         if (slots[i].r) {

@@ -20,7 +20,8 @@
  * predecessor's session to expire). */
 #define FAST_FAILURE_MS 10000
 #define PROGRESS_WINDOW_MS 300000
-/* That many fast failures in a row make a crash loop. */
+/* That many fast failures in a row make a crash loop: a relay's always,
+ * a worker's at least (sup_crash_loop_after). */
 #define CRASH_LOOP_AFTER 5
 
 /* One child process the supervisor keeps running: a worker of pipeline p,
@@ -76,9 +77,22 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
  * restarted: starting again would only meet the same answer). */
 int sup_reaped(slot *s, int status);
 
+/* The fast failures in a row that make slot s a crash loop. A worker's
+ * leave the crash guard (lib/engine/guard.c) room to deal with a record
+ * that kills it: max_crashes deaths at a batch's start isolate the batch,
+ * max_crashes more inside that record alone dead-letter it, and only the
+ * process after them moves on; one death more is allowed for one the
+ * guard does not count (before a claim). So 2 * max_crashes + 2, at least
+ * CRASH_LOOP_AFTER; a relay's: CRASH_LOOP_AFTER. */
+int sup_crash_loop_after(const slot *s);
+
 /* 1 when every worker of some pipeline, or some relay, is in a crash
- * loop. */
-int sup_pipeline_lost(const slot *slots, size_t n);
+ * loop. First ends the crash loop of every slot whose process has run
+ * past the point where its death would still be a fast failure (more
+ * than FAST_FAILURE_MS with a commit, or PROGRESS_WINDOW_MS): a slot that
+ * recovered no longer counts toward losing its pipeline. The supervisor
+ * calls this on every turn of its loop until it stops. */
+int sup_pipeline_lost(slot *slots, size_t n);
 
 /* Sends sig to every running child. */
 void sup_signal_all(slot *slots, size_t n, int sig);
@@ -95,8 +109,9 @@ size_t sup_running(const slot *slots, size_t n);
  */
 void sup_print_totals(const slot *slots, size_t n_slots);
 
-/* SIGTERM and SIGINT go to on_stop, SIGHUP to on_hup (supervisor_child.c);
- * the supervisor and its children each install their own pair. */
+/* The supervisor's handlers: SIGTERM and SIGINT go to on_stop, SIGHUP to
+ * on_hup. Its children install their own (supervisor_child.c), which
+ * tell the supervisor's stop signal from anyone else's. */
 void sup_handle_signals(void (*on_stop)(int), void (*on_hup)(int));
 
 #endif

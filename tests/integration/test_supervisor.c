@@ -8,7 +8,8 @@
  * check sees only its own messages), session.timeout.ms 6000 so that a
  * dead member leaves the group in seconds, and max_crashes 1000: the kills
  * here come from outside, and the crash guard would otherwise count a kill
- * that lands twice on one batch as a poison record.
+ * that lands twice on one batch as a poison record (but in loop: 1, which
+ * keeps its crash loop at 5 deaths).
  *
  *   kill     SIGKILL of one worker mid-stream: the ledger still agrees
  *            with the stored offsets; the supervisor logs the death,
@@ -30,11 +31,12 @@
  *            does not block the next supervisor; a worker that ignores the
  *            stop (SIGSTOP) is killed at --shutdown-timeout (exit 1); and a
  *            second SIGTERM kills at once without waiting for that timeout.
- *   loop     a handler that abort()s on the first message of every
- *            partition: both workers die 5 times within 10 s of their
- *            start, with restart delays of 0.5, 1, 2 and 4 s between; the
- *            supervisor says "crash loop" and exits 1, and nothing was
- *            applied.
+ *   loop     a handler that abort()s in open(), before its worker joins
+ *            the group (a crash the crash guard never sees: a poison
+ *            record is the guard's, test_supervisor_poison.c): both
+ *            workers die 5 times within 10 s of their start, with restart
+ *            delays of 0.5, 1, 2 and 4 s between; the supervisor says
+ *            "crash loop" and exits 1, and nothing was applied.
  *
  * The test process makes itself a child subreaper, so that the workers of
  * a SIGKILLed supervisor become its children: it can then reap them and
@@ -75,14 +77,9 @@
 #define SHUTDOWN_TIMEOUT_S 20
 /* A dead member leaves the group when its session expires. */
 #define SESSION_MS 6000
-/* loop: a worker that dies in its first batch lives as long as its group
- * join, and that join waits for the session of the member that died before
- * it to expire: with session.timeout.ms 6000 each life lasts ~10.5 s, past
- * the supervisor's 10 s "died right after start" rule. The loop must still
- * be found, by the other rule: the worker committed nothing before dying. */
 #define LOOP_SESSION_MS 6000
-/* The ID the crash-loop pipeline's handler aborts on (never otherwise
- * produced there). */
+/* The ID the crash-loop pipeline's poison records carry (they never reach
+ * apply(): the handler dies in open()). */
 #define POISON_ID 499
 
 static tk_mock *g_mock;
@@ -106,14 +103,16 @@ typedef struct scen {
 /* ------------------------------------------------------------------ */
 
 /* The ledger pipeline with two workers; crash_id > 0 makes its handler
- * abort() on that ID. */
+ * abort() in open() (crash_in_open), with max_crashes 1: the guard never
+ * sees those deaths, and the supervisor's crash loop takes its fewest
+ * (5) fast failures. */
 static void write_config(const scen *s, int crash_id, int batch_max,
                          int session_ms)
 {
     ledger_config lc;
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
-    char crash[24], session[24];
+    char session[24];
 
     memset(&lc, 0, sizeof lc);
     lc.bootstraps = tk_mock_bootstraps(g_mock);
@@ -122,13 +121,11 @@ static void write_config(const scen *s, int crash_id, int batch_max,
     lc.group = s->name;
     lc.max_messages = batch_max;
     lc.max_wait_ms = BATCH_WAIT_MS;
-    lc.max_crashes = 1000;
+    lc.max_crashes = crash_id > 0 ? 1 : 1000;
     ledger_config_fill(&cfg, &lc);
     pl->workers = 2;
-    if (crash_id > 0) {
-        snprintf(crash, sizeof crash, "%d", crash_id);
-        pl->options[0] = (tk_prop){"crash_on_id", crash};
-    }
+    if (crash_id > 0)
+        pl->options[0] = (tk_prop){"crash_in_open", "true"};
     snprintf(session, sizeof session, "%d", session_ms);
     pl->kafka[0] = (tk_prop){"session.timeout.ms", session};
     pl->kafka[1] = (tk_prop){"heartbeat.interval.ms", "500"};
@@ -668,9 +665,12 @@ static void scenario_loop(void)
     pid_t sup;
     scen s;
 
-    setup(&s, "sup_loop", POISON_ID, BATCH_MAX, LOOP_SESSION_MS, 404);
-    /* The poison first on every partition, so whichever partitions a
-     * worker gets, its first batch kills it. */
+    /* Migrated from the configuration without the crash: only the run's
+     * workers may die of it. */
+    setup(&s, "sup_loop", 0, BATCH_MAX, LOOP_SESSION_MS, 404);
+    write_config(&s, POISON_ID, BATCH_MAX, LOOP_SESSION_MS);
+    /* Messages wait on every partition: none may be applied, since no
+     * worker lives to open its handler. */
     memset(msgs, 0, sizeof msgs);
     for (p = 0; p < N_PARTITIONS; p++)
         for (k = 0; k < 11; k++, n++) {

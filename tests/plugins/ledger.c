@@ -54,6 +54,10 @@
  *   retry_on_ids (list)         return EXACTLY_ERETRY instead of writing,
  *                               the first time a batch holds each of these
  *                               IDs in this process
+ *   crash_in_open (bool)        abort() in open(): a worker that dies
+ *                               before it joins its group, which the
+ *                               crash guard never sees (the supervisor's
+ *                               crash-loop test)
  * And for any batch, regardless of its IDs:
  *   require_id_values (bool)    a bigint batch without id_values (ABI 1.3)
  *                               fails fatally (the tests that set it
@@ -141,6 +145,8 @@ static const exactly_option_decl ledger_options[] = {
      "in this process"},
     {"stall_ms", EXACTLY_OPT_INT, "0",
      "wait this long in apply() before anything else, on every batch"},
+    {"crash_in_open", EXACTLY_OPT_BOOL, "false",
+     "abort() the worker in open() (crash-loop tests)"},
     {"require_id_values", EXACTLY_OPT_BOOL, "false",
      "fail fatally on a bigint batch without id_values (ABI 1.3)"},
     {"emit_topic", EXACTLY_OPT_STRING, "",
@@ -280,6 +286,10 @@ static exactly_err ledger_open(const exactly_open_args *args, void **state)
     l->return_times = h->opt_int(args->opts, "return_times");
     l->stall_ms = h->opt_int(args->opts, "stall_ms");
     l->require_id_values = h->opt_bool(args->opts, "require_id_values");
+    if (h->opt_bool(args->opts, "crash_in_open")) {
+        h->log(EXACTLY_LOG_ERROR, "ledger: crash_in_open, aborting on purpose");
+        abort();
+    }
     if (copy_list(h, args->opts, "fail_on_ids", &l->fail_on_ids,
                   &l->n_fail_on_ids) != 0 ||
         copy_list(h, args->opts, "fail_twice_on_ids", &l->fail_twice_on_ids,

@@ -1,0 +1,133 @@
+/*
+ * test_supervisor_slots.c - the supervisor's restart rules on plain slots
+ * (lib/process/supervisor_child.c): how many fast failures make a crash
+ * loop (sup_crash_loop_after), and when a pipeline is lost
+ * (sup_pipeline_lost): only while every worker of it is in a crash loop,
+ * a slot whose restarted process outlived the fast-failure window no
+ * longer being in one.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "supervisor_internal.h"
+#include "testkit.h"
+#include "util/metrics.h"
+
+/* A wait status: the process died of SIGABRT. */
+#define DIED_OF_ABRT 6
+
+/* Starts slot s's process at now - lived_ms (no fork: a made-up pid). */
+static void run_for(slot *s, long long lived_ms)
+{
+    s->pid = 4242;
+    s->started_ms = sup_now_ms() - lived_ms;
+}
+
+/* n deaths of slot s, each 100 ms after its start: fast failures. */
+static void die_fast(slot *s, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        run_for(s, 100);
+        TK_CHECK_EQ_INT64(sup_reaped(s, DIED_OF_ABRT), 0,
+                          "sup_reaped of a crash");
+    }
+}
+
+static void test_threshold(void)
+{
+    cfg_pipeline p;
+    cfg_relay r;
+    slot s;
+
+    memset(&p, 0, sizeof p);
+    memset(&r, 0, sizeof r);
+    memset(&s, 0, sizeof s);
+    p.name = "p";
+    s.p = &p;
+    p.max_crashes = 3;
+    TK_CHECK_EQ_INT64(sup_crash_loop_after(&s), 8,
+                      "fast failures for a worker's crash loop, max_crashes 3");
+    p.max_crashes = 1;
+    TK_CHECK_EQ_INT64(sup_crash_loop_after(&s), CRASH_LOOP_AFTER,
+                      "fast failures for a worker's crash loop, max_crashes 1");
+    s.p = NULL;
+    s.r = &r;
+    TK_CHECK_EQ_INT64(sup_crash_loop_after(&s), CRASH_LOOP_AFTER,
+                      "fast failures for a relay's crash loop");
+
+    /* The loop begins at the threshold, not before. */
+    memset(&s, 0, sizeof s);
+    p.max_crashes = 3;
+    s.p = &p;
+    die_fast(&s, 7);
+    TK_CHECK(!s.crash_loop, "a crash loop after 7 fast failures "
+             "(max_crashes 3 needs 8)");
+    die_fast(&s, 1);
+    TK_CHECK(s.crash_loop, "no crash loop after 8 fast failures");
+}
+
+/* Worker 0 is in a crash loop, then recovers: its restarted process runs
+ * past the fast-failure window. Worker 1's crash loop later must not lose
+ * the pipeline. */
+static void test_recovered(void)
+{
+    cfg_pipeline p;
+    metrics_slot m;
+    slot s[2];
+
+    memset(&p, 0, sizeof p);
+    memset(s, 0, sizeof s);
+    memset(&m, 0, sizeof m);
+    p.name = "p";
+    p.max_crashes = 3;
+    s[0].p = s[1].p = &p;
+    s[1].index = 1;
+
+    die_fast(&s[0], 8);
+    TK_CHECK(s[0].crash_loop, "worker 0 not in a crash loop");
+    TK_CHECK_EQ_INT64(sup_pipeline_lost(s, 2), 0,
+                      "pipeline lost with worker 1 fine");
+
+    /* Still within the window: the slot stays in its loop. */
+    run_for(&s[0], 100);
+    die_fast(&s[1], 8);
+    s[0].pid = 4242; /* die_fast left worker 0 running */
+    TK_CHECK_EQ_INT64(sup_pipeline_lost(s, 2), 1,
+                      "pipeline lost while both are in a crash loop");
+
+    /* Worker 0 ran past the window without committing: recovered. */
+    memset(&s[1], 0, sizeof s[1]);
+    s[1].p = &p;
+    s[1].index = 1;
+    run_for(&s[0], PROGRESS_WINDOW_MS + 1000);
+    die_fast(&s[1], 8);
+    TK_CHECK(s[1].crash_loop, "worker 1 not in a crash loop");
+    TK_CHECK_EQ_INT64(sup_pipeline_lost(s, 2), 0,
+                      "pipeline lost although worker 0 has run for longer "
+                      "than the fast-failure window since its crash loop");
+    TK_CHECK(!s[0].crash_loop, "worker 0 still marked as in a crash loop");
+
+    /* A slot that committed and outlived FAST_FAILURE_MS recovered too. */
+    memset(&s[0], 0, sizeof s[0]);
+    s[0].p = &p;
+    die_fast(&s[0], 8);
+    s[0].m = &m;
+    run_for(&s[0], FAST_FAILURE_MS + 1000);
+    s[0].committed_at_start = 0;
+    m.batches_committed = 3;
+    TK_CHECK_EQ_INT64(sup_pipeline_lost(s, 2), 0,
+                      "pipeline lost although worker 0 committed and ran "
+                      "past FAST_FAILURE_MS");
+    TK_CHECK(!s[0].crash_loop, "worker 0 (committed) still in a crash loop");
+}
+
+int main(void)
+{
+    test_threshold();
+    test_recovered();
+    printf("supervisor slot tests passed\n");
+    return 0;
+}
