@@ -123,22 +123,24 @@ static int cmp_part(const void *a, const void *b)
 }
 
 /* Appends the last warnings and errors of slot s to errors, each tagged
- * with key: value. */
+ * with key: value. An entry being rewritten as it is read is left out:
+ * every line shown is one line whole (metrics_error_read). */
 static void slot_errors(const metrics_slot *s, json_t *errors,
                         const char *key, json_t *value)
 {
     uint64_t ne = __atomic_load_n(&s->n_errors, __ATOMIC_ACQUIRE), e;
 
     for (e = ne > METRICS_N_ERRORS ? ne - METRICS_N_ERRORS : 0; e < ne; e++) {
-        const metrics_error *me = &s->errors[e % METRICS_N_ERRORS];
-        char line[METRICS_ERROR_MAX], when[64];
-        json_t *eo = json_object(), *ls;
-        memcpy(line, me->line, sizeof(line));
-        line[sizeof(line) - 1] = '\0';
-        http_iso_time(me->at_ms, when, sizeof(when));
+        metrics_error me;
+        char when[64];
+        json_t *eo, *ls;
+        if (!metrics_error_read(s, e, &me))
+            continue;
+        eo = json_object();
+        http_iso_time(me.at_ms, when, sizeof(when));
         json_object_set(eo, key, value);
         json_object_set_new(eo, "at", json_string(when));
-        ls = json_string(line);
+        ls = json_string(me.line);
         json_object_set_new(eo, "line", ls ? ls : json_string("(not UTF-8)"));
         json_array_append_new(errors, eo);
     }

@@ -3,10 +3,13 @@
  * mapping the region, finding a partition's entry, adding to a counter,
  * setting a gauge, the batch latency histogram and the ring of the last
  * errors. A slot has one writer (its worker or relay process), which
- * stores with relaxed atomics; the reading is process/metrics_render.c's.
+ * stores with relaxed atomics; the ring of errors, which that process's
+ * threads share, is a seqlock per entry (metrics.h). The reading is
+ * process/metrics_render.c's and process/http_status.c's.
  */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,19 +112,58 @@ void metrics_slot_disown(metrics_slot *s)
 }
 
 
+/* Takes the writers of a ring one at a time. A ring's writers are the
+ * threads of the one process running its slot (the supervisor starts a
+ * slot's next process after the last one ended), so a lock of the
+ * process is enough; one that died mid-write leaves seq odd, and its
+ * successor rewrites that entry. */
+static pthread_mutex_t g_errors_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void metrics_note_error(metrics_slot *s, const char *line, size_t len)
 {
-    uint64_t n = __atomic_load_n(&s->n_errors, __ATOMIC_RELAXED);
-    metrics_error *e = &s->errors[n % METRICS_N_ERRORS];
+    uint64_t n;
+    metrics_error *e;
     struct timespec ts;
+    size_t i;
 
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
-    if (len >= sizeof(e->line))
-        len = sizeof(e->line) - 1;
+    if (len >= METRICS_ERROR_MAX)
+        len = METRICS_ERROR_MAX - 1;
     clock_gettime(CLOCK_REALTIME, &ts);
-    e->at_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    memcpy(e->line, line, len);
-    e->line[len] = '\0';
+    pthread_mutex_lock(&g_errors_mu);
+    n = __atomic_load_n(&s->n_errors, __ATOMIC_RELAXED);
+    e = &s->errors[n % METRICS_N_ERRORS];
+    /* Odd first, and ordered before the text: a reader that copies any
+     * of the new text sees seq changed. Every byte is an atomic store, so
+     * a reader racing it reads old or new bytes, never undefined ones. */
+    __atomic_store_n(&e->seq, 2 * n + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&e->at_ms,
+                     (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                     __ATOMIC_RELAXED);
+    for (i = 0; i < len; i++)
+        __atomic_store_n(&e->line[i], line[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&e->line[len], '\0', __ATOMIC_RELAXED);
+    __atomic_store_n(&e->seq, 2 * n + 2, __ATOMIC_RELEASE);
     __atomic_store_n(&s->n_errors, n + 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g_errors_mu);
+}
+
+int metrics_error_read(const metrics_slot *s, uint64_t e, metrics_error *out)
+{
+    const metrics_error *me = &s->errors[e % METRICS_N_ERRORS];
+    uint64_t want = 2 * e + 2;
+    size_t i;
+
+    if (__atomic_load_n(&me->seq, __ATOMIC_ACQUIRE) != want)
+        return 0;
+    out->seq = want;
+    out->at_ms = __atomic_load_n(&me->at_ms, __ATOMIC_RELAXED);
+    for (i = 0; i < METRICS_ERROR_MAX; i++)
+        out->line[i] = __atomic_load_n(&me->line[i], __ATOMIC_RELAXED);
+    out->line[METRICS_ERROR_MAX - 1] = '\0';
+    /* The copy above is ordered before this second look at seq. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&me->seq, __ATOMIC_RELAXED) == want;
 }

@@ -7,8 +7,10 @@
  *
  * The supervisor maps one region (MAP_SHARED) before it forks; each worker
  * writes only its own slot, with relaxed atomic stores, and the supervisor
- * reads every slot to answer /metrics. One writer per slot: no locks, and a
- * worker that dies leaves its last figures for the next one to continue.
+ * reads every slot to answer /metrics. One writer process per slot: no
+ * locks between processes (the ring of errors, which the threads of that
+ * process share, is a seqlock: see metrics_error), and a worker that dies
+ * leaves its last figures for the next one to continue.
  *
  * Per-partition counters are kept per slot and exposed with a `worker`
  * label: each series has one writer and only grows, whichever worker owns
@@ -75,13 +77,19 @@ typedef struct metrics_partition {
     int32_t state;           /* metrics_part_state */
 } metrics_partition;
 
-/* The last warnings and errors a worker logged, newest at
- * (n - 1) % METRICS_N_ERRORS. The worker writes the entry, then bumps n
- * (release); a reader that sees n change while it copies may show a torn
- * line: it is a status page, not a log. */
+/* The last warnings and errors a worker logged: error number e (counted
+ * from 0 over the slot's life) is in entry e % METRICS_N_ERRORS, the
+ * newest is n_errors - 1. The writers of a ring are the threads of the
+ * one process running the slot (its own lines, and librdkafka's from its
+ * threads): metrics_note_error takes them one at a time. Each entry is a
+ * seqlock: seq is 2e + 1 while error e is written into it and 2e + 2
+ * once it is whole, so a reader (metrics_error_read) copies an entry and
+ * keeps it only if seq said 2e + 2 before and after the copy; a line
+ * being rewritten, or cut short by a writer that died, is skipped. */
 #define METRICS_N_ERRORS 8
 #define METRICS_ERROR_MAX 320
 typedef struct metrics_error {
+    uint64_t seq;            /* see above */
     int64_t at_ms;           /* wall clock, ms since the epoch */
     char line[METRICS_ERROR_MAX];
 } metrics_error;
@@ -144,7 +152,13 @@ void metrics_observe_batch(metrics_slot *s, long long micros);
 /* A worker process starts or ended in slot s: it owns no partition. */
 void metrics_slot_disown(metrics_slot *s);
 
-/* Records one log line (cut to fit) in slot s's ring of errors. */
+/* Records one log line (cut to fit) in slot s's ring of errors; safe
+ * from any thread of the process that runs slot s. */
 void metrics_note_error(metrics_slot *s, const char *line, size_t len);
+
+/* Copies error number e of slot s into out (line NUL-terminated). Returns
+ * 1 when the copy is that error whole; 0 when the entry holds another
+ * one, or is being written, or was left half written: out means nothing. */
+int metrics_error_read(const metrics_slot *s, uint64_t e, metrics_error *out);
 
 #endif
