@@ -2,8 +2,9 @@
  * metrics_render.c - the supervisor's reading of the shared metrics slots
  * (util/metrics.h): which slot is a partition's current owner, the
  * Prometheus text of /metrics (each series once), and readiness. Every
- * field is read with a relaxed atomic load: a slot's one writer is its
- * worker or relay process.
+ * field is read with a relaxed atomic load (the latency buckets with
+ * acquire: see render_latency): a slot's one writer is its worker or
+ * relay process.
  */
 #include "metrics_render.h"
 
@@ -212,7 +213,10 @@ static void render_workers(strbuf *sb, const metrics_slot *slots, size_t n)
                           (unsigned long long)ld(&slots[i].retries[c]));
 }
 
-/* The batch latency histogram of each worker. */
+/* The batch latency histogram of each worker: its buckets in ascending
+ * order, cumulative, and +Inf the one count read, also shown as _count.
+ * The buckets are loaded (acquire) before the count, which the worker
+ * adds to before a bucket: the count is never below the buckets. */
 static void render_latency(strbuf *sb, const metrics_slot *slots, size_t n)
 {
     size_t i;
@@ -221,17 +225,18 @@ static void render_latency(strbuf *sb, const metrics_slot *slots, size_t n)
     strbuf_printf(sb, "# HELP exactly_batch_duration_seconds Batch transaction time.\n"
                        "# TYPE exactly_batch_duration_seconds histogram\n");
     for (i = 0; i < n; i++) {
-        uint64_t cum = 0;
+        uint64_t cum = 0, count;
         if (!slots[i].pipeline[0])
             continue;
         for (b = 0; b < METRICS_N_BUCKETS; b++) {
-            cum += ld(&slots[i].latency_buckets[b]);
+            cum += __atomic_load_n(&slots[i].latency_buckets[b], __ATOMIC_ACQUIRE);
             strbuf_printf(sb,
                           "exactly_batch_duration_seconds_bucket{pipeline=\"%s\","
                           "worker=\"%d\",le=\"%g\"} %llu\n",
                           slots[i].pipeline, slots[i].worker, metrics_buckets[b],
                           (unsigned long long)cum);
         }
+        count = ld(&slots[i].latency_count);
         strbuf_printf(sb,
                       "exactly_batch_duration_seconds_bucket{pipeline=\"%s\","
                       "worker=\"%d\",le=\"+Inf\"} %llu\n"
@@ -240,11 +245,11 @@ static void render_latency(strbuf *sb, const metrics_slot *slots, size_t n)
                       "exactly_batch_duration_seconds_count{pipeline=\"%s\","
                       "worker=\"%d\"} %llu\n",
                       slots[i].pipeline, slots[i].worker,
-                      (unsigned long long)ld(&slots[i].latency_count),
+                      (unsigned long long)count,
                       slots[i].pipeline, slots[i].worker,
                       (double)ld(&slots[i].latency_sum_us) / 1e6,
                       slots[i].pipeline, slots[i].worker,
-                      (unsigned long long)ld(&slots[i].latency_count));
+                      (unsigned long long)count);
     }
 }
 

@@ -93,13 +93,16 @@ void metrics_observe_batch(metrics_slot *s, long long micros)
     double secs = (double)micros / 1e6;
     int i;
 
-    for (i = 0; i < METRICS_N_BUCKETS; i++)
-        if (secs <= metrics_buckets[i]) {
-            metrics_add(&s->latency_buckets[i], 1);
-            break;
-        }
+    /* Count and sum first, the bucket last with release: a reader that
+     * loads the buckets (acquire) and then the count sees a count that
+     * includes every batch of the buckets it saw (metrics_render). */
     metrics_add(&s->latency_count, 1);
     metrics_add(&s->latency_sum_us, (uint64_t)(micros > 0 ? micros : 0));
+    for (i = 0; i < METRICS_N_BUCKETS; i++)
+        if (secs <= metrics_buckets[i]) {
+            __atomic_fetch_add(&s->latency_buckets[i], 1, __ATOMIC_RELEASE);
+            break;
+        }
 }
 
 

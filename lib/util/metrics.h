@@ -121,7 +121,10 @@ typedef struct metrics_slot {
     uint64_t batches_committed, batches_rolled_back, batches_fenced;
     uint64_t retries[RETRY_N_CAUSES];
     uint64_t dedup_expired;  /* dedup keys deleted after their retention */
-    uint64_t latency_buckets[METRICS_N_BUCKETS]; /* cumulative at render */
+    /* Batches per bound, each counted in the first bucket it fits
+     * (cumulative at render); a batch is in latency_count before it is
+     * in a bucket (metrics_observe_batch). */
+    uint64_t latency_buckets[METRICS_N_BUCKETS];
     uint64_t latency_count;
     uint64_t latency_sum_us;
     metrics_partition parts[METRICS_MAX_PARTITIONS];
