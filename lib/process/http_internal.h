@@ -19,6 +19,10 @@
 #define STATUS_ROUND_MS 5000
 /* Dead letters listed per pipeline on the page, newest first. */
 #define STATUS_NEWEST 10
+/* Dead letters counted (by reason) per pipeline each round, newest first:
+ * a pipeline with more shows "at least" this many. The index
+ * dead_letters_newest bounds the read to them. */
+#define STATUS_DEAD_LETTERS_COUNTED 10000
 /* Clients: idle ones are dropped after this, and each connection's
  * request may use this much memory (a longer request line is refused). */
 #define HTTP_TIMEOUT_S 10

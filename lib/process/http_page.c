@@ -131,13 +131,22 @@ static void html_dead_letters(strbuf *sb, const json_t *dl)
     const json_t *v;
     size_t k;
 
-    strbuf_puts(sb, "<h3>Dead letters: <span class=\"dl-total\">");
+    /* Past the newest counted_max, the count is a lower bound and the
+     * reasons are those of the newest: the heading says so. */
+    int capped = json_is_true(json_object_get(dl, "total_at_least"));
+
+    strbuf_puts(sb, capped ? "<h3>Dead letters: at least <span class=\"dl-total\">"
+                           : "<h3>Dead letters: <span class=\"dl-total\">");
     v = json_object_get(dl, "total");
     if (json_is_integer(v))
         strbuf_printf(sb, "%lld", (long long)json_integer_value(v));
     else
         strbuf_puts(sb, "&ndash;");
-    strbuf_puts(sb, "</span></h3>\n<table class=\"dead-reasons\"><tr><th>reason</th><th>count</th></tr>\n");
+    strbuf_puts(sb, "</span>");
+    if (capped)
+        strbuf_printf(sb, " (by reason: the newest %lld)",
+                      (long long)json_integer_value(json_object_get(dl, "counted_max")));
+    strbuf_puts(sb, "</h3>\n<table class=\"dead-reasons\"><tr><th>reason</th><th>count</th></tr>\n");
     json_array_foreach(json_object_get(dl, "by_reason"), k, v)
         row_cells(sb, v, reason_cells, 2);
     strbuf_puts(sb, "</table>\n<table class=\"dead-newest\"><tr><th>id</th><th>topic</th>"

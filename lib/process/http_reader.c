@@ -174,13 +174,15 @@ static json_t *int_or_null(const PGresult *r, int row, int col)
 }
 
 /* One section of a pipeline's status: its JSON key, its query (%s: the
- * quoted schema; $1 the pipeline, $2 the row limit when n_params is 2),
- * and per column in order its JSON name (names, NULL-terminated) and kind
- * in types ('i' an integer, 't' text). */
+ * quoted schema; $1 the pipeline, $2 limit when limit is not 0), and per
+ * column in order its JSON name (names, NULL-terminated) and kind in
+ * types ('i' an integer, 't' text). Every query reads a bounded number of
+ * rows (the offsets: one per partition), whatever the number of dead
+ * letters. */
 typedef struct status_section {
     const char *key;
     const char *sql;
-    int n_params;
+    int limit;
     const char *const *names;
     const char *types;
 } status_section;
@@ -197,12 +199,15 @@ static const status_section sections[] = {
      "SELECT topic, partition, next_offset, owner"
      " FROM %s.offsets WHERE pipeline = $1"
      " ORDER BY topic, partition",
-     1, offsets_names, "tiit"},
+     0, offsets_names, "tiit"},
+    /* The newest $2 only, through dead_letters_newest: counting every
+     * dead letter would read them all, every round. */
     {"dead_letters_by_reason",
-     "SELECT reason, count(*) FROM %s.dead_letters"
-     " WHERE pipeline = $1 GROUP BY reason"
-     " ORDER BY count(*) DESC, reason",
-     1, reasons_names, "ti"},
+     "SELECT reason, count(*) FROM"
+     " (SELECT reason FROM %s.dead_letters WHERE pipeline = $1"
+     "  ORDER BY id DESC LIMIT $2::int) newest"
+     " GROUP BY reason ORDER BY count(*) DESC, reason",
+     STATUS_DEAD_LETTERS_COUNTED, reasons_names, "ti"},
     {"dead_letters_newest",
      "SELECT id, topic, partition, \"offset\", reason,"
      " entity_id, sqlstate, attempts,"
@@ -210,26 +215,30 @@ static const status_section sections[] = {
      " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
      " FROM %s.dead_letters WHERE pipeline = $1"
      " ORDER BY id DESC LIMIT $2::int",
-     2, newest_names, "itiitttit"},
+     STATUS_NEWEST, newest_names, "itiitttit"},
 };
 
-/* The rows of section sec as a JSON array of objects, one member per
- * column (SQL NULL: null). params holds the pipeline and the row limit.
- * Returns NULL when the query failed (err set) or the SQL could not be
- * built. */
+/* The rows of section sec of pipeline name as a JSON array of objects,
+ * one member per column (SQL NULL: null). Returns NULL when the query
+ * failed (err set) or the SQL could not be built. */
 static json_t *read_section(exactly_http *h, PGconn *conn,
                             const status_section *sec, const char *schema_q,
-                            const char *const *params, long long deadline,
-                            char *err, size_t errsz)
+                            const char *name, long long deadline, char *err,
+                            size_t errsz)
 {
     strbuf sql = {0};
     PGresult *r = NULL;
     json_t *rows;
+    char limit[16];
+    const char *params[2];
     int i, c;
 
+    snprintf(limit, sizeof(limit), "%d", sec->limit);
+    params[0] = name;
+    params[1] = limit;
     strbuf_printf(&sql, sec->sql, schema_q);
     if (!sql.oom)
-        r = reader_query(h, conn, strbuf_str(&sql), sec->n_params, params,
+        r = reader_query(h, conn, strbuf_str(&sql), sec->limit ? 2 : 1, params,
                          deadline, err, errsz);
     strbuf_free(&sql);
     if (!r)
@@ -253,16 +262,11 @@ static json_t *read_pipeline(exactly_http *h, PGconn *conn, const char *name,
                              const char *schema_q, long long deadline,
                              char *err, size_t errsz)
 {
-    const char *params[2];
-    char limit[16];
     json_t *out = json_object();
     size_t k;
 
-    snprintf(limit, sizeof(limit), "%d", STATUS_NEWEST);
-    params[0] = name;
-    params[1] = limit;
     for (k = 0; k < sizeof(sections) / sizeof(sections[0]); k++) {
-        json_t *rows = read_section(h, conn, &sections[k], schema_q, params,
+        json_t *rows = read_section(h, conn, &sections[k], schema_q, name,
                                     deadline, err, errsz);
         if (!rows) {
             json_decref(out);

@@ -279,11 +279,14 @@ static json_t *partitions_json(const exactly_http *h, size_t p,
 }
 
 /* The dead letters of a pipeline as the database last said (dbp: its
- * part of the reader's answer; NULL: not read). */
+ * part of the reader's answer; NULL: not read). The reader counts the
+ * newest STATUS_DEAD_LETTERS_COUNTED only: a total that reaches it is a
+ * lower bound (total_at_least), and by_reason is of those newest. */
 static json_t *dead_letters_json(json_t *dbp)
 {
     json_t *dl = json_object();
 
+    json_object_set_new(dl, "counted_max", jint(STATUS_DEAD_LETTERS_COUNTED));
     if (dbp) {
         json_t *r;
         json_int_t total = 0;
@@ -291,10 +294,13 @@ static json_t *dead_letters_json(json_t *dbp)
         json_array_foreach(json_object_get(dbp, "dead_letters_by_reason"), k, r)
             total += json_integer_value(json_object_get(r, "count"));
         json_object_set_new(dl, "total", jint(total));
+        json_object_set_new(dl, "total_at_least",
+                            json_boolean(total >= STATUS_DEAD_LETTERS_COUNTED));
         json_object_set(dl, "by_reason", json_object_get(dbp, "dead_letters_by_reason"));
         json_object_set(dl, "newest", json_object_get(dbp, "dead_letters_newest"));
     } else {
         json_object_set_new(dl, "total", json_null());
+        json_object_set_new(dl, "total_at_least", json_false());
         json_object_set_new(dl, "by_reason", json_array());
         json_object_set_new(dl, "newest", json_array());
     }
