@@ -296,6 +296,24 @@ static int start_producer(relay *rl)
     return 0;
 }
 
+int relay_renew_producer(relay *rl)
+{
+    rd_kafka_t *old = rl->rk;
+
+    if (start_producer(rl) != 0) {
+        rl->rk = old;
+        return -1;
+    }
+    /* Nothing of the old one is in flight (every cycle waits for every
+     * report); a transaction it left open is the new one's
+     * init_transactions' to abort. */
+    rd_kafka_destroy(old);
+    rl->txn_ready = 0;
+    rl->txn_open = 0;
+    rl->abort_unanswered = 0;
+    return 0;
+}
+
 /* Ends the relay: an open Kafka transaction aborted (unless the producer
  * failed fatally, or its commit or abort is under way with no answer:
  * that one is the broker's to complete, and the next start settles it),

@@ -98,10 +98,13 @@
  *     A relay that dies (or whose PostgreSQL fails) between c and d left
  *     committed records whose rows are still pending. So whenever a relay
  *     takes the outbox lock (5), before reading a batch it
- *       - calls init_transactions() (once per process) with a stable
- *         transactional.id (`exactly-relay-NAME` unless written): this
- *         fences every older producer of that id and aborts its open
- *         transaction, whose records no read_committed reader will see;
+ *       - calls init_transactions() with a stable transactional.id
+ *         (`exactly-relay-NAME` unless written), on a new producer when
+ *         the lock is taken back in the same process: this fences every
+ *         other producer of that id, aborts its open transaction, whose
+ *         records no read_committed reader will see, and waits until a
+ *         commit in progress is complete (its markers written: before,
+ *         a read_committed reader does not see it);
  *       - reads the last record keyed by its name in `position_topic`
  *         with read_committed (the newest committed position) and marks
  *         or deletes the rows it names that are still pending: a row
@@ -136,7 +139,9 @@
  *     transactional.id: it holds the lock since this one lost its
  *     session), ends the relay with exit code 1 and the line "fenced:
  *     another relay took over this transactional.id; exiting"; it does
- *     not retry. An idle relay learns it was fenced at its next batch.
+ *     not retry. A relay fenced between batches notices its lost session
+ *     first and waits for the lock; taking it back, it initialises a new
+ *     producer (above), which fences the other.
  *     What it needs: the relay that takes an outbox over must have the
  *     same name and position topic (a differently named relay neither
  *     fences the first nor reads its position, so the rows of a batch

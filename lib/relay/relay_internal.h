@@ -120,6 +120,11 @@ void relay_drop_conn(relay *rl);
  * holds the lock (try again after the poll interval). */
 int relay_ensure_conn(relay *rl);
 
+/* Replaces the relay's producer by a new one, not yet initialised
+ * (txn_ready 0), and destroys the old one. Returns 0, or -1 when the new
+ * one could not be made (the old one stays). */
+int relay_renew_producer(relay *rl);
+
 /* Produces row i of res. The row's state says what became of it. */
 void relay_produce_row(relay *rl, const PGresult *res, int i);
 
@@ -159,9 +164,10 @@ void relay_demote_acked(relay *rl, const char *why);
 int relay_txn_commit(relay *rl);
 
 /* Before the first batch after the lock was taken: init_transactions()
- * once per process (it fences every older producer of this
- * transactional.id and aborts its open transaction), then the last
- * committed position applied to the outbox. Returns 0, -1 (try again
+ * (it fences every other producer of this transactional.id, aborts its
+ * open transaction and waits until a commit in progress is complete), on
+ * a new producer when the lock was taken back in the same process, then
+ * the last committed position applied to the outbox. Returns 0, -1 (try again
  * after a backoff; also when a stop request came while Kafka did not
  * answer, nothing applied) or -2 (fatal). */
 int relay_txn_prepare(relay *rl);

@@ -560,6 +560,21 @@ int relay_txn_prepare(relay *rl)
     char *text = NULL;
     int rc, stopped;
 
+    /* Initialised before (the lock taken back in the same process, or
+     * this call again after a failed read): another relay may have
+     * initialised the transactional.id since, a transaction of this one
+     * may be open, and the broker may still be writing the markers of
+     * its last commit, which a read_committed reader does not see until
+     * then: the position read now could be the one before, and the rows
+     * of that commit would go out again. librdkafka initialises a
+     * producer once, so a new one is initialised. */
+    if (rl->txn_ready) {
+        exactly_log(EXACTLY_LOG_INFO, "relay",
+                    "initialising kafka transactions again on a new "
+                    "producer", LOG_STR("relay", rl->r->name));
+        if (relay_renew_producer(rl) != 0)
+            return -1;
+    }
     if (!rl->txn_ready) {
         e = txn_call_in_steps(rl, rd_kafka_init_transactions,
                               RELAY_INIT_TIMEOUT_MS, &stopped);
