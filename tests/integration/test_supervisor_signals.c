@@ -1,0 +1,160 @@
+/*
+ * `exactly run` and the signals that reach its processes from outside,
+ * one at a time (test_supervisor_stop.c has the stop of all of them). A
+ * ledger pipeline with `workers: 2` on an empty 4-partition topic, run
+ * without --exit-idle; the processes are found in the log (`worker
+ * started ... worker_pid=N`).
+ *
+ *   exit0    SIGTERM to worker 0 alone (an operator's kill, a tool): it
+ *            stops cleanly (exit 0), and the supervisor, which asked
+ *            nothing, starts it again (after 0.5 s, not counted as a
+ *            crash); worker 1 runs on; a SIGTERM of the supervisor then
+ *            exits 0.
+ *
+ * The test process is a child subreaper, so that nothing the supervisor
+ * leaves behind outlives the test unseen.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ledger_check.h"
+#include "testkit.h"
+
+#define N_PARTITIONS 4
+#define SHUTDOWN_TIMEOUT_S 20
+/* How long a restart may take: the first restart delay (0.5 s) and the
+ * sanitizer build's start of a process, with room. */
+#define RESTART_WAIT_MS 10000
+
+static tk_mock *g_mock;
+static char g_dir[256];
+static char g_lockdir[512];
+static char g_conninfo[1024];
+static char g_config[512];
+
+/* One topic, group and database for every scenario (one supervisor runs
+ * at a time: the group's lock). */
+static void setup(void)
+{
+    ledger_config lc;
+    tk_config cfg;
+    tk_pipeline *pl = &cfg.pipelines[0];
+    char log[512];
+
+    tk_mock_create_topic(g_mock, "sup_signals", N_PARTITIONS);
+    tk_pg_create_db("sup_signals", g_conninfo, sizeof g_conninfo);
+    ledger_setup_db(g_conninfo);
+    snprintf(g_config, sizeof g_config, "%s/sup_signals.yaml", g_dir);
+    memset(&lc, 0, sizeof lc);
+    lc.bootstraps = tk_mock_bootstraps(g_mock);
+    lc.conninfo = g_conninfo;
+    lc.topic = "sup_signals";
+    lc.group = "sup_signals";
+    lc.max_messages = 50;
+    lc.max_wait_ms = 20;
+    ledger_config_fill(&cfg, &lc);
+    pl->workers = 2;
+    pl->kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    pl->kafka[1] = (tk_prop){"heartbeat.interval.ms", "500"};
+    tk_config_write(g_config, &cfg);
+    snprintf(log, sizeof log, "%s/migrate.log", g_dir);
+    tk_migrate(g_config, log);
+}
+
+/* `exactly run` of the configuration, logging to log; with metrics, its
+ * status server on a free loopback port. */
+static pid_t start_run(const char *log, const char *out, int metrics)
+{
+    const char *args[] = {"run", "-c", g_config, "--lock-dir", g_lockdir,
+                          "--log-file", log, "--shutdown-timeout", "20",
+                          NULL, NULL, NULL};
+
+    if (metrics) {
+        args[9] = "--metrics";
+        args[10] = "127.0.0.1:0";
+    }
+    return tk_exactly_startv(out, args);
+}
+
+/* SIGTERM to the supervisor; it must exit 0 in time. */
+static void stop_run(const char *what, pid_t sup, const char *log)
+{
+    int st;
+
+    TK_CHECK_EQ_INT64(tk_kill(sup, SIGTERM), 0, "SIGTERM of the supervisor");
+    st = tk_exactly_wait(sup, (SHUTDOWN_TIMEOUT_S + 10) * 1000, log, what);
+    if (st != 0)
+        tk_log_tail(log, 40);
+    TK_CHECK(st == 0, "%s: exactly run exited %d after SIGTERM, expected 0; "
+             "log: %s", what, st, log);
+}
+
+/* A worker stopped cleanly by someone else's SIGTERM is started again. */
+static void scenario_exit0(void)
+{
+    char log[512], out[512];
+    pid_t sup, w0, w1, again;
+
+    snprintf(log, sizeof log, "%s/exit0.log", g_dir);
+    snprintf(out, sizeof out, "%s/exit0.out", g_dir);
+    sup = start_run(log, out, 0);
+    w0 = tk_worker_pid(log, 0, sup, 30000);
+    w1 = tk_worker_pid(log, 1, sup, 30000);
+    /* Worker 0 in its steady state: it holds partitions. */
+    tk_wait_claims(log, w0, 1, sup, 60000);
+    TK_CHECK_EQ_INT64(tk_kill(w0, SIGTERM), 0, "SIGTERM of worker 0");
+    if (!tk_wait_log(log, "msg=\"worker started\"", 3, sup, RESTART_WAIT_MS,
+                     NULL)) {
+        tk_log_tail(log, 40);
+        tk_fail("worker 0 (pid %d), stopped with exit 0 by a SIGTERM the "
+                "supervisor did not send, was not started again within "
+                "%d ms; log: %s", (int)w0, RESTART_WAIT_MS, log);
+    }
+    again = tk_worker_pid(log, 2, sup, 1000);
+    TK_CHECK(again != w0 && again != w1, "the third start names pid %d, "
+             "already used", (int)again);
+    TK_CHECK_EQ_INT64(tk_log_lines_with(log, "msg=\"worker stopped from "
+                                        "outside; starting it again\"",
+                                        " worker=0"), 1,
+                      "the supervisor's line for worker 0's clean exit");
+    TK_CHECK_EQ_INT64(tk_log_lines_with(log, "msg=\"worker exited\"", NULL) +
+                          tk_log_lines_with(log, "msg=\"worker finished\"",
+                                            NULL),
+                      0, "a clean exit before the stop is neither a failure "
+                      "(\"worker exited\") nor the end (\"worker finished\")");
+    TK_CHECK_EQ_INT64(tk_kill(w1, 0), 0, "worker 1 still runs");
+    stop_run("exit0", sup, log);
+    tk_note("[exit0] worker 0 (pid %d) started again as pid %d", (int)w0,
+            (int)again);
+}
+
+int main(void)
+{
+    int64_t t0 = tk_now_ms();
+
+    TK_CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0, "PR_SET_CHILD_SUBREAPER");
+    g_mock = tk_mock_start(1);
+    tk_tmpdir("exactly-supervisor-signals", g_dir, sizeof g_dir);
+    snprintf(g_lockdir, sizeof g_lockdir, "%s/locks", g_dir);
+    TK_CHECK(mkdir(g_lockdir, 0755) == 0, "mkdir %s", g_lockdir);
+    tk_note("logs in %s", g_dir);
+    setup();
+
+    if (tk_wanted("exit0"))
+        scenario_exit0();
+
+    tk_note("supervisor signal tests passed in %.1f s",
+            (double)(tk_now_ms() - t0) / 1000.0);
+    tk_mock_stop(g_mock);
+    ledger_cleanup_dir(g_dir);
+    return 0;
+}
