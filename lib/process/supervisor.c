@@ -195,7 +195,8 @@ static void install_signals(void)
 }
 
 /* Reaps every child that ended: the status server, or a worker or relay
- * (restarted later by start_due). One that ends during a stop other than
+ * (restarted later by start_due; one that exits 0 is done only during a
+ * stop or with --exit-idle). One that ends during a stop other than
  * with exit 0 (or 2 or 3, reported as such) did not stop cleanly: counted
  * in unclean, which makes the run's exit code 1. */
 static void reap_children(supervision *sv)
@@ -211,7 +212,8 @@ static void reap_children(supervision *sv)
             int r;
             if (sv->slots[i].pid != pid)
                 continue;
-            r = sup_reaped(&sv->slots[i], status);
+            r = sup_reaped(&sv->slots[i], status,
+                           g_stop || sv->o->exit_idle_ms > 0);
             if (g_stop && r == 0 &&
                 !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
                 sv->unclean++;

@@ -31,7 +31,7 @@ static void die_fast(slot *s, int n)
 
     for (i = 0; i < n; i++) {
         run_for(s, 100);
-        TK_CHECK_EQ_INT64(sup_reaped(s, DIED_OF_ABRT), 0,
+        TK_CHECK_EQ_INT64(sup_reaped(s, DIED_OF_ABRT, 0), 0,
                           "sup_reaped of a crash");
     }
 }
