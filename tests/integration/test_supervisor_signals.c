@@ -10,6 +10,10 @@
  *            nothing, starts it again (after 0.5 s, not counted as a
  *            crash); worker 1 runs on; a SIGTERM of the supervisor then
  *            exits 0.
+ *   hup      log rotation: the log file renamed, SIGHUP to the supervisor:
+ *            the workers and the status server (--metrics) all write to
+ *            the new file (their stderr, /proc/PID/fd/2), none to the
+ *            renamed one.
  *
  * The test process is a child subreaper, so that nothing the supervisor
  * leaves behind outlives the test unseen.
@@ -137,6 +141,66 @@ static void scenario_exit0(void)
             (int)again);
 }
 
+/* Whether pid's stderr is the file at path (not one renamed from it). */
+static int stderr_is(pid_t pid, const char *path)
+{
+    char link[64], target[1024];
+    ssize_t n;
+
+    snprintf(link, sizeof link, "/proc/%d/fd/2", (int)pid);
+    n = readlink(link, target, sizeof target - 1);
+    if (n < 0)
+        return 0;
+    target[n] = '\0';
+    return strcmp(target, path) == 0;
+}
+
+/* Waits up to 5 s until pid (named what) writes its log to path. */
+static void wait_stderr(pid_t pid, const char *what, const char *path)
+{
+    int64_t t0 = tk_now_ms();
+    char link[64], target[1024];
+    ssize_t n;
+
+    while (!stderr_is(pid, path) && tk_now_ms() - t0 < 5000)
+        tk_sleep_ms(20);
+    if (stderr_is(pid, path))
+        return;
+    snprintf(link, sizeof link, "/proc/%d/fd/2", (int)pid);
+    n = readlink(link, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    tk_fail("%s (pid %d) writes its log to %s 5 s after SIGHUP, not to %s: "
+            "the rotated file", what, (int)pid, target, path);
+}
+
+/* SIGHUP after the log file was renamed: every process follows. */
+static void scenario_hup(void)
+{
+    char log[512], rotated[520], out[512];
+    pid_t sup, w0, w1, server;
+
+    snprintf(log, sizeof log, "%s/hup.log", g_dir);
+    snprintf(rotated, sizeof rotated, "%s.1", log);
+    snprintf(out, sizeof out, "%s/hup.out", g_dir);
+    sup = start_run(log, out, 1);
+    w0 = tk_worker_pid(log, 0, sup, 30000);
+    w1 = tk_worker_pid(log, 1, sup, 30000);
+    server = (pid_t)tk_log_last_int(log, " server_pid=");
+    TK_CHECK(server > 0, "no server_pid in the \"serving metrics\" line; "
+             "log: %s", log);
+    TK_CHECK(stderr_is(server, log), "the status server (pid %d) does not "
+             "write to %s before the rotation", (int)server, log);
+    TK_CHECK(rename(log, rotated) == 0, "rename %s", log);
+    TK_CHECK_EQ_INT64(tk_kill(sup, SIGHUP), 0, "SIGHUP of the supervisor");
+    wait_stderr(sup, "the supervisor", log);
+    wait_stderr(w0, "worker 0", log);
+    wait_stderr(w1, "worker 1", log);
+    wait_stderr(server, "the status server", log);
+    stop_run("hup", sup, log);
+    TK_CHECK_EQ_INT64(tk_log_lines_with(rotated, "msg=\"stopped\"", NULL),
+                      0, "a worker's final line went to the rotated file");
+}
+
 int main(void)
 {
     int64_t t0 = tk_now_ms();
@@ -151,6 +215,8 @@ int main(void)
 
     if (tk_wanted("exit0"))
         scenario_exit0();
+    if (tk_wanted("hup"))
+        scenario_hup();
 
     tk_note("supervisor signal tests passed in %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
