@@ -219,9 +219,10 @@ static int serve_threads(exactly_http *h, char *errbuf, size_t errbuf_size)
 }
 
 /* The server process: serves until SIGTERM (the supervisor's, or its
- * death), then stops its threads and exits. SIGINT and SIGHUP are the
- * supervisor's: a Ctrl-C at a terminal reaches the whole process group,
- * and the supervisor stops this process after its workers. Never
+ * death), then stops its threads and exits. SIGINT is the supervisor's: a
+ * Ctrl-C at a terminal reaches the whole process group, and the
+ * supervisor stops this process after its workers. SIGHUP (the
+ * supervisor's, after a log rotation) reopens the log file. Never
  * returns. */
 static void serve_process(exactly_http *h)
 {
@@ -232,9 +233,8 @@ static void serve_process(exactly_http *h)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != h->parent)
         _exit(0);
-    /* Only this thread takes the stop, by sigwait; the server's threads
-     * inherit the mask and take none. SIGHUP (log rotation) is the
-     * supervisor's. */
+    /* Only this thread takes these signals, by sigwait; the server's
+     * threads inherit the mask and take none. */
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
@@ -246,9 +246,12 @@ static void serve_process(exactly_http *h)
                     LOG_STR("error", err));
         _exit(1);
     }
-    while (sig != SIGTERM)
+    while (sig != SIGTERM) {
         if (sigwait(&stop, &sig) != 0)
             break;
+        if (sig == SIGHUP)
+            (void)exactly_log_reopen();
+    }
     MHD_stop_daemon(h->daemon); /* closes the listening socket */
     pthread_mutex_lock(&h->mu);
     h->stop = 1;
@@ -360,6 +363,12 @@ void exactly_http_tick(exactly_http *h, const int *fds, size_t n_fds)
     if (spawn(h, fds, n_fds, err, sizeof(err)) != 0)
         exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot start the HTTP server",
                     LOG_STR("error", err));
+}
+
+void exactly_http_reopen_log(exactly_http *h)
+{
+    if (h && h->pid > 0)
+        kill(h->pid, SIGHUP);
 }
 
 void exactly_http_stop(exactly_http *h)

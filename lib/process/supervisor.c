@@ -277,6 +277,7 @@ static int supervise_loop(supervision *sv)
             g_reopen = 0;
             (void)exactly_log_reopen();
             sup_signal_all(sv->slots, sv->n_slots, SIGHUP);
+            exactly_http_reopen_log(sv->http);
         }
         if (!g_stop && (sv->refused ||
                         (sv->lost = sup_pipeline_lost(sv->slots, sv->n_slots)))) {
