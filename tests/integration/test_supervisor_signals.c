@@ -14,6 +14,15 @@
  *            the workers and the status server (--metrics) all write to
  *            the new file (their stderr, /proc/PID/fd/2), none to the
  *            renamed one.
+ *   mask     the status server's signals (/proc/PID/status), in the first
+ *            process and in one the supervisor starts again after a
+ *            SIGKILL: SIGTERM, SIGINT and SIGHUP blocked in its server
+ *            threads (the main thread takes them by sigwait, which shows
+ *            them unblocked while it waits) and none of them caught: a
+ *            handler
+ *            inherited from the supervisor would take a signal that
+ *            arrives before the block (the supervisor's SIGTERM, or the
+ *            one of its death) and lose it.
  *
  * The test process is a child subreaper, so that nothing the supervisor
  * leaves behind outlives the test unseen.
@@ -22,6 +31,7 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +211,126 @@ static void scenario_hup(void)
                       0, "a worker's final line went to the rotated file");
 }
 
+/* The hex mask after key ("SigBlk:", "SigCgt:") in the status of task
+ * tid of process pid; 0 when it cannot be read. */
+static unsigned long long sig_mask(pid_t pid, pid_t tid, const char *key)
+{
+    char path[96];
+    char *text, *k;
+    unsigned long long v = 0;
+
+    snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid,
+             (int)tid);
+    text = tk_read_file(path);
+    if (!text)
+        return 0;
+    k = strstr(text, key);
+    if (k)
+        v = strtoull(k + strlen(key), NULL, 16);
+    free(text);
+    return v;
+}
+
+#define SIGBIT(sig) (1ULL << ((sig) - 1))
+#define STOP_SIGNALS (SIGBIT(SIGTERM) | SIGBIT(SIGINT) | SIGBIT(SIGHUP))
+
+/* The mask the threads of pid other than its main one block (the AND of
+ * theirs); 0 while it has no other thread. */
+static unsigned long long threads_blocked(pid_t pid)
+{
+    char path[64], *end;
+    unsigned long long all = ~0ULL;
+    int n = 0;
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        long tid = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end || tid == pid)
+            continue;
+        all &= sig_mask(pid, (pid_t)tid, "SigBlk:");
+        n++;
+    }
+    closedir(d);
+    return n ? all : 0;
+}
+
+/* The status server (pid, named what) blocks the stop signals in its
+ * server threads and has no handler of them. */
+static void check_server_signals(pid_t pid, const char *what)
+{
+    int64_t t0 = tk_now_ms();
+    unsigned long long blk, cgt;
+
+    /* A process just forked starts its threads within moments. */
+    while ((threads_blocked(pid) & STOP_SIGNALS) != STOP_SIGNALS &&
+           tk_now_ms() - t0 < 5000)
+        tk_sleep_ms(10);
+    blk = threads_blocked(pid);
+    cgt = sig_mask(pid, pid, "SigCgt:");
+    TK_CHECK((blk & STOP_SIGNALS) == STOP_SIGNALS, "%s (pid %d): SIGTERM, "
+             "SIGINT and SIGHUP not all blocked in its threads (SigBlk "
+             "%llx)", what, (int)pid, blk);
+    TK_CHECK((cgt & STOP_SIGNALS) == 0, "%s (pid %d) has handlers of SIGTERM, "
+             "SIGINT or SIGHUP (SigCgt %llx): the supervisor's, inherited",
+             what, (int)pid, cgt);
+}
+
+/* The supervisor's child that is neither of the workers nor old: the
+ * status server started again; waits up to 5 s for it. */
+static pid_t new_server(pid_t sup, pid_t w0, pid_t w1, pid_t old)
+{
+    int64_t t0 = tk_now_ms();
+    char path[96];
+
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)sup,
+             (int)sup);
+    while (tk_now_ms() - t0 < 5000) {
+        char *text = tk_read_file(path), *p, *end;
+        pid_t found = 0;
+
+        for (p = text; p && *p && !found; p = end) {
+            long v = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (v > 0 && v != w0 && v != w1 && v != old)
+                found = (pid_t)v;
+        }
+        free(text);
+        if (found)
+            return found;
+        tk_sleep_ms(20);
+    }
+    tk_fail("the supervisor (pid %d) did not start its status server again "
+            "within 5 s of its death", (int)sup);
+    return 0;
+}
+
+/* The status server's signal mask and handlers, first and restarted. */
+static void scenario_mask(void)
+{
+    char log[512], out[512];
+    pid_t sup, w0, w1, server, again;
+
+    snprintf(log, sizeof log, "%s/mask.log", g_dir);
+    snprintf(out, sizeof out, "%s/mask.out", g_dir);
+    sup = start_run(log, out, 1);
+    w0 = tk_worker_pid(log, 0, sup, 30000);
+    w1 = tk_worker_pid(log, 1, sup, 30000);
+    server = (pid_t)tk_log_last_int(log, " server_pid=");
+    TK_CHECK(server > 0, "no server_pid in the \"serving metrics\" line; "
+             "log: %s", log);
+    check_server_signals(server, "the status server");
+    TK_CHECK_EQ_INT64(tk_kill(server, SIGKILL), 0, "SIGKILL of the server");
+    again = new_server(sup, w0, w1, server);
+    check_server_signals(again, "the status server started again");
+    stop_run("mask", sup, log);
+}
+
 int main(void)
 {
     int64_t t0 = tk_now_ms();
@@ -217,6 +347,8 @@ int main(void)
         scenario_exit0();
     if (tk_wanted("hup"))
         scenario_hup();
+    if (tk_wanted("mask"))
+        scenario_mask();
 
     tk_note("supervisor signal tests passed in %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
