@@ -23,6 +23,13 @@
  *            inherited from the supervisor would take a signal that
  *            arrives before the block (the supervisor's SIGTERM, or the
  *            one of its death) and lose it.
+ *   early    SIGTERM during the start of `exactly run` (--metrics on),
+ *            EARLY_STARTS times, from at once to past the line "starting"
+ *            (the delays spread over the time a start took): each run
+ *            either died before it opened its log file (the default action
+ *            of a process that has not begun yet) or exits 0; none dies of
+ *            the signal after it began, and none leaves a process behind
+ *            (the test, a subreaper, has no child left 3 s later).
  *
  * The test process is a child subreaper, so that nothing the supervisor
  * leaves behind outlives the test unseen.
@@ -32,12 +39,14 @@
 #endif
 
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ledger_check.h"
@@ -331,6 +340,83 @@ static void scenario_mask(void)
     stop_run("mask", sup, log);
 }
 
+/* Waits up to 3 s until no process is left that the supervisor left
+ * behind (they become the test's children: it is a subreaper). */
+static void check_no_orphans(const char *what)
+{
+    int64_t t0 = tk_now_ms();
+    pid_t pid;
+    int st;
+
+    for (;;) {
+        pid = waitpid(-1, &st, WNOHANG);
+        if (pid < 0 && errno == ECHILD)
+            return;
+        if (pid == 0 && tk_now_ms() - t0 > 3000)
+            break;
+        if (pid == 0)
+            tk_sleep_ms(10);
+    }
+    tk_fail("%s: a process of the supervisor still runs 3 s after it "
+            "exited", what);
+}
+
+/* One start of run with SIGTERM delay_us after it; returns whether the
+ * run got as far as its log file. */
+static int start_and_stop(int i, long delay_us)
+{
+    char log[512], out[512], what[64];
+    struct stat st_log;
+    pid_t sup;
+    int st, began;
+
+    snprintf(log, sizeof log, "%s/early-%d.log", g_dir, i);
+    snprintf(out, sizeof out, "%s/early-%d.out", g_dir, i);
+    snprintf(what, sizeof what, "start %d, SIGTERM after %ld us", i, delay_us);
+    sup = start_run(log, out, 1);
+    if (delay_us > 0)
+        usleep((useconds_t)delay_us);
+    TK_CHECK_EQ_INT64(tk_kill(sup, SIGTERM), 0, "SIGTERM of the supervisor");
+    st = tk_exactly_wait(sup, (SHUTDOWN_TIMEOUT_S + 10) * 1000, log, what);
+    began = stat(log, &st_log) == 0;
+    if (began && st != 0)
+        tk_log_tail(log, 20);
+    TK_CHECK(st == 0 || (st == 128 + SIGTERM && !began),
+             "%s: exactly run exited %d (%s); a stop during its start must "
+             "exit 0; log: %s", what, st,
+             st == 128 + SIGTERM ? "killed by the signal after it opened its "
+                                   "log: no handler yet" : "not 0", log);
+    check_no_orphans(what);
+    return began;
+}
+
+#define EARLY_STARTS 50
+
+/* SIGTERM at every moment of the start. */
+static void scenario_early(void)
+{
+    char log[512], out[512];
+    int64_t t0;
+    long span_us;
+    pid_t sup;
+    int i, began = 0;
+
+    /* How long a start takes, up to its "starting" line. */
+    snprintf(log, sizeof log, "%s/early-measure.log", g_dir);
+    snprintf(out, sizeof out, "%s/early-measure.out", g_dir);
+    t0 = tk_now_ms();
+    sup = start_run(log, out, 1);
+    TK_CHECK(tk_wait_log(log, "msg=\"starting\"", 1, sup, 30000, NULL),
+             "no \"starting\" line within 30 s; log: %s", log);
+    span_us = (long)(tk_now_ms() - t0) * 1000;
+    stop_run("early-measure", sup, log);
+    check_no_orphans("early-measure");
+    for (i = 0; i < EARLY_STARTS; i++)
+        began += start_and_stop(i, span_us * 3 / 2 * i / EARLY_STARTS);
+    tk_note("[early] %d of %d starts began before the signal (start: %ld ms)",
+            began, EARLY_STARTS, span_us / 1000);
+}
+
 int main(void)
 {
     int64_t t0 = tk_now_ms();
@@ -349,6 +435,8 @@ int main(void)
         scenario_hup();
     if (tk_wanted("mask"))
         scenario_mask();
+    if (tk_wanted("early"))
+        scenario_early();
 
     tk_note("supervisor signal tests passed in %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
