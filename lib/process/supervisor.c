@@ -310,6 +310,10 @@ int exactly_supervise(const exactly_supervisor_opts *o)
 
     memset(&sv, 0, sizeof(sv));
     sv.o = o;
+    /* First: a stop or a SIGHUP during the start (validation, the status
+     * server, the locks) is only noted, and acted on by the loop, never
+     * the default action that would end run half started. */
+    install_signals();
     if (o->log_file && exactly_log_set_file(o->log_file) != 0) {
         fprintf(stderr, "exactly run: cannot open log file %s: %s\n",
                 o->log_file, strerror(errno));
@@ -334,7 +338,6 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     if ((code = serve_metrics(&sv)) != 0 ||
         (code = fill_slots(&sv, lock_dir)) != 0)
         goto cleanup;
-    install_signals();
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting",
                 LOG_UINT("workers", sv.n_slots - sv.n_relays),
                 LOG_UINT("relays", sv.n_relays));
