@@ -219,36 +219,48 @@ static int serve_threads(exactly_http *h, char *errbuf, size_t errbuf_size)
 }
 
 /* The server process: serves until SIGTERM (the supervisor's, or its
- * death), then stops its threads and exits. SIGINT and SIGHUP are the
- * supervisor's: a Ctrl-C at a terminal reaches the whole process group,
- * and the supervisor stops this process after its workers. Never
+ * death), then stops its threads and exits. SIGINT is the supervisor's: a
+ * Ctrl-C at a terminal reaches the whole process group, and the
+ * supervisor stops this process after its workers. SIGHUP (the
+ * supervisor's, after a log rotation) reopens the log file. Never
  * returns. */
 static void serve_process(exactly_http *h)
 {
+    struct sigaction dfl;
     sigset_t stop;
     char err[256];
     int sig = 0;
 
+    /* Every signal is still blocked (spawn): none is lost before this
+     * process has its own dispositions and mask. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != h->parent)
         _exit(0);
-    /* Only this thread takes the stop, by sigwait; the server's threads
-     * inherit the mask and take none. SIGHUP (log rotation) is the
-     * supervisor's. */
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGTERM, &dfl, NULL); /* not the supervisor's handlers */
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGHUP, &dfl, NULL);
+    /* Only this thread takes these signals, by sigwait; the server's
+     * threads inherit the mask and take none. */
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGHUP);
     sigaddset(&stop, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    pthread_sigmask(SIG_SETMASK, &stop, NULL);
     if (serve_threads(h, err, sizeof(err)) != 0) {
         exactly_log(EXACTLY_LOG_ERROR, "http", "cannot serve",
                     LOG_STR("error", err));
         _exit(1);
     }
-    while (sig != SIGTERM)
+    while (sig != SIGTERM) {
         if (sigwait(&stop, &sig) != 0)
             break;
+        if (sig == SIGHUP)
+            (void)exactly_log_reopen();
+    }
     MHD_stop_daemon(h->daemon); /* closes the listening socket */
     pthread_mutex_lock(&h->mu);
     h->stop = 1;
@@ -262,21 +274,27 @@ static void serve_process(exactly_http *h)
 static int spawn(exactly_http *h, const int *fds, size_t n_fds,
                  char *errbuf, size_t errbuf_size)
 {
+    sigset_t all, old;
     pid_t pid;
     size_t i;
 
     fflush(NULL);
+    /* Held from the fork until serve_process has set its own: a signal in
+     * between would run the supervisor's handler there and be lost. */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     pid = fork();
-    if (pid < 0) {
-        snprintf(errbuf, errbuf_size, "cannot fork the HTTP server: %s",
-                 strerror(errno));
-        return -1;
-    }
     if (pid == 0) {
         for (i = 0; i < n_fds; i++)
             if (fds[i] >= 0 && fds[i] != h->fd)
                 close(fds[i]);
         serve_process(h);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        snprintf(errbuf, errbuf_size, "cannot fork the HTTP server: %s",
+                 strerror(errno));
+        return -1;
     }
     h->pid = pid;
     h->started_ms = http_mono_ms();
@@ -360,6 +378,12 @@ void exactly_http_tick(exactly_http *h, const int *fds, size_t n_fds)
     if (spawn(h, fds, n_fds, err, sizeof(err)) != 0)
         exactly_log(EXACTLY_LOG_ERROR, "supervisor", "cannot start the HTTP server",
                     LOG_STR("error", err));
+}
+
+void exactly_http_reopen_log(exactly_http *h)
+{
+    if (h && h->pid > 0)
+        kill(h->pid, SIGHUP);
 }
 
 void exactly_http_stop(exactly_http *h)

@@ -55,6 +55,10 @@ int exactly_http_reaped(exactly_http *h, pid_t pid, int status);
  * process like in a worker. */
 void exactly_http_tick(exactly_http *h, const int *fds, size_t n_fds);
 
+/* Tells the server process to reopen the log file (SIGHUP), after the
+ * supervisor reopened its own. NULL-safe. */
+void exactly_http_reopen_log(exactly_http *h);
+
 /* Stops the server process (SIGTERM; SIGKILL after 2 s) and frees h.
  * NULL-safe. */
 void exactly_http_stop(exactly_http *h);

@@ -195,7 +195,8 @@ static void install_signals(void)
 }
 
 /* Reaps every child that ended: the status server, or a worker or relay
- * (restarted later by start_due). One that ends during a stop other than
+ * (restarted later by start_due; one that exits 0 is done only during a
+ * stop or with --exit-idle). One that ends during a stop other than
  * with exit 0 (or 2 or 3, reported as such) did not stop cleanly: counted
  * in unclean, which makes the run's exit code 1. */
 static void reap_children(supervision *sv)
@@ -211,7 +212,8 @@ static void reap_children(supervision *sv)
             int r;
             if (sv->slots[i].pid != pid)
                 continue;
-            r = sup_reaped(&sv->slots[i], status);
+            r = sup_reaped(&sv->slots[i], status,
+                           g_stop || sv->o->exit_idle_ms > 0);
             if (g_stop && r == 0 &&
                 !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
                 sv->unclean++;
@@ -275,6 +277,7 @@ static int supervise_loop(supervision *sv)
             g_reopen = 0;
             (void)exactly_log_reopen();
             sup_signal_all(sv->slots, sv->n_slots, SIGHUP);
+            exactly_http_reopen_log(sv->http);
         }
         if (!g_stop && (sv->refused ||
                         (sv->lost = sup_pipeline_lost(sv->slots, sv->n_slots)))) {
@@ -307,6 +310,10 @@ int exactly_supervise(const exactly_supervisor_opts *o)
 
     memset(&sv, 0, sizeof(sv));
     sv.o = o;
+    /* First: a stop or a SIGHUP during the start (validation, the status
+     * server, the locks) is only noted, and acted on by the loop, never
+     * the default action that would end run half started. */
+    install_signals();
     if (o->log_file && exactly_log_set_file(o->log_file) != 0) {
         fprintf(stderr, "exactly run: cannot open log file %s: %s\n",
                 o->log_file, strerror(errno));
@@ -331,7 +338,6 @@ int exactly_supervise(const exactly_supervisor_opts *o)
     if ((code = serve_metrics(&sv)) != 0 ||
         (code = fill_slots(&sv, lock_dir)) != 0)
         goto cleanup;
-    install_signals();
     exactly_log(EXACTLY_LOG_INFO, "supervisor", "starting",
                 LOG_UINT("workers", sv.n_slots - sv.n_relays),
                 LOG_UINT("relays", sv.n_relays));

@@ -308,7 +308,7 @@ static void count_failure(slot *s, long long lived)
     }
 }
 
-int sup_reaped(slot *s, int status)
+int sup_reaped(slot *s, int status, int exit0_ends)
 {
     long long lived = sup_now_ms() - s->started_ms;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -321,6 +321,26 @@ int sup_reaped(slot *s, int status)
         __atomic_store_n(&s->m->pid, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->ready, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->relay.publishing, 0, __ATOMIC_RELAXED);
+    }
+    if (code == 0 && !exit0_ends) {
+        /* A clean stop nobody here asked for: a SIGTERM sent to this
+         * process alone. Without --exit-idle a child ends only when the
+         * supervisor stops, so it starts again; not a failure. */
+        s->restart_at_ms = sup_now_ms() + RESTART_MIN_MS;
+        if (s->r)
+            exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                        "relay stopped from outside; starting it again",
+                        LOG_STR("relay", s->r->name),
+                        LOG_INT("lived_ms", lived),
+                        LOG_INT("restart_in_ms", RESTART_MIN_MS));
+        else
+            exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                        "worker stopped from outside; starting it again",
+                        LOG_STR("pipeline", s->p->name),
+                        LOG_INT("worker", s->index),
+                        LOG_INT("lived_ms", lived),
+                        LOG_INT("restart_in_ms", RESTART_MIN_MS));
+        return 0;
     }
     if (code == 0 || code == 2) {
         if (s->r)

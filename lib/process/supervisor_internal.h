@@ -38,7 +38,8 @@ typedef struct slot {
     int fast_failures;
     uint64_t committed_at_start; /* batches committed (a relay: sessions
                                     opened) when it started */
-    int done;             /* exited 0 (idle) or refused: not restarted */
+    int done;             /* finished (exit 0 in a stop or with
+                             --exit-idle) or refused: not restarted */
     int crash_loop;
 } slot;
 
@@ -74,8 +75,12 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
 
 /* Records how a worker (or relay) ended; returns 2 when it refused to
  * start, EXACTLY_EXIT_HANDLER_STOP when its handler stopped it (neither is
- * restarted: starting again would only meet the same answer). */
-int sup_reaped(slot *s, int status);
+ * restarted: starting again would only meet the same answer). An exit 0
+ * is its end (done, not restarted) when exit0_ends: the supervisor is
+ * stopping, or --exit-idle let it finish; else it was stopped from
+ * outside and starts again after RESTART_MIN_MS, not counted as a fast
+ * failure. */
+int sup_reaped(slot *s, int status, int exit0_ends);
 
 /* The fast failures in a row that make slot s a crash loop. A worker's
  * leave the crash guard (lib/engine/guard.c) room to deal with a record

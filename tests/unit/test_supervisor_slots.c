@@ -4,7 +4,8 @@
  * loop (sup_crash_loop_after), and when a pipeline is lost
  * (sup_pipeline_lost): only while every worker of it is in a crash loop,
  * a slot whose restarted process outlived the fast-failure window no
- * longer being in one.
+ * longer being in one; and that an exit 0 is an end only in a stop or
+ * with --exit-idle (sup_reaped).
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static void die_fast(slot *s, int n)
 
     for (i = 0; i < n; i++) {
         run_for(s, 100);
-        TK_CHECK_EQ_INT64(sup_reaped(s, DIED_OF_ABRT), 0,
+        TK_CHECK_EQ_INT64(sup_reaped(s, DIED_OF_ABRT, 0), 0,
                           "sup_reaped of a crash");
     }
 }
@@ -124,10 +125,46 @@ static void test_recovered(void)
     TK_CHECK(!s[0].crash_loop, "worker 0 (committed) still in a crash loop");
 }
 
+/* An exit 0: while run goes on without --exit-idle (exit0_ends 0) the
+ * slot starts again after RESTART_MIN_MS, its fast failures and crash
+ * loop untouched; in a stop or with --exit-idle it is done. */
+static void test_clean_exit(void)
+{
+    cfg_pipeline p;
+    long long before;
+    slot s;
+    int i;
+
+    memset(&p, 0, sizeof p);
+    memset(&s, 0, sizeof s);
+    p.name = "p";
+    p.max_crashes = 1;
+    s.p = &p;
+    die_fast(&s, 2);
+    run_for(&s, 100);
+    before = sup_now_ms();
+    TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    TK_CHECK(!s.done, "an exit 0 while run goes on made the slot done");
+    TK_CHECK_EQ_INT64(s.fast_failures, 2, "fast failures after an exit 0");
+    TK_CHECK(s.restart_at_ms >= before + RESTART_MIN_MS &&
+                 s.restart_at_ms <= sup_now_ms() + RESTART_MIN_MS,
+             "an exit 0 restarts after RESTART_MIN_MS, not after a backoff");
+    for (i = 0; i < CRASH_LOOP_AFTER; i++) {
+        run_for(&s, 100);
+        TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    }
+    TK_CHECK(!s.crash_loop, "quick exits 0 made a crash loop");
+    run_for(&s, 100);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 1), 0, "sup_reaped of a last exit 0");
+    TK_CHECK(s.done, "an exit 0 in a stop (or with --exit-idle) did not "
+             "make the slot done");
+}
+
 int main(void)
 {
     test_threshold();
     test_recovered();
+    test_clean_exit();
     printf("supervisor slot tests passed\n");
     return 0;
 }
