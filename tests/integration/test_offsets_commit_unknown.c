@@ -8,8 +8,16 @@
  * stored offset moved by --shift-by and the audit row is there. The reset
  * must not say "nothing changed" (an operator would run --shift-by again
  * and skip the messages twice over): it asks on a new connection what
- * became of its transaction, says it committed and exits 0. The setting is
- * server-wide: the test runs a cluster of its own.
+ * became of its transaction, says it committed and exits 0.
+ *
+ * Then a reset whose COMMIT is still waiting when the client gives up on
+ * it (postgres.client_timeout_ms 1 s; the server session lives on until
+ * its client check, every 5 s): the server says "in progress" for as long
+ * as the reset asks, so it cannot know; it says the outcome is unknown,
+ * tells to check with `exactly offsets`, and exits 3, not "nothing
+ * changed" (the commit lands once the session ends).
+ *
+ * The setting is server-wide: the test runs a cluster of its own.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -32,6 +40,7 @@
 #define STORED 10
 #define SHIFT 5
 #define HUNT_MS 30000
+#define CLIENT_TIMEOUT_MS 1000
 #define ABSENT_STANDBY "exactly_absent_standby"
 
 typedef struct hunter {
@@ -39,14 +48,52 @@ typedef struct hunter {
     int hit;
 } hunter;
 
-static void write_config(cli_kit *c)
+static void write_config(cli_kit *c, int client_timeout_ms)
 {
     tk_config cfg;
     tk_pipeline *pl = dlq_view_pipeline(c, &cfg, PIPELINE, TOPIC, "bigint",
                                         (const char *[]){"id", "name", NULL});
 
     pl->on_missing = "skip";
+    cfg.client_timeout_ms = client_timeout_ms;
     tk_config_write(c->cfg, &cfg);
+}
+
+/* The second reset: its COMMIT still waits in SyncRep when the client
+ * gives up, and for as long as it asks. Commits wait for the absent
+ * standby (set by the caller). */
+static void scenario_unanswered(cli_kit *c)
+{
+    char shift[16], *out;
+    int64_t until;
+    int status;
+
+    write_config(c, CLIENT_TIMEOUT_MS);
+    snprintf(shift, sizeof shift, "%d", SHIFT);
+    status = cli_exactly(c, &out, "offsets", "reset", "--pipeline", PIPELINE,
+                         "--topic", TOPIC, "--shift-by", shift, NULL);
+    tk_note("offsets reset --shift-by %d, COMMIT unanswered in SyncRep: exit "
+            "%d:\n%s", SHIFT, status, out);
+    tk_pg_set_sync_standby(c->db, NULL);
+    TK_CHECK(!strstr(out, "nothing changed"),
+             "the reset's COMMIT was still under way, but it said nothing "
+             "changed, exit %d:\n%s", status, out);
+    TK_CHECK(status == 3 && strstr(out, "outcome unknown") &&
+                 strstr(out, "check with `exactly offsets`"),
+             "the reset did not say its outcome is unknown (exit 3), exit "
+             "%d:\n%s", status, out);
+    free(out);
+    /* It lands once its session ends. */
+    for (until = tk_now_ms() + 20000;; tk_sleep_ms(50)) {
+        if (tk_sql_int64(c->db, "SELECT count(*) FROM exactly.offset_resets")
+            == 2)
+            break;
+        TK_CHECK(tk_now_ms() < until, "the second reset never landed");
+    }
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT next_offset FROM "
+                                          "exactly.offsets WHERE pipeline = '"
+                                          PIPELINE "'"),
+                      STORED + 2 * SHIFT, "stored offset after both resets");
 }
 
 /* Terminates the reset's backend while its COMMIT waits in SyncRep, then
@@ -92,7 +139,7 @@ int main(void)
     own_cluster_start(dir);
     cli_kit_start(&c, "offsets_commit_unknown", TOPIC, 1, "unknown.yaml", 0);
     dlq_named_tables(&c, 1);
-    write_config(&c);
+    write_config(&c, 0);
     cli_kit_migrate(&c);
     cli_kit_produce_ids(&c, TOPIC, N_MSGS, 10, 1, NULL);
     tk_sql(c.db, "INSERT INTO exactly.offsets (pipeline, topic, partition, "
@@ -138,6 +185,9 @@ int main(void)
                  strstr(out, "reset 1 partition(s)"),
              "the reset did not say it committed, exit %d:\n%s", status, out);
     free(out);
+
+    tk_pg_set_sync_standby(c.db, ABSENT_STANDBY);
+    scenario_unanswered(&c);
 
     cli_kit_stop(&c);
     own_cluster_remove();
