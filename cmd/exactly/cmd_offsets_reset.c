@@ -65,9 +65,16 @@ static void reset_usage(FILE *out)
             "  -r, --reason TEXT     why, kept in the audit row\n"
             "  -h, --help            this text\n"
             "\n"
+            "When the answer to COMMIT is lost (the connection went), the\n"
+            "transaction is looked up by its id on a new connection: it\n"
+            "committed (exit 0, with a note) or it was rolled back (exit 1).\n"
+            "\n"
             "Exit codes: 0 reset (or dry run), 1 refused because the group is\n"
             "active or its state cannot be read, or PostgreSQL or Kafka\n"
-            "failed (nothing was changed), 2 bad usage or configuration.\n");
+            "failed (nothing was changed), 2 bad usage or configuration,\n"
+            "3 outcome unknown: the answer to COMMIT was lost and the server\n"
+            "could not say whether it committed; check with `exactly offsets`\n"
+            "before running it again (a second --shift-by would shift twice).\n");
 }
 
 static int print_plan(const ops_reset *r)
@@ -207,6 +214,10 @@ static int parse_reset(int argc, char **argv, ops_reset *r, const char **path,
     return CLI_OK;
 }
 
+/* The reset's COMMIT went unanswered and whether it committed could not
+ * be learnt. */
+#define RESET_OUTCOME_UNKNOWN 3
+
 /* The exit code of a failed step. */
 static int code_of(exactly_err rc)
 {
@@ -292,10 +303,18 @@ static int run_reset(ops_reset *r, int dry_run, int force)
         return CLI_FAILED;
     }
     rc = ops_reset_apply(r, err, sizeof(err));
+    if (rc != EXACTLY_OK && r->outcome_unknown) {
+        /* It may have committed: a second --shift-by would shift twice. */
+        cli_line(stderr, "exactly offsets reset: %s: outcome unknown: check "
+                 "with `exactly offsets` before running it again", err);
+        return RESET_OUTCOME_UNKNOWN;
+    }
     if (rc != EXACTLY_OK) {
         cli_line(stderr, "exactly offsets reset: %s; nothing changed", err);
         return code_of(rc);
     }
+    if (r->commit_lost)
+        cli_line(stdout, "note: %s", r->commit_note);
     print_plan(r);
     cli_line(stdout, "reset %zu partition(s) of pipeline %s (%s); audit rows "
              "in %s.offset_resets",

@@ -104,8 +104,8 @@ typedef struct ops_dlq_replayed {
     int rolled_back;          /* the transaction is known to have been
                                  rolled back: nothing applied */
     int commit_lost;          /* COMMIT was sent and its answer lost with
-                                 the connection: note says what a re-read
-                                 on a new connection found */
+                                 the connection: note says what the server
+                                 answered on a new connection */
     char note[2560];          /* with commit_lost: one sentence */
 } ops_dlq_replayed;
 
@@ -125,9 +125,9 @@ typedef struct ops_dlq_replayed {
  * records' (connection, timeout, serialization failure, apply() asking
  * for a retry or running out of memory) rolls everything back
  * (out->rolled_back). A COMMIT whose answer is lost with the connection
- * may have landed: the dead letters are read back on a new connection
- * (out->commit_lost, out->note). When they show the commit the result is
- * EXACTLY_OK as for any commit; when they show the rollback,
+ * may have landed: its transaction is looked up by id on a new connection
+ * (out->commit_lost, out->note). When the server says committed the
+ * result is EXACTLY_OK as for any commit; when it says rolled back,
  * out->rolled_back; otherwise neither is claimed. EXACTLY_ECONFIG when the
  * pipeline's handler or lookup is refused. Free out with
  * ops_dlq_replayed_free.

@@ -8,7 +8,8 @@
  * the same transaction, what was applied is deleted and what failed again
  * is recorded. A failure that is not the records' (the connection, the
  * server, out of memory) rolls everything back; a COMMIT whose answer is
- * lost is decided by reading back (dlq_confirm.c).
+ * lost is decided by asking the server about its transaction
+ * (dlq_confirm.c).
  */
 #include "dlq_replay_internal.h"
 
@@ -19,6 +20,7 @@
 #include "err.h"
 #include "lookup.h"
 #include "pg_conn.h"
+#include "pg_xact.h"
 #include "store_runs.h"
 #include "strbuf.h"
 
@@ -248,7 +250,8 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     char ignore[256];
     replay r;
     exactly_err rc;
-    int backend = 0, commit_sent = 0;
+    char xid[EXACTLY_XID_SIZE] = "";
+    int commit_sent = 0;
     size_t i;
 
     memset(&r, 0, sizeof(r));
@@ -279,15 +282,17 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     out->rolled_back = 1;
     if (rc == EXACTLY_OK)
         rc = replay_all(&r, err, errsz);
+    /* Its id, to learn its outcome should COMMIT go unanswered. */
+    if (rc == EXACTLY_OK)
+        rc = exactly_pg_xact_id(conn, xid, sizeof(xid), err, errsz);
     if (rc == EXACTLY_OK) {
-        backend = PQbackendPID(conn);
         commit_sent = 1;
         rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, err, errsz);
     }
     /* An error the server answered COMMIT with means no commit; a
      * connection gone before the answer leaves it unknown (DESIGN §3). */
     if (rc != EXACTLY_OK && commit_sent && PQstatus(conn) != CONNECTION_OK) {
-        rc = dlq_confirm_commit(&r, backend, rc, err, errsz);
+        rc = dlq_confirm_commit(&r, xid, rc, err, errsz);
         if (rc != EXACTLY_OK)
             goto cleanup;
     } else if (rc != EXACTLY_OK) {

@@ -7,7 +7,7 @@
  *   dlq_records.c  a partition's dead letters as the worker's records
  *   dlq_bisect.c   the records through the handler in chunks, by the
  *                  engine's bisect step (engine/bisect.h): its callbacks
- *   dlq_confirm.c  a COMMIT whose answer was lost: read back to decide
+ *   dlq_confirm.c  a COMMIT whose answer was lost: ask the server
  */
 #ifndef EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
 #define EXACTLY_OPS_DLQ_REPLAY_INTERNAL_H
@@ -84,12 +84,12 @@ exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz);
 
 /*
  * After COMMIT failed without an answer (the connection is gone; err says
- * how): connects anew, waits for the replay's session backend_pid to end
- * and reads its dead letters back to decide (dlq_confirm.c). Sets
- * r->out->commit_lost and note, and rolled_back only when the read shows
- * the rollback. EXACTLY_OK when it shows the commit, else fail.
+ * how): connects anew and asks what became of transaction xid, the
+ * replay's (dlq_confirm.c, pg_xact.h). Sets r->out->commit_lost and note,
+ * and rolled_back only when the server says it was rolled back.
+ * EXACTLY_OK when it says committed, else fail.
  */
-exactly_err dlq_confirm_commit(replay *r, int backend_pid, exactly_err fail,
+exactly_err dlq_confirm_commit(replay *r, const char *xid, exactly_err fail,
                                char *err, size_t errsz);
 
 #endif

@@ -141,6 +141,12 @@ typedef struct ops_reset {
     char **owners;         /* live workers owning the pipeline's rows */
     size_t n_owners;
 
+    /* ops_reset_apply: the answer to its COMMIT was lost, and what
+     * became of the transaction was asked on a new connection */
+    int commit_lost;
+    int outcome_unknown;   /* ... and could not be learnt */
+    char commit_note[1536]; /* what was asked and answered, when lost */
+
     PGconn *conn;
     rd_kafka_t *rk;
 } ops_reset;
@@ -171,8 +177,12 @@ int ops_reset_blocked(const ops_reset *r);
  * One transaction: locks the rows, recomputes (a shift follows the locked
  * value), sets next_offset, clears the crash guard's counters and adds an
  * audit row per partition. The plan is updated to what was written.
- * EXACTLY_EINVAL when a partition cannot be shifted; on any error nothing
- * changed.
+ * EXACTLY_EINVAL when a partition cannot be shifted. When the connection
+ * is lost before COMMIT is answered, the transaction is looked up by its
+ * id on a new connection (pg_xact.h) and r->commit_lost is set, with
+ * r->commit_note saying what was found: EXACTLY_OK when it committed;
+ * otherwise the error, r->outcome_unknown set when it may have committed.
+ * On any other error nothing changed.
  */
 exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz);
 

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "kafka/admin.h"
 #include "pg_conn.h"
+#include "pg_xact.h"
 #include "store_exec.h"
 #include "store_offsets.h"
 #include "store_version.h"
@@ -339,11 +340,52 @@ static exactly_err write_reset(ops_reset *r, columns *c, char *err,
                                    err, errsz);
 }
 
+/* The answer to the COMMIT of transaction xid was lost (fail, err):
+ * asks on a new connection what became of it. EXACTLY_OK when it
+ * committed; fail otherwise, r->outcome_unknown set unless it aborted.
+ * r->commit_note and err say what was found. */
+static exactly_err confirm_commit(ops_reset *r, const char *xid,
+                                  exactly_err fail, char *err, size_t errsz)
+{
+    char lost[512], why[512];
+    exactly_xact_outcome out = EXACTLY_XACT_UNKNOWN;
+    PGconn *conn;
+
+    r->commit_lost = 1;
+    snprintf(lost, sizeof(lost), "%.500s", err);
+    conn = exactly_pg_connect(r->cfg, "exactly-offsets-reset", why,
+                              sizeof(why));
+    if (conn)
+        out = exactly_pg_xact_outcome(conn, r->cfg, xid, why, sizeof(why));
+    PQfinish(conn);
+    if (out == EXACTLY_XACT_COMMITTED) {
+        snprintf(r->commit_note, sizeof(r->commit_note),
+                 "the answer to COMMIT was lost (%s); asked on a new "
+                 "connection, transaction %s committed",
+                 lost, xid);
+        return EXACTLY_OK;
+    }
+    if (out == EXACTLY_XACT_ABORTED)
+        snprintf(r->commit_note, sizeof(r->commit_note),
+                 "the answer to COMMIT was lost (%s); asked on a new "
+                 "connection, transaction %s was rolled back",
+                 lost, xid);
+    else
+        snprintf(r->commit_note, sizeof(r->commit_note),
+                 "the answer to COMMIT was lost (%s); whether transaction %s "
+                 "committed is unknown (%s)",
+                 lost, xid, why);
+    r->outcome_unknown = out != EXACTLY_XACT_ABORTED;
+    snprintf(err, errsz, "%s", r->commit_note);
+    return fail;
+}
+
 exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
 {
-    char ignore[256];
+    char ignore[256], xid[EXACTLY_XID_SIZE] = "";
     columns c = {0};
     exactly_err rc;
+    int commit_sent = 0;
 
     /* The epoch is left alone on purpose: the worker that owns the row
      * keeps its epoch, so its next batch fails only on the moved offset
@@ -356,12 +398,21 @@ exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
     rc = exactly_pg_exec(r->conn, "BEGIN", 0, NULL, NULL, err, errsz);
     if (rc == EXACTLY_OK) {
         rc = write_reset(r, &c, err, errsz);
+        /* Its id, to learn its outcome should COMMIT go unanswered. */
         if (rc == EXACTLY_OK)
+            rc = exactly_pg_xact_id(r->conn, xid, sizeof(xid), err, errsz);
+        if (rc == EXACTLY_OK) {
+            commit_sent = 1;
             rc = exactly_pg_exec(r->conn, "COMMIT", 0, NULL, NULL, err, errsz);
-        else
+        } else {
             (void)exactly_pg_exec(r->conn, "ROLLBACK", 0, NULL, NULL, ignore,
                                   sizeof(ignore));
+        }
     }
+    /* An error the server answered COMMIT with means no commit; a
+     * connection gone before the answer leaves it unknown (DESIGN §3). */
+    if (rc != EXACTLY_OK && commit_sent && PQstatus(r->conn) != CONNECTION_OK)
+        rc = confirm_commit(r, xid, rc, err, errsz);
     columns_free(&c);
     return rc;
 }

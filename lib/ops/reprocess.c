@@ -73,12 +73,7 @@ static int use_run_position(run *r)
 {
     engine_position *pos = &r->eng.pos;
 
-    snprintf(r->id_s, sizeof(r->id_s), "%" PRId64, r->id);
-    /* Kept apart from the live pipeline's dead letters, which share the
-     * (topic, partition, offset) key; every partition of a run under the
-     * run's one name. */
-    snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, r->p->name,
-             r->id);
+    reprocess_set_id(r, r->id);
     r->applied_sql = store_runs_applied_sql(r->eng.sql.schema_q);
     memset(pos, 0, sizeof(*pos));
     /* pos->key: the span's row, set by reprocess_start_span. */
@@ -161,6 +156,7 @@ static int apply_run(run *r, const exactly_reprocess_opts *o)
         code = run_spans(r, o);
     if (code != 0)
         reprocess_count_rows(r);
+    reprocess_count_dead_letters(r);
     r->cur = r->n_spans;
     reprocess_progress(r, o, 1);
     status = code == 0 ? "done"

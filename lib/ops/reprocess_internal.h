@@ -67,6 +67,11 @@ typedef struct run {
      * take back applications the engine counted. */
     int64_t applied_rows;
     int applied_read;
+    /* The run's dead letters in the table when it ends, whichever session
+     * wrote them (reprocess_count_dead_letters), valid while dead_read:
+     * the engine counts only this session's. */
+    int64_t dead_letters;
+    int dead_read;
     char id_s[24];
     char dl_key[200];
     long long started_ms;
@@ -98,6 +103,9 @@ int reprocess_plan(run *r, const exactly_reprocess_opts *o);
 
 /* ---- reprocess_rows.c ---- */
 
+/* r's run is id: r->id, r->id_s and the name its dead letters are kept
+ * under, r->dl_key (PIPELINE:reprocess:RUN). */
+void reprocess_set_id(run *r, int64_t id);
 /* Claims the rows of interrupted run o->resume_run into r's spans.
  * Returns 0, 1 (failed) or 2 (no such run, or it is done). */
 int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o);
@@ -122,6 +130,9 @@ int reprocess_check_rows(run *r, const exactly_reprocess_opts *o);
  * r->applied_rows and r->applied_read. Nothing is waited for; when the
  * rows cannot be read the summary keeps the engine's count. */
 void reprocess_count_rows(run *r);
+/* One read of the run's dead letters (under r->dl_key), when the run is
+ * connected: r->dead_letters and r->dead_read. Nothing is waited for. */
+void reprocess_count_dead_letters(run *r);
 
 /* ---- reprocess_loop.c ---- */
 
@@ -143,8 +154,12 @@ void reprocess_progress_span_done(run *r, const exactly_reprocess_opts *o,
 /* What a dry run would do, on stdout. */
 void reprocess_print_plan(const run *r, const exactly_reprocess_opts *o);
 /* The run's end on stdout: what it applied, how to resume it, where its
- * dead letters are. Returns the exit code: code, or
+ * dead letters are (the run's, of every session, when they could be
+ * counted). Returns the exit code: code, or
  * EXACTLY_REPROCESS_DEAD_LETTERED when it finished with dead letters. */
 int reprocess_print_end(const run *r, const char *status, int code);
+/* Where the dead letters of run r->id (n of them) are and how to replay
+ * them, on stdout. */
+void reprocess_print_dead_letters(const run *r, uint64_t n);
 
 #endif

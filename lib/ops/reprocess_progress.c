@@ -137,13 +137,10 @@ void reprocess_print_plan(const run *r, const exactly_reprocess_opts *o)
                batch);
 }
 
-/* A finished run with dead letters: where they are, how to replay them. */
-static void print_dead_letters(const run *r)
+void reprocess_print_dead_letters(const run *r, uint64_t n)
 {
-
     exactly_log(EXACTLY_LOG_WARN, "reprocess", "run finished with dead letters",
-                LOG_INT("run", r->id),
-                LOG_UINT("dead_lettered", r->eng.st.dead_lettered),
+                LOG_INT("run", r->id), LOG_UINT("dead_lettered", n),
                 LOG_STR("dead_letter_pipeline", r->dl_key));
     printf("%" PRIu64 " message(s) of run %" PRId64 " failed and were "
            "dead-lettered, not applied; the run is finished.\n"
@@ -152,8 +149,8 @@ static void print_dead_letters(const run *r)
            "once the cause is fixed, apply them with:\n"
            "                 exactly dlq replay -c %s --pipeline %s --run %"
            PRId64 " --all\n",
-           r->eng.st.dead_lettered, r->id, r->cfg->path, r->p->name, r->id,
-           r->cfg->path, r->p->name, r->id);
+           n, r->id, r->cfg->path, r->p->name, r->id, r->cfg->path,
+           r->p->name, r->id);
 }
 
 int reprocess_print_end(const run *r, const char *status, int code)
@@ -163,6 +160,11 @@ int reprocess_print_end(const run *r, const char *status, int code)
      * applications a failover may since have taken back. */
     uint64_t applied = r->applied_read ? (uint64_t)r->applied_rows
                                        : r->eng.st.applied;
+    /* The run's as the table holds them, not this session's: an earlier
+     * session of a resumed run may have written them. Unread, at least
+     * this session's. */
+    uint64_t dead = r->dead_read ? (uint64_t)r->dead_letters
+                                 : r->eng.st.dead_lettered;
 
     if (!r->multi)
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s [%d] "
@@ -170,20 +172,20 @@ int reprocess_print_end(const run *r, const char *status, int code)
                "%" PRIu64 ", in %.1f s\n",
                r->id, status, applied, r->spans[0].topic,
                (int)r->spans[0].partition, r->spans[0].from, r->spans[0].to,
-               r->spans[0].next, r->eng.st.dead_lettered, secs);
+               r->spans[0].next, dead, secs);
     else
         printf("run %" PRId64 ": %s; applied %" PRIu64 " messages of %s, "
                "%zu of %zu partitions done, dead-lettered %" PRIu64
                ", in %.1f s\n",
                r->id, status, applied, r->spans[0].topic, r->n_done,
-               r->n_spans, r->eng.st.dead_lettered, secs);
+               r->n_spans, dead, secs);
     if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
                r->cfg->path, r->p->name, r->id);
-    if (code == 0 && r->eng.st.dead_lettered > 0) {
+    if (code == 0 && dead > 0) {
         /* Finished: resuming would do nothing. What was not applied is
          * in the dead letters, under the run's own name. */
-        print_dead_letters(r);
+        reprocess_print_dead_letters(r, dead);
         return EXACTLY_REPROCESS_DEAD_LETTERED;
     }
     return code;

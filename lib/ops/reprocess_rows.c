@@ -13,6 +13,7 @@
 #include "err.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "store_dead_letters.h"
 #include "store_runs.h"
 
 static const char *schema_of(const run *r)
@@ -36,6 +37,38 @@ static void span_from_row(span *sp, store_run_row *row)
     sp->applied0 = row->applied;
 }
 
+void reprocess_set_id(run *r, int64_t id)
+{
+    r->id = id;
+    snprintf(r->id_s, sizeof(r->id_s), "%" PRId64, id);
+    /* Kept apart from the live pipeline's dead letters, which share the
+     * (topic, partition, offset) key; every partition of a run under the
+     * run's one name. */
+    snprintf(r->dl_key, sizeof(r->dl_key), "%s:reprocess:%" PRId64, r->p->name,
+             id);
+}
+
+void reprocess_count_dead_letters(run *r)
+{
+    store_dl_filter f;
+    char err[512];
+
+    r->dead_read = 0;
+    if (!r->eng.conn || PQstatus(r->eng.conn) != CONNECTION_OK)
+        return;
+    memset(&f, 0, sizeof(f));
+    f.pipeline = r->dl_key;
+    f.partition = -1;
+    f.limit = -1;
+    if (store_dl_count(r->eng.conn, schema_of(r), &f, &r->dead_letters, err,
+                       sizeof(err)) == EXACTLY_OK)
+        r->dead_read = 1;
+    else
+        exactly_log(EXACTLY_LOG_WARN, "reprocess",
+                    "cannot count the run's dead letters", LOG_INT("run", r->id),
+                    LOG_STR("error", err));
+}
+
 int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
 {
     store_run_row *rows = NULL;
@@ -56,6 +89,12 @@ int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "run not found in this pipeline, or already done",
                     LOG_INT("run", o->resume_run));
+        /* A done run's dead letters are what a resume cannot apply: say
+         * where they are. */
+        reprocess_set_id(r, o->resume_run);
+        reprocess_count_dead_letters(r);
+        if (r->dead_read && r->dead_letters > 0)
+            reprocess_print_dead_letters(r, (uint64_t)r->dead_letters);
         return 2;
     }
     r->id = o->resume_run;

@@ -12,6 +12,12 @@
  *                replay --run N --all` applies them as part of the run
  *                (ledger_reprocess rows of run N, the run's applied count
  *                completed) and deletes them.
+ *   resumed      a run that dead-letters in its first session, is
+ *                interrupted (SIGINT) and finished by --resume with no
+ *                new failure is a run with dead letters all the same: the
+ *                resume exits 3, counts the run's dead letters (not the
+ *                session's none) and says how to list them; resuming the
+ *                done run again is refused with the same pointer.
  *   quiet        -q prints no progress line (nor any ETA), only the result.
  *   eta          --batch 300 --rate 100 over 600 offsets: the first progress
  *                line comes at 50 %; its ETA is the remaining messages over
@@ -26,6 +32,7 @@
 #endif
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +158,82 @@ static void scenario_deadletters(cli_kit *c)
                       "live ledger rows (a run's replay is the run's)");
 }
 
+/* Dead letters kept under run's name. */
+static int64_t run_dead_letters(cli_kit *c, int64_t run)
+{
+    char where[128];
+
+    snprintf(where, sizeof where, "pipeline = '" LEDGER_PIPELINE
+             ":reprocess:%" PRId64 "'", run);
+    return cli_dead_letters(c, where);
+}
+
+static void scenario_resumed(cli_kit *c)
+{
+    const char *args[] = {"reprocess", "-c", c->cfg, "--pipeline",
+                          LEDGER_PIPELINE, "--topic", TOPIC, "--partition",
+                          "0", "--from", "200", "--to", "299", "--batch",
+                          "10", "--rate", "20", NULL};
+    char log[600], want[1024], run_s[24], *out;
+    int64_t runs0 = tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                        " exactly.reprocess_runs");
+    int64_t run = 0, deadline = tk_now_ms() + 30000, n_dead;
+    pid_t pid;
+    int st;
+
+    write_config(c, 1);
+    snprintf(log, sizeof log, "%s/reprocess-resumed.log", c->dir);
+    pid = tk_exactly_startv(log, args);
+    /* Interrupted once a dead letter of the run has committed. */
+    for (;; tk_sleep_ms(20)) {
+        TK_CHECK(tk_wait(pid, 0) == -1 && tk_now_ms() < deadline,
+                 "the run wrote no dead letter in 30 s (or exited)");
+        if (tk_sql_int64(c->db, "SELECT count(*) FROM exactly.reprocess_runs")
+            == runs0)
+            continue;
+        run = last_run(c);
+        if (run_dead_letters(c, run) > 0)
+            break;
+    }
+    TK_CHECK_EQ_INT64(tk_kill(pid, SIGINT), 0, "SIGINT of the run");
+    st = tk_exactly_wait(pid, CMD_TIMEOUT_MS, log, "exactly reprocess");
+    TK_CHECK(st == 1, "the interrupted run exited %d, expected 1", st);
+    n_dead = run_dead_letters(c, run);
+    TK_CHECK(tk_sql_int64(c->db, "SELECT next_offset FROM"
+                                 " exactly.reprocess_runs WHERE id = %" PRId64,
+                          run) <= 299,
+             "the run was not interrupted before its end");
+
+    /* The cause gone, the resume fails nothing more. */
+    write_config(c, 0);
+    snprintf(run_s, sizeof run_s, "%" PRId64, run);
+    st = cli_exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                     "--resume", run_s, NULL);
+    tk_note("--resume of a run with %" PRId64 " dead letter(s):\n%s", n_dead,
+            out);
+    TK_CHECK_EQ_INT64(run_dead_letters(c, run), n_dead,
+                      "dead letters of the run after the resume");
+    TK_CHECK(st == 3, "the resumed run finished with %" PRId64 " dead "
+             "letter(s) but exited %d, expected 3:\n%s", n_dead, st, out);
+    snprintf(want, sizeof want, "dead-lettered %" PRId64 ",", n_dead);
+    TK_CHECK(strstr(out, want) != NULL, "the output does not say \"%s\":\n%s",
+             want, out);
+    snprintf(want, sizeof want, "exactly dlq list -c %s --pipeline "
+             LEDGER_PIPELINE " --run %" PRId64, c->cfg, run);
+    TK_CHECK(strstr(out, want) != NULL, "the output does not say \"%s\":\n%s",
+             want, out);
+    free(out);
+
+    /* Done: a second resume is refused, and still points at them. */
+    st = cli_exactly(c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                     "--resume", run_s, NULL);
+    tk_note("--resume of the done run:\n%s", out);
+    TK_CHECK(st == 2 && strstr(out, want) != NULL,
+             "resuming the done run exited %d, without \"%s\":\n%s", st,
+             want, out);
+    free(out);
+}
+
 static void scenario_quiet(cli_kit *c)
 {
     char *out;
@@ -221,6 +304,8 @@ int main(void)
 
     if (tk_wanted("deadletters"))
         scenario_deadletters(&c);
+    if (tk_wanted("resumed"))
+        scenario_resumed(&c);
     if (tk_wanted("quiet"))
         scenario_quiet(&c);
     if (tk_wanted("eta"))
