@@ -532,8 +532,7 @@ static int apply_position(relay *rl, const char *text)
         params[1] = rl->table_q;
         params[2] = n_ok;
         params[3] = "0";
-        params[4] = "0";
-        if (exactly_pg_exec(rl->conn, rl->sql_state, 5, params, NULL, err,
+        if (exactly_pg_exec(rl->conn, rl->sql_state, 4, params, NULL, err,
                             sizeof(err)) != EXACTLY_OK)
             goto failed;
         rl->st->published += marked;
