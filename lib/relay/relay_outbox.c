@@ -34,6 +34,40 @@ static char *fmt2(const char *fmt, const char *a, const char *b)
     return sb.data;
 }
 
+/* A mark from a position record (mark, naming the table once through
+ * %s) made one statement with the relay_state counters it adds to:
+ * the rows it marks or deletes are published rows like those of a batch's
+ * outcome, counted in the same transaction, so a crash cannot leave them
+ * marked and uncounted. The relay's name and outbox are the parameters
+ * $p and $p+1; the statement returns the number of rows marked. */
+static char *counted_mark(const char *mark, const relay *rl, int p)
+{
+    char *inner = fmt2(mark, rl->table_q, NULL);
+    strbuf sb = {0};
+
+    if (!inner)
+        return NULL;
+    strbuf_printf(&sb,
+                  "WITH m AS (%s RETURNING 1),"
+                  " c AS (SELECT count(*) AS n FROM m),"
+                  " st AS (INSERT INTO %s AS s (relay, outbox, published,"
+                  "  published_since_start, last_published_at)"
+                  "  SELECT $%d, $%d, n, n, now() FROM c WHERE n > 0"
+                  "  ON CONFLICT (relay) DO UPDATE SET outbox = EXCLUDED.outbox,"
+                  "  published = s.published + EXCLUDED.published,"
+                  "  published_since_start = s.published_since_start"
+                  "   + EXCLUDED.published,"
+                  "  last_published_at = now(), updated_at = now())"
+                  " SELECT n FROM c",
+                  inner, rl->state_q, p, p + 1);
+    free(inner);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
 static int build_sql(relay *rl)
 {
     const cfg_relay *r = rl->r;
@@ -101,24 +135,25 @@ static int build_sql(relay *rl)
                         rl->table_q, NULL);
     /* By ids alone: only for a position record written before records
      * carried the range of their transaction ids (relay_txn.c). */
-    rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
-                            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
-                            : "UPDATE %s SET published_at = now()"
-                              " WHERE id = ANY($1::bigint[])"
-                              " AND published_at IS NULL",
-                        rl->table_q, NULL);
+    rl->sql_done = counted_mark(r->cleanup == CFG_CLEANUP_DELETE
+                                    ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+                                    : "UPDATE %s SET published_at = now()"
+                                      " WHERE id = ANY($1::bigint[])"
+                                      " AND published_at IS NULL",
+                                rl, 2);
     /* A position record (invariant 6) names ids, which TRUNCATE ...
      * RESTART IDENTITY or a sequence reset give to other rows: a row is
      * one it names only if its transaction id also lies in the record's
      * range of them, and transaction ids are never used again. */
-    rl->sql_position = fmt2(r->cleanup == CFG_CLEANUP_DELETE
-                                ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
-                                  " AND created BETWEEN $2::xid8 AND $3::xid8"
-                                : "UPDATE %s SET published_at = now()"
-                                  " WHERE id = ANY($1::bigint[])"
-                                  " AND published_at IS NULL"
-                                  " AND created BETWEEN $2::xid8 AND $3::xid8",
-                            rl->table_q, NULL);
+    rl->sql_position = counted_mark(
+        r->cleanup == CFG_CLEANUP_DELETE
+            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+              " AND created BETWEEN $2::xid8 AND $3::xid8"
+            : "UPDATE %s SET published_at = now()"
+              " WHERE id = ANY($1::bigint[])"
+              " AND published_at IS NULL"
+              " AND created BETWEEN $2::xid8 AND $3::xid8",
+        rl, 4);
     /* A batch's counters: last_published_at moves only when a row was
      * published ($3 > 0), not on a batch only dead-lettered or sent
      * again. The window of the rate starts at the lock (state_begin). */
