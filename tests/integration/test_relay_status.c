@@ -5,7 +5,8 @@
  *     relay ran on this outbox and published nothing;
  *   - rate_per_s: the rows published since the relay took the outbox over
  *     the seconds since then, at least one: a batch just published is not
- *     a rate of its rows per millisecond;
+ *     a rate of its rows per millisecond; a relay that takes the outbox
+ *     starts a window of its own;
  *   - last_publish_s: the seconds since a row was last published; a cycle
  *     that published nothing (every row of it dead-lettered) does not
  *     make it new.
@@ -152,6 +153,16 @@ int main(void)
              "last row was published an hour ago", last);
     TK_CHECK_EQ_INT64(json_integer_value(json_object_get(o, "published")),
                       ROWS, "published after the dead-lettered row");
+    /* That relay took the outbox anew: a window of its own, in which it
+     * published nothing. */
+    rate = json_number_value(json_object_get(o, "rate_per_s"));
+    TK_CHECK(rate == 0, "rate_per_s %.3f of a relay that took the outbox "
+                        "and published nothing", rate);
+    TK_CHECK_EQ_INT64(tk_sql_int64(f.db, "SELECT count(*) FROM"
+                                         " exactly.relay_state WHERE"
+                                         " started_at > now() - interval"
+                                         " '10 minutes'"),
+                      1, "relay_state windows started by the last run");
     json_decref(o);
     relay_fixture_stop(&f);
     return 0;
