@@ -1,11 +1,12 @@
 /*
  * relay_outbox.c - the relay's side in PostgreSQL: its statements on the
  * outbox table (built once, identifiers quoted), the session and the
- * outbox's advisory lock (invariant 5: a second relay is a standby), the
- * recording of a batch's outcome (marked or deleted, dead-lettered, the
- * relay_state row) in one transaction after every delivery report
- * (invariant 3), the backlog read for the metrics, the expiry of
- * published rows, and the status read by `exactly status`.
+ * outbox's advisory lock (invariant 5: a second relay is a standby) with
+ * the relay_state row a relay starts when it takes it, the recording of a
+ * batch's outcome (marked or deleted, dead-lettered, the relay_state
+ * counters) in one transaction after every delivery report (invariant
+ * 3), the backlog read for the metrics, the expiry of published rows,
+ * and the status read by `exactly relay status`.
  */
 #include "relay.h"
 
