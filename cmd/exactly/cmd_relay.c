@@ -34,7 +34,8 @@ static void usage(FILE *out)
             "its transactional.id exits 1; one stopped while its commit has\n"
             "no answer leaves the batch to the next start.\n"
             "`status` prints the pending rows, the age of the oldest, the\n"
-            "dead-lettered rows and the publish rate.\n"
+            "dead-lettered rows, the rows published, the publish rate and\n"
+            "the seconds since a row was last published.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
@@ -55,8 +56,12 @@ static void status_usage(FILE *out)
             "\n"
             "Per relay: rows pending in its outbox, the age of the oldest,\n"
             "rows dead-lettered (refused by Kafka for good, kept with their\n"
-            "reason), rows published in all, and the publish rate since the\n"
-            "running relay started.\n"
+            "reason), rows published in all (\"-\", null in JSON: no relay\n"
+            "of this name ever took the outbox; 0: one did, and published\n"
+            "nothing), rate/s: the rows published since the relay that\n"
+            "publishes (or last did) took the outbox, over the seconds\n"
+            "since then (at least 1), and last_s: the seconds since a row\n"
+            "was last published (\"-\", null: never).\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
@@ -99,8 +104,8 @@ static int status(const exactly_config *cfg, const char *name, int json)
     if (name && !pick(cfg, name))
         return CLI_REFUSED;
     if (!json)
-        printf("%-20s %10s %12s %8s %12s %10s\n", "relay", "pending",
-               "oldest_s", "dead", "published", "rate/s");
+        printf("%-20s %10s %12s %8s %12s %10s %10s\n", "relay", "pending",
+               "oldest_s", "dead", "published", "rate/s", "last_s");
     for (i = 0; i < cfg->n_relays; i++) {
         const cfg_relay *r = &cfg->relays[i];
         exactly_relay_status s;
@@ -134,10 +139,16 @@ static int status(const exactly_config *cfg, const char *name, int json)
             free(text);
             json_decref(o);
         } else {
-            printf("%-20s %10lld %12.1f %8lld %12lld %10.1f\n", r->name,
+            char published[32] = "-", last[32] = "-";
+
+            if (s.published_total >= 0)
+                snprintf(published, sizeof(published), "%lld",
+                         (long long)s.published_total);
+            if (s.last_publish_s >= 0)
+                snprintf(last, sizeof(last), "%.1f", s.last_publish_s);
+            printf("%-20s %10lld %12.1f %8lld %12s %10.1f %10s\n", r->name,
                    (long long)s.pending, s.oldest_pending_s,
-                   (long long)s.dead, (long long)s.published_total,
-                   s.rate_per_s);
+                   (long long)s.dead, published, s.rate_per_s, last);
         }
     }
     return code;

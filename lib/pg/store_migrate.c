@@ -415,6 +415,15 @@ static const char *const migrations[] = {
      * STATUS_DEAD_LETTERS_COUNTED by reason every 2 s, at a cost that
      * stays the same however many there are. */
     "CREATE INDEX dead_letters_newest ON %1$s.dead_letters (pipeline, id);",
+
+    /* 11: when a relay last published a row. updated_at moves with every
+     * outcome recorded, a batch only dead-lettered or sent again among
+     * them, so `exactly relay status` cannot tell from it how long no row
+     * went out. Rows known published before: at their relay's last
+     * update, the best there is. */
+    "ALTER TABLE %1$s.relay_state ADD COLUMN last_published_at timestamptz;"
+    "UPDATE %1$s.relay_state SET last_published_at = updated_at"
+    " WHERE published > 0;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -233,7 +233,7 @@ static int count_batch(relay *rl, int n, int64_t acked, int64_t dead)
  * outcome. Returns the number of rows read (0: nothing to do), -1 when
  * PostgreSQL or a record failed (the caller backs off), -2 on a fatal
  * producer error. */
-static int cycle(relay *rl, int first)
+static int cycle(relay *rl)
 {
     PGresult *res = NULL;
     int64_t acked, dead;
@@ -255,7 +255,7 @@ static int cycle(relay *rl, int first)
      * stop request and ends. */
     if (rl->commit_unanswered)
         return -1;
-    if (relay_record_outcome(rl, &acked, &dead, first) != 0)
+    if (relay_record_outcome(rl, &acked, &dead) != 0)
         return -1;
     return count_batch(rl, n, acked, dead);
 }
@@ -369,7 +369,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
 {
     relay rl;
     long long idle_since = exactly_now_ms(), last_expire = 0;
-    int first = 1, code = 0, ready;
+    int code = 0, ready;
 
     memset(&rl, 0, sizeof(rl));
     rl.cfg = o->cfg;
@@ -409,7 +409,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             continue;
         n = rl.need_position ? relay_txn_prepare(&rl) : 0;
         if (n == 0)
-            n = cycle(&rl, first);
+            n = cycle(&rl);
         if (n == -2) {
             log_fatal(&rl);
             code = 1;
@@ -428,7 +428,6 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             last_expire = exactly_now_ms();
         }
         if (n > 0) {
-            first = 0;
             idle_since = exactly_now_ms();
             continue;
         }

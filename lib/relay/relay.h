@@ -206,9 +206,12 @@ typedef struct exactly_relay_status {
     int64_t pending;
     double oldest_pending_s;  /* age of the oldest pending row; 0: none */
     int64_t dead;             /* rows dead-lettered, still in the table */
-    int64_t published_total;  /* from relay_state; -1: never ran */
-    double rate_per_s;        /* since the running relay started */
-    double last_publish_s;    /* seconds since relay_state changed; -1 */
+    int64_t published_total;  /* from relay_state; -1: no relay of this
+                                 name ever took the outbox */
+    double rate_per_s;        /* rows published since the relay took the
+                                 outbox / seconds since then (at least 1) */
+    double last_publish_s;    /* seconds since a row was last published;
+                                 -1: never */
 } exactly_relay_status;
 
 /* Reads r's figures; 0, or -1 with the reason in errbuf. */

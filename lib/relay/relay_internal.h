@@ -173,13 +173,13 @@ int relay_txn_commit(relay *rl);
 int relay_txn_prepare(relay *rl);
 
 /* Marks, deletes and dead-letters what the batch's delivery reports said,
- * in one transaction. Returns 0, or -1 (the rows stay pending: sent again,
+ * in one transaction, with the relay_state counters (last_published_at
+ * only when a row was published). Returns 0, or -1 (the rows stay pending: sent again,
  * same event-id; in mode transactional marked by the position applied
  * first). Every failure, running out of memory among them, ends the
  * session (relay_drop_conn), which makes the next lock taken apply the
  * position. */
-int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
-                         int first);
+int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead);
 
 /* Reads the outbox's backlog into the metrics slot, at most every
  * METRICS_RELAY_BACKLOG_MS; a failed read leaves it unknown (not shown)

@@ -1,11 +1,12 @@
 /*
  * relay_outbox.c - the relay's side in PostgreSQL: its statements on the
  * outbox table (built once, identifiers quoted), the session and the
- * outbox's advisory lock (invariant 5: a second relay is a standby), the
- * recording of a batch's outcome (marked or deleted, dead-lettered, the
- * relay_state row) in one transaction after every delivery report
- * (invariant 3), the backlog read for the metrics, the expiry of
- * published rows, and the status read by `exactly status`.
+ * outbox's advisory lock (invariant 5: a second relay is a standby) with
+ * the relay_state row a relay starts when it takes it, the recording of a
+ * batch's outcome (marked or deleted, dead-lettered, the relay_state
+ * counters) in one transaction after every delivery report (invariant
+ * 3), the backlog read for the metrics, the expiry of published rows,
+ * and the status read by `exactly relay status`.
  */
 #include "relay.h"
 
@@ -27,6 +28,40 @@ static char *fmt2(const char *fmt, const char *a, const char *b)
     strbuf sb = {0};
 
     strbuf_printf(&sb, fmt, a, b);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
+/* A mark from a position record (mark, naming the table once through
+ * %s) made one statement with the relay_state counters it adds to:
+ * the rows it marks or deletes are published rows like those of a batch's
+ * outcome, counted in the same transaction, so a crash cannot leave them
+ * marked and uncounted. The relay's name and outbox are the parameters
+ * $p and $p+1; the statement returns the number of rows marked. */
+static char *counted_mark(const char *mark, const relay *rl, int p)
+{
+    char *inner = fmt2(mark, rl->table_q, NULL);
+    strbuf sb = {0};
+
+    if (!inner)
+        return NULL;
+    strbuf_printf(&sb,
+                  "WITH m AS (%s RETURNING 1),"
+                  " c AS (SELECT count(*) AS n FROM m),"
+                  " st AS (INSERT INTO %s AS s (relay, outbox, published,"
+                  "  published_since_start, last_published_at)"
+                  "  SELECT $%d, $%d, n, n, now() FROM c WHERE n > 0"
+                  "  ON CONFLICT (relay) DO UPDATE SET outbox = EXCLUDED.outbox,"
+                  "  published = s.published + EXCLUDED.published,"
+                  "  published_since_start = s.published_since_start"
+                  "   + EXCLUDED.published,"
+                  "  last_published_at = now(), updated_at = now())"
+                  " SELECT n FROM c",
+                  inner, rl->state_q, p, p + 1);
+    free(inner);
     if (sb.oom) {
         strbuf_free(&sb);
         return NULL;
@@ -101,32 +136,40 @@ static int build_sql(relay *rl)
                         rl->table_q, NULL);
     /* By ids alone: only for a position record written before records
      * carried the range of their transaction ids (relay_txn.c). */
-    rl->sql_done = fmt2(r->cleanup == CFG_CLEANUP_DELETE
-                            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
-                            : "UPDATE %s SET published_at = now()"
-                              " WHERE id = ANY($1::bigint[])"
-                              " AND published_at IS NULL",
-                        rl->table_q, NULL);
+    rl->sql_done = counted_mark(r->cleanup == CFG_CLEANUP_DELETE
+                                    ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+                                    : "UPDATE %s SET published_at = now()"
+                                      " WHERE id = ANY($1::bigint[])"
+                                      " AND published_at IS NULL",
+                                rl, 2);
     /* A position record (invariant 6) names ids, which TRUNCATE ...
      * RESTART IDENTITY or a sequence reset give to other rows: a row is
      * one it names only if its transaction id also lies in the record's
      * range of them, and transaction ids are never used again. */
-    rl->sql_position = fmt2(r->cleanup == CFG_CLEANUP_DELETE
-                                ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
-                                  " AND created BETWEEN $2::xid8 AND $3::xid8"
-                                : "UPDATE %s SET published_at = now()"
-                                  " WHERE id = ANY($1::bigint[])"
-                                  " AND published_at IS NULL"
-                                  " AND created BETWEEN $2::xid8 AND $3::xid8",
-                            rl->table_q, NULL);
+    rl->sql_position = counted_mark(
+        r->cleanup == CFG_CLEANUP_DELETE
+            ? "DELETE FROM %s WHERE id = ANY($1::bigint[])"
+              " AND created BETWEEN $2::xid8 AND $3::xid8"
+            : "UPDATE %s SET published_at = now()"
+              " WHERE id = ANY($1::bigint[])"
+              " AND published_at IS NULL"
+              " AND created BETWEEN $2::xid8 AND $3::xid8",
+        rl, 4);
+    /* A batch's counters: last_published_at moves only when a row was
+     * published ($3 > 0), not on a batch only dead-lettered or sent
+     * again. The window of the rate starts at the lock (state_begin). */
     rl->sql_state = fmt2(
         "INSERT INTO %s AS s (relay, outbox, published, dead,"
-        " published_since_start) VALUES ($1, $2, $3, $4, $3)"
+        " published_since_start, last_published_at)"
+        " VALUES ($1, $2, $3::bigint, $4::bigint, $3::bigint,"
+        "  CASE WHEN $3::bigint > 0 THEN now() END)"
         " ON CONFLICT (relay) DO UPDATE SET outbox = EXCLUDED.outbox,"
-        " published = s.published + $3, dead = s.dead + $4,"
-        " published_since_start = CASE WHEN $5 = '1' THEN 0"
-        "  ELSE s.published_since_start END + $3,"
-        " started_at = CASE WHEN $5 = '1' THEN now() ELSE s.started_at END,"
+        " published = s.published + EXCLUDED.published,"
+        " dead = s.dead + EXCLUDED.dead,"
+        " published_since_start = s.published_since_start"
+        "  + EXCLUDED.published,"
+        " last_published_at = coalesce(EXCLUDED.last_published_at,"
+        "  s.last_published_at),"
         " updated_at = now()",
         rl->state_q, NULL);
     /* One chunk of the expiry (relay_expire): a bounded transaction. */
@@ -159,6 +202,36 @@ void relay_drop_conn(relay *rl)
         __atomic_store_n(&rl->m->relay.publishing, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&rl->m->ready, 0, __ATOMIC_RELAXED);
     }
+}
+
+/* The relay took its outbox: its relay_state row exists from now on (a
+ * relay that ran shows published 0, not "never ran"), and the window of
+ * its rate starts (started_at now, published_since_start 0), whether it
+ * started, took over from another relay or got the lock back after its
+ * session ended, when another relay may have published meanwhile. Once
+ * per lock taken, never per batch. Returns 0, or -1 with err set. */
+static int state_begin(relay *rl, char *err, size_t err_size)
+{
+    const char *params[2];
+    char *sql = fmt2("INSERT INTO %s AS s (relay, outbox) VALUES ($1, $2)"
+                     " ON CONFLICT (relay) DO UPDATE SET"
+                     " outbox = EXCLUDED.outbox, started_at = now(),"
+                     " published_since_start = 0, updated_at = now()",
+                     rl->state_q, NULL);
+    int rc;
+
+    if (!sql) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    params[0] = rl->r->name;
+    params[1] = rl->table_q;
+    rc = exactly_pg_exec(rl->conn, sql, 2, params, NULL, err, err_size) ==
+                 EXACTLY_OK
+             ? 0
+             : -1;
+    free(sql);
+    return rc;
 }
 
 int relay_ensure_conn(relay *rl)
@@ -215,6 +288,12 @@ int relay_ensure_conn(relay *rl)
         return 2;
     }
     rl->waiting = 0;
+    if (state_begin(rl, err, sizeof(err)) != 0) {
+        exactly_log(EXACTLY_LOG_WARN, "relay", "writing relay_state failed",
+                    LOG_STR("error", err));
+        relay_drop_conn(rl); /* the lock goes with the session */
+        return 1;
+    }
     rl->locked = 1;
     rl->need_position = rl->txn; /* another relay may have run meanwhile */
     if (rl->m)
@@ -283,13 +362,12 @@ static void outcome_free(outcome_arrays *a)
     strbuf_free(&a->dreasons);
 }
 
-int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
-                         int first)
+int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead)
 {
     outcome_arrays a;
     exactly_txn t;
     char err[1024], n_ok[32], n_dead[32];
-    const char *params[5];
+    const char *params[4];
     int rc = -1;
 
     memset(&t, 0, sizeof(t));
@@ -331,8 +409,7 @@ int relay_record_outcome(relay *rl, int64_t *acked, int64_t *dead,
     params[1] = rl->table_q;
     params[2] = n_ok;
     params[3] = n_dead;
-    params[4] = first ? "1" : "0";
-    (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_state, 5, params, NULL);
+    (void)exactly_txn_send(&t, TXN_HANDLER, rl->sql_state, 4, params, NULL);
     (void)exactly_txn_send(&t, TXN_COMMIT, "COMMIT", 0, NULL, NULL);
     if (exactly_txn_sync(&t) != EXACTLY_OK) {
         snprintf(err, sizeof(err), "%s", t.errmsg);
@@ -446,10 +523,14 @@ int exactly_relay_read_status(const exactly_config *cfg, const cfg_relay *r,
                "  0)::float8,"
                " count(*) FILTER (WHERE dead_reason IS NOT NULL),"
                " (SELECT published FROM %1$s WHERE relay = $1),"
-               " (SELECT published_since_start / greatest(extract(epoch FROM"
-               "  updated_at - started_at), 0.001) FROM %1$s WHERE relay = $1),"
-               " (SELECT extract(epoch FROM now() - updated_at) FROM %1$s"
-               "  WHERE relay = $1)"
+               /* README, `exactly relay status`: the rows published since
+                * the relay took the outbox over the seconds since then,
+                * at least one. */
+               " (SELECT (published_since_start / greatest(extract(epoch"
+               "  FROM now() - started_at), 1))::float8 FROM %1$s"
+               "  WHERE relay = $1),"
+               " (SELECT extract(epoch FROM now() - last_published_at)::float8"
+               "  FROM %1$s WHERE relay = $1)"
                " FROM %2$s",
                rl.state_q, rl.table_q);
     if (!sql) {

@@ -467,14 +467,16 @@ cleanup:
  * row is named by its id and, when the record has the range (every
  * record written since it was added), a transaction id within it: an id
  * given again to another row after TRUNCATE ... RESTART IDENTITY names
- * nothing. A record without the range is applied by ids alone. */
+ * nothing. A record without the range is applied by ids alone. The rows
+ * marked count as published, in relay_state by the same statement and in
+ * the metrics slot. */
 static int apply_position(relay *rl, const char *text)
 {
     json_error_t jerr;
     json_t *o = json_loads(text, 0, &jerr), *ids, *run, *created;
     strbuf arr = {0};
     const char *outbox, *params[5], *lo = NULL, *hi = NULL;
-    char err[1024], n_ok[32];
+    char err[1024];
     PGresult *res = NULL;
     size_t i;
     int64_t named = 0, marked = 0;
@@ -516,28 +518,23 @@ static int apply_position(relay *rl, const char *text)
         exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
         goto cleanup;
     }
+    /* sql_position: ids, range, relay, outbox; sql_done: ids, relay,
+     * outbox (relay_outbox.c, counted_mark). */
     params[0] = strbuf_str(&arr);
-    params[1] = lo;
-    params[2] = hi;
+    params[1] = created ? lo : rl->r->name;
+    params[2] = created ? hi : rl->table_q;
+    params[3] = rl->r->name;
+    params[4] = rl->table_q;
     if (exactly_pg_exec(rl->conn, created ? rl->sql_position : rl->sql_done,
-                        created ? 3 : 1, params, &res, err,
+                        created ? 5 : 3, params, &res, err,
                         sizeof(err)) != EXACTLY_OK)
         goto failed;
-    marked = strtoll(PQcmdTuples(res), NULL, 10);
+    marked = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     res = NULL;
-    if (marked > 0) {
-        snprintf(n_ok, sizeof(n_ok), "%lld", (long long)marked);
-        params[0] = rl->r->name;
-        params[1] = rl->table_q;
-        params[2] = n_ok;
-        params[3] = "0";
-        params[4] = "0";
-        if (exactly_pg_exec(rl->conn, rl->sql_state, 5, params, NULL, err,
-                            sizeof(err)) != EXACTLY_OK)
-            goto failed;
-        rl->st->published += marked;
-    }
+    rl->st->published += marked;
+    if (rl->m)
+        metrics_add(&rl->m->relay.published, (uint64_t)marked);
     exactly_log(marked > 0 ? EXACTLY_LOG_INFO : EXACTLY_LOG_DEBUG, "relay",
                 "position applied", LOG_INT("rows_named", named),
                 LOG_INT("rows_marked", marked));
