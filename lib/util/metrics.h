@@ -115,7 +115,8 @@ typedef struct metrics_slot {
     char pipeline[128];
     int32_t worker;
     int32_t up;              /* process alive */
-    int32_t ready;           /* connected to both services and assigned */
+    int32_t ready;           /* /readyz: a worker's worker_ready(), a
+                                relay connected to PostgreSQL */
     int32_t pid;             /* of the running worker; 0: none */
     uint64_t restarts;
     uint64_t batches_committed, batches_rolled_back, batches_fenced;

@@ -289,6 +289,7 @@ void worker_assign(worker *w, rd_kafka_topic_partition_list_t *list)
 {
     int i;
 
+    w->joined = 1;
     w->last_msg_ms = exactly_now_ms();
     if (list->cnt == 0 && !w->pending_assign) {
         assign_claimed(w, list);
@@ -374,6 +375,10 @@ void worker_revoke(worker *w, rd_kafka_topic_partition_list_t *list, int lost)
     size_t n_gone = 0, k;
     int i;
 
+    /* Eager: everything goes until the next assignment; cooperative: an
+     * increment, unless the whole assignment was lost. */
+    if (lost || !w->cooperative)
+        w->joined = 0;
     revoke_pending(w, list);
     /* The revoked partitions, let go of together below (NULL: one by
      * one, as memory allows). */

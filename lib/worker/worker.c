@@ -312,6 +312,16 @@ typedef struct loop_clock {
     long long states;
 } loop_clock;
 
+/* Whether the worker is ready (/readyz): a member of its group whose
+ * assignment, empty or not, is claimed, with its PostgreSQL connection up.
+ * An empty assignment counts: a standby of a group with more members than
+ * partitions is where it should be. */
+static int worker_ready(const worker *w)
+{
+    return w->joined && !w->pending_assign && w->eng.conn &&
+           !w->db_down_since_ms;
+}
+
 /* What the loop does besides batches, each at its own pace. */
 static void periodic(worker *w, const exactly_worker_opts *o, long long now,
                      loop_clock *t)
@@ -319,9 +329,7 @@ static void periodic(worker *w, const exactly_worker_opts *o, long long now,
     exactly_worker_stats all;
 
     if (w->m)
-        __atomic_store_n(&w->m->ready,
-                         w->eng.n_parts > 0 && w->eng.conn && !w->db_down_since_ms,
-                         __ATOMIC_RELAXED);
+        __atomic_store_n(&w->m->ready, worker_ready(w), __ATOMIC_RELAXED);
     /* A few times a second is enough for a page and a scrape. */
     if (now - t->states >= 100) {
         t->states = now;

@@ -32,6 +32,11 @@ typedef struct worker {
     worker_consumer con;
     rd_kafka_t *rk;           /* con.rk; also eng.rk, which borrows it */
     int cooperative;
+    /* A member of its group: the last assignment it was given (possibly
+     * empty: a standby when the group has more members than partitions)
+     * stands. Set by worker_assign; cleared by a revoke of everything
+     * (eager protocol) or of a lost assignment. */
+    int joined;
 
     /* The connection (eng.conn) and its circuit breaker. */
     long long reconnect_at_ms;
