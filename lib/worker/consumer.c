@@ -27,6 +27,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         c->cbs.fatal(c->cbs.arg);
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        c->cbs.all_brokers_down(c->cbs.arg);
     /* An outage repeats errors (of changing codes) on every retry. */
     if (!c->cbs.error_due(c->cbs.arg))
         return;

@@ -20,6 +20,10 @@ typedef struct worker_consumer_cbs {
     void (*fatal)(void *arg);
     /* Whether a (non-fatal) consumer error is logged now. */
     int (*error_due)(void *arg);
+    /* librdkafka found every broker of the cluster down
+     * (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN); said again at each such
+     * moment, never when one is back. */
+    void (*all_brokers_down)(void *arg);
     /* A rebalance: err is RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS (assign
      * parts) or a revoke; lost: the assignment was lost; cooperative: the
      * group's protocol is cooperative. librdkafka waits for the owner's

@@ -88,6 +88,44 @@ static void con_fatal(void *arg)
 
 static int con_error_due(void *arg) { return worker_kafka_error_due(arg); }
 
+static void con_all_brokers_down(void *arg)
+{
+    worker *w = arg;
+
+    if (!w->kafka_down_since_ms)
+        w->kafka_down_since_ms = exactly_now_ms();
+}
+
+/* Kafka is reachable again (a broker usable, or a rebalance answered):
+ * ends the outage worker_ready() counts. */
+static void kafka_up(worker *w, const char *seen)
+{
+    if (!w->kafka_down_since_ms)
+        return;
+    exactly_log(EXACTLY_LOG_INFO, "source", "kafka brokers reachable again",
+                LOG_STR("seen", seen),
+                LOG_INT("after_ms", exactly_now_ms() - w->kafka_down_since_ms));
+    w->kafka_down_since_ms = 0;
+}
+
+/* While every broker is down: whether one is usable now, asked without
+ * waiting (librdkafka returns __TRANSPORT at once when none is up; with
+ * one up it sends a metadata request, whose answer nobody waits for:
+ * one request per outage). */
+static void worker_kafka_probe(worker *w)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+
+    if (!w->kafka_down_since_ms)
+        return;
+    err = rd_kafka_metadata(w->rk, 0, NULL, &md, 0);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT)
+        kafka_up(w, "broker");
+}
+
 static void con_rebalance(void *arg, rd_kafka_resp_err_t err,
                           rd_kafka_topic_partition_list_t *parts, int lost,
                           int cooperative)
@@ -96,6 +134,10 @@ static void con_rebalance(void *arg, rd_kafka_resp_err_t err,
 
     w->st.rebalances++;
     w->cooperative = cooperative;
+    /* A lost assignment is librdkafka's own verdict (no answer from the
+     * coordinator for the session timeout), not an answer. */
+    if (!lost)
+        kafka_up(w, "rebalance");
     /* The group coordinator answered: Kafka is reachable again. */
     if (w->kafka_episode_ms) {
         exactly_log(EXACTLY_LOG_INFO, "source", "kafka answers again",
@@ -123,6 +165,7 @@ exactly_err worker_consumer_start(worker *w, char *errbuf, size_t errbuf_size)
     w->con.owner = w->eng.owner;
     w->con.cbs.fatal = con_fatal;
     w->con.cbs.error_due = con_error_due;
+    w->con.cbs.all_brokers_down = con_all_brokers_down;
     w->con.cbs.rebalance = con_rebalance;
     w->con.cbs.arg = w;
     rc = worker_consumer_create(&w->con, errbuf, errbuf_size);
@@ -312,14 +355,19 @@ typedef struct loop_clock {
     long long states;
 } loop_clock;
 
-/* Whether the worker is ready (/readyz): a member of its group whose
- * assignment, empty or not, is claimed, with its PostgreSQL connection up.
+/* Whether the worker is ready (/readyz) at now: a member of its group
+ * whose assignment, empty or not, is claimed, with its PostgreSQL
+ * connection up, and not every Kafka broker down for
+ * KAFKA_DOWN_NOT_READY_MS (librdkafka keeps the assignment through an
+ * outage shorter than the session timeout, though nothing is fetched).
  * An empty assignment counts: a standby of a group with more members than
  * partitions is where it should be. */
-static int worker_ready(const worker *w)
+static int worker_ready(const worker *w, long long now)
 {
     return w->joined && !w->pending_assign && w->eng.conn &&
-           !w->db_down_since_ms;
+           !w->db_down_since_ms &&
+           !(w->kafka_down_since_ms &&
+             now - w->kafka_down_since_ms >= KAFKA_DOWN_NOT_READY_MS);
 }
 
 /* What the loop does besides batches, each at its own pace. */
@@ -329,7 +377,7 @@ static void periodic(worker *w, const exactly_worker_opts *o, long long now,
     exactly_worker_stats all;
 
     if (w->m)
-        __atomic_store_n(&w->m->ready, worker_ready(w), __ATOMIC_RELAXED);
+        __atomic_store_n(&w->m->ready, worker_ready(w, now), __ATOMIC_RELAXED);
     /* A few times a second is enough for a page and a scrape. */
     if (now - t->states >= 100) {
         t->states = now;
@@ -342,6 +390,7 @@ static void periodic(worker *w, const exactly_worker_opts *o, long long now,
     if (now - t->idle_check >= 1000) {
         t->idle_check = now;
         worker_db_probe(w);
+        worker_kafka_probe(w);
         for (size_t i = 0; i < w->eng.n_parts; i++)
             engine_part_seek_owed(&w->eng, w->eng.parts[i]);
         worker_advance_idle(w);
