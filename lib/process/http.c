@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -54,6 +55,18 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
     return ret;
 }
 
+/* The supervisor as the server process sees it: NULL while it runs its
+ * pipelines, else why not (stopping, or no turn of its loop lately). */
+static const char *supervisor_trouble(const exactly_http *h)
+{
+    if (__atomic_load_n(&h->pulse->stopping, __ATOMIC_RELAXED))
+        return "stopping\n";
+    if (http_mono_ms() - __atomic_load_n(&h->pulse->beat_ms, __ATOMIC_RELAXED) >
+        HTTP_SUPERVISOR_STUCK_MS)
+        return "supervisor not responding\n";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -73,10 +86,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (strcmp(url, "/metrics") == 0)
         return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                      metrics_render(h->slots, h->n));
-    if (strcmp(url, "/healthz") == 0)
-        return reply(c, MHD_HTTP_OK, "text/plain", strdup("ok\n"));
+    if (strcmp(url, "/healthz") == 0) {
+        const char *trouble = supervisor_trouble(h);
+        return reply(c, trouble ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
+                     "text/plain", strdup(trouble ? trouble : "ok\n"));
+    }
     if (strcmp(url, "/readyz") == 0) {
-        int ok = metrics_ready(h->slots, h->n);
+        int ok = !supervisor_trouble(h) && metrics_ready(h->slots, h->n);
         return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
                      "text/plain", strdup(ok ? "ready\n" : "not ready\n"));
     }
@@ -176,6 +192,8 @@ static void http_free(exactly_http *h)
     free(h->schema);
     free(h->rates);
     json_decref(h->db);
+    if (h->pulse)
+        munmap(h->pulse, sizeof(*h->pulse));
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h);
@@ -324,8 +342,13 @@ exactly_http *exactly_http_start(const exactly_config *cfg,
     h->conninfo = strdup(cfg->postgres.conninfo ? cfg->postgres.conninfo : "");
     h->schema = strdup(cfg->postgres.schema ? cfg->postgres.schema : "exactly");
     h->pipelines = calloc(n_pipelines + 1, sizeof(*h->pipelines));
-    if (!h->conninfo || !h->schema || !h->pipelines)
+    h->pulse = mmap(NULL, sizeof(*h->pulse), PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (h->pulse == MAP_FAILED)
+        h->pulse = NULL;
+    if (!h->conninfo || !h->schema || !h->pipelines || !h->pulse)
         goto oom;
+    exactly_http_beat(h, 0);
     for (i = 0; i < n_pipelines; i++) {
         if (!(h->pipelines[h->n_pipelines] = strdup(pipelines[i])))
             goto oom;
@@ -384,6 +407,14 @@ void exactly_http_reopen_log(exactly_http *h)
 {
     if (h && h->pid > 0)
         kill(h->pid, SIGHUP);
+}
+
+void exactly_http_beat(exactly_http *h, int stopping)
+{
+    if (!h)
+        return;
+    __atomic_store_n(&h->pulse->beat_ms, http_mono_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&h->pulse->stopping, stopping != 0, __ATOMIC_RELAXED);
 }
 
 void exactly_http_stop(exactly_http *h)

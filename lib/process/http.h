@@ -59,6 +59,14 @@ void exactly_http_tick(exactly_http *h, const int *fds, size_t n_fds);
  * supervisor reopened its own. NULL-safe. */
 void exactly_http_reopen_log(exactly_http *h);
 
+/* The supervisor's loop turned (call it at every turn): /healthz answers
+ * 200 while the turns go on and stopping is 0; 503 once stopping is set
+ * (a signal, or a pipeline refused or given up: the run stops) or when no
+ * turn came for HTTP_SUPERVISOR_STUCK_MS (a stuck supervisor: the server
+ * process would otherwise outlive it answering ok). /readyz is 503 then
+ * too. NULL-safe. */
+void exactly_http_beat(exactly_http *h, int stopping);
+
 /* Stops the server process (SIGTERM; SIGKILL after 2 s) and frees h.
  * NULL-safe. */
 void exactly_http_stop(exactly_http *h);

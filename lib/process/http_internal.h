@@ -29,6 +29,17 @@
 #define HTTP_MEMORY_LIMIT (16 * 1024)
 #define HTTP_MAX_CONNECTIONS 4096
 
+/* How long the supervisor's loop (a turn every 50 ms) may go without a
+ * turn before /healthz says it is stuck. */
+#define HTTP_SUPERVISOR_STUCK_MS 5000
+
+/* What the supervisor tells the server process at each turn of its loop
+ * (exactly_http_beat): one MAP_SHARED page, relaxed atomics, one writer. */
+typedef struct http_pulse {
+    long long beat_ms;        /* http_mono_ms() of the last turn */
+    int stopping;
+} http_pulse;
+
 /* What the status reader knows of one partition's consumption rate. */
 typedef struct rate_entry {
     size_t pipeline;
@@ -46,6 +57,7 @@ struct exactly_http {
     long long started_ms;
     int stopping;
     int fd;
+    http_pulse *pulse;        /* shared with the server process */
 
     /* In the server process. */
     struct MHD_Daemon *daemon;

@@ -284,6 +284,7 @@ static int supervise_loop(supervision *sv)
             g_stop = 1; /* stop the rest cleanly */
         }
         drain(sv, now);
+        exactly_http_beat(sv->http, g_stop != 0);
         if (g_stop && sup_running(sv->slots, sv->n_slots) == 0)
             break;
         if (!g_stop && !start_due(sv, now))
