@@ -7,10 +7,11 @@
  * (rd_kafka_mock_broker_set_down: its connections close, new ones are
  * refused). librdkafka keeps the assignment meanwhile (for the session
  * timeout, 45 s by default), but nothing can be fetched: /readyz must
- * answer 503 within the deadline. The broker is set
- * up again and /readyz must answer 200 again. /healthz answers 200
- * throughout: an outage of a service is not a reason to restart the
- * process. Then SIGTERM, exit 0.
+ * answer 503 within the deadline. The broker is set up again and /readyz
+ * must answer 200 again, the worker having found a usable broker itself
+ * (the session outlived the outage: no rebalance told it). /healthz
+ * answers 200 throughout: an outage of a service is not a reason to
+ * restart the process. Then SIGTERM, exit 0.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -95,6 +96,12 @@ int main(void)
                      "broker came back, expected 200", code);
     tk_note("broker back: /readyz 200 after %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
+    /* The session outlived the outage: no rebalance brought it back, the
+     * worker saw a usable broker itself. */
+    LEDGER_CHECK_LOG(tk_file_contains(f.log, "kafka brokers reachable again") &&
+                         tk_file_contains(f.log, "seen=broker"),
+                     f.log, "no \"kafka brokers reachable again\" line with "
+                     "seen=broker");
 
     TK_CHECK(tk_kill(run, SIGTERM) == 0, "cannot signal the supervisor");
     status = tk_wait(run, 30000);
