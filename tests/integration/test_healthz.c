@@ -43,7 +43,7 @@ int main(void)
     ledger_fixture f;
     ledger_config c;
     char addr[64];
-    int port, code, status;
+    int port, code, ready, status;
     int64_t t0;
     pid_t run, worker;
 
@@ -92,10 +92,15 @@ int main(void)
     TK_CHECK(tk_kill(worker, SIGSTOP) == 0, "cannot stop the worker");
     TK_CHECK(tk_kill(run, SIGTERM) == 0, "cannot signal the supervisor");
     code = wait_code(port, "/healthz", 503, 5000);
+    /* The stopped worker still says ready in its slot: the supervisor's
+     * stop is what makes /readyz 503. */
+    ready = wait_code(port, "/readyz", 503, 1000);
     (void)tk_kill(worker, SIGCONT);
     LEDGER_CHECK_LOG(code == 503, f.log, "/healthz answered %d while the "
                      "supervisor was stopping, expected 503", code);
-    tk_note("stopping: /healthz 503");
+    LEDGER_CHECK_LOG(ready == 503, f.log, "/readyz answered %d while the "
+                     "supervisor was stopping, expected 503", ready);
+    tk_note("stopping: /healthz and /readyz 503");
     status = tk_wait(run, 30000);
     LEDGER_CHECK_LOG(status == 0, f.log, "exactly run exited %d after SIGTERM",
                      status);
