@@ -17,6 +17,7 @@
 typedef struct upsert_state {
     const exactly_host *host;
     int fused;
+    int extra_writer;      /* opened for reprocess or dlq replay */
     const char *table;     /* option string, for messages */
     char *insert_sql;
     char *delete_sql;      /* NULL unless delete_missing */
@@ -35,12 +36,15 @@ typedef struct upsert_state {
 
 /*
  * Opens the handler, fused (one INSERT ... SELECT from the lookup table)
- * or not: reads the options, generates the statements, has the server
+ * or not, for the worker or (extra_writer) for `exactly reprocess` and
+ * `exactly dlq replay`, whose fused statement locks the source rows it
+ * reads (FOR SHARE OF s): reads the options, generates the statements, has the server
  * check them when a setup connection is given. On success *out is the
  * state; on failure *out is NULL, errbuf says why and nothing is left
  * allocated.
  */
-exactly_err upsert_open(const exactly_open_args *args, void **out, int fused);
+exactly_err upsert_open(const exactly_open_args *args, void **out, int fused,
+                        int extra_writer);
 
 /* Frees a state upsert_open returned (NULL is allowed): the handler's
  * close. */

@@ -295,6 +295,7 @@ static exactly_err build_statements(const exactly_open_args *args,
     spec.lookup_table = st->fused ? args->lookup_table : NULL;
     spec.lookup_id_column = st->fused ? args->lookup_id_column : NULL;
     spec.id_type = args->id_type;
+    spec.lock_source = st->fused && st->extra_writer;
 
     st->insert_sql = upsert_sql_insert(&spec, msg, sizeof(msg));
     if (!st->insert_sql)
@@ -354,8 +355,8 @@ static exactly_err alloc_buffers(const exactly_open_args *args,
     return EXACTLY_OK;
 }
 
-exactly_err upsert_open(const exactly_open_args *args, void **out,
-                               int fused)
+exactly_err upsert_open(const exactly_open_args *args, void **out, int fused,
+                        int extra_writer)
 {
     const char *const *key = NULL;
     upsert_state *st;
@@ -374,6 +375,7 @@ exactly_err upsert_open(const exactly_open_args *args, void **out,
         return open_nomem(args);
     st->host = args->host;
     st->fused = fused;
+    st->extra_writer = extra_writer;
 
     rc = read_options(args, st, &key, &n_key);
     if (rc == EXACTLY_OK && !fused)

@@ -324,6 +324,11 @@ char *upsert_sql_insert(const upsert_sql_spec *spec, char *errbuf,
         strbuf_puts(&b, " = ANY($1::");
         strbuf_puts(&b, spec->id_type);
         strbuf_puts(&b, "[])");
+        /* Each source row is locked as it is read; at READ COMMITTED a
+         * row changed since the statement began is read in its latest
+         * committed version. */
+        if (spec->lock_source)
+            strbuf_puts(&b, " FOR SHARE OF s");
     } else {
         /* Every parameter is a text[] and each column is cast after unnest:
          * a typed array cannot carry a column that is itself an array

@@ -54,6 +54,9 @@ typedef struct upsert_sql_spec {
                                      ("name" or "schema.name") */
     const char *lookup_id_column; /* fused: the source's entity ID column */
     const char *id_type;          /* "bigint", "text" or "uuid" */
+    int lock_source;              /* fused: the SELECT takes FOR SHARE OF s
+                                     (an extra writer's: the source rows it
+                                     read stay as read until it commits) */
 } upsert_sql_spec;
 
 /*
@@ -88,6 +91,7 @@ int upsert_sql_type_is_safe(const char *type);
  *   FROM "src" AS s WHERE s."id" = ANY($1::bigint[])
  *   ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name"
  *   WHERE (t."name") IS DISTINCT FROM (EXCLUDED."name")
+ * with lock_source, FOR SHARE OF s follows the WHERE of the SELECT.
  *
  * Unfused, $n = the values of column n, one element per looked-up row:
  *   INSERT INTO "t" AS t ("id", "name")

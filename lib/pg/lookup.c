@@ -82,6 +82,58 @@ oom:
     return EXACTLY_ENOMEM;
 }
 
+/* Whether the server refuses to lock sql's rows (SQLSTATE 0A000: the
+ * query cannot take FOR SHARE). Any other outcome counts as accepted: a
+ * lookup that fails for another reason fails the same way when it runs. */
+static int lock_refused(PGconn *conn, const char *sql)
+{
+    const char *params[1] = {"{}"};
+    PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    int refused = st && strcmp(st, "0A000") == 0;
+
+    PQclear(res);
+    return refused;
+}
+
+exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
+                                      char **sql, char **key_column,
+                                      int *unlocked)
+{
+    strbuf sb = {0};
+    exactly_err rc;
+
+    *unlocked = 0;
+    rc = exactly_lookup_sql(conn, p, sql, key_column);
+    if (rc != EXACTLY_OK)
+        return rc;
+    /* The user's text on lines of its own, so that a trailing comment
+     * ends on its line; without the semicolon that may end it. */
+    if (p->lookup.sql) {
+        size_t n = strlen(*sql);
+        while (n > 0 && (strchr(" \t\r\n;", (*sql)[n - 1]) != NULL))
+            n--;
+        strbuf_printf(&sb, "SELECT * FROM (\n%.*s\n) AS q FOR SHARE", (int)n,
+                      *sql);
+    } else
+        strbuf_printf(&sb, "%s FOR SHARE", *sql);
+    if (sb.oom) {
+        strbuf_free(&sb);
+        free(*sql);
+        free(*key_column);
+        *sql = *key_column = NULL;
+        return EXACTLY_ENOMEM;
+    }
+    if (lock_refused(conn, sb.data)) {
+        *unlocked = 1;
+        strbuf_free(&sb);
+        return EXACTLY_OK;
+    }
+    free(*sql);
+    *sql = sb.data;
+    return EXACTLY_OK;
+}
+
 int exactly_lookup_column(const PGresult *res, const char *name)
 {
     int c;

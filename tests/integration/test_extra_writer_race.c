@@ -16,7 +16,9 @@
  *     offsets 0 and 1 for replay; offsets 0..1, keys 1 and 2, for
  *     reprocess), reads them and waits on view row 1;
  *   - another session changes source row 2 (sent asynchronously: with the
- *     share lock it waits for the extra writer); once that change has
+ *     share lock it waits for the extra writer; the fused statement of
+ *     reprocess locks each row as it reaches it, so there the change may
+ *     commit first and be read in its new state); once that change has
  *     committed, a message naming 2 is produced and the worker applies it;
  *   - the hold is released whenever the change has committed or waits on
  *     a lock, and the extra writer runs to its end.

@@ -88,6 +88,16 @@ static void test_fused(void)
               "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
               "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")");
 
+    /* An extra writer's: the source rows locked as they are read. */
+    s.lock_source = 1;
+    CHECK_SQL(upsert_sql_insert(&s, err, sizeof(err)),
+              "INSERT INTO \"t\" AS t (\"id\", \"name\") "
+              "SELECT s.\"id\", s.\"name\" FROM \"src\" AS s "
+              "WHERE s.\"id\" = ANY($1::bigint[]) FOR SHARE OF s "
+              "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
+              "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")");
+    s.lock_source = 0;
+
     /* Renamed columns, a uuid ID, a schema-qualified source. */
     {
         static const char *const c[] = {"order_id", "total", "status"};
