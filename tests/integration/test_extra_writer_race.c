@@ -26,6 +26,14 @@
  * At the end view row 2 must equal source row 2. Without the locks the
  * extra writer commits the name it read before the change over the
  * worker's newer write, and no message is left to correct it.
+ *
+ * The deletion of the fused upsert (on_missing: handler, delete_missing)
+ * is raced the same way, with source rows 1 and 2 gone and their view
+ * rows still there: the extra writer's DELETE ... NOT EXISTS (source)
+ * waits on view row 1 while source row 2 is inserted again and the
+ * worker writes view row 2 from it; the DELETE must then leave view row
+ * 2 alone. A row that does not exist cannot be locked, so this needs the
+ * target rows locked before the DELETE reads the source.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -46,12 +54,14 @@
 
 static cli_kit c;
 static char unfused_cfg[600];
+static char delete_cfg[600];
 static char wlog[600];
 static int64_t next_offset; /* the live pipeline's, once caught up */
 
 /* The pipeline with the built-in upsert of src into view; on_missing skip
  * fuses the lookup into the write, dead_letter keeps it apart. */
-static void write_config(const char *path, const char *on_missing)
+static void write_config(const char *path, const char *on_missing,
+                         int delete_missing)
 {
     tk_config cfg;
     tk_pipeline *pl = dlq_view_pipeline(&c, &cfg, PIPELINE, TOPIC, "bigint",
@@ -59,6 +69,8 @@ static void write_config(const char *path, const char *on_missing)
 
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     pl->on_missing = on_missing;
+    pl->options_yaml = delete_missing ? "        delete_missing: true\n"
+                                      : "        delete_missing: false\n";
     pl->max_messages = 10;
     pl->max_wait_ms = 20;
     tk_config_write(path, &cfg);
@@ -110,6 +122,8 @@ static void update_result(PGconn *conn)
 /* What one case ended with. */
 typedef struct outcome {
     const char *what;
+    const char *prepare; /* SQL run first: the source rows as they start */
+    const char *change;  /* the change of source row 2 */
     int status;  /* the extra writer's exit status */
     char *view;  /* view row 2's name at the end (malloc'd) */
     char *src;   /* source row 2's */
@@ -126,8 +140,8 @@ static void race(outcome *o, const char *const *argv)
     const char *what = o->what;
     int ended;
 
-    tk_sql(c.db, "UPDATE src SET name = 'before ' || id;"
-                 "UPDATE view SET name = 'old'");
+    tk_sql(c.db, "%s", o->prepare);
+    tk_sql(c.db, "UPDATE view SET name = 'old' WHERE id IN (1, 2)");
     tk_sql(hold, "BEGIN; SELECT 1 FROM view WHERE id = 1 FOR UPDATE");
     snprintf(log, sizeof(log), "%s/%s.log", c.dir, what);
     pid = tk_exactly_startv(log, argv);
@@ -138,7 +152,7 @@ static void race(outcome *o, const char *const *argv)
                           " wait_event_type = 'Lock'"),
         1, "sessions waiting on a lock (the extra writer on view row 1)");
 
-    TK_CHECK(PQsendQuery(user, "UPDATE src SET name = 'after' WHERE id = 2"),
+    TK_CHECK(PQsendQuery(user, o->change),
              "cannot send the update: %s", PQerrorMessage(user));
     ended = update_ended(user);
     tk_note("%s: the change of source row 2 %s", what,
@@ -160,7 +174,8 @@ static void race(outcome *o, const char *const *argv)
     PQfinish(hold);
     PQfinish(user);
     o->src = tk_sql_text(c.db, "SELECT name FROM src WHERE id = 2");
-    o->view = tk_sql_text(c.db, "SELECT name FROM view WHERE id = 2");
+    o->view = tk_sql_text(c.db, "SELECT coalesce((SELECT name FROM view"
+                                " WHERE id = 2), '(no row)')");
     tk_note("%s: exit status %d, view row 2 '%s', source row 2 '%s'", what,
             o->status, o->view, o->src);
 }
@@ -172,7 +187,6 @@ static void replay(outcome *o, const char *cfg)
     /* A failed replay leaves its dead letters: planted once. */
     if (cli_dead_letters(&c, NULL) == 0)
         dlq_plant_series(&c, PIPELINE, TOPIC, 2);
-    o->what = cfg == c.cfg ? "replay-fused" : "replay-unfused";
     race(o, argv);
 }
 
@@ -182,13 +196,32 @@ static void reprocess(outcome *o, const char *cfg)
                           "--topic",   TOPIC, "--partition",       "0",
                           "--from",    "0",   "--to",  "1",        NULL};
 
-    o->what = cfg == c.cfg ? "reprocess-fused" : "reprocess-unfused";
     race(o, argv);
 }
 
 int main(void)
 {
-    outcome o[4];
+    static const char *update_prep = "UPDATE src SET name = 'before ' || id";
+    static const char *update = "UPDATE src SET name = 'after' WHERE id = 2";
+    /* Source rows gone, view rows 1 and 2 there; enough other view rows
+     * that the DELETE reads view by its key, in ID order: it waits on row
+     * 1 before it reaches row 2. */
+    static const char *delete_prep =
+        "DELETE FROM src;"
+        "INSERT INTO view SELECT g, 'old' FROM generate_series(1, 2) g"
+        " ON CONFLICT (id) DO NOTHING;"
+        "INSERT INTO view SELECT g, 'other' FROM generate_series(1000, 3000) g"
+        " ON CONFLICT (id) DO NOTHING;"
+        "ANALYZE view";
+    static const char *insert = "INSERT INTO src VALUES (2, 'after')";
+    outcome o[6] = {
+        {"replay-unfused", update_prep, update, 0, NULL, NULL},
+        {"replay-fused", update_prep, update, 0, NULL, NULL},
+        {"reprocess-unfused", update_prep, update, 0, NULL, NULL},
+        {"reprocess-fused", update_prep, update, 0, NULL, NULL},
+        {"replay-delete", delete_prep, insert, 0, NULL, NULL},
+        {"reprocess-delete", delete_prep, insert, 0, NULL, NULL},
+    };
     pid_t worker;
     int i;
 
@@ -196,8 +229,10 @@ int main(void)
     snprintf(unfused_cfg, sizeof(unfused_cfg), "%s/unfused.yaml", c.dir);
     snprintf(wlog, sizeof(wlog), "%s/worker.log", c.dir);
     dlq_named_tables(&c, 2);
-    write_config(c.cfg, "skip");
-    write_config(unfused_cfg, "dead_letter");
+    snprintf(delete_cfg, sizeof(delete_cfg), "%s/delete.yaml", c.dir);
+    write_config(c.cfg, "skip", 0);
+    write_config(unfused_cfg, "dead_letter", 0);
+    write_config(delete_cfg, "handler", 1);
     cli_kit_migrate(&c);
 
     /* The live worker applies offsets 0 and 1 (IDs 1 and 2), which the
@@ -213,12 +248,14 @@ int main(void)
     replay(&o[1], c.cfg);
     reprocess(&o[2], unfused_cfg);
     reprocess(&o[3], c.cfg);
+    replay(&o[4], delete_cfg);
+    reprocess(&o[5], delete_cfg);
     TK_CHECK(tk_worker_stop(worker, 20000) == 0, "worker did not stop cleanly");
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 6; i++) {
         TK_CHECK(strcmp(o[i].view, o[i].src) == 0,
                  "%s: view row 2 is '%s' but source row 2 is '%s': the extra "
-                 "writer's stale read overwrote the worker's newer write",
+                 "writer's stale read undid the worker's newer write",
                  o[i].what, o[i].view, o[i].src);
         TK_CHECK(o[i].status == 0, "%s exited %d (see its log)", o[i].what,
                  o[i].status);
