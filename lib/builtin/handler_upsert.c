@@ -143,6 +143,9 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
         if (rc == EXACTLY_OK)
             rc = exec_ids_binary(st, txn, ids, ids_len, st->insert_sql,
                                  st->emit_topic, "insert");
+        if (rc == EXACTLY_OK && st->lock_sql)
+            rc = exec_ids_binary(st, txn, ids, ids_len, st->lock_sql, NULL,
+                                 "lock");
         if (rc == EXACTLY_OK && st->delete_sql)
             rc = exec_ids_binary(st, txn, ids, ids_len, st->delete_sql, NULL,
                                  "delete");
@@ -167,7 +170,10 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
     } else {
         rc = exec_ids(st, txn, st->insert_sql, "insert");
     }
-    /* Every ID again: NOT EXISTS in the statement picks the vanished ones. */
+    /* Every ID again: NOT EXISTS in the statement picks the vanished ones
+     * (an extra writer's after locking their target rows). */
+    if (rc == EXACTLY_OK && st->lock_sql)
+        rc = exec_ids(st, txn, st->lock_sql, "lock");
     if (rc == EXACTLY_OK && st->delete_sql)
         rc = exec_ids(st, txn, st->delete_sql, "delete");
     return rc;

@@ -21,6 +21,9 @@ typedef struct upsert_state {
     const char *table;     /* option string, for messages */
     char *insert_sql;
     char *delete_sql;      /* NULL unless delete_missing */
+    char *lock_sql;        /* fused delete_missing of an extra writer: the
+                              target rows locked before the DELETE
+                              (upsert_sql_lock_targets); else NULL */
     size_t n_columns;
     const char **targets;  /* option strings (live until close) */
     const char **sources;

@@ -20,6 +20,7 @@ void upsert_close(void *state)
         return;
     free(st->insert_sql);
     free(st->delete_sql);
+    free(st->lock_sql);
     free(st->targets);
     free(st->sources);
     free(st->src_index);
@@ -316,6 +317,11 @@ static exactly_err build_statements(const exactly_open_args *args,
         st->delete_sql = upsert_sql_delete(&spec, msg, sizeof(msg));
         if (!st->delete_sql)
             return open_refuse(args, msg);
+        if (st->fused && st->extra_writer) {
+            st->lock_sql = upsert_sql_lock_targets(&spec, msg, sizeof(msg));
+            if (!st->lock_sql)
+                return open_refuse(args, msg);
+        }
     }
     return EXACTLY_OK;
 }
@@ -335,6 +341,8 @@ static exactly_err check_statements(const exactly_open_args *args,
                    "generated insert");
     if (rc == EXACTLY_OK && st->delete_sql)
         rc = check_sql(args, st, st->delete_sql, 1, "generated delete");
+    if (rc == EXACTLY_OK && st->lock_sql)
+        rc = check_sql(args, st, st->lock_sql, 1, "generated lock");
     return rc;
 }
 

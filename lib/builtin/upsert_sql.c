@@ -419,6 +419,36 @@ fail:
     return NULL;
 }
 
+char *upsert_sql_lock_targets(const upsert_sql_spec *spec, char *errbuf,
+                              size_t errbuf_size)
+{
+    strbuf b = {0};
+    char *s;
+
+    if (!spec || !spec_ok(spec, errbuf, errbuf_size))
+        return NULL;
+    if (spec->n_key != 1 || !id_type_ok(spec->id_type)) {
+        set_err(errbuf, errbuf_size,
+                "locking target rows needs a key of exactly one column and "
+                "an id type of bigint, text or uuid");
+        return NULL;
+    }
+    strbuf_puts(&b, "SELECT 1 FROM ");
+    if (put_relation(&b, spec->table, "table", errbuf, errbuf_size) != 0)
+        goto fail;
+    strbuf_puts(&b, " AS t WHERE t.");
+    put_ident(&b, spec->key[0]);
+    strbuf_puts(&b, " = ANY($1::");
+    strbuf_puts(&b, spec->id_type);
+    strbuf_puts(&b, "[]) FOR UPDATE OF t");
+    s = strbuf_take(&b);
+    return s ? s : oom(errbuf, errbuf_size);
+
+fail:
+    strbuf_free(&b);
+    return NULL;
+}
+
 /* ---- array literals: util/strbuf.h's builder ---- */
 
 void upsert_array_reset(upsert_array *a)

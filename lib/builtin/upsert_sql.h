@@ -120,6 +120,21 @@ char *upsert_sql_delete(const upsert_sql_spec *spec, char *errbuf,
                         size_t errbuf_size);
 
 /*
+ * Returns the statement an extra writer runs before the fused DELETE of
+ * upsert_sql_delete(), with the same $1: it locks the target rows of
+ * those IDs,
+ *   SELECT 1 FROM "t" AS t WHERE t."id" = ANY($1::bigint[]) FOR UPDATE OF t
+ * so that, from then to COMMIT, no other transaction writes them, and the
+ * DELETE, a later statement with a later snapshot, reads the source as it
+ * is once they are held. (In one statement a row written meanwhile would
+ * be re-checked against the statement's first snapshot: a source row
+ * inserted since would be missed and the new target row deleted.) The key
+ * must be one column, as for the DELETE.
+ */
+char *upsert_sql_lock_targets(const upsert_sql_spec *spec, char *errbuf,
+                              size_t errbuf_size);
+
+/*
  * A PostgreSQL text array literal under construction, for one parameter:
  * {"1","a \"quoted\" one",NULL}. Every element is double-quoted with '"'
  * and '\' backslash-escaped, so no value can change the array's shape; a
