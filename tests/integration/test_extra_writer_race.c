@@ -34,6 +34,10 @@
  * worker writes view row 2 from it; the DELETE must then leave view row
  * 2 alone. A row that does not exist cannot be locked, so this needs the
  * target rows locked before the DELETE reads the source.
+ *
+ * A lookup: {sql: ...} is raced as the unfused case (dlq replay; its
+ * text, ending in a semicolon, is wrapped to lock). One PostgreSQL cannot
+ * lock (GROUP BY) makes reprocess warn and read unlocked, and still run.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -55,13 +59,15 @@
 static cli_kit c;
 static char unfused_cfg[600];
 static char delete_cfg[600];
+static char sql_cfg[600];
+static char group_cfg[600];
 static char wlog[600];
 static int64_t next_offset; /* the live pipeline's, once caught up */
 
 /* The pipeline with the built-in upsert of src into view; on_missing skip
  * fuses the lookup into the write, dead_letter keeps it apart. */
 static void write_config(const char *path, const char *on_missing,
-                         int delete_missing)
+                         int delete_missing, const char *lookup_sql)
 {
     tk_config cfg;
     tk_pipeline *pl = dlq_view_pipeline(&c, &cfg, PIPELINE, TOPIC, "bigint",
@@ -69,6 +75,11 @@ static void write_config(const char *path, const char *on_missing,
 
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     pl->on_missing = on_missing;
+    if (lookup_sql) {
+        pl->lookup_table = NULL;
+        pl->lookup_sql = lookup_sql;
+        pl->lookup_key_column = "id";
+    }
     pl->options_yaml = delete_missing ? "        delete_missing: true\n"
                                       : "        delete_missing: false\n";
     pl->max_messages = 10;
@@ -199,10 +210,37 @@ static void reprocess(outcome *o, const char *cfg)
     race(o, argv);
 }
 
+/* A lookup PostgreSQL cannot lock: reprocess says so and runs unlocked. */
+static void group_lookup(void)
+{
+    const char *argv[] = {"reprocess", "-c",  group_cfg, "--pipeline",
+                          PIPELINE,    "--topic", TOPIC, "--partition",
+                          "0",         "--from",  "0",   "--to",
+                          "1",         NULL};
+    char log[700], *out;
+    int status;
+
+    snprintf(log, sizeof(log), "%s/reprocess-group.log", c.dir);
+    status = tk_exactly_output(log, WAIT_MS, argv, &out);
+    TK_CHECK(status == 0 &&
+                 strstr(out, "the lookup cannot lock the rows it reads") &&
+                 strstr(out, "GROUP BY"),
+             "reprocess with a GROUP BY lookup exited %d without the warning "
+             "that it reads unlocked:\n%s",
+             status, out);
+    free(out);
+}
+
 int main(void)
 {
     static const char *update_prep = "UPDATE src SET name = 'before ' || id";
     static const char *update = "UPDATE src SET name = 'after' WHERE id = 2";
+    /* After the delete cases: the rows 1 and 2 back in both tables. */
+    static const char *restore_prep =
+        "INSERT INTO src SELECT g, 'before ' || g FROM generate_series(1, 2) g"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;"
+        "INSERT INTO view SELECT g, 'old' FROM generate_series(1, 2) g"
+        " ON CONFLICT (id) DO NOTHING";
     /* Source rows gone, view rows 1 and 2 there; enough other view rows
      * that the DELETE reads view by its key, in ID order: it waits on row
      * 1 before it reaches row 2. */
@@ -214,13 +252,14 @@ int main(void)
         " ON CONFLICT (id) DO NOTHING;"
         "ANALYZE view";
     static const char *insert = "INSERT INTO src VALUES (2, 'after')";
-    outcome o[6] = {
+    outcome o[7] = {
         {"replay-unfused", update_prep, update, 0, NULL, NULL},
         {"replay-fused", update_prep, update, 0, NULL, NULL},
         {"reprocess-unfused", update_prep, update, 0, NULL, NULL},
         {"reprocess-fused", update_prep, update, 0, NULL, NULL},
         {"replay-delete", delete_prep, insert, 0, NULL, NULL},
         {"reprocess-delete", delete_prep, insert, 0, NULL, NULL},
+        {"replay-sql", restore_prep, update, 0, NULL, NULL},
     };
     pid_t worker;
     int i;
@@ -230,9 +269,16 @@ int main(void)
     snprintf(wlog, sizeof(wlog), "%s/worker.log", c.dir);
     dlq_named_tables(&c, 2);
     snprintf(delete_cfg, sizeof(delete_cfg), "%s/delete.yaml", c.dir);
-    write_config(c.cfg, "skip", 0);
-    write_config(unfused_cfg, "dead_letter", 0);
-    write_config(delete_cfg, "handler", 1);
+    snprintf(sql_cfg, sizeof(sql_cfg), "%s/sql.yaml", c.dir);
+    snprintf(group_cfg, sizeof(group_cfg), "%s/group.yaml", c.dir);
+    write_config(c.cfg, "skip", 0, NULL);
+    write_config(unfused_cfg, "dead_letter", 0, NULL);
+    write_config(delete_cfg, "handler", 1, NULL);
+    write_config(sql_cfg, "skip", 0,
+                 "SELECT id, name FROM src WHERE id = ANY($1::bigint[]);");
+    write_config(group_cfg, "skip", 0,
+                 "SELECT id, max(name) AS name FROM src"
+                 " WHERE id = ANY($1::bigint[]) GROUP BY id");
     cli_kit_migrate(&c);
 
     /* The live worker applies offsets 0 and 1 (IDs 1 and 2), which the
@@ -250,9 +296,11 @@ int main(void)
     reprocess(&o[3], c.cfg);
     replay(&o[4], delete_cfg);
     reprocess(&o[5], delete_cfg);
+    replay(&o[6], sql_cfg);
+    group_lookup();
     TK_CHECK(tk_worker_stop(worker, 20000) == 0, "worker did not stop cleanly");
 
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 7; i++) {
         TK_CHECK(strcmp(o[i].view, o[i].src) == 0,
                  "%s: view row 2 is '%s' but source row 2 is '%s': the extra "
                  "writer's stale read undid the worker's newer write",
