@@ -41,7 +41,7 @@ exactly_err engine_conn_ready(engine *e, const char *schema)
         free(e->lookup_sql);
         free(e->key_column);
         e->lookup_sql = e->key_column = NULL;
-        int unlocked = 0;
+        char *unlocked = NULL;
         if (exactly_store_sql_init(&e->sql, e->conn, schema) != 0 ||
             (e->extra_writer
                  ? exactly_lookup_sql_shared(e->conn, e->p, &e->lookup_sql,
@@ -51,10 +51,11 @@ exactly_err engine_conn_ready(engine *e, const char *schema)
             return EXACTLY_ENOMEM;
         if (unlocked)
             exactly_log(EXACTLY_LOG_WARN, "engine",
-                        "the lookup cannot lock the rows it reads (PostgreSQL "
-                        "refuses FOR SHARE on it); a source row changed while "
-                        "this run holds it can be written from its old state",
-                        LOG_STR("pipeline", e->p->name));
+                        "the lookup cannot lock the rows it reads, so it "
+                        "reads them unlocked: a source row changed meanwhile "
+                        "can be written from its old state",
+                        LOG_STR("error", unlocked));
+        free(unlocked);
         e->sql_ready = 1;
     }
     /* host->emit's outbox insert: set on every connection, since a lost

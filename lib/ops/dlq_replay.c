@@ -244,7 +244,8 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     char ignore[256];
     replay r;
     exactly_err rc;
-    int backend = 0, commit_sent = 0, unlocked = 0;
+    int backend = 0, commit_sent = 0;
+    char *unlocked = NULL;
     size_t i;
 
     memset(&r, 0, sizeof(r));
@@ -272,10 +273,11 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     }
     if (unlocked)
         exactly_log(EXACTLY_LOG_WARN, "dlq",
-                    "the lookup cannot lock the rows it reads (PostgreSQL "
-                    "refuses FOR SHARE on it); a source row changed while "
-                    "the replay runs can be written from its old state",
-                    LOG_STR("pipeline", p->name));
+                    "the lookup cannot lock the rows it reads, so it reads "
+                    "them unlocked: a source row changed meanwhile can be "
+                    "written from its old state",
+                    LOG_STR("pipeline", p->name), LOG_STR("error", unlocked));
+    free(unlocked);
     /* READ COMMITTED: the rows the lookup found stay locked to COMMIT, so
      * a handler that reads the source inside its own write (the fused
      * upsert, itself FOR SHARE) finds each of them as the lookup did, or

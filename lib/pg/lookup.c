@@ -82,28 +82,38 @@ oom:
     return EXACTLY_ENOMEM;
 }
 
-/* Whether the server refuses to lock sql's rows (SQLSTATE 0A000: the
- * query cannot take FOR SHARE). Any other outcome counts as accepted: a
- * lookup that fails for another reason fails the same way when it runs. */
-static int lock_refused(PGconn *conn, const char *sql)
+/* Runs sql with no IDs on conn. Returns NULL when it ran, else why not
+ * (the server's message, malloc'd; "" when even that could not be
+ * copied). */
+static char *try_run(PGconn *conn, const char *sql)
 {
     const char *params[1] = {"{}"};
     PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
-    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    int refused = st && strcmp(st, "0A000") == 0;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    char *why = NULL;
 
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+        size_t n = strlen(m);
+        while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+            n--;
+        why = strndup(m, n);
+        if (!why)
+            why = strdup("");
+    }
     PQclear(res);
-    return refused;
+    return why;
 }
 
 exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
                                       char **sql, char **key_column,
-                                      int *unlocked)
+                                      char **unlocked)
 {
     strbuf sb = {0};
     exactly_err rc;
+    char *why, *plain_why;
 
-    *unlocked = 0;
+    *unlocked = NULL;
     rc = exactly_lookup_sql(conn, p, sql, key_column);
     if (rc != EXACTLY_OK)
         return rc;
@@ -117,21 +127,31 @@ exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
                       *sql);
     } else
         strbuf_printf(&sb, "%s FOR SHARE", *sql);
-    if (sb.oom) {
-        strbuf_free(&sb);
-        free(*sql);
-        free(*key_column);
-        *sql = *key_column = NULL;
-        return EXACTLY_ENOMEM;
-    }
-    if (lock_refused(conn, sb.data)) {
-        *unlocked = 1;
-        strbuf_free(&sb);
-        return EXACTLY_OK;
+    if (sb.oom)
+        goto oom;
+    /* Refused locked but running plain: the plain form, and why. Both
+     * failing (the connection, a broken lookup): the locked form, which
+     * then fails as the plain one would have. */
+    why = try_run(conn, sb.data);
+    if (why) {
+        plain_why = try_run(conn, *sql);
+        if (!plain_why) {
+            *unlocked = why;
+            strbuf_free(&sb);
+            return EXACTLY_OK;
+        }
+        free(plain_why);
+        free(why);
     }
     free(*sql);
     *sql = sb.data;
     return EXACTLY_OK;
+oom:
+    strbuf_free(&sb);
+    free(*sql);
+    free(*key_column);
+    *sql = *key_column = NULL;
+    return EXACTLY_ENOMEM;
 }
 
 int exactly_lookup_column(const PGresult *res, const char *name)

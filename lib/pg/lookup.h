@@ -29,15 +29,17 @@ exactly_err exactly_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
  *
  * PostgreSQL refuses to lock some queries (aggregates, DISTINCT, GROUP BY,
  * set operations, window functions, the nullable side of an outer join:
- * SQLSTATE 0A000). The locked form is therefore run once on conn, which
- * must be idle outside a transaction, with no IDs; when it is refused so,
- * *unlocked is set and the plain form returned (the caller warns: its
- * writes can then commit a stale read). Returns what exactly_lookup_sql
- * does.
+ * SQLSTATE 0A000), and locks only for a role with UPDATE on the table.
+ * The locked form is therefore run once on conn, which must be idle
+ * outside a transaction, with no IDs; when it is refused and the plain
+ * form runs, the plain form is returned and *unlocked is the server's
+ * reason (malloc'd; the caller warns, since its writes can then commit a
+ * stale read, and frees it); else *unlocked is NULL. Returns what
+ * exactly_lookup_sql does.
  */
 exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
                                       char **sql, char **key_column,
-                                      int *unlocked);
+                                      char **unlocked);
 
 /*
  * The index of the lookup result's column named exactly name (byte for
