@@ -42,9 +42,13 @@ const char dlq_replay_help[] =
             "           stored offset moves, nothing is\n"
             "           read from Kafka: a message is what its dead letter kept\n"
             "           (offset, key up to 1,024 bytes, no timestamp). The\n"
-            "           fused upsert's lookup runs in the write's REPEATABLE\n"
-            "           READ snapshot, so a dead letter is deleted only when its\n"
-            "           row was written.\n";
+            "           lookup locks the source rows it finds FOR SHARE until\n"
+            "           COMMIT (the fused upsert's read too), so a change of\n"
+            "           them meanwhile is applied by the live worker after the\n"
+            "           replay, never under it, and a dead letter is deleted\n"
+            "           only when its row was written; this needs UPDATE on the\n"
+            "           lookup's tables. A lookup PostgreSQL cannot lock (GROUP\n"
+            "           BY, DISTINCT, ...) reads unlocked, with a warning.\n";
 
 
 /* ---- replay -------------------------------------------------------------- */

@@ -40,12 +40,24 @@ static const exactly_option_decl upsert_options[] = {
 
 static exactly_err open_unfused(const exactly_open_args *args, void **state)
 {
-    return upsert_open(args, state, 0);
+    return upsert_open(args, state, 0, 0);
 }
 
 static exactly_err open_fused(const exactly_open_args *args, void **state)
 {
-    return upsert_open(args, state, 1);
+    return upsert_open(args, state, 1, 0);
+}
+
+static exactly_err open_unfused_extra(const exactly_open_args *args,
+                                      void **state)
+{
+    return upsert_open(args, state, 0, 1);
+}
+
+static exactly_err open_fused_extra(const exactly_open_args *args,
+                                    void **state)
+{
+    return upsert_open(args, state, 1, 1);
 }
 
 /* Queues sql with one array parameter, unless the array is empty. */
@@ -131,6 +143,9 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
         if (rc == EXACTLY_OK)
             rc = exec_ids_binary(st, txn, ids, ids_len, st->insert_sql,
                                  st->emit_topic, "insert");
+        if (rc == EXACTLY_OK && st->lock_sql)
+            rc = exec_ids_binary(st, txn, ids, ids_len, st->lock_sql, NULL,
+                                 "lock");
         if (rc == EXACTLY_OK && st->delete_sql)
             rc = exec_ids_binary(st, txn, ids, ids_len, st->delete_sql, NULL,
                                  "delete");
@@ -155,7 +170,10 @@ static exactly_err apply_fused(upsert_state *st, exactly_txn *txn,
     } else {
         rc = exec_ids(st, txn, st->insert_sql, "insert");
     }
-    /* Every ID again: NOT EXISTS in the statement picks the vanished ones. */
+    /* Every ID again: NOT EXISTS in the statement picks the vanished ones
+     * (an extra writer's after locking their target rows). */
+    if (rc == EXACTLY_OK && st->lock_sql)
+        rc = exec_ids(st, txn, st->lock_sql, "lock");
     if (rc == EXACTLY_OK && st->delete_sql)
         rc = exec_ids(st, txn, st->delete_sql, "delete");
     return rc;
@@ -273,6 +291,39 @@ static const exactly_handler upsert_fused_handler = {
     .apply = upsert_apply,
     .close = upsert_close,
 };
+
+/* The same two, opened by an extra writer (see handler_upsert.h). */
+static const exactly_handler upsert_unfused_extra_handler = {
+    EXACTLY_HANDLER_HEADER,
+    .name = "upsert",
+    .description = "upsert looked-up rows into a table, one INSERT ... ON "
+                   "CONFLICT per batch",
+    .options = upsert_options,
+    .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),
+    .skips_lookup = 0,
+    .open = open_unfused_extra,
+    .apply = upsert_apply,
+    .close = upsert_close,
+};
+
+static const exactly_handler upsert_fused_extra_handler = {
+    EXACTLY_HANDLER_HEADER,
+    .name = "upsert",
+    .description = "upsert rows of the lookup's table into a table, reading "
+                   "(FOR SHARE) and writing in one INSERT ... SELECT ... ON "
+                   "CONFLICT",
+    .options = upsert_options,
+    .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),
+    .skips_lookup = 1,
+    .open = open_fused_extra,
+    .apply = upsert_apply,
+    .close = upsert_close,
+};
+
+const exactly_handler *exactly_builtin_upsert_extra(int fused)
+{
+    return fused ? &upsert_fused_extra_handler : &upsert_unfused_extra_handler;
+}
 
 const exactly_handler *exactly_builtin_upsert(void)
 {

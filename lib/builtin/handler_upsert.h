@@ -25,6 +25,13 @@
  *                                   server. open() refuses it when the
  *                                   lookup is not a plain table read.
  *
+ * exactly_builtin_upsert_extra(fused) gives the same two for an extra
+ * writer (`exactly reprocess`, `exactly dlq replay`), which has no queue
+ * behind it to correct a write from a stale read: the fused INSERT locks
+ * the source rows it reads (FOR SHARE OF s) until the writer commits, as
+ * the runtime's lookup does for the unfused form
+ * (exactly_lookup_sql_shared).
+ *
  * Both generate their SQL once in open() (see upsert_sql.h) and check it
  * with EXPLAIN in the setup transaction, so a missing unique index, an
  * unknown column or a type mismatch stops the worker at start-up rather
@@ -37,5 +44,6 @@
 
 const exactly_handler *exactly_builtin_upsert(void);
 const exactly_handler *exactly_builtin_upsert_fused(void);
+const exactly_handler *exactly_builtin_upsert_extra(int fused);
 
 #endif

@@ -17,9 +17,13 @@
 typedef struct upsert_state {
     const exactly_host *host;
     int fused;
+    int extra_writer;      /* opened for reprocess or dlq replay */
     const char *table;     /* option string, for messages */
     char *insert_sql;
     char *delete_sql;      /* NULL unless delete_missing */
+    char *lock_sql;        /* fused delete_missing of an extra writer: the
+                              target rows locked before the DELETE
+                              (upsert_sql_lock_targets); else NULL */
     size_t n_columns;
     const char **targets;  /* option strings (live until close) */
     const char **sources;
@@ -35,12 +39,15 @@ typedef struct upsert_state {
 
 /*
  * Opens the handler, fused (one INSERT ... SELECT from the lookup table)
- * or not: reads the options, generates the statements, has the server
+ * or not, for the worker or (extra_writer) for `exactly reprocess` and
+ * `exactly dlq replay`, whose fused statement locks the source rows it
+ * reads (FOR SHARE OF s): reads the options, generates the statements, has the server
  * check them when a setup connection is given. On success *out is the
  * state; on failure *out is NULL, errbuf says why and nothing is left
  * allocated.
  */
-exactly_err upsert_open(const exactly_open_args *args, void **out, int fused);
+exactly_err upsert_open(const exactly_open_args *args, void **out, int fused,
+                        int extra_writer);
 
 /* Frees a state upsert_open returned (NULL is allowed): the handler's
  * close. */

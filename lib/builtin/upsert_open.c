@@ -20,6 +20,7 @@ void upsert_close(void *state)
         return;
     free(st->insert_sql);
     free(st->delete_sql);
+    free(st->lock_sql);
     free(st->targets);
     free(st->sources);
     free(st->src_index);
@@ -295,6 +296,7 @@ static exactly_err build_statements(const exactly_open_args *args,
     spec.lookup_table = st->fused ? args->lookup_table : NULL;
     spec.lookup_id_column = st->fused ? args->lookup_id_column : NULL;
     spec.id_type = args->id_type;
+    spec.lock_source = st->fused && st->extra_writer;
 
     st->insert_sql = upsert_sql_insert(&spec, msg, sizeof(msg));
     if (!st->insert_sql)
@@ -315,6 +317,11 @@ static exactly_err build_statements(const exactly_open_args *args,
         st->delete_sql = upsert_sql_delete(&spec, msg, sizeof(msg));
         if (!st->delete_sql)
             return open_refuse(args, msg);
+        if (st->fused && st->extra_writer) {
+            st->lock_sql = upsert_sql_lock_targets(&spec, msg, sizeof(msg));
+            if (!st->lock_sql)
+                return open_refuse(args, msg);
+        }
     }
     return EXACTLY_OK;
 }
@@ -334,6 +341,8 @@ static exactly_err check_statements(const exactly_open_args *args,
                    "generated insert");
     if (rc == EXACTLY_OK && st->delete_sql)
         rc = check_sql(args, st, st->delete_sql, 1, "generated delete");
+    if (rc == EXACTLY_OK && st->lock_sql)
+        rc = check_sql(args, st, st->lock_sql, 1, "generated lock");
     return rc;
 }
 
@@ -354,8 +363,8 @@ static exactly_err alloc_buffers(const exactly_open_args *args,
     return EXACTLY_OK;
 }
 
-exactly_err upsert_open(const exactly_open_args *args, void **out,
-                               int fused)
+exactly_err upsert_open(const exactly_open_args *args, void **out, int fused,
+                        int extra_writer)
 {
     const char *const *key = NULL;
     upsert_state *st;
@@ -374,6 +383,7 @@ exactly_err upsert_open(const exactly_open_args *args, void **out,
         return open_nomem(args);
     st->host = args->host;
     st->fused = fused;
+    st->extra_writer = extra_writer;
 
     rc = read_options(args, st, &key, &n_key);
     if (rc == EXACTLY_OK && !fused)

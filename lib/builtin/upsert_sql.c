@@ -324,6 +324,11 @@ char *upsert_sql_insert(const upsert_sql_spec *spec, char *errbuf,
         strbuf_puts(&b, " = ANY($1::");
         strbuf_puts(&b, spec->id_type);
         strbuf_puts(&b, "[])");
+        /* Each source row is locked as it is read; at READ COMMITTED a
+         * row changed since the statement began is read in its latest
+         * committed version. */
+        if (spec->lock_source)
+            strbuf_puts(&b, " FOR SHARE OF s");
     } else {
         /* Every parameter is a text[] and each column is cast after unnest:
          * a typed array cannot carry a column that is itself an array
@@ -406,6 +411,36 @@ char *upsert_sql_delete(const upsert_sql_spec *spec, char *errbuf,
         strbuf_puts(&b, ")");
     }
 
+    s = strbuf_take(&b);
+    return s ? s : oom(errbuf, errbuf_size);
+
+fail:
+    strbuf_free(&b);
+    return NULL;
+}
+
+char *upsert_sql_lock_targets(const upsert_sql_spec *spec, char *errbuf,
+                              size_t errbuf_size)
+{
+    strbuf b = {0};
+    char *s;
+
+    if (!spec || !spec_ok(spec, errbuf, errbuf_size))
+        return NULL;
+    if (spec->n_key != 1 || !id_type_ok(spec->id_type)) {
+        set_err(errbuf, errbuf_size,
+                "locking target rows needs a key of exactly one column and "
+                "an id type of bigint, text or uuid");
+        return NULL;
+    }
+    strbuf_puts(&b, "SELECT 1 FROM ");
+    if (put_relation(&b, spec->table, "table", errbuf, errbuf_size) != 0)
+        goto fail;
+    strbuf_puts(&b, " AS t WHERE t.");
+    put_ident(&b, spec->key[0]);
+    strbuf_puts(&b, " = ANY($1::");
+    strbuf_puts(&b, spec->id_type);
+    strbuf_puts(&b, "[]) FOR UPDATE OF t");
     s = strbuf_take(&b);
     return s ? s : oom(errbuf, errbuf_size);
 

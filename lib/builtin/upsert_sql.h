@@ -54,6 +54,9 @@ typedef struct upsert_sql_spec {
                                      ("name" or "schema.name") */
     const char *lookup_id_column; /* fused: the source's entity ID column */
     const char *id_type;          /* "bigint", "text" or "uuid" */
+    int lock_source;              /* fused: the SELECT takes FOR SHARE OF s
+                                     (an extra writer's: the source rows it
+                                     read stay as read until it commits) */
 } upsert_sql_spec;
 
 /*
@@ -88,6 +91,7 @@ int upsert_sql_type_is_safe(const char *type);
  *   FROM "src" AS s WHERE s."id" = ANY($1::bigint[])
  *   ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name"
  *   WHERE (t."name") IS DISTINCT FROM (EXCLUDED."name")
+ * with lock_source, FOR SHARE OF s follows the WHERE of the SELECT.
  *
  * Unfused, $n = the values of column n, one element per looked-up row:
  *   INSERT INTO "t" AS t ("id", "name")
@@ -114,6 +118,21 @@ char *upsert_sql_insert(const upsert_sql_spec *spec, char *errbuf,
  */
 char *upsert_sql_delete(const upsert_sql_spec *spec, char *errbuf,
                         size_t errbuf_size);
+
+/*
+ * Returns the statement an extra writer runs before the fused DELETE of
+ * upsert_sql_delete(), with the same $1: it locks the target rows of
+ * those IDs,
+ *   SELECT 1 FROM "t" AS t WHERE t."id" = ANY($1::bigint[]) FOR UPDATE OF t
+ * so that, from then to COMMIT, no other transaction writes them, and the
+ * DELETE, a later statement with a later snapshot, reads the source as it
+ * is once they are held. (In one statement a row written meanwhile would
+ * be re-checked against the statement's first snapshot: a source row
+ * inserted since would be missed and the new target row deleted.) The key
+ * must be one column, as for the DELETE.
+ */
+char *upsert_sql_lock_targets(const upsert_sql_spec *spec, char *errbuf,
+                              size_t errbuf_size);
 
 /*
  * A PostgreSQL text array literal under construction, for one parameter:

@@ -41,10 +41,21 @@ exactly_err engine_conn_ready(engine *e, const char *schema)
         free(e->lookup_sql);
         free(e->key_column);
         e->lookup_sql = e->key_column = NULL;
+        char *unlocked = NULL;
         if (exactly_store_sql_init(&e->sql, e->conn, schema) != 0 ||
-            exactly_lookup_sql(e->conn, e->p, &e->lookup_sql,
-                               &e->key_column) != EXACTLY_OK)
+            (e->extra_writer
+                 ? exactly_lookup_sql_shared(e->conn, e->p, &e->lookup_sql,
+                                             &e->key_column, &unlocked)
+                 : exactly_lookup_sql(e->conn, e->p, &e->lookup_sql,
+                                      &e->key_column)) != EXACTLY_OK)
             return EXACTLY_ENOMEM;
+        if (unlocked)
+            exactly_log(EXACTLY_LOG_WARN, "engine",
+                        "the lookup cannot lock the rows it reads, so it "
+                        "reads them unlocked: a source row changed meanwhile "
+                        "can be written from its old state",
+                        LOG_STR("error", unlocked));
+        free(unlocked);
         e->sql_ready = 1;
     }
     /* host->emit's outbox insert: set on every connection, since a lost

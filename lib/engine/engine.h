@@ -201,6 +201,13 @@ typedef struct engine {
     int sql_ready;
     char *lookup_sql;
     char *key_column;
+    /* Set by an owner that writes beside the live worker with no queue
+     * behind it (a reprocess run), before its first connection: the
+     * lookup takes SHARE locks on the rows it reads
+     * (exactly_lookup_sql_shared). The worker's own lookup does not: a
+     * stale read of its own is followed by the message that corrects
+     * it. */
+    int extra_writer;
 
     /* What batches move (engine_position); set by the owner before its
      * first batch. */

@@ -20,9 +20,9 @@
  * by the engine's one judgement (engine/judge.h): apply() returning an
  * error (not EXACTLY_ERETRY, EXACTLY_ENOMEM or EXACTLY_EFATAL), or a
  * statement of the handler failing with an SQLSTATE about the data.
- * Anything else (the connection, a timeout, a serialization failure of
- * the fused upsert's snapshot, apply() asking for a retry) ends the
- * replay: the caller rolls the whole transaction back.
+ * Anything else (the connection, a timeout, a serialization failure or
+ * deadlock, apply() asking for a retry) ends the replay: the caller rolls
+ * the whole transaction back.
  */
 #include "dlq_replay_internal.h"
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "log.h"
 #include "lookup.h"
 #include "pg_conn.h"
 #include "pg_xact.h"
@@ -108,14 +109,11 @@ static exactly_err read_columns(replay *r, const char *keycol, char *err,
  * for a handler that skips it (see replay.rows). */
 static exactly_err lookup(replay *r, char *err, size_t errsz)
 {
-    char *sql = NULL, *keycol = NULL;
     strbuf ids = {0};
     const char *params[1];
     exactly_err rc;
     size_t i;
 
-    if (exactly_lookup_sql(r->conn, r->p, &sql, &keycol) != EXACTLY_OK)
-        return oom(err, errsz);
     strbuf_array_begin(&ids);
     for (i = 0; i < r->out->n; i++)
         if (r->out->outcome[i] == OPS_DL_PENDING)
@@ -123,10 +121,10 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     strbuf_array_end(&ids);
     params[0] = strbuf_str(&ids);
     rc = ids.oom ? EXACTLY_ENOMEM
-                 : exactly_pg_exec(r->conn, sql, 1, params, &r->rows, err,
-                                   errsz);
+                 : exactly_pg_exec(r->conn, r->lookup_sql, 1, params,
+                                   &r->rows, err, errsz);
     if (rc == EXACTLY_OK) {
-        rc = read_columns(r, keycol, err, errsz);
+        rc = read_columns(r, r->lookup_key, err, errsz);
     } else if (rc != EXACTLY_ENOMEM) {
         char why[1024];
         /* The server's message, cut to fit behind the prefix. */
@@ -136,8 +134,6 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     if (rc == EXACTLY_ENOMEM)
         oom(err, errsz);
     strbuf_free(&ids);
-    free(sql);
-    free(keycol);
     return rc;
 }
 
@@ -232,7 +228,7 @@ static exactly_err open_handler(replay *r, char *err, size_t errsz)
 {
     exactly_err rc;
 
-    rc = exactly_plugin_load(r->cfg, r->p, &r->pl, err, errsz);
+    rc = exactly_plugin_load_extra(r->cfg, r->p, &r->pl, err, errsz);
     if (rc != EXACTLY_OK)
         return EXACTLY_ECONFIG;
     snprintf(r->out->handler, sizeof(r->out->handler), "%s", r->pl->h->name);
@@ -252,6 +248,7 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     exactly_err rc;
     char xid[EXACTLY_XID_SIZE] = "";
     int commit_sent = 0;
+    char *unlocked = NULL;
     size_t i;
 
     memset(&r, 0, sizeof(r));
@@ -271,14 +268,26 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     rc = open_handler(&r, err, errsz);
     if (rc != EXACTLY_OK)
         goto cleanup;
-    /* A handler that reads the source inside its own write must see the
-     * snapshot the lookup saw: else a row deleted in between would be
-     * counted as written and its dead letter deleted. */
-    rc = exactly_pg_exec(conn,
-                         r.pl->h->skips_lookup
-                             ? "BEGIN ISOLATION LEVEL REPEATABLE READ"
-                             : "BEGIN",
-                         0, NULL, NULL, err, errsz);
+    /* Built (and its lock tried) outside the transaction. */
+    if (exactly_lookup_sql_shared(conn, p, &r.lookup_sql, &r.lookup_key,
+                                  &unlocked) != EXACTLY_OK) {
+        rc = oom(err, errsz);
+        goto cleanup;
+    }
+    if (unlocked)
+        exactly_log(EXACTLY_LOG_WARN, "dlq",
+                    "the lookup cannot lock the rows it reads, so it reads "
+                    "them unlocked: a source row changed meanwhile can be "
+                    "written from its old state",
+                    LOG_STR("pipeline", p->name), LOG_STR("error", unlocked));
+    free(unlocked);
+    /* READ COMMITTED: the rows the lookup found stay locked to COMMIT, so
+     * a handler that reads the source inside its own write (the fused
+     * upsert, itself FOR SHARE) finds each of them as the lookup did, or
+     * newer only when committed before the lookup locked it. A snapshot
+     * of the whole transaction (REPEATABLE READ) would instead fail the
+     * replay on every row the live worker wrote meanwhile. */
+    rc = exactly_pg_exec(conn, "BEGIN", 0, NULL, NULL, err, errsz);
     out->rolled_back = 1;
     if (rc == EXACTLY_OK)
         rc = replay_all(&r, err, errsz);
@@ -307,6 +316,8 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
 cleanup:
     free(r.record);
     free(r.colnames);
+    free(r.lookup_sql);
+    free(r.lookup_key);
     PQclear(r.rows);
     exactly_txn_clear(&r.txn);
     exactly_store_sql_free(&r.sql);

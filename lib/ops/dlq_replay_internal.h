@@ -38,6 +38,11 @@ typedef struct replay {
      * but they still say which entities have one: the fused statement
      * writes nothing for the others, which must stay dead letters. */
     PGresult *rows;
+    /* The lookup (exactly_lookup_sql_shared: a replay has no queue behind
+     * it, so it locks the rows it reads) and its key column, built before
+     * the transaction begins. */
+    char *lookup_sql;
+    char *lookup_key;
     int keycol;
     const char **colnames;
     size_t n_cols;

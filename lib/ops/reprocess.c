@@ -34,8 +34,8 @@ static int open_services(run *r, const exactly_reprocess_opts *o)
     snprintf(r->eng.owner, sizeof(r->eng.owner), "%s:%d:reprocess", host,
              (int)getpid());
     exactly_log_set_context(r->p->name, -1);
-    if (exactly_plugin_load(r->cfg, r->p, &r->eng.plugin, err, sizeof(err)) !=
-        EXACTLY_OK) {
+    if (exactly_plugin_load_extra(r->cfg, r->p, &r->eng.plugin, err,
+                                  sizeof(err)) != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "handler refused",
                     LOG_STR("error", err));
         return 2;

@@ -75,4 +75,6 @@ void reprocess_engine_init(run *r)
 {
     engine_init(&r->eng, r->p, &run_engine_ops, r);
     r->eng.timeout_ms = exactly_pg_wait_bound_ms(r->cfg);
+    /* A run has no queue behind it: its lookup locks what it reads. */
+    r->eng.extra_writer = 1;
 }

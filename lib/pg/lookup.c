@@ -82,6 +82,78 @@ oom:
     return EXACTLY_ENOMEM;
 }
 
+/* Runs sql with no IDs on conn. Returns NULL when it ran, else why not
+ * (the server's message, malloc'd; "" when even that could not be
+ * copied). */
+static char *try_run(PGconn *conn, const char *sql)
+{
+    const char *params[1] = {"{}"};
+    PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    char *why = NULL;
+
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+        size_t n = strlen(m);
+        while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+            n--;
+        why = strndup(m, n);
+        if (!why)
+            why = strdup("");
+    }
+    PQclear(res);
+    return why;
+}
+
+exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
+                                      char **sql, char **key_column,
+                                      char **unlocked)
+{
+    strbuf sb = {0};
+    exactly_err rc;
+    char *why, *plain_why;
+
+    *unlocked = NULL;
+    rc = exactly_lookup_sql(conn, p, sql, key_column);
+    if (rc != EXACTLY_OK)
+        return rc;
+    /* The user's text on lines of its own, so that a trailing comment
+     * ends on its line; without the semicolon that may end it. */
+    if (p->lookup.sql) {
+        size_t n = strlen(*sql);
+        while (n > 0 && (strchr(" \t\r\n;", (*sql)[n - 1]) != NULL))
+            n--;
+        strbuf_printf(&sb, "SELECT * FROM (\n%.*s\n) AS q FOR SHARE", (int)n,
+                      *sql);
+    } else
+        strbuf_printf(&sb, "%s FOR SHARE", *sql);
+    if (sb.oom)
+        goto oom;
+    /* Refused locked but running plain: the plain form, and why. Both
+     * failing (the connection, a broken lookup): the locked form, which
+     * then fails as the plain one would have. */
+    why = try_run(conn, sb.data);
+    if (why) {
+        plain_why = try_run(conn, *sql);
+        if (!plain_why) {
+            *unlocked = why;
+            strbuf_free(&sb);
+            return EXACTLY_OK;
+        }
+        free(plain_why);
+        free(why);
+    }
+    free(*sql);
+    *sql = sb.data;
+    return EXACTLY_OK;
+oom:
+    strbuf_free(&sb);
+    free(*sql);
+    free(*key_column);
+    *sql = *key_column = NULL;
+    return EXACTLY_ENOMEM;
+}
+
 int exactly_lookup_column(const PGresult *res, const char *name)
 {
     int c;

@@ -80,9 +80,9 @@ static int can_fuse(const cfg_pipeline *p)
             p->lookup.on_missing == CFG_MISSING_HANDLER);
 }
 
-exactly_err exactly_plugin_load(const exactly_config *cfg,
-                                const cfg_pipeline *p, exactly_plugin **out,
-                                char *errbuf, size_t errbuf_size)
+static exactly_err load(const exactly_config *cfg, const cfg_pipeline *p,
+                        int extra_writer, exactly_plugin **out, char *errbuf,
+                        size_t errbuf_size)
 {
     exactly_plugin *pl = calloc(1, sizeof(*pl));
     exactly_err rc = EXACTLY_ENOMEM;
@@ -103,8 +103,9 @@ exactly_err exactly_plugin_load(const exactly_config *cfg,
             goto fail;
         }
         pl->fused = can_fuse(p);
-        pl->h = pl->fused ? exactly_builtin_upsert_fused()
-                          : exactly_builtin_upsert();
+        pl->h = extra_writer ? exactly_builtin_upsert_extra(pl->fused)
+                : pl->fused  ? exactly_builtin_upsert_fused()
+                             : exactly_builtin_upsert();
     } else {
         exactly_handler_entry_fn entry;
         void *sym;
@@ -148,6 +149,21 @@ exactly_err exactly_plugin_load(const exactly_config *cfg,
 fail:
     exactly_plugin_free(pl);
     return rc;
+}
+
+exactly_err exactly_plugin_load(const exactly_config *cfg,
+                                const cfg_pipeline *p, exactly_plugin **out,
+                                char *errbuf, size_t errbuf_size)
+{
+    return load(cfg, p, 0, out, errbuf, errbuf_size);
+}
+
+exactly_err exactly_plugin_load_extra(const exactly_config *cfg,
+                                      const cfg_pipeline *p,
+                                      exactly_plugin **out, char *errbuf,
+                                      size_t errbuf_size)
+{
+    return load(cfg, p, 1, out, errbuf, errbuf_size);
 }
 
 /*

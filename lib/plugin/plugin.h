@@ -53,6 +53,15 @@ exactly_err exactly_plugin_open(exactly_plugin *pl, PGconn *conn,
                                 const cfg_pipeline *p, int timeout_ms,
                                 char *errbuf, size_t errbuf_size);
 
+/* exactly_plugin_load for an extra writer (`exactly reprocess`, `exactly
+ * dlq replay`): the built-in upsert is the form that locks the source rows
+ * it reads itself (exactly_builtin_upsert_extra); a plugin is loaded as
+ * for the worker (what it must do: plugins/README.md). */
+exactly_err exactly_plugin_load_extra(const exactly_config *cfg,
+                                      const cfg_pipeline *p,
+                                      exactly_plugin **out, char *errbuf,
+                                      size_t errbuf_size);
+
 /* Calls close() if opened, unloads, frees. NULL-safe. */
 void exactly_plugin_free(exactly_plugin *pl);
 

@@ -88,6 +88,19 @@ static void test_fused(void)
               "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
               "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")");
 
+    /* An extra writer's: the source rows locked as they are read. */
+    s.lock_source = 1;
+    CHECK_SQL(upsert_sql_insert(&s, err, sizeof(err)),
+              "INSERT INTO \"t\" AS t (\"id\", \"name\") "
+              "SELECT s.\"id\", s.\"name\" FROM \"src\" AS s "
+              "WHERE s.\"id\" = ANY($1::bigint[]) FOR SHARE OF s "
+              "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
+              "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")");
+    s.lock_source = 0;
+    CHECK_SQL(upsert_sql_lock_targets(&s, err, sizeof(err)),
+              "SELECT 1 FROM \"t\" AS t WHERE t.\"id\" = ANY($1::bigint[]) "
+              "FOR UPDATE OF t");
+
     /* Renamed columns, a uuid ID, a schema-qualified source. */
     {
         static const char *const c[] = {"order_id", "total", "status"};
@@ -412,6 +425,12 @@ static void test_errors(void)
     s.sources = swapped;
     CHECK_REFUSED(upsert_sql_delete(&s, err, sizeof(err)), err,
                   "needs key column \"id\" filled from the lookup's id column");
+
+    s = base(1);
+    s.key = two;
+    s.n_key = 2;
+    CHECK_REFUSED(upsert_sql_lock_targets(&s, err, sizeof(err)), err,
+                  "key of exactly one column");
 
     /* A NULL or zero-size errbuf is allowed. */
     s = base(0);
