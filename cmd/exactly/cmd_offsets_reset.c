@@ -54,6 +54,12 @@ static void reset_usage(FILE *out)
             "group has no active member, the new offsets are also committed to\n"
             "the group in Kafka so that lag tools agree (monitoring only).\n"
             "\n"
+            "On a pipeline with dedup, a reset back does not apply the\n"
+            "messages again: their dedup keys are kept (dedup.retention), so\n"
+            "the workers skip them as duplicates. The table is followed by a\n"
+            "note with, per partition moved back, the `exactly reprocess`\n"
+            "command that applies those offsets again (it uses no dedup).\n"
+            "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
             "  -p, --pipeline NAME   the pipeline (required)\n"
@@ -112,6 +118,42 @@ static int print_plan(const ops_reset *r)
     rc = cli_table_print(t, stdout);
     cli_table_free(t);
     return rc;
+}
+
+/*
+ * A reset back on a pipeline with dedup reads the messages again, but the
+ * dedup keys they stored the first time are still in dedup_keys until
+ * their retention ends: the workers drop every such message as a
+ * duplicate, so the reset alone applies none of them again. Said with the
+ * plan and the outcome, with the command that does apply a range again
+ * (reprocess uses no dedup), per partition moved back.
+ */
+static void dedup_note(const ops_reset *r)
+{
+    size_t i;
+    int any = 0;
+
+    if (!r->p->dedup.enabled)
+        return;
+    for (i = 0; i < r->n; i++) {
+        const ops_reset_part *x = &r->v[i];
+
+        if (!x->from_set || x->to >= x->from)
+            continue;
+        if (!any)
+            cli_line(stdout,
+                     "note: pipeline %s has dedup: messages read again whose "
+                     "dedup key is still kept (retention %" PRId64 " s) are "
+                     "skipped as duplicates, not applied again; to apply "
+                     "offsets again regardless of dedup run:",
+                     r->p->name, (int64_t)r->p->dedup.retention_s);
+        any = 1;
+        cli_line(stdout,
+                 "  exactly reprocess -c %s --pipeline %s --topic %s "
+                 "--partition %d --from %" PRId64 " --to %" PRId64,
+                 r->cfg->path, r->p->name, r->topic, (int)x->partition, x->to,
+                 x->from - 1);
+    }
 }
 
 static int has_topic(const cfg_pipeline *p, const char *topic)
@@ -290,6 +332,7 @@ static int run_reset(ops_reset *r, int dry_run, int force)
     }
     if (dry_run) {
         print_plan(r);
+        dedup_note(r);
         cli_line(stdout, "dry run (%s): nothing changed", r->mode_text);
         return CLI_OK;
     }
@@ -319,6 +362,7 @@ static int run_reset(ops_reset *r, int dry_run, int force)
     cli_line(stdout, "reset %zu partition(s) of pipeline %s (%s); audit rows "
              "in %s.offset_resets",
              r->n, r->p->name, r->mode_text, r->cfg->postgres.schema);
+    dedup_note(r);
     after_reset(r);
     return CLI_OK;
 }
