@@ -12,7 +12,10 @@
  *      applies none of them (all deduplicated), the stored offset back at
  *      the end;
  *   4. `exactly reprocess` of K..end applies every one of them (it uses
- *      no dedup): one ledger_reprocess row per offset.
+ *      no dedup): one ledger_reprocess row per offset;
+ *   5. a reset back to K with --forget-dedup deletes, in its transaction,
+ *      the dedup keys recorded at offsets from K of that partition (its
+ *      dry run deletes none), and a worker applies those offsets again.
  *
  * A reset forward says nothing of dedup: nothing is read again.
  */
@@ -35,9 +38,11 @@
 #define WORKER_TIMEOUT_MS 60000
 #define SKIPPED "skipped as duplicates"
 #define POINTER "exactly reprocess"
+#define FORGET_PLANNED "would delete the dedup keys recorded at offsets from"
+#define FORGOTTEN "deleted 20 dedup key(s) recorded at offsets from"
 
 static const char *const short_session[] = {
-    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
+    "session.timeout.ms", "3000", "heartbeat.interval.ms", "300", NULL};
 
 static void run_worker_to_end(cli_kit *c, const char *tag,
                               ledger_summary *sum)
@@ -151,6 +156,45 @@ int main(void)
     TK_CHECK(strstr(out, SKIPPED) == NULL,
              "a reset forward speaks of dedup:\n%s", out);
     free(out);
+
+    /* 5. Back to K with --forget-dedup: the keys recorded at offsets from
+     * K go in the reset's transaction (the dry run only says it would),
+     * and a worker applies those offsets again. */
+    status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                         LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "0",
+                         "--to-offset", "20", "--forget-dedup", "--dry-run",
+                         NULL);
+    TK_CHECK(status == 0, "dry run with --forget-dedup exited %d:\n%s",
+             status, out);
+    TK_CHECK(strstr(out, FORGET_PLANNED) != NULL,
+             "the dry run does not say \"" FORGET_PLANNED "\":\n%s", out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM "
+                                         "exactly.dedup_keys"),
+                      N_MSGS, "dedup keys after the dry run");
+    status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                         LEDGER_PIPELINE, "--topic", TOPIC, "--partition", "0",
+                         "--to-offset", "20", "--forget-dedup", NULL);
+    TK_CHECK(status == 0, "reset --forget-dedup exited %d:\n%s", status,
+             out);
+    TK_CHECK(strstr(out, FORGOTTEN) != NULL && strstr(out, SKIPPED) == NULL,
+             "the reset with --forget-dedup does not say \"" FORGOTTEN
+             "\" (or still says that keys skip messages):\n%s", out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM "
+                                         "exactly.dedup_keys WHERE \"offset\""
+                                         " >= 20"),
+                      0, "dedup keys from K after --forget-dedup");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM "
+                                         "exactly.dedup_keys"),
+                      K, "dedup keys before K after --forget-dedup");
+    run_worker_to_end(&c, "after-forget", &sum);
+    TK_CHECK_EQ_INT64(sum.applied, N_MSGS - K,
+                      "messages applied after the reset with --forget-dedup");
+    TK_CHECK_EQ_INT64(sum.deduplicated, 0,
+                      "deduplicated after the reset with --forget-dedup");
+    TK_CHECK_EQ_INT64(ledger_count(&c, "\"offset\" >= 20"), N_MSGS - K,
+                      "ledger rows from K after --forget-dedup");
 
     cli_kit_stop(&c);
     return 0;
