@@ -20,6 +20,7 @@ static void reset_usage(FILE *out)
     fprintf(out,
             "usage: exactly offsets reset -c FILE --pipeline NAME --topic T\n"
             "           [--partition N] MODE [--dry-run] [--force] [--reason TEXT]\n"
+            "           [--forget-dedup]\n"
             "\n"
             "Moves the offsets stored in PostgreSQL for a topic of a pipeline\n"
             "(all its partitions, or one), the position its workers resume\n"
@@ -54,6 +55,16 @@ static void reset_usage(FILE *out)
             "group has no active member, the new offsets are also committed to\n"
             "the group in Kafka so that lag tools agree (monitoring only).\n"
             "\n"
+            "On a pipeline with dedup, a reset back does not apply the\n"
+            "messages again: their dedup keys are kept (dedup.retention), so\n"
+            "the workers skip them as duplicates. The table is followed by a\n"
+            "note with, per partition moved back, the `exactly reprocess`\n"
+            "command that applies those offsets again (it uses no dedup).\n"
+            "With --forget-dedup the same transaction deletes, per partition\n"
+            "moved back, the dedup keys first seen in it at or after the new\n"
+            "offset, and the workers apply those messages again (keys first\n"
+            "seen before it, or in another partition, still drop theirs).\n"
+            "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
             "  -p, --pipeline NAME   the pipeline (required)\n"
@@ -63,6 +74,9 @@ static void reset_usage(FILE *out)
             "  -f, --force           reset even while the group is active or its\n"
             "                        state cannot be read\n"
             "  -r, --reason TEXT     why, kept in the audit row\n"
+            "      --forget-dedup    also delete the dedup keys recorded at or\n"
+            "                        after the new offset of each partition\n"
+            "                        moved back (a pipeline with dedup only)\n"
             "  -h, --help            this text\n"
             "\n"
             "When the answer to COMMIT is lost (the connection went), the\n"
@@ -114,6 +128,56 @@ static int print_plan(const ops_reset *r)
     return rc;
 }
 
+/*
+ * A reset back on a pipeline with dedup reads the messages again, but the
+ * dedup keys they stored the first time are still in dedup_keys until
+ * their retention ends: the workers drop every such message as a
+ * duplicate, so the reset alone applies none of them again. Said with the
+ * plan and the outcome (applied: after the commit), per partition moved
+ * back, with the command that does apply a range again (reprocess uses no
+ * dedup); with --forget-dedup, which keys go (went) instead.
+ */
+static void dedup_note(const ops_reset *r, int applied)
+{
+    size_t i;
+    int any = 0;
+
+    if (!r->p->dedup.enabled)
+        return;
+    for (i = 0; i < r->n; i++) {
+        const ops_reset_part *x = &r->v[i];
+
+        if (!x->from_set || x->to >= x->from)
+            continue;
+        if (r->forget_dedup && applied)
+            cli_line(stdout, "partition %d: deleted %" PRId64 " dedup key(s) "
+                     "recorded at offsets from %" PRId64 " (--forget-dedup): "
+                     "those messages are applied again",
+                     (int)x->partition, x->forgotten, x->to);
+        else if (r->forget_dedup)
+            cli_line(stdout, "partition %d: would delete the dedup keys "
+                     "recorded at offsets from %" PRId64 " (--forget-dedup): "
+                     "those messages would be applied again",
+                     (int)x->partition, x->to);
+        if (r->forget_dedup)
+            continue;
+        if (!any)
+            cli_line(stdout,
+                     "note: pipeline %s has dedup: messages read again whose "
+                     "dedup key is still kept (retention %" PRId64 " s) are "
+                     "skipped as duplicates, not applied again; to apply "
+                     "offsets again regardless of dedup run (or reset with "
+                     "--forget-dedup):",
+                     r->p->name, (int64_t)r->p->dedup.retention_s);
+        any = 1;
+        cli_line(stdout,
+                 "  exactly reprocess -c %s --pipeline %s --topic %s "
+                 "--partition %d --from %" PRId64 " --to %" PRId64,
+                 r->cfg->path, r->p->name, r->topic, (int)x->partition, x->to,
+                 x->from - 1);
+    }
+}
+
 static int has_topic(const cfg_pipeline *p, const char *topic)
 {
     size_t i;
@@ -153,6 +217,7 @@ static int parse_reset(int argc, char **argv, ops_reset *r, const char **path,
         {"dry-run", no_argument, NULL, 'n'},
         {"force", no_argument, NULL, 'f'},
         {"reason", required_argument, NULL, 'r'},
+        {"forget-dedup", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -193,6 +258,7 @@ static int parse_reset(int argc, char **argv, ops_reset *r, const char **path,
         case 'n': *dry_run = 1; break;
         case 'f': *force = 1; break;
         case 'r': r->reason = optarg; break;
+        case 'D': r->forget_dedup = 1; break;
         case 'h': reset_usage(stdout); return -1;
         default: reset_usage(stderr); return CLI_REFUSED;
         }
@@ -290,6 +356,7 @@ static int run_reset(ops_reset *r, int dry_run, int force)
     }
     if (dry_run) {
         print_plan(r);
+        dedup_note(r, 0);
         cli_line(stdout, "dry run (%s): nothing changed", r->mode_text);
         return CLI_OK;
     }
@@ -319,6 +386,7 @@ static int run_reset(ops_reset *r, int dry_run, int force)
     cli_line(stdout, "reset %zu partition(s) of pipeline %s (%s); audit rows "
              "in %s.offset_resets",
              r->n, r->p->name, r->mode_text, r->cfg->postgres.schema);
+    dedup_note(r, 1);
     after_reset(r);
     return CLI_OK;
 }
@@ -353,6 +421,12 @@ int cmd_offsets_reset(int argc, char **argv)
         for (i = 0; i < r.p->n_topics; i++)
             fprintf(stderr, "%s%s", i ? ", " : "", r.p->topics[i]);
         fprintf(stderr, ")\n");
+        exactly_config_free(cfg);
+        return CLI_REFUSED;
+    }
+    if (r.forget_dedup && !r.p->dedup.enabled) {
+        cli_line(stderr, "exactly offsets reset: --forget-dedup: pipeline "
+                 "'%s' has no dedup", r.p->name);
         exactly_config_free(cfg);
         return CLI_REFUSED;
     }

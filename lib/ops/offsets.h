@@ -117,6 +117,7 @@ typedef struct ops_reset_part {
     int64_t by_time;  /* --to-time: Kafka's answer (-1: none that recent) */
     int64_t want;     /* before clamping */
     int64_t to;
+    int64_t forgotten; /* --forget-dedup: dedup keys deleted */
     char note[96];
 } ops_reset_part;
 
@@ -130,6 +131,10 @@ typedef struct ops_reset {
     int64_t arg;           /* --to-offset K, --shift-by N */
     const char *time_text; /* --to-time */
     const char *reason;    /* NULL: none */
+    /* --forget-dedup: the apply also deletes, for each partition moved
+     * back, the dedup keys recorded at offsets from its new offset
+     * (store_dedup_forget), so that those messages are applied again. */
+    int forget_dedup;
 
     char mode_text[128];   /* 'to-offset 42', for messages and the audit */
     ops_reset_part *v;

@@ -309,7 +309,47 @@ int ops_reset_blocked(const ops_reset *r)
     return r->members > 0 || r->unknown;
 }
 
-/* Inside the transaction: lock, recompute, write the offsets, audit. */
+/* Whether x moves back: its messages from x->to on are read again. */
+static int moves_back(const ops_reset_part *x)
+{
+    return x->from_set && x->to < x->from;
+}
+
+/* --forget-dedup, inside the transaction: the dedup keys of the
+ * partitions moved back, from their new offsets. */
+static exactly_err forget_dedup(ops_reset *r, char *err, size_t errsz)
+{
+    int32_t *parts = calloc(r->n + 1, sizeof(*parts));
+    int64_t *from = calloc(r->n + 1, sizeof(*from));
+    int64_t *deleted = calloc(r->n + 1, sizeof(*deleted));
+    size_t i, k = 0;
+    exactly_err rc = EXACTLY_OK;
+
+    if (!parts || !from || !deleted) {
+        rc = oom(err, errsz);
+        goto cleanup;
+    }
+    for (i = 0; i < r->n; i++)
+        if (moves_back(&r->v[i])) {
+            parts[k] = r->v[i].partition;
+            from[k++] = r->v[i].to;
+        }
+    if (k > 0)
+        rc = store_dedup_forget(r->conn, r->cfg->postgres.schema, r->p->name,
+                                r->topic, parts, from, k, deleted, err,
+                                errsz);
+    for (i = 0, k = 0; rc == EXACTLY_OK && i < r->n; i++)
+        if (moves_back(&r->v[i]))
+            r->v[i].forgotten = deleted[k++];
+cleanup:
+    free(parts);
+    free(from);
+    free(deleted);
+    return rc;
+}
+
+/* Inside the transaction: lock, recompute, write the offsets, audit, and
+ * with --forget-dedup the dedup keys of what is read again. */
 static exactly_err write_reset(ops_reset *r, columns *c, char *err,
                                size_t errsz)
 {
@@ -335,9 +375,12 @@ static exactly_err write_reset(ops_reset *r, columns *c, char *err,
     a.mode = r->mode_text;
     a.reason = r->reason;
     a.requested_by = who;
-    return store_offset_resets_add(r->conn, r->cfg->postgres.schema, &a,
-                                   c->parts, c->has, c->from, c->to, r->n,
-                                   err, errsz);
+    rc = store_offset_resets_add(r->conn, r->cfg->postgres.schema, &a,
+                                 c->parts, c->has, c->from, c->to, r->n, err,
+                                 errsz);
+    if (rc == EXACTLY_OK && r->forget_dedup)
+        rc = forget_dedup(r, err, errsz);
+    return rc;
 }
 
 /* The answer to the COMMIT of transaction xid was lost (fail, err):

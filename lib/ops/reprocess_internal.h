@@ -72,6 +72,13 @@ typedef struct run {
      * the engine counts only this session's. */
     int64_t dead_letters;
     int dead_read;
+    /* Set when the consumer found a span's position out of the log (the
+     * broker's retention deleted it): gone_span is that span, gone_low
+     * the partition's low watermark then (-1: unknown). A resume cannot
+     * apply those offsets. */
+    int gone;
+    size_t gone_span;
+    int64_t gone_low;
     char id_s[24];
     char dl_key[200];
     long long started_ms;
@@ -153,7 +160,8 @@ void reprocess_progress_span_done(run *r, const exactly_reprocess_opts *o,
                                   const span *sp, uint64_t applied);
 /* What a dry run would do, on stdout. */
 void reprocess_print_plan(const run *r, const exactly_reprocess_opts *o);
-/* The run's end on stdout: what it applied, how to resume it, where its
+/* The run's end on stdout: what it applied, how to resume it (or, when
+ * its position left the log, what left and the new runs to start), where its
  * dead letters are (the run's, of every session, when they could be
  * counted). Returns the exit code: code, or
  * EXACTLY_REPROCESS_DEAD_LETTERED when it finished with dead letters. */

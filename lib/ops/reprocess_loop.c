@@ -100,7 +100,8 @@ static int64_t run_batch_end(run *r, int64_t to, size_t n, int at_end)
 
 /* Keeps message m in the span's buffer, or drops it: an error, another
  * partition's, past the end (*at_end), already applied or seen. Returns 0,
- * or 1 when the span cannot go on (its offset is gone, out of memory). */
+ * or 1 when the span cannot go on (its offset left the log: r->gone; out
+ * of memory). */
 static int take(run *r, rd_kafka_message_t *m, int64_t to, int *at_end)
 {
     rd_kafka_message_t **nb;
@@ -112,8 +113,12 @@ static int take(run *r, rd_kafka_message_t *m, int64_t to, int *at_end)
                     LOG_STR("code", rd_kafka_err2name(e)),
                     LOG_STR("text", rd_kafka_message_errstr(m)));
         rd_kafka_message_destroy(m);
-        return e == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-               e == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
+        if (e == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+            e == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+            r->gone = 1; /* auto.offset.reset is error: nothing skipped */
+            return 1;
+        }
+        return 0;
     }
     /* A seek owed: m comes from where the consumer was. */
     if (r->pt.seek_owed) {
@@ -160,6 +165,25 @@ static int fill(run *r, size_t max, int64_t to, int *at_end)
     return 0;
 }
 
+/* The span's position left the log: r->gone_span and r->gone_low say
+ * which and where the log starts now, for the run's end. */
+static void note_gone(run *r, const span *sp)
+{
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+        r->rk, sp->topic, sp->partition, &lo, &hi, 5000);
+
+    r->gone_span = (size_t)(sp - r->spans);
+    r->gone_low = e == RD_KAFKA_RESP_ERR_NO_ERROR ? lo : -1;
+    exactly_log(EXACTLY_LOG_ERROR, "reprocess",
+                "the run's position is no longer in the log (retention "
+                "deleted it before the run applied it); the run cannot go on",
+                LOG_INT("run", sp->id), LOG_STR("topic", sp->topic),
+                LOG_INT("partition", sp->partition),
+                LOG_INT("next_offset", r->pt.next_offset),
+                LOG_INT("low_watermark", r->gone_low));
+}
+
 /* Settles the last batch by its error value (r->last, reported by the
  * engine): 0 go on, 1 stop. */
 static int settle(run *r, const span *sp)
@@ -196,8 +220,13 @@ int reprocess_loop(run *r, const exactly_reprocess_opts *o, const span *sp)
         exactly_err rc;
         size_t n;
 
-        if ((o->stop && *o->stop) || fill(r, max, to, &at_end) != 0)
+        if (o->stop && *o->stop)
             return 1;
+        if (fill(r, max, to, &at_end) != 0) {
+            if (r->gone)
+                note_gone(r, sp);
+            return 1;
+        }
         if (r->pt.n_buf == 0 && at_end) {
             /* Only transaction markers left in the range. */
             rc = engine_run(&r->eng, &r->pt, 0, to + 1);

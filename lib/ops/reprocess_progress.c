@@ -153,6 +153,60 @@ void reprocess_print_dead_letters(const run *r, uint64_t n)
            r->p->name, r->id);
 }
 
+/*
+ * The run's position left the log: a resume would ask Kafka for the same
+ * offsets and fail the same way, so none is offered. Says which offsets
+ * left and, per partition not done, the new run that applies what is
+ * still there (a run over a topic stops at the partition that failed and
+ * would stop there again).
+ */
+static void print_gone(const run *r)
+{
+    const span *g = &r->spans[r->gone_span];
+    size_t i;
+
+    if (r->gone_low > g->next)
+        printf("offsets %" PRId64 "..%" PRId64 " of %s [%d] are no longer "
+               "in the log (low watermark %" PRId64 "): retention deleted "
+               "them before the run applied them; no resume can apply "
+               "them\n",
+               g->next, (r->gone_low <= g->to ? r->gone_low : g->to + 1) - 1,
+               g->topic, (int)g->partition, r->gone_low);
+    else
+        printf("offset %" PRId64 " of %s [%d] is no longer in the log "
+               "(retention); no resume can apply it: see the partition's "
+               "low watermark with `exactly offsets -c %s`\n",
+               g->next, g->topic, (int)g->partition, r->cfg->path);
+    for (i = 0; i < r->n_spans; i++) {
+        const span *sp = &r->spans[i];
+        int64_t from = sp->next;
+
+        if (sp->done)
+            continue;
+        if (i == r->gone_span && r->gone_low < 0) {
+            printf("apply what is left with a new run: exactly reprocess -c "
+                   "%s --pipeline %s --topic %s --partition %d --from "
+                   "<low watermark> --to %" PRId64 "\n",
+                   r->cfg->path, r->p->name, sp->topic, (int)sp->partition,
+                   sp->to);
+            continue;
+        }
+        if (i == r->gone_span && r->gone_low > from)
+            from = r->gone_low;
+        if (from > sp->to) {
+            printf("nothing of %s [%d] offsets %" PRId64 "..%" PRId64
+                   " is left in the log to apply\n",
+                   sp->topic, (int)sp->partition, sp->from, sp->to);
+            continue;
+        }
+        printf("apply what is left with a new run: exactly reprocess -c %s "
+               "--pipeline %s --topic %s --partition %d --from %" PRId64
+               " --to %" PRId64 "\n",
+               r->cfg->path, r->p->name, sp->topic, (int)sp->partition, from,
+               sp->to);
+    }
+}
+
 int reprocess_print_end(const run *r, const char *status, int code)
 {
     double secs = (double)(exactly_now_ms() - r->started_ms) / 1000.0;
@@ -179,7 +233,9 @@ int reprocess_print_end(const run *r, const char *status, int code)
                ", in %.1f s\n",
                r->id, status, applied, r->spans[0].topic, r->n_done,
                r->n_spans, dead, secs);
-    if (code != 0)
+    if (code != 0 && r->gone)
+        print_gone(r);
+    else if (code != 0)
         printf("resume with: exactly reprocess -c %s --pipeline %s --resume %" PRId64 "\n",
                r->cfg->path, r->p->name, r->id);
     if (code == 0 && dead > 0) {

@@ -185,6 +185,54 @@ cleanup:
     return rc;
 }
 
+exactly_err store_dedup_forget(PGconn *conn, const char *schema,
+                               const char *pipeline, const char *topic,
+                               const int32_t *parts, const int64_t *from,
+                               size_t n, int64_t *deleted, char *err,
+                               size_t errsz)
+{
+    strbuf lp = {0}, lf = {0};
+    const char *params[4];
+    PGresult *res = NULL;
+    exactly_err rc;
+    size_t i;
+    int r;
+
+    for (i = 0; i < n; i++)
+        deleted[i] = 0;
+    strbuf_array_begin(&lf);
+    for (i = 0; i < n; i++)
+        strbuf_array_elem_int(&lf, from[i]);
+    strbuf_array_end(&lf);
+    if (parts_literal(&lp, parts, n) != 0 || lf.oom) {
+        rc = oom(err, errsz);
+        goto cleanup;
+    }
+    params[0] = pipeline;
+    params[1] = topic;
+    params[2] = strbuf_str(&lp);
+    params[3] = strbuf_str(&lf);
+    rc = store_exec(conn, schema,
+                    "WITH d AS (DELETE FROM %1$s.dedup_keys k"
+                    " USING unnest($3::int[], $4::bigint[]) AS u(p, f)"
+                    " WHERE k.pipeline = $1 AND k.topic = $2"
+                    " AND k.partition = u.p AND k.\"offset\" >= u.f"
+                    " RETURNING k.partition)"
+                    " SELECT partition, count(*) FROM d GROUP BY partition",
+                    4, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        goto cleanup;
+    for (r = 0; r < PQntuples(res); r++)
+        for (i = 0; i < n; i++)
+            if (parts[i] == (int32_t)store_int64(res, r, 0))
+                deleted[i] = store_int64(res, r, 1);
+    PQclear(res);
+cleanup:
+    strbuf_free(&lp);
+    strbuf_free(&lf);
+    return rc;
+}
+
 exactly_err store_offset_resets_add(PGconn *conn, const char *schema,
                                     const store_reset_audit *a,
                                     const int32_t *parts, const int *has_from,

@@ -59,6 +59,20 @@ exactly_err store_offsets_set(PGconn *conn, const char *schema,
                               const int32_t *parts, const int64_t *to,
                               size_t n, char *err, size_t errsz);
 
+/*
+ * `exactly offsets reset --forget-dedup`, in the reset's transaction:
+ * deletes pipeline's dedup keys recorded (first seen) in topic's
+ * partition parts[i] at an offset at or after from[i], so that the
+ * messages read again from there are applied again; keys first seen
+ * before from[i], or in another partition, stay and still drop their
+ * duplicates. deleted[i] gets the count per partition.
+ */
+exactly_err store_dedup_forget(PGconn *conn, const char *schema,
+                               const char *pipeline, const char *topic,
+                               const int32_t *parts, const int64_t *from,
+                               size_t n, int64_t *deleted, char *err,
+                               size_t errsz);
+
 /* What one `exactly offsets reset` records per partition. */
 typedef struct store_reset_audit {
     const char *pipeline, *topic;
