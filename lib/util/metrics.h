@@ -117,7 +117,7 @@ typedef struct metrics_slot {
     int32_t worker;
     int32_t up;              /* process alive */
     int32_t ready;           /* /readyz: a worker's worker_ready(), a
-                                relay connected to PostgreSQL */
+                                relay's relay_publish_ready() */
     int32_t pid;             /* of the running worker; 0: none */
     uint64_t restarts;
     uint64_t batches_committed, batches_rolled_back, batches_fenced;
