@@ -322,10 +322,12 @@ int metrics_ready(const metrics_slot *slots, size_t n)
     int any = 0;
 
     for (i = 0; i < n; i++) {
-        if (!__atomic_load_n(&slots[i].up, __ATOMIC_RELAXED))
+        if (!__atomic_load_n(&slots[i].meant, __ATOMIC_RELAXED))
             continue;
         any = 1;
-        if (!__atomic_load_n(&slots[i].ready, __ATOMIC_RELAXED))
+        /* A slot waiting for its restart is a worker or relay missing. */
+        if (!__atomic_load_n(&slots[i].up, __ATOMIC_RELAXED) ||
+            !__atomic_load_n(&slots[i].ready, __ATOMIC_RELAXED))
             return 0;
     }
     return any;

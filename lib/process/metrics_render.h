@@ -11,7 +11,9 @@
  * series once (see util/metrics.h). */
 char *metrics_render(const metrics_slot *slots, size_t n);
 
-/* 1 when every slot with a live worker or relay is ready. */
+/* 1 when every slot the supervisor means to run (metrics_slot.meant) is
+ * up and ready, and there is at least one: a worker or relay waiting for
+ * its restart counts as not ready, one finished on purpose not at all. */
 int metrics_ready(const metrics_slot *slots, size_t n);
 
 /* Whether entry pp of slot i is its partition's current owner (see the

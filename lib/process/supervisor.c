@@ -167,6 +167,7 @@ static int fill_slots(supervision *sv, const char *lock_dir)
             snprintf(sv->shared[n].pipeline, sizeof(sv->shared[n].pipeline),
                      "%s", p->name);
             sv->shared[n].worker = k;
+            sv->shared[n].meant = 1;
             n++;
         }
     }
@@ -180,6 +181,7 @@ static int fill_slots(supervision *sv, const char *lock_dir)
         sv->slots[n].m = &sv->shared[n];
         snprintf(sv->shared[n].relay.name, sizeof(sv->shared[n].relay.name),
                  "%s", r->name);
+        sv->shared[n].meant = 1;
         n++;
     }
     sv->n_slots = n;

@@ -308,6 +308,15 @@ static void count_failure(slot *s, long long lived)
     }
 }
 
+/* The supervisor finished slot s on purpose: not restarted, and no
+ * longer counted by /readyz. */
+static void slot_done(slot *s)
+{
+    s->done = 1;
+    if (s->m)
+        __atomic_store_n(&s->m->meant, 0, __ATOMIC_RELAXED);
+}
+
 int sup_reaped(slot *s, int status, int exit0_ends)
 {
     long long lived = sup_now_ms() - s->started_ms;
@@ -355,7 +364,7 @@ int sup_reaped(slot *s, int status, int exit0_ends)
                         "schema; see its log)",
                         LOG_STR("pipeline", s->p->name),
                         LOG_INT("worker", s->index));
-        s->done = 1;
+        slot_done(s);
         return code;
     }
     if (code == EXACTLY_EXIT_HANDLER_STOP && !s->r) {
@@ -364,7 +373,7 @@ int sup_reaped(slot *s, int status, int exit0_ends)
                     "log); not restarted",
                     LOG_STR("pipeline", s->p->name),
                     LOG_INT("worker", s->index));
-        s->done = 1;
+        slot_done(s);
         return EXACTLY_EXIT_HANDLER_STOP;
     }
     count_failure(s, lived);

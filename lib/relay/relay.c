@@ -110,6 +110,7 @@ static int wait_reports(relay *rl, long long sent_at)
 {
     while (rl->in_flight > 0) {
         (void)rd_kafka_flush(rl->rk, 100);
+        relay_publish_ready(rl); /* Kafka may be down the whole wait */
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
         /* Asked to stop while Kafka does not answer: the records still
@@ -286,6 +287,7 @@ static int start_producer(relay *rl)
     }
     rd_kafka_conf_set_opaque(conf, rl);
     rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, relay_error_cb);
     rl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rl->rk) {
         rd_kafka_conf_destroy(conf);
@@ -390,6 +392,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             *o->reopen_log = 0;
             (void)exactly_log_reopen();
         }
+        relay_watch_kafka(&rl);
         ready = relay_ensure_conn(&rl);
         if (ready == 2) {
             /* A standby shows the backlog too: the relay that holds the

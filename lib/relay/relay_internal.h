@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 
+#include "reach.h"
 #include "relay.h"
 
 /* Topics a cycle asks the broker about again, at most. */
@@ -106,10 +107,26 @@ typedef struct relay {
     rd_kafka_resp_err_t pos_err;
     metrics_slot *m;        /* NULL: not under a supervisor */
     long long backlog_at;   /* when the backlog was last read */
+    kafka_reach kafka;      /* every broker down, as librdkafka said */
+    long long kafka_probed_ms; /* when relay_watch_kafka last looked */
 } relay;
 
 /* Runs inside rd_kafka_poll() on the relay's thread. */
 void relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/* The producer's error callback (the relay's thread, inside a poll or a
+ * flush): logs the error and records an outage of every broker. */
+void relay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+/* Publishes in the slot whether the relay is ready (/readyz): connected
+ * to PostgreSQL, holding its outbox's lock or waiting for it, and not
+ * every Kafka broker down for KAFKA_DOWN_NOT_READY_MS. */
+void relay_publish_ready(relay *rl);
+
+/* Once per turn of the loop: serves the producer's error callback, looks
+ * for a usable broker once a second during an outage (without waiting),
+ * and publishes the readiness. */
+void relay_watch_kafka(relay *rl);
 
 /* Ends the session (its advisory lock goes with it); the next cycle
  * connects again. */

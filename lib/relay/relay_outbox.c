@@ -253,10 +253,9 @@ int relay_ensure_conn(relay *rl)
                         LOG_STR("error", err));
             return 1;
         }
-        if (rl->m) {
+        if (rl->m)
             metrics_add(&rl->m->relay.connects, 1);
-            __atomic_store_n(&rl->m->ready, 1, __ATOMIC_RELAXED);
-        }
+        relay_publish_ready(rl);
     }
     if (!rl->table_q && build_sql(rl) != 0) {
         exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");

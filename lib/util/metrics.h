@@ -22,7 +22,8 @@
  * A slot runs either a pipeline's worker (pipeline set) or an outbox relay
  * (relay.name set, pipeline empty): the relay process writes its counters
  * and what it last read of its outbox's backlog into `relay`; up, ready,
- * pid, restarts and the ring of errors are the slot's, as for a worker.
+ * meant, pid, restarts and the ring of errors are the slot's, as for a
+ * worker.
  */
 #ifndef EXACTLY_METRICS_H
 #define EXACTLY_METRICS_H
@@ -116,7 +117,7 @@ typedef struct metrics_slot {
     int32_t worker;
     int32_t up;              /* process alive */
     int32_t ready;           /* /readyz: a worker's worker_ready(), a
-                                relay connected to PostgreSQL */
+                                relay's relay_publish_ready() */
     int32_t pid;             /* of the running worker; 0: none */
     uint64_t restarts;
     uint64_t batches_committed, batches_rolled_back, batches_fenced;
@@ -136,6 +137,12 @@ typedef struct metrics_slot {
     uint64_t n_errors;
     metrics_error errors[METRICS_N_ERRORS];
     metrics_relay relay;     /* a relay's slot only */
+    /* Written by the supervisor only: 1 while it means the slot to run,
+     * running or waiting for its restart (a backoff, a crash loop); 0
+     * once it finished it on purpose (an exit 0 in a stop or with
+     * --exit-idle, a refusal, its handler's stop). /readyz wants every
+     * such slot up and ready. */
+    int32_t meant;
 } metrics_slot;
 
 /* Maps n zeroed slots shared with future children; NULL on failure. */

@@ -92,37 +92,26 @@ static void con_all_brokers_down(void *arg)
 {
     worker *w = arg;
 
-    if (!w->kafka_down_since_ms)
-        w->kafka_down_since_ms = exactly_now_ms();
+    kafka_reach_down(&w->kafka, exactly_now_ms());
 }
 
 /* Kafka is reachable again (a broker usable, or a rebalance answered):
  * ends the outage worker_ready() counts. */
 static void kafka_up(worker *w, const char *seen)
 {
-    if (!w->kafka_down_since_ms)
+    long long after = kafka_reach_up(&w->kafka, exactly_now_ms());
+
+    if (after < 0)
         return;
     exactly_log(EXACTLY_LOG_INFO, "source", "kafka brokers reachable again",
-                LOG_STR("seen", seen),
-                LOG_INT("after_ms", exactly_now_ms() - w->kafka_down_since_ms));
-    w->kafka_down_since_ms = 0;
+                LOG_STR("seen", seen), LOG_INT("after_ms", after));
 }
 
 /* While every broker is down: whether one is usable now, asked without
- * waiting (librdkafka returns __TRANSPORT at once when none is up; with
- * one up it sends a metadata request, whose answer nobody waits for:
- * one request per outage). */
+ * waiting (kafka_reach_probe). */
 static void worker_kafka_probe(worker *w)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err;
-
-    if (!w->kafka_down_since_ms)
-        return;
-    err = rd_kafka_metadata(w->rk, 0, NULL, &md, 0);
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    if (err != RD_KAFKA_RESP_ERR__TRANSPORT)
+    if (kafka_reach_probe(&w->kafka, w->rk))
         kafka_up(w, "broker");
 }
 
@@ -366,8 +355,7 @@ static int worker_ready(const worker *w, long long now)
 {
     return w->joined && !w->pending_assign && w->eng.conn &&
            !w->db_down_since_ms &&
-           !(w->kafka_down_since_ms &&
-             now - w->kafka_down_since_ms >= KAFKA_DOWN_NOT_READY_MS);
+           kafka_reach_ok(&w->kafka, now);
 }
 
 /* What the loop does besides batches, each at its own pace. */

@@ -13,6 +13,7 @@
 #include "consumer.h"
 #include "engine.h"
 #include "log.h"
+#include "reach.h"
 #include "settle.h"
 #include "worker.h"
 
@@ -70,10 +71,10 @@ typedef struct worker {
      * message arrives again; within it errors are logged once a minute. */
     long long kafka_episode_ms; /* 0: no episode */
     long long kafka_logged_ms;
-    /* > 0: since when every broker is down, as librdkafka said, with none
-     * found usable since (worker_kafka_probe) and no rebalance answered:
+    /* Whether every broker is down, as librdkafka said, with none found
+     * usable since (worker_kafka_probe) and no rebalance answered:
      * nothing can be fetched. Not ready after KAFKA_DOWN_NOT_READY_MS. */
-    long long kafka_down_since_ms;
+    kafka_reach kafka;
     long long dedup_expire_at_ms; /* next slice of expired dedup keys */
 
     /* Set from a signal handler: stop at the next turn. NULL: never. */
@@ -86,11 +87,6 @@ typedef struct worker {
     long long pending_deadline_ms;
     int pending_attempts;
 } worker;
-
-/* How long every broker may be down before the worker is not ready: a
- * broker that closes an idle connection (reconnected at once), or one
- * back within this time, does not flip /readyz. */
-#define KAFKA_DOWN_NOT_READY_MS 3000
 
 /* A zeroed worker of pipeline p whose engine calls back into it: the
  * connection (worker_db, worker_db_lost) and the metrics. */

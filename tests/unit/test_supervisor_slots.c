@@ -5,12 +5,15 @@
  * (sup_pipeline_lost): only while every worker of it is in a crash loop,
  * a slot whose restarted process outlived the fast-failure window no
  * longer being in one; and that an exit 0 is an end only in a stop or
- * with --exit-idle (sup_reaped).
+ * with --exit-idle (sup_reaped); and what /readyz makes of the slots
+ * (metrics_ready): a slot waiting for its restart is missing, one the
+ * supervisor finished on purpose no longer counts.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "metrics_render.h"
 #include "supervisor_internal.h"
 #include "testkit.h"
 #include "util/metrics.h"
@@ -160,11 +163,57 @@ static void test_clean_exit(void)
              "make the slot done");
 }
 
+/* Two workers of a pipeline, both meant to run (as the supervisor fills
+ * them), up and ready: ready. One crashes: not ready while it waits for
+ * its restart, though the other is. It runs again, then finishes for good
+ * (exit 0 with --exit-idle): ready again with the other alone, and not
+ * ready once none is left to run. */
+static void test_ready(void)
+{
+    cfg_pipeline p;
+    metrics_slot *m = metrics_map(2);
+    slot s[2];
+    int i;
+
+    TK_CHECK(m != NULL, "metrics_map");
+    memset(&p, 0, sizeof p);
+    memset(s, 0, sizeof s);
+    p.name = "p";
+    p.max_crashes = 1;
+    for (i = 0; i < 2; i++) {
+        s[i].p = &p;
+        s[i].index = i;
+        s[i].m = &m[i];
+        m[i].meant = 1;
+        m[i].up = 1;
+        m[i].ready = 1;
+        run_for(&s[i], 100);
+    }
+    TK_CHECK(metrics_ready(m, 2), "two workers up and ready: not ready");
+    TK_CHECK_EQ_INT64(sup_reaped(&s[1], DIED_OF_ABRT, 0), 0, "sup_reaped");
+    TK_CHECK(!s[1].done && m[1].meant, "a crashed worker is no longer "
+             "meant to run");
+    TK_CHECK(!metrics_ready(m, 2), "ready while a worker waits for its "
+             "restart");
+    run_for(&s[1], 100);
+    m[1].up = 1;
+    m[1].ready = 1;
+    TK_CHECK(metrics_ready(m, 2), "not ready once the worker is back");
+    TK_CHECK_EQ_INT64(sup_reaped(&s[1], 0, 1), 0, "sup_reaped");
+    TK_CHECK(s[1].done && !m[1].meant, "a finished worker is still meant "
+             "to run");
+    TK_CHECK(metrics_ready(m, 2), "a finished worker keeps /readyz at 503");
+    TK_CHECK_EQ_INT64(sup_reaped(&s[0], 0, 1), 0, "sup_reaped");
+    TK_CHECK(!metrics_ready(m, 2), "ready with no worker left to run");
+    metrics_unmap(m, 2);
+}
+
 int main(void)
 {
     test_threshold();
     test_recovered();
     test_clean_exit();
+    test_ready();
     printf("supervisor slot tests passed\n");
     return 0;
 }

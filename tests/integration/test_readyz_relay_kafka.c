@@ -1,0 +1,110 @@
+/*
+ * test_readyz_relay_kafka.c - a relay's /readyz follows Kafka: it drops
+ * while no broker of the cluster can be reached and comes back when one
+ * can.
+ *
+ * `exactly run --relay ready --metrics` runs one relay, publishing to the
+ * mock cluster's one broker. Once it has published a first batch and
+ * /readyz answers 200, the broker is set down
+ * (rd_kafka_mock_broker_set_down: its connections close, new ones are
+ * refused). The relay stays connected to PostgreSQL and holds its lock,
+ * but can publish nothing: /readyz must answer 503 within the deadline.
+ * The broker is set up again and /readyz must answer 200 again, the relay
+ * having found a usable broker itself. /healthz answers 200 throughout:
+ * an outage of a service is not a reason to restart the process. Then
+ * SIGTERM, exit 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_check.h"
+#include "relay_kit.h"
+#include "testkit.h"
+
+#define TOPIC "readyz-relay-kafka"
+#define BROKER_ID 1
+
+/* Polls path until it answers want or timeout_ms passed; the last code. */
+static int wait_code(int port, const char *path, int want, int timeout_ms)
+{
+    int64_t deadline = tk_now_ms() + timeout_ms;
+    int code;
+
+    for (;;) {
+        char *body = NULL;
+        code = tk_http_get(port, path, &body);
+        free(body);
+        if (code == want || tk_now_ms() > deadline)
+            return code;
+        tk_sleep_ms(100);
+    }
+}
+
+int main(void)
+{
+    relay_fixture f;
+    rd_kafka_mock_cluster_t *mc;
+    char addr[64];
+    int port, code, status;
+    int64_t t0;
+    pid_t run;
+
+    relay_fixture_start(&f, "readyz_relay_kafka", NULL);
+    mc = tk_mock_cluster(f.mock);
+    tk_mock_create_topic(f.mock, TOPIC, 1);
+    /* Reconnects at least every second, so that the broker's return is
+     * seen within the deadline. */
+    relay_fixture_config(&f, &(relay_config){
+                                 .name = "ready",
+                                 .topic = TOPIC,
+                                 .kafka = "reconnect.backoff.max.ms: 1000"});
+    relay_insert_rows(f.db, 10);
+    port = tk_free_port();
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    {
+        char *argv[] = {(char *)tk_exactly_bin(), "run", "-c", f.config,
+                        "--relay", "ready", "--metrics", addr,
+                        "--lock-dir", f.dir, NULL};
+        run = tk_spawn(argv, f.log);
+    }
+    relay_wait_settled(f.db, f.log, 15000, "first rows published");
+    code = wait_code(port, "/readyz", 200, 15000);
+    LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d before the "
+                     "outage, expected 200", code);
+
+    TK_CHECK(rd_kafka_mock_broker_set_down(mc, BROKER_ID) ==
+                 RD_KAFKA_RESP_ERR_NO_ERROR,
+             "rd_kafka_mock_broker_set_down");
+    t0 = tk_now_ms();
+    code = wait_code(port, "/readyz", 503, 10000);
+    LEDGER_CHECK_LOG(code == 503, f.log, "/readyz answered %d 10 s after "
+                     "every broker went down, expected 503 (the relay "
+                     "cannot publish)", code);
+    tk_note("every broker down: /readyz 503 after %.1f s",
+            (double)(tk_now_ms() - t0) / 1000.0);
+    LEDGER_CHECK_LOG(wait_code(port, "/healthz", 200, 1000) == 200, f.log,
+                     "/healthz does not answer 200 during a Kafka outage");
+
+    TK_CHECK(rd_kafka_mock_broker_set_up(mc, BROKER_ID) ==
+                 RD_KAFKA_RESP_ERR_NO_ERROR,
+             "rd_kafka_mock_broker_set_up");
+    t0 = tk_now_ms();
+    code = wait_code(port, "/readyz", 200, 15000);
+    LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d 15 s after "
+                     "the broker came back, expected 200", code);
+    tk_note("broker back: /readyz 200 after %.1f s",
+            (double)(tk_now_ms() - t0) / 1000.0);
+    LEDGER_CHECK_LOG(tk_file_contains(f.log,
+                                      "kafka brokers reachable again"),
+                     f.log, "no \"kafka brokers reachable again\" line");
+
+    TK_CHECK(tk_kill(run, SIGTERM) == 0, "cannot signal the supervisor");
+    status = tk_wait(run, 30000);
+    LEDGER_CHECK_LOG(status == 0, f.log,
+                     "exactly run exited %d after SIGTERM", status);
+    relay_fixture_stop(&f);
+    printf("test_readyz_relay_kafka: ok\n");
+    return 0;
+}
