@@ -139,7 +139,10 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
      * (lib/pg/store.c): claim and fence (INSERT ... ON CONFLICT DO UPDATE
      * ... RETURNING, UPDATE ... WHERE, SELECT ... FOR UPDATE in the crash
      * guard), dead letters (INSERT ... ON CONFLICT DO UPDATE, a serial
-     * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING). */
+     * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING; the
+     * expiry past dedup.retention, lib/worker/db.c, is a DELETE of rows
+     * picked with FOR UPDATE SKIP LOCKED, and PostgreSQL asks UPDATE for a
+     * locking read). exactly check verifies this same table. */
     static const struct {
         ops_object kind;
         const char *privileges;
@@ -156,8 +159,8 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
          "dead letters, written in the batch's transaction"},
         {OPS_OBJ_SEQUENCE, "USAGE", "dead_letters_id_seq", NULL,
          "the ids of dead letters"},
-        {OPS_OBJ_TABLE, "SELECT, INSERT", "dedup_keys", NULL,
-         "dedup keys (only a pipeline with dedup)"},
+        {OPS_OBJ_TABLE, "SELECT, INSERT, UPDATE, DELETE", "dedup_keys", NULL,
+         "dedup keys (only a pipeline with dedup), and their expiry"},
         {OPS_OBJ_FUNCTION, "EXECUTE", "advance",
          "(text, text, integer, bigint, bigint, bigint)",
          "the fence that starts every batch"},
