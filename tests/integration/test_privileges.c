@@ -21,11 +21,13 @@
  *      plugin's own tables as a note), without connecting; applied to a
  *      fresh role (plus the plugin's grants) they pass check;
  *   7. docs/PRIVILEGES.md carries every statement;
- *   8. a pipeline with dedup (retention 1s), run as a role holding exactly
- *      what --print-grants prints for it: check passes, and the worker
- *      expires the keys past the retention (exactly_dedup_keys_expired_total
- *      counts them) without "cannot expire dedup keys"; --print-grants and
- *      docs/PRIVILEGES.md give the dedup_keys grant the expiry needs.
+ *   8. a pipeline with dedup (retention 1s) and the built-in upsert with
+ *      emit_topic, run as a role holding exactly what --print-grants
+ *      prints for it: check passes, and the worker expires the keys past
+ *      the retention (exactly_dedup_keys_expired_total counts them)
+ *      without "cannot expire dedup keys", and writes one outbox event per
+ *      row it inserted, with no dead letter; --print-grants and
+ *      docs/PRIVILEGES.md give the grants the expiry and the emit need.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -55,6 +57,15 @@
 #define DEDUP_GRANT                                                       \
     "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE \"exactly\".\"dedup_keys\" " \
     "TO %1$s;"
+
+/* The upsert's emit_topic inserts into emit_outbox (exactly.outbox), whose
+ * id is a bigserial. */
+static const char *const EMIT_GRANTS[] = {
+    "GRANT INSERT ON TABLE \"exactly\".\"outbox\" TO %1$s;",
+    "GRANT USAGE ON SEQUENCE \"exactly\".\"outbox_id_seq\" TO %1$s;",
+};
+#define N_EMIT_GRANTS (sizeof EMIT_GRANTS / sizeof EMIT_GRANTS[0])
+#define EMITTED "priv-emitted"
 
 /* The worker's grants, as docs/PRIVILEGES.md and --print-grants give them
  * (%1$s: the quoted role). Framework first, then the two pipelines. */
@@ -91,6 +102,7 @@ typedef struct ctx {
     PGconn *db;
     char admin[64], worker[64], lacking[64], printed[64], dedup[64];
     int n;
+    size_t named; /* the accounts the messages name */
 } ctx;
 
 static void write_config(ctx *c, const char *path, const char *role)
@@ -213,7 +225,7 @@ static void check_lacking(ctx *c, const char *cfg, const char *revoke,
 }
 
 /* One pipeline with dedup on the message key and a retention of one
- * second, writing account_view. */
+ * second, writing account_emit with emit_topic. */
 static void write_dedup_config(ctx *c, const char *path, const char *role)
 {
     char conninfo[1200];
@@ -232,22 +244,27 @@ static void write_dedup_config(ctx *c, const char *path, const char *role)
     pl[0].on_missing = "skip";
     pl[0].dedup_from = "key";
     pl[0].dedup_retention = "1s";
-    tk_upsert_handler(&pl[0], "account_view",
+    tk_upsert_handler(&pl[0], "account_emit",
                       (const char *[]){"id", "name", "balance", NULL});
+    pl[0].options[1] = (tk_prop){"emit_topic", EMITTED};
     pl[0].max_messages = 20;
     pl[0].max_wait_ms = 50;
     tk_config_write(path, &cfg);
 }
 
-/* 8. The dedup pipeline under the printed grants: its keys expire. */
+/* 8. The dedup pipeline under the printed grants: its keys expire, its
+ * upsert emits. */
 static void dedup_expiry(ctx *c)
 {
     char cfg[512], log[512], listen[64], *out, *body = NULL, *g;
     int64_t deadline, left;
     double expired = 0;
     int st, port;
+    size_t i;
     pid_t pid;
 
+    tk_sql(c->db, "CREATE TABLE account_emit (id bigint PRIMARY KEY, name"
+                  " text, balance numeric)");
     snprintf(cfg, sizeof cfg, "%s/dedup.yaml", c->dir);
     snprintf(log, sizeof log, "%s/run-dedup.log", c->dir);
     write_dedup_config(c, cfg, c->dedup);
@@ -308,15 +325,35 @@ static void dedup_expiry(ctx *c)
     LEDGER_CHECK_LOG(!tk_file_contains(log, "cannot expire dedup keys"), log,
                      "the worker could not expire dedup keys under the"
                      " printed grants");
+    LEDGER_CHECK_LOG(tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                         " exactly.dead_letters WHERE"
+                                         " pipeline = 'dedup'") == 0,
+                     log, "dead letters of the emitting upsert under the"
+                          " printed grants: %" PRId64 " (reason: %s)",
+                     tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                         " exactly.dead_letters WHERE"
+                                         " pipeline = 'dedup'"),
+                     tk_sql_text(c->db, "SELECT coalesce(min(reason), '')"
+                                        " FROM exactly.dead_letters WHERE"
+                                        " pipeline = 'dedup'"));
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                          " exactly.outbox WHERE topic = '%s'",
+                                   EMITTED),
+                      (int64_t)c->named,
+                      "outbox events of the emitting upsert (one per row"
+                      " inserted)");
 
     /* What the expiry needs is what --print-grants and the documentation
      * give. */
     st = exactly(c, &out, "migrate", "-c", cfg, "--print-grants",
                  "exactly_worker", NULL);
-    g = grant(DEDUP_GRANT, "exactly_worker");
-    TK_CHECK(strstr(out, g) != NULL, "--print-grants does not print \"%s\":\n%s",
-             g, out);
-    free(g);
+    for (i = 0; i <= N_EMIT_GRANTS; i++) {
+        g = grant(i < N_EMIT_GRANTS ? EMIT_GRANTS[i] : DEDUP_GRANT,
+                  "exactly_worker");
+        TK_CHECK(strstr(out, g) != NULL,
+                 "--print-grants does not print \"%s\":\n%s", g, out);
+        free(g);
+    }
     free(out);
     {
         char path[1024];
@@ -325,10 +362,14 @@ static void dedup_expiry(ctx *c)
                  tk_env_required("EXACTLY_SOURCE_DIR"));
         doc = tk_read_file(path);
         TK_CHECK(doc != NULL, "cannot read %s", path);
-        TK_CHECK(asprintf(&g, DEDUP_GRANT, "exactly_worker") > 0,
-                 "out of memory");
-        TK_CHECK(strstr(doc, g) != NULL, "%s lacks \"%s\"", path, g);
-        free(g);
+        for (i = 0; i <= N_EMIT_GRANTS; i++) {
+            TK_CHECK(asprintf(&g, i < N_EMIT_GRANTS ? EMIT_GRANTS[i]
+                                                    : DEDUP_GRANT,
+                              "exactly_worker") > 0,
+                     "out of memory");
+            TK_CHECK(strstr(doc, g) != NULL, "%s lacks \"%s\"", path, g);
+            free(g);
+        }
         free(doc);
     }
 }
@@ -346,7 +387,7 @@ int main(void)
     m = tk_mock_start(1);
     c.bootstraps = tk_mock_bootstraps(m);
     tk_mock_create_topic(m, TOPIC, NP);
-    named = tk_produce_ids(c.bootstraps, TOPIC, N_MSGS, N_ENTITIES, NP, 5,
+    c.named = named = tk_produce_ids(c.bootstraps, TOPIC, N_MSGS, N_ENTITIES, NP, 5,
                            NULL);
 
     tk_tmpdir("exactly-privileges", c.dir, sizeof c.dir);
