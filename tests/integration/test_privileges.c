@@ -26,7 +26,8 @@
  *      prints for it: check passes, and the worker expires the keys past
  *      the retention (exactly_dedup_keys_expired_total counts them)
  *      without "cannot expire dedup keys", and writes one outbox event per
- *      row it inserted, with no dead letter; --print-grants and
+ *      row it inserted, with no dead letter; without DELETE on dedup_keys
+ *      check prints a FAIL line naming both; --print-grants and
  *      docs/PRIVILEGES.md give the grants the expiry and the emit need.
  */
 #ifndef _GNU_SOURCE
@@ -342,6 +343,16 @@ static void dedup_expiry(ctx *c)
                       (int64_t)c->named,
                       "outbox events of the emitting upsert (one per row"
                       " inserted)");
+
+    /* check verifies the same grants: without DELETE on dedup_keys, a FAIL
+     * line naming both. */
+    tk_sql(c->db, "REVOKE DELETE ON exactly.dedup_keys FROM %s", c->dedup);
+    st = exactly(c, &out, "check", "-c", cfg, NULL);
+    TK_CHECK(fail_line(out, "DELETE", "dedup_keys") != NULL && st == 1,
+             "check as a role without DELETE on dedup_keys exited %d with no"
+             " FAIL line naming both:\n%s",
+             st, out);
+    free(out);
 
     /* What the expiry needs is what --print-grants and the documentation
      * give. */
