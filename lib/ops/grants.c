@@ -139,7 +139,10 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
      * (lib/pg/store.c): claim and fence (INSERT ... ON CONFLICT DO UPDATE
      * ... RETURNING, UPDATE ... WHERE, SELECT ... FOR UPDATE in the crash
      * guard), dead letters (INSERT ... ON CONFLICT DO UPDATE, a serial
-     * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING). */
+     * id), dedup keys (INSERT ... ON CONFLICT DO NOTHING RETURNING; the
+     * expiry past dedup.retention, lib/worker/db.c, is a DELETE of rows
+     * picked with FOR UPDATE SKIP LOCKED, and PostgreSQL asks UPDATE for a
+     * locking read). exactly check verifies this same table. */
     static const struct {
         ops_object kind;
         const char *privileges;
@@ -156,8 +159,8 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
          "dead letters, written in the batch's transaction"},
         {OPS_OBJ_SEQUENCE, "USAGE", "dead_letters_id_seq", NULL,
          "the ids of dead letters"},
-        {OPS_OBJ_TABLE, "SELECT, INSERT", "dedup_keys", NULL,
-         "dedup keys (only a pipeline with dedup)"},
+        {OPS_OBJ_TABLE, "SELECT, INSERT, UPDATE, DELETE", "dedup_keys", NULL,
+         "dedup keys (only a pipeline with dedup), and their expiry"},
         {OPS_OBJ_FUNCTION, "EXECUTE", "advance",
          "(text, text, integer, bigint, bigint, bigint)",
          "the fence that starts every batch"},
@@ -194,11 +197,46 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
     return rc;
 }
 
+/* The built-in upsert's emit_topic (lib/builtin/upsert_sql.c,
+ * upsert_sql_emit): an INSERT into emit_outbox in the batch's transaction,
+ * whose id is a bigserial (docs/CONFIGURATION.md asks that of an outbox),
+ * so USAGE on its sequence, which PostgreSQL names TABLE_id_seq beside the
+ * table; a note when that name would not fit an identifier (PostgreSQL
+ * then shortens it). */
+static exactly_err emit_grants(ops_grants *g, const cfg_pipeline *p,
+                               const char *outbox, char *errbuf,
+                               size_t errbuf_size)
+{
+    char *seq = fmt("%s_id_seq", outbox), *q = NULL;
+    exactly_err rc;
+
+    rc = relation_grants(g, outbox, "INSERT",
+                         fmt("pipeline %s's emit_topic: its outbox events",
+                             p->name),
+                         errbuf, errbuf_size);
+    if (rc == EXACTLY_OK && !seq)
+        rc = EXACTLY_ENOMEM;
+    if (rc == EXACTLY_OK && name_fits(seq, 1)) {
+        rc = quote(seq, 1, &q, errbuf, errbuf_size);
+        if (rc == EXACTLY_OK)
+            rc = add_grant(g, OPS_OBJ_SEQUENCE, "USAGE", q,
+                           fmt("the ids of pipeline %s's outbox events",
+                               p->name));
+    } else if (rc == EXACTLY_OK) {
+        rc = add_grant(g, OPS_OBJ_NOTE, "USAGE", NULL,
+                       fmt("pipeline %s: USAGE on the sequence of %s's id",
+                           p->name, outbox));
+    }
+    free(seq);
+    return rc;
+}
+
 exactly_err ops_grants_pipeline(const exactly_config *cfg,
                                   const cfg_pipeline *p, ops_grants *g,
                                   char *errbuf, size_t errbuf_size)
 {
     exactly_plugin *pl = NULL;
+    const char *emit;
     exactly_err rc;
 
     if (p->lookup.table)
@@ -226,6 +264,11 @@ exactly_err ops_grants_pipeline(const exactly_config *cfg,
                              fmt("the target of pipeline %s's built-in "
                                  "upsert",
                                  p->name),
+                             errbuf, errbuf_size);
+        emit = exactly_options_string(pl->opts, "emit_topic");
+        if (rc == EXACTLY_OK && emit && *emit)
+            rc = emit_grants(g, p,
+                             exactly_options_string(pl->opts, "emit_outbox"),
                              errbuf, errbuf_size);
     } else {
         rc = add_grant(g, OPS_OBJ_NOTE, "", NULL,

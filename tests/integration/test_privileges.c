@@ -20,7 +20,15 @@
  *   6. `exactly migrate --print-grants ROLE` prints these statements (the
  *      plugin's own tables as a note), without connecting; applied to a
  *      fresh role (plus the plugin's grants) they pass check;
- *   7. docs/PRIVILEGES.md carries every statement.
+ *   7. docs/PRIVILEGES.md carries every statement;
+ *   8. a pipeline with dedup (retention 1s) and the built-in upsert with
+ *      emit_topic, run as a role holding exactly what --print-grants
+ *      prints for it: check passes, and the worker expires the keys past
+ *      the retention (exactly_dedup_keys_expired_total counts them)
+ *      without "cannot expire dedup keys", and writes one outbox event per
+ *      row it inserted, with no dead letter; without DELETE on dedup_keys
+ *      check prints a FAIL line naming both; --print-grants and
+ *      docs/PRIVILEGES.md give the grants the expiry and the emit need.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -42,6 +50,23 @@
 #define N_ENTITIES 50
 #define CMD_TIMEOUT_MS 60000
 #define RUN_TIMEOUT_MS 120000
+#define EXPIRY_TIMEOUT_MS 10000
+
+/* The dedup_keys grant of a pipeline with dedup: INSERT ... ON CONFLICT DO
+ * NOTHING RETURNING stores the keys; the expiry deletes them under a
+ * locking read (FOR UPDATE SKIP LOCKED), which needs UPDATE. */
+#define DEDUP_GRANT                                                       \
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE \"exactly\".\"dedup_keys\" " \
+    "TO %1$s;"
+
+/* The upsert's emit_topic inserts into emit_outbox (exactly.outbox), whose
+ * id is a bigserial. */
+static const char *const EMIT_GRANTS[] = {
+    "GRANT INSERT ON TABLE \"exactly\".\"outbox\" TO %1$s;",
+    "GRANT USAGE ON SEQUENCE \"exactly\".\"outbox_id_seq\" TO %1$s;",
+};
+#define N_EMIT_GRANTS (sizeof EMIT_GRANTS / sizeof EMIT_GRANTS[0])
+#define EMITTED "priv-emitted"
 
 /* The worker's grants, as docs/PRIVILEGES.md and --print-grants give them
  * (%1$s: the quoted role). Framework first, then the two pipelines. */
@@ -76,8 +101,9 @@ typedef struct ctx {
     char conninfo[1024]; /* superuser */
     const char *bootstraps;
     PGconn *db;
-    char admin[64], worker[64], lacking[64], printed[64];
+    char admin[64], worker[64], lacking[64], printed[64], dedup[64];
     int n;
+    size_t named; /* the accounts the messages name */
 } ctx;
 
 static void write_config(ctx *c, const char *path, const char *role)
@@ -199,6 +225,166 @@ static void check_lacking(ctx *c, const char *cfg, const char *revoke,
     tk_sql(c->db, restore, c->lacking);
 }
 
+/* One pipeline with dedup on the message key and a retention of one
+ * second, writing account_emit with emit_topic. */
+static void write_dedup_config(ctx *c, const char *path, const char *role)
+{
+    char conninfo[1200];
+    tk_config cfg;
+    tk_pipeline *pl = cfg.pipelines;
+
+    snprintf(conninfo, sizeof conninfo, "%s user=%s", c->conninfo, role);
+    tk_config_init(&cfg, c->bootstraps, conninfo);
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    pl[0].name = "dedup";
+    pl[0].topics[0] = TOPIC;
+    pl[0].group = "priv-dedup";
+    pl[0].id_from = "key";
+    pl[0].id_type = "bigint";
+    pl[0].lookup_table = "accounts";
+    pl[0].on_missing = "skip";
+    pl[0].dedup_from = "key";
+    pl[0].dedup_retention = "1s";
+    tk_upsert_handler(&pl[0], "account_emit",
+                      (const char *[]){"id", "name", "balance", NULL});
+    pl[0].options[1] = (tk_prop){"emit_topic", EMITTED};
+    pl[0].max_messages = 20;
+    pl[0].max_wait_ms = 50;
+    tk_config_write(path, &cfg);
+}
+
+/* 8. The dedup pipeline under the printed grants: its keys expire, its
+ * upsert emits. */
+static void dedup_expiry(ctx *c)
+{
+    char cfg[512], log[512], listen[64], *out, *body = NULL, *g;
+    int64_t deadline, left;
+    double expired = 0;
+    int st, port;
+    size_t i;
+    pid_t pid;
+
+    tk_sql(c->db, "CREATE TABLE account_emit (id bigint PRIMARY KEY, name"
+                  " text, balance numeric)");
+    snprintf(cfg, sizeof cfg, "%s/dedup.yaml", c->dir);
+    snprintf(log, sizeof log, "%s/run-dedup.log", c->dir);
+    write_dedup_config(c, cfg, c->dedup);
+    st = exactly(c, &out, "migrate", "-c", cfg, "--print-grants", c->dedup,
+                 NULL);
+    tk_note("migrate --print-grants %s:\n%s", c->dedup, out);
+    TK_CHECK(st == 0, "migrate --print-grants exited %d:\n%s", st, out);
+    tk_sql(c->db, "%s", out);
+    free(out);
+    st = exactly(c, &out, "check", "-c", cfg, NULL);
+    TK_CHECK(st == 0 && strstr(out, "FAIL") == NULL,
+             "check as a role with the printed dedup grants exited %d:\n%s",
+             st, out);
+    free(out);
+
+    port = tk_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    {
+        char *argv[] = {(char *)ledger_exactly_bin(), "run", "-c", cfg,
+                        "--metrics", listen, NULL};
+        pid = tk_spawn(argv, log);
+    }
+    /* Every message consumed, so every key stored; then each one past the
+     * retention goes within a few expiry turns. */
+    deadline = tk_now_ms() + RUN_TIMEOUT_MS;
+    while (tk_sql_int64(c->db, "SELECT coalesce(sum(next_offset), 0) FROM"
+                               " exactly.offsets WHERE pipeline = 'dedup'") !=
+           N_MSGS) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, log,
+                         "the dedup pipeline did not consume %d messages",
+                         N_MSGS);
+        tk_sleep_ms(100);
+    }
+    deadline = tk_now_ms() + EXPIRY_TIMEOUT_MS;
+    while ((left = tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                       " exactly.dedup_keys WHERE pipeline ="
+                                       " 'dedup'")) != 0 ||
+           expired < 1) {
+        LEDGER_CHECK_LOG(tk_now_ms() < deadline, log,
+                         "%" PRId64 " dedup keys left and %.0f expired %d s"
+                         " after the last message (retention 1s) under the"
+                         " printed grants; \"cannot expire dedup keys\" in"
+                         " the log: %s",
+                         left, expired, EXPIRY_TIMEOUT_MS / 1000,
+                         tk_file_contains(log, "cannot expire dedup keys")
+                             ? "yes"
+                             : "no");
+        if (left == 0 && tk_http_get(port, "/metrics", &body) == 200 && body)
+            expired = tk_metric_sum(body, "exactly_dedup_keys_expired_total",
+                                    NULL);
+        free(body);
+        body = NULL;
+        if (left != 0 || expired < 1)
+            tk_sleep_ms(100);
+    }
+    st = tk_terminate(pid, 30000);
+    LEDGER_CHECK_LOG(st == 0, log, "exactly run exited with %d", st);
+    LEDGER_CHECK_LOG(!tk_file_contains(log, "cannot expire dedup keys"), log,
+                     "the worker could not expire dedup keys under the"
+                     " printed grants");
+    LEDGER_CHECK_LOG(tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                         " exactly.dead_letters WHERE"
+                                         " pipeline = 'dedup'") == 0,
+                     log, "dead letters of the emitting upsert under the"
+                          " printed grants: %" PRId64 " (reason: %s)",
+                     tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                         " exactly.dead_letters WHERE"
+                                         " pipeline = 'dedup'"),
+                     tk_sql_text(c->db, "SELECT coalesce(min(reason), '')"
+                                        " FROM exactly.dead_letters WHERE"
+                                        " pipeline = 'dedup'"));
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM"
+                                          " exactly.outbox WHERE topic = '%s'",
+                                   EMITTED),
+                      (int64_t)c->named,
+                      "outbox events of the emitting upsert (one per row"
+                      " inserted)");
+
+    /* check verifies the same grants: without DELETE on dedup_keys, a FAIL
+     * line naming both. */
+    tk_sql(c->db, "REVOKE DELETE ON exactly.dedup_keys FROM %s", c->dedup);
+    st = exactly(c, &out, "check", "-c", cfg, NULL);
+    TK_CHECK(fail_line(out, "DELETE", "dedup_keys") != NULL && st == 1,
+             "check as a role without DELETE on dedup_keys exited %d with no"
+             " FAIL line naming both:\n%s",
+             st, out);
+    free(out);
+
+    /* What the expiry needs is what --print-grants and the documentation
+     * give. */
+    st = exactly(c, &out, "migrate", "-c", cfg, "--print-grants",
+                 "exactly_worker", NULL);
+    for (i = 0; i <= N_EMIT_GRANTS; i++) {
+        g = grant(i < N_EMIT_GRANTS ? EMIT_GRANTS[i] : DEDUP_GRANT,
+                  "exactly_worker");
+        TK_CHECK(strstr(out, g) != NULL,
+                 "--print-grants does not print \"%s\":\n%s", g, out);
+        free(g);
+    }
+    free(out);
+    {
+        char path[1024];
+        char *doc;
+        snprintf(path, sizeof path, "%s/docs/PRIVILEGES.md",
+                 tk_env_required("EXACTLY_SOURCE_DIR"));
+        doc = tk_read_file(path);
+        TK_CHECK(doc != NULL, "cannot read %s", path);
+        for (i = 0; i <= N_EMIT_GRANTS; i++) {
+            TK_CHECK(asprintf(&g, i < N_EMIT_GRANTS ? EMIT_GRANTS[i]
+                                                    : DEDUP_GRANT,
+                              "exactly_worker") > 0,
+                     "out of memory");
+            TK_CHECK(strstr(doc, g) != NULL, "%s lacks \"%s\"", path, g);
+            free(g);
+        }
+        free(doc);
+    }
+}
+
 int main(void)
 {
     ctx c;
@@ -212,7 +398,7 @@ int main(void)
     m = tk_mock_start(1);
     c.bootstraps = tk_mock_bootstraps(m);
     tk_mock_create_topic(m, TOPIC, NP);
-    named = tk_produce_ids(c.bootstraps, TOPIC, N_MSGS, N_ENTITIES, NP, 5,
+    c.named = named = tk_produce_ids(c.bootstraps, TOPIC, N_MSGS, N_ENTITIES, NP, 5,
                            NULL);
 
     tk_tmpdir("exactly-privileges", c.dir, sizeof c.dir);
@@ -227,9 +413,11 @@ int main(void)
     snprintf(c.worker, sizeof c.worker, "exactly_worker_%d", (int)getpid());
     snprintf(c.lacking, sizeof c.lacking, "exactly_lacking_%d", (int)getpid());
     snprintf(c.printed, sizeof c.printed, "exactly_printed_%d", (int)getpid());
+    snprintf(c.dedup, sizeof c.dedup, "exactly_dedup_%d", (int)getpid());
     tk_sql(c.db, "CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN;"
-                 " CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN",
-           c.admin, c.worker, c.lacking, c.printed);
+                 " CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN;"
+                 " CREATE ROLE %s LOGIN",
+           c.admin, c.worker, c.lacking, c.printed, c.dedup);
     tk_sql(c.db, "GRANT CREATE ON DATABASE %s TO %s", PQdb(c.db), c.admin);
 
     snprintf(admin_cfg, sizeof admin_cfg, "%s/admin.yaml", c.dir);
@@ -337,10 +525,13 @@ int main(void)
         free(doc);
     }
 
-    tk_sql(c.db, "DROP OWNED BY %s, %s, %s, %s CASCADE", c.worker, c.lacking,
-           c.printed, c.admin);
-    tk_sql(c.db, "DROP ROLE %s, %s, %s, %s", c.worker, c.lacking, c.printed,
-           c.admin);
+    /* 8. Dedup keys expire under the printed grants. */
+    dedup_expiry(&c);
+
+    tk_sql(c.db, "DROP OWNED BY %s, %s, %s, %s, %s CASCADE", c.worker,
+           c.lacking, c.printed, c.dedup, c.admin);
+    tk_sql(c.db, "DROP ROLE %s, %s, %s, %s, %s", c.worker, c.lacking,
+           c.printed, c.dedup, c.admin);
     PQfinish(c.db);
     tk_mock_stop(m);
     ledger_cleanup_dir(c.dir);
