@@ -100,7 +100,9 @@ static int build_sql(relay *rl)
      * a \u escape, which json_each() cannot always turn into text (a
      * \u0000 would fail the whole batch): the client then reads column 4
      * itself. chr(92) is a backslash whatever standard_conforming_strings
-     * says. */
+     * says. The order names the table's columns (o.created): a bare
+     * "created" would name the output column created::text, whose order
+     * puts transaction 10 before 9 and 1000 before 999. */
     rl->sql_select = fmt2(
         "SELECT id, coalesce(topic, $1), key, value, headers::text,"
         " event_id::text, created::text,"
@@ -110,10 +112,10 @@ static int build_sql(relay *rl)
         " ELSE (SELECT coalesce(json_agg(json_build_array(h.k, h.v::text)"
         "   ORDER BY h.n), '[]')::text"
         "   FROM json_each(headers::json) WITH ORDINALITY AS h(k, v, n)) END"
-        " FROM %s"
+        " FROM %s o"
         " WHERE published_at IS NULL AND dead_reason IS NULL"
         " AND created < pg_snapshot_xmin(pg_current_snapshot())"
-        " ORDER BY created, id LIMIT $2::int",
+        " ORDER BY o.created, o.id LIMIT $2::int",
         rl->table_q, NULL);
     /* A batch's outcome names each row by its id and its transaction id
      * together: between the read and the outcome (up to
