@@ -32,8 +32,8 @@
 #define MESSAGES 100
 #define ENTITIES 20
 /* The client's own bound (postgres.client_timeout_ms). */
-#define CLIENT_BOUND_MS 5000
-#define CLIENT_BOUND_YAML "  client_timeout_ms: 5000\n"
+#define CLIENT_BOUND_MS 2000
+#define CLIENT_BOUND_YAML "  client_timeout_ms: 2000\n"
 #define GAVE_UP "connection ended"
 
 static void start(ledger_fixture *f, ledger_config *c, const char *name,
@@ -84,7 +84,7 @@ static void case_sleep(void)
     start(&f, &c, "timeout_sleep", counts);
     snprintf(opts, sizeof opts,
              "        sleep_on_id: '%d'\n        sleep_ms: %d\n",
-             (int)tk_id_for(17, 5, ENTITIES), CLIENT_BOUND_MS + 10000);
+             (int)tk_id_for(17, 5, ENTITIES), CLIENT_BOUND_MS + 3000);
     c.postgres_yaml = "  statement_timeout_ms: 0\n  lock_timeout_ms: 0\n"
                       CLIENT_BOUND_YAML;
     c.handler_options_yaml = opts;

@@ -386,11 +386,13 @@ int main(void)
     snprintf(config, sizeof config, "%s/dedup.yaml", dir);
     /* max_messages 20 splits each partition's run into several batches, so
      * far-apart duplicates in one partition meet only in dedup_keys.
-     * session.timeout.ms 6000: librdkafka 2.0.2's mock keeps a member that
+     * session.timeout.ms 3000: librdkafka 2.0.2's mock keeps a member that
      * left the group until its session expires (45 s by default), which
-     * would stall the second run's join for that long. */
+     * would stall the second run's join for that long (the session less
+     * 1 s). */
     tk_config_init(&cfg, tk_mock_bootstraps(m), conninfo);
-    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    cfg.kafka[0] = (tk_prop){"session.timeout.ms", "3000"};
+    cfg.kafka[1] = (tk_prop){"heartbeat.interval.ms", "300"};
     ledger_pipeline(pl, PIPELINE, TOPIC);
     pl->group = "dedup-test";
     pl->on_missing = "skip";

@@ -11,7 +11,7 @@
  *      holds for seconds (max_messages 100000, max_wait_ms 4000); the test
  *      stops it (SIGSTOP) about a second after that wave was produced.
  *   2. More messages are produced; worker B joins the same group. Once A's
- *      Kafka session (6 s) times out, B gets every partition, claims them
+ *      Kafka session (3 s) times out, B gets every partition, claims them
  *      (owner_epoch above A's) and applies everything.
  *   3. A continues (SIGCONT). Its held batch is due: the fence must refuse
  *      it (`batch fenced` in its log, `fenced N` >= 1 and `applied` only
@@ -51,7 +51,7 @@
 /* A short Kafka session so that the stopped worker loses its partitions in
  * seconds; frequent heartbeats so that a live worker keeps them. */
 static const char *const kafka_overrides[] = {
-    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
+    "session.timeout.ms", "3000", "heartbeat.interval.ms", "300", NULL};
 
 typedef struct test_env {
     tk_mock *m;

@@ -560,9 +560,10 @@ int main(void)
 
     tk_tmpdir("exactly-plugin-failures", wd.dir, sizeof wd.dir);
     snprintf(wd.config, sizeof wd.config, "%s/worker.yaml", wd.dir);
-    /* session.timeout.ms 6000: an aborted worker stays in its group until
-     * its session ends, and the next life's join waits for that (45 s by
-     * default). Long max_wait_ms: see BATCH_MAX. */
+    /* session.timeout.ms 6000 (3000 for the crash loop's pipeline): an
+     * aborted worker stays in its group until its session ends, and the
+     * next life's join waits for that (45 s by default; the mock makes it
+     * about the session less 1 s). Long max_wait_ms: see BATCH_MAX. */
     snprintf(fail_rec, sizeof fail_rec,
              "        fail_on_ids: ['%d', '%d', '%d']\n", rec_fail_ids[0],
              rec_fail_ids[1], rec_fail_ids[2]);
@@ -600,7 +601,8 @@ int main(void)
     pl[3].max_messages = BATCH_MAX;
     pl[3].max_wait_ms = 1000;
     pl[3].max_crashes = MAX_CRASHES;
-    pl[3].kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+    pl[3].kafka[0] = (tk_prop){"session.timeout.ms", "3000"};
+    pl[3].kafka[1] = (tk_prop){"heartbeat.interval.ms", "300"};
     for (i = 0; i < 4; i++) {
         pl[i].group = pl[i].topics[0];
         pl[i].lookup_id_column = "id";

@@ -77,7 +77,7 @@
  * window in which the row is moved back. */
 #define BACK_TO 29
 #define BACK_BATCH 20
-#define BACK_RATE 2
+#define BACK_RATE 4
 
 static tk_mock *g_mock;
 static char g_dir[256];

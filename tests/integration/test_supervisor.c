@@ -5,7 +5,7 @@
  *
  * Every scenario runs a ledger pipeline with `workers: 2` on its own
  * 4-partition topic, consumer group and database (so each exactly-once
- * check sees only its own messages), session.timeout.ms 6000 so that a
+ * check sees only its own messages), session.timeout.ms 3000 so that a
  * dead member leaves the group in seconds, and max_crashes 1000: the kills
  * here come from outside, and the crash guard would otherwise count a kill
  * that lands twice on one batch as a poison record (but in loop: 1, which
@@ -75,9 +75,11 @@
  * less the granularity of the clocks compared. */
 #define MIN_RESTART_MS 450
 #define SHUTDOWN_TIMEOUT_S 20
-/* A dead member leaves the group when its session expires. */
-#define SESSION_MS 6000
-#define LOOP_SESSION_MS 6000
+/* A dead member leaves the group when its session expires, and the mock
+ * makes a join wait about the session less 1 s: keep it short. */
+#define SESSION_MS 3000
+#define HEARTBEAT_MS "300"
+#define LOOP_SESSION_MS 3000
 /* The ID the crash-loop pipeline's poison records carry (they never reach
  * apply(): the handler dies in open()). */
 #define POISON_ID 499
@@ -128,7 +130,7 @@ static void write_config(const scen *s, int crash_id, int batch_max,
         pl->options[0] = (tk_prop){"crash_in_open", "true"};
     snprintf(session, sizeof session, "%d", session_ms);
     pl->kafka[0] = (tk_prop){"session.timeout.ms", session};
-    pl->kafka[1] = (tk_prop){"heartbeat.interval.ms", "500"};
+    pl->kafka[1] = (tk_prop){"heartbeat.interval.ms", HEARTBEAT_MS};
     tk_config_write(s->config, &cfg);
 }
 

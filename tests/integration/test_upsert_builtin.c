@@ -234,9 +234,11 @@ int main(void)
         flavour *f = &flavours[i];
         snprintf(f->config, sizeof f->config, "%s/%s.yaml", dir, f->name);
         /* session.timeout.ms: librdkafka 2.0.2's mock keeps a member that
-         * left until its session expires, which would stall round 2. */
+         * left until its session expires, which would stall round 2 (its
+         * join waits about the session less 1 s). */
         tk_config_init(&cfg, bootstraps, conninfo);
-        cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
+        cfg.kafka[0] = (tk_prop){"session.timeout.ms", "3000"};
+        cfg.kafka[1] = (tk_prop){"heartbeat.interval.ms", "300"};
         snprintf(group, sizeof group, "upsert-%s", f->name);
         pl->name = f->name;
         pl->topics[0] = TOPIC;
