@@ -15,8 +15,9 @@
  *            its offset).
  *   pkill    `pkill exactly`: SIGTERM to each worker, then to the
  *            supervisor: the same clean stop.
- *   twice    SIGINT to the supervisor, then SIGINT and SIGTERM to worker 0
- *            (a user's second signal, not the supervisor's): worker 0
+ *   twice    SIGINT and SIGTERM to worker 0 (held with SIGSTOP), then
+ *            SIGINT to the supervisor, whose SIGTERM finds the user's
+ *            pending (a user's second signal, not the supervisor's): worker 0
  *            exits 1 at once, worker 1 finishes, and the run exits 1, not
  *            0: not every worker stopped cleanly.
  *   segv     a worker that dies of SIGSEGV during the drain (stopped with
@@ -269,9 +270,17 @@ static void scenario_twice(void)
     snprintf(log, sizeof log, "%s/stop_twice.log", g_dir);
     snprintf(out, sizeof out, "%s/stop_twice.out", g_dir);
     sup = start_mid_stream(&s, log, out, w);
-    TK_CHECK_EQ_INT64(tk_kill(sup, SIGINT), 0, "SIGINT of the supervisor");
+    /* Worker 0 is held while the user's two signals and then the
+     * supervisor's SIGTERM reach it: a standard signal does not queue, so
+     * a SIGTERM already pending keeps its sender, and the supervisor's
+     * cannot take the place of the user's second signal, as it could when
+     * it came first. */
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGSTOP), 0, "SIGSTOP of worker 0");
     TK_CHECK_EQ_INT64(tk_kill(w[0], SIGINT), 0, "SIGINT of worker 0");
     TK_CHECK_EQ_INT64(tk_kill(w[0], SIGTERM), 0, "SIGTERM of worker 0");
+    TK_CHECK_EQ_INT64(tk_kill(sup, SIGINT), 0, "SIGINT of the supervisor");
+    wait_stopping(log, sup);
+    TK_CHECK_EQ_INT64(tk_kill(w[0], SIGCONT), 0, "SIGCONT of worker 0");
     st = wait_exit(sup, (SHUTDOWN_TIMEOUT_S + 10) * 1000, log);
     check_unclean_stop("twice", log, w, st);
     ledger_check_consistent(s.db, s.name, N_PARTITIONS);
