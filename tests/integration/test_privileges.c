@@ -27,8 +27,11 @@
  *      the retention (exactly_dedup_keys_expired_total counts them)
  *      without "cannot expire dedup keys", and writes one outbox event per
  *      row it inserted, with no dead letter; without DELETE on dedup_keys
- *      check prints a FAIL line naming both; --print-grants and
- *      docs/PRIVILEGES.md give the grants the expiry and the emit need.
+ *      check prints a FAIL line naming both; without INSERT on the
+ *      target the worker's open is refused with advice naming the
+ *      privilege and --print-grants, not a unique index; --print-grants
+ *      (each statement once) and docs/PRIVILEGES.md give the grants the
+ *      expiry and the emit need.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -354,10 +357,35 @@ static void dedup_expiry(ctx *c)
              st, out);
     free(out);
 
+    /* Without INSERT on the target, the worker's open is refused with
+     * SQLSTATE 42501: its reason names the privilege and where the grants
+     * are, not a unique index or a column type. */
+    tk_sql(c->db, "REVOKE INSERT ON account_emit FROM %s", c->dedup);
+    st = exactly(c, &out, "run", "-c", cfg, NULL);
+    tk_note("run as a role without INSERT on account_emit:\n%s", out);
+    g = strstr(out, "handler's open() failed");
+    g = g ? strndup(g, strcspn(g, "\n")) : NULL;
+    TK_CHECK(st == 2 && g, "run as a role without INSERT on account_emit"
+             " exited %d (want 2) with no open failure:\n%s", st, out);
+    TK_CHECK(strstr(g, "permission denied") && strstr(g, "INSERT") &&
+                 strstr(g, "--print-grants") && !strstr(g, "unique index") &&
+                 !strstr(g, "assignable"),
+             "the open refused for want of INSERT on account_emit does not"
+             " name the privilege and --print-grants, or gives the"
+             " unique-index advice: %s",
+             g);
+    free(g);
+    free(out);
+
     /* What the expiry needs is what --print-grants and the documentation
-     * give. */
+     * give, each statement once (the outbox's schema is the framework's). */
     st = exactly(c, &out, "migrate", "-c", cfg, "--print-grants",
                  "exactly_worker", NULL);
+    g = strstr(out, "GRANT USAGE ON SCHEMA \"exactly\"");
+    TK_CHECK(g && !strstr(g + 1, "GRANT USAGE ON SCHEMA \"exactly\""),
+             "--print-grants does not print USAGE on schema exactly exactly"
+             " once:\n%s",
+             out);
     for (i = 0; i <= N_EMIT_GRANTS; i++) {
         g = grant(i < N_EMIT_GRANTS ? EMIT_GRANTS[i] : DEDUP_GRANT,
                   "exactly_worker");
