@@ -29,9 +29,10 @@
  *      row it inserted, with no dead letter; without DELETE on dedup_keys
  *      check prints a FAIL line naming both; without INSERT on the
  *      target the worker's open is refused with advice naming the
- *      privilege and --print-grants, not a unique index; --print-grants
- *      (each statement once) and docs/PRIVILEGES.md give the grants the
- *      expiry and the emit need.
+ *      privilege and --print-grants, not a unique index (without the
+ *      unique index, or a column, with advice about that alone);
+ *      --print-grants (each statement once) and docs/PRIVILEGES.md give
+ *      the grants the expiry and the emit need.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -256,6 +257,21 @@ static void write_dedup_config(ctx *c, const char *path, const char *role)
     tk_config_write(path, &cfg);
 }
 
+/* Runs the dedup pipeline's worker, which must refuse to start (exit 2)
+ * for want of state; returns its open failure line (malloc'd). */
+static char *open_refused(ctx *c, const char *cfg, const char *state)
+{
+    char *out, *line;
+    int st = exactly(c, &out, "run", "-c", cfg, NULL);
+
+    line = strstr(out, "handler's open() failed");
+    line = line ? strndup(line, strcspn(line, "\n")) : NULL;
+    TK_CHECK(st == 2 && line, "run %s exited %d (want 2) with no open"
+             " failure:\n%s", state, st, out);
+    free(out);
+    return line;
+}
+
 /* 8. The dedup pipeline under the printed grants: its keys expire, its
  * upsert emits. */
 static void dedup_expiry(ctx *c)
@@ -357,16 +373,12 @@ static void dedup_expiry(ctx *c)
              st, out);
     free(out);
 
-    /* Without INSERT on the target, the worker's open is refused with
-     * SQLSTATE 42501: its reason names the privilege and where the grants
-     * are, not a unique index or a column type. */
+    /* Refused at open, the worker says what the SQLSTATE points to: for
+     * want of INSERT (42501) the privilege and --print-grants; without a
+     * unique index on the key (42P10) that; for a missing column (42703)
+     * its name. Never another refusal's advice. */
     tk_sql(c->db, "REVOKE INSERT ON account_emit FROM %s", c->dedup);
-    st = exactly(c, &out, "run", "-c", cfg, NULL);
-    tk_note("run as a role without INSERT on account_emit:\n%s", out);
-    g = strstr(out, "handler's open() failed");
-    g = g ? strndup(g, strcspn(g, "\n")) : NULL;
-    TK_CHECK(st == 2 && g, "run as a role without INSERT on account_emit"
-             " exited %d (want 2) with no open failure:\n%s", st, out);
+    g = open_refused(c, cfg, "without INSERT on account_emit");
     TK_CHECK(strstr(g, "permission denied") && strstr(g, "INSERT") &&
                  strstr(g, "--print-grants") && !strstr(g, "unique index") &&
                  !strstr(g, "assignable"),
@@ -375,7 +387,21 @@ static void dedup_expiry(ctx *c)
              " unique-index advice: %s",
              g);
     free(g);
-    free(out);
+    tk_sql(c->db, "GRANT INSERT ON account_emit TO %s; ALTER TABLE"
+                  " account_emit DROP CONSTRAINT account_emit_pkey", c->dedup);
+    g = open_refused(c, cfg, "without a unique index on account_emit's key");
+    TK_CHECK(strstr(g, "no unique index") && !strstr(g, "--print-grants"),
+             "open refused for want of a unique index: %s", g);
+    free(g);
+    tk_sql(c->db, "ALTER TABLE account_emit ADD PRIMARY KEY (id);"
+                  " ALTER TABLE account_emit RENAME balance TO bal");
+    g = open_refused(c, cfg, "with account_emit.balance renamed");
+    /* The log escapes the quotes around the name. */
+    TK_CHECK(strstr(g, "names a column that does not exist: \\\"balance") &&
+                 !strstr(g, "--print-grants") && !strstr(g, "unique index"),
+             "open refused for a missing column: %s", g);
+    free(g);
+    tk_sql(c->db, "ALTER TABLE account_emit RENAME bal TO balance");
 
     /* What the expiry needs is what --print-grants and the documentation
      * give, each statement once (the outbox's schema is the framework's). */
