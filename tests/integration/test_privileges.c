@@ -30,7 +30,7 @@
  *      check prints a FAIL line naming both; without INSERT on the
  *      target the worker's open is refused with advice naming the
  *      privilege and --print-grants, not a unique index (without the
- *      unique index, or a column, with advice about that alone);
+ *      unique index, a column or the table, with advice about that alone);
  *      --print-grants (each statement once) and docs/PRIVILEGES.md give
  *      the grants the expiry and the emit need.
  */
@@ -401,7 +401,13 @@ static void dedup_expiry(ctx *c)
                  !strstr(g, "--print-grants") && !strstr(g, "unique index"),
              "open refused for a missing column: %s", g);
     free(g);
-    tk_sql(c->db, "ALTER TABLE account_emit RENAME bal TO balance");
+    tk_sql(c->db, "ALTER TABLE account_emit RENAME bal TO balance;"
+                  " ALTER TABLE account_emit RENAME TO account_emit_gone");
+    g = open_refused(c, cfg, "with account_emit renamed (42P01)");
+    TK_CHECK(strstr(g, "names a table that does not exist: \\\"account_emit"),
+             "open refused for a missing table: %s", g);
+    free(g);
+    tk_sql(c->db, "ALTER TABLE account_emit_gone RENAME TO account_emit");
 
     /* What the expiry needs is what --print-grants and the documentation
      * give, each statement once (the outbox's schema is the framework's). */
