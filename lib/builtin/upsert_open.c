@@ -197,10 +197,10 @@ static void refusal(const exactly_open_args *args, const upsert_state *st,
         snprintf(args->errbuf, args->errbuf_size,
                  "upsert: the %s for table %s names a %s that does not "
                  "exist%s%s%s",
-                 what, t, sqlstate[3] == '0' ? "column" : "table",
+                 what, t,
+                 strcmp(sqlstate, "42703") == 0 ? "column" : "table",
                  *name ? ": \"" : "", name, *name ? "\"" : "");
-    }
-    else
+    } else
         snprintf(args->errbuf, args->errbuf_size,
                  "upsert: the database refused the %s for table %s", what,
                  t);
