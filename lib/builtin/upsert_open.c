@@ -134,19 +134,94 @@ done:
     return rc;
 }
 
+/* The first double-quoted name in the server's message (PostgreSQL
+ * quotes the table or column it cannot find: relation "t" does not exist)
+ * into buf, or "" when it quotes none. */
+static const char *quoted_name(const char *message, char *buf, size_t size)
+{
+    const char *a = message ? strchr(message, '"') : NULL;
+    const char *b = a ? strchr(a + 1, '"') : NULL;
+
+    buf[0] = '\0';
+    if (b && b > a + 1)
+        snprintf(buf, size, "%.*s", (int)(b - a - 1), a + 1);
+    return buf;
+}
+
+/*
+ * Says in errbuf why the server refused the statement what, after the
+ * SQLSTATE it answered (NULL: a host that cannot say), with advice only
+ * where that SQLSTATE supports it: a privilege (42501) names what the
+ * statement needs (needs) and where the grants are printed; no unique
+ * index matching the conflict key (42P10), a type that does not assign
+ * (42804, 42846), a missing table or column (42P01, 42703, named from the
+ * server's message when it quotes it). Otherwise the bare refusal: the
+ * runtime adds the server's own message.
+ */
+static void refusal(const exactly_open_args *args, const upsert_state *st,
+                    const char *what, const char *needs, const char *sqlstate,
+                    const char *message)
+{
+    char name[128] = "";
+    const char *t = st->table;
+
+    if (!sqlstate)
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the database refused the %s for table %s: does "
+                 "the role hold %s, is there a unique index on exactly the "
+                 "key columns, and do all columns exist with assignable "
+                 "types?",
+                 what, t, needs);
+    else if (strcmp(sqlstate, "42501") == 0)
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the role lacks a privilege the %s for table %s "
+                 "needs (%s): `exactly migrate --print-grants ROLE` prints "
+                 "the grants, docs/PRIVILEGES.md explains them",
+                 what, t, needs);
+    else if (strcmp(sqlstate, "42P10") == 0)
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the database refused the %s for table %s: no "
+                 "unique index or constraint on exactly the key columns "
+                 "(option key)",
+                 what, t);
+    else if (strcmp(sqlstate, "42804") == 0 ||
+             strcmp(sqlstate, "42846") == 0)
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the database refused the %s for table %s: a "
+                 "source column's type does not assign to its target "
+                 "column (option columns)",
+                 what, t);
+    else if (strcmp(sqlstate, "42P01") == 0 ||
+             strcmp(sqlstate, "42703") == 0) {
+        quoted_name(message, name, sizeof(name));
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the %s for table %s names a %s that does not "
+                 "exist%s%s%s",
+                 what, t,
+                 strcmp(sqlstate, "42703") == 0 ? "column" : "table",
+                 *name ? ": \"" : "", name, *name ? "\"" : "");
+    } else
+        snprintf(args->errbuf, args->errbuf_size,
+                 "upsert: the database refused the %s for table %s", what,
+                 t);
+}
+
 /*
  * Has the server parse and plan sql (EXPLAIN runs nothing, so it is allowed
  * in the read-only setup transaction) with every parameter an empty array.
- * That finds at start-up what would otherwise fail every batch: no unique
- * index matching the key, an unknown column, a type that does not assign.
+ * That finds at start-up what would otherwise fail every batch: a missing
+ * privilege (needs says which the statement takes), no unique index
+ * matching the key, an unknown column, a type that does not assign.
  */
 static exactly_err check_sql(const exactly_open_args *args,
                              const upsert_state *st, const char *sql,
-                             size_t n_params, const char *what)
+                             size_t n_params, const char *what,
+                             const char *needs)
 {
     const exactly_host *h = args->host;
     exactly_result *res = NULL;
     const char **params = NULL;
+    const char *sqlstate = NULL, *message = NULL;
     char *explain = NULL;
     exactly_err rc = EXACTLY_ENOMEM;
     size_t i, len = strlen(sql);
@@ -164,14 +239,14 @@ static exactly_err check_sql(const exactly_open_args *args,
     rc = h->query(args->setup, explain, (int)n_params, params, &res);
     if (rc != EXACTLY_OK && answered_42(args)) {
         /* The server's reason is added by the runtime, which holds the
-         * setup transaction; say what to look for, and log the statement
-         * rather than crowd it into errbuf. */
+         * setup transaction; say what its SQLSTATE points to, and log the
+         * statement rather than crowd it into errbuf. */
         h->log(EXACTLY_LOG_ERROR, "upsert: refused statement: %s", sql);
-        snprintf(args->errbuf, args->errbuf_size,
-                 "upsert: the database refused the %s for table %s: is there "
-                 "a unique index on exactly the key columns, and do all "
-                 "columns exist with assignable types?",
-                 what, st->table);
+        if (h->size >= offsetof(exactly_host, query_error) +
+                           sizeof(h->query_error) &&
+            h->query_error)
+            sqlstate = h->query_error(args->setup, &message);
+        refusal(args, st, what, needs, sqlstate, message);
         rc = EXACTLY_ECONFIG;
     } else if (rc != EXACTLY_OK) {
         snprintf(args->errbuf, args->errbuf_size,
@@ -327,22 +402,38 @@ static exactly_err build_statements(const exactly_open_args *args,
 }
 
 /* With a setup connection, has the server plan the generated statements
- * (check_sql); without one there is nothing to ask and it returns
- * EXACTLY_OK. */
+ * (check_sql), each with the privileges it takes (what ops/grants.c
+ * lists for the pipeline); without one there is nothing to ask and it
+ * returns EXACTLY_OK. */
 static exactly_err check_statements(const exactly_open_args *args,
                                     const upsert_state *st)
 {
+    const exactly_host *h = args->host;
+    const char *outbox = h->opt_string(args->opts, "emit_outbox");
+    char needs[512], source[160] = "";
     exactly_err rc;
 
     if (!args->setup)
         return EXACTLY_OK;
+    if (st->fused)
+        snprintf(source, sizeof(source), ", SELECT on %s",
+                 args->lookup_table);
+    snprintf(needs, sizeof(needs),
+             "SELECT, INSERT, UPDATE on %s%s%s%s%s", st->table, source,
+             st->emit_topic ? ", INSERT on " : "",
+             st->emit_topic ? (outbox ? outbox : "emit_outbox") : "",
+             st->emit_topic ? " and USAGE on its id sequence" : "");
     rc = check_sql(args, st, st->insert_sql,
                    (st->fused ? 1 : st->n_columns) + (st->emit_topic ? 1 : 0),
-                   "generated insert");
+                   "generated insert", needs);
+    snprintf(needs, sizeof(needs), "SELECT, DELETE on %s%s", st->table,
+             source);
     if (rc == EXACTLY_OK && st->delete_sql)
-        rc = check_sql(args, st, st->delete_sql, 1, "generated delete");
+        rc = check_sql(args, st, st->delete_sql, 1, "generated delete",
+                       needs);
+    snprintf(needs, sizeof(needs), "SELECT, UPDATE on %s", st->table);
     if (rc == EXACTLY_OK && st->lock_sql)
-        rc = check_sql(args, st, st->lock_sql, 1, "generated lock");
+        rc = check_sql(args, st, st->lock_sql, 1, "generated lock", needs);
     return rc;
 }
 

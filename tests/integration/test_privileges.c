@@ -27,8 +27,12 @@
  *      the retention (exactly_dedup_keys_expired_total counts them)
  *      without "cannot expire dedup keys", and writes one outbox event per
  *      row it inserted, with no dead letter; without DELETE on dedup_keys
- *      check prints a FAIL line naming both; --print-grants and
- *      docs/PRIVILEGES.md give the grants the expiry and the emit need.
+ *      check prints a FAIL line naming both; without INSERT on the
+ *      target the worker's open is refused with advice naming the
+ *      privilege and --print-grants, not a unique index (without the
+ *      unique index, a column or the table, with advice about that alone);
+ *      --print-grants (each statement once) and docs/PRIVILEGES.md give
+ *      the grants the expiry and the emit need.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -253,6 +257,21 @@ static void write_dedup_config(ctx *c, const char *path, const char *role)
     tk_config_write(path, &cfg);
 }
 
+/* Runs the dedup pipeline's worker, which must refuse to start (exit 2)
+ * for want of state; returns its open failure line (malloc'd). */
+static char *open_refused(ctx *c, const char *cfg, const char *state)
+{
+    char *out, *line;
+    int st = exactly(c, &out, "run", "-c", cfg, NULL);
+
+    line = strstr(out, "handler's open() failed");
+    line = line ? strndup(line, strcspn(line, "\n")) : NULL;
+    TK_CHECK(st == 2 && line, "run %s exited %d (want 2) with no open"
+             " failure:\n%s", state, st, out);
+    free(out);
+    return line;
+}
+
 /* 8. The dedup pipeline under the printed grants: its keys expire, its
  * upsert emits. */
 static void dedup_expiry(ctx *c)
@@ -354,10 +373,51 @@ static void dedup_expiry(ctx *c)
              st, out);
     free(out);
 
+    /* Refused at open, the worker says what the SQLSTATE points to: for
+     * want of INSERT (42501) the privilege and --print-grants; without a
+     * unique index on the key (42P10) that; for a missing column (42703)
+     * its name. Never another refusal's advice. */
+    tk_sql(c->db, "REVOKE INSERT ON account_emit FROM %s", c->dedup);
+    g = open_refused(c, cfg, "without INSERT on account_emit");
+    TK_CHECK(strstr(g, "permission denied") && strstr(g, "INSERT") &&
+                 strstr(g, "--print-grants") && !strstr(g, "unique index") &&
+                 !strstr(g, "assignable"),
+             "the open refused for want of INSERT on account_emit does not"
+             " name the privilege and --print-grants, or gives the"
+             " unique-index advice: %s",
+             g);
+    free(g);
+    tk_sql(c->db, "GRANT INSERT ON account_emit TO %s; ALTER TABLE"
+                  " account_emit DROP CONSTRAINT account_emit_pkey", c->dedup);
+    g = open_refused(c, cfg, "without a unique index on account_emit's key");
+    TK_CHECK(strstr(g, "no unique index") && !strstr(g, "--print-grants"),
+             "open refused for want of a unique index: %s", g);
+    free(g);
+    tk_sql(c->db, "ALTER TABLE account_emit ADD PRIMARY KEY (id);"
+                  " ALTER TABLE account_emit RENAME balance TO bal");
+    g = open_refused(c, cfg, "with account_emit.balance renamed");
+    /* The log escapes the quotes around the name. */
+    TK_CHECK(strstr(g, "names a column that does not exist: \\\"balance") &&
+                 !strstr(g, "--print-grants") && !strstr(g, "unique index"),
+             "open refused for a missing column: %s", g);
+    free(g);
+    tk_sql(c->db, "ALTER TABLE account_emit RENAME bal TO balance;"
+                  " ALTER TABLE account_emit RENAME TO account_emit_gone");
+    g = open_refused(c, cfg, "with account_emit renamed (42P01)");
+    TK_CHECK(strstr(g, "names a table that does not exist: \\\"account_emit"),
+             "open refused for a missing table: %s", g);
+    free(g);
+    tk_sql(c->db, "ALTER TABLE account_emit_gone RENAME TO account_emit");
+
     /* What the expiry needs is what --print-grants and the documentation
-     * give. */
+     * give, each statement once (the outbox's schema is the framework's). */
     st = exactly(c, &out, "migrate", "-c", cfg, "--print-grants",
                  "exactly_worker", NULL);
+    g = strstr(out, "GRANT USAGE ON SCHEMA \"exactly\"");
+    TK_CHECK(g && !strstr(g + 1, "GRANT USAGE ON SCHEMA \"exactly\""),
+             "--print-grants does not print USAGE on schema exactly exactly"
+             " once:\n%s",
+             out);
     for (i = 0; i <= N_EMIT_GRANTS; i++) {
         g = grant(i < N_EMIT_GRANTS ? EMIT_GRANTS[i] : DEDUP_GRANT,
                   "exactly_worker");
