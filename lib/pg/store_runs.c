@@ -40,6 +40,29 @@ exactly_err store_runs_exists(PGconn *conn, const char *schema,
     return EXACTLY_OK;
 }
 
+exactly_err store_runs_number(PGconn *conn, const char *schema,
+                              const char *pipeline, int64_t id,
+                              int64_t *number, char *err, size_t errsz)
+{
+    char id_s[24];
+    const char *params[2] = {id_s, pipeline};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *number = id;
+    snprintf(id_s, sizeof(id_s), "%" PRId64, id);
+    rc = store_exec(conn, schema,
+                    "SELECT parent FROM %1$s.reprocess_runs WHERE id ="
+                    " $1::bigint AND pipeline = $2 AND parent IS NOT NULL",
+                    2, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (PQntuples(res) == 1)
+        *number = store_int64(res, 0, 0);
+    PQclear(res);
+    return EXACTLY_OK;
+}
+
 exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
                                    int64_t run, int64_t n, char *err,
                                    size_t errsz)

@@ -22,6 +22,13 @@ exactly_err store_runs_exists(PGconn *conn, const char *schema,
                               const char *pipeline, int64_t run, int *found,
                               char *err, size_t errsz);
 
+/* *number is the run that row id of pipeline belongs to: its parent (a
+ * partition's row of a run over a topic), else id itself (also when no
+ * such row exists). */
+exactly_err store_runs_number(PGconn *conn, const char *schema,
+                              const char *pipeline, int64_t id,
+                              int64_t *number, char *err, size_t errsz);
+
 /* Adds n to run's applied count (dead letters replayed as part of it). */
 exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
                                    int64_t run, int64_t n, char *err,
