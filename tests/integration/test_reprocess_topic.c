@@ -41,6 +41,10 @@
  *            print: it is the run's partition, so its dead letters go
  *            under the run's number (`dlq list --run RUN` shows all 5,
  *            none under the row's id) and its ledger rows under the run.
+ *   replay   a run over the topic with ID 7 failing, then, the cause
+ *            gone, `dlq replay --run RUN --all`: each replayed message is
+ *            counted in the row of its partition (applied 30 and 50,
+ *            what the ledger holds per partition), not all in the first.
  *
  * EXACTLY_TEST_ONLY=name[,name] runs only those scenarios.
  */
@@ -404,6 +408,34 @@ static void scenario_child(cli_kit *c)
     write_config(c, 0);
 }
 
+static void scenario_replay(cli_kit *c)
+{
+    char run_s[24], *out;
+    int64_t run = run_failing(c);
+    int st;
+
+    write_config(c, 0);
+    snprintf(run_s, sizeof run_s, "%" PRId64, run);
+    st = cli_exactly(c, &out, "dlq", "replay", "--pipeline", LEDGER_PIPELINE,
+                     "--run", run_s, "--all", NULL);
+    tk_note("dlq replay --run %s --all:\n%s", run_s, out);
+    TK_CHECK(st == 0 && strstr(out, "replayed 5 dead letter(s)"),
+             "dlq replay --run %s exited %d:\n%s", run_s, st, out);
+    free(out);
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 0, N0 - 1), N0, "partition 0");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, N1 - 1), N1, "partition 1");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT applied FROM "
+                                          "exactly.reprocess_runs WHERE parent"
+                                          " = %" PRId64 " AND partition = 0",
+                                   run),
+                      N0, "applied of partition 0's row after the replay");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT applied FROM "
+                                          "exactly.reprocess_runs WHERE parent"
+                                          " = %" PRId64 " AND partition = 1",
+                                   run),
+                      N1, "applied of partition 1's row after the replay");
+}
+
 int main(void)
 {
     cli_kit c;
@@ -438,6 +470,8 @@ int main(void)
         scenario_times(&c);
     if (tk_wanted("child"))
         scenario_child(&c);
+    if (tk_wanted("replay"))
+        scenario_replay(&c);
 
     cli_kit_stop(&c);
     return 0;
