@@ -176,9 +176,11 @@ static exactly_err fenced(engine *e, part *pt, const cycle *c)
     return EXACTLY_EFENCED;
 }
 
-/* The attempt was rolled back (rc): what pt and the engine do next. */
+/* The attempt up to end was rolled back (rc): what pt and the engine do
+ * next. */
 static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
-                               exactly_err rc, int commit_sent, int *retried)
+                               exactly_err rc, int64_t end, int commit_sent,
+                               int *retried)
 {
     e->st.batches_rolled_back++;
     if (rc == EXACTLY_EFENCED)
@@ -204,6 +206,7 @@ static exactly_err rolled_back(engine *e, part *pt, const cycle *c,
     pt->unconfirmed = c->err.commit_unknown;
     pt->unconfirmed_applied = pt->unconfirmed ? c->applied_msgs : 0;
     pt->unconfirmed_dead = pt->unconfirmed ? e->dl.count : 0;
+    pt->unconfirmed_end = end;
     engine_rollback(e);
     if (e->conn && exactly_pg_needs_reconnect(c->err.sqlstate) && c->err.sqlstate[0])
         engine_db_lost(e);
@@ -253,7 +256,7 @@ exactly_err engine_settle_held(engine *e)
         cycle_committed(e, h.pt, &c, h.n, h.end, h.dead);
         r.rc = EXACTLY_OK;
     } else {
-        r.rc = rolled_back(e, h.pt, &c, h.rc, 1, &r.retried);
+        r.rc = rolled_back(e, h.pt, &c, h.rc, h.end, 1, &r.retried);
         if (h.pt->unconfirmed)
             h.pt->unconfirmed_dead = h.dead; /* its own, not e->dl's */
     }
@@ -359,7 +362,8 @@ again:
         } else if (rc == EXACTLY_OK)
             cycle_committed(e, pt, &c, n, end, e->dl.count);
         else if (rc != EXACTLY_EHANDLER)
-            rc = rolled_back(e, pt, &c, rc, commit_sent, &r->retried);
+            rc = rolled_back(e, pt, &c, rc, end, commit_sent,
+                             &r->retried);
         r->err = c.err;
         free(c.recs);
     }

@@ -83,6 +83,7 @@ typedef struct part {
      * stored offset later shows it committed, these are what it did. */
     uint64_t unconfirmed_applied;
     uint64_t unconfirmed_dead;
+    int64_t unconfirmed_end;  /* the next_offset its commit stores */
     int unconfirmed;          /* such an attempt exists */
 } part;
 

@@ -397,6 +397,7 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
                 pt->unconfirmed = 1;
                 pt->unconfirmed_applied = runs[i].c.applied_msgs;
                 pt->unconfirmed_dead = runs[i].dead;
+                pt->unconfirmed_end = m[i].end;
                 pt->attempts++;
             }
         }

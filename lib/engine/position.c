@@ -80,14 +80,20 @@ static exactly_err reclaim(engine *e, part *pt, int64_t seen, int64_t *stored)
 
 /* The stored offset is ahead of pt's: an earlier attempt whose answer
  * was lost did commit (counted now), or the row was moved forward (a
- * reset). What it covers is dropped; drop_all drops the rest too. */
+ * reset). What it covers is dropped; drop_all drops the rest too. The
+ * attempt is taken as committed only if the row holds the very offset
+ * its commit stores (a reset to exactly there would look the same): a
+ * reset (--force, past a running worker) moves the row
+ * anywhere, also past an attempt that rolled back, and a row moved past
+ * the attempt's end cannot tell whether it had committed first, so it is
+ * not counted (counters only: the row says where to go on). */
 static void follow_forward(engine *e, part *pt, int64_t stored, int drop_all)
 {
     size_t drop = 0;
 
     while (drop < pt->n_buf && pt->buf[drop]->offset < stored)
         drop++;
-    if (pt->unconfirmed) {
+    if (pt->unconfirmed && stored == pt->unconfirmed_end) {
         /* An earlier attempt did commit (its outcome was unknown). */
         exactly_log(EXACTLY_LOG_INFO, "cycle", "earlier commit confirmed",
                     LOG_PART(pt), LOG_INT("next_offset", stored));
@@ -95,6 +101,15 @@ static void follow_forward(engine *e, part *pt, int64_t stored, int drop_all)
         e->st.applied += pt->unconfirmed_applied;
         e->st.dead_lettered += pt->unconfirmed_dead;
         e->st.batches_committed++;
+    } else if (pt->unconfirmed) {
+        /* Moved elsewhere than the attempt's end: a reset. */
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "stored offset is ahead, not where the unanswered commit "
+                    "would have put it (a reset); following it, that batch "
+                    "not counted",
+                    LOG_PART(pt), LOG_INT("next_offset", pt->next_offset),
+                    LOG_INT("attempt_end", pt->unconfirmed_end),
+                    LOG_INT("stored", stored));
     } else {
         /* Not ours to count: the row was moved forward (a reset). */
         exactly_log(EXACTLY_LOG_WARN, "cycle",

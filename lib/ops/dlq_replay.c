@@ -159,6 +159,33 @@ static exactly_err apply_partition(replay *r, size_t from, size_t to,
     return rc;
 }
 
+/* One dead letter is one message; the run now applied it: counted in the
+ * run's row of its partition, as the run counts what it applies itself
+ * (rows come grouped by topic and partition). */
+static exactly_err count_for_run(replay *r, char *err, size_t errsz)
+{
+    const ops_dlq_replayed *o = r->out;
+    exactly_err rc = EXACTLY_OK;
+    size_t start, i;
+    int64_t n = 0;
+
+    for (start = 0, i = 0; rc == EXACTLY_OK && i <= o->n; i++) {
+        if (i < o->n && o->rows[i].partition == o->rows[start].partition &&
+            strcmp(o->rows[i].topic, o->rows[start].topic) == 0) {
+            n += o->outcome[i] == OPS_DL_REPLAYED;
+            continue;
+        }
+        if (n > 0)
+            rc = store_runs_add_applied(r->conn, r->cfg->postgres.schema,
+                                        r->s->run, o->rows[start].topic,
+                                        o->rows[start].partition, n, err,
+                                        errsz);
+        start = i;
+        n = i < o->n && o->outcome[i] == OPS_DL_REPLAYED;
+    }
+    return rc;
+}
+
 /* Deletes what was replayed, counts it for its run, and records the new
  * failures. */
 static exactly_err settle(replay *r, char *err, size_t errsz)
@@ -186,10 +213,8 @@ static exactly_err settle(replay *r, char *err, size_t errsz)
     }
     if (rc == EXACTLY_OK && n_done > 0)
         rc = store_dl_delete(r->conn, schema, done, n_done, err, errsz);
-    /* One dead letter is one message; the run now applied it. */
     if (rc == EXACTLY_OK && n_done > 0 && r->s->run > 0)
-        rc = store_runs_add_applied(r->conn, schema, r->s->run,
-                                    (int64_t)n_done, err, errsz);
+        rc = count_for_run(r, err, errsz);
     if (rc == EXACTLY_OK && n_failed > 0)
         rc = store_dl_failed_again(r->conn, schema, failed, reasons, states,
                                    n_failed, err, errsz);

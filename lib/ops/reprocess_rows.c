@@ -74,11 +74,21 @@ int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
     store_run_row *rows = NULL;
     char err[1024];
     size_t n = 0, i;
+    int64_t number = o->resume_run;
     exactly_err rc;
 
-    rc = store_runs_claim(r->eng.conn, schema_of(r), r->p->name,
-                          o->resume_run, r->eng.owner, &rows, &n, err,
-                          sizeof(err));
+    /* The logs name a partition's row (taken over run=ROW); its run is
+     * the parent's number, under which its dead letters, its handler's
+     * run and its summary go: that run is resumed, all of it. */
+    rc = store_runs_number(r->eng.conn, schema_of(r), r->p->name,
+                           o->resume_run, &number, err, sizeof(err));
+    if (rc == EXACTLY_OK && number != o->resume_run)
+        exactly_log(EXACTLY_LOG_INFO, "reprocess",
+                    "the row is a partition of a run; resuming that run",
+                    LOG_INT("row", o->resume_run), LOG_INT("run", number));
+    if (rc == EXACTLY_OK)
+        rc = store_runs_claim(r->eng.conn, schema_of(r), r->p->name, number,
+                              r->eng.owner, &rows, &n, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         exactly_log(EXACTLY_LOG_ERROR, "reprocess", "cannot record the run",
                     LOG_STR("error", err));
@@ -88,16 +98,16 @@ int reprocess_claim_rows(run *r, const exactly_reprocess_opts *o)
         store_run_rows_free(rows, n);
         exactly_log(EXACTLY_LOG_ERROR, "reprocess",
                     "run not found in this pipeline, or already done",
-                    LOG_INT("run", o->resume_run));
+                    LOG_INT("run", number));
         /* A done run's dead letters are what a resume cannot apply: say
          * where they are. */
-        reprocess_set_id(r, o->resume_run);
+        reprocess_set_id(r, number);
         reprocess_count_dead_letters(r);
         if (r->dead_read && r->dead_letters > 0)
             reprocess_print_dead_letters(r, (uint64_t)r->dead_letters);
         return 2;
     }
-    r->id = o->resume_run;
+    r->id = number;
     for (i = 0; i < n; i++) {
         span *sp = reprocess_span_add(r);
         if (!sp) {

@@ -40,19 +40,46 @@ exactly_err store_runs_exists(PGconn *conn, const char *schema,
     return EXACTLY_OK;
 }
 
+exactly_err store_runs_number(PGconn *conn, const char *schema,
+                              const char *pipeline, int64_t id,
+                              int64_t *number, char *err, size_t errsz)
+{
+    char id_s[24];
+    const char *params[2] = {id_s, pipeline};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *number = id;
+    snprintf(id_s, sizeof(id_s), "%" PRId64, id);
+    rc = store_exec(conn, schema,
+                    "SELECT parent FROM %1$s.reprocess_runs WHERE id ="
+                    " $1::bigint AND pipeline = $2 AND parent IS NOT NULL",
+                    2, params, &res, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (PQntuples(res) == 1)
+        *number = store_int64(res, 0, 0);
+    PQclear(res);
+    return EXACTLY_OK;
+}
+
 exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
-                                   int64_t run, int64_t n, char *err,
+                                   int64_t run, const char *topic,
+                                   int32_t partition, int64_t n, char *err,
                                    size_t errsz)
 {
-    char run_s[24], n_s[24];
-    const char *params[2] = {run_s, n_s};
+    char run_s[24], n_s[24], part_s[16];
+    const char *params[4] = {run_s, n_s, topic, part_s};
 
     snprintf(run_s, sizeof(run_s), "%" PRId64, run);
     snprintf(n_s, sizeof(n_s), "%" PRId64, n);
+    snprintf(part_s, sizeof(part_s), "%d", (int)partition);
     return store_exec(conn, schema,
                       "UPDATE %1$s.reprocess_runs SET applied = applied +"
-                      " $2::bigint, updated_at = now() WHERE id = $1::bigint",
-                      2, params, NULL, err, errsz);
+                      " $2::bigint, updated_at = now() WHERE (id = $1::bigint"
+                      " OR parent = $1::bigint) AND topic = $3 AND partition"
+                      " = $4::int",
+                      4, params, NULL, err, errsz);
 }
 
 void store_run_rows_free(store_run_row *rows, size_t n)

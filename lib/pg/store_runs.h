@@ -22,9 +22,19 @@ exactly_err store_runs_exists(PGconn *conn, const char *schema,
                               const char *pipeline, int64_t run, int *found,
                               char *err, size_t errsz);
 
-/* Adds n to run's applied count (dead letters replayed as part of it). */
+/* *number is the run that row id of pipeline belongs to: its parent (a
+ * partition's row of a run over a topic), else id itself (also when no
+ * such row exists). */
+exactly_err store_runs_number(PGconn *conn, const char *schema,
+                              const char *pipeline, int64_t id,
+                              int64_t *number, char *err, size_t errsz);
+
+/* Adds n to the applied count of run's row of topic and partition (its
+ * own row, or the partition's row under it: dead letters of that
+ * partition replayed as part of the run). */
 exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
-                                   int64_t run, int64_t n, char *err,
+                                   int64_t run, const char *topic,
+                                   int32_t partition, int64_t n, char *err,
                                    size_t errsz);
 
 /* One row of a run, as claimed or created. */

@@ -33,6 +33,18 @@
  *            --from-time in the future selects nothing (refused, exit 2);
  *            a time PostgreSQL cannot read and a range of offsets and times
  *            at once are refused.
+ *   child    a run over the topic with ID 7 failing (2 messages of
+ *            partition 0, 3 of partition 1) ends with 5 dead letters;
+ *            partition 1's row is then set back as an interrupted session
+ *            leaves it (next_offset 0, its ledger rows and dead letters
+ *            gone) and resumed by that row's own id, the id the logs
+ *            print: it is the run's partition, so its dead letters go
+ *            under the run's number (`dlq list --run RUN` shows all 5,
+ *            none under the row's id) and its ledger rows under the run.
+ *   replay   a run over the topic with ID 7 failing, then, the cause
+ *            gone, `dlq replay --run RUN --all`: each replayed message is
+ *            counted in the row of its partition (applied 30 and 50,
+ *            what the ledger holds per partition), not all in the first.
  *
  * EXACTLY_TEST_ONLY=name[,name] runs only those scenarios.
  */
@@ -54,7 +66,8 @@
 #define N0 30
 #define N1 50
 
-static void write_config(cli_kit *c)
+/* failing: the ledger fails messages of ID 7 (fail_on_ids). */
+static void write_config(cli_kit *c, int failing)
 {
     tk_config cfg;
     tk_pipeline *pl = &cfg.pipelines[0];
@@ -62,6 +75,8 @@ static void write_config(cli_kit *c)
     tk_config_init(&cfg, c->bootstraps, c->conninfo);
     ledger_pipeline(pl, LEDGER_PIPELINE, TOPIC);
     pl->lookup_id_column = "id";
+    if (failing)
+        pl->options_yaml = "        fail_on_ids: ['7']\n";
     pl->max_messages = 50;
     pl->max_wait_ms = 50;
     tk_config_write(c->cfg, &cfg);
@@ -320,6 +335,107 @@ static void scenario_times(cli_kit *c)
     free(out);
 }
 
+/* Runs the topic from 0 with ID 7 failing: exit 3, 5 dead letters under
+ * the run's number. Returns the run's number. */
+static int64_t run_failing(cli_kit *c)
+{
+    char *out;
+    int64_t run;
+    int st;
+
+    write_config(c, 1);
+    st = reprocess(c, &out, "--topic", TOPIC, "--from", "0", NULL);
+    tk_note("reprocess with ID 7 failing:\n%s", out);
+    TK_CHECK(st == 3, "a run with dead letters exited %d:\n%s", st, out);
+    run = printed_run(out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.dead_letters WHERE pipeline"
+                                          " = '" LEDGER_PIPELINE ":reprocess:%"
+                                          PRId64 "'", run),
+                      5, "dead letters of the run");
+    return run;
+}
+
+static void scenario_child(cli_kit *c)
+{
+    char child_s[24], run_s[24], want[256], *out;
+    int64_t run = run_failing(c), child;
+    int st;
+
+    child = tk_sql_int64(c->db, "SELECT id FROM exactly.reprocess_runs WHERE"
+                                " parent = %" PRId64 " AND partition = 1", run);
+    TK_CHECK(child > 0 && child != run, "partition 1's row %" PRId64
+             " of run %" PRId64 " is not a child row", child, run);
+    /* Partition 1 as an interrupted first session leaves it. */
+    tk_sql(c->db, "UPDATE exactly.reprocess_runs SET status = 'interrupted',"
+                  " next_offset = 0, applied = 0, ended_at = NULL WHERE id = %"
+                  PRId64, child);
+    tk_sql(c->db, "DELETE FROM ledger_reprocess WHERE run = %" PRId64
+                  " AND partition = 1", run);
+    tk_sql(c->db, "DELETE FROM exactly.dead_letters WHERE pipeline = '"
+                  LEDGER_PIPELINE ":reprocess:%" PRId64 "' AND partition = 1",
+           run);
+    snprintf(child_s, sizeof child_s, "%" PRId64, child);
+    st = reprocess(c, &out, "--resume", child_s, NULL);
+    tk_note("--resume %s (partition 1's row of run %" PRId64 "):\n%s",
+            child_s, run, out);
+    TK_CHECK(st == 3, "--resume of the child row exited %d:\n%s", st, out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.dead_letters WHERE pipeline"
+                                          " = '" LEDGER_PIPELINE ":reprocess:%"
+                                          PRId64 "'", run),
+                      5, "dead letters under the run's number after resuming "
+                         "its partition 1 row");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT count(*) FROM "
+                                          "exactly.dead_letters WHERE pipeline"
+                                          " = '" LEDGER_PIPELINE ":reprocess:%"
+                                          PRId64 "'", child),
+                      0, "dead letters under the row's own id");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, N1 - 1), N1 - 3,
+                      "partition 1 ledger rows under the run");
+    TK_CHECK_EQ_INT64(rows_done(c, run), 2, "rows of the run, done");
+    snprintf(run_s, sizeof run_s, "%" PRId64, run);
+    snprintf(want, sizeof want, "5 dead letter(s) of reprocess run %" PRId64,
+             run);
+    st = cli_exactly(c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
+                     "--run", run_s, NULL);
+    TK_CHECK(st == 0 && strstr(out, want),
+             "dlq list --run %s exited %d, without \"%s\":\n%s", run_s, st,
+             want, out);
+    free(out);
+    write_config(c, 0);
+}
+
+static void scenario_replay(cli_kit *c)
+{
+    char run_s[24], *out;
+    int64_t run = run_failing(c);
+    int st;
+
+    write_config(c, 0);
+    snprintf(run_s, sizeof run_s, "%" PRId64, run);
+    st = cli_exactly(c, &out, "dlq", "replay", "--pipeline", LEDGER_PIPELINE,
+                     "--run", run_s, "--all", NULL);
+    tk_note("dlq replay --run %s --all:\n%s", run_s, out);
+    TK_CHECK(st == 0 && strstr(out, "replayed 5 dead letter(s)"),
+             "dlq replay --run %s exited %d:\n%s", run_s, st, out);
+    free(out);
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 0, 0, N0 - 1), N0, "partition 0");
+    TK_CHECK_EQ_INT64(applied_rows(c, run, 1, 0, N1 - 1), N1, "partition 1");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT applied FROM "
+                                          "exactly.reprocess_runs WHERE parent"
+                                          " = %" PRId64 " AND partition = 0",
+                                   run),
+                      N0, "applied of partition 0's row after the replay");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c->db, "SELECT applied FROM "
+                                          "exactly.reprocess_runs WHERE parent"
+                                          " = %" PRId64 " AND partition = 1",
+                                   run),
+                      N1, "applied of partition 1's row after the replay");
+}
+
 int main(void)
 {
     cli_kit c;
@@ -341,7 +457,7 @@ int main(void)
                  " topic text NOT NULL, partition int NOT NULL,"
                  " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
                  " PRIMARY KEY (run, topic, partition, \"offset\"))");
-    write_config(&c);
+    write_config(&c, 0);
     cli_kit_migrate(&c);
 
     if (tk_wanted("offsets"))
@@ -352,6 +468,10 @@ int main(void)
         scenario_failover(&c);
     if (tk_wanted("times"))
         scenario_times(&c);
+    if (tk_wanted("child"))
+        scenario_child(&c);
+    if (tk_wanted("replay"))
+        scenario_replay(&c);
 
     cli_kit_stop(&c);
     return 0;
