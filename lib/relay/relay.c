@@ -20,7 +20,6 @@
 #include "fault.h"
 #include "log.h"
 #include "pg_conn.h"
-#include "producer.h"
 #include "clock.h"
 #include "relay_internal.h"
 
@@ -270,52 +269,6 @@ static void note_error(void *arg, exactly_log_level level, const char *line,
     metrics_note_error(arg, line, len);
 }
 
-/* Creates the relay's producer, its delivery reports going to dr_cb.
- * Returns 0, or 2 when the configuration or librdkafka refused it. */
-static int start_producer(relay *rl)
-{
-    rd_kafka_conf_t *conf;
-    char err[1024], client_id[128];
-
-    snprintf(client_id, sizeof(client_id), "exactly-relay-%s", rl->r->name);
-    conf = exactly_kafka_producer_conf(rl->cfg, rl->r, client_id, err,
-                                       sizeof(err));
-    if (!conf) {
-        exactly_log(EXACTLY_LOG_ERROR, "relay", "producer refused",
-                    LOG_STR("error", err));
-        return 2;
-    }
-    rd_kafka_conf_set_opaque(conf, rl);
-    rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
-    rd_kafka_conf_set_error_cb(conf, relay_error_cb);
-    rl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!rl->rk) {
-        rd_kafka_conf_destroy(conf);
-        exactly_log(EXACTLY_LOG_ERROR, "relay", "producer refused",
-                    LOG_STR("error", err));
-        return 2;
-    }
-    return 0;
-}
-
-int relay_renew_producer(relay *rl)
-{
-    rd_kafka_t *old = rl->rk;
-
-    if (start_producer(rl) != 0) {
-        rl->rk = old;
-        return -1;
-    }
-    /* Nothing of the old one is in flight (every cycle waits for every
-     * report); a transaction it left open is the new one's
-     * init_transactions' to abort. */
-    rd_kafka_destroy(old);
-    rl->txn_ready = 0;
-    rl->txn_open = 0;
-    rl->abort_unanswered = 0;
-    return 0;
-}
-
 /* Ends the relay: an open Kafka transaction aborted (unless the producer
  * failed fatally, or its commit or abort is under way with no answer:
  * that one is the broker's to complete, and the next start settles it),
@@ -381,7 +334,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
     rl.m = o->metrics;
     if (rl.m)
         exactly_log_set_tap(note_error, rl.m);
-    if (start_producer(&rl) != 0)
+    if (relay_start_producer(&rl) != 0)
         return 2;
     rl.backoff_ms = 100;
     rl.txn = rl.r->mode == CFG_RELAY_TRANSACTIONAL;

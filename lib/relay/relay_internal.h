@@ -137,6 +137,11 @@ void relay_drop_conn(relay *rl);
  * holds the lock (try again after the poll interval). */
 int relay_ensure_conn(relay *rl);
 
+/* Creates the relay's producer (relay_produce.c), its delivery reports
+ * going to relay_dr_cb and its errors to relay_error_cb. Returns 0, or 2
+ * when the configuration or librdkafka refused it. */
+int relay_start_producer(relay *rl);
+
 /* Replaces the relay's producer by a new one, not yet initialised
  * (txn_ready 0), and destroys the old one. Returns 0, or -1 when the new
  * one could not be made (the old one stays). */

@@ -6,7 +6,7 @@
  * refused for an unknown topic is refused only when the broker, asked
  * again (once per topic and cycle), said so; one refused in a record
  * batch the broker refused as a whole, with other rows, is sent again
- * alone.
+ * alone. The producer itself is made (and made anew) here too.
  */
 #include "relay.h"
 
@@ -18,6 +18,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "producer.h"
 #include "relay_internal.h"
 
 /* Errors that no resend will cure: the row is dead-lettered. Besides the
@@ -377,4 +378,48 @@ cleanup:
         rd_kafka_headers_destroy(h);
     PQfreemem(key);
     PQfreemem(value);
+}
+
+int relay_start_producer(relay *rl)
+{
+    rd_kafka_conf_t *conf;
+    char err[1024], client_id[128];
+
+    snprintf(client_id, sizeof(client_id), "exactly-relay-%s", rl->r->name);
+    conf = exactly_kafka_producer_conf(rl->cfg, rl->r, client_id, err,
+                                       sizeof(err));
+    if (!conf) {
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "producer refused",
+                    LOG_STR("error", err));
+        return 2;
+    }
+    rd_kafka_conf_set_opaque(conf, rl);
+    rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, relay_error_cb);
+    rl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rl->rk) {
+        rd_kafka_conf_destroy(conf);
+        exactly_log(EXACTLY_LOG_ERROR, "relay", "producer refused",
+                    LOG_STR("error", err));
+        return 2;
+    }
+    return 0;
+}
+
+int relay_renew_producer(relay *rl)
+{
+    rd_kafka_t *old = rl->rk;
+
+    if (relay_start_producer(rl) != 0) {
+        rl->rk = old;
+        return -1;
+    }
+    /* Nothing of the old one is in flight (every cycle waits for every
+     * report); a transaction it left open is the new one's
+     * init_transactions' to abort. */
+    rd_kafka_destroy(old);
+    rl->txn_ready = 0;
+    rl->txn_open = 0;
+    rl->abort_unanswered = 0;
+    return 0;
 }
