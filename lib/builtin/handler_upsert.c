@@ -266,59 +266,36 @@ static exactly_err upsert_apply(void *state, exactly_txn *txn,
                      : apply_unfused(st, txn, batch);
 }
 
-static const exactly_handler upsert_unfused_handler = {
-    EXACTLY_HANDLER_HEADER,
-    .name = "upsert",
-    .description = "upsert looked-up rows into a table, one INSERT ... ON "
-                   "CONFLICT per batch",
-    .options = upsert_options,
-    .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),
-    .skips_lookup = 0,
-    .open = open_unfused,
-    .apply = upsert_apply,
-    .close = upsert_close,
-};
+/* One descriptor of the built-in upsert: the four differ only in what
+ * they say, whether they read in the write, and how they open. */
+#define UPSERT_HANDLER(desc, fused, open_fn)                                  \
+    {                                                                         \
+        EXACTLY_HANDLER_HEADER, .name = "upsert", .description = (desc),      \
+        .options = upsert_options,                                            \
+        .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),      \
+        .skips_lookup = (fused), .open = (open_fn), .apply = upsert_apply,    \
+        .close = upsert_close,                                                \
+    }
 
-static const exactly_handler upsert_fused_handler = {
-    EXACTLY_HANDLER_HEADER,
-    .name = "upsert",
-    .description = "upsert rows of the lookup's table into a table, reading "
-                   "and writing in one INSERT ... SELECT ... ON CONFLICT",
-    .options = upsert_options,
-    .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),
-    .skips_lookup = 1,
-    .open = open_fused,
-    .apply = upsert_apply,
-    .close = upsert_close,
-};
+#define UNFUSED_DESC                                                          \
+    "upsert looked-up rows into a table, one INSERT ... ON CONFLICT per batch"
+
+static const exactly_handler upsert_unfused_handler =
+    UPSERT_HANDLER(UNFUSED_DESC, 0, open_unfused);
+
+static const exactly_handler upsert_fused_handler = UPSERT_HANDLER(
+    "upsert rows of the lookup's table into a table, reading and writing in "
+    "one INSERT ... SELECT ... ON CONFLICT",
+    1, open_fused);
 
 /* The same two, opened by an extra writer (see handler_upsert.h). */
-static const exactly_handler upsert_unfused_extra_handler = {
-    EXACTLY_HANDLER_HEADER,
-    .name = "upsert",
-    .description = "upsert looked-up rows into a table, one INSERT ... ON "
-                   "CONFLICT per batch",
-    .options = upsert_options,
-    .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),
-    .skips_lookup = 0,
-    .open = open_unfused_extra,
-    .apply = upsert_apply,
-    .close = upsert_close,
-};
+static const exactly_handler upsert_unfused_extra_handler =
+    UPSERT_HANDLER(UNFUSED_DESC, 0, open_unfused_extra);
 
-static const exactly_handler upsert_fused_extra_handler = {
-    EXACTLY_HANDLER_HEADER,
-    .name = "upsert",
-    .description = "upsert rows of the lookup's table into a table, reading "
-                   "(FOR SHARE) and writing in one INSERT ... SELECT ... ON "
-                   "CONFLICT",
-    .options = upsert_options,
-    .n_options = sizeof(upsert_options) / sizeof(upsert_options[0]),
-    .skips_lookup = 1,
-    .open = open_fused_extra,
-    .apply = upsert_apply,
-    .close = upsert_close,
-};
+static const exactly_handler upsert_fused_extra_handler = UPSERT_HANDLER(
+    "upsert rows of the lookup's table into a table, reading (FOR SHARE) and "
+    "writing in one INSERT ... SELECT ... ON CONFLICT",
+    1, open_fused_extra);
 
 const exactly_handler *exactly_builtin_upsert_extra(int fused)
 {

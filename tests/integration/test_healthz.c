@@ -22,22 +22,6 @@
 
 #define PARTITIONS 2
 
-/* Polls path until it answers want or timeout_ms passed; the last code. */
-static int wait_code(int port, const char *path, int want, int timeout_ms)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-    int code;
-
-    for (;;) {
-        char *body = NULL;
-        code = tk_http_get(port, path, &body);
-        free(body);
-        if (code == want || tk_now_ms() > deadline)
-            return code;
-        tk_sleep_ms(100);
-    }
-}
-
 int main(void)
 {
     ledger_fixture f;
@@ -61,10 +45,10 @@ int main(void)
                         "--shutdown-timeout", "20", NULL};
         run = tk_spawn(argv, f.log);
     }
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d, expected 200",
                      code);
-    LEDGER_CHECK_LOG(wait_code(port, "/healthz", 200, 1000) == 200, f.log,
+    LEDGER_CHECK_LOG(tk_http_wait_code(port, "/healthz", 200, 1000) == 200, f.log,
                      "/healthz does not answer 200 while the run runs");
     worker = tk_worker_pid(f.log, 0, run, 5000);
     TK_CHECK(worker > 0, "no worker pid in the log");
@@ -72,7 +56,7 @@ int main(void)
     /* A stuck supervisor. */
     TK_CHECK(tk_kill(run, SIGSTOP) == 0, "cannot stop the supervisor");
     t0 = tk_now_ms();
-    code = wait_code(port, "/healthz", 503, 10000);
+    code = tk_http_wait_code(port, "/healthz", 503, 10000);
     if (code != 503)
         (void)tk_kill(run, SIGCONT);
     LEDGER_CHECK_LOG(code == 503, f.log, "/healthz answered %d 10 s after "
@@ -80,21 +64,21 @@ int main(void)
                      code);
     tk_note("supervisor stuck: /healthz 503 after %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
-    code = wait_code(port, "/readyz", 503, 1000);
+    code = tk_http_wait_code(port, "/readyz", 503, 1000);
     (void)tk_kill(run, SIGCONT);
     LEDGER_CHECK_LOG(code == 503, f.log, "/readyz answered %d while the "
                      "supervisor was stuck, expected 503", code);
-    code = wait_code(port, "/healthz", 200, 5000);
+    code = tk_http_wait_code(port, "/healthz", 200, 5000);
     LEDGER_CHECK_LOG(code == 200, f.log, "/healthz answered %d 5 s after the "
                      "supervisor went on (SIGCONT), expected 200", code);
 
     /* Stopping: the drain waits for the (stopped) worker. */
     TK_CHECK(tk_kill(worker, SIGSTOP) == 0, "cannot stop the worker");
     TK_CHECK(tk_kill(run, SIGTERM) == 0, "cannot signal the supervisor");
-    code = wait_code(port, "/healthz", 503, 5000);
+    code = tk_http_wait_code(port, "/healthz", 503, 5000);
     /* The stopped worker still says ready in its slot: the supervisor's
      * stop is what makes /readyz 503. */
-    ready = wait_code(port, "/readyz", 503, 1000);
+    ready = tk_http_wait_code(port, "/readyz", 503, 1000);
     (void)tk_kill(worker, SIGCONT);
     LEDGER_CHECK_LOG(code == 503, f.log, "/healthz answered %d while the "
                      "supervisor was stopping, expected 503", code);

@@ -24,22 +24,6 @@
 #define PARTITIONS 2
 #define BROKER_ID 1
 
-/* Polls path until it answers want or timeout_ms passed; the last code. */
-static int wait_code(int port, const char *path, int want, int timeout_ms)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-    int code;
-
-    for (;;) {
-        char *body = NULL;
-        code = tk_http_get(port, path, &body);
-        free(body);
-        if (code == want || tk_now_ms() > deadline)
-            return code;
-        tk_sleep_ms(100);
-    }
-}
-
 int main(void)
 {
     /* The default session timeout (45 s), far longer than the deadline:
@@ -71,7 +55,7 @@ int main(void)
                         "--metrics", addr, "--lock-dir", f.dir, NULL};
         run = tk_spawn(argv, f.log);
     }
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d before the "
                      "outage, expected 200", code);
 
@@ -79,19 +63,19 @@ int main(void)
                  RD_KAFKA_RESP_ERR_NO_ERROR,
              "rd_kafka_mock_broker_set_down");
     t0 = tk_now_ms();
-    code = wait_code(port, "/readyz", 503, 10000);
+    code = tk_http_wait_code(port, "/readyz", 503, 10000);
     LEDGER_CHECK_LOG(code == 503, f.log, "/readyz answered %d 10 s after "
                      "every broker went down, expected 503", code);
     tk_note("every broker down: /readyz 503 after %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
-    LEDGER_CHECK_LOG(wait_code(port, "/healthz", 200, 1000) == 200, f.log,
+    LEDGER_CHECK_LOG(tk_http_wait_code(port, "/healthz", 200, 1000) == 200, f.log,
                      "/healthz does not answer 200 during a Kafka outage");
 
     TK_CHECK(rd_kafka_mock_broker_set_up(mc, BROKER_ID) ==
                  RD_KAFKA_RESP_ERR_NO_ERROR,
              "rd_kafka_mock_broker_set_up");
     t0 = tk_now_ms();
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d 15 s after the "
                      "broker came back, expected 200", code);
     tk_note("broker back: /readyz 200 after %.1f s",

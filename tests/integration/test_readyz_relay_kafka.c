@@ -26,22 +26,6 @@
 #define TOPIC "readyz-relay-kafka"
 #define BROKER_ID 1
 
-/* Polls path until it answers want or timeout_ms passed; the last code. */
-static int wait_code(int port, const char *path, int want, int timeout_ms)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-    int code;
-
-    for (;;) {
-        char *body = NULL;
-        code = tk_http_get(port, path, &body);
-        free(body);
-        if (code == want || tk_now_ms() > deadline)
-            return code;
-        tk_sleep_ms(100);
-    }
-}
-
 int main(void)
 {
     relay_fixture f;
@@ -70,7 +54,7 @@ int main(void)
         run = tk_spawn(argv, f.log);
     }
     relay_wait_settled(f.db, f.log, 15000, "first rows published");
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d before the "
                      "outage, expected 200", code);
 
@@ -78,20 +62,20 @@ int main(void)
                  RD_KAFKA_RESP_ERR_NO_ERROR,
              "rd_kafka_mock_broker_set_down");
     t0 = tk_now_ms();
-    code = wait_code(port, "/readyz", 503, 10000);
+    code = tk_http_wait_code(port, "/readyz", 503, 10000);
     LEDGER_CHECK_LOG(code == 503, f.log, "/readyz answered %d 10 s after "
                      "every broker went down, expected 503 (the relay "
                      "cannot publish)", code);
     tk_note("every broker down: /readyz 503 after %.1f s",
             (double)(tk_now_ms() - t0) / 1000.0);
-    LEDGER_CHECK_LOG(wait_code(port, "/healthz", 200, 1000) == 200, f.log,
+    LEDGER_CHECK_LOG(tk_http_wait_code(port, "/healthz", 200, 1000) == 200, f.log,
                      "/healthz does not answer 200 during a Kafka outage");
 
     TK_CHECK(rd_kafka_mock_broker_set_up(mc, BROKER_ID) ==
                  RD_KAFKA_RESP_ERR_NO_ERROR,
              "rd_kafka_mock_broker_set_up");
     t0 = tk_now_ms();
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d 15 s after "
                      "the broker came back, expected 200", code);
     tk_note("broker back: /readyz 200 after %.1f s",

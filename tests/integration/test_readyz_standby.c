@@ -26,22 +26,6 @@
 
 #define PARTITIONS 2
 
-/* Polls path until it answers want or timeout_ms passed; the last code. */
-static int wait_code(int port, const char *path, int want, int timeout_ms)
-{
-    int64_t deadline = tk_now_ms() + timeout_ms;
-    int code;
-
-    for (;;) {
-        char *body = NULL;
-        code = tk_http_get(port, path, &body);
-        free(body);
-        if (code == want || tk_now_ms() > deadline)
-            return code;
-        tk_sleep_ms(100);
-    }
-}
-
 /* exactly_worker_up summed over the workers, and their restarts; -1
  * when /metrics does not answer. */
 static double workers_up(int port, double *restarts)
@@ -98,7 +82,7 @@ static void check_killed_worker(const ledger_fixture *f, int port, pid_t run)
                      "worker waited for its restart");
     tk_note("worker killed: /readyz 503 at %d requests while it was down",
             samples);
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f->log, "/readyz answered %d, not 200, 15 s "
                      "after the killed worker was restarted", code);
 }
@@ -127,11 +111,11 @@ int main(void)
     }
     /* A group join takes about 3 s; three members may take a rebalance
      * more. */
-    code = wait_code(port, "/readyz", 200, 15000);
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
     LEDGER_CHECK_LOG(code == 200, f.log,
                      "/readyz answered %d, not 200, 15 s after starting 3 "
                      "workers on 2 partitions (one a standby)", code);
-    LEDGER_CHECK_LOG(wait_code(port, "/healthz", 200, 1000) == 200, f.log,
+    LEDGER_CHECK_LOG(tk_http_wait_code(port, "/healthz", 200, 1000) == 200, f.log,
                      "/healthz does not answer 200");
     tk_note("3 workers on 2 partitions: /readyz 200");
     check_killed_worker(&f, port, run);

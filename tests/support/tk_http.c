@@ -85,6 +85,21 @@ int tk_http_get(int port, const char *path, char **body)
     return status;
 }
 
+int tk_http_wait_code(int port, const char *path, int want, int timeout_ms)
+{
+    int64_t deadline = tk_now_ms() + timeout_ms;
+    int code;
+
+    for (;;) {
+        char *body = NULL;
+        code = tk_http_get(port, path, &body);
+        free(body);
+        if (code == want || tk_now_ms() > deadline)
+            return code;
+        tk_sleep_ms(100);
+    }
+}
+
 double tk_metric_sum_n(const char *text, const char *name, const char *match,
                        int *count)
 {
