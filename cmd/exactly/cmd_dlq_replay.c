@@ -36,9 +36,10 @@ const char dlq_replay_help[] =
             "           connection, a timeout, a serialization failure, apply()\n"
             "           asking for a retry) rolls the whole replay back (exit\n"
             "           1). A COMMIT whose answer is lost with the connection is\n"
-            "           decided by reading the dead letters back on a new one:\n"
-            "           committed (exit 0), rolled back, or said to be unknown\n"
-            "           with what was found (exit 1). No dedup filter, no\n"
+            "           decided on a new one by its transaction's id\n"
+            "           (pg_xact_status): committed (exit 0), rolled back, or\n"
+            "           unknown while the server cannot tell (exit 1). No dedup\n"
+            "           filter, no\n"
             "           stored offset moves, nothing is\n"
             "           read from Kafka: a message is what its dead letter kept\n"
             "           (offset, key up to 1,024 bytes, no timestamp). The\n"
@@ -48,7 +49,12 @@ const char dlq_replay_help[] =
             "           replay, never under it, and a dead letter is deleted\n"
             "           only when its row was written; this needs UPDATE on the\n"
             "           lookup's tables. A lookup PostgreSQL cannot lock (GROUP\n"
-            "           BY, DISTINCT, ...) reads unlocked, with a warning.\n";
+            "           BY, DISTINCT, ...) reads unlocked, with a warning. A row\n"
+            "           the lookup did not find cannot be locked: a source row\n"
+            "           inserted meanwhile can lose the target row the worker\n"
+            "           wrote for it to delete_missing with a lookup given as\n"
+            "           sql, or to a C handler's own deletes (README, \"Extra\n"
+            "           writers and row locks\").\n";
 
 
 /* ---- replay -------------------------------------------------------------- */
