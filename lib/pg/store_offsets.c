@@ -37,6 +37,18 @@ static int parts_literal(strbuf *sb, const int32_t *parts, size_t n)
     return sb->oom ? -1 : 0;
 }
 
+/* The same, a bigint[] literal of v. */
+static int int64s_literal(strbuf *sb, const int64_t *v, size_t n)
+{
+    size_t i;
+
+    strbuf_array_begin(sb);
+    for (i = 0; i < n; i++)
+        strbuf_array_elem_int(sb, v[i]);
+    strbuf_array_end(sb);
+    return sb->oom ? -1 : 0;
+}
+
 void store_offset_rows_free(store_offset_row *rows, size_t n)
 {
     size_t i;
@@ -155,13 +167,9 @@ exactly_err store_offsets_set(PGconn *conn, const char *schema,
     strbuf lp = {0}, lt = {0};
     const char *params[4];
     exactly_err rc;
-    size_t i;
 
-    strbuf_array_begin(&lt);
-    for (i = 0; i < n; i++)
-        strbuf_array_elem_int(&lt, to[i]);
-    strbuf_array_end(&lt);
-    if (parts_literal(&lp, parts, n) != 0 || lt.oom) {
+    if (parts_literal(&lp, parts, n) != 0 ||
+        int64s_literal(&lt, to, n) != 0) {
         rc = oom(err, errsz);
         goto cleanup;
     }
@@ -200,11 +208,8 @@ exactly_err store_dedup_forget(PGconn *conn, const char *schema,
 
     for (i = 0; i < n; i++)
         deleted[i] = 0;
-    strbuf_array_begin(&lf);
-    for (i = 0; i < n; i++)
-        strbuf_array_elem_int(&lf, from[i]);
-    strbuf_array_end(&lf);
-    if (parts_literal(&lp, parts, n) != 0 || lf.oom) {
+    if (parts_literal(&lp, parts, n) != 0 ||
+        int64s_literal(&lf, from, n) != 0) {
         rc = oom(err, errsz);
         goto cleanup;
     }
