@@ -4,11 +4,13 @@
  *
  * The COMMIT may have landed before the connection went: the replay's
  * writes and its deletions committed, and saying "rolled back" would be
- * the opposite of the truth. The transaction's id, taken before COMMIT,
- * is asked about on a new connection (pg_xact.h): the server's answer,
- * not the dead letters as a read sees them, which stay unchanged while
- * the old session still finishes its commit (and, through a pooler, that
- * session cannot be found by the pid the client knows).
+ * the opposite of the truth. The transaction's id, taken before COMMIT
+ * with the history it belongs to, is asked about on a new connection
+ * (pg_xact.h): the answer of a server on that history, not the dead
+ * letters as a read sees them, which stay unchanged while the old session
+ * still finishes its commit (and, through a pooler, that session cannot
+ * be found by the pid the client knows). A server on another history (a
+ * promoted standby after a failover) cannot answer for it: unknown.
  */
 #include "dlq_replay_internal.h"
 
@@ -17,8 +19,8 @@
 #include "pg_conn.h"
 #include "pg_xact.h"
 
-exactly_err dlq_confirm_commit(replay *r, const char *xid, exactly_err fail,
-                               char *err, size_t errsz)
+exactly_err dlq_confirm_commit(replay *r, const exactly_xact_ref *xref,
+                               exactly_err fail, char *err, size_t errsz)
 {
     ops_dlq_replayed *o = r->out;
     char lost[1024], why[1024];
@@ -30,14 +32,14 @@ exactly_err dlq_confirm_commit(replay *r, const char *xid, exactly_err fail,
     snprintf(lost, sizeof(lost), "%.1000s", err);
     conn = exactly_pg_connect(r->cfg, "exactly-dlq", why, sizeof(why));
     if (conn)
-        out = exactly_pg_xact_outcome(conn, r->cfg, xid, why, sizeof(why));
+        out = exactly_pg_xact_outcome(conn, r->cfg, xref, why, sizeof(why));
     PQfinish(conn);
     if (out == EXACTLY_XACT_COMMITTED) {
         snprintf(o->note, sizeof(o->note),
                  "the answer to COMMIT was lost (%s); asked on a new "
                  "connection, transaction %s committed: the replay "
                  "committed",
-                 lost, xid);
+                 lost, xref->xid);
         fail = EXACTLY_OK;
     } else if (out == EXACTLY_XACT_ABORTED) {
         o->rolled_back = 1;
@@ -45,13 +47,13 @@ exactly_err dlq_confirm_commit(replay *r, const char *xid, exactly_err fail,
                  "the answer to COMMIT was lost (%s); asked on a new "
                  "connection, transaction %s was rolled back: nothing was "
                  "applied and the dead letters are unchanged",
-                 lost, xid);
+                 lost, xref->xid);
     } else {
         snprintf(o->note, sizeof(o->note),
                  "the answer to COMMIT was lost (%s); outcome unknown: "
                  "whether transaction %s committed could not be learnt "
                  "(%s); see `exactly dlq list` before replaying again",
-                 lost, xid, why);
+                 lost, xref->xid, why);
     }
     /* err is the one sentence of a failure, as everywhere in dlq.h. */
     if (fail != EXACTLY_OK)

@@ -271,7 +271,7 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     char ignore[256];
     replay r;
     exactly_err rc;
-    char xid[EXACTLY_XID_SIZE] = "";
+    exactly_xact_ref xref = {{0}, {0}};
     int commit_sent = 0;
     char *unlocked = NULL;
     size_t i;
@@ -306,6 +306,8 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
                     "written from its old state",
                     LOG_STR("pipeline", p->name), LOG_STR("error", unlocked));
     free(unlocked);
+    /* The history its id will belong to (pg_xact.h). */
+    exactly_pg_xact_history(conn, &xref);
     /* READ COMMITTED: the rows the lookup found stay locked to COMMIT, so
      * a handler that reads the source inside its own write (the fused
      * upsert, itself FOR SHARE) finds each of them as the lookup did, or
@@ -318,7 +320,7 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
         rc = replay_all(&r, err, errsz);
     /* Its id, to learn its outcome should COMMIT go unanswered. */
     if (rc == EXACTLY_OK)
-        rc = exactly_pg_xact_id(conn, xid, sizeof(xid), err, errsz);
+        rc = exactly_pg_xact_id(conn, &xref, err, errsz);
     if (rc == EXACTLY_OK) {
         commit_sent = 1;
         rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, err, errsz);
@@ -326,7 +328,7 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
     /* An error the server answered COMMIT with means no commit; a
      * connection gone before the answer leaves it unknown (DESIGN §3). */
     if (rc != EXACTLY_OK && commit_sent && PQstatus(conn) != CONNECTION_OK) {
-        rc = dlq_confirm_commit(&r, xid, rc, err, errsz);
+        rc = dlq_confirm_commit(&r, &xref, rc, err, errsz);
         if (rc != EXACTLY_OK)
             goto cleanup;
     } else if (rc != EXACTLY_OK) {

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include "ops/dlq.h"
+#include "pg_xact.h"
 #include "plugin.h"
 #include "store.h"
 #include "strset.h"
@@ -94,7 +95,7 @@ exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz);
  * and rolled_back only when the server says it was rolled back.
  * EXACTLY_OK when it says committed, else fail.
  */
-exactly_err dlq_confirm_commit(replay *r, const char *xid, exactly_err fail,
-                               char *err, size_t errsz);
+exactly_err dlq_confirm_commit(replay *r, const exactly_xact_ref *xref,
+                               exactly_err fail, char *err, size_t errsz);
 
 #endif

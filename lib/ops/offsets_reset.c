@@ -383,11 +383,12 @@ static exactly_err write_reset(ops_reset *r, columns *c, char *err,
     return rc;
 }
 
-/* The answer to the COMMIT of transaction xid was lost (fail, err):
- * asks on a new connection what became of it. EXACTLY_OK when it
+/* The answer to the COMMIT of transaction xref was lost (fail, err):
+ * asks on a new connection what became of it (pg_xact.h: only a server on
+ * the transaction's history can say). EXACTLY_OK when it
  * committed; fail otherwise, r->outcome_unknown set unless it aborted.
  * r->commit_note and err say what was found. */
-static exactly_err confirm_commit(ops_reset *r, const char *xid,
+static exactly_err confirm_commit(ops_reset *r, const exactly_xact_ref *xref,
                                   exactly_err fail, char *err, size_t errsz)
 {
     char lost[512], why[512];
@@ -399,25 +400,25 @@ static exactly_err confirm_commit(ops_reset *r, const char *xid,
     conn = exactly_pg_connect(r->cfg, "exactly-offsets-reset", why,
                               sizeof(why));
     if (conn)
-        out = exactly_pg_xact_outcome(conn, r->cfg, xid, why, sizeof(why));
+        out = exactly_pg_xact_outcome(conn, r->cfg, xref, why, sizeof(why));
     PQfinish(conn);
     if (out == EXACTLY_XACT_COMMITTED) {
         snprintf(r->commit_note, sizeof(r->commit_note),
                  "the answer to COMMIT was lost (%s); asked on a new "
                  "connection, transaction %s committed",
-                 lost, xid);
+                 lost, xref->xid);
         return EXACTLY_OK;
     }
     if (out == EXACTLY_XACT_ABORTED)
         snprintf(r->commit_note, sizeof(r->commit_note),
                  "the answer to COMMIT was lost (%s); asked on a new "
                  "connection, transaction %s was rolled back",
-                 lost, xid);
+                 lost, xref->xid);
     else
         snprintf(r->commit_note, sizeof(r->commit_note),
                  "the answer to COMMIT was lost (%s); whether transaction %s "
                  "committed is unknown (%s)",
-                 lost, xid, why);
+                 lost, xref->xid, why);
     r->outcome_unknown = out != EXACTLY_XACT_ABORTED;
     snprintf(err, errsz, "%s", r->commit_note);
     return fail;
@@ -425,7 +426,8 @@ static exactly_err confirm_commit(ops_reset *r, const char *xid,
 
 exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
 {
-    char ignore[256], xid[EXACTLY_XID_SIZE] = "";
+    char ignore[256];
+    exactly_xact_ref xref = {{0}, {0}};
     columns c = {0};
     exactly_err rc;
     int commit_sent = 0;
@@ -438,12 +440,14 @@ exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
     rc = columns_new(r, &c, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
+    /* The history its id will belong to (pg_xact.h). */
+    exactly_pg_xact_history(r->conn, &xref);
     rc = exactly_pg_exec(r->conn, "BEGIN", 0, NULL, NULL, err, errsz);
     if (rc == EXACTLY_OK) {
         rc = write_reset(r, &c, err, errsz);
         /* Its id, to learn its outcome should COMMIT go unanswered. */
         if (rc == EXACTLY_OK)
-            rc = exactly_pg_xact_id(r->conn, xid, sizeof(xid), err, errsz);
+            rc = exactly_pg_xact_id(r->conn, &xref, err, errsz);
         if (rc == EXACTLY_OK) {
             commit_sent = 1;
             rc = exactly_pg_exec(r->conn, "COMMIT", 0, NULL, NULL, err, errsz);
@@ -455,7 +459,7 @@ exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
     /* An error the server answered COMMIT with means no commit; a
      * connection gone before the answer leaves it unknown (DESIGN §3). */
     if (rc != EXACTLY_OK && commit_sent && PQstatus(r->conn) != CONNECTION_OK)
-        rc = confirm_commit(r, xid, rc, err, errsz);
+        rc = confirm_commit(r, &xref, rc, err, errsz);
     columns_free(&c);
     return rc;
 }

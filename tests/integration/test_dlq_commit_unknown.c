@@ -6,9 +6,10 @@
  * replay's COMMIT is written locally and then waits (SyncRep); a thread of
  * the test terminates the replay's backend there. The commit stands: the
  * entities are written and the dead letters deleted. The replay must not
- * tell the operator it rolled back; it re-reads its dead letters on a new
- * connection, finds them gone, says the replay committed and exits 0. The
- * setting is server-wide: the test runs a cluster of its own.
+ * tell the operator it rolled back; it asks on a new connection what
+ * became of its transaction (by its id, on the same server's history),
+ * says the replay committed and exits 0. The setting is server-wide: the
+ * test runs a cluster of its own.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
