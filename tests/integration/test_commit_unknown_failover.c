@@ -48,7 +48,6 @@
 #define STORED 10
 #define SHIFT "5"
 #define WAIT_MS 30000
-#define ABSENT_STANDBY "exactly_absent_standby"
 
 /* The id of the transaction of application app whose COMMIT waits in
  * SyncRep on db, waiting at most WAIT_MS for it. */
@@ -119,7 +118,7 @@ static void burn_ids(const char *conninfo, int64_t upto, int64_t xid1,
 int main(void)
 {
     char dir[256], multi[1024], standby[1024], log_dlq[600], log_reset[600];
-    char *out_dlq, *out_reset, *setting;
+    char *out_dlq, *out_reset;
     const char *dlq_args[] = {"dlq", "replay", "--all", "-c", NULL, NULL};
     const char *reset_args[] = {"offsets", "reset", "--pipeline", PIPELINE,
                                 "--topic", TOPIC, "--shift-by", SHIFT, "-c",
@@ -157,19 +156,9 @@ int main(void)
     wait_standby_caught_up(c.db);
     replica_cmd("detach");
 
-    /* Every commit on the primary from here on waits for the absent
-     * standby; the test's own session does not. */
-    tk_sql(c.db, "SET synchronous_commit = local");
-    tk_pg_set_sync_standby(c.db, ABSENT_STANDBY);
-    for (int64_t until = tk_now_ms() + 10000;; tk_sleep_ms(20)) {
-        setting = tk_sql_text(c.db, "SHOW synchronous_standby_names");
-        if (setting && strcmp(setting, ABSENT_STANDBY) == 0)
-            break;
-        TK_CHECK(tk_now_ms() < until, "synchronous_standby_names is '%s'",
-                 setting ? setting : "");
-        free(setting);
-    }
-    free(setting);
+    /* Every commit from here on waits for a standby that does not exist;
+     * the test's own session does not. */
+    own_cluster_hold_commits(c.db);
 
     snprintf(log_dlq, sizeof log_dlq, "%s/dlq-replay.log", c.dir);
     snprintf(log_reset, sizeof log_reset, "%s/offsets-reset.log", c.dir);

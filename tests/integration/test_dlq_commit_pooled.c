@@ -36,7 +36,6 @@
 #define PIPELINE "pooled"
 #define N_LETTERS 10
 #define CLIENT_TIMEOUT_MS 2000
-#define ABSENT_STANDBY "exactly_absent_standby"
 
 static char g_bouncer[512];
 
@@ -99,7 +98,7 @@ static void write_config(cli_kit *c, const char *conninfo)
 
 int main(void)
 {
-    char dir[256], via[1024], *out, *setting;
+    char dir[256], via[1024], *out;
     int64_t left, written, waiting;
     cli_kit c;
     int status;
@@ -114,19 +113,9 @@ int main(void)
     dlq_plant_series(&c, PIPELINE, TOPIC, N_LETTERS);
     write_config(&c, via);
 
-    /* Every commit from here on waits for the absent standby; the test's
-     * own session does not. */
-    tk_sql(c.db, "SET synchronous_commit = local");
-    tk_pg_set_sync_standby(c.db, ABSENT_STANDBY);
-    for (int64_t until = tk_now_ms() + 10000;; tk_sleep_ms(20)) {
-        setting = tk_sql_text(c.db, "SHOW synchronous_standby_names");
-        if (setting && strcmp(setting, ABSENT_STANDBY) == 0)
-            break;
-        TK_CHECK(tk_now_ms() < until, "synchronous_standby_names is '%s'",
-                 setting ? setting : "");
-        free(setting);
-    }
-    free(setting);
+    /* Every commit from here on waits for a standby that does not exist;
+     * the test's own session does not. */
+    own_cluster_hold_commits(c.db);
 
     status = cli_exactly(&c, &out, "dlq", "replay", "--all", NULL);
     tk_note("dlq replay --all through PgBouncer, COMMIT unanswered in "

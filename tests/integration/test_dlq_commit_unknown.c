@@ -30,7 +30,6 @@
 #define PIPELINE "unknown"
 #define N_LETTERS 20
 #define HUNT_MS 30000
-#define ABSENT_STANDBY "exactly_absent_standby"
 
 typedef struct hunter {
     const char *conninfo;
@@ -81,7 +80,7 @@ static void *hunt(void *arg)
 
 int main(void)
 {
-    char dir[256], *out, *setting;
+    char dir[256], *out;
     hunter h = {NULL, 0};
     pthread_t th;
     int64_t left, written;
@@ -96,19 +95,9 @@ int main(void)
     cli_kit_migrate(&c);
     dlq_plant_series(&c, PIPELINE, TOPIC, N_LETTERS);
 
-    /* Every commit from here on waits for the absent standby; the test's
-     * own session does not. */
-    tk_sql(c.db, "SET synchronous_commit = local");
-    tk_pg_set_sync_standby(c.db, ABSENT_STANDBY);
-    for (int64_t until = tk_now_ms() + 10000;; tk_sleep_ms(20)) {
-        setting = tk_sql_text(c.db, "SHOW synchronous_standby_names");
-        if (setting && strcmp(setting, ABSENT_STANDBY) == 0)
-            break;
-        TK_CHECK(tk_now_ms() < until, "synchronous_standby_names is '%s'",
-                 setting ? setting : "");
-        free(setting);
-    }
-    free(setting);
+    /* Every commit from here on waits for a standby that does not exist;
+     * the test's own session does not. */
+    own_cluster_hold_commits(c.db);
 
     h.conninfo = c.conninfo;
     TK_CHECK(pthread_create(&th, NULL, hunt, &h) == 0, "pthread_create");

@@ -41,7 +41,6 @@
 #define SHIFT 5
 #define HUNT_MS 30000
 #define CLIENT_TIMEOUT_MS 1000
-#define ABSENT_STANDBY "exactly_absent_standby"
 
 typedef struct hunter {
     const char *conninfo;
@@ -128,7 +127,7 @@ static void *hunt(void *arg)
 
 int main(void)
 {
-    char dir[256], shift[16], *out, *setting;
+    char dir[256], shift[16], *out;
     hunter h = {NULL, 0};
     pthread_t th;
     int64_t stored, audits;
@@ -146,19 +145,9 @@ int main(void)
                  "next_offset) VALUES ('" PIPELINE "', '" TOPIC "', 0, %d)",
            STORED);
 
-    /* Every commit from here on waits for the absent standby; the test's
-     * own session does not. */
-    tk_sql(c.db, "SET synchronous_commit = local");
-    tk_pg_set_sync_standby(c.db, ABSENT_STANDBY);
-    for (int64_t until = tk_now_ms() + 10000;; tk_sleep_ms(20)) {
-        setting = tk_sql_text(c.db, "SHOW synchronous_standby_names");
-        if (setting && strcmp(setting, ABSENT_STANDBY) == 0)
-            break;
-        TK_CHECK(tk_now_ms() < until, "synchronous_standby_names is '%s'",
-                 setting ? setting : "");
-        free(setting);
-    }
-    free(setting);
+    /* Every commit from here on waits for a standby that does not exist;
+     * the test's own session does not. */
+    own_cluster_hold_commits(c.db);
 
     h.conninfo = c.conninfo;
     TK_CHECK(pthread_create(&th, NULL, hunt, &h) == 0, "pthread_create");
@@ -186,7 +175,7 @@ int main(void)
              "the reset did not say it committed, exit %d:\n%s", status, out);
     free(out);
 
-    tk_pg_set_sync_standby(c.db, ABSENT_STANDBY);
+    own_cluster_hold_commits(c.db);
     scenario_unanswered(&c);
 
     cli_kit_stop(&c);

@@ -81,6 +81,25 @@ void own_cluster_start(const char *dir)
     setenv("EXACTLY_TEST_PG_DIR", pg_handle, 1);
 }
 
+void own_cluster_hold_commits(PGconn *db)
+{
+    static const char absent[] = "exactly_absent_standby";
+    int64_t until = tk_now_ms() + 10000;
+    char *setting;
+
+    tk_sql(db, "SET synchronous_commit = local");
+    tk_pg_set_sync_standby(db, absent);
+    for (;; tk_sleep_ms(20)) {
+        setting = tk_sql_text(db, "SHOW synchronous_standby_names");
+        if (setting && strcmp(setting, absent) == 0)
+            break;
+        TK_CHECK(tk_now_ms() < until, "synchronous_standby_names is '%s'",
+                 setting ? setting : "");
+        free(setting);
+    }
+    free(setting);
+}
+
 /* Stop and remove the cluster (the passing path). */
 void own_cluster_remove(void)
 {
