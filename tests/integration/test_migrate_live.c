@@ -19,6 +19,7 @@
  * (one is made here by a unique build that fails on duplicates): the next
  * migrate drops it and builds the step's index. A valid index already
  * there (built, but the step not recorded) is kept and the step recorded.
+ * Two migrations at once, one of them building, both end well.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -213,6 +214,53 @@ static void valid_index_kept(ledger_fixture *f, PGconn *db)
                       oid, "oid of the valid index (kept, not rebuilt)");
 }
 
+/* Case 4: two migrations at once, the first building behind an open
+ * writer: the second waits for the first's lock without holding a
+ * snapshot the build would wait for in turn, and both end well. */
+static void two_at_once(ledger_fixture *f, PGconn *db)
+{
+    PGconn *a = tk_pg_connect(f->conninfo);
+    const char *args[] = {"migrate", "-c", f->config, NULL};
+    char *waits = NULL;
+    int64_t until;
+    pid_t m1, m2;
+    int s1, s2;
+
+    back_to_step_9(db, 0);
+    tk_sql(a, "BEGIN;"
+              "INSERT INTO exactly.dead_letters"
+              " (pipeline, topic, partition, \"offset\", reason)"
+              " VALUES ('" LEDGER_PIPELINE "', '" TOPIC "', 0, 3, 'A')");
+    m1 = tk_exactly_startv(f->log, args);
+    until = tk_now_ms() + WAIT_MS;
+    for (;;) {
+        free(waits);
+        waits = migrate_waits_for(db);
+        if (waits[0] != '\0')
+            break;
+        LEDGER_CHECK_LOG(tk_now_ms() < until, f->log, "exactly migrate "
+                         "did not come to wait behind the open writer "
+                         "within %d ms", WAIT_MS);
+        tk_sleep_ms(20);
+    }
+    free(waits);
+    m2 = tk_exactly_startv(f->log, args);
+    /* The second is connected and asking for the lock. */
+    TK_CHECK(tk_sql_wait_int64(db, 2, WAIT_MS,
+                               "SELECT count(*) FROM pg_stat_activity"
+                               " WHERE application_name = 'exactly-migrate'"
+                               " AND datname = current_database()") == 2,
+             "the second exactly migrate did not connect");
+    tk_sleep_ms(300);
+    tk_sql(a, "COMMIT");
+    s1 = tk_exactly_wait(m1, 60000, f->log, "the first exactly migrate");
+    s2 = tk_exactly_wait(m2, 60000, f->log, "the second exactly migrate");
+    LEDGER_CHECK_LOG(s1 == 0 && s2 == 0, f->log, "two exactly migrate at "
+                     "once exited %d and %d", s1, s2);
+    check_newest_index(db, f->log);
+    PQfinish(a);
+}
+
 int main(void)
 {
     ledger_fixture f;
@@ -232,6 +280,7 @@ int main(void)
     insert_not_blocked(&f, db);
     invalid_index_rebuilt(&f, db);
     valid_index_kept(&f, db);
+    two_at_once(&f, db);
 
     PQfinish(db);
     ledger_fixture_stop(&f);
