@@ -1,21 +1,19 @@
 /*
- * store_migrate.c - the framework schema's migrations: each one step of
- * DDL, applied in order under an advisory lock, each recorded in
- * schema_version, never edited once released (a change is a new step);
- * and the version a schema is at.
+ * store_migrate.c - the framework schema's steps: each one step of DDL,
+ * what it makes never changed once released (a change is a new step).
+ * store_migrate_run.c applies them.
  */
+#include "store_steps.h"
+
+#include <stddef.h>
+
 #include "store.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "pg_conn.h"
-#include "store_exec.h"
-
 /* Each migration is one step of DDL; %1$s is the quoted schema. They are
- * applied in order, each recorded in schema_version, never edited once
- * released: a change is a new step. */
+ * applied in order, each recorded in schema_version; what a released step
+ * makes is never changed: a change is a new step. A step whose text is
+ * transactional DDL runs inside the migration's transaction; a step named
+ * in concurrent_steps below builds one index and nothing else. */
 static const char *const migrations[] = {
     /* 1: offsets, dedup keys, dead letters, the fence function */
     "CREATE TABLE %1$s.offsets ("
@@ -413,8 +411,10 @@ static const char *const migrations[] = {
     /* 10: a pipeline's dead letters newest first through an index: the
      * status page reads the newest few and counts the newest
      * STATUS_DEAD_LETTERS_COUNTED by reason every 2 s, at a cost that
-     * stays the same however many there are. */
-    "CREATE INDEX dead_letters_newest ON %1$s.dead_letters (pipeline, id);",
+     * stays the same however many there are. Built concurrently
+     * (concurrent_steps): workers write dead letters meanwhile. */
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS dead_letters_newest"
+    "  ON %1$s.dead_letters (pipeline, id)",
 
     /* 11: when a relay last published a row. updated_at moves with every
      * outcome recorded, a batch only dead-lettered or sent again among
@@ -428,138 +428,37 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
+/* The steps that build an index on a table the workers write in their
+ * batches. A plain CREATE INDEX holds a SHARE lock on the table for the
+ * whole build, and every writer waits that long; CREATE INDEX
+ * CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which writers do not conflict
+ * with, but cannot run inside a transaction. Such a step's text is that
+ * one statement, with IF NOT EXISTS: a build that ended before its step
+ * was recorded is kept when valid (the runner drops an invalid one first).
+ * The index it makes is the same whichever way it is built. */
+static const struct {
+    size_t step; /* 1-based, as in schema_version */
+    const char *index;
+} concurrent_steps[] = {
+    {10, "dead_letters_newest"},
+};
+
 int exactly_store_schema_version(void) { return (int)N_MIGRATIONS; }
 
-exactly_err exactly_store_version(PGconn *conn, const char *schema,
-                                  int *version, char *errbuf,
-                                  size_t errbuf_size)
-{
-    const char *params[1] = {schema};
-    PGresult *res = NULL;
-    exactly_err rc;
+size_t store_steps_count(void) { return N_MIGRATIONS; }
 
-    *version = 0;
-    /* to_regclass avoids an error (and a log line) when nothing exists. */
-    rc = exactly_pg_exec(conn,
-                         "SELECT to_regclass(quote_ident($1) || '.schema_version')"
-                         " IS NOT NULL",
-                         1, params, &res, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        return rc;
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        PQclear(res);
-        return EXACTLY_OK;
-    }
-    PQclear(res);
-    {
-        char *q = exactly_pg_ident(conn, schema);
-        char *sql = q ? store_format_schema(
-                            "SELECT coalesce(max(version), 0) FROM %1$s.schema_version", q)
-                      : NULL;
-        PQfreemem(q);
-        if (!sql)
-            return EXACTLY_ENOMEM;
-        rc = exactly_pg_exec(conn, sql, 0, NULL, &res, errbuf, errbuf_size);
-        free(sql);
-    }
-    if (rc != EXACTLY_OK)
-        return rc;
-    *version = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return EXACTLY_OK;
+const char *store_step_sql(size_t i)
+{
+    return i < N_MIGRATIONS ? migrations[i] : NULL;
 }
 
-/* Runs migrations[i] in schema q (quoted) and records version i + 1 in
- * its schema_version, inside the caller's transaction. Returns EXACTLY_OK,
- * EXACTLY_ENOMEM, or the server's error with errbuf filled; the caller
- * rolls back on failure. */
-static exactly_err apply_migration(PGconn *conn, const char *q, size_t i,
-                                   char *errbuf, size_t errbuf_size)
+const char *store_step_index(size_t i)
 {
-    char vbuf[16];
-    const char *vparams[1] = {vbuf};
-    char *sql;
-    exactly_err rc;
+    size_t k;
 
-    sql = store_format_schema(migrations[i], q);
-    rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
-             : EXACTLY_ENOMEM;
-    free(sql);
-    if (rc != EXACTLY_OK)
-        return rc;
-    snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
-    sql = store_format_schema("INSERT INTO %1$s.schema_version (version) VALUES ($1)", q);
-    rc = sql ? exactly_pg_exec(conn, sql, 1, vparams, NULL, errbuf, errbuf_size)
-             : EXACTLY_ENOMEM;
-    free(sql);
-    return rc;
-}
-
-exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
-                                  int *from_version, int *to_version,
-                                  char *errbuf, size_t errbuf_size)
-{
-    char *q = exactly_pg_ident(conn, schema);
-    char *sql = NULL;
-    PGresult *res = NULL;
-    exactly_err rc = EXACTLY_ENOMEM;
-    const char *lock_params[1] = {schema};
-    int version;
-    size_t i;
-
-    *from_version = *to_version = 0;
-    if (!q)
-        goto cleanup;
-    rc = exactly_pg_exec(conn, "SET client_min_messages = warning; BEGIN", 0,
-                         NULL, NULL, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        goto cleanup;
-    /* Concurrent migrations of one schema queue up here. */
-    rc = exactly_pg_exec(conn,
-                         "SELECT pg_advisory_xact_lock(hashtext('exactly.migrate.' || $1))",
-                         1, lock_params, NULL, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        goto rollback;
-    sql = store_format_schema("CREATE SCHEMA IF NOT EXISTS %1$s;"
-                        "CREATE TABLE IF NOT EXISTS %1$s.schema_version ("
-                        " version integer PRIMARY KEY,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())",
-                        q);
-    rc = sql ? exactly_pg_exec(conn, sql, 0, NULL, NULL, errbuf, errbuf_size)
-             : EXACTLY_ENOMEM;
-    free(sql);
-    sql = NULL;
-    if (rc != EXACTLY_OK)
-        goto rollback;
-    rc = exactly_store_version(conn, schema, &version, errbuf, errbuf_size);
-    if (rc != EXACTLY_OK)
-        goto rollback;
-    *from_version = *to_version = version;
-    if (version > (int)N_MIGRATIONS) {
-        snprintf(errbuf, errbuf_size,
-                 "schema %s is at version %d, newer than this exactly "
-                 "(version %d): upgrade exactly",
-                 schema, version, (int)N_MIGRATIONS);
-        rc = EXACTLY_EDATABASE;
-        goto rollback;
-    }
-    for (i = (size_t)version; i < N_MIGRATIONS; i++) {
-        rc = apply_migration(conn, q, i, errbuf, errbuf_size);
-        if (rc != EXACTLY_OK)
-            goto rollback;
-        *to_version = (int)(i + 1);
-    }
-    rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, errbuf, errbuf_size);
-    goto cleanup;
-
-rollback : {
-    char ignore[256];
-    (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
-                          sizeof(ignore));
-    *to_version = *from_version;
-}
-cleanup:
-    PQclear(res);
-    PQfreemem(q);
-    return rc;
+    for (k = 0; k < sizeof(concurrent_steps) / sizeof(concurrent_steps[0]);
+         k++)
+        if (concurrent_steps[k].step == i + 1)
+            return concurrent_steps[k].index;
+    return NULL;
 }

@@ -1,0 +1,287 @@
+/*
+ * store_migrate_run.c - applying the framework schema's steps
+ * (store_migrate.c) under one advisory lock per schema, and the version a
+ * schema is at.
+ *
+ * Steps of transactional DDL run in transactions; a step that builds an
+ * index concurrently runs between two of them, outside any, so that the
+ * workers writing the table go on while it builds. Every step is recorded
+ * in schema_version as it lands: an interrupted migration leaves the
+ * schema at the last step recorded, and the next one goes on from there.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "pg_conn.h"
+#include "store_exec.h"
+#include "store_steps.h"
+
+/* How often a migration waiting for another one's lock asks again. */
+#define MIGRATE_LOCK_POLL_MS 100
+
+exactly_err exactly_store_version(PGconn *conn, const char *schema,
+                                  int *version, char *errbuf,
+                                  size_t errbuf_size)
+{
+    const char *params[1] = {schema};
+    PGresult *res = NULL;
+    exactly_err rc;
+
+    *version = 0;
+    /* to_regclass avoids an error (and a log line) when nothing exists. */
+    rc = exactly_pg_exec(conn,
+                         "SELECT to_regclass(quote_ident($1) || '.schema_version')"
+                         " IS NOT NULL",
+                         1, params, &res, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        PQclear(res);
+        return EXACTLY_OK;
+    }
+    PQclear(res);
+    {
+        char *q = exactly_pg_ident(conn, schema);
+        char *sql = q ? store_format_schema(
+                            "SELECT coalesce(max(version), 0) FROM %1$s.schema_version", q)
+                      : NULL;
+        PQfreemem(q);
+        if (!sql)
+            return EXACTLY_ENOMEM;
+        rc = exactly_pg_exec(conn, sql, 0, NULL, &res, errbuf, errbuf_size);
+        free(sql);
+    }
+    if (rc != EXACTLY_OK)
+        return rc;
+    *version = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return EXACTLY_OK;
+}
+
+/* Runs fmt, the quoted schema q as its %1$s, with params. */
+static exactly_err exec_q(PGconn *conn, const char *q, const char *fmt,
+                          int n_params, const char *const *params,
+                          PGresult **res, char *errbuf, size_t errbuf_size)
+{
+    char *sql = store_format_schema(fmt, q);
+    exactly_err rc;
+
+    if (!sql) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return EXACTLY_ENOMEM;
+    }
+    rc = exactly_pg_exec(conn, sql, n_params, params, res, errbuf,
+                         errbuf_size);
+    free(sql);
+    return rc;
+}
+
+/* Records step i (version i + 1) in q's schema_version, in the current
+ * transaction or, outside one, on its own. */
+static exactly_err record_step(PGconn *conn, const char *q, size_t i,
+                               char *errbuf, size_t errbuf_size)
+{
+    char vbuf[24];
+    const char *vparams[1] = {vbuf};
+
+    snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
+    return exec_q(conn, q,
+                  "INSERT INTO %1$s.schema_version (version) VALUES ($1)", 1,
+                  vparams, NULL, errbuf, errbuf_size);
+}
+
+/* Takes the session's advisory lock of schema's migrations, waiting for
+ * another migration that holds it. The lock is asked for again every
+ * MIGRATE_LOCK_POLL_MS rather than waited for in one statement: a
+ * statement waiting that long would hold its snapshot, and the holder's
+ * CREATE INDEX CONCURRENTLY waits for every older snapshot to go (a
+ * deadlock). */
+static exactly_err take_lock(PGconn *conn, const char *schema, char *errbuf,
+                             size_t errbuf_size)
+{
+    const char *params[1] = {schema};
+
+    for (;;) {
+        PGresult *res = NULL;
+        int got;
+        exactly_err rc = exactly_pg_exec(
+            conn,
+            "SELECT pg_try_advisory_lock(hashtext('exactly.migrate.' || $1))",
+            1, params, &res, errbuf, errbuf_size);
+        if (rc != EXACTLY_OK)
+            return rc;
+        got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (got)
+            return EXACTLY_OK;
+        exactly_sleep_ms(MIGRATE_LOCK_POLL_MS);
+    }
+}
+
+/* Step i, which builds index `index` concurrently, outside any
+ * transaction: an invalid index of that name (a concurrent build that was
+ * interrupted: it is never used, but IF NOT EXISTS would keep it) is
+ * dropped first; then the build, then its record. */
+static exactly_err build_index(PGconn *conn, const char *schema,
+                               const char *q, size_t i, const char *index,
+                               char *errbuf, size_t errbuf_size)
+{
+    const char *params[2] = {schema, index};
+    char inner[1024];
+    PGresult *res = NULL;
+    exactly_err rc;
+    int invalid;
+
+    rc = exactly_pg_exec(conn,
+                         "SELECT count(*) FROM pg_index x"
+                         " JOIN pg_class c ON c.oid = x.indexrelid"
+                         " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                         " WHERE n.nspname = $1 AND c.relname = $2"
+                         " AND NOT x.indisvalid",
+                         2, params, &res, inner, sizeof(inner));
+    if (rc != EXACTLY_OK)
+        goto fail;
+    invalid = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+    PQclear(res);
+    if (invalid) {
+        char *ident = exactly_pg_ident(conn, index);
+        size_t n = ident ? strlen(q) + strlen(ident) + 64 : 0;
+        char *sql = ident ? malloc(n) : NULL;
+
+        if (sql)
+            snprintf(sql, n, "DROP INDEX CONCURRENTLY IF EXISTS %s.%s", q,
+                     ident);
+        PQfreemem(ident);
+        if (!sql) {
+            snprintf(inner, sizeof(inner), "out of memory");
+            rc = EXACTLY_ENOMEM;
+            goto fail;
+        }
+        rc = exactly_pg_exec(conn, sql, 0, NULL, NULL, inner, sizeof(inner));
+        free(sql);
+        if (rc != EXACTLY_OK)
+            goto fail;
+    }
+    rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, inner,
+                sizeof(inner));
+    if (rc == EXACTLY_OK)
+        rc = record_step(conn, q, i, inner, sizeof(inner));
+    if (rc == EXACTLY_OK)
+        return EXACTLY_OK;
+fail:
+    snprintf(errbuf, errbuf_size,
+             "step %zu, building index %s concurrently: %s (the schema "
+             "stays at version %zu; the next migrate builds it again; a "
+             "big table may need a longer postgres.statement_timeout_ms)",
+             i + 1, index, inner, i);
+    return rc;
+}
+
+/* BEGIN (begin 1) or COMMIT (begin 0); *in_txn says whether a
+ * transaction is open afterwards (a COMMIT that failed ended it too). */
+static exactly_err txn(PGconn *conn, int begin, int *in_txn, char *errbuf,
+                       size_t errbuf_size)
+{
+    exactly_err rc = exactly_pg_exec(conn, begin ? "BEGIN" : "COMMIT", 0,
+                                     NULL, NULL, errbuf, errbuf_size);
+    *in_txn = begin && rc == EXACTLY_OK;
+    return rc;
+}
+
+exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
+                                  int *from_version, int *to_version,
+                                  char *errbuf, size_t errbuf_size)
+{
+    char *q = exactly_pg_ident(conn, schema);
+    const char *lock_params[1] = {schema};
+    exactly_err rc = EXACTLY_ENOMEM;
+    size_t n = store_steps_count(), i;
+    int version = 0, in_txn = 0, locked = 0;
+    int done = 0;      /* steps applied, committed or in the transaction */
+    int committed = 0; /* steps committed */
+
+    *from_version = *to_version = 0;
+    if (!q)
+        goto cleanup;
+    rc = exactly_pg_exec(conn, "SET client_min_messages = warning", 0, NULL,
+                         NULL, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto cleanup;
+    /* Concurrent migrations of one schema queue up here. */
+    rc = take_lock(conn, schema, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto cleanup;
+    locked = 1;
+    rc = txn(conn, 1, &in_txn, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK)
+        rc = exec_q(conn, q,
+                    "CREATE SCHEMA IF NOT EXISTS %1$s;"
+                    "CREATE TABLE IF NOT EXISTS %1$s.schema_version ("
+                    " version integer PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())",
+                    0, NULL, NULL, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK)
+        rc = exactly_store_version(conn, schema, &version, errbuf,
+                                   errbuf_size);
+    if (rc != EXACTLY_OK)
+        goto cleanup;
+    *from_version = done = committed = version;
+    if (version > (int)n) {
+        snprintf(errbuf, errbuf_size,
+                 "schema %s is at version %d, newer than this exactly "
+                 "(version %d): upgrade exactly",
+                 schema, version, (int)n);
+        rc = EXACTLY_EDATABASE;
+        goto cleanup;
+    }
+    for (i = (size_t)version; i < n; i++) {
+        const char *index = store_step_index(i);
+
+        if (index) {
+            /* The steps before land first and their locks go: the build
+             * runs outside any transaction. */
+            rc = txn(conn, 0, &in_txn, errbuf, errbuf_size);
+            if (rc != EXACTLY_OK)
+                goto cleanup;
+            committed = done;
+            rc = build_index(conn, schema, q, i, index, errbuf, errbuf_size);
+            if (rc != EXACTLY_OK)
+                goto cleanup;
+            committed = done = (int)(i + 1);
+            rc = txn(conn, 1, &in_txn, errbuf, errbuf_size);
+        } else {
+            rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, errbuf,
+                        errbuf_size);
+            if (rc == EXACTLY_OK)
+                rc = record_step(conn, q, i, errbuf, errbuf_size);
+            if (rc == EXACTLY_OK)
+                done = (int)(i + 1);
+        }
+        if (rc != EXACTLY_OK)
+            goto cleanup;
+    }
+    rc = txn(conn, 0, &in_txn, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK)
+        committed = done;
+
+cleanup:
+    if (in_txn) {
+        char ignore[256];
+        (void)exactly_pg_exec(conn, "ROLLBACK", 0, NULL, NULL, ignore,
+                              sizeof(ignore));
+    }
+    if (locked) {
+        char ignore[256];
+        (void)exactly_pg_exec(
+            conn,
+            "SELECT pg_advisory_unlock(hashtext('exactly.migrate.' || $1))",
+            1, lock_params, NULL, ignore, sizeof(ignore));
+    }
+    *to_version = committed;
+    PQfreemem(q);
+    return rc;
+}
