@@ -31,11 +31,13 @@ exactly_err exactly_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
  * set operations, window functions, the nullable side of an outer join:
  * SQLSTATE 0A000), and locks only for a role with UPDATE on the table.
  * The locked form is therefore run once on conn, which must be idle
- * outside a transaction, with no IDs; when it is refused and the plain
- * form runs, the plain form is returned and *unlocked is the server's
- * reason (malloc'd; the caller warns, since its writes can then commit a
- * stale read, and frees it); else *unlocked is NULL. Returns what
- * exactly_lookup_sql does.
+ * outside a transaction, with no IDs; when it is refused for one of those
+ * reasons (SQLSTATE 0A000 or 42501) and the plain form runs, the plain
+ * form is returned and *unlocked is the server's reason (malloc'd; the
+ * caller warns, since its writes can then commit a stale read, and frees
+ * it); else (it ran, or failed otherwise: a timeout, a lost connection,
+ * which its batches then meet) the locked form, and *unlocked is NULL.
+ * Returns what exactly_lookup_sql does.
  */
 exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
                                       char **sql, char **key_column,
