@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -121,8 +122,8 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     strbuf_array_end(&ids);
     params[0] = strbuf_str(&ids);
     rc = ids.oom ? EXACTLY_ENOMEM
-                 : exactly_pg_exec(r->conn, r->lookup_sql, 1, params,
-                                   &r->rows, err, errsz);
+                 : exactly_pg_exec_state(r->conn, r->lookup_sql, 1, params,
+                                         &r->rows, r->sqlstate, err, errsz);
     if (rc == EXACTLY_OK) {
         rc = read_columns(r, r->lookup_key, err, errsz);
     } else if (rc != EXACTLY_ENOMEM) {
@@ -264,9 +265,13 @@ static exactly_err open_handler(replay *r, char *err, size_t errsz)
     return EXACTLY_OK;
 }
 
-exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
-                           const cfg_pipeline *p, const ops_dlq_sel *s,
-                           ops_dlq_replayed *out, char *err, size_t errsz)
+/* One try of the replay (ops_dlq_replay). When it ends rolled back by a
+ * server error whose SQLSTATE is known, that SQLSTATE is in state, else
+ * state is "". */
+static exactly_err replay_once(PGconn *conn, const exactly_config *cfg,
+                               const cfg_pipeline *p, const ops_dlq_sel *s,
+                               ops_dlq_replayed *out, char state[6],
+                               char *err, size_t errsz)
 {
     char ignore[256];
     replay r;
@@ -339,6 +344,10 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
         out->count[out->outcome[i]]++;
 
 cleanup:
+    snprintf(state, 6, "%s",
+             rc != EXACTLY_OK && out->rolled_back && !out->commit_lost
+                 ? r.sqlstate
+                 : "");
     free(r.record);
     free(r.colnames);
     free(r.lookup_sql);
@@ -348,4 +357,37 @@ cleanup:
     exactly_store_sql_free(&r.sql);
     exactly_plugin_free(r.pl);
     return rc;
+}
+
+/* Whether a replay rolled back with state is run again: a deadlock
+ * (40P01) or a serialization failure (40001) is about timing, not about
+ * the replay; its next try may well pass. */
+static int run_again(const char *state)
+{
+    return strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+}
+
+exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
+                           const cfg_pipeline *p, const ops_dlq_sel *s,
+                           ops_dlq_replayed *out, char *err, size_t errsz)
+{
+    char state[6];
+    exactly_err rc;
+    int attempt;
+
+    for (attempt = 1;; attempt++) {
+        rc = replay_once(conn, cfg, p, s, out, state, err, errsz);
+        if (rc == EXACTLY_OK || !run_again(state) ||
+            attempt == OPS_DLQ_REPLAY_TRIES)
+            return rc;
+        exactly_log(EXACTLY_LOG_WARN, "dlq",
+                    "replay rolled back by a deadlock or serialization "
+                    "failure; it is run again",
+                    LOG_STR("pipeline", p->name), LOG_INT("attempt", attempt),
+                    LOG_INT("tries", OPS_DLQ_REPLAY_TRIES),
+                    LOG_STR("sqlstate", state), LOG_STR("error", err));
+        ops_dlq_replayed_free(out);
+        /* The other transaction of the cycle goes on meanwhile. */
+        usleep((useconds_t)attempt * 100 * 1000);
+    }
 }

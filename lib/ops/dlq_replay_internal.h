@@ -46,6 +46,9 @@ typedef struct replay {
     int keycol;
     const char **colnames;
     size_t n_cols;
+    /* The SQLSTATE of the server's error that ended the transaction, when
+     * one did (the lookup's, a handler statement's); "" otherwise. */
+    char sqlstate[6];
 } replay;
 
 /* The records of one partition's dead letters, rows [from, to) of

@@ -19,9 +19,11 @@ exactly_err exactly_lookup_sql(PGconn *conn, const cfg_pipeline *p, char **sql,
  * The lookup of an extra writer (`exactly reprocess`, `exactly dlq
  * replay`), which has no queue behind it to correct a write made from a
  * stale read: exactly_lookup_sql's statement made to take a SHARE lock on
- * every source row it returns (FOR SHARE; a lookup: {sql} is wrapped as
- * SELECT * FROM (sql) AS q FOR SHARE, which locks the rows of the tables
- * it reads). Held to the writer's COMMIT, the locks make a change of such
+ * every source row it returns, in the order of the key column (ORDER BY
+ * key FOR SHARE; a lookup: {sql} is wrapped as SELECT * FROM (sql) AS q
+ * ORDER BY q.key FOR SHARE, which locks the rows of the tables it reads,
+ * in that order when PostgreSQL can fold the subquery into it: no LIMIT,
+ * ORDER BY, CTE or FOR ... of its own). Held to the writer's COMMIT, the locks make a change of such
  * a row wait until then, so that the change's message is applied after
  * the writer's write, from the new state; a change committed before the
  * lookup is what the lookup reads (READ COMMITTED: a locking read returns
