@@ -20,6 +20,13 @@
  *     replay (the user's session waits longer before it looks for a
  *     deadlock). The replay is run again once the user has committed,
  *     with a line that says so, rather than failing.
+ *   - delete: with a lookup given as sql, on_missing: handler and the
+ *     upsert's delete_missing (unfused), source row 2 is missing when
+ *     the extra writer looks 1 and 2 up; while it waits on view row 1
+ *     (held by the test) source row 2 is inserted and view row 2 written
+ *     from it, as the worker would, and committed. The extra writer's
+ *     delete of view row 2 must not then remove that row: view row 2 must
+ *     equal source row 2 at the end. For dlq replay and for reprocess.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -41,6 +48,7 @@
 static cli_kit c;
 static char table_cfg[600];
 static char order_cfg[600]; /* table_cfg with a lock timeout of 10 s */
+static char delete_cfg[600];
 
 /* The pipeline reading src by a table lookup into view with the unfused
  * upsert (on_missing: dead_letter keeps lookup and write apart). */
@@ -192,6 +200,46 @@ static void deadlock(const char *what, int first, int second)
     free(why);
 }
 
+/* The extra writer of argv on IDs 1 and 2, source row 2 missing when it
+ * looks them up and inserted (with its view row) while it waits. */
+static void deleted(const char *what, const char *const *argv)
+{
+    PGconn *hold = tk_pg_connect(c.conninfo);
+    char log[700], *src, *view;
+    pid_t pid;
+    int status;
+
+    letters();
+    tk_sql(c.db, "DELETE FROM view; TRUNCATE src;"
+                 "INSERT INTO src VALUES (1, 'name 1');"
+                 "INSERT INTO view VALUES (1, 'old'), (2, 'old')");
+    tk_sql(hold, "BEGIN; SELECT 1 FROM view WHERE id = 1 FOR UPDATE");
+    snprintf(log, sizeof(log), "%s/%s.log", c.dir, what);
+    pid = tk_exactly_startv(log, argv);
+    /* It looked up (2 missing) and waits to write view row 1. */
+    wait_lock_waiters(1, what);
+    /* What the worker does for the message of source row 2's insert. */
+    tk_sql(c.db, "INSERT INTO src VALUES (2, 'after');"
+                 "INSERT INTO view VALUES (2, 'after') ON CONFLICT (id)"
+                 " DO UPDATE SET name = EXCLUDED.name");
+    tk_sql(hold, "ROLLBACK");
+    PQfinish(hold);
+    status = tk_exactly_wait(pid, WAIT_MS, log, what);
+    src = tk_sql_text(c.db, "SELECT name FROM src WHERE id = 2");
+    view = tk_sql_text(c.db, "SELECT coalesce((SELECT name FROM view"
+                             " WHERE id = 2), '(no row)')");
+    tk_note("%s: exit status %d, view row 2 '%s', source row 2 '%s'", what,
+            status, view, src);
+    TK_CHECK(strcmp(view, src) == 0,
+             "%s: view row 2 is '%s' but source row 2 is '%s': the extra "
+             "writer deleted the row written for a source row inserted "
+             "after its lookup",
+             what, view, src);
+    TK_CHECK(status == 0, "%s exited %d (see its log)", what, status);
+    free(src);
+    free(view);
+}
+
 int main(void)
 {
     cli_kit_start(&c, "extra_writer_locks", TOPIC, 1, "table.yaml", 0);
@@ -200,11 +248,27 @@ int main(void)
     snprintf(order_cfg, sizeof(order_cfg), "%s/order.yaml", c.dir);
     write_config(table_cfg, 300, "dead_letter", 0, NULL);
     write_config(order_cfg, 10000, "dead_letter", 0, NULL);
+    snprintf(delete_cfg, sizeof(delete_cfg), "%s/delete.yaml", c.dir);
+    write_config(delete_cfg, 10000, "handler", 1,
+                 "SELECT id, name FROM src WHERE id = ANY($1::bigint[])");
     cli_kit_migrate(&c);
 
     probe_lock_timeout();
     deadlock("order", 1, 2);
     deadlock("retried", 2, 1);
+    {
+        const char *replay[] = {"dlq", "replay", "-c", delete_cfg, "--all",
+                                NULL};
+        const char *reprocess[] = {"reprocess", "-c",  delete_cfg,
+                                   "--pipeline", PIPELINE, "--topic",
+                                   TOPIC,       "--partition", "0",
+                                   "--from",    "0",   "--to",
+                                   "1",         NULL};
+        /* Offsets 0 and 1 name IDs 1 and 2, for reprocess. */
+        cli_kit_produce_ids(&c, TOPIC, 2, 2, 1, NULL);
+        deleted("delete-replay", replay);
+        deleted("delete-reprocess", reprocess);
+    }
 
     cli_kit_stop(&c);
     return 0;
