@@ -53,11 +53,11 @@ const char dlq_replay_help[] =
             "           only when its row was written; this needs UPDATE on the\n"
             "           lookup's tables. A lookup PostgreSQL cannot lock (GROUP\n"
             "           BY, DISTINCT, ...) reads unlocked, with a warning. A row\n"
-            "           the lookup did not find cannot be locked: a source row\n"
-            "           inserted meanwhile can lose the target row the worker\n"
-            "           wrote for it to delete_missing with a lookup given as\n"
-            "           sql, or to a C handler's own deletes (README, \"Extra\n"
-            "           writers and row locks\").\n";
+            "           the lookup did not find cannot be locked: with\n"
+            "           on_missing: handler (delete_missing) those IDs are\n"
+            "           looked up again before COMMIT, and a row inserted\n"
+            "           meanwhile runs the replay again, with a warning\n"
+            "           (README, \"Extra writers and row locks\").\n";
 
 
 /* ---- replay -------------------------------------------------------------- */

@@ -228,8 +228,10 @@ static void deleted(const char *what, const char *const *argv)
     src = tk_sql_text(c.db, "SELECT name FROM src WHERE id = 2");
     view = tk_sql_text(c.db, "SELECT coalesce((SELECT name FROM view"
                              " WHERE id = 2), '(no row)')");
-    tk_note("%s: exit status %d, view row 2 '%s', source row 2 '%s'", what,
-            status, view, src);
+    tk_note("%s: exit status %d, view row 2 '%s', source row 2 '%s'; %d "
+            "line(s) say a source row was inserted meanwhile",
+            what, status, view, src,
+            tk_log_lines_with(log, "inserted", "meanwhile"));
     TK_CHECK(strcmp(view, src) == 0,
              "%s: view row 2 is '%s' but source row 2 is '%s': the extra "
              "writer deleted the row written for a source row inserted "
