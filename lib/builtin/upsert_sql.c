@@ -324,11 +324,17 @@ char *upsert_sql_insert(const upsert_sql_spec *spec, char *errbuf,
         strbuf_puts(&b, " = ANY($1::");
         strbuf_puts(&b, spec->id_type);
         strbuf_puts(&b, "[])");
-        /* Each source row is locked as it is read; at READ COMMITTED a
-         * row changed since the statement began is read in its latest
+        /* Each source row is locked as it is read, in the order of the
+         * entity IDs (the lock is taken above the sort), so that two
+         * writers, or a user transaction changing several rows in that
+         * order, never wait on each other in a cycle; at READ COMMITTED
+         * a row changed since the statement began is read in its latest
          * committed version. */
-        if (spec->lock_source)
+        if (spec->lock_source) {
+            strbuf_puts(&b, " ORDER BY s.");
+            put_ident(&b, spec->lookup_id_column);
             strbuf_puts(&b, " FOR SHARE OF s");
+        }
     } else {
         /* Every parameter is a text[] and each column is cast after unnest:
          * a typed array cannot carry a column that is itself an array
@@ -440,7 +446,9 @@ char *upsert_sql_lock_targets(const upsert_sql_spec *spec, char *errbuf,
     put_ident(&b, spec->key[0]);
     strbuf_puts(&b, " = ANY($1::");
     strbuf_puts(&b, spec->id_type);
-    strbuf_puts(&b, "[]) FOR UPDATE OF t");
+    strbuf_puts(&b, "[]) ORDER BY t.");
+    put_ident(&b, spec->key[0]);
+    strbuf_puts(&b, " FOR UPDATE OF t");
     s = strbuf_take(&b);
     return s ? s : oom(errbuf, errbuf_size);
 

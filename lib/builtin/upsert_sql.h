@@ -91,7 +91,8 @@ int upsert_sql_type_is_safe(const char *type);
  *   FROM "src" AS s WHERE s."id" = ANY($1::bigint[])
  *   ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name"
  *   WHERE (t."name") IS DISTINCT FROM (EXCLUDED."name")
- * with lock_source, FOR SHARE OF s follows the WHERE of the SELECT.
+ * with lock_source, ORDER BY s."id" FOR SHARE OF s follows the WHERE of
+ * the SELECT: the source rows are locked in the order of their IDs.
  *
  * Unfused, $n = the values of column n, one element per looked-up row:
  *   INSERT INTO "t" AS t ("id", "name")
@@ -123,8 +124,9 @@ char *upsert_sql_delete(const upsert_sql_spec *spec, char *errbuf,
  * Returns the statement an extra writer runs before the fused DELETE of
  * upsert_sql_delete(), with the same $1: it locks the target rows of
  * those IDs,
- *   SELECT 1 FROM "t" AS t WHERE t."id" = ANY($1::bigint[]) FOR UPDATE OF t
- * so that, from then to COMMIT, no other transaction writes them, and the
+ *   SELECT 1 FROM "t" AS t WHERE t."id" = ANY($1::bigint[])
+ *   ORDER BY t."id" FOR UPDATE OF t
+ * (in the order of the IDs, as the source rows are locked) so that, from then to COMMIT, no other transaction writes them, and the
  * DELETE, a later statement with a later snapshot, reads the source as it
  * is once they are held. (In one statement a row written meanwhile would
  * be re-checked against the statement's first snapshot: a source row

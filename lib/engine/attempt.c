@@ -338,6 +338,68 @@ exactly_err cycle_phase_group(cycle *c, attempt_state *a)
     return cycle_select_records(c, a->looked_up, &a->skipped);
 }
 
+/*
+ * An extra writer (engine.extra_writer) handed records its lookup found no
+ * row for to the handler (on_missing: handler), which may have deleted
+ * their target rows (the upsert's delete_missing, a C handler's own). A
+ * row that does not exist cannot be locked: the source row may have been
+ * inserted since the lookup, and the live worker may have written the
+ * target row from it and committed, which such a delete then removed.
+ * So, after the handler's writes, the lookup runs again for those IDs:
+ * a row found now was committed before this statement, and before any
+ * target write of the worker's from it, so the batch was applied from a
+ * read that no longer holds and is rolled back to run again
+ * (EXACTLY_ERETRY), when its lookup finds the row. A source row inserted
+ * later is written by the worker after this transaction ends (the
+ * target row a delete of it removed stays locked to COMMIT, and one it
+ * did not find it did not remove). EXACTLY_OK when none was found; the
+ * worker's own batches never come here.
+ */
+static exactly_err recheck_missing(cycle *c, const attempt_state *a)
+{
+    engine *e = c->e;
+    strbuf ids = {0};
+    const char *params[1];
+    txn_result found = TXN_NO_RESULT;
+    const PGresult *res;
+    exactly_err rc;
+    size_t i, n = 0;
+
+    if (!e->extra_writer || !a->looked_up)
+        return EXACTLY_OK;
+    strbuf_array_begin(&ids);
+    for (i = 0; i < c->n_recs; i++)
+        if (c->recs[i].n_rows == 0) {
+            strbuf_array_elem_str(&ids, c->recs[i].id);
+            n++;
+        }
+    strbuf_array_end(&ids);
+    if (n == 0 || ids.oom) {
+        strbuf_free(&ids);
+        if (n == 0)
+            return EXACTLY_OK;
+        cycle_note(c, NULL, "out of memory looking up missing rows again");
+        return EXACTLY_ENOMEM;
+    }
+    params[0] = strbuf_str(&ids);
+    (void)exactly_txn_send(&e->txn, TXN_LOOKUP, e->lookup_sql, 1, params,
+                           &found);
+    strbuf_free(&ids);
+    rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
+    res = rc == EXACTLY_OK ? exactly_txn_result(&e->txn, found) : NULL;
+    if (res && PQntuples(res) > 0) {
+        exactly_log(EXACTLY_LOG_WARN, "cycle",
+                    "a source row the lookup did not find was inserted "
+                    "before the batch committed; the batch runs again",
+                    LOG_PART(c->pt),
+                    LOG_INT("offset", c->recs[0].messages[0].offset));
+        cycle_note(c, NULL, "a source row the lookup did not find was "
+                            "inserted meanwhile");
+        rc = EXACTLY_ERETRY;
+    }
+    return rc;
+}
+
 /* The handler's writes and COMMIT: careful (a savepoint, bisected on a
  * failure) or optimistic (no savepoint; when nothing was read and no
  * record failed, one round trip for the whole batch). */
@@ -379,6 +441,9 @@ static exactly_err phase_apply(cycle *c, attempt_state *a, int careful,
             return rc;
         cycle_account_applied(c, c->recs, c->n_recs);
     }
+    rc = recheck_missing(c, a);
+    if (rc != EXACTLY_OK)
+        return rc;
     /* Held too after the writes' answers (not in careful mode, whose
      * report keeps what sent it there). */
     may_hold = !careful;

@@ -205,9 +205,10 @@ typedef struct engine {
     /* Set by an owner that writes beside the live worker with no queue
      * behind it (a reprocess run), before its first connection: the
      * lookup takes SHARE locks on the rows it reads
-     * (exactly_lookup_sql_shared). The worker's own lookup does not: a
-     * stale read of its own is followed by the message that corrects
-     * it. */
+     * (exactly_lookup_sql_shared), and the IDs it found no row for that
+     * went to the handler are looked up again before COMMIT (attempt.c,
+     * recheck_missing). The worker's own lookup does neither: a stale
+     * read of its own is followed by the message that corrects it. */
     int extra_writer;
 
     /* What batches move (engine_position); set by the owner before its

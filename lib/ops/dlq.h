@@ -122,9 +122,11 @@ typedef struct ops_dlq_replayed {
  * the worker does: the records that still fail alone stay dead letters
  * (OPS_DL_FAILED, attempts + 1, the new reason and SQLSTATE), the others
  * are applied, their outbox events with them. A failure that is not the
- * records' (connection, timeout, serialization failure, apply() asking
- * for a retry or running out of memory) rolls everything back
- * (out->rolled_back). A COMMIT whose answer is lost with the connection
+ * records' (connection, timeout, deadlock, serialization failure, apply()
+ * asking for a retry or running out of memory) rolls everything back
+ * (out->rolled_back); after a deadlock (40P01) or a serialization failure
+ * (40001) the whole replay is run again, logged, up to
+ * OPS_DLQ_REPLAY_TRIES tries in all. A COMMIT whose answer is lost with the connection
  * may have landed: its transaction is looked up by id on a new connection
  * (out->commit_lost, out->note). When the server says committed the
  * result is EXACTLY_OK as for any commit; when it says rolled back,
@@ -132,6 +134,7 @@ typedef struct ops_dlq_replayed {
  * pipeline's handler or lookup is refused. Free out with
  * ops_dlq_replayed_free.
  */
+#define OPS_DLQ_REPLAY_TRIES 5
 exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
                            const cfg_pipeline *p, const ops_dlq_sel *s,
                            ops_dlq_replayed *out, char *err, size_t errsz);

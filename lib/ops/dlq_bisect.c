@@ -192,5 +192,7 @@ exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz)
         snprintf(err, errsz, "%s", exactly_strerror(EXACTLY_ENOMEM));
     else if (rc != EXACTLY_OK)
         describe(r, pr, &w, err, errsz);
+    if (rc != EXACTLY_OK)
+        snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", w.sqlstate);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -121,8 +122,8 @@ static exactly_err lookup(replay *r, char *err, size_t errsz)
     strbuf_array_end(&ids);
     params[0] = strbuf_str(&ids);
     rc = ids.oom ? EXACTLY_ENOMEM
-                 : exactly_pg_exec(r->conn, r->lookup_sql, 1, params,
-                                   &r->rows, err, errsz);
+                 : exactly_pg_exec_state(r->conn, r->lookup_sql, 1, params,
+                                         &r->rows, r->sqlstate, err, errsz);
     if (rc == EXACTLY_OK) {
         rc = read_columns(r, r->lookup_key, err, errsz);
     } else if (rc != EXACTLY_ENOMEM) {
@@ -225,6 +226,63 @@ static exactly_err settle(replay *r, char *err, size_t errsz)
     return rc;
 }
 
+/*
+ * With on_missing: handler, the entities the lookup found no row for went
+ * to the handler, which may have deleted their target rows (the upsert's
+ * delete_missing, a C handler's own). A row that does not exist cannot be
+ * locked: the source row may have been inserted since the lookup, and the
+ * live worker may have written the target row from it and committed,
+ * which such a delete then removed. So, after the handler's writes, the
+ * lookup runs again for them: a row found now (committed before this
+ * statement, so before the worker's write from it) means the replay was
+ * applied from a read that no longer holds: r->stale, EXACTLY_ERETRY (the
+ * replay is rolled back and run again). One inserted later is written by
+ * the worker after the replay commits (a target row deleted here stays
+ * locked to COMMIT). EXACTLY_OK when none was found.
+ */
+static exactly_err recheck(replay *r, char *err, size_t errsz)
+{
+    const ops_dlq_replayed *o = r->out;
+    int nt = r->rows ? PQntuples(r->rows) : 0, t;
+    strset found = {0};
+    strbuf ids = {0};
+    PGresult *res = NULL;
+    const char *params[1];
+    exactly_err rc = EXACTLY_OK;
+    size_t i, n = 0;
+
+    if (r->p->lookup.on_missing != CFG_MISSING_HANDLER)
+        return EXACTLY_OK;
+    if (strset_reset(&found, (size_t)nt + 1) != 0)
+        return oom(err, errsz);
+    for (t = 0; t < nt; t++)
+        (void)strset_add(&found, PQgetvalue(r->rows, t, r->keycol));
+    strbuf_array_begin(&ids);
+    for (i = 0; i < o->n; i++)
+        if (o->outcome[i] == OPS_DL_REPLAYED &&
+            !strset_has(&found, o->rows[i].entity)) {
+            strbuf_array_elem_str(&ids, o->rows[i].entity);
+            n++;
+        }
+    strbuf_array_end(&ids);
+    params[0] = strbuf_str(&ids);
+    if (ids.oom)
+        rc = oom(err, errsz);
+    else if (n > 0)
+        rc = exactly_pg_exec_state(r->conn, r->lookup_sql, 1, params, &res,
+                                   r->sqlstate, err, errsz);
+    if (rc == EXACTLY_OK && res && PQntuples(res) > 0) {
+        snprintf(err, errsz, "a source row the lookup did not find was "
+                             "inserted meanwhile");
+        r->stale = 1;
+        rc = EXACTLY_ERETRY;
+    }
+    PQclear(res);
+    strbuf_free(&ids);
+    strset_free(&found);
+    return rc;
+}
+
 /* Inside the transaction: load, look up, apply per partition, settle. */
 static exactly_err replay_all(replay *r, char *err, size_t errsz)
 {
@@ -243,6 +301,8 @@ static exactly_err replay_all(replay *r, char *err, size_t errsz)
         rc = apply_partition(r, start, i, err, errsz);
         start = i;
     }
+    if (rc == EXACTLY_OK)
+        rc = recheck(r, err, errsz);
     if (rc == EXACTLY_OK)
         rc = settle(r, err, errsz);
     return rc;
@@ -264,9 +324,13 @@ static exactly_err open_handler(replay *r, char *err, size_t errsz)
     return EXACTLY_OK;
 }
 
-exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
-                           const cfg_pipeline *p, const ops_dlq_sel *s,
-                           ops_dlq_replayed *out, char *err, size_t errsz)
+/* One try of the replay (ops_dlq_replay). When it ends rolled back by a
+ * server error whose SQLSTATE is known, that SQLSTATE is in state, else
+ * state is ""; *stale is set when it was rolled back by recheck(). */
+static exactly_err replay_once(PGconn *conn, const exactly_config *cfg,
+                               const cfg_pipeline *p, const ops_dlq_sel *s,
+                               ops_dlq_replayed *out, char state[6],
+                               int *stale, char *err, size_t errsz)
 {
     char ignore[256];
     replay r;
@@ -341,6 +405,12 @@ exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
         out->count[out->outcome[i]]++;
 
 cleanup:
+    snprintf(state, 6, "%s",
+             rc != EXACTLY_OK && out->rolled_back && !out->commit_lost
+                 ? r.sqlstate
+                 : "");
+    *stale = rc != EXACTLY_OK && out->rolled_back && !out->commit_lost &&
+             r.stale;
     free(r.record);
     free(r.colnames);
     free(r.lookup_sql);
@@ -350,4 +420,46 @@ cleanup:
     exactly_store_sql_free(&r.sql);
     exactly_plugin_free(r.pl);
     return rc;
+}
+
+/* Whether a replay rolled back with state is run again: a deadlock
+ * (40P01) or a serialization failure (40001) is about timing, not about
+ * the replay; its next try may well pass. */
+static int run_again(const char *state)
+{
+    return strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+}
+
+exactly_err ops_dlq_replay(PGconn *conn, const exactly_config *cfg,
+                           const cfg_pipeline *p, const ops_dlq_sel *s,
+                           ops_dlq_replayed *out, char *err, size_t errsz)
+{
+    char state[6];
+    exactly_err rc;
+    int attempt, stale;
+
+    for (attempt = 1;; attempt++) {
+        rc = replay_once(conn, cfg, p, s, out, state, &stale, err, errsz);
+        if (rc == EXACTLY_OK || (!run_again(state) && !stale) ||
+            attempt == OPS_DLQ_REPLAY_TRIES)
+            return rc;
+        if (stale)
+            exactly_log(EXACTLY_LOG_WARN, "dlq",
+                        "replay rolled back: a source row its lookup did "
+                        "not find was inserted meanwhile; it is run again",
+                        LOG_STR("pipeline", p->name),
+                        LOG_INT("attempt", attempt),
+                        LOG_INT("tries", OPS_DLQ_REPLAY_TRIES));
+        else
+            exactly_log(EXACTLY_LOG_WARN, "dlq",
+                        "replay rolled back by a deadlock or serialization "
+                        "failure; it is run again",
+                        LOG_STR("pipeline", p->name),
+                        LOG_INT("attempt", attempt),
+                        LOG_INT("tries", OPS_DLQ_REPLAY_TRIES),
+                        LOG_STR("sqlstate", state), LOG_STR("error", err));
+        ops_dlq_replayed_free(out);
+        /* The other transaction of the cycle goes on meanwhile. */
+        usleep((useconds_t)attempt * 100 * 1000);
+    }
 }

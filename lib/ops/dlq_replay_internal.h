@@ -47,6 +47,13 @@ typedef struct replay {
     int keycol;
     const char **colnames;
     size_t n_cols;
+    /* The SQLSTATE of the server's error that ended the transaction, when
+     * one did (the lookup's, a handler statement's); "" otherwise. */
+    char sqlstate[6];
+    /* The transaction was rolled back because a source row its lookup
+     * did not find was inserted meanwhile (dlq_replay.c, recheck): the
+     * replay is run again. */
+    int stale;
 } replay;
 
 /* The records of one partition's dead letters, rows [from, to) of

@@ -84,14 +84,17 @@ oom:
 
 /* Runs sql with no IDs on conn. Returns NULL when it ran, else why not
  * (the server's message, malloc'd; "" when even that could not be
- * copied). */
-static char *try_run(PGconn *conn, const char *sql)
+ * copied), with its SQLSTATE in state ("" when none came: the
+ * connection). */
+static char *try_run(PGconn *conn, const char *sql, char state[6])
 {
     const char *params[1] = {"{}"};
     PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char *why = NULL;
 
+    snprintf(state, 6, "%s", code ? code : "");
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
         size_t n = strlen(m);
@@ -105,37 +108,62 @@ static char *try_run(PGconn *conn, const char *sql)
     return why;
 }
 
+/* Whether the server's refusal state says the query cannot be locked as
+ * it is: a query shape PostgreSQL does not lock (0A000) or no UPDATE
+ * privilege to lock with (42501). Anything else (a lock or statement
+ * timeout, a lost connection, a shutdown) says nothing about the lookup:
+ * it may run locked on the next try. */
+static int cannot_lock(const char *state)
+{
+    return strcmp(state, "0A000") == 0 || strcmp(state, "42501") == 0;
+}
+
 exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
                                       char **sql, char **key_column,
                                       char **unlocked)
 {
     strbuf sb = {0};
     exactly_err rc;
-    char *why, *plain_why;
+    char *why, *plain_why, *key;
+    char state[6], plain_state[6];
 
     *unlocked = NULL;
     rc = exactly_lookup_sql(conn, p, sql, key_column);
     if (rc != EXACTLY_OK)
         return rc;
-    /* The user's text on lines of its own, so that a trailing comment
-     * ends on its line; without the semicolon that may end it. */
+    /* Rows locked in the order of the key column (the lock is taken
+     * above the sort), so that two extra writers, or one and a user
+     * transaction that changes several rows in that order, never wait on
+     * each other in a cycle. The user's text on lines of its own, so that
+     * a trailing comment ends on its line; without the semicolon that may
+     * end it. */
+    key = exactly_pg_ident(conn, *key_column);
+    if (!key)
+        goto oom;
     if (p->lookup.sql) {
         size_t n = strlen(*sql);
         while (n > 0 && (strchr(" \t\r\n;", (*sql)[n - 1]) != NULL))
             n--;
-        strbuf_printf(&sb, "SELECT * FROM (\n%.*s\n) AS q FOR SHARE", (int)n,
-                      *sql);
+        strbuf_printf(&sb,
+                      "SELECT * FROM (\n%.*s\n) AS q ORDER BY q.%s FOR SHARE",
+                      (int)n, *sql, key);
     } else
-        strbuf_printf(&sb, "%s FOR SHARE", *sql);
+        strbuf_printf(&sb, "%s ORDER BY %s FOR SHARE", *sql, key);
+    PQfreemem(key);
     if (sb.oom)
         goto oom;
-    /* Refused locked but running plain: the plain form, and why. Both
-     * failing (the connection, a broken lookup): the locked form, which
-     * then fails as the plain one would have. */
-    why = try_run(conn, sb.data);
+    /* Refused locked (cannot_lock) but running plain: the plain form, and
+     * why. Both failing (the connection, a broken lookup): the locked
+     * form, which then fails as the plain one would have. The locked form
+     * failing otherwise (a timeout: the locking read waits where the
+     * plain one does not) is no refusal either: the locked form, whose
+     * batches meet that failure and are retried or fail, never read
+     * unlocked. */
+    why = try_run(conn, sb.data, state);
     if (why) {
-        plain_why = try_run(conn, *sql);
-        if (!plain_why) {
+        plain_why = NULL;
+        if (cannot_lock(state) &&
+            !(plain_why = try_run(conn, *sql, plain_state))) {
             *unlocked = why;
             strbuf_free(&sb);
             return EXACTLY_OK;

@@ -354,6 +354,15 @@ exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,
                             const char *const *params, PGresult **out,
                             char *errbuf, size_t errbuf_size)
 {
+    return exactly_pg_exec_state(conn, sql, n_params, params, out, NULL,
+                                 errbuf, errbuf_size);
+}
+
+exactly_err exactly_pg_exec_state(PGconn *conn, const char *sql,
+                                  int n_params, const char *const *params,
+                                  PGresult **out, char *sqlstate,
+                                  char *errbuf, size_t errbuf_size)
+{
     PGresult *res = NULL;
     PGresult *last = NULL;
     exactly_err rc = EXACTLY_OK;
@@ -401,6 +410,11 @@ exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,
         while (n > 0 && m[n - 1] == '\n')
             n--;
         snprintf(errbuf, errbuf_size, "%.*s", (int)n, m);
+        if (sqlstate)
+            snprintf(sqlstate, 6, "%s",
+                     PQresultErrorField(last, PG_DIAG_SQLSTATE)
+                         ? PQresultErrorField(last, PG_DIAG_SQLSTATE)
+                         : "");
         rc = exactly_pg_classify(PQresultErrorField(last, PG_DIAG_SQLSTATE));
         if (PQstatus(conn) != CONNECTION_OK)
             rc = EXACTLY_ERETRY;

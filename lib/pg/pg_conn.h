@@ -114,6 +114,13 @@ int exactly_pg_wait_result_idle(PGconn *conn, int timeout_ms,
 exactly_err exactly_pg_exec(PGconn *conn, const char *sql, int n_params,
                             const char *const *params, PGresult **out,
                             char *errbuf, size_t errbuf_size);
+/* exactly_pg_exec that also says, when the server answered an error, its
+ * SQLSTATE in sqlstate (6 bytes; left as it was on success or when no
+ * answer came). */
+exactly_err exactly_pg_exec_state(PGconn *conn, const char *sql,
+                                  int n_params, const char *const *params,
+                                  PGresult **out, char *sqlstate,
+                                  char *errbuf, size_t errbuf_size);
 
 /* Quotes an identifier with libpq's escaping; the caller frees with
  * PQfreemem. Returns NULL on failure. */

@@ -88,18 +88,20 @@ static void test_fused(void)
               "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
               "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")");
 
-    /* An extra writer's: the source rows locked as they are read. */
+    /* An extra writer's: the source rows locked as they are read, in
+     * the order of their IDs. */
     s.lock_source = 1;
     CHECK_SQL(upsert_sql_insert(&s, err, sizeof(err)),
               "INSERT INTO \"t\" AS t (\"id\", \"name\") "
               "SELECT s.\"id\", s.\"name\" FROM \"src\" AS s "
-              "WHERE s.\"id\" = ANY($1::bigint[]) FOR SHARE OF s "
+              "WHERE s.\"id\" = ANY($1::bigint[]) "
+              "ORDER BY s.\"id\" FOR SHARE OF s "
               "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" "
               "WHERE (t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")");
     s.lock_source = 0;
     CHECK_SQL(upsert_sql_lock_targets(&s, err, sizeof(err)),
               "SELECT 1 FROM \"t\" AS t WHERE t.\"id\" = ANY($1::bigint[]) "
-              "FOR UPDATE OF t");
+              "ORDER BY t.\"id\" FOR UPDATE OF t");
 
     /* Renamed columns, a uuid ID, a schema-qualified source. */
     {
