@@ -360,9 +360,9 @@ static const cfg_field root_fields[] = {
             "latest or error) applies only to partitions with no stored "
             "offset. Unless set here or in the pipeline, a consumer gets "
             "`queued.min.messages: 100000` and "
-            "`queued.max.messages.kbytes: 32768` (what a worker above "
-            "100,000 messages a second gains by more: "
-            "[OPERATIONS.md](OPERATIONS.md#one-worker-above-100000-messages-a-second))."},
+            "`queued.max.messages.kbytes: 32768`, the memory a backlog "
+            "may take (a deeper queue is not needed for speed: "
+            "[OPERATIONS.md](OPERATIONS.md#a-workers-consumer-queue))."},
     {.key = "postgres", .type = CFG_F_SECTION, .flags = CFG_REQUIRED,
      .sub = &postgres_section},
     {.key = "pipelines", .type = CFG_F_CUSTOM,

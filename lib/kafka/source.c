@@ -166,8 +166,9 @@ rd_kafka_conf_t *exactly_kafka_conf(const exactly_config *cfg,
          * never silently moved. New partitions use auto_reset. */
         {"auto.offset.reset", "error", 0},
         {"enable.partition.eof", "false", 0},
-        /* librdkafka 2.0 backs off fetching for a second whenever the local
-         * queue is full; a deeper queue keeps batches flowing. */
+        /* The local queue's bounds: the memory a backlog may take. A
+         * worker wakes the fetchers a full queue stopped once it half
+         * empties (refill.h), so speed does not need more. */
         {"queued.min.messages", "100000", 1},
         {"queued.max.messages.kbytes", "32768", 1},
     };

@@ -28,10 +28,28 @@ int worker_kafka_error_due(worker *w)
 
 static int on_message(worker *w, rd_kafka_message_t *m, long long now);
 
+/* Wakes the fetchers of the worker's partitions (kafka/refill.h). */
+static void wake_fetchers(worker *w)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)w->eng.n_parts);
+    size_t i;
+
+    if (!l)
+        return;
+    for (i = 0; i < w->eng.n_parts; i++)
+        rd_kafka_topic_partition_list_add(l, w->eng.parts[i]->topic,
+                                          w->eng.parts[i]->partition);
+    kafka_refill_wake(w->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    w->st.fetch_wakes++;
+}
+
 /* Takes up to max messages that are already there, without waiting, a
  * run at a time (one call per run, not per message), and reads the clock
  * once per run: consume_batch_queue does not wait, so every message of a
- * run arrives at that time. Returns how many. */
+ * run arrives at that time. Then wakes the fetchers if the queue that had
+ * stopped them has half emptied. Returns how many. */
 static int take_queued(worker *w, size_t max)
 {
     rd_kafka_message_t *ms[256];
@@ -51,6 +69,7 @@ static int take_queued(worker *w, size_t max)
         if (got > 0) {
             long long now = exactly_now_ms();
             int buffered = 0;
+            kafka_refill_sample(&w->refill, ms[0]->len);
             for (k = 0; k < got; k++)
                 buffered |= on_message(w, ms[k], now);
             if (buffered)
@@ -58,6 +77,8 @@ static int take_queued(worker *w, size_t max)
             taken += (size_t)got;
         }
     }
+    if (kafka_refill_due(&w->refill, rd_kafka_queue_length(q)))
+        wake_fetchers(w);
     rd_kafka_queue_destroy(q);
     return (int)taken;
 }

@@ -163,6 +163,7 @@ exactly_err worker_consumer_start(worker *w, char *errbuf, size_t errbuf_size)
     w->rk = w->con.rk;
     /* The engine seeks, pauses and commits its partitions on it. */
     w->eng.rk = w->rk;
+    kafka_refill_init(&w->refill, w->rk);
     return EXACTLY_OK;
 }
 
@@ -209,7 +210,8 @@ void worker_stats(const worker *w, exactly_worker_stats *out)
                 LOG_UINT("batches_fenced", (s)->batches_fenced),               \
                 LOG_UINT("retries", (s)->retries),                             \
                 LOG_UINT("handler_failures", (s)->handler_failures),           \
-                LOG_UINT("rebalances", (s)->rebalances))
+                LOG_UINT("rebalances", (s)->rebalances),                       \
+                LOG_UINT("fetch_wakes", (s)->fetch_wakes))
 
 /*
  * Connects to the database and calls the handler's open(), as often as it

@@ -25,6 +25,7 @@ typedef struct exactly_worker_stats {
     uint64_t retries;
     uint64_t handler_failures;
     uint64_t rebalances;
+    uint64_t fetch_wakes; /* fetchers woken after a full queue (refill.h) */
     uint64_t partitions_halted; /* at exit: on_error stop, offset out of range */
 } exactly_worker_stats;
 

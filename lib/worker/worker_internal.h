@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "log.h"
 #include "reach.h"
+#include "refill.h"
 #include "settle.h"
 #include "worker.h"
 
@@ -75,6 +76,10 @@ typedef struct worker {
      * usable since (worker_kafka_probe) and no rebalance answered:
      * nothing can be fetched. Not ready after KAFKA_DOWN_NOT_READY_MS. */
     kafka_reach kafka;
+    /* Whether the consumer's queue was full since the fetchers were last
+     * woken (kafka/refill.h): take_queued wakes them once it half
+     * empties. */
+    kafka_refill refill;
     long long dedup_expire_at_ms; /* next slice of expired dedup keys */
 
     /* Set from a signal handler: stop at the next turn. NULL: never. */

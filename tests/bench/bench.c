@@ -11,7 +11,9 @@
  *        fused upsert, COMMIT) with prepared statements and a binary
  *        int8[] parameter, the next batch sent before the previous one's
  *        answers are read; offsets stored by the fence in the same
- *        transaction, the Kafka commit after;
+ *        transaction, the Kafka commit after; it does not wake
+ *        librdkafka's fetchers after a full queue (lib/kafka/refill.h),
+ *        so a backlog makes it wait at each refill as a plain loop does;
  *   (c0) the same SQL loop without Kafka: the IDs computed in the bench
  *        process, no consumer at all (information only, no target);
  *   (p)  a Python peer of the same design (tests/bench/peer.py:
