@@ -62,13 +62,7 @@ static void write_config(const char *path, int lock_timeout_ms,
 
     cfg.lock_timeout_ms = lock_timeout_ms;
     pl->on_missing = on_missing;
-    if (lookup_sql) {
-        pl->lookup_table = NULL;
-        pl->lookup_sql = lookup_sql;
-        pl->lookup_key_column = "id";
-    }
-    pl->options_yaml = delete_missing ? "        delete_missing: true\n"
-                                      : "        delete_missing: false\n";
+    tk_lookup_sql(pl, lookup_sql, "id", delete_missing);
     tk_config_write(path, &cfg);
 }
 

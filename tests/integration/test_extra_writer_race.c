@@ -75,13 +75,7 @@ static void write_config(const char *path, const char *on_missing,
 
     cfg.kafka[0] = (tk_prop){"session.timeout.ms", "6000"};
     pl->on_missing = on_missing;
-    if (lookup_sql) {
-        pl->lookup_table = NULL;
-        pl->lookup_sql = lookup_sql;
-        pl->lookup_key_column = "id";
-    }
-    pl->options_yaml = delete_missing ? "        delete_missing: true\n"
-                                      : "        delete_missing: false\n";
+    tk_lookup_sql(pl, lookup_sql, "id", delete_missing);
     pl->max_messages = 10;
     pl->max_wait_ms = 20;
     tk_config_write(path, &cfg);

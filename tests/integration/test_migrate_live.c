@@ -105,36 +105,47 @@ static char *migrate_waits_for(PGconn *db)
     return s ? s : strdup("");
 }
 
+/* Opens writer a's transaction (a dead letter at offset, uncommitted),
+ * starts `exactly migrate` and returns once its session waits for a lock
+ * (behind a), with *waits the lock it waits for (malloc'd). */
+static pid_t migrate_behind_writer(ledger_fixture *f, PGconn *db, PGconn *a,
+                                   int offset, char **waits)
+{
+    const char *args[] = {"migrate", "-c", f->config, NULL};
+    int64_t until;
+    pid_t mig;
+
+    tk_sql(a, "BEGIN;"
+              "INSERT INTO exactly.dead_letters"
+              " (pipeline, topic, partition, \"offset\", reason)"
+              " VALUES ('" LEDGER_PIPELINE "', '" TOPIC "', 0, %d, 'A')",
+           offset);
+    mig = tk_exactly_startv(f->log, args);
+    until = tk_now_ms() + WAIT_MS;
+    for (*waits = NULL;; tk_sleep_ms(20)) {
+        free(*waits);
+        *waits = migrate_waits_for(db);
+        if ((*waits)[0] != '\0')
+            return mig;
+        LEDGER_CHECK_LOG(tk_now_ms() < until, f->log, "exactly migrate "
+                         "did not come to wait behind the open writer "
+                         "within %d ms", WAIT_MS);
+    }
+}
+
 /* Case 1: a dead-letter insert while migrate builds the index behind an
  * open writer does not wait. */
 static void insert_not_blocked(ledger_fixture *f, PGconn *db)
 {
     PGconn *a = tk_pg_connect(f->conninfo), *b = tk_pg_connect(f->conninfo);
-    const char *args[] = {"migrate", "-c", f->config, NULL};
     char *waits = NULL;
     int64_t until, b_pid = PQbackendPID(b);
     int done = 0, status;
     pid_t mig;
 
     back_to_step_9(db, 0);
-    tk_sql(a, "BEGIN;"
-              "INSERT INTO exactly.dead_letters"
-              " (pipeline, topic, partition, \"offset\", reason)"
-              " VALUES ('" LEDGER_PIPELINE "', '" TOPIC "', 0, 1, 'A')");
-    mig = tk_exactly_startv(f->log, args);
-
     /* migrate has reached the build: its session waits behind A. */
-    until = tk_now_ms() + WAIT_MS;
-    for (;;) {
-        free(waits);
-        waits = migrate_waits_for(db);
-        if (waits[0] != '\0')
-            break;
-        LEDGER_CHECK_LOG(tk_now_ms() < until, f->log, "exactly migrate "
-                         "did not come to wait behind the open writer "
-                         "within %d ms", WAIT_MS);
-        tk_sleep_ms(20);
-    }
+    mig = migrate_behind_writer(f, db, a, 1, &waits);
     tk_note("migrate waits for: %s", waits);
 
     TK_CHECK(PQsendQuery(b, "INSERT INTO exactly.dead_letters"
@@ -222,27 +233,11 @@ static void two_at_once(ledger_fixture *f, PGconn *db)
     PGconn *a = tk_pg_connect(f->conninfo);
     const char *args[] = {"migrate", "-c", f->config, NULL};
     char *waits = NULL;
-    int64_t until;
     pid_t m1, m2;
     int s1, s2;
 
     back_to_step_9(db, 0);
-    tk_sql(a, "BEGIN;"
-              "INSERT INTO exactly.dead_letters"
-              " (pipeline, topic, partition, \"offset\", reason)"
-              " VALUES ('" LEDGER_PIPELINE "', '" TOPIC "', 0, 3, 'A')");
-    m1 = tk_exactly_startv(f->log, args);
-    until = tk_now_ms() + WAIT_MS;
-    for (;;) {
-        free(waits);
-        waits = migrate_waits_for(db);
-        if (waits[0] != '\0')
-            break;
-        LEDGER_CHECK_LOG(tk_now_ms() < until, f->log, "exactly migrate "
-                         "did not come to wait behind the open writer "
-                         "within %d ms", WAIT_MS);
-        tk_sleep_ms(20);
-    }
+    m1 = migrate_behind_writer(f, db, a, 3, &waits);
     free(waits);
     m2 = tk_exactly_startv(f->log, args);
     /* The second is connected and asking for the lock. */

@@ -259,6 +259,18 @@ void tk_config_init(tk_config *c, const char *bootstraps,
     c->conninfo = conninfo;
 }
 
+void tk_lookup_sql(tk_pipeline *p, const char *sql, const char *key_column,
+                   int delete_missing)
+{
+    if (sql) {
+        p->lookup_table = NULL;
+        p->lookup_sql = sql;
+        p->lookup_key_column = key_column;
+    }
+    p->options_yaml = delete_missing ? "        delete_missing: true\n"
+                                     : "        delete_missing: false\n";
+}
+
 void tk_upsert_handler(tk_pipeline *p, const char *table,
                        const char *const *columns)
 {

@@ -151,6 +151,12 @@ void tk_config_init(tk_config *c, const char *bootstraps,
 void tk_upsert_handler(tk_pipeline *p, const char *table,
                        const char *const *columns);
 
+/* p's lookup as sql (no table; NULL: the lookup stays as it was), its
+ * rows keyed by key_column, and the upsert's delete_missing option (true
+ * or false, as given) as p's options_yaml. */
+void tk_lookup_sql(tk_pipeline *p, const char *sql, const char *key_column,
+                   int delete_missing);
+
 /* Write s to f as a single-quoted YAML scalar (' and $ doubled). */
 void tk_yaml_quoted(FILE *f, const char *s);
 
