@@ -5,14 +5,17 @@
  * (sup_pipeline_lost): only while every worker of it is in a crash loop,
  * a slot whose restarted process outlived the fast-failure window no
  * longer being in one; and that an exit 0 is an end only in a stop or
- * with --exit-idle (sup_reaped); and what /readyz makes of the slots
+ * with --exit-idle (sup_reaped), quick ones in a row backing off as
+ * crashes do; and what /readyz makes of the slots
  * (metrics_ready): a slot waiting for its restart is missing, one the
- * supervisor finished on purpose no longer counts.
+ * supervisor finished on purpose no longer counts; and that the status
+ * says how long a slot waits for its restart.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "http_internal.h"
 #include "metrics_render.h"
 #include "supervisor_internal.h"
 #include "testkit.h"
@@ -128,13 +131,22 @@ static void test_recovered(void)
     TK_CHECK(!s[0].crash_loop, "worker 0 (committed) still in a crash loop");
 }
 
+/* The wait before slot s's next start, in ms (within the time taken). */
+static long long restart_wait(const slot *s)
+{
+    return s->restart_at_ms - sup_now_ms();
+}
+
 /* An exit 0: while run goes on without --exit-idle (exit0_ends 0) the
- * slot starts again after RESTART_MIN_MS, its fast failures and crash
- * loop untouched; in a stop or with --exit-idle it is done. */
+ * slot starts again, its fast failures and crash loop untouched; in a
+ * stop or with --exit-idle it is done. Quick exits 0 in a row (each
+ * within FAST_FAILURE_MS of the start) back off as crashes do, 0.5 s
+ * doubling to RESTART_MAX_MS, and never make a crash loop; a process
+ * that ran longer starts the backoff anew. */
 static void test_clean_exit(void)
 {
     cfg_pipeline p;
-    long long before;
+    long long before, wait;
     slot s;
     int i;
 
@@ -151,16 +163,97 @@ static void test_clean_exit(void)
     TK_CHECK_EQ_INT64(s.fast_failures, 2, "fast failures after an exit 0");
     TK_CHECK(s.restart_at_ms >= before + RESTART_MIN_MS &&
                  s.restart_at_ms <= sup_now_ms() + RESTART_MIN_MS,
-             "an exit 0 restarts after RESTART_MIN_MS, not after a backoff");
-    for (i = 0; i < CRASH_LOOP_AFTER; i++) {
+             "a first exit 0 restarts after RESTART_MIN_MS");
+    /* The second quick exit 0 in a row waits twice as long, and so on. */
+    run_for(&s, 100);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    wait = restart_wait(&s);
+    TK_CHECK(wait > RESTART_MIN_MS + 100 && wait <= 2 * RESTART_MIN_MS,
+             "a second quick exit 0 in a row restarts after %lld ms, not "
+             "after a backoff of %d ms", wait, 2 * RESTART_MIN_MS);
+    for (i = 0; i < 2 * CRASH_LOOP_AFTER + 8; i++) {
         run_for(&s, 100);
         TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
     }
+    wait = restart_wait(&s);
+    TK_CHECK(wait > RESTART_MAX_MS - 1000 && wait <= RESTART_MAX_MS,
+             "after many quick exits 0 the restart waits %lld ms, not the "
+             "cap of %d ms", wait, RESTART_MAX_MS);
     TK_CHECK(!s.crash_loop, "quick exits 0 made a crash loop");
+    TK_CHECK_EQ_INT64(s.fast_failures, 2, "fast failures after exits 0");
+    /* A process that ran past FAST_FAILURE_MS: the backoff starts anew. */
+    run_for(&s, FAST_FAILURE_MS + 1000);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    wait = restart_wait(&s);
+    TK_CHECK(wait > 0 && wait <= RESTART_MIN_MS,
+             "an exit 0 after a long run restarts after %lld ms, not "
+             "RESTART_MIN_MS", wait);
     run_for(&s, 100);
     TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 1), 0, "sup_reaped of a last exit 0");
     TK_CHECK(s.done, "an exit 0 in a stop (or with --exit-idle) did not "
              "make the slot done");
+}
+
+/* A worker that keeps exiting 0 at once, as the status shows it: not up,
+ * not ready (so /readyz says 503), and waiting for its restart, with the
+ * seconds left before it (restart_in_s); a running one has none. */
+static void test_status_waiting(void)
+{
+    cfg_pipeline p;
+    metrics_slot *m = metrics_map(2);
+    exactly_http h;
+    char *names[] = {"p"};
+    json_t *st, *workers, *w0, *w1, *in;
+    slot s[2];
+    int i;
+
+    TK_CHECK(m != NULL, "metrics_map");
+    memset(&p, 0, sizeof p);
+    memset(s, 0, sizeof s);
+    memset(&h, 0, sizeof h);
+    p.name = "p";
+    p.max_crashes = 1;
+    for (i = 0; i < 2; i++) {
+        s[i].p = &p;
+        s[i].index = i;
+        s[i].m = &m[i];
+        snprintf(m[i].pipeline, sizeof m[i].pipeline, "p");
+        m[i].worker = i;
+        m[i].meant = 1;
+        m[i].up = 1;
+        m[i].ready = 1;
+        m[i].pid = 4242;
+        run_for(&s[i], 100);
+    }
+    for (i = 0; i < 4; i++) {
+        run_for(&s[1], 100);
+        TK_CHECK_EQ_INT64(sup_reaped(&s[1], 0, 0), 0, "sup_reaped of exit 0");
+    }
+    TK_CHECK(!metrics_ready(m, 2), "ready while a worker that keeps "
+             "exiting 0 waits for its restart");
+    h.slots = m;
+    h.n = 2;
+    h.pipelines = names;
+    h.n_pipelines = 1;
+    pthread_mutex_init(&h.mu, NULL);
+    st = http_status_json(&h);
+    workers = json_object_get(json_array_get(json_object_get(st, "pipelines"),
+                                             0), "workers");
+    w0 = json_array_get(workers, 0);
+    w1 = json_array_get(workers, 1);
+    TK_CHECK(w0 && w1, "the status lists two workers");
+    TK_CHECK(json_is_false(json_object_get(w1, "up")),
+             "the status shows the waiting worker as up");
+    in = json_object_get(w1, "restart_in_s");
+    TK_CHECK(json_is_number(in) && json_number_value(in) > 2.0 &&
+                 json_number_value(in) <= 4.0,
+             "the status does not say the worker waits about 4 s for its "
+             "restart (restart_in_s)");
+    TK_CHECK(json_is_null(json_object_get(w0, "restart_in_s")),
+             "a running worker has a restart_in_s");
+    json_decref(st);
+    pthread_mutex_destroy(&h.mu);
+    metrics_unmap(m, 2);
 }
 
 /* Two workers of a pipeline, both meant to run (as the supervisor fills
@@ -214,6 +307,7 @@ int main(void)
     test_recovered();
     test_clean_exit();
     test_ready();
+    test_status_waiting();
     printf("supervisor slot tests passed\n");
     return 0;
 }
