@@ -77,7 +77,8 @@ static void html_workers(strbuf *sb, const json_t *pipe)
     size_t k;
 
     strbuf_puts(sb, "<h3>Workers</h3>\n<table class=\"workers\"><tr><th>worker</th>"
-                    "<th>pid</th><th>up</th><th>ready</th><th>restarts</th></tr>\n");
+                    "<th>pid</th><th>up</th><th>ready</th><th>restarts</th>"
+                    "<th>restart in (s)</th></tr>\n");
     json_array_foreach(json_object_get(pipe, "workers"), k, v) {
         strbuf_printf(sb, "<tr class=\"%s\">", json_is_true(json_object_get(v, "up")) ? "" : "bad");
         cell(sb, "worker", json_object_get(v, "worker"));
@@ -85,6 +86,7 @@ static void html_workers(strbuf *sb, const json_t *pipe)
         cell(sb, "up", json_object_get(v, "up"));
         cell(sb, "ready", json_object_get(v, "ready"));
         cell(sb, "restarts", json_object_get(v, "restarts"));
+        cell(sb, "num restart_in", json_object_get(v, "restart_in_s"));
         strbuf_puts(sb, "</tr>\n");
     }
     strbuf_puts(sb, "</table>\n");
@@ -201,7 +203,7 @@ static void html_relay(strbuf *sb, const json_t *relay)
     strbuf_puts(sb, "\">\n<h2>Relay ");
     html_text(sb, json_string_value(json_object_get(relay, "name")));
     strbuf_printf(sb, "</h2>\n<table class=\"relay\"><tr><th>pid</th><th>up</th>"
-                      "<th>publishing</th><th>restarts</th><th>pending</th>"
+                      "<th>publishing</th><th>restarts</th><th>restart in (s)</th><th>pending</th>"
                       "<th>oldest pending (s)</th><th>published</th>"
                       "<th>dead-lettered</th><th>sent again</th></tr>\n<tr class=\"%s\">",
                   json_is_true(json_object_get(relay, "up")) ? "" : "bad");
@@ -209,6 +211,7 @@ static void html_relay(strbuf *sb, const json_t *relay)
     cell(sb, "up", json_object_get(relay, "up"));
     cell(sb, "publishing", json_object_get(relay, "publishing"));
     cell(sb, "restarts", json_object_get(relay, "restarts"));
+    cell(sb, "num restart_in", json_object_get(relay, "restart_in_s"));
     cell(sb, "num pending", json_object_get(relay, "pending"));
     cell(sb, "num oldest", json_object_get(relay, "oldest_pending_s"));
     cell(sb, "num published", json_object_get(relay, "published"));

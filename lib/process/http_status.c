@@ -147,6 +147,21 @@ static void slot_errors(const metrics_slot *s, json_t *errors,
     json_decref(value);
 }
 
+/* Seconds until the supervisor starts slot s's process again, while it
+ * waits for its restart (a backoff after a crash or after quick exits
+ * 0); null while it runs or once it is finished. */
+static json_t *restart_in_json(const metrics_slot *s)
+{
+    long long at = __atomic_load_n(&s->restart_at_ms, __ATOMIC_RELAXED);
+    long long left;
+
+    if (at <= 0 || __atomic_load_n(&s->up, __ATOMIC_RELAXED) ||
+        !__atomic_load_n(&s->meant, __ATOMIC_RELAXED))
+        return json_null();
+    left = at - http_mono_ms();
+    return json_real(left > 0 ? (double)left / 1000.0 : 0.0);
+}
+
 /* The relays of the slots, as the status shows them: all from the shared
  * memory (the relay process reads its outbox; this process does not). */
 static json_t *relays_json(const exactly_http *h)
@@ -172,6 +187,7 @@ static json_t *relays_json(const exactly_http *h)
         json_object_set_new(o, "ready", json_boolean(__atomic_load_n(&s->ready, __ATOMIC_RELAXED)));
         json_object_set_new(o, "publishing", json_boolean(up && __atomic_load_n(&r->publishing, __ATOMIC_RELAXED)));
         json_object_set_new(o, "restarts", jint((long long)__atomic_load_n(&s->restarts, __ATOMIC_RELAXED)));
+        json_object_set_new(o, "restart_in_s", restart_in_json(s));
         json_object_set_new(o, "published", jint((long long)__atomic_load_n(&r->published, __ATOMIC_RELAXED)));
         json_object_set_new(o, "dead_lettered", jint((long long)__atomic_load_n(&r->dead_lettered, __ATOMIC_RELAXED)));
         json_object_set_new(o, "resent", jint((long long)__atomic_load_n(&r->resent, __ATOMIC_RELAXED)));
@@ -207,6 +223,7 @@ static json_t *workers_json(const exactly_http *h, const char *name,
         json_object_set_new(w, "up", json_boolean(__atomic_load_n(&s->up, __ATOMIC_RELAXED)));
         json_object_set_new(w, "ready", json_boolean(__atomic_load_n(&s->ready, __ATOMIC_RELAXED)));
         json_object_set_new(w, "restarts", jint((long long)__atomic_load_n(&s->restarts, __ATOMIC_RELAXED)));
+        json_object_set_new(w, "restart_in_s", restart_in_json(s));
         json_object_set_new(w, "batches_committed",
                             jint((long long)__atomic_load_n(&s->batches_committed, __ATOMIC_RELAXED)));
         json_array_append_new(workers, w);

@@ -171,6 +171,15 @@ static uint64_t progress_mark(const slot *s)
                 : __atomic_load_n(&s->m->batches_committed, __ATOMIC_RELAXED);
 }
 
+/* Shows in slot s's metrics when its process starts again (the status
+ * page's restart_in_s). */
+static void publish_restart(slot *s)
+{
+    if (s->m)
+        __atomic_store_n(&s->m->restart_at_ms, (int64_t)s->restart_at_ms,
+                         __ATOMIC_RELAXED);
+}
+
 void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
                size_t n_fds)
 {
@@ -206,10 +215,13 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
         exactly_log(EXACTLY_LOG_ERROR, "supervisor", "fork failed",
                     LOG_STR("error", strerror(errno)));
         s->restart_at_ms = sup_now_ms() + RESTART_MAX_MS;
+        publish_restart(s);
         return;
     }
     s->pid = pid;
     s->started_ms = sup_now_ms();
+    if (s->m)
+        __atomic_store_n(&s->m->restart_at_ms, 0, __ATOMIC_RELAXED);
     s->committed_at_start = progress_mark(s);
     if (s->m) {
         __atomic_store_n(&s->m->up, 1, __ATOMIC_RELAXED);
@@ -308,13 +320,47 @@ static void count_failure(slot *s, long long lived)
     }
 }
 
+/* A child that exited 0 while run goes on: it starts again, after a
+ * backoff that grows with each such exit in a row that came soon after
+ * its start (a plugin or a configuration that makes it end at once must
+ * not make a hot restart loop); one that ran longer starts it anew. Not a
+ * failure: it never makes a crash loop. */
+static void restart_after_exit0(slot *s, long long lived)
+{
+    long long delay;
+
+    s->quick_exits = lived < FAST_FAILURE_MS ? s->quick_exits + 1 : 1;
+    delay = restart_delay(s->quick_exits);
+    s->restart_at_ms = sup_now_ms() + delay;
+    publish_restart(s);
+    if (s->r)
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "relay exited with status 0 while run goes on; starting "
+                    "it again",
+                    LOG_STR("relay", s->r->name), LOG_INT("code", 0),
+                    LOG_INT("lived_ms", lived),
+                    LOG_INT("quick_exits", s->quick_exits),
+                    LOG_INT("restart_in_ms", delay));
+    else
+        exactly_log(EXACTLY_LOG_WARN, "supervisor",
+                    "worker exited with status 0 while run goes on; starting "
+                    "it again",
+                    LOG_STR("pipeline", s->p->name),
+                    LOG_INT("worker", s->index), LOG_INT("code", 0),
+                    LOG_INT("lived_ms", lived),
+                    LOG_INT("quick_exits", s->quick_exits),
+                    LOG_INT("restart_in_ms", delay));
+}
+
 /* The supervisor finished slot s on purpose: not restarted, and no
  * longer counted by /readyz. */
 static void slot_done(slot *s)
 {
     s->done = 1;
-    if (s->m)
+    if (s->m) {
         __atomic_store_n(&s->m->meant, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->m->restart_at_ms, 0, __ATOMIC_RELAXED);
+    }
 }
 
 int sup_reaped(slot *s, int status, int exit0_ends)
@@ -333,22 +379,10 @@ int sup_reaped(slot *s, int status, int exit0_ends)
     }
     if (code == 0 && !exit0_ends) {
         /* A clean stop nobody here asked for: a SIGTERM sent to this
-         * process alone. Without --exit-idle a child ends only when the
-         * supervisor stops, so it starts again; not a failure. */
-        s->restart_at_ms = sup_now_ms() + RESTART_MIN_MS;
-        if (s->r)
-            exactly_log(EXACTLY_LOG_WARN, "supervisor",
-                        "relay stopped from outside; starting it again",
-                        LOG_STR("relay", s->r->name),
-                        LOG_INT("lived_ms", lived),
-                        LOG_INT("restart_in_ms", RESTART_MIN_MS));
-        else
-            exactly_log(EXACTLY_LOG_WARN, "supervisor",
-                        "worker stopped from outside; starting it again",
-                        LOG_STR("pipeline", s->p->name),
-                        LOG_INT("worker", s->index),
-                        LOG_INT("lived_ms", lived),
-                        LOG_INT("restart_in_ms", RESTART_MIN_MS));
+         * process alone, or a child that ended on its own. Without
+         * --exit-idle a child ends only when the supervisor stops, so it
+         * starts again; not a failure. */
+        restart_after_exit0(s, lived);
         return 0;
     }
     if (code == 0 || code == 2) {
@@ -377,6 +411,7 @@ int sup_reaped(slot *s, int status, int exit0_ends)
         return EXACTLY_EXIT_HANDLER_STOP;
     }
     count_failure(s, lived);
+    publish_restart(s);
     if (s->r)
         log_relay_end(s, status, code, lived);
     else if (WIFSIGNALED(status))

@@ -36,6 +36,8 @@ typedef struct slot {
     long long started_ms;
     long long restart_at_ms;
     int fast_failures;
+    int quick_exits;      /* exits 0 in a row, each within FAST_FAILURE_MS
+                             of its start: their restart backs off too */
     uint64_t committed_at_start; /* batches committed (a relay: sessions
                                     opened) when it started */
     int done;             /* finished (exit 0 in a stop or with
@@ -78,8 +80,11 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
  * restarted: starting again would only meet the same answer). An exit 0
  * is its end (done, not restarted) when exit0_ends: the supervisor is
  * stopping, or --exit-idle let it finish; else it was stopped from
- * outside and starts again after RESTART_MIN_MS, not counted as a fast
- * failure. */
+ * outside, or ended on its own, and starts again: after RESTART_MIN_MS,
+ * doubling (to RESTART_MAX_MS) with each exit 0 in a row that came within
+ * FAST_FAILURE_MS of its start, so that a worker that ends at once does
+ * not restart in a hot loop; not counted as a fast failure (an exit 0
+ * never makes a crash loop: the pipeline stays served). */
 int sup_reaped(slot *s, int status, int exit0_ends);
 
 /* The fast failures in a row that make slot s a crash loop. A worker's

@@ -143,6 +143,10 @@ typedef struct metrics_slot {
      * --exit-idle, a refusal, its handler's stop). /readyz wants every
      * such slot up and ready. */
     int32_t meant;
+    /* Written by the supervisor only: when (CLOCK_MONOTONIC, ms) it starts
+     * the slot's process again while it waits for its restart; 0 while it
+     * runs or is finished. */
+    int64_t restart_at_ms;
 } metrics_slot;
 
 /* Maps n zeroed slots shared with future children; NULL on failure. */

@@ -145,8 +145,9 @@ static void scenario_exit0(void)
     again = tk_worker_pid(log, 2, sup, 1000);
     TK_CHECK(again != w0 && again != w1, "the third start names pid %d, "
              "already used", (int)again);
-    TK_CHECK_EQ_INT64(tk_log_lines_with(log, "msg=\"worker stopped from "
-                                        "outside; starting it again\"",
+    TK_CHECK_EQ_INT64(tk_log_lines_with(log, "msg=\"worker exited with "
+                                        "status 0 while run goes on; "
+                                        "starting it again\"",
                                         " worker=0"), 1,
                       "the supervisor's line for worker 0's clean exit");
     TK_CHECK_EQ_INT64(tk_log_lines_with(log, "msg=\"worker exited\"", NULL) +
