@@ -9,7 +9,11 @@
  *     starts a window of its own;
  *   - last_publish_s: the seconds since a row was last published; a cycle
  *     that published nothing (every row of it dead-lettered) does not
- *     make it new.
+ *     make it new;
+ *   - running: whether a session holds the relay's outbox lock now (a
+ *     relay publishes), with the holder's pid, application_name and
+ *     backend start; false, holder null, once none does: rows alone
+ *     cannot tell a running relay from one that stopped.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -70,6 +74,71 @@ static void text_published(const relay_fixture *f, char *col, size_t size)
     free(out);
 }
 
+/* Polls `relay status --json` until its running is want, within
+ * timeout_ms; returns that object (the caller decrefs) or fails. */
+static json_t *wait_running(const relay_fixture *f, int want, int timeout_ms)
+{
+    long long deadline = tk_now_ms() + timeout_ms;
+    json_t *o;
+
+    for (;;) {
+        json_t *v;
+        o = status_json(f);
+        v = json_object_get(o, "running");
+        TK_CHECK(json_is_boolean(v), "relay status --json has no boolean "
+                 "running (whether a relay holds the outbox's lock)");
+        if (json_is_true(v) == want)
+            return o;
+        json_decref(o);
+        TK_CHECK(tk_now_ms() < deadline, "relay status still says running "
+                 "%s after %d ms", want ? "false" : "true", timeout_ms);
+        tk_sleep_ms(200);
+    }
+}
+
+/* A running relay, as status shows it: running, the holder being the
+ * relay's own session (application_name exactly-relay), in JSON and in
+ * the text's running and holder_pid columns; after its stop, not. */
+static void check_running(relay_fixture *f)
+{
+    const char *const extra[] = {NULL};
+    json_t *o, *h;
+    char *out, *line;
+    char fields[9][64];
+    long long pid;
+    pid_t relay;
+
+    relay = relay_start(f->config, extra, f->log);
+    o = wait_running(f, 1, 30000);
+    h = json_object_get(o, "holder");
+    TK_CHECK(json_is_object(h), "running relay: holder is not an object");
+    pid = tk_sql_int64(f->db, "SELECT pid FROM pg_stat_activity WHERE"
+                              " application_name = 'exactly-relay'");
+    TK_CHECK_EQ_INT64(json_integer_value(json_object_get(h, "pid")), pid,
+                      "holder pid: the relay's session");
+    TK_CHECK_EQ_STR(json_string_value(json_object_get(h, "application_name")),
+                    "exactly-relay", "holder application_name");
+    TK_CHECK(json_is_string(json_object_get(h, "backend_start")),
+             "holder backend_start is not a time");
+    json_decref(o);
+    out = run_status(f, 0);
+    line = strchr(out, '\n');
+    TK_CHECK(line && sscanf(line + 1, "%63s %63s %63s %63s %63s %63s %63s "
+                            "%63s %63s", fields[0], fields[1], fields[2],
+                            fields[3], fields[4], fields[5], fields[6],
+                            fields[7], fields[8]) == 9,
+             "relay status line has fewer than 9 columns: %s", out);
+    TK_CHECK_EQ_STR(fields[7], "yes", "text running of a running relay");
+    TK_CHECK_EQ_INT64(strtoll(fields[8], NULL, 10), pid,
+                      "text holder_pid of a running relay");
+    free(out);
+    relay_stop(relay, 30000, f->log);
+    o = wait_running(f, 0, 10000);
+    TK_CHECK(json_is_null(json_object_get(o, "holder")),
+             "holder of a stopped relay is not null");
+    json_decref(o);
+}
+
 int main(void)
 {
     relay_fixture f;
@@ -83,8 +152,13 @@ int main(void)
     relay_fixture_config(&f, &(relay_config){.name = "st", .topic = TOPIC,
                                               .batch_size = 50});
 
-    /* Never ran: published unknown. */
+    /* Never ran: published unknown, not running. */
     o = status_json(&f);
+    TK_CHECK(json_is_false(json_object_get(o, "running")),
+             "relay status --json does not say that no relay runs "
+             "(running false)");
+    TK_CHECK(json_is_null(json_object_get(o, "holder")),
+             "holder while no relay runs is not null");
     TK_CHECK(json_is_null(json_object_get(o, "published")),
              "published of a relay that never ran is not null");
     TK_CHECK(json_is_null(json_object_get(o, "last_publish_s")),
@@ -164,6 +238,7 @@ int main(void)
                                          " '10 minutes'"),
                       1, "relay_state windows started by the last run");
     json_decref(o);
+    check_running(&f);
     relay_fixture_stop(&f);
     return 0;
 }
