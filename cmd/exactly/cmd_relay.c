@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "no answer leaves the batch to the next start.\n"
             "`status` prints the pending rows, the age of the oldest, the\n"
             "dead-lettered rows, the rows published, the publish rate and\n"
-            "the seconds since a row was last published.\n"
+            "the seconds since a row was last published, and whether a relay\n"
+            "runs now (holds the outbox's lock), with its session's pid.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
@@ -61,7 +62,12 @@ static void status_usage(FILE *out)
             "nothing), rate/s: the rows published since the relay that\n"
             "publishes (or last did) took the outbox, over the seconds\n"
             "since then (at least 1), and last_s: the seconds since a row\n"
-            "was last published (\"-\", null: never).\n"
+            "was last published (\"-\", null: never); running: whether a\n"
+            "relay runs now, that is a session holds the outbox's advisory\n"
+            "lock (pg_locks), and holder_pid: that session's backend pid\n"
+            "(\"-\" when none). --json adds holder: {pid, application_name,\n"
+            "backend_start} (null when none; the last two null when this\n"
+            "role may not see them in pg_stat_activity).\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the YAML configuration (required)\n"
@@ -104,8 +110,9 @@ static int status(const exactly_config *cfg, const char *name, int json)
     if (name && !pick(cfg, name))
         return CLI_REFUSED;
     if (!json)
-        printf("%-20s %10s %12s %8s %12s %10s %10s\n", "relay", "pending",
-               "oldest_s", "dead", "published", "rate/s", "last_s");
+        printf("%-20s %10s %12s %8s %12s %10s %10s %8s %10s\n", "relay",
+               "pending", "oldest_s", "dead", "published", "rate/s", "last_s",
+               "running", "holder_pid");
     for (i = 0; i < cfg->n_relays; i++) {
         const cfg_relay *r = &cfg->relays[i];
         exactly_relay_status s;
@@ -119,15 +126,23 @@ static int status(const exactly_config *cfg, const char *name, int json)
             continue;
         }
         if (json) {
+            json_t *holder = s.running ? json_pack(
+                "{s:I, s:o, s:o}", "pid", (json_int_t)s.holder_pid,
+                "application_name", s.holder_app[0] ? json_string(s.holder_app)
+                                                    : json_null(),
+                "backend_start", s.holder_start[0] ? json_string(s.holder_start)
+                                                   : json_null())
+                                       : json_null();
             json_t *o = json_pack(
-                "{s:s, s:I, s:f, s:I, s:o, s:f, s:o}", "relay", r->name,
-                "pending", (json_int_t)s.pending, "oldest_pending_s",
+                "{s:s, s:I, s:f, s:I, s:o, s:f, s:o, s:b, s:o}", "relay",
+                r->name, "pending", (json_int_t)s.pending, "oldest_pending_s",
                 s.oldest_pending_s, "dead", (json_int_t)s.dead, "published",
                 s.published_total < 0 ? json_null()
                                       : json_integer(s.published_total),
                 "rate_per_s", s.rate_per_s, "last_publish_s",
                 s.last_publish_s < 0 ? json_null()
-                                     : json_real(s.last_publish_s));
+                                     : json_real(s.last_publish_s),
+                "running", s.running, "holder", holder);
             char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
             if (!text) {
@@ -139,16 +154,19 @@ static int status(const exactly_config *cfg, const char *name, int json)
             free(text);
             json_decref(o);
         } else {
-            char published[32] = "-", last[32] = "-";
+            char published[32] = "-", last[32] = "-", holder[32] = "-";
 
             if (s.published_total >= 0)
                 snprintf(published, sizeof(published), "%lld",
                          (long long)s.published_total);
             if (s.last_publish_s >= 0)
                 snprintf(last, sizeof(last), "%.1f", s.last_publish_s);
-            printf("%-20s %10lld %12.1f %8lld %12s %10.1f %10s\n", r->name,
-                   (long long)s.pending, s.oldest_pending_s,
-                   (long long)s.dead, published, s.rate_per_s, last);
+            if (s.running)
+                snprintf(holder, sizeof(holder), "%lld", s.holder_pid);
+            printf("%-20s %10lld %12.1f %8lld %12s %10.1f %10s %8s %10s\n",
+                   r->name, (long long)s.pending, s.oldest_pending_s,
+                   (long long)s.dead, published, s.rate_per_s, last,
+                   s.running ? "yes" : "no", holder);
         }
     }
     return code;

@@ -212,6 +212,14 @@ typedef struct exactly_relay_status {
                                  outbox / seconds since then (at least 1) */
     double last_publish_s;    /* seconds since a row was last published;
                                  -1: never */
+    /* Whether a session holds the outbox's advisory lock now (pg_locks):
+     * a relay publishes it. Then its backend's pid, and, when this role
+     * may see them (pg_stat_activity), its application_name and when it
+     * started (ISO 8601 UTC); "" when not. */
+    int running;
+    long long holder_pid;
+    char holder_app[128];
+    char holder_start[40];
 } exactly_relay_status;
 
 /* Reads r's figures; 0, or -1 with the reason in errbuf. */

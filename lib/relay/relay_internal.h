@@ -128,6 +128,11 @@ void relay_publish_ready(relay *rl);
  * and publishes the readiness. */
 void relay_watch_kafka(relay *rl);
 
+/* Builds rl's statements, the quoted names of its outbox and relay_state
+ * and its advisory lock's key (quoting with rl->conn). Returns 0, or -1
+ * when out of memory. */
+int relay_build_sql(relay *rl);
+
 /* Ends the session (its advisory lock goes with it); the next cycle
  * connects again. */
 void relay_drop_conn(relay *rl);

@@ -5,8 +5,8 @@
  * the relay_state row a relay starts when it takes it, the recording of a
  * batch's outcome (marked or deleted, dead-lettered, the relay_state
  * counters) in one transaction after every delivery report (invariant
- * 3), the backlog read for the metrics, the expiry of published rows,
- * and the status read by `exactly relay status`.
+ * 3), the backlog read for the metrics and the expiry of published
+ * rows. `exactly relay status` is relay_status.c.
  */
 #include "relay.h"
 
@@ -69,7 +69,7 @@ static char *counted_mark(const char *mark, const relay *rl, int p)
     return sb.data;
 }
 
-static int build_sql(relay *rl)
+int relay_build_sql(relay *rl)
 {
     const cfg_relay *r = rl->r;
     char *s = exactly_pg_ident(rl->conn, r->schema);
@@ -259,7 +259,7 @@ int relay_ensure_conn(relay *rl)
             metrics_add(&rl->m->relay.connects, 1);
         relay_publish_ready(rl);
     }
-    if (!rl->table_q && build_sql(rl) != 0) {
+    if (!rl->table_q && relay_build_sql(rl) != 0) {
         exactly_log(EXACTLY_LOG_ERROR, "relay", "out of memory");
         relay_drop_conn(rl);
         return 1;
@@ -492,79 +492,4 @@ void relay_expire(relay *rl)
         PQclear(res);
         res = NULL;
     }
-}
-
-int exactly_relay_read_status(const exactly_config *cfg, const cfg_relay *r,
-                              exactly_relay_status *out, char *errbuf,
-                              size_t errbuf_size)
-{
-    relay rl;
-    PGresult *res = NULL;
-    char *sql = NULL;
-    const char *params[1];
-    int rc = -1;
-
-    memset(out, 0, sizeof(*out));
-    memset(&rl, 0, sizeof(rl));
-    rl.cfg = cfg;
-    rl.r = r;
-    rl.conn = exactly_pg_connect(cfg, "exactly-relay-status", errbuf,
-                                 errbuf_size);
-    if (!rl.conn)
-        return -1;
-    if (build_sql(&rl) != 0) {
-        snprintf(errbuf, errbuf_size, "out of memory");
-        goto cleanup;
-    }
-    sql = fmt2("SELECT"
-               " count(*) FILTER (WHERE published_at IS NULL"
-               "  AND dead_reason IS NULL),"
-               " coalesce(extract(epoch FROM now() - min(created_at)"
-               "  FILTER (WHERE published_at IS NULL AND dead_reason IS NULL)),"
-               "  0)::float8,"
-               " count(*) FILTER (WHERE dead_reason IS NOT NULL),"
-               " (SELECT published FROM %1$s WHERE relay = $1),"
-               /* README, `exactly relay status`: the rows published since
-                * the relay took the outbox over the seconds since then,
-                * at least one. */
-               " (SELECT (published_since_start / greatest(extract(epoch"
-               "  FROM now() - started_at), 1))::float8 FROM %1$s"
-               "  WHERE relay = $1),"
-               " (SELECT extract(epoch FROM now() - last_published_at)::float8"
-               "  FROM %1$s WHERE relay = $1)"
-               " FROM %2$s",
-               rl.state_q, rl.table_q);
-    if (!sql) {
-        snprintf(errbuf, errbuf_size, "out of memory");
-        goto cleanup;
-    }
-    params[0] = r->name;
-    if (exactly_pg_exec(rl.conn, sql, 1, params, &res, errbuf, errbuf_size) !=
-        EXACTLY_OK)
-        goto cleanup;
-    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    out->oldest_pending_s = strtod(PQgetvalue(res, 0, 1), NULL);
-    out->dead = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    out->published_total =
-        PQgetisnull(res, 0, 3) ? -1 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-    out->rate_per_s = PQgetisnull(res, 0, 4) ? 0
-                                              : strtod(PQgetvalue(res, 0, 4), NULL);
-    out->last_publish_s =
-        PQgetisnull(res, 0, 5) ? -1 : strtod(PQgetvalue(res, 0, 5), NULL);
-    rc = 0;
-cleanup:
-    PQclear(res);
-    free(sql);
-    relay_drop_conn(&rl);
-    free(rl.table_q);
-    free(rl.state_q);
-    free(rl.sql_select);
-    free(rl.sql_acked);
-    free(rl.sql_done);
-    free(rl.sql_dead);
-    free(rl.sql_state);
-    free(rl.sql_expire);
-    free(rl.sql_backlog);
-    free(rl.sql_position);
-    return rc;
 }
