@@ -35,7 +35,9 @@ static void usage(FILE *out)
             "  -c, --config FILE         the YAML configuration (required)\n"
             "      --print-grants ROLE   print the GRANT statements ROLE needs to\n"
             "                            run this configuration's workers, and\n"
-            "                            nothing else; connects to nothing\n"
+            "                            nothing else; connects only to find\n"
+            "                            the id sequence of an emit_outbox\n"
+            "                            (exit 1 when it cannot)\n"
             "  -h, --help                this text\n");
 }
 
@@ -63,11 +65,13 @@ static int printed_before(const ops_grants *g, size_t i)
     return 0;
 }
 
-/* Prints the GRANT statements role needs for cfg's workers; reads no
- * database. Returns an exit code. */
+/* Prints the GRANT statements role needs for cfg's workers. Reads the
+ * database only for the sequence of a built-in upsert's emit_outbox.
+ * Returns an exit code. */
 static int print_grants(const exactly_config *cfg, const char *role)
 {
     ops_grants g = {0};
+    PGconn *conn = NULL; /* connected only when a grant needs the catalog */
     char err[2048];
     char *role_q = NULL;
     exactly_err rc;
@@ -82,13 +86,14 @@ static int print_grants(const exactly_config *cfg, const char *role)
     }
     rc = ops_grants_framework(cfg, &g, err, sizeof(err));
     for (i = 0; rc == EXACTLY_OK && i < cfg->n_pipelines; i++)
-        rc = ops_grants_pipeline(cfg, &cfg->pipelines[i], &g, err,
-                                   sizeof(err));
+        rc = ops_grants_pipeline(cfg, &cfg->pipelines[i], &conn, &g, err,
+                                 sizeof(err));
     for (i = 0; rc == EXACTLY_OK && i < cfg->n_relays; i++)
         rc = ops_grants_relay(cfg, &cfg->relays[i], &g, err, sizeof(err));
     if (rc != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: --print-grants: %s", err);
-        code = rc == EXACTLY_ENOMEM ? CLI_FAILED : CLI_REFUSED;
+        code = rc == EXACTLY_ENOMEM || rc == EXACTLY_EDATABASE ? CLI_FAILED
+                                                              : CLI_REFUSED;
         goto cleanup;
     }
     printf("-- What role %s needs to run the workers of\n"
@@ -112,6 +117,7 @@ static int print_grants(const exactly_config *cfg, const char *role)
     }
 
 cleanup:
+    PQfinish(conn);
     ops_grants_free(&g);
     free(role_q);
     return code;

@@ -156,7 +156,8 @@ static size_t check_pipeline_grants(checker *ck, const exactly_config *cfg,
     size_t lacking = 0;
 
     snprintf(what, sizeof(what), "privileges [%s]", p->name);
-    if (ops_grants_pipeline(cfg, p, &g, err, sizeof(err)) != EXACTLY_OK)
+    if (ops_grants_pipeline(cfg, p, &conn, &g, err, sizeof(err)) !=
+        EXACTLY_OK)
         bad(ck, 1, what, err);
     else
         lacking = check_grants(ck, conn, what, &g);

@@ -15,6 +15,7 @@
 #include "catalog.h"
 #include "err.h"
 #include "options.h"
+#include "pg_conn.h"
 #include "plugin.h"
 #include "upsert_sql.h"
 
@@ -197,43 +198,89 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
     return rc;
 }
 
+/* USAGE on the sequence that numbers the ids of outbox ("name" or
+ * "schema.name", as configured; outbox_q: quoted), as the catalog names it
+ * (pg_id_sequence: serial, identity, or a default's nextval of any name),
+ * each part quoted here; nothing when the id has none; a note when the
+ * table does not exist yet. Connects *conn with cfg's conninfo when it is
+ * NULL. */
+static exactly_err sequence_grant(ops_grants *g, const exactly_config *cfg,
+                                  PGconn **conn, const cfg_pipeline *p,
+                                  const char *outbox, const char *outbox_q,
+                                  char *errbuf, size_t errbuf_size)
+{
+    const char *dot = strchr(outbox, '.');
+    char *schema = NULL, *name = NULL, *qs = NULL, *qn = NULL;
+    char *in = dot ? strndup(outbox, (size_t)(dot - outbox)) : NULL;
+    int exists = 0;
+    exactly_err rc;
+
+    if (dot && !in)
+        return EXACTLY_ENOMEM;
+
+    if (!*conn) {
+        *conn = exactly_pg_connect(cfg, "exactly-print-grants", errbuf,
+                                   errbuf_size);
+        if (!*conn) {
+            free(in);
+            return EXACTLY_EDATABASE;
+        }
+    }
+    rc = pg_id_sequence(*conn, in, dot ? dot + 1 : outbox, &exists, &schema,
+                        &name, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK && !exists)
+        rc = add_grant(g, OPS_OBJ_NOTE, "USAGE", NULL,
+                       fmt("pipeline %s: USAGE on the sequence of %s's id "
+                           "(the table does not exist yet: print the grants "
+                           "again once it does)",
+                           p->name, outbox_q));
+    else if (rc == EXACTLY_OK && name) {
+        rc = quote(schema, 0, &qs, errbuf, errbuf_size);
+        if (rc == EXACTLY_OK)
+            rc = quote(name, 0, &qn, errbuf, errbuf_size);
+        if (rc == EXACTLY_OK)
+            rc = add_grant(g, OPS_OBJ_SEQUENCE, "USAGE",
+                           fmt("%s.%s", qs, qn),
+                           fmt("the ids of pipeline %s's outbox events",
+                               p->name));
+    }
+    free(in);
+    free(schema);
+    free(name);
+    free(qs);
+    free(qn);
+    return rc;
+}
+
 /* The built-in upsert's emit_topic (lib/builtin/upsert_sql.c,
- * upsert_sql_emit): an INSERT into emit_outbox in the batch's transaction,
- * whose id is a bigserial (docs/CONFIGURATION.md asks that of an outbox),
- * so USAGE on its sequence, which PostgreSQL names TABLE_id_seq beside the
- * table; a note when that name would not fit an identifier (PostgreSQL
- * then shortens it). */
-static exactly_err emit_grants(ops_grants *g, const cfg_pipeline *p,
+ * upsert_sql_emit): an INSERT into emit_outbox in the batch's
+ * transaction, whose id the table numbers itself (docs/CONFIGURATION.md),
+ * so USAGE on the sequence the catalog names for it. */
+static exactly_err emit_grants(ops_grants *g, const exactly_config *cfg,
+                               PGconn **conn, const cfg_pipeline *p,
                                const char *outbox, char *errbuf,
                                size_t errbuf_size)
 {
-    char *seq = fmt("%s_id_seq", outbox), *q = NULL;
+    char *q = NULL;
     exactly_err rc;
 
     rc = relation_grants(g, outbox, "INSERT",
                          fmt("pipeline %s's emit_topic: its outbox events",
                              p->name),
                          errbuf, errbuf_size);
-    if (rc == EXACTLY_OK && !seq)
-        rc = EXACTLY_ENOMEM;
-    if (rc == EXACTLY_OK && name_fits(seq, 1)) {
-        rc = quote(seq, 1, &q, errbuf, errbuf_size);
-        if (rc == EXACTLY_OK)
-            rc = add_grant(g, OPS_OBJ_SEQUENCE, "USAGE", q,
-                           fmt("the ids of pipeline %s's outbox events",
-                               p->name));
-    } else if (rc == EXACTLY_OK) {
-        rc = add_grant(g, OPS_OBJ_NOTE, "USAGE", NULL,
-                       fmt("pipeline %s: USAGE on the sequence of %s's id",
-                           p->name, outbox));
-    }
-    free(seq);
+    if (rc == EXACTLY_OK)
+        rc = quote(outbox, 1, &q, errbuf, errbuf_size);
+    if (rc == EXACTLY_OK)
+        rc = sequence_grant(g, cfg, conn, p, outbox, q, errbuf,
+                            errbuf_size);
+    free(q);
     return rc;
 }
 
 exactly_err ops_grants_pipeline(const exactly_config *cfg,
-                                  const cfg_pipeline *p, ops_grants *g,
-                                  char *errbuf, size_t errbuf_size)
+                                  const cfg_pipeline *p, PGconn **conn,
+                                  ops_grants *g, char *errbuf,
+                                  size_t errbuf_size)
 {
     exactly_plugin *pl = NULL;
     const char *emit;
@@ -267,7 +314,7 @@ exactly_err ops_grants_pipeline(const exactly_config *cfg,
                              errbuf, errbuf_size);
         emit = exactly_options_string(pl->opts, "emit_topic");
         if (rc == EXACTLY_OK && emit && *emit)
-            rc = emit_grants(g, p,
+            rc = emit_grants(g, cfg, conn, p,
                              exactly_options_string(pl->opts, "emit_outbox"),
                              errbuf, errbuf_size);
     } else {

@@ -50,10 +50,16 @@ exactly_err ops_grants_framework(const exactly_config *cfg, ops_grants *g,
 /* Appends the grants of pipeline p: SELECT on lookup.table, the built-in
  * upsert's target, USAGE on their schemas when qualified; a note for what
  * exactly cannot name. Loads the handler to read the built-in's options;
- * fails as exactly_plugin_load() does. Reads no database. */
+ * fails as exactly_plugin_load() does. With the upsert's emit_topic, also
+ * INSERT on its emit_outbox and USAGE on the sequence the catalog names
+ * for the outbox's id (none: no grant; no such table yet: a note): that
+ * reads the database through *conn, connected here with cfg's conninfo
+ * when NULL (the caller PQfinish()es it); EXACTLY_EDATABASE with the
+ * reason in errbuf when that fails. */
 exactly_err ops_grants_pipeline(const exactly_config *cfg,
-                                  const cfg_pipeline *p, ops_grants *g,
-                                  char *errbuf, size_t errbuf_size);
+                                  const cfg_pipeline *p, PGconn **conn,
+                                  ops_grants *g, char *errbuf,
+                                  size_t errbuf_size);
 
 /* Appends the grants of relay r: USAGE on its outbox's schema, SELECT,
  * UPDATE, DELETE on the outbox, USAGE on the framework schema and

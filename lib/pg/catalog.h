@@ -1,7 +1,7 @@
 /*
  * catalog.h - questions the operator commands ask the server itself, not
  * the framework's tables: who am I, what time is this text, which
- * privileges does this role lack.
+ * privileges does this role lack, which sequence numbers a table's ids.
  *
  * Every function writes one sentence into err when it fails.
  */
@@ -49,5 +49,20 @@ exactly_err pg_privileges_missing(PGconn *conn, pg_object_kind kind,
                                   const char *object, const char *privileges,
                                   char **missing, int *exists, char *err,
                                   size_t errsz);
+
+/*
+ * The sequence that numbers the column id of table (in table_schema, or
+ * with NULL the first schema of the search path that has it; names
+ * unquoted, as the catalog holds them): the one pg_get_serial_sequence()
+ * would name (serial or identity), else one that the column's default
+ * draws from (nextval of a sequence of any name). Reads the catalogs
+ * only, so the role needs no privilege on the table or its schema.
+ * *table_exists says whether the table exists; *schema and *name
+ * (malloc'd, unquoted) the sequence's, both NULL when the column has none.
+ */
+exactly_err pg_id_sequence(PGconn *conn, const char *table_schema,
+                           const char *table, int *table_exists,
+                           char **schema, char **name, char *err,
+                           size_t errsz);
 
 #endif
