@@ -23,14 +23,18 @@
 #include "clock.h"
 #include "relay_internal.h"
 
-/* Sleeps ms in slices, returning early when a stop was asked for. */
-static void nap(const exactly_relay_opts *o, int ms)
+/* Sleeps ms in slices, returning early when a stop was asked for. Keeps
+ * /readyz current meanwhile (relay_watch_kafka after each slice): a
+ * backoff of up to 5 s, or a standby's wait, must not leave the
+ * readiness as it was before Kafka went or came back. */
+static void nap(relay *rl, int ms)
 {
-    while (ms > 0 && !(o->stop && *o->stop)) {
+    while (ms > 0 && !(rl->stop && *rl->stop)) {
         int slice = ms < 50 ? ms : 50;
 
         exactly_sleep_ms(slice);
         ms -= slice;
+        relay_watch_kafka(rl);
     }
 }
 
@@ -314,9 +318,9 @@ static void log_fatal(relay *rl)
                     LOG_STR("text", fatal));
 }
 
-static void back_off(relay *rl, const exactly_relay_opts *o)
+static void back_off(relay *rl)
 {
-    nap(o, rl->backoff_ms);
+    nap(rl, rl->backoff_ms);
     rl->backoff_ms = rl->backoff_ms * 2 > 5000 ? 5000 : rl->backoff_ms * 2;
 }
 
@@ -351,11 +355,11 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             /* A standby shows the backlog too: the relay that holds the
              * outbox may be one without metrics, or stuck. */
             relay_read_backlog(&rl);
-            nap(o, rl.r->poll_interval_ms);
+            nap(&rl, rl.r->poll_interval_ms);
             continue;
         }
         if (ready != 0) {
-            back_off(&rl, o);
+            back_off(&rl);
             continue;
         }
         /* Before the cycle: a cycle that keeps failing (Kafka down) is
@@ -372,7 +376,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
             break;
         }
         if (n < 0) {
-            back_off(&rl, o);
+            back_off(&rl);
             continue;
         }
         rl.backoff_ms = 100;
@@ -389,7 +393,7 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
         }
         if (o->exit_idle_ms > 0 && exactly_now_ms() - idle_since >= o->exit_idle_ms)
             break;
-        nap(o, rl.r->poll_interval_ms);
+        nap(&rl, rl.r->poll_interval_ms);
     }
     finish(&rl, code);
     return code;

@@ -123,9 +123,12 @@ void relay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
  * every Kafka broker down for KAFKA_DOWN_NOT_READY_MS. */
 void relay_publish_ready(relay *rl);
 
-/* Once per turn of the loop: serves the producer's error callback, looks
- * for a usable broker once a second during an outage (without waiting),
- * and publishes the readiness. */
+/* Once per turn of the loop, and in every wait of the relay (a backoff, a
+ * nap, each step of a transactional call): serves the producer's error
+ * callback, looks for a usable broker once a second during an outage
+ * (without waiting), and publishes the readiness. With records in flight
+ * (rl->in_flight, rl->pos_in_flight) it only publishes: their delivery
+ * reports are the waits' own to serve. */
 void relay_watch_kafka(relay *rl);
 
 /* Builds rl's statements, the quoted names of its outbox and relay_state

@@ -34,7 +34,11 @@ void relay_watch_kafka(relay *rl)
 {
     long long now = exactly_now_ms(), after;
 
-    /* Between cycles nothing is in flight: this serves errors only. */
+    if (rl->in_flight > 0 || rl->pos_in_flight) {
+        relay_publish_ready(rl);
+        return;
+    }
+    /* Nothing in flight: this serves errors only. */
     rd_kafka_poll(rl->rk, 0);
     if (now - rl->kafka_probed_ms >= 1000) {
         rl->kafka_probed_ms = now;

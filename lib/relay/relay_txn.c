@@ -70,13 +70,18 @@ static rd_kafka_error_t *txn_call_in_steps(relay *rl, txn_call call,
         left = deadline - t0;
         e = call(rl->rk, left < RELAY_TXN_STEP_MS && left > 0
                              ? (int)left : RELAY_TXN_STEP_MS);
+        /* The call may last total_ms (init_transactions: a minute):
+         * /readyz follows Kafka meanwhile. */
+        relay_watch_kafka(rl);
         if (!e || !rd_kafka_error_is_retriable(e) ||
             rd_kafka_error_is_fatal(e))
             return e;
         /* An error that came back before the step ended is not asked
          * again at once: the operation goes on in the background. */
-        while (!stopping(rl) && exactly_now_ms() - t0 < RELAY_TXN_STEP_MS)
+        while (!stopping(rl) && exactly_now_ms() - t0 < RELAY_TXN_STEP_MS) {
             exactly_sleep_ms(50);
+            relay_watch_kafka(rl);
+        }
         if (stopping(rl)) {
             *stopped = 1;
             return e;
@@ -213,6 +218,7 @@ static int produce_position(relay *rl, const char *text)
     sent_at = exactly_now_ms();
     while (rl->pos_in_flight) {
         (void)rd_kafka_flush(rl->rk, 100);
+        relay_publish_ready(rl); /* Kafka may be down the whole wait */
         if (rd_kafka_fatal_error(rl->rk, NULL, 0))
             return -2;
         /* Asked to stop while the report does not come: the record is
@@ -277,6 +283,7 @@ int relay_txn_commit(relay *rl)
     since = last_warned = exactly_now_ms();
     for (;;) {
         e = rd_kafka_commit_transaction(rl->rk, RELAY_TXN_STEP_MS);
+        relay_watch_kafka(rl); /* Kafka may be down the whole wait */
         if (!e || !rd_kafka_error_is_retriable(e) ||
             rd_kafka_error_is_fatal(e))
             break;
