@@ -220,10 +220,9 @@ void sup_start(const exactly_supervisor_opts *o, slot *s, const int *fds,
     }
     s->pid = pid;
     s->started_ms = sup_now_ms();
-    if (s->m)
-        __atomic_store_n(&s->m->restart_at_ms, 0, __ATOMIC_RELAXED);
     s->committed_at_start = progress_mark(s);
     if (s->m) {
+        __atomic_store_n(&s->m->restart_at_ms, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->up, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&s->m->pid, (int32_t)pid, __ATOMIC_RELAXED);
         if (s->starts > 0)

@@ -70,8 +70,8 @@ static rd_kafka_error_t *txn_call_in_steps(relay *rl, txn_call call,
         left = deadline - t0;
         e = call(rl->rk, left < RELAY_TXN_STEP_MS && left > 0
                              ? (int)left : RELAY_TXN_STEP_MS);
-        /* The call may last total_ms (init_transactions: a minute):
-         * /readyz follows Kafka meanwhile. */
+        /* The operation may take total_ms in all (init_transactions: a
+         * minute): /readyz follows Kafka between its steps. */
         relay_watch_kafka(rl);
         if (!e || !rd_kafka_error_is_retriable(e) ||
             rd_kafka_error_is_fatal(e))
