@@ -53,8 +53,9 @@ static int stopping(const relay *rl)
 typedef rd_kafka_error_t *(*txn_call)(rd_kafka_t *rk, int timeout_ms);
 
 /* Calls call for at most total_ms in all, in calls of RELAY_TXN_STEP_MS,
- * so that a stop request is seen within one while the broker does not
- * answer. Returns NULL once the operation succeeded, else the last error
+ * so that a stop request is seen, and /readyz follows Kafka
+ * (relay_watch_kafka), within one while the broker does not answer.
+ * Returns NULL once the operation succeeded, else the last error
  * (the caller frees it): one that is fatal or not retriable, or a
  * retriable one once total_ms have passed or, with *stopped set to 1,
  * once a stop was asked for (the operation then unfinished). */
@@ -70,18 +71,15 @@ static rd_kafka_error_t *txn_call_in_steps(relay *rl, txn_call call,
         left = deadline - t0;
         e = call(rl->rk, left < RELAY_TXN_STEP_MS && left > 0
                              ? (int)left : RELAY_TXN_STEP_MS);
-        /* The operation may take total_ms in all (init_transactions: a
-         * minute): /readyz follows Kafka between its steps. */
         relay_watch_kafka(rl);
         if (!e || !rd_kafka_error_is_retriable(e) ||
             rd_kafka_error_is_fatal(e))
             return e;
         /* An error that came back before the step ended is not asked
          * again at once: the operation goes on in the background. */
-        while (!stopping(rl) && exactly_now_ms() - t0 < RELAY_TXN_STEP_MS) {
+        for (; !stopping(rl) && exactly_now_ms() - t0 < RELAY_TXN_STEP_MS;
+             relay_watch_kafka(rl))
             exactly_sleep_ms(50);
-            relay_watch_kafka(rl);
-        }
         if (stopping(rl)) {
             *stopped = 1;
             return e;
