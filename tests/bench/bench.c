@@ -2197,7 +2197,7 @@ int main(int argc, char **argv)
     double two_window = 0;
     static series ser;
     double v[8];
-    double fair = -1, fair_w = 0;
+    double fair = -1, fair_w = 0, fair_w1 = 0;
     int fair_n = 0;
     double cg = -1, cg_base = -1, cg_c = -1;
     int n_cons = N_CONSUMERS - 1;
@@ -2411,9 +2411,10 @@ two:
 
 fair_only:
     /* Fairness over the issue's 10 s windows, on backlogs of about 30 s of
-     * draining: at default settings (at the rate measured above), and
-     * drained slowly (batches of 10 messages), where one partition's run
-     * of fetched messages lasts longest. */
+     * draining: at default settings (at the rate measured above; shorter
+     * windows when it drains faster, below), and drained slowly (batches
+     * of 10 messages), where one partition's run of fetched messages
+     * lasts longest. */
     {
         double w = b.quick ? 1.0 : 10.0;
         size_t fm = b.quick ? 80000 : (size_t)(med[C_BUILTIN].msgs_s * 3 * w);
@@ -2430,6 +2431,20 @@ fair_only:
         if (fm < 8 * (size_t)b.batch * PARTITIONS)
             fm = 8 * (size_t)b.batch * PARTITIONS;
         f1 = run_fairness(&b, "fair", "", fm, w, &ser, &n1, &r1);
+        fair_w1 = w;
+        /* Drained before one window ended: faster than the sizing assumed
+         * (the backlog names each entity many times, and an upsert that
+         * changes nothing costs the server little). Judged over windows of
+         * a third of its drain instead, said so. */
+        if (f1 < 0 && !b.quick && r1 > 0) {
+            fair_w1 = (double)fm / r1 / 3;
+            if (fair_w1 < 1)
+                fair_w1 = 1;
+            f1 = fairness(&ser, (int64_t)(fm / PARTITIONS), fair_w1, &n1);
+            printf("fairness backlog fair     drained in %.1f s: over "
+                   "windows of %.1f s instead, slowest/fastest %.2f over %d "
+                   "windows\n", (double)fm / r1, fair_w1, f1, n1);
+        }
         f2 = run_fairness(&b, "fairslow", "    batch: {max_messages: 10}\n",
                           slow, w, &ser, &n2, &r2);
         /* A slow backlog that drained before one window ended measured
@@ -2549,7 +2564,13 @@ scale:
     printf("latency p50 default settings (ms)      %8.1f   <= 120   %s "
            "(max_wait_ms 100 + 20)\n",
            lp50[3], verdict(lp50[3] <= 120, &missed));
-    if (fair >= 0)
+    if (fair >= 0 && fair_w1 < fair_w)
+        printf("fairness: slowest/fastest partition    %8.2f   >= 0.5   %s "
+               "(both backlogs; %d sliding windows 0.1 s apart: of %.1f s "
+               "at default settings, which drained in less than %.0f s; of "
+               "%.0f s for batches of 10)\n", fair,
+               verdict(fair >= 0.5, &missed), fair_n, fair_w1, fair_w, fair_w);
+    else if (fair >= 0)
         printf("fairness: slowest/fastest partition    %8.2f   >= 0.5   %s "
                "(both backlogs; %d sliding windows of %.0f s, 0.1 s apart)\n", fair,
                verdict(fair >= 0.5, &missed), fair_n, fair_w);
