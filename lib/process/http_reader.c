@@ -22,13 +22,6 @@
 #include "pg/pg_conn.h"
 #include "strbuf.h"
 
-long long http_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Whether the reader was asked to stop (waits up to ms for it). */
 static int reader_wait(exactly_http *h, int ms)
 {

@@ -31,6 +31,13 @@ void http_iso_time(long long ms, char *buf, size_t size)
     snprintf(buf, size, "%s.%03dZ", base, (int)(ms % 1000));
 }
 
+long long http_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 long long http_wall_ms(void)
 {
     struct timespec ts;
