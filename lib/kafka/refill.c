@@ -56,21 +56,22 @@ int kafka_refill_due(kafka_refill *r, size_t queued)
     return 0;
 }
 
-void kafka_refill_wake(rd_kafka_t *rk,
-                       const rd_kafka_topic_partition_list_t *parts)
+int kafka_refill_wake(rd_kafka_t *rk,
+                      const rd_kafka_topic_partition_list_t *parts)
 {
     rd_kafka_topic_partition_list_t *q;
     int i;
 
     if (!parts || parts->cnt == 0)
-        return;
+        return 0;
     q = rd_kafka_topic_partition_list_copy(parts);
     if (!q)
-        return;
+        return 0;
     for (i = 0; i < q->cnt; i++)
         q->elems[i].offset = RD_KAFKA_OFFSET_END; /* "latest" */
     /* One request per leader, sent before the wait starts; the answer
      * (or its absence) changes nothing. */
     (void)rd_kafka_offsets_for_times(rk, q, KAFKA_REFILL_WAIT_MS);
     rd_kafka_topic_partition_list_destroy(q);
+    return 1;
 }

@@ -54,8 +54,10 @@ void kafka_refill_sample(kafka_refill *r, size_t len);
 int kafka_refill_due(kafka_refill *r, size_t queued);
 
 /* Wakes the broker threads that lead parts (the offsets in parts are left
- * as they were). Waits at most KAFKA_REFILL_WAIT_MS. */
-void kafka_refill_wake(rd_kafka_t *rk,
-                       const rd_kafka_topic_partition_list_t *parts);
+ * as they were). Waits at most KAFKA_REFILL_WAIT_MS. Returns 1 when the
+ * requests went out, 0 when there was nothing to ask (no partition) or
+ * no memory. */
+int kafka_refill_wake(rd_kafka_t *rk,
+                      const rd_kafka_topic_partition_list_t *parts);
 
 #endif

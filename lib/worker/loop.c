@@ -40,9 +40,9 @@ static void wake_fetchers(worker *w)
     for (i = 0; i < w->eng.n_parts; i++)
         rd_kafka_topic_partition_list_add(l, w->eng.parts[i]->topic,
                                           w->eng.parts[i]->partition);
-    kafka_refill_wake(w->rk, l);
+    if (kafka_refill_wake(w->rk, l))
+        w->st.fetch_wakes++;
     rd_kafka_topic_partition_list_destroy(l);
-    w->st.fetch_wakes++;
 }
 
 /* Takes up to max messages that are already there, without waiting, a
