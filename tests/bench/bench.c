@@ -52,7 +52,8 @@
  * For the plugin path alone: EXACTLY_BENCH_PLUGIN_ONLY=1 runs (b) and (b')
  * in interleaved rounds and prints b'/b; with
  * EXACTLY_BENCH_BASELINE_PLUGIN=FILE also (b'0), the same worker with that
- * build of projection.so, in the same rounds.
+ * build of projection.so, in the same rounds (EXACTLY_BENCH_STATEMENTS, below,
+ * works there too).
  *
  * For the latency run alone: EXACTLY_BENCH_LATENCY_ONLY=1 (with
  * EXACTLY_BENCH_LATENCY_SECONDS its duration, default 10; 3 with --quick).
@@ -2095,11 +2096,13 @@ static void plugin_only(bench *b)
         printf("round %d\n", r + 1);
         for (k = 0; k < n; k++) {
             snprintf(group, sizeof(group), "only%d_%d", k, r);
+            statements_reset(b);
             run_worker(b, group,
                        k == 0 ? handler_builtin
                               : k == 1 ? handler_plugin : handler_base,
                        1, NULL, &f[r][k]);
             print_figures(name[k], &f[r][k]);
+            statements_print(b, "exactly.offsets", group);
         }
     }
     printf("\nmedian of %d round(s)\n", b->rounds);
