@@ -27,6 +27,11 @@
  *     from it, as the worker would, and committed. The extra writer's
  *     delete of view row 2 must not then remove that row: view row 2 must
  *     equal source row 2 at the end. For dlq replay and for reprocess.
+ *   - delete-chunks: the same for dlq replay in batches of one message,
+ *     the test holding view row 2: the replay's first try sends the
+ *     lookup twice (the second time as a named prepared statement) before
+ *     the recheck rolls it back; its second try, on the same session,
+ *     must not fail on a statement name the first one left prepared.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -49,12 +54,13 @@ static cli_kit c;
 static char table_cfg[600];
 static char order_cfg[600]; /* table_cfg with a lock timeout of 10 s */
 static char delete_cfg[600];
+static char delete1_cfg[600]; /* delete_cfg in batches of one message */
 
 /* The pipeline reading src by a table lookup into view with the unfused
  * upsert (on_missing: dead_letter keeps lookup and write apart). */
 static void write_config(const char *path, int lock_timeout_ms,
                          const char *on_missing, int delete_missing,
-                         const char *lookup_sql)
+                         const char *lookup_sql, int max_messages)
 {
     tk_config cfg;
     tk_pipeline *pl = dlq_view_pipeline(&c, &cfg, PIPELINE, TOPIC, "bigint",
@@ -63,6 +69,8 @@ static void write_config(const char *path, int lock_timeout_ms,
     cfg.lock_timeout_ms = lock_timeout_ms;
     pl->on_missing = on_missing;
     tk_lookup_sql(pl, lookup_sql, "id", delete_missing);
+    if (max_messages > 0)
+        pl->max_messages = max_messages;
     tk_config_write(path, &cfg);
 }
 
@@ -236,17 +244,60 @@ static void deleted(const char *what, const char *const *argv)
     free(view);
 }
 
+/* dlq replay in batches of one message of dead letters 1, 2 and 3,
+ * source row 3 missing when it looks 3 up and inserted (its view row
+ * written by the session that holds that row) while the replay waits to
+ * delete view row 3: the first try sends the upsert of 1 and of 2 (the
+ * second time prepared, by name) and is rolled back by the recheck; the
+ * second try, on the same session, must apply all three. */
+static void deleted_chunks(const char *const *argv)
+{
+    PGconn *hold = tk_pg_connect(c.conninfo);
+    char log[700], *view;
+    pid_t pid;
+    int status;
+
+    tk_sql(c.db, "DELETE FROM exactly.dead_letters");
+    dlq_plant_series(&c, PIPELINE, TOPIC, 3);
+    tk_sql(c.db, "DELETE FROM view; TRUNCATE src;"
+                 "INSERT INTO src VALUES (1, 'name 1'), (2, 'name 2');"
+                 "INSERT INTO view VALUES (3, 'old')");
+    tk_sql(hold, "BEGIN; SELECT 1 FROM view WHERE id = 3 FOR UPDATE");
+    snprintf(log, sizeof(log), "%s/delete-chunks.log", c.dir);
+    pid = tk_exactly_startv(log, argv);
+    wait_lock_waiters(1, "delete-chunks");
+    tk_sql(c.db, "INSERT INTO src VALUES (3, 'after')");
+    tk_sql(hold, "UPDATE view SET name = 'after' WHERE id = 3; COMMIT");
+    PQfinish(hold);
+    status = tk_exactly_wait(pid, WAIT_MS, log, "delete-chunks");
+    view = tk_sql_text(c.db, "SELECT string_agg(id || '=' || name, ', '"
+                             " ORDER BY id) FROM view");
+    tk_note("delete-chunks: exit status %d, view %s; %d line(s) say a "
+            "source row was inserted meanwhile",
+            status, view, tk_log_lines_with(log, "inserted", "meanwhile"));
+    if (status != 0 || strcmp(view, "1=name 1, 2=name 2, 3=after") != 0)
+        tk_log_tail(log, 10);
+    TK_CHECK(status == 0 && strcmp(view, "1=name 1, 2=name 2, 3=after") == 0,
+             "delete-chunks: the replay run again after its recheck exited "
+             "%d with view %s (want 1=name 1, 2=name 2, 3=after)",
+             status, view);
+    free(view);
+}
+
 int main(void)
 {
     cli_kit_start(&c, "extra_writer_locks", TOPIC, 1, "table.yaml", 0);
     snprintf(table_cfg, sizeof(table_cfg), "%s", c.cfg);
     dlq_named_tables(&c, 2);
     snprintf(order_cfg, sizeof(order_cfg), "%s/order.yaml", c.dir);
-    write_config(table_cfg, 300, "dead_letter", 0, NULL);
-    write_config(order_cfg, 10000, "dead_letter", 0, NULL);
+    write_config(table_cfg, 300, "dead_letter", 0, NULL, 0);
+    write_config(order_cfg, 10000, "dead_letter", 0, NULL, 0);
     snprintf(delete_cfg, sizeof(delete_cfg), "%s/delete.yaml", c.dir);
     write_config(delete_cfg, 10000, "handler", 1,
-                 "SELECT id, name FROM src WHERE id = ANY($1::bigint[])");
+                 "SELECT id, name FROM src WHERE id = ANY($1::bigint[])", 0);
+    snprintf(delete1_cfg, sizeof(delete1_cfg), "%s/delete1.yaml", c.dir);
+    write_config(delete1_cfg, 10000, "handler", 1,
+                 "SELECT id, name FROM src WHERE id = ANY($1::bigint[])", 1);
     cli_kit_migrate(&c);
 
     probe_lock_timeout();
@@ -262,8 +313,11 @@ int main(void)
                                    "1",         NULL};
         /* Offsets 0 and 1 name IDs 1 and 2, for reprocess. */
         cli_kit_produce_ids(&c, TOPIC, 2, 2, 1, NULL);
+        const char *replay1[] = {"dlq", "replay", "-c", delete1_cfg,
+                                 "--all", NULL};
         deleted("delete-replay", replay);
         deleted("delete-reprocess", reprocess);
+        deleted_chunks(replay1);
     }
 
     cli_kit_stop(&c);
