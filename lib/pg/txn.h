@@ -126,7 +126,6 @@ struct exactly_txn {
     size_t n_prep;
     PGconn *prep_conn;
     int prep_pid;
-    unsigned prep_gen; /* each Parse gets a new name: never "exists" */
 };
 
 #define TXN_MAX_PREPARED 64

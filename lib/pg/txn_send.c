@@ -109,6 +109,19 @@ exactly_err exactly_txn_send(exactly_txn *t, txn_phase phase, const char *sql,
                                    keep);
 }
 
+/* The name of the next Parse: one counter for the whole process, so a
+ * name is new on the session whatever transaction object sends it (a
+ * session keeps its prepared statements across ROLLBACK, and a command
+ * that runs its transaction again builds a new object on the same
+ * session), never "already exists". */
+static void next_prepared_name(char *name, size_t size)
+{
+    static unsigned serial;
+
+    snprintf(name, size, "exactly_%u",
+             __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED));
+}
+
 /* The cache entry of sql, added on first sight; -1 when the cache is full
  * or out of memory (the statement is then sent unnamed). */
 static int prepared_entry(exactly_txn *t, const char *sql, int n_params)
@@ -172,7 +185,7 @@ exactly_err exactly_txn_send_params(exactly_txn *t, txn_phase phase,
         e = prepared_entry(t, sql, n_params);
     if (e >= 0 && t->prep[e].state == 0 && ++t->prep[e].seen >= 2) {
         struct txn_prepared *p = &t->prep[e];
-        snprintf(p->name, sizeof(p->name), "exactly_%u", ++t->prep_gen);
+        next_prepared_name(p->name, sizeof(p->name));
         if (!PQsendPrepare(t->conn, p->name, sql, n_params, NULL))
             return send_refused(t, phase, EXACTLY_ERETRY,
                                 PQerrorMessage(t->conn));
