@@ -37,15 +37,18 @@ void kafka_refill_sample(kafka_refill *r, size_t len)
     r->mean_len += ((double)len - r->mean_len) / 16;
 }
 
-int kafka_refill_due(kafka_refill *r, size_t queued)
+int kafka_refill_due(kafka_refill *r, size_t queued, size_t taken)
 {
     double n = (double)queued;
     double bytes = n * r->mean_len;
+    /* What the queue held when the take began, at least: a take of large
+     * messages can move it far from its limit at once. */
+    double before = n + (double)taken;
 
-    /* librdkafka stops at the limit when it next decides; what the
-     * owner sees is after its own take, so a little below counts too (a
-     * wake too many costs one small request). */
-    if (n >= 0.9 * r->max_msgs || bytes >= 0.9 * r->max_bytes) {
+    /* librdkafka stops at the limit when it next decides, so a little
+     * below counts too (a wake too many costs one small request). */
+    if (before >= 0.9 * r->max_msgs ||
+        before * r->mean_len >= 0.9 * r->max_bytes) {
         r->full = 1;
         return 0;
     }
@@ -60,6 +63,7 @@ int kafka_refill_wake(rd_kafka_t *rk,
                       const rd_kafka_topic_partition_list_t *parts)
 {
     rd_kafka_topic_partition_list_t *q;
+    rd_kafka_resp_err_t err;
     int i;
 
     if (!parts || parts->cnt == 0)
@@ -69,9 +73,11 @@ int kafka_refill_wake(rd_kafka_t *rk,
         return 0;
     for (i = 0; i < q->cnt; i++)
         q->elems[i].offset = RD_KAFKA_OFFSET_END; /* "latest" */
-    /* One request per leader, sent before the wait starts; the answer
-     * (or its absence) changes nothing. */
-    (void)rd_kafka_offsets_for_times(rk, q, KAFKA_REFILL_WAIT_MS);
+    /* One request per leader, handed over and not waited for (timeout
+     * 0: "timed out" then means handed over); the answers change nothing,
+     * and librdkafka drops them, its caller gone. */
+    err = rd_kafka_offsets_for_times(rk, q, 0);
     rd_kafka_topic_partition_list_destroy(q);
-    return 1;
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR ||
+           err == RD_KAFKA_RESP_ERR__TIMED_OUT;
 }

@@ -12,14 +12,14 @@
  * every refill (librdkafka 2.2 added fetch.queue.backoff.ms for this
  * wait; 2.0 refuses it).
  *
- * The owner tells kafka_refill_due the queue's length after each take;
- * once the queue was (about) full and has since fallen below half of
- * both limits, kafka_refill_wake sends each leader of the owner's
- * partitions a ListOffsets request for their latest offsets, which wakes
- * its thread: the partitions are fetched again while half a queue is
- * still there to take. The answer is not needed. No memory is added: the
- * queue's limits stay what they were. Used by the one thread that
- * consumes.
+ * The owner tells kafka_refill_due the queue's length after each take
+ * and how many it took; once the queue was (about) full and has since
+ * fallen below half of both limits, kafka_refill_wake sends each leader
+ * of the owner's partitions a ListOffsets request for their latest
+ * offsets, which wakes its thread: the partitions are fetched again while
+ * half a queue is still there to take. The answer is not needed and not
+ * waited for. No memory is added: the queue's limits stay what they
+ * were. Used by the one thread that consumes.
  */
 #ifndef EXACTLY_KAFKA_REFILL_H
 #define EXACTLY_KAFKA_REFILL_H
@@ -27,11 +27,6 @@
 #include <stddef.h>
 
 #include <librdkafka/rdkafka.h>
-
-/* How long kafka_refill_wake waits for the answers it does not need: the
- * requests are on their way before it waits at all, so a slow broker
- * costs the caller at most this. */
-#define KAFKA_REFILL_WAIT_MS 50
 
 typedef struct kafka_refill {
     double max_msgs;  /* the consumer's queued.min.messages */
@@ -48,15 +43,18 @@ void kafka_refill_init(kafka_refill *r, rd_kafka_t *rk);
  * mean only scales the length into bytes). */
 void kafka_refill_sample(kafka_refill *r, size_t len);
 
-/* The queue holds queued messages after a take: 1 when the fetchers are
- * to be woken now (the queue was within a tenth of a limit, where
- * librdkafka stops fetching, and is now below half of both), else 0. */
-int kafka_refill_due(kafka_refill *r, size_t queued);
+/* A take of taken messages left queued in the queue: 1 when the fetchers
+ * are to be woken now (the queue held within a tenth of a limit, where
+ * librdkafka stops fetching, when a take began, and is now below half of
+ * both), else 0. */
+int kafka_refill_due(kafka_refill *r, size_t queued, size_t taken);
 
 /* Wakes the broker threads that lead parts (the offsets in parts are left
- * as they were). Waits at most KAFKA_REFILL_WAIT_MS. Returns 1 when the
- * requests went out, 0 when there was nothing to ask (no partition) or
- * no memory. */
+ * as they were), without waiting: the requests are handed to those
+ * threads and their answers dropped when they come. Returns 0 when
+ * nothing was asked: no partition, no memory, or librdkafka refused at
+ * once (every broker down); else 1 (it cannot tell a partition whose
+ * leader it does not know, which it asks nothing about, from the rest). */
 int kafka_refill_wake(rd_kafka_t *rk,
                       const rd_kafka_topic_partition_list_t *parts);
 

@@ -77,7 +77,7 @@ static int take_queued(worker *w, size_t max)
             taken += (size_t)got;
         }
     }
-    if (kafka_refill_due(&w->refill, rd_kafka_queue_length(q)))
+    if (kafka_refill_due(&w->refill, rd_kafka_queue_length(q), taken))
         wake_fetchers(w);
     rd_kafka_queue_destroy(q);
     return (int)taken;

@@ -1,7 +1,8 @@
 /*
  * When the worker wakes its consumer's fetchers (lib/kafka/refill.h):
  * once the queue was within a tenth of a limit, where librdkafka 2.0
- * stops fetching, and then below half of both limits; once per filling;
+ * stops fetching (seen after a take, or at its start: what it left plus
+ * what it took), and then below half of both limits; once per filling;
  * never for a queue that did not fill. The limits come from the
  * consumer's configuration.
  */
@@ -31,26 +32,35 @@ int main(void)
 
     /* Never full: no wake, however often it is asked. */
     for (i = 0; i < 100; i++)
-        TK_CHECK(!kafka_refill_due(&r, (size_t)(i * 8)),
+        TK_CHECK(!kafka_refill_due(&r, (size_t)(i * 8), 0),
                  "woken at %d queued, the queue never full", i * 8);
 
     /* Full by count (900 of 1000), then emptying: one wake, below half. */
-    TK_CHECK(!kafka_refill_due(&r, 900), "woken while full");
-    TK_CHECK(!kafka_refill_due(&r, 700), "woken at 700 of 1000");
-    TK_CHECK(!kafka_refill_due(&r, 500), "woken at exactly half");
-    TK_CHECK(kafka_refill_due(&r, 499), "not woken at 499 after a full queue");
-    TK_CHECK(!kafka_refill_due(&r, 100), "woken twice for one filling");
-    TK_CHECK(!kafka_refill_due(&r, 0), "woken twice for one filling");
+    TK_CHECK(!kafka_refill_due(&r, 900, 0), "woken while full");
+    TK_CHECK(!kafka_refill_due(&r, 700, 0), "woken at 700 of 1000");
+    TK_CHECK(!kafka_refill_due(&r, 500, 0), "woken at exactly half");
+    TK_CHECK(kafka_refill_due(&r, 499, 0), "not woken at 499 after a full queue");
+    TK_CHECK(!kafka_refill_due(&r, 100, 0), "woken twice for one filling");
+    TK_CHECK(!kafka_refill_due(&r, 0, 0), "woken twice for one filling");
     /* Filling again: woken again. */
-    TK_CHECK(!kafka_refill_due(&r, 1200), "woken while overfull");
-    TK_CHECK(kafka_refill_due(&r, 10), "not woken after the second filling");
+    TK_CHECK(!kafka_refill_due(&r, 1200, 0), "woken while overfull");
+    TK_CHECK(kafka_refill_due(&r, 10, 0), "not woken after the second filling");
+
+    /* A take of 200 that left 700 of 1000: the queue was full when it
+     * began (large messages move it far at once). */
+    r = limits(1000, 1e9, 10);
+    TK_CHECK(!kafka_refill_due(&r, 700, 200), "woken while full");
+    TK_CHECK(kafka_refill_due(&r, 400, 300),
+             "not woken at 400 after a take that began at a full queue");
+    r = limits(1000, 1e9, 10);
+    TK_CHECK(!kafka_refill_due(&r, 400, 300), "woken, never full");
 
     /* Full by payload bytes (messages of 1,000 bytes, 1 MB limit): 900
      * messages fill it; the wake waits for both below half. */
     r = limits(100000, 1e6, 1000);
-    TK_CHECK(!kafka_refill_due(&r, 950), "woken while full by bytes");
-    TK_CHECK(!kafka_refill_due(&r, 600), "woken at 600 kB of 1 MB");
-    TK_CHECK(kafka_refill_due(&r, 400), "not woken at 400 kB of 1 MB");
+    TK_CHECK(!kafka_refill_due(&r, 950, 0), "woken while full by bytes");
+    TK_CHECK(!kafka_refill_due(&r, 600, 0), "woken at 600 kB of 1 MB");
+    TK_CHECK(kafka_refill_due(&r, 400, 0), "not woken at 400 kB of 1 MB");
 
     /* The mean payload length follows what is taken. */
     r = limits(100000, 1e6, 0);
