@@ -194,6 +194,50 @@ static void test_clean_exit(void)
              "make the slot done");
 }
 
+/* A long run ends either count of quick deaths, whichever way it ends:
+ * quick exits 0, then a run of an hour that crashes, then a quick exit 0
+ * restarts after RESTART_MIN_MS (not after the backoff of the exits 0
+ * before the long run); fast failures, then a long run that exits 0, then
+ * a fast failure counts one fast failure, not a crash loop's worth. */
+static void test_long_run_resets(void)
+{
+    cfg_pipeline p;
+    long long wait;
+    slot s;
+    int i;
+
+    memset(&p, 0, sizeof p);
+    memset(&s, 0, sizeof s);
+    p.name = "p";
+    s.p = &p;
+    for (i = 0; i < 6; i++) {
+        run_for(&s, 100);
+        TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    }
+    run_for(&s, 3600 * 1000);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, DIED_OF_ABRT, 0), 0,
+                      "sup_reaped of a crash");
+    run_for(&s, 100);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    wait = restart_wait(&s);
+    TK_CHECK(wait > 0 && wait <= RESTART_MIN_MS,
+             "a quick exit 0 after a run of an hour (that crashed) restarts "
+             "after %lld ms, the backoff of the quick exits 0 before that "
+             "run, not RESTART_MIN_MS", wait);
+
+    memset(&s, 0, sizeof s);
+    s.p = &p;
+    die_fast(&s, 2);
+    run_for(&s, 3600 * 1000);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, 0, 0), 0, "sup_reaped of an exit 0");
+    run_for(&s, 100);
+    TK_CHECK_EQ_INT64(sup_reaped(&s, DIED_OF_ABRT, 0), 0,
+                      "sup_reaped of a crash");
+    TK_CHECK_EQ_INT64(s.fast_failures, 1,
+                      "fast failures of a crash after a run of an hour that "
+                      "exited 0, after 2 fast failures before it");
+}
+
 /* A worker that keeps exiting 0 at once, as the status shows it: not up,
  * not ready (so /readyz says 503), and waiting for its restart, with the
  * seconds left before it (restart_in_s); a running one has none. */
@@ -306,6 +350,7 @@ int main(void)
     test_threshold();
     test_recovered();
     test_clean_exit();
+    test_long_run_resets();
     test_ready();
     test_status_waiting();
     printf("supervisor slot tests passed\n");
