@@ -302,6 +302,9 @@ static void count_failure(slot *s, long long lived)
     int failed_start = fails_fast(s, lived);
 
     s->fast_failures = failed_start ? s->fast_failures + 1 : 1;
+    /* A long run ends the quick exits 0 before it too. */
+    if (!failed_start)
+        s->quick_exits = 0;
     s->restart_at_ms = sup_now_ms() + restart_delay(s->fast_failures);
     if (s->fast_failures >= sup_crash_loop_after(s) && !s->crash_loop) {
         s->crash_loop = 1;
@@ -329,6 +332,10 @@ static void restart_after_exit0(slot *s, long long lived)
     long long delay;
 
     s->quick_exits = lived < FAST_FAILURE_MS ? s->quick_exits + 1 : 1;
+    /* A long run ends the fast failures before it too; a quick exit 0
+     * leaves them as they were. */
+    if (lived >= FAST_FAILURE_MS)
+        s->fast_failures = 0;
     delay = restart_delay(s->quick_exits);
     s->restart_at_ms = sup_now_ms() + delay;
     publish_restart(s);
