@@ -55,6 +55,7 @@ static char table_cfg[600];
 static char order_cfg[600]; /* table_cfg with a lock timeout of 10 s */
 static char delete_cfg[600];
 static char delete1_cfg[600]; /* delete_cfg in batches of one message */
+static char outer_cfg[600];   /* a lookup whose key is null for a miss */
 
 /* The pipeline reading src by a table lookup into view with the unfused
  * upsert (on_missing: dead_letter keeps lookup and write apart). */
@@ -284,6 +285,39 @@ static void deleted_chunks(const char *const *argv)
     free(view);
 }
 
+/* A lookup whose row for an ID it does not find has a null key (an outer
+ * join): such a row names no record, for the check before COMMIT as for
+ * the lookup itself. A replay of dead letters 1 and 2, source row 2
+ * missing all along, deletes view row 2 and commits, the first time. */
+static void outer_miss(void)
+{
+    const char *argv[] = {"dlq", "replay", "-c", outer_cfg, "--all", NULL};
+    char log[700], *view;
+    int status;
+
+    tk_sql(c.db, "DELETE FROM exactly.dead_letters");
+    dlq_plant_series(&c, PIPELINE, TOPIC, 2);
+    tk_sql(c.db, "DELETE FROM view; TRUNCATE src;"
+                 "INSERT INTO src VALUES (1, 'name 1');"
+                 "INSERT INTO view VALUES (2, 'old')");
+    snprintf(log, sizeof(log), "%s/outer-miss.log", c.dir);
+    status = tk_exactly_wait(tk_exactly_startv(log, argv), WAIT_MS, log,
+                             "outer-miss");
+    view = tk_sql_text(c.db, "SELECT string_agg(id || '=' || name, ', '"
+                             " ORDER BY id) FROM view");
+    if (status != 0 || strcmp(view, "1=name 1") != 0)
+        tk_log_tail(log, 10);
+    TK_CHECK(status == 0 && strcmp(view, "1=name 1") == 0,
+             "outer-miss: a replay whose lookup returns a null key for the "
+             "missing ID exited %d with view %s (want 1=name 1): the check "
+             "before COMMIT took that row for a source row inserted "
+             "meanwhile", status, view);
+    TK_CHECK(tk_log_lines_with(log, "inserted", "meanwhile") == 0,
+             "outer-miss: the replay said a source row was inserted "
+             "meanwhile; none was");
+    free(view);
+}
+
 int main(void)
 {
     cli_kit_start(&c, "extra_writer_locks", TOPIC, 1, "table.yaml", 0);
@@ -295,6 +329,11 @@ int main(void)
     snprintf(delete_cfg, sizeof(delete_cfg), "%s/delete.yaml", c.dir);
     write_config(delete_cfg, 10000, "handler", 1,
                  "SELECT id, name FROM src WHERE id = ANY($1::bigint[])", 0);
+    snprintf(outer_cfg, sizeof(outer_cfg), "%s/outer.yaml", c.dir);
+    write_config(outer_cfg, 10000, "handler", 1,
+                 "SELECT s.id, s.name FROM unnest($1::bigint[]) AS x(id)"
+                 " LEFT JOIN src s ON s.id = x.id",
+                 0);
     snprintf(delete1_cfg, sizeof(delete1_cfg), "%s/delete1.yaml", c.dir);
     write_config(delete1_cfg, 10000, "handler", 1,
                  "SELECT id, name FROM src WHERE id = ANY($1::bigint[])", 1);
@@ -318,6 +357,7 @@ int main(void)
         deleted("delete-replay", replay);
         deleted("delete-reprocess", reprocess);
         deleted_chunks(replay1);
+        outer_miss();
     }
 
     cli_kit_stop(&c);
