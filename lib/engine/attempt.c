@@ -359,6 +359,7 @@ static exactly_err recheck_missing(cycle *c, const attempt_state *a)
 {
     engine *e = c->e;
     strbuf ids = {0};
+    strset missing = {0};
     const char *params[1];
     txn_result found = TXN_NO_RESULT;
     const PGresult *res;
@@ -368,15 +369,20 @@ static exactly_err recheck_missing(cycle *c, const attempt_state *a)
     if (!e->extra_writer || !a->looked_up)
         return EXACTLY_OK;
     strbuf_array_begin(&ids);
-    for (i = 0; i < c->n_recs; i++)
+    if (strset_reset(&missing, c->n_recs + 1) != 0)
+        ids.oom = 1;
+    for (i = 0; i < c->n_recs && !ids.oom; i++)
         if (c->recs[i].n_rows == 0) {
             strbuf_array_elem_str(&ids, c->recs[i].id);
+            if (strset_add(&missing, c->recs[i].id) < 0)
+                ids.oom = 1;
             n++;
         }
     strbuf_array_end(&ids);
     if (n == 0 || ids.oom) {
         strbuf_free(&ids);
-        if (n == 0)
+        strset_free(&missing);
+        if (!ids.oom)
             return EXACTLY_OK;
         cycle_note(c, NULL, "out of memory looking up missing rows again");
         return EXACTLY_ENOMEM;
@@ -387,7 +393,9 @@ static exactly_err recheck_missing(cycle *c, const attempt_state *a)
     strbuf_free(&ids);
     rc = cycle_judge_sync(c, exactly_txn_sync(&e->txn));
     res = rc == EXACTLY_OK ? exactly_txn_result(&e->txn, found) : NULL;
-    if (res && PQntuples(res) > 0) {
+    n = res ? batch_rows_naming(res, e->key_column, &missing) : 0;
+    strset_free(&missing);
+    if (n > 0) {
         exactly_log(EXACTLY_LOG_WARN, "cycle",
                     "a source row the lookup did not find was inserted "
                     "before the batch committed; the batch runs again",

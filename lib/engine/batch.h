@@ -111,6 +111,13 @@ exactly_err batch_group(batch_builder *b, const PGresult *lookup,
                         const char *key_column, size_t *n_missing,
                         char *errbuf, size_t errbuf_size);
 
+/* How many rows of a lookup result name one of ids: a non-null value of
+ * the column key_column equal to one of them as text, the match
+ * batch_group makes (a row with a null key, or another key, names no
+ * record). All the rows when there is no such column. */
+size_t batch_rows_naming(const PGresult *res, const char *key_column,
+                         const strset *ids);
+
 void batch_free(batch_builder *b);
 
 #endif

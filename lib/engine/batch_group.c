@@ -119,6 +119,23 @@ static void fill_records(batch_builder *b, const PGresult *lookup, int keycol,
     }
 }
 
+size_t batch_rows_naming(const PGresult *res, const char *key_column,
+                         const strset *ids)
+{
+    int nt = res ? PQntuples(res) : 0, c, r;
+    size_t n = 0;
+
+    for (c = res ? PQnfields(res) - 1 : -1; c >= 0; c--)
+        if (strcmp(PQfname(res, c), key_column) == 0)
+            break;
+    if (c < 0)
+        return (size_t)nt;
+    for (r = 0; r < nt; r++)
+        if (!PQgetisnull(res, r, c) && strset_has(ids, PQgetvalue(res, r, c)))
+            n++;
+    return n;
+}
+
 exactly_err batch_group(batch_builder *b, const PGresult *lookup,
                         const char *key_column, size_t *n_missing,
                         char *errbuf, size_t errbuf_size)

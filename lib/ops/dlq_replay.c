@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "err.h"
 #include "log.h"
 #include "lookup.h"
@@ -244,7 +245,7 @@ static exactly_err recheck(replay *r, char *err, size_t errsz)
 {
     const ops_dlq_replayed *o = r->out;
     int nt = r->rows ? PQntuples(r->rows) : 0, t;
-    strset found = {0};
+    strset found = {0}, missing = {0};
     strbuf ids = {0};
     PGresult *res = NULL;
     const char *params[1];
@@ -258,10 +259,14 @@ static exactly_err recheck(replay *r, char *err, size_t errsz)
     for (t = 0; t < nt; t++)
         (void)strset_add(&found, PQgetvalue(r->rows, t, r->keycol));
     strbuf_array_begin(&ids);
-    for (i = 0; i < o->n; i++)
+    if (strset_reset(&missing, o->n + 1) != 0)
+        ids.oom = 1;
+    for (i = 0; i < o->n && !ids.oom; i++)
         if (o->outcome[i] == OPS_DL_REPLAYED &&
             !strset_has(&found, o->rows[i].entity)) {
             strbuf_array_elem_str(&ids, o->rows[i].entity);
+            if (strset_add(&missing, o->rows[i].entity) < 0)
+                ids.oom = 1;
             n++;
         }
     strbuf_array_end(&ids);
@@ -271,7 +276,8 @@ static exactly_err recheck(replay *r, char *err, size_t errsz)
     else if (n > 0)
         rc = exactly_pg_exec_state(r->conn, r->lookup_sql, 1, params, &res,
                                    r->sqlstate, err, errsz);
-    if (rc == EXACTLY_OK && res && PQntuples(res) > 0) {
+    if (rc == EXACTLY_OK && res &&
+        batch_rows_naming(res, r->lookup_key, &missing) > 0) {
         snprintf(err, errsz, "a source row the lookup did not find was "
                              "inserted meanwhile");
         r->stale = 1;
@@ -280,6 +286,7 @@ static exactly_err recheck(replay *r, char *err, size_t errsz)
     PQclear(res);
     strbuf_free(&ids);
     strset_free(&found);
+    strset_free(&missing);
     return rc;
 }
 
