@@ -56,6 +56,7 @@ static char order_cfg[600]; /* table_cfg with a lock timeout of 10 s */
 static char delete_cfg[600];
 static char delete1_cfg[600]; /* delete_cfg in batches of one message */
 static char outer_cfg[600];   /* a lookup whose key is null for a miss */
+static char twice_cfg[600];   /* a lookup that names its key column twice */
 
 /* The pipeline reading src by a table lookup into view with the unfused
  * upsert (on_missing: dead_letter keeps lookup and write apart). */
@@ -318,6 +319,36 @@ static void outer_miss(void)
     free(view);
 }
 
+/* A lookup given as sql whose select list names the key column twice
+ * (s.*, s.id): the locked form cannot order by that name, and the replay
+ * still runs locked, in the order the rows come, as before the order was
+ * asked for. */
+static void twice_named(void)
+{
+    const char *argv[] = {"dlq", "replay", "-c", twice_cfg, "--all", NULL};
+    char log[700], *view;
+    int status;
+
+    tk_sql(c.db, "DELETE FROM exactly.dead_letters");
+    dlq_plant_series(&c, PIPELINE, TOPIC, 2);
+    tk_sql(c.db, "DELETE FROM view; TRUNCATE src;"
+                 "INSERT INTO src VALUES (1, 'name 1'), (2, 'name 2')");
+    snprintf(log, sizeof(log), "%s/twice-named.log", c.dir);
+    status = tk_exactly_wait(tk_exactly_startv(log, argv), WAIT_MS, log,
+                             "twice-named");
+    view = tk_sql_text(c.db, "SELECT coalesce(string_agg(id || '=' || name,"
+                             " ', ' ORDER BY id), '') FROM view");
+    if (status != 0 || strcmp(view, "1=name 1, 2=name 2") != 0)
+        tk_log_tail(log, 10);
+    TK_CHECK(status == 0 && strcmp(view, "1=name 1, 2=name 2") == 0,
+             "twice-named: a replay whose lookup names its key column twice "
+             "exited %d with view '%s' (want 1=name 1, 2=name 2)",
+             status, view);
+    TK_CHECK(tk_log_lines_with(log, "reads them unlocked", "") == 0,
+             "twice-named: the replay read unlocked; the lookup can lock");
+    free(view);
+}
+
 int main(void)
 {
     cli_kit_start(&c, "extra_writer_locks", TOPIC, 1, "table.yaml", 0);
@@ -333,6 +364,10 @@ int main(void)
     write_config(outer_cfg, 10000, "handler", 1,
                  "SELECT s.id, s.name FROM unnest($1::bigint[]) AS x(id)"
                  " LEFT JOIN src s ON s.id = x.id",
+                 0);
+    snprintf(twice_cfg, sizeof(twice_cfg), "%s/twice.yaml", c.dir);
+    write_config(twice_cfg, 10000, "dead_letter", 0,
+                 "SELECT s.*, s.id FROM src s WHERE s.id = ANY($1::bigint[])",
                  0);
     snprintf(delete1_cfg, sizeof(delete1_cfg), "%s/delete1.yaml", c.dir);
     write_config(delete1_cfg, 10000, "handler", 1,
@@ -358,6 +393,7 @@ int main(void)
         deleted("delete-reprocess", reprocess);
         deleted_chunks(replay1);
         outer_miss();
+        twice_named();
     }
 
     cli_kit_stop(&c);
