@@ -118,6 +118,17 @@ static int cannot_lock(const char *state)
     return strcmp(state, "0A000") == 0 || strcmp(state, "42501") == 0;
 }
 
+/* The length of a lookup's sql without what may end it (blanks, a
+ * semicolon), to be wrapped in a query of ours. */
+static int body_len(const char *sql)
+{
+    size_t n = strlen(sql);
+
+    while (n > 0 && strchr(" \t\r\n;", sql[n - 1]) != NULL)
+        n--;
+    return (int)n;
+}
+
 exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
                                       char **sql, char **key_column,
                                       char **unlocked)
@@ -140,14 +151,11 @@ exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
     key = exactly_pg_ident(conn, *key_column);
     if (!key)
         goto oom;
-    if (p->lookup.sql) {
-        size_t n = strlen(*sql);
-        while (n > 0 && (strchr(" \t\r\n;", (*sql)[n - 1]) != NULL))
-            n--;
+    if (p->lookup.sql)
         strbuf_printf(&sb,
                       "SELECT * FROM (\n%.*s\n) AS q ORDER BY q.%s FOR SHARE",
-                      (int)n, *sql, key);
-    } else
+                      body_len(*sql), *sql, key);
+    else
         strbuf_printf(&sb, "%s ORDER BY %s FOR SHARE", *sql, key);
     PQfreemem(key);
     if (sb.oom)
@@ -160,6 +168,17 @@ exactly_err exactly_lookup_sql_shared(PGconn *conn, const cfg_pipeline *p,
      * batches meet that failure and are retried or fail, never read
      * unlocked. */
     why = try_run(conn, sb.data, state);
+    if (why && p->lookup.sql && strcmp(state, "42702") == 0) {
+        /* The select list names the key column twice (s.*, s.id): no
+         * ORDER BY can name it. Locked in the order the rows come. */
+        strbuf_reset(&sb);
+        strbuf_printf(&sb, "SELECT * FROM (\n%.*s\n) AS q FOR SHARE",
+                      body_len(*sql), *sql);
+        if (sb.oom)
+            goto oom;
+        free(why);
+        why = try_run(conn, sb.data, state);
+    }
     if (why) {
         plain_why = NULL;
         if (cannot_lock(state) &&
