@@ -228,6 +228,9 @@ static exactly_err sequence_grant(ops_grants *g, const exactly_config *cfg,
     }
     rc = pg_id_sequence(*conn, in, dot ? dot + 1 : outbox, &exists, &schema,
                         &name, errbuf, errbuf_size);
+    /* The catalog could not be read: as when it cannot be reached. */
+    if (rc != EXACTLY_OK && rc != EXACTLY_ENOMEM)
+        rc = EXACTLY_EDATABASE;
     if (rc == EXACTLY_OK && !exists)
         rc = add_grant(g, OPS_OBJ_NOTE, "USAGE", NULL,
                        fmt("pipeline %s: USAGE on the sequence of %s's id "
