@@ -286,28 +286,41 @@ static void deleted_chunks(const char *const *argv)
     free(view);
 }
 
+/* Replays dead letters 1 and 2 (planted anew) with the config cfg after
+ * the statements setup; returns its exit status, *view the view's rows
+ * as "id=name, ..." (malloc'd), and its log's path in log. The log's
+ * tail is shown when the status is not 0 or the view not want. */
+static int replay_two(const char *what, const char *cfg, const char *setup,
+                      const char *want, char **view, char *log, size_t size)
+{
+    const char *argv[] = {"dlq", "replay", "-c", cfg, "--all", NULL};
+    int status;
+
+    tk_sql(c.db, "DELETE FROM exactly.dead_letters");
+    dlq_plant_series(&c, PIPELINE, TOPIC, 2);
+    tk_sql(c.db, "%s", setup);
+    snprintf(log, size, "%s/%s.log", c.dir, what);
+    status = tk_exactly_wait(tk_exactly_startv(log, argv), WAIT_MS, log, what);
+    *view = tk_sql_text(c.db, "SELECT coalesce(string_agg(id || '=' || name,"
+                              " ', ' ORDER BY id), '') FROM view");
+    if (status != 0 || strcmp(*view, want) != 0)
+        tk_log_tail(log, 10);
+    return status;
+}
+
 /* A lookup whose row for an ID it does not find has a null key (an outer
  * join): such a row names no record, for the check before COMMIT as for
  * the lookup itself. A replay of dead letters 1 and 2, source row 2
  * missing all along, deletes view row 2 and commits, the first time. */
 static void outer_miss(void)
 {
-    const char *argv[] = {"dlq", "replay", "-c", outer_cfg, "--all", NULL};
     char log[700], *view;
-    int status;
+    int status = replay_two("outer-miss", outer_cfg,
+                            "DELETE FROM view; TRUNCATE src;"
+                            "INSERT INTO src VALUES (1, 'name 1');"
+                            "INSERT INTO view VALUES (2, 'old')",
+                            "1=name 1", &view, log, sizeof(log));
 
-    tk_sql(c.db, "DELETE FROM exactly.dead_letters");
-    dlq_plant_series(&c, PIPELINE, TOPIC, 2);
-    tk_sql(c.db, "DELETE FROM view; TRUNCATE src;"
-                 "INSERT INTO src VALUES (1, 'name 1');"
-                 "INSERT INTO view VALUES (2, 'old')");
-    snprintf(log, sizeof(log), "%s/outer-miss.log", c.dir);
-    status = tk_exactly_wait(tk_exactly_startv(log, argv), WAIT_MS, log,
-                             "outer-miss");
-    view = tk_sql_text(c.db, "SELECT string_agg(id || '=' || name, ', '"
-                             " ORDER BY id) FROM view");
-    if (status != 0 || strcmp(view, "1=name 1") != 0)
-        tk_log_tail(log, 10);
     TK_CHECK(status == 0 && strcmp(view, "1=name 1") == 0,
              "outer-miss: a replay whose lookup returns a null key for the "
              "missing ID exited %d with view %s (want 1=name 1): the check "
@@ -325,21 +338,13 @@ static void outer_miss(void)
  * asked for. */
 static void twice_named(void)
 {
-    const char *argv[] = {"dlq", "replay", "-c", twice_cfg, "--all", NULL};
     char log[700], *view;
-    int status;
+    int status = replay_two("twice-named", twice_cfg,
+                            "DELETE FROM view; TRUNCATE src;"
+                            "INSERT INTO src VALUES (1, 'name 1'),"
+                            " (2, 'name 2')",
+                            "1=name 1, 2=name 2", &view, log, sizeof(log));
 
-    tk_sql(c.db, "DELETE FROM exactly.dead_letters");
-    dlq_plant_series(&c, PIPELINE, TOPIC, 2);
-    tk_sql(c.db, "DELETE FROM view; TRUNCATE src;"
-                 "INSERT INTO src VALUES (1, 'name 1'), (2, 'name 2')");
-    snprintf(log, sizeof(log), "%s/twice-named.log", c.dir);
-    status = tk_exactly_wait(tk_exactly_startv(log, argv), WAIT_MS, log,
-                             "twice-named");
-    view = tk_sql_text(c.db, "SELECT coalesce(string_agg(id || '=' || name,"
-                             " ', ' ORDER BY id), '') FROM view");
-    if (status != 0 || strcmp(view, "1=name 1, 2=name 2") != 0)
-        tk_log_tail(log, 10);
     TK_CHECK(status == 0 && strcmp(view, "1=name 1, 2=name 2") == 0,
              "twice-named: a replay whose lookup names its key column twice "
              "exited %d with view '%s' (want 1=name 1, 2=name 2)",
