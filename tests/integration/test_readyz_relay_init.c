@@ -31,7 +31,6 @@ int main(void)
 {
     relay_fixture f;
     rd_kafka_mock_cluster_t *mc;
-    char addr[64];
     int port, code, status;
     int64_t t0;
     pid_t run;
@@ -49,19 +48,7 @@ int main(void)
                                  .position_topic = POSITIONS,
                                  .kafka = "linger.ms: 5, "
                                           "reconnect.backoff.max.ms: 1000"});
-    relay_insert_rows(f.db, 10);
-    port = tk_free_port();
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    {
-        char *argv[] = {(char *)tk_exactly_bin(), "run", "-c", f.config,
-                        "--relay", "ready", "--metrics", addr,
-                        "--lock-dir", f.dir, NULL};
-        run = tk_spawn(argv, f.log);
-    }
-    relay_wait_settled(f.db, f.log, 15000, "first rows published");
-    code = tk_http_wait_code(port, "/readyz", 200, 15000);
-    LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d before the "
-                     "outage, expected 200", code);
+    run = relay_run_ready(&f, "ready", &port);
 
     /* Kafka down, then a new session: the relay initialises its
      * transactions again, and that waits for the broker. */

@@ -232,6 +232,26 @@ pid_t relay_start(const char *config, const char *const *extra,
     return tk_spawn(argv, log);
 }
 
+pid_t relay_run_ready(relay_fixture *f, const char *name, int *port)
+{
+    char addr[64];
+    char *argv[] = {(char *)tk_exactly_bin(), "run", "-c", f->config,
+                    "--relay", (char *)name, "--metrics", addr,
+                    "--lock-dir", f->dir, NULL};
+    pid_t run;
+    int code;
+
+    relay_insert_rows(f->db, 10);
+    *port = tk_free_port();
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", *port);
+    run = tk_spawn(argv, f->log);
+    relay_wait_settled(f->db, f->log, 15000, "first rows published");
+    code = tk_http_wait_code(*port, "/readyz", 200, 15000);
+    LEDGER_CHECK_LOG(code == 200, f->log, "/readyz answered %d before the "
+                     "outage, expected 200", code);
+    return run;
+}
+
 int relay_run_to_idle(const char *config, int idle_ms, int timeout_ms,
                       const char *log)
 {

@@ -129,6 +129,12 @@ relay_rec *relay_read_topic(const char *bootstraps, const char *topic,
 pid_t relay_start(const char *config, const char *const *extra,
                   const char *log);
 
+/* Starts `exactly run -c f->config --relay name --metrics 127.0.0.1:PORT`
+ * (PORT a free one, in *port; output appended to f->log) once 10 outbox
+ * rows wait, and returns once they are published and /readyz answers
+ * 200; fails the test, showing the log's tail, otherwise. */
+pid_t relay_run_ready(relay_fixture *f, const char *name, int *port);
+
 /* Runs `exactly relay -c config --exit-idle idle_ms` to its end within
  * timeout_ms; fails the test (showing the log) otherwise. Returns the exit
  * status. */
