@@ -20,6 +20,15 @@
  * migrate drops it and builds the step's index. A valid index already
  * there (built, but the step not recorded) is kept and the step recorded.
  * Two migrations at once, one of them building, both end well.
+ *
+ * A build waits for every transaction of the database holding a snapshot
+ * older than its own, whatever it reads: a report query or an idle
+ * session in REPEATABLE READ. On a new install (dead_letters created in
+ * the same run, empty, seen by no one else) the index is built in the
+ * steps' transaction and waits for nothing, with the default
+ * lock_timeout; on an existing table the concurrent build waits for the
+ * old snapshot longer than postgres.lock_timeout_ms, bounded by
+ * statement_timeout only, and the log names the session it waits for.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -256,6 +265,97 @@ static void two_at_once(ledger_fixture *f, PGconn *db)
     PQfinish(a);
 }
 
+/* A config at path like the fixture's, with postgres.lock_timeout_ms
+ * lock_ms (0: the default). */
+static void write_config(const ledger_fixture *f, const char *path,
+                         int lock_ms)
+{
+    ledger_config c;
+
+    memset(&c, 0, sizeof c);
+    c.bootstraps = f->mock->bootstraps;
+    c.conninfo = f->conninfo;
+    c.topic = f->topic;
+    c.max_messages = 100;
+    c.max_wait_ms = 20;
+    c.lock_timeout_ms = lock_ms;
+    ledger_write_config(path, &c);
+}
+
+/* Opens a transaction on h that holds a snapshot until it ends. */
+static void hold_snapshot(PGconn *h)
+{
+    tk_sql(h, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+}
+
+/* Case 5: a new install with the default settings while another session
+ * holds an old snapshot (for longer than the default lock_timeout, 10 s,
+ * were migrate to wait for it) ends well at once. */
+static void fresh_behind_old_snapshot(ledger_fixture *f, PGconn *db)
+{
+    PGconn *h = tk_pg_connect(f->conninfo);
+    char cfg[600];
+    int status;
+
+    snprintf(cfg, sizeof cfg, "%s/defaults.yaml", f->dir);
+    write_config(f, cfg, 0);
+    tk_sql(db, "DROP SCHEMA exactly CASCADE");
+    hold_snapshot(h);
+    status = tk_exactly(f->log, 60000, "migrate", "-c", cfg, NULL);
+    LEDGER_CHECK_LOG(status == 0, f->log, "exactly migrate of a new install "
+                     "exited %d while another session held a snapshot",
+                     status);
+    tk_sql(h, "COMMIT");
+    check_newest_index(db, f->log);
+    PQfinish(h);
+}
+
+/* Case 6: on an existing dead_letters the concurrent build waits for an
+ * old snapshot past postgres.lock_timeout_ms (1 s here), says whose, and
+ * ends well once that transaction does. */
+static void existing_waits_past_lock_timeout(ledger_fixture *f, PGconn *db)
+{
+    PGconn *h = tk_pg_connect(f->conninfo);
+    char cfg[600], log[600], pid[32];
+    const char *args[] = {"migrate", "-c", cfg, NULL};
+    int64_t until, waiting_since = 0;
+    int status;
+    pid_t mig;
+
+    snprintf(cfg, sizeof cfg, "%s/lock1s.yaml", f->dir);
+    snprintf(log, sizeof log, "%s/migrate-snapshot.log", f->dir);
+    write_config(f, cfg, 1000);
+    back_to_step_9(db, 0);
+    hold_snapshot(h);
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(h));
+    mig = tk_exactly_startv(log, args);
+    /* Three lock timeouts after it came to wait, it still waits. */
+    until = tk_now_ms() + WAIT_MS;
+    while (!waiting_since || tk_now_ms() < waiting_since + 3000) {
+        char *waits = migrate_waits_for(db);
+
+        if (!waiting_since && waits[0] != '\0')
+            waiting_since = tk_now_ms();
+        free(waits);
+        status = tk_wait(mig, 0);
+        LEDGER_CHECK_LOG(status == -1, log, "exactly migrate exited %d "
+                         "while another session held a snapshot older than "
+                         "its build (lock_timeout 1 s)", status);
+        LEDGER_CHECK_LOG(tk_now_ms() < until, log, "exactly migrate did not "
+                         "come to wait behind the old snapshot within %d ms",
+                         WAIT_MS);
+        tk_sleep_ms(20);
+    }
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "older transactions", pid) > 0,
+                     log, "the log does not say that the build waits for "
+                     "session %s", pid);
+    tk_sql(h, "COMMIT");
+    status = tk_exactly_wait(mig, 60000, log, "exactly migrate");
+    LEDGER_CHECK_LOG(status == 0, log, "exactly migrate exited %d", status);
+    check_newest_index(db, log);
+    PQfinish(h);
+}
+
 int main(void)
 {
     ledger_fixture f;
@@ -276,6 +376,8 @@ int main(void)
     invalid_index_rebuilt(&f, db);
     valid_index_kept(&f, db);
     two_at_once(&f, db);
+    existing_waits_past_lock_timeout(&f, db);
+    fresh_behind_old_snapshot(&f, db);
 
     PQfinish(db);
     ledger_fixture_stop(&f);
