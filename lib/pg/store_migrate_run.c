@@ -3,11 +3,15 @@
  * (store_migrate.c) under one advisory lock per schema, and the version a
  * schema is at.
  *
- * Steps of transactional DDL run in transactions; a step that builds an
- * index concurrently runs between two of them, outside any, so that the
- * workers writing the table go on while it builds. Every step is recorded
- * in schema_version as it lands: an interrupted migration leaves the
- * schema at the last step recorded, and the next one goes on from there.
+ * Steps of transactional DDL run in one transaction, each recorded in
+ * schema_version in it; a step that builds an index concurrently commits
+ * the steps before, then runs outside any transaction, so that the
+ * workers writing the table go on while it builds, and is recorded on its
+ * own. An interrupted migration leaves the schema at the last step
+ * committed, and the next one goes on from there. An index on a table the
+ * open transaction created (a new install) is built in that transaction
+ * without CONCURRENTLY: no one else can see the table, so the build waits
+ * for nothing.
  */
 #include "store.h"
 
@@ -16,6 +20,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "log.h"
 #include "pg_conn.h"
 #include "store_exec.h"
 #include "store_steps.h"
@@ -122,6 +127,73 @@ static exactly_err take_lock(PGconn *conn, const char *schema, char *errbuf,
     }
 }
 
+/* Logs the sessions of conn's database, other than conn's, that hold a
+ * snapshot now, oldest first (ten at most): a concurrent build waits for
+ * every transaction whose snapshot is older than its own to end, whatever
+ * it reads, so a build that waits says for whom. Not reading them is no
+ * reason to fail. */
+static void log_older_snapshots(PGconn *conn, const char *index)
+{
+    PGresult *res = NULL;
+    char err[256];
+
+    if (exactly_pg_exec(
+            conn,
+            "SELECT coalesce(max(n), 0), coalesce(string_agg(format("
+            "'pid %s (%s, %s since %s)', pid, application_name, state,"
+            " date_trunc('second', xact_start)), ', ' ORDER BY xact_start),"
+            " '') FROM (SELECT pid, application_name, state, xact_start,"
+            " count(*) OVER () AS n FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_xmin IS NOT NULL"
+            " ORDER BY xact_start LIMIT 10) s",
+            0, NULL, &res, err, sizeof(err)) != EXACTLY_OK)
+        return;
+    if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+        exactly_log(EXACTLY_LOG_WARN, "migrate",
+                    "the concurrent index build waits for the older "
+                    "transactions of these sessions to end",
+                    LOG_STR("index", index),
+                    LOG_INT("sessions", atoi(PQgetvalue(res, 0, 0))),
+                    LOG_STR("oldest_first", PQgetvalue(res, 0, 1)));
+    PQclear(res);
+}
+
+/* Runs step i's concurrent build with lock_timeout 0, the session's value
+ * restored after: the build waits for every older snapshot in the
+ * database however long it is kept (a report, a pg_dump), which is no
+ * lock of the table's, so only statement_timeout bounds it. */
+static exactly_err build_without_lock_timeout(PGconn *conn, const char *q,
+                                              size_t i, char *errbuf,
+                                              size_t errbuf_size)
+{
+    PGresult *res = NULL;
+    char saved[64], ignore[256];
+    const char *params[1] = {saved};
+    exactly_err rc;
+
+    rc = exactly_pg_exec(conn, "SELECT current_setting('lock_timeout')", 0,
+                         NULL, &res, errbuf, errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    snprintf(saved, sizeof(saved), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    rc = exactly_pg_exec(conn, "SET lock_timeout = 0", 0, NULL, NULL, errbuf,
+                         errbuf_size);
+    if (rc != EXACTLY_OK)
+        return rc;
+    rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, errbuf,
+                errbuf_size);
+    if (rc == EXACTLY_OK)
+        return exactly_pg_exec(conn,
+                               "SELECT set_config('lock_timeout', $1, false)",
+                               1, params, NULL, errbuf, errbuf_size);
+    (void)exactly_pg_exec(conn,
+                          "SELECT set_config('lock_timeout', $1, false)", 1,
+                          params, NULL, ignore, sizeof(ignore));
+    return rc;
+}
+
 /* Step i, which builds index `index` concurrently, outside any
  * transaction: an invalid index of that name (a concurrent build that was
  * interrupted: it is never used, but IF NOT EXISTS would keep it) is
@@ -166,8 +238,8 @@ static exactly_err build_index(PGconn *conn, const char *schema,
         if (rc != EXACTLY_OK)
             goto fail;
     }
-    rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, inner,
-                sizeof(inner));
+    log_older_snapshots(conn, index);
+    rc = build_without_lock_timeout(conn, q, i, inner, sizeof(inner));
     if (rc == EXACTLY_OK)
         rc = record_step(conn, q, i, inner, sizeof(inner));
     if (rc == EXACTLY_OK)
@@ -178,6 +250,40 @@ fail:
              "stays at version %zu; the next migrate builds it again; a "
              "big table may need a longer postgres.statement_timeout_ms)",
              i + 1, index, inner, i);
+    return rc;
+}
+
+/* Step i in the open transaction, recorded there. A step that builds an
+ * index concurrently runs here only when the transaction created its
+ * table: then as the same CREATE INDEX without CONCURRENTLY. */
+static exactly_err step_in_txn(PGconn *conn, const char *q, size_t i,
+                               char *errbuf, size_t errbuf_size)
+{
+    static const char concurrently[] = "CREATE INDEX CONCURRENTLY ";
+    const char *sql = store_step_sql(i);
+    char *plain = NULL;
+    exactly_err rc;
+
+    if (store_step_index(i)) {
+        size_t n = strlen(sql) + 1;
+
+        if (strncmp(sql, concurrently, strlen(concurrently)) != 0) {
+            snprintf(errbuf, errbuf_size, "step %zu does not start with %s",
+                     i + 1, concurrently);
+            return EXACTLY_EINVAL;
+        }
+        plain = malloc(n);
+        if (!plain) {
+            snprintf(errbuf, errbuf_size, "out of memory");
+            return EXACTLY_ENOMEM;
+        }
+        snprintf(plain, n, "CREATE INDEX %s", sql + strlen(concurrently));
+        sql = plain;
+    }
+    rc = exec_q(conn, q, sql, 0, NULL, NULL, errbuf, errbuf_size);
+    free(plain);
+    if (rc == EXACTLY_OK)
+        rc = record_step(conn, q, i, errbuf, errbuf_size);
     return rc;
 }
 
@@ -241,7 +347,9 @@ exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
     for (i = (size_t)version; i < n; i++) {
         const char *index = store_step_index(i);
 
-        if (index) {
+        /* On a table the open transaction created, the build goes in
+         * that transaction (step_in_txn). */
+        if (index && store_step_index_table(i) <= (size_t)committed) {
             /* The steps before land first and their locks go: the build
              * runs outside any transaction. */
             rc = txn(conn, 0, &in_txn, errbuf, errbuf_size);
@@ -254,10 +362,7 @@ exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
             committed = done = (int)(i + 1);
             rc = txn(conn, 1, &in_txn, errbuf, errbuf_size);
         } else {
-            rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, errbuf,
-                        errbuf_size);
-            if (rc == EXACTLY_OK)
-                rc = record_step(conn, q, i, errbuf, errbuf_size);
+            rc = step_in_txn(conn, q, i, errbuf, errbuf_size);
             if (rc == EXACTLY_OK)
                 done = (int)(i + 1);
         }
