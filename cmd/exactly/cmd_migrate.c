@@ -29,7 +29,10 @@ static void usage(FILE *out)
             "again.\n"
             "A configuration that 'exactly check' refuses (a handler that does\n"
             "not load or whose options are wrong, a Kafka property exactly\n"
-            "owns) is refused first, with exit code 2, and nothing is done.\n"
+            "owns) is refused first, with exit code 2, and nothing is done;\n"
+            "so is a connection that is not a PostgreSQL session of its own\n"
+            "(a pooler in transaction mode, such as PgBouncer's\n"
+            "pool_mode = transaction): connect directly or in session mode.\n"
             "\n"
             "Run it as the role that owns the framework schema (or may create\n"
             "it), not as the role of the workers: that one owns nothing and\n"
@@ -140,6 +143,7 @@ int cmd_migrate(int argc, char **argv)
     PGconn *conn;
     char err[2048];
     int from, to, c, code = CLI_OK, refused = 0;
+    exactly_err rc;
     size_t i;
 
     optind = 1;
@@ -176,8 +180,19 @@ int cmd_migrate(int argc, char **argv)
         exactly_config_free(cfg);
         return CLI_FAILED;
     }
-    if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to, err,
-                              sizeof(err)) != EXACTLY_OK) {
+    /* A pooler in transaction mode would keep the session's advisory lock
+     * on a pooled backend, and the unlock could run on another: refused
+     * as the workers refuse it. */
+    rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        cli_line(stderr, "exactly migrate: %s: %s",
+                 rc == EXACTLY_ECONFIG
+                     ? "refusing to run through this connection"
+                     : "cannot check the connection",
+                 err);
+        code = rc == EXACTLY_ECONFIG ? CLI_REFUSED : CLI_FAILED;
+    } else if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to,
+                                     err, sizeof(err)) != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: %s", err);
         code = CLI_FAILED;
     } else if (from == to) {
