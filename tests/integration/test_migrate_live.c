@@ -236,29 +236,42 @@ static void valid_index_kept(ledger_fixture *f, PGconn *db)
 
 /* Case 4: two migrations at once, the first building behind an open
  * writer: the second waits for the first's lock without holding a
- * snapshot the build would wait for in turn, and both end well. */
+ * snapshot the build would wait for in turn, says which session holds
+ * the lock, and both end well. */
 static void two_at_once(ledger_fixture *f, PGconn *db)
 {
     PGconn *a = tk_pg_connect(f->conninfo);
     const char *args[] = {"migrate", "-c", f->config, NULL};
-    char *waits = NULL;
+    char *waits = NULL, *holder, log2[600];
     pid_t m1, m2;
     int s1, s2;
 
     back_to_step_9(db, 0);
     m1 = migrate_behind_writer(f, db, a, 3, &waits);
     free(waits);
-    m2 = tk_exactly_startv(f->log, args);
+    /* The first's session: the one waiting behind the writer. */
+    holder = tk_sql_text(db, "SELECT a.pid::text FROM pg_stat_activity a"
+                             " WHERE a.application_name = 'exactly-migrate'"
+                             " AND a.datname = current_database()"
+                             " AND EXISTS (SELECT 1 FROM pg_locks l"
+                             " WHERE l.pid = a.pid AND NOT l.granted)");
+    snprintf(log2, sizeof log2, "%s/migrate-second.log", f->dir);
+    m2 = tk_exactly_startv(log2, args);
     /* The second is connected and asking for the lock. */
     TK_CHECK(tk_sql_wait_int64(db, 2, WAIT_MS,
                                "SELECT count(*) FROM pg_stat_activity"
                                " WHERE application_name = 'exactly-migrate'"
                                " AND datname = current_database()") == 2,
              "the second exactly migrate did not connect");
-    tk_sleep_ms(300);
+    LEDGER_CHECK_LOG(tk_wait_log(log2, "holds the lock", 1, m2, WAIT_MS,
+                                 NULL) &&
+                         tk_log_lines_with(log2, "holds the lock", holder) > 0,
+                     log2, "the second exactly migrate did not say that "
+                     "session %s holds the lock it waits for", holder);
+    free(holder);
     tk_sql(a, "COMMIT");
     s1 = tk_exactly_wait(m1, 60000, f->log, "the first exactly migrate");
-    s2 = tk_exactly_wait(m2, 60000, f->log, "the second exactly migrate");
+    s2 = tk_exactly_wait(m2, 60000, log2, "the second exactly migrate");
     LEDGER_CHECK_LOG(s1 == 0 && s2 == 0, f->log, "two exactly migrate at "
                      "once exited %d and %d", s1, s2);
     check_newest_index(db, f->log);
