@@ -19,7 +19,7 @@ static void usage(FILE *out)
             "Creates the framework tables (offsets, dedup keys, dead letters)\n"
             "in the schema named by postgres.schema, or upgrades them to this\n"
             "version of exactly. Idempotent; concurrent runs wait for each\n"
-            "other. Each applied step is recorded in SCHEMA.schema_version\n"
+            "other (a waiting run logs which session holds the lock). Each applied step is recorded in SCHEMA.schema_version\n"
             "as it lands. An index on a table the workers write is built\n"
             "concurrently, outside a transaction, so running workers go on\n"
             "(it waits for every older transaction of the database, bounded\n"

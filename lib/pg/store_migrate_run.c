@@ -27,6 +27,10 @@
 
 /* How often a migration waiting for another one's lock asks again. */
 #define MIGRATE_LOCK_POLL_MS 100
+/* After how long a waiting migration first says which session holds the
+ * lock, and how often again. */
+#define MIGRATE_LOCK_FIRST_LOG_MS 2000
+#define MIGRATE_LOCK_LOG_MS 10000
 
 exactly_err exactly_store_version(PGconn *conn, const char *schema,
                                   int *version, char *errbuf,
@@ -99,19 +103,58 @@ static exactly_err record_step(PGconn *conn, const char *q, size_t i,
                   vparams, NULL, errbuf, errbuf_size);
 }
 
+/* Logs which session holds schema's migration lock (pg_locks: an
+ * advisory lock on a bigint key is classid = its high 32 bits, objid =
+ * its low 32, objsubid = 1), so that a wait says whom it waits for. Not
+ * reading it is no reason to fail. */
+static void log_lock_holder(PGconn *conn, const char *schema,
+                            long long waited_ms)
+{
+    const char *params[1] = {schema};
+    PGresult *res = NULL;
+    char err[256];
+
+    if (exactly_pg_exec(
+            conn,
+            "WITH k AS (SELECT hashtext('exactly.migrate.' || $1)::bigint"
+            " AS v) SELECT coalesce(string_agg(format('pid %s (%s, %s since"
+            " %s)', l.pid, a.application_name, a.state,"
+            " date_trunc('second', a.backend_start)), ', '), '')"
+            " FROM k, pg_locks l LEFT JOIN pg_stat_activity a"
+            " ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database())"
+            " AND l.classid = ((k.v >> 32) & 4294967295)::oid"
+            " AND l.objid = (k.v & 4294967295)::oid AND l.objsubid = 1",
+            1, params, &res, err, sizeof(err)) != EXACTLY_OK)
+        return;
+    exactly_log(EXACTLY_LOG_WARN, "migrate",
+                "another migration of the schema holds the lock: waiting "
+                "for it to end",
+                LOG_STR("schema", schema), LOG_INT("waited_ms", waited_ms),
+                LOG_STR("holder", PQgetvalue(res, 0, 0)));
+    PQclear(res);
+}
+
 /* Takes the session's advisory lock of schema's migrations, waiting for
- * another migration that holds it. The lock is asked for again every
- * MIGRATE_LOCK_POLL_MS rather than waited for in one statement: a
- * statement waiting that long would hold its snapshot, and the holder's
- * CREATE INDEX CONCURRENTLY waits for every older snapshot to go (a
- * deadlock). */
+ * another migration that holds it as long as it does (a build on a big
+ * table takes long), and saying which session that is after
+ * MIGRATE_LOCK_FIRST_LOG_MS, then every MIGRATE_LOCK_LOG_MS. The lock is
+ * asked for again every MIGRATE_LOCK_POLL_MS rather than waited for in
+ * one statement: a statement waiting that long would hold its snapshot,
+ * and the holder's CREATE INDEX CONCURRENTLY waits for every older
+ * snapshot to go (a deadlock). */
 static exactly_err take_lock(PGconn *conn, const char *schema, char *errbuf,
                              size_t errbuf_size)
 {
     const char *params[1] = {schema};
+    long long start = exactly_now_ms();
+    long long next_log = start + MIGRATE_LOCK_FIRST_LOG_MS;
 
     for (;;) {
         PGresult *res = NULL;
+        long long now;
         int got;
         exactly_err rc = exactly_pg_exec(
             conn,
@@ -123,6 +166,11 @@ static exactly_err take_lock(PGconn *conn, const char *schema, char *errbuf,
         PQclear(res);
         if (got)
             return EXACTLY_OK;
+        now = exactly_now_ms();
+        if (now >= next_log) {
+            log_lock_holder(conn, schema, now - start);
+            next_log = now + MIGRATE_LOCK_LOG_MS;
+        }
         exactly_sleep_ms(MIGRATE_LOCK_POLL_MS);
     }
 }
