@@ -29,6 +29,11 @@
  * lock_timeout; on an existing table the concurrent build waits for the
  * old snapshot longer than postgres.lock_timeout_ms, bounded by
  * statement_timeout only, and the log names the session it waits for.
+ *
+ * A migration that fails on a lock timeout (dropping an invalid index
+ * behind a writer; step 11's ALTER TABLE behind a transaction that holds
+ * relay_state) names postgres.lock_timeout_ms, not statement_timeout_ms,
+ * and the version the schema stays at.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -369,6 +374,69 @@ static void existing_waits_past_lock_timeout(ledger_fixture *f, PGconn *db)
     PQfinish(h);
 }
 
+/* Case 7: lock timeouts name postgres.lock_timeout_ms (1 s here) and the
+ * version the schema stays at. */
+static void lock_timeout_named(ledger_fixture *f, PGconn *db)
+{
+    PGconn *a = tk_pg_connect(f->conninfo);
+    char cfg[600], log[600], *out = NULL;
+    const char *args[] = {"migrate", "-c", cfg, NULL};
+    PGresult *r;
+    int status;
+
+    snprintf(cfg, sizeof cfg, "%s/lock1s.yaml", f->dir);
+    snprintf(log, sizeof log, "%s/migrate-lock-timeout.log", f->dir);
+    write_config(f, cfg, 1000);
+
+    /* Step 10: the invalid index is dropped behind an open writer. */
+    back_to_step_9(db, 0);
+    r = PQexec(db, "CREATE UNIQUE INDEX CONCURRENTLY dead_letters_newest"
+                   " ON exactly.dead_letters (pipeline)");
+    TK_CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR,
+             "the unique build did not fail: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    tk_sql(a, "BEGIN;"
+              "INSERT INTO exactly.dead_letters"
+              " (pipeline, topic, partition, \"offset\", reason)"
+              " VALUES ('" LEDGER_PIPELINE "', '" TOPIC "', 0, 20, 'A')");
+    status = tk_exactly_output(log, 60000, args, &out);
+    TK_CHECK(status == 1 && strstr(out, "lock timeout"),
+             "migrate behind a writer with lock_timeout 1 s exited %d:\n%s",
+             status, out);
+    TK_CHECK(strstr(out, "postgres.lock_timeout_ms") &&
+                 !strstr(out, "statement_timeout_ms"),
+             "a lock timeout of step 10 does not name "
+             "postgres.lock_timeout_ms (and only it):\n%s", out);
+    TK_CHECK(strstr(out, "at version 9") != NULL,
+             "a failed step 10 does not say the schema is at version 9:\n%s",
+             out);
+    free(out);
+    tk_sql(a, "ROLLBACK");
+
+    /* Step 11: relay_state is held by an open transaction. */
+    snprintf(log, sizeof log, "%s/migrate-lock-timeout-11.log", f->dir);
+    back_to_step_9(db, 0); /* the invalid index goes too */
+    tk_sql(db, "CREATE INDEX dead_letters_newest ON exactly.dead_letters"
+               " (pipeline, id);"
+               "INSERT INTO exactly.schema_version (version) VALUES (10)");
+    tk_sql(a, "BEGIN; LOCK TABLE exactly.relay_state IN ROW EXCLUSIVE MODE");
+    status = tk_exactly_output(log, 60000, args, &out);
+    TK_CHECK(status == 1 && strstr(out, "lock timeout"),
+             "migrate behind a holder of relay_state exited %d:\n%s", status,
+             out);
+    TK_CHECK(strstr(out, "step 11") && strstr(out, "postgres.lock_timeout_ms"),
+             "a lock timeout of step 11 does not name the step and "
+             "postgres.lock_timeout_ms:\n%s", out);
+    TK_CHECK(strstr(out, "at version 10") != NULL,
+             "a failed step 11 does not say the schema is at version 10:\n%s",
+             out);
+    free(out);
+    tk_sql(a, "ROLLBACK");
+    migrate_ok(f);
+    check_newest_index(db, f->log);
+    PQfinish(a);
+}
+
 int main(void)
 {
     ledger_fixture f;
@@ -390,6 +458,7 @@ int main(void)
     valid_index_kept(&f, db);
     two_at_once(&f, db);
     existing_waits_past_lock_timeout(&f, db);
+    lock_timeout_named(&f, db);
     fresh_behind_old_snapshot(&f, db);
 
     PQfinish(db);
