@@ -194,6 +194,11 @@ int cmd_migrate(int argc, char **argv)
     } else if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to,
                                      err, sizeof(err)) != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: %s", err);
+        if (to >= 0)
+            cli_line(stderr, "exactly migrate: schema %s stays at version %d "
+                     "(this exactly's is %d); the next migrate goes on from "
+                     "there", cfg->postgres.schema, to,
+                     EXACTLY_SCHEMA_VERSION);
         code = CLI_FAILED;
     } else if (from == to) {
         cli_line(stdout, "schema %s is up to date (version %d)", cfg->postgres.schema, to);

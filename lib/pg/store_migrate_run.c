@@ -71,10 +71,12 @@ exactly_err exactly_store_version(PGconn *conn, const char *schema,
     return EXACTLY_OK;
 }
 
-/* Runs fmt, the quoted schema q as its %1$s, with params. */
+/* Runs fmt, the quoted schema q as its %1$s, with params; a server
+ * error's SQLSTATE into sqlstate (6 bytes) unless it is NULL. */
 static exactly_err exec_q(PGconn *conn, const char *q, const char *fmt,
                           int n_params, const char *const *params,
-                          PGresult **res, char *errbuf, size_t errbuf_size)
+                          PGresult **res, char *sqlstate, char *errbuf,
+                          size_t errbuf_size)
 {
     char *sql = store_format_schema(fmt, q);
     exactly_err rc;
@@ -83,10 +85,30 @@ static exactly_err exec_q(PGconn *conn, const char *q, const char *fmt,
         snprintf(errbuf, errbuf_size, "out of memory");
         return EXACTLY_ENOMEM;
     }
-    rc = exactly_pg_exec(conn, sql, n_params, params, res, errbuf,
-                         errbuf_size);
+    rc = exactly_pg_exec_state(conn, sql, n_params, params, res, sqlstate,
+                               errbuf, errbuf_size);
     free(sql);
     return rc;
+}
+
+/* What to change when a step failed with sqlstate: the setting whose
+ * timeout fired, by SQLSTATE (55P03 lock_not_available: a lock or a
+ * transaction waited for longer than lock_timeout; 57014
+ * query_canceled: statement_timeout, or a cancel request); "" for any
+ * other error. */
+static const char *step_hint(const char *sqlstate)
+{
+    if (strcmp(sqlstate, "55P03") == 0)
+        return "; a transaction of another session (a worker's batch, a "
+               "long transaction) held what the step waited for longer "
+               "than postgres.lock_timeout_ms: run migrate again, or with "
+               "a longer postgres.lock_timeout_ms";
+    if (strcmp(sqlstate, "57014") == 0)
+        return "; the statement was canceled (postgres.statement_timeout_ms "
+               "or a cancel request): a big table, or a build behind a "
+               "long transaction, may need a longer "
+               "postgres.statement_timeout_ms";
+    return "";
 }
 
 /* Records step i (version i + 1) in q's schema_version, in the current
@@ -100,7 +122,7 @@ static exactly_err record_step(PGconn *conn, const char *q, size_t i,
     snprintf(vbuf, sizeof(vbuf), "%zu", i + 1);
     return exec_q(conn, q,
                   "INSERT INTO %1$s.schema_version (version) VALUES ($1)", 1,
-                  vparams, NULL, errbuf, errbuf_size);
+                  vparams, NULL, NULL, errbuf, errbuf_size);
 }
 
 /* Logs which session holds schema's migration lock (pg_locks: an
@@ -212,7 +234,8 @@ static void log_older_snapshots(PGconn *conn, const char *index)
  * database however long it is kept (a report, a pg_dump), which is no
  * lock of the table's, so only statement_timeout bounds it. */
 static exactly_err build_without_lock_timeout(PGconn *conn, const char *q,
-                                              size_t i, char *errbuf,
+                                              size_t i, char *sqlstate,
+                                              char *errbuf,
                                               size_t errbuf_size)
 {
     PGresult *res = NULL;
@@ -230,7 +253,7 @@ static exactly_err build_without_lock_timeout(PGconn *conn, const char *q,
                          errbuf_size);
     if (rc != EXACTLY_OK)
         return rc;
-    rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, errbuf,
+    rc = exec_q(conn, q, store_step_sql(i), 0, NULL, NULL, sqlstate, errbuf,
                 errbuf_size);
     if (rc == EXACTLY_OK)
         return exactly_pg_exec(conn,
@@ -251,7 +274,7 @@ static exactly_err build_index(PGconn *conn, const char *schema,
                                char *errbuf, size_t errbuf_size)
 {
     const char *params[2] = {schema, index};
-    char inner[1024];
+    char inner[1024], sqlstate[6] = "";
     PGresult *res = NULL;
     exactly_err rc;
     int invalid;
@@ -281,23 +304,24 @@ static exactly_err build_index(PGconn *conn, const char *schema,
             rc = EXACTLY_ENOMEM;
             goto fail;
         }
-        rc = exactly_pg_exec(conn, sql, 0, NULL, NULL, inner, sizeof(inner));
+        rc = exactly_pg_exec_state(conn, sql, 0, NULL, NULL, sqlstate, inner,
+                                   sizeof(inner));
         free(sql);
         if (rc != EXACTLY_OK)
             goto fail;
     }
     log_older_snapshots(conn, index);
-    rc = build_without_lock_timeout(conn, q, i, inner, sizeof(inner));
+    rc = build_without_lock_timeout(conn, q, i, sqlstate, inner,
+                                    sizeof(inner));
     if (rc == EXACTLY_OK)
         rc = record_step(conn, q, i, inner, sizeof(inner));
     if (rc == EXACTLY_OK)
         return EXACTLY_OK;
 fail:
     snprintf(errbuf, errbuf_size,
-             "step %zu, building index %s concurrently: %s (the schema "
-             "stays at version %zu; the next migrate builds it again; a "
-             "big table may need a longer postgres.statement_timeout_ms)",
-             i + 1, index, inner, i);
+             "step %zu, building index %s concurrently: %s (the next "
+             "migrate builds it again%s)",
+             i + 1, index, inner, step_hint(sqlstate));
     return rc;
 }
 
@@ -309,7 +333,7 @@ static exactly_err step_in_txn(PGconn *conn, const char *q, size_t i,
 {
     static const char concurrently[] = "CREATE INDEX CONCURRENTLY ";
     const char *sql = store_step_sql(i);
-    char *plain = NULL;
+    char *plain = NULL, inner[1024], sqlstate[6] = "";
     exactly_err rc;
 
     if (store_step_index(i)) {
@@ -328,10 +352,15 @@ static exactly_err step_in_txn(PGconn *conn, const char *q, size_t i,
         snprintf(plain, n, "CREATE INDEX %s", sql + strlen(concurrently));
         sql = plain;
     }
-    rc = exec_q(conn, q, sql, 0, NULL, NULL, errbuf, errbuf_size);
+    rc = exec_q(conn, q, sql, 0, NULL, NULL, sqlstate, inner,
+                sizeof(inner));
     free(plain);
     if (rc == EXACTLY_OK)
-        rc = record_step(conn, q, i, errbuf, errbuf_size);
+        rc = record_step(conn, q, i, inner, sizeof(inner));
+    if (rc != EXACTLY_OK)
+        snprintf(errbuf, errbuf_size, "step %zu: %s (rolled back, with "
+                 "the steps before it in its transaction%s)",
+                 i + 1, inner, step_hint(sqlstate));
     return rc;
 }
 
@@ -356,9 +385,10 @@ exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
     size_t n = store_steps_count(), i;
     int version = 0, in_txn = 0, locked = 0;
     int done = 0;      /* steps applied, committed or in the transaction */
-    int committed = 0; /* steps committed */
+    int committed = -1; /* steps committed; -1: not read yet */
 
-    *from_version = *to_version = 0;
+    *from_version = 0;
+    *to_version = -1;
     if (!q)
         goto cleanup;
     rc = exactly_pg_exec(conn, "SET client_min_messages = warning", 0, NULL,
@@ -377,7 +407,7 @@ exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
                     "CREATE TABLE IF NOT EXISTS %1$s.schema_version ("
                     " version integer PRIMARY KEY,"
                     " applied_at timestamptz NOT NULL DEFAULT now())",
-                    0, NULL, NULL, errbuf, errbuf_size);
+                    0, NULL, NULL, NULL, errbuf, errbuf_size);
     if (rc == EXACTLY_OK)
         rc = exactly_store_version(conn, schema, &version, errbuf,
                                    errbuf_size);
