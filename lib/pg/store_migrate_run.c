@@ -139,8 +139,9 @@ static void log_lock_holder(PGconn *conn, const char *schema,
     if (exactly_pg_exec(
             conn,
             "WITH k AS (SELECT hashtext('exactly.migrate.' || $1)::bigint"
-            " AS v) SELECT coalesce(string_agg(format('pid %s (%s, %s since"
-            " %s)', l.pid, a.application_name, a.state,"
+            " AS v) SELECT coalesce(string_agg(format('pid %s (%s, %s,"
+            " connected at %s)', l.pid, coalesce(nullif(a.application_name, ''), '-'),"
+            " a.state,"
             " date_trunc('second', a.backend_start)), ', '), '')"
             " FROM k, pg_locks l LEFT JOIN pg_stat_activity a"
             " ON a.pid = l.pid"
@@ -151,7 +152,7 @@ static void log_lock_holder(PGconn *conn, const char *schema,
             " AND l.objid = (k.v & 4294967295)::oid AND l.objsubid = 1",
             1, params, &res, err, sizeof(err)) != EXACTLY_OK)
         return;
-    exactly_log(EXACTLY_LOG_WARN, "migrate",
+    exactly_log(EXACTLY_LOG_INFO, "migrate",
                 "another migration of the schema holds the lock: waiting "
                 "for it to end",
                 LOG_STR("schema", schema), LOG_INT("waited_ms", waited_ms),
@@ -210,7 +211,8 @@ static void log_older_snapshots(PGconn *conn, const char *index)
     if (exactly_pg_exec(
             conn,
             "SELECT coalesce(max(n), 0), coalesce(string_agg(format("
-            "'pid %s (%s, %s since %s)', pid, application_name, state,"
+            "'pid %s (%s, %s, transaction since %s)', pid,"
+            " coalesce(nullif(application_name, ''), '-'), state,"
             " date_trunc('second', xact_start)), ', ' ORDER BY xact_start),"
             " '') FROM (SELECT pid, application_name, state, xact_start,"
             " count(*) OVER () AS n FROM pg_stat_activity"
@@ -220,7 +222,7 @@ static void log_older_snapshots(PGconn *conn, const char *index)
             0, NULL, &res, err, sizeof(err)) != EXACTLY_OK)
         return;
     if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
-        exactly_log(EXACTLY_LOG_WARN, "migrate",
+        exactly_log(EXACTLY_LOG_INFO, "migrate",
                     "the concurrent index build waits for the older "
                     "transactions of these sessions to end",
                     LOG_STR("index", index),
