@@ -19,13 +19,26 @@ static void usage(FILE *out)
             "Creates the framework tables (offsets, dedup keys, dead letters)\n"
             "in the schema named by postgres.schema, or upgrades them to this\n"
             "version of exactly. Idempotent; concurrent runs wait for each\n"
-            "other. Each applied step is recorded in SCHEMA.schema_version\n"
-            "as it lands. An index on a table the workers write is built\n"
-            "concurrently, outside a transaction, so running workers go on;\n"
-            "an invalid one left by an interrupted build is built again.\n"
+            "other (a waiting run logs which session holds the lock).\n"
+            "Consecutive steps run in one transaction, each recorded in\n"
+            "SCHEMA.schema_version inside it; it commits before a concurrent\n"
+            "index build and at the end, so an interrupted run leaves the\n"
+            "schema at the last step committed and the next goes on from\n"
+            "there; a failed run names the step, the setting whose timeout\n"
+            "fired and the version the schema stays at (exit code 1).\n"
+            "An index on a table the workers write is built concurrently,\n"
+            "outside a transaction, so running workers go on (it waits for\n"
+            "every older transaction of the database, bounded by\n"
+            "postgres.statement_timeout_ms, not lock_timeout_ms; on a new\n"
+            "install it is built in the steps' transaction and waits for\n"
+            "nothing); an invalid one left by an interrupted build is built\n"
+            "again.\n"
             "A configuration that 'exactly check' refuses (a handler that does\n"
             "not load or whose options are wrong, a Kafka property exactly\n"
-            "owns) is refused first, with exit code 2, and nothing is done.\n"
+            "owns) is refused first, with exit code 2, and nothing is done;\n"
+            "so is a connection that is not a PostgreSQL session of its own\n"
+            "(a pooler in transaction mode, such as PgBouncer's\n"
+            "pool_mode = transaction): connect directly or in session mode.\n"
             "\n"
             "Run it as the role that owns the framework schema (or may create\n"
             "it), not as the role of the workers: that one owns nothing and\n"
@@ -136,6 +149,7 @@ int cmd_migrate(int argc, char **argv)
     PGconn *conn;
     char err[2048];
     int from, to, c, code = CLI_OK, refused = 0;
+    exactly_err rc;
     size_t i;
 
     optind = 1;
@@ -172,9 +186,25 @@ int cmd_migrate(int argc, char **argv)
         exactly_config_free(cfg);
         return CLI_FAILED;
     }
-    if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to, err,
-                              sizeof(err)) != EXACTLY_OK) {
+    /* A pooler in transaction mode would keep the session's advisory lock
+     * on a pooled backend, and the unlock could run on another: refused
+     * as the workers refuse it. */
+    rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
+    if (rc != EXACTLY_OK) {
+        cli_line(stderr, "exactly migrate: %s: %s",
+                 rc == EXACTLY_ECONFIG
+                     ? "refusing to run through this connection"
+                     : "cannot check the connection",
+                 err);
+        code = rc == EXACTLY_ECONFIG ? CLI_REFUSED : CLI_FAILED;
+    } else if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to,
+                                     err, sizeof(err)) != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: %s", err);
+        if (to >= 0)
+            cli_line(stderr, "exactly migrate: schema %s stays at version %d "
+                     "(this exactly's is %d); the next migrate goes on from "
+                     "there", cfg->postgres.schema, to,
+                     EXACTLY_SCHEMA_VERSION);
         code = CLI_FAILED;
     } else if (from == to) {
         cli_line(stdout, "schema %s is up to date (version %d)", cfg->postgres.schema, to);

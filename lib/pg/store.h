@@ -73,10 +73,13 @@ void exactly_store_sql_free(exactly_store_sql *s);
  * Creates or upgrades the framework tables in schema, idempotently, under
  * a session advisory lock so concurrent runs wait for each other. Steps
  * run in transactions, but an index build on a table the workers write,
- * which runs concurrently between them (store_migrate_run.c). Sets
+ * which runs concurrently between them, unless the open transaction
+ * created the table (store_migrate_run.c). Sets
  * *from_version, and *to_version to the version committed (on failure
- * too: the steps before a failed one may have landed). Returns EXACTLY_OK
- * or an error with the reason in errbuf.
+ * too: the steps before a failed one may have landed; -1 when the
+ * failure came before the version was read). Returns EXACTLY_OK or an
+ * error with the reason in errbuf, which names the failed step and, for
+ * a lock or statement timeout, the setting that fired.
  */
 exactly_err exactly_store_migrate(PGconn *conn, const char *schema,
                                   int *from_version, int *to_version,

@@ -439,8 +439,9 @@ static const char *const migrations[] = {
 static const struct {
     size_t step; /* 1-based, as in schema_version */
     const char *index;
+    size_t table_step; /* the step that creates the indexed table */
 } concurrent_steps[] = {
-    {10, "dead_letters_newest"},
+    {10, "dead_letters_newest", 1},
 };
 
 int exactly_store_schema_version(void) { return (int)N_MIGRATIONS; }
@@ -461,4 +462,15 @@ const char *store_step_index(size_t i)
         if (concurrent_steps[k].step == i + 1)
             return concurrent_steps[k].index;
     return NULL;
+}
+
+size_t store_step_index_table(size_t i)
+{
+    size_t k;
+
+    for (k = 0; k < sizeof(concurrent_steps) / sizeof(concurrent_steps[0]);
+         k++)
+        if (concurrent_steps[k].step == i + 1)
+            return concurrent_steps[k].table_step;
+    return 0;
 }

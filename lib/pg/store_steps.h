@@ -15,8 +15,12 @@ size_t store_steps_count(void);
 const char *store_step_sql(size_t i);
 
 /* The index step i builds: its name when the step is one CREATE INDEX
- * CONCURRENTLY IF NOT EXISTS, to run outside any transaction; NULL for a
- * step of transactional DDL. */
+ * CONCURRENTLY IF NOT EXISTS (its text starts with exactly those words),
+ * to run outside any transaction; NULL for a step of transactional DDL. */
 const char *store_step_index(size_t i);
+
+/* For such a step: the step (1-based) that creates the table the index is
+ * on; 0 for a step of transactional DDL. */
+size_t store_step_index_table(size_t i);
 
 #endif

@@ -20,6 +20,20 @@
  * migrate drops it and builds the step's index. A valid index already
  * there (built, but the step not recorded) is kept and the step recorded.
  * Two migrations at once, one of them building, both end well.
+ *
+ * A build waits for every transaction of the database holding a snapshot
+ * older than its own, whatever it reads: a report query or an idle
+ * session in REPEATABLE READ. On a new install (dead_letters created in
+ * the same run, empty, seen by no one else) the index is built in the
+ * steps' transaction and waits for nothing, with the default
+ * lock_timeout; on an existing table the concurrent build waits for the
+ * old snapshot longer than postgres.lock_timeout_ms, bounded by
+ * statement_timeout only, and the log names the session it waits for.
+ *
+ * A migration that fails on a lock timeout (dropping an invalid index
+ * behind a writer; step 11's ALTER TABLE behind a transaction that holds
+ * relay_state) names postgres.lock_timeout_ms, not statement_timeout_ms,
+ * and the version the schema stays at.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -227,31 +241,198 @@ static void valid_index_kept(ledger_fixture *f, PGconn *db)
 
 /* Case 4: two migrations at once, the first building behind an open
  * writer: the second waits for the first's lock without holding a
- * snapshot the build would wait for in turn, and both end well. */
+ * snapshot the build would wait for in turn, says which session holds
+ * the lock, and both end well. */
 static void two_at_once(ledger_fixture *f, PGconn *db)
 {
     PGconn *a = tk_pg_connect(f->conninfo);
     const char *args[] = {"migrate", "-c", f->config, NULL};
-    char *waits = NULL;
+    char *waits = NULL, *holder, log2[600];
     pid_t m1, m2;
     int s1, s2;
 
     back_to_step_9(db, 0);
     m1 = migrate_behind_writer(f, db, a, 3, &waits);
     free(waits);
-    m2 = tk_exactly_startv(f->log, args);
+    /* The first's session: the one waiting behind the writer. */
+    holder = tk_sql_text(db, "SELECT a.pid::text FROM pg_stat_activity a"
+                             " WHERE a.application_name = 'exactly-migrate'"
+                             " AND a.datname = current_database()"
+                             " AND EXISTS (SELECT 1 FROM pg_locks l"
+                             " WHERE l.pid = a.pid AND NOT l.granted)");
+    snprintf(log2, sizeof log2, "%s/migrate-second.log", f->dir);
+    m2 = tk_exactly_startv(log2, args);
     /* The second is connected and asking for the lock. */
     TK_CHECK(tk_sql_wait_int64(db, 2, WAIT_MS,
                                "SELECT count(*) FROM pg_stat_activity"
                                " WHERE application_name = 'exactly-migrate'"
                                " AND datname = current_database()") == 2,
              "the second exactly migrate did not connect");
-    tk_sleep_ms(300);
+    LEDGER_CHECK_LOG(tk_wait_log(log2, "holds the lock", 1, m2, WAIT_MS,
+                                 NULL) &&
+                         tk_log_lines_with(log2, "holds the lock", holder) > 0,
+                     log2, "the second exactly migrate did not say that "
+                     "session %s holds the lock it waits for", holder);
+    free(holder);
     tk_sql(a, "COMMIT");
     s1 = tk_exactly_wait(m1, 60000, f->log, "the first exactly migrate");
-    s2 = tk_exactly_wait(m2, 60000, f->log, "the second exactly migrate");
+    s2 = tk_exactly_wait(m2, 60000, log2, "the second exactly migrate");
     LEDGER_CHECK_LOG(s1 == 0 && s2 == 0, f->log, "two exactly migrate at "
                      "once exited %d and %d", s1, s2);
+    check_newest_index(db, f->log);
+    PQfinish(a);
+}
+
+/* A config at path like the fixture's, with postgres.lock_timeout_ms
+ * lock_ms (0: the default). */
+static void write_config(const ledger_fixture *f, const char *path,
+                         int lock_ms)
+{
+    ledger_config c;
+
+    memset(&c, 0, sizeof c);
+    c.bootstraps = f->mock->bootstraps;
+    c.conninfo = f->conninfo;
+    c.topic = f->topic;
+    c.max_messages = 100;
+    c.max_wait_ms = 20;
+    c.lock_timeout_ms = lock_ms;
+    ledger_write_config(path, &c);
+}
+
+/* Opens a transaction on h that holds a snapshot until it ends. */
+static void hold_snapshot(PGconn *h)
+{
+    tk_sql(h, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+}
+
+/* Case 5: a new install with the default settings while another session
+ * holds an old snapshot (for longer than the default lock_timeout, 10 s,
+ * were migrate to wait for it) ends well at once. */
+static void fresh_behind_old_snapshot(ledger_fixture *f, PGconn *db)
+{
+    PGconn *h = tk_pg_connect(f->conninfo);
+    char cfg[600];
+    int status;
+
+    snprintf(cfg, sizeof cfg, "%s/defaults.yaml", f->dir);
+    write_config(f, cfg, 0);
+    tk_sql(db, "DROP SCHEMA exactly CASCADE");
+    hold_snapshot(h);
+    status = tk_exactly(f->log, 60000, "migrate", "-c", cfg, NULL);
+    LEDGER_CHECK_LOG(status == 0, f->log, "exactly migrate of a new install "
+                     "exited %d while another session held a snapshot",
+                     status);
+    tk_sql(h, "COMMIT");
+    check_newest_index(db, f->log);
+    PQfinish(h);
+}
+
+/* Case 6: on an existing dead_letters the concurrent build waits for an
+ * old snapshot past postgres.lock_timeout_ms (1 s here), says whose, and
+ * ends well once that transaction does. */
+static void existing_waits_past_lock_timeout(ledger_fixture *f, PGconn *db)
+{
+    PGconn *h = tk_pg_connect(f->conninfo);
+    char cfg[600], log[600], pid[32];
+    const char *args[] = {"migrate", "-c", cfg, NULL};
+    int64_t until, waiting_since = 0;
+    int status;
+    pid_t mig;
+
+    snprintf(cfg, sizeof cfg, "%s/lock1s.yaml", f->dir);
+    snprintf(log, sizeof log, "%s/migrate-snapshot.log", f->dir);
+    write_config(f, cfg, 1000);
+    back_to_step_9(db, 0);
+    hold_snapshot(h);
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(h));
+    mig = tk_exactly_startv(log, args);
+    /* Three lock timeouts after it came to wait, it still waits. */
+    until = tk_now_ms() + WAIT_MS;
+    while (!waiting_since || tk_now_ms() < waiting_since + 3000) {
+        char *waits = migrate_waits_for(db);
+
+        if (!waiting_since && waits[0] != '\0')
+            waiting_since = tk_now_ms();
+        free(waits);
+        status = tk_wait(mig, 0);
+        LEDGER_CHECK_LOG(status == -1, log, "exactly migrate exited %d "
+                         "while another session held a snapshot older than "
+                         "its build (lock_timeout 1 s)", status);
+        LEDGER_CHECK_LOG(tk_now_ms() < until, log, "exactly migrate did not "
+                         "come to wait behind the old snapshot within %d ms",
+                         WAIT_MS);
+        tk_sleep_ms(20);
+    }
+    LEDGER_CHECK_LOG(tk_log_lines_with(log, "older transactions", pid) > 0,
+                     log, "the log does not say that the build waits for "
+                     "session %s", pid);
+    tk_sql(h, "COMMIT");
+    status = tk_exactly_wait(mig, 60000, log, "exactly migrate");
+    LEDGER_CHECK_LOG(status == 0, log, "exactly migrate exited %d", status);
+    check_newest_index(db, log);
+    PQfinish(h);
+}
+
+/* Case 7: lock timeouts name postgres.lock_timeout_ms (1 s here) and the
+ * version the schema stays at. */
+static void lock_timeout_named(ledger_fixture *f, PGconn *db)
+{
+    PGconn *a = tk_pg_connect(f->conninfo);
+    char cfg[600], log[600], *out = NULL;
+    const char *args[] = {"migrate", "-c", cfg, NULL};
+    PGresult *r;
+    int status;
+
+    snprintf(cfg, sizeof cfg, "%s/lock1s.yaml", f->dir);
+    snprintf(log, sizeof log, "%s/migrate-lock-timeout.log", f->dir);
+    write_config(f, cfg, 1000);
+
+    /* Step 10: the invalid index is dropped behind an open writer. */
+    back_to_step_9(db, 0);
+    r = PQexec(db, "CREATE UNIQUE INDEX CONCURRENTLY dead_letters_newest"
+                   " ON exactly.dead_letters (pipeline)");
+    TK_CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR,
+             "the unique build did not fail: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    tk_sql(a, "BEGIN;"
+              "INSERT INTO exactly.dead_letters"
+              " (pipeline, topic, partition, \"offset\", reason)"
+              " VALUES ('" LEDGER_PIPELINE "', '" TOPIC "', 0, 20, 'A')");
+    status = tk_exactly_output(log, 60000, args, &out);
+    TK_CHECK(status == 1 && strstr(out, "lock timeout"),
+             "migrate behind a writer with lock_timeout 1 s exited %d:\n%s",
+             status, out);
+    TK_CHECK(strstr(out, "postgres.lock_timeout_ms") &&
+                 !strstr(out, "statement_timeout_ms"),
+             "a lock timeout of step 10 does not name "
+             "postgres.lock_timeout_ms (and only it):\n%s", out);
+    TK_CHECK(strstr(out, "at version 9") != NULL,
+             "a failed step 10 does not say the schema is at version 9:\n%s",
+             out);
+    free(out);
+    tk_sql(a, "ROLLBACK");
+
+    /* Step 11: relay_state is held by an open transaction. */
+    snprintf(log, sizeof log, "%s/migrate-lock-timeout-11.log", f->dir);
+    back_to_step_9(db, 0); /* the invalid index goes too */
+    tk_sql(db, "CREATE INDEX dead_letters_newest ON exactly.dead_letters"
+               " (pipeline, id);"
+               "INSERT INTO exactly.schema_version (version) VALUES (10)");
+    tk_sql(a, "BEGIN; LOCK TABLE exactly.relay_state IN ROW EXCLUSIVE MODE");
+    status = tk_exactly_output(log, 60000, args, &out);
+    TK_CHECK(status == 1 && strstr(out, "lock timeout"),
+             "migrate behind a holder of relay_state exited %d:\n%s", status,
+             out);
+    TK_CHECK(strstr(out, "step 11") && strstr(out, "postgres.lock_timeout_ms"),
+             "a lock timeout of step 11 does not name the step and "
+             "postgres.lock_timeout_ms:\n%s", out);
+    TK_CHECK(strstr(out, "at version 10") != NULL,
+             "a failed step 11 does not say the schema is at version 10:\n%s",
+             out);
+    free(out);
+    tk_sql(a, "ROLLBACK");
+    migrate_ok(f);
     check_newest_index(db, f->log);
     PQfinish(a);
 }
@@ -276,6 +457,9 @@ int main(void)
     invalid_index_rebuilt(&f, db);
     valid_index_kept(&f, db);
     two_at_once(&f, db);
+    existing_waits_past_lock_timeout(&f, db);
+    lock_timeout_named(&f, db);
+    fresh_behind_old_snapshot(&f, db);
 
     PQfinish(db);
     ledger_fixture_stop(&f);

@@ -11,6 +11,8 @@
  *                (exit 2) with a line naming the reason (the session's
  *                timeouts would not stay with it) and PgBouncer's
  *                pool_mode; it claims no partition and writes nothing.
+ *                `exactly migrate` refuses the same way (its session
+ *                advisory lock would stay on a pooled backend).
  *
  * Skipped (77) when pgbouncer is not installed.
  */
@@ -120,6 +122,17 @@ int main(void)
     ledger_migrate(f.config, f.log); /* directly: the schema exists */
     c.conninfo = via_txn;
     ledger_write_config(f.config, &c);
+    snprintf(log, sizeof log, "%s/migrate-transaction.log", f.dir);
+    status = tk_exactly(log, 60000, "migrate", "-c", f.config, NULL);
+    text = tk_read_file(log);
+    tk_note("migrate through a transaction pool:\n%s", text ? text : "");
+    TK_CHECK(status == 2, "exactly migrate through a transaction pool "
+             "exited %d, expected 2 (refused)", status);
+    TK_CHECK(text && strstr(text, "refusing to run through this connection") &&
+                 strstr(text, "not a PostgreSQL session of its own") &&
+                 strstr(text, "pool_mode = transaction"),
+             "the refusal of migrate does not say why");
+    free(text);
     snprintf(log, sizeof log, "%s/worker-transaction.log", f.dir);
     argv[0] = (char *)ledger_exactly_bin();
     argv[1] = "worker";
