@@ -127,10 +127,11 @@ typedef struct ops_dlq_replayed {
  * (out->rolled_back); after a deadlock (40P01) or a serialization failure
  * (40001) the whole replay is run again, logged, up to
  * OPS_DLQ_REPLAY_TRIES tries in all. A COMMIT whose answer is lost with the connection
- * may have landed: its transaction is looked up by id on a new connection
- * (out->commit_lost, out->note). When the server says committed the
- * result is EXACTLY_OK as for any commit; when it says rolled back,
- * out->rolled_back; otherwise neither is claimed. EXACTLY_ECONFIG when the
+ * may have landed: its transaction is asked about by the mark it wrote
+ * last before COMMIT, on a new connection (out->commit_lost, out->note).
+ * When the mark is there the result is EXACTLY_OK as for any commit; when
+ * it is not and nothing is writing it, out->rolled_back; otherwise
+ * neither is claimed. EXACTLY_ECONFIG when the
  * pipeline's handler or lookup is refused. Free out with
  * ops_dlq_replayed_free.
  */

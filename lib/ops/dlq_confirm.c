@@ -4,13 +4,12 @@
  *
  * The COMMIT may have landed before the connection went: the replay's
  * writes and its deletions committed, and saying "rolled back" would be
- * the opposite of the truth. The transaction's id, taken before COMMIT
- * with the history it belongs to, is asked about on a new connection
- * (pg_xact.h): the answer of a server on that history, not the dead
- * letters as a read sees them, which stay unchanged while the old session
- * still finishes its commit (and, through a pooler, that session cannot
- * be found by the pid the client knows). A server on another history (a
- * promoted standby after a failover) cannot answer for it: unknown.
+ * the opposite of the truth. The transaction's own mark, written last
+ * before COMMIT, is asked about on a new connection (pg_xact.h): not the
+ * dead letters as a read sees them, which stay unchanged while the old
+ * session still finishes its commit (and, through a pooler, that session
+ * cannot be found by the pid the client knows), and not its id, which a
+ * server hands out again after a crash or a failover.
  */
 #include "dlq_replay_internal.h"
 
@@ -37,23 +36,25 @@ exactly_err dlq_confirm_commit(replay *r, const exactly_xact_ref *xref,
     if (out == EXACTLY_XACT_COMMITTED) {
         snprintf(o->note, sizeof(o->note),
                  "the answer to COMMIT was lost (%s); asked on a new "
-                 "connection, transaction %s committed: the replay "
-                 "committed",
-                 lost, xref->xid);
+                 "connection, the transaction committed (its mark %s is "
+                 "there): the replay committed",
+                 lost, xref->mark);
         fail = EXACTLY_OK;
     } else if (out == EXACTLY_XACT_ABORTED) {
         o->rolled_back = 1;
         snprintf(o->note, sizeof(o->note),
                  "the answer to COMMIT was lost (%s); asked on a new "
-                 "connection, transaction %s was rolled back: nothing was "
+                 "connection, the transaction was rolled back (its mark %s "
+                 "is not there, and nothing is writing it): nothing was "
                  "applied and the dead letters are unchanged",
-                 lost, xref->xid);
+                 lost, xref->mark);
     } else {
         snprintf(o->note, sizeof(o->note),
                  "the answer to COMMIT was lost (%s); outcome unknown: "
-                 "whether transaction %s committed could not be learnt "
-                 "(%s); see `exactly dlq list` before replaying again",
-                 lost, xref->xid, why);
+                 "whether the transaction (mark %s) committed could not be "
+                 "learnt (%s); see `exactly dlq list` before replaying "
+                 "again",
+                 lost, xref->mark, why);
     }
     /* err is the one sentence of a failure, as everywhere in dlq.h. */
     if (fail != EXACTLY_OK)

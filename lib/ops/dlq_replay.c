@@ -342,7 +342,7 @@ static exactly_err replay_once(PGconn *conn, const exactly_config *cfg,
     char ignore[256];
     replay r;
     exactly_err rc;
-    exactly_xact_ref xref = {{0}, {0}};
+    exactly_xact_ref xref = {{0}};
     int commit_sent = 0;
     char *unlocked = NULL;
     size_t i;
@@ -377,8 +377,6 @@ static exactly_err replay_once(PGconn *conn, const exactly_config *cfg,
                     "written from its old state",
                     LOG_STR("pipeline", p->name), LOG_STR("error", unlocked));
     free(unlocked);
-    /* The history its id will belong to (pg_xact.h). */
-    exactly_pg_xact_history(conn, &xref);
     /* READ COMMITTED: the rows the lookup found stay locked to COMMIT, so
      * a handler that reads the source inside its own write (the fused
      * upsert, itself FOR SHARE) finds each of them as the lookup did, or
@@ -389,12 +387,15 @@ static exactly_err replay_once(PGconn *conn, const exactly_config *cfg,
     out->rolled_back = 1;
     if (rc == EXACTLY_OK)
         rc = replay_all(&r, err, errsz);
-    /* Its id, to learn its outcome should COMMIT go unanswered. */
+    /* Its mark, to learn its outcome should COMMIT go unanswered. */
     if (rc == EXACTLY_OK)
-        rc = exactly_pg_xact_id(conn, &xref, err, errsz);
+        rc = exactly_pg_xact_mark(conn, cfg->postgres.schema, &xref, err,
+                                  errsz);
     if (rc == EXACTLY_OK) {
         commit_sent = 1;
         rc = exactly_pg_exec(conn, "COMMIT", 0, NULL, NULL, err, errsz);
+        if (rc == EXACTLY_OK)
+            exactly_pg_xact_forget(conn, cfg->postgres.schema, &xref);
     }
     /* An error the server answered COMMIT with means no commit; a
      * connection gone before the answer leaves it unknown (DESIGN §3). */

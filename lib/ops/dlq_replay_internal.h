@@ -97,9 +97,10 @@ exactly_err dlq_apply_records(replay *r, precs *pr, char *err, size_t errsz);
 
 /*
  * After COMMIT failed without an answer (the connection is gone; err says
- * how): connects anew and asks what became of transaction xid, the
- * replay's (dlq_confirm.c, pg_xact.h). Sets r->out->commit_lost and note,
- * and rolled_back only when the server says it was rolled back.
+ * how): connects anew and asks what became of the replay's transaction
+ * by the mark it wrote, xref (dlq_confirm.c, pg_xact.h). Sets
+ * r->out->commit_lost and note, and rolled_back only when its mark is not
+ * there and nothing is writing it.
  * EXACTLY_OK when it says committed, else fail.
  */
 exactly_err dlq_confirm_commit(replay *r, const exactly_xact_ref *xref,

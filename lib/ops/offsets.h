@@ -183,9 +183,10 @@ int ops_reset_blocked(const ops_reset *r);
  * value), sets next_offset, clears the crash guard's counters and adds an
  * audit row per partition. The plan is updated to what was written.
  * EXACTLY_EINVAL when a partition cannot be shifted. When the connection
- * is lost before COMMIT is answered, the transaction is looked up by its
- * id on a new connection (pg_xact.h) and r->commit_lost is set, with
- * r->commit_note saying what was found: EXACTLY_OK when it committed;
+ * is lost before COMMIT is answered, the transaction is asked about by
+ * the mark it wrote, on a new connection (pg_xact.h), and r->commit_lost
+ * is set, with r->commit_note saying what was found: EXACTLY_OK when it
+ * committed;
  * otherwise the error, r->outcome_unknown set when it may have committed.
  * On any other error nothing changed.
  */

@@ -383,10 +383,10 @@ static exactly_err write_reset(ops_reset *r, columns *c, char *err,
     return rc;
 }
 
-/* The answer to the COMMIT of transaction xref was lost (fail, err):
- * asks on a new connection what became of it (pg_xact.h: only a server on
- * the transaction's history can say). EXACTLY_OK when it
- * committed; fail otherwise, r->outcome_unknown set unless it aborted.
+/* The answer to the COMMIT of the transaction that wrote xref's mark was
+ * lost (fail, err): asks on a new connection what became of it (pg_xact.h:
+ * its mark says). EXACTLY_OK when it committed; fail otherwise,
+ * r->outcome_unknown set unless it is known not to have committed.
  * r->commit_note and err say what was found. */
 static exactly_err confirm_commit(ops_reset *r, const exactly_xact_ref *xref,
                                   exactly_err fail, char *err, size_t errsz)
@@ -405,20 +405,22 @@ static exactly_err confirm_commit(ops_reset *r, const exactly_xact_ref *xref,
     if (out == EXACTLY_XACT_COMMITTED) {
         snprintf(r->commit_note, sizeof(r->commit_note),
                  "the answer to COMMIT was lost (%s); asked on a new "
-                 "connection, transaction %s committed",
-                 lost, xref->xid);
+                 "connection, the transaction committed (its mark %s is "
+                 "there)",
+                 lost, xref->mark);
         return EXACTLY_OK;
     }
     if (out == EXACTLY_XACT_ABORTED)
         snprintf(r->commit_note, sizeof(r->commit_note),
                  "the answer to COMMIT was lost (%s); asked on a new "
-                 "connection, transaction %s was rolled back",
-                 lost, xref->xid);
+                 "connection, the transaction was rolled back (its mark %s "
+                 "is not there, and nothing is writing it)",
+                 lost, xref->mark);
     else
         snprintf(r->commit_note, sizeof(r->commit_note),
-                 "the answer to COMMIT was lost (%s); whether transaction %s "
-                 "committed is unknown (%s)",
-                 lost, xref->xid, why);
+                 "the answer to COMMIT was lost (%s); whether the transaction "
+                 "(mark %s) committed is unknown (%s)",
+                 lost, xref->mark, why);
     r->outcome_unknown = out != EXACTLY_XACT_ABORTED;
     snprintf(err, errsz, "%s", r->commit_note);
     return fail;
@@ -427,7 +429,7 @@ static exactly_err confirm_commit(ops_reset *r, const exactly_xact_ref *xref,
 exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
 {
     char ignore[256];
-    exactly_xact_ref xref = {{0}, {0}};
+    exactly_xact_ref xref = {{0}};
     columns c = {0};
     exactly_err rc;
     int commit_sent = 0;
@@ -440,17 +442,19 @@ exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
     rc = columns_new(r, &c, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
-    /* The history its id will belong to (pg_xact.h). */
-    exactly_pg_xact_history(r->conn, &xref);
     rc = exactly_pg_exec(r->conn, "BEGIN", 0, NULL, NULL, err, errsz);
     if (rc == EXACTLY_OK) {
         rc = write_reset(r, &c, err, errsz);
-        /* Its id, to learn its outcome should COMMIT go unanswered. */
+        /* Its mark, to learn its outcome should COMMIT go unanswered. */
         if (rc == EXACTLY_OK)
-            rc = exactly_pg_xact_id(r->conn, &xref, err, errsz);
+            rc = exactly_pg_xact_mark(r->conn, r->cfg->postgres.schema,
+                                      &xref, err, errsz);
         if (rc == EXACTLY_OK) {
             commit_sent = 1;
             rc = exactly_pg_exec(r->conn, "COMMIT", 0, NULL, NULL, err, errsz);
+            if (rc == EXACTLY_OK)
+                exactly_pg_xact_forget(r->conn, r->cfg->postgres.schema,
+                                       &xref);
         } else {
             (void)exactly_pg_exec(r->conn, "ROLLBACK", 0, NULL, NULL, ignore,
                                   sizeof(ignore));

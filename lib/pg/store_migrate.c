@@ -424,6 +424,14 @@ static const char *const migrations[] = {
     "ALTER TABLE %1$s.relay_state ADD COLUMN last_published_at timestamptz;"
     "UPDATE %1$s.relay_state SET last_published_at = updated_at"
     " WHERE published > 0;",
+
+    /* 12: commit marks. `exactly offsets reset` and `exactly dlq replay`
+     * write one in their transaction, so that when the answer to their
+     * COMMIT is lost a new connection can tell whether that very
+     * transaction committed (pg_xact.h); deleted once known. */
+    "CREATE TABLE %1$s.commit_marks ("
+    "  token uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+    "  created_at timestamptz NOT NULL DEFAULT now());",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

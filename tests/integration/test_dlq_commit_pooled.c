@@ -12,7 +12,8 @@
  * and ends: the commit stands, the dead letters are deleted. The replay
  * must not say it rolled back. Through a pooler the client's backend pid
  * (PQbackendPID) is the pooler's, not the server's, so it cannot wait for
- * that session to end by its pid; it asks by the transaction's id. The
+ * that session to end by its pid; it asks by the mark its transaction
+ * wrote, whose insert still waits in that session. The
  * setting is server-wide: the test runs a cluster of its own.
  *
  * Skipped (77) when pgbouncer is not installed.

@@ -7,8 +7,8 @@
  * the test terminates the replay's backend there. The commit stands: the
  * entities are written and the dead letters deleted. The replay must not
  * tell the operator it rolled back; it asks on a new connection what
- * became of its transaction (by its id, on the same server's history),
- * says the replay committed and exits 0. The setting is server-wide: the
+ * became of its transaction (by the mark the transaction wrote, which
+ * the commit made visible), says the replay committed and exits 0. The setting is server-wide: the
  * test runs a cluster of its own.
  */
 #ifndef _GNU_SOURCE

@@ -56,6 +56,7 @@ static void back_to_step_9(PGconn *db, int keep_index)
         tk_sql(db, "DROP INDEX IF EXISTS exactly.dead_letters_newest");
     tk_sql(db, "ALTER TABLE exactly.relay_state"
                " DROP COLUMN IF EXISTS last_published_at;"
+               "DROP TABLE IF EXISTS exactly.commit_marks;"
                "DELETE FROM exactly.schema_version WHERE version >= 10");
 }
 

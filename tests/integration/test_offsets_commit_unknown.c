@@ -12,8 +12,8 @@
  *
  * Then a reset whose COMMIT is still waiting when the client gives up on
  * it (postgres.client_timeout_ms 1 s; the server session lives on until
- * its client check, every 5 s): the server says "in progress" for as long
- * as the reset asks, so it cannot know; it says the outcome is unknown,
+ * its client check, every 5 s): the transaction that wrote its mark is
+ * still under way for as long as the reset asks, so it cannot know; it says the outcome is unknown,
  * tells to check with `exactly offsets`, and exits 3, not "nothing
  * changed" (the commit lands once the session ends).
  *
