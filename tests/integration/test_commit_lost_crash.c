@@ -78,30 +78,6 @@ static void no_autovacuum(void)
     PQfinish(admin);
 }
 
-/* The id of the transaction of application app whose COMMIT waits for
- * the hold on db, waiting at most WAIT_MS for it. */
-static int64_t held_xid(PGconn *db, const char *app)
-{
-    int64_t until = tk_now_ms() + WAIT_MS;
-    char *xid;
-
-    for (;; tk_sleep_ms(5)) {
-        xid = tk_sql_text(db, "SELECT max(backend_xid::text) FROM"
-                              " pg_stat_activity WHERE datname ="
-                              " current_database() AND application_name ="
-                              " '%s' AND state = 'active' AND query ="
-                              " 'COMMIT' AND wait_event = 'advisory'",
-                          app);
-        if (xid) {
-            int64_t v = strtoll(xid, NULL, 10);
-            free(xid);
-            return v;
-        }
-        TK_CHECK(tk_now_ms() < until, "the COMMIT of %s was not seen held "
-                 "within %d ms", app, WAIT_MS);
-    }
-}
-
 /* Freezes the server processes that write WAL out by themselves; their
  * pids into aux. Returns how many. */
 static int freeze_wal_writers(PGconn *db, pid_t aux[MAX_AUX])
@@ -242,9 +218,11 @@ int main(void)
     /* One after the other: a commit one command made before its own
      * transaction would write out the WAL of the other's. */
     dlq = tk_exactly_startv(log_dlq, dlq_args);
-    xid_dlq = held_xid(c.db, "exactly-dlq");
+    xid_dlq = tk_pg_commit_waiting_xid(c.db, "exactly-dlq", "advisory",
+                                       WAIT_MS);
     reset = tk_exactly_startv(log_reset, reset_args);
-    xid_reset = held_xid(c.db, "exactly-offsets-reset");
+    xid_reset = tk_pg_commit_waiting_xid(c.db, "exactly-offsets-reset",
+                                         "advisory", WAIT_MS);
     tk_note("COMMITs held before their commit records: replay %" PRId64
             ", reset %" PRId64, xid_dlq, xid_reset);
     TK_CHECK(tk_kill(dlq, SIGSTOP) == 0 && tk_kill(reset, SIGSTOP) == 0,

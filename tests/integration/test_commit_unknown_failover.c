@@ -53,30 +53,6 @@
 #define SHIFT "5"
 #define WAIT_MS 30000
 
-/* The id of the transaction of application app whose COMMIT waits in
- * SyncRep on db, waiting at most WAIT_MS for it. */
-static int64_t waiting_xid(PGconn *db, const char *app)
-{
-    int64_t until = tk_now_ms() + WAIT_MS;
-    char *xid;
-
-    for (;; tk_sleep_ms(5)) {
-        xid = tk_sql_text(db, "SELECT max(backend_xid::text) FROM"
-                              " pg_stat_activity WHERE datname ="
-                              " current_database() AND application_name ="
-                              " '%s' AND state = 'active' AND query ="
-                              " 'COMMIT' AND wait_event = 'SyncRep'",
-                          app);
-        if (xid) {
-            int64_t v = strtoll(xid, NULL, 10);
-            free(xid);
-            return v;
-        }
-        TK_CHECK(tk_now_ms() < until, "the COMMIT of %s was not seen waiting "
-                 "in SyncRep within %d ms", app, WAIT_MS);
-    }
-}
-
 /* Waits until the standby has replayed everything the primary wrote. */
 static void wait_standby_caught_up(PGconn *primary)
 {
@@ -170,8 +146,10 @@ int main(void)
     reset_args[9] = c.cfg;
     dlq = tk_exactly_startv(log_dlq, dlq_args);
     reset = tk_exactly_startv(log_reset, reset_args);
-    xid_dlq = waiting_xid(c.db, "exactly-dlq");
-    xid_reset = waiting_xid(c.db, "exactly-offsets-reset");
+    xid_dlq = tk_pg_commit_waiting_xid(c.db, "exactly-dlq", "SyncRep",
+                                       WAIT_MS);
+    xid_reset = tk_pg_commit_waiting_xid(c.db, "exactly-offsets-reset",
+                                         "SyncRep", WAIT_MS);
     tk_note("COMMITs waiting on the primary: replay %" PRId64 ", reset %"
             PRId64, xid_dlq, xid_reset);
 

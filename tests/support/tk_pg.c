@@ -368,3 +368,26 @@ void tk_pg_slow_commit(PGconn *db, const char *table)
            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
            "slow_commit()", table);
 }
+
+int64_t tk_pg_commit_waiting_xid(PGconn *conn, const char *app,
+                                 const char *wait_event, int timeout_ms)
+{
+    int64_t until = tk_now_ms() + timeout_ms;
+    char *xid;
+
+    for (;; tk_sleep_ms(5)) {
+        xid = tk_sql_text(conn, "SELECT max(backend_xid::text) FROM"
+                                " pg_stat_activity WHERE datname ="
+                                " current_database() AND application_name ="
+                                " '%s' AND state = 'active' AND query ="
+                                " 'COMMIT' AND wait_event = '%s'",
+                          app, wait_event);
+        if (xid) {
+            int64_t v = strtoll(xid, NULL, 10);
+            free(xid);
+            return v;
+        }
+        TK_CHECK(tk_now_ms() < until, "the COMMIT of %s was not seen waiting "
+                 "(%s) within %d ms", app, wait_event, timeout_ms);
+    }
+}

@@ -55,6 +55,12 @@ int64_t tk_sql_int64_at(const char *file, int line, PGconn *conn,
 #define tk_sql_int64(conn, ...) \
     tk_sql_int64_at(__FILE__, __LINE__, (conn), __VA_ARGS__)
 
+/* The transaction id of the session of application app on conn's
+ * database whose COMMIT waits on wait_event ("SyncRep", "advisory"),
+ * polled every 5 ms; fails the test after timeout_ms. */
+int64_t tk_pg_commit_waiting_xid(PGconn *conn, const char *app,
+                                 const char *wait_event, int timeout_ms);
+
 /* Runs that query (as tk_sql_int64) every 20 ms until it returns want or
  * timeout_ms have passed, and returns the last value it returned: the
  * caller asserts on it, with its own words and log. */
