@@ -232,6 +232,21 @@ static int spec_ok(const upsert_sql_spec *spec, char *errbuf,
     return 1;
 }
 
+/* "TABLE AS t WHERE t.KEY = ANY($1::TYPE[])": the target rows of the
+ * batch's IDs, for the delete of missing rows and for locking them. */
+static int put_targets_of_ids(strbuf *b, const upsert_sql_spec *spec,
+                              char *errbuf, size_t errbuf_size)
+{
+    if (put_relation(b, spec->table, "table", errbuf, errbuf_size) != 0)
+        return -1;
+    strbuf_puts(b, " AS t WHERE t.");
+    put_ident(b, spec->key[0]);
+    strbuf_puts(b, " = ANY($1::");
+    strbuf_puts(b, spec->id_type);
+    strbuf_puts(b, "[])");
+    return 0;
+}
+
 /* Appends "ON CONFLICT (...) DO ...". */
 static void put_conflict(strbuf *b, const upsert_sql_spec *spec)
 {
@@ -398,13 +413,8 @@ char *upsert_sql_delete(const upsert_sql_spec *spec, char *errbuf,
     }
 
     strbuf_puts(&b, "DELETE FROM ");
-    if (put_relation(&b, spec->table, "table", errbuf, errbuf_size) != 0)
+    if (put_targets_of_ids(&b, spec, errbuf, errbuf_size) != 0)
         goto fail;
-    strbuf_puts(&b, " AS t WHERE t.");
-    put_ident(&b, spec->key[0]);
-    strbuf_puts(&b, " = ANY($1::");
-    strbuf_puts(&b, spec->id_type);
-    strbuf_puts(&b, "[])");
     if (fused) {
         strbuf_puts(&b, " AND NOT EXISTS (SELECT 1 FROM ");
         if (put_relation(&b, spec->lookup_table, "lookup table", errbuf,
@@ -440,13 +450,9 @@ char *upsert_sql_lock_targets(const upsert_sql_spec *spec, char *errbuf,
         return NULL;
     }
     strbuf_puts(&b, "SELECT 1 FROM ");
-    if (put_relation(&b, spec->table, "table", errbuf, errbuf_size) != 0)
+    if (put_targets_of_ids(&b, spec, errbuf, errbuf_size) != 0)
         goto fail;
-    strbuf_puts(&b, " AS t WHERE t.");
-    put_ident(&b, spec->key[0]);
-    strbuf_puts(&b, " = ANY($1::");
-    strbuf_puts(&b, spec->id_type);
-    strbuf_puts(&b, "[]) ORDER BY t.");
+    strbuf_puts(&b, " ORDER BY t.");
     put_ident(&b, spec->key[0]);
     strbuf_puts(&b, " FOR UPDATE OF t");
     s = strbuf_take(&b);

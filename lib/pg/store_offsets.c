@@ -25,28 +25,36 @@ static exactly_err oom(char *err, size_t errsz)
     return EXACTLY_ENOMEM;
 }
 
-/* parts[0..n) as an int[] literal in sb; -1 when out of memory. */
-static int parts_literal(strbuf *sb, const int32_t *parts, size_t n)
+/* n integers as an array literal in sb: i32[0..n) (an int[] of
+ * partitions) when given, else i64[0..n) (a bigint[] of offsets); -1 when
+ * out of memory. */
+static int ints_literal(strbuf *sb, const int32_t *i32, const int64_t *i64,
+                        size_t n)
 {
     size_t i;
 
     strbuf_array_begin(sb);
     for (i = 0; i < n; i++)
-        strbuf_array_elem_int(sb, parts[i]);
+        strbuf_array_elem_int(sb, i32 ? (long long)i32[i] : (long long)i64[i]);
     strbuf_array_end(sb);
     return sb->oom ? -1 : 0;
 }
 
-/* The same, a bigint[] literal of v. */
-static int int64s_literal(strbuf *sb, const int64_t *v, size_t n)
+/* params[0..4) of a statement over pipeline ($1), topic ($2) and the
+ * pairs (parts[i], v[i]): $3 an int[] literal built in lp, $4 a bigint[]
+ * one in lv (the caller frees both). -1 when out of memory. */
+static int pair_params(const char *params[4], strbuf *lp, strbuf *lv,
+                       const char *pipeline, const char *topic,
+                       const int32_t *parts, const int64_t *v, size_t n)
 {
-    size_t i;
-
-    strbuf_array_begin(sb);
-    for (i = 0; i < n; i++)
-        strbuf_array_elem_int(sb, v[i]);
-    strbuf_array_end(sb);
-    return sb->oom ? -1 : 0;
+    if (ints_literal(lp, parts, NULL, n) != 0 ||
+        ints_literal(lv, NULL, v, n) != 0)
+        return -1;
+    params[0] = pipeline;
+    params[1] = topic;
+    params[2] = strbuf_str(lp);
+    params[3] = strbuf_str(lv);
+    return 0;
 }
 
 void store_offset_rows_free(store_offset_row *rows, size_t n)
@@ -128,7 +136,7 @@ exactly_err store_offsets_read(PGconn *conn, const char *schema,
 
     for (i = 0; i < n; i++)
         has[i] = 0;
-    if (parts_literal(&lit, parts, n) != 0) {
+    if (ints_literal(&lit, parts, NULL, n) != 0) {
         strbuf_free(&lit);
         return oom(err, errsz);
     }
@@ -168,15 +176,10 @@ exactly_err store_offsets_set(PGconn *conn, const char *schema,
     const char *params[4];
     exactly_err rc;
 
-    if (parts_literal(&lp, parts, n) != 0 ||
-        int64s_literal(&lt, to, n) != 0) {
+    if (pair_params(params, &lp, &lt, pipeline, topic, parts, to, n) != 0) {
         rc = oom(err, errsz);
         goto cleanup;
     }
-    params[0] = pipeline;
-    params[1] = topic;
-    params[2] = strbuf_str(&lp);
-    params[3] = strbuf_str(&lt);
     rc = store_exec(conn, schema,
                     "INSERT INTO %1$s.offsets AS o (pipeline, topic, partition,"
                     " next_offset) SELECT $1, $2, p, t"
@@ -208,15 +211,10 @@ exactly_err store_dedup_forget(PGconn *conn, const char *schema,
 
     for (i = 0; i < n; i++)
         deleted[i] = 0;
-    if (parts_literal(&lp, parts, n) != 0 ||
-        int64s_literal(&lf, from, n) != 0) {
+    if (pair_params(params, &lp, &lf, pipeline, topic, parts, from, n) != 0) {
         rc = oom(err, errsz);
         goto cleanup;
     }
-    params[0] = pipeline;
-    params[1] = topic;
-    params[2] = strbuf_str(&lp);
-    params[3] = strbuf_str(&lf);
     rc = store_exec(conn, schema,
                     "WITH d AS (DELETE FROM %1$s.dedup_keys k"
                     " USING unnest($3::int[], $4::bigint[]) AS u(p, f)"
@@ -260,7 +258,7 @@ exactly_err store_offset_resets_add(PGconn *conn, const char *schema,
     }
     strbuf_array_end(&lf);
     strbuf_array_end(&lt);
-    if (parts_literal(&lp, parts, n) != 0 || lf.oom || lt.oom) {
+    if (ints_literal(&lp, parts, NULL, n) != 0 || lf.oom || lt.oom) {
         rc = oom(err, errsz);
         goto cleanup;
     }
