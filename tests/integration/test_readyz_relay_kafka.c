@@ -29,13 +29,10 @@
 int main(void)
 {
     relay_fixture f;
-    rd_kafka_mock_cluster_t *mc;
-    int port, code, status;
-    int64_t t0;
+    int port, status;
     pid_t run;
 
     relay_fixture_start(&f, "readyz_relay_kafka", NULL);
-    mc = tk_mock_cluster(f.mock);
     tk_mock_create_topic(f.mock, TOPIC, 1);
     /* Reconnects at least every second, so that the broker's return is
      * seen within the deadline. */
@@ -45,28 +42,7 @@ int main(void)
                                  .kafka = "reconnect.backoff.max.ms: 1000"});
     run = relay_run_ready(&f, "ready", &port);
 
-    TK_CHECK(rd_kafka_mock_broker_set_down(mc, BROKER_ID) ==
-                 RD_KAFKA_RESP_ERR_NO_ERROR,
-             "rd_kafka_mock_broker_set_down");
-    t0 = tk_now_ms();
-    code = tk_http_wait_code(port, "/readyz", 503, 10000);
-    LEDGER_CHECK_LOG(code == 503, f.log, "/readyz answered %d 10 s after "
-                     "every broker went down, expected 503 (the relay "
-                     "cannot publish)", code);
-    tk_note("every broker down: /readyz 503 after %.1f s",
-            (double)(tk_now_ms() - t0) / 1000.0);
-    LEDGER_CHECK_LOG(tk_http_wait_code(port, "/healthz", 200, 1000) == 200, f.log,
-                     "/healthz does not answer 200 during a Kafka outage");
-
-    TK_CHECK(rd_kafka_mock_broker_set_up(mc, BROKER_ID) ==
-                 RD_KAFKA_RESP_ERR_NO_ERROR,
-             "rd_kafka_mock_broker_set_up");
-    t0 = tk_now_ms();
-    code = tk_http_wait_code(port, "/readyz", 200, 15000);
-    LEDGER_CHECK_LOG(code == 200, f.log, "/readyz answered %d 15 s after "
-                     "the broker came back, expected 200", code);
-    tk_note("broker back: /readyz 200 after %.1f s",
-            (double)(tk_now_ms() - t0) / 1000.0);
+    tk_mock_readyz_outage(f.mock, BROKER_ID, port, f.log);
     LEDGER_CHECK_LOG(tk_file_contains(f.log,
                                       "kafka brokers reachable again"),
                      f.log, "no \"kafka brokers reachable again\" line");

@@ -386,3 +386,47 @@ int64_t tk_high_watermark(const char *bootstraps, const char *topic,
     rd_kafka_destroy(rk);
     return hi;
 }
+
+/* Sets broker of m down or up, failing the test if the mock refuses. */
+static void broker_set(tk_mock *m, int32_t broker, int up)
+{
+    rd_kafka_resp_err_t err =
+        up ? rd_kafka_mock_broker_set_up(tk_mock_cluster(m), broker)
+           : rd_kafka_mock_broker_set_down(tk_mock_cluster(m), broker);
+
+    TK_CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR, "rd_kafka_mock_broker_set_%s",
+             up ? "up" : "down");
+}
+
+/* Fails the test with msg (a code filled in), showing log's tail. */
+#define READYZ_CHECK(cond, log, ...)                                       \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            tk_log_tail((log), 40);                                        \
+            tk_fail(__VA_ARGS__);                                          \
+        }                                                                  \
+    } while (0)
+
+void tk_mock_readyz_outage(tk_mock *m, int32_t broker, int port,
+                           const char *log)
+{
+    int64_t t0;
+    int code;
+
+    broker_set(m, broker, 0);
+    t0 = tk_now_ms();
+    code = tk_http_wait_code(port, "/readyz", 503, 10000);
+    READYZ_CHECK(code == 503, log, "/readyz answered %d 10 s after every "
+                 "broker went down, expected 503", code);
+    tk_note("every broker down: /readyz 503 after %.1f s",
+            (double)(tk_now_ms() - t0) / 1000.0);
+    READYZ_CHECK(tk_http_wait_code(port, "/healthz", 200, 1000) == 200, log,
+                 "/healthz does not answer 200 during a Kafka outage");
+    broker_set(m, broker, 1);
+    t0 = tk_now_ms();
+    code = tk_http_wait_code(port, "/readyz", 200, 15000);
+    READYZ_CHECK(code == 200, log, "/readyz answered %d 15 s after the "
+                 "broker came back, expected 200", code);
+    tk_note("broker back: /readyz 200 after %.1f s",
+            (double)(tk_now_ms() - t0) / 1000.0);
+}

@@ -39,6 +39,13 @@ const char *tk_mock_bootstraps(const tk_mock *m);
  * rd_kafka_mock_broker_set_down, ...). Borrowed: valid until tk_mock_stop. */
 rd_kafka_mock_cluster_t *tk_mock_cluster(const tk_mock *m);
 
+/* A Kafka outage as /readyz on 127.0.0.1:port must show it: broker of m
+ * down, /readyz 503 within 10 s while /healthz stays 200, the broker up,
+ * /readyz 200 within 15 s; notes both times. Fails the test, showing
+ * log's tail, otherwise. */
+void tk_mock_readyz_outage(tk_mock *m, int32_t broker, int port,
+                           const char *log);
+
 /* Stop the cluster and free m. Accepts NULL. */
 void tk_mock_stop(tk_mock *m);
 
