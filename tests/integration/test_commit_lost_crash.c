@@ -177,14 +177,13 @@ static void burn_ids(PGconn *db, int64_t upto, int64_t xid1, int64_t xid2)
 int main(void)
 {
     char dir[256], log_dlq[600], log_reset[600];
-    char *out_dlq, *out_reset;
     const char *dlq_args[] = {"dlq", "replay", "--all", "-c", NULL, NULL};
     const char *reset_args[] = {"offsets", "reset", "--pipeline", PIPELINE,
                                 "--topic", TOPIC, "--shift-by", SHIFT, "-c",
                                 NULL, NULL};
     pid_t aux[MAX_AUX], dlq, reset;
     int64_t xid_dlq, xid_reset;
-    int n_aux, st_dlq, st_reset, i;
+    int n_aux, i;
     tk_config cfg;
     tk_pipeline *pl;
     cli_kit c;
@@ -240,50 +239,10 @@ int main(void)
     burn_ids(c.db, xid_dlq > xid_reset ? xid_dlq : xid_reset, xid_dlq,
              xid_reset);
 
-    TK_CHECK(tk_kill(dlq, SIGCONT) == 0 && tk_kill(reset, SIGCONT) == 0,
-             "a frozen command is gone");
-    st_dlq = tk_exactly_wait(dlq, 60000, log_dlq, "dlq replay");
-    st_reset = tk_exactly_wait(reset, 60000, log_reset, "offsets reset");
-    out_dlq = tk_read_file(log_dlq);
-    out_reset = tk_read_file(log_reset);
-    tk_note("dlq replay, COMMIT lost in the crash: exit %d:\n%s", st_dlq,
-            out_dlq ? out_dlq : "");
-    tk_note("offsets reset, COMMIT lost in the crash: exit %d:\n%s",
-            st_reset, out_reset ? out_reset : "");
-    TK_CHECK(out_dlq && out_reset, "no output of the commands");
-
-    /* Nothing of either transaction survived the crash. */
-    TK_CHECK_EQ_INT64(cli_dead_letters(&c, NULL), N_LETTERS,
-                      "dead letters after the crash");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM view"), 0,
-                      "entities written");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT next_offset FROM "
-                                         "exactly.offsets"),
-                      STORED, "stored offset after the crash");
-    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM "
-                                         "exactly.offset_resets"),
-                      0, "reset audit rows after the crash");
-
-    TK_CHECK(st_dlq != 0 && !strstr(out_dlq, "committed: the replay"),
-             "the replay said its COMMIT committed, but all %d dead letters "
-             "are there and none of its writes (its transaction id was "
-             "handed to another transaction after the crash), exit %d:\n%s",
-             N_LETTERS, st_dlq, out_dlq);
-    TK_CHECK(st_reset != 0,
-             "the reset said its COMMIT committed, but the stored offset is "
-             "%d, unmoved, and there is no audit row (its transaction id "
-             "was handed to another transaction after the crash), exit "
-             "%d:\n%s", STORED, st_reset, out_reset);
-    TK_CHECK(st_dlq == 1 && strstr(out_dlq, "rolled back") &&
-                 strstr(out_dlq, "dead letters are unchanged"),
-             "the replay did not say it was rolled back (exit 1), exit "
-             "%d:\n%s", st_dlq, out_dlq);
-    TK_CHECK(st_reset == 1 && strstr(out_reset, "rolled back") &&
-                 strstr(out_reset, "nothing changed"),
-             "the reset did not say it was rolled back (exit 1), exit "
-             "%d:\n%s", st_reset, out_reset);
-    free(out_dlq);
-    free(out_reset);
+    dlq_commit_lost_check(dlq, reset, log_dlq, log_reset, c.conninfo,
+                          N_LETTERS, STORED, "in the crash", "the server",
+                          "(its transaction id was handed to another "
+                          "transaction after the crash)");
 
     cli_kit_stop(&c);
     own_cluster_remove();

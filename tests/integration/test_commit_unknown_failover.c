@@ -98,15 +98,12 @@ static void burn_ids(const char *conninfo, int64_t upto, int64_t xid1,
 int main(void)
 {
     char dir[256], multi[1024], standby[1024], log_dlq[600], log_reset[600];
-    char *out_dlq, *out_reset;
     const char *dlq_args[] = {"dlq", "replay", "--all", "-c", NULL, NULL};
     const char *reset_args[] = {"offsets", "reset", "--pipeline", PIPELINE,
                                 "--topic", TOPIC, "--shift-by", SHIFT, "-c",
                                 NULL, NULL};
     int64_t xid_dlq, xid_reset;
     pid_t dlq, reset;
-    int st_dlq, st_reset;
-    PGconn *now;
     tk_config cfg;
     tk_pipeline *pl;
     cli_kit c;
@@ -159,53 +156,10 @@ int main(void)
     burn_ids(standby, xid_dlq > xid_reset ? xid_dlq : xid_reset, xid_dlq,
              xid_reset);
     own_cluster_cmd("kill");
-    TK_CHECK(tk_kill(dlq, SIGCONT) == 0 && tk_kill(reset, SIGCONT) == 0,
-             "a frozen command is gone");
-    st_dlq = tk_exactly_wait(dlq, 60000, log_dlq, "dlq replay");
-    st_reset = tk_exactly_wait(reset, 60000, log_reset, "offsets reset");
-    out_dlq = tk_read_file(log_dlq);
-    out_reset = tk_read_file(log_reset);
-    tk_note("dlq replay, COMMIT lost in the failover: exit %d:\n%s", st_dlq,
-            out_dlq ? out_dlq : "");
-    tk_note("offsets reset, COMMIT lost in the failover: exit %d:\n%s",
-            st_reset, out_reset ? out_reset : "");
-    TK_CHECK(out_dlq && out_reset, "no output of the commands");
-
-    /* The new primary holds nothing of either transaction. */
-    now = tk_pg_connect(standby);
-    TK_CHECK_EQ_INT64(tk_sql_int64(now, "SELECT count(*) FROM "
-                                        "exactly.dead_letters"),
-                      N_LETTERS, "dead letters on the new primary");
-    TK_CHECK_EQ_INT64(tk_sql_int64(now, "SELECT count(*) FROM view"), 0,
-                      "entities written on the new primary");
-    TK_CHECK_EQ_INT64(tk_sql_int64(now, "SELECT next_offset FROM "
-                                        "exactly.offsets"),
-                      STORED, "stored offset on the new primary");
-    TK_CHECK_EQ_INT64(tk_sql_int64(now, "SELECT count(*) FROM "
-                                        "exactly.offset_resets"),
-                      0, "reset audit rows on the new primary");
-    PQfinish(now);
-
-    TK_CHECK(st_dlq != 0 && !strstr(out_dlq, "committed: the replay"),
-             "the replay said its COMMIT committed, but the new primary "
-             "holds all %d dead letters and none of its writes (its "
-             "transaction id names another transaction there), exit %d:\n%s",
-             N_LETTERS, st_dlq, out_dlq);
-    TK_CHECK(st_dlq == 1 && strstr(out_dlq, "rolled back") &&
-                 strstr(out_dlq, "dead letters are unchanged"),
-             "the replay did not say it was rolled back (exit 1), exit "
-             "%d:\n%s", st_dlq, out_dlq);
-    TK_CHECK(st_reset != 0,
-             "the reset said its COMMIT committed, but the new primary holds "
-             "the stored offset %d unmoved and no audit row (its transaction "
-             "id names another transaction there), exit %d:\n%s",
-             STORED, st_reset, out_reset);
-    TK_CHECK(st_reset == 1 && strstr(out_reset, "rolled back") &&
-                 strstr(out_reset, "nothing changed"),
-             "the reset did not say it was rolled back (exit 1), exit "
-             "%d:\n%s", st_reset, out_reset);
-    free(out_dlq);
-    free(out_reset);
+    dlq_commit_lost_check(dlq, reset, log_dlq, log_reset, standby, N_LETTERS,
+                          STORED, "in the failover", "the new primary",
+                          "(its transaction id names another transaction "
+                          "there)");
 
     cli_kit_stop(&c);
     replica_remove();

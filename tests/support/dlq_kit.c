@@ -5,8 +5,10 @@
 
 #include "dlq_kit.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 tk_pipeline *dlq_view_pipeline(cli_kit *k, tk_config *cfg, const char *name,
                                const char *topic, const char *id_type,
@@ -100,4 +102,60 @@ char *dlq_plant_key_at(const char *file, int line, cli_kit *k,
         tk_fail_at(file, line, "dlq_plant_key: key expression too long: %s",
                    key_sql);
     return plant(file, line, k, pipeline, topic, rows);
+}
+
+void dlq_commit_lost_check(pid_t dlq, pid_t reset, const char *log_dlq,
+                           const char *log_reset, const char *conninfo,
+                           int letters, int stored, const char *lost,
+                           const char *where, const char *why)
+{
+    char *out_dlq, *out_reset;
+    int st_dlq, st_reset;
+    PGconn *db;
+
+    TK_CHECK(tk_kill(dlq, SIGCONT) == 0 && tk_kill(reset, SIGCONT) == 0,
+             "a frozen command is gone");
+    st_dlq = tk_exactly_wait(dlq, 60000, log_dlq, "dlq replay");
+    st_reset = tk_exactly_wait(reset, 60000, log_reset, "offsets reset");
+    out_dlq = tk_read_file(log_dlq);
+    out_reset = tk_read_file(log_reset);
+    tk_note("dlq replay, COMMIT lost %s: exit %d:\n%s", lost, st_dlq,
+            out_dlq ? out_dlq : "");
+    tk_note("offsets reset, COMMIT lost %s: exit %d:\n%s", lost, st_reset,
+            out_reset ? out_reset : "");
+    TK_CHECK(out_dlq && out_reset, "no output of the commands");
+
+    /* Nothing of either transaction landed. */
+    db = tk_pg_connect(conninfo);
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM "
+                                       "exactly.dead_letters"),
+                      letters, "dead letters");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM view"), 0,
+                      "entities written");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT next_offset FROM "
+                                       "exactly.offsets"),
+                      stored, "stored offset");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM "
+                                       "exactly.offset_resets"),
+                      0, "reset audit rows");
+    PQfinish(db);
+
+    TK_CHECK(st_dlq != 0 && !strstr(out_dlq, "committed: the replay"),
+             "the replay said its COMMIT committed, but %s holds all %d "
+             "dead letters and none of its writes %s, exit %d:\n%s",
+             where, letters, why, st_dlq, out_dlq);
+    TK_CHECK(st_reset != 0,
+             "the reset said its COMMIT committed, but %s holds the stored "
+             "offset %d unmoved and no audit row %s, exit %d:\n%s",
+             where, stored, why, st_reset, out_reset);
+    TK_CHECK(st_dlq == 1 && strstr(out_dlq, "rolled back") &&
+                 strstr(out_dlq, "dead letters are unchanged"),
+             "the replay did not say it was rolled back (exit 1), exit "
+             "%d:\n%s", st_dlq, out_dlq);
+    TK_CHECK(st_reset == 1 && strstr(out_reset, "rolled back") &&
+                 strstr(out_reset, "nothing changed"),
+             "the reset did not say it was rolled back (exit 1), exit "
+             "%d:\n%s", st_reset, out_reset);
+    free(out_dlq);
+    free(out_reset);
 }

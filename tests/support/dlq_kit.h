@@ -66,4 +66,17 @@ char *dlq_plant_key_at(const char *file, int line, cli_kit *k,
                        const char *pipeline, const char *topic, int offset,
                        const char *key_sql);
 
+/* A `dlq replay` (pid dlq, output in log_dlq) and an `offsets reset`
+ * (reset, log_reset) whose COMMITs were lost while they were frozen
+ * (SIGSTOP): resumes both and waits for them; checks on conninfo's
+ * database that nothing of either landed (all `letters` dead letters,
+ * no row of view, the stored offset still `stored`, no audit row; `where`
+ * names that server in the lines) and that each said it was rolled back
+ * (exit 1), never committed (`why` ends those lines: why a COMMIT
+ * reported would be another transaction's). Notes both outputs under
+ * `lost`. */
+void dlq_commit_lost_check(pid_t dlq, pid_t reset, const char *log_dlq,
+                           const char *log_reset, const char *conninfo,
+                           int letters, int stored, const char *lost,
+                           const char *where, const char *why);
 #endif /* EXACTLY_DLQ_KIT_H */
