@@ -44,21 +44,9 @@
 static const char *const short_session[] = {
     "session.timeout.ms", "3000", "heartbeat.interval.ms", "300", NULL};
 
-static void run_worker_to_end(cli_kit *c, const char *tag,
-                              ledger_summary *sum)
+static void run_worker_to_end(cli_kit *c, const char *tag, ledger_summary *sum)
 {
-    char log[512];
-    pid_t pid;
-    int status;
-
-    snprintf(log, sizeof log, "%s/worker-%s.log", c->dir, tag);
-    pid = ledger_start_worker(c->cfg, 1000, log);
-    status = tk_wait(pid, WORKER_TIMEOUT_MS);
-    if (status == -1)
-        tk_terminate(pid, 5000);
-    LEDGER_CHECK_LOG(status == 0, log, "worker %s exited %d", tag, status);
-    LEDGER_CHECK_LOG(ledger_read_summary(log, sum), log,
-                     "worker %s printed no summary", tag);
+    cli_kit_worker_summary(c, tag, 1000, WORKER_TIMEOUT_MS, sum);
 }
 
 static int64_t ledger_count(cli_kit *c, const char *where)

@@ -134,3 +134,20 @@ void cli_kit_stop(cli_kit *k)
     k->mock = NULL;
     tk_cleanup_dir(k->dir);
 }
+
+void cli_kit_worker_summary(cli_kit *k, const char *tag, int idle_ms,
+                            int timeout_ms, ledger_summary *sum)
+{
+    char log[512];
+    pid_t pid;
+    int status;
+
+    snprintf(log, sizeof log, "%s/worker-%s.log", k->dir, tag);
+    pid = ledger_start_worker(k->cfg, idle_ms, log);
+    status = tk_wait(pid, timeout_ms);
+    if (status == -1)
+        tk_terminate(pid, 5000);
+    LEDGER_CHECK_LOG(status == 0, log, "worker %s exited %d", tag, status);
+    LEDGER_CHECK_LOG(ledger_read_summary(log, sum), log,
+                     "worker %s printed no summary", tag);
+}

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "ledger_check.h"
 #include "testkit.h"
 
 typedef struct cli_kit {
@@ -48,6 +49,13 @@ void cli_kit_migrate(cli_kit *k);
  * most timeout_ms, output in dir/worker.log; fails the test, showing the
  * log's tail, unless it exits 0. */
 void cli_kit_worker_to_idle(cli_kit *k, int timeout_ms);
+
+/* Runs `exactly worker -c k->cfg --exit-idle idle_ms` to its end (output
+ * in dir/worker-TAG.log), waiting at most timeout_ms, and reads its
+ * summary into *sum; fails the test, showing the log's tail, unless it
+ * exits 0 and prints one. */
+void cli_kit_worker_summary(cli_kit *k, const char *tag, int idle_ms,
+                            int timeout_ms, ledger_summary *sum);
 
 /* Starts `exactly worker -c k->cfg --exit-idle 3000`, output in
  * dir/worker.log, and waits at most wait_ms for the stored offset of
