@@ -18,49 +18,53 @@
     " owner_epoch, parent, status = 'done', applied"
 #define RUN_RETURNING " RETURNING" RUN_COLUMNS
 
-exactly_err store_runs_exists(PGconn *conn, const char *schema,
-                              const char *pipeline, int64_t run, int *found,
-                              char *err, size_t errsz)
-{
-    char run_s[24];
-    const char *params[2] = {run_s, pipeline};
-    PGresult *res = NULL;
-    exactly_err rc;
-
-    *found = 0;
-    snprintf(run_s, sizeof(run_s), "%" PRId64, run);
-    rc = store_exec(conn, schema,
-                    "SELECT 1 FROM %1$s.reprocess_runs WHERE id = $1::bigint"
-                    " AND pipeline = $2",
-                    2, params, &res, err, errsz);
-    if (rc != EXACTLY_OK)
-        return rc;
-    *found = PQntuples(res) > 0;
-    PQclear(res);
-    return EXACTLY_OK;
-}
-
-exactly_err store_runs_number(PGconn *conn, const char *schema,
-                              const char *pipeline, int64_t id,
-                              int64_t *number, char *err, size_t errsz)
+/* The row `id` of pipeline's reprocess runs: *found whether there is
+ * one, *parent its parent (-1: none, or no row). */
+static exactly_err run_row(PGconn *conn, const char *schema,
+                           const char *pipeline, int64_t id, int *found,
+                           int64_t *parent, char *err, size_t errsz)
 {
     char id_s[24];
     const char *params[2] = {id_s, pipeline};
     PGresult *res = NULL;
     exactly_err rc;
 
-    *number = id;
+    *found = 0;
+    *parent = -1;
     snprintf(id_s, sizeof(id_s), "%" PRId64, id);
     rc = store_exec(conn, schema,
                     "SELECT parent FROM %1$s.reprocess_runs WHERE id ="
-                    " $1::bigint AND pipeline = $2 AND parent IS NOT NULL",
+                    " $1::bigint AND pipeline = $2",
                     2, params, &res, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;
-    if (PQntuples(res) == 1)
-        *number = store_int64(res, 0, 0);
+    *found = PQntuples(res) > 0;
+    if (*found && !PQgetisnull(res, 0, 0))
+        *parent = store_int64(res, 0, 0);
     PQclear(res);
     return EXACTLY_OK;
+}
+
+exactly_err store_runs_exists(PGconn *conn, const char *schema,
+                              const char *pipeline, int64_t run, int *found,
+                              char *err, size_t errsz)
+{
+    int64_t parent;
+
+    return run_row(conn, schema, pipeline, run, found, &parent, err, errsz);
+}
+
+exactly_err store_runs_number(PGconn *conn, const char *schema,
+                              const char *pipeline, int64_t id,
+                              int64_t *number, char *err, size_t errsz)
+{
+    int64_t parent;
+    int found;
+    exactly_err rc = run_row(conn, schema, pipeline, id, &found, &parent,
+                             err, errsz);
+
+    *number = rc == EXACTLY_OK && parent >= 0 ? parent : id;
+    return rc;
 }
 
 exactly_err store_runs_add_applied(PGconn *conn, const char *schema,
