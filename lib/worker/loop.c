@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 
+#include "backlog.h"
 #include "clock.h"
 #include "log.h"
 #include "worker_internal.h"
@@ -238,33 +239,28 @@ static int64_t beyond_buffer(worker *w, const part *pt)
     return hi > end ? hi - end : 0;
 }
 
-/* Whether pt's partial batch is a backlog's tail: pt was working off a
- * backlog (pt->backlog), and its buffer reaches the end of the log as the
- * consumer's last fetch showed it (the high watermark; under
- * read_committed an open transaction keeps the buffer short of it, and
- * the batch waits as usual). No message is then on its way that waiting
- * max_wait_ms would add: a catch-up ends at once rather than max_wait_ms
- * later. A live stream, however fast, never holds a second batch behind
- * the one that runs, so its batches wait to fill as before. */
+/* Whether pt's partial batch is a backlog's tail (backlog.h): its buffer
+ * reaches the end of the log as the consumer's last fetch showed it (the
+ * high watermark; under read_committed an open transaction keeps the
+ * buffer short of it, and the batch waits as usual). No message is then
+ * on its way that waiting max_wait_ms would add: a catch-up ends at once
+ * rather than max_wait_ms later. A live stream, however fast, never
+ * holds a second batch behind the one that runs, so its batches wait to
+ * fill as before. */
 static int backlog_tail(worker *w, const part *pt)
 {
-    return pt->backlog && pt->n_buf > 0 && beyond_buffer(w, pt) == 0;
+    return worker_backlog_tail(pt->backlog, pt->n_buf,
+                               pt->backlog ? beyond_buffer(w, pt) : -1);
 }
 
-/* Notes whether pt, about to run a batch of n, is working off a backlog:
- * a full batch with at least another one waiting behind it, in the buffer
- * or in the log; over once a partial batch runs. */
+/* Notes in pt->backlog whether pt, about to run a batch of n, is working
+ * off a backlog (backlog.h). */
 static void note_backlog(worker *w, part *pt, size_t n, size_t max)
 {
-    int64_t beyond;
-
-    if (n < max) {
-        pt->backlog = 0;
-    } else if (!pt->backlog) {
-        beyond = beyond_buffer(w, pt);
-        pt->backlog = (int64_t)(pt->n_buf - n) + (beyond > 0 ? beyond : 0) >=
-                      (int64_t)max;
-    }
+    pt->backlog = worker_backlog_after(pt->backlog, n, max, pt->n_buf,
+                                       n < max || pt->backlog
+                                           ? -1
+                                           : beyond_buffer(w, pt));
 }
 
 /* Whether a partition other than the held one has a full batch ready:
