@@ -5,7 +5,7 @@ int worker_backlog_after(int backlog, size_t n, size_t max, size_t n_buf,
                          int64_t beyond)
 {
     if (n < max)
-        return 0;
+        return beyond >= 0 && (int64_t)(n_buf - n) + beyond > 0 ? backlog : 0;
     if (backlog)
         return 1;
     return (int64_t)(n_buf - n) + (beyond > 0 ? beyond : 0) >= (int64_t)max;

@@ -18,7 +18,10 @@
  * how many messages the log holds past the buffer as the last fetch
  * showed (-1: not known). A backlog is a full batch with at least another
  * one waiting behind it, in the buffer or in the log; it is over once a
- * partial batch runs.
+ * partial batch runs that takes all the log is known to hold. A partial
+ * batch with more to come (it waited max_wait_ms for a slow fetch, or a
+ * small batch of another partition took it along) leaves it as it was:
+ * the log's real end is still its tail.
  */
 int worker_backlog_after(int backlog, size_t n, size_t max, size_t n_buf,
                          int64_t beyond);

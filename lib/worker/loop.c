@@ -254,13 +254,15 @@ static int backlog_tail(worker *w, const part *pt)
 }
 
 /* Notes in pt->backlog whether pt, about to run a batch of n, is working
- * off a backlog (backlog.h). */
+ * off a backlog (backlog.h). The log's end is read only where the answer
+ * depends on it: a full batch while none was noted, a partial one while
+ * one was. */
 static void note_backlog(worker *w, part *pt, size_t n, size_t max)
 {
-    pt->backlog = worker_backlog_after(pt->backlog, n, max, pt->n_buf,
-                                       n < max || pt->backlog
-                                           ? -1
-                                           : beyond_buffer(w, pt));
+    int64_t beyond = (n < max) == (pt->backlog != 0) ? beyond_buffer(w, pt)
+                                                     : -1;
+
+    pt->backlog = worker_backlog_after(pt->backlog, n, max, pt->n_buf, beyond);
 }
 
 /* Whether a partition other than the held one has a full batch ready:
