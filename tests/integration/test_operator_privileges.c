@@ -15,7 +15,8 @@
  *      planted dead letters, `dlq discard` deletes one, `dlq replay --all`
  *      applies the rest (ledger rows written, dead letters gone);
  *      `exactly reprocess` of a range writes one ledger_reprocess row per
- *      offset; neither replay nor reprocess says it reads its rows
+ *      offset, and `reprocess --resume` of it, stopped halfway, the rest;
+ *      neither replay nor reprocess says it reads its rows
  *      unlocked (without UPDATE on accounts, reprocess does say so); after
  *      the reset and the replay no commit mark is left, the old one
  *      included (store_marks_forget deletes marks older than a day);
@@ -308,6 +309,26 @@ int main(void)
     TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM"
                                          " exactly.reprocess_runs"),
                       1, "reprocess runs");
+    /* --resume of that run, as if it had stopped after offset 2. */
+    tk_sql(c.db, "UPDATE exactly.reprocess_runs SET status = 'interrupted',"
+                 " next_offset = 3; DELETE FROM ledger_reprocess WHERE"
+                 " \"offset\" >= 3");
+    id = tk_sql_text(c.db, "SELECT id::text FROM exactly.reprocess_runs");
+    st = cli_exactly(&c, &out, "reprocess", "--pipeline", LEDGER_PIPELINE,
+                     "--resume", id, "-q", NULL);
+    TK_CHECK(st == 0, "reprocess --resume as the operator role exited"
+                      " %d:\n%s",
+             st, out);
+    free(out);
+    free(id);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(DISTINCT \"offset\")"
+                                         " FROM ledger_reprocess WHERE"
+                                         " \"offset\" BETWEEN 0 AND 4"),
+                      5, "offsets applied once the run was resumed");
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM"
+                                         " exactly.reprocess_runs WHERE"
+                                         " status = 'done'"),
+                      1, "the resumed run done");
     /* Without UPDATE on the lookup's table the lookup cannot lock what it
      * reads: reprocess still applies, and says it reads unlocked. */
     tk_sql(c.db, "REVOKE UPDATE ON accounts FROM %s", role);
