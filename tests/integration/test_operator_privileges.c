@@ -20,6 +20,8 @@
  *      unlocked (without UPDATE on accounts, reprocess does say so); after
  *      the reset and the replay no commit mark is left, the old one
  *      included (store_marks_forget deletes marks older than a day);
+ *      without DELETE on commit_marks a reset still commits, warns, and
+ *      leaves its mark;
  *   3. one documented grant revoked at a time, the command that needs it
  *      fails (non-zero exit), names the privilege problem, and changes
  *      nothing: INSERT on commit_marks (reset, replay), INSERT on
@@ -248,6 +250,22 @@ int main(void)
                                          " exactly.commit_marks"),
                       0, "commit marks after the reset (its own, and the one"
                          " older than a day)");
+    /* Without DELETE on commit_marks the reset still commits (the delete
+     * after COMMIT is best effort) and says its mark stays. */
+    tk_sql(c.db, "REVOKE DELETE ON exactly.commit_marks FROM %s", role);
+    st = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
+                     LEDGER_PIPELINE, "--topic", TOPIC, "--to-offset", "10",
+                     NULL);
+    TK_CHECK(st == 0 && strstr(out, "cannot delete the commit mark"),
+             "offsets reset without DELETE on commit_marks exited %d, or"
+             " does not say its mark stays:\n%s",
+             st, out);
+    free(out);
+    TK_CHECK_EQ_INT64(tk_sql_int64(c.db, "SELECT count(*) FROM"
+                                         " exactly.commit_marks"),
+                      1, "commit marks after a reset without DELETE on them");
+    tk_sql(c.db, "GRANT DELETE ON exactly.commit_marks TO %s;"
+                 " DELETE FROM exactly.commit_marks", role);
 
     /* dlq list, discard, replay. */
     st = cli_exactly(&c, &out, "dlq", "list", "--pipeline", LEDGER_PIPELINE,
