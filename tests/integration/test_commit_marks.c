@@ -18,7 +18,10 @@
  *      the client's bound (postgres.client_timeout_ms) ends, not before;
  *   4. exactly_pg_xact_forget() after a COMMIT that succeeded deletes that
  *      command's mark and every mark older than a day, and no other: a
- *      recent mark of another command that has yet to ask stays.
+ *      recent mark of another command that has yet to ask stays;
+ *   5. a command that asks more than a day after it wrote its mark cannot
+ *      tell a rolled-back transaction from a mark deleted as older than a
+ *      day: unknown, never rolled back.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -39,6 +42,7 @@
 #define BOUND_MS 1000
 #define NO_WRITES "takes no writes"
 #define IN_PROGRESS "still in progress"
+#define EXPIRED "older than a day"
 
 static const char *outcome_name(exactly_xact_outcome o)
 {
@@ -97,9 +101,12 @@ static int64_t marks(PGconn *db, const exactly_xact_ref *ref)
 /* Asks on a new connection (read-only or not) about ref; the outcome must
  * be want, and why must hold needle (unless NULL). Returns how long the
  * question took, in ms. */
-static long long expect(const exactly_config *cfg, const exactly_xact_ref *ref,
-                   int read_only, exactly_xact_outcome want,
-                   const char *needle, const char *what)
+#define expect(...) expect_at(__LINE__, __VA_ARGS__)
+
+static long long expect_at(int line, const exactly_config *cfg,
+                           const exactly_xact_ref *ref, int read_only,
+                           exactly_xact_outcome want, const char *needle,
+                           const char *what)
 {
     char why[1024] = "";
     PGconn *conn = connect_cfg(cfg, read_only);
@@ -111,11 +118,12 @@ static long long expect(const exactly_config *cfg, const exactly_xact_ref *ref,
     tk_note("%s, asked on a %s session: %s (%s)", what,
             read_only ? "read-only" : "writable", outcome_name(got), why);
     TK_CHECK(got == want,
-             "%s, asked on a %s session: %s, expected %s (why: %s)", what,
-             read_only ? "read-only" : "writable", outcome_name(got),
-             outcome_name(want), why);
+             "line %d: %s, asked on a %s session: %s, expected %s (why: %s)",
+             line, what, read_only ? "read-only" : "writable",
+             outcome_name(got), outcome_name(want), why);
     TK_CHECK(!needle || strstr(why, needle),
-             "%s: the reason does not say \"%s\": %s", what, needle, why);
+             "line %d: %s: the reason does not say \"%s\": %s", line, what,
+             needle, why);
     PQfinish(conn);
     return took;
 }
@@ -204,6 +212,33 @@ int main(void)
                       " exactly_pg_xact_forget");
     expect(cfg, &other, 0, EXACTLY_XACT_COMMITTED, NULL,
            "another command's recent mark");
+
+    /* 5. A command frozen (SIGSTOP, a paused machine) for two days between
+     * its COMMIT, which landed, and its question: meanwhile another
+     * command's delete took its mark as older than a day. Its mark is
+     * written here as store_marks_add() writes one (store_marks.h: the
+     * token's first 48 bits are the time it was written, in ms since
+     * 1970), two days ago. */
+    {
+        char *token = tk_sql_text(
+            db, "INSERT INTO exactly.commit_marks (token, created_at)"
+                " SELECT encode(overlay(uuid_send(gen_random_uuid())"
+                " PLACING substring(int8send((extract(epoch FROM t) *"
+                " 1000)::bigint) FROM 3) FROM 1 FOR 6), 'hex')::uuid, t"
+                " FROM (SELECT now() - interval '2 days' AS t) s"
+                " RETURNING token::text");
+        memset(&ref, 0, sizeof ref);
+        snprintf(ref.mark, sizeof ref.mark, "%s", token);
+        free(token);
+    }
+    begin_marked(writer, cfg, &other);
+    end_marked(writer, "COMMIT");
+    exactly_pg_xact_forget(writer, cfg->postgres.schema, &other);
+    TK_CHECK_EQ_INT64(marks(db, &ref), 0,
+                      "the mark written two days ago, after another"
+                      " command's delete");
+    expect(cfg, &ref, 0, EXACTLY_XACT_UNKNOWN, EXPIRED,
+           "a committed mark written two days ago and deleted since");
 
     PQfinish(writer);
     PQfinish(db);
