@@ -157,9 +157,18 @@ int main(void)
                       "the client's wait bound");
     writer = connect_cfg(cfg, 0);
 
-    /* 1. Committed. */
+    /* 1. Committed. Its token starts with the time of its insert, in ms,
+     * which is also its created_at (the delete of old marks reads that). */
     begin_marked(writer, cfg, &ref);
     end_marked(writer, "COMMIT");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT count(*) FROM"
+                                       " exactly.commit_marks WHERE token ="
+                                       " '%s' AND abs(extract(epoch FROM"
+                                       " created_at) * 1000 - ('x' ||"
+                                       " left(replace(token::text, '-',"
+                                       " ''), 12))::bit(48)::bigint) < 1",
+                                   ref.mark),
+                      1, "marks whose token starts with their created_at");
     expect(cfg, &ref, 1, EXACTLY_XACT_UNKNOWN, NO_WRITES,
            "a committed mark");
     TK_CHECK_EQ_INT64(marks(db, &ref), 1,
