@@ -59,7 +59,7 @@ exactly_xact_outcome exactly_pg_xact_outcome(PGconn *conn,
     long long until = exactly_now_ms() + bound;
     const char *schema = cfg->postgres.schema;
     char state[6];
-    int taken;
+    int taken, aged;
 
     if (!ref->mark[0]) {
         snprintf(why, whysz, "the transaction wrote no mark to ask about");
@@ -69,11 +69,20 @@ exactly_xact_outcome exactly_pg_xact_outcome(PGconn *conn,
         long long left = until - exactly_now_ms();
         exactly_err rc = store_marks_claim(conn, schema, ref->mark,
                                            slice_ms(left, bound), &taken,
-                                           state, why, whysz);
+                                           &aged, state, why, whysz);
 
         if (rc == EXACTLY_OK && !taken) {
             exactly_pg_xact_forget(conn, schema, ref);
             return EXACTLY_XACT_COMMITTED;
+        }
+        /* Absent, but the delete of old marks may have taken it. */
+        if (rc == EXACTLY_OK && aged) {
+            snprintf(why, whysz,
+                     "the mark was written more than " STORE_MARKS_AGED
+                     " ago, and marks older than a day are deleted: that "
+                     "it is not there does not say the transaction rolled "
+                     "back");
+            return EXACTLY_XACT_UNKNOWN;
         }
         if (rc == EXACTLY_OK)
             return EXACTLY_XACT_ABORTED;

@@ -5,9 +5,11 @@
  * `exactly dlq replay`).
  *
  * The transaction is named by a mark it writes itself: a row of
- * SCHEMA.commit_marks with a random token (store_marks.h), inserted just
+ * SCHEMA.commit_marks with a unique token (store_marks.h), inserted just
  * before COMMIT. The mark is there, on whatever server answers, exactly
  * when that transaction committed there; nothing else can put it there.
+ * Marks older than a day are deleted, so the absence of one written more
+ * than 23 hours before the question (its token says when) tells nothing.
  *
  * Neither its session nor its id can name it. Through a pooler (PgBouncer
  * in session mode) PQbackendPID() is the pooler's process, not the
@@ -62,11 +64,12 @@ exactly_err exactly_pg_xact_mark(PGconn *conn, const char *schema,
  * became of the transaction that wrote ref's mark, waiting while it is
  * still under way for at most exactly_pg_wait_bound_ms(cfg).
  * EXACTLY_XACT_COMMITTED: its mark is there (then deleted, best effort);
- * EXACTLY_XACT_ABORTED: it is not, and no transaction is writing it, so
- * the transaction did not commit on this server and no longer can;
- * EXACTLY_XACT_UNKNOWN says why in why (still under way at the bound, a
- * standby in recovery that may not have received it yet, the question
- * failed).
+ * EXACTLY_XACT_ABORTED: it is not, no transaction is writing it, and it
+ * is too young to have been deleted as old, so the transaction did not
+ * commit on this server and no longer can; EXACTLY_XACT_UNKNOWN says why
+ * in why (still under way at the bound, a standby in recovery that may
+ * not have received it yet, the question failed, a mark written more than
+ * 23 hours ago).
  */
 exactly_xact_outcome exactly_pg_xact_outcome(PGconn *conn,
                                              const exactly_config *cfg,
@@ -75,7 +78,8 @@ exactly_xact_outcome exactly_pg_xact_outcome(PGconn *conn,
 
 /* After its COMMIT succeeded, on conn: deletes ref's mark and marks older
  * than a day (left by a command that ended before it could delete its
- * own; harmless meanwhile). Best effort: a failure is logged. */
+ * own, harmless meanwhile; or by one frozen that long, whose question
+ * then answers unknown). Best effort: a failure is logged. */
 void exactly_pg_xact_forget(PGconn *conn, const char *schema,
                             const exactly_xact_ref *ref);
 

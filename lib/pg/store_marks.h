@@ -14,8 +14,15 @@
 
 #include "exactly/error.h"
 
-/* Inside the transaction open on conn: inserts a mark with a new random
- * token (a uuid) and writes the token as text into token. */
+/* How long a mark is kept at least (store_marks_forget deletes older
+ * ones), and the age from which a question cannot rely on its absence:
+ * an hour less, for the clocks of two servers after a failover. */
+#define STORE_MARKS_KEPT "1 day"
+#define STORE_MARKS_AGED "23 hours"
+
+/* Inside the transaction open on conn: inserts a mark with a new token (a
+ * uuid whose first 48 bits are the time of the insert in ms since 1970,
+ * the rest random) and writes the token as text into token. */
 exactly_err store_marks_add(PGconn *conn, const char *schema, char *token,
                             size_t token_size, char *err, size_t errsz);
 
@@ -25,17 +32,21 @@ exactly_err store_marks_add(PGconn *conn, const char *schema, char *token,
  * wait_ms for a transaction still inserting it (the unique key makes the
  * insert wait for that transaction's end). EXACTLY_OK with *taken 0: a
  * committed mark holds the token; *taken 1: none does and none is being
- * inserted. Any other code: no answer, its SQLSTATE in sqlstate (6 bytes,
- * "" when the server gave none: 55P03 when the wait ran out) and the
- * reason in err.
+ * inserted, and *aged says whether the token was written more than
+ * STORE_MARKS_AGED ago (then a committed mark may have been deleted as
+ * old). Any other code: no answer, its SQLSTATE in sqlstate (6 bytes, ""
+ * when the server gave none: 55P03 when the wait ran out) and the reason
+ * in err.
  */
 exactly_err store_marks_claim(PGconn *conn, const char *schema,
                               const char *token, int wait_ms, int *taken,
-                              char sqlstate[6], char *err, size_t errsz);
+                              int *aged, char sqlstate[6], char *err,
+                              size_t errsz);
 
-/* Deletes the mark token and every mark older than a day (one left by a
- * command that ended between its COMMIT and this delete), in a statement
- * of its own. */
+/* Deletes the mark token and every mark older than STORE_MARKS_KEPT (one
+ * left by a command that ended between its COMMIT and this delete, or one
+ * frozen that long, whose question then says it cannot tell), in a
+ * statement of its own. */
 exactly_err store_marks_forget(PGconn *conn, const char *schema,
                                const char *token, char *err, size_t errsz);
 
