@@ -126,10 +126,16 @@ static void usage(FILE *out)
             "them); a missing one is a FAIL line naming the privilege, the\n"
             "object and the GRANT.\n"
             "\n"
+            "A conninfo that is not a PostgreSQL session of its own (a pooler\n"
+            "in transaction mode, such as PgBouncer's pool_mode = transaction),\n"
+            "which the worker refuses, is a FAIL line on postgres (exit 2) and\n"
+            "nothing is read through it: connect directly or in session mode.\n"
+            "\n"
             "Exit codes: 0 all OK, 1 a service is unreachable, not migrated, a\n"
             "grant is missing or a topic does not exist, 2 the configuration\n"
             "or a plugin is refused (a relay's outbox table missing or lacking\n"
-            "columns, unless it is the framework's own: exit 1, migrate).\n");
+            "columns, unless it is the framework's own: exit 1, migrate; a\n"
+            "transaction-mode pooler).\n");
 }
 
 int cmd_check(int argc, char **argv)

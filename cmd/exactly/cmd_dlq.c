@@ -283,10 +283,17 @@ static void usage(FILE *out)
             "Filters combine: a dead letter is selected when it matches every\n"
             "one given, and any of the values of a repeated one.\n"
             "\n"
+            "replay and discard refuse a connection that is not a PostgreSQL\n"
+            "session of its own (a pooler in transaction mode, such as\n"
+            "PgBouncer's pool_mode = transaction; exit 2, nothing done): their\n"
+            "statements' lock and statement bounds are the session's. list and\n"
+            "show only read and work through it too.\n"
+            "\n"
             "Exit codes: 0 done (replay: committed, even when some dead letters\n"
             "failed again or were left in place: the summary counts them), 1\n"
             "PostgreSQL failed, the schema is not migrated, show found nothing,\n"
-            "or replay rolled back, 2 bad usage, configuration or plugin.\n",
+            "or replay rolled back, 2 bad usage, configuration (a\n"
+            "transaction-mode pooler included) or plugin.\n",
             DLQ_REASON_WIDTH, LIST_DEFAULT_LIMIT, SHOW_DEFAULT_LIMIT, dlq_replay_help);
 }
 
@@ -405,10 +412,13 @@ static int run_action(dlq_action action, const exactly_config *cfg,
     exactly_err rc;
     int code = CLI_FAILED;
 
-    rc = ops_dlq_open(cfg, p, s, &conn, err, sizeof(err));
+    rc = ops_dlq_open(cfg, p, s,
+                      action == DLQ_REPLAY || action == DLQ_DISCARD, &conn,
+                      err, sizeof(err));
     if (rc != EXACTLY_OK) {
         cli_line(stderr, "exactly dlq %s: %s", names[action], err);
-        return rc == EXACTLY_EINVAL ? CLI_REFUSED : CLI_FAILED;
+        return rc == EXACTLY_EINVAL || rc == EXACTLY_ECONFIG ? CLI_REFUSED
+                                                             : CLI_FAILED;
     }
     switch (action) {
     case DLQ_LIST: code = do_list(conn, cfg, p, s); break;

@@ -17,6 +17,7 @@
 #include "ops/validate.h"
 #include "options.h"
 #include "pg_conn.h"
+#include "pg_open.h"
 #include "plugin.h"
 #include "source.h"
 #include "store.h"
@@ -201,10 +202,15 @@ kafka:
 static PGconn *connect_ro(checker *ck, const exactly_config *cfg)
 {
     char err[2048], detail[512];
-    PGconn *conn = exactly_pg_connect(cfg, "exactly-check", err, sizeof(err));
+    PGconn *conn = NULL;
+    exactly_err rc;
 
-    if (!conn) {
-        bad(ck, 0, "postgres", err);
+    /* The worker refuses a connection that is not a session of its own,
+     * and the read-only default below is a session setting. */
+    rc = exactly_pg_connect_own_session(cfg, "exactly-check", &conn, err,
+                                        sizeof(err));
+    if (rc != EXACTLY_OK) {
+        bad(ck, rc == EXACTLY_ECONFIG, "postgres", err);
         return NULL;
     }
     snprintf(detail, sizeof(detail), "connected, server %d.%d",

@@ -20,9 +20,11 @@ typedef void ops_check_fn(void *arg, ops_check_status status,
                           const char *item, const char *detail);
 
 /*
- * Checks cfg's services, pipelines and relays: PostgreSQL, the framework
- * schema version, the grants the workers' role needs, per pipeline the
- * handler and Kafka configuration, the lookup run on no IDs, the
+ * Checks cfg's services, pipelines and relays: PostgreSQL (reached, and
+ * a server session of its own as the worker needs: a pooler in
+ * transaction mode is a refusal, and nothing is read through it), the
+ * framework schema version, the grants the workers' role needs, per
+ * pipeline the handler and Kafka configuration, the lookup run on no IDs, the
  * handler's open() and the topics' metadata, and per relay its grants,
  * its outbox table's columns and their types, its producer configuration
  * (librdkafka creates the producer; a transactional one is not

@@ -10,6 +10,7 @@
 
 #include "catalog.h"
 #include "pg_conn.h"
+#include "pg_open.h"
 #include "store_exec.h"
 #include "store_runs.h"
 #include "store_version.h"
@@ -133,15 +134,22 @@ static exactly_err check_selection(PGconn *conn, const exactly_config *cfg,
 }
 
 exactly_err ops_dlq_open(const exactly_config *cfg, const cfg_pipeline *p,
-                         ops_dlq_sel *s, PGconn **conn, char *err,
-                         size_t errsz)
+                         ops_dlq_sel *s, int writes, PGconn **conn,
+                         char *err, size_t errsz)
 {
     exactly_err rc;
 
     name_selection(p, s);
-    *conn = exactly_pg_connect(cfg, "exactly-dlq", err, errsz);
-    if (!*conn)
-        return EXACTLY_EDATABASE;
+    if (writes) {
+        rc = exactly_pg_connect_own_session(cfg, "exactly-dlq", conn, err,
+                                            errsz);
+        if (rc != EXACTLY_OK)
+            return rc;
+    } else {
+        *conn = exactly_pg_connect(cfg, "exactly-dlq", err, errsz);
+        if (!*conn)
+            return EXACTLY_EDATABASE;
+    }
     rc = store_check_version(*conn, cfg, NULL, err, errsz);
     if (rc == EXACTLY_EINVAL)
         rc = EXACTLY_EDATABASE;

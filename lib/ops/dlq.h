@@ -47,13 +47,20 @@ int ops_dlq_sel_narrowed(const ops_dlq_sel *s);
 
 /*
  * Connects, checks the schema, names the selection after p (and its run),
- * checks that the run is p's and that --since reads as a time. On failure
- * *conn is NULL and the error is EXACTLY_EINVAL for a refused selection
- * (no such run, a time the server cannot read), another one else.
+ * checks that the run is p's and that --since reads as a time. writes:
+ * for replay and discard, whose statements rely on the session's lock and
+ * statement bounds (set on connect: a statement the client gave up on
+ * ends on the server instead of landing later), the connection must be a
+ * server session of its own (exactly_pg_connect_own_session); list and
+ * show only read, one statement at a time, and need nothing of the
+ * session. On failure *conn is NULL and the error is EXACTLY_EINVAL for a
+ * refused selection (no such run, a time the server cannot read),
+ * EXACTLY_ECONFIG for a refused connection (a transaction-mode pooler),
+ * another one else.
  */
 exactly_err ops_dlq_open(const exactly_config *cfg, const cfg_pipeline *p,
-                         ops_dlq_sel *s, PGconn **conn, char *err,
-                         size_t errsz);
+                         ops_dlq_sel *s, int writes, PGconn **conn,
+                         char *err, size_t errsz);
 
 /* The selected dead letters (at most s->limit, lowest id first) and how
  * many match in all. Free rows with store_dl_rows_free. */

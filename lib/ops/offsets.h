@@ -159,8 +159,11 @@ typedef struct ops_reset {
 /*
  * Connects to both services, checks the schema, and plans the reset: the
  * partitions, their watermarks and, for --to-time, Kafka's offsets by
- * time. EXACTLY_EINVAL or EXACTLY_ECONFIG (the request or the
- * configuration is refused), EXACTLY_EKAFKA (Kafka did not answer),
+ * time. The connection must be a server session of its own
+ * (exactly_pg_connect_own_session), a dry run's too, which shows what the
+ * reset would do. EXACTLY_EINVAL or EXACTLY_ECONFIG (the request or the
+ * configuration is refused, a transaction-mode pooler included),
+ * EXACTLY_EKAFKA (Kafka did not answer),
  * EXACTLY_ENOMEM or PostgreSQL's error, with the reason in err.
  */
 exactly_err ops_reset_plan(ops_reset *r, char *err, size_t errsz);

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "kafka/admin.h"
 #include "pg_conn.h"
+#include "pg_open.h"
 #include "pg_xact.h"
 #include "store_exec.h"
 #include "store_offsets.h"
@@ -74,9 +75,11 @@ static exactly_err open_services(ops_reset *r, int64_t *time_ms, char *canon,
     char reset[16], why[1536];
     exactly_err rc;
 
-    r->conn = exactly_pg_connect(r->cfg, "exactly-offsets-reset", err, errsz);
-    if (!r->conn)
-        return EXACTLY_EDATABASE;
+    /* Its transaction's lock and statement bounds are the session's. */
+    rc = exactly_pg_connect_own_session(r->cfg, "exactly-offsets-reset",
+                                        &r->conn, err, errsz);
+    if (rc != EXACTLY_OK)
+        return rc;
     rc = store_check_version(r->conn, r->cfg, NULL, err, errsz);
     if (rc != EXACTLY_OK)
         return rc == EXACTLY_EINVAL ? EXACTLY_EDATABASE : rc;

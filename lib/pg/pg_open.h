@@ -2,10 +2,13 @@
  * pg_open.h - a connection a batch can run on: opened for its owner, the
  * framework schema at the version this build needs, and a server session
  * of its own (no transaction-mode pooler). Shared by the worker and a
- * reprocess run, which keep their own backoff.
+ * reprocess run, which keep their own backoff; the operator commands that
+ * write, and `exactly check`, connect with the same session check.
  */
 #ifndef EXACTLY_PG_OPEN_H
 #define EXACTLY_PG_OPEN_H
+
+#include <stddef.h>
 
 #include <libpq-fe.h>
 
@@ -23,5 +26,27 @@
 exactly_err exactly_pg_open_checked(const exactly_config *cfg,
                                     const char *app_name, int attempt,
                                     PGconn **out);
+
+/*
+ * For an operator command that writes (`exactly offsets reset`, `exactly
+ * dlq replay|discard`) and for `exactly check`, which reports what the
+ * worker would find: connects as exactly_pg_connect() does and checks,
+ * with exactly_pg_check_session(), that the connection is a server session
+ * of its own, before anything is read or written on it. Their transactions
+ * rely on the session's statement, lock and idle-in-transaction timeouts
+ * set on connect (a statement the client gave up on must end on the
+ * server, not land later), and check's read-only default is a session
+ * setting; a pooler in transaction mode would run their transactions in
+ * other server sessions, without those settings. (The timeouts are set
+ * on connect, before the check can run: through such a pooler the server
+ * session they landed on keeps them when it goes back to the pool.)
+ * Returns EXACTLY_OK (*out is the connection), EXACTLY_ECONFIG (refused:
+ * err is "refusing to run through this connection: " and why) or
+ * EXACTLY_EDATABASE (not connected, or the check could not run: err says
+ * why). *out is NULL unless EXACTLY_OK.
+ */
+exactly_err exactly_pg_connect_own_session(const exactly_config *cfg,
+                                           const char *app_name, PGconn **out,
+                                           char *err, size_t errsz);
 
 #endif

@@ -13,6 +13,16 @@
  *                pool_mode; it claims no partition and writes nothing.
  *                `exactly migrate` refuses the same way (its session
  *                advisory lock would stay on a pooled backend).
+ *   operators    through that transaction pool, the commands that write
+ *                refuse too, exit 2 with the same line, and touch
+ *                nothing: `offsets reset` (its transaction's lock and
+ *                statement bounds are the session's, set on connect),
+ *                `dlq replay` and `dlq discard` (the same, and the
+ *                handler's open() runs outside the transaction),
+ *                `reprocess` (as the worker) and `check` (it reports what
+ *                the worker will do, and its read-only default is a
+ *                session setting). The read-only `offsets` and `dlq
+ *                list` still work: each of their statements stands alone.
  *
  * Skipped (77) when pgbouncer is not installed.
  */
@@ -34,6 +44,38 @@
 #define SEED 7
 
 static char g_session_dir[512], g_txn_dir[512];
+
+/* `exactly ARGS` through the transaction pool: exit 2 with the worker's
+ * refusal line. */
+static void refused(const char *dir, const char *tag, const char *const *args)
+{
+    char log[600], *text = NULL;
+    int status;
+
+    snprintf(log, sizeof log, "%s/%s-transaction.log", dir, tag);
+    status = tk_exactly_output(log, 60000, args, &text);
+    tk_note("%s through a transaction pool:\n%s", tag, text);
+    TK_CHECK(status == 2, "exactly %s through a transaction pool exited %d, "
+             "expected 2 (refused)", tag, status);
+    TK_CHECK(strstr(text, "refusing to run through this connection") &&
+                 strstr(text, "not a PostgreSQL session of its own") &&
+                 strstr(text, "pool_mode = transaction"),
+             "the refusal of %s does not say why", tag);
+    free(text);
+}
+
+/* `exactly ARGS` through the transaction pool: exit 0. */
+static void works(const char *dir, const char *tag, const char *const *args)
+{
+    char log[600], *text = NULL;
+    int status;
+
+    snprintf(log, sizeof log, "%s/%s-transaction.log", dir, tag);
+    status = tk_exactly_output(log, 60000, args, &text);
+    TK_CHECK(status == 0, "exactly %s through a transaction pool exited %d, "
+             "expected 0:\n%s", tag, status, text);
+    free(text);
+}
 
 static void stop_bouncers(void)
 {
@@ -158,6 +200,50 @@ int main(void)
     TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.offsets"),
                       0, "offset rows claimed through the transaction pool");
     TK_CHECK_EQ_INT64(ledger_rows(conn), 0, "ledger rows");
+
+    /* operators: the writing ones refused and nothing touched. */
+    tk_sql(conn, "INSERT INTO exactly.dead_letters (pipeline, topic,"
+                 " partition, \"offset\", entity_id, reason)"
+                 " VALUES ('" LEDGER_PIPELINE "', '%s', 0, 0, '1', 'planted')",
+           f.topic);
+    {
+        const char *reset[] = {"offsets", "reset", "-c", f.config,
+                               "--pipeline", LEDGER_PIPELINE, "--topic",
+                               f.topic, "--to-offset", "0", "--force", NULL};
+        const char *replay[] = {"dlq", "replay", "-c", f.config, "--all",
+                                NULL};
+        const char *discard[] = {"dlq", "discard", "-c", f.config, "--all",
+                                 NULL};
+        const char *reprocess[] = {"reprocess", "-c", f.config, "--pipeline",
+                                   LEDGER_PIPELINE, "--topic", f.topic,
+                                   "--partition", "0", "--from", "0", "--to",
+                                   "9", "-q", NULL};
+        const char *check[] = {"check", "-c", f.config, NULL};
+        const char *offsets[] = {"offsets", "-c", f.config, NULL};
+        const char *list[] = {"dlq", "list", "-c", f.config, NULL};
+
+        refused(f.dir, "offsets-reset", reset);
+        refused(f.dir, "dlq-replay", replay);
+        refused(f.dir, "dlq-discard", discard);
+        refused(f.dir, "reprocess", reprocess);
+        refused(f.dir, "check", check);
+        works(f.dir, "offsets", offsets);
+        works(f.dir, "dlq-list", list);
+    }
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.offsets"),
+                      0, "offset rows written by refused commands");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM"
+                                         " exactly.offset_resets"),
+                      0, "audit rows of a refused reset");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM"
+                                         " exactly.dead_letters WHERE"
+                                         " attempts = 1"),
+                      1, "the planted dead letter, untouched");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM"
+                                         " exactly.reprocess_runs"),
+                      0, "reprocess runs recorded");
+    TK_CHECK_EQ_INT64(ledger_rows(conn), 0, "ledger rows");
+    tk_sql(conn, "DELETE FROM exactly.dead_letters");
 
     /* session: migrate (idempotent) and the whole topic through it. */
     c.conninfo = via_session;
