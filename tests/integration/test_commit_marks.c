@@ -21,7 +21,11 @@
  *      recent mark of another command that has yet to ask stays;
  *   5. a command that asks more than a day after it wrote its mark cannot
  *      tell a rolled-back transaction from a mark deleted as older than a
- *      day: unknown, never rolled back.
+ *      day: unknown, never rolled back;
+ *   6. the age from which marks are deleted is elapsed time, whatever the
+ *      session's time zone: on the day a clock moves forward, a calendar
+ *      day before noon is 23 hours, which would leave the question no
+ *      margin at all for its "more than 23 hours".
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -37,6 +41,7 @@
 #include "ledger_check.h"
 #include "pg_conn.h"
 #include "pg_xact.h"
+#include "store_marks.h"
 #include "testkit.h"
 
 #define BOUND_MS 1000
@@ -248,6 +253,16 @@ int main(void)
                       " command's delete");
     expect(cfg, &ref, 0, EXACTLY_XACT_UNKNOWN, EXPIRED,
            "a committed mark written two days ago and deleted since");
+
+    /* 6. The delete's age under a time zone whose clocks moved forward. */
+    tk_sql(db, "SET TimeZone = 'Europe/Berlin'");
+    TK_CHECK_EQ_INT64(tk_sql_int64(db, "SELECT extract(epoch FROM t - (t -"
+                                       " interval '" STORE_MARKS_KEPT "'))"
+                                       "::bigint FROM (SELECT timestamptz"
+                                       " '2024-03-31 12:00+02' AS t) s"),
+                      24 * 3600,
+                      "seconds between noon on the day Berlin's clocks "
+                      "moved forward and the age marks are deleted at");
 
     PQfinish(writer);
     PQfinish(db);
