@@ -16,8 +16,10 @@
 
 /* How long a mark is kept at least (store_marks_forget deletes older
  * ones), and the age from which a question cannot rely on its absence:
- * an hour less, for the clocks of two servers after a failover. */
-#define STORE_MARKS_KEPT "1 day"
+ * an hour less, for the clocks of two servers after a failover. Hours,
+ * not a day: on timestamptz a day follows the session's time zone's
+ * calendar, 23 hours on the day its clocks move forward. */
+#define STORE_MARKS_KEPT "24 hours"
 #define STORE_MARKS_AGED "23 hours"
 
 /* Inside the transaction open on conn: inserts a mark with a new token (a
