@@ -333,7 +333,10 @@ static const cfg_field batch_fields[] = {
      .doc = "How long a batch waits to fill before it is applied as it "
             "is. The last batch of a backlog does not wait: once a "
             "partition that had more than a batch waiting has taken all "
-            "its log holds, the rest is applied at once."},
+            "its log holds, the rest is applied at once. (Not on a topic "
+            "written in Kafka transactions: the commit marker after the "
+            "last message is never delivered, so the buffer never reaches "
+            "the log's end and that batch waits as any other.)"},
     {.key = "max_partitions", .type = CFG_F_INT,
      .off = P(batch.max_partitions), .min = 1, .max = 100000, .def = "256",
      .doc = "The most partitions whose batches are applied in one "

@@ -51,7 +51,8 @@ typedef struct part {
     long long first_at_ms;    /* when buf[0] arrived */
     int backlog;              /* a backlog is being worked off: a full
                                  batch ran with another one waiting, and
-                                 no partial batch since */
+                                 no partial batch that took all the log
+                                 held since (worker/backlog.h) */
 
     /* What it is doing (part_state.h); moved only by part_state_move()
      * (PART_MOVE) and part_state_claimed(). */
