@@ -23,6 +23,12 @@
  *                the worker will do, and its read-only default is a
  *                session setting). The read-only `offsets` and `dlq
  *                list` still work: each of their statements stands alone.
+ *   relay        `exactly relay` through that transaction pool refuses
+ *                the same way (exit 2, the same line): its one relay per
+ *                outbox is a session advisory lock, which such a pool
+ *                would leave on a pooled backend. Nothing reaches its
+ *                topic, the outbox rows stay pending and no relay_state
+ *                row is written.
  *
  * Skipped (77) when pgbouncer is not installed.
  */
@@ -36,12 +42,15 @@
 #include <string.h>
 
 #include "ledger_check.h"
+#include "relay_kit.h"
 #include "testkit.h"
 
 #define PARTITIONS 4
 #define N_MSGS 2000
 #define N_ENTITIES 300
 #define SEED 7
+#define RELAY_TOPIC "pgb-outbox"
+#define N_OUTBOX 5
 
 static char g_session_dir[512], g_txn_dir[512];
 
@@ -136,6 +145,8 @@ int main(void)
     ledger_fixture f;
     ledger_config c;
     char db[128], via_session[1024], via_txn[1024], log[600], *text;
+    char relay_yaml[600];
+    int64_t hw;
     char *argv[8];
     PGconn *conn;
     int status;
@@ -244,6 +255,31 @@ int main(void)
                       0, "reprocess runs recorded");
     TK_CHECK_EQ_INT64(ledger_rows(conn), 0, "ledger rows");
     tk_sql(conn, "DELETE FROM exactly.dead_letters");
+
+    /* relay: refused, nothing published or marked. */
+    tk_mock_create_topic(f.mock, RELAY_TOPIC, 1);
+    relay_insert_rows(conn, N_OUTBOX);
+    snprintf(relay_yaml, sizeof relay_yaml, "%s/relay-transaction.yaml",
+             f.dir);
+    ledger_write_config(relay_yaml, &c);
+    relay_config_append(relay_yaml, &(relay_config){.name = "pgb",
+                                                    .topic = RELAY_TOPIC});
+    {
+        const char *relay[] = {"relay", "-c", relay_yaml, "--exit-idle",
+                               "1000", NULL};
+
+        refused(f.dir, "relay", relay);
+    }
+    ledger_high_watermarks(f.mock->bootstraps, RELAY_TOPIC, 1, &hw);
+    TK_CHECK_EQ_INT64(hw, 0, "records the refused relay produced");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.outbox"
+                                         " WHERE published_at IS NULL AND"
+                                         " dead_reason IS NULL"),
+                      N_OUTBOX, "outbox rows still pending");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM"
+                                         " exactly.relay_state"),
+                      0, "relay_state rows of a refused relay");
+    tk_sql(conn, "DELETE FROM exactly.outbox");
 
     /* session: migrate (idempotent) and the whole topic through it. */
     c.conninfo = via_session;
