@@ -73,6 +73,23 @@ exactly_err exactly_pg_open_checked(const exactly_config *cfg,
     return EXACTLY_OK;
 }
 
+exactly_err exactly_pg_open_session(const exactly_config *cfg,
+                                    const char *app_name, PGconn **out,
+                                    char *why, size_t why_size)
+{
+    exactly_err rc;
+
+    *out = exactly_pg_connect(cfg, app_name, why, why_size);
+    if (!*out)
+        return EXACTLY_ERETRY;
+    rc = exactly_pg_check_session(*out, cfg, why, why_size);
+    if (rc == EXACTLY_OK)
+        return EXACTLY_OK;
+    PQfinish(*out);
+    *out = NULL;
+    return rc == EXACTLY_ECONFIG ? EXACTLY_ECONFIG : EXACTLY_ERETRY;
+}
+
 exactly_err exactly_pg_connect_own_session(const exactly_config *cfg,
                                            const char *app_name, PGconn **out,
                                            char *err, size_t errsz)
@@ -80,18 +97,13 @@ exactly_err exactly_pg_connect_own_session(const exactly_config *cfg,
     char why[1536];
     exactly_err rc;
 
-    *out = exactly_pg_connect(cfg, app_name, err, errsz);
-    if (!*out)
-        return EXACTLY_EDATABASE;
-    rc = exactly_pg_check_session(*out, cfg, why, sizeof(why));
+    rc = exactly_pg_open_session(cfg, app_name, out, why, sizeof(why));
     if (rc == EXACTLY_OK)
         return EXACTLY_OK;
     if (rc == EXACTLY_ECONFIG)
         snprintf(err, errsz, "refusing to run through this connection: %s",
                  why);
-    else
-        snprintf(err, errsz, "%s", why); /* "cannot check the session: ..." */
-    PQfinish(*out);
-    *out = NULL;
+    else /* "cannot connect to PostgreSQL: ...", "cannot check the session: ..." */
+        snprintf(err, errsz, "%s", why);
     return rc == EXACTLY_ECONFIG ? EXACTLY_ECONFIG : EXACTLY_EDATABASE;
 }

@@ -3,7 +3,8 @@
  * framework schema at the version this build needs, and a server session
  * of its own (no transaction-mode pooler). Shared by the worker and a
  * reprocess run, which keep their own backoff; the operator commands that
- * write, and `exactly check`, connect with the same session check.
+ * write, `exactly check` and `exactly relay` connect with the same session
+ * check.
  */
 #ifndef EXACTLY_PG_OPEN_H
 #define EXACTLY_PG_OPEN_H
@@ -26,6 +27,22 @@
 exactly_err exactly_pg_open_checked(const exactly_config *cfg,
                                     const char *app_name, int attempt,
                                     PGconn **out);
+
+/*
+ * Connects as exactly_pg_connect() does and checks, with
+ * exactly_pg_check_session(), that the connection is a server session of
+ * its own before anything else runs on it; for what cannot use anything
+ * else (`exactly relay`, whose one relay per outbox is a session advisory
+ * lock); exactly_pg_connect_own_session() below words its refusal for a
+ * command's error line. Logs nothing. Returns EXACTLY_OK
+ * (*out is the connection), EXACTLY_ECONFIG (not a session of its own:
+ * why says why and what to do; a person must act) or EXACTLY_ERETRY (not
+ * connected, or the check could not run: why says why). *out is NULL
+ * unless EXACTLY_OK.
+ */
+exactly_err exactly_pg_open_session(const exactly_config *cfg,
+                                    const char *app_name, PGconn **out,
+                                    char *why, size_t why_size);
 
 /*
  * For an operator command that writes (`exactly offsets reset`, `exactly
