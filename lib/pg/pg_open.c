@@ -44,26 +44,31 @@ exactly_err exactly_pg_open_checked(const exactly_config *cfg,
     exactly_err rc;
 
     *out = NULL;
-    conn = exactly_pg_connect(cfg, app_name, err, sizeof(err));
+    conn = exactly_pg_connect_unset(cfg, app_name, err, sizeof(err));
     if (!conn) {
         exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
                     LOG_INT("attempt", attempt), LOG_STR("error", err));
         return EXACTLY_ERETRY;
     }
-    rc = check_version(conn, cfg);
-    if (rc == EXACTLY_OK) {
-        /* A pooler in transaction mode would lose the session's timeouts. */
-        rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
-        if (rc == EXACTLY_ECONFIG) {
-            exactly_log(EXACTLY_LOG_ERROR, "postgres",
-                        "refusing to run through this connection",
-                        LOG_STR("error", err));
-            rc = EXACTLY_EDATABASE;
-        } else if (rc != EXACTLY_OK) {
-            exactly_log(EXACTLY_LOG_WARN, "postgres",
-                        "cannot check the connection", LOG_STR("error", err));
-            rc = EXACTLY_ERETRY;
-        }
+    /* A pooler in transaction mode would lose the session's timeouts:
+     * checked before they are set, so that such a pooler's backend is
+     * never left with them (pg_conn.h). */
+    rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
+    if (rc == EXACTLY_ECONFIG) {
+        exactly_log(EXACTLY_LOG_ERROR, "postgres",
+                    "refusing to run through this connection",
+                    LOG_STR("error", err));
+        rc = EXACTLY_EDATABASE;
+    } else if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres",
+                    "cannot check the connection", LOG_STR("error", err));
+        rc = EXACTLY_ERETRY;
+    } else if (exactly_pg_apply_settings(conn, cfg, err, sizeof(err)) != 0) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
+                    LOG_INT("attempt", attempt), LOG_STR("error", err));
+        rc = EXACTLY_ERETRY;
+    } else {
+        rc = check_version(conn, cfg);
     }
     if (rc != EXACTLY_OK) {
         PQfinish(conn);
@@ -79,11 +84,13 @@ exactly_err exactly_pg_open_session(const exactly_config *cfg,
 {
     exactly_err rc;
 
-    *out = exactly_pg_connect(cfg, app_name, why, why_size);
+    /* The session settings only once the check passed (pg_conn.h). */
+    *out = exactly_pg_connect_unset(cfg, app_name, why, why_size);
     if (!*out)
         return EXACTLY_ERETRY;
     rc = exactly_pg_check_session(*out, cfg, why, why_size);
-    if (rc == EXACTLY_OK)
+    if (rc == EXACTLY_OK &&
+        exactly_pg_apply_settings(*out, cfg, why, why_size) == 0)
         return EXACTLY_OK;
     PQfinish(*out);
     *out = NULL;
