@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A throwaway PgBouncer in front of a throwaway PostgreSQL, for tests.
 #
-#   scripts/pgbouncer.sh start DIR PG_CONNINFO MODE
+#   scripts/pgbouncer.sh start DIR PG_CONNINFO MODE [POOL_SIZE]
 #       start PgBouncer in pool_mode MODE (session | transaction) on a unix
 #       socket in a new directory under /tmp, forwarding every database
 #       name to the server PG_CONNINFO names (its host= socket directory
-#       and port=); write DIR/conninfo (host, port, user=postgres: add
-#       dbname=) and DIR/root (its directory)
+#       and port=), with at most POOL_SIZE (default 20) server connections
+#       per database and user; write DIR/conninfo (host, port,
+#       user=postgres: add dbname=) and DIR/root (its directory)
 #   scripts/pgbouncer.sh stop DIR
 #       stop it and remove its directory
 #
@@ -40,8 +41,9 @@ conninfo_get() {
 }
 
 start() {
-  local dir=$1 pg=$2 mode=$3 bin root pghost pgport port i
+  local dir=$1 pg=$2 mode=$3 size=${4:-20} bin root pghost pgport port i
   case "$mode" in session|transaction|statement) ;; *) die "bad pool mode '$mode'" ;; esac
+  case "$size" in ''|*[!0-9]*|0) die "bad pool size '$size'" ;; esac
   bin=$(find_bin) || { echo "pgbouncer.sh: pgbouncer is not installed (scripts/deps.sh)" >&2; exit 77; }
   pghost=$(conninfo_get "$pg" host)
   pgport=$(conninfo_get "$pg" port)
@@ -63,7 +65,7 @@ auth_type = trust
 auth_file = $root/users.txt
 pool_mode = $mode
 max_client_conn = 200
-default_pool_size = 20
+default_pool_size = $size
 server_reset_query = DISCARD ALL
 ignore_startup_parameters = extra_float_digits
 logfile = $root/pgbouncer.log
@@ -99,7 +101,7 @@ stop() {
 }
 
 case "${1:-}" in
-  start) [ $# -eq 4 ] || die "usage: $0 start DIR PG_CONNINFO MODE"; start "$2" "$3" "$4" ;;
+  start) [ $# -eq 4 ] || [ $# -eq 5 ] || die "usage: $0 start DIR PG_CONNINFO MODE [POOL_SIZE]"; start "$2" "$3" "$4" "${5:-20}" ;;
   stop)  [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

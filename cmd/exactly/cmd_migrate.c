@@ -7,7 +7,7 @@
 #include "ops/grants.h"
 #include "ops/validate.h"
 #include "cli.h"
-#include "pg_conn.h"
+#include "pg_open.h"
 #include "store.h"
 
 static void usage(FILE *out)
@@ -180,25 +180,22 @@ int cmd_migrate(int argc, char **argv)
         exactly_config_free(cfg);
         return code;
     }
-    conn = exactly_pg_connect(cfg, "exactly-migrate", err, sizeof(err));
-    if (!conn) {
-        cli_line(stderr, "exactly migrate: %s", err);
-        exactly_config_free(cfg);
-        return CLI_FAILED;
-    }
     /* A pooler in transaction mode would keep the session's advisory lock
      * on a pooled backend, and the unlock could run on another: refused
-     * as the workers refuse it. */
-    rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
+     * as the workers refuse it, before the session settings are set. */
+    rc = exactly_pg_open_session(cfg, "exactly-migrate", &conn, err,
+                                 sizeof(err));
     if (rc != EXACTLY_OK) {
-        cli_line(stderr, "exactly migrate: %s: %s",
+        cli_line(stderr, "exactly migrate: %s%s",
                  rc == EXACTLY_ECONFIG
-                     ? "refusing to run through this connection"
-                     : "cannot check the connection",
+                     ? "refusing to run through this connection: "
+                     : "",
                  err);
-        code = rc == EXACTLY_ECONFIG ? CLI_REFUSED : CLI_FAILED;
-    } else if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to,
-                                     err, sizeof(err)) != EXACTLY_OK) {
+        exactly_config_free(cfg);
+        return rc == EXACTLY_ECONFIG ? CLI_REFUSED : CLI_FAILED;
+    }
+    if (exactly_store_migrate(conn, cfg->postgres.schema, &from, &to, err,
+                              sizeof(err)) != EXACTLY_OK) {
         cli_line(stderr, "exactly migrate: %s", err);
         if (to >= 0)
             cli_line(stderr, "exactly migrate: schema %s stays at version %d "

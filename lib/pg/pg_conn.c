@@ -106,8 +106,9 @@ static int set_timeouts(PGconn *conn, const exactly_config *cfg)
     return ok ? 0 : -1;
 }
 
-PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
-                           char *errbuf, size_t errbuf_size)
+PGconn *exactly_pg_connect_unset(const exactly_config *cfg,
+                                 const char *app_name, char *errbuf,
+                                 size_t errbuf_size)
 {
     char timeout[16];
     exactly_conn_settings ours;
@@ -149,15 +150,34 @@ PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
-    if (set_timeouts(conn, cfg) != 0) {
-        fail_connect(cfg, conn, "cannot set the session's timeouts", errbuf,
+    if (PQsetnonblocking(conn, 1) != 0) {
+        fail_connect(cfg, conn, "cannot set non-blocking mode", errbuf,
                      errbuf_size);
         PQfinish(conn);
         return NULL;
     }
-    if (PQsetnonblocking(conn, 1) != 0) {
-        fail_connect(cfg, conn, "cannot set non-blocking mode", errbuf,
-                     errbuf_size);
+    return conn;
+}
+
+int exactly_pg_apply_settings(PGconn *conn, const exactly_config *cfg,
+                              char *errbuf, size_t errbuf_size)
+{
+    /* PQexecParams in set_timeouts waits as if blocking, whatever the
+     * connection's mode. */
+    if (set_timeouts(conn, cfg) == 0)
+        return 0;
+    fail_connect(cfg, conn, "cannot set the session's timeouts", errbuf,
+                 errbuf_size);
+    return -1;
+}
+
+PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
+                           char *errbuf, size_t errbuf_size)
+{
+    PGconn *conn = exactly_pg_connect_unset(cfg, app_name, errbuf,
+                                            errbuf_size);
+
+    if (conn && exactly_pg_apply_settings(conn, cfg, errbuf, errbuf_size)) {
         PQfinish(conn);
         return NULL;
     }
@@ -173,9 +193,16 @@ exactly_err exactly_pg_check_session(PGconn *conn, const exactly_config *cfg,
     static const char set_sql[] =
         "SELECT set_config('exactly.session_check', $1, false),"
         " pg_backend_pid()::text";
+    /* Reads the probe, then clears it (OFFSET 0 keeps the read in a
+     * subquery of its own, evaluated first): in the session it was set in
+     * when that is this one, else in the pooled backend that kept it,
+     * which would otherwise hand it to the pool's next client. Reading
+     * it is what the check decides by; clearing it afterwards changes
+     * nothing it decides. */
     static const char get_sql[] =
-        "SELECT coalesce(current_setting('exactly.session_check', true), ''),"
-        " pg_backend_pid()::text";
+        "SELECT v, p, set_config('exactly.session_check', '', false) FROM"
+        " (SELECT coalesce(current_setting('exactly.session_check', true),"
+        " '') AS v, pg_backend_pid()::text AS p OFFSET 0) AS probe";
     char token[64], pid_a[16] = "", err[512];
     const char *params[1] = {token};
     PGresult *res = NULL;
@@ -195,7 +222,10 @@ exactly_err exactly_pg_check_session(PGconn *conn, const exactly_config *cfg,
     snprintf(pid_a, sizeof(pid_a), "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
     res = NULL;
-    other = exactly_pg_connect(cfg, "exactly-session-check", err, sizeof(err));
+    /* Without the session settings: it only reads the probe, and through
+     * a pooler in transaction mode they would stay on a pooled backend. */
+    other = exactly_pg_connect_unset(cfg, "exactly-session-check", err,
+                                     sizeof(err));
     if (!other) {
         rc = EXACTLY_ERETRY;
         goto fail;

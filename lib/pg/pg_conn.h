@@ -20,22 +20,47 @@
  * app_name as application_name; connect_timeout and libpq keepalives
  * unless the conninfo sets them), in non-blocking mode. Returns NULL and
  * writes the reason (every password hidden, libpq's parse errors replaced
- * by a sentence of our own) into errbuf on failure.
+ * by a sentence of our own) into errbuf on failure. For the connections
+ * that need no session of their own (the read-only commands); the others
+ * go through exactly_pg_open_session (pg_open.h) or the two calls below.
  */
 PGconn *exactly_pg_connect(const exactly_config *cfg, const char *app_name,
                            char *errbuf, size_t errbuf_size);
 
 /*
+ * exactly_pg_connect() in two steps, for a connection that
+ * exactly_pg_check_session() must pass first: through a pooler in
+ * transaction mode the session settings would land on a pooled server
+ * session, which keeps them when it goes back to the pool and hands them
+ * to other clients' transactions, even though exactly then refuses to
+ * run. exactly_pg_connect_unset() connects without them (the same
+ * conninfo handling, application_name, connect_timeout, keepalives and
+ * non-blocking mode; NULL and errbuf on failure);
+ * exactly_pg_apply_settings() SETs them on conn once the check passed
+ * (0, or -1 with the reason in errbuf; the caller then PQfinish()es
+ * conn).
+ */
+PGconn *exactly_pg_connect_unset(const exactly_config *cfg,
+                                 const char *app_name, char *errbuf,
+                                 size_t errbuf_size);
+int exactly_pg_apply_settings(PGconn *conn, const exactly_config *cfg,
+                              char *errbuf, size_t errbuf_size);
+
+/*
  * Whether conn is a server session of its own for as long as it lasts, as
- * exactly needs: the timeouts set on connect, and on them the guarantee
- * that a frozen worker's row lock ends, must stay with it. A pooler that
- * hands each transaction any server connection (PgBouncer with pool_mode
- * transaction or statement) breaks that. Checked once per process: a
- * value is set in conn's session, a second connection must neither see it
- * nor share conn's backend, and conn must still see it on the same
- * backend afterwards. Returns EXACTLY_OK, EXACTLY_ECONFIG (not a session
- * of its own: errbuf says why and what to do) or EXACTLY_ERETRY (the check
- * could not run: errbuf says why).
+ * exactly needs: the timeouts set on it, and on them the guarantee that a
+ * frozen worker's row lock ends, and its session advisory locks must stay
+ * with it. A pooler that hands each transaction any server connection
+ * (PgBouncer with pool_mode transaction or statement) breaks that.
+ * Checked once per process (a later connection goes to the same
+ * endpoint, whose pool mode does not change under a running process): a
+ * value is set in conn's session, a second connection (opened without
+ * the session settings) must neither see it nor share conn's backend, and
+ * conn must still see it on the same backend afterwards; each read clears
+ * it where it was read, so that a pooled backend it landed on does not
+ * keep it. Run it before exactly_pg_apply_settings(). Returns EXACTLY_OK,
+ * EXACTLY_ECONFIG (not a session of its own: errbuf says why and what to
+ * do) or EXACTLY_ERETRY (the check could not run: errbuf says why).
  */
 exactly_err exactly_pg_check_session(PGconn *conn, const exactly_config *cfg,
                                      char *errbuf, size_t errbuf_size);

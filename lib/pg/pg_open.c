@@ -44,26 +44,31 @@ exactly_err exactly_pg_open_checked(const exactly_config *cfg,
     exactly_err rc;
 
     *out = NULL;
-    conn = exactly_pg_connect(cfg, app_name, err, sizeof(err));
+    conn = exactly_pg_connect_unset(cfg, app_name, err, sizeof(err));
     if (!conn) {
         exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
                     LOG_INT("attempt", attempt), LOG_STR("error", err));
         return EXACTLY_ERETRY;
     }
-    rc = check_version(conn, cfg);
-    if (rc == EXACTLY_OK) {
-        /* A pooler in transaction mode would lose the session's timeouts. */
-        rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
-        if (rc == EXACTLY_ECONFIG) {
-            exactly_log(EXACTLY_LOG_ERROR, "postgres",
-                        "refusing to run through this connection",
-                        LOG_STR("error", err));
-            rc = EXACTLY_EDATABASE;
-        } else if (rc != EXACTLY_OK) {
-            exactly_log(EXACTLY_LOG_WARN, "postgres",
-                        "cannot check the connection", LOG_STR("error", err));
-            rc = EXACTLY_ERETRY;
-        }
+    /* A pooler in transaction mode would lose the session's timeouts:
+     * checked before they are set, so that such a pooler's backend is
+     * never left with them (pg_conn.h). */
+    rc = exactly_pg_check_session(conn, cfg, err, sizeof(err));
+    if (rc == EXACTLY_ECONFIG) {
+        exactly_log(EXACTLY_LOG_ERROR, "postgres",
+                    "refusing to run through this connection",
+                    LOG_STR("error", err));
+        rc = EXACTLY_EDATABASE;
+    } else if (rc != EXACTLY_OK) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres",
+                    "cannot check the connection", LOG_STR("error", err));
+        rc = EXACTLY_ERETRY;
+    } else if (exactly_pg_apply_settings(conn, cfg, err, sizeof(err)) != 0) {
+        exactly_log(EXACTLY_LOG_WARN, "postgres", "connect failed",
+                    LOG_INT("attempt", attempt), LOG_STR("error", err));
+        rc = EXACTLY_ERETRY;
+    } else {
+        rc = check_version(conn, cfg);
     }
     if (rc != EXACTLY_OK) {
         PQfinish(conn);
@@ -73,6 +78,25 @@ exactly_err exactly_pg_open_checked(const exactly_config *cfg,
     return EXACTLY_OK;
 }
 
+exactly_err exactly_pg_open_session(const exactly_config *cfg,
+                                    const char *app_name, PGconn **out,
+                                    char *why, size_t why_size)
+{
+    exactly_err rc;
+
+    /* The session settings only once the check passed (pg_conn.h). */
+    *out = exactly_pg_connect_unset(cfg, app_name, why, why_size);
+    if (!*out)
+        return EXACTLY_ERETRY;
+    rc = exactly_pg_check_session(*out, cfg, why, why_size);
+    if (rc == EXACTLY_OK &&
+        exactly_pg_apply_settings(*out, cfg, why, why_size) == 0)
+        return EXACTLY_OK;
+    PQfinish(*out);
+    *out = NULL;
+    return rc == EXACTLY_ECONFIG ? EXACTLY_ECONFIG : EXACTLY_ERETRY;
+}
+
 exactly_err exactly_pg_connect_own_session(const exactly_config *cfg,
                                            const char *app_name, PGconn **out,
                                            char *err, size_t errsz)
@@ -80,18 +104,13 @@ exactly_err exactly_pg_connect_own_session(const exactly_config *cfg,
     char why[1536];
     exactly_err rc;
 
-    *out = exactly_pg_connect(cfg, app_name, err, errsz);
-    if (!*out)
-        return EXACTLY_EDATABASE;
-    rc = exactly_pg_check_session(*out, cfg, why, sizeof(why));
+    rc = exactly_pg_open_session(cfg, app_name, out, why, sizeof(why));
     if (rc == EXACTLY_OK)
         return EXACTLY_OK;
     if (rc == EXACTLY_ECONFIG)
         snprintf(err, errsz, "refusing to run through this connection: %s",
                  why);
-    else
-        snprintf(err, errsz, "%s", why); /* "cannot check the session: ..." */
-    PQfinish(*out);
-    *out = NULL;
+    else /* "cannot connect to PostgreSQL: ...", "cannot check the session: ..." */
+        snprintf(err, errsz, "%s", why);
     return rc == EXACTLY_ECONFIG ? EXACTLY_ECONFIG : EXACTLY_EDATABASE;
 }

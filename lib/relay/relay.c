@@ -351,6 +351,10 @@ int exactly_relay_run(const exactly_relay_opts *o, exactly_relay_stats *st)
         }
         relay_watch_kafka(&rl);
         ready = relay_ensure_conn(&rl);
+        if (ready == 3) {
+            code = 2; /* refused, as a configuration the relay cannot use */
+            break;
+        }
         if (ready == 2) {
             /* A standby shows the backlog too: the relay that holds the
              * outbox may be one without metrics, or stuck. */

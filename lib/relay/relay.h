@@ -77,7 +77,11 @@
  *  5. One relay per outbox table at a time: a session advisory lock on the
  *     table's name; a second relay waits as a standby. When the first
  *     loses its connection the second takes over, and the rows the first
- *     still had in flight may be published twice (same event-id).
+ *     still had in flight may be published twice (same event-id). The
+ *     lock holds only on a server session of the relay's own: through a
+ *     pooler in transaction mode it would stay on a pooled backend (a
+ *     second relay could take another, or every later relay wait behind
+ *     it), so such a connection is refused (exactly_pg_open_session).
  *  6. mode: transactional. Each row once among the committed records (what
  *     a read_committed consumer sees), the way Kafka Connect's exactly-once
  *     source connectors commit their source offsets (KIP-618). The outbox
@@ -187,8 +191,10 @@ typedef struct exactly_relay_stats {
 } exactly_relay_stats;
 
 /* Runs the relay until stopped. Returns 0 (stopped or idle), 1 (a fatal
- * producer error, being fenced among them) or 2 (refused at start:
- * librdkafka refused the producer's configuration). Nothing else ends it:
+ * producer error, being fenced among them) or 2 (refused: librdkafka
+ * refused the producer's configuration, or its first connection to
+ * PostgreSQL is not a server session of its own, as through PgBouncer in
+ * pool_mode = transaction; nothing is produced). Nothing else ends it:
  * PostgreSQL unreachable, and an outbox table that is missing or cannot
  * be read, are logged ("postgres unreachable", "reading the outbox
  * failed") and tried again with the cycle's backoff (0.1 s doubling to

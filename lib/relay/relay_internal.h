@@ -142,7 +142,9 @@ void relay_drop_conn(relay *rl);
 
 /* Connects and takes the outbox's advisory lock. Returns 0 when this relay
  * may publish, 1 when PostgreSQL failed (back off), 2 when another relay
- * holds the lock (try again after the poll interval). */
+ * holds the lock (try again after the poll interval), 3 when the
+ * connection is not a server session of its own (a transaction-mode
+ * pooler; logged): the relay must not run. */
 int relay_ensure_conn(relay *rl);
 
 /* Creates the relay's producer (relay_produce.c), its delivery reports

@@ -17,6 +17,7 @@
 #include "fault.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "pg_open.h"
 #include "clock.h"
 #include "relay_internal.h"
 #include "strbuf.h"
@@ -248,9 +249,21 @@ int relay_ensure_conn(relay *rl)
         return 0;
     if (!rl->conn || PQstatus(rl->conn) != CONNECTION_OK) {
         relay_drop_conn(rl);
-        rl->conn = exactly_pg_connect(rl->cfg, "exactly-relay", err,
-                                      sizeof(err));
-        if (!rl->conn) {
+        /* The outbox's lock below is the session's: through a pooler in
+         * transaction mode it would stay on a pooled backend, and another
+         * relay could publish the outbox beside this one. The check runs
+         * once per process (exactly_pg_check_session), as the worker's:
+         * a reconnect goes to the same endpoint, whose pool mode does
+         * not change under a running relay. */
+        rc = exactly_pg_open_session(rl->cfg, "exactly-relay", &rl->conn,
+                                     err, sizeof(err));
+        if (rc == EXACTLY_ECONFIG) {
+            exactly_log(EXACTLY_LOG_ERROR, "postgres",
+                        "refusing to run through this connection",
+                        LOG_STR("relay", rl->r->name), LOG_STR("error", err));
+            return 3;
+        }
+        if (rc != EXACTLY_OK) {
             exactly_log(EXACTLY_LOG_WARN, "relay", "postgres unreachable",
                         LOG_STR("error", err));
             return 1;

@@ -23,6 +23,24 @@
  *                the worker will do, and its read-only default is a
  *                session setting). The read-only `offsets` and `dlq
  *                list` still work: each of their statements stands alone.
+ *   relay        `exactly relay` through that transaction pool refuses
+ *                the same way (exit 2, the same line): its one relay per
+ *                outbox is a session advisory lock, which such a pool
+ *                would leave on a pooled backend. Nothing reaches its
+ *                topic, the outbox rows stay pending and no relay_state
+ *                row is written.
+ *   nothing left the transaction pool has one server connection, so every
+ *                refused command above ran its statements on the one
+ *                backend that a plain client of the pool then gets:
+ *                there, in several transactions, statement_timeout,
+ *                lock_timeout, idle_in_transaction_session_timeout,
+ *                client_connection_check_interval and the session
+ *                check's probe (exactly.session_check) read as in a
+ *                session of the server's own. A refused exactly must
+ *                leave no setting of its own to other clients of the
+ *                pool (their reports would run under its
+ *                statement_timeout). Then the read-only commands, which
+ *                do set them (they run where a pooler is fine), run.
  *
  * Skipped (77) when pgbouncer is not installed.
  */
@@ -36,12 +54,15 @@
 #include <string.h>
 
 #include "ledger_check.h"
+#include "relay_kit.h"
 #include "testkit.h"
 
 #define PARTITIONS 4
 #define N_MSGS 2000
 #define N_ENTITIES 300
 #define SEED 7
+#define RELAY_TOPIC "pgb-outbox"
+#define N_OUTBOX 5
 
 static char g_session_dir[512], g_txn_dir[512];
 
@@ -62,6 +83,38 @@ static void refused(const char *dir, const char *tag, const char *const *args)
                  strstr(text, "pool_mode = transaction"),
              "the refusal of %s does not say why", tag);
     free(text);
+}
+
+/* Every setting exactly makes on its sessions, and the session check's
+ * probe, as one line. */
+#define SETTINGS_SQL                                                          \
+    "SELECT current_setting('statement_timeout') || ' '"                      \
+    " || current_setting('lock_timeout') || ' '"                              \
+    " || current_setting('idle_in_transaction_session_timeout') || ' '"       \
+    " || current_setting('client_connection_check_interval') || ' '"          \
+    " || coalesce(current_setting('exactly.session_check', true), '')"
+
+/* A plain client of the transaction pool via_txn finds, in a few
+ * transactions, the settings a session of the server's own has (direct):
+ * none of exactly's stayed on the pool's backend. */
+static void no_settings_left(const char *via_txn, PGconn *direct)
+{
+    char *want = tk_sql_text(direct, SETTINGS_SQL);
+    PGconn *pooled = tk_pg_connect(via_txn);
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        char *got = tk_sql_text(pooled, SETTINGS_SQL);
+
+        TK_CHECK(got && want && strcmp(got, want) == 0,
+                 "a client of the transaction pool finds '%s' in its "
+                 "session, a session of the server's own '%s': a refused "
+                 "exactly left its settings on the pooled backend",
+                 got ? got : "", want ? want : "");
+        free(got);
+    }
+    PQfinish(pooled);
+    free(want);
 }
 
 /* `exactly ARGS` through the transaction pool: exit 0. */
@@ -94,18 +147,19 @@ static void stop_bouncers(void)
     }
 }
 
-/* Starts PgBouncer in mode in front of the fixture's server; its conninfo
- * for database db into out. */
-static void start_bouncer(char *dir, const char *mode, const char *db,
-                          char *out, size_t out_size)
+/* Starts PgBouncer in mode, with at most pool_size server connections, in
+ * front of the fixture's server; its conninfo for database db into out. */
+static void start_bouncer(char *dir, const char *mode, int pool_size,
+                          const char *db, char *out, size_t out_size)
 {
     char cmd[4096], path[600], *ci;
     int st;
     size_t n;
 
-    snprintf(cmd, sizeof cmd, "bash '%s/scripts/pgbouncer.sh' start '%s' '%s' %s",
+    snprintf(cmd, sizeof cmd,
+             "bash '%s/scripts/pgbouncer.sh' start '%s' '%s' %s %d",
              tk_env_required("EXACTLY_SOURCE_DIR"), dir,
-             tk_pg_admin_conninfo(), mode);
+             tk_pg_admin_conninfo(), mode, pool_size);
     st = system(cmd);
     if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
         tk_skip("pgbouncer is not installed (scripts/deps.sh installs it)");
@@ -136,6 +190,8 @@ int main(void)
     ledger_fixture f;
     ledger_config c;
     char db[128], via_session[1024], via_txn[1024], log[600], *text;
+    char relay_yaml[600];
+    int64_t hw;
     char *argv[8];
     PGconn *conn;
     int status;
@@ -146,8 +202,11 @@ int main(void)
     snprintf(g_txn_dir, sizeof g_txn_dir, "%s/pgb-transaction", f.dir);
     atexit(stop_bouncers);
     db_name(f.conninfo, db, sizeof db);
-    start_bouncer(g_session_dir, "session", db, via_session, sizeof via_session);
-    start_bouncer(g_txn_dir, "transaction", db, via_txn, sizeof via_txn);
+    start_bouncer(g_session_dir, "session", 20, db, via_session,
+                  sizeof via_session);
+    /* One server connection: whatever a refused command leaves in its
+     * session, the next client of the pool gets (nothing left). */
+    start_bouncer(g_txn_dir, "transaction", 1, db, via_txn, sizeof via_txn);
     tk_note("session pool: %s; transaction pool: %s", via_session, via_txn);
 
     tk_produce_ids(f.mock->bootstraps, f.topic, N_MSGS, N_ENTITIES, PARTITIONS,
@@ -219,16 +278,12 @@ int main(void)
                                    "--partition", "0", "--from", "0", "--to",
                                    "9", "-q", NULL};
         const char *check[] = {"check", "-c", f.config, NULL};
-        const char *offsets[] = {"offsets", "-c", f.config, NULL};
-        const char *list[] = {"dlq", "list", "-c", f.config, NULL};
 
         refused(f.dir, "offsets-reset", reset);
         refused(f.dir, "dlq-replay", replay);
         refused(f.dir, "dlq-discard", discard);
         refused(f.dir, "reprocess", reprocess);
         refused(f.dir, "check", check);
-        works(f.dir, "offsets", offsets);
-        works(f.dir, "dlq-list", list);
     }
     TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.offsets"),
                       0, "offset rows written by refused commands");
@@ -244,6 +299,41 @@ int main(void)
                       0, "reprocess runs recorded");
     TK_CHECK_EQ_INT64(ledger_rows(conn), 0, "ledger rows");
     tk_sql(conn, "DELETE FROM exactly.dead_letters");
+
+    /* relay: refused, nothing published or marked. */
+    tk_mock_create_topic(f.mock, RELAY_TOPIC, 1);
+    relay_insert_rows(conn, N_OUTBOX);
+    snprintf(relay_yaml, sizeof relay_yaml, "%s/relay-transaction.yaml",
+             f.dir);
+    ledger_write_config(relay_yaml, &c);
+    relay_config_append(relay_yaml, &(relay_config){.name = "pgb",
+                                                    .topic = RELAY_TOPIC});
+    {
+        const char *relay[] = {"relay", "-c", relay_yaml, "--exit-idle",
+                               "1000", NULL};
+
+        refused(f.dir, "relay", relay);
+    }
+    ledger_high_watermarks(f.mock->bootstraps, RELAY_TOPIC, 1, &hw);
+    TK_CHECK_EQ_INT64(hw, 0, "records the refused relay produced");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.outbox"
+                                         " WHERE published_at IS NULL AND"
+                                         " dead_reason IS NULL"),
+                      N_OUTBOX, "outbox rows still pending");
+    TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM"
+                                         " exactly.relay_state"),
+                      0, "relay_state rows of a refused relay");
+    tk_sql(conn, "DELETE FROM exactly.outbox");
+
+    /* nothing left, then the read-only commands through the pool. */
+    no_settings_left(via_txn, conn);
+    {
+        const char *offsets[] = {"offsets", "-c", f.config, NULL};
+        const char *list[] = {"dlq", "list", "-c", f.config, NULL};
+
+        works(f.dir, "offsets", offsets);
+        works(f.dir, "dlq-list", list);
+    }
 
     /* session: migrate (idempotent) and the whole topic through it. */
     c.conninfo = via_session;
