@@ -423,7 +423,8 @@ exactly_err engine_run_group(engine *e, const engine_group_member *m,
 
 /* Reads pt's stored position again on the current connection and follows
  * it (a reconnect: the server may have lost what we committed, or be a
- * promoted standby). Returns EXACTLY_OK (pt follows the row; its buffer
+ * promoted standby; or its row was seen moved while pt was idle: a reset
+ * under a running worker). Returns EXACTLY_OK (pt follows the row; its buffer
  * was dropped and its fetch position moved if the row is behind it),
  * EXACTLY_EFENCED (taken over or halted, as engine_run says) or
  * EXACTLY_ERETRY (the row could not be read). An earlier batch whose

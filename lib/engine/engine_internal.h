@@ -33,8 +33,9 @@ int engine_attempted(engine *e, const part *pt, int64_t start);
 void engine_set_attempted(engine *e, const part *pt, int64_t start);
 
 /*
- * After a failed or unknown attempt, a refused fence or a reconnect: the
- * stored row says where pt stands. drop_all (a refused fence) drops the
+ * After a failed or unknown attempt, a refused fence, a reconnect, or
+ * a row seen moved while pt was idle: the stored row says where pt
+ * stands. drop_all (a refused fence) drops the
  * buffer and moves the fetch position to the stored offset; otherwise only
  * what the stored offset shows committed is dropped. *back is set when the
  * stored offset is behind pt's (a reset, or a failover to a standby that

@@ -438,10 +438,12 @@ exactly_err ops_reset_apply(ops_reset *r, char *err, size_t errsz)
     int commit_sent = 0;
 
     /* The epoch is left alone on purpose: the worker that owns the row
-     * keeps its epoch, so its next batch fails only on the moved offset
-     * and it follows the database (engine/position.c,
-     * engine_follow_stored). A new epoch would read to it as a takeover,
-     * and it would leave the partition idle until the next rebalance. */
+     * keeps its epoch, so its next batch fails only on the moved offset,
+     * or, on an idle partition, its comparison of the row sees only the
+     * offset moved (worker/follow.c), and it follows the database
+     * (engine/position.c, engine_follow_stored). A new epoch would read
+     * to it as a takeover, and it would leave the partition idle until
+     * the next rebalance. */
     rc = columns_new(r, &c, err, errsz);
     if (rc != EXACTLY_OK)
         return rc;

@@ -117,6 +117,17 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         " FROM %1$s.offsets"
         " WHERE pipeline = $1 AND topic = $2 AND partition = $3",
         s->schema_q);
+    /* Primary-key lookups only; a moved row is rare, so the answer is
+     * usually empty. */
+    s->watch = store_format_schema(
+        "SELECT u.t, u.p, o.next_offset, o.owner_epoch"
+        " FROM unnest($2::text[], $3::integer[], $4::bigint[],"
+        " $5::bigint[]) AS u(t, p, n, ep)"
+        " LEFT JOIN %1$s.offsets o ON o.pipeline = $1 AND o.topic = u.t"
+        " AND o.partition = u.p"
+        " WHERE o.next_offset IS DISTINCT FROM u.n"
+        " OR o.owner_epoch IS DISTINCT FROM u.ep",
+        s->schema_q);
     s->reclaim = store_format_schema(
         "UPDATE %1$s.offsets SET owner_epoch = $5, owner = $6,"
         " claimed_at = now(), held = true"
@@ -140,7 +151,8 @@ int exactly_store_sql_init(exactly_store_sql *s, PGconn *conn,
         return -1;
     }
     if (!s->fence || !s->fence_group || !s->attempt || !s->run_fence || !s->run_read || !s->dedup || !s->dead_letter || !s->claim ||
-        !s->set_start || !s->read || !s->recheck || !s->reclaim || !s->dedup_expire ||
+        !s->set_start || !s->read || !s->recheck || !s->watch || !s->reclaim ||
+        !s->dedup_expire ||
         !s->release) {
         exactly_store_sql_free(s);
         return -1;
@@ -164,6 +176,7 @@ void exactly_store_sql_free(exactly_store_sql *s)
     free(s->set_start);
     free(s->read);
     free(s->recheck);
+    free(s->watch);
     free(s->reclaim);
     free(s->dedup_expire);
     free(s->release);

@@ -46,6 +46,13 @@ typedef struct exactly_store_sql {
                          offsets reset too) and its age in milliseconds by
                          the server's clock: the row of a halted
                          partition, read again (worker/recheck.c) */
+    char *watch;      /* $1 pipeline $2 topics[] $3 partitions[]
+                         $4 next_offsets[] $5 epochs[] (text array
+                         literals): topic, partition, next_offset and
+                         owner_epoch of each of those rows that differs
+                         from what was given, a missing row as NULLs:
+                         the idle partitions' rows, compared
+                         (worker/follow.c) */
     char *reclaim;    /* $1 pipeline $2 topic $3 partition $4 epoch read
                          $5 new epoch $6 owner: a claim the database lost
                          (a failover), taken again only if the row still

@@ -121,9 +121,11 @@ int worker_breaker_try_close(worker *w)
     return 1;
 }
 
-/* Nothing uses an idle connection until the next batch: a server that went
- * away meanwhile (a crash, a failover) would go unnoticed while nothing
- * arrives, and so would positions it lost. Reading what the server sent
+/* An idle connection may go unused for long: no batch runs, and with no
+ * partition assigned not even the comparison of idle partitions' rows
+ * (follow.c). A server that went away meanwhile (a crash, a failover)
+ * would go unnoticed while nothing arrives, and so would positions it
+ * lost. Reading what the server sent
  * finds a closed connection; the breaker then reconnects and reads every
  * position again. */
 void worker_db_probe(worker *w)

@@ -138,9 +138,10 @@ void worker_batch_done(worker *w, const part *pt,
     size_t i;
 
     if (r->confirmed) {
-        /* No run (engine_reread, the breaker closing): an earlier commit
-         * confirmed. Its figures; pt follows the stored row already, and
-         * the breaker resumes it. */
+        /* No run (engine_reread: the breaker closing, or an idle
+         * partition's row seen moved, follow.c): an earlier commit
+         * confirmed. Its figures; pt follows the stored row already (the
+         * breaker, when closing, resumes it). */
         if (w->m)
             count(w, pt, r);
         return;

@@ -385,6 +385,7 @@ static void periodic(worker *w, const exactly_worker_opts *o, long long now,
             engine_part_seek_owed(&w->eng, w->eng.parts[i]);
         worker_advance_idle(w);
         worker_recheck_halted(w);
+        worker_follow_idle(w);
     }
     worker_expire_dedup(w);
     if (now - t->stats >= 10000) {

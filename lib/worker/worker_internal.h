@@ -81,6 +81,7 @@ typedef struct worker {
      * empties. */
     kafka_refill refill;
     long long dedup_expire_at_ms; /* next slice of expired dedup keys */
+    long long follow_at_ms;   /* next read of the idle partitions' rows */
 
     /* Set from a signal handler: stop at the next turn. NULL: never. */
     volatile sig_atomic_t *stop;
@@ -171,6 +172,14 @@ void worker_release_pending(worker *w);
 void worker_recheck_halted(worker *w);
 /* How often such a partition reads its row again. */
 #define RESET_RECHECK_MS 3000
+/* Idle partitions (served, nothing buffered, not backing off): once
+ * every FOLLOW_IDLE_MS, while no batch or rebalance is under way and the
+ * breaker is closed, one statement compares their offset rows with what
+ * the worker holds; a partition whose row was moved (exactly offsets
+ * reset --force) or claimed follows it as a refused batch would
+ * (engine_reread). Nothing is sent when no partition is idle. follow.c. */
+void worker_follow_idle(worker *w);
+#define FOLLOW_IDLE_MS 2000
 /* The `exactly offsets reset` command that gives topic/partition a new
  * start, for a log line that asks an operator to run it; truncated to
  * size. */
