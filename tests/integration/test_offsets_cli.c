@@ -156,25 +156,6 @@ static int64_t plan_to(const char *out, int p)
     tk_fail("no row for partition %d in:\n%s", p, out);
 }
 
-/* Removes the ledger's rows of partition p from offset k on and takes them
- * off the counters: what a worker must then apply again. Returns how many. */
-static int64_t forget_from(cli_kit *c, int p, int64_t k)
-{
-    int64_t n = tk_sql_int64(c->db,
-                             "SELECT count(*) FROM ledger WHERE topic = '" TOPIC
-                             "' AND partition = %d AND \"offset\" >= %" PRId64,
-                             p, k);
-    tk_sql(c->db,
-           "UPDATE ledger_counters c SET n = c.n - d.k FROM (SELECT entity_id,"
-           " count(*) AS k FROM ledger WHERE topic = '" TOPIC "' AND partition"
-           " = %d AND \"offset\" >= %" PRId64 " GROUP BY entity_id) d"
-           " WHERE c.entity_id = d.entity_id;"
-           "DELETE FROM ledger WHERE topic = '" TOPIC "' AND partition = %d"
-           " AND \"offset\" >= %" PRId64,
-           p, k, p, k);
-    return n;
-}
-
 static void run_worker_to_end(cli_kit *c, const char *tag, ledger_summary *sum)
 {
     cli_kit_worker_summary(c, tag, 3000, WORKER_TIMEOUT_MS, sum);
@@ -413,7 +394,7 @@ int main(void)
     free(out);
 
     {
-        int64_t again = forget_from(&c, 0, k0);
+        int64_t again = ledger_forget_from(c.db, TOPIC, 0, k0);
         TK_CHECK_EQ_INT64(again, hw[0] - k0, "ledger rows removed");
         run_worker_to_end(&c, "resumed", &sum);
         TK_CHECK_EQ_INT64(sum.applied, again,
@@ -481,7 +462,7 @@ int main(void)
         free(after);
 
         /* Forced: the worker is idle at the end of every partition. */
-        (void)forget_from(&c, 1, k1);
+        (void)ledger_forget_from(c.db, TOPIC, 1, k1);
         status = cli_exactly(&c, &out, "offsets", "reset", "--pipeline",
                              LEDGER_PIPELINE, "--topic", TOPIC, "--partition",
                              "1", "--to-offset", k, "--force", NULL);

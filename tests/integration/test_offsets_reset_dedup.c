@@ -66,11 +66,7 @@ int main(void)
     cli_kit_start(&c, "offsets_reset_dedup", TOPIC, 1, "worker.yaml", 1);
     /* N_MSGS keys, one per message: dedup drops nothing the first time. */
     cli_kit_produce_ids(&c, TOPIC, N_MSGS, N_MSGS, 1, NULL);
-    /* DDL of plugins/README.md, section "ledger". */
-    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
-                 " topic text NOT NULL, partition int NOT NULL,"
-                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
-                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    ledger_create_reprocess_table(c.db);
     memset(&lc, 0, sizeof lc);
     lc.bootstraps = c.bootstraps;
     lc.conninfo = c.conninfo;

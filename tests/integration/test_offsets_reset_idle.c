@@ -41,27 +41,6 @@
 #define APPLY_TIMEOUT_MS 60000
 #define FOLLOWED "stored offset moved; following it"
 
-/* Removes the ledger rows of partition p from offset k on, and what they
- * added to the counters: a worker may apply them again. Returns how many
- * rows went. */
-static int64_t forget_from(PGconn *db, int p, int64_t k)
-{
-    int64_t n = tk_sql_int64(db,
-                             "SELECT count(*) FROM ledger WHERE topic = '"
-                             TOPIC "' AND partition = %d AND \"offset\" >= %"
-                             PRId64, p, k);
-
-    tk_sql(db,
-           "UPDATE ledger_counters c SET n = c.n - d.k FROM (SELECT entity_id,"
-           " count(*) AS k FROM ledger WHERE topic = '" TOPIC "' AND partition"
-           " = %d AND \"offset\" >= %" PRId64 " GROUP BY entity_id) d"
-           " WHERE c.entity_id = d.entity_id;"
-           "DELETE FROM ledger WHERE topic = '" TOPIC "' AND partition = %d"
-           " AND \"offset\" >= %" PRId64,
-           p, k, p, k);
-    return n;
-}
-
 /* `exactly offsets reset --force` of partition p, how (a mode and its
  * argument, or a mode and NULL); fails the test unless it exits 0. */
 static void reset(const ledger_fixture *f, const char *log, const char *p,
@@ -115,7 +94,7 @@ int main(void)
     /* 1. Back: nothing arrives after the reset. */
     again = 0;
     if (tk_wanted("back")) {
-        again = forget_from(db, 0, K);
+        again = ledger_forget_from(db, TOPIC, 0, K);
         TK_CHECK_EQ_INT64(again, hw[0] - K, "ledger rows removed");
         reset(&f, reset_log, "0", "--to-offset", K_TEXT);
         stored = tk_sql_int64(db, "SELECT next_offset FROM exactly.offsets"

@@ -165,10 +165,7 @@ int main(void)
 
     cli_kit_start(&c, "operator_privileges", TOPIC, 1, "operator.yaml", 1);
     cli_kit_produce_ids(&c, TOPIC, N_MSGS, N_MSGS, 1, NULL);
-    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
-                 " topic text NOT NULL, partition int NOT NULL,"
-                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
-                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    ledger_create_reprocess_table(c.db);
     snprintf(role, sizeof role, "exactly_operator_%d", (int)getpid());
     tk_sql(c.db, "CREATE ROLE %s LOGIN", role);
 

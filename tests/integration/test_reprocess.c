@@ -250,13 +250,7 @@ static void ledger_prepare(ledger_env *e)
     ledger_setup_db(e->conninfo);
     e->db = tk_pg_connect(e->conninfo);
     /* DDL of plugins/README.md, section "ledger". */
-    tk_sql(e->db, "CREATE TABLE ledger_reprocess ("
-                  "    run        bigint  NOT NULL,"
-                  "    topic      text    NOT NULL,"
-                  "    partition  int     NOT NULL,"
-                  "    \"offset\"   bigint  NOT NULL,"
-                  "    entity_id  text    NOT NULL,"
-                  "    PRIMARY KEY (run, topic, partition, \"offset\"))");
+    ledger_create_reprocess_table(e->db);
     memset(&c, 0, sizeof c);
     c.bootstraps = tk_mock_bootstraps(g_mock);
     c.conninfo = e->conninfo;

@@ -97,10 +97,7 @@ int main(void)
 
     cli_kit_start(&c, "reprocess_gone", TOPIC, 1, "worker.yaml", 1);
     /* DDL of plugins/README.md, section "ledger". */
-    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
-                 " topic text NOT NULL, partition int NOT NULL,"
-                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
-                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    ledger_create_reprocess_table(c.db);
     cli_kit_produce_ids(&c, TOPIC, SMALL, 10, 1, NULL);
     produce_big(&c, BIG_FIRST);
     memset(&lc, 0, sizeof lc);

@@ -295,10 +295,7 @@ int main(void)
     c.cmd_timeout_ms = CMD_TIMEOUT_MS;
     cli_kit_produce_ids(&c, TOPIC, N_MSGS, N_IDS, 1, NULL);
     /* DDL of plugins/README.md, section "ledger". */
-    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
-                 " topic text NOT NULL, partition int NOT NULL,"
-                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
-                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    ledger_create_reprocess_table(c.db);
     write_config(&c, 0);
     cli_kit_migrate(&c);
 

@@ -453,10 +453,7 @@ int main(void)
     }
     tk_produce(c.bootstraps, TOPIC, msgs, N0 + N1);
     /* DDL of plugins/README.md, section "ledger". */
-    tk_sql(c.db, "CREATE TABLE ledger_reprocess (run bigint NOT NULL,"
-                 " topic text NOT NULL, partition int NOT NULL,"
-                 " \"offset\" bigint NOT NULL, entity_id text NOT NULL,"
-                 " PRIMARY KEY (run, topic, partition, \"offset\"))");
+    ledger_create_reprocess_table(c.db);
     write_config(&c, 0);
     cli_kit_migrate(&c);
 

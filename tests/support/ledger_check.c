@@ -60,6 +60,37 @@ void ledger_create_tables(PGconn *db, const char *ledger,
               counters);
 }
 
+void ledger_create_reprocess_table(PGconn *db)
+{
+    /* DDL of plugins/README.md, section "ledger". */
+    tk_sql(db, "CREATE TABLE ledger_reprocess ("
+               "    run        bigint NOT NULL,"
+               "    topic      text   NOT NULL,"
+               "    partition  int    NOT NULL,"
+               "    \"offset\"   bigint NOT NULL,"
+               "    entity_id  text   NOT NULL,"
+               "    PRIMARY KEY (run, topic, partition, \"offset\"))");
+}
+
+int64_t ledger_forget_from(PGconn *db, const char *topic, int partition,
+                           int64_t from)
+{
+    int64_t n = tk_sql_int64(db,
+                             "SELECT count(*) FROM ledger WHERE topic = '%s'"
+                             " AND partition = %d AND \"offset\" >= %" PRId64,
+                             topic, partition, from);
+
+    tk_sql(db,
+           "UPDATE ledger_counters c SET n = c.n - d.k FROM (SELECT entity_id,"
+           " count(*) AS k FROM ledger WHERE topic = '%s' AND partition = %d"
+           " AND \"offset\" >= %" PRId64 " GROUP BY entity_id) d"
+           " WHERE c.entity_id = d.entity_id;"
+           "DELETE FROM ledger WHERE topic = '%s' AND partition = %d"
+           " AND \"offset\" >= %" PRId64,
+           topic, partition, from, topic, partition, from);
+    return n;
+}
+
 void ledger_setup_db(const char *conninfo)
 {
     PGconn *db = tk_pg_connect(conninfo);

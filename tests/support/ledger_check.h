@@ -39,6 +39,16 @@ void ledger_setup_db(const char *conninfo);
 void ledger_create_tables(PGconn *db, const char *ledger,
                           const char *counters);
 
+/* The ledger handler's reprocess table, `ledger_reprocess` (DDL of
+ * plugins/README.md): where a reprocess run's applications go. */
+void ledger_create_reprocess_table(PGconn *db);
+
+/* Removes the ledger's rows of topic's partition from offset `from` on,
+ * and what they added to `ledger_counters`: what a worker must then apply
+ * again. Returns how many rows went. */
+int64_t ledger_forget_from(PGconn *db, const char *topic, int partition,
+                           int64_t from);
+
 /* Create `table` (id bigint PRIMARY KEY, name text, balance numeric) with
  * rows 1..n: name 'account N', balance N * 10. */
 void ledger_create_accounts(PGconn *db, const char *table, int n);
