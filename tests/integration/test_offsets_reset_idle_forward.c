@@ -10,6 +10,10 @@
  * (worker_follow_idle) must move X to the row: its stored offset, no
  * batch fenced. Then one more message arrives: it alone is applied, none
  * of the skipped ones.
+ *
+ * Then another owner claims the idle partition Y (a higher epoch) and
+ * moves its row: the comparison finds Y taken over, not followed, and
+ * its log says nothing of following.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -36,7 +40,7 @@ int main(void)
     ledger_fixture f;
     inproc_worker iw;
     worker *w = &iw.w;
-    char reset_log[600], part_s[16];
+    char reset_log[600], follow_log[600], part_s[16];
     int64_t end, rows;
     part *x;
     PGconn *db;
@@ -82,6 +86,23 @@ int main(void)
     TK_CHECK_EQ_INT64(rows, 1, "ledger rows of X past the reset");
     TK_CHECK_EQ_INT64(ledger_rows(db), total, "ledger rows");
     TK_CHECK_EQ_INT64(w->eng.st.batches_fenced, 0, "batches fenced");
+
+    /* Y's row, claimed by another owner, moved on. */
+    tk_sql(db, "UPDATE exactly.offsets SET owner_epoch = owner_epoch + 1,"
+               " next_offset = next_offset + 5 WHERE topic = '" TOPIC "'"
+               " AND partition = %d",
+           (int)iw.y->partition);
+    TK_CHECK(iw.y->n_buf == 0 && !part_state_stopped(iw.y->state),
+             "Y is not idle before the takeover is compared");
+    snprintf(follow_log, sizeof follow_log, "%s/follow.log", f.dir);
+    inproc_follow_logged(w, follow_log, 5);
+    TK_CHECK(iw.y->state == PART_S_FENCED,
+             "Y, claimed by another owner, is not taken over after a "
+             "comparison of the idle rows (state %d)",
+             (int)iw.y->state);
+    TK_CHECK(tk_log_count(follow_log, "following it") == 0,
+             "the log says Y's moved row is followed, though another "
+             "owner took Y over");
 
     inproc_worker_stop(&iw);
     PQfinish(db);

@@ -228,16 +228,36 @@ void inproc_mirror_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
     inproc_worker_start(iw, f->config, 1);
 }
 
-void inproc_flush_logged(worker *w, const char *path, int tail_lines)
+/* Runs step on w with the log sent to path, then shows its tail. */
+static void logged(worker *w, void (*step)(worker *), const char *path,
+                   int tail_lines)
 {
     int saved = dup(STDERR_FILENO);
 
     TK_CHECK(saved >= 0 && exactly_log_set_file(path) == 0,
              "cannot send the log to %s", path);
-    (void)worker_flush_ready(w, 0);
+    step(w);
     fflush(stderr);
     (void)exactly_log_set_file(NULL);
     TK_CHECK(dup2(saved, STDERR_FILENO) >= 0, "cannot restore stderr");
     close(saved);
     tk_log_tail(path, tail_lines);
+}
+
+static void flush_step(worker *w) { (void)worker_flush_ready(w, 0); }
+
+static void follow_step(worker *w)
+{
+    w->follow_at_ms = 0;
+    worker_follow_idle(w);
+}
+
+void inproc_flush_logged(worker *w, const char *path, int tail_lines)
+{
+    logged(w, flush_step, path, tail_lines);
+}
+
+void inproc_follow_logged(worker *w, const char *path, int tail_lines)
+{
+    logged(w, follow_step, path, tail_lines);
 }

@@ -113,6 +113,11 @@ void inproc_mirror_start(inproc_worker *iw, ledger_fixture *f, PGconn **db,
  * log are shown on stderr. */
 void inproc_flush_logged(worker *w, const char *path, int tail_lines);
 
+/* One comparison of w's idle partitions' offset rows (worker_follow_idle,
+ * due at once) with its log sent to path, shown as inproc_flush_logged
+ * shows it. */
+void inproc_follow_logged(worker *w, const char *path, int tail_lines);
+
 /* Polls w (and, with flush, flushes what is due) until cond holds or ms
  * pass. */
 #define INPROC_RUN_UNTIL(w, cond, ms, flush)                                   \
