@@ -38,18 +38,19 @@ static int conn_free(const worker *w)
            w->n_deferred == 0;
 }
 
-/* Follows the row of pt, idle, given as row r of the watch's answer. */
-static void follow_row(worker *w, part *pt, const PGresult *res, int r)
+/* Follows the row of pt, idle, which the watch found changed. A moved
+ * offset is logged here once pt follows it; a takeover, a lost claim or
+ * a lost row by engine_follow_stored, which says what it does about
+ * them. */
+static void follow_row(worker *w, part *pt)
 {
-    /* A moved offset is logged here; a changed epoch or a lost row by
-     * engine_follow_stored, which says what it does about them. */
-    if (!PQgetisnull(res, r, 2) &&
-        strtoll(PQgetvalue(res, r, 2), NULL, 10) != pt->next_offset)
+    int64_t from = pt->next_offset;
+
+    if (engine_reread(&w->eng, pt) == EXACTLY_OK &&
+        !part_state_stopped(pt->state) && pt->next_offset != from)
         exactly_log(EXACTLY_LOG_INFO, "worker",
                     "stored offset moved; following it", LOG_PART(pt),
-                    LOG_INT("from", pt->next_offset),
-                    LOG_INT("to", strtoll(PQgetvalue(res, r, 2), NULL, 10)));
-    (void)engine_reread(&w->eng, pt);
+                    LOG_INT("from", from), LOG_INT("to", pt->next_offset));
 }
 
 /* worker_internal.h says what it does. */
@@ -109,7 +110,7 @@ void worker_follow_idle(worker *w)
         part *pt = engine_part_find(&w->eng, PQgetvalue(res, r, 0),
                                     (int32_t)atoi(PQgetvalue(res, r, 1)));
         if (pt && part_idle(w, pt))
-            follow_row(w, pt, res, r);
+            follow_row(w, pt);
     }
     if (!w->eng.conn)
         worker_breaker_open(w); /* a re-read lost the connection */
