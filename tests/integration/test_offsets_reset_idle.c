@@ -1,7 +1,12 @@
 /*
  * A running worker follows `exactly offsets reset --force` on a partition
  * where nothing arrives: no batch of its own meets the offset
- * compare-and-set there, so it must notice the moved row by reading it.
+ * compare-and-set there, so it must notice the moved row by reading it
+ * (1). Part 2 is a regression check of a reset forward under a worker
+ * that then meets messages it had buffered: those are refused by the
+ * compare-and-set as before the idle comparison existed, so it passes
+ * without it; test_offsets_reset_idle_forward.c shows the forward case
+ * on an idle partition.
  *
  *   1. back: a worker applies a wave on 2 partitions and goes idle; the
  *      ledger rows (and counters) of partition 0 from K are removed, as
