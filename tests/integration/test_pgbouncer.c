@@ -189,13 +189,11 @@ int main(void)
     static int64_t per_entity[N_ENTITIES];
     ledger_fixture f;
     ledger_config c;
-    char db[128], via_session[1024], via_txn[1024], log[600], *text;
+    char db[128], via_session[1024], via_txn[1024];
     char relay_yaml[600];
     int64_t hw;
-    char *argv[8];
     PGconn *conn;
     int status;
-    pid_t pid;
 
     ledger_fixture_start(&f, "pgbouncer", "pgb", PARTITIONS);
     snprintf(g_session_dir, sizeof g_session_dir, "%s/pgb-session", f.dir);
@@ -223,38 +221,13 @@ int main(void)
     ledger_migrate(f.config, f.log); /* directly: the schema exists */
     c.conninfo = via_txn;
     ledger_write_config(f.config, &c);
-    snprintf(log, sizeof log, "%s/migrate-transaction.log", f.dir);
-    status = tk_exactly(log, 60000, "migrate", "-c", f.config, NULL);
-    text = tk_read_file(log);
-    tk_note("migrate through a transaction pool:\n%s", text ? text : "");
-    TK_CHECK(status == 2, "exactly migrate through a transaction pool "
-             "exited %d, expected 2 (refused)", status);
-    TK_CHECK(text && strstr(text, "refusing to run through this connection") &&
-                 strstr(text, "not a PostgreSQL session of its own") &&
-                 strstr(text, "pool_mode = transaction"),
-             "the refusal of migrate does not say why");
-    free(text);
-    snprintf(log, sizeof log, "%s/worker-transaction.log", f.dir);
-    argv[0] = (char *)ledger_exactly_bin();
-    argv[1] = "worker";
-    argv[2] = "-c";
-    argv[3] = f.config;
-    argv[4] = "--exit-idle";
-    argv[5] = "2000";
-    argv[6] = NULL;
-    pid = tk_spawn(argv, log);
-    status = tk_wait(pid, 60000);
-    if (status == -1)
-        tk_terminate(pid, 5000);
-    text = tk_read_file(log);
-    tk_note("worker through a transaction pool:\n%s", text ? text : "");
-    TK_CHECK(status == 2, "the worker through a transaction pool exited %d, "
-             "expected 2 (refused)", status);
-    TK_CHECK(text && strstr(text, "refusing to run through this connection") &&
-                 strstr(text, "not a PostgreSQL session of its own") &&
-                 strstr(text, "pool_mode = transaction"),
-             "the refusal does not say why");
-    free(text);
+    {
+        const char *const migrate[] = {"migrate", "-c", f.config, NULL};
+        const char *const worker[] = {"worker", "-c", f.config,
+                                      "--exit-idle", "2000", NULL};
+        refused(f.dir, "migrate", migrate);
+        refused(f.dir, "worker", worker);
+    }
     conn = tk_pg_connect(f.conninfo);
     TK_CHECK_EQ_INT64(tk_sql_int64(conn, "SELECT count(*) FROM exactly.offsets"),
                       0, "offset rows claimed through the transaction pool");
